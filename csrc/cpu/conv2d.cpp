@@ -1,0 +1,99 @@
+// sft_cpu::conv2d — implicit-GEMM convolution on the blocked GEMM engine (gemm.h).
+//
+// CUTLASS mapping per group: M = N·P·Q output pixels, N = K/groups output channels, K = R·S·C/groups with
+// k ordered (r, s, c) so c is innermost: each A row segment is a contiguous channel run of one input pixel
+// (the input is used channels-last; NCHW input is repacked once per call, a cost counted in benchmarks).
+// Padding, stride and dilation are handled while packing A; no im2col buffer is built. The epilogue (bias,
+// activation, residual) is applied in the tile store, which writes the output in its own memory format.
+#include <ATen/ATen.h>
+
+#include "gemm.h"
+
+namespace sft {
+
+at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                      int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual) {
+  TORCH_CHECK(input.dim() == 4 && weight.dim() == 4, "sft_cpu::conv2d: input and weight must be 4-D");
+  TORCH_CHECK(input.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat,
+              "sft_cpu::conv2d: float32 only");
+  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, "sft_cpu::conv2d: pairs expected");
+  const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
+  const int64_t K = weight.size(0), Cg = weight.size(1), R = weight.size(2), S = weight.size(3);
+  TORCH_CHECK(groups >= 1 && C == Cg * groups && K % groups == 0, "sft_cpu::conv2d: channel/group mismatch");
+  const int64_t sh = stride[0], sw = stride[1], ph = padding[0], pw = padding[1], dh = dilation[0], dw = dilation[1];
+  const int64_t P = (H + 2 * ph - dh * (R - 1) - 1) / sh + 1, Q = (W + 2 * pw - dw * (S - 1) - 1) / sw + 1;
+  TORCH_CHECK(P > 0 && Q > 0, "sft_cpu::conv2d: output size is not positive");
+  const int64_t Kg = K / groups, PQ = P * Q, M = N * PQ, KK = R * S * Cg;
+
+  const bool out_cl = input.is_contiguous(at::MemoryFormat::ChannelsLast) && !input.is_contiguous();
+  at::Tensor out = at::empty({N, K, P, Q}, input.options().memory_format(out_cl ? at::MemoryFormat::ChannelsLast
+                                                                                : at::MemoryFormat::Contiguous));
+  if (M == 0) return out;
+  // Channels must be unit-stride for the run copies in pack_a; NCHW input is repacked once.
+  const at::Tensor x = input.stride(1) == 1 ? input : input.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor wt = weight.permute({2, 3, 1, 0}).contiguous();  // (R, S, Cg, K): B rows k=(r,s,c)
+  at::Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
+  at::Tensor res = residual.has_value() && residual->defined() ? *residual : at::Tensor();
+  if (res.defined()) TORCH_CHECK(res.sizes() == out.sizes() && res.scalar_type() == at::kFloat,
+                                 "sft_cpu::conv2d: residual must match the output");
+
+  const UKernel& uk = ukernel();
+  const float* xp = x.data_ptr<float>();
+  const int64_t xs0 = x.stride(0), xs2 = x.stride(2), xs3 = x.stride(3);
+  const int64_t os[4] = {out.stride(0), out.stride(1), out.stride(2), out.stride(3)};
+  int64_t rs[4] = {0, 0, 0, 0};
+  if (res.defined()) for (int d = 0; d < 4; ++d) rs[d] = res.stride(d);
+  at::Tensor bp = at::empty({(Kg + uk.nr - 1) / uk.nr * uk.nr * round_up(KK, KU) + 16}, input.options());
+
+  for (int64_t g = 0; g < groups; ++g) {
+    pack_b(wt.data_ptr<float>() + g * Kg, KK, Kg, K, 1, uk.nr, bp.data_ptr<float>());
+    const float* xg = xp + g * Cg;
+
+    auto pack_a = [&](int64_t i0, int mr, int64_t k0, int64_t kc, float* dst) {
+      const int64_t kcp = round_up(kc, KU);
+      for (int i = 0; i < uk.mr; ++i) {
+        if (i >= mr) {
+          pack_a_run(dst, uk.mr, i, 0, nullptr, kcp, 1);
+          continue;
+        }
+        const int64_t m = i0 + i, n = m / PQ, pq = m % PQ;
+        const int64_t ih0 = (pq / Q) * sh - ph, iw0 = (pq % Q) * sw - pw;
+        const float* xn = xg + n * xs0;
+        int64_t k = k0, rsi = k0 / Cg, c = k0 % Cg;
+        while (k < k0 + kc) {
+          const int64_t ih = ih0 + (rsi / S) * dh, iw = iw0 + (rsi % S) * dw;
+          const int64_t run = std::min(Cg - c, k0 + kc - k);
+          const bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
+          pack_a_run(dst, uk.mr, i, k - k0, inside ? xn + ih * xs2 + iw * xs3 + c : nullptr, run, 1);
+          k += run;
+          c = 0;
+          ++rsi;
+        }
+        if (kcp > kc) pack_a_run(dst, uk.mr, i, kc, nullptr, kcp - kc, 1);
+      }
+    };
+
+    TileOut o{out.data_ptr<float>() + g * Kg * os[1], os[1],
+              res.defined() ? res.data_ptr<float>() + g * Kg * rs[1] : nullptr, rs[1],
+              b.defined() ? b.data_ptr<float>() + g * Kg : nullptr, static_cast<int>(activation),
+              static_cast<float>(negative_slope)};
+    auto store = [&](int64_t i0, int mr, int64_t j0, int nr, const float* tile, bool first, bool last) {
+      int64_t row_off[32], res_off[32];
+      for (int i = 0; i < mr; ++i) {
+        const int64_t m = i0 + i, n = m / PQ, pq = m % PQ, p = pq / Q, q = pq % Q;
+        row_off[i] = n * os[0] + p * os[2] + q * os[3];
+        res_off[i] = n * rs[0] + p * rs[2] + q * rs[3];
+      }
+      store_tile(o, row_off, res_off, mr, nr, j0, tile, uk.nr, first, last);
+    };
+    // Channels-last output (and residual) rows are affine in m: the micro-kernel writes them directly.
+    const bool out_affine = os[1] == 1 && os[3] == Kg * groups && os[2] == Q * os[3] && os[0] == P * os[2];
+    const bool res_affine = !res.defined() || (rs[1] == 1 && rs[2] == Q * rs[3] && rs[0] == P * rs[2]);
+    const AffineOut aff{o.c, os[3], o.res, rs[3], o.bias, o.act, o.slope};
+    gemm_driver(uk, M, Kg, KK, bp.data_ptr<float>(), pack_a, out_affine && res_affine ? &aff : nullptr, store);
+  }
+  return out;
+}
+
+}  // namespace sft

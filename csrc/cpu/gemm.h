@@ -1,0 +1,196 @@
+// BLIS-style blocked GEMM engine shared by the CPU ops.
+//
+//   C(M×N) = A(M×K) · B(K×N), fp32, computed tile by tile by an MR×NR register-blocked micro-kernel.
+//   A is packed per (MC×KC) block by an op-supplied packer (so conv packs im2col rows straight from the
+//   input: implicit GEMM, no im2col buffer); B is pre-packed once per call into NR-wide panels.
+//   The op-supplied store writes each finished tile with the fused epilogue.
+//
+// Packed layouts (KU = 8 k-steps interleaved so every broadcast address is a constant offset):
+//   A micro-panel (MR rows × kc): [ceil(kc/8)][MR][8], zero-padded rows and k.
+//   B panel (K × NR):             [Kpad][NR] with Kpad = round_up(K, 8), zero-padded columns and k.
+#pragma once
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace sft {
+
+constexpr int KU = 8;
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+enum Act : int { kActNone = 0, kActRelu = 1, kActLeaky = 2 };
+
+// Where a micro-kernel writes its tile: rows [0, mr) × cols [0, nr) of C at c + i*ldc + j.
+//   accumulate: C += acc (else C = acc); last: then add bias[j], activate, add res[i*ldres + j].
+struct KOut {
+  float* c;
+  int64_t ldc;
+  const float* res;
+  int64_t ldres;
+  const float* bias;
+  int act;
+  float slope;
+  bool accumulate, last;
+  int mr, nr;
+};
+
+// acc[MR][NR] = sum_k A[i][k] B[k][j] over kb blocks of 8 k-steps, then the KOut epilogue.
+using UKernelFn = void (*)(int64_t kb, const float* a, const float* b, const KOut& out);
+
+struct UKernel {
+  const char* isa;
+  int mr, nr;
+  UKernelFn fn;
+};
+
+struct Blocking {
+  int64_t mc, kc, nc;  // rows per A block, k per block (multiple of 8), columns per B block
+};
+
+// The micro-kernel for this CPU (or the one forced by SFT_KERNELS_ISA=avx512|avx2|generic).
+const UKernel& ukernel();
+const UKernel& ukernel_for(const std::string& isa);  // throws if this CPU cannot run it
+Blocking blocking(const UKernel& uk);  // defaults, overridden by SFT_KERNELS_GEMM_BLOCKING="MC,KC,NC"
+void set_blocking(int64_t mc, int64_t kc, int64_t nc);  // 0 = keep default
+std::string gemm_config();
+
+// Pack columns [0, N) of a K×N matrix b(k, n) = src[k*ks + n*ns] into NR-wide panels [N/NR][Kpad][NR].
+void pack_b(const float* src, int64_t K, int64_t N, int64_t ks, int64_t ns, int nr, float* dst);
+
+// Write `len` values src[e*stride] (zeros when src is null) to k positions [kk0, kk0+len) of row i of an A
+// micro-panel laid out [k/8][MR][8]. Aligned unit-stride runs go as 8-float (32-byte) copies.
+inline void pack_a_run(float* dst, int MR, int i, int64_t kk0, const float* src, int64_t len, int64_t stride) {
+  int64_t e = 0;
+  while (e < len) {
+    const int64_t kk = kk0 + e;
+    float* d = dst + (kk / KU) * MR * KU + i * KU + (kk % KU);
+    if (kk % KU == 0 && len - e >= KU && (stride == 1 || !src)) {
+      if (src) std::memcpy(d, src + e, KU * sizeof(float));
+      else std::memset(d, 0, KU * sizeof(float));
+      e += KU;
+    } else {
+      *d = src ? src[e * stride] : 0.f;
+      ++e;
+    }
+  }
+}
+
+// Activation with PyTorch's NaN semantics (NaN stays NaN).
+inline float activate(float v, int act, float slope) {
+  if (act == kActRelu) return v < 0.f ? 0.f : v;
+  if (act == kActLeaky) return v < 0.f ? v * slope : v;
+  return v;
+}
+
+// Where tile rows go: element (row i, col j) of a tile lives at c + row_off[i] + j * col_stride.
+struct TileOut {
+  float* c;
+  int64_t col_stride;
+  const float* res;  // residual with the same addressing, or nullptr
+  int64_t res_col_stride;
+  const float* bias;  // per column, or nullptr
+  int act;
+  float slope;
+};
+
+// first: C = tile, else C += tile; last: add bias, activate, add residual.
+inline void store_tile(const TileOut& o, const int64_t* row_off, const int64_t* res_off, int mr, int nr,
+                       int64_t j0, const float* tile, int tile_ld, bool first, bool last) {
+  for (int i = 0; i < mr; ++i) {
+    float* __restrict c = o.c + row_off[i] + j0 * o.col_stride;
+    const float* __restrict t = tile + i * tile_ld;
+    const float* __restrict r = o.res ? o.res + res_off[i] + j0 * o.res_col_stride : nullptr;
+    const float* __restrict bias = o.bias ? o.bias + j0 : nullptr;
+    if (o.col_stride == 1 && (!r || o.res_col_stride == 1)) {
+      for (int j = 0; j < nr; ++j) {
+        float v = first ? t[j] : c[j] + t[j];
+        if (last) {
+          if (bias) v += bias[j];
+          v = activate(v, o.act, o.slope);
+          if (r) v += r[j];
+        }
+        c[j] = v;
+      }
+    } else {
+      for (int j = 0; j < nr; ++j) {
+        float* cj = c + j * o.col_stride;
+        float v = first ? t[j] : *cj + t[j];
+        if (last) {
+          if (bias) v += bias[j];
+          v = activate(v, o.act, o.slope);
+          if (r) v += r[j * o.res_col_stride];
+        }
+        *cj = v;
+      }
+    }
+  }
+}
+
+// Output of a whole GEMM whose rows are affine (C(m, j) = c + m*ldc + j): micro-kernels write it directly.
+struct AffineOut {
+  float* c;
+  int64_t ldc;
+  const float* res;
+  int64_t ldres;
+  const float* bias;  // per column
+  int act;
+  float slope;
+};
+
+// Drives the blocked loops over an M×N×K problem. Parallel over (MC-row block, NC-column block) pairs.
+//   pack_a(i0, mr, k0, kc, dst): pack rows [i0, i0+mr) × k [k0, k0+kc) as one A micro-panel (MR rows).
+//   bp: B pre-packed by pack_b for the kernel's NR with Kpad = round_up(K, 8).
+//   affine: if non-null, tiles go straight to it; otherwise each tile goes through a buffer to
+//   store(i0, mr, j0, nr, tile, first, last) (tile_ld = NR), for outputs with non-affine rows (NCHW).
+template <class PackA, class Store>
+void gemm_driver(const UKernel& uk, int64_t M, int64_t N, int64_t K, const float* bp, const PackA& pack_a,
+                 const AffineOut* affine, const Store& store) {
+  const Blocking blk = blocking(uk);
+  const int MR = uk.mr, NR = uk.nr;
+  const int64_t MC = std::max<int64_t>(MR, blk.mc / MR * MR);
+  const int64_t KC = std::max<int64_t>(KU, blk.kc / KU * KU);
+  const int64_t NC = std::max<int64_t>(NR, blk.nc / NR * NR);
+  const int64_t Kpad = round_up(K, KU);
+  const int64_t nmb = (M + MC - 1) / MC, nnb = (N + NC - 1) / NC;
+  at::parallel_for(0, nmb * nnb, 1, [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<float> abuf_store;
+    abuf_store.resize(static_cast<size_t>(MC * std::min(KC, Kpad)) + 64);
+    float* abuf = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(abuf_store.data()) + 63) & ~uintptr_t(63));
+    alignas(64) float tile[32 * 64];
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t i0 = (t / nnb) * MC, j0 = (t % nnb) * NC;
+      const int64_t i1 = std::min(M, i0 + MC), j1 = std::min(N, j0 + NC);
+      for (int64_t k0 = 0; k0 < K; k0 += KC) {
+        const int64_t kc = std::min(KC, K - k0), kcp = round_up(kc, KU);
+        const bool first = k0 == 0, last = k0 + kc >= K;
+        for (int64_t i = i0; i < i1; i += MR)
+          pack_a(i, static_cast<int>(std::min<int64_t>(MR, i1 - i)), k0, kc, abuf + (i - i0) * kcp);
+        for (int64_t i = i0; i < i1; i += MR) {
+          const int mr = static_cast<int>(std::min<int64_t>(MR, i1 - i));
+          for (int64_t j = j0; j < j1; j += NR) {
+            const int nr = static_cast<int>(std::min<int64_t>(NR, j1 - j));
+            const float* a = abuf + (i - i0) * kcp;
+            const float* b = bp + (j / NR) * Kpad * NR + k0 * NR;
+            if (affine) {
+              const AffineOut& o = *affine;
+              const KOut ko{o.c + i * o.ldc + j, o.ldc, o.res ? o.res + i * o.ldres + j : nullptr, o.ldres,
+                            o.bias ? o.bias + j : nullptr, o.act, o.slope, !first, last, mr, nr};
+              uk.fn(kcp / KU, a, b, ko);
+            } else {
+              const KOut ko{tile, NR, nullptr, 0, nullptr, kActNone, 0.f, false, false, MR, NR};
+              uk.fn(kcp / KU, a, b, ko);
+              store(i, mr, j, nr, tile, first, last);
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace sft

@@ -1,0 +1,44 @@
+// sft_cpu::matmul — batched C[b] = A[b] · B[b] for (B, M, K) and (B, K, N) float32 views with any strides
+// (stride-0 batch dims from broadcasting need no copy). B is packed per batch, A per block by the driver.
+#include <ATen/ATen.h>
+
+#include "gemm.h"
+
+namespace sft {
+
+at::Tensor matmul_cpu(const at::Tensor& a, const at::Tensor& b) {
+  TORCH_CHECK(a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0) && a.size(2) == b.size(1),
+              "sft_cpu::matmul: expects (B, M, K) @ (B, K, N)");
+  TORCH_CHECK(a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat, "sft_cpu::matmul: float32 only");
+  const int64_t B = a.size(0), M = a.size(1), K = a.size(2), N = b.size(2);
+  at::Tensor c = at::empty({B, M, N}, a.options());
+  if (M == 0 || N == 0 || B == 0) return c;
+  if (K == 0) return c.zero_();
+  const UKernel& uk = ukernel();
+  at::Tensor bp = at::empty({(N + uk.nr - 1) / uk.nr * uk.nr * round_up(K, KU) + 16}, a.options());
+  const float* ap = a.data_ptr<float>();
+  const int64_t as1 = a.stride(1), as2 = a.stride(2);
+  for (int64_t bi = 0; bi < B; ++bi) {
+    pack_b(b.data_ptr<float>() + bi * b.stride(0), K, N, b.stride(1), b.stride(2), uk.nr, bp.data_ptr<float>());
+    const float* ab = ap + bi * a.stride(0);
+    auto pack_a = [&](int64_t i0, int mr, int64_t k0, int64_t kc, float* dst) {
+      const int64_t kcp = round_up(kc, KU);
+      for (int i = 0; i < uk.mr; ++i) {
+        const float* src = i < mr ? ab + (i0 + i) * as1 + k0 * as2 : nullptr;
+        pack_a_run(dst, uk.mr, i, 0, src, kc, as2);
+        if (kcp > kc) pack_a_run(dst, uk.mr, i, kc, nullptr, kcp - kc, 1);
+      }
+    };
+    TileOut o{c.data_ptr<float>() + bi * M * N, 1, nullptr, 0, nullptr, kActNone, 0.f};
+    auto store = [&](int64_t i0, int mr, int64_t j0, int nr, const float* tile, bool first, bool last) {
+      int64_t row_off[32];
+      for (int i = 0; i < mr; ++i) row_off[i] = (i0 + i) * N;
+      store_tile(o, row_off, row_off, mr, nr, j0, tile, uk.nr, first, last);
+    };
+    const AffineOut aff{o.c, N, nullptr, 0, nullptr, kActNone, 0.f};
+    gemm_driver(uk, M, N, K, bp.data_ptr<float>(), pack_a, &aff, store);
+  }
+  return c;
+}
+
+}  // namespace sft

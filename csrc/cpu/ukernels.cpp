@@ -1,0 +1,232 @@
+// Register-blocked fp32 micro-kernels, one per ISA, chosen at run time (one build runs on any x86-64).
+// Each computes an MR×NR tile over kb blocks of KU=8 k-steps from the packed layouts in gemm.h:
+// per k-step, NR/16 (or NR/8) vector loads of B, MR broadcasts of A, MR·NR/width FMAs.
+#include <immintrin.h>
+
+#include <cstdio>
+#include <algorithm>
+#include <cstdlib>
+#include <mutex>
+#include <stdexcept>
+
+#include "gemm.h"
+
+namespace sft {
+namespace {
+
+// The KOut epilogue in plain C++ (AVX2 and portable kernels; the compiler vectorizes the j loop).
+inline void epilogue_scalar(const float* tile, int ld, const KOut& o) {
+  for (int i = 0; i < o.mr; ++i) {
+    float* __restrict c = o.c + i * o.ldc;
+    const float* __restrict t = tile + i * ld;
+    const float* r = o.res ? o.res + i * o.ldres : nullptr;
+    for (int j = 0; j < o.nr; ++j) {
+      float x = o.accumulate ? c[j] + t[j] : t[j];
+      if (o.last) {
+        if (o.bias) x += o.bias[j];
+        x = activate(x, o.act, o.slope);
+        if (r) x += r[j];
+      }
+      c[j] = x;
+    }
+  }
+}
+
+template <int MR, int NV>
+__attribute__((target("avx512f,avx512vl,avx512dq,fma"))) void ukr_avx512(int64_t kb, const float* a,
+                                                                          const float* b, const KOut& o) {
+  constexpr int NR = NV * 16;
+  __m512 acc[MR][NV];
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  for (int64_t t = 0; t < kb; ++t) {
+#pragma GCC unroll 8
+    for (int kk = 0; kk < KU; ++kk) {
+      __m512 bv[NV];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + kk * NR + v * 16);
+#pragma GCC unroll 32
+      for (int i = 0; i < MR; ++i) {
+        const __m512 av = _mm512_set1_ps(a[i * KU + kk]);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+      }
+    }
+    a += MR * KU;
+    b += KU * NR;
+  }
+  __mmask16 mask[NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) {
+    const int w = std::min(16, std::max(0, o.nr - v * 16));
+    mask[v] = static_cast<__mmask16>((1u << w) - 1u);
+  }
+  const __m512 zero = _mm512_setzero_ps(), slope = _mm512_set1_ps(o.slope);
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; ++i) {
+    if (i >= o.mr) break;
+    float* c = o.c + i * o.ldc;
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      __m512 x = acc[i][v];
+      if (o.accumulate) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask[v], c + v * 16));
+      if (o.last) {
+        if (o.bias) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask[v], o.bias + v * 16));
+        if (o.act != kActNone) {  // x < 0 ? (relu: 0, leaky: x*slope) : x  -- NaN stays NaN
+          const __mmask16 neg = _mm512_cmp_ps_mask(x, zero, _CMP_LT_OQ);
+          x = o.act == kActRelu ? _mm512_mask_mov_ps(x, neg, zero) : _mm512_mask_mul_ps(x, neg, x, slope);
+        }
+        if (o.res) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask[v], o.res + i * o.ldres + v * 16));
+      }
+      _mm512_mask_storeu_ps(c + v * 16, mask[v], x);
+    }
+  }
+}
+
+template <int MR, int NV>
+__attribute__((target("avx2,fma"))) void ukr_avx2(int64_t kb, const float* a, const float* b, const KOut& o) {
+  constexpr int NR = NV * 8;
+  __m256 acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
+  for (int64_t t = 0; t < kb; ++t) {
+#pragma GCC unroll 8
+    for (int kk = 0; kk < KU; ++kk) {
+      __m256 bv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(b + kk * NR + v * 8);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const __m256 av = _mm256_broadcast_ss(a + i * KU + kk);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(av, bv[v], acc[i][v]);
+      }
+    }
+    a += MR * KU;
+    b += KU * NR;
+  }
+  alignas(32) float tile[MR * NR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm256_store_ps(tile + i * NR + v * 8, acc[i][v]);
+  epilogue_scalar(tile, NR, o);
+}
+
+// Portable C++ (the compiler vectorizes the j loop with whatever the baseline ISA offers).
+template <int MR, int NR>
+void ukr_generic(int64_t kb, const float* a, const float* b, const KOut& o) {
+  float acc[MR][NR] = {};
+  for (int64_t t = 0; t < kb; ++t) {
+    for (int kk = 0; kk < KU; ++kk)
+      for (int i = 0; i < MR; ++i) {
+        const float av = a[i * KU + kk];
+        for (int j = 0; j < NR; ++j) acc[i][j] += av * b[kk * NR + j];
+      }
+    a += MR * KU;
+    b += KU * NR;
+  }
+  epilogue_scalar(&acc[0][0], NR, o);
+}
+
+const UKernel kAvx512{"avx512", 14, 32, ukr_avx512<14, 2>};
+const UKernel kAvx2{"avx2", 6, 16, ukr_avx2<6, 2>};
+const UKernel kGeneric{"generic", 4, 16, ukr_generic<4, 16>};
+
+bool cpu_has(const std::string& isa) {
+  __builtin_cpu_init();
+  if (isa == "avx512") return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                              __builtin_cpu_supports("avx512vl");
+  if (isa == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return isa == "generic";
+}
+
+std::mutex g_mu;
+Blocking g_override{0, 0, 0};
+
+}  // namespace
+
+const UKernel& ukernel_for(const std::string& isa) {
+  if (!cpu_has(isa)) throw std::runtime_error("this CPU cannot run the '" + isa + "' micro-kernel");
+  if (isa == "avx512") return kAvx512;
+  if (isa == "avx2") return kAvx2;
+  return kGeneric;
+}
+
+const UKernel& ukernel() {
+  static const UKernel* chosen = [] {
+    const char* env = std::getenv("SFT_KERNELS_ISA");
+    if (env && *env) {
+      const std::string isa(env);
+      if (isa != "avx512" && isa != "avx2" && isa != "generic")
+        throw std::runtime_error("SFT_KERNELS_ISA must be avx512, avx2 or generic, got '" + isa + "'");
+      return &ukernel_for(isa);
+    }
+    if (cpu_has("avx512")) return &kAvx512;
+    if (cpu_has("avx2")) return &kAvx2;
+    return &kGeneric;
+  }();
+  return *chosen;
+}
+
+Blocking blocking(const UKernel& uk) {
+  // Defaults: an A micro-panel (MR×KC) stays in L1, a KC×NC slice of B in L2.
+  Blocking b{uk.mr * 8, 512, 512};
+  static const Blocking env = [] {
+    Blocking e{0, 0, 0};
+    if (const char* s = std::getenv("SFT_KERNELS_GEMM_BLOCKING")) {
+      long long mc = 0, kc = 0, nc = 0;
+      if (std::sscanf(s, "%lld,%lld,%lld", &mc, &kc, &nc) != 3 || mc < 0 || kc < 0 || nc < 0)
+        throw std::runtime_error("SFT_KERNELS_GEMM_BLOCKING must be 'MC,KC,NC' (0 keeps a default)");
+      e = {mc, kc, nc};
+    }
+    return e;
+  }();
+  std::lock_guard<std::mutex> lock(g_mu);
+  const Blocking* layers[2] = {&env, &g_override};
+  for (const Blocking* o : layers) {
+    if (o->mc) b.mc = o->mc;
+    if (o->kc) b.kc = o->kc;
+    if (o->nc) b.nc = o->nc;
+  }
+  return b;
+}
+
+void set_blocking(int64_t mc, int64_t kc, int64_t nc) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  g_override = {mc, kc, nc};
+}
+
+std::string gemm_config() {
+  const UKernel& uk = ukernel();
+  const Blocking b = blocking(uk);
+  return std::string("isa=") + uk.isa + " MR=" + std::to_string(uk.mr) + " NR=" + std::to_string(uk.nr) +
+         " MC=" + std::to_string(b.mc) + " KC=" + std::to_string(b.kc) + " NC=" + std::to_string(b.nc);
+}
+
+void pack_b(const float* src, int64_t K, int64_t N, int64_t ks, int64_t ns, int nr, float* dst) {
+  const int64_t Kpad = round_up(K, KU), npanels = (N + nr - 1) / nr;
+  at::parallel_for(0, npanels, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      float* d = dst + p * Kpad * nr;
+      const int64_t j0 = p * nr, w = std::min<int64_t>(nr, N - j0);
+      for (int64_t k = 0; k < Kpad; ++k, d += nr) {
+        int64_t j = 0;
+        if (k < K) {
+          const float* s = src + k * ks + j0 * ns;
+          if (ns == 1)
+            for (; j < w; ++j) d[j] = s[j];
+          else
+            for (; j < w; ++j) d[j] = s[j * ns];
+        }
+        for (; j < nr; ++j) d[j] = 0.f;
+      }
+    }
+  });
+}
+
+}  // namespace sft

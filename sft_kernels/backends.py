@@ -1,0 +1,134 @@
+"""Which backends exist on this machine, and choosing one for a call.
+
+Backends:
+  reference  plain PyTorch (any float dtype incl. float64, any device): the oracle.
+  cpu        the C++ extension `sft_kernels._C` (OpenMP, AVX-512/AVX2 chosen at run time).
+  triton     Triton kernels: compiled on a CUDA GPU; on a CPU they run through the Triton
+             interpreter (TRITON_INTERPRET=1), which is exact but very slow: correctness only.
+  cuda       the CUDA extension `sft_kernels._C_cuda` (needs a CUDA build of PyTorch and a GPU).
+
+Selection order for a call: the `backend=` argument, else the SFT_KERNELS_BACKEND environment
+variable, else the fastest backend that implements the op for the tensor's device and dtype.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+from typing import Optional
+
+import torch
+
+BACKENDS = ("reference", "cpu", "triton", "cuda")
+
+# Fastest first, per device type. The Triton interpreter is never chosen automatically on a CPU.
+_PREFERENCE = {"cpu": ("cpu", "reference"), "cuda": ("cuda", "triton", "reference")}
+
+# What each backend implements: op name -> supported dtypes.
+_F32 = (torch.float32,)
+_HALF = (torch.float32, torch.float16, torch.bfloat16)
+_ANY = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+_OPS = {
+    "reference": {"conv2d": _ANY, "matmul": _ANY, "strassen_matmul": _ANY, "separable_conv2d": _ANY},
+    "cpu": {"conv2d": _F32, "matmul": _F32},
+    "triton": {"conv2d": _HALF},
+    "cuda": {},
+}
+
+
+class BackendUnavailableError(RuntimeError):
+    """Raised when a backend is asked for but cannot run here (the message says how to get it)."""
+
+
+def _import_ext(name: str):
+    if os.environ.get("SFT_KERNELS_NO_EXT", "0") == "1":
+        return None, "disabled by SFT_KERNELS_NO_EXT=1"
+    try:
+        return importlib.import_module(name), ""
+    except ImportError as e:
+        return None, (
+            f"{name} is not built ({e}); build it with `pip install --no-build-isolation -e .` "
+            "(needs a C++ compiler; `make demo` does this)"
+        )
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_ext():
+    """The loaded `sft_kernels._C` module, or None (see `status()` for why)."""
+    return _import_ext("sft_kernels._C")[0]
+
+
+@functools.lru_cache(maxsize=None)
+def status() -> dict:
+    """{backend: (available, reason)}: reason says what is missing and how to get it."""
+    out = {"reference": (True, "plain PyTorch")}
+    ext, why = _import_ext("sft_kernels._C")
+    out["cpu"] = (ext is not None, "C++ extension loaded" if ext is not None else why)
+
+    from sft_kernels import triton as _tr
+
+    ok, why = _tr.status()
+    if ok and not torch.cuda.is_available():
+        why = "no CUDA GPU: Triton kernels run through the Triton interpreter (correctness only, slow)"
+    out["triton"] = (ok, why)
+
+    if not torch.version.cuda:
+        out["cuda"] = (False, "this PyTorch is a CPU-only build; install a CUDA build of torch and rebuild")
+    elif not torch.cuda.is_available():
+        out["cuda"] = (False, "no CUDA GPU visible")
+    else:
+        ext, why = _import_ext("sft_kernels._C_cuda")
+        out["cuda"] = (ext is not None, "CUDA extension loaded" if ext is not None else why)
+    return out
+
+
+def available() -> list:
+    """Names of the backends that can run on this machine."""
+    return [name for name, (ok, _) in status().items() if ok]
+
+
+def _device_ok(backend: str, device_type: str) -> bool:
+    if backend == "reference":
+        return True
+    if backend == "cpu":
+        return device_type == "cpu"
+    if backend == "cuda":
+        return device_type == "cuda"
+    if backend == "triton":  # compiled on a GPU; interpreted on CPU tensors
+        return device_type == "cuda" or (device_type == "cpu" and not torch.cuda.is_available())
+    return False
+
+
+def supports(backend: str, op: str, device_type: str, dtype: torch.dtype) -> bool:
+    return (
+        status().get(backend, (False, ""))[0]
+        and _device_ok(backend, device_type)
+        and dtype in _OPS.get(backend, {}).get(op, ())
+    )
+
+
+def resolve(backend: Optional[str], op: str, device: torch.device, dtype: torch.dtype) -> str:
+    """Pick the backend name for one call of `op`; raise a clear error if the request cannot run."""
+    if backend is None:
+        backend = os.environ.get("SFT_KERNELS_BACKEND") or None
+    if backend is None:
+        for name in _PREFERENCE.get(device.type, ("reference",)):
+            if supports(name, op, device.type, dtype):
+                return name
+        return "reference"
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS} or None, got {backend!r}")
+    ok, why = status()[backend]
+    if not ok:
+        raise BackendUnavailableError(f"backend {backend!r} is not available here: {why}")
+    if op not in _OPS[backend]:
+        impl = [b for b in BACKENDS if op in _OPS[b]]
+        raise BackendUnavailableError(f"backend {backend!r} does not implement sft.{op}; backends that do: {impl}")
+    if not _device_ok(backend, device.type):
+        raise BackendUnavailableError(f"backend {backend!r} cannot run sft.{op} on {device.type} tensors")
+    if dtype not in _OPS[backend][op]:
+        raise TypeError(
+            f"backend {backend!r} runs sft.{op} in {[str(d) for d in _OPS[backend][op]]}, got {dtype}; "
+            "cast the inputs or use backend='reference'"
+        )
+    return backend

@@ -1,0 +1,94 @@
+"""convert_ / revert_: swap `nn.Conv2d` modules for `sft_kernels.nn.Conv2d` in place, on any model.
+
+The swapped module shares the original's parameters, so state_dict keys and values are unchanged and
+optimizers built before conversion keep working. Modules that cannot be handled (ConvTranspose2d,
+non-zero padding modes, string padding) are left alone and listed in the returned report.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from torch import nn
+
+from . import backends
+from .nn import Conv2d
+
+
+@dataclass
+class ConversionReport:
+    converted: list = field(default_factory=list)  # qualified names of swapped modules
+    skipped: list = field(default_factory=list)  # (name, reason)
+
+    def __str__(self):
+        lines = [f"converted {len(self.converted)} conv(s)"]
+        lines += [f"  skipped {name}: {why}" for name, why in self.skipped]
+        return "\n".join(lines)
+
+
+def _why_not(module: nn.Module) -> Optional[str]:
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        return "transposed convolution is not supported"
+    if type(module).forward is not nn.Conv2d.forward:
+        return f"{type(module).__name__} is a subclass of nn.Conv2d with its own forward"
+    if module.padding_mode != "zeros":
+        return f"padding_mode={module.padding_mode!r} (only 'zeros')"
+    if isinstance(module.padding, str):
+        return f"padding={module.padding!r} (string padding)"
+    return None
+
+
+def convert_(model: nn.Module, backend: Optional[str] = None,
+             filter_fn: Optional[Callable[[nn.Module, str], bool]] = None) -> ConversionReport:
+    """Swap every eligible `nn.Conv2d` in `model` (in place) for `sft_kernels.nn.Conv2d`.
+
+    ``backend``: the backend the converted convs use (None = fastest for the input at each call); it is
+    checked now, so asking for a backend that is missing here fails at once. ``filter_fn(module, name)``
+    returning False leaves a module alone. Returns a report of converted and skipped modules.
+    """
+    if backend is not None:
+        if backend not in backends.BACKENDS:
+            raise ValueError(f"backend must be one of {backends.BACKENDS} or None, got {backend!r}")
+        ok, why = backends.status()[backend]
+        if not ok:
+            raise backends.BackendUnavailableError(f"backend {backend!r} is not available here: {why}")
+    report = ConversionReport()
+    for parent_name, parent in list(model.named_modules()):
+        for child_name, child in list(parent.named_children()):
+            name = f"{parent_name}.{child_name}" if parent_name else child_name
+            if not isinstance(child, (nn.Conv2d, nn.ConvTranspose2d)):
+                continue
+            if isinstance(child, Conv2d):
+                child.backend = backend
+                report.converted.append(name)
+                continue
+            if filter_fn is not None and not filter_fn(child, name):
+                report.skipped.append((name, "excluded by filter_fn"))
+                continue
+            why = _why_not(child)
+            if why:
+                report.skipped.append((name, why))
+                continue
+            new = Conv2d.from_conv(child, backend)
+            new._sft_original_class = type(child)
+            setattr(parent, child_name, new)
+            report.converted.append(name)
+    return report
+
+
+def revert_(model: nn.Module) -> int:
+    """Undo `convert_`: put plain `nn.Conv2d` modules back (same parameters). Returns how many."""
+    count = 0
+    for parent in list(model.modules()):
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, Conv2d) and hasattr(child, "_sft_original_class"):
+                orig = child._sft_original_class.__new__(child._sft_original_class)
+                nn.Module.__init__(orig)
+                state = {k: v for k, v in child.__dict__.items()
+                         if k not in ("_parameters", "_buffers", "_modules", "activation", "negative_slope",
+                                      "backend", "_sft_original_class")}
+                orig.__dict__.update(state)
+                orig._parameters, orig._buffers, orig._modules = child._parameters, child._buffers, child._modules
+                setattr(parent, child_name, orig)
+                count += 1
+    return count

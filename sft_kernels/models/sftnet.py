@@ -1,0 +1,221 @@
+"""SFTGAN's generator (Wang et al., "Recovering Realistic Texture in Image Super-resolution
+by Deep Spatial Feature Transform", CVPR 2018), in its two public variants.
+
+``SFTNet(variant="pytorch")`` is ``SFT_Net`` from the public SFTGAN ``architecture.py``;
+``SFTNet(variant="torch")`` is ``SFT_Net_torch``, the network converted from the paper's
+Lua-torch model. Both keep the public checkpoint key names, so ``load_state_dict`` accepts
+those checkpoints unchanged::
+
+    conv0.*                       3->64 3x3 head
+    sft_branch.{0..15}.*          ResBlockSFT (sft0, conv0, sft1, conv1)
+    sft_branch.16.*               SFTLayer (SFT_scale_conv0/1, SFT_shift_conv0/1)
+    sft_branch.17.*               64->64 3x3 conv closing the trunk
+    HR_branch.{0,3,6,8}.*         "pytorch": conv(64->256), PixelShuffle, ReLU, x2; conv, ReLU, conv
+    HR_branch.{1,4,6,8}.*         "torch":   Upsample(nearest x2), conv(64->64), ReLU, x2; conv, ReLU, conv
+    CondNet.{0,2,4,6,8}.*         condition network: seg (N,8,4H,4W) -> cond (N,32,H,W)
+
+Only standard ``torch.nn`` modules hold weights (every conv is an ``nn.Conv2d``), so a
+module-swapping converter can replace them; the SFT modulation, activations and residual
+adds are plain tensor ops in ``forward``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["SFTNet", "CondNet", "SFTLayer", "ResBlockSFT", "background_seg",
+           "NUM_CLASSES", "CLASS_NAMES", "VARIANTS"]
+
+#: Segmentation classes, in the channel order the SFTGAN condition network expects.
+CLASS_NAMES = ("background", "sky", "water", "grass", "mountain", "building", "plant", "animal")
+NUM_CLASSES = len(CLASS_NAMES)
+VARIANTS = ("pytorch", "torch")
+
+# Per-variant constants, taken from the public SFTGAN architecture.py.
+_SFT_SLOPE = {"pytorch": 0.1, "torch": 0.01}
+
+
+def _check_variant(variant: str) -> str:
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    return variant
+
+
+def background_seg(img: torch.Tensor, scale: int = 4) -> torch.Tensor:
+    """The one-hot "background" prior for ``img`` (N, C, H, W): a tensor (N, 8, scale*H, scale*W)
+    on img's device and dtype whose channel 0 is 1 and whose other channels are 0."""
+    if not isinstance(img, torch.Tensor) or img.dim() != 4:
+        raise ValueError(f"img must be a 4-D tensor (N, C, H, W), got "
+                         f"{tuple(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__}")
+    n, _, h, w = img.shape
+    seg = img.new_zeros((n, NUM_CLASSES, scale * h, scale * w))
+    seg[:, 0] = 1
+    return seg
+
+
+class CondNet(nn.Sequential):
+    """Condition network: segmentation probabilities (N, 8, 4H, 4W) -> SFT condition (N, 32, H, W).
+
+    Conv(8->128, k4, s4), LeakyReLU, 3 x [Conv1x1(128->128), LeakyReLU], Conv1x1(128->32);
+    the convs sit at indices 0, 2, 4, 6, 8 (keys ``CondNet.0.weight`` ... ``CondNet.8.bias``).
+    """
+
+    def __init__(self, negative_slope: float = 0.1):
+        layers: list[nn.Module] = [nn.Conv2d(NUM_CLASSES, 128, 4, 4), nn.LeakyReLU(negative_slope)]
+        for _ in range(3):
+            layers += [nn.Conv2d(128, 128, 1), nn.LeakyReLU(negative_slope)]
+        layers.append(nn.Conv2d(128, 32, 1))
+        super().__init__(*layers)
+
+
+class SFTLayer(nn.Module):
+    """Spatial feature transform: (x, cond) -> x * (scale + 1) + shift  ("pytorch")
+    or x * scale + shift ("torch"), where scale = conv1(leaky_relu(conv0(cond))) per branch.
+
+    Takes the tuple ``(x, cond)`` (x: N,64,H,W; cond: N,32,H,W) and returns a tensor, as the
+    public code does, so it can sit inside the ``sft_branch`` nn.Sequential.
+    """
+
+    def __init__(self, variant: str = "pytorch"):
+        super().__init__()
+        self.variant = _check_variant(variant)
+        self.negative_slope = _SFT_SLOPE[variant]
+        self.SFT_scale_conv0 = nn.Conv2d(32, 32, 1)
+        self.SFT_scale_conv1 = nn.Conv2d(32, 64, 1)
+        self.SFT_shift_conv0 = nn.Conv2d(32, 32, 1)
+        self.SFT_shift_conv1 = nn.Conv2d(32, 64, 1)
+
+    def forward(self, x: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        fea, cond = x
+        scale = self.SFT_scale_conv1(F.leaky_relu(self.SFT_scale_conv0(cond), self.negative_slope))
+        shift = self.SFT_shift_conv1(F.leaky_relu(self.SFT_shift_conv0(cond), self.negative_slope))
+        if self.variant == "pytorch":
+            return fea * (scale + 1) + shift
+        return fea * scale + shift
+
+    def extra_repr(self) -> str:
+        return f"variant={self.variant!r}, negative_slope={self.negative_slope}"
+
+
+class ResBlockSFT(nn.Module):
+    """Residual block with SFT, on the tuple (x, cond); returns (x + res, cond).
+
+    "pytorch": res = conv1(sft1(relu(conv0(sft0(x)))))
+    "torch":   res = conv1(relu(sft1(conv0(relu(sft0(x))))))
+    """
+
+    def __init__(self, variant: str = "pytorch"):
+        super().__init__()
+        self.variant = _check_variant(variant)
+        self.sft0 = SFTLayer(variant)
+        self.conv0 = nn.Conv2d(64, 64, 3, 1, 1)
+        self.sft1 = SFTLayer(variant)
+        self.conv1 = nn.Conv2d(64, 64, 3, 1, 1)
+
+    def forward(self, x: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        fea, cond = x
+        if self.variant == "pytorch":
+            res = F.relu(self.conv0(self.sft0((fea, cond))))
+            res = self.conv1(self.sft1((res, cond)))
+        else:
+            res = self.conv0(F.relu(self.sft0((fea, cond))))
+            res = self.conv1(F.relu(self.sft1((res, cond))))
+        return fea + res, cond
+
+
+def _hr_branch(variant: str) -> nn.Sequential:
+    """x4 upsampling tail, 64 -> 3 channels. Conv indices: "pytorch" 0, 3, 6, 8; "torch" 1, 4, 6, 8 (as in SFT_Net_torch)."""
+    layers: list[nn.Module] = []
+    for _ in range(2):
+        if variant == "pytorch":
+            layers += [nn.Conv2d(64, 256, 3, 1, 1), nn.PixelShuffle(2), nn.ReLU()]
+        else:
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(64, 64, 3, 1, 1), nn.ReLU()]
+    layers += [nn.Conv2d(64, 64, 3, 1, 1), nn.ReLU(), nn.Conv2d(64, 3, 3, 1, 1)]
+    return nn.Sequential(*layers)
+
+
+class SFTNet(nn.Module):
+    """SFTGAN generator: x4 super-resolution of ``img`` (N, 3, H, W) in [0, 1], RGB, conditioned on
+    segmentation probabilities ``seg`` (N, 8, 4H, 4W) in the order of ``CLASS_NAMES``.
+
+    forward:  cond = CondNet(seg);  fea = conv0(img)
+              fea = fea + sft_branch[17](sft_branch[16]((blocks 0..15 of (fea, cond))))
+              out = HR_branch(fea)            # (N, 3, 4H, 4W), not clamped
+    ``seg=None`` uses the one-hot background prior (``background_seg``).
+
+    Parameters: 1,833,763 ("pytorch") / 1,612,195 ("torch").
+    """
+
+    def __init__(self, variant: str = "pytorch"):
+        super().__init__()
+        self.variant = _check_variant(variant)
+        self.conv0 = nn.Conv2d(3, 64, 3, 1, 1)
+        blocks: list[nn.Module] = [ResBlockSFT(variant) for _ in range(16)]
+        blocks += [SFTLayer(variant), nn.Conv2d(64, 64, 3, 1, 1)]
+        self.sft_branch = nn.Sequential(*blocks)
+        self.HR_branch = _hr_branch(variant)
+        # The condition network uses slope 0.1 in both public variants.
+        self.CondNet = CondNet(0.1)
+
+    def _check_inputs(self, img, seg):
+        if not isinstance(img, torch.Tensor):
+            raise TypeError(f"img must be a torch.Tensor, got {type(img).__name__}")
+        if img.dim() != 4 or img.shape[1] != 3:
+            raise ValueError(f"img must have shape (N, 3, H, W), got {tuple(img.shape)}")
+        if not img.is_floating_point():
+            raise TypeError(f"img must be a floating-point tensor (values in [0, 1]), got {img.dtype}")
+        if img.shape[0] == 0 or img.shape[2] == 0 or img.shape[3] == 0:
+            raise ValueError(f"img must be non-empty, got shape {tuple(img.shape)}")
+        if seg is None:
+            return background_seg(img)
+        if not isinstance(seg, torch.Tensor):
+            raise TypeError(f"seg must be a torch.Tensor or None, got {type(seg).__name__}")
+        n, _, h, w = img.shape
+        expected = (n, NUM_CLASSES, 4 * h, 4 * w)
+        if seg.dim() != 4 or seg.shape[1] != NUM_CLASSES:
+            raise ValueError(f"seg must have shape (N, {NUM_CLASSES}, 4H, 4W) = {expected}, "
+                             f"got {tuple(seg.shape)}")
+        if seg.shape[0] != n:
+            raise ValueError(f"seg must have the same batch size as img: expected {n}, got {seg.shape[0]}")
+        if tuple(seg.shape[2:]) != expected[2:]:
+            raise ValueError(f"seg must be 4x the image size: expected (N, 8, 4H, 4W) = {expected}, "
+                             f"got {tuple(seg.shape)}")
+        if seg.device != img.device:
+            raise ValueError(f"seg must be on the same device as img: img on {img.device}, seg on {seg.device}")
+        if not seg.is_floating_point():
+            raise TypeError(f"seg must be a floating-point tensor of probabilities, got {seg.dtype}")
+        return seg
+
+    def forward(self, img: torch.Tensor, seg: torch.Tensor | None = None) -> torch.Tensor:
+        seg = self._check_inputs(img, seg)
+        cond = self.CondNet(seg)
+        fea = self.conv0(img)
+        # Same computation as sft_branch((fea, cond)) in the public code, written out so the
+        # tuple-passing blocks and the closing SFT layer + conv are explicit.
+        x = (fea, cond)
+        for i in range(16):
+            x = self.sft_branch[i](x)
+        res = self.sft_branch[17](self.sft_branch[16](x))
+        return self.HR_branch(fea + res)
+
+    def extra_repr(self) -> str:
+        return f"variant={self.variant!r}"
+
+    @torch.no_grad()
+    def reset_parameters_(self, seed: int = 0, std_scale: float = 1.0) -> "SFTNet":
+        """Deterministic re-initialisation (PyTorch's default conv init drawn from a seeded
+        generator, weights multiplied by ``std_scale``); returns self. Useful for tests that need
+        the same random model on every machine."""
+        gen = torch.Generator().manual_seed(seed)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                fan_in = m.weight[0].numel()
+                bound = 1.0 / fan_in ** 0.5  # kaiming_uniform(a=sqrt(5)) == U(-1/sqrt(fan_in), +)
+                w = (torch.rand(m.weight.shape, generator=gen, dtype=torch.float64) * 2 - 1) * bound
+                m.weight.copy_(w * std_scale)
+                if m.bias is not None:
+                    b = (torch.rand(m.bias.shape, generator=gen, dtype=torch.float64) * 2 - 1) * bound
+                    m.bias.copy_(b)
+        return self

@@ -1,0 +1,4 @@
+"""Drop-in modules: same parameters, state_dict keys and semantics as their torch.nn counterparts."""
+from .conv import Conv2d
+
+__all__ = ["Conv2d"]

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .. import ops
+
+
+class Conv2d(nn.Conv2d):
+    """`nn.Conv2d` running on `sft.conv2d`, with an optional fused epilogue.
+
+    Same constructor, parameters and state_dict keys as `nn.Conv2d`. Extra keyword-only options:
+    ``activation`` (None/"relu"/"leaky_relu"), ``negative_slope`` and ``backend`` (None = fastest here).
+    ``forward(x, residual=None)`` computes ``act(conv(x) + bias) + residual``.
+    Only ``padding_mode="zeros"`` is supported (others are left as nn.Conv2d by `convert_`).
+    """
+
+    def __init__(self, *args, activation: Optional[str] = None, negative_slope: float = 0.01,
+                 backend: Optional[str] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.padding_mode != "zeros":
+            raise ValueError(f"sft_kernels.nn.Conv2d supports padding_mode='zeros' only, got {self.padding_mode!r}")
+        if isinstance(self.padding, str):
+            raise ValueError("sft_kernels.nn.Conv2d needs explicit integer padding, not a padding string")
+        self.activation = activation
+        self.negative_slope = negative_slope
+        self.backend = backend
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, backend: Optional[str] = None) -> "Conv2d":
+        """A Conv2d sharing `conv`'s parameters (no copy), so state_dict keys and values are unchanged."""
+        new = cls.__new__(cls)
+        nn.Module.__init__(new)
+        new.__dict__.update({k: v for k, v in conv.__dict__.items()
+                             if k not in ("_parameters", "_buffers", "_modules")})
+        new._parameters = conv._parameters
+        new._buffers = conv._buffers
+        new._modules = conv._modules
+        new.activation, new.negative_slope, new.backend = None, 0.01, backend
+        return new
+
+    def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return ops.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+                          activation=self.activation, negative_slope=self.negative_slope, residual=residual,
+                          backend=self.backend)
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        if self.activation:
+            s += f", activation={self.activation!r}"
+        return s + f", backend={self.backend!r}"

@@ -1,0 +1,99 @@
+"""sft.conv2d: F.conv2d with a fused epilogue  y = act(conv(x, w) + bias) + residual.
+
+Registered as the `torch.library` op `sft::conv2d` (fake kernel + autograd), so it works under
+`torch.compile(fullgraph=True)` and passes `torch.library.opcheck`. The backward is the reference one
+(aten convolution_backward on a recomputed pre-activation): good enough for fine-tuning converted models.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .. import backends, reference
+from . import _checks
+
+_SCHEMA_ACTS = {None: 0, "relu": 1, "leaky_relu": 2}
+
+
+def _impl_reference(x, w, b, stride, padding, dilation, groups, act, slope, res):
+    y = reference.conv2d(x, w, b, stride, padding, dilation, groups, act, slope, res)
+    return y.contiguous(memory_format=_checks.output_memory_format(x))
+
+
+def _impl_cpu(x, w, b, stride, padding, dilation, groups, act, slope, res):
+    backends.cpu_ext()  # registers torch.ops.sft_cpu
+    return torch.ops.sft_cpu.conv2d(x, w, b, stride, padding, dilation, groups,
+                                    _SCHEMA_ACTS[act], slope, res)
+
+
+def _impl_triton(x, w, b, stride, padding, dilation, groups, act, slope, res):
+    from .. import triton as sft_triton
+
+    return sft_triton.load().conv2d(x, w, b, tuple(stride), tuple(padding), tuple(dilation), groups,
+                                    act, slope, res)
+
+
+_IMPLS = {"reference": _impl_reference, "cpu": _impl_cpu, "triton": _impl_triton}
+
+
+@torch.library.custom_op("sft::conv2d", mutates_args=())
+def _conv2d_op(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: list[int],
+               padding: list[int], dilation: list[int], groups: int, activation: Optional[str],
+               negative_slope: float, residual: Optional[torch.Tensor], backend: str) -> torch.Tensor:
+    if input.shape[0] == 0:  # empty batch: same (empty) result as F.conv2d
+        p, q = _checks.conv_output_hw(input.shape[2], input.shape[3], weight.shape[2], weight.shape[3],
+                                      stride, padding, dilation)
+        return input.new_empty((0, weight.shape[0], p, q))
+    return _IMPLS[backend](input, weight, bias, stride, padding, dilation, groups, activation,
+                           negative_slope, residual)
+
+
+@_conv2d_op.register_fake
+def _(input, weight, bias, stride, padding, dilation, groups, activation, negative_slope, residual, backend):
+    p, q = _checks.conv_output_hw(input.shape[2], input.shape[3], weight.shape[2], weight.shape[3],
+                                  stride, padding, dilation)
+    out = input.new_empty((input.shape[0], weight.shape[0], p, q))
+    return out.contiguous(memory_format=_checks.output_memory_format(input))
+
+
+def _setup_context(ctx, inputs, output):
+    x, w, b, stride, padding, dilation, groups, act, slope, res, _ = inputs
+    ctx.save_for_backward(x, w, b)
+    ctx.conf = (stride, padding, dilation, groups, act, slope, b is not None, res is not None)
+
+
+def _backward(ctx, grad):
+    x, w, b = ctx.saved_tensors
+    stride, padding, dilation, groups, act, slope, has_bias, has_res = ctx.conf
+    grad_pre = grad
+    if act is not None:  # recompute the pre-activation (cheaper in memory than saving it)
+        pre = torch.nn.functional.conv2d(x, w, b, stride, padding, dilation, groups)
+        neg = 0.0 if act == "relu" else slope
+        grad_pre = torch.where(pre > 0, grad, grad * neg)
+    gx, gw, gb = torch.ops.aten.convolution_backward(
+        grad_pre, x, w, [w.shape[0]] if has_bias else None, stride, padding, dilation, False, [0, 0], groups,
+        list(ctx.needs_input_grad[:3]),
+    )
+    return gx, gw, (gb if has_bias else None), None, None, None, None, None, None, (grad if has_res else None), None
+
+
+_conv2d_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           activation: Optional[str] = None, negative_slope: float = 0.01,
+           residual: Optional[torch.Tensor] = None, backend: Optional[str] = None) -> torch.Tensor:
+    """Drop-in `F.conv2d` with a fused epilogue.
+
+    Computes ``y = conv2d(input, weight) + bias; y = act(y); y = y + residual`` where ``act`` is None,
+    ``"relu"`` or ``"leaky_relu"`` (slope ``negative_slope``). With the keyword-only extras unset it is
+    exactly ``F.conv2d`` (same output shape and memory format: channels_last in, channels_last out).
+    ``backend`` names one of ``sft_kernels.backends.BACKENDS``; None picks the fastest available one.
+    """
+    stride, padding, dilation, (p, q) = _checks.conv_args(input, weight, bias, stride, padding, dilation, groups)
+    _checks.activation(activation)
+    _checks.residual(residual, "residual", (input.shape[0], weight.shape[0], p, q), input)
+    name = backends.resolve(backend, "conv2d", input.device, input.dtype)
+    return _conv2d_op(input, weight, bias, stride, padding, dilation, groups, activation,
+                      float(negative_slope), residual, name)

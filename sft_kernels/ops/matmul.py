@@ -1,0 +1,63 @@
+"""sft.matmul: torch.matmul semantics (2-D, batched with broadcasting, 1-D operands promoted)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .. import backends, reference
+from . import _checks
+from ._autograd import register_reference_autograd
+
+
+def matmul_shape(a_shape, b_shape) -> list:
+    """Output shape of torch.matmul for these operand shapes (validated)."""
+    if len(a_shape) == 0 or len(b_shape) == 0:
+        raise ValueError("a and b must be at least 1-D (use * for scalars)")
+    a2 = [1] + list(a_shape) if len(a_shape) == 1 else list(a_shape)
+    b2 = list(b_shape) + [1] if len(b_shape) == 1 else list(b_shape)
+    if a2[-1] != b2[-2]:
+        raise ValueError(f"a has {a2[-1]} columns but b has {b2[-2]} rows: shapes {tuple(a_shape)} @ {tuple(b_shape)}")
+    batch = list(torch.broadcast_shapes(tuple(a2[:-2]), tuple(b2[:-2])))
+    out = batch + [a2[-2], b2[-1]]
+    if len(a_shape) == 1:
+        out.pop(-2)
+    if len(b_shape) == 1:
+        out.pop(-1)
+    return out
+
+
+def _impl_cpu(a, b):
+    """Broadcast to (B, M, K) @ (B, K, N) views (stride-0 batch where broadcast) for the C++ GEMM."""
+    backends.cpu_ext()  # registers torch.ops.sft_cpu
+    out_shape = matmul_shape(a.shape, b.shape)
+    a2 = a.unsqueeze(0) if a.dim() == 1 else a
+    b2 = b.unsqueeze(-1) if b.dim() == 1 else b
+    batch = torch.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+    a3 = a2.expand(*batch, *a2.shape[-2:]).reshape(-1, *a2.shape[-2:]) if batch else a2.unsqueeze(0)
+    b3 = b2.expand(*batch, *b2.shape[-2:]).reshape(-1, *b2.shape[-2:]) if batch else b2.unsqueeze(0)
+    return torch.ops.sft_cpu.matmul(a3, b3).reshape(out_shape)
+
+
+_IMPLS = {"reference": lambda a, b: reference.matmul(a, b).contiguous(), "cpu": _impl_cpu}
+
+
+@torch.library.custom_op("sft::matmul", mutates_args=())
+def _matmul_op(a: torch.Tensor, b: torch.Tensor, backend: str) -> torch.Tensor:
+    return _IMPLS[backend](a, b)
+
+
+@_matmul_op.register_fake
+def _(a, b, backend):
+    return a.new_empty(matmul_shape(a.shape, b.shape))
+
+
+register_reference_autograd(_matmul_op, lambda a, b, backend: reference.matmul(a, b), (0, 1))
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor, *, backend: Optional[str] = None) -> torch.Tensor:
+    """Drop-in ``torch.matmul(a, b)`` for floating tensors."""
+    _checks.tensor(a, "a")
+    _checks.tensor(b, "b", like=a)
+    matmul_shape(a.shape, b.shape)
+    return _matmul_op(a, b, backends.resolve(backend, "matmul", a.device, a.dtype))

@@ -1,0 +1,354 @@
+"""Implicit-GEMM 2-D convolution in Triton, with a fused bias / activation / residual epilogue.
+
+The convolution  y[n, k, p, q] = sum_{c, r, s} x[n, g*Cg + c, p*sh - ph + r*dh, q*sw - pw + s*dw]
+                                               * w[k, c, r, s]          (g = k // Kg)
+is a GEMM without materialising im2col (the CUTLASS "implicit GEMM" mapping), per group g:
+
+    GEMM M = N*P*Q        rows: output pixels (n, p, q)
+    GEMM N = Kg = K/groups columns: output channels of the group
+    GEMM K = Cg*R*S       reduction, ordered (r, s, c) so the innermost c is contiguous in NHWC
+
+Each program computes one BLOCK_M x BLOCK_N tile of the output of one group, walking the
+reduction in BLOCK_K steps; the A tile is gathered from the input (zero where the filter hangs
+over the padding or the tile over the edge), the B tile from the weight. All addresses come
+from the tensors' real strides, so NCHW, channels_last (NHWC: the compute layout, c innermost)
+and non-contiguous views run without a copy. Accumulation is fp32; then the epilogue
+
+    y = acc + bias[k];  y = relu(y) | leaky_relu(y, slope);  y = y + residual;  store y
+
+Read top to bottom: the kernel, the tile configs, the launcher.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence, Union
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ["conv2d", "conv2d_kernel", "TileConfig", "CONFIGS", "choose_config", "INTERPRETED"]
+
+
+@triton.jit
+def conv2d_kernel(
+    # pointers (bias_ptr / res_ptr point at the output when unused: never dereferenced then)
+    x_ptr, w_ptr, bias_ptr, res_ptr, y_ptr,
+    # sizes: batch, input H/W, output P/Q, filter R/S, channels per group in/out
+    N, H, W, P, Q, R, S, Cg, Kg,
+    # convolution parameters
+    stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+    # element strides: input (n, c, h, w), weight (k, c, r, s), output and residual (n, k, p, q), bias
+    sxn, sxc, sxh, sxw,
+    swk, swc, swr, sws,
+    syn, syk, syp, syq,
+    srn, srk, srp, srq,
+    sb,
+    negative_slope,
+    HAS_BIAS: tl.constexpr,
+    ACTIVATION: tl.constexpr,  # 0 none, 1 relu, 2 leaky_relu
+    HAS_RESIDUAL: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,  # "ieee" | "tf32" | "tf32x3": only matters for fp32 operands
+    UPCAST: tl.constexpr,  # cast A/B tiles to fp32 before tl.dot (bf16 under the interpreter)
+    INT64: tl.constexpr,  # some tensor spans >= 2**31 elements: 64-bit address arithmetic
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+):
+    M = N * P * Q
+    GEMM_K = Cg * R * S
+
+    # ---- which tile: axis 0 walks (M tiles x N tiles) in grouped order, axis 1 is the conv group.
+    # GROUP_M row-tiles share each column of weight tiles, so consecutive programs reuse the same
+    # input rows and weight columns from L2 (as in the Triton matmul tutorial).
+    pid = tl.program_id(0)
+    g = tl.program_id(1)
+    # (no tl.cdiv: triton.language's own @jit helpers are not interpretable if triton was
+    # imported before TRITON_INTERPRET=1 was set, e.g. by torch.compile on a CPU)
+    num_pid_m = (M + BLOCK_M - 1) // BLOCK_M
+    num_pid_n = (Kg + BLOCK_N - 1) // BLOCK_N
+    num_pid_in_group = GROUP_M * num_pid_n
+    group_id = pid // num_pid_in_group
+    first_pid_m = group_id * GROUP_M
+    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
+    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
+    pid_n = (pid % num_pid_in_group) // group_size_m
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)  # output pixels
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # output channels within the group
+    offs_k = tl.arange(0, BLOCK_K)
+    mask_m = offs_m < M
+    mask_n = offs_n < Kg
+
+    # ---- rows: output pixel m -> (n, p, q) -> top-left input tap (ih0, iw0)
+    if INT64:
+        offs_m = offs_m.to(tl.int64)
+    n_idx = offs_m // (P * Q)
+    pq = offs_m % (P * Q)
+    p_idx = pq // Q
+    q_idx = pq % Q
+    ih0 = p_idx * stride_h - pad_h
+    iw0 = q_idx * stride_w - pad_w
+    x_rows = x_ptr + (n_idx * sxn + ih0 * sxh + iw0 * sxw + g * Cg * sxc)  # [BLOCK_M] pointers
+
+    # ---- columns: output channel k of the whole tensor
+    k_out = g * Kg + offs_n
+    if INT64:
+        k_out = k_out.to(tl.int64)
+    w_cols = w_ptr + k_out * swk  # [BLOCK_N] pointers
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, GEMM_K, BLOCK_K):
+        # reduction index -> (r, s, c), c fastest
+        kk = k0 + offs_k
+        mask_k = kk < GEMM_K
+        r = kk // (S * Cg)
+        rs_c = kk % (S * Cg)
+        s = rs_c // Cg
+        c = rs_c % Cg
+        dh = r * dil_h
+        dw = s * dil_w
+
+        # A tile [BLOCK_M, BLOCK_K]: input taps, zero outside the image (padding) and the problem
+        ih = ih0[:, None] + dh[None, :]
+        iw = iw0[:, None] + dw[None, :]
+        a_mask = (mask_m[:, None] & mask_k[None, :]) & ((ih >= 0) & (ih < H) & (iw >= 0) & (iw < W))
+        a_ptrs = x_rows[:, None] + (c * sxc + dh * sxh + dw * sxw)[None, :]
+        a = tl.load(a_ptrs, mask=a_mask, other=0.0)
+
+        # B tile [BLOCK_K, BLOCK_N]: weight[k, c, r, s]
+        b_ptrs = w_cols[None, :] + (c * swc + r * swr + s * sws)[:, None]
+        b = tl.load(b_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+
+        if UPCAST:
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+
+    # ---- fused epilogue, in fp32: bias, activation, residual; then cast and store
+    y = acc
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + k_out * sb, mask=mask_n, other=0.0)
+        y = y + bias.to(tl.float32)[None, :]
+    if ACTIVATION == 1:
+        y = tl.where(y < 0, 0.0, y)  # keeps NaN, like torch.relu
+    elif ACTIVATION == 2:
+        y = tl.where(y < 0, y * negative_slope, y)
+    out_mask = mask_m[:, None] & mask_n[None, :]
+    if HAS_RESIDUAL:
+        r_ptrs = res_ptr + (n_idx * srn + p_idx * srp + q_idx * srq)[:, None] + (k_out * srk)[None, :]
+        y = y + tl.load(r_ptrs, mask=out_mask, other=0.0).to(tl.float32)
+    y_ptrs = y_ptr + (n_idx * syn + p_idx * syp + q_idx * syq)[:, None] + (k_out * syk)[None, :]
+    tl.store(y_ptrs, y.to(y_ptr.dtype.element_ty), mask=out_mask)
+
+
+# True when this module was imported with TRITON_INTERPRET=1 (the kernel runs on the CPU in numpy).
+INTERPRETED = type(conv2d_kernel).__name__ == "InterpretedFunction"
+
+
+# ----------------------------------------------------------------------------- tile configs
+@dataclasses.dataclass(frozen=True)
+class TileConfig:
+    BLOCK_M: int
+    BLOCK_N: int
+    BLOCK_K: int
+    GROUP_M: int = 8
+    num_warps: int = 4
+    num_stages: int = 3
+
+    def __post_init__(self):
+        for name in ("BLOCK_M", "BLOCK_N", "BLOCK_K"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 16 or v & (v - 1):
+                raise ValueError(f"TileConfig.{name} must be a power of two >= 16 (tl.dot needs it), got {v!r}")
+        if not isinstance(self.GROUP_M, int) or self.GROUP_M < 1:
+            raise ValueError(f"TileConfig.GROUP_M must be a positive int, got {self.GROUP_M!r}")
+        if self.num_warps not in (1, 2, 4, 8, 16):
+            raise ValueError(f"TileConfig.num_warps must be a power of two <= 16, got {self.num_warps!r}")
+        if not isinstance(self.num_stages, int) or self.num_stages < 1:
+            raise ValueError(f"TileConfig.num_stages must be a positive int, got {self.num_stages!r}")
+
+
+# GPU configs (untuned defaults for Hopper-class parts; `sft-kernels tune` can override them).
+# Shared memory per stage: (BLOCK_M + BLOCK_N) * BLOCK_K * element size.
+CONFIGS = {
+    # few output channels per group (first layers, grouped convs)
+    "m128_n32_k32": TileConfig(128, 32, 32, GROUP_M=8, num_warps=4, num_stages=4),
+    # 64 output channels: the SFT network's body
+    "m128_n64_k32": TileConfig(128, 64, 32, GROUP_M=8, num_warps=4, num_stages=4),
+    "m128_n128_k32": TileConfig(128, 128, 32, GROUP_M=8, num_warps=8, num_stages=3),
+    # fp16 / bf16: twice the reduction depth per stage for the same shared memory
+    "m128_n64_k64": TileConfig(128, 64, 64, GROUP_M=8, num_warps=4, num_stages=3),
+    "m128_n128_k64": TileConfig(128, 128, 64, GROUP_M=8, num_warps=8, num_stages=3),
+    # small images: more programs to fill the SMs
+    "m64_n64_k32": TileConfig(64, 64, 32, GROUP_M=8, num_warps=4, num_stages=4),
+    # interpreter: cost is ~3 ms per program x K-iteration whatever the tile, so use big tiles
+    # (choose_config widens BLOCK_N / BLOCK_K further to cover the whole problem when it is small)
+    "interpret": TileConfig(128, 64, 64, GROUP_M=8, num_warps=4, num_stages=1),
+}
+
+
+def _pow2_clamp(x: int, lo: int, hi: int) -> int:
+    return max(lo, min(hi, triton.next_power_of_2(max(int(x), 1))))
+
+
+def choose_config(M: int, Kg: int, gemm_k: int, dtype: torch.dtype, interpreted: bool = INTERPRETED) -> TileConfig:
+    """Default tile config for one problem (GEMM sizes M x Kg x gemm_k per group)."""
+    if interpreted:
+        base = CONFIGS["interpret"]
+        return dataclasses.replace(
+            base,
+            BLOCK_M=_pow2_clamp(M, 16, base.BLOCK_M),
+            BLOCK_N=_pow2_clamp(Kg, 16, 128),
+            BLOCK_K=_pow2_clamp(gemm_k, 16, 128),
+        )
+    half = dtype in (torch.float16, torch.bfloat16)
+    if Kg <= 32:
+        name = "m128_n32_k32"
+    elif Kg <= 64:
+        name = "m128_n64_k64" if half else "m128_n64_k32"
+    else:
+        name = "m128_n128_k64" if half else "m128_n128_k32"
+    if M <= 4096 and Kg <= 64:
+        name = "m64_n64_k32"
+    return CONFIGS[name]
+
+
+def _resolve_config(config, M, Kg, gemm_k, dtype) -> TileConfig:
+    if config is None:
+        return choose_config(M, Kg, gemm_k, dtype)
+    if isinstance(config, TileConfig):
+        return config
+    if isinstance(config, str):
+        if config not in CONFIGS:
+            raise ValueError(f"config must be one of {sorted(CONFIGS)} (or a TileConfig / dict), got {config!r}")
+        return CONFIGS[config]
+    if isinstance(config, dict):  # a partial dict overrides the default chosen for this shape
+        unknown = set(config) - {f.name for f in dataclasses.fields(TileConfig)}
+        if unknown:
+            raise ValueError(f"config has unknown keys {sorted(unknown)}; allowed: {[f.name for f in dataclasses.fields(TileConfig)]}")
+        return dataclasses.replace(choose_config(M, Kg, gemm_k, dtype), **config)
+    raise TypeError(f"config must be None, a name in CONFIGS, a TileConfig or a dict, got {type(config).__name__}")
+
+
+# ----------------------------------------------------------------------------- launcher
+_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_ACTIVATIONS = {None: 0, "relu": 1, "leaky_relu": 2}
+_PRECISIONS = ("ieee", "tf32", "tf32x3")
+IntPair = Union[int, Sequence[int]]
+
+
+def _pair(v: IntPair, name: str, minimum: int) -> tuple:
+    if isinstance(v, int):
+        v = (v, v)
+    v = tuple(int(e) for e in v)
+    if len(v) != 2 or min(v) < minimum:
+        raise ValueError(f"{name} must be an int or a pair of ints >= {minimum}, got {v!r}")
+    return v
+
+
+def _span(t: torch.Tensor) -> int:
+    """Largest element offset a tensor reaches, plus one."""
+    return 1 + sum((s - 1) * abs(st) for s, st in zip(t.shape, t.stride()) if s > 0)
+
+
+def conv2d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    stride: IntPair = (1, 1),
+    padding: IntPair = (0, 0),
+    dilation: IntPair = (1, 1),
+    groups: int = 1,
+    activation: Optional[str] = None,
+    negative_slope: float = 0.01,
+    residual: Optional[torch.Tensor] = None,
+    *,
+    config: Union[None, str, TileConfig, dict] = None,
+    input_precision: str = "ieee",
+) -> torch.Tensor:
+    """`act(F.conv2d(input, weight, bias, stride, padding, dilation, groups)) + residual` in one kernel.
+
+    input [N, C, H, W] (any strides: NCHW, channels_last, views), weight [K, C/groups, R, S],
+    bias [K], residual [N, K, P, Q] (any strides). float32 / float16 / bfloat16, all one dtype;
+    fp32 accumulation; the output has the input's dtype and F.conv2d's memory format
+    (channels_last iff the input is channels_last). `input_precision` picks how fp32 operands
+    are multiplied ("ieee" exact fp32, "tf32" tensor cores); `config` forces a tile config (a name
+    in CONFIGS, a TileConfig, or a dict overriding fields of the default). Full argument checks
+    are sft_kernels.ops' job; this checks only what would otherwise crash or go wrong silently.
+    """
+    for name, t in (("input", input), ("weight", weight)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 4:
+            raise ValueError(f"{name} must be a 4-D tensor, got {getattr(t, 'shape', type(t).__name__)}")
+    if input.dtype not in _DTYPES:
+        raise ValueError(f"input dtype must be one of {_DTYPES}, got {input.dtype}")
+    for name, t in (("weight", weight), ("bias", bias), ("residual", residual)):
+        if t is not None and (t.device != input.device or t.dtype != input.dtype):
+            raise ValueError(f"{name} ({t.dtype}, {t.device}) must match input ({input.dtype}, {input.device})")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {tuple(_ACTIVATIONS)}, got {activation!r}")
+    if input_precision not in _PRECISIONS:
+        raise ValueError(f"input_precision must be one of {_PRECISIONS}, got {input_precision!r}")
+    if not INTERPRETED and input.device.type != "cuda":
+        raise ValueError(
+            f"the compiled Triton conv2d needs CUDA tensors, got {input.device}; on a CPU import this module "
+            "through sft_kernels.triton.load(), which turns on the Triton interpreter"
+        )
+    sh, sw = _pair(stride, "stride", 1)
+    ph, pw = _pair(padding, "padding", 0)
+    dh, dw = _pair(dilation, "dilation", 1)
+
+    N, C, H, W = input.shape
+    K, Cg, R, S = weight.shape
+    if not isinstance(groups, int) or groups < 1 or C % groups or K % groups or Cg * groups != C:
+        raise ValueError(f"groups={groups!r} does not fit input channels {C} and weight {tuple(weight.shape)}")
+    if groups > 65535:
+        raise ValueError(f"groups={groups} exceeds the CUDA grid limit (65535) of this kernel")
+    Kg = K // groups
+    P = (H + 2 * ph - dh * (R - 1) - 1) // sh + 1
+    Q = (W + 2 * pw - dw * (S - 1) - 1) // sw + 1
+    if P <= 0 or Q <= 0:
+        raise ValueError(f"output size ({P}, {Q}) is not positive for input {tuple(input.shape)} and weight {tuple(weight.shape)}")
+    if bias is not None and (bias.dim() != 1 or bias.shape[0] != K):
+        raise ValueError(f"bias must have shape ({K},), got {tuple(bias.shape)}")
+    if residual is not None and tuple(residual.shape) != (N, K, P, Q):
+        raise ValueError(f"residual must have the output's shape {(N, K, P, Q)}, got {tuple(residual.shape)}")
+
+    channels_last = input.is_contiguous(memory_format=torch.channels_last) and not input.is_contiguous()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    y = torch.empty((N, K, P, Q), device=input.device, dtype=input.dtype, memory_format=fmt)
+    M, gemm_k = N * P * Q, Cg * R * S
+    if y.numel() == 0:
+        return y
+
+    cfg = _resolve_config(config, M, Kg, gemm_k, input.dtype)
+    upcast = INTERPRETED and input.dtype == torch.bfloat16  # the interpreter's bf16 tl.dot is wrong
+    precision = input_precision if (input.dtype == torch.float32 or upcast) else "tf32"
+    int64 = max(_span(t) for t in (input, weight, y, residual) if t is not None) >= 2**31
+    b = bias if bias is not None else y
+    res = residual if residual is not None else y
+    rs = residual.stride() if residual is not None else (0, 0, 0, 0)
+
+    grid = (triton.cdiv(M, cfg.BLOCK_M) * triton.cdiv(Kg, cfg.BLOCK_N), groups)
+    conv2d_kernel[grid](
+        input, weight, b, res, y,
+        N, H, W, P, Q, R, S, Cg, Kg,
+        sh, sw, ph, pw, dh, dw,
+        *input.stride(), *weight.stride(), *y.stride(), *rs,
+        bias.stride(0) if bias is not None else 0,
+        float(negative_slope),
+        HAS_BIAS=bias is not None,
+        ACTIVATION=_ACTIVATIONS[activation],
+        HAS_RESIDUAL=residual is not None,
+        INPUT_PRECISION=precision,
+        UPCAST=upcast,
+        INT64=int64,
+        BLOCK_M=cfg.BLOCK_M,
+        BLOCK_N=cfg.BLOCK_N,
+        BLOCK_K=cfg.BLOCK_K,
+        GROUP_M=cfg.GROUP_M,
+        num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages,
+    )
+    return y
