@@ -109,6 +109,13 @@ def supports(backend: str, op: str, device_type: str, dtype: torch.dtype) -> boo
 
 def resolve(backend: Optional[str], op: str, device: torch.device, dtype: torch.dtype) -> str:
     """Pick the backend name for one call of `op`; raise a clear error if the request cannot run."""
+    return _resolve(backend, op, device.type, dtype)
+
+
+# Under torch.compile the choice is made once at trace time and baked into the graph as a constant.
+@torch.compiler.assume_constant_result
+def _resolve(backend: Optional[str], op: str, device_type: str, dtype: torch.dtype) -> str:
+    device = torch.device(device_type)
     if backend is None:
         backend = os.environ.get("SFT_KERNELS_BACKEND") or None
     if backend is None:

@@ -230,6 +230,25 @@ def test_package_import_does_not_import_triton():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="interpreter-only trap")
+def test_runs_when_triton_was_imported_before_the_interpreter_flag():
+    """torch.compile on a CPU imports triton before anyone sets TRITON_INTERPRET: triton.language's
+    own @jit helpers are then not interpretable, so the kernel must not call them."""
+    root = Path(sft_triton.__file__).parents[2]
+    code = (
+        "import torch, triton, torch.nn.functional as F\n"
+        "from sft_kernels import triton as t\n"
+        "m = t.load()\n"
+        "x = torch.randn(2, 3, 6, 5); w = torch.randn(4, 3, 3, 3)\n"
+        "y = m.conv2d(x, w, torch.randn(4), 1, 1, 1, 1, 'relu')\n"
+        "assert y.shape == (2, 4, 6, 5)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def test_status_shape():
     ok, why = sft_triton.status()
     assert ok is True and isinstance(why, str) and why

@@ -15,7 +15,8 @@ are ``@triton.jit`` functions decorated when ``triton.language`` is first import
 happened before TRITON_INTERPRET=1 was set (``torch.compile`` on a CPU imports triton, for
 example), calling them inside an interpreted kernel fails with "Cannot call @triton.jit'd outside
 of the scope of a kernel". ``status()`` therefore sets the flag before it first imports Triton on
-a machine without a GPU, and kernels here use only builtins (``(a + b - 1) // b``, not ``tl.cdiv``).
+a machine without a GPU, and kernels here use only builtins (``(a + b - 1) // b`` for ``tl.cdiv``,
+``tl.full(shape, 0.0, dtype)`` for ``tl.zeros``), so they also run when someone imported triton first.
 """
 from __future__ import annotations
 

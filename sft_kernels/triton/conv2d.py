@@ -64,8 +64,9 @@ def conv2d_kernel(
     # input rows and weight columns from L2 (as in the Triton matmul tutorial).
     pid = tl.program_id(0)
     g = tl.program_id(1)
-    # (no tl.cdiv: triton.language's own @jit helpers are not interpretable if triton was
-    # imported before TRITON_INTERPRET=1 was set, e.g. by torch.compile on a CPU)
+    # Builtins only (no tl.cdiv / tl.zeros): triton.language's own @jit helpers cannot run in an
+    # interpreted kernel if triton was imported before TRITON_INTERPRET=1 was set (torch.compile
+    # on a CPU imports triton, for example).
     num_pid_m = (M + BLOCK_M - 1) // BLOCK_M
     num_pid_n = (Kg + BLOCK_N - 1) // BLOCK_N
     num_pid_in_group = GROUP_M * num_pid_n
@@ -82,8 +83,11 @@ def conv2d_kernel(
     mask_n = offs_n < Kg
 
     # ---- rows: output pixel m -> (n, p, q) -> top-left input tap (ih0, iw0)
-    if INT64:
+    if INT64:  # every index that multiplies a stride becomes 64-bit
         offs_m = offs_m.to(tl.int64)
+        offs_n = offs_n.to(tl.int64)
+        offs_k = offs_k.to(tl.int64)
+        g = g.to(tl.int64)
     n_idx = offs_m // (P * Q)
     pq = offs_m % (P * Q)
     p_idx = pq // Q
@@ -94,11 +98,9 @@ def conv2d_kernel(
 
     # ---- columns: output channel k of the whole tensor
     k_out = g * Kg + offs_n
-    if INT64:
-        k_out = k_out.to(tl.int64)
     w_cols = w_ptr + k_out * swk  # [BLOCK_N] pointers
 
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc = tl.full((BLOCK_M, BLOCK_N), 0.0, dtype=tl.float32)
     for k0 in range(0, GEMM_K, BLOCK_K):
         # reduction index -> (r, s, c), c fastest
         kk = k0 + offs_k
@@ -182,6 +184,7 @@ CONFIGS = {
     "m128_n64_k64": TileConfig(128, 64, 64, GROUP_M=8, num_warps=4, num_stages=3),
     "m128_n128_k64": TileConfig(128, 128, 64, GROUP_M=8, num_warps=8, num_stages=3),
     # small images: more programs to fill the SMs
+    "m64_n32_k32": TileConfig(64, 32, 32, GROUP_M=8, num_warps=4, num_stages=4),
     "m64_n64_k32": TileConfig(64, 64, 32, GROUP_M=8, num_warps=4, num_stages=4),
     # interpreter: cost is ~3 ms per program x K-iteration whatever the tile, so use big tiles
     # (choose_config widens BLOCK_N / BLOCK_K further to cover the whole problem when it is small)
@@ -204,14 +207,13 @@ def choose_config(M: int, Kg: int, gemm_k: int, dtype: torch.dtype, interpreted:
             BLOCK_K=_pow2_clamp(gemm_k, 16, 128),
         )
     half = dtype in (torch.float16, torch.bfloat16)
+    small_m = M <= 4096  # e.g. 64x64 images: 128-row tiles would leave most of the SMs idle
     if Kg <= 32:
-        name = "m128_n32_k32"
+        name = "m64_n32_k32" if small_m else "m128_n32_k32"
     elif Kg <= 64:
-        name = "m128_n64_k64" if half else "m128_n64_k32"
+        name = "m64_n64_k32" if small_m else ("m128_n64_k64" if half else "m128_n64_k32")
     else:
         name = "m128_n128_k64" if half else "m128_n128_k32"
-    if M <= 4096 and Kg <= 64:
-        name = "m64_n64_k32"
     return CONFIGS[name]
 
 
@@ -321,6 +323,9 @@ def conv2d(
     M, gemm_k = N * P * Q, Cg * R * S
     if y.numel() == 0:
         return y
+
+    if M >= 2**31:
+        raise ValueError(f"N*P*Q = {M} output pixels exceed the kernel's int32 row index; split the batch")
 
     cfg = _resolve_config(config, M, Kg, gemm_k, input.dtype)
     upcast = INTERPRETED and input.dtype == torch.bfloat16  # the interpreter's bf16 tl.dot is wrong

@@ -1,0 +1,164 @@
+"""sft.conv2d on every backend available here vs the float64 reference."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sft_kernels import backends, reference
+from sft_kernels.ops import conv2d
+from sft_kernels.testing import assert_close
+
+from .conftest import op_backends
+
+# (N, C, H, W, K, R, S, stride, padding, dilation, groups): odd sizes, stride 2, dilation 2, groups, batch > 1
+SHAPES = [
+    (2, 5, 13, 11, 7, 3, 3, 1, 1, 1, 1),
+    (1, 16, 9, 9, 8, 3, 3, 2, 1, 2, 2),
+    (3, 8, 7, 13, 12, 1, 1, 1, 0, 1, 1),
+    (1, 3, 17, 15, 33, 3, 3, 1, 1, 1, 1),
+    (2, 8, 12, 12, 4, 4, 4, 4, 0, 1, 1),
+    (1, 12, 10, 9, 6, 3, 2, (2, 1), (0, 2), (1, 2), 3),
+    (1, 64, 12, 12, 64, 3, 3, 1, 1, 1, 1),
+]
+LAYOUTS = ["nchw", "channels_last", "noncontig"]
+CPU_BACKENDS = [b for b in op_backends("conv2d") if b != "triton"]  # triton: interpreter sweep below
+
+
+def _layout(x, layout):
+    if layout == "channels_last":
+        return x.contiguous(memory_format=torch.channels_last)
+    if layout == "noncontig":  # a strided view: every other column of a wider tensor
+        wide = torch.empty(*x.shape[:3], x.shape[3] * 2, dtype=x.dtype).normal_()
+        wide[..., ::2] = x
+        return wide[..., ::2]
+    return x
+
+
+def _check(backend, shape, layout, act=None, slope=0.01, with_bias=True, with_res=False, dtype=torch.float32):
+    n, c, h, w, k, r, s, st, pd, dl, g = shape
+    x = torch.randn(n, c, h, w, dtype=dtype)
+    wt = torch.randn(k, c // g, r, s, dtype=dtype)
+    b = torch.randn(k, dtype=dtype) if with_bias else None
+    ref = reference.conv2d(x.double(), wt.double(), None if b is None else b.double(), st, pd, dl, g, act, slope)
+    res = torch.randn_like(ref).to(dtype) if with_res else None
+    if res is not None:
+        ref = ref + res.double()
+    y = conv2d(_layout(x, layout), wt, b, st, pd, dl, g, activation=act, negative_slope=slope, residual=res,
+               backend=backend)
+    assert y.shape == ref.shape and y.dtype == dtype
+    want_cl = layout == "channels_last"
+    assert y.is_contiguous(memory_format=torch.channels_last if want_cl else torch.contiguous_format)
+    assert_close(y, ref, k=(c // g) * r * s, msg=f"{backend} {shape} {layout} act={act}")
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_conv2d_matches_reference(backend, shape, layout):
+    _check(backend, shape, layout)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("act,slope", [(None, 0.01), ("relu", 0.01), ("leaky_relu", 0.2), ("leaky_relu", -0.5)])
+@pytest.mark.parametrize("with_res", [False, True])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_fused_epilogue(backend, act, slope, with_res, layout):
+    _check(backend, SHAPES[0], layout, act, slope, with_bias=True, with_res=with_res)
+    _check(backend, SHAPES[1], layout, act, slope, with_bias=False, with_res=with_res)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_residual_with_other_layout(backend):
+    x = torch.randn(2, 8, 9, 9).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(16, 8, 3, 3)
+    res = torch.randn(2, 16, 9, 9)  # NCHW residual with a channels_last output
+    y = conv2d(x, w, padding=1, activation="relu", residual=res, backend=backend)
+    assert_close(y, F.relu(F.conv2d(x.double(), w.double(), padding=1)) + res.double(), k=72)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_nan_propagates(backend):
+    x = torch.randn(1, 4, 6, 6)
+    x[0, 1, 2, 3] = float("nan")
+    w = torch.randn(4, 4, 3, 3)
+    for act in (None, "relu", "leaky_relu"):
+        y = conv2d(x, w, padding=1, activation=act, backend=backend)
+        ref = reference.conv2d(x, w, padding=1, activation=act)
+        assert torch.equal(torch.isnan(y), torch.isnan(ref)), act
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_empty_batch_like_pytorch(backend):
+    x, w = torch.randn(0, 4, 8, 8), torch.randn(6, 4, 3, 3)
+    y = conv2d(x, w, padding=1, backend=backend)
+    assert y.shape == F.conv2d(x, w, padding=1).shape == (0, 6, 8, 8)
+
+
+def test_default_backend_is_fastest_available():
+    name = backends.resolve(None, "conv2d", torch.device("cpu"), torch.float32)
+    assert name == ("cpu" if "cpu" in backends.available() else "reference")
+    assert backends.resolve(None, "conv2d", torch.device("cpu"), torch.float64) == "reference"
+
+
+def test_env_var_selects_backend(monkeypatch):
+    monkeypatch.setenv("SFT_KERNELS_BACKEND", "reference")
+    assert backends.resolve(None, "conv2d", torch.device("cpu"), torch.float32) == "reference"
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_autograd_matches_pytorch(backend):
+    x = torch.randn(2, 4, 7, 7, dtype=torch.float32, requires_grad=True)
+    w = torch.randn(6, 2, 3, 3, requires_grad=True)
+    b = torch.randn(6, requires_grad=True)
+    res = torch.randn(2, 6, 4, 4, requires_grad=True)
+    y = conv2d(x, w, b, 2, 1, 1, 2, activation="leaky_relu", negative_slope=0.1, residual=res, backend=backend)
+    g = torch.randn_like(y)
+    grads = torch.autograd.grad(y, (x, w, b, res), g)
+    y2 = F.leaky_relu(F.conv2d(x, w, b, 2, 1, 1, 2), 0.1) + res
+    grads2 = torch.autograd.grad(y2, (x, w, b, res), g)
+    for a, e in zip(grads, grads2):
+        torch.testing.assert_close(a, e, atol=1e-4, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+def _bad(**kw):
+    args = dict(input=torch.randn(1, 4, 8, 8), weight=torch.randn(6, 4, 3, 3))
+    args.update(kw)
+    return args
+
+
+@pytest.mark.parametrize("kwargs,exc,pattern", [
+    (_bad(input=torch.randn(4, 8, 8)), ValueError, "input must be a 4-D"),
+    (_bad(weight=torch.randn(6, 4, 3)), ValueError, "weight must be a 4-D"),
+    (_bad(weight=torch.randn(6, 4, 3, 3, dtype=torch.float64)), TypeError, "weight dtype"),
+    (_bad(input=torch.randint(0, 5, (1, 4, 8, 8))), TypeError, "input must be a floating-point"),
+    (_bad(weight=torch.randn(6, 3, 3, 3)), ValueError, "channel mismatch"),
+    (_bad(weight=torch.randn(6, 2, 3, 3), groups=3), ValueError, "groups=3 must divide the input channels"),
+    (_bad(weight=torch.randn(5, 2, 3, 3), groups=2), ValueError, "must divide the output channels"),
+    (_bad(padding=-1), ValueError, "padding must be >= 0"),
+    (_bad(stride=0), ValueError, "stride must be >= 1"),
+    (_bad(dilation=(1, 0)), ValueError, "dilation must be >= 1"),
+    (_bad(bias=torch.randn(5)), ValueError, "bias must have 6"),
+    (_bad(input=torch.randn(1, 4, 2, 2)), ValueError, "too small"),
+    (_bad(activation="gelu"), ValueError, "activation must be one of"),
+    (_bad(residual=torch.randn(1, 6, 7, 7)), ValueError, "residual must have the output's shape"),
+    (_bad(backend="tpu"), ValueError, "backend must be one of"),
+    (_bad(input=torch.randn(1, 4, 8, 8, device="meta")), ValueError, "weight is on cpu but input is on meta"),
+])
+def test_bad_input(kwargs, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        conv2d(**kwargs)
+
+
+def test_backend_dtype_errors():
+    if "cpu" not in backends.available():
+        pytest.skip("cpu backend not built")
+    with pytest.raises(TypeError, match="backend 'cpu' runs sft.conv2d in"):
+        conv2d(torch.randn(1, 2, 5, 5, dtype=torch.float64), torch.randn(2, 2, 3, 3, dtype=torch.float64),
+               backend="cpu")
+
+
+def test_unavailable_backend_says_why():
+    with pytest.raises(backends.BackendUnavailableError, match="cuda"):
+        conv2d(torch.randn(1, 2, 5, 5), torch.randn(2, 2, 3, 3), backend="cuda")

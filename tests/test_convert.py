@@ -1,0 +1,83 @@
+"""convert_ / revert_ on any CNN and on SFTNet: same outputs, same state_dict, modules restored."""
+import pytest
+import torch
+from torch import nn
+
+import sft_kernels
+from sft_kernels.models import SFTNet
+from sft_kernels.nn import Conv2d
+
+from .conftest import op_backends
+
+CPU_BACKENDS = [b for b in op_backends("conv2d") if b != "triton"]
+
+
+def _cnn():
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect"),  # not supported: left alone
+        nn.Conv2d(8, 8, 3, stride=2, dilation=2, padding=2, groups=4, bias=False),
+        nn.ConvTranspose2d(8, 4, 2, stride=2),  # left alone
+        nn.Conv2d(4, 4, 3, padding="same"),  # string padding: left alone
+    )
+
+
+@pytest.mark.parametrize("backend", [None] + CPU_BACKENDS)
+def test_convert_any_cnn(backend):
+    model = _cnn().eval()
+    x = torch.randn(2, 3, 13, 11)
+    keys = {k: v.clone() for k, v in model.state_dict().items()}
+    expected = model(x)
+    report = sft_kernels.convert_(model, backend=backend)
+    assert report.converted == ["0", "3"]
+    assert [name for name, _ in report.skipped] == ["2", "4", "5"]
+    assert isinstance(model[0], Conv2d) and isinstance(model[3], Conv2d) and not isinstance(model[2], Conv2d)
+    assert model.state_dict().keys() == keys.keys()
+    torch.testing.assert_close(model(x), expected, atol=1e-4, rtol=1e-4)
+    assert sft_kernels.revert_(model) == 2
+    assert type(model[0]) is nn.Conv2d and type(model[3]) is nn.Conv2d
+    torch.testing.assert_close(model(x), expected)
+
+
+def test_convert_shares_parameters_and_filter():
+    model = _cnn()
+    w = model[0].weight
+    report = sft_kernels.convert_(model, filter_fn=lambda m, name: name != "3")
+    assert model[0].weight is w
+    assert ("3", "excluded by filter_fn") in report.skipped
+
+
+def test_convert_unavailable_backend_fails_early():
+    with pytest.raises(sft_kernels.backends.BackendUnavailableError, match="cuda"):
+        sft_kernels.convert_(_cnn(), backend="cuda")
+
+
+def test_finetune_through_converted_model():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 3, padding=1))
+    sft_kernels.convert_(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, target = torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)
+    losses = []
+    for _ in range(5):
+        loss = torch.nn.functional.mse_loss(model(x), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("variant", ["pytorch", "torch"])
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_converted_sftnet_matches_eager(variant, backend):
+    model = SFTNet(variant).reset_parameters_(seed=1).eval()
+    img = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():
+        expected = model(img)
+        report = sft_kernels.convert_(model, backend=backend)
+        assert len(report.converted) == sum(isinstance(m, nn.Conv2d) for m in model.modules())
+        out = model(img)
+        torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+        sft_kernels.revert_(model)
+        assert not any(isinstance(m, Conv2d) for m in model.modules())
+        torch.testing.assert_close(model(img), expected)

@@ -1,0 +1,91 @@
+"""sft.matmul and sft.strassen_matmul vs float64 references."""
+import pytest
+import torch
+
+from sft_kernels import reference
+from sft_kernels.ops import matmul, strassen_matmul
+from sft_kernels.testing import assert_close
+
+from .conftest import op_backends
+
+MM_SHAPES = [
+    ((7, 13), (13, 33)),
+    ((1, 1), (1, 1)),
+    ((65, 129), (129, 47)),
+    ((300, 257), (257, 31)),
+    ((13,), (13, 5)),
+    ((5, 13), (13,)),
+    ((13,), (13,)),
+    ((3, 7, 9), (9, 11)),
+    ((2, 1, 7, 9), (3, 9, 4)),
+]
+
+
+@pytest.mark.parametrize("backend", op_backends("matmul"))
+@pytest.mark.parametrize("sa,sb", MM_SHAPES, ids=str)
+def test_matmul_matches_reference(backend, sa, sb):
+    a, b = torch.randn(sa), torch.randn(sb)
+    y = matmul(a, b, backend=backend)
+    ref = torch.matmul(a.double(), b.double())
+    assert y.shape == ref.shape
+    assert_close(y, ref, k=sa[-1])
+
+
+@pytest.mark.parametrize("backend", op_backends("matmul"))
+def test_matmul_noncontiguous_and_transposed(backend):
+    a = torch.randn(40, 70)[:, ::2]  # column stride 2
+    b = torch.randn(50, 35).t()  # transposed
+    assert_close(matmul(a, b, backend=backend), a.double() @ b.double(), k=35)
+
+
+@pytest.mark.parametrize("backend", op_backends("matmul"))
+def test_matmul_empty_and_zero_k(backend):
+    assert matmul(torch.randn(0, 4), torch.randn(4, 3), backend=backend).shape == (0, 3)
+    assert torch.equal(matmul(torch.randn(3, 0), torch.randn(0, 5), backend=backend), torch.zeros(3, 5))
+
+
+def test_matmul_bad_input():
+    with pytest.raises(ValueError, match="a has 4 columns but b has 5 rows"):
+        matmul(torch.randn(3, 4), torch.randn(5, 6))
+    with pytest.raises(TypeError, match="b dtype"):
+        matmul(torch.randn(3, 4), torch.randn(4, 6, dtype=torch.float64))
+    with pytest.raises(TypeError, match="a must be a torch.Tensor"):
+        matmul([[1.0]], torch.randn(1, 1))
+    with pytest.raises(ValueError, match="at least 1-D"):
+        matmul(torch.tensor(2.0), torch.randn(1))
+
+
+def test_matmul_autograd():
+    a = torch.randn(5, 7, requires_grad=True)
+    b = torch.randn(7, 3, requires_grad=True)
+    g = torch.randn(5, 3)
+    ga, gb = torch.autograd.grad(matmul(a, b), (a, b), g)
+    torch.testing.assert_close(ga, g @ b.detach().t())
+    torch.testing.assert_close(gb, a.detach().t() @ g)
+
+
+@pytest.mark.parametrize("backend", op_backends("strassen_matmul"))
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (2, 2, 2), (7, 13, 33), (64, 64, 64), (65, 33, 47), (130, 129, 131),
+                                   (256, 100, 3)])
+@pytest.mark.parametrize("levels", [None, 1, 3])
+def test_strassen_matches_reference(backend, m, k, n, levels):
+    a, b = torch.randn(m, k, dtype=torch.float64), torch.randn(k, n, dtype=torch.float64)
+    y = strassen_matmul(a.float(), b.float(), levels=levels, cutoff=4, backend=backend)
+    # Strassen's error grows with depth: allow a factor 4 per level over plain GEMM's bound.
+    depth = 3 if levels is None else levels
+    assert y.shape == (m, n)
+    torch.testing.assert_close(y.double(), a @ b, atol=4 ** depth * 1e-5 * (k ** 0.5) * 4, rtol=1e-4)
+
+
+def test_strassen_is_exact_in_float64():
+    a, b = torch.randn(97, 101, dtype=torch.float64), torch.randn(101, 99, dtype=torch.float64)
+    torch.testing.assert_close(reference.strassen_matmul(a, b, cutoff=2), a @ b, atol=1e-10, rtol=1e-10)
+
+
+def test_strassen_bad_input():
+    with pytest.raises(ValueError, match="a must be a 2-D"):
+        strassen_matmul(torch.randn(2, 3, 4), torch.randn(4, 2))
+    with pytest.raises(ValueError, match="levels must be"):
+        strassen_matmul(torch.randn(3, 4), torch.randn(4, 2), levels=-1)
+    with pytest.raises(ValueError, match="a has 4 columns"):
+        strassen_matmul(torch.randn(3, 4), torch.randn(5, 2))
