@@ -28,6 +28,7 @@ TORCH_LIBRARY(sft_cpu, m) {
   m.def("matmul(Tensor a, Tensor b) -> Tensor");
   m.def("gemm_config() -> str", &sft::config_op);
   m.def("set_gemm_blocking(int mc, int kc, int nc) -> ()", &sft::set_blocking_op);
+  m.def("fma_peak_gflops(int iters) -> float", &sft::fma_peak_gflops);
 }
 
 TORCH_LIBRARY_IMPL(sft_cpu, CPU, m) {

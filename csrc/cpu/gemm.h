@@ -58,6 +58,7 @@ const UKernel& ukernel_for(const std::string& isa);  // throws if this CPU canno
 Blocking blocking(const UKernel& uk);  // defaults, overridden by SFT_KERNELS_GEMM_BLOCKING="MC,KC,NC"
 void set_blocking(int64_t mc, int64_t kc, int64_t nc);  // 0 = keep default
 std::string gemm_config();
+double fma_peak_gflops(int64_t iters);  // measured fp32 FMA peak over torch's threads
 
 // Pack columns [0, N) of a K×N matrix b(k, n) = src[k*ks + n*ns] into NR-wide panels [N/NR][Kpad][NR].
 void pack_b(const float* src, int64_t K, int64_t N, int64_t ks, int64_t ns, int nr, float* dst);

@@ -24,19 +24,21 @@ import functools
 import importlib
 import importlib.util
 import os
+import re
 import sys
 
 __all__ = ["status", "load"]
 
 
 def _version_tuple(text: str) -> tuple:
+    """"3.6.0+git1a2b" -> (3, 6, 0); "2.4.0rc1" -> (2, 4, 0)."""
     out = []
     for part in text.split(".")[:3]:
-        digits = "".join(ch for ch in part if ch.isdigit())
-        if not digits:
+        m = re.match(r"\d+", part)
+        if m is None:
             break
-        out.append(int(digits))
-        if digits != part:  # "0rc1", "0+git..."
+        out.append(int(m.group()))
+        if m.end() != len(part):
             break
     return tuple(out)
 

@@ -1,0 +1,63 @@
+"""Side-by-side timing: candidates run interleaved in one process on the same inputs; medians reported.
+
+These machines are noisy, so absolute times mean little; the ratio of medians measured this way holds.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, Dict
+
+import torch
+
+
+def measure_peak_gflops() -> tuple:
+    """(GFLOP/s, how) — this machine's fp32 FMA peak over torch's threads, for % of peak figures.
+
+    Measured with the extension's FMA loop (independent chains, no memory traffic), so it follows the CPU the
+    benchmark runs on. Without the extension, torch.matmul 1024³ throughput stands in (a lower bound)."""
+    from . import backends
+
+    if backends.cpu_ext() is not None:
+        torch.ops.sft_cpu.fma_peak_gflops(200_000)  # warm up the frequency
+        return max(torch.ops.sft_cpu.fma_peak_gflops(2_000_000) for _ in range(3)), "FMA loop"
+    return _matmul_gflops(), "torch.matmul 1024³ (extension not built)"
+
+
+def _matmul_gflops(seconds: float = 0.3) -> float:
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    for _ in range(2):
+        a @ b
+    best, t_end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t = time.perf_counter()
+        a @ b
+        best = max(best, 2 * 1024 ** 3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def time_interleaved(fns: Dict[str, Callable[[], object]], repeat: int = 15, warmup: int = 2,
+                     min_time: float = 0.0) -> Dict[str, float]:
+    """Median seconds per call of each fn; one round calls every fn once, in turn."""
+    for _ in range(warmup):
+        for f in fns.values():
+            f()
+    samples = {k: [] for k in fns}
+    rounds, t_start = 0, time.perf_counter()
+    while rounds < repeat or time.perf_counter() - t_start < min_time:
+        for name, f in fns.items():
+            t = time.perf_counter()
+            f()
+            samples[name].append(time.perf_counter() - t)
+        rounds += 1
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def format_table(rows: list, headers: list) -> str:
+    cols = [[str(h)] + [str(r[i]) for r in rows] for i, h in enumerate(headers)]
+    widths = [max(len(x) for x in col) for col in cols]
+    line = lambda vals: "  ".join(str(v).rjust(w) if i else str(v).ljust(w)  # noqa: E731
+                                  for i, (v, w) in enumerate(zip(vals, widths)))
+    out = [line(headers), line(["-" * w for w in widths])]
+    out += [line(r) for r in rows]
+    return "\n".join(out)

@@ -1,0 +1,69 @@
+"""Shape catalog shared by benchmarks, `sft-kernels bench` and `sft-kernels tune`.
+
+Every conv shape of SFTNet ("pytorch" variant) for a 1×3×128×128 input (×4 → 512×512), with how many
+times the network runs it, plus square and conv-shaped GEMMs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    name: str
+    n: int
+    c: int
+    h: int
+    w: int
+    k: int
+    r: int
+    s: int
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+    count: int = 1  # occurrences in one SFTNet forward
+
+    @property
+    def pq(self) -> tuple:
+        return ((self.h + 2 * self.padding - self.r) // self.stride + 1,
+                (self.w + 2 * self.padding - self.s) // self.stride + 1)
+
+    @property
+    def flops(self) -> int:
+        """Direct-convolution FLOPs 2·N·K·C/g·R·S·P·Q, whatever the algorithm."""
+        p, q = self.pq
+        return 2 * self.n * self.k * (self.c // self.groups) * self.r * self.s * p * q
+
+    def scaled(self, n: int = 1, lr: int = 128) -> "ConvShape":
+        """The same layer for batch n at another LR size (spatial dims scale with lr/128)."""
+        f = lr / 128
+        return ConvShape(self.name, n, self.c, int(self.h * f), int(self.w * f), self.k, self.r, self.s,
+                         self.stride, self.padding, self.groups, self.count)
+
+
+def sftnet_conv_shapes(lr: int = 128, n: int = 1) -> list:
+    """The distinct conv layers of SFTNet("pytorch") at an lr×lr input."""
+    base = [
+        ConvShape("cond_in 8→128 k4s4", 1, 8, 512, 512, 128, 4, 4, stride=4, count=1),
+        ConvShape("cond 128→128 1×1", 1, 128, 128, 128, 128, 1, 1, count=3),
+        ConvShape("cond_out 128→32 1×1", 1, 128, 128, 128, 32, 1, 1, count=1),
+        ConvShape("conv0 3→64 3×3", 1, 3, 128, 128, 64, 3, 3, padding=1, count=1),
+        ConvShape("sft0 32→32 1×1", 1, 32, 128, 128, 32, 1, 1, count=66),
+        ConvShape("sft1 32→64 1×1", 1, 32, 128, 128, 64, 1, 1, count=66),
+        ConvShape("trunk 64→64 3×3", 1, 64, 128, 128, 64, 3, 3, padding=1, count=33),
+        ConvShape("up1 64→256 3×3 @128", 1, 64, 128, 128, 256, 3, 3, padding=1, count=1),
+        ConvShape("up2 64→256 3×3 @256", 1, 64, 256, 256, 256, 3, 3, padding=1, count=1),
+        ConvShape("hr 64→64 3×3 @512", 1, 64, 512, 512, 64, 3, 3, padding=1, count=1),
+        ConvShape("out 64→3 3×3 @512", 1, 64, 512, 512, 3, 3, 3, padding=1, count=1),
+    ]
+    return [s.scaled(n, lr) for s in base]
+
+
+# Small versions for quick runs (`--quick`) and CI smoke runs: same layers at a 32×32 LR input.
+def quick_conv_shapes() -> list:
+    return sftnet_conv_shapes(lr=32)
+
+
+GEMM_SQUARE = [512, 1024, 2048, 4096]
+# (M, N, K) of the conv GEMMs: M = pixels, N = output channels, K = C·R·S
+GEMM_CONV = [(16384, 64, 576), (16384, 256, 576), (16384, 64, 32), (16384, 32, 32), (262144, 64, 576)]
