@@ -22,7 +22,7 @@ def _conv_args(backend, act, res, layout):
     return (x, w, b, [1, 1], [1, 1], [1, 1], 2, act, 0.1, r, backend)
 
 
-@pytest.mark.parametrize("backend", [b for b in op_backends("conv2d") if b != "triton"])
+@pytest.mark.parametrize("backend", op_backends("conv2d"))
 @pytest.mark.parametrize("act,res", [(None, False), ("leaky_relu", True)])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 def test_opcheck_conv2d(backend, act, res, layout):

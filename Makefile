@@ -1,0 +1,42 @@
+# make demo : create .venv, install torch 2.13.0 (CPU) + the package, build the C++ extension, run the demo
+# make test : same setup if needed, then the test suite (the command CI runs)
+PY        ?= python3
+VENV      ?= .venv
+PIP        = $(VENV)/bin/pip
+PYTHON     = $(VENV)/bin/python
+STAMP      = $(VENV)/.sft_installed
+
+.PHONY: demo test bench bench-full info clean setup
+
+$(VENV)/bin/python:
+	$(PY) -m venv $(VENV)
+
+# Torch first (the pinned CPU wheel), then the build tools and runtime/test deps, then the package with
+# its extension built against the installed torch (no build isolation).
+$(STAMP): $(VENV)/bin/python pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/cpu/*.cpp csrc/cpu/*.h)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q triton==3.9.0 numpy pillow tqdm setuptools wheel ninja \
+		pytest pytest-benchmark hypothesis scikit-image matplotlib
+	$(PIP) install -q --no-build-isolation --no-deps -e .
+	@$(PYTHON) -c "import sft_kernels.backends as b; print('backends available:', b.available())"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/sft-kernels demo
+
+test: $(STAMP)
+	$(PYTHON) -m pytest -q -m "not gpu"
+
+info: $(STAMP)
+	$(VENV)/bin/sft-kernels info
+
+bench: $(STAMP)
+	$(VENV)/bin/sft-kernels bench --quick
+
+bench-full: $(STAMP)
+	$(PYTHON) -m pytest benchmarks/ --benchmark-only
+
+clean:
+	rm -rf build *.egg-info sft_kernels/*.so demo_out .pytest_cache .benchmarks

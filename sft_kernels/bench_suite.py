@@ -1,0 +1,123 @@
+"""The benchmark catalog behind `sft-kernels bench`: every op and backend side by side with PyTorch.
+
+For each shape the candidates run interleaved in one process on the same inputs (medians of many runs).
+Reported: median ms, GFLOP/s (direct-conv FLOPs), % of this machine's measured fp32 FMA peak, and the
+speed ratio to the best PyTorch baseline (F.conv2d with NCHW or channels_last input; torch.matmul).
+"""
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from . import backends, ops
+from .benchmark import format_table, measure_peak_gflops, time_interleaved
+from .shapes import GEMM_CONV, GEMM_SQUARE, quick_conv_shapes, sftnet_conv_shapes
+
+
+def conv_candidates(shape, dtype=torch.float32, device="cpu", include_triton=False):
+    """{name: fn} for one conv shape: PyTorch baselines first, then every sft backend that runs here."""
+    x = torch.randn(shape.n, shape.c, shape.h, shape.w, dtype=dtype, device=device)
+    w = torch.randn(shape.k, shape.c // shape.groups, shape.r, shape.s, dtype=dtype, device=device)
+    b = torch.randn(shape.k, dtype=dtype, device=device)
+    xcl = x.contiguous(memory_format=torch.channels_last)
+    args = (shape.stride, shape.padding, 1, shape.groups)
+    fns = {
+        "torch nchw": lambda: F.conv2d(x, w, b, *args),
+        "torch cl": lambda: F.conv2d(xcl, w, b, *args),
+    }
+    for name in ("cpu", "cuda", "triton"):
+        if name == "triton" and not include_triton:
+            continue
+        if backends.supports(name, "conv2d", torch.device(device).type, dtype):
+            fns[f"sft {name} nchw"] = lambda name=name: ops.conv2d(x, w, b, *args, backend=name)
+            fns[f"sft {name} cl"] = lambda name=name: ops.conv2d(xcl, w, b, *args, backend=name)
+    return fns
+
+
+def run_conv(quick: bool = False, repeat: int = 10, progress: bool = True, peak: Optional[float] = None) -> list:
+    shapes = quick_conv_shapes() if quick else sftnet_conv_shapes()
+    peak = peak or measure_peak_gflops()[0]
+    rows = []
+    it = shapes
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(shapes, desc="conv2d shapes", unit="shape")
+    for s in it:
+        times = time_interleaved(conv_candidates(s), repeat=repeat)
+        best_torch = min(v for k, v in times.items() if k.startswith("torch"))
+        for name, t in times.items():
+            gf = s.flops / t / 1e9
+            rows.append(dict(op="conv2d", shape=s.name, impl=name, ms=t * 1e3, gflops=gf, pct_peak=100 * gf / peak,
+                             vs_torch=best_torch / t, threads=torch.get_num_threads()))
+    return rows
+
+
+def run_matmul(quick: bool = False, repeat: int = 10, progress: bool = True, peak: Optional[float] = None) -> list:
+    sizes = [(n, n, n) for n in (GEMM_SQUARE[:2] if quick else GEMM_SQUARE)]
+    sizes += [(m // 16, n, k) for (m, n, k) in GEMM_CONV] if quick else GEMM_CONV
+    peak = peak or measure_peak_gflops()[0]
+    rows = []
+    it = sizes
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(sizes, desc="matmul shapes", unit="shape")
+    for m, n, k in it:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        fns = {"torch": lambda: torch.matmul(a, b)}
+        if backends.supports("cpu", "matmul", "cpu", torch.float32):
+            fns["sft cpu"] = lambda: ops.matmul(a, b, backend="cpu")
+        times = time_interleaved(fns, repeat=repeat)
+        for name, t in times.items():
+            gf = 2 * m * n * k / t / 1e9
+            rows.append(dict(op="matmul", shape=f"{m}x{n}x{k}", impl=name, ms=t * 1e3, gflops=gf,
+                             pct_peak=100 * gf / peak, vs_torch=times["torch"] / t, threads=torch.get_num_threads()))
+    return rows
+
+
+def table(rows: list) -> str:
+    body = [[r["op"], r["shape"], r["impl"], f"{r['ms']:.3f}", f"{r['gflops']:.1f}", f"{r['pct_peak']:.0f}%",
+             f"{r['vs_torch']:.2f}x"] for r in rows]
+    return format_table(body, ["op", "shape", "impl", "ms", "GFLOP/s", "% peak", "vs best torch"])
+
+
+def save(rows: list, path: str, meta: dict) -> None:
+    if path.endswith(".csv"):
+        import csv
+
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        with open(path, "w") as f:
+            json.dump({"meta": meta, "rows": rows}, f, indent=1)
+
+
+def plot(rows: list, path: str, peak: float) -> None:
+    """Grouped bars of GFLOP/s per shape and implementation, with the machine's peak as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shapes = list(dict.fromkeys(r["shape"] for r in rows))
+    impls = list(dict.fromkeys(r["impl"] for r in rows))
+    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(shapes)), 4.5))
+    width = 0.8 / len(impls)
+    for i, impl in enumerate(impls):
+        vals = [next((r["gflops"] for r in rows if r["shape"] == s and r["impl"] == impl), 0) for s in shapes]
+        ax.bar([j + i * width for j in range(len(shapes))], vals, width, label=impl)
+    ax.axhline(peak, color="k", linestyle="--", linewidth=1, label=f"fp32 FMA peak {peak:.0f}")
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(shapes))])
+    ax.set_xticklabels(shapes, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("GFLOP/s (direct-conv FLOPs)")
+    ax.set_title(f"sft_kernels vs PyTorch, {rows[0]['threads']} thread(s)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,44 @@
+"""The `sft-kernels` command: --help everywhere, info, a small demo and a quick bench run."""
+import json
+
+import pytest
+
+from sft_kernels import cli
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["info", "--help"], ["demo", "--help"], ["bench", "--help"]])
+def test_help(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 0
+    assert "usage: sft-kernels" in capsys.readouterr().out
+
+
+def test_info(capsys):
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    for name in ("reference", "cpu", "triton", "cuda"):
+        assert name in out
+
+
+def test_demo_small(tmp_path, capsys):
+    assert cli.main(["demo", "--lr-size", "16", "--crop", "8", "--repeat", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "eager PyTorch" in out and "NO" not in out.split("agrees")[1]
+    assert (tmp_path / "hr.png").exists() and (tmp_path / "sr_eager_PyTorch.png").exists()
+
+
+def test_bench_quick_writes_json_and_plot(tmp_path, capsys):
+    js, png = tmp_path / "r.json", tmp_path / "r.png"
+    assert cli.main(["bench", "--quick", "--op", "matmul", "--repeat", "2", "-o", str(js), "--plot", str(png)]) == 0
+    rows = json.loads(js.read_text())["rows"]
+    assert {r["impl"] for r in rows} >= {"torch"}
+    assert all(r["gflops"] > 0 for r in rows)
+    assert png.stat().st_size > 1000
+    assert "vs best torch" in capsys.readouterr().out
+
+
+def test_bad_image_is_one_clear_error(capsys):
+    assert cli.main(["demo", "--image", "/nonexistent.png", "--lr-size", "8"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("sft-kernels demo: error:") and "Traceback" not in err

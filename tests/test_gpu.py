@@ -1,0 +1,47 @@
+"""GPU-only checks (skipped without a CUDA GPU): compiled Triton conv2d through the op library, in fp32,
+fp16 and bf16, and a converted SFTNet against eager cuDNN. Run by benchmarks/gpu_check.sh."""
+import pytest
+import torch
+
+from sft_kernels import backends, convert_, reference
+from sft_kernels.models import SFTNet
+from sft_kernels.ops import conv2d
+from sft_kernels.testing import assert_close
+
+pytestmark = pytest.mark.gpu
+
+SHAPES = [(2, 5, 13, 11, 7, 3, 3, 1, 1, 1, 1), (1, 16, 9, 9, 8, 3, 3, 2, 1, 2, 2), (4, 64, 33, 33, 64, 3, 3, 1, 1, 1, 1),
+          (2, 64, 32, 32, 256, 3, 3, 1, 1, 1, 1), (1, 32, 64, 64, 64, 1, 1, 1, 0, 1, 1)]
+
+
+def _gpu_backends():
+    return [b for b in ("triton", "cuda") if backends.supports(b, "conv2d", "cuda", torch.float16)]
+
+
+@pytest.mark.parametrize("backend", _gpu_backends() or ["triton"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("cl", [False, True])
+def test_gpu_conv2d(backend, dtype, shape, cl):
+    n, c, h, w, k, r, s, st, pd, dl, g = shape
+    x = torch.randn(n, c, h, w, device="cuda", dtype=dtype)
+    wt = torch.randn(k, c // g, r, s, device="cuda", dtype=dtype)
+    b = torch.randn(k, device="cuda", dtype=dtype)
+    res = torch.randn(n, k, (h + 2 * pd - dl * (r - 1) - 1) // st + 1, (w + 2 * pd - dl * (s - 1) - 1) // st + 1,
+                      device="cuda", dtype=dtype)
+    xin = x.contiguous(memory_format=torch.channels_last) if cl else x
+    y = conv2d(xin, wt, b, st, pd, dl, g, activation="leaky_relu", negative_slope=0.2, residual=res, backend=backend)
+    ref = reference.conv2d(x.double(), wt.double(), b.double(), st, pd, dl, g, "leaky_relu", 0.2, res.double())
+    assert_close(y, ref, k=c // g * r * s)
+
+
+@pytest.mark.parametrize("backend", _gpu_backends() or ["triton"])
+def test_gpu_sftnet_converted_matches_eager(backend):
+    model = SFTNet("pytorch").reset_parameters_(seed=0).cuda().half().eval()
+    x = torch.rand(1, 3, 32, 32, device="cuda", dtype=torch.float16).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = model(x).float()
+        convert_(model, backend=backend)
+        out = model(x).float()
+    err = (out - expected).abs().max().item()
+    assert err < 2e-2 * max(1.0, expected.abs().max().item()), err
