@@ -10,67 +10,84 @@
 #include "gemm.h"
 
 namespace sft {
+namespace {
 
-at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                      int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual) {
-  TORCH_CHECK(input.dim() == 4 && weight.dim() == 4, "sft_cpu::conv2d: input and weight must be 4-D");
-  TORCH_CHECK(input.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat,
-              "sft_cpu::conv2d: float32 only");
-  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, "sft_cpu::conv2d: pairs expected");
-  const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
+// dst[b][j][i] = src[b][i][j] (+ add[b][j][i]) for B batches of rows×cols matrices, in cache-sized blocks.
+// ATen's copy between NCHW and channels-last runs far below memory speed on one thread; this is the layout
+// change NCHW callers pay, so it gets its own loop.
+void transpose_batched(const float* src, float* dst, const float* add, int64_t B, int64_t rows, int64_t cols) {
+  constexpr int64_t T = 32;
+  const int64_t rb = (rows + T - 1) / T, cb = (cols + T - 1) / T;
+  at::parallel_for(0, B * rb * cb, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t b = t / (rb * cb), i0 = (t / cb) % rb * T, j0 = t % cb * T;
+      const int64_t i1 = std::min(rows, i0 + T), j1 = std::min(cols, j0 + T);
+      const float* s = src + b * rows * cols;
+      float* d = dst + b * rows * cols;
+      const float* a = add ? add + b * rows * cols : nullptr;
+      for (int64_t j = j0; j < j1; ++j)
+        for (int64_t i = i0; i < i1; ++i) d[j * rows + i] = s[i * cols + j] + (a ? a[j * rows + i] : 0.f);
+    }
+  });
+}
+
+// out = act(conv(x, w) + b) + res for x with unit channel stride; out and res may have any strides
+// (channels-last ones take the micro-kernel's direct store, others a strided tile store).
+void conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef stride,
+                 at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, int64_t activation,
+                 double negative_slope, const at::Tensor& res, at::Tensor& out) {
+  const int64_t H = x.size(2), W = x.size(3);
   const int64_t K = weight.size(0), Cg = weight.size(1), R = weight.size(2), S = weight.size(3);
-  TORCH_CHECK(groups >= 1 && C == Cg * groups && K % groups == 0, "sft_cpu::conv2d: channel/group mismatch");
   const int64_t sh = stride[0], sw = stride[1], ph = padding[0], pw = padding[1], dh = dilation[0], dw = dilation[1];
-  const int64_t P = (H + 2 * ph - dh * (R - 1) - 1) / sh + 1, Q = (W + 2 * pw - dw * (S - 1) - 1) / sw + 1;
-  TORCH_CHECK(P > 0 && Q > 0, "sft_cpu::conv2d: output size is not positive");
-  const int64_t Kg = K / groups, PQ = P * Q, M = N * PQ, KK = R * S * Cg;
-
-  const bool out_cl = input.is_contiguous(at::MemoryFormat::ChannelsLast) && !input.is_contiguous();
-  at::Tensor out = at::empty({N, K, P, Q}, input.options().memory_format(out_cl ? at::MemoryFormat::ChannelsLast
-                                                                                : at::MemoryFormat::Contiguous));
-  if (M == 0) return out;
-  // Channels must be unit-stride for the run copies in pack_a; NCHW input is repacked once.
-  const at::Tensor x = input.stride(1) == 1 ? input : input.contiguous(at::MemoryFormat::ChannelsLast);
+  const int64_t P = out.size(2), Q = out.size(3);
+  const int64_t Kg = K / groups, PQ = P * Q, M = x.size(0) * PQ, KK = R * S * Cg;
   const at::Tensor wt = weight.permute({2, 3, 1, 0}).contiguous();  // (R, S, Cg, K): B rows k=(r,s,c)
-  at::Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
-  at::Tensor res = residual.has_value() && residual->defined() ? *residual : at::Tensor();
-  if (res.defined()) TORCH_CHECK(res.sizes() == out.sizes() && res.scalar_type() == at::kFloat,
-                                 "sft_cpu::conv2d: residual must match the output");
-
   const UKernel& uk = ukernel();
   const float* xp = x.data_ptr<float>();
   const int64_t xs0 = x.stride(0), xs2 = x.stride(2), xs3 = x.stride(3);
   const int64_t os[4] = {out.stride(0), out.stride(1), out.stride(2), out.stride(3)};
   int64_t rs[4] = {0, 0, 0, 0};
   if (res.defined()) for (int d = 0; d < 4; ++d) rs[d] = res.stride(d);
-  at::Tensor bp = at::empty({(Kg + uk.nr - 1) / uk.nr * uk.nr * round_up(KK, KU) + 16}, input.options());
+  at::Tensor bp = at::empty({(Kg + uk.nr - 1) / uk.nr * uk.nr * round_up(KK, KU) + 16}, x.options());
 
   for (int64_t g = 0; g < groups; ++g) {
     pack_b(wt.data_ptr<float>() + g * Kg, KK, Kg, K, 1, uk.nr, bp.data_ptr<float>());
     const float* xg = xp + g * Cg;
 
+    // Rows are consecutive output pixels: decode (n, p, q) once per panel and step it, so the hot loop
+    // has no divisions; (r, s) likewise steps through the taps.
     auto pack_a = [&](int64_t i0, int mr, int64_t k0, int64_t kc, float* dst) {
       const int64_t kcp = round_up(kc, KU);
+      int64_t n = i0 / PQ, p = (i0 % PQ) / Q, q = i0 % Q;
+      const int64_t rs0 = k0 / Cg, r0 = rs0 / S, s0 = rs0 % S, c0 = k0 % Cg;
       for (int i = 0; i < uk.mr; ++i) {
         if (i >= mr) {
           pack_a_run(dst, uk.mr, i, 0, nullptr, kcp, 1);
           continue;
         }
-        const int64_t m = i0 + i, n = m / PQ, pq = m % PQ;
-        const int64_t ih0 = (pq / Q) * sh - ph, iw0 = (pq % Q) * sw - pw;
+        const int64_t ih0 = p * sh - ph, iw0 = q * sw - pw;
         const float* xn = xg + n * xs0;
-        int64_t k = k0, rsi = k0 / Cg, c = k0 % Cg;
+        int64_t k = k0, r = r0, sx = s0, c = c0;
         while (k < k0 + kc) {
-          const int64_t ih = ih0 + (rsi / S) * dh, iw = iw0 + (rsi % S) * dw;
+          const int64_t ih = ih0 + r * dh, iw = iw0 + sx * dw;
           const int64_t run = std::min(Cg - c, k0 + kc - k);
           const bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
           pack_a_run(dst, uk.mr, i, k - k0, inside ? xn + ih * xs2 + iw * xs3 + c : nullptr, run, 1);
           k += run;
           c = 0;
-          ++rsi;
+          if (++sx == S) {
+            sx = 0;
+            ++r;
+          }
         }
         if (kcp > kc) pack_a_run(dst, uk.mr, i, kc, nullptr, kcp - kc, 1);
+        if (++q == Q) {
+          q = 0;
+          if (++p == P) {
+            p = 0;
+            ++n;
+          }
+        }
       }
     };
 
@@ -93,6 +110,54 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
     const AffineOut aff{o.c, os[3], o.res, rs[3], o.bias, o.act, o.slope};
     gemm_driver(uk, M, Kg, KK, bp.data_ptr<float>(), pack_a, out_affine && res_affine ? &aff : nullptr, store);
   }
+}
+
+}  // namespace
+
+at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                      int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual) {
+  TORCH_CHECK(input.dim() == 4 && weight.dim() == 4, "sft_cpu::conv2d: input and weight must be 4-D");
+  TORCH_CHECK(input.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat,
+              "sft_cpu::conv2d: float32 only");
+  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, "sft_cpu::conv2d: pairs expected");
+  const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
+  const int64_t K = weight.size(0), Cg = weight.size(1), R = weight.size(2), S = weight.size(3);
+  TORCH_CHECK(groups >= 1 && C == Cg * groups && K % groups == 0, "sft_cpu::conv2d: channel/group mismatch");
+  const int64_t P = (H + 2 * padding[0] - dilation[0] * (R - 1) - 1) / stride[0] + 1;
+  const int64_t Q = (W + 2 * padding[1] - dilation[1] * (S - 1) - 1) / stride[1] + 1;
+  TORCH_CHECK(P > 0 && Q > 0, "sft_cpu::conv2d: output size is not positive");
+
+  const bool out_cl = input.is_contiguous(at::MemoryFormat::ChannelsLast) && !input.is_contiguous();
+  at::Tensor out = at::empty({N, K, P, Q}, input.options().memory_format(out_cl ? at::MemoryFormat::ChannelsLast
+                                                                                : at::MemoryFormat::Contiguous));
+  if (N == 0) return out;
+  at::Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
+  at::Tensor res = residual.has_value() && residual->defined() ? *residual : at::Tensor();
+  if (res.defined())
+    TORCH_CHECK(res.sizes() == out.sizes() && res.scalar_type() == at::kFloat,
+                "sft_cpu::conv2d: residual must match the output");
+  // Channels must be unit-stride for the run copies in pack_a: NCHW input is repacked once.
+  at::Tensor x = input;
+  if (input.stride(1) != 1) {
+    x = at::empty_like(input, at::MemoryFormat::ChannelsLast);
+    if (input.is_contiguous())
+      transpose_batched(input.data_ptr<float>(), x.data_ptr<float>(), nullptr, N, C, H * W);
+    else
+      x.copy_(input);
+  }
+  if (out_cl || out.stride(1) == 1) {
+    conv2d_into(x, weight, b, stride, padding, dilation, groups, activation, negative_slope, res, out);
+    return out;
+  }
+  // NCHW output: compute channels-last (direct stores) and transpose once, adding the residual on the way;
+  // far cheaper than scattering every tile with a stride of P·Q.
+  at::Tensor tmp = at::empty({N, K, P, Q}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
+  conv2d_into(x, weight, b, stride, padding, dilation, groups, activation, negative_slope, at::Tensor(), tmp);
+  const bool fuse_res = !res.defined() || res.is_contiguous();
+  transpose_batched(tmp.data_ptr<float>(), out.data_ptr<float>(), fuse_res && res.defined() ? res.data_ptr<float>() : nullptr,
+                    N, P * Q, K);
+  if (!fuse_res) out.add_(res);
   return out;
 }
 

@@ -67,18 +67,19 @@ void pack_b(const float* src, int64_t K, int64_t N, int64_t ks, int64_t ns, int 
 // micro-panel laid out [k/8][MR][8]. Aligned unit-stride runs go as 8-float (32-byte) copies.
 inline void pack_a_run(float* dst, int MR, int i, int64_t kk0, const float* src, int64_t len, int64_t stride) {
   int64_t e = 0;
-  while (e < len) {
-    const int64_t kk = kk0 + e;
-    float* d = dst + (kk / KU) * MR * KU + i * KU + (kk % KU);
-    if (kk % KU == 0 && len - e >= KU && (stride == 1 || !src)) {
+  // Unaligned head, element by element.
+  for (; e < len && (kk0 + e) % KU; ++e)
+    dst[(kk0 + e) / KU * MR * KU + i * KU + (kk0 + e) % KU] = src ? src[e * stride] : 0.f;
+  // Aligned body: whole 8-float groups, one 32-byte copy each.
+  float* d = dst + (kk0 + e) / KU * MR * KU + i * KU;
+  if (stride == 1 || !src) {
+    for (; e + KU <= len; e += KU, d += MR * KU) {
       if (src) std::memcpy(d, src + e, KU * sizeof(float));
       else std::memset(d, 0, KU * sizeof(float));
-      e += KU;
-    } else {
-      *d = src ? src[e * stride] : 0.f;
-      ++e;
     }
   }
+  // Tail (and strided sources).
+  for (; e < len; ++e) dst[(kk0 + e) / KU * MR * KU + i * KU + (kk0 + e) % KU] = src ? src[e * stride] : 0.f;
 }
 
 // Activation with PyTorch's NaN semantics (NaN stays NaN).
