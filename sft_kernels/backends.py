@@ -107,6 +107,12 @@ def supports(backend: str, op: str, device_type: str, dtype: torch.dtype) -> boo
     )
 
 
+def candidates(op: str, device: torch.device, dtype: torch.dtype) -> list:
+    """Backends that can run `op` here for this device and dtype, fastest-first by the static order
+    (the ones `backend=None` chooses among; the Triton interpreter is never among them)."""
+    return [b for b in _PREFERENCE.get(device.type, ("reference",)) if supports(b, op, device.type, dtype)]
+
+
 def resolve(backend: Optional[str], op: str, device: torch.device, dtype: torch.dtype) -> str:
     """Pick the backend name for one call of `op`; raise a clear error if the request cannot run."""
     return _resolve(backend, op, device.type, dtype)

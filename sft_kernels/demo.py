@@ -48,6 +48,9 @@ def run(image: str = "astronaut", lr_size: int = 128, out_dir: str = "demo_out",
         m = copy.deepcopy(eager)
         convert_(m, backend=name)
         models[name] = m
+    auto = copy.deepcopy(eager)
+    convert_(auto)  # backend=None: per-layer measured choice among the non-interpreted backends
+    models["auto (backend=None)"] = auto
     interpreted = "triton" in models and not torch.cuda.is_available()
 
     rows = []

@@ -162,3 +162,22 @@ def test_backend_dtype_errors():
 def test_unavailable_backend_says_why():
     with pytest.raises(backends.BackendUnavailableError, match="cuda"):
         conv2d(torch.randn(1, 2, 5, 5), torch.randn(2, 2, 3, 3), backend="cuda")
+
+
+def test_autotuned_default_choice_is_cached_and_correct(monkeypatch):
+    from sft_kernels import autotune
+
+    monkeypatch.delenv("SFT_KERNELS_BACKEND", raising=False)
+    monkeypatch.setenv("SFT_KERNELS_AUTOTUNE", "1")
+    autotune.clear()
+    x, w, b = torch.randn(1, 8, 11, 11), torch.randn(16, 8, 3, 3), torch.randn(16)
+    y = conv2d(x, w, b, padding=1, activation="relu")
+    assert_close(y, reference.conv2d(x.double(), w.double(), b.double(), padding=1, activation="relu"), k=72)
+    picked = autotune.choices()
+    assert len(picked) == 1 and set(picked.values()) <= set(backends.candidates("conv2d", x.device, x.dtype))
+    conv2d(x, w, b, padding=1, activation="relu")
+    assert autotune.choices() == picked  # second call: cached, no re-timing
+    monkeypatch.setenv("SFT_KERNELS_AUTOTUNE", "0")
+    autotune.clear()
+    conv2d(x, w, b, padding=1)
+    assert autotune.choices() == {}

@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from .. import backends, reference
+from .. import autotune, backends, reference
 from . import _checks
 
 _SCHEMA_ACTS = {None: 0, "relu": 1, "leaky_relu": 2}
@@ -95,5 +95,13 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     _checks.activation(activation)
     _checks.residual(residual, "residual", (input.shape[0], weight.shape[0], p, q), input)
     name = backends.resolve(backend, "conv2d", input.device, input.dtype)
+    if backend is None and autotune.enabled() and not torch.compiler.is_compiling():
+        cands = backends.candidates("conv2d", input.device, input.dtype)
+        key = ("conv2d", tuple(input.shape), input.stride(), tuple(weight.shape), tuple(stride), tuple(padding),
+               tuple(dilation), groups, activation, residual is not None, bias is not None, input.dtype,
+               input.device.type, torch.get_num_threads())
+        run = lambda b: _conv2d_op(input, weight, bias, stride, padding, dilation, groups, activation,  # noqa: E731
+                                   float(negative_slope), residual, b)
+        name = autotune.pick(key, cands, run)
     return _conv2d_op(input, weight, bias, stride, padding, dilation, groups, activation,
                       float(negative_slope), residual, name)
