@@ -72,6 +72,16 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    import dataclasses
+
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    train(cfg)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sft-kernels", description="Fast CNN inference kernels for PyTorch: "
                                 "inspect backends, run the SFTNet demo, benchmark against PyTorch.")
@@ -102,6 +112,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", action="append", help="write results (.json or .csv); repeatable")
     s.add_argument("--plot", help="write a PNG bar chart of GFLOP/s")
     s.set_defaults(fn=cmd_bench)
+
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    s = sub.add_parser("train", help="train (or distill) SFTNet x4 on the bundled photos; resumable",
+                       description="Train SFTNet for x4 SR with L1 loss, Adam and a cosine schedule on photos bundled "
+                       "with scikit-image (eval: scikit-learn's china and flower). Re-running with the same --out "
+                       "resumes from its last checkpoint. Under torchrun it trains data-parallel (gloo on CPU). "
+                       "With --teacher it distills (pixel + trunk-feature losses).")
+    s.add_argument("--out", default=d.out, help="run directory (checkpoint last.pt, summary.json)")
+    s.add_argument("--variant", default=d.variant, choices=["pytorch", "torch"])
+    s.add_argument("--num-blocks", dest="num_blocks", type=int, default=d.num_blocks)
+    s.add_argument("--channels", type=int, default=d.channels)
+    s.add_argument("--steps", type=int, default=d.steps)
+    s.add_argument("--batch", type=int, default=d.batch, help="patches per step (per process)")
+    s.add_argument("--patch", type=int, default=d.patch, help="LR patch size (HR is 4x)")
+    s.add_argument("--lr", type=float, default=d.lr)
+    s.add_argument("--min-lr", dest="min_lr", type=float, default=d.min_lr)
+    s.add_argument("--warmup", type=int, default=d.warmup)
+    s.add_argument("--seed", type=int, default=d.seed)
+    s.add_argument("--eval-every", dest="eval_every", type=int, default=d.eval_every)
+    s.add_argument("--ckpt-every", dest="ckpt_every", type=int, default=d.ckpt_every)
+    s.add_argument("--threads", type=int, default=d.threads, help="torch threads per process (0 = default)")
+    s.add_argument("--device", default=d.device)
+    s.add_argument("--teacher", default=d.teacher, help="teacher weights: distill into this model")
+    s.add_argument("--w-out", dest="w_out", type=float, default=d.w_out, help="pixel distillation weight")
+    s.add_argument("--w-feat", dest="w_feat", type=float, default=d.w_feat, help="feature distillation weight")
+    s.set_defaults(fn=cmd_train)
     return p
 
 

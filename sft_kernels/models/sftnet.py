@@ -77,14 +77,14 @@ class SFTLayer(nn.Module):
     public code does, so it can sit inside the ``sft_branch`` nn.Sequential.
     """
 
-    def __init__(self, variant: str = "pytorch"):
+    def __init__(self, variant: str = "pytorch", channels: int = 64):
         super().__init__()
         self.variant = _check_variant(variant)
         self.negative_slope = _SFT_SLOPE[variant]
         self.SFT_scale_conv0 = nn.Conv2d(32, 32, 1)
-        self.SFT_scale_conv1 = nn.Conv2d(32, 64, 1)
+        self.SFT_scale_conv1 = nn.Conv2d(32, channels, 1)
         self.SFT_shift_conv0 = nn.Conv2d(32, 32, 1)
-        self.SFT_shift_conv1 = nn.Conv2d(32, 64, 1)
+        self.SFT_shift_conv1 = nn.Conv2d(32, channels, 1)
 
     def forward(self, x: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         fea, cond = x
@@ -105,13 +105,13 @@ class ResBlockSFT(nn.Module):
     "torch":   res = conv1(relu(sft1(conv0(relu(sft0(x))))))
     """
 
-    def __init__(self, variant: str = "pytorch"):
+    def __init__(self, variant: str = "pytorch", channels: int = 64):
         super().__init__()
         self.variant = _check_variant(variant)
-        self.sft0 = SFTLayer(variant)
-        self.conv0 = nn.Conv2d(64, 64, 3, 1, 1)
-        self.sft1 = SFTLayer(variant)
-        self.conv1 = nn.Conv2d(64, 64, 3, 1, 1)
+        self.sft0 = SFTLayer(variant, channels)
+        self.conv0 = nn.Conv2d(channels, channels, 3, 1, 1)
+        self.sft1 = SFTLayer(variant, channels)
+        self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1)
 
     def forward(self, x: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         fea, cond = x
@@ -124,15 +124,15 @@ class ResBlockSFT(nn.Module):
         return fea + res, cond
 
 
-def _hr_branch(variant: str) -> nn.Sequential:
+def _hr_branch(variant: str, c: int = 64) -> nn.Sequential:
     """x4 upsampling tail, 64 -> 3 channels. Conv indices: "pytorch" 0, 3, 6, 8; "torch" 1, 4, 6, 8 (as in SFT_Net_torch)."""
     layers: list[nn.Module] = []
     for _ in range(2):
         if variant == "pytorch":
-            layers += [nn.Conv2d(64, 256, 3, 1, 1), nn.PixelShuffle(2), nn.ReLU()]
+            layers += [nn.Conv2d(c, 4 * c, 3, 1, 1), nn.PixelShuffle(2), nn.ReLU()]
         else:
-            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(64, 64, 3, 1, 1), nn.ReLU()]
-    layers += [nn.Conv2d(64, 64, 3, 1, 1), nn.ReLU(), nn.Conv2d(64, 3, 3, 1, 1)]
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c, 3, 1, 1), nn.ReLU()]
+    layers += [nn.Conv2d(c, c, 3, 1, 1), nn.ReLU(), nn.Conv2d(c, 3, 3, 1, 1)]
     return nn.Sequential(*layers)
 
 
@@ -148,14 +148,17 @@ class SFTNet(nn.Module):
     Parameters: 1,833,763 ("pytorch") / 1,612,195 ("torch").
     """
 
-    def __init__(self, variant: str = "pytorch"):
+    def __init__(self, variant: str = "pytorch", num_blocks: int = 16, channels: int = 64):
         super().__init__()
         self.variant = _check_variant(variant)
-        self.conv0 = nn.Conv2d(3, 64, 3, 1, 1)
-        blocks: list[nn.Module] = [ResBlockSFT(variant) for _ in range(16)]
-        blocks += [SFTLayer(variant), nn.Conv2d(64, 64, 3, 1, 1)]
+        if num_blocks < 1 or channels < 1:
+            raise ValueError(f"num_blocks and channels must be positive, got {num_blocks}, {channels}")
+        self.num_blocks, self.channels = num_blocks, channels  # 16 / 64 = the public SFTGAN generator
+        self.conv0 = nn.Conv2d(3, channels, 3, 1, 1)
+        blocks: list[nn.Module] = [ResBlockSFT(variant, channels) for _ in range(num_blocks)]
+        blocks += [SFTLayer(variant, channels), nn.Conv2d(channels, channels, 3, 1, 1)]
         self.sft_branch = nn.Sequential(*blocks)
-        self.HR_branch = _hr_branch(variant)
+        self.HR_branch = _hr_branch(variant, channels)
         # The condition network uses slope 0.1 in both public variants.
         self.CondNet = CondNet(0.1)
 
@@ -194,14 +197,18 @@ class SFTNet(nn.Module):
         fea = self.conv0(img)
         # Same computation as sft_branch((fea, cond)) in the public code, written out so the
         # tuple-passing blocks and the closing SFT layer + conv are explicit.
+        trunk = self.trunk_features(fea, cond)
+        return self.HR_branch(fea + trunk)
+
+    def trunk_features(self, fea: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The trunk's output (before ``fea +``): what feature distillation matches between models."""
         x = (fea, cond)
-        for i in range(16):
+        for i in range(self.num_blocks):
             x = self.sft_branch[i](x)
-        res = self.sft_branch[17](self.sft_branch[16](x))
-        return self.HR_branch(fea + res)
+        return self.sft_branch[self.num_blocks + 1](self.sft_branch[self.num_blocks](x))
 
     def extra_repr(self) -> str:
-        return f"variant={self.variant!r}"
+        return f"variant={self.variant!r}, num_blocks={self.num_blocks}, channels={self.channels}"
 
     @torch.no_grad()
     def reset_parameters_(self, seed: int = 0, std_scale: float = 1.0) -> "SFTNet":

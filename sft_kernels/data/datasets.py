@@ -1,0 +1,79 @@
+"""Training and evaluation sets made only of photos that ship inside installed packages (nothing is
+downloaded at run time), degraded the standard way for ×4 SR: HR mod-cropped to 4, LR = MATLAB-style
+bicubic ×1/4 with antialiasing (`bicubic_downscale`).
+
+Train: scikit-image's colour photos (astronaut, chelsea, coffee, rocket, hubble_deep_field,
+immunohistochemistry, stereo_motorcycle's left view, retina) and its greyscale photos as 3 channels.
+Eval (never trained on): scikit-learn's `load_sample_images()` (china, flower).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .images import _array_to_tensor, bicubic_downscale, load_image, mod_crop
+
+TRAIN_COLOUR = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
+                "stereo_motorcycle", "retina")
+TRAIN_GREY = ("camera", "coins", "moon", "page", "text", "brick", "grass", "gravel")
+TRAIN_IMAGES = TRAIN_COLOUR + TRAIN_GREY
+EVAL_IMAGES = ("china", "flower")
+
+
+def _load_named(name: str) -> torch.Tensor:
+    if name == "stereo_motorcycle":
+        import skimage.data
+
+        return _array_to_tensor(np.asarray(skimage.data.stereo_motorcycle()[0]))
+    if name in EVAL_IMAGES:
+        try:
+            from sklearn.datasets import load_sample_image
+        except ImportError as e:
+            raise ImportError("the evaluation photos ship with scikit-learn: pip install scikit-learn") from e
+        return _array_to_tensor(np.asarray(load_sample_image(f"{name}.jpg")))
+    return load_image(name)
+
+
+def sr_pair(name: str, scale: int = 4) -> tuple:
+    """(LR, HR) for one photo: HR mod-cropped to `scale`, LR its bicubic ×1/scale, both 3×H×W in [0, 1]."""
+    hr = mod_crop(_load_named(name), scale).contiguous()
+    lr = bicubic_downscale(hr, scale).clamp_(0, 1)
+    return lr, hr
+
+
+class PatchSampler:
+    """Random aligned (LR p×p, HR 4p×4p) patch batches with random flips and 90° rotations.
+
+    Images are picked with probability proportional to their area, so every pixel is equally likely.
+    `seed` + `rank` make the stream reproducible per process (distinct across DDP ranks).
+    """
+
+    def __init__(self, names=TRAIN_IMAGES, patch: int = 32, scale: int = 4, seed: int = 0, rank: int = 0):
+        self.pairs = [sr_pair(n, scale) for n in names]
+        self.patch, self.scale = patch, scale
+        areas = torch.tensor([float(lr.shape[1] * lr.shape[2]) for lr, _ in self.pairs])
+        self.weights = areas / areas.sum()
+        self.gen = torch.Generator().manual_seed(seed * 1000 + rank)
+
+    def state_dict(self) -> dict:
+        return {"gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["gen"])
+
+    def batch(self, size: int) -> tuple:
+        p, s = self.patch, self.scale
+        lrs, hrs = [], []
+        idx = torch.multinomial(self.weights, size, replacement=True, generator=self.gen)
+        for i in idx.tolist():
+            lr, hr = self.pairs[i]
+            y = int(torch.randint(0, lr.shape[1] - p + 1, (1,), generator=self.gen))
+            x = int(torch.randint(0, lr.shape[2] - p + 1, (1,), generator=self.gen))
+            a, b = lr[:, y:y + p, x:x + p], hr[:, s * y:s * (y + p), s * x:s * (x + p)]
+            k = int(torch.randint(0, 8, (1,), generator=self.gen))  # dihedral group: 4 rotations × flip
+            if k & 4:
+                a, b = a.flip(-1), b.flip(-1)
+            a, b = torch.rot90(a, k & 3, (1, 2)), torch.rot90(b, k & 3, (1, 2))
+            lrs.append(a)
+            hrs.append(b)
+        return torch.stack(lrs), torch.stack(hrs)

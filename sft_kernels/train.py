@@ -1,0 +1,191 @@
+"""Training and distillation of SFTNet for ×4 SR (`sft-kernels train`).
+
+L1 loss, Adam, linear warm-up then cosine decay, seeded and resumable (model, optimizer, schedule, sampler
+and step are checkpointed), tqdm progress with loss and PSNR, CPU or GPU. Under `torchrun` it runs
+DistributedDataParallel (gloo on the CPU, nccl on GPUs); rank 0 logs, evaluates and saves.
+
+With a teacher (`--teacher`), the loss adds output (pixel) distillation and feature distillation on the
+trunk features, through a 1×1 adapter when the widths differ:
+    L = L1(S(x), y) + w_out · L1(S(x), T(x)) + w_feat · L1(A(trunk_S(x)), trunk_T(x))
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data.datasets import EVAL_IMAGES, TRAIN_IMAGES, PatchSampler, sr_pair
+from .data.images import imresize
+from .metrics import psnr, ssim
+from .models import SFTNet, background_seg
+
+
+@dataclass
+class TrainConfig:
+    out: str = "runs/teacher"
+    variant: str = "pytorch"
+    num_blocks: int = 16
+    channels: int = 64
+    steps: int = 3000
+    batch: int = 16
+    patch: int = 24
+    lr: float = 4e-4
+    min_lr: float = 1e-6
+    warmup: int = 100
+    seed: int = 0
+    eval_every: int = 250
+    ckpt_every: int = 50
+    threads: int = 0
+    device: str = "cpu"
+    teacher: Optional[str] = None  # weights (.safetensors/.pth) of a teacher with the default architecture
+    w_out: float = 1.0
+    w_feat: float = 0.5
+
+
+def forward_features(model: SFTNet, lr: torch.Tensor) -> tuple:
+    """(SR output, trunk features) in one pass, with the background prior."""
+    seg = background_seg(lr)
+    cond = model.CondNet(seg)
+    fea = model.conv0(lr)
+    trunk = model.trunk_features(fea, cond)
+    return model.HR_branch(fea + trunk), trunk
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, names=EVAL_IMAGES, device="cpu") -> dict:
+    """PSNR / SSIM on Y (BT.601), crop 4, per eval image, for the model and for bicubic upscaling."""
+    model.eval()
+    out = {}
+    for name in names:
+        lr, hr = sr_pair(name)
+        x = lr.unsqueeze(0).to(device).contiguous(memory_format=torch.channels_last)
+        sr = model(x).float().clamp(0, 1).cpu()[0]
+        bic = imresize(lr, 4).clamp(0, 1)
+        out[name] = dict(psnr=psnr(sr, hr, crop_border=4), ssim=ssim(sr, hr, crop_border=4),
+                         bicubic_psnr=psnr(bic, hr, crop_border=4), bicubic_ssim=ssim(bic, hr, crop_border=4))
+    return out
+
+
+def _lr_lambda(cfg: TrainConfig):
+    def f(step):
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return (cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, t)))) / cfg.lr
+
+    return f
+
+
+def _dist():
+    """(rank, world) from torchrun's environment, initialising the process group once."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    return int(os.environ.get("RANK", "0")), world
+
+
+def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
+    rank, world = _dist()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    torch.manual_seed(cfg.seed)
+    model = SFTNet(cfg.variant, cfg.num_blocks, cfg.channels).to(device).to(memory_format=torch.channels_last)
+    teacher = adapter = None
+    if cfg.teacher:
+        from .weights import load_weights
+
+        teacher = load_weights(SFTNet(cfg.variant), cfg.teacher).to(device).eval().requires_grad_(False)
+        adapter = (nn.Conv2d(cfg.channels, teacher.channels, 1) if cfg.channels != teacher.channels
+                   else nn.Identity()).to(device)
+    params = list(model.parameters()) + (list(adapter.parameters()) if adapter is not None else [])
+    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
+    sampler = PatchSampler(TRAIN_IMAGES, cfg.patch, seed=cfg.seed, rank=rank)
+    os.makedirs(cfg.out, exist_ok=True)
+    ckpt_path = os.path.join(cfg.out, "last.pt")
+    step, history, elapsed = 0, [], 0.0
+    if os.path.exists(ckpt_path):  # resume
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        sampler.load_state_dict(ck["sampler"][rank] if rank < len(ck["sampler"]) else ck["sampler"][0])
+        if adapter is not None and ck.get("adapter"):
+            adapter.load_state_dict(ck["adapter"])
+        step, history, elapsed = ck["step"], ck["history"], ck.get("elapsed", 0.0)
+        if rank == 0:
+            log(f"resumed {ckpt_path} at step {step}")
+    net = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model)
+    bar = None
+    if progress and rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+    t0 = time.time()
+    while step < cfg.steps:
+        net.train()
+        lr_img, hr_img = sampler.batch(cfg.batch)
+        lr_img = lr_img.to(device).contiguous(memory_format=torch.channels_last)
+        hr_img = hr_img.to(device)
+        if teacher is None:
+            sr = net(lr_img)
+            loss = F.l1_loss(sr, hr_img)
+        else:
+            sr, feat = forward_features(model, lr_img)
+            with torch.no_grad():
+                t_sr, t_feat = forward_features(teacher, lr_img)
+            loss = (F.l1_loss(sr, hr_img) + cfg.w_out * F.l1_loss(sr, t_sr)
+                    + cfg.w_feat * F.l1_loss(adapter(feat), t_feat))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr(sr.detach().clamp(0, 1), hr_img):.2f}",
+                            lr=f"{sched.get_last_lr()[0]:.1e}")
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            _save(cfg, rank, world, ckpt_path, model, adapter, opt, sched, sampler, step, history,
+                  elapsed + time.time() - t0)
+        if rank == 0 and (step % cfg.eval_every == 0 or step == cfg.steps):
+            ev = evaluate(model, device=device)
+            history.append(dict(step=step, loss=loss.item(), eval=ev))
+            log(f"step {step}: " + ", ".join(f"{k} {v['psnr']:.2f} dB (bicubic {v['bicubic_psnr']:.2f})"
+                                             for k, v in ev.items()))
+    if bar is not None:
+        bar.close()
+    elapsed += time.time() - t0
+    if rank == 0:
+        with open(os.path.join(cfg.out, "summary.json"), "w") as f:
+            json.dump(dict(config=dataclasses.asdict(cfg), history=history, seconds=elapsed, world=world), f, indent=1)
+    if world > 1:
+        torch.distributed.barrier()
+    return dict(model=model, history=history, seconds=elapsed)
+
+
+def _save(cfg, rank, world, path, model, adapter, opt, sched, sampler, step, history, elapsed):
+    states = [sampler.state_dict()]
+    if world > 1:  # every rank's sampler state, so a resume continues each stream
+        states = [None] * world
+        torch.distributed.all_gather_object(states, sampler.state_dict())
+    if rank == 0:
+        tmp = path + ".tmp"
+        torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(), sampler=states,
+                        adapter=adapter.state_dict() if adapter is not None else None, step=step,
+                        history=history, elapsed=elapsed, config=dataclasses.asdict(cfg)), tmp)
+        os.replace(tmp, path)  # atomic: a kill mid-save never leaves a broken checkpoint
