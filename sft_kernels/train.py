@@ -45,7 +45,7 @@ class TrainConfig:
     ckpt_every: int = 50
     threads: int = 0
     device: str = "cpu"
-    teacher: Optional[str] = None  # weights (.safetensors/.pth) of a teacher with the default architecture
+    teacher: Optional[str] = None  # a shipped model name or an SFTNet checkpoint path to distill from
     w_out: float = 1.0
     w_feat: float = 0.5
 
@@ -104,9 +104,9 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
     model = SFTNet(cfg.variant, cfg.num_blocks, cfg.channels).to(device).to(memory_format=torch.channels_last)
     teacher = adapter = None
     if cfg.teacher:
-        from .weights import load_weights
+        from .weights import resolve_model
 
-        teacher = load_weights(SFTNet(cfg.variant), cfg.teacher).to(device).eval().requires_grad_(False)
+        teacher = resolve_model(cfg.teacher).to(device).eval().requires_grad_(False)
         adapter = (nn.Conv2d(cfg.channels, teacher.channels, 1) if cfg.channels != teacher.channels
                    else nn.Identity()).to(device)
     params = list(model.parameters()) + (list(adapter.parameters()) if adapter is not None else [])

@@ -98,6 +98,28 @@ def card(name: str) -> dict:
     return json.loads(path.read_text())
 
 
+def model_from_file(path) -> nn.Module:
+    """An SFTNet whose variant, depth and width are read off the checkpoint's keys, with its weights loaded."""
+    from .models import SFTNet
+
+    sd = read_state_dict(path)
+    if "conv0.weight" not in sd:
+        raise WeightsError(f"{str(path)!r} is not an SFTNet checkpoint (no 'conv0.weight')")
+    variant = "pytorch" if "HR_branch.0.weight" in sd else "torch"
+    blocks = sum(1 for k in sd if k.startswith("sft_branch.") and k.endswith(".conv0.weight"))
+    return load_weights(SFTNet(variant, blocks, sd["conv0.weight"].shape[0]), path).eval()
+
+
+def resolve_model(name_or_path: str) -> nn.Module:
+    """A shipped model by name (sha256-checked) or any SFTNet checkpoint by path."""
+    if name_or_path in shipped():
+        return pretrained(name_or_path)
+    if Path(name_or_path).suffix in (".safetensors", ".pth", ".pt"):
+        return model_from_file(name_or_path)
+    raise WeightsError(f"{name_or_path!r} is neither a shipped model ({shipped() or 'none shipped'}) nor a "
+                       ".safetensors/.pth checkpoint path")
+
+
 def pretrained(name: str = "teacher") -> nn.Module:
     """A shipped, trained SFTNet (sha256-checked) in eval mode."""
     from .models import SFTNet

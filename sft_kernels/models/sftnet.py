@@ -210,6 +210,17 @@ class SFTNet(nn.Module):
     def extra_repr(self) -> str:
         return f"variant={self.variant!r}, num_blocks={self.num_blocks}, channels={self.channels}"
 
+    @classmethod
+    def from_checkpoint(cls, path, variant: str | None = None) -> "SFTNet":
+        """Load a checkpoint (.safetensors, or a public SFTGAN .pth state_dict). With ``variant`` the standard
+        architecture of that variant is loaded strictly; without, variant/depth/width are read off the keys.
+        Missing or unexpected keys and shape mismatches raise ``sft_kernels.weights.WeightsError`` naming them."""
+        from .. import weights
+
+        if variant is None:
+            return weights.model_from_file(path)
+        return weights.load_weights(cls(variant), path).eval()
+
     @torch.no_grad()
     def reset_parameters_(self, seed: int = 0, std_scale: float = 1.0) -> "SFTNet":
         """Deterministic re-initialisation (PyTorch's default conv init drawn from a seeded

@@ -1,0 +1,105 @@
+"""Training: resumable and deterministic, distillation runs, and 2-process DDP (gloo) under torchrun."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from sft_kernels import weights
+from sft_kernels.data.datasets import PatchSampler
+from sft_kernels.models import SFTNet
+from sft_kernels.train import TrainConfig, train
+
+TINY = dict(num_blocks=1, channels=8, batch=2, patch=8, warmup=1, eval_every=1000, ckpt_every=2, threads=1)
+
+
+def test_resume_is_bitwise_identical(tmp_path, monkeypatch):
+    a = train(TrainConfig(out=str(tmp_path / "a"), steps=4, **TINY), progress=False, log=lambda *_: None)
+    # Kill run b during step 3 (after its step-2 checkpoint), then resume it.
+    real_batch, calls = PatchSampler.batch, []
+
+    def dying_batch(self, size):
+        calls.append(size)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_batch(self, size)
+
+    monkeypatch.setattr(PatchSampler, "batch", dying_batch)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(out=str(tmp_path / "b"), steps=4, **TINY), progress=False, log=lambda *_: None)
+    monkeypatch.setattr(PatchSampler, "batch", real_batch)
+    b = train(TrainConfig(out=str(tmp_path / "b"), steps=4, **TINY), progress=False, log=lambda *_: None)
+    for (k, va), vb in zip(a["model"].state_dict().items(), b["model"].state_dict().values()):
+        assert torch.equal(va, vb), k
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["history"][-1]["step"] == 4
+    ev = summary["history"][-1]["eval"]
+    assert set(ev) == {"china", "flower"} and ev["china"]["bicubic_psnr"] > 15
+
+
+def test_distillation_from_checkpoint_with_adapter(tmp_path):
+    teacher = SFTNet(num_blocks=1, channels=12).reset_parameters_(seed=0)
+    path = weights.export(teacher, "t", {"architecture": {"variant": "pytorch", "num_blocks": 1, "channels": 12}},
+                          directory=tmp_path)
+    assert weights.model_from_file(path).channels == 12
+    out = train(TrainConfig(out=str(tmp_path / "s"), steps=2, teacher=str(path), **TINY), progress=False,
+                log=lambda *_: None)
+    ck = torch.load(tmp_path / "s" / "last.pt", weights_only=False)
+    assert ck["adapter"]["weight"].shape == (12, 8, 1, 1)  # 1×1 adapter student(8) -> teacher(12) channels
+    assert out["model"].channels == 8
+
+
+@pytest.mark.slow
+def test_torchrun_two_process_gloo(tmp_path):
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
+    assert torchrun, "torchrun not found"
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "sft_kernels.cli", "train", "--out",
+           str(tmp_path / "ddp"), "--steps", "3", "--batch", "2", "--patch", "8", "--num-blocks", "1", "--channels",
+           "8", "--eval-every", "1000", "--ckpt-every", "3", "--warmup", "1", "--threads", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["world"] == 2 and summary["history"][-1]["step"] == 3
+    ck = torch.load(tmp_path / "ddp" / "last.pt", weights_only=False)
+    assert len(ck["sampler"]) == 2  # each rank's sampler stream is checkpointed
+
+
+def test_from_checkpoint_public_pth_and_clear_errors(tmp_path):
+    from sft_kernels.weights import WeightsError
+
+    model = SFTNet("torch").reset_parameters_(seed=3)
+    path = tmp_path / "SFTGAN_torch.pth"
+    torch.save(model.state_dict(), path)  # the public checkpoints are plain state_dicts
+    loaded = SFTNet.from_checkpoint(path)
+    assert loaded.variant == "torch"
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model.eval()(x))
+    sd = model.state_dict()
+    sd.pop("conv0.bias")
+    sd["extra.weight"] = torch.zeros(1)
+    torch.save(sd, path)
+    with pytest.raises(WeightsError, match=r"1 missing key\(s\), e.g. \['conv0.bias'\]; 1 unexpected key"):
+        SFTNet.from_checkpoint(path, variant="torch")
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="corrupt or not a checkpoint"):
+        SFTNet.from_checkpoint(path)
+
+
+def test_shipped_weights_hash_is_checked(tmp_path, monkeypatch):
+    from sft_kernels.weights import WeightsError
+
+    m = SFTNet(num_blocks=1, channels=8).reset_parameters_(seed=0)
+    weights.export(m, "tiny", {"architecture": {"variant": "pytorch", "num_blocks": 1, "channels": 8}},
+                   directory=tmp_path)
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
+    assert weights.shipped() == ["tiny"]
+    assert weights.pretrained("tiny").channels == 8
+    data = bytearray((tmp_path / "tiny.safetensors").read_bytes())
+    data[-5] ^= 0xFF
+    (tmp_path / "tiny.safetensors").write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256"):
+        weights.pretrained("tiny")
