@@ -114,9 +114,16 @@ void conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor
 
 }  // namespace
 
+bool winograd_applicable(int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef dilation, int64_t groups);
+void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef padding,
+                          int64_t activation, double slope, const at::Tensor& res, at::Tensor& out);
+
+// algorithm: 0 = auto (Winograd F(4×4,3×3) where it applies and the channel counts make it pay), 1 = direct
+// implicit GEMM, 2 = Winograd (error if it does not apply).
 at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                      int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual) {
+                      int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,
+                      int64_t algorithm) {
   TORCH_CHECK(input.dim() == 4 && weight.dim() == 4, "sft_cpu::conv2d: input and weight must be 4-D");
   TORCH_CHECK(input.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat,
               "sft_cpu::conv2d: float32 only");
@@ -146,14 +153,28 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
     else
       x.copy_(input);
   }
+  const bool can_wino = winograd_applicable(R, S, stride, dilation, groups);
+  TORCH_CHECK(algorithm != 2 || can_wino, "sft_cpu::conv2d: algorithm='winograd' needs a 3x3 kernel with stride 1, "
+              "dilation 1 and groups 1; use algorithm='direct' or None");
+  const bool wino = algorithm == 2 || (algorithm == 0 && can_wino && C >= 16 && K >= 16);
+  auto run = [&](const at::Tensor& r, at::Tensor& o) {
+    if (!wino) {
+      conv2d_into(x, weight, b, stride, padding, dilation, groups, activation, negative_slope, r, o);
+    } else if (!r.defined() || r.stride(1) == 1) {
+      winograd_conv2d_into(x, weight, b, padding, activation, negative_slope, r, o);
+    } else {
+      winograd_conv2d_into(x, weight, b, padding, activation, negative_slope, at::Tensor(), o);
+      o.add_(r);
+    }
+  };
   if (out_cl || out.stride(1) == 1) {
-    conv2d_into(x, weight, b, stride, padding, dilation, groups, activation, negative_slope, res, out);
+    run(res, out);
     return out;
   }
   // NCHW output: compute channels-last (direct stores) and transpose once, adding the residual on the way;
   // far cheaper than scattering every tile with a stride of P·Q.
   at::Tensor tmp = at::empty({N, K, P, Q}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
-  conv2d_into(x, weight, b, stride, padding, dilation, groups, activation, negative_slope, at::Tensor(), tmp);
+  run(at::Tensor(), tmp);
   const bool fuse_res = !res.defined() || res.is_contiguous();
   transpose_batched(tmp.data_ptr<float>(), out.data_ptr<float>(), fuse_res && res.defined() ? res.data_ptr<float>() : nullptr,
                     N, P * Q, K);

@@ -1,0 +1,211 @@
+// Winograd F(4×4, 3×3) convolution for stride-1, dilation-1, ungrouped 3×3 convs (Lavin & Gray, 2016).
+//
+// Per block of TB output tiles (4×4 outputs each, from 6×6 input patches):
+//   1. input transform  V[ξ](t, c) = (Bᵀ d B)[ξ]   written straight into the GEMM engine's packed-A layout
+//   2. 36 GEMMs         M[ξ](t, k) = Σ_c V[ξ](t, c) · U[ξ](c, k)   (U = G g Gᵀ, packed once per call)
+//   3. output transform y = Aᵀ M A, then bias, activation, residual, stored into the output's layout
+// 36 multiplies per 4×4 output per (c, k) instead of 144: 4× fewer than direct convolution. The transforms
+// are plain C++ loops over channels, compiled for AVX-512 / AVX2 / baseline by target_clones.
+// Error: the transforms' constants (up to 8 and 1/24) grow rounding error; see sft_kernels/testing.py.
+#include <ATen/ATen.h>
+
+#include "gemm.h"
+
+namespace sft {
+namespace {
+
+constexpr int TB = 112;  // tiles per block (a multiple of the AVX-512 and AVX2 MR: 14 and... see tb_for)
+
+#define SFT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+// U[ξ][c][k] for ξ = 6·i + j: G g Gᵀ of every (k, c) filter. w is (K, C, 3, 3) contiguous.
+SFT_CLONES void filter_transform(const float* w, int64_t K, int64_t C, float* U) {
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t c = 0; c < C; ++c) {
+      const float* g = w + (k * C + c) * 9;
+      float t[6][3];  // G g
+      for (int j = 0; j < 3; ++j) {
+        const float g0 = g[0 * 3 + j], g1 = g[1 * 3 + j], g2 = g[2 * 3 + j];
+        t[0][j] = g0 / 4.f;
+        t[1][j] = -(g0 + g1 + g2) / 6.f;
+        t[2][j] = -(g0 - g1 + g2) / 6.f;
+        t[3][j] = g0 / 24.f + g1 / 12.f + g2 / 6.f;
+        t[4][j] = g0 / 24.f - g1 / 12.f + g2 / 6.f;
+        t[5][j] = g2;
+      }
+      for (int i = 0; i < 6; ++i) {  // (G g) Gᵀ
+        const float g0 = t[i][0], g1 = t[i][1], g2 = t[i][2];
+        const float u[6] = {g0 / 4.f, -(g0 + g1 + g2) / 6.f, -(g0 - g1 + g2) / 6.f, g0 / 24.f + g1 / 12.f + g2 / 6.f,
+                            g0 / 24.f - g1 / 12.f + g2 / 6.f, g2};
+        for (int j = 0; j < 6; ++j) U[((i * 6 + j) * C + c) * K + k] = u[j];
+      }
+    }
+}
+
+// 8-float vectors (GCC vector extension; aligned(4) so loads/stores may be unaligned): each target clone lowers
+// them to its own ISA, where plain loops over six strided rows were left scalar by the auto-vectorizer.
+typedef float v8 __attribute__((vector_size(32), aligned(4)));
+
+// Bᵀ applied along one axis to 6 rows of n channels each (rows at stride `rs`), written at stride `ws`.
+// n is a multiple of 8.
+SFT_CLONES void bt_rows(const float* __restrict d, int64_t rs, float* __restrict o, int64_t ws, int64_t n) {
+  for (int64_t c = 0; c < n; c += 8) {
+    const v8 d0 = *(const v8*)(d + c), d1 = *(const v8*)(d + rs + c), d2 = *(const v8*)(d + 2 * rs + c),
+             d3 = *(const v8*)(d + 3 * rs + c), d4 = *(const v8*)(d + 4 * rs + c), d5 = *(const v8*)(d + 5 * rs + c);
+    *(v8*)(o + c) = 4.f * d0 - 5.f * d2 + d4;
+    *(v8*)(o + ws + c) = -4.f * d1 - 4.f * d2 + d3 + d4;
+    *(v8*)(o + 2 * ws + c) = 4.f * d1 - 4.f * d2 - d3 + d4;
+    *(v8*)(o + 3 * ws + c) = -2.f * d1 - d2 + 2.f * d3 + d4;
+    *(v8*)(o + 4 * ws + c) = 2.f * d1 - d2 - 2.f * d3 + d4;
+    *(v8*)(o + 5 * ws + c) = 4.f * d1 - 5.f * d3 + d5;
+  }
+}
+
+// Aᵀ applied along one axis: 6 rows of n values (stride rs) -> 4 rows (stride ws).
+SFT_CLONES void at_rows(const float* __restrict m, int64_t rs, float* __restrict o, int64_t ws, int64_t n) {
+  int64_t c = 0;
+  for (; c + 8 <= n; c += 8) {
+    const v8 m0 = *(const v8*)(m + c), m1 = *(const v8*)(m + rs + c), m2 = *(const v8*)(m + 2 * rs + c),
+             m3 = *(const v8*)(m + 3 * rs + c), m4 = *(const v8*)(m + 4 * rs + c), m5 = *(const v8*)(m + 5 * rs + c);
+    const v8 a = m1 + m2, b = m1 - m2, p = m3 + m4, q = m3 - m4;
+    *(v8*)(o + c) = m0 + a + p;
+    *(v8*)(o + ws + c) = b + 2.f * q;
+    *(v8*)(o + 2 * ws + c) = a + 4.f * p;
+    *(v8*)(o + 3 * ws + c) = b + 8.f * q + m5;
+  }
+  for (; c < n; ++c) {
+    const float m0 = m[c], m1 = m[rs + c], m2 = m[2 * rs + c], m3 = m[3 * rs + c], m4 = m[4 * rs + c],
+                m5 = m[5 * rs + c];
+    const float a = m1 + m2, b = m1 - m2, p = m3 + m4, q = m3 - m4;
+    o[c] = m0 + a + p;
+    o[ws + c] = b + 2.f * q;
+    o[2 * ws + c] = a + 4.f * p;
+    o[3 * ws + c] = b + 8.f * q + m5;
+  }
+}
+
+SFT_CLONES void finish_row(float* __restrict y, const float* __restrict t, const float* __restrict bias,
+                           const float* __restrict res, int64_t n, int act,
+                           float slope) {
+  for (int64_t k = 0; k < n; ++k) {
+    float v = t[k] + (bias ? bias[k] : 0.f);
+    v = activate(v, act, slope);
+    y[k] = v + (res ? res[k] : 0.f);
+  }
+}
+
+}  // namespace
+
+bool winograd_applicable(int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef dilation, int64_t groups) {
+  return R == 3 && S == 3 && stride[0] == 1 && stride[1] == 1 && dilation[0] == 1 && dilation[1] == 1 && groups == 1;
+}
+
+// x: (N, C, H, W) with unit channel stride; out/res: any strides with unit channel stride (channels-last).
+void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef padding,
+                          int64_t activation, double slope, const at::Tensor& res, at::Tensor& out) {
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), K = weight.size(0);
+  const int64_t P = out.size(2), Q = out.size(3), ph = padding[0], pw = padding[1];
+  TORCH_CHECK(x.stride(1) == 1 && out.stride(1) == 1 && (!res.defined() || res.stride(1) == 1),
+              "winograd: channels-last tensors expected");
+  const UKernel& uk = ukernel();
+  const int MR = uk.mr, NR = uk.nr;
+  const int64_t Cp = round_up(C, KU), Kp = (K + NR - 1) / NR * NR;
+  const int64_t tb = std::max<int64_t>(MR, TB / MR * MR);
+  const int64_t th = (P + 3) / 4, tw = (Q + 3) / 4, T = N * th * tw;
+
+  // U per ξ, packed as B panels [K/NR][Cp][NR].
+  at::Tensor U = at::empty({36 * C * K}, x.options());
+  filter_transform(weight.contiguous().data_ptr<float>(), K, C, U.data_ptr<float>());
+  at::Tensor Up = at::zeros({36 * Kp * Cp + 16}, x.options());
+  for (int xi = 0; xi < 36; ++xi)
+    pack_b(U.data_ptr<float>() + xi * C * K, C, K, K, 1, NR, Up.data_ptr<float>() + xi * Kp * Cp);
+
+  const float* xp = x.data_ptr<float>();
+  const float* up = Up.data_ptr<float>();
+  const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
+  const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
+  float* op = out.data_ptr<float>();
+  const int64_t xs0 = x.stride(0), xs2 = x.stride(2), xs3 = x.stride(3);
+  const int64_t os0 = out.stride(0), os2 = out.stride(2), os3 = out.stride(3);
+  const int64_t rs0 = rp ? res.stride(0) : 0, rs2 = rp ? res.stride(2) : 0, rs3 = rp ? res.stride(3) : 0;
+  const int act = static_cast<int>(activation);
+  const float sl = static_cast<float>(slope);
+
+  at::parallel_for(0, (T + tb - 1) / tb, 1, [&](int64_t blk0, int64_t blk1) {
+    thread_local std::vector<float> vbuf, mbuf, dbuf;
+    vbuf.resize(36 * tb * Cp + 64);
+    mbuf.resize(36 * tb * K + 64);
+    dbuf.resize(36 * Cp * 2 + 64);
+    float* V = vbuf.data();
+    float* M = mbuf.data();
+    float* d = dbuf.data();            // 6×6 patch, [pixel][Cp]
+    float* t = d + 36 * Cp;            // Bᵀ d, then reused for the output transform
+    for (int64_t blk = blk0; blk < blk1; ++blk) {
+      const int64_t t0 = blk * tb, nt = std::min(tb, T - t0);
+      // 1. input transform of every tile of the block into packed-A panels [ξ][t/MR][Cp/8][MR][8].
+      for (int64_t ti = 0; ti < tb; ++ti) {
+        float* vrow = nullptr;
+        if (ti < nt) {
+          const int64_t tt = t0 + ti, n = tt / (th * tw), ty = (tt / tw) % th, tx = tt % tw;
+          for (int i = 0; i < 6; ++i)
+            for (int j = 0; j < 6; ++j) {
+              const int64_t ih = ty * 4 - ph + i, iw = tx * 4 - pw + j;
+              float* dst = d + (i * 6 + j) * Cp;
+              if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
+                std::memcpy(dst, xp + n * xs0 + ih * xs2 + iw * xs3, C * sizeof(float));
+                if (Cp > C) std::memset(dst + C, 0, (Cp - C) * sizeof(float));
+              } else {
+                std::memset(dst, 0, Cp * sizeof(float));
+              }
+            }
+          for (int j = 0; j < 6; ++j) bt_rows(d + j * Cp, 6 * Cp, t + j * Cp, 6 * Cp, Cp);  // columns: Bᵀ d
+          for (int i = 0; i < 6; ++i) bt_rows(t + i * 6 * Cp, Cp, d + i * 6 * Cp, Cp, Cp);  // rows: (Bᵀ d) B
+          vrow = d;
+        }
+        for (int xi = 0; xi < 36; ++xi) {
+          float* panel = V + xi * tb * Cp + (ti / MR) * MR * Cp + (ti % MR) * KU;
+          for (int64_t c = 0; c < Cp; c += KU) {
+            if (vrow) std::memcpy(panel + (c / KU) * MR * KU, vrow + xi * Cp + c, KU * sizeof(float));
+            else std::memset(panel + (c / KU) * MR * KU, 0, KU * sizeof(float));
+          }
+        }
+      }
+      // 2. the 36 GEMMs: M[ξ](t, k) for this block's tiles.
+      for (int xi = 0; xi < 36; ++xi)
+        for (int64_t i = 0; i < nt; i += MR) {
+          const int mr = static_cast<int>(std::min<int64_t>(MR, nt - i));
+          for (int64_t j = 0; j < K; j += NR) {
+            const KOut ko{M + (xi * tb + i) * K + j, K, nullptr, 0, nullptr, kActNone, 0.f, false, false, mr,
+                          static_cast<int>(std::min<int64_t>(NR, K - j))};
+            uk.fn(Cp / KU, V + xi * tb * Cp + i * Cp, up + xi * Kp * Cp + j * Cp, ko);
+          }
+        }
+      // 3. output transform + epilogue.
+      for (int64_t ti = 0; ti < nt; ++ti) {
+        const int64_t tt = t0 + ti, n = tt / (th * tw), ty = (tt / tw) % th, tx = tt % tw;
+        // Aᵀ along ξ's first index: 6 rows (stride 6·tb·K) -> t[4][6][K]
+        for (int j = 0; j < 6; ++j) at_rows(M + (j * tb + ti) * K, 6 * tb * K, t + j * K, 6 * K, K);
+        for (int i = 0; i < 4; ++i) {
+          float row[4 * 512];
+          float* rowp = K <= 512 ? row : nullptr;
+          std::vector<float> big;
+          if (!rowp) {
+            big.resize(4 * K);
+            rowp = big.data();
+          }
+          at_rows(t + i * 6 * K, K, rowp, K, K);  // · A along the second index -> 4 outputs of K
+          const int64_t oh = ty * 4 + i;
+          if (oh >= P) break;
+          for (int j = 0; j < 4; ++j) {
+            const int64_t ow = tx * 4 + j;
+            if (ow >= Q) break;
+            finish_row(op + n * os0 + oh * os2 + ow * os3, rowp + j * K, bp,
+                       rp ? rp + n * rs0 + oh * rs2 + ow * rs3 : nullptr, K, act, sl);
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace sft
