@@ -86,7 +86,7 @@ def revert_(model: nn.Module) -> int:
                 nn.Module.__init__(orig)
                 state = {k: v for k, v in child.__dict__.items()
                          if k not in ("_parameters", "_buffers", "_modules", "activation", "negative_slope",
-                                      "backend", "_sft_original_class")}
+                                      "backend", "algorithm", "_sft_original_class")}
                 orig.__dict__.update(state)
                 orig._parameters, orig._buffers, orig._modules = child._parameters, child._buffers, child._modules
                 setattr(parent, child_name, orig)

@@ -181,3 +181,39 @@ def test_autotuned_default_choice_is_cached_and_correct(monkeypatch):
     autotune.clear()
     conv2d(x, w, b, padding=1)
     assert autotune.choices() == {}
+
+
+# ---------------------------------------------------------------------------------------------- Winograd
+WINO_SHAPES = [  # (N, C, H, W, K, padding): odd sizes, partial 4×4 tiles, C and K not multiples of 8 or 32
+    (1, 16, 9, 11, 16, 1), (2, 64, 13, 7, 40, 1), (1, 20, 6, 6, 17, 2), (1, 64, 32, 32, 64, 0), (3, 24, 5, 5, 70, 1),
+]
+
+
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+@pytest.mark.parametrize("shape", WINO_SHAPES, ids=str)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("act,with_res", [(None, False), ("leaky_relu", True), ("relu", False)])
+def test_winograd_matches_reference(shape, layout, act, with_res):
+    n, c, h, w, k, pd = shape
+    x, wt, b = torch.randn(n, c, h, w), torch.randn(k, c, 3, 3), torch.randn(k)
+    ref = reference.conv2d(x.double(), wt.double(), b.double(), 1, pd, 1, 1, act, 0.2)
+    res = torch.randn_like(ref).float() if with_res else None
+    if res is not None:
+        ref = ref + res.double()
+    for algorithm in ("winograd", None):  # None = auto, which picks Winograd for these shapes
+        y = conv2d(_layout(x, layout), wt, b, 1, pd, activation=act, negative_slope=0.2, residual=res,
+                   backend="cpu", algorithm=algorithm)
+        assert_close(y, ref, k=9 * c, winograd=True, msg=f"{shape} {layout} {algorithm}")
+    direct = conv2d(_layout(x, layout), wt, b, 1, pd, activation=act, negative_slope=0.2, residual=res,
+                    backend="cpu", algorithm="direct")
+    assert_close(direct, ref, k=9 * c)
+
+
+def test_winograd_errors():
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        conv2d(torch.randn(1, 4, 8, 8), torch.randn(4, 4, 3, 3), algorithm="fft")
+    with pytest.raises(backends.BackendUnavailableError, match="only the 'cpu' backend implements"):
+        conv2d(torch.randn(1, 4, 8, 8), torch.randn(4, 4, 3, 3), backend="reference", algorithm="winograd")
+    if "cpu" in op_backends("conv2d"):
+        with pytest.raises(RuntimeError, match="needs a 3x3 kernel with stride 1"):
+            conv2d(torch.randn(1, 4, 8, 8), torch.randn(4, 4, 3, 3), stride=2, backend="cpu", algorithm="winograd")

@@ -19,7 +19,7 @@ def _conv_args(backend, act, res, layout):
     w = torch.randn(6, 2, 3, 3, requires_grad=True)
     b = torch.randn(6, requires_grad=True)
     r = torch.randn(2, 6, 7, 7, requires_grad=True) if res else None
-    return (x, w, b, [1, 1], [1, 1], [1, 1], 2, act, 0.1, r, backend)
+    return (x, w, b, [1, 1], [1, 1], [1, 1], 2, act, 0.1, r, backend, None)
 
 
 @pytest.mark.parametrize("backend", op_backends("conv2d"))
@@ -27,6 +27,15 @@ def _conv_args(backend, act, res, layout):
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 def test_opcheck_conv2d(backend, act, res, layout):
     torch.library.opcheck(_conv2d_op, _conv_args(backend, act, res, layout))
+
+
+def test_opcheck_conv2d_winograd():
+    if "cpu" not in op_backends("conv2d"):
+        pytest.skip("cpu backend not built")
+    x = torch.randn(1, 16, 9, 9, requires_grad=True)
+    w, b = torch.randn(16, 16, 3, 3, requires_grad=True), torch.randn(16, requires_grad=True)
+    torch.library.opcheck(_conv2d_op, (x, w, b, [1, 1], [1, 1], [1, 1], 1, "relu", 0.01, None, "cpu", "winograd"),
+                          atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("backend", op_backends("matmul"))

@@ -12,13 +12,14 @@ class Conv2d(nn.Conv2d):
     """`nn.Conv2d` running on `sft.conv2d`, with an optional fused epilogue.
 
     Same constructor, parameters and state_dict keys as `nn.Conv2d`. Extra keyword-only options:
-    ``activation`` (None/"relu"/"leaky_relu"), ``negative_slope`` and ``backend`` (None = fastest here).
+    ``activation`` (None/"relu"/"leaky_relu"), ``negative_slope``, ``backend`` (None = fastest here) and
+    ``algorithm`` (cpu: None/"auto", "direct", "winograd").
     ``forward(x, residual=None)`` computes ``act(conv(x) + bias) + residual``.
     Only ``padding_mode="zeros"`` is supported (others are left as nn.Conv2d by `convert_`).
     """
 
     def __init__(self, *args, activation: Optional[str] = None, negative_slope: float = 0.01,
-                 backend: Optional[str] = None, **kwargs):
+                 backend: Optional[str] = None, algorithm: Optional[str] = None, **kwargs):
         super().__init__(*args, **kwargs)
         if self.padding_mode != "zeros":
             raise ValueError(f"sft_kernels.nn.Conv2d supports padding_mode='zeros' only, got {self.padding_mode!r}")
@@ -27,6 +28,7 @@ class Conv2d(nn.Conv2d):
         self.activation = activation
         self.negative_slope = negative_slope
         self.backend = backend
+        self.algorithm = algorithm
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, backend: Optional[str] = None) -> "Conv2d":
@@ -38,13 +40,13 @@ class Conv2d(nn.Conv2d):
         new._parameters = conv._parameters
         new._buffers = conv._buffers
         new._modules = conv._modules
-        new.activation, new.negative_slope, new.backend = None, 0.01, backend
+        new.activation, new.negative_slope, new.backend, new.algorithm = None, 0.01, backend, None
         return new
 
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         return ops.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
                           activation=self.activation, negative_slope=self.negative_slope, residual=residual,
-                          backend=self.backend)
+                          backend=self.backend, algorithm=self.algorithm)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()

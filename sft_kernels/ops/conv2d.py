@@ -14,22 +14,32 @@ from .. import autotune, backends, reference
 from . import _checks
 
 _SCHEMA_ACTS = {None: 0, "relu": 1, "leaky_relu": 2}
+ALGORITHMS = (None, "auto", "direct", "winograd")
+_SCHEMA_ALGOS = {None: 0, "auto": 0, "direct": 1, "winograd": 2}
 
 
-def _impl_reference(x, w, b, stride, padding, dilation, groups, act, slope, res):
+def _no_winograd(backend, algorithm):
+    if algorithm == "winograd":
+        raise backends.BackendUnavailableError(
+            f"backend {backend!r} has no Winograd conv; only the 'cpu' backend implements algorithm='winograd'")
+
+
+def _impl_reference(x, w, b, stride, padding, dilation, groups, act, slope, res, algorithm):
+    _no_winograd("reference", algorithm)
     y = reference.conv2d(x, w, b, stride, padding, dilation, groups, act, slope, res)
     return y.contiguous(memory_format=_checks.output_memory_format(x))
 
 
-def _impl_cpu(x, w, b, stride, padding, dilation, groups, act, slope, res):
+def _impl_cpu(x, w, b, stride, padding, dilation, groups, act, slope, res, algorithm):
     backends.cpu_ext()  # registers torch.ops.sft_cpu
     return torch.ops.sft_cpu.conv2d(x, w, b, stride, padding, dilation, groups,
-                                    _SCHEMA_ACTS[act], slope, res)
+                                    _SCHEMA_ACTS[act], slope, res, _SCHEMA_ALGOS[algorithm])
 
 
-def _impl_triton(x, w, b, stride, padding, dilation, groups, act, slope, res):
+def _impl_triton(x, w, b, stride, padding, dilation, groups, act, slope, res, algorithm):
     from .. import triton as sft_triton
 
+    _no_winograd("triton", algorithm)
     return sft_triton.load().conv2d(x, w, b, tuple(stride), tuple(padding), tuple(dilation), groups,
                                     act, slope, res)
 
@@ -40,17 +50,19 @@ _IMPLS = {"reference": _impl_reference, "cpu": _impl_cpu, "triton": _impl_triton
 @torch.library.custom_op("sft::conv2d", mutates_args=())
 def _conv2d_op(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: list[int],
                padding: list[int], dilation: list[int], groups: int, activation: Optional[str],
-               negative_slope: float, residual: Optional[torch.Tensor], backend: str) -> torch.Tensor:
+               negative_slope: float, residual: Optional[torch.Tensor], backend: str,
+               algorithm: Optional[str] = None) -> torch.Tensor:
     if input.shape[0] == 0:  # empty batch: same (empty) result as F.conv2d
         p, q = _checks.conv_output_hw(input.shape[2], input.shape[3], weight.shape[2], weight.shape[3],
                                       stride, padding, dilation)
         return input.new_empty((0, weight.shape[0], p, q))
     return _IMPLS[backend](input, weight, bias, stride, padding, dilation, groups, activation,
-                           negative_slope, residual)
+                           negative_slope, residual, algorithm)
 
 
 @_conv2d_op.register_fake
-def _(input, weight, bias, stride, padding, dilation, groups, activation, negative_slope, residual, backend):
+def _(input, weight, bias, stride, padding, dilation, groups, activation, negative_slope, residual, backend,
+      algorithm=None):
     p, q = _checks.conv_output_hw(input.shape[2], input.shape[3], weight.shape[2], weight.shape[3],
                                   stride, padding, dilation)
     out = input.new_empty((input.shape[0], weight.shape[0], p, q))
@@ -58,7 +70,7 @@ def _(input, weight, bias, stride, padding, dilation, groups, activation, negati
 
 
 def _setup_context(ctx, inputs, output):
-    x, w, b, stride, padding, dilation, groups, act, slope, res, _ = inputs
+    x, w, b, stride, padding, dilation, groups, act, slope, res = inputs[:10]
     ctx.save_for_backward(x, w, b)
     ctx.conf = (stride, padding, dilation, groups, act, slope, b is not None, res is not None)
 
@@ -75,7 +87,7 @@ def _backward(ctx, grad):
         grad_pre, x, w, [w.shape[0]] if has_bias else None, stride, padding, dilation, False, [0, 0], groups,
         list(ctx.needs_input_grad[:3]),
     )
-    return gx, gw, (gb if has_bias else None), None, None, None, None, None, None, (grad if has_res else None), None
+    return gx, gw, (gb if has_bias else None), None, None, None, None, None, None, (grad if has_res else None), None, None
 
 
 _conv2d_op.register_autograd(_backward, setup_context=_setup_context)
@@ -83,25 +95,31 @@ _conv2d_op.register_autograd(_backward, setup_context=_setup_context)
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            activation: Optional[str] = None, negative_slope: float = 0.01,
-           residual: Optional[torch.Tensor] = None, backend: Optional[str] = None) -> torch.Tensor:
+           residual: Optional[torch.Tensor] = None, backend: Optional[str] = None,
+           algorithm: Optional[str] = None) -> torch.Tensor:
     """Drop-in `F.conv2d` with a fused epilogue.
 
     Computes ``y = conv2d(input, weight) + bias; y = act(y); y = y + residual`` where ``act`` is None,
     ``"relu"`` or ``"leaky_relu"`` (slope ``negative_slope``). With the keyword-only extras unset it is
     exactly ``F.conv2d`` (same output shape and memory format: channels_last in, channels_last out).
     ``backend`` names one of ``sft_kernels.backends.BACKENDS``; None picks the fastest available one.
+    ``algorithm`` (cpu backend): None/"auto" uses Winograd F(4×4,3×3) for 3×3 stride-1 ungrouped convs with
+    ≥ 16 input and output channels and direct implicit GEMM otherwise; "direct" or "winograd" force one.
+    Winograd's rounding error is about 5–10× direct's (relative ~5e-6 in fp32; see sft_kernels.testing).
     """
     stride, padding, dilation, (p, q) = _checks.conv_args(input, weight, bias, stride, padding, dilation, groups)
     _checks.activation(activation)
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     _checks.residual(residual, "residual", (input.shape[0], weight.shape[0], p, q), input)
     name = backends.resolve(backend, "conv2d", input.device, input.dtype)
     if backend is None and autotune.enabled() and not torch.compiler.is_compiling():
         cands = backends.candidates("conv2d", input.device, input.dtype)
         key = ("conv2d", tuple(input.shape), input.stride(), tuple(weight.shape), tuple(stride), tuple(padding),
-               tuple(dilation), groups, activation, residual is not None, bias is not None, input.dtype,
+               tuple(dilation), groups, activation, residual is not None, bias is not None, algorithm, input.dtype,
                input.device.type, torch.get_num_threads())
         run = lambda b: _conv2d_op(input, weight, bias, stride, padding, dilation, groups, activation,  # noqa: E731
-                                   float(negative_slope), residual, b)
+                                   float(negative_slope), residual, b, algorithm)
         name = autotune.pick(key, cands, run)
     return _conv2d_op(input, weight, bias, stride, padding, dilation, groups, activation,
-                      float(negative_slope), residual, name)
+                      float(negative_slope), residual, name, algorithm)
