@@ -6,7 +6,7 @@ from sft_kernels.shapes import quick_conv_shapes, sftnet_conv_shapes
 
 SHAPES = {s.name: s for s in sftnet_conv_shapes()}
 QUICK = {s.name: s for s in quick_conv_shapes()}
-IMPLS = ["torch nchw", "torch cl", "sft cpu nchw", "sft cpu cl"]
+IMPLS = ["torch nchw", "torch cl", "sft cpu nchw", "sft cpu cl", "sft cpu cl direct"]
 
 
 @pytest.mark.parametrize("impl", IMPLS)

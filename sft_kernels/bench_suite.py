@@ -17,6 +17,11 @@ from .benchmark import format_table, measure_peak_gflops, time_interleaved
 from .shapes import GEMM_CONV, GEMM_SQUARE, quick_conv_shapes, sftnet_conv_shapes
 
 
+def winograd_eligible(shape) -> bool:
+    """Where the cpu backend's automatic choice uses Winograd F(4×4,3×3)."""
+    return (shape.r, shape.s, shape.stride, shape.groups) == (3, 3, 1, 1) and shape.c >= 16 and shape.k >= 16
+
+
 def conv_candidates(shape, dtype=torch.float32, device="cpu", include_triton=False):
     """{name: fn} for one conv shape: PyTorch baselines first, then every sft backend that runs here."""
     x = torch.randn(shape.n, shape.c, shape.h, shape.w, dtype=dtype, device=device)
@@ -34,6 +39,8 @@ def conv_candidates(shape, dtype=torch.float32, device="cpu", include_triton=Fal
         if backends.supports(name, "conv2d", torch.device(device).type, dtype):
             fns[f"sft {name} nchw"] = lambda name=name: ops.conv2d(x, w, b, *args, backend=name)
             fns[f"sft {name} cl"] = lambda name=name: ops.conv2d(xcl, w, b, *args, backend=name)
+            if name == "cpu" and winograd_eligible(shape):  # auto picks Winograd here: show direct too
+                fns["sft cpu cl direct"] = lambda: ops.conv2d(xcl, w, b, *args, backend="cpu", algorithm="direct")
     return fns
 
 
