@@ -186,6 +186,7 @@ def test_autotuned_default_choice_is_cached_and_correct(monkeypatch):
 # ---------------------------------------------------------------------------------------------- Winograd
 WINO_SHAPES = [  # (N, C, H, W, K, padding): odd sizes, partial 4×4 tiles, C and K not multiples of 8 or 32
     (1, 16, 9, 11, 16, 1), (2, 64, 13, 7, 40, 1), (1, 20, 6, 6, 17, 2), (1, 64, 32, 32, 64, 0), (3, 24, 5, 5, 70, 1),
+    (1, 16, 8, 8, 256, 1), (1, 64, 12, 12, 256, 1),  # K ≫ C: the output-transform scratch outgrows the input one
 ]
 
 

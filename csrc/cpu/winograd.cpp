@@ -46,10 +46,12 @@ SFT_CLONES void filter_transform(const float* w, int64_t K, int64_t C, float* U)
 // them to its own ISA, where plain loops over six strided rows were left scalar by the auto-vectorizer.
 typedef float v8 __attribute__((vector_size(32), aligned(4)));
 
-// Bᵀ applied along one axis to 6 rows of n channels each (rows at stride `rs`), written at stride `ws`.
+// Bᵀ applied along one axis to 6 rows of n channels each (rows at stride `rs`), written at stride `ws`; each
+// group of 8 outputs goes to o + (c/8)·ocs (ocs = 8: contiguous; MR·8: straight into a packed-A panel).
 // n is a multiple of 8.
-SFT_CLONES void bt_rows(const float* __restrict d, int64_t rs, float* __restrict o, int64_t ws, int64_t n) {
-  for (int64_t c = 0; c < n; c += 8) {
+SFT_CLONES void bt_rows(const float* __restrict d, int64_t rs, float* __restrict o, int64_t ws, int64_t ocs,
+                        int64_t n) {
+  for (int64_t c = 0; c < n; c += 8, o += ocs - 8) {
     const v8 d0 = *(const v8*)(d + c), d1 = *(const v8*)(d + rs + c), d2 = *(const v8*)(d + 2 * rs + c),
              d3 = *(const v8*)(d + 3 * rs + c), d4 = *(const v8*)(d + 4 * rs + c), d5 = *(const v8*)(d + 5 * rs + c);
     *(v8*)(o + c) = 4.f * d0 - 5.f * d2 + d4;
@@ -135,16 +137,16 @@ void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const a
     thread_local std::vector<float> vbuf, mbuf, dbuf;
     vbuf.resize(36 * tb * Cp + 64);
     mbuf.resize(36 * tb * K + 64);
-    dbuf.resize(36 * Cp * 2 + 64);
+    // d: the 6×6 input patch [pixel][Cp]; t: Bᵀ d (36·Cp), later Aᵀ M for the output transform (4·6·K)
+    dbuf.resize(36 * Cp + std::max<int64_t>(36 * Cp, 24 * K) + 64);
     float* V = vbuf.data();
     float* M = mbuf.data();
-    float* d = dbuf.data();            // 6×6 patch, [pixel][Cp]
-    float* t = d + 36 * Cp;            // Bᵀ d, then reused for the output transform
+    float* d = dbuf.data();
+    float* t = d + 36 * Cp;
     for (int64_t blk = blk0; blk < blk1; ++blk) {
       const int64_t t0 = blk * tb, nt = std::min(tb, T - t0);
       // 1. input transform of every tile of the block into packed-A panels [ξ][t/MR][Cp/8][MR][8].
       for (int64_t ti = 0; ti < tb; ++ti) {
-        float* vrow = nullptr;
         if (ti < nt) {
           const int64_t tt = t0 + ti, n = tt / (th * tw), ty = (tt / tw) % th, tx = tt % tw;
           for (int i = 0; i < 6; ++i)
@@ -158,15 +160,15 @@ void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const a
                 std::memset(dst, 0, Cp * sizeof(float));
               }
             }
-          for (int j = 0; j < 6; ++j) bt_rows(d + j * Cp, 6 * Cp, t + j * Cp, 6 * Cp, Cp);  // columns: Bᵀ d
-          for (int i = 0; i < 6; ++i) bt_rows(t + i * 6 * Cp, Cp, d + i * 6 * Cp, Cp, Cp);  // rows: (Bᵀ d) B
-          vrow = d;
-        }
-        for (int xi = 0; xi < 36; ++xi) {
-          float* panel = V + xi * tb * Cp + (ti / MR) * MR * Cp + (ti % MR) * KU;
-          for (int64_t c = 0; c < Cp; c += KU) {
-            if (vrow) std::memcpy(panel + (c / KU) * MR * KU, vrow + xi * Cp + c, KU * sizeof(float));
-            else std::memset(panel + (c / KU) * MR * KU, 0, KU * sizeof(float));
+          for (int j = 0; j < 6; ++j) bt_rows(d + j * Cp, 6 * Cp, t + j * Cp, 6 * Cp, 8, Cp);  // columns: Bᵀ d
+          // rows: (Bᵀ d) B, written as row ti of the packed-A panels of ξ = 6i + j
+          float* panel = V + (ti / MR) * MR * Cp + (ti % MR) * KU;
+          for (int i = 0; i < 6; ++i)
+            bt_rows(t + i * 6 * Cp, Cp, panel + i * 6 * tb * Cp, tb * Cp, MR * KU, Cp);
+        } else {  // padding rows of the last panel
+          for (int xi = 0; xi < 36; ++xi) {
+            float* panel = V + xi * tb * Cp + (ti / MR) * MR * Cp + (ti % MR) * KU;
+            for (int64_t c = 0; c < Cp; c += KU) std::memset(panel + (c / KU) * MR * KU, 0, KU * sizeof(float));
           }
         }
       }
