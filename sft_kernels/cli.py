@@ -82,6 +82,51 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import build_report
+
+    r = build_report(models=args.models, backends=args.backends, out_dir=args.out, lr_size=args.lr_size,
+                     threads=args.threads or None, repeat=args.repeat, log=print)
+    for row in r["rows"]:
+        mem, en = row["peak_memory"]["bytes"], row["energy"]["joules"]
+        mem = "n/a" if mem is None else f"{mem / 2 ** 20:.1f} MiB"
+        en = "n/a" if en is None else f"{en:.3g} J"
+        print(f"{row['model']}/{row['backend']} ({row['device']}): PSNR {row['mean_psnr']:.2f} dB, "
+              f"{row['latency']['median_s'] * 1e3:.2f} ms, peak memory {mem}, energy {en}")
+    print(f"bicubic: PSNR {r['bicubic']['mean_psnr']:.2f} dB")
+    files = r["files"]
+    print(f"wrote {r['out_dir']}/: {files['markdown']}, {files['json']}, {files['psnr_vs_latency']}"
+          + "".join(f", {f}" for f in files["layer_times"].values()))
+    return 0
+
+
+def cmd_upscale(args) -> int:
+    import time
+    from pathlib import Path
+
+    from .upscale import upscale_file
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = args.output or str(Path(args.input).with_name(Path(args.input).stem + "_x4.png"))
+    backend = None if args.backend == "auto" else args.backend
+    t0 = time.perf_counter()
+    try:
+        info = upscale_file(args.input, out, model_name_or_path=args.model, backend=backend, tile=args.tile,
+                            device=args.device, overlap=args.overlap, progress=not args.no_progress)
+    except (torch.OutOfMemoryError, MemoryError):
+        raise RuntimeError(f"out of memory upscaling {args.input!r} with --tile {args.tile}; "
+                           "try a smaller --tile") from None
+    except (FileNotFoundError, ValueError, TypeError, RuntimeError, OSError) as e:
+        # One line, whatever the underlying library put in its message; main() prints it.
+        kind = next((k for k in (FileNotFoundError, ValueError, TypeError) if isinstance(e, k)), RuntimeError)
+        raise kind(" ".join(str(e).split()) or type(e).__name__) from None
+    (w, h), (ow, oh) = info["in_size"], info["out_size"]
+    print(f"wrote {info['output']}: {ow}x{oh} {info['mode']} ({info['format']}) from {w}x{h}, model "
+          f"{args.model}, backend {args.backend}, {info['tiles']} tile(s), {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sft-kernels", description="Fast CNN inference kernels for PyTorch: "
                                 "inspect backends, run the SFTNet demo, benchmark against PyTorch.")
@@ -113,6 +158,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", help="write a PNG bar chart of GFLOP/s")
     s.set_defaults(fn=cmd_bench)
 
+    s = sub.add_parser("report", help="quality, size, MACs, latency, memory and energy of models per backend",
+                       description="Measure SR models on every backend: PSNR/SSIM on the eval photos (and the "
+                       "bicubic baseline), parameters, weights-file bytes, conv MACs, latency (median, threads), "
+                       "peak memory and energy (hardware counters, or reported unavailable) at a 1x3xLxL input, "
+                       "and per-layer times. Writes report.md, report.json, psnr_vs_latency.png and "
+                       "layer_times_<model>.png.")
+    s.add_argument("--models", nargs="+", default=["teacher"], metavar="MODEL",
+                   help="shipped weights names, checkpoint paths (.safetensors/.pth/.pt), or 'bicubic' "
+                   "(baseline) (default: teacher)")
+    s.add_argument("--backends", nargs="+", default=None, metavar="BACKEND",
+                   help="'eager' (the unconverted model) and/or backends (reference, cpu, triton, cuda), each "
+                   "optionally NAME@cpu or NAME@cuda (default: eager + every backend available here, without "
+                   "the Triton interpreter on CPU-only machines)")
+    s.add_argument("--out", default="report", help="output directory (default: report)")
+    s.add_argument("--lr-size", dest="lr_size", type=int, default=128,
+                   help="LR input size L for MACs, latency, memory, energy and layer times (1x3xLxL)")
+    s.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    s.add_argument("--repeat", type=int, default=5, help="timed runs per model and backend (median)")
+    s.set_defaults(fn=cmd_report)
+
     from .train import TrainConfig
 
     d = TrainConfig()
@@ -140,6 +205,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--w-out", dest="w_out", type=float, default=d.w_out, help="pixel distillation weight")
     s.add_argument("--w-feat", dest="w_feat", type=float, default=d.w_feat, help="feature distillation weight")
     s.set_defaults(fn=cmd_train)
+
+    from .backends import BACKENDS
+
+    s = sub.add_parser("upscale", help="upscale an image file x4 with SFTNet (tiled: any size, bounded memory)",
+                       description="Upscale an image x4 with a trained SFTNet. The image is processed in "
+                       "overlapping LR tiles, one at a time, so memory stays bounded whatever its size; each "
+                       "tile is run with --overlap pixels of context and only its centre is kept, so there are "
+                       "no seams. Greyscale input gives greyscale output (16-bit stays 16-bit where the format "
+                       "allows), RGBA/LA keep their alpha channel (upscaled bicubically), palette/CMYK/... "
+                       "images are converted to RGB. The output format comes from OUT's extension.")
+    s.add_argument("input", metavar="IN", help="input image: PNG, JPEG, TIFF, BMP, WebP, ... (anything Pillow reads)")
+    s.add_argument("-o", "--output", metavar="OUT", help="output image path (default: IN's name + '_x4.png')")
+    s.add_argument("--model", default="teacher", metavar="NAME|PATH",
+                   help="shipped weights name (teacher, student, ...) or an SFTNet checkpoint path "
+                   "(.safetensors/.pth/.pt, architecture read off its keys) (default: teacher)")
+    s.add_argument("--backend", default="auto", choices=["auto", "torch", *BACKENDS],
+                   help="conv backend the model is converted to: auto = the fastest here (convert_ with "
+                   "backend=None), torch = plain PyTorch, or a named backend (default: auto)")
+    s.add_argument("--tile", type=int, default=192, metavar="N",
+                   help="LR tile size in pixels (output tiles are 4N); 0 = the whole image in one pass, "
+                   "memory then grows with the image (default: 192)")
+    s.add_argument("--overlap", type=int, default=8, metavar="P",
+                   help="LR pixels of context around each tile, cropped from its output (default: 8)")
+    s.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda, cuda:1, ... (default: cpu)")
+    s.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    s.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bar over the tiles")
+    s.set_defaults(fn=cmd_upscale)
     return p
 
 
