@@ -127,6 +127,14 @@ def cmd_upscale(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .weights import export_run
+
+    path = export_run(args.run, args.name, directory=args.dir)
+    print(f"wrote {path} and its model card {path.with_suffix('.json')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sft-kernels", description="Fast CNN inference kernels for PyTorch: "
                                 "inspect backends, run the SFTNet demo, benchmark against PyTorch.")
@@ -205,6 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--w-out", dest="w_out", type=float, default=d.w_out, help="pixel distillation weight")
     s.add_argument("--w-feat", dest="w_feat", type=float, default=d.w_feat, help="feature distillation weight")
     s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("export", help="ship a finished training run as package weights with a model card",
+                       description="Write RUN/last.pt's model as <name>.safetensors plus <name>.json (sha256, the "
+                       "training command and configuration, data, time, evaluation) into the package's weights "
+                       "directory, where `--model <name>` and sft_kernels.weights.pretrained(name) find it.")
+    s.add_argument("run", help="a training run directory (holds last.pt and summary.json)")
+    s.add_argument("--name", required=True, help="name to ship it under, e.g. teacher or student")
+    s.add_argument("--dir", default=None, help="target directory (default: the package's weights directory)")
+    s.set_defaults(fn=cmd_export)
 
     from .backends import BACKENDS
 

@@ -87,6 +87,55 @@ def export(model: nn.Module, name: str, card: dict, directory=WEIGHTS_DIR) -> Pa
     return path
 
 
+def train_command(config: dict) -> str:
+    """The `sft-kernels train` command line that reproduces a run with this configuration."""
+    from .train import TrainConfig
+
+    default = TrainConfig()
+    parts = ["sft-kernels train"]
+    for key, value in config.items():
+        if getattr(default, key, object()) != value or key == "out":
+            parts.append(f"--{key.replace('_', '-')} {value}")
+    return " ".join(parts)
+
+
+def export_run(run_dir, name: str, directory=None) -> Path:
+    """Ship a finished run (`run_dir`/last.pt + summary.json) as `name` with a model card."""
+    import datetime
+    import platform
+
+    from .data.datasets import EVAL_IMAGES, TRAIN_IMAGES
+    from .models import SFTNet
+
+    run_dir = Path(run_dir)
+    ck_path, summary_path = run_dir / "last.pt", run_dir / "summary.json"
+    if not ck_path.is_file() or not summary_path.is_file():
+        raise WeightsError(f"{str(run_dir)!r} is not a finished training run (needs last.pt and summary.json)")
+    ck = torch.load(str(ck_path), map_location="cpu", weights_only=False)
+    summary = json.loads(summary_path.read_text())
+    cfg = ck["config"]
+    if ck["step"] < cfg["steps"]:
+        raise WeightsError(f"run {str(run_dir)!r} stopped at step {ck['step']} of {cfg['steps']}; resume it first")
+    model = SFTNet(cfg["variant"], cfg["num_blocks"], cfg["channels"])
+    model.load_state_dict(ck["model"])
+    card_ = dict(
+        name=name,
+        architecture=dict(variant=cfg["variant"], num_blocks=cfg["num_blocks"], channels=cfg["channels"]),
+        params=sum(p.numel() for p in model.parameters()),
+        command=train_command(cfg),
+        config=cfg,
+        data=dict(train=list(TRAIN_IMAGES), eval=list(EVAL_IMAGES),
+                  degradation="HR mod-crop 4; LR = MATLAB-style bicubic x1/4 with antialiasing; seg = background"),
+        train_seconds=round(summary["seconds"], 1),
+        processes=summary.get("world", 1),
+        final_eval=summary["history"][-1]["eval"] if summary["history"] else None,
+        exported=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
+        torch=torch.__version__,
+    )
+    return export(model, name, card_, directory if directory is not None else WEIGHTS_DIR)
+
+
 def shipped() -> list:
     return sorted(p.stem for p in WEIGHTS_DIR.glob("*.json"))
 

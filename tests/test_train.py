@@ -103,3 +103,16 @@ def test_shipped_weights_hash_is_checked(tmp_path, monkeypatch):
     (tmp_path / "tiny.safetensors").write_bytes(bytes(data))
     with pytest.raises(WeightsError, match="sha256"):
         weights.pretrained("tiny")
+
+
+def test_export_run_writes_card_with_command(tmp_path):
+    cfg = TrainConfig(out=str(tmp_path / "r"), steps=2, **TINY)
+    train(cfg, progress=False, log=lambda *_: None)
+    path = weights.export_run(tmp_path / "r", "mini", directory=tmp_path / "w")
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["sha256"] == weights.sha256(path)
+    assert card["command"].startswith("sft-kernels train --out") and "--num-blocks 1" in card["command"]
+    assert card["architecture"] == {"variant": "pytorch", "num_blocks": 1, "channels": 8}
+    assert set(card["final_eval"]) == {"china", "flower"}
+    with pytest.raises(weights.WeightsError, match="not a finished training run"):
+        weights.export_run(tmp_path / "nothing", "x", directory=tmp_path / "w")
