@@ -127,6 +127,30 @@ def cmd_upscale(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from .benchmark import format_table
+    from .triton import tune
+
+    try:
+        dims = [int(v) for v in args.shape.split(",")]
+    except ValueError:
+        raise ValueError(f"--shape must be comma-separated ints N,C,H,W,K[,R,S[,stride,padding]], got {args.shape!r}")
+    if len(dims) not in (5, 7, 9):
+        raise ValueError(f"--shape must be N,C,H,W,K[,R,S[,stride,padding]], got {args.shape!r}")
+    n, c, h, w, k = dims[:5]
+    r, s = dims[5:7] if len(dims) >= 7 else (3, 3)
+    stride, padding = dims[7:9] if len(dims) == 9 else (1, (r - 1) // 2)
+    out = tune.tune_conv2d(n, c, h, w, k, r, s, stride, padding, dtype=getattr(torch, args.dtype),
+                           configs=args.configs.split(",") if args.configs else None, repeat=args.repeat,
+                           force=args.force)
+    rows = [[name, f"{t * 1e3:.3f}" if isinstance(t, float) else t, "<- best" if name == out["config"] else ""]
+            for name, t in out["results"]]
+    print(f"{out['key']} on {tune.arch()}: " + ("cached result (use --force to re-tune)" if out["cached"] else
+                                                 f"tuned, saved to {tune.cache_path()}"))
+    print(format_table(rows, ["config", "ms", ""]))
+    return 0
+
+
 def cmd_export(args) -> int:
     from .weights import export_run
 
@@ -213,6 +237,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--w-out", dest="w_out", type=float, default=d.w_out, help="pixel distillation weight")
     s.add_argument("--w-feat", dest="w_feat", type=float, default=d.w_feat, help="feature distillation weight")
     s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("tune", help="sweep Triton tile configs for one conv shape and cache the fastest",
+                       description="Time every candidate tile config of this GPU architecture (or of the Triton "
+                       "interpreter on a CPU: slow, use tiny shapes) for one conv2d problem, print configs vs time, "
+                       "and cache the winner so later launches of that (bucketed) shape use it. A second run reads "
+                       "the cache unless --force.")
+    s.add_argument("--op", choices=["conv2d"], default="conv2d")
+    s.add_argument("--shape", required=True, help="N,C,H,W,K[,R,S[,stride,padding]] (default 3x3, same padding)")
+    s.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float16")
+    s.add_argument("--configs", help="comma-separated config names to sweep (default: this arch's candidates)")
+    s.add_argument("--repeat", type=int, default=3)
+    s.add_argument("--force", action="store_true", help="re-tune even if the cache has this shape")
+    s.set_defaults(fn=cmd_tune)
 
     s = sub.add_parser("export", help="ship a finished training run as package weights with a model card",
                        description="Write RUN/last.pt's model as <name>.safetensors plus <name>.json (sha256, the "

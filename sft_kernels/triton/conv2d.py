@@ -21,6 +21,9 @@ Read top to bottom: the kernel, the tile configs, the launcher.
 from __future__ import annotations
 
 import dataclasses
+import os
+import json
+import sys
 from typing import Optional, Sequence, Union
 
 import torch
@@ -172,24 +175,13 @@ class TileConfig:
             raise ValueError(f"TileConfig.num_stages must be a positive int, got {self.num_stages!r}")
 
 
-# GPU configs (untuned defaults for Hopper-class parts; `sft-kernels tune` can override them).
+# Named configs and per-architecture tuning candidates live in configs/conv2d.json beside this file.
 # Shared memory per stage: (BLOCK_M + BLOCK_N) * BLOCK_K * element size.
-CONFIGS = {
-    # few output channels per group (first layers, grouped convs)
-    "m128_n32_k32": TileConfig(128, 32, 32, GROUP_M=8, num_warps=4, num_stages=4),
-    # 64 output channels: the SFT network's body
-    "m128_n64_k32": TileConfig(128, 64, 32, GROUP_M=8, num_warps=4, num_stages=4),
-    "m128_n128_k32": TileConfig(128, 128, 32, GROUP_M=8, num_warps=8, num_stages=3),
-    # fp16 / bf16: twice the reduction depth per stage for the same shared memory
-    "m128_n64_k64": TileConfig(128, 64, 64, GROUP_M=8, num_warps=4, num_stages=3),
-    "m128_n128_k64": TileConfig(128, 128, 64, GROUP_M=8, num_warps=8, num_stages=3),
-    # small images: more programs to fill the SMs
-    "m64_n32_k32": TileConfig(64, 32, 32, GROUP_M=8, num_warps=4, num_stages=4),
-    "m64_n64_k32": TileConfig(64, 64, 32, GROUP_M=8, num_warps=4, num_stages=4),
-    # interpreter: cost is ~3 ms per program x K-iteration whatever the tile, so use big tiles
-    # (choose_config widens BLOCK_N / BLOCK_K further to cover the whole problem when it is small)
-    "interpret": TileConfig(128, 64, 64, GROUP_M=8, num_warps=4, num_stages=1),
-}
+_CONFIG_FILE = os.path.join(os.path.dirname(__file__), "configs", "conv2d.json")
+with open(_CONFIG_FILE) as _f:
+    _CONFIG_DATA = json.load(_f)
+CONFIGS = {name: TileConfig(**fields) for name, fields in _CONFIG_DATA["configs"].items()}
+CANDIDATES = _CONFIG_DATA["candidates"]
 
 
 def _pow2_clamp(x: int, lo: int, hi: int) -> int:
@@ -327,7 +319,13 @@ def conv2d(
     if M >= 2**31:
         raise ValueError(f"N*P*Q = {M} output pixels exceed the kernel's int32 row index; split the batch")
 
+    if config is None:  # a pinned name (env) or this shape's tuned winner, else the default heuristic
+        from . import tune
+
+        config = tune.lookup(input.dtype, Cg, Kg, R, S, (sh, sw), (dh, dw), M)
     cfg = _resolve_config(config, M, Kg, gemm_k, input.dtype)
+    if os.environ.get("SFT_KERNELS_LOG_CONFIG") == "1":
+        print(f"sft_kernels.triton.conv2d: M={M} N={Kg} K={gemm_k} {input.dtype} -> {cfg}", file=sys.stderr)
     upcast = INTERPRETED and input.dtype == torch.bfloat16  # the interpreter's bf16 tl.dot is wrong
     precision = input_precision if (input.dtype == torch.float32 or upcast) else "tf32"
     int64 = max(_span(t) for t in (input, weight, y, residual) if t is not None) >= 2**31
