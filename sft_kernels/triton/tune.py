@@ -39,11 +39,23 @@ def key(dtype, cg: int, kg: int, r: int, s: int, stride, dilation, m: int) -> st
             f"d{dilation[0]}x{dilation[1]}|M{mb}")
 
 
+_MEMO: dict = {}
+
+
 def _read() -> dict:
+    """The cache file's content, re-read only when the file changes (lookups happen on every launch)."""
+    path = cache_path()
     try:
-        return json.loads(cache_path().read_text())
-    except (OSError, ValueError):
+        stamp = (str(path), path.stat().st_mtime_ns)
+    except OSError:
         return {}
+    if stamp not in _MEMO:
+        try:
+            _MEMO.clear()
+            _MEMO[stamp] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+    return dict(_MEMO[stamp])
 
 
 def lookup(dtype, cg, kg, r, s, stride, dilation, m) -> Optional[str]:
