@@ -218,3 +218,21 @@ def test_winograd_errors():
     if "cpu" in op_backends("conv2d"):
         with pytest.raises(RuntimeError, match="needs a 3x3 kernel with stride 1"):
             conv2d(torch.randn(1, 4, 8, 8), torch.randn(4, 4, 3, 3), stride=2, backend="cpu", algorithm="winograd")
+
+
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+def test_winograd_filter_cache_sees_every_weight_change():
+    x = torch.randn(1, 16, 10, 10)
+    w = torch.randn(16, 16, 3, 3)
+    for change in ("data", "inplace", "new"):
+        y0 = conv2d(x, w, padding=1, backend="cpu", algorithm="winograd")  # fills the cache
+        if change == "data":
+            w.data.mul_(-2.0)  # .data changes do not bump the version counter
+        elif change == "inplace":
+            w.add_(1.0)
+        else:
+            del y0
+            w = torch.randn(16, 16, 3, 3)  # may reuse the freed address
+        y = conv2d(x, w, padding=1, backend="cpu", algorithm="winograd")
+        assert_close(y, torch.nn.functional.conv2d(x.double(), w.double(), padding=1), k=144, winograd=True,
+                     msg=change)

@@ -9,6 +9,10 @@
 // Error: the transforms' constants (up to 8 and 1/24) grow rounding error; see sft_kernels/testing.py.
 #include <ATen/ATen.h>
 
+#include <map>
+#include <mutex>
+#include <tuple>
+
 #include "gemm.h"
 
 namespace sft {
@@ -96,6 +100,45 @@ SFT_CLONES void finish_row(float* __restrict y, const float* __restrict t, const
   }
 }
 
+// 64-bit fingerprint of a float buffer (position-dependent multiply-xorshift over the raw bits).
+uint64_t fingerprint(const float* p, int64_t n) {
+  uint64_t h = 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(n);
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, p + i, 4);
+    h = (h ^ (bits + static_cast<uint64_t>(i) * 0xBF58476D1CE4E5B9ull)) * 0x94D049BB133111EBull;
+    h ^= h >> 31;
+  }
+  return h;
+}
+
+// U = G g Gᵀ for every filter, packed per ξ as B panels [K/NR][Cp][NR]. Cached by the weight's address, shape
+// and a fingerprint of its contents (tens of µs against milliseconds for the transform), so a model's
+// weights are transformed once, and any change to them, however it is made (.data, copy_, a new tensor at a
+// reused address), misses the cache.
+at::Tensor transformed_filter(const at::Tensor& weight_in, int NR) {
+  static std::mutex mu;
+  static std::map<std::tuple<const void*, uint64_t, int64_t, int64_t, int>, at::Tensor> cache;
+  const at::Tensor weight = weight_in.contiguous();
+  const int64_t K = weight.size(0), C = weight.size(1);
+  const auto key = std::make_tuple(weight.data_ptr(), fingerprint(weight.data_ptr<float>(), weight.numel()), K, C, NR);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+  }
+  const int64_t Cp = round_up(C, KU), Kp = (K + NR - 1) / NR * NR;
+  at::Tensor U = at::empty({36 * C * K}, weight.options());
+  filter_transform(weight.data_ptr<float>(), K, C, U.data_ptr<float>());
+  at::Tensor Up = at::empty({36 * Kp * Cp + 16}, weight.options());
+  for (int xi = 0; xi < 36; ++xi)
+    pack_b(U.data_ptr<float>() + xi * C * K, C, K, K, 1, NR, Up.data_ptr<float>() + xi * Kp * Cp);
+  std::lock_guard<std::mutex> lock(mu);
+  if (cache.size() >= 256) cache.clear();  // bounded: a few models' worth of 3×3 layers
+  cache[key] = Up;
+  return Up;
+}
+
 }  // namespace
 
 bool winograd_applicable(int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef dilation, int64_t groups) {
@@ -115,13 +158,7 @@ void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const a
   const int64_t tb = std::max<int64_t>(MR, TB / MR * MR);
   const int64_t th = (P + 3) / 4, tw = (Q + 3) / 4, T = N * th * tw;
 
-  // U per ξ, packed as B panels [K/NR][Cp][NR].
-  at::Tensor U = at::empty({36 * C * K}, x.options());
-  filter_transform(weight.contiguous().data_ptr<float>(), K, C, U.data_ptr<float>());
-  at::Tensor Up = at::zeros({36 * Kp * Cp + 16}, x.options());
-  for (int xi = 0; xi < 36; ++xi)
-    pack_b(U.data_ptr<float>() + xi * C * K, C, K, K, 1, NR, Up.data_ptr<float>() + xi * Kp * Cp);
-
+  const at::Tensor Up = transformed_filter(weight, NR);
   const float* xp = x.data_ptr<float>();
   const float* up = Up.data_ptr<float>();
   const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
@@ -149,18 +186,25 @@ void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const a
       for (int64_t ti = 0; ti < tb; ++ti) {
         if (ti < nt) {
           const int64_t tt = t0 + ti, n = tt / (th * tw), ty = (tt / tw) % th, tx = tt % tw;
-          for (int i = 0; i < 6; ++i)
-            for (int j = 0; j < 6; ++j) {
-              const int64_t ih = ty * 4 - ph + i, iw = tx * 4 - pw + j;
-              float* dst = d + (i * 6 + j) * Cp;
-              if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
-                std::memcpy(dst, xp + n * xs0 + ih * xs2 + iw * xs3, C * sizeof(float));
-                if (Cp > C) std::memset(dst + C, 0, (Cp - C) * sizeof(float));
-              } else {
-                std::memset(dst, 0, Cp * sizeof(float));
+          const int64_t ih0 = ty * 4 - ph, iw0 = tx * 4 - pw;
+          if (C == Cp && ih0 >= 0 && ih0 + 6 <= H && iw0 >= 0 && iw0 + 6 <= W) {
+            // interior tile: read the patch in place (columns: Bᵀ d)
+            const float* src = xp + n * xs0 + ih0 * xs2 + iw0 * xs3;
+            for (int j = 0; j < 6; ++j) bt_rows(src + j * xs3, xs2, t + j * Cp, 6 * Cp, 8, Cp);
+          } else {  // border tile: gather with zero padding first
+            for (int i = 0; i < 6; ++i)
+              for (int j = 0; j < 6; ++j) {
+                const int64_t ih = ih0 + i, iw = iw0 + j;
+                float* dst = d + (i * 6 + j) * Cp;
+                if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
+                  std::memcpy(dst, xp + n * xs0 + ih * xs2 + iw * xs3, C * sizeof(float));
+                  if (Cp > C) std::memset(dst + C, 0, (Cp - C) * sizeof(float));
+                } else {
+                  std::memset(dst, 0, Cp * sizeof(float));
+                }
               }
-            }
-          for (int j = 0; j < 6; ++j) bt_rows(d + j * Cp, 6 * Cp, t + j * Cp, 6 * Cp, 8, Cp);  // columns: Bᵀ d
+            for (int j = 0; j < 6; ++j) bt_rows(d + j * Cp, 6 * Cp, t + j * Cp, 6 * Cp, 8, Cp);
+          }
           // rows: (Bᵀ d) B, written as row ti of the packed-A panels of ξ = 6i + j
           float* panel = V + (ti / MR) * MR * Cp + (ti % MR) * KU;
           for (int i = 0; i < 6; ++i)
