@@ -30,7 +30,7 @@ _HALF = (torch.float32, torch.float16, torch.bfloat16)
 _ANY = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 _OPS = {
     "reference": {"conv2d": _ANY, "matmul": _ANY, "strassen_matmul": _ANY, "separable_conv2d": _ANY},
-    "cpu": {"conv2d": _F32, "matmul": _F32},
+    "cpu": {"conv2d": _F32, "matmul": _F32, "strassen_matmul": _F32},
     "triton": {"conv2d": _HALF},
     "cuda": {},
 }

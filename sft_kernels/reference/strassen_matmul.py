@@ -6,21 +6,21 @@ last row/column (when a dimension is odd) is fixed up with thin products, so not
 import torch
 
 
-def _winograd(a, b, levels, cutoff):
+def _winograd(a, b, levels, cutoff, mm=torch.matmul):
     m, k = a.shape
     n = b.shape[1]
     if levels <= 0 or min(m, k, n) <= cutoff or min(m, k, n) < 2:
-        return a @ b
+        return mm(a, b)
     m2, k2, n2 = m - m % 2, k - k % 2, n - n % 2
     if (m2, k2, n2) != (m, k, n):  # dynamic peeling
         c = torch.empty(m, n, dtype=a.dtype, device=a.device)
-        c[:m2, :n2] = _winograd(a[:m2, :k2], b[:k2, :n2], levels, cutoff)
+        c[:m2, :n2] = _winograd(a[:m2, :k2], b[:k2, :n2], levels, cutoff, mm)
         if k2 != k:
-            c[:m2, :n2] += a[:m2, k2:] @ b[k2:, :n2]
+            c[:m2, :n2] += mm(a[:m2, k2:], b[k2:, :n2])
         if n2 != n:
-            c[:m2, n2:] = a[:m2, :] @ b[:, n2:]
+            c[:m2, n2:] = mm(a[:m2, :], b[:, n2:])
         if m2 != m:
-            c[m2:, :] = a[m2:, :] @ b
+            c[m2:, :] = mm(a[m2:, :], b)
         return c
     h, kk, w = m // 2, k // 2, n // 2
     a11, a12, a21, a22 = a[:h, :kk], a[:h, kk:], a[h:, :kk], a[h:, kk:]
@@ -34,7 +34,7 @@ def _winograd(a, b, levels, cutoff):
     t2 = b22 - t1
     t3 = b22 - b12
     t4 = t2 - b21
-    rec = lambda x, y: _winograd(x, y, levels - 1, cutoff)  # noqa: E731
+    rec = lambda x, y: _winograd(x, y, levels - 1, cutoff, mm)  # noqa: E731
     p1 = rec(a11, b11)
     p2 = rec(a12, b21)
     p3 = rec(s4, b22)
@@ -53,9 +53,10 @@ def _winograd(a, b, levels, cutoff):
     return c
 
 
-def strassen_matmul(a, b, levels=None, cutoff=None):
+def strassen_matmul(a, b, levels=None, cutoff=None, mm=torch.matmul):
     """C = A @ B for 2-D A (M×K) and B (K×N) by `levels` of Strassen–Winograd recursion (default: recurse
-    while every dimension exceeds `cutoff`, default 128)."""
+    while every dimension exceeds `cutoff`, default 128). `mm` multiplies the leaves (the cpu backend passes
+    its own GEMM engine)."""
     cutoff = 128 if cutoff is None else int(cutoff)
     levels = 64 if levels is None else int(levels)
-    return _winograd(a, b, levels, cutoff)
+    return _winograd(a, b, levels, cutoff, mm)
