@@ -19,9 +19,10 @@ from .nn import Conv2d
 class ConversionReport:
     converted: list = field(default_factory=list)  # qualified names of swapped modules
     skipped: list = field(default_factory=list)  # (name, reason)
+    fused: list = field(default_factory=list)  # SFTNet modules switched to the fused forward
 
     def __str__(self):
-        lines = [f"converted {len(self.converted)} conv(s)"]
+        lines = [f"converted {len(self.converted)} conv(s)" + (f"; fused SFTNet forward: {self.fused}" if self.fused else "")]
         lines += [f"  skipped {name}: {why}" for name, why in self.skipped]
         return "\n".join(lines)
 
@@ -39,12 +40,14 @@ def _why_not(module: nn.Module) -> Optional[str]:
 
 
 def convert_(model: nn.Module, backend: Optional[str] = None,
-             filter_fn: Optional[Callable[[nn.Module, str], bool]] = None) -> ConversionReport:
+             filter_fn: Optional[Callable[[nn.Module, str], bool]] = None, fuse: bool = True) -> ConversionReport:
     """Swap every eligible `nn.Conv2d` in `model` (in place) for `sft_kernels.nn.Conv2d`.
 
     ``backend``: the backend the converted convs use (None = fastest for the input at each call); it is
     checked now, so asking for a backend that is missing here fails at once. ``filter_fn(module, name)``
-    returning False leaves a module alone. Returns a report of converted and skipped modules.
+    returning False leaves a module alone. ``fuse``: SFTNet ("pytorch" variant) modules also switch to their
+    SFT-aware fused forward (batched SFT convs, epilogue-fused ReLU / residuals; same function).
+    Returns a report of converted and skipped modules.
     """
     if backend is not None:
         if backend not in backends.BACKENDS:
@@ -73,12 +76,24 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
             new._sft_original_class = type(child)
             setattr(parent, child_name, new)
             report.converted.append(name)
+    if fuse and filter_fn is None:
+        from .models import SFTNet
+
+        for name, m in model.named_modules():
+            if isinstance(m, SFTNet) and m.variant == "pytorch":
+                m.fused = True
+                report.fused.append(name or "<model>")
     return report
 
 
 def revert_(model: nn.Module) -> int:
     """Undo `convert_`: put plain `nn.Conv2d` modules back (same parameters). Returns how many."""
+    from .models import SFTNet
+
     count = 0
+    for m in model.modules():
+        if isinstance(m, SFTNet):
+            m.fused = False
     for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
             if isinstance(child, Conv2d) and hasattr(child, "_sft_original_class"):

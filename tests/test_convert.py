@@ -81,3 +81,20 @@ def test_converted_sftnet_matches_eager(variant, backend):
         sft_kernels.revert_(model)
         assert not any(isinstance(m, Conv2d) for m in model.modules())
         torch.testing.assert_close(model(img), expected)
+
+
+@pytest.mark.parametrize("backend", ["reference"] + [b for b in CPU_BACKENDS if b == "cpu"])
+def test_fused_sftnet_forward_is_the_same_function(backend):
+    model = SFTNet("pytorch").reset_parameters_(seed=2).eval()
+    img = torch.rand(2, 3, 9, 7)
+    seg = torch.softmax(torch.randn(2, 8, 36, 28), dim=1)  # a real (non-background) prior
+    with torch.no_grad():
+        expected = model(img, seg)
+        report = sft_kernels.convert_(model, backend=backend)
+        assert model.fused and report.fused == ["<model>"]
+        torch.testing.assert_close(model(img, seg), expected, atol=1e-4, rtol=1e-4)
+        sft_kernels.revert_(model)
+        assert not model.fused
+    unfused = SFTNet("pytorch")
+    assert not sft_kernels.convert_(unfused, fuse=False).fused and not unfused.fused
+    assert not sft_kernels.convert_(SFTNet("torch")).fused  # the "torch" variant's pre-activation blocks stay

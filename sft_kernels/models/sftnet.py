@@ -193,8 +193,15 @@ class SFTNet(nn.Module):
             raise TypeError(f"seg must be a floating-point tensor of probabilities, got {seg.dtype}")
         return seg
 
+    #: Set by ``sft_kernels.convert_`` ("pytorch" variant): run the SFT-aware fused forward (same function).
+    fused: bool = False
+
     def forward(self, img: torch.Tensor, seg: torch.Tensor | None = None) -> torch.Tensor:
         seg = self._check_inputs(img, seg)
+        if self.fused and self.variant == "pytorch":
+            from .fused import fused_forward
+
+            return fused_forward(self, img, seg)
         cond = self.CondNet(seg)
         fea = self.conv0(img)
         # Same computation as sft_branch((fea, cond)) in the public code, written out so the

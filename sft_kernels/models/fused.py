@@ -1,0 +1,65 @@
+"""SFT-aware fused forward of SFTNet ("pytorch" variant), used after `sft_kernels.convert_`.
+
+Same function as `SFTNet.forward`, fewer passes over memory:
+  * each SFT layer's scale and shift branches run as one 32→64 conv (LeakyReLU fused) and one 2-group conv.
+    (Batching all 33 layers into one 32→2112 conv was measured slower on the CPU: its 277 MB of scale/shift
+    maps go to DRAM and back, where per-layer pairs of 4 MB maps stay in cache.)
+  * `scale + 1` is folded into the scale convs' bias (a per-forward copy; parameters are untouched), so each
+    modulation is one `addcmul` pass: x·(scale+1) + shift;
+  * ReLU after conv0 of each residual block, the block's `x + res`, the trunk's `fea + trunk` and the HR
+    branch's ReLUs are fused into the convs' epilogues (ReLU commutes with PixelShuffle, so it runs before it).
+The convs run on each module's backend/algorithm when converted (`sft_kernels.nn.Conv2d`), else backend=None.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .. import ops
+
+
+def _conv(module, x, activation=None, residual=None, negative_slope=0.01, weight=None, bias=None, groups=None):
+    return ops.conv2d(x, module.weight if weight is None else weight, module.bias if bias is None else bias,
+                      module.stride, module.padding, module.dilation, module.groups if groups is None else groups,
+                      activation=activation, negative_slope=negative_slope, residual=residual,
+                      backend=getattr(module, "backend", None), algorithm=getattr(module, "algorithm", None))
+
+
+def sft_layers(model) -> list:
+    """The SFT layers of the trunk, in the order the forward applies them."""
+    layers = []
+    for i in range(model.num_blocks):
+        layers += [model.sft_branch[i].sft0, model.sft_branch[i].sft1]
+    return layers + [model.sft_branch[model.num_blocks]]
+
+
+def modulation(layer, cond: torch.Tensor) -> tuple:
+    """(scale + 1, shift) of one SFT layer: its scale and shift branches run as one 32→64 conv (LeakyReLU fused)
+    and one 2-group conv, with the +1 folded into the scale bias."""
+    c0s, c0t, c1s, c1t = layer.SFT_scale_conv0, layer.SFT_shift_conv0, layer.SFT_scale_conv1, layer.SFT_shift_conv1
+    h = _conv(c0s, cond, "leaky_relu", negative_slope=layer.negative_slope,
+              weight=torch.cat([c0s.weight, c0t.weight]), bias=torch.cat([c0s.bias, c0t.bias]))
+    ss = _conv(c1s, h, weight=torch.cat([c1s.weight, c1t.weight]), bias=torch.cat([c1s.bias + 1.0, c1t.bias]),
+               groups=2)
+    ch = c1s.out_channels
+    return ss[:, :ch], ss[:, ch:]
+
+
+def fused_forward(model, img: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+    cond = model.CondNet(seg)
+    mods = (modulation(layer, cond) for layer in sft_layers(model))  # lazily: each pair stays in cache
+    fea = _conv(model.conv0, img)
+    x = fea
+    for i in range(model.num_blocks):
+        block = model.sft_branch[i]
+        scale, shift = next(mods)
+        r = _conv(block.conv0, torch.addcmul(shift, x, scale), "relu")
+        scale, shift = next(mods)
+        x = _conv(block.conv1, torch.addcmul(shift, r, scale), residual=x)
+    scale, shift = next(mods)
+    x = _conv(model.sft_branch[model.num_blocks + 1], torch.addcmul(shift, x, scale), residual=fea)
+    hr = model.HR_branch
+    x = F.pixel_shuffle(_conv(hr[0], x, "relu"), 2)
+    x = F.pixel_shuffle(_conv(hr[3], x, "relu"), 2)
+    x = _conv(hr[6], x, "relu")
+    return _conv(hr[8], x)
