@@ -91,3 +91,16 @@ def test_compile_fullgraph_functional_default_backend():
 
     x, w = torch.randn(1, 4, 8, 8), torch.randn(4, 4, 3, 3)
     torch.testing.assert_close(torch.compile(f, fullgraph=True)(x, w), f(x, w))
+
+
+def test_compile_fullgraph_converted_fused_sftnet():
+    from sft_kernels.models import SFTNet
+
+    torch._dynamo.reset()
+    model = SFTNet(num_blocks=1, channels=8).reset_parameters_(seed=0).eval()
+    x = torch.rand(1, 3, 6, 5)
+    with torch.no_grad():
+        expected = model(x)
+        sft_kernels.convert_(model)
+        assert model.fused
+        torch.testing.assert_close(torch.compile(model, fullgraph=True)(x), expected, atol=1e-4, rtol=1e-4)
