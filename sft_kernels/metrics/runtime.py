@@ -250,7 +250,8 @@ def layer_times(model: nn.Module, *inputs, repeat: int = 3, **kwargs) -> list:
     a list of :class:`LayerTime` (name, type, seconds), in first-call order, median over ``repeat`` runs
     after one warm-up run. A module called several times in one forward gets the sum of its calls;
     leaf modules the forward never calls are left out. On CUDA the hooks synchronise the device, so the
-    times are per-layer kernel times (and the whole forward runs slower than without hooks)."""
+    times are per-layer kernel times (and the whole forward runs slower than without hooks). Models with a
+    fused forward (``fused = True``) are timed module by module, unfused."""
     if not isinstance(repeat, int) or repeat < 1:
         raise ValueError(f"repeat must be a positive int, got {repeat!r}")
     cuda = any(isinstance(x, torch.Tensor) and x.is_cuda for x in inputs)
@@ -278,6 +279,11 @@ def layer_times(model: nn.Module, *inputs, repeat: int = 3, **kwargs) -> list:
         handles.append(m.register_forward_pre_hook(pre(n)))
         handles.append(m.register_forward_hook(post(n)))
     runs = []
+    # A fused forward (SFTNet after convert_) calls ops directly, bypassing the modules' hooks: time the
+    # module-by-module forward instead, and restore the flag afterwards.
+    fused = [m for m in model.modules() if getattr(m, "fused", False)]
+    for m in fused:
+        m.fused = False
     try:
         with torch.no_grad():
             for i in range(repeat + 1):
@@ -288,6 +294,8 @@ def layer_times(model: nn.Module, *inputs, repeat: int = 3, **kwargs) -> list:
     finally:
         for h in handles:
             h.remove()
+        for m in fused:
+            m.fused = True
     types = {n: type(m).__name__ for n, m in leaves}
     return [LayerTime(n, types[n], statistics.median(r.get(n, 0.0) for r in runs))
             for n in sorted(order, key=order.get)]
