@@ -11,6 +11,8 @@ at::Tensor conv2d_cpu(const at::Tensor&, const at::Tensor&, const c10::optional<
                       int64_t);
 at::Tensor matmul_cpu(const at::Tensor&, const at::Tensor&);
 
+void set_winograd_tiles_per_block(int64_t tiles);
+
 std::string config_op() { return gemm_config(); }
 void set_blocking_op(int64_t mc, int64_t kc, int64_t nc) { set_blocking(mc, kc, nc); }
 }  // namespace sft
@@ -30,6 +32,7 @@ TORCH_LIBRARY(sft_cpu, m) {
   m.def("gemm_config() -> str", &sft::config_op);
   m.def("set_gemm_blocking(int mc, int kc, int nc) -> ()", &sft::set_blocking_op);
   m.def("fma_peak_gflops(int iters) -> float", &sft::fma_peak_gflops);
+  m.def("set_winograd_tiles_per_block(int tiles) -> ()", &sft::set_winograd_tiles_per_block);
 }
 
 TORCH_LIBRARY_IMPL(sft_cpu, CPU, m) {

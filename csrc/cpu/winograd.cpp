@@ -1,6 +1,7 @@
 // Winograd F(4×4, 3×3) convolution for stride-1, dilation-1, ungrouped 3×3 convs (Lavin & Gray, 2016).
 //
-// Per block of TB output tiles (4×4 outputs each, from 6×6 input patches):
+// Per block of output tiles (4×4 outputs each, from 6×6 input patches; ~14 tiles for 64 channels, sized so
+// V and M stay in L1/L2; torch.ops.sft_cpu.set_winograd_tiles_per_block overrides):
 //   1. input transform  V[ξ](t, c) = (Bᵀ d B)[ξ]   written straight into the GEMM engine's packed-A layout
 //   2. 36 GEMMs         M[ξ](t, k) = Σ_c V[ξ](t, c) · U[ξ](c, k)   (U = G g Gᵀ, packed once per call)
 //   3. output transform y = Aᵀ M A, then bias, activation, residual, stored into the output's layout
@@ -9,6 +10,7 @@
 // Error: the transforms' constants (up to 8 and 1/24) grow rounding error; see sft_kernels/testing.py.
 #include <ATen/ATen.h>
 
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -18,7 +20,8 @@
 namespace sft {
 namespace {
 
-constexpr int TB = 112;  // tiles per block (a multiple of the AVX-512 and AVX2 MR: 14 and... see tb_for)
+// Output tiles per block: V and M (36·TB·C and 36·TB·K floats) plus the transformed filters should stay in L2.
+std::atomic<int64_t> g_tiles_per_block{0};  // 0: default
 
 #define SFT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
@@ -141,6 +144,8 @@ at::Tensor transformed_filter(const at::Tensor& weight_in, int NR) {
 
 }  // namespace
 
+void set_winograd_tiles_per_block(int64_t tiles) { g_tiles_per_block.store(tiles); }
+
 bool winograd_applicable(int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef dilation, int64_t groups) {
   return R == 3 && S == 3 && stride[0] == 1 && stride[1] == 1 && dilation[0] == 1 && dilation[1] == 1 && groups == 1;
 }
@@ -155,7 +160,9 @@ void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const a
   const UKernel& uk = ukernel();
   const int MR = uk.mr, NR = uk.nr;
   const int64_t Cp = round_up(C, KU), Kp = (K + NR - 1) / NR * NR;
-  const int64_t tb = std::max<int64_t>(MR, TB / MR * MR);
+  int64_t tb = g_tiles_per_block.load();
+  if (tb <= 0) tb = std::max<int64_t>(1, (1 << 18) / (36 * 4 * (Cp + K)));  // V + M ≈ 256 KiB (measured best)
+  tb = std::max<int64_t>(MR, tb / MR * MR);
   const int64_t th = (P + 3) / 4, tw = (Q + 3) / 4, T = N * th * tw;
 
   const at::Tensor Up = transformed_filter(weight, NR);
