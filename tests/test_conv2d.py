@@ -236,3 +236,21 @@ def test_winograd_filter_cache_sees_every_weight_change():
         y = conv2d(x, w, padding=1, backend="cpu", algorithm="winograd")
         assert_close(y, torch.nn.functional.conv2d(x.double(), w.double(), padding=1), k=144, winograd=True,
                      msg=change)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_output_memory_format_follows_pytorch_for_views(backend):
+    from sft_kernels.ops._checks import is_channels_last_strided
+
+    h = torch.randn(1, 16, 7, 7).contiguous(memory_format=torch.channels_last)
+    views = {"cl": h, "channel slice of cl": h[:, :8], "spatial slice of cl": h[..., 1:, 1:],
+             "nchw": h.contiguous(), "nchw slice": h.contiguous()[:, :8],
+             "permuted": torch.randn(1, 7, 7, 8).permute(0, 3, 2, 1), "C=1": torch.randn(2, 1, 5, 5)}
+    for name, x in views.items():
+        w = torch.randn(4, x.shape[1], 1, 1)
+        ref = F.conv2d(x, w)
+        y = conv2d(x, w, backend=backend)
+        assert y.stride() == ref.stride(), (name, y.stride(), ref.stride())
+        assert is_channels_last_strided(x) == (ref.is_contiguous(memory_format=torch.channels_last)
+                                               and not ref.is_contiguous()), name
+        assert_close(y, F.conv2d(x.double(), w.double()), k=x.shape[1], msg=name)

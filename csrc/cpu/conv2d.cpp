@@ -135,7 +135,8 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
   const int64_t Q = (W + 2 * padding[1] - dilation[1] * (S - 1) - 1) / stride[1] + 1;
   TORCH_CHECK(P > 0 && Q > 0, "sft_cpu::conv2d: output size is not positive");
 
-  const bool out_cl = input.is_contiguous(at::MemoryFormat::ChannelsLast) && !input.is_contiguous();
+  // F.conv2d's rule: channels_last output iff the input's strides are channels-last-like (a slice counts).
+  const bool out_cl = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
   at::Tensor out = at::empty({N, K, P, Q}, input.options().memory_format(out_cl ? at::MemoryFormat::ChannelsLast
                                                                                 : at::MemoryFormat::Contiguous));
   if (N == 0) return out;

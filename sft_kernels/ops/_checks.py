@@ -81,11 +81,28 @@ def conv_args(input, weight, bias, stride, padding, dilation, groups):
     return stride, padding, dilation, (p, q)
 
 
+def is_channels_last_strided(t: torch.Tensor) -> bool:
+    """ATen's `suggest_memory_format` for a 4-D tensor: True when its strides order the dims C, W, H, N from
+    fastest to slowest (exact channels_last, or a view of it such as a channel or spatial slice)."""
+    if t.dim() != 4:
+        return False
+    sizes, strides = t.shape, t.stride()
+    if strides[1] == 0:
+        return False
+    low = 0
+    for d in (1, 3, 2, 0):
+        if sizes[d] == 0 or strides[d] < low:
+            return False
+        if d == 0 and low == strides[1]:  # ambiguous N111-like layouts default to NCHW, as in ATen
+            return False
+        low = strides[d] * (sizes[d] if sizes[d] > 1 else 1)
+    return True
+
+
 def output_memory_format(input: torch.Tensor) -> torch.memory_format:
-    """The memory format F.conv2d gives its output: channels_last iff the input is channels_last."""
-    if input.is_contiguous(memory_format=torch.channels_last) and not input.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
+    """The memory format F.conv2d gives its output on the CPU: channels_last iff the input's strides are
+    channels-last-like (ATen's suggest_memory_format), e.g. a channels_last tensor or a slice of one."""
+    return torch.channels_last if is_channels_last_strided(input) else torch.contiguous_format
 
 
 def residual(res, name: str, shape: tuple, like: torch.Tensor) -> None:

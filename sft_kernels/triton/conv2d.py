@@ -309,7 +309,9 @@ def conv2d(
     if residual is not None and tuple(residual.shape) != (N, K, P, Q):
         raise ValueError(f"residual must have the output's shape {(N, K, P, Q)}, got {tuple(residual.shape)}")
 
-    channels_last = input.is_contiguous(memory_format=torch.channels_last) and not input.is_contiguous()
+    from ..ops._checks import is_channels_last_strided  # F.conv2d's rule (ATen suggest_memory_format)
+
+    channels_last = is_channels_last_strided(input)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     y = torch.empty((N, K, P, Q), device=input.device, dtype=input.dtype, memory_format=fmt)
     M, gemm_k = N * P * Q, Cg * R * S
