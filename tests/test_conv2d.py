@@ -254,3 +254,32 @@ def test_output_memory_format_follows_pytorch_for_views(backend):
         assert is_channels_last_strided(x) == (ref.is_contiguous(memory_format=torch.channels_last)
                                                and not ref.is_contiguous()), name
         assert_close(y, F.conv2d(x.double(), w.double()), k=x.shape[1], msg=name)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("c,k,r,algorithm", [(16, 64, 2, None), (16, 36, 3, None), (8, 16, 2, "direct"),
+                                             (20, 64, 2, "winograd")])
+def test_pixel_shuffle_epilogue(backend, layout, c, k, r, algorithm):
+    if backend != "cpu" and algorithm == "winograd":
+        pytest.skip("winograd is cpu-only")
+    x, w, b = torch.randn(2, c, 7, 9), torch.randn(k, c, 3, 3), torch.randn(k)
+    y_ref = F.pixel_shuffle(F.relu(F.conv2d(x.double(), w.double(), b.double(), padding=1)), r)
+    res = torch.randn_like(y_ref).float()
+    y = conv2d(_layout(x, layout), w, b, padding=1, activation="relu", residual=res, pixel_shuffle=r,
+               backend=backend, algorithm=algorithm)
+    assert y.shape == y_ref.shape
+    assert y.is_contiguous(memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format)
+    assert_close(y, y_ref + res.double(), k=9 * c, winograd=True)
+
+
+def test_pixel_shuffle_bad_input_and_grad():
+    with pytest.raises(ValueError, match="pixel_shuffle must be a positive int"):
+        conv2d(torch.randn(1, 4, 8, 8), torch.randn(6, 4, 3, 3), pixel_shuffle=2)
+    x = torch.randn(1, 4, 5, 5, requires_grad=True)
+    w = torch.randn(8, 4, 3, 3, requires_grad=True)
+    g = torch.randn(1, 2, 10, 10)
+    ga = torch.autograd.grad(conv2d(x, w, padding=1, activation="relu", pixel_shuffle=2), (x, w), g)
+    gb = torch.autograd.grad(F.pixel_shuffle(F.relu(F.conv2d(x, w, padding=1)), 2), (x, w), g)
+    for a, e in zip(ga, gb):
+        torch.testing.assert_close(a, e, atol=1e-4, rtol=1e-4)

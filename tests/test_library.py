@@ -19,7 +19,7 @@ def _conv_args(backend, act, res, layout):
     w = torch.randn(6, 2, 3, 3, requires_grad=True)
     b = torch.randn(6, requires_grad=True)
     r = torch.randn(2, 6, 7, 7, requires_grad=True) if res else None
-    return (x, w, b, [1, 1], [1, 1], [1, 1], 2, act, 0.1, r, backend, None)
+    return (x, w, b, [1, 1], [1, 1], [1, 1], 2, act, 0.1, r, backend, None, 1)
 
 
 @pytest.mark.parametrize("backend", op_backends("conv2d"))
@@ -34,7 +34,10 @@ def test_opcheck_conv2d_winograd():
         pytest.skip("cpu backend not built")
     x = torch.randn(1, 16, 9, 9, requires_grad=True)
     w, b = torch.randn(16, 16, 3, 3, requires_grad=True), torch.randn(16, requires_grad=True)
-    torch.library.opcheck(_conv2d_op, (x, w, b, [1, 1], [1, 1], [1, 1], 1, "relu", 0.01, None, "cpu", "winograd"),
+    torch.library.opcheck(_conv2d_op, (x, w, b, [1, 1], [1, 1], [1, 1], 1, "relu", 0.01, None, "cpu", "winograd", 1),
+                          atol=1e-4, rtol=1e-4)
+    r = torch.randn(1, 4, 18, 18, requires_grad=True)  # pixel shuffle fused in the Winograd store, + residual
+    torch.library.opcheck(_conv2d_op, (x, w, b, [1, 1], [1, 1], [1, 1], 1, "relu", 0.01, r, "cpu", "winograd", 2),
                           atol=1e-4, rtol=1e-4)
 
 

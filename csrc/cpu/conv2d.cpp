@@ -116,14 +116,14 @@ void conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor
 
 bool winograd_applicable(int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef dilation, int64_t groups);
 void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef padding,
-                          int64_t activation, double slope, const at::Tensor& res, at::Tensor& out);
+                          int64_t activation, double slope, const at::Tensor& res, at::Tensor& out, int64_t shuffle);
 
 // algorithm: 0 = auto (Winograd F(4×4,3×3) where it applies and the channel counts make it pay), 1 = direct
 // implicit GEMM, 2 = Winograd (error if it does not apply).
 at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                       int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,
-                      int64_t algorithm) {
+                      int64_t algorithm, int64_t pixel_shuffle) {
   TORCH_CHECK(input.dim() == 4 && weight.dim() == 4, "sft_cpu::conv2d: input and weight must be 4-D");
   TORCH_CHECK(input.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat,
               "sft_cpu::conv2d: float32 only");
@@ -135,10 +135,12 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
   const int64_t Q = (W + 2 * padding[1] - dilation[1] * (S - 1) - 1) / stride[1] + 1;
   TORCH_CHECK(P > 0 && Q > 0, "sft_cpu::conv2d: output size is not positive");
 
+  const int64_t r = pixel_shuffle;
+  TORCH_CHECK(r >= 1 && K % (r * r) == 0, "sft_cpu::conv2d: pixel_shuffle must divide the output channels");
   // F.conv2d's rule: channels_last output iff the input's strides are channels-last-like (a slice counts).
   const bool out_cl = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
-  at::Tensor out = at::empty({N, K, P, Q}, input.options().memory_format(out_cl ? at::MemoryFormat::ChannelsLast
-                                                                                : at::MemoryFormat::Contiguous));
+  const auto fmt = out_cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  at::Tensor out = at::empty({N, K / (r * r), P * r, Q * r}, input.options().memory_format(fmt));
   if (N == 0) return out;
   at::Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
   at::Tensor res = residual.has_value() && residual->defined() ? *residual : at::Tensor();
@@ -158,14 +160,24 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
   TORCH_CHECK(algorithm != 2 || can_wino, "sft_cpu::conv2d: algorithm='winograd' needs a 3x3 kernel with stride 1, "
               "dilation 1 and groups 1; use algorithm='direct' or None");
   const bool wino = algorithm == 2 || (algorithm == 0 && can_wino && C >= 16 && K >= 16);
-  auto run = [&](const at::Tensor& r, at::Tensor& o) {
+  if (r > 1) {
+    if (wino && out_cl && (!res.defined() || res.stride(1) == 1)) {  // shuffle written by the output transform
+      winograd_conv2d_into(x, weight, b, padding, activation, negative_slope, res, out, r);
+      return out;
+    }
+    at::Tensor y = at::pixel_shuffle(conv2d_cpu(x, weight, bias, stride, padding, dilation, groups, activation,
+                                                negative_slope, c10::nullopt, algorithm, 1), r);
+    if (res.defined()) y = y + res;
+    return y.contiguous(fmt);
+  }
+  auto run = [&](const at::Tensor& rr, at::Tensor& o) {
     if (!wino) {
-      conv2d_into(x, weight, b, stride, padding, dilation, groups, activation, negative_slope, r, o);
-    } else if (!r.defined() || r.stride(1) == 1) {
-      winograd_conv2d_into(x, weight, b, padding, activation, negative_slope, r, o);
+      conv2d_into(x, weight, b, stride, padding, dilation, groups, activation, negative_slope, rr, o);
+    } else if (!rr.defined() || rr.stride(1) == 1) {
+      winograd_conv2d_into(x, weight, b, padding, activation, negative_slope, rr, o, 1);
     } else {
-      winograd_conv2d_into(x, weight, b, padding, activation, negative_slope, at::Tensor(), o);
-      o.add_(r);
+      winograd_conv2d_into(x, weight, b, padding, activation, negative_slope, at::Tensor(), o, 1);
+      o.add_(rr);
     }
   };
   if (out_cl || out.stride(1) == 1) {

@@ -119,12 +119,16 @@ uint64_t fingerprint(const float* p, int64_t n) {
 // and a fingerprint of its contents (tens of µs against milliseconds for the transform), so a model's
 // weights are transformed once, and any change to them, however it is made (.data, copy_, a new tensor at a
 // reused address), misses the cache.
-at::Tensor transformed_filter(const at::Tensor& weight_in, int NR) {
+// With a pixel shuffle r, output channels are reordered k = c·r² + i·r + j -> (i·r + j)·K/r² + c, so each
+// sub-pixel (i, j) of the shuffled output is one contiguous run of K/r² channels.
+at::Tensor transformed_filter(const at::Tensor& weight_in, int NR, int64_t r) {
   static std::mutex mu;
-  static std::map<std::tuple<const void*, uint64_t, int64_t, int64_t, int>, at::Tensor> cache;
-  const at::Tensor weight = weight_in.contiguous();
+  static std::map<std::tuple<const void*, uint64_t, int64_t, int64_t, int64_t>, at::Tensor> cache;
+  at::Tensor weight = weight_in.contiguous();
   const int64_t K = weight.size(0), C = weight.size(1);
-  const auto key = std::make_tuple(weight.data_ptr(), fingerprint(weight.data_ptr<float>(), weight.numel()), K, C, NR);
+  const auto key = std::make_tuple(weight.data_ptr(), fingerprint(weight.data_ptr<float>(), weight.numel()), K, C,
+                                   static_cast<int64_t>(NR) * 16 + r);
+  if (r > 1) weight = weight.view({K / (r * r), r * r, C, 3, 3}).transpose(0, 1).reshape({K, C, 3, 3}).contiguous();
   {
     std::lock_guard<std::mutex> lock(mu);
     auto it = cache.find(key);
@@ -151,10 +155,13 @@ bool winograd_applicable(int64_t R, int64_t S, at::IntArrayRef stride, at::IntAr
 }
 
 // x: (N, C, H, W) with unit channel stride; out/res: any strides with unit channel stride (channels-last).
+// shuffle = r > 1 writes PixelShuffle(r) of the activated conv straight from the output transform
+// (out: N × K/r² × P·r × Q·r), adding the residual (same shape as out) after the shuffle.
 void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef padding,
-                          int64_t activation, double slope, const at::Tensor& res, at::Tensor& out) {
+                          int64_t activation, double slope, const at::Tensor& res, at::Tensor& out, int64_t shuffle) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), K = weight.size(0);
-  const int64_t P = out.size(2), Q = out.size(3), ph = padding[0], pw = padding[1];
+  const int64_t r = shuffle, Cs = K / (r * r);
+  const int64_t P = out.size(2) / r, Q = out.size(3) / r, ph = padding[0], pw = padding[1];
   TORCH_CHECK(x.stride(1) == 1 && out.stride(1) == 1 && (!res.defined() || res.stride(1) == 1),
               "winograd: channels-last tensors expected");
   const UKernel& uk = ukernel();
@@ -165,10 +172,12 @@ void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const a
   tb = std::max<int64_t>(MR, tb / MR * MR);
   const int64_t th = (P + 3) / 4, tw = (Q + 3) / 4, T = N * th * tw;
 
-  const at::Tensor Up = transformed_filter(weight, NR);
+  const at::Tensor Up = transformed_filter(weight, NR, r);
+  at::Tensor bre = b;  // bias in the (sub-pixel, channel) order of the reordered filters
+  if (b.defined() && r > 1) bre = b.view({Cs, r * r}).t().contiguous();
   const float* xp = x.data_ptr<float>();
   const float* up = Up.data_ptr<float>();
-  const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
+  const float* bp = bre.defined() ? bre.data_ptr<float>() : nullptr;
   const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
   float* op = out.data_ptr<float>();
   const int64_t xs0 = x.stride(0), xs2 = x.stride(2), xs3 = x.stride(3);
@@ -252,8 +261,11 @@ void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const a
           for (int j = 0; j < 4; ++j) {
             const int64_t ow = tx * 4 + j;
             if (ow >= Q) break;
-            finish_row(op + n * os0 + oh * os2 + ow * os3, rowp + j * K, bp,
-                       rp ? rp + n * rs0 + oh * rs2 + ow * rs3 : nullptr, K, act, sl);
+            for (int64_t sub = 0; sub < r * r; ++sub) {  // r = 1: the whole K-vector at (oh, ow)
+              const int64_t yh = oh * r + sub / r, yw = ow * r + sub % r;
+              finish_row(op + n * os0 + yh * os2 + yw * os3, rowp + j * K + sub * Cs, bp ? bp + sub * Cs : nullptr,
+                         rp ? rp + n * rs0 + yh * rs2 + yw * rs3 : nullptr, Cs, act, sl);
+            }
           }
         }
       }

@@ -7,23 +7,24 @@ Same function as `SFTNet.forward`, fewer passes over memory:
     maps go to DRAM and back, where per-layer pairs of 4 MB maps stay in cache.)
   * `scale + 1` is folded into the scale convs' bias (a per-forward copy; parameters are untouched), so each
     modulation is one `addcmul` pass: x·(scale+1) + shift;
-  * ReLU after conv0 of each residual block, the block's `x + res`, the trunk's `fea + trunk` and the HR
-    branch's ReLUs are fused into the convs' epilogues (ReLU commutes with PixelShuffle, so it runs before it).
+  * ReLU after conv0 of each residual block, the block's `x + res`, the trunk's `fea + trunk`, the HR branch's
+    ReLUs and its PixelShuffles are fused into the convs' epilogues (ReLU commutes with PixelShuffle).
 The convs run on each module's backend/algorithm when converted (`sft_kernels.nn.Conv2d`), else backend=None.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .. import ops
 
 
-def _conv(module, x, activation=None, residual=None, negative_slope=0.01, weight=None, bias=None, groups=None):
+def _conv(module, x, activation=None, residual=None, negative_slope=0.01, weight=None, bias=None, groups=None,
+          pixel_shuffle=1):
     return ops.conv2d(x, module.weight if weight is None else weight, module.bias if bias is None else bias,
                       module.stride, module.padding, module.dilation, module.groups if groups is None else groups,
                       activation=activation, negative_slope=negative_slope, residual=residual,
-                      backend=getattr(module, "backend", None), algorithm=getattr(module, "algorithm", None))
+                      backend=getattr(module, "backend", None), algorithm=getattr(module, "algorithm", None),
+                      pixel_shuffle=pixel_shuffle)
 
 
 def sft_layers(model) -> list:
@@ -59,7 +60,7 @@ def fused_forward(model, img: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
     scale, shift = next(mods)
     x = _conv(model.sft_branch[model.num_blocks + 1], torch.addcmul(shift, x, scale), residual=fea)
     hr = model.HR_branch
-    x = F.pixel_shuffle(_conv(hr[0], x, "relu"), 2)
-    x = F.pixel_shuffle(_conv(hr[3], x, "relu"), 2)
+    x = _conv(hr[0], x, "relu", pixel_shuffle=2)
+    x = _conv(hr[3], x, "relu", pixel_shuffle=2)
     x = _conv(hr[6], x, "relu")
     return _conv(hr[8], x)

@@ -1,4 +1,4 @@
-"""sft.conv2d: F.conv2d with a fused epilogue  y = act(conv(x, w) + bias) + residual.
+"""sft.conv2d: F.conv2d with a fused epilogue  y = act(conv(x, w) + bias) [-> PixelShuffle] + residual.
 
 Registered as the `torch.library` op `sft::conv2d` (fake kernel + autograd), so it works under
 `torch.compile(fullgraph=True)` and passes `torch.library.opcheck`. The backward is the reference one
@@ -24,22 +24,27 @@ def _no_winograd(backend, algorithm):
             f"backend {backend!r} has no Winograd conv; only the 'cpu' backend implements algorithm='winograd'")
 
 
-def _impl_reference(x, w, b, stride, padding, dilation, groups, act, slope, res, algorithm):
+def _impl_reference(x, w, b, stride, padding, dilation, groups, act, slope, res, algorithm, shuffle):
     _no_winograd("reference", algorithm)
-    y = reference.conv2d(x, w, b, stride, padding, dilation, groups, act, slope, res)
+    y = reference.conv2d(x, w, b, stride, padding, dilation, groups, act, slope, res, shuffle)
     return y.contiguous(memory_format=_checks.output_memory_format(x))
 
 
-def _impl_cpu(x, w, b, stride, padding, dilation, groups, act, slope, res, algorithm):
+def _impl_cpu(x, w, b, stride, padding, dilation, groups, act, slope, res, algorithm, shuffle):
     backends.cpu_ext()  # registers torch.ops.sft_cpu
     return torch.ops.sft_cpu.conv2d(x, w, b, stride, padding, dilation, groups,
-                                    _SCHEMA_ACTS[act], slope, res, _SCHEMA_ALGOS[algorithm])
+                                    _SCHEMA_ACTS[act], slope, res, _SCHEMA_ALGOS[algorithm], shuffle)
 
 
-def _impl_triton(x, w, b, stride, padding, dilation, groups, act, slope, res, algorithm):
+def _impl_triton(x, w, b, stride, padding, dilation, groups, act, slope, res, algorithm, shuffle):
     from .. import triton as sft_triton
 
     _no_winograd("triton", algorithm)
+    if shuffle > 1:  # not fused into the Triton store yet: conv (+act) in one kernel, then shuffle and add
+        y = torch.nn.functional.pixel_shuffle(
+            sft_triton.load().conv2d(x, w, b, tuple(stride), tuple(padding), tuple(dilation), groups, act, slope),
+            shuffle)
+        return (y if res is None else y + res).contiguous(memory_format=_checks.output_memory_format(x))
     return sft_triton.load().conv2d(x, w, b, tuple(stride), tuple(padding), tuple(dilation), groups,
                                     act, slope, res)
 
@@ -51,43 +56,47 @@ _IMPLS = {"reference": _impl_reference, "cpu": _impl_cpu, "triton": _impl_triton
 def _conv2d_op(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: list[int],
                padding: list[int], dilation: list[int], groups: int, activation: Optional[str],
                negative_slope: float, residual: Optional[torch.Tensor], backend: str,
-               algorithm: Optional[str] = None) -> torch.Tensor:
+               algorithm: Optional[str] = None, pixel_shuffle: int = 1) -> torch.Tensor:
     if input.shape[0] == 0:  # empty batch: same (empty) result as F.conv2d
-        p, q = _checks.conv_output_hw(input.shape[2], input.shape[3], weight.shape[2], weight.shape[3],
-                                      stride, padding, dilation)
-        return input.new_empty((0, weight.shape[0], p, q))
+        return input.new_empty(_out_shape(input, weight, stride, padding, dilation, pixel_shuffle))
     return _IMPLS[backend](input, weight, bias, stride, padding, dilation, groups, activation,
-                           negative_slope, residual, algorithm)
+                           negative_slope, residual, algorithm, pixel_shuffle)
 
 
 @_conv2d_op.register_fake
 def _(input, weight, bias, stride, padding, dilation, groups, activation, negative_slope, residual, backend,
-      algorithm=None):
+      algorithm=None, pixel_shuffle=1):
+    out = input.new_empty(_out_shape(input, weight, stride, padding, dilation, pixel_shuffle))
+    return out.contiguous(memory_format=_checks.output_memory_format(input))
+
+
+def _out_shape(input, weight, stride, padding, dilation, r):
     p, q = _checks.conv_output_hw(input.shape[2], input.shape[3], weight.shape[2], weight.shape[3],
                                   stride, padding, dilation)
-    out = input.new_empty((input.shape[0], weight.shape[0], p, q))
-    return out.contiguous(memory_format=_checks.output_memory_format(input))
+    return (input.shape[0], weight.shape[0] // (r * r), p * r, q * r)
 
 
 def _setup_context(ctx, inputs, output):
     x, w, b, stride, padding, dilation, groups, act, slope, res = inputs[:10]
     ctx.save_for_backward(x, w, b)
-    ctx.conf = (stride, padding, dilation, groups, act, slope, b is not None, res is not None)
+    shuffle = inputs[12] if len(inputs) > 12 else 1
+    ctx.conf = (stride, padding, dilation, groups, act, slope, b is not None, res is not None, shuffle)
 
 
 def _backward(ctx, grad):
     x, w, b = ctx.saved_tensors
-    stride, padding, dilation, groups, act, slope, has_bias, has_res = ctx.conf
-    grad_pre = grad
+    stride, padding, dilation, groups, act, slope, has_bias, has_res, shuffle = ctx.conf
+    grad_pre = torch.nn.functional.pixel_unshuffle(grad, shuffle) if shuffle > 1 else grad
     if act is not None:  # recompute the pre-activation (cheaper in memory than saving it)
         pre = torch.nn.functional.conv2d(x, w, b, stride, padding, dilation, groups)
         neg = 0.0 if act == "relu" else slope
-        grad_pre = torch.where(pre > 0, grad, grad * neg)
+        grad_pre = torch.where(pre > 0, grad_pre, grad_pre * neg)
     gx, gw, gb = torch.ops.aten.convolution_backward(
         grad_pre, x, w, [w.shape[0]] if has_bias else None, stride, padding, dilation, False, [0, 0], groups,
         list(ctx.needs_input_grad[:3]),
     )
-    return gx, gw, (gb if has_bias else None), None, None, None, None, None, None, (grad if has_res else None), None, None
+    return (gx, gw, (gb if has_bias else None), None, None, None, None, None, None, (grad if has_res else None),
+            None, None, None)
 
 
 _conv2d_op.register_autograd(_backward, setup_context=_setup_context)
@@ -96,7 +105,7 @@ _conv2d_op.register_autograd(_backward, setup_context=_setup_context)
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            activation: Optional[str] = None, negative_slope: float = 0.01,
            residual: Optional[torch.Tensor] = None, backend: Optional[str] = None,
-           algorithm: Optional[str] = None) -> torch.Tensor:
+           algorithm: Optional[str] = None, pixel_shuffle: int = 1) -> torch.Tensor:
     """Drop-in `F.conv2d` with a fused epilogue.
 
     Computes ``y = conv2d(input, weight) + bias; y = act(y); y = y + residual`` where ``act`` is None,
@@ -106,20 +115,26 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     ``algorithm`` (cpu backend): None/"auto" uses Winograd F(4×4,3×3) for 3×3 stride-1 ungrouped convs with
     ≥ 16 input and output channels and direct implicit GEMM otherwise; "direct" or "winograd" force one.
     Winograd's rounding error is about 5–10× direct's (relative ~5e-6 in fp32; see sft_kernels.testing).
+    ``pixel_shuffle`` r > 1 applies ``F.pixel_shuffle(y, r)`` after the activation and before the residual add
+    (the cpu backend writes it straight from its Winograd output transform; others shuffle after the conv).
     """
     stride, padding, dilation, (p, q) = _checks.conv_args(input, weight, bias, stride, padding, dilation, groups)
     _checks.activation(activation)
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-    _checks.residual(residual, "residual", (input.shape[0], weight.shape[0], p, q), input)
+    r = pixel_shuffle
+    if not isinstance(r, int) or isinstance(r, bool) or r < 1 or weight.shape[0] % (r * r):
+        raise ValueError(f"pixel_shuffle must be a positive int whose square divides the output channels "
+                         f"({weight.shape[0]}), got {pixel_shuffle!r}")
+    _checks.residual(residual, "residual", (input.shape[0], weight.shape[0] // (r * r), p * r, q * r), input)
     name = backends.resolve(backend, "conv2d", input.device, input.dtype)
     if backend is None and autotune.enabled() and not torch.compiler.is_compiling():
         cands = backends.candidates("conv2d", input.device, input.dtype)
         key = ("conv2d", tuple(input.shape), input.stride(), tuple(weight.shape), tuple(stride), tuple(padding),
-               tuple(dilation), groups, activation, residual is not None, bias is not None, algorithm, input.dtype,
+               tuple(dilation), groups, activation, residual is not None, bias is not None, algorithm, r, input.dtype,
                input.device.type, torch.get_num_threads())
         run = lambda b: _conv2d_op(input, weight, bias, stride, padding, dilation, groups, activation,  # noqa: E731
-                                   float(negative_slope), residual, b, algorithm)
+                                   float(negative_slope), residual, b, algorithm, r)
         name = autotune.pick(key, cands, run)
     return _conv2d_op(input, weight, bias, stride, padding, dilation, groups, activation,
-                      float(negative_slope), residual, name, algorithm)
+                      float(negative_slope), residual, name, algorithm, r)

@@ -16,7 +16,9 @@ def epilogue(y, activation=None, negative_slope=0.01, residual=None):
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-           activation=None, negative_slope=0.01, residual=None):
-    """y = act(F.conv2d(input, weight, bias, ...)) + residual."""
-    y = F.conv2d(input, weight, bias, stride, padding, dilation, groups)
-    return epilogue(y, activation, negative_slope, residual)
+           activation=None, negative_slope=0.01, residual=None, pixel_shuffle=1):
+    """y = act(F.conv2d(input, weight, bias, ...)); y = pixel_shuffle(y, r) if r > 1; y = y + residual."""
+    y = epilogue(F.conv2d(input, weight, bias, stride, padding, dilation, groups), activation, negative_slope)
+    if pixel_shuffle > 1:
+        y = F.pixel_shuffle(y, pixel_shuffle)
+    return y if residual is None else y + residual
