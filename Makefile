@@ -15,8 +15,8 @@ $(VENV)/bin/python:
 # its extension built against the installed torch (no build isolation).
 $(STAMP): $(VENV)/bin/python pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/cpu/*.cpp csrc/cpu/*.h)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q triton==3.9.0 numpy pillow tqdm setuptools wheel ninja \
-		pytest pytest-benchmark hypothesis scikit-image matplotlib
+	$(PIP) install -q triton==3.9.0 numpy pillow tqdm safetensors setuptools wheel ninja \
+		pytest pytest-benchmark hypothesis scikit-image scikit-learn matplotlib
 	$(PIP) install -q --no-build-isolation --no-deps -e .
 	@$(PYTHON) -c "import sft_kernels.backends as b; print('backends available:', b.available())"
 	@touch $(STAMP)
