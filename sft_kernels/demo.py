@@ -15,8 +15,10 @@ import torch
 from . import backends, convert_
 from .benchmark import format_table, time_interleaved
 from .data import bicubic_downscale, load_image, mod_crop
+from .data.images import imresize
 from .metrics import psnr
 from .models import SFTNet
+from . import weights
 
 
 def _save_png(img: torch.Tensor, path: str) -> None:
@@ -35,12 +37,16 @@ def run(image: str = "astronaut", lr_size: int = 128, out_dir: str = "demo_out",
         lr = lr[:, top:top + lr_size, left:left + lr_size]
         hr = hr[:, 4 * top:4 * (top + lr.shape[1]), 4 * left:4 * (left + lr.shape[2])]
     x = lr.unsqueeze(0).contiguous(memory_format=torch.channels_last)
-    eager = SFTNet("pytorch").reset_parameters_(seed=seed).eval()
-    print_fn(f"SFTNet ('pytorch' variant, untrained seeded weights) on '{image}': "
+    if "teacher" in weights.shipped():
+        eager, what = weights.pretrained("teacher"), "shipped trained 'teacher' weights"
+    else:
+        eager, what = SFTNet("pytorch").reset_parameters_(seed=seed).eval(), "untrained seeded weights"
+    print_fn(f"SFTNet ('pytorch' variant, {what}) on '{image}': "
              f"LR {tuple(x.shape[2:])} -> x4, {torch.get_num_threads()} thread(s)")
     os.makedirs(out_dir, exist_ok=True)
     _save_png(hr, os.path.join(out_dir, "hr.png"))
-    _save_png(torch.nn.functional.interpolate(x, scale_factor=4, mode="bicubic")[0], os.path.join(out_dir, "bicubic.png"))
+    bicubic = imresize(lr, 4).clamp(0, 1)
+    _save_png(bicubic, os.path.join(out_dir, "bicubic.png"))
 
     names = [b for b in backends.available() if b in ("reference", "cpu", "cuda", "triton")]
     models = {"eager PyTorch": eager}
@@ -83,5 +89,10 @@ def run(image: str = "astronaut", lr_size: int = 128, out_dir: str = "demo_out",
     if interpreted:
         print_fn(f"triton: no GPU here, so it ran through the Triton interpreter (correctness only) on a "
                  f"{crop}x{crop} crop; on a GPU it is compiled.")
-    print_fn(f"images saved in {out_dir}/ (hr.png, bicubic.png, sr_<backend>.png)")
+    sr = ref_full[0].clamp(0, 1)
+    _save_png(torch.cat([bicubic, sr, hr], dim=2), os.path.join(out_dir, "side_by_side.png"))
+    print_fn(f"quality vs the original (Y, crop 4): bicubic {psnr(bicubic, hr, crop_border=4):.2f} dB, "
+             f"SFTNet {psnr(sr, hr, crop_border=4):.2f} dB")
+    print_fn(f"images saved in {out_dir}/ (side_by_side.png = bicubic | SFTNet | original; hr.png, bicubic.png, "
+             "sr_<backend>.png)")
     return table
