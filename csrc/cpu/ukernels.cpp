@@ -246,7 +246,7 @@ __attribute__((target("avx512f"))) double fma_loop_avx512(int64_t iters) {
     for (int i = 0; i < 24; ++i) acc[i] = _mm512_fmadd_ps(acc[i], m, a);
   float s = 0.f;
   for (int i = 0; i < 24; ++i) s += _mm512_reduce_add_ps(acc[i]);
-  return s + iters * 24.0 * 32.0 * 0.0;  // keep the sum live
+  return s;  // returned so the chains are not optimised away
 }
 __attribute__((target("avx2,fma"))) double fma_loop_avx2(int64_t iters) {
   __m256 acc[12];
