@@ -58,7 +58,7 @@ def _conv2d_op(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.T
                negative_slope: float, residual: Optional[torch.Tensor], backend: str,
                algorithm: Optional[str] = None, pixel_shuffle: int = 1) -> torch.Tensor:
     if input.shape[0] == 0:  # empty batch: same (empty) result as F.conv2d
-        return input.new_empty(_out_shape(input, weight, stride, padding, dilation, pixel_shuffle))
+        return _empty_out(input, weight, stride, padding, dilation, pixel_shuffle)
     return _IMPLS[backend](input, weight, bias, stride, padding, dilation, groups, activation,
                            negative_slope, residual, algorithm, pixel_shuffle)
 
@@ -66,14 +66,15 @@ def _conv2d_op(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.T
 @_conv2d_op.register_fake
 def _(input, weight, bias, stride, padding, dilation, groups, activation, negative_slope, residual, backend,
       algorithm=None, pixel_shuffle=1):
-    out = input.new_empty(_out_shape(input, weight, stride, padding, dilation, pixel_shuffle))
-    return out.contiguous(memory_format=_checks.output_memory_format(input))
+    return _empty_out(input, weight, stride, padding, dilation, pixel_shuffle)
 
 
-def _out_shape(input, weight, stride, padding, dilation, r):
+def _empty_out(input, weight, stride, padding, dilation, r):
+    """An uninitialised output of the right shape and memory format (fake kernel, empty batch)."""
     p, q = _checks.conv_output_hw(input.shape[2], input.shape[3], weight.shape[2], weight.shape[3],
                                   stride, padding, dilation)
-    return (input.shape[0], weight.shape[0] // (r * r), p * r, q * r)
+    out = input.new_empty((input.shape[0], weight.shape[0] // (r * r), p * r, q * r))
+    return out.contiguous(memory_format=_checks.output_memory_format(input))
 
 
 def _setup_context(ctx, inputs, output):
