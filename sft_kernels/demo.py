@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from typing import Optional
 
 import torch
@@ -15,6 +16,7 @@ import torch
 from . import backends, convert_
 from .benchmark import format_table, time_interleaved
 from .data import bicubic_downscale, load_image, mod_crop
+from .data.datasets import TRAIN_IMAGES
 from .data.images import imresize
 from .metrics import psnr
 from .models import SFTNet
@@ -72,7 +74,7 @@ def run(image: str = "astronaut", lr_size: int = 128, out_dir: str = "demo_out",
             it = tqdm(it, desc="checking backends", unit="backend")
         for name in it:
             out = models[name](x)
-            _save_png(out[0], os.path.join(out_dir, f"sr_{name.replace(' ', '_')}.png"))
+            _save_png(out[0], os.path.join(out_dir, f"sr_{re.sub(r'[^A-Za-z0-9]+', '_', name).strip('_')}.png"))
             rows.append([name, tuple(x.shape[2:]), (out - ref_full).abs().max().item(), psnr(out, ref_full)])
         times = time_interleaved(timed, repeat=repeat, warmup=1)
         if interpreted:
@@ -91,8 +93,10 @@ def run(image: str = "astronaut", lr_size: int = 128, out_dir: str = "demo_out",
                  f"{crop}x{crop} crop; on a GPU it is compiled.")
     sr = ref_full[0].clamp(0, 1)
     _save_png(torch.cat([bicubic, sr, hr], dim=2), os.path.join(out_dir, "side_by_side.png"))
+    seen = " (this photo is in the training set: see the README for the held-out china/flower numbers)" \
+        if image in TRAIN_IMAGES else ""
     print_fn(f"quality vs the original (Y, crop 4): bicubic {psnr(bicubic, hr, crop_border=4):.2f} dB, "
-             f"SFTNet {psnr(sr, hr, crop_border=4):.2f} dB")
+             f"SFTNet {psnr(sr, hr, crop_border=4):.2f} dB{seen}")
     print_fn(f"images saved in {out_dir}/ (side_by_side.png = bicubic | SFTNet | original; hr.png, bicubic.png, "
              "sr_<backend>.png)")
     return table
