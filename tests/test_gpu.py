@@ -45,3 +45,15 @@ def test_gpu_sftnet_converted_matches_eager(backend):
         out = model(x).float()
     err = (out - expected).abs().max().item()
     assert err < 2e-2 * max(1.0, expected.abs().max().item()), err
+
+
+@pytest.mark.parametrize("backend", _gpu_backends() or ["triton"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_gpu_conv2d_pixel_shuffle_store(backend, dtype):
+    x = torch.randn(2, 64, 17, 19, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(256, 64, 3, 3, device="cuda", dtype=dtype), torch.randn(256, device="cuda", dtype=dtype)
+    res = torch.randn(2, 64, 34, 38, device="cuda", dtype=dtype)
+    y = conv2d(x, w, b, padding=1, activation="relu", residual=res, pixel_shuffle=2, backend=backend)
+    ref = reference.conv2d(x.double(), w.double(), b.double(), padding=1, activation="relu", residual=res.double(),
+                           pixel_shuffle=2)
+    assert_close(y, ref, k=576)

@@ -40,13 +40,8 @@ def _impl_triton(x, w, b, stride, padding, dilation, groups, act, slope, res, al
     from .. import triton as sft_triton
 
     _no_winograd("triton", algorithm)
-    if shuffle > 1:  # not fused into the Triton store yet: conv (+act) in one kernel, then shuffle and add
-        y = torch.nn.functional.pixel_shuffle(
-            sft_triton.load().conv2d(x, w, b, tuple(stride), tuple(padding), tuple(dilation), groups, act, slope),
-            shuffle)
-        return (y if res is None else y + res).contiguous(memory_format=_checks.output_memory_format(x))
     return sft_triton.load().conv2d(x, w, b, tuple(stride), tuple(padding), tuple(dilation), groups,
-                                    act, slope, res)
+                                    act, slope, res, pixel_shuffle=shuffle)
 
 
 _IMPLS = {"reference": _impl_reference, "cpu": _impl_cpu, "triton": _impl_triton}
@@ -117,7 +112,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     ≥ 16 input and output channels and direct implicit GEMM otherwise; "direct" or "winograd" force one.
     Winograd's rounding error is about 5–10× direct's (relative ~5e-6 in fp32; see sft_kernels.testing).
     ``pixel_shuffle`` r > 1 applies ``F.pixel_shuffle(y, r)`` after the activation and before the residual add
-    (the cpu backend writes it straight from its Winograd output transform; others shuffle after the conv).
+    (written by the store: the cpu backend's Winograd output transform and the Triton kernel's epilogue; the
+    cpu direct path and the reference shuffle after the conv).
     """
     stride, padding, dilation, (p, q) = _checks.conv_args(input, weight, bias, stride, padding, dilation, groups)
     _checks.activation(activation)

@@ -54,6 +54,7 @@ def conv2d_kernel(
     INPUT_PRECISION: tl.constexpr,  # "ieee" | "tf32" | "tf32x3": only matters for fp32 operands
     UPCAST: tl.constexpr,  # cast A/B tiles to fp32 before tl.dot (bf16 under the interpreter)
     INT64: tl.constexpr,  # some tensor spans >= 2**31 elements: 64-bit address arithmetic
+    SHUFFLE: tl.constexpr,  # r > 1: store PixelShuffle(r) of the activated conv (y, residual: N, K/r², P·r, Q·r)
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -141,10 +142,21 @@ def conv2d_kernel(
     elif ACTIVATION == 2:
         y = tl.where(y < 0, y * negative_slope, y)
     out_mask = mask_m[:, None] & mask_n[None, :]
+    # output coordinates: channel k at pixel (p, q), or with a pixel shuffle channel k // r² at sub-pixel
+    # (p·r + i, q·r + j) where (i, j) = divmod(k % r², r)
+    if SHUFFLE > 1:
+        sub = k_out % (SHUFFLE * SHUFFLE)
+        ch = k_out // (SHUFFLE * SHUFFLE)
+        oh = p_idx[:, None] * SHUFFLE + (sub // SHUFFLE)[None, :]
+        ow = q_idx[:, None] * SHUFFLE + (sub % SHUFFLE)[None, :]
+    else:
+        ch = k_out
+        oh = p_idx[:, None]
+        ow = q_idx[:, None]
     if HAS_RESIDUAL:
-        r_ptrs = res_ptr + (n_idx * srn + p_idx * srp + q_idx * srq)[:, None] + (k_out * srk)[None, :]
+        r_ptrs = res_ptr + (n_idx * srn)[:, None] + (ch * srk)[None, :] + oh * srp + ow * srq
         y = y + tl.load(r_ptrs, mask=out_mask, other=0.0).to(tl.float32)
-    y_ptrs = y_ptr + (n_idx * syn + p_idx * syp + q_idx * syq)[:, None] + (k_out * syk)[None, :]
+    y_ptrs = y_ptr + (n_idx * syn)[:, None] + (ch * syk)[None, :] + oh * syp + ow * syq
     tl.store(y_ptrs, y.to(y_ptr.dtype.element_ty), mask=out_mask)
 
 
@@ -261,6 +273,7 @@ def conv2d(
     *,
     config: Union[None, str, TileConfig, dict] = None,
     input_precision: str = "ieee",
+    pixel_shuffle: int = 1,
 ) -> torch.Tensor:
     """`act(F.conv2d(input, weight, bias, stride, padding, dilation, groups)) + residual` in one kernel.
 
@@ -306,14 +319,18 @@ def conv2d(
         raise ValueError(f"output size ({P}, {Q}) is not positive for input {tuple(input.shape)} and weight {tuple(weight.shape)}")
     if bias is not None and (bias.dim() != 1 or bias.shape[0] != K):
         raise ValueError(f"bias must have shape ({K},), got {tuple(bias.shape)}")
-    if residual is not None and tuple(residual.shape) != (N, K, P, Q):
-        raise ValueError(f"residual must have the output's shape {(N, K, P, Q)}, got {tuple(residual.shape)}")
+    r_ = pixel_shuffle
+    if not isinstance(r_, int) or r_ < 1 or K % (r_ * r_):
+        raise ValueError(f"pixel_shuffle must be a positive int whose square divides {K}, got {pixel_shuffle!r}")
+    out_shape = (N, K // (r_ * r_), P * r_, Q * r_)
+    if residual is not None and tuple(residual.shape) != out_shape:
+        raise ValueError(f"residual must have the output's shape {out_shape}, got {tuple(residual.shape)}")
 
     from ..ops._checks import is_channels_last_strided  # F.conv2d's rule (ATen suggest_memory_format)
 
     channels_last = is_channels_last_strided(input)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    y = torch.empty((N, K, P, Q), device=input.device, dtype=input.dtype, memory_format=fmt)
+    y = torch.empty(out_shape, device=input.device, dtype=input.dtype, memory_format=fmt)
     M, gemm_k = N * P * Q, Cg * R * S
     if y.numel() == 0:
         return y
@@ -349,6 +366,7 @@ def conv2d(
         INPUT_PRECISION=precision,
         UPCAST=upcast,
         INT64=int64,
+        SHUFFLE=r_,
         BLOCK_M=cfg.BLOCK_M,
         BLOCK_N=cfg.BLOCK_N,
         BLOCK_K=cfg.BLOCK_K,
