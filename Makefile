@@ -6,7 +6,7 @@ PIP        = $(VENV)/bin/pip
 PYTHON     = $(VENV)/bin/python
 STAMP      = $(VENV)/.sft_installed
 
-.PHONY: demo test bench bench-full info clean setup
+.PHONY: demo test bench bench-full info clean setup asan
 
 $(VENV)/bin/python:
 	$(PY) -m venv $(VENV)
@@ -37,6 +37,14 @@ bench: $(STAMP)
 
 bench-full: $(STAMP)
 	$(PYTHON) -m pytest benchmarks/ --benchmark-only
+
+# AddressSanitizer build of the C++ kernels, run with every micro-kernel (slow to build; not in `make test`)
+ASAN_LIB = $(shell gcc -print-file-name=libasan.so)
+asan: $(STAMP)
+	LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=0 $(PYTHON) tests/asan/asan_check.py build
+	for isa in avx512 avx2 generic; do \
+		SFT_KERNELS_ISA=$$isa LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=0 $(PYTHON) tests/asan/asan_check.py || exit 1; \
+	done
 
 clean:
 	rm -rf build *.egg-info sft_kernels/*.so demo_out .pytest_cache .benchmarks

@@ -1,0 +1,55 @@
+"""AddressSanitizer run of the C++ kernels (`make asan`): builds csrc/ with -fsanitize=address into a scratch
+directory, loads it instead of sft_kernels._C and runs conv2d (direct, Winograd, pixel shuffle, groups, NCHW,
+channels_last; every micro-kernel via SFT_KERNELS_ISA) and matmul against float64. Needs the process to start
+with libasan preloaded (the Makefile does that); not part of the default test run (it is slow to build).
+"""
+import glob
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+BUILD = os.environ.get("SFT_KERNELS_ASAN_DIR", "/tmp/sft_kernels_asan")
+CASES = [  # (n, c, h, w, k, r, stride, pad, dilation, groups, algorithm, pixel_shuffle)
+    (2, 5, 13, 11, 7, 3, 1, 1, 1, 1, 1, 1), (1, 16, 9, 9, 8, 3, 2, 1, 2, 2, 1, 1), (1, 64, 12, 12, 256, 3, 1, 1, 1, 1, 2, 1),
+    (1, 16, 8, 8, 256, 3, 1, 1, 1, 1, 2, 2), (3, 24, 5, 5, 70, 3, 1, 1, 1, 1, 2, 1), (1, 20, 6, 6, 17, 3, 1, 2, 1, 1, 2, 1),
+    (1, 64, 10, 10, 64, 3, 1, 1, 1, 1, 0, 2), (2, 3, 17, 15, 33, 3, 1, 1, 1, 1, 0, 1), (1, 16, 7, 9, 36, 3, 1, 1, 1, 1, 2, 3),
+    (1, 8, 12, 12, 4, 4, 4, 0, 1, 1, 1, 1), (1, 12, 10, 9, 6, 1, 1, 0, 1, 3, 1, 1),
+]
+
+
+def build():
+    from torch.utils.cpp_extension import load
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    os.makedirs(BUILD, exist_ok=True)  # load() dlopens the result too: run this with libasan preloaded
+    load(name="_C", sources=[f"{root}/csrc/ops.cpp"] + sorted(glob.glob(f"{root}/csrc/cpu/*.cpp")),
+         extra_include_paths=[f"{root}/csrc"], build_directory=BUILD, is_python_module=False,
+         extra_cflags=["-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer", "-fopenmp", "-std=c++17"],
+         extra_ldflags=["-fsanitize=address", "-fopenmp"])
+
+
+def run():
+    torch.ops.load_library(os.path.join(BUILD, "_C.so"))
+    ops = torch.ops.sft_cpu
+    torch.manual_seed(0)
+    for (n, c, h, w, k, r, st, pd, dl, g, alg, sh) in CASES:
+        for channels_last in (False, True):
+            x = torch.randn(n, c, h, w)
+            x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+            wt, b = torch.randn(k, c // g, r, r), torch.randn(k)
+            ref = F.relu(F.conv2d(x.double(), wt.double(), b.double(), st, pd, dl, g))
+            ref = F.pixel_shuffle(ref, sh) if sh > 1 else ref
+            res = torch.randn(ref.shape)
+            y = ops.conv2d(x, wt, b, [st, st], [pd, pd], [dl, dl], g, 1, 0.0, res, alg, sh)
+            err = (y.double() - ref - res.double()).abs().max().item()
+            assert err < 1e-2, (n, c, h, w, k, r, st, pd, dl, g, alg, sh, channels_last, err)
+    for m, kk, nn in [(37, 53, 29), (300, 257, 31), (1, 1, 1), (130, 129, 131)]:
+        a, bm = torch.randn(1, m, kk), torch.randn(1, kk, nn)
+        assert (ops.matmul(a, bm).double() - a.double() @ bm.double()).abs().max() < 1e-3
+    print(f"ASan: {ops.gemm_config()}: all cases clean")
+
+
+if __name__ == "__main__":
+    build() if sys.argv[1:] == ["build"] else run()
