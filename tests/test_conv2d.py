@@ -221,11 +221,12 @@ def test_winograd_errors():
 
 
 @pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
-def test_winograd_filter_cache_sees_every_weight_change():
+@pytest.mark.parametrize("algorithm", ["winograd", "direct"])
+def test_weight_cache_sees_every_weight_change(algorithm):
     x = torch.randn(1, 16, 10, 10)
     w = torch.randn(16, 16, 3, 3)
     for change in ("data", "inplace", "new"):
-        y0 = conv2d(x, w, padding=1, backend="cpu", algorithm="winograd")  # fills the cache
+        y0 = conv2d(x, w, padding=1, backend="cpu", algorithm=algorithm)  # fills the cache
         if change == "data":
             w.data.mul_(-2.0)  # .data changes do not bump the version counter
         elif change == "inplace":
@@ -233,9 +234,9 @@ def test_winograd_filter_cache_sees_every_weight_change():
         else:
             del y0
             w = torch.randn(16, 16, 3, 3)  # may reuse the freed address
-        y = conv2d(x, w, padding=1, backend="cpu", algorithm="winograd")
-        assert_close(y, torch.nn.functional.conv2d(x.double(), w.double(), padding=1), k=144, winograd=True,
-                     msg=change)
+        y = conv2d(x, w, padding=1, backend="cpu", algorithm=algorithm)
+        assert_close(y, torch.nn.functional.conv2d(x.double(), w.double(), padding=1), k=144,
+                     winograd=algorithm == "winograd", msg=change)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

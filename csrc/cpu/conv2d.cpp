@@ -41,17 +41,25 @@ void conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor
   const int64_t sh = stride[0], sw = stride[1], ph = padding[0], pw = padding[1], dh = dilation[0], dw = dilation[1];
   const int64_t P = out.size(2), Q = out.size(3);
   const int64_t Kg = K / groups, PQ = P * Q, M = x.size(0) * PQ, KK = R * S * Cg;
-  const at::Tensor wt = weight.permute({2, 3, 1, 0}).contiguous();  // (R, S, Cg, K): B rows k=(r,s,c)
   const UKernel& uk = ukernel();
   const float* xp = x.data_ptr<float>();
   const int64_t xs0 = x.stride(0), xs2 = x.stride(2), xs3 = x.stride(3);
   const int64_t os[4] = {out.stride(0), out.stride(1), out.stride(2), out.stride(3)};
   int64_t rs[4] = {0, 0, 0, 0};
   if (res.defined()) for (int d = 0; d < 4; ++d) rs[d] = res.stride(d);
-  at::Tensor bp = at::empty({(Kg + uk.nr - 1) / uk.nr * uk.nr * round_up(KK, KU) + 16}, x.options());
+  // B panels of every group, packed once per weight (cached by content: any change repacks).
+  const int64_t group_panels = (Kg + uk.nr - 1) / uk.nr * uk.nr * round_up(KK, KU);
+  const at::Tensor wc = weight.contiguous();
+  const at::Tensor bp_all = cached_weight_transform(wc, groups * 64 + uk.nr, [&] {
+    const at::Tensor wt = wc.permute({2, 3, 1, 0}).contiguous();  // (R, S, Cg, K): B rows k=(r,s,c)
+    at::Tensor packed = at::empty({groups * group_panels + 16}, wc.options());
+    for (int64_t g = 0; g < groups; ++g)
+      pack_b(wt.data_ptr<float>() + g * Kg, KK, Kg, K, 1, uk.nr, packed.data_ptr<float>() + g * group_panels);
+    return packed;
+  });
 
   for (int64_t g = 0; g < groups; ++g) {
-    pack_b(wt.data_ptr<float>() + g * Kg, KK, Kg, K, 1, uk.nr, bp.data_ptr<float>());
+    const float* bpg = bp_all.data_ptr<float>() + g * group_panels;
     const float* xg = xp + g * Cg;
 
     // Rows are consecutive output pixels: decode (n, p, q) once per panel and step it, so the hot loop
@@ -108,7 +116,7 @@ void conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor
     const bool out_affine = os[1] == 1 && os[3] == Kg * groups && os[2] == Q * os[3] && os[0] == P * os[2];
     const bool res_affine = !res.defined() || (rs[1] == 1 && rs[2] == Q * rs[3] && rs[0] == P * rs[2]);
     const AffineOut aff{o.c, os[3], o.res, rs[3], o.bias, o.act, o.slope};
-    gemm_driver(uk, M, Kg, KK, bp.data_ptr<float>(), pack_a, out_affine && res_affine ? &aff : nullptr, store);
+    gemm_driver(uk, M, Kg, KK, bpg, pack_a, out_affine && res_affine ? &aff : nullptr, store);
   }
 }
 

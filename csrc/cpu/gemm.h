@@ -10,10 +10,12 @@
 //   B panel (K × NR):             [Kpad][NR] with Kpad = round_up(K, 8), zero-padded columns and k.
 #pragma once
 
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -59,6 +61,10 @@ Blocking blocking(const UKernel& uk);  // defaults, overridden by SFT_KERNELS_GE
 void set_blocking(int64_t mc, int64_t kc, int64_t nc);  // 0 = keep default
 std::string gemm_config();
 double fma_peak_gflops(int64_t iters);  // measured fp32 FMA peak over torch's threads
+
+// A tensor derived from `weight` (contiguous fp32), built once by `build` and cached by weight address, shape,
+// `tag` and a content fingerprint (weight_cache.cpp): any change to the values rebuilds it.
+at::Tensor cached_weight_transform(const at::Tensor& weight, int64_t tag, const std::function<at::Tensor()>& build);
 
 // Pack columns [0, N) of a K×N matrix b(k, n) = src[k*ks + n*ns] into NR-wide panels [N/NR][Kpad][NR].
 void pack_b(const float* src, int64_t K, int64_t N, int64_t ks, int64_t ns, int nr, float* dst);

@@ -11,9 +11,6 @@
 #include <ATen/ATen.h>
 
 #include <atomic>
-#include <map>
-#include <mutex>
-#include <tuple>
 
 #include "gemm.h"
 
@@ -103,47 +100,23 @@ SFT_CLONES void finish_row(float* __restrict y, const float* __restrict t, const
   }
 }
 
-// 64-bit fingerprint of a float buffer (position-dependent multiply-xorshift over the raw bits).
-uint64_t fingerprint(const float* p, int64_t n) {
-  uint64_t h = 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(n);
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, p + i, 4);
-    h = (h ^ (bits + static_cast<uint64_t>(i) * 0xBF58476D1CE4E5B9ull)) * 0x94D049BB133111EBull;
-    h ^= h >> 31;
-  }
-  return h;
-}
-
-// U = G g Gᵀ for every filter, packed per ξ as B panels [K/NR][Cp][NR]. Cached by the weight's address, shape
-// and a fingerprint of its contents (tens of µs against milliseconds for the transform), so a model's
-// weights are transformed once, and any change to them, however it is made (.data, copy_, a new tensor at a
-// reused address), misses the cache.
+// U = G g Gᵀ for every filter, packed per ξ as B panels [K/NR][Cp][NR]; cached per weight (weight_cache.cpp).
 // With a pixel shuffle r, output channels are reordered k = c·r² + i·r + j -> (i·r + j)·K/r² + c, so each
 // sub-pixel (i, j) of the shuffled output is one contiguous run of K/r² channels.
 at::Tensor transformed_filter(const at::Tensor& weight_in, int NR, int64_t r) {
-  static std::mutex mu;
-  static std::map<std::tuple<const void*, uint64_t, int64_t, int64_t, int64_t>, at::Tensor> cache;
-  at::Tensor weight = weight_in.contiguous();
-  const int64_t K = weight.size(0), C = weight.size(1);
-  const auto key = std::make_tuple(weight.data_ptr(), fingerprint(weight.data_ptr<float>(), weight.numel()), K, C,
-                                   static_cast<int64_t>(NR) * 16 + r);
-  if (r > 1) weight = weight.view({K / (r * r), r * r, C, 3, 3}).transpose(0, 1).reshape({K, C, 3, 3}).contiguous();
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = cache.find(key);
-    if (it != cache.end()) return it->second;
-  }
-  const int64_t Cp = round_up(C, KU), Kp = (K + NR - 1) / NR * NR;
-  at::Tensor U = at::empty({36 * C * K}, weight.options());
-  filter_transform(weight.data_ptr<float>(), K, C, U.data_ptr<float>());
-  at::Tensor Up = at::empty({36 * Kp * Cp + 16}, weight.options());
-  for (int xi = 0; xi < 36; ++xi)
-    pack_b(U.data_ptr<float>() + xi * C * K, C, K, K, 1, NR, Up.data_ptr<float>() + xi * Kp * Cp);
-  std::lock_guard<std::mutex> lock(mu);
-  if (cache.size() >= 256) cache.clear();  // bounded: a few models' worth of 3×3 layers
-  cache[key] = Up;
-  return Up;
+  const at::Tensor w = weight_in.contiguous();
+  return cached_weight_transform(w, (1 << 20) + NR * 16 + r, [&] {
+    const int64_t K = w.size(0), C = w.size(1);
+    const at::Tensor weight =
+        r > 1 ? w.view({K / (r * r), r * r, C, 3, 3}).transpose(0, 1).reshape({K, C, 3, 3}).contiguous() : w;
+    const int64_t Cp = round_up(C, KU), Kp = (K + NR - 1) / NR * NR;
+    at::Tensor U = at::empty({36 * C * K}, weight.options());
+    filter_transform(weight.data_ptr<float>(), K, C, U.data_ptr<float>());
+    at::Tensor Up = at::empty({36 * Kp * Cp + 16}, weight.options());
+    for (int xi = 0; xi < 36; ++xi)
+      pack_b(U.data_ptr<float>() + xi * C * K, C, K, K, 1, NR, Up.data_ptr<float>() + xi * Kp * Cp);
+    return Up;
+  });
 }
 
 }  // namespace
