@@ -1,5 +1,4 @@
 """sft.conv2d on every backend available here vs the float64 reference."""
-import math
 
 import pytest
 import torch

@@ -139,6 +139,11 @@ inline void store_tile(const TileOut& o, const int64_t* row_off, const int64_t* 
   }
 }
 
+// The `store` argument of gemm_driver for outputs that are always affine: never called.
+struct NoTileStore {
+  void operator()(int64_t, int, int64_t, int, const float*, bool, bool) const {}
+};
+
 // Output of a whole GEMM whose rows are affine (C(m, j) = c + m*ldc + j): micro-kernels write it directly.
 struct AffineOut {
   float* c;

@@ -29,14 +29,9 @@ at::Tensor matmul_cpu(const at::Tensor& a, const at::Tensor& b) {
         if (kcp > kc) pack_a_run(dst, uk.mr, i, kc, nullptr, kcp - kc, 1);
       }
     };
-    TileOut o{c.data_ptr<float>() + bi * M * N, 1, nullptr, 0, nullptr, kActNone, 0.f};
-    auto store = [&](int64_t i0, int mr, int64_t j0, int nr, const float* tile, bool first, bool last) {
-      int64_t row_off[32];
-      for (int i = 0; i < mr; ++i) row_off[i] = (i0 + i) * N;
-      store_tile(o, row_off, row_off, mr, nr, j0, tile, uk.nr, first, last);
-    };
-    const AffineOut aff{o.c, N, nullptr, 0, nullptr, kActNone, 0.f};
-    gemm_driver(uk, M, N, K, bp.data_ptr<float>(), pack_a, &aff, store);
+    // C is row-major: always the micro-kernel's direct store.
+    const AffineOut aff{c.data_ptr<float>() + bi * M * N, N, nullptr, 0, nullptr, kActNone, 0.f};
+    gemm_driver(uk, M, N, K, bp.data_ptr<float>(), pack_a, &aff, NoTileStore{});
   }
   return c;
 }

@@ -50,7 +50,9 @@ def background_seg(img: torch.Tensor, scale: int = 4) -> torch.Tensor:
                          f"{tuple(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__}")
     n, _, h, w = img.shape
     seg = img.new_zeros((n, NUM_CLASSES, scale * h, scale * w))
-    if img.is_contiguous(memory_format=torch.channels_last) and not img.is_contiguous():
+    from ..ops._checks import is_channels_last_strided  # the layout rule the conv ops follow
+
+    if is_channels_last_strided(img):
         seg = seg.contiguous(memory_format=torch.channels_last)  # keep the whole network in img's layout
     seg[:, 0] = 1
     return seg
