@@ -46,6 +46,7 @@ class TrainConfig:
     threads: int = 0
     device: str = "cpu"
     teacher: Optional[str] = None  # a shipped model name or an SFTNet checkpoint path to distill from
+    init: Optional[str] = None  # start from these weights (shipped name or checkpoint path): fine-tuning
     w_out: float = 1.0
     w_feat: float = 0.5
 
@@ -101,7 +102,16 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     torch.manual_seed(cfg.seed)
-    model = SFTNet(cfg.variant, cfg.num_blocks, cfg.channels).to(device).to(memory_format=torch.channels_last)
+    model = SFTNet(cfg.variant, cfg.num_blocks, cfg.channels)
+    if cfg.init:  # a resume below overrides these weights with the run's own
+        from .weights import resolve_model
+
+        init = resolve_model(cfg.init)
+        if (init.variant, init.num_blocks, init.channels) != (cfg.variant, cfg.num_blocks, cfg.channels):
+            raise ValueError(f"--init {cfg.init!r} is a {init.variant} SFTNet with {init.num_blocks} blocks x "
+                             f"{init.channels} channels; pass the same --variant/--num-blocks/--channels")
+        model.load_state_dict(init.state_dict())
+    model = model.to(device).to(memory_format=torch.channels_last)
     teacher = adapter = None
     if cfg.teacher:
         from .weights import resolve_model
@@ -159,10 +169,10 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr(sr.detach().clamp(0, 1), hr_img):.2f}",
                             lr=f"{sched.get_last_lr()[0]:.1e}")
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+        if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or step == cfg.steps:
             _save(cfg, rank, world, ckpt_path, model, adapter, opt, sched, sampler, step, history,
                   elapsed + time.time() - t0)
-        if rank == 0 and (step % cfg.eval_every == 0 or step == cfg.steps):
+        if rank == 0 and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps):
             ev = evaluate(model, device=device)
             history.append(dict(step=step, loss=loss.item(), eval=ev))
             log(f"step {step}: " + ", ".join(f"{k} {v['psnr']:.2f} dB (bicubic {v['bicubic_psnr']:.2f})"
