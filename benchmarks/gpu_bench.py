@@ -24,6 +24,7 @@ def main(argv=None):
     import triton.testing
 
     from sft_kernels import backends, convert_, ops
+    from sft_kernels.metrics import conv_macs
     from sft_kernels.models import SFTNet
     from sft_kernels.shapes import sftnet_conv_shapes
 
@@ -31,6 +32,12 @@ def main(argv=None):
     meta = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, cuda=torch.version.cuda,
                 tf32_matmul=torch.backends.cuda.matmul.allow_tf32, tf32_cudnn=torch.backends.cudnn.allow_tf32,
                 backends=backends.available())
+    # Measured tensor-core peak: a large fp16 cuBLAS GEMM (fp32 accumulate).
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.half)
+    t_mm = triton.testing.do_bench(lambda: a @ a, return_mode="median")
+    meta["fp16_gemm_peak_tflops"] = peak = 2 * 8192**3 / t_mm / 1e9
+    with torch.no_grad():  # SFTNet conv FLOPs per image (counted by hooks, on the CPU)
+        e2e_flops = 2 * conv_macs(SFTNet("pytorch").eval(), torch.zeros(1, 3, args.lr, args.lr))
     print(meta)
     names = [b for b in ("triton", "cuda") if backends.supports(b, "conv2d", "cuda", torch.float16)]
     rows = []
@@ -46,26 +53,36 @@ def main(argv=None):
                 t = triton.testing.do_bench(lambda: ops.conv2d(x, w, b, *a, backend=name), return_mode="median")
                 rows.append(dict(batch=n, shape=s.name, backend=name, ms=t, cudnn_ms=t_ref,
                                  tflops=s.flops / t / 1e9, cudnn_tflops=s.flops / t_ref / 1e9, vs_cudnn=t_ref / t))
-    # End to end: SFTNet fp16, eager cuDNN vs converted.
+    # End to end: SFTNet fp16, eager cuDNN vs converted (eager and replayed from a CUDA graph).
+    from sft_kernels.models import compile_for_inference
+
     for n in args.batch:
         model = SFTNet("pytorch").reset_parameters_(seed=0).cuda().half().eval()
         x = torch.rand(n, 3, args.lr, args.lr, device="cuda", dtype=torch.half).contiguous(
             memory_format=torch.channels_last)
         with torch.no_grad():
             t_ref = triton.testing.do_bench(lambda: model(x), return_mode="median")
+            g_ref = compile_for_inference(model, x)
+            runs = [("cudnn+graph", lambda: g_ref(x))]
             for name in names:
                 m = SFTNet("pytorch").reset_parameters_(seed=0).cuda().half().eval()
                 convert_(m, backend=name)
-                t = triton.testing.do_bench(lambda: m(x), return_mode="median")
+                g = compile_for_inference(m, x)
+                runs += [(name, lambda m=m: m(x)), (f"{name}+graph", lambda g=g: g(x))]
+            for name, fn in runs:
+                t = triton.testing.do_bench(fn, return_mode="median")
                 rows.append(dict(batch=n, shape=f"SFTNet e2e {args.lr}->x4", backend=name, ms=t, cudnn_ms=t_ref,
-                                 tflops=float("nan"), cudnn_tflops=float("nan"), vs_cudnn=t_ref / t))
+                                 tflops=e2e_flops * n / t / 1e9, cudnn_tflops=e2e_flops * n / t_ref / 1e9,
+                                 vs_cudnn=t_ref / t))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(dict(meta=meta, rows=rows), f, indent=1)
-    print(f"\n{'batch':>5}  {'shape':28s} {'backend':8s} {'ms':>8s} {'cuDNN ms':>9s} {'TFLOP/s':>8s} {'vs cuDNN':>8s}")
+    print(f"\nfp16 tensor-core peak (cuBLAS 8192^3 GEMM): {peak:.0f} TFLOP/s")
+    print(f"{'batch':>5}  {'shape':28s} {'backend':12s} {'ms':>8s} {'cuDNN ms':>9s} {'TFLOP/s':>8s} {'% peak':>7s} "
+          f"{'vs cuDNN':>8s}")
     for r in rows:
-        print(f"{r['batch']:>5}  {r['shape']:28s} {r['backend']:8s} {r['ms']:8.3f} {r['cudnn_ms']:9.3f} "
-              f"{r['tflops']:8.1f} {r['vs_cudnn']:7.2f}x")
+        print(f"{r['batch']:>5}  {r['shape']:28s} {r['backend']:12s} {r['ms']:8.3f} {r['cudnn_ms']:9.3f} "
+              f"{r['tflops']:8.1f} {100 * r['tflops'] / peak:6.1f}% {r['vs_cudnn']:7.2f}x")
     return 0
 
 

@@ -32,7 +32,7 @@ _OPS = {
     "reference": {"conv2d": _ANY, "matmul": _ANY, "strassen_matmul": _ANY, "separable_conv2d": _ANY},
     "cpu": {"conv2d": _F32, "matmul": _F32, "strassen_matmul": _F32},
     "triton": {"conv2d": _HALF},
-    "cuda": {},
+    "cuda": {"conv2d": (torch.float16, torch.bfloat16)},
 }
 
 
@@ -56,6 +56,12 @@ def _import_ext(name: str):
 def cpu_ext():
     """The loaded `sft_kernels._C` module, or None (see `status()` for why)."""
     return _import_ext("sft_kernels._C")[0]
+
+
+@functools.lru_cache(maxsize=None)
+def cuda_ext():
+    """The loaded `sft_kernels._C_cuda` module, or None (see `status()` for why)."""
+    return _import_ext("sft_kernels._C_cuda")[0] if torch.version.cuda else None
 
 
 @functools.lru_cache(maxsize=None)

@@ -44,7 +44,14 @@ def _impl_triton(x, w, b, stride, padding, dilation, groups, act, slope, res, al
                                     act, slope, res, pixel_shuffle=shuffle)
 
 
-_IMPLS = {"reference": _impl_reference, "cpu": _impl_cpu, "triton": _impl_triton}
+def _impl_cuda(x, w, b, stride, padding, dilation, groups, act, slope, res, algorithm, shuffle):
+    from .. import cuda_conv
+
+    _no_winograd("cuda", algorithm)
+    return cuda_conv.conv2d(x, w, b, stride, padding, dilation, groups, act, slope, res, pixel_shuffle=shuffle)
+
+
+_IMPLS = {"reference": _impl_reference, "cpu": _impl_cpu, "triton": _impl_triton, "cuda": _impl_cuda}
 
 
 @torch.library.custom_op("sft::conv2d", mutates_args=())

@@ -1,0 +1,125 @@
+// Binds the torch-free CUDA kernels (conv2d.cu) to PyTorch as `torch.ops.sft_cuda.*`. Built only against a
+// CUDA build of PyTorch (the CPU wheel lacks the c10/cuda headers). The public `sft::conv2d` op (Python) lays
+// the tensors out (NHWC input, KRSC weight, channels padded to a multiple of 8 per group) and calls this.
+#include <Python.h>
+
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAStream.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <string>
+
+#include "conv2d.h"
+
+namespace {
+
+void check_like(const at::Tensor& t, const at::Tensor& x, const char* name) {
+  TORCH_CHECK(t.device() == x.device() && t.scalar_type() == x.scalar_type(), name,
+              " must be on the input's device with its dtype");
+}
+
+at::Tensor conv2d_nhwc(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias,
+                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                       int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,
+                       const c10::optional<at::Tensor>& scale, const c10::optional<at::Tensor>& shift,
+                       int64_t pixel_shuffle, int64_t config) {
+  TORCH_CHECK(x.is_cuda() && x.dim() == 4 && x.is_contiguous(), "x must be a contiguous N×H×W×C CUDA tensor");
+  TORCH_CHECK(x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16, "x must be float16 or bfloat16");
+  TORCH_CHECK(w.dim() == 4 && w.is_contiguous(), "w must be a contiguous K×R×S×Cg tensor");
+  check_like(w, x, "w");
+  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, "stride/padding/dilation: 2 ints");
+  TORCH_CHECK(groups >= 1 && x.size(3) == groups * w.size(3), "x channels must equal groups × w.size(3)");
+  const c10::cuda::CUDAGuard guard(x.device());
+  const int64_t r = pixel_shuffle, kh = w.size(1), kw = w.size(2);
+  const int64_t p = (x.size(1) + 2 * padding[0] - dilation[0] * (kh - 1) - 1) / stride[0] + 1;
+  const int64_t q = (x.size(2) + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1] + 1;
+  TORCH_CHECK(p > 0 && q > 0, "the conv output would be empty");
+  TORCH_CHECK(r >= 1 && w.size(0) % (r * r) == 0, "pixel_shuffle^2 must divide the output channels");
+  auto y = at::empty({x.size(0), p * r, q * r, w.size(0) / (r * r)}, x.options());
+
+  sft_cuda::Conv2dParams prm;
+  prm.x = x.data_ptr();
+  prm.w = w.data_ptr();
+  prm.y = y.data_ptr();
+  if (bias) {
+    check_like(*bias, x, "bias");
+    TORCH_CHECK(bias->is_contiguous() && bias->numel() == w.size(0), "bias must be a contiguous K vector");
+    prm.bias = bias->data_ptr();
+  }
+  auto same_as_y = [&](const c10::optional<at::Tensor>& t, const char* name) -> const void* {
+    if (!t) return nullptr;
+    check_like(*t, x, name);
+    TORCH_CHECK(t->sizes() == y.sizes() && t->is_contiguous(), name, " must be a contiguous tensor shaped like y ",
+                y.sizes());
+    return t->data_ptr();
+  };
+  prm.residual = same_as_y(residual, "residual");
+  prm.scale = same_as_y(scale, "scale");
+  prm.shift = same_as_y(shift, "shift");
+  prm.n = x.size(0);
+  prm.h = x.size(1);
+  prm.w_in = x.size(2);
+  prm.groups = groups;
+  prm.cg = w.size(3);
+  prm.k = w.size(0);
+  prm.r = kh;
+  prm.s = kw;
+  prm.p = p;
+  prm.q = q;
+  prm.stride_h = stride[0];
+  prm.stride_w = stride[1];
+  prm.pad_h = padding[0];
+  prm.pad_w = padding[1];
+  prm.dil_h = dilation[0];
+  prm.dil_w = dilation[1];
+  prm.activation = activation;
+  prm.negative_slope = static_cast<float>(negative_slope);
+  prm.shuffle = r;
+  prm.dtype = x.scalar_type() == at::kHalf ? sft_cuda::DType::kHalf : sft_cuda::DType::kBFloat16;
+  const char* why = nullptr;
+  const cudaError_t err = sft_cuda::conv2d_launch(prm, config, c10::cuda::getCurrentCUDAStream().stream(), &why);
+  TORCH_CHECK(err == cudaSuccess, "sft_cuda.conv2d_nhwc: ", why ? why : cudaGetErrorString(err));
+  return y;
+}
+
+// "name:BM,BN,BK,WM,WN,STAGES" per config, in index order.
+std::vector<std::string> tile_configs() {
+  std::vector<std::string> out;
+  for (int i = 0; i < sft_cuda::num_tile_configs(); ++i) {
+    const auto c = sft_cuda::tile_config(i);
+    out.push_back(std::string(c.name) + ":" + std::to_string(c.bm) + "," + std::to_string(c.bn) + "," +
+                  std::to_string(c.bk) + "," + std::to_string(c.wm) + "," + std::to_string(c.wn) + "," +
+                  std::to_string(c.stages));
+  }
+  return out;
+}
+
+int64_t choose_tile_config(int64_t n, int64_t p, int64_t q, int64_t k, int64_t groups) {
+  sft_cuda::Conv2dParams prm;
+  prm.n = n;
+  prm.p = p;
+  prm.q = q;
+  prm.k = k;
+  prm.groups = groups;
+  return sft_cuda::choose_tile_config(prm);
+}
+
+}  // namespace
+
+extern "C" {
+PyObject* PyInit__C_cuda(void) {
+  static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C_cuda", "sft_kernels CUDA kernels", -1, nullptr};
+  return PyModule_Create(&def);
+}
+}
+
+TORCH_LIBRARY(sft_cuda, m) {
+  m.def("conv2d_nhwc(Tensor x, Tensor w, Tensor? bias, int[] stride, int[] padding, int[] dilation, int groups, "
+        "int activation, float negative_slope, Tensor? residual, Tensor? scale, Tensor? shift, int pixel_shuffle, "
+        "int config) -> Tensor");
+  m.def("tile_configs() -> str[]", &tile_configs);
+  m.def("choose_tile_config(int n, int p, int q, int k, int groups) -> int", &choose_tile_config);
+}
+
+TORCH_LIBRARY_IMPL(sft_cuda, CUDA, m) { m.impl("conv2d_nhwc", &conv2d_nhwc); }

@@ -1,0 +1,55 @@
+// Torch-free interface of the CUDA implicit-GEMM conv2d (csrc/cuda/conv2d.cu). The binding
+// (csrc/cuda/bindings.cpp, built only against a CUDA build of PyTorch) fills Conv2dParams from tensors.
+//
+// Layouts (all contiguous):
+//   x        N × H × W × (G·Cg)           NHWC; Cg (channels per group) a multiple of 8 (the binding pads)
+//   w        K × R × S × Cg               KRSC (= PyTorch's channels_last weight), K = G·Kg
+//   bias     K                            optional
+//   y        N × (P·r) × (Q·r) × K/r²      NHWC; r = pixel_shuffle
+//   residual, scale, shift: same shape as y, optional
+// Epilogue: v = act(conv + bias); PixelShuffle(r) by the store index; v += residual; v = v·(scale+1) + shift.
+// Implicit GEMM per group (CUTLASS mapping): GEMM_M = N·P·Q, GEMM_N = Kg, GEMM_K = R·S·Cg.
+#pragma once
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+namespace sft_cuda {
+
+enum class DType : int { kHalf = 0, kBFloat16 = 1 };
+enum Activation : int { kNone = 0, kRelu = 1, kLeakyRelu = 2 };
+
+struct Conv2dParams {
+  const void* x = nullptr;
+  const void* w = nullptr;
+  const void* bias = nullptr;
+  const void* residual = nullptr;
+  const void* scale = nullptr;
+  const void* shift = nullptr;
+  void* y = nullptr;
+  int n = 0, h = 0, w_in = 0, groups = 1, cg = 0;  // input: N, H, W, groups, channels per group
+  int k = 0, r = 0, s = 0;                           // output channels, filter height/width
+  int p = 0, q = 0;                                  // conv output height/width (before the shuffle)
+  int stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1;
+  int activation = kNone;
+  float negative_slope = 0.01f;
+  int shuffle = 1;
+  DType dtype = DType::kHalf;
+};
+
+// Tile configurations, by index: BM×BN×BK block tile, WM×WN warp tile, pipeline stages.
+struct TileConfig {
+  const char* name;
+  int bm, bn, bk, wm, wn, stages;
+};
+int num_tile_configs();
+TileConfig tile_config(int index);
+
+// The config `choose_tile_config` picks for this problem (what config = -1 runs).
+int choose_tile_config(const Conv2dParams& p);
+
+// Checks the parameters, then launches on `stream`. config = -1 picks one. Returns cudaSuccess, a launch
+// error, or cudaErrorInvalidValue for parameters the kernel cannot run (message in `why`, when not null).
+cudaError_t conv2d_launch(const Conv2dParams& p, int config, cudaStream_t stream, const char** why = nullptr);
+
+}  // namespace sft_cuda

@@ -1,0 +1,106 @@
+"""The `cuda` backend of sft.conv2d: lays tensors out for the hand-written tensor-core kernel
+(csrc/cuda/conv2d.cu, bound as `torch.ops.sft_cuda.conv2d_nhwc`) and calls it.
+
+The kernel wants an NHWC input, a KRSC weight and a multiple of 8 channels per group (16-byte cp.async
+chunks). A channels_last input is already NHWC (no copy); NCHW input is transposed once, as cuDNN does.
+Odd channel counts (e.g. the 3-channel first conv) are zero-padded to a multiple of 8; the packed weight is
+cached per weight tensor (and repacked when it changes in place).
+
+Tile configs: `tile_configs()` lists them; SFT_KERNELS_CUDA_CONFIG=<name> pins one, otherwise the kernel's
+size heuristic picks; SFT_KERNELS_LOG_CONFIG=1 prints the choice per launch.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import weakref
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from .ops import _checks
+
+_ACTS = {None: 0, "relu": 1, "leaky_relu": 2}
+_packed: dict = {}  # id(weight) -> (weakref to it, its _version, groups, packed KRSC weight)
+
+
+def _kernel():
+    from . import backends
+
+    if backends.cuda_ext() is None:
+        raise backends.BackendUnavailableError(f"cuda backend unavailable: {backends.status()['cuda'][1]}")
+    return torch.ops.sft_cuda.conv2d_nhwc
+
+
+def tile_configs() -> list:
+    """[(name, (BM, BN, BK, WM, WN, STAGES))] in the kernel's index order (needs the CUDA extension)."""
+    _kernel()
+    out = []
+    for s in torch.ops.sft_cuda.tile_configs():
+        name, dims = s.split(":")
+        out.append((name, tuple(int(v) for v in dims.split(","))))
+    return out
+
+
+def _config_index(n: int, p: int, q: int, k: int, groups: int) -> int:
+    pinned = os.environ.get("SFT_KERNELS_CUDA_CONFIG")
+    if not pinned and os.environ.get("SFT_KERNELS_LOG_CONFIG") != "1":
+        return -1  # the kernel's heuristic
+    names = [name for name, _ in tile_configs()]
+    if pinned:
+        if pinned not in names:
+            raise ValueError(f"SFT_KERNELS_CUDA_CONFIG={pinned!r} is not a CUDA tile config; choose one of {names}")
+        index = names.index(pinned)
+    else:
+        index = int(torch.ops.sft_cuda.choose_tile_config(n, p, q, k, groups))
+    if os.environ.get("SFT_KERNELS_LOG_CONFIG") == "1":
+        print(f"sft_kernels cuda conv2d M={n * p * q} Kg={k // groups}: {names[index]}", file=sys.stderr)
+    return index
+
+
+def _pad_groups(t: torch.Tensor, groups: int, cg: int, cg8: int) -> torch.Tensor:
+    """Zero-pad the last dim (groups × cg channels) to groups × cg8."""
+    if cg8 == cg:
+        return t.contiguous()
+    lead = t.shape[:-1]
+    return F.pad(t.reshape(*lead, groups, cg), (0, cg8 - cg)).reshape(*lead, groups * cg8).contiguous()
+
+
+def _pack_weight(w: torch.Tensor, groups: int, cg8: int) -> torch.Tensor:
+    """KRSC weight with channels padded to cg8, cached while the tensor lives and is not modified."""
+    try:
+        version = w._version
+    except RuntimeError:  # inference tensors have no version counter: do not cache
+        version = None
+    hit = _packed.get(id(w))
+    if hit is not None and version is not None and hit[0]() is w and hit[1] == version and hit[2] == (groups, cg8):
+        return hit[3]
+    packed = _pad_groups(w.permute(0, 2, 3, 1), 1, w.shape[1], cg8)
+    if version is not None and not torch.compiler.is_compiling():
+        if len(_packed) > 256:
+            _packed.clear()
+        _packed[id(w)] = (weakref.ref(w), version, (groups, cg8), packed)
+    return packed
+
+
+def conv2d(x, w, b, stride, padding, dilation, groups, activation, negative_slope, residual,
+           scale: Optional[torch.Tensor] = None, shift: Optional[torch.Tensor] = None, pixel_shuffle: int = 1,
+           kernel: Optional[Callable] = None) -> torch.Tensor:
+    """sft.conv2d on the CUDA kernel (fp16/bf16); `kernel` replaces torch.ops.sft_cuda.conv2d_nhwc (tests)."""
+    kernel = kernel or _kernel()
+    n, c, h, wd = x.shape
+    k, cg, kh, kw = w.shape
+    cg8 = -(-cg // 8) * 8
+    xh = _pad_groups(x.permute(0, 2, 3, 1), groups, cg, cg8)  # no copy for channels_last input, C % 8 == 0
+    wh = _pack_weight(w, groups, cg8)
+    p, q = _checks.conv_output_hw(h, wd, kh, kw, stride, padding, dilation)
+
+    def nhwc(t):
+        return None if t is None else t.permute(0, 2, 3, 1).contiguous()
+
+    config = _config_index(n, p, q, k, groups)
+    y = kernel(xh, wh, b if b is None else b.contiguous(), list(stride), list(padding), list(dilation), groups,
+               _ACTS[activation], float(negative_slope), nhwc(residual), nhwc(scale), nhwc(shift), pixel_shuffle,
+               config)
+    return y.permute(0, 3, 1, 2).contiguous(memory_format=_checks.output_memory_format(x))
