@@ -140,5 +140,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         run = lambda b: _conv2d_op(input, weight, bias, stride, padding, dilation, groups, activation,  # noqa: E731
                                    float(negative_slope), residual, b, algorithm, r)
         name = autotune.pick(key, cands, run)
+    if input.shape[0] and _checks.direct_call_ok(input, weight, bias, residual):
+        return _IMPLS[name](input, weight, bias, stride, padding, dilation, groups, activation,
+                            float(negative_slope), residual, algorithm, r)
     return _conv2d_op(input, weight, bias, stride, padding, dilation, groups, activation,
                       float(negative_slope), residual, name, algorithm, r)
