@@ -8,7 +8,7 @@
 namespace sft {
 at::Tensor conv2d_cpu(const at::Tensor&, const at::Tensor&, const c10::optional<at::Tensor>&, at::IntArrayRef,
                       at::IntArrayRef, at::IntArrayRef, int64_t, int64_t, double, const c10::optional<at::Tensor>&,
-                      int64_t, int64_t);
+                      int64_t, int64_t, const c10::optional<at::Tensor>&, const c10::optional<at::Tensor>&);
 at::Tensor matmul_cpu(const at::Tensor&, const at::Tensor&);
 
 void set_winograd_tiles_per_block(int64_t tiles);
@@ -27,8 +27,8 @@ PyObject* PyInit__C(void) {
 
 TORCH_LIBRARY(sft_cpu, m) {
   m.def("conv2d(Tensor input, Tensor weight, Tensor? bias, int[] stride, int[] padding, int[] dilation, "
-        "int groups, int activation, float negative_slope, Tensor? residual, int algorithm=0, int pixel_shuffle=1) "
-        "-> Tensor");
+        "int groups, int activation, float negative_slope, Tensor? residual, int algorithm=0, int pixel_shuffle=1, "
+        "Tensor? scale=None, Tensor? shift=None) -> Tensor");
   m.def("matmul(Tensor a, Tensor b) -> Tensor");
   m.def("gemm_config() -> str", &sft::config_op);
   m.def("set_gemm_blocking(int mc, int kc, int nc) -> ()", &sft::set_blocking_op);

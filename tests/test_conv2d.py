@@ -283,3 +283,63 @@ def test_pixel_shuffle_bad_input_and_grad():
     gb = torch.autograd.grad(F.pixel_shuffle(F.relu(F.conv2d(x, w, padding=1)), 2), (x, w), g)
     for a, e in zip(ga, gb):
         torch.testing.assert_close(a, e, atol=1e-4, rtol=1e-4)
+
+
+MOD_SHAPES = [(2, 5, 9, 11, 7, 3, 3, 1, 1, 1, 1), (1, 16, 12, 10, 16, 3, 3, 1, 1, 1, 1),
+              (1, 12, 10, 9, 6, 3, 2, (2, 1), (0, 2), (1, 2), 3), (1, 8, 7, 7, 12, 1, 1, 1, 0, 1, 1)]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("shape", MOD_SHAPES, ids=str)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("mod_layout", ["same", "nchw"])
+@pytest.mark.parametrize("algorithm", [None, "direct"])
+def test_modulation_fused_into_input(backend, shape, layout, mod_layout, algorithm):
+    """conv2d(x, modulation=(scale, shift)) == conv2d(x·(scale+1)+shift), whatever the tensors' layouts."""
+    if algorithm and backend != "cpu":
+        pytest.skip("algorithm= is a cpu-backend option")
+    if backend == "triton" and (mod_layout == "nchw" or shape[1] > 8):
+        pytest.skip("interpreter: keep to small problems")
+    n, c, h, w, k, r, s, st, pd, dl, g = shape
+    torch.manual_seed(1)
+    x = _layout(torch.randn(n, c, h, w), layout)
+    scale, shift = torch.randn(n, c, h, w), torch.randn(n, c, h, w)
+    if mod_layout == "same":
+        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        scale, shift = (t.contiguous(memory_format=fmt) for t in (scale, shift))
+    wt, b = torch.randn(k, c // g, r, s), torch.randn(k)
+    res_shape = (n, k) + tuple(reference.conv2d(x[:1, :1].double(), torch.zeros(1, 1, r, s, dtype=torch.double),
+                                                None, st, pd, dl).shape[2:])
+    res = torch.randn(res_shape)
+    y = conv2d(x, wt, b, st, pd, dl, g, activation="relu", residual=res, modulation=(scale, shift), backend=backend,
+               algorithm=algorithm)
+    ref = reference.conv2d(x.double(), wt.double(), b.double(), st, pd, dl, g, "relu", 0.01, res.double(),
+                           modulation=(scale.double(), shift.double()))
+    assert_close(y, ref, k=c // g * r * s, winograd=backend == "cpu" and algorithm is None and c >= 16)
+    assert y.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
+
+
+def test_modulation_with_pixel_shuffle_and_grad():
+    x = torch.randn(1, 16, 6, 7, dtype=torch.double, requires_grad=True)
+    scale = torch.randn(1, 16, 6, 7, dtype=torch.double, requires_grad=True)
+    shift = torch.randn(1, 16, 6, 7, dtype=torch.double, requires_grad=True)
+    w = torch.randn(16, 16, 3, 3, dtype=torch.double, requires_grad=True)
+    fn = lambda x, s, t, w: conv2d(x, w, padding=1, activation="leaky_relu", modulation=(s, t),  # noqa: E731
+                                   pixel_shuffle=2, backend="reference")
+    torch.autograd.gradcheck(fn, (x, scale, shift, w))
+    if "cpu" in CPU_BACKENDS:
+        xs, ss, ts, ws = (t.detach().float().contiguous(memory_format=torch.channels_last) if t.dim() == 4 and
+                          t is not w else t.detach().float() for t in (x, scale, shift, w))
+        y = conv2d(xs, ws, padding=1, activation="leaky_relu", modulation=(ss, ts), pixel_shuffle=2, backend="cpu")
+        assert_close(y, fn(x, scale, shift, w).detach(), k=144, winograd=True)
+
+
+@pytest.mark.parametrize("mod,pattern", [
+    ("not a pair", "pair"),
+    ((torch.randn(1, 4, 5, 5),), "pair"),
+    ((torch.randn(1, 4, 5, 4), torch.randn(1, 4, 5, 5)), "modulation scale"),
+    ((torch.randn(1, 4, 5, 5), torch.randn(1, 4, 5, 5, dtype=torch.double)), "modulation shift"),
+])
+def test_modulation_bad_input(mod, pattern):
+    with pytest.raises((ValueError, TypeError), match=pattern):
+        conv2d(torch.randn(1, 4, 5, 5), torch.randn(4, 4, 3, 3), modulation=mod)

@@ -107,3 +107,13 @@ def test_compile_fullgraph_converted_fused_sftnet():
         sft_kernels.convert_(model)
         assert model.fused
         torch.testing.assert_close(torch.compile(model, fullgraph=True)(x), expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", op_backends("conv2d"))
+def test_opcheck_conv2d_modulation(backend):
+    x = torch.randn(1, 8, 6, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
+    scale, shift = (torch.randn(1, 8, 6, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
+                    for _ in range(2))
+    w, b = torch.randn(8, 8, 3, 3, requires_grad=True), torch.randn(8, requires_grad=True)
+    torch.library.opcheck(_conv2d_op, (x, w, b, [1, 1], [1, 1], [1, 1], 1, "relu", 0.01, None, backend, None, 1,
+                                       scale, shift), atol=1e-4, rtol=1e-4)

@@ -33,9 +33,11 @@ void transpose_batched(const float* src, float* dst, const float* add, int64_t B
 
 // out = act(conv(x, w) + b) + res for x with unit channel stride; out and res may have any strides
 // (channels-last ones take the micro-kernel's direct store, others a strided tile store).
+// scale/shift (optional, strided like x): the input is modulated, x·(scale + 1) + shift, as A is packed.
 void conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef stride,
                  at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, int64_t activation,
-                 double negative_slope, const at::Tensor& res, at::Tensor& out) {
+                 double negative_slope, const at::Tensor& res, at::Tensor& out, const at::Tensor& mscale,
+                 const at::Tensor& mshift) {
   const int64_t H = x.size(2), W = x.size(3);
   const int64_t K = weight.size(0), Cg = weight.size(1), R = weight.size(2), S = weight.size(3);
   const int64_t sh = stride[0], sw = stride[1], ph = padding[0], pw = padding[1], dh = dilation[0], dw = dilation[1];
@@ -43,6 +45,8 @@ void conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor
   const int64_t Kg = K / groups, PQ = P * Q, M = x.size(0) * PQ, KK = R * S * Cg;
   const UKernel& uk = ukernel();
   const float* xp = x.data_ptr<float>();
+  const float* msp = mscale.defined() ? mscale.data_ptr<float>() : nullptr;
+  const float* mtp = mshift.defined() ? mshift.data_ptr<float>() : nullptr;
   const int64_t xs0 = x.stride(0), xs2 = x.stride(2), xs3 = x.stride(3);
   const int64_t os[4] = {out.stride(0), out.stride(1), out.stride(2), out.stride(3)};
   int64_t rs[4] = {0, 0, 0, 0};
@@ -80,7 +84,15 @@ void conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor
           const int64_t ih = ih0 + r * dh, iw = iw0 + sx * dw;
           const int64_t run = std::min(Cg - c, k0 + kc - k);
           const bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
-          pack_a_run(dst, uk.mr, i, k - k0, inside ? xn + ih * xs2 + iw * xs3 + c : nullptr, run, 1);
+          const float* src = inside ? xn + ih * xs2 + iw * xs3 + c : nullptr;
+          if (src && msp) {  // modulate the run into scratch, then pack it
+            thread_local std::vector<float> scratch;
+            if (scratch.size() < static_cast<size_t>(run)) scratch.resize(run);
+            const int64_t off = src - xp;
+            modulate_run(scratch.data(), src, msp + off, mtp + off, run);
+            src = scratch.data();
+          }
+          pack_a_run(dst, uk.mr, i, k - k0, src, run, 1);
           k += run;
           c = 0;
           if (++sx == S) {
@@ -124,14 +136,16 @@ void conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor
 
 bool winograd_applicable(int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef dilation, int64_t groups);
 void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef padding,
-                          int64_t activation, double slope, const at::Tensor& res, at::Tensor& out, int64_t shuffle);
+                          int64_t activation, double slope, const at::Tensor& res, at::Tensor& out, int64_t shuffle,
+                          const at::Tensor& mscale, const at::Tensor& mshift);
 
 // algorithm: 0 = auto (Winograd F(4×4,3×3) where it applies and the channel counts make it pay), 1 = direct
 // implicit GEMM, 2 = Winograd (error if it does not apply).
 at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                       int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,
-                      int64_t algorithm, int64_t pixel_shuffle) {
+                      int64_t algorithm, int64_t pixel_shuffle, const c10::optional<at::Tensor>& scale,
+                      const c10::optional<at::Tensor>& shift) {
   TORCH_CHECK(input.dim() == 4 && weight.dim() == 4, "sft_cpu::conv2d: input and weight must be 4-D");
   TORCH_CHECK(input.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat,
               "sft_cpu::conv2d: float32 only");
@@ -155,14 +169,29 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
   if (res.defined())
     TORCH_CHECK(res.sizes() == out.sizes() && res.scalar_type() == at::kFloat,
                 "sft_cpu::conv2d: residual must match the output");
+  // SFT input modulation x·(scale + 1) + shift: fused into packing when scale/shift are strided like a
+  // channels-last input, else applied as one pass first.
+  at::Tensor ms, mt, x = input;
+  if (scale.has_value() && scale->defined()) {
+    TORCH_CHECK(shift.has_value() && shift->defined(), "sft_cpu::conv2d: scale and shift go together");
+    TORCH_CHECK(scale->sizes() == input.sizes() && shift->sizes() == input.sizes() &&
+                scale->scalar_type() == at::kFloat && shift->scalar_type() == at::kFloat,
+                "sft_cpu::conv2d: scale and shift must be float32 and shaped like the input");
+    if (input.stride(1) == 1 && scale->strides() == input.strides() && shift->strides() == input.strides()) {
+      ms = *scale;
+      mt = *shift;
+    } else {
+      x = at::addcmul(input + *shift, input, *scale);
+    }
+  }
   // Channels must be unit-stride for the run copies in pack_a: NCHW input is repacked once.
-  at::Tensor x = input;
-  if (input.stride(1) != 1) {
-    x = at::empty_like(input, at::MemoryFormat::ChannelsLast);
-    if (input.is_contiguous())
-      transpose_batched(input.data_ptr<float>(), x.data_ptr<float>(), nullptr, N, C, H * W);
+  if (x.stride(1) != 1) {
+    const at::Tensor src = x;
+    x = at::empty_like(src, at::MemoryFormat::ChannelsLast);
+    if (src.is_contiguous())
+      transpose_batched(src.data_ptr<float>(), x.data_ptr<float>(), nullptr, N, C, H * W);
     else
-      x.copy_(input);
+      x.copy_(src);
   }
   const bool can_wino = winograd_applicable(R, S, stride, dilation, groups);
   TORCH_CHECK(algorithm != 2 || can_wino, "sft_cpu::conv2d: algorithm='winograd' needs a 3x3 kernel with stride 1, "
@@ -170,21 +199,22 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
   const bool wino = algorithm == 2 || (algorithm == 0 && can_wino && C >= 16 && K >= 16);
   if (r > 1) {
     if (wino && out_cl && (!res.defined() || res.stride(1) == 1)) {  // shuffle written by the output transform
-      winograd_conv2d_into(x, weight, b, padding, activation, negative_slope, res, out, r);
+      winograd_conv2d_into(x, weight, b, padding, activation, negative_slope, res, out, r, ms, mt);
       return out;
     }
+    const auto opt = [](const at::Tensor& t) { return t.defined() ? c10::optional<at::Tensor>(t) : c10::nullopt; };
     at::Tensor y = at::pixel_shuffle(conv2d_cpu(x, weight, bias, stride, padding, dilation, groups, activation,
-                                                negative_slope, c10::nullopt, algorithm, 1), r);
+                                                negative_slope, c10::nullopt, algorithm, 1, opt(ms), opt(mt)), r);
     if (res.defined()) y = y + res;
     return y.contiguous(fmt);
   }
   auto run = [&](const at::Tensor& rr, at::Tensor& o) {
     if (!wino) {
-      conv2d_into(x, weight, b, stride, padding, dilation, groups, activation, negative_slope, rr, o);
+      conv2d_into(x, weight, b, stride, padding, dilation, groups, activation, negative_slope, rr, o, ms, mt);
     } else if (!rr.defined() || rr.stride(1) == 1) {
-      winograd_conv2d_into(x, weight, b, padding, activation, negative_slope, rr, o, 1);
+      winograd_conv2d_into(x, weight, b, padding, activation, negative_slope, rr, o, 1, ms, mt);
     } else {
-      winograd_conv2d_into(x, weight, b, padding, activation, negative_slope, at::Tensor(), o, 1);
+      winograd_conv2d_into(x, weight, b, padding, activation, negative_slope, at::Tensor(), o, 1, ms, mt);
       o.add_(rr);
     }
   };

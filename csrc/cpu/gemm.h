@@ -67,6 +67,9 @@ double fma_peak_gflops(int64_t iters);  // measured fp32 FMA peak over torch's t
 at::Tensor cached_weight_transform(const at::Tensor& weight, int64_t tag, const std::function<at::Tensor()>& build);
 
 // Pack columns [0, N) of a K×N matrix b(k, n) = src[k*ks + n*ns] into NR-wide panels [N/NR][Kpad][NR].
+// dst[c] = x[c]·(scale[c] + 1) + shift[c] (SFT modulation of a conv input, fused into its packing).
+void modulate_run(float* dst, const float* x, const float* scale, const float* shift, int64_t n);
+
 void pack_b(const float* src, int64_t K, int64_t N, int64_t ks, int64_t ns, int nr, float* dst);
 
 // Write `len` values src[e*stride] (zeros when src is null) to k positions [kk0, kk0+len) of row i of an A

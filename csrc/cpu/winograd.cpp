@@ -130,8 +130,10 @@ bool winograd_applicable(int64_t R, int64_t S, at::IntArrayRef stride, at::IntAr
 // x: (N, C, H, W) with unit channel stride; out/res: any strides with unit channel stride (channels-last).
 // shuffle = r > 1 writes PixelShuffle(r) of the activated conv straight from the output transform
 // (out: N × K/r² × P·r × Q·r), adding the residual (same shape as out) after the shuffle.
+// scale/shift (optional, strided like x): the input is modulated, x·(scale + 1) + shift, as tiles are gathered.
 void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef padding,
-                          int64_t activation, double slope, const at::Tensor& res, at::Tensor& out, int64_t shuffle) {
+                          int64_t activation, double slope, const at::Tensor& res, at::Tensor& out, int64_t shuffle,
+                          const at::Tensor& mscale, const at::Tensor& mshift) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), K = weight.size(0);
   const int64_t r = shuffle, Cs = K / (r * r);
   const int64_t P = out.size(2) / r, Q = out.size(3) / r, ph = padding[0], pw = padding[1];
@@ -149,6 +151,8 @@ void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const a
   at::Tensor bre = b;  // bias in the (sub-pixel, channel) order of the reordered filters
   if (b.defined() && r > 1) bre = b.view({Cs, r * r}).t().contiguous();
   const float* xp = x.data_ptr<float>();
+  const float* msp = mscale.defined() ? mscale.data_ptr<float>() : nullptr;
+  const float* mtp = mshift.defined() ? mshift.data_ptr<float>() : nullptr;
   const float* up = Up.data_ptr<float>();
   const float* bp = bre.defined() ? bre.data_ptr<float>() : nullptr;
   const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
@@ -176,17 +180,21 @@ void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const a
         if (ti < nt) {
           const int64_t tt = t0 + ti, n = tt / (th * tw), ty = (tt / tw) % th, tx = tt % tw;
           const int64_t ih0 = ty * 4 - ph, iw0 = tx * 4 - pw;
-          if (C == Cp && ih0 >= 0 && ih0 + 6 <= H && iw0 >= 0 && iw0 + 6 <= W) {
+          if (!msp && C == Cp && ih0 >= 0 && ih0 + 6 <= H && iw0 >= 0 && iw0 + 6 <= W) {
             // interior tile: read the patch in place (columns: Bᵀ d)
             const float* src = xp + n * xs0 + ih0 * xs2 + iw0 * xs3;
             for (int j = 0; j < 6; ++j) bt_rows(src + j * xs3, xs2, t + j * Cp, 6 * Cp, 8, Cp);
-          } else {  // border tile: gather with zero padding first
+          } else {  // border tile (or modulated input): gather with zero padding first
             for (int i = 0; i < 6; ++i)
               for (int j = 0; j < 6; ++j) {
                 const int64_t ih = ih0 + i, iw = iw0 + j;
                 float* dst = d + (i * 6 + j) * Cp;
                 if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
-                  std::memcpy(dst, xp + n * xs0 + ih * xs2 + iw * xs3, C * sizeof(float));
+                  const int64_t off = n * xs0 + ih * xs2 + iw * xs3;
+                  if (msp)
+                    modulate_run(dst, xp + off, msp + off, mtp + off, C);
+                  else
+                    std::memcpy(dst, xp + off, C * sizeof(float));
                   if (Cp > C) std::memset(dst + C, 0, (Cp - C) * sizeof(float));
                 } else {
                   std::memset(dst, 0, Cp * sizeof(float));

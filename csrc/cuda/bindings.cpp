@@ -29,6 +29,8 @@ at::Tensor conv2d_nhwc(const at::Tensor& x, const at::Tensor& w, const c10::opti
   TORCH_CHECK(w.dim() == 4 && w.is_contiguous(), "w must be a contiguous K×R×S×Cg tensor");
   check_like(w, x, "w");
   TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, "stride/padding/dilation: 2 ints");
+  TORCH_CHECK(stride[0] > 0 && stride[1] > 0 && dilation[0] > 0 && dilation[1] > 0 && padding[0] >= 0 &&
+              padding[1] >= 0, "stride and dilation must be positive, padding non-negative");
   TORCH_CHECK(groups >= 1 && x.size(3) == groups * w.size(3), "x channels must equal groups × w.size(3)");
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t r = pixel_shuffle, kh = w.size(1), kw = w.size(2);

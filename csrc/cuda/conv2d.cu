@@ -296,12 +296,18 @@ cudaError_t conv2d_launch(const Conv2dParams& p, int config, cudaStream_t stream
     return cudaErrorInvalidValue;
   };
   if (!p.x || !p.w || !p.y) return fail("x, w and y must be set");
-  if (p.groups < 1 || p.k % p.groups) return fail("k must be a multiple of groups");
+  if (p.k <= 0 || p.groups < 1 || p.groups > 65535 || p.k % p.groups)
+    return fail("k must be a positive multiple of groups, groups at most 65535 (grid.z)");
+  if (p.r <= 0 || p.s <= 0 || p.stride_h <= 0 || p.stride_w <= 0 || p.dil_h <= 0 || p.dil_w <= 0)
+    return fail("filter size, stride and dilation must be positive");
+  if (p.activation < kNone || p.activation > kLeakyRelu) return fail("unknown activation");
+  if ((long)p.n * p.p * p.q > 0x7fffffffL) return fail("N*P*Q exceeds the kernel's 32-bit row index: split the batch");
   if (p.cg <= 0 || p.cg % 8) return fail("channels per group must be a positive multiple of 8 (pad them)");
   if (p.shuffle < 1 || p.k % (p.shuffle * p.shuffle)) return fail("shuffle^2 must divide k");
   if ((p.scale == nullptr) != (p.shift == nullptr)) return fail("scale and shift go together");
   if ((reinterpret_cast<uintptr_t>(p.x) | reinterpret_cast<uintptr_t>(p.w)) % 16)
     return fail("x and w must be 16-byte aligned");
+  if (reinterpret_cast<uintptr_t>(p.y) % 4) return fail("y must be 4-byte aligned (paired stores)");
   if (p.n <= 0 || p.p <= 0 || p.q <= 0) return cudaSuccess;  // nothing to compute
   if (config < 0) config = choose_tile_config(p);
   if (config >= kNumConfigs) return fail("no such tile config");

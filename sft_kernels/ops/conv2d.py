@@ -24,30 +24,36 @@ def _no_winograd(backend, algorithm):
             f"backend {backend!r} has no Winograd conv; only the 'cpu' backend implements algorithm='winograd'")
 
 
-def _impl_reference(x, w, b, stride, padding, dilation, groups, act, slope, res, algorithm, shuffle):
+def _impl_reference(x, w, b, stride, padding, dilation, groups, act, slope, res, algorithm, shuffle, scale, shift):
     _no_winograd("reference", algorithm)
-    y = reference.conv2d(x, w, b, stride, padding, dilation, groups, act, slope, res, shuffle)
+    mod = None if scale is None else (scale, shift)
+    y = reference.conv2d(x, w, b, stride, padding, dilation, groups, act, slope, res, shuffle, mod)
     return y.contiguous(memory_format=_checks.output_memory_format(x))
 
 
-def _impl_cpu(x, w, b, stride, padding, dilation, groups, act, slope, res, algorithm, shuffle):
+def _impl_cpu(x, w, b, stride, padding, dilation, groups, act, slope, res, algorithm, shuffle, scale, shift):
     backends.cpu_ext()  # registers torch.ops.sft_cpu
+    if scale is not None and x.stride(1) == 1:  # fused into packing when strided like the input
+        scale, shift = (t if t.stride() == x.stride() else torch.empty_like(x).copy_(t) for t in (scale, shift))
     return torch.ops.sft_cpu.conv2d(x, w, b, stride, padding, dilation, groups,
-                                    _SCHEMA_ACTS[act], slope, res, _SCHEMA_ALGOS[algorithm], shuffle)
+                                    _SCHEMA_ACTS[act], slope, res, _SCHEMA_ALGOS[algorithm], shuffle, scale, shift)
 
 
-def _impl_triton(x, w, b, stride, padding, dilation, groups, act, slope, res, algorithm, shuffle):
+def _impl_triton(x, w, b, stride, padding, dilation, groups, act, slope, res, algorithm, shuffle, scale, shift):
     from .. import triton as sft_triton
 
     _no_winograd("triton", algorithm)
     return sft_triton.load().conv2d(x, w, b, tuple(stride), tuple(padding), tuple(dilation), groups,
-                                    act, slope, res, pixel_shuffle=shuffle)
+                                    act, slope, res, pixel_shuffle=shuffle,
+                                    modulation=None if scale is None else (scale, shift))
 
 
-def _impl_cuda(x, w, b, stride, padding, dilation, groups, act, slope, res, algorithm, shuffle):
+def _impl_cuda(x, w, b, stride, padding, dilation, groups, act, slope, res, algorithm, shuffle, scale, shift):
     from .. import cuda_conv
 
     _no_winograd("cuda", algorithm)
+    if scale is not None:  # the CUDA kernel's A tiles go global->shared by cp.async: modulate in one pass first
+        x = torch.addcmul(shift, x, scale + 1)
     return cuda_conv.conv2d(x, w, b, stride, padding, dilation, groups, act, slope, res, pixel_shuffle=shuffle)
 
 
@@ -58,16 +64,17 @@ _IMPLS = {"reference": _impl_reference, "cpu": _impl_cpu, "triton": _impl_triton
 def _conv2d_op(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: list[int],
                padding: list[int], dilation: list[int], groups: int, activation: Optional[str],
                negative_slope: float, residual: Optional[torch.Tensor], backend: str,
-               algorithm: Optional[str] = None, pixel_shuffle: int = 1) -> torch.Tensor:
+               algorithm: Optional[str] = None, pixel_shuffle: int = 1, scale: Optional[torch.Tensor] = None,
+               shift: Optional[torch.Tensor] = None) -> torch.Tensor:
     if input.shape[0] == 0:  # empty batch: same (empty) result as F.conv2d
         return _empty_out(input, weight, stride, padding, dilation, pixel_shuffle)
     return _IMPLS[backend](input, weight, bias, stride, padding, dilation, groups, activation,
-                           negative_slope, residual, algorithm, pixel_shuffle)
+                           negative_slope, residual, algorithm, pixel_shuffle, scale, shift)
 
 
 @_conv2d_op.register_fake
 def _(input, weight, bias, stride, padding, dilation, groups, activation, negative_slope, residual, backend,
-      algorithm=None, pixel_shuffle=1):
+      algorithm=None, pixel_shuffle=1, scale=None, shift=None):
     return _empty_out(input, weight, stride, padding, dilation, pixel_shuffle)
 
 
@@ -81,13 +88,15 @@ def _empty_out(input, weight, stride, padding, dilation, r):
 
 def _setup_context(ctx, inputs, output):
     x, w, b, stride, padding, dilation, groups, act, slope, res = inputs[:10]
-    ctx.save_for_backward(x, w, b)
     shuffle = inputs[12] if len(inputs) > 12 else 1
+    scale, shift = (inputs[13], inputs[14]) if len(inputs) > 14 else (None, None)
+    ctx.save_for_backward(x, w, b, scale, shift)
     ctx.conf = (stride, padding, dilation, groups, act, slope, b is not None, res is not None, shuffle)
 
 
 def _backward(ctx, grad):
-    x, w, b = ctx.saved_tensors
+    x_in, w, b, scale, shift = ctx.saved_tensors
+    x = x_in if scale is None else x_in * (scale + 1) + shift  # the modulated input the conv saw
     stride, padding, dilation, groups, act, slope, has_bias, has_res, shuffle = ctx.conf
     grad_pre = torch.nn.functional.pixel_unshuffle(grad, shuffle) if shuffle > 1 else grad
     if act is not None:  # recompute the pre-activation (cheaper in memory than saving it)
@@ -96,10 +105,13 @@ def _backward(ctx, grad):
         grad_pre = torch.where(pre > 0, grad_pre, grad_pre * neg)
     gx, gw, gb = torch.ops.aten.convolution_backward(
         grad_pre, x, w, [w.shape[0]] if has_bias else None, stride, padding, dilation, False, [0, 0], groups,
-        list(ctx.needs_input_grad[:3]),
+        [ctx.needs_input_grad[0] or scale is not None, *ctx.needs_input_grad[1:3]],
     )
+    g_scale = g_shift = None
+    if scale is not None:  # x' = x·(scale + 1) + shift
+        g_scale, g_shift, gx = gx * x_in, gx, gx * (scale + 1)
     return (gx, gw, (gb if has_bias else None), None, None, None, None, None, None, (grad if has_res else None),
-            None, None, None)
+            None, None, None, g_scale, g_shift)
 
 
 _conv2d_op.register_autograd(_backward, setup_context=_setup_context)
@@ -108,8 +120,9 @@ _conv2d_op.register_autograd(_backward, setup_context=_setup_context)
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            activation: Optional[str] = None, negative_slope: float = 0.01,
            residual: Optional[torch.Tensor] = None, backend: Optional[str] = None,
-           algorithm: Optional[str] = None, pixel_shuffle: int = 1) -> torch.Tensor:
-    """Drop-in `F.conv2d` with a fused epilogue.
+           algorithm: Optional[str] = None, pixel_shuffle: int = 1,
+           modulation: Optional[tuple] = None) -> torch.Tensor:
+    """Drop-in `F.conv2d` with a fused epilogue (and an optional fused SFT modulation of the input).
 
     Computes ``y = conv2d(input, weight) + bias; y = act(y); y = y + residual`` where ``act`` is None,
     ``"relu"`` or ``"leaky_relu"`` (slope ``negative_slope``). With the keyword-only extras unset it is
@@ -121,6 +134,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     ``pixel_shuffle`` r > 1 applies ``F.pixel_shuffle(y, r)`` after the activation and before the residual add
     (written by the store: the cpu backend's Winograd output transform and the Triton kernel's epilogue; the
     cpu direct path and the reference shuffle after the conv).
+    ``modulation=(scale, shift)``, both shaped like ``input``, convolves ``input·(scale + 1) + shift`` instead:
+    an SFT layer feeding this conv. The cpu backend applies it while packing the input (Winograd tiles or
+    implicit-GEMM panels) and Triton while loading A tiles, so the modulated tensor never exists; the cuda
+    backend modulates in one pass first (its A tiles go straight from global to shared memory).
     """
     stride, padding, dilation, (p, q) = _checks.conv_args(input, weight, bias, stride, padding, dilation, groups)
     _checks.activation(activation)
@@ -131,17 +148,24 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         raise ValueError(f"pixel_shuffle must be a positive int whose square divides the output channels "
                          f"({weight.shape[0]}), got {pixel_shuffle!r}")
     _checks.residual(residual, "residual", (input.shape[0], weight.shape[0] // (r * r), p * r, q * r), input)
+    scale = shift = None
+    if modulation is not None:
+        if not isinstance(modulation, (tuple, list)) or len(modulation) != 2:
+            raise ValueError("modulation must be a (scale, shift) pair of tensors shaped like the input")
+        scale, shift = modulation
+        _checks.residual(scale, "modulation scale", tuple(input.shape), input)
+        _checks.residual(shift, "modulation shift", tuple(input.shape), input)
     name = backends.resolve(backend, "conv2d", input.device, input.dtype)
     if backend is None and autotune.enabled() and not torch.compiler.is_compiling():
         cands = backends.candidates("conv2d", input.device, input.dtype)
         key = ("conv2d", tuple(input.shape), input.stride(), tuple(weight.shape), tuple(stride), tuple(padding),
                tuple(dilation), groups, activation, residual is not None, bias is not None, algorithm, r, input.dtype,
-               input.device.type, torch.get_num_threads())
+               input.device.type, torch.get_num_threads(), scale is not None)
         run = lambda b: _conv2d_op(input, weight, bias, stride, padding, dilation, groups, activation,  # noqa: E731
-                                   float(negative_slope), residual, b, algorithm, r)
+                                   float(negative_slope), residual, b, algorithm, r, scale, shift)
         name = autotune.pick(key, cands, run)
-    if input.shape[0] and _checks.direct_call_ok(input, weight, bias, residual):
+    if input.shape[0] and _checks.direct_call_ok(input, weight, bias, residual, scale, shift):
         return _IMPLS[name](input, weight, bias, stride, padding, dilation, groups, activation,
-                            float(negative_slope), residual, algorithm, r)
+                            float(negative_slope), residual, algorithm, r, scale, shift)
     return _conv2d_op(input, weight, bias, stride, padding, dilation, groups, activation,
-                      float(negative_slope), residual, name, algorithm, r)
+                      float(negative_slope), residual, name, algorithm, r, scale, shift)

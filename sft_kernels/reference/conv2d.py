@@ -15,8 +15,11 @@ def epilogue(y, activation=None, negative_slope=0.01, residual=None):
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-           activation=None, negative_slope=0.01, residual=None, pixel_shuffle=1):
-    """y = act(F.conv2d(input, weight, bias, ...)); y = pixel_shuffle(y, r) if r > 1; y = y + residual."""
+           activation=None, negative_slope=0.01, residual=None, pixel_shuffle=1, modulation=None):
+    """y = act(F.conv2d(x, weight, bias, ...)); y = pixel_shuffle(y, r) if r > 1; y = y + residual, where
+    x = input·(scale + 1) + shift for modulation=(scale, shift) (an SFT layer feeding the conv), else input."""
+    if modulation is not None:
+        input = input * (modulation[0] + 1) + modulation[1]
     y = epilogue(F.conv2d(input, weight, bias, stride, padding, dilation, groups), activation, negative_slope)
     if pixel_shuffle > 1:
         y = F.pixel_shuffle(y, pixel_shuffle)

@@ -37,6 +37,7 @@ __all__ = ["conv2d", "conv2d_kernel", "TileConfig", "CONFIGS", "choose_config", 
 def conv2d_kernel(
     # pointers (bias_ptr / res_ptr point at the output when unused: never dereferenced then)
     x_ptr, w_ptr, bias_ptr, res_ptr, y_ptr,
+    scale_ptr, shift_ptr,  # SFT input modulation x·(scale+1)+shift; strided like x (point at x when unused)
     # sizes: batch, input H/W, output P/Q, filter R/S, channels per group in/out
     N, H, W, P, Q, R, S, Cg, Kg,
     # convolution parameters
@@ -51,6 +52,7 @@ def conv2d_kernel(
     HAS_BIAS: tl.constexpr,
     ACTIVATION: tl.constexpr,  # 0 none, 1 relu, 2 leaky_relu
     HAS_RESIDUAL: tl.constexpr,
+    HAS_MODULATION: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,  # "ieee" | "tf32" | "tf32x3": only matters for fp32 operands
     UPCAST: tl.constexpr,  # cast A/B tiles to fp32 before tl.dot (bf16 under the interpreter)
     INT64: tl.constexpr,  # some tensor spans >= 2**31 elements: 64-bit address arithmetic
@@ -98,7 +100,7 @@ def conv2d_kernel(
     q_idx = pq % Q
     ih0 = p_idx * stride_h - pad_h
     iw0 = q_idx * stride_w - pad_w
-    x_rows = x_ptr + (n_idx * sxn + ih0 * sxh + iw0 * sxw + g * Cg * sxc)  # [BLOCK_M] pointers
+    row_off = n_idx * sxn + ih0 * sxh + iw0 * sxw + g * Cg * sxc  # [BLOCK_M] element offsets
 
     # ---- columns: output channel k of the whole tensor
     k_out = g * Kg + offs_n
@@ -120,8 +122,12 @@ def conv2d_kernel(
         ih = ih0[:, None] + dh[None, :]
         iw = iw0[:, None] + dw[None, :]
         a_mask = (mask_m[:, None] & mask_k[None, :]) & ((ih >= 0) & (ih < H) & (iw >= 0) & (iw < W))
-        a_ptrs = x_rows[:, None] + (c * sxc + dh * sxh + dw * sxw)[None, :]
-        a = tl.load(a_ptrs, mask=a_mask, other=0.0)
+        a_off = row_off[:, None] + (c * sxc + dh * sxh + dw * sxw)[None, :]
+        a = tl.load(x_ptr + a_off, mask=a_mask, other=0.0)
+        if HAS_MODULATION:  # padding stays zero: 0·(0+1)+0
+            sc = tl.load(scale_ptr + a_off, mask=a_mask, other=0.0).to(tl.float32)
+            sf = tl.load(shift_ptr + a_off, mask=a_mask, other=0.0).to(tl.float32)
+            a = (a.to(tl.float32) * (sc + 1.0) + sf).to(a.dtype)
 
         # B tile [BLOCK_K, BLOCK_N]: weight[k, c, r, s]
         b_ptrs = w_cols[None, :] + (c * swc + r * swr + s * sws)[:, None]
@@ -274,6 +280,7 @@ def conv2d(
     config: Union[None, str, TileConfig, dict] = None,
     input_precision: str = "ieee",
     pixel_shuffle: int = 1,
+    modulation: Optional[tuple] = None,
 ) -> torch.Tensor:
     """`act(F.conv2d(input, weight, bias, stride, padding, dilation, groups)) + residual` in one kernel.
 
@@ -281,7 +288,8 @@ def conv2d(
     bias [K], residual [N, K, P, Q] (any strides). float32 / float16 / bfloat16, all one dtype;
     fp32 accumulation; the output has the input's dtype and F.conv2d's memory format
     (channels_last iff the input is channels_last). `input_precision` picks how fp32 operands
-    are multiplied ("ieee" exact fp32, "tf32" tensor cores); `config` forces a tile config (a name
+    are multiplied ("ieee" exact fp32, "tf32" tensor cores); `modulation=(scale, shift)` (shaped like the
+    input) convolves input·(scale + 1) + shift instead, modulated as the A tiles are loaded (SFT layers); `config` forces a tile config (a name
     in CONFIGS, a TileConfig, or a dict overriding fields of the default). Full argument checks
     are sft_kernels.ops' job; this checks only what would otherwise crash or go wrong silently.
     """
@@ -290,7 +298,8 @@ def conv2d(
             raise ValueError(f"{name} must be a 4-D tensor, got {getattr(t, 'shape', type(t).__name__)}")
     if input.dtype not in _DTYPES:
         raise ValueError(f"input dtype must be one of {_DTYPES}, got {input.dtype}")
-    for name, t in (("weight", weight), ("bias", bias), ("residual", residual)):
+    scale, shift = modulation if modulation is not None else (None, None)
+    for name, t in (("weight", weight), ("bias", bias), ("residual", residual), ("scale", scale), ("shift", shift)):
         if t is not None and (t.device != input.device or t.dtype != input.dtype):
             raise ValueError(f"{name} ({t.dtype}, {t.device}) must match input ({input.dtype}, {input.device})")
     if activation not in _ACTIVATIONS:
@@ -317,6 +326,9 @@ def conv2d(
     Q = (W + 2 * pw - dw * (S - 1) - 1) // sw + 1
     if P <= 0 or Q <= 0:
         raise ValueError(f"output size ({P}, {Q}) is not positive for input {tuple(input.shape)} and weight {tuple(weight.shape)}")
+    for name, t in (("scale", scale), ("shift", shift)):
+        if t is not None and t.shape != input.shape:
+            raise ValueError(f"modulation {name} must have the input's shape {tuple(input.shape)}, got {tuple(t.shape)}")
     if bias is not None and (bias.dim() != 1 or bias.shape[0] != K):
         raise ValueError(f"bias must have shape ({K},), got {tuple(bias.shape)}")
     r_ = pixel_shuffle
@@ -347,14 +359,19 @@ def conv2d(
         print(f"sft_kernels.triton.conv2d: M={M} N={Kg} K={gemm_k} {input.dtype} -> {cfg}", file=sys.stderr)
     upcast = INTERPRETED and input.dtype == torch.bfloat16  # the interpreter's bf16 tl.dot is wrong
     precision = input_precision if (input.dtype == torch.float32 or upcast) else "tf32"
-    int64 = max(_span(t) for t in (input, weight, y, residual) if t is not None) >= 2**31
+    int64 = max(_span(t) for t in (input, weight, y, residual, scale, shift) if t is not None) >= 2**31
     b = bias if bias is not None else y
     res = residual if residual is not None else y
     rs = residual.stride() if residual is not None else (0, 0, 0, 0)
+    mods = [input, input]
+    if modulation is not None:  # the kernel indexes scale/shift with the input's strides
+        mods = [t if t.stride() == input.stride() else
+                torch.empty_strided(input.shape, input.stride(), dtype=t.dtype, device=t.device).copy_(t)
+                for t in (scale, shift)]
 
     grid = (triton.cdiv(M, cfg.BLOCK_M) * triton.cdiv(Kg, cfg.BLOCK_N), groups)
     conv2d_kernel[grid](
-        input, weight, b, res, y,
+        input, weight, b, res, y, *mods,
         N, H, W, P, Q, R, S, Cg, Kg,
         sh, sw, ph, pw, dh, dw,
         *input.stride(), *weight.stride(), *y.stride(), *rs,
@@ -363,6 +380,7 @@ def conv2d(
         HAS_BIAS=bias is not None,
         ACTIVATION=_ACTIVATIONS[activation],
         HAS_RESIDUAL=residual is not None,
+        HAS_MODULATION=modulation is not None,
         INPUT_PRECISION=precision,
         UPCAST=upcast,
         INT64=int64,
