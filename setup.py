@@ -53,6 +53,28 @@ if os.environ.get("SFT_KERNELS_NO_EXT", "0") != "1":
                 if os.environ.get("SFT_KERNELS_STRICT_BUILD", "0") == "1":
                     raise
                 print(f"WARNING: building {ext.name} failed ({e}); sft_kernels will use its other backends")
+                self._failed = getattr(self, "_failed", set()) | {ext.name}
+
+        def _built_only(self):  # a failed extension has no file to copy or list as an output
+            failed = getattr(self, "_failed", set())
+            self.extensions = [e for e in self.extensions if e.name not in failed]
+            for name in failed:  # nor may an old in-place build of it be loaded as if it were current
+                stale = self.get_ext_filename(name)
+                if os.path.exists(stale):
+                    os.remove(stale)
+                    print(f"WARNING: removed the stale {stale}")
+
+        def copy_extensions_to_source(self):
+            self._built_only()
+            super().copy_extensions_to_source()
+
+        def get_outputs(self):
+            self._built_only()
+            return super().get_outputs()
+
+        def get_output_mapping(self):
+            self._built_only()
+            return super().get_output_mapping()
 
     cmdclass["build_ext"] = OptionalBuildExt.with_options(use_ninja=shutil.which("ninja") is not None)
 

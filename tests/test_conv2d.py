@@ -19,6 +19,11 @@ SHAPES = [
     (2, 8, 12, 12, 4, 4, 4, 4, 0, 1, 1),
     (1, 12, 10, 9, 6, 3, 2, (2, 1), (0, 2), (1, 2), 3),
     (1, 64, 12, 12, 64, 3, 3, 1, 1, 1, 1),
+    # thin ends (cpu: direct AVX-512 kernels): few input channels, few output channels
+    (2, 3, 11, 13, 64, 3, 3, 1, 1, 1, 1),
+    (1, 2, 6, 7, 80, 3, 3, 2, 2, 1, 1),
+    (2, 32, 10, 9, 3, 3, 3, 1, 2, 2, 1),
+    (1, 16, 7, 8, 4, 1, 1, 1, 0, 1, 1),
 ]
 LAYOUTS = ["nchw", "channels_last", "noncontig"]
 CPU_BACKENDS = op_backends("conv2d")  # triton included: on a CPU it runs through its interpreter
@@ -65,26 +70,31 @@ def test_conv2d_matches_reference(backend, shape, layout):
 def test_fused_epilogue(backend, act, slope, with_res, layout):
     _check(backend, SHAPES[0], layout, act, slope, with_bias=True, with_res=with_res)
     _check(backend, SHAPES[1], layout, act, slope, with_bias=False, with_res=with_res)
+    for thin in SHAPES[-4:]:  # few input / few output channels: the cpu backend's direct kernels
+        _check(backend, thin, layout, act, slope, with_bias=True, with_res=with_res)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_residual_with_other_layout(backend):
-    x = torch.randn(2, 8, 9, 9).contiguous(memory_format=torch.channels_last)
-    w = torch.randn(16, 8, 3, 3)
-    res = torch.randn(2, 16, 9, 9)  # NCHW residual with a channels_last output
-    y = conv2d(x, w, padding=1, activation="relu", residual=res, backend=backend)
-    assert_close(y, F.relu(F.conv2d(x.double(), w.double(), padding=1)) + res.double(), k=72)
+    for c, k in ((8, 16), (3, 16), (16, 3)):
+        x = torch.randn(2, c, 9, 9).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(k, c, 3, 3)
+        res = torch.randn(2, k, 9, 9)  # NCHW residual with a channels_last output
+        y = conv2d(x, w, padding=1, activation="relu", residual=res, backend=backend)
+        assert_close(y, F.relu(F.conv2d(x.double(), w.double(), padding=1)) + res.double(), k=9 * c)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_nan_propagates(backend):
-    x = torch.randn(1, 4, 6, 6)
-    x[0, 1, 2, 3] = float("nan")
-    w = torch.randn(4, 4, 3, 3)
-    for act in (None, "relu", "leaky_relu"):
-        y = conv2d(x, w, padding=1, activation=act, backend=backend)
-        ref = reference.conv2d(x, w, padding=1, activation=act)
-        assert torch.equal(torch.isnan(y), torch.isnan(ref)), act
+    for c, k in ((4, 4), (3, 16), (16, 3)):  # generic, few-in and few-out channel kernels
+        x = torch.randn(1, c, 6, 6)
+        x[0, 1, 2, 3] = float("nan")
+        w = torch.randn(k, c, 3, 3)
+        for act in (None, "relu", "leaky_relu"):
+            for xin in (x, x.contiguous(memory_format=torch.channels_last)):
+                y = conv2d(xin, w, padding=1, activation=act, backend=backend)
+                ref = reference.conv2d(x, w, padding=1, activation=act)
+                assert torch.equal(torch.isnan(y), torch.isnan(ref)), act
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

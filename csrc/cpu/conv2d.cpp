@@ -139,6 +139,11 @@ void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const a
                           int64_t activation, double slope, const at::Tensor& res, at::Tensor& out, int64_t shuffle,
                           const at::Tensor& mscale, const at::Tensor& mshift);
 
+bool thin_conv_applicable(int64_t C, int64_t K, int64_t groups);
+void thin_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef stride,
+                      at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,
+                      const at::Tensor& res, at::Tensor& out);
+
 // algorithm: 0 = auto (Winograd F(4×4,3×3) where it applies and the channel counts make it pay), 1 = direct
 // implicit GEMM, 2 = Winograd (error if it does not apply).
 at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
@@ -208,8 +213,11 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
     if (res.defined()) y = y + res;
     return y.contiguous(fmt);
   }
+  const bool thin = !wino && !ms.defined() && thin_conv_applicable(C, K, groups);  // few in or out channels
   auto run = [&](const at::Tensor& rr, at::Tensor& o) {
-    if (!wino) {
+    if (thin) {
+      thin_conv2d_into(x, weight, b, stride, padding, dilation, activation, negative_slope, rr, o);
+    } else if (!wino) {
       conv2d_into(x, weight, b, stride, padding, dilation, groups, activation, negative_slope, rr, o, ms, mt);
     } else if (!rr.defined() || rr.stride(1) == 1) {
       winograd_conv2d_into(x, weight, b, padding, activation, negative_slope, rr, o, 1, ms, mt);
