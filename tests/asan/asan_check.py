@@ -1,6 +1,6 @@
 """AddressSanitizer run of the C++ kernels (`make asan`): builds csrc/ with -fsanitize=address into a scratch
 directory, loads it instead of sft_kernels._C and runs conv2d (direct, Winograd, pixel shuffle, groups, NCHW,
-channels_last; every micro-kernel via SFT_KERNELS_ISA) and matmul against float64. Needs the process to start
+channels_last, thin ends, SFT modulation; every micro-kernel via SFT_KERNELS_ISA) and matmul against float64. Needs the process to start
 with libasan preloaded (the Makefile does that); not part of the default test run (it is slow to build).
 """
 import glob
@@ -16,6 +16,9 @@ CASES = [  # (n, c, h, w, k, r, stride, pad, dilation, groups, algorithm, pixel_
     (1, 16, 8, 8, 256, 3, 1, 1, 1, 1, 2, 2), (3, 24, 5, 5, 70, 3, 1, 1, 1, 1, 2, 1), (1, 20, 6, 6, 17, 3, 1, 2, 1, 1, 2, 1),
     (1, 64, 10, 10, 64, 3, 1, 1, 1, 1, 0, 2), (2, 3, 17, 15, 33, 3, 1, 1, 1, 1, 0, 1), (1, 16, 7, 9, 36, 3, 1, 1, 1, 1, 2, 3),
     (1, 8, 12, 12, 4, 4, 4, 0, 1, 1, 1, 1), (1, 12, 10, 9, 6, 1, 1, 0, 1, 3, 1, 1),
+    # thin ends (direct AVX-512 kernels under SFT_KERNELS_ISA=avx512)
+    (2, 3, 11, 13, 64, 3, 1, 1, 1, 1, 0, 1), (1, 2, 6, 7, 80, 3, 2, 2, 1, 1, 1, 1), (2, 32, 10, 9, 3, 3, 1, 2, 2, 1, 0, 1),
+    (1, 16, 7, 8, 4, 1, 1, 0, 1, 1, 1, 1),
 ]
 
 
@@ -45,6 +48,12 @@ def run():
             y = ops.conv2d(x, wt, b, [st, st], [pd, pd], [dl, dl], g, 1, 0.0, res, alg, sh)
             err = (y.double() - ref - res.double()).abs().max().item()
             assert err < 1e-2, (n, c, h, w, k, r, st, pd, dl, g, alg, sh, channels_last, err)
+    for c, k, alg in [(16, 24, 1), (16, 24, 2), (5, 7, 1), (64, 64, 0)]:  # SFT modulation fused into packing
+        x, sc, sf = (torch.randn(1, c, 9, 11).contiguous(memory_format=torch.channels_last) for _ in range(3))
+        wt = torch.randn(k, c, 3, 3)
+        y = ops.conv2d(x, wt, None, [1, 1], [1, 1], [1, 1], 1, 0, 0.0, None, alg, 1, sc, sf)
+        ref = F.conv2d(x.double() * (sc.double() + 1) + sf.double(), wt.double(), padding=1)
+        assert (y.double() - ref).abs().max().item() < 1e-2, (c, k, alg)
     for m, kk, nn in [(37, 53, 29), (300, 257, 31), (1, 1, 1), (130, 129, 131)]:
         a, bm = torch.randn(1, m, kk), torch.randn(1, kk, nn)
         assert (ops.matmul(a, bm).double() - a.double() @ bm.double()).abs().max() < 1e-3
