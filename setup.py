@@ -32,6 +32,8 @@ if os.environ.get("SFT_KERNELS_NO_EXT", "0") != "1":
     cuda_kernels = sorted(glob.glob("csrc/cuda/*.cu"))
     if torch.version.cuda and shutil.which("nvcc") and cuda_kernels:
         arch = os.environ.get("SFT_KERNELS_CUDA_ARCH", "sm_90")
+        # torch adds -gencode flags for TORCH_CUDA_ARCH_LIST (default: every arch it knows): build just ours
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", f"{arch[3:-1]}.{arch[-1]}")
         ext_modules.append(
             CUDAExtension(
                 "sft_kernels._C_cuda",

@@ -2,7 +2,7 @@
 
 triton.testing.do_bench medians (it flushes L2 between runs); cuDNN with cudnn.benchmark=True; TF32 settings
 recorded. TFLOP/s use direct-conv FLOPs. Prints a short table last and writes JSON next to the log.
-Usage: python benchmarks/gpu_bench.py [--batch 1 16] [--lr 128] [--out benchmarks/results/x.json]
+Usage: python benchmarks/gpu_bench.py [--batch 1 16] [--lr 128 256] [--e2e-lr 128] [--out benchmarks/results/x.json]
 """
 import argparse
 import json
@@ -15,7 +15,8 @@ import torch.nn.functional as F
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, nargs="+", default=[1, 16])
-    p.add_argument("--lr", type=int, default=128)
+    p.add_argument("--lr", type=int, nargs="+", default=[128], help="LR sizes for the per-conv table")
+    p.add_argument("--e2e-lr", dest="e2e_lr", type=int, default=128, help="LR size of the end-to-end SFTNet runs")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
@@ -37,12 +38,12 @@ def main(argv=None):
     t_mm = triton.testing.do_bench(lambda: a @ a, return_mode="median")
     meta["fp16_gemm_peak_tflops"] = peak = 2 * 8192**3 / t_mm / 1e9
     with torch.no_grad():  # SFTNet conv FLOPs per image (counted by hooks, on the CPU)
-        e2e_flops = 2 * conv_macs(SFTNet("pytorch").eval(), torch.zeros(1, 3, args.lr, args.lr))
+        e2e_flops = 2 * conv_macs(SFTNet("pytorch").eval(), torch.zeros(1, 3, args.e2e_lr, args.e2e_lr))
     print(meta)
     names = [b for b in ("triton", "cuda") if backends.supports(b, "conv2d", "cuda", torch.float16)]
     rows = []
-    for n in args.batch:
-        for s in sftnet_conv_shapes(lr=args.lr, n=n):
+    for n, lr in ((n, lr) for lr in args.lr for n in args.batch):
+        for s in sftnet_conv_shapes(lr=lr, n=n):
             x = torch.randn(s.n, s.c, s.h, s.w, device="cuda", dtype=torch.half).contiguous(
                 memory_format=torch.channels_last)
             w = torch.randn(s.k, s.c // s.groups, s.r, s.s, device="cuda", dtype=torch.half)
@@ -51,14 +52,14 @@ def main(argv=None):
             t_ref = triton.testing.do_bench(lambda: F.conv2d(x, w, b, *a), return_mode="median")
             for name in names:
                 t = triton.testing.do_bench(lambda: ops.conv2d(x, w, b, *a, backend=name), return_mode="median")
-                rows.append(dict(batch=n, shape=s.name, backend=name, ms=t, cudnn_ms=t_ref,
+                rows.append(dict(batch=n, shape=f"{s.name} @{lr}", backend=name, ms=t, cudnn_ms=t_ref,
                                  tflops=s.flops / t / 1e9, cudnn_tflops=s.flops / t_ref / 1e9, vs_cudnn=t_ref / t))
     # End to end: SFTNet fp16, eager cuDNN vs converted (eager and replayed from a CUDA graph).
     from sft_kernels.models import compile_for_inference
 
     for n in args.batch:
         model = SFTNet("pytorch").reset_parameters_(seed=0).cuda().half().eval()
-        x = torch.rand(n, 3, args.lr, args.lr, device="cuda", dtype=torch.half).contiguous(
+        x = torch.rand(n, 3, args.e2e_lr, args.e2e_lr, device="cuda", dtype=torch.half).contiguous(
             memory_format=torch.channels_last)
         with torch.no_grad():
             t_ref = triton.testing.do_bench(lambda: model(x), return_mode="median")
@@ -71,7 +72,7 @@ def main(argv=None):
                 runs += [(name, lambda m=m: m(x)), (f"{name}+graph", lambda g=g: g(x))]
             for name, fn in runs:
                 t = triton.testing.do_bench(fn, return_mode="median")
-                rows.append(dict(batch=n, shape=f"SFTNet e2e {args.lr}->x4", backend=name, ms=t, cudnn_ms=t_ref,
+                rows.append(dict(batch=n, shape=f"SFTNet e2e {args.e2e_lr}->x4", backend=name, ms=t, cudnn_ms=t_ref,
                                  tflops=e2e_flops * n / t / 1e9, cudnn_tflops=e2e_flops * n / t_ref / 1e9,
                                  vs_cudnn=t_ref / t))
     if args.out:

@@ -20,8 +20,9 @@ SFT_KERNELS_CUDA_ARCH=sm_90 timeout 240 $PY -m pip install -q --no-build-isolati
 $PY -m sft_kernels.cli info
 
 echo "== GPU tests"
-timeout 150 $PY -m pytest -q -x tests/test_gpu.py tests/test_triton_conv2d.py -p no:cacheprovider || echo "GPU TESTS FAILED"
+timeout 150 $PY -m pytest -q tests/test_gpu.py tests/test_cuda_conv2d.py tests/test_triton_conv2d.py -p no:cacheprovider \
+  || echo "GPU TESTS FAILED"
 
 echo "== GPU benchmarks vs cuDNN"
-timeout 240 $PY benchmarks/gpu_bench.py --batch 1 16 --out "$STEM.json" || echo "BENCHMARK FAILED"
+timeout 240 $PY benchmarks/gpu_bench.py --batch 1 16 --lr 128 256 --out "$STEM.json" || echo "BENCHMARK FAILED"
 echo "== raw log: $STEM.log"
