@@ -24,6 +24,8 @@ SHAPES = [
     (1, 2, 6, 7, 80, 3, 3, 2, 2, 1, 1),
     (2, 32, 10, 9, 3, 3, 3, 1, 2, 2, 1),
     (1, 16, 7, 8, 4, 1, 1, 1, 0, 1, 1),
+    (2, 32, 9, 7, 48, 1, 1, 1, 0, 1, 1),  # 1×1 with C <= 128: also the few-input kernel
+    (1, 24, 9, 9, 16, 1, 1, 2, 0, 1, 1),
 ]
 LAYOUTS = ["nchw", "channels_last", "noncontig"]
 CPU_BACKENDS = op_backends("conv2d")  # triton included: on a CPU it runs through its interpreter
@@ -70,7 +72,7 @@ def test_conv2d_matches_reference(backend, shape, layout):
 def test_fused_epilogue(backend, act, slope, with_res, layout):
     _check(backend, SHAPES[0], layout, act, slope, with_bias=True, with_res=with_res)
     _check(backend, SHAPES[1], layout, act, slope, with_bias=False, with_res=with_res)
-    for thin in SHAPES[-4:]:  # few input / few output channels: the cpu backend's direct kernels
+    for thin in SHAPES[-6:]:  # few input / few output channels: the cpu backend's direct kernels
         _check(backend, thin, layout, act, slope, with_bias=True, with_res=with_res)
 
 
@@ -94,6 +96,10 @@ def test_nan_propagates(backend):
             for xin in (x, x.contiguous(memory_format=torch.channels_last)):
                 y = conv2d(xin, w, padding=1, activation=act, backend=backend)
                 ref = reference.conv2d(x, w, padding=1, activation=act)
+                assert torch.equal(torch.isnan(y), torch.isnan(ref)), act
+                w1 = w[:16, :, :1, :1].contiguous()  # 1×1: the few-input kernel for C <= 128, K % 16 == 0
+                y = conv2d(xin, torch.cat([w1] * (16 // w1.shape[0] or 1)), activation=act, backend=backend)
+                ref = reference.conv2d(x, torch.cat([w1] * (16 // w1.shape[0] or 1)), activation=act)
                 assert torch.equal(torch.isnan(y), torch.isnan(ref)), act
 
 
@@ -353,3 +359,14 @@ def test_modulation_with_pixel_shuffle_and_grad():
 def test_modulation_bad_input(mod, pattern):
     with pytest.raises((ValueError, TypeError), match=pattern):
         conv2d(torch.randn(1, 4, 5, 5), torch.randn(4, 4, 3, 3), modulation=mod)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_one_by_one_on_channel_slices(backend):
+    """SFTNet's fused forward feeds 1×1 convs channel slices of a channels_last tensor (pixel stride > C)."""
+    h = torch.randn(2, 64, 9, 11).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(32, 32, 1, 1), torch.randn(32)
+    for part in (h[:, :32], h[:, 32:]):
+        y = conv2d(part, w, b, activation="leaky_relu", negative_slope=0.1, backend=backend)
+        assert_close(y, reference.conv2d(part.double(), w.double(), b.double(), activation="leaky_relu",
+                                         negative_slope=0.1), k=32)

@@ -117,3 +117,16 @@ def test_gpu_compile_for_inference_matches_eager(backend):
         assert err < 2e-2 * max(1.0, expected.abs().max().item()), err
     with pytest.raises(ValueError, match="shape"):
         run(torch.rand(1, 3, 24, 24, device="cuda", dtype=torch.float16))
+
+
+@pytest.mark.parametrize("backend", _gpu_backends() or ["triton"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_gpu_conv2d_modulated_input(backend, dtype):
+    """ops.conv2d(modulation=(scale, shift)): Triton fuses it into its A loads; cuda modulates in a pass."""
+    x, scale, shift = (torch.randn(2, 64, 21, 19, device="cuda", dtype=dtype).contiguous(
+        memory_format=torch.channels_last) for _ in range(3))
+    w, b = torch.randn(64, 64, 3, 3, device="cuda", dtype=dtype) / 24, torch.randn(64, device="cuda", dtype=dtype)
+    y = conv2d(x, w, b, padding=1, activation="relu", modulation=(scale, shift), backend=backend)
+    ref = reference.conv2d(x.double(), w.double(), b.double(), padding=1, activation="relu",
+                           modulation=(scale.double(), shift.double()))
+    assert_close(y, ref, k=576)

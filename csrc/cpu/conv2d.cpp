@@ -139,7 +139,7 @@ void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const a
                           int64_t activation, double slope, const at::Tensor& res, at::Tensor& out, int64_t shuffle,
                           const at::Tensor& mscale, const at::Tensor& mshift);
 
-bool thin_conv_applicable(int64_t C, int64_t K, int64_t groups);
+bool thin_conv_applicable(int64_t C, int64_t K, int64_t R, int64_t S, int64_t groups);
 void thin_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef stride,
                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,
                       const at::Tensor& res, at::Tensor& out);
@@ -213,7 +213,7 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
     if (res.defined()) y = y + res;
     return y.contiguous(fmt);
   }
-  const bool thin = !wino && !ms.defined() && thin_conv_applicable(C, K, groups);  // few in or out channels
+  const bool thin = !wino && !ms.defined() && thin_conv_applicable(C, K, R, S, groups);  // few in or out channels
   auto run = [&](const at::Tensor& rr, at::Tensor& o) {
     if (thin) {
       thin_conv2d_into(x, weight, b, stride, padding, dilation, activation, negative_slope, rr, o);
