@@ -216,7 +216,7 @@ def test_winograd_matches_reference(shape, layout, act, with_res):
     res = torch.randn_like(ref).float() if with_res else None
     if res is not None:
         ref = ref + res.double()
-    for algorithm in ("winograd", None):  # None = auto, which picks Winograd for these shapes
+    for algorithm in ("winograd", "winograd_f2", None):  # None = auto, which picks Winograd F(4×4) here
         y = conv2d(_layout(x, layout), wt, b, 1, pd, activation=act, negative_slope=0.2, residual=res,
                    backend="cpu", algorithm=algorithm)
         assert_close(y, ref, k=9 * c, winograd=True, msg=f"{shape} {layout} {algorithm}")
@@ -231,12 +231,13 @@ def test_winograd_errors():
     with pytest.raises(backends.BackendUnavailableError, match="only the 'cpu' backend implements"):
         conv2d(torch.randn(1, 4, 8, 8), torch.randn(4, 4, 3, 3), backend="reference", algorithm="winograd")
     if "cpu" in op_backends("conv2d"):
-        with pytest.raises(RuntimeError, match="needs a 3x3 kernel with stride 1"):
-            conv2d(torch.randn(1, 4, 8, 8), torch.randn(4, 4, 3, 3), stride=2, backend="cpu", algorithm="winograd")
+        for algorithm in ("winograd", "winograd_f2"):
+            with pytest.raises(RuntimeError, match="needs a 3x3 kernel"):
+                conv2d(torch.randn(1, 4, 8, 8), torch.randn(4, 4, 3, 3), stride=2, backend="cpu", algorithm=algorithm)
 
 
 @pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
-@pytest.mark.parametrize("algorithm", ["winograd", "direct"])
+@pytest.mark.parametrize("algorithm", ["winograd", "winograd_f2", "direct"])
 def test_weight_cache_sees_every_weight_change(algorithm):
     x = torch.randn(1, 16, 10, 10)
     w = torch.randn(16, 16, 3, 3)
@@ -370,3 +371,26 @@ def test_one_by_one_on_channel_slices(backend):
         y = conv2d(part, w, b, activation="leaky_relu", negative_slope=0.1, backend=backend)
         assert_close(y, reference.conv2d(part.double(), w.double(), b.double(), activation="leaky_relu",
                                          negative_slope=0.1), k=32)
+
+
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+def test_winograd_f2_is_more_accurate_than_f4():
+    """F(2×2,3×3)'s transform constants are 1 and ½: its rounding error sits between direct's and F(4×4)'s."""
+    torch.manual_seed(3)
+    x, w = torch.randn(2, 64, 24, 24), torch.randn(64, 64, 3, 3)
+    ref = F.conv2d(x.double(), w.double(), padding=1)
+    err = {a: (conv2d(x, w, padding=1, backend="cpu", algorithm=a).double() - ref).abs().max().item()
+           for a in ("direct", "winograd_f2", "winograd")}
+    assert err["winograd_f2"] < err["winograd"], err
+
+
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+def test_winograd_f2_with_pixel_shuffle_and_modulation():
+    x, sc, sf = (torch.randn(1, 16, 7, 9).contiguous(memory_format=torch.channels_last) for _ in range(3))
+    w, b = torch.randn(64, 16, 3, 3), torch.randn(64)
+    res = torch.randn(1, 16, 14, 18)
+    y = conv2d(x, w, b, padding=1, activation="relu", pixel_shuffle=2, residual=res, modulation=(sc, sf),
+               backend="cpu", algorithm="winograd_f2")
+    ref = reference.conv2d(x.double(), w.double(), b.double(), 1, 1, 1, 1, "relu", 0.01, res.double(), 2,
+                           (sc.double(), sf.double()))
+    assert_close(y, ref, k=144, winograd=True)

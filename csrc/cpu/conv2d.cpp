@@ -135,7 +135,7 @@ void conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor
 }  // namespace
 
 bool winograd_applicable(int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef dilation, int64_t groups);
-void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef padding,
+void winograd_conv2d_into(int64_t tile, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef padding,
                           int64_t activation, double slope, const at::Tensor& res, at::Tensor& out, int64_t shuffle,
                           const at::Tensor& mscale, const at::Tensor& mshift);
 
@@ -145,7 +145,7 @@ void thin_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::T
                       const at::Tensor& res, at::Tensor& out);
 
 // algorithm: 0 = auto (Winograd F(4×4,3×3) where it applies and the channel counts make it pay), 1 = direct
-// implicit GEMM, 2 = Winograd (error if it does not apply).
+// implicit GEMM, 2 = Winograd F(4×4,3×3), 3 = Winograd F(2×2,3×3) (2 and 3: error if it does not apply).
 at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                       int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,
@@ -199,12 +199,13 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
       x.copy_(src);
   }
   const bool can_wino = winograd_applicable(R, S, stride, dilation, groups);
-  TORCH_CHECK(algorithm != 2 || can_wino, "sft_cpu::conv2d: algorithm='winograd' needs a 3x3 kernel with stride 1, "
-              "dilation 1 and groups 1; use algorithm='direct' or None");
-  const bool wino = algorithm == 2 || (algorithm == 0 && can_wino && C >= 16 && K >= 16);
+  TORCH_CHECK(algorithm < 2 || can_wino, "sft_cpu::conv2d: algorithm='winograd' / 'winograd_f2' needs a 3x3 kernel "
+              "with stride 1, dilation 1 and groups 1; use algorithm='direct' or None");
+  const bool wino = algorithm >= 2 || (algorithm == 0 && can_wino && C >= 16 && K >= 16);
+  const int64_t wtile = algorithm == 3 ? 2 : 4;  // F(2×2,3×3) on request, else F(4×4,3×3)
   if (r > 1) {
     if (wino && out_cl && (!res.defined() || res.stride(1) == 1)) {  // shuffle written by the output transform
-      winograd_conv2d_into(x, weight, b, padding, activation, negative_slope, res, out, r, ms, mt);
+      winograd_conv2d_into(wtile, x, weight, b, padding, activation, negative_slope, res, out, r, ms, mt);
       return out;
     }
     const auto opt = [](const at::Tensor& t) { return t.defined() ? c10::optional<at::Tensor>(t) : c10::nullopt; };
@@ -220,9 +221,9 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
     } else if (!wino) {
       conv2d_into(x, weight, b, stride, padding, dilation, groups, activation, negative_slope, rr, o, ms, mt);
     } else if (!rr.defined() || rr.stride(1) == 1) {
-      winograd_conv2d_into(x, weight, b, padding, activation, negative_slope, rr, o, 1, ms, mt);
+      winograd_conv2d_into(wtile, x, weight, b, padding, activation, negative_slope, rr, o, 1, ms, mt);
     } else {
-      winograd_conv2d_into(x, weight, b, padding, activation, negative_slope, at::Tensor(), o, 1, ms, mt);
+      winograd_conv2d_into(wtile, x, weight, b, padding, activation, negative_slope, at::Tensor(), o, 1, ms, mt);
       o.add_(rr);
     }
   };

@@ -1,13 +1,13 @@
-// Winograd F(4×4, 3×3) convolution for stride-1, dilation-1, ungrouped 3×3 convs (Lavin & Gray, 2016).
-//
-// Per block of output tiles (4×4 outputs each, from 6×6 input patches; ~14 tiles for 64 channels, sized so
-// V and M stay in L1/L2; torch.ops.sft_cpu.set_winograd_tiles_per_block overrides):
+// Winograd F(4×4, 3×3) and F(2×2, 3×3) convolution for stride-1, dilation-1, ungrouped 3×3 convs (Lavin & Gray,
+// 2016). For output tiles of M×M (M = 4 or 2; input patches of A×A, A = M + 2), per block of tiles (sized so V
+// and M stay in L1/L2; torch.ops.sft_cpu.set_winograd_tiles_per_block overrides):
 //   1. input transform  V[ξ](t, c) = (Bᵀ d B)[ξ]   written straight into the GEMM engine's packed-A layout
-//   2. 36 GEMMs         M[ξ](t, k) = Σ_c V[ξ](t, c) · U[ξ](c, k)   (U = G g Gᵀ, packed once per call)
+//   2. A² GEMMs         M[ξ](t, k) = Σ_c V[ξ](t, c) · U[ξ](c, k)   (U = G g Gᵀ, packed once per weight)
 //   3. output transform y = Aᵀ M A, then bias, activation, residual, stored into the output's layout
-// 36 multiplies per 4×4 output per (c, k) instead of 144: 4× fewer than direct convolution. The transforms
-// are plain C++ loops over channels, compiled for AVX-512 / AVX2 / baseline by target_clones.
-// Error: the transforms' constants (up to 8 and 1/24) grow rounding error; see sft_kernels/testing.py.
+// F(4×4): 36 multiplies per 4×4 outputs per (c, k) instead of 144 (4× fewer than direct); F(2×2): 16 per 2×2
+// (2.25×). The transforms are plain C++ loops over channels, compiled for AVX-512 / AVX2 / baseline by
+// target_clones. Error: F(4×4)'s constants (up to 8 and 1/24) grow rounding error ~5-10× direct's; F(2×2)'s
+// (1 and ½) do not (measured below direct's at C = 64); see sft_kernels/testing.py.
 #include <ATen/ATen.h>
 
 #include <atomic>
@@ -90,6 +90,64 @@ SFT_CLONES void at_rows(const float* __restrict m, int64_t rs, float* __restrict
   }
 }
 
+// F(2×2, 3×3): U = G g Gᵀ with G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1], layout as filter_transform's (ξ = 4·i + j).
+SFT_CLONES void filter_transform_f2(const float* w, int64_t K, int64_t C, float* U) {
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t c = 0; c < C; ++c) {
+      const float* g = w + (k * C + c) * 9;
+      float t[4][3];  // G g
+      for (int j = 0; j < 3; ++j) {
+        const float g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
+        t[0][j] = g0;
+        t[1][j] = (g0 + g1 + g2) * 0.5f;
+        t[2][j] = (g0 - g1 + g2) * 0.5f;
+        t[3][j] = g2;
+      }
+      for (int i = 0; i < 4; ++i) {
+        const float g0 = t[i][0], g1 = t[i][1], g2 = t[i][2];
+        const float u[4] = {g0, (g0 + g1 + g2) * 0.5f, (g0 - g1 + g2) * 0.5f, g2};
+        for (int j = 0; j < 4; ++j) U[((i * 4 + j) * C + c) * K + k] = u[j];
+      }
+    }
+}
+
+// F(2×2, 3×3) Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1] along one axis (as bt_rows, 4 rows).
+SFT_CLONES void bt4_rows(const float* __restrict d, int64_t rs, float* __restrict o, int64_t ws, int64_t ocs,
+                         int64_t n) {
+  for (int64_t c = 0; c < n; c += 8, o += ocs - 8) {
+    const v8 d0 = *(const v8*)(d + c), d1 = *(const v8*)(d + rs + c), d2 = *(const v8*)(d + 2 * rs + c),
+             d3 = *(const v8*)(d + 3 * rs + c);
+    *(v8*)(o + c) = d0 - d2;
+    *(v8*)(o + ws + c) = d1 + d2;
+    *(v8*)(o + 2 * ws + c) = d2 - d1;
+    *(v8*)(o + 3 * ws + c) = d1 - d3;
+  }
+}
+
+// F(2×2, 3×3) Aᵀ = [1 1 1 0; 0 1 -1 -1] along one axis: 4 rows -> 2.
+SFT_CLONES void at4_rows(const float* __restrict m, int64_t rs, float* __restrict o, int64_t ws, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) {
+    const float m0 = m[c], m1 = m[rs + c], m2 = m[2 * rs + c], m3 = m[3 * rs + c];
+    o[c] = m0 + m1 + m2;
+    o[ws + c] = m1 - m2 - m3;
+  }
+}
+
+// Per output-tile size M (4: F(4×4,3×3), 2: F(2×2,3×3)): input tile A = M + 2, and its transforms.
+template <int M>
+struct Wino {
+  static constexpr int A = M + 2;
+  static void filter(const float* w, int64_t K, int64_t C, float* U) {
+    if constexpr (M == 4) filter_transform(w, K, C, U); else filter_transform_f2(w, K, C, U);
+  }
+  static void bt(const float* d, int64_t rs, float* o, int64_t ws, int64_t ocs, int64_t n) {
+    if constexpr (M == 4) bt_rows(d, rs, o, ws, ocs, n); else bt4_rows(d, rs, o, ws, ocs, n);
+  }
+  static void at(const float* m, int64_t rs, float* o, int64_t ws, int64_t n) {
+    if constexpr (M == 4) at_rows(m, rs, o, ws, n); else at4_rows(m, rs, o, ws, n);
+  }
+};
+
 SFT_CLONES void finish_row(float* __restrict y, const float* __restrict t, const float* __restrict bias,
                            const float* __restrict res, int64_t n, int act,
                            float slope) {
@@ -103,37 +161,31 @@ SFT_CLONES void finish_row(float* __restrict y, const float* __restrict t, const
 // U = G g Gᵀ for every filter, packed per ξ as B panels [K/NR][Cp][NR]; cached per weight (weight_cache.cpp).
 // With a pixel shuffle r, output channels are reordered k = c·r² + i·r + j -> (i·r + j)·K/r² + c, so each
 // sub-pixel (i, j) of the shuffled output is one contiguous run of K/r² channels.
+template <int M>
 at::Tensor transformed_filter(const at::Tensor& weight_in, int NR, int64_t r) {
+  constexpr int A2 = Wino<M>::A * Wino<M>::A;
   const at::Tensor w = weight_in.contiguous();
-  return cached_weight_transform(w, (1 << 20) + NR * 16 + r, [&] {
+  return cached_weight_transform(w, (1 << 20) + M * (1 << 16) + NR * 16 + r, [&] {
     const int64_t K = w.size(0), C = w.size(1);
     const at::Tensor weight =
         r > 1 ? w.view({K / (r * r), r * r, C, 3, 3}).transpose(0, 1).reshape({K, C, 3, 3}).contiguous() : w;
     const int64_t Cp = round_up(C, KU), Kp = (K + NR - 1) / NR * NR;
-    at::Tensor U = at::empty({36 * C * K}, weight.options());
-    filter_transform(weight.data_ptr<float>(), K, C, U.data_ptr<float>());
-    at::Tensor Up = at::empty({36 * Kp * Cp + 16}, weight.options());
-    for (int xi = 0; xi < 36; ++xi)
+    at::Tensor U = at::empty({A2 * C * K}, weight.options());
+    Wino<M>::filter(weight.data_ptr<float>(), K, C, U.data_ptr<float>());
+    at::Tensor Up = at::empty({A2 * Kp * Cp + 16}, weight.options());
+    for (int xi = 0; xi < A2; ++xi)
       pack_b(U.data_ptr<float>() + xi * C * K, C, K, K, 1, NR, Up.data_ptr<float>() + xi * Kp * Cp);
     return Up;
   });
 }
 
-}  // namespace
-
-void set_winograd_tiles_per_block(int64_t tiles) { g_tiles_per_block.store(tiles); }
-
-bool winograd_applicable(int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef dilation, int64_t groups) {
-  return R == 3 && S == 3 && stride[0] == 1 && stride[1] == 1 && dilation[0] == 1 && dilation[1] == 1 && groups == 1;
-}
-
-// x: (N, C, H, W) with unit channel stride; out/res: any strides with unit channel stride (channels-last).
-// shuffle = r > 1 writes PixelShuffle(r) of the activated conv straight from the output transform
-// (out: N × K/r² × P·r × Q·r), adding the residual (same shape as out) after the shuffle.
-// scale/shift (optional, strided like x): the input is modulated, x·(scale + 1) + shift, as tiles are gathered.
-void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef padding,
-                          int64_t activation, double slope, const at::Tensor& res, at::Tensor& out, int64_t shuffle,
-                          const at::Tensor& mscale, const at::Tensor& mshift) {
+// The algorithm for output tiles of M×M (Wino<M>); see winograd_conv2d_into.
+template <int M>
+void winograd_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef padding,
+                   int64_t activation, double slope, const at::Tensor& res, at::Tensor& out, int64_t shuffle,
+                   const at::Tensor& mscale, const at::Tensor& mshift) {
+  using WT = Wino<M>;
+  constexpr int A = WT::A, A2 = A * A;
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), K = weight.size(0);
   const int64_t r = shuffle, Cs = K / (r * r);
   const int64_t P = out.size(2) / r, Q = out.size(3) / r, ph = padding[0], pw = padding[1];
@@ -143,11 +195,11 @@ void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const a
   const int MR = uk.mr, NR = uk.nr;
   const int64_t Cp = round_up(C, KU), Kp = (K + NR - 1) / NR * NR;
   int64_t tb = g_tiles_per_block.load();
-  if (tb <= 0) tb = std::max<int64_t>(1, (1 << 18) / (36 * 4 * (Cp + K)));  // V + M ≈ 256 KiB (measured best)
+  if (tb <= 0) tb = std::max<int64_t>(1, (1 << 18) / (A2 * 4 * (Cp + K)));  // V + M ≈ 256 KiB (measured best)
   tb = std::max<int64_t>(MR, tb / MR * MR);
-  const int64_t th = (P + 3) / 4, tw = (Q + 3) / 4, T = N * th * tw;
+  const int64_t th = (P + M - 1) / M, tw = (Q + M - 1) / M, T = N * th * tw;
 
-  const at::Tensor Up = transformed_filter(weight, NR, r);
+  const at::Tensor Up = transformed_filter<M>(weight, NR, r);
   at::Tensor bre = b;  // bias in the (sub-pixel, channel) order of the reordered filters
   if (b.defined() && r > 1) bre = b.view({Cs, r * r}).t().contiguous();
   const float* xp = x.data_ptr<float>();
@@ -165,30 +217,30 @@ void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const a
 
   at::parallel_for(0, (T + tb - 1) / tb, 1, [&](int64_t blk0, int64_t blk1) {
     thread_local std::vector<float> vbuf, mbuf, dbuf;
-    vbuf.resize(36 * tb * Cp + 64);
-    mbuf.resize(36 * tb * K + 64);
-    // d: the 6×6 input patch [pixel][Cp]; t: Bᵀ d (36·Cp), later Aᵀ M for the output transform (4·6·K)
-    dbuf.resize(36 * Cp + std::max<int64_t>(36 * Cp, 24 * K) + 64);
+    vbuf.resize(A2 * tb * Cp + 64);
+    mbuf.resize(A2 * tb * K + 64);
+    // d: the A×A input patch [pixel][Cp]; t: Bᵀ d (A²·Cp), later Aᵀ M for the output transform (M·A·K)
+    dbuf.resize(A2 * Cp + std::max<int64_t>(A2 * Cp, M * A * K) + 64);
     float* V = vbuf.data();
-    float* M = mbuf.data();
+    float* Mb = mbuf.data();
     float* d = dbuf.data();
-    float* t = d + 36 * Cp;
+    float* t = d + A2 * Cp;
     for (int64_t blk = blk0; blk < blk1; ++blk) {
       const int64_t t0 = blk * tb, nt = std::min(tb, T - t0);
       // 1. input transform of every tile of the block into packed-A panels [ξ][t/MR][Cp/8][MR][8].
       for (int64_t ti = 0; ti < tb; ++ti) {
         if (ti < nt) {
           const int64_t tt = t0 + ti, n = tt / (th * tw), ty = (tt / tw) % th, tx = tt % tw;
-          const int64_t ih0 = ty * 4 - ph, iw0 = tx * 4 - pw;
-          if (!msp && C == Cp && ih0 >= 0 && ih0 + 6 <= H && iw0 >= 0 && iw0 + 6 <= W) {
+          const int64_t ih0 = ty * M - ph, iw0 = tx * M - pw;
+          if (!msp && C == Cp && ih0 >= 0 && ih0 + A <= H && iw0 >= 0 && iw0 + A <= W) {
             // interior tile: read the patch in place (columns: Bᵀ d)
             const float* src = xp + n * xs0 + ih0 * xs2 + iw0 * xs3;
-            for (int j = 0; j < 6; ++j) bt_rows(src + j * xs3, xs2, t + j * Cp, 6 * Cp, 8, Cp);
+            for (int j = 0; j < A; ++j) WT::bt(src + j * xs3, xs2, t + j * Cp, A * Cp, 8, Cp);
           } else {  // border tile (or modulated input): gather with zero padding first
-            for (int i = 0; i < 6; ++i)
-              for (int j = 0; j < 6; ++j) {
+            for (int i = 0; i < A; ++i)
+              for (int j = 0; j < A; ++j) {
                 const int64_t ih = ih0 + i, iw = iw0 + j;
-                float* dst = d + (i * 6 + j) * Cp;
+                float* dst = d + (i * A + j) * Cp;
                 if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
                   const int64_t off = n * xs0 + ih * xs2 + iw * xs3;
                   if (msp)
@@ -200,25 +252,25 @@ void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const a
                   std::memset(dst, 0, Cp * sizeof(float));
                 }
               }
-            for (int j = 0; j < 6; ++j) bt_rows(d + j * Cp, 6 * Cp, t + j * Cp, 6 * Cp, 8, Cp);
+            for (int j = 0; j < A; ++j) WT::bt(d + j * Cp, A * Cp, t + j * Cp, A * Cp, 8, Cp);
           }
-          // rows: (Bᵀ d) B, written as row ti of the packed-A panels of ξ = 6i + j
+          // rows: (Bᵀ d) B, written as row ti of the packed-A panels of ξ = A·i + j
           float* panel = V + (ti / MR) * MR * Cp + (ti % MR) * KU;
-          for (int i = 0; i < 6; ++i)
-            bt_rows(t + i * 6 * Cp, Cp, panel + i * 6 * tb * Cp, tb * Cp, MR * KU, Cp);
+          for (int i = 0; i < A; ++i)
+            WT::bt(t + i * A * Cp, Cp, panel + i * A * tb * Cp, tb * Cp, MR * KU, Cp);
         } else {  // padding rows of the last panel
-          for (int xi = 0; xi < 36; ++xi) {
+          for (int xi = 0; xi < A2; ++xi) {
             float* panel = V + xi * tb * Cp + (ti / MR) * MR * Cp + (ti % MR) * KU;
             for (int64_t c = 0; c < Cp; c += KU) std::memset(panel + (c / KU) * MR * KU, 0, KU * sizeof(float));
           }
         }
       }
-      // 2. the 36 GEMMs: M[ξ](t, k) for this block's tiles.
-      for (int xi = 0; xi < 36; ++xi)
+      // 2. the A² GEMMs: M[ξ](t, k) for this block's tiles.
+      for (int xi = 0; xi < A2; ++xi)
         for (int64_t i = 0; i < nt; i += MR) {
           const int mr = static_cast<int>(std::min<int64_t>(MR, nt - i));
           for (int64_t j = 0; j < K; j += NR) {
-            const KOut ko{M + (xi * tb + i) * K + j, K, nullptr, 0, nullptr, kActNone, 0.f, false, false, mr,
+            const KOut ko{Mb + (xi * tb + i) * K + j, K, nullptr, 0, nullptr, kActNone, 0.f, false, false, mr,
                           static_cast<int>(std::min<int64_t>(NR, K - j))};
             uk.fn(Cp / KU, V + xi * tb * Cp + i * Cp, up + xi * Kp * Cp + j * Cp, ko);
           }
@@ -226,21 +278,21 @@ void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const a
       // 3. output transform + epilogue.
       for (int64_t ti = 0; ti < nt; ++ti) {
         const int64_t tt = t0 + ti, n = tt / (th * tw), ty = (tt / tw) % th, tx = tt % tw;
-        // Aᵀ along ξ's first index: 6 rows (stride 6·tb·K) -> t[4][6][K]
-        for (int j = 0; j < 6; ++j) at_rows(M + (j * tb + ti) * K, 6 * tb * K, t + j * K, 6 * K, K);
-        for (int i = 0; i < 4; ++i) {
-          float row[4 * 512];
+        // Aᵀ along ξ's first index: A rows (stride A·tb·K) -> t[M][A][K]
+        for (int j = 0; j < A; ++j) WT::at(Mb + (j * tb + ti) * K, A * tb * K, t + j * K, A * K, K);
+        for (int i = 0; i < M; ++i) {
+          float row[M * 512];
           float* rowp = K <= 512 ? row : nullptr;
           std::vector<float> big;
           if (!rowp) {
-            big.resize(4 * K);
+            big.resize(M * K);
             rowp = big.data();
           }
-          at_rows(t + i * 6 * K, K, rowp, K, K);  // · A along the second index -> 4 outputs of K
-          const int64_t oh = ty * 4 + i;
+          WT::at(t + i * A * K, K, rowp, K, K);  // · A along the second index -> M outputs of K
+          const int64_t oh = ty * M + i;
           if (oh >= P) break;
-          for (int j = 0; j < 4; ++j) {
-            const int64_t ow = tx * 4 + j;
+          for (int j = 0; j < M; ++j) {
+            const int64_t ow = tx * M + j;
             if (ow >= Q) break;
             for (int64_t sub = 0; sub < r * r; ++sub) {  // r = 1: the whole K-vector at (oh, ow)
               const int64_t yh = oh * r + sub / r, yw = ow * r + sub % r;
@@ -252,6 +304,27 @@ void winograd_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const a
       }
     }
   });
+}
+
+}  // namespace
+
+void set_winograd_tiles_per_block(int64_t tiles) { g_tiles_per_block.store(tiles); }
+
+bool winograd_applicable(int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef dilation, int64_t groups) {
+  return R == 3 && S == 3 && stride[0] == 1 && stride[1] == 1 && dilation[0] == 1 && dilation[1] == 1 && groups == 1;
+}
+
+// x: (N, C, H, W) with unit channel stride; out/res: any strides with unit channel stride (channels-last).
+// shuffle = r > 1 writes PixelShuffle(r) of the activated conv straight from the output transform
+// (out: N × K/r² × P·r × Q·r), adding the residual (same shape as out) after the shuffle.
+// scale/shift (optional, strided like x): the input is modulated, x·(scale + 1) + shift, as tiles are gathered.
+void winograd_conv2d_into(int64_t tile, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef padding,
+                          int64_t activation, double slope, const at::Tensor& res, at::Tensor& out, int64_t shuffle,
+                          const at::Tensor& mscale, const at::Tensor& mshift) {
+  if (tile == 2)
+    winograd_into<2>(x, weight, b, padding, activation, slope, res, out, shuffle, mscale, mshift);
+  else
+    winograd_into<4>(x, weight, b, padding, activation, slope, res, out, shuffle, mscale, mshift);
 }
 
 }  // namespace sft

@@ -13,7 +13,7 @@ class Conv2d(nn.Conv2d):
 
     Same constructor, parameters and state_dict keys as `nn.Conv2d`. Extra keyword-only options:
     ``activation`` (None/"relu"/"leaky_relu"), ``negative_slope``, ``backend`` (None = fastest here) and
-    ``algorithm`` (cpu: None/"auto", "direct", "winograd").
+    ``algorithm`` (cpu: None/"auto", "direct", "winograd", "winograd_f2").
     ``forward(x, residual=None)`` computes ``act(conv(x) + bias) + residual``.
     Only ``padding_mode="zeros"`` is supported (others are left as nn.Conv2d by `convert_`).
     """
