@@ -10,6 +10,7 @@ at::Tensor conv2d_cpu(const at::Tensor&, const at::Tensor&, const c10::optional<
                       at::IntArrayRef, at::IntArrayRef, int64_t, int64_t, double, const c10::optional<at::Tensor>&,
                       int64_t, int64_t, const c10::optional<at::Tensor>&, const c10::optional<at::Tensor>&);
 at::Tensor matmul_cpu(const at::Tensor&, const at::Tensor&);
+at::Tensor strassen_abc_cpu(const at::Tensor&, const at::Tensor&);
 
 void set_winograd_tiles_per_block(int64_t tiles);
 
@@ -30,6 +31,7 @@ TORCH_LIBRARY(sft_cpu, m) {
         "int groups, int activation, float negative_slope, Tensor? residual, int algorithm=0, int pixel_shuffle=1, "
         "Tensor? scale=None, Tensor? shift=None) -> Tensor");
   m.def("matmul(Tensor a, Tensor b) -> Tensor");
+  m.def("strassen_abc(Tensor a, Tensor b) -> Tensor");
   m.def("gemm_config() -> str", &sft::config_op);
   m.def("set_gemm_blocking(int mc, int kc, int nc) -> ()", &sft::set_blocking_op);
   m.def("fma_peak_gflops(int iters) -> float", &sft::fma_peak_gflops);
@@ -39,4 +41,5 @@ TORCH_LIBRARY(sft_cpu, m) {
 TORCH_LIBRARY_IMPL(sft_cpu, CPU, m) {
   m.impl("conv2d", &sft::conv2d_cpu);
   m.impl("matmul", &sft::matmul_cpu);
+  m.impl("strassen_abc", &sft::strassen_abc_cpu);
 }

@@ -89,3 +89,16 @@ def test_strassen_bad_input():
         strassen_matmul(torch.randn(3, 4), torch.randn(4, 2), levels=-1)
     with pytest.raises(ValueError, match="a has 4 columns"):
         strassen_matmul(torch.randn(3, 4), torch.randn(5, 2))
+
+
+@pytest.mark.skipif("cpu" not in op_backends("strassen_matmul"), reason="cpu backend not built")
+@pytest.mark.parametrize("m,k,n", [(2, 2, 2), (30, 46, 66), (64, 64, 64), (130, 258, 98), (290, 36, 34)])
+def test_strassen_abc_fused_level(m, k, n):
+    """The fused one-level kernel (sums in packing, ±products in the stores) against float64."""
+    a, b = torch.randn(m, k, dtype=torch.double), torch.randn(k, n, dtype=torch.double)
+    y = torch.ops.sft_cpu.strassen_abc(a.float(), b.float())
+    assert_close(y, a @ b, k=k * 2)  # one Strassen level: operands are sums of two blocks
+    big = torch.randn(m + 2, k + 4)[1:-1, 2:-2]  # a strided view is made contiguous
+    assert_close(torch.ops.sft_cpu.strassen_abc(big, b.float()), big.double() @ b, k=k * 2)
+    with pytest.raises(RuntimeError, match="even"):
+        torch.ops.sft_cpu.strassen_abc(torch.randn(3, 4), torch.randn(4, 2))

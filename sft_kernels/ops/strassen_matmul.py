@@ -14,10 +14,13 @@ def _cpu_gemm(x, y):
 
 
 def _impl_cpu(a, b, levels, cutoff):
-    """Strassen–Winograd recursion (additions as ATen elementwise ops) over the C++ GEMM engine's leaves.
-    Default cutoff 1024 on the CPU: below it the extra additions cost more than the saved multiply."""
+    """Strassen over the C++ GEMM engine: the deepest level is one fused "ABC Strassen" call (quadrant sums
+    formed while packing A and B panels, ±products added in the tile stores: csrc/cpu/strassen.cpp); levels
+    above it are Strassen–Winograd recursion with ATen additions; odd sizes are peeled. Default cutoff 1024 on
+    the CPU: below it the extra additions cost more than the saved multiply."""
     backends.cpu_ext()
-    return reference.strassen_matmul(a, b, levels, 1024 if cutoff is None else cutoff, mm=_cpu_gemm)
+    return reference.strassen_matmul(a, b, levels, 1024 if cutoff is None else cutoff, mm=_cpu_gemm,
+                                     last_level=torch.ops.sft_cpu.strassen_abc)
 
 
 _IMPLS = {"reference": reference.strassen_matmul, "cpu": _impl_cpu}

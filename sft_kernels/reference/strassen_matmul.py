@@ -6,7 +6,7 @@ last row/column (when a dimension is odd) is fixed up with thin products, so not
 import torch
 
 
-def _winograd(a, b, levels, cutoff, mm=torch.matmul):
+def _winograd(a, b, levels, cutoff, mm=torch.matmul, last_level=None):
     m, k = a.shape
     n = b.shape[1]
     if levels <= 0 or min(m, k, n) <= cutoff or min(m, k, n) < 2:
@@ -14,7 +14,7 @@ def _winograd(a, b, levels, cutoff, mm=torch.matmul):
     m2, k2, n2 = m - m % 2, k - k % 2, n - n % 2
     if (m2, k2, n2) != (m, k, n):  # dynamic peeling
         c = torch.empty(m, n, dtype=a.dtype, device=a.device)
-        c[:m2, :n2] = _winograd(a[:m2, :k2], b[:k2, :n2], levels, cutoff, mm)
+        c[:m2, :n2] = _winograd(a[:m2, :k2], b[:k2, :n2], levels, cutoff, mm, last_level)
         if k2 != k:
             c[:m2, :n2] += mm(a[:m2, k2:], b[k2:, :n2])
         if n2 != n:
@@ -22,6 +22,8 @@ def _winograd(a, b, levels, cutoff, mm=torch.matmul):
         if m2 != m:
             c[m2:, :] = mm(a[m2:, :], b)
         return c
+    if levels == 1 and last_level is not None:  # a fused single-level kernel (the cpu backend's ABC Strassen)
+        return last_level(a, b)
     h, kk, w = m // 2, k // 2, n // 2
     a11, a12, a21, a22 = a[:h, :kk], a[:h, kk:], a[h:, :kk], a[h:, kk:]
     b11, b12, b21, b22 = b[:kk, :w], b[:kk, w:], b[kk:, :w], b[kk:, w:]
@@ -34,7 +36,7 @@ def _winograd(a, b, levels, cutoff, mm=torch.matmul):
     t2 = b22 - t1
     t3 = b22 - b12
     t4 = t2 - b21
-    rec = lambda x, y: _winograd(x, y, levels - 1, cutoff, mm)  # noqa: E731
+    rec = lambda x, y: _winograd(x, y, levels - 1, cutoff, mm, last_level)  # noqa: E731
     p1 = rec(a11, b11)
     p2 = rec(a12, b21)
     p3 = rec(s4, b22)
@@ -53,10 +55,15 @@ def _winograd(a, b, levels, cutoff, mm=torch.matmul):
     return c
 
 
-def strassen_matmul(a, b, levels=None, cutoff=None, mm=torch.matmul):
+def strassen_matmul(a, b, levels=None, cutoff=None, mm=torch.matmul, last_level=None):
     """C = A @ B for 2-D A (M×K) and B (K×N) by `levels` of Strassen–Winograd recursion (default: recurse
     while every dimension exceeds `cutoff`, default 128). `mm` multiplies the leaves (the cpu backend passes
-    its own GEMM engine)."""
+    its own GEMM engine); `last_level(a, b)`, if given, replaces the deepest level for even sizes (the cpu
+    backend's fused one-level kernel)."""
     cutoff = 128 if cutoff is None else int(cutoff)
     levels = 64 if levels is None else int(levels)
-    return _winograd(a, b, levels, cutoff, mm)
+    if last_level is not None and levels == 64:  # resolve "as deep as the cutoff allows" to a count
+        levels, size = 0, min(a.shape[0], a.shape[1], b.shape[1])
+        while size > cutoff and size >= 2:
+            levels, size = levels + 1, size // 2
+    return _winograd(a, b, levels, cutoff, mm, last_level)

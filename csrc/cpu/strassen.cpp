@@ -1,0 +1,123 @@
+// sft_cpu::strassen_abc — one level of Strassen's algorithm with every addition fused into the GEMM engine
+// ("ABC Strassen", Huang, Smith, Henry & van de Geijn, SC16): each of the 7 products
+//     M = (A_x ± A_y)(B_z ± B_w)
+// packs its A operand as the sum of two quadrants while packing the A micro-panels, packs its B operand as the
+// sum while packing the B panels, and adds ±M into its one or two C quadrants in the tile store. No quadrant
+// sum or product is ever written to memory; the only extra traffic is C being read and written by up to 4
+// products. Classical Strassen (18 additions, each a fused term) rather than Winograd's 15, which reuse
+// intermediate sums that would have to be stored.
+#include <ATen/ATen.h>
+
+#include "gemm.h"
+
+namespace sft {
+namespace {
+
+struct Term {  // sign · block, or nothing when p is null
+  const float* p;
+  float s;
+};
+
+// Packs s0·X + s1·Y (K×N, row stride ld, unit column stride) as B panels [N/nr][Kpad][nr] (see pack_b).
+void pack_b_sum(Term x, Term y, int64_t K, int64_t N, int64_t ld, int nr, float* dst) {
+  const int64_t Kpad = round_up(K, KU), npanels = (N + nr - 1) / nr;
+  at::parallel_for(0, npanels, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      float* d = dst + p * Kpad * nr;
+      const int64_t j0 = p * nr, w = std::min<int64_t>(nr, N - j0);
+      for (int64_t k = 0; k < Kpad; ++k, d += nr) {
+        int64_t j = 0;
+        if (k < K) {
+          const float* a = x.p + k * ld + j0;
+          if (y.p) {
+            const float* b = y.p + k * ld + j0;
+            for (; j < w; ++j) d[j] = x.s * a[j] + y.s * b[j];
+          } else {
+            for (; j < w; ++j) d[j] = x.s * a[j];
+          }
+        }
+        for (; j < nr; ++j) d[j] = 0.f;
+      }
+    }
+  });
+}
+
+}  // namespace
+
+at::Tensor strassen_abc_cpu(const at::Tensor& a_in, const at::Tensor& b_in) {
+  TORCH_CHECK(a_in.dim() == 2 && b_in.dim() == 2 && a_in.size(1) == b_in.size(0),
+              "sft_cpu::strassen_abc: expects (M, K) @ (K, N)");
+  TORCH_CHECK(a_in.scalar_type() == at::kFloat && b_in.scalar_type() == at::kFloat,
+              "sft_cpu::strassen_abc: float32 only");
+  const int64_t M = a_in.size(0), K = a_in.size(1), N = b_in.size(1);
+  TORCH_CHECK(M % 2 == 0 && K % 2 == 0 && N % 2 == 0 && M > 0 && K > 0 && N > 0,
+              "sft_cpu::strassen_abc: even, non-zero sizes only (the Python layer peels odd ones)");
+  const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();
+  at::Tensor c = at::zeros({M, N}, a.options());
+  const int64_t m = M / 2, k = K / 2, n = N / 2;
+  const float* A = a.data_ptr<float>();
+  const float* B = b.data_ptr<float>();
+  float* C = c.data_ptr<float>();
+  const float *A11 = A, *A12 = A + k, *A21 = A + m * K, *A22 = A + m * K + k;
+  const float *B11 = B, *B12 = B + n, *B21 = B + k * N, *B22 = B + k * N + n;
+  float *C11 = C, *C12 = C + n, *C21 = C + m * N, *C22 = C + m * N + n;
+  const Term none{nullptr, 0.f};
+  struct Product {
+    Term a0, a1, b0, b1;
+    float* c0;
+    float s0;
+    float* c1;
+    float s1;
+  };
+  const Product products[7] = {
+      {{A11, 1}, {A22, 1}, {B11, 1}, {B22, 1}, C11, 1, C22, 1},     // M1 = (A11 + A22)(B11 + B22)
+      {{A21, 1}, {A22, 1}, {B11, 1}, none, C21, 1, C22, -1},        // M2 = (A21 + A22) B11
+      {{A11, 1}, none, {B12, 1}, {B22, -1}, C12, 1, C22, 1},        // M3 = A11 (B12 - B22)
+      {{A22, 1}, none, {B21, 1}, {B11, -1}, C11, 1, C21, 1},        // M4 = A22 (B21 - B11)
+      {{A11, 1}, {A12, 1}, {B22, 1}, none, C11, -1, C12, 1},        // M5 = (A11 + A12) B22
+      {{A21, 1}, {A11, -1}, {B11, 1}, {B12, 1}, C22, 1, nullptr, 0},  // M6 = (A21 - A11)(B11 + B12)
+      {{A12, 1}, {A22, -1}, {B21, 1}, {B22, 1}, C11, 1, nullptr, 0},  // M7 = (A12 - A22)(B21 + B22)
+  };
+  const UKernel& uk = ukernel();
+  at::Tensor bp = at::empty({(n + uk.nr - 1) / uk.nr * uk.nr * round_up(k, KU) + 16}, a.options());
+  for (const Product& pr : products) {
+    pack_b_sum(pr.b0, pr.b1, k, n, N, uk.nr, bp.data_ptr<float>());
+    auto pack_a = [&](int64_t i0, int mr, int64_t k0, int64_t kc, float* dst) {
+      thread_local std::vector<float> row;
+      row.resize(kc);
+      const int64_t kcp = round_up(kc, KU);
+      for (int i = 0; i < uk.mr; ++i) {
+        if (i >= mr) {
+          pack_a_run(dst, uk.mr, i, 0, nullptr, kcp, 1);
+          continue;
+        }
+        const float* x = pr.a0.p + (i0 + i) * K + k0;
+        if (pr.a1.p) {
+          const float* y = pr.a1.p + (i0 + i) * K + k0;
+          for (int64_t e = 0; e < kc; ++e) row[e] = pr.a0.s * x[e] + pr.a1.s * y[e];
+        } else {
+          for (int64_t e = 0; e < kc; ++e) row[e] = pr.a0.s * x[e];
+        }
+        pack_a_run(dst, uk.mr, i, 0, row.data(), kc, 1);
+        if (kcp > kc) pack_a_run(dst, uk.mr, i, kc, nullptr, kcp - kc, 1);
+      }
+    };
+    const int NR = uk.nr;
+    auto store = [&](int64_t i0, int mr, int64_t j0, int nr, const float* tile, bool, bool) {
+      for (int q = 0; q < 2; ++q) {
+        float* cq = q ? pr.c1 : pr.c0;
+        const float s = q ? pr.s1 : pr.s0;
+        if (!cq) continue;
+        for (int i = 0; i < mr; ++i) {
+          float* __restrict dst = cq + (i0 + i) * N + j0;
+          const float* __restrict t = tile + i * NR;
+          for (int j = 0; j < nr; ++j) dst[j] += s * t[j];
+        }
+      }
+    };
+    gemm_driver(uk, m, n, k, bp.data_ptr<float>(), pack_a, nullptr, store);
+  }
+  return c;
+}
+
+}  // namespace sft
