@@ -90,6 +90,15 @@ SFT_AVX512 void few_k_row(const ThinConv& t, int64_t n, int64_t p) {
 // One output row (n, p) for output channels [k0, k0 + 16·NV): PB pixels × NV vectors.
 template <int NV, int PB>
 SFT_AVX512 void few_c_row(const ThinConv& t, int64_t n, int64_t p, int64_t k0) {
+  // Epilogue constants in locals: stores through `out` could alias the struct, forcing reloads per pixel.
+  const bool vec_store = t.os[1] == 1 && (!t.res || t.rs[1] == 1);
+  float* const out_row = t.out + n * t.os[0] + p * t.os[2] + k0;
+  const float* const res_row = t.res ? t.res + n * t.rs[0] + p * t.rs[2] + k0 : nullptr;
+  const int64_t os3 = t.os[3], rs3 = t.rs[3];
+  const int act = t.act;
+  __m512 bias[NV];
+  for (int v = 0; v < NV; ++v) bias[v] = t.bias ? _mm512_loadu_ps(t.bias + k0 + 16 * v) : _mm512_setzero_ps();
+  const __m512 zero = _mm512_setzero_ps(), slope = _mm512_set1_ps(t.slope);
   for (int64_t q0 = 0; q0 < t.Q; q0 += PB) {
     __m512 acc[PB][NV];
     for (int i = 0; i < PB; ++i)
@@ -110,16 +119,14 @@ SFT_AVX512 void few_c_row(const ThinConv& t, int64_t n, int64_t p, int64_t k0) {
       }
     for (int i = 0; i < PB && q0 + i < t.Q; ++i) {
       const int64_t q = q0 + i;
-      if (t.os[1] == 1 && (!t.res || t.rs[1] == 1)) {  // channels-last: the epilogue in vectors
-        float* o = t.out + n * t.os[0] + p * t.os[2] + q * t.os[3] + k0;
-        const float* rr = t.res ? t.res + n * t.rs[0] + p * t.rs[2] + q * t.rs[3] + k0 : nullptr;
-        const __m512 zero = _mm512_setzero_ps();
+      if (vec_store) {  // channels-last: the epilogue in vectors
+        float* o = out_row + q * os3;
+        const float* rr = res_row ? res_row + q * rs3 : nullptr;
         for (int v = 0; v < NV; ++v) {
-          __m512 y = acc[i][v];
-          if (t.bias) y = _mm512_add_ps(y, _mm512_loadu_ps(t.bias + k0 + 16 * v));
-          if (t.act != kActNone) {  // NaN compares false: it stays NaN, as in activate()
+          __m512 y = _mm512_add_ps(acc[i][v], bias[v]);
+          if (act != kActNone) {  // NaN compares false: it stays NaN, as in activate()
             const __mmask16 neg = _mm512_cmp_ps_mask(y, zero, _CMP_LT_OQ);
-            y = _mm512_mask_blend_ps(neg, y, t.act == kActRelu ? zero : _mm512_mul_ps(y, _mm512_set1_ps(t.slope)));
+            y = _mm512_mask_blend_ps(neg, y, act == kActRelu ? zero : _mm512_mul_ps(y, slope));
           }
           if (rr) y = _mm512_add_ps(y, _mm512_loadu_ps(rr + 16 * v));
           _mm512_storeu_ps(o + 16 * v, y);
