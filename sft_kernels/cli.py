@@ -154,7 +154,7 @@ def cmd_tune(args) -> int:
 def cmd_export(args) -> int:
     from .weights import export_run
 
-    path = export_run(args.run, args.name, directory=args.dir)
+    path = export_run(args.run, args.name, directory=args.dir, notes=args.notes)
     print(f"wrote {path} and its model card {path.with_suffix('.json')}")
     return 0
 
@@ -260,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="a training run directory (holds last.pt and summary.json)")
     s.add_argument("--name", required=True, help="name to ship it under, e.g. teacher or student")
     s.add_argument("--dir", default=None, help="target directory (default: the package's weights directory)")
+    s.add_argument("--notes", default="", help="free text for the model card (e.g. how the run deviated from its "
+                   "recorded command)")
     s.set_defaults(fn=cmd_export)
 
     from .backends import BACKENDS

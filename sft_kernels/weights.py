@@ -99,7 +99,25 @@ def train_command(config: dict) -> str:
     return " ".join(parts)
 
 
-def export_run(run_dir, name: str, directory=None) -> Path:
+def _init_provenance(init: str) -> dict:
+    """Where a fine-tuned run's starting weights came from: the shipped card (and the commit that holds it)."""
+    import subprocess
+
+    out = dict(name=init)
+    if init in shipped():
+        c = card(init)
+        out.update(sha256=c.get("sha256"), command=c.get("command"), steps=c.get("config", {}).get("steps"))
+        try:
+            out["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=WEIGHTS_DIR, capture_output=True,
+                                               text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            pass
+    elif Path(init).is_file():
+        out["sha256"] = sha256(init)
+    return out
+
+
+def export_run(run_dir, name: str, directory=None, notes: str = "") -> Path:
     """Ship a finished run (`run_dir`/last.pt + summary.json) as `name` with a model card."""
     import datetime
     import platform
@@ -133,6 +151,10 @@ def export_run(run_dir, name: str, directory=None) -> Path:
         machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
         torch=torch.__version__,
     )
+    if cfg.get("init"):  # fine-tuned: record the starting weights before they may be overwritten
+        card_["init"] = _init_provenance(cfg["init"])
+    if notes:
+        card_["notes"] = notes
     return export(model, name, card_, directory if directory is not None else WEIGHTS_DIR)
 
 

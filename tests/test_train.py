@@ -116,3 +116,18 @@ def test_export_run_writes_card_with_command(tmp_path):
     assert set(card["final_eval"]) == {"china", "flower"}
     with pytest.raises(weights.WeightsError, match="not a finished training run"):
         weights.export_run(tmp_path / "nothing", "x", directory=tmp_path / "w")
+
+
+def test_fine_tune_from_init_records_provenance(tmp_path):
+    first = TrainConfig(out=str(tmp_path / "a"), steps=1, **TINY)
+    train(first, progress=False, log=lambda *_: None)
+    a_path = weights.export_run(tmp_path / "a", "a", directory=tmp_path / "w")
+    ft = TrainConfig(out=str(tmp_path / "b"), steps=1, init=str(a_path), **TINY)
+    train(ft, progress=False, log=lambda *_: None)
+    card = json.loads(weights.export_run(tmp_path / "b", "b", directory=tmp_path / "w", notes="why").with_suffix(
+        ".json").read_text())
+    assert card["init"] == {"name": str(a_path), "sha256": weights.sha256(a_path)} and card["notes"] == "why"
+    assert "--init" in card["command"]
+    with pytest.raises(ValueError, match="pass the same"):
+        train(TrainConfig(out=str(tmp_path / "c"), steps=1, init=str(a_path), **{**TINY, "channels": 16}),
+              progress=False, log=lambda *_: None)
