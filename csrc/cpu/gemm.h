@@ -158,55 +158,67 @@ struct AffineOut {
   float slope;
 };
 
-// Drives the blocked loops over an M×N×K problem. Parallel over (MC-row block, NC-column block) pairs.
+// Drives the blocked loops over an M×N×K problem in BLIS order: for each NC-column block and KC-deep slice
+// (B pre-packed, so that KC×NC block of B is shared by every thread and stays in L2/L3), the MC-row blocks run
+// in parallel, each packing its A block once and sweeping the NC columns.
 //   pack_a(i0, mr, k0, kc, dst): pack rows [i0, i0+mr) × k [k0, k0+kc) as one A micro-panel (MR rows).
 //   bp: B pre-packed by pack_b for the kernel's NR with Kpad = round_up(K, 8).
 //   affine: if non-null, tiles go straight to it; otherwise each tile goes through a buffer to
 //   store(i0, mr, j0, nr, tile, first, last) (tile_ld = NR), for outputs with non-affine rows (NCHW).
+// A tile's K slices arrive in order (first, ..., last) and no two threads ever touch the same tile.
 template <class PackA, class Store>
 void gemm_driver(const UKernel& uk, int64_t M, int64_t N, int64_t K, const float* bp, const PackA& pack_a,
                  const AffineOut* affine, const Store& store) {
   const Blocking blk = blocking(uk);
   const int MR = uk.mr, NR = uk.nr;
-  const int64_t MC = std::max<int64_t>(MR, blk.mc / MR * MR);
+  int64_t MC = std::max<int64_t>(MR, blk.mc / MR * MR);
   const int64_t KC = std::max<int64_t>(KU, blk.kc / KU * KU);
   const int64_t NC = std::max<int64_t>(NR, blk.nc / NR * NR);
   const int64_t Kpad = round_up(K, KU);
-  const int64_t nmb = (M + MC - 1) / MC, nnb = (N + NC - 1) / NC;
-  at::parallel_for(0, nmb * nnb, 1, [&](int64_t t0, int64_t t1) {
-    thread_local std::vector<float> abuf_store;
-    abuf_store.resize(static_cast<size_t>(MC * std::min(KC, Kpad)) + 64);
-    float* abuf = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(abuf_store.data()) + 63) & ~uintptr_t(63));
-    alignas(64) float tile[32 * 64];
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t i0 = (t / nnb) * MC, j0 = (t % nnb) * NC;
-      const int64_t i1 = std::min(M, i0 + MC), j1 = std::min(N, j0 + NC);
-      for (int64_t k0 = 0; k0 < K; k0 += KC) {
-        const int64_t kc = std::min(KC, K - k0), kcp = round_up(kc, KU);
-        const bool first = k0 == 0, last = k0 + kc >= K;
-        for (int64_t i = i0; i < i1; i += MR)
-          pack_a(i, static_cast<int>(std::min<int64_t>(MR, i1 - i)), k0, kc, abuf + (i - i0) * kcp);
-        for (int64_t i = i0; i < i1; i += MR) {
-          const int mr = static_cast<int>(std::min<int64_t>(MR, i1 - i));
+  const int64_t threads = at::get_num_threads();
+  if (int64_t nmb0 = (M + MC - 1) / MC; threads > 1 && nmb0 < 8 * threads && nmb0 % threads) {
+    // Few row blocks: shrink them so every thread gets the same count (5 blocks on 2 threads idle one 1/6).
+    const int64_t want = round_up(nmb0, threads);
+    MC = std::max<int64_t>(MR, round_up((M + want - 1) / want, MR));
+  }
+  const int64_t nmb = (M + MC - 1) / MC;
+  for (int64_t j0 = 0; j0 < N; j0 += NC) {
+    const int64_t j1 = std::min(N, j0 + NC);
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+      const int64_t kc = std::min(KC, K - k0), kcp = round_up(kc, KU);
+      const bool first = k0 == 0, last = k0 + kc >= K;
+      at::parallel_for(0, nmb, 1, [&](int64_t b0, int64_t b1) {
+        thread_local std::vector<float> abuf_store;
+        abuf_store.resize(static_cast<size_t>(MC * std::min(KC, Kpad)) + 64);
+        float* abuf =
+            reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(abuf_store.data()) + 63) & ~uintptr_t(63));
+        alignas(64) float tile[32 * 64];
+        for (int64_t blk_i = b0; blk_i < b1; ++blk_i) {
+          const int64_t i0 = blk_i * MC, i1 = std::min(M, i0 + MC);
+          for (int64_t i = i0; i < i1; i += MR)
+            pack_a(i, static_cast<int>(std::min<int64_t>(MR, i1 - i)), k0, kc, abuf + (i - i0) * kcp);
           for (int64_t j = j0; j < j1; j += NR) {
             const int nr = static_cast<int>(std::min<int64_t>(NR, j1 - j));
-            const float* a = abuf + (i - i0) * kcp;
             const float* b = bp + (j / NR) * Kpad * NR + k0 * NR;
-            if (affine) {
-              const AffineOut& o = *affine;
-              const KOut ko{o.c + i * o.ldc + j, o.ldc, o.res ? o.res + i * o.ldres + j : nullptr, o.ldres,
-                            o.bias ? o.bias + j : nullptr, o.act, o.slope, !first, last, mr, nr};
-              uk.fn(kcp / KU, a, b, ko);
-            } else {
-              const KOut ko{tile, NR, nullptr, 0, nullptr, kActNone, 0.f, false, false, MR, NR};
-              uk.fn(kcp / KU, a, b, ko);
-              store(i, mr, j, nr, tile, first, last);
+            for (int64_t i = i0; i < i1; i += MR) {
+              const int mr = static_cast<int>(std::min<int64_t>(MR, i1 - i));
+              const float* a = abuf + (i - i0) * kcp;
+              if (affine) {
+                const AffineOut& o = *affine;
+                const KOut ko{o.c + i * o.ldc + j, o.ldc, o.res ? o.res + i * o.ldres + j : nullptr, o.ldres,
+                              o.bias ? o.bias + j : nullptr, o.act, o.slope, !first, last, mr, nr};
+                uk.fn(kcp / KU, a, b, ko);
+              } else {
+                const KOut ko{tile, NR, nullptr, 0, nullptr, kActNone, 0.f, false, false, MR, NR};
+                uk.fn(kcp / KU, a, b, ko);
+                store(i, mr, j, nr, tile, first, last);
+              }
             }
           }
         }
-      }
+      });
     }
-  });
+  }
 }
 
 }  // namespace sft
