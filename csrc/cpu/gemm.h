@@ -172,7 +172,10 @@ void gemm_driver(const UKernel& uk, int64_t M, int64_t N, int64_t K, const float
   const Blocking blk = blocking(uk);
   const int MR = uk.mr, NR = uk.nr;
   int64_t MC = std::max<int64_t>(MR, blk.mc / MR * MR);
-  const int64_t KC = std::max<int64_t>(KU, blk.kc / KU * KU);
+  int64_t KC = std::max<int64_t>(KU, blk.kc / KU * KU);
+  // A K just above KC (a 3×3×64 conv: 576 vs 512) would take a second, shallow pass that re-reads and
+  // re-writes every C tile: one slightly deeper pass is cheaper.
+  if (K <= KC + KC / 4) KC = round_up(K, KU);
   const int64_t NC = std::max<int64_t>(NR, blk.nc / NR * NR);
   const int64_t Kpad = round_up(K, KU);
   const int64_t threads = at::get_num_threads();
