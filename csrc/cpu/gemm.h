@@ -166,13 +166,14 @@ struct AffineOut {
 //   affine: if non-null, tiles go straight to it; otherwise each tile goes through a buffer to
 //   store(i0, mr, j0, nr, tile, first, last) (tile_ld = NR), for outputs with non-affine rows (NCHW).
 // A tile's K slices arrive in order (first, ..., last) and no two threads ever touch the same tile.
+// kc > 0 overrides the KC blocking (ABC Strassen: one K pass, so each ±C update happens once per tile).
 template <class PackA, class Store>
 void gemm_driver(const UKernel& uk, int64_t M, int64_t N, int64_t K, const float* bp, const PackA& pack_a,
-                 const AffineOut* affine, const Store& store) {
+                 const AffineOut* affine, const Store& store, int64_t kc_override = 0) {
   const Blocking blk = blocking(uk);
   const int MR = uk.mr, NR = uk.nr;
   int64_t MC = std::max<int64_t>(MR, blk.mc / MR * MR);
-  int64_t KC = std::max<int64_t>(KU, blk.kc / KU * KU);
+  int64_t KC = std::max<int64_t>(KU, (kc_override > 0 ? kc_override : blk.kc) / KU * KU);
   // A K just above KC (a 3×3×64 conv: 576 vs 512) would take a second, shallow pass that re-reads and
   // re-writes every C tile: one slightly deeper pass is cheaper.
   if (K <= KC + KC / 4) KC = round_up(K, KU);

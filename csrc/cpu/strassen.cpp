@@ -115,7 +115,9 @@ at::Tensor strassen_abc_cpu(const at::Tensor& a_in, const at::Tensor& b_in) {
         }
       }
     };
-    gemm_driver(uk, m, n, k, bp.data_ptr<float>(), pack_a, nullptr, store);
+    // One K pass while the A block (MC × k) fits L2: the ±C read-modify-writes then happen once per tile
+    // instead of once per KC slice, each of which would re-read C from memory.
+    gemm_driver(uk, m, n, k, bp.data_ptr<float>(), pack_a, nullptr, store, k <= 2048 ? round_up(k, KU) : 0);
   }
   return c;
 }
