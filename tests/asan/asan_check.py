@@ -1,6 +1,6 @@
 """AddressSanitizer run of the C++ kernels (`make asan`): builds csrc/ with -fsanitize=address into a scratch
 directory, loads it instead of sft_kernels._C and runs conv2d (direct, Winograd, pixel shuffle, groups, NCHW,
-channels_last, thin ends, SFT modulation; every micro-kernel via SFT_KERNELS_ISA) and matmul against float64. Needs the process to start
+channels_last, thin ends, SFT modulation, ABC Strassen; every micro-kernel via SFT_KERNELS_ISA) and matmul against float64. Needs the process to start
 with libasan preloaded (the Makefile does that); not part of the default test run (it is slow to build).
 """
 import glob
@@ -58,6 +58,9 @@ def run():
     for m, kk, nn in [(37, 53, 29), (300, 257, 31), (1, 1, 1), (130, 129, 131)]:
         a, bm = torch.randn(1, m, kk), torch.randn(1, kk, nn)
         assert (ops.matmul(a, bm).double() - a.double() @ bm.double()).abs().max() < 1e-3
+    for m, kk, nn in [(2, 2, 2), (30, 46, 66), (130, 258, 98)]:  # ABC Strassen: fused sums and +-C stores
+        a, bm = torch.randn(m, kk), torch.randn(kk, nn)
+        assert (ops.strassen_abc(a, bm).double() - a.double() @ bm.double()).abs().max() < 1e-3
     print(f"ASan: {ops.gemm_config()}: all cases clean")
 
 
