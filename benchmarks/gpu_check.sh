@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-shot GPU check (on a machine with a CUDA GPU and a CUDA build of torch; no network needed):
 # build the extension(s) for sm_90, run the GPU tests, run the GPU benchmarks vs cuDNN, print a table last.
-# Raw output goes to benchmarks/results/gpu_check_<date>_<gpu>.log (+ .json). Sized for ~6 minutes on an H200.
+# Raw output goes to benchmarks/results/gpu_check_<date>_<gpu>.log (+ .json). Sized for ~6 minutes on an H200;
+# every step has its own timeout (180 + 170 + 200 s worst case), so run it with a 560 s limit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -15,14 +16,14 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 $PY -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"
 
 echo "== build (sm_90)"
-SFT_KERNELS_CUDA_ARCH=sm_90 timeout 240 $PY -m pip install -q --no-build-isolation --no-deps -e . \
+SFT_KERNELS_CUDA_ARCH=sm_90 timeout 180 $PY -m pip install -q --no-build-isolation --no-deps -e . \
   || echo "BUILD FAILED (continuing with the Python/Triton backends)"
 $PY -m sft_kernels.cli info
 
 echo "== GPU tests"
-timeout 150 $PY -m pytest -q tests/test_gpu.py tests/test_cuda_conv2d.py tests/test_triton_conv2d.py -p no:cacheprovider \
+timeout 170 $PY -m pytest -q tests/test_gpu.py tests/test_cuda_conv2d.py tests/test_triton_conv2d.py -p no:cacheprovider \
   || echo "GPU TESTS FAILED"
 
 echo "== GPU benchmarks vs cuDNN"
-timeout 240 $PY benchmarks/gpu_bench.py --batch 1 16 --lr 128 256 --out "$STEM.json" || echo "BENCHMARK FAILED"
+timeout 200 $PY benchmarks/gpu_bench.py --batch 1 16 --lr 128 256 --out "$STEM.json" || echo "BENCHMARK FAILED"
 echo "== raw log: $STEM.log"
