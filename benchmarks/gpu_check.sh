@@ -16,8 +16,10 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 $PY -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"
 
 echo "== build (sm_90)"
-SFT_KERNELS_CUDA_ARCH=sm_90 timeout 180 $PY -m pip install -q --no-build-isolation --no-deps -e . \
+# Full build output to its own log; compiler errors (and the extension's "building ... failed" warning) here.
+SFT_KERNELS_CUDA_ARCH=sm_90 timeout 180 $PY -m pip install -v --no-build-isolation --no-deps -e . > "$STEM.build.log" 2>&1 \
   || echo "BUILD FAILED (continuing with the Python/Triton backends)"
+grep -E -i "error|warning: building" "$STEM.build.log" | head -40
 $PY -m sft_kernels.cli info
 
 echo "== GPU tests"
