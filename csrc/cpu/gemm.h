@@ -66,10 +66,31 @@ double fma_peak_gflops(int64_t iters);  // measured fp32 FMA peak over torch's t
 // `tag` and a content fingerprint (weight_cache.cpp): any change to the values rebuilds it.
 at::Tensor cached_weight_transform(const at::Tensor& weight, int64_t tag, const std::function<at::Tensor()>& build);
 
-// Pack columns [0, N) of a K×N matrix b(k, n) = src[k*ks + n*ns] into NR-wide panels [N/NR][Kpad][NR].
 // dst[c] = x[c]·(scale[c] + 1) + shift[c] (SFT modulation of a conv input, fused into its packing).
 void modulate_run(float* dst, const float* x, const float* scale, const float* shift, int64_t n);
 
+// Packs columns [0, N) of a K×N matrix into NR-wide panels [N/NR][Kpad][NR], zero-padded to Kpad = round_up(K, 8)
+// rows and whole panels: row(k, j0, w, d) writes the w values b(k, j0 .. j0+w) to d.
+template <class Row>
+void pack_b_rows(int64_t K, int64_t N, int nr, float* dst, const Row& row) {
+  const int64_t Kpad = round_up(K, KU), npanels = (N + nr - 1) / nr;
+  at::parallel_for(0, npanels, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      float* d = dst + p * Kpad * nr;
+      const int64_t j0 = p * nr, w = std::min<int64_t>(nr, N - j0);
+      for (int64_t k = 0; k < Kpad; ++k, d += nr) {
+        int64_t j = 0;
+        if (k < K) {
+          row(k, j0, w, d);
+          j = w;
+        }
+        for (; j < nr; ++j) d[j] = 0.f;
+      }
+    }
+  });
+}
+
+// pack_b_rows of b(k, n) = src[k*ks + n*ns].
 void pack_b(const float* src, int64_t K, int64_t N, int64_t ks, int64_t ns, int nr, float* dst);
 
 // Write `len` values src[e*stride] (zeros when src is null) to k positions [kk0, kk0+len) of row i of an A

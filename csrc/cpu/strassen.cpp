@@ -18,26 +18,15 @@ struct Term {  // sign · block, or nothing when p is null
   float s;
 };
 
-// Packs s0·X + s1·Y (K×N, row stride ld, unit column stride) as B panels [N/nr][Kpad][nr] (see pack_b).
+// Packs s0·X + s1·Y (K×N, row stride ld, unit column stride) as B panels (see pack_b_rows).
 void pack_b_sum(Term x, Term y, int64_t K, int64_t N, int64_t ld, int nr, float* dst) {
-  const int64_t Kpad = round_up(K, KU), npanels = (N + nr - 1) / nr;
-  at::parallel_for(0, npanels, 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      float* d = dst + p * Kpad * nr;
-      const int64_t j0 = p * nr, w = std::min<int64_t>(nr, N - j0);
-      for (int64_t k = 0; k < Kpad; ++k, d += nr) {
-        int64_t j = 0;
-        if (k < K) {
-          const float* a = x.p + k * ld + j0;
-          if (y.p) {
-            const float* b = y.p + k * ld + j0;
-            for (; j < w; ++j) d[j] = x.s * a[j] + y.s * b[j];
-          } else {
-            for (; j < w; ++j) d[j] = x.s * a[j];
-          }
-        }
-        for (; j < nr; ++j) d[j] = 0.f;
-      }
+  pack_b_rows(K, N, nr, dst, [&](int64_t k, int64_t j0, int64_t w, float* d) {
+    const float* a = x.p + k * ld + j0;
+    if (y.p) {
+      const float* b = y.p + k * ld + j0;
+      for (int64_t j = 0; j < w; ++j) d[j] = x.s * a[j] + y.s * b[j];
+    } else {
+      for (int64_t j = 0; j < w; ++j) d[j] = x.s * a[j];
     }
   });
 }

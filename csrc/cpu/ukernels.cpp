@@ -210,23 +210,12 @@ std::string gemm_config() {
 }
 
 void pack_b(const float* src, int64_t K, int64_t N, int64_t ks, int64_t ns, int nr, float* dst) {
-  const int64_t Kpad = round_up(K, KU), npanels = (N + nr - 1) / nr;
-  at::parallel_for(0, npanels, 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      float* d = dst + p * Kpad * nr;
-      const int64_t j0 = p * nr, w = std::min<int64_t>(nr, N - j0);
-      for (int64_t k = 0; k < Kpad; ++k, d += nr) {
-        int64_t j = 0;
-        if (k < K) {
-          const float* s = src + k * ks + j0 * ns;
-          if (ns == 1)
-            for (; j < w; ++j) d[j] = s[j];
-          else
-            for (; j < w; ++j) d[j] = s[j * ns];
-        }
-        for (; j < nr; ++j) d[j] = 0.f;
-      }
-    }
+  pack_b_rows(K, N, nr, dst, [&](int64_t k, int64_t j0, int64_t w, float* d) {
+    const float* s = src + k * ks + j0 * ns;
+    if (ns == 1)
+      for (int64_t j = 0; j < w; ++j) d[j] = s[j];
+    else
+      for (int64_t j = 0; j < w; ++j) d[j] = s[j * ns];
   });
 }
 
