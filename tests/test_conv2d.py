@@ -237,10 +237,11 @@ def test_winograd_errors():
 
 
 @pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
-@pytest.mark.parametrize("algorithm", ["winograd", "winograd_f2", "direct"])
-def test_weight_cache_sees_every_weight_change(algorithm):
+@pytest.mark.parametrize("algorithm,k", [("winograd", 16), ("winograd_f2", 16), ("direct", 16),
+                                         ("direct", 3)])  # k = 3: the thin few-output kernel's layout
+def test_weight_cache_sees_every_weight_change(algorithm, k):
     x = torch.randn(1, 16, 10, 10)
-    w = torch.randn(16, 16, 3, 3)
+    w = torch.randn(k, 16, 3, 3)
     for change in ("data", "inplace", "new"):
         y0 = conv2d(x, w, padding=1, backend="cpu", algorithm=algorithm)  # fills the cache
         if change == "data":
@@ -249,7 +250,7 @@ def test_weight_cache_sees_every_weight_change(algorithm):
             w.add_(1.0)
         else:
             del y0
-            w = torch.randn(16, 16, 3, 3)  # may reuse the freed address
+            w = torch.randn(k, 16, 3, 3)  # may reuse the freed address
         y = conv2d(x, w, padding=1, backend="cpu", algorithm=algorithm)
         assert_close(y, torch.nn.functional.conv2d(x.double(), w.double(), padding=1), k=144,
                      winograd=algorithm == "winograd", msg=change)

@@ -161,8 +161,11 @@ void thin_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::T
   t.x = x.data_ptr<float>();
   t.xs0 = x.stride(0), t.xs2 = x.stride(2), t.xs3 = x.stride(3);
   const bool few_k = t.K <= 4;
-  // few-K: [K][R][S][C]; few-C: [R][S][C][K]
-  const at::Tensor wl = few_k ? weight.permute({0, 2, 3, 1}).contiguous() : weight.permute({2, 3, 1, 0}).contiguous();
+  // few-K: [K][R][S][C]; few-C: [R][S][C][K]; laid out once per weight, like the other paths' packings
+  const at::Tensor wc = weight.contiguous();
+  const at::Tensor wl = cached_weight_transform(wc, (int64_t(1) << 40) + few_k, [&] {
+    return few_k ? wc.permute({0, 2, 3, 1}).contiguous() : wc.permute({2, 3, 1, 0}).contiguous();
+  });
   t.w = wl.data_ptr<float>();
   const at::Tensor zeros = at::zeros({std::max(t.C, t.K) + 16}, x.options());
   t.zeros = zeros.data_ptr<float>();
