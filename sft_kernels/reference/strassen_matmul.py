@@ -22,9 +22,9 @@ def _winograd(a, b, levels, cutoff, mm=torch.matmul, last_level=None):
         if m2 != m:
             c[m2:, :] = mm(a[m2:, :], b)
         return c
-    if levels == 1 and last_level is not None:  # a fused single-level kernel (the cpu backend's ABC Strassen)
-        return last_level(a, b)
     h, kk, w = m // 2, k // 2, n // 2
+    if last_level is not None and (levels == 1 or min(h, kk, w) <= cutoff or min(h, kk, w) < 2):
+        return last_level(a, b)  # the deepest level (its products would be leaves): one fused kernel
     a11, a12, a21, a22 = a[:h, :kk], a[:h, kk:], a[h:, :kk], a[h:, kk:]
     b11, b12, b21, b22 = b[:kk, :w], b[:kk, w:], b[kk:, :w], b[kk:, w:]
     # Winograd's variant: 8 pre-additions, 7 products, 7 post-additions.
@@ -62,8 +62,4 @@ def strassen_matmul(a, b, levels=None, cutoff=None, mm=torch.matmul, last_level=
     backend's fused one-level kernel)."""
     cutoff = 128 if cutoff is None else int(cutoff)
     levels = 64 if levels is None else int(levels)
-    if last_level is not None and levels == 64:  # resolve "as deep as the cutoff allows" to a count
-        levels, size = 0, min(a.shape[0], a.shape[1], b.shape[1])
-        while size > cutoff and size >= 2:
-            levels, size = levels + 1, size // 2
     return _winograd(a, b, levels, cutoff, mm, last_level)
