@@ -69,28 +69,27 @@ at::Tensor cached_weight_transform(const at::Tensor& weight, int64_t tag, const 
 // dst[c] = x[c]·(scale[c] + 1) + shift[c] (SFT modulation of a conv input, fused into its packing).
 void modulate_run(float* dst, const float* x, const float* scale, const float* shift, int64_t n);
 
-// Packs columns [0, N) of a K×N matrix into NR-wide panels [N/NR][Kpad][NR], zero-padded to Kpad = round_up(K, 8)
-// rows and whole panels: row(k, j0, w, d) writes the w values b(k, j0 .. j0+w) to d.
+// Packs rows [k0, k0 + kc) × columns [j0, j0 + nc) of a matrix into nr-wide panels: panel p (columns
+// j0 + p·nr, ...) at dst + p·panel_ld, its row k at (k − k0)·nr; rows up to round_up(kc, 8) and columns past
+// j0 + nc are zero. row(k, j, w, d) writes the w values b(k, j .. j+w) to d. The walk is row-major, each
+// source row read once and contiguously (a panel-at-a-time walk jumps a whole row pitch per 128 bytes, which
+// the prefetchers do not follow: it cost 2 ms of a 15 ms 1024³ matmul), in parallel over rows.
 template <class Row>
-void pack_b_rows(int64_t K, int64_t N, int nr, float* dst, const Row& row) {
-  const int64_t Kpad = round_up(K, KU), npanels = (N + nr - 1) / nr;
-  at::parallel_for(0, npanels, 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      float* d = dst + p * Kpad * nr;
-      const int64_t j0 = p * nr, w = std::min<int64_t>(nr, N - j0);
-      for (int64_t k = 0; k < Kpad; ++k, d += nr) {
-        int64_t j = 0;
-        if (k < K) {
-          row(k, j0, w, d);
-          j = w;
-        }
-        for (; j < nr; ++j) d[j] = 0.f;
+void pack_b_rows(int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr, int64_t panel_ld, float* dst,
+                 const Row& row) {
+  const int64_t kcp = round_up(kc, KU), npanels = (nc + nr - 1) / nr;
+  at::parallel_for(0, kcp, 32, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t p = 0; p < npanels; ++p) {
+        float* d = dst + p * panel_ld + r * nr;
+        const int64_t w = r < kc ? std::min<int64_t>(nr, nc - p * nr) : 0;
+        if (w) row(k0 + r, j0 + p * nr, w, d);
+        for (int64_t j = w; j < nr; ++j) d[j] = 0.f;
       }
-    }
   });
 }
 
-// pack_b_rows of b(k, n) = src[k*ks + n*ns].
+// All of a K×N matrix b(k, n) = src[k*ks + n*ns] as panels [N/NR][Kpad][NR] (pack_b_rows), Kpad = round_up(K, 8).
 void pack_b(const float* src, int64_t K, int64_t N, int64_t ks, int64_t ns, int nr, float* dst);
 
 // Write `len` values src[e*stride] (zeros when src is null) to k positions [kk0, kk0+len) of row i of an A
@@ -180,17 +179,22 @@ struct AffineOut {
 };
 
 // Drives the blocked loops over an M×N×K problem in BLIS order: for each NC-column block and KC-deep slice
-// (B pre-packed, so that KC×NC block of B is shared by every thread and stays in L2/L3), the MC-row blocks run
-// in parallel, each packing its A block once and sweeping the NC columns.
+// (that KC×NC block of B is shared by every thread and stays in L2), the MC-row blocks run in parallel, each
+// packing its A block once and sweeping the NC columns.
 //   pack_a(i0, mr, k0, kc, dst): pack rows [i0, i0+mr) × k [k0, k0+kc) as one A micro-panel (MR rows).
-//   bp: B pre-packed by pack_b for the kernel's NR with Kpad = round_up(K, 8).
+//   B: either bp, pre-packed by pack_b for the kernel's NR with Kpad = round_up(K, 8) (weights, packed once),
+//   or, with bp null, brow (a pack_b_rows row functor): each KC×NC block is then packed just before its use
+//   into a buffer that stays in cache (a B seen once per call, as in matmul, never round-trips DRAM packed).
 //   affine: if non-null, tiles go straight to it; otherwise each tile goes through a buffer to
 //   store(i0, mr, j0, nr, tile, first, last) (tile_ld = NR), for outputs with non-affine rows (NCHW).
 // A tile's K slices arrive in order (first, ..., last) and no two threads ever touch the same tile.
 // kc > 0 overrides the KC blocking (ABC Strassen: one K pass, so each ±C update happens once per tile).
-template <class PackA, class Store>
+struct NoBRow {
+  void operator()(int64_t, int64_t, int64_t, float*) const {}
+};
+template <class PackA, class Store, class BRow = NoBRow>
 void gemm_driver(const UKernel& uk, int64_t M, int64_t N, int64_t K, const float* bp, const PackA& pack_a,
-                 const AffineOut* affine, const Store& store, int64_t kc_override = 0) {
+                 const AffineOut* affine, const Store& store, int64_t kc_override = 0, const BRow& brow = {}) {
   const Blocking blk = blocking(uk);
   const int MR = uk.mr, NR = uk.nr;
   int64_t MC = std::max<int64_t>(MR, blk.mc / MR * MR);
@@ -207,11 +211,20 @@ void gemm_driver(const UKernel& uk, int64_t M, int64_t N, int64_t K, const float
     MC = std::max<int64_t>(MR, round_up((M + want - 1) / want, MR));
   }
   const int64_t nmb = (M + MC - 1) / MC;
+  float* bbuf = nullptr;
+  if (!bp) {
+    thread_local std::vector<float> bbuf_store;
+    bbuf_store.resize(static_cast<size_t>(round_up(std::min(NC, N), NR) * std::min(KC, Kpad)) + 16);
+    bbuf = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(bbuf_store.data()) + 63) & ~uintptr_t(63));
+  }
   for (int64_t j0 = 0; j0 < N; j0 += NC) {
     const int64_t j1 = std::min(N, j0 + NC);
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
       const int64_t kc = std::min(KC, K - k0), kcp = round_up(kc, KU);
       const bool first = k0 == 0, last = k0 + kc >= K;
+      const float* bblk = bp ? bp + (j0 / NR) * Kpad * NR + k0 * NR : bbuf;
+      const int64_t panel_ld = bp ? Kpad * NR : kcp * NR;
+      if (!bp) pack_b_rows(k0, kc, j0, j1 - j0, NR, panel_ld, bbuf, brow);
       at::parallel_for(0, nmb, 1, [&](int64_t b0, int64_t b1) {
         thread_local std::vector<float> abuf_store;
         abuf_store.resize(static_cast<size_t>(MC * std::min(KC, Kpad)) + 64);
@@ -224,7 +237,7 @@ void gemm_driver(const UKernel& uk, int64_t M, int64_t N, int64_t K, const float
             pack_a(i, static_cast<int>(std::min<int64_t>(MR, i1 - i)), k0, kc, abuf + (i - i0) * kcp);
           for (int64_t j = j0; j < j1; j += NR) {
             const int nr = static_cast<int>(std::min<int64_t>(NR, j1 - j));
-            const float* b = bp + (j / NR) * Kpad * NR + k0 * NR;
+            const float* b = bblk + (j - j0) / NR * panel_ld;
             for (int64_t i = i0; i < i1; i += MR) {
               const int mr = static_cast<int>(std::min<int64_t>(MR, i1 - i));
               const float* a = abuf + (i - i0) * kcp;

@@ -1,5 +1,5 @@
 // sft_cpu::matmul — batched C[b] = A[b] · B[b] for (B, M, K) and (B, K, N) float32 views with any strides
-// (stride-0 batch dims from broadcasting need no copy). B is packed per batch, A per block by the driver.
+// (stride-0 batch dims from broadcasting need no copy). The driver packs both operands block by block.
 #include <ATen/ATen.h>
 
 #include "gemm.h"
@@ -15,11 +15,18 @@ at::Tensor matmul_cpu(const at::Tensor& a, const at::Tensor& b) {
   if (M == 0 || N == 0 || B == 0) return c;
   if (K == 0) return c.zero_();
   const UKernel& uk = ukernel();
-  at::Tensor bp = at::empty({(N + uk.nr - 1) / uk.nr * uk.nr * round_up(K, KU) + 16}, a.options());
   const float* ap = a.data_ptr<float>();
   const int64_t as1 = a.stride(1), as2 = a.stride(2);
   for (int64_t bi = 0; bi < B; ++bi) {
-    pack_b(b.data_ptr<float>() + bi * b.stride(0), K, N, b.stride(1), b.stride(2), uk.nr, bp.data_ptr<float>());
+    const float* bb = b.data_ptr<float>() + bi * b.stride(0);
+    const int64_t bs1 = b.stride(1), bs2 = b.stride(2);
+    auto brow = [&](int64_t k, int64_t j0, int64_t w, float* d) {
+      const float* s = bb + k * bs1 + j0 * bs2;
+      if (bs2 == 1)
+        for (int64_t j = 0; j < w; ++j) d[j] = s[j];  // inline vector copy: a memcpy call per 128 B row costs more
+      else
+        for (int64_t j = 0; j < w; ++j) d[j] = s[j * bs2];
+    };
     const float* ab = ap + bi * a.stride(0);
     auto pack_a = [&](int64_t i0, int mr, int64_t k0, int64_t kc, float* dst) {
       const int64_t kcp = round_up(kc, KU);
@@ -31,7 +38,7 @@ at::Tensor matmul_cpu(const at::Tensor& a, const at::Tensor& b) {
     };
     // C is row-major: always the micro-kernel's direct store.
     const AffineOut aff{c.data_ptr<float>() + bi * M * N, N, nullptr, 0, nullptr, kActNone, 0.f};
-    gemm_driver(uk, M, N, K, bp.data_ptr<float>(), pack_a, &aff, NoTileStore{});
+    gemm_driver(uk, M, N, K, nullptr, pack_a, &aff, NoTileStore{}, 0, brow);
   }
   return c;
 }

@@ -2,7 +2,7 @@
 // ("ABC Strassen", Huang, Smith, Henry & van de Geijn, SC16): each of the 7 products
 //     M = (A_x ± A_y)(B_z ± B_w)
 // packs its A operand as the sum of two quadrants while packing the A micro-panels, packs its B operand as the
-// sum while packing the B panels, and adds ±M into its one or two C quadrants in the tile store. No quadrant
+// sum while packing each B block, and adds ±M into its one or two C quadrants in the tile store. No quadrant
 // sum or product is ever written to memory; the only extra traffic is C being read and written by up to 4
 // products. Classical Strassen (18 additions, each a fused term) rather than Winograd's 15, which reuse
 // intermediate sums that would have to be stored.
@@ -18,9 +18,11 @@ struct Term {  // sign · block, or nothing when p is null
   float s;
 };
 
-// Packs s0·X + s1·Y (K×N, row stride ld, unit column stride) as B panels (see pack_b_rows).
-void pack_b_sum(Term x, Term y, int64_t K, int64_t N, int64_t ld, int nr, float* dst) {
-  pack_b_rows(K, N, nr, dst, [&](int64_t k, int64_t j0, int64_t w, float* d) {
+// A pack_b_rows row functor for the B operand s0·X + s1·Y (row stride ld, unit column stride).
+struct SumRow {
+  Term x, y;
+  int64_t ld;
+  void operator()(int64_t k, int64_t j0, int64_t w, float* d) const {
     const float* a = x.p + k * ld + j0;
     if (y.p) {
       const float* b = y.p + k * ld + j0;
@@ -28,8 +30,8 @@ void pack_b_sum(Term x, Term y, int64_t K, int64_t N, int64_t ld, int nr, float*
     } else {
       for (int64_t j = 0; j < w; ++j) d[j] = x.s * a[j];
     }
-  });
-}
+  }
+};
 
 }  // namespace
 
@@ -68,9 +70,7 @@ at::Tensor strassen_abc_cpu(const at::Tensor& a_in, const at::Tensor& b_in) {
       {{A12, 1}, {A22, -1}, {B21, 1}, {B22, 1}, C11, 1, nullptr, 0},  // M7 = (A12 - A22)(B21 + B22)
   };
   const UKernel& uk = ukernel();
-  at::Tensor bp = at::empty({(n + uk.nr - 1) / uk.nr * uk.nr * round_up(k, KU) + 16}, a.options());
   for (const Product& pr : products) {
-    pack_b_sum(pr.b0, pr.b1, k, n, N, uk.nr, bp.data_ptr<float>());
     auto pack_a = [&](int64_t i0, int mr, int64_t k0, int64_t kc, float* dst) {
       thread_local std::vector<float> row;
       row.resize(kc);
@@ -106,7 +106,7 @@ at::Tensor strassen_abc_cpu(const at::Tensor& a_in, const at::Tensor& b_in) {
     };
     // One K pass while the A block (MC × k) fits L2: the ±C read-modify-writes then happen once per tile
     // instead of once per KC slice, each of which would re-read C from memory.
-    gemm_driver(uk, m, n, k, bp.data_ptr<float>(), pack_a, nullptr, store, k <= 2048 ? round_up(k, KU) : 0);
+    gemm_driver(uk, m, n, k, nullptr, pack_a, nullptr, store, k <= 2048 ? round_up(k, KU) : 0, SumRow{pr.b0, pr.b1, N});
   }
   return c;
 }

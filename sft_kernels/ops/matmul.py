@@ -30,6 +30,8 @@ def matmul_shape(a_shape, b_shape) -> list:
 def _impl_cpu(a, b):
     """Broadcast to (B, M, K) @ (B, K, N) views (stride-0 batch where broadcast) for the C++ GEMM."""
     backends.cpu_ext()  # registers torch.ops.sft_cpu
+    if a.dim() == 2 and b.dim() == 2:
+        return torch.ops.sft_cpu.matmul(a.unsqueeze(0), b.unsqueeze(0)).squeeze(0)
     out_shape = matmul_shape(a.shape, b.shape)
     a2 = a.unsqueeze(0) if a.dim() == 1 else a
     b2 = b.unsqueeze(-1) if b.dim() == 1 else b
@@ -60,4 +62,7 @@ def matmul(a: torch.Tensor, b: torch.Tensor, *, backend: Optional[str] = None) -
     _checks.tensor(a, "a")
     _checks.tensor(b, "b", like=a)
     matmul_shape(a.shape, b.shape)
-    return _matmul_op(a, b, backends.resolve(backend, "matmul", a.device, a.dtype))
+    name = backends.resolve(backend, "matmul", a.device, a.dtype)
+    if _checks.direct_call_ok(a, b):
+        return _IMPLS[name](a, b)
+    return _matmul_op(a, b, name)
