@@ -92,6 +92,10 @@ void pack_b_rows(int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr, int64_t
 // All of a K×N matrix b(k, n) = src[k*ks + n*ns] as panels [N/NR][Kpad][NR] (pack_b_rows), Kpad = round_up(K, 8).
 void pack_b(const float* src, int64_t K, int64_t N, int64_t ks, int64_t ns, int nr, float* dst);
 
+// d[j·dstep + 0..7] = s[8j + 0..7] for j < n: one 32-byte move per chunk where the CPU has AVX (the baseline
+// build's inlined memcpy does two 16-byte halves), the im2col / A-packing inner copy.
+void copy_chunks8(float* d, int64_t dstep, const float* s, int64_t n);
+
 // Write `len` values src[e*stride] (zeros when src is null) to k positions [kk0, kk0+len) of row i of an A
 // micro-panel laid out [k/8][MR][8]. Aligned unit-stride runs go as 8-float (32-byte) copies.
 inline void pack_a_run(float* dst, int MR, int i, int64_t kk0, const float* src, int64_t len, int64_t stride) {
@@ -101,11 +105,13 @@ inline void pack_a_run(float* dst, int MR, int i, int64_t kk0, const float* src,
     dst[(kk0 + e) / KU * MR * KU + i * KU + (kk0 + e) % KU] = src ? src[e * stride] : 0.f;
   // Aligned body: whole 8-float groups, one 32-byte copy each.
   float* d = dst + (kk0 + e) / KU * MR * KU + i * KU;
-  if (stride == 1 || !src) {
-    for (; e + KU <= len; e += KU, d += MR * KU) {
-      if (src) std::memcpy(d, src + e, KU * sizeof(float));
-      else std::memset(d, 0, KU * sizeof(float));
-    }
+  if (src && stride == 1) {
+    const int64_t chunks = (len - e) / KU;
+    copy_chunks8(d, MR * KU, src + e, chunks);
+    e += chunks * KU;
+    d += chunks * MR * KU;
+  } else if (!src) {
+    for (; e + KU <= len; e += KU, d += MR * KU) std::memset(d, 0, KU * sizeof(float));
   }
   // Tail (and strided sources).
   for (; e < len; ++e) dst[(kk0 + e) / KU * MR * KU + i * KU + (kk0 + e) % KU] = src ? src[e * stride] : 0.f;
