@@ -167,7 +167,7 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
   // F.conv2d's rule: channels_last output iff the input's strides are channels-last-like (a slice counts).
   const bool out_cl = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
   const auto fmt = out_cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  at::Tensor out = at::empty({N, K / (r * r), P * r, Q * r}, input.options().memory_format(fmt));
+  at::Tensor out = pooled_empty({N, K / (r * r), P * r, Q * r}, input.options(), fmt);
   if (N == 0) return out;
   at::Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
   at::Tensor res = residual.has_value() && residual->defined() ? *residual : at::Tensor();
@@ -192,7 +192,7 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
   // Channels must be unit-stride for the run copies in pack_a: NCHW input is repacked once.
   if (x.stride(1) != 1) {
     const at::Tensor src = x;
-    x = at::empty_like(src, at::MemoryFormat::ChannelsLast);
+    x = pooled_empty(src.sizes(), src.options(), at::MemoryFormat::ChannelsLast);
     if (src.is_contiguous())
       transpose_batched(src.data_ptr<float>(), x.data_ptr<float>(), nullptr, N, C, H * W);
     else
@@ -233,7 +233,7 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
   }
   // NCHW output: compute channels-last (direct stores) and transpose once, adding the residual on the way;
   // far cheaper than scattering every tile with a stride of P·Q.
-  at::Tensor tmp = at::empty({N, K, P, Q}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
+  at::Tensor tmp = pooled_empty({N, K, P, Q}, input.options(), at::MemoryFormat::ChannelsLast);
   run(at::Tensor(), tmp);
   const bool fuse_res = !res.defined() || res.is_contiguous();
   transpose_batched(tmp.data_ptr<float>(), out.data_ptr<float>(), fuse_res && res.defined() ? res.data_ptr<float>() : nullptr,

@@ -66,6 +66,12 @@ double fma_peak_gflops(int64_t iters);  // measured fp32 FMA peak over torch's t
 // `tag` and a content fingerprint (weight_cache.cpp): any change to the values rebuilds it.
 at::Tensor cached_weight_transform(const at::Tensor& weight, int64_t tag, const std::function<at::Tensor()>& build);
 
+// at::empty for op outputs, except that buffers of 1 MiB or more are reused across calls (buffer_pool.cpp).
+at::Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& options,
+                        at::MemoryFormat fmt = at::MemoryFormat::Contiguous);
+void buffer_pool_clear();
+int64_t buffer_pool_idle_bytes();
+
 // dst[c] = x[c]·(scale[c] + 1) + shift[c] (SFT modulation of a conv input, fused into its packing).
 void modulate_run(float* dst, const float* x, const float* scale, const float* shift, int64_t n);
 

@@ -11,7 +11,7 @@ at::Tensor matmul_cpu(const at::Tensor& a, const at::Tensor& b) {
               "sft_cpu::matmul: expects (B, M, K) @ (B, K, N)");
   TORCH_CHECK(a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat, "sft_cpu::matmul: float32 only");
   const int64_t B = a.size(0), M = a.size(1), K = a.size(2), N = b.size(2);
-  at::Tensor c = at::empty({B, M, N}, a.options());
+  at::Tensor c = pooled_empty({B, M, N}, a.options());
   if (M == 0 || N == 0 || B == 0) return c;
   if (K == 0) return c.zero_();
   const UKernel& uk = ukernel();
