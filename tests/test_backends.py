@@ -92,6 +92,13 @@ def test_blocking_override_keeps_results():
         x, w = torch.randn(1, 24, 9, 9), torch.randn(20, 24, 3, 3)
         assert_close(sft_kernels.ops.conv2d(x, w, padding=1, backend="cpu"),
                      torch.nn.functional.conv2d(x.double(), w.double(), padding=1), k=216)
+        # direct path: K slices of 16 cut the runs that merge a kernel row's taps (3 taps × 24 channels)
+        xc = x.contiguous(memory_format=torch.channels_last)
+        assert_close(sft_kernels.ops.conv2d(xc, w, padding=1, backend="cpu", algorithm="direct"),
+                     torch.nn.functional.conv2d(x.double(), w.double(), padding=1), k=216)
+        x4, w4 = torch.randn(1, 8, 18, 17), torch.randn(32, 8, 4, 4)  # cond_in-like: 4 taps × 8 channels per row
+        assert_close(sft_kernels.ops.conv2d(x4, w4, stride=4, padding=1, backend="cpu"),
+                     torch.nn.functional.conv2d(x4.double(), w4.double(), stride=4, padding=1), k=128)
         print("OK")
     """, SFT_KERNELS_GEMM_BLOCKING="28,16,64")
     assert "MC=28 KC=16 NC=64" in out and "OK" in out
