@@ -95,6 +95,20 @@ void pack_b_rows(int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr, int64_t
   });
 }
 
+// The pack_b_rows row functor of a strided matrix b(k, n) = src[k*ks + n*ns]. The unit-stride copy is a plain
+// loop the compiler vectorizes inline: a memcpy call per 128-byte row costs more.
+struct StridedRow {
+  const float* src;
+  int64_t ks, ns;
+  void operator()(int64_t k, int64_t j0, int64_t w, float* d) const {
+    const float* s = src + k * ks + j0 * ns;
+    if (ns == 1)
+      for (int64_t j = 0; j < w; ++j) d[j] = s[j];
+    else
+      for (int64_t j = 0; j < w; ++j) d[j] = s[j * ns];
+  }
+};
+
 // All of a K×N matrix b(k, n) = src[k*ks + n*ns] as panels [N/NR][Kpad][NR] (pack_b_rows), Kpad = round_up(K, 8).
 void pack_b(const float* src, int64_t K, int64_t N, int64_t ks, int64_t ns, int nr, float* dst);
 

@@ -18,15 +18,7 @@ at::Tensor matmul_cpu(const at::Tensor& a, const at::Tensor& b) {
   const float* ap = a.data_ptr<float>();
   const int64_t as1 = a.stride(1), as2 = a.stride(2);
   for (int64_t bi = 0; bi < B; ++bi) {
-    const float* bb = b.data_ptr<float>() + bi * b.stride(0);
-    const int64_t bs1 = b.stride(1), bs2 = b.stride(2);
-    auto brow = [&](int64_t k, int64_t j0, int64_t w, float* d) {
-      const float* s = bb + k * bs1 + j0 * bs2;
-      if (bs2 == 1)
-        for (int64_t j = 0; j < w; ++j) d[j] = s[j];  // inline vector copy: a memcpy call per 128 B row costs more
-      else
-        for (int64_t j = 0; j < w; ++j) d[j] = s[j * bs2];
-    };
+    const StridedRow brow{b.data_ptr<float>() + bi * b.stride(0), b.stride(1), b.stride(2)};
     const float* ab = ap + bi * a.stride(0);
     auto pack_a = [&](int64_t i0, int mr, int64_t k0, int64_t kc, float* dst) {
       const int64_t kcp = round_up(kc, KU);

@@ -68,7 +68,6 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
   }
 }
 
-
 // The 14×32 AVX-512 micro-kernel. Its k loop is written in assembly because GCC, given 28 accumulators + 2 B
 // vectors + a broadcast in 32 zmm registers, spills and shuffles registers inside the loop (measured: 35 extra
 // moves and a spill per 8 k-steps, ~10 % slower in a 1024³ GEMM). Per k-step: 2 loads of B, 14 broadcasts of A
@@ -258,13 +257,7 @@ __attribute__((target_clones("avx2", "default"))) void copy_chunks8(float* d, in
 }
 
 void pack_b(const float* src, int64_t K, int64_t N, int64_t ks, int64_t ns, int nr, float* dst) {
-  pack_b_rows(0, K, 0, N, nr, round_up(K, KU) * nr, dst, [&](int64_t k, int64_t j0, int64_t w, float* d) {
-    const float* s = src + k * ks + j0 * ns;
-    if (ns == 1)
-      for (int64_t j = 0; j < w; ++j) d[j] = s[j];
-    else
-      for (int64_t j = 0; j < w; ++j) d[j] = s[j * ns];
-  });
+  pack_b_rows(0, K, 0, N, nr, round_up(K, KU) * nr, dst, StridedRow{src, ks, ns});
 }
 
 }  // namespace sft

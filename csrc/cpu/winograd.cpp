@@ -68,40 +68,6 @@ SFT_CLONES void bt_rows(const float* __restrict d, int64_t rs, float* __restrict
   }
 }
 
-// Aᵀ applied along one axis: 6 rows of n values (stride rs) -> 4 rows (stride ws). 16 channels a step (one zmm
-// in the AVX-512 clone: half the instructions of 8-wide steps, measured 19 % of a 64→256 conv's time).
-SFT_CLONES void at_rows(const float* __restrict m, int64_t rs, float* __restrict o, int64_t ws, int64_t n) {
-  int64_t c = 0;
-  for (; c + 16 <= n; c += 16) {
-    const v16 m0 = *(const v16*)(m + c), m1 = *(const v16*)(m + rs + c), m2 = *(const v16*)(m + 2 * rs + c),
-              m3 = *(const v16*)(m + 3 * rs + c), m4 = *(const v16*)(m + 4 * rs + c),
-              m5 = *(const v16*)(m + 5 * rs + c);
-    const v16 a = m1 + m2, b = m1 - m2, p = m3 + m4, q = m3 - m4;
-    *(v16*)(o + c) = m0 + a + p;
-    *(v16*)(o + ws + c) = b + 2.f * q;
-    *(v16*)(o + 2 * ws + c) = a + 4.f * p;
-    *(v16*)(o + 3 * ws + c) = b + 8.f * q + m5;
-  }
-  for (; c + 8 <= n; c += 8) {
-    const v8 m0 = *(const v8*)(m + c), m1 = *(const v8*)(m + rs + c), m2 = *(const v8*)(m + 2 * rs + c),
-             m3 = *(const v8*)(m + 3 * rs + c), m4 = *(const v8*)(m + 4 * rs + c), m5 = *(const v8*)(m + 5 * rs + c);
-    const v8 a = m1 + m2, b = m1 - m2, p = m3 + m4, q = m3 - m4;
-    *(v8*)(o + c) = m0 + a + p;
-    *(v8*)(o + ws + c) = b + 2.f * q;
-    *(v8*)(o + 2 * ws + c) = a + 4.f * p;
-    *(v8*)(o + 3 * ws + c) = b + 8.f * q + m5;
-  }
-  for (; c < n; ++c) {
-    const float m0 = m[c], m1 = m[rs + c], m2 = m[2 * rs + c], m3 = m[3 * rs + c], m4 = m[4 * rs + c],
-                m5 = m[5 * rs + c];
-    const float a = m1 + m2, b = m1 - m2, p = m3 + m4, q = m3 - m4;
-    o[c] = m0 + a + p;
-    o[ws + c] = b + 2.f * q;
-    o[2 * ws + c] = a + 4.f * p;
-    o[3 * ws + c] = b + 8.f * q + m5;
-  }
-}
-
 // Unaligned loads and stores of T (a template argument drops the typedefs' aligned(4), so no plain derefs).
 template <class T>
 __attribute__((always_inline)) inline T ld(const float* p) {
@@ -139,8 +105,8 @@ __attribute__((always_inline)) inline void at_tile_step(const float* m, int64_t 
 }
 
 // Aᵀ m A for one F(4×4) tile in one pass: m(i, j) = m + i·ri + j·rj, 6×6 rows of n channels -> o(a, b) =
-// o + (4a + b)·n. The two 1-D passes through memory (at_rows twice) cost ~20 % of a 64→256 conv; fused, the
-// 24 intermediate vectors of a 16-channel step stay in registers.
+// o + (4a + b)·n. Two 1-D passes through memory cost ~20 % of a 64→256 conv; fused, the 24 intermediate
+// vectors of a 16-channel step stay in registers.
 SFT_CLONES void at_tile(const float* __restrict m, int64_t ri, int64_t rj, float* __restrict o, int64_t n) {
   int64_t c = 0;
   typedef float f16 __attribute__((vector_size(64)));
@@ -184,12 +150,20 @@ SFT_CLONES void bt4_rows(const float* __restrict d, int64_t rs, float* __restric
   }
 }
 
-// F(2×2, 3×3) Aᵀ = [1 1 1 0; 0 1 -1 -1] along one axis: 4 rows -> 2.
-SFT_CLONES void at4_rows(const float* __restrict m, int64_t rs, float* __restrict o, int64_t ws, int64_t n) {
+// F(2×2, 3×3) Aᵀ m A with Aᵀ = [1 1 1 0; 0 1 -1 -1] for one tile: m(i, j) = m + i·ri + j·rj, 4×4 rows of n
+// channels -> o(a, b) = o + (2a + b)·n; along i first, then j.
+SFT_CLONES void at4_tile(const float* __restrict m, int64_t ri, int64_t rj, float* __restrict o, int64_t n) {
   for (int64_t c = 0; c < n; ++c) {
-    const float m0 = m[c], m1 = m[rs + c], m2 = m[2 * rs + c], m3 = m[3 * rs + c];
-    o[c] = m0 + m1 + m2;
-    o[ws + c] = m1 - m2 - m3;
+    float t[2][4];
+    for (int j = 0; j < 4; ++j) {
+      const float m0 = m[j * rj + c], m1 = m[ri + j * rj + c], m2 = m[2 * ri + j * rj + c], m3 = m[3 * ri + j * rj + c];
+      t[0][j] = m0 + m1 + m2;
+      t[1][j] = m1 - m2 - m3;
+    }
+    for (int a = 0; a < 2; ++a) {
+      o[(2 * a) * n + c] = t[a][0] + t[a][1] + t[a][2];
+      o[(2 * a + 1) * n + c] = t[a][1] - t[a][2] - t[a][3];
+    }
   }
 }
 
@@ -203,8 +177,9 @@ struct Wino {
   static void bt(const float* d, int64_t rs, float* o, int64_t ws, int64_t ocs, int64_t n) {
     if constexpr (M == 4) bt_rows(d, rs, o, ws, ocs, n); else bt4_rows(d, rs, o, ws, ocs, n);
   }
-  static void at(const float* m, int64_t rs, float* o, int64_t ws, int64_t n) {
-    if constexpr (M == 4) at_rows(m, rs, o, ws, n); else at4_rows(m, rs, o, ws, n);
+  // Aᵀ m A of one tile: m(i, j) = m + i·ri + j·rj -> o(a, b) = o + (M·a + b)·n
+  static void out(const float* m, int64_t ri, int64_t rj, float* o, int64_t n) {
+    if constexpr (M == 4) at_tile(m, ri, rj, o, n); else at4_tile(m, ri, rj, o, n);
   }
 };
 
@@ -291,14 +266,13 @@ void winograd_into(const at::Tensor& x, const at::Tensor& weight, const at::Tens
     thread_local std::vector<float> vbuf, mbuf, dbuf;
     vbuf.resize(A2 * tb * Cp + 64);
     mbuf.resize(A2 * tb * K + 64);
-    // d: the A×A input patch [pixel][Cp]; t: Bᵀ d (A²·Cp), later Aᵀ M for the output transform (M·A·K);
-    // y: one tile's M×M outputs [i][j][K]
-    dbuf.resize(A2 * Cp + std::max<int64_t>(A2 * Cp, M * A * K) + M * M * K + 64);
+    // d: the A×A input patch [pixel][Cp]; t: Bᵀ d (A²·Cp); y: one tile's M×M outputs [i][j][K]
+    dbuf.resize(2 * A2 * Cp + M * M * K + 64);
     float* V = vbuf.data();
     float* Mb = mbuf.data();
     float* d = dbuf.data();
     float* t = d + A2 * Cp;
-    float* y = t + std::max<int64_t>(A2 * Cp, M * A * K);
+    float* y = t + A2 * Cp;
     for (int64_t blk = blk0; blk < blk1; ++blk) {
       const int64_t t0 = blk * tb, nt = std::min(tb, T - t0);
       // 1. input transform of every tile of the block into packed-A panels [ξ][t/MR][Cp/8][MR][8].
@@ -352,12 +326,7 @@ void winograd_into(const at::Tensor& x, const at::Tensor& weight, const at::Tens
       // 3. output transform + epilogue.
       for (int64_t ti = 0; ti < nt; ++ti) {
         const int64_t tt = t0 + ti, n = tt / (th * tw), ty = (tt / tw) % th, tx = tt % tw;
-        if constexpr (M == 4) {
-          at_tile(Mb + ti * K, A * tb * K, tb * K, y, K);
-        } else {  // Aᵀ along ξ's first index (A rows at stride A·tb·K) -> t[M][A][K], then along the second
-          for (int j = 0; j < A; ++j) WT::at(Mb + (j * tb + ti) * K, A * tb * K, t + j * K, A * K, K);
-          for (int i = 0; i < M; ++i) WT::at(t + i * A * K, K, y + i * M * K, K, K);
-        }
+        WT::out(Mb + ti * K, A * tb * K, tb * K, y, K);  // M[ξ = A·i + j] of tile ti at (ξ·tb + ti)·K
         for (int i = 0; i < M; ++i) {
           const int64_t oh = ty * M + i;
           if (oh >= P) break;
