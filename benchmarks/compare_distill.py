@@ -23,7 +23,7 @@ def _load(spec: str):
         ck = torch.load(str(run), map_location="cpu", weights_only=False)
         cfg = ck["config"]
         model = SFTNet(cfg["variant"], cfg["num_blocks"], cfg["channels"])
-        model.load_state_dict(ck["model"])
+        model.load_state_dict(ck.get("ema") or ck["model"])  # the weights export would ship
         return model.eval()
     return resolve_model(spec)
 

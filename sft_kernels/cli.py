@@ -238,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "path) and fine-tune; the run's own checkpoint wins when resuming")
     s.add_argument("--w-out", dest="w_out", type=float, default=d.w_out, help="pixel distillation weight")
     s.add_argument("--w-feat", dest="w_feat", type=float, default=d.w_feat, help="feature distillation weight")
+    s.add_argument("--ema", type=float, default=d.ema, help="decay of the weight average that is evaluated and "
+                   "exported (0 = off)")
+    s.add_argument("--detail", type=float, default=d.detail, help="share of patches drawn where bicubic upscaling "
+                   "misses most, the rest uniform (0 = uniform)")
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("tune", help="sweep Triton tile configs for one conv shape and cache the fastest",

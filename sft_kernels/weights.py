@@ -135,7 +135,7 @@ def export_run(run_dir, name: str, directory=None, notes: str = "") -> Path:
     if ck["step"] < cfg["steps"]:
         raise WeightsError(f"run {str(run_dir)!r} stopped at step {ck['step']} of {cfg['steps']}; resume it first")
     model = SFTNet(cfg["variant"], cfg["num_blocks"], cfg["channels"])
-    model.load_state_dict(ck["model"])
+    model.load_state_dict(ck.get("ema") or ck["model"])  # the weight average the run evaluated, if it kept one
     card_ = dict(
         name=name,
         architecture=dict(variant=cfg["variant"], num_blocks=cfg["num_blocks"], channels=cfg["channels"]),

@@ -102,3 +102,18 @@ def test_strassen_abc_fused_level(m, k, n):
     assert_close(torch.ops.sft_cpu.strassen_abc(big, b.float()), big.double() @ b, k=k * 2)
     with pytest.raises(RuntimeError, match="even"):
         torch.ops.sft_cpu.strassen_abc(torch.randn(3, 4), torch.randn(4, 2))
+
+
+@pytest.mark.skipif("cpu" not in op_backends("matmul"), reason="cpu backend not built")
+@pytest.mark.parametrize("k", [8, 32, 64, 256, 264])
+def test_matmul_small_k_reads_a_in_place(k):
+    """Row-major A with K <= 256 (a multiple of 8) is read in place by the kernel, full tiles only; it must
+    give bit for bit what the packed path gives (the same FMAs in the same order) on any row pitch."""
+    wide = torch.randn(2, 47, k + 24)
+    a = wide[..., :k]  # row pitch k + 24
+    b = torch.randn(2, k, 40)
+    y = matmul(a, b, backend="cpu")
+    assert_close(y, a.double() @ b.double(), k=k)
+    packed = matmul(a.transpose(1, 2).contiguous().transpose(1, 2), b, backend="cpu")  # column-major A: packs
+    assert torch.equal(y, packed)
+    assert torch.equal(matmul(a.contiguous(), b, backend="cpu"), packed)

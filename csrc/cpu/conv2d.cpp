@@ -135,7 +135,12 @@ void conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor
     const bool out_affine = os[1] == 1 && os[3] == Kg * groups && os[2] == Q * os[3] && os[0] == P * os[2];
     const bool res_affine = !res.defined() || (rs[1] == 1 && rs[2] == Q * rs[3] && rs[0] == P * rs[2]);
     const AffineOut aff{o.c, os[3], o.res, rs[3], o.bias, o.act, o.slope};
-    gemm_driver(uk, M, Kg, KK, bpg, pack_a, out_affine && res_affine ? &aff : nullptr, store);
+    // A 1×1 stride-1 unpadded conv over dense channels-last pixels reads its GEMM rows straight from x.
+    const bool pointwise = R == 1 && S == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && !msp && groups == 1;
+    const bool dense = xs2 == W * xs3 && (x.size(0) == 1 || xs0 == H * xs2);
+    const DirectA direct{xg, xs3};
+    gemm_driver(uk, M, Kg, KK, bpg, pack_a, out_affine && res_affine ? &aff : nullptr, store, 0, NoBRow{},
+                pointwise && dense && KK <= kDirectMaxK ? &direct : nullptr);
   }
 }
 

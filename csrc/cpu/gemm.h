@@ -39,15 +39,23 @@ struct KOut {
   float slope;
   bool accumulate, last;
   int mr, nr;
+  // The C tile the driver will hand the kernel next (pf_mr rows, same ldc), to fetch for writing during this
+  // tile's k loop; null when there is none. With small K a tile's own C cannot arrive in time.
+  const float* pf = nullptr;
+  int pf_mr = 0;
 };
 
 // acc[MR][NR] = sum_k A[i][k] B[k][j] over kb blocks of 8 k-steps, then the KOut epilogue.
 using UKernelFn = void (*)(int64_t kb, const float* a, const float* b, const KOut& out);
 
+// The same with A unpacked: MR full rows at a + i·lda (lda in floats), k-steps contiguous.
+using UKernelStridedFn = void (*)(int64_t kb, const float* a, int64_t lda, const float* b, const KOut& out);
+
 struct UKernel {
   const char* isa;
   int mr, nr;
   UKernelFn fn;
+  UKernelStridedFn fn_strided = nullptr;  // null: this ISA always packs A
 };
 
 struct Blocking {
@@ -215,12 +223,29 @@ struct AffineOut {
 //   store(i0, mr, j0, nr, tile, first, last) (tile_ld = NR), for outputs with non-affine rows (NCHW).
 // A tile's K slices arrive in order (first, ..., last) and no two threads ever touch the same tile.
 // kc > 0 overrides the KC blocking (ABC Strassen: one K pass, so each ±C update happens once per tile).
+inline void prefetch_rows_for_write(const float* c, int64_t ldc, int rows) {
+  for (int i = 0; i < rows; ++i) {
+    __builtin_prefetch(c + i * ldc, 1);
+    __builtin_prefetch(c + i * ldc + 16, 1);
+  }
+}
+
+//   direct: if non-null, A is also addressable in place (row m at a + m·lda, k contiguous): the kernel reads
+//   full MR-row tiles there when its ISA has a strided kernel and K is a multiple of 8 (tails still pack).
 struct NoBRow {
   void operator()(int64_t, int64_t, int64_t, float*) const {}
 };
+struct DirectA {
+  const float* a;
+  int64_t lda;
+};
+// When reading A in place beats packing it: only for small K, where a packed A block feeds few FMAs per
+// element (K = 32: the copy took as long as the kernel); deep rows a page apart would also thrash L1 sets.
+constexpr int64_t kDirectMaxK = 256;
 template <class PackA, class Store, class BRow = NoBRow>
 void gemm_driver(const UKernel& uk, int64_t M, int64_t N, int64_t K, const float* bp, const PackA& pack_a,
-                 const AffineOut* affine, const Store& store, int64_t kc_override = 0, const BRow& brow = {}) {
+                 const AffineOut* affine, const Store& store, int64_t kc_override = 0, const BRow& brow = {},
+                 const DirectA* direct = nullptr) {
   const Blocking blk = blocking(uk);
   const int MR = uk.mr, NR = uk.nr;
   int64_t MC = std::max<int64_t>(MR, blk.mc / MR * MR);
@@ -237,6 +262,7 @@ void gemm_driver(const UKernel& uk, int64_t M, int64_t N, int64_t K, const float
     MC = std::max<int64_t>(MR, round_up((M + want - 1) / want, MR));
   }
   const int64_t nmb = (M + MC - 1) / MC;
+  const bool in_place = direct && uk.fn_strided && K % KU == 0;
   float* bbuf = nullptr;
   if (!bp) {
     thread_local std::vector<float> bbuf_store;
@@ -260,21 +286,36 @@ void gemm_driver(const UKernel& uk, int64_t M, int64_t N, int64_t K, const float
         for (int64_t blk_i = b0; blk_i < b1; ++blk_i) {
           const int64_t i0 = blk_i * MC, i1 = std::min(M, i0 + MC);
           for (int64_t i = i0; i < i1; i += MR)
-            pack_a(i, static_cast<int>(std::min<int64_t>(MR, i1 - i)), k0, kc, abuf + (i - i0) * kcp);
+            if (!in_place || i1 - i < MR)
+              pack_a(i, static_cast<int>(std::min<int64_t>(MR, i1 - i)), k0, kc, abuf + (i - i0) * kcp);
+          // One tile: A in place (full tiles when in_place) or from the packed block.
+          auto kernel = [&](int64_t i, int mr, const float* b, const KOut& ko) {
+            if (in_place && mr == MR)
+              uk.fn_strided(kcp / KU, direct->a + i * direct->lda + k0, direct->lda, b, ko);
+            else
+              uk.fn(kcp / KU, abuf + (i - i0) * kcp, b, ko);
+          };
           for (int64_t j = j0; j < j1; j += NR) {
             const int nr = static_cast<int>(std::min<int64_t>(NR, j1 - j));
             const float* b = bblk + (j - j0) / NR * panel_ld;
             for (int64_t i = i0; i < i1; i += MR) {
               const int mr = static_cast<int>(std::min<int64_t>(MR, i1 - i));
-              const float* a = abuf + (i - i0) * kcp;
               if (affine) {
                 const AffineOut& o = *affine;
-                const KOut ko{o.c + i * o.ldc + j, o.ldc, o.res ? o.res + i * o.ldres + j : nullptr, o.ldres,
-                              o.bias ? o.bias + j : nullptr, o.act, o.slope, !first, last, mr, nr};
-                uk.fn(kcp / KU, a, b, ko);
+                KOut ko{o.c + i * o.ldc + j, o.ldc, o.res ? o.res + i * o.ldres + j : nullptr, o.ldres,
+                        o.bias ? o.bias + j : nullptr, o.act, o.slope, !first, last, mr, nr};
+                if (i == i0 && j == j0) prefetch_rows_for_write(ko.c, o.ldc, mr);  // no tile before it did
+                if (i + MR < i1) {  // next: the tile below, else the top of the next column panel
+                  ko.pf = ko.c + MR * o.ldc;
+                  ko.pf_mr = static_cast<int>(std::min<int64_t>(MR, i1 - i - MR));
+                } else if (j + NR < j1) {
+                  ko.pf = o.c + i0 * o.ldc + j + NR;
+                  ko.pf_mr = static_cast<int>(std::min<int64_t>(MR, i1 - i0));
+                }
+                kernel(i, mr, b, ko);
               } else {
                 const KOut ko{tile, NR, nullptr, 0, nullptr, kActNone, 0.f, false, false, MR, NR};
-                uk.fn(kcp / KU, a, b, ko);
+                kernel(i, mr, b, ko);
                 store(i, mr, j, nr, tile, first, last);
               }
             }

@@ -30,7 +30,9 @@ at::Tensor matmul_cpu(const at::Tensor& a, const at::Tensor& b) {
     };
     // C is row-major: always the micro-kernel's direct store.
     const AffineOut aff{c.data_ptr<float>() + bi * M * N, N, nullptr, 0, nullptr, kActNone, 0.f};
-    gemm_driver(uk, M, N, K, nullptr, pack_a, &aff, NoTileStore{}, 0, brow);
+    const DirectA direct{ab, as1};
+    const bool in_place = as2 == 1 && K <= kDirectMaxK;
+    gemm_driver(uk, M, N, K, nullptr, pack_a, &aff, NoTileStore{}, 0, brow, in_place ? &direct : nullptr);
   }
   return c;
 }

@@ -72,35 +72,69 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
 // vectors + a broadcast in 32 zmm registers, spills and shuffles registers inside the loop (measured: 35 extra
 // moves and a spill per 8 k-steps, ~10 % slower in a 1024³ GEMM). Per k-step: 2 loads of B, 14 broadcasts of A
 // (alternating zmm30/zmm31), 28 FMAs into zmm0-13 (columns 0-15) and zmm14-27 (columns 16-31).
-#define SFT_ROW(i, j, kk, r)                                                     \
-  "vbroadcastss " #i "*32+" #kk "*4(%[a]), %%zmm" #r "\n\t"                      \
+#define SFT_ROW(addr, i, j, r)                                                   \
+  "vbroadcastss " addr ", %%zmm" #r "\n\t"                                       \
   "vfmadd231ps %%zmm28, %%zmm" #r ", %%zmm" #i "\n\t"                            \
   "vfmadd231ps %%zmm29, %%zmm" #r ", %%zmm" #j "\n\t"
-#define SFT_KSTEP(kk)                                                            \
+#define SFT_BLOAD(kk)                                                            \
   "vmovups " #kk "*128(%[b]), %%zmm28\n\t"                                        \
-  "vmovups " #kk "*128+64(%[b]), %%zmm29\n\t"                                     \
-  SFT_ROW(0, 14, kk, 30) SFT_ROW(1, 15, kk, 31) SFT_ROW(2, 16, kk, 30) SFT_ROW(3, 17, kk, 31)     \
-  SFT_ROW(4, 18, kk, 30) SFT_ROW(5, 19, kk, 31) SFT_ROW(6, 20, kk, 30) SFT_ROW(7, 21, kk, 31)     \
-  SFT_ROW(8, 22, kk, 30) SFT_ROW(9, 23, kk, 31) SFT_ROW(10, 24, kk, 30) SFT_ROW(11, 25, kk, 31)   \
-  SFT_ROW(12, 26, kk, 30) SFT_ROW(13, 27, kk, 31)
+  "vmovups " #kk "*128+64(%[b]), %%zmm29\n\t"
+// Packed A: row i of k-step kk at a + (8·i + kk) floats.
+#define SFT_PA(i, kk) #i "*32+" #kk "*4(%[a])"
+#define SFT_KSTEP(kk)                                                                                     \
+  SFT_BLOAD(kk)                                                                                           \
+  SFT_ROW(SFT_PA(0, kk), 0, 14, 30) SFT_ROW(SFT_PA(1, kk), 1, 15, 31) SFT_ROW(SFT_PA(2, kk), 2, 16, 30)    \
+  SFT_ROW(SFT_PA(3, kk), 3, 17, 31) SFT_ROW(SFT_PA(4, kk), 4, 18, 30) SFT_ROW(SFT_PA(5, kk), 5, 19, 31)    \
+  SFT_ROW(SFT_PA(6, kk), 6, 20, 30) SFT_ROW(SFT_PA(7, kk), 7, 21, 31) SFT_ROW(SFT_PA(8, kk), 8, 22, 30)    \
+  SFT_ROW(SFT_PA(9, kk), 9, 23, 31) SFT_ROW(SFT_PA(10, kk), 10, 24, 30) SFT_ROW(SFT_PA(11, kk), 11, 25, 31) \
+  SFT_ROW(SFT_PA(12, kk), 12, 26, 30) SFT_ROW(SFT_PA(13, kk), 13, 27, 31)
+// Unpacked A with a row stride held in registers (l1 = lda, l3 = 3·lda, l5 = 5·lda bytes; a7 = row 7), so
+// rows 0-13 are base + {0, 1, 2, 3, 4, 5, 6}·lda from a or a7 with x86 scaled-index addressing.
+#define SFT_SKSTEP(kk)                                                                                      \
+  SFT_BLOAD(kk)                                                                                             \
+  SFT_ROW(#kk "*4(%[a])", 0, 14, 30) SFT_ROW(#kk "*4(%[a],%[l1])", 1, 15, 31)                               \
+  SFT_ROW(#kk "*4(%[a],%[l1],2)", 2, 16, 30) SFT_ROW(#kk "*4(%[a],%[l3])", 3, 17, 31)                       \
+  SFT_ROW(#kk "*4(%[a],%[l1],4)", 4, 18, 30) SFT_ROW(#kk "*4(%[a],%[l5])", 5, 19, 31)                       \
+  SFT_ROW(#kk "*4(%[a],%[l3],2)", 6, 20, 30) SFT_ROW(#kk "*4(%[a7])", 7, 21, 31)                            \
+  SFT_ROW(#kk "*4(%[a7],%[l1])", 8, 22, 30) SFT_ROW(#kk "*4(%[a7],%[l1],2)", 9, 23, 31)                     \
+  SFT_ROW(#kk "*4(%[a7],%[l3])", 10, 24, 30) SFT_ROW(#kk "*4(%[a7],%[l1],4)", 11, 25, 31)                   \
+  SFT_ROW(#kk "*4(%[a7],%[l5])", 12, 26, 30) SFT_ROW(#kk "*4(%[a7],%[l3],2)", 13, 27, 31)
 #define SFT_ZERO(i) "vpxord %%zmm" #i ", %%zmm" #i ", %%zmm" #i "\n\t"
 #define SFT_SAVE(i, j) "vmovaps %%zmm" #i ", " #i "*128(%[t])\n\tvmovaps %%zmm" #j ", " #i "*128+64(%[t])\n\t"
+#define SFT_ZERO_ALL                                                                                      \
+  SFT_ZERO(0) SFT_ZERO(1) SFT_ZERO(2) SFT_ZERO(3) SFT_ZERO(4) SFT_ZERO(5) SFT_ZERO(6) SFT_ZERO(7) SFT_ZERO(8) \
+  SFT_ZERO(9) SFT_ZERO(10) SFT_ZERO(11) SFT_ZERO(12) SFT_ZERO(13) SFT_ZERO(14) SFT_ZERO(15) SFT_ZERO(16)        \
+  SFT_ZERO(17) SFT_ZERO(18) SFT_ZERO(19) SFT_ZERO(20) SFT_ZERO(21) SFT_ZERO(22) SFT_ZERO(23) SFT_ZERO(24)       \
+  SFT_ZERO(25) SFT_ZERO(26) SFT_ZERO(27)
+#define SFT_SAVE_ALL                                                                                       \
+  SFT_SAVE(0, 14) SFT_SAVE(1, 15) SFT_SAVE(2, 16) SFT_SAVE(3, 17) SFT_SAVE(4, 18) SFT_SAVE(5, 19)              \
+  SFT_SAVE(6, 20) SFT_SAVE(7, 21) SFT_SAVE(8, 22) SFT_SAVE(9, 23) SFT_SAVE(10, 24) SFT_SAVE(11, 25)            \
+  SFT_SAVE(12, 26) SFT_SAVE(13, 27)
+#define SFT_ZMM_CLOBBERS                                                                                   \
+  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",  \
+      "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23",      \
+      "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31"
+
+// The next C tile is fetched for writing during this tile's k loop, so its misses (C rows are a row pitch
+// apart, which no hardware prefetcher follows) hide behind the FMAs. Fetching the tile's own C there instead
+// left too little time when K is small (K = 32: ~20 % of the kernel's time stalled on those prefetches).
+__attribute__((target("avx512f,prfchw"))) inline void prefetch_next_c(const KOut& o) {
+  if (!o.pf) return;
+  const bool three = reinterpret_cast<uintptr_t>(o.pf) & 63;  // 32 floats span 3 lines unaligned
+  for (int i = 0; i < o.pf_mr; ++i) {
+    float* r = const_cast<float*>(o.pf) + i * o.ldc;  // _m_prefetchw takes void*
+    _m_prefetchw(r);
+    _m_prefetchw(r + 16);
+    if (three) _m_prefetchw(r + 31);
+  }
+}
 
 __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_14x32(int64_t kb, const float* a,
                                                                                 const float* b, const KOut& o) {
   alignas(64) float tile[14 * 32];
-  // The C tile is read and written only after the k loop: fetching it now (for writing) hides its cache misses
-  // (C rows are a row pitch apart, which no hardware prefetcher follows) behind the loop's ~2 µs of FMAs.
-  for (int i = 0; i < o.mr; ++i) {
-    _m_prefetchw(o.c + i * o.ldc);
-    _m_prefetchw(o.c + i * o.ldc + 16);
-    _m_prefetchw(o.c + i * o.ldc + 31);
-  }
+  prefetch_next_c(o);
   asm volatile(
-      SFT_ZERO(0) SFT_ZERO(1) SFT_ZERO(2) SFT_ZERO(3) SFT_ZERO(4) SFT_ZERO(5) SFT_ZERO(6) SFT_ZERO(7)
-      SFT_ZERO(8) SFT_ZERO(9) SFT_ZERO(10) SFT_ZERO(11) SFT_ZERO(12) SFT_ZERO(13) SFT_ZERO(14) SFT_ZERO(15)
-      SFT_ZERO(16) SFT_ZERO(17) SFT_ZERO(18) SFT_ZERO(19) SFT_ZERO(20) SFT_ZERO(21) SFT_ZERO(22)
-      SFT_ZERO(23) SFT_ZERO(24) SFT_ZERO(25) SFT_ZERO(26) SFT_ZERO(27)
+      SFT_ZERO_ALL
       "test %[kb], %[kb]\n\t"
       "jle 2f\n\t"
       ".p2align 5\n"
@@ -111,20 +145,51 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
       "dec %[kb]\n\t"
       "jnz 1b\n"
       "2:\n\t"
-      SFT_SAVE(0, 14) SFT_SAVE(1, 15) SFT_SAVE(2, 16) SFT_SAVE(3, 17) SFT_SAVE(4, 18) SFT_SAVE(5, 19)
-      SFT_SAVE(6, 20) SFT_SAVE(7, 21) SFT_SAVE(8, 22) SFT_SAVE(9, 23) SFT_SAVE(10, 24) SFT_SAVE(11, 25)
-      SFT_SAVE(12, 26) SFT_SAVE(13, 27)
+      SFT_SAVE_ALL
       : [a] "+r"(a), [b] "+r"(b), [kb] "+r"(kb)
       : [t] "r"(tile)
-      : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
-        "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21",
-        "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31");
+      : "cc", "memory", SFT_ZMM_CLOBBERS);
+  epilogue_avx512<14, 2>(tile, o);
+}
+
+// The same tile with A read in place, row i at a + i·lda (a row-major M×K operand, e.g. a 1×1 conv's
+// channels-last input): with small K, packing A cost as much as the FMAs it feeds. Always 14 full rows.
+__attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_14x32_strided(
+    int64_t kb, const float* a, int64_t lda, const float* b, const KOut& o) {
+  alignas(64) float tile[14 * 32];
+  prefetch_next_c(o);
+  const int64_t l1 = lda * 4, l3 = 3 * l1, l5 = 5 * l1;
+  const float* a7 = a + 7 * lda;
+  asm volatile(
+      SFT_ZERO_ALL
+      "test %[kb], %[kb]\n\t"
+      "jle 2f\n\t"
+      ".p2align 5\n"
+      "1:\n\t"
+      SFT_SKSTEP(0) SFT_SKSTEP(1) SFT_SKSTEP(2) SFT_SKSTEP(3) SFT_SKSTEP(4) SFT_SKSTEP(5) SFT_SKSTEP(6)
+      SFT_SKSTEP(7)
+      "add $32, %[a]\n\t"
+      "add $32, %[a7]\n\t"
+      "add $1024, %[b]\n\t"
+      "dec %[kb]\n\t"
+      "jnz 1b\n"
+      "2:\n\t"
+      SFT_SAVE_ALL
+      : [a] "+r"(a), [a7] "+r"(a7), [b] "+r"(b), [kb] "+r"(kb)
+      : [t] "r"(tile), [l1] "r"(l1), [l3] "r"(l3), [l5] "r"(l5)
+      : "cc", "memory", SFT_ZMM_CLOBBERS);
   epilogue_avx512<14, 2>(tile, o);
 }
 #undef SFT_ROW
+#undef SFT_BLOAD
+#undef SFT_PA
 #undef SFT_KSTEP
+#undef SFT_SKSTEP
 #undef SFT_ZERO
 #undef SFT_SAVE
+#undef SFT_ZERO_ALL
+#undef SFT_SAVE_ALL
+#undef SFT_ZMM_CLOBBERS
 
 template <int MR, int NV>
 __attribute__((target("avx2,fma"))) void ukr_avx2(int64_t kb, const float* a, const float* b, const KOut& o) {
@@ -174,7 +239,7 @@ void ukr_generic(int64_t kb, const float* a, const float* b, const KOut& o) {
   epilogue_scalar(&acc[0][0], NR, o);
 }
 
-const UKernel kAvx512{"avx512", 14, 32, ukr_avx512_14x32};
+const UKernel kAvx512{"avx512", 14, 32, ukr_avx512_14x32, ukr_avx512_14x32_strided};
 const UKernel kAvx2{"avx2", 6, 16, ukr_avx2<6, 2>};
 const UKernel kGeneric{"generic", 4, 16, ukr_generic<4, 16>};
 
