@@ -38,6 +38,7 @@ TORCH_LIBRARY(sft_cpu, m) {
   m.def("set_winograd_tiles_per_block(int tiles) -> ()", &sft::set_winograd_tiles_per_block);
   m.def("buffer_pool_clear() -> ()", &sft::buffer_pool_clear);
   m.def("buffer_pool_idle_bytes() -> int", &sft::buffer_pool_idle_bytes);
+  m.def("buffer_pool_set_capacity_mb(int mb) -> int", &sft::buffer_pool_set_capacity_mb);
 }
 
 TORCH_LIBRARY_IMPL(sft_cpu, CPU, m) {

@@ -57,6 +57,22 @@ def test_peak_memory_cpu_counts_live_tensors():
     assert 8_000_000 <= r["bytes"] < 8_100_000, r
 
 
+def test_peak_memory_counts_outputs_of_the_extension_pool():
+    """The cpu backend's outputs of 1 MiB or more come from its own buffer pool, which PyTorch's allocator
+    never sees: peak_memory switches the pool off for the call, and restores it after."""
+    from sft_kernels import backends
+    from sft_kernels.ops import matmul
+
+    if not backends.status()["cpu"][0]:
+        pytest.skip("cpu backend not built")
+    a, b = torch.randn(1024, 64), torch.randn(64, 1024)  # output 4 MiB
+    matmul(a, b, backend="cpu")  # leaves a 4 MiB block idle in the pool
+    cap = torch.ops.sft_cpu.buffer_pool_set_capacity_mb(-1)
+    r = peak_memory(lambda: matmul(a, b, backend="cpu"))
+    assert r["bytes"] >= 4 * 2**20, r
+    assert torch.ops.sft_cpu.buffer_pool_set_capacity_mb(-1) == cap
+
+
 def test_peak_memory_excludes_what_exists_before_the_call():
     big = torch.ones(2000, 2000)  # 16 MB allocated before: not counted
     r = peak_memory(lambda: big.sum())

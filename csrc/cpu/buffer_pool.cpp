@@ -8,6 +8,7 @@
 // idle; torch.ops.sft_cpu.buffer_pool_clear() returns them to the OS.
 #include <ATen/ATen.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -24,10 +25,10 @@ struct Pool {
   std::mutex mu;
   std::multimap<size_t, void*> free;  // idle blocks by size
   size_t idle_bytes = 0;
-  size_t cap = [] {
+  std::atomic<size_t> cap{[] {
     const char* s = std::getenv("SFT_KERNELS_POOL_MB");
     return (s && *s ? static_cast<size_t>(std::strtoull(s, nullptr, 10)) : size_t(1024)) << 20;
-  }();
+  }()};
 };
 
 Pool& pool() {
@@ -94,6 +95,15 @@ void buffer_pool_clear() {
   for (auto& kv : p.free) std::free(kv.second);
   p.free.clear();
   p.idle_bytes = 0;
+}
+
+int64_t buffer_pool_set_capacity_mb(int64_t mb) {
+  const int64_t old = static_cast<int64_t>(pool().cap.load() >> 20);
+  if (mb >= 0) {
+    pool().cap = static_cast<size_t>(mb) << 20;
+    if (mb == 0) buffer_pool_clear();
+  }
+  return old;
 }
 
 int64_t buffer_pool_idle_bytes() {

@@ -79,6 +79,9 @@ at::Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& options,
                         at::MemoryFormat fmt = at::MemoryFormat::Contiguous);
 void buffer_pool_clear();
 int64_t buffer_pool_idle_bytes();
+// Sets the idle-bytes cap (MiB; 0 = off: outputs come from at::empty again) and returns the previous one; a
+// negative value only reads it. Peak-memory measurement turns the pool off so every output is seen.
+int64_t buffer_pool_set_capacity_mb(int64_t mb);
 
 // dst[c] = x[c]·(scale[c] + 1) + shift[c] (SFT modulation of a conv input, fused into its packing).
 void modulate_run(float* dst, const float* x, const float* scale, const float* shift, int64_t n);

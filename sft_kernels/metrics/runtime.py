@@ -12,9 +12,10 @@ What each one measures (and what it does not):
   cache). On the CPU: one call under the PyTorch profiler with ``profile_memory=True``; every
   allocation and free made through PyTorch's CPU allocator (all tensors, including those the
   ``sft_kernels._C`` extension and oneDNN create with ``at::empty``) is a memory event, and the
-  result is the maximum of their running sum in time order. Memory allocated outside PyTorch's
-  allocator (malloc inside libraries, the extension's thread-local packing buffers, the Python heap)
-  is not seen. Process RSS is not used: its high-water mark never falls, so it says nothing about a
+  result is the maximum of their running sum in time order. The extension's output-buffer pool (which
+  hands out blocks PyTorch's allocator never sees) is switched off for the measured call, so its outputs
+  are counted too. Memory allocated outside PyTorch's allocator (malloc inside libraries, the extension's
+  thread-local packing buffers, the Python heap) is not seen. Process RSS is not used: its high-water mark never falls, so it says nothing about a
   call after the first one.
 - ``energy(fn)``: joules per call from a hardware energy counter read before and after; never
   estimated. CUDA: NVML's total-energy counter of the GPU (``pynvml``, Volta or newer). CPU: Linux
@@ -29,6 +30,7 @@ What each one measures (and what it does not):
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import statistics
@@ -108,6 +110,22 @@ def _cpu_memory_events(prof) -> list:
     return out
 
 
+@contextlib.contextmanager
+def _output_pool_off():
+    """Outputs of the C++ extension come from its own buffer pool, invisible to PyTorch's allocator: route
+    them through at::empty while measuring (a no-op where the extension is not loaded)."""
+    try:
+        set_cap = torch.ops.sft_cpu.buffer_pool_set_capacity_mb
+    except (AttributeError, RuntimeError):
+        yield
+        return
+    previous = set_cap(0)
+    try:
+        yield
+    finally:
+        set_cap(previous)
+
+
 def peak_memory(fn: Callable[[], object], device=None) -> dict:
     """Peak bytes allocated during one call of ``fn()`` above the level at its start:
     ``dict(bytes, how)`` (``bytes`` None with the reason in ``how`` when it cannot be measured).
@@ -124,7 +142,7 @@ def peak_memory(fn: Callable[[], object], device=None) -> dict:
     try:
         from torch.profiler import ProfilerActivity, profile
 
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        with _output_pool_off(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             fn()
         events = _cpu_memory_events(prof)
     except Exception as e:  # noqa: BLE001 - a profiler that cannot do this is reported, not guessed around
