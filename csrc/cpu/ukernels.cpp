@@ -115,10 +115,11 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
       "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23",      \
       "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31"
 
-// The next C tile is fetched for writing during this tile's k loop, so its misses (C rows are a row pitch
-// apart, which no hardware prefetcher follows) hide behind the FMAs. Fetching the tile's own C there instead
-// left too little time when K is small (K = 32: ~20 % of the kernel's time stalled on those prefetches).
-__attribute__((target("avx512f,prfchw"))) inline void prefetch_next_c(const KOut& o) {
+// The C rows in KOut::pf (the tile's own, for deep k loops) are fetched for writing before the k loop, so
+// their misses (C rows are a row pitch apart, which no hardware prefetcher follows) hide behind the FMAs.
+// always_inline: as a plain inline function GCC 12 judged it side-effect free (prefetches only) and dropped the
+// call altogether, kernels included.
+__attribute__((always_inline, target("avx512f,prfchw"))) inline void prefetch_c(const KOut& o) {
   if (!o.pf) return;
   const bool three = reinterpret_cast<uintptr_t>(o.pf) & 63;  // 32 floats span 3 lines unaligned
   for (int i = 0; i < o.pf_mr; ++i) {
@@ -132,7 +133,7 @@ __attribute__((target("avx512f,prfchw"))) inline void prefetch_next_c(const KOut
 __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_14x32(int64_t kb, const float* a,
                                                                                 const float* b, const KOut& o) {
   alignas(64) float tile[14 * 32];
-  prefetch_next_c(o);
+  prefetch_c(o);
   asm volatile(
       SFT_ZERO_ALL
       "test %[kb], %[kb]\n\t"
@@ -157,7 +158,7 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
 __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_14x32_strided(
     int64_t kb, const float* a, int64_t lda, const float* b, const KOut& o) {
   alignas(64) float tile[14 * 32];
-  prefetch_next_c(o);
+  prefetch_c(o);
   const int64_t l1 = lda * 4, l3 = 3 * l1, l5 = 5 * l1;
   const float* a7 = a + 7 * lda;
   asm volatile(

@@ -320,14 +320,8 @@ void winograd_into(const at::Tensor& x, const at::Tensor& weight, const at::Tens
           for (int64_t j = 0; j < K; j += NR) {
             KOut ko{Mb + (xi * tb + i) * K + j, K, nullptr, 0, nullptr, kActNone, 0.f, false, false, mr,
                     static_cast<int>(std::min<int64_t>(NR, K - j))};
-            if (j + NR < K) {  // the next tile, fetched for writing during this one (KOut::pf)
-              ko.pf = ko.c + NR;
-              ko.pf_mr = mr;
-            } else if (i + MR < nt || xi + 1 < A2) {
-              const int64_t ni = i + MR < nt ? i + MR : 0, nxi = i + MR < nt ? xi : xi + 1;
-              ko.pf = Mb + (nxi * tb + ni) * K;
-              ko.pf_mr = static_cast<int>(std::min<int64_t>(MR, nt - ni));
-            }
+            ko.pf = ko.c;  // its own C, fetched for writing before the k loop (KOut::pf)
+            ko.pf_mr = mr;
             uk.fn(Cp / KU, V + xi * tb * Cp + i * Cp, up + xi * Kp * Cp + j * Cp, ko);
           }
         }
