@@ -136,3 +136,18 @@ def test_imresize_upscale_and_errors():
         bicubic_downscale(torch.rand(3, 3), 4)
     with pytest.raises(ValueError):
         imresize(x, -1.0)
+
+
+def test_patch_sampler_detail_prefers_what_bicubic_misses():
+    """detail=1 draws patch positions in proportion to |HR - bicubic(LR)|: its patches hold more of what SR must
+    restore than uniformly drawn ones (fixed seeds: deterministic)."""
+    from sft_kernels.data.datasets import PatchSampler
+    from sft_kernels.data.images import imresize
+
+    def mean_miss(detail):
+        lr, hr = PatchSampler(("astronaut", "retina"), patch=12, seed=3, detail=detail).batch(48)
+        return (hr - imresize(lr, 4).clamp(0, 1)).abs().mean().item()
+
+    assert mean_miss(1.0) > 1.3 * mean_miss(0.0)  # measured 0.027 vs 0.018
+    with pytest.raises(ValueError, match="detail"):
+        PatchSampler(("astronaut",), patch=12, detail=1.5)

@@ -32,8 +32,10 @@ def test_resume_is_bitwise_identical(tmp_path, monkeypatch):
         train(TrainConfig(out=str(tmp_path / "b"), steps=4, **TINY), progress=False, log=lambda *_: None)
     monkeypatch.setattr(PatchSampler, "batch", real_batch)
     b = train(TrainConfig(out=str(tmp_path / "b"), steps=4, **TINY), progress=False, log=lambda *_: None)
-    for (k, va), vb in zip(a["model"].state_dict().items(), b["model"].state_dict().values()):
-        assert torch.equal(va, vb), k
+    for key in ("model", "ema"):  # the weight average resumes too
+        for (k, va), vb in zip(a[key].state_dict().items(), b[key].state_dict().values()):
+            assert torch.equal(va, vb), (key, k)
+    assert not all(torch.equal(e, m) for e, m in zip(a["ema"].parameters(), a["model"].parameters()))
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert summary["history"][-1]["step"] == 4
     ev = summary["history"][-1]["eval"]
