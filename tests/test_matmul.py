@@ -117,3 +117,16 @@ def test_matmul_small_k_reads_a_in_place(k):
     packed = matmul(a.transpose(1, 2).contiguous().transpose(1, 2), b, backend="cpu")  # column-major A: packs
     assert torch.equal(y, packed)
     assert torch.equal(matmul(a.contiguous(), b, backend="cpu"), packed)
+
+
+@pytest.mark.skipif("cpu" not in op_backends("matmul"), reason="cpu backend not built")
+def test_matmul_rows_split_across_threads():
+    """Threads take equal shares of whole 14-row panels: every M, including ones below a panel per thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for m in (1, 13, 15, 29, 41, 300, 1025):
+            a, b = torch.randn(m, 40), torch.randn(40, 50)
+            assert_close(matmul(a, b, backend="cpu"), a.double() @ b.double(), k=40)
+    finally:
+        torch.set_num_threads(before)

@@ -244,20 +244,16 @@ void gemm_driver(const UKernel& uk, int64_t M, int64_t N, int64_t K, const float
                  const DirectA* direct = nullptr) {
   const Blocking blk = blocking(uk);
   const int MR = uk.mr, NR = uk.nr;
-  int64_t MC = std::max<int64_t>(MR, blk.mc / MR * MR);
+  const int64_t MC = std::max<int64_t>(MR, blk.mc / MR * MR);
   int64_t KC = std::max<int64_t>(KU, (kc_override > 0 ? kc_override : blk.kc) / KU * KU);
   // A K just above KC (a 3×3×64 conv: 576 vs 512) would take a second, shallow pass that re-reads and
   // re-writes every C tile: one slightly deeper pass is cheaper.
   if (K <= KC + KC / 4) KC = round_up(K, KU);
   const int64_t NC = std::max<int64_t>(NR, blk.nc / NR * NR);
   const int64_t Kpad = round_up(K, KU);
-  const int64_t threads = at::get_num_threads();
-  if (int64_t nmb0 = (M + MC - 1) / MC; threads > 1 && nmb0 < 8 * threads && nmb0 % threads) {
-    // Few row blocks: shrink them so every thread gets the same count (5 blocks on 2 threads idle one 1/6).
-    const int64_t want = round_up(nmb0, threads);
-    MC = std::max<int64_t>(MR, round_up((M + want - 1) / want, MR));
-  }
-  const int64_t nmb = (M + MC - 1) / MC;
+  // The threads split the rows evenly in whole MR panels and sweep their share in MC-row blocks. Handing out
+  // whole blocks instead left threads idle: 2048 rows are 18.3 blocks of 112, split 10 / 9 = 1120 / 928 rows.
+  const int64_t panels = (M + MR - 1) / MR;
   const bool in_place = direct && uk.fn_strided && K % KU == 0;
   float* bbuf = nullptr;
   if (!bp) {
@@ -276,14 +272,15 @@ void gemm_driver(const UKernel& uk, int64_t M, int64_t N, int64_t K, const float
       const float* bblk = bp ? bp + (j0 / NR) * Kpad * NR + k0 * NR : bbuf;
       const int64_t panel_ld = bp ? Kpad * NR : kcp * NR;
       if (!bp) pack_b_rows(k0, kc, j0, j1 - j0, NR, panel_ld, bbuf, brow);
-      at::parallel_for(0, nmb, 1, [&](int64_t b0, int64_t b1) {
+      at::parallel_for(0, panels, 1, [&](int64_t p0, int64_t p1) {
         thread_local std::vector<float> abuf_store;
         abuf_store.resize(static_cast<size_t>(MC * std::min(KC, Kpad)) + 64);
         float* abuf =
             reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(abuf_store.data()) + 63) & ~uintptr_t(63));
         alignas(64) float tile[32 * 64];
-        for (int64_t blk_i = b0; blk_i < b1; ++blk_i) {
-          const int64_t i0 = blk_i * MC, i1 = std::min(M, i0 + MC);
+        const int64_t rows_end = std::min(M, p1 * MR);
+        for (int64_t i0 = p0 * MR; i0 < rows_end; i0 += MC) {
+          const int64_t i1 = std::min(rows_end, i0 + MC);
           for (int64_t i = i0; i < i1; i += MR)
             if (!in_place || i1 - i < MR)
               pack_a(i, static_cast<int>(std::min<int64_t>(MR, i1 - i)), k0, kc, abuf + (i - i0) * kcp);
