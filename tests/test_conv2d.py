@@ -24,7 +24,7 @@ SHAPES = [
     (1, 2, 6, 7, 80, 3, 3, 2, 2, 1, 1),
     (2, 32, 10, 9, 3, 3, 3, 1, 2, 2, 1),
     (1, 16, 7, 8, 4, 1, 1, 1, 0, 1, 1),
-    (2, 32, 9, 7, 48, 1, 1, 1, 0, 1, 1),  # 1×1 with C <= 128: also the few-input kernel
+    (2, 32, 9, 7, 48, 1, 1, 1, 0, 1, 1),  # 1×1 with C < 64, K < 256: also the few-input kernel
     (1, 24, 9, 9, 16, 1, 1, 2, 0, 1, 1),
 ]
 LAYOUTS = ["nchw", "channels_last", "noncontig"]
@@ -97,7 +97,7 @@ def test_nan_propagates(backend):
                 y = conv2d(xin, w, padding=1, activation=act, backend=backend)
                 ref = reference.conv2d(x, w, padding=1, activation=act)
                 assert torch.equal(torch.isnan(y), torch.isnan(ref)), act
-                w1 = w[:16, :, :1, :1].contiguous()  # 1×1: the few-input kernel for C <= 128, K % 16 == 0
+                w1 = w[:16, :, :1, :1].contiguous()  # 1×1: the few-input kernel for C < 64, K < 256, K % 16 == 0
                 y = conv2d(xin, torch.cat([w1] * (16 // w1.shape[0] or 1)), activation=act, backend=backend)
                 ref = reference.conv2d(x, torch.cat([w1] * (16 // w1.shape[0] or 1)), activation=act)
                 assert torch.equal(torch.isnan(y), torch.isnan(ref)), act
