@@ -20,6 +20,8 @@ CASES = [  # (n, c, h, w, k, r, stride, pad, dilation, groups, algorithm, pixel_
     # thin ends (direct AVX-512 kernels under SFT_KERNELS_ISA=avx512)
     (2, 3, 11, 13, 64, 3, 1, 1, 1, 1, 0, 1), (1, 2, 6, 7, 80, 3, 2, 2, 1, 1, 1, 1), (2, 32, 10, 9, 3, 3, 1, 2, 2, 1, 0, 1),
     (1, 16, 7, 8, 4, 1, 1, 0, 1, 1, 1, 1), (2, 32, 9, 7, 48, 1, 1, 0, 1, 1, 1, 1), (1, 24, 9, 9, 16, 1, 2, 0, 1, 1, 0, 1),
+    # 1×1 convs the GEMM path runs with the input rows read in place (avx512)
+    (2, 136, 9, 11, 40, 1, 1, 0, 1, 1, 0, 1), (1, 32, 8, 7, 256, 1, 1, 0, 1, 1, 0, 1),
 ]
 
 
@@ -55,8 +57,12 @@ def run():
         y = ops.conv2d(x, wt, None, [1, 1], [1, 1], [1, 1], 1, 0, 0.0, None, alg, 1, sc, sf)
         ref = F.conv2d(x.double() * (sc.double() + 1) + sf.double(), wt.double(), padding=1)
         assert (y.double() - ref).abs().max().item() < 1e-2, (c, k, alg)
-    for m, kk, nn in [(37, 53, 29), (300, 257, 31), (1, 1, 1), (130, 129, 131)]:
+    # K = 32 / 64 / 256: row-major A read in place (full tiles), tails packed; a row pitch wider than K too
+    for m, kk, nn in [(37, 53, 29), (300, 257, 31), (1, 1, 1), (130, 129, 131), (100, 32, 40), (47, 64, 33),
+                      (29, 256, 70)]:
         a, bm = torch.randn(1, m, kk), torch.randn(1, kk, nn)
+        assert (ops.matmul(a, bm).double() - a.double() @ bm.double()).abs().max() < 1e-3
+        a = torch.randn(1, m, kk + 8)[..., :kk]
         assert (ops.matmul(a, bm).double() - a.double() @ bm.double()).abs().max() < 1e-3
     for m, kk, nn in [(2, 2, 2), (30, 46, 66), (130, 258, 98)]:  # ABC Strassen: fused sums and +-C stores
         a, bm = torch.randn(m, kk), torch.randn(kk, nn)
