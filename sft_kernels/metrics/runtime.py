@@ -15,8 +15,8 @@ What each one measures (and what it does not):
   result is the maximum of their running sum in time order. The extension's output-buffer pool (which
   hands out blocks PyTorch's allocator never sees) is switched off for the measured call, so its outputs
   are counted too. Memory allocated outside PyTorch's allocator (malloc inside libraries, the extension's
-  thread-local packing buffers, the Python heap) is not seen. Process RSS is not used: its high-water mark never falls, so it says nothing about a
-  call after the first one.
+  thread-local packing buffers, the Python heap) is not seen. Process RSS is not used: its high-water
+  mark never falls, so it says nothing about a call after the first one.
 - ``energy(fn)``: joules per call from a hardware energy counter read before and after; never
   estimated. CUDA: NVML's total-energy counter of the GPU (``pynvml``, Volta or newer). CPU: Linux
   powercap RAPL package domains (``/sys/class/powercap/intel-rapl:N/energy_uj``, summed over
