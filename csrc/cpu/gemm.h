@@ -215,19 +215,7 @@ struct AffineOut {
   float slope;
 };
 
-// Drives the blocked loops over an M×N×K problem in BLIS order: for each NC-column block and KC-deep slice
-// (that KC×NC block of B is shared by every thread and stays in L2), the MC-row blocks run in parallel, each
-// packing its A block once and sweeping the NC columns.
-//   pack_a(i0, mr, k0, kc, dst): pack rows [i0, i0+mr) × k [k0, k0+kc) as one A micro-panel (MR rows).
-//   B: either bp, pre-packed by pack_b for the kernel's NR with Kpad = round_up(K, 8) (weights, packed once),
-//   or, with bp null, brow (a pack_b_rows row functor): each KC×NC block is then packed just before its use
-//   into a buffer that stays in cache (a B seen once per call, as in matmul, never round-trips DRAM packed).
-//   affine: if non-null, tiles go straight to it; otherwise each tile goes through a buffer to
-//   store(i0, mr, j0, nr, tile, first, last) (tile_ld = NR), for outputs with non-affine rows (NCHW).
-// A tile's K slices arrive in order (first, ..., last) and no two threads ever touch the same tile.
-// kc > 0 overrides the KC blocking (ABC Strassen: one K pass, so each ±C update happens once per tile).
-//   direct: if non-null, A is also addressable in place (row m at a + m·lda, k contiguous): the kernel reads
-//   full MR-row tiles there when its ISA has a strided kernel and K is a multiple of 8 (tails still pack).
+// gemm_driver's `brow` when B comes pre-packed (never called), and an A it may read in place.
 struct NoBRow {
   void operator()(int64_t, int64_t, int64_t, float*) const {}
 };
@@ -238,6 +226,20 @@ struct DirectA {
 // When reading A in place beats packing it: only for small K, where a packed A block feeds few FMAs per
 // element (K = 32: the copy took as long as the kernel); deep rows a page apart would also thrash L1 sets.
 constexpr int64_t kDirectMaxK = 256;
+
+// Drives the blocked loops over an M×N×K problem in BLIS order: for each NC-column block and KC-deep slice
+// (that KC×NC block of B is shared by every thread and stays in L2), the threads split the rows evenly in MR
+// panels and sweep their share in MC-row blocks, each A block packed once and swept across the NC columns.
+//   pack_a(i0, mr, k0, kc, dst): pack rows [i0, i0+mr) × k [k0, k0+kc) as one A micro-panel (MR rows).
+//   B: either bp, pre-packed by pack_b for the kernel's NR with Kpad = round_up(K, 8) (weights, packed once),
+//   or, with bp null, brow (a pack_b_rows row functor): each KC×NC block is then packed just before its use
+//   into a buffer that stays in cache (a B seen once per call, as in matmul, never round-trips DRAM packed).
+//   affine: if non-null, tiles go straight to it; otherwise each tile goes through a buffer to
+//   store(i0, mr, j0, nr, tile, first, last) (tile_ld = NR), for outputs with non-affine rows (NCHW).
+// A tile's K slices arrive in order (first, ..., last) and no two threads ever touch the same tile.
+// kc > 0 overrides the KC blocking (ABC Strassen: one K pass, so each ±C update happens once per tile).
+//   direct: if non-null, A is also addressable in place (row m at a + m·lda, k contiguous): the kernel reads
+//   full MR-row tiles there when its ISA has a strided kernel and K is a multiple of 8 (tails still pack).
 template <class PackA, class Store, class BRow = NoBRow>
 void gemm_driver(const UKernel& uk, int64_t M, int64_t N, int64_t K, const float* bp, const PackA& pack_a,
                  const AffineOut* affine, const Store& store, int64_t kc_override = 0, const BRow& brow = {},

@@ -110,6 +110,20 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
   SFT_SAVE(0, 14) SFT_SAVE(1, 15) SFT_SAVE(2, 16) SFT_SAVE(3, 17) SFT_SAVE(4, 18) SFT_SAVE(5, 19)              \
   SFT_SAVE(6, 20) SFT_SAVE(7, 21) SFT_SAVE(8, 22) SFT_SAVE(9, 23) SFT_SAVE(10, 24) SFT_SAVE(11, 25)            \
   SFT_SAVE(12, 26) SFT_SAVE(13, 27)
+// The whole tile: zero the accumulators, run kb blocks of 8 k-steps (`steps`, then `advance` moves the A
+// pointers; B always moves 8 rows of 32 floats), then save the accumulators to the stack tile %[t].
+#define SFT_KLOOP(steps, advance) \
+  SFT_ZERO_ALL                    \
+  "test %[kb], %[kb]\n\t"         \
+  "jle 2f\n\t"                    \
+  ".p2align 5\n"                  \
+  "1:\n\t"                        \
+  steps advance                   \
+  "add $1024, %[b]\n\t"           \
+  "dec %[kb]\n\t"                 \
+  "jnz 1b\n"                      \
+  "2:\n\t"                        \
+  SFT_SAVE_ALL
 #define SFT_ZMM_CLOBBERS                                                                                   \
   "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",  \
       "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23",      \
@@ -135,18 +149,9 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
   alignas(64) float tile[14 * 32];
   prefetch_c(o);
   asm volatile(
-      SFT_ZERO_ALL
-      "test %[kb], %[kb]\n\t"
-      "jle 2f\n\t"
-      ".p2align 5\n"
-      "1:\n\t"
-      SFT_KSTEP(0) SFT_KSTEP(1) SFT_KSTEP(2) SFT_KSTEP(3) SFT_KSTEP(4) SFT_KSTEP(5) SFT_KSTEP(6) SFT_KSTEP(7)
-      "add $448, %[a]\n\t"
-      "add $1024, %[b]\n\t"
-      "dec %[kb]\n\t"
-      "jnz 1b\n"
-      "2:\n\t"
-      SFT_SAVE_ALL
+      SFT_KLOOP(SFT_KSTEP(0) SFT_KSTEP(1) SFT_KSTEP(2) SFT_KSTEP(3) SFT_KSTEP(4) SFT_KSTEP(5) SFT_KSTEP(6)
+                SFT_KSTEP(7),
+                "add $448, %[a]\n\t")
       : [a] "+r"(a), [b] "+r"(b), [kb] "+r"(kb)
       : [t] "r"(tile)
       : "cc", "memory", SFT_ZMM_CLOBBERS);
@@ -162,20 +167,10 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
   const int64_t l1 = lda * 4, l3 = 3 * l1, l5 = 5 * l1;
   const float* a7 = a + 7 * lda;
   asm volatile(
-      SFT_ZERO_ALL
-      "test %[kb], %[kb]\n\t"
-      "jle 2f\n\t"
-      ".p2align 5\n"
-      "1:\n\t"
-      SFT_SKSTEP(0) SFT_SKSTEP(1) SFT_SKSTEP(2) SFT_SKSTEP(3) SFT_SKSTEP(4) SFT_SKSTEP(5) SFT_SKSTEP(6)
-      SFT_SKSTEP(7)
-      "add $32, %[a]\n\t"
-      "add $32, %[a7]\n\t"
-      "add $1024, %[b]\n\t"
-      "dec %[kb]\n\t"
-      "jnz 1b\n"
-      "2:\n\t"
-      SFT_SAVE_ALL
+      SFT_KLOOP(SFT_SKSTEP(0) SFT_SKSTEP(1) SFT_SKSTEP(2) SFT_SKSTEP(3) SFT_SKSTEP(4) SFT_SKSTEP(5) SFT_SKSTEP(6)
+                SFT_SKSTEP(7),
+                "add $32, %[a]\n\t"
+                "add $32, %[a7]\n\t")
       : [a] "+r"(a), [a7] "+r"(a7), [b] "+r"(b), [kb] "+r"(kb)
       : [t] "r"(tile), [l1] "r"(l1), [l3] "r"(l3), [l5] "r"(l5)
       : "cc", "memory", SFT_ZMM_CLOBBERS);
@@ -190,6 +185,7 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
 #undef SFT_SAVE
 #undef SFT_ZERO_ALL
 #undef SFT_SAVE_ALL
+#undef SFT_KLOOP
 #undef SFT_ZMM_CLOBBERS
 
 template <int MR, int NV>
