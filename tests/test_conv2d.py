@@ -408,3 +408,15 @@ def test_one_by_one_reads_dense_channels_last_input_in_place():
     sliced = torch.randn(2, 136, 9, 12).contiguous(memory_format=torch.channels_last)[..., :11]  # not dense: packs
     sliced.copy_(x)
     assert torch.equal(conv2d(sliced, w, b, backend="cpu"), y)
+
+
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+def test_one_by_one_large_output_streamed_with_epilogue():
+    """A shallow GEMM with a >= 4 MiB output writes it with non-temporal stores (bias, activation and
+    residual still applied); rows and column panels that are not whole tiles keep normal stores."""
+    x = torch.randn(1, 64, 128, 129).contiguous(memory_format=torch.channels_last)  # 16512 pixels
+    w, b = torch.randn(80, 64, 1, 1), torch.randn(80)  # 80 = two full 32-wide panels + a 16-wide tail
+    res = torch.randn(1, 80, 128, 129).contiguous(memory_format=torch.channels_last)
+    y = conv2d(x, w, b, activation="leaky_relu", negative_slope=0.1, residual=res, backend="cpu")
+    ref = reference.conv2d(x.double(), w.double(), b.double(), 1, 0, 1, 1, "leaky_relu", 0.1, res.double())
+    assert_close(y, ref, k=64)

@@ -130,3 +130,14 @@ def test_matmul_rows_split_across_threads():
             assert_close(matmul(a, b, backend="cpu"), a.double() @ b.double(), k=40)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.skipif("cpu" not in op_backends("matmul"), reason="cpu backend not built")
+def test_matmul_large_shallow_output_is_streamed_exactly():
+    """M·N >= 2^20 with K <= 64 writes C with non-temporal stores: the values must be exactly those of the
+    same rows computed below the threshold (same FMAs, only the store differs), tails included."""
+    a, b = torch.randn(7500, 32), torch.randn(32, 144)  # 1.08 M outputs; 7500 rows end in a 10-row tile
+    y = matmul(a, b, backend="cpu")
+    halves = torch.cat([matmul(a[:3750], b, backend="cpu"), matmul(a[3750:], b, backend="cpu")])
+    assert torch.equal(y, halves)
+    assert_close(y, a.double() @ b.double(), k=32)

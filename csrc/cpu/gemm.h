@@ -43,6 +43,8 @@ struct KOut {
   // which cannot hide the misses).
   const float* pf = nullptr;
   int pf_mr = 0;
+  // Write C with non-temporal stores (one-pass tiles of an output too big for cache; see gemm_driver).
+  bool stream = false;
 };
 
 // acc[MR][NR] = sum_k A[i][k] B[k][j] over kb blocks of 8 k-steps, then the KOut epilogue.
@@ -226,6 +228,14 @@ struct DirectA {
 // When reading A in place beats packing it: only for small K, where a packed A block feeds few FMAs per
 // element (K = 32: the copy took as long as the kernel); deep rows a page apart would also thrash L1 sets.
 constexpr int64_t kDirectMaxK = 256;
+// Outputs of at least kStreamMinFloats (4 MiB, twice this machine's L2) from GEMMs with K <= kStreamMaxK are
+// written with non-temporal stores. Only memory-bound GEMMs gain: a deep K hides the write-allocate reads behind
+// its FMAs, and streaming a 512² 3x3 conv's output measured slower (1.06-1.08x -> 1.00-1.04x oneDNN; the stores
+// hold line-fill buffers its loads need).
+constexpr int64_t kStreamMinFloats = int64_t(1) << 20;
+constexpr int64_t kStreamMaxK = 64;
+// Orders this thread's non-temporal stores before its later stores (sfence).
+void store_fence();
 
 // Drives the blocked loops over an M×N×K problem in BLIS order: for each NC-column block and KC-deep slice
 // (that KC×NC block of B is shared by every thread and stays in L2), the threads split the rows evenly in MR
@@ -271,6 +281,10 @@ void gemm_driver(const UKernel& uk, int64_t M, int64_t N, int64_t K, const float
       // A deep k loop hides the misses of its tile's C when fetched first (KOut::pf); a short one cannot, and
       // stalls on them instead (K = 32: 0.66x -> 0.62x PyTorch with them, prefetching the next tile's C too).
       const bool prefetch_c = kc > 128;
+      // A large one-pass output of a shallow GEMM is written around the cache: a normal store first reads each
+      // C line from memory (write-allocate), a third of a K = 32 GEMM's traffic, for data that leaves cache
+      // again before anyone reads it.
+      const bool stream_c = first && last && K <= kStreamMaxK && M * N >= kStreamMinFloats;
       const float* bblk = bp ? bp + (j0 / NR) * Kpad * NR + k0 * NR : bbuf;
       const int64_t panel_ld = bp ? Kpad * NR : kcp * NR;
       if (!bp) pack_b_rows(k0, kc, j0, j1 - j0, NR, panel_ld, bbuf, brow);
@@ -306,6 +320,7 @@ void gemm_driver(const UKernel& uk, int64_t M, int64_t N, int64_t K, const float
                   ko.pf = ko.c;
                   ko.pf_mr = mr;
                 }
+                ko.stream = stream_c;
                 kernel(i, mr, b, ko);
               } else {
                 const KOut ko{tile, NR, nullptr, 0, nullptr, kActNone, 0.f, false, false, MR, NR};
@@ -315,6 +330,7 @@ void gemm_driver(const UKernel& uk, int64_t M, int64_t N, int64_t K, const float
             }
           }
         }
+        if (stream_c) store_fence();  // non-temporal stores are weakly ordered: drain them before the join
       });
     }
   }

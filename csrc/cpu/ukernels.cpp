@@ -47,6 +47,9 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
     mask[v] = static_cast<__mmask16>((1u << w) - 1u);
   }
   const __m512 zero = _mm512_setzero_ps(), slope = _mm512_set1_ps(o.slope);
+  // Non-temporal stores need whole, 64-byte aligned rows.
+  const bool nt = o.stream && !o.accumulate && o.nr == NR && (reinterpret_cast<uintptr_t>(o.c) & 63) == 0 &&
+                  (o.ldc & 15) == 0;
 #pragma GCC unroll 32
   for (int i = 0; i < MR; ++i) {
     if (i >= o.mr) break;
@@ -63,7 +66,10 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
         }
         if (o.res) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask[v], o.res + i * o.ldres + v * 16));
       }
-      _mm512_mask_storeu_ps(c + v * 16, mask[v], x);
+      if (nt)
+        _mm512_stream_ps(c + v * 16, x);
+      else
+        _mm512_mask_storeu_ps(c + v * 16, mask[v], x);
     }
   }
 }
@@ -235,6 +241,12 @@ void ukr_generic(int64_t kb, const float* a, const float* b, const KOut& o) {
   }
   epilogue_scalar(&acc[0][0], NR, o);
 }
+
+}  // namespace
+
+void store_fence() { _mm_sfence(); }
+
+namespace {
 
 const UKernel kAvx512{"avx512", 14, 32, ukr_avx512_14x32, ukr_avx512_14x32_strided};
 const UKernel kAvx2{"avx2", 6, 16, ukr_avx2<6, 2>};
