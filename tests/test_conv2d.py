@@ -420,3 +420,43 @@ def test_one_by_one_large_output_streamed_with_epilogue():
     y = conv2d(x, w, b, activation="leaky_relu", negative_slope=0.1, residual=res, backend="cpu")
     ref = reference.conv2d(x.double(), w.double(), b.double(), 1, 0, 1, 1, "leaky_relu", 0.1, res.double())
     assert_close(y, ref, k=64)
+
+
+TAPS_CASES = [  # (C, K, H, W, R, S, padding): stride-1 convs the cpu direct path reads from a padded copy
+    (8, 5, 7, 9, 3, 3, 1),
+    (16, 40, 13, 30, 3, 3, (1, 0)),
+    (24, 64, 6, 17, 5, 5, 2),
+    (8, 33, 9, 8, 2, 2, 0),
+    (64, 64, 11, 29, 3, 3, 1),
+    (16, 16, 4, 4, 1, 3, (0, 3)),
+]
+
+
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+@pytest.mark.parametrize("c,k,h,w,r,s,pad", TAPS_CASES, ids=str)
+def test_direct_conv_reads_padded_input_in_place(c, k, h, w, r, s, pad):
+    """The direct path of stride-1 convs over a zero-padded copy of the input (every tap one constant offset,
+    all taps in one micro-kernel call): against the reference with the full epilogue and an SFT modulation,
+    and bit for bit against the packed implicit GEMM (same FMAs in the same k order), which a non-dense
+    residual forces."""
+    torch.manual_seed(0)
+    x = torch.randn(2, c, h, w).contiguous(memory_format=torch.channels_last)
+    wt, b = torch.randn(k, c, r, s), torch.randn(k)
+    y = conv2d(x, wt, b, padding=pad, backend="cpu", algorithm="direct")
+    ref = reference.conv2d(x.double(), wt.double(), b.double(), 1, pad)
+    assert_close(y, ref, k=c * r * s)
+    res = torch.randn(y.shape).contiguous(memory_format=torch.channels_last)
+    sc, sf = (torch.randn(x.shape).contiguous(memory_format=torch.channels_last) * 0.5 for _ in range(2))
+    kw = dict(padding=pad, backend="cpu", algorithm="direct", activation="leaky_relu", negative_slope=0.2)
+    y = conv2d(x, wt, b, residual=res, modulation=(sc, sf), **kw)
+    ref = reference.conv2d(x.double(), wt.double(), b.double(), 1, pad, 1, 1, "leaky_relu", 0.2, res.double(), 1,
+                           (sc.double(), sf.double()))
+    assert_close(y, ref, k=c * r * s)
+    if c * r * s <= 640:  # one K pass on both paths
+        wide = torch.zeros(y.shape[0], y.shape[1] + 3, *y.shape[2:]).contiguous(memory_format=torch.channels_last)
+        sliced = wide[:, :k]  # same values, channel slice: not dense, so the packed path stores it
+        sliced.copy_(res)
+        x_mod = torch.addcmul(x + sf, x, sc)
+        kw.pop("padding")
+        assert torch.equal(conv2d(x_mod, wt, b, padding=pad, residual=sliced, **kw),
+                           conv2d(x_mod, wt, b, padding=pad, residual=res, **kw))

@@ -151,6 +151,12 @@ void winograd_conv2d_into(int64_t tile, const at::Tensor& x, const at::Tensor& w
                           int64_t activation, double slope, const at::Tensor& res, at::Tensor& out, int64_t shuffle,
                           const at::Tensor& mscale, const at::Tensor& mshift);
 
+bool taps_conv_applicable(const at::Tensor& x, const at::Tensor& weight, at::IntArrayRef stride,
+                          at::IntArrayRef dilation, int64_t groups, const at::Tensor& res, const at::Tensor& out);
+void conv2d_taps_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef padding,
+                      int64_t activation, double slope, const at::Tensor& res, at::Tensor& out,
+                      const at::Tensor& mscale, const at::Tensor& mshift);
+
 bool thin_conv_applicable(int64_t C, int64_t K, int64_t R, int64_t S, int64_t groups);
 void thin_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef stride,
                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,
@@ -230,6 +236,8 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
   auto run = [&](const at::Tensor& rr, at::Tensor& o) {
     if (thin) {
       thin_conv2d_into(x, weight, b, stride, padding, dilation, activation, negative_slope, rr, o);
+    } else if (!wino && taps_conv_applicable(x, weight, stride, dilation, groups, rr, o)) {
+      conv2d_taps_into(x, weight, b, padding, activation, negative_slope, rr, o, ms, mt);
     } else if (!wino) {
       conv2d_into(x, weight, b, stride, padding, dilation, groups, activation, negative_slope, rr, o, ms, mt);
     } else if (!rr.defined() || rr.stride(1) == 1) {

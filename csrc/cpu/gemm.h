@@ -53,11 +53,21 @@ using UKernelFn = void (*)(int64_t kb, const float* a, const float* b, const KOu
 // The same with A unpacked: MR full rows at a + i·lda (lda in floats), k-steps contiguous.
 using UKernelStridedFn = void (*)(int64_t kb, const float* a, int64_t lda, const float* b, const KOut& out);
 
+// A conv tile read in place from a padded input, for every tap: tap t's MR rows are at a + toff[t] bytes +
+// i·lda floats; B runs through the taps' kb blocks in order. The raw MR×NR accumulators go to tile (row
+// pitch NR); the caller stores them with the ISA's epilogue, possibly in pieces.
+using UKernelTapsFn = void (*)(int64_t kb, int64_t ntaps, const int64_t* toff, const float* a, int64_t lda,
+                               const float* b, float* tile);
+// Writes tile rows [0, out.mr) (row pitch NR) to out with the KOut epilogue.
+using EpilogueFn = void (*)(const float* tile, const KOut& out);
+
 struct UKernel {
   const char* isa;
   int mr, nr;
   UKernelFn fn;
   UKernelStridedFn fn_strided = nullptr;  // null: this ISA always packs A
+  UKernelTapsFn fn_taps = nullptr;        // null: convs pack A (implicit GEMM) instead
+  EpilogueFn epilogue = nullptr;
 };
 
 struct Blocking {

@@ -182,6 +182,40 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
       : "cc", "memory", SFT_ZMM_CLOBBERS);
   epilogue_avx512<14, 2>(tile, o);
 }
+// The strided kernel over several taps of a padded input (a stride-1 conv read in place, see conv2d_taps.cpp):
+// for each tap the A pointers restart at a + toff[t] while B runs on; the accumulators stay in registers
+// across taps and are saved raw to `tile`. kb >= 1 and ntaps >= 1.
+__attribute__((target("avx512f,avx512vl,avx512dq,fma"))) void ukr_avx512_14x32_taps(
+    int64_t kb, int64_t ntaps, const int64_t* toff, const float* a, int64_t lda, const float* b, float* tile) {
+  const int64_t l1 = lda * 4, l3 = 3 * l1, l5 = 5 * l1;
+  const float *ap, *a7;
+  int64_t k;
+  asm volatile(
+      SFT_ZERO_ALL
+      "3:\n\t"
+      "mov (%[toff]), %[a]\n\t"
+      "add %[base], %[a]\n\t"
+      "lea (%[a],%[l1],8), %[a7]\n\t"
+      "sub %[l1], %[a7]\n\t"
+      "mov %[kb], %[k]\n\t"
+      ".p2align 5\n"
+      "1:\n\t"
+      SFT_SKSTEP(0) SFT_SKSTEP(1) SFT_SKSTEP(2) SFT_SKSTEP(3) SFT_SKSTEP(4) SFT_SKSTEP(5) SFT_SKSTEP(6)
+      SFT_SKSTEP(7)
+      "add $32, %[a]\n\t"
+      "add $32, %[a7]\n\t"
+      "add $1024, %[b]\n\t"
+      "dec %[k]\n\t"
+      "jnz 1b\n\t"
+      "add $8, %[toff]\n\t"
+      "dec %[nt]\n\t"
+      "jnz 3b\n\t"
+      SFT_SAVE_ALL
+      : [a] "=&r"(ap), [a7] "=&r"(a7), [k] "=&r"(k), [b] "+r"(b), [toff] "+r"(toff), [nt] "+r"(ntaps)
+      : [base] "r"(a), [kb] "m"(kb), [l1] "r"(l1), [l3] "r"(l3), [l5] "r"(l5), [t] "r"(tile)
+      : "cc", "memory", SFT_ZMM_CLOBBERS);
+}
+
 #undef SFT_ROW
 #undef SFT_BLOAD
 #undef SFT_PA
@@ -248,7 +282,8 @@ void store_fence() { _mm_sfence(); }
 
 namespace {
 
-const UKernel kAvx512{"avx512", 14, 32, ukr_avx512_14x32, ukr_avx512_14x32_strided};
+const UKernel kAvx512{"avx512",        14, 32, ukr_avx512_14x32, ukr_avx512_14x32_strided, ukr_avx512_14x32_taps,
+                      epilogue_avx512<14, 2>};
 const UKernel kAvx2{"avx2", 6, 16, ukr_avx2<6, 2>};
 const UKernel kGeneric{"generic", 4, 16, ukr_generic<4, 16>};
 
