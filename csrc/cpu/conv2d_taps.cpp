@@ -14,6 +14,9 @@
 #include "gemm.h"
 
 namespace sft {
+namespace {
+constexpr int64_t kBandBytes = int64_t(1) << 20;  // a band's padded input: half of this machine's L2
+}  // namespace
 
 bool taps_conv_applicable(const at::Tensor& x, const at::Tensor& weight, at::IntArrayRef stride,
                           at::IntArrayRef dilation, int64_t groups, const at::Tensor& res, const at::Tensor& out) {
@@ -38,39 +41,6 @@ void conv2d_taps_into(const at::Tensor& x, const at::Tensor& weight, const at::T
   const int64_t ph = padding[0], pw = padding[1], Hp = H + 2 * ph, Wp = W + 2 * pw;
   const int64_t P = out.size(2), Q = out.size(3), KK = R * S * C, Kpad = round_up(KK, KU);
 
-  // The padded input, modulated on the way when asked. A tile's last rows may read up to MR + S pixels past
-  // the last image (virtual rows past the end, never stored): that slack is zeroed too.
-  const int64_t img = Hp * Wp * C, slack = (MR + S) * C;
-  at::Tensor xpad_t = pooled_empty({N * img + slack + 16}, x.options());
-  float* xpad = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(xpad_t.data_ptr<float>()) + 63) & ~uintptr_t(63));
-  const float* xp = x.data_ptr<float>();
-  const float* msp = mscale.defined() ? mscale.data_ptr<float>() : nullptr;
-  const float* mtp = mshift.defined() ? mshift.data_ptr<float>() : nullptr;
-  const int64_t xs0 = x.stride(0), xs2 = x.stride(2), xs3 = x.stride(3);
-  at::parallel_for(0, N * Hp, 8, [&](int64_t r0, int64_t r1) {
-    for (int64_t row = r0; row < r1; ++row) {
-      const int64_t n = row / Hp, h = row % Hp - ph;
-      float* d = xpad + row * Wp * C;
-      if (h < 0 || h >= H) {
-        std::memset(d, 0, Wp * C * sizeof(float));
-        continue;
-      }
-      std::memset(d, 0, pw * C * sizeof(float));
-      std::memset(d + (pw + W) * C, 0, pw * C * sizeof(float));
-      // One run per row when pixels are dense, else one per pixel.
-      const int64_t run = xs3 == C ? W * C : C;
-      for (int64_t w = 0; w < W; w += run / C) {
-        const int64_t off = n * xs0 + h * xs2 + w * xs3;
-        float* dp = d + (pw + w) * C;
-        if (msp)
-          modulate_run(dp, xp + off, msp + off, mtp + off, run);
-        else
-          std::memcpy(dp, xp + off, run * sizeof(float));
-      }
-    }
-  });
-  std::memset(xpad + N * img, 0, slack * sizeof(float));
-
   // B: the weights as [K/NR][Kpad][NR] panels with k = (r, s, c), packed once per weight (shared with conv2d).
   const at::Tensor wc = weight.contiguous();
   const at::Tensor bp = cached_weight_transform(wc, 64 + NR, [&] {
@@ -83,33 +53,75 @@ void conv2d_taps_into(const at::Tensor& x, const at::Tensor& weight, const at::T
   for (int64_t r = 0; r < R; ++r)
     for (int64_t s = 0; s < S; ++s) toff[r * S + s] = (r * Wp + s) * C * int64_t(sizeof(float));
 
+  // Work comes in bands of output rows. A thread copies the band's input rows (plus R - 1 halo rows) into a
+  // zero-padded buffer sized for L2, modulating them on the way when asked, then runs the band's tiles from
+  // it: the input crosses DRAM once (a whole padded copy first, then read back, cost hr@512 two extra passes
+  // over 64 MB). Bands are small enough that every thread gets several.
+  const int64_t row_bytes = Wp * C * int64_t(sizeof(float));
+  const int64_t threads = at::get_num_threads();
+  const int64_t band = std::max<int64_t>(
+      1, std::min<int64_t>(kBandBytes / row_bytes - (R - 1), (N * P + 8 * threads - 1) / (8 * threads)));
+  const int64_t bands_per_img = (P + band - 1) / band;
+  // A tile's last rows may read up to MR + S pixels past the band's rows (virtual rows never stored): slack.
+  const int64_t buf_floats = (band + R - 1) * Wp * C + (MR + S) * C;
+
+  const float* xp = x.data_ptr<float>();
+  const float* msp = mscale.defined() ? mscale.data_ptr<float>() : nullptr;
+  const float* mtp = mshift.defined() ? mshift.data_ptr<float>() : nullptr;
+  const int64_t xs0 = x.stride(0), xs2 = x.stride(2), xs3 = x.stride(3);
   float* op = out.data_ptr<float>();
   const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
   const float* bias = b.defined() ? b.data_ptr<float>() : nullptr;
-  const int64_t mv = P * Wp, tiles_per_img = (mv + MR - 1) / MR;
-  at::parallel_for(0, N * tiles_per_img, 4, [&](int64_t t0, int64_t t1) {
+  at::parallel_for(0, N * bands_per_img, 1, [&](int64_t b0, int64_t b1) {
+    thread_local std::vector<float> buf_store;
+    buf_store.resize(static_cast<size_t>(buf_floats) + 16);
+    float* buf = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf_store.data()) + 63) & ~uintptr_t(63));
     alignas(64) float tile[32 * 64];
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t n = t / tiles_per_img, m0 = t % tiles_per_img * MR;
-      const float* a = xpad + n * img + m0 * C;
-      for (int64_t j = 0; j < K; j += NR) {
-        uk.fn_taps(C / KU, R * S, toff.data(), a, C, bp.data_ptr<float>() + j / NR * Kpad * NR, tile);
-        // Store the tile's rows in runs that stay in one output row, skipping the virtual columns q >= Q.
-        for (int i = 0; i < MR && m0 + i < mv;) {
-          const int64_t m = m0 + i, p = m / Wp, q = m % Wp;
-          if (q >= Q) {
-            i += static_cast<int>(std::min<int64_t>(Wp - q, MR - i));
-            continue;
-          }
-          const int len = static_cast<int>(std::min<int64_t>({Q - q, MR - i, mv - m}));
-          const int64_t pix = (n * P + p) * Q + q;
-          const KOut ko{op + pix * K + j, K, rp ? rp + pix * K + j : nullptr, K, bias ? bias + j : nullptr,
-                        static_cast<int>(activation), static_cast<float>(slope), false, true, len,
-                        static_cast<int>(std::min<int64_t>(NR, K - j))};
-          uk.epilogue(tile + i * NR, ko);
-          i += len;
+    for (int64_t bi = b0; bi < b1; ++bi) {
+      const int64_t n = bi / bands_per_img, p0 = bi % bands_per_img * band, p1 = std::min(P, p0 + band);
+      const int64_t rows = p1 - p0 + R - 1;
+      // Padded rows [p0, p0 + rows) hold input rows p0 - ph, ...: zero outside the image and in the side pads.
+      for (int64_t r = 0; r < rows; ++r) {
+        float* d = buf + r * Wp * C;
+        const int64_t h = p0 + r - ph;
+        if (h < 0 || h >= H) {
+          std::memset(d, 0, row_bytes);
+          continue;
+        }
+        std::memset(d, 0, pw * C * sizeof(float));
+        std::memset(d + (pw + W) * C, 0, pw * C * sizeof(float));
+        const int64_t run = xs3 == C ? W * C : C;  // one run per row when pixels are dense
+        for (int64_t w = 0; w < W; w += run / C) {
+          const int64_t off = n * xs0 + h * xs2 + w * xs3;
+          float* dp = d + (pw + w) * C;
+          if (msp)
+            modulate_run(dp, xp + off, msp + off, mtp + off, run);
+          else
+            std::memcpy(dp, xp + off, run * sizeof(float));
         }
       }
+      std::memset(buf + rows * Wp * C, 0, (MR + S) * C * sizeof(float));
+
+      const int64_t mv = (p1 - p0) * Wp;  // the band's virtual rows
+      for (int64_t m0 = 0; m0 < mv; m0 += MR)
+        for (int64_t j = 0; j < K; j += NR) {
+          uk.fn_taps(C / KU, R * S, toff.data(), buf + m0 * C, C, bp.data_ptr<float>() + j / NR * Kpad * NR, tile);
+          // Store the tile's rows in runs that stay in one output row, skipping the virtual columns q >= Q.
+          for (int i = 0; i < MR && m0 + i < mv;) {
+            const int64_t m = m0 + i, p = p0 + m / Wp, q = m % Wp;
+            if (q >= Q) {
+              i += static_cast<int>(std::min<int64_t>(Wp - q, MR - i));
+              continue;
+            }
+            const int len = static_cast<int>(std::min<int64_t>({Q - q, MR - i, mv - m}));
+            const int64_t pix = (n * P + p) * Q + q;
+            const KOut ko{op + pix * K + j, K, rp ? rp + pix * K + j : nullptr, K, bias ? bias + j : nullptr,
+                          static_cast<int>(activation), static_cast<float>(slope), false, true, len,
+                          static_cast<int>(std::min<int64_t>(NR, K - j))};
+            uk.epilogue(tile + i * NR, ko);
+            i += len;
+          }
+        }
     }
   });
 }
