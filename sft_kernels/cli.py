@@ -127,10 +127,37 @@ def cmd_upscale(args) -> int:
     return 0
 
 
+def cmd_tune_gemm(args) -> int:
+    from .benchmark import format_table
+    from .cpu_tune import sweep_gemm_blocking
+
+    try:
+        m, n, k = (int(v) for v in args.shape.split(","))
+    except ValueError:
+        raise ValueError(f"--shape for --op gemm must be M,N,K (three ints), got {args.shape!r}") from None
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = sweep_gemm_blocking(m, n, k, repeat=max(args.repeat, 3))
+    best = out["rows"][0]
+    rows = [[",".join(map(str, r["blocking"])), f"{r['ms']:.3f}", f"{r['gflops']:.1f}", f"{r['vs_torch']:.2f}x",
+             ("<- best" if r is best else "") + (" (in force)" if tuple(r["blocking"]) == out["default"] else "")]
+            for r in out["rows"]]
+    print(f"GEMM {m}x{n}x{k}, {torch.get_num_threads()} thread(s): torch.matmul {out['torch_ms']:.3f} ms; "
+          f"blocking in force MC,KC,NC = {','.join(map(str, out['default']))}")
+    print(format_table(rows, ["MC,KC,NC", "ms", "GFLOP/s", "vs torch", ""]))
+    print(f"(torch.matmul runs once per round of {len(rows) + 1} calls here, with colder caches than in the "
+          "two-way `sft-kernels bench`: rank blockings by these ratios, compare with PyTorch there)")
+    print(f"apply the best with SFT_KERNELS_GEMM_BLOCKING={','.join(map(str, best['blocking']))} "
+          f"(or torch.ops.sft_cpu.set_gemm_blocking({', '.join(map(str, best['blocking']))}))")
+    return 0
+
+
 def cmd_tune(args) -> int:
     from .benchmark import format_table
     from .triton import tune
 
+    if args.op == "gemm":
+        return cmd_tune_gemm(args)
     try:
         dims = [int(v) for v in args.shape.split(",")]
     except ValueError:
@@ -244,13 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "misses most, the rest uniform (0 = uniform)")
     s.set_defaults(fn=cmd_train)
 
-    s = sub.add_parser("tune", help="sweep Triton tile configs for one conv shape and cache the fastest",
-                       description="Time every candidate tile config of this GPU architecture (or of the Triton "
-                       "interpreter on a CPU: slow, use tiny shapes) for one conv2d problem, print configs vs time, "
-                       "and cache the winner so later launches of that (bucketed) shape use it. A second run reads "
-                       "the cache unless --force.")
-    s.add_argument("--op", choices=["conv2d"], default="conv2d")
-    s.add_argument("--shape", required=True, help="N,C,H,W,K[,R,S[,stride,padding]] (default 3x3, same padding)")
+    s = sub.add_parser("tune", help="sweep Triton conv tile configs (cached), or the cpu GEMM's cache blocking",
+                       description="--op conv2d: time every candidate tile config of this GPU architecture (or of "
+                       "the Triton interpreter on a CPU: slow, use tiny shapes) for one conv2d problem, print configs "
+                       "vs time, and cache the winner so later launches of that (bucketed) shape use it; a second "
+                       "run reads the cache unless --force. --op gemm: time the cpu backend's GEMM under candidate "
+                       "MC,KC,NC cache blockings side by side with torch.matmul and print the setting that applies "
+                       "the fastest (SFT_KERNELS_GEMM_BLOCKING); nothing is cached.")
+    s.add_argument("--op", choices=["conv2d", "gemm"], default="conv2d")
+    s.add_argument("--shape", required=True, help="conv2d: N,C,H,W,K[,R,S[,stride,padding]] (default 3x3, same "
+                   "padding); gemm: M,N,K")
+    s.add_argument("--threads", type=int, default=0, help="gemm: torch threads (0 = default)")
     s.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float16")
     s.add_argument("--configs", help="comma-separated config names to sweep (default: this arch's candidates)")
     s.add_argument("--repeat", type=int, default=3)

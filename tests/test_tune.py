@@ -1,10 +1,11 @@
 """`sft-kernels tune`: sweeps configs (through the interpreter here), caches the winner, reuses it."""
 import json
+import re
 
 import pytest
 import torch
 
-from sft_kernels import cli
+from sft_kernels import backends, cli
 
 
 @pytest.fixture
@@ -53,3 +54,25 @@ def test_tune_bad_arguments(cache_dir, capsys):
     assert "--shape must be" in capsys.readouterr().err
     assert cli.main(["tune", "--shape", "1,8,6,6,16", "--configs", "nope", "--dtype", "float32"]) == 1
     assert "unknown config" in capsys.readouterr().err
+
+
+@pytest.mark.skipif("cpu" not in backends.available(), reason="cpu backend not built")
+def test_tune_gemm_blocking_sweep(capsys):
+    """`tune --op gemm` times the cpu GEMM under each MC,KC,NC candidate next to torch.matmul, names the
+    fastest as an SFT_KERNELS_GEMM_BLOCKING setting, and leaves the engine's blocking as it found it."""
+    from sft_kernels.cpu_tune import DEFAULT_CANDIDATES, current_blocking, sweep_gemm_blocking
+
+    before = current_blocking()
+    assert cli.main(["tune", "--op", "gemm", "--shape", "40,48,24", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "<- best" in out and "SFT_KERNELS_GEMM_BLOCKING=" in out and "(in force)" in out
+    assert len(re.findall(r"^\d+,\d+,\d+ ", out, re.M)) == len(DEFAULT_CANDIDATES)  # one row per candidate
+    assert current_blocking() == before
+    res = sweep_gemm_blocking(30, 20, 16, candidates=[(14, 8, 32), (28, 16, 64)], repeat=2, min_time=0.0)
+    assert [r["ms"] for r in res["rows"]] == sorted(r["ms"] for r in res["rows"])
+    assert {tuple(r["blocking"]) for r in res["rows"]} == {(14, 8, 32), (28, 16, 64)}
+    assert current_blocking() == before
+    assert cli.main(["tune", "--op", "gemm", "--shape", "4,4"]) == 1
+    assert "M,N,K" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="three positive ints"):
+        sweep_gemm_blocking(8, 8, 8, candidates=[(14, 8)])
