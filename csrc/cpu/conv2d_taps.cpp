@@ -1,8 +1,8 @@
-// Direct stride-1 convs that read A in place from a zero-padded copy of the input instead of packing im2col
+// Direct stride-1 convs that read A in place from zero-padded bands of the input instead of packing im2col
 // rows (packing was ~16 % of the implicit-GEMM path on SFTNet's 3×3 convs).
 //
-// In the padded input (Hp = H + 2·ph rows of Wp = W + 2·pw pixels, C floats each) give output pixel (p, q) the
-// virtual index m = p·Wp + q. Its tap (r, s) reads padded pixel m + r·Wp + s: for every tap the A rows of
+// In the padded input (rows of Wp = W + 2·pw pixels, C floats each) give output pixel (p, q) the virtual index
+// m = p·Wp + q. Its tap (r, s) reads padded pixel m + r·Wp + s: for every tap the A rows of
 // consecutive m are consecutive pixels, a row-major matrix with row pitch C at a constant offset. One
 // micro-kernel call (ukr_*_taps) runs a 14-row tile through all R·S taps with the accumulators in registers.
 // Virtual columns q ≥ Q (2·pw per row, 1.6 % of a 128-wide image with pw = 1) are computed and dropped.
@@ -38,7 +38,7 @@ void conv2d_taps_into(const at::Tensor& x, const at::Tensor& weight, const at::T
   const int MR = uk.mr, NR = uk.nr;
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t K = weight.size(0), R = weight.size(2), S = weight.size(3);
-  const int64_t ph = padding[0], pw = padding[1], Hp = H + 2 * ph, Wp = W + 2 * pw;
+  const int64_t ph = padding[0], pw = padding[1], Wp = W + 2 * pw;
   const int64_t P = out.size(2), Q = out.size(3), KK = R * S * C, Kpad = round_up(KK, KU);
 
   // B: the weights as [K/NR][Kpad][NR] panels with k = (r, s, c), packed once per weight (shared with conv2d).
