@@ -10,6 +10,25 @@
 #include "gemm.h"
 
 namespace sft {
+
+int64_t conv_group_panels(const at::Tensor& weight, int64_t groups, const UKernel& uk) {
+  const int64_t Kg = weight.size(0) / groups, KK = weight.size(1) * weight.size(2) * weight.size(3);
+  return (Kg + uk.nr - 1) / uk.nr * uk.nr * round_up(KK, KU);
+}
+
+at::Tensor conv_weight_panels(const at::Tensor& weight, int64_t groups, const UKernel& uk) {
+  const at::Tensor wc = weight.contiguous();
+  const int64_t K = wc.size(0), Kg = K / groups, KK = wc.size(1) * wc.size(2) * wc.size(3);
+  const int64_t group_panels = conv_group_panels(wc, groups, uk);
+  return cached_weight_transform(wc, groups * 64 + uk.nr, [&] {
+    const at::Tensor wt = wc.permute({2, 3, 1, 0}).contiguous();  // (R, S, Cg, K): B rows k=(r,s,c)
+    at::Tensor packed = at::empty({groups * group_panels + 16}, wc.options());
+    for (int64_t g = 0; g < groups; ++g)
+      pack_b(wt.data_ptr<float>() + g * Kg, KK, Kg, K, 1, uk.nr, packed.data_ptr<float>() + g * group_panels);
+    return packed;
+  });
+}
+
 namespace {
 
 // dst[b][j][i] = src[b][i][j] (+ add[b][j][i]) for B batches of rows×cols matrices, in cache-sized blocks.
@@ -51,16 +70,8 @@ void conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor
   const int64_t os[4] = {out.stride(0), out.stride(1), out.stride(2), out.stride(3)};
   int64_t rs[4] = {0, 0, 0, 0};
   if (res.defined()) for (int d = 0; d < 4; ++d) rs[d] = res.stride(d);
-  // B panels of every group, packed once per weight (cached by content: any change repacks).
-  const int64_t group_panels = (Kg + uk.nr - 1) / uk.nr * uk.nr * round_up(KK, KU);
-  const at::Tensor wc = weight.contiguous();
-  const at::Tensor bp_all = cached_weight_transform(wc, groups * 64 + uk.nr, [&] {
-    const at::Tensor wt = wc.permute({2, 3, 1, 0}).contiguous();  // (R, S, Cg, K): B rows k=(r,s,c)
-    at::Tensor packed = at::empty({groups * group_panels + 16}, wc.options());
-    for (int64_t g = 0; g < groups; ++g)
-      pack_b(wt.data_ptr<float>() + g * Kg, KK, Kg, K, 1, uk.nr, packed.data_ptr<float>() + g * group_panels);
-    return packed;
-  });
+  const int64_t group_panels = conv_group_panels(weight, groups, uk);
+  const at::Tensor bp_all = conv_weight_panels(weight, groups, uk);
 
   for (int64_t g = 0; g < groups; ++g) {
     const float* bpg = bp_all.data_ptr<float>() + g * group_panels;

@@ -41,14 +41,8 @@ void conv2d_taps_into(const at::Tensor& x, const at::Tensor& weight, const at::T
   const int64_t ph = padding[0], pw = padding[1], Wp = W + 2 * pw;
   const int64_t P = out.size(2), Q = out.size(3), KK = R * S * C, Kpad = round_up(KK, KU);
 
-  // B: the weights as [K/NR][Kpad][NR] panels with k = (r, s, c), packed once per weight (shared with conv2d).
-  const at::Tensor wc = weight.contiguous();
-  const at::Tensor bp = cached_weight_transform(wc, 64 + NR, [&] {
-    const at::Tensor wt = wc.permute({2, 3, 1, 0}).contiguous();
-    at::Tensor packed = at::empty({(K + NR - 1) / NR * NR * Kpad + 16}, wc.options());
-    pack_b(wt.data_ptr<float>(), KK, K, K, 1, NR, packed.data_ptr<float>());
-    return packed;
-  });
+  // B: the weights as [K/NR][Kpad][NR] panels with k = (r, s, c), as the implicit-GEMM path packs them.
+  const at::Tensor bp = conv_weight_panels(weight, 1, uk);
   std::vector<int64_t> toff(R * S);
   for (int64_t r = 0; r < R; ++r)
     for (int64_t s = 0; s < S; ++s) toff[r * S + s] = (r * Wp + s) * C * int64_t(sizeof(float));

@@ -39,10 +39,9 @@ struct KOut {
   float slope;
   bool accumulate, last;
   int mr, nr;
-  // C rows (pf_mr of them, same ldc) to fetch for writing before the k loop; null: none (short k loops,
-  // which cannot hide the misses).
-  const float* pf = nullptr;
-  int pf_mr = 0;
+  // Fetch the tile's own C rows for writing before the k loop (deep k loops only: short ones cannot hide
+  // the misses).
+  bool prefetch = false;
   // Write C with non-temporal stores (one-pass tiles of an output too big for cache; see gemm_driver).
   bool stream = false;
 };
@@ -247,6 +246,12 @@ constexpr int64_t kStreamMaxK = 64;
 // Orders this thread's non-temporal stores before its later stores (sfence).
 void store_fence();
 
+// A conv weight (K, C/groups, R, S) as the GEMM's B operand for kernel `uk`: per group, NR-wide panels
+// [Kg/NR][Kpad][NR] with k = (r, s, c) and Kpad = round_up(R·S·C/groups, 8), groups one after another
+// (group_panels floats each). Packed once per weight and cached by content (conv2d.cpp).
+at::Tensor conv_weight_panels(const at::Tensor& weight, int64_t groups, const UKernel& uk);
+int64_t conv_group_panels(const at::Tensor& weight, int64_t groups, const UKernel& uk);
+
 // Drives the blocked loops over an M×N×K problem in BLIS order: for each NC-column block and KC-deep slice
 // (that KC×NC block of B is shared by every thread and stays in L2), the threads split the rows evenly in MR
 // panels and sweep their share in MC-row blocks, each A block packed once and swept across the NC columns.
@@ -288,7 +293,7 @@ void gemm_driver(const UKernel& uk, int64_t M, int64_t N, int64_t K, const float
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
       const int64_t kc = std::min(KC, K - k0), kcp = round_up(kc, KU);
       const bool first = k0 == 0, last = k0 + kc >= K;
-      // A deep k loop hides the misses of its tile's C when fetched first (KOut::pf); a short one cannot, and
+      // A deep k loop hides the misses of its tile's C when fetched first (KOut::prefetch); a short one cannot, and
       // stalls on them instead (K = 32: 0.66x -> 0.62x PyTorch with them, prefetching the next tile's C too).
       const bool prefetch_c = kc > 128;
       // A large one-pass output of a shallow GEMM is written around the cache: a normal store first reads each
@@ -326,10 +331,7 @@ void gemm_driver(const UKernel& uk, int64_t M, int64_t N, int64_t K, const float
                 const AffineOut& o = *affine;
                 KOut ko{o.c + i * o.ldc + j, o.ldc, o.res ? o.res + i * o.ldres + j : nullptr, o.ldres,
                         o.bias ? o.bias + j : nullptr, o.act, o.slope, !first, last, mr, nr};
-                if (prefetch_c) {
-                  ko.pf = ko.c;
-                  ko.pf_mr = mr;
-                }
+                ko.prefetch = prefetch_c;
                 ko.stream = stream_c;
                 kernel(i, mr, b, ko);
               } else {

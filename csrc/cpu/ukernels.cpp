@@ -136,15 +136,15 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
       "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23",      \
       "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31"
 
-// The C rows in KOut::pf (the tile's own, for deep k loops) are fetched for writing before the k loop, so
+// With KOut::prefetch the tile's own C rows (for deep k loops) are fetched for writing before the k loop, so
 // their misses (C rows are a row pitch apart, which no hardware prefetcher follows) hide behind the FMAs.
 // always_inline: as a plain inline function GCC 12 judged it free of side effects (it only prefetches) and
 // deleted the call, so no kernel prefetched at all (seen in the disassembly).
 __attribute__((always_inline, target("avx512f,prfchw"))) inline void prefetch_c(const KOut& o) {
-  if (!o.pf) return;
-  const bool three = reinterpret_cast<uintptr_t>(o.pf) & 63;  // 32 floats span 3 lines unaligned
-  for (int i = 0; i < o.pf_mr; ++i) {
-    float* r = const_cast<float*>(o.pf) + i * o.ldc;  // _m_prefetchw takes void*
+  if (!o.prefetch) return;
+  const bool three = reinterpret_cast<uintptr_t>(o.c) & 63;  // 32 floats span 3 lines unaligned
+  for (int i = 0; i < o.mr; ++i) {
+    float* r = o.c + i * o.ldc;
     _m_prefetchw(r);
     _m_prefetchw(r + 16);
     if (three) _m_prefetchw(r + 31);

@@ -320,8 +320,7 @@ void winograd_into(const at::Tensor& x, const at::Tensor& weight, const at::Tens
           for (int64_t j = 0; j < K; j += NR) {
             KOut ko{Mb + (xi * tb + i) * K + j, K, nullptr, 0, nullptr, kActNone, 0.f, false, false, mr,
                     static_cast<int>(std::min<int64_t>(NR, K - j))};
-            ko.pf = ko.c;  // its own C, fetched for writing before the k loop (KOut::pf)
-            ko.pf_mr = mr;
+            ko.prefetch = true;  // its own C, fetched for writing before the k loop
             uk.fn(Cp / KU, V + xi * tb * Cp + i * Cp, up + xi * Kp * Cp + j * Cp, ko);
           }
         }
