@@ -19,12 +19,13 @@ SHAPES = [
     (2, 8, 12, 12, 4, 4, 4, 4, 0, 1, 1),
     (1, 12, 10, 9, 6, 3, 2, (2, 1), (0, 2), (1, 2), 3),
     (1, 64, 12, 12, 64, 3, 3, 1, 1, 1, 1),
+    (2, 32, 9, 7, 48, 1, 1, 1, 0, 1, 1),  # 1×1, C a multiple of 8: a GEMM reading the rows in place
     # thin ends (cpu: direct AVX-512 kernels): few input channels, few output channels
     (2, 3, 11, 13, 64, 3, 3, 1, 1, 1, 1),
     (1, 2, 6, 7, 80, 3, 3, 2, 2, 1, 1),
     (2, 32, 10, 9, 3, 3, 3, 1, 2, 2, 1),
     (1, 16, 7, 8, 4, 1, 1, 1, 0, 1, 1),
-    (2, 32, 9, 7, 48, 1, 1, 1, 0, 1, 1),  # 1×1 with C < 64, K < 256: also the few-input kernel
+    (2, 20, 9, 7, 48, 1, 1, 1, 0, 1, 1),  # 1×1 with C < 64 not a multiple of 8, K < 256: the few-input kernel
     (1, 24, 9, 9, 16, 1, 1, 2, 0, 1, 1),
 ]
 LAYOUTS = ["nchw", "channels_last", "noncontig"]

@@ -1,7 +1,7 @@
 // Direct convs for a CNN's thin ends, where the implicit GEMM's 14×32 register tile is mostly empty:
 //   few outputs (K ≤ 4, e.g. SFTNet's 64→3 output conv): vectors run along the input channels (dot products,
 //     8 pixels × K accumulators, one horizontal sum per output);
-//   few inputs  (C ≤ 4, e.g. its 3→64 first conv; and 1×1 convs with C ≤ 128): vectors run along the output
+//   few inputs  (C ≤ 4, e.g. its 3→64 first conv; and 1×1 convs on < 64 channels, not a multiple of 8): vectors run along the output
 //     channels, input values are broadcast (6 pixels × 4 vectors of 16 outputs), read straight from the input
 //     with no packing.
 // AVX-512 only (chosen at run time); other ISAs keep the GEMM path. Input channels-last (unit channel stride);
@@ -198,12 +198,11 @@ void few_c_row(const ThinConv& t, int64_t n, int64_t p, int64_t k0) {
 
 bool thin_conv_applicable(int64_t C, int64_t K, int64_t R, int64_t S, int64_t groups) {
   if (groups != 1 || std::strcmp(ukernel().isa, "avx512") != 0) return false;
-  // 1×1 convs on fewer than 64 channels to fewer than 256 too: reading the input rows in place beats packing
-  // them (measured 0.75-0.9x -> 0.85-1.2x PyTorch at 1 thread on SFTNet's 1×1 shapes, memory-bound either way).
-  // Wider ones go to the GEMM path, which now also reads such rows in place and is faster there, side by side:
-  // 128→32 and 128→128 0.77 -> 0.88x and 0.97 -> 1.08x at 1 thread; 32→512 1.87-2.00x -> 2.14-2.28x;
-  // SFTNet's fused 32→2112 SFT conv 51 -> 47 ms.
-  return (K <= 4 && C % 16 == 0) || ((C <= 4 || (R * S == 1 && C < 64 && K < 256)) && K % 16 == 0);
+  // 1×1 convs on fewer than 64 channels to fewer than 256 too, unless the GEMM can read their input rows in place
+  // (C a multiple of 8): since its strided kernel prefetches the next rows and stores plain tiles directly, it is
+  // the faster of the two there (side by side, 1 thread: 32→32 69 -> 93 GFLOP/s, 32→64 91 -> 104, 16→128 78 ->
+  // 81, 48→96 115 -> 122), while for C = 12 the thin kernel stays ahead (61 vs 35 GFLOP/s).
+  return (K <= 4 && C % 16 == 0) || ((C <= 4 || (R * S == 1 && C % KU != 0 && C < 64 && K < 256)) && K % 16 == 0);
 }
 
 // out = act(conv(x, w) + b) + res; x has unit channel stride; see thin_conv_applicable.
