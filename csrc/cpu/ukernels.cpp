@@ -117,8 +117,34 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
   SFT_SAVE(0, 14) SFT_SAVE(1, 15) SFT_SAVE(2, 16) SFT_SAVE(3, 17) SFT_SAVE(4, 18) SFT_SAVE(5, 19)              \
   SFT_SAVE(6, 20) SFT_SAVE(7, 21) SFT_SAVE(8, 22) SFT_SAVE(9, 23) SFT_SAVE(10, 24) SFT_SAVE(11, 25)            \
   SFT_SAVE(12, 26) SFT_SAVE(13, 27)
+// Rows 0-13 of a tile at %[a] / %[a7] = row 7 with row pitch l1 (as in SFT_SKSTEP), two zmm per row.
+#define SFT_ST2(insn, addr, i, j) #insn " %%zmm" #i ", " addr "\n\t" #insn " %%zmm" #j ", 64+" addr "\n\t"
+#define SFT_STORE_ROWS(insn)                                                                                   \
+  SFT_ST2(insn, "(%[a])", 0, 14) SFT_ST2(insn, "(%[a],%[l1])", 1, 15)                                  \
+  SFT_ST2(insn, "(%[a],%[l1],2)", 2, 16) SFT_ST2(insn, "(%[a],%[l3])", 3, 17)                          \
+  SFT_ST2(insn, "(%[a],%[l1],4)", 4, 18) SFT_ST2(insn, "(%[a],%[l5])", 5, 19)                          \
+  SFT_ST2(insn, "(%[a],%[l3],2)", 6, 20) SFT_ST2(insn, "(%[a7])", 7, 21)                               \
+  SFT_ST2(insn, "(%[a7],%[l1])", 8, 22) SFT_ST2(insn, "(%[a7],%[l1],2)", 9, 23)                        \
+  SFT_ST2(insn, "(%[a7],%[l3])", 10, 24) SFT_ST2(insn, "(%[a7],%[l1],4)", 11, 25)                      \
+  SFT_ST2(insn, "(%[a7],%[l5])", 12, 26) SFT_ST2(insn, "(%[a7],%[l3],2)", 13, 27)
+// The accumulators to %[dst] with row pitch %[pitch] bytes (a, a7, l1, l3, l5 are free by now), with non-temporal
+// stores if %[nt] is non-zero.
+#define SFT_STORE_TILE                \
+  "mov %[dst], %[a]\n\t"              \
+  "mov %[pitch], %[l1]\n\t"           \
+  "lea (%[l1],%[l1],2), %[l3]\n\t"    \
+  "lea (%[l1],%[l1],4), %[l5]\n\t"    \
+  "lea (%[a],%[l1],8), %[a7]\n\t"     \
+  "sub %[l1], %[a7]\n\t"              \
+  "test %[nt], %[nt]\n\t"             \
+  "jnz 3f\n\t"                        \
+  SFT_STORE_ROWS(vmovups)              \
+  "jmp 4f\n"                           \
+  "3:\n\t"                            \
+  SFT_STORE_ROWS(vmovntps)             \
+  "4:\n\t"
 // The whole tile: zero the accumulators, run kb blocks of 8 k-steps (`steps`, then `advance` moves the A
-// pointers; B always moves 8 rows of 32 floats), then save the accumulators to the stack tile %[t].
+// pointers; B always moves 8 rows of 32 floats), then store the accumulators (SFT_STORE_TILE).
 #define SFT_KLOOP(steps, advance) \
   SFT_ZERO_ALL                    \
   "test %[kb], %[kb]\n\t"         \
@@ -130,7 +156,7 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
   "dec %[kb]\n\t"                 \
   "jnz 1b\n"                      \
   "2:\n\t"                        \
-  SFT_SAVE_ALL
+  SFT_STORE_TILE
 #define SFT_ZMM_CLOBBERS                                                                                   \
   "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",  \
       "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23",      \
@@ -151,18 +177,37 @@ __attribute__((always_inline, target("avx512f,prfchw"))) inline void prefetch_c(
   }
 }
 
+// Where the asm stores the accumulators: a plain tile (whole, no epilogue work: not accumulating, no bias,
+// activation or residual) goes straight to C, with non-temporal stores under KOut::stream; any other to the stack
+// tile for epilogue_avx512 (it was a third of the time of a K = 32 GEMM's tile).
+struct TileDst {
+  float* dst;
+  int64_t pitch;  // bytes
+  int64_t nt;
+  bool plain;
+};
+inline TileDst tile_dst(const KOut& o, float* tile) {
+  const bool plain = !o.accumulate && o.last && !o.bias && o.act == kActNone && !o.res && o.nr == 32 && o.mr == 14;
+  if (!plain) return {tile, 32 * 4, 0, false};
+  const bool nt = o.stream && (reinterpret_cast<uintptr_t>(o.c) & 63) == 0 && (o.ldc & 15) == 0;
+  return {o.c, o.ldc * 4, nt, true};
+}
+
 __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_14x32(int64_t kb, const float* a,
                                                                                 const float* b, const KOut& o) {
   alignas(64) float tile[14 * 32];
   prefetch_c(o);
+  const TileDst d = tile_dst(o, tile);
+  const float* a7;
+  int64_t l1, l3, l5;  // scratch for SFT_STORE_TILE
   asm volatile(
       SFT_KLOOP(SFT_KSTEP(0) SFT_KSTEP(1) SFT_KSTEP(2) SFT_KSTEP(3) SFT_KSTEP(4) SFT_KSTEP(5) SFT_KSTEP(6)
                 SFT_KSTEP(7),
                 "add $448, %[a]\n\t")
-      : [a] "+r"(a), [b] "+r"(b), [kb] "+r"(kb)
-      : [t] "r"(tile)
+      : [a] "+r"(a), [b] "+r"(b), [kb] "+r"(kb), [a7] "=&r"(a7), [l1] "=&r"(l1), [l3] "=&r"(l3), [l5] "=&r"(l5)
+      : [dst] "r"(d.dst), [pitch] "r"(d.pitch), [nt] "r"(d.nt)
       : "cc", "memory", SFT_ZMM_CLOBBERS);
-  epilogue_avx512<14, 2>(tile, o);
+  if (!d.plain) epilogue_avx512<14, 2>(tile, o);
 }
 
 // The same tile with A read in place, row i at a + i·lda (a row-major M×K operand, e.g. a 1×1 conv's
@@ -171,69 +216,32 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
 // first k-step). So each k block also prefetches the same 32 bytes of the next tile's 14 rows (14·lda floats on),
 // two rows per k-step, spread out so they never wait for line-fill buffers as a burst did (16384×32×32 at 1
 // thread: 0.72-0.76x -> 0.83-0.89x MKL; one tile ahead beat two and four).
-// A plain tile (no epilogue work: not accumulating, no bias, activation or residual) is stored straight from the
-// accumulators to C, with non-temporal stores under KOut::stream, instead of through the stack tile.
 #define SFT_PF(addr) "prefetcht0 " addr "\n\t"
 #define SFT_SKSTEP_PF(kk, r0, r1) SFT_SKSTEP(kk) SFT_PF(r0) SFT_PF(r1)
-// Rows 0-13 of a tile at %[a] / %[a7] = row 7 with row pitch l1 (as in SFT_SKSTEP), two zmm per row.
-#define SFT_ST2(insn, addr, off, i, j) #insn " %%zmm" #i ", " off addr "\n\t" #insn " %%zmm" #j ", " off "64+" addr "\n\t"
-#define SFT_STORE_ROWS(insn)                                                                                   \
-  SFT_ST2(insn, "(%[a])", "", 0, 14) SFT_ST2(insn, "(%[a],%[l1])", "", 1, 15)                                  \
-  SFT_ST2(insn, "(%[a],%[l1],2)", "", 2, 16) SFT_ST2(insn, "(%[a],%[l3])", "", 3, 17)                          \
-  SFT_ST2(insn, "(%[a],%[l1],4)", "", 4, 18) SFT_ST2(insn, "(%[a],%[l5])", "", 5, 19)                          \
-  SFT_ST2(insn, "(%[a],%[l3],2)", "", 6, 20) SFT_ST2(insn, "(%[a7])", "", 7, 21)                               \
-  SFT_ST2(insn, "(%[a7],%[l1])", "", 8, 22) SFT_ST2(insn, "(%[a7],%[l1],2)", "", 9, 23)                        \
-  SFT_ST2(insn, "(%[a7],%[l3])", "", 10, 24) SFT_ST2(insn, "(%[a7],%[l1],4)", "", 11, 25)                      \
-  SFT_ST2(insn, "(%[a7],%[l5])", "", 12, 26) SFT_ST2(insn, "(%[a7],%[l3],2)", "", 13, 27)
 __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_14x32_strided(
     int64_t kb, const float* a, int64_t lda, const float* b, const KOut& o) {
   alignas(64) float tile[14 * 32];
   prefetch_c(o);
-  const bool plain = !o.accumulate && o.last && !o.bias && o.act == kActNone && !o.res && o.nr == 32;
-  const bool nt = plain && o.stream && (reinterpret_cast<uintptr_t>(o.c) & 63) == 0 && (o.ldc & 15) == 0;
-  float* dst = plain ? o.c : tile;
+  const TileDst d = tile_dst(o, tile);
   int64_t l1 = lda * 4, l3 = 3 * l1, l5 = 5 * l1;
-  const int64_t pitch = plain ? o.ldc * 4 : 32 * 4;
   const float* a7 = a + 7 * lda;
   const float* pa = a + 14 * lda;
   const float* pa7 = pa + 7 * lda;
   asm volatile(
-      SFT_ZERO_ALL
-      "test %[kb], %[kb]\n\t"
-      "jle 2f\n\t"
-      ".p2align 5\n"
-      "1:\n\t"
-      SFT_SKSTEP_PF(0, "(%[pa])", "(%[pa],%[l1])") SFT_SKSTEP_PF(1, "(%[pa],%[l1],2)", "(%[pa],%[l3])")
-      SFT_SKSTEP_PF(2, "(%[pa],%[l1],4)", "(%[pa],%[l5])") SFT_SKSTEP_PF(3, "(%[pa],%[l3],2)", "(%[pa7])")
-      SFT_SKSTEP_PF(4, "(%[pa7],%[l1])", "(%[pa7],%[l1],2)") SFT_SKSTEP_PF(5, "(%[pa7],%[l3])", "(%[pa7],%[l1],4)")
-      SFT_SKSTEP_PF(6, "(%[pa7],%[l5])", "(%[pa7],%[l3],2)") SFT_SKSTEP(7)
-      "add $32, %[a]\n\t"
-      "add $32, %[a7]\n\t"
-      "add $32, %[pa]\n\t"
-      "add $32, %[pa7]\n\t"
-      "add $1024, %[b]\n\t"
-      "dec %[kb]\n\t"
-      "jnz 1b\n"
-      "2:\n\t"
-      // the 14 destination rows: a = dst, l1 = pitch, a7 = dst + 7·pitch
-      "mov %[dst], %[a]\n\t"
-      "mov %[pitch], %[l1]\n\t"
-      "lea (%[l1],%[l1],2), %[l3]\n\t"
-      "lea (%[l1],%[l1],4), %[l5]\n\t"
-      "lea (%[a],%[l1],8), %[a7]\n\t"
-      "sub %[l1], %[a7]\n\t"
-      "test %[nt], %[nt]\n\t"
-      "jnz 3f\n\t"
-      SFT_STORE_ROWS(vmovups)
-      "jmp 4f\n"
-      "3:\n\t"
-      SFT_STORE_ROWS(vmovntps)
-      "4:\n\t"
+      SFT_KLOOP(SFT_SKSTEP_PF(0, "(%[pa])", "(%[pa],%[l1])") SFT_SKSTEP_PF(1, "(%[pa],%[l1],2)", "(%[pa],%[l3])")
+                SFT_SKSTEP_PF(2, "(%[pa],%[l1],4)", "(%[pa],%[l5])") SFT_SKSTEP_PF(3, "(%[pa],%[l3],2)", "(%[pa7])")
+                SFT_SKSTEP_PF(4, "(%[pa7],%[l1])", "(%[pa7],%[l1],2)")
+                SFT_SKSTEP_PF(5, "(%[pa7],%[l3])", "(%[pa7],%[l1],4)")
+                SFT_SKSTEP_PF(6, "(%[pa7],%[l5])", "(%[pa7],%[l3],2)") SFT_SKSTEP(7),
+                "add $32, %[a]\n\t"
+                "add $32, %[a7]\n\t"
+                "add $32, %[pa]\n\t"
+                "add $32, %[pa7]\n\t")
       : [a] "+r"(a), [a7] "+r"(a7), [b] "+r"(b), [kb] "+r"(kb), [pa] "+r"(pa), [pa7] "+r"(pa7), [l1] "+r"(l1),
         [l3] "+r"(l3), [l5] "+r"(l5)
-      : [dst] "r"(dst), [pitch] "r"(pitch), [nt] "r"(static_cast<int64_t>(nt))
+      : [dst] "r"(d.dst), [pitch] "r"(d.pitch), [nt] "r"(d.nt)
       : "cc", "memory", SFT_ZMM_CLOBBERS);
-  if (!plain) epilogue_avx512<14, 2>(tile, o);
+  if (!d.plain) epilogue_avx512<14, 2>(tile, o);
 }
 // The strided kernel over several taps of a padded input (a stride-1 conv read in place, see conv2d_taps.cpp):
 // for each tap the A pointers restart at a + toff[t] while B runs on; the accumulators stay in registers
@@ -274,6 +282,7 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma"))) void ukr_avx512_14x32_t
 #undef SFT_SKSTEP_PF
 #undef SFT_ST2
 #undef SFT_STORE_ROWS
+#undef SFT_STORE_TILE
 #undef SFT_BLOAD
 #undef SFT_PA
 #undef SFT_KSTEP
