@@ -168,6 +168,12 @@ void conv2d_taps_into(const at::Tensor& x, const at::Tensor& weight, const at::T
                       int64_t activation, double slope, const at::Tensor& res, at::Tensor& out,
                       const at::Tensor& mscale, const at::Tensor& mshift);
 
+bool rows_conv_applicable(int64_t C, int64_t R, int64_t S, at::IntArrayRef dilation, int64_t groups,
+                          const at::Tensor& res, const at::Tensor& out);
+void conv2d_rows_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef stride,
+                      at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,
+                      const at::Tensor& res, at::Tensor& out);
+
 bool thin_conv_applicable(int64_t C, int64_t K, int64_t R, int64_t S, int64_t groups);
 void thin_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef stride,
                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,
@@ -245,7 +251,9 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
   }
   const bool thin = !wino && !ms.defined() && thin_conv_applicable(C, K, R, S, groups);  // few in or out channels
   auto run = [&](const at::Tensor& rr, at::Tensor& o) {
-    if (thin) {
+    if (!wino && !ms.defined() && rows_conv_applicable(C, R, S, dilation, groups, rr, o)) {
+      conv2d_rows_into(x, weight, b, stride, padding, dilation, activation, negative_slope, rr, o);
+    } else if (thin) {
       thin_conv2d_into(x, weight, b, stride, padding, dilation, activation, negative_slope, rr, o);
     } else if (!wino && taps_conv_applicable(x, weight, stride, dilation, groups, rr, o)) {
       conv2d_taps_into(x, weight, b, padding, activation, negative_slope, rr, o, ms, mt);

@@ -49,8 +49,9 @@ struct KOut {
 // acc[MR][NR] = sum_k A[i][k] B[k][j] over kb blocks of 8 k-steps, then the KOut epilogue.
 using UKernelFn = void (*)(int64_t kb, const float* a, const float* b, const KOut& out);
 
-// The same with A unpacked: MR full rows at a + i·lda (lda in floats), k-steps contiguous.
-using UKernelStridedFn = void (*)(int64_t kb, const float* a, int64_t lda, const float* b, const KOut& out);
+// The same with A unpacked: MR full rows at a + i·lda (lda in floats), k-steps contiguous, any number k of them
+// (B rows past k are never read).
+using UKernelStridedFn = void (*)(int64_t k, const float* a, int64_t lda, const float* b, const KOut& out);
 
 // A conv tile read in place from a padded input, for every tap: tap t's MR rows are at a + toff[t] bytes +
 // i·lda floats; B runs through the taps' kb blocks in order. The raw MR×NR accumulators go to tile (row
@@ -318,7 +319,7 @@ void gemm_driver(const UKernel& uk, int64_t M, int64_t N, int64_t K, const float
           // One tile: A in place (full tiles when in_place) or from the packed block.
           auto kernel = [&](int64_t i, int mr, const float* b, const KOut& ko) {
             if (in_place && mr == MR)
-              uk.fn_strided(kcp / KU, direct->a + i * direct->lda + k0, direct->lda, b, ko);
+              uk.fn_strided(kc, direct->a + i * direct->lda + k0, direct->lda, b, ko);
             else
               uk.fn(kcp / KU, abuf + (i - i0) * kcp, b, ko);
           };

@@ -127,9 +127,18 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
   SFT_ST2(insn, "(%[a7],%[l1])", 8, 22) SFT_ST2(insn, "(%[a7],%[l1],2)", 9, 23)                        \
   SFT_ST2(insn, "(%[a7],%[l3])", 10, 24) SFT_ST2(insn, "(%[a7],%[l1],4)", 11, 25)                      \
   SFT_ST2(insn, "(%[a7],%[l5])", 12, 26) SFT_ST2(insn, "(%[a7],%[l3],2)", 13, 27)
-// The accumulators to %[dst] with row pitch %[pitch] bytes (a, a7, l1, l3, l5 are free by now), with non-temporal
-// stores if %[nt] is non-zero.
-#define SFT_STORE_TILE                \
+// The accumulators, plus the 32 floats at %[bias] if it is not null, to %[dst] with row pitch %[pitch] bytes (a, a7,
+// l1, l3, l5 are free by now), with non-temporal stores if %[nt] is non-zero.
+#define SFT_ADDB(i, j) "vaddps %%zmm28, %%zmm" #i ", %%zmm" #i "\n\tvaddps %%zmm29, %%zmm" #j ", %%zmm" #j "\n\t"
+#define SFT_STORE_TILE                                                                                         \
+  "test %[bias], %[bias]\n\t"                                                                                 \
+  "jz 7f\n\t"                                                                                                 \
+  "vmovups (%[bias]), %%zmm28\n\t"                                                                            \
+  "vmovups 64(%[bias]), %%zmm29\n\t"                                                                          \
+  SFT_ADDB(0, 14) SFT_ADDB(1, 15) SFT_ADDB(2, 16) SFT_ADDB(3, 17) SFT_ADDB(4, 18) SFT_ADDB(5, 19) SFT_ADDB(6, 20) \
+  SFT_ADDB(7, 21) SFT_ADDB(8, 22) SFT_ADDB(9, 23) SFT_ADDB(10, 24) SFT_ADDB(11, 25) SFT_ADDB(12, 26)            \
+  SFT_ADDB(13, 27)                                                                                             \
+  "7:\n\t"                                                                                                    \
   "mov %[dst], %[a]\n\t"              \
   "mov %[pitch], %[l1]\n\t"           \
   "lea (%[l1],%[l1],2), %[l3]\n\t"    \
@@ -144,8 +153,9 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
   SFT_STORE_ROWS(vmovntps)             \
   "4:\n\t"
 // The whole tile: zero the accumulators, run kb blocks of 8 k-steps (`steps`, then `advance` moves the A
-// pointers; B always moves 8 rows of 32 floats), then store the accumulators (SFT_STORE_TILE).
-#define SFT_KLOOP(steps, advance) \
+// pointers; B always moves 8 rows of 32 floats), then `tail` (single k-steps past the blocks, or nothing), then
+// store the accumulators (SFT_STORE_TILE).
+#define SFT_KLOOP(steps, advance, tail) \
   SFT_ZERO_ALL                    \
   "test %[kb], %[kb]\n\t"         \
   "jle 2f\n\t"                    \
@@ -156,6 +166,7 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
   "dec %[kb]\n\t"                 \
   "jnz 1b\n"                      \
   "2:\n\t"                        \
+  tail                            \
   SFT_STORE_TILE
 #define SFT_ZMM_CLOBBERS                                                                                   \
   "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",  \
@@ -177,20 +188,21 @@ __attribute__((always_inline, target("avx512f,prfchw"))) inline void prefetch_c(
   }
 }
 
-// Where the asm stores the accumulators: a plain tile (whole, no epilogue work: not accumulating, no bias,
-// activation or residual) goes straight to C, with non-temporal stores under KOut::stream; any other to the stack
+// Where the asm stores the accumulators: a plain tile (whole, not accumulating, no activation or residual; a bias
+// is added in registers) goes straight to C, with non-temporal stores under KOut::stream; any other to the stack
 // tile for epilogue_avx512 (it was a third of the time of a K = 32 GEMM's tile).
 struct TileDst {
   float* dst;
   int64_t pitch;  // bytes
   int64_t nt;
+  const float* bias;
   bool plain;
 };
 inline TileDst tile_dst(const KOut& o, float* tile) {
-  const bool plain = !o.accumulate && o.last && !o.bias && o.act == kActNone && !o.res && o.nr == 32 && o.mr == 14;
-  if (!plain) return {tile, 32 * 4, 0, false};
+  const bool plain = !o.accumulate && o.last && o.act == kActNone && !o.res && o.nr == 32 && o.mr == 14;
+  if (!plain) return {tile, 32 * 4, 0, nullptr, false};
   const bool nt = o.stream && (reinterpret_cast<uintptr_t>(o.c) & 63) == 0 && (o.ldc & 15) == 0;
-  return {o.c, o.ldc * 4, nt, true};
+  return {o.c, o.ldc * 4, nt, o.bias, true};
 }
 
 __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_14x32(int64_t kb, const float* a,
@@ -203,9 +215,9 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
   asm volatile(
       SFT_KLOOP(SFT_KSTEP(0) SFT_KSTEP(1) SFT_KSTEP(2) SFT_KSTEP(3) SFT_KSTEP(4) SFT_KSTEP(5) SFT_KSTEP(6)
                 SFT_KSTEP(7),
-                "add $448, %[a]\n\t")
+                "add $448, %[a]\n\t", "")
       : [a] "+r"(a), [b] "+r"(b), [kb] "+r"(kb), [a7] "=&r"(a7), [l1] "=&r"(l1), [l3] "=&r"(l3), [l5] "=&r"(l5)
-      : [dst] "r"(d.dst), [pitch] "r"(d.pitch), [nt] "r"(d.nt)
+      : [dst] "r"(d.dst), [pitch] "r"(d.pitch), [nt] "r"(d.nt), [bias] "r"(d.bias)
       : "cc", "memory", SFT_ZMM_CLOBBERS);
   if (!d.plain) epilogue_avx512<14, 2>(tile, o);
 }
@@ -218,11 +230,14 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
 // thread: 0.72-0.76x -> 0.83-0.89x MKL; one tile ahead beat two and four).
 #define SFT_PF(addr) "prefetcht0 " addr "\n\t"
 #define SFT_SKSTEP_PF(kk, r0, r1) SFT_SKSTEP(kk) SFT_PF(r0) SFT_PF(r1)
+// k may be any count: after the 8-step blocks, its last k % 8 steps run one at a time (B's rows are contiguous;
+// a conv's receptive field of 27 floats, conv2d_rows.cpp, is one such A row).
 __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_14x32_strided(
-    int64_t kb, const float* a, int64_t lda, const float* b, const KOut& o) {
+    int64_t k, const float* a, int64_t lda, const float* b, const KOut& o) {
   alignas(64) float tile[14 * 32];
   prefetch_c(o);
   const TileDst d = tile_dst(o, tile);
+  int64_t kb = k / KU, kt = k % KU;
   int64_t l1 = lda * 4, l3 = 3 * l1, l5 = 5 * l1;
   const float* a7 = a + 7 * lda;
   const float* pa = a + 14 * lda;
@@ -236,10 +251,20 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
                 "add $32, %[a]\n\t"
                 "add $32, %[a7]\n\t"
                 "add $32, %[pa]\n\t"
-                "add $32, %[pa7]\n\t")
-      : [a] "+r"(a), [a7] "+r"(a7), [b] "+r"(b), [kb] "+r"(kb), [pa] "+r"(pa), [pa7] "+r"(pa7), [l1] "+r"(l1),
-        [l3] "+r"(l3), [l5] "+r"(l5)
-      : [dst] "r"(d.dst), [pitch] "r"(d.pitch), [nt] "r"(d.nt)
+                "add $32, %[pa7]\n\t",
+                "test %[kt], %[kt]\n\t"
+                "jle 5f\n"
+                "6:\n\t"
+                SFT_SKSTEP(0)
+                "add $4, %[a]\n\t"
+                "add $4, %[a7]\n\t"
+                "add $128, %[b]\n\t"
+                "dec %[kt]\n\t"
+                "jnz 6b\n"
+                "5:\n\t")
+      : [a] "+r"(a), [a7] "+r"(a7), [b] "+r"(b), [kb] "+r"(kb), [kt] "+r"(kt), [pa] "+r"(pa), [pa7] "+r"(pa7),
+        [l1] "+r"(l1), [l3] "+r"(l3), [l5] "+r"(l5)
+      : [dst] "r"(d.dst), [pitch] "r"(d.pitch), [nt] "r"(d.nt), [bias] "r"(d.bias)
       : "cc", "memory", SFT_ZMM_CLOBBERS);
   if (!d.plain) epilogue_avx512<14, 2>(tile, o);
 }
@@ -283,6 +308,7 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma"))) void ukr_avx512_14x32_t
 #undef SFT_ST2
 #undef SFT_STORE_ROWS
 #undef SFT_STORE_TILE
+#undef SFT_ADDB
 #undef SFT_BLOAD
 #undef SFT_PA
 #undef SFT_KSTEP

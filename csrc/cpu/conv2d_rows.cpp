@@ -1,0 +1,107 @@
+// Direct conv for few input channels (an RGB first conv), as GEMM tiles read in place from stacked rows.
+//
+// For output row p, the R input rows it reads are stacked column by column into a small buffer Z: column j holds
+// x[p·sh − ph + r·dh][j − pw][c] for r < R, c < C (R·C floats; zero outside the image). Output pixel q's whole
+// receptive field is then one contiguous run of S·R·C floats starting at column q·sw, so the 14×32 strided
+// kernel reads it as an A row (lda = sw·R·C, k = (s, r, c)) with no im2col copy, while a GEMM tile keeps its
+// 28 accumulators in registers. The thin few-input kernel (conv2d_thin.cpp) broadcast each input value to 6
+// pixels × 4 vectors and had its store go through memory; this one does 14 × 2 per broadcast pair of B loads.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <immintrin.h>
+
+#include <cstring>
+#include <vector>
+
+#include "gemm.h"
+
+namespace sft {
+
+bool rows_conv_applicable(int64_t C, int64_t R, int64_t S, at::IntArrayRef dilation, int64_t groups,
+                          const at::Tensor& res, const at::Tensor& out) {
+  // Few channels only: wider inputs have the taps / implicit-GEMM paths, whose k loops are whole 8-step blocks.
+  return ukernel().fn_strided && groups == 1 && C <= 4 && R * S * C <= 1024 && dilation[1] == 1 &&
+         out.stride(1) == 1 && (!res.defined() || res.stride(1) == 1);
+}
+
+namespace {
+
+// Z for output row p of image n (see the top of the file): cols columns of R·C floats. Each pixel's C ≤ 4
+// channels move as one masked 128-bit load and store (a scalar loop per channel took 12 % of the conv).
+__attribute__((target("avx512f,avx512vl"))) void stack_rows(const at::Tensor& x, int64_t n, int64_t p, int64_t sh,
+                                                            int64_t ph, int64_t dh, int64_t R, int64_t pw,
+                                                            int64_t cols, float* z) {
+  const int64_t C = x.size(1), H = x.size(2), W = x.size(3), RC = R * C;
+  const float* xp = x.data_ptr<float>() + n * x.stride(0);
+  const int64_t xs2 = x.stride(2), xs3 = x.stride(3);  // unit channel stride (conv2d_cpu repacks NCHW input)
+  const int64_t ih0 = p * sh - ph, j0 = std::min(cols, pw), j1 = std::min(cols, W + pw);
+  if (ih0 < 0 || ih0 + (R - 1) * dh >= H) std::memset(z, 0, cols * RC * sizeof(float));  // rows off the image
+  std::memset(z, 0, j0 * RC * sizeof(float));
+  std::memset(z + j1 * RC, 0, (cols - j1) * RC * sizeof(float));
+  const __mmask8 m = static_cast<__mmask8>((1u << C) - 1u);
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t ih = ih0 + r * dh;
+    if (ih < 0 || ih >= H) continue;
+    const float* s = xp + ih * xs2 + (j0 - pw) * xs3;
+    float* d = z + j0 * RC + r * C;
+    for (int64_t j = j0; j < j1; ++j, s += xs3, d += RC) _mm_mask_storeu_ps(d, m, _mm_maskz_loadu_ps(m, s));
+  }
+}
+
+}  // namespace
+
+// out = act(conv(x, w) + b) + res; see rows_conv_applicable for what it takes.
+void conv2d_rows_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef stride,
+                      at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,
+                      const at::Tensor& res, at::Tensor& out) {
+  TORCH_CHECK(x.stride(1) == 1, "sft_cpu::conv2d: internal: the rows path needs unit channel stride");
+  const UKernel& uk = ukernel();
+  const int MR = uk.mr, NR = uk.nr;
+  const int64_t N = x.size(0), C = x.size(1);
+  const int64_t K = weight.size(0), R = weight.size(2), S = weight.size(3);
+  const int64_t P = out.size(2), Q = out.size(3);
+  const int64_t sh = stride[0], sw = stride[1], ph = padding[0], pw = padding[1], dh = dilation[0];
+  const int64_t RC = R * C, KK = S * RC, Kpad = round_up(KK, KU);
+
+  // B: the weights as [K/NR][Kpad][NR] panels with k = (s, r, c), the order of a Z run.
+  const at::Tensor wc = weight.contiguous();
+  const at::Tensor bp = cached_weight_transform(wc, (int64_t(3) << 40) + NR, [&] {
+    const at::Tensor wk = wc.permute({3, 2, 1, 0}).contiguous();  // [S][R][C][K]
+    at::Tensor panels = at::empty({(K + NR - 1) / NR * Kpad * NR}, wc.options());
+    pack_b(wk.data_ptr<float>(), KK, K, K, 1, NR, panels.data_ptr<float>());
+    return panels;
+  });
+  const float* bpp = bp.data_ptr<float>();
+
+  // Z spans every column a tile reads: the kernel always computes MR rows (the last tile's extra ones are never
+  // stored) and prefetches the next tile's, which may point past Z harmlessly.
+  const int64_t cols = (round_up(Q, MR) - 1) * sw + S;
+  float* op = out.data_ptr<float>();
+  const int64_t os0 = out.stride(0), os2 = out.stride(2), os3 = out.stride(3);
+  const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
+  const int64_t rs0 = rp ? res.stride(0) : 0, rs2 = rp ? res.stride(2) : 0, rs3 = rp ? res.stride(3) : 0;
+  const float* bias = b.defined() ? b.data_ptr<float>() : nullptr;
+  at::parallel_for(0, N * P, 1, [&](int64_t r0, int64_t r1) {
+    thread_local std::vector<float> z_store;
+    z_store.resize(static_cast<size_t>(cols * RC) + 16);
+    float* z = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(z_store.data()) + 63) & ~uintptr_t(63));
+    for (int64_t row = r0; row < r1; ++row) {
+      const int64_t n = row / P, p = row % P;
+      stack_rows(x, n, p, sh, ph, dh, R, pw, cols, z);
+      for (int64_t q0 = 0; q0 < Q; q0 += MR) {
+        const int mr = static_cast<int>(std::min<int64_t>(MR, Q - q0));
+        const float* a = z + q0 * sw * RC;
+        for (int64_t j = 0; j < K; j += NR) {
+          const int64_t o = n * os0 + p * os2 + q0 * os3 + j;
+          const KOut ko{op + o, os3, rp ? rp + n * rs0 + p * rs2 + q0 * rs3 + j : nullptr, rs3,
+                        bias ? bias + j : nullptr, static_cast<int>(activation), static_cast<float>(slope),
+                        false, true, mr, static_cast<int>(std::min<int64_t>(NR, K - j))};
+          uk.fn_strided(KK, a, sw * RC, bpp + j / NR * Kpad * NR, ko);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace sft
