@@ -22,6 +22,7 @@ SHAPES = [
     (2, 32, 9, 7, 48, 1, 1, 1, 0, 1, 1),  # 1×1, C a multiple of 8: a GEMM reading the rows in place
     (1, 3, 20, 18, 40, 7, 7, 2, 3, (2, 1), 1),  # RGB stem, 7×7 s2, dilated rows: cpu stacked-rows path
     (2, 2, 9, 16, 33, 2, 5, (1, 3), (1, 2), 1, 1),
+    (1, 16, 11, 13, 40, 3, 3, 2, 1, 1, 1),  # strided, 16 channels: stacked rows too
     # thin ends (cpu: direct AVX-512 kernels): few input channels, few output channels
     (2, 3, 11, 13, 64, 3, 3, 1, 1, 1, 1),
     (1, 2, 6, 7, 80, 3, 3, 2, 2, 1, 1),

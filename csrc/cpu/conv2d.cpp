@@ -168,8 +168,8 @@ void conv2d_taps_into(const at::Tensor& x, const at::Tensor& weight, const at::T
                       int64_t activation, double slope, const at::Tensor& res, at::Tensor& out,
                       const at::Tensor& mscale, const at::Tensor& mshift);
 
-bool rows_conv_applicable(int64_t C, int64_t R, int64_t S, at::IntArrayRef dilation, int64_t groups,
-                          const at::Tensor& res, const at::Tensor& out);
+bool rows_conv_applicable(int64_t C, int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef dilation,
+                          int64_t groups, const at::Tensor& res, const at::Tensor& out);
 void conv2d_rows_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef stride,
                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,
                       const at::Tensor& res, at::Tensor& out);
@@ -251,7 +251,7 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
   }
   const bool thin = !wino && !ms.defined() && thin_conv_applicable(C, K, R, S, groups);  // few in or out channels
   auto run = [&](const at::Tensor& rr, at::Tensor& o) {
-    if (!wino && !ms.defined() && rows_conv_applicable(C, R, S, dilation, groups, rr, o)) {
+    if (!wino && !ms.defined() && rows_conv_applicable(C, R, S, stride, dilation, groups, rr, o)) {
       conv2d_rows_into(x, weight, b, stride, padding, dilation, activation, negative_slope, rr, o);
     } else if (thin) {
       thin_conv2d_into(x, weight, b, stride, padding, dilation, activation, negative_slope, rr, o);
