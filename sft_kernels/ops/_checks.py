@@ -10,6 +10,12 @@ ACTIVATIONS = (None, "relu", "leaky_relu")
 
 
 def pair(value: IntPair, name: str, minimum: int) -> list:
+    # The common valid forms first: three calls per conv, a few µs each through the general path below.
+    if type(value) is int and value >= minimum:
+        return [value, value]
+    if type(value) in (tuple, list) and len(value) == 2 and type(value[0]) is int and type(value[1]) is int \
+            and min(value) >= minimum:
+        return list(value)
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
     try:
