@@ -24,6 +24,8 @@ CASES = [  # (n, c, h, w, k, r, stride, pad, dilation, groups, algorithm, pixel_
     (2, 136, 9, 11, 40, 1, 1, 0, 1, 1, 0, 1), (1, 32, 8, 7, 256, 1, 1, 0, 1, 1, 0, 1),
     # direct stride-1 convs over a padded input copy (avx512; its asm reads are not instrumented, the copy is)
     (2, 16, 9, 13, 40, 3, 1, 1, 1, 1, 1, 1), (1, 8, 5, 7, 33, 5, 1, 2, 1, 1, 1, 1), (2, 24, 6, 6, 20, 2, 1, 0, 1, 1, 1, 1),
+    # few-channel convs from stacked input rows (avx512): an RGB 7×7 stride-2 stem, a strided 16-channel conv
+    (1, 3, 20, 18, 40, 7, 2, 3, 1, 1, 1, 1), (2, 16, 11, 13, 40, 3, 2, 1, 1, 1, 1, 1),
 ]
 
 
