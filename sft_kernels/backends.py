@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import sys
 from typing import Optional
 
 import torch
@@ -124,8 +125,19 @@ def resolve(backend: Optional[str], op: str, device: torch.device, dtype: torch.
     return _resolve(backend, op, device.type, dtype)
 
 
+def _assume_constant_result(fn):
+    """`torch.compiler.assume_constant_result` without importing torch._dynamo when nothing has yet: that import
+    took 1.3 s and ~900 modules (sympy, triton, torch.distributed) of `import sft_kernels`, and its objects made
+    every Python garbage collection in a user's process slower. The decorator only sets this attribute (torch
+    2.x), which dynamo reads when it traces a call."""
+    if "torch._dynamo" in sys.modules:
+        return torch.compiler.assume_constant_result(fn)
+    fn._dynamo_marked_constant = True
+    return fn
+
+
 # Under torch.compile the choice is made once at trace time and baked into the graph as a constant.
-@torch.compiler.assume_constant_result
+@_assume_constant_result
 def _resolve(backend: Optional[str], op: str, device_type: str, dtype: torch.dtype) -> str:
     device = torch.device(device_type)
     if backend is None:

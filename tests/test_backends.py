@@ -102,3 +102,15 @@ def test_blocking_override_keeps_results():
         print("OK")
     """, SFT_KERNELS_GEMM_BLOCKING="28,16,64")
     assert "MC=28 KC=16 NC=64" in out and "OK" in out
+
+
+def test_import_does_not_load_dynamo():
+    """`import sft_kernels` (ops, nn, convert) must not import torch._dynamo: that alone cost 1.3 s and ~900
+    modules, and slowed every garbage collection of the user's process."""
+    import subprocess
+    import sys
+
+    code = ("import sys, sft_kernels; from sft_kernels import ops, nn, convert; "
+            "print('torch._dynamo' in sys.modules, 'triton' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]

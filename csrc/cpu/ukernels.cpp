@@ -127,18 +127,36 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
   SFT_ST2(insn, "(%[a7],%[l1])", 8, 22) SFT_ST2(insn, "(%[a7],%[l1],2)", 9, 23)                        \
   SFT_ST2(insn, "(%[a7],%[l3])", 10, 24) SFT_ST2(insn, "(%[a7],%[l1],4)", 11, 25)                      \
   SFT_ST2(insn, "(%[a7],%[l5])", 12, 26) SFT_ST2(insn, "(%[a7],%[l3],2)", 13, 27)
-// The accumulators, plus the 32 floats at %[bias] if it is not null, to %[dst] with row pitch %[pitch] bytes (a, a7,
-// l1, l3, l5 are free by now), with non-temporal stores if %[nt] is non-zero.
+// M(i, j) for the 14 accumulator pairs (row i: columns 0-15 in zmm i, 16-31 in zmm j).
+#define SFT_PAIRS(M) \
+  M(0, 14) M(1, 15) M(2, 16) M(3, 17) M(4, 18) M(5, 19) M(6, 20) M(7, 21) M(8, 22) M(9, 23) M(10, 24) M(11, 25) M(12, 26) M(13, 27)
 #define SFT_ADDB(i, j) "vaddps %%zmm28, %%zmm" #i ", %%zmm" #i "\n\tvaddps %%zmm29, %%zmm" #j ", %%zmm" #j "\n\t"
-#define SFT_STORE_TILE                                                                                         \
-  "test %[bias], %[bias]\n\t"                                                                                 \
-  "jz 7f\n\t"                                                                                                 \
-  "vmovups (%[bias]), %%zmm28\n\t"                                                                            \
-  "vmovups 64(%[bias]), %%zmm29\n\t"                                                                          \
-  SFT_ADDB(0, 14) SFT_ADDB(1, 15) SFT_ADDB(2, 16) SFT_ADDB(3, 17) SFT_ADDB(4, 18) SFT_ADDB(5, 19) SFT_ADDB(6, 20) \
-  SFT_ADDB(7, 21) SFT_ADDB(8, 22) SFT_ADDB(9, 23) SFT_ADDB(10, 24) SFT_ADDB(11, 25) SFT_ADDB(12, 26)            \
-  SFT_ADDB(13, 27)                                                                                             \
-  "7:\n\t"                                                                                                    \
+// relu as max(0, x) with 0 first: maxps returns its second operand when either is NaN, so NaN stays NaN.
+#define SFT_RELU(i, j) "vmaxps %%zmm" #i ", %%zmm30, %%zmm" #i "\n\tvmaxps %%zmm" #j ", %%zmm30, %%zmm" #j "\n\t"
+// leaky relu: x < 0 (ordered: false for NaN) ? x * slope : x, the same operations as epilogue_avx512.
+#define SFT_LEAKY1(i) "vcmpltps %%zmm30, %%zmm" #i ", %%k1\n\tvmulps %%zmm31, %%zmm" #i ", %%zmm" #i "%{%%k1%}\n\t"
+#define SFT_LEAKY(i, j) SFT_LEAKY1(i) SFT_LEAKY1(j)
+// The accumulators, plus the 32 floats at %[bias] if it is not null, then activated (%[act]: 0 none, 1 relu, 2
+// leaky relu with slope %[slope]), to %[dst] with row pitch %[pitch] bytes (a, a7, l1, l3, l5 are free by now),
+// with non-temporal stores if %[nt] is non-zero.
+#define SFT_STORE_TILE                 \
+  "test %[bias], %[bias]\n\t"          \
+  "jz 7f\n\t"                          \
+  "vmovups (%[bias]), %%zmm28\n\t"     \
+  "vmovups 64(%[bias]), %%zmm29\n\t"   \
+  SFT_PAIRS(SFT_ADDB)                   \
+  "7:\n\t"                             \
+  "cmpl $0, %[act]\n\t"                \
+  "je 8f\n\t"                          \
+  "vpxord %%zmm30, %%zmm30, %%zmm30\n\t" \
+  "cmpl $1, %[act]\n\t"                \
+  "jne 9f\n\t"                         \
+  SFT_PAIRS(SFT_RELU)                   \
+  "jmp 8f\n"                            \
+  "9:\n\t"                             \
+  "vbroadcastss %[slope], %%zmm31\n\t" \
+  SFT_PAIRS(SFT_LEAKY)                  \
+  "8:\n\t"                             \
   "mov %[dst], %[a]\n\t"              \
   "mov %[pitch], %[l1]\n\t"           \
   "lea (%[l1],%[l1],2), %[l3]\n\t"    \
@@ -169,7 +187,7 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
   tail                            \
   SFT_STORE_TILE
 #define SFT_ZMM_CLOBBERS                                                                                   \
-  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",  \
+  "k1", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",  \
       "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23",      \
       "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31"
 
@@ -188,21 +206,23 @@ __attribute__((always_inline, target("avx512f,prfchw"))) inline void prefetch_c(
   }
 }
 
-// Where the asm stores the accumulators: a plain tile (whole, not accumulating, no activation or residual; a bias
-// is added in registers) goes straight to C, with non-temporal stores under KOut::stream; any other to the stack
+// Where the asm stores the accumulators: a plain tile (whole, not accumulating, no residual; bias and activation
+// are applied in registers) goes straight to C, with non-temporal stores under KOut::stream; any other to the stack
 // tile for epilogue_avx512 (it was a third of the time of a K = 32 GEMM's tile).
 struct TileDst {
   float* dst;
   int64_t pitch;  // bytes
   int64_t nt;
   const float* bias;
+  int act;
+  float slope;
   bool plain;
 };
 inline TileDst tile_dst(const KOut& o, float* tile) {
-  const bool plain = !o.accumulate && o.last && o.act == kActNone && !o.res && o.nr == 32 && o.mr == 14;
-  if (!plain) return {tile, 32 * 4, 0, nullptr, false};
+  const bool plain = !o.accumulate && o.last && !o.res && o.nr == 32 && o.mr == 14;
+  if (!plain) return {tile, 32 * 4, 0, nullptr, kActNone, 0.f, false};
   const bool nt = o.stream && (reinterpret_cast<uintptr_t>(o.c) & 63) == 0 && (o.ldc & 15) == 0;
-  return {o.c, o.ldc * 4, nt, o.bias, true};
+  return {o.c, o.ldc * 4, nt, o.bias, o.act, o.slope, true};
 }
 
 __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_14x32(int64_t kb, const float* a,
@@ -217,7 +237,7 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
                 SFT_KSTEP(7),
                 "add $448, %[a]\n\t", "")
       : [a] "+r"(a), [b] "+r"(b), [kb] "+r"(kb), [a7] "=&r"(a7), [l1] "=&r"(l1), [l3] "=&r"(l3), [l5] "=&r"(l5)
-      : [dst] "r"(d.dst), [pitch] "r"(d.pitch), [nt] "r"(d.nt), [bias] "r"(d.bias)
+      : [dst] "r"(d.dst), [pitch] "r"(d.pitch), [nt] "r"(d.nt), [bias] "r"(d.bias), [act] "m"(d.act), [slope] "m"(d.slope)
       : "cc", "memory", SFT_ZMM_CLOBBERS);
   if (!d.plain) epilogue_avx512<14, 2>(tile, o);
 }
@@ -264,7 +284,7 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
                 "5:\n\t")
       : [a] "+r"(a), [a7] "+r"(a7), [b] "+r"(b), [kb] "+r"(kb), [kt] "+r"(kt), [pa] "+r"(pa), [pa7] "+r"(pa7),
         [l1] "+r"(l1), [l3] "+r"(l3), [l5] "+r"(l5)
-      : [dst] "r"(d.dst), [pitch] "r"(d.pitch), [nt] "r"(d.nt), [bias] "r"(d.bias)
+      : [dst] "r"(d.dst), [pitch] "r"(d.pitch), [nt] "r"(d.nt), [bias] "r"(d.bias), [act] "m"(d.act), [slope] "m"(d.slope)
       : "cc", "memory", SFT_ZMM_CLOBBERS);
   if (!d.plain) epilogue_avx512<14, 2>(tile, o);
 }
@@ -309,6 +329,10 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma"))) void ukr_avx512_14x32_t
 #undef SFT_STORE_ROWS
 #undef SFT_STORE_TILE
 #undef SFT_ADDB
+#undef SFT_PAIRS
+#undef SFT_RELU
+#undef SFT_LEAKY1
+#undef SFT_LEAKY
 #undef SFT_BLOAD
 #undef SFT_PA
 #undef SFT_KSTEP
