@@ -415,6 +415,25 @@ def test_one_by_one_reads_dense_channels_last_input_in_place():
 
 
 @pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+@pytest.mark.parametrize("act", ["relu", "leaky_relu"])
+def test_register_epilogue_keeps_nan_and_signed_zero(act):
+    """Whole 14×32 tiles of a 1×1 conv apply bias and activation in registers before storing: NaN must stay NaN
+    (max(0, NaN) keeps whichever operand the instruction returns on NaN) and values must equal F.conv2d's path
+    exactly as the stack-tile epilogue computes them (same operations)."""
+    x = torch.randn(1, 32, 7, 8).contiguous(memory_format=torch.channels_last)  # 56 pixels: four whole tiles
+    x[0, :, 3, 5] = float("nan")
+    x[0, :, 1, 2] = -1e30  # large negative pre-activations: relu -> 0, leaky -> slope·x
+    w, b = torch.randn(64, 32, 1, 1), torch.randn(64)
+    y = conv2d(x, w, b, activation=act, negative_slope=0.2, backend="cpu")
+    pre = F.conv2d(x.double(), w.double(), b.double())
+    ref = F.relu(pre) if act == "relu" else F.leaky_relu(pre, 0.2)
+    assert torch.equal(torch.isnan(y), torch.isnan(ref))
+    assert torch.isnan(y[0, :, 3, 5]).all()
+    keep = ~torch.isnan(ref)
+    assert_close(y[keep], ref[keep], k=32)
+
+
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
 def test_one_by_one_large_output_streamed_with_epilogue():
     """A shallow GEMM with a >= 4 MiB output writes it with non-temporal stores (bias, activation and
     residual still applied); rows and column panels that are not whole tiles keep normal stores."""
