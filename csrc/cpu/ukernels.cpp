@@ -444,10 +444,14 @@ Blocking blocking(const UKernel& uk) {
   // (12 candidates, 1 thread; 99.6 -> 94.2 ms against the earlier 112,512,512) and held side by side with
   // torch.matmul over three alternating runs: 1024³ 0.90-0.91x -> 0.94x, 2048³ 0.86-0.87x -> 0.92-0.94x MKL at
   // 1 thread, 2048³ 0.87-0.88x -> 0.89-0.91x at 2, conv-shaped GEMMs unchanged. The wider NC halves how often
-  // A is re-packed; the A block (56×512) then stays in L2 while B micro-panels stream. Other ISAs: MC = 8·MR,
-  // KC = NC = 512 (not re-tuned).
+  // A is re-packed; the A block (56×512) then stays in L2 while B micro-panels stream. With more than one thread
+  // NC = 512: every thread reads the whole shared KC×NC block of B, and at 2 MB (NC = 1024) it fills a core's L2
+  // on its own; three 2-thread sweeps ranked 56,512,1024 6th, 12th and 11th of 12 and 56,512,512 2nd-3rd, and
+  // side by side (three alternating runs, 2 threads) 1024³ 0.86-0.90x -> 0.92-0.93x, 2048³ 0.84-0.90x ->
+  // 0.91-0.92x, 4096³ 0.83-0.89x -> 0.90-0.93x MKL. Other ISAs: MC = 8·MR, KC = NC = 512 (not re-tuned).
   const bool avx512 = std::strcmp(uk.isa, "avx512") == 0;
-  Blocking b = avx512 ? Blocking{4 * uk.mr, 512, 1024} : Blocking{8 * uk.mr, 512, 512};
+  const int64_t nc = at::get_num_threads() > 1 ? 512 : 1024;
+  Blocking b = avx512 ? Blocking{4 * uk.mr, 512, nc} : Blocking{8 * uk.mr, 512, 512};
   static const Blocking env = [] {
     Blocking e{0, 0, 0};
     if (const char* s = std::getenv("SFT_KERNELS_GEMM_BLOCKING"); s && *s) {
