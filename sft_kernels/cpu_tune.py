@@ -41,13 +41,13 @@ def sweep_gemm_blocking(m: int, n: int, k: int, candidates: Optional[Sequence[tu
         if len(c) != 3 or min(c) < 1:
             raise ValueError(f"each candidate must be three positive ints (MC, KC, NC), got {c!r}")
     before = current_blocking()
-    a, b = torch.randn(1, m, k), torch.randn(1, k, n)
+    a, b = torch.randn(m, k), torch.randn(k, n)
 
     def run(cfg):
         torch.ops.sft_cpu.set_gemm_blocking(*cfg)
         return torch.ops.sft_cpu.matmul(a, b)
 
-    fns = {"torch": lambda: torch.matmul(a[0], b[0])}
+    fns = {"torch": lambda: torch.matmul(a, b)}
     fns.update({c: (lambda c=c: run(c)) for c in cands})
     try:
         times = time_interleaved(fns, repeat=repeat, min_time=min_time)

@@ -32,8 +32,8 @@ def matmul_shape(a_shape, b_shape) -> list:
 def _impl_cpu(a, b):
     """Broadcast to (B, M, K) @ (B, K, N) views (stride-0 batch where broadcast) for the C++ GEMM."""
     backends.cpu_ext()  # registers torch.ops.sft_cpu
-    if a.dim() == 2 and b.dim() == 2:
-        return torch.ops.sft_cpu.matmul(a.unsqueeze(0), b.unsqueeze(0)).squeeze(0)
+    if a.dim() == 2 and b.dim() == 2:  # the op takes 2-D operands as they are (no per-call views)
+        return torch.ops.sft_cpu.matmul(a, b)
     out_shape = matmul_shape(a.shape, b.shape)
     a2 = a.unsqueeze(0) if a.dim() == 1 else a
     b2 = b.unsqueeze(-1) if b.dim() == 1 else b
