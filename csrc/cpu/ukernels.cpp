@@ -138,12 +138,14 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
 #define SFT_LEAKY(i, j) SFT_LEAKY1(i) SFT_LEAKY1(j)
 // The accumulators, plus the 32 floats at %[bias] if it is not null, then activated (%[act]: 0 none, 1 relu, 2
 // leaky relu with slope %[slope]), to %[dst] with row pitch %[pitch] bytes (a, a7, l1, l3, l5 are free by now),
-// with non-temporal stores if %[nt] is non-zero.
+// with non-temporal stores if %[nt] is non-zero. Those six are memory operands: as registers they left the
+// strided kernel's asm without enough general registers in the ASan build (frame pointer kept).
 #define SFT_STORE_TILE                 \
-  "test %[bias], %[bias]\n\t"          \
+  "mov %[bias], %[a]\n\t"              \
+  "test %[a], %[a]\n\t"                \
   "jz 7f\n\t"                          \
-  "vmovups (%[bias]), %%zmm28\n\t"     \
-  "vmovups 64(%[bias]), %%zmm29\n\t"   \
+  "vmovups (%[a]), %%zmm28\n\t"        \
+  "vmovups 64(%[a]), %%zmm29\n\t"      \
   SFT_PAIRS(SFT_ADDB)                   \
   "7:\n\t"                             \
   "cmpl $0, %[act]\n\t"                \
@@ -163,7 +165,7 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
   "lea (%[l1],%[l1],4), %[l5]\n\t"    \
   "lea (%[a],%[l1],8), %[a7]\n\t"     \
   "sub %[l1], %[a7]\n\t"              \
-  "test %[nt], %[nt]\n\t"             \
+  "cmpq $0, %[nt]\n\t"                \
   "jnz 3f\n\t"                        \
   SFT_STORE_ROWS(vmovups)              \
   "jmp 4f\n"                           \
@@ -237,7 +239,7 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
                 SFT_KSTEP(7),
                 "add $448, %[a]\n\t", "")
       : [a] "+r"(a), [b] "+r"(b), [kb] "+r"(kb), [a7] "=&r"(a7), [l1] "=&r"(l1), [l3] "=&r"(l3), [l5] "=&r"(l5)
-      : [dst] "r"(d.dst), [pitch] "r"(d.pitch), [nt] "r"(d.nt), [bias] "r"(d.bias), [act] "m"(d.act), [slope] "m"(d.slope)
+      : [dst] "m"(d.dst), [pitch] "m"(d.pitch), [nt] "m"(d.nt), [bias] "m"(d.bias), [act] "m"(d.act), [slope] "m"(d.slope)
       : "cc", "memory", SFT_ZMM_CLOBBERS);
   if (!d.plain) epilogue_avx512<14, 2>(tile, o);
 }
@@ -284,7 +286,7 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
                 "5:\n\t")
       : [a] "+r"(a), [a7] "+r"(a7), [b] "+r"(b), [kb] "+r"(kb), [kt] "+r"(kt), [pa] "+r"(pa), [pa7] "+r"(pa7),
         [l1] "+r"(l1), [l3] "+r"(l3), [l5] "+r"(l5)
-      : [dst] "r"(d.dst), [pitch] "r"(d.pitch), [nt] "r"(d.nt), [bias] "r"(d.bias), [act] "m"(d.act), [slope] "m"(d.slope)
+      : [dst] "m"(d.dst), [pitch] "m"(d.pitch), [nt] "m"(d.nt), [bias] "m"(d.bias), [act] "m"(d.act), [slope] "m"(d.slope)
       : "cc", "memory", SFT_ZMM_CLOBBERS);
   if (!d.plain) epilogue_avx512<14, 2>(tile, o);
 }
