@@ -16,12 +16,13 @@ int64_t conv_group_panels(const at::Tensor& weight, int64_t groups, const UKerne
   return (Kg + uk.nr - 1) / uk.nr * uk.nr * round_up(KK, KU);
 }
 
-at::Tensor conv_weight_panels(const at::Tensor& weight, int64_t groups, const UKernel& uk) {
+at::Tensor conv_weight_panels(const at::Tensor& weight, int64_t groups, const UKernel& uk, bool s_outer) {
   const at::Tensor wc = weight.contiguous();
   const int64_t K = wc.size(0), Kg = K / groups, KK = wc.size(1) * wc.size(2) * wc.size(3);
   const int64_t group_panels = conv_group_panels(wc, groups, uk);
-  return cached_weight_transform(wc, groups * 64 + uk.nr, [&] {
-    const at::Tensor wt = wc.permute({2, 3, 1, 0}).contiguous();  // (R, S, Cg, K): B rows k=(r,s,c)
+  return cached_weight_transform(wc, (int64_t(s_outer) << 40) + groups * 64 + uk.nr, [&] {
+    // (R, S, Cg, K) or (S, R, Cg, K): B rows k = (r, s, c) or (s, r, c)
+    const at::Tensor wt = (s_outer ? wc.permute({3, 2, 1, 0}) : wc.permute({2, 3, 1, 0})).contiguous();
     at::Tensor packed = at::empty({groups * group_panels + 16}, wc.options());
     for (int64_t g = 0; g < groups; ++g)
       pack_b(wt.data_ptr<float>() + g * Kg, KK, Kg, K, 1, uk.nr, packed.data_ptr<float>() + g * group_panels);

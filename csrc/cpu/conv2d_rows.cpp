@@ -70,13 +70,7 @@ void conv2d_rows_into(const at::Tensor& x, const at::Tensor& weight, const at::T
   const int64_t RC = R * C, KK = S * RC, Kpad = round_up(KK, KU);
 
   // B: the weights as [K/NR][Kpad][NR] panels with k = (s, r, c), the order of a Z run.
-  const at::Tensor wc = weight.contiguous();
-  const at::Tensor bp = cached_weight_transform(wc, (int64_t(3) << 40) + NR, [&] {
-    const at::Tensor wk = wc.permute({3, 2, 1, 0}).contiguous();  // [S][R][C][K]
-    at::Tensor panels = at::empty({(K + NR - 1) / NR * Kpad * NR}, wc.options());
-    pack_b(wk.data_ptr<float>(), KK, K, K, 1, NR, panels.data_ptr<float>());
-    return panels;
-  });
+  const at::Tensor bp = conv_weight_panels(weight, 1, uk, /*s_outer=*/true);
   const float* bpp = bp.data_ptr<float>();
 
   // Z spans every column a tile reads: the kernel always computes MR rows (the last tile's extra ones are never

@@ -1,9 +1,9 @@
 // Direct convs for a CNN's thin ends, where the implicit GEMM's 14×32 register tile is mostly empty:
 //   few outputs (K ≤ 4, e.g. SFTNet's 64→3 output conv): vectors run along the input channels (dot products,
 //     8 pixels × K accumulators, one horizontal sum per output);
-//   few inputs  (C ≤ 4, e.g. its 3→64 first conv; and 1×1 convs on < 64 channels, not a multiple of 8): vectors run along the output
-//     channels, input values are broadcast (6 pixels × 4 vectors of 16 outputs), read straight from the input
-//     with no packing.
+//   few inputs  (1×1 convs on < 64 channels, not a multiple of 8; C ≤ 4 convs the stacked-rows path cannot take,
+//     i.e. with a residual that is not channels-last): vectors run along the output channels, input values are
+//     broadcast (6 pixels × 4 vectors of 16 outputs), read straight from the input with no packing.
 // AVX-512 only (chosen at run time); other ISAs keep the GEMM path. Input channels-last (unit channel stride);
 // out/res: any strides. Taps outside the image read a zero row, so borders need no separate code.
 #include <ATen/ATen.h>
@@ -17,8 +17,8 @@
 namespace sft {
 namespace {
 
-// Predictive commoning would carry the broadcast values between k steps in registers (pixel i's step kk + C
-// reads pixel i + 1's step kk) and spill the accumulators to make room for them.
+// Predictive commoning would carry broadcast values between k steps in registers where neighbouring pixels'
+// input runs overlap, and spill the accumulators to make room for them.
 #define SFT_AVX512 __attribute__((target("avx512f,fma"), optimize("no-predictive-commoning")))
 
 struct ThinConv {
@@ -89,33 +89,6 @@ SFT_AVX512 void few_k_row(const ThinConv& t, int64_t n, int64_t p) {
   }
 }
 
-// The k loop of few_c_row for one block of PB pixels fully inside the image horizontally, stride and dilation 1
-// along the row, dense channels-last input, C == C_ and S == S_ (an RGB 3×3 first conv: C_ = S_ = 3). For a
-// kernel row r, the S_ taps × C_ channels of pixel q are then S_·C_ consecutive floats starting at (ih, q − pw),
-// and pixel q + i starts i·C_ floats later: one fully unrolled loop of S_·C_ steps per kernel row with no
-// per-tap bookkeeping, and kernel rows outside the image are skipped.
-template <int NV, int PB, int C_, int S_>
-SFT_AVX512 __attribute__((always_inline)) inline void few_c_block_rows(const ThinConv& t, int64_t n, int64_t p, int64_t q0, int64_t k0,
-                                        __m512 (&acc)[PB][NV]) {
-  constexpr int SC = S_ * C_;
-  const int64_t K = t.K;
-  for (int64_t r = 0; r < t.R; ++r) {
-    const int64_t ih = p * t.sh - t.ph + r * t.dh;
-    if (ih < 0 || ih >= t.H) continue;
-    const float* x = t.x + n * t.xs0 + ih * t.xs2 + (q0 - t.pw) * C_;
-    const float* wt = t.w + r * SC * K + k0;
-#pragma GCC unroll 1  // unrolled, GCC interleaves the steps and spills the 24 accumulators
-    for (int kk = 0; kk < SC; ++kk) {
-      __m512 wv[NV];
-      for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(wt + kk * K + 16 * v);
-      for (int i = 0; i < PB; ++i) {
-        const __m512 xv = _mm512_set1_ps(x[i * C_ + kk]);
-        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(xv, wv[v], acc[i][v]);
-      }
-    }
-  }
-}
-
 // Writes pixels [q0, q0 + np) × channels [k0, k0 + 16·NV) of row (n, p) from tile[i][16·NV] with the epilogue.
 // Out of line so that its constants do not take zmm registers from the accumulators of the loops above.
 template <int NV>
@@ -145,52 +118,31 @@ __attribute__((noinline, target("avx512f,fma"))) void few_c_store(const ThinConv
   }
 }
 
-// Output pixels [qa, qb) of row (n, p) for output channels [k0, k0 + 16·NV): PB pixels × NV vectors. kRgb: every
-// block takes few_c_block_rows<..., 3, 3> (the caller checked it may); otherwise per tap, bounds-checked rows.
-// Two instantiations rather than one branch: with both k loops in one function GCC spills the accumulators.
-template <int NV, int PB, bool kRgb>
-SFT_AVX512 void few_c_span(const ThinConv& t, int64_t n, int64_t p, int64_t k0, int64_t qa, int64_t qb) {
-  for (int64_t q0 = qa; q0 < qb; q0 += PB) {
+// Output row (n, p), channels [k0, k0 + 16·NV): PB pixels × NV vectors per block, per tap bounds-checked rows.
+template <int NV, int PB>
+SFT_AVX512 void few_c_row(const ThinConv& t, int64_t n, int64_t p, int64_t k0) {
+  for (int64_t q0 = 0; q0 < t.Q; q0 += PB) {
     __m512 acc[PB][NV];
     for (int i = 0; i < PB; ++i)
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
-    if constexpr (kRgb)
-      few_c_block_rows<NV, PB, 3, 3>(t, n, p, q0, k0, acc);
-    else
-      for (int64_t r = 0; r < t.R; ++r)
-        for (int64_t s = 0; s < t.S; ++s) {
-          const float* px[PB];
-          tap_rows<PB>(t, n, p, q0, r, s, px);
-          const float* wt = t.w + (r * t.S + s) * t.C * t.K + k0;
-          for (int64_t c = 0; c < t.C; ++c) {
-            __m512 wv[NV];
-            for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(wt + c * t.K + 16 * v);
-            for (int i = 0; i < PB; ++i) {
-              const __m512 xv = _mm512_set1_ps(px[i][c]);
-              for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(xv, wv[v], acc[i][v]);
-            }
+    for (int64_t r = 0; r < t.R; ++r)
+      for (int64_t s = 0; s < t.S; ++s) {
+        const float* px[PB];
+        tap_rows<PB>(t, n, p, q0, r, s, px);
+        const float* wt = t.w + (r * t.S + s) * t.C * t.K + k0;
+        for (int64_t c = 0; c < t.C; ++c) {
+          __m512 wv[NV];
+          for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(wt + c * t.K + 16 * v);
+          for (int i = 0; i < PB; ++i) {
+            const __m512 xv = _mm512_set1_ps(px[i][c]);
+            for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(xv, wv[v], acc[i][v]);
           }
         }
+      }
     alignas(64) float tile[PB][16 * NV];
     for (int i = 0; i < PB; ++i)
       for (int v = 0; v < NV; ++v) _mm512_store_ps(&tile[i][16 * v], acc[i][v]);
-    few_c_store<NV>(t, n, p, k0, q0, std::min<int64_t>(PB, qb - q0), &tile[0][0]);
-  }
-}
-
-// One output row (n, p) for output channels [k0, k0 + 16·NV).
-template <int NV, int PB>
-void few_c_row(const ThinConv& t, int64_t n, int64_t p, int64_t k0) {
-  if (t.C == 3 && t.S == 3 && t.sw == 1 && t.dw == 1 && t.xs3 == 3) {
-    // Blocks whose 3 taps all fall inside the row: q0 − pw ≥ 0 and q0 + PB − 1 − pw + 2 < W.
-    const int64_t qa = std::min(t.pw, t.Q);
-    const int64_t nfast = std::max<int64_t>(0, (std::min(t.Q, t.W + t.pw - 2) - qa) / PB);
-    const int64_t qb = qa + nfast * PB;
-    few_c_span<NV, PB, false>(t, n, p, k0, 0, qa);
-    few_c_span<NV, PB, true>(t, n, p, k0, qa, qb);
-    few_c_span<NV, PB, false>(t, n, p, k0, qb, t.Q);
-  } else {
-    few_c_span<NV, PB, false>(t, n, p, k0, 0, t.Q);
+    few_c_store<NV>(t, n, p, k0, q0, std::min<int64_t>(PB, t.Q - q0), &tile[0][0]);
   }
 }
 

@@ -248,9 +248,10 @@ constexpr int64_t kStreamMaxK = 64;
 void store_fence();
 
 // A conv weight (K, C/groups, R, S) as the GEMM's B operand for kernel `uk`: per group, NR-wide panels
-// [Kg/NR][Kpad][NR] with k = (r, s, c) and Kpad = round_up(R·S·C/groups, 8), groups one after another
-// (group_panels floats each). Packed once per weight and cached by content (conv2d.cpp).
-at::Tensor conv_weight_panels(const at::Tensor& weight, int64_t groups, const UKernel& uk);
+// [Kg/NR][Kpad][NR] with k = (r, s, c) (s_outer: (s, r, c), the stacked-rows order) and Kpad =
+// round_up(R·S·C/groups, 8), groups one after another (group_panels floats each). Packed once per weight and
+// cached by content (conv2d.cpp).
+at::Tensor conv_weight_panels(const at::Tensor& weight, int64_t groups, const UKernel& uk, bool s_outer = false);
 int64_t conv_group_panels(const at::Tensor& weight, int64_t groups, const UKernel& uk);
 
 // Drives the blocked loops over an M×N×K problem in BLIS order: for each NC-column block and KC-deep slice
