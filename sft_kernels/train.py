@@ -54,6 +54,8 @@ class TrainConfig:
     w_feat: float = 0.5
     ema: float = 0.999  # decay of the weight average used for eval and export (0 = off: the raw weights)
     detail: float = 0.5  # share of patches drawn where bicubic misses most (PatchSampler)
+    zooms: tuple = ()  # also train on each photo shrunk by these factors (PatchSampler)
+    amp: str = "none"  # "bf16": forward under bfloat16 autocast (AMX/tensor cores); weights, Adam and EMA stay fp32
 
 
 def forward_features(model: SFTNet, lr: torch.Tensor) -> tuple:
@@ -136,7 +138,10 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema else None
-    sampler = PatchSampler(TRAIN_IMAGES, cfg.patch, seed=cfg.seed, rank=rank, detail=cfg.detail)
+    if cfg.amp not in ("none", "bf16"):
+        raise ValueError(f"amp={cfg.amp!r}: use 'none' (fp32) or 'bf16'")
+    sampler = PatchSampler(TRAIN_IMAGES, cfg.patch, seed=cfg.seed, rank=rank, detail=cfg.detail,
+                           zooms=tuple(cfg.zooms))
     os.makedirs(cfg.out, exist_ok=True)
     ckpt_path = os.path.join(cfg.out, "last.pt")
     step, history, elapsed = 0, [], 0.0
@@ -167,15 +172,18 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
         lr_img, hr_img = sampler.batch(cfg.batch)
         lr_img = lr_img.to(device).contiguous(memory_format=torch.channels_last)
         hr_img = hr_img.to(device)
-        if teacher is None:
-            sr = net(lr_img)
-            loss = F.l1_loss(sr, hr_img)
-        else:
-            sr, feat = forward_features(model, lr_img)
-            with torch.no_grad():
-                t_sr, t_feat = forward_features(teacher, lr_img)
-            loss = (F.l1_loss(sr, hr_img) + cfg.w_out * F.l1_loss(sr, t_sr)
-                    + cfg.w_feat * F.l1_loss(adapter(feat), t_feat))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
+            if teacher is None:
+                sr = net(lr_img)
+            else:
+                sr, feat = forward_features(model, lr_img)
+                with torch.no_grad():
+                    t_sr, t_feat = forward_features(teacher, lr_img)
+                feat_loss = F.l1_loss(adapter(feat).float(), t_feat.float())
+        sr = sr.float()  # losses in fp32
+        loss = F.l1_loss(sr, hr_img)
+        if teacher is not None:
+            loss = loss + cfg.w_out * F.l1_loss(sr, t_sr.float()) + cfg.w_feat * feat_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

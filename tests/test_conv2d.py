@@ -483,3 +483,31 @@ def test_direct_conv_reads_padded_input_in_place(c, k, h, w, r, s, pad):
         kw.pop("padding")
         assert torch.equal(conv2d(x_mod, wt, b, padding=pad, residual=sliced, **kw),
                            conv2d(x_mod, wt, b, padding=pad, residual=res, **kw))
+
+
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+@pytest.mark.parametrize("c,r,s,stride,pad,dil", [
+    (3, 3, 3, 1, 1, 1),  # RGB 3×3: rows stacked into a buffer
+    (8, 4, 4, 4, 0, 1),  # 4×4 stride-4 patchify, no padding: the input read in place, rows as taps
+    (8, 2, 3, (2, 1), 0, (2, 1)),  # in place with dilated rows and overlapping columns
+    (16, 3, 2, 2, 0, 1),  # S·C a multiple of 8 but strides differ per axis
+], ids=str)
+def test_few_channel_conv_rows_every_tail(c, r, s, stride, pad, dil):
+    """Convs on few input channels run 14-pixel tiles along each output row; a row's last tile of 1-13 pixels
+    runs the short-tile kernel, which reads only its own pixels. Every width from 1 to 15 output columns, with
+    the whole epilogue (bias, leaky relu, with and without a residual) and a batch of 2."""
+    torch.manual_seed(0)
+    sw = stride if isinstance(stride, int) else stride[1]
+    for q in range(1, 16):
+        w = (q - 1) * sw + s - 2 * (pad if isinstance(pad, int) else pad[1])
+        x = torch.randn(2, c, 9, w).contiguous(memory_format=torch.channels_last)
+        wt, b = torch.randn(40, c, r, s), torch.randn(40)
+        kw = dict(stride=stride, padding=pad, dilation=dil)
+        ref = reference.conv2d(x.double(), wt.double(), b.double(), stride, pad, dil, 1, "leaky_relu", 0.2)
+        res = torch.randn(ref.shape).contiguous(memory_format=torch.channels_last)
+        y = conv2d(x, wt, b, activation="leaky_relu", negative_slope=0.2, residual=res, backend="cpu", **kw)
+        assert y.shape[-1] == q
+        assert_close(y, ref + res.double(), k=c * r * s, msg=f"{q} output columns")
+        # no residual: whole tiles of the first 32 output channels store from registers
+        y = conv2d(x, wt, b, activation="leaky_relu", negative_slope=0.2, backend="cpu", **kw)
+        assert_close(y, ref, k=c * r * s, msg=f"{q} output columns, no residual")

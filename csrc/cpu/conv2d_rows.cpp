@@ -69,19 +69,45 @@ void conv2d_rows_into(const at::Tensor& x, const at::Tensor& weight, const at::T
   const int64_t sh = stride[0], sw = stride[1], ph = padding[0], pw = padding[1], dh = dilation[0];
   const int64_t RC = R * C, KK = S * RC, Kpad = round_up(KK, KU);
 
-  // B: the weights as [K/NR][Kpad][NR] panels with k = (s, r, c), the order of a Z run.
-  const at::Tensor bp = conv_weight_panels(weight, 1, uk, /*s_outer=*/true);
+  // Without padding, on dense pixels, with S·C a multiple of 8 (SFTNet's 8→128 4×4 stride-4 cond_in), the input
+  // is read in place: tap r of pixel q is the S·C floats at row p·sh + r·dh, column q·sw, so the taps kernel
+  // runs the R rows as taps with lda = sw·C and no Z (stacking had been 13 % of cond_in).
+  const bool in_place = uk.fn_taps && ph == 0 && pw == 0 && x.stride(3) == C && S * C % KU == 0;
+  // B: the weights as [K/NR][Kpad][NR] panels with k = (s, r, c), the order of a Z run, or (r, s, c) in place.
+  const at::Tensor bp = conv_weight_panels(weight, 1, uk, /*s_outer=*/!in_place);
   const float* bpp = bp.data_ptr<float>();
+  std::vector<int64_t> toff(R);
+  for (int64_t r = 0; r < R; ++r) toff[r] = r * dh * x.stride(2) * int64_t(sizeof(float));
 
-  // Z spans every column a tile reads: the kernel always computes MR rows (the last tile's extra ones are never
-  // stored) and prefetches the next tile's, which may point past Z harmlessly.
-  const int64_t cols = (round_up(Q, MR) - 1) * sw + S;
+  // Z spans every column a tile reads (a row's last tile reads only its own rows); the kernel also prefetches
+  // the next tile's rows, which may point past Z harmlessly.
+  const int64_t cols = (Q - 1) * sw + S;
   float* op = out.data_ptr<float>();
   const int64_t os0 = out.stride(0), os2 = out.stride(2), os3 = out.stride(3);
   const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
   const int64_t rs0 = rp ? res.stride(0) : 0, rs2 = rp ? res.stride(2) : 0, rs3 = rp ? res.stride(3) : 0;
   const float* bias = b.defined() ? b.data_ptr<float>() : nullptr;
   at::parallel_for(0, N * P, 1, [&](int64_t r0, int64_t r1) {
+    if (in_place) {
+      alignas(64) float tile[14 * 32];
+      const float* xp = x.data_ptr<float>();
+      for (int64_t row = r0; row < r1; ++row) {
+        const int64_t n = row / P, p = row % P;
+        const float* xrow = xp + n * x.stride(0) + p * sh * x.stride(2);
+        for (int64_t j = 0; j < K; j += NR)
+          for (int64_t q0 = 0; q0 < Q; q0 += MR) {
+            const int rows = static_cast<int>(std::min<int64_t>(MR, Q - q0));
+            const int64_t o = n * os0 + p * os2 + q0 * os3 + j;
+            const KOut ko{op + o, os3, rp ? rp + n * rs0 + p * rs2 + q0 * rs3 + j : nullptr, rs3,
+                          bias ? bias + j : nullptr, static_cast<int>(activation), static_cast<float>(slope), false,
+                          true, rows, static_cast<int>(std::min<int64_t>(NR, K - j))};
+            if (!uk.fn_taps(S * C / KU, R, toff.data(), xrow + q0 * sw * C, sw * C, bpp + j / NR * Kpad * NR, tile,
+                            rows, &ko))
+              uk.epilogue(tile, ko);
+          }
+      }
+      return;
+    }
     thread_local std::vector<float> z_store;
     z_store.resize(static_cast<size_t>(cols * RC) + 16);
     float* z = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(z_store.data()) + 63) & ~uintptr_t(63));

@@ -107,16 +107,11 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
   SFT_ROW(#kk "*4(%[a7],%[l3])", 10, 24, 30) SFT_ROW(#kk "*4(%[a7],%[l1],4)", 11, 25, 31)                   \
   SFT_ROW(#kk "*4(%[a7],%[l5])", 12, 26, 30) SFT_ROW(#kk "*4(%[a7],%[l3],2)", 13, 27, 31)
 #define SFT_ZERO(i) "vpxord %%zmm" #i ", %%zmm" #i ", %%zmm" #i "\n\t"
-#define SFT_SAVE(i, j) "vmovaps %%zmm" #i ", " #i "*128(%[t])\n\tvmovaps %%zmm" #j ", " #i "*128+64(%[t])\n\t"
 #define SFT_ZERO_ALL                                                                                      \
   SFT_ZERO(0) SFT_ZERO(1) SFT_ZERO(2) SFT_ZERO(3) SFT_ZERO(4) SFT_ZERO(5) SFT_ZERO(6) SFT_ZERO(7) SFT_ZERO(8) \
   SFT_ZERO(9) SFT_ZERO(10) SFT_ZERO(11) SFT_ZERO(12) SFT_ZERO(13) SFT_ZERO(14) SFT_ZERO(15) SFT_ZERO(16)        \
   SFT_ZERO(17) SFT_ZERO(18) SFT_ZERO(19) SFT_ZERO(20) SFT_ZERO(21) SFT_ZERO(22) SFT_ZERO(23) SFT_ZERO(24)       \
   SFT_ZERO(25) SFT_ZERO(26) SFT_ZERO(27)
-#define SFT_SAVE_ALL                                                                                       \
-  SFT_SAVE(0, 14) SFT_SAVE(1, 15) SFT_SAVE(2, 16) SFT_SAVE(3, 17) SFT_SAVE(4, 18) SFT_SAVE(5, 19)              \
-  SFT_SAVE(6, 20) SFT_SAVE(7, 21) SFT_SAVE(8, 22) SFT_SAVE(9, 23) SFT_SAVE(10, 24) SFT_SAVE(11, 25)            \
-  SFT_SAVE(12, 26) SFT_SAVE(13, 27)
 // Rows 0-13 of a tile at %[a] / %[a7] = row 7 with row pitch l1 (as in SFT_SKSTEP), two zmm per row.
 #define SFT_ST2(insn, addr, i, j) #insn " %%zmm" #i ", " addr "\n\t" #insn " %%zmm" #j ", 64+" addr "\n\t"
 #define SFT_STORE_ROWS(insn)                                                                                   \
@@ -244,8 +239,62 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
   if (!d.plain) epilogue_avx512<14, 2>(tile, o);
 }
 
+// Fewer than 14 rows of a strided tile (a conv row's last tile: Q = 128 leaves 2 rows, and the 14-row kernel
+// costs the same for 2 rows as for 14; conv0 at 128² spent 9 % of its kernel time on such rows). R ≤ 7 rows
+// with A at a + i·lda, k-steps contiguous, B rows of 32 floats; the sums go to tile (row pitch 32), continuing
+// from what it holds if `add` (a conv tap after the first). One chain per accumulator, k in order, as in the
+// 14-row kernels: every path computes bit-identical sums (tests compare them with torch.equal).
+template <int R>
+__attribute__((target("avx512f,avx512vl,avx512dq,fma"))) void strided_rows_avx512(int64_t k, const float* a,
+                                                                                 int64_t lda, const float* b,
+                                                                                 float* tile, bool add) {
+  __m512 acc[R][2];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < 2; ++v) acc[i][v] = add ? _mm512_load_ps(tile + i * 32 + v * 16) : _mm512_setzero_ps();
+  for (int64_t kk = 0; kk < k; ++kk) {
+    const __m512 b0 = _mm512_loadu_ps(b + kk * 32), b1 = _mm512_loadu_ps(b + kk * 32 + 16);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const __m512 av = _mm512_set1_ps(a[i * lda + kk]);
+      acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < 2; ++v) _mm512_store_ps(tile + i * 32 + v * 16, acc[i][v]);
+}
+
+// Rows [0, rows) with rows < 14 of a strided tile, in chunks of up to 7 rows, sums to tile (continued if `add`).
+void strided_tail_rows(int rows, int64_t k, const float* a, int64_t lda, const float* b, float* tile, bool add) {
+  using RowsFn = void (*)(int64_t, const float*, int64_t, const float*, float*, bool);
+  static constexpr RowsFn kRows[8] = {nullptr,
+                                      strided_rows_avx512<1>,
+                                      strided_rows_avx512<2>,
+                                      strided_rows_avx512<3>,
+                                      strided_rows_avx512<4>,
+                                      strided_rows_avx512<5>,
+                                      strided_rows_avx512<6>,
+                                      strided_rows_avx512<7>};
+  for (int i0 = 0; i0 < rows;) {
+    const int c = std::min(7, rows - i0);
+    kRows[c](k, a + i0 * lda, lda, b, tile + i0 * 32, add);
+    i0 += c;
+  }
+}
+
+void strided_tail_avx512(int64_t k, const float* a, int64_t lda, const float* b, const KOut& o) {
+  alignas(64) float tile[14 * 32];
+  strided_tail_rows(o.mr, k, a, lda, b, tile, false);
+  epilogue_avx512<14, 2>(tile, o);
+}
+
 // The same tile with A read in place, row i at a + i·lda (a row-major M×K operand, e.g. a 1×1 conv's
-// channels-last input): with small K, packing A cost as much as the FMAs it feeds. Always 14 full rows.
+// channels-last input): with small K, packing A cost as much as the FMAs it feeds. A partial tile (o.mr < 14)
+// runs strided_tail_avx512 and reads only its own rows.
 // A streams from L3 or memory here, where the tile's first loads stalled (perf: most of the kernel's time on the
 // first k-step). So each k block also prefetches the same 32 bytes of the next tile's 14 rows (14·lda floats on),
 // two rows per k-step, spread out so they never wait for line-fill buffers as a burst did (16384×32×32 at 1
@@ -256,6 +305,7 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
 // a conv's receptive field of 27 floats, conv2d_rows.cpp, is one such A row).
 __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_14x32_strided(
     int64_t k, const float* a, int64_t lda, const float* b, const KOut& o) {
+  if (o.mr < 14) return strided_tail_avx512(k, a, lda, b, o);
   alignas(64) float tile[14 * 32];
   prefetch_c(o);
   const TileDst d = tile_dst(o, tile);
@@ -292,10 +342,20 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
 }
 // The strided kernel over several taps of a padded input (a stride-1 conv read in place, see conv2d_taps.cpp):
 // for each tap the A pointers restart at a + toff[t] while B runs on; the accumulators stay in registers
-// across taps and are saved raw to `tile`. kb >= 1 and ntaps >= 1.
-__attribute__((target("avx512f,avx512vl,avx512dq,fma"))) void ukr_avx512_14x32_taps(
-    int64_t kb, int64_t ntaps, const int64_t* toff, const float* a, int64_t lda, const float* b, float* tile) {
-  const int64_t l1 = lda * 4, l3 = 3 * l1, l5 = 5 * l1;
+// across taps. A plain tile for `out` (see tile_dst) is stored there with its epilogue in registers (true is
+// returned); otherwise the raw sums go to `tile`. kb >= 1 and ntaps >= 1. Fewer than 14 rows run the tail
+// kernel tap by tap and read only their own rows.
+__attribute__((target("avx512f,avx512vl,avx512dq,fma"))) bool ukr_avx512_14x32_taps(
+    int64_t kb, int64_t ntaps, const int64_t* toff, const float* a, int64_t lda, const float* b, float* tile,
+    int rows, const KOut* out) {
+  if (rows < 14) {
+    for (int64_t t = 0; t < ntaps; ++t)
+      strided_tail_rows(rows, kb * KU, reinterpret_cast<const float*>(reinterpret_cast<const char*>(a) + toff[t]),
+                        lda, b + t * kb * KU * 32, tile, t > 0);
+    return false;
+  }
+  const TileDst d = out ? tile_dst(*out, tile) : TileDst{tile, 32 * 4, 0, nullptr, kActNone, 0.f, false};
+  int64_t l1 = lda * 4, l3 = 3 * l1, l5 = 5 * l1;
   const float *ap, *a7;
   int64_t k;
   asm volatile(
@@ -316,12 +376,15 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma"))) void ukr_avx512_14x32_t
       "dec %[k]\n\t"
       "jnz 1b\n\t"
       "add $8, %[toff]\n\t"
-      "dec %[nt]\n\t"
+      "dec %[ntap]\n\t"
       "jnz 3b\n\t"
-      SFT_SAVE_ALL
-      : [a] "=&r"(ap), [a7] "=&r"(a7), [k] "=&r"(k), [b] "+r"(b), [toff] "+r"(toff), [nt] "+r"(ntaps)
-      : [base] "r"(a), [kb] "m"(kb), [l1] "r"(l1), [l3] "r"(l3), [l5] "r"(l5), [t] "r"(tile)
+      SFT_STORE_TILE
+      : [a] "=&r"(ap), [a7] "=&r"(a7), [k] "=&r"(k), [b] "+r"(b), [toff] "+r"(toff), [ntap] "+r"(ntaps),
+        [l1] "+r"(l1), [l3] "+r"(l3), [l5] "+r"(l5)
+      : [base] "r"(a), [kb] "m"(kb), [dst] "m"(d.dst), [pitch] "m"(d.pitch), [nt] "m"(d.nt), [bias] "m"(d.bias),
+        [act] "m"(d.act), [slope] "m"(d.slope)
       : "cc", "memory", SFT_ZMM_CLOBBERS);
+  return d.plain;
 }
 
 #undef SFT_ROW
@@ -340,9 +403,7 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma"))) void ukr_avx512_14x32_t
 #undef SFT_KSTEP
 #undef SFT_SKSTEP
 #undef SFT_ZERO
-#undef SFT_SAVE
 #undef SFT_ZERO_ALL
-#undef SFT_SAVE_ALL
 #undef SFT_KLOOP
 #undef SFT_ZMM_CLOBBERS
 

@@ -41,6 +41,12 @@ def sr_pair(name: str, scale: int = 4) -> tuple:
     return lr, hr
 
 
+def _zoomed_pair(hr: torch.Tensor, zoom: float, scale: int) -> tuple:
+    """(LR, HR) of an HR photo shrunk by `zoom` (MATLAB-style antialiased bicubic)."""
+    hr = mod_crop(imresize(hr, zoom).clamp_(0, 1), scale).contiguous()
+    return bicubic_downscale(hr, scale).clamp_(0, 1), hr
+
+
 class PatchSampler:
     """Random aligned (LR p×p, HR 4p×4p) patch batches with random flips and 90° rotations.
 
@@ -48,14 +54,21 @@ class PatchSampler:
     almost half the draws). Within a photo, a fraction `detail` of patch positions is drawn in proportion to
     how much bicubic upscaling misses there (the window mean of |HR − bicubic(LR)|), the rest uniformly, so
     steps go to edges and texture, where SR has something to learn, without dropping flat regions.
+    `zooms` adds each photo shrunk by these factors (antialiased bicubic, then degraded like the original) as
+    further photos: a small set of photos then shows the model its textures at several densities, as a
+    wide-angle shot of foliage or roof tiles would (a shrunk photo smaller than a patch is left out).
     `seed` + `rank` make the stream reproducible per process (distinct across DDP ranks).
     """
 
     def __init__(self, names=TRAIN_IMAGES, patch: int = 32, scale: int = 4, seed: int = 0, rank: int = 0,
-                 detail: float = 0.5):
+                 detail: float = 0.5, zooms=()):
         if not 0.0 <= detail <= 1.0:
             raise ValueError(f"detail={detail} must lie in [0, 1] (0 = uniform positions)")
+        if any(not 0.0 < z < 1.0 for z in zooms):
+            raise ValueError(f"zooms={tuple(zooms)}: each must lie in (0, 1) (the photo shrunk by that factor)")
         self.pairs = [sr_pair(n, scale) for n in names]
+        zoomed = (_zoomed_pair(hr, z, scale) for z in zooms for _, hr in self.pairs[:len(names)])
+        self.pairs += [(lr, hr) for lr, hr in zoomed if min(lr.shape[1:]) >= patch]  # too small to crop: skipped
         self.patch, self.scale = patch, scale
         self.pos_weights = [self._position_weights(lr, hr, detail) for lr, hr in self.pairs]
         self.gen = torch.Generator().manual_seed(seed * 1000 + rank)
