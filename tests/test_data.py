@@ -151,3 +151,22 @@ def test_patch_sampler_detail_prefers_what_bicubic_misses():
     assert mean_miss(1.0) > 1.3 * mean_miss(0.0)  # measured 0.027 vs 0.018
     with pytest.raises(ValueError, match="detail"):
         PatchSampler(("astronaut",), patch=12, detail=1.5)
+
+
+def test_patch_sampler_zooms_add_shrunk_photos():
+    """zooms=(0.5,) adds each photo shrunk by half (HR = antialiased bicubic ×0.5, mod-cropped; LR its ×1/4) as
+    one more photo; a shrunk photo smaller than a patch is left out; zooms outside (0, 1) are refused."""
+    from sft_kernels.data.datasets import PatchSampler, sr_pair
+    from sft_kernels.data.images import bicubic_downscale, imresize, mod_crop
+
+    s = PatchSampler(("astronaut", "text"), patch=24, zooms=(0.5,))
+    assert len(s.pairs) == 3  # text (172×448) shrunk by half leaves a 21-pixel-high LR: too small for 24
+    lr, hr = s.pairs[2]
+    _, hr_full = sr_pair("astronaut")
+    want = mod_crop(imresize(hr_full, 0.5).clamp(0, 1), 4)
+    torch.testing.assert_close(hr, want)
+    torch.testing.assert_close(lr, bicubic_downscale(want, 4).clamp(0, 1))
+    assert hr.shape[1:] == (256, 256)
+    for bad in ((1.0,), (0.0,), (-0.5,)):
+        with pytest.raises(ValueError, match="zooms"):
+            PatchSampler(("astronaut",), patch=12, zooms=bad)

@@ -54,6 +54,23 @@ def test_distillation_from_checkpoint_with_adapter(tmp_path):
     assert out["model"].channels == 8
 
 
+def test_bf16_autocast_training_keeps_fp32_weights(tmp_path):
+    """--amp bf16 runs the forward under bfloat16 autocast (the same run in fp32 ends at nearby, not equal,
+    weights); the weights, the Adam state and the average stay fp32."""
+    out = train(TrainConfig(out=str(tmp_path / "amp"), steps=3, amp="bf16", **TINY), progress=False,
+                log=lambda *_: None)
+    ref = train(TrainConfig(out=str(tmp_path / "fp32"), steps=3, **TINY), progress=False, log=lambda *_: None)
+    pairs = list(zip(out["model"].parameters(), ref["model"].parameters()))
+    assert not all(torch.equal(a, b) for a, b in pairs)
+    assert all(torch.allclose(a, b, atol=2e-3) for a, b in pairs)
+    assert all(p.dtype == torch.float32 for p in out["model"].parameters())
+    assert all(p.dtype == torch.float32 for p in out["ema"].parameters())
+    ck = torch.load(tmp_path / "amp" / "last.pt", weights_only=False)
+    assert all(v["exp_avg"].dtype == torch.float32 for v in ck["opt"]["state"].values())
+    with pytest.raises(ValueError, match="amp"):
+        train(TrainConfig(out=str(tmp_path / "bad"), steps=1, amp="fp8", **TINY), progress=False)
+
+
 @pytest.mark.slow
 def test_torchrun_two_process_gloo(tmp_path):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
