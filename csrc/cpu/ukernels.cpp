@@ -503,18 +503,15 @@ const UKernel& ukernel() {
 }
 
 Blocking blocking(const UKernel& uk) {
-  // Defaults. AVX-512 (14×32): MC = 56, KC = 512, NC = 1024 came out of `sft-kernels tune --op gemm` at 2048³
-  // (12 candidates, 1 thread; 99.6 -> 94.2 ms against the earlier 112,512,512) and held side by side with
-  // torch.matmul over three alternating runs: 1024³ 0.90-0.91x -> 0.94x, 2048³ 0.86-0.87x -> 0.92-0.94x MKL at
-  // 1 thread, 2048³ 0.87-0.88x -> 0.89-0.91x at 2, conv-shaped GEMMs unchanged. The wider NC halves how often
-  // A is re-packed; the A block (56×512) then stays in L2 while B micro-panels stream. With more than one thread
-  // NC = 512: every thread reads the whole shared KC×NC block of B, and at 2 MB (NC = 1024) it fills a core's L2
-  // on its own; three 2-thread sweeps ranked 56,512,1024 6th, 12th and 11th of 12 and 56,512,512 2nd-3rd, and
-  // side by side (three alternating runs, 2 threads) 1024³ 0.86-0.90x -> 0.92-0.93x, 2048³ 0.84-0.90x ->
-  // 0.91-0.92x, 4096³ 0.83-0.89x -> 0.90-0.93x MKL. Other ISAs: MC = 8·MR, KC = NC = 512 (not re-tuned).
+  // Defaults. AVX-512 (14×32): MC = 56, KC = 256, NC = 1024 at any thread count. KC: the B micro-panel (KC × 32
+  // floats) is what every tile of an A block re-reads, and at KC = 512 its 64 KB overflowed the 48 KB L1. NC: the
+  // shared KC × NC block of B (1 MB) stays in L2 beside a thread's A block (56 × KC). Blockings interleaved in
+  // one process with torch.matmul (two runs each), against the earlier 56,512,1024 (1 thread) / 56,512,512
+  // (2 threads): 1 thread 1024³ 0.95x -> 0.98-1.04x, 2048³ 0.89-0.91x -> 0.92-0.98x; 2 threads 1024³ 0.97-0.99x
+  // -> 0.96-1.00x, 2048³ 0.94-0.95x -> 0.94-0.99x, 4096³ 0.90x -> 0.93-0.97x. Other ISAs: MC = 8·MR,
+  // KC = NC = 512 (not re-tuned).
   const bool avx512 = std::strcmp(uk.isa, "avx512") == 0;
-  const int64_t nc = at::get_num_threads() > 1 ? 512 : 1024;
-  Blocking b = avx512 ? Blocking{4 * uk.mr, 512, nc} : Blocking{8 * uk.mr, 512, 512};
+  Blocking b = avx512 ? Blocking{4 * uk.mr, 256, 1024} : Blocking{8 * uk.mr, 512, 512};
   static const Blocking env = [] {
     Blocking e{0, 0, 0};
     if (const char* s = std::getenv("SFT_KERNELS_GEMM_BLOCKING"); s && *s) {
