@@ -511,3 +511,16 @@ def test_few_channel_conv_rows_every_tail(c, r, s, stride, pad, dil):
         # no residual: whole tiles of the first 32 output channels store from registers
         y = conv2d(x, wt, b, activation="leaky_relu", negative_slope=0.2, backend="cpu", **kw)
         assert_close(y, ref, k=c * r * s, msg=f"{q} output columns, no residual")
+
+
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+@pytest.mark.parametrize("act", [None, "relu", "leaky_relu"])
+def test_deep_k_conv_applies_epilogue_once(act):
+    """A strided conv with K = C·R·S = 1152 runs its implicit GEMM in several K passes: each pass adds to C,
+    bias and activation come once, on the last (whole tiles in registers, the rest through the stack tile)."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 128, 9, 33).contiguous(memory_format=torch.channels_last)  # 5×17 = 85 output pixels
+    w, b = torch.randn(70, 128, 3, 3) * 0.1, torch.randn(70)  # 70 = two whole 32-wide panels + 6
+    y = conv2d(x, w, b, stride=2, activation=act, negative_slope=0.2, backend="cpu", algorithm="direct")
+    ref = reference.conv2d(x.double(), w.double(), b.double(), 2, 0, 1, 1, act, 0.2)
+    assert_close(y, ref, k=1152)

@@ -18,6 +18,7 @@ MM_SHAPES = [
     ((13,), (13,)),
     ((3, 7, 9), (9, 11)),
     ((2, 1, 7, 9), (3, 9, 4)),
+    ((45, 1000), (1000, 70)),  # K past 2.5·KC: four K passes, whole tiles accumulate C in registers
 ]
 
 

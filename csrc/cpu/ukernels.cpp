@@ -112,16 +112,16 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
   SFT_ZERO(9) SFT_ZERO(10) SFT_ZERO(11) SFT_ZERO(12) SFT_ZERO(13) SFT_ZERO(14) SFT_ZERO(15) SFT_ZERO(16)        \
   SFT_ZERO(17) SFT_ZERO(18) SFT_ZERO(19) SFT_ZERO(20) SFT_ZERO(21) SFT_ZERO(22) SFT_ZERO(23) SFT_ZERO(24)       \
   SFT_ZERO(25) SFT_ZERO(26) SFT_ZERO(27)
-// Rows 0-13 of a tile at %[a] / %[a7] = row 7 with row pitch l1 (as in SFT_SKSTEP), two zmm per row.
-#define SFT_ST2(insn, addr, i, j) #insn " %%zmm" #i ", " addr "\n\t" #insn " %%zmm" #j ", 64+" addr "\n\t"
-#define SFT_STORE_ROWS(insn)                                                                                   \
-  SFT_ST2(insn, "(%[a])", 0, 14) SFT_ST2(insn, "(%[a],%[l1])", 1, 15)                                  \
-  SFT_ST2(insn, "(%[a],%[l1],2)", 2, 16) SFT_ST2(insn, "(%[a],%[l3])", 3, 17)                          \
-  SFT_ST2(insn, "(%[a],%[l1],4)", 4, 18) SFT_ST2(insn, "(%[a],%[l5])", 5, 19)                          \
-  SFT_ST2(insn, "(%[a],%[l3],2)", 6, 20) SFT_ST2(insn, "(%[a7])", 7, 21)                               \
-  SFT_ST2(insn, "(%[a7],%[l1])", 8, 22) SFT_ST2(insn, "(%[a7],%[l1],2)", 9, 23)                        \
-  SFT_ST2(insn, "(%[a7],%[l3])", 10, 24) SFT_ST2(insn, "(%[a7],%[l1],4)", 11, 25)                      \
-  SFT_ST2(insn, "(%[a7],%[l5])", 12, 26) SFT_ST2(insn, "(%[a7],%[l3],2)", 13, 27)
+// M(addr, i, j) for rows 0-13 of a tile at %[a] / %[a7] = row 7 with row pitch l1 (as in SFT_SKSTEP); row r's
+// two zmm are r and r + 14.
+#define SFT_ROWS14(M)                                                                                          \
+  M("(%[a])", 0, 14) M("(%[a],%[l1])", 1, 15) M("(%[a],%[l1],2)", 2, 16) M("(%[a],%[l3])", 3, 17)          \
+  M("(%[a],%[l1],4)", 4, 18) M("(%[a],%[l5])", 5, 19) M("(%[a],%[l3],2)", 6, 20) M("(%[a7])", 7, 21)       \
+  M("(%[a7],%[l1])", 8, 22) M("(%[a7],%[l1],2)", 9, 23) M("(%[a7],%[l3])", 10, 24)                         \
+  M("(%[a7],%[l1],4)", 11, 25) M("(%[a7],%[l5])", 12, 26) M("(%[a7],%[l3],2)", 13, 27)
+#define SFT_ST_U(addr, i, j) "vmovups %%zmm" #i ", " addr "\n\tvmovups %%zmm" #j ", 64+" addr "\n\t"
+#define SFT_ST_NT(addr, i, j) "vmovntps %%zmm" #i ", " addr "\n\tvmovntps %%zmm" #j ", 64+" addr "\n\t"
+#define SFT_STORE_ROWS(insn) SFT_ROWS14(SFT_ST_##insn)
 // M(i, j) for the 14 accumulator pairs (row i: columns 0-15 in zmm i, 16-31 in zmm j).
 #define SFT_PAIRS(M) \
   M(0, 14) M(1, 15) M(2, 16) M(3, 17) M(4, 18) M(5, 19) M(6, 20) M(7, 21) M(8, 22) M(9, 23) M(10, 24) M(11, 25) M(12, 26) M(13, 27)
@@ -131,18 +131,32 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
 // leaky relu: x < 0 (ordered: false for NaN) ? x * slope : x, the same operations as epilogue_avx512.
 #define SFT_LEAKY1(i) "vcmpltps %%zmm30, %%zmm" #i ", %%k1\n\tvmulps %%zmm31, %%zmm" #i ", %%zmm" #i "%{%%k1%}\n\t"
 #define SFT_LEAKY(i, j) SFT_LEAKY1(i) SFT_LEAKY1(j)
-// The accumulators, plus the 32 floats at %[bias] if it is not null, then activated (%[act]: 0 none, 1 relu, 2
-// leaky relu with slope %[slope]), to %[dst] with row pitch %[pitch] bytes (a, a7, l1, l3, l5 are free by now),
-// with non-temporal stores if %[nt] is non-zero. Those six are memory operands: as registers they left the
-// strided kernel's asm without enough general registers in the ASan build (frame pointer kept).
+// The accumulators, plus C's own values first if %[acc] is non-zero (a K pass after the first), plus the 32 floats
+// at %[bias] if it is not null, then activated (%[act]: 0 none, 1 relu, 2 leaky relu with slope %[slope]), to
+// %[dst] with row pitch %[pitch] bytes (a, a7, l1, l3, l5 are free by now), with non-temporal stores if %[nt] is
+// non-zero. The same operations in the same order as epilogue_avx512, so both give the same bits. Those are
+// memory operands: as registers they left the strided kernel's asm without enough general registers in the ASan
+// build (frame pointer kept).
+#define SFT_ADDC2(addr, i, j) "vaddps " addr ", %%zmm" #i ", %%zmm" #i "\n\tvaddps 64+" addr ", %%zmm" #j ", %%zmm" #j "\n\t"
 #define SFT_STORE_TILE                 \
-  "mov %[bias], %[a]\n\t"              \
-  "test %[a], %[a]\n\t"                \
-  "jz 7f\n\t"                          \
-  "vmovups (%[a]), %%zmm28\n\t"        \
-  "vmovups 64(%[a]), %%zmm29\n\t"      \
+  "mov %[dst], %[a]\n\t"              \
+  "mov %[pitch], %[l1]\n\t"           \
+  "lea (%[l1],%[l1],2), %[l3]\n\t"    \
+  "lea (%[l1],%[l1],4), %[l5]\n\t"    \
+  "lea (%[a],%[l1],8), %[a7]\n\t"     \
+  "sub %[l1], %[a7]\n\t"              \
+  "cmpq $0, %[acc]\n\t"               \
+  "je 7f\n\t"                         \
+  SFT_ROWS14(SFT_ADDC2)                \
+  "7:\n\t"                            \
+  "cmpq $0, %[bias]\n\t"              \
+  "je 6f\n\t"                         \
+  "mov %[bias], %[l5]\n\t"            \
+  "vmovups (%[l5]), %%zmm28\n\t"      \
+  "vmovups 64(%[l5]), %%zmm29\n\t"    \
+  "lea (%[l1],%[l1],4), %[l5]\n\t"    \
   SFT_PAIRS(SFT_ADDB)                   \
-  "7:\n\t"                             \
+  "6:\n\t"                             \
   "cmpl $0, %[act]\n\t"                \
   "je 8f\n\t"                          \
   "vpxord %%zmm30, %%zmm30, %%zmm30\n\t" \
@@ -154,18 +168,12 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
   "vbroadcastss %[slope], %%zmm31\n\t" \
   SFT_PAIRS(SFT_LEAKY)                  \
   "8:\n\t"                             \
-  "mov %[dst], %[a]\n\t"              \
-  "mov %[pitch], %[l1]\n\t"           \
-  "lea (%[l1],%[l1],2), %[l3]\n\t"    \
-  "lea (%[l1],%[l1],4), %[l5]\n\t"    \
-  "lea (%[a],%[l1],8), %[a7]\n\t"     \
-  "sub %[l1], %[a7]\n\t"              \
   "cmpq $0, %[nt]\n\t"                \
   "jnz 3f\n\t"                        \
-  SFT_STORE_ROWS(vmovups)              \
+  SFT_STORE_ROWS(U)              \
   "jmp 4f\n"                           \
   "3:\n\t"                            \
-  SFT_STORE_ROWS(vmovntps)             \
+  SFT_STORE_ROWS(NT)             \
   "4:\n\t"
 // The whole tile: zero the accumulators, run kb blocks of 8 k-steps (`steps`, then `advance` moves the A
 // pointers; B always moves 8 rows of 32 floats), then `tail` (single k-steps past the blocks, or nothing), then
@@ -203,9 +211,10 @@ __attribute__((always_inline, target("avx512f,prfchw"))) inline void prefetch_c(
   }
 }
 
-// Where the asm stores the accumulators: a plain tile (whole, not accumulating, no residual; bias and activation
-// are applied in registers) goes straight to C, with non-temporal stores under KOut::stream; any other to the stack
-// tile for epilogue_avx512 (it was a third of the time of a K = 32 GEMM's tile).
+// Where the asm stores the accumulators: a whole tile without a residual (bias and activation are applied in
+// registers, after adding C's values on a K pass after the first) goes straight to C, with non-temporal stores
+// under KOut::stream; any other to the stack tile for epilogue_avx512 (it was a third of the time of a K = 32
+// GEMM's tile, and 6 % of a 2048³ one's with KC = 256).
 struct TileDst {
   float* dst;
   int64_t pitch;  // bytes
@@ -213,13 +222,14 @@ struct TileDst {
   const float* bias;
   int act;
   float slope;
+  int64_t acc;
   bool plain;
 };
 inline TileDst tile_dst(const KOut& o, float* tile) {
-  const bool plain = !o.accumulate && o.last && !o.res && o.nr == 32 && o.mr == 14;
-  if (!plain) return {tile, 32 * 4, 0, nullptr, kActNone, 0.f, false};
-  const bool nt = o.stream && (reinterpret_cast<uintptr_t>(o.c) & 63) == 0 && (o.ldc & 15) == 0;
-  return {o.c, o.ldc * 4, nt, o.bias, o.act, o.slope, true};
+  const bool plain = !o.res && o.nr == 32 && o.mr == 14;
+  if (!plain) return {tile, 32 * 4, 0, nullptr, kActNone, 0.f, 0, false};
+  const bool nt = o.stream && !o.accumulate && (reinterpret_cast<uintptr_t>(o.c) & 63) == 0 && (o.ldc & 15) == 0;
+  return {o.c, o.ldc * 4, nt, o.last ? o.bias : nullptr, o.last ? o.act : kActNone, o.slope, o.accumulate, true};
 }
 
 __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_14x32(int64_t kb, const float* a,
@@ -234,7 +244,7 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
                 SFT_KSTEP(7),
                 "add $448, %[a]\n\t", "")
       : [a] "+r"(a), [b] "+r"(b), [kb] "+r"(kb), [a7] "=&r"(a7), [l1] "=&r"(l1), [l3] "=&r"(l3), [l5] "=&r"(l5)
-      : [dst] "m"(d.dst), [pitch] "m"(d.pitch), [nt] "m"(d.nt), [bias] "m"(d.bias), [act] "m"(d.act), [slope] "m"(d.slope)
+      : [dst] "m"(d.dst), [pitch] "m"(d.pitch), [nt] "m"(d.nt), [bias] "m"(d.bias), [act] "m"(d.act), [slope] "m"(d.slope), [acc] "m"(d.acc)
       : "cc", "memory", SFT_ZMM_CLOBBERS);
   if (!d.plain) epilogue_avx512<14, 2>(tile, o);
 }
@@ -336,7 +346,7 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
                 "5:\n\t")
       : [a] "+r"(a), [a7] "+r"(a7), [b] "+r"(b), [kb] "+r"(kb), [kt] "+r"(kt), [pa] "+r"(pa), [pa7] "+r"(pa7),
         [l1] "+r"(l1), [l3] "+r"(l3), [l5] "+r"(l5)
-      : [dst] "m"(d.dst), [pitch] "m"(d.pitch), [nt] "m"(d.nt), [bias] "m"(d.bias), [act] "m"(d.act), [slope] "m"(d.slope)
+      : [dst] "m"(d.dst), [pitch] "m"(d.pitch), [nt] "m"(d.nt), [bias] "m"(d.bias), [act] "m"(d.act), [slope] "m"(d.slope), [acc] "m"(d.acc)
       : "cc", "memory", SFT_ZMM_CLOBBERS);
   if (!d.plain) epilogue_avx512<14, 2>(tile, o);
 }
@@ -354,7 +364,7 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma"))) bool ukr_avx512_14x32_t
                         lda, b + t * kb * KU * 32, tile, t > 0);
     return false;
   }
-  const TileDst d = out ? tile_dst(*out, tile) : TileDst{tile, 32 * 4, 0, nullptr, kActNone, 0.f, false};
+  const TileDst d = out ? tile_dst(*out, tile) : TileDst{tile, 32 * 4, 0, nullptr, kActNone, 0.f, 0, false};
   int64_t l1 = lda * 4, l3 = 3 * l1, l5 = 5 * l1;
   const float *ap, *a7;
   int64_t k;
@@ -382,7 +392,7 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma"))) bool ukr_avx512_14x32_t
       : [a] "=&r"(ap), [a7] "=&r"(a7), [k] "=&r"(k), [b] "+r"(b), [toff] "+r"(toff), [ntap] "+r"(ntaps),
         [l1] "+r"(l1), [l3] "+r"(l3), [l5] "+r"(l5)
       : [base] "r"(a), [kb] "m"(kb), [dst] "m"(d.dst), [pitch] "m"(d.pitch), [nt] "m"(d.nt), [bias] "m"(d.bias),
-        [act] "m"(d.act), [slope] "m"(d.slope)
+        [act] "m"(d.act), [slope] "m"(d.slope), [acc] "m"(d.acc)
       : "cc", "memory", SFT_ZMM_CLOBBERS);
   return d.plain;
 }
@@ -390,7 +400,10 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma"))) bool ukr_avx512_14x32_t
 #undef SFT_ROW
 #undef SFT_PF
 #undef SFT_SKSTEP_PF
-#undef SFT_ST2
+#undef SFT_ROWS14
+#undef SFT_ST_U
+#undef SFT_ST_NT
+#undef SFT_ADDC2
 #undef SFT_STORE_ROWS
 #undef SFT_STORE_TILE
 #undef SFT_ADDB
