@@ -99,8 +99,16 @@ void conv2d_taps_into(const at::Tensor& x, const at::Tensor& weight, const at::T
       const int64_t mv = (p1 - p0) * Wp;  // the band's virtual rows
       for (int64_t m0 = 0; m0 < mv; m0 += MR)
         for (int64_t j = 0; j < K; j += NR) {
-          uk.fn_taps(C / KU, R * S, toff.data(), buf + m0 * C, C, bp.data_ptr<float>() + j / NR * Kpad * NR, tile,
-                     static_cast<int>(std::min<int64_t>(MR, mv - m0)), nullptr);
+          // A tile within one output row, clear of the virtual columns, is stored by the kernel from registers
+          // when it can (whole, no residual); the others come back raw.
+          const int64_t q0 = m0 % Wp, pix0 = (n * P + p0 + m0 / Wp) * Q + q0;
+          const KOut whole{op + pix0 * K + j, K, rp ? rp + pix0 * K + j : nullptr, K, bias ? bias + j : nullptr,
+                           static_cast<int>(activation), static_cast<float>(slope), false, true, MR,
+                           static_cast<int>(std::min<int64_t>(NR, K - j))};
+          const bool in_row = q0 + MR <= Q && m0 + MR <= mv;
+          if (uk.fn_taps(C / KU, R * S, toff.data(), buf + m0 * C, C, bp.data_ptr<float>() + j / NR * Kpad * NR,
+                         tile, static_cast<int>(std::min<int64_t>(MR, mv - m0)), in_row ? &whole : nullptr))
+            continue;
           // Store the tile's rows in runs that stay in one output row, skipping the virtual columns q >= Q.
           for (int i = 0; i < MR && m0 + i < mv;) {
             const int64_t m = m0 + i, p = p0 + m / Wp, q = m % Wp;
