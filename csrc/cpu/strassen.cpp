@@ -18,20 +18,32 @@ struct Term {  // sign · block, or nothing when p is null
   float s;
 };
 
+// d[j] = sx·x[j] + sy·y[j] (y may be null), vectorized for the CPU at hand: the quadrant sums of both operands.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void sum_run(float* __restrict d,
+                                                                         const float* __restrict x, float sx,
+                                                                         const float* __restrict y, float sy,
+                                                                         int64_t n) {
+  if (y)
+    for (int64_t j = 0; j < n; ++j) d[j] = sx * x[j] + sy * y[j];
+  else
+    for (int64_t j = 0; j < n; ++j) d[j] = sx * x[j];
+}
+
 // A pack_b_rows row functor for the B operand s0·X + s1·Y (row stride ld, unit column stride).
 struct SumRow {
   Term x, y;
   int64_t ld;
   void operator()(int64_t k, int64_t j0, int64_t w, float* d) const {
-    const float* a = x.p + k * ld + j0;
-    if (y.p) {
-      const float* b = y.p + k * ld + j0;
-      for (int64_t j = 0; j < w; ++j) d[j] = x.s * a[j] + y.s * b[j];
-    } else {
-      for (int64_t j = 0; j < w; ++j) d[j] = x.s * a[j];
-    }
+    sum_run(d, x.p + k * ld + j0, x.s, y.p ? y.p + k * ld + j0 : nullptr, y.s, w);
   }
 };
+
+// d[j] += s·x[j]: a staged product added into a C quadrant row.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void axpy_row(float* __restrict d,
+                                                                          const float* __restrict x, float s,
+                                                                          int64_t n) {
+  for (int64_t j = 0; j < n; ++j) d[j] += s * x[j];
+}
 
 }  // namespace
 
@@ -70,6 +82,13 @@ at::Tensor strassen_abc_cpu(const at::Tensor& a_in, const at::Tensor& b_in) {
       {{A12, 1}, {A22, -1}, {B21, 1}, {B22, 1}, C11, 1, nullptr, 0},  // M7 = (A12 - A22)(B21 + B22)
   };
   const UKernel& uk = ukernel();
+  // A k that takes the GEMM several K passes (k > 2.5·KC) runs each product at the engine's blocking into a
+  // staging buffer and adds ±M to its quadrants in one vector pass: one pass of k = 2048 with the ±C updates in
+  // the tile store (the fused form) kept a 256 KB B micro-panel per tile and ran 0.92-0.97x our GEMM at 4096,
+  // and several passes of it re-read C per pass (0.73-0.91x).
+  const bool staged = k > 5 * blocking(uk).kc / 2;
+  const at::Tensor t = staged ? at::empty({m, n}, a.options()) : at::Tensor();
+  const AffineOut staged_out{staged ? t.data_ptr<float>() : nullptr, n, nullptr, 0, nullptr, kActNone, 0.f};
   for (const Product& pr : products) {
     auto pack_a = [&](int64_t i0, int mr, int64_t k0, int64_t kc, float* dst) {
       thread_local std::vector<float> row;
@@ -81,12 +100,13 @@ at::Tensor strassen_abc_cpu(const at::Tensor& a_in, const at::Tensor& b_in) {
           continue;
         }
         const float* x = pr.a0.p + (i0 + i) * K + k0;
-        if (pr.a1.p) {
-          const float* y = pr.a1.p + (i0 + i) * K + k0;
-          for (int64_t e = 0; e < kc; ++e) row[e] = pr.a0.s * x[e] + pr.a1.s * y[e];
-        } else {
-          for (int64_t e = 0; e < kc; ++e) row[e] = pr.a0.s * x[e];
-        }
+        const float* y = pr.a1.p ? pr.a1.p + (i0 + i) * K + k0 : nullptr;
+        if (i0 + i + uk.mr < m)  // the next panel's row slices (short runs a row pitch apart; see matmul.cpp)
+          for (int64_t e = 0; e < kc; e += 16) {
+            __builtin_prefetch(x + uk.mr * K + e, 0, 3);
+            if (y) __builtin_prefetch(y + uk.mr * K + e, 0, 3);
+          }
+        sum_run(row.data(), x, pr.a0.s, y, pr.a1.s, kc);
         pack_a_run(dst, uk.mr, i, 0, row.data(), kc, 1);
         if (kcp > kc) pack_a_run(dst, uk.mr, i, kc, nullptr, kcp - kc, 1);
       }
@@ -104,9 +124,18 @@ at::Tensor strassen_abc_cpu(const at::Tensor& a_in, const at::Tensor& b_in) {
         }
       }
     };
-    // One K pass while the A block (MC × k) fits L2: the ±C read-modify-writes then happen once per tile
-    // instead of once per KC slice, each of which would re-read C from memory.
-    gemm_driver(uk, m, n, k, nullptr, pack_a, nullptr, store, k <= 2048 ? round_up(k, KU) : 0, SumRow{pr.b0, pr.b1, N});
+    if (!staged) {  // one K pass: the ±C read-modify-writes happen once per tile, in the store
+      gemm_driver(uk, m, n, k, nullptr, pack_a, nullptr, store, round_up(k, KU), SumRow{pr.b0, pr.b1, N});
+      continue;
+    }
+    gemm_driver(uk, m, n, k, nullptr, pack_a, &staged_out, NoTileStore{}, 0, SumRow{pr.b0, pr.b1, N});
+    float* tp = t.data_ptr<float>();
+    at::parallel_for(0, m, 16, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        axpy_row(pr.c0 + r * N, tp + r * n, pr.s0, n);
+        if (pr.c1) axpy_row(pr.c1 + r * N, tp + r * n, pr.s1, n);
+      }
+    });
   }
   return c;
 }
