@@ -26,6 +26,8 @@ CASES = [  # (n, c, h, w, k, r, stride, pad, dilation, groups, algorithm, pixel_
     (2, 16, 9, 13, 40, 3, 1, 1, 1, 1, 1, 1), (1, 8, 5, 7, 33, 5, 1, 2, 1, 1, 1, 1), (2, 24, 6, 6, 20, 2, 1, 0, 1, 1, 1, 1),
     # few-channel convs from stacked input rows (avx512): an RGB 7×7 stride-2 stem, a strided 16-channel conv
     (1, 3, 20, 18, 40, 7, 2, 3, 1, 1, 1, 1), (2, 16, 11, 13, 40, 3, 2, 1, 1, 1, 1, 1),
+    # ... and read in place, rows as taps (no padding): one whole 14-pixel tile and a 2-pixel tail per row
+    (2, 8, 9, 64, 40, 4, 4, 0, 1, 1, 1, 1),
 ]
 
 
@@ -63,12 +65,13 @@ def run():
         assert (y.double() - ref).abs().max().item() < 1e-2, (c, k, alg)
     # K = 32 / 64 / 256: row-major A read in place (full tiles), tails packed; a row pitch wider than K too
     for m, kk, nn in [(37, 53, 29), (300, 257, 31), (1, 1, 1), (130, 129, 131), (100, 32, 40), (47, 64, 33),
-                      (29, 256, 70)]:
+                      (29, 256, 70), (45, 1000, 70)]:  # the last: several K passes
         a, bm = torch.randn(1, m, kk), torch.randn(1, kk, nn)
         assert (ops.matmul(a, bm).double() - a.double() @ bm.double()).abs().max() < 1e-3
         a = torch.randn(1, m, kk + 8)[..., :kk]
         assert (ops.matmul(a, bm).double() - a.double() @ bm.double()).abs().max() < 1e-3
-    for m, kk, nn in [(2, 2, 2), (30, 46, 66), (130, 258, 98)]:  # ABC Strassen: fused sums and +-C stores
+    # ABC Strassen: fused sums and +-C stores; the last, k = 650 > 2.5·KC, staged products
+    for m, kk, nn in [(2, 2, 2), (30, 46, 66), (130, 258, 98), (30, 1300, 66)]:
         a, bm = torch.randn(m, kk), torch.randn(kk, nn)
         assert (ops.strassen_abc(a, bm).double() - a.double() @ bm.double()).abs().max() < 1e-3
     print(f"ASan: {ops.gemm_config()}: all cases clean")
