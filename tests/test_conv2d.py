@@ -487,20 +487,21 @@ def test_direct_conv_reads_padded_input_in_place(c, k, h, w, r, s, pad):
 
 @pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
 @pytest.mark.parametrize("c,r,s,stride,pad,dil", [
-    (3, 3, 3, 1, 1, 1),  # RGB 3×3: rows stacked into a buffer
+    (3, 3, 3, 1, 1, 1),  # RGB 3×3: tiles down output columns of a transposed input, taps of 9 k-steps
     (8, 4, 4, 4, 0, 1),  # 4×4 stride-4 patchify, no padding: the input read in place, rows as taps
     (8, 2, 3, (2, 1), 0, (2, 1)),  # in place with dilated rows and overlapping columns
     (16, 3, 2, 2, 0, 1),  # S·C a multiple of 8 but strides differ per axis
+    (16, 3, 3, 2, 1, 1),  # strided with padding on 16 channels: rows stacked into a buffer
 ], ids=str)
 def test_few_channel_conv_rows_every_tail(c, r, s, stride, pad, dil):
-    """Convs on few input channels run 14-pixel tiles along each output row; a row's last tile of 1-13 pixels
-    runs the short-tile kernel, which reads only its own pixels. Every width from 1 to 15 output columns, with
+    """Convs on few input channels run 14-pixel tiles along output rows (or down output columns); the last tile
+    of 1-13 pixels runs the short-tile kernel, which reads only its own pixels. Every width from 1 to 15 output columns, with
     the whole epilogue (bias, leaky relu, with and without a residual) and a batch of 2."""
     torch.manual_seed(0)
     sw = stride if isinstance(stride, int) else stride[1]
     for q in range(1, 16):
         w = (q - 1) * sw + s - 2 * (pad if isinstance(pad, int) else pad[1])
-        x = torch.randn(2, c, 9, w).contiguous(memory_format=torch.channels_last)
+        x = torch.randn(2, c, 31, w).contiguous(memory_format=torch.channels_last)  # RGB: 31 rows, 2 bands + 3
         wt, b = torch.randn(40, c, r, s), torch.randn(40)
         kw = dict(stride=stride, padding=pad, dilation=dil)
         ref = reference.conv2d(x.double(), wt.double(), b.double(), stride, pad, dil, 1, "leaky_relu", 0.2)

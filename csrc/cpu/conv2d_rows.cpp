@@ -54,6 +54,68 @@ __attribute__((target("avx512f,avx512vl"))) void stack_rows(const at::Tensor& x,
   }
 }
 
+// RGB-like convs (C ≤ 4, undilated rows) by output columns: per image, the zero-padded input transposed to
+// column-major pixels, T[jj][hh][c] for padded column jj < Wp and row hh < Hp. Pixel p of output column q then
+// reads, per kernel column s, the R·C contiguous floats at T[q·sw + s·dw][p·sh], and pixel p + 1 the run sh·C
+// floats on: a tile of 14 pixels down a column runs the S kernel columns as taps (R·C k-steps each; 27 for an
+// RGB 3×3 conv: 3 blocks of 8 and 3 single steps). T is built once per image; stacking copied every input
+// row R times (11 % of conv0). Tiles go band by band, each band's 14 output rows filled left to right.
+void conv2d_columns(const at::Tensor& x, const at::Tensor& bp, const at::Tensor& b, at::IntArrayRef stride,
+                    at::IntArrayRef padding, int64_t dw, int64_t R, int64_t S, int64_t activation, double slope,
+                    const at::Tensor& res, at::Tensor& out) {
+  const UKernel& uk = ukernel();
+  const int MR = uk.mr, NR = uk.nr;
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), K = out.size(1);
+  const int64_t P = out.size(2), Q = out.size(3), sh = stride[0], sw = stride[1], ph = padding[0], pw = padding[1];
+  const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw, RC = R * C, Kpad = round_up(S * RC, KU);
+  std::vector<int64_t> toff(S);
+  for (int64_t s = 0; s < S; ++s) toff[s] = s * dw * Hp * C * int64_t(sizeof(float));
+  const at::Tensor t = at::empty({Wp * Hp * C}, x.options());
+  float* tp = t.data_ptr<float>();
+  const float* bpp = bp.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const int64_t os0 = out.stride(0), os2 = out.stride(2), os3 = out.stride(3);
+  const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
+  const int64_t rs0 = rp ? res.stride(0) : 0, rs2 = rp ? res.stride(2) : 0, rs3 = rp ? res.stride(3) : 0;
+  const float* bias = b.defined() ? b.data_ptr<float>() : nullptr;
+  const int64_t xs0 = x.stride(0), xs2 = x.stride(2), xs3 = x.stride(3);
+  for (int64_t n = 0; n < N; ++n) {
+    const float* xp = x.data_ptr<float>() + n * xs0;
+    at::parallel_for(0, Wp, 16, [&](int64_t j0, int64_t j1) {
+      for (int64_t jj = j0; jj < j1; ++jj) {
+        float* d = tp + jj * Hp * C;
+        const int64_t w = jj - pw;
+        if (w < 0 || w >= W) {
+          std::memset(d, 0, Hp * C * sizeof(float));
+          continue;
+        }
+        std::memset(d, 0, ph * C * sizeof(float));
+        std::memset(d + (ph + H) * C, 0, ph * C * sizeof(float));
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t c = 0; c < C; ++c) d[(ph + h) * C + c] = xp[h * xs2 + w * xs3 + c];
+      }
+    });
+    const int64_t bands = (P + MR - 1) / MR;
+    at::parallel_for(0, bands, 1, [&](int64_t b0, int64_t b1) {
+      alignas(64) float tile[14 * 32];
+      for (int64_t band = b0; band < b1; ++band) {
+        const int64_t p0 = band * MR;
+        const int rows = static_cast<int>(std::min<int64_t>(MR, P - p0));
+        for (int64_t q = 0; q < Q; ++q)
+          for (int64_t j = 0; j < K; j += NR) {
+            const KOut ko{op + n * os0 + p0 * os2 + q * os3 + j, os2,
+                          rp ? rp + n * rs0 + p0 * rs2 + q * rs3 + j : nullptr, rs2, bias ? bias + j : nullptr,
+                          static_cast<int>(activation), static_cast<float>(slope), false, true, rows,
+                          static_cast<int>(std::min<int64_t>(NR, K - j))};
+            if (!uk.fn_taps(RC / KU, RC % KU, S, toff.data(), tp + (q * sw * Hp + p0 * sh) * C, sh * C,
+                            bpp + j / NR * Kpad * NR, tile, rows, &ko))
+              uk.epilogue(tile, ko);
+          }
+      }
+    });
+  }
+}
+
 }  // namespace
 
 // out = act(conv(x, w) + b) + res; see rows_conv_applicable for what it takes.
@@ -75,6 +137,8 @@ void conv2d_rows_into(const at::Tensor& x, const at::Tensor& weight, const at::T
   const bool in_place = uk.fn_taps && ph == 0 && pw == 0 && x.stride(3) == C && S * C % KU == 0;
   // B: the weights as [K/NR][Kpad][NR] panels with k = (s, r, c), the order of a Z run, or (r, s, c) in place.
   const at::Tensor bp = conv_weight_panels(weight, 1, uk, /*s_outer=*/!in_place);
+  if (!in_place && uk.fn_taps && C <= 4 && dh == 1)
+    return conv2d_columns(x, bp, b, stride, padding, dilation[1], R, S, activation, slope, res, out);
   const float* bpp = bp.data_ptr<float>();
   std::vector<int64_t> toff(R);
   for (int64_t r = 0; r < R; ++r) toff[r] = r * dh * x.stride(2) * int64_t(sizeof(float));
@@ -101,8 +165,8 @@ void conv2d_rows_into(const at::Tensor& x, const at::Tensor& weight, const at::T
             const KOut ko{op + o, os3, rp ? rp + n * rs0 + p * rs2 + q0 * rs3 + j : nullptr, rs3,
                           bias ? bias + j : nullptr, static_cast<int>(activation), static_cast<float>(slope), false,
                           true, rows, static_cast<int>(std::min<int64_t>(NR, K - j))};
-            if (!uk.fn_taps(S * C / KU, R, toff.data(), xrow + q0 * sw * C, sw * C, bpp + j / NR * Kpad * NR, tile,
-                            rows, &ko))
+            if (!uk.fn_taps(S * C / KU, 0, R, toff.data(), xrow + q0 * sw * C, sw * C, bpp + j / NR * Kpad * NR,
+                            tile, rows, &ko))
               uk.epilogue(tile, ko);
           }
       }

@@ -106,7 +106,7 @@ void conv2d_taps_into(const at::Tensor& x, const at::Tensor& weight, const at::T
                            static_cast<int>(activation), static_cast<float>(slope), false, true, MR,
                            static_cast<int>(std::min<int64_t>(NR, K - j))};
           const bool in_row = q0 + MR <= Q && m0 + MR <= mv;
-          if (uk.fn_taps(C / KU, R * S, toff.data(), buf + m0 * C, C, bp.data_ptr<float>() + j / NR * Kpad * NR,
+          if (uk.fn_taps(C / KU, 0, R * S, toff.data(), buf + m0 * C, C, bp.data_ptr<float>() + j / NR * Kpad * NR,
                          tile, static_cast<int>(std::min<int64_t>(MR, mv - m0)), in_row ? &whole : nullptr))
             continue;
           // Store the tile's rows in runs that stay in one output row, skipping the virtual columns q >= Q.

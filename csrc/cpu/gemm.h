@@ -54,12 +54,12 @@ using UKernelFn = void (*)(int64_t kb, const float* a, const float* b, const KOu
 using UKernelStridedFn = void (*)(int64_t k, const float* a, int64_t lda, const float* b, const KOut& out);
 
 // A conv tile read in place from a padded input, for every tap: tap t's MR rows are at a + toff[t] bytes +
-// i·lda floats; B runs through the taps' kb blocks in order. Rows [0, rows ≤ MR) are computed. Given `out`,
+// i·lda floats, kb blocks of 8 k-steps then kt single ones; B runs through the taps' k-steps in order. Rows [0, rows ≤ MR) are computed. Given `out`,
 // a tile it can store whole (MR rows, NR columns, no residual, not accumulating) is written there with its
 // epilogue and true is returned; otherwise the raw accumulators go to tile (row pitch NR) and the caller stores
 // them with the ISA's epilogue, possibly in pieces.
-using UKernelTapsFn = bool (*)(int64_t kb, int64_t ntaps, const int64_t* toff, const float* a, int64_t lda,
-                               const float* b, float* tile, int rows, const KOut* out);
+using UKernelTapsFn = bool (*)(int64_t kb, int64_t kt, int64_t ntaps, const int64_t* toff, const float* a,
+                               int64_t lda, const float* b, float* tile, int rows, const KOut* out);
 // Writes tile rows [0, out.mr) (row pitch NR) to out with the KOut epilogue.
 using EpilogueFn = void (*)(const float* tile, const KOut& out);
 

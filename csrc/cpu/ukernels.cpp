@@ -352,16 +352,17 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
 }
 // The strided kernel over several taps of a padded input (a stride-1 conv read in place, see conv2d_taps.cpp):
 // for each tap the A pointers restart at a + toff[t] while B runs on; the accumulators stay in registers
-// across taps. A plain tile for `out` (see tile_dst) is stored there with its epilogue in registers (true is
-// returned); otherwise the raw sums go to `tile`. kb >= 1 and ntaps >= 1. Fewer than 14 rows run the tail
-// kernel tap by tap and read only their own rows.
+// across taps. Each tap is kb blocks of 8 k-steps and then kt single steps. A plain tile for `out` (see
+// tile_dst) is stored there with its epilogue in registers (true is returned); otherwise the raw sums go to
+// `tile`. ntaps >= 1. Fewer than 14 rows run the tail kernel tap by tap and read only their own rows.
 __attribute__((target("avx512f,avx512vl,avx512dq,fma"))) bool ukr_avx512_14x32_taps(
-    int64_t kb, int64_t ntaps, const int64_t* toff, const float* a, int64_t lda, const float* b, float* tile,
-    int rows, const KOut* out) {
+    int64_t kb, int64_t kt, int64_t ntaps, const int64_t* toff, const float* a, int64_t lda, const float* b,
+    float* tile, int rows, const KOut* out) {
+  const int64_t tk = kb * KU + kt;  // k-steps per tap
   if (rows < 14) {
     for (int64_t t = 0; t < ntaps; ++t)
-      strided_tail_rows(rows, kb * KU, reinterpret_cast<const float*>(reinterpret_cast<const char*>(a) + toff[t]),
-                        lda, b + t * kb * KU * 32, tile, t > 0);
+      strided_tail_rows(rows, tk, reinterpret_cast<const float*>(reinterpret_cast<const char*>(a) + toff[t]), lda,
+                        b + t * tk * 32, tile, t > 0);
     return false;
   }
   const TileDst d = out ? tile_dst(*out, tile) : TileDst{tile, 32 * 4, 0, nullptr, kActNone, 0.f, 0, false};
@@ -376,6 +377,8 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma"))) bool ukr_avx512_14x32_t
       "lea (%[a],%[l1],8), %[a7]\n\t"
       "sub %[l1], %[a7]\n\t"
       "mov %[kb], %[k]\n\t"
+      "test %[k], %[k]\n\t"
+      "jz 2f\n\t"
       ".p2align 5\n"
       "1:\n\t"
       SFT_SKSTEP(0) SFT_SKSTEP(1) SFT_SKSTEP(2) SFT_SKSTEP(3) SFT_SKSTEP(4) SFT_SKSTEP(5) SFT_SKSTEP(6)
@@ -384,14 +387,26 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma"))) bool ukr_avx512_14x32_t
       "add $32, %[a7]\n\t"
       "add $1024, %[b]\n\t"
       "dec %[k]\n\t"
-      "jnz 1b\n\t"
+      "jnz 1b\n"
+      "2:\n\t"
+      "mov %[kt], %[k]\n\t"
+      "test %[k], %[k]\n\t"
+      "jz 11f\n"
+      "10:\n\t"
+      SFT_SKSTEP(0)
+      "add $4, %[a]\n\t"
+      "add $4, %[a7]\n\t"
+      "add $128, %[b]\n\t"
+      "dec %[k]\n\t"
+      "jnz 10b\n"
+      "11:\n\t"
       "add $8, %[toff]\n\t"
       "dec %[ntap]\n\t"
       "jnz 3b\n\t"
       SFT_STORE_TILE
       : [a] "=&r"(ap), [a7] "=&r"(a7), [k] "=&r"(k), [b] "+r"(b), [toff] "+r"(toff), [ntap] "+r"(ntaps),
         [l1] "+r"(l1), [l3] "+r"(l3), [l5] "+r"(l5)
-      : [base] "r"(a), [kb] "m"(kb), [dst] "m"(d.dst), [pitch] "m"(d.pitch), [nt] "m"(d.nt), [bias] "m"(d.bias),
+      : [base] "r"(a), [kb] "m"(kb), [kt] "m"(kt), [dst] "m"(d.dst), [pitch] "m"(d.pitch), [nt] "m"(d.nt), [bias] "m"(d.bias),
         [act] "m"(d.act), [slope] "m"(d.slope), [acc] "m"(d.acc)
       : "cc", "memory", SFT_ZMM_CLOBBERS);
   return d.plain;
