@@ -59,7 +59,8 @@ __attribute__((target("avx512f,avx512vl"))) void stack_rows(const at::Tensor& x,
 // reads, per kernel column s, the R·C contiguous floats at T[q·sw + s·dw][p·sh], and pixel p + 1 the run sh·C
 // floats on: a tile of 14 pixels down a column runs the S kernel columns as taps (R·C k-steps each; 27 for an
 // RGB 3×3 conv: 3 blocks of 8 and 3 single steps). T is built once per image; stacking copied every input
-// row R times (11 % of conv0). Tiles go band by band, each band's 14 output rows filled left to right.
+// row R times (11 % of conv0). Tiles go band by band, each band's 14 output rows filled left to right over
+// the thread's columns.
 void conv2d_columns(const at::Tensor& x, const at::Tensor& bp, const at::Tensor& b, at::IntArrayRef stride,
                     at::IntArrayRef padding, int64_t dw, int64_t R, int64_t S, int64_t activation, double slope,
                     const at::Tensor& res, at::Tensor& out) {
@@ -95,13 +96,12 @@ void conv2d_columns(const at::Tensor& x, const at::Tensor& bp, const at::Tensor&
           for (int64_t c = 0; c < C; ++c) d[(ph + h) * C + c] = xp[h * xs2 + w * xs3 + c];
       }
     });
-    const int64_t bands = (P + MR - 1) / MR;
-    at::parallel_for(0, bands, 1, [&](int64_t b0, int64_t b1) {
+    // Threads split the columns (every column costs the same; 128 rows are 9 whole bands and a 2-row one).
+    at::parallel_for(0, Q, 8, [&](int64_t qa, int64_t qb) {
       alignas(64) float tile[14 * 32];
-      for (int64_t band = b0; band < b1; ++band) {
-        const int64_t p0 = band * MR;
+      for (int64_t p0 = 0; p0 < P; p0 += MR) {
         const int rows = static_cast<int>(std::min<int64_t>(MR, P - p0));
-        for (int64_t q = 0; q < Q; ++q)
+        for (int64_t q = qa; q < qb; ++q)
           for (int64_t j = 0; j < K; j += NR) {
             const KOut ko{op + n * os0 + p0 * os2 + q * os3 + j, os2,
                           rp ? rp + n * rs0 + p0 * rs2 + q * rs3 + j : nullptr, rs2, bias ? bias + j : nullptr,
