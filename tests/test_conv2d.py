@@ -495,8 +495,8 @@ def test_direct_conv_reads_padded_input_in_place(c, k, h, w, r, s, pad):
 ], ids=str)
 def test_few_channel_conv_rows_every_tail(c, r, s, stride, pad, dil):
     """Convs on few input channels run 14-pixel tiles along output rows (or down output columns); the last tile
-    of 1-13 pixels runs the short-tile kernel, which reads only its own pixels. Every width from 1 to 15 output columns, with
-    the whole epilogue (bias, leaky relu, with and without a residual) and a batch of 2."""
+    of 1-13 pixels runs the short-tile kernel, which reads only its own pixels. Every width from 1 to 15 output
+    columns, with the whole epilogue (bias, leaky relu, with and without a residual) and a batch of 2."""
     torch.manual_seed(0)
     sw = stride if isinstance(stride, int) else stride[1]
     for q in range(1, 16):

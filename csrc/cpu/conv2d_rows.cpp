@@ -152,42 +152,28 @@ void conv2d_rows_into(const at::Tensor& x, const at::Tensor& weight, const at::T
   const int64_t rs0 = rp ? res.stride(0) : 0, rs2 = rp ? res.stride(2) : 0, rs3 = rp ? res.stride(3) : 0;
   const float* bias = b.defined() ? b.data_ptr<float>() : nullptr;
   at::parallel_for(0, N * P, 1, [&](int64_t r0, int64_t r1) {
-    if (in_place) {
-      alignas(64) float tile[14 * 32];
-      const float* xp = x.data_ptr<float>();
-      for (int64_t row = r0; row < r1; ++row) {
-        const int64_t n = row / P, p = row % P;
-        const float* xrow = xp + n * x.stride(0) + p * sh * x.stride(2);
-        for (int64_t j = 0; j < K; j += NR)
-          for (int64_t q0 = 0; q0 < Q; q0 += MR) {
-            const int rows = static_cast<int>(std::min<int64_t>(MR, Q - q0));
-            const int64_t o = n * os0 + p * os2 + q0 * os3 + j;
-            const KOut ko{op + o, os3, rp ? rp + n * rs0 + p * rs2 + q0 * rs3 + j : nullptr, rs3,
-                          bias ? bias + j : nullptr, static_cast<int>(activation), static_cast<float>(slope), false,
-                          true, rows, static_cast<int>(std::min<int64_t>(NR, K - j))};
-            if (!uk.fn_taps(S * C / KU, 0, R, toff.data(), xrow + q0 * sw * C, sw * C, bpp + j / NR * Kpad * NR,
-                            tile, rows, &ko))
-              uk.epilogue(tile, ko);
-          }
-      }
-      return;
-    }
     thread_local std::vector<float> z_store;
-    z_store.resize(static_cast<size_t>(cols * RC) + 16);
+    if (!in_place) z_store.resize(static_cast<size_t>(cols * RC) + 16);
     float* z = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(z_store.data()) + 63) & ~uintptr_t(63));
+    alignas(64) float tile[14 * 32];
     for (int64_t row = r0; row < r1; ++row) {
       const int64_t n = row / P, p = row % P;
-      stack_rows(x, n, p, sh, ph, dh, R, pw, cols, z);
+      const float* xrow = x.data_ptr<float>() + n * x.stride(0) + p * sh * x.stride(2);
+      if (!in_place) stack_rows(x, n, p, sh, ph, dh, R, pw, cols, z);
       // Panel by panel: a B panel (KK × 32 floats, 16 KB for a 4×4×8 kernel) stays in L1 while the row's A tiles
-      // come from Z in L2; the other order streamed every panel in again per tile.
+      // come from Z (or the input rows) in L2; the other order streamed every panel in again per tile.
       for (int64_t j = 0; j < K; j += NR)
         for (int64_t q0 = 0; q0 < Q; q0 += MR) {
+          const int rows = static_cast<int>(std::min<int64_t>(MR, Q - q0));
           const int64_t o = n * os0 + p * os2 + q0 * os3 + j;
           const KOut ko{op + o, os3, rp ? rp + n * rs0 + p * rs2 + q0 * rs3 + j : nullptr, rs3,
                         bias ? bias + j : nullptr, static_cast<int>(activation), static_cast<float>(slope), false,
-                        true, static_cast<int>(std::min<int64_t>(MR, Q - q0)),
-                        static_cast<int>(std::min<int64_t>(NR, K - j))};
-          uk.fn_strided(KK, z + q0 * sw * RC, sw * RC, bpp + j / NR * Kpad * NR, ko);
+                        true, rows, static_cast<int>(std::min<int64_t>(NR, K - j))};
+          const float* bj = bpp + j / NR * Kpad * NR;
+          if (!in_place)
+            uk.fn_strided(KK, z + q0 * sw * RC, sw * RC, bj, ko);
+          else if (!uk.fn_taps(S * C / KU, 0, R, toff.data(), xrow + q0 * sw * C, sw * C, bj, tile, rows, &ko))
+            uk.epilogue(tile, ko);
         }
     }
   });

@@ -54,10 +54,10 @@ using UKernelFn = void (*)(int64_t kb, const float* a, const float* b, const KOu
 using UKernelStridedFn = void (*)(int64_t k, const float* a, int64_t lda, const float* b, const KOut& out);
 
 // A conv tile read in place from a padded input, for every tap: tap t's MR rows are at a + toff[t] bytes +
-// i·lda floats, kb blocks of 8 k-steps then kt single ones; B runs through the taps' k-steps in order. Rows [0, rows ≤ MR) are computed. Given `out`,
-// a tile it can store whole (MR rows, NR columns, no residual, not accumulating) is written there with its
-// epilogue and true is returned; otherwise the raw accumulators go to tile (row pitch NR) and the caller stores
-// them with the ISA's epilogue, possibly in pieces.
+// i·lda floats, kb blocks of 8 k-steps then kt single ones; B runs through the taps' k-steps in order. Rows
+// [0, rows ≤ MR) are computed. Given `out`, a tile it can store whole (MR rows, NR columns, no residual, not
+// accumulating) is written there with its epilogue and true is returned; otherwise the raw accumulators go to
+// tile (row pitch NR) and the caller stores them with the ISA's epilogue, possibly in pieces.
 using UKernelTapsFn = bool (*)(int64_t kb, int64_t kt, int64_t ntaps, const int64_t* toff, const float* a,
                                int64_t lda, const float* b, float* tile, int rows, const KOut* out);
 // Writes tile rows [0, out.mr) (row pitch NR) to out with the KOut epilogue.
@@ -256,6 +256,12 @@ void store_fence();
 at::Tensor conv_weight_panels(const at::Tensor& weight, int64_t groups, const UKernel& uk, bool s_outer = false);
 int64_t conv_group_panels(const at::Tensor& weight, int64_t groups, const UKernel& uk);
 
+// How many K passes gemm_driver makes for a depth K at cache blocking KC. A K up to 2.5·KC runs in one pass: a
+// second one re-reads and re-writes every C tile, which cost more than the smaller B micro-panel saved
+// (16384×64×576, a 3×3×64 conv's GEMM, 1 thread: 1.05-1.13x -> 0.85-0.91x MKL in two passes of 288; 512³
+// 1.00-1.01x -> 0.96-0.98x). A deeper K runs in equal passes of at most KC.
+inline int64_t gemm_k_passes(int64_t K, int64_t KC) { return K <= 5 * KC / 2 ? 1 : (K + KC - 1) / KC; }
+
 // Drives the blocked loops over an M×N×K problem in BLIS order: for each NC-column block and KC-deep slice
 // (that KC×NC block of B is shared by every thread and stays in L2), the threads split the rows evenly in MR
 // panels and sweep their share in MC-row blocks, each A block packed once and swept across the NC columns.
@@ -277,10 +283,7 @@ void gemm_driver(const UKernel& uk, int64_t M, int64_t N, int64_t K, const float
   const int MR = uk.mr, NR = uk.nr;
   const int64_t MC = std::max<int64_t>(MR, blk.mc / MR * MR);
   int64_t KC = std::max<int64_t>(KU, (kc_override > 0 ? kc_override : blk.kc) / KU * KU);
-  // A K up to 2.5·KC runs in one pass: a second one re-reads and re-writes every C tile, which cost more than the
-  // smaller B micro-panel saved (16384×64×576, a 3×3×64 conv's GEMM, 1 thread: 1.05-1.13x -> 0.85-0.91x MKL in
-  // two passes of 288; 512³ 1.00-1.01x -> 0.96-0.98x). A deeper K runs in equal passes of at most KC.
-  const int64_t passes = K <= 5 * KC / 2 ? 1 : (K + KC - 1) / KC;
+  const int64_t passes = gemm_k_passes(K, KC);
   KC = round_up((K + passes - 1) / passes, KU);
   const int64_t NC = std::max<int64_t>(NR, blk.nc / NR * NR);
   const int64_t Kpad = round_up(K, KU);

@@ -82,13 +82,14 @@ at::Tensor strassen_abc_cpu(const at::Tensor& a_in, const at::Tensor& b_in) {
       {{A12, 1}, {A22, -1}, {B21, 1}, {B22, 1}, C11, 1, nullptr, 0},  // M7 = (A12 - A22)(B21 + B22)
   };
   const UKernel& uk = ukernel();
-  // A k that takes the GEMM several K passes (k > 2.5·KC) runs each product at the engine's blocking into a
-  // staging buffer and adds ±M to its quadrants in one vector pass: one pass of k = 2048 with the ±C updates in
-  // the tile store (the fused form) kept a 256 KB B micro-panel per tile and ran 0.92-0.97x our GEMM at 4096,
-  // and several passes of it re-read C per pass (0.73-0.91x).
-  const bool staged = k > 5 * blocking(uk).kc / 2;
+  // A k that takes the GEMM several K passes (gemm_k_passes: k > 2.5·KC) runs each product at the engine's
+  // blocking into a staging buffer and adds ±M to its quadrants in one vector pass: one pass of k = 2048 with the
+  // ±C updates in the tile store (the fused form) kept a 256 KB B micro-panel per tile and ran 0.92-0.97x our
+  // GEMM at 4096, and several passes of it re-read C per pass (0.73-0.91x).
+  const bool staged = gemm_k_passes(k, blocking(uk).kc) > 1;
   const at::Tensor t = staged ? at::empty({m, n}, a.options()) : at::Tensor();
-  const AffineOut staged_out{staged ? t.data_ptr<float>() : nullptr, n, nullptr, 0, nullptr, kActNone, 0.f};
+  float* tp = staged ? t.data_ptr<float>() : nullptr;
+  const AffineOut staged_out{tp, n, nullptr, 0, nullptr, kActNone, 0.f};
   for (const Product& pr : products) {
     auto pack_a = [&](int64_t i0, int mr, int64_t k0, int64_t kc, float* dst) {
       thread_local std::vector<float> row;
@@ -129,7 +130,6 @@ at::Tensor strassen_abc_cpu(const at::Tensor& a_in, const at::Tensor& b_in) {
       continue;
     }
     gemm_driver(uk, m, n, k, nullptr, pack_a, &staged_out, NoTileStore{}, 0, SumRow{pr.b0, pr.b1, N});
-    float* tp = t.data_ptr<float>();
     at::parallel_for(0, m, 16, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         axpy_row(pr.c0 + r * N, tp + r * n, pr.s0, n);
