@@ -125,6 +125,32 @@ def resolve(backend: Optional[str], op: str, device: torch.device, dtype: torch.
     return _resolve(backend, op, device.type, dtype)
 
 
+# Successful choices by (backend, op, device type, dtype, SFT_KERNELS_BACKEND). An op's Python runs with cold
+# caches after a large kernel, so each object it touches costs a DRAM miss: `t.device` (+8 µs), os.environ.get
+# of an unset name (+10 µs, a KeyError inside) and the resolution itself made sft.matmul 30-40 µs slower than
+# the raw op on a 0.27 ms GEMM, side by side. Errors are not memoized: they raise on every call.
+_CHOSEN: dict = {}
+_ENV_DATA = getattr(os.environ, "_data", None)  # CPython's bytes-keyed store behind os.environ (POSIX)
+
+
+def _env_backend() -> Optional[str]:
+    if type(_ENV_DATA) is dict:
+        v = _ENV_DATA.get(b"SFT_KERNELS_BACKEND")
+        return v.decode() if v else None
+    return os.environ.get("SFT_KERNELS_BACKEND") or None
+
+
+def resolve_for(backend: Optional[str], op: str, t: torch.Tensor) -> str:
+    """`resolve()` for the device and dtype of tensor `t`, memoized for eager calls."""
+    if torch.compiler.is_compiling() or (backend is not None and type(backend) is not str):
+        return _resolve(backend, op, t.device.type, t.dtype)
+    key = (backend, op, "cpu" if t.is_cpu else t.device.type, t.dtype, _env_backend())
+    name = _CHOSEN.get(key)
+    if name is None:
+        name = _CHOSEN[key] = _resolve(backend, op, key[2], t.dtype)
+    return name
+
+
 def _assume_constant_result(fn):
     """`torch.compiler.assume_constant_result` without importing torch._dynamo when nothing has yet: that import
     took 1.3 s and ~900 modules (sympy, triton, torch.distributed) of `import sft_kernels`, and its objects made

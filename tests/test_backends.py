@@ -114,3 +114,27 @@ def test_import_does_not_load_dynamo():
             "print('torch._dynamo' in sys.modules, 'triton' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_memoized_choice_follows_env_and_errors_repeat(monkeypatch):
+    import torch
+
+    from sft_kernels import ops
+    mm = sys.modules["sft_kernels.ops.matmul"]
+    ran = []
+    for name in list(mm._IMPLS):
+        monkeypatch.setitem(mm._IMPLS, name, lambda a, b, f=mm._IMPLS[name], n=name: ran.append(n) or f(a, b))
+    a, b = torch.randn(5, 3), torch.randn(3, 4)
+    default = backends.resolve(None, "matmul", a.device, a.dtype)
+    assert backends.resolve_for(None, "matmul", a) == default  # memoized before the variable is set
+    monkeypatch.setenv("SFT_KERNELS_BACKEND", "reference")
+    for _ in range(2):
+        torch.testing.assert_close(ops.matmul(a, b), a @ b)
+    assert ran == ["reference", "reference"]
+    monkeypatch.delenv("SFT_KERNELS_BACKEND")
+    assert backends.resolve_for(None, "matmul", a) == default
+    for _ in range(2):  # a refused request is not memoized into a success
+        with pytest.raises(ValueError, match="backend must be one of"):
+            ops.matmul(a, b, backend="nope")
+        with pytest.raises(TypeError, match="runs sft.matmul in"):
+            backends.resolve_for("reference" if default == "reference" else "cpu", "matmul", a.to(torch.int32))

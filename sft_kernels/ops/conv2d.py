@@ -156,7 +156,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         scale, shift = modulation
         _checks.residual(scale, "modulation scale", tuple(input.shape), input)
         _checks.residual(shift, "modulation shift", tuple(input.shape), input)
-    name = backends.resolve(backend, "conv2d", input.device, input.dtype)
+    name = backends.resolve_for(backend, "conv2d", input)
     if backend is None and autotune.enabled() and not torch.compiler.is_compiling():
         cands = backends.candidates("conv2d", input.device, input.dtype)
         key = ("conv2d", tuple(input.shape), input.stride(), tuple(weight.shape), tuple(stride), tuple(padding),

@@ -61,10 +61,17 @@ register_reference_autograd(_matmul_op, lambda a, b, backend: reference.matmul(a
 
 def matmul(a: torch.Tensor, b: torch.Tensor, *, backend: Optional[str] = None) -> torch.Tensor:
     """Drop-in ``torch.matmul(a, b)`` for floating tensors."""
+    # The common eager call (2-D CPU operands needing no grad) in as few Python calls as possible: after a large
+    # GEMM the interpreter runs with cold caches, and each helper call cost ~5 µs (0.27 ms GEMM, side by side).
+    if (type(a) is torch.Tensor and type(b) is torch.Tensor and a.is_cpu and b.is_cpu and a.dim() == 2
+            and b.dim() == 2 and a.dtype is b.dtype and a.is_floating_point() and a.shape[1] == b.shape[0]
+            and not a.requires_grad and not b.requires_grad and not torch.compiler.is_compiling()):
+        name = backends.resolve_for(backend, "matmul", a)
+        return torch.ops.sft_cpu.matmul.default(a, b) if name == "cpu" else _IMPLS[name](a, b)
     _checks.tensor(a, "a")
     _checks.tensor(b, "b", like=a)
     matmul_shape(a.shape, b.shape)
-    name = backends.resolve(backend, "matmul", a.device, a.dtype)
+    name = backends.resolve_for(backend, "matmul", a)
     if _checks.direct_call_ok(a, b):
         return _IMPLS[name](a, b)
     return _matmul_op(a, b, name)

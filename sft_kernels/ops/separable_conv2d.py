@@ -54,6 +54,6 @@ def separable_conv2d(input, dw_weight, pw_weight, dw_bias=None, pw_bias=None, st
             raise ValueError(f"pw_bias must have {pw_weight.shape[0]} elements, got {pw_bias.shape[0]}")
     _checks.activation(mid_activation)
     _checks.activation(activation)
-    name = backends.resolve(backend, "separable_conv2d", input.device, input.dtype)
+    name = backends.resolve_for(backend, "separable_conv2d", input)
     return _separable_op(input, dw_weight, pw_weight, dw_bias, pw_bias, stride, padding, dilation,
                          mid_activation, activation, float(negative_slope), name)

@@ -55,4 +55,4 @@ def strassen_matmul(a: torch.Tensor, b: torch.Tensor, *, levels: Optional[int] =
     for name, v in (("levels", levels), ("cutoff", cutoff)):
         if v is not None and (not isinstance(v, int) or v < 0):
             raise ValueError(f"{name} must be a non-negative int or None, got {v!r}")
-    return _strassen_op(a, b, levels, cutoff, backends.resolve(backend, "strassen_matmul", a.device, a.dtype))
+    return _strassen_op(a, b, levels, cutoff, backends.resolve_for(backend, "strassen_matmul", a))
