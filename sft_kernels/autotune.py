@@ -28,8 +28,14 @@ def choices() -> dict:
     return dict(_CHOICES)
 
 
+# Caches elsewhere that hold decisions made here (the ops' memo of validated call signatures): emptied too.
+_ON_CLEAR: list = []
+
+
 def clear() -> None:
     _CHOICES.clear()
+    for fn in _ON_CLEAR:
+        fn()
 
 
 def pick(key: Hashable, candidates: Sequence[str], run: Callable[[str], object], rounds: int = 3) -> str:

@@ -133,11 +133,16 @@ _CHOSEN: dict = {}
 _ENV_DATA = getattr(os.environ, "_data", None)  # CPython's bytes-keyed store behind os.environ (POSIX)
 
 
-def _env_backend() -> Optional[str]:
+def env(name: str) -> Optional[str]:
+    """os.environ.get(name) or None, without the KeyError an unset name raises inside os.environ.get."""
     if type(_ENV_DATA) is dict:
-        v = _ENV_DATA.get(b"SFT_KERNELS_BACKEND")
+        v = _ENV_DATA.get(name.encode())
         return v.decode() if v else None
-    return os.environ.get("SFT_KERNELS_BACKEND") or None
+    return os.environ.get(name) or None
+
+
+def _env_backend() -> Optional[str]:
+    return env("SFT_KERNELS_BACKEND")
 
 
 def resolve_for(backend: Optional[str], op: str, t: torch.Tensor) -> str:

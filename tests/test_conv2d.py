@@ -170,6 +170,45 @@ def test_bad_input(kwargs, exc, pattern):
         conv2d(**kwargs)
 
 
+def test_repeated_call_keeps_every_check(monkeypatch):
+    """A call signature seen before skips re-validation (conv2d's memo): a repeat with anything different
+    must still be refused, need grad, or follow SFT_KERNELS_BACKEND."""
+    import sys
+
+    monkeypatch.delenv("SFT_KERNELS_BACKEND", raising=False)
+    monkeypatch.setenv("SFT_KERNELS_AUTOTUNE", "0")  # the static choice: cpu where it is built
+    mod = sys.modules["sft_kernels.ops.conv2d"]
+    ran = []
+    monkeypatch.setitem(mod._IMPLS, "reference", lambda *a, f=mod._IMPLS["reference"]: ran.append(1) or f(*a))
+    x, w, b = torch.randn(1, 4, 8, 8), torch.randn(6, 4, 3, 3), torch.randn(6)
+    y = conv2d(x, w, b, 1, 1, backend="reference")
+    torch.testing.assert_close(conv2d(x, w, b, 1, 1), y, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(conv2d(x, w, b, 1, 1), y, atol=1e-4, rtol=1e-4)  # a memo hit
+    for kw, exc, pattern in [
+        (dict(stride=True), TypeError, "stride must be an int or a pair"),
+        (dict(padding=(True, 1)), ValueError, "padding must be an int or a pair"),
+        (dict(bias=b.double()), TypeError, "bias dtype"),
+        (dict(activation="gelu"), ValueError, "activation must be one of"),
+        (dict(activation=["relu"]), ValueError, "activation must be one of"),
+        (dict(input=x.to("meta")), ValueError, "on cpu but input is on meta"),
+        (dict(pixel_shuffle=4), ValueError, "pixel_shuffle must be"),
+    ]:
+        args = dict(input=x, weight=w, bias=b, stride=1, padding=1)
+        args.update(kw)
+        with pytest.raises(exc, match=pattern):
+            conv2d(**args)
+    wg = w.clone().requires_grad_()
+    conv2d(x, wg, b, 1, 1).sum().backward()
+    assert wg.grad is not None and wg.grad.abs().sum() > 0
+    default_runs = len(ran)
+    monkeypatch.setenv("SFT_KERNELS_BACKEND", "reference")
+    conv2d(x, w, b, 1, 1)
+    conv2d(x, w, b, 1, 1)
+    assert len(ran) == default_runs + 2
+    if "cpu" in backends.available():
+        assert default_runs == 1  # only the explicit reference call, before
+
+
 def test_backend_dtype_errors():
     if "cpu" not in backends.available():
         pytest.skip("cpu backend not built")

@@ -117,6 +117,20 @@ def _backward(ctx, grad):
 _conv2d_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+# Validated eager call signatures -> (backend, stride, padding, dilation); see conv2d. Emptied with the
+# autotune decisions it may hold.
+_SEEN: dict = {}
+autotune._ON_CLEAR.append(_SEEN.clear)
+
+
+_NAMES = (str, type(None))  # the types of activation=, algorithm= and backend= a key may hold
+
+
+def _plain(v) -> bool:
+    """An int or a tuple of two ints, exactly: the forms a dict key keeps apart (True == 1 as a key)."""
+    return type(v) is int or (type(v) is tuple and len(v) == 2 and type(v[0]) is int and type(v[1]) is int)
+
+
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            activation: Optional[str] = None, negative_slope: float = 0.01,
            residual: Optional[torch.Tensor] = None, backend: Optional[str] = None,
@@ -140,6 +154,30 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     implicit-GEMM panels) and Triton while loading A tiles, so the modulated tensor never exists; the cuda
     backend modulates in one pass first (its A tiles go straight from global to shared memory).
     """
+    # Eager repeats of a call already validated (same shapes, dtypes, devices and options) skip the checks and
+    # the backend choice: after a large kernel the interpreter runs with cold caches and each tensor attribute
+    # read cost ~0.7 µs, the full path ~35 µs, 7 % of conv0 at 128x128 (a 0.45 ms kernel).
+    seen_key = None
+    if (residual is None and modulation is None and type(input) is torch.Tensor and type(weight) is torch.Tensor
+            and (bias is None or type(bias) is torch.Tensor) and _plain(stride) and _plain(padding)
+            and _plain(dilation) and type(groups) is int and type(pixel_shuffle) is int
+            and type(negative_slope) in (int, float) and type(activation) in _NAMES and type(algorithm) in _NAMES
+            and type(backend) in _NAMES and not torch.compiler.is_compiling()):
+        seen_key = (input.shape, input.stride(), input.dtype, input.is_cpu, weight.shape, weight.dtype,
+                    weight.is_cpu, None if bias is None else (bias.shape, bias.dtype, bias.is_cpu), stride, padding,
+                    dilation, groups, activation, algorithm, pixel_shuffle, backend,
+                    backends.env("SFT_KERNELS_BACKEND"), backends.env("SFT_KERNELS_AUTOTUNE"),
+                    torch.get_num_threads())
+        hit = _SEEN.get(seen_key)
+        if hit is not None and not (input.requires_grad or weight.requires_grad
+                                    or (bias is not None and bias.requires_grad)):
+            name, st, pd, dl = hit
+            if name == "cpu":
+                return torch.ops.sft_cpu.conv2d.default(input, weight, bias, st, pd, dl, groups,
+                                                        _SCHEMA_ACTS[activation], float(negative_slope), None,
+                                                        _SCHEMA_ALGOS[algorithm], pixel_shuffle, None, None)
+            return _IMPLS[name](input, weight, bias, list(st), list(pd), list(dl), groups, activation,
+                                float(negative_slope), None, algorithm, pixel_shuffle, None, None)
     stride, padding, dilation, (p, q) = _checks.conv_args(input, weight, bias, stride, padding, dilation, groups)
     _checks.activation(activation)
     if algorithm not in ALGORITHMS:
@@ -165,6 +203,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         run = lambda b: _conv2d_op(input, weight, bias, stride, padding, dilation, groups, activation,  # noqa: E731
                                    float(negative_slope), residual, b, algorithm, r, scale, shift)
         name = autotune.pick(key, cands, run)
+    if seen_key is not None and input.shape[0] and len(_SEEN) < 4096:
+        _SEEN[seen_key] = (name, stride, padding, dilation)
     if input.shape[0] and _checks.direct_call_ok(input, weight, bias, residual, scale, shift):
         return _IMPLS[name](input, weight, bias, stride, padding, dilation, groups, activation,
                             float(negative_slope), residual, algorithm, r, scale, shift)
