@@ -166,9 +166,13 @@ void conv2d_rows_into(const at::Tensor& x, const at::Tensor& weight, const at::T
         for (int64_t q0 = 0; q0 < Q; q0 += MR) {
           const int rows = static_cast<int>(std::min<int64_t>(MR, Q - q0));
           const int64_t o = n * os0 + p * os2 + q0 * os3 + j;
-          const KOut ko{op + o, os3, rp ? rp + n * rs0 + p * rs2 + q0 * rs3 + j : nullptr, rs3,
-                        bias ? bias + j : nullptr, static_cast<int>(activation), static_cast<float>(slope), false,
-                        true, rows, static_cast<int>(std::min<int64_t>(NR, K - j))};
+          KOut ko{op + o, os3, rp ? rp + n * rs0 + p * rs2 + q0 * rs3 + j : nullptr, rs3,
+                  bias ? bias + j : nullptr, static_cast<int>(activation), static_cast<float>(slope), false,
+                  true, rows, static_cast<int>(std::min<int64_t>(NR, K - j))};
+          // Deep enough (cond_in: 128 k-steps) for the tile's C misses to hide behind its FMAs when fetched
+          // first: 0.82-0.89x -> 0.89-0.96x oneDNN (1 thread, malloc setting). Fetching the next tile's instead
+          // measured 0.86-0.95x.
+          ko.prefetch = in_place && R * S * C >= 128;
           const float* bj = bpp + j / NR * Kpad * NR;
           if (!in_place)
             uk.fn_strided(KK, z + q0 * sw * RC, sw * RC, bj, ko);

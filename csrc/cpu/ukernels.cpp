@@ -355,7 +355,7 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
 // across taps. Each tap is kb blocks of 8 k-steps and then kt single steps. A plain tile for `out` (see
 // tile_dst) is stored there with its epilogue in registers (true is returned); otherwise the raw sums go to
 // `tile`. ntaps >= 1. Fewer than 14 rows run the tail kernel tap by tap and read only their own rows.
-__attribute__((target("avx512f,avx512vl,avx512dq,fma"))) bool ukr_avx512_14x32_taps(
+__attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) bool ukr_avx512_14x32_taps(
     int64_t kb, int64_t kt, int64_t ntaps, const int64_t* toff, const float* a, int64_t lda, const float* b,
     float* tile, int rows, const KOut* out) {
   const int64_t tk = kb * KU + kt;  // k-steps per tap
@@ -365,6 +365,7 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma"))) bool ukr_avx512_14x32_t
                         b + t * tk * 32, tile, t > 0);
     return false;
   }
+  if (out) prefetch_c(*out);
   const TileDst d = out ? tile_dst(*out, tile) : TileDst{tile, 32 * 4, 0, nullptr, kActNone, 0.f, 0, false};
   int64_t l1 = lda * 4, l3 = 3 * l1, l5 = 5 * l1;
   const float *ap, *a7;
