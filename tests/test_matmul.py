@@ -134,6 +134,25 @@ def test_matmul_rows_split_across_threads():
 
 
 @pytest.mark.skipif("cpu" not in op_backends("matmul"), reason="cpu backend not built")
+@pytest.mark.parametrize("m,k,n", [(64, 40, 128), (37, 300, 129), (130, 1000, 300), (1, 8, 517), (65, 16, 200)])
+def test_matmul_columns_split_across_threads(m, k, n):
+    """At least as wide as tall: each thread runs the GEMM on its own NR-aligned column range. Every tile does
+    the same FMAs in the same order however the work is split, so 1, 2 and 3 threads give the same bits."""
+    before = torch.get_num_threads()
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    try:
+        torch.set_num_threads(1)
+        one = matmul(a, b, backend="cpu")
+        for threads in (2, 3):
+            torch.set_num_threads(threads)
+            assert torch.equal(matmul(a, b, backend="cpu"), one), threads
+            assert torch.equal(matmul(a.expand(2, m, k), b, backend="cpu"), one.expand(2, m, n)), threads
+    finally:
+        torch.set_num_threads(before)
+    assert_close(one, a.double() @ b.double(), k=k)
+
+
+@pytest.mark.skipif("cpu" not in op_backends("matmul"), reason="cpu backend not built")
 def test_matmul_large_shallow_output_is_streamed_exactly():
     """M·N >= 2^20 with K <= 64 writes C with non-temporal stores: the values must be exactly those of the
     same rows computed below the threshold (same FMAs, only the store differs), tails included."""

@@ -65,7 +65,8 @@ def run():
         assert (y.double() - ref).abs().max().item() < 1e-2, (c, k, alg)
     # K = 32 / 64 / 256: row-major A read in place (full tiles), tails packed; a row pitch wider than K too
     for m, kk, nn in [(37, 53, 29), (300, 257, 31), (1, 1, 1), (130, 129, 131), (100, 32, 40), (47, 64, 33),
-                      (29, 256, 70), (45, 1000, 70)]:  # the last: several K passes
+                      (29, 256, 70), (45, 1000, 70),  # several K passes
+                      (5, 40, 300), (1, 8, 517), (64, 1000, 200)]:  # at least as wide as tall: column split
         a, bm = torch.randn(1, m, kk), torch.randn(1, kk, nn)
         assert (ops.matmul(a, bm).double() - a.double() @ bm.double()).abs().max() < 1e-3
         a = torch.randn(1, m, kk + 8)[..., :kk]
