@@ -1,0 +1,24 @@
+"""The side-by-side timer every benchmark uses."""
+from sft_kernels.benchmark import time_interleaved
+
+
+def _record(shuffle):
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abcd"}
+    times = time_interleaved(fns, repeat=12, warmup=1, shuffle=shuffle)
+    assert set(times) == set("abcd") and all(t >= 0 for t in times.values())
+    return calls[4:]  # after the warm-up round
+
+
+def test_every_fn_runs_once_per_round_in_a_varying_order():
+    calls = _record(shuffle=True)
+    rounds = [tuple(calls[i:i + 4]) for i in range(0, len(calls), 4)]
+    assert len(rounds) == 12 and all(sorted(r) == list("abcd") for r in rounds)
+    assert len(set(rounds)) > 3  # not one fixed order
+    predecessors = {(r[i - 1], r[i]) for r in rounds for i in range(1, 4)}
+    assert any(p[1] == "b" and p[0] != "a" for p in predecessors)  # "b" does not always follow "a"
+    assert _record(shuffle=True) == calls  # seeded: the same orders on every run
+
+
+def test_fixed_order_when_asked():
+    assert _record(shuffle=False) == list("abcd") * 12
