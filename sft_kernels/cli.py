@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("bench", help="benchmark every op and backend against PyTorch, side by side",
                        description="Time sft ops against PyTorch (F.conv2d with NCHW and channels_last input, "
-                       "torch.matmul) on the SFTNet shape catalog, interleaved in one process, medians.")
+                       "torch.matmul) on the SFTNet shape catalog, interleaved in one process (each round in a "
+                       "fresh random order), medians.")
     s.add_argument("--op", choices=["conv2d", "matmul", "all"], default="all")
     s.add_argument("--quick", action="store_true", help="small shapes (SFTNet layers at a 32x32 LR input)")
     s.add_argument("--repeat", type=int, default=10, help="interleaved rounds per shape (median)")
