@@ -74,11 +74,11 @@ void conv2d_columns(const at::Tensor& x, const at::Tensor& bp, const at::Tensor&
   const at::Tensor t = at::empty({Wp * Hp * C}, x.options());
   float* tp = t.data_ptr<float>();
   const float* bpp = bp.data_ptr<float>();
-  float* op = out.data_ptr<float>();
   const int64_t os0 = out.stride(0), os2 = out.stride(2), os3 = out.stride(3);
   const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
   const int64_t rs0 = rp ? res.stride(0) : 0, rs2 = rp ? res.stride(2) : 0, rs3 = rp ? res.stride(3) : 0;
-  const float* bias = b.defined() ? b.data_ptr<float>() : nullptr;
+  const ConvOut co{out.data_ptr<float>(), rp, b.defined() ? b.data_ptr<float>() : nullptr, static_cast<int>(activation),
+                   static_cast<float>(slope)};
   const int64_t xs0 = x.stride(0), xs2 = x.stride(2), xs3 = x.stride(3);
   for (int64_t n = 0; n < N; ++n) {
     const float* xp = x.data_ptr<float>() + n * xs0;
@@ -103,10 +103,8 @@ void conv2d_columns(const at::Tensor& x, const at::Tensor& bp, const at::Tensor&
         const int rows = static_cast<int>(std::min<int64_t>(MR, P - p0));
         for (int64_t q = qa; q < qb; ++q)
           for (int64_t j = 0; j < K; j += NR) {
-            const KOut ko{op + n * os0 + p0 * os2 + q * os3 + j, os2,
-                          rp ? rp + n * rs0 + p0 * rs2 + q * rs3 + j : nullptr, rs2, bias ? bias + j : nullptr,
-                          static_cast<int>(activation), static_cast<float>(slope), false, true, rows,
-                          static_cast<int>(std::min<int64_t>(NR, K - j))};
+            const KOut ko = co.tile(n * os0 + p0 * os2 + q * os3 + j, os2, n * rs0 + p0 * rs2 + q * rs3 + j, rs2, j,
+                                    rows, static_cast<int>(std::min<int64_t>(NR, K - j)));
             if (!uk.fn_taps(RC / KU, RC % KU, S, toff.data(), tp + (q * sw * Hp + p0 * sh) * C, sh * C,
                             bpp + j / NR * Kpad * NR, tile, rows, &ko))
               uk.epilogue(tile, ko);
@@ -146,11 +144,11 @@ void conv2d_rows_into(const at::Tensor& x, const at::Tensor& weight, const at::T
   // Z spans every column a tile reads (a row's last tile reads only its own rows); the kernel also prefetches
   // the next tile's rows, which may point past Z harmlessly.
   const int64_t cols = (Q - 1) * sw + S;
-  float* op = out.data_ptr<float>();
   const int64_t os0 = out.stride(0), os2 = out.stride(2), os3 = out.stride(3);
   const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
   const int64_t rs0 = rp ? res.stride(0) : 0, rs2 = rp ? res.stride(2) : 0, rs3 = rp ? res.stride(3) : 0;
-  const float* bias = b.defined() ? b.data_ptr<float>() : nullptr;
+  const ConvOut co{out.data_ptr<float>(), rp, b.defined() ? b.data_ptr<float>() : nullptr, static_cast<int>(activation),
+                   static_cast<float>(slope)};
   at::parallel_for(0, N * P, 1, [&](int64_t r0, int64_t r1) {
     thread_local std::vector<float> z_store;
     if (!in_place) z_store.resize(static_cast<size_t>(cols * RC) + 16);
@@ -166,9 +164,8 @@ void conv2d_rows_into(const at::Tensor& x, const at::Tensor& weight, const at::T
         for (int64_t q0 = 0; q0 < Q; q0 += MR) {
           const int rows = static_cast<int>(std::min<int64_t>(MR, Q - q0));
           const int64_t o = n * os0 + p * os2 + q0 * os3 + j;
-          KOut ko{op + o, os3, rp ? rp + n * rs0 + p * rs2 + q0 * rs3 + j : nullptr, rs3,
-                  bias ? bias + j : nullptr, static_cast<int>(activation), static_cast<float>(slope), false,
-                  true, rows, static_cast<int>(std::min<int64_t>(NR, K - j))};
+          KOut ko = co.tile(o, os3, n * rs0 + p * rs2 + q0 * rs3 + j, rs3, j, rows,
+                            static_cast<int>(std::min<int64_t>(NR, K - j)));
           // Deep enough (cond_in: 128 k-steps) for the tile's C misses to hide behind its FMAs when fetched
           // first: 0.82-0.89x -> 0.89-0.96x oneDNN (1 thread, malloc setting). Fetching the next tile's instead
           // measured 0.86-0.95x.

@@ -63,9 +63,9 @@ void conv2d_taps_into(const at::Tensor& x, const at::Tensor& weight, const at::T
   const float* msp = mscale.defined() ? mscale.data_ptr<float>() : nullptr;
   const float* mtp = mshift.defined() ? mshift.data_ptr<float>() : nullptr;
   const int64_t xs0 = x.stride(0), xs2 = x.stride(2), xs3 = x.stride(3);
-  float* op = out.data_ptr<float>();
   const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
-  const float* bias = b.defined() ? b.data_ptr<float>() : nullptr;
+  const ConvOut co{out.data_ptr<float>(), rp, b.defined() ? b.data_ptr<float>() : nullptr, static_cast<int>(activation),
+                   static_cast<float>(slope)};
   at::parallel_for(0, N * bands_per_img, 1, [&](int64_t b0, int64_t b1) {
     thread_local std::vector<float> buf_store;
     buf_store.resize(static_cast<size_t>(buf_floats) + 16);
@@ -102,9 +102,7 @@ void conv2d_taps_into(const at::Tensor& x, const at::Tensor& weight, const at::T
           // A tile within one output row, clear of the virtual columns, is stored by the kernel from registers
           // when it can (whole, no residual); the others come back raw.
           const int64_t q0 = m0 % Wp, pix0 = (n * P + p0 + m0 / Wp) * Q + q0;
-          KOut whole{op + pix0 * K + j, K, rp ? rp + pix0 * K + j : nullptr, K, bias ? bias + j : nullptr,
-                     static_cast<int>(activation), static_cast<float>(slope), false, true, MR,
-                     static_cast<int>(std::min<int64_t>(NR, K - j))};
+          KOut whole = co.tile(pix0 * K + j, K, pix0 * K + j, K, j, MR, static_cast<int>(std::min<int64_t>(NR, K - j)));
           whole.prefetch = true;  // C·R·S k-steps (576 on the trunk) hide the C misses: +2-3 % at 1 thread
           const bool in_row = q0 + MR <= Q && m0 + MR <= mv;
           if (uk.fn_taps(C / KU, 0, R * S, toff.data(), buf + m0 * C, C, bp.data_ptr<float>() + j / NR * Kpad * NR,
@@ -119,9 +117,8 @@ void conv2d_taps_into(const at::Tensor& x, const at::Tensor& weight, const at::T
             }
             const int len = static_cast<int>(std::min<int64_t>({Q - q, MR - i, mv - m}));
             const int64_t pix = (n * P + p) * Q + q;
-            const KOut ko{op + pix * K + j, K, rp ? rp + pix * K + j : nullptr, K, bias ? bias + j : nullptr,
-                          static_cast<int>(activation), static_cast<float>(slope), false, true, len,
-                          static_cast<int>(std::min<int64_t>(NR, K - j))};
+            const KOut ko =
+                co.tile(pix * K + j, K, pix * K + j, K, j, len, static_cast<int>(std::min<int64_t>(NR, K - j)));
             uk.epilogue(tile + i * NR, ko);
             i += len;
           }

@@ -46,6 +46,21 @@ struct KOut {
   bool stream = false;
 };
 
+// A direct conv's output, residual and bias with its epilogue: tile() is the one-pass KOut (the whole K in one
+// call) of rows [0, rows) × channels [j, j + cols) at offset off in the output (pitch ld) and roff in the
+// residual (pitch rld).
+struct ConvOut {
+  float* out;
+  const float* res;
+  const float* bias;
+  int act;
+  float slope;
+  KOut tile(int64_t off, int64_t ld, int64_t roff, int64_t rld, int64_t j, int rows, int cols) const {
+    return KOut{out + off, ld, res ? res + roff : nullptr, rld, bias ? bias + j : nullptr, act, slope, false, true,
+                rows, cols};
+  }
+};
+
 // acc[MR][NR] = sum_k A[i][k] B[k][j] over kb blocks of 8 k-steps, then the KOut epilogue.
 using UKernelFn = void (*)(int64_t kb, const float* a, const float* b, const KOut& out);
 
