@@ -9,18 +9,19 @@ runs; nothing here overrides it.
 """
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from typing import Callable, Dict, Hashable, Sequence
 
 import torch
 
+from . import backends
+
 _CHOICES: Dict[Hashable, str] = {}
 
 
 def enabled() -> bool:
-    return os.environ.get("SFT_KERNELS_AUTOTUNE", "1") != "0" and not os.environ.get("SFT_KERNELS_BACKEND")
+    return backends.env("SFT_KERNELS_AUTOTUNE") != "0" and backends.env("SFT_KERNELS_BACKEND") is None
 
 
 def choices() -> dict:

@@ -141,15 +141,11 @@ def env(name: str) -> Optional[str]:
     return os.environ.get(name) or None
 
 
-def _env_backend() -> Optional[str]:
-    return env("SFT_KERNELS_BACKEND")
-
-
 def resolve_for(backend: Optional[str], op: str, t: torch.Tensor) -> str:
     """`resolve()` for the device and dtype of tensor `t`, memoized for eager calls."""
     if torch.compiler.is_compiling() or (backend is not None and type(backend) is not str):
         return _resolve(backend, op, t.device.type, t.dtype)
-    key = (backend, op, "cpu" if t.is_cpu else t.device.type, t.dtype, _env_backend())
+    key = (backend, op, "cpu" if t.is_cpu else t.device.type, t.dtype, env("SFT_KERNELS_BACKEND"))
     name = _CHOSEN.get(key)
     if name is None:
         name = _CHOSEN[key] = _resolve(backend, op, key[2], t.dtype)
@@ -172,7 +168,7 @@ def _assume_constant_result(fn):
 def _resolve(backend: Optional[str], op: str, device_type: str, dtype: torch.dtype) -> str:
     device = torch.device(device_type)
     if backend is None:
-        backend = os.environ.get("SFT_KERNELS_BACKEND") or None
+        backend = env("SFT_KERNELS_BACKEND")
     if backend is None:
         for name in _PREFERENCE.get(device.type, ("reference",)):
             if supports(name, op, device.type, dtype):
