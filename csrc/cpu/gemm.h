@@ -156,6 +156,13 @@ void pack_b(const float* src, int64_t K, int64_t N, int64_t ks, int64_t ns, int 
 // build's inlined memcpy does two 16-byte halves), the im2col / A-packing inner copy.
 void copy_chunks8(float* d, int64_t dstep, const float* s, int64_t n);
 
+// Fetches the n floats at p into cache, one line at a time. A-packing uses it for the next panel's row slice:
+// each row's KC slice is a short run (1 KB) a row pitch from the last, too short for the hardware prefetchers
+// to pick up before it ends.
+inline void prefetch_run(const float* p, int64_t n) {
+  for (int64_t e = 0; e < n; e += 16) __builtin_prefetch(p + e, 0, 3);
+}
+
 // Write `len` values src[e*stride] (zeros when src is null) to k positions [kk0, kk0+len) of row i of an A
 // micro-panel laid out [k/8][MR][8]. Aligned unit-stride runs go as 8-float (32-byte) copies.
 inline void pack_a_run(float* dst, int MR, int i, int64_t kk0, const float* src, int64_t len, int64_t stride) {

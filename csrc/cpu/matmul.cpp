@@ -25,15 +25,12 @@ at::Tensor matmul_cpu(const at::Tensor& a2, const at::Tensor& b2) {
   for (int64_t bi = 0; bi < B; ++bi) {
     const StridedRow brow{b.data_ptr<float>() + bi * b.stride(0), b.stride(1), b.stride(2)};
     const float* ab = ap + bi * a.stride(0);
-    // Each row's KC slice is a short run (1 KB) a row pitch from the last, too short for the hardware
-    // prefetchers to pick up before it ends: the same slice of the next panel's row is fetched while this one
-    // is copied.
+    // The same slice of the next panel's row is fetched while this one is copied (prefetch_run).
     auto pack_a = [&](int64_t i0, int mr, int64_t k0, int64_t kc, float* dst) {
       const int64_t kcp = round_up(kc, KU);
       for (int i = 0; i < uk.mr; ++i) {
         const float* src = i < mr ? ab + (i0 + i) * as1 + k0 * as2 : nullptr;
-        if (src && as2 == 1 && i0 + i + uk.mr < M)
-          for (int64_t k = 0; k < kc; k += 16) __builtin_prefetch(src + uk.mr * as1 + k, 0, 3);
+        if (src && as2 == 1 && i0 + i + uk.mr < M) prefetch_run(src + uk.mr * as1, kc);
         pack_a_run(dst, uk.mr, i, 0, src, kc, as2);
         if (kcp > kc) pack_a_run(dst, uk.mr, i, kc, nullptr, kcp - kc, 1);
       }

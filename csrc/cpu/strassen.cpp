@@ -102,11 +102,10 @@ at::Tensor strassen_abc_cpu(const at::Tensor& a_in, const at::Tensor& b_in) {
         }
         const float* x = pr.a0.p + (i0 + i) * K + k0;
         const float* y = pr.a1.p ? pr.a1.p + (i0 + i) * K + k0 : nullptr;
-        if (i0 + i + uk.mr < m)  // the next panel's row slices (short runs a row pitch apart; see matmul.cpp)
-          for (int64_t e = 0; e < kc; e += 16) {
-            __builtin_prefetch(x + uk.mr * K + e, 0, 3);
-            if (y) __builtin_prefetch(y + uk.mr * K + e, 0, 3);
-          }
+        if (i0 + i + uk.mr < m) {  // the next panel's row slices
+          prefetch_run(x + uk.mr * K, kc);
+          if (y) prefetch_run(y + uk.mr * K, kc);
+        }
         sum_run(row.data(), x, pr.a0.s, y, pr.a1.s, kc);
         pack_a_run(dst, uk.mr, i, 0, row.data(), kc, 1);
         if (kcp > kc) pack_a_run(dst, uk.mr, i, kc, nullptr, kcp - kc, 1);

@@ -407,8 +407,8 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) bool ukr_avx512_
       SFT_STORE_TILE
       : [a] "=&r"(ap), [a7] "=&r"(a7), [k] "=&r"(k), [b] "+r"(b), [toff] "+r"(toff), [ntap] "+r"(ntaps),
         [l1] "+r"(l1), [l3] "+r"(l3), [l5] "+r"(l5)
-      : [base] "r"(a), [kb] "m"(kb), [kt] "m"(kt), [dst] "m"(d.dst), [pitch] "m"(d.pitch), [nt] "m"(d.nt), [bias] "m"(d.bias),
-        [act] "m"(d.act), [slope] "m"(d.slope), [acc] "m"(d.acc)
+      : [base] "r"(a), [kb] "m"(kb), [kt] "m"(kt), [dst] "m"(d.dst), [pitch] "m"(d.pitch), [nt] "m"(d.nt),
+        [bias] "m"(d.bias), [act] "m"(d.act), [slope] "m"(d.slope), [acc] "m"(d.acc)
       : "cc", "memory", SFT_ZMM_CLOBBERS);
   return d.plain;
 }
