@@ -441,14 +441,16 @@ def test_winograd_f2_with_pixel_shuffle_and_modulation():
 
 
 @pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
-def test_one_by_one_reads_dense_channels_last_input_in_place():
-    """1×1 convs too wide for the thin path run as a GEMM reading dense channels-last pixels in place."""
-    x = torch.randn(2, 136, 9, 11).contiguous(memory_format=torch.channels_last)
-    w, b = torch.randn(40, 136, 1, 1), torch.randn(40)
+@pytest.mark.parametrize("c", [136, 520])
+def test_one_by_one_reads_dense_channels_last_input_in_place(c):
+    """1×1 convs too wide for the thin path run as a GEMM reading dense channels-last pixels in place (C = 520
+    too: deeper than 256, its pixels 2080 bytes apart spread over L1 sets)."""
+    x = torch.randn(2, c, 9, 11).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(40, c, 1, 1), torch.randn(40)
     y = conv2d(x, w, b, backend="cpu")
     ref = reference.conv2d(x.double(), w.double(), b.double())
-    assert_close(y, ref, k=136)
-    sliced = torch.randn(2, 136, 9, 12).contiguous(memory_format=torch.channels_last)[..., :11]  # not dense: packs
+    assert_close(y, ref, k=c)
+    sliced = torch.randn(2, c, 9, 12).contiguous(memory_format=torch.channels_last)[..., :11]  # not dense: packs
     sliced.copy_(x)
     assert torch.equal(conv2d(sliced, w, b, backend="cpu"), y)
 

@@ -106,12 +106,14 @@ def test_strassen_abc_fused_level(m, k, n):
 
 
 @pytest.mark.skipif("cpu" not in op_backends("matmul"), reason="cpu backend not built")
-@pytest.mark.parametrize("k", [8, 32, 64, 256, 264])
-def test_matmul_small_k_reads_a_in_place(k):
-    """Row-major A with K <= 256 (a multiple of 8) is read in place by the kernel, full tiles only; it must
-    give bit for bit what the packed path gives (the same FMAs in the same order) on any row pitch."""
-    wide = torch.randn(2, 47, k + 24)
-    a = wide[..., :k]  # row pitch k + 24
+@pytest.mark.parametrize("k,pitch", [(8, 32), (32, 56), (64, 88), (256, 280), (264, 288), (576, 600), (512, 512),
+                                     (1000, 1024), (1000, 1100)])
+def test_matmul_reads_a_in_place(k, pitch):
+    """Row-major A (K a multiple of 8) is read in place by the kernel, full tiles only, unless its rows alias in
+    L1 (pitch 1024: every row in one set); it must give bit for bit what the packed path gives (the same FMAs in
+    the same order), over one K pass or several (K = 1000)."""
+    wide = torch.randn(2, 47, pitch)
+    a = wide[..., :k]
     b = torch.randn(2, k, 40)
     y = matmul(a, b, backend="cpu")
     assert_close(y, a.double() @ b.double(), k=k)

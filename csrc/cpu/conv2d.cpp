@@ -152,7 +152,7 @@ void conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor
     const bool dense = xs2 == W * xs3 && (x.size(0) == 1 || xs0 == H * xs2);
     const DirectA direct{xg, xs3};
     gemm_driver(uk, M, Kg, KK, bpg, pack_a, out_affine && res_affine ? &aff : nullptr, store, 0, NoBRow{},
-                pointwise && dense && KK <= kDirectMaxK ? &direct : nullptr);
+                pointwise && dense && direct_a_pays(KK, xs3, uk.mr) ? &direct : nullptr);
   }
 }
 

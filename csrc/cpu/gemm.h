@@ -259,9 +259,23 @@ struct DirectA {
   const float* a;
   int64_t lda;
 };
-// When reading A in place beats packing it: only for small K, where a packed A block feeds few FMAs per
-// element (K = 32: the copy took as long as the kernel); deep rows a page apart would also thrash L1 sets.
+// Whether reading A in place (rows lda floats apart) beats packing it. Packing costs a pass over A per column
+// block, which a GEMM with few columns never earns back: in place measured (interleaved, vs the packed path)
+// 1.27-1.29x on 16384x64x576 and 262144x64x576, 1.05-1.08x on 16384x256x576, 1.01-1.05x on 512³ and 640³, and
+// K = 32 took as long to copy as to multiply. But L1 sets repeat every 4 KB: when more than half of a tile's
+// rows share a set (with the next tile's rows prefetched beside them), they evict each other every k-step,
+// 0.88-0.90x on 1024³ and 2048³ (rows 4 and 8 KB apart). A short K reads too little for that to matter.
 constexpr int64_t kDirectMaxK = 256;
+inline bool direct_a_pays(int64_t K, int64_t lda, int mr) {
+  if (K <= kDirectMaxK) return true;
+  int most = 0;
+  for (int i = 0; i < mr; ++i) {
+    int same = 0;
+    for (int r = 0; r < mr; ++r) same += (r * lda * 4) % 4096 / 64 == (i * lda * 4) % 4096 / 64;
+    most = std::max(most, same);
+  }
+  return 2 * most <= mr;
+}
 // Outputs of at least kStreamMinFloats (4 MiB, twice this machine's L2) from GEMMs with K <= kStreamMaxK are
 // written with non-temporal stores. Only memory-bound GEMMs gain: a deep K hides the write-allocate reads behind
 // its FMAs, and streaming a 512² 3x3 conv's output measured slower (1.06-1.08x -> 1.00-1.04x oneDNN; the stores

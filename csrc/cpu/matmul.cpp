@@ -38,7 +38,7 @@ at::Tensor matmul_cpu(const at::Tensor& a2, const at::Tensor& b2) {
     // C is row-major: always the micro-kernel's direct store.
     const AffineOut aff{c.data_ptr<float>() + bi * M * N, N, nullptr, 0, nullptr, kActNone, 0.f};
     const DirectA direct{ab, as1};
-    const bool in_place = as2 == 1 && K <= kDirectMaxK;
+    const bool in_place = as2 == 1 && direct_a_pays(K, as1, uk.mr);
     if (nt > 1 && N >= M && N >= 2 * uk.nr * nt) {
       // At least as wide as tall: each thread runs the whole GEMM on its own NR-aligned column range, packing
       // its own B blocks and all of A. Splitting rows instead shares each packed B block between the threads,
