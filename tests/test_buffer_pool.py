@@ -31,6 +31,17 @@ def test_dead_output_is_reused_and_values_are_right():
     assert y2.is_contiguous(memory_format=torch.channels_last)
 
 
+def test_last_freed_block_is_reused_first():
+    """Of several idle blocks of one size the one freed last (likeliest still in cache) is handed out next."""
+    a, b = torch.randn(600, 500), torch.randn(500, 701)  # 1.6 MB output, a size no other test uses
+    outs = [matmul(a, b, backend="cpu") for _ in range(3)]
+    ptrs = [o.data_ptr() for o in outs]
+    for i in (1, 0, 2):  # freed in this order: 2 is the newest idle block, then 0
+        outs[i] = None
+    first, second = matmul(a, b, backend="cpu"), matmul(a, b, backend="cpu")
+    assert (first.data_ptr(), second.data_ptr()) == (ptrs[2], ptrs[0])
+
+
 def test_live_outputs_never_share_memory():
     x = torch.randn(1, 16, 64, 64).contiguous(memory_format=torch.channels_last)
     w = torch.randn(64, 16, 3, 3)

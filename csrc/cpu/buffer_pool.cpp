@@ -53,8 +53,12 @@ void* take(size_t bytes) {
   Pool& p = pool();
   {
     std::lock_guard<std::mutex> lock(p.mu);
-    auto it = p.free.find(bytes);
-    if (it != p.free.end()) {
+    // The block of this size freed last (equal keys keep insertion order): it is the likeliest to be in cache.
+    // Taking the oldest rotated the writes through every idle block: a memory-bound 16384x32x32 GEMM whose
+    // outputs live on for a call or two measured 1.04-1.08x faster this way, interleaved in one process.
+    auto range = p.free.equal_range(bytes);
+    if (range.first != range.second) {
+      const auto it = std::prev(range.second);
       void* ptr = it->second;
       p.free.erase(it);
       p.idle_bytes -= bytes;
