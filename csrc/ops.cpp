@@ -1,6 +1,16 @@
 // Registers the C++ CPU kernels as torch.library ops in the `sft_cpu` namespace. The public `sft::*` ops
 // are defined in Python (so they exist even when this extension is not built) and call these.
 #include <Python.h>
+#include <ATen/PythonTorchFunctionTLS.h>
+#include <c10/core/impl/TorchDispatchModeTLS.h>
+// torch 2.13's autograd headers use bit-field initializers, a C++20 feature that GCC accepts in C++17 mode (the
+// mode torch 2.11 builds and CUDA sources need) with a warning.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpragmas"
+#pragma GCC diagnostic ignored "-Wc++20-extensions"
+#include <torch/csrc/Exceptions.h>
+#include <torch/csrc/autograd/python_variable.h>
+#pragma GCC diagnostic pop
 #include <torch/library.h>
 
 #include "cpu/gemm.h"
@@ -18,10 +28,42 @@ std::string config_op() { return gemm_config(); }
 void set_blocking_op(int64_t mc, int64_t kc, int64_t nc) { set_blocking(mc, kc, nc); }
 }  // namespace sft
 
+namespace {
+// sft.matmul's eager call, checked and run in one C function: matmul_cpu(a, b) for two plain CPU float32 2-D
+// tensors (exact torch.Tensor, no neg/conj bit, no grad to record) while no Python dispatch or function mode is
+// active; None for anything else, which then takes the dispatcher path. After a large GEMM the interpreter runs
+// with cold caches, and the Python checks and the op's dispatch (OpOverload.__call__) had cost 12-18 us per call.
+PyObject* matmul_eager(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  HANDLE_TH_ERRORS
+  if (nargs != 2 || !THPVariable_CheckExact(args[0]) || !THPVariable_CheckExact(args[1])) Py_RETURN_NONE;
+  const at::Tensor& a = THPVariable_Unpack(args[0]);
+  const at::Tensor& b = THPVariable_Unpack(args[1]);
+  auto plain = [](const at::Tensor& t) {
+    return t.layout() == at::kStrided && t.device().is_cpu() && t.scalar_type() == at::kFloat && t.dim() == 2 &&
+           !t.is_neg() && !t.is_conj() && !t._is_zerotensor() && t.key_set().has(c10::DispatchKey::CPU);
+  };
+  if (!plain(a) || !plain(b) || a.size(1) != b.size(0)) Py_RETURN_NONE;
+  if ((a.requires_grad() || b.requires_grad()) && c10::GradMode::is_enabled()) Py_RETURN_NONE;
+  if (c10::impl::TorchDispatchModeTLS::any_modes_set() || at::impl::torch_function_mode_enabled()) Py_RETURN_NONE;
+  at::Tensor c;
+  {
+    pybind11::gil_scoped_release no_gil;
+    c = sft::matmul_cpu(a, b);
+  }
+  return THPVariable_Wrap(std::move(c));
+  END_HANDLE_TH_ERRORS
+}
+
+PyMethodDef kMethods[] = {
+    {"matmul_eager", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(matmul_eager)), METH_FASTCALL,
+     "matmul_eager(a, b): sft.matmul's eager fast path, or None when a and b need the full path"},
+    {nullptr, nullptr, 0, nullptr}};
+}  // namespace
+
 extern "C" {
 // `import sft_kernels._C` loads this library, which runs the TORCH_LIBRARY registrations below.
 PyObject* PyInit__C(void) {
-  static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", "sft_kernels C++ CPU kernels", -1, nullptr};
+  static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", "sft_kernels C++ CPU kernels", -1, kMethods};
   return PyModule_Create(&def);
 }
 }

@@ -155,6 +155,45 @@ def test_matmul_columns_split_across_threads(m, k, n):
 
 
 @pytest.mark.skipif("cpu" not in op_backends("matmul"), reason="cpu backend not built")
+def test_eager_call_runs_in_one_c_call_and_hands_back_the_rest(monkeypatch):
+    """Once the cpu backend is chosen, plain float32 2-D CPU operands go to the extension's matmul_eager; anything
+    it does not take (other dtypes, grad to record, neg views, subclasses, dispatch modes) returns None from it
+    and runs the dispatcher path with the same results."""
+    import sys
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    mm = sys.modules["sft_kernels.ops.matmul"]
+    a, b = torch.randn(37, 40), torch.randn(40, 29)
+    assert_close(matmul(a, b, backend="cpu"), a.double() @ b.double(), k=40)  # chooses, memoizes
+    assert mm._EAGER, "the cpu choice should arm the eager path"
+    eager, calls = mm._EAGER[0], []
+    monkeypatch.setattr(mm, "_EAGER", [lambda x, y: calls.append(1) or eager(x, y)])
+    y = matmul(a, b, backend="cpu")
+    assert calls == [1] and torch.equal(y, torch.ops.sft_cpu.matmul(a, b))
+    assert eager(a.double(), b.double()) is None and eager(a, b.t()) is None
+    assert eager(a.requires_grad_(), b) is None
+    with torch.no_grad():
+        assert eager(a, b) is not None  # no grad to record
+    a.requires_grad_(False)
+    assert eager(torch._neg_view(a), b) is None
+    assert torch.equal(matmul(torch._neg_view(a), b, backend="cpu"), matmul(-a, b, backend="cpu"))
+    assert eager(torch.nn.Parameter(a), b) is None
+
+    class Seen(TorchDispatchMode):
+        ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    with Seen():
+        assert eager(a, b) is None
+        assert torch.equal(matmul(a, b, backend="cpu"), y)
+    assert any("matmul" in op for op in Seen.ops), "a dispatch mode must see the op"
+
+
+@pytest.mark.skipif("cpu" not in op_backends("matmul"), reason="cpu backend not built")
 def test_matmul_large_shallow_output_is_streamed_exactly():
     """M·N >= 2^20 with K <= 64 writes C with non-temporal stores: the values must be exactly those of the
     same rows computed below the threshold (same FMAs, only the store differs), tails included."""

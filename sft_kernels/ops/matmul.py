@@ -59,14 +59,29 @@ def _(a, b, backend):
 register_reference_autograd(_matmul_op, lambda a, b, backend: reference.matmul(a, b), (0, 1))
 
 
+_ENV = backends._ENV_DATA if type(backends._ENV_DATA) is dict else None
+_CHOSEN, _F32 = backends._CHOSEN, torch.float32
+_EAGER = []  # the extension's matmul_eager, once the cpu backend has been chosen for float32
+
+
 def matmul(a: torch.Tensor, b: torch.Tensor, *, backend: Optional[str] = None) -> torch.Tensor:
     """Drop-in ``torch.matmul(a, b)`` for floating tensors."""
-    # The common eager call (2-D CPU operands needing no grad) in as few Python calls as possible: after a large
-    # GEMM the interpreter runs with cold caches, and each helper call cost ~5 µs (0.27 ms GEMM, side by side).
+    # The common eager call in as few Python operations as possible: after a large GEMM the interpreter runs with
+    # cold caches, and each helper call cost ~5 µs (0.27 ms GEMM, side by side). Once the cpu backend has been
+    # chosen for float32 CPU operands (backends.resolve_for's memo, same key), the extension checks the operands
+    # and runs the GEMM in one C call, or returns None for anything it does not take.
+    if _EAGER and (backend is None or type(backend) is str) and not torch.compiler.is_compiling():
+        v = _ENV.get(b"SFT_KERNELS_BACKEND")
+        if _CHOSEN.get((backend, "matmul", "cpu", _F32, v.decode() if v else None)) == "cpu":
+            y = _EAGER[0](a, b)
+            if y is not None:
+                return y
     if (type(a) is torch.Tensor and type(b) is torch.Tensor and a.is_cpu and b.is_cpu and a.dim() == 2
             and b.dim() == 2 and a.dtype is b.dtype and a.is_floating_point() and a.shape[1] == b.shape[0]
             and not a.requires_grad and not b.requires_grad and not torch.compiler.is_compiling()):
         name = backends.resolve_for(backend, "matmul", a)
+        if name == "cpu" and not _EAGER and _ENV is not None:
+            _EAGER.extend(filter(None, [getattr(backends.cpu_ext(), "matmul_eager", None)]))
         return torch.ops.sft_cpu.matmul.default(a, b) if name == "cpu" else _IMPLS[name](a, b)
     _checks.tensor(a, "a")
     _checks.tensor(b, "b", like=a)
