@@ -21,7 +21,7 @@ CASES = [  # (n, c, h, w, k, r, stride, pad, dilation, groups, algorithm, pixel_
     (2, 3, 11, 13, 64, 3, 1, 1, 1, 1, 0, 1), (1, 2, 6, 7, 80, 3, 2, 2, 1, 1, 1, 1), (2, 32, 10, 9, 3, 3, 1, 2, 2, 1, 0, 1),
     (1, 16, 7, 8, 4, 1, 1, 0, 1, 1, 1, 1), (2, 32, 9, 7, 48, 1, 1, 0, 1, 1, 1, 1), (1, 24, 9, 9, 16, 1, 2, 0, 1, 1, 0, 1),
     # 1×1 convs the GEMM path runs with the input rows read in place (avx512)
-    (2, 136, 9, 11, 40, 1, 1, 0, 1, 1, 0, 1), (1, 32, 8, 7, 256, 1, 1, 0, 1, 1, 0, 1),
+    (2, 136, 9, 11, 40, 1, 1, 0, 1, 1, 0, 1), (1, 32, 8, 7, 256, 1, 1, 0, 1, 1, 0, 1), (1, 520, 5, 7, 40, 1, 1, 0, 1, 1, 0, 1),
     # direct stride-1 convs over a padded input copy (avx512; its asm reads are not instrumented, the copy is)
     (2, 16, 9, 13, 40, 3, 1, 1, 1, 1, 1, 1), (1, 8, 5, 7, 33, 5, 1, 2, 1, 1, 1, 1), (2, 24, 6, 6, 20, 2, 1, 0, 1, 1, 1, 1),
     # few-channel convs from stacked input rows (avx512): an RGB 7×7 stride-2 stem, a strided 16-channel conv
@@ -43,7 +43,11 @@ def build():
 
 
 def run():
-    torch.ops.load_library(os.path.join(BUILD, "_C.so"))
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_C", os.path.join(BUILD, "_C.so"))
+    ext = importlib.util.module_from_spec(spec)  # the library as a Python module too: sft.matmul's eager entry
+    spec.loader.exec_module(ext)
     ops = torch.ops.sft_cpu
     torch.manual_seed(0)
     for (n, c, h, w, k, r, st, pd, dl, g, alg, sh) in CASES:
@@ -65,12 +69,13 @@ def run():
         assert (y.double() - ref).abs().max().item() < 1e-2, (c, k, alg)
     # K = 32 / 64 / 256: row-major A read in place (full tiles), tails packed; a row pitch wider than K too
     for m, kk, nn in [(37, 53, 29), (300, 257, 31), (1, 1, 1), (130, 129, 131), (100, 32, 40), (47, 64, 33),
-                      (29, 256, 70), (45, 1000, 70),  # several K passes
+                      (29, 256, 70), (45, 1000, 70), (40, 576, 70), (64, 512, 200),  # deep K, several passes
                       (5, 40, 300), (1, 8, 517), (64, 1000, 200)]:  # at least as wide as tall: column split
         a, bm = torch.randn(1, m, kk), torch.randn(1, kk, nn)
         assert (ops.matmul(a, bm).double() - a.double() @ bm.double()).abs().max() < 1e-3
         a = torch.randn(1, m, kk + 8)[..., :kk]
         assert (ops.matmul(a, bm).double() - a.double() @ bm.double()).abs().max() < 1e-3
+        assert (ext.matmul_eager(a[0], bm[0]).double() - a[0].double() @ bm[0].double()).abs().max() < 1e-3
     # ABC Strassen: fused sums and +-C stores; the last, k = 650 > 2.5·KC, staged products
     for m, kk, nn in [(2, 2, 2), (30, 46, 66), (130, 258, 98), (30, 1300, 66)]:
         a, bm = torch.randn(m, kk), torch.randn(kk, nn)
