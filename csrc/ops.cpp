@@ -30,7 +30,7 @@ void set_blocking_op(int64_t mc, int64_t kc, int64_t nc) { set_blocking(mc, kc, 
 
 namespace {
 // sft.matmul's eager call, checked and run in one C function: matmul_cpu(a, b) for two plain CPU float32 2-D
-// tensors (exact torch.Tensor, no neg/conj bit, no grad to record) while no Python dispatch or function mode is
+// tensors (exact torch.Tensor, nothing but the dense CPU dispatch keys, no grad to record) while no Python dispatch or function mode is
 // active; None for anything else, which then takes the dispatcher path. After a large GEMM the interpreter runs
 // with cold caches, and the Python checks and the op's dispatch (OpOverload.__call__) had cost 12-18 us per call.
 PyObject* matmul_eager(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
@@ -38,9 +38,14 @@ PyObject* matmul_eager(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs != 2 || !THPVariable_CheckExact(args[0]) || !THPVariable_CheckExact(args[1])) Py_RETURN_NONE;
   const at::Tensor& a = THPVariable_Unpack(args[0]);
   const at::Tensor& b = THPVariable_Unpack(args[1]);
+  // A plain dense CPU tensor's keys and no others: a neg or conj view, a zero tensor, a vmap batch or grad
+  // wrapper (functorch) or a Python subclass each add one.
+  static const c10::DispatchKeySet kPlain{c10::DispatchKey::CPU, c10::DispatchKey::ADInplaceOrView,
+                                          c10::DispatchKey::AutogradCPU, c10::DispatchKey::AutocastCPU};
   auto plain = [](const at::Tensor& t) {
-    return t.layout() == at::kStrided && t.device().is_cpu() && t.scalar_type() == at::kFloat && t.dim() == 2 &&
-           !t.is_neg() && !t.is_conj() && !t._is_zerotensor() && t.key_set().has(c10::DispatchKey::CPU);
+    const c10::DispatchKeySet keys = t.key_set();
+    return keys.has(c10::DispatchKey::CPU) && kPlain.isSupersetOf(keys) && t.layout() == at::kStrided &&
+           t.scalar_type() == at::kFloat && t.dim() == 2;
   };
   if (!plain(a) || !plain(b) || a.size(1) != b.size(0)) Py_RETURN_NONE;
   if ((a.requires_grad() || b.requires_grad()) && c10::GradMode::is_enabled()) Py_RETURN_NONE;

@@ -157,8 +157,8 @@ def test_matmul_columns_split_across_threads(m, k, n):
 @pytest.mark.skipif("cpu" not in op_backends("matmul"), reason="cpu backend not built")
 def test_eager_call_runs_in_one_c_call_and_hands_back_the_rest(monkeypatch):
     """Once the cpu backend is chosen, plain float32 2-D CPU operands go to the extension's matmul_eager; anything
-    it does not take (other dtypes, grad to record, neg views, subclasses, dispatch modes) returns None from it
-    and runs the dispatcher path with the same results."""
+    it does not take (other dtypes, grad to record, neg views, zero tensors, subclasses, vmap batches, dispatch
+    modes) returns None from it and runs the dispatcher path with the same results."""
     import sys
 
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -179,6 +179,10 @@ def test_eager_call_runs_in_one_c_call_and_hands_back_the_rest(monkeypatch):
     assert eager(torch._neg_view(a), b) is None
     assert torch.equal(matmul(torch._neg_view(a), b, backend="cpu"), matmul(-a, b, backend="cpu"))
     assert eager(torch.nn.Parameter(a), b) is None
+    assert eager(torch._efficientzerotensor(37, 40), b) is None
+    seen = []
+    torch.vmap(lambda row: seen.append(eager(row.view(1, 40), b)) or row.sum())(a)  # a batched tensor has no storage
+    assert seen == [None]
 
     class Seen(TorchDispatchMode):
         ops = []
