@@ -30,9 +30,10 @@ void set_blocking_op(int64_t mc, int64_t kc, int64_t nc) { set_blocking(mc, kc, 
 
 namespace {
 // sft.matmul's eager call, checked and run in one C function: matmul_cpu(a, b) for two plain CPU float32 2-D
-// tensors (exact torch.Tensor, nothing but the dense CPU dispatch keys, no grad to record) while no Python dispatch or function mode is
-// active; None for anything else, which then takes the dispatcher path. After a large GEMM the interpreter runs
-// with cold caches, and the Python checks and the op's dispatch (OpOverload.__call__) had cost 12-18 us per call.
+// tensors (exact torch.Tensor, nothing but a dense CPU tensor's dispatch keys, no grad to record) while no Python
+// dispatch or function mode is active; None for anything else, which then takes the dispatcher path. After a
+// large GEMM the interpreter runs with cold caches, and the Python checks and the op's dispatch
+// (OpOverload.__call__) had cost 12-18 us per call.
 PyObject* matmul_eager(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   HANDLE_TH_ERRORS
   if (nargs != 2 || !THPVariable_CheckExact(args[0]) || !THPVariable_CheckExact(args[1])) Py_RETURN_NONE;
