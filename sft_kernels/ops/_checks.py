@@ -120,14 +120,20 @@ def residual(res, name: str, shape: tuple, like: torch.Tensor) -> None:
         raise ValueError(f"{name} must have the output's shape {tuple(shape)}, got {tuple(res.shape)}")
 
 
+# Tensor types an op may hand to its backend directly: nn.Parameter disables __torch_function__, so it runs
+# every op as the plain tensor it wraps (a module's weight is one, and every converted conv passes it).
+PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
 def direct_call_ok(*tensors) -> bool:
     """True when an op may call its backend directly instead of through its torch.library op: eager plain
-    tensors that need no autograd. The op dispatch costs ~20 µs a call (measured), a lot for a 140-conv model
-    at small sizes; torch.compile, tensor subclasses (fake tensors) and autograd still go through the op."""
+    tensors (or parameters) that need no autograd. The op dispatch costs ~20 µs a call (measured), a lot for a
+    140-conv model at small sizes; torch.compile, other tensor subclasses (fake tensors) and autograd still go
+    through the op."""
     if torch.compiler.is_compiling():
         return False
     grad = torch.is_grad_enabled()
     for t in tensors:
-        if t is not None and (type(t) is not torch.Tensor or (grad and t.requires_grad)):
+        if t is not None and (type(t) not in PLAIN or (grad and t.requires_grad)):
             return False
     return True

@@ -158,8 +158,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     # the backend choice: after a large kernel the interpreter runs with cold caches and each tensor attribute
     # read cost ~0.7 µs, the full path ~35 µs, 7 % of conv0 at 128x128 (a 0.45 ms kernel).
     seen_key = None
-    if (residual is None and modulation is None and type(input) is torch.Tensor and type(weight) is torch.Tensor
-            and (bias is None or type(bias) is torch.Tensor) and _plain(stride) and _plain(padding)
+    if (residual is None and modulation is None and type(input) is torch.Tensor and type(weight) in _checks.PLAIN
+            and (bias is None or type(bias) in _checks.PLAIN) and _plain(stride) and _plain(padding)
             and _plain(dilation) and type(groups) is int and type(pixel_shuffle) is int
             and type(negative_slope) in (int, float) and type(activation) in _NAMES and type(algorithm) in _NAMES
             and type(backend) in _NAMES and not torch.compiler.is_compiling()):
@@ -169,8 +169,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
                     backends.env("SFT_KERNELS_BACKEND"), backends.env("SFT_KERNELS_AUTOTUNE"),
                     torch.get_num_threads())
         hit = _SEEN.get(seen_key)
-        if hit is not None and not (input.requires_grad or weight.requires_grad
-                                    or (bias is not None and bias.requires_grad)):
+        if hit is not None and not ((input.requires_grad or weight.requires_grad
+                                     or (bias is not None and bias.requires_grad)) and torch.is_grad_enabled()):
             name, st, pd, dl = hit
             if name == "cpu":
                 return torch.ops.sft_cpu.conv2d.default(input, weight, bias, st, pd, dl, groups,
