@@ -209,6 +209,37 @@ def test_repeated_call_keeps_every_check(monkeypatch):
         assert default_runs == 1  # only the explicit reference call, before
 
 
+def test_memo_keys_residual_and_modulation(monkeypatch):
+    """Calls with a residual and a modulation are memoized too: repeats skip validation, while a repeat with a
+    residual or modulation of another shape or dtype is still refused and one that needs grad back-propagates."""
+    import sys
+
+    mod = sys.modules["sft_kernels.ops.conv2d"]
+    validated = []
+    real_args = mod._checks.conv_args
+    monkeypatch.setattr(mod._checks, "conv_args", lambda *a: validated.append(1) or real_args(*a))
+    x, w, b = torch.randn(1, 4, 8, 8), torch.randn(6, 4, 3, 3), torch.randn(6)
+    res, sc, sh = torch.randn(1, 6, 8, 8), torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
+    ref = torch.nn.functional.conv2d(x * (sc + 1) + sh, w, b, padding=1) + res
+    for _ in range(3):
+        torch.testing.assert_close(conv2d(x, w, b, 1, 1, residual=res, modulation=(sc, sh)), ref,
+                                   atol=1e-4, rtol=1e-4)
+    assert validated == [1]
+    for kw, exc, pattern in [
+        (dict(residual=torch.randn(1, 6, 8, 7)), ValueError, "residual must have the output's shape"),
+        (dict(residual=res.double()), TypeError, "residual dtype"),
+        (dict(modulation=(sc[..., :7], sh)), ValueError, "modulation scale must have"),
+        (dict(modulation=(sc, sh.double())), TypeError, "modulation shift dtype"),
+    ]:
+        args = dict(residual=res, modulation=(sc, sh))
+        args.update(kw)
+        with pytest.raises(exc, match=pattern):
+            conv2d(x, w, b, 1, 1, **args)
+    scg = sc.clone().requires_grad_()
+    conv2d(x, w, b, 1, 1, residual=res, modulation=(scg, sh)).sum().backward()
+    assert scg.grad is not None and scg.grad.abs().sum() > 0
+
+
 def test_parameters_take_the_direct_call_and_keep_autograd(monkeypatch):
     """A module's weight is an nn.Parameter: under no_grad its conv calls the backend directly (no torch.library
     op, whose dispatch cost a converted SFTNet 1.13-1.29x at 8²-32² inputs), repeats hit the memo, and with grad

@@ -154,30 +154,39 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     implicit-GEMM panels) and Triton while loading A tiles, so the modulated tensor never exists; the cuda
     backend modulates in one pass first (its A tiles go straight from global to shared memory).
     """
-    # Eager repeats of a call already validated (same shapes, dtypes, devices and options) skip the checks and
-    # the backend choice: after a large kernel the interpreter runs with cold caches and each tensor attribute
-    # read cost ~0.7 µs, the full path ~35 µs, 7 % of conv0 at 128x128 (a 0.45 ms kernel).
+    # Eager repeats of a call already validated (same shapes, dtypes, devices and options, residual and
+    # modulation included) skip the checks and the backend choice: after a large kernel the interpreter runs with
+    # cold caches and each tensor attribute read cost ~0.7 µs, the full path ~35 µs, 7 % of conv0 at 128x128 (a
+    # 0.45 ms kernel).
     seen_key = None
-    if (residual is None and modulation is None and type(input) is torch.Tensor and type(weight) in _checks.PLAIN
-            and (bias is None or type(bias) in _checks.PLAIN) and _plain(stride) and _plain(padding)
-            and _plain(dilation) and type(groups) is int and type(pixel_shuffle) is int
+    mod = modulation is None or (type(modulation) is tuple and len(modulation) == 2
+                                 and type(modulation[0]) is torch.Tensor and type(modulation[1]) is torch.Tensor)
+    if (mod and (residual is None or type(residual) is torch.Tensor) and type(input) is torch.Tensor
+            and type(weight) in _checks.PLAIN and (bias is None or type(bias) in _checks.PLAIN) and _plain(stride)
+            and _plain(padding) and _plain(dilation) and type(groups) is int and type(pixel_shuffle) is int
             and type(negative_slope) in (int, float) and type(activation) in _NAMES and type(algorithm) in _NAMES
             and type(backend) in _NAMES and not torch.compiler.is_compiling()):
+        sc, sh = modulation if modulation is not None else (None, None)
         seen_key = (input.shape, input.stride(), input.dtype, input.is_cpu, weight.shape, weight.dtype,
                     weight.is_cpu, None if bias is None else (bias.shape, bias.dtype, bias.is_cpu), stride, padding,
                     dilation, groups, activation, algorithm, pixel_shuffle, backend,
                     backends.env("SFT_KERNELS_BACKEND"), backends.env("SFT_KERNELS_AUTOTUNE"),
-                    torch.get_num_threads())
+                    torch.get_num_threads(),
+                    None if residual is None else (residual.shape, residual.dtype, residual.is_cpu),
+                    None if sc is None else (sc.shape, sc.dtype, sc.is_cpu, sh.shape, sh.dtype, sh.is_cpu))
         hit = _SEEN.get(seen_key)
         if hit is not None and not ((input.requires_grad or weight.requires_grad
-                                     or (bias is not None and bias.requires_grad)) and torch.is_grad_enabled()):
+                                     or (bias is not None and bias.requires_grad)
+                                     or (residual is not None and residual.requires_grad)
+                                     or (sc is not None and (sc.requires_grad or sh.requires_grad)))
+                                    and torch.is_grad_enabled()):
             name, st, pd, dl = hit
-            if name == "cpu":
+            if name == "cpu" and sc is None:  # (a modulation may need restriding first: _impl_cpu)
                 return torch.ops.sft_cpu.conv2d.default(input, weight, bias, st, pd, dl, groups,
-                                                        _SCHEMA_ACTS[activation], float(negative_slope), None,
+                                                        _SCHEMA_ACTS[activation], float(negative_slope), residual,
                                                         _SCHEMA_ALGOS[algorithm], pixel_shuffle, None, None)
             return _IMPLS[name](input, weight, bias, list(st), list(pd), list(dl), groups, activation,
-                                float(negative_slope), None, algorithm, pixel_shuffle, None, None)
+                                float(negative_slope), residual, algorithm, pixel_shuffle, sc, sh)
     stride, padding, dilation, (p, q) = _checks.conv_args(input, weight, bias, stride, padding, dilation, groups)
     _checks.activation(activation)
     if algorithm not in ALGORITHMS:
