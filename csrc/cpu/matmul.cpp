@@ -22,6 +22,7 @@ at::Tensor matmul_cpu(const at::Tensor& a2, const at::Tensor& b2) {
   const int64_t nt = at::get_num_threads();
   const float* ap = a.data_ptr<float>();
   const int64_t as1 = a.stride(1), as2 = a.stride(2);
+  const bool in_place = as2 == 1 && direct_a_pays(K, as1, uk.mr);  // the same for every batch entry
   for (int64_t bi = 0; bi < B; ++bi) {
     const StridedRow brow{b.data_ptr<float>() + bi * b.stride(0), b.stride(1), b.stride(2)};
     const float* ab = ap + bi * a.stride(0);
@@ -38,7 +39,6 @@ at::Tensor matmul_cpu(const at::Tensor& a2, const at::Tensor& b2) {
     // C is row-major: always the micro-kernel's direct store.
     const AffineOut aff{c.data_ptr<float>() + bi * M * N, N, nullptr, 0, nullptr, kActNone, 0.f};
     const DirectA direct{ab, as1};
-    const bool in_place = as2 == 1 && direct_a_pays(K, as1, uk.mr);
     if (nt > 1 && N >= M && N >= 2 * uk.nr * nt) {
       // At least as wide as tall: each thread runs the whole GEMM on its own NR-aligned column range, packing
       // its own B blocks and all of A. Splitting rows instead shares each packed B block between the threads,
