@@ -83,6 +83,7 @@ TORCH_LIBRARY(sft_cpu, m) {
   m.def("gemm_config() -> str", &sft::config_op);
   m.def("set_gemm_blocking(int mc, int kc, int nc) -> ()", &sft::set_blocking_op);
   m.def("fma_peak_gflops(int iters) -> float", &sft::fma_peak_gflops);
+  m.def("ukernel_ceiling_gflops(int k, int iters) -> float", &sft::ukernel_ceiling_gflops);
   m.def("set_winograd_tiles_per_block(int tiles) -> ()", &sft::set_winograd_tiles_per_block);
   m.def("buffer_pool_clear() -> ()", &sft::buffer_pool_clear);
   m.def("buffer_pool_idle_bytes() -> int", &sft::buffer_pool_idle_bytes);

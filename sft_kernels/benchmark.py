@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import torch
 
@@ -23,6 +23,19 @@ def measure_peak_gflops() -> tuple:
         torch.ops.sft_cpu.fma_peak_gflops(200_000)  # warm up the frequency
         return max(torch.ops.sft_cpu.fma_peak_gflops(2_000_000) for _ in range(3)), "FMA loop"
     return _matmul_gflops(), "torch.matmul 1024³ (extension not built)"
+
+
+def measure_ukernel_ceiling(k: int = 576) -> Optional[float]:
+    """GFLOP/s of the cpu backend's micro-kernel alone over torch's threads, best of three, its packed A and B
+    panels of depth k in cache (at k = 576, a 64-channel 3×3 conv, B streams from L2 as in the convs); None
+    without the extension. No whole GEMM or conv built on that kernel can run faster, so % of peak figures are
+    read against it: the FMA loop of measure_peak_gflops does no loads."""
+    from . import backends
+
+    if backends.cpu_ext() is None:
+        return None
+    torch.ops.sft_cpu.ukernel_ceiling_gflops(k, 20_000)  # warm up
+    return max(torch.ops.sft_cpu.ukernel_ceiling_gflops(k, 4_000_000 // k) for _ in range(3))
 
 
 def _matmul_gflops(seconds: float = 0.3) -> float:

@@ -49,19 +49,24 @@ def cmd_demo(args) -> int:
 
 def cmd_bench(args) -> int:
     from . import bench_suite
-    from .benchmark import measure_peak_gflops
+    from .benchmark import measure_peak_gflops, measure_ukernel_ceiling
 
     if args.threads:
         torch.set_num_threads(args.threads)
     peak, how = measure_peak_gflops()
     print(f"{torch.get_num_threads()} thread(s); measured fp32 peak {peak:.0f} GFLOP/s ({how})")
+    ceiling = measure_ukernel_ceiling()
+    if ceiling:
+        print(f"micro-kernel alone, operands in cache (K = 576): {ceiling:.0f} GFLOP/s = {100 * ceiling / peak:.0f} % "
+              "of that peak, the most a direct GEMM or conv built on it can reach")
     rows = []
     if args.op in ("conv2d", "all"):
         rows += bench_suite.run_conv(args.quick, args.repeat, peak=peak)
     if args.op in ("matmul", "all"):
         rows += bench_suite.run_matmul(args.quick, args.repeat, peak=peak)
     print(bench_suite.table(rows))
-    meta = dict(threads=torch.get_num_threads(), peak_gflops=peak, peak_how=how, torch=torch.__version__,
+    meta = dict(threads=torch.get_num_threads(), peak_gflops=peak, peak_how=how, ukernel_ceiling_gflops=ceiling,
+                torch=torch.__version__,
                 cpu=_cpu_features())
     for path in args.output or []:
         bench_suite.save(rows, path, meta)

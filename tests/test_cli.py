@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from sft_kernels import cli
+from sft_kernels import backends, cli
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["info", "--help"], ["demo", "--help"], ["bench", "--help"]])
@@ -31,11 +31,18 @@ def test_demo_small(tmp_path, capsys):
 def test_bench_quick_writes_json_and_plot(tmp_path, capsys):
     js, png = tmp_path / "r.json", tmp_path / "r.png"
     assert cli.main(["bench", "--quick", "--op", "matmul", "--repeat", "2", "-o", str(js), "--plot", str(png)]) == 0
-    rows = json.loads(js.read_text())["rows"]
+    result = json.loads(js.read_text())
+    rows = result["rows"]
     assert {r["impl"] for r in rows} >= {"torch"}
     assert all(r["gflops"] > 0 for r in rows)
     assert png.stat().st_size > 1000
-    assert "vs best torch" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "vs best torch" in out
+    ceiling = result["meta"]["ukernel_ceiling_gflops"]
+    if backends.cpu_ext() is None:
+        assert ceiling is None
+    else:  # the micro-kernel's own rate is reported next to the FMA peak
+        assert ceiling > 0 and f"{ceiling:.0f} GFLOP/s" in out
 
 
 def test_bad_image_is_one_clear_error(capsys):

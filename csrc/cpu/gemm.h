@@ -98,6 +98,7 @@ Blocking blocking(const UKernel& uk);  // defaults, overridden by SFT_KERNELS_GE
 void set_blocking(int64_t mc, int64_t kc, int64_t nc);  // 0 = keep default
 std::string gemm_config();
 double fma_peak_gflops(int64_t iters);  // measured fp32 FMA peak over torch's threads
+double ukernel_ceiling_gflops(int64_t k, int64_t iters);  // the micro-kernel alone, operands in cache
 
 // A tensor derived from `weight` (contiguous fp32), built once by `build` and cached by weight address, shape,
 // `tag` and a content fingerprint (weight_cache.cpp): any change to the values rebuilds it.

@@ -634,4 +634,32 @@ double fma_peak_gflops(int64_t iters) {
   (void)keep;
   return nthreads * iters * flop_per_iter / sec / 1e9;
 }
+
+// What the chosen micro-kernel itself sustains over torch's threads with every operand in cache: each thread
+// runs one packed A micro-panel (MR × K) against one B panel (K × NR) `iters` times into a stack tile. With
+// K = 256 both panels fit a 48 KB L1; at K = 576 (a 64-channel 3×3 conv) B's 72 KB streams from L2 every call,
+// as it does in the convs. No real GEMM or conv can beat this, so it is the ceiling the % of peak figures of
+// whole ops should be read against (the FMA loop above has no loads at all).
+double ukernel_ceiling_gflops(int64_t k, int64_t iters) {
+  const UKernel& uk = ukernel();
+  const int64_t kpad = round_up(std::max<int64_t>(k, 1), KU);
+  const int nthreads = at::get_num_threads();
+  std::vector<double> sink(nthreads);
+  const auto t0 = std::chrono::steady_clock::now();
+  at::parallel_for(0, nthreads, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      std::vector<float> a(kpad * uk.mr + 16, 1e-3f), bp(kpad * uk.nr + 16, 1e-3f);
+      alignas(64) float tile[32 * 64];
+      float* ap = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(a.data()) + 63) & ~uintptr_t(63));
+      float* bpp = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(bp.data()) + 63) & ~uintptr_t(63));
+      const KOut out{tile, uk.nr, nullptr, 0, nullptr, kActNone, 0.f, false, false, uk.mr, uk.nr};
+      for (int64_t i = 0; i < iters; ++i) uk.fn(kpad / KU, ap, bpp, out);
+      sink[t] = tile[0];
+    }
+  });
+  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  volatile double keep = sink[0];
+  (void)keep;
+  return nthreads * iters * 2.0 * uk.mr * uk.nr * kpad / sec / 1e9;
+}
 }  // namespace sft

@@ -62,6 +62,8 @@ def run():
             y = ops.conv2d(x, wt, b, [st, st], [pd, pd], [dl, dl], g, 1, 0.0, res, alg, sh)
             err = (y.double() - ref - res.double()).abs().max().item()
             assert err < 1e-2, (n, c, h, w, k, r, st, pd, dl, g, alg, sh, channels_last, err)
+    for k in (1, 7, 576):  # the micro-kernel ceiling's own panels (odd depth: padded to whole k-blocks)
+        assert ops.ukernel_ceiling_gflops(k, 3) > 0
     for c, k, alg in [(16, 24, 1), (16, 24, 2), (5, 7, 1), (64, 64, 0)]:  # SFT modulation fused into packing
         x, sc, sf = (torch.randn(1, c, 9, 11).contiguous(memory_format=torch.channels_last) for _ in range(3))
         wt = torch.randn(k, c, 3, 3)
