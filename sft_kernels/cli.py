@@ -262,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-lr", dest="min_lr", type=float, default=d.min_lr)
     s.add_argument("--warmup", type=int, default=d.warmup)
     s.add_argument("--seed", type=int, default=d.seed)
-    s.add_argument("--eval-every", dest="eval_every", type=int, default=d.eval_every, help="steps between evals (0 = at the end only)")
+    s.add_argument("--eval-every", dest="eval_every", type=int, default=d.eval_every,
+                   help="steps between evals (0 = at the end only)")
     s.add_argument("--ckpt-every", dest="ckpt_every", type=int, default=d.ckpt_every)
     s.add_argument("--threads", type=int, default=d.threads, help="torch threads per process (0 = default)")
     s.add_argument("--device", default=d.device)

@@ -22,7 +22,8 @@ class ConversionReport:
     fused: list = field(default_factory=list)  # SFTNet modules switched to the fused forward
 
     def __str__(self):
-        lines = [f"converted {len(self.converted)} conv(s)" + (f"; fused SFTNet forward: {self.fused}" if self.fused else "")]
+        fused = f"; fused SFTNet forward: {self.fused}" if self.fused else ""
+        lines = [f"converted {len(self.converted)} conv(s)" + fused]
         lines += [f"  skipped {name}: {why}" for name, why in self.skipped]
         return "\n".join(lines)
 

@@ -25,7 +25,8 @@ def test_demo_small(tmp_path, capsys):
     assert cli.main(["demo", "--lr-size", "16", "--crop", "8", "--repeat", "1", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "eager PyTorch" in out and "NO" not in out.split("agrees")[1]
-    assert (tmp_path / "hr.png").exists() and (tmp_path / "sr_eager_PyTorch.png").exists() and (tmp_path / "side_by_side.png").exists()
+    for name in ("hr.png", "sr_eager_PyTorch.png", "side_by_side.png"):
+        assert (tmp_path / name).exists(), name
 
 
 def test_bench_quick_writes_json_and_plot(tmp_path, capsys):

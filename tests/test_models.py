@@ -137,7 +137,8 @@ def test_condnet_shape():
 def test_bad_inputs(nets):
     net = nets["pytorch"]
     img = torch.rand(1, 3, 16, 16)
-    with pytest.raises(ValueError, match=r"seg must be 4x the image size: expected \(N, 8, 4H, 4W\) = \(1, 8, 64, 64\)"):
+    expected = r"seg must be 4x the image size: expected \(N, 8, 4H, 4W\) = \(1, 8, 64, 64\)"
+    with pytest.raises(ValueError, match=expected):
         net(img, torch.rand(1, 8, 32, 32))
     with pytest.raises(ValueError, match="img"):
         net(torch.rand(1, 4, 16, 16))

@@ -129,7 +129,9 @@ class ResBlockSFT(nn.Module):
 
 
 def _hr_branch(variant: str, c: int = 64) -> nn.Sequential:
-    """x4 upsampling tail, 64 -> 3 channels. Conv indices: "pytorch" 0, 3, 6, 8; "torch" 1, 4, 6, 8 (as in SFT_Net_torch)."""
+    """x4 upsampling tail, 64 -> 3 channels.
+
+    Conv indices: "pytorch" 0, 3, 6, 8; "torch" 1, 4, 6, 8 (as in SFT_Net_torch)."""
     layers: list[nn.Module] = []
     for _ in range(2):
         if variant == "pytorch":

@@ -239,7 +239,8 @@ def _resolve_config(config, M, Kg, gemm_k, dtype) -> TileConfig:
     if isinstance(config, dict):  # a partial dict overrides the default chosen for this shape
         unknown = set(config) - {f.name for f in dataclasses.fields(TileConfig)}
         if unknown:
-            raise ValueError(f"config has unknown keys {sorted(unknown)}; allowed: {[f.name for f in dataclasses.fields(TileConfig)]}")
+            allowed = [f.name for f in dataclasses.fields(TileConfig)]
+            raise ValueError(f"config has unknown keys {sorted(unknown)}; allowed: {allowed}")
         return dataclasses.replace(choose_config(M, Kg, gemm_k, dtype), **config)
     raise TypeError(f"config must be None, a name in CONFIGS, a TileConfig or a dict, got {type(config).__name__}")
 
@@ -289,9 +290,9 @@ def conv2d(
     fp32 accumulation; the output has the input's dtype and F.conv2d's memory format
     (channels_last iff the input is channels_last). `input_precision` picks how fp32 operands
     are multiplied ("ieee" exact fp32, "tf32" tensor cores); `modulation=(scale, shift)` (shaped like the
-    input) convolves input·(scale + 1) + shift instead, modulated as the A tiles are loaded (SFT layers); `config` forces a tile config (a name
-    in CONFIGS, a TileConfig, or a dict overriding fields of the default). Full argument checks
-    are sft_kernels.ops' job; this checks only what would otherwise crash or go wrong silently.
+    input) convolves input·(scale + 1) + shift instead, modulated as the A tiles are loaded (SFT layers);
+    `config` forces a tile config (a name in CONFIGS, a TileConfig, or a dict overriding fields of the default).
+    Full argument checks are sft_kernels.ops' job; this checks only what would otherwise crash or go wrong silently.
     """
     for name, t in (("input", input), ("weight", weight)):
         if not isinstance(t, torch.Tensor) or t.dim() != 4:
@@ -325,10 +326,12 @@ def conv2d(
     P = (H + 2 * ph - dh * (R - 1) - 1) // sh + 1
     Q = (W + 2 * pw - dw * (S - 1) - 1) // sw + 1
     if P <= 0 or Q <= 0:
-        raise ValueError(f"output size ({P}, {Q}) is not positive for input {tuple(input.shape)} and weight {tuple(weight.shape)}")
+        raise ValueError(f"output size ({P}, {Q}) is not positive for input {tuple(input.shape)} "
+                         f"and weight {tuple(weight.shape)}")
     for name, t in (("scale", scale), ("shift", shift)):
         if t is not None and t.shape != input.shape:
-            raise ValueError(f"modulation {name} must have the input's shape {tuple(input.shape)}, got {tuple(t.shape)}")
+            raise ValueError(f"modulation {name} must have the input's shape {tuple(input.shape)}, "
+                             f"got {tuple(t.shape)}")
     if bias is not None and (bias.dim() != 1 or bias.shape[0] != K):
         raise ValueError(f"bias must have shape ({K},), got {tuple(bias.shape)}")
     r_ = pixel_shuffle

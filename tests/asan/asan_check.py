@@ -1,7 +1,8 @@
 """AddressSanitizer run of the C++ kernels (`make asan`): builds csrc/ with -fsanitize=address into a scratch
 directory, loads it instead of sft_kernels._C and runs conv2d (direct, Winograd, pixel shuffle, groups, NCHW,
-channels_last, thin ends, SFT modulation, ABC Strassen; every micro-kernel via SFT_KERNELS_ISA) and matmul against float64. Needs the process to start
-with libasan preloaded (the Makefile does that); not part of the default test run (it is slow to build).
+channels_last, thin ends, SFT modulation, ABC Strassen; every micro-kernel via SFT_KERNELS_ISA) and matmul against
+float64. Needs the process to start with libasan preloaded (the Makefile does that); not part of the default test
+run (it is slow to build).
 """
 import glob
 import os
@@ -12,19 +13,26 @@ import torch.nn.functional as F
 
 BUILD = os.environ.get("SFT_KERNELS_ASAN_DIR", "/tmp/sft_kernels_asan")
 CASES = [  # (n, c, h, w, k, r, stride, pad, dilation, groups, algorithm, pixel_shuffle)
-    (2, 5, 13, 11, 7, 3, 1, 1, 1, 1, 1, 1), (1, 16, 9, 9, 8, 3, 2, 1, 2, 2, 1, 1), (1, 64, 12, 12, 256, 3, 1, 1, 1, 1, 2, 1),
-    (1, 16, 8, 8, 256, 3, 1, 1, 1, 1, 2, 2), (3, 24, 5, 5, 70, 3, 1, 1, 1, 1, 2, 1), (1, 20, 6, 6, 17, 3, 1, 2, 1, 1, 2, 1),
-    (1, 64, 10, 10, 64, 3, 1, 1, 1, 1, 0, 2), (2, 3, 17, 15, 33, 3, 1, 1, 1, 1, 0, 1), (1, 16, 7, 9, 36, 3, 1, 1, 1, 1, 2, 3),
+    (2, 5, 13, 11, 7, 3, 1, 1, 1, 1, 1, 1), (1, 16, 9, 9, 8, 3, 2, 1, 2, 2, 1, 1),
+    (1, 64, 12, 12, 256, 3, 1, 1, 1, 1, 2, 1),
+    (1, 16, 8, 8, 256, 3, 1, 1, 1, 1, 2, 2), (3, 24, 5, 5, 70, 3, 1, 1, 1, 1, 2, 1),
+    (1, 20, 6, 6, 17, 3, 1, 2, 1, 1, 2, 1),
+    (1, 64, 10, 10, 64, 3, 1, 1, 1, 1, 0, 2), (2, 3, 17, 15, 33, 3, 1, 1, 1, 1, 0, 1),
+    (1, 16, 7, 9, 36, 3, 1, 1, 1, 1, 2, 3),
     (1, 8, 12, 12, 4, 4, 4, 0, 1, 1, 1, 1), (1, 12, 10, 9, 6, 1, 1, 0, 1, 3, 1, 1),
-    (1, 16, 7, 9, 36, 3, 1, 1, 1, 1, 3, 1), (1, 16, 8, 8, 256, 3, 1, 1, 1, 1, 3, 2), (3, 24, 5, 5, 70, 3, 1, 1, 1, 1, 3, 1),
+    (1, 16, 7, 9, 36, 3, 1, 1, 1, 1, 3, 1), (1, 16, 8, 8, 256, 3, 1, 1, 1, 1, 3, 2),
+    (3, 24, 5, 5, 70, 3, 1, 1, 1, 1, 3, 1),
     # thin ends (direct AVX-512 kernels under SFT_KERNELS_ISA=avx512)
-    (2, 3, 11, 13, 64, 3, 1, 1, 1, 1, 0, 1), (1, 2, 6, 7, 80, 3, 2, 2, 1, 1, 1, 1), (2, 32, 10, 9, 3, 3, 1, 2, 2, 1, 0, 1),
-    (1, 16, 7, 8, 4, 1, 1, 0, 1, 1, 1, 1), (2, 32, 9, 7, 48, 1, 1, 0, 1, 1, 1, 1), (1, 24, 9, 9, 16, 1, 2, 0, 1, 1, 0, 1),
+    (2, 3, 11, 13, 64, 3, 1, 1, 1, 1, 0, 1), (1, 2, 6, 7, 80, 3, 2, 2, 1, 1, 1, 1),
+    (2, 32, 10, 9, 3, 3, 1, 2, 2, 1, 0, 1),
+    (1, 16, 7, 8, 4, 1, 1, 0, 1, 1, 1, 1), (2, 32, 9, 7, 48, 1, 1, 0, 1, 1, 1, 1),
+    (1, 24, 9, 9, 16, 1, 2, 0, 1, 1, 0, 1),
     # 1×1 convs the GEMM path runs with the input rows read in place (avx512)
     (2, 136, 9, 11, 40, 1, 1, 0, 1, 1, 0, 1), (1, 32, 8, 7, 256, 1, 1, 0, 1, 1, 0, 1),
     (1, 520, 5, 7, 40, 1, 1, 0, 1, 1, 0, 1),  # deeper than 256: in place where its pixels spread over L1 sets
     # direct stride-1 convs over a padded input copy (avx512; its asm reads are not instrumented, the copy is)
-    (2, 16, 9, 13, 40, 3, 1, 1, 1, 1, 1, 1), (1, 8, 5, 7, 33, 5, 1, 2, 1, 1, 1, 1), (2, 24, 6, 6, 20, 2, 1, 0, 1, 1, 1, 1),
+    (2, 16, 9, 13, 40, 3, 1, 1, 1, 1, 1, 1), (1, 8, 5, 7, 33, 5, 1, 2, 1, 1, 1, 1),
+    (2, 24, 6, 6, 20, 2, 1, 0, 1, 1, 1, 1),
     # few-channel convs from stacked input rows (avx512): an RGB 7×7 stride-2 stem, a strided 16-channel conv
     (1, 3, 20, 18, 40, 7, 2, 3, 1, 1, 1, 1), (2, 16, 11, 13, 40, 3, 2, 1, 1, 1, 1, 1),
     # ... and read in place, rows as taps (no padding): one whole 14-pixel tile and a 2-pixel tail per row
