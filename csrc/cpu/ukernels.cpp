@@ -638,8 +638,8 @@ double fma_peak_gflops(int64_t iters) {
 // What the chosen micro-kernel itself sustains over torch's threads with every operand in cache: each thread
 // runs one packed A micro-panel (MR × K) against one B panel (K × NR) `iters` times into a stack tile. With
 // K = 256 both panels fit a 48 KB L1; at K = 576 (a 64-channel 3×3 conv) B's 72 KB streams from L2 every call,
-// as it does in the convs. No real GEMM or conv can beat this, so it is the ceiling the % of peak figures of
-// whole ops should be read against (the FMA loop above has no loads at all).
+// as it does in the convs. No direct GEMM or conv on this kernel can beat it (Winograd does fewer FLOPs), so it is
+// the ceiling their % of peak figures should be read against (the FMA loop above has no loads at all).
 double ukernel_ceiling_gflops(int64_t k, int64_t iters) {
   const UKernel& uk = ukernel();
   const int64_t kpad = round_up(std::max<int64_t>(k, 1), KU);
