@@ -363,6 +363,21 @@ def test_weight_cache_sees_every_weight_change(algorithm, k):
                      winograd=algorithm == "winograd", msg=change)
 
 
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+def test_weight_cache_sees_one_value_changed_or_two_swapped():
+    # 40·643 = 25,720 values: 200 whole rounds of the fingerprint's 128 lanes, then a 120-value tail
+    x = torch.randn(1, 643, 5, 6)
+    w = torch.randn(40, 643, 1, 1)
+    flat = w.data.view(-1)
+    edits = [("first", lambda: flat[0].mul_(-1.0)), ("last", lambda: flat[-1].add_(1.0)),
+             ("tail", lambda: flat[40 * 643 - 2].add_(0.5)), ("middle", lambda: flat[12345].mul_(3.0)),
+             ("swap", lambda: flat[[100, 228]].copy_(flat[[228, 100]].clone()))]
+    for name, edit in edits:
+        conv2d(x, w, backend="cpu")  # fills the cache
+        edit()  # through .data: the version counter does not move
+        assert_close(conv2d(x, w, backend="cpu"), F.conv2d(x.double(), w.double()), k=643, msg=name)
+
+
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_output_memory_format_follows_pytorch_for_views(backend):
     from sft_kernels.ops._checks import is_channels_last_strided
