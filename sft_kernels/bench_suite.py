@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from . import backends, ops
 from .benchmark import format_table, measure_peak_gflops, time_interleaved
-from .shapes import GEMM_CONV, GEMM_SQUARE, quick_conv_shapes, sftnet_conv_shapes
+from .shapes import CONV_CATALOGS, GEMM_CONV, GEMM_SQUARE, quick_conv_shapes
 
 
 # Rounds continue until this much time has passed (and `repeat` rounds ran): ten rounds of a sub-millisecond op
@@ -49,8 +49,9 @@ def conv_candidates(shape, dtype=torch.float32, device="cpu", include_triton=Fal
     return fns
 
 
-def run_conv(quick: bool = False, repeat: int = 10, progress: bool = True, peak: Optional[float] = None) -> list:
-    shapes = quick_conv_shapes() if quick else sftnet_conv_shapes()
+def run_conv(quick: bool = False, repeat: int = 10, progress: bool = True, peak: Optional[float] = None,
+             catalog: str = "sftnet") -> list:
+    shapes = quick_conv_shapes(catalog) if quick else CONV_CATALOGS[catalog]()
     peak = peak or measure_peak_gflops()[0]
     rows = []
     it = shapes

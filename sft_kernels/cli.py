@@ -61,7 +61,7 @@ def cmd_bench(args) -> int:
               "of that peak, the most a direct GEMM or conv built on it can reach")
     rows = []
     if args.op in ("conv2d", "all"):
-        rows += bench_suite.run_conv(args.quick, args.repeat, peak=peak)
+        rows += bench_suite.run_conv(args.quick, args.repeat, peak=peak, catalog=args.shapes)
     if args.op in ("matmul", "all"):
         rows += bench_suite.run_matmul(args.quick, args.repeat, peak=peak)
     print(bench_suite.table(rows))
@@ -216,7 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "torch.matmul) on the SFTNet shape catalog, interleaved in one process (each round in a "
                        "fresh random order), medians.")
     s.add_argument("--op", choices=["conv2d", "matmul", "all"], default="all")
-    s.add_argument("--quick", action="store_true", help="small shapes (SFTNet layers at a 32x32 LR input)")
+    s.add_argument("--shapes", choices=["sftnet", "resnet50"], default="sftnet",
+                   help="conv catalog: SFTNet's layers at a 128x128 LR input, or ResNet-50's at 224x224")
+    s.add_argument("--quick", action="store_true",
+                   help="small shapes (SFTNet at a 32x32 LR input, ResNet-50 at 56x56)")
     s.add_argument("--repeat", type=int, default=10, help="interleaved rounds per shape (median)")
     s.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     s.add_argument("-o", "--output", action="append", help="write results (.json or .csv); repeatable")

@@ -1,7 +1,7 @@
 """Shape catalog shared by benchmarks, `sft-kernels bench` and `sft-kernels tune`.
 
 Every conv shape of SFTNet ("pytorch" variant) for a 1×3×128×128 input (×4 → 512×512), with how many
-times the network runs it, plus square and conv-shaped GEMMs.
+times the network runs it, the same for ResNet-50 at 224×224, plus square and conv-shaped GEMMs.
 """
 from __future__ import annotations
 
@@ -59,9 +59,35 @@ def sftnet_conv_shapes(lr: int = 128, n: int = 1) -> list:
     return [s.scaled(n, lr) for s in base]
 
 
+def resnet50_conv_shapes(size: int = 224, n: int = 1) -> list:
+    """The distinct conv layers of ResNet-50 (v1.5: stride on the 3×3) at a size×size input; count = how many
+    of its 53 convs have that shape. The "any CNN" catalog: deep channels over small images, strided convs."""
+    def c(name, cin, cout, hw, r, stride, count):
+        h = hw * size // 224
+        return ConvShape(name, n, cin, h, h, cout, r, r, stride=stride, padding=r // 2, count=count)
+
+    return [
+        c("stem 3→64 7×7 s2", 3, 64, 224, 7, 2, 1),
+        c("l1 64→64 1×1", 64, 64, 56, 1, 1, 1), c("l1 256→64 1×1", 256, 64, 56, 1, 1, 2),
+        c("l1 64→64 3×3", 64, 64, 56, 3, 1, 3), c("l1 64→256 1×1", 64, 256, 56, 1, 1, 4),
+        c("l2 256→128 1×1", 256, 128, 56, 1, 1, 1), c("l2 128→128 3×3 s2", 128, 128, 56, 3, 2, 1),
+        c("l2 256→512 1×1 s2", 256, 512, 56, 1, 2, 1), c("l2 512→128 1×1", 512, 128, 28, 1, 1, 3),
+        c("l2 128→128 3×3", 128, 128, 28, 3, 1, 3), c("l2 128→512 1×1", 128, 512, 28, 1, 1, 4),
+        c("l3 512→256 1×1", 512, 256, 28, 1, 1, 1), c("l3 256→256 3×3 s2", 256, 256, 28, 3, 2, 1),
+        c("l3 512→1024 1×1 s2", 512, 1024, 28, 1, 2, 1), c("l3 1024→256 1×1", 1024, 256, 14, 1, 1, 5),
+        c("l3 256→256 3×3", 256, 256, 14, 3, 1, 5), c("l3 256→1024 1×1", 256, 1024, 14, 1, 1, 6),
+        c("l4 1024→512 1×1", 1024, 512, 14, 1, 1, 1), c("l4 512→512 3×3 s2", 512, 512, 14, 3, 2, 1),
+        c("l4 1024→2048 1×1 s2", 1024, 2048, 14, 1, 2, 1), c("l4 2048→512 1×1", 2048, 512, 7, 1, 1, 2),
+        c("l4 512→512 3×3", 512, 512, 7, 3, 1, 2), c("l4 512→2048 1×1", 512, 2048, 7, 1, 1, 3),
+    ]
+
+
+CONV_CATALOGS = {"sftnet": sftnet_conv_shapes, "resnet50": resnet50_conv_shapes}
+
+
 # Small versions for quick runs (`--quick`) and CI smoke runs: same layers at a 32×32 LR input.
-def quick_conv_shapes() -> list:
-    return sftnet_conv_shapes(lr=32)
+def quick_conv_shapes(catalog: str = "sftnet") -> list:
+    return sftnet_conv_shapes(lr=32) if catalog == "sftnet" else resnet50_conv_shapes(size=56)
 
 
 GEMM_SQUARE = [512, 1024, 2048, 4096]

@@ -22,3 +22,13 @@ def test_every_fn_runs_once_per_round_in_a_varying_order():
 
 def test_fixed_order_when_asked():
     assert _record(shuffle=False) == list("abcd") * 12
+
+
+def test_resnet50_catalog_matches_the_published_network():
+    from sft_kernels.shapes import resnet50_conv_shapes
+
+    shapes = resnet50_conv_shapes()
+    assert sum(s.count for s in shapes) == 53  # ResNet-50's conv layers, downsampling shortcuts included
+    assert sum(s.count * s.flops // 2 for s in shapes) == 4_087_136_256  # its published 4.09 G conv MACs at 224²
+    assert [s.pq for s in shapes if "s2" in s.name] == [(112, 112), (28, 28), (28, 28), (14, 14), (14, 14),
+                                                        (7, 7), (7, 7)]

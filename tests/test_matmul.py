@@ -109,7 +109,7 @@ def test_strassen_abc_fused_level(m, k, n):
 @pytest.mark.parametrize("k,pitch", [(8, 32), (32, 56), (64, 88), (256, 280), (264, 288), (576, 600), (512, 512),
                                      (1000, 1024), (1000, 1100)])
 def test_matmul_reads_a_in_place(k, pitch):
-    """Row-major A (K a multiple of 8) is read in place by the kernel, full tiles only, unless its rows alias in
+    """Row-major A (K a multiple of 8) is read in place by the kernel, the 5-row last tile too, unless its rows alias in
     L1 (pitch 1024: every row in one set); it must give bit for bit what the packed path gives (the same FMAs in
     the same order), over one K pass or several (K = 1000)."""
     wide = torch.randn(2, 47, pitch)
