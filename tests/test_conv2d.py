@@ -606,6 +606,28 @@ def test_direct_conv_reads_padded_input_in_place(c, k, h, w, r, s, pad):
 
 
 @pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+@pytest.mark.parametrize("n,h,w", [(1, 7, 7), (1, 3, 20), (2, 5, 6)], ids=str)
+def test_direct_conv_of_a_small_image_splits_channels_between_threads(n, h, w):
+    """Too few row bands for two threads: the output channels are split as well (100 = 3 full 32-wide panels and
+    a 4-wide one). Every channel must be computed once, bit for bit as one thread computes it."""
+    x = torch.randn(n, 16, h, w).contiguous(memory_format=torch.channels_last)
+    wt, b = torch.randn(100, 16, 3, 3), torch.randn(100)
+    res = torch.randn(n, 100, h, w).contiguous(memory_format=torch.channels_last)
+    kw = dict(padding=1, backend="cpu", algorithm="direct", activation="relu", residual=res)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = conv2d(x, wt, b, **kw)
+        torch.set_num_threads(2)
+        two = conv2d(x, wt, b, **kw)
+    finally:
+        torch.set_num_threads(before)
+    ref = reference.conv2d(x.double(), wt.double(), b.double(), 1, 1, 1, 1, "relu", 0.0, res.double())
+    assert_close(two, ref, k=144)
+    assert torch.equal(one, two)
+
+
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
 @pytest.mark.parametrize("c,r,s,stride,pad,dil", [
     (3, 3, 3, 1, 1, 1),  # RGB 3×3: tiles down output columns of a transposed input, taps of 9 k-steps
     (8, 4, 4, 4, 0, 1),  # 4×4 stride-4 patchify, no padding: the input read in place, rows as taps

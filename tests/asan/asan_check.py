@@ -33,6 +33,8 @@ CASES = [  # (n, c, h, w, k, r, stride, pad, dilation, groups, algorithm, pixel_
     # direct stride-1 convs over a padded input copy (avx512; its asm reads are not instrumented, the copy is)
     (2, 16, 9, 13, 40, 3, 1, 1, 1, 1, 1, 1), (1, 8, 5, 7, 33, 5, 1, 2, 1, 1, 1, 1),
     (2, 24, 6, 6, 20, 2, 1, 0, 1, 1, 1, 1),
+    # a 7×7 image: one band, its 100 output channels split between the threads; weights past 1 MB: implicit GEMM
+    (1, 16, 7, 7, 100, 3, 1, 1, 1, 1, 1, 1), (1, 256, 5, 5, 256, 3, 1, 1, 1, 1, 1, 1),
     # few-channel convs from stacked input rows (avx512): an RGB 7×7 stride-2 stem, a strided 16-channel conv
     (1, 3, 20, 18, 40, 7, 2, 3, 1, 1, 1, 1), (2, 16, 11, 13, 40, 3, 2, 1, 1, 1, 1, 1),
     # ... and read in place, rows as taps (no padding): one whole 14-pixel tile and a 2-pixel tail per row
