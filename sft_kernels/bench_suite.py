@@ -23,8 +23,17 @@ MIN_SECONDS = 1.0
 
 
 def winograd_eligible(shape) -> bool:
-    """Where the cpu backend's automatic choice uses Winograd F(4×4,3×3)."""
-    return (shape.r, shape.s, shape.stride, shape.groups) == (3, 3, 1, 1) and shape.c >= 16 and shape.k >= 16
+    """Where the cpu backend's automatic choice uses Winograd F(4×4,3×3) (the rule of csrc/cpu/conv2d.cpp)."""
+    if (shape.r, shape.s, shape.stride, shape.groups) != (3, 3, 1, 1) or shape.c < 16 or shape.k < 16:
+        return False
+    p, q = shape.pq
+    return winograd_pays(shape.n * -(-p // 4) * -(-q // 4), shape.c, shape.k)
+
+
+def winograd_pays(tiles: int, c: int, k: int) -> bool:
+    """Winograd keeps 36 transformed values per filter and reads them once per 4×4 output tile: auto takes it
+    from 9 tiles on, with under 1 MiB of transformed filters per tile."""
+    return tiles >= 9 and 36 * c * k * 4 < tiles * (1 << 20)
 
 
 def conv_candidates(shape, dtype=torch.float32, device="cpu", include_triton=False):

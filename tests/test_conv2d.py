@@ -332,6 +332,22 @@ def test_winograd_matches_reference(shape, layout, act, with_res):
     assert_close(direct, ref, k=9 * c)
 
 
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+@pytest.mark.parametrize("c,hw,wino", [(16, 7, False), (16, 12, True), (256, 10, False), (256, 14, True),
+                                       (512, 14, False)], ids=str)
+def test_auto_takes_winograd_only_where_it_pays(c, hw, wino):
+    """4 tiles (7×7), or 9 tiles of 256 channels (9 MiB of transformed filters read for 9 rows): direct."""
+    from sft_kernels.bench_suite import winograd_eligible
+    from sft_kernels.shapes import ConvShape
+
+    assert winograd_eligible(ConvShape("t", 1, c, hw, hw, c, 3, 3, padding=1)) == wino  # the benchmarks' copy
+    x = torch.randn(1, c, hw, hw).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(c, c, 3, 3) / (3 * c ** 0.5)
+    auto = conv2d(x, w, padding=1, backend="cpu")
+    assert torch.equal(auto, conv2d(x, w, padding=1, backend="cpu", algorithm="winograd" if wino else "direct"))
+    assert not torch.equal(auto, conv2d(x, w, padding=1, backend="cpu", algorithm="direct" if wino else "winograd"))
+
+
 def test_winograd_errors():
     with pytest.raises(ValueError, match="algorithm must be one of"):
         conv2d(torch.randn(1, 4, 8, 8), torch.randn(4, 4, 3, 3), algorithm="fft")

@@ -143,7 +143,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     exactly ``F.conv2d`` (same output shape and memory format: channels_last in, channels_last out).
     ``backend`` names one of ``sft_kernels.backends.BACKENDS``; None picks the fastest available one.
     ``algorithm`` (cpu backend): None/"auto" uses Winograd F(4×4,3×3) for 3×3 stride-1 ungrouped convs with
-    ≥ 16 input and output channels and direct implicit GEMM otherwise; "direct" or "winograd" force one;
+    ≥ 16 input and output channels on images of at least 9 tiles of 4×4 outputs (and more for wide layers: see
+    ``winograd_pays``) and direct implicit GEMM otherwise; "direct" or "winograd" force one;
     "winograd_f2" forces F(2×2,3×3): 2.25× fewer multiplies than direct, error no worse than direct's.
     Winograd's rounding error is about 5–10× direct's (relative ~5e-6 in fp32; see sft_kernels.testing).
     ``pixel_shuffle`` r > 1 applies ``F.pixel_shuffle(y, r)`` after the activation and before the residual add
