@@ -394,6 +394,28 @@ def test_weight_cache_sees_one_value_changed_or_two_swapped():
         assert_close(conv2d(x, w, backend="cpu"), F.conv2d(x.double(), w.double()), k=643, msg=name)
 
 
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+@pytest.mark.parametrize("algorithm,k,r", [("direct", 40, 3), ("winograd", 40, 3), ("direct", 40, 1),
+                                           ("direct", 3, 3)])  # k = 3: the thin few-output kernel
+def test_channels_last_weights_are_packed_once_and_still_checked(algorithm, k, r):
+    """model.to(memory_format=torch.channels_last) leaves conv weights channels-last: the cache keys them where
+    they lie (a contiguous copy per call had a new address each time: every call re-packed), and still sees a
+    change made through .data."""
+    x = torch.randn(1, 16, 9, 10).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(k, 16, r, r).contiguous(memory_format=torch.channels_last)
+    kw = dict(padding=r // 2, backend="cpu", algorithm=algorithm)
+    entries = torch.ops.sft_cpu.weight_cache_entries
+    conv2d(x, w, **kw)
+    before = entries()
+    for _ in range(3):
+        y = conv2d(x, w, **kw)
+    assert entries() == before  # hits
+    assert_close(y, F.conv2d(x.double(), w.double(), padding=r // 2), k=16 * r * r, winograd=algorithm == "winograd")
+    w.data[k - 1, 15, r - 1, 0] += 1.0  # one value, through .data
+    assert_close(conv2d(x, w, **kw), F.conv2d(x.double(), w.double(), padding=r // 2), k=16 * r * r,
+                 winograd=algorithm == "winograd")
+
+
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_output_memory_format_follows_pytorch_for_views(backend):
     from sft_kernels.ops._checks import is_channels_last_strided

@@ -17,10 +17,9 @@ int64_t conv_group_panels(const at::Tensor& weight, int64_t groups, const UKerne
 }
 
 at::Tensor conv_weight_panels(const at::Tensor& weight, int64_t groups, const UKernel& uk, bool s_outer) {
-  const at::Tensor wc = weight.contiguous();
-  const int64_t K = wc.size(0), Kg = K / groups, KK = wc.size(1) * wc.size(2) * wc.size(3);
-  const int64_t group_panels = conv_group_panels(wc, groups, uk);
-  return cached_weight_transform(wc, (int64_t(s_outer) << 40) + groups * 64 + uk.nr, [&] {
+  const int64_t K = weight.size(0), Kg = K / groups, KK = weight.size(1) * weight.size(2) * weight.size(3);
+  const int64_t group_panels = conv_group_panels(weight, groups, uk);
+  return cached_weight_transform(weight, (int64_t(s_outer) << 40) + groups * 64 + uk.nr, [&](const at::Tensor& wc) {
     // (R, S, Cg, K) or (S, R, Cg, K): B rows k = (r, s, c) or (s, r, c)
     const at::Tensor wt = (s_outer ? wc.permute({3, 2, 1, 0}) : wc.permute({2, 3, 1, 0})).contiguous();
     at::Tensor packed = at::empty({groups * group_panels + 16}, wc.options());

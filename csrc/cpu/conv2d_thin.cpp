@@ -170,8 +170,7 @@ void thin_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::T
   t.xs0 = x.stride(0), t.xs2 = x.stride(2), t.xs3 = x.stride(3);
   const bool few_k = t.K <= 4;
   // few-K: [K][R][S][C]; few-C: [R][S][C][K]; laid out once per weight, like the other paths' packings
-  const at::Tensor wc = weight.contiguous();
-  const at::Tensor wl = cached_weight_transform(wc, (int64_t(1) << 40) + few_k, [&] {
+  const at::Tensor wl = cached_weight_transform(weight, (int64_t(1) << 40) + few_k, [&](const at::Tensor& wc) {
     return few_k ? wc.permute({0, 2, 3, 1}).contiguous() : wc.permute({2, 3, 1, 0}).contiguous();
   });
   t.w = wl.data_ptr<float>();

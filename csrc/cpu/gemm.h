@@ -100,9 +100,12 @@ std::string gemm_config();
 double fma_peak_gflops(int64_t iters);  // measured fp32 FMA peak over torch's threads
 double ukernel_ceiling_gflops(int64_t k, int64_t iters);  // the micro-kernel alone, operands in cache
 
-// A tensor derived from `weight` (contiguous fp32), built once by `build` and cached by weight address, shape,
-// `tag` and a content fingerprint (weight_cache.cpp): any change to the values rebuilds it.
-at::Tensor cached_weight_transform(const at::Tensor& weight, int64_t tag, const std::function<at::Tensor()>& build);
+// A tensor derived from `weight` (fp32, any layout), built once by build(weight made contiguous) and cached by
+// weight address, shape, strides, `tag` and a content fingerprint (weight_cache.cpp): any change to the values
+// rebuilds it.
+int64_t weight_cache_entries();  // how many derived tensors the cache holds (tests)
+at::Tensor cached_weight_transform(const at::Tensor& weight, int64_t tag,
+                                   const std::function<at::Tensor(const at::Tensor&)>& build);
 
 // at::empty for op outputs, except that buffers of 1 MiB or more are reused across calls (buffer_pool.cpp).
 at::Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& options,

@@ -1,6 +1,6 @@
 // Cache of tensors derived from weights (packed GEMM panels, Winograd-transformed filters).
 //
-// Keyed by the weight's address, shape, a caller tag and a 64-bit fingerprint of its contents: computing the
+// Keyed by the weight's address, shape, strides, a caller tag and a 64-bit fingerprint of its contents: computing the
 // fingerprint is one vectorized pass over the weights, far cheaper than re-deriving them, and any change to
 // the values, however it is made (.data, copy_, load_state_dict, a new tensor at a reused address), misses.
 #include <cstring>
@@ -65,18 +65,40 @@ uint64_t fingerprint(const float* p, int64_t n) {
   return level == 2 ? fingerprint_avx512(p, n) : level == 1 ? fingerprint_avx2(p, n) : fingerprint_body(p, n);
 }
 
-at::Tensor cached_weight_transform(const at::Tensor& weight, int64_t tag, const std::function<at::Tensor()>& build) {
-  using Key = std::tuple<const void*, uint64_t, std::vector<int64_t>, int64_t>;
+namespace {
+using Key = std::tuple<const void*, uint64_t, std::vector<int64_t>, std::vector<int64_t>, int64_t>;
+std::mutex& cache_mutex() {
   static std::mutex mu;
+  return mu;
+}
+std::map<Key, at::Tensor>& weight_cache() {
   static std::map<Key, at::Tensor> cache;
-  TORCH_CHECK(weight.is_contiguous() && weight.scalar_type() == at::kFloat, "weight cache: contiguous fp32 expected");
-  Key key{weight.data_ptr(), fingerprint(weight.data_ptr<float>(), weight.numel()), weight.sizes().vec(), tag};
+  return cache;
+}
+}  // namespace
+
+int64_t weight_cache_entries() {
+  std::lock_guard<std::mutex> lock(cache_mutex());
+  return static_cast<int64_t>(weight_cache().size());
+}
+
+at::Tensor cached_weight_transform(const at::Tensor& weight_in, int64_t tag,
+                                   const std::function<at::Tensor(const at::Tensor&)>& build) {
+  auto& mu = cache_mutex();
+  auto& cache = weight_cache();
+  TORCH_CHECK(weight_in.scalar_type() == at::kFloat, "weight cache: fp32 expected");
+  // A weight in any dense layout (model.to(memory_format=torch.channels_last) makes conv weights channels-last)
+  // is keyed and fingerprinted where it lies, strides included, and copied contiguous only to build: a copy
+  // per call had a fresh address each time, so every call missed and re-packed.
+  const at::Tensor weight = weight_in.is_non_overlapping_and_dense() ? weight_in : weight_in.contiguous();
+  Key key{weight.data_ptr(), fingerprint(weight.data_ptr<float>(), weight.numel()), weight.sizes().vec(),
+          weight.strides().vec(), tag};
   {
     std::lock_guard<std::mutex> lock(mu);
     auto it = cache.find(key);
     if (it != cache.end()) return it->second;
   }
-  at::Tensor value = build();
+  at::Tensor value = build(weight.contiguous());
   std::lock_guard<std::mutex> lock(mu);
   if (cache.size() >= 512) cache.clear();  // bounded: a few models' worth of layers
   cache[key] = value;

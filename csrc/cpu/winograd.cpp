@@ -211,8 +211,7 @@ SFT_CLONES void finish_row(float* __restrict y, const float* __restrict t, const
 template <int M>
 at::Tensor transformed_filter(const at::Tensor& weight_in, int NR, int64_t r) {
   constexpr int A2 = Wino<M>::A * Wino<M>::A;
-  const at::Tensor w = weight_in.contiguous();
-  return cached_weight_transform(w, (1 << 20) + M * (1 << 16) + NR * 16 + r, [&] {
+  return cached_weight_transform(weight_in, (1 << 20) + M * (1 << 16) + NR * 16 + r, [&](const at::Tensor& w) {
     const int64_t K = w.size(0), C = w.size(1);
     const at::Tensor weight =
         r > 1 ? w.view({K / (r * r), r * r, C, 3, 3}).transpose(0, 1).reshape({K, C, 3, 3}).contiguous() : w;
