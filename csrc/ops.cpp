@@ -87,6 +87,7 @@ TORCH_LIBRARY(sft_cpu, m) {
   m.def("set_winograd_tiles_per_block(int tiles) -> ()", &sft::set_winograd_tiles_per_block);
   m.def("buffer_pool_clear() -> ()", &sft::buffer_pool_clear);
   m.def("weight_cache_entries() -> int", &sft::weight_cache_entries);
+  m.def("set_weight_check(int mode) -> int", &sft::set_weight_check);
   m.def("buffer_pool_idle_bytes() -> int", &sft::buffer_pool_idle_bytes);
   m.def("buffer_pool_set_capacity_mb(int mb) -> int", &sft::buffer_pool_set_capacity_mb);
 }

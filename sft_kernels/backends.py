@@ -56,7 +56,13 @@ def _import_ext(name: str):
 @functools.lru_cache(maxsize=None)
 def cpu_ext():
     """The loaded `sft_kernels._C` module, or None (see `status()` for why)."""
-    return _import_ext("sft_kernels._C")[0]
+    ext = _import_ext("sft_kernels._C")[0]
+    mode = env("SFT_KERNELS_WEIGHT_CHECK")
+    if ext is not None and mode is not None:  # see sft_kernels.weight_check
+        if mode not in ("full", "version"):
+            raise ValueError(f"SFT_KERNELS_WEIGHT_CHECK must be 'full' or 'version', got {mode!r}")
+        torch.ops.sft_cpu.set_weight_check(("full", "version").index(mode))
+    return ext
 
 
 @functools.lru_cache(maxsize=None)

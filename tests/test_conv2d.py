@@ -416,6 +416,36 @@ def test_channels_last_weights_are_packed_once_and_still_checked(algorithm, k, r
                  winograd=algorithm == "winograd")
 
 
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+@pytest.mark.parametrize("algorithm", ["direct", "winograd"])
+def test_version_weight_check_trusts_the_version_counter(algorithm):
+    """weight_check("version"): in-place ops and whole-tensor rewrites through .data are seen; an edit of one
+    value through .data is not (the documented price), until the full check is back."""
+    import sft_kernels
+
+    x = torch.randn(1, 16, 12, 12).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(32, 16, 3, 3)
+    kw = dict(padding=1, backend="cpu", algorithm=algorithm)
+    ok = lambda y: assert_close(y, F.conv2d(x.double(), w.double(), padding=1), k=144,  # noqa: E731
+                                winograd=algorithm == "winograd")
+    with sft_kernels.weight_check("version"):
+        ok(conv2d(x, w, **kw))
+        entries = torch.ops.sft_cpu.weight_cache_entries()
+        conv2d(x, w, **kw)
+        assert torch.ops.sft_cpu.weight_cache_entries() == entries  # a hit
+        with torch.no_grad():
+            w[3, 5, 1, 2] += 0.5  # one value that is not sampled, but in place: the version counter moves
+        ok(conv2d(x, w, **kw))
+        w.data.mul_(-2.0)  # through .data: the counter stays, the sampled values change
+        ok(conv2d(x, w, **kw))
+        stale = conv2d(x, w, **kw)
+        w.data[3, 5, 1, 2] += 10.0  # one value that is not sampled: not seen in this mode
+        assert torch.equal(conv2d(x, w, **kw), stale)
+    ok(conv2d(x, w, **kw))  # the full check again
+    with pytest.raises(ValueError, match="weight check must be one of"):
+        sft_kernels.set_weight_check("never")
+
+
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_output_memory_format_follows_pytorch_for_views(backend):
     from sft_kernels.ops._checks import is_channels_last_strided

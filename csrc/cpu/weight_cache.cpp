@@ -3,6 +3,7 @@
 // Keyed by the weight's address, shape, strides, a caller tag and a 64-bit fingerprint of its contents: computing the
 // fingerprint is one vectorized pass over the weights, far cheaper than re-deriving them, and any change to
 // the values, however it is made (.data, copy_, load_state_dict, a new tensor at a reused address), misses.
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -66,6 +67,21 @@ uint64_t fingerprint(const float* p, int64_t n) {
 }
 
 namespace {
+std::atomic<int> g_weight_check{0};  // 0: full content fingerprint, 1: version counter + sampled values
+
+// 64 values spread over the weights, plus n: catches every rewrite of the whole tensor (.data.normal_(),
+// .data.copy_(other), .data.mul_(s)), not an edit of a few values.
+uint64_t sampled_fingerprint(const float* p, int64_t n) {
+  uint64_t s = 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(n);
+  for (int64_t t = 0; t < 64 && n > 0; ++t) {
+    uint32_t bits;
+    std::memcpy(&bits, p + t * (n - 1) / 63, 4);
+    s = (s ^ (bits + (static_cast<uint64_t>(t) << 32))) * 0x94D049BB133111EBull;
+    s ^= s >> 31;
+  }
+  return s;
+}
+
 using Key = std::tuple<const void*, uint64_t, std::vector<int64_t>, std::vector<int64_t>, int64_t>;
 std::mutex& cache_mutex() {
   static std::mutex mu;
@@ -76,6 +92,11 @@ std::map<Key, at::Tensor>& weight_cache() {
   return cache;
 }
 }  // namespace
+
+int64_t set_weight_check(int64_t mode) {
+  TORCH_CHECK(mode == 0 || mode == 1, "set_weight_check: mode must be 0 (full) or 1 (version)");
+  return g_weight_check.exchange(static_cast<int>(mode));
+}
 
 int64_t weight_cache_entries() {
   std::lock_guard<std::mutex> lock(cache_mutex());
@@ -91,8 +112,14 @@ at::Tensor cached_weight_transform(const at::Tensor& weight_in, int64_t tag,
   // is keyed and fingerprinted where it lies, strides included, and copied contiguous only to build: a copy
   // per call had a fresh address each time, so every call missed and re-packed.
   const at::Tensor weight = weight_in.is_non_overlapping_and_dense() ? weight_in : weight_in.contiguous();
-  Key key{weight.data_ptr(), fingerprint(weight.data_ptr<float>(), weight.numel()), weight.sizes().vec(),
-          weight.strides().vec(), tag};
+  // In version mode the tensor's version counter (moved by every in-place op, copy_, optimizer step and
+  // load_state_dict, not by writes through .data or NumPy) stands in for the full pass over the values.
+  // Inference tensors have no version counter: always the full pass.
+  const bool by_version = g_weight_check.load(std::memory_order_relaxed) == 1 && !weight.is_inference();
+  const uint64_t fp = by_version ? sampled_fingerprint(weight.data_ptr<float>(), weight.numel()) ^
+                                       (static_cast<uint64_t>(weight._version()) * 0xBF58476D1CE4E5B9ull)
+                                 : fingerprint(weight.data_ptr<float>(), weight.numel());
+  Key key{weight.data_ptr(), fp, weight.sizes().vec(), weight.strides().vec(), tag};
   {
     std::lock_guard<std::mutex> lock(mu);
     auto it = cache.find(key);
