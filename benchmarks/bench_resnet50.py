@@ -4,7 +4,8 @@ to sft_kernels, side by side in one process.
 Batch norms are folded into their convs first (torch.nn.utils.fusion.fuse_conv_bn_eval, as any inference
 deployment does), so both sides run the same 53 convs plus ReLUs, residual adds, pooling and the classifier;
 `sft_kernels.convert_` then swaps every conv. Weights are random (seeded): speed does not depend on them. The
-converted model runs under both weight checks (sft_kernels.weight_check): "full" reads every weight each call.
+converted model runs under the default weight check (converted weights trusted by their version counters) and
+under "full", which reads every weight each call (sft_kernels.weight_check).
 Run: python benchmarks/bench_resnet50.py [--threads 1 2] [--batch 1] [--repeat 10] [--compile] [-o out.json]
 """
 import argparse
@@ -96,12 +97,12 @@ def main(argv=None):
         err = ((conv(x) - ref).abs().max() / ref.abs().max()).item()
     print(f"converted output vs eager: max |diff| / max |eager| = {err:.1e}")
     meta["rel_err"] = err
-    def checked_by_version():
-        with sft_kernels.weight_check("version"):
+    def checked_by_content():
+        with sft_kernels.weight_check("full"):
             return conv(x)
 
     fns = {"eager channels_last": lambda: base(x), "sft cpu": lambda: conv(x),
-           "sft cpu, weight_check('version')": checked_by_version}
+           "sft cpu, weight_check('full')": checked_by_content}
     if args.compile:
         import torch._inductor.config as inductor_config
 

@@ -88,6 +88,7 @@ TORCH_LIBRARY(sft_cpu, m) {
   m.def("buffer_pool_clear() -> ()", &sft::buffer_pool_clear);
   m.def("weight_cache_entries() -> int", &sft::weight_cache_entries);
   m.def("set_weight_check(int mode) -> int", &sft::set_weight_check);
+  m.def("trust_weight(Tensor weight, bool trust) -> ()", &sft::trust_weight);
   m.def("buffer_pool_idle_bytes() -> int", &sft::buffer_pool_idle_bytes);
   m.def("buffer_pool_set_capacity_mb(int mb) -> int", &sft::buffer_pool_set_capacity_mb);
 }

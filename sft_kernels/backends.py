@@ -59,9 +59,10 @@ def cpu_ext():
     ext = _import_ext("sft_kernels._C")[0]
     mode = env("SFT_KERNELS_WEIGHT_CHECK")
     if ext is not None and mode is not None:  # see sft_kernels.weight_check
-        if mode not in ("full", "version"):
-            raise ValueError(f"SFT_KERNELS_WEIGHT_CHECK must be 'full' or 'version', got {mode!r}")
-        torch.ops.sft_cpu.set_weight_check(("full", "version").index(mode))
+        modes = ("auto", "version", "full")  # sft_kernels.weight_check.MODES
+        if mode not in modes:
+            raise ValueError(f"SFT_KERNELS_WEIGHT_CHECK must be one of {modes}, got {mode!r}")
+        torch.ops.sft_cpu.set_weight_check(modes.index(mode))
     return ext
 
 

@@ -28,6 +28,15 @@ class ConversionReport:
         return "\n".join(lines)
 
 
+def _trust(weight, trust: bool) -> None:
+    """Converted modules' weights are checked by version counter in the default "auto" weight check (see
+    sft_kernels.weight_check); a reverted module's are not."""
+    if backends.cpu_ext() is not None:
+        import torch
+
+        torch.ops.sft_cpu.trust_weight(weight, trust)
+
+
 def _why_not(module: nn.Module) -> Optional[str]:
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
         return "transposed convolution is not supported"
@@ -48,6 +57,9 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
     checked now, so asking for a backend that is missing here fails at once. ``filter_fn(module, name)``
     returning False leaves a module alone. ``fuse``: SFTNet ("pytorch" variant) modules also switch to their
     SFT-aware fused forward (batched SFT convs, epilogue-fused ReLU / residuals; same function).
+    The converted convs' weights are then checked by their version counter, not by reading every value per call
+    (`sft_kernels.weight_check`: edits through ``.data`` of a few values are not seen; ``set_weight_check("full")``
+    restores the full check).
     Returns a report of converted and skipped modules.
     """
     if backend is not None:
@@ -64,6 +76,7 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
                 continue
             if isinstance(child, Conv2d):
                 child.backend = backend
+                _trust(child.weight, True)
                 report.converted.append(name)
                 continue
             if filter_fn is not None and not filter_fn(child, name):
@@ -75,6 +88,7 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
                 continue
             new = Conv2d.from_conv(child, backend)
             new._sft_original_class = type(child)
+            _trust(new.weight, True)
             setattr(parent, child_name, new)
             report.converted.append(name)
     if fuse and filter_fn is None:
@@ -105,6 +119,7 @@ def revert_(model: nn.Module) -> int:
                                       "backend", "algorithm", "_sft_original_class")}
                 orig.__dict__.update(state)
                 orig._parameters, orig._buffers, orig._modules = child._parameters, child._buffers, child._modules
+                _trust(child.weight, False)
                 setattr(parent, child_name, orig)
                 count += 1
     return count

@@ -1,19 +1,23 @@
 """How the cpu backend notices that a weight changed, so its packed / transformed copies stay correct.
 
 The cpu backend derives packed GEMM panels or Winograd-transformed filters from each conv weight once and
-caches them. Before each use it checks that the weight is still the one they were made from:
+caches them. Before each use it checks that the weight is still the one they were made from, in one of two
+ways:
 
-- ``"full"`` (default): a vectorized pass over every value. Any change is seen, however it is made (in-place
-  ops, ``.data``, NumPy views, a new tensor at a reused address). The pass reads all the weights on every call:
+- by content: a vectorized pass over every value. Any change is seen, however it is made (in-place ops,
+  ``.data``, NumPy views, a new tensor at a reused address), but the pass reads all the weights on every call:
   about 11 % of a converted ResNet-50's forward at batch 1, where each layer's weights come from DRAM.
-- ``"version"``: the tensor's version counter plus 64 sampled values. Every in-place op, ``copy_``, optimizer
-  step and ``load_state_dict`` moves the counter, and the samples catch whole-tensor rewrites through
-  ``.data`` (``.data.normal_()``, ``.data.copy_(other)``); an edit of a few values through ``.data`` or a
-  NumPy view is **not** seen. The contract of ``torch.compile`` freezing or IPEX weight prepacking, at almost no
-  cost. Inference tensors (no version counter) always get the full pass.
+- by version: the tensor's version counter plus 64 sampled values. Every in-place op, ``copy_``, optimizer step,
+  ``load_state_dict`` and ``module.to(...)`` is seen, and the samples catch whole-tensor rewrites through
+  ``.data`` (``.data.normal_()``, ``.data.copy_(other)``); an edit of a few values through ``.data`` or a NumPy
+  view is **not** seen. The contract of ``torch.compile`` freezing or IPEX weight prepacking, at almost no cost.
+  Inference tensors (no version counter) are always checked by content.
 
-Set it with ``set_weight_check(mode)``, for a block with ``with weight_check(mode):``, or for a process with
-``SFT_KERNELS_WEIGHT_CHECK=version``.
+Modes (process-wide): ``"auto"`` (default) checks the weights of modules made by ``sft_kernels.convert_`` by
+version and every other tensor (the functional ``sft_kernels.ops.conv2d``) by content; ``"version"`` and
+``"full"`` use one way for everything. Set it with ``set_weight_check(mode)``, for a block with
+``with weight_check(mode):``, or for a process with ``SFT_KERNELS_WEIGHT_CHECK=<mode>``. A weight swapped in
+after conversion (``conv.weight = nn.Parameter(...)``) is checked by content until converted again.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import contextlib
 
 from . import backends
 
-MODES = ("full", "version")
+MODES = ("auto", "version", "full")
 
 
 def set_weight_check(mode: str) -> str:
@@ -29,7 +33,7 @@ def set_weight_check(mode: str) -> str:
     if mode not in MODES:
         raise ValueError(f"weight check must be one of {MODES}, got {mode!r}")
     if backends.cpu_ext() is None:
-        return "full"  # nothing is cached without the extension
+        return "auto"  # nothing is cached without the extension
     import torch
 
     return MODES[torch.ops.sft_cpu.set_weight_check(MODES.index(mode))]
@@ -37,7 +41,7 @@ def set_weight_check(mode: str) -> str:
 
 @contextlib.contextmanager
 def weight_check(mode: str):
-    """``with weight_check("version"): ...`` runs the block in that mode and restores the previous one."""
+    """``with weight_check("full"): ...`` runs the block in that mode and restores the previous one."""
     before = set_weight_check(mode)
     try:
         yield

@@ -98,3 +98,32 @@ def test_fused_sftnet_forward_is_the_same_function(backend):
     unfused = SFTNet("pytorch")
     assert not sft_kernels.convert_(unfused, fuse=False).fused and not unfused.fused
     assert not sft_kernels.convert_(SFTNet("torch")).fused  # the "torch" variant's pre-activation blocks stay
+
+
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+def test_converted_weights_are_checked_by_version():
+    """In the default "auto" weight check a converted conv's weight is trusted by its version counter: in-place
+    edits are seen, a one-value .data edit is not (the documented price) until the full check is asked for, and
+    after revert_ the same tensor is checked by content again."""
+    from sft_kernels.ops import conv2d
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(16, 24, 3, padding=1)).eval()
+    sft_kernels.convert_(model, backend="cpu")
+    conv, x = model[0], torch.randn(1, 16, 10, 10)
+    ref = lambda: nn.functional.conv2d(x, conv.weight, conv.bias, padding=1)  # noqa: E731
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(), rtol=1e-4, atol=1e-4)
+        conv.weight[2, 3, 1, 1] += 1.0  # in place: the counter moves
+        torch.testing.assert_close(model(x), ref(), rtol=1e-4, atol=1e-4)
+        stale = model(x)
+        conv.weight.data[5, 7, 0, 2] += 1.0  # one value through .data: not sampled, counter unchanged
+        assert torch.equal(model(x), stale)
+        with sft_kernels.weight_check("full"):
+            torch.testing.assert_close(model(x), ref(), rtol=1e-4, atol=1e-4)
+        w = conv.weight
+        sft_kernels.revert_(model)
+        conv2d(x, w, padding=1, backend="cpu")
+        w.data[5, 7, 0, 2] += 1.0
+        torch.testing.assert_close(conv2d(x, w, padding=1, backend="cpu"),
+                                   nn.functional.conv2d(x, w, padding=1), rtol=1e-4, atol=1e-4)

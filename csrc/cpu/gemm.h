@@ -104,7 +104,8 @@ double ukernel_ceiling_gflops(int64_t k, int64_t iters);  // the micro-kernel al
 // weight address, shape, strides, `tag` and a content fingerprint (weight_cache.cpp): any change to the values
 // rebuilds it.
 int64_t weight_cache_entries();  // how many derived tensors the cache holds (tests)
-int64_t set_weight_check(int64_t mode);  // 0 full, 1 version (weight_cache.cpp); returns the previous mode
+int64_t set_weight_check(int64_t mode);  // 0 auto, 1 version, 2 full (weight_cache.cpp); returns the previous
+void trust_weight(const at::Tensor& weight, bool trust);  // auto mode checks this tensor by its version counter
 at::Tensor cached_weight_transform(const at::Tensor& weight, int64_t tag,
                                    const std::function<at::Tensor(const at::Tensor&)>& build);
 

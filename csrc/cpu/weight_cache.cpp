@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <unordered_map>
 
 #include "gemm.h"
 
@@ -67,7 +68,9 @@ uint64_t fingerprint(const float* p, int64_t n) {
 }
 
 namespace {
-std::atomic<int> g_weight_check{0};  // 0: full content fingerprint, 1: version counter + sampled values
+// 0 auto: version counter + sampled values for the weights of converted modules (trust_weight), the full
+// fingerprint for every other tensor; 1 version: the counter for every tensor; 2 full: the fingerprint for all.
+std::atomic<int> g_weight_check{0};
 
 // 64 values spread over the weights, plus n: catches every rewrite of the whole tensor (.data.normal_(),
 // .data.copy_(other), .data.mul_(s)), not an edit of a few values.
@@ -83,6 +86,13 @@ uint64_t sampled_fingerprint(const float* p, int64_t n) {
 }
 
 using Key = std::tuple<const void*, uint64_t, std::vector<int64_t>, std::vector<int64_t>, int64_t>;
+// The tensors trust_weight registered, held weakly: an entry pins its TensorImpl's address (a weak reference
+// keeps the memory) until it is looked up after the tensor died, so a new tensor can never inherit the trust.
+using Trusted = std::unordered_map<const c10::TensorImpl*, c10::weak_intrusive_ptr<c10::TensorImpl>>;
+Trusted& trusted() {
+  static Trusted t;
+  return t;
+}
 std::mutex& cache_mutex() {
   static std::mutex mu;
   return mu;
@@ -94,9 +104,32 @@ std::map<Key, at::Tensor>& weight_cache() {
 }  // namespace
 
 int64_t set_weight_check(int64_t mode) {
-  TORCH_CHECK(mode == 0 || mode == 1, "set_weight_check: mode must be 0 (full) or 1 (version)");
+  TORCH_CHECK(mode >= 0 && mode <= 2, "set_weight_check: mode must be 0 (auto), 1 (version) or 2 (full)");
   return g_weight_check.exchange(static_cast<int>(mode));
 }
+
+void trust_weight(const at::Tensor& weight, bool trust) {
+  std::lock_guard<std::mutex> lock(cache_mutex());
+  const c10::TensorImpl* impl = weight.unsafeGetTensorImpl();
+  if (trust)
+    trusted().insert_or_assign(impl, c10::weak_intrusive_ptr<c10::TensorImpl>(weight.getIntrusivePtr()));
+  else
+    trusted().erase(impl);
+}
+
+namespace {
+// Called with the cache mutex held.
+bool is_trusted(const at::Tensor& weight) {
+  auto& t = trusted();
+  const auto it = t.find(weight.unsafeGetTensorImpl());
+  if (it == t.end()) return false;
+  if (it->second.expired()) {  // that tensor died: the address belongs to a new one now
+    t.erase(it);
+    return false;
+  }
+  return true;
+}
+}  // namespace
 
 int64_t weight_cache_entries() {
   std::lock_guard<std::mutex> lock(cache_mutex());
@@ -112,10 +145,16 @@ at::Tensor cached_weight_transform(const at::Tensor& weight_in, int64_t tag,
   // is keyed and fingerprinted where it lies, strides included, and copied contiguous only to build: a copy
   // per call had a fresh address each time, so every call missed and re-packed.
   const at::Tensor weight = weight_in.is_non_overlapping_and_dense() ? weight_in : weight_in.contiguous();
-  // In version mode the tensor's version counter (moved by every in-place op, copy_, optimizer step and
+  // Checked by version, the tensor's version counter (moved by every in-place op, copy_, optimizer step and
   // load_state_dict, not by writes through .data or NumPy) stands in for the full pass over the values.
   // Inference tensors have no version counter: always the full pass.
-  const bool by_version = g_weight_check.load(std::memory_order_relaxed) == 1 && !weight.is_inference();
+  const int mode = g_weight_check.load(std::memory_order_relaxed);
+  bool by_version = mode == 1;
+  if (mode == 0) {
+    std::lock_guard<std::mutex> lock(mu);
+    by_version = is_trusted(weight_in);
+  }
+  by_version = by_version && !weight.is_inference();
   const uint64_t fp = by_version ? sampled_fingerprint(weight.data_ptr<float>(), weight.numel()) ^
                                        (static_cast<uint64_t>(weight._version()) * 0xBF58476D1CE4E5B9ull)
                                  : fingerprint(weight.data_ptr<float>(), weight.numel());
