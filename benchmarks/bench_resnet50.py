@@ -3,7 +3,8 @@ to sft_kernels, side by side in one process.
 
 Batch norms are folded into their convs first (torch.nn.utils.fusion.fuse_conv_bn_eval, as any inference
 deployment does), so both sides run the same 53 convs plus ReLUs, residual adds, pooling and the classifier;
-`sft_kernels.convert_` then swaps every conv. Weights are random (seeded): speed does not depend on them. The
+`sft_kernels.convert_` then swaps every conv. `sft_kernels.fuse_for_inference` starts from the unfolded model and
+also folds the ReLUs after convs and the residual adds into the convs' epilogues. Weights are random (seeded): speed does not depend on them. The
 converted model runs under the default weight check (converted weights trusted by their version counters) and
 under "full", which reads every weight each call (sft_kernels.weight_check).
 Run: python benchmarks/bench_resnet50.py [--threads 1 2] [--batch 1] [--repeat 10] [--compile] [-o out.json]
@@ -66,14 +67,14 @@ def fold_batch_norms(module: nn.Module) -> nn.Module:
     return module
 
 
-def build(batch: int):
+def build(batch: int, fold: bool = True):
     torch.manual_seed(0)
     model = resnet50().eval()
     for m in model.modules():  # non-trivial statistics, so folding is not an identity
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 1.5)
-    model = fold_batch_norms(model).to(memory_format=torch.channels_last)
+    model = (fold_batch_norms(model) if fold else model).to(memory_format=torch.channels_last)
     x = torch.randn(batch, 3, 224, 224).contiguous(memory_format=torch.channels_last)
     return model, x
 
@@ -101,8 +102,12 @@ def main(argv=None):
         with sft_kernels.weight_check("full"):
             return conv(x)
 
+    fused = sft_kernels.fuse_for_inference(build(args.batch, fold=False)[0], x, backend="cpu")
+    print(f"fuse_for_inference folded {fused.fusion_report[1]}")
+    with torch.no_grad():
+        meta["rel_err_fused"] = ((fused(x) - ref).abs().max() / ref.abs().max()).item()
     fns = {"eager channels_last": lambda: base(x), "sft cpu": lambda: conv(x),
-           "sft cpu, weight_check('full')": checked_by_content}
+           "sft cpu, weight_check('full')": checked_by_content, "sft fuse_for_inference": lambda: fused(x)}
     if args.compile:
         import torch._inductor.config as inductor_config
 

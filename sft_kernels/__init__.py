@@ -5,8 +5,9 @@ backends that work here and `sft_kernels.backends.status()` says why any other i
 """
 from . import backends, nn, ops, reference
 from .convert import ConversionReport, convert_, revert_
+from .fuse import fuse_for_inference
 from .weight_check import set_weight_check, weight_check
 
 __version__ = "0.1.0"
-__all__ = ["backends", "nn", "ops", "reference", "convert_", "revert_", "ConversionReport", "set_weight_check",
+__all__ = ["backends", "nn", "ops", "reference", "convert_", "revert_", "ConversionReport", "fuse_for_inference", "set_weight_check",
            "weight_check", "__version__"]
