@@ -4,9 +4,9 @@ to sft_kernels, side by side in one process.
 Batch norms are folded into their convs first (torch.nn.utils.fusion.fuse_conv_bn_eval, as any inference
 deployment does), so both sides run the same 53 convs plus ReLUs, residual adds, pooling and the classifier;
 `sft_kernels.convert_` then swaps every conv. `sft_kernels.fuse_for_inference` starts from the unfolded model and
-also folds the ReLUs after convs and the residual adds into the convs' epilogues. Weights are random (seeded): speed does not depend on them. The
-converted model runs under the default weight check (converted weights trusted by their version counters) and
-under "full", which reads every weight each call (sft_kernels.weight_check).
+also folds the ReLUs after convs and the residual adds into the convs' epilogues. Weights are random (seeded):
+speed does not depend on them. The converted model runs under the default weight check (converted weights
+trusted by their version counters) and under "full", which reads every weight each call (sft_kernels.weight_check).
 Run: python benchmarks/bench_resnet50.py [--threads 1 2] [--batch 1] [--repeat 10] [--compile] [-o out.json]
 """
 import argparse

@@ -9,5 +9,5 @@ from .fuse import fuse_for_inference
 from .weight_check import set_weight_check, weight_check
 
 __version__ = "0.1.0"
-__all__ = ["backends", "nn", "ops", "reference", "convert_", "revert_", "ConversionReport", "fuse_for_inference", "set_weight_check",
-           "weight_check", "__version__"]
+__all__ = ["backends", "nn", "ops", "reference", "convert_", "revert_", "ConversionReport", "fuse_for_inference",
+           "set_weight_check", "weight_check", "__version__"]
