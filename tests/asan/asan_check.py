@@ -74,6 +74,17 @@ def run():
             assert err < 1e-2, (n, c, h, w, k, r, st, pd, dl, g, alg, sh, channels_last, err)
     for k in (1, 7, 576):  # the micro-kernel ceiling's own panels (odd depth: padded to whole k-blocks)
         assert ops.ukernel_ceiling_gflops(k, 3) > 0
+    # weights trusted by version, then freed: a later tensor at the same address meets an expired entry
+    xt = torch.randn(1, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+    for mode in (0, 1, 2):
+        ops.set_weight_check(mode)
+        for _ in range(3):
+            wt = torch.randn(16, 8, 3, 3).contiguous(memory_format=torch.channels_last)
+            ops.trust_weight(wt, True)
+            y = ops.conv2d(xt, wt, None, [1, 1], [1, 1], [1, 1], 1, 0, 0.0, None, 1, 1)
+            assert (y.double() - F.conv2d(xt.double(), wt.double(), padding=1)).abs().max().item() < 1e-3
+            del wt, y
+    ops.set_weight_check(0)
     for c, k, alg in [(16, 24, 1), (16, 24, 2), (5, 7, 1), (64, 64, 0)]:  # SFT modulation fused into packing
         x, sc, sf = (torch.randn(1, c, 9, 11).contiguous(memory_format=torch.channels_last) for _ in range(3))
         wt = torch.randn(k, c, 3, 3)
