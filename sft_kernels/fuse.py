@@ -72,6 +72,11 @@ def _sole_conv_input(node: fx.Node, modules: dict) -> Optional[fx.Node]:
     return None
 
 
+def _plain_call(node: fx.Node, conv: nn.Module) -> bool:
+    """conv(x) and nothing more: no residual argument and no epilogue of its own (a model converted before)."""
+    return len(node.args) == 1 and not node.kwargs and getattr(conv, "activation", None) is None
+
+
 def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] = None,
                        backend: Optional[str] = None) -> fx.GraphModule:
     """A traced, converted copy of `model` (eval mode) with batch norms, activations and residual adds folded into
@@ -97,7 +102,7 @@ def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] =
         is_call = isinstance(conv_node, fx.Node) and conv_node.op == "call_module"
         conv = modules.get(conv_node.target) if is_call else None
         if type(conv) not in (nn.Conv2d, Conv2d) or len(conv_node.users) != 1 or bn.track_running_stats is False \
-                or not once(conv_node) or not once(node):
+                or not once(conv_node) or not once(node) or not _plain_call(conv_node, conv):
             continue
         fused = fuse_conv_bn_eval(conv, bn)
         _set_module(gm, conv_node.target, fused)
@@ -112,11 +117,9 @@ def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] =
     for node in list(gm.graph.nodes):  # conv → activation: the conv's epilogue
         act = _activation(node, modules)
         conv_node = _sole_conv_input(node, modules) if act else None
-        if conv_node is None or conv_node.kwargs.get("residual") is not None or not once(conv_node):
+        if conv_node is None or not once(conv_node) or not _plain_call(conv_node, modules[conv_node.target]):
             continue
         conv = modules[conv_node.target]
-        if conv.activation is not None:
-            continue
         conv.activation, conv.negative_slope = act
         node.replace_all_uses_with(conv_node)
         gm.graph.erase_node(node)
@@ -141,8 +144,8 @@ def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] =
             ok = isinstance(conv_node, fx.Node) and conv_node.op == "call_module" and \
                 isinstance(modules.get(conv_node.target), Conv2d) and len(conv_node.users) == 1 and \
                 once(conv_node) and \
-                isinstance(other, fx.Node) and modules[conv_node.target].activation is None and \
-                "residual" not in conv_node.kwargs and len(conv_node.args) == 1 and same_shape(conv_node, other)
+                isinstance(other, fx.Node) and _plain_call(conv_node, modules[conv_node.target]) and \
+                same_shape(conv_node, other)
             if ok:
                 break
         else:

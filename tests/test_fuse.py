@@ -69,3 +69,15 @@ def test_residuals_need_an_example_input():
     x = torch.randn(1, 3, 9, 9)
     with torch.no_grad():
         torch.testing.assert_close(gm(x), _model()(x), rtol=1e-4, atol=1e-4)
+
+
+def test_a_conv_with_its_own_epilogue_keeps_what_follows():
+    """A conv converted before with an activation: a batch norm after it cannot be folded into its weights."""
+    torch.manual_seed(0)
+    model = nn.Sequential(Conv2d(3, 8, 3, padding=1, activation="relu"), nn.BatchNorm2d(8), nn.ReLU()).eval()
+    model[1].running_mean.uniform_(-1, 1)
+    x = torch.randn(1, 3, 8, 8)
+    gm = sft_kernels.fuse_for_inference(model, x)
+    assert gm.fusion_report[1] == {"batch_norm": 0, "activation": 0, "residual": 0}
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), model(x))
