@@ -58,11 +58,10 @@ def cpu_ext():
     """The loaded `sft_kernels._C` module, or None (see `status()` for why)."""
     ext = _import_ext("sft_kernels._C")[0]
     mode = env("SFT_KERNELS_WEIGHT_CHECK")
-    if ext is not None and mode is not None:  # see sft_kernels.weight_check
-        modes = ("auto", "version", "full")  # sft_kernels.weight_check.MODES
-        if mode not in modes:
-            raise ValueError(f"SFT_KERNELS_WEIGHT_CHECK must be one of {modes}, got {mode!r}")
-        torch.ops.sft_cpu.set_weight_check(modes.index(mode))
+    if ext is not None and mode is not None:
+        from .weight_check import mode_index
+
+        torch.ops.sft_cpu.set_weight_check(mode_index(mode, "SFT_KERNELS_WEIGHT_CHECK"))
     return ext
 
 

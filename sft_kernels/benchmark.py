@@ -28,8 +28,8 @@ def measure_peak_gflops() -> tuple:
 def measure_ukernel_ceiling(k: int = 576) -> Optional[float]:
     """GFLOP/s of the cpu backend's micro-kernel alone over torch's threads, best of three, its packed A and B
     panels of depth k in cache (at k = 576, a 64-channel 3×3 conv, B streams from L2 as in the convs); None
-    without the extension. No whole GEMM or conv built on that kernel can run faster, so % of peak figures are
-    read against it: the FMA loop of measure_peak_gflops does no loads."""
+    without the extension. No direct GEMM or conv built on that kernel can run faster (Winograd does fewer FLOPs),
+    so their % of peak figures are read against it: the FMA loop of measure_peak_gflops does no loads."""
     from . import backends
 
     if backends.cpu_ext() is None:

@@ -28,15 +28,21 @@ from . import backends
 MODES = ("auto", "version", "full")
 
 
+def mode_index(mode: str, what: str = "weight check") -> int:
+    """The extension's number for `mode`, or a ValueError naming `what` was set wrong."""
+    if mode not in MODES:
+        raise ValueError(f"{what} must be one of {MODES}, got {mode!r}")
+    return MODES.index(mode)
+
+
 def set_weight_check(mode: str) -> str:
     """Switch the check for every later call; returns the previous mode."""
-    if mode not in MODES:
-        raise ValueError(f"weight check must be one of {MODES}, got {mode!r}")
+    index = mode_index(mode)
     if backends.cpu_ext() is None:
         return "auto"  # nothing is cached without the extension
     import torch
 
-    return MODES[torch.ops.sft_cpu.set_weight_check(MODES.index(mode))]
+    return MODES[torch.ops.sft_cpu.set_weight_check(index)]
 
 
 @contextlib.contextmanager

@@ -89,8 +89,9 @@ void conv2d_taps_into(const at::Tensor& x, const at::Tensor& weight, const at::T
       const int64_t j_lo = jg * panels / jgroups * NR, j_hi = std::min(K, (jg + 1) * panels / jgroups * NR);
       const int64_t n = bi / bands_per_img, p0 = bi % bands_per_img * band, p1 = std::min(P, p0 + band);
       const int64_t rows = p1 - p0 + R - 1;
+      const bool copy_band = wi == w0 || jg == 0;  // else the buffer already holds this band
       // Padded rows [p0, p0 + rows) hold input rows p0 - ph, ...: zero outside the image and in the side pads.
-      for (int64_t r = 0; r < rows && (wi == w0 || jg == 0); ++r) {
+      for (int64_t r = 0; r < rows && copy_band; ++r) {
         float* d = buf + r * Wp * C;
         const int64_t h = p0 + r - ph;
         if (h < 0 || h >= H) {
@@ -109,7 +110,7 @@ void conv2d_taps_into(const at::Tensor& x, const at::Tensor& weight, const at::T
             std::memcpy(dp, xp + off, run * sizeof(float));
         }
       }
-      if (wi == w0 || jg == 0) std::memset(buf + rows * Wp * C, 0, (MR + S) * C * sizeof(float));
+      if (copy_band) std::memset(buf + rows * Wp * C, 0, (MR + S) * C * sizeof(float));
 
       const int64_t mv = (p1 - p0) * Wp;  // the band's virtual rows
       for (int64_t m0 = 0; m0 < mv; m0 += MR)

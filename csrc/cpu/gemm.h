@@ -101,8 +101,8 @@ double fma_peak_gflops(int64_t iters);  // measured fp32 FMA peak over torch's t
 double ukernel_ceiling_gflops(int64_t k, int64_t iters);  // the micro-kernel alone, operands in cache
 
 // A tensor derived from `weight` (fp32, any layout), built once by build(weight made contiguous) and cached by
-// weight address, shape, strides, `tag` and a content fingerprint (weight_cache.cpp): any change to the values
-// rebuilds it.
+// weight address, shape, strides, `tag` and a fingerprint (weight_cache.cpp): of every value (any change
+// rebuilds it), or of the version counter and sampled values for weights checked by version.
 int64_t weight_cache_entries();  // how many derived tensors the cache holds (tests)
 int64_t set_weight_check(int64_t mode);  // 0 auto, 1 version, 2 full (weight_cache.cpp); returns the previous
 void trust_weight(const at::Tensor& weight, bool trust);  // auto mode checks this tensor by its version counter

@@ -1,8 +1,8 @@
 // Cache of tensors derived from weights (packed GEMM panels, Winograd-transformed filters).
 //
-// Keyed by the weight's address, shape, strides, a caller tag and a 64-bit fingerprint of its contents: computing the
-// fingerprint is one vectorized pass over the weights, far cheaper than re-deriving them, and any change to
-// the values, however it is made (.data, copy_, load_state_dict, a new tensor at a reused address), misses.
+// Keyed by the weight's address, shape, strides, a caller tag and a 64-bit fingerprint: of all its values (one
+// vectorized pass, far cheaper than re-deriving them; any change, however it is made, misses), or, for weights
+// checked by version (set_weight_check, trust_weight), of its version counter and 64 sampled values.
 #include <atomic>
 #include <cstring>
 #include <map>
@@ -21,6 +21,12 @@ namespace sft {
 // the speed memory delivers the weights: the scalar multiply chain it replaced took 41 % of a 512→2048 1×1
 // conv at 7×7 (perf), whose 4 MB of weights are read once more per call for this check.
 namespace {
+// One multiply-xorshift step folding v into the running hash s.
+inline uint64_t mix(uint64_t s, uint64_t v) {
+  s = (s ^ v) * 0x94D049BB133111EBull;
+  return s ^ (s >> 31);
+}
+
 using v16u = uint32_t __attribute__((vector_size(64)));
 constexpr int kLanesVec = 8;
 
@@ -40,16 +46,12 @@ __attribute__((always_inline)) inline uint64_t fingerprint_body(const float* p, 
       h[a] = x;
     }
   uint64_t s = 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(n);
-  const auto mix = [&s](uint64_t v) {
-    s = (s ^ v) * 0x94D049BB133111EBull;
-    s ^= s >> 31;
-  };
   for (int a = 0; a < kLanesVec; ++a)
-    for (int l = 0; l < 16; ++l) mix(h[a][l]);
+    for (int l = 0; l < 16; ++l) s = mix(s, h[a][l]);
   for (; i < n; ++i) {  // the last n % 128 values, in order
     uint32_t bits;
     std::memcpy(&bits, p + i, 4);
-    mix(bits + (static_cast<uint64_t>(i) << 32));
+    s = mix(s, bits + (static_cast<uint64_t>(i) << 32));
   }
   return s;
 }
@@ -79,8 +81,7 @@ uint64_t sampled_fingerprint(const float* p, int64_t n) {
   for (int64_t t = 0; t < 64 && n > 0; ++t) {
     uint32_t bits;
     std::memcpy(&bits, p + t * (n - 1) / 63, 4);
-    s = (s ^ (bits + (static_cast<uint64_t>(t) << 32))) * 0x94D049BB133111EBull;
-    s ^= s >> 31;
+    s = mix(s, bits + (static_cast<uint64_t>(t) << 32));
   }
   return s;
 }
