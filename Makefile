@@ -6,7 +6,7 @@ PIP        = $(VENV)/bin/pip
 PYTHON     = $(VENV)/bin/python
 STAMP      = $(VENV)/.sft_installed
 
-.PHONY: demo test bench bench-full info clean setup asan
+.PHONY: demo test bench bench-full info clean setup asan gpu-vendor
 
 $(VENV)/bin/python:
 	$(PY) -m venv $(VENV)
@@ -48,3 +48,9 @@ asan: $(STAMP)
 
 clean:
 	rm -rf build *.egg-info sft_kernels/*.so demo_out .pytest_cache .benchmarks
+
+# pytest and ninja for Python 3.12 in .gpu_vendor, to carry to a lent GPU machine that lacks them (no network
+# there); benchmarks/gpu_check.sh uses them only where the machine has none of its own
+gpu-vendor:
+	$(PY) -m pip install -q --target .gpu_vendor --python-version 3.12 --only-binary=:all: \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 pytest ninja

@@ -1,89 +1,221 @@
-"""GPU benchmark: sft conv2d backends (Triton, CUDA when built) vs cuDNN, fp16, channels_last.
+"""GPU benchmark: sft conv2d backends (Triton, CUDA when built) vs cuDNN, fp16, channels_last; SFTNet end to end.
 
-triton.testing.do_bench medians (it flushes L2 between runs); cuDNN with cudnn.benchmark=True; TF32 settings
-recorded. TFLOP/s use direct-conv FLOPs. Prints a short table last and writes JSON next to the log.
-Usage: python benchmarks/gpu_bench.py [--batch 1 16] [--lr 128 256] [--e2e-lr 128] [--out benchmarks/results/x.json]
+Per conv shape (SFTNet's and ResNet-50's catalogs, each batch size), cuDNN (cudnn.benchmark=True) and every GPU
+backend of ours are timed with triton.testing.do_bench (it flushes L2 between runs) in interleaved rounds; the
+median of the rounds' medians is kept. End to end: SFTNet fp16, eager cuDNN and cuDNN replayed from a CUDA graph
+against each converted model, eager and replayed from a CUDA graph. TFLOP/s count direct-conv FLOPs; "% peak" is
+against a measured fp16 cuBLAS 8192³ GEMM.
+
+Every row is printed and appended to the JSON-lines file --out as soon as it is measured, so a run cut short keeps
+what it measured; `benchmarks/gpu_table.py FILE` prints the summary table (this script does too, last).
+Usage: python benchmarks/gpu_bench.py --out results.jsonl [--batch 1 16] [--catalog sftnet resnet50]
+Rehearsal without a GPU (tiny shapes, host timer, Triton interpreted; exercises every code path and error row):
+       python benchmarks/gpu_bench.py --rehearse --out /tmp/rehearsal.jsonl
 """
 import argparse
 import json
+import statistics
 import sys
+import time
+import traceback
 
 import torch
 import torch.nn.functional as F
 
 
+class Recorder:
+    """Prints each row and appends it to a JSON-lines file at once (a timeout keeps what was measured)."""
+
+    def __init__(self, path):
+        self.path, self.rows = path, []
+
+    def __call__(self, **row):
+        self.rows.append(row)
+        if self.path:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        if row.get("kind") == "conv" or row.get("kind") == "e2e":
+            ms = row.get("ms")
+            ratio = row.get("vs_cudnn")
+            print(f"  {row['kind']:4s} b={row['batch']:<3d} {row['shape']:30s} {row['backend']:13s} "
+                  + (f"{ms:8.3f} ms  cuDNN {row['cudnn_ms']:8.3f} ms  {ratio:5.2f}x" if ms is not None
+                     else f"FAILED {row.get('error', '')[:150]}"), flush=True)
+        else:
+            print(" ", json.dumps(row)[:400], flush=True)
+
+
+DEVICE = "cuda"
+DTYPE = torch.half
+
+
+def _host_ms(fn, **_):
+    fn()
+    t = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t) * 1e3
+
+
+def _sync():
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_rounds(fns: dict, rounds: int, warmup: int, rep: int) -> dict:
+    """{name: median ms}: each round runs every fn's do_bench once, in turn (interleaved)."""
+    if DEVICE == "cuda":
+        import triton.testing
+
+        timer = triton.testing.do_bench
+    else:
+        timer = _host_ms
+    samples = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            samples[name].append(timer(fn, warmup=warmup, rep=rep, return_mode="median"))
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def conv_rows(rec, catalogs, batches, names, args):
+    from sft_kernels.shapes import resnet50_conv_shapes, sftnet_conv_shapes
+
+    shapes_of = {"sftnet": lambda n: sftnet_conv_shapes(lr=args.lr, n=n),
+                 "resnet50": lambda n: resnet50_conv_shapes(size=args.size, n=n)}
+    for catalog in catalogs:
+        for n in batches:
+            for s in shapes_of[catalog](n):
+                try:
+                    conv_shape(rec, catalog, n, s, names, args)
+                except Exception as e:  # noqa: BLE001 - one shape (e.g. out of memory) must not end the table
+                    rec(kind="error", section="conv", shape=s.name, batch=n, error=f"{type(e).__name__}: {e}")
+
+
+def conv_shape(rec, catalog, n, s, names, args):
+    from sft_kernels import ops
+
+    x = torch.randn(s.n, s.c, s.h, s.w, device=DEVICE, dtype=DTYPE).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(s.k, s.c // s.groups, s.r, s.s, device=DEVICE, dtype=DTYPE)
+    b = torch.randn(s.k, device=DEVICE, dtype=DTYPE)
+    a = (s.stride, s.padding, 1, s.groups)
+    fns = {"cudnn": lambda: F.conv2d(x, w, b, *a)}
+    failed = {}
+    for name in names:
+        fn = lambda name=name: ops.conv2d(x, w, b, *a, backend=name)  # noqa: E731
+        try:
+            _sync()
+            fn()  # compile / pack outside the timing
+            _sync()
+            fns[name] = fn
+        except Exception as e:  # noqa: BLE001 - record and go on with the other backends
+            failed[name] = f"{type(e).__name__}: {e}"
+    t = bench_rounds(fns, args.rounds, args.warmup, args.rep)
+    for name in names:
+        common = dict(kind="conv", catalog=catalog, batch=n, shape=s.name, backend=name, cudnn_ms=t["cudnn"],
+                      flops=s.flops, cudnn_tflops=s.flops / t["cudnn"] / 1e9)
+        if name in failed:
+            rec(**common, ms=None, error=failed[name])
+        else:
+            rec(**common, ms=t[name], tflops=s.flops / t[name] / 1e9, vs_cudnn=t["cudnn"] / t[name])
+
+
+def e2e_rows(rec, batches, names, args):
+    from sft_kernels import convert_
+    from sft_kernels.metrics import conv_macs
+    from sft_kernels.models import SFTNet, compile_for_inference
+
+    with torch.no_grad():  # SFTNet conv FLOPs per image (counted by hooks, on the CPU)
+        flops = 2 * conv_macs(SFTNet("pytorch").eval(), torch.zeros(1, 3, args.e2e_lr, args.e2e_lr))
+    shape = f"SFTNet {args.e2e_lr}->x4 fp16"
+    for n in batches:
+        model = SFTNet("pytorch").reset_parameters_(seed=0).to(DEVICE, DTYPE).eval()
+        x = torch.rand(n, 3, args.e2e_lr, args.e2e_lr, device=DEVICE, dtype=DTYPE).contiguous(
+            memory_format=torch.channels_last)
+        runs, failed = {}, {}
+        with torch.no_grad():
+            runs["cudnn"] = lambda: model(x)
+            try:
+                g_ref = compile_for_inference(model, x)
+                runs["cudnn+graph"] = lambda: g_ref(x)
+            except Exception as e:  # noqa: BLE001
+                failed["cudnn+graph"] = f"{type(e).__name__}: {e}"
+            for name in names:
+                m = SFTNet("pytorch").reset_parameters_(seed=0).to(DEVICE, DTYPE).eval()
+                try:
+                    convert_(m, backend=name)
+                    m(x)
+                    runs[name] = lambda m=m: m(x)
+                except Exception as e:  # noqa: BLE001
+                    failed[name] = f"{type(e).__name__}: {e}"
+                    continue
+                try:
+                    g = compile_for_inference(m, x)
+                    err = (g(x).float() - model(x).float()).abs().max().item()
+                    rec(kind="check", what=f"{name}+graph vs eager cuDNN, batch {n}", max_abs_err=err)
+                    runs[f"{name}+graph"] = lambda g=g: g(x)
+                except Exception as e:  # noqa: BLE001
+                    failed[f"{name}+graph"] = f"{type(e).__name__}: {e}"
+            t = bench_rounds(runs, args.rounds, args.warmup, args.rep)
+        for name in [*runs, *failed]:
+            common = dict(kind="e2e", catalog="sftnet", batch=n, shape=shape, backend=name, cudnn_ms=t["cudnn"],
+                          flops=flops * n, cudnn_tflops=flops * n / t["cudnn"] / 1e9)
+            if name in failed:
+                rec(**common, ms=None, error=failed[name])
+            elif name != "cudnn":
+                rec(**common, ms=t[name], tflops=flops * n / t[name] / 1e9, vs_cudnn=t["cudnn"] / t[name])
+        del model, x
+        if DEVICE == "cuda":
+            torch.cuda.empty_cache()
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, nargs="+", default=[1, 16])
-    p.add_argument("--lr", type=int, nargs="+", default=[128], help="LR sizes for the per-conv table")
+    p.add_argument("--catalog", nargs="+", default=["sftnet", "resnet50"], choices=["sftnet", "resnet50"])
+    p.add_argument("--lr", type=int, default=128, help="SFTNet LR size of the per-conv table (default 128)")
+    p.add_argument("--size", type=int, default=224, help="ResNet-50 input size (default 224)")
     p.add_argument("--e2e-lr", dest="e2e_lr", type=int, default=128, help="LR size of the end-to-end SFTNet runs")
-    p.add_argument("--out", default=None)
+    p.add_argument("--no-e2e", dest="e2e", action="store_false", help="skip the end-to-end SFTNet runs")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per shape (median kept)")
+    p.add_argument("--warmup", type=int, default=10, help="do_bench warm-up, ms")
+    p.add_argument("--rep", type=int, default=40, help="do_bench measuring time, ms")
+    p.add_argument("--out", default=None, help="JSON-lines file the rows are appended to")
+    p.add_argument("--rehearse", action="store_true",
+                   help="no GPU: run every path on the CPU in fp32 with tiny shapes (timings meaningless)")
     args = p.parse_args(argv)
-    if not torch.cuda.is_available():
-        print("no CUDA GPU: nothing to benchmark")
+    global DEVICE, DTYPE
+    if args.rehearse:
+        DEVICE, DTYPE = "cpu", torch.float32
+        args.batch, args.lr, args.size, args.e2e_lr, args.rounds = [1], 8, 32, 8, 1
+    elif not torch.cuda.is_available():
+        print("gpu_bench: no CUDA GPU visible to torch: nothing to benchmark (--rehearse runs the paths on a CPU)")
         return 0
-    import triton.testing
+    import triton
 
-    from sft_kernels import backends, convert_, ops
-    from sft_kernels.metrics import conv_macs
-    from sft_kernels.models import SFTNet
-    from sft_kernels.shapes import sftnet_conv_shapes
+    from sft_kernels import backends
 
+    rec = Recorder(args.out)
     torch.backends.cudnn.benchmark = True
-    meta = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, cuda=torch.version.cuda,
-                tf32_matmul=torch.backends.cuda.matmul.allow_tf32, tf32_cudnn=torch.backends.cudnn.allow_tf32,
-                backends=backends.available())
-    # Measured tensor-core peak: a large fp16 cuBLAS GEMM (fp32 accumulate).
-    a = torch.randn(8192, 8192, device="cuda", dtype=torch.half)
-    t_mm = triton.testing.do_bench(lambda: a @ a, return_mode="median")
-    meta["fp16_gemm_peak_tflops"] = peak = 2 * 8192**3 / t_mm / 1e9
-    with torch.no_grad():  # SFTNet conv FLOPs per image (counted by hooks, on the CPU)
-        e2e_flops = 2 * conv_macs(SFTNet("pytorch").eval(), torch.zeros(1, 3, args.e2e_lr, args.e2e_lr))
-    print(meta)
-    names = [b for b in ("triton", "cuda") if backends.supports(b, "conv2d", "cuda", torch.float16)]
-    rows = []
-    for n, lr in ((n, lr) for lr in args.lr for n in args.batch):
-        for s in sftnet_conv_shapes(lr=lr, n=n):
-            x = torch.randn(s.n, s.c, s.h, s.w, device="cuda", dtype=torch.half).contiguous(
-                memory_format=torch.channels_last)
-            w = torch.randn(s.k, s.c // s.groups, s.r, s.s, device="cuda", dtype=torch.half)
-            b = torch.randn(s.k, device="cuda", dtype=torch.half)
-            a = (s.stride, s.padding, 1, s.groups)
-            t_ref = triton.testing.do_bench(lambda: F.conv2d(x, w, b, *a), return_mode="median")
-            for name in names:
-                t = triton.testing.do_bench(lambda: ops.conv2d(x, w, b, *a, backend=name), return_mode="median")
-                rows.append(dict(batch=n, shape=f"{s.name} @{lr}", backend=name, ms=t, cudnn_ms=t_ref,
-                                 tflops=s.flops / t / 1e9, cudnn_tflops=s.flops / t_ref / 1e9, vs_cudnn=t_ref / t))
-    # End to end: SFTNet fp16, eager cuDNN vs converted (eager and replayed from a CUDA graph).
-    from sft_kernels.models import compile_for_inference
+    names = [b for b in ("triton", "cuda") if backends.supports(b, "conv2d", DEVICE, DTYPE)]
+    g = 256 if args.rehearse else 8192
+    a = torch.randn(g, g, device=DEVICE, dtype=DTYPE)
+    t_mm = bench_rounds({"mm": lambda: a @ a}, 1, 25, 100)["mm"]
+    del a
+    rec(kind="meta", gpu=torch.cuda.get_device_name() if DEVICE == "cuda" else "none (rehearsal)",
+        torch=torch.__version__, cuda=torch.version.cuda, triton=triton.__version__,
+        cudnn=torch.backends.cudnn.version(), backends=names, tf32_cudnn=torch.backends.cudnn.allow_tf32,
+        fp16_gemm_peak_tflops=2 * g**3 / t_mm / 1e9, when=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        args=vars(args))
+    if not names:
+        print("gpu_bench: neither the Triton nor the CUDA backend can run here:", backends.status())
+    for section, fn in (("e2e", lambda: e2e_rows(rec, args.batch, names, args) if args.e2e else None),
+                        ("conv", lambda: conv_rows(rec, args.catalog, args.batch, names, args))):
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - one broken section must not lose the other
+            traceback.print_exc()
+            rec(kind="error", section=section, error=f"{type(e).__name__}: {e}")
+    from gpu_table import print_table
 
-    for n in args.batch:
-        model = SFTNet("pytorch").reset_parameters_(seed=0).cuda().half().eval()
-        x = torch.rand(n, 3, args.e2e_lr, args.e2e_lr, device="cuda", dtype=torch.half).contiguous(
-            memory_format=torch.channels_last)
-        with torch.no_grad():
-            t_ref = triton.testing.do_bench(lambda: model(x), return_mode="median")
-            g_ref = compile_for_inference(model, x)
-            runs = [("cudnn+graph", lambda: g_ref(x))]
-            for name in names:
-                m = SFTNet("pytorch").reset_parameters_(seed=0).cuda().half().eval()
-                convert_(m, backend=name)
-                g = compile_for_inference(m, x)
-                runs += [(name, lambda m=m: m(x)), (f"{name}+graph", lambda g=g: g(x))]
-            for name, fn in runs:
-                t = triton.testing.do_bench(fn, return_mode="median")
-                rows.append(dict(batch=n, shape=f"SFTNet e2e {args.e2e_lr}->x4", backend=name, ms=t, cudnn_ms=t_ref,
-                                 tflops=e2e_flops * n / t / 1e9, cudnn_tflops=e2e_flops * n / t_ref / 1e9,
-                                 vs_cudnn=t_ref / t))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(dict(meta=meta, rows=rows), f, indent=1)
-    print(f"\nfp16 tensor-core peak (cuBLAS 8192^3 GEMM): {peak:.0f} TFLOP/s")
-    print(f"{'batch':>5}  {'shape':28s} {'backend':12s} {'ms':>8s} {'cuDNN ms':>9s} {'TFLOP/s':>8s} {'% peak':>7s} "
-          f"{'vs cuDNN':>8s}")
-    for r in rows:
-        print(f"{r['batch']:>5}  {r['shape']:28s} {r['backend']:12s} {r['ms']:8.3f} {r['cudnn_ms']:9.3f} "
-              f"{r['tflops']:8.1f} {100 * r['tflops'] / peak:6.1f}% {r['vs_cudnn']:7.2f}x")
+    print_table(rec.rows)
     return 0
 
 

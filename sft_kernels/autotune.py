@@ -39,22 +39,49 @@ def clear() -> None:
         fn()
 
 
-def pick(key: Hashable, candidates: Sequence[str], run: Callable[[str], object], rounds: int = 3) -> str:
-    """The fastest of `candidates` for `key`, timing `run(name)` on first sight of the key."""
+def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
+    """Seconds one call of fn takes on `device`. GPU work is asynchronous: a host clock around a launch measures
+    the launch, so CUDA candidates are timed with events on the current stream after a synchronize."""
+    if device.type != "cuda":
+        def host(fn):
+            t = time.perf_counter()
+            fn()
+            return time.perf_counter() - t
+        return host
+
+    def cuda(fn):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
+    return cuda
+
+
+def pick(key: Hashable, candidates: Sequence[str], run: Callable[[str], object], rounds: int = 3,
+         device: torch.device = torch.device("cpu")) -> str:
+    """The fastest of `candidates` for `key`, timing `run(name)` on first sight of the key on `device`.
+
+    While a CUDA graph is being captured nothing can be timed (a synchronize would break the capture): the first
+    candidate (the static preference order) is used and nothing is cached, so a later eager call still measures.
+    """
     if len(candidates) == 1:
         return candidates[0]
     hit = _CHOICES.get(key)
     if hit is not None:
         return hit
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        return candidates[0]
+    timer = _timer(device)
     samples = {c: [] for c in candidates}
     with torch.no_grad():
-        for c in candidates:  # warm-up (packing buffers, first-touch pages, lazy init)
+        for c in candidates:  # warm-up (packing buffers, first-touch pages, lazy init, JIT compiles)
             run(c)
         for _ in range(rounds):
             for c in candidates:
-                t = time.perf_counter()
-                run(c)
-                samples[c].append(time.perf_counter() - t)
+                samples[c].append(timer(lambda: run(c)))  # noqa: B023 - called at once
     best = min(candidates, key=lambda c: statistics.median(samples[c]))
     _CHOICES[key] = best
     return best

@@ -4,7 +4,8 @@
 The kernel wants an NHWC input, a KRSC weight and a multiple of 8 channels per group (16-byte cp.async
 chunks). A channels_last input is already NHWC (no copy); NCHW input is transposed once, as cuDNN does.
 Odd channel counts (e.g. the 3-channel first conv) are zero-padded to a multiple of 8; the packed weight is
-cached per weight tensor (and repacked when it changes in place).
+cached for the weight tensor's lifetime by `weight_pack` (repacked when it changes, and packed inside a CUDA
+graph capture so a replay never reads a pack that was freed or is stale).
 
 Tile configs: `tile_configs()` lists them; SFT_KERNELS_CUDA_CONFIG=<name> pins one, otherwise the kernel's
 size heuristic picks; SFT_KERNELS_LOG_CONFIG=1 prints the choice per launch.
@@ -13,29 +14,32 @@ from __future__ import annotations
 
 import os
 import sys
-import weakref
 from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 
+from . import weight_pack
 from .ops import _checks
 
 _ACTS = {None: 0, "relu": 1, "leaky_relu": 2}
-_packed: dict = {}  # id(weight) -> (weakref to it, its _version, groups, packed KRSC weight)
 
 
 def _kernel():
     from . import backends
 
-    if backends.cuda_ext() is None:
-        raise backends.BackendUnavailableError(f"cuda backend unavailable: {backends.status()['cuda'][1]}")
+    ok, why = backends.status()["cuda"]
+    if not ok:  # the extension may be built but have no GPU to run on
+        raise backends.BackendUnavailableError(f"cuda backend unavailable: {why}")
     return torch.ops.sft_cuda.conv2d_nhwc
 
 
 def tile_configs() -> list:
-    """[(name, (BM, BN, BK, WM, WN, STAGES))] in the kernel's index order (needs the CUDA extension)."""
-    _kernel()
+    """[(name, (BM, BN, BK, WM, WN, STAGES))] in the kernel's index order (needs the CUDA extension, not a GPU)."""
+    from . import backends
+
+    if backends.cuda_ext() is None:
+        raise backends.BackendUnavailableError(f"cuda backend unavailable: {backends.status()['cuda'][1]}")
     out = []
     for s in torch.ops.sft_cuda.tile_configs():
         name, dims = s.split(":")
@@ -68,20 +72,8 @@ def _pad_groups(t: torch.Tensor, groups: int, cg: int, cg8: int) -> torch.Tensor
 
 
 def _pack_weight(w: torch.Tensor, groups: int, cg8: int) -> torch.Tensor:
-    """KRSC weight with channels padded to cg8, cached while the tensor lives and is not modified."""
-    try:
-        version = w._version
-    except RuntimeError:  # inference tensors have no version counter: do not cache
-        version = None
-    hit = _packed.get(id(w))
-    if hit is not None and version is not None and hit[0]() is w and hit[1] == version and hit[2] == (groups, cg8):
-        return hit[3]
-    packed = _pad_groups(w.permute(0, 2, 3, 1), 1, w.shape[1], cg8)
-    if version is not None and not torch.compiler.is_compiling():
-        if len(_packed) > 256:
-            _packed.clear()
-        _packed[id(w)] = (weakref.ref(w), version, (groups, cg8), packed)
-    return packed
+    """KRSC weight with channels padded to cg8 (see weight_pack for its lifetime)."""
+    return weight_pack.packed(w, f"cuda_krsc_{cg8}", lambda w: _pad_groups(w.permute(0, 2, 3, 1), 1, w.shape[1], cg8))
 
 
 def conv2d(x, w, b, stride, padding, dilation, groups, activation, negative_slope, residual,

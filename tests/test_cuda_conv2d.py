@@ -24,6 +24,7 @@ def test_cuda_kernels_exist():
     assert KERNELS, "csrc/cuda has no .cu kernels"
 
 
+@pytest.mark.host_compile
 @pytest.mark.skipif(NVCC is None, reason="nvcc not installed")
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 @pytest.mark.parametrize("src", KERNELS, ids=os.path.basename)
@@ -40,6 +41,7 @@ CUDA_INCLUDE = next((d for d in (os.path.join(os.environ.get("CUDA_HOME", "/none
                      if os.path.exists(os.path.join(d, "cuda_runtime.h"))), "")
 
 
+@pytest.mark.host_compile
 @pytest.mark.skipif(shutil.which("g++") is None or not CUDA_INCLUDE, reason="needs g++ and the CUDA runtime headers")
 def test_cuda_binding_parses_against_torch_headers(tmp_path):
     """bindings.cpp builds only against a CUDA torch; here it is syntax-checked against the CPU wheel's headers

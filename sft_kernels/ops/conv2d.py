@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from .. import autotune, backends, reference
+from .. import autotune, backends, reference, weight_pack
 from . import _checks
 
 _SCHEMA_ACTS = {None: 0, "relu": 1, "leaky_relu": 2}
@@ -43,9 +43,15 @@ def _impl_triton(x, w, b, stride, padding, dilation, groups, act, slope, res, al
     from .. import triton as sft_triton
 
     _no_winograd("triton", algorithm)
+    w = weight_pack.packed(w, "triton_rsck", _rsck)
     return sft_triton.load().conv2d(x, w, b, tuple(stride), tuple(padding), tuple(dilation), groups,
                                     act, slope, res, pixel_shuffle=shuffle,
                                     modulation=None if scale is None else (scale, shift))
+
+
+def _rsck(w):
+    """The weight as an RSCK-strided view of shape KCRS: the Triton kernel's B tiles then load contiguous rows."""
+    return w.permute(2, 3, 1, 0).contiguous().permute(3, 2, 0, 1)
 
 
 def _impl_cuda(x, w, b, stride, padding, dilation, groups, act, slope, res, algorithm, shuffle, scale, shift):
@@ -212,7 +218,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
                input.device.type, torch.get_num_threads(), scale is not None)
         run = lambda b: _conv2d_op(input, weight, bias, stride, padding, dilation, groups, activation,  # noqa: E731
                                    float(negative_slope), residual, b, algorithm, r, scale, shift)
-        name = autotune.pick(key, cands, run)
+        name = autotune.pick(key, cands, run, device=input.device)
     if seen_key is not None and input.shape[0] and len(_SEEN) < 4096:
         _SEEN[seen_key] = (name, stride, padding, dilation)
     if input.shape[0] and _checks.direct_call_ok(input, weight, bias, residual, scale, shift):

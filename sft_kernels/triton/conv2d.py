@@ -6,7 +6,8 @@ is a GEMM without materialising im2col (the CUTLASS "implicit GEMM" mapping), pe
 
     GEMM M = N*P*Q        rows: output pixels (n, p, q)
     GEMM N = Kg = K/groups columns: output channels of the group
-    GEMM K = Cg*R*S       reduction, ordered (r, s, c) so the innermost c is contiguous in NHWC
+    GEMM K = Cg*R*S       reduction, walked tap by tap (r, s), BLOCK_K channels c at a time (c is
+                          contiguous in NHWC, so A tiles load as wide vectors)
 
 Each program computes one BLOCK_M x BLOCK_N tile of the output of one group, walking the
 reduction in BLOCK_K steps; the A tile is gathered from the input (zero where the filter hangs
@@ -56,6 +57,7 @@ def conv2d_kernel(
     INPUT_PRECISION: tl.constexpr,  # "ieee" | "tf32" | "tf32x3": only matters for fp32 operands
     UPCAST: tl.constexpr,  # cast A/B tiles to fp32 before tl.dot (bf16 under the interpreter)
     INT64: tl.constexpr,  # some tensor spans >= 2**31 elements: 64-bit address arithmetic
+    EVEN_C: tl.constexpr,  # Cg % BLOCK_K == 0: no channel-tail masks
     SHUFFLE: tl.constexpr,  # r > 1: store PixelShuffle(r) of the activated conv (y, residual: N, K/r², P·r, Q·r)
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -63,7 +65,6 @@ def conv2d_kernel(
     GROUP_M: tl.constexpr,
 ):
     M = N * P * Q
-    GEMM_K = Cg * R * S
 
     # ---- which tile: axis 0 walks (M tiles x N tiles) in grouped order, axis 1 is the conv group.
     # GROUP_M row-tiles share each column of weight tiles, so consecutive programs reuse the same
@@ -107,31 +108,41 @@ def conv2d_kernel(
     w_cols = w_ptr + k_out * swk  # [BLOCK_N] pointers
 
     acc = tl.full((BLOCK_M, BLOCK_N), 0.0, dtype=tl.float32)
-    for k0 in range(0, GEMM_K, BLOCK_K):
-        # reduction index -> (r, s, c), c fastest
-        kk = k0 + offs_k
-        mask_k = kk < GEMM_K
-        r = kk // (S * Cg)
-        rs_c = kk % (S * Cg)
-        s = rs_c // Cg
-        c = rs_c % Cg
+    # ---- reduction: filter taps (r, s) outside, BLOCK_K-channel blocks inside, flattened into one loop so
+    # Triton pipelines it (nested loops with one or two channel blocks each would not). Per step the tap is a
+    # scalar and the channels c0 .. c0+BLOCK_K are consecutive, so with channels_last input (sxc == 1) the
+    # A tile is BLOCK_M rows of contiguous, 16-byte aligned vectors: the hints below let Triton prove it.
+    num_cb = (Cg + BLOCK_K - 1) // BLOCK_K
+    for t in range(0, R * S * num_cb):
+        rs = t // num_cb
+        c0 = (t - rs * num_cb) * BLOCK_K
+        r = rs // S
+        s = rs - r * S
+        c = tl.max_contiguous(tl.multiple_of(c0 + offs_k, BLOCK_K), BLOCK_K)
         dh = r * dil_h
         dw = s * dil_w
 
         # A tile [BLOCK_M, BLOCK_K]: input taps, zero outside the image (padding) and the problem
-        ih = ih0[:, None] + dh[None, :]
-        iw = iw0[:, None] + dw[None, :]
-        a_mask = (mask_m[:, None] & mask_k[None, :]) & ((ih >= 0) & (ih < H) & (iw >= 0) & (iw < W))
-        a_off = row_off[:, None] + (c * sxc + dh * sxh + dw * sxw)[None, :]
+        ih = ih0 + dh
+        iw = iw0 + dw
+        row_ok = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        if EVEN_C:  # Cg % BLOCK_K == 0: no channel tail, the mask is constant along each row
+            a_mask = row_ok[:, None]
+            b_mask = mask_n[None, :]
+        else:
+            mask_c = c < Cg
+            a_mask = row_ok[:, None] & mask_c[None, :]
+            b_mask = mask_c[:, None] & mask_n[None, :]
+        a_off = (row_off + dh * sxh + dw * sxw)[:, None] + (c * sxc)[None, :]
         a = tl.load(x_ptr + a_off, mask=a_mask, other=0.0)
         if HAS_MODULATION:  # padding stays zero: 0·(0+1)+0
             sc = tl.load(scale_ptr + a_off, mask=a_mask, other=0.0).to(tl.float32)
             sf = tl.load(shift_ptr + a_off, mask=a_mask, other=0.0).to(tl.float32)
             a = (a.to(tl.float32) * (sc + 1.0) + sf).to(a.dtype)
 
-        # B tile [BLOCK_K, BLOCK_N]: weight[k, c, r, s]
+        # B tile [BLOCK_K, BLOCK_N]: weight[k, c, r, s] (the ops layer passes it packed RSCK: k contiguous)
         b_ptrs = w_cols[None, :] + (c * swc + r * swr + s * sws)[:, None]
-        b = tl.load(b_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+        b = tl.load(b_ptrs, mask=b_mask, other=0.0)
 
         if UPCAST:
             a = a.to(tl.float32)
@@ -206,15 +217,21 @@ def _pow2_clamp(x: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, triton.next_power_of_2(max(int(x), 1))))
 
 
-def choose_config(M: int, Kg: int, gemm_k: int, dtype: torch.dtype, interpreted: bool = INTERPRETED) -> TileConfig:
-    """Default tile config for one problem (GEMM sizes M x Kg x gemm_k per group)."""
+def choose_config(M: int, Kg: int, gemm_k: int, dtype: torch.dtype, interpreted: bool = INTERPRETED,
+                  cg: Optional[int] = None) -> TileConfig:
+    """Default tile config for one problem (GEMM sizes M x Kg x gemm_k per group, Cg input channels per group).
+
+    A K step never crosses a filter tap, so BLOCK_K is at most Cg rounded up to a power of two (>= 16): the
+    3-channel first conv runs 16-wide steps, not 64-wide ones that are 95 % padding.
+    """
+    cg = gemm_k if cg is None else cg
     if interpreted:
         base = CONFIGS["interpret"]
         return dataclasses.replace(
             base,
             BLOCK_M=_pow2_clamp(M, 16, base.BLOCK_M),
             BLOCK_N=_pow2_clamp(Kg, 16, 128),
-            BLOCK_K=_pow2_clamp(gemm_k, 16, 128),
+            BLOCK_K=_pow2_clamp(cg, 16, 128),
         )
     half = dtype in (torch.float16, torch.bfloat16)
     small_m = M <= 4096  # e.g. 64x64 images: 128-row tiles would leave most of the SMs idle
@@ -224,12 +241,13 @@ def choose_config(M: int, Kg: int, gemm_k: int, dtype: torch.dtype, interpreted:
         name = "m64_n64_k32" if small_m else ("m128_n64_k64" if half else "m128_n64_k32")
     else:
         name = "m128_n128_k64" if half else "m128_n128_k32"
-    return CONFIGS[name]
+    cfg = CONFIGS[name]
+    return dataclasses.replace(cfg, BLOCK_K=min(cfg.BLOCK_K, _pow2_clamp(cg, 16, 128)))
 
 
-def _resolve_config(config, M, Kg, gemm_k, dtype) -> TileConfig:
+def _resolve_config(config, M, Kg, gemm_k, dtype, cg) -> TileConfig:
     if config is None:
-        return choose_config(M, Kg, gemm_k, dtype)
+        return choose_config(M, Kg, gemm_k, dtype, cg=cg)
     if isinstance(config, TileConfig):
         return config
     if isinstance(config, str):
@@ -241,7 +259,7 @@ def _resolve_config(config, M, Kg, gemm_k, dtype) -> TileConfig:
         if unknown:
             allowed = [f.name for f in dataclasses.fields(TileConfig)]
             raise ValueError(f"config has unknown keys {sorted(unknown)}; allowed: {allowed}")
-        return dataclasses.replace(choose_config(M, Kg, gemm_k, dtype), **config)
+        return dataclasses.replace(choose_config(M, Kg, gemm_k, dtype, cg=cg), **config)
     raise TypeError(f"config must be None, a name in CONFIGS, a TileConfig or a dict, got {type(config).__name__}")
 
 
@@ -357,7 +375,7 @@ def conv2d(
         from . import tune
 
         config = tune.lookup(input.dtype, Cg, Kg, R, S, (sh, sw), (dh, dw), M)
-    cfg = _resolve_config(config, M, Kg, gemm_k, input.dtype)
+    cfg = _resolve_config(config, M, Kg, gemm_k, input.dtype, Cg)
     if os.environ.get("SFT_KERNELS_LOG_CONFIG") == "1":
         print(f"sft_kernels.triton.conv2d: M={M} N={Kg} K={gemm_k} {input.dtype} -> {cfg}", file=sys.stderr)
     upcast = INTERPRETED and input.dtype == torch.bfloat16  # the interpreter's bf16 tl.dot is wrong
@@ -387,6 +405,7 @@ def conv2d(
         INPUT_PRECISION=precision,
         UPCAST=upcast,
         INT64=int64,
+        EVEN_C=Cg % cfg.BLOCK_K == 0,
         SHUFFLE=r_,
         BLOCK_M=cfg.BLOCK_M,
         BLOCK_N=cfg.BLOCK_N,

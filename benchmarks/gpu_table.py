@@ -1,0 +1,86 @@
+"""Summary table of a gpu_bench.py run: per shape (ours / cuDNN time ratio per backend), then per catalog and
+batch the geometric mean, the worst shape and how many shapes meet issue 22's bar (Triton >= 0.9x, CUDA >= 1.0x
+cuDNN at batch 16), then SFTNet end to end. Reads the JSON-lines file gpu_bench.py appends to.
+Usage: python benchmarks/gpu_table.py RESULTS.jsonl
+"""
+import json
+import math
+import sys
+from collections import defaultdict
+
+BAR = {"triton": 0.9, "cuda": 1.0}
+
+
+def _geomean(v):
+    return math.exp(sum(math.log(x) for x in v) / len(v)) if v else float("nan")
+
+
+def print_table(rows):
+    meta = next((r for r in rows if r.get("kind") == "meta"), {})
+    peak = meta.get("fp16_gemm_peak_tflops")
+    if meta:
+        print(f"\n{meta.get('gpu')}  torch {meta.get('torch')}  CUDA {meta.get('cuda')}  triton {meta.get('triton')}  "
+              f"cuDNN {meta.get('cudnn')}  fp16 cuBLAS peak {peak:.0f} TFLOP/s  ({meta.get('when')})")
+    conv = [r for r in rows if r.get("kind") == "conv"]
+    backends = sorted({r["backend"] for r in conv})
+    by_shape = defaultdict(dict)
+    for r in conv:
+        by_shape[(r["catalog"], r["batch"], r["shape"])][r["backend"]] = r
+    if by_shape:
+        print(f"\n{'catalog':8s} {'b':>3s} {'shape':26s} {'cuDNN ms':>9s} {'TF/s':>6s} "
+              + " ".join(f"{b + ' x':>9s} {'TF/s':>6s}" for b in backends))
+    for (cat, n, shape), per in by_shape.items():
+        any_r = next(iter(per.values()))
+        cells = []
+        for b in backends:
+            r = per.get(b)
+            cells.append(f"{'FAIL':>9s} {'':>6s}" if r is None or r.get("ms") is None
+                         else f"{r['vs_cudnn']:8.2f}x {r['tflops']:6.0f}")
+        print(f"{cat:8s} {n:3d} {shape[:26]:26s} {any_r['cudnn_ms']:9.3f} {any_r['cudnn_tflops']:6.0f} "
+              + " ".join(cells))
+    groups = defaultdict(list)
+    for r in conv:
+        groups[(r["catalog"], r["batch"], r["backend"])].append(r)
+    if groups:
+        print(f"\n{'catalog':8s} {'batch':>5s} {'backend':8s} {'geomean':>8s} {'worst':>7s}  {'worst shape':26s} "
+              f"{'>= bar':>7s} {'failed':>6s}")
+    for (cat, n, b), rs in sorted(groups.items()):
+        ok = [r for r in rs if r.get("ms") is not None]
+        worst = min(ok, key=lambda r: r["vs_cudnn"]) if ok else None
+        meets = sum(r["vs_cudnn"] >= BAR.get(b, 1.0) for r in ok)
+        print(f"{cat:8s} {n:5d} {b:8s} {_geomean([r['vs_cudnn'] for r in ok]):7.2f}x "
+              f"{worst['vs_cudnn'] if worst else float('nan'):6.2f}x  {(worst or {}).get('shape', '')[:26]:26s} "
+              f"{meets:3d}/{len(ok):<3d} {len(rs) - len(ok):6d}")
+    e2e = [r for r in rows if r.get("kind") == "e2e"]
+    if e2e:
+        print(f"\n{'SFTNet end to end':26s} {'batch':>5s} {'backend':14s} {'ms':>8s} {'eager cuDNN':>11s} "
+              f"{'vs eager cuDNN':>14s} {'% peak':>7s}")
+    for r in e2e:
+        if r.get("ms") is None:
+            print(f"{r['shape'][:26]:26s} {r['batch']:5d} {r['backend']:14s} FAILED {r.get('error', '')[:80]}")
+        else:
+            pct = 100 * r["tflops"] / peak if peak else float("nan")
+            print(f"{r['shape'][:26]:26s} {r['batch']:5d} {r['backend']:14s} {r['ms']:8.3f} {r['cudnn_ms']:11.3f} "
+                  f"{r['vs_cudnn']:13.2f}x {pct:6.1f}%")
+    for r in rows:
+        if r.get("kind") in ("error", "check"):
+            print(" ", json.dumps(r)[:300])
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    try:
+        with open(argv[0]) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    except FileNotFoundError:
+        print(f"gpu_table: {argv[0]} does not exist (the benchmark did not start, or wrote elsewhere)")
+        return 1
+    print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

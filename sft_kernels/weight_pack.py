@@ -1,0 +1,60 @@
+"""Weights re-laid out for a GPU kernel (KRSC for the CUDA conv, RSCK for Triton), cached on the weight itself.
+
+    packed = weight_pack.packed(w, "cuda_krsc8", lambda w: ...)
+
+Lifetimes, which matter once a CUDA graph has baked a packed weight's address into its kernels:
+- Eager: the pack is held in a table keyed weakly by the weight tensor, so it lives exactly as long as the
+  weight does and nothing is evicted early (no size bound; nothing in the weight's own __dict__ either, so
+  torch.save and deepcopy of a model carry no packs). A pack that is a view of the weight is not stored. A weight changed in place (version counter),
+  re-pointed (`.data =`, `.to()`, `.half()`) or re-strided is packed again on its next use.
+- While a CUDA graph is being captured: the pack is built inside the capture and not stored. Its memory
+  belongs to the graph's private pool (alive as long as the graph), and each replay re-packs from the weight's
+  current memory, so replays see in-place weight updates as they would with cuDNN.
+- Under torch.compile, and for inference tensors (no version counter): built on every call, not stored.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch.utils.weak import WeakIdKeyDictionary
+
+_PACKS = WeakIdKeyDictionary()  # weight -> {tag: (stamp, packed)}; an entry dies with its weight
+
+
+def capturing() -> bool:
+    """True while the current CUDA stream is capturing a graph."""
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
+def _stamp(w: torch.Tensor):
+    try:
+        version = w._version
+    except RuntimeError:  # inference tensor: no version counter, so no way to see in-place changes
+        return None
+    return (version, w.data_ptr(), w.dtype, w.device, tuple(w.shape), w.stride())
+
+
+def packed(w: torch.Tensor, tag: str, build: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """`build(w)`, cached on `w` under `tag` while `w` is unchanged (see the module docstring)."""
+    if torch.compiler.is_compiling() or capturing():
+        return build(w)
+    stamp = _stamp(w)
+    if stamp is None:
+        return build(w)
+    cache = _PACKS.get(w)
+    hit = None if cache is None else cache.get(tag)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    out = build(w)
+    if out.untyped_storage().data_ptr() == w.untyped_storage().data_ptr():
+        return out  # a view of w (already in the packed layout): storing it would keep w alive forever
+    if cache is None:
+        cache = _PACKS[w] = {}
+    cache[tag] = (stamp, out)
+    return out
+
+
+def cached(w: torch.Tensor) -> dict:
+    """{tag: packed tensor} held for `w` (tests, debugging)."""
+    return {tag: v[1] for tag, v in _PACKS.get(w, {}).items()}
