@@ -37,8 +37,10 @@ class Recorder:
         if row.get("kind") == "conv" or row.get("kind") == "e2e":
             ms = row.get("ms")
             ratio = row.get("vs_cudnn")
+            kernel = (f"  kernel {row['kernel_ms']:8.4f} ms cuDNN {row['cudnn_kernel_ms']:8.4f} ms "
+                      f"{row['kernel_vs_cudnn']:5.2f}x" if "kernel_ms" in row else "")
             print(f"  {row['kind']:4s} b={row['batch']:<3d} {row['shape']:30s} {row['backend']:13s} "
-                  + (f"{ms:8.3f} ms  cuDNN {row['cudnn_ms']:8.3f} ms  {ratio:5.2f}x" if ms is not None
+                  + (f"{ms:8.3f} ms  cuDNN {row['cudnn_ms']:8.3f} ms  {ratio:5.2f}x{kernel}" if ms is not None
                      else f"FAILED {row.get('error', '')[:150]}"), flush=True)
         else:
             print(" ", json.dumps(row)[:400], flush=True)
@@ -58,6 +60,27 @@ def _host_ms(fn, **_):
 def _sync():
     if DEVICE == "cuda":
         torch.cuda.synchronize()
+
+
+def graph_fns(fns: dict, reps: int = 10) -> dict:
+    """Each fn called `reps` times inside one CUDA graph: replaying it times the kernels without Python/launch cost
+    (per call: replay time / reps). {name: (replay fn, reps)}; a fn that cannot be captured is left out."""
+    out = {}
+    for name, fn in fns.items():
+        try:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                fn()
+            torch.cuda.current_stream().wait_stream(side)
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g):
+                for _ in range(reps):
+                    fn()
+            out[name] = g.replay
+        except Exception as e:  # noqa: BLE001
+            print(f"  (no graph timing for {name}: {type(e).__name__}: {str(e)[:100]})")
+    return out
 
 
 def bench_rounds(fns: dict, rounds: int, warmup: int, rep: int) -> dict:
@@ -108,13 +131,22 @@ def conv_shape(rec, catalog, n, s, names, args):
         except Exception as e:  # noqa: BLE001 - record and go on with the other backends
             failed[name] = f"{type(e).__name__}: {e}"
     t = bench_rounds(fns, args.rounds, args.warmup, args.rep)
+    kt = {}  # kernel time: the same calls replayed from a CUDA graph (no Python, no launch gaps)
+    if DEVICE == "cuda" and args.graph_reps:
+        graphs = graph_fns(fns, args.graph_reps)
+        if "cudnn" in graphs:
+            kt = {k: v / args.graph_reps for k, v in bench_rounds(graphs, args.rounds, args.warmup, args.rep).items()}
     for name in names:
         common = dict(kind="conv", catalog=catalog, batch=n, shape=s.name, backend=name, cudnn_ms=t["cudnn"],
                       flops=s.flops, cudnn_tflops=s.flops / t["cudnn"] / 1e9)
         if name in failed:
             rec(**common, ms=None, error=failed[name])
-        else:
-            rec(**common, ms=t[name], tflops=s.flops / t[name] / 1e9, vs_cudnn=t["cudnn"] / t[name])
+            continue
+        extra = {}
+        if name in kt:
+            extra = dict(kernel_ms=kt[name], cudnn_kernel_ms=kt["cudnn"], kernel_vs_cudnn=kt["cudnn"] / kt[name],
+                         kernel_tflops=s.flops / kt[name] / 1e9)
+        rec(**common, ms=t[name], tflops=s.flops / t[name] / 1e9, vs_cudnn=t["cudnn"] / t[name], **extra)
 
 
 def e2e_rows(rec, batches, names, args):
@@ -161,7 +193,7 @@ def e2e_rows(rec, batches, names, args):
                 rec(**common, ms=None, error=failed[name])
             elif name != "cudnn":
                 rec(**common, ms=t[name], tflops=flops * n / t[name] / 1e9, vs_cudnn=t["cudnn"] / t[name])
-        del model, x
+        runs.clear()
         if DEVICE == "cuda":
             torch.cuda.empty_cache()
 
@@ -177,6 +209,8 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per shape (median kept)")
     p.add_argument("--warmup", type=int, default=10, help="do_bench warm-up, ms")
     p.add_argument("--rep", type=int, default=40, help="do_bench measuring time, ms")
+    p.add_argument("--graph-reps", dest="graph_reps", type=int, default=10,
+                   help="per conv, also time N calls replayed from a CUDA graph (kernel time); 0 skips")
     p.add_argument("--out", default=None, help="JSON-lines file the rows are appended to")
     p.add_argument("--rehearse", action="store_true",
                    help="no GPU: run every path on the CPU in fp32 with tiny shapes (timings meaningless)")
@@ -198,7 +232,6 @@ def main(argv=None):
     g = 256 if args.rehearse else 8192
     a = torch.randn(g, g, device=DEVICE, dtype=DTYPE)
     t_mm = bench_rounds({"mm": lambda: a @ a}, 1, 25, 100)["mm"]
-    del a
     rec(kind="meta", gpu=torch.cuda.get_device_name() if DEVICE == "cuda" else "none (rehearsal)",
         torch=torch.__version__, cuda=torch.version.cuda, triton=triton.__version__,
         cudnn=torch.backends.cudnn.version(), backends=names, tf32_cudnn=torch.backends.cudnn.allow_tf32,

@@ -124,10 +124,16 @@ grep -E "Error|Traceback|FAILED" "$RES/gpu_bench.log" | head -10
 
 left=$(( BUDGET - $(elapsed) ))
 if [ $left -gt 45 ] && "$PY" -c "import torch; raise SystemExit(not torch.cuda.is_available())" 2>/dev/null; then
-  echo "== Triton tile tuning, SFTNet shapes at batch 16, ${left}s left (t=$(elapsed)s)"
-  timeout -k 5 "$left" "$PY" benchmarks/gpu_tune.py --budget-s $(( left - 30 )) --out "$RES/gpu_tune.jsonl" \
-    > "$RES/gpu_tune.log" 2>&1
-  echo "gpu_tune exit $? ($(cat "$RES/gpu_tune.jsonl" 2>/dev/null | wc -l) shapes tuned)"
+  echo "== tile sweeps, SFTNet shapes at batch 16: CUDA kernel, then Triton; ${left}s left (t=$(elapsed)s)"
+  timeout -k 5 $(( left / 3 )) "$PY" benchmarks/gpu_tune.py --cuda --budget-s $(( left / 3 - 10 )) \
+    --out "$RES/gpu_tune_cuda.jsonl" > "$RES/gpu_tune_cuda.log" 2>&1
+  echo "CUDA sweep exit $? ($(cat "$RES/gpu_tune_cuda.jsonl" 2>/dev/null | wc -l) shapes)"
+  left=$(( BUDGET - $(elapsed) ))
+  if [ $left -gt 45 ]; then
+    timeout -k 5 "$left" "$PY" benchmarks/gpu_tune.py --budget-s $(( left - 30 )) --out "$RES/gpu_tune.jsonl" \
+      > "$RES/gpu_tune.log" 2>&1
+    echo "Triton sweep exit $? ($(cat "$RES/gpu_tune.jsonl" 2>/dev/null | wc -l) shapes tuned)"
+  fi
 fi
 
 echo "== summary (t=$(elapsed)s)"

@@ -1,25 +1,44 @@
-"""Weights re-laid out for a GPU kernel (KRSC for the CUDA conv, RSCK for Triton), cached on the weight itself.
+"""Weights re-laid out for a GPU kernel (KRSC for the CUDA conv, RSCK for Triton), cached while the weight lives.
 
     packed = weight_pack.packed(w, "cuda_krsc8", lambda w: ...)
 
 Lifetimes, which matter once a CUDA graph has baked a packed weight's address into its kernels:
 - Eager: the pack is held in a table keyed weakly by the weight tensor, so it lives exactly as long as the
   weight does and nothing is evicted early (no size bound; nothing in the weight's own __dict__ either, so
-  torch.save and deepcopy of a model carry no packs). A pack that is a view of the weight is not stored. A weight changed in place (version counter),
-  re-pointed (`.data =`, `.to()`, `.half()`) or re-strided is packed again on its next use.
-- While a CUDA graph is being captured: the pack is built inside the capture and not stored. Its memory
-  belongs to the graph's private pool (alive as long as the graph), and each replay re-packs from the weight's
-  current memory, so replays see in-place weight updates as they would with cuDNN.
+  torch.save and deepcopy of a model carry no packs). A pack that is a view of the weight is not stored. A
+  weight changed in place (version counter), re-pointed (`.data =`, `.to()`, `.half()`) or re-strided is packed
+  again on its next use.
+- While a CUDA graph is being captured inside `hold_for_graph()` (as `compile_for_inference` does): a cached pack
+  is used and added to the list the context yields, which the caller keeps as long as the graph, so the graph's
+  baked-in address stays valid; weights are then frozen into the graph as packed at capture time.
+- While a CUDA graph is being captured anywhere else: the pack is built inside the capture and not stored. Its
+  memory belongs to the graph's private pool (alive as long as the graph), and each replay re-packs from the
+  weight's current memory, so replays see in-place weight updates as they would with cuDNN.
 - Under torch.compile, and for inference tensors (no version counter): built on every call, not stored.
 """
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+import threading
+from typing import Callable, Iterator
 
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
 _PACKS = WeakIdKeyDictionary()  # weight -> {tag: (stamp, packed)}; an entry dies with its weight
+_STATE = threading.local()  # .held: the list of hold_for_graph() on this thread, if inside one
+
+
+@contextlib.contextmanager
+def hold_for_graph() -> Iterator[list]:
+    """Inside: packs used while a CUDA graph is captured come from the cache and are appended to the yielded list;
+    keep the list as long as the graph (see the module docstring)."""
+    prev, held = getattr(_STATE, "held", None), []
+    _STATE.held = held
+    try:
+        yield held
+    finally:
+        _STATE.held = prev
 
 
 def capturing() -> bool:
@@ -37,7 +56,10 @@ def _stamp(w: torch.Tensor):
 
 def packed(w: torch.Tensor, tag: str, build: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """`build(w)`, cached on `w` under `tag` while `w` is unchanged (see the module docstring)."""
-    if torch.compiler.is_compiling() or capturing():
+    if torch.compiler.is_compiling():
+        return build(w)
+    held = getattr(_STATE, "held", None) if capturing() else False
+    if held is None:  # a capture that nothing keeps packs alive for: pack inside it
         return build(w)
     stamp = _stamp(w)
     if stamp is None:
@@ -45,7 +67,11 @@ def packed(w: torch.Tensor, tag: str, build: Callable[[torch.Tensor], torch.Tens
     cache = _PACKS.get(w)
     hit = None if cache is None else cache.get(tag)
     if hit is not None and hit[0] == stamp:
+        if held is not False:
+            held.append(hit[1])
         return hit[1]
+    if held is not False:  # not packed before the capture (e.g. a weight computed inside the graph)
+        return build(w)
     out = build(w)
     if out.untyped_storage().data_ptr() == w.untyped_storage().data_ptr():
         return out  # a view of w (already in the packed layout): storing it would keep w alive forever

@@ -111,6 +111,24 @@ def test_pack_is_rebuilt_inside_a_capture_and_not_stored(monkeypatch):
     assert weight_pack.cached(w) == {}
 
 
+def test_a_capture_inside_hold_for_graph_reuses_and_holds_the_cached_pack(monkeypatch):
+    w = torch.randn(8, 4, 3, 3)
+    cached = weight_pack.packed(w, "t", _pack)  # the warm-up before a capture
+    monkeypatch.setattr(weight_pack, "capturing", lambda: True)
+    with weight_pack.hold_for_graph() as held:
+        assert weight_pack.packed(w, "t", _pack) is cached
+        fresh = torch.randn(8, 4, 3, 3)  # computed inside the graph: packed there, not stored
+        assert weight_pack.packed(fresh, "t", _pack) is not weight_pack.packed(fresh, "t", _pack)
+    assert held == [cached] and weight_pack.cached(fresh) == {}
+    alive = weakref.ref(cached)
+    del cached, w
+    gc.collect()
+    assert alive() is not None  # the graph's list keeps the address it baked in valid
+    del held
+    gc.collect()
+    assert alive() is None
+
+
 def test_a_view_of_the_weight_is_not_stored():
     w = torch.randn(8, 4, 3, 3).contiguous(memory_format=torch.channels_last)  # already KRSC in memory
     p = weight_pack.packed(w, "t", _pack)

@@ -169,8 +169,26 @@ def test_small_tiles_multi_program():
 def test_int64_indexing_path(monkeypatch):
     """The 64-bit address path (taken for tensors spanning >= 2**31 elements), forced on a small problem."""
     monkeypatch.setattr(tconv, "_span", lambda t: 2**31)
+    monkeypatch.setattr(tconv, "_PLANS", {})  # a plan made earlier for this signature would skip _span
     y, ref, k = _run_and_check(CASES["groups2_relu_residual"], torch.float32)
     assert_close(y, ref, k)
+
+
+def test_repeat_calls_reuse_the_plan_and_new_signatures_get_their_own(monkeypatch):
+    monkeypatch.setattr(tconv, "_PLANS", {})
+    x = torch.randn(1, 8, 6, 7, device=DEVICE)
+    w, b = torch.randn(8, 8, 3, 3, device=DEVICE), torch.randn(8, device=DEVICE)
+    y1 = tconv.conv2d(x, w, b, 1, 1, activation="leaky_relu", negative_slope=0.1)
+    assert len(tconv._PLANS) == 1
+    y2 = tconv.conv2d(x.clone(), w, b, 1, 1, activation="leaky_relu", negative_slope=0.3)  # slope is not planned
+    assert len(tconv._PLANS) == 1
+    assert_close(y2, _reference(x, w, b, 1, 1, 1, 1, "leaky_relu", 0.3, None), k=72)
+    assert not torch.equal(y1, y2)
+    tconv.conv2d(x.contiguous(memory_format=torch.channels_last), w, b, 1, 1)  # other strides: another plan
+    tconv.conv2d(x, w, None, 1, 1)  # no bias: another plan
+    assert len(tconv._PLANS) == 3
+    with pytest.raises(ValueError, match="stride"):  # a bad call is checked, never served from the cache
+        tconv.conv2d(x, w, b, 0, 1)
 
 
 def test_tf32_precision_flag():

@@ -5,11 +5,15 @@
 
 The graph is fixed to the example's shape, dtype, device and memory format; another shape needs another
 call. The returned tensor is the graph's static output buffer: the next call overwrites it (clone to keep).
+Weights are frozen at capture, as packed for our kernels then (the packs live as long as this object): after
+changing weights, capture again.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from .. import weight_pack
 
 
 class CUDAGraphModel:
@@ -28,7 +32,7 @@ class CUDAGraphModel:
                 self.model(self.static_in)
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph), torch.no_grad():
+        with weight_pack.hold_for_graph() as self._packs, torch.cuda.graph(self.graph), torch.no_grad():
             self.static_out = self.model(self.static_in)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

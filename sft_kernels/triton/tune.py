@@ -4,7 +4,7 @@ keep the fastest, and remember it in a per-user cache file so a model tunes once
 Keys bucket the problem: dtype, per-group channels C/g and K/g, kernel, stride, dilation, and the number of
 output pixels M rounded up to a power of two. Configs come from `configs/conv2d.json`.
 SFT_KERNELS_TRITON_CONFIG=<name> pins one config everywhere; SFT_KERNELS_CACHE_DIR moves the cache;
-SFT_KERNELS_LOG_CONFIG=1 prints each launch's chosen config.
+SFT_KERNELS_LOG_CONFIG=1 prints the chosen config when a call signature is first planned.
 """
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ def key(dtype, cg: int, kg: int, r: int, s: int, stride, dilation, m: int) -> st
 
 
 _MEMO: dict = {}
+GENERATION = 0  # bumped when this process tunes: the launcher's per-signature plans then look the config up again
 
 
 def _read() -> dict:
@@ -118,4 +119,6 @@ def tune_conv2d(n: int, c: int, h: int, w: int, k: int, r: int = 3, s: int = 3, 
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(cache, indent=1))
     os.replace(tmp, path)
+    global GENERATION
+    GENERATION += 1
     return dict(key=kk, config=best, cached=False, results=results)
