@@ -68,6 +68,8 @@ if WHICH != "none":
     STD = cxx_std()
 
     cuda_kernels = sorted(glob.glob("csrc/cuda/*.cu"))
+    if WHICH == "cuda" and not torch.version.cuda:
+        banner(f"sft_kernels._C_cuda NOT BUILT: torch {torch.__version__} is a CPU-only build; install a CUDA build")
     if WHICH in ("all", "cuda") and torch.version.cuda and cuda_kernels:
         cuda_home = find_cuda_home()
         if cuda_home is None:

@@ -7,10 +7,13 @@
 #   Rehearsal on a CPU (each guard runs and reports; the benchmark runs its paths on the CPU with tiny shapes):
 #       GPU_CHECK_REHEARSE=1 PYTHON=/path/to/python RESULTS_DIR=/tmp/gpu_rehearsal bash benchmarks/gpu_check.sh
 #
-# Everything lands in $RESULTS_DIR (default benchmarks/results/gpu/<date>): gpu_check.log (all output), build.log,
-# tests.log + tests.xml, gpu_bench.jsonl and gpu_tune.jsonl (rows appended as measured), cache/ (tuned configs).
+# Everything lands in $RESULTS_DIR (default benchmarks/results/gpu/<date>), in at most 8 files (the device tool
+# returns no more): gpu_check.log (this script's output), build.log, details.log (tests, benchmark and sweeps in
+# full), tests.xml, gpu_bench.jsonl, gpu_tune.jsonl and gpu_tune_cuda.jsonl (rows appended as measured).
+# The Triton tune cache goes to $SFT_KERNELS_CACHE_DIR (default: a temporary folder, not the results).
 # Time limits (s): GPU_CHECK_BUDGET_S (whole run, default 420), T_BUILD (150), T_TEST (150), T_BENCH (170);
-# tuning gets what is left. ARCH=sm_90 picks the CUDA architecture.
+# tuning gets what is left. ARCH=sm_90 picks the CUDA architecture. GPU_CHECK_TESTS_ONLY=1 stops after the tests
+# (a short re-check after code moved: ~3 minutes with the machine's start).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -26,7 +29,8 @@ banner() { printf '\n%s\n!! %s\n%s\n' "$(printf '!%.0s' {1..100})" "$*" "$(print
 
 export PYTHONUNBUFFERED=1 PIP_BREAK_SYSTEM_PACKAGES=1 PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"  # the checkout imports even if the editable install fails
-export SFT_KERNELS_CACHE_DIR="$RES/cache"             # tuned configs come back with the results
+export SFT_KERNELS_CACHE_DIR=${SFT_KERNELS_CACHE_DIR:-$(mktemp -d)}
+DETAILS="$RES/details.log"
 
 PY=${PYTHON:-}
 if [ -z "$PY" ]; then
@@ -108,30 +112,37 @@ echo "== GPU tests (t=$(elapsed)s)"
 PYTHONPATH=$TEST_PYTHONPATH timeout -k 5 "$T_TEST" "$PY" -m pytest -q -p no:cacheprovider --tb=short -rfE \
   -m "not host_compile and not slow" --junitxml="$RES/tests.xml" \
   tests/test_gpu.py tests/test_gpu_readiness.py tests/test_cuda_conv2d.py tests/test_triton_conv2d.py \
-  2>&1 | tee "$RES/tests.log" | grep -v -E "^\s*$"
-TESTS=$(grep -E "passed|failed|error" "$RES/tests.log" | tail -1)
-[ -n "$TESTS" ] || TESTS="no pytest summary (timed out after ${T_TEST}s or did not start: see tests.log)"
+  2>&1 | tee "$RES/tests.tmp" | grep -v -E "^\s*$"
+TESTS=$(grep -E "passed|failed|error" "$RES/tests.tmp" | tail -1)
+[ -n "$TESTS" ] || TESTS="no pytest summary (timed out after ${T_TEST}s or did not start: see details.log)"
+{ echo "===== tests"; cat "$RES/tests.tmp"; } >> "$DETAILS"; rm -f "$RES/tests.tmp"
+
+if [ "${GPU_CHECK_TESTS_ONLY:-0}" = 1 ]; then
+  echo "build: $BUILD"; echo "tests: $TESTS"; echo "== done in $(elapsed)s (tests only)"; exit 0
+fi
 
 echo "== GPU benchmarks vs cuDNN (t=$(elapsed)s)"
 rm -f "$RES/gpu_bench.jsonl"
 REHEARSE=""
 [ "${GPU_CHECK_REHEARSE:-0}" = 1 ] && ! "$PY" -c "import torch; raise SystemExit(not torch.cuda.is_available())" 2>/dev/null \
   && REHEARSE="--rehearse" && echo "(rehearsal: no GPU, so gpu_bench runs its paths on the CPU with tiny shapes)"
-timeout -k 5 "$T_BENCH" "$PY" benchmarks/gpu_bench.py $REHEARSE --out "$RES/gpu_bench.jsonl" > "$RES/gpu_bench.log" 2>&1
-echo "gpu_bench exit $? ($(cat "$RES/gpu_bench.jsonl" 2>/dev/null | wc -l) rows; output in gpu_bench.log)"
-tail -3 "$RES/gpu_bench.log"
-grep -E "Error|Traceback|FAILED" "$RES/gpu_bench.log" | head -10
+echo "===== gpu_bench" >> "$DETAILS"
+timeout -k 5 "$T_BENCH" "$PY" benchmarks/gpu_bench.py $REHEARSE --out "$RES/gpu_bench.jsonl" > "$RES/bench.tmp" 2>&1
+echo "gpu_bench exit $? ($(cat "$RES/gpu_bench.jsonl" 2>/dev/null | wc -l) rows; output in details.log)"
+tail -3 "$RES/bench.tmp"
+grep -E "Error|Traceback|FAILED" "$RES/bench.tmp" | head -10
+cat "$RES/bench.tmp" >> "$DETAILS"; rm -f "$RES/bench.tmp"
 
 left=$(( BUDGET - $(elapsed) ))
 if [ $left -gt 45 ] && "$PY" -c "import torch; raise SystemExit(not torch.cuda.is_available())" 2>/dev/null; then
   echo "== tile sweeps, SFTNet shapes at batch 16: CUDA kernel, then Triton; ${left}s left (t=$(elapsed)s)"
   timeout -k 5 $(( left / 3 )) "$PY" benchmarks/gpu_tune.py --cuda --budget-s $(( left / 3 - 10 )) \
-    --out "$RES/gpu_tune_cuda.jsonl" > "$RES/gpu_tune_cuda.log" 2>&1
+    --out "$RES/gpu_tune_cuda.jsonl" >> "$DETAILS" 2>&1
   echo "CUDA sweep exit $? ($(cat "$RES/gpu_tune_cuda.jsonl" 2>/dev/null | wc -l) shapes)"
   left=$(( BUDGET - $(elapsed) ))
   if [ $left -gt 45 ]; then
     timeout -k 5 "$left" "$PY" benchmarks/gpu_tune.py --budget-s $(( left - 30 )) --out "$RES/gpu_tune.jsonl" \
-      > "$RES/gpu_tune.log" 2>&1
+      >> "$DETAILS" 2>&1
     echo "Triton sweep exit $? ($(cat "$RES/gpu_tune.jsonl" 2>/dev/null | wc -l) shapes tuned)"
   fi
 fi
