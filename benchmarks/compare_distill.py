@@ -4,7 +4,7 @@ For every student (a shipped model name, a run directory's last.pt, or a checkpo
 S(x) against T(x) on the eval photos, plus PSNR/SSIM against ground truth and bicubic. Prints a table and
 writes JSON.
 Run: python benchmarks/compare_distill.py --teacher teacher --student distilled=student \\
-         --student scratch=runs/student_scratch -o benchmarks/results/distill_<date>_<machine>.json
+         --student scratch=runs/student_scratch -o benchmarks/results/<date>_<machine>/distill_<date>_<machine>.json
 """
 import argparse
 import json

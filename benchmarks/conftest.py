@@ -1,5 +1,8 @@
 """pytest-benchmark suites: `pytest benchmarks/ --benchmark-only` (add `--quick` for small shapes).
 
+The suites are the `bench_*.py` files in benchmarks/ops/ (one per op) and benchmarks/models/; pytest's
+default `python_files` (test_*.py) would skip them, so `pytest_collect_file` below collects them.
+
 Each test times one implementation of one shape; tests of the same shape share a benchmark group, so
 pytest-benchmark prints them side by side. At the end a table gives GFLOP/s, % of the measured fp32 peak
 and the ratio to the best PyTorch baseline for each shape.
@@ -16,6 +19,15 @@ if not torch.cuda.is_available():
 sys.path.insert(0, os.path.dirname(__file__))
 
 _RESULTS = []  # (group, impl, flops)
+_SUITES = {os.path.join(os.path.dirname(os.path.abspath(__file__)), d) for d in ("ops", "models")}
+
+
+def pytest_collect_file(file_path, parent):
+    """bench_*.py in benchmarks/ops/ and benchmarks/models/ are test modules (a file named on the command
+    line is collected by pytest itself)."""
+    if (file_path.suffix == ".py" and file_path.name.startswith("bench_") and str(file_path.parent) in _SUITES
+            and not parent.session.isinitpath(file_path)):
+        return pytest.Module.from_parent(parent, path=file_path)
 
 
 def pytest_addoption(parser):

@@ -4,7 +4,7 @@ A model that fits its training photos better and better while the eval photos st
 not by its training time. Each model is a shipped name, a run directory (its last.pt: the weight average when
 there is one, as export would ship) or a checkpoint path.
 Run: python benchmarks/gains_by_image.py --model shipped=teacher --model finetuned=runs/teacher_ft \\
-         [--images astronaut rocket ...] -o benchmarks/results/gains_by_image_<date>_<machine>.json
+         [--images astronaut rocket ...] -o benchmarks/results/<date>_<machine>/gains_by_image_<date>_<machine>.json
 """
 import argparse
 import json

@@ -7,7 +7,7 @@
 #   Rehearsal on a CPU (each guard runs and reports; the benchmark runs its paths on the CPU with tiny shapes):
 #       GPU_CHECK_REHEARSE=1 PYTHON=/path/to/python RESULTS_DIR=/tmp/gpu_rehearsal bash benchmarks/gpu_check.sh
 #
-# Everything lands in $RESULTS_DIR (default benchmarks/results/gpu/<date>), in at most 8 files (the device tool
+# Everything lands in $RESULTS_DIR (default benchmarks/results/<date>_gpu/), in at most 8 files (the device tool
 # returns no more): gpu_check.log (this script's output), build.log, details.log (tests, benchmark and sweeps in
 # full), tests.xml, gpu_bench.jsonl, gpu_tune.jsonl and gpu_tune_cuda.jsonl (rows appended as measured).
 # The Triton tune cache goes to $SFT_KERNELS_CACHE_DIR (default: a temporary folder, not the results).
@@ -21,7 +21,7 @@ T0=$(date +%s)
 elapsed() { echo $(( $(date +%s) - T0 )); }
 BUDGET=${GPU_CHECK_BUDGET_S:-420}
 T_BUILD=${T_BUILD:-150} T_TEST=${T_TEST:-150} T_BENCH=${T_BENCH:-170}
-RES=${RESULTS_DIR:-$ROOT/benchmarks/results/gpu/$(date -u +%Y-%m-%d)}
+RES=${RESULTS_DIR:-$ROOT/benchmarks/results/$(date -u +%Y-%m-%d)_gpu}
 mkdir -p "$RES"
 RES=$(cd "$RES" && pwd)
 exec > >(tee -a "$RES/gpu_check.log") 2>&1

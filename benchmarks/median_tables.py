@@ -1,7 +1,7 @@
 """README tables from repeated `sft-kernels bench` runs: each cell is the median ratio over the runs, and the
 spread (min-max) of every ratio is listed after the tables, so cells near a target can be read with their noise.
 
-Runs are the JSON files in benchmarks/results/ named cpu_bench_<tag>_<T>t[_malloc-tuned][_runN].json (the
+Runs are the JSON files in benchmarks/results/*/ named cpu_bench_<tag>_<T>t[_malloc-tuned][_runN].json (the
 file without _runN is run 1), for T = 1 and 2 threads, under default malloc and with the GLIBC_TUNABLES
 malloc setting.
 Run: python benchmarks/median_tables.py --tag 2026-11-29_xeon-spr-2c
@@ -18,10 +18,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def load_runs(tag: str, threads: int, tuned: bool) -> list:
     base = f"cpu_bench_{tag}_{threads}t" + ("_malloc-tuned" if tuned else "")
-    paths = [p for p in glob.glob(str(RESULTS / f"{base}*.json"))
+    paths = [p for p in glob.glob(str(RESULTS / "*" / f"{base}*.json"))
              if re.fullmatch(rf"{base}(_run\d+)?\.json", Path(p).name)]
     if not paths:
-        raise SystemExit(f"no runs {base}*.json in {RESULTS}")
+        raise SystemExit(f"no runs {base}*.json in {RESULTS}/*/")
     return [{(r["shape"], r["impl"]): r for r in json.loads(Path(p).read_text())["rows"]} for p in sorted(paths)]
 
 

@@ -1,7 +1,7 @@
 """SFTNet 1×3×128×128 -> ×4 end to end: eager PyTorch (NCHW and channels_last), torch.compile, and the model
 converted to sft_kernels (cpu backend, and backend=None's measured per-layer choice), side by side.
 
-Run: python benchmarks/bench_sftnet.py [--threads 1 2] [--lr 128] [--repeat 5] [--compile] [-o out.json]
+Run: python benchmarks/models/bench_sftnet.py [--threads 1 2] [--lr 128] [--repeat 5] [--compile] [-o out.json]
 (standalone, not a pytest-benchmark suite: each candidate runs interleaved with the others in one process.)
 """
 import argparse

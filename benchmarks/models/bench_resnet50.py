@@ -7,7 +7,7 @@ deployment does), so both sides run the same 53 convs plus ReLUs, residual adds,
 also folds the ReLUs after convs and the residual adds into the convs' epilogues. Weights are random (seeded):
 speed does not depend on them. The converted model runs under the default weight check (converted weights
 trusted by their version counters) and under "full", which reads every weight each call (sft_kernels.weight_check).
-Run: python benchmarks/bench_resnet50.py [--threads 1 2] [--batch 1] [--repeat 10] [--compile] [-o out.json]
+Run: python benchmarks/models/bench_resnet50.py [--threads 1 2] [--batch 1] [--repeat 10] [--compile] [-o out.json]
 """
 import argparse
 import copy

@@ -4,7 +4,7 @@ For each square size n: interleaved medians of plain GEMM (sft cpu), torch.matmu
 levels (cutoff 0, so the level count is exact); the crossover is the smallest n where one level beats our
 GEMM. Error: max |C - C64| / (|A|·|B| scale) against a float64 product, per level, showing the growth that
 Strassen's extra additions bring. Theory allows 8/7 per level at best.
-Run: python benchmarks/bench_strassen.py [--sizes 512 1024 2048 4096] [--threads 1] [-o out.json]
+Run: python benchmarks/ops/bench_strassen.py [--sizes 512 1024 2048 4096] [--threads 1] [-o out.json]
 """
 import argparse
 import json
