@@ -67,7 +67,7 @@ if WHICH != "none":
 
     STD = cxx_std()
 
-    cuda_kernels = sorted(glob.glob("csrc/cuda/*.cu"))
+    cuda_kernels = sorted(glob.glob("csrc/cuda/**/*.cu", recursive=True))
     if WHICH == "cuda" and not torch.version.cuda:
         banner(f"sft_kernels._C_cuda NOT BUILT: torch {torch.__version__} is a CPU-only build; install a CUDA build")
     if WHICH in ("all", "cuda") and torch.version.cuda and cuda_kernels:
@@ -86,7 +86,7 @@ if WHICH != "none":
             ext_modules.append(
                 CUDAExtension(
                     "sft_kernels._C_cuda",
-                    cuda_kernels + sorted(glob.glob("csrc/cuda/*.cpp")),
+                    cuda_kernels + sorted(glob.glob("csrc/cuda/**/*.cpp", recursive=True)),
                     include_dirs=[os.path.abspath("csrc")],
                     extra_compile_args={
                         "cxx": ["-O3", f"-std={STD}"],
@@ -101,7 +101,7 @@ if WHICH != "none":
         ext_modules.append(
             CppExtension(
                 "sft_kernels._C",
-                ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp")),
+                ["csrc/register.cpp"] + sorted(glob.glob("csrc/cpu/**/*.cpp", recursive=True)),
                 include_dirs=[os.path.abspath("csrc")],
                 extra_compile_args={"cxx": cxx},
                 extra_link_args=["-fopenmp"],

@@ -1,6 +1,6 @@
 """The CUDA backend without a GPU: every kernel source compiles for sm_80 and sm_90, the torch binding parses
 against this torch's headers, and the Python layer (NHWC/KRSC layout, channel padding, weight cache) is
-checked against the reference through an emulation of the kernel's contract (csrc/cuda/conv2d.h).
+checked against the reference through an emulation of the kernel's contract (csrc/cuda/conv2d/conv2d.h).
 On a GPU, tests/test_gpu.py runs the kernel itself."""
 import glob
 import os
@@ -16,7 +16,7 @@ from sft_kernels import cuda_conv, reference
 from sft_kernels.testing import assert_close
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KERNELS = sorted(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu")))
+KERNELS = sorted(glob.glob(os.path.join(ROOT, "csrc", "cuda", "**", "*.cu"), recursive=True))
 NVCC = shutil.which("nvcc")
 
 
@@ -27,7 +27,7 @@ def test_cuda_kernels_exist():
 @pytest.mark.host_compile
 @pytest.mark.skipif(NVCC is None, reason="nvcc not installed")
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
-@pytest.mark.parametrize("src", KERNELS, ids=os.path.basename)
+@pytest.mark.parametrize("src", KERNELS, ids=lambda p: os.path.relpath(p, os.path.join(ROOT, "csrc", "cuda")))
 def test_cuda_kernel_compiles(src, arch, tmp_path):
     r = subprocess.run([NVCC, "-std=c++17", "-O3", f"-arch={arch}", "-Xptxas", "-warn-spills", "-c", src,
                         "-o", str(tmp_path / "k.o")], capture_output=True, text=True)
@@ -53,7 +53,7 @@ def test_cuda_binding_parses_against_torch_headers(tmp_path):
     (stub / "cuda_cmake_macros.h").write_text("#pragma once\n")
     cmd = ["g++", "-std=c++17", "-fsyntax-only", f"-I{tmp_path}", *[f"-I{p}" for p in include_paths()],
            f"-I{sysconfig.get_paths()['include']}", f"-I{CUDA_INCLUDE}", f"-I{os.path.join(ROOT, 'csrc')}",
-           os.path.join(ROOT, "csrc", "cuda", "bindings.cpp")]
+           os.path.join(ROOT, "csrc", "cuda", "conv2d", "bindings.cpp")]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
 

@@ -47,7 +47,11 @@ def build():
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     os.makedirs(BUILD, exist_ok=True)  # load() dlopens the result too: run this with libasan preloaded
-    load(name="_C", sources=[f"{root}/csrc/ops.cpp"] + sorted(glob.glob(f"{root}/csrc/cpu/*.cpp")),
+    sources = [f"{root}/csrc/register.cpp"] + sorted(glob.glob(f"{root}/csrc/cpu/**/*.cpp", recursive=True))
+    # load() names each object after its source's base name alone
+    names = [os.path.basename(s) for s in sources]
+    assert len(set(names)) == len(names), f"two C++ sources share a base name: {sorted(names)}"
+    load(name="_C", sources=sources,
          extra_include_paths=[f"{root}/csrc"], build_directory=BUILD, is_python_module=False,
          extra_cflags=["-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer", "-fopenmp", "-std=c++17"],
          extra_ldflags=["-fsanitize=address", "-fopenmp"])

@@ -8,7 +8,7 @@
 // intermediate sums that would have to be stored.
 #include <ATen/ATen.h>
 
-#include "gemm.h"
+#include "cpu/engine/gemm.h"
 
 namespace sft {
 namespace {

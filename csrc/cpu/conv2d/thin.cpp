@@ -12,7 +12,7 @@
 
 #include <cstring>
 
-#include "gemm.h"
+#include "cpu/engine/gemm.h"
 
 namespace sft {
 namespace {

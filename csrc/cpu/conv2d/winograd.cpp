@@ -12,7 +12,7 @@
 
 #include <atomic>
 
-#include "gemm.h"
+#include "cpu/engine/gemm.h"
 
 namespace sft {
 namespace {

@@ -13,7 +13,7 @@
 #pragma GCC diagnostic pop
 #include <torch/library.h>
 
-#include "cpu/gemm.h"
+#include "cpu/engine/gemm.h"
 
 namespace sft {
 at::Tensor conv2d_cpu(const at::Tensor&, const at::Tensor&, const c10::optional<at::Tensor>&, at::IntArrayRef,

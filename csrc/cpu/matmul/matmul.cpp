@@ -2,7 +2,7 @@
 // (stride-0 batch dims from broadcasting need no copy). The driver packs both operands block by block.
 #include <ATen/ATen.h>
 
-#include "gemm.h"
+#include "cpu/engine/gemm.h"
 
 namespace sft {
 

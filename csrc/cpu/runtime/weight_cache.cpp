@@ -10,7 +10,7 @@
 #include <tuple>
 #include <unordered_map>
 
-#include "gemm.h"
+#include "cpu/engine/gemm.h"
 
 namespace sft {
 

@@ -11,7 +11,7 @@
 
 #include <cstring>
 
-#include "gemm.h"
+#include "cpu/engine/gemm.h"
 
 namespace sft {
 namespace {

@@ -13,7 +13,7 @@
 #include <map>
 #include <mutex>
 
-#include "gemm.h"
+#include "cpu/engine/gemm.h"
 
 namespace sft {
 namespace {

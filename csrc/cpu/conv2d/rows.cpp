@@ -15,7 +15,7 @@
 #include <cstring>
 #include <vector>
 
-#include "gemm.h"
+#include "cpu/engine/gemm.h"
 
 namespace sft {
 

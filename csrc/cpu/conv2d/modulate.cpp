@@ -1,5 +1,5 @@
 // SFT modulation of conv inputs, applied while they are packed: dst = x·(scale + 1) + shift.
-#include "gemm.h"
+#include "cpu/engine/gemm.h"
 
 namespace sft {
 

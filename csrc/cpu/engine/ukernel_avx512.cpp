@@ -11,7 +11,7 @@
 #include <mutex>
 #include <stdexcept>
 
-#include "gemm.h"
+#include "cpu/engine/gemm.h"
 
 namespace sft {
 namespace {

@@ -7,7 +7,7 @@
 // activation, residual) is applied in the tile store, which writes the output in its own memory format.
 #include <ATen/ATen.h>
 
-#include "gemm.h"
+#include "cpu/engine/gemm.h"
 
 namespace sft {
 
