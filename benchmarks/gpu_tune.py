@@ -1,7 +1,7 @@
 """Sweep the Triton conv2d tile configs of this GPU on catalog shapes, most-run layers first, within a time budget.
 
 Each shape's result (every candidate's time, the winner) is printed and appended to --out as soon as it is
-measured; winners go to the tune cache (SFT_KERNELS_CACHE_DIR, see sft_kernels/triton/tune.py), which the
+measured; winners go to the tune cache (SFT_KERNELS_CACHE_DIR, see sft_kernels/ops/conv2d/triton_tune.py), which the
 benchmark and the ops then use.
 With --cuda it sweeps the CUDA kernel's tile configs instead (pinned one by one with SFT_KERNELS_CUDA_CONFIG)
 and records the kernel heuristic's own pick beside the fastest: there is no CUDA tune cache yet, so this is data
@@ -30,7 +30,7 @@ def main(argv=None):
         print("gpu_tune: no CUDA GPU: nothing to tune")
         return 0
     from sft_kernels.shapes import resnet50_conv_shapes, sftnet_conv_shapes
-    from sft_kernels.triton import tune
+    from sft_kernels.ops.conv2d import triton_tune as tune
 
     shapes = []
     for cat in args.catalog:

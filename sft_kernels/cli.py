@@ -159,7 +159,7 @@ def cmd_tune_gemm(args) -> int:
 
 def cmd_tune(args) -> int:
     from .benchmark import format_table
-    from .triton import tune
+    from .ops.conv2d import triton_tune as tune
 
     if args.op == "gemm":
         return cmd_tune_gemm(args)

@@ -19,8 +19,8 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from . import weight_pack
-from .ops import _checks
+from .runtime import weight_pack
+from .runtime import checks as _checks
 
 _ACTS = {None: 0, "relu": 1, "leaky_relu": 2}
 

@@ -33,7 +33,7 @@ from torch import nn
 
 from . import backends as _backends
 from . import weights as _weights
-from .convert import convert_
+from .transforms import convert_
 from .metrics import conv_macs, count_params, energy, latency, layer_times, model_size_bytes, peak_memory
 
 __all__ = ["build_report", "default_backends", "load_model"]

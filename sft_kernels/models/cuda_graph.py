@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import weight_pack
+from ..runtime import weight_pack
 
 
 class CUDAGraphModel:

@@ -24,6 +24,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..runtime.checks import is_channels_last_strided
+from .fused import fused_forward
+
 __all__ = ["SFTNet", "CondNet", "SFTLayer", "ResBlockSFT", "background_seg",
            "NUM_CLASSES", "CLASS_NAMES", "VARIANTS"]
 
@@ -50,9 +53,7 @@ def background_seg(img: torch.Tensor, scale: int = 4) -> torch.Tensor:
                          f"{tuple(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__}")
     n, _, h, w = img.shape
     seg = img.new_zeros((n, NUM_CLASSES, scale * h, scale * w))
-    from ..ops._checks import is_channels_last_strided  # the layout rule the conv ops follow
-
-    if is_channels_last_strided(img):
+    if is_channels_last_strided(img):  # the layout rule the conv ops follow
         seg = seg.contiguous(memory_format=torch.channels_last)  # keep the whole network in img's layout
     seg[:, 0] = 1
     return seg
@@ -200,11 +201,16 @@ class SFTNet(nn.Module):
     #: Set by ``sft_kernels.convert_`` ("pytorch" variant): run the SFT-aware fused forward (same function).
     fused: bool = False
 
+    def _sft_kernels_transformed(self, transform: str, applied: bool):
+        """convert_ switches the "pytorch" variant to its fused forward; revert_ switches it back."""
+        if transform != "convert_":
+            return None
+        self.fused = applied and self.variant == "pytorch"
+        return "fused SFTNet forward" if self.fused else None
+
     def forward(self, img: torch.Tensor, seg: torch.Tensor | None = None) -> torch.Tensor:
         seg = self._check_inputs(img, seg)
         if self.fused and self.variant == "pytorch":
-            from .fused import fused_forward
-
             return fused_forward(self, img, seg)
         cond = self.CondNet(seg)
         fea = self.conv0(img)

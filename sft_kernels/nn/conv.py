@@ -15,7 +15,8 @@ class Conv2d(nn.Conv2d):
     ``activation`` (None/"relu"/"leaky_relu"), ``negative_slope``, ``backend`` (None = fastest here) and
     ``algorithm`` (cpu: None/"auto", "direct", "winograd", "winograd_f2").
     ``forward(x, residual=None)`` computes ``act(conv(x) + bias) + residual``.
-    Only ``padding_mode="zeros"`` is supported (others are left as nn.Conv2d by `convert_`).
+    Only ``padding_mode="zeros"`` is supported (others are left as nn.Conv2d by `convert_`); string padding
+    ('same', 'valid') is F.conv2d's.
     """
 
     def __init__(self, *args, activation: Optional[str] = None, negative_slope: float = 0.01,
@@ -23,8 +24,6 @@ class Conv2d(nn.Conv2d):
         super().__init__(*args, **kwargs)
         if self.padding_mode != "zeros":
             raise ValueError(f"sft_kernels.nn.Conv2d supports padding_mode='zeros' only, got {self.padding_mode!r}")
-        if isinstance(self.padding, str):
-            raise ValueError("sft_kernels.nn.Conv2d needs explicit integer padding, not a padding string")
         self.activation = activation
         self.negative_slope = negative_slope
         self.backend = backend

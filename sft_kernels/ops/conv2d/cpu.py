@@ -1,0 +1,18 @@
+"""The `cpu` backend of sft.conv2d: the C++ extension's op (csrc/cpu/conv2d/), which picks Winograd, direct
+implicit GEMM or the taps / rows / thin paths by its own measured rule."""
+from __future__ import annotations
+
+import torch
+
+from ...runtime import checks, registry
+
+_ALGORITHM_CODES = {None: 0, "auto": 0, "direct": 1, "winograd": 2, "winograd_f2": 3}
+
+
+def conv2d(x, w, b, res, scale, shift, stride, padding, dilation, groups, act, slope, algorithm, shuffle):
+    registry.cpu_ext()  # loads the extension, which registers torch.ops.sft_cpu
+    if scale is not None and x.stride(1) == 1:  # fused into packing when strided like the input
+        scale, shift = (t if t.stride() == x.stride() else torch.empty_like(x).copy_(t) for t in (scale, shift))
+    return torch.ops.sft_cpu.conv2d.default(x, w, b, stride, padding, dilation, groups,
+                                            checks.ACTIVATIONS.index(act), slope, res, _ALGORITHM_CODES[algorithm],
+                                            shuffle, scale, shift)

@@ -1,0 +1,87 @@
+"""Measured backend choice for `backend=None` calls (like `cudnn.benchmark`).
+
+"backend=None picks the fastest available" is decided per call signature, not per device: the first call
+with a given (shapes, strides, conv parameters, epilogue, threads) times every candidate backend on the real
+inputs (interleaved, median of a few runs) and caches the winner for the process. Set SFT_KERNELS_AUTOTUNE=0
+to use the static preference order instead; under torch.compile the static order is always used (the
+choice must be a trace-time constant). A backend named explicitly (argument or SFT_KERNELS_BACKEND) always
+runs; nothing here overrides it.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, Dict, Hashable, Sequence
+
+import torch
+
+from . import registry
+
+_CHOICES: Dict[Hashable, str] = {}
+
+
+def enabled() -> bool:
+    return registry.env("SFT_KERNELS_AUTOTUNE") != "0" and registry.env("SFT_KERNELS_BACKEND") is None
+
+
+def choices() -> dict:
+    """The cached decisions: {call signature: backend}."""
+    return dict(_CHOICES)
+
+
+# Caches elsewhere that hold decisions made here (the ops' memo of validated call signatures): emptied too.
+_ON_CLEAR: list = []
+
+
+def clear() -> None:
+    _CHOICES.clear()
+    for fn in _ON_CLEAR:
+        fn()
+
+
+def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
+    """Seconds one call of fn takes on `device`. GPU work is asynchronous: a host clock around a launch measures
+    the launch, so CUDA candidates are timed with events on the current stream after a synchronize."""
+    if device.type != "cuda":
+        def host(fn):
+            t = time.perf_counter()
+            fn()
+            return time.perf_counter() - t
+        return host
+
+    def cuda(fn):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
+    return cuda
+
+
+def pick(key: Hashable, candidates: Sequence[str], run: Callable[[str], object], rounds: int = 3,
+         device: torch.device = torch.device("cpu")) -> str:
+    """The fastest of `candidates` for `key`, timing `run(name)` on first sight of the key on `device`.
+
+    While a CUDA graph is being captured nothing can be timed (a synchronize would break the capture): the first
+    candidate (the static preference order) is used and nothing is cached, so a later eager call still measures.
+    """
+    if len(candidates) == 1:
+        return candidates[0]
+    hit = _CHOICES.get(key)
+    if hit is not None:
+        return hit
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        return candidates[0]
+    timer = _timer(device)
+    samples = {c: [] for c in candidates}
+    with torch.no_grad():
+        for c in candidates:  # warm-up (packing buffers, first-touch pages, lazy init, JIT compiles)
+            run(c)
+        for _ in range(rounds):
+            for c in candidates:
+                samples[c].append(timer(lambda: run(c)))  # noqa: B023 - called at once
+    best = min(candidates, key=lambda c: statistics.median(samples[c]))
+    _CHOICES[key] = best
+    return best

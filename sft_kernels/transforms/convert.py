@@ -1,0 +1,122 @@
+"""convert_ / revert_: swap `nn.Conv2d` modules for `sft_kernels.nn.Conv2d` in place, on any model.
+
+The swapped module shares the original's parameters, so state_dict keys and values are unchanged and
+optimizers built before conversion keep working. Modules that cannot be handled (ConvTranspose2d,
+non-zero padding modes, subclasses with their own forward) are left alone and listed in the returned report.
+
+Layout policy: a converted model keeps its activations channels_last between converted convs, whatever the caller
+passes, the way PyTorch runs a model moved to channels_last (see `sft_kernels.nn.Conv2d`); outputs equal eager's on
+NCHW and channels_last input alike.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from ..nn import Conv2d
+from ..runtime import registry
+from .report import Report
+from .swap import notify, swap_modules
+
+
+class ConversionReport(Report):
+    """convert_'s report: `converted` (names), `skipped` ((name, reason)), `fused` (models switched to a fused
+    forward)."""
+
+    def __init__(self):
+        super().__init__("convert_")
+
+    @property
+    def converted(self) -> list:
+        return self.names("converted")
+
+    @property
+    def skipped(self) -> list:
+        return [(r.name, r.detail) for r in self.rows if r.action == "skipped"]
+
+    @property
+    def fused(self) -> list:
+        return [r.name or "<model>" for r in self.rows if r.action == "fused"]
+
+
+def _trust(weight, trust: bool) -> None:
+    """Converted modules' weights are checked by version counter in the default "auto" weight check (see
+    sft_kernels.runtime.weight_check); a reverted module's are not."""
+    if registry.cpu_ext() is not None:
+        torch.ops.sft_cpu.trust_weight(weight, trust)
+
+
+def _why_not(module: nn.Module) -> Optional[str]:
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        return "transposed convolution is not supported"
+    if type(module).forward is not nn.Conv2d.forward:
+        return f"{type(module).__name__} is a subclass of nn.Conv2d with its own forward"
+    if module.padding_mode != "zeros":
+        return f"padding_mode={module.padding_mode!r} (only 'zeros')"
+    return None
+
+
+def convert_(model: nn.Module, backend: Optional[str] = None,
+             filter_fn: Optional[Callable[[nn.Module, str], bool]] = None, fuse: bool = True) -> ConversionReport:
+    """Swap every eligible `nn.Conv2d` in `model` (in place) for `sft_kernels.nn.Conv2d`.
+
+    ``backend``: the backend the converted convs use (None = fastest for the input at each call); it is
+    checked now, so asking for a backend that is missing here fails at once. ``filter_fn(module, name)``
+    returning False leaves a module alone. ``fuse``: models that have a fused forward for converted convs (SFTNet's
+    "pytorch" variant: batched SFT convs, epilogue-fused ReLU / residuals; same function) switch to it.
+    The converted convs' weights are then checked by their version counter, not by reading every value per call
+    (`sft_kernels.runtime.weight_check`: edits through ``.data`` of a few values are not seen;
+    ``set_weight_check("full")`` restores the full check).
+    Returns a report of converted, skipped and fused modules.
+    """
+    if backend is not None:
+        if backend not in registry.BACKENDS:
+            raise ValueError(f"backend must be one of {registry.BACKENDS} or None, got {backend!r}")
+        ok, why = registry.status()[backend]
+        if not ok:
+            raise registry.BackendUnavailableError(f"backend {backend!r} is not available here: {why}")
+
+    def rule(name, child):
+        if not isinstance(child, (nn.Conv2d, nn.ConvTranspose2d)):
+            return None
+        if isinstance(child, Conv2d):
+            child.backend = backend
+            _trust(child.weight, True)
+            return child
+        if filter_fn is not None and not filter_fn(child, name):
+            return "excluded by filter_fn"
+        why = _why_not(child)
+        if why:
+            return why
+        new = Conv2d.from_conv(child, backend)
+        new._sft_original_class = type(child)
+        _trust(new.weight, True)
+        return new
+
+    report = swap_modules(model, rule, ConversionReport())
+    if fuse and filter_fn is None:
+        for name, what in notify(model, "convert_", True):
+            report.add(name, "fused", what)
+    return report
+
+
+def revert_(model: nn.Module) -> int:
+    """Undo `convert_`: put plain `nn.Conv2d` modules back (same parameters). Returns how many."""
+    notify(model, "convert_", False)
+
+    def rule(name, child):
+        if not (isinstance(child, Conv2d) and hasattr(child, "_sft_original_class")):
+            return None
+        orig = child._sft_original_class.__new__(child._sft_original_class)
+        nn.Module.__init__(orig)
+        state = {k: v for k, v in child.__dict__.items()
+                 if k not in ("_parameters", "_buffers", "_modules", "activation", "negative_slope",
+                              "backend", "algorithm", "_sft_original_class")}
+        orig.__dict__.update(state)
+        orig._parameters, orig._buffers, orig._modules = child._parameters, child._buffers, child._modules
+        _trust(child.weight, False)
+        return orig
+
+    return len(swap_modules(model, rule, Report("revert_"), "reverted").rows)

@@ -1,0 +1,163 @@
+"""fuse_for_inference: a converted copy of any traceable CNN with its conv → batch norm → ReLU chains and
+residual adds folded into the convs (torch.fx).
+
+`convert_` swaps convs in place and keeps every other module, so a generic network still runs each batch norm,
+ReLU and residual add as a separate pass over its activations. For inference those fold away:
+
+- a batch norm in eval mode right after a conv (whose output nothing else reads) is folded into the conv's
+  weight and bias (`torch.nn.utils.fusion.fuse_conv_bn_eval`);
+- a ReLU / LeakyReLU (module, function or method) right after a conv becomes the conv's epilogue activation;
+- ``conv(x) + y`` of the same shape becomes the conv's epilogue residual (``act(conv + b) + residual``, so only
+  for a conv with no activation of its own: ResNet's ``relu(bn3(conv3(x)) + identity)`` keeps its final ReLU);
+  needs an example input, to learn the shapes.
+
+The model is deep-copied first; the result is a `torch.fx.GraphModule` (its state_dict differs: batch norms are
+gone). Control flow that depends on tensor values cannot be traced; such models raise torch.fx's error.
+"""
+from __future__ import annotations
+
+import copy
+import operator
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from ..nn import Conv2d
+from .convert import ConversionReport, convert_
+
+_RELU_FUNCS = {torch.relu, F.relu, torch.relu_, F.relu_}
+_ADD_FUNCS = {operator.add, torch.add, operator.iadd}
+
+
+class _Tracer(fx.Tracer):
+    """Keeps every conv and batch norm a single call_module node (our Conv2d lives outside torch.nn)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) or super().is_leaf_module(m, qualname)
+
+
+def _set_module(root: nn.Module, qualname: str, new: nn.Module) -> None:
+    parent, _, name = qualname.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, name, new)
+
+
+def _activation(node: fx.Node, modules: dict) -> Optional[tuple]:
+    """(name, slope) if `node` applies ReLU or LeakyReLU to its first argument and nothing else, else None."""
+    if node.op == "call_module":
+        m = modules.get(node.target)
+        if type(m) is nn.ReLU:
+            return "relu", 0.01
+        if type(m) is nn.LeakyReLU:
+            return "leaky_relu", m.negative_slope
+    if node.op == "call_function" and node.target in _RELU_FUNCS and len(node.args) == 1 and \
+            set(node.kwargs) <= {"inplace"}:
+        return "relu", 0.01
+    if node.op == "call_function" and node.target is F.leaky_relu and set(node.kwargs) <= {"negative_slope", "inplace"}:
+        slope = node.kwargs.get("negative_slope", node.args[1] if len(node.args) > 1 else 0.01)
+        return ("leaky_relu", slope) if isinstance(slope, (int, float)) else None
+    if node.op == "call_method" and node.target in ("relu", "relu_") and len(node.args) == 1:
+        return "relu", 0.01
+    return None
+
+
+def _sole_conv_input(node: fx.Node, modules: dict) -> Optional[fx.Node]:
+    """node's first argument if it is a call of one of our convs whose result only `node` reads."""
+    src = node.args[0] if node.args else None
+    if isinstance(src, fx.Node) and src.op == "call_module" and isinstance(modules.get(src.target), Conv2d) \
+            and len(src.users) == 1:
+        return src
+    return None
+
+
+def _plain_call(node: fx.Node, conv: nn.Module) -> bool:
+    """conv(x) and nothing more: no residual argument and no epilogue of its own (a model converted before)."""
+    return len(node.args) == 1 and not node.kwargs and getattr(conv, "activation", None) is None
+
+
+def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] = None,
+                       backend: Optional[str] = None) -> fx.GraphModule:
+    """A traced, converted copy of `model` (eval mode) with batch norms, activations and residual adds folded into
+    its convs; see the module docstring. Residual adds are folded only given `example_input` (run once to learn
+    shapes: an add may broadcast, a fused residual may not). `backend` is passed to `convert_`. The returned
+    module has a `fusion_report` attribute: the ConversionReport plus counts of what was folded."""
+    model = copy.deepcopy(model).eval()
+    gm = fx.GraphModule(model, _Tracer().trace(model))
+    modules = dict(gm.named_modules())
+    folded = {"batch_norm": 0, "activation": 0, "residual": 0}
+    # A module called from several places keeps its own function: folding into it would change every call.
+    calls: dict = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    once = lambda n: isinstance(n, fx.Node) and n.op == "call_module" and calls[n.target] == 1  # noqa: E731
+
+    for node in list(gm.graph.nodes):  # conv → batch norm: one conv
+        bn = modules.get(node.target) if node.op == "call_module" else None
+        if not isinstance(bn, nn.BatchNorm2d) or not node.args:
+            continue
+        conv_node = node.args[0]
+        is_call = isinstance(conv_node, fx.Node) and conv_node.op == "call_module"
+        conv = modules.get(conv_node.target) if is_call else None
+        if type(conv) not in (nn.Conv2d, Conv2d) or len(conv_node.users) != 1 or bn.track_running_stats is False \
+                or not once(conv_node) or not once(node) or not _plain_call(conv_node, conv):
+            continue
+        fused = fuse_conv_bn_eval(conv, bn)
+        _set_module(gm, conv_node.target, fused)
+        modules[conv_node.target] = fused
+        node.replace_all_uses_with(conv_node)
+        gm.graph.erase_node(node)
+        folded["batch_norm"] += 1
+
+    report: ConversionReport = convert_(gm, backend=backend, fuse=False)
+    modules = dict(gm.named_modules())
+
+    for node in list(gm.graph.nodes):  # conv → activation: the conv's epilogue
+        act = _activation(node, modules)
+        conv_node = _sole_conv_input(node, modules) if act else None
+        if conv_node is None or not once(conv_node) or not _plain_call(conv_node, modules[conv_node.target]):
+            continue
+        conv = modules[conv_node.target]
+        conv.activation, conv.negative_slope = act
+        node.replace_all_uses_with(conv_node)
+        gm.graph.erase_node(node)
+        folded["activation"] += 1
+
+    if example_input is not None:
+        from torch.fx.passes.shape_prop import ShapeProp
+
+        with torch.no_grad():
+            ShapeProp(gm).propagate(example_input)
+
+    def same_shape(a: fx.Node, b: fx.Node) -> bool:
+        ma, mb = a.meta.get("tensor_meta"), b.meta.get("tensor_meta")
+        return ma is not None and mb is not None and ma.shape == mb.shape and ma.dtype == mb.dtype
+
+    for node in list(gm.graph.nodes) if example_input is not None else []:  # conv(x) + y: epilogue residual
+        is_add = (node.op == "call_function" and node.target in _ADD_FUNCS) or \
+                 (node.op == "call_method" and node.target == "add")
+        if not is_add or len(node.args) != 2 or node.kwargs:
+            continue
+        for conv_node, other in ((node.args[0], node.args[1]), (node.args[1], node.args[0])):
+            ok = isinstance(conv_node, fx.Node) and conv_node.op == "call_module" and \
+                isinstance(modules.get(conv_node.target), Conv2d) and len(conv_node.users) == 1 and \
+                once(conv_node) and \
+                isinstance(other, fx.Node) and _plain_call(conv_node, modules[conv_node.target]) and \
+                same_shape(conv_node, other)
+            if ok:
+                break
+        else:
+            continue
+        node.prepend(conv_node)  # after `other`, which may come later in the traced order (a downsample path)
+        conv_node.kwargs = {"residual": other}
+        node.replace_all_uses_with(conv_node)
+        gm.graph.erase_node(node)
+        folded["residual"] += 1
+
+    gm.graph.lint()
+    gm.delete_all_unused_submodules()  # the folded batch norms
+    gm.recompile()
+    gm.fusion_report = (report, folded)
+    return gm

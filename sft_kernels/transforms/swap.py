@@ -1,0 +1,43 @@
+"""The module-swap helper every transform uses: walk a model's children, let a rule replace some, report the rest."""
+from __future__ import annotations
+
+from typing import Callable, Optional, Union
+
+from torch import nn
+
+from .report import Report
+
+# rule(qualified name, module) -> a new module to put in its place, a string saying why it is left alone (reported
+# as skipped), or None (not a candidate: not reported)
+Rule = Callable[[str, nn.Module], Union[nn.Module, str, None]]
+
+
+def swap_modules(model: nn.Module, rule: Rule, report: Report, action: str = "converted") -> Report:
+    """Apply `rule` to every submodule of `model` (not the model itself), in place; record each outcome in `report`."""
+    for parent_name, parent in list(model.named_modules()):
+        for child_name, child in list(parent.named_children()):
+            name = f"{parent_name}.{child_name}" if parent_name else child_name
+            out = rule(name, child)
+            if out is None:
+                continue
+            if isinstance(out, str):
+                report.add(name, "skipped", out)
+                continue
+            if out is not child:
+                setattr(parent, child_name, out)
+            report.add(name, action)
+    return report
+
+
+def notify(model: nn.Module, transform: str, applied: bool) -> list:
+    """Let modules that adapt themselves to a transform (they define `_sft_kernels_transformed(transform, applied)`,
+    returning a description or None) do so; returns [(name, description)]. SFTNet switches to its fused forward
+    this way, so the transforms need not know the models."""
+    out = []
+    for name, m in model.named_modules():
+        hook = getattr(m, "_sft_kernels_transformed", None)
+        if callable(hook):
+            what: Optional[str] = hook(transform, applied)
+            if what:
+                out.append((name, what))
+    return out

@@ -1,0 +1,121 @@
+"""torch.library integration: opcheck for every sft op, torch.compile(fullgraph=True) on a converted model."""
+import pytest
+import torch
+from torch import nn
+
+import sft_kernels
+from sft_kernels.ops.conv2d import _conv2d_op
+from sft_kernels.ops.matmul import _matmul_op
+from sft_kernels.ops.separable_conv2d import _separable_op
+from sft_kernels.ops.strassen_matmul import _strassen_op
+
+from tests.conftest import op_backends
+
+
+def _conv_args(backend, act, res, layout):
+    x = torch.randn(2, 4, 7, 7, requires_grad=True)
+    if layout == "channels_last":
+        x = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    w = torch.randn(6, 2, 3, 3, requires_grad=True)
+    b = torch.randn(6, requires_grad=True)
+    r = torch.randn(2, 6, 7, 7, requires_grad=True) if res else None
+    return (x, w, b, r, None, None, [1, 1], [1, 1], [1, 1], 2, act, 0.1, None, 1, backend)
+
+
+@pytest.mark.parametrize("backend", op_backends("conv2d"))
+@pytest.mark.parametrize("act,res", [(None, False), ("leaky_relu", True)])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_opcheck_conv2d(backend, act, res, layout):
+    torch.library.opcheck(_conv2d_op, _conv_args(backend, act, res, layout))
+
+
+def test_opcheck_conv2d_winograd():
+    if "cpu" not in op_backends("conv2d"):
+        pytest.skip("cpu backend not built")
+    x = torch.randn(1, 16, 9, 9, requires_grad=True)
+    w, b = torch.randn(16, 16, 3, 3, requires_grad=True), torch.randn(16, requires_grad=True)
+    torch.library.opcheck(_conv2d_op, (x, w, b, None, None, None, [1, 1], [1, 1], [1, 1], 1, "relu", 0.01,
+                                       "winograd", 1, "cpu"),
+                          atol=1e-4, rtol=1e-4)
+    r = torch.randn(1, 4, 18, 18, requires_grad=True)  # pixel shuffle fused in the Winograd store, + residual
+    torch.library.opcheck(_conv2d_op, (x, w, b, r, None, None, [1, 1], [1, 1], [1, 1], 1, "relu", 0.01, "winograd",
+                                       2, "cpu"),
+                          atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", op_backends("matmul"))
+def test_opcheck_matmul(backend):
+    for sa, sb in [((5, 7), (7, 3)), ((2, 5, 7), (7, 3)), ((7,), (7, 2))]:
+        a, b = torch.randn(sa, requires_grad=True), torch.randn(sb, requires_grad=True)
+        torch.library.opcheck(_matmul_op, (a, b, backend))
+
+
+@pytest.mark.parametrize("backend", op_backends("strassen_matmul"))
+def test_opcheck_strassen(backend):
+    a, b = torch.randn(9, 10, requires_grad=True), torch.randn(10, 7, requires_grad=True)
+    torch.library.opcheck(_strassen_op, (a, b, 1, 2, backend))
+
+
+@pytest.mark.parametrize("backend", op_backends("separable_conv2d"))
+def test_opcheck_separable(backend):
+    x = torch.randn(1, 4, 6, 6, requires_grad=True)
+    args = (x, torch.randn(4, 1, 3, 3, requires_grad=True), torch.randn(5, 4, 1, 1, requires_grad=True),
+            torch.randn(4, requires_grad=True), None, [1, 1], [1, 1], [1, 1], "relu", None, 0.01, backend)
+    torch.library.opcheck(_separable_op, args)
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.up = nn.ConvTranspose2d(8, 4, 2, stride=2)
+
+    def forward(self, x):
+        y = torch.relu(self.c1(x))
+        return self.up(y + self.c2(y))
+
+
+@pytest.mark.parametrize("backend", [b for b in op_backends("conv2d") if b != "triton"])
+def test_compile_fullgraph_converted_model(backend):
+    torch._dynamo.reset()
+    model = _Net().eval()
+    x = torch.randn(2, 3, 9, 11)
+    with torch.no_grad():
+        expected = model(x)
+        sft_kernels.convert_(model, backend=backend)
+        compiled = torch.compile(model, fullgraph=True, backend="inductor")
+        torch.testing.assert_close(compiled(x), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_compile_fullgraph_functional_default_backend():
+    torch._dynamo.reset()
+
+    def f(x, w):
+        return sft_kernels.ops.conv2d(x, w, padding=1, activation="relu")
+
+    x, w = torch.randn(1, 4, 8, 8), torch.randn(4, 4, 3, 3)
+    torch.testing.assert_close(torch.compile(f, fullgraph=True)(x, w), f(x, w))
+
+
+def test_compile_fullgraph_converted_fused_sftnet():
+    from sft_kernels.models import SFTNet
+
+    torch._dynamo.reset()
+    model = SFTNet(num_blocks=1, channels=8).reset_parameters_(seed=0).eval()
+    x = torch.rand(1, 3, 6, 5)
+    with torch.no_grad():
+        expected = model(x)
+        sft_kernels.convert_(model)
+        assert model.fused
+        torch.testing.assert_close(torch.compile(model, fullgraph=True)(x), expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", op_backends("conv2d"))
+def test_opcheck_conv2d_modulation(backend):
+    x = torch.randn(1, 8, 6, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
+    scale, shift = (torch.randn(1, 8, 6, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
+                    for _ in range(2))
+    w, b = torch.randn(8, 8, 3, 3, requires_grad=True), torch.randn(8, requires_grad=True)
+    torch.library.opcheck(_conv2d_op, (x, w, b, None, scale, shift, [1, 1], [1, 1], [1, 1], 1, "relu", 0.01, None, 1,
+                                       backend), atol=1e-4, rtol=1e-4)

@@ -1,0 +1,130 @@
+"""convert_ / revert_ on any CNN and on SFTNet: same outputs, same state_dict, modules restored."""
+import pytest
+import torch
+from torch import nn
+
+import sft_kernels
+from sft_kernels.models import SFTNet
+from sft_kernels.nn import Conv2d
+
+from tests.conftest import op_backends
+
+CPU_BACKENDS = op_backends("conv2d")
+
+
+def _cnn():
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect"),  # not supported: left alone
+        nn.Conv2d(8, 8, 3, stride=2, dilation=2, padding=2, groups=4, bias=False),
+        nn.ConvTranspose2d(8, 4, 2, stride=2),  # left alone
+        nn.Conv2d(4, 4, 3, padding="same"),  # string padding: converted, F.conv2d's semantics
+        nn.Conv2d(4, 4, 4, padding="same"),  # even kernel: asymmetric 'same' padding
+    )
+
+
+@pytest.mark.parametrize("backend", [None] + CPU_BACKENDS)
+def test_convert_any_cnn(backend):
+    model = _cnn().eval()
+    x = torch.randn(2, 3, 13, 11)
+    keys = {k: v.clone() for k, v in model.state_dict().items()}
+    expected = model(x)
+    report = sft_kernels.convert_(model, backend=backend)
+    assert report.converted == ["0", "3", "5", "6"]
+    assert [name for name, _ in report.skipped] == ["2", "4"]
+    assert isinstance(model[0], Conv2d) and isinstance(model[3], Conv2d) and not isinstance(model[2], Conv2d)
+    assert model.state_dict().keys() == keys.keys()
+    torch.testing.assert_close(model(x), expected, atol=1e-4, rtol=1e-4)
+    assert sft_kernels.revert_(model) == 4
+    assert type(model[0]) is nn.Conv2d and type(model[3]) is nn.Conv2d
+    torch.testing.assert_close(model(x), expected)
+
+
+def test_convert_shares_parameters_and_filter():
+    model = _cnn()
+    w = model[0].weight
+    report = sft_kernels.convert_(model, filter_fn=lambda m, name: name != "3")
+    assert model[0].weight is w
+    assert ("3", "excluded by filter_fn") in report.skipped
+
+
+def test_convert_unavailable_backend_fails_early():
+    with pytest.raises(sft_kernels.backends.BackendUnavailableError, match="cuda"):
+        sft_kernels.convert_(_cnn(), backend="cuda")
+
+
+def test_finetune_through_converted_model():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 3, padding=1))
+    sft_kernels.convert_(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, target = torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)
+    losses = []
+    for _ in range(5):
+        loss = torch.nn.functional.mse_loss(model(x), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("variant", ["pytorch", "torch"])
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_converted_sftnet_matches_eager(variant, backend):
+    model = SFTNet(variant).reset_parameters_(seed=1).eval()
+    img = torch.rand(1, 3, 6, 5) if backend == "triton" else torch.rand(1, 3, 12, 10)  # interpreter: tiny
+    with torch.no_grad():
+        expected = model(img)
+        report = sft_kernels.convert_(model, backend=backend)
+        assert len(report.converted) == sum(isinstance(m, nn.Conv2d) for m in model.modules())
+        out = model(img)
+        torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+        sft_kernels.revert_(model)
+        assert not any(isinstance(m, Conv2d) for m in model.modules())
+        torch.testing.assert_close(model(img), expected)
+
+
+@pytest.mark.parametrize("backend", ["reference"] + [b for b in CPU_BACKENDS if b == "cpu"])
+def test_fused_sftnet_forward_is_the_same_function(backend):
+    model = SFTNet("pytorch").reset_parameters_(seed=2).eval()
+    img = torch.rand(2, 3, 9, 7)
+    seg = torch.softmax(torch.randn(2, 8, 36, 28), dim=1)  # a real (non-background) prior
+    with torch.no_grad():
+        expected = model(img, seg)
+        report = sft_kernels.convert_(model, backend=backend)
+        assert model.fused and report.fused == ["<model>"]
+        torch.testing.assert_close(model(img, seg), expected, atol=1e-4, rtol=1e-4)
+        sft_kernels.revert_(model)
+        assert not model.fused
+    unfused = SFTNet("pytorch")
+    assert not sft_kernels.convert_(unfused, fuse=False).fused and not unfused.fused
+    assert not sft_kernels.convert_(SFTNet("torch")).fused  # the "torch" variant's pre-activation blocks stay
+
+
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+def test_converted_weights_are_checked_by_version():
+    """In the default "auto" weight check a converted conv's weight is trusted by its version counter: in-place
+    edits are seen, a one-value .data edit is not (the documented price) until the full check is asked for, and
+    after revert_ the same tensor is checked by content again."""
+    from sft_kernels.ops import conv2d
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(16, 24, 3, padding=1)).eval()
+    sft_kernels.convert_(model, backend="cpu")
+    conv, x = model[0], torch.randn(1, 16, 10, 10)
+    ref = lambda: nn.functional.conv2d(x, conv.weight, conv.bias, padding=1)  # noqa: E731
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(), rtol=1e-4, atol=1e-4)
+        conv.weight[2, 3, 1, 1] += 1.0  # in place: the counter moves
+        torch.testing.assert_close(model(x), ref(), rtol=1e-4, atol=1e-4)
+        stale = model(x)
+        conv.weight.data[5, 7, 0, 2] += 1.0  # one value through .data: not sampled, counter unchanged
+        assert torch.equal(model(x), stale)
+        with sft_kernels.weight_check("full"):
+            torch.testing.assert_close(model(x), ref(), rtol=1e-4, atol=1e-4)
+        w = conv.weight
+        sft_kernels.revert_(model)
+        conv2d(x, w, padding=1, backend="cpu")
+        w.data[5, 7, 0, 2] += 1.0
+        torch.testing.assert_close(conv2d(x, w, padding=1, backend="cpu"),
+                                   nn.functional.conv2d(x, w, padding=1), rtol=1e-4, atol=1e-4)
