@@ -16,7 +16,7 @@ $(VENV)/bin/python:
 $(STAMP): $(VENV)/bin/python pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/cpu/*.cpp csrc/cpu/*.h csrc/cpu/*/*.cpp csrc/cpu/*/*.h)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q triton==3.9.0 numpy pillow tqdm safetensors setuptools wheel ninja \
-		pytest pytest-benchmark hypothesis scikit-image scikit-learn matplotlib
+		pytest pytest-benchmark hypothesis scikit-image scikit-learn matplotlib expecttest
 	$(PIP) install -q --no-build-isolation --no-deps -e .
 	@$(PYTHON) -c "import sft_kernels.backends as b; print('backends available:', b.available())"
 	@touch $(STAMP)

@@ -19,7 +19,7 @@ from .data.datasets import TRAIN_IMAGES
 from .data.images import imresize
 from .metrics import psnr
 from .models import SFTNet
-from . import weights
+from .models import pretrained as shipped_weights
 
 
 def _save_png(img: torch.Tensor, path: str) -> None:
@@ -38,8 +38,8 @@ def run(image: str = "astronaut", lr_size: int = 128, out_dir: str = "demo_out",
         lr = lr[:, top:top + lr_size, left:left + lr_size]
         hr = hr[:, 4 * top:4 * (top + lr.shape[1]), 4 * left:4 * (left + lr.shape[2])]
     x = lr.unsqueeze(0).contiguous(memory_format=torch.channels_last)
-    if "teacher" in weights.shipped():
-        eager, what = weights.pretrained("teacher"), "shipped trained 'teacher' weights"
+    if "teacher" in shipped_weights.shipped():
+        eager, what = shipped_weights.pretrained("teacher"), "shipped trained 'teacher' weights"
     else:
         eager, what = SFTNet("pytorch").reset_parameters_(seed=seed).eval(), "untrained seeded weights"
     print_fn(f"SFTNet ('pytorch' variant, {what}) on '{image}': "

@@ -32,7 +32,6 @@ import torch
 from torch import nn
 
 from . import backends as _backends
-from . import weights as _weights
 from .transforms import convert_
 from .metrics import conv_macs, count_params, energy, latency, layer_times, model_size_bytes, peak_memory
 
@@ -52,44 +51,25 @@ class _Bicubic(nn.Module):
 
 
 # ---------------------------------------------------------------- models and backends
-def _infer_architecture(sd: dict) -> dict:
-    """SFTNet (variant, num_blocks, channels) from a state_dict's key names and shapes."""
-    if "conv0.weight" not in sd:
-        raise _weights.WeightsError("not an SFTNet checkpoint: it has no 'conv0.weight'")
-    variant = "pytorch" if "HR_branch.0.weight" in sd else "torch"
-    blocks = {int(m.group(1)) for k in sd for m in [re.match(r"sft_branch\.(\d+)\.conv0\.weight$", k)] if m}
-    return dict(variant=variant, num_blocks=len(blocks), channels=int(sd["conv0.weight"].shape[0]))
-
-
 def load_model(name: str) -> tuple:
-    """(model in eval mode, info) for a shipped weights name or a checkpoint path.
+    """(model in eval mode, info) for a shipped weights name or a checkpoint path (architecture from a model card
+    beside it, else its keys). `info`: source, weights_path, size_bytes, architecture."""
+    from .models import pretrained as shipped_weights
 
-    A checkpoint's architecture comes from a model card beside it (`<stem>.json` with "architecture"),
-    else from its key names and shapes. `info`: source, weights_path, size_bytes, architecture."""
-    from .models import SFTNet
-
-    if name in _weights.shipped():
-        card = _weights.card(name)
-        path = Path(_weights.WEIGHTS_DIR) / card["file"]
-        return _weights.pretrained(name), dict(source=f"shipped weights {name!r}", weights_path=str(path),
-                                               size_bytes=os.path.getsize(path), architecture=card["architecture"])
+    if name in shipped_weights.shipped():
+        card = shipped_weights.card(name)
+        path = Path(shipped_weights.WEIGHTS_DIR) / card["file"]
+        return shipped_weights.pretrained(name), dict(source=f"shipped weights {name!r}", weights_path=str(path),
+                                                      size_bytes=os.path.getsize(path),
+                                                      architecture=card["architecture"])
     path = Path(name)
     if path.is_file():
-        card_path = path.with_suffix(".json")
-        arch = None
-        if card_path.is_file():
-            try:
-                arch = json.loads(card_path.read_text()).get("architecture")
-            except (OSError, ValueError):
-                arch = None
-        if arch is None:
-            arch = _infer_architecture(_weights.read_state_dict(path))
-        model = SFTNet(arch["variant"], arch["num_blocks"], arch["channels"])
-        _weights.load_weights(model, path)
-        return model.eval(), dict(source=f"checkpoint {str(path)!r}", weights_path=str(path),
-                                  size_bytes=os.path.getsize(path), architecture=arch)
-    raise ValueError(f"model {name!r} is not a shipped weights name (shipped: {_weights.shipped() or 'none yet'}; "
-                     f"they live in {_weights.WEIGHTS_DIR}), not {BICUBIC!r}, and not a checkpoint file")
+        model = shipped_weights.model_from_file(path)
+        arch = dict(variant=model.variant, num_blocks=model.num_blocks, channels=model.channels)
+        return model, dict(source=f"checkpoint {str(path)!r}", weights_path=str(path),
+                           size_bytes=os.path.getsize(path), architecture=arch)
+    raise ValueError(f"model {name!r} is not a shipped weights name (shipped: {shipped_weights.shipped() or 'none yet'}"
+                     f"; they live in {shipped_weights.WEIGHTS_DIR}), not {BICUBIC!r}, and not a checkpoint file")
 
 
 def default_backends() -> list:

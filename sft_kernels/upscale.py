@@ -16,12 +16,12 @@
   written back; palette, CMYK, YCbCr, ... are converted to RGB (palette images with transparency to
   RGBA). EXIF orientation is applied; the ICC profile is kept. The output is assembled tile by tile
   directly in its final 8/16-bit form.
-- ``load_model(name_or_path)``: a shipped model by name (``sft_kernels.weights.shipped()``) or any
+- ``load_model(name_or_path)``: a shipped model by name (``sft_kernels.models.pretrained.shipped()``) or any
   SFTNet checkpoint (.safetensors / .pth / .pt; architecture read off its keys).
 
 Every failure a user can cause (missing or unreadable image, a file that is not an image, corrupt or
 mismatched weights, an unknown model name, an output format that cannot hold the image) raises
-ValueError / FileNotFoundError / RuntimeError (``sft_kernels.weights.WeightsError``) with a one-line
+ValueError / FileNotFoundError / RuntimeError (``sft_kernels.models.checkpoint.WeightsError``) with a one-line
 message.
 """
 from __future__ import annotations
@@ -175,34 +175,11 @@ def upscale_image(model: nn.Module, img: torch.Tensor, tile: int = 0, overlap: i
 
 # ------------------------------------------------------------------------------------------------ models
 def load_model(name_or_path: Union[str, os.PathLike, nn.Module] = "teacher") -> nn.Module:
-    """A shipped model by name (sha256-checked, ``sft_kernels.weights.pretrained``) or any SFTNet checkpoint
-    by path (.safetensors / .pth / .pt; variant, depth and width read off its keys), in eval mode. An
-    ``nn.Module`` is returned as is. Raises ``WeightsError`` (a RuntimeError) with one line saying why."""
-    from . import weights
+    """A shipped model by name or any SFTNet checkpoint by path, in eval mode (see
+    ``sft_kernels.models.pretrained.resolve_model``)."""
+    from .models.pretrained import resolve_model
 
-    if isinstance(name_or_path, nn.Module):
-        return name_or_path
-    if not isinstance(name_or_path, (str, os.PathLike)):
-        raise TypeError(f"model must be a shipped model name or a checkpoint path, got "
-                        f"{type(name_or_path).__name__}")
-    text = os.fspath(name_or_path)
-    shipped = weights.shipped()
-    if isinstance(name_or_path, str) and text in shipped:
-        try:
-            return weights.pretrained(text)
-        except weights.WeightsError:
-            raise
-        except (ValueError, KeyError, TypeError) as e:  # unreadable model card (JSON) or missing fields
-            raise weights.WeightsError(f"the model card of the shipped model {text!r} is corrupt "
-                                       f"({type(e).__name__}: {e}); reinstall the package") from None
-    path = Path(text).expanduser()
-    if path.suffix.lower() in (".safetensors", ".pth", ".pt") or path.is_file():
-        if not path.is_file():
-            raise FileNotFoundError(f"weights file {text!r} does not exist")
-        return weights.model_from_file(path).eval()
-    hint = ", ".join(shipped) if shipped else "none are installed yet"
-    raise weights.WeightsError(f"{text!r} is neither a shipped model name (shipped: {hint}) nor the path of a "
-                               ".safetensors/.pth checkpoint")
+    return resolve_model(name_or_path)
 
 
 # ------------------------------------------------------------------------------------------------ files

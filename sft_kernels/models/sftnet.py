@@ -20,11 +20,16 @@ adds are plain tensor ops in ``forward``.
 """
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..runtime.checks import is_channels_last_strided
+from . import checkpoint
 from .fused import fused_forward
 
 __all__ = ["SFTNet", "CondNet", "SFTLayer", "ResBlockSFT", "background_seg",
@@ -232,13 +237,21 @@ class SFTNet(nn.Module):
     @classmethod
     def from_checkpoint(cls, path, variant: str | None = None) -> "SFTNet":
         """Load a checkpoint (.safetensors, or a public SFTGAN .pth state_dict). With ``variant`` the standard
-        architecture of that variant is loaded strictly; without, variant/depth/width are read off the keys.
-        Missing or unexpected keys and shape mismatches raise ``sft_kernels.weights.WeightsError`` naming them."""
-        from .. import weights
-
-        if variant is None:
-            return weights.model_from_file(path)
-        return weights.load_weights(cls(variant), path).eval()
+        architecture of that variant is loaded strictly; without, the architecture comes from a model card beside
+        the file (``<stem>.json`` with "architecture"), else from the checkpoint's keys (`architecture_of`).
+        Missing or unexpected keys and shape mismatches raise ``WeightsError`` naming them."""
+        if variant is not None:
+            return checkpoint.load_weights(cls(variant), path).eval()
+        arch = None
+        card = Path(path).with_suffix(".json")
+        if card.is_file():
+            try:
+                arch = json.loads(card.read_text()).get("architecture")
+            except (OSError, ValueError):
+                arch = None
+        if arch is None:
+            arch = architecture_of(checkpoint.read_state_dict(path), str(path))
+        return checkpoint.load_weights(cls(arch["variant"], arch["num_blocks"], arch["channels"]), path).eval()
 
     @torch.no_grad()
     def reset_parameters_(self, seed: int = 0, std_scale: float = 1.0) -> "SFTNet":
@@ -256,3 +269,12 @@ class SFTNet(nn.Module):
                     b = (torch.rand(m.bias.shape, generator=gen, dtype=torch.float64) * 2 - 1) * bound
                     m.bias.copy_(b)
         return self
+
+
+def architecture_of(state_dict: dict, where: str = "the checkpoint") -> dict:
+    """SFTNet's (variant, num_blocks, channels) from a state_dict's key names and shapes."""
+    if "conv0.weight" not in state_dict:
+        raise checkpoint.WeightsError(f"{where!r} is not an SFTNet checkpoint (no 'conv0.weight')")
+    variant = "pytorch" if "HR_branch.0.weight" in state_dict else "torch"
+    blocks = {int(m.group(1)) for k in state_dict for m in [re.match(r"sft_branch\.(\d+)\.conv0\.weight$", k)] if m}
+    return dict(variant=variant, num_blocks=len(blocks), channels=int(state_dict["conv0.weight"].shape[0]))

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sft_kernels import backends, cli, weights
+from sft_kernels.models import pretrained as shipped_weights
 from sft_kernels.metrics import conv_macs, count_params
 from sft_kernels.models import SFTNet
 from sft_kernels.report import build_report, default_backends, load_model
@@ -20,7 +21,7 @@ def tiny(tmp_path, monkeypatch):
     wdir = tmp_path / "weights"
     path = weights.export(SFTNet(num_blocks=1, channels=8).reset_parameters_(0), "tiny",
                           {"architecture": ARCH}, directory=wdir)
-    monkeypatch.setattr(weights, "WEIGHTS_DIR", wdir)
+    monkeypatch.setattr(shipped_weights, "WEIGHTS_DIR", wdir)
     return path
 
 

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from sft_kernels import backends, cli, weights
+from sft_kernels.models import pretrained as shipped_weights
 from sft_kernels import nn as sft_nn
 from sft_kernels.models import SFTNet
 from sft_kernels.upscale import load_model, receptive_radius, tile_grid, upscale_file, upscale_image
@@ -37,7 +38,7 @@ def shipped_tiny(tmp_path, monkeypatch):
     with torch.no_grad():
         model.HR_branch[-1].bias.add_(0.5)  # outputs around mid-grey, so every level test means something
     weights.export(model, "tiny", {"architecture": dict(TINY), "note": "test"}, directory=wdir)
-    monkeypatch.setattr(weights, "WEIGHTS_DIR", wdir)
+    monkeypatch.setattr(shipped_weights, "WEIGHTS_DIR", wdir)
     return model, wdir
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sft_kernels import weights
+from sft_kernels.models import pretrained as shipped_weights
 from sft_kernels.data.datasets import PatchSampler
 from sft_kernels.models import SFTNet
 from sft_kernels.train import TrainConfig, train
@@ -114,7 +115,7 @@ def test_shipped_weights_hash_is_checked(tmp_path, monkeypatch):
     m = SFTNet(num_blocks=1, channels=8).reset_parameters_(seed=0)
     weights.export(m, "tiny", {"architecture": {"variant": "pytorch", "num_blocks": 1, "channels": 8}},
                    directory=tmp_path)
-    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(shipped_weights, "WEIGHTS_DIR", tmp_path)
     assert weights.shipped() == ["tiny"]
     assert weights.pretrained("tiny").channels == 8
     data = bytearray((tmp_path / "tiny.safetensors").read_bytes())

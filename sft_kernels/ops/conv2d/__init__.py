@@ -189,7 +189,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
                                        negative_slope, residual, algorithm, pixel_shuffle, scale, shift, modulation),
                         input)
     if isinstance(input, torch.Tensor) and input.dim() == 3:  # unbatched (C, H, W), as F.conv2d takes it
-        lift = (lambda t: None if t is None else t.unsqueeze(0))
+        def lift(t):
+            return None if t is None else t.unsqueeze(0)
+
         y = conv2d(input.unsqueeze(0), weight, bias, stride, padding, dilation, groups, activation=activation,
                    negative_slope=negative_slope, residual=lift(residual), backend=backend, algorithm=algorithm,
                    pixel_shuffle=pixel_shuffle,
