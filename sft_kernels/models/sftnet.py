@@ -214,9 +214,11 @@ class SFTNet(nn.Module):
         return "fused SFTNet forward" if self.fused else None
 
     def forward(self, img: torch.Tensor, seg: torch.Tensor | None = None) -> torch.Tensor:
-        seg = self._check_inputs(img, seg)
         if self.fused and self.variant == "pytorch":
-            return fused_forward(self, img, seg)
+            if isinstance(img, torch.Tensor) and img.dim() == 4:  # the converted model's layout: see nn.Conv2d
+                img = img.contiguous(memory_format=torch.channels_last)
+            return fused_forward(self, img, self._check_inputs(img, seg))
+        seg = self._check_inputs(img, seg)
         cond = self.CondNet(seg)
         fea = self.conv0(img)
         # Same computation as sft_branch((fea, cond)) in the public code, written out so the

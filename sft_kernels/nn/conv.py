@@ -14,7 +14,8 @@ class Conv2d(nn.Conv2d):
     Same constructor, parameters and state_dict keys as `nn.Conv2d`. Extra keyword-only options:
     ``activation`` (None/"relu"/"leaky_relu"), ``negative_slope``, ``backend`` (None = fastest here) and
     ``algorithm`` (cpu: None/"auto", "direct", "winograd", "winograd_f2").
-    ``forward(x, residual=None)`` computes ``act(conv(x) + bias) + residual``.
+    ``forward(x, residual=None)`` computes ``act(conv(x) + bias) + residual``; its output is channels_last (the
+    values are nn.Conv2d's; an NCHW input is laid out channels_last first, see `forward`).
     Only ``padding_mode="zeros"`` is supported (others are left as nn.Conv2d by `convert_`); string padding
     ('same', 'valid') is F.conv2d's.
     """
@@ -43,6 +44,11 @@ class Conv2d(nn.Conv2d):
         return new
 
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        # Layout policy: activations stay channels_last between our convs whatever the caller passes (as in a
+        # model moved to channels_last): an NCHW input is laid out once here, and every later conv, activation
+        # and add sees channels_last tensors, instead of each conv converting in and back out.
+        if input.dim() == 4 and not input.is_contiguous(memory_format=torch.channels_last):
+            input = input.contiguous(memory_format=torch.channels_last)
         return ops.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
                           activation=self.activation, negative_slope=self.negative_slope, residual=residual,
                           backend=self.backend, algorithm=self.algorithm)

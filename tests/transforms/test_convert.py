@@ -128,3 +128,32 @@ def test_converted_weights_are_checked_by_version():
         w.data[5, 7, 0, 2] += 1.0
         torch.testing.assert_close(conv2d(x, w, padding=1, backend="cpu"),
                                    nn.functional.conv2d(x, w, padding=1), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", [None] + CPU_BACKENDS)
+def test_layout_policy_nchw_in_channels_last_between_convs(backend):
+    """A converted model keeps activations channels_last between its convs whatever the caller passes; values
+    equal eager's on NCHW and channels_last input, and the functional op still follows F.conv2d's layout rule."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1)).eval()
+    x = torch.randn(2, 3, 9, 7)
+    with torch.no_grad():
+        expected = model(x)
+        sft_kernels.convert_(model, backend=backend)
+        for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+            y = model(inp)
+            assert y.is_contiguous(memory_format=torch.channels_last)
+            torch.testing.assert_close(y, expected, atol=1e-4, rtol=1e-4)
+        from sft_kernels.ops import conv2d
+
+        assert conv2d(x, model[0].weight, model[0].bias, padding=1, backend=backend).is_contiguous()
+
+
+def test_converted_sftnet_equals_eager_on_nchw_and_channels_last():
+    eager = SFTNet(num_blocks=2, channels=16).reset_parameters_(seed=1).eval()
+    conv = SFTNet(num_blocks=2, channels=16).reset_parameters_(seed=1).eval()
+    sft_kernels.convert_(conv)
+    x = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():
+        expected = eager(x)
+        for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+            torch.testing.assert_close(conv(inp), expected, atol=1e-4, rtol=1e-4)
