@@ -1,7 +1,10 @@
-"""Tolerances for comparing an op's output with its float64 reference, in one place.
+"""Every tolerance the tests use, in one place.
 
-The error of a length-K fp32 dot product grows like sqrt(K)·eps·|terms| for random data, so the absolute
-tolerance scales with the reduction length K = C/groups·kh·kw and the reference's magnitude.
+An op against its float64 reference: the error of a length-K fp32 dot product grows like sqrt(K)·eps·|terms| for
+random data, so the absolute tolerance scales with the reduction length K = C/groups·kh·kw and the reference's
+magnitude (`tolerance`, `assert_close`; Winograd and Strassen have their own growth factors). Comparisons of two
+results computed in the same low precision (ours vs PyTorch's own float32, a model before and after a transform)
+use the named budgets of `tol`.
 """
 import math
 
@@ -22,15 +25,39 @@ TOLERANCES = {
 WINOGRAD_FACTOR = 4.0
 
 
-def tolerance(dtype: torch.dtype, k: int, ref_max: float, winograd: bool = False) -> tuple:
+# Strassen–Winograd adds roughly one rounding of the operand magnitudes per level: a factor 4 per level over plain
+# GEMM's budget (measured within it for depths 1-3 on random operands).
+STRASSEN_FACTOR_PER_LEVEL = 4.0
+
+# (atol, rtol) for comparisons that are not "an op against its float64 reference".
+NAMED = {
+    "exact": (0.0, 0.0),  # the same arithmetic in the same order: bit for bit
+    "fp32": (1e-4, 1e-4),  # ours vs PyTorch in float32 on O(1) values, a whole model's depth of roundings included
+    "fp32_wide": (1e-3, 1e-4),  # the same on values of magnitude ~10-100 (unnormalised random convs and GEMMs)
+    "fp32_pointwise": (1e-6, 0.0),  # elementwise / resampling in float32 on values in [0, 1]
+    "fp64_pointwise": (1e-12, 0.0),  # the same in float64
+    "bf16_training": (2e-3, 0.0),  # fp32 master weights after bf16-autocast steps vs fp32 steps
+}
+
+
+def tol(kind: str) -> dict:
+    """``torch.testing.assert_close(a, b, **tol("fp32"))``: the named (atol, rtol) budget."""
+    atol, rtol = NAMED[kind]
+    return dict(atol=atol, rtol=rtol)
+
+
+def tolerance(dtype: torch.dtype, k: int, ref_max: float, winograd: bool = False, strassen_levels: int = 0) -> tuple:
     c, rtol = TOLERANCES[dtype]
     if winograd:
         c *= WINOGRAD_FACTOR
+    c *= STRASSEN_FACTOR_PER_LEVEL ** strassen_levels
     eps = torch.finfo(dtype).eps
     return c * eps * math.sqrt(max(k, 1)) * max(ref_max, 1e-30), rtol
 
 
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, k: int, msg: str = "", winograd: bool = False) -> None:
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, k: int, msg: str = "", winograd: bool = False,
+                 strassen_levels: int = 0) -> None:
     """Compare `actual` (any dtype) with a float64 `expected` using the K-scaled tolerance of actual's dtype."""
-    atol, rtol = tolerance(actual.dtype, k, expected.abs().max().item() if expected.numel() else 0.0, winograd)
+    atol, rtol = tolerance(actual.dtype, k, expected.abs().max().item() if expected.numel() else 0.0, winograd,
+                           strassen_levels)
     torch.testing.assert_close(actual.double(), expected.double(), atol=atol, rtol=rtol, msg=msg or None)

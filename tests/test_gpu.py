@@ -90,18 +90,6 @@ def test_gpu_cuda_every_tile_config(config, dtype, monkeypatch):
         assert_close(y, reference.conv2d(x.double(), w.double(), b.double(), padding=1, activation="relu"), k=c * 9)
 
 
-@needs_cuda_ext
-def test_gpu_cuda_modulation_epilogue():
-    from sft_kernels import cuda_conv
-
-    x = torch.randn(2, 64, 17, 15, device="cuda", dtype=torch.half).contiguous(memory_format=torch.channels_last)
-    w = torch.randn(64, 64, 3, 3, device="cuda", dtype=torch.half) / 24
-    scale, shift = (torch.randn(2, 64, 17, 15, device="cuda", dtype=torch.half) for _ in range(2))
-    y = cuda_conv.conv2d(x, w, None, (1, 1), (1, 1), (1, 1), 1, "relu", 0.01, None, scale, shift)
-    ref = torch.nn.functional.conv2d(x.double(), w.double(), padding=1).relu() * (scale.double() + 1) + shift.double()
-    assert_close(y, ref, k=576)
-
-
 @pytest.mark.parametrize("backend", _gpu_backends() or ["triton"])
 def test_gpu_compile_for_inference_matches_eager(backend):
     from sft_kernels.models import compile_for_inference

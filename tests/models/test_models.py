@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from sft_kernels.metrics import conv_macs, count_params
 from sft_kernels.models import CondNet, ResBlockSFT, SFTLayer, SFTNet, background_seg
+from sft_kernels.testing import tol
 
 PUBLIC_KEYS = [
     "conv0.weight",
@@ -52,7 +53,7 @@ def test_load_public_state_dict(nets):
     dst.load_state_dict(sd, strict=True)
     x = torch.rand(1, 3, 6, 5)
     with torch.no_grad():
-        torch.testing.assert_close(dst(x), src(x), rtol=0, atol=0)
+        torch.testing.assert_close(dst(x), src(x), **tol("exact"))
 
 
 @pytest.mark.parametrize("variant", ["pytorch", "torch"])
@@ -113,7 +114,7 @@ def test_forward_matches_public_structure(nets, variant):
         fea = net.conv0(img)
         ref = net.HR_branch(fea + net.sft_branch((fea, net.CondNet(seg))))
     assert out.shape == (2, 3, 20, 24)
-    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    torch.testing.assert_close(out, ref, **tol("exact"))
 
 
 def test_background_prior(nets):
@@ -124,7 +125,7 @@ def test_background_prior(nets):
     net = nets["pytorch"]
     img = img.float()
     with torch.no_grad():
-        torch.testing.assert_close(net(img), net(img, background_seg(img)), rtol=0, atol=0)
+        torch.testing.assert_close(net(img), net(img, background_seg(img)), **tol("exact"))
 
 
 def test_condnet_shape():

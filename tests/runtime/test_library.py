@@ -8,6 +8,7 @@ from sft_kernels.ops.conv2d import _conv2d_op
 from sft_kernels.ops.matmul import _matmul_op
 from sft_kernels.ops.separable_conv2d import _separable_op
 from sft_kernels.ops.strassen_matmul import _strassen_op
+from sft_kernels.testing import tol
 
 from tests.conftest import op_backends
 
@@ -36,11 +37,11 @@ def test_opcheck_conv2d_winograd():
     w, b = torch.randn(16, 16, 3, 3, requires_grad=True), torch.randn(16, requires_grad=True)
     torch.library.opcheck(_conv2d_op, (x, w, b, None, None, None, [1, 1], [1, 1], [1, 1], 1, "relu", 0.01,
                                        "winograd", 1, "cpu"),
-                          atol=1e-4, rtol=1e-4)
+                          **tol("fp32"))
     r = torch.randn(1, 4, 18, 18, requires_grad=True)  # pixel shuffle fused in the Winograd store, + residual
     torch.library.opcheck(_conv2d_op, (x, w, b, r, None, None, [1, 1], [1, 1], [1, 1], 1, "relu", 0.01, "winograd",
                                        2, "cpu"),
-                          atol=1e-4, rtol=1e-4)
+                          **tol("fp32"))
 
 
 @pytest.mark.parametrize("backend", op_backends("matmul"))
@@ -85,7 +86,7 @@ def test_compile_fullgraph_converted_model(backend):
         expected = model(x)
         sft_kernels.convert_(model, backend=backend)
         compiled = torch.compile(model, fullgraph=True, backend="inductor")
-        torch.testing.assert_close(compiled(x), expected, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(compiled(x), expected, **tol("fp32"))
 
 
 def test_compile_fullgraph_functional_default_backend():
@@ -108,7 +109,7 @@ def test_compile_fullgraph_converted_fused_sftnet():
         expected = model(x)
         sft_kernels.convert_(model)
         assert model.fused
-        torch.testing.assert_close(torch.compile(model, fullgraph=True)(x), expected, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(torch.compile(model, fullgraph=True)(x), expected, **tol("fp32"))
 
 
 @pytest.mark.parametrize("backend", op_backends("conv2d"))
@@ -118,4 +119,4 @@ def test_opcheck_conv2d_modulation(backend):
                     for _ in range(2))
     w, b = torch.randn(8, 8, 3, 3, requires_grad=True), torch.randn(8, requires_grad=True)
     torch.library.opcheck(_conv2d_op, (x, w, b, None, scale, shift, [1, 1], [1, 1], [1, 1], 1, "relu", 0.01, None, 1,
-                                       backend), atol=1e-4, rtol=1e-4)
+                                       backend), **tol("fp32"))

@@ -6,6 +6,7 @@ from torch import nn
 import sft_kernels
 from sft_kernels.models import SFTNet
 from sft_kernels.nn import Conv2d
+from sft_kernels.testing import tol
 
 from tests.conftest import op_backends
 
@@ -34,7 +35,7 @@ def test_convert_any_cnn(backend):
     assert [name for name, _ in report.skipped] == ["2", "4"]
     assert isinstance(model[0], Conv2d) and isinstance(model[3], Conv2d) and not isinstance(model[2], Conv2d)
     assert model.state_dict().keys() == keys.keys()
-    torch.testing.assert_close(model(x), expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(model(x), expected, **tol("fp32"))
     assert sft_kernels.revert_(model) == 4
     assert type(model[0]) is nn.Conv2d and type(model[3]) is nn.Conv2d
     torch.testing.assert_close(model(x), expected)
@@ -78,7 +79,7 @@ def test_converted_sftnet_matches_eager(variant, backend):
         report = sft_kernels.convert_(model, backend=backend)
         assert len(report.converted) == sum(isinstance(m, nn.Conv2d) for m in model.modules())
         out = model(img)
-        torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(out, expected, **tol("fp32"))
         sft_kernels.revert_(model)
         assert not any(isinstance(m, Conv2d) for m in model.modules())
         torch.testing.assert_close(model(img), expected)
@@ -93,7 +94,7 @@ def test_fused_sftnet_forward_is_the_same_function(backend):
         expected = model(img, seg)
         report = sft_kernels.convert_(model, backend=backend)
         assert model.fused and report.fused == ["<model>"]
-        torch.testing.assert_close(model(img, seg), expected, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(model(img, seg), expected, **tol("fp32"))
         sft_kernels.revert_(model)
         assert not model.fused
     unfused = SFTNet("pytorch")
@@ -114,20 +115,20 @@ def test_converted_weights_are_checked_by_version():
     conv, x = model[0], torch.randn(1, 16, 10, 10)
     ref = lambda: nn.functional.conv2d(x, conv.weight, conv.bias, padding=1)  # noqa: E731
     with torch.no_grad():
-        torch.testing.assert_close(model(x), ref(), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(model(x), ref(), **tol("fp32"))
         conv.weight[2, 3, 1, 1] += 1.0  # in place: the counter moves
-        torch.testing.assert_close(model(x), ref(), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(model(x), ref(), **tol("fp32"))
         stale = model(x)
         conv.weight.data[5, 7, 0, 2] += 1.0  # one value through .data: not sampled, counter unchanged
         assert torch.equal(model(x), stale)
         with sft_kernels.weight_check("full"):
-            torch.testing.assert_close(model(x), ref(), rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(model(x), ref(), **tol("fp32"))
         w = conv.weight
         sft_kernels.revert_(model)
         conv2d(x, w, padding=1, backend="cpu")
         w.data[5, 7, 0, 2] += 1.0
         torch.testing.assert_close(conv2d(x, w, padding=1, backend="cpu"),
-                                   nn.functional.conv2d(x, w, padding=1), rtol=1e-4, atol=1e-4)
+                                   nn.functional.conv2d(x, w, padding=1), **tol("fp32"))
 
 
 @pytest.mark.parametrize("backend", [None] + CPU_BACKENDS)
@@ -142,7 +143,7 @@ def test_layout_policy_nchw_in_channels_last_between_convs(backend):
         for inp in (x, x.contiguous(memory_format=torch.channels_last)):
             y = model(inp)
             assert y.is_contiguous(memory_format=torch.channels_last)
-            torch.testing.assert_close(y, expected, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(y, expected, **tol("fp32"))
         from sft_kernels.ops import conv2d
 
         assert conv2d(x, model[0].weight, model[0].bias, padding=1, backend=backend).is_contiguous()
@@ -156,4 +157,4 @@ def test_converted_sftnet_equals_eager_on_nchw_and_channels_last():
     with torch.no_grad():
         expected = eager(x)
         for inp in (x, x.contiguous(memory_format=torch.channels_last)):
-            torch.testing.assert_close(conv(inp), expected, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(conv(inp), expected, **tol("fp32"))

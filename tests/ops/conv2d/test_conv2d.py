@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from sft_kernels import backends, reference
 from sft_kernels.ops import conv2d
-from sft_kernels.testing import assert_close
+from sft_kernels.testing import assert_close, tol
 
 from tests.conftest import op_backends
 
@@ -137,7 +137,7 @@ def test_autograd_matches_pytorch(backend):
     y2 = F.leaky_relu(F.conv2d(x, w, b, 2, 1, 1, 2), 0.1) + res
     grads2 = torch.autograd.grad(y2, (x, w, b, res), g)
     for a, e in zip(grads, grads2):
-        torch.testing.assert_close(a, e, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(a, e, **tol("fp32"))
 
 
 # ---------------------------------------------------------------------------------------------- bad input
@@ -182,8 +182,8 @@ def test_repeated_call_keeps_every_check(monkeypatch):
     monkeypatch.setitem(mod._IMPLS, "reference", lambda *a, f=mod._IMPLS["reference"]: ran.append(1) or f(*a))
     x, w, b = torch.randn(1, 4, 8, 8), torch.randn(6, 4, 3, 3), torch.randn(6)
     y = conv2d(x, w, b, 1, 1, backend="reference")
-    torch.testing.assert_close(conv2d(x, w, b, 1, 1), y, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(conv2d(x, w, b, 1, 1), y, atol=1e-4, rtol=1e-4)  # a memo hit
+    torch.testing.assert_close(conv2d(x, w, b, 1, 1), y, **tol("fp32"))
+    torch.testing.assert_close(conv2d(x, w, b, 1, 1), y, **tol("fp32"))  # a memo hit
     for kw, exc, pattern in [
         (dict(stride=True), TypeError, "stride must be an int or a pair"),
         (dict(padding=(True, 1)), ValueError, "padding must be an int or a pair"),
@@ -223,7 +223,7 @@ def test_memo_keys_residual_and_modulation(monkeypatch):
     ref = torch.nn.functional.conv2d(x * (sc + 1) + sh, w, b, padding=1) + res
     for _ in range(3):
         torch.testing.assert_close(conv2d(x, w, b, 1, 1, residual=res, modulation=(sc, sh)), ref,
-                                   atol=1e-4, rtol=1e-4)
+                                   **tol("fp32"))
     assert validated == [1]
     for kw, exc, pattern in [
         (dict(residual=torch.randn(1, 6, 8, 7)), ValueError, "residual must have the output's shape"),
@@ -260,7 +260,7 @@ def test_parameters_take_the_direct_call_and_keep_autograd(monkeypatch):
     ref = torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1)
     with torch.no_grad():
         for _ in range(3):
-            torch.testing.assert_close(conv(x), ref, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(conv(x), ref, **tol("fp32"))
     assert through_op == [] and validated == [1], "repeats under no_grad should hit the memo"
     conv(x).sum().backward()
     assert through_op == [1] and conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
@@ -490,7 +490,7 @@ def test_pixel_shuffle_bad_input_and_grad():
     ga = torch.autograd.grad(conv2d(x, w, padding=1, activation="relu", pixel_shuffle=2), (x, w), g)
     gb = torch.autograd.grad(F.pixel_shuffle(F.relu(F.conv2d(x, w, padding=1)), 2), (x, w), g)
     for a, e in zip(ga, gb):
-        torch.testing.assert_close(a, e, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(a, e, **tol("fp32"))
 
 
 MOD_SHAPES = [(2, 5, 9, 11, 7, 3, 3, 1, 1, 1, 1), (1, 16, 12, 10, 16, 3, 3, 1, 1, 1, 1),

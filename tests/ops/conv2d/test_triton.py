@@ -205,7 +205,8 @@ def test_nan_propagates_like_torch():
         y = tconv.conv2d(x, w, b, 1, 1, 1, 1, act, 0.2)
         ref = _reference(x, w, b, 1, 1, 1, 1, act, 0.2, None)
         assert torch.equal(torch.isnan(y), torch.isnan(ref))
-        torch.testing.assert_close(y.double(), ref, atol=1e-4, rtol=1e-5, equal_nan=True)
+        atol, rtol = tolerance(torch.float32, 36, ref.nan_to_num().abs().max().item())  # K = 4 channels x 3x3
+        torch.testing.assert_close(y.double(), ref, atol=atol, rtol=rtol, equal_nan=True)
 
 
 def test_empty_batch():

@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-from sft_kernels import reference
 from sft_kernels.ops import matmul
 from sft_kernels.testing import assert_close
 
