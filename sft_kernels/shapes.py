@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .runtime.checks import conv_output_hw
+
 
 @dataclass(frozen=True)
 class ConvShape:
@@ -25,8 +27,7 @@ class ConvShape:
 
     @property
     def pq(self) -> tuple:
-        return ((self.h + 2 * self.padding - self.r) // self.stride + 1,
-                (self.w + 2 * self.padding - self.s) // self.stride + 1)
+        return conv_output_hw(self.h, self.w, self.r, self.s, (self.stride,) * 2, (self.padding,) * 2, (1, 1))
 
     @property
     def flops(self) -> int:
