@@ -1,5 +1,5 @@
 """The `cuda` backend of sft.conv2d: lays tensors out for the hand-written tensor-core kernel
-(csrc/cuda/conv2d.cu, bound as `torch.ops.sft_cuda.conv2d_nhwc`) and calls it.
+(csrc/cuda/conv2d/conv2d.cu, bound as `torch.ops.sft_cuda.conv2d_nhwc`) and calls it.
 
 The kernel wants an NHWC input, a KRSC weight and a multiple of 8 channels per group (16-byte cp.async
 chunks). A channels_last input is already NHWC (no copy); NCHW input is transposed once, as cuDNN does.
@@ -76,10 +76,10 @@ def _pack_weight(w: torch.Tensor, groups: int, cg8: int) -> torch.Tensor:
     return weight_pack.packed(w, f"cuda_krsc_{cg8}", lambda w: _pad_groups(w.permute(0, 2, 3, 1), 1, w.shape[1], cg8))
 
 
-def conv2d(x, w, b, stride, padding, dilation, groups, activation, negative_slope, residual,
-           scale: Optional[torch.Tensor] = None, shift: Optional[torch.Tensor] = None, pixel_shuffle: int = 1,
+def conv2d(x, w, b, stride, padding, dilation, groups, activation, negative_slope, residual, pixel_shuffle: int = 1,
            kernel: Optional[Callable] = None) -> torch.Tensor:
-    """sft.conv2d on the CUDA kernel (fp16/bf16); `kernel` replaces torch.ops.sft_cuda.conv2d_nhwc (tests)."""
+    """sft.conv2d on the CUDA kernel (fp16/bf16); `kernel` replaces torch.ops.sft_cuda.conv2d_nhwc (tests). SFT
+    modulation is of the conv's input: callers apply it to x first."""
     kernel = kernel or _kernel()
     n, c, h, wd = x.shape
     k, cg, kh, kw = w.shape
@@ -93,6 +93,5 @@ def conv2d(x, w, b, stride, padding, dilation, groups, activation, negative_slop
 
     config = _config_index(n, p, q, k, groups)
     y = kernel(xh, wh, b if b is None else b.contiguous(), list(stride), list(padding), list(dilation), groups,
-               _ACTS[activation], float(negative_slope), nhwc(residual), nhwc(scale), nhwc(shift), pixel_shuffle,
-               config)
+               _ACTS[activation], float(negative_slope), nhwc(residual), pixel_shuffle, config)
     return y.permute(0, 3, 1, 2).contiguous(memory_format=_checks.output_memory_format(x))

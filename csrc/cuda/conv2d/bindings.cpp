@@ -1,6 +1,7 @@
-// Binds the torch-free CUDA kernels (conv2d.cu) to PyTorch as `torch.ops.sft_cuda.*`. Built only against a
-// CUDA build of PyTorch (the CPU wheel lacks the c10/cuda headers). The public `sft::conv2d` op (Python) lays
-// the tensors out (NHWC input, KRSC weight, channels padded to a multiple of 8 per group) and calls this.
+// Binds the torch-free CUDA kernels (conv2d.cu) to PyTorch as `torch.ops.sft_cuda.*`, and is the sft_kernels._C_cuda
+// module. Built only against a CUDA build of PyTorch (the CPU wheel lacks the c10/cuda headers). The public
+// `sft::conv2d` op (Python) lays the tensors out (NHWC input, KRSC weight, channels padded to a multiple of 8 per
+// group), applies any SFT modulation to the input, and calls this.
 #include <Python.h>
 
 #include <ATen/ATen.h>
@@ -22,7 +23,6 @@ void check_like(const at::Tensor& t, const at::Tensor& x, const char* name) {
 at::Tensor conv2d_nhwc(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias,
                        at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                        int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,
-                       const c10::optional<at::Tensor>& scale, const c10::optional<at::Tensor>& shift,
                        int64_t pixel_shuffle, int64_t config) {
   TORCH_CHECK(x.is_cuda() && x.dim() == 4 && x.is_contiguous(), "x must be a contiguous N×H×W×C CUDA tensor");
   TORCH_CHECK(x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16, "x must be float16 or bfloat16");
@@ -49,16 +49,12 @@ at::Tensor conv2d_nhwc(const at::Tensor& x, const at::Tensor& w, const c10::opti
     TORCH_CHECK(bias->is_contiguous() && bias->numel() == w.size(0), "bias must be a contiguous K vector");
     prm.bias = bias->data_ptr();
   }
-  auto same_as_y = [&](const c10::optional<at::Tensor>& t, const char* name) -> const void* {
-    if (!t) return nullptr;
-    check_like(*t, x, name);
-    TORCH_CHECK(t->sizes() == y.sizes() && t->is_contiguous(), name, " must be a contiguous tensor shaped like y ",
-                y.sizes());
-    return t->data_ptr();
-  };
-  prm.residual = same_as_y(residual, "residual");
-  prm.scale = same_as_y(scale, "scale");
-  prm.shift = same_as_y(shift, "shift");
+  if (residual) {
+    check_like(*residual, x, "residual");
+    TORCH_CHECK(residual->sizes() == y.sizes() && residual->is_contiguous(),
+                "residual must be a contiguous tensor shaped like y ", y.sizes());
+    prm.residual = residual->data_ptr();
+  }
   prm.n = x.size(0);
   prm.h = x.size(1);
   prm.w_in = x.size(2);
@@ -118,8 +114,7 @@ PyObject* PyInit__C_cuda(void) {
 
 TORCH_LIBRARY(sft_cuda, m) {
   m.def("conv2d_nhwc(Tensor x, Tensor w, Tensor? bias, int[] stride, int[] padding, int[] dilation, int groups, "
-        "int activation, float negative_slope, Tensor? residual, Tensor? scale, Tensor? shift, int pixel_shuffle, "
-        "int config) -> Tensor");
+        "int activation, float negative_slope, Tensor? residual, int pixel_shuffle, int config) -> Tensor");
   m.def("tile_configs() -> str[]", &tile_configs);
   m.def("choose_tile_config(int n, int p, int q, int k, int groups) -> int", &choose_tile_config);
 }

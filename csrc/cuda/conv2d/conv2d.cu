@@ -192,8 +192,6 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
   // Epilogue straight from the accumulators: each thread owns pairs of adjacent output channels.
   const T* bias = static_cast<const T*>(p.bias);
   const T* res = static_cast<const T*>(p.residual);
-  const T* scale = static_cast<const T*>(p.scale);
-  const T* shift = static_cast<const T*>(p.shift);
   T* y = static_cast<T*>(p.y);
   const int r = p.shuffle, kout = p.k / (r * r);
   const bool pairs = r == 1 && Kg % 2 == 0;  // two adjacent channels are adjacent in memory and aligned
@@ -202,7 +200,6 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
     if (p.activation == kRelu) v = fmaxf(v, 0.f);
     else if (p.activation == kLeakyRelu) v = v > 0.f ? v : v * p.negative_slope;
     if (res) v += Mma<T>::load(res, idx);
-    if (scale) v = v * (Mma<T>::load(scale, idx) + 1.f) + Mma<T>::load(shift, idx);
     return v;
   };
 #pragma unroll
@@ -236,15 +233,28 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
   }
 }
 
-// The tile table. Index order is the public config numbering (sft_kernels.cuda_conv lists it by name).
-constexpr TileConfig kConfigs[] = {
-    {"m128_n64_k32_w64x32_s4", 128, 64, 32, 64, 32, 4},
-    {"m128_n128_k32_w64x32_s3", 128, 128, 32, 64, 32, 3},
-    {"m64_n64_k32_w32x32_s4", 64, 64, 32, 32, 32, 4},
-    {"m128_n32_k32_w32x32_s4", 128, 32, 32, 32, 32, 4},
-    {"m128_n64_k64_w64x32_s3", 128, 64, 64, 64, 32, 3},
-};
+// The tile configs: X(BM, BN, BK, WM, WN, STAGES) each, in the public index order (sft_kernels.cuda_conv lists
+// them by name, m<BM>_n<BN>_k<BK>_w<WM>x<WN>_s<STAGES>). The one list: the table, the dispatch and the names the
+// heuristic uses all expand from it.
+#define SFT_CONV2D_TILE_CONFIGS(X) \
+  X(128, 64, 32, 64, 32, 4)        \
+  X(128, 128, 32, 64, 32, 3)       \
+  X(64, 64, 32, 32, 32, 4)         \
+  X(128, 32, 32, 32, 32, 4)        \
+  X(128, 64, 64, 64, 32, 3)
+
+#define SFT_TILE_ENTRY(bm, bn, bk, wm, wn, st) \
+  {"m" #bm "_n" #bn "_k" #bk "_w" #wm "x" #wn "_s" #st, bm, bn, bk, wm, wn, st},
+constexpr TileConfig kConfigs[] = {SFT_CONV2D_TILE_CONFIGS(SFT_TILE_ENTRY)};
+#undef SFT_TILE_ENTRY
 constexpr int kNumConfigs = sizeof(kConfigs) / sizeof(kConfigs[0]);
+
+// Each config's index by name (kTile_m128_n64_k32_w64x32_s4, ...), for the dispatch and the heuristic.
+#define SFT_TILE_INDEX(bm, bn, bk, wm, wn, st) kTile_m##bm##_n##bn##_k##bk##_w##wm##x##wn##_s##st
+#define SFT_TILE_ENUM(bm, bn, bk, wm, wn, st) SFT_TILE_INDEX(bm, bn, bk, wm, wn, st),
+enum TileIndex : int { SFT_CONV2D_TILE_CONFIGS(SFT_TILE_ENUM) kTileCount };
+#undef SFT_TILE_ENUM
+static_assert(kTileCount == kNumConfigs, "one index per tile config");
 
 template <typename T, int BM, int BN, int BK, int WM, int WN, int STAGES>
 cudaError_t launch(const Conv2dParams& p, cudaStream_t stream) {
@@ -264,11 +274,10 @@ cudaError_t launch(const Conv2dParams& p, cudaStream_t stream) {
 template <typename T>
 cudaError_t dispatch(const Conv2dParams& p, int config, cudaStream_t stream) {
   switch (config) {
-    case 0: return launch<T, 128, 64, 32, 64, 32, 4>(p, stream);
-    case 1: return launch<T, 128, 128, 32, 64, 32, 3>(p, stream);
-    case 2: return launch<T, 64, 64, 32, 32, 32, 4>(p, stream);
-    case 3: return launch<T, 128, 32, 32, 32, 32, 4>(p, stream);
-    case 4: return launch<T, 128, 64, 64, 64, 32, 3>(p, stream);
+#define SFT_TILE_CASE(bm, bn, bk, wm, wn, st) \
+  case SFT_TILE_INDEX(bm, bn, bk, wm, wn, st): return launch<T, bm, bn, bk, wm, wn, st>(p, stream);
+    SFT_CONV2D_TILE_CONFIGS(SFT_TILE_CASE)
+#undef SFT_TILE_CASE
   }
   return cudaErrorInvalidValue;
 }
@@ -284,10 +293,10 @@ TileConfig tile_config(int index) {
 int choose_tile_config(const Conv2dParams& p) {
   const long M = (long)p.n * p.p * p.q;
   const int Kg = p.k / p.groups;
-  if (Kg <= 32) return 3;
-  if (Kg > 64) return 1;
+  if (Kg <= 32) return kTile_m128_n32_k32_w32x32_s4;
+  if (Kg > 64) return kTile_m128_n128_k32_w64x32_s3;
   // Small problems: smaller M tiles keep all SMs busy (an H200 has 132).
-  return M >= 128L * 264 ? 0 : 2;
+  return M >= 128L * 264 ? kTile_m128_n64_k32_w64x32_s4 : kTile_m64_n64_k32_w32x32_s4;
 }
 
 cudaError_t conv2d_launch(const Conv2dParams& p, int config, cudaStream_t stream, const char** why) {
@@ -304,7 +313,6 @@ cudaError_t conv2d_launch(const Conv2dParams& p, int config, cudaStream_t stream
   if ((long)p.n * p.p * p.q > 0x7fffffffL) return fail("N*P*Q exceeds the kernel's 32-bit row index: split the batch");
   if (p.cg <= 0 || p.cg % 8) return fail("channels per group must be a positive multiple of 8 (pad them)");
   if (p.shuffle < 1 || p.k % (p.shuffle * p.shuffle)) return fail("shuffle^2 must divide k");
-  if ((p.scale == nullptr) != (p.shift == nullptr)) return fail("scale and shift go together");
   if ((reinterpret_cast<uintptr_t>(p.x) | reinterpret_cast<uintptr_t>(p.w)) % 16)
     return fail("x and w must be 16-byte aligned");
   if (reinterpret_cast<uintptr_t>(p.y) % 4) return fail("y must be 4-byte aligned (paired stores)");

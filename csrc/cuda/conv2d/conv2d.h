@@ -1,13 +1,14 @@
-// Torch-free interface of the CUDA implicit-GEMM conv2d (csrc/cuda/conv2d.cu). The binding
-// (csrc/cuda/bindings.cpp, built only against a CUDA build of PyTorch) fills Conv2dParams from tensors.
+// Torch-free interface of the CUDA implicit-GEMM conv2d (conv2d.cu). The binding (bindings.cpp, built only
+// against a CUDA build of PyTorch) fills Conv2dParams from tensors.
 //
 // Layouts (all contiguous):
 //   x        N × H × W × (G·Cg)           NHWC; Cg (channels per group) a multiple of 8 (the binding pads)
 //   w        K × R × S × Cg               KRSC (= PyTorch's channels_last weight), K = G·Kg
 //   bias     K                            optional
 //   y        N × (P·r) × (Q·r) × K/r²      NHWC; r = pixel_shuffle
-//   residual, scale, shift: same shape as y, optional
-// Epilogue: v = act(conv + bias); PixelShuffle(r) by the store index; v += residual; v = v·(scale+1) + shift.
+//   residual                              same shape as y, optional
+// Epilogue: v = act(conv + bias); PixelShuffle(r) by the store index; v += residual. (SFT modulation belongs to
+// the conv's input: the caller applies it to x first.)
 // Implicit GEMM per group (CUTLASS mapping): GEMM_M = N·P·Q, GEMM_N = Kg, GEMM_K = R·S·Cg.
 #pragma once
 
@@ -24,8 +25,6 @@ struct Conv2dParams {
   const void* w = nullptr;
   const void* bias = nullptr;
   const void* residual = nullptr;
-  const void* scale = nullptr;
-  const void* shift = nullptr;
   void* y = nullptr;
   int n = 0, h = 0, w_in = 0, groups = 1, cg = 0;  // input: N, H, W, groups, channels per group
   int k = 0, r = 0, s = 0;                           // output channels, filter height/width
@@ -37,7 +36,7 @@ struct Conv2dParams {
   DType dtype = DType::kHalf;
 };
 
-// Tile configurations, by index: BM×BN×BK block tile, WM×WN warp tile, pipeline stages.
+// Tile configurations, by index (the list in conv2d.cu): BM×BN×BK block tile, WM×WN warp tile, pipeline stages.
 struct TileConfig {
   const char* name;
   int bm, bn, bk, wm, wn, stages;
