@@ -6,24 +6,30 @@ imported here (models, metrics, data, train, ...) load on first attribute access
 """
 import importlib
 
-from . import backends, nn, ops, reference
-from .runtime.weight_check import set_weight_check, weight_check
-from .transforms import ConversionReport, convert_, fuse_for_inference, revert_
+from . import backends, ops
 
 __version__ = "0.1.0"
 __all__ = ["backends", "nn", "ops", "reference", "convert_", "revert_", "ConversionReport", "fuse_for_inference",
            "set_weight_check", "weight_check", "__version__"]
 
 # Public subpackages and modules, imported on first use so `import sft_kernels` stays light.
-_LAZY = ("models", "metrics", "data", "train", "distill", "transforms", "runtime", "testing", "weights", "shapes",
-         "benchmark", "bench_suite", "cli", "demo", "upscale", "report", "cpu_tune", "cuda_conv")
+_LAZY = ("nn", "reference", "models", "metrics", "data", "train", "distill", "transforms", "runtime", "testing",
+         "weights", "shapes", "benchmark", "bench_suite", "cli", "demo", "upscale", "report", "cpu_tune", "cuda_conv")
+
+
+# Public functions of lazily imported modules: {name: module}.
+_LAZY_NAMES = {"convert_": "transforms", "revert_": "transforms", "ConversionReport": "transforms",
+               "fuse_for_inference": "transforms", "set_weight_check": "runtime.weight_check",
+               "weight_check": "runtime.weight_check"}
 
 
 def __getattr__(name):
     if name in _LAZY:
         return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
     raise AttributeError(f"module 'sft_kernels' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_LAZY_NAMES))
