@@ -1,5 +1,5 @@
-// SFT modulation of conv inputs, applied while they are packed: dst = x·(scale + 1) + shift.
-#include "cpu/engine/gemm.h"
+// SFT modulation of conv inputs, applied while they are packed or copied: dst = x·(scale + 1) + shift.
+#include "cpu/conv2d/paths.h"
 
 namespace sft {
 

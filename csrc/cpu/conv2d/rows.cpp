@@ -5,7 +5,7 @@
 // x[p·sh − ph + r·dh][j − pw][c] for r < R, c < C (R·C floats; zero outside the image). Output pixel q's whole
 // receptive field is then one contiguous run of S·R·C floats starting at column q·sw, so the 14×32 strided
 // kernel reads it as an A row (lda = sw·R·C, k = (s, r, c)) with no im2col copy, while a GEMM tile keeps its
-// 28 accumulators in registers. The thin few-input kernel (conv2d_thin.cpp) broadcast each input value to 6
+// 28 accumulators in registers. The thin few-input kernel (thin.cpp) broadcast each input value to 6
 // pixels × 4 vectors and had its store go through memory; this one does 14 × 2 per broadcast pair of B loads.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -15,20 +15,10 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/conv2d/paths.h"
 #include "cpu/engine/gemm.h"
 
 namespace sft {
-
-bool rows_conv_applicable(int64_t C, int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef dilation,
-                          int64_t groups, const at::Tensor& res, const at::Tensor& out) {
-  // C ≤ 4: beat the thin few-input kernel (conv0 3→64 at 128², 1 thread: 90-100 -> 101-103 GFLOP/s). Strided
-  // convs on up to 16 channels (SFTNet's 8→128 4×4 stride-4 cond_in): on par or slightly ahead of packing im2col
-  // rows (0.73-0.77x -> 0.75-0.80x oneDNN, three alternating runs). Stride-1 convs on 8 or 16 channels keep
-  // the taps path, which reads the input in place without the stacking copy.
-  const bool few = C <= 4 || (C <= 16 && (stride[0] > 1 || stride[1] > 1));
-  return ukernel().fn_strided && groups == 1 && few && R * S * C <= 1024 && dilation[1] == 1 &&
-         out.stride(1) == 1 && (!res.defined() || res.stride(1) == 1);
-}
 
 namespace {
 
@@ -98,7 +88,7 @@ void conv2d_columns(const at::Tensor& x, const at::Tensor& bp, const at::Tensor&
     });
     // Threads split the columns (every column costs the same; 128 rows are 9 whole bands and a 2-row one).
     at::parallel_for(0, Q, 8, [&](int64_t qa, int64_t qb) {
-      alignas(64) float tile[14 * 32];
+      alignas(64) float tile[kAvx512MR * kAvx512NR];
       for (int64_t p0 = 0; p0 < P; p0 += MR) {
         const int rows = static_cast<int>(std::min<int64_t>(MR, P - p0));
         for (int64_t q = qa; q < qb; ++q)
@@ -116,7 +106,8 @@ void conv2d_columns(const at::Tensor& x, const at::Tensor& bp, const at::Tensor&
 
 }  // namespace
 
-// out = act(conv(x, w) + b) + res; see rows_conv_applicable for what it takes.
+// out = act(conv(x, w) + b) + res; what it takes: rows_ok in select.cpp. Only the AVX-512 kernels have the strided
+// and taps kernels it runs on, so its stack tiles are theirs.
 void conv2d_rows_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef stride,
                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,
                       const at::Tensor& res, at::Tensor& out) {
@@ -153,7 +144,7 @@ void conv2d_rows_into(const at::Tensor& x, const at::Tensor& weight, const at::T
     thread_local std::vector<float> z_store;
     if (!in_place) z_store.resize(static_cast<size_t>(cols * RC) + 16);
     float* z = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(z_store.data()) + 63) & ~uintptr_t(63));
-    alignas(64) float tile[14 * 32];
+    alignas(64) float tile[kAvx512MR * kAvx512NR];
     for (int64_t row = r0; row < r1; ++row) {
       const int64_t n = row / P, p = row % P;
       const float* xrow = x.data_ptr<float>() + n * x.stride(0) + p * sh * x.stride(2);
@@ -166,10 +157,7 @@ void conv2d_rows_into(const at::Tensor& x, const at::Tensor& weight, const at::T
           const int64_t o = n * os0 + p * os2 + q0 * os3 + j;
           KOut ko = co.tile(o, os3, n * rs0 + p * rs2 + q0 * rs3 + j, rs3, j, rows,
                             static_cast<int>(std::min<int64_t>(NR, K - j)));
-          // Deep enough (cond_in: 128 k-steps) for the tile's C misses to hide behind its FMAs when fetched
-          // first: 0.82-0.89x -> 0.89-0.96x oneDNN (1 thread, malloc setting). Fetching the next tile's instead
-          // measured 0.86-0.95x.
-          ko.prefetch = in_place && R * S * C >= 128;
+          ko.prefetch = in_place && R * S * C >= kRowsPrefetchCMinK;  // config.h
           const float* bj = bpp + j / NR * Kpad * NR;
           if (!in_place)
             uk.fn_strided(KK, z + q0 * sw * RC, sw * RC, bj, ko);

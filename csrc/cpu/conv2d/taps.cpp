@@ -10,33 +10,14 @@
 #include <ATen/Parallel.h>
 
 #include <cstring>
+#include <vector>
 
+#include "cpu/conv2d/paths.h"
 #include "cpu/engine/gemm.h"
 
 namespace sft {
-namespace {
-constexpr int64_t kBandBytes = int64_t(1) << 20;  // a band's padded input: half of this machine's L2
-// Each tile runs the whole depth R·S·C against every output-channel panel, so all the weights stream past each
-// 14-pixel tile; the implicit-GEMM path blocks K instead and reads each KC-deep block once per row block. Up to
-// here (128→128 3×3: 576 KB) the weights stay in L2 and the taps path wins or ties; beyond, implicit GEMM
-// measured 1.05x / 1.32x / 1.46x oneDNN against 0.75x / 0.85x / 0.72x for 256→256 @14², 512→512 @14², @7².
-constexpr int64_t kTapsMaxWeightBytes = int64_t(1) << 20;
-}  // namespace
 
-bool taps_conv_applicable(const at::Tensor& x, const at::Tensor& weight, at::IntArrayRef stride,
-                          at::IntArrayRef dilation, int64_t groups, const at::Tensor& res, const at::Tensor& out) {
-  const UKernel& uk = ukernel();
-  const int64_t C = x.size(1), K = weight.size(0), R = weight.size(2), S = weight.size(3);
-  const auto dense_cl = [](const at::Tensor& t) {
-    return t.stride(1) == 1 && t.stride(3) == t.size(1) && t.stride(2) == t.size(3) * t.stride(3) &&
-           (t.size(0) == 1 || t.stride(0) == t.size(2) * t.stride(2));
-  };
-  return uk.fn_taps && groups == 1 && stride[0] == 1 && stride[1] == 1 && dilation[0] == 1 && dilation[1] == 1 &&
-         R * S > 1 && C % KU == 0 && K >= 1 && R * S * C * K * int64_t(sizeof(float)) <= kTapsMaxWeightBytes &&
-         dense_cl(out) && (!res.defined() || dense_cl(res));
-}
-
-// out = act(conv(x·(scale + 1) + shift, w) + b) + res; see taps_conv_applicable for what it takes.
+// out = act(conv(x·(scale + 1) + shift, w) + b) + res; what it takes: taps_ok in select.cpp.
 void conv2d_taps_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef padding,
                       int64_t activation, double slope, const at::Tensor& res, at::Tensor& out,
                       const at::Tensor& mscale, const at::Tensor& mshift) {
@@ -59,11 +40,10 @@ void conv2d_taps_into(const at::Tensor& x, const at::Tensor& weight, const at::T
   // over 64 MB). Bands are small enough that every thread gets several.
   const int64_t row_bytes = Wp * C * int64_t(sizeof(float));
   const int64_t threads = at::get_num_threads();
-  // A band also spans at least four tiles of virtual rows where the image allows: one-row bands of a 7×7 image
-  // had run every tile short (9 rows: the 7- and 2-row kernels), 1.28x -> 1.48x oneDNN for 64→64 at 1 thread.
+  // A band also spans at least kTapsBandMinTiles tiles of virtual rows where the image allows (config.h).
   const int64_t band = std::max<int64_t>(
-      {int64_t(1), std::min<int64_t>(kBandBytes / row_bytes - (R - 1), (N * P + 8 * threads - 1) / (8 * threads)),
-       std::min<int64_t>(P, (4 * MR + Wp - 1) / Wp)});
+      {int64_t(1), std::min<int64_t>(kTapsBandBytes / row_bytes - (R - 1), (N * P + 8 * threads - 1) / (8 * threads)),
+       std::min<int64_t>(P, (kTapsBandMinTiles * MR + Wp - 1) / Wp)});
   const int64_t bands_per_img = (P + band - 1) / band, bands = N * bands_per_img;
   // Too few bands to keep every thread busy: the output channels are split between threads as well (each work
   // item copies its band; a thread given consecutive items of one band copies it once).
@@ -83,7 +63,7 @@ void conv2d_taps_into(const at::Tensor& x, const at::Tensor& weight, const at::T
     thread_local std::vector<float> buf_store;
     buf_store.resize(static_cast<size_t>(buf_floats) + 16);
     float* buf = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf_store.data()) + 63) & ~uintptr_t(63));
-    alignas(64) float tile[32 * 64];
+    alignas(64) float tile[kMaxMR * kMaxNR];
     for (int64_t wi = w0; wi < w1; ++wi) {
       const int64_t bi = wi / jgroups, jg = wi % jgroups;
       const int64_t j_lo = jg * panels / jgroups * NR, j_hi = std::min(K, (jg + 1) * panels / jgroups * NR);

@@ -10,9 +10,10 @@
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
-#include <cstring>
+#include <algorithm>
 
-#include "cpu/engine/gemm.h"
+#include "cpu/conv2d/paths.h"
+#include "cpu/runtime/weight_cache.h"
 
 namespace sft {
 namespace {
@@ -148,17 +149,8 @@ SFT_AVX512 void few_c_row(const ThinConv& t, int64_t n, int64_t p, int64_t k0) {
 
 }  // namespace
 
-bool thin_conv_applicable(int64_t C, int64_t K, int64_t R, int64_t S, int64_t groups) {
-  if (groups != 1 || std::strcmp(ukernel().isa, "avx512") != 0) return false;
-  // 1×1 convs on fewer than 64 channels to fewer than 256 too, unless the GEMM can read their input rows in place
-  // (C a multiple of 8): since its strided kernel prefetches the next rows and stores plain tiles directly, it is
-  // the faster of the two there (side by side, 1 thread: 32→32 69 -> 93 GFLOP/s, 32→64 91 -> 104, 16→128 78 ->
-  // 81, 48→96 115 -> 122), while for C = 12 the thin kernel stays ahead (61 vs 35 GFLOP/s).
-  return (K <= 4 && C % 16 == 0) || ((C <= 4 || (R * S == 1 && C % KU != 0 && C < 64 && K < 256)) && K % 16 == 0);
-}
-
-// out = act(conv(x, w) + b) + res; x has unit channel stride; see thin_conv_applicable.
-void thin_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef stride,
+// out = act(conv(x, w) + b) + res; x has unit channel stride; what it takes: thin_ok in select.cpp.
+void conv2d_thin_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef stride,
                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,
                       const at::Tensor& res, at::Tensor& out) {
   ThinConv t{};
@@ -185,24 +177,24 @@ void thin_conv2d_into(const at::Tensor& x, const at::Tensor& weight, const at::T
   t.bias = b.defined() ? b.data_ptr<float>() : nullptr;
   t.act = static_cast<int>(activation);
   t.slope = static_cast<float>(slope);
-  const int64_t kblocks = few_k ? 1 : (t.K + 63) / 64;
+  const int64_t kblocks = few_k ? 1 : (t.K + kThinFewCChannels - 1) / kThinFewCChannels;
   at::parallel_for(0, N * t.P * kblocks, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t n = i / (t.P * kblocks), p = (i / kblocks) % t.P, kb = i % kblocks;
       if (few_k) {
         switch (t.K) {
-          case 1: few_k_row<1, 8>(t, n, p); break;
-          case 2: few_k_row<2, 8>(t, n, p); break;
-          case 3: few_k_row<3, 8>(t, n, p); break;
-          default: few_k_row<4, 6>(t, n, p); break;
+          case 1: few_k_row<1, kThinFewKPixels[1]>(t, n, p); break;
+          case 2: few_k_row<2, kThinFewKPixels[2]>(t, n, p); break;
+          case 3: few_k_row<3, kThinFewKPixels[3]>(t, n, p); break;
+          default: few_k_row<4, kThinFewKPixels[4]>(t, n, p); break;
         }
       } else {
-        const int64_t k0 = kb * 64, nv = std::min<int64_t>(64, t.K - k0) / 16;
+        const int64_t k0 = kb * kThinFewCChannels, nv = std::min<int64_t>(kThinFewCChannels, t.K - k0) / 16;
         switch (nv) {
-          case 1: few_c_row<1, 12>(t, n, p, k0); break;
-          case 2: few_c_row<2, 12>(t, n, p, k0); break;
-          case 3: few_c_row<3, 8>(t, n, p, k0); break;
-          default: few_c_row<4, 6>(t, n, p, k0); break;
+          case 1: few_c_row<1, kThinFewCPixels[1]>(t, n, p, k0); break;
+          case 2: few_c_row<2, kThinFewCPixels[2]>(t, n, p, k0); break;
+          case 3: few_c_row<3, kThinFewCPixels[3]>(t, n, p, k0); break;
+          default: few_c_row<4, kThinFewCPixels[4]>(t, n, p, k0); break;
         }
       }
     }

@@ -9,16 +9,23 @@
 // target_clones. Error: F(4×4)'s constants (up to 8 and 1/24) grow rounding error ~5-10× direct's; F(2×2)'s
 // (1 and ½) do not (measured below direct's at C = 64); see sft_kernels/testing.py.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <atomic>
+#include <cstring>
+#include <vector>
 
+#include "cpu/conv2d/conv2d.h"
+#include "cpu/conv2d/paths.h"
 #include "cpu/engine/gemm.h"
+#include "cpu/runtime/weight_cache.h"
 
 namespace sft {
 namespace {
 
-// Output tiles per block: V and M (36·TB·C and 36·TB·K floats) plus the transformed filters should stay in L2.
-std::atomic<int64_t> g_tiles_per_block{0};  // 0: default
+// Output tiles per block (0: sized from kWinogradBlockBytes, config.h): V and M (36·TB·C and 36·TB·K floats)
+// plus the transformed filters should stay in L2.
+std::atomic<int64_t> g_tiles_per_block{0};
 
 #define SFT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
@@ -225,7 +232,7 @@ at::Tensor transformed_filter(const at::Tensor& weight_in, int NR, int64_t r) {
   });
 }
 
-// The algorithm for output tiles of M×M (Wino<M>); see winograd_conv2d_into.
+// The algorithm for output tiles of M×M (Wino<M>); see conv2d_winograd_into (paths.h).
 template <int M>
 void winograd_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef padding,
                    int64_t activation, double slope, const at::Tensor& res, at::Tensor& out, int64_t shuffle,
@@ -241,7 +248,7 @@ void winograd_into(const at::Tensor& x, const at::Tensor& weight, const at::Tens
   const int MR = uk.mr, NR = uk.nr;
   const int64_t Cp = round_up(C, KU), Kp = (K + NR - 1) / NR * NR;
   int64_t tb = g_tiles_per_block.load();
-  if (tb <= 0) tb = std::max<int64_t>(1, (1 << 18) / (A2 * 4 * (Cp + K)));  // V + M ≈ 256 KiB (measured best)
+  if (tb <= 0) tb = std::max<int64_t>(1, kWinogradBlockBytes / (A2 * 4 * (Cp + K)));
   tb = std::max<int64_t>(MR, tb / MR * MR);
   const int64_t th = (P + M - 1) / M, tw = (Q + M - 1) / M, T = N * th * tw;
 
@@ -350,17 +357,9 @@ void winograd_into(const at::Tensor& x, const at::Tensor& weight, const at::Tens
 
 void set_winograd_tiles_per_block(int64_t tiles) { g_tiles_per_block.store(tiles); }
 
-bool winograd_applicable(int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef dilation, int64_t groups) {
-  return R == 3 && S == 3 && stride[0] == 1 && stride[1] == 1 && dilation[0] == 1 && dilation[1] == 1 && groups == 1;
-}
-
-// x: (N, C, H, W) with unit channel stride; out/res: any strides with unit channel stride (channels-last).
-// shuffle = r > 1 writes PixelShuffle(r) of the activated conv straight from the output transform
-// (out: N × K/r² × P·r × Q·r), adding the residual (same shape as out) after the shuffle.
-// scale/shift (optional, strided like x): the input is modulated, x·(scale + 1) + shift, as tiles are gathered.
-void winograd_conv2d_into(int64_t tile, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef padding,
-                          int64_t activation, double slope, const at::Tensor& res, at::Tensor& out, int64_t shuffle,
-                          const at::Tensor& mscale, const at::Tensor& mshift) {
+void conv2d_winograd_into(int64_t tile, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b,
+                          at::IntArrayRef padding, int64_t activation, double slope, const at::Tensor& res,
+                          at::Tensor& out, int64_t shuffle, const at::Tensor& mscale, const at::Tensor& mshift) {
   if (tile == 2)
     winograd_into<2>(x, weight, b, padding, activation, slope, res, out, shuffle, mscale, mshift);
   else

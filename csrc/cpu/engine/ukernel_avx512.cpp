@@ -1,38 +1,18 @@
-// Register-blocked fp32 micro-kernels, one per ISA, chosen at run time (one build runs on any x86-64).
-// Each computes an MR×NR tile over kb blocks of KU=8 k-steps from the packed layouts in gemm.h:
-// per k-step, NR/16 (or NR/8) vector loads of B, MR broadcasts of A, MR·NR/width FMAs.
+// The AVX-512 micro-kernels (kAvx512MR × kAvx512NR = 14×32, config.h): packed A (k loop in inline asm), A read in
+// place with a row pitch (strided), a conv tile through all its taps from a padded input (taps), short tiles of
+// fewer than 14 rows, and the epilogue. Per k-step: 2 vector loads of B, 14 broadcasts of A, 28 FMAs.
 #include <immintrin.h>
 
-#include <cstdio>
 #include <algorithm>
-#include <chrono>
-#include <cstdlib>
-#include <cstring>
-#include <mutex>
-#include <stdexcept>
+#include <cstdint>
 
-#include "cpu/engine/gemm.h"
+#include "cpu/engine/ukernel.h"
 
 namespace sft {
 namespace {
 
-// The KOut epilogue in plain C++ (AVX2 and portable kernels; the compiler vectorizes the j loop).
-inline void epilogue_scalar(const float* tile, int ld, const KOut& o) {
-  for (int i = 0; i < o.mr; ++i) {
-    float* __restrict c = o.c + i * o.ldc;
-    const float* __restrict t = tile + i * ld;
-    const float* r = o.res ? o.res + i * o.ldres : nullptr;
-    for (int j = 0; j < o.nr; ++j) {
-      float x = o.accumulate ? c[j] + t[j] : t[j];
-      if (o.last) {
-        if (o.bias) x += o.bias[j];
-        x = activate(x, o.act, o.slope);
-        if (r) x += r[j];
-      }
-      c[j] = x;
-    }
-  }
-}
+// The assembly below is written for this shape: its register allocation, addressing and byte offsets.
+static_assert(kAvx512MR == 14 && kAvx512NR == 32 && kAvx512TailRows == 7, "the AVX-512 kernels are 14×32");
 
 // The KOut epilogue of an MR×NR tile (NR = 16·NV) in AVX-512 with masked tails. Kept out of line, reading the
 // accumulators back from a stack tile: inlined, its masks and constants compete with the 28 accumulators for
@@ -226,15 +206,15 @@ struct TileDst {
   bool plain;
 };
 inline TileDst tile_dst(const KOut& o, float* tile) {
-  const bool plain = !o.res && o.nr == 32 && o.mr == 14;
-  if (!plain) return {tile, 32 * 4, 0, nullptr, kActNone, 0.f, 0, false};
+  const bool plain = !o.res && o.nr == kAvx512NR && o.mr == kAvx512MR;
+  if (!plain) return {tile, kAvx512NR * 4, 0, nullptr, kActNone, 0.f, 0, false};
   const bool nt = o.stream && !o.accumulate && (reinterpret_cast<uintptr_t>(o.c) & 63) == 0 && (o.ldc & 15) == 0;
   return {o.c, o.ldc * 4, nt, o.last ? o.bias : nullptr, o.last ? o.act : kActNone, o.slope, o.accumulate, true};
 }
 
 __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_14x32(int64_t kb, const float* a,
                                                                                 const float* b, const KOut& o) {
-  alignas(64) float tile[14 * 32];
+  alignas(64) float tile[kAvx512MR * kAvx512NR];
   prefetch_c(o);
   const TileDst d = tile_dst(o, tile);
   const float* a7;
@@ -246,7 +226,7 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
       : [a] "+r"(a), [b] "+r"(b), [kb] "+r"(kb), [a7] "=&r"(a7), [l1] "=&r"(l1), [l3] "=&r"(l3), [l5] "=&r"(l5)
       : [dst] "m"(d.dst), [pitch] "m"(d.pitch), [nt] "m"(d.nt), [bias] "m"(d.bias), [act] "m"(d.act), [slope] "m"(d.slope), [acc] "m"(d.acc)
       : "cc", "memory", SFT_ZMM_CLOBBERS);
-  if (!d.plain) epilogue_avx512<14, 2>(tile, o);
+  if (!d.plain) epilogue_avx512<kAvx512MR, kAvx512NR / 16>(tile, o);
 }
 
 // Fewer than 14 rows of a strided tile (a conv row's last tile: Q = 128 leaves 2 rows, and the 14-row kernel
@@ -262,9 +242,9 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma"))) void strided_rows_avx51
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 2
-    for (int v = 0; v < 2; ++v) acc[i][v] = add ? _mm512_load_ps(tile + i * 32 + v * 16) : _mm512_setzero_ps();
+    for (int v = 0; v < 2; ++v) acc[i][v] = add ? _mm512_load_ps(tile + i * kAvx512NR + v * 16) : _mm512_setzero_ps();
   for (int64_t kk = 0; kk < k; ++kk) {
-    const __m512 b0 = _mm512_loadu_ps(b + kk * 32), b1 = _mm512_loadu_ps(b + kk * 32 + 16);
+    const __m512 b0 = _mm512_loadu_ps(b + kk * kAvx512NR), b1 = _mm512_loadu_ps(b + kk * kAvx512NR + 16);
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
       const __m512 av = _mm512_set1_ps(a[i * lda + kk]);
@@ -275,31 +255,26 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma"))) void strided_rows_avx51
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 2
-    for (int v = 0; v < 2; ++v) _mm512_store_ps(tile + i * 32 + v * 16, acc[i][v]);
+    for (int v = 0; v < 2; ++v) _mm512_store_ps(tile + i * kAvx512NR + v * 16, acc[i][v]);
 }
 
 // Rows [0, rows) with rows < 14 of a strided tile, in chunks of up to 7 rows, sums to tile (continued if `add`).
 void strided_tail_rows(int rows, int64_t k, const float* a, int64_t lda, const float* b, float* tile, bool add) {
   using RowsFn = void (*)(int64_t, const float*, int64_t, const float*, float*, bool);
-  static constexpr RowsFn kRows[8] = {nullptr,
-                                      strided_rows_avx512<1>,
-                                      strided_rows_avx512<2>,
-                                      strided_rows_avx512<3>,
-                                      strided_rows_avx512<4>,
-                                      strided_rows_avx512<5>,
-                                      strided_rows_avx512<6>,
-                                      strided_rows_avx512<7>};
+  static constexpr RowsFn kRows[kAvx512TailRows + 1] = {
+      nullptr,                strided_rows_avx512<1>, strided_rows_avx512<2>, strided_rows_avx512<3>,
+      strided_rows_avx512<4>, strided_rows_avx512<5>, strided_rows_avx512<6>, strided_rows_avx512<7>};
   for (int i0 = 0; i0 < rows;) {
-    const int c = std::min(7, rows - i0);
-    kRows[c](k, a + i0 * lda, lda, b, tile + i0 * 32, add);
+    const int c = std::min(kAvx512TailRows, rows - i0);
+    kRows[c](k, a + i0 * lda, lda, b, tile + i0 * kAvx512NR, add);
     i0 += c;
   }
 }
 
 void strided_tail_avx512(int64_t k, const float* a, int64_t lda, const float* b, const KOut& o) {
-  alignas(64) float tile[14 * 32];
+  alignas(64) float tile[kAvx512MR * kAvx512NR];
   strided_tail_rows(o.mr, k, a, lda, b, tile, false);
-  epilogue_avx512<14, 2>(tile, o);
+  epilogue_avx512<kAvx512MR, kAvx512NR / 16>(tile, o);
 }
 
 // The same tile with A read in place, row i at a + i·lda (a row-major M×K operand, e.g. a 1×1 conv's
@@ -312,17 +287,17 @@ void strided_tail_avx512(int64_t k, const float* a, int64_t lda, const float* b,
 #define SFT_PF(addr) "prefetcht0 " addr "\n\t"
 #define SFT_SKSTEP_PF(kk, r0, r1) SFT_SKSTEP(kk) SFT_PF(r0) SFT_PF(r1)
 // k may be any count: after the 8-step blocks, its last k % 8 steps run one at a time (B's rows are contiguous;
-// a conv's receptive field of 27 floats, conv2d_rows.cpp, is one such A row).
+// a conv's receptive field of 27 floats, conv2d/rows.cpp, is one such A row).
 __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_14x32_strided(
     int64_t k, const float* a, int64_t lda, const float* b, const KOut& o) {
-  if (o.mr < 14) return strided_tail_avx512(k, a, lda, b, o);
-  alignas(64) float tile[14 * 32];
+  if (o.mr < kAvx512MR) return strided_tail_avx512(k, a, lda, b, o);
+  alignas(64) float tile[kAvx512MR * kAvx512NR];
   prefetch_c(o);
   const TileDst d = tile_dst(o, tile);
   int64_t kb = k / KU, kt = k % KU;
   int64_t l1 = lda * 4, l3 = 3 * l1, l5 = 5 * l1;
   const float* a7 = a + 7 * lda;
-  const float* pa = a + 14 * lda;
+  const float* pa = a + kAvx512MR * lda;
   const float* pa7 = pa + 7 * lda;
   asm volatile(
       SFT_KLOOP(SFT_SKSTEP_PF(0, "(%[pa])", "(%[pa],%[l1])") SFT_SKSTEP_PF(1, "(%[pa],%[l1],2)", "(%[pa],%[l3])")
@@ -348,9 +323,9 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_
         [l1] "+r"(l1), [l3] "+r"(l3), [l5] "+r"(l5)
       : [dst] "m"(d.dst), [pitch] "m"(d.pitch), [nt] "m"(d.nt), [bias] "m"(d.bias), [act] "m"(d.act), [slope] "m"(d.slope), [acc] "m"(d.acc)
       : "cc", "memory", SFT_ZMM_CLOBBERS);
-  if (!d.plain) epilogue_avx512<14, 2>(tile, o);
+  if (!d.plain) epilogue_avx512<kAvx512MR, kAvx512NR / 16>(tile, o);
 }
-// The strided kernel over several taps of a padded input (a stride-1 conv read in place, see conv2d_taps.cpp):
+// The strided kernel over several taps of a padded input (a stride-1 conv read in place, see conv2d/taps.cpp):
 // for each tap the A pointers restart at a + toff[t] while B runs on; the accumulators stay in registers
 // across taps. Each tap is kb blocks of 8 k-steps and then kt single steps. A plain tile for `out` (see
 // tile_dst) is stored there with its epilogue in registers (true is returned); otherwise the raw sums go to
@@ -359,14 +334,14 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) bool ukr_avx512_
     int64_t kb, int64_t kt, int64_t ntaps, const int64_t* toff, const float* a, int64_t lda, const float* b,
     float* tile, int rows, const KOut* out) {
   const int64_t tk = kb * KU + kt;  // k-steps per tap
-  if (rows < 14) {
+  if (rows < kAvx512MR) {
     for (int64_t t = 0; t < ntaps; ++t)
       strided_tail_rows(rows, tk, reinterpret_cast<const float*>(reinterpret_cast<const char*>(a) + toff[t]), lda,
-                        b + t * tk * 32, tile, t > 0);
+                        b + t * tk * kAvx512NR, tile, t > 0);
     return false;
   }
   if (out) prefetch_c(*out);
-  const TileDst d = out ? tile_dst(*out, tile) : TileDst{tile, 32 * 4, 0, nullptr, kActNone, 0.f, 0, false};
+  const TileDst d = out ? tile_dst(*out, tile) : TileDst{tile, kAvx512NR * 4, 0, nullptr, kActNone, 0.f, 0, false};
   int64_t l1 = lda * 4, l3 = 3 * l1, l5 = 5 * l1;
   const float *ap, *a7;
   int64_t k;
@@ -436,230 +411,14 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) bool ukr_avx512_
 #undef SFT_KLOOP
 #undef SFT_ZMM_CLOBBERS
 
-template <int MR, int NV>
-__attribute__((target("avx2,fma"))) void ukr_avx2(int64_t kb, const float* a, const float* b, const KOut& o) {
-  constexpr int NR = NV * 8;
-  __m256 acc[MR][NV];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
-  for (int64_t t = 0; t < kb; ++t) {
-#pragma GCC unroll 8
-    for (int kk = 0; kk < KU; ++kk) {
-      __m256 bv[NV];
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(b + kk * NR + v * 8);
-#pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        const __m256 av = _mm256_broadcast_ss(a + i * KU + kk);
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(av, bv[v], acc[i][v]);
-      }
-    }
-    a += MR * KU;
-    b += KU * NR;
-  }
-  alignas(32) float tile[MR * NR];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) _mm256_store_ps(tile + i * NR + v * 8, acc[i][v]);
-  epilogue_scalar(tile, NR, o);
-}
-
-// Portable C++ (the compiler vectorizes the j loop with whatever the baseline ISA offers).
-template <int MR, int NR>
-void ukr_generic(int64_t kb, const float* a, const float* b, const KOut& o) {
-  float acc[MR][NR] = {};
-  for (int64_t t = 0; t < kb; ++t) {
-    for (int kk = 0; kk < KU; ++kk)
-      for (int i = 0; i < MR; ++i) {
-        const float av = a[i * KU + kk];
-        for (int j = 0; j < NR; ++j) acc[i][j] += av * b[kk * NR + j];
-      }
-    a += MR * KU;
-    b += KU * NR;
-  }
-  epilogue_scalar(&acc[0][0], NR, o);
-}
-
 }  // namespace
 
-void store_fence() { _mm_sfence(); }
+const UKernel kUKernelAvx512{"avx512",
+                             kAvx512MR,
+                             kAvx512NR,
+                             ukr_avx512_14x32,
+                             ukr_avx512_14x32_strided,
+                             ukr_avx512_14x32_taps,
+                             epilogue_avx512<kAvx512MR, kAvx512NR / 16>};
 
-namespace {
-
-const UKernel kAvx512{"avx512",        14, 32, ukr_avx512_14x32, ukr_avx512_14x32_strided, ukr_avx512_14x32_taps,
-                      epilogue_avx512<14, 2>};
-const UKernel kAvx2{"avx2", 6, 16, ukr_avx2<6, 2>};
-const UKernel kGeneric{"generic", 4, 16, ukr_generic<4, 16>};
-
-bool cpu_has(const std::string& isa) {
-  __builtin_cpu_init();
-  if (isa == "avx512") return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-                              __builtin_cpu_supports("avx512vl");
-  if (isa == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return isa == "generic";
-}
-
-std::mutex g_mu;
-Blocking g_override{0, 0, 0};
-
-}  // namespace
-
-const UKernel& ukernel_for(const std::string& isa) {
-  if (!cpu_has(isa)) throw std::runtime_error("this CPU cannot run the '" + isa + "' micro-kernel");
-  if (isa == "avx512") return kAvx512;
-  if (isa == "avx2") return kAvx2;
-  return kGeneric;
-}
-
-const UKernel& ukernel() {
-  static const UKernel* chosen = [] {
-    const char* env = std::getenv("SFT_KERNELS_ISA");
-    if (env && *env) {
-      const std::string isa(env);
-      if (isa != "avx512" && isa != "avx2" && isa != "generic")
-        throw std::runtime_error("SFT_KERNELS_ISA must be avx512, avx2 or generic, got '" + isa + "'");
-      return &ukernel_for(isa);
-    }
-    if (cpu_has("avx512")) return &kAvx512;
-    if (cpu_has("avx2")) return &kAvx2;
-    return &kGeneric;
-  }();
-  return *chosen;
-}
-
-Blocking blocking(const UKernel& uk) {
-  // Defaults. AVX-512 (14×32): MC = 56, KC = 256, NC = 1024 at any thread count. KC: the B micro-panel (KC × 32
-  // floats) is what every tile of an A block re-reads, and at KC = 512 its 64 KB overflowed the 48 KB L1. NC: the
-  // shared KC × NC block of B (1 MB) stays in L2 beside a thread's A block (56 × KC). Blockings interleaved in
-  // one process with torch.matmul (two runs each), against the earlier 56,512,1024 (1 thread) / 56,512,512
-  // (2 threads): 1 thread 1024³ 0.95x -> 0.98-1.04x, 2048³ 0.89-0.91x -> 0.92-0.98x; 2 threads 1024³ 0.97-0.99x
-  // -> 0.96-1.00x, 2048³ 0.94-0.95x -> 0.94-0.99x, 4096³ 0.90x -> 0.93-0.97x. Other ISAs: MC = 8·MR,
-  // KC = NC = 512 (not re-tuned).
-  const bool avx512 = std::strcmp(uk.isa, "avx512") == 0;
-  Blocking b = avx512 ? Blocking{4 * uk.mr, 256, 1024} : Blocking{8 * uk.mr, 512, 512};
-  static const Blocking env = [] {
-    Blocking e{0, 0, 0};
-    if (const char* s = std::getenv("SFT_KERNELS_GEMM_BLOCKING"); s && *s) {
-      long long mc = 0, kc = 0, nc = 0;
-      if (std::sscanf(s, "%lld,%lld,%lld", &mc, &kc, &nc) != 3 || mc < 0 || kc < 0 || nc < 0)
-        throw std::runtime_error("SFT_KERNELS_GEMM_BLOCKING must be 'MC,KC,NC' (0 keeps a default)");
-      e = {mc, kc, nc};
-    }
-    return e;
-  }();
-  std::lock_guard<std::mutex> lock(g_mu);
-  const Blocking* layers[2] = {&env, &g_override};
-  for (const Blocking* o : layers) {
-    if (o->mc) b.mc = o->mc;
-    if (o->kc) b.kc = o->kc;
-    if (o->nc) b.nc = o->nc;
-  }
-  return b;
-}
-
-void set_blocking(int64_t mc, int64_t kc, int64_t nc) {
-  std::lock_guard<std::mutex> lock(g_mu);
-  g_override = {mc, kc, nc};
-}
-
-std::string gemm_config() {
-  const UKernel& uk = ukernel();
-  const Blocking b = blocking(uk);
-  return std::string("isa=") + uk.isa + " MR=" + std::to_string(uk.mr) + " NR=" + std::to_string(uk.nr) +
-         " MC=" + std::to_string(b.mc) + " KC=" + std::to_string(b.kc) + " NC=" + std::to_string(b.nc);
-}
-
-typedef float v8u __attribute__((vector_size(32), aligned(4)));  // unaligned 8-float vector
-
-__attribute__((target_clones("avx2", "default"))) void copy_chunks8(float* d, int64_t dstep, const float* s,
-                                                                   int64_t n) {
-  for (int64_t j = 0; j < n; ++j) *reinterpret_cast<v8u*>(d + j * dstep) = *reinterpret_cast<const v8u*>(s + 8 * j);
-}
-
-void pack_b(const float* src, int64_t K, int64_t N, int64_t ks, int64_t ns, int nr, float* dst) {
-  pack_b_rows(0, K, 0, N, nr, round_up(K, KU) * nr, dst, StridedRow{src, ks, ns});
-}
-
-}  // namespace sft
-
-// ---------------------------------------------------------------------------------------------------------
-// Peak fp32 FMA throughput of this machine (GFLOP/s over all torch threads): 24 independent FMA chains per
-// thread, enough to cover latency × ports on any current core. Benchmarks report % of this measured peak.
-namespace sft {
-namespace {
-__attribute__((target("avx512f"))) double fma_loop_avx512(int64_t iters) {
-  __m512 acc[24];
-  const __m512 m = _mm512_set1_ps(0.999999f), a = _mm512_set1_ps(1e-7f);
-  for (int i = 0; i < 24; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
-  for (int64_t t = 0; t < iters; ++t)
-#pragma GCC unroll 24
-    for (int i = 0; i < 24; ++i) acc[i] = _mm512_fmadd_ps(acc[i], m, a);
-  float s = 0.f;
-  for (int i = 0; i < 24; ++i) s += _mm512_reduce_add_ps(acc[i]);
-  return s;  // returned so the chains are not optimised away
-}
-__attribute__((target("avx2,fma"))) double fma_loop_avx2(int64_t iters) {
-  __m256 acc[12];
-  const __m256 m = _mm256_set1_ps(0.999999f), a = _mm256_set1_ps(1e-7f);
-  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i));
-  for (int64_t t = 0; t < iters; ++t)
-#pragma GCC unroll 12
-    for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], m, a);
-  alignas(32) float buf[8];
-  float s = 0.f;
-  for (int i = 0; i < 12; ++i) {
-    _mm256_store_ps(buf, acc[i]);
-    for (float v : buf) s += v;
-  }
-  return s;
-}
-}  // namespace
-
-double fma_peak_gflops(int64_t iters) {
-  const std::string isa = ukernel().isa;
-  const double flop_per_iter = isa == "avx512" ? 24 * 32.0 : isa == "avx2" ? 12 * 16.0 : 0.0;
-  if (flop_per_iter == 0.0) return 0.0;
-  const int nthreads = at::get_num_threads();
-  std::vector<double> sink(nthreads);
-  const auto t0 = std::chrono::steady_clock::now();
-  at::parallel_for(0, nthreads, 1, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) sink[t] = isa == "avx512" ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
-  });
-  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  volatile double keep = sink[0];
-  (void)keep;
-  return nthreads * iters * flop_per_iter / sec / 1e9;
-}
-
-// What the chosen micro-kernel itself sustains over torch's threads with every operand in cache: each thread
-// runs one packed A micro-panel (MR × K) against one B panel (K × NR) `iters` times into a stack tile. With
-// K = 256 both panels fit a 48 KB L1; at K = 576 (a 64-channel 3×3 conv) B's 72 KB streams from L2 every call,
-// as it does in the convs. No direct GEMM or conv on this kernel can beat it (Winograd does fewer FLOPs), so it is
-// the ceiling their % of peak figures should be read against (the FMA loop above has no loads at all).
-double ukernel_ceiling_gflops(int64_t k, int64_t iters) {
-  const UKernel& uk = ukernel();
-  const int64_t kpad = round_up(std::max<int64_t>(k, 1), KU);
-  const int nthreads = at::get_num_threads();
-  std::vector<double> sink(nthreads);
-  const auto t0 = std::chrono::steady_clock::now();
-  at::parallel_for(0, nthreads, 1, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
-      std::vector<float> a(kpad * uk.mr + 16, 1e-3f), bp(kpad * uk.nr + 16, 1e-3f);
-      alignas(64) float tile[32 * 64];
-      float* ap = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(a.data()) + 63) & ~uintptr_t(63));
-      float* bpp = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(bp.data()) + 63) & ~uintptr_t(63));
-      const KOut out{tile, uk.nr, nullptr, 0, nullptr, kActNone, 0.f, false, false, uk.mr, uk.nr};
-      for (int64_t i = 0; i < iters; ++i) uk.fn(kpad / KU, ap, bpp, out);
-      sink[t] = tile[0];
-    }
-  });
-  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  volatile double keep = sink[0];
-  (void)keep;
-  return nthreads * iters * 2.0 * uk.mr * uk.nr * kpad / sec / 1e9;
-}
 }  // namespace sft

@@ -1,8 +1,11 @@
 // sft_cpu::matmul — batched C[b] = A[b] · B[b] for (B, M, K) and (B, K, N) float32 views with any strides
 // (stride-0 batch dims from broadcasting need no copy). The driver packs both operands block by block.
-#include <ATen/ATen.h>
+#include "cpu/matmul/matmul.h"
+
+#include <ATen/Parallel.h>
 
 #include "cpu/engine/gemm.h"
+#include "cpu/runtime/buffer_pool.h"
 
 namespace sft {
 

@@ -6,14 +6,13 @@
 // here instead: when such a tensor dies its block goes back to a free list keyed by size and the next output of
 // that size reuses it, already faulted in. Bounded: at most SFT_KERNELS_POOL_MB (default 1024) MiB are kept
 // idle; torch.ops.sft_cpu.buffer_pool_clear() returns them to the OS.
-#include <ATen/ATen.h>
+#include "cpu/runtime/buffer_pool.h"
 
 #include <atomic>
 #include <cstdlib>
 #include <map>
 #include <mutex>
-
-#include "cpu/engine/gemm.h"
+#include <vector>
 
 namespace sft {
 namespace {

@@ -3,14 +3,15 @@
 // Keyed by the weight's address, shape, strides, a caller tag and a 64-bit fingerprint: of all its values (one
 // vectorized pass, far cheaper than re-deriving them; any change, however it is made, misses), or, for weights
 // checked by version (set_weight_check, trust_weight), of its version counter and 64 sampled values.
+#include "cpu/runtime/weight_cache.h"
+
 #include <atomic>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <tuple>
 #include <unordered_map>
-
-#include "cpu/engine/gemm.h"
+#include <vector>
 
 namespace sft {
 

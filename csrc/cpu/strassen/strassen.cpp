@@ -6,7 +6,11 @@
 // sum or product is ever written to memory; the only extra traffic is C being read and written by up to 4
 // products. Classical Strassen (18 additions, each a fused term) rather than Winograd's 15, which reuse
 // intermediate sums that would have to be stored.
-#include <ATen/ATen.h>
+#include "cpu/strassen/strassen.h"
+
+#include <ATen/Parallel.h>
+
+#include <vector>
 
 #include "cpu/engine/gemm.h"
 

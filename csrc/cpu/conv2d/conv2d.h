@@ -1,0 +1,25 @@
+// sft_cpu::conv2d: fp32 conv2d with a fused epilogue, y = act(conv(x·(scale + 1) + shift, w) + bias)
+// [-> PixelShuffle(r)] + residual, on the GEMM engine (cpu/engine) or Winograd. Which path runs: select.h.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+namespace sft {
+
+// input (N, C, H, W) and weight (K, C/groups, R, S), any strides; bias (K); residual shaped like the output.
+// activation: 0 none, 1 relu, 2 leaky relu with negative_slope. algorithm: 0 auto, 1 direct, 2 Winograd
+// F(4×4,3×3), 3 Winograd F(2×2,3×3) (2 and 3: error where Winograd does not apply). pixel_shuffle r >= 1
+// divides K by r². scale and shift (together or neither, shaped like input) modulate the input. The output is
+// channels-last iff the input is (F.conv2d's rule).
+at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                      int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,
+                      int64_t algorithm, int64_t pixel_shuffle, const c10::optional<at::Tensor>& scale,
+                      const c10::optional<at::Tensor>& shift);
+
+// Winograd output tiles per block (0: sized from kWinogradBlockBytes, config.h) (winograd.cpp).
+void set_winograd_tiles_per_block(int64_t tiles);
+
+}  // namespace sft

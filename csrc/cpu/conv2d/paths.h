@@ -1,0 +1,71 @@
+// The CPU conv's paths, one file each, and what they share. conv2d.cpp lays the tensors out and runs the path
+// select.h picks. Every path takes x with unit channel stride (channels-last or a channels-last slice) and writes
+// out = act(conv(x, w) + b) + res with out and res already shaped; b and res may be undefined (none).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+#include "cpu/engine/ukernel.h"
+
+namespace sft {
+
+// A direct conv's output, residual and bias with its epilogue: tile() is the one-pass KOut (the whole K in one
+// call) of rows [0, rows) × channels [j, j + cols) at offset off in the output (pitch ld) and roff in the
+// residual (pitch rld).
+struct ConvOut {
+  float* out;
+  const float* res;
+  const float* bias;
+  int act;
+  float slope;
+  KOut tile(int64_t off, int64_t ld, int64_t roff, int64_t rld, int64_t j, int rows, int cols) const {
+    return KOut{out + off, ld, res ? res + roff : nullptr, rld, bias ? bias + j : nullptr, act, slope, false, true,
+                rows, cols};
+  }
+};
+
+// ---- implicit_gemm.cpp: A packed from the input per block (padding, stride, dilation, groups in the packing) ----
+// Any conv; out and res with any strides (channels-last ones take the micro-kernel's direct store). mscale and
+// mshift (optional, strided like x): the input is modulated, x·(scale + 1) + shift, as A is packed.
+void conv2d_implicit_gemm_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b,
+                               at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                               int64_t groups, int64_t activation, double negative_slope, const at::Tensor& res,
+                               at::Tensor& out, const at::Tensor& mscale, const at::Tensor& mshift);
+// A conv weight (K, C/groups, R, S) as the GEMM's B operand for kernel `uk`: per group, NR-wide panels
+// [Kg/NR][Kpad][NR] with k = (r, s, c) (s_outer: (s, r, c), the stacked-rows order) and Kpad =
+// round_up(R·S·C/groups, 8), groups one after another (conv_group_panels floats each). Packed once per weight
+// and cached by content (weight_cache.h).
+at::Tensor conv_weight_panels(const at::Tensor& weight, int64_t groups, const UKernel& uk, bool s_outer = false);
+int64_t conv_group_panels(const at::Tensor& weight, int64_t groups, const UKernel& uk);
+
+// ---- taps.cpp: stride-1 convs read in place from zero-padded input bands (no A packing) ----
+// mscale and mshift as above, applied while a band is copied.
+void conv2d_taps_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef padding,
+                      int64_t activation, double slope, const at::Tensor& res, at::Tensor& out,
+                      const at::Tensor& mscale, const at::Tensor& mshift);
+
+// ---- rows.cpp: few-input-channel convs as GEMM tiles read from stacked input rows ----
+void conv2d_rows_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef stride,
+                      at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,
+                      const at::Tensor& res, at::Tensor& out);
+
+// ---- thin.cpp: direct AVX-512 kernels for ≤ 4 output channels or few input channels; out, res: any strides ----
+void conv2d_thin_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef stride,
+                      at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,
+                      const at::Tensor& res, at::Tensor& out);
+
+// ---- winograd.cpp: F(4×4,3×3) (tile 4) or F(2×2,3×3) (tile 2), stride-1 undilated ungrouped 3×3 convs ----
+// out and res: unit channel stride. shuffle = r > 1 writes PixelShuffle(r) of the activated conv straight from
+// the output transform (out: N × K/r² × P·r × Q·r), adding res (shaped like out) after the shuffle. mscale and
+// mshift as above, applied as tiles are gathered.
+void conv2d_winograd_into(int64_t tile, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b,
+                          at::IntArrayRef padding, int64_t activation, double slope, const at::Tensor& res,
+                          at::Tensor& out, int64_t shuffle, const at::Tensor& mscale, const at::Tensor& mshift);
+
+// ---- modulate.cpp ----
+// dst[c] = x[c]·(scale[c] + 1) + shift[c]: SFT modulation of a conv input, fused into its packing or band copy.
+void modulate_run(float* dst, const float* x, const float* scale, const float* shift, int64_t n);
+
+}  // namespace sft

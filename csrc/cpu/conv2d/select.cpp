@@ -1,0 +1,88 @@
+// Which algorithm runs a CPU conv: what each path can take and where it pays, in one place. Winograd first (when
+// it applies and pays, or on request), else the first direct path that takes the conv: stacked rows, thin, taps,
+// and implicit GEMM, which takes any.
+#include "cpu/conv2d/select.h"
+
+#include <cstring>
+
+#include "cpu/engine/ukernel.h"
+
+namespace sft {
+namespace {
+
+bool winograd_applicable(int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef dilation, int64_t groups) {
+  return R == 3 && S == 3 && stride[0] == 1 && stride[1] == 1 && dilation[0] == 1 && dilation[1] == 1 && groups == 1;
+}
+
+// Rows path (rows.cpp), few input channels. C ≤ 4: beat the thin few-input kernel (conv0 3→64 at 128², 1 thread:
+// 90-100 -> 101-103 GFLOP/s). Strided convs on up to 16 channels (SFTNet's 8→128 4×4 stride-4 cond_in): on par
+// or slightly ahead of packing im2col rows (0.73-0.77x -> 0.75-0.80x oneDNN, three alternating runs). Stride-1
+// convs on 8 or 16 channels keep the taps path, which reads the input in place without the stacking copy.
+bool rows_ok(int64_t C, int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef dilation, int64_t groups,
+             const at::Tensor& res, const at::Tensor& out) {
+  const bool few = C <= 4 || (C <= 16 && (stride[0] > 1 || stride[1] > 1));
+  return ukernel().fn_strided && groups == 1 && few && R * S * C <= 1024 && dilation[1] == 1 &&
+         out.stride(1) == 1 && (!res.defined() || res.stride(1) == 1);
+}
+
+// Thin path (thin.cpp, AVX-512 only): few output channels, or few input channels. Also 1×1 convs on fewer than
+// 64 channels to fewer than 256, unless the GEMM can read their input rows in place (C a multiple of 8): since
+// its strided kernel prefetches the next rows and stores plain tiles directly, it is the faster of the two there
+// (side by side, 1 thread: 32→32 69 -> 93 GFLOP/s, 32→64 91 -> 104, 16→128 78 -> 81, 48→96 115 -> 122), while
+// for C = 12 the thin kernel stays ahead (61 vs 35 GFLOP/s).
+bool thin_ok(int64_t C, int64_t K, int64_t R, int64_t S, int64_t groups) {
+  if (groups != 1 || std::strcmp(ukernel().isa, "avx512") != 0) return false;
+  return (K <= 4 && C % 16 == 0) || ((C <= 4 || (R * S == 1 && C % KU != 0 && C < 64 && K < 256)) && K % 16 == 0);
+}
+
+// Taps path (taps.cpp): each tile runs the whole depth R·S·C against every output-channel panel, so all the
+// weights stream past each 14-pixel tile; the implicit-GEMM path blocks K instead and reads each KC-deep block
+// once per row block. Up to here (128→128 3×3: 576 KB) the weights stay in L2 and the taps path wins or ties;
+// beyond, implicit GEMM measured 1.05x / 1.32x / 1.46x oneDNN against 0.75x / 0.85x / 0.72x for 256→256 @14²,
+// 512→512 @14², @7².
+constexpr int64_t kTapsMaxWeightBytes = int64_t(1) << 20;
+
+bool taps_ok(const at::Tensor& x, const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef dilation,
+             int64_t groups, const at::Tensor& res, const at::Tensor& out) {
+  const UKernel& uk = ukernel();
+  const int64_t C = x.size(1), K = weight.size(0), R = weight.size(2), S = weight.size(3);
+  const auto dense_cl = [](const at::Tensor& t) {
+    return t.stride(1) == 1 && t.stride(3) == t.size(1) && t.stride(2) == t.size(3) * t.stride(3) &&
+           (t.size(0) == 1 || t.stride(0) == t.size(2) * t.stride(2));
+  };
+  return uk.fn_taps && groups == 1 && stride[0] == 1 && stride[1] == 1 && dilation[0] == 1 && dilation[1] == 1 &&
+         R * S > 1 && C % KU == 0 && K >= 1 && R * S * C * K * int64_t(sizeof(float)) <= kTapsMaxWeightBytes &&
+         dense_cl(out) && (!res.defined() || dense_cl(res));
+}
+
+}  // namespace
+
+int64_t winograd_tile(int64_t algorithm, int64_t N, int64_t C, int64_t K, int64_t R, int64_t S, int64_t P,
+                      int64_t Q, at::IntArrayRef stride, at::IntArrayRef dilation, int64_t groups) {
+  const bool can_wino = winograd_applicable(R, S, stride, dilation, groups);
+  TORCH_CHECK(algorithm < 2 || can_wino, "sft_cpu::conv2d: algorithm='winograd' / 'winograd_f2' needs a 3x3 kernel "
+              "with stride 1, dilation 1 and groups 1; use algorithm='direct' or None");
+  // Winograd F(4×4,3×3) holds 36 transformed values per filter (direct: 9) and each of its 36 GEMMs has one row
+  // per 4×4 output tile, so on small images its filters are read for a few rows only: auto takes it where the
+  // batch has at least 9 tiles and under 1 MB of transformed filters per tile. Measured against direct
+  // (interleaved, 1 / 2 threads): 7×7 images (4 tiles) 1.17-2.86x slower at 64-512 channels, 512→512 at 14×14
+  // 1.34-1.46x slower; 128→128 at 14×14 and 512→512 at 28×28 0.76-0.97x the time; SFTNet's layers (1024+
+  // tiles) 0.4-0.5x.
+  const int64_t wino_tiles = N * ((P + 3) / 4) * ((Q + 3) / 4);
+  const bool wino_pays = wino_tiles >= 9 && 36 * C * K * int64_t(sizeof(float)) < wino_tiles * (int64_t(1) << 20);
+  const bool wino = algorithm >= 2 || (algorithm == 0 && can_wino && C >= 16 && K >= 16 && wino_pays);
+  if (!wino) return 0;
+  return algorithm == 3 ? 2 : 4;  // F(2×2,3×3) on request, else F(4×4,3×3)
+}
+
+ConvPath direct_conv_path(const at::Tensor& x, const at::Tensor& weight, at::IntArrayRef stride,
+                          at::IntArrayRef dilation, int64_t groups, bool modulated, const at::Tensor& res,
+                          const at::Tensor& out) {
+  const int64_t C = x.size(1), K = weight.size(0), R = weight.size(2), S = weight.size(3);
+  if (!modulated && rows_ok(C, R, S, stride, dilation, groups, res, out)) return ConvPath::kRows;
+  if (!modulated && thin_ok(C, K, R, S, groups)) return ConvPath::kThin;
+  if (taps_ok(x, weight, stride, dilation, groups, res, out)) return ConvPath::kTaps;
+  return ConvPath::kImplicitGemm;
+}
+
+}  // namespace sft
