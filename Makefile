@@ -13,7 +13,7 @@ $(VENV)/bin/python:
 
 # Torch first (the pinned CPU wheel), then the build tools and runtime/test deps, then the package with
 # its extension built against the installed torch (no build isolation).
-$(STAMP): $(VENV)/bin/python pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/cpu/*.cpp csrc/cpu/*.h csrc/cpu/*/*.cpp csrc/cpu/*/*.h)
+$(STAMP): $(VENV)/bin/python pyproject.toml setup.py $(shell find csrc -name "*.cpp" -o -name "*.h" -o -name "*.cu")
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q triton==3.9.0 numpy pillow tqdm safetensors setuptools wheel ninja \
 		pytest pytest-benchmark hypothesis scikit-image scikit-learn matplotlib expecttest

@@ -7,7 +7,7 @@ x86-64; SFT_KERNELS_NATIVE=1 adds -march=native.
 Knobs (environment):
   SFT_KERNELS_EXT=all|cuda|cpu|none   which extensions to build (default all; SFT_KERNELS_NO_EXT=1 means none).
                                       `cuda` alone is for a GPU machine with little time: the CPU extension is
-                                      ~14 units that compile one by one without ninja (2-4 minutes).
+                                      ~23 units that compile one by one without ninja (3-5 minutes).
   SFT_KERNELS_CUDA_ARCH=sm_90         the one architecture the CUDA extension is built for.
   SFT_KERNELS_STRICT_BUILD=1          a failed compile or toolchain check fails the install instead of warning.
 The CUDA extension is built first, so a time limit cuts the CPU one, not it. nvcc is looked up through torch's

@@ -31,12 +31,14 @@ _MEMO_LIMIT = 4096
 class Op:
     """An op's dispatch entry: its name in the registry, its torch.library op, one implementation per backend."""
 
-    def __init__(self, name: str, library_op: Callable, impls: dict, fast: Optional[Callable] = None,
-                 autotune: bool = True):
-        """`fast(backend, tensors)`: an optional first try that returns the result or None (e.g. one C call that
-        checks and runs); `autotune`: whether backend=None times the candidate backends (else static order)."""
-        self.name, self.library_op, self.impls, self.fast, self.autotune = name, library_op, impls, fast, autotune
-        self.memo: dict = {}  # validated signature -> (backend, consts)
+    def __init__(self, name: str, library_op: Callable, impls: dict, autotune: bool = True,
+                 binders: Optional[dict] = None):
+        """`autotune`: whether backend=None times the candidate backends (else the registry's static order).
+        `binders`: {backend: bind(consts) -> fn(*tensors)}, an implementation specialised to one signature's
+        arguments once, so memo hits skip the per-call argument translation (the cpu conv's op codes)."""
+        self.name, self.library_op, self.impls, self.autotune = name, library_op, impls, autotune
+        self.binders = binders or {}
+        self.memo: dict = {}  # validated signature -> (implementation, consts, backend name)
         _autotune._ON_CLEAR.append(self.memo.clear)  # it holds autotune's decisions too
 
     def __repr__(self):
@@ -61,22 +63,19 @@ def dispatch(op: Op, backend: Optional[str], tensors: tuple, sig: Optional[Hasha
     """Run one call of `op`.
 
     tensors: the call's tensor arguments in the implementations' order (None where absent).
-    sig: everything else that decides the call (see the module docstring), or None to skip the memo (under
-        torch.compile, or for argument types a dict key would not keep apart).
+    sig: everything else that decides the call (see the module docstring), or None to skip the memo. The op builds
+        it only for plain tensors / parameters outside torch.compile (`eager_signature_ok`), so a memo hit needs
+        only the autograd check before the direct call.
     check: runs the op's argument checks; returns the other arguments normalised (the consts). Called only when
         `sig` is not in the memo.
     primary: the tensor whose device and dtype choose the backend.
     """
-    if op.fast is not None:
-        y = op.fast(backend, tensors)
-        if y is not None:
-            return y
     if sig is not None:
         sig = (sig, backend, registry.env("SFT_KERNELS_BACKEND"), registry.env("SFT_KERNELS_AUTOTUNE"),
                torch.get_num_threads())
         hit = op.memo.get(sig)
-        if hit is not None and direct_call_ok(tensors):
-            return op.impls[hit[0]](*tensors, *hit[1])
+        if hit is not None and not (torch.is_grad_enabled() and _needs_grad(tensors)):
+            return hit[0](*tensors, *hit[1])
     consts = check()
     name = registry.resolve_for(backend, op.name, primary)
     if backend is None and op.autotune and sig is not None and _autotune.enabled() \
@@ -84,12 +83,20 @@ def dispatch(op: Op, backend: Optional[str], tensors: tuple, sig: Optional[Hasha
         cands = registry.candidates(op.name, primary.device, primary.dtype)
         if len(cands) > 1:
             name = _autotune.pick((op.name, sig), cands, lambda b: op.library_op(*tensors, *consts, b),
-                                 device=primary.device)
+                                  device=primary.device)
     if sig is not None and len(op.memo) < _MEMO_LIMIT:
-        op.memo[sig] = (name, consts)
+        bind = op.binders.get(name)
+        op.memo[sig] = (bind(consts), (), name) if bind is not None else (op.impls[name], consts, name)
     if direct_call_ok(tensors):
         return op.impls[name](*tensors, *consts)
     return op.library_op(*tensors, *consts, name)
+
+
+def _needs_grad(tensors) -> bool:
+    for t in tensors:
+        if t is not None and t.requires_grad:
+            return True
+    return False
 
 
 def meta(t) -> Optional[tuple]:

@@ -69,13 +69,7 @@ def _impl_cuda(x, w, b, res, scale, shift, stride, padding, dilation, groups, ac
     return cuda_conv.conv2d(x, w, b, stride, padding, dilation, groups, act, slope, res, pixel_shuffle=shuffle)
 
 
-def _impl_cpu(x, w, b, res, scale, shift, stride, padding, dilation, groups, act, slope, algorithm, shuffle):
-    if x.shape[0] == 0:
-        return _empty_out(x, w, stride, padding, dilation, shuffle)
-    return cpu.conv2d(x, w, b, res, scale, shift, stride, padding, dilation, groups, act, slope, algorithm, shuffle)
-
-
-_IMPLS = {"reference": _impl_reference, "cpu": _impl_cpu, "triton": _impl_triton, "cuda": _impl_cuda}
+_IMPLS = {"reference": _impl_reference, "cpu": cpu.conv2d, "triton": _impl_triton, "cuda": _impl_cuda}
 
 
 # ---- the library op: the same arguments, backend last
@@ -132,7 +126,7 @@ def _backward(ctx, grad):
 
 _conv2d_op.register_autograd(_backward, setup_context=_setup_context)
 
-OP = Op("conv2d", _conv2d_op, _IMPLS)
+OP = Op("conv2d", _conv2d_op, _IMPLS, binders={"cpu": cpu.bind})
 
 
 # ---- the public function

@@ -10,9 +10,24 @@ _ALGORITHM_CODES = {None: 0, "auto": 0, "direct": 1, "winograd": 2, "winograd_f2
 
 
 def conv2d(x, w, b, res, scale, shift, stride, padding, dilation, groups, act, slope, algorithm, shuffle):
-    registry.cpu_ext()  # loads the extension, which registers torch.ops.sft_cpu
+    registry.cpu_ext()  # loads the extension, which registers torch.ops.sft_cpu (the op takes empty batches)
     if scale is not None and x.stride(1) == 1:  # fused into packing when strided like the input
         scale, shift = (t if t.stride() == x.stride() else torch.empty_like(x).copy_(t) for t in (scale, shift))
     return torch.ops.sft_cpu.conv2d.default(x, w, b, stride, padding, dilation, groups,
                                             checks.ACTIVATIONS.index(act), slope, res, _ALGORITHM_CODES[algorithm],
                                             shuffle, scale, shift)
+
+
+def bind(consts):
+    """conv2d specialised to one call signature's non-tensor arguments (dispatch's memo keeps it)."""
+    stride, padding, dilation, groups, act, slope, algorithm, shuffle = consts
+    act_code, algo_code = checks.ACTIVATIONS.index(act), _ALGORITHM_CODES[algorithm]
+    registry.cpu_ext()
+    op = torch.ops.sft_cpu.conv2d.default
+
+    def run(x, w, b, res, scale, shift):
+        if scale is None:
+            return op(x, w, b, stride, padding, dilation, groups, act_code, slope, res, algo_code, shuffle, None, None)
+        return conv2d(x, w, b, res, scale, shift, *consts)
+
+    return run

@@ -37,19 +37,7 @@ _ENV = registry._ENV_DATA if type(registry._ENV_DATA) is dict else None
 _EAGER: list = []  # the extension's matmul_eager, once the cpu backend has been chosen for float32
 
 
-def _fast(backend, tensors):
-    """The common eager call in one C call: once the cpu backend has been chosen for float32 CPU operands (the
-    registry's resolution memo), the extension checks the operands and runs the GEMM, or returns None for anything
-    it does not take. After a large GEMM the interpreter runs with cold caches and each Python helper call cost
-    ~5 µs (0.27 ms GEMM, side by side)."""
-    if _EAGER and (backend is None or type(backend) is str) and not torch.compiler.is_compiling():
-        v = _ENV.get(b"SFT_KERNELS_BACKEND")
-        if registry._CHOSEN.get((backend, "matmul", "cpu", torch.float32, v.decode() if v else None)) == "cpu":
-            return _EAGER[0](*tensors)
-    return None
-
-
-OP = Op("matmul", _matmul_op, _IMPLS, fast=_fast, autotune=False)  # the cpu GEMM is chosen by the static order
+OP = Op("matmul", _matmul_op, _IMPLS, autotune=False)  # the cpu GEMM is chosen by the static order
 
 
 def _check(a, b) -> tuple:
@@ -64,6 +52,16 @@ def _check(a, b) -> tuple:
 
 def matmul(a: torch.Tensor, b: torch.Tensor, *, backend: Optional[str] = None) -> torch.Tensor:
     """Drop-in ``torch.matmul(a, b)`` for floating tensors."""
+    # The common eager call in one C call, before any Python dispatch: once the cpu backend has been chosen for
+    # float32 CPU operands (the registry's resolution memo), the extension checks the operands and runs the GEMM,
+    # or returns None for anything it does not take. After a large GEMM the interpreter runs with cold caches and
+    # each Python helper call cost ~5 µs (0.27 ms GEMM, side by side).
+    if _EAGER and (backend is None or type(backend) is str) and not torch.compiler.is_compiling():
+        v = _ENV.get(b"SFT_KERNELS_BACKEND")
+        if registry._CHOSEN.get((backend, "matmul", "cpu", torch.float32, v.decode() if v else None)) == "cpu":
+            y = _EAGER[0](a, b)
+            if y is not None:
+                return y
     sig = None
     if type(a) is torch.Tensor and type(b) is torch.Tensor and (backend is None or type(backend) is str) \
             and not torch.compiler.is_compiling():
