@@ -111,7 +111,7 @@ timeout 60 "$PY" -m sft_kernels.cli info 2>&1 | tail -15
 echo "== GPU tests (t=$(elapsed)s)"
 PYTHONPATH=$TEST_PYTHONPATH timeout -k 5 "$T_TEST" "$PY" -m pytest -q -p no:cacheprovider --tb=short -rfE \
   -m "not host_compile and not slow" --junitxml="$RES/tests.xml" \
-  tests/test_gpu.py tests/runtime/test_gpu_readiness.py tests/test_cuda_conv2d.py tests/ops/conv2d/test_triton.py \
+  tests/gpu/test_gpu.py tests/runtime/test_gpu_readiness.py tests/ops/conv2d/test_cuda.py tests/ops/conv2d/test_triton.py \
   2>&1 | tee "$RES/tests.tmp" | grep -v -E "^\s*$"
 TESTS=$(grep -E "passed|failed|error" "$RES/tests.tmp" | tail -1)
 [ -n "$TESTS" ] || TESTS="no pytest summary (timed out after ${T_TEST}s or did not start: see details.log)"

@@ -67,7 +67,8 @@ def main(argv=None):
 def sweep_cuda(s) -> dict:
     import triton.testing
 
-    from sft_kernels import cuda_conv, ops
+    from sft_kernels import ops
+    from sft_kernels.ops.conv2d import cuda as cuda_conv
 
     x = torch.randn(s.n, s.c, s.h, s.w, device="cuda", dtype=torch.half).contiguous(memory_format=torch.channels_last)
     w = torch.randn(s.k, s.c, s.r, s.s, device="cuda", dtype=torch.half)

@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include "cpu/conv2d/conv2d.h"
+#include "cpu/conv2d/select.h"
 #include "cpu/engine/gemm.h"
 #include "cpu/engine/peak.h"
 #include "cpu/matmul/eager.h"
@@ -40,6 +41,10 @@ TORCH_LIBRARY(sft_cpu, m) {
   m.def("fma_peak_gflops(int iters) -> float", &sft::fma_peak_gflops);
   m.def("ukernel_ceiling_gflops(int k, int iters) -> float", &sft::ukernel_ceiling_gflops);
   m.def("set_winograd_tiles_per_block(int tiles) -> ()", &sft::set_winograd_tiles_per_block);
+  // The algorithm choice itself, for benchmarks that show what `auto` runs (one rule, in select.cpp).
+  m.def("conv2d_winograd_tile(int algorithm, int N, int C, int K, int R, int S, int P, int Q, int[] stride, "
+        "int[] dilation, int groups) -> int",
+        &sft::winograd_tile);
   m.def("buffer_pool_clear() -> ()", &sft::buffer_pool_clear);
   m.def("weight_cache_entries() -> int", &sft::weight_cache_entries);
   m.def("set_weight_check(int mode) -> int", &sft::set_weight_check);

@@ -14,7 +14,7 @@ __all__ = ["backends", "nn", "ops", "reference", "convert_", "revert_", "Convers
 
 # Public subpackages and modules, imported on first use so `import sft_kernels` stays light.
 _LAZY = ("nn", "reference", "models", "metrics", "data", "train", "distill", "transforms", "runtime", "testing",
-         "weights", "shapes", "benchmark", "bench_suite", "cli", "demo", "upscale", "report", "cpu_tune", "cuda_conv")
+         "weights", "shapes", "benchmark", "bench_suite", "cli", "demo", "upscale", "report", "cpu_tune")
 
 
 # Public functions of lazily imported modules: {name: module}.

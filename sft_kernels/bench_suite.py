@@ -23,17 +23,13 @@ MIN_SECONDS = 1.0
 
 
 def winograd_eligible(shape) -> bool:
-    """Where the cpu backend's automatic choice uses Winograd F(4×4,3×3) (the rule of csrc/cpu/conv2d.cpp)."""
-    if (shape.r, shape.s, shape.stride, shape.groups) != (3, 3, 1, 1) or shape.c < 16 or shape.k < 16:
+    """Whether the cpu backend's automatic choice runs this conv as Winograd (asked of the extension, whose
+    csrc/cpu/conv2d/select.cpp holds the rule); False without the extension."""
+    if backends.cpu_ext() is None:
         return False
     p, q = shape.pq
-    return winograd_pays(shape.n * -(-p // 4) * -(-q // 4), shape.c, shape.k)
-
-
-def winograd_pays(tiles: int, c: int, k: int) -> bool:
-    """Winograd keeps 36 transformed values per filter and reads them once per 4×4 output tile: auto takes it
-    from 9 tiles on, with under 1 MiB of transformed filters per tile."""
-    return tiles >= 9 and 36 * c * k * 4 < tiles * (1 << 20)
+    return torch.ops.sft_cpu.conv2d_winograd_tile(0, shape.n, shape.c, shape.k, shape.r, shape.s, p, q,
+                                                  [shape.stride] * 2, [1, 1], shape.groups) > 0
 
 
 def conv_candidates(shape, dtype=torch.float32, device="cpu", include_triton=False):

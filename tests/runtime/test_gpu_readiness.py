@@ -8,7 +8,7 @@ import weakref
 import pytest
 import torch
 
-from sft_kernels import cuda_conv
+from sft_kernels.ops.conv2d import cuda as cuda_conv
 from sft_kernels.runtime import autotune, weight_pack
 
 
@@ -137,7 +137,7 @@ def test_a_view_of_the_weight_is_not_stored():
 
 
 def test_cuda_layer_packs_through_weight_pack():
-    from tests.test_cuda_conv2d import emulate_kernel
+    from tests.ops.conv2d.test_cuda import emulate_kernel
 
     x, wt = torch.randn(1, 3, 6, 6), torch.randn(8, 3, 3, 3)
     cuda_conv.conv2d(x, wt, None, (1, 1), (1, 1), (1, 1), 1, None, 0.01, None, kernel=emulate_kernel)

@@ -59,7 +59,7 @@ def _rsck(w):
 
 
 def _impl_cuda(x, w, b, res, scale, shift, stride, padding, dilation, groups, act, slope, algorithm, shuffle):
-    from ... import cuda_conv
+    from . import cuda as cuda_conv
 
     _no_winograd("cuda", algorithm)
     if x.shape[0] == 0:
@@ -152,7 +152,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     ``backend`` names one of ``sft_kernels.backends.BACKENDS``; None picks the fastest available one.
     ``algorithm`` (cpu backend): None/"auto" uses Winograd F(4×4,3×3) for 3×3 stride-1 ungrouped convs with
     ≥ 16 input and output channels on images of at least 9 tiles of 4×4 outputs (and more for wide layers: see
-    ``winograd_pays``) and direct implicit GEMM otherwise; "direct" or "winograd" force one;
+    csrc/cpu/conv2d/select.cpp) and direct implicit GEMM otherwise; "direct" or "winograd" force one;
     "winograd_f2" forces F(2×2,3×3): 2.25× fewer multiplies than direct, error no worse than direct's.
     Winograd's rounding error is about 5–10× direct's (relative ~5e-6 in fp32; see sft_kernels.testing).
     ``pixel_shuffle`` r > 1 applies ``F.pixel_shuffle(y, r)`` after the activation and before the residual add

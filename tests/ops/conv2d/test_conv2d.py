@@ -340,7 +340,7 @@ def test_auto_takes_winograd_only_where_it_pays(c, hw, wino):
     from sft_kernels.bench_suite import winograd_eligible
     from sft_kernels.shapes import ConvShape
 
-    assert winograd_eligible(ConvShape("t", 1, c, hw, hw, c, 3, 3, padding=1)) == wino  # the benchmarks' copy
+    assert winograd_eligible(ConvShape("t", 1, c, hw, hw, c, 3, 3, padding=1)) == wino  # what benchmarks show
     x = torch.randn(1, c, hw, hw).contiguous(memory_format=torch.channels_last)
     w = torch.randn(c, c, 3, 3) / (3 * c ** 0.5)
     auto = conv2d(x, w, padding=1, backend="cpu")

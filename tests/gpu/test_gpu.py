@@ -70,7 +70,7 @@ needs_cuda_ext = pytest.mark.skipif(not backends.supports("cuda", "conv2d", "cud
 
 def _cuda_configs():
     try:
-        from sft_kernels import cuda_conv
+        from sft_kernels.ops.conv2d import cuda as cuda_conv
 
         return [name for name, _ in cuda_conv.tile_configs()]
     except Exception:  # noqa: BLE001 - extension missing: the test below is skipped anyway

@@ -14,10 +14,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sft_kernels import cuda_conv, reference
+from sft_kernels import reference
+from sft_kernels.ops.conv2d import cuda as cuda_conv
 from sft_kernels.testing import assert_close
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the checkout
 KERNELS = sorted(glob.glob(os.path.join(ROOT, "csrc", "cuda", "**", "*.cu"), recursive=True))
 NVCC = shutil.which("nvcc")
 

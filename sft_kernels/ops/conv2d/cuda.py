@@ -19,27 +19,22 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from .runtime import weight_pack
-from .runtime import checks as _checks
+from ...runtime import checks as _checks
+from ...runtime import registry, weight_pack
 
-_ACTS = {None: 0, "relu": 1, "leaky_relu": 2}
 
 
 def _kernel():
-    from . import backends
-
-    ok, why = backends.status()["cuda"]
+    ok, why = registry.status()["cuda"]
     if not ok:  # the extension may be built but have no GPU to run on
-        raise backends.BackendUnavailableError(f"cuda backend unavailable: {why}")
+        raise registry.BackendUnavailableError(f"cuda backend unavailable: {why}")
     return torch.ops.sft_cuda.conv2d_nhwc
 
 
 def tile_configs() -> list:
     """[(name, (BM, BN, BK, WM, WN, STAGES))] in the kernel's index order (needs the CUDA extension, not a GPU)."""
-    from . import backends
-
-    if backends.cuda_ext() is None:
-        raise backends.BackendUnavailableError(f"cuda backend unavailable: {backends.status()['cuda'][1]}")
+    if registry.cuda_ext() is None:
+        raise registry.BackendUnavailableError(f"cuda backend unavailable: {registry.status()['cuda'][1]}")
     out = []
     for s in torch.ops.sft_cuda.tile_configs():
         name, dims = s.split(":")
@@ -93,5 +88,5 @@ def conv2d(x, w, b, stride, padding, dilation, groups, activation, negative_slop
 
     config = _config_index(n, p, q, k, groups)
     y = kernel(xh, wh, b if b is None else b.contiguous(), list(stride), list(padding), list(dilation), groups,
-               _ACTS[activation], float(negative_slope), nhwc(residual), pixel_shuffle, config)
+               _checks.ACTIVATIONS.index(activation), float(negative_slope), nhwc(residual), pixel_shuffle, config)
     return y.permute(0, 3, 1, 2).contiguous(memory_format=_checks.output_memory_format(x))
