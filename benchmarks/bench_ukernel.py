@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from sft_kernels import backends, ops
-from sft_kernels.benchmark import format_table, time_interleaved
+from sft_kernels.tools.benchmark import format_table, time_interleaved
 
 DEPTHS = (64, 256, 576, 1152)
 CEILING = "ukernel K=576"  # the trunk conv's own depth: what its micro-kernel does with operands in cache

@@ -16,7 +16,7 @@ import torch
 
 def _load(spec: str):
     from sft_kernels.models import SFTNet
-    from sft_kernels.weights import resolve_model
+    from sft_kernels.train.export import resolve_model
 
     run = Path(spec) / "last.pt"
     if run.is_file():  # a training run directory
@@ -37,7 +37,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from sft_kernels.distill import compare
+    from sft_kernels.train.distill import compare
     from sft_kernels.train import evaluate
 
     teacher = _load(args.teacher)

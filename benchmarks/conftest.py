@@ -53,7 +53,7 @@ def pytest_terminal_summary(terminalreporter):
         rows.append((group, impl, stats.stats.median, flops))
     if not rows:
         return
-    from sft_kernels.benchmark import format_table, measure_peak_gflops
+    from sft_kernels.tools.benchmark import format_table, measure_peak_gflops
 
     peak, how = measure_peak_gflops()
     best = {}

@@ -15,7 +15,7 @@ import torch
 from compare_distill import _load
 from sft_kernels.data.datasets import TRAIN_IMAGES
 from sft_kernels.train import EVAL_IMAGES, evaluate
-from sft_kernels.benchmark import format_table
+from sft_kernels.tools.benchmark import format_table
 
 # The training photos of moderate size (retina, hubble_deep_field and the motorcycle take most of the time).
 DEFAULT_TRAIN = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "grass", "gravel", "brick")

@@ -99,7 +99,7 @@ def bench_rounds(fns: dict, rounds: int, warmup: int, rep: int) -> dict:
 
 
 def conv_rows(rec, catalogs, batches, names, args):
-    from sft_kernels.shapes import resnet50_conv_shapes, sftnet_conv_shapes
+    from sft_kernels.tools.shapes import resnet50_conv_shapes, sftnet_conv_shapes
 
     shapes_of = {"sftnet": lambda n: sftnet_conv_shapes(lr=args.lr, n=n),
                  "resnet50": lambda n: resnet50_conv_shapes(size=args.size, n=n)}

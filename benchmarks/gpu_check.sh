@@ -106,7 +106,7 @@ else
   grep -n -i -E "error|fatal|No such file" "$RES/build.log" | head -30
   echo "--- tail of $RES/build.log"; tail -40 "$RES/build.log"
 fi
-timeout 60 "$PY" -m sft_kernels.cli info 2>&1 | tail -15
+timeout 60 "$PY" -m sft_kernels.tools.cli info 2>&1 | tail -15
 
 echo "== GPU tests (t=$(elapsed)s)"
 PYTHONPATH=$TEST_PYTHONPATH timeout -k 5 "$T_TEST" "$PY" -m pytest -q -p no:cacheprovider --tb=short -rfE \

@@ -29,7 +29,7 @@ def main(argv=None):
     if not torch.cuda.is_available():
         print("gpu_tune: no CUDA GPU: nothing to tune")
         return 0
-    from sft_kernels.shapes import resnet50_conv_shapes, sftnet_conv_shapes
+    from sft_kernels.tools.shapes import resnet50_conv_shapes, sftnet_conv_shapes
     from sft_kernels.ops.conv2d import triton_tune as tune
 
     shapes = []

@@ -13,8 +13,7 @@ __all__ = ["backends", "nn", "ops", "reference", "convert_", "revert_", "Convers
            "set_weight_check", "weight_check", "__version__"]
 
 # Public subpackages and modules, imported on first use so `import sft_kernels` stays light.
-_LAZY = ("nn", "reference", "models", "metrics", "data", "train", "distill", "transforms", "runtime", "testing",
-         "weights", "shapes", "benchmark", "bench_suite", "cli", "demo", "upscale", "report", "cpu_tune")
+_LAZY = ("nn", "reference", "models", "metrics", "data", "train", "transforms", "runtime", "testing", "tools")
 
 
 # Public functions of lazily imported modules: {name: module}.

@@ -45,7 +45,7 @@ def measure(threads: int, lr: int, repeat: int) -> dict:
 def run(eager, converted, x, repeat) -> dict:
     import torch
 
-    from sft_kernels.benchmark import time_interleaved
+    from sft_kernels.tools.benchmark import time_interleaved
 
     xcl = x.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 import sft_kernels
-from sft_kernels.benchmark import format_table, measure_peak_gflops, time_interleaved
+from sft_kernels.tools.benchmark import format_table, measure_peak_gflops, time_interleaved
 from sft_kernels.metrics import conv_macs
 
 

@@ -12,7 +12,7 @@ import sys
 import torch
 
 import sft_kernels
-from sft_kernels.benchmark import format_table, measure_peak_gflops, time_interleaved
+from sft_kernels.tools.benchmark import format_table, measure_peak_gflops, time_interleaved
 from sft_kernels.metrics import conv_macs
 from sft_kernels.models import SFTNet
 

@@ -1,8 +1,8 @@
 """sft.conv2d vs torch.nn.functional.conv2d on every SFTNet conv shape (128×128 LR; --quick: 32×32)."""
 import pytest
 
-from sft_kernels.bench_suite import conv_candidates
-from sft_kernels.shapes import quick_conv_shapes, sftnet_conv_shapes
+from sft_kernels.tools.bench_suite import conv_candidates
+from sft_kernels.tools.shapes import quick_conv_shapes, sftnet_conv_shapes
 
 SHAPES = {s.name: s for s in sftnet_conv_shapes()}
 QUICK = {s.name: s for s in quick_conv_shapes()}

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sft_kernels import backends, ops
-from sft_kernels.shapes import GEMM_CONV, GEMM_SQUARE
+from sft_kernels.tools.shapes import GEMM_CONV, GEMM_SQUARE
 
 SIZES = [(n, n, n) for n in GEMM_SQUARE] + GEMM_CONV
 

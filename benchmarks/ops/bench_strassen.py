@@ -13,7 +13,7 @@ import sys
 import torch
 
 from sft_kernels import backends
-from sft_kernels.benchmark import format_table, time_interleaved
+from sft_kernels.tools.benchmark import format_table, time_interleaved
 from sft_kernels.ops import matmul, strassen_matmul
 
 

@@ -1,5 +1,5 @@
 """The side-by-side timer every benchmark uses."""
-from sft_kernels.benchmark import time_interleaved
+from sft_kernels.tools.benchmark import time_interleaved
 
 
 def _record(shuffle):
@@ -25,7 +25,7 @@ def test_fixed_order_when_asked():
 
 
 def test_resnet50_catalog_matches_the_published_network():
-    from sft_kernels.shapes import resnet50_conv_shapes
+    from sft_kernels.tools.shapes import resnet50_conv_shapes
 
     shapes = resnet50_conv_shapes()
     assert sum(s.count for s in shapes) == 53  # ResNet-50's conv layers, downsampling shortcuts included

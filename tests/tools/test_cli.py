@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from sft_kernels import backends, cli
+from sft_kernels import backends
+from sft_kernels.tools import cli
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["info", "--help"], ["demo", "--help"], ["bench", "--help"]])

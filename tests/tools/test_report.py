@@ -1,4 +1,4 @@
-"""`sft-kernels report` / sft_kernels.report.build_report, end to end on a tiny model."""
+"""`sft-kernels report` / sft_kernels.tools.report.build_report, end to end on a tiny model."""
 import json
 import math
 import os
@@ -6,11 +6,13 @@ import os
 import pytest
 import torch
 
-from sft_kernels import backends, cli, weights
+from sft_kernels import backends
+from sft_kernels.tools import cli
+from sft_kernels.train import export as weights
 from sft_kernels.models import pretrained as shipped_weights
 from sft_kernels.metrics import conv_macs, count_params
 from sft_kernels.models import SFTNet
-from sft_kernels.report import build_report, default_backends, load_model
+from sft_kernels.tools.report import build_report, default_backends, load_model
 
 ARCH = {"variant": "pytorch", "num_blocks": 1, "channels": 8}
 

@@ -1,4 +1,4 @@
-"""`sft_kernels.upscale` and `sft-kernels upscale`: tiled == untiled, any size, greyscale / RGBA / 16-bit
+"""`sft_kernels.tools.upscale` and `sft-kernels upscale`: tiled == untiled, any size, greyscale / RGBA / 16-bit
 files keep their kind, shipped names and checkpoint paths, and every user error is one clear line."""
 import subprocess
 import sys
@@ -8,11 +8,13 @@ import pytest
 import torch
 from PIL import Image
 
-from sft_kernels import backends, cli, weights
+from sft_kernels import backends
+from sft_kernels.tools import cli
+from sft_kernels.train import export as weights
 from sft_kernels.models import pretrained as shipped_weights
 from sft_kernels import nn as sft_nn
 from sft_kernels.models import SFTNet
-from sft_kernels.upscale import load_model, receptive_radius, tile_grid, upscale_file, upscale_image
+from sft_kernels.tools.upscale import load_model, receptive_radius, tile_grid, upscale_file, upscale_image
 from sft_kernels.testing import tol
 
 TINY = {"variant": "pytorch", "num_blocks": 1, "channels": 8}
@@ -284,7 +286,7 @@ def test_corrupt_shipped_weights(tmp_path, shipped_tiny, capsys):
 def test_console_error_has_no_traceback(tmp_path):
     bad = tmp_path / "img.png"
     bad.write_text("not an image")
-    r = subprocess.run([sys.executable, "-m", "sft_kernels.cli", "upscale", str(bad), "--model", "x.pth"],
+    r = subprocess.run([sys.executable, "-m", "sft_kernels.tools.cli", "upscale", str(bad), "--model", "x.pth"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [r.stderr.strip()]

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from sft_kernels import weights
+from sft_kernels.train import export as weights
 from sft_kernels.models import pretrained as shipped_weights
 from sft_kernels.data.datasets import PatchSampler
 from sft_kernels.testing import tol
@@ -77,7 +77,7 @@ def test_bf16_autocast_training_keeps_fp32_weights(tmp_path):
 def test_torchrun_two_process_gloo(tmp_path):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
     assert torchrun, "torchrun not found"
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "sft_kernels.cli", "train", "--out",
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "sft_kernels.tools.cli", "train", "--out",
            str(tmp_path / "ddp"), "--steps", "3", "--batch", "2", "--patch", "8", "--num-blocks", "1", "--channels",
            "8", "--eval-every", "1000", "--ckpt-every", "3", "--warmup", "1", "--threads", "1"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
@@ -89,7 +89,7 @@ def test_torchrun_two_process_gloo(tmp_path):
 
 
 def test_from_checkpoint_public_pth_and_clear_errors(tmp_path):
-    from sft_kernels.weights import WeightsError
+    from sft_kernels.train.export import WeightsError
 
     model = SFTNet("torch").reset_parameters_(seed=3)
     path = tmp_path / "SFTGAN_torch.pth"
@@ -111,7 +111,7 @@ def test_from_checkpoint_public_pth_and_clear_errors(tmp_path):
 
 
 def test_shipped_weights_hash_is_checked(tmp_path, monkeypatch):
-    from sft_kernels.weights import WeightsError
+    from sft_kernels.train.export import WeightsError
 
     m = SFTNet(num_blocks=1, channels=8).reset_parameters_(seed=0)
     weights.export(m, "tiny", {"architecture": {"variant": "pytorch", "num_blocks": 1, "channels": 8}},

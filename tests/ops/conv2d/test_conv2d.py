@@ -337,8 +337,8 @@ def test_winograd_matches_reference(shape, layout, act, with_res):
                                        (512, 14, False)], ids=str)
 def test_auto_takes_winograd_only_where_it_pays(c, hw, wino):
     """4 tiles (7×7), or 9 tiles of 256 channels (9 MiB of transformed filters read for 9 rows): direct."""
-    from sft_kernels.bench_suite import winograd_eligible
-    from sft_kernels.shapes import ConvShape
+    from sft_kernels.tools.bench_suite import winograd_eligible
+    from sft_kernels.tools.shapes import ConvShape
 
     assert winograd_eligible(ConvShape("t", 1, c, hw, hw, c, 3, 3, padding=1)) == wino  # what benchmarks show
     x = torch.randn(1, c, hw, hw).contiguous(memory_format=torch.channels_last)

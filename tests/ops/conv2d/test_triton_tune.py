@@ -5,7 +5,8 @@ import re
 import pytest
 import torch
 
-from sft_kernels import backends, cli
+from sft_kernels import backends
+from sft_kernels.tools import cli
 from sft_kernels.testing import tol
 
 
@@ -62,7 +63,7 @@ def test_tune_bad_arguments(cache_dir, capsys):
 def test_tune_gemm_blocking_sweep(capsys):
     """`tune --op gemm` times the cpu GEMM under each MC,KC,NC candidate next to torch.matmul, names the
     fastest as an SFT_KERNELS_GEMM_BLOCKING setting, and leaves the engine's blocking as it found it."""
-    from sft_kernels.cpu_tune import DEFAULT_CANDIDATES, current_blocking, sweep_gemm_blocking
+    from sft_kernels.tools.cpu_tune import DEFAULT_CANDIDATES, current_blocking, sweep_gemm_blocking
 
     before = current_blocking()
     assert cli.main(["tune", "--op", "gemm", "--shape", "40,48,24", "--repeat", "1"]) == 0

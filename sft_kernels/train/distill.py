@@ -13,7 +13,7 @@ import torch
 
 from ..data.datasets import EVAL_IMAGES, sr_pair
 from ..metrics import psnr
-from ..train import TrainConfig, forward_features, train
+from .loop import TrainConfig, forward_features, train
 
 __all__ = ["distill", "compare", "forward_features"]
 

@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data.datasets import EVAL_IMAGES, TRAIN_IMAGES, PatchSampler, sr_pair
-from .data.images import imresize
-from .metrics import psnr, ssim
-from .models import SFTNet, background_seg
+from ..data.datasets import EVAL_IMAGES, TRAIN_IMAGES, PatchSampler, sr_pair
+from ..data.images import imresize
+from ..metrics import psnr, ssim
+from ..models import SFTNet, background_seg
 
 
 @dataclass
@@ -119,7 +119,7 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
     torch.manual_seed(cfg.seed)
     model = SFTNet(cfg.variant, cfg.num_blocks, cfg.channels)
     if cfg.init:  # a resume below overrides these weights with the run's own
-        from .models.pretrained import resolve_model
+        from ..models.pretrained import resolve_model
 
         init = resolve_model(cfg.init)
         if (init.variant, init.num_blocks, init.channels) != (cfg.variant, cfg.num_blocks, cfg.channels):
@@ -129,7 +129,7 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
     model = model.to(device).to(memory_format=torch.channels_last)
     teacher = adapter = None
     if cfg.teacher:
-        from .models.pretrained import resolve_model
+        from ..models.pretrained import resolve_model
 
         teacher = resolve_model(cfg.teacher).to(device).eval().requires_grad_(False)
         adapter = (nn.Conv2d(cfg.channels, teacher.channels, 1) if cfg.channels != teacher.channels

@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from . import backends, ops
+from .. import backends, ops
 from .benchmark import format_table, measure_peak_gflops, time_interleaved
 from .shapes import CONV_CATALOGS, GEMM_CONV, GEMM_SQUARE, quick_conv_shapes
 

@@ -31,9 +31,9 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import nn
 
-from . import backends as _backends
-from .transforms import convert_
-from .metrics import conv_macs, count_params, energy, latency, layer_times, model_size_bytes, peak_memory
+from .. import backends as _backends
+from ..transforms import convert_
+from ..metrics import conv_macs, count_params, energy, latency, layer_times, model_size_bytes, peak_memory
 
 __all__ = ["build_report", "default_backends", "load_model"]
 
@@ -45,7 +45,7 @@ class _Bicubic(nn.Module):
     """MATLAB-style bicubic ×4 as a model, so the baseline goes through the same `evaluate`."""
 
     def forward(self, x):
-        from .data.images import imresize
+        from ..data.images import imresize
 
         return torch.stack([imresize(img.contiguous(), 4) for img in x])
 
@@ -54,7 +54,7 @@ class _Bicubic(nn.Module):
 def load_model(name: str) -> tuple:
     """(model in eval mode, info) for a shipped weights name or a checkpoint path (architecture from a model card
     beside it, else its keys). `info`: source, weights_path, size_bytes, architecture."""
-    from .models import pretrained as shipped_weights
+    from ..models import pretrained as shipped_weights
 
     if name in shipped_weights.shipped():
         card = shipped_weights.card(name)
@@ -133,8 +133,8 @@ def build_report(models: Sequence[str] = ("teacher",), backends: Optional[Sequen
     models: shipped weights names, checkpoint paths, or "bicubic" (baseline: quality only).
     backends: "eager" and/or backend names, optionally "name@cpu" / "name@cuda"; default
     `default_backends()`. Returns the report (the content of report.json plus "files")."""
-    from .data.datasets import EVAL_IMAGES, sr_pair
-    from .train import evaluate
+    from ..data.datasets import EVAL_IMAGES, sr_pair
+    from ..train import evaluate
 
     log = log or (lambda s: None)
     if isinstance(models, str):
@@ -176,7 +176,7 @@ def build_report(models: Sequence[str] = ("teacher",), backends: Optional[Sequen
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .models import SFTNet
-from .models import pretrained as pretrained_mod
-from .models.checkpoint import WeightsError, load_weights, read_state_dict, sha256
-from .models.pretrained import card, model_from_file, pretrained, resolve_model, shipped
-from .train import TrainConfig
+from ..models import SFTNet
+from ..models import pretrained as pretrained_mod
+from ..models.checkpoint import WeightsError, load_weights, read_state_dict, sha256
+from ..models.pretrained import card, model_from_file, pretrained, resolve_model, shipped
+from .loop import TrainConfig
 
 __all__ = ["WeightsError", "load_weights", "read_state_dict", "sha256", "card", "model_from_file", "pretrained",
            "resolve_model", "shipped", "export", "export_run", "train_command"]
@@ -66,7 +66,7 @@ def export_run(run_dir, name: str, directory=None, notes: str = "") -> Path:
     import datetime
     import platform
 
-    from .data.datasets import EVAL_IMAGES, TRAIN_IMAGES
+    from ..data.datasets import EVAL_IMAGES, TRAIN_IMAGES
 
     run_dir = Path(run_dir)
     ck_path, summary_path = run_dir / "last.pt", run_dir / "summary.json"

@@ -18,7 +18,7 @@ def _cpu_features() -> str:
 
 
 def cmd_info(args) -> int:
-    from . import __version__, backends
+    from .. import __version__, backends
 
     print(f"sft_kernels {__version__}  python {platform.python_version()}  torch {torch.__version__}")
     try:
@@ -80,7 +80,7 @@ def cmd_bench(args) -> int:
 def cmd_train(args) -> int:
     import dataclasses
 
-    from .train import TrainConfig, train
+    from ..train import TrainConfig, train
 
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     train(cfg)
@@ -159,7 +159,7 @@ def cmd_tune_gemm(args) -> int:
 
 def cmd_tune(args) -> int:
     from .benchmark import format_table
-    from .ops.conv2d import triton_tune as tune
+    from ..ops.conv2d import triton_tune as tune
 
     if args.op == "gemm":
         return cmd_tune_gemm(args)
@@ -184,7 +184,7 @@ def cmd_tune(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .weights import export_run
+    from ..train.export import export_run
 
     path = export_run(args.run, args.name, directory=args.dir, notes=args.notes)
     print(f"wrote {path} and its model card {path.with_suffix('.json')}")
@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--repeat", type=int, default=5, help="timed runs per model and backend (median)")
     s.set_defaults(fn=cmd_report)
 
-    from .train import TrainConfig
+    from ..train import TrainConfig
 
     d = TrainConfig()
     s = sub.add_parser("train", help="train (or distill) SFTNet x4 on the bundled photos; resumable",
@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="ship a finished training run as package weights with a model card",
                        description="Write RUN/last.pt's model as <name>.safetensors plus <name>.json (sha256, the "
                        "training command and configuration, data, time, evaluation) into the package's weights "
-                       "directory, where `--model <name>` and sft_kernels.weights.pretrained(name) find it.")
+                       "directory, where `--model <name>` and sft_kernels.train.export.pretrained(name) find it.")
     s.add_argument("run", help="a training run directory (holds last.pt and summary.json)")
     s.add_argument("--name", required=True, help="name to ship it under, e.g. teacher or student")
     s.add_argument("--dir", default=None, help="target directory (default: the package's weights directory)")
@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "recorded command)")
     s.set_defaults(fn=cmd_export)
 
-    from .backends import BACKENDS
+    from ..backends import BACKENDS
 
     s = sub.add_parser("upscale", help="upscale an image file x4 with SFTNet (tiled: any size, bounded memory)",
                        description="Upscale an image x4 with a trained SFTNet. The image is processed in "

@@ -65,7 +65,7 @@ def tile_grid(height: int, width: int, tile: int) -> list:
 def receptive_radius(model: nn.Module) -> Optional[int]:
     """The exact receptive-field radius of an SFTNet in LR pixels (an upper bound for the overlap that
     makes tiled == untiled), or None for other models."""
-    from .models import SFTNet
+    from ..models import SFTNet
 
     if isinstance(model, SFTNet):
         # conv0 (1) + 2 per residual block + closing trunk conv (1) + tail: conv at 1x (1), conv at 2x
@@ -99,7 +99,7 @@ def _prepare_model(model: nn.Module, backend: Optional[str]) -> nn.Module:
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if backend is None:
         return model
-    from . import convert_, revert_
+    from ..transforms import convert_, revert_
 
     model = copy.deepcopy(model)
     if backend == "torch":
@@ -177,7 +177,7 @@ def upscale_image(model: nn.Module, img: torch.Tensor, tile: int = 0, overlap: i
 def load_model(name_or_path: Union[str, os.PathLike, nn.Module] = "teacher") -> nn.Module:
     """A shipped model by name or any SFTNet checkpoint by path, in eval mode (see
     ``sft_kernels.models.pretrained.resolve_model``)."""
-    from .models.pretrained import resolve_model
+    from ..models.pretrained import resolve_model
 
     return resolve_model(name_or_path)
 
@@ -313,11 +313,11 @@ def upscale_file(in_path: PathLike, out_path: PathLike, model_name_or_path="teac
         model = load_model(model_name_or_path)
     model = model.to(dev)
     if backend == "torch":
-        from . import revert_
+        from ..transforms import revert_
 
         revert_(model)
     else:
-        from . import convert_
+        from ..transforms import convert_
 
         convert_(model, backend=backend)
 

@@ -17,7 +17,7 @@ def measure_peak_gflops() -> tuple:
 
     Measured with the extension's FMA loop (independent chains, no memory traffic), so it follows the CPU the
     benchmark runs on. Without the extension, torch.matmul 1024³ throughput stands in (a lower bound)."""
-    from . import backends
+    from .. import backends
 
     if backends.cpu_ext() is not None:
         torch.ops.sft_cpu.fma_peak_gflops(200_000)  # warm up the frequency
@@ -30,7 +30,7 @@ def measure_ukernel_ceiling(k: int = 576) -> Optional[float]:
     panels of depth k in cache (at k = 576, a 64-channel 3×3 conv, B streams from L2 as in the convs); None
     without the extension. No direct GEMM or conv built on that kernel can run faster (Winograd does fewer FLOPs),
     so their % of peak figures are read against it: the FMA loop of measure_peak_gflops does no loads."""
-    from . import backends
+    from .. import backends
 
     if backends.cpu_ext() is None:
         return None

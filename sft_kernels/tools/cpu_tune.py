@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from . import backends
+from .. import backends
 from .benchmark import time_interleaved
 
 # MC: rows of an A block (a multiple of the kernel's MR); KC: k per block (B micro-panels of KC×NR stay in

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .runtime.checks import conv_output_hw
+from ..runtime.checks import conv_output_hw
 
 
 @dataclass(frozen=True)

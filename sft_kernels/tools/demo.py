@@ -12,14 +12,16 @@ import re
 
 import torch
 
-from . import backends, convert_
+from .. import backends
+
+from ..transforms import convert_
 from .benchmark import format_table, time_interleaved
-from .data import bicubic_downscale, load_image, mod_crop
-from .data.datasets import TRAIN_IMAGES
-from .data.images import imresize
-from .metrics import psnr
-from .models import SFTNet
-from .models import pretrained as shipped_weights
+from ..data import bicubic_downscale, load_image, mod_crop
+from ..data.datasets import TRAIN_IMAGES
+from ..data.images import imresize
+from ..metrics import psnr
+from ..models import SFTNet
+from ..models import pretrained as shipped_weights
 
 
 def _save_png(img: torch.Tensor, path: str) -> None:
