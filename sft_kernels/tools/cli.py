@@ -82,8 +82,15 @@ def cmd_train(args) -> int:
 
     from ..train import TrainConfig, train
 
+    from ..data.folders import DataError
+
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
-    train(cfg)
+    cfg.data = tuple(cfg.data)
+    try:
+        train(cfg)
+    except DataError as e:
+        print(f"sft-kernels train: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -249,11 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
     from ..train import TrainConfig
 
     d = TrainConfig()
-    s = sub.add_parser("train", help="train (or distill) SFTNet x4 on the bundled photos; resumable",
+    s = sub.add_parser("train", help="train (or distill) SFTNet x4 on the bundled photos or folders; resumable",
                        description="Train SFTNet for x4 SR with L1 loss, Adam and a cosine schedule on photos bundled "
-                       "with scikit-image (eval: scikit-learn's china and flower). Re-running with the same --out "
-                       "resumes from its last checkpoint. Under torchrun it trains data-parallel (gloo on CPU). "
-                       "With --teacher it distills (pixel + trunk-feature losses).")
+                       "with scikit-image, or on folders of photos (--data; eval: scikit-learn's china and flower, "
+                       "which no training set should hold). Re-running with the same --out resumes from its last "
+                       "checkpoint. Under torchrun it trains data-parallel (gloo on CPU). With --teacher it distills "
+                       "(pixel + trunk-feature losses).")
+    s.add_argument("--data", action="append", default=list(d.data), metavar="DIR",
+                   help="train on every photo under DIR (PNG, JPEG, WebP, BMP, TIFF, any size, searched "
+                   "recursively; DIV2K's layout works: its LR folders are skipped); repeat for more folders. "
+                   "Patches are cropped and degraded on the fly from a few decoded photos at a time")
     s.add_argument("--out", default=d.out, help="run directory (checkpoint last.pt, summary.json)")
     s.add_argument("--variant", default=d.variant, choices=["pytorch", "torch"])
     s.add_argument("--num-blocks", dest="num_blocks", type=int, default=d.num_blocks)

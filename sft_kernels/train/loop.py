@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.datasets import EVAL_IMAGES, TRAIN_IMAGES, PatchSampler, sr_pair
+from ..data.folders import MARGIN, FolderPatchSampler, index_folders
 from ..data.images import imresize
 from ..metrics import psnr, ssim
 from ..models import SFTNet, background_seg
@@ -55,6 +56,7 @@ class TrainConfig:
     ema: float = 0.999  # decay of the weight average used for eval and export (0 = off: the raw weights)
     detail: float = 0.5  # share of patches drawn where bicubic misses most (PatchSampler)
     zooms: tuple = ()  # also train on each photo shrunk by these factors (PatchSampler)
+    data: tuple = ()  # folders of photos to train on instead of the bundled set (data/folders.py)
     amp: str = "none"  # "bf16": forward under bfloat16 autocast (AMX/tensor cores); weights, Adam and EMA stay fp32
 
 
@@ -140,8 +142,14 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
     ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema else None
     if cfg.amp not in ("none", "bf16"):
         raise ValueError(f"amp={cfg.amp!r}: use 'none' (fp32) or 'bf16'")
-    sampler = PatchSampler(TRAIN_IMAGES, cfg.patch, seed=cfg.seed, rank=rank, detail=cfg.detail,
-                           zooms=tuple(cfg.zooms))
+    if cfg.data:
+        index = index_folders(cfg.data, min_side=4 * cfg.patch + 2 * MARGIN)
+        if rank == 0:
+            log(f"training data: {index.summary()} in {', '.join(map(str, cfg.data))}")
+        sampler = FolderPatchSampler(index, cfg.patch, seed=cfg.seed, rank=rank, detail=cfg.detail)
+    else:
+        sampler = PatchSampler(TRAIN_IMAGES, cfg.patch, seed=cfg.seed, rank=rank, detail=cfg.detail,
+                               zooms=tuple(cfg.zooms))
     os.makedirs(cfg.out, exist_ok=True)
     ckpt_path = os.path.join(cfg.out, "last.pt")
     step, history, elapsed = 0, [], 0.0
