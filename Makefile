@@ -6,7 +6,7 @@ PIP        = $(VENV)/bin/pip
 PYTHON     = $(VENV)/bin/python
 STAMP      = $(VENV)/.sft_installed
 
-.PHONY: demo test bench bench-full info clean setup asan gpu-vendor
+.PHONY: demo test bench bench-full info clean setup asan gpu-vendor data
 
 $(VENV)/bin/python:
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(STAMP)
 
 info: $(STAMP)
 	$(VENV)/bin/sft-kernels info
+
+# Training photographs from the OS's wallpaper packages (apt-get install: needs root), into data/photos
+data: $(STAMP)
+	$(VENV)/bin/sft-kernels data --install --out data/photos
 
 bench: $(STAMP)
 	$(VENV)/bin/sft-kernels bench --quick

@@ -94,6 +94,18 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from ..data.collect import collect
+
+    try:
+        collect(args.out, install=args.install, bundled=not args.no_bundled)
+    except RuntimeError as e:
+        print(f"sft-kernels data: {e}", file=sys.stderr)
+        return 2
+    print(f"train on them with: sft-kernels train --data {args.out}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from .report import build_report
 
@@ -297,6 +309,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--amp", choices=["none", "bf16"], default=d.amp, help="bf16: forward under bfloat16 autocast "
                    "(~3x faster on CPUs with AMX; weights and optimizer stay fp32)")
     s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("data", help="collect training photographs from the OS's wallpaper packages",
+                       description="Copy the photographs of the operating system's desktop wallpaper packages "
+                       "(mate-backgrounds, plasma-workspace-wallpapers, lomiri-wallpapers-20.04: each file checked to "
+                       "be a photograph) into a training folder with SOURCES.json (package, author and licence of "
+                       "every file). --install first runs apt-get install (Debian / Ubuntu, as root).")
+    s.add_argument("--out", default="data/photos", help="the training folder to fill (default data/photos)")
+    s.add_argument("--install", action="store_true", help="apt-get install the packages first (needs root)")
+    s.add_argument("--no-bundled", dest="no_bundled", action="store_true",
+                   help="leave out the scikit-image photos the default training set uses (added as PNG otherwise)")
+    s.set_defaults(fn=cmd_data)
 
     s = sub.add_parser("tune", help="sweep Triton conv tile configs (cached), or the cpu GEMM's cache blocking",
                        description="--op conv2d: time every candidate tile config of this GPU architecture (or of "

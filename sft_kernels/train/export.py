@@ -66,6 +66,7 @@ def export_run(run_dir, name: str, directory=None, notes: str = "") -> Path:
     import datetime
     import platform
 
+    from ..data.collect import manifests
     from ..data.datasets import EVAL_IMAGES, TRAIN_IMAGES
 
     run_dir = Path(run_dir)
@@ -85,8 +86,11 @@ def export_run(run_dir, name: str, directory=None, notes: str = "") -> Path:
         params=sum(p.numel() for p in model.parameters()),
         command=train_command(cfg),
         config=cfg,
-        data=dict(train=list(TRAIN_IMAGES), eval=list(EVAL_IMAGES),
-                  degradation="HR mod-crop 4; LR = MATLAB-style bicubic x1/4 with antialiasing; seg = background"),
+        data=dict(train=list(TRAIN_IMAGES) if not cfg.get("data") else [],
+                  train_folders=list(cfg.get("data") or []), train_sources=manifests(cfg.get("data") or []),
+                  eval=list(EVAL_IMAGES),
+                  degradation="HR mod-crop 4; LR = MATLAB-style bicubic x1/4 with antialiasing; seg = background",
+                  rebuild=("make data  (sft-kernels data --install --out data/photos)" if cfg.get("data") else "")),
         train_seconds=round(summary["seconds"], 1),
         processes=summary.get("world", 1),
         final_eval=summary["history"][-1]["eval"] if summary["history"] else None,

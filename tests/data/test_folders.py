@@ -113,3 +113,30 @@ def test_train_cli_on_a_folder(folder, tmp_path, capsys):
     assert "training data: 3 photos" in capsys.readouterr().out
     assert cli.main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r2"), "--steps", "1"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_collect_copies_the_catalogued_photos_with_their_sources(tmp_path, monkeypatch):
+    import json
+
+    from sft_kernels.data import collect
+
+    src = tmp_path / "usr"
+    (src / "kde" / "Lake" / "contents" / "images").mkdir(parents=True)
+    for size in ("640x480", "2560x1600"):
+        Image.fromarray(_photo(20, 30, 0)).save(src / "kde" / "Lake" / "contents" / "images" / f"{size}.jpg")
+    Image.fromarray(_photo(30, 20, 1)).save(src / "flower.jpg")
+    monkeypatch.setattr(collect, "PHOTOS", (
+        collect.Photo("pkg-a", str(src / "flower.jpg"), "A. Author", "GPL-2+"),
+        collect.Photo("pkg-b", str(src / "kde" / "Lake"), "B. Author", "LGPL-3"),
+        collect.Photo("pkg-c", str(src / "absent.jpg"), "C. Author", "CC-BY-SA-3.0"),
+    ))
+    out = tmp_path / "photos"
+    manifest = collect.collect(out, bundled=False, log=lambda *_: None)
+    assert sorted(f["file"] for f in manifest["files"]) == ["pkg-a/flower.jpg", "pkg-b/Lake.jpg"]
+    assert manifest["files"][1]["source"].endswith("2560x1600.jpg")  # the largest size of a KDE wallpaper
+    assert [m["package"] for m in manifest["missing"]] == ["pkg-c"]
+    assert json.loads((out / "SOURCES.json").read_text())["files"][0]["licence"] == "GPL-2+"
+    assert collect.manifests([out])[0]["folder"] == str(out)
+    monkeypatch.setattr(collect, "PHOTOS", (collect.Photo("pkg-c", str(src / "absent.jpg"), "C", "x"),))
+    with pytest.raises(RuntimeError, match="none of the wallpaper packages"):
+        collect.collect(tmp_path / "empty", bundled=False, log=lambda *_: None)
