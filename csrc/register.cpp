@@ -13,6 +13,7 @@
 #include "cpu/matmul/matmul.h"
 #include "cpu/runtime/buffer_pool.h"
 #include "cpu/runtime/weight_cache.h"
+#include "cpu/separable/separable.h"
 #include "cpu/strassen/strassen.h"
 
 namespace {
@@ -35,6 +36,9 @@ TORCH_LIBRARY(sft_cpu, m) {
         "int groups, int activation, float negative_slope, Tensor? residual, int algorithm=0, int pixel_shuffle=1, "
         "Tensor? scale=None, Tensor? shift=None) -> Tensor");
   m.def("matmul(Tensor a, Tensor b) -> Tensor");
+  m.def("separable_conv2d(Tensor input, Tensor dw_weight, Tensor? dw_bias, Tensor pw_weight, Tensor? pw_bias, "
+        "int[] stride, int[] padding, int[] dilation, int mid_activation, int activation, float negative_slope, "
+        "Tensor? residual) -> Tensor");
   m.def("strassen_abc(Tensor a, Tensor b) -> Tensor");
   m.def("gemm_config() -> str", &sft::gemm_config);
   m.def("set_gemm_blocking(int mc, int kc, int nc) -> ()", &sft::set_blocking);
@@ -56,5 +60,6 @@ TORCH_LIBRARY(sft_cpu, m) {
 TORCH_LIBRARY_IMPL(sft_cpu, CPU, m) {
   m.impl("conv2d", &sft::conv2d_cpu);
   m.impl("matmul", &sft::matmul_cpu);
+  m.impl("separable_conv2d", &sft::separable_conv2d_cpu);
   m.impl("strassen_abc", &sft::strassen_abc_cpu);
 }

@@ -1,4 +1,5 @@
 """Drop-in modules: same parameters, state_dict keys and semantics as their torch.nn counterparts."""
 from .conv import Conv2d
+from .separable import SeparableConv2d
 
-__all__ = ["Conv2d"]
+__all__ = ["Conv2d", "SeparableConv2d"]

@@ -91,6 +91,42 @@ def quick_conv_shapes(catalog: str = "sftnet") -> list:
     return sftnet_conv_shapes(lr=32) if catalog == "sftnet" else resnet50_conv_shapes(size=56)
 
 
+@dataclass(frozen=True)
+class SeparableShape:
+    """A depthwise R×S conv on c channels (multiplier 1) followed by a 1×1 conv to k channels."""
+    name: str
+    n: int
+    c: int
+    h: int
+    w: int
+    k: int
+    r: int = 3
+    stride: int = 1
+
+    @property
+    def pq(self) -> tuple:
+        return conv_output_hw(self.h, self.w, self.r, self.r, (self.stride,) * 2, (self.r // 2,) * 2, (1, 1))
+
+    @property
+    def flops(self) -> int:
+        """Depthwise plus pointwise multiply-adds, ×2."""
+        p, q = self.pq
+        return 2 * self.n * p * q * self.c * (self.r * self.r + self.k)
+
+
+def separable_shapes(catalog: str = "sftnet", n: int = 1) -> list:
+    """sftnet: SFTNet-like widths (64 and 128 channels) at 64² to 256²; mobilenetv2: MobileNetV2's depthwise +
+    projection pairs at 224² (expanded width -> output width; the stride-2 ones on their input size)."""
+    if catalog == "sftnet":
+        return [SeparableShape(f"{c}->{k} @{hw}", n, c, hw, hw, k) for hw in (64, 128, 256)
+                for c, k in ((64, 64), (64, 128), (128, 128))]
+    blocks = [(32, 112, 16, 1), (96, 112, 24, 2), (144, 56, 24, 1), (144, 56, 32, 2), (192, 28, 32, 1),
+              (192, 28, 64, 2), (384, 14, 64, 1), (384, 14, 96, 1), (576, 14, 96, 1), (576, 14, 160, 2),
+              (960, 7, 160, 1), (960, 7, 320, 1)]
+    return [SeparableShape(f"{c}->{k} @{hw}" + (" s2" if st == 2 else ""), n, c, hw, hw, k, 3, st)
+            for c, hw, k, st in blocks]
+
+
 GEMM_SQUARE = [512, 1024, 2048, 4096]
 # (M, N, K) of the conv GEMMs: M = pixels, N = output channels, K = C·R·S
 GEMM_CONV = [(16384, 64, 576), (16384, 256, 576), (16384, 64, 32), (16384, 32, 32), (262144, 64, 576)]

@@ -18,6 +18,7 @@ from torch import nn
 from ..nn import Conv2d
 from ..runtime import registry
 from .report import Report
+from .separable import FusedAway, fuse_separable
 from .swap import notify, swap_modules
 
 
@@ -64,8 +65,10 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
 
     ``backend``: the backend the converted convs use (None = fastest for the input at each call); it is
     checked now, so asking for a backend that is missing here fails at once. ``filter_fn(module, name)``
-    returning False leaves a module alone. ``fuse``: models that have a fused forward for converted convs (SFTNet's
-    "pytorch" variant: batched SFT convs, epilogue-fused ReLU / residuals; same function) switch to it.
+    returning False leaves a module alone. ``fuse``: a depthwise conv, an optional ReLU / LeakyReLU and a 1×1 conv in
+    an nn.Sequential run as one fused separable conv (state_dict keys unchanged), and models that have a fused
+    forward for converted convs (SFTNet's "pytorch" variant: batched SFT convs, epilogue-fused ReLU / residuals; same
+    function) switch to it.
     The converted convs' weights are then checked by their version counter, not by reading every value per call
     (`sft_kernels.runtime.weight_check`: edits through ``.data`` of a few values are not seen;
     ``set_weight_check("full")`` restores the full check).
@@ -97,6 +100,7 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
 
     report = swap_modules(model, rule, ConversionReport())
     if fuse and filter_fn is None:
+        fuse_separable(model, report)
         for name, what in notify(model, "convert_", True):
             report.add(name, "fused", what)
     return report
@@ -107,13 +111,17 @@ def revert_(model: nn.Module) -> int:
     notify(model, "convert_", False)
 
     def rule(name, child):
+        if isinstance(child, FusedAway):  # a module a separable pair had taken over
+            child = child.__dict__["_sft_replaced"]
+            if not (isinstance(child, Conv2d) and hasattr(child, "_sft_original_class")):
+                return child
         if not (isinstance(child, Conv2d) and hasattr(child, "_sft_original_class")):
             return None
         orig = child._sft_original_class.__new__(child._sft_original_class)
         nn.Module.__init__(orig)
         state = {k: v for k, v in child.__dict__.items()
                  if k not in ("_parameters", "_buffers", "_modules", "activation", "negative_slope",
-                              "backend", "algorithm", "_sft_original_class")}
+                              "backend", "algorithm", "_sft_original_class", "_sft_pw", "_sft_mid", "_sft_slope")}
         orig.__dict__.update(state)
         orig._parameters, orig._buffers, orig._modules = child._parameters, child._buffers, child._modules
         _trust(child.weight, False)

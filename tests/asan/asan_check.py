@@ -1,8 +1,8 @@
 """AddressSanitizer run of the C++ kernels (`make asan`): builds csrc/ with -fsanitize=address into a scratch
 directory, loads it instead of sft_kernels._C and runs conv2d (direct, Winograd, pixel shuffle, groups, NCHW,
-channels_last, thin ends, SFT modulation, ABC Strassen; every micro-kernel via SFT_KERNELS_ISA) and matmul against
-float64. Needs the process to start with libasan preloaded (the Makefile does that); not part of the default test
-run (it is slow to build).
+channels_last, thin ends, SFT modulation), ABC Strassen, the fused separable conv and matmul against float64, with
+every micro-kernel (SFT_KERNELS_ISA). Needs the process to start with libasan preloaded (the Makefile does that);
+not part of the default test run (it is slow to build).
 """
 import glob
 import os
@@ -39,6 +39,9 @@ CASES = [  # (n, c, h, w, k, r, stride, pad, dilation, groups, algorithm, pixel_
     (1, 3, 20, 18, 40, 7, 2, 3, 1, 1, 1, 1), (2, 16, 11, 13, 40, 3, 2, 1, 1, 1, 1, 1),
     # ... and read in place, rows as taps (no padding): one whole 14-pixel tile and a 2-pixel tail per row
     (2, 8, 9, 64, 40, 4, 4, 0, 1, 1, 1, 1),
+    # depthwise path: a masked 17-channel tail, stride 2, a channel multiplier of 2 (scalar rows)
+    (2, 17, 9, 11, 17, 3, 1, 1, 1, 17, 1, 1), (1, 32, 12, 10, 32, 3, 2, 1, 2, 32, 1, 1),
+    (1, 6, 7, 9, 12, 3, 1, 1, 1, 6, 1, 1),
 ]
 
 
@@ -108,6 +111,16 @@ def run():
     for m, kk, nn in [(2, 2, 2), (30, 46, 66), (130, 258, 98), (30, 1300, 66)]:
         a, bm = torch.randn(m, kk), torch.randn(kk, nn)
         assert (ops.strassen_abc(a, bm).double() - a.double() @ bm.double()).abs().max() < 1e-3
+    # Fused separable conv: masked channel tails, multipliers (scalar depthwise), strides, residual, tile tails
+    for (n, c, h, w, m, k, st, pd) in [(1, 17, 9, 15, 1, 33, 1, 1), (2, 64, 13, 7, 1, 40, 2, 1),
+                                       (1, 6, 5, 5, 2, 3, 1, 2), (1, 3, 1, 1, 1, 1, 1, 1)]:
+        x = torch.randn(n, c, h, w)
+        dw, pw, pb = torch.randn(c * m, 1, 3, 3), torch.randn(k, c * m, 1, 1), torch.randn(k)
+        mid = F.conv2d(x.double(), dw.double(), None, st, pd, 1, c).relu()
+        ref = F.conv2d(mid, pw.double(), pb.double())
+        res = torch.randn(ref.shape)
+        y = ops.separable_conv2d(x, dw, None, pw, pb, [st, st], [pd, pd], [1, 1], 1, 0, 0.0, res)
+        assert (y.double() - ref - res.double()).abs().max().item() < 1e-3, (c, m, k)
     print(f"ASan: {ops.gemm_config()}: all cases clean")
 
 

@@ -158,3 +158,42 @@ def test_converted_sftnet_equals_eager_on_nchw_and_channels_last():
         expected = eager(x)
         for inp in (x, x.contiguous(memory_format=torch.channels_last)):
             torch.testing.assert_close(conv(inp), expected, **tol("fp32"))
+
+
+def _mobile_block():
+    return nn.Sequential(
+        nn.Conv2d(8, 16, 1), nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.ReLU(), nn.Conv2d(16, 12, 1),  # dw + ReLU + pw: fused
+        nn.Conv2d(12, 24, 3, stride=2, padding=1, groups=12), nn.Conv2d(24, 10, 1, bias=False),  # dw (x2) + pw
+        nn.Conv2d(10, 10, 3, padding=1, groups=10), nn.ReLU(), nn.Conv2d(10, 6, 3, padding=1),  # not a 1x1: left
+    ).eval()
+
+
+def test_convert_fuses_depthwise_then_pointwise_and_reverts():
+    model = _mobile_block()
+    x = torch.randn(2, 8, 13, 11)
+    keys = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        expected = model(x)
+        report = sft_kernels.convert_(model)
+        assert [r.name for r in report.rows if r.action == "fused"] == ["2", "5"]
+        assert type(model[2]).__name__ == "SeparableHead" and type(model[4]).__name__ == "FusedAway"
+        assert type(model[9]) is Conv2d  # 3x3 after the third depthwise conv: not fused
+        assert model.state_dict().keys() == keys.keys()
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in keys.items())
+        for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+            torch.testing.assert_close(model(inp), expected, **tol("fp32"))
+        assert sft_kernels.revert_(model) >= 8
+        assert [type(m) for m in model] == [type(m) for m in _mobile_block()]
+        torch.testing.assert_close(model(x), expected, **tol("fp32"))
+
+
+def test_separable_module_matches_two_convs():
+    from sft_kernels.nn import SeparableConv2d
+
+    m = SeparableConv2d(6, 9, 3, stride=2, padding=1, multiplier=2, mid_activation="relu", activation="leaky_relu")
+    x = torch.randn(2, 6, 11, 10)
+    with torch.no_grad():
+        ref = nn.functional.leaky_relu(m.pw(torch.relu(m.dw(x))), 0.01)
+        torch.testing.assert_close(m(x), ref, **tol("fp32"))
+    assert set(m.state_dict()) == {"dw.weight", "dw.bias", "pw.weight", "pw.bias"}

@@ -111,6 +111,9 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
       return;
     }
     switch (direct_conv_path(x, weight, stride, dilation, groups, ms.defined(), rr, o)) {
+      case ConvPath::kDepthwise:
+        conv2d_depthwise_into(x, weight, b, stride, padding, dilation, activation, negative_slope, rr, o);
+        break;
       case ConvPath::kRows:
         conv2d_rows_into(x, weight, b, stride, padding, dilation, activation, negative_slope, rr, o);
         break;

@@ -64,6 +64,28 @@ void conv2d_winograd_into(int64_t tile, const at::Tensor& x, const at::Tensor& w
                           at::IntArrayRef padding, int64_t activation, double slope, const at::Tensor& res,
                           at::Tensor& out, int64_t shuffle, const at::Tensor& mscale, const at::Tensor& mshift);
 
+// ---- depthwise.cpp: groups = input channels (any channel multiplier), out and res with unit channel stride ----
+void conv2d_depthwise_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef stride,
+                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,
+                           const at::Tensor& res, at::Tensor& out);
+// The depthwise rows themselves, for the fused separable conv too: the outputs of `rows` pixels of output row p
+// (columns q0 ...) of image xn, bias and activation applied, then res added (row pitch rld; null: none), written
+// to d (row pitch ld, channels contiguous).
+struct DepthwiseRows {
+  int64_t xs1, xs2, xs3, h, w, c, cm, r, s, sh, sw, ph, pw, dh, dw;
+  const float* wt;  // the weights as [R·S][C·m] (depthwise_weight_taps)
+  const float* bias;
+  int act;
+  float slope;
+  bool vector;  // AVX-512 over 16 channels: multiplier 1, unit channel stride
+};
+at::Tensor depthwise_weight_taps(const at::Tensor& weight);
+DepthwiseRows depthwise_rows_setup(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& wt,
+                                   const float* bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                                   at::IntArrayRef dilation, int act, float slope, bool avx512);
+void depthwise_rows(const DepthwiseRows& g, const float* xn, int64_t p, int64_t q0, int rows, float* d, int64_t ld,
+                    const float* res, int64_t rld);
+
 // ---- modulate.cpp ----
 // dst[c] = x[c]·(scale[c] + 1) + shift[c]: SFT modulation of a conv input, fused into its packing or band copy.
 void modulate_run(float* dst, const float* x, const float* scale, const float* shift, int64_t n);

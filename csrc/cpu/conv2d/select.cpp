@@ -1,6 +1,6 @@
 // Which algorithm runs a CPU conv: what each path can take and where it pays, in one place. Winograd first (when
 // it applies and pays, or on request), else the first direct path that takes the conv: stacked rows, thin, taps,
-// and implicit GEMM, which takes any.
+// and implicit GEMM, which takes any; depthwise convs go to their own path.
 #include "cpu/conv2d/select.h"
 
 #include <cstring>
@@ -79,6 +79,10 @@ ConvPath direct_conv_path(const at::Tensor& x, const at::Tensor& weight, at::Int
                           at::IntArrayRef dilation, int64_t groups, bool modulated, const at::Tensor& res,
                           const at::Tensor& out) {
   const int64_t C = x.size(1), K = weight.size(0), R = weight.size(2), S = weight.size(3);
+  // Depthwise (groups = C > 1): the implicit GEMM would run C one-column GEMMs of depth R·S (64-channel 3×3 at
+  // 64²: 55 ms against 1 ms for oneDNN); the depthwise path vectorizes over channels instead.
+  if (!modulated && groups == C && C > 1 && out.stride(1) == 1 && (!res.defined() || res.stride(1) == 1))
+    return ConvPath::kDepthwise;
   if (!modulated && rows_ok(C, R, S, stride, dilation, groups, res, out)) return ConvPath::kRows;
   if (!modulated && thin_ok(C, K, R, S, groups)) return ConvPath::kThin;
   if (taps_ok(x, weight, stride, dilation, groups, res, out)) return ConvPath::kTaps;

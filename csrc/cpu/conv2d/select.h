@@ -7,7 +7,7 @@
 
 namespace sft {
 
-enum class ConvPath { kImplicitGemm, kTaps, kRows, kThin };
+enum class ConvPath { kImplicitGemm, kTaps, kRows, kThin, kDepthwise };
 
 // The Winograd output tile for `algorithm` (0 auto, 1 direct, 2 F(4×4,3×3), 3 F(2×2,3×3)) on this problem: 4 or
 // 2, or 0 for a direct conv. Throws where 2 or 3 asks for Winograd and it does not apply.

@@ -30,6 +30,10 @@ SHAPES = [
     (1, 16, 7, 8, 4, 1, 1, 1, 0, 1, 1),
     (2, 20, 9, 7, 48, 1, 1, 1, 0, 1, 1),  # 1×1 with C < 64 not a multiple of 8, K < 256: the few-input kernel
     (1, 24, 9, 9, 16, 1, 1, 2, 0, 1, 1),
+    # depthwise (groups = C; cpu: its own path): masked channel tails, stride 2, dilation, a channel multiplier
+    (2, 17, 9, 11, 17, 3, 3, 1, 1, 1, 17),
+    (1, 32, 12, 10, 32, 3, 3, 2, 1, (2, 1), 32),
+    (1, 6, 7, 9, 12, 5, 3, 1, (2, 1), 1, 6),
 ]
 LAYOUTS = ["nchw", "channels_last", "noncontig"]
 CPU_BACKENDS = op_backends("conv2d")  # triton included: on a CPU it runs through its interpreter

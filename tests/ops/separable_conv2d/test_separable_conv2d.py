@@ -1,27 +1,98 @@
+"""sft.separable_conv2d on every backend against the two-conv float64 reference: odd sizes, strides, dilation,
+channel multipliers, every activation, residuals, NCHW / channels_last / sliced inputs; and the cpu kernel's
+portable path (forced ISA) and bad inputs."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from sft_kernels.ops import separable_conv2d
 from sft_kernels.testing import assert_close
-
 from tests.conftest import op_backends
+
+CASES = [  # n, c, h, w, mult, k, r, s, stride, padding, dilation
+    (2, 5, 13, 11, 1, 7, 3, 3, 1, 1, 1),
+    (1, 8, 9, 9, 1, 16, 3, 3, 2, 2, 2),
+    (1, 3, 7, 7, 1, 4, 3, 3, 1, 0, 1),
+    (1, 64, 12, 10, 1, 40, 3, 3, 1, 1, 1),  # 64 channels: whole vectors; K not a multiple of the panel width
+    (2, 17, 8, 15, 1, 33, 5, 5, 1, 2, 1),  # 17 channels: a masked vector tail; 5x5
+    (1, 6, 11, 9, 2, 10, 3, 3, 2, 1, 1),  # channel multiplier 2
+    (3, 24, 6, 6, 1, 24, 1, 3, 1, (0, 1), 1),  # 1x3 kernel, asymmetric padding
+]
+
+
+def _reference(x, dw, pw, dwb, pwb, st, pd, dl, mid, act, slope, res):
+    y = F.conv2d(x.double(), dw.double(), None if dwb is None else dwb.double(), st, pd, dl, groups=x.shape[1])
+    y = {None: y, "relu": F.relu(y), "leaky_relu": F.leaky_relu(y, slope)}[mid]
+    y = F.conv2d(y, pw.double(), None if pwb is None else pwb.double())
+    y = {None: y, "relu": F.relu(y), "leaky_relu": F.leaky_relu(y, slope)}[act]
+    return y if res is None else y + res.double()
+
+
+def _layout(x, layout):
+    if layout == "channels_last":
+        return x.contiguous(memory_format=torch.channels_last)
+    if layout == "slice":  # a channel slice of a channels_last tensor: unit channel stride, not contiguous
+        wide = torch.randn(x.shape[0], x.shape[1] + 3, *x.shape[2:]).contiguous(memory_format=torch.channels_last)
+        wide[:, 1:1 + x.shape[1]] = x
+        return wide[:, 1:1 + x.shape[1]]
+    return x
 
 
 @pytest.mark.parametrize("backend", op_backends("separable_conv2d"))
-@pytest.mark.parametrize("n,c,h,w,k,st,pd,dl", [(2, 5, 13, 11, 7, 1, 1, 1), (1, 8, 9, 9, 16, 2, 2, 2),
-                                                (1, 3, 7, 7, 4, 1, 0, 1)])
-@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
-def test_separable_matches_two_convs(backend, n, c, h, w, k, st, pd, dl, layout):
+@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "slice"])
+def test_separable_matches_two_convs(backend, case, layout):
+    n, c, h, w, m, k, r, s, st, pd, dl = case
     x = torch.randn(n, c, h, w)
-    dw, pw = torch.randn(c, 1, 3, 3), torch.randn(k, c, 1, 1)
-    dwb, pwb = torch.randn(c), torch.randn(k)
-    xin = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
-    y = separable_conv2d(xin, dw, pw, dwb, pwb, st, pd, dl, mid_activation="relu", activation="leaky_relu",
+    dw, pw = torch.randn(c * m, 1, r, s), torch.randn(k, c * m, 1, 1)
+    dwb, pwb = torch.randn(c * m), torch.randn(k)
+    y = separable_conv2d(_layout(x, layout), dw, pw, dwb, pwb, st, pd, dl, mid_activation="relu",
+                         activation="leaky_relu", negative_slope=0.2, backend=backend)
+    ref = _reference(x, dw, pw, dwb, pwb, st, pd, dl, "relu", "leaky_relu", 0.2, None)
+    assert y.shape == ref.shape
+    assert y.is_contiguous(memory_format=torch.channels_last if layout != "nchw" else torch.contiguous_format)
+    assert_close(y, ref, k=r * s + c * m)
+
+
+@pytest.mark.parametrize("backend", op_backends("separable_conv2d"))
+@pytest.mark.parametrize("mid,act", [(None, None), ("leaky_relu", "relu"), ("relu", None)])
+def test_separable_epilogues_and_residual(backend, mid, act):
+    x = torch.randn(2, 16, 9, 8).contiguous(memory_format=torch.channels_last)
+    dw, pw, pwb = torch.randn(16, 1, 3, 3), torch.randn(24, 16, 1, 1), torch.randn(24)
+    res = torch.randn(2, 24, 9, 8)
+    y = separable_conv2d(x, dw, pw, None, pwb, 1, 1, mid_activation=mid, activation=act, negative_slope=0.3,
+                         residual=res, backend=backend)
+    assert_close(y, _reference(x, dw, pw, None, pwb, 1, 1, 1, mid, act, 0.3, res), k=9 + 16)
+
+
+@pytest.mark.skipif("cpu" not in op_backends("separable_conv2d"), reason="cpu backend not built")
+@pytest.mark.parametrize("isa", ["avx2", "generic"])
+def test_cpu_portable_paths(isa):
+    """The fused kernel without AVX-512: scalar depthwise, packed-A micro-kernels (a fresh process per ISA)."""
+    code = ("import torch, torch.nn.functional as F\n"
+            "from sft_kernels.ops import separable_conv2d\n"
+            "torch.manual_seed(0)\n"
+            "for c, m, st in ((13, 1, 1), (8, 2, 2)):\n"
+            "    x = torch.randn(2, c, 11, 9); dw = torch.randn(c * m, 1, 3, 3); pw = torch.randn(21, c * m, 1, 1)\n"
+            "    y = separable_conv2d(x, dw, pw, None, None, st, 1, mid_activation='relu', backend='cpu')\n"
+            "    ref = F.conv2d(F.relu(F.conv2d(x.double(), dw.double(), None, st, 1, 1, c)), pw.double())\n"
+            "    assert (y.double() - ref).abs().max() < 1e-4 * ref.abs().max(), (y.double() - ref).abs().max()\n")
+    env = dict(os.environ, SFT_KERNELS_ISA=isa)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    if "cannot run" in proc.stderr:
+        pytest.skip(f"this CPU cannot run {isa}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("backend", op_backends("separable_conv2d"))
+def test_separable_empty_batch(backend):
+    y = separable_conv2d(torch.randn(0, 4, 6, 6), torch.randn(4, 1, 3, 3), torch.randn(5, 4, 1, 1), padding=1,
                          backend=backend)
-    mid = F.relu(F.conv2d(x.double(), dw.double(), dwb.double(), st, pd, dl, groups=c))
-    ref = F.leaky_relu(F.conv2d(mid, pw.double(), pwb.double()), 0.01)
-    assert_close(y, ref, k=9 * c)
+    assert y.shape == (0, 5, 6, 6)
 
 
 def test_separable_bad_input():
@@ -32,3 +103,9 @@ def test_separable_bad_input():
         separable_conv2d(x, torch.randn(4, 2, 3, 3), torch.randn(6, 4, 1, 1))
     with pytest.raises(ValueError, match="pw_bias must have 6"):
         separable_conv2d(x, torch.randn(4, 1, 3, 3), torch.randn(6, 4, 1, 1), pw_bias=torch.randn(5))
+    with pytest.raises(ValueError, match="residual must have the output's shape"):
+        separable_conv2d(x, torch.randn(4, 1, 3, 3), torch.randn(6, 4, 1, 1), residual=torch.randn(1, 6, 8, 8))
+    with pytest.raises(ValueError, match="activation must be one of"):
+        separable_conv2d(x, torch.randn(4, 1, 3, 3), torch.randn(6, 4, 1, 1), mid_activation="gelu")
+    with pytest.raises(TypeError, match="dtype"):
+        separable_conv2d(x, torch.randn(4, 1, 3, 3).double(), torch.randn(6, 4, 1, 1))

@@ -1,0 +1,122 @@
+// Depthwise convs (groups = input channels, any channel multiplier): each output channel reads one input channel,
+// so there is no reduction over channels for a GEMM to block. Per output row and tile of pixels, AVX-512 vectors
+// run over 16 channels at a time (multiplier 1) summing the R·S taps, with bias, activation and residual in the
+// store; a scalar loop handles multipliers and kernels without AVX-512. The same rows feed the fused separable
+// conv (csrc/cpu/separable/), which writes them to an L1 buffer instead of the output.
+#include <ATen/Parallel.h>
+
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "cpu/conv2d/paths.h"
+#include "cpu/engine/config.h"
+
+namespace sft {
+
+namespace {
+
+__attribute__((target("avx512f"))) void rows_avx512(const DepthwiseRows& g, const float* xn, int64_t p, int64_t q0,
+                                                    int rows, float* d, int64_t ld, const float* res, int64_t rld) {
+  const int64_t ih0 = p * g.sh - g.ph, C = g.cm;
+  const __m512 zero = _mm512_setzero_ps();
+  for (int i = 0; i < rows; ++i) {
+    const int64_t iw0 = (q0 + i) * g.sw - g.pw;
+    for (int64_t c = 0; c < C; c += 16) {
+      const __mmask16 m = C - c >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (C - c)) - 1u);
+      __m512 acc = g.bias ? _mm512_maskz_loadu_ps(m, g.bias + c) : zero;
+      for (int64_t r = 0; r < g.r; ++r) {
+        const int64_t ih = ih0 + r * g.dh;
+        if (ih < 0 || ih >= g.h) continue;
+        const float* xr = xn + ih * g.xs2 + c;
+        const float* wr = g.wt + r * g.s * C + c;
+        for (int64_t s = 0; s < g.s; ++s) {
+          const int64_t iw = iw0 + s * g.dw;
+          if (iw < 0 || iw >= g.w) continue;
+          acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, xr + iw * g.xs3), _mm512_maskz_loadu_ps(m, wr + s * C), acc);
+        }
+      }
+      const __mmask16 neg = _mm512_cmp_ps_mask(acc, zero, _CMP_LT_OQ);  // NaN stays NaN, as in PyTorch
+      if (g.act == kActRelu) acc = _mm512_mask_mov_ps(acc, neg, zero);
+      if (g.act == kActLeaky) acc = _mm512_mask_mul_ps(acc, neg, acc, _mm512_set1_ps(g.slope));
+      if (res) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, res + i * rld + c));
+      _mm512_mask_storeu_ps(d + i * ld + c, m, acc);
+    }
+  }
+}
+
+void rows_scalar(const DepthwiseRows& g, const float* xn, int64_t p, int64_t q0, int rows, float* d, int64_t ld,
+                 const float* res, int64_t rld) {
+  const int64_t ih0 = p * g.sh - g.ph, mult = g.cm / g.c;
+  for (int i = 0; i < rows; ++i) {
+    const int64_t iw0 = (q0 + i) * g.sw - g.pw;
+    for (int64_t o = 0; o < g.cm; ++o) {
+      float acc = g.bias ? g.bias[o] : 0.f;
+      const float* xc = xn + (o / mult) * g.xs1;
+      for (int64_t r = 0; r < g.r; ++r) {
+        const int64_t ih = ih0 + r * g.dh;
+        if (ih < 0 || ih >= g.h) continue;
+        for (int64_t s = 0; s < g.s; ++s) {
+          const int64_t iw = iw0 + s * g.dw;
+          if (iw >= 0 && iw < g.w) acc += xc[ih * g.xs2 + iw * g.xs3] * g.wt[(r * g.s + s) * g.cm + o];
+        }
+      }
+      acc = activate(acc, g.act, g.slope);
+      d[i * ld + o] = res ? acc + res[i * rld + o] : acc;
+    }
+  }
+}
+
+}  // namespace
+
+DepthwiseRows depthwise_rows_setup(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& wt,
+                                   const float* bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                                   at::IntArrayRef dilation, int act, float slope, bool avx512) {
+  DepthwiseRows g;
+  g.xs1 = x.stride(1), g.xs2 = x.stride(2), g.xs3 = x.stride(3), g.h = x.size(2), g.w = x.size(3);
+  g.c = x.size(1), g.cm = weight.size(0), g.r = weight.size(2), g.s = weight.size(3);
+  g.sh = stride[0], g.sw = stride[1], g.ph = padding[0], g.pw = padding[1], g.dh = dilation[0], g.dw = dilation[1];
+  g.wt = wt.data_ptr<float>(), g.bias = bias, g.act = act, g.slope = slope;
+  g.vector = avx512 && g.cm == g.c && x.stride(1) == 1;
+  return g;
+}
+
+void depthwise_rows(const DepthwiseRows& g, const float* xn, int64_t p, int64_t q0, int rows, float* d, int64_t ld,
+                    const float* res, int64_t rld) {
+  if (g.vector)
+    rows_avx512(g, xn, p, q0, rows, d, ld, res, rld);
+  else
+    rows_scalar(g, xn, p, q0, rows, d, ld, res, rld);
+}
+
+at::Tensor depthwise_weight_taps(const at::Tensor& weight) {
+  return weight.reshape({weight.size(0), weight.size(2) * weight.size(3)}).t().contiguous();
+}
+
+void conv2d_depthwise_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef stride,
+                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,
+                           const at::Tensor& res, at::Tensor& out) {
+  const at::Tensor wt = depthwise_weight_taps(weight);
+  const DepthwiseRows g = depthwise_rows_setup(x, weight, wt, b.defined() ? b.data_ptr<float>() : nullptr, stride,
+                                               padding, dilation, static_cast<int>(activation),
+                                               static_cast<float>(slope), std::strcmp(ukernel().isa, "avx512") == 0);
+  const int64_t N = x.size(0), P = out.size(2), Q = out.size(3);
+  const int64_t os0 = out.stride(0), os2 = out.stride(2), os3 = out.stride(3);
+  const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
+  const int64_t rs0 = rp ? res.stride(0) : 0, rs2 = rp ? res.stride(2) : 0, rs3 = rp ? res.stride(3) : 0;
+  float* op = out.data_ptr<float>();
+  const float* xp = x.data_ptr<float>();
+  constexpr int kTile = 16;
+  at::parallel_for(0, N * P, 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) {
+      const int64_t n = row / P, p = row % P;
+      for (int64_t q0 = 0; q0 < Q; q0 += kTile) {
+        const int rows = static_cast<int>(std::min<int64_t>(kTile, Q - q0));
+        depthwise_rows(g, xp + n * x.stride(0), p, q0, rows, op + n * os0 + p * os2 + q0 * os3, os3,
+                       rp ? rp + n * rs0 + p * rs2 + q0 * rs3 : nullptr, rs3);
+      }
+    }
+  });
+}
+
+}  // namespace sft

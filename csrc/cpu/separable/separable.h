@@ -1,0 +1,19 @@
+// sft_cpu::separable_conv2d: a depthwise k×k conv, then a 1×1 conv, in one pass with no intermediate in memory.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+namespace sft {
+
+// out = act(pw(mid_act(dw(x) + dw_bias)) + pw_bias) + residual, channels_last out. x: N×C×H×W float32 (any layout);
+// dw_weight: C·m×1×R×S (depthwise with channel multiplier m); pw_weight: K×C·m×1×1; biases and residual optional
+// (undefined); residual shaped like out. Activations: 0 none, 1 relu, 2 leaky_relu (slope).
+at::Tensor separable_conv2d_cpu(const at::Tensor& x, const at::Tensor& dw_weight,
+                                const c10::optional<at::Tensor>& dw_bias, const at::Tensor& pw_weight, const c10::optional<at::Tensor>& pw_bias,
+                                at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                                int64_t mid_activation, int64_t activation, double negative_slope,
+                                const c10::optional<at::Tensor>& residual);
+
+}  // namespace sft

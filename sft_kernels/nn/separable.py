@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .. import ops
+
+
+class SeparableConv2d(nn.Module):
+    """A depthwise conv followed by a 1×1 conv, run as one `sft.separable_conv2d` (no depthwise map in memory).
+
+    ``SeparableConv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, multiplier=1,
+    bias=True, mid_activation=None, activation=None, negative_slope=0.01, backend=None)``: parameters ``dw`` (an
+    nn.Conv2d with groups = in_channels) and ``pw`` (an nn.Conv2d 1×1), so its state_dict reads like the two-conv
+    block it replaces. ``forward(x, residual=None)`` computes ``act(pw(mid_act(dw(x)))) + residual``; like the other
+    converted convs it keeps activations channels_last.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 multiplier: int = 1, bias: bool = True, mid_activation: Optional[str] = None,
+                 activation: Optional[str] = None, negative_slope: float = 0.01, backend: Optional[str] = None):
+        super().__init__()
+        mid = in_channels * multiplier
+        self.dw = nn.Conv2d(in_channels, mid, kernel_size, stride, padding, dilation, groups=in_channels, bias=bias)
+        self.pw = nn.Conv2d(mid, out_channels, 1, bias=bias)
+        self.mid_activation, self.activation = mid_activation, activation
+        self.negative_slope, self.backend = negative_slope, backend
+
+    @classmethod
+    def from_convs(cls, dw: nn.Conv2d, pw: nn.Conv2d, mid_activation=None, activation=None, negative_slope=0.01,
+                   backend=None) -> "SeparableConv2d":
+        """A SeparableConv2d holding these two convs (their parameters, not copies)."""
+        new = cls.__new__(cls)
+        nn.Module.__init__(new)
+        new.dw, new.pw = dw, pw
+        new.mid_activation, new.activation = mid_activation, activation
+        new.negative_slope, new.backend = negative_slope, backend
+        return new
+
+    def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if input.dim() == 4 and not input.is_contiguous(memory_format=torch.channels_last):
+            input = input.contiguous(memory_format=torch.channels_last)  # the converted model's layout policy
+        dw = self.dw
+        return ops.separable_conv2d(input, dw.weight, self.pw.weight, dw.bias, self.pw.bias, dw.stride, dw.padding,
+                                    dw.dilation, mid_activation=self.mid_activation, activation=self.activation,
+                                    negative_slope=self.negative_slope, residual=residual, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return (f"mid_activation={self.mid_activation!r}, activation={self.activation!r}, "
+                f"backend={self.backend!r}")

@@ -1,0 +1,91 @@
+"""convert_'s separable pass: in an nn.Sequential, a depthwise conv, an optional ReLU / LeakyReLU and a 1×1 conv
+run as one `sft.separable_conv2d` (the fused cpu kernel writes no depthwise map).
+
+The state_dict keeps its keys: the depthwise conv's slot becomes a conv module (same parameters) that runs the
+fused op, the activation's slot an identity, and the 1×1 conv's slot a module holding its parameters that passes
+its input through. revert_ puts the three back.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .. import ops
+from ..nn import Conv2d
+from .report import Report
+
+
+class SeparableHead(Conv2d):
+    """The depthwise conv of a fused pair: runs depthwise, activation and the (unregistered) 1×1 conv in one op."""
+
+    def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if input.dim() == 4 and not input.is_contiguous(memory_format=torch.channels_last):
+            input = input.contiguous(memory_format=torch.channels_last)
+        pw = self.__dict__["_sft_pw"]
+        return ops.separable_conv2d(input, self.weight, pw.weight, self.bias, pw.bias, self.stride, self.padding,
+                                    self.dilation, mid_activation=self._sft_mid, negative_slope=self._sft_slope,
+                                    residual=residual, backend=self.backend)
+
+
+class FusedAway(nn.Module):
+    """A module whose work a SeparableHead does: keeps its parameters (and state_dict keys), passes input through."""
+
+    def __init__(self, original: nn.Module):
+        super().__init__()
+        self._parameters, self._buffers = original._parameters, original._buffers
+        self.__dict__["_sft_replaced"] = original
+
+    def forward(self, x):
+        return x
+
+    def extra_repr(self) -> str:
+        return f"fused into the depthwise conv before it ({type(self.__dict__['_sft_replaced']).__name__})"
+
+
+def _activation(m: nn.Module) -> Optional[tuple]:
+    if type(m) is nn.ReLU:
+        return "relu", 0.01
+    if type(m) is nn.LeakyReLU:
+        return "leaky_relu", m.negative_slope
+    return None
+
+
+def _is_depthwise(m) -> bool:
+    return (isinstance(m, Conv2d) and type(m) is Conv2d and m.groups == m.in_channels > 1 and m.activation is None
+            and not isinstance(m.padding, str) and m.padding_mode == "zeros")
+
+
+def _is_pointwise(m, channels: int) -> bool:
+    return (isinstance(m, Conv2d) and type(m) is Conv2d and m.kernel_size == (1, 1) and m.stride == (1, 1)
+            and m.padding == (0, 0) and m.groups == 1 and m.in_channels == channels and m.activation is None)
+
+
+def fuse_separable(model: nn.Module, report: Report) -> None:
+    """Fuse every (converted) depthwise conv [+ ReLU / LeakyReLU] + 1×1 conv run of an nn.Sequential, in place."""
+    for name, seq in list(model.named_modules()):
+        if not isinstance(seq, nn.Sequential):
+            continue
+        keys = list(seq._modules)
+        i = 0
+        while i < len(keys) - 1:
+            dw = seq._modules[keys[i]]
+            act = _activation(seq._modules[keys[i + 1]])
+            j = i + 2 if act else i + 1
+            if j < len(keys) and _is_depthwise(dw) and _is_pointwise(seq._modules[keys[j]], dw.out_channels):
+                pw = seq._modules[keys[j]]
+                head = SeparableHead.from_conv(dw, dw.backend)
+                head._sft_original_class = dw._sft_original_class
+                head.__dict__["_sft_pw"] = pw
+                head._sft_mid, head._sft_slope = act if act else (None, 0.01)
+                setattr(seq, keys[i], head)
+                if act:
+                    setattr(seq, keys[i + 1], FusedAway(seq._modules[keys[i + 1]]))
+                setattr(seq, keys[j], FusedAway(pw))
+                where = f"{name}.{keys[i]}" if name else keys[i]
+                report.add(where, "fused", f"depthwise {dw.kernel_size[0]}x{dw.kernel_size[1]} + "
+                           f"{'' if not act else act[0] + ' + '}1x1 -> one separable conv")
+                i = j + 1
+            else:
+                i += 1
