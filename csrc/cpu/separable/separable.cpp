@@ -14,6 +14,7 @@
 #include "cpu/conv2d/paths.h"
 #include "cpu/engine/gemm.h"
 #include "cpu/engine/pack.h"
+#include "cpu/runtime/buffer_pool.h"
 
 namespace sft {
 
@@ -40,8 +41,13 @@ at::Tensor separable_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& dw_wei
   TORCH_CHECK(P > 0 && Q > 0, "sft_cpu::separable_conv2d: the input is too small for the kernel");
   // Unit channel stride, as the depthwise vectors read it (an NCHW input is laid out once; the outputs of a
   // converted model are channels_last already).
-  const at::Tensor x = x_in.stride(1) == 1 ? x_in : x_in.contiguous(at::MemoryFormat::ChannelsLast);
-  at::Tensor out = at::empty({N, K, P, Q}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  at::Tensor x = x_in;
+  if (x.stride(1) != 1) {
+    x = pooled_empty(x_in.sizes(), x_in.options(), at::MemoryFormat::ChannelsLast);
+    x.copy_(x_in);
+  }
+  // From the reuse pool: a fresh multi-MB output is page-faulted in on every call (see buffer_pool.h).
+  at::Tensor out = pooled_empty({N, K, P, Q}, x.options(), at::MemoryFormat::ChannelsLast);
   if (N == 0 || K == 0) return out;
   const at::Tensor res = residual.has_value() ? residual->contiguous(at::MemoryFormat::ChannelsLast) : at::Tensor();
   if (res.defined())
