@@ -1,12 +1,13 @@
-// Fused depthwise-separable conv. Per output row and tile of MR pixels, the depthwise outputs of those pixels
-// (MR × C·m floats, a few KB) are computed into an L1 buffer, mid activation applied, and the pointwise conv runs
-// on that buffer as the A operand of the GEMM micro-kernel (its strided variant reads the rows in place) against
-// the packed 1×1 weights, with bias, activation and residual fused into the store. The depthwise map never goes
+// Fused depthwise-separable conv. Per output row, the depthwise outputs of its pixels (Q × C·m floats, in L2) are
+// computed into a buffer, mid activation applied, and the pointwise conv runs on that buffer as the A operand of
+// the GEMM micro-kernel (its strided variant reads the rows in place) against the packed 1×1 weights, with bias,
+// activation and residual fused into the store. The depthwise map never goes
 // to memory: PyTorch's two convs write it and read it back (C·m·H·W·8 bytes per image).
 #include "cpu/separable/separable.h"
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -72,24 +73,29 @@ at::Tensor separable_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& dw_wei
                                                static_cast<float>(negative_slope),
                                                std::strcmp(uk.isa, "avx512") == 0);  // the set SFT_KERNELS_ISA chose
 
+  // Per output row: the depthwise outputs of the whole row first (Q × C·m floats: ≤ 128 KB for 256 pixels of 128
+  // channels, in L2), then the pointwise GEMM panel by panel, so each B panel (C·m × NR floats) stays in L1 across
+  // the row's tiles; tile by tile (depthwise 14 pixels, then every panel) cycled all of B through L1 per tile.
   at::parallel_for(0, N * P, 1, [&](int64_t r0, int64_t r1) {
-    std::vector<float> dbuf(static_cast<size_t>(MR * ld) + 16);
+    std::vector<float> dbuf(static_cast<size_t>(round_up(Q, MR) * ld) + 16);
     float* d = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(dbuf.data()) + 63) & ~uintptr_t(63));
+    std::vector<float> a(uk.fn_strided ? 0 : static_cast<size_t>(Kpad * MR));
     for (int64_t row = r0; row < r1; ++row) {
       const int64_t n = row / P, p = row % P;
       const float* xn = x.data_ptr<float>() + n * xs0;
-      for (int64_t q0 = 0; q0 < Q; q0 += MR) {
-        const int rows = static_cast<int>(std::min<int64_t>(MR, Q - q0));
-        depthwise_rows(g, xn, p, q0, rows, d, ld, nullptr, 0);
-        for (int64_t j = 0; j < K; j += NR) {
+      for (int64_t q0 = 0; q0 < Q; q0 += MR)
+        depthwise_rows(g, xn, p, q0, static_cast<int>(std::min<int64_t>(MR, Q - q0)), d + q0 * ld, ld, nullptr, 0);
+      for (int64_t j = 0; j < K; j += NR) {
+        const float* bj = bpp + j / NR * Kpad * NR;
+        for (int64_t q0 = 0; q0 < Q; q0 += MR) {
+          const int rows = static_cast<int>(std::min<int64_t>(MR, Q - q0));
           const KOut ko = co.tile(n * os0 + p * os2 + q0 * os3 + j, os3, n * rs0 + p * rs2 + q0 * rs3 + j, rs3, j,
                                   rows, static_cast<int>(std::min<int64_t>(NR, K - j)));
-          const float* bj = bpp + j / NR * Kpad * NR;
           if (uk.fn_strided) {
-            uk.fn_strided(Cm, d, ld, bj, ko);
+            uk.fn_strided(Cm, d + q0 * ld, ld, bj, ko);
           } else {  // kernels without a strided variant take A packed: one MR-row micro-panel of the buffer
-            std::vector<float> a(static_cast<size_t>(Kpad * MR), 0.f);
-            for (int i = 0; i < rows; ++i) pack_a_run(a.data(), MR, i, 0, d + i * ld, Cm, 1);
+            std::fill(a.begin(), a.end(), 0.f);
+            for (int i = 0; i < rows; ++i) pack_a_run(a.data(), MR, i, 0, d + (q0 + i) * ld, Cm, 1);
             uk.fn(Kpad / KU, a.data(), bj, ko);
           }
         }
