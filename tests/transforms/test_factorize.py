@@ -1,0 +1,79 @@
+"""factorize_: spatial SVD is exact at full rank, ranks follow the config, MACs fall, the report says what it did
+per layer, and the factorized model keeps working with convert_ (any CNN and SFTNet)."""
+import pytest
+import torch
+from torch import nn
+
+import sft_kernels
+from sft_kernels.models import SFTNet
+from sft_kernels.testing import tol
+from sft_kernels.transforms.factorize import SpatialSVDConv2d, split, total_macs_ratio
+
+
+@pytest.mark.parametrize("cfg", [dict(stride=1, padding=1, dilation=1), dict(stride=2, padding=(1, 2), dilation=1),
+                                 dict(stride=(1, 2), padding=2, dilation=2)])
+def test_full_rank_split_is_exact(cfg):
+    conv = nn.Conv2d(6, 10, (3, 5), **cfg).double()
+    x = torch.randn(2, 6, 13, 17, dtype=torch.double)
+    pair = split(conv, rank=6 * 3)
+    assert isinstance(pair, SpatialSVDConv2d) and pair.rank == 18
+    torch.testing.assert_close(pair(x), conv(x), **tol("fp64_pointwise"))
+    low = split(conv, rank=4)
+    assert low.v.weight.shape == (4, 6, 3, 1) and low.h.weight.shape == (10, 4, 1, 5)
+
+
+def _cnn():
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(16, 8, 1), nn.Conv2d(8, 8, 3, padding=1, groups=2)).eval()
+
+
+def test_factorize_by_mac_ratio_reports_every_layer():
+    model = _cnn()
+    x = torch.randn(1, 3, 12, 12)
+    report = sft_kernels.factorize_(model, sft_kernels.SVDConfig(mac_ratio=0.5), example=x)
+    rows = {r.name: r for r in report.rows}
+    assert rows["2"].action == "factorized" and isinstance(model[2], SpatialSVDConv2d)
+    assert rows["2"].stats["macs_after"] <= 0.5 * rows["2"].stats["macs_before"]
+    assert "ms_before" in rows["2"].stats and "rank" in rows["2"].detail
+    assert rows["5"].action == "skipped" and "grouped" in rows["5"].detail
+    assert "4" not in rows or rows["4"].action == "skipped"  # 1x1: left alone
+    assert rows["0"].stats["rank"] == 3  # 3 -> 16: 0.5 x 432 MACs / (3·3 + 16·3) per rank
+    assert total_macs_ratio(report) <= 0.5
+    with torch.no_grad():
+        assert model(x).shape == (1, 8, 12, 12)
+
+
+def test_energy_rank_and_converted_model():
+    torch.manual_seed(0)
+    model = _cnn()
+    x = torch.randn(1, 3, 10, 9)
+    with torch.no_grad():
+        expected = model(x)
+    sft_kernels.convert_(model)
+    report = sft_kernels.factorize_(model, sft_kernels.SVDConfig(energy=1.0))
+    assert [r.name for r in report.rows if r.action == "factorized"] == []  # full energy: no saving anywhere
+    report = sft_kernels.factorize_(model, sft_kernels.SVDConfig(energy=0.999999999))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected, **tol("fp32"))
+
+
+def test_sftnet_trunk_halved():
+    model = SFTNet(num_blocks=2, channels=16).reset_parameters_(seed=0).eval()
+    only_trunk = lambda m, name: name.startswith("sft_branch") and m.kernel_size == (3, 3)  # noqa: E731
+    report = sft_kernels.factorize_(model, sft_kernels.SVDConfig(mac_ratio=0.5, filter_fn=only_trunk))
+    done = [r for r in report.rows if r.action == "factorized"]
+    assert len(done) == 2 * 2 + 1  # two convs per block and the trunk's closing conv
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)
+    assert "factorize_" in str(report)
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="exactly one"):
+        sft_kernels.SVDConfig()
+    with pytest.raises(ValueError, match="exactly one"):
+        sft_kernels.SVDConfig(rank=4, mac_ratio=0.5)
+    with pytest.raises(ValueError, match="mac_ratio"):
+        sft_kernels.SVDConfig(mac_ratio=1.5)
+    with pytest.raises(ValueError, match="example="):
+        sft_kernels.factorize_(_cnn(), sft_kernels.SVDConfig(target_speedup=1.5))
