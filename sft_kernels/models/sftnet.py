@@ -207,11 +207,20 @@ class SFTNet(nn.Module):
     fused: bool = False
 
     def _sft_kernels_transformed(self, transform: str, applied: bool):
-        """convert_ switches the "pytorch" variant to its fused forward; revert_ switches it back."""
-        if transform != "convert_":
-            return None
-        self.fused = applied and self.variant == "pytorch"
-        return "fused SFTNet forward" if self.fused else None
+        """convert_ switches the "pytorch" variant to its fused forward (while every conv it runs is still a plain
+        conv: a factorized or pruned-away one is not); revert_ and other transforms switch it back when needed."""
+        fusable = self.variant == "pytorch" and all(
+            isinstance(m, nn.Conv2d) for m in (self.conv0, *self.sft_branch.modules(), *self.HR_branch)
+            if not isinstance(m, (nn.Sequential, nn.ModuleList, SFTLayer, ResBlockSFT, nn.ReLU, nn.LeakyReLU,
+                                  nn.PixelShuffle, nn.Identity)))
+        was = self.fused
+        if transform == "convert_":
+            self.fused = applied and fusable
+        else:
+            self.fused = self.fused and fusable
+        if self.fused and not was:
+            return "fused SFTNet forward"
+        return "fused SFTNet forward off: its convs were transformed" if was and not self.fused else None
 
     def forward(self, img: torch.Tensor, seg: torch.Tensor | None = None) -> torch.Tensor:
         if self.fused and self.variant == "pytorch":

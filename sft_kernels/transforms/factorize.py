@@ -24,7 +24,7 @@ from torch import nn
 
 from ..nn import Conv2d
 from .report import Report
-from .swap import swap_modules
+from .swap import notify, swap_modules
 
 
 @dataclasses.dataclass
@@ -199,6 +199,8 @@ def factorize_(model: nn.Module, config: SVDConfig, example: Optional[torch.Tens
 
     rule.stats = {}
     swap_modules(model, rule, report, action="factorized")
+    for name, what in notify(model, "factorize_", True):
+        report.add(name, "note", what)
     for row in report.rows:
         row.stats.update(rule.stats.get(row.name, {}))
         if row.action == "factorized":

@@ -77,3 +77,15 @@ def test_config_errors():
         sft_kernels.SVDConfig(mac_ratio=1.5)
     with pytest.raises(ValueError, match="example="):
         sft_kernels.factorize_(_cnn(), sft_kernels.SVDConfig(target_speedup=1.5))
+
+
+def test_converted_sftnet_leaves_its_fused_forward_when_factorized():
+    model = SFTNet(num_blocks=1, channels=16).reset_parameters_(seed=2).eval()
+    sft_kernels.convert_(model)
+    assert model.fused
+    report = sft_kernels.factorize_(model, sft_kernels.SVDConfig(mac_ratio=0.5))
+    assert not model.fused and any(r.action == "note" for r in report.rows)
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)
+    sft_kernels.convert_(model)  # converting again keeps it off: its trunk convs are pairs now
+    assert not model.fused
