@@ -326,31 +326,56 @@ def _markdown(r: dict, files: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def pareto(points: list) -> list:
+    """Indices of the points (cost, quality) no other point beats on both (lower cost, higher quality)."""
+    return [i for i, (c, q) in enumerate(points)
+            if not any((c2 <= c and q2 >= q) and (c2 < c or q2 > q) for c2, q2 in points)]
+
+
 def _plot_psnr_latency(r: dict, path: Path) -> None:
+    """PSNR against latency (per model and backend) and against size (per model), Pareto fronts marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.8))
     pts = [(row["latency"]["median_s"] * 1e3, row["mean_psnr"], f"{row['model']}/{row['backend']}")
            for row in r["rows"]]
+    front = set(pareto([(ms, p) for ms, p, _ in pts]))
     for i, (ms, p, label) in enumerate(pts):
-        ax.scatter([ms], [p], s=36, color=f"C{i % 10}", zorder=3, label=label)
+        ax.scatter([ms], [p], s=60 if i in front else 30, color=f"C{i % 10}", zorder=3, label=label,
+                   edgecolors="k" if i in front else "none")
         # staggered offsets keep the labels of nearby points (e.g. backends of one model) apart
         ax.annotate(label, (ms, p), textcoords="offset points", xytext=(5, 4 - 11 * (i % 3)), fontsize=7,
                     color=f"C{i % 10}")
-    ax.axhline(r["bicubic"]["mean_psnr"], color="k", linestyle="--", linewidth=1,
-               label=f"bicubic {r['bicubic']['mean_psnr']:.2f} dB")
+    if front:
+        f = sorted((pts[i][0], pts[i][1]) for i in front)
+        ax.plot([a for a, _ in f], [b for _, b in f], "k:", linewidth=1, label="Pareto front")
+    for a in (ax, bx):
+        a.axhline(r["bicubic"]["mean_psnr"], color="k", linestyle="--", linewidth=1,
+                  label=f"bicubic {r['bicubic']['mean_psnr']:.2f} dB")
+        a.grid(alpha=0.3)
+        a.margins(x=0.12, y=0.08)  # room for the labels of the outermost points
+        a.set_ylabel("mean PSNR on Y, dB (eval photos, crop 4)")
     if pts and max(p[0] for p in pts) > 20 * min(p[0] for p in pts):
         ax.set_xscale("log")
-    ax.margins(x=0.12, y=0.08)  # room for the labels of the outermost points
     L = r["meta"]["lr_size"]
     ax.set_xlabel(f"latency, ms (median, 1x3x{L}x{L}, {r['meta']['threads']} thread(s))")
-    ax.set_ylabel("mean PSNR on Y, dB (eval photos, crop 4)")
-    ax.set_title("quality vs latency per model and backend")
-    ax.grid(alpha=0.3)
+    ax.set_title("quality vs latency (ringed: Pareto front)")
     ax.legend(fontsize=7, loc="best")
+    best = {}  # a model's PSNR: its best backend's (backends agree to rounding)
+    for row in r["rows"]:
+        best[row["model"]] = max(best.get(row["model"], float("-inf")), row["mean_psnr"])
+    sizes = [(m["tensor_bytes"], best[label], label) for label, m in r.get("models", {}).items()
+             if m.get("tensor_bytes") and label in best]
+    sfront = set(pareto([(b, p) for b, p, _ in sizes]))
+    for i, (b, p, label) in enumerate(sizes):
+        bx.scatter([b / 1e6], [p], s=60 if i in sfront else 30, color=f"C{i % 10}", zorder=3,
+                   edgecolors="k" if i in sfront else "none")
+        bx.annotate(label, (b / 1e6, p), textcoords="offset points", xytext=(5, 4), fontsize=7, color=f"C{i % 10}")
+    bx.set_xlabel("model size, MB (weights as stored in memory)")
+    bx.set_title("quality vs size (ringed: Pareto front)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

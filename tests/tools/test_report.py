@@ -112,3 +112,10 @@ def test_report_help(capsys):
     out = capsys.readouterr().out
     for opt in ("--models", "--backends", "--out", "--lr-size", "--threads", "--repeat"):
         assert opt in out
+
+
+def test_pareto_front():
+    from sft_kernels.tools.report import pareto
+
+    pts = [(1.0, 30.0), (2.0, 31.0), (2.5, 30.5), (3.0, 31.0), (0.5, 29.0)]
+    assert pareto(pts) == [0, 1, 4]  # (2.5, 30.5) is beaten by (2, 31); (3, 31) ties on quality at higher cost
