@@ -11,6 +11,7 @@
 #include "cpu/engine/peak.h"
 #include "cpu/matmul/eager.h"
 #include "cpu/matmul/matmul.h"
+#include "cpu/qconv2d/qconv2d.h"
 #include "cpu/runtime/buffer_pool.h"
 #include "cpu/runtime/weight_cache.h"
 #include "cpu/separable/separable.h"
@@ -36,6 +37,10 @@ TORCH_LIBRARY(sft_cpu, m) {
         "int groups, int activation, float negative_slope, Tensor? residual, int algorithm=0, int pixel_shuffle=1, "
         "Tensor? scale=None, Tensor? shift=None) -> Tensor");
   m.def("matmul(Tensor a, Tensor b) -> Tensor");
+  m.def("qconv2d_pack(Tensor w_q) -> Tensor[]", &sft::qconv2d_pack);
+  m.def("qconv2d(Tensor x_q, float x_scale, int x_zero_point, Tensor packed, Tensor wsum, Tensor w_scale, "
+        "Tensor? bias, int R, int S, int[] stride, int[] padding, int[] dilation, int activation, "
+        "float negative_slope, Tensor? residual, float out_scale, int out_zero_point) -> Tensor");
   m.def("separable_conv2d(Tensor input, Tensor dw_weight, Tensor? dw_bias, Tensor pw_weight, Tensor? pw_bias, "
         "int[] stride, int[] padding, int[] dilation, int mid_activation, int activation, float negative_slope, "
         "Tensor? residual) -> Tensor");
@@ -60,6 +65,7 @@ TORCH_LIBRARY(sft_cpu, m) {
 TORCH_LIBRARY_IMPL(sft_cpu, CPU, m) {
   m.impl("conv2d", &sft::conv2d_cpu);
   m.impl("matmul", &sft::matmul_cpu);
+  m.impl("qconv2d", &sft::qconv2d_cpu);
   m.impl("separable_conv2d", &sft::separable_conv2d_cpu);
   m.impl("strassen_abc", &sft::strassen_abc_cpu);
 }

@@ -2,7 +2,8 @@
 `torch.library` op (`torch.ops.sft.<name>`)."""
 from .conv2d import conv2d
 from .matmul import matmul
+from .qconv2d import qconv2d
 from .separable_conv2d import separable_conv2d
 from .strassen_matmul import strassen_matmul
 
-__all__ = ["conv2d", "matmul", "separable_conv2d", "strassen_matmul"]
+__all__ = ["conv2d", "matmul", "qconv2d", "separable_conv2d", "strassen_matmul"]

@@ -1,0 +1,127 @@
+"""sft.qconv2d: an int8 conv with the requantization fused into its epilogue.
+
+    y = act(Σ (x_q − x_zero_point)·w_q · x_scale·w_scale[k] + bias[k]) + residual
+    out = y (float32), or with out_scale > 0: clamp(round(y / out_scale) + out_zero_point, 0, 255) (uint8)
+
+x_q: uint8 activations, per-tensor affine (x_scale, x_zero_point); w_q: int8 weights [K, C/groups, R, S], per-output-
+channel symmetric scales w_scale [K]; bias and residual float32. Integer sums are exact (int32 in kernels, exact
+float64 in the reference); outputs agree with the float64 reference to the float32 epilogue's rounding, and
+requantized outputs to within one quantization step.
+
+The op (schema `sft::qconv2d`, fake kernel, registry entry), its checks and its public function; `reference.py` holds
+the integer reference and the quantize / dequantize helpers, `cpu.py` the int8 kernel's launcher.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ...runtime import checks, registry
+from ...runtime.dispatch import PLAIN, Op, dispatch
+from . import cpu
+from . import reference as ref
+
+registry.register_op("qconv2d", {"reference": (torch.uint8,), "cpu": (torch.uint8,)})
+
+
+def _impl_reference(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp):
+    y = ref.qconv2d(x, x_scale, x_zp, w, ws, b, res, stride, padding, dilation, groups, act, slope, o_scale, o_zp)
+    y = y if o_scale > 0 else y.to(torch.float32)
+    return y.contiguous(memory_format=checks.output_memory_format(x))
+
+
+def _impl_cpu(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp):
+    if groups != 1:  # the cpu kernel is ungrouped: the reference (exact) takes grouped convs
+        return _impl_reference(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope,
+                               o_scale, o_zp)
+    return cpu.qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale,
+                       o_zp)
+
+
+_IMPLS = {"reference": _impl_reference, "cpu": _impl_cpu}
+
+
+@torch.library.custom_op("sft::qconv2d", mutates_args=())
+def _qconv2d_op(input: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, bias: Optional[torch.Tensor],
+                residual: Optional[torch.Tensor], input_scale: float, input_zero_point: int, stride: list[int],
+                padding: list[int], dilation: list[int], groups: int, activation: Optional[str],
+                negative_slope: float, out_scale: float, out_zero_point: int, backend: str) -> torch.Tensor:
+    return _IMPLS[backend](input, weight, weight_scale, bias, residual, input_scale, input_zero_point, stride,
+                           padding, dilation, groups, activation, negative_slope, out_scale, out_zero_point)
+
+
+@_qconv2d_op.register_fake
+def _(input, weight, weight_scale, bias, residual, input_scale, input_zero_point, stride, padding, dilation, groups,
+      activation, negative_slope, out_scale, out_zero_point, backend):
+    p, q = checks.conv_output_hw(input.shape[2], input.shape[3], weight.shape[2], weight.shape[3], stride, padding,
+                                 dilation)
+    out = input.new_empty((input.shape[0], weight.shape[0], p, q),
+                          dtype=torch.uint8 if out_scale > 0 else torch.float32)
+    return out.contiguous(memory_format=checks.output_memory_format(input))
+
+
+OP = Op("qconv2d", _qconv2d_op, _IMPLS)
+
+
+def _check(input, weight, weight_scale, bias, residual, input_scale, input_zero_point, stride, padding, dilation,
+           groups, activation, negative_slope, out_scale, out_zero_point) -> tuple:
+    checks.tensor(input, "input", 4, dtypes=(torch.uint8,))
+    checks.tensor(weight, "weight", 4, dtypes=(torch.int8,))
+    if weight.device != input.device:
+        raise ValueError(f"weight is on {weight.device} but input is on {input.device}")
+    k = weight.shape[0]
+    checks.tensor(weight_scale, "weight_scale", 1, dtypes=(torch.float32,))
+    if weight_scale.shape[0] != k or not bool((weight_scale > 0).all()):
+        raise ValueError(f"weight_scale must hold {k} positive per-channel scales, got shape "
+                         f"{tuple(weight_scale.shape)}")
+    if bias is not None:
+        checks.tensor(bias, "bias", 1, dtypes=(torch.float32,))
+        if bias.shape[0] != k:
+            raise ValueError(f"bias must have {k} elements, got {bias.shape[0]}")
+    for name, v in (("input_scale", input_scale), ("out_scale", out_scale)):
+        if not isinstance(v, (int, float)) or not v >= 0 or (name == "input_scale" and v == 0):
+            raise ValueError(f"{name} must be a positive number{' (0: float output)' if name == 'out_scale' else ''}, "
+                             f"got {v!r}")
+    for name, v in (("input_zero_point", input_zero_point), ("out_zero_point", out_zero_point)):
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 255:
+            raise ValueError(f"{name} must be an int in [0, 255] (uint8 affine), got {v!r}")
+    if not isinstance(groups, int) or groups < 1 or input.shape[1] % groups or k % groups or \
+            weight.shape[1] * groups != input.shape[1]:
+        raise ValueError(f"weight of shape {tuple(weight.shape)} with groups={groups!r} does not fit input channels "
+                         f"{input.shape[1]}")
+    stride, padding, dilation = (checks.pair(stride, "stride", 1), checks.pair(padding, "padding", 0),
+                                 checks.pair(dilation, "dilation", 1))
+    p, q = checks.conv_output_hw(input.shape[2], input.shape[3], weight.shape[2], weight.shape[3], stride, padding,
+                                 dilation)
+    if residual is not None:
+        checks.tensor(residual, "residual", 4, dtypes=(torch.float32,))
+        if tuple(residual.shape) != (input.shape[0], k, p, q):
+            raise ValueError(f"residual must have the output's shape {(input.shape[0], k, p, q)}, "
+                             f"got {tuple(residual.shape)}")
+    checks.activation(activation)
+    return (float(input_scale), int(input_zero_point), stride, padding, dilation, groups, activation,
+            float(negative_slope), float(out_scale), int(out_zero_point))
+
+
+def qconv2d(input, weight, weight_scale, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+            input_scale: float, input_zero_point: int, activation: Optional[str] = None,
+            negative_slope: float = 0.01, residual: Optional[torch.Tensor] = None, out_scale: float = 0.0,
+            out_zero_point: int = 0, backend: Optional[str] = None) -> torch.Tensor:
+    """int8 conv with fused requantization (see the module docstring): uint8 input (scale, zero point), int8 weight
+    with per-output-channel scales, float32 bias and residual; float32 output, or uint8 with out_scale > 0."""
+    tensors = (input, weight, weight_scale, bias, residual)
+    sig = None
+    if (type(input) is torch.Tensor and all(t is None or type(t) in PLAIN for t in tensors)
+            and all(type(v) is int or (type(v) is tuple and len(v) == 2 and all(type(e) is int for e in v))
+                    for v in (stride, padding, dilation, groups, input_zero_point, out_zero_point))
+            and type(input_scale) is float and type(out_scale) is float and type(negative_slope) in (int, float)
+            and type(activation) in (str, type(None)) and (backend is None or type(backend) is str)
+            and not torch.compiler.is_compiling()):
+        sig = (tuple(None if t is None else (t.shape, t.dtype, t.is_cpu) for t in tensors), input.stride(), stride,
+               padding, dilation, groups, activation, float(negative_slope), input_scale, input_zero_point, out_scale,
+               out_zero_point)
+    return dispatch(OP, backend, tensors, sig,
+                    lambda: _check(input, weight, weight_scale, bias, residual, input_scale, input_zero_point, stride,
+                                   padding, dilation, groups, activation, negative_slope, out_scale, out_zero_point),
+                    input)

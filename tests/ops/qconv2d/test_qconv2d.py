@@ -1,0 +1,110 @@
+"""sft.qconv2d on every backend: integer sums exact against the int64-exact reference (float outputs within the
+float32 epilogue's rounding), requantized outputs within one step, on odd shapes, strides, dilation, padding, the
+3-channel first conv, channel tails, zero points 0 and not 0, saturation at both ends, residuals and activations;
+the portable path under a forced ISA; bad inputs."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from sft_kernels.ops import qconv2d
+from sft_kernels.ops.qconv2d import reference as ref
+from sft_kernels.testing import tolerance
+from tests.conftest import op_backends
+
+BACKENDS = op_backends("qconv2d", torch.uint8)
+CASES = [  # n, c, h, w, k, r, stride, padding, dilation, groups
+    (1, 64, 12, 10, 64, 3, 1, 1, 1, 1),
+    (2, 5, 9, 11, 33, 3, 2, 1, 1, 1),  # channel tail (5 -> 8), K tail (33)
+    (1, 3, 8, 8, 16, 3, 1, 1, 1, 1),  # the RGB first conv
+    (1, 17, 7, 9, 40, 1, 1, 0, 1, 1),  # 1x1
+    (1, 8, 10, 10, 8, 3, 1, 2, 2, 1),  # dilation
+    (2, 12, 9, 9, 20, 5, 1, 2, 1, 1),  # 5x5
+    (1, 8, 7, 7, 8, 3, 1, 1, 1, 2),  # grouped (cpu hands it to the reference)
+]
+
+
+def _data(case, zx, seed=0):
+    n, c, h, w, k, r, st, pd, dl, g = case
+    gen = torch.Generator().manual_seed(seed)
+    xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=gen)
+    wq = torch.randint(-127, 128, (k, c // g, r, r), dtype=torch.int8, generator=gen)
+    ws = torch.rand(k, generator=gen) * 0.01 + 0.001
+    return xq, wq, ws, torch.randn(k, generator=gen)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("zx", [0, 131])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_float_output_matches_reference(backend, case, zx, layout):
+    n, c, h, w, k, r, st, pd, dl, g = case
+    xq, wq, ws, b = _data(case, zx)
+    x = xq.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else xq
+    y = qconv2d(x, wq, ws, b, st, pd, dl, g, input_scale=0.02, input_zero_point=zx, activation="leaky_relu",
+                negative_slope=0.1, backend=backend)
+    expected = ref.qconv2d(xq, 0.02, zx, wq, ws, b, None, st, pd, dl, g, "leaky_relu", 0.1)
+    assert y.dtype == torch.float32 and y.shape == expected.shape
+    assert y.is_contiguous(memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format)
+    atol, rtol = tolerance(torch.float32, 1, expected.abs().max().item())  # integer sums: only the epilogue rounds
+    torch.testing.assert_close(y.double(), expected, atol=atol, rtol=rtol)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", CASES[:4], ids=str)
+def test_requantized_output_within_one_step_and_saturates(backend, case):
+    n, c, h, w, k, r, st, pd, dl, g = case
+    xq, wq, ws, b = _data(case, 9)
+    res = torch.randn(n, k, *ref.qconv2d(xq, 0.02, 9, wq, ws, None, None, st, pd, dl).shape[2:])
+    for out_scale, zo in ((0.05, 3), (0.01, 250), (10.0, 0)):  # saturates at 255, at 0, and coarse
+        y = qconv2d(xq, wq, ws, b, st, pd, dl, input_scale=0.02, input_zero_point=9, activation="relu",
+                    residual=res, out_scale=out_scale, out_zero_point=zo, backend=backend)
+        expected = ref.qconv2d(xq, 0.02, 9, wq, ws, b, res, st, pd, dl, 1, "relu", 0.01, out_scale, zo)
+        assert y.dtype == torch.uint8
+        assert (y.int() - expected.int()).abs().max().item() <= 1
+
+
+@pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
+def test_cpu_portable_path_matches_the_vnni_kernel():
+    code = ("import torch\n"
+            "from sft_kernels.ops import qconv2d\n"
+            "from sft_kernels.ops.qconv2d import reference as ref\n"
+            "g = torch.Generator().manual_seed(1)\n"
+            "xq = torch.randint(0, 256, (2, 13, 9, 8), dtype=torch.uint8, generator=g)\n"
+            "wq = torch.randint(-127, 128, (35, 13, 3, 3), dtype=torch.int8, generator=g)\n"
+            "ws = torch.rand(35, generator=g) * 0.01 + 0.001\n"
+            "y = qconv2d(xq, wq, ws, None, 2, 1, input_scale=0.03, input_zero_point=200, backend='cpu')\n"
+            "e = ref.qconv2d(xq, 0.03, 200, wq, ws, None, None, 2, 1)\n"
+            "assert (y.double() - e).abs().max() <= 1e-5 * e.abs().max(), (y.double() - e).abs().max()\n")
+    env = dict(os.environ, SFT_KERNELS_ISA="generic")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_quantize_helpers_round_trip():
+    x = torch.linspace(-1, 2, 301)
+    q = ref.quantize(x, 0.02, 50)
+    assert q.dtype == torch.uint8 and int(q.min()) == 0 and int(q.max()) == 150
+    back = ref.dequantize(q, 0.02, 50)
+    inside = (x >= -1.0) & (x <= 2.0)
+    assert (back[inside] - x[inside]).abs().max() <= 0.01 + 1e-6
+
+
+def test_bad_inputs():
+    xq, wq, ws, b = _data(CASES[0], 0)
+    with pytest.raises(TypeError, match="input must have dtype torch.uint8"):
+        qconv2d(xq.float(), wq, ws, input_scale=0.1, input_zero_point=0)
+    with pytest.raises(TypeError, match="weight must have dtype torch.int8"):
+        qconv2d(xq, wq.float(), ws, input_scale=0.1, input_zero_point=0)
+    with pytest.raises(ValueError, match="positive per-channel scales"):
+        qconv2d(xq, wq, -ws, input_scale=0.1, input_zero_point=0)
+    with pytest.raises(ValueError, match="input_zero_point must be an int in"):
+        qconv2d(xq, wq, ws, input_scale=0.1, input_zero_point=300)
+    with pytest.raises(ValueError, match="input_scale must be a positive"):
+        qconv2d(xq, wq, ws, input_scale=0.0, input_zero_point=0)
+    with pytest.raises(ValueError, match="does not fit input channels"):
+        qconv2d(xq, wq[:, :5], ws, input_scale=0.1, input_zero_point=0)
+    with pytest.raises(ValueError, match="residual must have the output's shape"):
+        qconv2d(xq, wq, ws, padding=1, input_scale=0.1, input_zero_point=0, residual=torch.randn(1, 64, 3, 3))
