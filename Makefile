@@ -49,6 +49,8 @@ asan: $(STAMP)
 	for isa in avx512 avx2 generic; do \
 		SFT_KERNELS_ISA=$$isa LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=0 $(PYTHON) tests/asan/asan_check.py || exit 1; \
 	done
+	@if $(PYTHON) -c "from sft_kernels.ops.qconv2d import cpu; exit(cpu.kernel() != 'amx')"; then \
+		SFT_KERNELS_INT8=vnni LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=0 $(PYTHON) tests/asan/asan_check.py; fi
 
 clean:
 	rm -rf build *.egg-info sft_kernels/*.so demo_out .pytest_cache .benchmarks

@@ -1,6 +1,6 @@
 """AddressSanitizer run of the C++ kernels (`make asan`): builds csrc/ with -fsanitize=address into a scratch
 directory, loads it instead of sft_kernels._C and runs conv2d (direct, Winograd, pixel shuffle, groups, NCHW,
-channels_last, thin ends, SFT modulation), ABC Strassen, the fused separable conv and matmul against float64, with
+channels_last, thin ends, SFT modulation), ABC Strassen, the fused separable conv, the int8 conv and matmul against float64, with
 every micro-kernel (SFT_KERNELS_ISA). Needs the process to start with libasan preloaded (the Makefile does that);
 not part of the default test run (it is slow to build).
 """
@@ -121,7 +121,24 @@ def run():
         res = torch.randn(ref.shape)
         y = ops.separable_conv2d(x, dw, None, pw, pb, [st, st], [pd, pd], [1, 1], 1, 0, 0.0, res)
         assert (y.double() - ref - res.double()).abs().max().item() < 1e-3, (c, m, k)
-    print(f"ASan: {ops.gemm_config()}: all cases clean")
+    # int8 conv (the kernel SFT_KERNELS_INT8 / SFT_KERNELS_ISA chose): channel and pixel tails, stride 2, the RGB
+    # conv, float input quantized in the copy, NCHW and channels_last, uint8 output with a residual
+    for (n, c, h, w, k, st) in [(2, 13, 9, 8, 35, 2), (1, 64, 7, 37, 64, 1), (1, 80, 6, 19, 48, 2),
+                                (1, 3, 9, 9, 8, 1), (1, 16, 5, 33, 97, 1)]:
+        wq = torch.randint(-128, 128, (k, c, 3, 3), dtype=torch.int8)
+        packed, wsum = ops.qconv2d_pack(wq)
+        ws = torch.rand(k) * 0.01 + 0.001
+        xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8)
+        for x in (xq, xq.contiguous(memory_format=torch.channels_last), xq.float() * 0.03 - 1.0):
+            y = ops.qconv2d(x, 0.03, 33, packed, wsum, ws, None, 3, 3, [st, st], [1, 1], [1, 1], 0, 0.0, None, 0.0, 0)
+            xi = torch.clamp(torch.round(x * torch.tensor(1 / 0.03)) + 33, 0, 255) if x.is_floating_point() else x
+            ref = F.conv2d(xi.double() - 33, wq.double(), None, st, 1) * (0.03 * ws.double()).view(1, -1, 1, 1)
+            assert (y.double() - ref).abs().max().item() < 1e-3, (c, k, st)
+            res = torch.randn(ref.shape)
+            y8 = ops.qconv2d(x, 0.03, 33, packed, wsum, ws, torch.randn(k), 3, 3, [st, st], [1, 1], [1, 1], 1, 0.0,
+                             res, 0.05, 7)
+            assert y8.dtype == torch.uint8 and y8.shape == ref.shape
+    print(f"ASan: {ops.gemm_config()}, int8 {ops.qconv2d_kernel()}: all cases clean")
 
 
 if __name__ == "__main__":

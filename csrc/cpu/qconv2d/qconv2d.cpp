@@ -1,14 +1,12 @@
 // int8 direct conv: uint8 activations × int8 weights summed in int32, requantized in the store.
 //
-// The input is laid out once as a zero-point-padded NHWC copy with channels rounded up to 4 (1 byte per value, a
-// quarter of a float copy): a pixel's 4 consecutive channels are one 32-bit word, so a tile of 14 output pixels
-// reads its taps in place, row i's tap t at rows[i] + toff[t]. AVX-512 VNNI's vpdpbusd multiplies 4 u8·s8 pairs and
-// adds them into each int32 lane; the weights are packed [K/32][tap][C/4][32 channels][4] so one tap's 4 channels
-// for 32 output channels are two 64-byte vectors, and a 14×32 tile keeps 28 int32 accumulators in registers.
-// Padding holds the zero point zx, so every tap reads (x − zx)·w + zx·w, and the zx·Σw the sums carry is taken
-// back once in the store (wsum, from the packing), as oneDNN and XNNPACK do. Then
-//   y = (acc − zx·wsum[k]) · x_scale·w_scale[k] + bias[k] → activation → + residual → float32, or uint8 requantized.
-// Without VNNI (or with SFT_KERNELS_ISA forcing another kernel set) a portable loop runs the same layout.
+// The input is laid out once as a zero-point-padded NHWC uint8 copy with channels rounded up (to 4, or 64 for AMX),
+// a quarter of a float copy; a float input is quantized while it is copied, so a model that keeps float tensors
+// between its convs (SFT modulation, residual adds) pays one pass for it. Padding holds the zero point zx, so every
+// tap reads (x − zx)·w + zx·w, and the zx·Σw the sums carry is taken back once in the store (wsum, from the packing),
+// as oneDNN and XNNPACK do. Then y = (acc − zx·wsum[k]) · x_scale·w_scale[k] + bias[k] → activation → + residual →
+// float32, or uint8 requantized. Tiles: AMX (32 pixels of one output row × 32 channels), AVX-512 VNNI (14 × 32, any
+// pixels), a portable loop (tiles.h).
 #include "cpu/qconv2d/qconv2d.h"
 
 #include <ATen/Parallel.h>
@@ -16,135 +14,146 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <array>
 #include <cmath>
+#include <cpuid.h>
+#include <cstdlib>
 #include <cstring>
-#include <utility>
+#include <stdexcept>
 
 #include "cpu/engine/isa.h"
 #include "cpu/engine/ukernel.h"
+#include "cpu/qconv2d/tiles.h"
 
 namespace sft {
 
+using qconv::kMR;
+using qconv::kNR;
+
 namespace {
 
-constexpr int kNR = 32, kMR = 14;
+bool cpu_has_vnni() { return cpu_has("avx512") && __builtin_cpu_supports("avx512vnni"); }
 
-struct QStore {
-  const int32_t* comp;  // zx·wsum[k], padded to the panels' width
-  const float* mult;    // x_scale·w_scale[k]
-  const float* bias;    // or null
-  int act;
-  float slope;
-  const float* res;  // residual rows (pitch ldr), or null
-  int64_t ldr;
-  float inv_out;  // 1 / out_scale (quantized output)
-  int zo;
-  bool quant;
-  void* out;  // float or uint8 rows of pitch ldo (elements)
-  int64_t ldo;
+bool cpu_has_amx() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  return cpu_has_vnni() && (d & (1u << 24)) && (d & (1u << 25));  // AMX-TILE, AMX-INT8
+}
+
+enum class Kernel { kGeneric, kVnni, kAmx };
+
+Kernel kernel() {
+  static const Kernel k = [] {
+    const char* env = std::getenv("SFT_KERNELS_INT8");
+    const std::string want = env && *env ? env : "";
+    if (!want.empty() && want != "amx" && want != "vnni" && want != "generic")
+      throw std::runtime_error("SFT_KERNELS_INT8 must be amx, vnni or generic, got '" + want + "'");
+    const bool isa512 = std::strcmp(ukernel().isa, "avx512") == 0;  // SFT_KERNELS_ISA can force the portable loop
+    const bool amx = isa512 && cpu_has_amx() && qconv::amx_enable(), vnni = isa512 && cpu_has_vnni();
+    if (want == "amx" && !amx) throw std::runtime_error("SFT_KERNELS_INT8=amx: this CPU or OS does not run AMX");
+    if (want == "vnni" && !vnni) throw std::runtime_error("SFT_KERNELS_INT8=vnni: this CPU has no AVX-512 VNNI");
+    if (want == "generic") return Kernel::kGeneric;
+    if (want == "vnni") return Kernel::kVnni;
+    return amx ? Kernel::kAmx : vnni ? Kernel::kVnni : Kernel::kGeneric;
+  }();
+  return k;
+}
+
+// An SFT modulation of the input, x·(scale + 1) + shift, applied as it is quantized (null: none).
+struct Mod {
+  const float* scale;
+  const float* shift;
 };
 
-inline float store_value(int32_t acc, int j, const QStore& s, const float* res_row) {
-  float v = static_cast<float>(acc - s.comp[j]) * s.mult[j] + (s.bias ? s.bias[j] : 0.f);
-  v = activate(v, s.act, s.slope);
-  return res_row ? v + res_row[j] : v;
+inline void quantize_scalar(const float* x, int64_t xs, int64_t n, float inv, float fz, uint8_t* q, int64_t qs,
+                            Mod mod = {nullptr, nullptr}, int64_t off = 0) {
+  for (int64_t i = 0; i < n; ++i) {
+    float v = x[i * xs];
+    if (mod.scale) v = v * (mod.scale[off + i * xs] + 1.f) + mod.shift[off + i * xs];
+    q[i * qs] = static_cast<uint8_t>(std::min(255.f, std::max(0.f, std::nearbyint(v * inv) + fz)));
+  }
 }
 
-// The portable kernel: the same packed layout, one output at a time.
-void tile_generic(const uint8_t* const* rows, int mr, const int64_t* toff, int64_t ntaps, int64_t kg,
-                  const int8_t* b, int64_t j0, int ncols, const QStore& s) {
-  for (int i = 0; i < mr; ++i)
-    for (int j = 0; j < ncols; ++j) {
-      int32_t acc = 0;
-      const int8_t* bp = b;
-      for (int64_t t = 0; t < ntaps; ++t)
-        for (int64_t g = 0; g < kg; ++g, bp += kNR * 4) {
-          const uint8_t* a = rows[i] + toff[t] + 4 * g;
-          const int8_t* w = bp + j * 4;
-          acc += int32_t(a[0]) * w[0] + int32_t(a[1]) * w[1] + int32_t(a[2]) * w[2] + int32_t(a[3]) * w[3];
+// clamp(round(x·inv) + zero point, 0, 255), round half to even as nearbyint (the default rounding mode).
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void quantize_avx512(const float* x, int64_t n, float inv,
+                                                                          float fz, uint8_t* q, Mod mod,
+                                                                          int64_t off) {
+  const __m512 one = _mm512_set1_ps(1.f);
+  const __m512 vi = _mm512_set1_ps(inv);
+  const __m512i vz = _mm512_set1_epi32(static_cast<int>(fz)), lo = _mm512_setzero_si512(),
+                hi = _mm512_set1_epi32(255);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+    __m512 f = _mm512_maskz_loadu_ps(m, x + i);
+    if (mod.scale)
+      f = _mm512_add_ps(_mm512_mul_ps(f, _mm512_add_ps(_mm512_maskz_loadu_ps(m, mod.scale + off + i), one)),
+                        _mm512_maskz_loadu_ps(m, mod.shift + off + i));
+    f = _mm512_mul_ps(f, vi);
+    f = _mm512_min_ps(_mm512_max_ps(f, _mm512_set1_ps(-512.f)), _mm512_set1_ps(512.f));  // in int32's range
+    __m512i v = _mm512_add_epi32(_mm512_cvtps_epi32(f), vz);
+    v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+    _mm512_mask_cvtepi32_storeu_epi8(q + i, m, v);
+  }
+}
+
+// The zero-point-padded NHWC copy [N][Hp][Wp][Cp] (+ slack for AMX tiles that run past the last row), quantizing a
+// float input on the way.
+at::Tensor padded_input(const at::Tensor& x, double x_scale, int64_t zx, int64_t ph, int64_t pw, int64_t Cp,
+                        int64_t slack, Mod mod) {
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), Hp = H + 2 * ph, Wp = W + 2 * pw;
+  at::Tensor xp = at::empty({N * Hp * Wp * Cp + slack}, x.options().dtype(at::kByte));
+  uint8_t* d = xp.data_ptr<uint8_t>();
+  std::memset(d, static_cast<int>(zx), xp.numel());
+  const int64_t sn = x.stride(0), sc = x.stride(1), sh = x.stride(2), sw = x.stride(3);
+  const bool flt = x.scalar_type() == at::kFloat;
+  const float inv = static_cast<float>(1.0 / x_scale), fz = static_cast<float>(zx);
+  const float* xf = flt ? x.data_ptr<float>() : nullptr;
+  const uint8_t* xu = flt ? nullptr : x.data_ptr<uint8_t>();
+  const bool v512 = cpu_has("avx512");
+  at::parallel_for(0, N * H, 8, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / H, h = r % H;
+      uint8_t* row = d + ((n * Hp + h + ph) * Wp + pw) * Cp;
+      const int64_t base = n * sn + h * sh;
+      if (sc == 1) {  // channels_last: a pixel's channels are contiguous
+        for (int64_t w = 0; w < W; ++w) {
+          if (!flt)
+            std::memcpy(row + w * Cp, xu + base + w * sw, C);
+          else if (v512)
+            quantize_avx512(xf + base + w * sw, C, inv, fz, row + w * Cp, mod, base + w * sw);
+          else
+            quantize_scalar(xf + base + w * sw, 1, C, inv, fz, row + w * Cp, 1, mod, base + w * sw);
         }
-      const float* rr = s.res ? s.res + i * s.ldr : nullptr;
-      const float v = store_value(acc, int(j0) + j, s, rr ? rr - j0 : nullptr);
-      if (s.quant) {
-        const float q = std::nearbyint(v * s.inv_out) + float(s.zo);
-        static_cast<uint8_t*>(s.out)[i * s.ldo + j] = static_cast<uint8_t>(std::min(255.f, std::max(0.f, q)));
-      } else {
-        static_cast<float*>(s.out)[i * s.ldo + j] = v;
+      } else {  // NCHW: read each channel's row along w
+        for (int64_t c = 0; c < C; ++c) {
+          if (flt)
+            quantize_scalar(xf + base + c * sc, sw, W, inv, fz, row + c, Cp, mod, base + c * sc);
+          else
+            for (int64_t w = 0; w < W; ++w) row[w * Cp + c] = xu[base + c * sc + w * sw];
+        }
       }
     }
-}
-
-template <int MR>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_vnni(
-    const uint8_t* const* rows, const int64_t* toff, int64_t ntaps, int64_t kg, const int8_t* b, int64_t j0,
-    int ncols, const QStore& s) {
-  __m512i acc0[MR], acc1[MR];
-  for (int i = 0; i < MR; ++i) acc0[i] = acc1[i] = _mm512_setzero_si512();
-  const int8_t* bp = b;
-  for (int64_t t = 0; t < ntaps; ++t) {
-    const int64_t to = toff[t];
-    for (int64_t g = 0; g < kg; ++g, bp += kNR * 4) {
-      const __m512i b0 = _mm512_loadu_si512(bp), b1 = _mm512_loadu_si512(bp + 64);
-      for (int i = 0; i < MR; ++i) {
-        int32_t word;
-        std::memcpy(&word, rows[i] + to + 4 * g, 4);
-        const __m512i a = _mm512_set1_epi32(word);
-        acc0[i] = _mm512_dpbusd_epi32(acc0[i], a, b0);
-        acc1[i] = _mm512_dpbusd_epi32(acc1[i], a, b1);
-      }
-    }
-  }
-  const __m512 zero = _mm512_setzero_ps();
-  for (int h = 0; h < 2; ++h) {
-    const int c0 = h * 16;
-    if (c0 >= ncols) break;
-    const __mmask16 m = ncols - c0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (ncols - c0)) - 1u);
-    const int64_t jj = j0 + c0;
-    const __m512i comp = _mm512_loadu_si512(s.comp + jj);
-    const __m512 mult = _mm512_loadu_ps(s.mult + jj);
-    const __m512 bias = s.bias ? _mm512_maskz_loadu_ps(m, s.bias + jj) : zero;
-    for (int i = 0; i < MR; ++i) {
-      const __m512i a = h ? acc1[i] : acc0[i];
-      __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a, comp)), mult, bias);
-      const __mmask16 neg = _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);
-      if (s.act == kActRelu) v = _mm512_mask_mov_ps(v, neg, zero);
-      if (s.act == kActLeaky) v = _mm512_mask_mul_ps(v, neg, v, _mm512_set1_ps(s.slope));
-      if (s.res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, s.res + i * s.ldr + c0));
-      if (s.quant) {
-        __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, _mm512_set1_ps(s.inv_out))),
-                                     _mm512_set1_epi32(s.zo));
-        q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(255));
-        _mm512_mask_cvtepi32_storeu_epi8(static_cast<uint8_t*>(s.out) + i * s.ldo + c0, m, q);
-      } else {
-        _mm512_mask_storeu_ps(static_cast<float*>(s.out) + i * s.ldo + c0, m, v);
-      }
-    }
-  }
-}
-
-using TileFn = void (*)(const uint8_t* const*, const int64_t*, int64_t, int64_t, const int8_t*, int64_t, int,
-                        const QStore&);
-
-template <int... I>
-constexpr std::array<TileFn, sizeof...(I)> vnni_table(std::integer_sequence<int, I...>) {
-  return {tile_vnni<I + 1>...};
-}
-
-bool use_vnni() {
-  static const bool yes = cpu_has("avx512") && __builtin_cpu_supports("avx512vnni") &&
-                          std::strcmp(ukernel().isa, "avx512") == 0;  // SFT_KERNELS_ISA can force the portable loop
-  return yes;
+  });
+  return xp;
 }
 
 }  // namespace
+
+std::string qconv2d_kernel() {
+  switch (kernel()) {
+    case Kernel::kAmx: return "amx";
+    case Kernel::kVnni: return "vnni";
+    default: return "generic";
+  }
+}
+
+int64_t qconv2d_channel_align(int64_t C) { return kernel() == Kernel::kAmx && C >= 16 ? 64 : 4; }
 
 std::vector<at::Tensor> qconv2d_pack(const at::Tensor& w_q) {
   TORCH_CHECK(w_q.dim() == 4 && w_q.scalar_type() == at::kChar,
               "sft_cpu::qconv2d_pack: weight must be int8 [K, C, R, S]");
   const at::Tensor w = w_q.contiguous();
-  const int64_t K = w.size(0), C = w.size(1), RS = w.size(2) * w.size(3), C4 = (C + 3) / 4 * 4;
-  const int64_t panels = (K + kNR - 1) / kNR, kg = C4 / 4;
+  const int64_t K = w.size(0), C = w.size(1), RS = w.size(2) * w.size(3), align = qconv2d_channel_align(C);
+  const int64_t Cp = (C + align - 1) / align * align, panels = (K + kNR - 1) / kNR, kg = Cp / 4;
   at::Tensor packed = at::zeros({panels * RS * kg * kNR * 4}, w.options());
   at::Tensor wsum = at::zeros({panels * kNR}, w.options().dtype(at::kInt));
   const int8_t* src = w.data_ptr<int8_t>();
@@ -160,39 +169,57 @@ std::vector<at::Tensor> qconv2d_pack(const at::Tensor& w_q) {
   return {packed, wsum};
 }
 
-at::Tensor qconv2d_cpu(const at::Tensor& x_q, double x_scale, int64_t x_zero_point, const at::Tensor& packed,
+at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point, const at::Tensor& packed,
                        const at::Tensor& wsum, const at::Tensor& w_scale, const c10::optional<at::Tensor>& bias,
                        int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                        int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,
-                       double out_scale, int64_t out_zero_point) {
-  TORCH_CHECK(x_q.dim() == 4 && x_q.scalar_type() == at::kByte && x_q.device().is_cpu(),
-              "sft_cpu::qconv2d: input must be a uint8 [N, C, H, W] CPU tensor");
+                       double out_scale, int64_t out_zero_point, const c10::optional<at::Tensor>& mod_scale,
+                       const c10::optional<at::Tensor>& mod_shift) {
+  TORCH_CHECK(x.dim() == 4 && (x.scalar_type() == at::kByte || x.scalar_type() == at::kFloat) && x.device().is_cpu(),
+              "sft_cpu::qconv2d: input must be a uint8 or float32 [N, C, H, W] CPU tensor");
   TORCH_CHECK(packed.scalar_type() == at::kChar && wsum.scalar_type() == at::kInt &&
                   w_scale.scalar_type() == at::kFloat,
               "sft_cpu::qconv2d: packed weights come from qconv2d_pack; w_scale is float32");
+  TORCH_CHECK(x_scale > 0, "sft_cpu::qconv2d: x_scale must be positive");
   TORCH_CHECK(x_zero_point >= 0 && x_zero_point <= 255 && out_zero_point >= 0 && out_zero_point <= 255,
               "sft_cpu::qconv2d: zero points must lie in [0, 255]");
-  const int64_t N = x_q.size(0), C = x_q.size(1), H = x_q.size(2), W = x_q.size(3), K = w_scale.size(0);
-  const int64_t C4 = (C + 3) / 4 * 4, kg = C4 / 4, RS = R * S, panels = (K + kNR - 1) / kNR;
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), K = w_scale.size(0);
+  const int64_t align = qconv2d_channel_align(C), Cp = (C + align - 1) / align * align, kg = Cp / 4, RS = R * S;
+  const int64_t panels = (K + kNR - 1) / kNR;
   TORCH_CHECK(packed.numel() == panels * RS * kg * kNR * 4 && wsum.numel() == panels * kNR,
-              "sft_cpu::qconv2d: packed weights do not match K=", K, ", C=", C, ", R=", R, ", S=", S);
+              "sft_cpu::qconv2d: packed weights do not match K=", K, ", C=", C, ", R=", R, ", S=", S,
+              " (pack them with qconv2d_pack in this process)");
   const int64_t sh = stride[0], sw = stride[1], ph = padding[0], pw = padding[1], dh = dilation[0], dw = dilation[1];
   const int64_t P = (H + 2 * ph - dh * (R - 1) - 1) / sh + 1, Q = (W + 2 * pw - dw * (S - 1) - 1) / sw + 1;
   TORCH_CHECK(P > 0 && Q > 0, "sft_cpu::qconv2d: the input is too small for the kernel");
   const bool quant = out_scale > 0;
-  at::Tensor out = at::empty({N, K, P, Q}, x_q.options().dtype(quant ? at::kByte : at::kFloat)
-                                              .memory_format(at::MemoryFormat::ChannelsLast));
+  at::Tensor out = at::empty({N, K, P, Q}, x.options().dtype(quant ? at::kByte : at::kFloat)
+                                            .memory_format(at::MemoryFormat::ChannelsLast));
   if (N == 0 || K == 0) return out;
   const at::Tensor res = residual.has_value() ? residual->contiguous(at::MemoryFormat::ChannelsLast) : at::Tensor();
   if (res.defined())
     TORCH_CHECK(res.sizes() == out.sizes() && res.scalar_type() == at::kFloat,
                 "sft_cpu::qconv2d: residual must be float32 and shaped like the output");
 
-  // The zero-point-padded NHWC copy, channels rounded up to 4 (padded channels meet zero weights).
+  // The modulation maps, laid out as the input is (one offset indexes all three).
+  TORCH_CHECK(mod_scale.has_value() == mod_shift.has_value(), "sft_cpu::qconv2d: give both mod_scale and mod_shift");
+  at::Tensor ms, mt;
+  if (mod_scale.has_value()) {
+    TORCH_CHECK(x.scalar_type() == at::kFloat, "sft_cpu::qconv2d: a modulation needs a float32 input");
+    auto like_x = [&](const at::Tensor& t, const char* name) {
+      TORCH_CHECK(t.sizes() == x.sizes() && t.scalar_type() == at::kFloat, "sft_cpu::qconv2d: ", name,
+                  " must be float32 and shaped like the input");
+      return t.strides() == x.strides() ? t : at::empty_like(x).copy_(t);
+    };
+    ms = like_x(*mod_scale, "mod_scale");
+    mt = like_x(*mod_shift, "mod_shift");
+  }
+  const Mod mod{ms.defined() ? ms.data_ptr<float>() : nullptr, mt.defined() ? mt.data_ptr<float>() : nullptr};
+
+  const Kernel kern = kernel();
+  const bool amx = kern == Kernel::kAmx && align == 64;
   const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;
-  at::Tensor xp = at::full({N, Hp, Wp, C4}, static_cast<uint8_t>(x_zero_point), x_q.options());
-  xp.narrow(1, ph, H).narrow(2, pw, W).narrow(3, 0, C).copy_(x_q.permute({0, 2, 3, 1}));
-  if (C4 > C) xp.narrow(3, C, C4 - C).zero_();
+  const at::Tensor xp = padded_input(x, x_scale, x_zero_point, ph, pw, Cp, amx ? (32 * sw + 1) * Cp : 0, mod);
 
   // Per-channel constants padded to whole panels.
   const int64_t Kp = panels * kNR;
@@ -206,19 +233,48 @@ at::Tensor qconv2d_cpu(const at::Tensor& x_q, double x_scale, int64_t x_zero_poi
   }
   std::vector<int64_t> toff(RS);
   for (int64_t r = 0; r < R; ++r)
-    for (int64_t s = 0; s < S; ++s) toff[r * S + s] = (r * dh * Wp + s * dw) * C4;
+    for (int64_t s = 0; s < S; ++s) toff[r * S + s] = (r * dh * Wp + s * dw) * Cp;
 
   const uint8_t* xb = xp.data_ptr<uint8_t>();
   const int8_t* bb = packed.data_ptr<int8_t>();
-  const int64_t M = N * P * Q, mtiles = (M + kMR - 1) / kMR, PQ = P * Q;
-  const bool vnni = use_vnni();
-  static constexpr auto table = vnni_table(std::make_integer_sequence<int, kMR>{});
-  QStore base{comp.data_ptr<int32_t>(), mult.data_ptr<float>(), bpad.defined() ? bpad.data_ptr<float>() : nullptr,
-              static_cast<int>(activation), static_cast<float>(negative_slope), nullptr, K,
-              quant ? static_cast<float>(1.0 / out_scale) : 0.f, static_cast<int>(out_zero_point), quant, nullptr, K};
+  const qconv::Store base{comp.data_ptr<int32_t>(), mult.data_ptr<float>(),
+                          bpad.defined() ? bpad.data_ptr<float>() : nullptr, static_cast<int>(activation),
+                          static_cast<float>(negative_slope), nullptr, K,
+                          quant ? static_cast<float>(1.0 / out_scale) : 0.f, static_cast<int>(out_zero_point), quant,
+                          nullptr, K};
   const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
   uint8_t* ob = static_cast<uint8_t*>(out.data_ptr());
-  const int64_t esize = quant ? 1 : 4;
+  const int64_t esize = quant ? 1 : 4, panel_size = RS * kg * kNR * 4;
+  auto at_pixel = [&](const qconv::Store& b0, int64_t m, int64_t j0) {
+    qconv::Store st = b0;
+    st.res = rp ? rp + m * K + j0 : nullptr;
+    st.out = ob + (m * K + j0) * esize;
+    return st;
+  };
+
+  if (amx) {  // units: 32 pixels of one output row
+    const int64_t qb = (Q + 31) / 32;
+    at::parallel_for(0, N * P * qb, 1, [&](int64_t u0, int64_t u1) {
+      qconv::amx_configure();
+      alignas(64) int32_t acc[32 * kNR];
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t n = u / (P * qb), p = (u / qb) % P, q0 = (u % qb) * 32;
+        const int mr = static_cast<int>(std::min<int64_t>(32, Q - q0));
+        const uint8_t* a = xb + ((n * Hp + p * sh) * Wp + q0 * sw) * Cp;
+        const int64_t m0 = (n * P + p) * Q + q0;
+        for (int64_t panel = 0; panel < panels; ++panel) {
+          const int64_t j0 = panel * kNR;
+          qconv::block_amx(a, sw * Cp, toff.data(), RS, Cp / 64, bb + panel * panel_size, acc);
+          qconv::store_block(acc, mr, j0, static_cast<int>(std::min<int64_t>(kNR, K - j0)), at_pixel(base, m0, j0));
+        }
+      }
+      qconv::amx_release();
+    });
+    return out;
+  }
+
+  const int64_t M = N * P * Q, mtiles = (M + kMR - 1) / kMR, PQ = P * Q;
+  const bool vnni = kern != Kernel::kGeneric;
   at::parallel_for(0, mtiles, 4, [&](int64_t t0, int64_t t1) {
     const uint8_t* rows[kMR];
     for (int64_t mt = t0; mt < t1; ++mt) {
@@ -226,20 +282,17 @@ at::Tensor qconv2d_cpu(const at::Tensor& x_q, double x_scale, int64_t x_zero_poi
       const int mr = static_cast<int>(std::min<int64_t>(kMR, M - m0));
       for (int i = 0; i < mr; ++i) {
         const int64_t m = m0 + i, n = m / PQ, p = (m % PQ) / Q, q = m % Q;
-        rows[i] = xb + ((n * Hp + p * sh) * Wp + q * sw) * C4;
+        rows[i] = xb + ((n * Hp + p * sh) * Wp + q * sw) * Cp;
       }
       for (int64_t panel = 0; panel < panels; ++panel) {
         const int64_t j0 = panel * kNR;
         const int ncols = static_cast<int>(std::min<int64_t>(kNR, K - j0));
-        QStore st = base;
-        st.res = rp ? rp + m0 * K + j0 : nullptr;
-        st.out = ob + (m0 * K + j0) * esize;
-        const int8_t* bp = bb + panel * RS * kg * kNR * 4;
-        if (vnni) {
-          table[mr - 1](rows, toff.data(), RS, kg, bp, j0, ncols, st);
-        } else {
-          tile_generic(rows, mr, toff.data(), RS, kg, bp, j0, ncols, st);
-        }
+        const qconv::Store st = at_pixel(base, m0, j0);
+        const int8_t* bp = bb + panel * panel_size;
+        if (vnni)
+          qconv::tile_vnni(rows, mr, toff.data(), RS, kg, bp, j0, ncols, st);
+        else
+          qconv::tile_generic(rows, mr, toff.data(), RS, kg, bp, j0, ncols, st);
       }
     }
   });

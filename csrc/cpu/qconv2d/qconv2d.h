@@ -4,23 +4,35 @@
 
 #include <ATen/ATen.h>
 
-#include <cstdint>
+#include <string>
 #include <vector>
 
 namespace sft {
 
-// w_q: int8 [K, C, R, S] (groups = 1). Returns {packed, wsum}: packed int8 panels [ceil(K/32)][R·S][C4/4][32][4]
-// (C4 = C rounded up to 4; padded channels and output channels are zero) and wsum int32 [K] = Σ w_q[k].
+// The integer kernel this process runs: "amx", "vnni" or "generic" (the best this CPU and OS allow, or the one
+// SFT_KERNELS_INT8 names; SFT_KERNELS_ISA=avx2|generic also selects the portable loop).
+std::string qconv2d_kernel();
+
+// The channel rounding the packing (and the padded input) uses for C input channels: 64 where the AMX block runs
+// (C >= 16 with the amx kernel), else 4.
+int64_t qconv2d_channel_align(int64_t C);
+
+// w_q: int8 [K, C, R, S] (groups = 1). Returns {packed, wsum}: packed int8 panels [ceil(K/32)][R·S][Cp/4][32][4]
+// (Cp = C rounded up to qconv2d_channel_align(C); padded channels and output channels are zero) and wsum int32
+// [ceil(K/32)·32] = Σ w_q[k].
 std::vector<at::Tensor> qconv2d_pack(const at::Tensor& w_q);
 
 // y = act((Σ (x_q − zx)·w_q) · x_scale·w_scale[k] + bias[k]) + residual; out_scale > 0: uint8
-// clamp(round(y / out_scale) + out_zero_point, 0, 255), else float32. x_q: uint8 [N, C, H, W] (any layout); packed,
-// wsum from qconv2d_pack of the [K, C, R, S] weight; w_scale, bias float32 [K]; residual float32 shaped like the
-// output. Output channels_last.
-at::Tensor qconv2d_cpu(const at::Tensor& x_q, double x_scale, int64_t x_zero_point, const at::Tensor& packed,
+// clamp(round(y / out_scale) + out_zero_point, 0, 255), else float32. x: uint8 [N, C, H, W], or float32 quantized on
+// the way in (clamp(round(x · (1/x_scale)) + zx, 0, 255)), any layout; packed, wsum from qconv2d_pack of the
+// [K, C, R, S] weight; w_scale, bias float32 [K]; residual float32 shaped like the output. mod_scale / mod_shift
+// (float input only, shaped like it): the input is x·(mod_scale + 1) + mod_shift, an SFT modulation applied as the
+// input is quantized. Output channels_last.
+at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point, const at::Tensor& packed,
                        const at::Tensor& wsum, const at::Tensor& w_scale, const c10::optional<at::Tensor>& bias,
                        int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                        int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,
-                       double out_scale, int64_t out_zero_point);
+                       double out_scale, int64_t out_zero_point, const c10::optional<at::Tensor>& mod_scale,
+                       const c10::optional<at::Tensor>& mod_shift);
 
 }  // namespace sft

@@ -3,9 +3,9 @@
     y = act(Σ (x_q − x_zero_point)·w_q · x_scale·w_scale[k] + bias[k]) + residual
     out = y (float32), or with out_scale > 0: clamp(round(y / out_scale) + out_zero_point, 0, 255) (uint8)
 
-x_q: uint8 activations, per-tensor affine (x_scale, x_zero_point); w_q: int8 weights [K, C/groups, R, S], per-output-
-channel symmetric scales w_scale [K]; bias and residual float32. Integer sums are exact (int32 in kernels, exact
-float64 in the reference); outputs agree with the float64 reference to the float32 epilogue's rounding, and
+x_q: uint8 activations, per-tensor affine (x_scale, x_zero_point), or float32 ones quantized with them on the way in;
+w_q: int8 weights [K, C/groups, R, S], per-output-channel symmetric scales w_scale [K]; bias and residual float32.
+Integer sums are exact (int32 in kernels, exact float64 in the reference); outputs agree with the float64 reference to the float32 epilogue's rounding, and
 requantized outputs to within one quantization step.
 
 The op (schema `sft::qconv2d`, fake kernel, registry entry), its checks and its public function; `reference.py` holds
@@ -22,21 +22,24 @@ from ...runtime.dispatch import PLAIN, Op, dispatch
 from . import cpu
 from . import reference as ref
 
-registry.register_op("qconv2d", {"reference": (torch.uint8,), "cpu": (torch.uint8,)})
+registry.register_op("qconv2d", {"reference": (torch.uint8, torch.float32), "cpu": (torch.uint8, torch.float32)})
 
 
-def _impl_reference(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp):
-    y = ref.qconv2d(x, x_scale, x_zp, w, ws, b, res, stride, padding, dilation, groups, act, slope, o_scale, o_zp)
+def _impl_reference(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale,
+                    o_zp):
+    xm = x if ms is None else x * (ms + 1) + mt
+    y = ref.qconv2d(xm, x_scale, x_zp, w, ws, b, res, stride, padding, dilation, groups, act, slope, o_scale, o_zp)
     y = y if o_scale > 0 else y.to(torch.float32)
     return y.contiguous(memory_format=checks.output_memory_format(x))
 
 
-def _impl_cpu(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp):
+def _impl_cpu(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale,
+              o_zp):
     if groups != 1:  # the cpu kernel is ungrouped: the reference (exact) takes grouped convs
-        return _impl_reference(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope,
-                               o_scale, o_zp)
+        return _impl_reference(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act,
+                               slope, o_scale, o_zp)
     return cpu.qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale,
-                       o_zp)
+                       o_zp, ms, mt)
 
 
 _IMPLS = {"reference": _impl_reference, "cpu": _impl_cpu}
@@ -44,16 +47,18 @@ _IMPLS = {"reference": _impl_reference, "cpu": _impl_cpu}
 
 @torch.library.custom_op("sft::qconv2d", mutates_args=())
 def _qconv2d_op(input: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, bias: Optional[torch.Tensor],
-                residual: Optional[torch.Tensor], input_scale: float, input_zero_point: int, stride: list[int],
+                residual: Optional[torch.Tensor], mod_scale: Optional[torch.Tensor],
+                mod_shift: Optional[torch.Tensor], input_scale: float, input_zero_point: int, stride: list[int],
                 padding: list[int], dilation: list[int], groups: int, activation: Optional[str],
                 negative_slope: float, out_scale: float, out_zero_point: int, backend: str) -> torch.Tensor:
-    return _IMPLS[backend](input, weight, weight_scale, bias, residual, input_scale, input_zero_point, stride,
-                           padding, dilation, groups, activation, negative_slope, out_scale, out_zero_point)
+    return _IMPLS[backend](input, weight, weight_scale, bias, residual, mod_scale, mod_shift, input_scale,
+                           input_zero_point, stride, padding, dilation, groups, activation, negative_slope, out_scale,
+                           out_zero_point)
 
 
 @_qconv2d_op.register_fake
-def _(input, weight, weight_scale, bias, residual, input_scale, input_zero_point, stride, padding, dilation, groups,
-      activation, negative_slope, out_scale, out_zero_point, backend):
+def _(input, weight, weight_scale, bias, residual, mod_scale, mod_shift, input_scale, input_zero_point, stride,
+      padding, dilation, groups, activation, negative_slope, out_scale, out_zero_point, backend):
     p, q = checks.conv_output_hw(input.shape[2], input.shape[3], weight.shape[2], weight.shape[3], stride, padding,
                                  dilation)
     out = input.new_empty((input.shape[0], weight.shape[0], p, q),
@@ -65,8 +70,8 @@ OP = Op("qconv2d", _qconv2d_op, _IMPLS)
 
 
 def _check(input, weight, weight_scale, bias, residual, input_scale, input_zero_point, stride, padding, dilation,
-           groups, activation, negative_slope, out_scale, out_zero_point) -> tuple:
-    checks.tensor(input, "input", 4, dtypes=(torch.uint8,))
+           groups, activation, negative_slope, out_scale, out_zero_point, mod_scale, mod_shift) -> tuple:
+    checks.tensor(input, "input", 4, dtypes=(torch.uint8, torch.float32))
     checks.tensor(weight, "weight", 4, dtypes=(torch.int8,))
     if weight.device != input.device:
         raise ValueError(f"weight is on {weight.device} but input is on {input.device}")
@@ -100,6 +105,12 @@ def _check(input, weight, weight_scale, bias, residual, input_scale, input_zero_
             raise ValueError(f"residual must have the output's shape {(input.shape[0], k, p, q)}, "
                              f"got {tuple(residual.shape)}")
     checks.activation(activation)
+    for name, t in (("modulation scale", mod_scale), ("modulation shift", mod_shift)):
+        if t is not None:
+            checks.tensor(t, name, 4, dtypes=(torch.float32,))
+            if t.shape != input.shape or input.dtype != torch.float32:
+                raise ValueError(f"modulation=(scale, shift) needs a float32 input and maps shaped like it "
+                                 f"{tuple(input.shape)}, got {name} {tuple(t.shape)} on a {input.dtype} input")
     return (float(input_scale), int(input_zero_point), stride, padding, dilation, groups, activation,
             float(negative_slope), float(out_scale), int(out_zero_point))
 
@@ -107,10 +118,17 @@ def _check(input, weight, weight_scale, bias, residual, input_scale, input_zero_
 def qconv2d(input, weight, weight_scale, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
             input_scale: float, input_zero_point: int, activation: Optional[str] = None,
             negative_slope: float = 0.01, residual: Optional[torch.Tensor] = None, out_scale: float = 0.0,
-            out_zero_point: int = 0, backend: Optional[str] = None) -> torch.Tensor:
-    """int8 conv with fused requantization (see the module docstring): uint8 input (scale, zero point), int8 weight
-    with per-output-channel scales, float32 bias and residual; float32 output, or uint8 with out_scale > 0."""
-    tensors = (input, weight, weight_scale, bias, residual)
+            out_zero_point: int = 0, modulation: Optional[tuple] = None,
+            backend: Optional[str] = None) -> torch.Tensor:
+    """int8 conv with fused requantization (see the module docstring): uint8 input (scale, zero point), or float32
+    quantized on the way in with that scale and zero point (fused into the kernel's input copy), int8 weight
+    with per-output-channel scales, float32 bias and residual; float32 output, or uint8 with out_scale > 0.
+    ``modulation=(scale, shift)`` (float input, maps shaped like it) convolves input·(scale + 1) + shift, applied as
+    the input is quantized (SFTNet's SFT layers)."""
+    if modulation is not None and not (isinstance(modulation, tuple) and len(modulation) == 2):
+        raise TypeError("modulation must be a (scale, shift) tuple of tensors")
+    ms, mt = modulation if modulation is not None else (None, None)
+    tensors = (input, weight, weight_scale, bias, residual, ms, mt)
     sig = None
     if (type(input) is torch.Tensor and all(t is None or type(t) in PLAIN for t in tensors)
             and all(type(v) is int or (type(v) is tuple and len(v) == 2 and all(type(e) is int for e in v))
@@ -123,5 +141,6 @@ def qconv2d(input, weight, weight_scale, bias=None, stride=1, padding=0, dilatio
                out_zero_point)
     return dispatch(OP, backend, tensors, sig,
                     lambda: _check(input, weight, weight_scale, bias, residual, input_scale, input_zero_point, stride,
-                                   padding, dilation, groups, activation, negative_slope, out_scale, out_zero_point),
+                                   padding, dilation, groups, activation, negative_slope, out_scale, out_zero_point,
+                                   ms, mt),
                     input)

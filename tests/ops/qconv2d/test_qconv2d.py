@@ -66,21 +66,62 @@ def test_requantized_output_within_one_step_and_saturates(backend, case):
         assert (y.int() - expected.int()).abs().max().item() <= 1
 
 
-@pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
-def test_cpu_portable_path_matches_the_vnni_kernel():
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", CASES[:6], ids=str)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_float_input_is_quantized_on_the_way_in(backend, case, layout):
+    n, c, h, w, k, r, st, pd, dl, g = case
+    _, wq, ws, b = _data(case, 0)
+    x = torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(3)) * 2
+    x = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
+    x[0, 0, 0, 0] = 1e12  # saturates (and stays in int32 on the way)
+    y = qconv2d(x, wq, ws, b, st, pd, dl, input_scale=0.03, input_zero_point=120, backend=backend)
+    expected = ref.qconv2d(x, 0.03, 120, wq, ws, b, None, st, pd, dl)
+    atol, rtol = tolerance(torch.float32, 1, expected.abs().max().item())
+    torch.testing.assert_close(y.double(), expected, atol=atol, rtol=rtol)
+
+
+def _kernels():
+    if "cpu" not in BACKENDS:
+        return []
+    from sft_kernels.ops.qconv2d import cpu
+    best = cpu.kernel()
+    return [k for k in ("amx", "vnni", "generic") if ("amx", "vnni", "generic").index(k) >= ("amx", "vnni",
+                                                                                             "generic").index(best)]
+
+
+@pytest.mark.parametrize("kernel", _kernels())
+def test_every_cpu_kernel_matches_the_integer_reference(kernel):
+    """Each tile kernel (AMX, VNNI, portable) forced in a fresh process, on shapes that take each of its paths: channel
+    counts under and over the AMX threshold, tails of pixels and channels, stride 2, float and uint8 inputs."""
     code = ("import torch\n"
             "from sft_kernels.ops import qconv2d\n"
-            "from sft_kernels.ops.qconv2d import reference as ref\n"
+            "from sft_kernels.ops.qconv2d import cpu, reference as ref\n"
+            f"assert cpu.kernel() == {kernel!r}, cpu.kernel()\n"
             "g = torch.Generator().manual_seed(1)\n"
-            "xq = torch.randint(0, 256, (2, 13, 9, 8), dtype=torch.uint8, generator=g)\n"
-            "wq = torch.randint(-127, 128, (35, 13, 3, 3), dtype=torch.int8, generator=g)\n"
-            "ws = torch.rand(35, generator=g) * 0.01 + 0.001\n"
-            "y = qconv2d(xq, wq, ws, None, 2, 1, input_scale=0.03, input_zero_point=200, backend='cpu')\n"
-            "e = ref.qconv2d(xq, 0.03, 200, wq, ws, None, None, 2, 1)\n"
-            "assert (y.double() - e).abs().max() <= 1e-5 * e.abs().max(), (y.double() - e).abs().max()\n")
-    env = dict(os.environ, SFT_KERNELS_ISA="generic")
+            "for n, c, h, w, k, st in ((2, 13, 9, 8, 35, 2), (1, 64, 7, 37, 64, 1), (1, 80, 6, 19, 48, 2),\n"
+            "                          (1, 3, 9, 9, 8, 1), (1, 16, 5, 33, 97, 1)):\n"
+            "    xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=g)\n"
+            "    wq = torch.randint(-128, 128, (k, c, 3, 3), dtype=torch.int8, generator=g)\n"
+            "    ws = torch.rand(k, generator=g) * 0.01 + 0.001\n"
+            "    for x in (xq, xq.float() * 0.03 - 1.0):\n"
+            "        y = qconv2d(x, wq, ws, None, st, 1, input_scale=0.03, input_zero_point=33, backend='cpu')\n"
+            "        e = ref.qconv2d(x, 0.03, 33, wq, ws, None, None, st, 1)\n"
+            "        assert (y.double() - e).abs().max() <= 1e-5 * e.abs().max(), (n, c, h, w, k, st)\n")
+    env = dict(os.environ, SFT_KERNELS_INT8=kernel)
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
+def test_forced_portable_isa_runs_the_portable_kernel():
+    code = "from sft_kernels.ops.qconv2d import cpu; assert cpu.kernel() == 'generic', cpu.kernel()"
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, SFT_KERNELS_ISA="generic"),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, SFT_KERNELS_INT8="tpu"),
+                          capture_output=True, text=True, timeout=120)
+    assert "SFT_KERNELS_INT8 must be amx, vnni or generic" in proc.stderr
 
 
 def test_quantize_helpers_round_trip():
@@ -94,8 +135,8 @@ def test_quantize_helpers_round_trip():
 
 def test_bad_inputs():
     xq, wq, ws, b = _data(CASES[0], 0)
-    with pytest.raises(TypeError, match="input must have dtype torch.uint8"):
-        qconv2d(xq.float(), wq, ws, input_scale=0.1, input_zero_point=0)
+    with pytest.raises(TypeError, match="input must have dtype torch.uint8 or torch.float32"):
+        qconv2d(xq.double(), wq, ws, input_scale=0.1, input_zero_point=0)
     with pytest.raises(TypeError, match="weight must have dtype torch.int8"):
         qconv2d(xq, wq.float(), ws, input_scale=0.1, input_zero_point=0)
     with pytest.raises(ValueError, match="positive per-channel scales"):
@@ -108,3 +149,22 @@ def test_bad_inputs():
         qconv2d(xq, wq[:, :5], ws, input_scale=0.1, input_zero_point=0)
     with pytest.raises(ValueError, match="residual must have the output's shape"):
         qconv2d(xq, wq, ws, padding=1, input_scale=0.1, input_zero_point=0, residual=torch.randn(1, 64, 3, 3))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_sft_modulation_is_applied_as_the_input_is_quantized(backend, layout):
+    # values on a 1/8 grid: x·(scale + 1) + shift is exact in float32, fused multiply-add or not
+    gen = torch.Generator().manual_seed(5)
+    grid = lambda *s: torch.randint(-16, 17, s, generator=gen).float() / 8  # noqa: E731
+    x, ms, mt = grid(2, 40, 9, 13), grid(2, 40, 9, 13), grid(2, 40, 9, 13)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    wq = torch.randint(-127, 128, (24, 40, 3, 3), dtype=torch.int8, generator=gen)
+    ws = torch.rand(24, generator=gen) * 0.01 + 0.001
+    y = qconv2d(x, wq, ws, None, 1, 1, input_scale=0.125, input_zero_point=128, modulation=(ms, mt), backend=backend)
+    expected = ref.qconv2d(x * (ms + 1) + mt, 0.125, 128, wq, ws, None, None, 1, 1)
+    atol, rtol = tolerance(torch.float32, 1, expected.abs().max().item())
+    torch.testing.assert_close(y.double(), expected, atol=atol, rtol=rtol)
+    with pytest.raises(ValueError, match="modulation=.scale, shift. needs a float32 input"):
+        qconv2d(x, wq, ws, None, 1, 1, input_scale=0.1, input_zero_point=0, modulation=(ms[:1], mt), backend=backend)

@@ -1,0 +1,42 @@
+// The int8 conv's tile kernels (vnni.cpp, amx.cpp) and the fused store they share.
+#pragma once
+
+#include <cstdint>
+
+namespace sft::qconv {
+
+constexpr int kNR = 32;  // output channels per packed panel
+constexpr int kMR = 14;  // output pixels per VNNI register tile
+
+struct Store {
+  const int32_t* comp;  // zx·wsum[k], padded to the panels' width
+  const float* mult;    // x_scale·w_scale[k]
+  const float* bias;    // or null
+  int act;
+  float slope;
+  const float* res;  // residual rows (pitch ldr), or null
+  int64_t ldr;
+  float inv_out;  // 1 / out_scale (quantized output)
+  int zo;
+  bool quant;
+  void* out;  // float or uint8 rows of pitch ldo (elements)
+  int64_t ldo;
+};
+
+// rows[i]: pixel i's first tap in the padded input; toff[t]: tap t's offset; kg: channel groups of 4 per tap;
+// b: the panel's packed weights [tap][kg][32][4]; j0: the panel's first output channel.
+void tile_generic(const uint8_t* const* rows, int mr, const int64_t* toff, int64_t ntaps, int64_t kg, const int8_t* b,
+                  int64_t j0, int ncols, const Store& s);
+void tile_vnni(const uint8_t* const* rows, int mr, const int64_t* toff, int64_t ntaps, int64_t kg, const int8_t* b,
+               int64_t j0, int ncols, const Store& s);
+
+// AMX: 32 pixels at a fixed input pitch × one 32-channel panel, channels in chunks of 64 (kg = 16·chunks).
+bool amx_enable();     // asks the kernel for the tile data state once per process; false if refused
+void amx_configure();  // loads the tile configuration on this thread
+void amx_release();
+void block_amx(const uint8_t* a, int64_t pitch, const int64_t* toff, int64_t ntaps, int64_t chunks, const int8_t* b,
+               int32_t* acc);  // acc: [32 pixels][32 channels] int32
+// The store of AVX-512 for a block of accumulators (pitch 32), mr pixels.
+void store_block(const int32_t* acc, int mr, int64_t j0, int ncols, const Store& s);
+
+}  // namespace sft::qconv
