@@ -23,6 +23,7 @@
 #include "cpu/engine/isa.h"
 #include "cpu/engine/ukernel.h"
 #include "cpu/qconv2d/tiles.h"
+#include "cpu/runtime/buffer_pool.h"
 
 namespace sft {
 
@@ -100,9 +101,15 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void quantize_avx512(const 
 at::Tensor padded_input(const at::Tensor& x, double x_scale, int64_t zx, int64_t ph, int64_t pw, int64_t Cp,
                         int64_t slack, Mod mod) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), Hp = H + 2 * ph, Wp = W + 2 * pw;
-  at::Tensor xp = at::empty({N * Hp * Wp * Cp + slack}, x.options().dtype(at::kByte));
+  // From the pool: a fresh multi-MB buffer would be page-faulted in on every call.
+  at::Tensor xp = pooled_empty({N * Hp * Wp * Cp + slack}, x.options().dtype(at::kByte));
   uint8_t* d = xp.data_ptr<uint8_t>();
-  std::memset(d, static_cast<int>(zx), xp.numel());
+  const int64_t image = Hp * Wp * Cp, band = ph * Wp * Cp;
+  for (int64_t n = 0; n < N; ++n) {  // the top and bottom padding rows (interior rows are filled whole below)
+    std::memset(d + n * image, static_cast<int>(zx), band);
+    std::memset(d + n * image + (ph + H) * Wp * Cp, static_cast<int>(zx), band);
+  }
+  std::memset(d + N * image, static_cast<int>(zx), slack);
   const int64_t sn = x.stride(0), sc = x.stride(1), sh = x.stride(2), sw = x.stride(3);
   const bool flt = x.scalar_type() == at::kFloat;
   const float inv = static_cast<float>(1.0 / x_scale), fz = static_cast<float>(zx);
@@ -112,9 +119,12 @@ at::Tensor padded_input(const at::Tensor& x, double x_scale, int64_t zx, int64_t
   at::parallel_for(0, N * H, 8, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / H, h = r % H;
+      std::memset(d + (n * Hp + h + ph) * Wp * Cp, static_cast<int>(zx), Wp * Cp);
       uint8_t* row = d + ((n * Hp + h + ph) * Wp + pw) * Cp;
       const int64_t base = n * sn + h * sh;
-      if (sc == 1) {  // channels_last: a pixel's channels are contiguous
+      if (sc == 1 && !flt && Cp == C && sw == C) {  // channels_last uint8, no channel padding: the row at once
+        std::memcpy(row, xu + base, W * C);
+      } else if (sc == 1) {  // channels_last: a pixel's channels are contiguous
         for (int64_t w = 0; w < W; ++w) {
           if (!flt)
             std::memcpy(row + w * Cp, xu + base + w * sw, C);
@@ -193,8 +203,8 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const int64_t P = (H + 2 * ph - dh * (R - 1) - 1) / sh + 1, Q = (W + 2 * pw - dw * (S - 1) - 1) / sw + 1;
   TORCH_CHECK(P > 0 && Q > 0, "sft_cpu::qconv2d: the input is too small for the kernel");
   const bool quant = out_scale > 0;
-  at::Tensor out = at::empty({N, K, P, Q}, x.options().dtype(quant ? at::kByte : at::kFloat)
-                                            .memory_format(at::MemoryFormat::ChannelsLast));
+  at::Tensor out = pooled_empty({N, K, P, Q}, x.options().dtype(quant ? at::kByte : at::kFloat),
+                                at::MemoryFormat::ChannelsLast);
   if (N == 0 || K == 0) return out;
   const at::Tensor res = residual.has_value() ? residual->contiguous(at::MemoryFormat::ChannelsLast) : at::Tensor();
   if (res.defined())
@@ -221,15 +231,19 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;
   const at::Tensor xp = padded_input(x, x_scale, x_zero_point, ph, pw, Cp, amx ? (32 * sw + 1) * Cp : 0, mod);
 
-  // Per-channel constants padded to whole panels.
+  // Per-channel constants padded to whole panels (plain vectors: ATen ops on these tiny tensors cost more).
   const int64_t Kp = panels * kNR;
-  at::Tensor comp = wsum * static_cast<int32_t>(x_zero_point);
-  at::Tensor mult = at::zeros({Kp}, w_scale.options());
-  mult.narrow(0, 0, K).copy_(w_scale.to(at::kDouble).mul(x_scale).to(at::kFloat));
-  at::Tensor bpad;
+  std::vector<int32_t> comp(Kp);
+  std::vector<float> mult(Kp, 0.f), bpad;
+  const at::Tensor wsc = w_scale.contiguous();
+  const int32_t* wsp = wsum.data_ptr<int32_t>();
+  const float* wscp = wsc.data_ptr<float>();
+  for (int64_t k = 0; k < Kp; ++k) comp[k] = wsp[k] * static_cast<int32_t>(x_zero_point);
+  for (int64_t k = 0; k < K; ++k) mult[k] = static_cast<float>(static_cast<double>(wscp[k]) * x_scale);
   if (bias.has_value() && bias->defined()) {
-    bpad = at::zeros({Kp}, w_scale.options());
-    bpad.narrow(0, 0, K).copy_(*bias);
+    const at::Tensor bc = bias->contiguous();
+    bpad.assign(Kp, 0.f);
+    std::copy(bc.data_ptr<float>(), bc.data_ptr<float>() + K, bpad.begin());
   }
   std::vector<int64_t> toff(RS);
   for (int64_t r = 0; r < R; ++r)
@@ -237,8 +251,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
 
   const uint8_t* xb = xp.data_ptr<uint8_t>();
   const int8_t* bb = packed.data_ptr<int8_t>();
-  const qconv::Store base{comp.data_ptr<int32_t>(), mult.data_ptr<float>(),
-                          bpad.defined() ? bpad.data_ptr<float>() : nullptr, static_cast<int>(activation),
+  const qconv::Store base{comp.data(), mult.data(), bpad.empty() ? nullptr : bpad.data(), static_cast<int>(activation),
                           static_cast<float>(negative_slope), nullptr, K,
                           quant ? static_cast<float>(1.0 / out_scale) : 0.f, static_cast<int>(out_zero_point), quant,
                           nullptr, K};
@@ -252,22 +265,30 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
     return st;
   };
 
-  if (amx) {  // units: 32 pixels of one output row
+  if (amx) {  // units: 32 pixels of one output row; blocks: a unit × a panel
     const int64_t qb = (Q + 31) / 32;
     at::parallel_for(0, N * P * qb, 1, [&](int64_t u0, int64_t u1) {
       qconv::amx_configure();
-      alignas(64) int32_t acc[32 * kNR];
+      alignas(64) int32_t acc[2][32 * kNR];
+      qconv::StoreJob job{};
+      int buf = 0;
+      bool have = false;
       for (int64_t u = u0; u < u1; ++u) {
         const int64_t n = u / (P * qb), p = (u / qb) % P, q0 = (u % qb) * 32;
-        const int mr = static_cast<int>(std::min<int64_t>(32, Q - q0));
         const uint8_t* a = xb + ((n * Hp + p * sh) * Wp + q0 * sw) * Cp;
+        const int mr = static_cast<int>(std::min<int64_t>(32, Q - q0));
         const int64_t m0 = (n * P + p) * Q + q0;
         for (int64_t panel = 0; panel < panels; ++panel) {
+          qconv::block_amx(a, sw * Cp, toff.data(), RS, Cp / 64, bb + panel * panel_size, nullptr);
+          if (have) qconv::store_block(job.acc, job.mr, job.j0, job.ncols, job.s);  // while the tiles multiply
+          qconv::block_amx_store(acc[buf]);
           const int64_t j0 = panel * kNR;
-          qconv::block_amx(a, sw * Cp, toff.data(), RS, Cp / 64, bb + panel * panel_size, acc);
-          qconv::store_block(acc, mr, j0, static_cast<int>(std::min<int64_t>(kNR, K - j0)), at_pixel(base, m0, j0));
+          job = {acc[buf], mr, j0, static_cast<int>(std::min<int64_t>(kNR, K - j0)), at_pixel(base, m0, j0)};
+          have = true;
+          buf ^= 1;
         }
       }
+      if (have) qconv::store_block(job.acc, job.mr, job.j0, job.ncols, job.s);
       qconv::amx_release();
     });
     return out;

@@ -34,8 +34,20 @@ void tile_vnni(const uint8_t* const* rows, int mr, const int64_t* toff, int64_t 
 bool amx_enable();     // asks the kernel for the tile data state once per process; false if refused
 void amx_configure();  // loads the tile configuration on this thread
 void amx_release();
+// A block's sums waiting for their store: acc [32 pixels][32 channels] int32, mr pixels, the panel's channels, and
+// the Store pointed at the block's first pixel.
+struct StoreJob {
+  const int32_t* acc;
+  int mr;
+  int64_t j0;
+  int ncols;
+  Store s;
+};
+// block_amx runs the block's tile multiplies and, a slice after each (tap, chunk) step, the store of the previous
+// block (job, or null): the vector units store while the tile unit multiplies. block_amx_store writes the sums.
 void block_amx(const uint8_t* a, int64_t pitch, const int64_t* toff, int64_t ntaps, int64_t chunks, const int8_t* b,
-               int32_t* acc);  // acc: [32 pixels][32 channels] int32
+               const StoreJob* job);
+void block_amx_store(int32_t* acc);
 // The store of AVX-512 for a block of accumulators (pitch 32), mr pixels.
 void store_block(const int32_t* acc, int mr, int64_t j0, int ncols, const Store& s);
 

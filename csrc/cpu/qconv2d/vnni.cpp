@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "cpu/engine/ukernel.h"
+#include "cpu/qconv2d/store_avx512.h"
 #include "cpu/qconv2d/tiles.h"
 
 namespace sft::qconv {
@@ -22,30 +23,6 @@ inline float store_value(int32_t acc, int j, const Store& s, const float* res_ro
   float v = static_cast<float>(acc - s.comp[j]) * s.mult[j] + (s.bias ? s.bias[j] : 0.f);
   v = activate(v, s.act, s.slope);
   return res_row ? v + res_row[j] : v;
-}
-
-// y = (acc − zx·wsum)·mult + bias → activation → + residual → float32, or uint8 requantized; 16 channels of pixel i.
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store16(__m512i a, int i, int c0, __mmask16 m,
-                                                                          __m512i comp, __m512 mult, __m512 bias,
-                                                                          const Store& s) {
-  const __m512 zero = _mm512_setzero_ps();
-  __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a, comp)), mult, bias);
-  const __mmask16 neg = _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);
-  if (s.act == kActRelu) v = _mm512_mask_mov_ps(v, neg, zero);
-  if (s.act == kActLeaky) v = _mm512_mask_mul_ps(v, neg, v, _mm512_set1_ps(s.slope));
-  if (s.res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, s.res + i * s.ldr + c0));
-  if (s.quant) {
-    __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, _mm512_set1_ps(s.inv_out))),
-                                 _mm512_set1_epi32(s.zo));
-    q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(255));
-    _mm512_mask_cvtepi32_storeu_epi8(static_cast<uint8_t*>(s.out) + i * s.ldo + c0, m, q);
-  } else {
-    _mm512_mask_storeu_ps(static_cast<float*>(s.out) + i * s.ldo + c0, m, v);
-  }
-}
-
-__attribute__((target("avx512f"))) inline __mmask16 tail_mask(int n) {
-  return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
 }
 
 template <int MR>
@@ -73,9 +50,10 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_vnni_m
     const __mmask16 m = tail_mask(ncols - c0);
     const int64_t jj = j0 + c0;
     const __m512i comp = _mm512_loadu_si512(s.comp + jj);
-    const __m512 mult = _mm512_loadu_ps(s.mult + jj);
-    const __m512 bias = s.bias ? _mm512_loadu_ps(s.bias + jj) : _mm512_setzero_ps();
-    for (int i = 0; i < MR; ++i) store16(h ? acc1[i] : acc0[i], i, c0, m, comp, mult, bias, s);
+    const Epi e = epi_of(s);
+    __m512 mult, bias;
+    channel_consts(s, e, jj, &mult, &bias);
+    for (int i = 0; i < MR; ++i) store16(h ? acc1[i] : acc0[i], i, c0, m, comp, mult, bias, e);
   }
 }
 
@@ -97,14 +75,21 @@ void tile_vnni(const uint8_t* const* rows, int mr, const int64_t* toff, int64_t 
 
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void store_block(const int32_t* acc, int mr, int64_t j0,
                                                                       int ncols, const Store& s) {
-  for (int h = 0; h < 2 && h * 16 < ncols; ++h) {
-    const int c0 = h * 16;
-    const __mmask16 m = tail_mask(ncols - c0);
-    const int64_t jj = j0 + c0;
-    const __m512i comp = _mm512_loadu_si512(s.comp + jj);
-    const __m512 mult = _mm512_loadu_ps(s.mult + jj);
-    const __m512 bias = s.bias ? _mm512_loadu_ps(s.bias + jj) : _mm512_setzero_ps();
-    for (int i = 0; i < mr; ++i) store16(_mm512_loadu_si512(acc + i * kNR + c0), i, c0, m, comp, mult, bias, s);
+  const Epi e = epi_of(s);
+  __m512i comp[2];
+  __m512 mult[2], bias[2];
+  const int halves = ncols > 16 ? 2 : 1;
+  for (int h = 0; h < halves; ++h) {
+    comp[h] = _mm512_loadu_si512(s.comp + j0 + 16 * h);
+    channel_consts(s, e, j0 + 16 * h, &mult[h], &bias[h]);
+  }
+  int i0 = 0;
+  if (s.quant && ncols == kNR)
+    for (; i0 + 1 < mr; i0 += 2) store_pair_u8(acc, i0, comp, mult, bias, e);
+  for (int h = 0; h < halves; ++h) {
+    const __mmask16 m = tail_mask(ncols - 16 * h);
+    for (int i = i0; i < mr; ++i) store16(_mm512_loadu_si512(acc + i * kNR + 16 * h), i, 16 * h, m, comp[h], mult[h],
+                                          bias[h], e);
   }
 }
 

@@ -1,0 +1,87 @@
+"""sft.qconv2d (the cpu int8 kernel: AMX / VNNI / portable, whichever this CPU runs) against PyTorch's quantized x86
+engine (torch.ao.nn.quantized.Conv2d: uint8 activations, per-channel int8 weights, requantized uint8 output,
+channels_last) on the same scheme and inputs, and against our own fp32 direct conv (sft.conv2d, algorithm="direct")
+and our best fp32 conv (algorithm auto: Winograd where it pays). Interleaved medians, GOP/s, ratios side by side.
+Usage: python benchmarks/ops/bench_qconv2d.py [--threads 1 2] [--catalog sftnet resnet50] [-o out.json]
+"""
+import argparse
+import json
+import sys
+
+import torch
+
+from sft_kernels import ops
+from sft_kernels.ops.qconv2d import cpu as qcpu
+from sft_kernels.tools.benchmark import time_interleaved
+from sft_kernels.tools.shapes import CONV_CATALOGS
+
+
+def candidates(s):
+    torch.backends.quantized.engine = "x86"
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(s.n, s.c, s.h, s.w, generator=g).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(s.k, s.c, s.r, s.s, generator=g) * 0.05
+    b = torch.randn(s.k, generator=g) * 0.1
+    xs, xz, os_, oz = 1 / 255, 0, 0.05, 128
+    ws = w.reshape(s.k, -1).abs().amax(1) / 127
+    wq = torch.clamp(torch.round(w / ws.view(-1, 1, 1, 1)), -127, 127).to(torch.int8)
+    xq_t = torch.quantize_per_tensor(x, xs, xz, torch.quint8)  # channels_last kept
+    qw = torch._make_per_channel_quantized_tensor(wq, ws.double(), torch.zeros(s.k, dtype=torch.long), 0)
+    qconv = torch.ao.nn.quantized.Conv2d(s.c, s.k, (s.r, s.s), s.stride, s.padding)
+    qconv.set_weight_bias(qw, b)
+    qconv.scale, qconv.zero_point = os_, oz
+    xu8 = xq_t.int_repr()
+    assert xu8.is_contiguous(memory_format=torch.channels_last)
+    wd = wq.float() * ws.view(-1, 1, 1, 1)
+    ours = lambda: ops.qconv2d(xu8, wq, ws, b, s.stride, s.padding, input_scale=xs, input_zero_point=xz,  # noqa
+                               out_scale=os_, out_zero_point=oz, backend="cpu")
+    # same result (within one step) before timing anything
+    diff = (ours().int() - qconv(xq_t).int_repr().int()).abs().max().item()
+    assert diff <= 1, f"{s.name}: ours and torch.ao differ by {diff} steps"
+    return {
+        "torch.ao int8": lambda: qconv(xq_t),
+        "sft int8": ours,
+        "sft fp32 direct": lambda: ops.conv2d(x, wd, b, s.stride, s.padding, backend="cpu", algorithm="direct"),
+        "sft fp32 best": lambda: ops.conv2d(x, wd, b, s.stride, s.padding, backend="cpu"),
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--catalog", nargs="+", default=["sftnet", "resnet50"], choices=list(CONV_CATALOGS))
+    p.add_argument("--lr", type=int, default=128, help="SFTNet's LR size (its layers scale with it)")
+    p.add_argument("--repeat", type=int, default=9)
+    p.add_argument("-o", "--output")
+    args = p.parse_args(argv)
+    rows = []
+    print(f"int8 kernel: {qcpu.kernel()}")
+    print(f"{'thr':>3s} {'shape':28s} {'torch.ao ms':>11s} {'sft int8 ms':>11s} {'GOP/s':>7s} {'vs torch.ao':>11s} "
+          f"{'vs fp32 direct':>14s} {'vs fp32 best':>12s}")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for cat in args.catalog:
+            shapes = CONV_CATALOGS[cat](args.lr) if cat == "sftnet" else CONV_CATALOGS[cat]()
+            for s in shapes:
+                with torch.no_grad():
+                    t = time_interleaved(candidates(s), repeat=args.repeat)
+                row = dict(threads=threads, catalog=cat, shape=s.name, count=s.count, flops=s.flops,
+                           ms={k: v * 1e3 for k, v in t.items()}, vs_torch=t["torch.ao int8"] / t["sft int8"],
+                           vs_fp32_direct=t["sft fp32 direct"] / t["sft int8"],
+                           vs_fp32_best=t["sft fp32 best"] / t["sft int8"], gops=s.flops / t["sft int8"] / 1e9)
+                rows.append(row)
+                print(f"{threads:3d} {cat[:6] + ' ' + s.name:28s} {t['torch.ao int8'] * 1e3:11.3f} "
+                      f"{t['sft int8'] * 1e3:11.3f} {row['gops']:7.0f} {row['vs_torch']:10.2f}x "
+                      f"{row['vs_fp32_direct']:13.2f}x {row['vs_fp32_best']:11.2f}x", flush=True)
+            sub = [r for r in rows if r["threads"] == threads and r["catalog"] == cat]
+            tt = sum(r["ms"]["torch.ao int8"] * r["count"] for r in sub)
+            to = sum(r["ms"]["sft int8"] * r["count"] for r in sub)
+            print(f"{threads:3d} {cat + ' summed (x count)':28s} {tt:11.3f} {to:11.3f} {'':7s} {tt / to:10.2f}x")
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(dict(kernel=qcpu.kernel(), rows=rows), f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

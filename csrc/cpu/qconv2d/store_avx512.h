@@ -1,0 +1,98 @@
+// The AVX-512 store of the int8 conv's sums (fused requantization), shared by the VNNI tiles and the AMX block.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "cpu/engine/ukernel.h"
+#include "cpu/qconv2d/tiles.h"
+
+namespace sft::qconv {
+
+// The store's constants in registers and locals: the uint8 stores may alias anything (char type), so fields read
+// through the Store struct would be reloaded after every store.
+struct Epi {
+  int act;
+  bool quant;
+  __m512 slope, inv_out, zo_f;
+  const float* res;
+  int64_t ldr, ldo;
+  void* out;
+};
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline Epi epi_of(const Store& s) {
+  return {s.act,  s.quant, _mm512_set1_ps(s.slope), _mm512_set1_ps(s.inv_out), _mm512_set1_ps(float(s.zo)),
+          s.res,  s.ldr,   s.ldo,
+          s.out};
+}
+
+// y = (acc − zx·wsum)·mult + bias → activation → + residual → float32, or uint8 requantized; 16 channels of pixel i.
+// For a uint8 output, mult and bias come pre-multiplied by 1/out_scale (q_mult, q_bias: positive scaling commutes
+// with relu and leaky relu), and the output zero point joins q_bias when nothing follows it.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 epilogue16(__m512i a, int64_t i, int c0,
+                                                                            __mmask16 m, __m512i comp, __m512 mult,
+                                                                            __m512 bias, const Epi& e) {
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a, comp)), mult, bias);
+  if (e.act == kActRelu) v = _mm512_max_ps(v, zero);
+  if (e.act == kActLeaky) v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, e.slope);
+  if (e.quant) {
+    if (e.res) v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, e.res + i * e.ldr + c0), e.inv_out, v);
+    if (e.act || e.res) v = _mm512_add_ps(v, e.zo_f);
+  } else if (e.res) {
+    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, e.res + i * e.ldr + c0));
+  }
+  return v;
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store16(__m512i a, int64_t i, int c0, __mmask16 m,
+                                                                          __m512i comp, __m512 mult, __m512 bias,
+                                                                          const Epi& e) {
+  const __m512 v = epilogue16(a, i, c0, m, comp, mult, bias, e);
+  if (e.quant) {
+    const __m512i q = _mm512_max_epi32(_mm512_cvtps_epi32(v), _mm512_setzero_si512());
+    _mm512_mask_cvtusepi32_storeu_epi8(static_cast<uint8_t*>(e.out) + i * e.ldo + c0, m, q);  // saturates at 255
+  } else {
+    _mm512_mask_storeu_ps(static_cast<float*>(e.out) + i * e.ldo + c0, m, v);
+  }
+}
+
+// Two pixels' 32 uint8 outputs at once (pixels i, i + 1, all 32 channels): int32 → int16 → uint8 with saturating
+// packs (both ends), one lane-fixing permute, two 32-byte stores, instead of four narrowing stores.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_u8(const int32_t* acc, int64_t i,
+                                                                                const __m512i* comp,
+                                                                                const __m512* mult,
+                                                                                const __m512* bias, const Epi& e) {
+  const __mmask16 all = 0xFFFF;
+  __m512i q[4];
+  for (int r = 0; r < 2; ++r)
+    for (int h = 0; h < 2; ++h)
+      q[2 * r + h] = _mm512_cvtps_epi32(epilogue16(_mm512_loadu_si512(acc + (i + r) * kNR + 16 * h), i + r, 16 * h,
+                                                   all, comp[h], mult[h], bias[h], e));
+  const __m512i w = _mm512_packus_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3]));
+  const __m512i fix = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m512i o = _mm512_permutexvar_epi32(fix, w);
+  uint8_t* out = static_cast<uint8_t*>(e.out) + i * e.ldo;
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_castsi512_si256(o));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + e.ldo), _mm512_extracti64x4_epi64(o, 1));
+}
+
+// The per-channel multiplier and bias of 16 channels as store16 wants them.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void channel_consts(const Store& s, const Epi& e,
+                                                                                 int64_t jj, __m512* mult,
+                                                                                 __m512* bias) {
+  *mult = _mm512_loadu_ps(s.mult + jj);
+  *bias = s.bias ? _mm512_loadu_ps(s.bias + jj) : _mm512_setzero_ps();
+  if (s.quant) {
+    *mult = _mm512_mul_ps(*mult, e.inv_out);
+    *bias = _mm512_mul_ps(*bias, e.inv_out);
+    if (!e.act && !e.res) *bias = _mm512_add_ps(*bias, e.zo_f);
+  }
+}
+
+__attribute__((target("avx512f"))) inline __mmask16 tail_mask(int n) {
+  return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
+}
+
+}  // namespace sft::qconv
