@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..nn.quantized import QuantConv2d
 from ..runtime.checks import is_channels_last_strided
 from . import checkpoint
 from .fused import fused_forward
@@ -210,7 +211,7 @@ class SFTNet(nn.Module):
         """convert_ switches the "pytorch" variant to its fused forward (while every conv it runs is still a plain
         conv: a factorized or pruned-away one is not); revert_ and other transforms switch it back when needed."""
         fusable = self.variant == "pytorch" and all(
-            isinstance(m, nn.Conv2d) for m in (self.conv0, *self.sft_branch.modules(), *self.HR_branch)
+            isinstance(m, (nn.Conv2d, QuantConv2d)) for m in (self.conv0, *self.sft_branch.modules(), *self.HR_branch)
             if not isinstance(m, (nn.Sequential, nn.ModuleList, SFTLayer, ResBlockSFT, nn.ReLU, nn.LeakyReLU,
                                   nn.PixelShuffle, nn.Identity)))
         was = self.fused

@@ -1,5 +1,6 @@
 """Drop-in modules: same parameters, state_dict keys and semantics as their torch.nn counterparts."""
 from .conv import Conv2d
+from .quantized import QuantConv2d
 from .separable import SeparableConv2d
 
-__all__ = ["Conv2d", "SeparableConv2d"]
+__all__ = ["Conv2d", "SeparableConv2d", "QuantConv2d"]

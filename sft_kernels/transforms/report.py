@@ -18,6 +18,7 @@ class Report:
 
     transform: str
     rows: list = field(default_factory=list)
+    stats: dict = field(default_factory=dict)  # whole-model numbers (PSNR before / after, ...)
 
     def add(self, name: str, action: str, detail: str = "", **stats) -> None:
         self.rows.append(LayerRow(name, action, detail, stats))

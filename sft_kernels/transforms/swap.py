@@ -1,6 +1,7 @@
 """The module-swap helper every transform uses: walk a model's children, let a rule replace some, report the rest."""
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Optional, Union
 
 from torch import nn
@@ -41,3 +42,16 @@ def notify(model: nn.Module, transform: str, applied: bool) -> list:
             if what:
                 out.append((name, what))
     return out
+
+
+@contextlib.contextmanager
+def unfused(model: nn.Module):
+    """Models with a fused forward (a `fused` flag, SFTNet's) run their plain module-by-module forward inside."""
+    saved = [(m, m.fused) for m in model.modules() if isinstance(getattr(type(m), "fused", None), bool)]
+    try:
+        for m, _ in saved:
+            m.fused = False
+        yield
+    finally:
+        for m, was in saved:
+            m.fused = was

@@ -124,3 +124,31 @@ def test_opcheck_conv2d_modulation(backend):
     w, b = torch.randn(8, 8, 3, 3, requires_grad=True), torch.randn(8, requires_grad=True)
     torch.library.opcheck(_conv2d_op, (x, w, b, None, scale, shift, [1, 1], [1, 1], [1, 1], 1, "relu", 0.01, None, 1,
                                        backend), **tol("fp32"))
+
+
+@pytest.mark.parametrize("backend", op_backends("qconv2d", torch.uint8))
+@pytest.mark.parametrize("out_scale", [0.0, 0.05])
+def test_opcheck_qconv2d(backend, out_scale):
+    from sft_kernels.ops.qconv2d import _qconv2d_op
+    g = torch.Generator().manual_seed(0)
+    xq = torch.randint(0, 256, (2, 8, 7, 9), dtype=torch.uint8, generator=g)
+    wq = torch.randint(-127, 128, (12, 8, 3, 3), dtype=torch.int8, generator=g)
+    ws, b, res = torch.rand(12) * 0.01 + 0.001, torch.randn(12), torch.randn(2, 12, 7, 9)
+    torch.library.opcheck(_qconv2d_op, (xq, wq, ws, b, res, None, None, 0.02, 3, [1, 1], [1, 1], [1, 1], 1, "relu",
+                                        0.01, out_scale, 7, backend))
+    x = torch.randn(2, 8, 7, 9)
+    torch.library.opcheck(_qconv2d_op, (x, wq, ws, b, None, torch.randn(2, 8, 7, 9), torch.randn(2, 8, 7, 9), 0.05,
+                                        128, [2, 2], [1, 1], [1, 1], 1, None, 0.01, out_scale, 0, backend))
+
+
+def test_compile_fullgraph_quantized_model():
+    from sft_kernels.nn import QuantConv2d
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 8, 1))
+    x = torch.rand(1, 3, 12, 12)
+    sft_kernels.quantize_(model, calibration=[x], progress=False)
+    assert isinstance(model[0], QuantConv2d)
+    with torch.no_grad():
+        eager = model(x)
+        compiled = torch.compile(model, fullgraph=True, backend="eager")(x)
+    torch.testing.assert_close(compiled, eager)

@@ -5,8 +5,8 @@
 
 x_q: uint8 activations, per-tensor affine (x_scale, x_zero_point), or float32 ones quantized with them on the way in;
 w_q: int8 weights [K, C/groups, R, S], per-output-channel symmetric scales w_scale [K]; bias and residual float32.
-Integer sums are exact (int32 in kernels, exact float64 in the reference); outputs agree with the float64 reference to the float32 epilogue's rounding, and
-requantized outputs to within one quantization step.
+Integer sums are exact (int32 in kernels, exact float64 in the reference); outputs agree with the float64 reference
+to the float32 epilogue's rounding, and requantized outputs to within one quantization step.
 
 The op (schema `sft::qconv2d`, fake kernel, registry entry), its checks and its public function; `reference.py` holds
 the integer reference and the quantize / dequantize helpers, `cpu.py` the int8 kernel's launcher.
@@ -77,7 +77,8 @@ def _check(input, weight, weight_scale, bias, residual, input_scale, input_zero_
         raise ValueError(f"weight is on {weight.device} but input is on {input.device}")
     k = weight.shape[0]
     checks.tensor(weight_scale, "weight_scale", 1, dtypes=(torch.float32,))
-    if weight_scale.shape[0] != k or not bool((weight_scale > 0).all()):
+    positive = torch.compiler.is_compiling() or bool((weight_scale > 0).all())  # a value check: eager only
+    if weight_scale.shape[0] != k or not positive:
         raise ValueError(f"weight_scale must hold {k} positive per-channel scales, got shape "
                          f"{tuple(weight_scale.shape)}")
     if bias is not None:

@@ -1,0 +1,93 @@
+"""SFTNet int8 end to end (1×3×lr×lr LR -> ×4), as users call it: an ordinary NCHW tensor (and channels_last) under
+torch.no_grad(), in this fresh process. Candidates, interleaved: eager fp32 (channels_last), our fp32 converted
+model, and the int8 model (convert_, then quantize_ calibrated on crops of training photos; its PSNR on china and
+flower, never trained on, against the float model's). The trained teacher's weights (sft_kernels.models.pretrained).
+
+Run: python benchmarks/models/bench_int8_sftnet.py [--threads 1 2] [--lr 128] [--budget 0.1] [-o out.json]
+"""
+import argparse
+import copy
+import json
+import sys
+
+import torch
+
+import sft_kernels
+from sft_kernels.data.datasets import TRAIN_COLOUR, sr_pair
+from sft_kernels.metrics.quality import psnr
+from sft_kernels.models import pretrained
+from sft_kernels.tools.benchmark import time_interleaved
+
+
+def calibration_set(n: int = 4, lr: int = 64) -> tuple:
+    """LR crops of training photos and their HR crops (never china or flower)."""
+    lrs, hrs = [], []
+    for name in TRAIN_COLOUR[:n]:
+        lo, hi = sr_pair(name)
+        lo, hi = (t.unsqueeze(0) if t.dim() == 3 else t for t in (lo, hi))
+        lrs.append(lo[..., 16:16 + lr, 16:16 + lr])
+        hrs.append(hi[..., 64:64 + 4 * lr, 64:64 + 4 * lr])
+    return lrs, hrs
+
+
+def eval_psnr(model) -> dict:
+    out = {}
+    with torch.no_grad():
+        for name in ("china", "flower"):
+            lo, hi = sr_pair(name)
+            lo = lo.unsqueeze(0) if lo.dim() == 3 else lo
+            out[name] = psnr(model(lo).clamp(0, 1), hi, crop_border=4)
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--lr", type=int, default=128)
+    p.add_argument("--budget", type=float, default=0.1, help="PSNR budget (dB) for quantize_")
+    p.add_argument("--observer", default="mse")
+    p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("-o", "--output")
+    args = p.parse_args(argv)
+
+    teacher = pretrained.pretrained("teacher").eval()
+    fp32 = copy.deepcopy(teacher)
+    sft_kernels.convert_(fp32)
+    int8 = copy.deepcopy(fp32)
+    lrs, hrs = calibration_set()
+    report = sft_kernels.quantize_(int8, sft_kernels.Int8Config(psnr_budget_db=args.budget, observer=args.observer),
+                                   calibration=lrs, targets=hrs)
+    q_psnr, f_psnr = eval_psnr(int8), eval_psnr(teacher)
+    kept = report.stats.get("kept", [])
+    print(f"quantize_: {len(report.names('quantized'))} convs int8, kept float: {kept or 'none'}")
+    for name in f_psnr:
+        print(f"PSNR {name}: float {f_psnr[name]:.3f} dB, int8 {q_psnr[name]:.3f} dB "
+              f"({q_psnr[name] - f_psnr[name]:+.3f})")
+    x = torch.rand(1, 3, args.lr, args.lr)
+    xcl = x.contiguous(memory_format=torch.channels_last)
+    eager = copy.deepcopy(teacher).to(memory_format=torch.channels_last)
+    rows = []
+    print(f"{'thr':>3s} {'eager cl ms':>11s} {'fp32 nchw ms':>12s} {'int8 nchw ms':>12s} {'int8 cl ms':>10s} "
+          f"{'vs fp32':>7s} {'vs eager':>8s}")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        fns = {"eager fp32 channels_last": lambda: eager(xcl), "sft fp32 nchw": lambda: fp32(x),
+               "sft int8 nchw": lambda: int8(x), "sft int8 channels_last": lambda: int8(xcl)}
+        with torch.no_grad():
+            t = time_interleaved(fns, repeat=args.repeat)
+        ms = {k: v * 1e3 for k, v in t.items()}
+        row = dict(threads=threads, ms=ms, vs_fp32=ms["sft fp32 nchw"] / ms["sft int8 nchw"],
+                   vs_eager=ms["eager fp32 channels_last"] / ms["sft int8 nchw"])
+        rows.append(row)
+        print(f"{threads:3d} {ms['eager fp32 channels_last']:11.1f} {ms['sft fp32 nchw']:12.1f} "
+              f"{ms['sft int8 nchw']:12.1f} {ms['sft int8 channels_last']:10.1f} {row['vs_fp32']:6.2f}x "
+              f"{row['vs_eager']:7.2f}x", flush=True)
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(dict(rows=rows, psnr_float=f_psnr, psnr_int8=q_psnr, kept=kept, budget=args.budget,
+                           observer=args.observer), f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""QuantConv2d: an int8 conv module (what `sft_kernels.quantize_` puts in place of an nn.Conv2d).
+
+Weights int8, per-output-channel symmetric (w ≈ weight_int8[k] · weight_scale[k]); activations uint8, per-tensor
+affine (x ≈ (x_q − input_zero_point) · input_scale), quantized inside the kernel as it copies its float input, so
+the tensors between layers stay float32 (SFT modulation, residual adds and anything else a model does between its
+convs run unchanged). Bias, the fused activation and a residual are applied in float in the kernel's store. With
+``act_bits=16`` (W8A16) the activations stay float and the dequantized int8 weights run on sft.conv2d: no speed-up,
+a quarter of the weight bytes, and almost none of the error (the budgeted fallback for sensitive layers).
+
+Outputs are channels_last, as sft_kernels.nn.Conv2d's (the layout policy: an NCHW input is laid out once).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .. import ops
+
+
+def quantize_weight(w: torch.Tensor) -> tuple:
+    """Per-output-channel symmetric int8: (w_q int8 in [-127, 127], scale float32 [K]) with w ≈ w_q · scale."""
+    w = w.detach().float()
+    amax = w.reshape(w.shape[0], -1).abs().amax(1)
+    scale = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
+    w_q = torch.clamp(torch.round(w / scale.view(-1, *([1] * (w.dim() - 1)))), -127, 127).to(torch.int8)
+    return w_q, scale.to(torch.float32)
+
+
+class QuantConv2d(nn.Module):
+    """int8 conv (see the module docstring). Build with `from_float(conv, input_scale, input_zero_point)`."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, *, input_scale: float = 1.0, input_zero_point: int = 0,
+                 act_bits: int = 8, activation: Optional[str] = None, negative_slope: float = 0.01,
+                 backend: Optional[str] = None):
+        super().__init__()
+        pair = nn.modules.utils._pair
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size, self.stride, self.padding, self.dilation = (pair(kernel_size), pair(stride), pair(padding),
+                                                                      pair(dilation))
+        k, (r, s) = out_channels, self.kernel_size
+        self.register_buffer("weight_int8", torch.zeros(k, in_channels // groups, r, s, dtype=torch.int8))
+        self.register_buffer("weight_scale", torch.ones(k))
+        self.register_buffer("bias", torch.zeros(k) if bias else None)
+        if act_bits not in (8, 16):
+            raise ValueError(f"act_bits must be 8 (int8 activations) or 16 (float activations, W8A16), got {act_bits}")
+        if not input_scale > 0 or not 0 <= int(input_zero_point) <= 255:
+            raise ValueError(f"input_scale must be > 0 and input_zero_point in [0, 255], got {input_scale}, "
+                             f"{input_zero_point}")
+        self.input_scale, self.input_zero_point, self.act_bits = float(input_scale), int(input_zero_point), act_bits
+        self.activation, self.negative_slope, self.backend = activation, negative_slope, backend
+        self._w_float: Optional[torch.Tensor] = None
+
+    @classmethod
+    def from_float(cls, conv: nn.Conv2d, input_scale: float = 1.0, input_zero_point: int = 0, act_bits: int = 8,
+                   backend: Optional[str] = None) -> "QuantConv2d":
+        """Quantize `conv`'s weight (per-channel symmetric); keep its bias, geometry and fused activation."""
+        if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+            raise ValueError(f"QuantConv2d needs numeric zero padding, got padding={conv.padding!r}, "
+                             f"padding_mode={conv.padding_mode!r}")
+        q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                conv.groups, conv.bias is not None, input_scale=input_scale, input_zero_point=input_zero_point,
+                act_bits=act_bits, activation=getattr(conv, "activation", None),
+                negative_slope=getattr(conv, "negative_slope", 0.01), backend=backend)
+        w_q, scale = quantize_weight(conv.weight)
+        q.weight_int8.copy_(w_q)
+        q.weight_scale.copy_(scale)
+        if conv.bias is not None:
+            q.bias.copy_(conv.bias.detach().float())
+        return q.to(conv.weight.device)
+
+    def dequantized_weight(self) -> torch.Tensor:
+        return self.weight_int8.float() * self.weight_scale.view(-1, 1, 1, 1)
+
+    def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None,
+                modulation: Optional[tuple] = None) -> torch.Tensor:
+        return self.run(input, self.activation, self.negative_slope, residual, modulation)
+
+    def run(self, input: torch.Tensor, activation: Optional[str], negative_slope: float = 0.01,
+            residual: Optional[torch.Tensor] = None, modulation: Optional[tuple] = None) -> torch.Tensor:
+        """The conv with another fused epilogue (a model's fused forward): act(conv(input·(scale+1)+shift) + bias)
+        + residual."""
+        if input.dim() == 4 and not input.is_contiguous(memory_format=torch.channels_last):
+            input = input.contiguous(memory_format=torch.channels_last)
+        if input.dtype not in (torch.float32, torch.uint8) or (input.dtype == torch.uint8 and self.act_bits == 16):
+            input = input.float()  # uint8 input: already quantized with this conv's input scale and zero point
+        if self.act_bits == 16:
+            if self._w_float is None:
+                self._w_float = self.dequantized_weight()
+            return ops.conv2d(input, self._w_float, self.bias, self.stride, self.padding, self.dilation, self.groups,
+                              activation=activation, negative_slope=negative_slope, residual=residual,
+                              modulation=modulation, backend=self.backend)
+        return ops.qconv2d(input, self.weight_int8, self.weight_scale, self.bias, self.stride, self.padding,
+                           self.dilation, self.groups, input_scale=self.input_scale,
+                           input_zero_point=self.input_zero_point, activation=activation,
+                           negative_slope=negative_slope, residual=residual, modulation=modulation,
+                           backend=self.backend)
+
+    def _apply(self, fn, recurse=True):
+        self._w_float = None
+        return super()._apply(fn, recurse)
+
+    # The scalar quantization parameters travel in the state_dict as extra state.
+    def get_extra_state(self):
+        return {"input_scale": self.input_scale, "input_zero_point": self.input_zero_point, "act_bits": self.act_bits,
+                "activation": self.activation, "negative_slope": self.negative_slope}
+
+    def set_extra_state(self, state):
+        self.input_scale, self.input_zero_point = float(state["input_scale"]), int(state["input_zero_point"])
+        self.act_bits, self.activation = int(state["act_bits"]), state["activation"]
+        self.negative_slope = float(state["negative_slope"])
+        self._w_float = None
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+             f"padding={self.padding}")
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.act_bits == 16:
+            return s + ", W8A16"
+        return s + f", input_scale={self.input_scale:.4g}, input_zero_point={self.input_zero_point}" + (
+            f", activation={self.activation!r}" if self.activation else "")

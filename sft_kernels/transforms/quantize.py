@@ -1,0 +1,233 @@
+"""quantize_: post-training int8 quantization of a CNN's convs (torchao style: a config and an in-place verb).
+
+    report = sft_kernels.quantize_(model, sft_kernels.Int8Config(psnr_budget_db=0.1), calibration=lr_images,
+                                   targets=hr_images)
+
+1. Calibration: every eligible conv gets an observer on its input (Int8Config.observer: minmax, percentile, mse);
+   the calibration inputs run through the float model once.
+2. Every eligible conv becomes a QuantConv2d: per-output-channel symmetric int8 weights, per-tensor affine uint8
+   activations (quantized inside the kernel as it copies its float input, so whatever the model does between its
+   convs, such as SFT modulation and residual adds, stays float).
+3. With ``psnr_budget_db`` (needs ``targets``: what the model's outputs should be, e.g. HR images for an SR model),
+   the model is scored on the calibration set; while its PSNR is more than the budget below the float model's, a
+   sensitivity scan ranks the layers (for each, the PSNR gained by returning it alone to float) and the most
+   sensitive go back, one at a time, to float (``fallback="float"``) or to int8 weights with float activations
+   (``fallback="w8a16"``) until the model meets the budget. SR networks need this (no batch norm, long-tailed
+   activations: PAMS, DAQ, PTQ4SR); classifiers rarely do.
+
+Eligible: nn.Conv2d (and sft_kernels.nn.Conv2d) with numeric zero padding and groups == 1 (grouped and depthwise
+convs have no int8 kernel yet: they stay float, reported). The report has a row per conv: its input scale and
+zero point, weight scale range, and what it became; report.stats holds the PSNR / SQNR before and after.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Iterable, Optional, Sequence
+
+import torch
+from torch import nn
+
+from ..nn.quantized import QuantConv2d
+from .observers import OBSERVERS, Observer
+from .report import Report
+from .swap import notify, swap_modules, unfused
+
+
+@dataclasses.dataclass
+class Int8Config:
+    """How quantize_ quantizes (see the module docstring)."""
+
+    observer: str = "mse"  # activation ranges: "minmax", "percentile" or "mse"
+    percentile: float = 99.99  # for observer="percentile"
+    psnr_budget_db: Optional[float] = None  # max PSNR loss vs the float model on the calibration set (needs targets)
+    fallback: str = "float"  # what sensitive layers become under the budget: "float" or "w8a16"
+    keep_float: Sequence[str] = ()  # qualified names of convs to leave float
+    filter_fn: Optional[Callable[[nn.Module, str], bool]] = None  # False: leave that conv float
+    backend: Optional[str] = None  # the QuantConv2d backend (None: fastest available)
+    data_range: float = 1.0  # for PSNR: the targets' range (1.0: images in [0, 1])
+
+    def __post_init__(self):
+        if self.observer not in OBSERVERS:
+            raise ValueError(f"Int8Config.observer must be one of {OBSERVERS}, got {self.observer!r}")
+        if self.fallback not in ("float", "w8a16"):
+            raise ValueError(f"Int8Config.fallback must be 'float' or 'w8a16', got {self.fallback!r}")
+        if self.psnr_budget_db is not None and not self.psnr_budget_db >= 0:
+            raise ValueError(f"Int8Config.psnr_budget_db must be >= 0 dB, got {self.psnr_budget_db}")
+
+
+class _Switch(nn.Module):
+    """During quantize_: a conv that runs quantized or float (the sensitivity scan flips `mode`)."""
+
+    def __init__(self, conv: nn.Conv2d, q: QuantConv2d, w8a16: QuantConv2d):
+        super().__init__()
+        self.conv, self.q, self.w8a16, self.mode = conv, q, w8a16, "int8"
+
+    def forward(self, x, *args, **kwargs):
+        m = {"int8": self.q, "w8a16": self.w8a16, "float": self.conv}[self.mode]
+        return m(x, *args, **kwargs)
+
+
+def _inputs(calibration) -> list:
+    batches = list(calibration)
+    if not batches:
+        raise ValueError("quantize_ needs calibration inputs: an iterable of model inputs (tensors or tuples)")
+    return [b if isinstance(b, (tuple, list)) else (b,) for b in batches]
+
+
+def _run(model, batches) -> list:
+    with torch.no_grad():
+        return [model(*b) for b in batches]
+
+
+def _psnr(outs, targets, data_range) -> float:
+    """Mean PSNR over the batches (outputs clamped to the data range)."""
+    vals = []
+    for y, t in zip(outs, targets):
+        y = y.float().clamp(0, data_range)
+        t = t.float().to(y.device)
+        if y.shape != t.shape:
+            raise ValueError(f"targets must be shaped like the model's outputs: {tuple(t.shape)} vs {tuple(y.shape)}")
+        mse = float(((y - t) ** 2).mean())
+        vals.append(10 * math.log10(data_range ** 2 / max(mse, 1e-20)))
+    return sum(vals) / len(vals)
+
+
+def _sqnr(outs, refs) -> float:
+    """Signal-to-quantization-noise ratio of the outputs against the float model's, in dB."""
+    sig = sum(float((r.float() ** 2).sum()) for r in refs)
+    err = sum(float(((o.float() - r.float()) ** 2).sum()) for o, r in zip(outs, refs))
+    return 10 * math.log10(max(sig, 1e-20) / max(err, 1e-20))
+
+
+def _progress(it, desc, total, show):
+    if not show:
+        return it
+    from tqdm import tqdm
+    return tqdm(it, desc=desc, total=total, unit="layer", dynamic_ncols=True, leave=False)
+
+
+def _meet_budget(model, config, batches, refs, targets, switches, progress) -> tuple:
+    stats = {}
+    outs = _run(model, batches)
+    stats["sqnr_db"] = _sqnr(outs, refs)
+    if targets is not None:
+        stats["psnr_float"] = _psnr(refs, targets, config.data_range)
+        stats["psnr_int8_all"] = _psnr(outs, targets, config.data_range)
+    fallen = []
+    if config.psnr_budget_db is None:
+        return stats, fallen
+    floor = stats["psnr_float"] - config.psnr_budget_db
+    current = stats["psnr_int8_all"]
+    if current < floor:
+        gains = {}
+        for name in _progress(list(switches), "sensitivity scan", len(switches), progress):
+            switches[name].mode = "float"
+            gains[name] = _psnr(_run(model, batches), targets, config.data_range) - current
+            switches[name].mode = "int8"
+        for name in _progress(sorted(gains, key=gains.get, reverse=True), "meeting the budget", len(gains),
+                              progress):
+            if current >= floor:
+                break
+            switches[name].mode = config.fallback
+            fallen.append(name)
+            current = _psnr(_run(model, batches), targets, config.data_range)
+        stats["sensitivity_db"] = gains
+    stats["psnr_int8"] = current
+    stats["sqnr_db"] = _sqnr(_run(model, batches), refs)
+    return stats, fallen
+
+
+def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration: Iterable = (),
+              targets: Optional[Iterable[torch.Tensor]] = None, progress: bool = True) -> Report:
+    """Quantize `model`'s eligible convs to int8 in place (see the module docstring). `calibration`: model inputs
+    (tensors, or tuples of positional arguments); `targets`: the outputs wanted for them (needed with a PSNR
+    budget). Returns the per-layer report; report.stats: psnr_float / psnr_int8 (with targets), sqnr_db, kept."""
+    config = config or Int8Config()
+    batches = _inputs(calibration)
+    targets = list(targets) if targets is not None else None
+    if config.psnr_budget_db is not None and targets is None:
+        raise ValueError("Int8Config(psnr_budget_db=...) scores the model against targets: pass targets= (the "
+                         "outputs wanted for the calibration inputs, e.g. the HR images of an SR model)")
+    if targets is not None and len(targets) != len(batches):
+        raise ValueError(f"targets must pair with the calibration inputs: {len(targets)} vs {len(batches)}")
+    report = Report("quantize_")
+    was_training = model.training
+    model.eval()
+
+    # 1. calibrate: an observer on the input of every eligible conv
+    observers, skipped, hooks = {}, {}, []
+    for name, m in model.named_modules():
+        if not isinstance(m, nn.Conv2d) or isinstance(m, nn.modules.conv._ConvTransposeNd):
+            continue
+        why = None
+        if name in config.keep_float or (config.filter_fn is not None and not config.filter_fn(m, name)):
+            why = "kept float by the config"
+        elif m.groups != 1:
+            why = f"groups={m.groups}: no grouped int8 kernel yet"
+        elif isinstance(m.padding, str) or m.padding_mode != "zeros":
+            why = f"padding {m.padding!r} / {m.padding_mode!r}: needs numeric zero padding"
+        if why:
+            skipped[name] = why
+            continue
+        obs = observers[name] = Observer(config.observer, config.percentile)
+        hooks.append(m.register_forward_pre_hook(lambda mod, args, o=obs: o.observe(args[0])))
+    try:
+        with unfused(model):  # a fused forward reads the convs' weights directly: the hooks must see each conv run
+            refs = _run(model, batches)
+    finally:
+        for h in hooks:
+            h.remove()
+
+    # 2. swap in switchable quantized convs
+    switches = {}
+
+    def rule(name, child):
+        if name in skipped:
+            return skipped[name]
+        if name not in observers:
+            return None
+        scale, zp = observers[name].qparams()
+        q = QuantConv2d.from_float(child, scale, zp, backend=config.backend)
+        sw = switches[name] = _Switch(child, q, QuantConv2d.from_float(child, scale, zp, 16, config.backend))
+        return sw
+
+    swap_modules(model, rule, report, action="quantized")
+
+    # 3. the budget: sensitive layers back to float (or W8A16) until the model meets it (the model's own forward
+    # while the switches are in; a fused forward, if it has one, comes back after they settle)
+    with unfused(model):
+        stats, fallen = _meet_budget(model, config, batches, refs, targets, switches, progress)
+
+    # 4. settle: each switch becomes what it ended as
+    def settle(name, child):
+        if not isinstance(child, _Switch):
+            return None
+        return {"int8": child.q, "w8a16": child.w8a16, "float": child.conv}[child.mode]
+
+    swap_modules(model, settle, Report("settle"))
+    for row in report.rows:
+        sw = switches.get(row.name)
+        if sw is None:
+            continue
+        q = sw.q
+        row.stats.update(input_scale=q.input_scale, input_zero_point=q.input_zero_point,
+                         weight_scale_min=float(q.weight_scale.min()), weight_scale_max=float(q.weight_scale.max()),
+                         mode=sw.mode, sensitivity_db=stats.get("sensitivity_db", {}).get(row.name))
+        if sw.mode == "int8":
+            row.detail = f"input scale {q.input_scale:.4g}, zero point {q.input_zero_point}"
+        else:
+            row.action = "kept float" if sw.mode == "float" else "w8a16"
+            row.detail = (f"sensitive: +{row.stats['sensitivity_db']:.3f} dB back in float, within the "
+                          f"{config.psnr_budget_db} dB budget")
+    stats["kept"] = fallen
+    report.stats = stats
+    for name, what in notify(model, "quantize_", True):
+        report.add(name, "note", what)
+    model.train(was_training)
+    return report
+
+
+def quantized_layers(model: nn.Module) -> list:
+    """Names of the QuantConv2d modules of `model` (int8 and W8A16)."""
+    return [n for n, m in model.named_modules() if isinstance(m, QuantConv2d)]

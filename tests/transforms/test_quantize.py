@@ -1,0 +1,221 @@
+"""quantize_ / Int8Config / QuantConv2d: calibration and observers, the per-layer report, the PSNR budget (sensitive
+layers back to float or W8A16), SFTNet (plain and fused forward, uint8 hand-over in the HR branch) and other CNNs
+(SRResNet-, EDSR-, CARN-like blocks, a ResNet bottleneck with batch norm and a grouped conv), state_dict round trips,
+bad inputs."""
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import sft_kernels
+from sft_kernels.models import SFTNet
+from sft_kernels.nn import QuantConv2d
+from sft_kernels.transforms.observers import Observer, affine_qparams, fake_quantize
+
+
+def _sqnr(y, ref):
+    return 10 * math.log10(float((ref ** 2).sum()) / max(float(((y - ref) ** 2).sum()), 1e-20))
+
+
+class EDSRLike(nn.Module):
+    """Residual blocks without batch norm, a long skip, PixelShuffle upsampling: the SR shapes int8 struggles with."""
+
+    def __init__(self, c=16, blocks=2):
+        super().__init__()
+        self.head = nn.Conv2d(3, c, 3, padding=1)
+        self.body = nn.ModuleList(nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1))
+                                  for _ in range(blocks))
+        self.up = nn.Sequential(nn.Conv2d(c, 4 * c, 3, padding=1), nn.PixelShuffle(2), nn.Conv2d(c, 3, 3, padding=1))
+
+    def forward(self, x):
+        f = self.head(x)
+        y = f
+        for b in self.body:
+            y = y + 0.1 * b(y)
+        return self.up(y + f)
+
+
+class CARNLike(nn.Module):
+    """Cascading 1×1 fusions of concatenated features and a grouped conv (stays float: no grouped int8 kernel)."""
+
+    def __init__(self, c=16):
+        super().__init__()
+        self.entry = nn.Conv2d(3, c, 3, padding=1)
+        self.b1 = nn.Conv2d(c, c, 3, padding=1, groups=4)
+        self.f1 = nn.Conv2d(2 * c, c, 1)
+        self.exit = nn.Conv2d(c, 3, 3, padding=1)
+
+    def forward(self, x):
+        e = torch.relu(self.entry(x))
+        b = torch.relu(self.b1(e))
+        return self.exit(torch.relu(self.f1(torch.cat([e, b], 1))))
+
+
+class Bottleneck(nn.Module):
+    """A ResNet-50 bottleneck (batch norm, stride 2, projection shortcut) and a classifier head."""
+
+    def __init__(self, c=16):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, c, 7, 2, 3), nn.BatchNorm2d(c), nn.ReLU())
+        self.a = nn.Sequential(nn.Conv2d(c, c, 1), nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, c, 3, 2, 1),
+                               nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, 4 * c, 1), nn.BatchNorm2d(4 * c))
+        self.proj = nn.Sequential(nn.Conv2d(c, 4 * c, 1, 2), nn.BatchNorm2d(4 * c))
+        self.fc = nn.Linear(4 * c, 10)
+
+    def forward(self, x):
+        s = self.stem(x)
+        y = torch.relu(self.a(s) + self.proj(s))
+        return self.fc(y.mean((2, 3)))
+
+
+def _trained_like(model, seed=0):
+    torch.manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("make", [EDSRLike, CARNLike, Bottleneck], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("observer", ["minmax", "percentile", "mse"])
+def test_any_cnn_quantizes_close_to_float(make, observer):
+    model = _trained_like(make())
+    calib = [torch.rand(2, 3, 24, 24) for _ in range(3)]
+    x = torch.rand(1, 3, 20, 28)  # held out, another size, NCHW
+    with torch.no_grad():
+        ref = model(x)
+    report = sft_kernels.quantize_(model, sft_kernels.Int8Config(observer=observer), calibration=calib,
+                                   progress=False)
+    convs = [n for n, m in model.named_modules() if isinstance(m, QuantConv2d)]
+    assert convs and sorted(convs) == sorted(report.names("quantized"))
+    for row in report.rows:
+        if row.action == "quantized":
+            assert row.stats["input_scale"] > 0 and 0 <= row.stats["input_zero_point"] <= 255
+    if make is CARNLike:
+        assert [r.detail for r in report.rows if r.name == "b1"] == ["groups=4: no grouped int8 kernel yet"]
+        assert isinstance(model.b1, nn.Conv2d)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == ref.shape
+    assert _sqnr(y, ref) > 25, _sqnr(y, ref)  # 8-bit: ~30-40 dB on these small random nets
+    assert report.stats["sqnr_db"] > 25
+
+
+def _tiny_sftnet(seed=0):
+    model = SFTNet(num_blocks=2, channels=16).reset_parameters_(seed=seed).eval()
+    with torch.no_grad():
+        model.HR_branch[-1].bias.add_(0.5)  # outputs mid-range, as an image's (nothing lost to the [0, 1] clamp)
+    return model
+
+
+def _sr_pairs(n=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    hr = [torch.rand(1, 3, 64, 64, generator=g) for _ in range(n)]
+    hr = [torch.nn.functional.avg_pool2d(h, 3, 1, 1) for h in hr]  # some spatial correlation
+    lr = [torch.nn.functional.interpolate(h, scale_factor=0.25, mode="bicubic", align_corners=False).clamp(0, 1)
+          for h in hr]
+    return lr, hr
+
+
+def test_sftnet_fused_int8_matches_its_plain_forward():
+    lr, _ = _sr_pairs()
+    plain = _tiny_sftnet()
+    fused = copy.deepcopy(plain)
+    sft_kernels.convert_(fused)
+    assert fused.fused
+    sft_kernels.quantize_(plain, calibration=lr, progress=False)
+    sft_kernels.quantize_(fused, calibration=lr, progress=False)
+    assert fused.fused and not plain.fused  # int8 convs keep the fused forward (modulation in the quantizing copy)
+    x = torch.rand(1, 3, 17, 23)
+    with torch.no_grad():
+        a, b = plain(x), fused(x)
+    assert _sqnr(b, a) > 35, _sqnr(b, a)  # same integer convs; the HR branch hands over uint8 (one rounding apart)
+
+
+def test_psnr_budget_sends_the_most_sensitive_layers_back():
+    lr, _ = _sr_pairs()
+    model = _tiny_sftnet()
+    with torch.no_grad():  # targets the float model nearly meets (~54 dB): int8 noise then shows in the PSNR
+        hr = [model(x) + 0.002 * torch.randn(model(x).shape, generator=torch.Generator().manual_seed(1)) for x in lr]
+    full = copy.deepcopy(model)
+    r0 = sft_kernels.quantize_(full, sft_kernels.Int8Config(observer="minmax"), calibration=lr, targets=hr,
+                               progress=False)
+    cfg = sft_kernels.Int8Config(observer="minmax", psnr_budget_db=0.01)
+    r1 = sft_kernels.quantize_(model, cfg, calibration=lr, targets=hr, progress=False)
+    st = r1.stats
+    assert st["psnr_int8"] >= st["psnr_float"] - 0.01 or not r1.names("quantized")
+    assert st["kept"], "the budget should have sent layers back to float"
+    assert st["psnr_int8"] >= r0.stats["psnr_int8_all"]
+    ranked = sorted(st["sensitivity_db"], key=st["sensitivity_db"].get, reverse=True)
+    assert st["kept"] == ranked[:len(st["kept"])]  # most sensitive first
+    for name in st["kept"]:
+        assert isinstance(model.get_submodule(name), nn.Conv2d)
+        row = next(r for r in r1.rows if r.name == name)
+        assert row.action == "kept float" and "sensitive" in row.detail
+
+
+def test_w8a16_fallback():
+    lr, _ = _sr_pairs()
+    model = _tiny_sftnet()
+    with torch.no_grad():
+        hr = [model(x) + 0.002 * torch.randn(model(x).shape, generator=torch.Generator().manual_seed(1)) for x in lr]
+    rep = sft_kernels.quantize_(model, sft_kernels.Int8Config(psnr_budget_db=0.0, fallback="w8a16"), calibration=lr,
+                                targets=hr, progress=False)
+    kept = rep.stats["kept"]
+    assert kept
+    for name in kept:
+        m = model.get_submodule(name)
+        assert isinstance(m, QuantConv2d) and m.act_bits == 16
+    with torch.no_grad():
+        assert torch.isfinite(model(lr[0])).all()
+
+
+def test_state_dict_round_trip_and_repr():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 12, 3, padding=1)
+    q = QuantConv2d.from_float(conv, 0.02, 17)
+    q2 = QuantConv2d(8, 12, 3, padding=1)
+    q2.load_state_dict(q.state_dict())
+    assert (q2.input_scale, q2.input_zero_point) == (0.02, 17)
+    assert torch.equal(q2.weight_int8, q.weight_int8)
+    x = torch.rand(1, 8, 9, 9)
+    torch.testing.assert_close(q2(x), q(x))
+    assert "input_zero_point=17" in repr(q)
+    # close to the float conv: per-channel weights, an 8-bit input step
+    with torch.no_grad():
+        assert _sqnr(q(x), conv(x)) > 30
+
+
+def test_observers():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.empty(100000).exponential_(generator=gen) - 0.3  # long-tailed and asymmetric, as SR activations
+    errs = {}
+    for kind in ("minmax", "percentile", "mse"):
+        o = Observer(kind)
+        o.observe(x[:50000])
+        o.observe(x[50000:])
+        scale, zp = o.qparams()
+        assert scale > 0 and 0 <= zp <= 255
+        errs[kind] = float(((fake_quantize(x, scale, zp) - x) ** 2).mean())
+    assert errs["mse"] < errs["minmax"] and errs["mse"] <= errs["percentile"] * 1.01
+    assert affine_qparams(0.5, 2.0)[1] == 0  # widened to hold 0
+    assert affine_qparams(-1.0, -0.5)[1] == 255
+    with pytest.raises(RuntimeError, match="saw no calibration data"):
+        Observer("minmax").qparams()
+
+
+def test_bad_inputs():
+    model = _tiny_sftnet()
+    with pytest.raises(ValueError, match="needs calibration inputs"):
+        sft_kernels.quantize_(model, calibration=[])
+    with pytest.raises(ValueError, match="pass targets="):
+        sft_kernels.quantize_(model, sft_kernels.Int8Config(psnr_budget_db=0.1), calibration=[torch.rand(1, 3, 8, 8)])
+    with pytest.raises(ValueError, match="observer must be one of"):
+        sft_kernels.Int8Config(observer="kl")
+    with pytest.raises(ValueError, match="fallback must be"):
+        sft_kernels.Int8Config(fallback="int4")
+    with pytest.raises(ValueError, match="act_bits must be 8"):
+        QuantConv2d(3, 4, 3, act_bits=4)
