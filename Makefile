@@ -16,7 +16,7 @@ $(VENV)/bin/python:
 $(STAMP): $(VENV)/bin/python pyproject.toml setup.py $(shell find csrc -name "*.cpp" -o -name "*.h" -o -name "*.cu")
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q triton==3.9.0 numpy pillow tqdm safetensors setuptools wheel ninja \
-		pytest pytest-benchmark hypothesis scikit-image scikit-learn matplotlib expecttest
+		pytest pytest-benchmark hypothesis scikit-image scikit-learn matplotlib expecttest onnx onnxruntime
 	$(PIP) install -q --no-build-isolation --no-deps -e .
 	@$(PYTHON) -c "import sft_kernels.backends as b; print('backends available:', b.available())"
 	@touch $(STAMP)

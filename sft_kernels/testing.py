@@ -37,6 +37,11 @@ NAMED = {
     "fp32_pointwise": (1e-6, 0.0),  # elementwise / resampling in float32 on values in [0, 1]
     "fp64_pointwise": (1e-12, 0.0),  # the same in float64
     "bf16_training": (2e-3, 0.0),  # fp32 master weights after bf16-autocast steps vs fp32 steps
+    "onnx_fp32": (1e-4, 0.0),  # onnxruntime running an export vs the model, outputs O(1)
+    # an int8 export (QDQ) vs the int8 model: ONNX's QuantizeLinear divides by the scale where our kernels multiply by
+    # its inverse, so an input value can land one step apart, through a whole model's depth (SFTNet: ~1e-2 measured)
+    "onnx_int8": (2e-2, 0.0),
+    "int8_sqnr_db": (25.0, 0.0),  # min SQNR of a small CNN's int8 outputs against its float ones (8-bit: 30-45 dB)
 }
 
 

@@ -1,0 +1,133 @@
+"""export_onnx(model, example, path): any model this package made, as standard ONNX that onnxruntime runs.
+
+The export works on a copy: fused forwards off (SFTNet's), converted convs back to nn.Conv2d (`revert_`: fused
+separable pairs, epilogue activations), int8 convs (QuantConv2d) as QDQ patterns (ops/qconv2d/onnx.py), then
+torch.onnx's TorchScript exporter (PixelShuffle → DepthToSpace). Batch, height and width are dynamic. With
+``check=True`` onnxruntime runs the file on `example` and the result must match the model's within `atol` (float:
+1e-4; int8: the QDQ graph rounds its inputs as ONNX's QuantizeLinear does, x / scale, where our kernels multiply by
+1 / scale, so an input may land one step away: 2e-2 by default).
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from ..nn.quantized import QuantConv2d
+from ..ops.qconv2d.onnx import QDQConv2d
+from ..testing import tol
+from ..transforms.convert import revert_
+from ..transforms.report import Report
+from ..transforms.swap import swap_modules
+
+
+def _exportable(model: nn.Module) -> tuple:
+    m = copy.deepcopy(model).eval()
+    for sub in m.modules():
+        if isinstance(getattr(type(sub), "fused", None), bool):
+            sub.fused = False
+    revert_(m)
+    quantized = []
+
+    def rule(name, child):
+        if isinstance(child, QuantConv2d):
+            quantized.append(name)
+            return QDQConv2d(child)
+        return None
+
+    swap_modules(m, rule, Report("export_onnx"))
+    return m, quantized
+
+
+def export_onnx(model: nn.Module, example: Union[torch.Tensor, tuple], path: Union[str, Path], opset: int = 17,
+                check: bool = True, atol: Optional[float] = None) -> Path:
+    """Write `model` as ONNX to `path` (see the module docstring); returns the path."""
+    args = example if isinstance(example, tuple) else (example,)
+    m, quantized = _exportable(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = [f"input{i}" if i else "input" for i in range(len(args))]
+    dyn = {n: {0: "batch", 2: "height", 3: "width"} for n, a in zip(names, args) if a.dim() == 4}
+    dyn["output"] = {0: "batch", 2: "out_height", 3: "out_width"}
+    with torch.no_grad():
+        torch.onnx.export(m, args, str(path), input_names=names, output_names=["output"], dynamic_axes=dyn,
+                          opset_version=opset, dynamo=False)
+    if quantized:
+        _fold_weight_quantization(path)
+    if check:
+        budget = tol("onnx_int8" if quantized else "onnx_fp32")["atol"]
+        check_onnx(model, args, path, atol if atol is not None else budget)
+    return path
+
+
+def _fold_weight_quantization(path: Path) -> int:
+    """QuantizeLinear of a float weight initializer → the int8 initializer it computes (the exporter leaves the
+    float weight and its QuantizeLinear in the graph): the file then holds int8 weights behind DequantizeLinear,
+    a quarter of the bytes. Returns how many were folded."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(path))
+    g = proto.graph
+    const = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    for n in g.node:  # Constant nodes and Identity of constants: values too
+        if n.op_type == "Constant":
+            const[n.output[0]] = numpy_helper.to_array(next(a.t for a in n.attribute if a.name == "value"))
+        elif n.op_type == "Identity" and n.input[0] in const:
+            const[n.output[0]] = const[n.input[0]]
+    folded, keep = 0, []
+    for n in g.node:
+        if n.op_type != "QuantizeLinear" or len(n.input) < 3 or not all(i in const for i in n.input[:3]):
+            keep.append(n)
+            continue
+        w, scale, zp = const[n.input[0]].astype(np.float32), const[n.input[1]].astype(np.float32), const[n.input[2]]
+        if w.ndim < 2:  # an activation's constant, not a weight
+            keep.append(n)
+            continue
+        axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
+        shape = [1] * w.ndim
+        if scale.ndim:
+            shape[axis] = -1
+        info = np.iinfo(zp.dtype)
+        q = np.clip(np.rint(w / scale.reshape(shape)) + zp.reshape(shape), info.min, info.max).astype(zp.dtype)
+        g.initializer.append(numpy_helper.from_array(q, n.output[0]))
+        folded += 1
+    del g.node[:]
+    g.node.extend(keep)
+    # drop what nothing reads any more (the float weights, their Identity / Constant nodes)
+    while True:
+        used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+        dead = [n for n in g.node if n.op_type in ("Identity", "Constant") and not any(o in used for o in n.output)]
+        for n in dead:
+            g.node.remove(n)
+        if not dead:
+            break
+    for i in [i for i in g.initializer if i.name not in used]:
+        g.initializer.remove(i)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    return folded
+
+
+def check_onnx(model: nn.Module, args: tuple, path: Union[str, Path], atol: float) -> float:
+    """Run `path` in onnxruntime on `args`; raise if it differs from `model` by more than atol. Returns the max
+    difference."""
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise ImportError("checking an ONNX export needs onnxruntime: pip install onnxruntime (or check=False)") from e
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {i.name: a.detach().float().contiguous().numpy() for i, a in zip(sess.get_inputs(), args)}
+    got = torch.from_numpy(sess.run(None, feeds)[0])
+    with torch.no_grad():
+        want = model(*args).float().contiguous()
+    if got.shape != want.shape:
+        raise RuntimeError(f"ONNX output shape {tuple(got.shape)} != the model's {tuple(want.shape)}")
+    diff = float((got - want).abs().max())
+    if not diff <= atol:
+        raise RuntimeError(f"onnxruntime's output differs from the model's by {diff:.3g} (> {atol:.3g}): {path}")
+    return diff

@@ -1,0 +1,33 @@
+"""ONNX form of an int8 conv (QuantConv2d): QuantizeLinear → DequantizeLinear on the input (per-tensor uint8), the
+int8 weight as an initializer behind a per-channel DequantizeLinear, a float Conv, the bias, the fused activation.
+onnxruntime fuses the pattern into its integer conv where it can; any runtime reads it."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class QDQConv2d(nn.Module):
+    """Export-only stand-in for sft_kernels.nn.QuantConv2d (same numbers, standard ops)."""
+
+    def __init__(self, q):
+        super().__init__()
+        self.register_buffer("w", q.dequantized_weight())
+        self.register_buffer("w_scale", q.weight_scale.clone())
+        self.register_buffer("w_zp", torch.zeros(q.out_channels, dtype=torch.int32))
+        self.register_buffer("bias", None if q.bias is None else q.bias.clone())
+        self.stride, self.padding, self.dilation, self.groups = q.stride, q.padding, q.dilation, q.groups
+        self.x_scale, self.x_zp, self.act_bits = q.input_scale, q.input_zero_point, q.act_bits
+        self.activation, self.negative_slope = q.activation, q.negative_slope
+
+    def forward(self, x, residual=None):
+        if self.act_bits == 8:
+            x = torch.fake_quantize_per_tensor_affine(x, self.x_scale, self.x_zp, 0, 255)
+        w = torch.fake_quantize_per_channel_affine(self.w, self.w_scale, self.w_zp, 0, -128, 127)
+        y = F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if self.activation == "relu":
+            y = F.relu(y)
+        elif self.activation == "leaky_relu":
+            y = F.leaky_relu(y, self.negative_slope)
+        return y if residual is None else y + residual
