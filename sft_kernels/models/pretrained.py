@@ -10,6 +10,7 @@ from typing import Union
 from torch import nn
 
 from .checkpoint import WeightsError, load_weights
+from .int8 import is_int8_card, load_int8
 from .sftnet import SFTNet
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -27,15 +28,23 @@ def card(name: str) -> dict:
 
 
 def pretrained(name: str = "teacher") -> nn.Module:
-    """A shipped, trained SFTNet (sha256-checked) in eval mode."""
+    """A shipped, trained SFTNet (sha256-checked) in eval mode; an int8 one (QuantConv2d convs) for int8 cards."""
     c = card(name)
+    if is_int8_card(c):
+        return load_int8(c, WEIGHTS_DIR / c["file"], expected_sha256=c["sha256"])
     arch = c["architecture"]
     model = SFTNet(arch["variant"], arch["num_blocks"], arch["channels"])
     return load_weights(model, WEIGHTS_DIR / c["file"], expected_sha256=c["sha256"]).eval()
 
 
 def model_from_file(path) -> nn.Module:
-    """An SFTNet whose architecture is read off the checkpoint (a model card beside it, else its keys)."""
+    """An SFTNet whose architecture is read off the checkpoint (a model card beside it, else its keys); an int8
+    one when the card says so (`sft-kernels quantize`)."""
+    beside = Path(path).with_suffix(".json")
+    if beside.is_file():
+        c = json.loads(beside.read_text())
+        if is_int8_card(c):
+            return load_int8(c, path)
     return SFTNet.from_checkpoint(path)
 
 
