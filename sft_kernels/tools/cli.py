@@ -87,10 +87,25 @@ def cmd_train(args) -> int:
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     cfg.data = tuple(cfg.data)
     try:
-        train(cfg)
+        result = train(cfg)
     except DataError as e:
         print(f"sft-kernels train: {e}", file=sys.stderr)
         return 2
+    if cfg.qat:  # the int8 model of the trained weights (the EMA's, as evaluated), beside the run
+        import shlex
+        from pathlib import Path
+
+        from ..models.int8 import save_int8
+        from ..transforms.qat import convert_qat_
+        from .quantize import eval_pairs
+
+        q = (result["ema"] if result["ema"] is not None else result["model"]).cpu().eval()
+        q = q.to(memory_format=torch.contiguous_format)
+        convert_qat_(q)
+        ev = eval_pairs(q)
+        path = save_int8(q, Path(cfg.out) / "int8", dict(name="int8", base=cfg.init, command="sft-kernels " +
+                                                        shlex.join(args.argv), psnr_eval=ev, qat=True))
+        print(f"QAT int8 model: {', '.join(f'{k} {v:.3f} dB' for k, v in ev.items())}; wrote {path}")
     return 0
 
 
@@ -331,6 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "more texture densities from the same photos")
     s.add_argument("--amp", choices=["none", "bf16"], default=d.amp, help="bf16: forward under bfloat16 autocast "
                    "(~3x faster on CPUs with AMX; weights and optimizer stay fp32)")
+    s.add_argument("--qat", action="store_true", help="quantization-aware training: every conv trains through "
+                   "int8 fake quantization (activation ranges calibrated on training patches first); at the end "
+                   "OUT/int8.safetensors holds the int8 model. Use with --init (and --teacher to distill from the "
+                   "float model)")
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("data", help="collect training photographs from the OS's wallpaper packages",

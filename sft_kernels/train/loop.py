@@ -58,6 +58,7 @@ class TrainConfig:
     zooms: tuple = ()  # also train on each photo shrunk by these factors (PatchSampler)
     data: tuple = ()  # folders of photos to train on instead of the bundled set (data/folders.py)
     amp: str = "none"  # "bf16": forward under bfloat16 autocast (AMX/tensor cores); weights, Adam and EMA stay fp32
+    qat: bool = False  # train through int8 fake quantization (prepare_qat_; ranges calibrated on training patches)
 
 
 def forward_features(model: SFTNet, lr: torch.Tensor) -> tuple:
@@ -128,6 +129,8 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
             raise ValueError(f"--init {cfg.init!r} is a {init.variant} SFTNet with {init.num_blocks} blocks x "
                              f"{init.channels} channels; pass the same --variant/--num-blocks/--channels")
         model.load_state_dict(init.state_dict())
+    if cfg.qat:  # before the optimizer's and EMA's copies: both see the fake-quantized model
+        _prepare_qat(model, cfg, log if rank == 0 else (lambda *a: None))
     model = model.to(device).to(memory_format=torch.channels_last)
     teacher = adapter = None
     if cfg.teacher:
@@ -220,6 +223,20 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
     if world > 1:
         torch.distributed.barrier()
     return dict(model=model, ema=ema, history=history, seconds=elapsed)
+
+
+def _prepare_qat(model, cfg: TrainConfig, log) -> None:
+    """prepare_qat_ with activation ranges from training patches (another seed than the run's batches)."""
+    from ..transforms.qat import prepare_qat_
+
+    if cfg.data:
+        index = index_folders(cfg.data, min_side=4 * 32 + 2 * MARGIN)
+        calib = FolderPatchSampler(index, 32, seed=cfg.seed + 1)
+    else:
+        calib = PatchSampler(TRAIN_IMAGES, 32, seed=cfg.seed + 1)
+    batches = [calib.batch(8)[0] for _ in range(4)]
+    report = prepare_qat_(model, calibration=batches)
+    log(f"QAT: {len(report.names('fake-quantized'))} convs train through int8 fake quantization")
 
 
 def _save(cfg, rank, world, path, model, ema, adapter, opt, sched, sampler, step, history, elapsed):

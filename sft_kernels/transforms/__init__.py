@@ -5,8 +5,10 @@ module-swap helper (swap.py) and one report type (report.py)."""
 from .convert import ConversionReport, convert_, revert_
 from .factorize import SpatialSVDConv2d, SVDConfig, factorize_
 from .fuse import fuse_for_inference
+from .qat import QATConv2d, convert_qat_, prepare_qat_
 from .quantize import Int8Config, quantize_
 from .report import LayerRow, Report
 
 __all__ = ["convert_", "revert_", "ConversionReport", "fuse_for_inference", "factorize_", "SVDConfig",
-           "SpatialSVDConv2d", "Report", "LayerRow", "quantize_", "Int8Config"]
+           "SpatialSVDConv2d", "Report", "LayerRow", "quantize_", "Int8Config", "prepare_qat_",
+           "convert_qat_", "QATConv2d"]

@@ -56,6 +56,17 @@ class Int8Config:
             raise ValueError(f"Int8Config.psnr_budget_db must be >= 0 dB, got {self.psnr_budget_db}")
 
 
+def eligible(name: str, conv: nn.Conv2d, config: Int8Config) -> Optional[str]:
+    """None if `conv` can be quantized, else why it stays float."""
+    if name in config.keep_float or (config.filter_fn is not None and not config.filter_fn(conv, name)):
+        return "kept float by the config"
+    if conv.groups != 1:
+        return f"groups={conv.groups}: no grouped int8 kernel yet"
+    if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+        return f"padding {conv.padding!r} / {conv.padding_mode!r}: needs numeric zero padding"
+    return None
+
+
 class _Switch(nn.Module):
     """During quantize_: a conv that runs quantized or float (the sensitivity scan flips `mode`)."""
 
@@ -160,13 +171,7 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
     for name, m in model.named_modules():
         if not isinstance(m, nn.Conv2d) or isinstance(m, nn.modules.conv._ConvTransposeNd):
             continue
-        why = None
-        if name in config.keep_float or (config.filter_fn is not None and not config.filter_fn(m, name)):
-            why = "kept float by the config"
-        elif m.groups != 1:
-            why = f"groups={m.groups}: no grouped int8 kernel yet"
-        elif isinstance(m.padding, str) or m.padding_mode != "zeros":
-            why = f"padding {m.padding!r} / {m.padding_mode!r}: needs numeric zero padding"
+        why = eligible(name, m, config)
         if why:
             skipped[name] = why
             continue
