@@ -9,7 +9,8 @@ Integer sums are exact (int32 in kernels, exact float64 in the reference); outpu
 to the float32 epilogue's rounding, and requantized outputs to within one quantization step.
 
 The op (schema `sft::qconv2d`, fake kernel, registry entry), its checks and its public function; `reference.py` holds
-the integer reference and the quantize / dequantize helpers, `cpu.py` the int8 kernel's launcher.
+the integer reference and the quantize / dequantize helpers, `cpu.py` the cpu kernel's launcher, `triton.py` the
+Triton kernel and its launcher (configs/triton.json), `onnx.py` the ONNX (QDQ) form.
 """
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ from typing import Optional
 import torch
 
 from ...runtime import checks, registry
+from ...runtime import triton as runtime_triton
 from ...runtime.dispatch import PLAIN, Op, dispatch
 from . import cpu
 from . import reference as ref
 
-registry.register_op("qconv2d", {"reference": (torch.uint8, torch.float32), "cpu": (torch.uint8, torch.float32)})
+registry.register_op("qconv2d", {"reference": (torch.uint8, torch.float32), "cpu": (torch.uint8, torch.float32),
+                                 "triton": (torch.uint8, torch.float32)})
 
 
 def _impl_reference(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale,
@@ -42,7 +45,18 @@ def _impl_cpu(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation
                        o_zp, ms, mt)
 
 
-_IMPLS = {"reference": _impl_reference, "cpu": _impl_cpu}
+def _impl_triton(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale,
+                 o_zp):
+    if groups != 1:  # the Triton kernel is ungrouped: the reference (exact) takes grouped convs
+        return _impl_reference(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act,
+                               slope, o_scale, o_zp)
+    if x.is_floating_point():  # quantize (and modulate) first: the kernel reads uint8
+        x = ref.quantize(x if ms is None else x * (ms + 1) + mt, x_scale, x_zp)
+    return runtime_triton.load("sft_kernels.ops.qconv2d.triton").qconv2d(
+        x, w, ws, b, res, x_scale, x_zp, tuple(stride), tuple(padding), tuple(dilation), act, slope, o_scale, o_zp)
+
+
+_IMPLS = {"reference": _impl_reference, "cpu": _impl_cpu, "triton": _impl_triton}
 
 
 @torch.library.custom_op("sft::qconv2d", mutates_args=())
