@@ -229,7 +229,8 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const Kernel kern = kernel();
   const bool amx = kern == Kernel::kAmx && align == 64;
   const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;
-  const at::Tensor xp = padded_input(x, x_scale, x_zero_point, ph, pw, Cp, amx ? (32 * sw + 1) * Cp : 0, mod);
+  const int64_t slack = amx ? (32 * sw + S * dw + 33) * Cp : 0;  // the last AMX tiles read past the image
+  const at::Tensor xp = padded_input(x, x_scale, x_zero_point, ph, pw, Cp, slack, mod);
 
   // Per-channel constants padded to whole panels (plain vectors: ATen ops on these tiny tensors cost more).
   const int64_t Kp = panels * kNR;
@@ -265,26 +266,49 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
     return st;
   };
 
-  if (amx) {  // units: 32 pixels of one output row; blocks: a unit × a panel
-    const int64_t qb = (Q + 31) / 32;
-    at::parallel_for(0, N * P * qb, 1, [&](int64_t u0, int64_t u1) {
+  if (amx) {
+    // Units of 32 pixels at one input pitch. Row mode: 32 pixels of one output row. Flat mode (stride 1, when it
+    // takes fewer units: narrow images, ResNet's 7×7 and 14×14): 32 consecutive positions of the padded-width grid
+    // P × Wp, whose first taps sit one pixel apart across rows too; the 2·pw positions per row that fall on padding
+    // are computed and not stored.
+    const int64_t qb = (Q + 31) / 32, fb = (P * Wp + 31) / 32;
+    const bool flat = sh == 1 && sw == 1 && fb < P * qb;
+    const int64_t units = N * (flat ? fb : P * qb);
+    at::parallel_for(0, units, 1, [&](int64_t u0, int64_t u1) {
       qconv::amx_configure();
       alignas(64) int32_t acc[2][32 * kNR];
+      int32_t rows[2][32];
       qconv::StoreJob job{};
       int buf = 0;
       bool have = false;
       for (int64_t u = u0; u < u1; ++u) {
-        const int64_t n = u / (P * qb), p = (u / qb) % P, q0 = (u % qb) * 32;
-        const uint8_t* a = xb + ((n * Hp + p * sh) * Wp + q0 * sw) * Cp;
-        const int mr = static_cast<int>(std::min<int64_t>(32, Q - q0));
-        const int64_t m0 = (n * P + p) * Q + q0;
+        const uint8_t* a;
+        int mr;
+        int64_t m0;
+        if (flat) {
+          const int64_t n = u / fb, v0 = (u % fb) * 32;
+          a = xb + (n * Hp * Wp + v0) * Cp;
+          mr = static_cast<int>(std::min<int64_t>(32, P * Wp - v0));
+          m0 = n * P * Q;
+          for (int i = 0; i < mr; ++i) {
+            const int64_t p = (v0 + i) / Wp, q = (v0 + i) % Wp;
+            rows[buf][i] = q < Q ? static_cast<int32_t>(p * Q + q) : -1;
+          }
+        } else {
+          const int64_t n = u / (P * qb), p = (u / qb) % P, q0 = (u % qb) * 32;
+          a = xb + ((n * Hp + p * sh) * Wp + q0 * sw) * Cp;
+          mr = static_cast<int>(std::min<int64_t>(32, Q - q0));
+          m0 = (n * P + p) * Q + q0;
+        }
         for (int64_t panel = 0; panel < panels; ++panel) {
           qconv::block_amx(a, sw * Cp, toff.data(), RS, Cp / 64, bb + panel * panel_size, nullptr);
           if (have) qconv::store_block(job.acc, job.mr, job.j0, job.ncols, job.s);  // while the tiles multiply
           qconv::block_amx_store(acc[buf]);
           const int64_t j0 = panel * kNR;
           job = {acc[buf], mr, j0, static_cast<int>(std::min<int64_t>(kNR, K - j0)), at_pixel(base, m0, j0)};
+          job.s.rows = flat ? rows[buf] : nullptr;
           have = true;
+          if (panel + 1 < panels && flat) std::copy(rows[buf], rows[buf] + mr, rows[buf ^ 1]);
           buf ^= 1;
         }
       }

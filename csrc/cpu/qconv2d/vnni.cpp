@@ -83,6 +83,15 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void store_block(const int3
     comp[h] = _mm512_loadu_si512(s.comp + j0 + 16 * h);
     channel_consts(s, e, j0 + 16 * h, &mult[h], &bias[h]);
   }
+  if (s.rows) {  // scattered rows (the AMX block over padded-width rows): one at a time, skipping the padding
+    for (int h = 0; h < halves; ++h) {
+      const __mmask16 m = tail_mask(ncols - 16 * h);
+      for (int i = 0; i < mr; ++i)
+        if (s.rows[i] >= 0)
+          store16(_mm512_loadu_si512(acc + i * kNR + 16 * h), s.rows[i], 16 * h, m, comp[h], mult[h], bias[h], e);
+    }
+    return;
+  }
   int i0 = 0;
   if (s.quant && ncols == kNR)
     for (; i0 + 1 < mr; i0 += 2) store_pair_u8(acc, i0, comp, mult, bias, e);

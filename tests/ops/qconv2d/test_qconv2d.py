@@ -93,14 +93,16 @@ def _kernels():
 @pytest.mark.parametrize("kernel", _kernels())
 def test_every_cpu_kernel_matches_the_integer_reference(kernel):
     """Each tile kernel (AMX, VNNI, portable) forced in a fresh process, on shapes that take each of its paths: channel
-    counts under and over the AMX threshold, tails of pixels and channels, stride 2, float and uint8 inputs."""
+    counts under and over the AMX threshold, tails of pixels and channels, stride 2, small images (AMX blocks over
+    the padded-width grid), float and uint8 inputs."""
     code = ("import torch\n"
             "from sft_kernels.ops import qconv2d\n"
             "from sft_kernels.ops.qconv2d import cpu, reference as ref\n"
             f"assert cpu.kernel() == {kernel!r}, cpu.kernel()\n"
             "g = torch.Generator().manual_seed(1)\n"
             "for n, c, h, w, k, st in ((2, 13, 9, 8, 35, 2), (1, 64, 7, 37, 64, 1), (1, 80, 6, 19, 48, 2),\n"
-            "                          (1, 3, 9, 9, 8, 1), (1, 16, 5, 33, 97, 1)):\n"
+            "                          (1, 3, 9, 9, 8, 1), (1, 16, 5, 33, 97, 1), (2, 64, 7, 7, 40, 1),\n"
+            "                          (1, 128, 14, 14, 64, 1)):\n"
             "    xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=g)\n"
             "    wq = torch.randint(-128, 128, (k, c, 3, 3), dtype=torch.int8, generator=g)\n"
             "    ws = torch.rand(k, generator=g) * 0.01 + 0.001\n"
