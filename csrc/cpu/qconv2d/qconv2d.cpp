@@ -193,13 +193,23 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   TORCH_CHECK(x_scale > 0, "sft_cpu::qconv2d: x_scale must be positive");
   TORCH_CHECK(x_zero_point >= 0 && x_zero_point <= 255 && out_zero_point >= 0 && out_zero_point <= 255,
               "sft_cpu::qconv2d: zero points must lie in [0, 255]");
-  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), K = w_scale.size(0);
+  // A strided 1×1 conv without padding reads every stride-th pixel: it runs as a stride-1 conv on that view (the
+  // padded copy takes it; the AMX flat mode then covers small images instead of one output row per block).
+  const bool sub = R == 1 && S == 1 && padding[0] == 0 && padding[1] == 0 && (stride[0] > 1 || stride[1] > 1);
+  const auto fmt = x.is_contiguous(at::MemoryFormat::ChannelsLast) ? at::MemoryFormat::ChannelsLast
+                                                                    : at::MemoryFormat::Contiguous;
+  auto view = [&](const at::Tensor& t) {  // dense, so the modulation maps index like the input
+    return sub ? t.slice(2, 0, t.size(2), stride[0]).slice(3, 0, t.size(3), stride[1]).contiguous(fmt) : t;
+  };
+  const at::Tensor xv = view(x);
+  const int64_t N = xv.size(0), C = xv.size(1), H = xv.size(2), W = xv.size(3), K = w_scale.size(0);
   const int64_t align = qconv2d_channel_align(C), Cp = (C + align - 1) / align * align, kg = Cp / 4, RS = R * S;
   const int64_t panels = (K + kNR - 1) / kNR;
   TORCH_CHECK(packed.numel() == panels * RS * kg * kNR * 4 && wsum.numel() == panels * kNR,
               "sft_cpu::qconv2d: packed weights do not match K=", K, ", C=", C, ", R=", R, ", S=", S,
               " (pack them with qconv2d_pack in this process)");
-  const int64_t sh = stride[0], sw = stride[1], ph = padding[0], pw = padding[1], dh = dilation[0], dw = dilation[1];
+  const int64_t sh = sub ? 1 : stride[0], sw = sub ? 1 : stride[1], ph = padding[0], pw = padding[1];
+  const int64_t dh = dilation[0], dw = dilation[1];
   const int64_t P = (H + 2 * ph - dh * (R - 1) - 1) / sh + 1, Q = (W + 2 * pw - dw * (S - 1) - 1) / sw + 1;
   TORCH_CHECK(P > 0 && Q > 0, "sft_cpu::qconv2d: the input is too small for the kernel");
   const bool quant = out_scale > 0;
@@ -219,7 +229,8 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
     auto like_x = [&](const at::Tensor& t, const char* name) {
       TORCH_CHECK(t.sizes() == x.sizes() && t.scalar_type() == at::kFloat, "sft_cpu::qconv2d: ", name,
                   " must be float32 and shaped like the input");
-      return t.strides() == x.strides() ? t : at::empty_like(x).copy_(t);
+      const at::Tensor tv = view(t);
+      return tv.strides() == xv.strides() ? tv : at::empty_like(xv).copy_(tv);
     };
     ms = like_x(*mod_scale, "mod_scale");
     mt = like_x(*mod_shift, "mod_shift");
@@ -230,7 +241,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const bool amx = kern == Kernel::kAmx && align == 64;
   const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;
   const int64_t slack = amx ? (32 * sw + S * dw + 33) * Cp : 0;  // the last AMX tiles read past the image
-  const at::Tensor xp = padded_input(x, x_scale, x_zero_point, ph, pw, Cp, slack, mod);
+  const at::Tensor xp = padded_input(xv, x_scale, x_zero_point, ph, pw, Cp, slack, mod);
 
   // Per-channel constants padded to whole panels (plain vectors: ATen ops on these tiny tensors cost more).
   const int64_t Kp = panels * kNR;

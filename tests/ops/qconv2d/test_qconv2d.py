@@ -20,6 +20,7 @@ CASES = [  # n, c, h, w, k, r, stride, padding, dilation, groups
     (2, 5, 9, 11, 33, 3, 2, 1, 1, 1),  # channel tail (5 -> 8), K tail (33)
     (1, 3, 8, 8, 16, 3, 1, 1, 1, 1),  # the RGB first conv
     (1, 17, 7, 9, 40, 1, 1, 0, 1, 1),  # 1x1
+    (2, 24, 9, 11, 40, 1, 2, 0, 1, 1),  # strided 1x1 (cpu: a stride-1 conv on the subsampled view)
     (1, 8, 10, 10, 8, 3, 1, 2, 2, 1),  # dilation
     (2, 12, 9, 9, 20, 5, 1, 2, 1, 1),  # 5x5
     (1, 8, 7, 7, 8, 3, 1, 1, 1, 2),  # grouped (cpu hands it to the reference)
