@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Callable, Iterable, Optional, Sequence
 
 import torch
@@ -226,11 +227,23 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
             row.detail = (f"sensitive: +{row.stats['sensitivity_db']:.3f} dB back in float, within the "
                           f"{config.psnr_budget_db} dB budget")
     stats["kept"] = fallen
+    stats["cpu_kernel"] = _cpu_kernel()
+    if stats["cpu_kernel"] in ("avx2", "generic"):
+        warnings.warn(f"this CPU runs the int8 conv on its {stats['cpu_kernel']} kernel (no AVX-512 VNNI / AMX), which "
+                      "is slower than the float convs here: the int8 model saves memory, not time", stacklevel=2)
     report.stats = stats
     for name, what in notify(model, "quantize_", True):
         report.add(name, "note", what)
     model.train(was_training)
     return report
+
+
+def _cpu_kernel() -> Optional[str]:
+    try:
+        from ..ops.qconv2d import cpu
+        return cpu.kernel()
+    except Exception:  # the extension is not built: the reference runs
+        return None
 
 
 def quantized_layers(model: nn.Module) -> list:

@@ -6,7 +6,7 @@
 // tap reads (x − zx)·w + zx·w, and the zx·Σw the sums carry is taken back once in the store (wsum, from the packing),
 // as oneDNN and XNNPACK do. Then y = (acc − zx·wsum[k]) · x_scale·w_scale[k] + bias[k] → activation → + residual →
 // float32, or uint8 requantized. Tiles: AMX (32 pixels of one output row × 32 channels), AVX-512 VNNI (14 × 32, any
-// pixels), a portable loop (tiles.h).
+// pixels), AVX2 (exact 16-bit products), a portable loop (tiles.h).
 #include "cpu/qconv2d/qconv2d.h"
 
 #include <ATen/Parallel.h>
@@ -40,21 +40,26 @@ bool cpu_has_amx() {
   return cpu_has_vnni() && (d & (1u << 24)) && (d & (1u << 25));  // AMX-TILE, AMX-INT8
 }
 
-enum class Kernel { kGeneric, kVnni, kAmx };
+enum class Kernel { kGeneric, kAvx2, kVnni, kAmx };
 
 Kernel kernel() {
   static const Kernel k = [] {
     const char* env = std::getenv("SFT_KERNELS_INT8");
     const std::string want = env && *env ? env : "";
-    if (!want.empty() && want != "amx" && want != "vnni" && want != "generic")
-      throw std::runtime_error("SFT_KERNELS_INT8 must be amx, vnni or generic, got '" + want + "'");
-    const bool isa512 = std::strcmp(ukernel().isa, "avx512") == 0;  // SFT_KERNELS_ISA can force the portable loop
+    if (!want.empty() && want != "amx" && want != "vnni" && want != "avx2" && want != "generic")
+      throw std::runtime_error("SFT_KERNELS_INT8 must be amx, vnni, avx2 or generic, got '" + want + "'");
+    // SFT_KERNELS_ISA=avx2|generic (the float kernels' choice) limits these too
+    const bool isa512 = std::strcmp(ukernel().isa, "avx512") == 0, isa_avx2 = isa512 || !std::strcmp(ukernel().isa,
+                                                                                                       "avx2");
     const bool amx = isa512 && cpu_has_amx() && qconv::amx_enable(), vnni = isa512 && cpu_has_vnni();
+    const bool avx2 = isa_avx2 && __builtin_cpu_supports("avx2");
     if (want == "amx" && !amx) throw std::runtime_error("SFT_KERNELS_INT8=amx: this CPU or OS does not run AMX");
     if (want == "vnni" && !vnni) throw std::runtime_error("SFT_KERNELS_INT8=vnni: this CPU has no AVX-512 VNNI");
+    if (want == "avx2" && !avx2) throw std::runtime_error("SFT_KERNELS_INT8=avx2: this CPU has no AVX2");
     if (want == "generic") return Kernel::kGeneric;
     if (want == "vnni") return Kernel::kVnni;
-    return amx ? Kernel::kAmx : vnni ? Kernel::kVnni : Kernel::kGeneric;
+    if (want == "avx2") return Kernel::kAvx2;
+    return amx ? Kernel::kAmx : vnni ? Kernel::kVnni : avx2 ? Kernel::kAvx2 : Kernel::kGeneric;
   }();
   return k;
 }
@@ -115,7 +120,7 @@ at::Tensor padded_input(const at::Tensor& x, double x_scale, int64_t zx, int64_t
   const float inv = static_cast<float>(1.0 / x_scale), fz = static_cast<float>(zx);
   const float* xf = flt ? x.data_ptr<float>() : nullptr;
   const uint8_t* xu = flt ? nullptr : x.data_ptr<uint8_t>();
-  const bool v512 = cpu_has("avx512");
+  const bool v512 = std::strcmp(ukernel().isa, "avx512") == 0;  // SFT_KERNELS_ISA=avx2|generic: the scalar copy
   at::parallel_for(0, N * H, 8, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / H, h = r % H;
@@ -152,6 +157,7 @@ std::string qconv2d_kernel() {
   switch (kernel()) {
     case Kernel::kAmx: return "amx";
     case Kernel::kVnni: return "vnni";
+    case Kernel::kAvx2: return "avx2";
     default: return "generic";
   }
 }
@@ -330,7 +336,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   }
 
   const int64_t M = N * P * Q, mtiles = (M + kMR - 1) / kMR, PQ = P * Q;
-  const bool vnni = kern != Kernel::kGeneric;
+
   at::parallel_for(0, mtiles, 4, [&](int64_t t0, int64_t t1) {
     const uint8_t* rows[kMR];
     for (int64_t mt = t0; mt < t1; ++mt) {
@@ -345,8 +351,10 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
         const int ncols = static_cast<int>(std::min<int64_t>(kNR, K - j0));
         const qconv::Store st = at_pixel(base, m0, j0);
         const int8_t* bp = bb + panel * panel_size;
-        if (vnni)
+        if (kern == Kernel::kVnni)
           qconv::tile_vnni(rows, mr, toff.data(), RS, kg, bp, j0, ncols, st);
+        else if (kern == Kernel::kAvx2)
+          qconv::tile_avx2(rows, mr, toff.data(), RS, kg, bp, j0, ncols, st);
         else
           qconv::tile_generic(rows, mr, toff.data(), RS, kg, bp, j0, ncols, st);
       }

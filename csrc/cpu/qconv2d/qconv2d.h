@@ -9,7 +9,7 @@
 
 namespace sft {
 
-// The integer kernel this process runs: "amx", "vnni" or "generic" (the best this CPU and OS allow, or the one
+// The integer kernel this process runs: "amx", "vnni", "avx2" or "generic" (the best this CPU and OS allow, or the one
 // SFT_KERNELS_INT8 names; SFT_KERNELS_ISA=avx2|generic also selects the portable loop).
 std::string qconv2d_kernel();
 

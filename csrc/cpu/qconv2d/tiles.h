@@ -28,8 +28,13 @@ struct Store {
 // b: the panel's packed weights [tap][kg][32][4]; j0: the panel's first output channel.
 void tile_generic(const uint8_t* const* rows, int mr, const int64_t* toff, int64_t ntaps, int64_t kg, const int8_t* b,
                   int64_t j0, int ncols, const Store& s);
+void tile_avx2(const uint8_t* const* rows, int mr, const int64_t* toff, int64_t ntaps, int64_t kg, const int8_t* b,
+               int64_t j0, int ncols, const Store& s);
 void tile_vnni(const uint8_t* const* rows, int mr, const int64_t* toff, int64_t ntaps, int64_t kg, const int8_t* b,
                int64_t j0, int ncols, const Store& s);
+
+// The portable store of accumulators acc [mr][32] (any CPU).
+void store_sums(const int32_t* acc, int mr, int64_t j0, int ncols, const Store& s);
 
 // AMX: 32 pixels at a fixed input pitch × one 32-channel panel, channels in chunks of 64 (kg = 16·chunks).
 bool amx_enable();     // asks the kernel for the tile data state once per process; false if refused

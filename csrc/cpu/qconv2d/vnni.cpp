@@ -102,20 +102,11 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void store_block(const int3
   }
 }
 
-void tile_generic(const uint8_t* const* rows, int mr, const int64_t* toff, int64_t ntaps, int64_t kg, const int8_t* b,
-                  int64_t j0, int ncols, const Store& s) {
+void store_sums(const int32_t* acc, int mr, int64_t j0, int ncols, const Store& s) {
   for (int i = 0; i < mr; ++i)
     for (int j = 0; j < ncols; ++j) {
-      int32_t acc = 0;
-      const int8_t* bp = b;
-      for (int64_t t = 0; t < ntaps; ++t)
-        for (int64_t g = 0; g < kg; ++g, bp += kNR * 4) {
-          const uint8_t* a = rows[i] + toff[t] + 4 * g;
-          const int8_t* w = bp + j * 4;
-          acc += int32_t(a[0]) * w[0] + int32_t(a[1]) * w[1] + int32_t(a[2]) * w[2] + int32_t(a[3]) * w[3];
-        }
       const float* rr = s.res ? s.res + i * s.ldr : nullptr;
-      const float v = store_value(acc, int(j0) + j, s, rr ? rr - j0 : nullptr);
+      const float v = store_value(acc[i * kNR + j], int(j0) + j, s, rr ? rr - j0 : nullptr);
       if (s.quant) {
         const float q = std::nearbyint(v * s.inv_out) + float(s.zo);
         static_cast<uint8_t*>(s.out)[i * s.ldo + j] = static_cast<uint8_t>(std::min(255.f, std::max(0.f, q)));
@@ -123,6 +114,24 @@ void tile_generic(const uint8_t* const* rows, int mr, const int64_t* toff, int64
         static_cast<float*>(s.out)[i * s.ldo + j] = v;
       }
     }
+}
+
+void tile_generic(const uint8_t* const* rows, int mr, const int64_t* toff, int64_t ntaps, int64_t kg, const int8_t* b,
+                  int64_t j0, int ncols, const Store& s) {
+  int32_t acc[kMR * kNR];
+  for (int i = 0; i < mr; ++i)
+    for (int j = 0; j < ncols; ++j) {
+      int32_t sum = 0;
+      const int8_t* bp = b;
+      for (int64_t t = 0; t < ntaps; ++t)
+        for (int64_t g = 0; g < kg; ++g, bp += kNR * 4) {
+          const uint8_t* a = rows[i] + toff[t] + 4 * g;
+          const int8_t* w = bp + j * 4;
+          sum += int32_t(a[0]) * w[0] + int32_t(a[1]) * w[1] + int32_t(a[2]) * w[2] + int32_t(a[3]) * w[3];
+        }
+      acc[i * kNR + j] = sum;
+    }
+  store_sums(acc, mr, j0, ncols, s);
 }
 
 }  // namespace sft::qconv

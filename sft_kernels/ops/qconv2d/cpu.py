@@ -1,7 +1,7 @@
-"""The `cpu` backend of sft.qconv2d: the extension's int8 direct conv (csrc/cpu/qconv2d/: AMX tiles, AVX-512 VNNI, a
-portable loop; `kernel()` says which runs). The weights are packed once per weight tensor (with their per-channel sums,
-which carry the input zero point) and held as long as the weight lives (runtime.weight_pack). Grouped convs go to the
-reference."""
+"""The `cpu` backend of sft.qconv2d: the extension's int8 direct conv (csrc/cpu/qconv2d/: AMX tiles, AVX-512 VNNI,
+AVX2, a portable loop; `kernel()` says which runs). The weights are packed once per weight tensor (with their
+per-channel sums, which carry the input zero point) and held as long as the weight lives (runtime.weight_pack).
+Grouped convs go to the reference."""
 from __future__ import annotations
 
 import torch
@@ -10,7 +10,7 @@ from ...runtime import checks, registry, weight_pack
 
 
 def kernel() -> str:
-    """"amx", "vnni" or "generic": the integer kernel this process runs (SFT_KERNELS_INT8 forces one)."""
+    """"amx", "vnni", "avx2" or "generic": the integer kernel this process runs (SFT_KERNELS_INT8 forces one)."""
     registry.cpu_ext()
     return torch.ops.sft_cpu.qconv2d_kernel()
 

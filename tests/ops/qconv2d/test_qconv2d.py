@@ -87,15 +87,15 @@ def _kernels():
         return []
     from sft_kernels.ops.qconv2d import cpu
     best = cpu.kernel()
-    return [k for k in ("amx", "vnni", "generic") if ("amx", "vnni", "generic").index(k) >= ("amx", "vnni",
-                                                                                             "generic").index(best)]
+    order = ("amx", "vnni", "avx2", "generic")
+    return [k for k in order if order.index(k) >= order.index(best)]
 
 
 @pytest.mark.parametrize("kernel", _kernels())
 def test_every_cpu_kernel_matches_the_integer_reference(kernel):
-    """Each tile kernel (AMX, VNNI, portable) forced in a fresh process, on shapes that take each of its paths: channel
-    counts under and over the AMX threshold, tails of pixels and channels, stride 2, small images (AMX blocks over
-    the padded-width grid), float and uint8 inputs."""
+    """Each tile kernel (AMX, VNNI, AVX2, portable) forced in a fresh process, on shapes that take each of its paths:
+    channel counts under and over the AMX threshold, tails of pixels and channels, stride 2, small images (AMX
+    blocks over the padded-width grid), float and uint8 inputs."""
     code = ("import torch\n"
             "from sft_kernels.ops import qconv2d\n"
             "from sft_kernels.ops.qconv2d import cpu, reference as ref\n"
@@ -124,7 +124,7 @@ def test_forced_portable_isa_runs_the_portable_kernel():
     assert proc.returncode == 0, proc.stderr[-2000:]
     proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, SFT_KERNELS_INT8="tpu"),
                           capture_output=True, text=True, timeout=120)
-    assert "SFT_KERNELS_INT8 must be amx, vnni or generic" in proc.stderr
+    assert "SFT_KERNELS_INT8 must be amx, vnni, avx2 or generic" in proc.stderr
 
 
 def test_quantize_helpers_round_trip():
