@@ -164,9 +164,30 @@ std::string qconv2d_kernel() {
 
 int64_t qconv2d_channel_align(int64_t C) { return kernel() == Kernel::kAmx && C >= 16 ? 64 : 4; }
 
+// Few-channel convs on AMX (the RGB first conv, SFTNet's 8-channel condition stem, ResNet's 7×7 stem): their taps ×
+// channels fit in at most three 64-byte chunks, so each output pixel's taps are gathered into one row (an im2col of
+// C·R·S bytes) and the conv runs as a 1×1 over those rows, instead of 4 channels per step on VNNI.
+// Each tap keeps the padded copy's 4-aligned channel group (C4 bytes), so a tap is whole 32-bit words.
+bool tap_packed(int64_t C, int64_t R, int64_t S) {
+  return kernel() == Kernel::kAmx && C < 16 && R * S > 1 && R * S * ((C + 3) / 4 * 4) <= 192;
+}
+
+int64_t qconv2d_packed_numel(int64_t K, int64_t C, int64_t R, int64_t S) {
+  const int64_t panels = (K + kNR - 1) / kNR;
+  if (tap_packed(C, R, S)) return panels * ((R * S * ((C + 3) / 4 * 4) + 63) / 64 * 64) * kNR;
+  const int64_t align = qconv2d_channel_align(C);
+  return panels * R * S * ((C + align - 1) / align * align) * kNR;
+}
+
 std::vector<at::Tensor> qconv2d_pack(const at::Tensor& w_q) {
   TORCH_CHECK(w_q.dim() == 4 && w_q.scalar_type() == at::kChar,
               "sft_cpu::qconv2d_pack: weight must be int8 [K, C, R, S]");
+  if (tap_packed(w_q.size(1), w_q.size(2), w_q.size(3))) {  // as a 1×1 over (r, s, c4) rows, padded channels zero
+    const int64_t C4 = (w_q.size(1) + 3) / 4 * 4;
+    at::Tensor w4 = at::zeros({w_q.size(0), C4, w_q.size(2), w_q.size(3)}, w_q.options());
+    w4.narrow(1, 0, w_q.size(1)).copy_(w_q);
+    return qconv2d_pack(w4.permute({0, 2, 3, 1}).reshape({w_q.size(0), -1, 1, 1}));
+  }
   const at::Tensor w = w_q.contiguous();
   const int64_t K = w.size(0), C = w.size(1), RS = w.size(2) * w.size(3), align = qconv2d_channel_align(C);
   const int64_t Cp = (C + align - 1) / align * align, panels = (K + kNR - 1) / kNR, kg = Cp / 4;
@@ -211,7 +232,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const int64_t N = xv.size(0), C = xv.size(1), H = xv.size(2), W = xv.size(3), K = w_scale.size(0);
   const int64_t align = qconv2d_channel_align(C), Cp = (C + align - 1) / align * align, kg = Cp / 4, RS = R * S;
   const int64_t panels = (K + kNR - 1) / kNR;
-  TORCH_CHECK(packed.numel() == panels * RS * kg * kNR * 4 && wsum.numel() == panels * kNR,
+  TORCH_CHECK(packed.numel() == qconv2d_packed_numel(K, C, R, S) && wsum.numel() == panels * kNR,
               "sft_cpu::qconv2d: packed weights do not match K=", K, ", C=", C, ", R=", R, ", S=", S,
               " (pack them with qconv2d_pack in this process)");
   const int64_t sh = sub ? 1 : stride[0], sw = sub ? 1 : stride[1], ph = padding[0], pw = padding[1];
@@ -275,7 +296,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
                           nullptr, K};
   const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
   uint8_t* ob = static_cast<uint8_t*>(out.data_ptr());
-  const int64_t esize = quant ? 1 : 4, panel_size = RS * kg * kNR * 4;
+  const int64_t esize = quant ? 1 : 4, panel_size = packed.numel() / panels;
   auto at_pixel = [&](const qconv::Store& b0, int64_t m, int64_t j0) {
     qconv::Store st = b0;
     st.res = rp ? rp + m * K + j0 : nullptr;
@@ -283,14 +304,44 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
     return st;
   };
 
-  if (amx) {
+  // The AMX block's view of the input: the padded image, or for tap-packed convs (tap_packed) rows of each output
+  // pixel's gathered taps, run as a 1×1 conv over M = N·P·Q "pixels" of Cq channels.
+  const bool tapped = tap_packed(C, R, S);
+  int64_t gN = N, gP = P, gQ = Q, gHp = Hp, gWp = Wp, gsh = sh, gsw = sw, gCp = Cp, gRS = RS;
+  std::vector<int64_t> gtoff = toff;
+  const uint8_t* gxb = xb;
+  at::Tensor cols;
+  if (tapped) {
+    const int64_t M = N * P * Q, Cq = (Cp * RS + 63) / 64 * 64, words = Cp / 4;  // Cp = C4 here
+    cols = pooled_empty({(M + 33) * Cq}, x.options().dtype(at::kByte));
+    uint8_t* cb = cols.data_ptr<uint8_t>();
+    std::memset(cb + M * Cq, 0, 33 * Cq);  // rows the last tiles read past the end
+    at::parallel_for(0, M, 256, [&](int64_t m0, int64_t m1) {
+      for (int64_t m = m0; m < m1; ++m) {
+        const int64_t n = m / (P * Q), p = (m / Q) % P, q = m % Q;
+        const uint8_t* src = xb + ((n * Hp + p * sh) * Wp + q * sw) * Cp;
+        uint8_t* row = cb + m * Cq;
+        for (int64_t t = 0; t < RS; ++t)
+          for (int64_t w = 0; w < words; ++w) std::memcpy(row + t * Cp + 4 * w, src + toff[t] + 4 * w, 4);
+        std::memset(row + RS * Cp, 0, Cq - RS * Cp);  // meets zero weights
+      }
+    });
+    gN = gP = gHp = gsh = gsw = gRS = 1;
+    gQ = M;
+    gWp = M + 33;
+    gCp = Cq;
+    gtoff = {0};
+    gxb = cb;
+  }
+
+  if (amx || tapped) {
     // Units of 32 pixels at one input pitch. Row mode: 32 pixels of one output row. Flat mode (stride 1, when it
     // takes fewer units: narrow images, ResNet's 7×7 and 14×14): 32 consecutive positions of the padded-width grid
     // P × Wp, whose first taps sit one pixel apart across rows too; the 2·pw positions per row that fall on padding
     // are computed and not stored.
-    const int64_t qb = (Q + 31) / 32, fb = (P * Wp + 31) / 32;
-    const bool flat = sh == 1 && sw == 1 && fb < P * qb;
-    const int64_t units = N * (flat ? fb : P * qb);
+    const int64_t qb = (gQ + 31) / 32, fb = (gP * gWp + 31) / 32;
+    const bool flat = gsh == 1 && gsw == 1 && fb < gP * qb;
+    const int64_t units = gN * (flat ? fb : gP * qb);
     at::parallel_for(0, units, 1, [&](int64_t u0, int64_t u1) {
       qconv::amx_configure();
       alignas(64) int32_t acc[2][32 * kNR];
@@ -304,21 +355,21 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
         int64_t m0;
         if (flat) {
           const int64_t n = u / fb, v0 = (u % fb) * 32;
-          a = xb + (n * Hp * Wp + v0) * Cp;
-          mr = static_cast<int>(std::min<int64_t>(32, P * Wp - v0));
-          m0 = n * P * Q;
+          a = gxb + (n * gHp * gWp + v0) * gCp;
+          mr = static_cast<int>(std::min<int64_t>(32, gP * gWp - v0));
+          m0 = n * gP * gQ;
           for (int i = 0; i < mr; ++i) {
-            const int64_t p = (v0 + i) / Wp, q = (v0 + i) % Wp;
-            rows[buf][i] = q < Q ? static_cast<int32_t>(p * Q + q) : -1;
+            const int64_t p = (v0 + i) / gWp, q = (v0 + i) % gWp;
+            rows[buf][i] = q < gQ ? static_cast<int32_t>(p * gQ + q) : -1;
           }
         } else {
-          const int64_t n = u / (P * qb), p = (u / qb) % P, q0 = (u % qb) * 32;
-          a = xb + ((n * Hp + p * sh) * Wp + q0 * sw) * Cp;
-          mr = static_cast<int>(std::min<int64_t>(32, Q - q0));
-          m0 = (n * P + p) * Q + q0;
+          const int64_t n = u / (gP * qb), p = (u / qb) % gP, q0 = (u % qb) * 32;
+          a = gxb + ((n * gHp + p * gsh) * gWp + q0 * gsw) * gCp;
+          mr = static_cast<int>(std::min<int64_t>(32, gQ - q0));
+          m0 = (n * gP + p) * gQ + q0;
         }
         for (int64_t panel = 0; panel < panels; ++panel) {
-          qconv::block_amx(a, sw * Cp, toff.data(), RS, Cp / 64, bb + panel * panel_size, nullptr);
+          qconv::block_amx(a, gsw * gCp, gtoff.data(), gRS, gCp / 64, bb + panel * panel_size, nullptr);
           if (have) qconv::store_block(job.acc, job.mr, job.j0, job.ncols, job.s);  // while the tiles multiply
           qconv::block_amx_store(acc[buf]);
           const int64_t j0 = panel * kNR;
@@ -351,7 +402,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
         const int ncols = static_cast<int>(std::min<int64_t>(kNR, K - j0));
         const qconv::Store st = at_pixel(base, m0, j0);
         const int8_t* bp = bb + panel * panel_size;
-        if (kern == Kernel::kVnni)
+        if (kern == Kernel::kVnni || kern == Kernel::kAmx)  // AMX CPUs run the few-channel convs on VNNI
           qconv::tile_vnni(rows, mr, toff.data(), RS, kg, bp, j0, ncols, st);
         else if (kern == Kernel::kAvx2)
           qconv::tile_avx2(rows, mr, toff.data(), RS, kg, bp, j0, ncols, st);

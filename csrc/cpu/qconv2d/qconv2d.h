@@ -17,6 +17,9 @@ std::string qconv2d_kernel();
 // (C >= 16 with the amx kernel), else 4.
 int64_t qconv2d_channel_align(int64_t C);
 
+// Elements of qconv2d_pack's panels for a [K, C, R, S] weight (few-channel convs on AMX pack their taps as channels).
+int64_t qconv2d_packed_numel(int64_t K, int64_t C, int64_t R, int64_t S);
+
 // w_q: int8 [K, C, R, S] (groups = 1). Returns {packed, wsum}: packed int8 panels [ceil(K/32)][R·S][Cp/4][32][4]
 // (Cp = C rounded up to qconv2d_channel_align(C); padded channels and output channels are zero) and wsum int32
 // [ceil(K/32)·32] = Σ w_q[k].

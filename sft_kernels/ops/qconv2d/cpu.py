@@ -24,10 +24,8 @@ def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, 
             mt=None):
     registry.cpu_ext()
     k, c, r, s = w.shape
-    panels = -(-k // 32)
-    align = torch.ops.sft_cpu.qconv2d_channel_align(c)
     both = weight_pack.packed(w, "cpu_qconv2d", _pack)
-    n_packed = panels * r * s * (-(-c // align) * align) * 32
+    n_packed = torch.ops.sft_cpu.qconv2d_packed_numel(k, c, r, s)
     packed = both[:n_packed].view(torch.int8)
     wsum = both[n_packed:].view(torch.int32)
     y = torch.ops.sft_cpu.qconv2d.default(x, x_scale, x_zp, packed, wsum, ws, b, r, s, stride, padding, dilation,
