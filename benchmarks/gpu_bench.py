@@ -1,4 +1,5 @@
-"""GPU benchmark: sft conv2d backends (Triton, CUDA when built) vs cuDNN, fp16, channels_last; SFTNet end to end.
+"""GPU benchmark: sft conv2d backends (Triton, CUDA when built) vs cuDNN, fp16, channels_last; SFTNet end to end;
+the int8 conv (Triton qconv2d, uint8 in and out) vs cuDNN fp16 on SFTNet's shapes.
 
 Per conv shape (SFTNet's and ResNet-50's catalogs, each batch size), cuDNN (cudnn.benchmark=True) and every GPU
 backend of ours are timed with triton.testing.do_bench (it flushes L2 between runs) in interleaved rounds; the
@@ -149,6 +150,48 @@ def conv_shape(rec, catalog, n, s, names, args):
         rec(**common, ms=t[name], tflops=s.flops / t[name] / 1e9, vs_cudnn=t["cudnn"] / t[name], **extra)
 
 
+def int8_rows(rec, batches, args):
+    """The int8 conv (Triton) against cuDNN fp16 on SFTNet's conv shapes: uint8 in, uint8 out (requantized in the
+    store), per-channel int8 weights; the issue's bar is 1.5× cuDNN fp16."""
+    from sft_kernels import backends, ops
+    from sft_kernels.tools.shapes import sftnet_conv_shapes
+
+    if not backends.supports("triton", "qconv2d", DEVICE, torch.uint8):
+        rec(kind="error", section="int8", error="the Triton backend cannot run qconv2d here")
+        return
+    for n in batches:
+        for s in sftnet_conv_shapes(lr=args.lr, n=n):
+            try:
+                x = torch.randn(s.n, s.c, s.h, s.w, device=DEVICE, dtype=DTYPE).contiguous(
+                    memory_format=torch.channels_last)
+                w = torch.randn(s.k, s.c, s.r, s.s, device=DEVICE, dtype=DTYPE)
+                b = torch.randn(s.k, device=DEVICE, dtype=DTYPE)
+                xq = torch.randint(0, 256, x.shape, device=DEVICE, dtype=torch.uint8).contiguous(
+                    memory_format=torch.channels_last)
+                wq = torch.randint(-127, 128, w.shape, device=DEVICE, dtype=torch.int8)
+                ws, bq = torch.rand(s.k, device=DEVICE) * 0.01 + 1e-3, torch.randn(s.k, device=DEVICE)
+                a = (s.stride, s.padding)
+                fns = {"cudnn fp16": lambda: F.conv2d(x, w, b, *a),
+                       "triton int8": lambda: ops.qconv2d(xq, wq, ws, bq, *a, input_scale=0.02, input_zero_point=3,
+                                                          out_scale=0.05, out_zero_point=128, backend="triton")}
+                for f in fns.values():
+                    f()
+                _sync()
+                t = bench_rounds(fns, args.rounds, args.warmup, args.rep)
+                kt = {}
+                if DEVICE == "cuda" and args.graph_reps:
+                    graphs = graph_fns(fns, args.graph_reps)
+                    if len(graphs) == 2:
+                        kt = {k: v / args.graph_reps
+                              for k, v in bench_rounds(graphs, args.rounds, args.warmup, args.rep).items()}
+                rec(kind="int8", batch=n, shape=s.name, flops=s.flops, cudnn_ms=t["cudnn fp16"],
+                    ms=t["triton int8"], vs_cudnn=t["cudnn fp16"] / t["triton int8"],
+                    tops=s.flops / t["triton int8"] / 1e9,
+                    kernel_vs_cudnn=kt["cudnn fp16"] / kt["triton int8"] if kt else None)
+            except Exception as e:  # noqa: BLE001 - one shape must not end the table
+                rec(kind="error", section="int8", shape=s.name, batch=n, error=f"{type(e).__name__}: {e}")
+
+
 def e2e_rows(rec, batches, names, args):
     from sft_kernels import convert_
     from sft_kernels.metrics import conv_macs
@@ -206,6 +249,7 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=224, help="ResNet-50 input size (default 224)")
     p.add_argument("--e2e-lr", dest="e2e_lr", type=int, default=128, help="LR size of the end-to-end SFTNet runs")
     p.add_argument("--no-e2e", dest="e2e", action="store_false", help="skip the end-to-end SFTNet runs")
+    p.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 (Triton qconv2d) rows")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per shape (median kept)")
     p.add_argument("--warmup", type=int, default=10, help="do_bench warm-up, ms")
     p.add_argument("--rep", type=int, default=40, help="do_bench measuring time, ms")
@@ -240,7 +284,8 @@ def main(argv=None):
     if not names:
         print("gpu_bench: neither the Triton nor the CUDA backend can run here:", backends.status())
     for section, fn in (("e2e", lambda: e2e_rows(rec, args.batch, names, args) if args.e2e else None),
-                        ("conv", lambda: conv_rows(rec, args.catalog, args.batch, names, args))):
+                        ("conv", lambda: conv_rows(rec, args.catalog, args.batch, names, args)),
+                        ("int8", lambda: int8_rows(rec, args.batch, args) if args.int8 else None)):
         try:
             fn()
         except Exception as e:  # noqa: BLE001 - one broken section must not lose the other
