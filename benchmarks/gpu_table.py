@@ -1,7 +1,7 @@
 """Summary table of a gpu_bench.py run: per shape (ours / cuDNN time ratio per backend), then per catalog and
 batch the geometric mean, the worst shape and how many shapes meet issue 22's bar (Triton >= 0.9x, CUDA >= 1.0x
-cuDNN at batch 16), then SFTNet end to end,
-then the int8 rows (Triton qconv2d vs cuDNN fp16, bar 1.5×). Reads the JSON-lines file gpu_bench.py appends to.
+cuDNN at batch 16), then SFTNet end to end, then the int8 rows (Triton qconv2d vs cuDNN fp16, bar 1.5×).
+Reads the JSON-lines file gpu_bench.py appends to.
 Usage: python benchmarks/gpu_table.py RESULTS.jsonl
 """
 import json
