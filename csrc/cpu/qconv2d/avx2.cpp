@@ -5,7 +5,7 @@
 // into int32, exact for u8·s8): a pixel's 4 channels, widened and broadcast to every 64-bit lane, meet 4 output
 // channels' 4 weights per vector (the packed [tap][C/4][32][4] rows sign-extended 16 bytes at a time), giving two
 // partial sums per output channel that a horizontal add joins. Two pixels × 16 output channels per pass keep 8
-// accumulators, 4 weight vectors and the broadcast input in the 16 registers. The store is the portable one.
+// accumulators, 4 weight vectors and the broadcast input in the 16 registers; the store is 8 channels a vector.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -22,6 +22,46 @@ __attribute__((target("avx2"))) inline void join16(const __m256i* c, int32_t* ou
   for (int h = 0; h < 2; ++h) {
     const __m256i s = _mm256_hadd_epi32(c[2 * h], c[2 * h + 1]);  // (k0,k1 | k4,k5) (k2,k3 | k6,k7) per 128 lane
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 8 * h), _mm256_permute4x64_epi64(s, 0xD8));
+  }
+}
+
+// The store of accumulators acc [mr][32] with AVX2 (8 channels a vector; a channel tail goes to store_sums).
+__attribute__((target("avx2,fma"))) void store_avx2(const int32_t* acc, int mr, int64_t j0, int ncols, const Store& s) {
+  const int full = ncols / 8 * 8;
+  const __m256 zero = _mm256_setzero_ps(), slope = _mm256_set1_ps(s.slope), inv = _mm256_set1_ps(s.inv_out);
+  const __m256i zo = _mm256_set1_epi32(s.zo), lo = _mm256_setzero_si256(), hi = _mm256_set1_epi32(255);
+  const int act = s.act;
+  const bool quant = s.quant;
+  const float* res = s.res;
+  for (int c = 0; c < full; c += 8) {
+    const __m256i comp = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s.comp + j0 + c));
+    const __m256 mult = _mm256_loadu_ps(s.mult + j0 + c);
+    const __m256 bias = s.bias ? _mm256_loadu_ps(s.bias + j0 + c) : zero;
+    for (int i = 0; i < mr; ++i) {
+      const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + i * kNR + c));
+      __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(a, comp)), mult, bias);
+      if (act == 1) v = _mm256_max_ps(v, zero);
+      if (act == 2) v = _mm256_blendv_ps(v, _mm256_mul_ps(v, slope), _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+      if (res) v = _mm256_add_ps(v, _mm256_loadu_ps(res + i * s.ldr + c));
+      if (quant) {
+        __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v, inv)), zo);
+        q = _mm256_min_epi32(_mm256_max_epi32(q, lo), hi);
+        const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+        const __m128i b8 = _mm_packus_epi16(w16, w16);
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(static_cast<uint8_t*>(s.out) + i * s.ldo + c), b8);
+      } else {
+        _mm256_storeu_ps(static_cast<float*>(s.out) + i * s.ldo + c, v);
+      }
+    }
+  }
+  if (full < ncols) {  // the channel tail: the portable store on the shifted pointers
+    Store t = s;
+    t.res = s.res ? s.res + full : nullptr;
+    t.out = static_cast<char*>(s.out) + full * (s.quant ? 1 : 4);
+    alignas(32) int32_t tail[kMR * kNR];
+    for (int i = 0; i < mr; ++i)
+      for (int j = full; j < ncols; ++j) tail[i * kNR + j - full] = acc[i * kNR + j];
+    store_sums(tail, mr, j0 + full, ncols - full, t);
   }
 }
 
@@ -59,7 +99,7 @@ __attribute__((target("avx2"))) void tile_avx2(const uint8_t* const* rows, int m
       if (two) join16(c1, acc + (i0 + 1) * kNR + 16 * half);
     }
   }
-  store_sums(acc, mr, j0, ncols, s);
+  store_avx2(acc, mr, j0, ncols, s);
 }
 
 }  // namespace sft::qconv

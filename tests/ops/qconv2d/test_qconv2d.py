@@ -110,7 +110,17 @@ def test_every_cpu_kernel_matches_the_integer_reference(kernel):
             "    for x in (xq, xq.float() * 0.03 - 1.0):\n"
             "        y = qconv2d(x, wq, ws, None, st, 1, input_scale=0.03, input_zero_point=33, backend='cpu')\n"
             "        e = ref.qconv2d(x, 0.03, 33, wq, ws, None, None, st, 1)\n"
-            "        assert (y.double() - e).abs().max() <= 1e-5 * e.abs().max(), (n, c, h, w, k, st)\n")
+            "        assert (y.double() - e).abs().max() <= 1e-5 * e.abs().max(), (n, c, h, w, k, st)\n"
+            "    b, res = torch.randn(k, generator=g), torch.randn(e.shape, generator=g)\n"
+            "    for act in ('relu', 'leaky_relu'):\n"
+            "        y = qconv2d(xq, wq, ws, b, st, 1, input_scale=0.03, input_zero_point=33, activation=act,\n"
+            "                    negative_slope=0.1, residual=res, backend='cpu')\n"
+            "        e = ref.qconv2d(xq, 0.03, 33, wq, ws, b, res, st, 1, 1, 1, act, 0.1)\n"
+            "        assert (y.double() - e).abs().max() <= 1e-5 * e.abs().max(), (act, c, k)\n"
+            "        y = qconv2d(xq, wq, ws, b, st, 1, input_scale=0.03, input_zero_point=33, activation=act,\n"
+            "                    negative_slope=0.1, residual=res, out_scale=0.05, out_zero_point=100, backend='cpu')\n"
+            "        e = ref.qconv2d(xq, 0.03, 33, wq, ws, b, res, st, 1, 1, 1, act, 0.1, 0.05, 100)\n"
+            "        assert (y.int() - e.int()).abs().max() <= 1, (act, c, k)\n")
     env = dict(os.environ, SFT_KERNELS_INT8=kernel)
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
