@@ -62,4 +62,7 @@ def load_int8(card: dict, weights, expected_sha256=None) -> nn.Module:
         raise WeightsError(f"{str(weights)!r} does not fit its card: missing {missing[:3]}, unexpected "
                            f"{unexpected[:3]}")
     model.load_state_dict(sd, strict=False)
+    from ..transforms.swap import notify
+
+    notify(model, "quantize_", True)  # the fused forward, as quantize_ leaves it
     return model.eval()
