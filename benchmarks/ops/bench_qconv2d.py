@@ -10,40 +10,14 @@ import sys
 
 import torch
 
-from sft_kernels import ops
 from sft_kernels.ops.qconv2d import cpu as qcpu
+from sft_kernels.tools.bench_suite import qconv_candidates
 from sft_kernels.tools.benchmark import time_interleaved
 from sft_kernels.tools.shapes import CONV_CATALOGS
 
 
 def candidates(s):
-    torch.backends.quantized.engine = "x86"
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(s.n, s.c, s.h, s.w, generator=g).contiguous(memory_format=torch.channels_last)
-    w = torch.randn(s.k, s.c, s.r, s.s, generator=g) * 0.05
-    b = torch.randn(s.k, generator=g) * 0.1
-    xs, xz, os_, oz = 1 / 255, 0, 0.05, 128
-    ws = w.reshape(s.k, -1).abs().amax(1) / 127
-    wq = torch.clamp(torch.round(w / ws.view(-1, 1, 1, 1)), -127, 127).to(torch.int8)
-    xq_t = torch.quantize_per_tensor(x, xs, xz, torch.quint8)  # channels_last kept
-    qw = torch._make_per_channel_quantized_tensor(wq, ws.double(), torch.zeros(s.k, dtype=torch.long), 0)
-    qconv = torch.ao.nn.quantized.Conv2d(s.c, s.k, (s.r, s.s), s.stride, s.padding)
-    qconv.set_weight_bias(qw, b)
-    qconv.scale, qconv.zero_point = os_, oz
-    xu8 = xq_t.int_repr()
-    assert xu8.is_contiguous(memory_format=torch.channels_last)
-    wd = wq.float() * ws.view(-1, 1, 1, 1)
-    ours = lambda: ops.qconv2d(xu8, wq, ws, b, s.stride, s.padding, input_scale=xs, input_zero_point=xz,  # noqa
-                               out_scale=os_, out_zero_point=oz, backend="cpu")
-    # same result (within one step) before timing anything
-    diff = (ours().int() - qconv(xq_t).int_repr().int()).abs().max().item()
-    assert diff <= 1, f"{s.name}: ours and torch.ao differ by {diff} steps"
-    return {
-        "torch.ao int8": lambda: qconv(xq_t),
-        "sft int8": ours,
-        "sft fp32 direct": lambda: ops.conv2d(x, wd, b, s.stride, s.padding, backend="cpu", algorithm="direct"),
-        "sft fp32 best": lambda: ops.conv2d(x, wd, b, s.stride, s.padding, backend="cpu"),
-    }
+    return qconv_candidates(s)  # sft_kernels.tools.bench_suite: shared with `sft-kernels bench --op qconv2d`
 
 
 def main(argv=None):

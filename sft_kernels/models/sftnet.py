@@ -215,7 +215,7 @@ class SFTNet(nn.Module):
             if not isinstance(m, (nn.Sequential, nn.ModuleList, SFTLayer, ResBlockSFT, nn.ReLU, nn.LeakyReLU,
                                   nn.PixelShuffle, nn.Identity)))
         was = self.fused
-        if transform in ("convert_", "quantize_", "convert_qat_"):  # int8 models run fused (modulation, uint8 hand-over)
+        if transform in ("convert_", "quantize_", "convert_qat_"):  # int8 runs fused too (modulation, uint8 hand-over)
             self.fused = applied and fusable
         else:
             self.fused = self.fused and fusable

@@ -97,6 +97,66 @@ def run_matmul(quick: bool = False, repeat: int = 10, progress: bool = True, pea
     return rows
 
 
+def qconv_candidates(s) -> dict:
+    """{name: fn} for one int8 conv shape: PyTorch's quantized x86 engine (torch.ao.nn.quantized.Conv2d: uint8
+    activations, per-channel int8 weights, uint8 output, channels_last), our int8 conv on the same scheme and
+    inputs (outputs checked within one quantization step first), our fp32 direct and best convs."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(s.n, s.c, s.h, s.w, generator=g).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(s.k, s.c, s.r, s.s, generator=g) * 0.05
+    b = torch.randn(s.k, generator=g) * 0.1
+    xs, xz, os_, oz = 1 / 255, 0, 0.05, 128
+    ws = w.reshape(s.k, -1).abs().amax(1) / 127
+    wq = torch.clamp(torch.round(w / ws.view(-1, 1, 1, 1)), -127, 127).to(torch.int8)
+    wd = wq.float() * ws.view(-1, 1, 1, 1)
+    xu8 = torch.clamp(torch.round(x / xs) + xz, 0, 255).to(torch.uint8)  # channels_last kept
+    fns = {"sft int8": lambda: ops.qconv2d(xu8, wq, ws, b, s.stride, s.padding, input_scale=xs, input_zero_point=xz,
+                                           out_scale=os_, out_zero_point=oz, backend="cpu"),
+           "sft fp32 direct": lambda: ops.conv2d(x, wd, b, s.stride, s.padding, backend="cpu", algorithm="direct"),
+           "sft fp32 best": lambda: ops.conv2d(x, wd, b, s.stride, s.padding, backend="cpu")}
+    if "x86" in torch.backends.quantized.supported_engines:
+        import warnings
+
+        torch.backends.quantized.engine = "x86"
+        with warnings.catch_warnings():  # quantized tensor creation is deprecated in recent torch; still the engine
+            warnings.simplefilter("ignore")
+            xq_t = torch.quantize_per_tensor(x, xs, xz, torch.quint8)
+            qw = torch._make_per_channel_quantized_tensor(wq, ws.double(), torch.zeros(s.k, dtype=torch.long), 0)
+        qconv = torch.ao.nn.quantized.Conv2d(s.c, s.k, (s.r, s.s), s.stride, s.padding)
+        qconv.set_weight_bias(qw, b)
+        qconv.scale, qconv.zero_point = os_, oz
+        diff = (fns["sft int8"]().int() - qconv(xq_t).int_repr().int()).abs().max().item()
+        if diff > 1:
+            raise RuntimeError(f"{s.name}: sft int8 and torch.ao differ by {diff} quantization steps")
+        fns = {"torch.ao int8": lambda: qconv(xq_t), **fns}
+    return fns
+
+
+def run_qconv(quick: bool = False, repeat: int = 10, progress: bool = True, peak: Optional[float] = None,
+              catalog: str = "sftnet") -> list:
+    """int8 conv rows: GOP/s, % of 4× the fp32 peak (AVX-512 VNNI's int8 rate; AMX can exceed it), and the ratio
+    to torch.ao's int8 conv where this PyTorch has its x86 engine (else to our best fp32 conv)."""
+    shapes = quick_conv_shapes(catalog) if quick else CONV_CATALOGS[catalog]()
+    peak = peak or measure_peak_gflops()[0]
+    rows = []
+    it = shapes
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(shapes, desc="qconv2d shapes", unit="shape")
+    for s in it:
+        if s.groups != 1:
+            continue
+        with torch.no_grad():
+            times = time_interleaved(qconv_candidates(s), repeat=repeat, min_time=0.0 if quick else MIN_SECONDS)
+        base = times.get("torch.ao int8", times["sft fp32 best"])
+        for name, t in times.items():
+            gops = s.flops / t / 1e9
+            rows.append(dict(op="qconv2d", shape=s.name, impl=name, ms=t * 1e3, gflops=gops,
+                             pct_peak=100 * gops / (4 * peak), vs_torch=base / t, threads=torch.get_num_threads()))
+    return rows
+
+
 def table(rows: list) -> str:
     body = [[r["op"], r["shape"], r["impl"], f"{r['ms']:.3f}", f"{r['gflops']:.1f}", f"{r['pct_peak']:.0f}%",
              f"{r['vs_torch']:.2f}x"] for r in rows]

@@ -64,6 +64,8 @@ def cmd_bench(args) -> int:
         rows += bench_suite.run_conv(args.quick, args.repeat, peak=peak, catalog=args.shapes)
     if args.op in ("matmul", "all"):
         rows += bench_suite.run_matmul(args.quick, args.repeat, peak=peak)
+    if args.op in ("qconv2d", "all"):
+        rows += bench_suite.run_qconv(args.quick, args.repeat, peak=peak, catalog=args.shapes)
     print(bench_suite.table(rows))
     meta = dict(threads=torch.get_num_threads(), peak_gflops=peak, peak_how=how, ukernel_ceiling_gflops=ceiling,
                 torch=torch.__version__,
@@ -272,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Time sft ops against PyTorch (F.conv2d with NCHW and channels_last input, "
                        "torch.matmul) on the SFTNet shape catalog, interleaved in one process (each round in a "
                        "fresh random order), medians.")
-    s.add_argument("--op", choices=["conv2d", "matmul", "all"], default="all")
+    s.add_argument("--op", choices=["conv2d", "matmul", "qconv2d", "all"], default="all",
+                   help="qconv2d: the int8 conv against torch.ao's quantized x86 conv (GOP/s; %% peak of 4x the fp32 "
+                   "peak, VNNI's int8 rate); all: every op")
     s.add_argument("--shapes", choices=["sftnet", "resnet50"], default="sftnet",
                    help="conv catalog: SFTNet's layers at a 128x128 LR input, or ResNet-50's at 224x224")
     s.add_argument("--quick", action="store_true",

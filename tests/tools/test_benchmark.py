@@ -1,4 +1,7 @@
 """The side-by-side timer every benchmark uses."""
+import pytest
+import torch
+
 from sft_kernels.tools.benchmark import time_interleaved
 
 
@@ -32,3 +35,16 @@ def test_resnet50_catalog_matches_the_published_network():
     assert sum(s.count * s.flops // 2 for s in shapes) == 4_087_136_256  # its published 4.09 G conv MACs at 224²
     assert [s.pq for s in shapes if "s2" in s.name] == [(112, 112), (28, 28), (28, 28), (14, 14), (14, 14),
                                                         (7, 7), (7, 7)]
+
+
+def test_qconv_candidates_agree_and_run():
+    from sft_kernels import backends
+    from sft_kernels.tools.bench_suite import qconv_candidates
+    from sft_kernels.tools.shapes import ConvShape
+
+    if not backends.supports("cpu", "qconv2d", "cpu", torch.uint8):
+        pytest.skip("cpu backend not built")
+    fns = qconv_candidates(ConvShape("t", 1, 16, 12, 10, 24, 3, 3, padding=1))  # checks ours vs torch.ao first
+    assert {"sft int8", "sft fp32 direct", "sft fp32 best"} <= set(fns)
+    for f in fns.values():
+        assert f().shape[1] == 24
