@@ -14,9 +14,9 @@ import torch
 
 import sft_kernels
 from sft_kernels.data.datasets import TRAIN_COLOUR, sr_pair
-from sft_kernels.metrics.quality import psnr
 from sft_kernels.models import pretrained
 from sft_kernels.tools.benchmark import time_interleaved
+from sft_kernels.tools.quantize import eval_pairs
 
 
 def calibration_set(n: int = 4, lr: int = 64) -> tuple:
@@ -28,16 +28,6 @@ def calibration_set(n: int = 4, lr: int = 64) -> tuple:
         lrs.append(lo[..., 16:16 + lr, 16:16 + lr])
         hrs.append(hi[..., 64:64 + 4 * lr, 64:64 + 4 * lr])
     return lrs, hrs
-
-
-def eval_psnr(model) -> dict:
-    out = {}
-    with torch.no_grad():
-        for name in ("china", "flower"):
-            lo, hi = sr_pair(name)
-            lo = lo.unsqueeze(0) if lo.dim() == 3 else lo
-            out[name] = psnr(model(lo).clamp(0, 1), hi, crop_border=4)
-    return out
 
 
 def main(argv=None):
@@ -57,7 +47,7 @@ def main(argv=None):
     lrs, hrs = calibration_set()
     report = sft_kernels.quantize_(int8, sft_kernels.Int8Config(psnr_budget_db=args.budget, observer=args.observer),
                                    calibration=lrs, targets=hrs)
-    q_psnr, f_psnr = eval_psnr(int8), eval_psnr(teacher)
+    q_psnr, f_psnr = eval_pairs(int8), eval_pairs(teacher)
     kept = report.stats.get("kept", [])
     print(f"quantize_: {len(report.names('quantized'))} convs int8, kept float: {kept or 'none'}")
     for name in f_psnr:

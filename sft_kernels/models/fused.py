@@ -43,14 +43,8 @@ def pixel_shuffle_nhwc(y: torch.Tensor, r: int) -> torch.Tensor:
 def _conv(module, x, activation=None, residual=None, negative_slope=0.01, weight=None, bias=None, groups=None,
           pixel_shuffle=1, modulation=None, nxt=None):
     if isinstance(module, QuantConv2d):  # int8 (quantize_): modulation applied as the input is quantized
-        if _int8_chain(module, nxt):
-            y = ops.qconv2d(x, module.weight_int8, module.weight_scale, module.bias, module.stride, module.padding,
-                            module.dilation, module.groups, input_scale=module.input_scale,
-                            input_zero_point=module.input_zero_point, activation=activation,
-                            negative_slope=negative_slope, residual=residual, modulation=modulation,
-                            out_scale=nxt.input_scale, out_zero_point=nxt.input_zero_point, backend=module.backend)
-        else:
-            y = module.run(x, activation, negative_slope, residual, modulation)
+        out = (nxt.input_scale, nxt.input_zero_point) if _int8_chain(module, nxt) else (0.0, 0)
+        y = module.run(x, activation, negative_slope, residual, modulation, *out)
         return y if pixel_shuffle == 1 else pixel_shuffle_nhwc(y, pixel_shuffle)  # ReLU commutes with the shuffle
     return ops.conv2d(x, module.weight if weight is None else weight, module.bias if bias is None else bias,
                       module.stride, module.padding, module.dilation, module.groups if groups is None else groups,

@@ -79,9 +79,11 @@ class QuantConv2d(nn.Module):
         return self.run(input, self.activation, self.negative_slope, residual, modulation)
 
     def run(self, input: torch.Tensor, activation: Optional[str], negative_slope: float = 0.01,
-            residual: Optional[torch.Tensor] = None, modulation: Optional[tuple] = None) -> torch.Tensor:
+            residual: Optional[torch.Tensor] = None, modulation: Optional[tuple] = None, out_scale: float = 0.0,
+            out_zero_point: int = 0) -> torch.Tensor:
         """The conv with another fused epilogue (a model's fused forward): act(conv(input·(scale+1)+shift) + bias)
-        + residual."""
+        + residual; with out_scale > 0 (int8 only) requantized to uint8 with (out_scale, out_zero_point), as the
+        next int8 conv's input."""
         if input.dim() == 4 and not input.is_contiguous(memory_format=torch.channels_last):
             input = input.contiguous(memory_format=torch.channels_last)
         if input.dtype not in (torch.float32, torch.uint8) or (input.dtype == torch.uint8 and self.act_bits == 16):
@@ -96,7 +98,7 @@ class QuantConv2d(nn.Module):
                            self.dilation, self.groups, input_scale=self.input_scale,
                            input_zero_point=self.input_zero_point, activation=activation,
                            negative_slope=negative_slope, residual=residual, modulation=modulation,
-                           backend=self.backend)
+                           out_scale=out_scale, out_zero_point=out_zero_point, backend=self.backend)
 
     def _apply(self, fn, recurse=True):
         self._w_float = None

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import backends, ops
+from ..nn.quantized import quantize_weight
+from ..ops.qconv2d.reference import quantize
 from .benchmark import format_table, measure_peak_gflops, time_interleaved
 from .shapes import CONV_CATALOGS, GEMM_CONV, GEMM_SQUARE, quick_conv_shapes
 
@@ -54,17 +56,20 @@ def conv_candidates(shape, dtype=torch.float32, device="cpu", include_triton=Fal
     return fns
 
 
+def _shapes(progress: bool, items: list, desc: str):
+    if not progress:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="shape")
+
+
 def run_conv(quick: bool = False, repeat: int = 10, progress: bool = True, peak: Optional[float] = None,
              catalog: str = "sftnet") -> list:
     shapes = quick_conv_shapes(catalog) if quick else CONV_CATALOGS[catalog]()
     peak = peak or measure_peak_gflops()[0]
     rows = []
-    it = shapes
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(shapes, desc="conv2d shapes", unit="shape")
-    for s in it:
+    for s in _shapes(progress, shapes, "conv2d shapes"):
         times = time_interleaved(conv_candidates(s), repeat=repeat, min_time=0.0 if quick else MIN_SECONDS)
         best_torch = min(v for k, v in times.items() if k.startswith("torch"))
         for name, t in times.items():
@@ -79,12 +84,7 @@ def run_matmul(quick: bool = False, repeat: int = 10, progress: bool = True, pea
     sizes += [(m // 16, n, k) for (m, n, k) in GEMM_CONV] if quick else GEMM_CONV
     peak = peak or measure_peak_gflops()[0]
     rows = []
-    it = sizes
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(sizes, desc="matmul shapes", unit="shape")
-    for m, n, k in it:
+    for m, n, k in _shapes(progress, sizes, "matmul shapes"):
         a, b = torch.randn(m, k), torch.randn(k, n)
         fns = {"torch": lambda: torch.matmul(a, b)}
         if backends.supports("cpu", "matmul", "cpu", torch.float32):
@@ -106,10 +106,9 @@ def qconv_candidates(s) -> dict:
     w = torch.randn(s.k, s.c, s.r, s.s, generator=g) * 0.05
     b = torch.randn(s.k, generator=g) * 0.1
     xs, xz, os_, oz = 1 / 255, 0, 0.05, 128
-    ws = w.reshape(s.k, -1).abs().amax(1) / 127
-    wq = torch.clamp(torch.round(w / ws.view(-1, 1, 1, 1)), -127, 127).to(torch.int8)
+    wq, ws = quantize_weight(w)
     wd = wq.float() * ws.view(-1, 1, 1, 1)
-    xu8 = torch.clamp(torch.round(x / xs) + xz, 0, 255).to(torch.uint8)  # channels_last kept
+    xu8 = quantize(x, xs, xz)  # channels_last kept
     fns = {"sft int8": lambda: ops.qconv2d(xu8, wq, ws, b, s.stride, s.padding, input_scale=xs, input_zero_point=xz,
                                            out_scale=os_, out_zero_point=oz, backend="cpu"),
            "sft fp32 direct": lambda: ops.conv2d(x, wd, b, s.stride, s.padding, backend="cpu", algorithm="direct"),
@@ -139,12 +138,7 @@ def run_qconv(quick: bool = False, repeat: int = 10, progress: bool = True, peak
     shapes = quick_conv_shapes(catalog) if quick else CONV_CATALOGS[catalog]()
     peak = peak or measure_peak_gflops()[0]
     rows = []
-    it = shapes
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(shapes, desc="qconv2d shapes", unit="shape")
-    for s in it:
+    for s in _shapes(progress, shapes, "qconv2d shapes"):
         if s.groups != 1:
             continue
         with torch.no_grad():

@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.quantized import QuantConv2d
-from .observers import Observer
-from .quantize import Int8Config, _inputs, _run, eligible
+from ..ops.conv2d.reference import epilogue
+from .quantize import Int8Config, _inputs, calibrate
 from .report import Report
-from .swap import notify, swap_modules, unfused
+from .swap import notify, swap_modules
 
 
 class QATConv2d(nn.Module):
@@ -44,12 +44,7 @@ class QATConv2d(nn.Module):
         c = self.conv
         xq = torch.fake_quantize_per_tensor_affine(x.float(), self.input_scale, self.input_zero_point, 0, 255)
         y = F.conv2d(xq, self.fake_weight(), c.bias, c.stride, c.padding, c.dilation, c.groups)
-        act = getattr(c, "activation", None)
-        if act == "relu":
-            y = F.relu(y)
-        elif act == "leaky_relu":
-            y = F.leaky_relu(y, c.negative_slope)
-        return y if residual is None else y + residual
+        return epilogue(y, getattr(c, "activation", None), getattr(c, "negative_slope", 0.01), residual)
 
     def extra_repr(self) -> str:
         return f"input_scale={self.input_scale:.4g}, input_zero_point={self.input_zero_point}"
@@ -60,23 +55,9 @@ def prepare_qat_(model: nn.Module, config: Optional[Int8Config] = None, calibrat
     with config.observer. Returns the per-layer report."""
     config = config or Int8Config()
     batches = _inputs(calibration)
-    observers, skipped, hooks = {}, {}, []
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d) and not isinstance(m, nn.modules.conv._ConvTransposeNd):
-            why = eligible(name, m, config)
-            if why:
-                skipped[name] = why
-                continue
-            obs = observers[name] = Observer(config.observer, config.percentile)
-            hooks.append(m.register_forward_pre_hook(lambda mod, args, o=obs: o.observe(args[0])))
     was = model.training
     model.eval()
-    try:
-        with unfused(model):
-            _run(model, batches)
-    finally:
-        for h in hooks:
-            h.remove()
+    observers, skipped, _ = calibrate(model, batches, config)
     model.train(was)
     report = Report("prepare_qat_")
 

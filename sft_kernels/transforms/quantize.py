@@ -119,6 +119,28 @@ def _progress(it, desc, total, show):
     return tqdm(it, desc=desc, total=total, unit="layer", dynamic_ncols=True, leave=False)
 
 
+def calibrate(model: nn.Module, batches: list, config: Int8Config) -> tuple:
+    """Run `batches` through `model` (its module-by-module forward) with an observer on the input of every eligible
+    conv. Returns ({name: Observer}, {name: why it stays float}, the model's outputs)."""
+    observers, skipped, hooks = {}, {}, []
+    for name, m in model.named_modules():
+        if not isinstance(m, nn.Conv2d) or isinstance(m, nn.modules.conv._ConvTransposeNd):
+            continue
+        why = eligible(name, m, config)
+        if why:
+            skipped[name] = why
+            continue
+        obs = observers[name] = Observer(config.observer, config.percentile)
+        hooks.append(m.register_forward_pre_hook(lambda mod, args, o=obs: o.observe(args[0])))
+    try:
+        with unfused(model):  # a fused forward reads the convs' weights directly: the hooks must see each conv run
+            outputs = _run(model, batches)
+    finally:
+        for h in hooks:
+            h.remove()
+    return observers, skipped, outputs
+
+
 def _meet_budget(model, config, batches, refs, targets, switches, progress) -> tuple:
     stats = {}
     outs = _run(model, batches)
@@ -168,22 +190,7 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
     model.eval()
 
     # 1. calibrate: an observer on the input of every eligible conv
-    observers, skipped, hooks = {}, {}, []
-    for name, m in model.named_modules():
-        if not isinstance(m, nn.Conv2d) or isinstance(m, nn.modules.conv._ConvTransposeNd):
-            continue
-        why = eligible(name, m, config)
-        if why:
-            skipped[name] = why
-            continue
-        obs = observers[name] = Observer(config.observer, config.percentile)
-        hooks.append(m.register_forward_pre_hook(lambda mod, args, o=obs: o.observe(args[0])))
-    try:
-        with unfused(model):  # a fused forward reads the convs' weights directly: the hooks must see each conv run
-            refs = _run(model, batches)
-    finally:
-        for h in hooks:
-            h.remove()
+    observers, skipped, refs = calibrate(model, batches, config)
 
     # 2. swap in switchable quantized convs
     switches = {}

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..conv2d.reference import epilogue
+
 
 class QDQConv2d(nn.Module):
     """Export-only stand-in for sft_kernels.nn.QuantConv2d (same numbers, standard ops)."""
@@ -26,8 +28,4 @@ class QDQConv2d(nn.Module):
             x = torch.fake_quantize_per_tensor_affine(x, self.x_scale, self.x_zp, 0, 255)
         w = torch.fake_quantize_per_channel_affine(self.w, self.w_scale, self.w_zp, 0, -128, 127)
         y = F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
-        if self.activation == "relu":
-            y = F.relu(y)
-        elif self.activation == "leaky_relu":
-            y = F.leaky_relu(y, self.negative_slope)
-        return y if residual is None else y + residual
+        return epilogue(y, self.activation, self.negative_slope, residual)

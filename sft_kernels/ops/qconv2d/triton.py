@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ...runtime import checks
+from ...runtime import checks, weight_pack
 
 
 @triton.jit
@@ -112,6 +112,11 @@ def config() -> dict:
 
 
 # ---- launcher: check, allocate, launch
+def _weight_sums(w):
+    """Σ w per output channel (int32), which carries the input's shift: computed once per weight tensor."""
+    return w.to(torch.int32).sum((1, 2, 3)).to(torch.int32)
+
+
 def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, act, slope, o_scale, o_zp):
     if not INTERPRETED and x.device.type != "cuda":
         raise ValueError(f"the Triton int8 conv needs a CUDA tensor (or TRITON_INTERPRET=1), got {x.device}")
@@ -123,7 +128,7 @@ def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, act, slo
                     memory_format=checks.output_memory_format(x))
     if y.numel() == 0:
         return y
-    wsum = w.to(torch.int32).sum((1, 2, 3)).to(torch.int32)
+    wsum = weight_pack.packed(w, "triton_qconv2d_wsum", _weight_sums)
     mult = (ws.double() * x_scale).float()
     cfg = config()
     res_t = res if res is not None else y
