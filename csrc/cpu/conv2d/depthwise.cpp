@@ -17,6 +17,30 @@ namespace sft {
 
 namespace {
 
+// The bias in each of P accumulators (16 channels from c; zero without a bias).
+template <int P>
+__attribute__((target("avx512f"), always_inline)) inline void init_pixels(__m512* acc, const float* bias, int64_t c,
+                                                                          __mmask16 m) {
+  const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + c) : _mm512_setzero_ps();
+  for (int i = 0; i < P; ++i) acc[i] = b;
+}
+
+// Activation, residual and the store of P pixels × 16 channels from c.
+template <int P>
+__attribute__((target("avx512f"), always_inline)) inline void store_pixels(const __m512* acc, __mmask16 m, int64_t c,
+                                                                           int act, float slope, const float* res,
+                                                                           int64_t rld, float* d, int64_t ld) {
+  const __m512 zero = _mm512_setzero_ps();
+  for (int i = 0; i < P; ++i) {
+    __m512 v = acc[i];
+    const __mmask16 neg = _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);  // NaN stays NaN, as in PyTorch
+    if (act == kActRelu) v = _mm512_mask_mov_ps(v, neg, zero);
+    if (act == kActLeaky) v = _mm512_mask_mul_ps(v, neg, v, _mm512_set1_ps(slope));
+    if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res + i * rld + c));
+    _mm512_mask_storeu_ps(d + i * ld + c, m, v);
+  }
+}
+
 // P pixels (columns iw0[0..P) of one output row) × 16 channels at a time: P independent accumulators hide the FMA
 // latency (one chain per pixel was latency-bound at ~19 GFLOP/s) and each weight vector is loaded once for all
 // P pixels. Interior: every tap of every pixel lies inside the image, so the bounds tests go.
@@ -37,12 +61,10 @@ __attribute__((target("avx512f"))) inline void pixels_avx512(const DepthwiseRows
     s_lo[i] = Interior ? 0 : std::min<int64_t>(S, iw0[i] >= 0 ? 0 : (-iw0[i] + dw - 1) / dw);
     s_hi[i] = Interior ? S : std::max<int64_t>(s_lo[i], std::min<int64_t>(S, (W - iw0[i] + dw - 1) / dw));
   }
-  const __m512 zero = _mm512_setzero_ps();
   for (int64_t c = 0; c < C; c += 16) {
     const __mmask16 m = C - c >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (C - c)) - 1u);
     __m512 acc[P];
-    const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + c) : zero;
-    for (int i = 0; i < P; ++i) acc[i] = b;
+    init_pixels<P>(acc, bias, c, m);
     for (int64_t r = 0; r < R; ++r) {
       const int64_t ih = ih0 + r * dh;
       if (ih < 0 || ih >= H) continue;
@@ -56,14 +78,7 @@ __attribute__((target("avx512f"))) inline void pixels_avx512(const DepthwiseRows
             acc[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, xs + xoff[i]), w, acc[i]);
       }
     }
-    for (int i = 0; i < P; ++i) {
-      __m512 v = acc[i];
-      const __mmask16 neg = _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);  // NaN stays NaN, as in PyTorch
-      if (act == kActRelu) v = _mm512_mask_mov_ps(v, neg, zero);
-      if (act == kActLeaky) v = _mm512_mask_mul_ps(v, neg, v, _mm512_set1_ps(slope));
-      if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res + i * rld + c));
-      _mm512_mask_storeu_ps(d + i * ld + c, m, v);
-    }
+    store_pixels<P>(acc, m, c, act, slope, res, rld, d, ld);
   }
 }
 
@@ -80,12 +95,10 @@ __attribute__((target("avx512f"))) inline void pixels3_avx512(const DepthwiseRow
   const float* __restrict bias = g.bias;
   const int act = g.act;
   const float slope = g.slope;
-  const __m512 zero = _mm512_setzero_ps();
   for (int64_t c = 0; c < C; c += 16) {
     const __mmask16 m = C - c >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (C - c)) - 1u);
     __m512 acc[P];
-    const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + c) : zero;
-    for (int i = 0; i < P; ++i) acc[i] = b;
+    init_pixels<P>(acc, bias, c, m);
     for (int64_t r = 0; r < R; ++r) {
       const int64_t ih = ih0 + r * dh;
       if (ih < 0 || ih >= H) continue;
@@ -101,14 +114,7 @@ __attribute__((target("avx512f"))) inline void pixels3_avx512(const DepthwiseRow
         acc[i] = _mm512_fmadd_ps(in[i * SW + 2], w2, acc[i]);
       }
     }
-    for (int i = 0; i < P; ++i) {
-      __m512 v = acc[i];
-      const __mmask16 neg = _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);
-      if (act == kActRelu) v = _mm512_mask_mov_ps(v, neg, zero);
-      if (act == kActLeaky) v = _mm512_mask_mul_ps(v, neg, v, _mm512_set1_ps(slope));
-      if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res + i * rld + c));
-      _mm512_mask_storeu_ps(d + i * ld + c, m, v);
-    }
+    store_pixels<P>(acc, m, c, act, slope, res, rld, d, ld);
   }
 }
 
