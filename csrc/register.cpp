@@ -39,8 +39,6 @@ TORCH_LIBRARY(sft_cpu, m) {
   m.def("matmul(Tensor a, Tensor b) -> Tensor");
   m.def("qconv2d_pack(Tensor w_q) -> Tensor[]", &sft::qconv2d_pack);
   m.def("qconv2d_kernel() -> str", &sft::qconv2d_kernel);
-  m.def("qconv2d_channel_align(int C) -> int", &sft::qconv2d_channel_align);
-  m.def("qconv2d_packed_numel(int K, int C, int R, int S) -> int", &sft::qconv2d_packed_numel);
   m.def("qconv2d(Tensor x_q, float x_scale, int x_zero_point, Tensor packed, Tensor wsum, Tensor w_scale, "
         "Tensor? bias, int R, int S, int[] stride, int[] padding, int[] dilation, int activation, "
         "float negative_slope, Tensor? residual, float out_scale, int out_zero_point, Tensor? mod_scale=None, "

@@ -11,7 +11,6 @@
 
 #include <cstdint>
 
-#include "cpu/qconv2d/store_avx512.h"
 #include "cpu/qconv2d/tiles.h"
 
 namespace sft::qconv {
@@ -49,48 +48,8 @@ __attribute__((target("amx-tile"))) void amx_configure() {
 
 __attribute__((target("amx-tile"))) void amx_release() { _tile_release(); }
 
-// A store job's constants: the two 16-channel halves of a panel.
-struct JobConsts {
-  Epi e;
-  __m512i comp[2];
-  __m512 mult[2], bias[2];
-  __mmask16 mask[2];
-  int halves;
-};
-
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline JobConsts job_consts(const StoreJob& job) {
-  JobConsts c;
-  c.e = epi_of(job.s);
-  c.halves = job.ncols > 16 ? 2 : 1;
-  for (int h = 0; h < c.halves; ++h) {
-    const int64_t jj = job.j0 + 16 * h;
-    c.mask[h] = tail_mask(job.ncols - 16 * h);
-    c.comp[h] = _mm512_loadu_si512(job.s.comp + jj);
-    channel_consts(job.s, c.e, jj, &c.mult[h], &c.bias[h]);
-  }
-  return c;
-}
-
-// Items [k0, k1) of a job: item k is pixel k / halves, half k % halves.
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_items(const StoreJob& job, const JobConsts& c,
-                                                                              int k0, int k1) {
-  for (int k = k0; k < k1; ++k) {
-    const int i = k / c.halves, h = k % c.halves;
-    store16(_mm512_loadu_si512(job.acc + i * kNR + 16 * h), i, 16 * h, c.mask[h], c.comp[h], c.mult[h], c.bias[h],
-            c.e);
-  }
-}
-
-__attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl"))) void block_amx(
-    const uint8_t* a, int64_t pitch, const int64_t* toff, int64_t ntaps, int64_t chunks, const int8_t* b,
-    const StoreJob* job) {
-  JobConsts c;
-  int items = 0, done = 0, per_step = 0;
-  if (job) {
-    c = job_consts(*job);
-    items = job->mr * c.halves;
-    per_step = static_cast<int>((items + ntaps * chunks - 1) / (ntaps * chunks));
-  }
+__attribute__((target("amx-tile,amx-int8"))) void block_amx(const uint8_t* a, int64_t pitch, const int64_t* toff,
+                                                            int64_t ntaps, int64_t chunks, const int8_t* b) {
   _tile_zero(0);
   _tile_zero(1);
   _tile_zero(2);
@@ -108,11 +67,6 @@ __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl"))) void bloc
       _tile_dpbusd(1, 4, 7);
       _tile_dpbusd(2, 5, 6);
       _tile_dpbusd(3, 5, 7);
-      if (done < items) {  // a slice of the previous block's store, while these multiplies run
-        const int next = done + per_step < items ? done + per_step : items;
-        store_items(*job, c, done, next);
-        done = next;
-      }
     }
   }
 }

@@ -369,7 +369,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
           m0 = (n * gP + p) * gQ + q0;
         }
         for (int64_t panel = 0; panel < panels; ++panel) {
-          qconv::block_amx(a, gsw * gCp, gtoff.data(), gRS, gCp / 64, bb + panel * panel_size, nullptr);
+          qconv::block_amx(a, gsw * gCp, gtoff.data(), gRS, gCp / 64, bb + panel * panel_size);
           if (have) qconv::store_block(job.acc, job.mr, job.j0, job.ncols, job.s);  // while the tiles multiply
           qconv::block_amx_store(acc[buf]);
           const int64_t j0 = panel * kNR;

@@ -49,10 +49,10 @@ struct StoreJob {
   int ncols;
   Store s;
 };
-// block_amx runs the block's tile multiplies and, a slice after each (tap, chunk) step, the store of the previous
-// block (job, or null): the vector units store while the tile unit multiplies. block_amx_store writes the sums.
-void block_amx(const uint8_t* a, int64_t pitch, const int64_t* toff, int64_t ntaps, int64_t chunks, const int8_t* b,
-               const StoreJob* job);
+// block_amx issues the block's tile multiplies; block_amx_store writes its sums. The driver stores the previous
+// block between the two, while the tiles multiply (slicing that store into the multiply loop was slower: its byte
+// stores held back the tile loads).
+void block_amx(const uint8_t* a, int64_t pitch, const int64_t* toff, int64_t ntaps, int64_t chunks, const int8_t* b);
 void block_amx_store(int32_t* acc);
 // The store of AVX-512 for a block of accumulators (pitch 32), mr pixels.
 void store_block(const int32_t* acc, int mr, int64_t j0, int ncols, const Store& s);
