@@ -21,14 +21,11 @@ from ..ops.qconv2d.onnx import QDQConv2d
 from ..testing import tol
 from ..transforms.convert import revert_
 from ..transforms.report import Report
-from ..transforms.swap import swap_modules
+from ..transforms.swap import swap_modules, unfused
 
 
 def _exportable(model: nn.Module) -> tuple:
     m = copy.deepcopy(model).eval()
-    for sub in m.modules():
-        if isinstance(getattr(type(sub), "fused", None), bool):
-            sub.fused = False
     revert_(m)
     quantized = []
 
@@ -52,7 +49,7 @@ def export_onnx(model: nn.Module, example: Union[torch.Tensor, tuple], path: Uni
     names = [f"input{i}" if i else "input" for i in range(len(args))]
     dyn = {n: {0: "batch", 2: "height", 3: "width"} for n, a in zip(names, args) if a.dim() == 4}
     dyn["output"] = {0: "batch", 2: "out_height", 3: "out_width"}
-    with torch.no_grad():
+    with torch.no_grad(), unfused(m):  # the module-by-module forward: standard ops only
         torch.onnx.export(m, args, str(path), input_names=names, output_names=["output"], dynamic_axes=dyn,
                           opset_version=opset, dynamo=False)
     if quantized:

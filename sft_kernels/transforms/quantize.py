@@ -71,7 +71,7 @@ def eligible(name: str, conv: nn.Conv2d, config: Int8Config) -> Optional[str]:
 class _Switch(nn.Module):
     """During quantize_: a conv that runs quantized or float (the sensitivity scan flips `mode`)."""
 
-    def __init__(self, conv: nn.Conv2d, q: QuantConv2d, w8a16: QuantConv2d):
+    def __init__(self, conv: nn.Conv2d, q: QuantConv2d, w8a16: Optional[QuantConv2d]):
         super().__init__()
         self.conv, self.q, self.w8a16, self.mode = conv, q, w8a16, "int8"
 
@@ -202,7 +202,8 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
             return None
         scale, zp = observers[name].qparams()
         q = QuantConv2d.from_float(child, scale, zp, backend=config.backend)
-        sw = switches[name] = _Switch(child, q, QuantConv2d.from_float(child, scale, zp, 16, config.backend))
+        w8a16 = QuantConv2d.from_float(child, scale, zp, 16, config.backend) if config.fallback == "w8a16" else None
+        sw = switches[name] = _Switch(child, q, w8a16)
         return sw
 
     swap_modules(model, rule, report, action="quantized")
