@@ -15,6 +15,7 @@
 #include "cpu/runtime/buffer_pool.h"
 #include "cpu/runtime/weight_cache.h"
 #include "cpu/separable/separable.h"
+#include "cpu/sparse_conv2d/sparse_conv2d.h"
 #include "cpu/strassen/strassen.h"
 
 namespace {
@@ -46,6 +47,12 @@ TORCH_LIBRARY(sft_cpu, m) {
   m.def("separable_conv2d(Tensor input, Tensor dw_weight, Tensor? dw_bias, Tensor pw_weight, Tensor? pw_bias, "
         "int[] stride, int[] padding, int[] dilation, int mid_activation, int activation, float negative_slope, "
         "Tensor? residual) -> Tensor");
+  m.def("sparse_conv2d_pack(Tensor weight, int groups, int block) -> Tensor", &sft::sparse_conv2d_pack);
+  m.def("sparse_conv2d_info(Tensor packed) -> int[]", &sft::sparse_conv2d_info);
+  m.def("sparse_conv2d_kernel(str want='') -> str", &sft::sparse_conv2d_kernel);
+  m.def("sparse_conv2d(Tensor input, Tensor packed, Tensor? bias, int R, int S, int[] stride, int[] padding, "
+        "int[] dilation, int activation, float negative_slope, Tensor? residual, Tensor? scale=None, "
+        "Tensor? shift=None) -> Tensor");
   m.def("strassen_abc(Tensor a, Tensor b) -> Tensor");
   m.def("gemm_config() -> str", &sft::gemm_config);
   m.def("set_gemm_blocking(int mc, int kc, int nc) -> ()", &sft::set_blocking);
@@ -69,5 +76,6 @@ TORCH_LIBRARY_IMPL(sft_cpu, CPU, m) {
   m.impl("matmul", &sft::matmul_cpu);
   m.impl("qconv2d", &sft::qconv2d_cpu);
   m.impl("separable_conv2d", &sft::separable_conv2d_cpu);
+  m.impl("sparse_conv2d", &sft::sparse_conv2d_cpu);
   m.impl("strassen_abc", &sft::strassen_abc_cpu);
 }

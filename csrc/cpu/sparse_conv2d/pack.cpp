@@ -1,0 +1,104 @@
+// Packing a conv weight's nonzeros for the sparse conv (layout: tiles.h).
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "cpu/sparse_conv2d/sparse_conv2d.h"
+#include "cpu/sparse_conv2d/tiles.h"
+
+namespace sft {
+
+using namespace sparse;
+
+namespace {
+
+// Whether blocks of 4 output channels pay: the positions where any channel of an aligned group of 4 is nonzero,
+// times 4, hold at most 1/8 more values than the nonzeros themselves (a weight pruned in blocks of 4 has none
+// more; an unstructured one at 50 % has ~1.9x as many).
+bool blocks_pay(const float* w, int64_t K, int64_t T) {
+  int64_t nnz = 0, union_count = 0;
+  for (int64_t k0 = 0; k0 < K; k0 += 4)
+    for (int64_t t = 0; t < T; ++t) {
+      bool any = false;
+      for (int64_t k = k0; k < std::min(K, k0 + 4); ++k) {
+        const bool nz = w[k * T + t] != 0.f;
+        nnz += nz;
+        any |= nz;
+      }
+      union_count += any;
+    }
+  return nnz > 0 && 4 * union_count * 8 <= nnz * 9;
+}
+
+}  // namespace
+
+at::Tensor sparse_conv2d_pack(const at::Tensor& weight, int64_t groups, int64_t block) {
+  TORCH_CHECK(weight.dim() == 4 && weight.scalar_type() == at::kFloat,
+              "sft_cpu::sparse_conv2d_pack: weight must be float32 (K, C/groups, R, S)");
+  TORCH_CHECK(block == 0 || block == 1 || block == 4, "sft_cpu::sparse_conv2d_pack: block must be 0 (auto), 1 or 4");
+  const int64_t K = weight.size(0), Cg = weight.size(1), R = weight.size(2), S = weight.size(3);
+  TORCH_CHECK(groups >= 1 && K % groups == 0, "sft_cpu::sparse_conv2d_pack: groups must divide the output channels");
+  const int64_t C = Cg * groups, Kg = K / groups, T = Cg * R * S;
+  TORCH_CHECK(C * R * S < (int64_t(1) << 31), "sft_cpu::sparse_conv2d_pack: weight too large");
+  const at::Tensor wc = weight.contiguous();
+  const float* w = wc.data_ptr<float>();
+  const int KB = block != 0 ? static_cast<int>(block) : (blocks_pay(w, K, T) ? 4 : 1);
+  const int64_t nkb = (K + KB - 1) / KB, ng = (C + kPackChannels - 1) / kPackChannels;
+
+  // Per (output block, channel group): its positions (tap codes, ascending) and KB values each.
+  std::vector<int32_t> ptr(nkb * ng + 1, 0), codes;
+  std::vector<float> vals;
+  int64_t nnz = 0;
+  for (int64_t kb = 0; kb < nkb; ++kb) {
+    for (int64_t g = 0; g < ng; ++g) {
+      for (int64_t c = g * kPackChannels; c < std::min(C, (g + 1) * kPackChannels); ++c)
+        for (int64_t rs = 0; rs < R * S; ++rs) {
+          float v[4] = {0.f, 0.f, 0.f, 0.f};
+          bool any = false;
+          for (int b = 0; b < KB; ++b) {
+            const int64_t k = kb * KB + b;
+            if (k >= K || c / Cg != k / Kg) continue;  // padding channel, or c outside k's group
+            v[b] = w[k * T + (c % Cg) * R * S + rs];
+            any |= v[b] != 0.f;
+            nnz += v[b] != 0.f;
+          }
+          if (!any) continue;
+          codes.push_back(static_cast<int32_t>(c * R * S + rs));
+          vals.insert(vals.end(), v, v + KB);
+        }
+      TORCH_CHECK(codes.size() < (size_t(1) << 31), "sft_cpu::sparse_conv2d_pack: weight too large");
+      ptr[kb * ng + g + 1] = static_cast<int32_t>(codes.size());
+    }
+  }
+  const int64_t nnzb = static_cast<int64_t>(codes.size());
+  at::Tensor out = at::empty({kHeader + nkb * ng + 1 + nnzb + nnzb * KB}, weight.options().dtype(at::kInt));
+  int32_t* o = out.data_ptr<int32_t>();
+  std::fill(o, o + kHeader, 0);
+  o[kFMagic] = kMagic;
+  o[kFK] = static_cast<int32_t>(K);
+  o[kFC] = static_cast<int32_t>(C);
+  o[kFR] = static_cast<int32_t>(R);
+  o[kFS] = static_cast<int32_t>(S);
+  o[kFKB] = KB;
+  o[kFNkb] = static_cast<int32_t>(nkb);
+  o[kFNg] = static_cast<int32_t>(ng);
+  o[kFNnzb] = static_cast<int32_t>(nnzb);
+  o[kFNnz] = static_cast<int32_t>(nnz);
+  o[kFGroups] = static_cast<int32_t>(groups);
+  std::memcpy(o + kHeader, ptr.data(), ptr.size() * sizeof(int32_t));
+  std::memcpy(o + kHeader + ptr.size(), codes.data(), codes.size() * sizeof(int32_t));
+  std::memcpy(o + kHeader + ptr.size() + nnzb, vals.data(), vals.size() * sizeof(float));
+  return out;
+}
+
+std::vector<int64_t> sparse_conv2d_info(const at::Tensor& packed) {
+  TORCH_CHECK(packed.dim() == 1 && packed.scalar_type() == at::kInt && packed.numel() >= kHeader &&
+                  packed.data_ptr<int32_t>()[kFMagic] == kMagic,
+              "sft_cpu::sparse_conv2d: not a packed weight from sparse_conv2d_pack");
+  const int32_t* h = packed.data_ptr<int32_t>();
+  return {h[kFNnz], h[kFNnzb], h[kFKB]};
+}
+
+}  // namespace sft

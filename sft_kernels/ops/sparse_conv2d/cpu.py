@@ -1,0 +1,36 @@
+"""The `cpu` backend of sft.sparse_conv2d: the extension's sparse direct conv (csrc/cpu/sparse_conv2d/). The
+weight's nonzeros are packed once per weight tensor (with their tap codes, in blocks of 1 or 4 output channels)
+and held as long as the weight lives (runtime.weight_pack); `kernel()` says which ISA's tile kernels run."""
+from __future__ import annotations
+
+import torch
+
+from ...runtime import checks, registry, weight_pack
+
+BLOCKS = {None: 0, 1: 1, 4: 4}  # the public `block` argument -> the packer's code (0: decide from the weight)
+
+
+def kernel(want: str = "") -> str:
+    """"avx512", "avx2" or "generic": the tile kernels this process runs; `want` switches (tests)."""
+    registry.cpu_ext()
+    return torch.ops.sft_cpu.sparse_conv2d_kernel(want)
+
+
+def pack(w: torch.Tensor, groups: int, block) -> torch.Tensor:
+    """The packed weight the kernel reads, cached while `w` is unchanged."""
+    registry.cpu_ext()
+    code = BLOCKS[block]
+    return weight_pack.packed(w, f"cpu_sparse_g{groups}_b{code}",
+                              lambda w: torch.ops.sft_cpu.sparse_conv2d_pack(w.detach(), groups, code))
+
+
+def info(w: torch.Tensor, groups: int = 1, block=None) -> dict:
+    """What the packer made of `w`: nonzeros, the blocks holding them and the block size."""
+    nnz, nnzb, kb = torch.ops.sft_cpu.sparse_conv2d_info(pack(w, groups, block))
+    return {"nonzeros": nnz, "blocks": nnzb, "block": kb}
+
+
+def sparse_conv2d(x, w, b, res, ms, mt, stride, padding, dilation, groups, act, slope, block):
+    packed = pack(w, groups, block)
+    return torch.ops.sft_cpu.sparse_conv2d.default(x, packed, b, w.shape[2], w.shape[3], stride, padding, dilation,
+                                                   checks.ACTIVATIONS.index(act), slope, res, ms, mt)
