@@ -10,7 +10,8 @@ from . import backends, ops
 
 __version__ = "0.1.0"
 __all__ = ["backends", "nn", "ops", "reference", "convert_", "revert_", "ConversionReport", "fuse_for_inference",
-           "factorize_", "SVDConfig", "quantize_", "Int8Config", "prepare_qat_", "convert_qat_", "export_onnx",
+           "factorize_", "SVDConfig", "quantize_", "Int8Config", "prune_", "PruneConfig", "prepare_qat_",
+           "convert_qat_", "export_onnx",
            "set_weight_check", "weight_check", "__version__"]
 
 # Public subpackages and modules, imported on first use so `import sft_kernels` stays light.
@@ -21,7 +22,8 @@ _LAZY = ("nn", "reference", "models", "metrics", "data", "train", "transforms", 
 # Public functions of lazily imported modules: {name: module}.
 _LAZY_NAMES = {"convert_": "transforms", "revert_": "transforms", "ConversionReport": "transforms",
                "fuse_for_inference": "transforms", "factorize_": "transforms", "SVDConfig": "transforms",
-               "quantize_": "transforms", "Int8Config": "transforms", "export_onnx": "export",
+               "quantize_": "transforms", "Int8Config": "transforms",
+               "prune_": "transforms", "PruneConfig": "transforms", "export_onnx": "export",
                "prepare_qat_": "transforms", "convert_qat_": "transforms",
                "set_weight_check": "runtime.weight_check",
                "weight_check": "runtime.weight_check"}

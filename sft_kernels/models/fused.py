@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from .. import ops
 from ..nn.quantized import QuantConv2d
+from ..nn.sparse import SparseConv2d
 
 
 def _int8_chain(module, nxt) -> bool:
@@ -46,6 +47,8 @@ def _conv(module, x, activation=None, residual=None, negative_slope=0.01, weight
         out = (nxt.input_scale, nxt.input_zero_point) if _int8_chain(module, nxt) else (0.0, 0)
         y = module.run(x, activation, negative_slope, residual, modulation, *out)
         return y if pixel_shuffle == 1 else pixel_shuffle_nhwc(y, pixel_shuffle)  # ReLU commutes with the shuffle
+    if isinstance(module, SparseConv2d) and weight is None:  # pruned (prune_): the sparse kernel where it pays
+        return module.run(x, activation, negative_slope, residual, modulation, pixel_shuffle)
     return ops.conv2d(x, module.weight if weight is None else weight, module.bias if bias is None else bias,
                       module.stride, module.padding, module.dilation, module.groups if groups is None else groups,
                       activation=activation, negative_slope=negative_slope, residual=residual,
@@ -66,7 +69,8 @@ def modulation(layer, cond: torch.Tensor) -> tuple:
     each second conv reads its half of that output in place.
     (A 2-group conv for the second pair was measured ~2× slower than two convs on channel slices.)"""
     c0s, c0t, c1s, c1t = layer.SFT_scale_conv0, layer.SFT_shift_conv0, layer.SFT_scale_conv1, layer.SFT_shift_conv1
-    if isinstance(c0s, QuantConv2d) or isinstance(c0t, QuantConv2d):  # int8 weights: no concatenation to repack
+    # int8 or pruned weights: no concatenation to repack (each conv's packed weight is cached as it is)
+    if isinstance(c0s, (QuantConv2d, SparseConv2d)) or isinstance(c0t, (QuantConv2d, SparseConv2d)):
         slope = layer.negative_slope
         return (_conv(c1s, _conv(c0s, cond, "leaky_relu", negative_slope=slope)),
                 _conv(c1t, _conv(c0t, cond, "leaky_relu", negative_slope=slope)))

@@ -215,7 +215,8 @@ class SFTNet(nn.Module):
             if not isinstance(m, (nn.Sequential, nn.ModuleList, SFTLayer, ResBlockSFT, nn.ReLU, nn.LeakyReLU,
                                   nn.PixelShuffle, nn.Identity)))
         was = self.fused
-        if transform in ("convert_", "quantize_", "convert_qat_"):  # int8 runs fused too (modulation, uint8 hand-over)
+        # int8 and pruned convs run fused too (modulation, uint8 hand-over, sparse kernels)
+        if transform in ("convert_", "quantize_", "convert_qat_", "prune_"):
             self.fused = applied and fusable
         else:
             self.fused = self.fused and fusable

@@ -2,5 +2,6 @@
 from .conv import Conv2d
 from .quantized import QuantConv2d
 from .separable import SeparableConv2d
+from .sparse import SparseConv2d
 
-__all__ = ["Conv2d", "SeparableConv2d", "QuantConv2d"]
+__all__ = ["Conv2d", "SeparableConv2d", "QuantConv2d", "SparseConv2d"]

@@ -354,6 +354,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "int8 fake quantization (activation ranges calibrated on training patches first); at the end "
                    "OUT/int8.safetensors holds the int8 model. Use with --init (and --teacher to distill from the "
                    "float model)")
+    s.add_argument("--prune", type=float, default=d.prune, metavar="SPARSITY",
+                   help="gradual magnitude pruning (AGP) to this final sparsity in [0, 1), e.g. --prune 0.7 with "
+                   "--init teacher --teacher teacher: the convs become SparseConv2d (their masks saved with the "
+                   "weights), sparsity rises as s·(1 − (1 − t/T)³) until --prune-until of the steps, then the "
+                   "pruned model fine-tunes")
+    s.add_argument("--prune-pattern", dest="prune_pattern", default=d.prune_pattern,
+                   choices=["unstructured", "block", "n:m"], help="what is pruned: single weights, blocks of 4 output "
+                   "channels (faster kernels), or 2 of every 4 input channels (at once)")
+    s.add_argument("--prune-until", dest="prune_until", type=float, default=d.prune_until,
+                   help="fraction of the steps by which the final sparsity is reached")
+    s.add_argument("--prune-every", dest="prune_every", type=int, default=d.prune_every,
+                   help="steps between pruning steps")
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("data", help="collect training photographs from the OS's wallpaper packages",

@@ -59,6 +59,10 @@ class TrainConfig:
     data: tuple = ()  # folders of photos to train on instead of the bundled set (data/folders.py)
     amp: str = "none"  # "bf16": forward under bfloat16 autocast (AMX/tensor cores); weights, Adam and EMA stay fp32
     qat: bool = False  # train through int8 fake quantization (prepare_qat_; ranges calibrated on training patches)
+    prune: float = 0.0  # final sparsity of a gradual (AGP) magnitude pruning run (prune_), 0 = off
+    prune_pattern: str = "unstructured"  # unstructured | block | n:m (2:4, at once)
+    prune_until: float = 0.6  # fraction of the steps by which the final sparsity is reached
+    prune_every: int = 25  # steps between pruning steps
 
 
 def forward_features(model: SFTNet, lr: torch.Tensor) -> tuple:
@@ -131,6 +135,8 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
         model.load_state_dict(init.state_dict())
     if cfg.qat:  # before the optimizer's and EMA's copies: both see the fake-quantized model
         _prepare_qat(model, cfg, log if rank == 0 else (lambda *a: None))
+    if cfg.prune:  # SparseConv2d modules (all weights kept yet) sharing the parameters the optimizer will hold
+        _prune_step(model, None, cfg, 0)
     model = model.to(device).to(memory_format=torch.channels_last)
     teacher = adapter = None
     if cfg.teacher:
@@ -179,6 +185,10 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
         bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
     t0 = time.time()
     while step < cfg.steps:
+        if cfg.prune and step % cfg.prune_every == 0:
+            s = _prune_step(model, ema, cfg, step)
+            if bar is None and rank == 0 and step <= cfg.prune_until * cfg.steps:
+                log(f"step {step}: pruned to {s:.1%} sparsity")
         net.train()
         lr_img, hr_img = sampler.batch(cfg.batch)
         lr_img = lr_img.to(device).contiguous(memory_format=torch.channels_last)
@@ -223,6 +233,25 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
     if world > 1:
         torch.distributed.barrier()
     return dict(model=model, ema=ema, history=history, seconds=elapsed)
+
+
+def _prune_step(model, ema, cfg: TrainConfig, step: int) -> float:
+    """Prune the model to its AGP sparsity at `step` (n:m: at once) and give the EMA copy the same masks; returns
+    the sparsity."""
+    from ..nn.sparse import SparseConv2d
+    from ..transforms.prune import PruneConfig, agp_sparsity, prune_
+
+    final = cfg.prune if cfg.prune_pattern != "n:m" else 0.5
+    s = final if cfg.prune_pattern == "n:m" else agp_sparsity(step, final, round(cfg.prune_until * cfg.steps))
+    prune_(model, PruneConfig(sparsity=min(s, 0.999), pattern=cfg.prune_pattern))
+    model.fused = False  # train the module-by-module forward
+    if ema is not None:
+        masks = {n: m.mask for n, m in model.named_modules() if isinstance(m, SparseConv2d)}
+        for n, m in ema.named_modules():
+            if n in masks:
+                m.mask.copy_(masks[n])
+                m.apply_mask_()
+    return s
 
 
 def _prepare_qat(model, cfg: TrainConfig, log) -> None:

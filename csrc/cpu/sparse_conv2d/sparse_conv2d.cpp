@@ -1,6 +1,7 @@
-// sft_cpu::sparse_conv2d: checks, the input laid out per image (layout.h), then tiles of TW output pixels in
-// parallel, each running its nonzeros chunk by chunk of input channels (so the chunk's input stays in L1) into a
-// K × TW accumulator block that the store turns into output pixels with the epilogue.
+// sft_cpu::sparse_conv2d: checks, then bands of output rows in parallel. Per band, a thread lays out the input
+// rows the band reads (sparse_layout.h, in its L2) and runs tiles of TW output pixels, each running its nonzeros
+// chunk by chunk of input channels (so the chunk's input stays in L1) into a K × TW accumulator block that the
+// store turns into output pixels with the epilogue.
 #include "cpu/sparse_conv2d/sparse_conv2d.h"
 
 #include <ATen/Parallel.h>
@@ -15,7 +16,7 @@
 #include "cpu/engine/isa.h"
 #include "cpu/engine/ukernel.h"
 #include "cpu/runtime/buffer_pool.h"
-#include "cpu/sparse_conv2d/layout.h"
+#include "cpu/sparse_conv2d/sparse_layout.h"
 #include "cpu/sparse_conv2d/tiles.h"
 
 namespace sft {

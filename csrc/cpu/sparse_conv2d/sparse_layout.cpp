@@ -1,6 +1,6 @@
 // The sparse conv's input layout (tiles.h) filled from x, and its tiles' accumulators stored to the output with
 // the epilogue.
-#include "cpu/sparse_conv2d/layout.h"
+#include "cpu/sparse_conv2d/sparse_layout.h"
 
 #include <immintrin.h>
 

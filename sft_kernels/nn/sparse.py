@@ -1,0 +1,101 @@
+"""SparseConv2d: a pruned conv (what `sft_kernels.prune_` puts in place of an nn.Conv2d).
+
+It holds the conv's weight with its pruned entries zeroed and a boolean `mask` buffer (same state_dict keys as
+nn.Conv2d plus `mask`). Training runs the dense conv of weight·mask, so pruned weights get no gradient and stay
+zero; inference runs `sft.sparse_conv2d` (only the nonzeros) where the sparse kernel beats the dense paths on this
+conv, and sft.conv2d (direct or Winograd) where it does not, by `sparse_pays` below.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .. import ops
+from .conv import Conv2d
+
+
+def sparse_pays(density: float, block: int, kernel_size: tuple, stride: tuple, dilation: tuple, groups: int,
+                in_channels: int, out_channels: int) -> bool:
+    """Whether the sparse kernel beats our dense conv at this density (fraction of weights kept) for this shape.
+
+    The crossovers were measured side by side (benchmarks/ops/bench_sparse_conv2d.py; 64→64 3×3 at 128², 1
+    thread, Xeon SPR, 2026-12-04): against Winograd (3×3, stride 1, undilated, ungrouped, ≥ 16 channels: the
+    dense path's choice there) unstructured breaks even near 10 % kept (0.95x at 10 %, 1.28x at 5 %) and blocks of
+    4 near 18 % (0.94x at 20 %, 1.30x at 10 %); against the direct conv (other shapes) unstructured near 40 %
+    (1.19x at 30 %, 0.84x at 50 %) and blocks of 4 near 65 % (1.24x at 50 %, 0.80x at 100 %)."""
+    wino = (tuple(kernel_size) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
+            and in_channels >= 16 and out_channels >= 16)
+    if groups == in_channels and in_channels > 1:  # depthwise: its own dense path has nothing left to skip
+        return False
+    if wino:
+        return density <= (0.17 if block == 4 else 0.09)
+    return density <= (0.65 if block == 4 else 0.40)
+
+
+class SparseConv2d(Conv2d):
+    """A pruned conv (see the module docstring). Build with `from_conv(conv, mask)`."""
+
+    @classmethod
+    def from_conv(cls, conv: torch.nn.Conv2d, mask: torch.Tensor, backend: Optional[str] = None,
+                  block: Optional[int] = None) -> "SparseConv2d":
+        """A SparseConv2d sharing `conv`'s parameters, their pruned entries zeroed in place."""
+        if tuple(mask.shape) != tuple(conv.weight.shape):
+            raise ValueError(f"mask of shape {tuple(mask.shape)} does not match the weight {tuple(conv.weight.shape)}")
+        new = super().from_conv(conv, backend)
+        new.register_buffer("mask", mask.to(torch.bool).to(conv.weight.device))
+        new.block = block
+        new._masked_version = None
+        new.apply_mask_()
+        return new
+
+    def apply_mask_(self) -> None:
+        """Zero the pruned entries of the weight in place (after an optimizer step that moved them, e.g. with
+        weight decay)."""
+        with torch.no_grad():
+            self.weight.mul_(self.mask)
+        self._masked_version = (self.weight._version, self.mask._version)
+
+    @property
+    def density(self) -> float:
+        return float(self.mask.sum()) / max(1, self.mask.numel())
+
+    def _sparse(self) -> bool:
+        return sparse_pays(self.density, 4 if self.block == 4 else 1, self.kernel_size, self.stride, self.dilation,
+                           self.groups, self.in_channels, self.out_channels)
+
+    def run(self, x: torch.Tensor, activation: Optional[str] = None, negative_slope: float = 0.01,
+            residual: Optional[torch.Tensor] = None, modulation: Optional[tuple] = None,
+            pixel_shuffle: int = 1) -> torch.Tensor:
+        """act(conv(x·(scale + 1) + shift) + bias) [-> PixelShuffle] + residual, on the sparse kernel where it
+        pays (inference; the weight must be masked: apply_mask_ keeps it so)."""
+        if (self.weight._version, self.mask._version) != self._masked_version:
+            self.apply_mask_()
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            y = ops.conv2d(x, self.weight * self.mask, self.bias, self.stride, self.padding, self.dilation,
+                           self.groups, activation=activation, negative_slope=negative_slope, modulation=modulation,
+                           backend=self.backend, pixel_shuffle=pixel_shuffle)
+            return y if residual is None else y + residual
+        if not self._sparse() or self.padding_mode != "zeros" or isinstance(self.padding, str):
+            return ops.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+                              activation=activation, negative_slope=negative_slope, modulation=modulation,
+                              residual=residual, backend=self.backend, algorithm=self.algorithm,
+                              pixel_shuffle=pixel_shuffle)
+        shuffle = pixel_shuffle > 1
+        y = ops.sparse_conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+                              activation=activation, negative_slope=negative_slope,
+                              residual=None if shuffle else residual, modulation=modulation, block=self.block,
+                              backend=self.backend if self.backend in ("cpu", "reference") else None)
+        if shuffle:
+            y = F.pixel_shuffle(y, pixel_shuffle)
+            y = y if residual is None else y + residual
+        return y
+
+    def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if input.dim() == 4 and not input.is_contiguous(memory_format=torch.channels_last):
+            input = input.contiguous(memory_format=torch.channels_last)
+        return self.run(input, self.activation, self.negative_slope, residual)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", density={self.density:.3f}"

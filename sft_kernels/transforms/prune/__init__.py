@@ -1,0 +1,140 @@
+"""`prune_(model, PruneConfig(...))`: magnitude pruning of a model's convs, in place, into `nn.SparseConv2d`
+modules that run on the sparse kernel where it beats the dense paths (see nn/sparse.py).
+
+Patterns: unstructured (per layer or one global threshold), N:M along input channels, blocks of output channels
+(masks.py). Already-pruned convs are pruned further from their masked weights, so a gradual schedule (AGP) can
+call prune_ with rising sparsity between fine-tuning steps. Depthwise convs and convs with fewer
+than `min_out_channels` outputs stay dense. The report has a row per conv: its pattern, density, nonzeros and,
+with `example` inputs, its MACs before and after (report.stats: the model's totals).
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from ...nn.sparse import SparseConv2d
+from ..report import Report
+from ..swap import notify, swap_modules
+from . import masks
+from .config import PATTERNS, PruneConfig
+
+__all__ = ["prune_", "PruneConfig", "PATTERNS", "masks", "restore_pruned_", "agp_sparsity"]
+
+
+def _eligible(name: str, m: nn.Module, config: PruneConfig, filter_fn) -> Optional[str]:
+    """None if `m` is pruned, else why not (a conv left alone), or "" for a module that is not a conv."""
+    if not isinstance(m, nn.Conv2d):
+        return ""
+    if filter_fn is not None and not filter_fn(name, m):
+        return "excluded by filter_fn"
+    if m.groups == m.in_channels and m.in_channels > 1:
+        return "depthwise: a few weights per channel, each felt in every pixel"
+    if m.out_channels < config.min_out_channels:
+        return f"{m.out_channels} output channels < min_out_channels={config.min_out_channels}"
+    if config.pattern == "n:m" and m.weight.shape[1] % config.m:
+        return f"n:m groups {config.m} input channels but this conv has {m.weight.shape[1]} per group"
+    return None
+
+
+def _output_sizes(model: nn.Module, example, names: set) -> dict:
+    """{name: output pixels per image} of the named convs for one forward of `example` (a tensor or a tuple)."""
+    sizes, hooks = {}, []
+    for name, m in model.named_modules():
+        if name in names:
+            hooks.append(m.register_forward_hook(
+                lambda mod, inp, out, name=name: sizes.__setitem__(name, out.shape[-2] * out.shape[-1])))
+    try:
+        with torch.no_grad():
+            model(*example) if isinstance(example, tuple) else model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return sizes
+
+
+def prune_(model: nn.Module, config: Optional[PruneConfig] = None,
+           filter_fn: Optional[Callable[[str, nn.Module], bool]] = None, example=None) -> Report:
+    """Prune `model`'s convs in place (see the module docstring); returns the per-layer report. `filter_fn(name,
+    module)` -> False leaves a conv alone; `example` (a model input, or a tuple of them) adds MACs to the report."""
+    config = config or PruneConfig()
+    report = Report("prune_")
+    targets, skipped = {}, {}
+    for name, m in model.named_modules():
+        why = _eligible(name, m, config, filter_fn)
+        if why is None:
+            targets[name] = m
+        elif why:
+            skipped[name] = why
+    pixels = _output_sizes(model, example, set(targets) | set(skipped)) if example is not None else {}
+    thr = None
+    if config.scope == "global" and targets:
+        thr = masks.threshold([m.weight * m.mask if isinstance(m, SparseConv2d) else m.weight
+                               for m in targets.values()], config.sparsity)
+    totals = {"weights": 0, "nonzeros": 0, "macs_before": 0, "macs_after": 0}
+
+    def rule(name, child):
+        if name in skipped:
+            return skipped[name]
+        if name not in targets:
+            return None
+        w = child.weight.detach() * child.mask if isinstance(child, SparseConv2d) else child.weight.detach()
+        if config.pattern == "unstructured":
+            mask = w.abs() > thr if thr is not None else masks.unstructured(w, config.sparsity)
+        elif config.pattern == "n:m":
+            mask = masks.n_m(w, config.n, config.m)
+        else:
+            mask = masks.block(w, config.sparsity, config.block)
+        if isinstance(child, SparseConv2d):
+            mask &= child.mask
+            child.mask.copy_(mask)
+            child.apply_mask_()
+            new = child
+        else:
+            block = 4 if config.pattern == "block" and config.block % 4 == 0 else None
+            new = SparseConv2d.from_conv(child, mask, config.backend, block)
+        nnz, numel = int(mask.sum()), mask.numel()
+        px = pixels.get(name, 0)
+        stats = {"density": nnz / numel, "nonzeros": nnz, "weights": numel}
+        if px:
+            stats.update(macs_before=numel * px, macs_after=nnz * px)
+        for key in totals:
+            totals[key] += stats.get(key, 0)
+        details[name] = (f"{config.pattern} {1 - nnz / numel:.1%} sparse ({nnz}/{numel} kept), "
+                         + ("sparse kernel" if new._sparse() else "dense kernel (sparse would not pay here)"), stats)
+        return new
+
+    details = {}
+    swap_modules(model, rule, report, action="pruned")
+    for row in report.rows:
+        if row.action == "pruned":
+            row.detail, row.stats = details[row.name]
+    report.stats.update(totals, sparsity=1 - totals["nonzeros"] / max(1, totals["weights"]))
+    for name, what in notify(model, "prune_", True):
+        report.add(name, "fused", what)
+    return report
+
+
+def restore_pruned_(model: nn.Module, state_dict: dict) -> list:
+    """Swap the convs `state_dict` holds masks for (keys "<conv>.mask") into SparseConv2d modules, so a pruned
+    model's state_dict loads into a freshly built model; returns their names. The weights themselves come with
+    load_state_dict afterwards."""
+    mods = dict(model.named_modules())
+    names = [k[:-len(".mask")] for k in state_dict if k.endswith(".mask")]
+    for name in names:
+        m = mods.get(name)
+        if not isinstance(m, nn.Conv2d) or isinstance(m, SparseConv2d):
+            continue
+        parent_name, _, child = name.rpartition(".")
+        new = SparseConv2d.from_conv(m, state_dict[name + ".mask"])
+        setattr(mods[parent_name] if parent_name else model, child, new)
+    if names:
+        notify(model, "prune_", True)
+    return names
+
+
+def agp_sparsity(step: int, final: float, until: int) -> float:
+    """Zhu & Gupta's gradual schedule: sparsity final·(1 − (1 − step/until)³), reaching `final` at step `until`."""
+    t = min(1.0, max(0.0, step / max(1, until)))
+    return final * (1.0 - (1.0 - t) ** 3)

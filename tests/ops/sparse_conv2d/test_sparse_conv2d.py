@@ -1,0 +1,147 @@
+"""sft.sparse_conv2d on every backend and every cpu tile-kernel ISA against the masked dense reference: random
+masks (unstructured, blocks of 4 output channels, N:M), empty rows and columns, all-zero filters and an all-zero
+weight, odd shapes, stride, dilation, groups, 1×1 and 5×3 kernels, NCHW and channels_last, bias / activation /
+residual / modulation; opcheck and torch.compile; bad inputs."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from sft_kernels.ops import sparse_conv2d
+from sft_kernels.ops.sparse_conv2d import reference as ref
+from sft_kernels.testing import tolerance
+from sft_kernels.transforms.prune import masks
+from tests.conftest import op_backends
+
+BACKENDS = op_backends("sparse_conv2d", torch.float32)
+CASES = [  # n, c, h, w, k, r, s, stride, padding, dilation, groups
+    (1, 64, 20, 37, 64, 3, 3, 1, 1, 1, 1),
+    (2, 16, 11, 9, 24, 3, 3, 1, 1, 1, 1),
+    (1, 32, 13, 17, 40, 3, 3, 2, 1, 1, 1),  # stride 2: the layout's strided copies
+    (1, 32, 13, 17, 40, 3, 3, 1, 2, 2, 2),  # dilation, groups
+    (1, 48, 13, 70, 33, 1, 1, 1, 0, 1, 1),  # 1x1, K tail (33), two tiles per row
+    (1, 48, 13, 17, 33, 5, 3, 1, (2, 1), 1, 3),  # 5x3, 3 groups
+    (1, 3, 13, 17, 64, 3, 3, 1, 1, 1, 1),  # RGB first conv
+    (2, 8, 16, 16, 16, 4, 4, 4, 0, 1, 1),  # SFTNet's cond_in shape class: 4x4 stride 4
+]
+
+
+def _weight(case, pattern, density, seed=0):
+    n, c, h, w, k, r, s, st, pd, dl, g = case
+    gen = torch.Generator().manual_seed(seed)
+    wt = torch.randn(k, c // g, r, s, generator=gen)
+    if pattern == "unstructured":
+        mask = torch.rand(wt.shape, generator=gen) < density
+    elif pattern == "block":
+        mask = masks.block(wt, 1 - density, 4)
+    else:
+        mask = masks.n_m(wt, 2, 4) if (c // g) % 4 == 0 else torch.rand(wt.shape, generator=gen) < density
+    mask[0] = False  # an all-zero filter
+    if c // g > 1:
+        mask[:, 1] = False  # an empty input channel (a column of the GEMM view)
+    return wt * mask
+
+
+def _run(case, pattern, density, layout, backend, block=None, epilogue=True):
+    n, c, h, w, k, r, s, st, pd, dl, g = case
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(n, c, h, w, generator=gen)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    wt = _weight(case, pattern, density)
+    b = torch.randn(k, generator=gen) if epilogue else None
+    exp = ref.sparse_conv2d(x, wt, b, st, pd, dl, g)
+    res = torch.randn(exp.shape, generator=gen) if epilogue else None
+    mod = (torch.randn(x.shape, generator=gen), torch.randn(x.shape, generator=gen)) if epilogue else None
+    if layout == "channels_last" and epilogue:
+        mod = tuple(t.contiguous(memory_format=torch.channels_last) for t in mod)
+    act = "leaky_relu" if epilogue else None
+    y = sparse_conv2d(x, wt, b, st, pd, dl, g, activation=act, negative_slope=0.1, residual=res, modulation=mod,
+                      block=block, backend=backend)
+    exp = ref.sparse_conv2d(x, wt, b, st, pd, dl, g, act, 0.1, res, mod)
+    assert y.shape == exp.shape and y.dtype == torch.float32
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    assert y.is_contiguous(memory_format=fmt)
+    depth = c // g * r * s
+    atol, rtol = tolerance(torch.float32, depth, exp.abs().max().item())
+    torch.testing.assert_close(y, exp, atol=atol, rtol=rtol)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("pattern", ["unstructured", "block", "n:m"])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_matches_masked_dense_reference(backend, case, pattern, layout):
+    _run(case, pattern, 0.3, layout, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("density", [0.0, 0.05, 1.0])
+@pytest.mark.parametrize("block", [None, 1, 4])
+def test_densities_and_forced_blocks(backend, density, block):
+    _run(CASES[1], "unstructured", density, "channels_last", backend, block=block)
+    _run(CASES[4], "unstructured", density, "nchw", backend, block=block, epilogue=False)
+
+
+def _isas():
+    if "cpu" not in BACKENDS:
+        return []
+    from sft_kernels.ops.sparse_conv2d import cpu
+    order = ("avx512", "avx2", "generic")
+    return [k for k in order if order.index(k) >= order.index(cpu.kernel())]
+
+
+@pytest.mark.parametrize("isa", _isas())
+def test_every_isa_matches_the_reference(isa):
+    """Each ISA's tile kernels forced in a fresh process (SFT_KERNELS_SPARSE), on every case and pattern."""
+    code = ("from sft_kernels.ops.sparse_conv2d import cpu\n"
+            f"assert cpu.kernel() == {isa!r}, cpu.kernel()\n"
+            "from tests.ops.sparse_conv2d.test_sparse_conv2d import CASES, _run\n"
+            "for case in CASES:\n"
+            "    for pattern in ('unstructured', 'block'):\n"
+            "        for layout in ('nchw', 'channels_last'):\n"
+            "            _run(case, pattern, 0.4, layout, 'cpu')\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, SFT_KERNELS_SPARSE=isa),
+                          capture_output=True, text=True, timeout=300,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
+def test_packer_finds_blocks_and_counts_nonzeros():
+    from sft_kernels.ops.sparse_conv2d import cpu
+    wb = _weight(CASES[0], "block", 0.3)
+    info = cpu.info(wb)
+    assert info["block"] == 4 and info["nonzeros"] == int((wb != 0).sum())
+    wu = _weight(CASES[0], "unstructured", 0.3)
+    info = cpu.info(wu)
+    assert info["block"] == 1 and info["nonzeros"] == info["blocks"] == int((wu != 0).sum())
+    assert cpu.info(wu, block=4)["block"] == 4
+
+
+@pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
+def test_opcheck_and_compile():
+    x = torch.randn(2, 16, 9, 11)
+    wt = _weight(CASES[1], "unstructured", 0.3)
+    torch.library.opcheck(torch.ops.sft.sparse_conv2d,
+                          (x, wt, None, None, None, None, [1, 1], [1, 1], [1, 1], 1, "relu", 0.01, None, "cpu"))
+    f = torch.compile(lambda x: sparse_conv2d(x, wt, None, 1, 1, activation="relu"), fullgraph=True)
+    torch.testing.assert_close(f(x), ref.sparse_conv2d(x, wt, None, 1, 1, activation="relu"), atol=1e-4, rtol=1e-4)
+
+
+def test_bad_inputs():
+    x, wt = torch.randn(1, 16, 8, 8), _weight(CASES[1], "unstructured", 0.3)
+    with pytest.raises(ValueError, match="weight/input channel mismatch"):
+        sparse_conv2d(x, wt[:, :8], None, 1, 1)
+    with pytest.raises(ValueError, match="block must be None"):
+        sparse_conv2d(x, wt, None, 1, 1, block=8)
+    with pytest.raises(ValueError, match="residual must have the output's shape"):
+        sparse_conv2d(x, wt, None, 1, 1, residual=torch.randn(1, 24, 3, 3))
+    with pytest.raises(ValueError, match="shaped like the input"):
+        sparse_conv2d(x, wt, None, 1, 1, modulation=(x[:, :3], x))
+    with pytest.raises(TypeError, match="modulation must be a"):
+        sparse_conv2d(x, wt, None, 1, 1, modulation=x)
+    with pytest.raises(ValueError, match="unknown activation|activation must be"):
+        sparse_conv2d(x, wt, None, 1, 1, activation="gelu")

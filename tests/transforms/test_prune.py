@@ -1,0 +1,176 @@
+"""prune_: each pattern's masks (exact sparsity per layer or globally, N:M groups, blocks of output channels), the
+pruned model computing exactly what its masked dense twin does (SFTNet fused and not, a ResNet-like CNN), the
+report (density, nonzeros, MACs), repeated pruning (AGP), training through the mask, save / load, bad inputs."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import sft_kernels as sk
+from sft_kernels.models import SFTNet
+from sft_kernels.nn import SparseConv2d
+from sft_kernels.transforms.prune import agp_sparsity, masks, restore_pruned_
+
+
+def _sftnet():
+    return SFTNet(num_blocks=2, channels=16).reset_parameters_(seed=3).eval()
+
+
+def _inputs():
+    gen = torch.Generator().manual_seed(0)
+    return torch.rand(1, 3, 12, 10, generator=gen), torch.rand(1, 8, 48, 40, generator=gen)
+
+
+class TinyResNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, 2, 1)
+        self.a = nn.Conv2d(16, 32, 3, 2, 1)
+        self.b = nn.Conv2d(32, 32, 3, 1, 1)
+        self.down = nn.Conv2d(16, 32, 1, 2)
+        self.fc = nn.Conv2d(32, 10, 1)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        y = F.relu(self.b(F.relu(self.a(x)))) + self.down(x)
+        return self.fc(y).mean((2, 3))
+
+
+def _dense_twin(model):
+    """The model with plain convs holding the masked weights."""
+    twin = copy.deepcopy(model)
+    for name, m in list(twin.named_modules()):
+        for cname, c in list(m.named_children()):
+            if isinstance(c, SparseConv2d):
+                plain = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, c.dilation,
+                                  c.groups, c.bias is not None)
+                plain.load_state_dict({"weight": c.weight * c.mask, **({"bias": c.bias} if c.bias is not None else {})})
+                setattr(m, cname, plain)
+    if hasattr(twin, "fused"):
+        twin.fused = False
+    return twin
+
+
+@pytest.mark.parametrize("sparsity", [0.5, 0.9])
+def test_unstructured_per_layer_matches_masked_dense_model(sparsity):
+    model = _sftnet()
+    img, seg = _inputs()
+    rep = sk.prune_(model, sk.PruneConfig(sparsity=sparsity), example=(img, seg))
+    pruned = [m for m in model.modules() if isinstance(m, SparseConv2d)]
+    assert pruned and model.fused
+    for m in pruned:
+        assert abs(m.density - (1 - sparsity)) <= 1 / m.mask.numel() + 1e-9
+        assert bool(((m.weight != 0) <= m.mask).all())
+    rows = [r for r in rep.rows if r.action == "pruned"]
+    assert len(rows) == len(pruned) and all(r.stats["macs_after"] < r.stats["macs_before"] for r in rows)
+    assert "HR_branch.8" in rep.names("skipped")  # 3 output channels < min_out_channels
+    assert abs(rep.stats["sparsity"] - sparsity) < 0.01
+    with torch.no_grad():
+        torch.testing.assert_close(model(img, seg), _dense_twin(model)(img, seg), atol=1e-4, rtol=1e-4)
+
+
+def test_global_scope_reaches_the_total_sparsity_with_uneven_layers():
+    model = _sftnet()
+    rep = sk.prune_(model, sk.PruneConfig(sparsity=0.8, scope="global"))
+    assert abs(rep.stats["sparsity"] - 0.8) < 0.01
+    dens = sorted(m.density for m in model.modules() if isinstance(m, SparseConv2d))
+    assert dens[-1] - dens[0] > 0.05
+
+
+def test_n_m_and_block_patterns():
+    model = _sftnet()
+    rep = sk.prune_(model, sk.PruneConfig(pattern="n:m", n=2, m=4))
+    for m in model.modules():
+        if isinstance(m, SparseConv2d):
+            k, c, r, s = m.mask.shape
+            groups = m.mask.permute(0, 2, 3, 1).reshape(-1, 4)
+            assert bool((groups.sum(1) == 2).all())
+    assert any("n:m groups 4 input channels" in r.detail for r in rep.rows if r.action == "skipped")  # conv0: 3
+    with pytest.raises(ValueError, match="choose m dividing 3"):
+        masks.n_m(torch.randn(8, 3, 3, 3), 2, 4)
+
+    model = TinyResNet().eval()
+    sk.prune_(model, sk.PruneConfig(sparsity=0.75, pattern="block", block=4))
+    for m in model.modules():
+        if isinstance(m, SparseConv2d):
+            full = m.mask.shape[0] // 4 * 4
+            blocks = m.mask[:full].reshape(-1, 4, *m.mask.shape[1:])
+            assert bool((blocks.all(1) | ~blocks.any(1)).all())  # each block all kept or all pruned
+            tail = m.mask[full:]
+            assert bool((tail.all(0) | ~tail.any(0)).all())  # the last, partial block too
+            assert m.block == 4
+
+
+def test_other_cnn_matches_masked_dense_model_nchw_and_channels_last():
+    model = TinyResNet().eval()
+    x = torch.randn(2, 3, 33, 29)
+    rep = sk.prune_(model, sk.PruneConfig(sparsity=0.85), example=x)
+    assert set(rep.names("pruned")) == {"stem", "a", "b", "down", "fc"}
+    twin = _dense_twin(model)
+    with torch.no_grad():
+        for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+            torch.testing.assert_close(model(inp), twin(inp), atol=1e-4, rtol=1e-4)
+
+
+def test_repeated_pruning_keeps_earlier_zeros_and_agp_schedule():
+    model = TinyResNet()
+    sk.prune_(model, sk.PruneConfig(sparsity=0.3))
+    before = {n: m.mask.clone() for n, m in model.named_modules() if isinstance(m, SparseConv2d)}
+    sk.prune_(model, sk.PruneConfig(sparsity=0.6))
+    for n, m in model.named_modules():
+        if isinstance(m, SparseConv2d):
+            assert bool((m.mask <= before[n]).all()) and abs(m.density - 0.4) < 0.02
+    assert agp_sparsity(0, 0.7, 100) == 0 and agp_sparsity(100, 0.7, 100) == pytest.approx(0.7)
+    assert agp_sparsity(50, 0.7, 100) == pytest.approx(0.7 * (1 - 0.5 ** 3))
+
+
+def test_training_leaves_pruned_weights_at_zero():
+    model = TinyResNet().train()
+    sk.prune_(model, sk.PruneConfig(sparsity=0.7))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+    for _ in range(3):
+        loss = model(torch.randn(2, 3, 16, 16)).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        assert all(bool((m.weight.grad[~m.mask] == 0).all()) for m in model.modules() if isinstance(m, SparseConv2d))
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        model(torch.randn(1, 3, 16, 16))  # inference re-applies the masks to weights an optimizer moved
+    assert all(bool((m.weight[~m.mask] == 0).all()) for m in model.modules() if isinstance(m, SparseConv2d))
+
+
+def test_pruned_sftnet_saves_loads_and_runs_fused(tmp_path):
+    from safetensors.torch import save_file
+
+    model = _sftnet()
+    sk.prune_(model, sk.PruneConfig(sparsity=0.9))
+    img, seg = _inputs()
+    with torch.no_grad():
+        want = model(img, seg)
+    path = tmp_path / "pruned.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    loaded = SFTNet.from_checkpoint(path)
+    assert isinstance(loaded.sft_branch[0].conv0, SparseConv2d) and loaded.fused
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(img, seg), want, atol=1e-5, rtol=1e-5)
+    fresh = _sftnet()
+    assert restore_pruned_(fresh, model.state_dict())
+    fresh.load_state_dict(model.state_dict())
+
+
+def test_bad_inputs():
+    for s in (1.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match=r"sparsity must be in \[0, 1\)"):
+            sk.PruneConfig(sparsity=s)
+    with pytest.raises(ValueError, match="pattern must be one of"):
+        sk.PruneConfig(pattern="random")
+    with pytest.raises(ValueError, match="pattern='unstructured' only"):
+        sk.PruneConfig(pattern="block", scope="global")
+    with pytest.raises(ValueError, match="0 < n <= m"):
+        sk.PruneConfig(pattern="n:m", n=5, m=4)
+    conv = nn.Conv2d(8, 8, 3)
+    with pytest.raises(ValueError, match="does not match the weight"):
+        SparseConv2d.from_conv(conv, torch.ones(8, 8, 3, 1, dtype=torch.bool))
