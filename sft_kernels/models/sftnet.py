@@ -207,6 +207,38 @@ class SFTNet(nn.Module):
     #: Set by ``sft_kernels.convert_`` ("pytorch" variant): run the SFT-aware fused forward (same function).
     fused: bool = False
 
+    def _sft_kernels_channel_groups(self) -> list:
+        """The channel dependency groups of prune_channels_ (transforms/prune/channels.py): the residual trunk
+        (conv0, every block's conv1 and sft_branch[17] write it; every SFT layer modulating it follows it; each
+        block's conv0, sft_branch[17] and the HR branch read it), each block's inner channels (its conv0 writes
+        them, its sft1 modulates them, its conv1 reads them), and the HR branch's (a PixelShuffle(2) producer
+        keeps its 4 channels per shuffled channel together). The condition network is left whole."""
+        from ..transforms.prune.channels import ChannelGroup
+
+        def sft(prefix):
+            return [(f"{prefix}.SFT_scale_conv1", 1), (f"{prefix}.SFT_shift_conv1", 1)]
+
+        blocks = [f"sft_branch.{i}" for i in range(self.num_blocks)]
+        n = self.num_blocks
+        trunk_prod = [("conv0", 1), (f"sft_branch.{n + 1}", 1)] + [(f"{b}.conv1", 1) for b in blocks]
+        trunk_prod += [p for b in blocks for p in sft(f"{b}.sft0")] + sft(f"sft_branch.{n}")
+        hr = [i for i, m in enumerate(self.HR_branch) if isinstance(m, nn.Conv2d)]
+        trunk_cons = [f"{b}.conv0" for b in blocks] + [f"sft_branch.{n + 1}", f"HR_branch.{hr[0]}"]
+        main = ["conv0", f"sft_branch.{n + 1}"] + [f"{b}.conv{j}" for b in blocks for j in (0, 1)]
+        main += [f"HR_branch.{hr[0]}"]
+        groups = [ChannelGroup("trunk", self.conv0.out_channels, trunk_prod, trunk_cons, main)]
+        for b in blocks:
+            conv0 = self.get_submodule(f"{b}.conv0")
+            groups.append(ChannelGroup(f"{b} inner", conv0.out_channels, [(f"{b}.conv0", 1)] + sft(f"{b}.sft1"),
+                                       [f"{b}.conv1"], [f"{b}.conv0", f"{b}.conv1"]))
+        for a, c in zip(hr[:-1], hr[1:]):
+            shuffle = any(isinstance(m, nn.PixelShuffle) for m in list(self.HR_branch)[a + 1:c])
+            r2 = 4 if shuffle else 1
+            prod = self.HR_branch[a]
+            groups.append(ChannelGroup(f"HR_branch.{a}->{c}", prod.out_channels // r2, [(f"HR_branch.{a}", r2)],
+                                       [f"HR_branch.{c}"]))
+        return groups
+
     def _sft_kernels_transformed(self, transform: str, applied: bool):
         """convert_ switches the "pytorch" variant to its fused forward (while every conv it runs is still a plain
         conv: a factorized or pruned-away one is not); revert_ and other transforms switch it back when needed."""

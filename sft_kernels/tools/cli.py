@@ -59,6 +59,19 @@ def cmd_bench(args) -> int:
     if ceiling:
         print(f"micro-kernel alone, operands in cache (K = 576): {ceiling:.0f} GFLOP/s = {100 * ceiling / peak:.0f} % "
               "of that peak, the most a direct GEMM or conv built on it can reach")
+    if args.sparse:
+        from . import bench_sparse
+
+        rows = bench_sparse.run(args.quick, args.repeat)
+        print(bench_sparse.table(rows))
+        meta = dict(threads=torch.get_num_threads(), peak_gflops=peak, torch=torch.__version__, cpu=_cpu_features())
+        for path in args.output or []:
+            bench_suite.save(rows, path, meta)
+            print(f"wrote {path}")
+        if args.plot:
+            bench_sparse.plot(rows, args.plot)
+            print(f"wrote {args.plot}")
+        return 0
     rows = []
     if args.op in ("conv2d", "all"):
         rows += bench_suite.run_conv(args.quick, args.repeat, peak=peak, catalog=args.shapes)
@@ -284,7 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--repeat", type=int, default=10, help="interleaved rounds per shape (median)")
     s.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     s.add_argument("-o", "--output", action="append", help="write results (.json or .csv); repeatable")
-    s.add_argument("--plot", help="write a PNG bar chart of GFLOP/s")
+    s.add_argument("--sparse", action="store_true",
+                   help="instead: the sparse conv (sft.sparse_conv2d) at sparsities 0-95 %% for unstructured and "
+                   "block patterns against our dense direct and Winograd convs; --plot draws the crossover")
+    s.add_argument("--plot", help="write a PNG: GFLOP/s bars, or with --sparse the speed-up over sparsity")
     s.set_defaults(fn=cmd_bench)
 
     s = sub.add_parser("report", help="quality, size, MACs, latency, memory and energy of models per backend",
@@ -366,6 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of the steps by which the final sparsity is reached")
     s.add_argument("--prune-every", dest="prune_every", type=int, default=d.prune_every,
                    help="steps between pruning steps")
+    s.add_argument("--prune-channels", dest="prune_channels", type=float, default=d.prune_channels,
+                   metavar="RATIO", help="structured pruning: remove this fraction of every channel dependency group "
+                   "(the residual trunk with everything that reads or writes it, each block's inner channels, the HR "
+                   "branch in whole PixelShuffle groups) at the start, rebuilding the convs smaller, then fine-tune "
+                   "(e.g. --prune-channels 0.5 --init teacher --teacher teacher)")
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("data", help="collect training photographs from the OS's wallpaper packages",

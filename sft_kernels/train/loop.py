@@ -30,6 +30,7 @@ from ..data.folders import MARGIN, FolderPatchSampler, index_folders
 from ..data.images import imresize
 from ..metrics import psnr, ssim
 from ..models import SFTNet, background_seg
+from ..transforms.prune import PruneConfig, prune_, restore_pruned_, restore_shapes_
 
 
 @dataclass
@@ -63,6 +64,7 @@ class TrainConfig:
     prune_pattern: str = "unstructured"  # unstructured | block | n:m (2:4, at once)
     prune_until: float = 0.6  # fraction of the steps by which the final sparsity is reached
     prune_every: int = 25  # steps between pruning steps
+    prune_channels: float = 0.0  # structured: remove this fraction of every channel group at the start (prune_)
 
 
 def forward_features(model: SFTNet, lr: torch.Tensor) -> tuple:
@@ -132,7 +134,15 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
         if (init.variant, init.num_blocks, init.channels) != (cfg.variant, cfg.num_blocks, cfg.channels):
             raise ValueError(f"--init {cfg.init!r} is a {init.variant} SFTNet with {init.num_blocks} blocks x "
                              f"{init.channels} channels; pass the same --variant/--num-blocks/--channels")
-        model.load_state_dict(init.state_dict())
+        sd = init.state_dict()
+        restore_shapes_(model, sd)  # a channel-pruned or pruned init keeps its shapes and masks
+        restore_pruned_(model, sd)
+        model.load_state_dict(sd)
+    if cfg.prune_channels:  # one shot, then the run fine-tunes the smaller model
+        report = prune_(model, PruneConfig(pattern="channel", sparsity=cfg.prune_channels))
+        model.fused = False
+        if rank == 0:
+            log(f"channel pruning: {report.stats['params_before']} -> {report.stats['params_after']} parameters")
     if cfg.qat:  # before the optimizer's and EMA's copies: both see the fake-quantized model
         _prepare_qat(model, cfg, log if rank == 0 else (lambda *a: None))
     if cfg.prune:  # SparseConv2d modules (all weights kept yet) sharing the parameters the optimizer will hold
@@ -143,8 +153,8 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
         from ..models.pretrained import resolve_model
 
         teacher = resolve_model(cfg.teacher).to(device).eval().requires_grad_(False)
-        adapter = (nn.Conv2d(cfg.channels, teacher.channels, 1) if cfg.channels != teacher.channels
-                   else nn.Identity()).to(device)
+        width, t_width = model.conv0.out_channels, teacher.conv0.out_channels  # trunk widths (pruned or not)
+        adapter = (nn.Conv2d(width, t_width, 1) if width != t_width else nn.Identity()).to(device)
     params = list(model.parameters()) + (list(adapter.parameters()) if adapter is not None else [])
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))

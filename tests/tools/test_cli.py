@@ -51,3 +51,15 @@ def test_bad_image_is_one_clear_error(capsys):
     assert cli.main(["demo", "--image", "/nonexistent.png", "--lr-size", "8"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("sft-kernels demo: error:") and "Traceback" not in err
+
+
+@pytest.mark.skipif(backends.cpu_ext() is None, reason="cpu backend not built")
+def test_bench_sparse_quick_writes_json_and_crossover_plot(tmp_path, capsys):
+    js, png = tmp_path / "s.json", tmp_path / "s.png"
+    assert cli.main(["bench", "--sparse", "--quick", "--repeat", "2", "-o", str(js), "--plot", str(png)]) == 0
+    rows = json.loads(js.read_text())["rows"]
+    impls = {r["impl"] for r in rows}
+    assert {"dense direct", "dense winograd", "unstructured 90%", "block 50%"} <= impls
+    assert all(r["ms"] > 0 and r["vs_direct"] > 0 for r in rows)
+    assert png.stat().st_size > 1000
+    assert "vs dense best" in capsys.readouterr().out

@@ -174,3 +174,48 @@ def test_bad_inputs():
     conv = nn.Conv2d(8, 8, 3)
     with pytest.raises(ValueError, match="does not match the weight"):
         SparseConv2d.from_conv(conv, torch.ones(8, 8, 3, 1, dtype=torch.bool))
+
+
+def test_channel_pruning_shrinks_sftnet_by_dependency_groups(tmp_path):
+    from safetensors.torch import save_file
+
+    from sft_kernels.transforms.prune import prune_channels_
+
+    model = SFTNet(num_blocks=2, channels=16).reset_parameters_(seed=3).eval()
+    img, seg = _inputs()
+    rep = sk.prune_(model, sk.PruneConfig(pattern="channel", sparsity=0.5), example=(img, seg))
+    row = next(r for r in rep.rows if r.name == "sft_branch.0.conv0")
+    assert row.stats["macs_after"] * 4 == row.stats["macs_before"]  # half in, half out
+    assert rep.stats["macs_after"] < rep.stats["macs_before"]
+    assert model.conv0.out_channels == 8 and model.sft_branch[0].conv0.in_channels == 8
+    assert model.sft_branch[0].sft0.SFT_scale_conv1.out_channels == 8  # SFT outputs follow the trunk
+    assert model.sft_branch[0].sft1.SFT_shift_conv1.out_channels == model.sft_branch[0].conv0.out_channels == 8
+    assert model.HR_branch[0].out_channels == 32 and model.HR_branch[3].in_channels == 8  # whole r² groups
+    assert model.CondNet[8].out_channels == 32  # the condition network is left whole
+    with torch.no_grad():
+        want = model(img, seg)
+    assert want.shape == (1, 3, 48, 40) and model.fused
+    path = tmp_path / "half.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    loaded = SFTNet.from_checkpoint(path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(img, seg), want, atol=1e-5, rtol=1e-5)
+    sk.convert_(loaded)
+    onnx_path = tmp_path / "half.onnx"
+    sk.export_onnx(loaded, (img, seg), str(onnx_path))
+    assert onnx_path.stat().st_size > 10000
+    with pytest.raises(ValueError, match="does not describe its channel dependency groups"):
+        prune_channels_(TinyResNet(), 0.5)
+
+
+def test_channel_pruning_keeps_the_strongest_channels():
+    """Channels whose weights were zeroed everywhere in their group are the ones removed."""
+    from sft_kernels.transforms.prune import prune_channels_
+
+    model = SFTNet(num_blocks=1, channels=8).reset_parameters_(seed=0).eval()
+    with torch.no_grad():
+        for name in ("sft_branch.0.conv0",):
+            model.get_submodule(name).weight[[1, 4, 6, 7]] = 0
+        model.get_submodule("sft_branch.0.conv1").weight[:, [1, 4, 6, 7]] = 0
+    done = dict((g, idx) for g, _, _, idx in prune_channels_(model, 0.5))
+    assert done["sft_branch.0 inner"] == [0, 2, 3, 5]

@@ -18,9 +18,11 @@ from ...nn.sparse import SparseConv2d
 from ..report import Report
 from ..swap import notify, swap_modules
 from . import masks
+from .channels import ChannelGroup, prune_channels_, restore_shapes_
 from .config import PATTERNS, PruneConfig
 
-__all__ = ["prune_", "PruneConfig", "PATTERNS", "masks", "restore_pruned_", "agp_sparsity"]
+__all__ = ["prune_", "PruneConfig", "PATTERNS", "masks", "restore_pruned_", "agp_sparsity", "prune_channels_",
+           "restore_shapes_", "ChannelGroup"]
 
 
 def _eligible(name: str, m: nn.Module, config: PruneConfig, filter_fn) -> Optional[str]:
@@ -60,6 +62,8 @@ def prune_(model: nn.Module, config: Optional[PruneConfig] = None,
     module)` -> False leaves a conv alone; `example` (a model input, or a tuple of them) adds MACs to the report."""
     config = config or PruneConfig()
     report = Report("prune_")
+    if config.pattern == "channel":
+        return _prune_channels(model, config, example, report)
     targets, skipped = {}, {}
     for name, m in model.named_modules():
         why = _eligible(name, m, config, filter_fn)
@@ -111,6 +115,32 @@ def prune_(model: nn.Module, config: Optional[PruneConfig] = None,
         if row.action == "pruned":
             row.detail, row.stats = details[row.name]
     report.stats.update(totals, sparsity=1 - totals["nonzeros"] / max(1, totals["weights"]))
+    for name, what in notify(model, "prune_", True):
+        report.add(name, "fused", what)
+    return report
+
+
+def _conv_macs(model: nn.Module, example) -> dict:
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    px = _output_sizes(model, example, set(convs)) if example is not None else {}
+    return {n: m.weight.numel() * px.get(n, 0) for n, m in convs.items()}
+
+
+def _prune_channels(model: nn.Module, config: PruneConfig, example, report: Report) -> Report:
+    """pattern="channel": prune_channels_ over the model's dependency groups, reported per group and per conv."""
+    before = _conv_macs(model, example)
+    shapes = {n: tuple(m.weight.shape) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    params = sum(p.numel() for p in model.parameters())
+    done = prune_channels_(model, config.sparsity, multiple=config.multiple)
+    after = _conv_macs(model, example)
+    for name, size, kept, _ in done:
+        report.add(name, "channels", f"{kept}/{size} channels kept", channels_before=size, channels_after=kept)
+    for n, m in model.named_modules():
+        if isinstance(m, nn.Conv2d) and shapes.get(n) != tuple(m.weight.shape):
+            report.add(n, "pruned", f"{shapes[n][1]}->{shapes[n][0]} became {m.weight.shape[1]}->{m.weight.shape[0]}",
+                       macs_before=before.get(n, 0), macs_after=after.get(n, 0))
+    report.stats.update(params_before=params, params_after=sum(p.numel() for p in model.parameters()),
+                        macs_before=sum(before.values()), macs_after=sum(after.values()))
     for name, what in notify(model, "prune_", True):
         report.add(name, "fused", what)
     return report

@@ -4,14 +4,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-PATTERNS = ("unstructured", "n:m", "block")
+PATTERNS = ("unstructured", "n:m", "block", "channel")
 
 
 @dataclass
 class PruneConfig:
     """sparsity: the fraction of each pruned conv's weights set to zero, in [0, 1) (n:m: n/m is implied).
     pattern: "unstructured" (magnitude), "n:m" (n of every m consecutive input channels stay), "block" (blocks
-    of `block` output channels pruned together; 4 matches the cpu kernel's output-channel block).
+    of `block` output channels pruned together; 4 matches the cpu kernel's output-channel block), "channel"
+    (structured: `sparsity` of every dependency group's channels removed and the convs rebuilt smaller, kept
+    counts a multiple of `multiple`; the model describes its groups, see channels.py).
     scope: "layer" (each conv loses `sparsity` of its weights) or "global" (one magnitude threshold over all
     pruned convs; unstructured only).
     min_out_channels: convs with fewer outputs (an SR model's RGB output conv) stay dense.
@@ -23,6 +25,7 @@ class PruneConfig:
     m: int = 4
     block: int = 4
     min_out_channels: int = 4
+    multiple: int = 4
     backend: Optional[str] = None
 
     def __post_init__(self):
