@@ -56,10 +56,14 @@ class SparseConv2d(Conv2d):
         with torch.no_grad():
             self.weight.mul_(self.mask)
         self._masked_version = (self.weight._version, self.mask._version)
+        self._density = float(self.mask.sum()) / max(1, self.mask.numel())
 
     @property
     def density(self) -> float:
-        return float(self.mask.sum()) / max(1, self.mask.numel())
+        """The fraction of the weights kept."""
+        if (self.weight._version, self.mask._version) != self._masked_version:
+            self.apply_mask_()
+        return self._density
 
     def _sparse(self) -> bool:
         return sparse_pays(self.density, 4 if self.block == 4 else 1, self.kernel_size, self.stride, self.dilation,
@@ -72,11 +76,16 @@ class SparseConv2d(Conv2d):
         pays (inference; the weight must be masked: apply_mask_ keeps it so)."""
         if (self.weight._version, self.mask._version) != self._masked_version:
             self.apply_mask_()
-        if torch.is_grad_enabled() and self.weight.requires_grad:
+        if torch.is_grad_enabled() and (x.requires_grad or (self.training and self.weight.requires_grad)):
+            # training (or gradients wanted for the input): the dense conv of weight·mask, which has autograd
             y = ops.conv2d(x, self.weight * self.mask, self.bias, self.stride, self.padding, self.dilation,
                            self.groups, activation=activation, negative_slope=negative_slope, modulation=modulation,
                            backend=self.backend, pixel_shuffle=pixel_shuffle)
             return y if residual is None else y + residual
+        with torch.no_grad():  # inference: no graph through the (inference-only) sparse kernel
+            return self._infer(x, activation, negative_slope, residual, modulation, pixel_shuffle)
+
+    def _infer(self, x, activation, negative_slope, residual, modulation, pixel_shuffle):
         if not self._sparse() or self.padding_mode != "zeros" or isinstance(self.padding, str):
             return ops.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
                               activation=activation, negative_slope=negative_slope, modulation=modulation,

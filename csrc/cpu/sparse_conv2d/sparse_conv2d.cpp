@@ -100,7 +100,9 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
   const bool avx512 = std::string(ks.isa) == "avx512";
   const int tw = KB == 4 ? ks.tw4 : ks.tw1;
   const SparseTileFn fn = KB == 4 ? ks.kb4 : ks.kb1;
-  const int64_t QT = (Q + tw - 1) / tw, wq = QT * tw;
+  // wq: one cache line more than the tiles need, so that rows of the layout do not all start in the same L1 sets
+  // (with 128 columns, every tap row of a channel mapped to the same 4 sets as the others' and the accumulators).
+  const int64_t QT = (Q + tw - 1) / tw, wq = QT * tw + 16;
   // A padded input row spans every column a tap reads; a layout row holds its S tap-shifted copies.
   const Padded T{C, std::max(W + pw, (wq - 1) * sw + (S - 1) * dw + 1), pw};
   const int64_t row_pitch = S * C * wq;
@@ -156,8 +158,10 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
           std::memset(d, 0, row_pitch * sizeof(float));
           continue;
         }
-        fill_padded(src, T, h, trow, avx512);
-        expand_taps(trow, T, S, sw, dw, wq, d);
+        if (!fill_taps_direct(src, h, d, C, pw, wq, S, sw, dw, avx512)) {
+          fill_padded(src, T, h, trow, avx512);
+          expand_taps(trow, T, S, sw, dw, wq, d);
+        }
       }
       for (int64_t p = p0; p < p1; ++p)
         for (int64_t q0 = 0; q0 < Q; q0 += tw) {

@@ -76,6 +76,46 @@ __attribute__((target("avx512f"))) void fill_row_cl_avx512(const Source& s, int6
   }
 }
 
+// The same transposed 16 × 16 blocks stored straight into the S tap-shifted copies of a layout row (stride 1):
+// padded column j goes to column j − s·dw of copy s, so no padded row is written and copied again.
+__attribute__((target("avx512f"))) void fill_taps_cl_avx512(const Source& s, int64_t h, float* d, int64_t C,
+                                                            int64_t pw, int64_t wq, int64_t S, int64_t dw) {
+  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.f);
+  for (int64_t t = 0; t < S; ++t)
+    for (int64_t c = 0; c < C; ++c) {  // the columns of copy t that fall in the padding
+      float* dc = d + (t * C + c) * wq;
+      for (int64_t q = 0; q < pw - t * dw; q += 16) _mm512_mask_storeu_ps(dc + q, first(pw - t * dw - q), zero);
+      for (int64_t q = std::max<int64_t>(0, pw + s.W - t * dw); q < wq; q += 16)
+        _mm512_mask_storeu_ps(dc + q, first(wq - q), zero);
+    }
+  for (int64_t w0 = 0; w0 < s.W; w0 += 16) {
+    const int64_t nw = std::min<int64_t>(16, s.W - w0);
+    for (int64_t c0 = 0; c0 < C; c0 += 16) {
+      const __mmask16 mc = first(C - c0);
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i) {
+        if (i >= nw) {
+          r[i] = zero;
+          continue;
+        }
+        const int64_t o = h * s.xs2 + (w0 + i) * s.xs3 + c0;
+        r[i] = _mm512_maskz_loadu_ps(mc, s.x + o);
+        if (s.scale)
+          r[i] = _mm512_fmadd_ps(r[i], _mm512_add_ps(_mm512_maskz_loadu_ps(mc, s.scale + o), one),
+                                 _mm512_maskz_loadu_ps(mc, s.shift + o));
+      }
+      transpose16(r);
+      for (int64_t t = 0; t < S; ++t) {
+        const int64_t q0 = pw + w0 - t * dw, lo = std::max<int64_t>(0, -q0), hi = std::min(nw, wq - q0);
+        if (hi <= lo) continue;
+        const __mmask16 m = static_cast<__mmask16>(first(hi) & ~first(lo));
+        for (int64_t j = 0; j < std::min<int64_t>(16, C - c0); ++j)
+          _mm512_mask_storeu_ps(d + (t * C + c0 + j) * wq + q0, m, r[j]);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void fill_padded(const Source& s, const Padded& L, int64_t h, float* d, bool avx512) {
@@ -91,6 +131,13 @@ void fill_padded(const Source& s, const Padded& L, int64_t h, float* d, bool avx
       for (int64_t w = 0; w < s.W; ++w) dc[L.pw + w] = modulate(s.x[o + w * s.xs3], s, o + w * s.xs3);
     }
   }
+}
+
+bool fill_taps_direct(const Source& s, int64_t h, float* d, int64_t C, int64_t pw, int64_t wq, int64_t S,
+                      int64_t sw, int64_t dw, bool avx512) {
+  if (!(avx512 && sw == 1 && s.xs1 == 1 && s.xs3 != 1)) return false;
+  fill_taps_cl_avx512(s, h, d, C, pw, wq, S, dw);
+  return true;
 }
 
 void expand_taps(const float* t, const Padded& T, int64_t S, int64_t sw, int64_t dw, int64_t wq, float* d) {

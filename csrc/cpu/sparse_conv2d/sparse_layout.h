@@ -22,6 +22,11 @@ struct Source {
 // Row h of image s (0 <= h < H), modulated, into t (T.C × T.wp floats).
 void fill_padded(const Source& s, const Padded& T, int64_t h, float* t, bool avx512);
 
+// Row h of image s as a layout row (below) in one pass, where that is written (AVX-512, stride 1, channels-last
+// input); false where it is not (then fill_padded + expand_taps).
+bool fill_taps_direct(const Source& s, int64_t h, float* d, int64_t C, int64_t pw, int64_t wq, int64_t S,
+                      int64_t sw, int64_t dw, bool avx512);
+
 // A layout row (tiles.h): d[s][c][q] = T[c][q·sw + s·dw] for S taps × C channels × wq columns.
 void expand_taps(const float* t, const Padded& T, int64_t S, int64_t sw, int64_t dw, int64_t wq, float* d);
 

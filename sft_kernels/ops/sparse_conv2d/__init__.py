@@ -10,7 +10,8 @@ faster than an unstructured one at the same sparsity. The result equals the dens
 float32 rounding.
 
 The op (schema `sft::sparse_conv2d`, fake kernel, registry entry), its checks and its public function;
-`reference.py` holds the dense reference, `cpu.py` the cpu launcher.
+`reference.py` holds the dense reference, `cpu.py` the cpu launcher, `triton.py` the block-sparse Triton kernel (its
+K loop visits only the weight blocks with a nonzero; configs/triton.json).
 """
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ from typing import Optional
 import torch
 
 from ...runtime import checks, registry
+from ...runtime import triton as runtime_triton
 from ...runtime.dispatch import PLAIN, Op, dispatch
 from . import cpu
 from . import reference as ref
 
-registry.register_op("sparse_conv2d", {"reference": registry.FLOATS, "cpu": (torch.float32,)})
+registry.register_op("sparse_conv2d", {"reference": registry.FLOATS, "cpu": (torch.float32,),
+                                       "triton": (torch.float32, torch.float16, torch.bfloat16)})
 
 
 def _impl_reference(x, w, b, res, ms, mt, stride, padding, dilation, groups, act, slope, block):
@@ -36,7 +39,16 @@ def _impl_cpu(x, w, b, res, ms, mt, stride, padding, dilation, groups, act, slop
     return cpu.sparse_conv2d(x, w, b, res, ms, mt, stride, padding, dilation, groups, act, slope, block)
 
 
-_IMPLS = {"reference": _impl_reference, "cpu": _impl_cpu}
+def _impl_triton(x, w, b, res, ms, mt, stride, padding, dilation, groups, act, slope, block):
+    if groups != 1:  # the Triton kernel is ungrouped: the reference takes grouped convs
+        return _impl_reference(x, w, b, res, ms, mt, stride, padding, dilation, groups, act, slope, block)
+    if ms is not None:  # modulate first: the kernel reads the conv's input as it is
+        x = x * (ms + 1) + mt
+    return runtime_triton.load("sft_kernels.ops.sparse_conv2d.triton").sparse_conv2d(
+        x, w, b, res, tuple(stride), tuple(padding), tuple(dilation), act, slope)
+
+
+_IMPLS = {"reference": _impl_reference, "cpu": _impl_cpu, "triton": _impl_triton}
 
 
 @torch.library.custom_op("sft::sparse_conv2d", mutates_args=())

@@ -69,20 +69,45 @@ def _run(case, pattern, density, layout, backend, block=None, epilogue=True):
     torch.testing.assert_close(y, exp, atol=atol, rtol=rtol)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("case", CASES, ids=str)
-@pytest.mark.parametrize("pattern", ["unstructured", "block", "n:m"])
-@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def _sweep():
+    """Every backend × case × pattern × layout; the Triton interpreter (seconds per call) on a subset."""
+    out = []
+    for b in BACKENDS:
+        for case in CASES:
+            for pattern in ("unstructured", "block", "n:m"):
+                for layout in ("nchw", "channels_last"):
+                    if b == "triton" and (case is CASES[0] or (pattern, layout) != ("block", "channels_last")):
+                        continue
+                    out.append(pytest.param(b, case, pattern, layout, id=f"{b}-{case}-{pattern}-{layout}"))
+    return out
+
+
+@pytest.mark.parametrize("backend,case,pattern,layout", _sweep())
 def test_matches_masked_dense_reference(backend, case, pattern, layout):
     _run(case, pattern, 0.3, layout, backend)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend,block", [(b, k) for b in BACKENDS for k in (None, 1, 4)
+                                           if b != "triton" or k is None])  # Triton blocks by its tile config
 @pytest.mark.parametrize("density", [0.0, 0.05, 1.0])
-@pytest.mark.parametrize("block", [None, 1, 4])
 def test_densities_and_forced_blocks(backend, density, block):
     _run(CASES[1], "unstructured", density, "channels_last", backend, block=block)
     _run(CASES[4], "unstructured", density, "nchw", backend, block=block, epilogue=False)
+
+
+@pytest.mark.skipif("triton" not in BACKENDS, reason="Triton not available")
+def test_triton_kernel_visits_only_nonzero_blocks():
+    from sft_kernels.runtime import triton as runtime_triton
+
+    tsp = runtime_triton.load("sft_kernels.ops.sparse_conv2d.triton")
+    cfg = tsp.config()
+    w = torch.randn(4 * cfg["BLOCK_N"], 4 * cfg["BLOCK_K"], 3, 3)
+    blocks = w.view(4, cfg["BLOCK_N"], 4, cfg["BLOCK_K"], 3, 3)
+    keep = torch.rand(4, 1, 4, 1, 3, 3) < 0.25
+    wb = (blocks * keep).view_as(w)
+    visited, total = tsp.kept_blocks(wb)
+    assert visited == int(keep.sum()) and total == 4 * 4 * 9
+    assert tsp.kept_blocks(torch.zeros_like(w))[0] == 0
 
 
 def _isas():
