@@ -1,6 +1,6 @@
 """Pruned SFTNet end to end (1×3×lr×lr LR -> ×4), as users call it: an ordinary NCHW tensor (and channels_last)
 under torch.no_grad(), in this fresh process. Candidates, interleaved: our dense converted teacher and each pruned
-model given (checkpoints from `sft-kernels train --prune ...` / `--prune-channels ...`, exported or a run's
+model given, converted (checkpoints from `sft-kernels train --prune ...` / `--prune-channels ...`, exported or a run's
 last.pt; they load as SparseConv2d / smaller convs and run SFTNet's fused forward), with each model's PSNR on
 china and flower (never trained on) against the teacher's, and its parameters and conv MACs.
 
@@ -41,7 +41,9 @@ def main(argv=None):
     sft_kernels.convert_(dense)
     models = {"dense converted": dense}
     for path in args.models:
-        models[path] = pretrained.resolve_model(path).eval()
+        m = pretrained.resolve_model(path).eval()
+        sft_kernels.convert_(m)  # as a user would: the dense convs left (all of a channel-pruned model's) run ours
+        models[path] = m
     quality = {name: eval_pairs(m) for name, m in models.items()}
     info = {name: describe(m) for name, m in models.items()}
     for name in models:

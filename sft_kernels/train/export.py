@@ -26,7 +26,8 @@ def export(model: nn.Module, name: str, card: dict, directory=None) -> Path:
     directory = Path(directory if directory is not None else pretrained_mod.WEIGHTS_DIR)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.safetensors"
-    save_file({k: v.detach().contiguous().float().cpu() for k, v in model.state_dict().items()}, str(path))
+    save_file({k: (v.float() if v.is_floating_point() else v).detach().contiguous().cpu()  # masks stay bool
+               for k, v in model.state_dict().items()}, str(path))
     card = dict(card, file=path.name, sha256=sha256(path), bytes=os.path.getsize(path))
     (directory / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
     return path

@@ -1,7 +1,7 @@
 """Model transforms, torchao style (an in-place verb that returns a report): `convert_` / `revert_` (our conv
 modules), `fuse_for_inference` (conv + batch norm + activation + residual folding on a traced copy), `factorize_`
-(spatial SVD of k×k convs), `quantize_` (int8 post-training quantization with a PSNR budget), `prune_` (sparse convs). They share one
-module-swap helper (swap.py) and one report type (report.py)."""
+(spatial SVD of k×k convs), `quantize_` (int8 post-training quantization with a PSNR budget), `prune_` (sparse
+or channel-pruned convs). They share one module-swap helper (swap.py) and one report type (report.py)."""
 from .convert import ConversionReport, convert_, revert_
 from .factorize import SpatialSVDConv2d, SVDConfig, factorize_
 from .fuse import fuse_for_inference

@@ -1,6 +1,6 @@
 """AddressSanitizer run of the C++ kernels (`make asan`): builds csrc/ with -fsanitize=address into a scratch
 directory, loads it instead of sft_kernels._C and runs conv2d (direct, Winograd, pixel shuffle, groups, NCHW,
-channels_last, thin ends, SFT modulation), ABC Strassen, the fused separable conv, the int8 conv, the sparse conv and matmul
+channels_last, thin ends, SFT modulation), ABC Strassen, the fused separable conv, the int8 and sparse convs and matmul
 against float64, with every micro-kernel (SFT_KERNELS_ISA) and int8 kernel (SFT_KERNELS_INT8). Needs the process
 to start with libasan preloaded (the Makefile does that);
 not part of the default test run (it is slow to build).
@@ -141,9 +141,10 @@ def run():
             assert y8.dtype == torch.uint8 and y8.shape == ref.shape
     # sparse conv (the tile kernels SFT_KERNELS_ISA chose): unstructured and blocks of 4, empty filters, K and
     # pixel tails, stride, dilation, groups, 1x1, NCHW and channels_last, residual and modulation
-    for (n, c, h, w, k, r, st, pd, dl, g, blk) in [(1, 64, 9, 70, 64, 3, 1, 1, 1, 1, 1), (2, 16, 11, 9, 33, 3, 2, 1, 1, 1, 4),
-                                                  (1, 32, 13, 17, 40, 3, 1, 2, 2, 2, 0), (1, 48, 5, 7, 33, 1, 1, 0, 1, 3, 4),
-                                                  (1, 3, 6, 5, 8, 5, 1, 2, 1, 1, 1)]:
+    for (n, c, h, w, k, r, st, pd, dl, g, blk) in [
+            (1, 64, 9, 70, 64, 3, 1, 1, 1, 1, 1), (2, 16, 11, 9, 33, 3, 2, 1, 1, 1, 4),
+            (1, 32, 13, 17, 40, 3, 1, 2, 2, 2, 0), (1, 48, 5, 7, 33, 1, 1, 0, 1, 3, 4),
+            (1, 3, 6, 5, 8, 5, 1, 2, 1, 1, 1)]:
         wt = torch.randn(k, c // g, r, r) * (torch.rand(k, c // g, r, r) < 0.3)
         wt[0] = 0
         packed = ops.sparse_conv2d_pack(wt, g, blk)
@@ -155,7 +156,8 @@ def run():
             res = torch.randn(ref.shape)
             y = ops.sparse_conv2d(x, packed, None, r, r, [st, st], [pd, pd], [dl, dl], 1, 0.0, res, sc, sf)
             assert (y.double() - ref - res.double()).abs().max().item() < 1e-3, (c, k, r, st, g, blk)
-    print(f"ASan: {ops.gemm_config()}, int8 {ops.qconv2d_kernel()}, sparse {ops.sparse_conv2d_kernel()}: all cases clean")
+    print(f"ASan: {ops.gemm_config()}, int8 {ops.qconv2d_kernel()}, sparse {ops.sparse_conv2d_kernel()}: "
+          "all cases clean")
 
 
 if __name__ == "__main__":

@@ -219,3 +219,13 @@ def test_channel_pruning_keeps_the_strongest_channels():
         model.get_submodule("sft_branch.0.conv1").weight[:, [1, 4, 6, 7]] = 0
     done = dict((g, idx) for g, _, _, idx in prune_channels_(model, 0.5))
     assert done["sft_branch.0 inner"] == [0, 2, 3, 5]
+
+
+def test_pruning_a_converted_conv_keeps_its_fused_activation():
+    conv = sk.nn.Conv2d(16, 16, 3, padding=1, activation="leaky_relu", negative_slope=0.2)
+    model = nn.Sequential(conv).eval()
+    sk.prune_(model, sk.PruneConfig(sparsity=0.95))
+    x = torch.randn(1, 16, 9, 9)
+    with torch.no_grad():
+        want = F.leaky_relu(F.conv2d(x, model[0].weight * model[0].mask, model[0].bias, padding=1), 0.2)
+        torch.testing.assert_close(model(x), want, atol=1e-4, rtol=1e-4)

@@ -137,7 +137,8 @@ def _prune_channels(model: nn.Module, config: PruneConfig, example, report: Repo
         report.add(name, "channels", f"{kept}/{size} channels kept", channels_before=size, channels_after=kept)
     for n, m in model.named_modules():
         if isinstance(m, nn.Conv2d) and shapes.get(n) != tuple(m.weight.shape):
-            report.add(n, "pruned", f"{shapes[n][1]}->{shapes[n][0]} became {m.weight.shape[1]}->{m.weight.shape[0]}",
+            was, now = shapes[n], tuple(m.weight.shape)
+            report.add(n, "pruned", f"{was[1]}->{was[0]} became {now[1]}->{now[0]}",
                        macs_before=before.get(n, 0), macs_after=after.get(n, 0))
     report.stats.update(params_before=params, params_after=sum(p.numel() for p in model.parameters()),
                         macs_before=sum(before.values()), macs_after=sum(after.values()))
