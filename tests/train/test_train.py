@@ -152,3 +152,27 @@ def test_fine_tune_from_init_records_provenance(tmp_path):
     with pytest.raises(ValueError, match="pass the same"):
         train(TrainConfig(out=str(tmp_path / "c"), steps=1, init=str(a_path), **{**TINY, "channels": 16}),
               progress=False, log=lambda *_: None)
+
+
+def test_gradual_pruning_run_reaches_its_sparsity_and_exports(tmp_path):
+    from sft_kernels.nn import SparseConv2d
+    from sft_kernels.train.export import export_run
+
+    cfg = TrainConfig(out=str(tmp_path / "p"), steps=6, prune=0.8, prune_until=0.5, prune_every=1, **TINY)
+    out = train(cfg, progress=False, log=lambda *_: None)
+    for key in ("model", "ema"):
+        convs = [m for m in out[key].modules() if isinstance(m, SparseConv2d)]
+        assert convs and all(abs(m.density - 0.2) < 0.01 for m in convs), key
+        assert all(bool((m.weight[~m.mask] == 0).all()) for m in convs), key
+    path = export_run(tmp_path / "p", "pruned", directory=tmp_path / "w")
+    loaded = SFTNet.from_checkpoint(path)
+    assert isinstance(loaded.sft_branch[0].conv0, SparseConv2d) and loaded.fused
+
+
+def test_channel_pruning_run_distills_through_an_adapter(tmp_path):
+    teacher = tmp_path / "t.pt"
+    torch.save(SFTNet("pytorch", TINY["num_blocks"], TINY["channels"]).state_dict(), teacher)
+    cfg = TrainConfig(out=str(tmp_path / "c"), steps=2, prune_channels=0.5, init=str(teacher),
+                      teacher=str(teacher), **TINY)
+    out = train(cfg, progress=False, log=lambda *_: None)
+    assert out["model"].conv0.out_channels == TINY["channels"] // 2
