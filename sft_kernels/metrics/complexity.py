@@ -7,7 +7,8 @@ the model really produces (strides, upsampling, pixel shuffle) without a shape c
 - transposed convolution (``nn.ConvTranspose*d``):       in_elems  * C_out/groups * prod(kernel)
 - ``nn.Linear`` (and subclasses):                        out_elems * in_features
 
-``out_elems``/``in_elems`` include the batch. Bias adds, activations, the SFT modulation,
+A pruned conv (a ``mask`` buffer: ``sft_kernels.nn.SparseConv2d``) counts its kept weights only (the MACs above
+times the fraction kept): the work its sparse kernel does. ``out_elems``/``in_elems`` include the batch. Bias adds, activations, the SFT modulation,
 residual adds and resampling are not counted (they are O(elements), not O(elements * K)).
 One MAC = one multiply and one add; FLOPs ~= 2 * MACs.
 """
@@ -58,7 +59,11 @@ def _module_macs(module: nn.Module, inputs: tuple, output) -> int | None:
     if isinstance(module, nn.modules.conv._ConvNd):
         if not isinstance(output, torch.Tensor):
             return None
-        return output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+        macs = output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+        mask = getattr(module, "mask", None)
+        if isinstance(mask, torch.Tensor) and mask.shape == module.weight.shape:
+            macs = macs * int(mask.sum()) // mask.numel()
+        return macs
     if isinstance(module, nn.Linear):
         if not isinstance(output, torch.Tensor):
             return None

@@ -40,6 +40,15 @@ def test_layer_macs_by_hand(layer, x_shape, expected):
     assert conv_macs(layer, torch.randn(x_shape)) == expected
 
 
+def test_pruned_conv_counts_its_kept_weights():
+    from sft_kernels.nn import SparseConv2d
+
+    mask = torch.zeros(16, 8, 3, 3, dtype=torch.bool)
+    mask[:, :, 1, 1] = True  # 1 of 9 taps kept
+    conv = SparseConv2d.from_conv(nn.Conv2d(8, 16, 3, padding=1), mask).eval()
+    assert conv_macs(conv, torch.randn(2, 8, 7, 9)) == 2 * 16 * 7 * 9 * 8
+
+
 def test_layer_macs_list_and_kwargs():
     class Net(nn.Module):
         def __init__(self):
