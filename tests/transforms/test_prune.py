@@ -229,3 +229,24 @@ def test_pruning_a_converted_conv_keeps_its_fused_activation():
     with torch.no_grad():
         want = F.leaky_relu(F.conv2d(x, model[0].weight * model[0].mask, model[0].bias, padding=1), 0.2)
         torch.testing.assert_close(model(x), want, atol=1e-4, rtol=1e-4)
+
+
+def test_sparse_kernel_runs_where_it_pays_and_dense_elsewhere(monkeypatch):
+    from sft_kernels.nn import sparse as sparse_mod
+
+    calls = []
+    real = sparse_mod.ops.sparse_conv2d
+    monkeypatch.setattr(sparse_mod.ops, "sparse_conv2d", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x = torch.randn(1, 32, 12, 12)
+    for sparsity, pattern, expect in ((0.95, "unstructured", True), (0.5, "unstructured", False),
+                                      (0.9, "block", True), (0.3, "block", False)):
+        model = nn.Sequential(nn.Conv2d(32, 32, 3, padding=1)).eval()
+        sk.prune_(model, sk.PruneConfig(sparsity=sparsity, pattern=pattern))
+        calls.clear()
+        with torch.no_grad():
+            model(x)
+        assert bool(calls) == expect, (sparsity, pattern)
+    model.train()  # training runs the dense masked conv, with autograd
+    calls.clear()
+    model(x).sum().backward()
+    assert not calls and model[0].weight.grad is not None
