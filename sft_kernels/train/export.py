@@ -85,9 +85,13 @@ def export_run(run_dir, name: str, directory=None, notes: str = "") -> Path:
     restore_shapes_(model, sd)  # a channel-pruned run's convs have other widths
     restore_pruned_(model, sd)  # a pruning run's convs are SparseConv2d (their masks in the state_dict)
     model.load_state_dict(sd)
+    fresh = dict(SFTNet(cfg["variant"], cfg["num_blocks"], cfg["channels"]).named_modules())
+    pruned_shapes = {n: list(m.weight.shape[:2]) for n, m in model.named_modules()  # a channel-pruned run's widths
+                     if isinstance(m, nn.Conv2d) and n in fresh and fresh[n].weight.shape != m.weight.shape}
     card_ = dict(
         name=name,
-        architecture=dict(variant=cfg["variant"], num_blocks=cfg["num_blocks"], channels=cfg["channels"]),
+        architecture=dict(variant=cfg["variant"], num_blocks=cfg["num_blocks"], channels=cfg["channels"],
+                          **({"conv_shapes_out_in": pruned_shapes} if pruned_shapes else {})),
         params=sum(p.numel() for p in model.parameters()),
         command=train_command(cfg),
         config=cfg,
