@@ -90,6 +90,7 @@ def plot(rows: list, path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter
 
     shapes = list(dict.fromkeys(r["shape"] for r in rows))
     fig, axes = plt.subplots(1, len(shapes), figsize=(4.2 * len(shapes), 3.8), squeeze=False)
@@ -104,6 +105,8 @@ def plot(rows: list, path: str) -> None:
         if wino:
             ax.axhline(wino[0], color="tab:red", linestyle=":", linewidth=1.5, label="dense Winograd")
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%.1fx"))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%.1fx"))
         ax.set_xlabel("sparsity (%)")
         ax.set_ylabel("speed-up over our dense direct conv")
         ax.set_title(shape, fontsize=9)
