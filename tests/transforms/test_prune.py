@@ -71,6 +71,14 @@ def test_unstructured_per_layer_matches_masked_dense_model(sparsity):
         torch.testing.assert_close(model(img, seg), _dense_twin(model)(img, seg), atol=1e-4, rtol=1e-4)
 
 
+def test_report_counts_macs_of_a_converted_fused_model():
+    model = _sftnet()
+    sk.convert_(model)
+    assert model.fused
+    rep = sk.prune_(model, sk.PruneConfig(sparsity=0.5), example=_inputs())
+    assert rep.stats["macs_before"] > 0 and rep.stats["macs_after"] < 0.6 * rep.stats["macs_before"]
+
+
 def test_global_scope_reaches_the_total_sparsity_with_uneven_layers():
     model = _sftnet()
     rep = sk.prune_(model, sk.PruneConfig(sparsity=0.8, scope="global"))

@@ -16,7 +16,7 @@ from torch import nn
 
 from ...nn.sparse import SparseConv2d
 from ..report import Report
-from ..swap import notify, swap_modules
+from ..swap import notify, swap_modules, unfused
 from . import masks
 from .channels import ChannelGroup, prune_channels_, restore_shapes_
 from .config import PATTERNS, PruneConfig
@@ -48,7 +48,7 @@ def _output_sizes(model: nn.Module, example, names: set) -> dict:
             hooks.append(m.register_forward_hook(
                 lambda mod, inp, out, name=name: sizes.__setitem__(name, out.shape[-2] * out.shape[-1])))
     try:
-        with torch.no_grad():
+        with torch.no_grad(), unfused(model):  # module by module, so every conv's hook fires
             model(*example) if isinstance(example, tuple) else model(example)
     finally:
         for h in hooks:
