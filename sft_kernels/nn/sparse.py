@@ -3,7 +3,8 @@
 It holds the conv's weight with its pruned entries zeroed and a boolean `mask` buffer (same state_dict keys as
 nn.Conv2d plus `mask`). Training runs the dense conv of weight·mask, so pruned weights get no gradient and stay
 zero; inference runs `sft.sparse_conv2d` (only the nonzeros) where the sparse kernel beats the dense paths on this
-conv, and sft.conv2d (direct or Winograd) where it does not, by `sparse_pays` below.
+conv, and sft.conv2d (direct or Winograd) where it does not, by `sparse_pays` below (cpu tensors; on a GPU the
+dense path, until the GPU sparse kernels are measured).
 """
 from __future__ import annotations
 
@@ -93,7 +94,9 @@ class SparseConv2d(Conv2d):
             return self._infer(x, activation, negative_slope, residual, modulation, pixel_shuffle)
 
     def _infer(self, x, activation, negative_slope, residual, modulation, pixel_shuffle):
-        if not self._sparse() or self.padding_mode != "zeros" or isinstance(self.padding, str):
+        # The crossovers are the cpu kernel's; on a GPU the dense path runs until the Triton / CUDA sparse kernels
+        # have measured crossovers of their own (sft.sparse_conv2d(..., backend="triton") runs them on request).
+        if not x.is_cpu or not self._sparse() or self.padding_mode != "zeros" or isinstance(self.padding, str):
             return ops.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
                               activation=activation, negative_slope=negative_slope, modulation=modulation,
                               residual=residual, backend=self.backend, algorithm=self.algorithm,
