@@ -1,5 +1,6 @@
 """GPU benchmark: sft conv2d backends (Triton, CUDA when built) vs cuDNN, fp16, channels_last; SFTNet end to end;
-the int8 conv (Triton qconv2d, uint8 in and out) vs cuDNN fp16 on SFTNet's shapes.
+the int8 conv (Triton qconv2d, uint8 in and out) vs cuDNN fp16 on SFTNet's shapes; the block-sparse conv (Triton
+sparse_conv2d) per sparsity vs cuDNN fp16 dense.
 
 Per conv shape (SFTNet's and ResNet-50's catalogs, each batch size), cuDNN (cudnn.benchmark=True) and every GPU
 backend of ours are timed with triton.testing.do_bench (it flushes L2 between runs) in interleaved rounds; the
@@ -192,6 +193,55 @@ def int8_rows(rec, batches, args):
                 rec(kind="error", section="int8", shape=s.name, batch=n, error=f"{type(e).__name__}: {e}")
 
 
+def sparse_rows(rec, batches, args):
+    """The Triton block-sparse conv (weights pruned in blocks that match its tile, and unstructured) against cuDNN
+    fp16 dense on SFTNet's trunk and 128→128 3×3 shapes, per sparsity; the pruning issue asks block-sparse and 2:4
+    against dense on the same GPU."""
+    from sft_kernels import backends, ops
+    from sft_kernels.runtime import triton as runtime_triton
+    from sft_kernels.tools.shapes import ConvShape, sftnet_conv_shapes
+    from sft_kernels.transforms.prune import masks
+
+    if not backends.supports("triton", "sparse_conv2d", DEVICE, DTYPE):
+        rec(kind="error", section="sparse", error="the Triton backend cannot run sparse_conv2d here")
+        return
+    cfg = runtime_triton.load("sft_kernels.ops.sparse_conv2d.triton").config()
+    base = [sh for sh in sftnet_conv_shapes(lr=args.lr) if sh.name.startswith("trunk")]
+    base.append(ConvShape("128→128 3×3 @64", 1, 128, args.lr // 2, args.lr // 2, 128, 3, 3, padding=1))
+    for n in batches:
+        for s0 in base:
+            s = ConvShape(s0.name, n, s0.c, s0.h, s0.w, s0.k, s0.r, s0.s, s0.stride, s0.padding)
+            x = torch.randn(s.n, s.c, s.h, s.w, device=DEVICE, dtype=DTYPE).contiguous(
+                memory_format=torch.channels_last)
+            w = torch.randn(s.k, s.c, s.r, s.s, device=DEVICE, dtype=DTYPE)
+            b = torch.randn(s.k, device=DEVICE, dtype=DTYPE)
+            a = (s.stride, s.padding)
+            for pattern in ("block", "unstructured"):
+                for sp in (0.5, 0.7, 0.9):
+                    try:
+                        if pattern == "block":  # whole (BLOCK_N out × BLOCK_K in) blocks at one tap
+                            bn, bk = cfg["BLOCK_N"], cfg["BLOCK_K"]
+                            nk, ncb = -(-s.k // bn), -(-s.c // bk)
+                            keep = torch.rand(nk, 1, ncb, 1, s.r, s.s, device=DEVICE) >= sp
+                            m = keep.expand(nk, bn, ncb, bk, s.r, s.s).reshape(nk * bn, ncb * bk, s.r, s.s)
+                            m = m[:s.k, :s.c]
+                        else:
+                            m = masks.unstructured(w.float(), sp)
+                        ws = w * m
+                        fns = {"cudnn fp16": lambda: F.conv2d(x, w, b, *a),
+                               "triton sparse": lambda ws=ws: ops.sparse_conv2d(x, ws, b, *a, backend="triton")}
+                        for f in fns.values():
+                            f()
+                        _sync()
+                        t = bench_rounds(fns, args.rounds, args.warmup, args.rep)
+                        rec(kind="sparse", batch=n, shape=s.name, pattern=pattern, sparsity=sp,
+                            cudnn_ms=t["cudnn fp16"], ms=t["triton sparse"],
+                            vs_cudnn=t["cudnn fp16"] / t["triton sparse"])
+                    except Exception as e:  # noqa: BLE001 - one case must not end the table
+                        rec(kind="error", section="sparse", shape=s.name, batch=n, pattern=pattern, sparsity=sp,
+                            error=f"{type(e).__name__}: {e}")
+
+
 def e2e_rows(rec, batches, names, args):
     from sft_kernels import convert_
     from sft_kernels.metrics import conv_macs
@@ -250,6 +300,8 @@ def main(argv=None):
     p.add_argument("--e2e-lr", dest="e2e_lr", type=int, default=128, help="LR size of the end-to-end SFTNet runs")
     p.add_argument("--no-e2e", dest="e2e", action="store_false", help="skip the end-to-end SFTNet runs")
     p.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 (Triton qconv2d) rows")
+    p.add_argument("--no-sparse", dest="sparse", action="store_false",
+                   help="skip the sparse (Triton block-sparse sparse_conv2d) rows")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per shape (median kept)")
     p.add_argument("--warmup", type=int, default=10, help="do_bench warm-up, ms")
     p.add_argument("--rep", type=int, default=40, help="do_bench measuring time, ms")
@@ -285,7 +337,8 @@ def main(argv=None):
         print("gpu_bench: neither the Triton nor the CUDA backend can run here:", backends.status())
     for section, fn in (("e2e", lambda: e2e_rows(rec, args.batch, names, args) if args.e2e else None),
                         ("conv", lambda: conv_rows(rec, args.catalog, args.batch, names, args)),
-                        ("int8", lambda: int8_rows(rec, args.batch, args) if args.int8 else None)):
+                        ("int8", lambda: int8_rows(rec, args.batch, args) if args.int8 else None),
+                        ("sparse", lambda: sparse_rows(rec, args.batch, args) if args.sparse else None)):
         try:
             fn()
         except Exception as e:  # noqa: BLE001 - one broken section must not lose the other

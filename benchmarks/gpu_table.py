@@ -1,6 +1,7 @@
 """Summary table of a gpu_bench.py run: per shape (ours / cuDNN time ratio per backend), then per catalog and
 batch the geometric mean, the worst shape and how many shapes meet issue 22's bar (Triton >= 0.9x, CUDA >= 1.0x
-cuDNN at batch 16), then SFTNet end to end, then the int8 rows (Triton qconv2d vs cuDNN fp16, bar 1.5×).
+cuDNN at batch 16), then SFTNet end to end, then the int8 rows (Triton qconv2d vs cuDNN fp16, bar 1.5×), then
+the sparse rows (Triton sparse_conv2d vs cuDNN fp16 dense).
 Reads the JSON-lines file gpu_bench.py appends to.
 Usage: python benchmarks/gpu_table.py RESULTS.jsonl
 """
@@ -85,6 +86,13 @@ def print_table(rows):
         ks = [r["kernel_vs_cudnn"] for r in rs if r.get("kernel_vs_cudnn")]
         print(f"{'geomean':26s} {b:5d} {'':8s} {'':9s} {_geomean([r['vs_cudnn'] for r in rs]):6.2f}x "
               + (f"{_geomean(ks):6.2f}x" if ks else ""))
+    sparse = [r for r in rows if r.get("kind") == "sparse"]
+    if sparse:
+        print(f"\n{'sparse (Triton) vs cuDNN fp16 dense':36s} {'batch':>5s} {'pattern':>12s} {'sparsity':>8s} "
+              f"{'ms':>8s} {'cuDNN ms':>9s} {'vs cuDNN':>8s}")
+    for r in sparse:
+        print(f"{r['shape'][:36]:36s} {r['batch']:5d} {r['pattern']:>12s} {r['sparsity']:8.0%} {r['ms']:8.3f} "
+              f"{r['cudnn_ms']:9.3f} {r['vs_cudnn']:7.2f}x")
     for r in rows:
         if r.get("kind") in ("error", "check"):
             print(" ", json.dumps(r)[:300])

@@ -8,8 +8,9 @@ the model really produces (strides, upsampling, pixel shuffle) without a shape c
 - ``nn.Linear`` (and subclasses):                        out_elems * in_features
 
 A pruned conv (a ``mask`` buffer: ``sft_kernels.nn.SparseConv2d``) counts its kept weights only (the MACs above
-times the fraction kept): the work its sparse kernel does. ``out_elems``/``in_elems`` include the batch. Bias adds, activations, the SFT modulation,
-residual adds and resampling are not counted (they are O(elements), not O(elements * K)).
+times the fraction kept): the work its sparse kernel does. ``out_elems``/``in_elems`` include the batch. Bias adds,
+activations, the SFT modulation, residual adds and resampling are not counted (they are O(elements), not
+O(elements * K)).
 One MAC = one multiply and one add; FLOPs ~= 2 * MACs.
 """
 from __future__ import annotations

@@ -147,3 +147,27 @@ def test_gpu_qconv2d_triton_exact(shape, out_scale):
         assert (y.int() - e.int()).abs().max() <= 1
     else:
         assert (y.double() - e).abs().max() <= 1e-5 * e.abs().max()
+
+
+@pytest.mark.parametrize("shape", QSHAPES, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_gpu_sparse_conv2d_triton(shape, dtype):
+    """The compiled Triton block-sparse conv against the masked dense conv in float64, block-pruned and
+    unstructured weights, with bias, activation and residual."""
+    from sft_kernels.ops import sparse_conv2d
+    from sft_kernels.transforms.prune import masks
+    if not backends.supports("triton", "sparse_conv2d", "cuda", dtype):
+        pytest.skip("no Triton here")
+    n, c, h, w, k, r, st, pd = shape
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, c, h, w, generator=g)
+    wt = torch.randn(k, c, r, r, generator=g)
+    b = torch.randn(k, generator=g)
+    for m in (masks.block(wt, 0.8, 16), masks.unstructured(wt, 0.7)):
+        ws = wt * m
+        ref = torch.nn.functional.conv2d(x.double(), ws.double(), b.double(), st, pd).relu()
+        res = torch.randn(ref.shape, generator=g)
+        y = sparse_conv2d(x.cuda().to(dtype).contiguous(memory_format=torch.channels_last), ws.cuda().to(dtype),
+                          b.cuda().to(dtype), st, pd, activation="relu", residual=res.cuda().to(dtype),
+                          backend="triton").cpu()
+        assert_close(y, ref + res.double(), k=c * r * r)

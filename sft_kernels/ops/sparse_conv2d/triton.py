@@ -50,7 +50,8 @@ def sparse_conv2d_kernel(
     iw0 = (pq % Q) * stride_w - pad_w
     row_off = n_idx * sxn + ih0 * sxh + iw0 * sxw
 
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    # tl.full, not tl.zeros: the interpreter refused tl.zeros (a jit helper) once other kernels had run
+    acc = tl.full((BLOCK_M, BLOCK_N), 0.0, dtype=tl.float32)
     num_cb = (C + BLOCK_K - 1) // BLOCK_K
     start = tl.load(blk_ptr + pid_n)
     end = tl.load(blk_ptr + pid_n + 1)
