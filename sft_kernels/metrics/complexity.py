@@ -85,8 +85,10 @@ def layer_macs(model: nn.Module, *inputs, **kwargs) -> list[LayerMACs]:
 
     counted = (nn.modules.conv._ConvNd, nn.Linear)
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, counted)]
+    from ..transforms.swap import unfused
+
     try:
-        with torch.no_grad():
+        with torch.no_grad(), unfused(model):  # a fused forward (SFTNet's) calls its convs' kernels directly
             model(*inputs, **kwargs)
     finally:
         for h in handles:

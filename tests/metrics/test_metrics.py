@@ -49,6 +49,17 @@ def test_pruned_conv_counts_its_kept_weights():
     assert conv_macs(conv, torch.randn(2, 8, 7, 9)) == 2 * 16 * 7 * 9 * 8
 
 
+def test_macs_of_a_fused_model_match_the_plain_one():
+    import sft_kernels
+    from sft_kernels.models import SFTNet
+
+    plain = SFTNet(num_blocks=1, channels=8).eval()
+    fused = SFTNet(num_blocks=1, channels=8).eval()
+    sft_kernels.convert_(fused)
+    x = torch.rand(1, 3, 8, 8)
+    assert fused.fused and conv_macs(fused, x) == conv_macs(plain, x) > 0
+
+
 def test_layer_macs_list_and_kwargs():
     class Net(nn.Module):
         def __init__(self):
