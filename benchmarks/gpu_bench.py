@@ -194,16 +194,17 @@ def int8_rows(rec, batches, args):
 
 
 def sparse_rows(rec, batches, args):
-    """The Triton block-sparse conv (weights pruned in blocks that match its tile, and unstructured) against cuDNN
-    fp16 dense on SFTNet's trunk and 128→128 3×3 shapes, per sparsity; the pruning issue asks block-sparse and 2:4
-    against dense on the same GPU."""
+    """The block-sparse convs (Triton; CUDA tensor cores with block lists), weights pruned in blocks that match the
+    Triton tile and unstructured, against cuDNN fp16 dense on SFTNet's trunk and 128→128 3×3 shapes, per sparsity;
+    the pruning issue asks block-sparse and 2:4 against dense on the same GPU."""
     from sft_kernels import backends, ops
     from sft_kernels.runtime import triton as runtime_triton
     from sft_kernels.tools.shapes import ConvShape, sftnet_conv_shapes
     from sft_kernels.transforms.prune import masks
 
-    if not backends.supports("triton", "sparse_conv2d", DEVICE, DTYPE):
-        rec(kind="error", section="sparse", error="the Triton backend cannot run sparse_conv2d here")
+    sparse_backends = [be for be in ("triton", "cuda") if backends.supports(be, "sparse_conv2d", DEVICE, DTYPE)]
+    if not sparse_backends:
+        rec(kind="error", section="sparse", error="no GPU backend can run sparse_conv2d here")
         return
     cfg = runtime_triton.load("sft_kernels.ops.sparse_conv2d.triton").config()
     base = [sh for sh in sftnet_conv_shapes(lr=args.lr) if sh.name.startswith("trunk")]
@@ -228,15 +229,16 @@ def sparse_rows(rec, batches, args):
                         else:
                             m = masks.unstructured(w.float(), sp)
                         ws = w * m
-                        fns = {"cudnn fp16": lambda: F.conv2d(x, w, b, *a),
-                               "triton sparse": lambda ws=ws: ops.sparse_conv2d(x, ws, b, *a, backend="triton")}
+                        fns = {"cudnn fp16": lambda: F.conv2d(x, w, b, *a)}
+                        for be in sparse_backends:
+                            fns[be] = lambda ws=ws, be=be: ops.sparse_conv2d(x, ws, b, *a, backend=be)
                         for f in fns.values():
                             f()
                         _sync()
                         t = bench_rounds(fns, args.rounds, args.warmup, args.rep)
-                        rec(kind="sparse", batch=n, shape=s.name, pattern=pattern, sparsity=sp,
-                            cudnn_ms=t["cudnn fp16"], ms=t["triton sparse"],
-                            vs_cudnn=t["cudnn fp16"] / t["triton sparse"])
+                        for be in sparse_backends:
+                            rec(kind="sparse", batch=n, shape=s.name, pattern=pattern, sparsity=sp, backend=be,
+                                cudnn_ms=t["cudnn fp16"], ms=t[be], vs_cudnn=t["cudnn fp16"] / t[be])
                     except Exception as e:  # noqa: BLE001 - one case must not end the table
                         rec(kind="error", section="sparse", shape=s.name, batch=n, pattern=pattern, sparsity=sp,
                             error=f"{type(e).__name__}: {e}")

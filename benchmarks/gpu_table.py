@@ -1,7 +1,7 @@
 """Summary table of a gpu_bench.py run: per shape (ours / cuDNN time ratio per backend), then per catalog and
 batch the geometric mean, the worst shape and how many shapes meet issue 22's bar (Triton >= 0.9x, CUDA >= 1.0x
 cuDNN at batch 16), then SFTNet end to end, then the int8 rows (Triton qconv2d vs cuDNN fp16, bar 1.5×), then
-the sparse rows (Triton sparse_conv2d vs cuDNN fp16 dense).
+the sparse rows (Triton and CUDA sparse_conv2d vs cuDNN fp16 dense).
 Reads the JSON-lines file gpu_bench.py appends to.
 Usage: python benchmarks/gpu_table.py RESULTS.jsonl
 """
@@ -88,11 +88,11 @@ def print_table(rows):
               + (f"{_geomean(ks):6.2f}x" if ks else ""))
     sparse = [r for r in rows if r.get("kind") == "sparse"]
     if sparse:
-        print(f"\n{'sparse (Triton) vs cuDNN fp16 dense':36s} {'batch':>5s} {'pattern':>12s} {'sparsity':>8s} "
+        print(f"\n{'sparse vs cuDNN fp16 dense':30s} {'batch':>5s} {'backend':>7s} {'pattern':>12s} {'sparsity':>8s} "
               f"{'ms':>8s} {'cuDNN ms':>9s} {'vs cuDNN':>8s}")
     for r in sparse:
-        print(f"{r['shape'][:36]:36s} {r['batch']:5d} {r['pattern']:>12s} {r['sparsity']:8.0%} {r['ms']:8.3f} "
-              f"{r['cudnn_ms']:9.3f} {r['vs_cudnn']:7.2f}x")
+        print(f"{r['shape'][:30]:30s} {r['batch']:5d} {r.get('backend', 'triton'):>7s} {r['pattern']:>12s} "
+              f"{r['sparsity']:8.0%} {r['ms']:8.3f} {r['cudnn_ms']:9.3f} {r['vs_cudnn']:7.2f}x")
     for r in rows:
         if r.get("kind") in ("error", "check"):
             print(" ", json.dumps(r)[:300])

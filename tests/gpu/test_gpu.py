@@ -150,14 +150,15 @@ def test_gpu_qconv2d_triton_exact(shape, out_scale):
 
 
 @pytest.mark.parametrize("shape", QSHAPES, ids=str)
-@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
-def test_gpu_sparse_conv2d_triton(shape, dtype):
-    """The compiled Triton block-sparse conv against the masked dense conv in float64, block-pruned and
-    unstructured weights, with bias, activation and residual."""
+@pytest.mark.parametrize("backend,dtype", [("triton", torch.float16), ("triton", torch.float32),
+                                           ("cuda", torch.float16), ("cuda", torch.bfloat16)])
+def test_gpu_sparse_conv2d(shape, backend, dtype):
+    """The block-sparse convs (Triton; the CUDA tensor-core kernel with block lists) against the masked dense conv
+    in float64, block-pruned and unstructured weights, with bias, activation and residual."""
     from sft_kernels.ops import sparse_conv2d
     from sft_kernels.transforms.prune import masks
-    if not backends.supports("triton", "sparse_conv2d", "cuda", dtype):
-        pytest.skip("no Triton here")
+    if not backends.supports(backend, "sparse_conv2d", "cuda", dtype):
+        pytest.skip(f"no {backend} backend here")
     n, c, h, w, k, r, st, pd = shape
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, c, h, w, generator=g)
@@ -169,5 +170,5 @@ def test_gpu_sparse_conv2d_triton(shape, dtype):
         res = torch.randn(ref.shape, generator=g)
         y = sparse_conv2d(x.cuda().to(dtype).contiguous(memory_format=torch.channels_last), ws.cuda().to(dtype),
                           b.cuda().to(dtype), st, pd, activation="relu", residual=res.cuda().to(dtype),
-                          backend="triton").cpu()
+                          backend=backend).cpu()
         assert_close(y, ref + res.double(), k=c * r * r)

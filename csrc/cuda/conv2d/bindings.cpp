@@ -23,7 +23,8 @@ void check_like(const at::Tensor& t, const at::Tensor& x, const char* name) {
 at::Tensor conv2d_nhwc(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias,
                        at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                        int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,
-                       int64_t pixel_shuffle, int64_t config) {
+                       int64_t pixel_shuffle, int64_t config, const c10::optional<at::Tensor>& blk_ptr,
+                       const c10::optional<at::Tensor>& blk_idx) {
   TORCH_CHECK(x.is_cuda() && x.dim() == 4 && x.is_contiguous(), "x must be a contiguous N×H×W×C CUDA tensor");
   TORCH_CHECK(x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16, "x must be float16 or bfloat16");
   TORCH_CHECK(w.dim() == 4 && w.is_contiguous(), "w must be a contiguous K×R×S×Cg tensor");
@@ -75,6 +76,19 @@ at::Tensor conv2d_nhwc(const at::Tensor& x, const at::Tensor& w, const c10::opti
   prm.negative_slope = static_cast<float>(negative_slope);
   prm.shuffle = r;
   prm.dtype = x.scalar_type() == at::kHalf ? sft_cuda::DType::kHalf : sft_cuda::DType::kBFloat16;
+  if (blk_ptr || blk_idx) {  // block-sparse weights: lists made for `config` (sft_kernels/ops/sparse_conv2d/cuda.py)
+    TORCH_CHECK(blk_ptr && blk_idx && config >= 0, "blk_ptr and blk_idx go together, with an explicit config");
+    for (const at::Tensor* t : {&*blk_ptr, &*blk_idx})
+      TORCH_CHECK(t->is_cuda() && t->device() == x.device() && t->scalar_type() == at::kInt && t->dim() == 1 &&
+                      t->is_contiguous(), "block lists must be contiguous int32 vectors on the input's device");
+    const auto cfg = sft_cuda::tile_config(static_cast<int>(config));
+    TORCH_CHECK(cfg.bn > 0, "no such tile config");
+    const int64_t ntiles = (w.size(0) / groups + cfg.bn - 1) / cfg.bn;
+    TORCH_CHECK(blk_ptr->numel() == groups * ntiles + 1, "blk_ptr must hold groups x N tiles + 1 = ",
+                groups * ntiles + 1, " entries for this config");
+    prm.blk_ptr = blk_ptr->data_ptr<int>();
+    prm.blk_idx = blk_idx->data_ptr<int>();
+  }
   const char* why = nullptr;
   const cudaError_t err = sft_cuda::conv2d_launch(prm, config, c10::cuda::getCurrentCUDAStream().stream(), &why);
   TORCH_CHECK(err == cudaSuccess, "sft_cuda.conv2d_nhwc: ", why ? why : cudaGetErrorString(err));
@@ -114,7 +128,8 @@ PyObject* PyInit__C_cuda(void) {
 
 TORCH_LIBRARY(sft_cuda, m) {
   m.def("conv2d_nhwc(Tensor x, Tensor w, Tensor? bias, int[] stride, int[] padding, int[] dilation, int groups, "
-        "int activation, float negative_slope, Tensor? residual, int pixel_shuffle, int config) -> Tensor");
+        "int activation, float negative_slope, Tensor? residual, int pixel_shuffle, int config, Tensor? blk_ptr=None, "
+        "Tensor? blk_idx=None) -> Tensor");
   m.def("tile_configs() -> str[]", &tile_configs);
   m.def("choose_tile_config(int n, int p, int q, int k, int groups) -> int", &choose_tile_config);
 }

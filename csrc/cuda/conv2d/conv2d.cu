@@ -5,7 +5,8 @@
 // cp.async, 16 bytes (8 channels of one filter tap) at a time; padding and out-of-range rows become zero
 // fills, so no im2col buffer exists. B (weights, KRSC) is a plain 2-D tile. A STAGES-deep cp.async ring
 // overlaps the loads of tile kt+STAGES-1 with the mma.sync m16n8k16 math on tile kt; ldmatrix feeds the
-// fragments. Shared-memory rows are padded by 16 bytes so ldmatrix reads are bank-conflict free.
+// fragments. With block lists (block-sparse weights: sft.sparse_conv2d), a block walks only its N tile's nonzero
+// K tiles. Shared-memory rows are padded by 16 bytes so ldmatrix reads are bank-conflict free.
 // Only CUDA headers: the torch binding lives in bindings.cpp.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -96,7 +97,15 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
   const int g = blockIdx.z;
   const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
   const int M = p.n * p.p * p.q, Kg = p.k / p.groups, cin = p.groups * p.cg;
-  const int gemm_k = p.r * p.s * p.cg, k_tiles = (gemm_k + BK - 1) / BK;
+  const int gemm_k = p.r * p.s * p.cg;
+  // The K tiles this block walks: all of them, or (block-sparse weights) its N tile's list of nonzero ones.
+  int k_tiles = (gemm_k + BK - 1) / BK;
+  const int* tiles = nullptr;
+  if (p.blk_ptr) {
+    const int slice = g * gridDim.y + blockIdx.y;
+    tiles = p.blk_idx + p.blk_ptr[slice];
+    k_tiles = p.blk_ptr[slice + 1] - p.blk_ptr[slice];
+  }
   const int chunk = tid % CHUNKS, row0 = tid / CHUNKS;
 
   // Per-thread A rows: image base offset and the top-left input coordinate of each output pixel.
@@ -117,7 +126,8 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
     }
   }
 
-  auto load_tile = [&](int kt, int stage) {
+  auto load_tile = [&](int i, int stage) {  // the i-th K tile this block walks
+    const int kt = tiles ? tiles[i] : i;
     const int kk = kt * BK + chunk * 8;  // first reduction index of this thread's chunk
     const bool k_ok = kk < gemm_k;
     const int rs = kk / p.cg, c = kk - rs * p.cg;  // Cg % 8 == 0: a chunk never straddles two taps

@@ -34,6 +34,11 @@ struct Conv2dParams {
   float negative_slope = 0.01f;
   int shuffle = 1;
   DType dtype = DType::kHalf;
+  // Block-sparse weights (optional, device int32): for group g and N tile j (BN output channels of this launch's
+  // tile config), the K tiles (BK-wide blocks of the KRSC weight's R·S·Cg reduction) that hold a nonzero are
+  // blk_idx[blk_ptr[g·ntiles + j] .. blk_ptr[g·ntiles + j + 1]), ascending; only those are loaded and multiplied.
+  const int* blk_ptr = nullptr;
+  const int* blk_idx = nullptr;
 };
 
 // Tile configurations, by index (the list in conv2d.cu): BM×BN×BK block tile, WM×WN warp tile, pipeline stages.

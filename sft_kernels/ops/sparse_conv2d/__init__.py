@@ -11,7 +11,8 @@ float32 rounding.
 
 The op (schema `sft::sparse_conv2d`, fake kernel, registry entry), its checks and its public function;
 `reference.py` holds the dense reference, `cpu.py` the cpu launcher, `triton.py` the block-sparse Triton kernel (its
-K loop visits only the weight blocks with a nonzero; configs/triton.json).
+K loop visits only the weight blocks with a nonzero; configs/triton.json), `cuda.py` the tensor-core CUDA kernel
+with block lists.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from . import cpu
 from . import reference as ref
 
 registry.register_op("sparse_conv2d", {"reference": registry.FLOATS, "cpu": (torch.float32,),
-                                       "triton": (torch.float32, torch.float16, torch.bfloat16)})
+                                       "triton": (torch.float32, torch.float16, torch.bfloat16),
+                                       "cuda": (torch.float16, torch.bfloat16)})
 
 
 def _impl_reference(x, w, b, res, ms, mt, stride, padding, dilation, groups, act, slope, block):
@@ -48,7 +50,15 @@ def _impl_triton(x, w, b, res, ms, mt, stride, padding, dilation, groups, act, s
         x, w, b, res, tuple(stride), tuple(padding), tuple(dilation), act, slope)
 
 
-_IMPLS = {"reference": _impl_reference, "cpu": _impl_cpu, "triton": _impl_triton}
+def _impl_cuda(x, w, b, res, ms, mt, stride, padding, dilation, groups, act, slope, block):
+    from . import cuda
+
+    if ms is not None:  # the modulation is of the conv's input: apply it first, as sft.conv2d's cuda backend does
+        x = x * (ms + 1) + mt
+    return cuda.sparse_conv2d(x, w, b, res, stride, padding, dilation, groups, act, slope)
+
+
+_IMPLS = {"reference": _impl_reference, "cpu": _impl_cpu, "triton": _impl_triton, "cuda": _impl_cuda}
 
 
 @torch.library.custom_op("sft::sparse_conv2d", mutates_args=())

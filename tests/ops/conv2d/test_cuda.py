@@ -61,11 +61,30 @@ def test_cuda_binding_parses_against_torch_headers(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
 
 
+EMULATED_TILE = (7, 16, 32)  # (config index, BN, BK) the block-sparse emulation stands in for
+
+
 def emulate_kernel(x, w, bias, stride, padding, dilation, groups, activation, negative_slope, residual,
-                   pixel_shuffle, config):
-    """torch.ops.sft_cuda.conv2d_nhwc's contract (conv2d.h) in float64: NHWC x, KRSC w -> NHWC y."""
+                   pixel_shuffle, config, blk_ptr=None, blk_idx=None):
+    """torch.ops.sft_cuda.conv2d_nhwc's contract (conv2d.h) in float64: NHWC x, KRSC w -> NHWC y; with block lists,
+    only the listed (N tile, K tile) blocks of w take part (config: EMULATED_TILE)."""
     assert x.is_contiguous() and w.is_contiguous() and x.shape[3] == groups * w.shape[3] and w.shape[3] % 8 == 0
-    assert config == -1
+    if blk_ptr is not None:
+        _, bn, bk = EMULATED_TILE
+        assert config == EMULATED_TILE[0] and blk_ptr.dtype == blk_idx.dtype == torch.int32
+        k, depth = w.shape[0], w[0].numel()
+        kg = k // groups
+        ntn = -(-kg // bn)
+        assert blk_ptr.numel() == groups * ntn + 1
+        keep = torch.zeros(groups, kg, depth, dtype=torch.bool)
+        for g in range(groups):
+            for j in range(ntn):
+                sl = g * ntn + j
+                for t in blk_idx[blk_ptr[sl]:blk_ptr[sl + 1]].tolist():
+                    keep[g, j * bn:(j + 1) * bn, t * bk:(t + 1) * bk] = True
+        w = w * keep.reshape(w.shape)
+    else:
+        assert config == -1
     xd, wd = x.double().permute(0, 3, 1, 2), w.double().permute(0, 3, 1, 2)
     y = F.conv2d(xd, wd, None if bias is None else bias.double(), stride, padding, dilation, groups)
     y = y.relu() if activation == 1 else F.leaky_relu(y, negative_slope) if activation == 2 else y
@@ -84,7 +103,7 @@ def test_emulation_takes_the_kernel_schema():
     assert call, "no conv2d_nhwc schema in bindings.cpp"
     schema = "".join(re.findall(r'"([^"]*)"', call.group(1)))
     args = schema[schema.index("(") + 1:schema.rindex(") ->")]
-    names = [a.split()[-1] for a in args.split(",")]
+    names = [a.split()[-1].split("=")[0] for a in args.split(",")]
     assert names == list(inspect.signature(emulate_kernel).parameters)
     assert "scale" not in names and "shift" not in names
 
@@ -115,6 +134,28 @@ def test_cuda_layout_layer_matches_reference(case, channels_last):
     assert y.shape == ref.shape
     assert y.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     assert_close(y, ref, k=c // g * r * s)
+
+
+@pytest.mark.parametrize("case", CASES[:3] + CASES[4:], ids=str)
+@pytest.mark.parametrize("pattern", ["block", "unstructured"])
+def test_cuda_sparse_layout_and_block_lists_match_reference(case, pattern):
+    """sft.sparse_conv2d's cuda launcher: its block lists cover every nonzero (the emulated kernel zeroes whatever
+    they leave out) and skip all-zero blocks, on the layouts of the dense cases."""
+    from sft_kernels.ops.sparse_conv2d import cuda as sparse_cuda
+    from sft_kernels.transforms.prune import masks
+
+    n, c, h, w, k, r, s, st, pd, dl, g, _ = case
+    torch.manual_seed(1)
+    x = torch.randn(n, c, h, w).contiguous(memory_format=torch.channels_last)
+    wt, b = torch.randn(k, c // g, r, s), torch.randn(k)
+    wt = wt * (masks.block(wt, 0.7, 4) if pattern == "block" else masks.unstructured(wt, 0.7))
+    wt[: min(k, 16)] = 0  # an all-zero N tile: an empty list
+    y = sparse_cuda.sparse_conv2d(x, wt, b, None, (st, st), (pd, pd), (dl, dl), g, "relu", 0.01,
+                                  kernel=emulate_kernel, tile=EMULATED_TILE)
+    ref = reference.conv2d(x.double(), wt.double(), b.double(), st, pd, dl, g, "relu")
+    assert_close(y, ref, k=c // g * r * s)
+    lists = sparse_cuda.block_lists(torch.zeros(32, 3, 3, 8), 1, 16, 32)
+    assert lists.tolist() == [0, 0, 0]  # all-zero weight: nothing to walk
 
 
 def test_cuda_packed_weight_cache_follows_in_place_changes():
