@@ -43,41 +43,10 @@ __attribute__((target("avx512f"), always_inline)) inline void transpose16(__m512
 
 inline __mmask16 first(int64_t n) { return static_cast<__mmask16>((1u << std::min<int64_t>(16, n)) - 1u); }
 
-// Channels-last row h (unit channel stride): 16 columns × 16 channels at a time, transposed in registers; the
-// padding columns are zeroed as the rows are written.
-__attribute__((target("avx512f"))) void fill_row_cl_avx512(const Source& s, int64_t h, float* d, const Padded& L) {
-  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.f);
-  for (int64_t c = 0; c < L.C; ++c) {
-    float* dc = d + c * L.wp;
-    for (int64_t j = 0; j < L.pw; j += 16) _mm512_mask_storeu_ps(dc + j, first(L.pw - j), zero);
-    for (int64_t j = L.pw + s.W; j < L.wp; j += 16) _mm512_mask_storeu_ps(dc + j, first(L.wp - j), zero);
-  }
-  for (int64_t w0 = 0; w0 < s.W; w0 += 16) {
-    const int64_t nw = std::min<int64_t>(16, s.W - w0);
-    for (int64_t c0 = 0; c0 < L.C; c0 += 16) {
-      const __mmask16 mc = first(L.C - c0);
-      __m512 r[16];
-      for (int i = 0; i < 16; ++i) {
-        if (i >= nw) {
-          r[i] = zero;
-          continue;
-        }
-        const int64_t o = h * s.xs2 + (w0 + i) * s.xs3 + c0;
-        r[i] = _mm512_maskz_loadu_ps(mc, s.x + o);
-        if (s.scale)
-          r[i] = _mm512_fmadd_ps(r[i], _mm512_add_ps(_mm512_maskz_loadu_ps(mc, s.scale + o), one),
-                                 _mm512_maskz_loadu_ps(mc, s.shift + o));
-      }
-      transpose16(r);
-      const __mmask16 mw = first(nw);
-      for (int64_t j = 0; j < std::min<int64_t>(16, L.C - c0); ++j)
-        _mm512_mask_storeu_ps(d + (c0 + j) * L.wp + L.pw + w0, mw, r[j]);
-    }
-  }
-}
-
-// The same transposed 16 × 16 blocks stored straight into the S tap-shifted copies of a layout row (stride 1):
-// padded column j goes to column j − s·dw of copy s, so no padded row is written and copied again.
+// Channels-last row h (unit channel stride) as S tap-shifted copies of its padded row (stride 1): 16 columns × 16
+// channels at a time, transposed in registers; padded column j goes to column j − s·dw of copy s (so no padded row
+// is written and copied again), and the padding columns are zeroed as the rows are written. S = 1, dw = 0 is the
+// padded row itself.
 __attribute__((target("avx512f"))) void fill_taps_cl_avx512(const Source& s, int64_t h, float* d, int64_t C,
                                                             int64_t pw, int64_t wq, int64_t S, int64_t dw) {
   const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.f);
@@ -119,7 +88,7 @@ __attribute__((target("avx512f"))) void fill_taps_cl_avx512(const Source& s, int
 }  // namespace
 
 void fill_padded(const Source& s, const Padded& L, int64_t h, float* d, bool avx512) {
-  if (s.xs1 == 1 && s.xs3 != 1 && avx512) return fill_row_cl_avx512(s, h, d, L);
+  if (s.xs1 == 1 && s.xs3 != 1 && avx512) return fill_taps_cl_avx512(s, h, d, L.C, L.pw, L.wp, 1, 0);
   for (int64_t c = 0; c < L.C; ++c) {
     float* dc = d + c * L.wp;
     std::memset(dc, 0, L.pw * sizeof(float));
