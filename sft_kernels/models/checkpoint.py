@@ -52,11 +52,9 @@ def load_weights(model: nn.Module, path, expected_sha256: Optional[str] = None) 
             raise WeightsError(f"weights file {str(path)!r} is corrupt or was replaced: sha256 {got[:16]}… "
                                f"does not match the model card's {expected_sha256[:16]}… (reinstall the package)")
     sd = read_state_dict(path)
-    from ..transforms.prune import restore_pruned_, restore_shapes_
+    from ..transforms.prune import restore_
 
-    restore_shapes_(model, sd)  # a channel-pruned model: its convs are rebuilt to the saved widths
-    if any(k.endswith(".mask") for k in sd):  # a pruned model (prune_): its convs become SparseConv2d
-        restore_pruned_(model, sd)
+    restore_(model, sd)  # a pruned model (prune_): convs rebuilt to the saved widths, masked ones SparseConv2d
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]

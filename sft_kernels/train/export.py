@@ -69,7 +69,7 @@ def export_run(run_dir, name: str, directory=None, notes: str = "") -> Path:
 
     from ..data.collect import manifests
     from ..data.datasets import EVAL_IMAGES, TRAIN_IMAGES
-    from ..transforms.prune import restore_pruned_, restore_shapes_
+    from ..transforms.prune import restore_
 
     run_dir = Path(run_dir)
     ck_path, summary_path = run_dir / "last.pt", run_dir / "summary.json"
@@ -82,8 +82,7 @@ def export_run(run_dir, name: str, directory=None, notes: str = "") -> Path:
         raise WeightsError(f"run {str(run_dir)!r} stopped at step {ck['step']} of {cfg['steps']}; resume it first")
     model = SFTNet(cfg["variant"], cfg["num_blocks"], cfg["channels"])
     sd = ck.get("ema") or ck["model"]  # the weight average the run evaluated, if it kept one
-    restore_shapes_(model, sd)  # a channel-pruned run's convs have other widths
-    restore_pruned_(model, sd)  # a pruning run's convs are SparseConv2d (their masks in the state_dict)
+    restore_(model, sd)  # a pruning run's convs: other widths, or SparseConv2d with their masks
     model.load_state_dict(sd)
     fresh = dict(SFTNet(cfg["variant"], cfg["num_blocks"], cfg["channels"]).named_modules())
     pruned_shapes = {n: list(m.weight.shape[:2]) for n, m in model.named_modules()  # a channel-pruned run's widths

@@ -30,7 +30,7 @@ from ..data.folders import MARGIN, FolderPatchSampler, index_folders
 from ..data.images import imresize
 from ..metrics import psnr, ssim
 from ..models import SFTNet, background_seg
-from ..transforms.prune import PruneConfig, prune_, restore_pruned_, restore_shapes_
+from ..transforms.prune import PruneConfig, prune_, restore_
 
 
 @dataclass
@@ -135,8 +135,7 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
             raise ValueError(f"--init {cfg.init!r} is a {init.variant} SFTNet with {init.num_blocks} blocks x "
                              f"{init.channels} channels; pass the same --variant/--num-blocks/--channels")
         sd = init.state_dict()
-        restore_shapes_(model, sd)  # a channel-pruned or pruned init keeps its shapes and masks
-        restore_pruned_(model, sd)
+        restore_(model, sd)  # a channel-pruned or pruned init keeps its shapes and masks
         model.load_state_dict(sd)
     if cfg.prune_channels:  # one shot, then the run fine-tunes the smaller model
         report = prune_(model, PruneConfig(pattern="channel", sparsity=cfg.prune_channels))
@@ -249,7 +248,7 @@ def _prune_step(model, ema, cfg: TrainConfig, step: int) -> float:
     """Prune the model to its AGP sparsity at `step` (n:m: at once) and give the EMA copy the same masks; returns
     the sparsity."""
     from ..nn.sparse import SparseConv2d
-    from ..transforms.prune import PruneConfig, agp_sparsity, prune_
+    from ..transforms.prune import agp_sparsity
 
     final = cfg.prune if cfg.prune_pattern != "n:m" else 0.5
     s = final if cfg.prune_pattern == "n:m" else agp_sparsity(step, final, round(cfg.prune_until * cfg.steps))

@@ -21,8 +21,8 @@ from . import masks
 from .channels import ChannelGroup, prune_channels_, restore_shapes_
 from .config import PATTERNS, PruneConfig
 
-__all__ = ["prune_", "PruneConfig", "PATTERNS", "masks", "restore_pruned_", "agp_sparsity", "prune_channels_",
-           "restore_shapes_", "ChannelGroup"]
+__all__ = ["prune_", "PruneConfig", "PATTERNS", "masks", "restore_", "restore_pruned_", "agp_sparsity",
+           "prune_channels_", "restore_shapes_", "ChannelGroup"]
 
 
 def _eligible(name: str, m: nn.Module, config: PruneConfig, filter_fn) -> Optional[str]:
@@ -163,6 +163,13 @@ def restore_pruned_(model: nn.Module, state_dict: dict) -> list:
     if names:
         notify(model, "prune_", True)
     return names
+
+
+def restore_(model: nn.Module, state_dict: dict) -> None:
+    """Make a freshly built model take a pruned model's state_dict: convs rebuilt to its channel widths
+    (restore_shapes_), masked convs made SparseConv2d (restore_pruned_). A no-op for an unpruned state_dict."""
+    restore_shapes_(model, state_dict)
+    restore_pruned_(model, state_dict)
 
 
 def agp_sparsity(step: int, final: float, until: int) -> float:
