@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -102,3 +103,17 @@ def load(module: str):
         # Must happen before the module below runs its @triton.jit decorators.
         os.environ["TRITON_INTERPRET"] = "1"
     return importlib.import_module(module)
+
+
+@functools.lru_cache(maxsize=None)
+def _configs(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def tile_config(module_file: str, kernel) -> dict:
+    """An op's tile config from the configs/triton.json beside its kernel module (`module_file`): its "interpreter"
+    entry when `kernel` runs under the Triton interpreter, else "default"."""
+    interpreted = type(kernel).__name__ == "InterpretedFunction"
+    return _configs(os.path.join(os.path.dirname(module_file), "configs", "triton.json"))[
+        "interpreter" if interpreted else "default"]

@@ -15,14 +15,12 @@ configs, the launcher.
 """
 from __future__ import annotations
 
-import json
-import os
-
 import torch
 import triton
 import triton.language as tl
 
 from ...runtime import checks, weight_pack
+from ...runtime import triton as runtime_triton
 
 
 @triton.jit
@@ -103,12 +101,11 @@ def qconv2d_kernel(
 
 
 # ---- tile configs (configs/triton.json: "default" and "interpreter"; the interpreter runs small tiles faster)
-_CONFIGS = json.loads(open(os.path.join(os.path.dirname(__file__), "configs", "triton.json")).read())
 INTERPRETED = type(qconv2d_kernel).__name__ == "InterpretedFunction"
 
 
 def config() -> dict:
-    return _CONFIGS["interpreter" if INTERPRETED else "default"]
+    return runtime_triton.tile_config(__file__, qconv2d_kernel)
 
 
 # ---- launcher: check, allocate, launch

@@ -11,14 +11,12 @@ Tile configs in configs/triton.json. Read top to bottom: the kernel, the configs
 """
 from __future__ import annotations
 
-import json
-import os
-
 import torch
 import triton
 import triton.language as tl
 
 from ...runtime import checks, weight_pack
+from ...runtime import triton as runtime_triton
 
 
 @triton.jit
@@ -50,7 +48,7 @@ def sparse_conv2d_kernel(
     iw0 = (pq % Q) * stride_w - pad_w
     row_off = n_idx * sxn + ih0 * sxh + iw0 * sxw
 
-    # tl.full, not tl.zeros: the interpreter refused tl.zeros (a jit helper) once other kernels had run
+    # tl.full, not tl.zeros (a jit helper): the interpreter trap in runtime/triton.py
     acc = tl.full((BLOCK_M, BLOCK_N), 0.0, dtype=tl.float32)
     num_cb = (C + BLOCK_K - 1) // BLOCK_K
     start = tl.load(blk_ptr + pid_n)
@@ -93,12 +91,11 @@ def sparse_conv2d_kernel(
 
 
 # ---- tile configs (configs/triton.json: "default" and "interpreter")
-_CONFIGS = json.loads(open(os.path.join(os.path.dirname(__file__), "configs", "triton.json")).read())
 INTERPRETED = type(sparse_conv2d_kernel).__name__ == "InterpretedFunction"
 
 
 def config() -> dict:
-    return _CONFIGS["interpreter" if INTERPRETED else "default"]
+    return runtime_triton.tile_config(__file__, sparse_conv2d_kernel)
 
 
 # ---- block lists: per BLOCK_N slice of output channels, its nonzero (tap, channel block) blocks
