@@ -13,8 +13,8 @@ import sys
 import torch
 
 from compare_distill import _load
-from sft_kernels.data.datasets import TRAIN_IMAGES
-from sft_kernels.train import EVAL_IMAGES, evaluate
+from sft_kernels.data.datasets import EVAL_IMAGES, TRAIN_IMAGES
+from sft_kernels.train import evaluate
 from sft_kernels.tools.benchmark import format_table
 
 # The training photos of moderate size (retina, hubble_deep_field and the motorcycle take most of the time).

@@ -8,6 +8,8 @@ Eval (never trained on): scikit-learn's `load_sample_images()` (china, flower).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -18,6 +20,22 @@ TRAIN_COLOUR = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
 TRAIN_GREY = ("camera", "coins", "moon", "page", "text", "brick", "grass", "gravel")
 TRAIN_IMAGES = TRAIN_COLOUR + TRAIN_GREY
 EVAL_IMAGES = ("china", "flower")
+EVAL_CROP = 1024  # photo files are scored on their central crop of at most this many HR pixels a side
+
+
+def photo_label(name) -> str:
+    """How an eval photo is named in results: a file's stem, a bundled photo's name."""
+    return Path(name).stem if _is_file(name) else str(name)
+
+
+def _is_file(name) -> bool:
+    return not (isinstance(name, str) and name in TRAIN_IMAGES + EVAL_IMAGES) and Path(name).expanduser().is_file()
+
+
+def _center_crop(img: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = img.shape[1:]
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return img[:, top:top + size, left:left + size]
 
 
 def _load_named(name: str) -> torch.Tensor:
@@ -35,8 +53,12 @@ def _load_named(name: str) -> torch.Tensor:
 
 
 def sr_pair(name: str, scale: int = 4) -> tuple:
-    """(LR, HR) for one photo: HR mod-cropped to `scale`, LR its bicubic ×1/scale, both 3×H×W in [0, 1]."""
-    hr = mod_crop(_load_named(name), scale).contiguous()
+    """(LR, HR) for one photo (a bundled name or an image file; a file's central EVAL_CROP² crop, so multi-megapixel
+    photos stay cheap to score): HR mod-cropped to `scale`, LR its bicubic ×1/scale, both 3×H×W in [0, 1]."""
+    img = _load_named(name)
+    if _is_file(name):
+        img = _center_crop(img, EVAL_CROP)
+    hr = mod_crop(img, scale).contiguous()
     lr = bicubic_downscale(hr, scale).clamp_(0, 1)
     return lr, hr
 

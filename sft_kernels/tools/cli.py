@@ -140,7 +140,7 @@ def cmd_report(args) -> int:
     from .report import build_report
 
     r = build_report(models=args.models, backends=args.backends, out_dir=args.out, lr_size=args.lr_size,
-                     threads=args.threads or None, repeat=args.repeat, log=print)
+                     threads=args.threads or None, repeat=args.repeat, log=print, photos=args.photos)
     for row in r["rows"]:
         mem, en = row["peak_memory"]["bytes"], row["energy"]["joules"]
         mem = "n/a" if mem is None else f"{mem / 2 ** 20:.1f} MiB"
@@ -321,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LR input size L for MACs, latency, memory, energy and layer times (1x3xLxL)")
     s.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     s.add_argument("--repeat", type=int, default=5, help="timed runs per model and backend (median)")
+    s.add_argument("--photos", action="append", default=[], metavar="DIR",
+                   help="also score every photo in DIR (held-out photos no model trained on, e.g. data/photos-heldout "
+                        "from `sft-kernels data`; each file's central 1024x1024 crop); repeat for more folders")
     s.set_defaults(fn=cmd_report)
 
     from ..train import TrainConfig
@@ -391,9 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("data", help="collect training photographs from the OS's wallpaper packages",
                        description="Copy the photographs of the operating system's desktop wallpaper packages "
-                       "(mate-backgrounds, plasma-workspace-wallpapers, lomiri-wallpapers-20.04: each file checked to "
-                       "be a photograph) into a training folder with SOURCES.json (package, author and licence of "
-                       "every file). --install first runs apt-get install (Debian / Ubuntu, as root).")
+                       "(mate-backgrounds, plasma-workspace-wallpapers, lomiri-wallpapers-20.04 and -16.04: each file "
+                       "checked to be a photograph) into a training folder with SOURCES.json (package, author and "
+                       "licence of every file); two photos are held out into OUT-heldout for evaluation (sft-kernels "
+                       "report --photos OUT-heldout). --install first runs apt-get install (Debian / Ubuntu, as root).")
     s.add_argument("--out", default="data/photos", help="the training folder to fill (default data/photos)")
     s.add_argument("--install", action="store_true", help="apt-get install the packages first (needs root)")
     s.add_argument("--no-bundled", dest="no_bundled", action="store_true",

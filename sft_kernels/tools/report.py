@@ -127,13 +127,17 @@ def _cpu_brand() -> str:
 # ---------------------------------------------------------------- the report
 def build_report(models: Sequence[str] = ("teacher",), backends: Optional[Sequence[str]] = None,
                  out_dir: str = "report", lr_size: int = 128, threads: Optional[int] = None, repeat: int = 5,
-                 log: Optional[Callable[[str], None]] = None) -> dict:
+                 log: Optional[Callable[[str], None]] = None, photos: Sequence[str] = ()) -> dict:
     """Measure every model on every backend and write report.md, report.json and the PNG plots to out_dir.
 
     models: shipped weights names, checkpoint paths, or "bicubic" (baseline: quality only).
     backends: "eager" and/or backend names, optionally "name@cpu" / "name@cuda"; default
-    `default_backends()`. Returns the report (the content of report.json plus "files")."""
-    from ..data.datasets import EVAL_IMAGES, sr_pair
+    `default_backends()`. photos: folders of further held-out photos to score besides china and flower (each
+    file's central crop, see datasets.sr_pair). Returns the report (the content of report.json plus "files")."""
+    import functools
+
+    from ..data.datasets import EVAL_IMAGES, photo_label, sr_pair
+    from ..data.folders import index_folders
     from ..train import evaluate
 
     log = log or (lambda s: None)
@@ -147,6 +151,8 @@ def build_report(models: Sequence[str] = ("teacher",), backends: Optional[Sequen
         raise ValueError(f"repeat must be a positive int, got {repeat!r}")
     if threads is not None and (not isinstance(threads, int) or threads < 0):
         raise ValueError(f"threads must be a non-negative int, got {threads!r}")
+    names = tuple(EVAL_IMAGES) + tuple(e.path for e in index_folders(photos).entries) if photos else EVAL_IMAGES
+    evaluate = functools.partial(evaluate, names=names)
     specs = list(backends) if backends else default_backends()
     parsed = [(spec, *_backend_device(spec)) for spec in specs]
     loaded = []  # (label, name, model or None, info), loaded up front so a bad name fails before any timing
@@ -165,13 +171,13 @@ def build_report(models: Sequence[str] = ("teacher",), backends: Optional[Sequen
         report = _measure(loaded, parsed, lr_size, repeat, evaluate, log)
     finally:
         torch.set_num_threads(old_threads)
-    lr_shapes = {n: list(sr_pair(n)[0].shape[1:]) for n in EVAL_IMAGES}
+    lr_shapes = {photo_label(n): list(sr_pair(n)[0].shape[1:]) for n in names}
     report["meta"] = dict(
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         torch=torch.__version__, sft_kernels=_version(), python=platform.python_version(), cpu=_cpu_brand(),
         gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         threads=threads or old_threads, lr_size=lr_size, repeat=repeat, warmup=2,
-        backends=specs, eval_images=list(EVAL_IMAGES), eval_lr_shapes=lr_shapes)
+        backends=specs, eval_images=[photo_label(n) for n in names], eval_lr_shapes=lr_shapes)
     return _write(report, Path(out_dir))
 
 
@@ -302,6 +308,11 @@ def _markdown(r: dict, files: dict) -> str:
             f"{_fmt(row['quality'][n]['psnr'])} / {_fmt(row['quality'][n]['ssim'], '.4f')}" for n in imgs) + " |")
     out.append("| bicubic | - | " + " | ".join(
         f"{_fmt(b['quality'][n]['psnr'])} / {_fmt(b['quality'][n]['ssim'], '.4f')}" for n in imgs) + " |")
+    out += ["", "## PSNR gain over bicubic per eval photo (dB)", "",
+            "| model | backend | " + " | ".join(imgs) + " |", "|---|---|" + "---:|" * len(imgs)]
+    for row in r["rows"]:
+        out.append(f"| {row['model']} | {row['backend']} | " + " | ".join(
+            f"{row['quality'][n]['psnr'] - b['quality'][n]['psnr']:+.2f}" for n in imgs) + " |")
     for label, m in r["models"].items():
         lt = m.get("layer_times") or []
         if not lt:

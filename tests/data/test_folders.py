@@ -125,8 +125,10 @@ def test_collect_copies_the_catalogued_photos_with_their_sources(tmp_path, monke
     for size in ("640x480", "2560x1600"):
         Image.fromarray(_photo(20, 30, 0)).save(src / "kde" / "Lake" / "contents" / "images" / f"{size}.jpg")
     Image.fromarray(_photo(30, 20, 1)).save(src / "flower.jpg")
+    Image.fromarray(_photo(24, 24, 2)).save(src / "kept.jpg")
     monkeypatch.setattr(collect, "PHOTOS", (
         collect.Photo("pkg-a", str(src / "flower.jpg"), "A. Author", "GPL-2+"),
+        collect.Photo("pkg-a", str(src / "kept.jpg"), "D. Author", "CC0-1.0", held_out=True),
         collect.Photo("pkg-b", str(src / "kde" / "Lake"), "B. Author", "LGPL-3"),
         collect.Photo("pkg-c", str(src / "absent.jpg"), "C. Author", "CC-BY-SA-3.0"),
     ))
@@ -137,6 +139,11 @@ def test_collect_copies_the_catalogued_photos_with_their_sources(tmp_path, monke
     assert [m["package"] for m in manifest["missing"]] == ["pkg-c"]
     assert json.loads((out / "SOURCES.json").read_text())["files"][0]["licence"] == "GPL-2+"
     assert collect.manifests([out])[0]["folder"] == str(out)
+    # a held-out photo lands beside the training folder, never inside it
+    held = tmp_path / "photos-heldout"
+    assert [f["file"] for f in manifest["heldout"]] == ["pkg-a/kept.jpg"] and (held / "pkg-a" / "kept.jpg").is_file()
+    assert not (out / "pkg-a" / "kept.jpg").exists()
+    assert json.loads((held / "SOURCES.json").read_text())["files"][0]["author"] == "D. Author"
     monkeypatch.setattr(collect, "PHOTOS", (collect.Photo("pkg-c", str(src / "absent.jpg"), "C", "x"),))
     with pytest.raises(RuntimeError, match="none of the wallpaper packages"):
         collect.collect(tmp_path / "empty", bundled=False, log=lambda *_: None)

@@ -85,6 +85,28 @@ def test_report_cli_with_checkpoint_paths(tiny, tmp_path, capsys):
     assert json.loads((out / "report.json").read_text())["rows"][0]["backend"] == "eager"
 
 
+def test_report_scores_held_out_photo_folders(tiny, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from sft_kernels.data.datasets import EVAL_CROP
+
+    photos = tmp_path / "heldout"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    big = np.kron(rng.integers(0, 256, (80, 70, 3)), np.ones((16, 16, 1))).astype(np.uint8)  # 1280 x 1120
+    Image.fromarray(big).save(photos / "lake.png")
+    out = tmp_path / "out"
+    assert cli.main(["report", "--models", str(tiny), "--backends", "eager", "--lr-size", "16", "--repeat", "1",
+                     "--threads", "1", "--out", str(out), "--photos", str(photos)]) == 0
+    js = json.loads((out / "report.json").read_text())
+    assert js["meta"]["eval_images"] == ["china", "flower", "lake"]
+    assert js["meta"]["eval_lr_shapes"]["lake"] == [EVAL_CROP // 4, EVAL_CROP // 4]  # the central crop, x1/4
+    assert set(js["rows"][0]["quality"]) == {"china", "flower", "lake"}
+    md = (out / "report.md").read_text()
+    assert "## PSNR gain over bicubic per eval photo (dB)" in md and "| lake |" in md
+
+
 def test_load_model_infers_architecture_from_a_bare_state_dict(tmp_path):
     src = SFTNet("torch", num_blocks=2, channels=8).reset_parameters_(1)
     path = tmp_path / "model.pth"
