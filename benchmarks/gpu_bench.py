@@ -1,6 +1,6 @@
 """GPU benchmark: sft conv2d backends (Triton, CUDA when built) vs cuDNN, fp16, channels_last; SFTNet end to end;
 the int8 conv (Triton qconv2d, uint8 in and out) vs cuDNN fp16 on SFTNet's shapes; the block-sparse conv (Triton
-sparse_conv2d) per sparsity vs cuDNN fp16 dense.
+sparse_conv2d) per sparsity vs cuDNN fp16 dense; the fused separable conv (Triton) vs cuDNN's two convs.
 
 Per conv shape (SFTNet's and ResNet-50's catalogs, each batch size), cuDNN (cudnn.benchmark=True) and every GPU
 backend of ours are timed with triton.testing.do_bench (it flushes L2 between runs) in interleaved rounds; the
@@ -244,6 +244,44 @@ def sparse_rows(rec, batches, args):
                             error=f"{type(e).__name__}: {e}")
 
 
+def separable_rows(rec, batches, args):
+    """The fused depthwise -> pointwise conv (Triton separable_conv2d, no depthwise map in memory) against cuDNN's
+    two convs (depthwise, ReLU, 1×1), on SFTNet-like widths and MobileNetV2's pairs; the separable issue asks the
+    fused op on the GPU measured against what users run instead."""
+    from sft_kernels import backends, ops
+    from sft_kernels.tools.shapes import SeparableShape, separable_shapes
+
+    if not backends.supports("triton", "separable_conv2d", DEVICE, DTYPE):
+        rec(kind="error", section="separable", error="the Triton backend cannot run separable_conv2d here")
+        return
+    for n in batches:
+        for cat in ("sftnet", "mobilenetv2"):
+            shapes = separable_shapes(cat, n)
+            if args.rehearse:  # the interpreter: one tiny pair per catalog, stride 2 for MobileNetV2's
+                shapes = [SeparableShape("rehearsal 8->16 @8", n, 8, 8, 8, 16, 3, 1 if cat == "sftnet" else 2)]
+            for s in shapes:
+                try:
+                    x = torch.randn(s.n, s.c, s.h, s.w, device=DEVICE, dtype=DTYPE).contiguous(
+                        memory_format=torch.channels_last)
+                    dw, pw = (torch.randn(s.c, 1, s.r, s.r, device=DEVICE, dtype=DTYPE),
+                              torch.randn(s.k, s.c, 1, 1, device=DEVICE, dtype=DTYPE))
+                    dwb = torch.randn(s.c, device=DEVICE, dtype=DTYPE)
+                    pwb = torch.randn(s.k, device=DEVICE, dtype=DTYPE)
+                    st, pad = s.stride, s.r // 2
+                    fns = {"cudnn fp16": lambda: F.conv2d(F.relu(F.conv2d(x, dw, dwb, st, pad, groups=s.c)), pw, pwb),
+                           "triton": lambda: ops.separable_conv2d(x, dw, pw, dwb, pwb, st, pad, mid_activation="relu",
+                                                                  backend="triton")}
+                    for f in fns.values():
+                        f()
+                    _sync()
+                    t = bench_rounds(fns, args.rounds, args.warmup, args.rep)
+                    rec(kind="separable", batch=n, catalog=cat, shape=s.name, flops=s.flops,
+                        cudnn_ms=t["cudnn fp16"], ms=t["triton"], vs_cudnn=t["cudnn fp16"] / t["triton"],
+                        tflops=s.flops / t["triton"] / 1e9)
+                except Exception as e:  # noqa: BLE001 - one shape must not end the table
+                    rec(kind="error", section="separable", shape=s.name, batch=n, error=f"{type(e).__name__}: {e}")
+
+
 def e2e_rows(rec, batches, names, args):
     from sft_kernels import convert_
     from sft_kernels.metrics import conv_macs
@@ -304,6 +342,8 @@ def main(argv=None):
     p.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 (Triton qconv2d) rows")
     p.add_argument("--no-sparse", dest="sparse", action="store_false",
                    help="skip the sparse (Triton block-sparse sparse_conv2d) rows")
+    p.add_argument("--no-separable", dest="separable", action="store_false",
+                   help="skip the fused separable (Triton separable_conv2d) rows")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per shape (median kept)")
     p.add_argument("--warmup", type=int, default=10, help="do_bench warm-up, ms")
     p.add_argument("--rep", type=int, default=40, help="do_bench measuring time, ms")
@@ -340,7 +380,8 @@ def main(argv=None):
     for section, fn in (("e2e", lambda: e2e_rows(rec, args.batch, names, args) if args.e2e else None),
                         ("conv", lambda: conv_rows(rec, args.catalog, args.batch, names, args)),
                         ("int8", lambda: int8_rows(rec, args.batch, args) if args.int8 else None),
-                        ("sparse", lambda: sparse_rows(rec, args.batch, args) if args.sparse else None)):
+                        ("sparse", lambda: sparse_rows(rec, args.batch, args) if args.sparse else None),
+                        ("separable", lambda: separable_rows(rec, args.batch, args) if args.separable else None)):
         try:
             fn()
         except Exception as e:  # noqa: BLE001 - one broken section must not lose the other

@@ -1,7 +1,8 @@
 """Summary table of a gpu_bench.py run: per shape (ours / cuDNN time ratio per backend), then per catalog and
 batch the geometric mean, the worst shape and how many shapes meet issue 22's bar (Triton >= 0.9x, CUDA >= 1.0x
 cuDNN at batch 16), then SFTNet end to end, then the int8 rows (Triton qconv2d vs cuDNN fp16, bar 1.5×), then
-the sparse rows (Triton and CUDA sparse_conv2d vs cuDNN fp16 dense).
+the sparse rows (Triton and CUDA sparse_conv2d vs cuDNN fp16 dense), the separable rows (Triton fused separable
+conv vs cuDNN's depthwise + ReLU + 1×1).
 Reads the JSON-lines file gpu_bench.py appends to.
 Usage: python benchmarks/gpu_table.py RESULTS.jsonl
 """
@@ -93,6 +94,17 @@ def print_table(rows):
     for r in sparse:
         print(f"{r['shape'][:30]:30s} {r['batch']:5d} {r.get('backend', 'triton'):>7s} {r['pattern']:>12s} "
               f"{r['sparsity']:8.0%} {r['ms']:8.3f} {r['cudnn_ms']:9.3f} {r['vs_cudnn']:7.2f}x")
+    sep = [r for r in rows if r.get("kind") == "separable"]
+    if sep:
+        print(f"\n{'separable vs cuDNN dw+relu+pw':30s} {'batch':>5s} {'ms':>8s} {'cuDNN ms':>9s} {'vs cuDNN':>8s} "
+              f"{'TFLOP/s':>7s}")
+    for r in sep:
+        print(f"{r['catalog'][:4] + ' ' + r['shape']:30.30s} {r['batch']:5d} {r['ms']:8.3f} {r['cudnn_ms']:9.3f} "
+              f"{r['vs_cudnn']:7.2f}x {r['tflops']:7.2f}")
+    for b in sorted({r["batch"] for r in sep}):
+        for cat in sorted({r["catalog"] for r in sep}):
+            rs = [r["vs_cudnn"] for r in sep if r["batch"] == b and r["catalog"] == cat]
+            print(f"{'geomean ' + cat:30s} {b:5d} {'':8s} {'':9s} {_geomean(rs):7.2f}x")
     for r in rows:
         if r.get("kind") in ("error", "check"):
             print(" ", json.dumps(r)[:300])

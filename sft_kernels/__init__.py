@@ -11,7 +11,7 @@ from . import backends, ops
 __version__ = "0.1.0"
 __all__ = ["backends", "nn", "ops", "reference", "convert_", "revert_", "ConversionReport", "fuse_for_inference",
            "factorize_", "SVDConfig", "quantize_", "Int8Config", "prune_", "PruneConfig", "prepare_qat_",
-           "convert_qat_", "export_onnx",
+           "convert_qat_", "to_separable_", "SeparableConfig", "export_onnx",
            "set_weight_check", "weight_check", "__version__"]
 
 # Public subpackages and modules, imported on first use so `import sft_kernels` stays light.
@@ -25,6 +25,7 @@ _LAZY_NAMES = {"convert_": "transforms", "revert_": "transforms", "ConversionRep
                "quantize_": "transforms", "Int8Config": "transforms",
                "prune_": "transforms", "PruneConfig": "transforms", "export_onnx": "export",
                "prepare_qat_": "transforms", "convert_qat_": "transforms",
+               "to_separable_": "transforms", "SeparableConfig": "transforms",
                "set_weight_check": "runtime.weight_check",
                "weight_check": "runtime.weight_check"}
 

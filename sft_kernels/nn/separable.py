@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .. import ops
+from ..ops.separable_conv2d.reference import separable_conv2d as separable_reference
 
 
 class SeparableConv2d(nn.Module):
@@ -15,7 +16,7 @@ class SeparableConv2d(nn.Module):
     bias=True, mid_activation=None, activation=None, negative_slope=0.01, backend=None)``: parameters ``dw`` (an
     nn.Conv2d with groups = in_channels) and ``pw`` (an nn.Conv2d 1×1), so its state_dict reads like the two-conv
     block it replaces. ``forward(x, residual=None)`` computes ``act(pw(mid_act(dw(x)))) + residual``; like the other
-    converted convs it keeps activations channels_last.
+    converted convs it keeps activations channels_last. Training (gradients wanted) runs PyTorch's two convs.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
@@ -43,6 +44,11 @@ class SeparableConv2d(nn.Module):
         if input.dim() == 4 and not input.is_contiguous(memory_format=torch.channels_last):
             input = input.contiguous(memory_format=torch.channels_last)  # the converted model's layout policy
         dw = self.dw
+        if torch.is_grad_enabled() and (input.requires_grad or (self.training and self.pw.weight.requires_grad)):
+            # training: PyTorch's two convs (autograd and autocast as usual; the fused op is for inference)
+            return separable_reference(input, dw.weight, self.pw.weight, dw.bias, self.pw.bias, dw.stride,
+                                       dw.padding, dw.dilation, self.mid_activation, self.activation,
+                                       self.negative_slope, residual)
         return ops.separable_conv2d(input, dw.weight, self.pw.weight, dw.bias, self.pw.bias, dw.stride, dw.padding,
                                     dw.dilation, mid_activation=self.mid_activation, activation=self.activation,
                                     negative_slope=self.negative_slope, residual=residual, backend=self.backend)

@@ -2,7 +2,8 @@
 activation and the full epilogue (bias, activation, residual).
 
 The op (schema `sft::separable_conv2d`, fake kernel, reference autograd, registry entry), its checks and its public
-function; `reference.py` is the two-conv definition, `cpu.py` the fused CPU kernel's launcher.
+function; `reference.py` is the two-conv definition, `cpu.py` the fused CPU kernel's launcher, `triton.py` the fused
+Triton kernel (depthwise tile in registers fed to `tl.dot`; configs/triton.json).
 """
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from typing import Optional
 import torch
 
 from ...runtime import checks, registry
+from ...runtime import triton as runtime_triton
 from ...runtime.autograd import register_reference_autograd
 from ...runtime.dispatch import PLAIN, Op, dispatch
 from . import cpu
 from . import reference as ref
 
-registry.register_op("separable_conv2d", {"reference": registry.FLOATS, "cpu": (torch.float32,)})
+registry.register_op("separable_conv2d", {"reference": registry.FLOATS, "cpu": (torch.float32,),
+                                          "triton": (torch.float32, torch.float16, torch.bfloat16)})
 
 
 def _reference(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope, backend=None):
@@ -30,7 +33,12 @@ def _impl_cpu(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act,
     return cpu.separable_conv2d(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope)
 
 
-_IMPLS = {"reference": _reference, "cpu": _impl_cpu}
+def _impl_triton(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope):
+    return runtime_triton.load("sft_kernels.ops.separable_conv2d.triton").separable_conv2d(
+        x, dw, pw, dwb, pwb, res, tuple(stride), tuple(padding), tuple(dilation), mid_act, act, slope)
+
+
+_IMPLS = {"reference": _reference, "cpu": _impl_cpu, "triton": _impl_triton}
 
 
 @torch.library.custom_op("sft::separable_conv2d", mutates_args=())

@@ -69,6 +69,23 @@ def test_separable_epilogues_and_residual(backend, mid, act):
     assert_close(y, _reference(x, dw, pw, None, pwb, 1, 1, 1, mid, act, 0.3, res), k=9 + 16)
 
 
+@pytest.mark.skipif("triton" not in op_backends("separable_conv2d", torch.float16), reason="Triton not available")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+def test_triton_half(dtype):
+    """fp16 / bf16 operands, fp32 accumulation of both the depthwise taps and the pointwise dot; 40 mid channels
+    (a masked last channel block), a multiplier and stride 2."""
+    x = torch.randn(2, 20, 9, 10)
+    dw, pw, dwb, pwb = torch.randn(40, 1, 3, 3), torch.randn(24, 40, 1, 1), torch.randn(40), torch.randn(24)
+    res = torch.randn(2, 24, 5, 5)
+    h = [t.to(dtype) for t in (x, dw, pw, dwb, pwb, res)]
+    y = separable_conv2d(h[0].contiguous(memory_format=torch.channels_last), *h[1:5], 2, 1,
+                         mid_activation="leaky_relu", activation="relu", residual=h[5], backend="triton")
+    assert y.dtype == dtype
+    ref = _reference(*[t.double() for t in h[:5]], 2, 1, 1, "leaky_relu", "relu", 0.01, h[5].double())
+    # the depthwise map is rounded to the operand dtype before the dot: tolerance of a 9 + 40 term sum
+    assert_close(y, ref, k=9 + 40)
+
+
 @pytest.mark.skipif("cpu" not in op_backends("separable_conv2d"), reason="cpu backend not built")
 @pytest.mark.parametrize("isa", ["avx2", "generic"])
 def test_cpu_portable_paths(isa):

@@ -1,0 +1,139 @@
+"""to_separable_: k×k convs become depthwise-separable pairs (a depthwise k×k conv with channel multiplier m, then a
+1×1 conv), run as one fused `sft.separable_conv2d`, initialised by least squares on the weights.
+
+    report = sft_kernels.to_separable_(model, sft_kernels.SeparableConfig(multiplier=2), example=x)
+
+The pair computes out[k] = Σ_c Σ_j P[k, c·m+j] · (D[c·m+j] ⋆ x[c]): for each input channel c, the K × (R·S) slice
+W[:, c] of the original weight is replaced by a rank-m product P_c D_c. The best such product in the least-squares
+sense (Frobenius norm of the weight error, Eckart–Young) is the truncated SVD of each slice, so that is the
+initialisation; at m = min(K, R·S) the pair reproduces the conv exactly. The error left is what distillation
+(`sft-kernels train --teacher ...`) has to recover. Multipliers: a fixed `multiplier`, or per layer the smallest
+one keeping `energy` of the squared singular values over all its slices. The report has a row per conv: multiplier,
+energy kept, MACs per output pixel before and after, parameters, and with `example` the measured ms before and
+after on this machine's kernels.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from ..nn import SeparableConv2d
+from .factorize import _layer_inputs, _time_ms
+from .report import Report
+from .swap import notify, swap_modules
+
+
+@dataclasses.dataclass
+class SeparableConfig:
+    """How to_separable_ picks each layer's channel multiplier (set `energy` to choose it per layer)."""
+
+    multiplier: int = 1  # depthwise outputs per input channel: the rank of each K x R·S weight slice
+    energy: Optional[float] = None  # instead: the smallest multiplier keeping this fraction of squared singular values
+    min_kernel: int = 3  # convert only kernels at least this size in both dims
+    filter_fn: Optional[Callable[[nn.Module, str], bool]] = None
+
+    def __post_init__(self):
+        if not isinstance(self.multiplier, int) or self.multiplier < 1:
+            raise ValueError(f"SeparableConfig.multiplier must be an int >= 1, got {self.multiplier!r}")
+        if self.energy is not None and not 0 < self.energy <= 1:
+            raise ValueError(f"SeparableConfig.energy must lie in (0, 1], got {self.energy}")
+
+
+def _slice_svd(conv: nn.Conv2d) -> tuple:
+    """Per input channel c, the SVD of W[:, c] as K × (R·S), in float64: U (C, K, n), S (C, n), Vh (C, n, R·S)."""
+    w = conv.weight.detach().double()
+    k, c, r, s = w.shape
+    return torch.linalg.svd(w.permute(1, 0, 2, 3).reshape(c, k, r * s), full_matrices=False)
+
+
+def _energy_multiplier(sv: torch.Tensor, energy: float) -> int:
+    total = (sv ** 2).sum().clamp_min(1e-300)
+    kept = torch.cumsum((sv ** 2).sum(0), 0) / total  # summed over channels, by rank
+    return int(torch.searchsorted(kept, torch.tensor(energy, dtype=kept.dtype)).item()) + 1
+
+
+def split(conv: nn.Conv2d, multiplier: int) -> SeparableConv2d:
+    """The depthwise-separable pair of `conv` with this channel multiplier, least-squares initialised (exact at
+    multiplier >= min(K, R·S); ranks past the slices' rank get zero weights)."""
+    k, c, r, s = conv.weight.shape
+    u, sv, vh = _slice_svd(conv)
+    n = sv.shape[1]
+    m = multiplier
+    root = sv[:, :min(m, n)].sqrt()
+    d = torch.zeros(c, m, r * s, dtype=torch.float64, device=sv.device)
+    p = torch.zeros(k, c, m, dtype=torch.float64, device=sv.device)
+    d[:, :n] = root[:, :, None] * vh[:, :m]
+    p[:, :, :n] = (u[:, :, :m] * root[:, None, :]).permute(1, 0, 2)
+    new = SeparableConv2d(c, k, (r, s), conv.stride, conv.padding, conv.dilation, multiplier=m,
+                          bias=conv.bias is not None, backend=getattr(conv, "backend", None))
+    new.dw.bias = None  # the original bias belongs after the sum over channels: on the pointwise conv
+    new = new.to(device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        new.dw.weight.copy_(d.reshape(c * m, 1, r, s))
+        new.pw.weight.copy_(p.reshape(k, c * m, 1, 1))
+        if conv.bias is not None:
+            new.pw.bias.copy_(conv.bias)
+    return new
+
+
+def _macs_per_pixel(conv: nn.Conv2d, multiplier: Optional[int] = None) -> int:
+    k, c, r, s = conv.weight.shape
+    return k * c * r * s if multiplier is None else c * multiplier * (r * s + k)
+
+
+def to_separable_(model: nn.Module, config: SeparableConfig = SeparableConfig(),
+                  example: Optional[torch.Tensor] = None) -> Report:
+    """Replace eligible k×k convs of `model` (in place) by least-squares-initialised SeparableConv2d pairs; see the
+    module docstring. Grouped convs, 'same'/'valid' string padding, non-zero padding modes, kernels under
+    `min_kernel` and layers where the pair would not save MACs are left as they are (the report says why)."""
+    report = Report("to_separable_")
+    candidates = {}
+    for name, m in model.named_modules():
+        if not isinstance(m, nn.Conv2d) or isinstance(m, nn.modules.conv._ConvTransposeNd):
+            continue
+        if config.filter_fn is not None and not config.filter_fn(m, name):
+            continue
+        candidates[name] = m
+    inputs = _layer_inputs(model, example, set(candidates)) if example is not None else {}
+
+    def rule(name, child):
+        if name not in candidates:
+            return None
+        k, c, r, s = child.weight.shape
+        if child.groups != 1:
+            return "grouped conv"
+        if min(r, s) < config.min_kernel or isinstance(child.padding, str) or child.padding_mode != "zeros":
+            return f"kernel {r}x{s} / padding {child.padding!r}: not converted"
+        sv = _slice_svd(child)[1]
+        full = min(k, r * s)
+        m = _energy_multiplier(sv, config.energy) if config.energy is not None else config.multiplier
+        m = min(m, full)
+        if _macs_per_pixel(child, m) >= _macs_per_pixel(child):
+            return f"multiplier {m} would not save MACs ({_macs_per_pixel(child, m)} vs {_macs_per_pixel(child)})"
+        pair = split(child, m)
+        stats = dict(multiplier=m, full_multiplier=full, macs_before=_macs_per_pixel(child),
+                     macs_after=_macs_per_pixel(child, m),
+                     energy_kept=float((sv[:, :m] ** 2).sum() / (sv ** 2).sum().clamp_min(1e-300)),
+                     params_before=sum(p.numel() for p in child.parameters()),
+                     params_after=sum(p.numel() for p in pair.parameters()))
+        x = inputs.get(name)
+        if x is not None:
+            stats.update(ms_before=_time_ms(child, x), ms_after=_time_ms(pair, x))
+        rule.stats[name] = stats
+        return pair
+
+    rule.stats = {}
+    swap_modules(model, rule, report, action="separable")
+    for name, what in notify(model, "to_separable_", True):
+        report.add(name, "note", what)
+    for row in report.rows:
+        row.stats.update(rule.stats.get(row.name, {}))
+        if row.action == "separable":
+            st = row.stats
+            row.detail = (f"multiplier {st['multiplier']}/{st['full_multiplier']}, MACs "
+                          f"x{st['macs_after'] / st['macs_before']:.2f}, energy {100 * st['energy_kept']:.1f} %"
+                          + (f", {st['ms_before']:.2f} -> {st['ms_after']:.2f} ms" if "ms_before" in st else ""))
+    return report
