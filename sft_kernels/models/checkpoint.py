@@ -52,9 +52,9 @@ def load_weights(model: nn.Module, path, expected_sha256: Optional[str] = None) 
             raise WeightsError(f"weights file {str(path)!r} is corrupt or was replaced: sha256 {got[:16]}… "
                                f"does not match the model card's {expected_sha256[:16]}… (reinstall the package)")
     sd = read_state_dict(path)
-    from ..transforms.prune import restore_
+    from ..transforms.restore import restore_
 
-    restore_(model, sd)  # a pruned model (prune_): convs rebuilt to the saved widths, masked ones SparseConv2d
+    restore_(model, sd)  # a transformed model: saved widths, masks, factorized / separable pairs rebuilt
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]

@@ -390,6 +390,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "(the residual trunk with everything that reads or writes it, each block's inner channels, the HR "
                    "branch in whole PixelShuffle groups) at the start, rebuilding the convs smaller, then fine-tune "
                    "(e.g. --prune-channels 0.5 --init teacher --teacher teacher)")
+    s.add_argument("--factorize", type=float, default=d.factorize, metavar="MAC_RATIO",
+                   help="spatial SVD (factorize_) of the trunk's 3x3 convs into 3x1 + 1x3 pairs at this fraction of "
+                   "their MACs, initialised from the SVD, then fine-tune (e.g. --factorize 0.5 --init teacher "
+                   "--teacher teacher)")
+    s.add_argument("--separable", type=int, default=d.separable, metavar="MULTIPLIER",
+                   help="the trunk's 3x3 convs become depthwise-separable pairs with this channel multiplier "
+                   "(to_separable_, least-squares initialised), then fine-tune (e.g. --separable 2 --init teacher "
+                   "--teacher teacher)")
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("data", help="collect training photographs from the OS's wallpaper packages",

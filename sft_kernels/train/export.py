@@ -69,7 +69,7 @@ def export_run(run_dir, name: str, directory=None, notes: str = "") -> Path:
 
     from ..data.collect import manifests
     from ..data.datasets import EVAL_IMAGES, TRAIN_IMAGES
-    from ..transforms.prune import restore_
+    from ..transforms.restore import restore_
 
     run_dir = Path(run_dir)
     ck_path, summary_path = run_dir / "last.pt", run_dir / "summary.json"

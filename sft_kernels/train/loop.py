@@ -30,7 +30,8 @@ from ..data.folders import MARGIN, FolderPatchSampler, index_folders
 from ..data.images import imresize
 from ..metrics import psnr, ssim
 from ..models import SFTNet, background_seg
-from ..transforms.prune import PruneConfig, prune_, restore_
+from ..transforms.prune import PruneConfig, prune_
+from ..transforms.restore import restore_
 
 
 @dataclass
@@ -65,6 +66,8 @@ class TrainConfig:
     prune_until: float = 0.6  # fraction of the steps by which the final sparsity is reached
     prune_every: int = 25  # steps between pruning steps
     prune_channels: float = 0.0  # structured: remove this fraction of every channel group at the start (prune_)
+    factorize: float = 0.0  # spatial SVD of the trunk's 3x3 convs to this fraction of their MACs (factorize_), 0 = off
+    separable: int = 0  # the trunk's 3x3 convs become depthwise-separable with this multiplier (to_separable_)
 
 
 def forward_features(model: SFTNet, lr: torch.Tensor) -> tuple:
@@ -126,6 +129,11 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
     device = torch.device(cfg.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if cfg.factorize and cfg.separable:
+        raise ValueError("--factorize and --separable both rebuild the trunk's 3x3 convs: pick one")
+    if not 0 <= cfg.factorize < 1 or cfg.separable < 0:
+        raise ValueError(f"--factorize {cfg.factorize} must lie in (0, 1) (a MAC ratio) and --separable "
+                         f"{cfg.separable} be a multiplier >= 1 (0 = off)")
     torch.manual_seed(cfg.seed)
     model = SFTNet(cfg.variant, cfg.num_blocks, cfg.channels)
     if cfg.init:  # a resume below overrides these weights with the run's own
@@ -143,6 +151,8 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
         model.fused = False
         if rank == 0:
             log(f"channel pruning: {report.stats['params_before']} -> {report.stats['params_after']} parameters")
+    if cfg.factorize or cfg.separable:  # one shot from the (init) weights, then the run fine-tunes the pairs
+        _decompose_trunk(model, cfg, log if rank == 0 else (lambda *a: None))
     if cfg.qat:  # before the optimizer's and EMA's copies: both see the fake-quantized model
         _prepare_qat(model, cfg, log if rank == 0 else (lambda *a: None))
     if cfg.prune:  # SparseConv2d modules (all weights kept yet) sharing the parameters the optimizer will hold
@@ -243,6 +253,24 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
     if world > 1:
         torch.distributed.barrier()
     return dict(model=model, ema=ema, history=history, seconds=elapsed)
+
+
+def _trunk_3x3(module: nn.Module, name: str) -> bool:
+    return name.startswith("sft_branch") and module.kernel_size == (3, 3)
+
+
+def _decompose_trunk(model: SFTNet, cfg: TrainConfig, log) -> None:
+    """factorize_ / to_separable_ on the residual trunk's 3x3 convs (the LR-resolution bulk of SFTNet's MACs)."""
+    from ..transforms import SeparableConfig, SVDConfig, factorize_, to_separable_
+
+    if cfg.factorize:
+        report = factorize_(model, SVDConfig(mac_ratio=cfg.factorize, filter_fn=_trunk_3x3))
+    else:
+        report = to_separable_(model, SeparableConfig(multiplier=cfg.separable, filter_fn=_trunk_3x3))
+    done = [r for r in report.rows if r.action in ("factorized", "separable")]
+    before = sum(r.stats["macs_before"] for r in done)
+    after = sum(r.stats["macs_after"] for r in done)
+    log(f"{report.transform}: {len(done)} trunk convs, their MACs x{after / max(1, before):.2f}")
 
 
 def _prune_step(model, ema, cfg: TrainConfig, step: int) -> float:

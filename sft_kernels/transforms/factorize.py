@@ -17,12 +17,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 from torch import nn
 
 from ..nn import Conv2d
+from .budget import check_budget_args, run_budget as _budget
 from .report import Report
 from .swap import notify, swap_modules
 
@@ -37,6 +38,8 @@ class SVDConfig:
     target_speedup: Optional[float] = None  # measured: the highest rank >= the energy floor reaching this speedup
     min_kernel: int = 3  # factorize only kernels at least this size in both dims
     filter_fn: Optional[Callable[[nn.Module, str], bool]] = None
+    psnr_budget_db: Optional[float] = None  # restore the most sensitive layers until within this of the original
+    data_range: float = 1.0  # for PSNR: the targets' range (1.0: images in [0, 1])
 
     def __post_init__(self):
         chosen = [n for n in ("rank", "energy", "mac_ratio", "target_speedup") if getattr(self, n) is not None]
@@ -143,12 +146,16 @@ def _layer_inputs(model: nn.Module, example: torch.Tensor, names: set) -> dict:
     return seen
 
 
-def factorize_(model: nn.Module, config: SVDConfig, example: Optional[torch.Tensor] = None) -> Report:
+def factorize_(model: nn.Module, config: SVDConfig, example: Optional[torch.Tensor] = None,
+               calibration: Iterable = (), targets: Optional[Iterable] = None, progress: bool = True) -> Report:
     """Replace eligible k×k convs of `model` (in place) by SpatialSVDConv2d pairs; see the module docstring. The
     report has one row per conv considered: rank, MACs per pixel before and after, and with `example` the measured
-    ms before and after."""
+    ms before and after. With `config.psnr_budget_db`, `calibration` inputs and their `targets` (e.g. LR and HR
+    images) score the model, and the most sensitive layers (PSNR per MAC saved) are restored until it is within the
+    budget of the original (report.stats: psnr_before / psnr_all / psnr_after)."""
     if config.target_speedup is not None and example is None:
         raise ValueError("SVDConfig(target_speedup=...) measures each layer: pass example= (an input of the model)")
+    calibration, targets = check_budget_args(config, calibration, targets)
     report = Report("factorize_")
     candidates = {}
     for name, m in model.named_modules():
@@ -195,15 +202,21 @@ def factorize_(model: nn.Module, config: SVDConfig, example: Optional[torch.Tens
         if x is not None:
             stats.update(ms_before=_time_ms(child, x), ms_after=_time_ms(pair, x))
         rule.stats[name] = stats
+        rule.pairs[name] = (pair, child, stats["macs_before"] - stats["macs_after"])
         return pair
 
-    rule.stats = {}
+    rule.stats, rule.pairs = {}, {}
     swap_modules(model, rule, report, action="factorized")
     for name, what in notify(model, "factorize_", True):
         report.add(name, "note", what)
+    restored = _budget(model, config, rule.pairs, calibration, targets, progress, report)
     for row in report.rows:
         row.stats.update(rule.stats.get(row.name, {}))
-        if row.action == "factorized":
+        if row.name in restored:
+            row.action = "skipped"
+            row.detail = (f"restored for the {config.psnr_budget_db} dB PSNR budget (alone it cost "
+                          f"{restored[row.name]:.3f} dB)")
+        elif row.action == "factorized":
             st = row.stats
             row.detail = (f"rank {st['rank']}/{st['full_rank']}, MACs x{st['macs_after'] / st['macs_before']:.2f}, "
                           f"energy {100 * st['energy_kept']:.1f} %"

@@ -15,13 +15,14 @@ after on this machine's kernels.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 from torch import nn
 
 from ..nn import SeparableConv2d
 from .factorize import _layer_inputs, _time_ms
+from .budget import check_budget_args, run_budget as _budget
 from .report import Report
 from .swap import notify, swap_modules
 
@@ -34,6 +35,8 @@ class SeparableConfig:
     energy: Optional[float] = None  # instead: the smallest multiplier keeping this fraction of squared singular values
     min_kernel: int = 3  # convert only kernels at least this size in both dims
     filter_fn: Optional[Callable[[nn.Module, str], bool]] = None
+    psnr_budget_db: Optional[float] = None  # restore the most sensitive layers until within this of the original
+    data_range: float = 1.0  # for PSNR: the targets' range (1.0: images in [0, 1])
 
     def __post_init__(self):
         if not isinstance(self.multiplier, int) or self.multiplier < 1:
@@ -85,10 +88,13 @@ def _macs_per_pixel(conv: nn.Conv2d, multiplier: Optional[int] = None) -> int:
 
 
 def to_separable_(model: nn.Module, config: SeparableConfig = SeparableConfig(),
-                  example: Optional[torch.Tensor] = None) -> Report:
+                  example: Optional[torch.Tensor] = None, calibration: Iterable = (),
+                  targets: Optional[Iterable] = None, progress: bool = True) -> Report:
     """Replace eligible k×k convs of `model` (in place) by least-squares-initialised SeparableConv2d pairs; see the
     module docstring. Grouped convs, 'same'/'valid' string padding, non-zero padding modes, kernels under
-    `min_kernel` and layers where the pair would not save MACs are left as they are (the report says why)."""
+    `min_kernel` and layers where the pair would not save MACs are left as they are (the report says why). A PSNR
+    budget works as factorize_'s (`config.psnr_budget_db` with `calibration` and `targets`)."""
+    calibration, targets = check_budget_args(config, calibration, targets)
     report = Report("to_separable_")
     candidates = {}
     for name, m in model.named_modules():
@@ -123,15 +129,21 @@ def to_separable_(model: nn.Module, config: SeparableConfig = SeparableConfig(),
         if x is not None:
             stats.update(ms_before=_time_ms(child, x), ms_after=_time_ms(pair, x))
         rule.stats[name] = stats
+        rule.pairs[name] = (pair, child, stats["macs_before"] - stats["macs_after"])
         return pair
 
-    rule.stats = {}
+    rule.stats, rule.pairs = {}, {}
     swap_modules(model, rule, report, action="separable")
     for name, what in notify(model, "to_separable_", True):
         report.add(name, "note", what)
+    restored = _budget(model, config, rule.pairs, calibration, targets, progress, report)
     for row in report.rows:
         row.stats.update(rule.stats.get(row.name, {}))
-        if row.action == "separable":
+        if row.name in restored:
+            row.action = "skipped"
+            row.detail = (f"restored for the {config.psnr_budget_db} dB PSNR budget (alone it cost "
+                          f"{restored[row.name]:.3f} dB)")
+        elif row.action == "separable":
             st = row.stats
             row.detail = (f"multiplier {st['multiplier']}/{st['full_multiplier']}, MACs "
                           f"x{st['macs_after'] / st['macs_before']:.2f}, energy {100 * st['energy_kept']:.1f} %"

@@ -176,3 +176,30 @@ def test_channel_pruning_run_distills_through_an_adapter(tmp_path):
                       teacher=str(teacher), **TINY)
     out = train(cfg, progress=False, log=lambda *_: None)
     assert out["model"].conv0.out_channels == TINY["channels"] // 2
+
+
+@pytest.mark.parametrize("kind", ["factorize", "separable"])
+def test_decomposed_trunk_run_distills_exports_and_loads(tmp_path, kind):
+    """--factorize / --separable: the trunk's 3x3 convs become pairs initialised from the init's weights, the run
+    distills, and the export loads back (restore_ rebuilds the pairs from the state_dict's keys)."""
+    from sft_kernels.nn import SeparableConv2d
+    from sft_kernels.train.export import export_run
+    from sft_kernels.transforms import SpatialSVDConv2d
+
+    teacher = tmp_path / "t.pt"
+    torch.save(SFTNet("pytorch", TINY["num_blocks"], TINY["channels"]).reset_parameters_(3).state_dict(), teacher)
+    extra = dict(factorize=0.5) if kind == "factorize" else dict(separable=2)
+    cfg = TrainConfig(out=str(tmp_path / kind), steps=2, init=str(teacher), teacher=str(teacher), **extra, **TINY)
+    out = train(cfg, progress=False, log=lambda *_: None)
+    pair = SpatialSVDConv2d if kind == "factorize" else SeparableConv2d
+    assert isinstance(out["model"].sft_branch[0].conv0, pair) and not out["model"].fused
+    assert isinstance(out["model"].conv0, torch.nn.Conv2d)  # only the trunk
+    path = export_run(tmp_path / kind, kind, directory=tmp_path / "w")
+    loaded = SFTNet.from_checkpoint(path)
+    assert isinstance(loaded.sft_branch[0].conv0, pair) and not loaded.fused
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), out["ema"].eval()(x))
+    with pytest.raises(ValueError, match="pick one"):
+        train(TrainConfig(out=str(tmp_path / "x"), steps=1, factorize=0.5, separable=1, **TINY), progress=False,
+              log=lambda *_: None)

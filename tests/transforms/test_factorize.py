@@ -89,3 +89,41 @@ def test_converted_sftnet_leaves_its_fused_forward_when_factorized():
         assert model(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)
     sft_kernels.convert_(model)  # converting again keeps it off: its trunk convs are pairs now
     assert not model.fused
+
+
+def _scored_cnn():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 3, 3, padding=1)).eval()
+    inputs = [torch.rand(2, 3, 12, 12) for _ in range(2)]
+    with torch.no_grad():  # targets near the model's outputs: a finite PSNR to keep within a budget of
+        targets = [(model(x) + 0.01 * torch.randn(2, 3, 12, 12)) for x in inputs]
+    return model, inputs, targets
+
+
+@pytest.mark.parametrize("budget", [0.05, 100.0])
+def test_psnr_budget_restores_the_most_sensitive_layers(budget):
+    model, inputs, targets = _scored_cnn()
+    report = sft_kernels.factorize_(model, sft_kernels.SVDConfig(rank=1, psnr_budget_db=budget), calibration=inputs,
+                                    targets=targets, progress=False)
+    st = report.stats
+    assert st["psnr_all"] < st["psnr_before"] - 0.05  # rank 1 everywhere costs more than the small budget
+    assert st["psnr_after"] >= st["psnr_before"] - budget
+    restored = [r for r in report.rows if "PSNR budget" in r.detail]
+    if budget == 100.0:
+        assert not restored and st["psnr_after"] == st["psnr_all"]
+    else:
+        assert restored and all(isinstance(model[int(r.name)], nn.Conv2d) for r in restored)
+        assert any(r.action == "factorized" for r in report.rows) or len(restored) == 4
+
+
+def test_psnr_budget_errors():
+    model, inputs, targets = _scored_cnn()
+    with pytest.raises(ValueError, match="calibration="):
+        sft_kernels.factorize_(model, sft_kernels.SVDConfig(rank=1, psnr_budget_db=0.1))
+    with pytest.raises(ValueError, match="pair with"):
+        sft_kernels.factorize_(model, sft_kernels.SVDConfig(rank=1, psnr_budget_db=0.1), calibration=inputs,
+                               targets=targets[:1])
+    with pytest.raises(ValueError, match=">= 0 dB"):
+        sft_kernels.to_separable_(model, sft_kernels.SeparableConfig(psnr_budget_db=-1), calibration=inputs,
+                                  targets=targets)

@@ -86,13 +86,16 @@ def test_energy_picks_the_multiplier():
 
 
 def test_sftnet_trunk_trains_and_converts():
-    model = SFTNet(num_blocks=2, channels=16).reset_parameters_(seed=0)
     only_trunk = lambda m, name: name.startswith("sft_branch") and m.kernel_size == (3, 3)  # noqa: E731
-    sft_kernels.convert_(model)
-    assert model.fused
-    report = sft_kernels.to_separable_(model, sft_kernels.SeparableConfig(multiplier=1, filter_fn=only_trunk))
+    converted = SFTNet(num_blocks=2, channels=16).reset_parameters_(seed=0)
+    sft_kernels.convert_(converted)
+    assert converted.fused
+    report = sft_kernels.to_separable_(converted, sft_kernels.SeparableConfig(multiplier=1, filter_fn=only_trunk))
     assert len([r for r in report.rows if r.action == "separable"]) == 2 * 2 + 1
-    assert not model.fused and any(r.action == "note" for r in report.rows)  # its fused forward needs plain convs
+    assert not converted.fused and any(r.action == "note" for r in report.rows)  # fused forward needs plain convs
+
+    model = SFTNet(num_blocks=2, channels=16).reset_parameters_(seed=0)  # as a training run does it: unconverted
+    sft_kernels.to_separable_(model, sft_kernels.SeparableConfig(multiplier=1, filter_fn=only_trunk))
     model.train()
     x = torch.rand(2, 3, 8, 8)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # trains through PyTorch's convs, autocast included
@@ -114,3 +117,14 @@ def test_config_errors():
         sft_kernels.SeparableConfig(multiplier=0)
     with pytest.raises(ValueError, match="energy"):
         sft_kernels.SeparableConfig(energy=1.5)
+
+
+def test_psnr_budget_keeps_the_separable_model_within_it():
+    from tests.transforms.test_factorize import _scored_cnn
+
+    model, inputs, targets = _scored_cnn()
+    report = sft_kernels.to_separable_(model, sft_kernels.SeparableConfig(multiplier=1, psnr_budget_db=0.02),
+                                       calibration=inputs, targets=targets, progress=False)
+    st = report.stats
+    assert st["psnr_after"] >= st["psnr_before"] - 0.02 and st["psnr_all"] < st["psnr_after"]
+    assert any("PSNR budget" in r.detail for r in report.rows)
