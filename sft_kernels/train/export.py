@@ -62,6 +62,26 @@ def _init_provenance(init: str) -> dict:
     return out
 
 
+def _heldout_eval(model: nn.Module, folders) -> list:
+    """For each training folder with a held-out sibling (`sft-kernels data` makes `<folder>-heldout`): its sources
+    and the model's PSNR / SSIM there, next to bicubic's (central crops, as `sft-kernels report --photos` scores)."""
+    from ..data.collect import heldout_dir, manifests
+    from ..data.folders import DataError, index_folders
+    from .loop import evaluate
+
+    out = []
+    for d in folders:
+        h = heldout_dir(Path(d).expanduser())
+        if not h.is_dir():
+            continue
+        try:
+            paths = [e.path for e in index_folders([h]).entries]
+        except DataError:  # an empty held-out folder: nothing to score
+            continue
+        out.append(dict(folder=str(h), sources=manifests([h]), eval=evaluate(model, names=paths)))
+    return out
+
+
 def export_run(run_dir, name: str, directory=None, notes: str = "") -> Path:
     """Ship a finished run (`run_dir`/last.pt + summary.json) as `name` with a model card."""
     import datetime
@@ -106,6 +126,9 @@ def export_run(run_dir, name: str, directory=None, notes: str = "") -> Path:
         machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
         torch=torch.__version__,
     )
+    held = _heldout_eval(model, cfg.get("data") or [])
+    if held:
+        card_["data"]["heldout"] = held
     if cfg.get("init"):  # fine-tuned: record the starting weights before they may be overwritten
         card_["init"] = _init_provenance(cfg["init"])
     if notes:

@@ -1,5 +1,7 @@
 """Training from folders of photos: indexing (formats, sizes, unreadable files, DIV2K's LR folders), patches
 degraded like the whole photo would be, reproducible and resumable streams, and the errors users see."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -113,6 +115,16 @@ def test_train_cli_on_a_folder(folder, tmp_path, capsys):
     assert "training data: 3 photos" in capsys.readouterr().out
     assert cli.main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r2"), "--steps", "1"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+    # exporting it scores the held-out sibling folder `sft-kernels data` makes, and names its photos
+    from sft_kernels.train.export import export_run
+
+    held = folder.with_name(folder.name + "-heldout")
+    held.mkdir()
+    Image.fromarray(_photo(160, 176, 9)).save(held / "lake.png")
+    card = json.loads(export_run(out, "tiny", directory=tmp_path / "w").with_suffix(".json").read_text())
+    (entry,) = card["data"]["heldout"]
+    assert entry["folder"] == str(held) and set(entry["eval"]["lake"]) >= {"psnr", "bicubic_psnr"}
 
 
 def test_collect_copies_the_catalogued_photos_with_their_sources(tmp_path, monkeypatch):
