@@ -1,6 +1,6 @@
 """GPU benchmark: sft conv2d backends (Triton, CUDA when built) vs cuDNN, fp16, channels_last; SFTNet end to end;
 the int8 conv (Triton qconv2d, uint8 in and out) vs cuDNN fp16 on SFTNet's shapes; the block-sparse conv (Triton
-sparse_conv2d) per sparsity vs cuDNN fp16 dense; the fused separable conv (Triton) vs cuDNN's two convs.
+sparse_conv2d) per sparsity vs cuDNN fp16 dense; the fused separable conv (Triton, CUDA) vs cuDNN's two convs.
 
 Per conv shape (SFTNet's and ResNet-50's catalogs, each batch size), cuDNN (cudnn.benchmark=True) and every GPU
 backend of ours are timed with triton.testing.do_bench (it flushes L2 between runs) in interleaved rounds; the
@@ -251,8 +251,9 @@ def separable_rows(rec, batches, args):
     from sft_kernels import backends, ops
     from sft_kernels.tools.shapes import SeparableShape, separable_shapes
 
-    if not backends.supports("triton", "separable_conv2d", DEVICE, DTYPE):
-        rec(kind="error", section="separable", error="the Triton backend cannot run separable_conv2d here")
+    ours = [be for be in ("triton", "cuda") if backends.supports(be, "separable_conv2d", DEVICE, DTYPE)]
+    if not ours:
+        rec(kind="error", section="separable", error="no GPU backend can run separable_conv2d here")
         return
     for n in batches:
         for cat in ("sftnet", "mobilenetv2"):
@@ -268,16 +269,18 @@ def separable_rows(rec, batches, args):
                     dwb = torch.randn(s.c, device=DEVICE, dtype=DTYPE)
                     pwb = torch.randn(s.k, device=DEVICE, dtype=DTYPE)
                     st, pad = s.stride, s.r // 2
-                    fns = {"cudnn fp16": lambda: F.conv2d(F.relu(F.conv2d(x, dw, dwb, st, pad, groups=s.c)), pw, pwb),
-                           "triton": lambda: ops.separable_conv2d(x, dw, pw, dwb, pwb, st, pad, mid_activation="relu",
-                                                                  backend="triton")}
+                    fns = {"cudnn fp16": lambda: F.conv2d(F.relu(F.conv2d(x, dw, dwb, st, pad, groups=s.c)), pw, pwb)}
+                    for be in ours:
+                        fns[be] = lambda be=be: ops.separable_conv2d(x, dw, pw, dwb, pwb, st, pad,
+                                                                     mid_activation="relu", backend=be)
                     for f in fns.values():
                         f()
                     _sync()
                     t = bench_rounds(fns, args.rounds, args.warmup, args.rep)
-                    rec(kind="separable", batch=n, catalog=cat, shape=s.name, flops=s.flops,
-                        cudnn_ms=t["cudnn fp16"], ms=t["triton"], vs_cudnn=t["cudnn fp16"] / t["triton"],
-                        tflops=s.flops / t["triton"] / 1e9)
+                    for be in ours:
+                        rec(kind="separable", batch=n, catalog=cat, shape=s.name, backend=be, flops=s.flops,
+                            cudnn_ms=t["cudnn fp16"], ms=t[be], vs_cudnn=t["cudnn fp16"] / t[be],
+                            tflops=s.flops / t[be] / 1e9)
                 except Exception as e:  # noqa: BLE001 - one shape must not end the table
                     rec(kind="error", section="separable", shape=s.name, batch=n, error=f"{type(e).__name__}: {e}")
 

@@ -96,15 +96,18 @@ def print_table(rows):
               f"{r['sparsity']:8.0%} {r['ms']:8.3f} {r['cudnn_ms']:9.3f} {r['vs_cudnn']:7.2f}x")
     sep = [r for r in rows if r.get("kind") == "separable"]
     if sep:
-        print(f"\n{'separable vs cuDNN dw+relu+pw':30s} {'batch':>5s} {'ms':>8s} {'cuDNN ms':>9s} {'vs cuDNN':>8s} "
-              f"{'TFLOP/s':>7s}")
+        print(f"\n{'separable vs cuDNN dw+relu+pw':30s} {'batch':>5s} {'backend':>7s} {'ms':>8s} {'cuDNN ms':>9s} "
+              f"{'vs cuDNN':>8s} {'TFLOP/s':>7s}")
     for r in sep:
-        print(f"{r['catalog'][:4] + ' ' + r['shape']:30.30s} {r['batch']:5d} {r['ms']:8.3f} {r['cudnn_ms']:9.3f} "
-              f"{r['vs_cudnn']:7.2f}x {r['tflops']:7.2f}")
+        print(f"{r['catalog'][:4] + ' ' + r['shape']:30.30s} {r['batch']:5d} {r.get('backend', 'triton'):>7s} "
+              f"{r['ms']:8.3f} {r['cudnn_ms']:9.3f} {r['vs_cudnn']:7.2f}x {r['tflops']:7.2f}")
     for b in sorted({r["batch"] for r in sep}):
         for cat in sorted({r["catalog"] for r in sep}):
-            rs = [r["vs_cudnn"] for r in sep if r["batch"] == b and r["catalog"] == cat]
-            print(f"{'geomean ' + cat:30s} {b:5d} {'':8s} {'':9s} {_geomean(rs):7.2f}x")
+            for be in sorted({r.get("backend", "triton") for r in sep}):
+                rs = [r["vs_cudnn"] for r in sep
+                      if r["batch"] == b and r["catalog"] == cat and r.get("backend", "triton") == be]
+                if rs:
+                    print(f"{'geomean ' + cat:30s} {b:5d} {be:>7s} {'':8s} {'':9s} {_geomean(rs):7.2f}x")
     for r in rows:
         if r.get("kind") in ("error", "check"):
             print(" ", json.dumps(r)[:300])

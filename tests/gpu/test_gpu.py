@@ -177,14 +177,15 @@ def test_gpu_sparse_conv2d(shape, backend, dtype):
 @pytest.mark.parametrize("shape", [(2, 64, 33, 31, 1, 128, 3, 1), (1, 96, 28, 28, 1, 24, 3, 2),
                                    (2, 20, 17, 9, 2, 40, 5, 1)], ids=str)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_gpu_separable_conv2d(shape, dtype):
-    """The fused Triton separable conv (compiled, not interpreted: the bf16 / fp16 dot of the depthwise tile runs
-    here only) against the two-conv float64 reference, with both activations and a residual."""
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_gpu_separable_conv2d(shape, dtype, backend):
+    """The fused separable convs (Triton compiled, not interpreted: the bf16 / fp16 dot of the depthwise tile runs
+    here only; the CUDA kernel) against the two-conv float64 reference, with both activations and a residual."""
     import torch.nn.functional as F
 
     from sft_kernels.ops import separable_conv2d
-    if not backends.supports("triton", "separable_conv2d", "cuda", dtype):
-        pytest.skip("no Triton backend here")
+    if not backends.supports(backend, "separable_conv2d", "cuda", dtype):
+        pytest.skip(f"no {backend} backend here")
     n, c, h, w, m, k, r, st = shape
     g = torch.Generator().manual_seed(0)
     x, dw, pw = torch.randn(n, c, h, w, generator=g), torch.randn(c * m, 1, r, r, generator=g), torch.randn(
@@ -197,5 +198,5 @@ def test_gpu_separable_conv2d(shape, dtype):
     ref = F.leaky_relu(ref, 0.1) + res.double()
     y = separable_conv2d(t[0].cuda().contiguous(memory_format=torch.channels_last), *[v.cuda() for v in t[1:]], st,
                          r // 2, mid_activation="relu", activation="leaky_relu", negative_slope=0.1,
-                         residual=res.cuda(), backend="triton").cpu()
+                         residual=res.cuda(), backend=backend).cpu()
     assert_close(y, ref, k=r * r + c * m)

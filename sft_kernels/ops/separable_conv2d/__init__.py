@@ -3,7 +3,8 @@ activation and the full epilogue (bias, activation, residual).
 
 The op (schema `sft::separable_conv2d`, fake kernel, reference autograd, registry entry), its checks and its public
 function; `reference.py` is the two-conv definition, `cpu.py` the fused CPU kernel's launcher, `triton.py` the fused
-Triton kernel (depthwise tile in registers fed to `tl.dot`; configs/triton.json).
+Triton kernel (depthwise tile in registers fed to `tl.dot`; configs/triton.json), `cuda.py` the fused CUDA kernel's
+launcher (csrc/cuda/separable_conv2d/).
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from . import cpu
 from . import reference as ref
 
 registry.register_op("separable_conv2d", {"reference": registry.FLOATS, "cpu": (torch.float32,),
-                                          "triton": (torch.float32, torch.float16, torch.bfloat16)})
+                                          "triton": (torch.float32, torch.float16, torch.bfloat16),
+                                          "cuda": (torch.float32, torch.float16, torch.bfloat16)})
 
 
 def _reference(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope, backend=None):
@@ -38,7 +40,13 @@ def _impl_triton(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, a
         x, dw, pw, dwb, pwb, res, tuple(stride), tuple(padding), tuple(dilation), mid_act, act, slope)
 
 
-_IMPLS = {"reference": _reference, "cpu": _impl_cpu, "triton": _impl_triton}
+def _impl_cuda(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope):
+    from . import cuda
+
+    return cuda.separable_conv2d(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope)
+
+
+_IMPLS = {"reference": _reference, "cpu": _impl_cpu, "triton": _impl_triton, "cuda": _impl_cuda}
 
 
 @torch.library.custom_op("sft::separable_conv2d", mutates_args=())

@@ -44,9 +44,13 @@ CUDA_INCLUDE = next((d for d in (os.path.join(os.environ.get("CUDA_HOME", "/none
                      if os.path.exists(os.path.join(d, "cuda_runtime.h"))), "")
 
 
+BINDINGS = sorted(glob.glob(os.path.join(ROOT, "csrc", "cuda", "**", "bindings.cpp"), recursive=True))
+
+
 @pytest.mark.host_compile
 @pytest.mark.skipif(shutil.which("g++") is None or not CUDA_INCLUDE, reason="needs g++ and the CUDA runtime headers")
-def test_cuda_binding_parses_against_torch_headers(tmp_path):
+@pytest.mark.parametrize("src", BINDINGS, ids=lambda p: os.path.relpath(p, os.path.join(ROOT, "csrc", "cuda")))
+def test_cuda_binding_parses_against_torch_headers(tmp_path, src):
     """bindings.cpp builds only against a CUDA torch; here it is syntax-checked against the CPU wheel's headers
     plus the one generated header that wheel lacks (c10/cuda/impl/cuda_cmake_macros.h, stubbed)."""
     from torch.utils.cpp_extension import include_paths
@@ -56,7 +60,7 @@ def test_cuda_binding_parses_against_torch_headers(tmp_path):
     (stub / "cuda_cmake_macros.h").write_text("#pragma once\n")
     cmd = ["g++", "-std=c++17", "-fsyntax-only", f"-I{tmp_path}", *[f"-I{p}" for p in include_paths()],
            f"-I{sysconfig.get_paths()['include']}", f"-I{CUDA_INCLUDE}", f"-I{os.path.join(ROOT, 'csrc')}",
-           os.path.join(ROOT, "csrc", "cuda", "conv2d", "bindings.cpp")]
+           src]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
 

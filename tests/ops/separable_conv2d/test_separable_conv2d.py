@@ -126,3 +126,29 @@ def test_separable_bad_input():
         separable_conv2d(x, torch.randn(4, 1, 3, 3), torch.randn(6, 4, 1, 1), mid_activation="gelu")
     with pytest.raises(TypeError, match="dtype"):
         separable_conv2d(x, torch.randn(4, 1, 3, 3).double(), torch.randn(6, 4, 1, 1))
+
+
+def test_cuda_launcher_layouts_with_an_emulated_kernel():
+    """The cuda backend's launcher (ops/separable_conv2d/cuda.py) on the CPU, with the extension replaced by an
+    emulation of its contract (NHWC x, CM×R×S dw, K×CM pw, NHWC residual and output): the layouts it hands over and
+    takes back, NCHW and channels_last, multiplier and stride."""
+    from sft_kernels.ops.separable_conv2d import cuda as sep_cuda
+
+    def kernel(xh, dw, dwb, pw, pwb, stride, padding, dilation, mid, act, slope, resh):
+        assert xh.is_contiguous() and dw.dim() == 3 and pw.dim() == 2 and (resh is None or resh.is_contiguous())
+        acts = (None, "relu", "leaky_relu")
+        x = xh.permute(0, 3, 1, 2)
+        res = None if resh is None else resh.permute(0, 3, 1, 2)
+        y = _reference(x, dw.unsqueeze(1), pw[:, :, None, None], dwb, pwb, stride, padding, dilation, acts[mid],
+                       acts[act], slope, res)
+        return y.to(xh.dtype).permute(0, 2, 3, 1).contiguous()
+
+    x = torch.randn(2, 6, 11, 9)
+    dw, pw, dwb, pwb = torch.randn(12, 1, 3, 3), torch.randn(10, 12, 1, 1), torch.randn(12), torch.randn(10)
+    res = torch.randn(2, 10, 6, 5)
+    ref = _reference(x, dw, pw, dwb, pwb, 2, 1, 1, "relu", "leaky_relu", 0.2, res)
+    for layout in ("nchw", "channels_last"):
+        y = sep_cuda.separable_conv2d(_layout(x, layout), dw, pw, dwb, pwb, res, (2, 2), (1, 1), (1, 1), "relu",
+                                      "leaky_relu", 0.2, kernel=kernel)
+        assert y.is_contiguous(memory_format=torch.channels_last if layout != "nchw" else torch.contiguous_format)
+        assert_close(y, ref, k=9 + 12)
