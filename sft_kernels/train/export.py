@@ -38,8 +38,20 @@ def train_command(config: dict) -> str:
     default = TrainConfig()
     parts = ["sft-kernels train"]
     for key, value in config.items():
-        if getattr(default, key, object()) != value or key == "out":
-            parts.append(f"--{key.replace('_', '-')} {value}")
+        base = getattr(default, key, object())
+        if isinstance(value, (list, tuple)):  # checkpoints and JSON hold tuples as lists
+            value, base = tuple(value), tuple(base) if isinstance(base, (list, tuple)) else base
+        if base == value and key != "out":
+            continue
+        flag = f"--{key.replace('_', '-')}"
+        if key == "data":  # an appending option: once per folder
+            parts += [f"{flag} {v}" for v in value]
+        elif isinstance(value, tuple):
+            parts.append(" ".join([flag, *map(str, value)]))
+        elif isinstance(value, bool):
+            parts.append(flag)
+        else:
+            parts.append(f"{flag} {value}")
     return " ".join(parts)
 
 

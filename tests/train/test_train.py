@@ -203,3 +203,11 @@ def test_decomposed_trunk_run_distills_exports_and_loads(tmp_path, kind):
     with pytest.raises(ValueError, match="pick one"):
         train(TrainConfig(out=str(tmp_path / "x"), steps=1, factorize=0.5, separable=1, **TINY), progress=False,
               log=lambda *_: None)
+
+
+def test_train_command_renders_lists_and_flags_as_the_cli_takes_them():
+    from sft_kernels.train.export import train_command
+
+    cmd = train_command(dict(out="r", steps=5, zooms=[], data=["a", "b"], qat=True))  # lists as a checkpoint has
+    assert cmd == "sft-kernels train --out r --steps 5 --data a --data b --qat"
+    assert train_command(dict(out="r", zooms=(0.75, 0.5))) == "sft-kernels train --out r --zooms 0.75 0.5"
