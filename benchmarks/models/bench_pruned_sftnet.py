@@ -1,8 +1,9 @@
-"""Pruned SFTNet end to end (1×3×lr×lr LR -> ×4), as users call it: an ordinary NCHW tensor (and channels_last)
-under torch.no_grad(), in this fresh process. Candidates, interleaved: our dense converted teacher and each pruned
-model given, converted (checkpoints from `sft-kernels train --prune ...` / `--prune-channels ...`, exported or a run's
-last.pt; they load as SparseConv2d / smaller convs and run SFTNet's fused forward), with each model's PSNR on
-china and flower (never trained on) against the teacher's, and its parameters and conv MACs.
+"""Compressed SFTNet end to end (1×3×lr×lr LR -> ×4), as users call it: an ordinary NCHW tensor (and channels_last)
+under torch.no_grad(), in this fresh process. Candidates, interleaved: our dense converted teacher and each
+compressed model given, converted (checkpoints from `sft-kernels train --prune ...` / `--prune-channels ...` /
+`--factorize ...` / `--separable ...`, exported or a run's last.pt; they load as SparseConv2d, smaller convs,
+SpatialSVDConv2d or SeparableConv2d pairs), with each model's PSNR on china and flower (never trained on) against
+the teacher's, and its parameters and conv MACs.
 
 Run: python benchmarks/models/bench_pruned_sftnet.py MODEL [MODEL ...] [--threads 1 2] [--lr 128] [-o out.json]
 """
@@ -14,16 +15,19 @@ import sys
 import torch
 
 import sft_kernels
+from sft_kernels.metrics import conv_macs
 from sft_kernels.models import pretrained
 from sft_kernels.nn import SparseConv2d
 from sft_kernels.tools.benchmark import time_interleaved
 from sft_kernels.tools.quantize import eval_pairs
 
 
-def describe(model) -> dict:
+def describe(model, lr: int) -> dict:
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     nnz = sum(int(m.mask.sum()) if isinstance(m, SparseConv2d) else m.weight.numel() for m in convs)
-    return dict(params=sum(p.numel() for p in model.parameters()), conv_weights_kept=nnz,
+    with torch.no_grad():
+        macs = conv_macs(model, torch.rand(1, 3, lr, lr))
+    return dict(params=sum(p.numel() for p in model.parameters()), conv_weights_kept=nnz, conv_gmacs=macs / 1e9,
                 sparse_convs=sum(isinstance(m, SparseConv2d) and m._sparse() for m in convs))
 
 
@@ -45,7 +49,7 @@ def main(argv=None):
         sft_kernels.convert_(m)  # as a user would: the dense convs left (all of a channel-pruned model's) run ours
         models[path] = m
     quality = {name: eval_pairs(m) for name, m in models.items()}
-    info = {name: describe(m) for name, m in models.items()}
+    info = {name: describe(m, args.lr) for name, m in models.items()}
     for name in models:
         d = {k: f"{v:.3f} ({v - quality['dense converted'][k]:+.3f})" for k, v in quality[name].items()}
         print(f"{name}: PSNR {d}; {info[name]}")
