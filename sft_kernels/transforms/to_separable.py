@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from ..nn import SeparableConv2d
+from .budget import check_budget_args
+from .decompose import apply_decomposition, conv_candidates
 from .factorize import _layer_inputs, _time_ms
-from .budget import check_budget_args, run_budget as _budget
 from .report import Report
-from .swap import notify, swap_modules
 
 
 @dataclasses.dataclass
@@ -96,13 +96,7 @@ def to_separable_(model: nn.Module, config: SeparableConfig = SeparableConfig(),
     budget works as factorize_'s (`config.psnr_budget_db` with `calibration` and `targets`)."""
     calibration, targets = check_budget_args(config, calibration, targets)
     report = Report("to_separable_")
-    candidates = {}
-    for name, m in model.named_modules():
-        if not isinstance(m, nn.Conv2d) or isinstance(m, nn.modules.conv._ConvTransposeNd):
-            continue
-        if config.filter_fn is not None and not config.filter_fn(m, name):
-            continue
-        candidates[name] = m
+    candidates = conv_candidates(model, config.filter_fn)
     inputs = _layer_inputs(model, example, set(candidates)) if example is not None else {}
 
     def rule(name, child):
@@ -133,19 +127,9 @@ def to_separable_(model: nn.Module, config: SeparableConfig = SeparableConfig(),
         return pair
 
     rule.stats, rule.pairs = {}, {}
-    swap_modules(model, rule, report, action="separable")
-    for name, what in notify(model, "to_separable_", True):
-        report.add(name, "note", what)
-    restored = _budget(model, config, rule.pairs, calibration, targets, progress, report)
-    for row in report.rows:
-        row.stats.update(rule.stats.get(row.name, {}))
-        if row.name in restored:
-            row.action = "skipped"
-            row.detail = (f"restored for the {config.psnr_budget_db} dB PSNR budget (alone it cost "
-                          f"{restored[row.name]:.3f} dB)")
-        elif row.action == "separable":
-            st = row.stats
-            row.detail = (f"multiplier {st['multiplier']}/{st['full_multiplier']}, MACs "
-                          f"x{st['macs_after'] / st['macs_before']:.2f}, energy {100 * st['energy_kept']:.1f} %"
-                          + (f", {st['ms_before']:.2f} -> {st['ms_after']:.2f} ms" if "ms_before" in st else ""))
-    return report
+    return apply_decomposition(model, rule, report, "separable", config, calibration, targets, progress, _describe)
+
+
+def _describe(st: dict) -> str:
+    return (f"multiplier {st['multiplier']}/{st['full_multiplier']}, MACs x{st['macs_after'] / st['macs_before']:.2f}, "
+            f"energy {100 * st['energy_kept']:.1f} %")
