@@ -10,11 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from .quantize import _progress, _psnr, _run
-
-
-def _set(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
+from .swap import set_module
 
 
 def meet_psnr_budget(model: nn.Module, swapped: dict, batches: list, targets: list, budget_db: float,
@@ -22,24 +18,24 @@ def meet_psnr_budget(model: nn.Module, swapped: dict, batches: list, targets: li
     """`swapped`: {name: (new module, original module, MACs saved)} already in `model`. Restores originals until
     PSNR(model) >= PSNR(original model) - budget_db. Returns (stats, names restored)."""
     for name, (new, old, _) in swapped.items():
-        _set(model, name, old)
+        set_module(model, name, old)
     stats = dict(psnr_before=_psnr(_run(model, batches), targets, data_range))
     for name, (new, old, _) in swapped.items():
-        _set(model, name, new)
+        set_module(model, name, new)
     current = stats["psnr_all"] = _psnr(_run(model, batches), targets, data_range)
     floor, restored = stats["psnr_before"] - budget_db, []
     if current < floor:
         gains = {}
         for name in _progress(list(swapped), "sensitivity scan", len(swapped), progress):
             new, old, _ = swapped[name]
-            _set(model, name, old)
+            set_module(model, name, old)
             gains[name] = _psnr(_run(model, batches), targets, data_range) - current
-            _set(model, name, new)
+            set_module(model, name, new)
         order = sorted(gains, key=lambda n: gains[n] / max(1, swapped[n][2]), reverse=True)
         for name in _progress(order, "meeting the budget", len(order), progress):
             if current >= floor:
                 break
-            _set(model, name, swapped[name][1])
+            set_module(model, name, swapped[name][1])
             restored.append(name)
             current = _psnr(_run(model, batches), targets, data_range)
         stats["sensitivity_db"] = gains

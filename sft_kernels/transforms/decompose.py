@@ -1,9 +1,12 @@
-"""What factorize_ and to_separable_ share: the convs they consider, and the tail of a decomposition (swap the pairs in,
+"""What factorize_ and to_separable_ share: the convs they consider and which they cannot split, the per-layer inputs
+and timing behind their measured choices, and the tail of a decomposition (swap the pairs in,
 tell models that adapt to transforms, meet a PSNR budget, describe each row)."""
 from __future__ import annotations
 
-from typing import Callable
+import time
+from typing import Callable, Optional
 
+import torch
 from torch import nn
 
 from .budget import run_budget
@@ -21,6 +24,49 @@ def conv_candidates(model: nn.Module, filter_fn) -> dict:
             continue
         out[name] = m
     return out
+
+
+def ineligible(conv: nn.Conv2d, min_kernel: int, verb: str) -> Optional[str]:
+    """Why a conv cannot be split into a pair (grouped, too small a kernel, string padding, a non-zero padding
+    mode), or None."""
+    r, s = conv.kernel_size
+    if conv.groups != 1:
+        return "grouped conv"
+    if min(r, s) < min_kernel or isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+        return f"kernel {r}x{s} / padding {conv.padding!r}: not {verb}"
+    return None
+
+
+def time_ms(module: nn.Module, x: torch.Tensor, repeat: int = 5) -> float:
+    with torch.no_grad():
+        module(x)
+        samples = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            module(x)
+            samples.append(time.perf_counter() - t)
+    return sorted(samples)[len(samples) // 2] * 1e3
+
+
+def layer_inputs(model: nn.Module, example: torch.Tensor, names: set) -> dict:
+    """{name: the input tensor each named conv sees for `example`} (hooks, one forward)."""
+    seen, hooks = {}, []
+
+    def keep(name):
+        def hook(module, inp, out):  # returns None: a hook's return value would replace the module's output
+            seen.setdefault(name, inp[0].detach())
+        return hook
+
+    for name, m in model.named_modules():
+        if name in names:
+            hooks.append(m.register_forward_hook(keep(name)))
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
 
 
 def apply_decomposition(model: nn.Module, rule: Callable, report: Report, action: str, config, batches, targets,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from typing import Callable, Iterable, Optional
 
 import torch
@@ -24,7 +23,7 @@ from torch import nn
 
 from ..nn import Conv2d
 from .budget import check_budget_args
-from .decompose import apply_decomposition, conv_candidates
+from .decompose import apply_decomposition, conv_candidates, ineligible, layer_inputs, time_ms
 from .report import Report
 
 
@@ -114,38 +113,6 @@ def _energy_rank(sv: torch.Tensor, energy: float) -> int:
     return int(torch.searchsorted(cum, torch.tensor(energy, dtype=cum.dtype)).item()) + 1
 
 
-def _time_ms(module: nn.Module, x: torch.Tensor, repeat: int = 5) -> float:
-    with torch.no_grad():
-        module(x)
-        samples = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            module(x)
-            samples.append(time.perf_counter() - t)
-    return sorted(samples)[len(samples) // 2] * 1e3
-
-
-def _layer_inputs(model: nn.Module, example: torch.Tensor, names: set) -> dict:
-    """{name: the input tensor each named conv sees for `example`} (hooks, one forward)."""
-    seen, hooks = {}, []
-
-    def keep(name):
-        def hook(module, inp, out):  # returns None: a hook's return value would replace the module's output
-            seen.setdefault(name, inp[0].detach())
-        return hook
-
-    for name, m in model.named_modules():
-        if name in names:
-            hooks.append(m.register_forward_hook(keep(name)))
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for h in hooks:
-            h.remove()
-    return seen
-
-
 def factorize_(model: nn.Module, config: SVDConfig, example: Optional[torch.Tensor] = None,
                calibration: Iterable = (), targets: Optional[Iterable] = None, progress: bool = True) -> Report:
     """Replace eligible k×k convs of `model` (in place) by SpatialSVDConv2d pairs; see the module docstring. The
@@ -158,16 +125,15 @@ def factorize_(model: nn.Module, config: SVDConfig, example: Optional[torch.Tens
     calibration, targets = check_budget_args(config, calibration, targets)
     report = Report("factorize_")
     candidates = conv_candidates(model, config.filter_fn)
-    inputs = _layer_inputs(model, example, set(candidates)) if example is not None else {}
+    inputs = layer_inputs(model, example, set(candidates)) if example is not None else {}
 
     def rule(name, child):
         if name not in candidates:
             return None
+        why = ineligible(child, config.min_kernel, "factorized")
+        if why:
+            return why
         k, c, r, s = child.weight.shape
-        if child.groups != 1:
-            return "grouped conv"
-        if min(r, s) < config.min_kernel or isinstance(child.padding, str) or child.padding_mode != "zeros":
-            return f"kernel {r}x{s} / padding {child.padding!r}: not factorized"
         sv = _svd(child)[1]
         full = sv.numel()
         if config.rank is not None:
@@ -179,10 +145,10 @@ def factorize_(model: nn.Module, config: SVDConfig, example: Optional[torch.Tens
         x = inputs.get(name)
         stats = dict(rank=rank, full_rank=full, macs_before=_macs_per_pixel(child))
         if config.target_speedup is not None:
-            base = _time_ms(child, x)
+            base = time_ms(child, x)
             best = None
             for cand in sorted({rank, *range(rank, full + 1, max(1, (full - rank) // 8 or 1))}, reverse=True):
-                if base / _time_ms(split(child, cand), x) >= config.target_speedup:
+                if base / time_ms(split(child, cand), x) >= config.target_speedup:
                     best = cand
                     break
             if best is None:
@@ -194,7 +160,7 @@ def factorize_(model: nn.Module, config: SVDConfig, example: Optional[torch.Tens
         kept = float((sv[:rank] ** 2).sum() / (sv ** 2).sum())
         stats.update(macs_after=_macs_per_pixel(child, rank), energy_kept=kept)
         if x is not None:
-            stats.update(ms_before=_time_ms(child, x), ms_after=_time_ms(pair, x))
+            stats.update(ms_before=time_ms(child, x), ms_after=time_ms(pair, x))
         rule.stats[name] = stats
         rule.pairs[name] = (pair, child, stats["macs_before"] - stats["macs_after"])
         return pair

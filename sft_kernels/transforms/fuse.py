@@ -27,6 +27,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..nn import Conv2d
 from .convert import ConversionReport, convert_
+from .swap import set_module
 
 _RELU_FUNCS = {torch.relu, F.relu, torch.relu_, F.relu_}
 _ADD_FUNCS = {operator.add, torch.add, operator.iadd}
@@ -37,11 +38,6 @@ class _Tracer(fx.Tracer):
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) or super().is_leaf_module(m, qualname)
-
-
-def _set_module(root: nn.Module, qualname: str, new: nn.Module) -> None:
-    parent, _, name = qualname.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, name, new)
 
 
 def _activation(node: fx.Node, modules: dict) -> Optional[tuple]:
@@ -105,7 +101,7 @@ def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] =
                 or not once(conv_node) or not once(node) or not _plain_call(conv_node, conv):
             continue
         fused = fuse_conv_bn_eval(conv, bn)
-        _set_module(gm, conv_node.target, fused)
+        set_module(gm, conv_node.target, fused)
         modules[conv_node.target] = fused
         node.replace_all_uses_with(conv_node)
         gm.graph.erase_node(node)

@@ -13,12 +13,7 @@ from torch import nn
 from ..nn import SeparableConv2d
 from .factorize import SpatialSVDConv2d
 from .prune import restore_pruned_, restore_shapes_
-from .swap import notify
-
-
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, new)
+from .swap import notify, set_module
 
 
 def _plain_convs(model: nn.Module, state_dict: dict, first: str, second: str):
@@ -40,7 +35,7 @@ def restore_factorized_(model: nn.Module, state_dict: dict) -> list:
                       (conv.dilation[0], 1), bias=f"{name}.v.bias" in state_dict, **extra)
         h = nn.Conv2d(rank, h_w.shape[0], (1, s), (1, conv.stride[1]), (0, conv.padding[1]), (1, conv.dilation[1]),
                       bias=f"{name}.h.bias" in state_dict, **extra)
-        _replace(model, name, SpatialSVDConv2d(v, h))
+        set_module(model, name, SpatialSVDConv2d(v, h))
         done.append(name)
     if done:
         notify(model, "factorize_", True)
@@ -59,7 +54,7 @@ def restore_separable_(model: nn.Module, state_dict: dict) -> list:
             new.dw.bias = None
         if f"{name}.pw.bias" not in state_dict:
             new.pw.bias = None
-        _replace(model, name, new.to(dtype=conv.weight.dtype, device=conv.weight.device))
+        set_module(model, name, new.to(dtype=conv.weight.dtype, device=conv.weight.device))
         done.append(name)
     if done:
         notify(model, "to_separable_", True)

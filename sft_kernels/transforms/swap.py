@@ -13,6 +13,12 @@ from .report import Report
 Rule = Callable[[str, nn.Module], Union[nn.Module, str, None]]
 
 
+def set_module(root: nn.Module, qualname: str, new: nn.Module) -> None:
+    """Put `new` where `root.get_submodule(qualname)` is."""
+    parent, _, name = qualname.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, name, new)
+
+
 def swap_modules(model: nn.Module, rule: Rule, report: Report, action: str = "converted") -> Report:
     """Apply `rule` to every submodule of `model` (not the model itself), in place; record each outcome in `report`."""
     for parent_name, parent in list(model.named_modules()):

@@ -22,8 +22,7 @@ from torch import nn
 
 from ..nn import SeparableConv2d
 from .budget import check_budget_args
-from .decompose import apply_decomposition, conv_candidates
-from .factorize import _layer_inputs, _time_ms
+from .decompose import apply_decomposition, conv_candidates, ineligible, layer_inputs, time_ms
 from .report import Report
 
 
@@ -97,16 +96,15 @@ def to_separable_(model: nn.Module, config: SeparableConfig = SeparableConfig(),
     calibration, targets = check_budget_args(config, calibration, targets)
     report = Report("to_separable_")
     candidates = conv_candidates(model, config.filter_fn)
-    inputs = _layer_inputs(model, example, set(candidates)) if example is not None else {}
+    inputs = layer_inputs(model, example, set(candidates)) if example is not None else {}
 
     def rule(name, child):
         if name not in candidates:
             return None
+        why = ineligible(child, config.min_kernel, "converted")
+        if why:
+            return why
         k, c, r, s = child.weight.shape
-        if child.groups != 1:
-            return "grouped conv"
-        if min(r, s) < config.min_kernel or isinstance(child.padding, str) or child.padding_mode != "zeros":
-            return f"kernel {r}x{s} / padding {child.padding!r}: not converted"
         sv = _slice_svd(child)[1]
         full = min(k, r * s)
         m = _energy_multiplier(sv, config.energy) if config.energy is not None else config.multiplier
@@ -121,7 +119,7 @@ def to_separable_(model: nn.Module, config: SeparableConfig = SeparableConfig(),
                      params_after=sum(p.numel() for p in pair.parameters()))
         x = inputs.get(name)
         if x is not None:
-            stats.update(ms_before=_time_ms(child, x), ms_after=_time_ms(pair, x))
+            stats.update(ms_before=time_ms(child, x), ms_after=time_ms(pair, x))
         rule.stats[name] = stats
         rule.pairs[name] = (pair, child, stats["macs_before"] - stats["macs_after"])
         return pair

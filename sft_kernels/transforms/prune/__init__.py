@@ -16,7 +16,7 @@ from torch import nn
 
 from ...nn.sparse import SparseConv2d
 from ..report import Report
-from ..swap import notify, swap_modules, unfused
+from ..swap import notify, set_module, swap_modules, unfused
 from . import masks
 from .channels import ChannelGroup, prune_channels_, restore_shapes_
 from .config import PATTERNS, PruneConfig
@@ -157,9 +157,7 @@ def restore_pruned_(model: nn.Module, state_dict: dict) -> list:
         m = mods.get(name)
         if not isinstance(m, nn.Conv2d) or isinstance(m, SparseConv2d):
             continue
-        parent_name, _, child = name.rpartition(".")
-        new = SparseConv2d.from_conv(m, state_dict[name + ".mask"])
-        setattr(mods[parent_name] if parent_name else model, child, new)
+        set_module(model, name, SparseConv2d.from_conv(m, state_dict[name + ".mask"]))
     if names:
         notify(model, "prune_", True)
     return names

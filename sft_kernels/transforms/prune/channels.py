@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..swap import set_module
+
 
 @dataclass
 class ChannelGroup:
@@ -62,11 +64,6 @@ def _rebuilt(conv: nn.Conv2d, out_idx, in_idx) -> nn.Conv2d:
     return new
 
 
-def _set(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
 def prune_channels_(model: nn.Module, ratio: float, groups=None, multiple: int = 4) -> list:
     """Remove round(ratio · size) channels (kept counts rounded up to a multiple of `multiple`, the kernels'
     friendliest widths) from every group of `model` (its `_sft_kernels_channel_groups()` unless `groups` is
@@ -90,7 +87,7 @@ def prune_channels_(model: nn.Module, ratio: float, groups=None, multiple: int =
             ins[name] = keep
         done.append((g.name, g.size, keep_n, keep.tolist()))
     for name in sorted(set(outs) | set(ins)):
-        _set(model, name, _rebuilt(mods[name], outs.get(name), ins.get(name)))
+        set_module(model, name, _rebuilt(mods[name], outs.get(name), ins.get(name)))
     return done
 
 
@@ -105,6 +102,6 @@ def restore_shapes_(model: nn.Module, state_dict: dict) -> list:
         k, cg = state_dict[key].shape[:2]
         new = nn.Conv2d(cg * m.groups, k, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
                         bias=m.bias is not None, padding_mode=m.padding_mode)
-        _set(model, name, new)
+        set_module(model, name, new)
         changed.append(name)
     return changed
