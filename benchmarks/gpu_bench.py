@@ -1,6 +1,7 @@
 """GPU benchmark: sft conv2d backends (Triton, CUDA when built) vs cuDNN, fp16, channels_last; SFTNet end to end;
-the int8 conv (Triton qconv2d, uint8 in and out) vs cuDNN fp16 on SFTNet's shapes; the block-sparse conv (Triton
-sparse_conv2d) per sparsity vs cuDNN fp16 dense; the fused separable conv (Triton, CUDA) vs cuDNN's two convs.
+the int8 convs (qconv2d on the CUDA kernel and Triton, uint8 in and out) vs cuDNN fp16 on SFTNet's shapes; the
+block-sparse conv (Triton sparse_conv2d) per sparsity vs cuDNN fp16 dense; the fused separable conv (Triton, CUDA)
+vs cuDNN's two convs.
 
 Per conv shape (SFTNet's and ResNet-50's catalogs, each batch size), cuDNN (cudnn.benchmark=True) and every GPU
 backend of ours are timed with triton.testing.do_bench (it flushes L2 between runs) in interleaved rounds; the
@@ -15,6 +16,7 @@ Rehearsal without a GPU (tiny shapes, host timer, Triton interpreted; exercises 
        python benchmarks/gpu_bench.py --rehearse --out /tmp/rehearsal.jsonl
 """
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -152,13 +154,14 @@ def conv_shape(rec, catalog, n, s, names, args):
 
 
 def int8_rows(rec, batches, args):
-    """The int8 conv (Triton) against cuDNN fp16 on SFTNet's conv shapes: uint8 in, uint8 out (requantized in the
-    store), per-channel int8 weights; the issue's bar is 1.5× cuDNN fp16."""
+    """The int8 convs (the CUDA tensor-core kernel and Triton) against cuDNN fp16 on SFTNet's conv shapes: uint8 in,
+    uint8 out (requantized in the store), per-channel int8 weights; the issue's bar is 1.5× cuDNN fp16."""
     from sft_kernels import backends, ops
     from sft_kernels.tools.shapes import sftnet_conv_shapes
 
-    if not backends.supports("triton", "qconv2d", DEVICE, torch.uint8):
-        rec(kind="error", section="int8", error="the Triton backend cannot run qconv2d here")
+    names = [b for b in ("cuda", "triton") if backends.supports(b, "qconv2d", DEVICE, torch.uint8)]
+    if not names:
+        rec(kind="error", section="int8", error="neither the cuda nor the Triton backend can run qconv2d here")
         return
     for n in batches:
         for s in sftnet_conv_shapes(lr=args.lr, n=n):
@@ -172,9 +175,11 @@ def int8_rows(rec, batches, args):
                 wq = torch.randint(-127, 128, w.shape, device=DEVICE, dtype=torch.int8)
                 ws, bq = torch.rand(s.k, device=DEVICE) * 0.01 + 1e-3, torch.randn(s.k, device=DEVICE)
                 a = (s.stride, s.padding)
-                fns = {"cudnn fp16": lambda: F.conv2d(x, w, b, *a),
-                       "triton int8": lambda: ops.qconv2d(xq, wq, ws, bq, *a, input_scale=0.02, input_zero_point=3,
-                                                          out_scale=0.05, out_zero_point=128, backend="triton")}
+                fns = {"cudnn fp16": lambda: F.conv2d(x, w, b, *a)}
+                for name in names:
+                    fns[name] = functools.partial(ops.qconv2d, xq, wq, ws, bq, *a, input_scale=0.02,
+                                                  input_zero_point=3, out_scale=0.05, out_zero_point=128,
+                                                  backend=name)
                 for f in fns.values():
                     f()
                 _sync()
@@ -182,13 +187,13 @@ def int8_rows(rec, batches, args):
                 kt = {}
                 if DEVICE == "cuda" and args.graph_reps:
                     graphs = graph_fns(fns, args.graph_reps)
-                    if len(graphs) == 2:
+                    if len(graphs) == len(fns):
                         kt = {k: v / args.graph_reps
                               for k, v in bench_rounds(graphs, args.rounds, args.warmup, args.rep).items()}
-                rec(kind="int8", batch=n, shape=s.name, flops=s.flops, cudnn_ms=t["cudnn fp16"],
-                    ms=t["triton int8"], vs_cudnn=t["cudnn fp16"] / t["triton int8"],
-                    tops=s.flops / t["triton int8"] / 1e9,
-                    kernel_vs_cudnn=kt["cudnn fp16"] / kt["triton int8"] if kt else None)
+                for name in names:
+                    rec(kind="int8", backend=name, batch=n, shape=s.name, flops=s.flops, cudnn_ms=t["cudnn fp16"],
+                        ms=t[name], vs_cudnn=t["cudnn fp16"] / t[name], tops=s.flops / t[name] / 1e9,
+                        kernel_vs_cudnn=kt["cudnn fp16"] / kt[name] if kt else None)
             except Exception as e:  # noqa: BLE001 - one shape must not end the table
                 rec(kind="error", section="int8", shape=s.name, batch=n, error=f"{type(e).__name__}: {e}")
 
@@ -342,7 +347,7 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=224, help="ResNet-50 input size (default 224)")
     p.add_argument("--e2e-lr", dest="e2e_lr", type=int, default=128, help="LR size of the end-to-end SFTNet runs")
     p.add_argument("--no-e2e", dest="e2e", action="store_false", help="skip the end-to-end SFTNet runs")
-    p.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 (Triton qconv2d) rows")
+    p.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 (qconv2d: cuda and Triton) rows")
     p.add_argument("--no-sparse", dest="sparse", action="store_false",
                    help="skip the sparse (Triton block-sparse sparse_conv2d) rows")
     p.add_argument("--no-separable", dest="separable", action="store_false",

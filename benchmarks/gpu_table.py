@@ -1,6 +1,6 @@
 """Summary table of a gpu_bench.py run: per shape (ours / cuDNN time ratio per backend), then per catalog and
 batch the geometric mean, the worst shape and how many shapes meet issue 22's bar (Triton >= 0.9x, CUDA >= 1.0x
-cuDNN at batch 16), then SFTNet end to end, then the int8 rows (Triton qconv2d vs cuDNN fp16, bar 1.5×), then
+cuDNN at batch 16), then SFTNet end to end, then the int8 rows (cuda and Triton qconv2d vs cuDNN fp16, bar 1.5×), then
 the sparse rows (Triton and CUDA sparse_conv2d vs cuDNN fp16 dense), the separable rows (Triton fused separable
 conv vs cuDNN's depthwise + ReLU + 1×1).
 Reads the JSON-lines file gpu_bench.py appends to.
@@ -76,16 +76,16 @@ def print_table(rows):
                   f"{r['vs_cudnn']:13.2f}x {pct:6.1f}%")
     int8 = [r for r in rows if r.get("kind") == "int8"]
     if int8:
-        print(f"\n{'int8 (Triton) vs cuDNN fp16':26s} {'batch':>5s} {'ms':>8s} {'cuDNN ms':>9s} {'call':>7s} "
+        print(f"\n{'int8 vs cuDNN fp16':26s} {'batch':>5s} {'backend':>7s} {'ms':>8s} {'cuDNN ms':>9s} {'call':>7s} "
               f"{'kernel':>7s} {'TOP/s':>6s}   (bar: 1.5x)")
     for r in int8:
         kern = f"{r['kernel_vs_cudnn']:6.2f}x" if r.get("kernel_vs_cudnn") else f"{'':>7s}"
-        print(f"{r['shape'][:26]:26s} {r['batch']:5d} {r['ms']:8.3f} {r['cudnn_ms']:9.3f} {r['vs_cudnn']:6.2f}x "
-              f"{kern} {r['tops']:6.1f}")
-    for b in sorted({r["batch"] for r in int8}):
-        rs = [r for r in int8 if r["batch"] == b]
+        print(f"{r['shape'][:26]:26s} {r['batch']:5d} {r.get('backend', 'triton'):>7s} {r['ms']:8.3f} "
+              f"{r['cudnn_ms']:9.3f} {r['vs_cudnn']:6.2f}x {kern} {r['tops']:6.1f}")
+    for key in sorted({(r["batch"], r.get("backend", "triton")) for r in int8}):
+        rs = [r for r in int8 if (r["batch"], r.get("backend", "triton")) == key]
         ks = [r["kernel_vs_cudnn"] for r in rs if r.get("kernel_vs_cudnn")]
-        print(f"{'geomean':26s} {b:5d} {'':8s} {'':9s} {_geomean([r['vs_cudnn'] for r in rs]):6.2f}x "
+        print(f"{'geomean':26s} {key[0]:5d} {key[1]:>7s} {'':8s} {'':9s} {_geomean([r['vs_cudnn'] for r in rs]):6.2f}x "
               + (f"{_geomean(ks):6.2f}x" if ks else ""))
     sparse = [r for r in rows if r.get("kind") == "sparse"]
     if sparse:

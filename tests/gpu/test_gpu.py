@@ -125,24 +125,27 @@ QSHAPES = [(2, 5, 13, 11, 33, 3, 1, 1), (1, 64, 33, 35, 64, 3, 1, 1), (2, 64, 32
            (1, 32, 64, 64, 64, 1, 1, 0), (16, 64, 24, 24, 64, 3, 1, 1)]
 
 
-@pytest.mark.parametrize("shape", QSHAPES, ids=str)
+@pytest.mark.parametrize("shape", [s + (1,) for s in QSHAPES] + [(2, 48, 17, 15, 36, 3, 1, 3, 3)], ids=str)
 @pytest.mark.parametrize("out_scale", [0.0, 0.05])
-def test_gpu_qconv2d_triton_exact(shape, out_scale):
-    """The compiled Triton int8 conv against the integer reference: float outputs to the epilogue's rounding,
-    uint8 outputs within one step."""
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_qconv2d_exact(shape, out_scale, backend):
+    """The compiled int8 convs (the CUDA tensor-core kernel, Triton) against the integer reference: float outputs
+    to the epilogue's rounding, uint8 outputs within one step. The last shape is grouped (3 groups of 16 channels),
+    which the CUDA kernel runs itself and Triton hands to the reference."""
     from sft_kernels.ops import qconv2d
     from sft_kernels.ops.qconv2d import reference as qref
-    if not backends.supports("triton", "qconv2d", "cuda", torch.uint8):
-        pytest.skip("no Triton here")
-    n, c, h, w, k, r, st, pd = shape
+    if not backends.supports(backend, "qconv2d", "cuda", torch.uint8):
+        pytest.skip(f"no {backend} backend here")
+    n, c, h, w, k, r, st, pd, groups = shape
     g = torch.Generator().manual_seed(0)
     xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=g)
-    wq = torch.randint(-127, 128, (k, c, r, r), dtype=torch.int8, generator=g)
+    wq = torch.randint(-127, 128, (k, c // groups, r, r), dtype=torch.int8, generator=g)
     ws, b = torch.rand(k, generator=g) * 0.01 + 0.001, torch.randn(k, generator=g)
-    y = qconv2d(xq.cuda().contiguous(memory_format=torch.channels_last), wq.cuda(), ws.cuda(), b.cuda(), st, pd,
-                input_scale=0.02, input_zero_point=77, activation="relu", out_scale=out_scale, out_zero_point=5,
-                backend="triton").cpu()
-    e = qref.qconv2d(xq, 0.02, 77, wq, ws, b, None, st, pd, 1, 1, "relu", 0.01, out_scale, 5)
+    res = torch.randn(n, k, (h + 2 * pd - r) // st + 1, (w + 2 * pd - r) // st + 1, generator=g)
+    y = qconv2d(xq.cuda().contiguous(memory_format=torch.channels_last), wq.cuda(), ws.cuda(), b.cuda(), st, pd, 1,
+                groups, input_scale=0.02, input_zero_point=77, activation="relu", residual=res.cuda(),
+                out_scale=out_scale, out_zero_point=5, backend=backend).cpu()
+    e = qref.qconv2d(xq, 0.02, 77, wq, ws, b, res, st, pd, 1, groups, "relu", 0.01, out_scale, 5)
     if out_scale:
         assert (y.int() - e.int()).abs().max() <= 1
     else:

@@ -1,6 +1,10 @@
 """Trunk conv 64->64 3x3 at 128x128 (channels_last, no_grad): converted dense (auto: Winograd) vs the pairs that halve
 its MACs (spatial SVD rank 48, separable multiplier 4), converted; interleaved medians."""
-import copy, torch, sft_kernels
+import copy
+
+import torch
+
+import sft_kernels
 from torch import nn
 from sft_kernels.tools.benchmark import time_interleaved
 from sft_kernels.transforms.factorize import split as svd_split
@@ -13,7 +17,8 @@ for threads in (1, 2):
             "separable m4": nn.Sequential(sep_split(conv, 4)), "separable m2": nn.Sequential(sep_split(conv, 2))}
     for m in mods.values():
         sft_kernels.convert_(m)
-    direct = copy.deepcopy(conv); sft_kernels.convert_(nn.Sequential(direct))
+    direct = copy.deepcopy(conv)
+    sft_kernels.convert_(nn.Sequential(direct))
     with torch.no_grad():
         fns = {k: (lambda m=m: m(x)) for k, m in mods.items()}
         fns["dense direct"] = lambda: sft_kernels.ops.conv2d(x, conv.weight, conv.bias, 1, 1, algorithm="direct")

@@ -10,7 +10,8 @@ to the float32 epilogue's rounding, and requantized outputs to within one quanti
 
 The op (schema `sft::qconv2d`, fake kernel, registry entry), its checks and its public function; `reference.py` holds
 the integer reference and the quantize / dequantize helpers, `cpu.py` the cpu kernel's launcher, `triton.py` the
-Triton kernel and its launcher (configs/triton.json), `onnx.py` the ONNX (QDQ) form.
+Triton kernel and its launcher (configs/triton.json), `cuda.py` the launcher of the tensor-core kernel
+(csrc/cuda/qconv2d/; grouped convs included), `onnx.py` the ONNX (QDQ) form.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from . import cpu
 from . import reference as ref
 
 registry.register_op("qconv2d", {"reference": (torch.uint8, torch.float32), "cpu": (torch.uint8, torch.float32),
-                                 "triton": (torch.uint8, torch.float32)})
+                                 "triton": (torch.uint8, torch.float32), "cuda": (torch.uint8, torch.float32)})
 
 
 def _impl_reference(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale,
@@ -45,18 +46,31 @@ def _impl_cpu(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation
                        o_zp, ms, mt)
 
 
+def _uint8_input(x, ms, mt, x_scale, x_zp):
+    """The GPU kernels read uint8: a float input is modulated and quantized first (the cpu kernel fuses this)."""
+    if not x.is_floating_point():
+        return x
+    return ref.quantize(x if ms is None else x * (ms + 1) + mt, x_scale, x_zp)
+
+
 def _impl_triton(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale,
                  o_zp):
     if groups != 1:  # the Triton kernel is ungrouped: the reference (exact) takes grouped convs
         return _impl_reference(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act,
                                slope, o_scale, o_zp)
-    if x.is_floating_point():  # quantize (and modulate) first: the kernel reads uint8
-        x = ref.quantize(x if ms is None else x * (ms + 1) + mt, x_scale, x_zp)
+    x = _uint8_input(x, ms, mt, x_scale, x_zp)
     return runtime_triton.load("sft_kernels.ops.qconv2d.triton").qconv2d(
         x, w, ws, b, res, x_scale, x_zp, tuple(stride), tuple(padding), tuple(dilation), act, slope, o_scale, o_zp)
 
 
-_IMPLS = {"reference": _impl_reference, "cpu": _impl_cpu, "triton": _impl_triton}
+def _impl_cuda(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp):
+    from . import cuda
+
+    x = _uint8_input(x, ms, mt, x_scale, x_zp)
+    return cuda.qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp)
+
+
+_IMPLS = {"reference": _impl_reference, "cpu": _impl_cpu, "triton": _impl_triton, "cuda": _impl_cuda}
 
 
 @torch.library.custom_op("sft::qconv2d", mutates_args=())
