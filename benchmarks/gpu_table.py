@@ -1,8 +1,8 @@
 """Summary table of a gpu_bench.py run: per shape (ours / cuDNN time ratio per backend), then per catalog and
 batch the geometric mean, the worst shape and how many shapes meet issue 22's bar (Triton >= 0.9x, CUDA >= 1.0x
-cuDNN at batch 16), then SFTNet end to end, then the int8 rows (cuda and Triton qconv2d vs cuDNN fp16, bar 1.5×), then
-the sparse rows (Triton and CUDA sparse_conv2d vs cuDNN fp16 dense), the separable rows (Triton fused separable
-conv vs cuDNN's depthwise + ReLU + 1×1).
+cuDNN at batch 16), then SFTNet end to end, then the int8 rows (cuda and Triton qconv2d vs cuDNN fp16, bar 1.5×),
+then the sparse rows (Triton and CUDA sparse_conv2d, 2:4 included, vs cuDNN fp16 dense and our dense CUDA conv),
+the separable rows (Triton and CUDA fused separable conv vs cuDNN's depthwise + ReLU + 1×1).
 Reads the JSON-lines file gpu_bench.py appends to.
 Usage: python benchmarks/gpu_table.py RESULTS.jsonl
 """
@@ -90,10 +90,11 @@ def print_table(rows):
     sparse = [r for r in rows if r.get("kind") == "sparse"]
     if sparse:
         print(f"\n{'sparse vs cuDNN fp16 dense':30s} {'batch':>5s} {'backend':>7s} {'pattern':>12s} {'sparsity':>8s} "
-              f"{'ms':>8s} {'cuDNN ms':>9s} {'vs cuDNN':>8s}")
+              f"{'ms':>8s} {'cuDNN ms':>9s} {'vs cuDNN':>8s} {'vs our dense':>12s}")
     for r in sparse:
+        ours = f"{r['vs_cuda_dense']:11.2f}x" if r.get("vs_cuda_dense") else ""
         print(f"{r['shape'][:30]:30s} {r['batch']:5d} {r.get('backend', 'triton'):>7s} {r['pattern']:>12s} "
-              f"{r['sparsity']:8.0%} {r['ms']:8.3f} {r['cudnn_ms']:9.3f} {r['vs_cudnn']:7.2f}x")
+              f"{r['sparsity']:8.0%} {r['ms']:8.3f} {r['cudnn_ms']:9.3f} {r['vs_cudnn']:7.2f}x {ours}")
     sep = [r for r in rows if r.get("kind") == "separable"]
     if sep:
         print(f"\n{'separable vs cuDNN dw+relu+pw':30s} {'batch':>5s} {'backend':>7s} {'ms':>8s} {'cuDNN ms':>9s} "

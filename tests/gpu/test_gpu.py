@@ -156,8 +156,9 @@ def test_gpu_qconv2d_exact(shape, out_scale, backend):
 @pytest.mark.parametrize("backend,dtype", [("triton", torch.float16), ("triton", torch.float32),
                                            ("cuda", torch.float16), ("cuda", torch.bfloat16)])
 def test_gpu_sparse_conv2d(shape, backend, dtype):
-    """The block-sparse convs (Triton; the CUDA tensor-core kernel with block lists) against the masked dense conv
-    in float64, block-pruned and unstructured weights, with bias, activation and residual."""
+    """The sparse convs (Triton; the CUDA tensor-core kernel with block lists, and on 2:4 weights the sparse
+    tensor-core kernel) against the masked dense conv in float64, block-pruned, unstructured and 2:4 weights (where
+    the channels allow), with bias, activation and residual."""
     from sft_kernels.ops import sparse_conv2d
     from sft_kernels.transforms.prune import masks
     if not backends.supports(backend, "sparse_conv2d", "cuda", dtype):
@@ -167,7 +168,7 @@ def test_gpu_sparse_conv2d(shape, backend, dtype):
     x = torch.randn(n, c, h, w, generator=g)
     wt = torch.randn(k, c, r, r, generator=g)
     b = torch.randn(k, generator=g)
-    for m in (masks.block(wt, 0.8, 16), masks.unstructured(wt, 0.7)):
+    for m in (masks.block(wt, 0.8, 16), masks.unstructured(wt, 0.7)) + ((masks.n_m(wt, 2, 4),) if c % 4 == 0 else ()):
         ws = wt * m
         ref = torch.nn.functional.conv2d(x.double(), ws.double(), b.double(), st, pd).relu()
         res = torch.randn(ref.shape, generator=g)
@@ -175,6 +176,29 @@ def test_gpu_sparse_conv2d(shape, backend, dtype):
                           b.cuda().to(dtype), st, pd, activation="relu", residual=res.cuda().to(dtype),
                           backend=backend).cpu()
         assert_close(y, ref + res.double(), k=c * r * r)
+
+
+@pytest.mark.parametrize("shape", QSHAPES[1:], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_gpu_sparse24_kernel_itself(shape, dtype):
+    """2:4 weights on the sparse tensor-core kernel (mma.sp), with the block-list kernel barred, every tile config
+    (each has its own metadata layout), against the masked dense conv in float64."""
+    from sft_kernels.ops.sparse_conv2d import cuda as sparse_cuda
+    from sft_kernels.transforms.prune import masks
+    if not backends.supports("cuda", "sparse_conv2d", "cuda", dtype):
+        pytest.skip("no cuda backend here")
+    n, c, h, w, k, r, st, pd = shape
+    g = torch.Generator().manual_seed(1)
+    x, wt, b = torch.randn(n, c, h, w, generator=g), torch.randn(k, c, r, r, generator=g), torch.randn(k, generator=g)
+    wt = wt * masks.n_m(wt, 2, 4)
+    ref = torch.nn.functional.conv2d(x.double(), wt.double(), b.double(), st, pd)
+    ref = torch.nn.functional.leaky_relu(ref, 0.1)
+    xc = x.cuda().to(dtype).contiguous(memory_format=torch.channels_last)
+    for config, (_, (bm, _, bk, *_)) in enumerate(sparse_cuda.sparse24_tile_configs()):
+        y = sparse_cuda.sparse_conv2d(xc, wt.cuda().to(dtype), b.cuda().to(dtype), None, (st, st), (pd, pd), (1, 1),
+                                      1, "leaky_relu", 0.1, kernel=lambda *a: pytest.fail("took the block lists"),
+                                      kernel24=torch.ops.sft_cuda.sparse24_conv2d_nhwc, tile24=(config, bm, bk))
+        assert_close(y.cpu(), ref, k=c * r * r)
 
 
 @pytest.mark.parametrize("shape", [(2, 64, 33, 31, 1, 128, 3, 1), (1, 96, 28, 28, 1, 24, 3, 2),

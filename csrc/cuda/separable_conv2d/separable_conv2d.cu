@@ -15,6 +15,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "../common/elem.cuh"
+
 namespace sft_cuda {
 namespace {
 
@@ -22,19 +24,9 @@ constexpr int BM = 64, BN = 64, BK = 32, THREADS = 256, TM = 4, TN = 4;
 static_assert((BM / TM) * (BN / TN) == THREADS, "one TM x TN tile per thread");
 static_assert(BM * BK % THREADS == 0 && BN * BK % THREADS == 0, "whole staging rounds");
 
-__device__ __forceinline__ float to_f(float v) { return v; }
-__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <typename T> __device__ __forceinline__ T from_f(float v);
-template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-
-__device__ __forceinline__ float activate(float v, int act, float slope) {
-  if (act == 1) return fmaxf(v, 0.f);
-  if (act == 2) return v < 0.f ? v * slope : v;
-  return v;
-}
+using elem::activate;
+using elem::from_f;
+using elem::to_f;
 
 template <typename T>
 __global__ void __launch_bounds__(THREADS) separable_kernel(SeparableParams p) {

@@ -1,5 +1,11 @@
-"""The `cuda` backend of sft.sparse_conv2d: the tensor-core implicit-GEMM conv (csrc/cuda/conv2d/conv2d.cu) with
-block lists, so each thread block walks only the K tiles of its N tile that hold a nonzero weight.
+"""The `cuda` backend of sft.sparse_conv2d, two kernels:
+
+- 2:4 weights (every aligned run of 4 reduction steps holds at most 2 nonzeros; `prune_` with pattern "n:m", n=2,
+  m=4 makes them): the sparse tensor-core kernel (csrc/cuda/sparse_conv2d/sparse24.cu, mma.sp m16n8k32), which
+  reads half the weight bytes and does each two dense mma's work in one. The values and metadata are packed once
+  per weight (pack24.py). SFT_KERNELS_CUDA_SPARSE24=0 sends such weights to the block lists instead.
+- any other pattern: the tensor-core implicit-GEMM conv (csrc/cuda/conv2d/conv2d.cu) with block lists, so each
+  thread block walks only the K tiles of its N tile that hold a nonzero weight.
 
 A block is BN output channels × BK reduction steps of the KRSC weight (BK consecutive channels of one filter tap
 when Cg is a multiple of BK) under the launch's tile config, so weights pruned in such blocks run in proportion to
@@ -8,10 +14,13 @@ and config (weight_pack). Layouts, padding and the epilogue are sft.conv2d's cud
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
-from ...runtime import checks, weight_pack
+from ...runtime import checks, registry, weight_pack
 from ..conv2d import cuda as dense
+from .pack24 import pack24
 
 
 def block_lists(wh: torch.Tensor, groups: int, bn: int, bk: int) -> torch.Tensor:
@@ -29,18 +38,81 @@ def block_lists(wh: torch.Tensor, groups: int, bn: int, bk: int) -> torch.Tensor
     return torch.cat([ptr, idx])
 
 
-def sparse_conv2d(x, w, b, res, stride, padding, dilation, groups, act, slope, kernel=None, tile=None):
-    """`kernel` and `tile` = (config index, BN, BK) stand in for the extension in tests (no GPU)."""
-    kernel = kernel or dense._kernel()
+def sparse24_tile_configs() -> list:
+    """[(name, (BM, BN, BK, WM, WN, STAGES))] of the 2:4 kernel, in index order (needs the CUDA extension)."""
+    if registry.cuda_ext() is None:
+        raise registry.BackendUnavailableError(f"cuda backend unavailable: {registry.status()['cuda'][1]}")
+    return [(name, tuple(int(v) for v in dims.split(",")))
+            for name, dims in (c.split(":") for c in torch.ops.sft_cuda.sparse24_tile_configs())]
+
+
+def _packed24(w, groups, config, bm, bk):
+    """(values, metadata) for this config, or None for a weight that is not 2:4; cached on the weight."""
+    def build(w):
+        packed = pack24(w, groups, bm, bk)
+        if packed is None:
+            return torch.empty(0, dtype=torch.uint8, device=w.device)
+        return torch.cat([packed[0].reshape(-1).view(torch.uint8), packed[1].view(torch.uint8)])
+
+    both = weight_pack.packed(w, f"cuda_sparse24_{groups}_{config}", build)
+    if both.numel() == 0:
+        return None
+    k, cg, r, s = w.shape
+    a_ld = -(-(r * s * (-(-cg // 8) * 8)) // bk) * bk // 2
+    n_values = k * a_ld * w.element_size()
+    return both[:n_values].view(w.dtype).view(k, a_ld), both[n_values:].view(torch.int32)
+
+
+def _sparse24(xh, w, b, resh, stride, padding, dilation, groups, act, slope, kernel24, tile24, shape):
+    """The 2:4 kernel's output (NHWC), or None when `w` is not 2:4 (or the path is switched off)."""
+    if os.environ.get("SFT_KERNELS_CUDA_SPARSE24", "1") == "0":
+        return None
+    if tile24 is not None:
+        config, bm, bk = tile24
+    else:
+        n, p, q = shape
+        config = int(torch.ops.sft_cuda.sparse24_choose_tile_config(n, p, q, w.shape[0], groups))
+        _, (bm, _, bk, *_) = sparse24_tile_configs()[config]
+    packed = _packed24(w, groups, config, bm, bk)
+    if packed is None:
+        return None
+    kernel24 = kernel24 or torch.ops.sft_cuda.sparse24_conv2d_nhwc
+    return kernel24(xh, packed[0], packed[1], b if b is None else b.contiguous(), resh, list(stride), list(padding),
+                    list(dilation), groups, w.shape[2], w.shape[3], checks.ACTIVATIONS.index(act), float(slope),
+                    config)
+
+
+def sparse_conv2d(x, w, b, res, stride, padding, dilation, groups, act, slope, kernel=None, tile=None, kernel24=None,
+                  tile24=None):
+    """`kernel` / `kernel24` and `tile` / `tile24` = (config index, BN, BK) / (config index, BM, BK) stand in for the
+    extension's two kernels in tests (no GPU); a test that passes only `kernel` runs the block lists."""
+    try_24 = kernel24 is not None or kernel is None
+    if kernel24 is None and kernel is None:
+        dense._kernel()  # raises with the reason when the cuda backend cannot run
     n, c, h, wd = x.shape
     k, cg, kh, kw = w.shape
     cg8 = -(-cg // 8) * 8
     xh = dense._pad_groups(x.permute(0, 2, 3, 1), groups, cg, cg8)
-    wh = dense._pack_weight(w, groups, cg8)
     p, q = checks.conv_output_hw(h, wd, kh, kw, stride, padding, dilation)
+    resh = None if res is None else res.permute(0, 2, 3, 1).contiguous()
+    y = None
+    if try_24:
+        y = _sparse24(xh, w, b, resh, stride, padding, dilation, groups, act, slope, kernel24, tile24, (n, p, q))
+    if y is None:
+        y = _block_sparse(xh, w, b, resh, stride, padding, dilation, groups, act, slope, kernel, tile, (n, p, q))
+    return y.permute(0, 3, 1, 2).contiguous(memory_format=checks.output_memory_format(x))
+
+
+def _block_sparse(xh, w, b, resh, stride, padding, dilation, groups, act, slope, kernel, tile, shape):
+    """The dense tensor-core kernel with block lists (NHWC output)."""
+    kernel = kernel or dense._kernel()
+    k, cg, _, _ = w.shape
+    cg8 = -(-cg // 8) * 8
+    wh = dense._pack_weight(w, groups, cg8)
     if tile is not None:
         config, bn, bk = tile
     else:
+        n, p, q = shape
         config = dense._config_index(n, p, q, k, groups)
         if config < 0:  # the lists are per config: ask the kernel's heuristic which one it would run
             config = int(torch.ops.sft_cuda.choose_tile_config(n, p, q, k, groups))
@@ -49,7 +121,5 @@ def sparse_conv2d(x, w, b, res, stride, padding, dilation, groups, act, slope, k
                                lambda w: block_lists(dense._pack_weight(w, groups, cg8), groups, bn, bk))
     ntn = -(-(k // groups) // bn)
     ptr, idx = lists[:groups * ntn + 1], lists[groups * ntn + 1:]
-    resh = None if res is None else res.permute(0, 2, 3, 1).contiguous()
-    y = kernel(xh, wh, b if b is None else b.contiguous(), list(stride), list(padding), list(dilation), groups,
-               checks.ACTIVATIONS.index(act), float(slope), resh, 1, config, ptr, idx)
-    return y.permute(0, 3, 1, 2).contiguous(memory_format=checks.output_memory_format(x))
+    return kernel(xh, wh, b if b is None else b.contiguous(), list(stride), list(padding), list(dilation), groups,
+                  checks.ACTIVATIONS.index(act), float(slope), resh, 1, config, ptr, idx)

@@ -1,0 +1,27 @@
+// Element conversions and the activation shared by the CUDA kernels' epilogues (float / half / bfloat16 storage,
+// float math). Header-only, CUDA headers only.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+namespace sft_cuda {
+namespace elem {
+
+__device__ __forceinline__ float to_f(float v) { return v; }
+__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T> __device__ __forceinline__ T from_f(float v);
+template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// act: 0 none, 1 relu, 2 leaky_relu with `slope`
+__device__ __forceinline__ float activate(float v, int act, float slope) {
+  if (act == 1) return fmaxf(v, 0.f);
+  if (act == 2) return v < 0.f ? v * slope : v;
+  return v;
+}
+
+}  // namespace elem
+}  // namespace sft_cuda
