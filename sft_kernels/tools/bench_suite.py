@@ -7,6 +7,7 @@ speed ratio to the best PyTorch baseline (F.conv2d with NCHW or channels_last in
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Optional
 
 import torch
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 
 from .. import backends, ops
 from ..nn.quantized import quantize_weight
+from ..ops.qconv2d import reference as qref
 from ..ops.qconv2d.reference import quantize
 from .benchmark import format_table, measure_peak_gflops, time_interleaved
 from .shapes import CONV_CATALOGS, GEMM_CONV, GEMM_SQUARE, quick_conv_shapes
@@ -103,30 +105,35 @@ def qconv_candidates(s) -> dict:
     inputs (outputs checked within one quantization step first), our fp32 direct and best convs."""
     g = torch.Generator().manual_seed(0)
     x = torch.rand(s.n, s.c, s.h, s.w, generator=g).contiguous(memory_format=torch.channels_last)
-    w = torch.randn(s.k, s.c, s.r, s.s, generator=g) * 0.05
+    w = torch.randn(s.k, s.c // s.groups, s.r, s.s, generator=g) * 0.05
     b = torch.randn(s.k, generator=g) * 0.1
     xs, xz, os_, oz = 1 / 255, 0, 0.05, 128
     wq, ws = quantize_weight(w)
     wd = wq.float() * ws.view(-1, 1, 1, 1)
     xu8 = quantize(x, xs, xz)  # channels_last kept
-    fns = {"sft int8": lambda: ops.qconv2d(xu8, wq, ws, b, s.stride, s.padding, input_scale=xs, input_zero_point=xz,
-                                           out_scale=os_, out_zero_point=oz, backend="cpu"),
-           "sft fp32 direct": lambda: ops.conv2d(x, wd, b, s.stride, s.padding, backend="cpu", algorithm="direct"),
-           "sft fp32 best": lambda: ops.conv2d(x, wd, b, s.stride, s.padding, backend="cpu")}
+    a = (s.stride, s.padding, 1, s.groups)
+    fns = {"sft int8": lambda: ops.qconv2d(xu8, wq, ws, b, *a, input_scale=xs, input_zero_point=xz, out_scale=os_,
+                                           out_zero_point=oz, backend="cpu"),
+           "sft fp32 direct": lambda: ops.conv2d(x, wd, b, *a, backend="cpu", algorithm="direct"),
+           "sft fp32 best": lambda: ops.conv2d(x, wd, b, *a, backend="cpu")}
     if "x86" in torch.backends.quantized.supported_engines:
-        import warnings
-
         torch.backends.quantized.engine = "x86"
         with warnings.catch_warnings():  # quantized tensor creation is deprecated in recent torch; still the engine
             warnings.simplefilter("ignore")
             xq_t = torch.quantize_per_tensor(x, xs, xz, torch.quint8)
             qw = torch._make_per_channel_quantized_tensor(wq, ws.double(), torch.zeros(s.k, dtype=torch.long), 0)
-        qconv = torch.ao.nn.quantized.Conv2d(s.c, s.k, (s.r, s.s), s.stride, s.padding)
+        qconv = torch.ao.nn.quantized.Conv2d(s.c, s.k, (s.r, s.s), s.stride, s.padding, groups=s.groups)
         qconv.set_weight_bias(qw, b)
         qconv.scale, qconv.zero_point = os_, oz
         diff = (fns["sft int8"]().int() - qconv(xq_t).int_repr().int()).abs().max().item()
-        if diff > 1:
-            raise RuntimeError(f"{s.name}: sft int8 and torch.ao differ by {diff} quantization steps")
+        if diff > 1:  # which one is off: both against the exact result
+            exact = qref.qconv2d(xu8, xs, xz, wq, ws, b, None, s.stride, s.padding, 1, s.groups, None, 0.01, os_, oz)
+            ours = (fns["sft int8"]().int() - exact.int()).abs().max().item()
+            if ours > 1:
+                raise RuntimeError(f"{s.name}: sft int8 is {ours} quantization steps from the exact result")
+            theirs = (qconv(xq_t).int_repr().int() - exact.int()).abs().max().item()
+            warnings.warn(f"{s.name}: torch.ao's int8 output is {theirs} quantization steps from the exact result "
+                          f"(ours: {ours})")
         fns = {"torch.ao int8": lambda: qconv(xq_t), **fns}
     return fns
 

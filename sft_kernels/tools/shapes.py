@@ -1,10 +1,11 @@
 """Shape catalog shared by benchmarks, `sft-kernels bench` and `sft-kernels tune`.
 
 Every conv shape of SFTNet ("pytorch" variant) for a 1×3×128×128 input (×4 → 512×512), with how many
-times the network runs it, the same for ResNet-50 at 224×224, plus square and conv-shaped GEMMs.
+times the network runs it, the same for ResNet-50 and MobileNetV2 at 224×224, plus square and conv-shaped GEMMs.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ..runtime.checks import conv_output_hw
@@ -83,12 +84,44 @@ def resnet50_conv_shapes(size: int = 224, n: int = 1) -> list:
     ]
 
 
-CONV_CATALOGS = {"sftnet": sftnet_conv_shapes, "resnet50": resnet50_conv_shapes}
+def mobilenetv2_conv_shapes(size: int = 224, n: int = 1) -> list:
+    """The distinct conv layers of MobileNetV2 (width 1.0) at a size×size input; count = how many of its 52 convs
+    have that shape. The depthwise catalog: each inverted residual is a 1×1 expansion, a depthwise 3×3 (groups = its
+    channels) and a 1×1 projection."""
+    out = {}
+
+    def add(name, cin, cout, hw, r, stride=1, groups=1):
+        h = hw * size // 224
+        key = (cin, cout, h, r, stride, groups)
+        if key in out:
+            out[key] = dataclasses.replace(out[key], count=out[key].count + 1)
+        else:
+            out[key] = ConvShape(name, n, cin, h, h, cout, r, r, stride=stride, padding=r // 2, groups=groups)
+
+    add("stem 3→32 3×3 s2", 3, 32, 224, 3, 2)
+    c, hw = 32, 112
+    for t, k, reps, stride in ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                               (6, 160, 3, 2), (6, 320, 1, 1)):
+        for i in range(reps):
+            st = stride if i == 0 else 1
+            e = c * t
+            if t != 1:
+                add(f"expand {c}→{e} @{hw}", c, e, hw, 1)
+            add(f"dw {e} 3×3 @{hw}" + (" s2" if st == 2 else ""), e, e, hw, 3, st, groups=e)
+            hw //= st
+            add(f"project {e}→{k} @{hw}", e, k, hw, 1)
+            c = k
+    add(f"last {c}→1280 @{hw}", c, 1280, hw, 1)
+    return list(out.values())
+
+
+CONV_CATALOGS = {"sftnet": sftnet_conv_shapes, "resnet50": resnet50_conv_shapes,
+                 "mobilenetv2": mobilenetv2_conv_shapes}
 
 
 # Small versions for quick runs (`--quick`) and CI smoke runs: same layers at a 32×32 LR input.
 def quick_conv_shapes(catalog: str = "sftnet") -> list:
-    return sftnet_conv_shapes(lr=32) if catalog == "sftnet" else resnet50_conv_shapes(size=56)
+    return sftnet_conv_shapes(lr=32) if catalog == "sftnet" else CONV_CATALOGS[catalog](56)
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,10 @@
    (``fallback="w8a16"``) until the model meets the budget. SR networks need this (no batch norm, long-tailed
    activations: PAMS, DAQ, PTQ4SR); classifiers rarely do.
 
-Eligible: nn.Conv2d (and sft_kernels.nn.Conv2d) with numeric zero padding and groups == 1 (grouped and depthwise
-convs have no int8 kernel yet: they stay float, reported). The report has a row per conv: its input scale and
-zero point, weight scale range, and what it became; report.stats holds the PSNR / SQNR before and after.
+Eligible: nn.Conv2d (and sft_kernels.nn.Conv2d) with numeric zero padding, grouped and depthwise ones included (the
+cpu backend runs depthwise convs on their own int8 kernel and other groupings one group at a time). The report has a
+row per conv: its input scale and zero point, weight scale range, and what it became; report.stats holds the PSNR /
+SQNR before and after.
 """
 from __future__ import annotations
 
@@ -61,8 +62,6 @@ def eligible(name: str, conv: nn.Conv2d, config: Int8Config) -> Optional[str]:
     """None if `conv` can be quantized, else why it stays float."""
     if name in config.keep_float or (config.filter_fn is not None and not config.filter_fn(conv, name)):
         return "kept float by the config"
-    if conv.groups != 1:
-        return f"groups={conv.groups}: no grouped int8 kernel yet"
     if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
         return f"padding {conv.padding!r} / {conv.padding_mode!r}: needs numeric zero padding"
     return None

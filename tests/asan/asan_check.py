@@ -1,6 +1,7 @@
 """AddressSanitizer run of the C++ kernels (`make asan`): builds csrc/ with -fsanitize=address into a scratch
 directory, loads it instead of sft_kernels._C and runs conv2d (direct, Winograd, pixel shuffle, groups, NCHW,
-channels_last, thin ends, SFT modulation), ABC Strassen, the fused separable conv, the int8 and sparse convs and matmul
+channels_last, thin ends, SFT modulation), ABC Strassen, the fused separable conv, the int8 (dense and depthwise) and
+sparse convs and matmul
 against float64, with every micro-kernel (SFT_KERNELS_ISA) and int8 kernel (SFT_KERNELS_INT8). Needs the process
 to start with libasan preloaded (the Makefile does that);
 not part of the default test run (it is slow to build).
@@ -139,6 +140,21 @@ def run():
             y8 = ops.qconv2d(x, 0.03, 33, packed, wsum, ws, torch.randn(k), 3, 3, [st, st], [1, 1], [1, 1], 1, 0.0,
                              res, 0.05, 7)
             assert y8.dtype == torch.uint8 and y8.shape == ref.shape
+    # depthwise int8 conv: channel tails (33, 19 channels), stride 2, 3×3 (tap pairs) and 5×5 (any taps), float input
+    # with a modulation, uint8 output with a residual
+    for (n, c, h, w, r, st) in [(2, 33, 9, 8, 3, 1), (1, 19, 7, 11, 3, 2), (1, 40, 6, 7, 5, 1)]:
+        wq = torch.randint(-128, 128, (c, 1, r, r), dtype=torch.int8)
+        ws, pd = torch.rand(c) * 0.01 + 0.001, r // 2
+        xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8)
+        xf = xq.float() * 0.03 - 1.0
+        sc, sf = torch.rand_like(xf), torch.rand_like(xf)
+        y = ops.qconv2d_depthwise(xq.contiguous(memory_format=torch.channels_last), 0.03, 33, wq, ws, None, [st, st],
+                                  [pd, pd], [1, 1], 0, 0.0, None, 0.0, 0)
+        ref = F.conv2d(xq.double() - 33, wq.double(), None, st, pd, 1, c) * (0.03 * ws.double()).view(1, -1, 1, 1)
+        assert (y.double() - ref).abs().max().item() < 1e-3, ("depthwise", c, r, st)
+        y8 = ops.qconv2d_depthwise(xf, 0.03, 33, wq, ws, torch.randn(c), [st, st], [pd, pd], [1, 1], 2, 0.1,
+                                   torch.randn(ref.shape), 0.05, 7, sc, sf)
+        assert y8.dtype == torch.uint8 and y8.shape == ref.shape
     # sparse conv (the tile kernels SFT_KERNELS_ISA chose): unstructured and blocks of 4, empty filters, K and
     # pixel tails, stride, dilation, groups, 1x1, NCHW and channels_last, residual and modulation
     for (n, c, h, w, k, r, st, pd, dl, g, blk) in [

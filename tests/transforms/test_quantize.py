@@ -38,7 +38,7 @@ class EDSRLike(nn.Module):
 
 
 class CARNLike(nn.Module):
-    """Cascading 1×1 fusions of concatenated features and a grouped conv (stays float: no grouped int8 kernel)."""
+    """Cascading 1×1 fusions of concatenated features and a grouped conv (int8: the dense kernel per group)."""
 
     def __init__(self, c=16):
         super().__init__()
@@ -51,6 +51,28 @@ class CARNLike(nn.Module):
         e = torch.relu(self.entry(x))
         b = torch.relu(self.b1(e))
         return self.exit(torch.relu(self.f1(torch.cat([e, b], 1))))
+
+
+class MobileNetV2Like(nn.Module):
+    """Inverted residuals: 1×1 expand, depthwise 3×3 (stride 1 with the residual, then stride 2), 1×1 project, batch
+    norm and ReLU6, and a classifier head."""
+
+    def __init__(self, c=16, t=4):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, c, 3, 2, 1), nn.BatchNorm2d(c), nn.ReLU6())
+
+        def block(stride):
+            return nn.Sequential(nn.Conv2d(c, t * c, 1), nn.BatchNorm2d(t * c), nn.ReLU6(),
+                                 nn.Conv2d(t * c, t * c, 3, stride, 1, groups=t * c), nn.BatchNorm2d(t * c),
+                                 nn.ReLU6(), nn.Conv2d(t * c, c, 1), nn.BatchNorm2d(c))
+
+        self.b1, self.b2 = block(1), block(2)
+        self.fc = nn.Linear(c, 10)
+
+    def forward(self, x):
+        s = self.stem(x)
+        y = s + self.b1(s)
+        return self.fc(self.b2(y).mean((2, 3)))
 
 
 class Bottleneck(nn.Module):
@@ -79,7 +101,7 @@ def _trained_like(model, seed=0):
     return model.eval()
 
 
-@pytest.mark.parametrize("make", [EDSRLike, CARNLike, Bottleneck], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("make", [EDSRLike, CARNLike, MobileNetV2Like, Bottleneck], ids=lambda f: f.__name__)
 @pytest.mark.parametrize("observer", ["minmax", "percentile", "mse"])
 def test_any_cnn_quantizes_close_to_float(make, observer):
     model = _trained_like(make())
@@ -94,9 +116,8 @@ def test_any_cnn_quantizes_close_to_float(make, observer):
     for row in report.rows:
         if row.action == "quantized":
             assert row.stats["input_scale"] > 0 and 0 <= row.stats["input_zero_point"] <= 255
-    if make is CARNLike:
-        assert [r.detail for r in report.rows if r.name == "b1"] == ["groups=4: no grouped int8 kernel yet"]
-        assert isinstance(model.b1, nn.Conv2d)
+    if make is MobileNetV2Like:  # every conv int8, the depthwise ones included
+        assert len(convs) == 7 and isinstance(model.b2[3], QuantConv2d) and model.b2[3].groups == 64
     with torch.no_grad():
         y = model(x)
     assert y.shape == ref.shape

@@ -22,6 +22,7 @@
 
 #include "cpu/engine/isa.h"
 #include "cpu/engine/ukernel.h"
+#include "cpu/qconv2d/input.h"
 #include "cpu/qconv2d/tiles.h"
 #include "cpu/runtime/buffer_pool.h"
 
@@ -29,6 +30,7 @@ namespace sft {
 
 using qconv::kMR;
 using qconv::kNR;
+using qconv::Mod;
 
 namespace {
 
@@ -64,12 +66,6 @@ Kernel kernel() {
   return k;
 }
 
-// An SFT modulation of the input, x·(scale + 1) + shift, applied as it is quantized (null: none).
-struct Mod {
-  const float* scale;
-  const float* shift;
-};
-
 inline void quantize_scalar(const float* x, int64_t xs, int64_t n, float inv, float fz, uint8_t* q, int64_t qs,
                             Mod mod = {nullptr, nullptr}, int64_t off = 0) {
   for (int64_t i = 0; i < n; ++i) {
@@ -101,8 +97,10 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void quantize_avx512(const 
   }
 }
 
-// The zero-point-padded NHWC copy [N][Hp][Wp][Cp] (+ slack for AMX tiles that run past the last row), quantizing a
-// float input on the way.
+}  // namespace
+
+namespace qconv {
+
 at::Tensor padded_input(const at::Tensor& x, double x_scale, int64_t zx, int64_t ph, int64_t pw, int64_t Cp,
                         int64_t slack, Mod mod) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), Hp = H + 2 * ph, Wp = W + 2 * pw;
@@ -151,7 +149,9 @@ at::Tensor padded_input(const at::Tensor& x, double x_scale, int64_t zx, int64_t
   return xp;
 }
 
-}  // namespace
+}  // namespace qconv
+
+using qconv::padded_input;
 
 std::string qconv2d_kernel() {
   switch (kernel()) {

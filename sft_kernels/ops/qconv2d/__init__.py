@@ -9,9 +9,9 @@ Integer sums are exact (int32 in kernels, exact float64 in the reference); outpu
 to the float32 epilogue's rounding, and requantized outputs to within one quantization step.
 
 The op (schema `sft::qconv2d`, fake kernel, registry entry), its checks and its public function; `reference.py` holds
-the integer reference and the quantize / dequantize helpers, `cpu.py` the cpu kernel's launcher, `triton.py` the
-Triton kernel and its launcher (configs/triton.json), `cuda.py` the launcher of the tensor-core kernel
-(csrc/cuda/qconv2d/; grouped convs included), `onnx.py` the ONNX (QDQ) form.
+the integer reference and the quantize / dequantize helpers, `cpu.py` the cpu kernels' launcher (dense, depthwise,
+per group), `triton.py` the Triton kernel and its launcher (configs/triton.json), `cuda.py` the launcher of the
+tensor-core kernel (csrc/cuda/qconv2d/; grouped convs included), `onnx.py` the ONNX (QDQ) form.
 """
 from __future__ import annotations
 
@@ -39,9 +39,6 @@ def _impl_reference(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, di
 
 def _impl_cpu(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale,
               o_zp):
-    if groups != 1:  # the cpu kernel is ungrouped: the reference (exact) takes grouped convs
-        return _impl_reference(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act,
-                               slope, o_scale, o_zp)
     return cpu.qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale,
                        o_zp, ms, mt)
 

@@ -1,7 +1,10 @@
 """The `cpu` backend of sft.qconv2d: the extension's int8 direct conv (csrc/cpu/qconv2d/: AMX tiles, AVX-512 VNNI,
 AVX2, a portable loop; `kernel()` says which runs). The weights are packed once per weight tensor (with their
 per-channel sums, which carry the input zero point) and held as long as the weight lives (runtime.weight_pack).
-Grouped convs go to the reference."""
+
+Grouped convs: depthwise ones (groups = C = K) run on their own kernel (csrc/cpu/qconv2d/depthwise.cpp: per-channel
+sums over the taps, 16 channels a vector); other groupings run the dense kernel once per group on that group's
+channel slice (weights packed per group, once)."""
 from __future__ import annotations
 
 import torch
@@ -20,14 +23,46 @@ def _pack(w_q):
     return torch.cat([packed.view(torch.uint8), wsum.view(torch.uint8)])  # one tensor: weight_pack keeps tensors
 
 
+def _split(both, k):
+    """(packed int8 panels, int32 sums) of one _pack result for k output channels."""
+    n_packed = both.numel() - -(-k // 32) * 32 * 4  # the int32 sums of whole 32-channel panels come last
+    return both[:n_packed].view(torch.int8), both[n_packed:].view(torch.int32)
+
+
+def _layout(y, x):
+    return y if checks.output_memory_format(x) == torch.channels_last else y.contiguous()
+
+
 def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp, ms=None,
             mt=None):
     registry.cpu_ext()
-    k, _, r, s = w.shape
-    both = weight_pack.packed(w, "cpu_qconv2d", _pack)
-    n_packed = both.numel() - -(-k // 32) * 32 * 4  # the int32 sums of whole 32-channel panels come last
-    packed = both[:n_packed].view(torch.int8)
-    wsum = both[n_packed:].view(torch.int32)
-    y = torch.ops.sft_cpu.qconv2d.default(x, x_scale, x_zp, packed, wsum, ws, b, r, s, stride, padding, dilation,
-                                          checks.ACTIVATIONS.index(act), slope, res, o_scale, o_zp, ms, mt)
-    return y if checks.output_memory_format(x) == torch.channels_last else y.contiguous()
+    k, cg, r, s = w.shape
+    a = checks.ACTIVATIONS.index(act)
+    if groups > 1 and cg == 1 and k == groups:
+        y = torch.ops.sft_cpu.qconv2d_depthwise.default(x, x_scale, x_zp, w, ws, b, stride, padding, dilation, a,
+                                                        slope, res, o_scale, o_zp, ms, mt)
+        return _layout(y, x)
+    if groups > 1:
+        return _grouped(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, a, slope, o_scale, o_zp,
+                        ms, mt)
+    packed, wsum = _split(weight_pack.packed(w, "cpu_qconv2d", _pack), k)
+    y = torch.ops.sft_cpu.qconv2d.default(x, x_scale, x_zp, packed, wsum, ws, b, r, s, stride, padding, dilation, a,
+                                          slope, res, o_scale, o_zp, ms, mt)
+    return _layout(y, x)
+
+
+def _grouped(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, a, slope, o_scale, o_zp, ms, mt):
+    k, cg, r, s = w.shape
+    kg = k // groups
+    both = weight_pack.packed(w, f"cpu_qconv2d_g{groups}",
+                              lambda w: torch.cat([_pack(w[g * kg:(g + 1) * kg].contiguous()) for g in range(groups)]))
+    per = both.numel() // groups
+    ys = []
+    for g in range(groups):
+        packed, wsum = _split(both[g * per:(g + 1) * per], kg)
+        ci, ko = slice(g * cg, (g + 1) * cg), slice(g * kg, (g + 1) * kg)
+        ys.append(torch.ops.sft_cpu.qconv2d.default(
+            x[:, ci], x_scale, x_zp, packed, wsum, ws[ko], None if b is None else b[ko], r, s, stride, padding,
+            dilation, a, slope, None if res is None else res[:, ko], o_scale, o_zp,
+            None if ms is None else ms[:, ci], None if mt is None else mt[:, ci]))
+    return _layout(torch.cat(ys, 1).contiguous(memory_format=torch.channels_last), x)

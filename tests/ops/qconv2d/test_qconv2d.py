@@ -23,7 +23,11 @@ CASES = [  # n, c, h, w, k, r, stride, padding, dilation, groups
     (2, 24, 9, 11, 40, 1, 2, 0, 1, 1),  # strided 1x1 (cpu: a stride-1 conv on the subsampled view)
     (1, 8, 10, 10, 8, 3, 1, 2, 2, 1),  # dilation
     (2, 12, 9, 9, 20, 5, 1, 2, 1, 1),  # 5x5
-    (1, 8, 7, 7, 8, 3, 1, 1, 1, 2),  # grouped (cpu hands it to the reference)
+    (1, 8, 7, 7, 8, 3, 1, 1, 1, 2),  # grouped: the dense cpu kernel per group
+    (1, 33, 9, 11, 33, 3, 1, 1, 1, 33),  # depthwise (cpu: its own kernel), a channel tail past 32
+    (2, 16, 10, 9, 16, 3, 2, 1, 1, 16),  # depthwise, stride 2
+    (1, 24, 12, 10, 24, 5, 1, 4, 2, 24),  # depthwise 5x5, dilation 2
+    (1, 16, 7, 7, 32, 3, 1, 1, 1, 8),  # grouped, 2 channels in and 4 out per group
 ]
 
 
@@ -95,7 +99,8 @@ def _kernels():
 def test_every_cpu_kernel_matches_the_integer_reference(kernel):
     """Each tile kernel (AMX, VNNI, AVX2, portable) forced in a fresh process, on shapes that take each of its paths:
     channel counts under and over the AMX threshold, tails of pixels and channels, stride 2, small images (AMX
-    blocks over the padded-width grid), float and uint8 inputs."""
+    blocks over the padded-width grid), float and uint8 inputs; then the depthwise kernel's path for that ISA
+    (channel tails, stride 2) and a grouped conv (the dense kernel per group)."""
     code = ("import torch\n"
             "from sft_kernels.ops import qconv2d\n"
             "from sft_kernels.ops.qconv2d import cpu, reference as ref\n"
@@ -120,7 +125,21 @@ def test_every_cpu_kernel_matches_the_integer_reference(kernel):
             "        y = qconv2d(xq, wq, ws, b, st, 1, input_scale=0.03, input_zero_point=33, activation=act,\n"
             "                    negative_slope=0.1, residual=res, out_scale=0.05, out_zero_point=100, backend='cpu')\n"
             "        e = ref.qconv2d(xq, 0.03, 33, wq, ws, b, res, st, 1, 1, 1, act, 0.1, 0.05, 100)\n"
-            "        assert (y.int() - e.int()).abs().max() <= 1, (act, c, k)\n")
+            "        assert (y.int() - e.int()).abs().max() <= 1, (act, c, k)\n"
+            "for n, c, h, w, st, grp, k in ((2, 40, 9, 8, 1, 40, 40), (1, 19, 7, 9, 2, 19, 19),\n"
+            "                               (1, 24, 6, 7, 1, 6, 12)):\n"
+            "    xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=g)\n"
+            "    wq = torch.randint(-128, 128, (k, c // grp, 3, 3), dtype=torch.int8, generator=g)\n"
+            "    ws, b = torch.rand(k, generator=g) * 0.01 + 0.001, torch.randn(k, generator=g)\n"
+            "    for x in (xq, xq.float() * 0.03 - 1.0):\n"
+            "        y = qconv2d(x, wq, ws, b, st, 1, 1, grp, input_scale=0.03, input_zero_point=33,\n"
+            "                    activation='leaky_relu', negative_slope=0.1, backend='cpu')\n"
+            "        e = ref.qconv2d(x, 0.03, 33, wq, ws, b, None, st, 1, 1, grp, 'leaky_relu', 0.1)\n"
+            "        assert (y.double() - e).abs().max() <= 1e-5 * e.abs().max(), ('grouped', c, grp)\n"
+            "    y = qconv2d(xq, wq, ws, b, st, 1, 1, grp, input_scale=0.03, input_zero_point=33, out_scale=0.05,\n"
+            "                out_zero_point=100, backend='cpu')\n"
+            "    e = ref.qconv2d(xq, 0.03, 33, wq, ws, b, None, st, 1, 1, grp, None, 0.01, 0.05, 100)\n"
+            "    assert (y.int() - e.int()).abs().max() <= 1, ('grouped uint8', c, grp)\n")
     env = dict(os.environ, SFT_KERNELS_INT8=kernel)
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -181,3 +200,29 @@ def test_sft_modulation_is_applied_as_the_input_is_quantized(backend, layout):
     torch.testing.assert_close(y.double(), expected, atol=atol, rtol=rtol)
     with pytest.raises(ValueError, match="modulation=.scale, shift. needs a float32 input"):
         qconv2d(x, wq, ws, None, 1, 1, input_scale=0.1, input_zero_point=0, modulation=(ms[:1], mt), backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_depthwise_float_input_modulation_and_residual(backend, layout):
+    """The depthwise path takes what the dense one takes: a float input quantized on the way (with an SFT
+    modulation), a residual, both output types."""
+    gen = torch.Generator().manual_seed(8)
+    grid = lambda *s: torch.randint(-16, 17, s, generator=gen).float() / 8  # noqa: E731
+    x, ms, mt = grid(2, 36, 11, 9), grid(2, 36, 11, 9), grid(2, 36, 11, 9)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    wq = torch.randint(-127, 128, (36, 1, 3, 3), dtype=torch.int8, generator=gen)
+    ws, b = torch.rand(36, generator=gen) * 0.01 + 0.001, torch.randn(36, generator=gen)
+    res = torch.randn(2, 36, 11, 9, generator=gen)
+    for o_scale in (0.0, 0.05):
+        y = qconv2d(x, wq, ws, b, 1, 1, 1, 36, input_scale=0.125, input_zero_point=128, activation="relu",
+                    residual=res, out_scale=o_scale, out_zero_point=7, modulation=(ms, mt), backend=backend)
+        expected = ref.qconv2d(x * (ms + 1) + mt, 0.125, 128, wq, ws, b, res, 1, 1, 1, 36, "relu", 0.01, o_scale, 7)
+        assert y.is_contiguous(memory_format=torch.channels_last if layout == "channels_last" else
+                               torch.contiguous_format)
+        if o_scale:
+            assert (y.int() - expected.int()).abs().max() <= 1
+        else:
+            atol, rtol = tolerance(torch.float32, 1, expected.abs().max().item())
+            torch.testing.assert_close(y.double(), expected, atol=atol, rtol=rtol)
