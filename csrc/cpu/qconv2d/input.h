@@ -1,4 +1,4 @@
-// The int8 convs' input copy (qconv2d.cpp), shared by the dense driver and the depthwise kernel (depthwise.cpp).
+// The int8 convs' input copy (qconv2d.cpp), shared by the dense driver and the depthwise kernel (qdepthwise.cpp).
 #pragma once
 
 #include <ATen/ATen.h>

@@ -39,7 +39,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
                        const c10::optional<at::Tensor>& mod_shift);
 
 // The depthwise int8 conv (groups = C = K): w_q int8 [C, 1, R, S], per-channel w_scale; otherwise qconv2d_cpu's
-// contract (uint8 or float32 input, modulation, epilogue, channels_last output). depthwise.cpp.
+// contract (uint8 or float32 input, modulation, epilogue, channels_last output). qdepthwise.cpp.
 at::Tensor qconv2d_depthwise_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point, const at::Tensor& w_q,
                                  const at::Tensor& w_scale, const c10::optional<at::Tensor>& bias,
                                  at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,

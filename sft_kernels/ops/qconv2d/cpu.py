@@ -2,8 +2,8 @@
 AVX2, a portable loop; `kernel()` says which runs). The weights are packed once per weight tensor (with their
 per-channel sums, which carry the input zero point) and held as long as the weight lives (runtime.weight_pack).
 
-Grouped convs: depthwise ones (groups = C = K) run on their own kernel (csrc/cpu/qconv2d/depthwise.cpp: per-channel
-sums over the taps, 16 channels a vector); other groupings run the dense kernel once per group on that group's
+Grouped convs: depthwise ones (groups = C = K) run on their own kernel (csrc/cpu/qconv2d/qdepthwise.cpp: per-channel
+sums over the taps, 3×3 taps in vpmaddwd pairs); other groupings run the dense kernel once per group on that group's
 channel slice (weights packed per group, once)."""
 from __future__ import annotations
 
