@@ -90,15 +90,16 @@ def mobilenetv2_conv_shapes(size: int = 224, n: int = 1) -> list:
     channels) and a 1×1 projection."""
     out = {}
 
-    def add(name, cin, cout, hw, r, stride=1, groups=1):
-        h = hw * size // 224
+    def add(label, cin, cout, hw, r, stride=1, groups=1):
+        h = max(1, hw * size // 224)
         key = (cin, cout, h, r, stride, groups)
         if key in out:
             out[key] = dataclasses.replace(out[key], count=out[key].count + 1)
         else:
+            name = f"{label} @{h}" + (" s2" if stride == 2 else "")
             out[key] = ConvShape(name, n, cin, h, h, cout, r, r, stride=stride, padding=r // 2, groups=groups)
 
-    add("stem 3→32 3×3 s2", 3, 32, 224, 3, 2)
+    add("stem 3→32 3×3", 3, 32, 224, 3, 2)
     c, hw = 32, 112
     for t, k, reps, stride in ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
                                (6, 160, 3, 2), (6, 320, 1, 1)):
@@ -106,12 +107,12 @@ def mobilenetv2_conv_shapes(size: int = 224, n: int = 1) -> list:
             st = stride if i == 0 else 1
             e = c * t
             if t != 1:
-                add(f"expand {c}→{e} @{hw}", c, e, hw, 1)
-            add(f"dw {e} 3×3 @{hw}" + (" s2" if st == 2 else ""), e, e, hw, 3, st, groups=e)
+                add(f"expand {c}→{e}", c, e, hw, 1)
+            add(f"dw {e} 3×3", e, e, hw, 3, st, groups=e)
             hw //= st
-            add(f"project {e}→{k} @{hw}", e, k, hw, 1)
+            add(f"project {e}→{k}", e, k, hw, 1)
             c = k
-    add(f"last {c}→1280 @{hw}", c, 1280, hw, 1)
+    add(f"last {c}→1280", c, 1280, hw, 1)
     return list(out.values())
 
 
