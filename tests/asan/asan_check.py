@@ -125,8 +125,10 @@ def run():
         assert (y.double() - ref - res.double()).abs().max().item() < 1e-3, (c, m, k)
     # int8 conv (the kernel SFT_KERNELS_INT8 / SFT_KERNELS_ISA chose): channel and pixel tails, stride 2, the RGB
     # conv, float input quantized in the copy, NCHW and channels_last, uint8 output with a residual
+    # (the 260×256 image's padded copy is built per band of rows under AMX)
     for (n, c, h, w, k, st) in [(2, 13, 9, 8, 35, 2), (1, 64, 7, 37, 64, 1), (1, 80, 6, 19, 48, 2),
-                                (1, 3, 9, 9, 8, 1), (1, 16, 5, 33, 97, 1), (2, 64, 7, 7, 40, 1)]:
+                                (1, 3, 9, 9, 8, 1), (1, 16, 5, 33, 97, 1), (2, 64, 7, 7, 40, 1),
+                                (1, 64, 260, 256, 16, 1)]:
         wq = torch.randint(-128, 128, (k, c, 3, 3), dtype=torch.int8)
         packed, wsum = ops.qconv2d_pack(wq)
         ws = torch.rand(k) * 0.01 + 0.001

@@ -13,6 +13,27 @@ struct Mod {
   const float* shift;
 };
 
+// The rows of the zero-point-padded NHWC copy, one at a time (padded_input fills them all; the AMX driver fills
+// bands of them right before its tiles read them).
+class InputRows {
+ public:
+  InputRows(const at::Tensor& x, double x_scale, int64_t zx, int64_t ph, int64_t pw, int64_t Cp, Mod mod);
+  // Padded row r (0 <= r < Hp; rows outside the image hold zx) of image n: Wp·Cp bytes at dst.
+  void fill(int64_t n, int64_t r, uint8_t* dst) const;
+  const int64_t Hp, Wp, Cp;
+
+ private:
+  const int64_t C_, H_, W_, ph_, pw_;
+  const int zx_;
+  const int64_t sn_, sc_, sh_, sw_;
+  const bool flt_;
+  const float inv_, fz_;
+  const float* xf_;
+  const uint8_t* xu_;
+  const Mod mod_;
+  bool v512_ = false, whole_pixels_ = false;
+};
+
 // The zero-point-padded NHWC copy [N][Hp][Wp][Cp] (+ slack for AMX tiles that run past the last row), quantizing a
 // float input on the way (clamp(round(x / x_scale) + zx, 0, 255), half to even); channels C..Cp hold zx too.
 at::Tensor padded_input(const at::Tensor& x, double x_scale, int64_t zx, int64_t ph, int64_t pw, int64_t Cp,

@@ -34,6 +34,8 @@ using qconv::Mod;
 
 namespace {
 
+constexpr int64_t kBandedBytes = int64_t(4) << 20;  // padded copies above this are built per band (AMX row mode)
+
 bool cpu_has_vnni() { return cpu_has("avx512") && __builtin_cpu_supports("avx512vnni"); }
 
 bool cpu_has_amx() {
@@ -118,57 +120,61 @@ __attribute__((target("avx512f,avx512bw"))) void copy_pixels_u8(const uint8_t* s
 
 namespace qconv {
 
+InputRows::InputRows(const at::Tensor& x, double x_scale, int64_t zx, int64_t ph, int64_t pw, int64_t Cp, Mod mod)
+    : Hp(x.size(2) + 2 * ph), Wp(x.size(3) + 2 * pw), Cp(Cp), C_(x.size(1)), H_(x.size(2)), W_(x.size(3)), ph_(ph),
+      pw_(pw), zx_(static_cast<int>(zx)), sn_(x.stride(0)), sc_(x.stride(1)), sh_(x.stride(2)), sw_(x.stride(3)),
+      flt_(x.scalar_type() == at::kFloat), inv_(static_cast<float>(1.0 / x_scale)), fz_(static_cast<float>(zx)),
+      xf_(flt_ ? x.data_ptr<float>() : nullptr), xu_(flt_ ? nullptr : x.data_ptr<uint8_t>()), mod_(mod) {
+  v512_ = std::strcmp(ukernel().isa, "avx512") == 0;  // SFT_KERNELS_ISA=avx2|generic: the scalar copy
+  whole_pixels_ = v512_ && sc_ == 1 && !flt_ && !(Cp == C_ && sw_ == C_) && __builtin_cpu_supports("avx512bw");
+}
+
+void InputRows::fill(int64_t n, int64_t r, uint8_t* dst) const {
+  const int64_t h = r - ph_, C = C_, W = W_;
+  if (h < 0 || h >= H_) {  // a padding row
+    std::memset(dst, zx_, Wp * Cp);
+    return;
+  }
+  uint8_t* row = dst + pw_ * Cp;
+  const int64_t base = n * sn_ + h * sh_, sw = sw_, sc = sc_;
+  if (whole_pixels_) {  // channels_last uint8 with channel padding: every byte of the row written once
+    std::memset(dst, zx_, pw_ * Cp);
+    std::memset(row + W * Cp, zx_, pw_ * Cp);
+    copy_pixels_u8(xu_ + base, sw, W, C, row, Cp, zx_);
+    return;
+  }
+  std::memset(dst, zx_, Wp * Cp);
+  if (sc == 1 && !flt_ && Cp == C && sw == C) {  // channels_last uint8, no channel padding: the row at once
+    std::memcpy(row, xu_ + base, W * C);
+  } else if (sc == 1) {  // channels_last: a pixel's channels are contiguous
+    for (int64_t w = 0; w < W; ++w) {
+      if (!flt_)
+        std::memcpy(row + w * Cp, xu_ + base + w * sw, C);
+      else if (v512_)
+        quantize_avx512(xf_ + base + w * sw, C, inv_, fz_, row + w * Cp, mod_, base + w * sw);
+      else
+        quantize_scalar(xf_ + base + w * sw, 1, C, inv_, fz_, row + w * Cp, 1, mod_, base + w * sw);
+    }
+  } else {  // NCHW: read each channel's row along w
+    for (int64_t c = 0; c < C; ++c) {
+      if (flt_)
+        quantize_scalar(xf_ + base + c * sc, sw, W, inv_, fz_, row + c, Cp, mod_, base + c * sc);
+      else
+        for (int64_t w = 0; w < W; ++w) row[w * Cp + c] = xu_[base + c * sc + w * sw];
+    }
+  }
+}
+
 at::Tensor padded_input(const at::Tensor& x, double x_scale, int64_t zx, int64_t ph, int64_t pw, int64_t Cp,
                         int64_t slack, Mod mod) {
-  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), Hp = H + 2 * ph, Wp = W + 2 * pw;
+  const InputRows rows(x, x_scale, zx, ph, pw, Cp, mod);
+  const int64_t N = x.size(0), pitch = rows.Wp * Cp;
   // From the pool: a fresh multi-MB buffer would be page-faulted in on every call.
-  at::Tensor xp = pooled_empty({N * Hp * Wp * Cp + slack}, x.options().dtype(at::kByte));
+  at::Tensor xp = pooled_empty({N * rows.Hp * pitch + slack}, x.options().dtype(at::kByte));
   uint8_t* d = xp.data_ptr<uint8_t>();
-  const int64_t image = Hp * Wp * Cp, band = ph * Wp * Cp;
-  for (int64_t n = 0; n < N; ++n) {  // the top and bottom padding rows (interior rows are filled whole below)
-    std::memset(d + n * image, static_cast<int>(zx), band);
-    std::memset(d + n * image + (ph + H) * Wp * Cp, static_cast<int>(zx), band);
-  }
-  std::memset(d + N * image, static_cast<int>(zx), slack);
-  const int64_t sn = x.stride(0), sc = x.stride(1), sh = x.stride(2), sw = x.stride(3);
-  const bool flt = x.scalar_type() == at::kFloat;
-  const float inv = static_cast<float>(1.0 / x_scale), fz = static_cast<float>(zx);
-  const float* xf = flt ? x.data_ptr<float>() : nullptr;
-  const uint8_t* xu = flt ? nullptr : x.data_ptr<uint8_t>();
-  const bool v512 = std::strcmp(ukernel().isa, "avx512") == 0;  // SFT_KERNELS_ISA=avx2|generic: the scalar copy
-  const bool whole_pixels = v512 && sc == 1 && !flt && !(Cp == C && sw == C) && __builtin_cpu_supports("avx512bw");
-  at::parallel_for(0, N * H, 8, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t n = r / H, h = r % H;
-      uint8_t* row = d + ((n * Hp + h + ph) * Wp + pw) * Cp;
-      const int64_t base = n * sn + h * sh;
-      if (whole_pixels) {  // channels_last uint8 with channel padding: every byte of the row written once
-        std::memset(row - pw * Cp, static_cast<int>(zx), pw * Cp);
-        std::memset(row + W * Cp, static_cast<int>(zx), pw * Cp);
-        copy_pixels_u8(xu + base, sw, W, C, row, Cp, static_cast<int>(zx));
-        continue;
-      }
-      std::memset(d + (n * Hp + h + ph) * Wp * Cp, static_cast<int>(zx), Wp * Cp);
-      if (sc == 1 && !flt && Cp == C && sw == C) {  // channels_last uint8, no channel padding: the row at once
-        std::memcpy(row, xu + base, W * C);
-      } else if (sc == 1) {  // channels_last: a pixel's channels are contiguous
-        for (int64_t w = 0; w < W; ++w) {
-          if (!flt)
-            std::memcpy(row + w * Cp, xu + base + w * sw, C);
-          else if (v512)
-            quantize_avx512(xf + base + w * sw, C, inv, fz, row + w * Cp, mod, base + w * sw);
-          else
-            quantize_scalar(xf + base + w * sw, 1, C, inv, fz, row + w * Cp, 1, mod, base + w * sw);
-        }
-      } else {  // NCHW: read each channel's row along w
-        for (int64_t c = 0; c < C; ++c) {
-          if (flt)
-            quantize_scalar(xf + base + c * sc, sw, W, inv, fz, row + c, Cp, mod, base + c * sc);
-          else
-            for (int64_t w = 0; w < W; ++w) row[w * Cp + c] = xu[base + c * sc + w * sw];
-        }
-      }
-    }
+  std::memset(d + N * rows.Hp * pitch, static_cast<int>(zx), slack);
+  at::parallel_for(0, N * rows.Hp, 8, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) rows.fill(r / rows.Hp, r % rows.Hp, d + r * pitch);
   });
   return xp;
 }
@@ -292,7 +298,14 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const bool amx = kern == Kernel::kAmx && align == 64;
   const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;
   const int64_t slack = amx ? (32 * sw + S * dw + 33) * Cp : 0;  // the last AMX tiles read past the image
-  const at::Tensor xp = padded_input(xv, x_scale, x_zero_point, ph, pw, Cp, slack, mod);
+  // Images whose padded copy would not stay in cache (SFTNet's 512² HR convs: 16 MB), in AMX row mode: each thread
+  // copies a band of padded rows into its own buffer right before its tiles read them (L2), instead of one
+  // whole-image copy written to and read back from DRAM.
+  const bool tapped = tap_packed(C, R, S);
+  const bool flat_pays = sh == 1 && sw == 1 && (P * Wp + 31) / 32 < P * ((Q + 31) / 32);
+  const bool banded = amx && !tapped && !flat_pays && N * Hp * Wp * Cp > kBandedBytes;
+  const qconv::InputRows in_rows(xv, x_scale, x_zero_point, ph, pw, Cp, mod);
+  const at::Tensor xp = banded ? at::Tensor() : padded_input(xv, x_scale, x_zero_point, ph, pw, Cp, slack, mod);
 
   // Per-channel constants padded to whole panels (plain vectors: ATen ops on these tiny tensors cost more).
   const int64_t Kp = panels * kNR;
@@ -312,7 +325,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   for (int64_t r = 0; r < R; ++r)
     for (int64_t s = 0; s < S; ++s) toff[r * S + s] = (r * dh * Wp + s * dw) * Cp;
 
-  const uint8_t* xb = xp.data_ptr<uint8_t>();
+  const uint8_t* xb = banded ? nullptr : xp.data_ptr<uint8_t>();
   const int8_t* bb = packed.data_ptr<int8_t>();
   const qconv::Store base{comp.data(), mult.data(), bpad.empty() ? nullptr : bpad.data(), static_cast<int>(activation),
                           static_cast<float>(negative_slope), nullptr, K,
@@ -330,7 +343,6 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
 
   // The AMX block's view of the input: the padded image, or for tap-packed convs (tap_packed) rows of each output
   // pixel's gathered taps, run as a 1×1 conv over M = N·P·Q "pixels" of Cq channels.
-  const bool tapped = tap_packed(C, R, S);
   int64_t gN = N, gP = P, gQ = Q, gHp = Hp, gWp = Wp, gsh = sh, gsw = sw, gCp = Cp, gRS = RS;
   std::vector<int64_t> gtoff = toff;
   const uint8_t* gxb = xb;
@@ -365,46 +377,85 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
     // are computed and not stored.
     const int64_t qb = (gQ + 31) / 32, fb = (gP * gWp + 31) / 32;
     const bool flat = gsh == 1 && gsw == 1 && fb < gP * qb;
-    const int64_t units = gN * (flat ? fb : gP * qb);
-    at::parallel_for(0, units, 1, [&](int64_t u0, int64_t u1) {
-      qconv::amx_configure();
+    // A thread's pipeline: the tiles of one block multiply while the previous block's sums are stored.
+    struct Pipe {
       alignas(64) int32_t acc[2][32 * kNR];
       int32_t rows[2][32];
       qconv::StoreJob job{};
       int buf = 0;
       bool have = false;
+    };
+    auto run_block = [&](Pipe& pp, const uint8_t* a, int mr, int64_t m0) {
+      for (int64_t panel = 0; panel < panels; ++panel) {
+        qconv::block_amx(a, gsw * gCp, gtoff.data(), gRS, gCp / 64, bb + panel * panel_size);
+        if (pp.have) qconv::store_block(pp.job.acc, pp.job.mr, pp.job.j0, pp.job.ncols, pp.job.s);
+        qconv::block_amx_store(pp.acc[pp.buf]);
+        const int64_t j0 = panel * kNR;
+        pp.job = {pp.acc[pp.buf], mr, j0, static_cast<int>(std::min<int64_t>(kNR, K - j0)), at_pixel(base, m0, j0)};
+        pp.job.s.rows = flat ? pp.rows[pp.buf] : nullptr;
+        pp.have = true;
+        if (panel + 1 < panels && flat) std::copy(pp.rows[pp.buf], pp.rows[pp.buf] + mr, pp.rows[pp.buf ^ 1]);
+        pp.buf ^= 1;
+      }
+    };
+    auto finish = [&](Pipe& pp) {
+      if (pp.have) qconv::store_block(pp.job.acc, pp.job.mr, pp.job.j0, pp.job.ncols, pp.job.s);
+    };
+    if (banded) {
+      // Bands of output rows whose padded input rows fill about kBandedBytes / 2 (L2 with the tiles' traffic).
+      const int64_t pitch = Wp * Cp, span = (R - 1) * dh + 1;
+      const int64_t most = std::clamp<int64_t>((kBandedBytes / 2 / pitch - span) / sh + 1, 1, P);
+      const int64_t threads = at::get_num_threads();  // a whole number of bands per thread and image
+      const int64_t nb = ((P + most - 1) / most + threads - 1) / threads * threads;
+      const int64_t band = (P + nb - 1) / nb;
+      at::parallel_for(0, N * nb, 1, [&](int64_t b0, int64_t b1) {
+        qconv::amx_configure();
+        const int64_t rows_max = (band - 1) * sh + span;
+        at::Tensor buf_t = pooled_empty({rows_max * pitch + slack}, x.options().dtype(at::kByte));
+        uint8_t* buf = buf_t.data_ptr<uint8_t>();
+        std::memset(buf + rows_max * pitch, static_cast<int>(x_zero_point), slack);
+        Pipe pp;
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t n = b / nb, pa = (b % nb) * band, pz = std::min(P, pa + band);
+          if (pa >= pz) continue;  // rounding the band count up to the threads can leave the last ones empty
+          const int64_t rlo = pa * sh, rhi = (pz - 1) * sh + span;
+          if (pp.have) {  // the pending store reads acc, not the buffer: flush before overwriting rows anyway
+            finish(pp);
+            pp.have = false;
+          }
+          for (int64_t r = rlo; r < rhi; ++r) in_rows.fill(n, r, buf + (r - rlo) * pitch);
+          if (rhi - rlo < rows_max)  // the last band is shorter: what its tiles read past it must be readable
+            std::memset(buf + (rhi - rlo) * pitch, static_cast<int>(x_zero_point), (rows_max - (rhi - rlo)) * pitch);
+          for (int64_t p = pa; p < pz; ++p)
+            for (int64_t q0 = 0; q0 < Q; q0 += 32)
+              run_block(pp, buf + ((p * sh - rlo) * Wp + q0 * sw) * Cp, static_cast<int>(std::min<int64_t>(32, Q - q0)),
+                        (n * P + p) * Q + q0);
+        }
+        finish(pp);
+        qconv::amx_release();
+      });
+      return out;
+    }
+    const int64_t units = gN * (flat ? fb : gP * qb);
+    at::parallel_for(0, units, 1, [&](int64_t u0, int64_t u1) {
+      qconv::amx_configure();
+      Pipe pp;
       for (int64_t u = u0; u < u1; ++u) {
-        const uint8_t* a;
-        int mr;
-        int64_t m0;
         if (flat) {
           const int64_t n = u / fb, v0 = (u % fb) * 32;
-          a = gxb + (n * gHp * gWp + v0) * gCp;
-          mr = static_cast<int>(std::min<int64_t>(32, gP * gWp - v0));
-          m0 = n * gP * gQ;
+          const int mr = static_cast<int>(std::min<int64_t>(32, gP * gWp - v0));
           for (int i = 0; i < mr; ++i) {
             const int64_t p = (v0 + i) / gWp, q = (v0 + i) % gWp;
-            rows[buf][i] = q < gQ ? static_cast<int32_t>(p * gQ + q) : -1;
+            pp.rows[pp.buf][i] = q < gQ ? static_cast<int32_t>(p * gQ + q) : -1;
           }
+          run_block(pp, gxb + (n * gHp * gWp + v0) * gCp, mr, n * gP * gQ);
         } else {
           const int64_t n = u / (gP * qb), p = (u / qb) % gP, q0 = (u % qb) * 32;
-          a = gxb + ((n * gHp + p * gsh) * gWp + q0 * gsw) * gCp;
-          mr = static_cast<int>(std::min<int64_t>(32, gQ - q0));
-          m0 = (n * gP + p) * gQ + q0;
-        }
-        for (int64_t panel = 0; panel < panels; ++panel) {
-          qconv::block_amx(a, gsw * gCp, gtoff.data(), gRS, gCp / 64, bb + panel * panel_size);
-          if (have) qconv::store_block(job.acc, job.mr, job.j0, job.ncols, job.s);  // while the tiles multiply
-          qconv::block_amx_store(acc[buf]);
-          const int64_t j0 = panel * kNR;
-          job = {acc[buf], mr, j0, static_cast<int>(std::min<int64_t>(kNR, K - j0)), at_pixel(base, m0, j0)};
-          job.s.rows = flat ? rows[buf] : nullptr;
-          have = true;
-          if (panel + 1 < panels && flat) std::copy(rows[buf], rows[buf] + mr, rows[buf ^ 1]);
-          buf ^= 1;
+          run_block(pp, gxb + ((n * gHp + p * gsh) * gWp + q0 * gsw) * gCp,
+                    static_cast<int>(std::min<int64_t>(32, gQ - q0)), (n * gP + p) * gQ + q0);
         }
       }
-      if (have) qconv::store_block(job.acc, job.mr, job.j0, job.ncols, job.s);
+      finish(pp);
       qconv::amx_release();
     });
     return out;

@@ -226,3 +226,32 @@ def test_depthwise_float_input_modulation_and_residual(backend, layout):
         else:
             atol, rtol = tolerance(torch.float32, 1, expected.abs().max().item())
             torch.testing.assert_close(y.double(), expected, atol=atol, rtol=rtol)
+
+
+@pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_large_images_build_their_padded_input_per_band(threads):
+    """Past a few MB of padded input the AMX driver copies bands of padded rows right before its tiles read them
+    (any other kernel takes the shape as usual): bands at the image's top and bottom, a short last band, two images,
+    channels padded (96 -> 128), a K tail, a float input quantized and modulated on the way."""
+    gen = torch.Generator().manual_seed(11)
+    xq = torch.randint(0, 256, (2, 96, 130, 160), dtype=torch.uint8, generator=gen)
+    wq = torch.randint(-127, 128, (33, 96, 3, 3), dtype=torch.int8, generator=gen)
+    ws, b = torch.rand(33, generator=gen) * 0.01 + 0.001, torch.randn(33, generator=gen)
+    res = torch.randn(2, 33, 130, 160, generator=gen)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        y = qconv2d(xq.contiguous(memory_format=torch.channels_last), wq, ws, b, 1, 1, input_scale=0.02,
+                    input_zero_point=77, activation="relu", residual=res, out_scale=0.05, out_zero_point=5,
+                    backend="cpu")
+        e = ref.qconv2d(xq, 0.02, 77, wq, ws, b, res, 1, 1, 1, 1, "relu", 0.01, 0.05, 5)
+        assert (y.int() - e.int()).abs().max() <= 1
+        xf, ms, mt = xq.float() * 0.01, torch.rand(xq.shape, generator=gen), torch.rand(xq.shape, generator=gen)
+        y = qconv2d(xf, wq, ws, None, 1, 1, input_scale=0.02, input_zero_point=77, modulation=(ms, mt),
+                    backend="cpu")
+        e = ref.qconv2d(xf * (ms + 1) + mt, 0.02, 77, wq, ws, None, None, 1, 1)
+        atol, rtol = tolerance(torch.float32, 1, e.abs().max().item())
+        torch.testing.assert_close(y.double(), e, atol=atol, rtol=rtol)
+    finally:
+        torch.set_num_threads(prev)
