@@ -54,8 +54,8 @@ def channels_per_group(cg: int) -> int:
     return -(-cg // 16) * 16
 
 
-def pack_weight(w: torch.Tensor, groups: int) -> tuple:
-    """(KRSC int8 weight with channels padded per group, Σw per output channel as int32), cached on `w`."""
+def pack_weight(w: torch.Tensor) -> tuple:
+    """(KRSC int8 weight, each filter's Cg channels padded to 16, Σw per output channel as int32), cached on `w`."""
     cg16 = channels_per_group(w.shape[1])
     wh = weight_pack.packed(w, f"cuda_qkrsc_{cg16}", lambda w: _pad_groups(w.permute(0, 2, 3, 1), 1, w.shape[1], cg16))
     wsum = weight_pack.packed(w, "cuda_qwsum", lambda w: w.to(torch.int32).sum((1, 2, 3)).to(torch.int32))
@@ -69,7 +69,7 @@ def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, 
     kernel = kernel or _kernel()
     cg = w.shape[1]
     xh = _pad_groups(x.permute(0, 2, 3, 1), groups, cg, channels_per_group(cg))  # no copy: channels_last, C % 16 = 0
-    wh, wsum = pack_weight(w, groups)
+    wh, wsum = pack_weight(w)
     mult = (ws.double() * x_scale).float()
     resh = None if res is None else res.permute(0, 2, 3, 1).contiguous()
     y = kernel(xh, wh, wsum, mult, None if b is None else b.contiguous(), resh, list(stride), list(padding),

@@ -89,13 +89,13 @@ def test_cuda_launcher_matches_integer_reference(case, zx, quant_out, layout):
 
 def test_packed_weight_and_sums_follow_in_place_changes():
     wq = torch.randint(-127, 128, (8, 3, 3, 3), dtype=torch.int8)
-    wh, wsum = qcuda.pack_weight(wq, 1)
+    wh, wsum = qcuda.pack_weight(wq)
     assert wh.shape == (8, 3, 3, 16) and wh[..., 3:].eq(0).all()  # channels padded with zero weights
     assert torch.equal(wsum, wq.int().sum((1, 2, 3)))
-    assert qcuda.pack_weight(wq, 1)[0] is wh  # cached while the weight is unchanged
+    assert qcuda.pack_weight(wq)[0] is wh  # cached while the weight is unchanged
     with torch.no_grad():
         wq.neg_()
-    assert torch.equal(qcuda.pack_weight(wq, 1)[1], -wsum)
+    assert torch.equal(qcuda.pack_weight(wq)[1], -wsum)
 
 
 def test_cuda_backend_reports_why_unavailable():
