@@ -183,6 +183,7 @@ def test_gpu_sparse_conv2d(shape, backend, dtype):
 def test_gpu_sparse24_kernel_itself(shape, dtype):
     """2:4 weights on the sparse tensor-core kernel (mma.sp), with the block-list kernel barred, every tile config
     (each has its own metadata layout), against the masked dense conv in float64."""
+    from sft_kernels.ops.conv2d import cuda as cuda_conv
     from sft_kernels.ops.sparse_conv2d import cuda as sparse_cuda
     from sft_kernels.transforms.prune import masks
     if not backends.supports("cuda", "sparse_conv2d", "cuda", dtype):
@@ -194,7 +195,7 @@ def test_gpu_sparse24_kernel_itself(shape, dtype):
     ref = torch.nn.functional.conv2d(x.double(), wt.double(), b.double(), st, pd)
     ref = torch.nn.functional.leaky_relu(ref, 0.1)
     xc = x.cuda().to(dtype).contiguous(memory_format=torch.channels_last)
-    for config, (_, (bm, _, bk, *_)) in enumerate(sparse_cuda.sparse24_tile_configs()):
+    for config, (_, (bm, _, bk, *_)) in enumerate(cuda_conv.tile_configs("sparse24")):
         y = sparse_cuda.sparse_conv2d(xc, wt.cuda().to(dtype), b.cuda().to(dtype), None, (st, st), (pd, pd), (1, 1),
                                       1, "leaky_relu", 0.1, kernel=lambda *a: pytest.fail("took the block lists"),
                                       kernel24=torch.ops.sft_cuda.sparse24_conv2d_nhwc, tile24=(config, bm, bk))

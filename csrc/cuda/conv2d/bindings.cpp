@@ -11,6 +11,7 @@
 
 #include <string>
 
+#include "../common/tile_config_list.h"
 #include "conv2d.h"
 
 namespace {
@@ -95,16 +96,8 @@ at::Tensor conv2d_nhwc(const at::Tensor& x, const at::Tensor& w, const c10::opti
   return y;
 }
 
-// "name:BM,BN,BK,WM,WN,STAGES" per config, in index order.
 std::vector<std::string> tile_configs() {
-  std::vector<std::string> out;
-  for (int i = 0; i < sft_cuda::num_tile_configs(); ++i) {
-    const auto c = sft_cuda::tile_config(i);
-    out.push_back(std::string(c.name) + ":" + std::to_string(c.bm) + "," + std::to_string(c.bn) + "," +
-                  std::to_string(c.bk) + "," + std::to_string(c.wm) + "," + std::to_string(c.wn) + "," +
-                  std::to_string(c.stages));
-  }
-  return out;
+  return sft_cuda::describe_tile_configs(sft_cuda::num_tile_configs(), sft_cuda::tile_config);
 }
 
 int64_t choose_tile_config(int64_t n, int64_t p, int64_t q, int64_t k, int64_t groups) {

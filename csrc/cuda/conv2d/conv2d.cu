@@ -240,17 +240,10 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
   X(128, 32, 32, 32, 32, 4)        \
   X(128, 64, 64, 64, 32, 3)
 
-#define SFT_TILE_ENTRY(bm, bn, bk, wm, wn, st) \
-  {"m" #bm "_n" #bn "_k" #bk "_w" #wm "x" #wn "_s" #st, bm, bn, bk, wm, wn, st},
 constexpr TileConfig kConfigs[] = {SFT_CONV2D_TILE_CONFIGS(SFT_TILE_ENTRY)};
-#undef SFT_TILE_ENTRY
 constexpr int kNumConfigs = sizeof(kConfigs) / sizeof(kConfigs[0]);
-
 // Each config's index by name (kTile_m128_n64_k32_w64x32_s4, ...), for the dispatch and the heuristic.
-#define SFT_TILE_INDEX(bm, bn, bk, wm, wn, st) kTile_m##bm##_n##bn##_k##bk##_w##wm##x##wn##_s##st
-#define SFT_TILE_ENUM(bm, bn, bk, wm, wn, st) SFT_TILE_INDEX(bm, bn, bk, wm, wn, st),
 enum TileIndex : int { SFT_CONV2D_TILE_CONFIGS(SFT_TILE_ENUM) kTileCount };
-#undef SFT_TILE_ENUM
 static_assert(kTileCount == kNumConfigs, "one index per tile config");
 
 template <typename T, int BM, int BN, int BK, int WM, int WN, int STAGES>
@@ -283,9 +276,7 @@ cudaError_t dispatch(const Conv2dParams& p, int config, cudaStream_t stream) {
 
 int num_tile_configs() { return kNumConfigs; }
 
-TileConfig tile_config(int index) {
-  return (index >= 0 && index < kNumConfigs) ? kConfigs[index] : TileConfig{nullptr, 0, 0, 0, 0, 0, 0};
-}
+TileConfig tile_config(int index) { return tile_config_at(kConfigs, index); }
 
 int choose_tile_config(const Conv2dParams& p) {
   const long M = (long)p.n * p.p * p.q;

@@ -15,6 +15,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include "../common/tile_config.h"
+
 namespace sft_cuda {
 
 enum class DType : int { kHalf = 0, kBFloat16 = 1 };
@@ -41,11 +43,7 @@ struct Conv2dParams {
   const int* blk_idx = nullptr;
 };
 
-// Tile configurations, by index (the list in conv2d.cu): BM×BN×BK block tile, WM×WN warp tile, pipeline stages.
-struct TileConfig {
-  const char* name;
-  int bm, bn, bk, wm, wn, stages;
-};
+// Tile configurations, by index (the list in conv2d.cu; the struct in ../common/tile_config.h).
 int num_tile_configs();
 TileConfig tile_config(int index);
 

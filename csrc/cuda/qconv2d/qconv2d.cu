@@ -216,17 +216,10 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
   X(128, 32, 64, 32, 32, 4)         \
   X(128, 64, 128, 64, 32, 3)
 
-#define SFT_QTILE_ENTRY(bm, bn, bk, wm, wn, st) \
-  {"m" #bm "_n" #bn "_k" #bk "_w" #wm "x" #wn "_s" #st, bm, bn, bk, wm, wn, st},
-constexpr QTileConfig kQConfigs[] = {SFT_QCONV2D_TILE_CONFIGS(SFT_QTILE_ENTRY)};
-#undef SFT_QTILE_ENTRY
-constexpr int kNumQConfigs = sizeof(kQConfigs) / sizeof(kQConfigs[0]);
-
-#define SFT_QTILE_INDEX(bm, bn, bk, wm, wn, st) kQTile_m##bm##_n##bn##_k##bk##_w##wm##x##wn##_s##st
-#define SFT_QTILE_ENUM(bm, bn, bk, wm, wn, st) SFT_QTILE_INDEX(bm, bn, bk, wm, wn, st),
-enum QTileIndex : int { SFT_QCONV2D_TILE_CONFIGS(SFT_QTILE_ENUM) kQTileCount };
-#undef SFT_QTILE_ENUM
-static_assert(kQTileCount == kNumQConfigs, "one index per tile config");
+constexpr TileConfig kConfigs[] = {SFT_QCONV2D_TILE_CONFIGS(SFT_TILE_ENTRY)};
+constexpr int kNumConfigs = sizeof(kConfigs) / sizeof(kConfigs[0]);
+enum TileIndex : int { SFT_QCONV2D_TILE_CONFIGS(SFT_TILE_ENUM) kTileCount };
+static_assert(kTileCount == kNumConfigs, "one index per tile config");
 
 template <int BM, int BN, int BK, int WM, int WN, int STAGES>
 cudaError_t launch(const QConv2dParams& p, cudaStream_t stream) {
@@ -245,19 +238,17 @@ cudaError_t launch(const QConv2dParams& p, cudaStream_t stream) {
 
 }  // namespace
 
-int qconv2d_num_tile_configs() { return kNumQConfigs; }
+int qconv2d_num_tile_configs() { return kNumConfigs; }
 
-QTileConfig qconv2d_tile_config(int index) {
-  return (index >= 0 && index < kNumQConfigs) ? kQConfigs[index] : QTileConfig{nullptr, 0, 0, 0, 0, 0, 0};
-}
+TileConfig qconv2d_tile_config(int index) { return tile_config_at(kConfigs, index); }
 
 int qconv2d_choose_tile_config(const QConv2dParams& p) {
   const long M = (long)p.n * p.p * p.q;
   const int Kg = p.k / p.groups;
-  if (Kg <= 32) return kQTile_m128_n32_k64_w32x32_s4;
-  if (Kg > 64) return kQTile_m128_n128_k64_w64x32_s3;
+  if (Kg <= 32) return kTile_m128_n32_k64_w32x32_s4;
+  if (Kg > 64) return kTile_m128_n128_k64_w64x32_s3;
   // Small problems: smaller M tiles keep all SMs busy (an H200 has 132).
-  return M >= 128L * 264 ? kQTile_m128_n64_k64_w64x32_s4 : kQTile_m64_n64_k64_w32x32_s4;
+  return M >= 128L * 264 ? kTile_m128_n64_k64_w64x32_s4 : kTile_m64_n64_k64_w32x32_s4;
 }
 
 cudaError_t qconv2d_launch(const QConv2dParams& p, int config, cudaStream_t stream, const char** why) {
@@ -283,10 +274,10 @@ cudaError_t qconv2d_launch(const QConv2dParams& p, int config, cudaStream_t stre
   if (p.n <= 0 || p.p <= 0 || p.q <= 0) return cudaSuccess;  // nothing to compute
   if (config < 0) config = qconv2d_choose_tile_config(p);
   switch (config) {
-#define SFT_QTILE_CASE(bm, bn, bk, wm, wn, st) \
-  case SFT_QTILE_INDEX(bm, bn, bk, wm, wn, st): return launch<bm, bn, bk, wm, wn, st>(p, stream);
-    SFT_QCONV2D_TILE_CONFIGS(SFT_QTILE_CASE)
-#undef SFT_QTILE_CASE
+#define SFT_TILE_CASE(bm, bn, bk, wm, wn, st) \
+  case SFT_TILE_INDEX(bm, bn, bk, wm, wn, st): return launch<bm, bn, bk, wm, wn, st>(p, stream);
+    SFT_QCONV2D_TILE_CONFIGS(SFT_TILE_CASE)
+#undef SFT_TILE_CASE
   }
   return fail("no such tile config");
 }

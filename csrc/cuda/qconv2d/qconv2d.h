@@ -19,6 +19,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include "../common/tile_config.h"
+
 namespace sft_cuda {
 
 struct QConv2dParams {
@@ -40,13 +42,9 @@ struct QConv2dParams {
   int out_zero_point = 0;
 };
 
-// Tile configurations, by index: BM×BN×BK block tile (BK in int8 elements = bytes), WM×WN warp tile, stages.
-struct QTileConfig {
-  const char* name;
-  int bm, bn, bk, wm, wn, stages;
-};
+// Tile configurations, by index (the list in qconv2d.cu; BK counts int8 elements = bytes).
 int qconv2d_num_tile_configs();
-QTileConfig qconv2d_tile_config(int index);
+TileConfig qconv2d_tile_config(int index);
 int qconv2d_choose_tile_config(const QConv2dParams& p);
 
 // Checks the parameters, then launches on `stream`; config = -1 picks one. Returns cudaSuccess, a launch error,

@@ -225,17 +225,10 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
   X(128, 128, 64, 64, 32, 3)         \
   X(64, 64, 64, 32, 32, 4)
 
-#define SFT_S24_ENTRY(bm, bn, bk, wm, wn, st) \
-  {"m" #bm "_n" #bn "_k" #bk "_w" #wm "x" #wn "_s" #st, bm, bn, bk, wm, wn, st},
-constexpr Sparse24Tile kConfigs[] = {SFT_SPARSE24_TILE_CONFIGS(SFT_S24_ENTRY)};
-#undef SFT_S24_ENTRY
+constexpr TileConfig kConfigs[] = {SFT_SPARSE24_TILE_CONFIGS(SFT_TILE_ENTRY)};
 constexpr int kNumConfigs = sizeof(kConfigs) / sizeof(kConfigs[0]);
-
-#define SFT_S24_INDEX(bm, bn, bk, wm, wn, st) kS24_m##bm##_n##bn##_k##bk##_w##wm##x##wn##_s##st
-#define SFT_S24_ENUM(bm, bn, bk, wm, wn, st) SFT_S24_INDEX(bm, bn, bk, wm, wn, st),
-enum S24Index : int { SFT_SPARSE24_TILE_CONFIGS(SFT_S24_ENUM) kS24Count };
-#undef SFT_S24_ENUM
-static_assert(kS24Count == kNumConfigs, "one index per tile config");
+enum TileIndex : int { SFT_SPARSE24_TILE_CONFIGS(SFT_TILE_ENUM) kTileCount };
+static_assert(kTileCount == kNumConfigs, "one index per tile config");
 
 template <typename T, int BM, int BN, int BK, int WM, int WN, int STAGES>
 cudaError_t launch(const Sparse24Params& p, cudaStream_t stream) {
@@ -255,10 +248,10 @@ cudaError_t launch(const Sparse24Params& p, cudaStream_t stream) {
 template <typename T>
 cudaError_t dispatch(const Sparse24Params& p, int config, cudaStream_t stream) {
   switch (config) {
-#define SFT_S24_CASE(bm, bn, bk, wm, wn, st) \
-  case SFT_S24_INDEX(bm, bn, bk, wm, wn, st): return launch<T, bm, bn, bk, wm, wn, st>(p, stream);
-    SFT_SPARSE24_TILE_CONFIGS(SFT_S24_CASE)
-#undef SFT_S24_CASE
+#define SFT_TILE_CASE(bm, bn, bk, wm, wn, st) \
+  case SFT_TILE_INDEX(bm, bn, bk, wm, wn, st): return launch<T, bm, bn, bk, wm, wn, st>(p, stream);
+    SFT_SPARSE24_TILE_CONFIGS(SFT_TILE_CASE)
+#undef SFT_TILE_CASE
   }
   return cudaErrorInvalidValue;
 }
@@ -267,17 +260,15 @@ cudaError_t dispatch(const Sparse24Params& p, int config, cudaStream_t stream) {
 
 int sparse24_num_tile_configs() { return kNumConfigs; }
 
-Sparse24Tile sparse24_tile_config(int index) {
-  return (index >= 0 && index < kNumConfigs) ? kConfigs[index] : Sparse24Tile{nullptr, 0, 0, 0, 0, 0, 0};
-}
+TileConfig sparse24_tile_config(int index) { return tile_config_at(kConfigs, index); }
 
 int sparse24_choose_tile_config(const Sparse24Params& p) {
   const long npix = (long)p.n * p.p * p.q;
   const int Kg = p.k / p.groups;
-  if (Kg <= 32) return kS24_m32_n128_k64_w32x32_s4;
-  if (Kg > 64) return kS24_m128_n128_k64_w64x32_s3;
+  if (Kg <= 32) return kTile_m32_n128_k64_w32x32_s4;
+  if (Kg > 64) return kTile_m128_n128_k64_w64x32_s3;
   // Small problems: smaller pixel tiles keep all SMs busy (an H200 has 132).
-  return npix >= 128L * 264 ? kS24_m64_n128_k64_w32x64_s3 : kS24_m64_n64_k64_w32x32_s4;
+  return npix >= 128L * 264 ? kTile_m64_n128_k64_w32x64_s3 : kTile_m64_n64_k64_w32x32_s4;
 }
 
 cudaError_t sparse24_launch(const Sparse24Params& p, int config, cudaStream_t stream, const char** why) {
@@ -294,7 +285,7 @@ cudaError_t sparse24_launch(const Sparse24Params& p, int config, cudaStream_t st
   if ((long)p.n * p.p * p.q > 0x7fffffffL) return fail("N*P*Q exceeds the kernel's 32-bit row index: split the batch");
   if (p.cg <= 0 || p.cg % 8) return fail("channels per group must be a positive multiple of 8 (pad them)");
   if (config < 0 || config >= kNumConfigs) return fail("name the tile config the metadata was packed for");
-  const Sparse24Tile t = kConfigs[config];
+  const TileConfig t = kConfigs[config];
   if (p.a_ld <= 0 || (2 * p.a_ld) % t.bk || 2 * p.a_ld < p.r * p.s * p.cg)
     return fail("a_ld must be half the reduction R*S*Cg padded to a multiple of the config's BK");
   if ((reinterpret_cast<uintptr_t>(p.x) | reinterpret_cast<uintptr_t>(p.wv) |

@@ -20,6 +20,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include "../common/tile_config.h"
+
 namespace sft_cuda {
 
 struct Sparse24Params {
@@ -39,13 +41,10 @@ struct Sparse24Params {
   int bf16 = 0;  // 0: half, 1: bfloat16
 };
 
-// BM output channels × BN pixels × BK reduction steps per block, WM × WN per warp, STAGES-deep cp.async ring.
-struct Sparse24Tile {
-  const char* name;
-  int bm, bn, bk, wm, wn, stages;
-};
+// Tile configurations, by index (the list in sparse24.cu): BM output channels × BN pixels × BK reduction steps
+// per block, WM × WN per warp, STAGES-deep cp.async ring.
 int sparse24_num_tile_configs();
-Sparse24Tile sparse24_tile_config(int index);
+TileConfig sparse24_tile_config(int index);
 int sparse24_choose_tile_config(const Sparse24Params& p);
 
 // Launches tile config `config` (>= 0: the metadata is laid out for its BM and BK). Returns cudaSuccess, a launch

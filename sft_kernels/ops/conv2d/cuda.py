@@ -24,37 +24,47 @@ from ...runtime import registry, weight_pack
 
 
 
-def _kernel():
+def cuda_op(name: str):
+    """torch.ops.sft_cuda.<name> (a kernel of the CUDA extension), or BackendUnavailableError saying why the cuda
+    backend cannot run: the extension may be built but have no GPU to run on."""
     ok, why = registry.status()["cuda"]
-    if not ok:  # the extension may be built but have no GPU to run on
+    if not ok:
         raise registry.BackendUnavailableError(f"cuda backend unavailable: {why}")
-    return torch.ops.sft_cuda.conv2d_nhwc
+    return getattr(torch.ops.sft_cuda, name)
 
 
-def tile_configs() -> list:
-    """[(name, (BM, BN, BK, WM, WN, STAGES))] in the kernel's index order (needs the CUDA extension, not a GPU)."""
+def _kernel():
+    return cuda_op("conv2d_nhwc")
+
+
+def tile_configs(kernel: str = "conv2d") -> list:
+    """[(name, (BM, BN, BK, WM, WN, STAGES))] of a tensor-core kernel's tile configs, in its index order: "conv2d"
+    (this op's, which the block-sparse conv shares), "qconv2d" or "sparse24". Needs the CUDA extension, not a GPU."""
     if registry.cuda_ext() is None:
         raise registry.BackendUnavailableError(f"cuda backend unavailable: {registry.status()['cuda'][1]}")
-    out = []
-    for s in torch.ops.sft_cuda.tile_configs():
-        name, dims = s.split(":")
-        out.append((name, tuple(int(v) for v in dims.split(","))))
-    return out
+    listed = getattr(torch.ops.sft_cuda, "tile_configs" if kernel == "conv2d" else f"{kernel}_tile_configs")()
+    return [(name, tuple(int(v) for v in dims.split(","))) for name, dims in (c.split(":") for c in listed)]
+
+
+def pinned_config(env: str, kernel: str = "conv2d") -> int:
+    """The index of the tile config named by environment variable `env`, or -1 (the kernel's heuristic) if unset."""
+    pinned = os.environ.get(env)
+    if not pinned:
+        return -1
+    names = [name for name, _ in tile_configs(kernel)]
+    if pinned not in names:
+        raise ValueError(f"{env}={pinned!r} is not a {kernel} CUDA tile config; choose one of {names}")
+    return names.index(pinned)
 
 
 def _config_index(n: int, p: int, q: int, k: int, groups: int) -> int:
-    pinned = os.environ.get("SFT_KERNELS_CUDA_CONFIG")
-    if not pinned and os.environ.get("SFT_KERNELS_LOG_CONFIG") != "1":
-        return -1  # the kernel's heuristic
-    names = [name for name, _ in tile_configs()]
-    if pinned:
-        if pinned not in names:
-            raise ValueError(f"SFT_KERNELS_CUDA_CONFIG={pinned!r} is not a CUDA tile config; choose one of {names}")
-        index = names.index(pinned)
-    else:
+    index = pinned_config("SFT_KERNELS_CUDA_CONFIG")
+    if os.environ.get("SFT_KERNELS_LOG_CONFIG") != "1":
+        return index
+    if index < 0:
         index = int(torch.ops.sft_cuda.choose_tile_config(n, p, q, k, groups))
-    if os.environ.get("SFT_KERNELS_LOG_CONFIG") == "1":
-        print(f"sft_kernels cuda conv2d M={n * p * q} Kg={k // groups}: {names[index]}", file=sys.stderr)
+    name = tile_configs()[index][0]
+    print(f"sft_kernels cuda conv2d M={n * p * q} Kg={k // groups}: {name}", file=sys.stderr)
     return index
 
 

@@ -12,41 +12,18 @@ heuristic picks.
 """
 from __future__ import annotations
 
-import os
 from typing import Callable, Optional
 
 import torch
 
-from ...runtime import checks, registry, weight_pack
+from ...runtime import checks, weight_pack
+from ..conv2d import cuda as dense
 from ..conv2d.cuda import _pad_groups
-
-
-def _kernel():
-    ok, why = registry.status()["cuda"]
-    if not ok:  # the extension may be built but have no GPU to run on
-        raise registry.BackendUnavailableError(f"cuda backend unavailable: {why}")
-    return torch.ops.sft_cuda.qconv2d_nhwc
 
 
 def tile_configs() -> list:
     """[(name, (BM, BN, BK, WM, WN, STAGES))] in the kernel's index order (needs the CUDA extension, not a GPU)."""
-    if registry.cuda_ext() is None:
-        raise registry.BackendUnavailableError(f"cuda backend unavailable: {registry.status()['cuda'][1]}")
-    out = []
-    for s in torch.ops.sft_cuda.qconv2d_tile_configs():
-        name, dims = s.split(":")
-        out.append((name, tuple(int(v) for v in dims.split(","))))
-    return out
-
-
-def _config_index() -> int:
-    pinned = os.environ.get("SFT_KERNELS_CUDA_QCONFIG")
-    if not pinned:
-        return -1  # the kernel's heuristic
-    names = [name for name, _ in tile_configs()]
-    if pinned not in names:
-        raise ValueError(f"SFT_KERNELS_CUDA_QCONFIG={pinned!r} is not an int8 CUDA tile config; choose one of {names}")
-    return names.index(pinned)
+    return dense.tile_configs("qconv2d")
 
 
 def channels_per_group(cg: int) -> int:
@@ -66,7 +43,7 @@ def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, 
             kernel: Optional[Callable] = None) -> torch.Tensor:
     """sft.qconv2d on the CUDA kernel, for a uint8 input; `kernel` replaces torch.ops.sft_cuda.qconv2d_nhwc
     (tests)."""
-    kernel = kernel or _kernel()
+    kernel = kernel or dense.cuda_op("qconv2d_nhwc")
     cg = w.shape[1]
     xh = _pad_groups(x.permute(0, 2, 3, 1), groups, cg, channels_per_group(cg))  # no copy: channels_last, C % 16 = 0
     wh, wsum = pack_weight(w)
@@ -74,5 +51,5 @@ def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, 
     resh = None if res is None else res.permute(0, 2, 3, 1).contiguous()
     y = kernel(xh, wh, wsum, mult, None if b is None else b.contiguous(), resh, list(stride), list(padding),
                list(dilation), groups, x_zp, checks.ACTIVATIONS.index(act), float(slope), float(o_scale), o_zp,
-               _config_index())
+               dense.pinned_config("SFT_KERNELS_CUDA_QCONFIG", "qconv2d"))
     return y.permute(0, 3, 1, 2).contiguous(memory_format=checks.output_memory_format(x))

@@ -7,21 +7,13 @@ tensor (or NCHW for an NCHW input, F.conv2d's layout rule).
 """
 from __future__ import annotations
 
-import torch
-
-from ...runtime import checks, registry
-
-
-def _kernel():
-    ok, why = registry.status()["cuda"]
-    if not ok:  # the extension may be built but have no GPU to run on
-        raise registry.BackendUnavailableError(f"cuda backend unavailable: {why}")
-    return torch.ops.sft_cuda.separable_conv2d_nhwc
+from ...runtime import checks
+from ..conv2d.cuda import cuda_op
 
 
 def separable_conv2d(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope, kernel=None):
     """`kernel` stands in for the extension in tests (no GPU)."""
-    kernel = kernel or _kernel()
+    kernel = kernel or cuda_op("separable_conv2d_nhwc")
     cm, _, r, s = dw.shape
     k = pw.shape[0]
     xh = x.permute(0, 2, 3, 1).contiguous()

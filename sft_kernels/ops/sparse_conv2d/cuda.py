@@ -18,7 +18,7 @@ import os
 
 import torch
 
-from ...runtime import checks, registry, weight_pack
+from ...runtime import checks, weight_pack
 from ..conv2d import cuda as dense
 from .pack24 import pack24
 
@@ -36,14 +36,6 @@ def block_lists(wh: torch.Tensor, groups: int, bn: int, bk: int) -> torch.Tensor
     ptr[1:] = keep.sum(1).cumsum(0)
     idx = keep.nonzero()[:, 1].to(torch.int32)
     return torch.cat([ptr, idx])
-
-
-def sparse24_tile_configs() -> list:
-    """[(name, (BM, BN, BK, WM, WN, STAGES))] of the 2:4 kernel, in index order (needs the CUDA extension)."""
-    if registry.cuda_ext() is None:
-        raise registry.BackendUnavailableError(f"cuda backend unavailable: {registry.status()['cuda'][1]}")
-    return [(name, tuple(int(v) for v in dims.split(",")))
-            for name, dims in (c.split(":") for c in torch.ops.sft_cuda.sparse24_tile_configs())]
 
 
 def _packed24(w, groups, config, bm, bk):
@@ -72,7 +64,7 @@ def _sparse24(xh, w, b, resh, stride, padding, dilation, groups, act, slope, ker
     else:
         n, p, q = shape
         config = int(torch.ops.sft_cuda.sparse24_choose_tile_config(n, p, q, w.shape[0], groups))
-        _, (bm, _, bk, *_) = sparse24_tile_configs()[config]
+        _, (bm, _, bk, *_) = dense.tile_configs("sparse24")[config]
     packed = _packed24(w, groups, config, bm, bk)
     if packed is None:
         return None

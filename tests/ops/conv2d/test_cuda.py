@@ -191,3 +191,26 @@ def test_compile_for_inference_needs_a_cuda_input():
 
     with pytest.raises(ValueError, match="CUDA"):
         compile_for_inference(SFTNet("pytorch", num_blocks=1, channels=8), torch.rand(1, 3, 8, 8))
+
+
+def test_tile_config_lists_parse_and_pin(monkeypatch):
+    """tile_configs(kernel) reads each kernel's "name:BM,BN,BK,WM,WN,STAGES" list (bindings.cpp), and pinned_config
+    turns a name from the environment into its index, refusing unknown names (an extension stand-in, no GPU)."""
+    import types
+
+    from sft_kernels.runtime import registry
+
+    ext = types.SimpleNamespace(tile_configs=lambda: ["m128_n64_k32_w64x32_s4:128,64,32,64,32,4"],
+                                qconv2d_tile_configs=lambda: ["m64_n64_k64_w32x32_s4:64,64,64,32,32,4",
+                                                              "m128_n32_k64_w32x32_s4:128,32,64,32,32,4"])
+    monkeypatch.setattr(registry, "cuda_ext", lambda: ext)
+    monkeypatch.setattr(torch.ops, "sft_cuda", ext, raising=False)
+    assert cuda_conv.tile_configs() == [("m128_n64_k32_w64x32_s4", (128, 64, 32, 64, 32, 4))]
+    assert cuda_conv.tile_configs("qconv2d")[1] == ("m128_n32_k64_w32x32_s4", (128, 32, 64, 32, 32, 4))
+    monkeypatch.delenv("SFT_KERNELS_CUDA_QCONFIG", raising=False)
+    assert cuda_conv.pinned_config("SFT_KERNELS_CUDA_QCONFIG", "qconv2d") == -1
+    monkeypatch.setenv("SFT_KERNELS_CUDA_QCONFIG", "m128_n32_k64_w32x32_s4")
+    assert cuda_conv.pinned_config("SFT_KERNELS_CUDA_QCONFIG", "qconv2d") == 1
+    monkeypatch.setenv("SFT_KERNELS_CUDA_QCONFIG", "m1_n1")
+    with pytest.raises(ValueError, match="not a qconv2d CUDA tile config; choose one of"):
+        cuda_conv.pinned_config("SFT_KERNELS_CUDA_QCONFIG", "qconv2d")
