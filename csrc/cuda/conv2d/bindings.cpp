@@ -11,6 +11,7 @@
 
 #include <string>
 
+#include "../common/conv_args.h"
 #include "../common/tile_config_list.h"
 #include "conv2d.h"
 
@@ -30,15 +31,11 @@ at::Tensor conv2d_nhwc(const at::Tensor& x, const at::Tensor& w, const c10::opti
   TORCH_CHECK(x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16, "x must be float16 or bfloat16");
   TORCH_CHECK(w.dim() == 4 && w.is_contiguous(), "w must be a contiguous K×R×S×Cg tensor");
   check_like(w, x, "w");
-  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, "stride/padding/dilation: 2 ints");
-  TORCH_CHECK(stride[0] > 0 && stride[1] > 0 && dilation[0] > 0 && dilation[1] > 0 && padding[0] >= 0 &&
-              padding[1] >= 0, "stride and dilation must be positive, padding non-negative");
   TORCH_CHECK(groups >= 1 && x.size(3) == groups * w.size(3), "x channels must equal groups × w.size(3)");
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t r = pixel_shuffle, kh = w.size(1), kw = w.size(2);
-  const int64_t p = (x.size(1) + 2 * padding[0] - dilation[0] * (kh - 1) - 1) / stride[0] + 1;
-  const int64_t q = (x.size(2) + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1] + 1;
-  TORCH_CHECK(p > 0 && q > 0, "the conv output would be empty");
+  const auto pq = sft_cuda::conv_output_hw(x, kh, kw, stride, padding, dilation);
+  const int64_t p = pq[0], q = pq[1];
   TORCH_CHECK(r >= 1 && w.size(0) % (r * r) == 0, "pixel_shuffle^2 must divide the output channels");
   auto y = at::empty({x.size(0), p * r, q * r, w.size(0) / (r * r)}, x.options());
 
@@ -57,22 +54,10 @@ at::Tensor conv2d_nhwc(const at::Tensor& x, const at::Tensor& w, const c10::opti
                 "residual must be a contiguous tensor shaped like y ", y.sizes());
     prm.residual = residual->data_ptr();
   }
-  prm.n = x.size(0);
-  prm.h = x.size(1);
-  prm.w_in = x.size(2);
+  sft_cuda::set_conv_geometry(prm, x, kh, kw, pq, stride, padding, dilation);
   prm.groups = groups;
   prm.cg = w.size(3);
   prm.k = w.size(0);
-  prm.r = kh;
-  prm.s = kw;
-  prm.p = p;
-  prm.q = q;
-  prm.stride_h = stride[0];
-  prm.stride_w = stride[1];
-  prm.pad_h = padding[0];
-  prm.pad_w = padding[1];
-  prm.dil_h = dilation[0];
-  prm.dil_w = dilation[1];
   prm.activation = activation;
   prm.negative_slope = static_cast<float>(negative_slope);
   prm.shuffle = r;

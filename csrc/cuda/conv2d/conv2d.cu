@@ -11,6 +11,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "../common/launch.cuh"
 #include "../common/ptx.cuh"
 #include "conv2d.h"
 
@@ -250,15 +251,10 @@ template <typename T, int BM, int BN, int BK, int WM, int WN, int STAGES>
 cudaError_t launch(const Conv2dParams& p, cudaStream_t stream) {
   auto kernel = conv2d_igemm_kernel<T, BM, BN, BK, WM, WN, STAGES>;
   constexpr int bytes = smem_bytes<BM, BN, BK, STAGES>();
-  if (bytes > 48 * 1024) {  // above the default: opt in (cheap; done per launch so it holds on every device)
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-    if (e != cudaSuccess) return e;
-  }
   const long M = (long)p.n * p.p * p.q;
   const int Kg = p.k / p.groups;
   dim3 grid((unsigned)((M + BM - 1) / BM), (unsigned)((Kg + BN - 1) / BN), (unsigned)p.groups);
-  kernel<<<grid, (BM / WM) * (BN / WN) * 32, bytes, stream>>>(p);
-  return cudaGetLastError();
+  return launch_with_smem(kernel, grid, (BM / WM) * (BN / WN) * 32, bytes, p, stream);
 }
 
 template <typename T>
@@ -293,12 +289,7 @@ cudaError_t conv2d_launch(const Conv2dParams& p, int config, cudaStream_t stream
     return cudaErrorInvalidValue;
   };
   if (!p.x || !p.w || !p.y) return fail("x, w and y must be set");
-  if (p.k <= 0 || p.groups < 1 || p.groups > 65535 || p.k % p.groups)
-    return fail("k must be a positive multiple of groups, groups at most 65535 (grid.z)");
-  if (p.r <= 0 || p.s <= 0 || p.stride_h <= 0 || p.stride_w <= 0 || p.dil_h <= 0 || p.dil_w <= 0)
-    return fail("filter size, stride and dilation must be positive");
-  if (p.activation < kNone || p.activation > kLeakyRelu) return fail("unknown activation");
-  if ((long)p.n * p.p * p.q > 0x7fffffffL) return fail("N*P*Q exceeds the kernel's 32-bit row index: split the batch");
+  if (const char* e = conv_params_error(p)) return fail(e);
   if (p.cg <= 0 || p.cg % 8) return fail("channels per group must be a positive multiple of 8 (pad them)");
   if (p.shuffle < 1 || p.k % (p.shuffle * p.shuffle)) return fail("shuffle^2 must divide k");
   if ((reinterpret_cast<uintptr_t>(p.x) | reinterpret_cast<uintptr_t>(p.w)) % 16)

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/conv_args.h"
 #include "../common/tile_config_list.h"
 #include "qconv2d.h"
 
@@ -29,18 +30,14 @@ at::Tensor qconv2d_nhwc(const at::Tensor& x, const at::Tensor& w, const at::Tens
               "x must be a contiguous N×H×W×C uint8 CUDA tensor");
   TORCH_CHECK(w.dim() == 4 && w.is_contiguous() && w.scalar_type() == at::kChar && w.device() == x.device(),
               "w must be a contiguous K×R×S×Cg int8 tensor on the input's device");
-  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, "stride/padding/dilation: 2 ints");
-  TORCH_CHECK(stride[0] > 0 && stride[1] > 0 && dilation[0] > 0 && dilation[1] > 0 && padding[0] >= 0 &&
-              padding[1] >= 0, "stride and dilation must be positive, padding non-negative");
   TORCH_CHECK(groups >= 1 && x.size(3) == groups * w.size(3), "x channels must equal groups × w.size(3)");
   const int64_t k = w.size(0);
   check_vector(wsum, x, at::kInt, k, "wsum");
   check_vector(mult, x, at::kFloat, k, "mult");
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t kh = w.size(1), kw = w.size(2);
-  const int64_t p = (x.size(1) + 2 * padding[0] - dilation[0] * (kh - 1) - 1) / stride[0] + 1;
-  const int64_t q = (x.size(2) + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1] + 1;
-  TORCH_CHECK(p > 0 && q > 0, "the conv output would be empty");
+  const auto pq = sft_cuda::conv_output_hw(x, kh, kw, stride, padding, dilation);
+  const int64_t p = pq[0], q = pq[1];
   auto y = at::empty({x.size(0), p, q, k}, x.options().dtype(out_scale > 0 ? at::kByte : at::kFloat));
 
   sft_cuda::QConv2dParams prm;
@@ -59,22 +56,10 @@ at::Tensor qconv2d_nhwc(const at::Tensor& x, const at::Tensor& w, const at::Tens
                 "residual must be a contiguous float32 tensor shaped like y ", y.sizes());
     prm.residual = residual->data_ptr<float>();
   }
-  prm.n = x.size(0);
-  prm.h = x.size(1);
-  prm.w_in = x.size(2);
+  sft_cuda::set_conv_geometry(prm, x, kh, kw, pq, stride, padding, dilation);
   prm.groups = groups;
   prm.cg = w.size(3);
   prm.k = k;
-  prm.r = kh;
-  prm.s = kw;
-  prm.p = p;
-  prm.q = q;
-  prm.stride_h = stride[0];
-  prm.stride_w = stride[1];
-  prm.pad_h = padding[0];
-  prm.pad_w = padding[1];
-  prm.dil_h = dilation[0];
-  prm.dil_w = dilation[1];
   prm.x_zero_point = x_zero_point;
   prm.activation = activation;
   prm.negative_slope = static_cast<float>(negative_slope);

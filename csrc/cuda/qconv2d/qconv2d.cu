@@ -12,6 +12,7 @@
 // XNNPACK fold it. Only CUDA headers: the torch binding lives in bindings.cpp.
 #include <stdint.h>
 
+#include "../common/launch.cuh"
 #include "../common/ptx.cuh"
 #include "qconv2d.h"
 
@@ -225,15 +226,10 @@ template <int BM, int BN, int BK, int WM, int WN, int STAGES>
 cudaError_t launch(const QConv2dParams& p, cudaStream_t stream) {
   auto kernel = qconv2d_igemm_kernel<BM, BN, BK, WM, WN, STAGES>;
   constexpr int bytes = smem_bytes<BM, BN, BK, STAGES>();
-  if (bytes > 48 * 1024) {  // above the default: opt in (cheap; done per launch so it holds on every device)
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-    if (e != cudaSuccess) return e;
-  }
   const long M = (long)p.n * p.p * p.q;
   const int Kg = p.k / p.groups;
   dim3 grid((unsigned)((M + BM - 1) / BM), (unsigned)((Kg + BN - 1) / BN), (unsigned)p.groups);
-  kernel<<<grid, (BM / WM) * (BN / WN) * 32, bytes, stream>>>(p);
-  return cudaGetLastError();
+  return launch_with_smem(kernel, grid, (BM / WM) * (BN / WN) * 32, bytes, p, stream);
 }
 
 }  // namespace
@@ -257,15 +253,10 @@ cudaError_t qconv2d_launch(const QConv2dParams& p, int config, cudaStream_t stre
     return cudaErrorInvalidValue;
   };
   if (!p.x || !p.w || !p.wsum || !p.mult || !p.y) return fail("x, w, wsum, mult and y must be set");
-  if (p.k <= 0 || p.groups < 1 || p.groups > 65535 || p.k % p.groups)
-    return fail("k must be a positive multiple of groups, groups at most 65535 (grid.z)");
-  if (p.r <= 0 || p.s <= 0 || p.stride_h <= 0 || p.stride_w <= 0 || p.dil_h <= 0 || p.dil_w <= 0)
-    return fail("filter size, stride and dilation must be positive");
-  if (p.activation < 0 || p.activation > 2) return fail("unknown activation");
+  if (const char* e = conv_params_error(p)) return fail(e);
   if (p.x_zero_point < 0 || p.x_zero_point > 255 || p.out_zero_point < 0 || p.out_zero_point > 255)
     return fail("zero points must be in [0, 255]");
   if (!(p.out_scale >= 0.f)) return fail("out_scale must be >= 0 (0: float32 output)");
-  if ((long)p.n * p.p * p.q > 0x7fffffffL) return fail("N*P*Q exceeds the kernel's 32-bit row index: split the batch");
   if ((long)p.r * p.s * p.cg * 255L * 128L > 0x7fffffffL) return fail("R*S*Cg too large for int32 sums");
   if (p.cg <= 0 || p.cg % 16) return fail("channels per group must be a positive multiple of 16 (pad them)");
   if ((reinterpret_cast<uintptr_t>(p.x) | reinterpret_cast<uintptr_t>(p.w)) % 16)

@@ -6,6 +6,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "../common/conv_args.h"
 #include "separable_conv2d.h"
 
 namespace {
@@ -29,11 +30,9 @@ at::Tensor separable_conv2d_nhwc(const at::Tensor& x, const at::Tensor& dw, cons
   TORCH_CHECK(cm % c == 0 && pw.size(1) == cm, "dw's CM must be a multiple of the input channels and match pw's");
   check_like(dw, x, "dw", dw.numel());
   check_like(pw, x, "pw", pw.numel());
-  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, "stride/padding/dilation: 2 ints");
   const c10::cuda::CUDAGuard guard(x.device());
-  const int64_t p = (x.size(1) + 2 * padding[0] - dilation[0] * (dw.size(1) - 1) - 1) / stride[0] + 1;
-  const int64_t q = (x.size(2) + 2 * padding[1] - dilation[1] * (dw.size(2) - 1) - 1) / stride[1] + 1;
-  TORCH_CHECK(p > 0 && q > 0, "the conv output would be empty");
+  const auto pq = sft_cuda::conv_output_hw(x, dw.size(1), dw.size(2), stride, padding, dilation);
+  const int64_t p = pq[0], q = pq[1];
   auto y = at::empty({x.size(0), p, q, k}, x.options());
 
   sft_cuda::SeparableParams prm;
@@ -54,22 +53,10 @@ at::Tensor separable_conv2d_nhwc(const at::Tensor& x, const at::Tensor& dw, cons
     TORCH_CHECK(residual->sizes() == y.sizes(), "residual must be shaped like y ", y.sizes());
     prm.residual = residual->data_ptr();
   }
-  prm.n = x.size(0);
-  prm.h = x.size(1);
-  prm.w_in = x.size(2);
+  sft_cuda::set_conv_geometry(prm, x, dw.size(1), dw.size(2), pq, stride, padding, dilation);
   prm.c = c;
   prm.mult = cm / c;
   prm.k = k;
-  prm.r = dw.size(1);
-  prm.s = dw.size(2);
-  prm.p = p;
-  prm.q = q;
-  prm.stride_h = stride[0];
-  prm.stride_w = stride[1];
-  prm.pad_h = padding[0];
-  prm.pad_w = padding[1];
-  prm.dil_h = dilation[0];
-  prm.dil_w = dilation[1];
   prm.mid_activation = mid_activation;
   prm.activation = activation;
   prm.negative_slope = static_cast<float>(negative_slope);

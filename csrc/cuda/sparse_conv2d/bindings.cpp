@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/conv_args.h"
 #include "../common/tile_config_list.h"
 #include "sparse24.h"
 
@@ -25,9 +26,6 @@ at::Tensor sparse24_conv2d_nhwc(const at::Tensor& x, const at::Tensor& wv, const
               "wv must be a contiguous K × a_ld tensor with the input's device and dtype");
   TORCH_CHECK(meta.dim() == 1 && meta.is_contiguous() && meta.device() == x.device() && meta.scalar_type() == at::kInt,
               "meta must be a contiguous int32 vector on the input's device");
-  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, "stride/padding/dilation: 2 ints");
-  TORCH_CHECK(stride[0] > 0 && stride[1] > 0 && dilation[0] > 0 && dilation[1] > 0 && padding[0] >= 0 &&
-              padding[1] >= 0, "stride and dilation must be positive, padding non-negative");
   TORCH_CHECK(groups >= 1 && x.size(3) % groups == 0 && wv.size(0) % groups == 0,
               "groups must divide the input channels and the output channels");
   const auto cfg = sft_cuda::sparse24_tile_config(static_cast<int>(config));
@@ -37,9 +35,8 @@ at::Tensor sparse24_conv2d_nhwc(const at::Tensor& x, const at::Tensor& wv, const
   TORCH_CHECK(meta.numel() == words, "meta must hold ", words, " words for this weight and config, got ",
               meta.numel());
   const c10::cuda::CUDAGuard guard(x.device());
-  const int64_t p = (x.size(1) + 2 * padding[0] - dilation[0] * (kh - 1) - 1) / stride[0] + 1;
-  const int64_t q = (x.size(2) + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1] + 1;
-  TORCH_CHECK(p > 0 && q > 0, "the conv output would be empty");
+  const auto pq = sft_cuda::conv_output_hw(x, kh, kw, stride, padding, dilation);
+  const int64_t p = pq[0], q = pq[1];
   auto y = at::empty({x.size(0), p, q, k}, x.options());
 
   sft_cuda::Sparse24Params prm;
@@ -58,23 +55,11 @@ at::Tensor sparse24_conv2d_nhwc(const at::Tensor& x, const at::Tensor& wv, const
                 "residual must be a contiguous tensor shaped like y ", y.sizes(), " with the input's dtype");
     prm.residual = residual->data_ptr();
   }
-  prm.n = x.size(0);
-  prm.h = x.size(1);
-  prm.w_in = x.size(2);
+  sft_cuda::set_conv_geometry(prm, x, kh, kw, pq, stride, padding, dilation);
   prm.groups = groups;
   prm.cg = x.size(3) / groups;
   prm.k = k;
-  prm.r = kh;
-  prm.s = kw;
-  prm.p = p;
-  prm.q = q;
   prm.a_ld = a_ld;
-  prm.stride_h = stride[0];
-  prm.stride_w = stride[1];
-  prm.pad_h = padding[0];
-  prm.pad_w = padding[1];
-  prm.dil_h = dilation[0];
-  prm.dil_w = dilation[1];
   prm.activation = activation;
   prm.negative_slope = static_cast<float>(negative_slope);
   prm.bf16 = x.scalar_type() == at::kBFloat16;

@@ -13,6 +13,7 @@
 #include <cuda_fp16.h>
 
 #include "../common/elem.cuh"
+#include "../common/launch.cuh"
 #include "../common/ptx.cuh"
 #include "sparse24.h"
 
@@ -234,15 +235,10 @@ template <typename T, int BM, int BN, int BK, int WM, int WN, int STAGES>
 cudaError_t launch(const Sparse24Params& p, cudaStream_t stream) {
   auto kernel = sparse24_kernel<T, BM, BN, BK, WM, WN, STAGES>;
   constexpr int bytes = smem_bytes<BM, BN, BK, STAGES>();
-  if (bytes > 48 * 1024) {  // above the default: opt in
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-    if (e != cudaSuccess) return e;
-  }
   const long npix = (long)p.n * p.p * p.q;
   const int Kg = p.k / p.groups;
   dim3 grid((unsigned)((npix + BN - 1) / BN), (unsigned)((Kg + BM - 1) / BM), (unsigned)p.groups);
-  kernel<<<grid, (BM / WM) * (BN / WN) * 32, bytes, stream>>>(p);
-  return cudaGetLastError();
+  return launch_with_smem(kernel, grid, (BM / WM) * (BN / WN) * 32, bytes, p, stream);
 }
 
 template <typename T>
@@ -277,12 +273,7 @@ cudaError_t sparse24_launch(const Sparse24Params& p, int config, cudaStream_t st
     return cudaErrorInvalidValue;
   };
   if (!p.x || !p.wv || !p.meta || !p.y) return fail("x, wv, meta and y must be set");
-  if (p.k <= 0 || p.groups < 1 || p.groups > 65535 || p.k % p.groups)
-    return fail("k must be a positive multiple of groups, groups at most 65535 (grid.z)");
-  if (p.r <= 0 || p.s <= 0 || p.stride_h <= 0 || p.stride_w <= 0 || p.dil_h <= 0 || p.dil_w <= 0)
-    return fail("filter size, stride and dilation must be positive");
-  if (p.activation < 0 || p.activation > 2) return fail("unknown activation");
-  if ((long)p.n * p.p * p.q > 0x7fffffffL) return fail("N*P*Q exceeds the kernel's 32-bit row index: split the batch");
+  if (const char* e = conv_params_error(p)) return fail(e);
   if (p.cg <= 0 || p.cg % 8) return fail("channels per group must be a positive multiple of 8 (pad them)");
   if (config < 0 || config >= kNumConfigs) return fail("name the tile config the metadata was packed for");
   const TileConfig t = kConfigs[config];
