@@ -113,9 +113,12 @@ def run():
     for m, kk, nn in [(2, 2, 2), (30, 46, 66), (130, 258, 98), (30, 1300, 66)]:
         a, bm = torch.randn(m, kk), torch.randn(kk, nn)
         assert (ops.strassen_abc(a, bm).double() - a.double() @ bm.double()).abs().max() < 1e-3
-    # Fused separable conv: masked channel tails, multipliers (scalar depthwise), strides, residual, tile tails
+    # Fused separable conv: masked channel tails, multipliers (scalar depthwise), strides, residual, tile tails;
+    # chunks of narrow rows with tiles across rows, K slices (C > KC), edge columns read as zeros, 1-pixel rows
     for (n, c, h, w, m, k, st, pd) in [(1, 17, 9, 15, 1, 33, 1, 1), (2, 64, 13, 7, 1, 40, 2, 1),
-                                       (1, 6, 5, 5, 2, 3, 1, 2), (1, 3, 1, 1, 1, 1, 1, 1)]:
+                                       (1, 6, 5, 5, 2, 3, 1, 2), (1, 3, 1, 1, 1, 1, 1, 1),
+                                       (1, 300, 7, 7, 1, 40, 1, 1), (1, 24, 6, 5, 1, 16, 2, 1),
+                                       (2, 520, 5, 1, 1, 9, 1, 1)]:
         x = torch.randn(n, c, h, w)
         dw, pw, pb = torch.randn(c * m, 1, 3, 3), torch.randn(k, c * m, 1, 1), torch.randn(k)
         mid = F.conv2d(x.double(), dw.double(), None, st, pd, 1, c).relu()

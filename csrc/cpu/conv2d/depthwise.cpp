@@ -82,15 +82,18 @@ __attribute__((target("avx512f"))) inline void pixels_avx512(const DepthwiseRows
   }
 }
 
-// Interior pixels of 3-wide kernels, stride SW, undilated: the input vectors of a row (P pixels need
-// (P−1)·SW + 3 of them) are loaded once each and reused by every tap that reads them, instead of one load per
-// tap and pixel (the general loop above ran at ~30 GFLOP/s on 128 channels, load-bound).
-template <int P, int SW>
+// P pixels of 3-wide kernels, stride SW, undilated: the input vectors of a row (P pixels need (P−1)·SW + 3 of
+// them) are loaded once each and reused by every tap that reads them, instead of one load per tap and pixel (the
+// general loop above ran at ~30 GFLOP/s on 128 channels, load-bound). Edge: columns outside the image read as
+// zeros (narrow rows, MobileNet's 7 and 14 pixels, have no interior group of P).
+template <int P, int SW, bool Edge>
 __attribute__((target("avx512f"))) inline void pixels3_avx512(const DepthwiseRows& g, const float* xn, int64_t ih0,
                                                               int64_t iw0, float* __restrict d, int64_t ld,
                                                               const float* res, int64_t rld) {
   constexpr int kIn = (P - 1) * SW + 3;
-  const int64_t C = g.cm, R = g.r, H = g.h, xs2 = g.xs2, xs3 = g.xs3, dh = g.dh;
+  const int64_t C = g.cm, R = g.r, H = g.h, W = g.w, xs2 = g.xs2, xs3 = g.xs3, dh = g.dh;
+  bool inside[kIn];
+  for (int j = 0; j < kIn; ++j) inside[j] = !Edge || (iw0 + j >= 0 && iw0 + j < W);
   const float* __restrict wt = g.wt;
   const float* __restrict bias = g.bias;
   const int act = g.act;
@@ -107,7 +110,7 @@ __attribute__((target("avx512f"))) inline void pixels3_avx512(const DepthwiseRow
       const __m512 w0 = _mm512_maskz_loadu_ps(m, wr), w1 = _mm512_maskz_loadu_ps(m, wr + C),
                    w2 = _mm512_maskz_loadu_ps(m, wr + 2 * C);
       __m512 in[kIn];
-      for (int j = 0; j < kIn; ++j) in[j] = _mm512_maskz_loadu_ps(m, xr + j * xs3);
+      for (int j = 0; j < kIn; ++j) in[j] = _mm512_maskz_loadu_ps(inside[j] ? m : __mmask16(0), xr + j * xs3);
       for (int i = 0; i < P; ++i) {
         acc[i] = _mm512_fmadd_ps(in[i * SW], w0, acc[i]);
         acc[i] = _mm512_fmadd_ps(in[i * SW + 1], w1, acc[i]);
@@ -128,11 +131,16 @@ __attribute__((target("avx512f"))) void rows_avx512(const DepthwiseRows& g, cons
     for (int k = 0; k < kP; ++k) iw0[k] = (q0 + i + k) * g.sw - g.pw;
     const bool interior = iw0[0] >= 0 && iw0[kP - 1] + span < g.w;
     const float* ri = res ? res + i * rld : nullptr;
-    if (interior && g.s == 3 && g.dw == 1 && g.sw == 1)
-      pixels3_avx512<kP, 1>(g, xn, ih0, iw0[0], d + i * ld, ld, ri, rld);
-    else if (interior && g.s == 3 && g.dw == 1 && g.sw == 2)
-      pixels3_avx512<kP, 2>(g, xn, ih0, iw0[0], d + i * ld, ld, ri, rld);
-    else if (interior)
+    if (g.s == 3 && g.dw == 1 && (g.sw == 1 || g.sw == 2)) {
+      if (interior && g.sw == 1)
+        pixels3_avx512<kP, 1, false>(g, xn, ih0, iw0[0], d + i * ld, ld, ri, rld);
+      else if (interior)
+        pixels3_avx512<kP, 2, false>(g, xn, ih0, iw0[0], d + i * ld, ld, ri, rld);
+      else if (g.sw == 1)
+        pixels3_avx512<kP, 1, true>(g, xn, ih0, iw0[0], d + i * ld, ld, ri, rld);
+      else
+        pixels3_avx512<kP, 2, true>(g, xn, ih0, iw0[0], d + i * ld, ld, ri, rld);
+    } else if (interior)
       pixels_avx512<kP, true>(g, xn, ih0, iw0, d + i * ld, ld, ri, rld);
     else
       pixels_avx512<kP, false>(g, xn, ih0, iw0, d + i * ld, ld, ri, rld);

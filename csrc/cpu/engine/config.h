@@ -64,6 +64,12 @@ constexpr int64_t kDirectMaxK = 256;
 constexpr int64_t kStreamMinFloats = int64_t(1) << 20;
 constexpr int64_t kStreamMaxK = 64;
 
+// ---- Fused separable conv (cpu/separable) ---------------------------------------------------------------------
+// A work item is a chunk of whole output rows whose depthwise outputs (rows·Q·C floats) fit kSeparableBufferBytes,
+// and at least kSeparableMinTiles MR-pixel tiles where rows are narrow, so each B slice is reused across tiles.
+constexpr int64_t kSeparableBufferBytes = int64_t(32) << 10;
+constexpr int64_t kSeparableMinTiles = 4;
+
 // ---- Conv paths (cpu/conv2d) -----------------------------------------------------------------------------------
 // NCHW <-> channels-last transposes run in T×T blocks (conv2d.cpp).
 constexpr int64_t kTransposeBlock = 32;

@@ -1,8 +1,8 @@
-// Fused depthwise-separable conv. Per output row, the depthwise outputs of its pixels (Q × C·m floats, in L2) are
+// Fused depthwise-separable conv. Per chunk of output rows, the depthwise outputs of its pixels (in L1) are
 // computed into a buffer, mid activation applied, and the pointwise conv runs on that buffer as the A operand of
 // the GEMM micro-kernel (its strided variant reads the rows in place) against the packed 1×1 weights, with bias,
-// activation and residual fused into the store. The depthwise map never goes
-// to memory: PyTorch's two convs write it and read it back (C·m·H·W·8 bytes per image).
+// activation and residual fused into the store. The depthwise map never goes to memory: PyTorch's two convs write
+// it and read it back (C·m·H·W·8 bytes per image).
 #include "cpu/separable/separable.h"
 
 #include <ATen/Parallel.h>
@@ -50,7 +50,7 @@ at::Tensor separable_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& dw_wei
   // From the reuse pool: a fresh multi-MB output is page-faulted in on every call (see buffer_pool.h).
   at::Tensor out = pooled_empty({N, K, P, Q}, x.options(), at::MemoryFormat::ChannelsLast);
   if (N == 0 || K == 0) return out;
-  const at::Tensor res = residual.has_value() ? residual->contiguous(at::MemoryFormat::ChannelsLast) : at::Tensor();
+  at::Tensor res = residual.has_value() ? residual->contiguous(at::MemoryFormat::ChannelsLast) : at::Tensor();
   if (res.defined())
     TORCH_CHECK(res.sizes() == out.sizes(), "sft_cpu::separable_conv2d: residual must be shaped like the output");
 
@@ -62,9 +62,18 @@ at::Tensor separable_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& dw_wei
   const at::Tensor bp = conv_weight_panels(pw_weight.contiguous(), 1, uk);  // [K/NR][round_up(Cm, 8)][NR]
   const int64_t Kpad = round_up(Cm, KU);
   const float* bpp = bp.data_ptr<float>();
-  const int64_t os0 = out.stride(0), os2 = out.stride(2), os3 = out.stride(3);
+  // Tiles run over a chunk's pixels flattened row-major, so one tile may end one output row and start the next:
+  // that needs one pixel pitch across rows, which out has (channels_last from the pool) and res may lack.
+  const auto flat = [Q](const at::Tensor& t) { return Q == 1 || t.stride(2) == Q * t.stride(3); };
+  if (res.defined() && !flat(res)) {
+    at::Tensor r = pooled_empty(res.sizes(), res.options(), at::MemoryFormat::ChannelsLast);
+    r.copy_(res);
+    res = r;
+  }
+  const auto pitch = [Q](const at::Tensor& t) { return Q == 1 ? t.stride(2) : t.stride(3); };
+  const int64_t os0 = out.stride(0), ops = pitch(out);
   const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
-  const int64_t rs0 = rp ? res.stride(0) : 0, rs2 = rp ? res.stride(2) : 0, rs3 = rp ? res.stride(3) : 0;
+  const int64_t rs0 = rp ? res.stride(0) : 0, rps = rp ? pitch(res) : 0;
   const ConvOut co{out.data_ptr<float>(), rp, pwb.defined() ? pwb.data_ptr<float>() : nullptr,
                    static_cast<int>(activation), static_cast<float>(negative_slope)};
   const int64_t xs0 = x.stride(0), ld = round_up(Cm, 16);
@@ -73,34 +82,61 @@ at::Tensor separable_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& dw_wei
                                                static_cast<float>(negative_slope),
                                                std::strcmp(uk.isa, "avx512") == 0);  // the set SFT_KERNELS_ISA chose
 
-  // Per output row: the depthwise outputs of the whole row first (Q × C·m floats: ≤ 128 KB for 256 pixels of 128
-  // channels, in L2), then the pointwise GEMM panel by panel, so each B panel (C·m × NR floats) stays in L1 across
-  // the row's tiles; tile by tile (depthwise 14 pixels, then every panel) cycled all of B through L1 per tile.
-  at::parallel_for(0, N * P, 1, [&](int64_t r0, int64_t r1) {
-    std::vector<float> dbuf(static_cast<size_t>(round_up(Q, MR) * ld) + 16);
+  // Work items: chunks of whole output rows of one image. A chunk's depthwise outputs (its pixels × C·m floats)
+  // are computed into a buffer first, then the pointwise GEMM runs over them KC-deep slice by slice, panel by
+  // panel, tile by tile, so each B slice (KC × NR floats) stays in L1 across the chunk's tiles. Rows per chunk:
+  // the buffer within L1 (kSeparableBufferBytes) but at least kSeparableMinTiles tiles of pixels, so narrow images
+  // (MobileNet's 7- and 14-pixel rows) fill whole MR-pixel tiles and reuse each B slice; fewer where that would
+  // leave a thread idle.
+  const int64_t row_bytes = Q * ld * static_cast<int64_t>(sizeof(float)), threads = at::get_num_threads();
+  const int64_t rb_want =
+      std::max<int64_t>({1, kSeparableBufferBytes / row_bytes, (kSeparableMinTiles * MR + Q - 1) / Q});
+  int64_t chunks_per_image = (P + std::min(rb_want, P) - 1) / std::min(rb_want, P);
+  if (N * chunks_per_image % threads != 0 && N * chunks_per_image < 8 * threads)  // few chunks: one per thread
+    chunks_per_image = std::min(P, round_up(chunks_per_image, threads));
+  const int64_t rb = (P + chunks_per_image - 1) / chunks_per_image;  // rows per chunk at most (the buffer's size)
+  const int64_t kc_max = blocking(uk).kc, kslices = (Cm + kc_max - 1) / kc_max;
+  const int64_t KC = round_up((Cm + kslices - 1) / kslices, KU);
+  // A big output of a shallow pointwise conv goes around the cache, as in the GEMM driver (config.h).
+  const bool stream = kslices == 1 && Cm <= kStreamMaxK && N * K * P * Q >= kStreamMinFloats;
+
+  at::parallel_for(0, N * chunks_per_image, 1, [&](int64_t c0, int64_t c1) {
+    std::vector<float> dbuf(static_cast<size_t>(round_up(rb * Q, MR) * ld) + 16);
     float* d = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(dbuf.data()) + 63) & ~uintptr_t(63));
-    std::vector<float> a(uk.fn_strided ? 0 : static_cast<size_t>(Kpad * MR));
-    for (int64_t row = r0; row < r1; ++row) {
-      const int64_t n = row / P, p = row % P;
+    std::vector<float> a(uk.fn_strided ? 0 : static_cast<size_t>(round_up(KC, KU) * MR));
+    for (int64_t chunk = c0; chunk < c1; ++chunk) {
+      // Chunk i of an image: rows [i·P/c, (i+1)·P/c), sizes within one row of each other.
+      const int64_t n = chunk / chunks_per_image, i = chunk % chunks_per_image;
+      const int64_t p0 = i * P / chunks_per_image, M = ((i + 1) * P / chunks_per_image - p0) * Q;  // M: its pixels
       const float* xn = x.data_ptr<float>() + n * xs0;
-      for (int64_t q0 = 0; q0 < Q; q0 += MR)
-        depthwise_rows(g, xn, p, q0, static_cast<int>(std::min<int64_t>(MR, Q - q0)), d + q0 * ld, ld, nullptr, 0);
-      for (int64_t j = 0; j < K; j += NR) {
-        const float* bj = bpp + j / NR * Kpad * NR;
-        for (int64_t q0 = 0; q0 < Q; q0 += MR) {
-          const int rows = static_cast<int>(std::min<int64_t>(MR, Q - q0));
-          const KOut ko = co.tile(n * os0 + p * os2 + q0 * os3 + j, os3, n * rs0 + p * rs2 + q0 * rs3 + j, rs3, j,
-                                  rows, static_cast<int>(std::min<int64_t>(NR, K - j)));
-          if (uk.fn_strided) {
-            uk.fn_strided(Cm, d + q0 * ld, ld, bj, ko);
-          } else {  // kernels without a strided variant take A packed: one MR-row micro-panel of the buffer
-            std::fill(a.begin(), a.end(), 0.f);
-            for (int i = 0; i < rows; ++i) pack_a_run(a.data(), MR, i, 0, d + (q0 + i) * ld, Cm, 1);
-            uk.fn(Kpad / KU, a.data(), bj, ko);
+      for (int64_t p = p0; p < p0 + M / Q; ++p)
+        for (int64_t q0 = 0; q0 < Q; q0 += MR)
+          depthwise_rows(g, xn, p, q0, static_cast<int>(std::min<int64_t>(MR, Q - q0)), d + ((p - p0) * Q + q0) * ld,
+                         ld, nullptr, 0);
+      const int64_t obase = n * os0 + p0 * Q * ops, rbase = n * rs0 + p0 * Q * rps;
+      for (int64_t k0 = 0; k0 < Cm; k0 += KC) {
+        const int64_t kc = std::min(KC, Cm - k0);
+        for (int64_t j = 0; j < K; j += NR) {
+          const float* bj = bpp + j / NR * Kpad * NR + k0 * NR;
+          for (int64_t m0 = 0; m0 < M; m0 += MR) {
+            const int rows = static_cast<int>(std::min<int64_t>(MR, M - m0));
+            KOut ko = co.tile(obase + m0 * ops + j, ops, rbase + m0 * rps + j, rps, j, rows,
+                              static_cast<int>(std::min<int64_t>(NR, K - j)));
+            ko.accumulate = k0 > 0;
+            ko.last = k0 + kc >= Cm;
+            ko.stream = stream;
+            if (uk.fn_strided) {
+              uk.fn_strided(kc, d + m0 * ld + k0, ld, bj, ko);
+            } else {  // kernels without a strided variant take A packed: one MR-row micro-panel of the buffer
+              std::fill(a.begin(), a.end(), 0.f);
+              for (int i = 0; i < rows; ++i) pack_a_run(a.data(), MR, i, 0, d + (m0 + i) * ld + k0, kc, 1);
+              uk.fn(round_up(kc, KU) / KU, a.data(), bj, ko);
+            }
           }
         }
       }
     }
+    if (stream) store_fence();  // non-temporal stores are weakly ordered: drain them before the join
   });
   return out;
 }

@@ -93,7 +93,7 @@ def test_cpu_portable_paths(isa):
     code = ("import torch, torch.nn.functional as F\n"
             "from sft_kernels.ops import separable_conv2d\n"
             "torch.manual_seed(0)\n"
-            "for c, m, st in ((13, 1, 1), (8, 2, 2)):\n"
+            "for c, m, st in ((13, 1, 1), (8, 2, 2), (520, 1, 1)):\n"
             "    x = torch.randn(2, c, 11, 9); dw = torch.randn(c * m, 1, 3, 3); pw = torch.randn(21, c * m, 1, 1)\n"
             "    y = separable_conv2d(x, dw, pw, None, None, st, 1, mid_activation='relu', backend='cpu')\n"
             "    ref = F.conv2d(F.relu(F.conv2d(x.double(), dw.double(), None, st, 1, 1, c)), pw.double())\n"
@@ -103,6 +103,35 @@ def test_cpu_portable_paths(isa):
     if "cannot run" in proc.stderr:
         pytest.skip(f"this CPU cannot run {isa}")
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+CHUNK_CASES = [  # n, c, h, w, k, stride, threads: how the cpu kernel splits work (rows per chunk, K slices)
+    (1, 300, 7, 7, 40, 1, 1),  # one chunk of 7 narrow rows (49 pixels cross rows inside a tile); 2 K slices
+    (1, 300, 7, 7, 40, 1, 2),  # the 7 rows split 3 / 4 between two threads
+    (2, 520, 13, 14, 33, 2, 2),  # stride 2, 3 K slices, two images
+    (1, 24, 9, 1, 16, 1, 2),  # one-pixel rows
+    (1, 16, 128, 128, 64, 1, 2),  # an output of 1 M floats from a shallow K: non-temporal stores
+]
+
+
+@pytest.mark.skipif("cpu" not in op_backends("separable_conv2d"), reason="cpu backend not built")
+@pytest.mark.parametrize("case", CHUNK_CASES, ids=str)
+def test_cpu_chunks_and_k_slices(case):
+    n, c, h, w, k, st, threads = case
+    x = torch.randn(n, c, h, w).contiguous(memory_format=torch.channels_last)
+    dw, pw, dwb, pwb = torch.randn(c, 1, 3, 3), torch.randn(k, c, 1, 1) / c ** 0.5, torch.randn(c), torch.randn(k)
+    p, q = (h - 1) // st + 1, (w - 1) // st + 1
+    res = torch.randn(n, k, p, q)
+    if p == 1 or q == 1:  # size-1 dims may carry any stride: the kernel must not step rows with it
+        res = torch.empty_strided((n, k, p, q), (k * p * q, 1, 7 * k * q if q == 1 else 12345, k)).copy_(res)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        y = separable_conv2d(x, dw, pw, dwb, pwb, st, 1, mid_activation="relu", activation="leaky_relu",
+                             negative_slope=0.1, residual=res, backend="cpu")
+    finally:
+        torch.set_num_threads(old)
+    assert_close(y, _reference(x, dw, pw, dwb, pwb, st, 1, 1, "relu", "leaky_relu", 0.1, res), k=9 + c)
 
 
 @pytest.mark.parametrize("backend", op_backends("separable_conv2d"))
