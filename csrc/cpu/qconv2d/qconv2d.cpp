@@ -35,6 +35,11 @@ using qconv::Mod;
 namespace {
 
 constexpr int64_t kBandedBytes = int64_t(4) << 20;  // padded copies above this are built per band (AMX row mode)
+// AMX blocks (32 pixels) run panel by panel in runs of up to this many: 4 keeps the trunk conv's weight panel
+// (9 taps × 64 channels × 32 = 18 KB) in L1 across a 128-pixel row. One block at a time, alternating fresh
+// processes at 1 thread: trunk 0.72-0.74 -> 0.70-0.71 ms, up1 (8 panels) 2.19-2.30 -> 2.15-2.20, hr 11.8-12.9 ->
+// 11.3-11.9.
+constexpr int kAmxRunBlocks = 4;
 
 bool cpu_has_vnni() { return cpu_has("avx512") && __builtin_cpu_supports("avx512vnni"); }
 
@@ -385,22 +390,40 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
       int buf = 0;
       bool have = false;
     };
-    auto run_block = [&](Pipe& pp, const uint8_t* a, int mr, int64_t m0) {
+    // A run of blocks: each block's input (a), pixels (mr), first output pixel (m0) and, in flat mode, where its
+    // pixels' outputs go (rows, < 0: none).
+    struct Blk {
+      const uint8_t* a;
+      int mr;
+      int64_t m0;
+      int32_t rows[32];
+    };
+    // Panel by panel over the run's blocks, so a panel's weights (R·S·Cp × 32 bytes) stay in L1 across the blocks
+    // instead of every panel streaming in from L2 for each block.
+    auto run_blocks = [&](Pipe& pp, const Blk* blk, int nblk) {
       for (int64_t panel = 0; panel < panels; ++panel) {
-        qconv::block_amx(a, gsw * gCp, gtoff.data(), gRS, gCp / 64, bb + panel * panel_size);
-        if (pp.have) qconv::store_block(pp.job.acc, pp.job.mr, pp.job.j0, pp.job.ncols, pp.job.s);
-        qconv::block_amx_store(pp.acc[pp.buf]);
         const int64_t j0 = panel * kNR;
-        pp.job = {pp.acc[pp.buf], mr, j0, static_cast<int>(std::min<int64_t>(kNR, K - j0)), at_pixel(base, m0, j0)};
-        pp.job.s.rows = flat ? pp.rows[pp.buf] : nullptr;
-        pp.have = true;
-        if (panel + 1 < panels && flat) std::copy(pp.rows[pp.buf], pp.rows[pp.buf] + mr, pp.rows[pp.buf ^ 1]);
-        pp.buf ^= 1;
+        for (int g = 0; g < nblk; ++g) {
+          qconv::block_amx(blk[g].a, gsw * gCp, gtoff.data(), gRS, gCp / 64, bb + panel * panel_size);
+          if (pp.have) qconv::store_block(pp.job.acc, pp.job.mr, pp.job.j0, pp.job.ncols, pp.job.s);
+          qconv::block_amx_store(pp.acc[pp.buf]);
+          pp.job = {pp.acc[pp.buf], blk[g].mr, j0, static_cast<int>(std::min<int64_t>(kNR, K - j0)),
+                    at_pixel(base, blk[g].m0, j0)};
+          if (flat) {
+            std::copy(blk[g].rows, blk[g].rows + blk[g].mr, pp.rows[pp.buf]);
+            pp.job.s.rows = pp.rows[pp.buf];
+          }
+          pp.have = true;
+          pp.buf ^= 1;
+        }
       }
     };
     auto finish = [&](Pipe& pp) {
       if (pp.have) qconv::store_block(pp.job.acc, pp.job.mr, pp.job.j0, pp.job.ncols, pp.job.s);
     };
+    // Blocks per run: up to kAmxRunBlocks, fewer where runs would be too few to keep every thread busy.
+    const int64_t all_blocks = gN * (flat ? fb : gP * qb);
+    const int G = static_cast<int>(std::clamp<int64_t>(all_blocks / (4 * at::get_num_threads()), 1, kAmxRunBlocks));
     if (banded) {
       // Bands of output rows whose padded input rows fill about kBandedBytes / 2 (L2 with the tiles' traffic).
       const int64_t pitch = Wp * Cp, span = (R - 1) * dh + 1;
@@ -427,33 +450,49 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
           if (rhi - rlo < rows_max)  // the last band is shorter: what its tiles read past it must be readable
             std::memset(buf + (rhi - rlo) * pitch, static_cast<int>(x_zero_point), (rows_max - (rhi - rlo)) * pitch);
           for (int64_t p = pa; p < pz; ++p)
-            for (int64_t q0 = 0; q0 < Q; q0 += 32)
-              run_block(pp, buf + ((p * sh - rlo) * Wp + q0 * sw) * Cp, static_cast<int>(std::min<int64_t>(32, Q - q0)),
-                        (n * P + p) * Q + q0);
+            for (int64_t q0 = 0; q0 < Q; q0 += 32 * G) {
+              Blk blk[kAmxRunBlocks];
+              int nblk = 0;
+              for (int64_t q = q0; q < std::min(Q, q0 + 32 * G); q += 32, ++nblk)
+                blk[nblk] = {buf + ((p * sh - rlo) * Wp + q * sw) * Cp, static_cast<int>(std::min<int64_t>(32, Q - q)),
+                             (n * P + p) * Q + q, {}};
+              run_blocks(pp, blk, nblk);
+            }
         }
         finish(pp);
         qconv::amx_release();
       });
       return out;
     }
-    const int64_t units = gN * (flat ? fb : gP * qb);
+    const int64_t fg = (fb + G - 1) / G, qg = (qb + G - 1) / G;  // runs of G blocks per image / per output row
+    const int64_t units = gN * (flat ? fg : gP * qg);
     at::parallel_for(0, units, 1, [&](int64_t u0, int64_t u1) {
       qconv::amx_configure();
       Pipe pp;
+      Blk blk[kAmxRunBlocks];
       for (int64_t u = u0; u < u1; ++u) {
+        int nblk = 0;
         if (flat) {
-          const int64_t n = u / fb, v0 = (u % fb) * 32;
-          const int mr = static_cast<int>(std::min<int64_t>(32, gP * gWp - v0));
-          for (int i = 0; i < mr; ++i) {
-            const int64_t p = (v0 + i) / gWp, q = (v0 + i) % gWp;
-            pp.rows[pp.buf][i] = q < gQ ? static_cast<int32_t>(p * gQ + q) : -1;
+          const int64_t n = u / fg;
+          for (int64_t b = (u % fg) * G; b < std::min(fb, (u % fg + 1) * G); ++b, ++nblk) {
+            const int64_t v0 = b * 32;
+            Blk& bk = blk[nblk];
+            bk = {gxb + (n * gHp * gWp + v0) * gCp, static_cast<int>(std::min<int64_t>(32, gP * gWp - v0)), n * gP * gQ,
+                 {}};
+            for (int i = 0; i < bk.mr; ++i) {
+              const int64_t p = (v0 + i) / gWp, q = (v0 + i) % gWp;
+              bk.rows[i] = q < gQ ? static_cast<int32_t>(p * gQ + q) : -1;
+            }
           }
-          run_block(pp, gxb + (n * gHp * gWp + v0) * gCp, mr, n * gP * gQ);
         } else {
-          const int64_t n = u / (gP * qb), p = (u / qb) % gP, q0 = (u % qb) * 32;
-          run_block(pp, gxb + ((n * gHp + p * gsh) * gWp + q0 * gsw) * gCp,
-                    static_cast<int>(std::min<int64_t>(32, gQ - q0)), (n * gP + p) * gQ + q0);
+          const int64_t n = u / (gP * qg), p = (u / qg) % gP;
+          for (int64_t b = (u % qg) * G; b < std::min(qb, (u % qg + 1) * G); ++b, ++nblk) {
+            const int64_t q0 = b * 32;
+            blk[nblk] = {gxb + ((n * gHp + p * gsh) * gWp + q0 * gsw) * gCp,
+                         static_cast<int>(std::min<int64_t>(32, gQ - q0)), (n * gP + p) * gQ + q0, {}};
+          }
         }
+        run_blocks(pp, blk, nblk);
       }
       finish(pp);
       qconv::amx_release();

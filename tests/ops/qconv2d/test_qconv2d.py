@@ -255,3 +255,33 @@ def test_large_images_build_their_padded_input_per_band(threads):
         torch.testing.assert_close(y.double(), e, atol=atol, rtol=rtol)
     finally:
         torch.set_num_threads(prev)
+
+
+@pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", [(1, 64, 60, 200, 80, 2), (1, 64, 40, 20, 48, 1)], ids=["rows", "flat"])
+def test_amx_runs_of_blocks(threads, shape):
+    """The AMX driver runs up to 4 blocks of 32 pixels panel by panel: rows of 100 pixels (4 blocks, the last
+    partial) at stride 2, and the flat mode's blocks over the padded-width grid (runs of 3 or 4 with a short last
+    run); 80 and 48 output channels (a partial panel); float output with a residual, and uint8."""
+    n, c, h, w, k, st = shape
+    gen = torch.Generator().manual_seed(5)
+    xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=gen)
+    wq = torch.randint(-127, 128, (k, c, 3, 3), dtype=torch.int8, generator=gen)
+    ws, b = torch.rand(k, generator=gen) * 0.01 + 0.001, torch.randn(k, generator=gen)
+    p, q = (h - 1) // st + 1, (w - 1) // st + 1
+    res = torch.randn(n, k, p, q, generator=gen)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        xcl = xq.contiguous(memory_format=torch.channels_last)
+        y = qconv2d(xcl, wq, ws, b, st, 1, input_scale=0.02, input_zero_point=9, activation="leaky_relu",
+                    negative_slope=0.1, residual=res, backend="cpu")
+        e = ref.qconv2d(xq, 0.02, 9, wq, ws, b, res, st, 1, 1, 1, "leaky_relu", 0.1)
+        assert (y.double() - e).abs().max() <= 1e-5 * e.abs().max()
+        y = qconv2d(xcl, wq, ws, b, st, 1, input_scale=0.02, input_zero_point=9, out_scale=0.05, out_zero_point=7,
+                    backend="cpu")
+        e = ref.qconv2d(xq, 0.02, 9, wq, ws, b, None, st, 1, 1, 1, None, 0.01, 0.05, 7)
+        assert (y.int() - e.int()).abs().max() <= 1
+    finally:
+        torch.set_num_threads(prev)
