@@ -1,6 +1,6 @@
 // int8 direct conv: uint8 activations × int8 weights summed in int32, requantized in the store.
 //
-// The input is laid out once as a zero-point-padded NHWC uint8 copy with channels rounded up (to 4, or 64 for AMX),
+// The input is laid out once as a zero-point-padded NHWC uint8 copy with channels rounded up (to 4, or 32/64 for AMX),
 // a quarter of a float copy; a float input is quantized while it is copied, so a model that keeps float tensors
 // between its convs (SFT modulation, residual adds) pays one pass for it. Padding holds the zero point zx, so every
 // tap reads (x − zx)·w + zx·w, and the zx·Σw the sums carry is taken back once in the store (wsum, from the packing),
@@ -197,7 +197,10 @@ std::string qconv2d_kernel() {
   }
 }
 
-int64_t qconv2d_channel_align(int64_t C) { return kernel() == Kernel::kAmx && C >= 16 ? 64 : 4; }
+int64_t qconv2d_channel_align(int64_t C) {
+  if (kernel() != Kernel::kAmx || C < 16) return 4;
+  return C <= 32 ? 32 : 64;  // AMX chunks of 32 or 64 bytes
+}
 
 // Few-channel convs on AMX (the RGB first conv, SFTNet's 8-channel condition stem, ResNet's 7×7 stem): their taps ×
 // channels fit in at most three 64-byte chunks, so each output pixel's taps are gathered into one row (an im2col of
@@ -300,7 +303,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const Mod mod{ms.defined() ? ms.data_ptr<float>() : nullptr, mt.defined() ? mt.data_ptr<float>() : nullptr};
 
   const Kernel kern = kernel();
-  const bool amx = kern == Kernel::kAmx && align == 64;
+  const bool amx = kern == Kernel::kAmx && align >= 32;
   const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;
   const int64_t slack = amx ? (32 * sw + S * dw + 33) * Cp : 0;  // the last AMX tiles read past the image
   // Images whose padded copy would not stay in cache (SFTNet's 512² HR convs: 16 MB), in AMX row mode: each thread
@@ -308,9 +311,16 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   // whole-image copy written to and read back from DRAM.
   const bool tapped = tap_packed(C, R, S);
   const bool flat_pays = sh == 1 && sw == 1 && (P * Wp + 31) / 32 < P * ((Q + 31) / 32);
-  const bool banded = amx && !tapped && !flat_pays && N * Hp * Wp * Cp > kBandedBytes;
+  // A 1×1 conv of a uint8 channels_last input whose channels need no padding reads its tiles from the input itself
+  // (SFTNet's SFT layers: a 0.5 MB copy per call saved), where the last block's 32 tile rows end inside it.
+  const bool direct = amx && !tapped && R == 1 && S == 1 && ph == 0 && pw == 0 && !mod.scale && Cp == C &&
+                      xv.scalar_type() == at::kByte && xv.stride(1) == 1 && xv.stride(3) == C &&
+                      xv.stride(2) == W * C && (N == 1 || xv.stride(0) == H * W * C) &&
+                      (Q % 32 == 0 || (flat_pays && P * Q % 32 == 0));
+  const bool banded = amx && !tapped && !direct && !flat_pays && N * Hp * Wp * Cp > kBandedBytes;
   const qconv::InputRows in_rows(xv, x_scale, x_zero_point, ph, pw, Cp, mod);
-  const at::Tensor xp = banded ? at::Tensor() : padded_input(xv, x_scale, x_zero_point, ph, pw, Cp, slack, mod);
+  const at::Tensor xp = banded || direct ? at::Tensor()
+                                         : padded_input(xv, x_scale, x_zero_point, ph, pw, Cp, slack, mod);
 
   // Per-channel constants padded to whole panels (plain vectors: ATen ops on these tiny tensors cost more).
   const int64_t Kp = panels * kNR;
@@ -330,7 +340,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   for (int64_t r = 0; r < R; ++r)
     for (int64_t s = 0; s < S; ++s) toff[r * S + s] = (r * dh * Wp + s * dw) * Cp;
 
-  const uint8_t* xb = banded ? nullptr : xp.data_ptr<uint8_t>();
+  const uint8_t* xb = direct ? xv.data_ptr<uint8_t>() : banded ? nullptr : xp.data_ptr<uint8_t>();
   const int8_t* bb = packed.data_ptr<int8_t>();
   const qconv::Store base{comp.data(), mult.data(), bpad.empty() ? nullptr : bpad.data(), static_cast<int>(activation),
                           static_cast<float>(negative_slope), nullptr, K,
@@ -381,6 +391,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
     // P × Wp, whose first taps sit one pixel apart across rows too; the 2·pw positions per row that fall on padding
     // are computed and not stored.
     const int64_t qb = (gQ + 31) / 32, fb = (gP * gWp + 31) / 32;
+    const int chunk = gCp % 64 == 0 ? 64 : 32;  // bytes of channels per tile step
     const bool flat = gsh == 1 && gsw == 1 && fb < gP * qb;
     // A thread's pipeline: the tiles of one block multiply while the previous block's sums are stored.
     struct Pipe {
@@ -404,7 +415,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
       for (int64_t panel = 0; panel < panels; ++panel) {
         const int64_t j0 = panel * kNR;
         for (int g = 0; g < nblk; ++g) {
-          qconv::block_amx(blk[g].a, gsw * gCp, gtoff.data(), gRS, gCp / 64, bb + panel * panel_size);
+          qconv::block_amx(blk[g].a, gsw * gCp, gtoff.data(), gRS, gCp / chunk, chunk, bb + panel * panel_size);
           if (pp.have) qconv::store_block(pp.job.acc, pp.job.mr, pp.job.j0, pp.job.ncols, pp.job.s);
           qconv::block_amx_store(pp.acc[pp.buf]);
           pp.job = {pp.acc[pp.buf], blk[g].mr, j0, static_cast<int>(std::min<int64_t>(kNR, K - j0)),
@@ -432,7 +443,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
       const int64_t nb = ((P + most - 1) / most + threads - 1) / threads * threads;
       const int64_t band = (P + nb - 1) / nb;
       at::parallel_for(0, N * nb, 1, [&](int64_t b0, int64_t b1) {
-        qconv::amx_configure();
+        qconv::amx_configure(chunk);
         const int64_t rows_max = (band - 1) * sh + span;
         at::Tensor buf_t = pooled_empty({rows_max * pitch + slack}, x.options().dtype(at::kByte));
         uint8_t* buf = buf_t.data_ptr<uint8_t>();
@@ -467,7 +478,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
     const int64_t fg = (fb + G - 1) / G, qg = (qb + G - 1) / G;  // runs of G blocks per image / per output row
     const int64_t units = gN * (flat ? fg : gP * qg);
     at::parallel_for(0, units, 1, [&](int64_t u0, int64_t u1) {
-      qconv::amx_configure();
+      qconv::amx_configure(chunk);
       Pipe pp;
       Blk blk[kAmxRunBlocks];
       for (int64_t u = u0; u < u1; ++u) {

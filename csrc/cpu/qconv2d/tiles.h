@@ -36,9 +36,10 @@ void tile_vnni(const uint8_t* const* rows, int mr, const int64_t* toff, int64_t 
 // The portable store of accumulators acc [mr][32] (any CPU).
 void store_sums(const int32_t* acc, int mr, int64_t j0, int ncols, const Store& s);
 
-// AMX: 32 pixels at a fixed input pitch × one 32-channel panel, channels in chunks of 64 (kg = 16·chunks).
-bool amx_enable();     // asks the kernel for the tile data state once per process; false if refused
-void amx_configure();  // loads the tile configuration on this thread
+// AMX: 32 pixels at a fixed input pitch × one 32-channel panel, channels in chunks of 64 or 32 bytes
+// (kg = chunk / 4 · chunks).
+bool amx_enable();              // asks the kernel for the tile data state once per process; false if refused
+void amx_configure(int chunk);  // loads the tile configuration for chunks of `chunk` (64 or 32) bytes on this thread
 void amx_release();
 // A block's sums waiting for their store: acc [32 pixels][32 channels] int32, mr pixels, the panel's channels, and
 // the Store pointed at the block's first pixel.
@@ -52,7 +53,8 @@ struct StoreJob {
 // block_amx issues the block's tile multiplies; block_amx_store writes its sums. The driver stores the previous
 // block between the two, while the tiles multiply (slicing that store into the multiply loop was slower: its byte
 // stores held back the tile loads).
-void block_amx(const uint8_t* a, int64_t pitch, const int64_t* toff, int64_t ntaps, int64_t chunks, const int8_t* b);
+void block_amx(const uint8_t* a, int64_t pitch, const int64_t* toff, int64_t ntaps, int64_t chunks, int chunk,
+               const int8_t* b);
 void block_amx_store(int32_t* acc);
 // The store of AVX-512 for a block of accumulators (pitch 32), mr pixels.
 void store_block(const int32_t* acc, int mr, int64_t j0, int ncols, const Store& s);

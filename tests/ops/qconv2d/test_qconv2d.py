@@ -285,3 +285,25 @@ def test_amx_runs_of_blocks(threads, shape):
         assert (y.int() - e.int()).abs().max() <= 1
     finally:
         torch.set_num_threads(prev)
+
+
+@pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
+@pytest.mark.parametrize("shape", [(2, 32, 6, 64, 48), (1, 64, 8, 12, 32), (1, 32, 7, 20, 40), (3, 24, 4, 32, 33)],
+                         ids=["rows", "flat", "copied", "24ch"])
+def test_1x1_reads_uint8_channels_last_input_in_place(shape):
+    """A 1×1 conv of a uint8 channels_last input whose channels need no padding (32 or 64 on AMX) reads its tiles
+    from the input: rows of 64 pixels, a flat grid of 96 pixels; 7×20 (the last tiles would run past the input) and
+    24 channels (padded to 32) take the copy. Each against the integer reference, with a channel slice too."""
+    n, c, h, w, k = shape
+    gen = torch.Generator().manual_seed(3)
+    xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=gen)
+    wq = torch.randint(-127, 128, (k, c, 1, 1), dtype=torch.int8, generator=gen)
+    ws, b = torch.rand(k, generator=gen) * 0.01 + 0.001, torch.randn(k, generator=gen)
+    wide = torch.randint(0, 256, (n, c + 8, h, w), dtype=torch.uint8, generator=gen)
+    wide[:, 4:4 + c] = xq
+    for x in (xq.contiguous(memory_format=torch.channels_last),
+              wide.contiguous(memory_format=torch.channels_last)[:, 4:4 + c]):
+        y = qconv2d(x, wq, ws, b, 1, 0, input_scale=0.02, input_zero_point=40, activation="relu", out_scale=0.05,
+                    out_zero_point=3, backend="cpu")
+        e = ref.qconv2d(xq, 0.02, 40, wq, ws, b, None, 1, 0, 1, 1, "relu", 0.01, 0.05, 3)
+        assert (y.int() - e.int()).abs().max() <= 1
