@@ -121,6 +121,59 @@ __attribute__((target("avx512f,avx512bw"))) void copy_pixels_u8(const uint8_t* s
   }
 }
 
+// Tap-packed convs (tap_packed) run as a 1×1 conv over rows of each output pixel's gathered taps: Cq bytes, tap t's
+// channel group at t·Cp. Taps side by side in the padded input (a row of S taps when undilated) are one run, and
+// a run's bytes within one 64-byte segment of the row are one piece: lanes `mask` of the segment, loaded from the
+// pixel's first tap + src (src counts from the segment's lane 0).
+struct TapPiece {
+  int64_t seg, src;
+  __mmask64 mask;
+};
+struct Gather {
+  const uint8_t* xb;  // the padded input [N][Hp][Wp][Cp]
+  int64_t P, Q, Hp, Wp, sh, sw, Cp, Cq;
+  const TapPiece* pieces;  // in segment order
+  int64_t npieces;
+  uint8_t* cols;  // [N·P·Q][Cq]
+};
+
+std::vector<TapPiece> tap_pieces(const std::vector<int64_t>& toff, int64_t Cp) {
+  std::vector<TapPiece> pieces;
+  for (int64_t t = 0, dst = 0; t < static_cast<int64_t>(toff.size()); ++t, dst += Cp)
+    for (int64_t b = dst; b < dst + Cp;) {  // tap t's bytes [dst, dst + Cp), split at segment ends
+      const int64_t seg = b / 64, e = std::min(dst + Cp, (seg + 1) * 64), lo = b % 64, w = e - b;
+      const __mmask64 m = (w == 64 ? ~__mmask64(0) : ((__mmask64(1) << w) - 1)) << lo;
+      const int64_t src = toff[t] + (b - dst) - lo;
+      if (!pieces.empty() && pieces.back().seg == seg && pieces.back().src == src)
+        pieces.back().mask |= m;  // the same source alignment: taps adjacent in the input share one load
+      else
+        pieces.push_back({seg, src, m});
+      b = e;
+    }
+  return pieces;
+}
+
+// Output rows [r0, r1) of N·P: each 64-byte segment of a pixel's row built in a register by masked loads (lanes
+// outside every piece stay zero and meet zero weights), then stored whole. A 4-byte copy per tap, with the pixel's
+// coordinates divided out of its index, had taken most of the RGB first conv's time.
+__attribute__((target("avx512f,avx512bw"))) void gather_taps(const Gather& g, int64_t r0, int64_t r1) {
+  const int64_t P = g.P, Q = g.Q, Cq = g.Cq, np = g.npieces, pix = g.sw * g.Cp;
+  const TapPiece* pieces = g.pieces;
+  for (int64_t row = r0; row < r1; ++row) {
+    const int64_t n = row / P, p = row % P;
+    const uint8_t* src = g.xb + (n * g.Hp + p * g.sh) * g.Wp * g.Cp;
+    uint8_t* dst = g.cols + row * Q * Cq;
+    for (int64_t q = 0; q < Q; ++q, src += pix, dst += Cq) {
+      int64_t i = 0;
+      for (int64_t seg = 0; seg < Cq / 64; ++seg) {
+        __m512i v = _mm512_setzero_si512();
+        for (; i < np && pieces[i].seg == seg; ++i) v = _mm512_mask_loadu_epi8(v, pieces[i].mask, src + pieces[i].src);
+        _mm512_storeu_si512(dst + 64 * seg, v);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 namespace qconv {
@@ -363,20 +416,13 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const uint8_t* gxb = xb;
   at::Tensor cols;
   if (tapped) {
-    const int64_t M = N * P * Q, Cq = (Cp * RS + 63) / 64 * 64, words = Cp / 4;  // Cp = C4 here
+    const int64_t M = N * P * Q, Cq = (Cp * RS + 63) / 64 * 64;  // Cp = C4 here
     cols = pooled_empty({(M + 33) * Cq}, x.options().dtype(at::kByte));
     uint8_t* cb = cols.data_ptr<uint8_t>();
     std::memset(cb + M * Cq, 0, 33 * Cq);  // rows the last tiles read past the end
-    at::parallel_for(0, M, 256, [&](int64_t m0, int64_t m1) {
-      for (int64_t m = m0; m < m1; ++m) {
-        const int64_t n = m / (P * Q), p = (m / Q) % P, q = m % Q;
-        const uint8_t* src = xb + ((n * Hp + p * sh) * Wp + q * sw) * Cp;
-        uint8_t* row = cb + m * Cq;
-        for (int64_t t = 0; t < RS; ++t)
-          for (int64_t w = 0; w < words; ++w) std::memcpy(row + t * Cp + 4 * w, src + toff[t] + 4 * w, 4);
-        std::memset(row + RS * Cp, 0, Cq - RS * Cp);  // meets zero weights
-      }
-    });
+    const std::vector<TapPiece> pieces = tap_pieces(toff, Cp);
+    const Gather ga{xb, P, Q, Hp, Wp, sh, sw, Cp, Cq, pieces.data(), static_cast<int64_t>(pieces.size()), cb};
+    at::parallel_for(0, N * P, 1, [&](int64_t r0, int64_t r1) { gather_taps(ga, r0, r1); });
     gN = gP = gHp = gsh = gsw = gRS = 1;
     gQ = M;
     gWp = M + 33;
