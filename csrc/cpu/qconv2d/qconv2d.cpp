@@ -364,12 +364,15 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   // whole-image copy written to and read back from DRAM.
   const bool tapped = tap_packed(C, R, S);
   const bool flat_pays = sh == 1 && sw == 1 && (P * Wp + 31) / 32 < P * ((Q + 31) / 32);
-  // A 1×1 conv of a uint8 channels_last input whose channels need no padding reads its tiles from the input itself
-  // (SFTNet's SFT layers: a 0.5 MB copy per call saved), where the last block's 32 tile rows end inside it.
-  const bool direct = amx && !tapped && R == 1 && S == 1 && ph == 0 && pw == 0 && !mod.scale && Cp == C &&
-                      xv.scalar_type() == at::kByte && xv.stride(1) == 1 && xv.stride(3) == C &&
-                      xv.stride(2) == W * C && (N == 1 || xv.stride(0) == H * W * C) &&
-                      (Q % 32 == 0 || (flat_pays && P * Q % 32 == 0));
+  // A uint8 channels_last input that needs neither spatial nor channel padding is read in place, with no copy: by
+  // the tiles of a 1×1 conv (SFTNet's SFT layers: 0.5 MB per call), where the last block's 32 tile rows end inside
+  // it, and by the gather of a tap-packed conv (SFTNet's 8-channel k4s4 stem: 2 MB).
+  const bool unpadded = ph == 0 && pw == 0 && !mod.scale && Cp == C && xv.scalar_type() == at::kByte &&
+                        xv.stride(1) == 1 && xv.stride(3) == C && xv.stride(2) == W * C &&
+                        (N == 1 || xv.stride(0) == H * W * C);
+  const bool direct = unpadded && ((amx && !tapped && R == 1 && S == 1 &&
+                                    (Q % 32 == 0 || (flat_pays && P * Q % 32 == 0))) ||
+                                   tapped);
   const bool banded = amx && !tapped && !direct && !flat_pays && N * Hp * Wp * Cp > kBandedBytes;
   const qconv::InputRows in_rows(xv, x_scale, x_zero_point, ph, pw, Cp, mod);
   const at::Tensor xp = banded || direct ? at::Tensor()

@@ -307,3 +307,27 @@ def test_1x1_reads_uint8_channels_last_input_in_place(shape):
                     out_zero_point=3, backend="cpu")
         e = ref.qconv2d(xq, 0.02, 40, wq, ws, b, None, 1, 0, 1, 1, "relu", 0.01, 0.05, 3)
         assert (y.int() - e.int()).abs().max() <= 1
+
+
+@pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
+@pytest.mark.parametrize("case", [(8, 4, 4, 0), (12, 3, 1, 0), (8, 3, 1, 1), (3, 3, 1, 0)],
+                         ids=["8ch-k4s4", "12ch-k3", "8ch-k3-padded", "3ch-k3"])
+def test_few_channel_convs_gather_their_taps(case):
+    """Few-channel convs gather each pixel's taps into one row (AMX): from the uint8 input itself when it needs no
+    padding (8 and 12 channels, no spatial padding), else from the padded copy (padding, 3 channels). Against the
+    integer reference, uint8 output, 1 and 2 threads."""
+    c, k, st, pd = case
+    gen = torch.Generator().manual_seed(8)
+    xq = torch.randint(0, 256, (2, c, 21, 26), dtype=torch.uint8, generator=gen)
+    wq = torch.randint(-127, 128, (40, c, k, k), dtype=torch.int8, generator=gen)
+    ws, b = torch.rand(40, generator=gen) * 0.01 + 0.001, torch.randn(40, generator=gen)
+    e = ref.qconv2d(xq, 0.02, 17, wq, ws, b, None, st, pd, 1, 1, "relu", 0.01, 0.05, 6)
+    prev = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            y = qconv2d(xq.contiguous(memory_format=torch.channels_last), wq, ws, b, st, pd, input_scale=0.02,
+                        input_zero_point=17, activation="relu", out_scale=0.05, out_zero_point=6, backend="cpu")
+            assert (y.int() - e.int()).abs().max() <= 1, threads
+    finally:
+        torch.set_num_threads(prev)
