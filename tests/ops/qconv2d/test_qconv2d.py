@@ -310,8 +310,8 @@ def test_1x1_reads_uint8_channels_last_input_in_place(shape):
 
 
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
-@pytest.mark.parametrize("case", [(8, 4, 4, 0), (12, 3, 1, 0), (8, 3, 1, 1), (3, 3, 1, 0)],
-                         ids=["8ch-k4s4", "12ch-k3", "8ch-k3-padded", "3ch-k3"])
+@pytest.mark.parametrize("case", [(8, 4, 4, 0), (12, 3, 1, 0), (8, 3, 1, 1), (3, 3, 1, 0), (3, 7, 2, 3)],
+                         ids=["8ch-k4s4", "12ch-k3", "8ch-k3-padded", "3ch-k3", "3ch-k7s2"])
 def test_few_channel_convs_gather_their_taps(case):
     """Few-channel convs gather each pixel's taps into one row (AMX): from the uint8 input itself when it needs no
     padding (8 and 12 channels, no spatial padding), else from the padded copy (padding, 3 channels). Against the
