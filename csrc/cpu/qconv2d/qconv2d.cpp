@@ -130,11 +130,10 @@ struct TapPiece {
   __mmask64 mask;
 };
 struct Gather {
-  const uint8_t* xb;  // the padded input [N][Hp][Wp][Cp]
+  const uint8_t* xb;  // the input (padded copy or the unpadded input itself) [N][Hp][Wp][Cp]
   int64_t P, Q, Hp, Wp, sh, sw, Cp, Cq;
   const TapPiece* pieces;  // in segment order
   int64_t npieces;
-  uint8_t* cols;  // [N·P·Q][Cq]
 };
 
 std::vector<TapPiece> tap_pieces(const std::vector<int64_t>& toff, int64_t Cp) {
@@ -153,23 +152,24 @@ std::vector<TapPiece> tap_pieces(const std::vector<int64_t>& toff, int64_t Cp) {
   return pieces;
 }
 
-// Output rows [r0, r1) of N·P: each 64-byte segment of a pixel's row built in a register by masked loads (lanes
-// outside every piece stay zero and meet zero weights), then stored whole. A 4-byte copy per tap, with the pixel's
-// coordinates divided out of its index, had taken most of the RGB first conv's time.
-__attribute__((target("avx512f,avx512bw"))) void gather_taps(const Gather& g, int64_t r0, int64_t r1) {
-  const int64_t P = g.P, Q = g.Q, Cq = g.Cq, np = g.npieces, pix = g.sw * g.Cp;
+// Output pixels [m0, m1) of N·P·Q to rows of Cq bytes at dst: each 64-byte segment of a pixel's row built in a
+// register by masked loads (lanes outside every piece stay zero and meet zero weights), then stored whole. A 4-byte
+// copy per tap, with the pixel's coordinates divided out of its index, had taken most of the RGB first conv's time.
+__attribute__((target("avx512f,avx512bw"))) void gather_taps(const Gather& g, int64_t m0, int64_t m1, uint8_t* dst) {
+  const int64_t P = g.P, Q = g.Q, Cq = g.Cq, np = g.npieces;
   const TapPiece* pieces = g.pieces;
-  for (int64_t row = r0; row < r1; ++row) {
-    const int64_t n = row / P, p = row % P;
-    const uint8_t* src = g.xb + (n * g.Hp + p * g.sh) * g.Wp * g.Cp;
-    uint8_t* dst = g.cols + row * Q * Cq;
-    for (int64_t q = 0; q < Q; ++q, src += pix, dst += Cq) {
-      int64_t i = 0;
-      for (int64_t seg = 0; seg < Cq / 64; ++seg) {
-        __m512i v = _mm512_setzero_si512();
-        for (; i < np && pieces[i].seg == seg; ++i) v = _mm512_mask_loadu_epi8(v, pieces[i].mask, src + pieces[i].src);
-        _mm512_storeu_si512(dst + 64 * seg, v);
-      }
+  int64_t n = m0 / (P * Q), p = m0 / Q % P, q = m0 % Q;
+  for (int64_t m = m0; m < m1; ++m, dst += Cq) {
+    const uint8_t* src = g.xb + ((n * g.Hp + p * g.sh) * g.Wp + q * g.sw) * g.Cp;
+    int64_t i = 0;
+    for (int64_t seg = 0; seg < Cq / 64; ++seg) {
+      __m512i v = _mm512_setzero_si512();
+      for (; i < np && pieces[i].seg == seg; ++i) v = _mm512_mask_loadu_epi8(v, pieces[i].mask, src + pieces[i].src);
+      _mm512_storeu_si512(dst + 64 * seg, v);
+    }
+    if (++q == Q) {
+      q = 0;
+      if (++p == P) p = 0, ++n;
     }
   }
 }
@@ -414,25 +414,23 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   };
 
   // The AMX block's view of the input: the padded image, or for tap-packed convs (tap_packed) rows of each output
-  // pixel's gathered taps, run as a 1×1 conv over M = N·P·Q "pixels" of Cq channels.
+  // pixel's gathered taps, run as a 1×1 conv over M = N·P·Q "pixels" of Cq channels. Each thread gathers the rows of
+  // its run of blocks into its own buffer right before their tiles read them (in L1 / L2, not a whole-image copy).
   int64_t gN = N, gP = P, gQ = Q, gHp = Hp, gWp = Wp, gsh = sh, gsw = sw, gCp = Cp, gRS = RS;
   std::vector<int64_t> gtoff = toff;
   const uint8_t* gxb = xb;
-  at::Tensor cols;
+  std::vector<TapPiece> pieces;
+  Gather ga{};
   if (tapped) {
     const int64_t M = N * P * Q, Cq = (Cp * RS + 63) / 64 * 64;  // Cp = C4 here
-    cols = pooled_empty({(M + 33) * Cq}, x.options().dtype(at::kByte));
-    uint8_t* cb = cols.data_ptr<uint8_t>();
-    std::memset(cb + M * Cq, 0, 33 * Cq);  // rows the last tiles read past the end
-    const std::vector<TapPiece> pieces = tap_pieces(toff, Cp);
-    const Gather ga{xb, P, Q, Hp, Wp, sh, sw, Cp, Cq, pieces.data(), static_cast<int64_t>(pieces.size()), cb};
-    at::parallel_for(0, N * P, 1, [&](int64_t r0, int64_t r1) { gather_taps(ga, r0, r1); });
+    pieces = tap_pieces(toff, Cp);
+    ga = {xb, P, Q, Hp, Wp, sh, sw, Cp, Cq, pieces.data(), static_cast<int64_t>(pieces.size())};
     gN = gP = gHp = gsh = gsw = gRS = 1;
     gQ = M;
     gWp = M + 33;
     gCp = Cq;
     gtoff = {0};
-    gxb = cb;
+    gxb = nullptr;
   }
 
   if (amx || tapped) {
@@ -531,6 +529,10 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
       qconv::amx_configure(chunk);
       Pipe pp;
       Blk blk[kAmxRunBlocks];
+      // Tap-packed: the run's gathered rows, and 32 more that its last tiles may read past them.
+      std::vector<uint8_t> tbuf_store(tapped ? (kAmxRunBlocks * 32 + 32) * gCp + 64 : 0, 0);
+      uint8_t* tbuf =
+          reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(tbuf_store.data()) + 63) & ~uintptr_t(63));
       for (int64_t u = u0; u < u1; ++u) {
         int nblk = 0;
         if (flat) {
@@ -547,10 +549,13 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
           }
         } else {
           const int64_t n = u / (gP * qg), p = (u / qg) % gP;
-          for (int64_t b = (u % qg) * G; b < std::min(qb, (u % qg + 1) * G); ++b, ++nblk) {
+          const int64_t b0 = (u % qg) * G, b1 = std::min(qb, (u % qg + 1) * G);
+          if (tapped) gather_taps(ga, b0 * 32, std::min(gQ, b1 * 32), tbuf);
+          for (int64_t b = b0; b < b1; ++b, ++nblk) {
             const int64_t q0 = b * 32;
-            blk[nblk] = {gxb + ((n * gHp + p * gsh) * gWp + q0 * gsw) * gCp,
-                         static_cast<int>(std::min<int64_t>(32, gQ - q0)), (n * gP + p) * gQ + q0, {}};
+            const uint8_t* a =
+                tapped ? tbuf + (q0 - b0 * 32) * gCp : gxb + ((n * gHp + p * gsh) * gWp + q0 * gsw) * gCp;
+            blk[nblk] = {a, static_cast<int>(std::min<int64_t>(32, gQ - q0)), (n * gP + p) * gQ + q0, {}};
           }
         }
         run_blocks(pp, blk, nblk);
