@@ -8,16 +8,22 @@ Same function as `SFTNet.forward`, fewer passes over memory:
   * each modulation x·(scale+1) + shift is fused into the conv that reads it (`ops.conv2d(modulation=...)`:
     applied while the cpu backend packs its input tiles), so the modulated tensor is never written;
   * ReLU after conv0 of each residual block, the block's `x + res`, the trunk's `fea + trunk`, the HR branch's
-    ReLUs and its PixelShuffles are fused into the convs' epilogues (ReLU commutes with PixelShuffle).
+    ReLUs and its PixelShuffles, and the condition network's LeakyReLUs are fused into the convs' epilogues (ReLU
+    commutes with PixelShuffle).
 The convs run on each module's backend/algorithm when converted (`sft_kernels.nn.Conv2d`), else backend=None; int8
-ones (`sft_kernels.nn.QuantConv2d`, from quantize_) apply the modulation as they quantize their input, and in the HR
-branch hand each other uint8 maps (requantized in the store with the next conv's input parameters, pixel-shuffled as
-bytes), where no float op sits between them.
+ones (`sft_kernels.nn.QuantConv2d`, from quantize_) apply the modulation as they quantize their input, and hand each
+other uint8 maps (requantized in the store with the next conv's input parameters, pixel-shuffled as bytes) where
+no float op sits between them: along the HR branch and the condition network, from each SFT layer's first convs to
+its second, and from the condition network to the 66 SFT convs that read its output (quantized once, since they
+share their input parameters).
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .. import ops
 from ..nn.quantized import QuantConv2d
@@ -29,6 +35,51 @@ def _int8_chain(module, nxt) -> bool:
     next conv's input scale and zero point in its store, and nothing float is written between them."""
     return (isinstance(module, QuantConv2d) and isinstance(nxt, QuantConv2d) and module.act_bits == 8
             and nxt.act_bits == 8)
+
+
+def _shared_int8_reader(convs) -> Optional[QuantConv2d]:
+    """The first of `convs` if all are 8-bit int8 convs with the same input scale and zero point (then one uint8 map
+    serves them all), else None."""
+    first = convs[0] if convs else None
+    key = lambda c: (c.input_scale, c.input_zero_point)  # noqa: E731
+    if first is not None and all(isinstance(c, QuantConv2d) and c.act_bits == 8 and key(c) == key(first)
+                                 for c in convs):
+        return first
+    return None
+
+
+def _activation(m) -> Optional[tuple]:
+    if type(m) is nn.ReLU:
+        return "relu", 0.01
+    if type(m) is nn.LeakyReLU:
+        return "leaky_relu", m.negative_slope
+    return None
+
+
+def _fusable_conv(m) -> bool:
+    from ..nn.conv import Conv2d
+
+    return isinstance(m, (Conv2d, QuantConv2d)) and getattr(m, "activation", None) is None
+
+
+def run_sequential(seq: nn.Sequential, x: torch.Tensor, reader=None) -> torch.Tensor:
+    """An nn.Sequential of convs and activations (SFTNet's condition network) with each ReLU / LeakyReLU fused into
+    the conv before it and int8 convs handing uint8 maps to the int8 conv after them. reader: the int8 conv that
+    reads the output (requantized for it), or None for a float output. Other modules run as they are."""
+    mods = list(seq)
+    i = 0
+    while i < len(mods):
+        m = mods[i]
+        if not _fusable_conv(m):
+            x = m(x)
+            i += 1
+            continue
+        act = _activation(mods[i + 1]) if i + 1 < len(mods) else None
+        j = i + 2 if act else i + 1
+        nxt = mods[j] if j < len(mods) else reader
+        x = _conv(m, x, act[0] if act else None, negative_slope=act[1] if act else 0.01, nxt=nxt)
+        i = j
+    return x
 
 
 def pixel_shuffle_nhwc(y: torch.Tensor, r: int) -> torch.Tensor:
@@ -72,8 +123,8 @@ def modulation(layer, cond: torch.Tensor) -> tuple:
     # int8 or pruned weights: no concatenation to repack (each conv's packed weight is cached as it is)
     if isinstance(c0s, (QuantConv2d, SparseConv2d)) or isinstance(c0t, (QuantConv2d, SparseConv2d)):
         slope = layer.negative_slope
-        return (_conv(c1s, _conv(c0s, cond, "leaky_relu", negative_slope=slope)),
-                _conv(c1t, _conv(c0t, cond, "leaky_relu", negative_slope=slope)))
+        return (_conv(c1s, _conv(c0s, cond, "leaky_relu", negative_slope=slope, nxt=c1s)),
+                _conv(c1t, _conv(c0t, cond, "leaky_relu", negative_slope=slope, nxt=c1t)))
     h = _conv(c0s, cond, "leaky_relu", negative_slope=layer.negative_slope,
               weight=torch.cat([c0s.weight, c0t.weight]), bias=torch.cat([c0s.bias, c0t.bias]))
     mid = c0s.out_channels
@@ -81,8 +132,10 @@ def modulation(layer, cond: torch.Tensor) -> tuple:
 
 
 def fused_forward(model, img: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-    cond = model.CondNet(seg)
-    mods = (modulation(layer, cond) for layer in sft_layers(model))  # lazily: each pair stays in cache
+    layers = sft_layers(model)
+    readers = [c for layer in layers for c in (layer.SFT_scale_conv0, layer.SFT_shift_conv0)]
+    cond = run_sequential(model.CondNet, seg, _shared_int8_reader(readers))
+    mods = (modulation(layer, cond) for layer in layers)  # lazily: each pair stays in cache
     fea = _conv(model.conv0, img)
     x = fea
     for i in range(model.num_blocks):

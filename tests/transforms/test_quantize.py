@@ -157,6 +157,39 @@ def test_sftnet_fused_int8_matches_its_plain_forward():
     assert _sqnr(b, a) > 35, _sqnr(b, a)  # same integer convs; the HR branch hands over uint8 (one rounding apart)
 
 
+def test_sftnet_fused_int8_shares_one_uint8_condition_map_only_when_its_readers_agree():
+    """The fused int8 forward hands the condition network's output to the SFT layers' first convs as one uint8 map
+    when they all share input parameters; when one differs (changed here), the map stays float and each conv
+    quantizes it with its own. Either way the fused forward matches the module-by-module one."""
+    lr, _ = _sr_pairs()
+    fused = _tiny_sftnet()
+    sft_kernels.convert_(fused)
+    sft_kernels.quantize_(fused, calibration=lr, progress=False)
+    from sft_kernels.models.fused import _shared_int8_reader, sft_layers
+
+    readers = [c for layer in sft_layers(fused) for c in (layer.SFT_scale_conv0, layer.SFT_shift_conv0)]
+    assert _shared_int8_reader(readers) is readers[0]
+    readers[-1].input_zero_point = (readers[-1].input_zero_point + 37) % 256
+    readers[-1].input_scale *= 1.7
+    assert _shared_int8_reader(readers) is None
+    plain = copy.deepcopy(fused)
+    plain.fused = False
+    seen = {}
+    for conv in (readers[0], readers[-1]):
+        run = conv.run
+        conv.run = lambda x, *a, _run=run, _c=conv, **k: seen.setdefault(id(_c), x.dtype) and _run(x, *a, **k)
+    x = torch.rand(1, 3, 17, 23)
+    with torch.no_grad():
+        a, b = plain(x), fused(x)
+    assert seen == {id(readers[0]): torch.float32, id(readers[-1]): torch.float32}
+    assert _sqnr(b, a) > 35, _sqnr(b, a)
+    readers[-1].input_zero_point, readers[-1].input_scale = readers[0].input_zero_point, readers[0].input_scale
+    seen.clear()
+    with torch.no_grad():
+        fused(x)
+    assert seen == {id(readers[0]): torch.uint8, id(readers[-1]): torch.uint8}
+
+
 def test_psnr_budget_sends_the_most_sensitive_layers_back():
     lr, _ = _sr_pairs()
     model = _tiny_sftnet()
