@@ -22,7 +22,6 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
@@ -82,22 +81,12 @@ def run_sequential(seq: nn.Sequential, x: torch.Tensor, reader=None) -> torch.Te
     return x
 
 
-def pixel_shuffle_nhwc(y: torch.Tensor, r: int) -> torch.Tensor:
-    """PixelShuffle of a channels_last tensor into a channels_last one (one copy; aten's goes through NCHW and was
-    measured 28 ms on a 1×256×256×256 float map, 1 thread)."""
-    n, c, h, w = y.shape
-    if not y.is_contiguous(memory_format=torch.channels_last):
-        return F.pixel_shuffle(y, r)
-    t = y.permute(0, 2, 3, 1).view(n, h, w, c // (r * r), r, r).permute(0, 1, 4, 2, 5, 3)
-    return t.reshape(n, h * r, w * r, c // (r * r)).permute(0, 3, 1, 2)
-
-
 def _conv(module, x, activation=None, residual=None, negative_slope=0.01, weight=None, bias=None, groups=None,
           pixel_shuffle=1, modulation=None, nxt=None):
     if isinstance(module, QuantConv2d):  # int8 (quantize_): modulation applied as the input is quantized
         out = (nxt.input_scale, nxt.input_zero_point) if _int8_chain(module, nxt) else (0.0, 0)
-        y = module.run(x, activation, negative_slope, residual, modulation, *out)
-        return y if pixel_shuffle == 1 else pixel_shuffle_nhwc(y, pixel_shuffle)  # ReLU commutes with the shuffle
+        # ReLU commutes with the shuffle
+        return module.run(x, activation, negative_slope, residual, modulation, *out, pixel_shuffle=pixel_shuffle)
     if isinstance(module, SparseConv2d) and weight is None:  # pruned (prune_): the sparse kernel where it pays
         return module.run(x, activation, negative_slope, residual, modulation, pixel_shuffle)
     return ops.conv2d(x, module.weight if weight is None else weight, module.bias if bias is None else bias,
