@@ -4,6 +4,8 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
+#include <utility>
 
 namespace sft::qconv {
 
@@ -38,5 +40,20 @@ class InputRows {
 // float input on the way (clamp(round(x / x_scale) + zx, 0, 255), half to even); channels C..Cp hold zx too.
 at::Tensor padded_input(const at::Tensor& x, double x_scale, int64_t zx, int64_t ph, int64_t pw, int64_t Cp,
                         int64_t slack, Mod mod);
+
+// The output of int8 conv `op` (uint8 when quant, else float32; channels_last, from the pool) and its residual
+// (float32, shaped like the output; undefined without one), checked.
+struct ConvOutput {
+  at::Tensor out, res;
+};
+ConvOutput conv_output(const at::Tensor& x, int64_t N, int64_t K, int64_t P, int64_t Q, bool quant,
+                       const c10::optional<at::Tensor>& residual, const char* op);
+
+// The SFT modulation maps of op `op`, checked (both or neither, float32 like a float32 input, shaped like x) and
+// laid out as the kernel reads the input, xv = view(x): one offset indexes all three.
+std::pair<at::Tensor, at::Tensor> modulation_maps(const at::Tensor& x, const at::Tensor& xv,
+                                                  const std::function<at::Tensor(const at::Tensor&)>& view,
+                                                  const c10::optional<at::Tensor>& mod_scale,
+                                                  const c10::optional<at::Tensor>& mod_shift, const char* op);
 
 }  // namespace sft::qconv

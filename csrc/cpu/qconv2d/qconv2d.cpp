@@ -237,6 +237,34 @@ at::Tensor padded_input(const at::Tensor& x, double x_scale, int64_t zx, int64_t
   return xp;
 }
 
+ConvOutput conv_output(const at::Tensor& x, int64_t N, int64_t K, int64_t P, int64_t Q, bool quant,
+                       const c10::optional<at::Tensor>& residual, const char* op) {
+  ConvOutput o;
+  o.out = pooled_empty({N, K, P, Q}, x.options().dtype(quant ? at::kByte : at::kFloat), at::MemoryFormat::ChannelsLast);
+  if (residual.has_value()) {
+    o.res = residual->contiguous(at::MemoryFormat::ChannelsLast);
+    TORCH_CHECK(o.res.sizes() == o.out.sizes() && o.res.scalar_type() == at::kFloat, op,
+                ": residual must be float32 and shaped like the output");
+  }
+  return o;
+}
+
+std::pair<at::Tensor, at::Tensor> modulation_maps(const at::Tensor& x, const at::Tensor& xv,
+                                                  const std::function<at::Tensor(const at::Tensor&)>& view,
+                                                  const c10::optional<at::Tensor>& mod_scale,
+                                                  const c10::optional<at::Tensor>& mod_shift, const char* op) {
+  TORCH_CHECK(mod_scale.has_value() == mod_shift.has_value(), op, ": give both mod_scale and mod_shift");
+  if (!mod_scale.has_value()) return {};
+  TORCH_CHECK(x.scalar_type() == at::kFloat, op, ": a modulation needs a float32 input");
+  auto like_x = [&](const at::Tensor& t, const char* name) {
+    TORCH_CHECK(t.sizes() == x.sizes() && t.scalar_type() == at::kFloat, op, ": ", name,
+                " must be float32 and shaped like the input");
+    const at::Tensor tv = view(t);
+    return tv.strides() == xv.strides() ? tv : at::empty_like(xv).copy_(tv);
+  };
+  return {like_x(*mod_scale, "mod_scale"), like_x(*mod_shift, "mod_shift")};
+}
+
 }  // namespace qconv
 
 using qconv::padded_input;
@@ -332,28 +360,9 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const int64_t P = (H + 2 * ph - dh * (R - 1) - 1) / sh + 1, Q = (W + 2 * pw - dw * (S - 1) - 1) / sw + 1;
   TORCH_CHECK(P > 0 && Q > 0, "sft_cpu::qconv2d: the input is too small for the kernel");
   const bool quant = out_scale > 0;
-  at::Tensor out = pooled_empty({N, K, P, Q}, x.options().dtype(quant ? at::kByte : at::kFloat),
-                                at::MemoryFormat::ChannelsLast);
+  const auto [out, res] = qconv::conv_output(x, N, K, P, Q, quant, residual, "sft_cpu::qconv2d");
   if (N == 0 || K == 0) return out;
-  const at::Tensor res = residual.has_value() ? residual->contiguous(at::MemoryFormat::ChannelsLast) : at::Tensor();
-  if (res.defined())
-    TORCH_CHECK(res.sizes() == out.sizes() && res.scalar_type() == at::kFloat,
-                "sft_cpu::qconv2d: residual must be float32 and shaped like the output");
-
-  // The modulation maps, laid out as the input is (one offset indexes all three).
-  TORCH_CHECK(mod_scale.has_value() == mod_shift.has_value(), "sft_cpu::qconv2d: give both mod_scale and mod_shift");
-  at::Tensor ms, mt;
-  if (mod_scale.has_value()) {
-    TORCH_CHECK(x.scalar_type() == at::kFloat, "sft_cpu::qconv2d: a modulation needs a float32 input");
-    auto like_x = [&](const at::Tensor& t, const char* name) {
-      TORCH_CHECK(t.sizes() == x.sizes() && t.scalar_type() == at::kFloat, "sft_cpu::qconv2d: ", name,
-                  " must be float32 and shaped like the input");
-      const at::Tensor tv = view(t);
-      return tv.strides() == xv.strides() ? tv : at::empty_like(xv).copy_(tv);
-    };
-    ms = like_x(*mod_scale, "mod_scale");
-    mt = like_x(*mod_shift, "mod_shift");
-  }
+  const auto [ms, mt] = qconv::modulation_maps(x, xv, view, mod_scale, mod_shift, "sft_cpu::qconv2d");
   const Mod mod{ms.defined() ? ms.data_ptr<float>() : nullptr, mt.defined() ? mt.data_ptr<float>() : nullptr};
 
   const Kernel kern = kernel();

@@ -182,28 +182,15 @@ at::Tensor qconv2d_depthwise_cpu(const at::Tensor& x, double x_scale, int64_t x_
   TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2 && stride[0] > 0 && stride[1] > 0 &&
                   dilation[0] > 0 && dilation[1] > 0 && padding[0] >= 0 && padding[1] >= 0,
               "sft_cpu::qconv2d_depthwise: stride and dilation must be positive pairs, padding non-negative");
-  TORCH_CHECK(mod_scale.has_value() == mod_shift.has_value(),
-              "sft_cpu::qconv2d_depthwise: give both mod_scale and mod_shift");
   const int64_t K = C, R = w_q.size(2), S = w_q.size(3);
   const int64_t sh = stride[0], sw = stride[1], ph = padding[0], pw = padding[1], dh = dilation[0], dw = dilation[1];
   const int64_t P = (H + 2 * ph - dh * (R - 1) - 1) / sh + 1, Q = (W + 2 * pw - dw * (S - 1) - 1) / sw + 1;
   TORCH_CHECK(P > 0 && Q > 0, "sft_cpu::qconv2d_depthwise: the input is too small for the kernel");
   const bool quant = out_scale > 0;
-  at::Tensor out = pooled_empty({N, K, P, Q}, x.options().dtype(quant ? at::kByte : at::kFloat),
-                                at::MemoryFormat::ChannelsLast);
+  const auto [out, res] = qconv::conv_output(x, N, K, P, Q, quant, residual, "sft_cpu::qconv2d_depthwise");
   if (N == 0 || K == 0) return out;
-  const at::Tensor res = residual.has_value() ? residual->contiguous(at::MemoryFormat::ChannelsLast) : at::Tensor();
-  if (res.defined())
-    TORCH_CHECK(res.sizes() == out.sizes() && res.scalar_type() == at::kFloat,
-                "sft_cpu::qconv2d_depthwise: residual must be float32 and shaped like the output");
-  at::Tensor ms, mt;
-  if (mod_scale.has_value()) {
-    TORCH_CHECK(x.scalar_type() == at::kFloat && mod_scale->sizes() == x.sizes() && mod_shift->sizes() == x.sizes() &&
-                    mod_scale->scalar_type() == at::kFloat && mod_shift->scalar_type() == at::kFloat,
-                "sft_cpu::qconv2d_depthwise: a modulation needs a float32 input and float32 maps shaped like it");
-    ms = mod_scale->strides() == x.strides() ? *mod_scale : at::empty_like(x).copy_(*mod_scale);
-    mt = mod_shift->strides() == x.strides() ? *mod_shift : at::empty_like(x).copy_(*mod_shift);
-  }
+  const auto [ms, mt] = qconv::modulation_maps(x, x, [](const at::Tensor& t) { return t; }, mod_scale, mod_shift,
+                                               "sft_cpu::qconv2d_depthwise");
   const qconv::Mod mod{ms.defined() ? ms.data_ptr<float>() : nullptr, mt.defined() ? mt.data_ptr<float>() : nullptr};
 
   // Channels rounded up to 32 (whole vectors and the portable store's 32-channel blocks read in bounds).
