@@ -2,7 +2,9 @@
 
 The model is converted per backend with `convert_` (same weights), every output is checked against eager
 PyTorch, and a table of time per backend vs eager is printed. The Triton backend without a GPU runs
-through its interpreter (correctness only, very slow), so it is checked on a small crop.
+through its interpreter (correctness only, very slow), so it is checked on a small crop. Where the cpu backend
+and the shipped `teacher-int8` exist, the int8 model runs too; it agrees when its output is within
+INT8_MIN_PSNR dB of eager's (int8 rounds every activation, so it is never bit-close).
 """
 from __future__ import annotations
 
@@ -22,6 +24,9 @@ from ..data.images import imresize
 from ..metrics import psnr
 from ..models import SFTNet
 from ..models import pretrained as shipped_weights
+
+
+INT8_MIN_PSNR = 35.0
 
 
 def _save_png(img: torch.Tensor, path: str) -> None:
@@ -60,6 +65,9 @@ def run(image: str = "astronaut", lr_size: int = 128, out_dir: str = "demo_out",
     auto = copy.deepcopy(eager)
     convert_(auto)  # backend=None: per-layer measured choice among the non-interpreted backends
     models["auto (backend=None)"] = auto
+    int8_name = "int8 (teacher-int8, cpu)"
+    if "cpu" in names and what.startswith("shipped") and "teacher-int8" in shipped_weights.shipped():
+        models[int8_name] = shipped_weights.pretrained("teacher-int8")
     interpreted = "triton" in models and not torch.cuda.is_available()
 
     rows = []
@@ -85,13 +93,17 @@ def run(image: str = "astronaut", lr_size: int = 128, out_dir: str = "demo_out",
     table = []
     for name, size, diff, p in rows:
         t = times.get(name)
-        agree = diff <= 1e-3 * max(1.0, ref_full.abs().max().item())
+        agree = p >= INT8_MIN_PSNR if name == int8_name else diff <= 1e-3 * max(1.0, ref_full.abs().max().item())
         table.append([name, f"{size[0]}x{size[1]}", f"{t * 1e3:.1f}" if t else "interpreter",
                       f"{base / t:.2f}x" if t else "-", f"{diff:.2e}", "yes" if agree else "NO"])
     print_fn(format_table(table, ["backend", "LR input", "ms", "vs eager", "max |diff| vs eager", "agrees"]))
     if interpreted:
         print_fn(f"triton: no GPU here, so it ran through the Triton interpreter (correctness only) on a "
                  f"{crop}x{crop} crop; on a GPU it is compiled.")
+    if int8_name in models:
+        p8 = next(r[3] for r in rows if r[0] == int8_name)
+        print_fn(f"int8: the shipped teacher-int8 (every conv int8, `sft-kernels quantize`), {p8:.1f} dB from eager's "
+                 f"output (agrees at >= {INT8_MIN_PSNR:.0f} dB)")
     sr = ref_full[0].clamp(0, 1)
     _save_png(torch.cat([bicubic, sr, hr], dim=2), os.path.join(out_dir, "side_by_side.png"))
     seen = " (this photo is in the training set: see the README for the held-out china/flower numbers)" \
