@@ -1,4 +1,5 @@
-// The int8 convs' input copy (qconv2d.cpp), shared by the dense driver and the depthwise kernel (qdepthwise.cpp).
+// What the int8 entry points (qconv2d.cpp, qdepthwise.cpp) share: the input copy, the output, the modulation maps,
+// the per-channel constants and tap offsets.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -6,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <utility>
+#include <vector>
 
 namespace sft::qconv {
 
@@ -40,6 +42,17 @@ class InputRows {
 // float input on the way (clamp(round(x / x_scale) + zx, 0, 255), half to even); channels C..Cp hold zx too.
 at::Tensor padded_input(const at::Tensor& x, double x_scale, int64_t zx, int64_t ph, int64_t pw, int64_t Cp,
                         int64_t slack, Mod mod);
+
+// The store's per-channel multipliers x_scale·w_scale[k] and bias (empty without one) of int8 conv `op`, checked and
+// zero-padded to Kp channels.
+struct ChannelConstants {
+  std::vector<float> mult, bias;
+};
+ChannelConstants channel_constants(const at::Tensor& w_scale, double x_scale, const c10::optional<at::Tensor>& bias,
+                                   int64_t K, int64_t Kp, const char* op);
+
+// Tap r·S + s's byte offset in the padded NHWC copy (Wp·Cp bytes per row, Cp per pixel).
+std::vector<int64_t> tap_offsets(int64_t R, int64_t S, int64_t dh, int64_t dw, int64_t Wp, int64_t Cp);
 
 // The output of int8 conv `op` (uint8 when quant, else float32; channels_last, from the pool) and its residual
 // (float32, shaped like the output; undefined without one), checked.

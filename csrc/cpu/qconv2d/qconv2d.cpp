@@ -237,6 +237,30 @@ at::Tensor padded_input(const at::Tensor& x, double x_scale, int64_t zx, int64_t
   return xp;
 }
 
+ChannelConstants channel_constants(const at::Tensor& w_scale, double x_scale, const c10::optional<at::Tensor>& bias,
+                                   int64_t K, int64_t Kp, const char* op) {
+  ChannelConstants cc;
+  cc.mult.assign(Kp, 0.f);
+  const at::Tensor wsc = w_scale.contiguous();
+  const float* wscp = wsc.data_ptr<float>();
+  for (int64_t k = 0; k < K; ++k) cc.mult[k] = static_cast<float>(static_cast<double>(wscp[k]) * x_scale);
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->numel() == K, op, ": bias must hold ", K,
+                " float32 values");
+    const at::Tensor bc = bias->contiguous();
+    cc.bias.assign(Kp, 0.f);
+    std::copy(bc.data_ptr<float>(), bc.data_ptr<float>() + K, cc.bias.begin());
+  }
+  return cc;
+}
+
+std::vector<int64_t> tap_offsets(int64_t R, int64_t S, int64_t dh, int64_t dw, int64_t Wp, int64_t Cp) {
+  std::vector<int64_t> toff(R * S);
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t s = 0; s < S; ++s) toff[r * S + s] = (r * dh * Wp + s * dw) * Cp;
+  return toff;
+}
+
 ConvOutput conv_output(const at::Tensor& x, int64_t N, int64_t K, int64_t P, int64_t Q, bool quant,
                        const c10::optional<at::Tensor>& residual, const char* op) {
   ConvOutput o;
@@ -391,20 +415,10 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   // Per-channel constants padded to whole panels (plain vectors: ATen ops on these tiny tensors cost more).
   const int64_t Kp = panels * kNR;
   std::vector<int32_t> comp(Kp);
-  std::vector<float> mult(Kp, 0.f), bpad;
-  const at::Tensor wsc = w_scale.contiguous();
   const int32_t* wsp = wsum.data_ptr<int32_t>();
-  const float* wscp = wsc.data_ptr<float>();
   for (int64_t k = 0; k < Kp; ++k) comp[k] = wsp[k] * static_cast<int32_t>(x_zero_point);
-  for (int64_t k = 0; k < K; ++k) mult[k] = static_cast<float>(static_cast<double>(wscp[k]) * x_scale);
-  if (bias.has_value() && bias->defined()) {
-    const at::Tensor bc = bias->contiguous();
-    bpad.assign(Kp, 0.f);
-    std::copy(bc.data_ptr<float>(), bc.data_ptr<float>() + K, bpad.begin());
-  }
-  std::vector<int64_t> toff(RS);
-  for (int64_t r = 0; r < R; ++r)
-    for (int64_t s = 0; s < S; ++s) toff[r * S + s] = (r * dh * Wp + s * dw) * Cp;
+  const auto [mult, bpad] = qconv::channel_constants(w_scale, x_scale, bias, K, Kp, "sft_cpu::qconv2d");
+  const std::vector<int64_t> toff = qconv::tap_offsets(R, S, dh, dw, Wp, Cp);
 
   const uint8_t* xb = direct ? xv.data_ptr<uint8_t>() : banded ? nullptr : xp.data_ptr<uint8_t>();
   const int8_t* bb = packed.data_ptr<int8_t>();

@@ -199,8 +199,7 @@ at::Tensor qconv2d_depthwise_cpu(const at::Tensor& x, double x_scale, int64_t x_
   const at::Tensor xp = qconv::padded_input(x, x_scale, x_zero_point, ph, pw, Cp, 0, mod);
 
   std::vector<int32_t> wt(RS * Kp, 0), comp(Kp, 0);
-  std::vector<float> mult(Kp, 0.f), bpad;
-  const at::Tensor wc = w_q.contiguous(), wsc = w_scale.contiguous();
+  const at::Tensor wc = w_q.contiguous();
   const int8_t* wp = wc.data_ptr<int8_t>();
   for (int64_t k = 0; k < K; ++k) {
     int32_t sum = 0;
@@ -209,18 +208,9 @@ at::Tensor qconv2d_depthwise_cpu(const at::Tensor& x, double x_scale, int64_t x_
       sum += wp[k * RS + t];
     }
     comp[k] = sum * static_cast<int32_t>(x_zero_point);
-    mult[k] = static_cast<float>(static_cast<double>(wsc.data_ptr<float>()[k]) * x_scale);
   }
-  if (bias.has_value() && bias->defined()) {
-    TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->numel() == K,
-                "sft_cpu::qconv2d_depthwise: bias must hold ", K, " float32 values");
-    const at::Tensor bc = bias->contiguous();
-    bpad.assign(Kp, 0.f);
-    std::copy(bc.data_ptr<float>(), bc.data_ptr<float>() + K, bpad.begin());
-  }
-  std::vector<int64_t> toff(RS);
-  for (int64_t r = 0; r < R; ++r)
-    for (int64_t s = 0; s < S; ++s) toff[r * S + s] = (r * dh * Wp + s * dw) * Cp;
+  const auto [mult, bpad] = qconv::channel_constants(w_scale, x_scale, bias, K, Kp, "sft_cpu::qconv2d_depthwise");
+  const std::vector<int64_t> toff = qconv::tap_offsets(R, S, dh, dw, Wp, Cp);
 
   const qconv::Store base{comp.data(), mult.data(), bpad.empty() ? nullptr : bpad.data(), static_cast<int>(activation),
                           static_cast<float>(negative_slope), res.defined() ? res.data_ptr<float>() : nullptr, K,
