@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .. import ops
+from ..nn.conv import Conv2d, activation_of
 from ..nn.quantized import QuantConv2d
 from ..nn.sparse import SparseConv2d
 
@@ -47,17 +48,7 @@ def _shared_int8_reader(convs) -> Optional[QuantConv2d]:
     return None
 
 
-def _activation(m) -> Optional[tuple]:
-    if type(m) is nn.ReLU:
-        return "relu", 0.01
-    if type(m) is nn.LeakyReLU:
-        return "leaky_relu", m.negative_slope
-    return None
-
-
 def _fusable_conv(m) -> bool:
-    from ..nn.conv import Conv2d
-
     return isinstance(m, (Conv2d, QuantConv2d)) and getattr(m, "activation", None) is None
 
 
@@ -73,7 +64,7 @@ def run_sequential(seq: nn.Sequential, x: torch.Tensor, reader=None) -> torch.Te
             x = m(x)
             i += 1
             continue
-        act = _activation(mods[i + 1]) if i + 1 < len(mods) else None
+        act = activation_of(mods[i + 1]) if i + 1 < len(mods) else None
         j = i + 2 if act else i + 1
         nxt = mods[j] if j < len(mods) else reader
         x = _conv(m, x, act[0] if act else None, negative_slope=act[1] if act else 0.01, nxt=nxt)

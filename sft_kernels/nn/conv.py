@@ -8,6 +8,16 @@ from torch import nn
 from .. import ops
 
 
+def activation_of(m: nn.Module) -> Optional[tuple]:
+    """("relu", 0.01) or ("leaky_relu", slope) for an nn.ReLU or nn.LeakyReLU module (exactly those types: a
+    subclass may do more), as the convs' fused epilogues take them; else None."""
+    if type(m) is nn.ReLU:
+        return "relu", 0.01
+    if type(m) is nn.LeakyReLU:
+        return "leaky_relu", m.negative_slope
+    return None
+
+
 class Conv2d(nn.Conv2d):
     """`nn.Conv2d` running on `sft.conv2d`, with an optional fused epilogue.
 

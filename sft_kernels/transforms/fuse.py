@@ -26,6 +26,7 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..nn import Conv2d
+from ..nn.conv import activation_of
 from .convert import ConversionReport, convert_
 from .swap import set_module
 
@@ -43,11 +44,9 @@ class _Tracer(fx.Tracer):
 def _activation(node: fx.Node, modules: dict) -> Optional[tuple]:
     """(name, slope) if `node` applies ReLU or LeakyReLU to its first argument and nothing else, else None."""
     if node.op == "call_module":
-        m = modules.get(node.target)
-        if type(m) is nn.ReLU:
-            return "relu", 0.01
-        if type(m) is nn.LeakyReLU:
-            return "leaky_relu", m.negative_slope
+        act = activation_of(modules.get(node.target))
+        if act:
+            return act
     if node.op == "call_function" and node.target in _RELU_FUNCS and len(node.args) == 1 and \
             set(node.kwargs) <= {"inplace"}:
         return "relu", 0.01

@@ -14,6 +14,7 @@ from torch import nn
 
 from .. import ops
 from ..nn import Conv2d
+from ..nn.conv import activation_of
 from .report import Report
 
 
@@ -44,14 +45,6 @@ class FusedAway(nn.Module):
         return f"fused into the depthwise conv before it ({type(self.__dict__['_sft_replaced']).__name__})"
 
 
-def _activation(m: nn.Module) -> Optional[tuple]:
-    if type(m) is nn.ReLU:
-        return "relu", 0.01
-    if type(m) is nn.LeakyReLU:
-        return "leaky_relu", m.negative_slope
-    return None
-
-
 def _is_depthwise(m) -> bool:
     return (isinstance(m, Conv2d) and type(m) is Conv2d and m.groups == m.in_channels > 1 and m.activation is None
             and not isinstance(m.padding, str) and m.padding_mode == "zeros")
@@ -71,7 +64,7 @@ def fuse_separable(model: nn.Module, report: Report) -> None:
         i = 0
         while i < len(keys) - 1:
             dw = seq._modules[keys[i]]
-            act = _activation(seq._modules[keys[i + 1]])
+            act = activation_of(seq._modules[keys[i + 1]])
             j = i + 2 if act else i + 1
             if j < len(keys) and _is_depthwise(dw) and _is_pointwise(seq._modules[keys[j]], dw.out_channels):
                 pw = seq._modules[keys[j]]
