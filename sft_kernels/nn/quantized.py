@@ -39,6 +39,14 @@ def pixel_shuffle_nhwc(y: torch.Tensor, r: int) -> torch.Tensor:
     return t.reshape(n, h * r, w * r, c // (r * r)).permute(0, 3, 1, 2)
 
 
+def _shuffle_sub_pixel(y: torch.Tensor, r: int) -> torch.Tensor:
+    """PixelShuffle(r) of a channels_last conv output whose channels are in sub-pixel order
+    (QuantConv2d._sub_pixel_weights): one copy of runs of r·C channels, channels_last out."""
+    n, k, h, w = y.shape
+    t = y.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).view(n, h, w, r, r, k // (r * r))
+    return t.permute(0, 1, 3, 2, 4, 5).reshape(n, h * r, w * r, k // (r * r)).permute(0, 3, 1, 2)
+
+
 class QuantConv2d(nn.Module):
     """int8 conv (see the module docstring). Build with `from_float(conv, input_scale, input_zero_point)`."""
 
@@ -97,32 +105,33 @@ class QuantConv2d(nn.Module):
         + residual; with out_scale > 0 (int8 only) requantized to uint8 with (out_scale, out_zero_point), as the
         next int8 conv's input; then PixelShuffle(pixel_shuffle) (a residual is added before it, shaped like the
         conv's own output)."""
-        if pixel_shuffle > 1:
-            if self.act_bits == 8 and residual is None:
-                return self._run_shuffled(input, activation, negative_slope, modulation, out_scale, out_zero_point,
-                                          pixel_shuffle)
-            y = self.run(input, activation, negative_slope, residual, modulation, out_scale, out_zero_point)
-            return pixel_shuffle_nhwc(y, pixel_shuffle)
         if input.dim() == 4 and not input.is_contiguous(memory_format=torch.channels_last):
             input = input.contiguous(memory_format=torch.channels_last)
         if input.dtype not in (torch.float32, torch.uint8) or (input.dtype == torch.uint8 and self.act_bits == 16):
             input = input.float()  # uint8 input: already quantized with this conv's input scale and zero point
+        sub_pixel = pixel_shuffle > 1 and self.act_bits == 8 and residual is None
+        if pixel_shuffle > 1 and not sub_pixel:
+            y = self.run(input, activation, negative_slope, residual, modulation, out_scale, out_zero_point)
+            return pixel_shuffle_nhwc(y, pixel_shuffle)
         if self.act_bits == 16:
             if self._w_float is None:
                 self._w_float = self.dequantized_weight()
             return ops.conv2d(input, self._w_float, self.bias, self.stride, self.padding, self.dilation, self.groups,
                               activation=activation, negative_slope=negative_slope, residual=residual,
                               modulation=modulation, backend=self.backend)
-        return ops.qconv2d(input, self.weight_int8, self.weight_scale, self.bias, self.stride, self.padding,
-                           self.dilation, self.groups, input_scale=self.input_scale,
-                           input_zero_point=self.input_zero_point, activation=activation,
-                           negative_slope=negative_slope, residual=residual, modulation=modulation,
-                           out_scale=out_scale, out_zero_point=out_zero_point, backend=self.backend)
+        w, ws, b = self._sub_pixel_weights(pixel_shuffle) if sub_pixel else (self.weight_int8, self.weight_scale,
+                                                                             self.bias)
+        y = ops.qconv2d(input, w, ws, b, self.stride, self.padding, self.dilation, self.groups,
+                        input_scale=self.input_scale, input_zero_point=self.input_zero_point, activation=activation,
+                        negative_slope=negative_slope, residual=residual, modulation=modulation,
+                        out_scale=out_scale, out_zero_point=out_zero_point, backend=self.backend)
+        return _shuffle_sub_pixel(y, pixel_shuffle) if sub_pixel else y
 
-    def _run_shuffled(self, input, activation, negative_slope, modulation, out_scale, out_zero_point, r):
-        """The conv with its output channels reordered sub-pixel first (channel (i·r + j)·C + c holds PyTorch's
-        c·r² + i·r + j), so the PixelShuffle after it moves whole runs of r·C channels: the channels_last shuffle of
-        PyTorch's order picks every r²-th byte, and took ~19 ms of the int8 SFTNet's 200 (1 thread)."""
+    def _sub_pixel_weights(self, r: int) -> tuple:
+        """Weight, scales and bias with the output channels reordered sub-pixel first (channel (i·r + j)·C + c holds
+        PyTorch's c·r² + i·r + j), so the PixelShuffle after the conv moves whole runs of r·C channels: the
+        channels_last shuffle of PyTorch's order picks every r²-th byte, and took ~19 ms of the int8 SFTNet's 200
+        (1 thread). Built once, rebuilt when the weights change."""
         key = (r, self.weight_int8._version, self.weight_scale._version,
                None if self.bias is None else self.bias._version, self.weight_int8.data_ptr())
         if self._shuffled is None or self._shuffled[0] != key:
@@ -130,18 +139,7 @@ class QuantConv2d(nn.Module):
             perm = torch.arange(self.out_channels).view(c, r, r).permute(1, 2, 0).reshape(-1)
             self._shuffled = (key, self.weight_int8[perm].contiguous(), self.weight_scale[perm].contiguous(),
                               None if self.bias is None else self.bias[perm].contiguous())
-        _, w, ws, b = self._shuffled
-        if input.dim() == 4 and not input.is_contiguous(memory_format=torch.channels_last):
-            input = input.contiguous(memory_format=torch.channels_last)
-        if input.dtype != torch.uint8:
-            input = input.float()
-        y = ops.qconv2d(input, w, ws, b, self.stride, self.padding, self.dilation, self.groups,
-                        input_scale=self.input_scale, input_zero_point=self.input_zero_point, activation=activation,
-                        negative_slope=negative_slope, modulation=modulation, out_scale=out_scale,
-                        out_zero_point=out_zero_point, backend=self.backend)
-        n, k, h, wd = y.shape
-        t = y.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).view(n, h, wd, r, r, k // (r * r))
-        return t.permute(0, 1, 3, 2, 4, 5).reshape(n, h * r, wd * r, k // (r * r)).permute(0, 3, 1, 2)
+        return self._shuffled[1:]
 
     def _apply(self, fn, recurse=True):
         self._w_float = None
