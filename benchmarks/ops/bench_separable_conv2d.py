@@ -3,7 +3,7 @@ channels_last) and against our own two unfused calls (sft.conv2d depthwise, then
 widths and MobileNetV2's depthwise + projection pairs. Interleaved medians, GFLOP/s, ratios side by side. The op is
 called with plain weight tensors, which the weight cache checks value by value on every call; "module" is the same
 pair as users run it, an nn.Sequential(depthwise, ReLU, 1×1) after `sft_kernels.convert_` (weights checked by
-version), against eager PyTorch's best.
+version), against eager PyTorch's best, fed the channels_last input and an ordinary NCHW one.
 Usage: python benchmarks/ops/bench_separable_conv2d.py [--threads 1 2] [--catalog sftnet mobilenetv2] [-o out.json]
 """
 import argparse
@@ -47,6 +47,7 @@ def candidates(s, mid="relu"):
                                             pw, pwb, backend="cpu"),
         "sft fused": lambda: ops.separable_conv2d(xcl, dw, pw, dwb, pwb, st, pad, mid_activation=mid, backend="cpu"),
         "sft module": lambda: converted(xcl),
+        "sft module nchw": lambda: converted(x),
     }
 
 
@@ -59,7 +60,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     rows = []
     print(f"{'thr':>3s} {'shape':22s} {'torch best ms':>13s} {'two calls ms':>12s} {'fused ms':>9s} {'GFLOP/s':>8s} "
-          f"{'vs torch':>8s} {'vs two calls':>12s} {'module ms':>9s} {'module vs torch':>15s}")
+          f"{'vs torch':>8s} {'vs two calls':>12s} {'module ms':>9s} {'module vs torch':>15s} {'nchw in':>8s}")
     for threads in args.threads:
         torch.set_num_threads(threads)
         for cat in args.catalog:
@@ -71,11 +72,12 @@ def main(argv=None):
                 row = dict(threads=threads, catalog=cat, shape=s.name, flops=s.flops,
                            ms={k: v * 1e3 for k, v in t.items()}, vs_torch=best / t["sft fused"],
                            vs_two_calls=t["sft two calls"] / t["sft fused"], gflops=s.flops / t["sft fused"] / 1e9,
-                           module_vs_torch=best / t["sft module"])
+                           module_vs_torch=best / t["sft module"], module_nchw_vs_torch=best / t["sft module nchw"])
                 rows.append(row)
                 print(f"{threads:3d} {cat[:6] + ' ' + s.name:22s} {best * 1e3:13.3f} {t['sft two calls'] * 1e3:12.3f} "
                       f"{t['sft fused'] * 1e3:9.3f} {row['gflops']:8.1f} {row['vs_torch']:7.2f}x "
-                      f"{row['vs_two_calls']:11.2f}x {t['sft module'] * 1e3:9.3f} {row['module_vs_torch']:14.2f}x",
+                      f"{row['vs_two_calls']:11.2f}x {t['sft module'] * 1e3:9.3f} {row['module_vs_torch']:14.2f}x "
+                      f"{row['module_nchw_vs_torch']:7.2f}x",
                       flush=True)
     print(summary(rows))
     if args.output:
@@ -86,14 +88,15 @@ def main(argv=None):
 
 def summary(rows) -> str:
     """Geomean (min-max) of each ratio per thread count and catalog: the README table's rows."""
-    lines = [f"{'thr':>3s} {'catalog':12s} {'vs torch':>18s} {'vs two calls':>18s} {'module vs torch':>18s} GFLOP/s"]
+    heads = ("vs torch", "vs two calls", "module vs torch", "module, NCHW in")
+    lines = [f"{'thr':>3s} {'catalog':12s} " + " ".join(f"{h:>18s}" for h in heads) + " GFLOP/s"]
     for threads in sorted({r["threads"] for r in rows}):
         for cat in dict.fromkeys(r["catalog"] for r in rows):
             sel = [r for r in rows if r["threads"] == threads and r["catalog"] == cat]
             if not sel:
                 continue
             cells = []
-            for key in ("vs_torch", "vs_two_calls", "module_vs_torch"):
+            for key in ("vs_torch", "vs_two_calls", "module_vs_torch", "module_nchw_vs_torch"):
                 v = [r[key] for r in sel]
                 geo = math.exp(sum(math.log(x) for x in v) / len(v))
                 cells.append(f"{geo:.2f}x ({min(v):.2f}-{max(v):.2f}x)")
