@@ -326,11 +326,16 @@ int64_t qconv2d_packed_numel(int64_t K, int64_t C, int64_t R, int64_t S) {
 std::vector<at::Tensor> qconv2d_pack(const at::Tensor& w_q) {
   TORCH_CHECK(w_q.dim() == 4 && w_q.scalar_type() == at::kChar,
               "sft_cpu::qconv2d_pack: weight must be int8 [K, C, R, S]");
-  if (tap_packed(w_q.size(1), w_q.size(2), w_q.size(3))) {  // as a 1×1 over (r, s, c4) rows, padded channels zero
-    const int64_t C4 = (w_q.size(1) + 3) / 4 * 4;
-    at::Tensor w4 = at::zeros({w_q.size(0), C4, w_q.size(2), w_q.size(3)}, w_q.options());
+  if (tap_packed(w_q.size(1), w_q.size(2), w_q.size(3))) {
+    // As a 1×1 over the gathered rows: (r, s, c4) bytes, padded channels zero, then zeros up to whole 64-byte
+    // chunks (Cq), as the gather writes them: a row of 32 bytes or fewer (a 1×7 RGB conv: 28) would otherwise
+    // pack in a smaller chunk than the conv reads.
+    const int64_t K = w_q.size(0), C4 = (w_q.size(1) + 3) / 4 * 4, RS = w_q.size(2) * w_q.size(3);
+    at::Tensor w4 = at::zeros({K, C4, w_q.size(2), w_q.size(3)}, w_q.options());
     w4.narrow(1, 0, w_q.size(1)).copy_(w_q);
-    return qconv2d_pack(w4.permute({0, 2, 3, 1}).reshape({w_q.size(0), -1, 1, 1}));
+    at::Tensor rows = at::zeros({K, (RS * C4 + 63) / 64 * 64, 1, 1}, w_q.options());
+    rows.narrow(1, 0, RS * C4).copy_(w4.permute({0, 2, 3, 1}).reshape({K, RS * C4, 1, 1}));
+    return qconv2d_pack(rows);
   }
   const at::Tensor w = w_q.contiguous();
   const int64_t K = w.size(0), C = w.size(1), RS = w.size(2) * w.size(3), align = qconv2d_channel_align(C);

@@ -310,16 +310,19 @@ def test_1x1_reads_uint8_channels_last_input_in_place(shape):
 
 
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
-@pytest.mark.parametrize("case", [(8, 4, 4, 0), (12, 3, 1, 0), (8, 3, 1, 1), (3, 3, 1, 0), (3, 7, 2, 3)],
-                         ids=["8ch-k4s4", "12ch-k3", "8ch-k3-padded", "3ch-k3", "3ch-k7s2"])
+@pytest.mark.parametrize("case", [(8, (4, 4), 4, 0), (12, (3, 3), 1, 0), (8, (3, 3), 1, 1), (3, (3, 3), 1, 0),
+                                  (3, (7, 7), 2, 3), (3, (1, 7), 1, (0, 3)), (3, (3, 1), 2, (1, 0)), (2, (2, 2), 1, 0)],
+                         ids=["8ch-k4s4", "12ch-k3", "8ch-k3-padded", "3ch-k3", "3ch-k7s2", "3ch-1x7", "3ch-3x1s2",
+                              "2ch-k2"])
 def test_few_channel_convs_gather_their_taps(case):
     """Few-channel convs gather each pixel's taps into one row (AMX): from the uint8 input itself when it needs no
-    padding (8 and 12 channels, no spatial padding), else from the padded copy (padding, 3 channels). Against the
+    padding (8 and 12 channels, no spatial padding), else from the padded copy (padding, 3 channels). Rows of 32
+    bytes or fewer (1×7 and 3×1 RGB convs, 2×2 on 2 channels) still pack as whole 64-byte chunks. Against the
     integer reference, uint8 output, 1 and 2 threads."""
-    c, k, st, pd = case
+    c, (kh, kw), st, pd = case
     gen = torch.Generator().manual_seed(8)
     xq = torch.randint(0, 256, (2, c, 21, 26), dtype=torch.uint8, generator=gen)
-    wq = torch.randint(-127, 128, (40, c, k, k), dtype=torch.int8, generator=gen)
+    wq = torch.randint(-127, 128, (40, c, kh, kw), dtype=torch.int8, generator=gen)
     ws, b = torch.rand(40, generator=gen) * 0.01 + 0.001, torch.randn(40, generator=gen)
     e = ref.qconv2d(xq, 0.02, 17, wq, ws, b, None, st, pd, 1, 1, "relu", 0.01, 0.05, 6)
     prev = torch.get_num_threads()
