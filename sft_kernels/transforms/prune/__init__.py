@@ -131,7 +131,7 @@ def _prune_channels(model: nn.Module, config: PruneConfig, example, report: Repo
     before = _conv_macs(model, example)
     shapes = {n: tuple(m.weight.shape) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
     params = sum(p.numel() for p in model.parameters())
-    done = prune_channels_(model, config.sparsity, multiple=config.multiple)
+    done = prune_channels_(model, config.sparsity, multiple=config.multiple, example=example)
     after = _conv_macs(model, example)
     for name, size, kept, _ in done:
         report.add(name, "channels", f"{kept}/{size} channels kept", channels_before=size, channels_after=kept)

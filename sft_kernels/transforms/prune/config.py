@@ -13,7 +13,8 @@ class PruneConfig:
     pattern: "unstructured" (magnitude), "n:m" (n of every m consecutive input channels stay), "block" (blocks
     of `block` output channels pruned together; 4 matches the cpu kernel's output-channel block), "channel"
     (structured: `sparsity` of every dependency group's channels removed and the convs rebuilt smaller, kept
-    counts a multiple of `multiple`; the model describes its groups, see channels.py).
+    counts a multiple of `multiple`; the model describes its groups, or prune_ traces them from `example`, see
+    channels.py and trace.py).
     scope: "layer" (each conv loses `sparsity` of its weights) or "global" (one magnitude threshold over all
     pruned convs; unstructured only).
     min_out_channels: convs with fewer outputs (an SR model's RGB output conv) stay dense.
