@@ -64,10 +64,12 @@ def run_sequential(seq: nn.Sequential, x: torch.Tensor, reader=None) -> torch.Te
             x = m(x)
             i += 1
             continue
-        act = activation_of(mods[i + 1]) if i + 1 < len(mods) else None
+        own = getattr(m, "activation", None)  # one folded into the conv already (quantize_)
+        act = activation_of(mods[i + 1]) if i + 1 < len(mods) and own is None else None
         j = i + 2 if act else i + 1
         nxt = mods[j] if j < len(mods) else reader
-        x = _conv(m, x, act[0] if act else None, negative_slope=act[1] if act else 0.01, nxt=nxt)
+        act = act or (own, getattr(m, "negative_slope", 0.01))
+        x = _conv(m, x, act[0], negative_slope=act[1], nxt=nxt)
         i = j
     return x
 

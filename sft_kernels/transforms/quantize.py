@@ -3,6 +3,8 @@
     report = sft_kernels.quantize_(model, sft_kernels.Int8Config(psnr_budget_db=0.1), calibration=lr_images,
                                    targets=hr_images)
 
+0. Batch norms (eval statistics) right after eligible convs are folded into them, so the per-channel int8 weights
+   carry their scale (fold.py: in place, the model keeps its forward; the batch norm becomes nn.Identity).
 1. Calibration: every eligible conv gets an observer on its input (Int8Config.observer: minmax, percentile, mse);
    the calibration inputs run through the float model once.
 2. Every eligible conv becomes a QuantConv2d: per-output-channel symmetric int8 weights, per-tensor affine uint8
@@ -14,6 +16,7 @@
    sensitive go back, one at a time, to float (``fallback="float"``) or to int8 weights with float activations
    (``fallback="w8a16"``) until the model meets the budget. SR networks need this (no batch norm, long-tailed
    activations: PAMS, DAQ, PTQ4SR); classifiers rarely do.
+Last, a ReLU / LeakyReLU module right after an int8 conv becomes the conv's epilogue (and nn.Identity).
 
 Eligible: nn.Conv2d (and sft_kernels.nn.Conv2d) with numeric zero padding, grouped and depthwise ones included (the
 cpu backend runs depthwise convs on their own int8 kernel and other groupings one group at a time). The report has a
@@ -31,6 +34,7 @@ import torch
 from torch import nn
 
 from ..nn.quantized import QuantConv2d
+from . import fold
 from .observers import OBSERVERS, Observer
 from .report import Report
 from .swap import notify, swap_modules, unfused
@@ -188,6 +192,12 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
     was_training = model.training
     model.eval()
 
+    # 0. batch norms after eligible convs folded into them, so the int8 weights carry their scale (fold.py)
+    chains = fold.plan(model)
+    convs = dict(model.named_modules())
+    for conv, bn in fold.fold_batch_norms_(model, chains, lambda n: eligible(n, convs[n], config) is None):
+        report.add(bn, "folded", f"batch norm folded into {conv}")
+
     # 1. calibrate: an observer on the input of every eligible conv
     observers, skipped, refs = calibrate(model, batches, config)
 
@@ -219,6 +229,9 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
         return {"int8": child.q, "w8a16": child.w8a16, "float": child.conv}[child.mode]
 
     swap_modules(model, settle, Report("settle"))
+    # 5. a ReLU / LeakyReLU module after an int8 conv becomes its epilogue (fold.py)
+    for conv, act in fold.fold_activations_(model, chains, lambda c: isinstance(c, QuantConv2d)):
+        report.add(act, "folded", f"activation fused into {conv}")
     for row in report.rows:
         sw = switches.get(row.name)
         if sw is None:

@@ -294,3 +294,56 @@ def test_quant_conv_pixel_shuffle_matches_shuffling_its_output(out):
             assert y.is_contiguous(memory_format=torch.channels_last)
             assert torch.equal(y.float(), ref)
             q.weight_int8.mul_(-1)  # the cached reordered weights must follow
+
+
+class SharedReLU(nn.Module):
+    """One ReLU module called twice, and a conv whose output two layers read: neither folds."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        y = self.a(x)
+        return self.relu(self.b(self.relu(y))) + self.bn(y)
+
+
+class Untraceable(Bottleneck):
+    def forward(self, x):
+        if float(x.mean()) > 2:  # data-dependent: torch.fx cannot trace it
+            x = -x
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("make", [Bottleneck, Untraceable], ids=["traced", "sequential-neighbours"])
+def test_batch_norms_and_activations_fold_into_int8_convs(make):
+    """quantize_ folds each batch norm after a quantized conv into it (its int8 weights carry the scale) and makes
+    a ReLU module after an int8 conv its epilogue, in place, keeping the model's forward; a conv kept float keeps
+    its batch norm."""
+    model = _trained_like(make())
+    x = torch.rand(1, 3, 20, 28)
+    with torch.no_grad():
+        ref = model(x)
+    report = sft_kernels.quantize_(model, sft_kernels.Int8Config(keep_float=["proj.0"]),
+                                   calibration=[torch.rand(2, 3, 24, 24)], progress=False)
+    assert sorted(r.name for r in report.rows if r.action == "folded") == \
+        ["a.1", "a.2", "a.4", "a.5", "a.7", "stem.1", "stem.2"]
+    assert all(type(model.get_submodule(n)) is nn.Identity for n in ("stem.1", "stem.2", "a.1", "a.7"))
+    assert isinstance(model.proj[1], nn.BatchNorm2d)  # after the float conv
+    assert (model.stem[0].activation, model.a[3].activation, model.a[6].activation) == ("relu", "relu", None)
+    with torch.no_grad():
+        assert _sqnr(model(x), ref) > 25
+
+
+def test_shared_modules_do_not_fold():
+    model = _trained_like(SharedReLU())
+    x = torch.rand(1, 3, 12, 12)
+    with torch.no_grad():
+        ref = model(x)
+    report = sft_kernels.quantize_(model, calibration=[x], progress=False)
+    assert not [r for r in report.rows if r.action == "folded"]
+    assert isinstance(model.relu, nn.ReLU) and isinstance(model.bn, nn.BatchNorm2d)
+    with torch.no_grad():
+        assert _sqnr(model(x), ref) > 25

@@ -1,0 +1,110 @@
+"""In-place folding of batch norms and activation modules into the convs before them (quantize_ uses it).
+
+`fuse_for_inference` returns a traced copy; a torchao-style verb such as quantize_ changes the model the user holds
+and keeps its Python forward. So here torch.fx only reads the model's structure and the changes are made to its
+modules: a batch norm (eval statistics) right after a conv is folded into the conv's weight and bias and replaced
+by nn.Identity; a ReLU / LeakyReLU module right after a conv (or after such a batch norm) becomes the conv's epilogue
+activation and is replaced by nn.Identity. Only where the conv's result feeds nothing else and each module runs
+once in the forward. Models torch.fx cannot trace fall back to neighbours in nn.Sequential containers.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable
+
+from torch import fx, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from ..nn import Conv2d
+from ..nn.conv import activation_of
+from .swap import set_module
+
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) or super().is_leaf_module(m, qualname)
+
+
+def _is_conv(m) -> bool:
+    return type(m) in (nn.Conv2d, Conv2d) and getattr(m, "activation", None) is None
+
+
+def plan(model: nn.Module) -> list:
+    """[(conv name, batch norm name or None, activation module name or None)] for the chains that fold."""
+    mods = dict(model.named_modules())
+    owners = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
+    try:
+        graph = _Tracer().trace(model)
+    except Exception:  # noqa: BLE001 - untraceable forward: the nn.Sequential neighbours are still safe to fold
+        return _sequential_plan(model, owners)
+    calls = Counter(n.target for n in graph.nodes if n.op == "call_module")
+
+    def single(node) -> bool:  # a module called at this one place, reached by one name
+        return (isinstance(node, fx.Node) and node.op == "call_module" and calls[node.target] == 1
+                and owners[id(mods[node.target])] == 1)
+
+    chains = []
+    for node in graph.nodes:
+        if not single(node) or not _is_conv(mods[node.target]) or len(node.args) != 1 or node.kwargs:
+            continue
+        conv, bn, act, tail = node.target, None, None, node
+        nxt = next(iter(tail.users)) if len(tail.users) == 1 else None
+        if single(nxt) and type(mods[nxt.target]) is nn.BatchNorm2d and mods[nxt.target].track_running_stats:
+            bn, tail = nxt.target, nxt
+            nxt = next(iter(tail.users)) if len(tail.users) == 1 else None
+        if single(nxt) and activation_of(mods[nxt.target]) and nxt.args[0] is tail:
+            act = nxt.target
+        if bn or act:
+            chains.append((conv, bn, act))
+    return chains
+
+
+def _sequential_plan(model: nn.Module, owners: Counter) -> list:
+    chains = []
+    for prefix, seq in model.named_modules():
+        if type(seq) is not nn.Sequential:
+            continue
+        kids = list(seq.named_children())
+        for i, (name, m) in enumerate(kids):
+            if not _is_conv(m) or owners[id(m)] != 1:
+                continue
+            j, bn, act = i + 1, None, None
+            if j < len(kids) and type(kids[j][1]) is nn.BatchNorm2d and kids[j][1].track_running_stats \
+                    and owners[id(kids[j][1])] == 1:
+                bn, j = kids[j][0], j + 1
+            if j < len(kids) and activation_of(kids[j][1]) and owners[id(kids[j][1])] == 1:
+                act = kids[j][0]
+            full = (lambda n: f"{prefix}.{n}" if prefix else n)  # noqa: E731
+            if bn or act:
+                chains.append((full(name), bn and full(bn), act and full(act)))
+    return chains
+
+
+def fold_batch_norms_(model: nn.Module, chains: list, wanted: Callable[[str], bool]) -> list:
+    """Fold the planned batch norms of the convs `wanted(name)` accepts; returns [(conv, batch norm)]."""
+    done = []
+    for conv, bn, _ in chains:
+        if bn is None or not wanted(conv):
+            continue
+        c, b = model.get_submodule(conv), model.get_submodule(bn)
+        was = c.training
+        set_module(model, conv, fuse_conv_bn_eval(c.eval(), b.eval()).train(was))
+        set_module(model, bn, nn.Identity())
+        done.append((conv, bn))
+    return done
+
+
+def fold_activations_(model: nn.Module, chains: list, takes: Callable[[nn.Module], bool]) -> list:
+    """Make the planned activations the epilogue of the convs (as they are now) that `takes(conv)` accepts;
+    returns [(conv, activation module)]."""
+    done = []
+    for conv, bn, act in chains:
+        if act is None or (bn is not None and type(model.get_submodule(bn)) is not nn.Identity):
+            continue
+        c = model.get_submodule(conv)
+        if not takes(c) or getattr(c, "activation", None) is not None:
+            continue
+        c.activation, c.negative_slope = activation_of(model.get_submodule(act))
+        set_module(model, act, nn.Identity())
+        done.append((conv, act))
+    return done
