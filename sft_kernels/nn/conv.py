@@ -18,6 +18,17 @@ def activation_of(m: nn.Module) -> Optional[tuple]:
     return None
 
 
+def at_weight_precision(weight: torch.Tensor, *tensors):
+    """Under autocast a converted layer runs at its weights' precision (our cpu kernels are float32; autocast does
+    not reach inside the ops): a floating input that autocast made lower precision upstream is cast back, where
+    F.conv2d would instead cast both to the autocast dtype. Outside autocast, dtypes pass unchanged (and a
+    mismatch is an error, as in PyTorch)."""
+    if not any(t is not None and t.dtype != weight.dtype for t in tensors) or \
+            weight.device.type not in ("cpu", "cuda") or not torch.is_autocast_enabled(weight.device.type):
+        return tensors
+    return tuple(t.to(weight.dtype) if t is not None and t.is_floating_point() else t for t in tensors)
+
+
 class Conv2d(nn.Conv2d):
     """`nn.Conv2d` running on `sft.conv2d`, with an optional fused epilogue.
 
@@ -54,6 +65,7 @@ class Conv2d(nn.Conv2d):
         return new
 
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        input, residual = at_weight_precision(self.weight, input, residual)
         # Layout policy: activations stay channels_last between our convs whatever the caller passes (as in a
         # model moved to channels_last): an NCHW input is laid out once here, and every later conv, activation
         # and add sees channels_last tensors, instead of each conv converting in and back out.

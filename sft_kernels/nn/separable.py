@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .. import ops
+from .conv import at_weight_precision
 from ..ops.separable_conv2d.reference import separable_conv2d as separable_reference
 
 
@@ -41,6 +42,7 @@ class SeparableConv2d(nn.Module):
         return new
 
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        input, residual = at_weight_precision(self.pw.weight, input, residual)
         if input.dim() == 4 and not input.is_contiguous(memory_format=torch.channels_last):
             input = input.contiguous(memory_format=torch.channels_last)  # the converted model's layout policy
         dw = self.dw

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import ops
-from .conv import Conv2d
+from .conv import Conv2d, at_weight_precision
 
 
 def sparse_pays(density: float, block: int, kernel_size: tuple, stride: tuple, dilation: tuple, groups: int,
@@ -112,6 +112,7 @@ class SparseConv2d(Conv2d):
         return y
 
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        input, residual = at_weight_precision(self.weight, input, residual)
         if input.dim() == 4 and not input.is_contiguous(memory_format=torch.channels_last):
             input = input.contiguous(memory_format=torch.channels_last)
         return self.run(input, self.activation, self.negative_slope, residual)

@@ -26,6 +26,7 @@ from . import registry
 # every op as the plain tensor it wraps (a module's weight is one, and every converted conv passes it).
 PLAIN = (torch.Tensor, torch.nn.Parameter)
 _MEMO_LIMIT = 4096
+_AUTOCAST_DEVICES = ("cpu", "cuda")  # others (meta) have no autocast state to ask about
 
 
 class Op:
@@ -69,7 +70,14 @@ def dispatch(op: Op, backend: Optional[str], tensors: tuple, sig: Optional[Hasha
     check: runs the op's argument checks; returns the other arguments normalised (the consts). Called only when
         `sig` is not in the memo.
     primary: the tensor whose device and dtype choose the backend.
+
+    Autocast does not reach inside an op: every backend computes in its inputs' dtypes (the reference backend's
+    F.conv2d would otherwise switch to bfloat16 where the cpu kernel stays float32).
     """
+    device = primary.device.type
+    if device in _AUTOCAST_DEVICES and torch.is_autocast_enabled(device):
+        with torch.autocast(device, enabled=False):
+            return dispatch(op, backend, tensors, sig, check, primary)
     if sig is not None:
         sig = (sig, backend, registry.env("SFT_KERNELS_BACKEND"), registry.env("SFT_KERNELS_AUTOTUNE"),
                torch.get_num_threads())

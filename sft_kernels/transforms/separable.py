@@ -14,7 +14,7 @@ from torch import nn
 
 from .. import ops
 from ..nn import Conv2d
-from ..nn.conv import activation_of
+from ..nn.conv import activation_of, at_weight_precision
 from .report import Report
 
 
@@ -22,6 +22,7 @@ class SeparableHead(Conv2d):
     """The depthwise conv of a fused pair: runs depthwise, activation and the (unregistered) 1×1 conv in one op."""
 
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        input, residual = at_weight_precision(self.weight, input, residual)
         if input.dim() == 4 and not input.is_contiguous(memory_format=torch.channels_last):
             input = input.contiguous(memory_format=torch.channels_last)
         pw = self.__dict__["_sft_pw"]

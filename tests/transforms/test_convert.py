@@ -197,3 +197,30 @@ def test_separable_module_matches_two_convs():
         ref = nn.functional.leaky_relu(m.pw(torch.relu(m.dw(x))), 0.01)
         torch.testing.assert_close(m(x), ref, **tol("fp32"))
     assert set(m.state_dict()) == {"dw.weight", "dw.bias", "pw.weight", "pw.bias"}
+
+
+def test_converted_models_run_under_cpu_autocast():
+    """Under torch.autocast("cpu", bfloat16) converted layers run at their weights' precision: a bfloat16 input made
+    upstream by autocast (the PixelShuffle after a conv that eager runs in bfloat16) is cast back, and every backend
+    of an op computes in its inputs' dtype (the reference backend's F.conv2d does not switch to bfloat16)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 64, 3, padding=1),
+                          nn.PixelShuffle(2), nn.Conv2d(16, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1,
+                                                                                         groups=16),
+                          nn.ReLU(), nn.Conv2d(16, 3, 1)).eval()
+    x = torch.rand(1, 3, 17, 15)
+    with torch.no_grad():
+        want = model(x)
+    sft_kernels.convert_(model)
+    assert any(type(m).__name__ == "SeparableHead" for m in model.modules())  # dw + ReLU + 1x1 fused
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        got = model(x)
+        w = torch.randn(8, 3, 3, 3)
+        ref = sft_kernels.ops.conv2d(x, w, backend="reference")
+        bf = sft_kernels.ops.conv2d(x.bfloat16(), sft_kernels.nn.Conv2d(3, 8, 3).bfloat16().weight, backend="reference")
+    assert got.dtype == torch.float32 and ref.dtype == torch.float32 and bf.dtype == torch.bfloat16
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model[2](torch.rand(1, 16, 5, 5, dtype=torch.bfloat16))  # a bfloat16 input: cast back, no dtype error
+    with pytest.raises(TypeError, match="does not match input dtype"):  # outside autocast: PyTorch's rule
+        model[2](torch.rand(1, 16, 5, 5, dtype=torch.bfloat16))
