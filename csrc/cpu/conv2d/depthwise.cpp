@@ -17,27 +17,37 @@ namespace sft {
 
 namespace {
 
+// 16 channels from p: a plain load where all 16 are there (Full), else masked. Masked loads and stores need the
+// mask in a k-register, and the kmovw that sets it runs on port 5, one of the two 512-bit FMA ports.
+template <bool Full>
+__attribute__((target("avx512f"), always_inline)) inline __m512 load16(const float* p, __mmask16 m) {
+  return Full ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m, p);
+}
+
 // The bias in each of P accumulators (16 channels from c; zero without a bias).
-template <int P>
+template <int P, bool Full = false>
 __attribute__((target("avx512f"), always_inline)) inline void init_pixels(__m512* acc, const float* bias, int64_t c,
                                                                           __mmask16 m) {
-  const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + c) : _mm512_setzero_ps();
+  const __m512 b = bias ? load16<Full>(bias + c, m) : _mm512_setzero_ps();
   for (int i = 0; i < P; ++i) acc[i] = b;
 }
 
 // Activation, residual and the store of P pixels × 16 channels from c.
-template <int P>
+template <int P, bool Full = false>
 __attribute__((target("avx512f"), always_inline)) inline void store_pixels(const __m512* acc, __mmask16 m, int64_t c,
                                                                            int act, float slope, const float* res,
                                                                            int64_t rld, float* d, int64_t ld) {
   const __m512 zero = _mm512_setzero_ps();
   for (int i = 0; i < P; ++i) {
     __m512 v = acc[i];
-    const __mmask16 neg = _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);  // NaN stays NaN, as in PyTorch
-    if (act == kActRelu) v = _mm512_mask_mov_ps(v, neg, zero);
-    if (act == kActLeaky) v = _mm512_mask_mul_ps(v, neg, v, _mm512_set1_ps(slope));
-    if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res + i * rld + c));
-    _mm512_mask_storeu_ps(d + i * ld + c, m, v);
+    if (act == kActRelu) v = _mm512_max_ps(zero, v);  // vmaxps returns its second operand for a NaN: NaN stays NaN
+    if (act == kActLeaky)
+      v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, _mm512_set1_ps(slope));
+    if (res) v = _mm512_add_ps(v, load16<Full>(res + i * rld + c, m));
+    if (Full)
+      _mm512_storeu_ps(d + i * ld + c, v);
+    else
+      _mm512_mask_storeu_ps(d + i * ld + c, m, v);
   }
 }
 
@@ -82,43 +92,51 @@ __attribute__((target("avx512f"))) inline void pixels_avx512(const DepthwiseRows
   }
 }
 
+template <int P, int SW, bool Edge, bool Full>
+__attribute__((target("avx512f"), always_inline)) inline void group3_avx512(const DepthwiseRows& g, const float* xn,
+                                                                            int64_t ih0, int64_t iw0, const bool* inside,
+                                                                            int64_t c, __mmask16 m, float* d, int64_t ld,
+                                                                            const float* res, int64_t rld) {
+  constexpr int kIn = (P - 1) * SW + 3;
+  const int64_t C = g.cm, R = g.r, H = g.h, xs2 = g.xs2, xs3 = g.xs3, dh = g.dh;
+  __m512 acc[P];
+  init_pixels<P, Full>(acc, g.bias, c, m);
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t ih = ih0 + r * dh;
+    if (ih < 0 || ih >= H) continue;
+    const float* xr = xn + ih * xs2 + iw0 * xs3 + c;
+    const float* wr = g.wt + r * 3 * C + c;
+    const __m512 w0 = load16<Full>(wr, m), w1 = load16<Full>(wr + C, m), w2 = load16<Full>(wr + 2 * C, m);
+    __m512 in[kIn];
+    for (int j = 0; j < kIn; ++j)
+      in[j] = Edge ? _mm512_maskz_loadu_ps(inside[j] ? m : __mmask16(0), xr + j * xs3) : load16<Full>(xr + j * xs3, m);
+    for (int i = 0; i < P; ++i) {
+      acc[i] = _mm512_fmadd_ps(in[i * SW], w0, acc[i]);
+      acc[i] = _mm512_fmadd_ps(in[i * SW + 1], w1, acc[i]);
+      acc[i] = _mm512_fmadd_ps(in[i * SW + 2], w2, acc[i]);
+    }
+  }
+  store_pixels<P, Full>(acc, m, c, g.act, g.slope, res, rld, d, ld);
+}
+
 // P pixels of 3-wide kernels, stride SW, undilated: the input vectors of a row (P pixels need (P−1)·SW + 3 of
 // them) are loaded once each and reused by every tap that reads them, instead of one load per tap and pixel (the
 // general loop above ran at ~30 GFLOP/s on 128 channels, load-bound). Edge: columns outside the image read as
-// zeros (narrow rows, MobileNet's 7 and 14 pixels, have no interior group of P).
+// zeros (narrow rows, MobileNet's 7 and 14 pixels, have no interior group of P). Whole groups of 16 channels run
+// without masks (masked loads had put a kmovw on an FMA port per load).
 template <int P, int SW, bool Edge>
 __attribute__((target("avx512f"))) inline void pixels3_avx512(const DepthwiseRows& g, const float* xn, int64_t ih0,
                                                               int64_t iw0, float* __restrict d, int64_t ld,
                                                               const float* res, int64_t rld) {
   constexpr int kIn = (P - 1) * SW + 3;
-  const int64_t C = g.cm, R = g.r, H = g.h, W = g.w, xs2 = g.xs2, xs3 = g.xs3, dh = g.dh;
   bool inside[kIn];
-  for (int j = 0; j < kIn; ++j) inside[j] = !Edge || (iw0 + j >= 0 && iw0 + j < W);
-  const float* __restrict wt = g.wt;
-  const float* __restrict bias = g.bias;
-  const int act = g.act;
-  const float slope = g.slope;
-  for (int64_t c = 0; c < C; c += 16) {
-    const __mmask16 m = C - c >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (C - c)) - 1u);
-    __m512 acc[P];
-    init_pixels<P>(acc, bias, c, m);
-    for (int64_t r = 0; r < R; ++r) {
-      const int64_t ih = ih0 + r * dh;
-      if (ih < 0 || ih >= H) continue;
-      const float* xr = xn + ih * xs2 + iw0 * xs3 + c;
-      const float* wr = wt + r * 3 * C + c;
-      const __m512 w0 = _mm512_maskz_loadu_ps(m, wr), w1 = _mm512_maskz_loadu_ps(m, wr + C),
-                   w2 = _mm512_maskz_loadu_ps(m, wr + 2 * C);
-      __m512 in[kIn];
-      for (int j = 0; j < kIn; ++j) in[j] = _mm512_maskz_loadu_ps(inside[j] ? m : __mmask16(0), xr + j * xs3);
-      for (int i = 0; i < P; ++i) {
-        acc[i] = _mm512_fmadd_ps(in[i * SW], w0, acc[i]);
-        acc[i] = _mm512_fmadd_ps(in[i * SW + 1], w1, acc[i]);
-        acc[i] = _mm512_fmadd_ps(in[i * SW + 2], w2, acc[i]);
-      }
-    }
-    store_pixels<P>(acc, m, c, act, slope, res, rld, d, ld);
-  }
+  for (int j = 0; j < kIn; ++j) inside[j] = !Edge || (iw0 + j >= 0 && iw0 + j < g.w);
+  const int64_t C = g.cm, full = C / 16 * 16;
+  for (int64_t c = 0; c < full; c += 16)
+    group3_avx512<P, SW, Edge, true>(g, xn, ih0, iw0, inside, c, __mmask16(0xFFFF), d, ld, res, rld);
+  if (full < C)
+    group3_avx512<P, SW, Edge, false>(g, xn, ih0, iw0, inside, full, __mmask16((1u << (C - full)) - 1u), d, ld,
+                                      res, rld);
 }
 
 __attribute__((target("avx512f"))) void rows_avx512(const DepthwiseRows& g, const float* xn, int64_t p, int64_t q0,

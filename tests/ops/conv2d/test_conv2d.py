@@ -109,6 +109,15 @@ def test_nan_propagates(backend):
                 y = conv2d(xin, torch.cat([w1] * (16 // w1.shape[0] or 1)), activation=act, backend=backend)
                 ref = reference.conv2d(x, torch.cat([w1] * (16 // w1.shape[0] or 1)), activation=act)
                 assert torch.equal(torch.isnan(y), torch.isnan(ref)), act
+    for c in (32, 40) if backend != "triton" else ():  # depthwise: whole 16-channel groups and a masked tail
+        x = torch.randn(1, c, 9, 16)
+        x[0, [1, 20, c - 1], [2, 4, 0], [3, 8, 15]] = float("nan")
+        w = torch.randn(c, 1, 3, 3)
+        for act in (None, "relu", "leaky_relu"):
+            for xin in (x, x.contiguous(memory_format=torch.channels_last)):
+                y = conv2d(xin, w, padding=1, groups=c, activation=act, backend=backend)
+                ref = reference.conv2d(x, w, padding=1, groups=c, activation=act)
+                assert torch.equal(torch.isnan(y), torch.isnan(ref)), (c, act)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
