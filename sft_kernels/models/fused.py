@@ -53,9 +53,9 @@ def _fusable_conv(m) -> bool:
 
 
 def run_sequential(seq: nn.Sequential, x: torch.Tensor, reader=None) -> torch.Tensor:
-    """An nn.Sequential of convs and activations (SFTNet's condition network) with each ReLU / LeakyReLU fused into
-    the conv before it and int8 convs handing uint8 maps to the int8 conv after them. reader: the int8 conv that
-    reads the output (requantized for it), or None for a float output. Other modules run as they are."""
+    """An nn.Sequential of convs and activations (SFTNet's condition network) with each ReLU / LeakyReLU / ReLU6
+    fused into the conv before it and int8 convs handing uint8 maps to the int8 conv after them. reader: the int8
+    conv that reads the output (requantized for it), or None for a float output. Other modules run as they are."""
     mods = list(seq)
     i = 0
     while i < len(mods):

@@ -7,6 +7,7 @@ from torch import nn
 
 from .. import ops
 from .conv import at_weight_precision
+from ..ops.conv2d.reference import epilogue
 from ..ops.separable_conv2d.reference import separable_conv2d as separable_reference
 
 
@@ -42,10 +43,13 @@ class SeparableConv2d(nn.Module):
         return new
 
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        dw = self.dw
+        if not (_plain(dw) and _plain(self.pw)):  # quantized (or being calibrated): the two convs one by one
+            y = _run(dw, input, self.mid_activation, self.negative_slope)
+            return _run(self.pw, y, self.activation, self.negative_slope, residual)
         input, residual = at_weight_precision(self.pw.weight, input, residual)
         if input.dim() == 4 and not input.is_contiguous(memory_format=torch.channels_last):
             input = input.contiguous(memory_format=torch.channels_last)  # the converted model's layout policy
-        dw = self.dw
         if torch.is_grad_enabled() and (input.requires_grad or (self.training and self.pw.weight.requires_grad)):
             # training: PyTorch's two convs (autograd and autocast as usual; the fused op is for inference)
             return separable_reference(input, dw.weight, self.pw.weight, dw.bias, self.pw.bias, dw.stride,
@@ -58,3 +62,16 @@ class SeparableConv2d(nn.Module):
     def extra_repr(self) -> str:
         return (f"mid_activation={self.mid_activation!r}, activation={self.activation!r}, "
                 f"backend={self.backend!r}")
+
+
+def _plain(m: nn.Module) -> bool:
+    """A float conv the fused op can read the weights of directly (no module hooks to honour)."""
+    return isinstance(m, nn.Conv2d) and not (m._forward_pre_hooks or m._forward_hooks)
+
+
+def _run(m: nn.Module, x: torch.Tensor, activation, negative_slope, residual=None) -> torch.Tensor:
+    """One conv of the pair as a module call, then the epilogue: through `run` where the module has one (quantized,
+    sparse: their own fused epilogue), else the module (hooks fire) and the reference epilogue."""
+    if hasattr(m, "run"):
+        return m.run(x, activation, negative_slope, residual)
+    return epilogue(m(x), activation, negative_slope, residual)

@@ -65,10 +65,10 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
 
     ``backend``: the backend the converted convs use (None = fastest for the input at each call); it is
     checked now, so asking for a backend that is missing here fails at once. ``filter_fn(module, name)``
-    returning False leaves a module alone. ``fuse``: a depthwise conv, an optional ReLU / LeakyReLU and a 1×1 conv in
-    an nn.Sequential run as one fused separable conv (state_dict keys unchanged), and models that have a fused
-    forward for converted convs (SFTNet's "pytorch" variant: batched SFT convs, epilogue-fused ReLU / residuals; same
-    function) switch to it.
+    returning False leaves a module alone. ``fuse``: a depthwise conv, an optional ReLU / LeakyReLU / ReLU6 and a
+    1×1 conv in an nn.Sequential run as one fused separable conv (state_dict keys unchanged), and models that have a
+    fused forward for converted convs (SFTNet's "pytorch" variant: batched SFT convs, epilogue-fused ReLU /
+    residuals; same function) switch to it.
     The converted convs' weights are then checked by their version counter, not by reading every value per call
     (`sft_kernels.runtime.weight_check`: edits through ``.data`` of a few values are not seen;
     ``set_weight_check("full")`` restores the full check).

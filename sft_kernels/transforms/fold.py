@@ -3,9 +3,9 @@
 `fuse_for_inference` returns a traced copy; a torchao-style verb such as quantize_ changes the model the user holds
 and keeps its Python forward. So here torch.fx only reads the model's structure and the changes are made to its
 modules: a batch norm (eval statistics) right after a conv is folded into the conv's weight and bias and replaced
-by nn.Identity; a ReLU / LeakyReLU module right after a conv (or after such a batch norm) becomes the conv's epilogue
-activation and is replaced by nn.Identity. Only where the conv's result feeds nothing else and each module runs
-once in the forward. Models torch.fx cannot trace fall back to neighbours in nn.Sequential containers.
+by nn.Identity; a ReLU / LeakyReLU / ReLU6 module right after a conv (or after such a batch norm) becomes the
+conv's epilogue activation and is replaced by nn.Identity. Only where the conv's result feeds nothing else and each
+module runs once in the forward. Models torch.fx cannot trace fall back to neighbours in nn.Sequential containers.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ ReLU and residual add as a separate pass over its activations. For inference tho
 
 - a batch norm in eval mode right after a conv (whose output nothing else reads) is folded into the conv's
   weight and bias (`torch.nn.utils.fusion.fuse_conv_bn_eval`);
-- a ReLU / LeakyReLU (module, function or method) right after a conv becomes the conv's epilogue activation;
+- a ReLU / LeakyReLU / ReLU6 (module, function or method) right after a conv becomes the conv's epilogue activation;
 - ``conv(x) + y`` of the same shape becomes the conv's epilogue residual (``act(conv + b) + residual``, so only
   for a conv with no activation of its own: ResNet's ``relu(bn3(conv3(x)) + identity)`` keeps its final ReLU);
   needs an example input, to learn the shapes.
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..nn import Conv2d
+from ..nn import Conv2d, SeparableConv2d
 from ..nn.conv import activation_of
 from .convert import ConversionReport, convert_
 from .swap import set_module
@@ -42,7 +42,7 @@ class _Tracer(fx.Tracer):
 
 
 def _activation(node: fx.Node, modules: dict) -> Optional[tuple]:
-    """(name, slope) if `node` applies ReLU or LeakyReLU to its first argument and nothing else, else None."""
+    """(name, slope) if `node` applies ReLU, LeakyReLU or ReLU6 to its first argument and nothing else, else None."""
     if node.op == "call_module":
         act = activation_of(modules.get(node.target))
         if act:
@@ -55,6 +55,9 @@ def _activation(node: fx.Node, modules: dict) -> Optional[tuple]:
         return ("leaky_relu", slope) if isinstance(slope, (int, float)) else None
     if node.op == "call_method" and node.target in ("relu", "relu_") and len(node.args) == 1:
         return "relu", 0.01
+    if node.op == "call_function" and node.target is F.relu6 and len(node.args) == 1 and \
+            set(node.kwargs) <= {"inplace"}:
+        return "relu6", 0.01
     return None
 
 
@@ -65,6 +68,22 @@ def _sole_conv_input(node: fx.Node, modules: dict) -> Optional[fx.Node]:
             and len(src.users) == 1:
         return src
     return None
+
+
+def _separable_pair(node: fx.Node, modules: dict, once) -> Optional[tuple]:
+    """(depthwise node, depthwise conv, 1×1 conv) if `node` calls a plain 1×1 conv (stride 1, ungrouped) on the sole
+    output of a plain depthwise conv, each called once; else None."""
+    pw = modules.get(node.target) if node.op == "call_module" else None
+    if type(pw) is not Conv2d or pw.kernel_size != (1, 1) or pw.stride != (1, 1) or pw.padding != (0, 0) \
+            or pw.groups != 1 or len(node.args) != 1 or node.kwargs or not once(node):
+        return None
+    src = node.args[0]
+    dw = modules.get(src.target) if isinstance(src, fx.Node) and src.op == "call_module" else None
+    if type(dw) is not Conv2d or not (dw.groups == dw.in_channels > 1 and dw.out_channels % dw.in_channels == 0) \
+            or isinstance(dw.padding, str) or len(src.users) != 1 or len(src.args) != 1 or src.kwargs \
+            or not once(src):
+        return None
+    return src, dw, pw
 
 
 def _plain_call(node: fx.Node, conv: nn.Module) -> bool:
@@ -81,7 +100,7 @@ def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] =
     model = copy.deepcopy(model).eval()
     gm = fx.GraphModule(model, _Tracer().trace(model))
     modules = dict(gm.named_modules())
-    folded = {"batch_norm": 0, "activation": 0, "residual": 0}
+    folded = {"batch_norm": 0, "activation": 0, "separable": 0, "residual": 0}
     # A module called from several places keeps its own function: folding into it would change every call.
     calls: dict = {}
     for node in gm.graph.nodes:
@@ -120,6 +139,23 @@ def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] =
         gm.graph.erase_node(node)
         folded["activation"] += 1
 
+    for node in list(gm.graph.nodes):  # depthwise conv (+ activation) → 1×1 conv: one fused separable conv
+        pair = _separable_pair(node, modules, once)
+        if pair is None:
+            continue
+        dw_node, dw, pw = pair
+        acts = {a for a in (dw.activation, pw.activation) if a == "leaky_relu"}
+        slopes = {m.negative_slope for m in (dw, pw) if m.activation == "leaky_relu"}
+        if acts and len(slopes) > 1:
+            continue  # one negative slope serves both activations of the fused op
+        sep = SeparableConv2d.from_convs(dw, pw, dw.activation, pw.activation, slopes.pop() if slopes else 0.01,
+                                         backend)
+        set_module(gm, node.target, sep)
+        modules[node.target] = sep
+        node.args = (dw_node.args[0],)
+        gm.graph.erase_node(dw_node)
+        folded["separable"] += 1
+
     if example_input is not None:
         from torch.fx.passes.shape_prop import ShapeProp
 
@@ -137,7 +173,8 @@ def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] =
             continue
         for conv_node, other in ((node.args[0], node.args[1]), (node.args[1], node.args[0])):
             ok = isinstance(conv_node, fx.Node) and conv_node.op == "call_module" and \
-                isinstance(modules.get(conv_node.target), Conv2d) and len(conv_node.users) == 1 and \
+                isinstance(modules.get(conv_node.target), (Conv2d, SeparableConv2d)) and \
+                len(conv_node.users) == 1 and \
                 once(conv_node) and \
                 isinstance(other, fx.Node) and _plain_call(conv_node, modules[conv_node.target]) and \
                 same_shape(conv_node, other)

@@ -16,7 +16,7 @@
    sensitive go back, one at a time, to float (``fallback="float"``) or to int8 weights with float activations
    (``fallback="w8a16"``) until the model meets the budget. SR networks need this (no batch norm, long-tailed
    activations: PAMS, DAQ, PTQ4SR); classifiers rarely do.
-Last, a ReLU / LeakyReLU module right after an int8 conv becomes the conv's epilogue (and nn.Identity).
+Last, a ReLU / LeakyReLU / ReLU6 module right after an int8 conv becomes the conv's epilogue (and nn.Identity).
 
 Eligible: nn.Conv2d (and sft_kernels.nn.Conv2d) with numeric zero padding, grouped and depthwise ones included (the
 cpu backend runs depthwise convs on their own int8 kernel and other groupings one group at a time). The report has a
@@ -35,6 +35,7 @@ from torch import nn
 
 from ..nn.quantized import QuantConv2d
 from . import fold
+from .separable import unfuse_separable_
 from .observers import OBSERVERS, Observer
 from .report import Report
 from .swap import notify, swap_modules, unfused
@@ -192,7 +193,10 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
     was_training = model.training
     model.eval()
 
-    # 0. batch norms after eligible convs folded into them, so the int8 weights carry their scale (fold.py)
+    # 0. convert_'s fused depthwise + 1×1 pairs split again (each conv is quantized on its own); batch norms after
+    # eligible convs folded into them, so the int8 weights carry their scale (fold.py)
+    for name in unfuse_separable_(model):
+        report.add(name, "note", "fused separable pair split: its convs are quantized one by one")
     chains = fold.plan(model)
     convs = dict(model.named_modules())
     for conv, bn in fold.fold_batch_norms_(model, chains, lambda n: eligible(n, convs[n], config) is None):
@@ -229,12 +233,12 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
         return {"int8": child.q, "w8a16": child.w8a16, "float": child.conv}[child.mode]
 
     swap_modules(model, settle, Report("settle"))
-    # 5. a ReLU / LeakyReLU module after an int8 conv becomes its epilogue (fold.py)
+    # 5. a ReLU / LeakyReLU / ReLU6 module after an int8 conv becomes its epilogue (fold.py)
     for conv, act in fold.fold_activations_(model, chains, lambda c: isinstance(c, QuantConv2d)):
         report.add(act, "folded", f"activation fused into {conv}")
     for row in report.rows:
         sw = switches.get(row.name)
-        if sw is None:
+        if sw is None or row.action != "quantized":
             continue
         q = sw.q
         row.stats.update(input_scale=q.input_scale, input_zero_point=q.input_zero_point,

@@ -1,4 +1,4 @@
-"""convert_'s separable pass: in an nn.Sequential, a depthwise conv, an optional ReLU / LeakyReLU and a 1×1 conv
+"""convert_'s separable pass: in an nn.Sequential, a depthwise conv, an optional ReLU / LeakyReLU / ReLU6 and a 1×1 conv
 run as one `sft.separable_conv2d` (the fused cpu kernel writes no depthwise map).
 
 The state_dict keeps its keys: the depthwise conv's slot becomes a conv module (same parameters) that runs the
@@ -57,7 +57,8 @@ def _is_pointwise(m, channels: int) -> bool:
 
 
 def fuse_separable(model: nn.Module, report: Report) -> None:
-    """Fuse every (converted) depthwise conv [+ ReLU / LeakyReLU] + 1×1 conv run of an nn.Sequential, in place."""
+    """Fuse every (converted) depthwise conv [+ ReLU / LeakyReLU / ReLU6] + 1×1 conv run of an nn.Sequential, in
+    place."""
     for name, seq in list(model.named_modules()):
         if not isinstance(seq, nn.Sequential):
             continue
@@ -83,3 +84,22 @@ def fuse_separable(model: nn.Module, report: Report) -> None:
                 i = j + 1
             else:
                 i += 1
+
+
+def unfuse_separable_(model: nn.Module) -> list:
+    """Undo fuse_separable in place: each SeparableHead becomes a converted depthwise Conv2d again and the modules
+    its pair had taken over come back (for transforms that swap convs one by one, such as quantize_). Returns the
+    heads' names."""
+    done = []
+    for name, seq in list(model.named_modules()):
+        if not isinstance(seq, nn.Sequential):
+            continue
+        for key, m in list(seq._modules.items()):
+            if isinstance(m, FusedAway):
+                setattr(seq, key, m.__dict__["_sft_replaced"])
+            elif isinstance(m, SeparableHead):
+                conv = Conv2d.from_conv(m, m.backend)
+                conv._sft_original_class = m._sft_original_class
+                setattr(seq, key, conv)
+                done.append(f"{name}.{key}" if name else key)
+    return done

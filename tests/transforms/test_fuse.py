@@ -51,7 +51,7 @@ def test_fused_model_matches_eager(backend):
     model, x = _model(), torch.randn(2, 3, 12, 11)
     gm = sft_kernels.fuse_for_inference(model, x, backend=backend)
     report, folded = gm.fusion_report
-    assert folded == {"batch_norm": 4, "activation": 3, "residual": 1}
+    assert folded == {"batch_norm": 4, "activation": 3, "separable": 0, "residual": 1}
     assert len(report.converted) == 8
     assert [type(m) for m in gm.modules() if isinstance(m, nn.BatchNorm2d)] == [nn.BatchNorm2d]  # bn3 stays
     acts = {name: m.activation for name, m in gm.named_modules() if isinstance(m, Conv2d)}
@@ -79,6 +79,47 @@ def test_a_conv_with_its_own_epilogue_keeps_what_follows():
     model[1].running_mean.uniform_(-1, 1)
     x = torch.randn(1, 3, 8, 8)
     gm = sft_kernels.fuse_for_inference(model, x)
-    assert gm.fusion_report[1] == {"batch_norm": 0, "activation": 0, "residual": 0}
+    assert gm.fusion_report[1] == {"batch_norm": 0, "activation": 0, "separable": 0, "residual": 0}
     with torch.no_grad():
         torch.testing.assert_close(gm(x), model(x))
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: 1×1 expand, depthwise 3×3, 1×1 project, each with a batch norm, ReLU6 between, and the
+    residual add; then a depthwise conv whose output a 1×1 conv and a slice read (not fused)."""
+
+    def __init__(self, c=16, t=4, stride=1):
+        super().__init__()
+        h = c * t
+        self.b = nn.Sequential(nn.Conv2d(c, h, 1, bias=False), nn.BatchNorm2d(h), nn.ReLU6(inplace=True),
+                               nn.Conv2d(h, h, 3, stride, 1, groups=h, bias=False), nn.BatchNorm2d(h), nn.ReLU6(),
+                               nn.Conv2d(h, c, 1, bias=False), nn.BatchNorm2d(c))
+        self.dw, self.pw = nn.Conv2d(c, 2 * c, 3, padding=1, groups=c), nn.Conv2d(2 * c, c, 1)
+
+    def forward(self, x):
+        y = x + self.b(x)
+        d = F.relu6(self.dw(y))
+        return self.pw(d) + d[:, :16]
+
+
+def test_depthwise_then_pointwise_fuses_into_one_separable_conv():
+    """After batch norms and ReLU6 fold, a depthwise conv whose output only a 1×1 conv reads runs with it as one
+    SeparableConv2d (the fused cpu kernel), and the block's residual add joins its epilogue."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU6(), InvertedResidual(), InvertedResidual()).eval()
+    for mod in model.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(2, 3, 23, 30)
+    gm = sft_kernels.fuse_for_inference(model, x)
+    folded = gm.fusion_report[1]
+    assert folded == {"batch_norm": 6, "activation": 7, "separable": 2, "residual": 4}, folded
+    seps = [(n, m) for n, m in gm.named_modules() if isinstance(m, sft_kernels.nn.SeparableConv2d)]
+    assert [n for n, _ in seps] == ["2.b.6", "3.b.6"]
+    assert all(m.mid_activation == "relu6" and m.activation is None for _, m in seps)
+    residual = sorted(n.target for n in gm.graph.nodes if n.op == "call_module" and "residual" in n.kwargs)
+    assert residual == ["2.b.6", "2.pw", "3.b.6", "3.pw"]  # the pw convs add a slice of d
+    with torch.no_grad():
+        for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+            torch.testing.assert_close(gm(inp), model(x), **tol("fp32"))

@@ -347,3 +347,32 @@ def test_shared_modules_do_not_fold():
     assert isinstance(model.relu, nn.ReLU) and isinstance(model.bn, nn.BatchNorm2d)
     with torch.no_grad():
         assert _sqnr(model(x), ref) > 25
+
+
+def test_fused_separable_pairs_quantize():
+    """convert_'s fused depthwise + 1×1 pairs are split for quantize_ (each conv quantized on its own), and a
+    fuse_for_inference graph's SeparableConv2d runs its int8 convs one by one."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 20, 18)
+    m = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.ReLU6(),
+                      nn.Conv2d(16, 8, 1)).eval()
+    with torch.no_grad():
+        ref = m(x)
+    sft_kernels.convert_(m)
+    assert type(m[1]).__name__ == "SeparableHead"
+    report = sft_kernels.quantize_(m, calibration=[x], progress=False)
+    assert [r.name for r in report.rows if r.action == "note"] == ["1"]
+    assert all(isinstance(m[i], QuantConv2d) for i in (0, 1, 3)) and m[1].activation == "relu6"
+    with torch.no_grad():
+        assert _sqnr(m(x), ref) > 25
+
+    model = _trained_like(MobileNetV2Like())
+    with torch.no_grad():
+        ref = model(x)
+    gm = sft_kernels.fuse_for_inference(model, x)
+    assert gm.fusion_report[1]["separable"] > 0
+    sft_kernels.quantize_(gm, calibration=[x], progress=False)
+    seps = [s for s in gm.modules() if isinstance(s, sft_kernels.nn.SeparableConv2d)]
+    assert seps and all(isinstance(s.dw, QuantConv2d) and isinstance(s.pw, QuantConv2d) for s in seps)
+    with torch.no_grad():
+        assert _sqnr(gm(x), ref) > 25

@@ -111,7 +111,8 @@ __attribute__((noinline, target("avx512f,fma"))) void few_c_store(const ThinConv
       if (t.bias) y = _mm512_add_ps(y, _mm512_loadu_ps(t.bias + k0 + 16 * v));
       if (t.act != kActNone) {
         const __mmask16 neg = _mm512_cmp_ps_mask(y, zero, _CMP_LT_OQ);
-        y = _mm512_mask_blend_ps(neg, y, t.act == kActRelu ? zero : _mm512_mul_ps(y, slope));
+        y = _mm512_mask_blend_ps(neg, y, t.act == kActLeaky ? _mm512_mul_ps(y, slope) : zero);
+        if (t.act == kActRelu6) y = _mm512_min_ps(_mm512_set1_ps(kRelu6Max), y);  // NaN (second operand) stays
       }
       if (rr) y = _mm512_add_ps(y, _mm512_loadu_ps(rr + 16 * v));
       _mm512_storeu_ps(o + 16 * v, y);

@@ -202,6 +202,7 @@ SFT_CLONES void finish_row(float* __restrict y, const float* __restrict t, const
     if (bias) v += *(const v16*)(bias + k);
     if (act == kActRelu) v = v < zero ? zero : v;
     else if (act == kActLeaky) v = v < zero ? v * sl : v;
+    else if (act == kActRelu6) v = v < zero ? zero : (v > zero + kRelu6Max ? zero + kRelu6Max : v);
     if (res) v += *(const v16*)(res + k);
     *(v16*)(y + k) = v;
   }

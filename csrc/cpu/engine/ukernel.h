@@ -22,12 +22,14 @@
 
 namespace sft {
 
-enum Act : int { kActNone = 0, kActRelu = 1, kActLeaky = 2 };
+enum Act : int { kActNone = 0, kActRelu = 1, kActLeaky = 2, kActRelu6 = 3 };
+constexpr float kRelu6Max = 6.f;  // relu6 = min(max(x, 0), 6) (MobileNet's activation)
 
-// Activation with PyTorch's NaN semantics (NaN stays NaN).
+// Activation with PyTorch's NaN semantics (NaN stays NaN: every comparison with it is false).
 inline float activate(float v, int act, float slope) {
   if (act == kActRelu) return v < 0.f ? 0.f : v;
   if (act == kActLeaky) return v < 0.f ? v * slope : v;
+  if (act == kActRelu6) return v < 0.f ? 0.f : (v > kRelu6Max ? kRelu6Max : v);
   return v;
 }
 

@@ -43,7 +43,9 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
         if (o.bias) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask[v], o.bias + v * 16));
         if (o.act != kActNone) {  // x < 0 ? (relu: 0, leaky: x*slope) : x  -- NaN stays NaN
           const __mmask16 neg = _mm512_cmp_ps_mask(x, zero, _CMP_LT_OQ);
-          x = o.act == kActRelu ? _mm512_mask_mov_ps(x, neg, zero) : _mm512_mask_mul_ps(x, neg, x, slope);
+          x = o.act == kActLeaky ? _mm512_mask_mul_ps(x, neg, x, slope) : _mm512_mask_mov_ps(x, neg, zero);
+          if (o.act == kActRelu6)  // min(6, x): vminps returns its second operand for a NaN
+            x = _mm512_min_ps(_mm512_set1_ps(kRelu6Max), x);
         }
         if (o.res) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask[v], o.res + i * o.ldres + v * 16));
       }
@@ -111,8 +113,11 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
 // leaky relu: x < 0 (ordered: false for NaN) ? x * slope : x, the same operations as epilogue_avx512.
 #define SFT_LEAKY1(i) "vcmpltps %%zmm30, %%zmm" #i ", %%k1\n\tvmulps %%zmm31, %%zmm" #i ", %%zmm" #i "%{%%k1%}\n\t"
 #define SFT_LEAKY(i, j) SFT_LEAKY1(i) SFT_LEAKY1(j)
+// relu6: relu, then min(6, x) with the bound (in zmm31) first, so NaN stays NaN again.
+#define SFT_RELU6(i, j) SFT_RELU(i, j) "vminps %%zmm" #i ", %%zmm31, %%zmm" #i "\n\tvminps %%zmm" #j ", %%zmm31, %%zmm" #j "\n\t"
 // The accumulators, plus C's own values first if %[acc] is non-zero (a K pass after the first), plus the 32 floats
-// at %[bias] if it is not null, then activated (%[act]: 0 none, 1 relu, 2 leaky relu with slope %[slope]), to
+// at %[bias] if it is not null, then activated (%[act]: 0 none, 1 relu, 2 leaky relu with slope %[slope], 3 relu6
+// with its bound in %[slope]), to
 // %[dst] with row pitch %[pitch] bytes (a, a7, l1, l3, l5 are free by now), with non-temporal stores if %[nt] is
 // non-zero. The same operations in the same order as epilogue_avx512, so both give the same bits. Those are
 // memory operands: as registers they left the strided kernel's asm without enough general registers in the ASan
@@ -146,6 +151,11 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
   "jmp 8f\n"                            \
   "9:\n\t"                             \
   "vbroadcastss %[slope], %%zmm31\n\t" \
+  "cmpl $3, %[act]\n\t"                \
+  "jne 10f\n\t"                        \
+  SFT_PAIRS(SFT_RELU6)                  \
+  "jmp 8f\n"                            \
+  "10:\n\t"                            \
   SFT_PAIRS(SFT_LEAKY)                  \
   "8:\n\t"                             \
   "cmpq $0, %[nt]\n\t"                \
@@ -209,7 +219,8 @@ inline TileDst tile_dst(const KOut& o, float* tile) {
   const bool plain = !o.res && o.nr == kAvx512NR && o.mr == kAvx512MR;
   if (!plain) return {tile, kAvx512NR * 4, 0, nullptr, kActNone, 0.f, 0, false};
   const bool nt = o.stream && !o.accumulate && (reinterpret_cast<uintptr_t>(o.c) & 63) == 0 && (o.ldc & 15) == 0;
-  return {o.c, o.ldc * 4, nt, o.last ? o.bias : nullptr, o.last ? o.act : kActNone, o.slope, o.accumulate, true};
+  return {o.c,  o.ldc * 4, nt, o.last ? o.bias : nullptr, o.last ? o.act : kActNone,
+          o.act == kActRelu6 ? kRelu6Max : o.slope, o.accumulate, true};
 }
 
 __attribute__((target("avx512f,avx512vl,avx512dq,fma,prfchw"))) void ukr_avx512_14x32(int64_t kb, const float* a,

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "cpu/engine/ukernel.h"
 #include "cpu/qconv2d/tiles.h"
 
 namespace sft::qconv {
@@ -40,8 +41,9 @@ __attribute__((target("avx2,fma"))) void store_avx2(const int32_t* acc, int mr, 
     for (int i = 0; i < mr; ++i) {
       const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + i * kNR + c));
       __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(a, comp)), mult, bias);
-      if (act == 1) v = _mm256_max_ps(v, zero);
-      if (act == 2) v = _mm256_blendv_ps(v, _mm256_mul_ps(v, slope), _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+      if (act == kActRelu) v = _mm256_max_ps(v, zero);
+      if (act == kActLeaky) v = _mm256_blendv_ps(v, _mm256_mul_ps(v, slope), _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+      if (act == kActRelu6) v = _mm256_min_ps(_mm256_max_ps(v, zero), _mm256_set1_ps(kRelu6Max));
       if (res) v = _mm256_add_ps(v, _mm256_loadu_ps(res + i * s.ldr + c));
       if (quant) {
         __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v, inv)), zo);

@@ -15,15 +15,22 @@ namespace sft::qconv {
 struct Epi {
   int act;
   bool quant;
-  __m512 slope, inv_out, zo_f;
+  __m512 slope, inv_out, zo_f, six;  // six: relu6's bound, in the prescaled units for a uint8 output
   const float* res;
   int64_t ldr, ldo;
   void* out;
 };
 
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline Epi epi_of(const Store& s) {
-  return {s.act,  s.quant, _mm512_set1_ps(s.slope), _mm512_set1_ps(s.inv_out), _mm512_set1_ps(float(s.zo)),
-          s.res,  s.ldr,   s.ldo,
+  return {s.act,
+          s.quant,
+          _mm512_set1_ps(s.slope),
+          _mm512_set1_ps(s.inv_out),
+          _mm512_set1_ps(float(s.zo)),
+          _mm512_set1_ps(s.quant ? kRelu6Max * s.inv_out : kRelu6Max),
+          s.res,
+          s.ldr,
+          s.ldo,
           s.out};
 }
 
@@ -37,6 +44,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 epilogue16(__
   __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a, comp)), mult, bias);
   if (e.act == kActRelu) v = _mm512_max_ps(v, zero);
   if (e.act == kActLeaky) v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, e.slope);
+  if (e.act == kActRelu6) v = _mm512_min_ps(_mm512_max_ps(v, zero), e.six);
   if (e.quant) {
     if (e.res) v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, e.res + i * e.ldr + c0), e.inv_out, v);
     if (e.act || e.res) v = _mm512_add_ps(v, e.zo_f);

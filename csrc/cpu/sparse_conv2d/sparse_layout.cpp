@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "cpu/engine/ukernel.h"
+
 namespace sft {
 namespace sparse {
 namespace {
@@ -126,15 +128,16 @@ namespace {
 
 inline float epilogue(float v, const Store& st, int64_t k) {
   if (st.bias) v += st.bias[k];
-  if (st.act == 1) v = std::max(v, 0.f);
-  if (st.act == 2) v = v < 0.f ? v * st.slope : v;
+  v = activate(v, st.act, st.slope);
   return v;
 }
 
 __attribute__((target("avx512f"), always_inline)) inline __m512 act512(__m512 v, const Store& st) {
   const __m512 zero = _mm512_setzero_ps();
-  if (st.act == 1) return _mm512_max_ps(v, zero);
-  if (st.act == 2) return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, _mm512_set1_ps(st.slope));
+  if (st.act == kActRelu) return _mm512_max_ps(zero, v);  // vmaxps returns its second operand for a NaN
+  if (st.act == kActLeaky)
+    return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, _mm512_set1_ps(st.slope));
+  if (st.act == kActRelu6) return _mm512_min_ps(_mm512_set1_ps(kRelu6Max), _mm512_max_ps(zero, v));
   return v;
 }
 

@@ -20,6 +20,7 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float
 __device__ __forceinline__ float activate(float v, int act, float slope) {
   if (act == 1) return fmaxf(v, 0.f);
   if (act == 2) return v < 0.f ? v * slope : v;
+  if (act == 3) return v < 0.f ? 0.f : (v > 6.f ? 6.f : v);  // relu6; NaN compares false and passes
   return v;
 }
 

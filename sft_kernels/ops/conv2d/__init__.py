@@ -111,8 +111,11 @@ def _backward(ctx, grad):
     grad_pre = F.pixel_unshuffle(grad, shuffle) if shuffle > 1 else grad
     if act is not None:  # recompute the pre-activation (cheaper in memory than saving it)
         pre = F.conv2d(x, w, b, stride, padding, dilation, groups)
-        neg = 0.0 if act == "relu" else slope
-        grad_pre = torch.where(pre > 0, grad_pre, grad_pre * neg)
+        if act == "relu6":  # hardtanh's gradient: zero where clamped
+            grad_pre = torch.where((pre > 0) & (pre < 6), grad_pre, torch.zeros_like(grad_pre))
+        else:
+            neg = 0.0 if act == "relu" else slope
+            grad_pre = torch.where(pre > 0, grad_pre, grad_pre * neg)
     gx, gw, gb = torch.ops.aten.convolution_backward(
         grad_pre, x, w, [w.shape[0]] if has_bias else None, stride, padding, dilation, False, [0, 0], groups,
         [ctx.needs_input_grad[0] or scale is not None, *ctx.needs_input_grad[1:3]],
@@ -146,9 +149,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     """Drop-in `F.conv2d` with a fused epilogue (and an optional fused SFT modulation of the input).
 
     Computes ``y = conv2d(input, weight) + bias; y = act(y); y = y + residual`` where ``act`` is None,
-    ``"relu"`` or ``"leaky_relu"`` (slope ``negative_slope``). With the keyword-only extras unset it is
-    exactly ``F.conv2d``: same output shape and memory format (channels_last in, channels_last out), unbatched
-    (C, H, W) input, and ``padding="same"`` / ``"valid"`` (an even kernel's asymmetric 'same' padding included).
+    ``"relu"``, ``"leaky_relu"`` (slope ``negative_slope``) or ``"relu6"`` (min(max(y, 0), 6)). With the
+    keyword-only extras unset it is exactly ``F.conv2d``: same output shape and memory format (channels_last in,
+    channels_last out), unbatched (C, H, W) input, and ``padding="same"`` / ``"valid"`` (an even kernel's
+    asymmetric 'same' padding included).
     ``backend`` names one of ``sft_kernels.backends.BACKENDS``; None picks the fastest available one.
     ``algorithm`` (cpu backend): None/"auto" uses Winograd F(4×4,3×3) for 3×3 stride-1 ungrouped convs with
     ≥ 16 input and output channels on images of at least 9 tiles of 4×4 outputs (and more for wide layers: see

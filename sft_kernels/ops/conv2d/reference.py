@@ -7,6 +7,8 @@ def epilogue(y, activation=None, negative_slope=0.01, residual=None):
         y = F.relu(y)
     elif activation == "leaky_relu":
         y = F.leaky_relu(y, negative_slope)
+    elif activation == "relu6":
+        y = F.relu6(y)
     elif activation is not None:
         raise ValueError(f"unknown activation {activation!r}")
     if residual is not None:

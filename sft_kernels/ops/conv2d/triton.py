@@ -53,7 +53,7 @@ def conv2d_kernel(
     sb,
     negative_slope,
     HAS_BIAS: tl.constexpr,
-    ACTIVATION: tl.constexpr,  # 0 none, 1 relu, 2 leaky_relu
+    ACTIVATION: tl.constexpr,  # 0 none, 1 relu, 2 leaky_relu, 3 relu6
     HAS_RESIDUAL: tl.constexpr,
     HAS_MODULATION: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,  # "ieee" | "tf32" | "tf32x3": only matters for fp32 operands
@@ -160,6 +160,8 @@ def conv2d_kernel(
         y = tl.where(y < 0, 0.0, y)  # keeps NaN, like torch.relu
     elif ACTIVATION == 2:
         y = tl.where(y < 0, y * negative_slope, y)
+    elif ACTIVATION == 3:  # relu6 (NaN compares false and passes)
+        y = tl.where(y < 0, 0.0, tl.where(y > 6.0, 6.0, y))
     out_mask = mask_m[:, None] & mask_n[None, :]
     # output coordinates: channel k at pixel (p, q), or with a pixel shuffle channel k // r² at sub-pixel
     # (p·r + i, q·r + j) where (i, j) = divmod(k % r², r)

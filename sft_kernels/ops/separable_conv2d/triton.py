@@ -76,6 +76,8 @@ def separable_conv2d_kernel(
             d = tl.maximum(d, 0.0)
         elif MID_ACTIVATION == 2:
             d = tl.where(d < 0, d * negative_slope, d)
+        elif MID_ACTIVATION == 3:  # relu6 (NaN compares false and passes)
+            d = tl.where(d < 0, 0.0, tl.where(d > 6.0, 6.0, d))
         # pointwise: [BLOCK_M, BLOCK_K] x [BLOCK_K, BLOCK_N], the weight read as pw[n, cm] (contiguous K x CM)
         b = tl.load(pw_ptr + offs_n[None, :] * CM + cm[:, None], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
         if IEEE:  # fp32 operands, or the interpreter (its dot misreads a tile cast to bf16 inside the kernel)
@@ -91,6 +93,8 @@ def separable_conv2d_kernel(
         y = tl.maximum(y, 0.0)
     elif ACTIVATION == 2:
         y = tl.where(y < 0, y * negative_slope, y)
+    elif ACTIVATION == 3:  # relu6 (NaN compares false and passes)
+        y = tl.where(y < 0, 0.0, tl.where(y > 6.0, 6.0, y))
     out_mask = mask_m[:, None] & mask_n[None, :]
     if HAS_RESIDUAL:
         r_off = (n_idx * srn + p_idx * srp + q_idx * srq)[:, None] + (offs_n * srk)[None, :]

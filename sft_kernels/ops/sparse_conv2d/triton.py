@@ -80,6 +80,8 @@ def sparse_conv2d_kernel(
         y = tl.maximum(y, 0.0)
     elif ACTIVATION == 2:
         y = tl.where(y < 0, y * negative_slope, y)
+    elif ACTIVATION == 3:  # relu6 (NaN compares false and passes)
+        y = tl.where(y < 0, 0.0, tl.where(y > 6.0, 6.0, y))
     p_idx = pq // Q
     q_idx = pq % Q
     out_mask = mask_m[:, None] & mask_n[None, :]

@@ -74,7 +74,8 @@ def test_conv2d_matches_reference(backend, shape, layout):
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
-@pytest.mark.parametrize("act,slope", [(None, 0.01), ("relu", 0.01), ("leaky_relu", 0.2), ("leaky_relu", -0.5)])
+@pytest.mark.parametrize("act,slope", [(None, 0.01), ("relu", 0.01), ("leaky_relu", 0.2), ("leaky_relu", -0.5),
+                                       ("relu6", 0.01)])
 @pytest.mark.parametrize("with_res", [False, True])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 def test_fused_epilogue(backend, act, slope, with_res, layout):
@@ -100,7 +101,7 @@ def test_nan_propagates(backend):
         x = torch.randn(1, c, 6, 6)
         x[0, 1, 2, 3] = float("nan")
         w = torch.randn(k, c, 3, 3)
-        for act in (None, "relu", "leaky_relu"):
+        for act in (None, "relu", "leaky_relu", "relu6"):
             for xin in (x, x.contiguous(memory_format=torch.channels_last)):
                 y = conv2d(xin, w, padding=1, activation=act, backend=backend)
                 ref = reference.conv2d(x, w, padding=1, activation=act)
@@ -113,7 +114,7 @@ def test_nan_propagates(backend):
         x = torch.randn(1, c, 9, 16)
         x[0, [1, 20, c - 1], [2, 4, 0], [3, 8, 15]] = float("nan")
         w = torch.randn(c, 1, 3, 3)
-        for act in (None, "relu", "leaky_relu"):
+        for act in (None, "relu", "leaky_relu", "relu6"):
             for xin in (x, x.contiguous(memory_format=torch.channels_last)):
                 y = conv2d(xin, w, padding=1, groups=c, activation=act, backend=backend)
                 ref = reference.conv2d(x, w, padding=1, groups=c, activation=act)
@@ -328,7 +329,7 @@ WINO_SHAPES = [  # (N, C, H, W, K, padding): odd sizes, partial 4×4 tiles, C an
 @pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
 @pytest.mark.parametrize("shape", WINO_SHAPES, ids=str)
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("act,with_res", [(None, False), ("leaky_relu", True), ("relu", False)])
+@pytest.mark.parametrize("act,with_res", [(None, False), ("leaky_relu", True), ("relu", False), ("relu6", True)])
 def test_winograd_matches_reference(shape, layout, act, with_res):
     n, c, h, w, k, pd = shape
     x, wt, b = torch.randn(n, c, h, w), torch.randn(k, c, 3, 3), torch.randn(k)
@@ -616,7 +617,7 @@ def test_one_by_one_reads_dense_channels_last_input_in_place(c):
 
 
 @pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
-@pytest.mark.parametrize("act", ["relu", "leaky_relu"])
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "relu6"])
 def test_register_epilogue_keeps_nan_and_signed_zero(act):
     """Whole 14×32 tiles of a 1×1 conv apply bias and activation in registers before storing: NaN must stay NaN
     (max(0, NaN) keeps whichever operand the instruction returns on NaN) and values must equal F.conv2d's path
@@ -627,7 +628,7 @@ def test_register_epilogue_keeps_nan_and_signed_zero(act):
     w, b = torch.randn(64, 32, 1, 1), torch.randn(64)
     y = conv2d(x, w, b, activation=act, negative_slope=0.2, backend="cpu")
     pre = F.conv2d(x.double(), w.double(), b.double())
-    ref = F.relu(pre) if act == "relu" else F.leaky_relu(pre, 0.2)
+    ref = {"relu": F.relu, "relu6": F.relu6}[act](pre) if act != "leaky_relu" else F.leaky_relu(pre, 0.2)
     assert torch.equal(torch.isnan(y), torch.isnan(ref))
     assert torch.isnan(y[0, :, 3, 5]).all()
     keep = ~torch.isnan(ref)
@@ -738,7 +739,7 @@ def test_few_channel_conv_rows_every_tail(c, r, s, stride, pad, dil):
 
 
 @pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
-@pytest.mark.parametrize("act", [None, "relu", "leaky_relu"])
+@pytest.mark.parametrize("act", [None, "relu", "leaky_relu", "relu6"])
 def test_deep_k_conv_applies_epilogue_once(act):
     """A strided conv with K = C·R·S = 1152 runs its implicit GEMM in several K passes: each pass adds to C,
     bias and activation come once, on the last (whole tiles in registers, the rest through the stack tile)."""

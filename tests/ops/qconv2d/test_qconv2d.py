@@ -117,7 +117,7 @@ def test_every_cpu_kernel_matches_the_integer_reference(kernel):
             "        e = ref.qconv2d(x, 0.03, 33, wq, ws, None, None, st, 1)\n"
             "        assert (y.double() - e).abs().max() <= 1e-5 * e.abs().max(), (n, c, h, w, k, st)\n"
             "    b, res = torch.randn(k, generator=g), torch.randn(e.shape, generator=g)\n"
-            "    for act in ('relu', 'leaky_relu'):\n"
+            "    for act in ('relu', 'leaky_relu', 'relu6'):\n"
             "        y = qconv2d(xq, wq, ws, b, st, 1, input_scale=0.03, input_zero_point=33, activation=act,\n"
             "                    negative_slope=0.1, residual=res, backend='cpu')\n"
             "        e = ref.qconv2d(xq, 0.03, 33, wq, ws, b, res, st, 1, 1, 1, act, 0.1)\n"

@@ -44,7 +44,7 @@ def _weight(case, pattern, density, seed=0):
     return wt * mask
 
 
-def _run(case, pattern, density, layout, backend, block=None, epilogue=True):
+def _run(case, pattern, density, layout, backend, block=None, epilogue=True, act="leaky_relu"):
     n, c, h, w, k, r, s, st, pd, dl, g = case
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(n, c, h, w, generator=gen)
@@ -57,7 +57,7 @@ def _run(case, pattern, density, layout, backend, block=None, epilogue=True):
     mod = (torch.randn(x.shape, generator=gen), torch.randn(x.shape, generator=gen)) if epilogue else None
     if layout == "channels_last" and epilogue:
         mod = tuple(t.contiguous(memory_format=torch.channels_last) for t in mod)
-    act = "leaky_relu" if epilogue else None
+    act = act if epilogue else None
     y = sparse_conv2d(x, wt, b, st, pd, dl, g, activation=act, negative_slope=0.1, residual=res, modulation=mod,
                       block=block, backend=backend)
     exp = ref.sparse_conv2d(x, wt, b, st, pd, dl, g, act, 0.1, res, mod)
@@ -127,7 +127,8 @@ def test_every_isa_matches_the_reference(isa):
             "for case in CASES:\n"
             "    for pattern in ('unstructured', 'block'):\n"
             "        for layout in ('nchw', 'channels_last'):\n"
-            "            _run(case, pattern, 0.4, layout, 'cpu')\n")
+            "            _run(case, pattern, 0.4, layout, 'cpu')\n"
+            "        _run(case, pattern, 0.4, 'channels_last', 'cpu', act='relu6')\n")
     proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, SFT_KERNELS_SPARSE=isa),
                           capture_output=True, text=True, timeout=300,
                           cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
