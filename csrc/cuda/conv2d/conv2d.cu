@@ -197,6 +197,7 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
     if (bias) v += Mma<T>::load(bias, kc);
     if (p.activation == kRelu) v = fmaxf(v, 0.f);
     else if (p.activation == kLeakyRelu) v = v > 0.f ? v : v * p.negative_slope;
+    else if (p.activation == kRelu6) v = fminf(fmaxf(v, 0.f), 6.f);
     if (res) v += Mma<T>::load(res, idx);
     return v;
   };

@@ -168,6 +168,7 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
     if (p.bias) v += p.bias[kc];
     if (p.activation == 1) v = fmaxf(v, 0.f);
     else if (p.activation == 2) v = v > 0.f ? v : v * p.negative_slope;
+    else if (p.activation == 3) v = fminf(fmaxf(v, 0.f), 6.f);  // relu6
     if (p.residual) v += p.residual[idx];
     return v;
   };

@@ -189,9 +189,10 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
   const T* bias = static_cast<const T*>(p.bias);
   const T* res = static_cast<const T*>(p.residual);
   T* y = static_cast<T*>(p.y);
-  // One select per element (relu: slope 0, none: slope 1): a three-way branch here made the unrolled epilogue too
-  // large, and the accumulators went to local memory.
-  const float slope = p.activation == 1 ? 0.f : (p.activation == 2 ? p.negative_slope : 1.f);
+  // One select and one min per element (relu and relu6: slope 0, none: slope 1; relu6's bound 6, else +inf): a
+  // three-way branch here made the unrolled epilogue too large, and the accumulators went to local memory.
+  const float slope = p.activation == 1 || p.activation == 3 ? 0.f : (p.activation == 2 ? p.negative_slope : 1.f);
+  const float hi = p.activation == 3 ? 6.f : __int_as_float(0x7f800000);
 #pragma unroll
   for (int i = 0; i < MI; ++i) {
 #pragma unroll
@@ -208,7 +209,7 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
           if (ch_ok && m < npix) {
             const long idx = (long)m * p.k + kc;
             float v = acc[i][j][half * 2 + e] + bv;
-            v = v < 0.f ? v * slope : v;
+            v = fminf(v < 0.f ? v * slope : v, hi);
             if (res) v += elem::to_f(res[idx]);
             y[idx] = elem::from_f<T>(v);
           }
