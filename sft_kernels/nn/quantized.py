@@ -70,6 +70,9 @@ class QuantConv2d(nn.Module):
                              f"{input_zero_point}")
         self.input_scale, self.input_zero_point, self.act_bits = float(input_scale), int(input_zero_point), act_bits
         self.activation, self.negative_slope, self.backend = activation, negative_slope, backend
+        # > 0: forward returns uint8 requantized with (out_scale, out_zero_point), the input parameters of the one
+        # int8 conv that reads this output (quantize_ sets them where the model's graph shows such a pair)
+        self.out_scale, self.out_zero_point = 0.0, 0
         self._w_float: Optional[torch.Tensor] = None
         self._shuffled: Optional[tuple] = None  # (key, weight, scale, bias) in sub-pixel-major channel order
 
@@ -96,7 +99,8 @@ class QuantConv2d(nn.Module):
 
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None,
                 modulation: Optional[tuple] = None) -> torch.Tensor:
-        return self.run(input, self.activation, self.negative_slope, residual, modulation)
+        return self.run(input, self.activation, self.negative_slope, residual, modulation, self.out_scale,
+                        self.out_zero_point)
 
     def run(self, input: torch.Tensor, activation: Optional[str], negative_slope: float = 0.01,
             residual: Optional[torch.Tensor] = None, modulation: Optional[tuple] = None, out_scale: float = 0.0,
@@ -165,4 +169,5 @@ class QuantConv2d(nn.Module):
         if self.act_bits == 16:
             return s + ", W8A16"
         return s + f", input_scale={self.input_scale:.4g}, input_zero_point={self.input_zero_point}" + (
-            f", activation={self.activation!r}" if self.activation else "")
+            f", activation={self.activation!r}" if self.activation else "") + (
+            f", uint8 out (scale={self.out_scale:.4g}, zero_point={self.out_zero_point})" if self.out_scale else "")

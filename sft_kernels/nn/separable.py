@@ -45,8 +45,13 @@ class SeparableConv2d(nn.Module):
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         dw = self.dw
         if not (_plain(dw) and _plain(self.pw)):  # quantized (or being calibrated): the two convs one by one
-            y = _run(dw, input, self.mid_activation, self.negative_slope)
-            return _run(self.pw, y, self.activation, self.negative_slope, residual)
+            pw = self.pw
+            if _int8(dw) and _int8(pw):  # uint8 from one to the other: requantized in the depthwise conv's store
+                y = dw.run(input, self.mid_activation, self.negative_slope, out_scale=pw.input_scale,
+                           out_zero_point=pw.input_zero_point)
+            else:
+                y = _run(dw, input, self.mid_activation, self.negative_slope)
+            return _run(pw, y, self.activation, self.negative_slope, residual)
         input, residual = at_weight_precision(self.pw.weight, input, residual)
         if input.dim() == 4 and not input.is_contiguous(memory_format=torch.channels_last):
             input = input.contiguous(memory_format=torch.channels_last)  # the converted model's layout policy
@@ -67,6 +72,10 @@ class SeparableConv2d(nn.Module):
 def _plain(m: nn.Module) -> bool:
     """A float conv the fused op can read the weights of directly (no module hooks to honour)."""
     return isinstance(m, nn.Conv2d) and not (m._forward_pre_hooks or m._forward_hooks)
+
+
+def _int8(m: nn.Module) -> bool:
+    return getattr(m, "act_bits", None) == 8 and hasattr(m, "input_scale")
 
 
 def _run(m: nn.Module, x: torch.Tensor, activation, negative_slope, residual=None) -> torch.Tensor:

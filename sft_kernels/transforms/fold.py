@@ -15,14 +15,17 @@ from typing import Callable
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..nn import Conv2d
+from ..nn import Conv2d, QuantConv2d, SeparableConv2d
 from ..nn.conv import activation_of
 from .swap import set_module
 
 
 class _Tracer(fx.Tracer):
+    """Convs (float, int8, fused separable) and batch norms stay single call_module nodes."""
+
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) or super().is_leaf_module(m, qualname)
+        return isinstance(m, (nn.Conv2d, nn.BatchNorm2d, QuantConv2d, SeparableConv2d)) or \
+            super().is_leaf_module(m, qualname)
 
 
 def _is_conv(m) -> bool:
@@ -31,18 +34,10 @@ def _is_conv(m) -> bool:
 
 def plan(model: nn.Module) -> list:
     """[(conv name, batch norm name or None, activation module name or None)] for the chains that fold."""
-    mods = dict(model.named_modules())
-    owners = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
-    try:
-        graph = _Tracer().trace(model)
-    except Exception:  # noqa: BLE001 - untraceable forward: the nn.Sequential neighbours are still safe to fold
-        return _sequential_plan(model, owners)
-    calls = Counter(n.target for n in graph.nodes if n.op == "call_module")
-
-    def single(node) -> bool:  # a module called at this one place, reached by one name
-        return (isinstance(node, fx.Node) and node.op == "call_module" and calls[node.target] == 1
-                and owners[id(mods[node.target])] == 1)
-
+    graph = _graph(model)
+    if graph is None:  # untraceable forward: the nn.Sequential neighbours are still safe to fold
+        return _sequential_plan(model, Counter(id(m) for _, m in model.named_modules(remove_duplicate=False)))
+    mods, single = _singles(model, graph)
     chains = []
     for node in graph.nodes:
         if not single(node) or not _is_conv(mods[node.target]) or len(node.args) != 1 or node.kwargs:
@@ -57,6 +52,68 @@ def plan(model: nn.Module) -> list:
         if bn or act:
             chains.append((conv, bn, act))
     return chains
+
+
+def _graph(model: nn.Module):
+    """The model's fx graph: its own for a GraphModule, else traced with convs as leaves; None if untraceable."""
+    if isinstance(model, fx.GraphModule):
+        return model.graph
+    try:
+        return _Tracer().trace(model)
+    except Exception:  # noqa: BLE001 - any tracing failure: the caller falls back
+        return None
+
+
+def _singles(model: nn.Module, graph):
+    """(modules by name, single(node)): whether a node calls a module that runs at this one place, by one name."""
+    mods = dict(model.named_modules())
+    owners = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
+    calls = Counter(n.target for n in graph.nodes if n.op == "call_module")
+
+    def single(node) -> bool:
+        return (isinstance(node, fx.Node) and node.op == "call_module" and node.target in mods
+                and calls[node.target] == 1 and owners[id(mods[node.target])] == 1)
+
+    return mods, single
+
+
+def chain_int8_(model: nn.Module) -> list:
+    """Where an int8 conv's output feeds only another int8 conv (as its input, through nothing but identities: a
+    batch norm or activation folded away), make the first return uint8 requantized with the second's input
+    parameters, so no float map is written between them. The model's own graph says so (traced, or a
+    GraphModule's); untraceable models are left as they are. Returns [(producer, consumer)]."""
+    graph = _graph(model)
+    if graph is None:
+        return []
+    mods, single = _singles(model, graph)
+
+    def reader(m):  # the int8 conv whose input parameters a uint8 input must have, or None
+        if isinstance(m, SeparableConv2d):
+            m = m.dw
+        return m if isinstance(m, QuantConv2d) and m.act_bits == 8 else None
+
+    done = []
+    for node in graph.nodes:
+        if not single(node) or reader(mods[node.target]) is not mods[node.target] or mods[node.target].out_scale:
+            continue
+        user = node
+        while True:  # past identities (folded batch norms and activations) to the one reader
+            nxt = next(iter(user.users)) if len(user.users) == 1 else None
+            if not single(nxt) or nxt.args[:1] != (user,):
+                user = None
+                break
+            user = nxt
+            if type(mods[user.target]) is not nn.Identity:
+                break
+        if user is None or len(user.args) != 1 or set(user.kwargs) - {"residual"}:
+            continue
+        r = reader(mods[user.target])
+        if r is None:
+            continue
+        prod = mods[node.target]
+        prod.out_scale, prod.out_zero_point = r.input_scale, r.input_zero_point
+        done.append((node.target, user.target))
+    return done
 
 
 def _sequential_plan(model: nn.Module, owners: Counter) -> list:

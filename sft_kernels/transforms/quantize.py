@@ -16,7 +16,8 @@
    sensitive go back, one at a time, to float (``fallback="float"``) or to int8 weights with float activations
    (``fallback="w8a16"``) until the model meets the budget. SR networks need this (no batch norm, long-tailed
    activations: PAMS, DAQ, PTQ4SR); classifiers rarely do.
-Last, a ReLU / LeakyReLU / ReLU6 module right after an int8 conv becomes the conv's epilogue (and nn.Identity).
+Last, a ReLU / LeakyReLU / ReLU6 module right after an int8 conv becomes the conv's epilogue (and nn.Identity), and
+an int8 conv whose output only another int8 conv reads hands it uint8 maps (requantized in its store).
 
 Eligible: nn.Conv2d (and sft_kernels.nn.Conv2d) with numeric zero padding, grouped and depthwise ones included (the
 cpu backend runs depthwise convs on their own int8 kernel and other groupings one group at a time). The report has a
@@ -236,6 +237,9 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
     # 5. a ReLU / LeakyReLU / ReLU6 module after an int8 conv becomes its epilogue (fold.py)
     for conv, act in fold.fold_activations_(model, chains, lambda c: isinstance(c, QuantConv2d)):
         report.add(act, "folded", f"activation fused into {conv}")
+    # 6. an int8 conv whose output only another int8 conv reads hands it uint8 (fold.chain_int8_)
+    for prod, cons in fold.chain_int8_(model):
+        report.add(prod, "chained", f"uint8 output for {cons}")
     for row in report.rows:
         sw = switches.get(row.name)
         if sw is None or row.action != "quantized":

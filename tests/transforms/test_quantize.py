@@ -376,3 +376,22 @@ def test_fused_separable_pairs_quantize():
     assert seps and all(isinstance(s.dw, QuantConv2d) and isinstance(s.pw, QuantConv2d) for s in seps)
     with torch.no_grad():
         assert _sqnr(gm(x), ref) > 25
+
+
+def test_int8_convs_hand_uint8_to_the_one_int8_conv_reading_them():
+    """quantize_ makes an int8 conv whose output only another int8 conv reads (through folded-away batch norms and
+    activations) return uint8 with that conv's input parameters; the result matches the float hand-over to within
+    requantization, and a conv whose output two layers read keeps float."""
+    model = _trained_like(MobileNetV2Like())
+    x = torch.rand(2, 3, 20, 28)
+    report = sft_kernels.quantize_(model, calibration=[torch.rand(2, 3, 24, 24) for _ in range(3)], progress=False)
+    chained = {r.name: r.detail for r in report.rows if r.action == "chained"}
+    assert chained == {"b1.0": "uint8 output for b1.3", "b1.3": "uint8 output for b1.6",
+                       "b2.0": "uint8 output for b2.3", "b2.3": "uint8 output for b2.6"}, chained
+    assert model.b1[0].out_scale == model.b1[3].input_scale and model.stem[0].out_scale == 0  # stem: read twice
+    with torch.no_grad():
+        assert model.b1[0](torch.rand(1, 16, 6, 6)).dtype == torch.uint8
+        y = model(x)
+        for name in chained:
+            model.get_submodule(name).out_scale = 0.0
+        assert _sqnr(y, model(x)) > 35
