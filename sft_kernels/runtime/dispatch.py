@@ -74,7 +74,7 @@ def dispatch(op: Op, backend: Optional[str], tensors: tuple, sig: Optional[Hasha
     Autocast does not reach inside an op: every backend computes in its inputs' dtypes (the reference backend's
     F.conv2d would otherwise switch to bfloat16 where the cpu kernel stays float32).
     """
-    device = primary.device.type
+    device = primary.device.type if isinstance(primary, torch.Tensor) else None  # a bad argument: checks say so
     if device in _AUTOCAST_DEVICES and torch.is_autocast_enabled(device):
         with torch.autocast(device, enabled=False):
             return dispatch(op, backend, tensors, sig, check, primary)
