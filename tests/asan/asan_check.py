@@ -121,10 +121,10 @@ def run():
                                        (2, 520, 5, 1, 1, 9, 1, 1)]:
         x = torch.randn(n, c, h, w)
         dw, pw, pb = torch.randn(c * m, 1, 3, 3), torch.randn(k, c * m, 1, 1), torch.randn(k)
-        mid = F.conv2d(x.double(), dw.double(), None, st, pd, 1, c).relu()
+        mid = F.relu6(F.conv2d(x.double(), dw.double(), None, st, pd, 1, c))
         ref = F.conv2d(mid, pw.double(), pb.double())
         res = torch.randn(ref.shape)
-        y = ops.separable_conv2d(x, dw, None, pw, pb, [st, st], [pd, pd], [1, 1], 1, 0, 0.0, res)
+        y = ops.separable_conv2d(x, dw, None, pw, pb, [st, st], [pd, pd], [1, 1], 3, 0, 0.0, res)  # relu6 between
         assert (y.double() - ref - res.double()).abs().max().item() < 1e-3, (c, m, k)
     # int8 conv (the kernel SFT_KERNELS_INT8 / SFT_KERNELS_ISA chose): channel and pixel tails, stride 2, the RGB
     # conv, float input quantized in the copy, NCHW and channels_last, uint8 output with a residual
@@ -142,8 +142,8 @@ def run():
             ref = F.conv2d(xi.double() - 33, wq.double(), None, st, 1) * (0.03 * ws.double()).view(1, -1, 1, 1)
             assert (y.double() - ref).abs().max().item() < 1e-3, (c, k, st)
             res = torch.randn(ref.shape)
-            y8 = ops.qconv2d(x, 0.03, 33, packed, wsum, ws, torch.randn(k), 3, 3, [st, st], [1, 1], [1, 1], 1, 0.0,
-                             res, 0.05, 7)
+            y8 = ops.qconv2d(x, 0.03, 33, packed, wsum, ws, torch.randn(k), 3, 3, [st, st], [1, 1], [1, 1],
+                             1 + 2 * (st == 2), 0.0, res, 0.05, 7)  # relu, or relu6 (its bound prescaled)
             assert y8.dtype == torch.uint8 and y8.shape == ref.shape
     # depthwise int8 conv: channel tails (33, 19 channels), stride 2, 3×3 (tap pairs) and 5×5 (any taps), float input
     # with a modulation, uint8 output with a residual
