@@ -81,6 +81,8 @@ def _int8(m: nn.Module) -> bool:
 def _run(m: nn.Module, x: torch.Tensor, activation, negative_slope, residual=None) -> torch.Tensor:
     """One conv of the pair as a module call, then the epilogue: through `run` where the module has one (quantized,
     sparse: their own fused epilogue), else the module (hooks fire) and the reference epilogue."""
+    if getattr(m, "out_scale", 0.0):  # an int8 conv handing uint8 to the next int8 conv (quantize_'s chains)
+        return m.run(x, activation, negative_slope, residual, out_scale=m.out_scale, out_zero_point=m.out_zero_point)
     if hasattr(m, "run"):
         return m.run(x, activation, negative_slope, residual)
     return epilogue(m(x), activation, negative_slope, residual)

@@ -79,22 +79,28 @@ def _singles(model: nn.Module, graph):
 
 def chain_int8_(model: nn.Module) -> list:
     """Where an int8 conv's output feeds only another int8 conv (as its input, through nothing but identities: a
-    batch norm or activation folded away), make the first return uint8 requantized with the second's input
-    parameters, so no float map is written between them. The model's own graph says so (traced, or a
+    batch norm or activation folded away; a fused separable conv counts by its 1×1 conv as a writer and by its
+    depthwise conv as a reader), make the first return uint8 requantized with the second's input parameters, so no
+    float map is written between them. The model's own graph says so (traced, or a
     GraphModule's); untraceable models are left as they are. Returns [(producer, consumer)]."""
     graph = _graph(model)
     if graph is None:
         return []
     mods, single = _singles(model, graph)
 
-    def reader(m):  # the int8 conv whose input parameters a uint8 input must have, or None
-        if isinstance(m, SeparableConv2d):
-            m = m.dw
+    def int8(m):
         return m if isinstance(m, QuantConv2d) and m.act_bits == 8 else None
+
+    def reader(m):  # the int8 conv whose input parameters a uint8 input must have, or None
+        return int8(m.dw if isinstance(m, SeparableConv2d) else m)
+
+    def writer(m):  # the int8 conv that writes the module's output, or None
+        return int8(m.pw if isinstance(m, SeparableConv2d) else m)
 
     done = []
     for node in graph.nodes:
-        if not single(node) or reader(mods[node.target]) is not mods[node.target] or mods[node.target].out_scale:
+        prod = writer(mods[node.target]) if single(node) else None
+        if prod is None or prod.out_scale:
             continue
         user = node
         while True:  # past identities (folded batch norms and activations) to the one reader
@@ -110,7 +116,6 @@ def chain_int8_(model: nn.Module) -> list:
         r = reader(mods[user.target])
         if r is None:
             continue
-        prod = mods[node.target]
         prod.out_scale, prod.out_zero_point = r.input_scale, r.input_zero_point
         done.append((node.target, user.target))
     return done
