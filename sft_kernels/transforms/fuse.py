@@ -150,6 +150,7 @@ def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] =
             continue  # one negative slope serves both activations of the fused op
         sep = SeparableConv2d.from_convs(dw, pw, dw.activation, pw.activation, slopes.pop() if slopes else 0.01,
                                          backend)
+        dw.activation = pw.activation = None  # the pair's activations are the SeparableConv2d's now (applied once)
         set_module(gm, node.target, sep)
         modules[node.target] = sep
         node.args = (dw_node.args[0],)

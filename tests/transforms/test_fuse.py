@@ -123,3 +123,19 @@ def test_depthwise_then_pointwise_fuses_into_one_separable_conv():
     with torch.no_grad():
         for inp in (x, x.contiguous(memory_format=torch.channels_last)):
             torch.testing.assert_close(gm(inp), model(x), **tol("fp32"))
+
+
+def test_separable_pair_with_leaky_relu_calibrates_and_quantizes():
+    """The fused pair owns its activations (the convs inside keep none), so running the convs one by one (quantize_
+    calibrating through hooks, then int8) applies a leaky ReLU once, not twice."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1, groups=16),
+                          nn.LeakyReLU(0.2), nn.Conv2d(16, 8, 1)).eval()
+    x = torch.rand(1, 3, 15, 17) - 0.5
+    gm = sft_kernels.fuse_for_inference(model, x)
+    sep = [m for m in gm.modules() if isinstance(m, sft_kernels.nn.SeparableConv2d)]
+    assert len(sep) == 1 and sep[0].mid_activation == "leaky_relu" and sep[0].dw.activation is None
+    with torch.no_grad():
+        ref = model(x)
+        sep[0].dw.register_forward_pre_hook(lambda m, a: None)  # a hooked conv: the unfused path
+        torch.testing.assert_close(gm(x), ref, **tol("fp32"))
