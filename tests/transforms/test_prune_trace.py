@@ -13,40 +13,7 @@ from sft_kernels.transforms.prune import prune_channels_
 from sft_kernels.transforms.prune.trace import channel_groups
 from sft_kernels.transforms.restore import restore_
 
-
-class InvertedResidual(nn.Module):
-    def __init__(self, cin, cout, stride, t=4):
-        super().__init__()
-        h = cin * t
-        self.residual = stride == 1 and cin == cout
-        self.b = nn.Sequential(nn.Conv2d(cin, h, 1, bias=False), nn.BatchNorm2d(h), nn.ReLU6(),
-                               nn.Conv2d(h, h, 3, stride, 1, groups=h, bias=False), nn.BatchNorm2d(h), nn.ReLU6(),
-                               nn.Conv2d(h, cout, 1, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        return x + self.b(x) if self.residual else self.b(x)
-
-
-def mobilenet_like():
-    return nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU6(), InvertedResidual(16, 16, 1),
-                         InvertedResidual(16, 24, 2), InvertedResidual(24, 24, 1), nn.Conv2d(24, 32, 1),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
-
-
-class EDSRLike(nn.Module):
-    def __init__(self, c=16):
-        super().__init__()
-        self.head = nn.Conv2d(3, c, 3, padding=1)
-        self.body = nn.ModuleList(nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(True),
-                                                nn.Conv2d(c, c, 3, padding=1)) for _ in range(2))
-        self.up = nn.Sequential(nn.Conv2d(c, 4 * c, 3, padding=1), nn.PixelShuffle(2), nn.Conv2d(c, 3, 3, padding=1))
-
-    def forward(self, x):
-        h = self.head(x)
-        r = h
-        for b in self.body:
-            r = r + 0.1 * b(r)
-        return self.up(r + h)
+from tests.transforms.zoo import EDSRish, mobilenet
 
 
 class Fixed(nn.Module):
@@ -96,7 +63,7 @@ def _masked_twin(model, groups, done):
     return twin
 
 
-@pytest.mark.parametrize("build", [mobilenet_like, EDSRLike], ids=["mobilenet-like", "edsr-like"])
+@pytest.mark.parametrize("build", [mobilenet, EDSRish], ids=["mobilenet-like", "edsr-like"])
 def test_traced_channel_pruning_matches_the_masked_model(build, tmp_path):
     torch.manual_seed(0)
     model = _random_bn(build())
@@ -129,7 +96,7 @@ def test_traced_channel_pruning_matches_the_masked_model(build, tmp_path):
 
 
 def test_traced_groups_follow_depthwise_convs_batch_norms_and_the_classifier():
-    model = _random_bn(mobilenet_like())
+    model = _random_bn(mobilenet())
     groups = {g.name: g for g in channel_groups(model, torch.rand(1, 3, 16, 16))}
     residual = groups["0 (+1 sharing its channels)"]  # the stem and the block writing into its residual add
     assert residual.producers == [("0", 1), ("2.b.6", 1)] and residual.consumers == ["2.b.0", "3.b.0"]
