@@ -14,27 +14,11 @@ from sft_kernels.models import SFTNet
 from sft_kernels.nn import QuantConv2d
 from sft_kernels.transforms.observers import Observer, affine_qparams, fake_quantize
 
+from tests.transforms.zoo import EDSRish as EDSRLike  # residual blocks without batch norm, PixelShuffle
+
 
 def _sqnr(y, ref):
     return 10 * math.log10(float((ref ** 2).sum()) / max(float(((y - ref) ** 2).sum()), 1e-20))
-
-
-class EDSRLike(nn.Module):
-    """Residual blocks without batch norm, a long skip, PixelShuffle upsampling: the SR shapes int8 struggles with."""
-
-    def __init__(self, c=16, blocks=2):
-        super().__init__()
-        self.head = nn.Conv2d(3, c, 3, padding=1)
-        self.body = nn.ModuleList(nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1))
-                                  for _ in range(blocks))
-        self.up = nn.Sequential(nn.Conv2d(c, 4 * c, 3, padding=1), nn.PixelShuffle(2), nn.Conv2d(c, 3, 3, padding=1))
-
-    def forward(self, x):
-        f = self.head(x)
-        y = f
-        for b in self.body:
-            y = y + 0.1 * b(y)
-        return self.up(y + f)
 
 
 class CARNLike(nn.Module):
