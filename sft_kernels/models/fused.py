@@ -26,15 +26,14 @@ from torch import nn
 
 from .. import ops
 from ..nn.conv import Conv2d, activation_of
-from ..nn.quantized import QuantConv2d
+from ..nn.quantized import QuantConv2d, is_int8
 from ..nn.sparse import SparseConv2d
 
 
 def _int8_chain(module, nxt) -> bool:
     """Whether `module` can hand `nxt` uint8 activations (both int8 convs): it then requantizes its output with the
     next conv's input scale and zero point in its store, and nothing float is written between them."""
-    return (isinstance(module, QuantConv2d) and isinstance(nxt, QuantConv2d) and module.act_bits == 8
-            and nxt.act_bits == 8)
+    return is_int8(module) and is_int8(nxt)
 
 
 def _shared_int8_reader(convs) -> Optional[QuantConv2d]:
@@ -42,8 +41,7 @@ def _shared_int8_reader(convs) -> Optional[QuantConv2d]:
     serves them all), else None."""
     first = convs[0] if convs else None
     key = lambda c: (c.input_scale, c.input_zero_point)  # noqa: E731
-    if first is not None and all(isinstance(c, QuantConv2d) and c.act_bits == 8 and key(c) == key(first)
-                                 for c in convs):
+    if first is not None and all(is_int8(c) and key(c) == key(first) for c in convs):
         return first
     return None
 

@@ -171,3 +171,8 @@ class QuantConv2d(nn.Module):
         return s + f", input_scale={self.input_scale:.4g}, input_zero_point={self.input_zero_point}" + (
             f", activation={self.activation!r}" if self.activation else "") + (
             f", uint8 out (scale={self.out_scale:.4g}, zero_point={self.out_zero_point})" if self.out_scale else "")
+
+
+def is_int8(m) -> bool:
+    """An int8 conv with uint8 activations (not W8A16): one that can read, or write, a uint8 map."""
+    return isinstance(m, QuantConv2d) and m.act_bits == 8

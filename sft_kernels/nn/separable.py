@@ -7,6 +7,7 @@ from torch import nn
 
 from .. import ops
 from .conv import at_weight_precision
+from .quantized import QuantConv2d, is_int8
 from ..ops.conv2d.reference import epilogue
 from ..ops.separable_conv2d.reference import separable_conv2d as separable_reference
 
@@ -46,7 +47,7 @@ class SeparableConv2d(nn.Module):
         dw = self.dw
         if not (_plain(dw) and _plain(self.pw)):  # quantized (or being calibrated): the two convs one by one
             pw = self.pw
-            if _int8(dw) and _int8(pw):  # uint8 from one to the other: requantized in the depthwise conv's store
+            if is_int8(dw) and is_int8(pw):  # uint8 from one to the other: requantized in the depthwise conv's store
                 y = dw.run(input, self.mid_activation, self.negative_slope, out_scale=pw.input_scale,
                            out_zero_point=pw.input_zero_point)
             else:
@@ -74,14 +75,11 @@ def _plain(m: nn.Module) -> bool:
     return isinstance(m, nn.Conv2d) and not (m._forward_pre_hooks or m._forward_hooks)
 
 
-def _int8(m: nn.Module) -> bool:
-    return getattr(m, "act_bits", None) == 8 and hasattr(m, "input_scale")
-
-
 def _run(m: nn.Module, x: torch.Tensor, activation, negative_slope, residual=None) -> torch.Tensor:
     """One conv of the pair as a module call, then the epilogue: through `run` where the module has one (quantized,
-    sparse: their own fused epilogue), else the module (hooks fire) and the reference epilogue."""
-    if getattr(m, "out_scale", 0.0):  # an int8 conv handing uint8 to the next int8 conv (quantize_'s chains)
+    sparse: their own fused epilogue; an int8 conv with its own uint8 output, quantize_'s chains), else the module
+    (hooks fire) and the reference epilogue."""
+    if isinstance(m, QuantConv2d):
         return m.run(x, activation, negative_slope, residual, out_scale=m.out_scale, out_zero_point=m.out_zero_point)
     if hasattr(m, "run"):
         return m.run(x, activation, negative_slope, residual)

@@ -17,11 +17,13 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..nn import Conv2d, QuantConv2d, SeparableConv2d
 from ..nn.conv import activation_of
+from ..nn.quantized import is_int8
 from .swap import set_module
 
 
-class _Tracer(fx.Tracer):
-    """Convs (float, int8, fused separable) and batch norms stay single call_module nodes."""
+class ConvTracer(fx.Tracer):
+    """Convs (float, int8, fused separable) and batch norms stay single call_module nodes (ours live outside
+    torch.nn, and tracing into them would reach ops that take no proxies)."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return isinstance(m, (nn.Conv2d, nn.BatchNorm2d, QuantConv2d, SeparableConv2d)) or \
@@ -59,7 +61,7 @@ def _graph(model: nn.Module):
     if isinstance(model, fx.GraphModule):
         return model.graph
     try:
-        return _Tracer().trace(model)
+        return ConvTracer().trace(model)
     except Exception:  # noqa: BLE001 - any tracing failure: the caller falls back
         return None
 
@@ -88,14 +90,13 @@ def chain_int8_(model: nn.Module) -> list:
         return []
     mods, single = _singles(model, graph)
 
-    def int8(m):
-        return m if isinstance(m, QuantConv2d) and m.act_bits == 8 else None
-
     def reader(m):  # the int8 conv whose input parameters a uint8 input must have, or None
-        return int8(m.dw if isinstance(m, SeparableConv2d) else m)
+        m = m.dw if isinstance(m, SeparableConv2d) else m
+        return m if is_int8(m) else None
 
     def writer(m):  # the int8 conv that writes the module's output, or None
-        return int8(m.pw if isinstance(m, SeparableConv2d) else m)
+        m = m.pw if isinstance(m, SeparableConv2d) else m
+        return m if is_int8(m) else None
 
     done = []
     for node in graph.nodes:

@@ -28,17 +28,11 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from ..nn import Conv2d, SeparableConv2d
 from ..nn.conv import activation_of
 from .convert import ConversionReport, convert_
+from .fold import ConvTracer
 from .swap import set_module
 
 _RELU_FUNCS = {torch.relu, F.relu, torch.relu_, F.relu_}
 _ADD_FUNCS = {operator.add, torch.add, operator.iadd}
-
-
-class _Tracer(fx.Tracer):
-    """Keeps every conv and batch norm a single call_module node (our Conv2d lives outside torch.nn)."""
-
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) or super().is_leaf_module(m, qualname)
 
 
 def _activation(node: fx.Node, modules: dict) -> Optional[tuple]:
@@ -98,7 +92,7 @@ def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] =
     shapes: an add may broadcast, a fused residual may not). `backend` is passed to `convert_`. The returned
     module has a `fusion_report` attribute: the ConversionReport plus counts of what was folded."""
     model = copy.deepcopy(model).eval()
-    gm = fx.GraphModule(model, _Tracer().trace(model))
+    gm = fx.GraphModule(model, ConvTracer().trace(model))
     modules = dict(gm.named_modules())
     folded = {"batch_norm": 0, "activation": 0, "separable": 0, "residual": 0}
     # A module called from several places keeps its own function: folding into it would change every call.
@@ -144,9 +138,8 @@ def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] =
         if pair is None:
             continue
         dw_node, dw, pw = pair
-        acts = {a for a in (dw.activation, pw.activation) if a == "leaky_relu"}
         slopes = {m.negative_slope for m in (dw, pw) if m.activation == "leaky_relu"}
-        if acts and len(slopes) > 1:
+        if len(slopes) > 1:
             continue  # one negative slope serves both activations of the fused op
         sep = SeparableConv2d.from_convs(dw, pw, dw.activation, pw.activation, slopes.pop() if slopes else 0.01,
                                          backend)
