@@ -22,7 +22,7 @@ from torch import nn
 
 import sft_kernels
 from sft_kernels.metrics import conv_macs
-from sft_kernels.tools.benchmark import format_table, measure_peak_gflops, time_interleaved
+from sft_kernels.tools.benchmark import measure_peak_gflops, model_rows, model_table, time_interleaved
 
 # (expansion t, output channels c, repeats n, first stride s): the MobileNetV2 paper's table 2
 SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
@@ -160,15 +160,9 @@ def main(argv=None):
         peak, _ = measure_peak_gflops()
         with torch.no_grad():
             times = time_interleaved(fns, repeat=args.repeat, warmup=3)
-        best = min(times["eager NCHW"], times["eager channels_last"])
-        for name, t in times.items():
-            gf = flops / t / 1e9
-            rows.append(dict(threads=threads, impl=name, ms=t * 1e3, gflops=gf, pct_peak=100 * gf / peak,
-                             vs_eager_best=best / t))
+        rows += model_rows(times, flops, peak, threads, min(times["eager NCHW"], times["eager channels_last"]))
         meta[threads] = {"peak_gflops": peak}
-    print(format_table([[r["threads"], r["impl"], f"{r['ms']:.2f}", f"{r['gflops']:.0f}", f"{r['pct_peak']:.0f}%",
-                         f"{r['vs_eager_best']:.2f}x"] for r in rows],
-                       ["threads", "impl", "ms", "conv GFLOP/s", "% fp32 peak", "vs eager (best layout)"]))
+    print(model_table(rows, "vs eager (best layout)"))
     if args.output:
         with open(args.output, "w") as f:
             json.dump({"meta": meta, "rows": rows}, f, indent=1)

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 import sft_kernels
-from sft_kernels.tools.benchmark import format_table, measure_peak_gflops, time_interleaved
+from sft_kernels.tools.benchmark import measure_peak_gflops, model_rows, model_table, time_interleaved
 from sft_kernels.metrics import conv_macs
 
 
@@ -119,14 +119,9 @@ def main(argv=None):
         peak, _ = measure_peak_gflops()
         with torch.no_grad():
             times = time_interleaved(fns, repeat=args.repeat, warmup=2)
-        for name, t in times.items():
-            gf = flops / t / 1e9
-            rows.append(dict(threads=threads, impl=name, ms=t * 1e3, gflops=gf, pct_peak=100 * gf / peak,
-                             vs_eager=times["eager channels_last"] / t))
+        rows += model_rows(times, flops, peak, threads, times["eager channels_last"])
         meta[threads] = {"peak_gflops": peak}
-    print(format_table([[r["threads"], r["impl"], f"{r['ms']:.1f}", f"{r['gflops']:.0f}", f"{r['pct_peak']:.0f}%",
-                         f"{r['vs_eager']:.2f}x"] for r in rows],
-                       ["threads", "impl", "ms", "conv GFLOP/s", "% peak", "vs eager"]))
+    print(model_table(rows, "vs eager channels_last"))
     if args.output:
         with open(args.output, "w") as f:
             json.dump({"meta": meta, "rows": rows}, f, indent=1)

@@ -85,3 +85,17 @@ def format_table(rows: list, headers: list) -> str:
     out = [line(headers), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
     return "\n".join(out)
+
+
+def model_rows(times: Dict[str, float], flops: float, peak: float, threads: int, baseline: float) -> list:
+    """Rows of a whole-model benchmark, one per implementation timed (seconds in `times`): ms, conv GFLOP/s, % of
+    the fp32 FMA `peak` and the speed-up over `baseline` seconds (eager's)."""
+    return [dict(threads=threads, impl=name, ms=t * 1e3, gflops=flops / t / 1e9, pct_peak=100 * flops / t / 1e9 / peak,
+                 vs_eager=baseline / t) for name, t in times.items()]
+
+
+def model_table(rows: list, vs: str = "vs eager") -> str:
+    """model_rows as a table; `vs` names the baseline column."""
+    return format_table([[r["threads"], r["impl"], f"{r['ms']:.2f}", f"{r['gflops']:.0f}", f"{r['pct_peak']:.0f}%",
+                          f"{r['vs_eager']:.2f}x"] for r in rows],
+                        ["threads", "impl", "ms", "conv GFLOP/s", "% fp32 peak", vs])
