@@ -39,7 +39,7 @@ def plan(model: nn.Module) -> list:
     graph = _graph(model)
     if graph is None:  # untraceable forward: the nn.Sequential neighbours are still safe to fold
         return _sequential_plan(model, Counter(id(m) for _, m in model.named_modules(remove_duplicate=False)))
-    mods, single = _singles(model, graph)
+    mods, single = single_calls(model, graph)
     chains = []
     for node in graph.nodes:
         if not single(node) or not _is_conv(mods[node.target]) or len(node.args) != 1 or node.kwargs:
@@ -66,7 +66,7 @@ def _graph(model: nn.Module):
         return None
 
 
-def _singles(model: nn.Module, graph):
+def single_calls(model: nn.Module, graph):
     """(modules by name, single(node)): whether a node calls a module that runs at this one place, by one name."""
     mods = dict(model.named_modules())
     owners = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
@@ -88,7 +88,7 @@ def chain_int8_(model: nn.Module) -> list:
     graph = _graph(model)
     if graph is None:
         return []
-    mods, single = _singles(model, graph)
+    mods, single = single_calls(model, graph)
 
     def reader(m):  # the int8 conv whose input parameters a uint8 input must have, or None
         m = m.dw if isinstance(m, SeparableConv2d) else m

@@ -28,7 +28,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from ..nn import Conv2d, SeparableConv2d
 from ..nn.conv import activation_of
 from .convert import ConversionReport, convert_
-from .fold import ConvTracer
+from .fold import ConvTracer, single_calls
 from .swap import set_module
 
 _RELU_FUNCS = {torch.relu, F.relu, torch.relu_, F.relu_}
@@ -96,11 +96,7 @@ def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] =
     modules = dict(gm.named_modules())
     folded = {"batch_norm": 0, "activation": 0, "separable": 0, "residual": 0}
     # A module called from several places keeps its own function: folding into it would change every call.
-    calls: dict = {}
-    for node in gm.graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
-    once = lambda n: isinstance(n, fx.Node) and n.op == "call_module" and calls[n.target] == 1  # noqa: E731
+    _, once = single_calls(gm, gm.graph)
 
     for node in list(gm.graph.nodes):  # conv → batch norm: one conv
         bn = modules.get(node.target) if node.op == "call_module" else None
