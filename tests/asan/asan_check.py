@@ -131,7 +131,8 @@ def run():
     # (the 260×256 image's padded copy is built per band of rows under AMX)
     for (n, c, h, w, k, st) in [(2, 13, 9, 8, 35, 2), (1, 64, 7, 37, 64, 1), (1, 80, 6, 19, 48, 2),
                                 (1, 3, 9, 9, 8, 1), (1, 16, 5, 33, 97, 1), (2, 64, 7, 7, 40, 1),
-                                (1, 64, 260, 256, 16, 1)]:
+                                (1, 64, 260, 256, 16, 1), (1, 64, 9, 130, 3, 1), (2, 5, 7, 37, 1, 1),
+                                (1, 32, 8, 21, 8, 1)]:  # last three: few output channels, pixels in the lanes
         wq = torch.randint(-128, 128, (k, c, 3, 3), dtype=torch.int8)
         packed, wsum = ops.qconv2d_pack(wq)
         ws = torch.rand(k) * 0.01 + 0.001
@@ -145,6 +146,16 @@ def run():
             y8 = ops.qconv2d(x, 0.03, 33, packed, wsum, ws, torch.randn(k), 3, 3, [st, st], [1, 1], [1, 1],
                              1 + 2 * (st == 2), 0.0, res, 0.05, 7)  # relu, or relu6 (its bound prescaled)
             assert y8.dtype == torch.uint8 and y8.shape == ref.shape
+    # int8 1×1 of a uint8 channels_last input read in place (no copy), a channel slice of a wider tensor too
+    for (n, c, h, w, k) in [(2, 32, 6, 19, 40), (1, 12, 5, 30, 3)]:
+        wq = torch.randint(-128, 128, (k, c, 1, 1), dtype=torch.int8)
+        packed, wsum = ops.qconv2d_pack(wq)
+        ws = torch.rand(k) * 0.01 + 0.001
+        wide = torch.randint(0, 256, (n, c + 8, h, w), dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
+        for x in (wide[:, :c].contiguous(memory_format=torch.channels_last), wide[:, 4:4 + c]):
+            y = ops.qconv2d(x, 0.03, 33, packed, wsum, ws, None, 1, 1, [1, 1], [0, 0], [1, 1], 0, 0.0, None, 0.0, 0)
+            ref = F.conv2d(x.double() - 33, wq.double()) * (0.03 * ws.double()).view(1, -1, 1, 1)
+            assert (y.double() - ref).abs().max().item() < 1e-3, (c, k)
     # depthwise int8 conv: channel tails (33, 19 channels), stride 2, 3×3 (tap pairs) and 5×5 (any taps), float input
     # with a modulation, uint8 output with a residual
     for (n, c, h, w, r, st) in [(2, 33, 9, 8, 3, 1), (1, 19, 7, 11, 3, 2), (1, 40, 6, 7, 5, 1)]:

@@ -6,7 +6,8 @@
 // tap reads (x − zx)·w + zx·w, and the zx·Σw the sums carry is taken back once in the store (wsum, from the packing),
 // as oneDNN and XNNPACK do. Then y = (acc − zx·wsum[k]) · x_scale·w_scale[k] + bias[k] → activation → + residual →
 // float32, or uint8 requantized. Tiles: AMX (32 pixels of one output row × 32 channels), AVX-512 VNNI (14 × 32, any
-// pixels), AVX2 (exact 16-bit products), a portable loop (tiles.h).
+// pixels; up to 8 output channels: pixels in the lanes, narrow.cpp), AVX2 (exact 16-bit products), a portable loop
+// (tiles.h).
 #include "cpu/qconv2d/qconv2d.h"
 
 #include <ATen/Parallel.h>
@@ -23,6 +24,7 @@
 #include "cpu/engine/isa.h"
 #include "cpu/engine/ukernel.h"
 #include "cpu/qconv2d/input.h"
+#include "cpu/qconv2d/narrow.h"
 #include "cpu/qconv2d/tiles.h"
 #include "cpu/runtime/buffer_pool.h"
 
@@ -398,10 +400,10 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const bool amx = kern == Kernel::kAmx && align >= 32;
   const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;
   const int64_t slack = amx ? (32 * sw + S * dw + 33) * Cp : 0;  // the last AMX tiles read past the image
-  // Images whose padded copy would not stay in cache (SFTNet's 512² HR convs: 16 MB), in AMX row mode: each thread
-  // copies a band of padded rows into its own buffer right before its tiles read them (L2), instead of one
-  // whole-image copy written to and read back from DRAM.
+  // Few output channels (an RGB output conv): pixels in the lanes instead of 32-channel panels mostly empty
+  // (tap-packed weights excepted: their packing is the gathered rows').
   const bool tapped = tap_packed(C, R, S);
+  const bool narrow = (kern == Kernel::kVnni || kern == Kernel::kAmx) && !tapped && qconv::narrow_fits(K, sw);
   const bool flat_pays = sh == 1 && sw == 1 && (P * Wp + 31) / 32 < P * ((Q + 31) / 32);
   // A uint8 channels_last input that needs neither spatial nor channel padding is read in place, with no copy: by
   // the tiles of a 1×1 conv (SFTNet's SFT layers: 0.5 MB per call), where the last block's 32 tile rows end inside
@@ -409,13 +411,18 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const bool unpadded = ph == 0 && pw == 0 && !mod.scale && Cp == C && xv.scalar_type() == at::kByte &&
                         xv.stride(1) == 1 && xv.stride(3) == C && xv.stride(2) == W * C &&
                         (N == 1 || xv.stride(0) == H * W * C);
-  const bool direct = unpadded && ((amx && !tapped && R == 1 && S == 1 &&
-                                    (Q % 32 == 0 || (flat_pays && P * Q % 32 == 0))) ||
-                                   tapped);
-  const bool banded = amx && !tapped && !direct && !flat_pays && N * Hp * Wp * Cp > kBandedBytes;
+  // The VNNI / AVX2 / portable tiles read exactly Cp bytes per tap of each pixel, so they read any unpadded input
+  // in place (SFTNet's 32-channel SFT convs on Zen 4: a 0.5 MB copy of a 0.3 ms conv).
+  const bool tiles = !amx && !tapped;
+  const bool direct = !narrow && unpadded &&
+                      ((amx && R == 1 && S == 1 && (Q % 32 == 0 || (flat_pays && P * Q % 32 == 0))) || tapped || tiles);
+  // Images whose padded copy would not stay in cache (SFTNet's 512² HR convs: 16 MB), in AMX row mode: each thread
+  // copies a band of padded rows into its own buffer right before its tiles read them (L2), instead of one
+  // whole-image copy written to and read back from DRAM.
+  const bool banded = !narrow && amx && !tapped && !direct && !flat_pays && N * Hp * Wp * Cp > kBandedBytes;
   const qconv::InputRows in_rows(xv, x_scale, x_zero_point, ph, pw, Cp, mod);
-  const at::Tensor xp = banded || direct ? at::Tensor()
-                                         : padded_input(xv, x_scale, x_zero_point, ph, pw, Cp, slack, mod);
+  const at::Tensor xp = banded || direct || narrow ? at::Tensor()
+                                                   : padded_input(xv, x_scale, x_zero_point, ph, pw, Cp, slack, mod);
 
   // Per-channel constants padded to whole panels (plain vectors: ATen ops on these tiny tensors cost more).
   const int64_t Kp = panels * kNR;
@@ -425,7 +432,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const auto [mult, bpad] = qconv::channel_constants(w_scale, x_scale, bias, K, Kp, "sft_cpu::qconv2d");
   const std::vector<int64_t> toff = qconv::tap_offsets(R, S, dh, dw, Wp, Cp);
 
-  const uint8_t* xb = direct ? xv.data_ptr<uint8_t>() : banded ? nullptr : xp.data_ptr<uint8_t>();
+  const uint8_t* xb = direct ? xv.data_ptr<uint8_t>() : xp.defined() ? xp.data_ptr<uint8_t>() : nullptr;
   const int8_t* bb = packed.data_ptr<int8_t>();
   const qconv::Store base{comp.data(), mult.data(), bpad.empty() ? nullptr : bpad.data(), static_cast<int>(activation),
                           static_cast<float>(negative_slope), nullptr, K,
@@ -433,6 +440,14 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
                           nullptr, K};
   const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
   uint8_t* ob = static_cast<uint8_t*>(out.data_ptr());
+  if (narrow) {
+    qconv::run_narrow(in_rows, {N, P, Q, K, R, S, sh, dh, dw, bb, comp.data(), mult.data(),
+                                bpad.empty() ? nullptr : bpad.data(), static_cast<int>(activation),
+                                static_cast<float>(negative_slope), rp, quant,
+                                quant ? static_cast<float>(1.0 / out_scale) : 0.f, static_cast<int>(out_zero_point),
+                                ob});
+    return out;
+  }
   const int64_t esize = quant ? 1 : 4, panel_size = packed.numel() / panels;
   auto at_pixel = [&](const qconv::Store& b0, int64_t m, int64_t j0) {
     qconv::Store st = b0;
@@ -601,9 +616,14 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
     for (int64_t mt = t0; mt < t1; ++mt) {
       const int64_t m0 = mt * kMR;
       const int mr = static_cast<int>(std::min<int64_t>(kMR, M - m0));
+      // Counters, not four int64 divisions per pixel: a 32→32 1×1 tile's multiplies take only ~220 cycles.
+      int64_t n = m0 / PQ, p = m0 % PQ / Q, q = m0 % Q;
       for (int i = 0; i < mr; ++i) {
-        const int64_t m = m0 + i, n = m / PQ, p = (m % PQ) / Q, q = m % Q;
         rows[i] = xb + ((n * Hp + p * sh) * Wp + q * sw) * Cp;
+        if (++q == Q) {
+          q = 0;
+          if (++p == P) p = 0, ++n;
+        }
       }
       for (int64_t panel = 0; panel < panels; ++panel) {
         const int64_t j0 = panel * kNR;

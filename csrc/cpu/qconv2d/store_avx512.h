@@ -66,24 +66,35 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store16(__m512i
   }
 }
 
-// Two pixels' 32 uint8 outputs at once (pixels i, i + 1, all 32 channels): int32 → int16 → uint8 with saturating
-// packs (both ends), one lane-fixing permute, two 32-byte stores, instead of four narrowing stores.
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_u8(const int32_t* acc, int64_t i,
-                                                                                const __m512i* comp,
+// Two pixels' 32 uint8 outputs at once (pixels i, i + 1, all 32 channels; a0/a1 their sums, channels 0-15 and
+// 16-31): int32 → int16 → uint8 with saturating packs (both ends), one lane-fixing permute, two 32-byte stores,
+// instead of four narrowing stores (vpmovusdb to memory is slow on Intel and AMD alike).
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_u8(const __m512i* a0, const __m512i* a1,
+                                                                                int64_t i, const __m512i* comp,
                                                                                 const __m512* mult,
                                                                                 const __m512* bias, const Epi& e) {
   const __mmask16 all = 0xFFFF;
   __m512i q[4];
-  for (int r = 0; r < 2; ++r)
-    for (int h = 0; h < 2; ++h)
-      q[2 * r + h] = _mm512_cvtps_epi32(epilogue16(_mm512_loadu_si512(acc + (i + r) * kNR + 16 * h), i + r, 16 * h,
-                                                   all, comp[h], mult[h], bias[h], e));
+  for (int h = 0; h < 2; ++h) {
+    q[h] = _mm512_cvtps_epi32(epilogue16(a0[h], i, 16 * h, all, comp[h], mult[h], bias[h], e));
+    q[2 + h] = _mm512_cvtps_epi32(epilogue16(a1[h], i + 1, 16 * h, all, comp[h], mult[h], bias[h], e));
+  }
   const __m512i w = _mm512_packus_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3]));
   const __m512i fix = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   const __m512i o = _mm512_permutexvar_epi32(fix, w);
   uint8_t* out = static_cast<uint8_t*>(e.out) + i * e.ldo;
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_castsi512_si256(o));
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + e.ldo), _mm512_extracti64x4_epi64(o, 1));
+}
+
+// The same from a block of accumulators [pixel][32] in memory (the AMX block's).
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_u8(const int32_t* acc, int64_t i,
+                                                                                const __m512i* comp,
+                                                                                const __m512* mult,
+                                                                                const __m512* bias, const Epi& e) {
+  const __m512i a0[2] = {_mm512_loadu_si512(acc + i * kNR), _mm512_loadu_si512(acc + i * kNR + 16)};
+  const __m512i a1[2] = {_mm512_loadu_si512(acc + (i + 1) * kNR), _mm512_loadu_si512(acc + (i + 1) * kNR + 16)};
+  store_pair_u8(a0, a1, i, comp, mult, bias, e);
 }
 
 // The per-channel multiplier and bias of 16 channels as store16 wants them.

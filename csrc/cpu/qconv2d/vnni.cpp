@@ -45,15 +45,23 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_vnni_m
       }
     }
   }
-  for (int h = 0; h < 2 && h * 16 < ncols; ++h) {
-    const int c0 = h * 16;
-    const __mmask16 m = tail_mask(ncols - c0);
-    const int64_t jj = j0 + c0;
-    const __m512i comp = _mm512_loadu_si512(s.comp + jj);
-    const Epi e = epi_of(s);
-    __m512 mult, bias;
-    channel_consts(s, e, jj, &mult, &bias);
-    for (int i = 0; i < MR; ++i) store16(h ? acc1[i] : acc0[i], i, c0, m, comp, mult, bias, e);
+  const Epi e = epi_of(s);
+  __m512i comp[2];
+  __m512 mult[2], bias[2];
+  const int halves = ncols > 16 ? 2 : 1;
+  for (int h = 0; h < halves; ++h) {
+    comp[h] = _mm512_loadu_si512(s.comp + j0 + 16 * h);
+    channel_consts(s, e, j0 + 16 * h, &mult[h], &bias[h]);
+  }
+  int i0 = 0;
+  if (s.quant && ncols == kNR)
+    for (; i0 + 1 < MR; i0 += 2) {
+      const __m512i a0[2] = {acc0[i0], acc1[i0]}, a1[2] = {acc0[i0 + 1], acc1[i0 + 1]};
+      store_pair_u8(a0, a1, i0, comp, mult, bias, e);
+    }
+  for (int h = 0; h < halves; ++h) {
+    const __mmask16 m = tail_mask(ncols - 16 * h);
+    for (int i = i0; i < MR; ++i) store16(h ? acc1[i] : acc0[i], i, 16 * h, m, comp[h], mult[h], bias[h], e);
   }
 }
 

@@ -334,3 +334,65 @@ def test_few_channel_convs_gather_their_taps(case):
             assert (y.int() - e.int()).abs().max() <= 1, threads
     finally:
         torch.set_num_threads(prev)
+
+
+@pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
+@pytest.mark.parametrize("kernel", [k for k in _kernels() if k in ("amx", "vnni")] or
+                         [pytest.param("vnni", marks=pytest.mark.skip(reason="no AVX-512 VNNI here"))])
+def test_few_output_channel_convs_put_pixels_in_the_lanes(kernel):
+    """Convs of 1-8 output channels run with output pixels in the vector lanes (an RGB output conv): 1..8 channels,
+    blocks of 16·NV pixels and row tails of 1..16, row stride 2 and dilation, a 1×1 and a 5×5, batches, uint8 and
+    float (NCHW) input, every activation, residual, uint8 and float output; 9 channels take the 32-wide tiles."""
+    code = ("import torch\n"
+            "from sft_kernels.ops import qconv2d\n"
+            "from sft_kernels.ops.qconv2d import cpu, reference as ref\n"
+            f"assert cpu.kernel() == {kernel!r}, cpu.kernel()\n"
+            "g = torch.Generator().manual_seed(5)\n"
+            "for n, c, h, w, k, r, st, pd, dl in ((1, 64, 6, 130, 3, 3, 1, 1, 1), (2, 5, 7, 37, 1, 3, 1, 1, 1),\n"
+            "        (1, 16, 9, 20, 8, 3, (2, 1), 1, 1), (1, 32, 8, 17, 5, 3, 1, 2, 2), (2, 12, 5, 99, 2, 1, 1, 0, 1),\n"
+            "        (1, 7, 8, 23, 4, 5, 1, 2, 1), (1, 64, 5, 33, 9, 3, 1, 1, 1)):\n"
+            "    xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=g)\n"
+            "    wq = torch.randint(-128, 128, (k, c, r, r), dtype=torch.int8, generator=g)\n"
+            "    ws, b = torch.rand(k, generator=g) * 0.01 + 0.001, torch.randn(k, generator=g)\n"
+            "    e = ref.qconv2d(xq, 0.03, 33, wq, ws, None, None, st, pd, dl)\n"
+            "    res = torch.randn(e.shape, generator=g)\n"
+            "    for x in (xq.contiguous(memory_format=torch.channels_last), xq.float() * 0.03 - 1.0):\n"
+            "        for act in (None, 'relu', 'leaky_relu', 'relu6'):\n"
+            "            y = qconv2d(x, wq, ws, b, st, pd, dl, input_scale=0.03, input_zero_point=33, activation=act,\n"
+            "                        negative_slope=0.1, residual=res, backend='cpu')\n"
+            "            e = ref.qconv2d(x, 0.03, 33, wq, ws, b, res, st, pd, dl, 1, act, 0.1)\n"
+            "            assert (y.double() - e).abs().max() <= 1e-5 * e.abs().max(), (c, k, act)\n"
+            "            y = qconv2d(x, wq, ws, b, st, pd, dl, input_scale=0.03, input_zero_point=33, activation=act,\n"
+            "                        negative_slope=0.1, out_scale=0.05, out_zero_point=100, backend='cpu')\n"
+            "            e = ref.qconv2d(x, 0.03, 33, wq, ws, b, None, st, pd, dl, 1, act, 0.1, 0.05, 100)\n"
+            "            assert (y.int() - e.int()).abs().max() <= 1, (c, k, act)\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, SFT_KERNELS_INT8=kernel),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
+@pytest.mark.parametrize("kernel", _kernels())
+def test_unpadded_uint8_input_is_read_in_place_by_every_kernel(kernel):
+    """A conv needing no padding of a uint8 channels_last input (1×1 and a valid 3×3, a channel slice of a wider
+    tensor too) reads its taps from the input itself on the VNNI / AVX2 / portable tiles: against the reference."""
+    code = ("import torch\n"
+            "from sft_kernels.ops import qconv2d\n"
+            "from sft_kernels.ops.qconv2d import cpu, reference as ref\n"
+            f"assert cpu.kernel() == {kernel!r}, cpu.kernel()\n"
+            "g = torch.Generator().manual_seed(6)\n"
+            "for n, c, h, w, k, r in ((2, 32, 6, 19, 40, 1), (1, 64, 7, 9, 33, 3), (1, 12, 5, 30, 64, 1)):\n"
+            "    xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=g)\n"
+            "    wide = torch.randint(0, 256, (n, c + 8, h, w), dtype=torch.uint8, generator=g)\n"
+            "    wide[:, 4:4 + c] = xq\n"
+            "    wq = torch.randint(-128, 128, (k, c, r, r), dtype=torch.int8, generator=g)\n"
+            "    ws, b = torch.rand(k, generator=g) * 0.01 + 0.001, torch.randn(k, generator=g)\n"
+            "    e = ref.qconv2d(xq, 0.03, 33, wq, ws, b, None, 1, 0, 1, 1, 'relu', 0.01, 0.05, 7)\n"
+            "    for x in (xq.contiguous(memory_format=torch.channels_last),\n"
+            "              wide.contiguous(memory_format=torch.channels_last)[:, 4:4 + c]):\n"
+            "        y = qconv2d(x, wq, ws, b, 1, 0, input_scale=0.03, input_zero_point=33, activation='relu',\n"
+            "                    out_scale=0.05, out_zero_point=7, backend='cpu')\n"
+            "        assert (y.int() - e.int()).abs().max() <= 1, (c, k, r)\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, SFT_KERNELS_INT8=kernel),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
