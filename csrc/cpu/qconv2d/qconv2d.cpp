@@ -610,11 +610,15 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   }
 
   const int64_t M = N * P * Q, mtiles = (M + kMR - 1) / kMR, PQ = P * Q;
+  // Work items: a tile of pixels × a group of panels. Few tiles (ResNet's 7×7 layers: 4 tiles) are split by panels
+  // too, else they ran on one thread.
+  const int64_t threads = at::get_num_threads();
+  const int64_t pgroups = std::clamp<int64_t>((4 * threads + mtiles - 1) / mtiles, 1, panels);
 
-  at::parallel_for(0, mtiles, 4, [&](int64_t t0, int64_t t1) {
+  at::parallel_for(0, mtiles * pgroups, pgroups > 1 ? 1 : 4, [&](int64_t u0, int64_t u1) {
     const uint8_t* rows[kMR];
-    for (int64_t mt = t0; mt < t1; ++mt) {
-      const int64_t m0 = mt * kMR;
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t mt = u / pgroups, pg = u % pgroups, m0 = mt * kMR;
       const int mr = static_cast<int>(std::min<int64_t>(kMR, M - m0));
       // Counters, not four int64 divisions per pixel: a 32→32 1×1 tile's multiplies take only ~220 cycles.
       int64_t n = m0 / PQ, p = m0 % PQ / Q, q = m0 % Q;
@@ -625,7 +629,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
           if (++p == P) p = 0, ++n;
         }
       }
-      for (int64_t panel = 0; panel < panels; ++panel) {
+      for (int64_t panel = pg * panels / pgroups; panel < (pg + 1) * panels / pgroups; ++panel) {
         const int64_t j0 = panel * kNR;
         const int ncols = static_cast<int>(std::min<int64_t>(kNR, K - j0));
         const qconv::Store st = at_pixel(base, m0, j0);
