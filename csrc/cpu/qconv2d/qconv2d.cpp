@@ -400,10 +400,10 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const bool amx = kern == Kernel::kAmx && align >= 32;
   const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;
   const int64_t slack = amx ? (32 * sw + S * dw + 33) * Cp : 0;  // the last AMX tiles read past the image
-  // Few output channels (an RGB output conv): pixels in the lanes instead of 32-channel panels mostly empty
-  // (tap-packed weights excepted: their packing is the gathered rows').
+  // Few output channels (an RGB output conv) on VNNI: pixels in the lanes instead of 32-channel panels mostly
+  // empty. AMX CPUs keep their AMX blocks there: the narrow kernel has not been measured against them.
   const bool tapped = tap_packed(C, R, S);
-  const bool narrow = (kern == Kernel::kVnni || kern == Kernel::kAmx) && !tapped && qconv::narrow_fits(K, sw);
+  const bool narrow = kern == Kernel::kVnni && qconv::narrow_fits(K, sw);
   const bool flat_pays = sh == 1 && sw == 1 && (P * Wp + 31) / 32 < P * ((Q + 31) / 32);
   // A uint8 channels_last input that needs neither spatial nor channel padding is read in place, with no copy: by
   // the tiles of a 1×1 conv (SFTNet's SFT layers: 0.5 MB per call), where the last block's 32 tile rows end inside

@@ -340,7 +340,8 @@ def test_few_channel_convs_gather_their_taps(case):
 @pytest.mark.parametrize("kernel", [k for k in _kernels() if k in ("amx", "vnni")] or
                          [pytest.param("vnni", marks=pytest.mark.skip(reason="no AVX-512 VNNI here"))])
 def test_few_output_channel_convs_put_pixels_in_the_lanes(kernel):
-    """Convs of 1-8 output channels run with output pixels in the vector lanes (an RGB output conv): 1..8 channels,
+    """Convs of 1-8 output channels run with output pixels in the vector lanes on VNNI (an RGB output conv; AMX keeps
+    its blocks, checked on the same shapes): 1..8 channels,
     blocks of 16·NV pixels and row tails of 1..16, row stride 2 and dilation, a 1×1 and a 5×5, batches, uint8 and
     float (NCHW) input, every activation, residual, uint8 and float output; 9 channels take the 32-wide tiles."""
     code = ("import torch\n"
