@@ -66,20 +66,21 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store16(__m512i
   }
 }
 
-// Two pixels' 32 uint8 outputs at once (pixels i, i + 1, all 32 channels; a0/a1 their sums, channels 0-15 and
+// Two pixels' 32 uint8 outputs at once (pixels i, i + 1, all 32 channels; a0 / a1 their sums, channels 0-15 then
 // 16-31): int32 → int16 → uint8 with saturating packs (both ends), one lane-fixing permute, two 32-byte stores,
-// instead of four narrowing stores (vpmovusdb to memory is slow on Intel and AMD alike).
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_u8(const __m512i* a0, const __m512i* a1,
+// instead of four narrowing stores (vpmovusdb to memory is slow on Intel and AMD alike). The sums come by value:
+// arrays of them made the VNNI tile keep its accumulators in memory (zeroed with rep stos per tile).
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_u8(__m512i a0lo, __m512i a0hi,
+                                                                                __m512i a1lo, __m512i a1hi,
                                                                                 int64_t i, const __m512i* comp,
                                                                                 const __m512* mult,
                                                                                 const __m512* bias, const Epi& e) {
   const __mmask16 all = 0xFFFF;
-  __m512i q[4];
-  for (int h = 0; h < 2; ++h) {
-    q[h] = _mm512_cvtps_epi32(epilogue16(a0[h], i, 16 * h, all, comp[h], mult[h], bias[h], e));
-    q[2 + h] = _mm512_cvtps_epi32(epilogue16(a1[h], i + 1, 16 * h, all, comp[h], mult[h], bias[h], e));
-  }
-  const __m512i w = _mm512_packus_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3]));
+  const __m512i q0 = _mm512_cvtps_epi32(epilogue16(a0lo, i, 0, all, comp[0], mult[0], bias[0], e));
+  const __m512i q1 = _mm512_cvtps_epi32(epilogue16(a0hi, i, 16, all, comp[1], mult[1], bias[1], e));
+  const __m512i q2 = _mm512_cvtps_epi32(epilogue16(a1lo, i + 1, 0, all, comp[0], mult[0], bias[0], e));
+  const __m512i q3 = _mm512_cvtps_epi32(epilogue16(a1hi, i + 1, 16, all, comp[1], mult[1], bias[1], e));
+  const __m512i w = _mm512_packus_epi16(_mm512_packs_epi32(q0, q1), _mm512_packs_epi32(q2, q3));
   const __m512i fix = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   const __m512i o = _mm512_permutexvar_epi32(fix, w);
   uint8_t* out = static_cast<uint8_t*>(e.out) + i * e.ldo;
@@ -92,9 +93,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_u8(c
                                                                                 const __m512i* comp,
                                                                                 const __m512* mult,
                                                                                 const __m512* bias, const Epi& e) {
-  const __m512i a0[2] = {_mm512_loadu_si512(acc + i * kNR), _mm512_loadu_si512(acc + i * kNR + 16)};
-  const __m512i a1[2] = {_mm512_loadu_si512(acc + (i + 1) * kNR), _mm512_loadu_si512(acc + (i + 1) * kNR + 16)};
-  store_pair_u8(a0, a1, i, comp, mult, bias, e);
+  store_pair_u8(_mm512_loadu_si512(acc + i * kNR), _mm512_loadu_si512(acc + i * kNR + 16),
+                _mm512_loadu_si512(acc + (i + 1) * kNR), _mm512_loadu_si512(acc + (i + 1) * kNR + 16), i, comp, mult,
+                bias, e);
 }
 
 // The per-channel multiplier and bias of 16 channels as store16 wants them.

@@ -53,15 +53,22 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_vnni_m
     comp[h] = _mm512_loadu_si512(s.comp + j0 + 16 * h);
     channel_consts(s, e, j0 + 16 * h, &mult[h], &bias[h]);
   }
-  int i0 = 0;
-  if (s.quant && ncols == kNR)
-    for (; i0 + 1 < MR; i0 += 2) {
-      const __m512i a0[2] = {acc0[i0], acc1[i0]}, a1[2] = {acc0[i0 + 1], acc1[i0 + 1]};
-      store_pair_u8(a0, a1, i0, comp, mult, bias, e);
+  // Every index a constant (unrolled), so the accumulators stay in registers: a run-time start row had made the
+  // compiler keep them in memory too, zeroed with rep stos on every call.
+  if (s.quant && ncols == kNR) {
+#pragma GCC unroll 16
+    for (int i = 0; i + 1 < MR; i += 2) store_pair_u8(acc0[i], acc1[i], acc0[i + 1], acc1[i + 1], i, comp, mult, bias, e);
+    if (MR % 2) {
+      store16(acc0[MR - 1], MR - 1, 0, 0xFFFF, comp[0], mult[0], bias[0], e);
+      store16(acc1[MR - 1], MR - 1, 16, 0xFFFF, comp[1], mult[1], bias[1], e);
     }
-  for (int h = 0; h < halves; ++h) {
-    const __mmask16 m = tail_mask(ncols - 16 * h);
-    for (int i = i0; i < MR; ++i) store16(h ? acc1[i] : acc0[i], i, 16 * h, m, comp[h], mult[h], bias[h], e);
+    return;
+  }
+  const __mmask16 m0 = tail_mask(ncols), m1 = halves > 1 ? tail_mask(ncols - 16) : __mmask16(0);
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    store16(acc0[i], i, 0, m0, comp[0], mult[0], bias[0], e);
+    if (halves > 1) store16(acc1[i], i, 16, m1, comp[1], mult[1], bias[1], e);
   }
 }
 
