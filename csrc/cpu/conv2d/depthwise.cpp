@@ -12,6 +12,7 @@
 
 #include "cpu/conv2d/paths.h"
 #include "cpu/engine/config.h"
+#include "cpu/runtime/weight_cache.h"
 
 namespace sft {
 
@@ -215,7 +216,10 @@ void depthwise_rows(const DepthwiseRows& g, const float* xn, int64_t p, int64_t 
 }
 
 at::Tensor depthwise_weight_taps(const at::Tensor& weight) {
-  return weight.reshape({weight.size(0), weight.size(2) * weight.size(3)}).t().contiguous();
+  // Cached per weight: rebuilt on every call it was a copy of 6-19 µs per layer (MobileNetV2: ~0.15 ms a forward).
+  return cached_weight_transform(weight, int64_t(2) << 40, [](const at::Tensor& w) {
+    return w.reshape({w.size(0), w.size(2) * w.size(3)}).t().contiguous();
+  });
 }
 
 void conv2d_depthwise_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef stride,

@@ -394,6 +394,29 @@ def test_weight_cache_sees_every_weight_change(algorithm, k):
 
 
 @pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+def test_depthwise_tap_layout_cache_sees_every_weight_change():
+    """The depthwise path's [R·S][C] tap layout is cached per weight (shared with the fused separable conv): a
+    change through .data, in place, or a new tensor at maybe the same address is seen by both."""
+    from sft_kernels.ops import separable_conv2d
+    x = torch.randn(1, 24, 9, 11).contiguous(memory_format=torch.channels_last)
+    w, pw = torch.randn(24, 1, 3, 3), torch.randn(8, 24, 1, 1)
+    for change in ("data", "inplace", "new"):
+        y0 = conv2d(x, w, padding=1, groups=24, backend="cpu")
+        s0 = separable_conv2d(x, w, pw, padding=1, backend="cpu")
+        if change == "data":
+            w.data.mul_(-2.0)
+        elif change == "inplace":
+            w.add_(1.0)
+        else:
+            del y0, s0
+            w = torch.randn(24, 1, 3, 3)
+        ref = torch.nn.functional.conv2d(x.double(), w.double(), padding=1, groups=24)
+        assert_close(conv2d(x, w, padding=1, groups=24, backend="cpu"), ref, k=9, msg=change)
+        assert_close(separable_conv2d(x, w, pw, padding=1, backend="cpu"),
+                     torch.nn.functional.conv2d(ref, pw.double()), k=9 * 24, msg=change)
+
+
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
 def test_weight_cache_sees_one_value_changed_or_two_swapped():
     # 40·643 = 25,720 values: 200 whole rounds of the fingerprint's 128 lanes, then a 120-value tail
     x = torch.randn(1, 643, 5, 6)
