@@ -111,6 +111,24 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void channel_consts(
   }
 }
 
+// A 32-channel panel's per-channel constants for store16 / store_pair_u8 (halves: 16-channel vectors in use).
+struct PanelConsts {
+  __m512i comp[2];
+  __m512 mult[2], bias[2];
+  int halves;
+};
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline PanelConsts panel_consts(const Store& s, const Epi& e,
+                                                                                      int64_t j0, int ncols) {
+  PanelConsts p;
+  p.halves = ncols > 16 ? 2 : 1;
+  for (int h = 0; h < p.halves; ++h) {
+    p.comp[h] = _mm512_loadu_si512(s.comp + j0 + 16 * h);
+    channel_consts(s, e, j0 + 16 * h, &p.mult[h], &p.bias[h]);
+  }
+  return p;
+}
+
 __attribute__((target("avx512f"))) inline __mmask16 tail_mask(int n) {
   return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
 }

@@ -46,13 +46,10 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_vnni_m
     }
   }
   const Epi e = epi_of(s);
-  __m512i comp[2];
-  __m512 mult[2], bias[2];
-  const int halves = ncols > 16 ? 2 : 1;
-  for (int h = 0; h < halves; ++h) {
-    comp[h] = _mm512_loadu_si512(s.comp + j0 + 16 * h);
-    channel_consts(s, e, j0 + 16 * h, &mult[h], &bias[h]);
-  }
+  const PanelConsts pc = panel_consts(s, e, j0, ncols);
+  const __m512i* comp = pc.comp;
+  const __m512 *mult = pc.mult, *bias = pc.bias;
+  const int halves = pc.halves;
   // Every index a constant (unrolled), so the accumulators stay in registers: a run-time start row had made the
   // compiler keep them in memory too, zeroed with rep stos on every call.
   if (s.quant && ncols == kNR) {
@@ -91,13 +88,10 @@ void tile_vnni(const uint8_t* const* rows, int mr, const int64_t* toff, int64_t 
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void store_block(const int32_t* acc, int mr, int64_t j0,
                                                                       int ncols, const Store& s) {
   const Epi e = epi_of(s);
-  __m512i comp[2];
-  __m512 mult[2], bias[2];
-  const int halves = ncols > 16 ? 2 : 1;
-  for (int h = 0; h < halves; ++h) {
-    comp[h] = _mm512_loadu_si512(s.comp + j0 + 16 * h);
-    channel_consts(s, e, j0 + 16 * h, &mult[h], &bias[h]);
-  }
+  const PanelConsts pc = panel_consts(s, e, j0, ncols);
+  const __m512i* comp = pc.comp;
+  const __m512 *mult = pc.mult, *bias = pc.bias;
+  const int halves = pc.halves;
   if (s.rows) {  // scattered rows (the AMX block over padded-width rows): one at a time, skipping the padding
     for (int h = 0; h < halves; ++h) {
       const __mmask16 m = tail_mask(ncols - 16 * h);

@@ -95,6 +95,14 @@ def _kernels():
     return [k for k in order if order.index(k) >= order.index(best)]
 
 
+def _run_with_kernel(kernel: str, code: str):
+    """Runs `code` in a fresh process whose int8 kernel is forced to `kernel` (SFT_KERNELS_INT8: chosen once per
+    process); fails with the process's error if it does."""
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, SFT_KERNELS_INT8=kernel),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 @pytest.mark.parametrize("kernel", _kernels())
 def test_every_cpu_kernel_matches_the_integer_reference(kernel):
     """Each tile kernel (AMX, VNNI, AVX2, portable) forced in a fresh process, on shapes that take each of its paths:
@@ -140,9 +148,7 @@ def test_every_cpu_kernel_matches_the_integer_reference(kernel):
             "                out_zero_point=100, backend='cpu')\n"
             "    e = ref.qconv2d(xq, 0.03, 33, wq, ws, b, None, st, 1, 1, grp, None, 0.01, 0.05, 100)\n"
             "    assert (y.int() - e.int()).abs().max() <= 1, ('grouped uint8', c, grp)\n")
-    env = dict(os.environ, SFT_KERNELS_INT8=kernel)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    _run_with_kernel(kernel, code)
 
 
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
@@ -367,9 +373,7 @@ def test_few_output_channel_convs_put_pixels_in_the_lanes(kernel):
             "                        negative_slope=0.1, out_scale=0.05, out_zero_point=100, backend='cpu')\n"
             "            e = ref.qconv2d(x, 0.03, 33, wq, ws, b, None, st, pd, dl, 1, act, 0.1, 0.05, 100)\n"
             "            assert (y.int() - e.int()).abs().max() <= 1, (c, k, act)\n")
-    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, SFT_KERNELS_INT8=kernel),
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    _run_with_kernel(kernel, code)
 
 
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
@@ -394,6 +398,4 @@ def test_unpadded_uint8_input_is_read_in_place_by_every_kernel(kernel):
             "        y = qconv2d(x, wq, ws, b, 1, 0, input_scale=0.03, input_zero_point=33, activation='relu',\n"
             "                    out_scale=0.05, out_zero_point=7, backend='cpu')\n"
             "        assert (y.int() - e.int()).abs().max() <= 1, (c, k, r)\n")
-    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, SFT_KERNELS_INT8=kernel),
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    _run_with_kernel(kernel, code)
