@@ -43,8 +43,17 @@ def _shuffle_sub_pixel(y: torch.Tensor, r: int) -> torch.Tensor:
     """PixelShuffle(r) of a channels_last conv output whose channels are in sub-pixel order
     (QuantConv2d._sub_pixel_weights): one copy of runs of r·C channels, channels_last out."""
     n, k, h, w = y.shape
-    t = y.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).view(n, h, w, r, r, k // (r * r))
-    return t.permute(0, 1, 3, 2, 4, 5).reshape(n, h * r, w * r, k // (r * r)).permute(0, 3, 1, 2)
+    c = k // (r * r)
+    t = y.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+    run = r * c * t.element_size()  # bytes of one run
+    if run % 8 == 0 and t.data_ptr() % 8 == 0:
+        # Runs moved as 8-byte words: PyTorch copies a strided uint8 tensor byte by byte (the int8 SFTNet's 256² →
+        # 512² shuffle: 4.3 → 2.0 ms alone, 1 thread).
+        words = t.view(torch.int64).view(n, h, w, r, run // 8)
+        out = words.permute(0, 1, 3, 2, 4).reshape(n, h * r, w, run // 8).view(t.dtype)
+        return out.view(n, h * r, w * r, c).permute(0, 3, 1, 2)
+    t = t.view(n, h, w, r, r, c)
+    return t.permute(0, 1, 3, 2, 4, 5).reshape(n, h * r, w * r, c).permute(0, 3, 1, 2)
 
 
 class QuantConv2d(nn.Module):

@@ -261,19 +261,20 @@ def test_bad_inputs():
 
 
 @pytest.mark.parametrize("out", ["float", "uint8"])
-def test_quant_conv_pixel_shuffle_matches_shuffling_its_output(out):
-    """QuantConv2d.run(..., pixel_shuffle=2) runs the conv with its channels in sub-pixel order and shuffles whole
-    channel runs: the same values as PyTorch's PixelShuffle of the plain output; the reordered weights follow an
-    in-place change of the module's weights."""
+@pytest.mark.parametrize("r,c", [(2, 6), (2, 16), (3, 8)])  # uint8 runs of 12, 32, 24 bytes: bytes, then words
+def test_quant_conv_pixel_shuffle_matches_shuffling_its_output(out, r, c):
+    """QuantConv2d.run(..., pixel_shuffle=r) runs the conv with its channels in sub-pixel order and shuffles whole
+    channel runs (as 8-byte words where a run is a multiple of 8 bytes): the same values as PyTorch's PixelShuffle
+    of the plain output; the reordered weights follow an in-place change of the module's weights."""
     torch.manual_seed(0)
-    conv = nn.Conv2d(8, 4 * 6, 3, padding=1)
+    conv = nn.Conv2d(8, r * r * c, 3, padding=1)
     q = QuantConv2d.from_float(conv, input_scale=0.02, input_zero_point=10)
     x = torch.rand(1, 8, 5, 7).contiguous(memory_format=torch.channels_last)
     o = (0.05, 3) if out == "uint8" else (0.0, 0)
     with torch.no_grad():
         for _ in range(2):
-            y = q.run(x, "relu", 0.01, None, None, *o, pixel_shuffle=2)
-            ref = torch.nn.functional.pixel_shuffle(q.run(x, "relu", 0.01, None, None, *o).float(), 2)
+            y = q.run(x, "relu", 0.01, None, None, *o, pixel_shuffle=r)
+            ref = torch.nn.functional.pixel_shuffle(q.run(x, "relu", 0.01, None, None, *o).float(), r)
             assert y.shape == ref.shape and y.dtype == (torch.uint8 if out == "uint8" else torch.float32)
             assert y.is_contiguous(memory_format=torch.channels_last)
             assert torch.equal(y.float(), ref)
