@@ -13,6 +13,7 @@
 #include "cpu/matmul/matmul.h"
 #include "cpu/qconv2d/qconv2d.h"
 #include "cpu/runtime/buffer_pool.h"
+#include "cpu/runtime/layout.h"
 #include "cpu/runtime/weight_cache.h"
 #include "cpu/separable/separable.h"
 #include "cpu/sparse_conv2d/sparse_conv2d.h"
@@ -66,6 +67,7 @@ TORCH_LIBRARY(sft_cpu, m) {
   m.def("conv2d_winograd_tile(int algorithm, int N, int C, int K, int R, int S, int P, int Q, int[] stride, "
         "int[] dilation, int groups) -> int",
         &sft::winograd_tile);
+  m.def("to_channels_last(Tensor x) -> Tensor", &sft::to_channels_last_cpu);
   m.def("buffer_pool_clear() -> ()", &sft::buffer_pool_clear);
   m.def("weight_cache_entries() -> int", &sft::weight_cache_entries);
   m.def("set_weight_check(int mode) -> int", &sft::set_weight_check);

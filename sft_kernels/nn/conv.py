@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .. import ops
+from ..runtime.layout import to_channels_last
 
 
 def activation_of(m: nn.Module) -> Optional[tuple]:
@@ -72,8 +73,7 @@ class Conv2d(nn.Conv2d):
         # Layout policy: activations stay channels_last between our convs whatever the caller passes (as in a
         # model moved to channels_last): an NCHW input is laid out once here, and every later conv, activation
         # and add sees channels_last tensors, instead of each conv converting in and back out.
-        if input.dim() == 4 and not input.is_contiguous(memory_format=torch.channels_last):
-            input = input.contiguous(memory_format=torch.channels_last)
+        input = to_channels_last(input)
         return ops.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
                           activation=self.activation, negative_slope=self.negative_slope, residual=residual,
                           backend=self.backend, algorithm=self.algorithm)

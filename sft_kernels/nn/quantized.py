@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from ..runtime.layout import to_channels_last
 
 
 def quantize_weight(w: torch.Tensor) -> tuple:
@@ -118,8 +119,7 @@ class QuantConv2d(nn.Module):
         + residual; with out_scale > 0 (int8 only) requantized to uint8 with (out_scale, out_zero_point), as the
         next int8 conv's input; then PixelShuffle(pixel_shuffle) (a residual is added before it, shaped like the
         conv's own output)."""
-        if input.dim() == 4 and not input.is_contiguous(memory_format=torch.channels_last):
-            input = input.contiguous(memory_format=torch.channels_last)
+        input = to_channels_last(input)
         if input.dtype not in (torch.float32, torch.uint8) or (input.dtype == torch.uint8 and self.act_bits == 16):
             input = input.float()  # uint8 input: already quantized with this conv's input scale and zero point
         sub_pixel = pixel_shuffle > 1 and self.act_bits == 8 and residual is None

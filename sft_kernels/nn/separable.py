@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .. import ops
+from ..runtime.layout import to_channels_last
 from .conv import at_weight_precision
 from .quantized import QuantConv2d, is_int8
 from ..ops.conv2d.reference import epilogue
@@ -54,8 +55,7 @@ class SeparableConv2d(nn.Module):
                 y = _run(dw, input, self.mid_activation, self.negative_slope)
             return _run(pw, y, self.activation, self.negative_slope, residual)
         input, residual = at_weight_precision(self.pw.weight, input, residual)
-        if input.dim() == 4 and not input.is_contiguous(memory_format=torch.channels_last):
-            input = input.contiguous(memory_format=torch.channels_last)  # the converted model's layout policy
+        input = to_channels_last(input)  # the converted model's layout policy
         if torch.is_grad_enabled() and (input.requires_grad or (self.training and self.pw.weight.requires_grad)):
             # training: PyTorch's two convs (autograd and autocast as usual; the fused op is for inference)
             return separable_reference(input, dw.weight, self.pw.weight, dw.bias, self.pw.bias, dw.stride,

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import ops
+from ..runtime.layout import to_channels_last
 from .conv import Conv2d, at_weight_precision
 
 
@@ -113,8 +114,7 @@ class SparseConv2d(Conv2d):
 
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         input, residual = at_weight_precision(self.weight, input, residual)
-        if input.dim() == 4 and not input.is_contiguous(memory_format=torch.channels_last):
-            input = input.contiguous(memory_format=torch.channels_last)
+        input = to_channels_last(input)
         return self.run(input, self.activation, self.negative_slope, residual)
 
     def extra_repr(self) -> str:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .. import ops
+from ..runtime.layout import to_channels_last
 from ..nn import Conv2d
 from ..nn.conv import activation_of, at_weight_precision
 from .report import Report
@@ -23,8 +24,7 @@ class SeparableHead(Conv2d):
 
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         input, residual = at_weight_precision(self.weight, input, residual)
-        if input.dim() == 4 and not input.is_contiguous(memory_format=torch.channels_last):
-            input = input.contiguous(memory_format=torch.channels_last)
+        input = to_channels_last(input)
         pw = self.__dict__["_sft_pw"]
         return ops.separable_conv2d(input, self.weight, pw.weight, self.bias, pw.bias, self.stride, self.padding,
                                     self.dilation, mid_activation=self._sft_mid, negative_slope=self._sft_slope,

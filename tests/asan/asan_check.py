@@ -146,6 +146,11 @@ def run():
             y8 = ops.qconv2d(x, 0.03, 33, packed, wsum, ws, torch.randn(k), 3, 3, [st, st], [1, 1], [1, 1],
                              1 + 2 * (st == 2), 0.0, res, 0.05, 7)  # relu, or relu6 (its bound prescaled)
             assert y8.dtype == torch.uint8 and y8.shape == ref.shape
+    # NCHW -> channels_last: whole 32×32 blocks (register transposes on AVX-512) and edges, batches
+    for shape in [(1, 64, 64, 64), (2, 40, 33, 35), (1, 17, 9, 130)]:
+        x = torch.randn(*shape)
+        y = ops.to_channels_last(x)
+        assert torch.equal(y, x) and y.is_contiguous(memory_format=torch.channels_last), shape
     # int8 1×1 of a uint8 channels_last input read in place (no copy), a channel slice of a wider tensor too
     for (n, c, h, w, k) in [(2, 32, 6, 19, 40), (1, 12, 5, 30, 3)]:
         wq = torch.randint(-128, 128, (k, c, 1, 1), dtype=torch.int8)

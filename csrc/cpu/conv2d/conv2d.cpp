@@ -10,31 +10,9 @@
 #include "cpu/conv2d/select.h"
 #include "cpu/engine/config.h"
 #include "cpu/runtime/buffer_pool.h"
+#include "cpu/runtime/layout.h"
 
 namespace sft {
-namespace {
-
-// dst[b][j][i] = src[b][i][j] (+ add[b][j][i]) for B batches of rows×cols matrices, in cache-sized blocks.
-// ATen's copy between NCHW and channels-last runs far below memory speed on one thread; this is the layout
-// change NCHW callers pay, so it gets its own loop.
-void transpose_batched(const float* src, float* dst, const float* add, int64_t B, int64_t rows, int64_t cols) {
-  constexpr int64_t T = kTransposeBlock;
-  const int64_t rb = (rows + T - 1) / T, cb = (cols + T - 1) / T;
-  at::parallel_for(0, B * rb * cb, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t b = t / (rb * cb), i0 = (t / cb) % rb * T, j0 = t % cb * T;
-      const int64_t i1 = std::min(rows, i0 + T), j1 = std::min(cols, j0 + T);
-      const float* s = src + b * rows * cols;
-      float* d = dst + b * rows * cols;
-      const float* a = add ? add + b * rows * cols : nullptr;
-      for (int64_t j = j0; j < j1; ++j)
-        for (int64_t i = i0; i < i1; ++i) d[j * rows + i] = s[i * cols + j] + (a ? a[j * rows + i] : 0.f);
-    }
-  });
-}
-
-}  // namespace
-
 at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                       int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,

@@ -16,6 +16,7 @@
 #include "cpu/engine/gemm.h"
 #include "cpu/engine/pack.h"
 #include "cpu/runtime/buffer_pool.h"
+#include "cpu/runtime/layout.h"
 
 namespace sft {
 
@@ -40,13 +41,9 @@ at::Tensor separable_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& dw_wei
   const int64_t P = (H + 2 * padding[0] - dilation[0] * (R - 1) - 1) / stride[0] + 1;
   const int64_t Q = (W + 2 * padding[1] - dilation[1] * (S - 1) - 1) / stride[1] + 1;
   TORCH_CHECK(P > 0 && Q > 0, "sft_cpu::separable_conv2d: the input is too small for the kernel");
-  // Unit channel stride, as the depthwise vectors read it (an NCHW input is laid out once; the outputs of a
-  // converted model are channels_last already).
-  at::Tensor x = x_in;
-  if (x.stride(1) != 1) {
-    x = pooled_empty(x_in.sizes(), x_in.options(), at::MemoryFormat::ChannelsLast);
-    x.copy_(x_in);
-  }
+  // Unit channel stride, as the depthwise vectors read it (an NCHW input is laid out once, by the blocked
+  // transpose; the outputs of a converted model are channels_last already).
+  const at::Tensor x = x_in.stride(1) == 1 ? x_in : to_channels_last_cpu(x_in);
   // From the reuse pool: a fresh multi-MB output is page-faulted in on every call (see buffer_pool.h).
   at::Tensor out = pooled_empty({N, K, P, Q}, x.options(), at::MemoryFormat::ChannelsLast);
   if (N == 0 || K == 0) return out;

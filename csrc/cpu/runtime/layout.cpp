@@ -1,0 +1,85 @@
+#include "cpu/runtime/layout.h"
+
+#include <ATen/Parallel.h>
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "cpu/engine/config.h"
+#include "cpu/engine/ukernel.h"
+#include "cpu/runtime/buffer_pool.h"
+
+namespace sft {
+
+namespace {
+
+// d[j][i] = s[i][j] for a 16×16 block (row pitches ls, ld): 16 loads, four rounds of in-register shuffles, 16
+// stores. Each source line is read once, where the scalar loop came back to it 16 times (with 64 channels at 128²
+// the rows are 64 KB apart, all in one L1 set, and were evicted in between).
+__attribute__((target("avx512f"))) void transpose16(const float* s, int64_t ls, float* d, int64_t ld) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(s + i * ls);
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int h = 0; h < 16; h += 8)
+    for (int i = 0; i < 4; ++i) {
+      t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+      t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xDD);
+    }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+  }
+  for (int i = 0; i < 16; ++i) _mm512_storeu_ps(d + i * ld, r[i]);
+}
+
+}  // namespace
+
+// ATen's copy between NCHW and channels-last runs far below memory speed on one thread (2.8 GB/s for 64 channels
+// at 128², where the channel stride is a multiple of 4 KB), and it is the layout change NCHW callers pay.
+void transpose_batched(const float* src, float* dst, const float* add, int64_t B, int64_t rows, int64_t cols) {
+  constexpr int64_t T = kTransposeBlock;
+  static_assert(T % 16 == 0, "whole 16×16 register transposes per block");
+  const bool v512 = std::strcmp(ukernel().isa, "avx512") == 0;
+  const int64_t rb = (rows + T - 1) / T, cb = (cols + T - 1) / T;
+  at::parallel_for(0, B * rb * cb, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t b = t / (rb * cb), i0 = (t / cb) % rb * T, j0 = t % cb * T;
+      const int64_t i1 = std::min(rows, i0 + T), j1 = std::min(cols, j0 + T);
+      const float* s = src + b * rows * cols;
+      float* d = dst + b * rows * cols;
+      const float* a = add ? add + b * rows * cols : nullptr;
+      if (v512 && !a && i1 - i0 == T && j1 - j0 == T) {
+        for (int64_t i = i0; i < i1; i += 16)
+          for (int64_t j = j0; j < j1; j += 16) transpose16(s + i * cols + j, cols, d + j * rows + i, rows);
+        continue;
+      }
+      for (int64_t j = j0; j < j1; ++j)
+        for (int64_t i = i0; i < i1; ++i) d[j * rows + i] = s[i * cols + j] + (a ? a[j * rows + i] : 0.f);
+    }
+  });
+}
+
+at::Tensor to_channels_last_cpu(const at::Tensor& x) {
+  TORCH_CHECK(x.dim() == 4 && x.device().is_cpu(), "sft_cpu::to_channels_last: x must be a 4-D CPU tensor");
+  if (x.is_contiguous(at::MemoryFormat::ChannelsLast)) return x;
+  at::Tensor y = pooled_empty(x.sizes(), x.options(), at::MemoryFormat::ChannelsLast);
+  if (x.scalar_type() == at::kFloat && x.is_contiguous())
+    transpose_batched(x.data_ptr<float>(), y.data_ptr<float>(), nullptr, x.size(0), x.size(1),
+                      x.size(2) * x.size(3));
+  else
+    y.copy_(x);
+  return y;
+}
+
+}  // namespace sft

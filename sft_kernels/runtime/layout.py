@@ -1,0 +1,19 @@
+"""The converted modules' layout policy in one place: activations stay channels_last between our layers, and an
+NCHW map entering one is laid out once. A contiguous float32 CPU map takes the cpu extension's blocked transpose
+(ATen's copy runs far below memory speed on one thread); small maps (the call costs more), autograd and
+torch.compile take ATen's copy."""
+import torch
+
+from . import registry
+
+
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """`x.contiguous(memory_format=torch.channels_last)` for a 4-D map (other tensors as they are), faster for
+    the common case of an ordinary NCHW image tensor on the CPU."""
+    if x.dim() != 4 or x.is_contiguous(memory_format=torch.channels_last):
+        return x
+    if (x.device.type == "cpu" and x.dtype == torch.float32 and x.is_contiguous() and x.numel() >= 1 << 14
+            and not (x.requires_grad and torch.is_grad_enabled()) and not torch.compiler.is_compiling()
+            and registry.cpu_ext() is not None):
+        return torch.ops.sft_cpu.to_channels_last(x)
+    return x.contiguous(memory_format=torch.channels_last)
