@@ -1,16 +1,16 @@
+"""The NCHW-fed converted separable module against eager PyTorch on the same NCHW tensor: fed NCHW (the
+layout policy's blocked transpose) and after ATen's copy to channels_last (the earlier path), interleaved.
+Run from the repository root: python benchmarks/results/2026-12-05s18_zen4-2c/separable_nchw_ab.py THREADS"""
 import sys, torch
 sys.path.insert(0, "benchmarks/ops")
 import bench_separable_conv2d as B
 from sft_kernels.tools.benchmark import time_interleaved
 from sft_kernels.tools.shapes import separable_shapes
 torch.set_num_threads(int(sys.argv[1]))
-import statistics
-rows = []
 for cat in ("sftnet", "mobilenetv2"):
     for s in separable_shapes(cat):
         c = B.candidates(s)
         x = torch.randn(s.n, s.c, s.h, s.w)
-        mod = c["sft module nchw"].__closure__  # not used
         fns = {"torch nchw": c["torch nchw"], "module nchw (new)": c["sft module nchw"]}
         # the old path: ATen's copy to channels_last, then the module
         conv_mod = None
