@@ -15,10 +15,10 @@ namespace sft {
 
 namespace {
 
-// d[j][i] = s[i][j] for a 16×16 block (row pitches ls, ld): 16 loads, four rounds of in-register shuffles, 16
+// d[j][i] = s[i][j] (+ a[j][i]) for a 16×16 block (row pitches ls, ld; a pitched as d): 16 loads, four rounds of in-register shuffles, 16
 // stores. Each source line is read once, where the scalar loop came back to it 16 times (with 64 channels at 128²
 // the rows are 64 KB apart, all in one L1 set, and were evicted in between).
-__attribute__((target("avx512f"))) void transpose16(const float* s, int64_t ls, float* d, int64_t ld) {
+__attribute__((target("avx512f"))) void transpose16(const float* s, int64_t ls, float* d, int64_t ld, const float* a) {
   __m512 r[16], t[16];
   for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(s + i * ls);
   for (int i = 0; i < 16; i += 2) {
@@ -40,7 +40,8 @@ __attribute__((target("avx512f"))) void transpose16(const float* s, int64_t ls, 
     r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
     r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
   }
-  for (int i = 0; i < 16; ++i) _mm512_storeu_ps(d + i * ld, r[i]);
+  for (int i = 0; i < 16; ++i)
+    _mm512_storeu_ps(d + i * ld, a ? _mm512_add_ps(r[i], _mm512_loadu_ps(a + i * ld)) : r[i]);
 }
 
 }  // namespace
@@ -59,9 +60,10 @@ void transpose_batched(const float* src, float* dst, const float* add, int64_t B
       const float* s = src + b * rows * cols;
       float* d = dst + b * rows * cols;
       const float* a = add ? add + b * rows * cols : nullptr;
-      if (v512 && !a && i1 - i0 == T && j1 - j0 == T) {
+      if (v512 && i1 - i0 == T && j1 - j0 == T) {
         for (int64_t i = i0; i < i1; i += 16)
-          for (int64_t j = j0; j < j1; j += 16) transpose16(s + i * cols + j, cols, d + j * rows + i, rows);
+          for (int64_t j = j0; j < j1; j += 16)
+            transpose16(s + i * cols + j, cols, d + j * rows + i, rows, a ? a + j * rows + i : nullptr);
         continue;
       }
       for (int64_t j = j0; j < j1; ++j)
