@@ -1,3 +1,5 @@
+"""sft.conv2d against F.conv2d, both on NCHW tensors (one process, interleaved; prints JSON). Run once per build, alternating
+the builds, from the repository root (docs/PERF_NOTES.md, NCHW -> channels_last)."""
 import torch, json, sys
 from sft_kernels import ops
 from sft_kernels.tools.benchmark import time_interleaved
