@@ -1,6 +1,8 @@
-"""sft.conv2d against F.conv2d, both on NCHW tensors (one process, interleaved; prints JSON). Run once per build, alternating
-the builds, from the repository root (docs/PERF_NOTES.md, NCHW -> channels_last)."""
-import torch, json, sys
+"""sft.conv2d against F.conv2d, both on NCHW tensors (one process, interleaved; prints JSON). Run once per
+build, alternating the builds, from the repository root (docs/PERF_NOTES.md, NCHW -> channels_last)."""
+import json
+
+import torch
 from sft_kernels import ops
 from sft_kernels.tools.benchmark import time_interleaved
 import torch.nn.functional as F
