@@ -20,9 +20,12 @@ for cat in ("sftnet", "mobilenetv2"):
         xin = None
         for cell in c["torch nchw"].__closure__ or []:
             v = cell.cell_contents
-            if isinstance(v, torch.Tensor) and v.dim() == 4 and v.shape[1] == s.c and not v.is_contiguous(memory_format=torch.channels_last):
+            cl = isinstance(v, torch.Tensor) and v.is_contiguous(memory_format=torch.channels_last)
+            if isinstance(v, torch.Tensor) and v.dim() == 4 and v.shape[1] == s.c and not cl:
                 xin = v
         fns["module nchw (ATen copy)"] = lambda m=conv_mod, xx=xin: m(xx.contiguous(memory_format=torch.channels_last))
         with torch.no_grad():
             t = time_interleaved(fns, repeat=11)
-        print(f"{s.name:24s} torch nchw {t['torch nchw']*1e3:7.3f}  old {t['module nchw (ATen copy)']*1e3:7.3f} ({t['torch nchw']/t['module nchw (ATen copy)']:.2f}x)  new {t['module nchw (new)']*1e3:7.3f} ({t['torch nchw']/t['module nchw (new)']:.2f}x)", flush=True)
+        ref, old, new = t["torch nchw"], t["module nchw (ATen copy)"], t["module nchw (new)"]
+        print(f"{s.name:24s} torch nchw {ref * 1e3:7.3f}  old {old * 1e3:7.3f} ({ref / old:.2f}x)  "
+              f"new {new * 1e3:7.3f} ({ref / new:.2f}x)", flush=True)

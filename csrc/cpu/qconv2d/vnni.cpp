@@ -54,7 +54,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_vnni_m
   // compiler keep them in memory too, zeroed with rep stos on every call.
   if (s.quant && ncols == kNR) {
 #pragma GCC unroll 16
-    for (int i = 0; i + 1 < MR; i += 2) store_pair_u8(acc0[i], acc1[i], acc0[i + 1], acc1[i + 1], i, comp, mult, bias, e);
+    for (int i = 0; i + 1 < MR; i += 2)
+      store_pair_u8(acc0[i], acc1[i], acc0[i + 1], acc1[i + 1], i, comp, mult, bias, e);
     if (MR % 2) {
       store16(acc0[MR - 1], MR - 1, 0, 0xFFFF, comp[0], mult[0], bias[0], e);
       store16(acc1[MR - 1], MR - 1, 16, 0xFFFF, comp[1], mult[1], bias[1], e);

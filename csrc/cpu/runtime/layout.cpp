@@ -15,9 +15,9 @@ namespace sft {
 
 namespace {
 
-// d[j][i] = s[i][j] (+ a[j][i]) for a 16×16 block (row pitches ls, ld; a pitched as d): 16 loads, four rounds of in-register shuffles, 16
-// stores. Each source line is read once, where the scalar loop came back to it 16 times (with 64 channels at 128²
-// the rows are 64 KB apart, all in one L1 set, and were evicted in between).
+// d[j][i] = s[i][j] (+ a[j][i]) for a 16×16 block (row pitches ls, ld; a pitched as d): 16 loads, four rounds
+// of in-register shuffles, 16 stores. Each source line is read once, where the scalar loop came back to it 16
+// times (with 64 channels at 128² the rows are 64 KB apart, all in one L1 set, and were evicted in between).
 __attribute__((target("avx512f"))) void transpose16(const float* s, int64_t ls, float* d, int64_t ld, const float* a) {
   __m512 r[16], t[16];
   for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(s + i * ls);
