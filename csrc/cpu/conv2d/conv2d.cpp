@@ -57,14 +57,7 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
     }
   }
   // Channels must be unit-stride for the run copies in pack_a: NCHW input is repacked once.
-  if (x.stride(1) != 1) {
-    const at::Tensor src = x;
-    x = pooled_empty(src.sizes(), src.options(), at::MemoryFormat::ChannelsLast);
-    if (src.is_contiguous())
-      transpose_batched(src.data_ptr<float>(), x.data_ptr<float>(), nullptr, N, C, H * W);
-    else
-      x.copy_(src);
-  }
+  if (x.stride(1) != 1) x = to_channels_last_cpu(x);
   const int64_t wtile = winograd_tile(algorithm, N, C, K, R, S, P, Q, stride, dilation, groups);
   const bool wino = wtile != 0;
   if (r > 1) {

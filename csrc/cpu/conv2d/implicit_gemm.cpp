@@ -11,6 +11,7 @@
 
 #include "cpu/conv2d/paths.h"
 #include "cpu/engine/gemm.h"
+#include "cpu/runtime/layout.h"
 #include "cpu/runtime/weight_cache.h"
 
 namespace sft {
@@ -100,13 +101,7 @@ void conv2d_implicit_gemm_into(const at::Tensor& x, const at::Tensor& weight, co
           }
         }
         if (kcp > kc) pack_a_run(dst, uk.mr, i, kc, nullptr, kcp - kc, 1);
-        if (++q == Q) {
-          q = 0;
-          if (++p == P) {
-            p = 0;
-            ++n;
-          }
-        }
+        next_pixel(n, p, q, P, Q);
       }
     };
 

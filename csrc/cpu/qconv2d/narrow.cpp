@@ -10,7 +10,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "cpu/engine/ukernel.h"
@@ -150,10 +149,9 @@ void run_narrow(const InputRows& in, const NarrowConv& c) {
       const int64_t n = rr / P, p = rr % P;
       if (n != image) std::fill(slot.begin(), slot.end(), -1), image = n;
       for (int64_t h = p * sh; h < p * sh + span; ++h) {
-        uint32_t* dst = ring.data() + (h % span) * G * Wt;
         if (slot[h % span] == h) continue;
         in.fill(n, h, row.data());
-        transpose_row(row.data(), Wp, G, Wt, dst);
+        transpose_row(row.data(), Wp, G, Wt, ring.data() + (h % span) * G * Wt);
         slot[h % span] = h;
       }
       auto at_column = [&](int64_t q) {  // each tap's transposed row from output column q

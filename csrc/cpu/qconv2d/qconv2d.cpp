@@ -27,6 +27,7 @@
 #include "cpu/qconv2d/narrow.h"
 #include "cpu/qconv2d/tiles.h"
 #include "cpu/runtime/buffer_pool.h"
+#include "cpu/runtime/layout.h"
 
 namespace sft {
 
@@ -169,10 +170,7 @@ __attribute__((target("avx512f,avx512bw"))) void gather_taps(const Gather& g, in
       for (; i < np && pieces[i].seg == seg; ++i) v = _mm512_mask_loadu_epi8(v, pieces[i].mask, src + pieces[i].src);
       _mm512_storeu_si512(dst + 64 * seg, v);
     }
-    if (++q == Q) {
-      q = 0;
-      if (++p == P) p = 0, ++n;
-    }
+    next_pixel(n, p, q, P, Q);
   }
 }
 
@@ -411,11 +409,11 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const bool unpadded = ph == 0 && pw == 0 && !mod.scale && Cp == C && xv.scalar_type() == at::kByte &&
                         xv.stride(1) == 1 && xv.stride(3) == C && xv.stride(2) == W * C &&
                         (N == 1 || xv.stride(0) == H * W * C);
-  // The VNNI / AVX2 / portable tiles read exactly Cp bytes per tap of each pixel, so they read any unpadded input
-  // in place (SFTNet's 32-channel SFT convs on Zen 4: a 0.5 MB copy of a 0.3 ms conv).
-  const bool tiles = !amx && !tapped;
+  // The VNNI / AVX2 / portable tiles and the tap gather (never AMX blocks: under 16 channels) read exactly Cp bytes
+  // per tap of each pixel, so they read any unpadded input in place (SFTNet's 32-channel SFT convs on Zen 4: a 0.5
+  // MB copy of a 0.3 ms conv); AMX blocks only 1×1 convs whose last block ends inside the input.
   const bool direct = !narrow && unpadded &&
-                      ((amx && R == 1 && S == 1 && (Q % 32 == 0 || (flat_pays && P * Q % 32 == 0))) || tapped || tiles);
+                      (!amx || (R == 1 && S == 1 && (Q % 32 == 0 || (flat_pays && P * Q % 32 == 0))));
   // Images whose padded copy would not stay in cache (SFTNet's 512² HR convs: 16 MB), in AMX row mode: each thread
   // copies a band of padded rows into its own buffer right before its tiles read them (L2), instead of one
   // whole-image copy written to and read back from DRAM.
@@ -620,15 +618,9 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t mt = u / pgroups, pg = u % pgroups, m0 = mt * kMR;
       const int mr = static_cast<int>(std::min<int64_t>(kMR, M - m0));
-      // Counters, not four int64 divisions per pixel: a 32→32 1×1 tile's multiplies take only ~220 cycles.
+      // Walked, not divided per pixel: a 32→32 1×1 tile's multiplies take only ~220 cycles.
       int64_t n = m0 / PQ, p = m0 % PQ / Q, q = m0 % Q;
-      for (int i = 0; i < mr; ++i) {
-        rows[i] = xb + ((n * Hp + p * sh) * Wp + q * sw) * Cp;
-        if (++q == Q) {
-          q = 0;
-          if (++p == P) p = 0, ++n;
-        }
-      }
+      for (int i = 0; i < mr; ++i, next_pixel(n, p, q, P, Q)) rows[i] = xb + ((n * Hp + p * sh) * Wp + q * sw) * Cp;
       for (int64_t panel = pg * panels / pgroups; panel < (pg + 1) * panels / pgroups; ++panel) {
         const int64_t j0 = panel * kNR;
         const int ncols = static_cast<int>(std::min<int64_t>(kNR, K - j0));

@@ -74,7 +74,8 @@ void transpose_batched(const float* src, float* dst, const float* add, int64_t B
 
 at::Tensor to_channels_last_cpu(const at::Tensor& x) {
   TORCH_CHECK(x.dim() == 4 && x.device().is_cpu(), "sft_cpu::to_channels_last: x must be a 4-D CPU tensor");
-  if (x.is_contiguous(at::MemoryFormat::ChannelsLast)) return x;
+  // Unit channel stride too: a 1-channel (or 1×1-pixel) NCHW map counts as channels_last-contiguous without it.
+  if (x.is_contiguous(at::MemoryFormat::ChannelsLast) && x.stride(1) == 1) return x;
   at::Tensor y = pooled_empty(x.sizes(), x.options(), at::MemoryFormat::ChannelsLast);
   if (x.scalar_type() == at::kFloat && x.is_contiguous())
     transpose_batched(x.data_ptr<float>(), y.data_ptr<float>(), nullptr, x.size(0), x.size(1),
