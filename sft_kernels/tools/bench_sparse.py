@@ -45,7 +45,7 @@ def candidates(s: ConvShape, sparsities=SPARSITIES, patterns=PATTERNS) -> tuple:
     x = torch.randn(s.n, s.c, s.h, s.w, generator=gen).contiguous(memory_format=torch.channels_last)
     w = torch.randn(s.k, s.c // s.groups, s.r, s.s, generator=gen)
     b = torch.randn(s.k, generator=gen)
-    args = (s.stride, s.padding, 1, s.groups)
+    args = (s.stride, s.padding, s.dilation, s.groups)
     fns = {"dense direct": lambda: ops.conv2d(x, w, b, *args, backend="cpu", algorithm="direct")}
     flops = {"dense direct": s.flops}
     if winograd_eligible(s):

@@ -33,7 +33,7 @@ def winograd_eligible(shape) -> bool:
         return False
     p, q = shape.pq
     return torch.ops.sft_cpu.conv2d_winograd_tile(0, shape.n, shape.c, shape.k, shape.r, shape.s, p, q,
-                                                  [shape.stride] * 2, [1, 1], shape.groups) > 0
+                                                  [shape.stride] * 2, [shape.dilation] * 2, shape.groups) > 0
 
 
 def conv_candidates(shape, dtype=torch.float32, device="cpu", include_triton=False):
@@ -42,7 +42,7 @@ def conv_candidates(shape, dtype=torch.float32, device="cpu", include_triton=Fal
     w = torch.randn(shape.k, shape.c // shape.groups, shape.r, shape.s, dtype=dtype, device=device)
     b = torch.randn(shape.k, dtype=dtype, device=device)
     xcl = x.contiguous(memory_format=torch.channels_last)
-    args = (shape.stride, shape.padding, 1, shape.groups)
+    args = (shape.stride, shape.padding, shape.dilation, shape.groups)
     fns = {
         "torch nchw": lambda: F.conv2d(x, w, b, *args),
         "torch cl": lambda: F.conv2d(xcl, w, b, *args),
@@ -111,7 +111,7 @@ def qconv_candidates(s) -> dict:
     wq, ws = quantize_weight(w)
     wd = wq.float() * ws.view(-1, 1, 1, 1)
     xu8 = quantize(x, xs, xz)  # channels_last kept
-    a = (s.stride, s.padding, 1, s.groups)
+    a = (s.stride, s.padding, s.dilation, s.groups)
     fns = {"sft int8": lambda: ops.qconv2d(xu8, wq, ws, b, *a, input_scale=xs, input_zero_point=xz, out_scale=os_,
                                            out_zero_point=oz, backend="cpu"),
            "sft fp32 direct": lambda: ops.conv2d(x, wd, b, *a, backend="cpu", algorithm="direct"),
@@ -122,12 +122,12 @@ def qconv_candidates(s) -> dict:
             warnings.simplefilter("ignore")
             xq_t = torch.quantize_per_tensor(x, xs, xz, torch.quint8)
             qw = torch._make_per_channel_quantized_tensor(wq, ws.double(), torch.zeros(s.k, dtype=torch.long), 0)
-        qconv = torch.ao.nn.quantized.Conv2d(s.c, s.k, (s.r, s.s), s.stride, s.padding, groups=s.groups)
+        qconv = torch.ao.nn.quantized.Conv2d(s.c, s.k, (s.r, s.s), s.stride, s.padding, s.dilation, s.groups)
         qconv.set_weight_bias(qw, b)
         qconv.scale, qconv.zero_point = os_, oz
         diff = (fns["sft int8"]().int() - qconv(xq_t).int_repr().int()).abs().max().item()
         if diff > 1:  # which one is off: both against the exact result
-            exact = qref.qconv2d(xu8, xs, xz, wq, ws, b, None, s.stride, s.padding, 1, s.groups, None, 0.01, os_, oz)
+            exact = qref.qconv2d(xu8, xs, xz, wq, ws, b, None, *a, None, 0.01, os_, oz)
             ours = (fns["sft int8"]().int() - exact.int()).abs().max().item()
             if ours > 1:
                 raise RuntimeError(f"{s.name}: sft int8 is {ours} quantization steps from the exact result")

@@ -25,10 +25,12 @@ class ConvShape:
     padding: int = 0
     groups: int = 1
     count: int = 1  # occurrences in one SFTNet forward
+    dilation: int = 1
 
     @property
     def pq(self) -> tuple:
-        return conv_output_hw(self.h, self.w, self.r, self.s, (self.stride,) * 2, (self.padding,) * 2, (1, 1))
+        return conv_output_hw(self.h, self.w, self.r, self.s, (self.stride,) * 2, (self.padding,) * 2,
+                              (self.dilation,) * 2)
 
     @property
     def flops(self) -> int:
@@ -40,7 +42,7 @@ class ConvShape:
         """The same layer for batch n at another LR size (spatial dims scale with lr/128)."""
         f = lr / 128
         return ConvShape(self.name, n, self.c, int(self.h * f), int(self.w * f), self.k, self.r, self.s,
-                         self.stride, self.padding, self.groups, self.count)
+                         self.stride, self.padding, self.groups, self.count, self.dilation)
 
 
 def sftnet_conv_shapes(lr: int = 128, n: int = 1) -> list:
@@ -116,8 +118,23 @@ def mobilenetv2_conv_shapes(size: int = 224, n: int = 1) -> list:
     return list(out.values())
 
 
+def deeplabv3_conv_shapes(size: int = 256, n: int = 1) -> list:
+    """The dilated convs of DeepLabv3 (ResNet-50 at output stride 8, as torchvision builds it: layer3 dilated by 2,
+    layer4 by 4 after each stage's first block, ASPP rates 12 / 24 / 36) on its size/8 feature maps, with the
+    ASPP's 1×1 branch and the head's 3×3 conv. The dilated catalog: maps where rates 24 and 36 read mostly padding."""
+    h = max(1, size // 8)
+
+    def c(name, cin, cout, r, dilation, count=1):
+        return ConvShape(name, n, cin, h, h, cout, r, r, padding=dilation * (r // 2), count=count, dilation=dilation)
+
+    return [c("l3 256→256 3×3 d2", 256, 256, 3, 2, 5), c("l4 512→512 3×3 d2", 512, 512, 3, 2, 1),
+            c("l4 512→512 3×3 d4", 512, 512, 3, 4, 2), c("aspp 2048→256 1×1", 2048, 256, 1, 1),
+            c("aspp 2048→256 3×3 d12", 2048, 256, 3, 12), c("aspp 2048→256 3×3 d24", 2048, 256, 3, 24),
+            c("aspp 2048→256 3×3 d36", 2048, 256, 3, 36), c("head 256→256 3×3", 256, 256, 3, 1)]
+
+
 CONV_CATALOGS = {"sftnet": sftnet_conv_shapes, "resnet50": resnet50_conv_shapes,
-                 "mobilenetv2": mobilenetv2_conv_shapes}
+                 "mobilenetv2": mobilenetv2_conv_shapes, "deeplabv3": deeplabv3_conv_shapes}
 
 
 # Small versions for quick runs (`--quick`) and CI smoke runs: same layers at a 32×32 LR input.

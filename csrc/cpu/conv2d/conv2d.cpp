@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "cpu/conv2d/paths.h"
 #include "cpu/conv2d/select.h"
@@ -13,21 +14,49 @@
 #include "cpu/runtime/layout.h"
 
 namespace sft {
-at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
-                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+namespace {
+
+// The taps [first, last] of a kernel axis that read some input: with a dilation larger than the image (DeepLab's
+// ASPP, rate 36 on 32² maps) the outer taps read only padding for every output, and are dropped.
+std::pair<int64_t, int64_t> taps_read(int64_t n, int64_t taps, int64_t out, int64_t stride, int64_t pad,
+                                      int64_t dil) {
+  int64_t first = taps, last = -1;
+  for (int64_t t = 0; t < taps; ++t) {
+    const int64_t o = t * dil - pad, y0 = o >= 0 ? 0 : (-o + stride - 1) / stride;  // first output reading row >= 0
+    if (y0 < out && y0 * stride + o < n) first = std::min(first, t), last = t;
+  }
+  return {first, last};
+}
+
+}  // namespace
+
+at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight_in, const c10::optional<at::Tensor>& bias,
+                      at::IntArrayRef stride, at::IntArrayRef padding_in, at::IntArrayRef dilation, int64_t groups,
                       int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,
                       int64_t algorithm, int64_t pixel_shuffle, const c10::optional<at::Tensor>& scale,
                       const c10::optional<at::Tensor>& shift) {
-  TORCH_CHECK(input.dim() == 4 && weight.dim() == 4, "sft_cpu::conv2d: input and weight must be 4-D");
-  TORCH_CHECK(input.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat,
+  TORCH_CHECK(input.dim() == 4 && weight_in.dim() == 4, "sft_cpu::conv2d: input and weight must be 4-D");
+  TORCH_CHECK(input.scalar_type() == at::kFloat && weight_in.scalar_type() == at::kFloat,
               "sft_cpu::conv2d: float32 only");
-  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, "sft_cpu::conv2d: pairs expected");
+  TORCH_CHECK(stride.size() == 2 && padding_in.size() == 2 && dilation.size() == 2,
+              "sft_cpu::conv2d: pairs expected");
   const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
-  const int64_t K = weight.size(0), Cg = weight.size(1), R = weight.size(2), S = weight.size(3);
+  const int64_t K = weight_in.size(0), Cg = weight_in.size(1);
   TORCH_CHECK(groups >= 1 && C == Cg * groups && K % groups == 0, "sft_cpu::conv2d: channel/group mismatch");
-  const int64_t P = (H + 2 * padding[0] - dilation[0] * (R - 1) - 1) / stride[0] + 1;
-  const int64_t Q = (W + 2 * padding[1] - dilation[1] * (S - 1) - 1) / stride[1] + 1;
+  const int64_t P = (H + 2 * padding_in[0] - dilation[0] * (weight_in.size(2) - 1) - 1) / stride[0] + 1;
+  const int64_t Q = (W + 2 * padding_in[1] - dilation[1] * (weight_in.size(3) - 1) - 1) / stride[1] + 1;
   TORCH_CHECK(P > 0 && Q > 0, "sft_cpu::conv2d: output size is not positive");
+  // Taps that read only padding are dropped (a view of the weight; the paths take P, Q from the output and the
+  // padding as the top / left offset only), unless Winograd, which needs all 3×3, is asked for.
+  const auto [r0, r1] = taps_read(H, weight_in.size(2), P, stride[0], padding_in[0], dilation[0]);
+  const auto [s0, s1] = taps_read(W, weight_in.size(3), Q, stride[1], padding_in[1], dilation[1]);
+  const bool trim = algorithm < 2 && r1 >= r0 && s1 >= s0 &&
+                    (r1 - r0 + 1 < weight_in.size(2) || s1 - s0 + 1 < weight_in.size(3));
+  const at::Tensor weight = trim ? weight_in.slice(2, r0, r1 + 1).slice(3, s0, s1 + 1) : weight_in;
+  const int64_t pad[2] = {padding_in[0] - (trim ? r0 * dilation[0] : 0),
+                          padding_in[1] - (trim ? s0 * dilation[1] : 0)};
+  const at::IntArrayRef padding(pad);
+  const int64_t R = weight.size(2), S = weight.size(3);
 
   const int64_t r = pixel_shuffle;
   TORCH_CHECK(r >= 1 && K % (r * r) == 0, "sft_cpu::conv2d: pixel_shuffle must divide the output channels");
@@ -61,12 +90,13 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
   const int64_t wtile = winograd_tile(algorithm, N, C, K, R, S, P, Q, stride, dilation, groups);
   const bool wino = wtile != 0;
   if (r > 1) {
-    if (wino && out_cl && (!res.defined() || res.stride(1) == 1)) {  // shuffle written by the output transform
-      conv2d_winograd_into(wtile, x, weight, b, padding, activation, negative_slope, res, out, r, ms, mt);
+    const bool undilated = dilation[0] == 1 && dilation[1] == 1;
+    if (wino && undilated && out_cl && (!res.defined() || res.stride(1) == 1)) {  // shuffle by the output transform
+      conv2d_winograd_into(wtile, x, weight, b, padding, dilation, activation, negative_slope, res, out, r, ms, mt);
       return out;
     }
     const auto opt = [](const at::Tensor& t) { return t.defined() ? c10::optional<at::Tensor>(t) : c10::nullopt; };
-    at::Tensor y = at::pixel_shuffle(conv2d_cpu(x, weight, bias, stride, padding, dilation, groups, activation,
+    at::Tensor y = at::pixel_shuffle(conv2d_cpu(x, weight_in, bias, stride, padding_in, dilation, groups, activation,
                                                 negative_slope, c10::nullopt, algorithm, 1, opt(ms), opt(mt)), r);
     if (res.defined()) y = y + res;
     return y.contiguous(fmt);
@@ -74,9 +104,10 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
   auto run = [&](const at::Tensor& rr, at::Tensor& o) {
     if (wino) {
       if (!rr.defined() || rr.stride(1) == 1) {
-        conv2d_winograd_into(wtile, x, weight, b, padding, activation, negative_slope, rr, o, 1, ms, mt);
+        conv2d_winograd_into(wtile, x, weight, b, padding, dilation, activation, negative_slope, rr, o, 1, ms, mt);
       } else {
-        conv2d_winograd_into(wtile, x, weight, b, padding, activation, negative_slope, at::Tensor(), o, 1, ms, mt);
+        conv2d_winograd_into(wtile, x, weight, b, padding, dilation, activation, negative_slope, at::Tensor(), o, 1,
+                             ms, mt);
         o.add_(rr);
       }
       return;

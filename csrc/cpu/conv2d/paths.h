@@ -56,13 +56,15 @@ void conv2d_thin_into(const at::Tensor& x, const at::Tensor& weight, const at::T
                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,
                       const at::Tensor& res, at::Tensor& out);
 
-// ---- winograd.cpp: F(4×4,3×3) (tile 4) or F(2×2,3×3) (tile 2), stride-1 undilated ungrouped 3×3 convs ----
+// ---- winograd.cpp: F(4×4,3×3) (tile 4) or F(2×2,3×3) (tile 2), stride-1 ungrouped 3×3 convs ----
+// Dilated ones (shuffle = 1 only) as one undilated conv per sub-grid of dilation[0] × dilation[1].
 // out and res: unit channel stride. shuffle = r > 1 writes PixelShuffle(r) of the activated conv straight from
 // the output transform (out: N × K/r² × P·r × Q·r), adding res (shaped like out) after the shuffle. mscale and
 // mshift as above, applied as tiles are gathered.
 void conv2d_winograd_into(int64_t tile, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b,
-                          at::IntArrayRef padding, int64_t activation, double slope, const at::Tensor& res,
-                          at::Tensor& out, int64_t shuffle, const at::Tensor& mscale, const at::Tensor& mshift);
+                          at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,
+                          const at::Tensor& res, at::Tensor& out, int64_t shuffle, const at::Tensor& mscale,
+                          const at::Tensor& mshift);
 
 // ---- depthwise.cpp: groups = input channels (any channel multiplier), out and res with unit channel stride ----
 void conv2d_depthwise_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef stride,

@@ -3,6 +3,7 @@
 // and implicit GEMM, which takes any; depthwise convs go to their own path.
 #include "cpu/conv2d/select.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "cpu/engine/ukernel.h"
@@ -10,9 +11,11 @@
 namespace sft {
 namespace {
 
-bool winograd_applicable(int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef dilation, int64_t groups) {
-  return R == 3 && S == 3 && stride[0] == 1 && stride[1] == 1 && dilation[0] == 1 && dilation[1] == 1 && groups == 1;
+// Dilated convs too: they run as dilation² undilated convs on sub-grids (winograd.cpp).
+bool winograd_applicable(int64_t R, int64_t S, at::IntArrayRef stride, int64_t groups) {
+  return R == 3 && S == 3 && stride[0] == 1 && stride[1] == 1 && groups == 1;
 }
+
 
 // Rows path (rows.cpp), few input channels. C ≤ 4: beat the thin few-input kernel (conv0 3→64 at 128², 1 thread:
 // 90-100 -> 101-103 GFLOP/s). Strided convs on up to 16 channels (SFTNet's 8→128 4×4 stride-4 cond_in): on par
@@ -59,17 +62,26 @@ bool taps_ok(const at::Tensor& x, const at::Tensor& weight, at::IntArrayRef stri
 
 int64_t winograd_tile(int64_t algorithm, int64_t N, int64_t C, int64_t K, int64_t R, int64_t S, int64_t P,
                       int64_t Q, at::IntArrayRef stride, at::IntArrayRef dilation, int64_t groups) {
-  const bool can_wino = winograd_applicable(R, S, stride, dilation, groups);
+  const bool can_wino = winograd_applicable(R, S, stride, groups);
   TORCH_CHECK(algorithm < 2 || can_wino, "sft_cpu::conv2d: algorithm='winograd' / 'winograd_f2' needs a 3x3 kernel "
-              "with stride 1, dilation 1 and groups 1; use algorithm='direct' or None");
+              "with stride 1 and groups 1; use algorithm='direct' or None");
   // Winograd F(4×4,3×3) holds 36 transformed values per filter (direct: 9) and each of its 36 GEMMs has one row
   // per 4×4 output tile, so on small images its filters are read for a few rows only: auto takes it where the
   // batch has at least 9 tiles and under 1 MB of transformed filters per tile. Measured against direct
   // (interleaved, 1 / 2 threads): 7×7 images (4 tiles) 1.17-2.86x slower at 64-512 channels, 512→512 at 14×14
   // 1.34-1.46x slower; 128→128 at 14×14 and 512→512 at 28×28 0.76-0.97x the time; SFTNet's layers (1024+
   // tiles) 0.4-0.5x.
-  const int64_t wino_tiles = N * ((P + 3) / 4) * ((Q + 3) / 4);
-  const bool wino_pays = wino_tiles >= 9 && 36 * C * K * int64_t(sizeof(float)) < wino_tiles * (int64_t(1) << 20);
+  // A dilated conv's sub-grids (winograd.cpp) run in one pass: their tiles count together.
+  const auto tiles_along = [](int64_t P, int64_t d) {
+    int64_t t = 0;
+    for (int64_t i = 0; i < std::min(P, d); ++i) t += ((P - i + d - 1) / d + 3) / 4;
+    return t;
+  };
+  const int64_t wino_tiles = N * tiles_along(P, dilation[0]) * tiles_along(Q, dilation[1]);
+  // Sub-grids of 1-3 rows fill a 4×4 tile with padding: DeepLab's ASPP on 32² maps (1 thread) ran Winograd
+  // 1.28x faster than direct at rate 12 (2.25x the outputs computed), 3x slower at rate 24 (9x); so at most 2.5x.
+  const bool wino_pays = wino_tiles >= 9 && 36 * C * K * int64_t(sizeof(float)) < wino_tiles * (int64_t(1) << 20) &&
+                         32 * wino_tiles <= 5 * N * P * Q;
   const bool wino = algorithm >= 2 || (algorithm == 0 && can_wino && C >= 16 && K >= 16 && wino_pays);
   if (!wino) return 0;
   return algorithm == 3 ? 2 : 4;  // F(2×2,3×3) on request, else F(4×4,3×3)

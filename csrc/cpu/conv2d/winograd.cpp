@@ -1,4 +1,4 @@
-// Winograd F(4×4, 3×3) and F(2×2, 3×3) convolution for stride-1, dilation-1, ungrouped 3×3 convs (Lavin & Gray,
+// Winograd F(4×4, 3×3) and F(2×2, 3×3) convolution for stride-1, ungrouped 3×3 convs, dilated ones by sub-grids (Lavin & Gray,
 // 2016). For output tiles of M×M (M = 4 or 2; input patches of A×A, A = M + 2), per block of tiles (sized so V
 // and M stay in L1/L2; torch.ops.sft_cpu.set_winograd_tiles_per_block overrides):
 //   1. input transform  V[ξ](t, c) = (Bᵀ d B)[ξ]   written straight into the GEMM engine's packed-A layout
@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <vector>
@@ -233,16 +234,24 @@ at::Tensor transformed_filter(const at::Tensor& weight_in, int NR, int64_t r) {
   });
 }
 
+// One undilated conv that a Winograd pass runs: x0, o0, r0 are element offsets into the input (and modulation
+// maps), output and residual; H × W input and P × Q output pixels, zero padding ph, pw on the top and left.
+struct SubGrid {
+  int64_t x0, o0, r0, H, W, P, Q, ph, pw;
+};
+
 // The algorithm for output tiles of M×M (Wino<M>); see conv2d_winograd_into (paths.h).
+// A dilated conv's sub-grids all run in one pass (grids.size() = dh·dw; one grid with offsets 0 otherwise): the
+// tiles of every grid and image are numbered together, so small sub-grids still fill the GEMMs' rows.
 template <int M>
-void winograd_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef padding,
-                   int64_t activation, double slope, const at::Tensor& res, at::Tensor& out, int64_t shuffle,
-                   const at::Tensor& mscale, const at::Tensor& mshift) {
+void winograd_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b,
+                   const std::vector<SubGrid>& grids, int64_t dh, int64_t dw, int64_t activation, double slope,
+                   const at::Tensor& res, at::Tensor& out, int64_t shuffle, const at::Tensor& mscale,
+                   const at::Tensor& mshift) {
   using WT = Wino<M>;
   constexpr int A = WT::A, A2 = A * A;
-  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), K = weight.size(0);
+  const int64_t N = x.size(0), C = x.size(1), K = weight.size(0);
   const int64_t r = shuffle, Cs = K / (r * r);
-  const int64_t P = out.size(2) / r, Q = out.size(3) / r, ph = padding[0], pw = padding[1];
   TORCH_CHECK(x.stride(1) == 1 && out.stride(1) == 1 && (!res.defined() || res.stride(1) == 1),
               "winograd: channels-last tensors expected");
   const UKernel& uk = ukernel();
@@ -251,7 +260,17 @@ void winograd_into(const at::Tensor& x, const at::Tensor& weight, const at::Tens
   int64_t tb = g_tiles_per_block.load();
   if (tb <= 0) tb = std::max<int64_t>(1, kWinogradBlockBytes / (A2 * 4 * (Cp + K)));
   tb = std::max<int64_t>(MR, tb / MR * MR);
-  const int64_t th = (P + M - 1) / M, tw = (Q + M - 1) / M, T = N * th * tw;
+  std::vector<int64_t> first(grids.size() + 1, 0);  // the grids' first tiles
+  for (size_t g = 0; g < grids.size(); ++g)
+    first[g + 1] = first[g] + N * ((grids[g].P + M - 1) / M) * ((grids[g].Q + M - 1) / M);
+  const int64_t T = first.back();
+  // Tile tt: its grid, image and tile row / column.
+  const auto locate = [&](int64_t tt, int64_t& n, int64_t& ty, int64_t& tx) -> const SubGrid& {
+    const size_t g = std::upper_bound(first.begin(), first.end(), tt) - first.begin() - 1;
+    const int64_t tw = (grids[g].Q + M - 1) / M, th = (grids[g].P + M - 1) / M, t = tt - first[g];
+    n = t / (th * tw), ty = t / tw % th, tx = t % tw;
+    return grids[g];
+  };
 
   const at::Tensor Up = transformed_filter<M>(weight, NR, r);
   at::Tensor bre = b;  // bias in the (sub-pixel, channel) order of the reordered filters
@@ -263,9 +282,10 @@ void winograd_into(const at::Tensor& x, const at::Tensor& weight, const at::Tens
   const float* bp = bre.defined() ? bre.data_ptr<float>() : nullptr;
   const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
   float* op = out.data_ptr<float>();
-  const int64_t xs0 = x.stride(0), xs2 = x.stride(2), xs3 = x.stride(3);
-  const int64_t os0 = out.stride(0), os2 = out.stride(2), os3 = out.stride(3);
-  const int64_t rs0 = rp ? res.stride(0) : 0, rs2 = rp ? res.stride(2) : 0, rs3 = rp ? res.stride(3) : 0;
+  // a grid's rows and columns are dh and dw apart
+  const int64_t xs0 = x.stride(0), xs2 = dh * x.stride(2), xs3 = dw * x.stride(3);
+  const int64_t os0 = out.stride(0), os2 = dh * out.stride(2), os3 = dw * out.stride(3);
+  const int64_t rs0 = rp ? res.stride(0) : 0, rs2 = rp ? dh * res.stride(2) : 0, rs3 = rp ? dw * res.stride(3) : 0;
   const int act = static_cast<int>(activation);
   const float sl = static_cast<float>(slope);
 
@@ -285,11 +305,12 @@ void winograd_into(const at::Tensor& x, const at::Tensor& weight, const at::Tens
       // 1. input transform of every tile of the block into packed-A panels [ξ][t/MR][Cp/8][MR][8].
       for (int64_t ti = 0; ti < tb; ++ti) {
         if (ti < nt) {
-          const int64_t tt = t0 + ti, n = tt / (th * tw), ty = (tt / tw) % th, tx = tt % tw;
-          const int64_t ih0 = ty * M - ph, iw0 = tx * M - pw;
+          int64_t n, ty, tx;
+          const SubGrid& g = locate(t0 + ti, n, ty, tx);
+          const int64_t ih0 = ty * M - g.ph, iw0 = tx * M - g.pw, H = g.H, W = g.W;
           if (!msp && C == Cp && ih0 >= 0 && ih0 + A <= H && iw0 >= 0 && iw0 + A <= W) {
             // interior tile: read the patch in place (columns: Bᵀ d)
-            const float* src = xp + n * xs0 + ih0 * xs2 + iw0 * xs3;
+            const float* src = xp + g.x0 + n * xs0 + ih0 * xs2 + iw0 * xs3;
             for (int j = 0; j < A; ++j) WT::bt(src + j * xs3, xs2, t + j * Cp, A * Cp, 8, Cp);
           } else {  // border tile (or modulated input): gather with zero padding first
             for (int i = 0; i < A; ++i)
@@ -297,7 +318,7 @@ void winograd_into(const at::Tensor& x, const at::Tensor& weight, const at::Tens
                 const int64_t ih = ih0 + i, iw = iw0 + j;
                 float* dst = d + (i * A + j) * Cp;
                 if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
-                  const int64_t off = n * xs0 + ih * xs2 + iw * xs3;
+                  const int64_t off = g.x0 + n * xs0 + ih * xs2 + iw * xs3;
                   if (msp)
                     modulate_run(dst, xp + off, msp + off, mtp + off, C);
                   else
@@ -333,7 +354,9 @@ void winograd_into(const at::Tensor& x, const at::Tensor& weight, const at::Tens
         }
       // 3. output transform + epilogue.
       for (int64_t ti = 0; ti < nt; ++ti) {
-        const int64_t tt = t0 + ti, n = tt / (th * tw), ty = (tt / tw) % th, tx = tt % tw;
+        int64_t n, ty, tx;
+        const SubGrid& g = locate(t0 + ti, n, ty, tx);
+        const int64_t P = g.P, Q = g.Q;
         WT::out(Mb + ti * K, A * tb * K, tb * K, y, K);  // M[ξ = A·i + j] of tile ti at (ξ·tb + ti)·K
         for (int i = 0; i < M; ++i) {
           const int64_t oh = ty * M + i;
@@ -344,8 +367,9 @@ void winograd_into(const at::Tensor& x, const at::Tensor& weight, const at::Tens
             if (ow >= Q) break;
             for (int64_t sub = 0; sub < r * r; ++sub) {  // r = 1: the whole K-vector at (oh, ow)
               const int64_t yh = oh * r + sub / r, yw = ow * r + sub % r;
-              finish_row(op + n * os0 + yh * os2 + yw * os3, rowp + j * K + sub * Cs, bp ? bp + sub * Cs : nullptr,
-                         rp ? rp + n * rs0 + yh * rs2 + yw * rs3 : nullptr, Cs, act, sl);
+              finish_row(op + g.o0 + n * os0 + yh * os2 + yw * os3, rowp + j * K + sub * Cs,
+                         bp ? bp + sub * Cs : nullptr, rp ? rp + g.r0 + n * rs0 + yh * rs2 + yw * rs3 : nullptr, Cs,
+                         act, sl);
             }
           }
         }
@@ -359,12 +383,28 @@ void winograd_into(const at::Tensor& x, const at::Tensor& weight, const at::Tens
 void set_winograd_tiles_per_block(int64_t tiles) { g_tiles_per_block.store(tiles); }
 
 void conv2d_winograd_into(int64_t tile, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b,
-                          at::IntArrayRef padding, int64_t activation, double slope, const at::Tensor& res,
-                          at::Tensor& out, int64_t shuffle, const at::Tensor& mscale, const at::Tensor& mshift) {
+                          at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,
+                          const at::Tensor& res, at::Tensor& out, int64_t shuffle, const at::Tensor& mscale,
+                          const at::Tensor& mshift) {
+  const int64_t dh = dilation[0], dw = dilation[1], H = x.size(2), W = x.size(3), ph = padding[0], pw = padding[1];
+  const int64_t P = out.size(2) / shuffle, Q = out.size(3) / shuffle;
+  TORCH_CHECK(shuffle == 1 || (dh == 1 && dw == 1), "winograd: a dilated conv does not write a pixel shuffle");
+  // Output (i + dh·y', j + dw·x') reads input rows i − ph + dh·(y' + r), columns likewise: an undilated conv on
+  // the sub-grid of rows a, a + dh, ... with a = (i − ph) mod dh, padded by (a − i + ph) / dh on top.
+  std::vector<SubGrid> grids;
+  for (int64_t i = 0; i < std::min(P, dh); ++i)
+    for (int64_t j = 0; j < std::min(Q, dw); ++j) {
+      const int64_t a = ((i - ph) % dh + dh) % dh, c = ((j - pw) % dw + dw) % dw;
+      const auto count = [](int64_t n, int64_t s, int64_t d) { return n > s ? (n - s + d - 1) / d : 0; };
+      grids.push_back(SubGrid{a * x.stride(2) + c * x.stride(3), i * out.stride(2) + j * out.stride(3),
+                              res.defined() ? i * res.stride(2) + j * res.stride(3) : 0, count(H, a, dh),
+                              count(W, c, dw), count(P, i, dh), count(Q, j, dw), (a - i + ph) / dh,
+                              (c - j + pw) / dw});
+    }
   if (tile == 2)
-    winograd_into<2>(x, weight, b, padding, activation, slope, res, out, shuffle, mscale, mshift);
+    winograd_into<2>(x, weight, b, grids, dh, dw, activation, slope, res, out, shuffle, mscale, mshift);
   else
-    winograd_into<4>(x, weight, b, padding, activation, slope, res, out, shuffle, mscale, mshift);
+    winograd_into<4>(x, weight, b, grids, dh, dw, activation, slope, res, out, shuffle, mscale, mshift);
 }
 
 }  // namespace sft

@@ -346,6 +346,68 @@ def test_winograd_matches_reference(shape, layout, act, with_res):
     assert_close(direct, ref, k=9 * c)
 
 
+# (N, C, H, W, K, padding, dilation): sub-grids of unequal sizes, padding not a multiple of the dilation, unequal
+# dilations, an image smaller than its dilation (whole sub-grids of padding), no padding
+DILATED_SHAPES = [(1, 16, 13, 11, 16, 2, 2), (2, 20, 17, 9, 24, (1, 4), (2, 3)), (1, 16, 23, 21, 32, 6, 6),
+                  (1, 32, 9, 11, 16, (0, 1), 4), (1, 16, 3, 3, 16, 6, 6), (3, 16, 9, 12, 17, (5, 0), (3, 2))]
+
+
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+@pytest.mark.parametrize("shape", DILATED_SHAPES, ids=str)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("algorithm", ["winograd", "winograd_f2"])
+def test_dilated_winograd_matches_reference(shape, layout, algorithm):
+    """A dilated 3×3 conv runs as one Winograd pass over its dilation² sub-grids: with an activation and a
+    residual, and with the input modulation read through the same sub-grids."""
+    n, c, h, w, k, pd, dl = shape
+    torch.manual_seed(0)
+    x, wt, b = torch.randn(n, c, h, w), torch.randn(k, c, 3, 3), torch.randn(k)
+    scale, shift = torch.randn(n, c, h, w) / 4, torch.randn(n, c, h, w) / 4
+    ref = reference.conv2d(x.double(), wt.double(), b.double(), 1, pd, dl, 1, "leaky_relu", 0.2)
+    res = torch.randn_like(ref).float()
+    y = conv2d(_layout(x, layout), wt, b, 1, pd, dl, activation="leaky_relu", negative_slope=0.2, residual=res,
+               backend="cpu", algorithm=algorithm)
+    assert_close(y, ref + res.double(), k=9 * c, winograd=True, msg=f"{shape} {layout}")
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    mod = tuple(t.contiguous(memory_format=fmt) for t in (scale, shift))
+    y = conv2d(_layout(x, layout), wt, b, 1, pd, dl, modulation=mod, backend="cpu", algorithm=algorithm)
+    ref = reference.conv2d(x.double(), wt.double(), b.double(), 1, pd, dl, modulation=(scale.double(), shift.double()))
+    assert_close(y, ref, k=9 * c, winograd=True, msg=f"{shape} {layout} modulated")
+
+
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+@pytest.mark.parametrize("dl,wino", [(2, True), (6, True), (12, True), (24, False)])
+def test_auto_takes_winograd_for_dilated_convs_where_it_pays(dl, wino):
+    """ASPP-like 64→64 at 40²: the sub-grids' tiles count together (d = 6: 36 sub-grids of 4 tiles, 144 in all);
+    at d = 24 the sub-grids are 1-2 pixels wide, so 4×4 tiles would compute 5.8x the outputs: direct."""
+    x = torch.randn(1, 64, 40, 40).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(64, 64, 3, 3) / 24
+    kw = dict(padding=dl, dilation=dl, backend="cpu")
+    from sft_kernels.tools.bench_suite import winograd_eligible
+    from sft_kernels.tools.shapes import ConvShape
+
+    assert winograd_eligible(ConvShape("t", 1, 64, 40, 40, 64, 3, 3, padding=dl, dilation=dl)) == wino
+    auto = conv2d(x, w, **kw)
+    assert torch.equal(auto, conv2d(x, w, algorithm="winograd" if wino else "direct", **kw))
+
+
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+@pytest.mark.parametrize("algorithm", [None, "direct"])
+def test_taps_reading_only_padding_are_dropped(algorithm):
+    """Rate 36 on an 8×8 map: only the centre tap reads the image, so the conv is its 1×1 conv, plus the residual
+    (the outer taps, set to inf, are never multiplied: as in oneDNN, not 0·inf = NaN); rate 6 with stride 2 on 5×9
+    drops the outer rows only and still matches."""
+    x = torch.randn(1, 32, 8, 8).contiguous(memory_format=torch.channels_last)
+    w, b, res = torch.randn(16, 32, 3, 3), torch.randn(16), torch.randn(1, 16, 8, 8)
+    w[:, :, 0], w[:, :, :, 2] = float("inf"), float("inf")
+    y = conv2d(x, w, b, 1, 36, 36, residual=res, backend="cpu", algorithm=algorithm)
+    assert torch.equal(y, conv2d(x, w[:, :, 1:2, 1:2].contiguous(), b, residual=res, backend="cpu",
+                                 algorithm=algorithm))
+    x, w = torch.randn(2, 8, 5, 9), torch.randn(8, 8, 3, 3)
+    ref = reference.conv2d(x.double(), w.double(), None, 2, (6, 3), (6, 2))
+    assert_close(conv2d(x, w, None, 2, (6, 3), (6, 2), backend="cpu", algorithm=algorithm), ref, k=72)
+
+
 @pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
 @pytest.mark.parametrize("c,hw,wino", [(16, 7, False), (16, 12, True), (256, 10, False), (256, 14, True),
                                        (512, 14, False)], ids=str)
