@@ -24,6 +24,10 @@ CASES = [  # (n, c, h, w, k, r, stride, pad, dilation, groups, algorithm, pixel_
     (1, 8, 12, 12, 4, 4, 4, 0, 1, 1, 1, 1), (1, 12, 10, 9, 6, 1, 1, 0, 1, 3, 1, 1),
     (1, 16, 7, 9, 36, 3, 1, 1, 1, 1, 3, 1), (1, 16, 8, 8, 256, 3, 1, 1, 1, 1, 3, 2),
     (3, 24, 5, 5, 70, 3, 1, 1, 1, 1, 3, 1),
+    # dilated Winograd over sub-grids of unequal sizes, and over an image smaller than its rate
+    (2, 20, 17, 9, 24, 3, 1, 3, 3, 1, 2, 1), (1, 16, 3, 3, 16, 3, 1, 6, 6, 1, 2, 1),
+    # taps that read only padding dropped (a view of the weight): auto, and direct with stride 2
+    (1, 16, 8, 8, 16, 3, 1, 12, 12, 1, 0, 1), (1, 8, 5, 9, 8, 3, 2, 6, 6, 1, 1, 1),
     # thin ends (direct AVX-512 kernels under SFT_KERNELS_ISA=avx512)
     (2, 3, 11, 13, 64, 3, 1, 1, 1, 1, 0, 1), (1, 2, 6, 7, 80, 3, 2, 2, 1, 1, 1, 1),
     (2, 32, 10, 9, 3, 3, 1, 2, 2, 1, 0, 1),
