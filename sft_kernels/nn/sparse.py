@@ -18,7 +18,7 @@ from ..runtime.layout import to_channels_last
 from .conv import Conv2d, at_weight_precision
 
 
-def sparse_pays(density: float, block: int, kernel_size: tuple, stride: tuple, dilation: tuple, groups: int,
+def sparse_pays(density: float, block: int, kernel_size: tuple, stride: tuple, groups: int,
                 in_channels: int, out_channels: int) -> bool:
     """Whether the sparse kernel beats our dense conv at this density (fraction of weights kept) for this shape.
 
@@ -75,8 +75,8 @@ class SparseConv2d(Conv2d):
         return self._density
 
     def _sparse(self) -> bool:
-        return sparse_pays(self.density, 4 if self.block == 4 else 1, self.kernel_size, self.stride, self.dilation,
-                           self.groups, self.in_channels, self.out_channels)
+        return sparse_pays(self.density, 4 if self.block == 4 else 1, self.kernel_size, self.stride, self.groups,
+                           self.in_channels, self.out_channels)
 
     def run(self, x: torch.Tensor, activation: Optional[str] = None, negative_slope: float = 0.01,
             residual: Optional[torch.Tensor] = None, modulation: Optional[tuple] = None,

@@ -61,6 +61,8 @@ void conv2d_thin_into(const at::Tensor& x, const at::Tensor& weight, const at::T
 // out and res: unit channel stride. shuffle = r > 1 writes PixelShuffle(r) of the activated conv straight from
 // the output transform (out: N × K/r² × P·r × Q·r), adding res (shaped like out) after the shuffle. mscale and
 // mshift as above, applied as tiles are gathered.
+// Pixels of the sub-grid start, start + d, ... of an axis of n pixels (the winograd driver's and select.cpp's).
+inline int64_t sub_grid_size(int64_t n, int64_t start, int64_t d) { return n > start ? (n - start + d - 1) / d : 0; }
 void conv2d_winograd_into(int64_t tile, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b,
                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,
                           const at::Tensor& res, at::Tensor& out, int64_t shuffle, const at::Tensor& mscale,

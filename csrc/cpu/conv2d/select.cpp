@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "cpu/conv2d/paths.h"
 #include "cpu/engine/ukernel.h"
 
 namespace sft {
@@ -15,7 +16,6 @@ namespace {
 bool winograd_applicable(int64_t R, int64_t S, at::IntArrayRef stride, int64_t groups) {
   return R == 3 && S == 3 && stride[0] == 1 && stride[1] == 1 && groups == 1;
 }
-
 
 // Rows path (rows.cpp), few input channels. C ≤ 4: beat the thin few-input kernel (conv0 3→64 at 128², 1 thread:
 // 90-100 -> 101-103 GFLOP/s). Strided convs on up to 16 channels (SFTNet's 8→128 4×4 stride-4 cond_in): on par
@@ -74,7 +74,7 @@ int64_t winograd_tile(int64_t algorithm, int64_t N, int64_t C, int64_t K, int64_
   // A dilated conv's sub-grids (winograd.cpp) run in one pass: their tiles count together.
   const auto tiles_along = [](int64_t P, int64_t d) {
     int64_t t = 0;
-    for (int64_t i = 0; i < std::min(P, d); ++i) t += ((P - i + d - 1) / d + 3) / 4;
+    for (int64_t i = 0; i < std::min(P, d); ++i) t += (sub_grid_size(P, i, d) + 3) / 4;
     return t;
   };
   const int64_t wino_tiles = N * tiles_along(P, dilation[0]) * tiles_along(Q, dilation[1]);

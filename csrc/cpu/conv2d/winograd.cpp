@@ -1,6 +1,6 @@
-// Winograd F(4×4, 3×3) and F(2×2, 3×3) convolution for stride-1, ungrouped 3×3 convs, dilated ones by sub-grids (Lavin & Gray,
-// 2016). For output tiles of M×M (M = 4 or 2; input patches of A×A, A = M + 2), per block of tiles (sized so V
-// and M stay in L1/L2; torch.ops.sft_cpu.set_winograd_tiles_per_block overrides):
+// Winograd F(4×4, 3×3) and F(2×2, 3×3) convolution for stride-1, ungrouped 3×3 convs, dilated ones by sub-grids
+// (Lavin & Gray, 2016). For output tiles of M×M (M = 4 or 2; input patches of A×A, A = M + 2), per block of tiles
+// (sized so V and M stay in L1/L2; torch.ops.sft_cpu.set_winograd_tiles_per_block overrides):
 //   1. input transform  V[ξ](t, c) = (Bᵀ d B)[ξ]   written straight into the GEMM engine's packed-A layout
 //   2. A² GEMMs         M[ξ](t, k) = Σ_c V[ξ](t, c) · U[ξ](c, k)   (U = G g Gᵀ, packed once per weight)
 //   3. output transform y = Aᵀ M A, then bias, activation, residual, stored into the output's layout
@@ -395,11 +395,10 @@ void conv2d_winograd_into(int64_t tile, const at::Tensor& x, const at::Tensor& w
   for (int64_t i = 0; i < std::min(P, dh); ++i)
     for (int64_t j = 0; j < std::min(Q, dw); ++j) {
       const int64_t a = ((i - ph) % dh + dh) % dh, c = ((j - pw) % dw + dw) % dw;
-      const auto count = [](int64_t n, int64_t s, int64_t d) { return n > s ? (n - s + d - 1) / d : 0; };
       grids.push_back(SubGrid{a * x.stride(2) + c * x.stride(3), i * out.stride(2) + j * out.stride(3),
-                              res.defined() ? i * res.stride(2) + j * res.stride(3) : 0, count(H, a, dh),
-                              count(W, c, dw), count(P, i, dh), count(Q, j, dw), (a - i + ph) / dh,
-                              (c - j + pw) / dw});
+                              res.defined() ? i * res.stride(2) + j * res.stride(3) : 0, sub_grid_size(H, a, dh),
+                              sub_grid_size(W, c, dw), sub_grid_size(P, i, dh), sub_grid_size(Q, j, dw),
+                              (a - i + ph) / dh, (c - j + pw) / dw});
     }
   if (tile == 2)
     winograd_into<2>(x, weight, b, grids, dh, dw, activation, slope, res, out, shuffle, mscale, mshift);
