@@ -111,18 +111,52 @@ def modulation(layer, cond: torch.Tensor) -> tuple:
     return _conv(c1s, h[:, :mid]), _conv(c1t, h[:, mid:])
 
 
+def _int8_pair(conv) -> bool:
+    """An SFT layer's second conv that qsft_modulation runs: int8, 1×1, stride 1, no padding, ungrouped, cpu."""
+    return (is_int8(conv) and conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
+            and conv.groups == 1 and conv.backend in (None, "cpu") and conv.weight_int8.is_cpu)
+
+
+def modulated(layer, cond: torch.Tensor, x: torch.Tensor, reader) -> tuple:
+    """(input, modulation) for `reader`, the conv that reads SFT layer `layer`'s output x·(scale + 1) + shift: for an
+    int8 reader of an int8 layer, the uint8 input itself (ops.qsft_modulation: the float scale and shift maps are
+    never written) and no modulation; else x and the (scale, shift) maps, which the reader applies as it reads x."""
+    c0s, c0t, c1s, c1t = layer.SFT_scale_conv0, layer.SFT_shift_conv0, layer.SFT_scale_conv1, layer.SFT_shift_conv1
+    if not (is_int8(reader) and _int8_pair(c1s) and _int8_pair(c1t) and x.is_cpu and x.dtype == torch.float32):
+        return x, modulation(layer, cond)
+    slope = layer.negative_slope
+    mid_s = _conv(c0s, cond, "leaky_relu", negative_slope=slope, nxt=c1s)
+    mid_t = _conv(c0t, cond, "leaky_relu", negative_slope=slope, nxt=c1t)
+    # quantize_ gives an int8 conv that reads an int8 conv a uint8 input; anything else comes here float
+    mid_s, mid_t = (m if m.dtype == torch.uint8 else _quantized(m, c) for m, c in ((mid_s, c1s), (mid_t, c1t)))
+    q = ops.qsft_modulation(x, mid_s, c1s.weight_int8, c1s.weight_scale, c1s.bias, mid_t, c1t.weight_int8,
+                            c1t.weight_scale, c1t.bias, s_input=(c1s.input_scale, c1s.input_zero_point),
+                            t_input=(c1t.input_scale, c1t.input_zero_point), out_scale=reader.input_scale,
+                            out_zero_point=reader.input_zero_point)
+    return q, None
+
+
+def _quantized(m: torch.Tensor, conv) -> torch.Tensor:
+    from ..ops.qconv2d.reference import quantize
+
+    return quantize(m, conv.input_scale, conv.input_zero_point).contiguous(memory_format=torch.channels_last)
+
+
 def fused_forward(model, img: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-    layers = sft_layers(model)
-    readers = [c for layer in layers for c in (layer.SFT_scale_conv0, layer.SFT_shift_conv0)]
+    layers = iter(sft_layers(model))
+    readers = [c for layer in sft_layers(model) for c in (layer.SFT_scale_conv0, layer.SFT_shift_conv0)]
     cond = run_sequential(model.CondNet, seg, _shared_int8_reader(readers))
-    mods = (modulation(layer, cond) for layer in layers)  # lazily: each pair stays in cache
     fea = _conv(model.conv0, img)
     x = fea
-    for i in range(model.num_blocks):
+    for i in range(model.num_blocks):  # each layer's maps made right before their reader: they stay in cache
         block = model.sft_branch[i]
-        r = _conv(block.conv0, x, "relu", modulation=next(mods))
-        x = _conv(block.conv1, r, residual=x, modulation=next(mods))
-    x = _conv(model.sft_branch[model.num_blocks + 1], x, residual=fea, modulation=next(mods))
+        inp, mod = modulated(next(layers), cond, x, block.conv0)
+        r = _conv(block.conv0, inp, "relu", modulation=mod)
+        inp, mod = modulated(next(layers), cond, r, block.conv1)
+        x = _conv(block.conv1, inp, residual=x, modulation=mod)
+    last = model.sft_branch[model.num_blocks + 1]
+    inp, mod = modulated(next(layers), cond, x, last)
+    x = _conv(last, inp, residual=fea, modulation=mod)
     hr = model.HR_branch
     x = _conv(hr[0], x, "relu", pixel_shuffle=2, nxt=hr[3])
     x = _conv(hr[3], x, "relu", pixel_shuffle=2, nxt=hr[6])

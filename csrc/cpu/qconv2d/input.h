@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "cpu/qconv2d/tiles.h"
+
 namespace sft::qconv {
 
 // An SFT modulation of the input, x·(scale + 1) + shift, applied as it is quantized (null: none).
@@ -16,6 +18,14 @@ struct Mod {
   const float* scale;
   const float* shift;
 };
+
+// clamp(round((x·(scale + 1) + shift)·inv) + fz, 0, 255) of n contiguous floats x (the modulation maps at the same
+// index + off; none without mod.scale), round half to even, AVX-512 where the float kernels' ISA is avx512.
+void quantize_floats(const float* x, int64_t n, float inv, float fz, uint8_t* q, Mod mod, int64_t off);
+
+// The 14-pixel tile this process's int8 kernel runs (tiles.h; AMX CPUs: the VNNI one).
+void run_tile(const uint8_t* const* rows, int mr, const int64_t* toff, int64_t ntaps, int64_t kg, const int8_t* b,
+              int64_t j0, int ncols, const Store& s);
 
 // The rows of the zero-point-padded NHWC copy, one at a time (padded_input fills them all; the AMX driver fills
 // bands of them right before its tiles read them).

@@ -38,6 +38,18 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
                        double out_scale, int64_t out_zero_point, const c10::optional<at::Tensor>& mod_scale,
                        const c10::optional<at::Tensor>& mod_shift);
 
+// An int8 SFT layer feeding an int8 conv (sft_modulation.cpp): the uint8 map
+// clamp(round((x·(scale + 1) + shift) / out_scale) + out_zero_point, 0, 255), where scale and shift are the float32
+// outputs of two int8 1×1 convs (qconv2d_cpu with out_scale = 0) of the uint8 maps mid_s and mid_t (each with its
+// scale, zero point, packed weights, per-channel scales and bias), never written to memory. x: float32 [N, K, H, W];
+// the maps [N, C, H, W] of any channel counts; output channels_last.
+at::Tensor qsft_modulation_cpu(const at::Tensor& x, const at::Tensor& mid_s, double s_scale, int64_t s_zero_point,
+                               const at::Tensor& packed_s, const at::Tensor& wsum_s, const at::Tensor& w_scale_s,
+                               const c10::optional<at::Tensor>& bias_s, const at::Tensor& mid_t, double t_scale,
+                               int64_t t_zero_point, const at::Tensor& packed_t, const at::Tensor& wsum_t,
+                               const at::Tensor& w_scale_t, const c10::optional<at::Tensor>& bias_t, double out_scale,
+                               int64_t out_zero_point);
+
 // The depthwise int8 conv (groups = C = K): w_q int8 [C, 1, R, S], per-channel w_scale; otherwise qconv2d_cpu's
 // contract (uint8 or float32 input, modulation, epilogue, channels_last output). qdepthwise.cpp.
 at::Tensor qconv2d_depthwise_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point, const at::Tensor& w_q,
