@@ -11,8 +11,9 @@ Same function as `SFTNet.forward`, fewer passes over memory:
     ReLUs and its PixelShuffles, and the condition network's LeakyReLUs are fused into the convs' epilogues (ReLU
     commutes with PixelShuffle).
 The convs run on each module's backend/algorithm when converted (`sft_kernels.nn.Conv2d`), else backend=None; int8
-ones (`sft_kernels.nn.QuantConv2d`, from quantize_) apply the modulation as they quantize their input, and hand each
-other uint8 maps (requantized in the store with the next conv's input parameters, pixel-shuffled as bytes) where
+ones (`sft_kernels.nn.QuantConv2d`, from quantize_) read each SFT layer's output as a uint8 map made by
+`ops.qsft_modulation` (the layer's second convs, the modulation and the requantization in one op on the cpu; other
+devices: the float maps, applied as the conv quantizes its input), and hand each other uint8 maps (requantized in the store with the next conv's input parameters, pixel-shuffled as bytes) where
 no float op sits between them: along the HR branch and the condition network, from each SFT layer's first convs to
 its second, and from the condition network to the 66 SFT convs that read its output (quantized once, since they
 share their input parameters).

@@ -150,6 +150,19 @@ def run():
             y8 = ops.qconv2d(x, 0.03, 33, packed, wsum, ws, torch.randn(k), 3, 3, [st, st], [1, 1], [1, 1],
                              1 + 2 * (st == 2), 0.0, res, 0.05, 7)  # relu, or relu6 (its bound prescaled)
             assert y8.dtype == torch.uint8 and y8.shape == ref.shape
+    # int8 SFT modulation (the VNNI pair tile over whole 7-pixel tiles and 32-channel panels, buffered tiles for the
+    # rest): channel and pixel tails, maps padded to 4-channel groups, a batch, NCHW x
+    for (n, k, cs, ct, h, w) in [(1, 64, 32, 32, 9, 13), (2, 40, 12, 20, 9, 11), (1, 96, 18, 7, 5, 3)]:
+        x = torch.randn(n, k, h, w)
+        ms, mt = (torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8) for c in (cs, ct))
+        wsq, wtq = (torch.randint(-128, 128, (k, c, 1, 1), dtype=torch.int8) for c in (cs, ct))
+        (ps, ss), (pt, st) = ops.qconv2d_pack(wsq), ops.qconv2d_pack(wtq)
+        sc_s, sc_t, bs = torch.rand(k) * 0.002 + 0.0005, torch.rand(k) * 0.002 + 0.0005, torch.randn(k)
+        y = ops.qsft_modulation(x, ms, 0.05, 7, ps, ss, sc_s, bs, mt, 0.04, 12, pt, st, sc_t, None, 0.03, 100)
+        scale = ops.qconv2d(ms, 0.05, 7, ps, ss, sc_s, bs, 1, 1, [1, 1], [0, 0], [1, 1], 0, 0.0, None, 0.0, 0)
+        shift = ops.qconv2d(mt, 0.04, 12, pt, st, sc_t, None, 1, 1, [1, 1], [0, 0], [1, 1], 0, 0.0, None, 0.0, 0)
+        ref = torch.clamp(torch.round((x * (scale + 1) + shift) * torch.tensor(1 / 0.03)) + 100, 0, 255)
+        assert y.dtype == torch.uint8 and (y.double() - ref.double()).abs().max().item() <= 1, (k, cs, ct)
     # NCHW -> channels_last: whole 32×32 blocks (register transposes on AVX-512) and edges, batches
     for shape in [(1, 64, 64, 64), (2, 40, 33, 35), (1, 17, 9, 130)]:
         x = torch.randn(*shape)
