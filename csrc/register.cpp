@@ -70,6 +70,8 @@ TORCH_LIBRARY(sft_cpu, m) {
   m.def("conv2d_winograd_tile(int algorithm, int N, int C, int K, int R, int S, int P, int Q, int[] stride, "
         "int[] dilation, int groups) -> int",
         &sft::winograd_tile);
+  m.def("conv2d_direct_path(Tensor x, Tensor weight, int[] stride, int[] dilation, int groups) -> str",
+        &sft::conv2d_direct_path);
   m.def("to_channels_last(Tensor x) -> Tensor", &sft::to_channels_last_cpu);
   m.def("buffer_pool_clear() -> ()", &sft::buffer_pool_clear);
   m.def("weight_cache_entries() -> int", &sft::weight_cache_entries);

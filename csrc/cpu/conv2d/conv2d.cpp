@@ -116,6 +116,9 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight_in, cons
       case ConvPath::kDepthwise:
         conv2d_depthwise_into(x, weight, b, stride, padding, dilation, activation, negative_slope, rr, o);
         break;
+      case ConvPath::kGrouped:
+        conv2d_grouped_into(x, weight, b, stride, padding, dilation, activation, negative_slope, rr, o);
+        break;
       case ConvPath::kRows:
         conv2d_rows_into(x, weight, b, stride, padding, dilation, activation, negative_slope, rr, o);
         break;

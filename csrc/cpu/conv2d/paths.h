@@ -90,6 +90,12 @@ DepthwiseRows depthwise_rows_setup(const at::Tensor& x, const at::Tensor& weight
 void depthwise_rows(const DepthwiseRows& g, const float* xn, int64_t p, int64_t q0, int rows, float* d, int64_t ld,
                     const float* res, int64_t rld);
 
+// ---- grouped.cpp: Cg = K / groups = C / groups of 2, 4, 8, 16 or 32 on AVX-512; out, res: unit channel stride ----
+bool grouped_fits(int64_t C, int64_t K, int64_t groups);
+void conv2d_grouped_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef stride,
+                         at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,
+                         const at::Tensor& res, at::Tensor& out);
+
 // ---- modulate.cpp ----
 // dst[c] = x[c]·(scale[c] + 1) + shift[c]: SFT modulation of a conv input, fused into its packing or band copy.
 void modulate_run(float* dst, const float* x, const float* scale, const float* shift, int64_t n);

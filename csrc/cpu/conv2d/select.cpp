@@ -95,10 +95,28 @@ ConvPath direct_conv_path(const at::Tensor& x, const at::Tensor& weight, at::Int
   // 64²: 55 ms against 1 ms for oneDNN); the depthwise path vectorizes over channels instead.
   if (!modulated && groups == C && C > 1 && out.stride(1) == 1 && (!res.defined() || res.stride(1) == 1))
     return ConvPath::kDepthwise;
+  // Few channels per group (ResNeXt, RegNet): one GEMM per group would have 4-16 columns; vectors over groups instead.
+  if (!modulated && grouped_fits(C, K, groups) && out.stride(1) == 1 && (!res.defined() || res.stride(1) == 1))
+    return ConvPath::kGrouped;
   if (!modulated && rows_ok(C, R, S, stride, dilation, groups, res, out)) return ConvPath::kRows;
   if (!modulated && thin_ok(C, K, R, S, groups)) return ConvPath::kThin;
   if (taps_ok(x, weight, stride, dilation, groups, res, out)) return ConvPath::kTaps;
   return ConvPath::kImplicitGemm;
+}
+
+std::string conv2d_direct_path(const at::Tensor& x, const at::Tensor& weight, at::IntArrayRef stride,
+                               at::IntArrayRef dilation, int64_t groups) {
+  TORCH_CHECK(x.dim() == 4 && weight.dim() == 4, "sft_cpu::conv2d_direct_path: 4-D input and weight");
+  const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor out = at::empty({x.size(0), weight.size(0), 1, 1}, x.options(), at::MemoryFormat::ChannelsLast);
+  switch (direct_conv_path(xc, weight, stride, dilation, groups, false, at::Tensor(), out)) {
+    case ConvPath::kTaps: return "taps";
+    case ConvPath::kRows: return "rows";
+    case ConvPath::kThin: return "thin";
+    case ConvPath::kDepthwise: return "depthwise";
+    case ConvPath::kGrouped: return "grouped";
+    default: return "implicit_gemm";
+  }
 }
 
 }  // namespace sft

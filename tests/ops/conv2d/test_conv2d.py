@@ -85,6 +85,48 @@ def test_fused_epilogue(backend, act, slope, with_res, layout):
         _check(backend, thin, layout, act, slope, with_bias=True, with_res=with_res)
 
 
+# Few channels per group (cpu: vectors over whole groups, grouped.cpp): Cg = 4 with a masked channel tail (K = 12),
+# 8 at stride 2 and with a tail (K = 40), 2 dilated (the general loop), 16, 32 with a 5×3 kernel; widths give whole
+# 7-pixel groups inside the image, edge groups and single pixels.
+GROUPED_SHAPES = [
+    (2, 12, 9, 11, 12, 3, 3, 1, 1, 1, 3),
+    (1, 64, 10, 13, 64, 3, 3, 2, 1, 1, 8),
+    (2, 40, 11, 17, 40, 3, 3, 1, 1, 1, 5),
+    (1, 32, 9, 8, 32, 3, 3, 1, 2, 2, 16),
+    (1, 48, 7, 19, 48, 3, 3, 1, 1, 1, 3),
+    (1, 64, 6, 9, 64, 5, 3, 1, (2, 1), 1, 2),
+    (1, 16, 8, 23, 16, 3, 3, 2, 0, 1, 4),  # unpadded stride 2: every group inside
+]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", GROUPED_SHAPES, ids=str)
+def test_few_channels_per_group(backend, shape, layout):
+    _check(backend, shape, layout)
+    _check(backend, shape, layout, "leaky_relu", 0.2, with_bias=False, with_res=True)
+
+
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+def test_few_channels_per_group_run_on_the_grouped_path():
+    """Where the CPU has AVX-512 every case above takes the grouped kernel, not one GEMM per group; wider groups and
+    groups whose output channels differ from their inputs keep the implicit GEMM."""
+    from sft_kernels.runtime import registry
+
+    registry.cpu_ext()
+
+    def path(c, k, g, r=3, s=3, st=1, dl=1):
+        x, w = torch.randn(1, c, 8, 8), torch.randn(k, c // g, r, s)
+        return torch.ops.sft_cpu.conv2d_direct_path(x, w, [st, st], [dl, dl], g)
+
+    want = "grouped" if torch.ops.sft_cpu.gemm_config().startswith("isa=avx512") else "implicit_gemm"
+    for n, c, h, w, k, r, s, st, pd, dl, g in GROUPED_SHAPES:
+        assert path(c, k, g, r, s, st if isinstance(st, int) else st[0], dl) == want, (c, g)
+    assert path(128, 128, 2) == "implicit_gemm"  # 64 channels per group: a GEMM of its own
+    assert path(32, 64, 8) == "implicit_gemm"  # 4 in, 8 out per group
+    assert path(24, 24, 24) == "depthwise"
+
+
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_residual_with_other_layout(backend):
     for c, k in ((8, 16), (3, 16), (16, 3)):
