@@ -133,8 +133,23 @@ def deeplabv3_conv_shapes(size: int = 256, n: int = 1) -> list:
             c("aspp 2048→256 3×3 d36", 2048, 256, 3, 36), c("head 256→256 3×3", 256, 256, 3, 1)]
 
 
+def grouped_conv_shapes(size: int = 224, n: int = 1) -> list:
+    """The grouped 3×3 convs of ResNeXt-50 (32×4d: 32 groups of 4, 8, 16, 32 channels per stage, the first of each
+    later stage strided) and of RegNetX-style stages (groups of 8 and 16 channels), at a size×size input."""
+    def c(name, ch, h, g, stride=1, count=1):
+        return ConvShape(name, n, ch, h, h, ch, 3, 3, stride=stride, padding=1, groups=g, count=count)
+
+    s4, s8, s16, s32 = (max(1, size // f) for f in (4, 8, 16, 32))
+    return [c("resnext 128 g32 (4/grp)", 128, s4, 32, count=3), c("resnext 256 g32 s2", 256, s4, 32, 2),
+            c("resnext 256 g32 (8/grp)", 256, s8, 32, count=3), c("resnext 512 g32 s2", 512, s8, 32, 2),
+            c("resnext 512 g32 (16/grp)", 512, s16, 32, count=5), c("resnext 1024 g32 s2", 1024, s16, 32, 2),
+            c("resnext 1024 g32 (32/grp)", 1024, s32, 32, count=2), c("regnet 64 g8 (8/grp)", 64, s4, 8),
+            c("regnet 160 g10 (16/grp)", 160, s8, 10), c("regnet 384 g24 (16/grp)", 384, s16, 24)]
+
+
 CONV_CATALOGS = {"sftnet": sftnet_conv_shapes, "resnet50": resnet50_conv_shapes,
-                 "mobilenetv2": mobilenetv2_conv_shapes, "deeplabv3": deeplabv3_conv_shapes}
+                 "mobilenetv2": mobilenetv2_conv_shapes, "deeplabv3": deeplabv3_conv_shapes,
+                 "grouped": grouped_conv_shapes}
 
 
 # Small versions for quick runs (`--quick`) and CI smoke runs: same layers at a 32×32 LR input.

@@ -48,6 +48,10 @@ CASES = [  # (n, c, h, w, k, r, stride, pad, dilation, groups, algorithm, pixel_
     # depthwise path: a masked 17-channel tail, stride 2, a channel multiplier of 2 (scalar rows)
     (2, 17, 9, 11, 17, 3, 1, 1, 1, 17, 1, 1), (1, 32, 12, 10, 32, 3, 2, 1, 2, 32, 1, 1),
     (1, 6, 7, 9, 12, 3, 1, 1, 1, 6, 1, 1),
+    # few channels per group (grouped path, avx512): 4 per group with a 12-channel tail, 8 at stride 2 (3-wide rows),
+    # 2 dilated (the general loop), 32 with a 5×5 kernel
+    (2, 12, 9, 11, 12, 3, 1, 1, 1, 3, 1, 1), (1, 40, 8, 17, 40, 3, 2, 1, 1, 5, 1, 1),
+    (1, 32, 9, 8, 32, 3, 1, 2, 2, 16, 1, 1), (1, 64, 6, 9, 64, 5, 1, 2, 1, 2, 1, 1),
 ]
 
 
@@ -178,6 +182,26 @@ def run():
             y = ops.qconv2d(x, 0.03, 33, packed, wsum, ws, None, 1, 1, [1, 1], [0, 0], [1, 1], 0, 0.0, None, 0.0, 0)
             ref = F.conv2d(x.double() - 33, wq.double()) * (0.03 * ws.double()).view(1, -1, 1, 1)
             assert (y.double() - ref).abs().max().item() < 1e-3, (c, k)
+    # grouped int8 conv, 4-32 channels per group (VNNI: vectors over groups; else once per group): a 12-channel tail,
+    # stride 2, a 5×5 dilated kernel, float input with a modulation, uint8 output with a residual
+    for (n, c, h, w, g, r, st, dl) in [(2, 12, 9, 11, 3, 3, 1, 1), (1, 40, 8, 9, 5, 3, 2, 1),
+                                       (1, 48, 7, 10, 3, 5, 1, 2), (1, 64, 6, 7, 2, 3, 1, 1)]:
+        cg, pd = c // g, dl * (r // 2)
+        wq = torch.randint(-128, 128, (c, cg, r, r), dtype=torch.int8)
+        ws = torch.rand(c) * 0.01 + 0.001
+        packed = wq.permute(2, 3, 1, 0).reshape(r * r, cg // 4, 4, c).permute(0, 1, 3, 2).contiguous()
+        wsum = wq.to(torch.int32).sum((1, 2, 3)).to(torch.int32)
+        xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8)
+        if ops.qconv2d_grouped_fits(c, c, g):
+            y = ops.qconv2d_grouped(xq, 0.03, 33, packed, wsum, ws, None, r, r, [st, st], [pd, pd], [dl, dl], g, 0,
+                                    0.0, None, 0.0, 0)
+            ref = F.conv2d(xq.double() - 33, wq.double(), None, st, pd, dl, g) * (0.03 * ws.double()).view(1, -1, 1, 1)
+            assert (y.double() - ref).abs().max().item() < 1e-3, (c, g)
+            xf = xq.float() * 0.03 - 1.0
+            y8 = ops.qconv2d_grouped(xf, 0.03, 33, packed, wsum, ws, torch.randn(c), r, r, [st, st], [pd, pd],
+                                     [dl, dl], g, 1, 0.0, torch.randn(ref.shape), 0.05, 7, torch.rand_like(xf),
+                                     torch.rand_like(xf))
+            assert y8.dtype == torch.uint8 and y8.shape == ref.shape
     # depthwise int8 conv: channel tails (33, 19 channels), stride 2, 3×3 (tap pairs) and 5×5 (any taps), float input
     # with a modulation, uint8 output with a residual
     for (n, c, h, w, r, st) in [(2, 33, 9, 8, 3, 1), (1, 19, 7, 11, 3, 2), (1, 40, 6, 7, 5, 1)]:

@@ -50,6 +50,16 @@ at::Tensor qsft_modulation_cpu(const at::Tensor& x, const at::Tensor& mid_s, dou
                                const at::Tensor& w_scale_t, const c10::optional<at::Tensor>& bias_t, double out_scale,
                                int64_t out_zero_point);
 
+// Grouped int8 convs of 4, 8, 16 or 32 channels per group in and out (K = C) on AVX-512 VNNI (qgrouped.cpp):
+// qconv2d_cpu's contract for groups > 1, with weights packed [R·S][Cg/4][K][4] and their per-channel sums wsum [K].
+bool qconv2d_grouped_fits(int64_t C, int64_t K, int64_t groups);
+at::Tensor qconv2d_grouped_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point, const at::Tensor& packed,
+                               const at::Tensor& wsum, const at::Tensor& w_scale, const c10::optional<at::Tensor>& bias,
+                               int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef padding,
+                               at::IntArrayRef dilation, int64_t groups, int64_t activation, double negative_slope,
+                               const c10::optional<at::Tensor>& residual, double out_scale, int64_t out_zero_point,
+                               const c10::optional<at::Tensor>& mod_scale, const c10::optional<at::Tensor>& mod_shift);
+
 // The depthwise int8 conv (groups = C = K): w_q int8 [C, 1, R, S], per-channel w_scale; otherwise qconv2d_cpu's
 // contract (uint8 or float32 input, modulation, epilogue, channels_last output). qdepthwise.cpp.
 at::Tensor qconv2d_depthwise_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point, const at::Tensor& w_q,

@@ -3,8 +3,9 @@ AVX2, a portable loop; `kernel()` says which runs). The weights are packed once 
 per-channel sums, which carry the input zero point) and held as long as the weight lives (runtime.weight_pack).
 
 Grouped convs: depthwise ones (groups = C = K) run on their own kernel (csrc/cpu/qconv2d/qdepthwise.cpp: per-channel
-sums over the taps, 3×3 taps in vpmaddwd pairs); other groupings run the dense kernel once per group on that group's
-channel slice (weights packed per group, once)."""
+sums over the taps, 3×3 taps in vpmaddwd pairs); groups of 4, 8, 16 or 32 channels in and out on VNNI CPUs on the
+grouped kernel (qgrouped.cpp: vectors over whole groups); other groupings run the dense kernel once per group on
+that group's channel slice (weights packed per group, once)."""
 from __future__ import annotations
 
 import torch
@@ -42,6 +43,11 @@ def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, 
         y = torch.ops.sft_cpu.qconv2d_depthwise.default(x, x_scale, x_zp, w, ws, b, stride, padding, dilation, a,
                                                         slope, res, o_scale, o_zp, ms, mt)
         return _layout(y, x)
+    if groups > 1 and torch.ops.sft_cpu.qconv2d_grouped_fits(x.shape[1], k, groups):
+        packed, wsum = _split_grouped(weight_pack.packed(w, "cpu_qconv2d_grouped", _pack_grouped), k)
+        y = torch.ops.sft_cpu.qconv2d_grouped.default(x, x_scale, x_zp, packed, wsum, ws, b, r, s, stride, padding,
+                                                      dilation, groups, a, slope, res, o_scale, o_zp, ms, mt)
+        return _layout(y, x)
     if groups > 1:
         return _grouped(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, a, slope, o_scale, o_zp,
                         ms, mt)
@@ -49,6 +55,19 @@ def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, 
     y = torch.ops.sft_cpu.qconv2d.default(x, x_scale, x_zp, packed, wsum, ws, b, r, s, stride, padding, dilation, a,
                                           slope, res, o_scale, o_zp, ms, mt)
     return _layout(y, x)
+
+
+def _pack_grouped(w_q):
+    """[K, Cg, R, S] int8 → [R·S][Cg/4][K][4] (each output channel's 4-byte words of its group's inputs, per tap) and
+    the int32 sums Σ w_q[k], as one uint8 tensor (qgrouped.cpp's layout)."""
+    k, cg, r, s = w_q.shape
+    packed = w_q.permute(2, 3, 1, 0).reshape(r * s, cg // 4, 4, k).permute(0, 1, 3, 2).contiguous()
+    wsum = w_q.to(torch.int32).sum((1, 2, 3)).to(torch.int32)
+    return torch.cat([packed.view(torch.uint8).reshape(-1), wsum.view(torch.uint8)])
+
+
+def _split_grouped(both, k):
+    return both[:-4 * k].view(torch.int8), both[-4 * k:].view(torch.int32)
 
 
 def _grouped(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, a, slope, o_scale, o_zp, ms, mt):

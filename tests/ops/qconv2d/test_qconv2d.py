@@ -28,6 +28,12 @@ CASES = [  # n, c, h, w, k, r, stride, padding, dilation, groups
     (2, 16, 10, 9, 16, 3, 2, 1, 1, 16),  # depthwise, stride 2
     (1, 24, 12, 10, 24, 5, 1, 4, 2, 24),  # depthwise 5x5, dilation 2
     (1, 16, 7, 7, 32, 3, 1, 1, 1, 8),  # grouped, 2 channels in and 4 out per group
+    # groups of 4-32 channels in and out (VNNI: vectors over whole groups): a channel tail (K = 12, 40), stride 2,
+    # 5×5 with dilation, pixels in tails of a 12-pixel tile
+    (2, 12, 9, 11, 12, 3, 1, 1, 1, 3),
+    (1, 40, 8, 9, 40, 3, 2, 1, 1, 5),
+    (1, 48, 7, 10, 48, 5, 1, 4, 2, 3),
+    (2, 64, 6, 7, 64, 3, 1, 1, 1, 2),
 ]
 
 
@@ -135,7 +141,9 @@ def test_every_cpu_kernel_matches_the_integer_reference(kernel):
             "        e = ref.qconv2d(xq, 0.03, 33, wq, ws, b, res, st, 1, 1, 1, act, 0.1, 0.05, 100)\n"
             "        assert (y.int() - e.int()).abs().max() <= 1, (act, c, k)\n"
             "for n, c, h, w, st, grp, k in ((2, 40, 9, 8, 1, 40, 40), (1, 19, 7, 9, 2, 19, 19),\n"
-            "                               (1, 24, 6, 7, 1, 6, 12)):\n"
+            "                               (1, 24, 6, 7, 1, 6, 12), (2, 12, 9, 17, 1, 3, 12),\n"
+            "                               (1, 40, 7, 9, 2, 5, 40), (1, 48, 6, 13, 1, 3, 48),\n"
+            "                               (1, 64, 5, 14, 2, 2, 64)):  # 4-32 channels per group\n"
             "    xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=g)\n"
             "    wq = torch.randint(-128, 128, (k, c // grp, 3, 3), dtype=torch.int8, generator=g)\n"
             "    ws, b = torch.rand(k, generator=g) * 0.01 + 0.001, torch.randn(k, generator=g)\n"
@@ -149,6 +157,19 @@ def test_every_cpu_kernel_matches_the_integer_reference(kernel):
             "    e = ref.qconv2d(xq, 0.03, 33, wq, ws, b, None, st, 1, 1, grp, None, 0.01, 0.05, 100)\n"
             "    assert (y.int() - e.int()).abs().max() <= 1, ('grouped uint8', c, grp)\n")
     _run_with_kernel(kernel, code)
+
+
+@pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
+def test_groups_of_few_channels_take_the_grouped_kernel_on_vnni():
+    """On VNNI CPUs groups of 4-32 channels in and out run on the grouped kernel, not once per group; other shapes
+    keep the per-group path (its correctness: the cases above)."""
+    from sft_kernels.ops.qconv2d import cpu
+
+    fits = torch.ops.sft_cpu.qconv2d_grouped_fits
+    vnni = cpu.kernel() in ("vnni", "amx")
+    for c, g in ((128, 32), (256, 32), (512, 32), (1024, 32), (12, 3)):
+        assert fits(c, c, g) == vnni, (c, g)
+    assert not fits(16, 32, 8) and not fits(64, 64, 32) and not fits(64, 64, 1)  # 2 in / 4 out, 2 per group, dense
 
 
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
