@@ -168,7 +168,7 @@ CASES = [("vgg", VGG, (1, 3, 128, 128)), ("resnet18", ResNet18, (1, 3, 224, 224)
          ("resnet18-b4", ResNet18, (4, 3, 160, 160))]
 
 
-def run(name, cls, shape, repeat):
+def run(name, cls, shape, repeat, int8=False):
     torch.manual_seed(0)
     m = cls().eval()
     for mod in m.modules():
@@ -186,12 +186,22 @@ def run(name, cls, shape, repeat):
                for k, mm in (("convert", conv), ("fused", fused))}
         xcl = x.contiguous(memory_format=torch.channels_last)
         mcl = copy.deepcopy(m).to(memory_format=torch.channels_last)
-        t = time_interleaved({"eager nchw": lambda: m(x), "eager cl": lambda: mcl(xcl), "convert": lambda: conv(x),
-                              "fused": lambda: fused(x)}, repeat=repeat, min_time=0.3)
+        fns = {"eager nchw": lambda: m(x), "eager cl": lambda: mcl(xcl), "convert": lambda: conv(x),
+               "fused": lambda: fused(x)}
+        if int8:  # calibrated on other random inputs of the same shape; its error is quantization's, not a bug's
+            q = copy.deepcopy(fused)
+            sft_kernels.quantize_(q, sft_kernels.Int8Config(), calibration=[torch.randn(*shape) for _ in range(2)],
+                                  progress=False)
+            int8_err = float((q(x) - ref).abs().max() / ref.abs().max())
+            fns["int8"] = lambda: q(x)
+        t = time_interleaved(fns, repeat=repeat, min_time=0.3)
     best = min(t["eager nchw"], t["eager cl"])
-    return dict(model=name, input=list(shape), threads=torch.get_num_threads(),
-                **{f"{k} ms": v * 1e3 for k, v in t.items()}, convert_vs_eager=best / t["convert"],
-                fused_vs_eager=best / t["fused"], rel_err=err)
+    row = dict(model=name, input=list(shape), threads=torch.get_num_threads(),
+               **{f"{k} ms": v * 1e3 for k, v in t.items()}, convert_vs_eager=best / t["convert"],
+               fused_vs_eager=best / t["fused"], rel_err=err)
+    if int8:
+        row.update(int8_vs_eager=best / t["int8"], int8_vs_fused=t["fused"] / t["int8"], int8_rel_err=int8_err)
+    return row
 
 
 def main(argv=None):
@@ -199,6 +209,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, nargs="+", default=[1])
     p.add_argument("--models", nargs="+", choices=[c[0] for c in CASES], help="default: all")
     p.add_argument("--repeat", type=int, default=9)
+    p.add_argument("--int8", action="store_true",
+                   help="also quantize_ the fused model (calibrated on two random inputs) and time it")
     p.add_argument("-o", "--output", help="write the rows as JSON")
     args = p.parse_args(argv)
     rows = []
@@ -209,11 +221,13 @@ def main(argv=None):
         for name, cls, shape in CASES:
             if args.models and name not in args.models:
                 continue
-            r = run(name, cls, shape, args.repeat)
+            r = run(name, cls, shape, args.repeat, args.int8)
             rows.append(r)
             print(f"{threads:>3} {name:12s} {r['eager nchw ms']:10.2f} {r['eager cl ms']:9.2f} {r['convert ms']:8.2f} "
                   f"{r['fused ms']:8.2f} {r['convert_vs_eager']:15.2f}x {r['fused_vs_eager']:13.2f}x  "
-                  f"{max(r['rel_err'].values()):.1e}", flush=True)
+                  f"{max(r['rel_err'].values()):.1e}" + (
+                      f"  int8 {r['int8 ms']:.2f} ms: {r['int8_vs_eager']:.2f}x eager, {r['int8_vs_fused']:.2f}x "
+                      f"fused (rel err {r['int8_rel_err']:.1e})" if args.int8 else ""), flush=True)
     if args.output:
         with open(args.output, "w") as f:
             json.dump(rows, f, indent=1)
