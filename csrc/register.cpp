@@ -48,6 +48,8 @@ TORCH_LIBRARY(sft_cpu, m) {
   m.def("qconv2d_depthwise(Tensor x_q, float x_scale, int x_zero_point, Tensor w_q, Tensor w_scale, Tensor? bias, "
         "int[] stride, int[] padding, int[] dilation, int activation, float negative_slope, Tensor? residual, "
         "float out_scale, int out_zero_point, Tensor? mod_scale=None, Tensor? mod_shift=None) -> Tensor");
+  m.def("sft_modulation(Tensor x, Tensor mid_s, Tensor w_s, Tensor? b_s, Tensor mid_t, Tensor w_t, Tensor? b_t) "
+        "-> Tensor");
   m.def("qconv2d_grouped_fits(int C, int K, int groups) -> bool", &sft::qconv2d_grouped_fits);
   m.def("qconv2d_grouped(Tensor x_q, float x_scale, int x_zero_point, Tensor packed, Tensor wsum, Tensor w_scale, "
         "Tensor? bias, int R, int S, int[] stride, int[] padding, int[] dilation, int groups, int activation, "
@@ -93,6 +95,7 @@ TORCH_LIBRARY_IMPL(sft_cpu, CPU, m) {
   m.impl("qconv2d_depthwise", &sft::qconv2d_depthwise_cpu);
   m.impl("qsft_modulation", &sft::qsft_modulation_cpu);
   m.impl("qconv2d_grouped", &sft::qconv2d_grouped_cpu);
+  m.impl("sft_modulation", &sft::sft_modulation_cpu);
   m.impl("separable_conv2d", &sft::separable_conv2d_cpu);
   m.impl("sparse_conv2d", &sft::sparse_conv2d_cpu);
   m.impl("strassen_abc", &sft::strassen_abc_cpu);

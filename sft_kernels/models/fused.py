@@ -20,6 +20,7 @@ share their input parameters).
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
@@ -106,10 +107,35 @@ def modulation(layer, cond: torch.Tensor) -> tuple:
         slope = layer.negative_slope
         return (_conv(c1s, _conv(c0s, cond, "leaky_relu", negative_slope=slope, nxt=c1s)),
                 _conv(c1t, _conv(c0t, cond, "leaky_relu", negative_slope=slope, nxt=c1t)))
-    h = _conv(c0s, cond, "leaky_relu", negative_slope=layer.negative_slope,
-              weight=torch.cat([c0s.weight, c0t.weight]), bias=torch.cat([c0s.bias, c0t.bias]))
+    h = _first_convs(layer, cond)
     mid = c0s.out_channels
     return _conv(c1s, h[:, :mid]), _conv(c1t, h[:, mid:])
+
+
+def _first_convs(layer, cond: torch.Tensor) -> torch.Tensor:
+    c0s, c0t = layer.SFT_scale_conv0, layer.SFT_shift_conv0
+    return _conv(c0s, cond, "leaky_relu", negative_slope=layer.negative_slope,
+                 weight=torch.cat([c0s.weight, c0t.weight]), bias=torch.cat([c0s.bias, c0t.bias]))
+
+
+@functools.lru_cache(maxsize=None)
+def _avx512_cpu() -> bool:
+    """Whether the cpu extension runs AVX-512 kernels here (ops.sft_modulation's tiles; elsewhere a portable loop,
+    slower than the unfused path)."""
+    from ..runtime import registry
+
+    try:
+        registry.cpu_ext()
+    except Exception:  # noqa: BLE001 - no extension: the unfused path
+        return False
+    return torch.ops.sft_cpu.gemm_config().startswith("isa=avx512")
+
+
+def _float_pair(conv) -> bool:
+    """An SFT layer's float conv that ops.sft_modulation runs: 1×1, stride 1, no padding, ungrouped, on the cpu."""
+    return (type(conv) in (nn.Conv2d, Conv2d) and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
+            and conv.padding == (0, 0) and conv.groups == 1 and getattr(conv, "backend", None) in (None, "cpu")
+            and conv.weight.dtype == torch.float32 and conv.weight.is_cpu)
 
 
 def _int8_pair(conv) -> bool:
@@ -120,10 +146,17 @@ def _int8_pair(conv) -> bool:
 
 def modulated(layer, cond: torch.Tensor, x: torch.Tensor, reader) -> tuple:
     """(input, modulation) for `reader`, the conv that reads SFT layer `layer`'s output x·(scale + 1) + shift: for an
-    int8 reader of an int8 layer, the uint8 input itself (ops.qsft_modulation: the float scale and shift maps are
-    never written) and no modulation; else x and the (scale, shift) maps, which the reader applies as it reads x."""
+    int8 reader of an int8 layer, the uint8 input itself (ops.qsft_modulation), for a float reader of a float layer on
+    an AVX-512 cpu the modulated float map (ops.sft_modulation), with no modulation: the float scale and shift maps
+    are never written; else x and the (scale, shift) maps, which the reader applies as it reads x."""
     c0s, c0t, c1s, c1t = layer.SFT_scale_conv0, layer.SFT_shift_conv0, layer.SFT_scale_conv1, layer.SFT_shift_conv1
-    if not (is_int8(reader) and _int8_pair(c1s) and _int8_pair(c1t) and x.is_cpu and x.dtype == torch.float32):
+    cpu_f32 = x.is_cpu and x.dtype == torch.float32
+    if (cpu_f32 and not is_int8(reader) and all(_float_pair(c) for c in (c1s, c1t))
+            and all(type(c) in (nn.Conv2d, Conv2d) for c in (c0s, c0t)) and _avx512_cpu()):
+        h = _first_convs(layer, cond)  # float readers: the modulated map itself (ops.sft_modulation)
+        mid = c0s.out_channels
+        return ops.sft_modulation(x, h[:, :mid], c1s.weight, c1s.bias, h[:, mid:], c1t.weight, c1t.bias), None
+    if not (cpu_f32 and is_int8(reader) and _int8_pair(c1s) and _int8_pair(c1t)):
         return x, modulation(layer, cond)
     slope = layer.negative_slope
     mid_s = _conv(c0s, cond, "leaky_relu", negative_slope=slope, nxt=c1s)

@@ -167,6 +167,15 @@ def run():
         shift = ops.qconv2d(mt, 0.04, 12, pt, st, sc_t, None, 1, 1, [1, 1], [0, 0], [1, 1], 0, 0.0, None, 0.0, 0)
         ref = torch.clamp(torch.round((x * (scale + 1) + shift) * torch.tensor(1 / 0.03)) + 100, 0, 255)
         assert y.dtype == torch.uint8 and (y.double() - ref.double()).abs().max().item() <= 1, (k, cs, ct)
+    # float SFT modulation: whole 7-pixel × 32-channel tiles and tails, mid maps as halves of one channels_last map
+    for (n, k, cs, ct, h, w) in [(1, 64, 32, 32, 9, 13), (2, 40, 12, 20, 9, 11), (1, 96, 7, 5, 5, 3)]:
+        x = torch.randn(n, k, h, w)
+        both = torch.randn(n, cs + ct, h, w).contiguous(memory_format=torch.channels_last)
+        ws, wt, bs = torch.randn(k, cs, 1, 1), torch.randn(k, ct, 1, 1), torch.randn(k)
+        y = ops.sft_modulation(x, both[:, :cs], ws, bs, both[:, cs:], wt, None)
+        ref = x.double() * (F.conv2d(both[:, :cs].double(), ws.double(), bs.double()) + 1) + F.conv2d(
+            both[:, cs:].double(), wt.double())
+        assert (y.double() - ref).abs().max().item() < 1e-3, (k, cs, ct)
     # NCHW -> channels_last: whole 32×32 blocks (register transposes on AVX-512) and edges, batches
     for shape in [(1, 64, 64, 64), (2, 40, 33, 35), (1, 17, 9, 130)]:
         x = torch.randn(*shape)

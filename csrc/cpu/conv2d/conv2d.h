@@ -19,6 +19,13 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
                       int64_t algorithm, int64_t pixel_shuffle, const c10::optional<at::Tensor>& scale,
                       const c10::optional<at::Tensor>& shift);
 
+// An SFT layer feeding a conv (sft_modulation.cpp): x·(scale + 1) + shift with scale = conv1x1(mid_s; w_s, b_s) and
+// shift = conv1x1(mid_t; w_t, b_t), the two maps never written. x float32 [N, K, H, W]; mid maps [N, C, H, W] (a
+// channel slice of a channels_last map is read in place); output channels_last.
+at::Tensor sft_modulation_cpu(const at::Tensor& x, const at::Tensor& mid_s, const at::Tensor& w_s,
+                              const c10::optional<at::Tensor>& b_s, const at::Tensor& mid_t, const at::Tensor& w_t,
+                              const c10::optional<at::Tensor>& b_t);
+
 // Winograd output tiles per block (0: sized from kWinogradBlockBytes, config.h) (winograd.cpp).
 void set_winograd_tiles_per_block(int64_t tiles);
 
