@@ -53,14 +53,15 @@ def _check_variant(variant: str) -> str:
 
 def background_seg(img: torch.Tensor, scale: int = 4) -> torch.Tensor:
     """The one-hot "background" prior for ``img`` (N, C, H, W): a tensor (N, 8, scale*H, scale*W)
-    on img's device and dtype whose channel 0 is 1 and whose other channels are 0."""
+    on img's device and dtype whose channel 0 is 1 and whose other channels are 0; channels_last if img is (the
+    layout rule the conv ops follow: the whole network stays in img's layout), allocated so, not copied."""
     if not isinstance(img, torch.Tensor) or img.dim() != 4:
         raise ValueError(f"img must be a 4-D tensor (N, C, H, W), got "
                          f"{tuple(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__}")
     n, _, h, w = img.shape
-    seg = img.new_zeros((n, NUM_CLASSES, scale * h, scale * w))
-    if is_channels_last_strided(img):  # the layout rule the conv ops follow
-        seg = seg.contiguous(memory_format=torch.channels_last)  # keep the whole network in img's layout
+    fmt = torch.channels_last if is_channels_last_strided(img) else torch.contiguous_format
+    seg = torch.empty((n, NUM_CLASSES, scale * h, scale * w), dtype=img.dtype, device=img.device,
+                      memory_format=fmt).zero_()
     seg[:, 0] = 1
     return seg
 

@@ -452,10 +452,14 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   // Images whose padded copy would not stay in cache (SFTNet's 512² HR convs: 16 MB), in AMX row mode: each thread
   // copies a band of padded rows into its own buffer right before its tiles read them (L2), instead of one
   // whole-image copy written to and read back from DRAM.
-  const bool banded = !narrow && amx && !tapped && !direct && !flat_pays && N * Hp * Wp * Cp > kBandedBytes;
+  const bool big = !narrow && !tapped && !direct && N * Hp * Wp * Cp > kBandedBytes;
+  const bool banded = big && amx && !flat_pays;
+  // The same for the VNNI / AVX2 / portable tiles (SFTNet's 512² HR conv: a 17 MB copy through DRAM at 2 threads).
+  const bool banded_tiles = big && !amx;
   const qconv::InputRows in_rows(xv, x_scale, x_zero_point, ph, pw, Cp, mod);
-  const at::Tensor xp = banded || direct || narrow ? at::Tensor()
-                                                   : padded_input(xv, x_scale, x_zero_point, ph, pw, Cp, slack, mod);
+  const at::Tensor xp = banded || banded_tiles || direct || narrow
+                            ? at::Tensor()
+                            : padded_input(xv, x_scale, x_zero_point, ph, pw, Cp, slack, mod);
 
   // Per-channel constants padded to whole panels (plain vectors: ATen ops on these tiny tensors cost more).
   const int64_t Kp = panels * kNR;
@@ -643,6 +647,39 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   }
 
   const int64_t M = N * P * Q, mtiles = (M + kMR - 1) / kMR, PQ = P * Q;
+  if (banded_tiles) {
+    // Bands of output rows whose padded input rows fill about kBandedBytes / 2, a whole number per thread and
+    // image; each thread fills its band's rows right before its tiles (of up to 14 pixels within the band) read them.
+    const int64_t pitch = Wp * Cp, span = (R - 1) * dh + 1;
+    const int64_t most = std::clamp<int64_t>((kBandedBytes / 2 / pitch - span) / sh + 1, 1, P);
+    const int64_t threads = at::get_num_threads();
+    const int64_t nb = ((P + most - 1) / most + threads - 1) / threads * threads;
+    const int64_t band = (P + nb - 1) / nb;
+    at::parallel_for(0, N * nb, 1, [&](int64_t b0, int64_t b1) {
+      const int64_t rows_max = (band - 1) * sh + span;
+      at::Tensor buf_t = pooled_empty({rows_max * pitch}, x.options().dtype(at::kByte));
+      uint8_t* buf = buf_t.data_ptr<uint8_t>();
+      const uint8_t* rows[kMR];
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t n = b / nb, pa = (b % nb) * band, pz = std::min(P, pa + band);
+        if (pa >= pz) continue;  // rounding the band count up to the threads can leave the last ones empty
+        for (int64_t r = pa * sh; r < (pz - 1) * sh + span; ++r) in_rows.fill(n, r, buf + (r - pa * sh) * pitch);
+        const int64_t ma = (n * P + pa) * Q, mz = (n * P + pz) * Q;
+        for (int64_t m0 = ma; m0 < mz; m0 += kMR) {
+          const int mr = static_cast<int>(std::min<int64_t>(kMR, mz - m0));
+          int64_t p = m0 % PQ / Q, q = m0 % Q, nn = n;
+          for (int i = 0; i < mr; ++i, next_pixel(nn, p, q, P, Q))
+            rows[i] = buf + ((p - pa) * sh * Wp + q * sw) * Cp;
+          for (int64_t panel = 0; panel < panels; ++panel) {
+            const int64_t j0 = panel * kNR;
+            const int ncols = static_cast<int>(std::min<int64_t>(kNR, K - j0));
+            qconv::run_tile(rows, mr, toff.data(), RS, kg, bb + panel * panel_size, j0, ncols, at_pixel(base, m0, j0));
+          }
+        }
+      }
+    });
+    return out;
+  }
   // Work items: a tile of pixels × a group of panels. Few tiles (ResNet's 7×7 layers: 4 tiles) are split by panels
   // too, else they ran on one thread.
   const int64_t threads = at::get_num_threads();

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from ...runtime import registry, weight_pack
+from ...runtime import registry
 from ..qconv2d import cpu as qcpu
 
 
 def _packed(w):
-    return qcpu._split(weight_pack.packed(w, "cpu_qconv2d", qcpu._pack), w.shape[0])
+    return qcpu.split_packed(w, w.shape[0])
 
 
 def qsft_modulation(x, mid_s, w_s, ws_s, b_s, mid_t, w_t, ws_t, b_t, s_scale, s_zp, t_scale, t_zp, out_scale,

@@ -160,6 +160,26 @@ def test_every_cpu_kernel_matches_the_integer_reference(kernel):
 
 
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
+@pytest.mark.parametrize("st,dl", [(1, 1), (2, 1), (1, 2)])
+def test_images_past_4_mb_are_copied_per_band(st, dl):
+    """A padded input past 4 MB is built a band of rows at a time per thread (AMX blocks and the VNNI / AVX2 /
+    portable tiles alike): bands' edges, tiles ending inside a band, a float input quantized with a modulation."""
+    g = torch.Generator().manual_seed(3)
+    xq = torch.randint(0, 256, (1, 64, 262, 250), dtype=torch.uint8, generator=g)
+    wq = torch.randint(-128, 128, (16, 64, 3, 3), dtype=torch.int8, generator=g)
+    ws, b = torch.rand(16, generator=g) * 0.01 + 0.001, torch.randn(16, generator=g)
+    y = qconv2d(xq, wq, ws, b, st, dl, dl, input_scale=0.03, input_zero_point=33, out_scale=0.05, out_zero_point=9,
+                backend="cpu")
+    e = ref.qconv2d(xq, 0.03, 33, wq, ws, b, None, st, dl, dl, 1, None, 0.01, 0.05, 9)
+    assert (y.int() - e.int()).abs().max() <= 1
+    xf = xq.float() * 0.03 - 1.0
+    sc, sh = torch.rand_like(xf) * 0.1, torch.rand_like(xf) * 0.1
+    y = qconv2d(xf, wq, ws, b, st, dl, dl, input_scale=0.03, input_zero_point=33, modulation=(sc, sh), backend="cpu")
+    e = ref.qconv2d(xf * (sc + 1) + sh, 0.03, 33, wq, ws, b, None, st, dl, dl)
+    assert (y.double() - e).abs().max() <= 1e-5 * e.abs().max()
+
+
+@pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
 def test_groups_of_few_channels_take_the_grouped_kernel_on_vnni():
     """On VNNI CPUs groups of 4-32 channels in and out run on the grouped kernel, not once per group; other shapes
     keep the per-group path (its correctness: the cases above)."""
