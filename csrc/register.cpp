@@ -44,7 +44,7 @@ TORCH_LIBRARY(sft_cpu, m) {
   m.def("qconv2d(Tensor x_q, float x_scale, int x_zero_point, Tensor packed, Tensor wsum, Tensor w_scale, "
         "Tensor? bias, int R, int S, int[] stride, int[] padding, int[] dilation, int activation, "
         "float negative_slope, Tensor? residual, float out_scale, int out_zero_point, Tensor? mod_scale=None, "
-        "Tensor? mod_shift=None) -> Tensor");
+        "Tensor? mod_shift=None, int pixel_shuffle=1) -> Tensor");
   m.def("qconv2d_depthwise(Tensor x_q, float x_scale, int x_zero_point, Tensor w_q, Tensor w_scale, Tensor? bias, "
         "int[] stride, int[] padding, int[] dilation, int activation, float negative_slope, Tensor? residual, "
         "float out_scale, int out_zero_point, Tensor? mod_scale=None, Tensor? mod_shift=None) -> Tensor");

@@ -20,7 +20,6 @@ share their input parameters).
 """
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 import torch
@@ -118,17 +117,25 @@ def _first_convs(layer, cond: torch.Tensor) -> torch.Tensor:
                  weight=torch.cat([c0s.weight, c0t.weight]), bias=torch.cat([c0s.bias, c0t.bias]))
 
 
-@functools.lru_cache(maxsize=None)
+_AVX512: Optional[bool] = None
+
+
 def _avx512_cpu() -> bool:
     """Whether the cpu extension runs AVX-512 kernels here (ops.sft_modulation's tiles; elsewhere a portable loop,
-    slower than the unfused path)."""
-    from ..runtime import registry
+    slower than the unfused path). Found once in eager mode; a torch.compile trace reads what was found (or takes
+    the unfused path: it cannot import the extension)."""
+    global _AVX512
+    if _AVX512 is None:
+        if torch.compiler.is_compiling():
+            return False
+        from ..runtime import registry
 
-    try:
-        registry.cpu_ext()
-    except Exception:  # noqa: BLE001 - no extension: the unfused path
-        return False
-    return torch.ops.sft_cpu.gemm_config().startswith("isa=avx512")
+        try:
+            registry.cpu_ext()
+            _AVX512 = torch.ops.sft_cpu.gemm_config().startswith("isa=avx512")
+        except Exception:  # noqa: BLE001 - no extension: the unfused path
+            _AVX512 = False
+    return _AVX512
 
 
 def _float_pair(conv) -> bool:

@@ -40,23 +40,6 @@ def pixel_shuffle_nhwc(y: torch.Tensor, r: int) -> torch.Tensor:
     return t.reshape(n, h * r, w * r, c // (r * r)).permute(0, 3, 1, 2)
 
 
-def _shuffle_sub_pixel(y: torch.Tensor, r: int) -> torch.Tensor:
-    """PixelShuffle(r) of a channels_last conv output whose channels are in sub-pixel order
-    (QuantConv2d._sub_pixel_weights): one copy of runs of r·C channels, channels_last out."""
-    n, k, h, w = y.shape
-    c = k // (r * r)
-    t = y.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
-    run = r * c * t.element_size()  # bytes of one run
-    if run % 8 == 0 and t.data_ptr() % 8 == 0:
-        # Runs moved as 8-byte words: PyTorch copies a strided uint8 tensor byte by byte (the int8 SFTNet's 256² →
-        # 512² shuffle: 4.3 → 2.0 ms alone, 1 thread).
-        words = t.view(torch.int64).view(n, h, w, r, run // 8)
-        out = words.permute(0, 1, 3, 2, 4).reshape(n, h * r, w, run // 8).view(t.dtype)
-        return out.view(n, h * r, w * r, c).permute(0, 3, 1, 2)
-    t = t.view(n, h, w, r, r, c)
-    return t.permute(0, 1, 3, 2, 4, 5).reshape(n, h * r, w * r, c).permute(0, 3, 1, 2)
-
-
 class QuantConv2d(nn.Module):
     """int8 conv (see the module docstring). Build with `from_float(conv, input_scale, input_zero_point)`."""
 
@@ -84,7 +67,6 @@ class QuantConv2d(nn.Module):
         # int8 conv that reads this output (quantize_ sets them where the model's graph shows such a pair)
         self.out_scale, self.out_zero_point = 0.0, 0
         self._w_float: Optional[torch.Tensor] = None
-        self._shuffled: Optional[tuple] = None  # (key, weight, scale, bias) in sub-pixel-major channel order
 
     @classmethod
     def from_float(cls, conv: nn.Conv2d, input_scale: float = 1.0, input_zero_point: int = 0, act_bits: int = 8,
@@ -122,8 +104,7 @@ class QuantConv2d(nn.Module):
         input = to_channels_last(input)
         if input.dtype not in (torch.float32, torch.uint8) or (input.dtype == torch.uint8 and self.act_bits == 16):
             input = input.float()  # uint8 input: already quantized with this conv's input scale and zero point
-        sub_pixel = pixel_shuffle > 1 and self.act_bits == 8 and residual is None
-        if pixel_shuffle > 1 and not sub_pixel:
+        if pixel_shuffle > 1 and self.act_bits == 16:
             y = self.run(input, activation, negative_slope, residual, modulation, out_scale, out_zero_point)
             return pixel_shuffle_nhwc(y, pixel_shuffle)
         if self.act_bits == 16:
@@ -132,31 +113,15 @@ class QuantConv2d(nn.Module):
             return ops.conv2d(input, self._w_float, self.bias, self.stride, self.padding, self.dilation, self.groups,
                               activation=activation, negative_slope=negative_slope, residual=residual,
                               modulation=modulation, backend=self.backend)
-        w, ws, b = self._sub_pixel_weights(pixel_shuffle) if sub_pixel else (self.weight_int8, self.weight_scale,
-                                                                             self.bias)
-        y = ops.qconv2d(input, w, ws, b, self.stride, self.padding, self.dilation, self.groups,
-                        input_scale=self.input_scale, input_zero_point=self.input_zero_point, activation=activation,
-                        negative_slope=negative_slope, residual=residual, modulation=modulation,
-                        out_scale=out_scale, out_zero_point=out_zero_point, backend=self.backend)
-        return _shuffle_sub_pixel(y, pixel_shuffle) if sub_pixel else y
-
-    def _sub_pixel_weights(self, r: int) -> tuple:
-        """Weight, scales and bias with the output channels reordered sub-pixel first (channel (i·r + j)·C + c holds
-        PyTorch's c·r² + i·r + j), so the PixelShuffle after the conv moves whole runs of r·C channels: the
-        channels_last shuffle of PyTorch's order picks every r²-th byte, and took ~19 ms of the int8 SFTNet's 200
-        (1 thread). Built once, rebuilt when the weights change."""
-        key = (r, self.weight_int8._version, self.weight_scale._version,
-               None if self.bias is None else self.bias._version, self.weight_int8.data_ptr())
-        if self._shuffled is None or self._shuffled[0] != key:
-            c = self.out_channels // (r * r)
-            perm = torch.arange(self.out_channels).view(c, r, r).permute(1, 2, 0).reshape(-1)
-            self._shuffled = (key, self.weight_int8[perm].contiguous(), self.weight_scale[perm].contiguous(),
-                              None if self.bias is None else self.bias[perm].contiguous())
-        return self._shuffled[1:]
+        return ops.qconv2d(input, self.weight_int8, self.weight_scale, self.bias, self.stride, self.padding,
+                           self.dilation, self.groups, input_scale=self.input_scale,
+                           input_zero_point=self.input_zero_point, activation=activation,
+                           negative_slope=negative_slope, residual=residual, modulation=modulation,
+                           out_scale=out_scale, out_zero_point=out_zero_point, pixel_shuffle=pixel_shuffle,
+                           backend=self.backend)
 
     def _apply(self, fn, recurse=True):
         self._w_float = None
-        self._shuffled = None
         return super()._apply(fn, recurse)
 
     # The scalar quantization parameters travel in the state_dict as extra state.

@@ -395,7 +395,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
                        int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                        int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,
                        double out_scale, int64_t out_zero_point, const c10::optional<at::Tensor>& mod_scale,
-                       const c10::optional<at::Tensor>& mod_shift) {
+                       const c10::optional<at::Tensor>& mod_shift, int64_t pixel_shuffle) {
   TORCH_CHECK(x.dim() == 4 && (x.scalar_type() == at::kByte || x.scalar_type() == at::kFloat) && x.device().is_cpu(),
               "sft_cpu::qconv2d: input must be a uint8 or float32 [N, C, H, W] CPU tensor");
   TORCH_CHECK(packed.scalar_type() == at::kChar && wsum.scalar_type() == at::kInt &&
@@ -424,7 +424,25 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const int64_t P = (H + 2 * ph - dh * (R - 1) - 1) / sh + 1, Q = (W + 2 * pw - dw * (S - 1) - 1) / sw + 1;
   TORCH_CHECK(P > 0 && Q > 0, "sft_cpu::qconv2d: the input is too small for the kernel");
   const bool quant = out_scale > 0;
-  const auto [out, res] = qconv::conv_output(x, N, K, P, Q, quant, residual, "sft_cpu::qconv2d");
+  // PixelShuffle(r) of sub-pixel-ordered output channels: written to their shuffled places by the VNNI tile's
+  // store where each 32-channel panel lies in one sub-pixel (no residual), else shuffled after the conv.
+  const int64_t r = pixel_shuffle, Cs = K / (r * r);
+  TORCH_CHECK(r >= 1 && K % (r * r) == 0, "sft_cpu::qconv2d: pixel_shuffle must be >= 1 and divide K into r² groups");
+  const bool fused_shuffle = r > 1 && kernel() == Kernel::kVnni && Cs % kNR == 0 && !residual.has_value();
+  if (r > 1 && !fused_shuffle) {
+    const at::Tensor y = qconv2d_cpu(x, x_scale, x_zero_point, packed, wsum, w_scale, bias, R, S, stride, padding,
+                                     dilation, activation, negative_slope, residual, out_scale, out_zero_point,
+                                     mod_scale, mod_shift, 1);
+    // [N, P, Q, (i, j, c)] → [N, P, i, Q, j, c]: one copy of runs of r·Cs channels
+    const at::Tensor t = y.permute({0, 2, 3, 1}).reshape({N, P, Q, r, r, Cs}).permute({0, 1, 3, 2, 4, 5});
+    return t.reshape({N, P * r, Q * r, Cs}).permute({0, 3, 1, 2});
+  }
+  const auto [out, res] = fused_shuffle
+                              ? qconv::ConvOutput{pooled_empty({N, Cs, P * r, Q * r},
+                                                               x.options().dtype(quant ? at::kByte : at::kFloat),
+                                                               at::MemoryFormat::ChannelsLast),
+                                                  at::Tensor()}
+                              : qconv::conv_output(x, N, K, P, Q, quant, residual, "sft_cpu::qconv2d");
   if (N == 0 || K == 0) return out;
   const auto [ms, mt] = qconv::modulation_maps(x, xv, view, mod_scale, mod_shift, "sft_cpu::qconv2d");
   const Mod mod{ms.defined() ? ms.data_ptr<float>() : nullptr, mt.defined() ? mt.data_ptr<float>() : nullptr};
@@ -490,6 +508,18 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
     qconv::Store st = b0;
     st.res = rp ? rp + m * K + j0 : nullptr;
     st.out = ob + (m * K + j0) * esize;
+    return st;
+  };
+  // The store of the VNNI / portable tiles for mr pixels from m0, panel j0 (pix: room for kMR offsets): at_pixel's,
+  // or with a fused shuffle each pixel's sub-pixel block of the shuffled output.
+  auto tile_store = [&](int64_t m0, int mr, int64_t j0, int64_t* pix) {
+    if (!fused_shuffle) return at_pixel(base, m0, j0);
+    qconv::Store st = base;
+    const int64_t sp = j0 / Cs, c0 = j0 % Cs;  // the panel's sub-pixel (row sp / r, column sp % r) and channel
+    st.out = ob + ((sp / r * Q * r + sp % r) * Cs + c0) * esize;
+    int64_t n = m0 / (P * Q), p = m0 % (P * Q) / Q, q = m0 % Q;
+    for (int i = 0; i < mr; ++i, next_pixel(n, p, q, P, Q)) pix[i] = ((n * P * r + p * r) * Q * r + q * r) * Cs;
+    st.pix = pix;
     return st;
   };
 
@@ -660,6 +690,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
       at::Tensor buf_t = pooled_empty({rows_max * pitch}, x.options().dtype(at::kByte));
       uint8_t* buf = buf_t.data_ptr<uint8_t>();
       const uint8_t* rows[kMR];
+      int64_t pix[kMR];
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t n = b / nb, pa = (b % nb) * band, pz = std::min(P, pa + band);
         if (pa >= pz) continue;  // rounding the band count up to the threads can leave the last ones empty
@@ -673,7 +704,8 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
           for (int64_t panel = 0; panel < panels; ++panel) {
             const int64_t j0 = panel * kNR;
             const int ncols = static_cast<int>(std::min<int64_t>(kNR, K - j0));
-            qconv::run_tile(rows, mr, toff.data(), RS, kg, bb + panel * panel_size, j0, ncols, at_pixel(base, m0, j0));
+            qconv::run_tile(rows, mr, toff.data(), RS, kg, bb + panel * panel_size, j0, ncols,
+                            tile_store(m0, mr, j0, pix));
           }
         }
       }
@@ -687,6 +719,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
 
   at::parallel_for(0, mtiles * pgroups, pgroups > 1 ? 1 : 4, [&](int64_t u0, int64_t u1) {
     const uint8_t* rows[kMR];
+    int64_t pix[kMR];
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t mt = u / pgroups, pg = u % pgroups, m0 = mt * kMR;
       const int mr = static_cast<int>(std::min<int64_t>(kMR, M - m0));
@@ -696,7 +729,8 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
       for (int64_t panel = pg * panels / pgroups; panel < (pg + 1) * panels / pgroups; ++panel) {
         const int64_t j0 = panel * kNR;
         const int ncols = static_cast<int>(std::min<int64_t>(kNR, K - j0));
-        qconv::run_tile(rows, mr, toff.data(), RS, kg, bb + panel * panel_size, j0, ncols, at_pixel(base, m0, j0));
+        qconv::run_tile(rows, mr, toff.data(), RS, kg, bb + panel * panel_size, j0, ncols,
+                        tile_store(m0, mr, j0, pix));
       }
     }
   });

@@ -30,13 +30,16 @@ std::vector<at::Tensor> qconv2d_pack(const at::Tensor& w_q);
 // the way in (clamp(round(x · (1/x_scale)) + zx, 0, 255)), any layout; packed, wsum from qconv2d_pack of the
 // [K, C, R, S] weight; w_scale, bias float32 [K]; residual float32 shaped like the output. mod_scale / mod_shift
 // (float input only, shaped like it): the input is x·(mod_scale + 1) + mod_shift, an SFT modulation applied as the
-// input is quantized. Output channels_last.
+// input is quantized. pixel_shuffle = r > 1: the output channels are in sub-pixel order (channel (i·r + j)·K/r² + c is
+// PyTorch's c·r² + i·r + j) and the result is PixelShuffle(r) of the conv, [N, K/r², P·r, Q·r] (a residual, shaped
+// like the conv's own output, is added before the shuffle).
+// Output channels_last.
 at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point, const at::Tensor& packed,
                        const at::Tensor& wsum, const at::Tensor& w_scale, const c10::optional<at::Tensor>& bias,
                        int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                        int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,
                        double out_scale, int64_t out_zero_point, const c10::optional<at::Tensor>& mod_scale,
-                       const c10::optional<at::Tensor>& mod_shift);
+                       const c10::optional<at::Tensor>& mod_shift, int64_t pixel_shuffle = 1);
 
 // An int8 SFT layer feeding an int8 conv (sft_modulation.cpp): the uint8 map
 // clamp(round((x·(scale + 1) + shift) / out_scale) + out_zero_point, 0, 255), where scale and shift are the float32

@@ -19,7 +19,11 @@ struct Epi {
   const float* res;
   int64_t ldr, ldo;
   void* out;
+  const int64_t* pix;  // Store::pix
 };
+
+// Where pixel i's outputs start, in elements from e.out.
+inline int64_t pixel_offset(const Epi& e, int64_t i) { return e.pix ? e.pix[i] : i * e.ldo; }
 
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline Epi epi_of(const Store& s) {
   return {s.act,
@@ -31,7 +35,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline Epi epi_of(const Sto
           s.res,
           s.ldr,
           s.ldo,
-          s.out};
+          s.out,
+          s.pix};
 }
 
 // y = (acc − zx·wsum)·mult + bias → activation → + residual → float32, or uint8 requantized; 16 channels of pixel i.
@@ -60,9 +65,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store16(__m512i
   const __m512 v = epilogue16(a, i, c0, m, comp, mult, bias, e);
   if (e.quant) {
     const __m512i q = _mm512_max_epi32(_mm512_cvtps_epi32(v), _mm512_setzero_si512());
-    _mm512_mask_cvtusepi32_storeu_epi8(static_cast<uint8_t*>(e.out) + i * e.ldo + c0, m, q);  // saturates at 255
+    _mm512_mask_cvtusepi32_storeu_epi8(static_cast<uint8_t*>(e.out) + pixel_offset(e, i) + c0, m, q);  // ≤ 255
   } else {
-    _mm512_mask_storeu_ps(static_cast<float*>(e.out) + i * e.ldo + c0, m, v);
+    _mm512_mask_storeu_ps(static_cast<float*>(e.out) + pixel_offset(e, i) + c0, m, v);
   }
 }
 
@@ -83,9 +88,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_u8(_
   const __m512i w = _mm512_packus_epi16(_mm512_packs_epi32(q0, q1), _mm512_packs_epi32(q2, q3));
   const __m512i fix = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   const __m512i o = _mm512_permutexvar_epi32(fix, w);
-  uint8_t* out = static_cast<uint8_t*>(e.out) + i * e.ldo;
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_castsi512_si256(o));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + e.ldo), _mm512_extracti64x4_epi64(o, 1));
+  uint8_t* out = static_cast<uint8_t*>(e.out);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + pixel_offset(e, i)), _mm512_castsi512_si256(o));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + pixel_offset(e, i + 1)), _mm512_extracti64x4_epi64(o, 1));
 }
 
 // The same from a block of accumulators [pixel][32] in memory (the AMX block's).

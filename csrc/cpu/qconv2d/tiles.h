@@ -22,6 +22,7 @@ struct Store {
   void* out;  // float or uint8 rows of pitch ldo (elements)
   int64_t ldo;
   const int32_t* rows = nullptr;  // store_block: accumulator row i goes to output row rows[i] (< 0: none), not i
+  const int64_t* pix = nullptr;   // the VNNI tile's store: pixel i at out + pix[i] elements, not i·ldo (a shuffle)
 };
 
 // rows[i]: pixel i's first tap in the padded input; toff[t]: tap t's offset; kg: channel groups of 4 per tap;

@@ -29,18 +29,24 @@ registry.register_op("qconv2d", {"reference": (torch.uint8, torch.float32), "cpu
                                  "triton": (torch.uint8, torch.float32), "cuda": (torch.uint8, torch.float32)})
 
 
-def _impl_reference(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale,
-                    o_zp):
-    xm = x if ms is None else x * (ms + 1) + mt
-    y = ref.qconv2d(xm, x_scale, x_zp, w, ws, b, res, stride, padding, dilation, groups, act, slope, o_scale, o_zp)
-    y = y if o_scale > 0 else y.to(torch.float32)
+def _shuffled(y, shuffle, x):
+    """PixelShuffle(shuffle) of a backend's output, in the output layout of x."""
+    y = torch.nn.functional.pixel_shuffle(y, shuffle) if shuffle > 1 else y
     return y.contiguous(memory_format=checks.output_memory_format(x))
 
 
+def _impl_reference(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale,
+                    o_zp, shuffle=1):
+    xm = x if ms is None else x * (ms + 1) + mt
+    y = ref.qconv2d(xm, x_scale, x_zp, w, ws, b, res, stride, padding, dilation, groups, act, slope, o_scale, o_zp)
+    y = y if o_scale > 0 else y.to(torch.float32)
+    return _shuffled(y, shuffle, x)
+
+
 def _impl_cpu(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale,
-              o_zp):
+              o_zp, shuffle=1):
     return cpu.qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale,
-                       o_zp, ms, mt)
+                       o_zp, ms, mt, shuffle)
 
 
 def _uint8_input(x, ms, mt, x_scale, x_zp):
@@ -51,20 +57,23 @@ def _uint8_input(x, ms, mt, x_scale, x_zp):
 
 
 def _impl_triton(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale,
-                 o_zp):
+                 o_zp, shuffle=1):
     if groups != 1:  # the Triton kernel is ungrouped: the reference (exact) takes grouped convs
         return _impl_reference(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act,
-                               slope, o_scale, o_zp)
-    x = _uint8_input(x, ms, mt, x_scale, x_zp)
-    return runtime_triton.load("sft_kernels.ops.qconv2d.triton").qconv2d(
-        x, w, ws, b, res, x_scale, x_zp, tuple(stride), tuple(padding), tuple(dilation), act, slope, o_scale, o_zp)
+                               slope, o_scale, o_zp, shuffle)
+    xu = _uint8_input(x, ms, mt, x_scale, x_zp)
+    y = runtime_triton.load("sft_kernels.ops.qconv2d.triton").qconv2d(
+        xu, w, ws, b, res, x_scale, x_zp, tuple(stride), tuple(padding), tuple(dilation), act, slope, o_scale, o_zp)
+    return _shuffled(y, shuffle, x) if shuffle > 1 else y
 
 
-def _impl_cuda(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp):
+def _impl_cuda(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp,
+               shuffle=1):
     from . import cuda
 
-    x = _uint8_input(x, ms, mt, x_scale, x_zp)
-    return cuda.qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp)
+    xu = _uint8_input(x, ms, mt, x_scale, x_zp)
+    y = cuda.qconv2d(xu, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp)
+    return _shuffled(y, shuffle, x) if shuffle > 1 else y
 
 
 _IMPLS = {"reference": _impl_reference, "cpu": _impl_cpu, "triton": _impl_triton, "cuda": _impl_cuda}
@@ -75,18 +84,20 @@ def _qconv2d_op(input: torch.Tensor, weight: torch.Tensor, weight_scale: torch.T
                 residual: Optional[torch.Tensor], mod_scale: Optional[torch.Tensor],
                 mod_shift: Optional[torch.Tensor], input_scale: float, input_zero_point: int, stride: list[int],
                 padding: list[int], dilation: list[int], groups: int, activation: Optional[str],
-                negative_slope: float, out_scale: float, out_zero_point: int, backend: str) -> torch.Tensor:
+                negative_slope: float, out_scale: float, out_zero_point: int, pixel_shuffle: int,
+                backend: str) -> torch.Tensor:
     return _IMPLS[backend](input, weight, weight_scale, bias, residual, mod_scale, mod_shift, input_scale,
                            input_zero_point, stride, padding, dilation, groups, activation, negative_slope, out_scale,
-                           out_zero_point)
+                           out_zero_point, pixel_shuffle)
 
 
 @_qconv2d_op.register_fake
 def _(input, weight, weight_scale, bias, residual, mod_scale, mod_shift, input_scale, input_zero_point, stride,
-      padding, dilation, groups, activation, negative_slope, out_scale, out_zero_point, backend):
+      padding, dilation, groups, activation, negative_slope, out_scale, out_zero_point, pixel_shuffle, backend):
     p, q = checks.conv_output_hw(input.shape[2], input.shape[3], weight.shape[2], weight.shape[3], stride, padding,
                                  dilation)
-    out = input.new_empty((input.shape[0], weight.shape[0], p, q),
+    r = pixel_shuffle
+    out = input.new_empty((input.shape[0], weight.shape[0] // (r * r), p * r, q * r),
                           dtype=torch.uint8 if out_scale > 0 else torch.float32)
     return out.contiguous(memory_format=checks.output_memory_format(input))
 
@@ -95,7 +106,8 @@ OP = Op("qconv2d", _qconv2d_op, _IMPLS, autotune=False)  # one fast backend per 
 
 
 def _check(input, weight, weight_scale, bias, residual, input_scale, input_zero_point, stride, padding, dilation,
-           groups, activation, negative_slope, out_scale, out_zero_point, mod_scale, mod_shift) -> tuple:
+           groups, activation, negative_slope, out_scale, out_zero_point, mod_scale, mod_shift,
+           pixel_shuffle=1) -> tuple:
     checks.tensor(input, "input", 4, dtypes=(torch.uint8, torch.float32))
     checks.tensor(weight, "weight", 4, dtypes=(torch.int8,))
     if weight.device != input.device:
@@ -137,20 +149,26 @@ def _check(input, weight, weight_scale, bias, residual, input_scale, input_zero_
             if t.shape != input.shape or input.dtype != torch.float32:
                 raise ValueError(f"modulation=(scale, shift) needs a float32 input and maps shaped like it "
                                  f"{tuple(input.shape)}, got {name} {tuple(t.shape)} on a {input.dtype} input")
+    if not isinstance(pixel_shuffle, int) or isinstance(pixel_shuffle, bool) or pixel_shuffle < 1 or \
+            k % (pixel_shuffle * pixel_shuffle):
+        raise ValueError(f"pixel_shuffle must be an int >= 1 whose square divides the {k} output channels, got "
+                         f"{pixel_shuffle!r}")
     return (float(input_scale), int(input_zero_point), stride, padding, dilation, groups, activation,
-            float(negative_slope), float(out_scale), int(out_zero_point))
+            float(negative_slope), float(out_scale), int(out_zero_point), int(pixel_shuffle))
 
 
 def qconv2d(input, weight, weight_scale, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
             input_scale: float, input_zero_point: int, activation: Optional[str] = None,
             negative_slope: float = 0.01, residual: Optional[torch.Tensor] = None, out_scale: float = 0.0,
-            out_zero_point: int = 0, modulation: Optional[tuple] = None,
+            out_zero_point: int = 0, modulation: Optional[tuple] = None, pixel_shuffle: int = 1,
             backend: Optional[str] = None) -> torch.Tensor:
     """int8 conv with fused requantization (see the module docstring): uint8 input (scale, zero point), or float32
     quantized on the way in with that scale and zero point (fused into the kernel's input copy), int8 weight
     with per-output-channel scales, float32 bias and residual; float32 output, or uint8 with out_scale > 0.
     ``modulation=(scale, shift)`` (float input, maps shaped like it) convolves input·(scale + 1) + shift, applied as
-    the input is quantized (SFTNet's SFT layers)."""
+    the input is quantized (SFTNet's SFT layers). ``pixel_shuffle=r`` returns F.pixel_shuffle of the result (a
+    residual is shaped like the conv's own output and added before it); the cpu backend writes each output to its
+    shuffled place in the store (an SR network's upsampling convs)."""
     if modulation is not None and not (isinstance(modulation, tuple) and len(modulation) == 2):
         raise TypeError("modulation must be a (scale, shift) tuple of tensors")
     ms, mt = modulation if modulation is not None else (None, None)
@@ -158,15 +176,15 @@ def qconv2d(input, weight, weight_scale, bias=None, stride=1, padding=0, dilatio
     sig = None
     if (type(input) is torch.Tensor and all(t is None or type(t) in PLAIN for t in tensors)
             and all(type(v) is int or (type(v) is tuple and len(v) == 2 and all(type(e) is int for e in v))
-                    for v in (stride, padding, dilation, groups, input_zero_point, out_zero_point))
+                    for v in (stride, padding, dilation, groups, input_zero_point, out_zero_point, pixel_shuffle))
             and type(input_scale) is float and type(out_scale) is float and type(negative_slope) in (int, float)
             and type(activation) in (str, type(None)) and (backend is None or type(backend) is str)
             and not torch.compiler.is_compiling()):
         sig = (tuple(None if t is None else (t.shape, t.dtype, t.is_cpu) for t in tensors), input.stride(), stride,
                padding, dilation, groups, activation, float(negative_slope), input_scale, input_zero_point, out_scale,
-               out_zero_point)
+               out_zero_point, pixel_shuffle)
     return dispatch(OP, backend, tensors, sig,
                     lambda: _check(input, weight, weight_scale, bias, residual, input_scale, input_zero_point, stride,
                                    padding, dilation, groups, activation, negative_slope, out_scale, out_zero_point,
-                                   ms, mt),
+                                   ms, mt, pixel_shuffle),
                     input)

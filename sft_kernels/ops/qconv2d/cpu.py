@@ -53,11 +53,37 @@ def _layout(y, x):
     return y if checks.output_memory_format(x) == torch.channels_last else y.contiguous()
 
 
+def _sub_pixel_order(k, r):
+    """The permutation putting output channel (i·r + j)·k/r² + c at PyTorch's c·r² + i·r + j: each output pixel's
+    r² sub-pixels become runs of k/r² channels (PixelShuffle then moves whole runs; the kernel's store writes them
+    to their shuffled places)."""
+    return torch.arange(k).view(k // (r * r), r, r).permute(1, 2, 0).reshape(-1)
+
+
+def _sub_pixel(t, k, r, tag):
+    """t (weight, scales or bias; None passes) with its output channels in sub-pixel order, cached with t."""
+    if t is None:
+        return None
+    return weight_pack.packed(t, tag, lambda v: v[_sub_pixel_order(k, r)].contiguous())
+
+
 def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp, ms=None,
-            mt=None):
+            mt=None, shuffle=1):
     registry.cpu_ext()
     k, cg, r, s = w.shape
     a = checks.ACTIVATIONS.index(act)
+    if shuffle > 1 and groups == 1:
+        tag = f"cpu_qconv2d_sub{shuffle}"
+        packed, wsum = split_packed(_sub_pixel(w, k, shuffle, tag), k)
+        res_s = None if res is None else res[:, _sub_pixel_order(k, shuffle)]
+        y = torch.ops.sft_cpu.qconv2d.default(x, x_scale, x_zp, packed, wsum, _sub_pixel(ws, k, shuffle, tag),
+                                              _sub_pixel(b, k, shuffle, tag), r, s, stride, padding, dilation, a,
+                                              slope, res_s, o_scale, o_zp, ms, mt, shuffle)
+        return _layout(y, x)
+    if shuffle > 1:
+        y = qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp, ms,
+                    mt)
+        return _layout(torch.nn.functional.pixel_shuffle(y, shuffle), x)
     if groups > 1 and cg == 1 and k == groups:
         y = torch.ops.sft_cpu.qconv2d_depthwise.default(x, x_scale, x_zp, w, ws, b, stride, padding, dilation, a,
                                                         slope, res, o_scale, o_zp, ms, mt)

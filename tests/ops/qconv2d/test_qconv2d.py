@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sft_kernels.ops import qconv2d
 from sft_kernels.ops.qconv2d import reference as ref
@@ -159,6 +160,59 @@ def test_every_cpu_kernel_matches_the_integer_reference(kernel):
     _run_with_kernel(kernel, code)
 
 
+SHUFFLE_CASES = [  # n, c, h, w, k, r (kernel), shuffle: k / shuffle² a multiple of 32 (VNNI: shuffled in the store)
+    (1, 16, 9, 11, 128, 3, 2), (2, 8, 5, 7, 288, 1, 3),
+    (1, 12, 6, 5, 48, 3, 2),  # 12 channels per sub-pixel: shuffled after the conv
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", SHUFFLE_CASES, ids=str)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_pixel_shuffle_matches_the_shuffled_reference(backend, case, layout):
+    n, c, h, w, k, r, sh = case
+    xq, wq, ws, b = _data((n, c, h, w, k, r, 1, r // 2, 1, 1), 7)
+    x = xq.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else xq
+    for out in ((0.05, 100), (0.0, 0)):
+        y = qconv2d(x, wq, ws, b, 1, r // 2, input_scale=0.02, input_zero_point=7, activation="relu",
+                    out_scale=out[0], out_zero_point=out[1], pixel_shuffle=sh, backend=backend)
+        e = F.pixel_shuffle(ref.qconv2d(xq, 0.02, 7, wq, ws, b, None, 1, r // 2, 1, 1, "relu", 0.01, *out), sh)
+        assert y.shape == e.shape == (n, k // (sh * sh), h * sh, w * sh)
+        assert y.is_contiguous(memory_format=torch.channels_last if layout == "channels_last"
+                               else torch.contiguous_format)
+        if out[0] > 0:
+            assert (y.int() - e.int()).abs().max() <= 1
+        else:
+            atol, rtol = tolerance(torch.float32, 1, e.abs().max().item())
+            torch.testing.assert_close(y.double(), e, atol=atol, rtol=rtol)
+    res = torch.randn(n, k, h, w)  # a residual: shaped like the conv's output, added before the shuffle
+    y = qconv2d(x, wq, ws, b, 1, r // 2, input_scale=0.02, input_zero_point=7, residual=res, pixel_shuffle=sh,
+                backend=backend)
+    e = F.pixel_shuffle(ref.qconv2d(xq, 0.02, 7, wq, ws, b, res, 1, r // 2), sh)
+    atol, rtol = tolerance(torch.float32, 1, e.abs().max().item())
+    torch.testing.assert_close(y.double(), e, atol=atol, rtol=rtol)
+
+
+@pytest.mark.parametrize("kernel", _kernels())
+def test_pixel_shuffle_on_every_cpu_kernel(kernel):
+    """The shuffled store (VNNI: whole 32-channel panels per sub-pixel, tiles crossing row ends, a banded 4 MB
+    input) and the shuffle after the conv (other kernels) in fresh processes."""
+    code = ("import torch, torch.nn.functional as F\n"
+            "from sft_kernels.ops import qconv2d\n"
+            "from sft_kernels.ops.qconv2d import cpu, reference as ref\n"
+            f"assert cpu.kernel() == {kernel!r}, cpu.kernel()\n"
+            "g = torch.Generator().manual_seed(2)\n"
+            "for n, c, h, w, k, sh in ((1, 16, 9, 11, 128, 2), (2, 8, 5, 13, 288, 3), (1, 64, 260, 256, 128, 2)):\n"
+            "    xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=g)\n"
+            "    wq = torch.randint(-128, 128, (k, c, 3, 3), dtype=torch.int8, generator=g)\n"
+            "    ws, b = torch.rand(k, generator=g) * 0.01 + 0.001, torch.randn(k, generator=g)\n"
+            "    y = qconv2d(xq, wq, ws, b, 1, 1, input_scale=0.03, input_zero_point=33, activation='relu',\n"
+            "                out_scale=0.05, out_zero_point=9, pixel_shuffle=sh, backend='cpu')\n"
+            "    e = F.pixel_shuffle(ref.qconv2d(xq, 0.03, 33, wq, ws, b, None, 1, 1, 1, 1, 'relu', 0.01, 0.05, 9), sh)\n"
+            "    assert (y.int() - e.int()).abs().max() <= 1, (c, k, sh)\n")
+    _run_with_kernel(kernel, code)
+
+
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
 @pytest.mark.parametrize("st,dl", [(1, 1), (2, 1), (1, 2)])
 def test_images_past_4_mb_are_copied_per_band(st, dl):
@@ -228,6 +282,9 @@ def test_bad_inputs():
         qconv2d(xq, wq[:, :5], ws, input_scale=0.1, input_zero_point=0)
     with pytest.raises(ValueError, match="residual must have the output's shape"):
         qconv2d(xq, wq, ws, padding=1, input_scale=0.1, input_zero_point=0, residual=torch.randn(1, 64, 3, 3))
+    for bad in (0, 3, 2.0):  # 64 channels: 3² does not divide them
+        with pytest.raises(ValueError, match="pixel_shuffle must be an int >= 1 whose square divides"):
+            qconv2d(xq, wq, ws, padding=1, input_scale=0.1, input_zero_point=0, pixel_shuffle=bad)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
