@@ -176,6 +176,19 @@ def run():
         ref = x.double() * (F.conv2d(both[:, :cs].double(), ws.double(), bs.double()) + 1) + F.conv2d(
             both[:, cs:].double(), wt.double())
         assert (y.double() - ref).abs().max().item() < 1e-3, (k, cs, ct)
+    # int8 output written to its PixelShuffle place by the store (VNNI; others shuffle after): r = 2 and 3, tiles
+    # crossing row ends, a batch, a banded input past 4 MB; a residual (shuffled after the conv)
+    for (n, c, h, w, k, r) in [(2, 16, 9, 11, 128, 2), (1, 8, 5, 13, 288, 3), (1, 64, 260, 256, 128, 2)]:
+        wq = torch.randint(-128, 128, (k, c, 3, 3), dtype=torch.int8)
+        packed, wsum = ops.qconv2d_pack(wq)
+        ws = torch.rand(k) * 0.01 + 0.001
+        xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8)
+        y = ops.qconv2d(xq, 0.03, 33, packed, wsum, ws, None, 3, 3, [1, 1], [1, 1], [1, 1], 1, 0.0, None, 0.05, 7,
+                        None, None, r)
+        assert y.shape == (n, k // (r * r), h * r, w * r) and y.dtype == torch.uint8
+        y = ops.qconv2d(xq, 0.03, 33, packed, wsum, ws, None, 3, 3, [1, 1], [1, 1], [1, 1], 0, 0.0,
+                        torch.randn(n, k, h, w), 0.0, 0, None, None, r)
+        assert y.shape == (n, k // (r * r), h * r, w * r) and y.dtype == torch.float32
     # NCHW -> channels_last: whole 32×32 blocks (register transposes on AVX-512) and edges, batches
     for shape in [(1, 64, 64, 64), (2, 40, 33, 35), (1, 17, 9, 130)]:
         x = torch.randn(*shape)
