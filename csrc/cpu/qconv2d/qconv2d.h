@@ -41,7 +41,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
                        double out_scale, int64_t out_zero_point, const c10::optional<at::Tensor>& mod_scale,
                        const c10::optional<at::Tensor>& mod_shift, int64_t pixel_shuffle = 1);
 
-// An int8 SFT layer feeding an int8 conv (sft_modulation.cpp): the uint8 map
+// An int8 SFT layer feeding an int8 conv (qsft_modulation.cpp): the uint8 map
 // clamp(round((x·(scale + 1) + shift) / out_scale) + out_zero_point, 0, 255), where scale and shift are the float32
 // outputs of two int8 1×1 convs (qconv2d_cpu with out_scale = 0) of the uint8 maps mid_s and mid_t (each with its
 // scale, zero point, packed weights, per-channel scales and bias), never written to memory. x: float32 [N, K, H, W];

@@ -1,4 +1,4 @@
-"""The `cpu` backend of sft.qsft_modulation: csrc/cpu/qconv2d/sft_modulation.cpp, on the int8 conv's tiles and its
+"""The `cpu` backend of sft.qsft_modulation: csrc/cpu/qconv2d/qsft_modulation.cpp, on the int8 conv's tiles and its
 packed weights (the same cache entry as sft.qconv2d's, so a model's two 1×1 convs are packed once)."""
 from __future__ import annotations
 
