@@ -5,18 +5,20 @@ Same function as `SFTNet.forward`, fewer passes over memory:
     their halves of it in place.
     (Batching all 33 layers into one 32→2112 conv was measured slower on the CPU: its 277 MB of scale/shift
     maps go to DRAM and back, where per-layer pairs of 4 MB maps stay in cache.)
-  * each modulation x·(scale+1) + shift is fused into the conv that reads it (`ops.conv2d(modulation=...)`:
-    applied while the cpu backend packs its input tiles), so the modulated tensor is never written;
+  * each modulation x·(scale+1) + shift is computed with the layer's second convs in one op on AVX-512 CPUs
+    (`ops.sft_modulation`: the scale and shift maps are never written), elsewhere fused into the conv that reads
+    it (`ops.conv2d(modulation=...)`: applied as the input tiles are packed);
   * ReLU after conv0 of each residual block, the block's `x + res`, the trunk's `fea + trunk`, the HR branch's
     ReLUs and its PixelShuffles, and the condition network's LeakyReLUs are fused into the convs' epilogues (ReLU
     commutes with PixelShuffle).
 The convs run on each module's backend/algorithm when converted (`sft_kernels.nn.Conv2d`), else backend=None; int8
 ones (`sft_kernels.nn.QuantConv2d`, from quantize_) read each SFT layer's output as a uint8 map made by
 `ops.qsft_modulation` (the layer's second convs, the modulation and the requantization in one op on the cpu; other
-devices: the float maps, applied as the conv quantizes its input), and hand each other uint8 maps (requantized in the store with the next conv's input parameters, pixel-shuffled as bytes) where
-no float op sits between them: along the HR branch and the condition network, from each SFT layer's first convs to
-its second, and from the condition network to the 66 SFT convs that read its output (quantized once, since they
-share their input parameters).
+devices: the float maps, applied as the conv quantizes its input), and hand each other uint8 maps (requantized in
+the store with the next conv's input parameters, pixel-shuffled in the store) where no float op sits between
+them: along the HR branch and the condition network, from each SFT layer's first convs to its second, and from the
+condition network to the 66 SFT convs that read its output (quantized once, since they share their input
+parameters).
 """
 from __future__ import annotations
 

@@ -190,11 +190,16 @@ void conv2d_grouped_into(const at::Tensor& x, const at::Tensor& weight, const at
   const at::Tensor wt = cached_weight_transform(weight, int64_t(7) << 40, [](const at::Tensor& w) {
     return w.permute({2, 3, 1, 0}).contiguous();
   });
-  const Grouped g{x.stride(2), x.stride(3), x.size(2), x.size(3), K, R, S, stride[0], stride[1], padding[0],
-                  padding[1], dilation[0], dilation[1], wt.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr,
-                  static_cast<int>(activation), static_cast<float>(slope)};
-  const auto fn = cg == 2 ? row_pixels<2> : cg == 4 ? row_pixels<4> : cg == 8 ? row_pixels<8> : cg == 16 ? row_pixels<16>
-                                                                                                 : row_pixels<32>;
+  const float* bias = b.defined() ? b.data_ptr<float>() : nullptr;
+  const Grouped g{x.stride(2), x.stride(3), x.size(2),   x.size(3),   K,   R,
+                  S,           stride[0],   stride[1],   padding[0],  padding[1],
+                  dilation[0], dilation[1], wt.data_ptr<float>(), bias, static_cast<int>(activation),
+                  static_cast<float>(slope)};
+  const auto fn = cg == 2    ? row_pixels<2>
+                  : cg == 4  ? row_pixels<4>
+                  : cg == 8  ? row_pixels<8>
+                  : cg == 16 ? row_pixels<16>
+                             : row_pixels<32>;
   const int64_t N = x.size(0), P = out.size(2), Q = out.size(3);
   const int64_t os0 = out.stride(0), os2 = out.stride(2), os3 = out.stride(3);
   const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;

@@ -135,7 +135,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void pair_tile(
 #pragma GCC unroll 8
   for (int i = 0; i < kPairMR; i += 2) {
     const int i1 = i + 1 < kPairMR ? i + 1 : i;  // the odd last pixel is packed with itself
-    const __m512i q0 = q16(s0[i], t0[i], 0, x + i * K, hs, ht, vi, vz), q1 = q16(s1[i], t1[i], 1, x + i * K, hs, ht, vi, vz);
+    const __m512i q0 = q16(s0[i], t0[i], 0, x + i * K, hs, ht, vi, vz);
+    const __m512i q1 = q16(s1[i], t1[i], 1, x + i * K, hs, ht, vi, vz);
     const __m512i q2 = q16(s0[i1], t0[i1], 0, x + i1 * K, hs, ht, vi, vz);
     const __m512i q3 = q16(s1[i1], t1[i1], 1, x + i1 * K, hs, ht, vi, vz);
     const __m512i w = _mm512_permutexvar_epi32(
@@ -164,7 +165,8 @@ at::Tensor qsft_modulation_cpu(const at::Tensor& x, const at::Tensor& mid_s, dou
                                int64_t t_zero_point, const at::Tensor& packed_t, const at::Tensor& wsum_t,
                                const at::Tensor& w_scale_t, const c10::optional<at::Tensor>& bias_t, double out_scale,
                                int64_t out_zero_point) {
-  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat, "sft_cpu::qsft_modulation: x must be float32 [N, C, H, W]");
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat,
+              "sft_cpu::qsft_modulation: x must be float32 [N, C, H, W]");
   TORCH_CHECK(out_scale > 0 && out_zero_point >= 0 && out_zero_point <= 255,
               "sft_cpu::qsft_modulation: out_scale must be > 0 and out_zero_point in [0, 255]");
   const Branch s = branch(mid_s, s_scale, s_zero_point, packed_s, wsum_s, w_scale_s, bias_s, x, "mid_s");

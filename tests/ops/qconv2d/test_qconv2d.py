@@ -208,7 +208,8 @@ def test_pixel_shuffle_on_every_cpu_kernel(kernel):
             "    ws, b = torch.rand(k, generator=g) * 0.01 + 0.001, torch.randn(k, generator=g)\n"
             "    y = qconv2d(xq, wq, ws, b, 1, 1, input_scale=0.03, input_zero_point=33, activation='relu',\n"
             "                out_scale=0.05, out_zero_point=9, pixel_shuffle=sh, backend='cpu')\n"
-            "    e = F.pixel_shuffle(ref.qconv2d(xq, 0.03, 33, wq, ws, b, None, 1, 1, 1, 1, 'relu', 0.01, 0.05, 9), sh)\n"
+            "    e = ref.qconv2d(xq, 0.03, 33, wq, ws, b, None, 1, 1, 1, 1, 'relu', 0.01, 0.05, 9)\n"
+            "    e = F.pixel_shuffle(e, sh)\n"
             "    assert (y.int() - e.int()).abs().max() <= 1, (c, k, sh)\n")
     _run_with_kernel(kernel, code)
 
