@@ -6,7 +6,8 @@
 x_q: uint8 activations, per-tensor affine (x_scale, x_zero_point), or float32 ones quantized with them on the way in;
 w_q: int8 weights [K, C/groups, R, S], per-output-channel symmetric scales w_scale [K]; bias and residual float32.
 Integer sums are exact (int32 in kernels, exact float64 in the reference); outputs agree with the float64 reference
-to the float32 epilogue's rounding, and requantized outputs to within one quantization step.
+to the float32 epilogue's rounding, and requantized outputs to within one quantization step. pixel_shuffle=r returns
+PixelShuffle(r) of the result (the cpu VNNI store writes each output to its shuffled place).
 
 The op (schema `sft::qconv2d`, fake kernel, registry entry), its checks and its public function; `reference.py` holds
 the integer reference and the quantize / dequantize helpers, `cpu.py` the cpu kernels' launcher (dense, depthwise,
