@@ -1,7 +1,8 @@
 // An int8 SFT layer's output, computed tile by tile: the uint8 map quantize(x·(scale + 1) + shift) that the int8 conv
 // after the layer reads, where scale and shift are the float outputs of two int8 1×1 convs (the layer's second
-// convs). Their 14-pixel tiles store scale and shift into two small per-thread buffers (L1), and the modulation and
-// requantization read them there with the float map x: neither float map is written to memory.
+// convs). On VNNI, one pair tile holds both convs' sums for 7 pixels × 32 channels in registers and modulates and
+// requantizes them there; elsewhere (and for pixel or channel tails) the two convs' tiles store scale and shift
+// into small per-thread buffers (L1) that the quantizer reads with x. Neither float map is written to memory.
 //
 // Unfused, each SFT layer of SFTNet's trunk (64 channels at 128², float32) writes two 4 MB maps and the trunk conv
 // reads them back with x (12 MB) to quantize its input; here the layer reads x (4 MB) and writes 1 MB of uint8.
