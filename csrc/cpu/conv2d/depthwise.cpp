@@ -3,8 +3,6 @@
 // run over 16 channels at a time (multiplier 1) summing the R·S taps, with bias, activation and residual in the
 // store; a scalar loop handles multipliers and kernels without AVX-512. The same rows feed the fused separable
 // conv (csrc/cpu/separable/), which writes them to an L1 buffer instead of the output.
-#include <ATen/Parallel.h>
-
 #include <immintrin.h>
 
 #include <algorithm>
@@ -195,22 +193,9 @@ void conv2d_depthwise_into(const at::Tensor& x, const at::Tensor& weight, const 
   const DepthwiseRows g = depthwise_rows_setup(x, weight, wt, b.defined() ? b.data_ptr<float>() : nullptr, stride,
                                                padding, dilation, static_cast<int>(activation),
                                                static_cast<float>(slope), std::strcmp(ukernel().isa, "avx512") == 0);
-  const int64_t N = x.size(0), P = out.size(2), Q = out.size(3);
-  const int64_t os0 = out.stride(0), os2 = out.stride(2), os3 = out.stride(3);
-  const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
-  const int64_t rs0 = rp ? res.stride(0) : 0, rs2 = rp ? res.stride(2) : 0, rs3 = rp ? res.stride(3) : 0;
-  float* op = out.data_ptr<float>();
-  const float* xp = x.data_ptr<float>();
-  constexpr int kTile = 14;
-  at::parallel_for(0, N * P, 1, [&](int64_t r0, int64_t r1) {
-    for (int64_t row = r0; row < r1; ++row) {
-      const int64_t n = row / P, p = row % P;
-      for (int64_t q0 = 0; q0 < Q; q0 += kTile) {
-        const int rows = static_cast<int>(std::min<int64_t>(kTile, Q - q0));
-        depthwise_rows(g, xp + n * x.stride(0), p, q0, rows, op + n * os0 + p * os2 + q0 * os3, os3,
-                       rp ? rp + n * rs0 + p * rs2 + q0 * rs3 : nullptr, rs3);
-      }
-    }
+  for_each_row_tile(x, res, out, [&](const float* xn, int64_t p, int64_t q0, int rows, float* d, int64_t ld,
+                                     const float* r, int64_t rld) {
+    depthwise_rows(g, xn, p, q0, rows, d, ld, r, rld);
   });
 }
 

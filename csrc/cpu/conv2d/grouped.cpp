@@ -8,8 +8,6 @@
 // (an in-lane shuffle for Cg = 2 or 4, a permute for 8; for 16 and 32, where a vector's lanes are all in one group,
 // a broadcast from memory, folded into the FMA) and
 // multiplies it by the taps' weights [R·S][Cg][K]: 9·Cg FMAs per 16 outputs, the conv's own multiply count.
-#include <ATen/Parallel.h>
-
 #include <immintrin.h>
 
 #include <algorithm>
@@ -200,21 +198,8 @@ void conv2d_grouped_into(const at::Tensor& x, const at::Tensor& weight, const at
                   : cg == 8  ? row_pixels<8>
                   : cg == 16 ? row_pixels<16>
                              : row_pixels<32>;
-  const int64_t N = x.size(0), P = out.size(2), Q = out.size(3);
-  const int64_t os0 = out.stride(0), os2 = out.stride(2), os3 = out.stride(3);
-  const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
-  const int64_t rs0 = rp ? res.stride(0) : 0, rs2 = rp ? res.stride(2) : 0, rs3 = rp ? res.stride(3) : 0;
-  float* op = out.data_ptr<float>();
-  const float* xp = x.data_ptr<float>();
-  constexpr int kTile = 14;
-  at::parallel_for(0, N * P, 1, [&](int64_t r0, int64_t r1) {
-    for (int64_t row = r0; row < r1; ++row) {
-      const int64_t n = row / P, p = row % P;
-      for (int64_t q0 = 0; q0 < Q; q0 += kTile)
-        fn(g, xp + n * x.stride(0), p, q0, static_cast<int>(std::min<int64_t>(kTile, Q - q0)),
-           op + n * os0 + p * os2 + q0 * os3, os3, rp ? rp + n * rs0 + p * rs2 + q0 * rs3 : nullptr, rs3);
-    }
-  });
+  for_each_row_tile(x, res, out, [&](const float* xn, int64_t p, int64_t q0, int rows, float* d, int64_t ld,
+                                     const float* r, int64_t rld) { fn(g, xn, p, q0, rows, d, ld, r, rld); });
 }
 
 }  // namespace sft

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "cpu/engine/ukernel.h"
@@ -89,6 +91,28 @@ DepthwiseRows depthwise_rows_setup(const at::Tensor& x, const at::Tensor& weight
                                    at::IntArrayRef dilation, int act, float slope, bool avx512);
 void depthwise_rows(const DepthwiseRows& g, const float* xn, int64_t p, int64_t q0, int rows, float* d, int64_t ld,
                     const float* res, int64_t rld);
+
+// The channel-local convs' driver (depthwise.cpp, grouped.cpp): output rows over the threads, tiles of up to 14
+// pixels along each, fn(xn, p, q0, rows, d, ld, res, rld) as depthwise_rows takes them (image xn, output row p from
+// column q0, output d and residual res at that pixel, pixel pitches ld and rld; res null without one).
+template <class Fn>
+void for_each_row_tile(const at::Tensor& x, const at::Tensor& res, at::Tensor& out, const Fn& fn) {
+  const int64_t N = x.size(0), P = out.size(2), Q = out.size(3);
+  const int64_t os0 = out.stride(0), os2 = out.stride(2), os3 = out.stride(3);
+  const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
+  const int64_t rs0 = rp ? res.stride(0) : 0, rs2 = rp ? res.stride(2) : 0, rs3 = rp ? res.stride(3) : 0;
+  float* op = out.data_ptr<float>();
+  const float* xp = x.data_ptr<float>();
+  constexpr int64_t kTile = 14;
+  at::parallel_for(0, N * P, 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) {
+      const int64_t n = row / P, p = row % P;
+      for (int64_t q0 = 0; q0 < Q; q0 += kTile)
+        fn(xp + n * x.stride(0), p, q0, static_cast<int>(std::min(kTile, Q - q0)), op + n * os0 + p * os2 + q0 * os3,
+           os3, rp ? rp + n * rs0 + p * rs2 + q0 * rs3 : nullptr, rs3);
+    }
+  });
+}
 
 // ---- grouped.cpp: Cg = K / groups = C / groups of 2, 4, 8, 16 or 32 on AVX-512; out, res: unit channel stride ----
 bool grouped_fits(int64_t C, int64_t K, int64_t groups);

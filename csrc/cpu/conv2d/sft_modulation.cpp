@@ -30,6 +30,28 @@ struct Branch {
   const float* bias;
 };
 
+// One conv's sums for n pixels from m0 × channels [j0, j0 + 32) (masks m0k, m1k: the two 16-channel halves), from
+// its bias, into a0 / a1.
+__attribute__((target("avx512f"), always_inline)) inline void accumulate(const Branch& b, int64_t K, int64_t m0, int n,
+                                                                         int64_t j0, __mmask16 m0k, __mmask16 m1k,
+                                                                         __m512* a0, __m512* a1) {
+  const __m512 b0 = b.bias ? _mm512_maskz_loadu_ps(m0k, b.bias + j0) : _mm512_setzero_ps();
+  const __m512 b1 = b.bias ? _mm512_maskz_loadu_ps(m1k, b.bias + j0 + 16) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+  for (int i = 0; i < kMR; ++i) a0[i] = b0, a1[i] = b1;
+  const float* mid = b.mid + m0 * b.pitch;
+  for (int64_t c = 0; c < b.C; ++c) {
+    const __m512 w0 = _mm512_maskz_loadu_ps(m0k, b.wt + c * K + j0);
+    const __m512 w1 = _mm512_maskz_loadu_ps(m1k, b.wt + c * K + j0 + 16);
+#pragma GCC unroll 8
+    for (int i = 0; i < n; ++i) {
+      const __m512 a = _mm512_set1_ps(mid[i * b.pitch + c]);
+      a0[i] = _mm512_fmadd_ps(a, w0, a0[i]);
+      a1[i] = _mm512_fmadd_ps(a, w1, a1[i]);
+    }
+  }
+}
+
 // mr pixels from m0 × channels [j0, j0 + 32): both convs' sums, then x·(scale + 1) + shift. Full: mr = kMR and
 // 32 channels (constant trip counts keep the accumulators in registers).
 template <bool Full>
@@ -38,36 +60,10 @@ __attribute__((target("avx512f"))) void tile(const Branch& s, const Branch& t, c
   const int64_t nc = std::min<int64_t>(32, K - j0);
   const __mmask16 m0k = Full ? 0xFFFF : static_cast<__mmask16>((1u << std::min<int64_t>(16, nc)) - 1u);
   const __mmask16 m1k = Full ? 0xFFFF : static_cast<__mmask16>(nc > 16 ? (1u << (nc - 16)) - 1u : 0u);
-  __m512 as0[kMR], as1[kMR], at0[kMR], at1[kMR];
-  const __m512 bs0 = s.bias ? _mm512_maskz_loadu_ps(m0k, s.bias + j0) : _mm512_setzero_ps();
-  const __m512 bs1 = s.bias ? _mm512_maskz_loadu_ps(m1k, s.bias + j0 + 16) : _mm512_setzero_ps();
-  const __m512 bt0 = t.bias ? _mm512_maskz_loadu_ps(m0k, t.bias + j0) : _mm512_setzero_ps();
-  const __m512 bt1 = t.bias ? _mm512_maskz_loadu_ps(m1k, t.bias + j0 + 16) : _mm512_setzero_ps();
-#pragma GCC unroll 8
-  for (int i = 0; i < kMR; ++i) as0[i] = bs0, as1[i] = bs1, at0[i] = bt0, at1[i] = bt1;
   const int n = Full ? kMR : mr;
-  const float* ms = s.mid + m0 * s.pitch;
-  for (int64_t c = 0; c < s.C; ++c) {
-    const __m512 w0 = _mm512_maskz_loadu_ps(m0k, s.wt + c * K + j0);
-    const __m512 w1 = _mm512_maskz_loadu_ps(m1k, s.wt + c * K + j0 + 16);
-#pragma GCC unroll 8
-    for (int i = 0; i < n; ++i) {
-      const __m512 a = _mm512_set1_ps(ms[i * s.pitch + c]);
-      as0[i] = _mm512_fmadd_ps(a, w0, as0[i]);
-      as1[i] = _mm512_fmadd_ps(a, w1, as1[i]);
-    }
-  }
-  const float* mt = t.mid + m0 * t.pitch;
-  for (int64_t c = 0; c < t.C; ++c) {
-    const __m512 w0 = _mm512_maskz_loadu_ps(m0k, t.wt + c * K + j0);
-    const __m512 w1 = _mm512_maskz_loadu_ps(m1k, t.wt + c * K + j0 + 16);
-#pragma GCC unroll 8
-    for (int i = 0; i < n; ++i) {
-      const __m512 a = _mm512_set1_ps(mt[i * t.pitch + c]);
-      at0[i] = _mm512_fmadd_ps(a, w0, at0[i]);
-      at1[i] = _mm512_fmadd_ps(a, w1, at1[i]);
-    }
-  }
+  __m512 as0[kMR], as1[kMR], at0[kMR], at1[kMR];
+  accumulate(s, K, m0, n, j0, m0k, m1k, as0, as1);
+  accumulate(t, K, m0, n, j0, m0k, m1k, at0, at1);
   const __m512 one = _mm512_set1_ps(1.f);
 #pragma GCC unroll 8
   for (int i = 0; i < n; ++i) {

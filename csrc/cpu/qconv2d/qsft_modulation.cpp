@@ -98,6 +98,25 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512i q16(__m512i 
   return _mm512_add_epi32(_mm512_cvtps_epi32(f), vz);
 }
 
+// One conv's sums for kPairMR pixels (first bytes at r, pitch c: c / 4 words each) × its 32-channel panel b, into
+// a0 / a1 (channels 0-15 / 16-31).
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"), always_inline)) inline void sums(
+    const uint8_t* r, int64_t c, const int8_t* b, __m512i* a0, __m512i* a1) {
+#pragma GCC unroll 8
+  for (int i = 0; i < kPairMR; ++i) a0[i] = a1[i] = _mm512_setzero_si512();
+  for (int64_t g = 0; g < c / 4; ++g, b += kNR * 4) {
+    const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64);
+#pragma GCC unroll 8
+    for (int i = 0; i < kPairMR; ++i) {
+      int32_t word;
+      std::memcpy(&word, r + i * c + 4 * g, 4);
+      const __m512i a = _mm512_set1_epi32(word);
+      a0[i] = _mm512_dpbusd_epi32(a0[i], a, b0);
+      a1[i] = _mm512_dpbusd_epi32(a1[i], a, b1);
+    }
+  }
+}
+
 // kPairMR whole pixels × one whole 32-channel panel on VNNI: both convs' sums in registers, then per 16 channels
 // the float store's arithmetic (scale, shift), x·(scale + 1) + shift and the input quantizer's rounding, the bytes
 // narrowed by saturating packs. No buffer, and one call per panel instead of two tiles and a quantizing pass.
@@ -108,30 +127,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void pair_tile(
   const __m512 vi = _mm512_set1_ps(inv);
   const __m512i vz = _mm512_set1_epi32(zp);
   __m512i s0[kPairMR], s1[kPairMR], t0[kPairMR], t1[kPairMR];
-#pragma GCC unroll 8
-  for (int i = 0; i < kPairMR; ++i) s0[i] = s1[i] = t0[i] = t1[i] = _mm512_setzero_si512();
-  for (int64_t g = 0; g < cs / 4; ++g, bs += kNR * 4) {
-    const __m512i b0 = _mm512_loadu_si512(bs), b1 = _mm512_loadu_si512(bs + 64);
-#pragma GCC unroll 8
-    for (int i = 0; i < kPairMR; ++i) {
-      int32_t word;
-      std::memcpy(&word, rs + i * cs + 4 * g, 4);
-      const __m512i a = _mm512_set1_epi32(word);
-      s0[i] = _mm512_dpbusd_epi32(s0[i], a, b0);
-      s1[i] = _mm512_dpbusd_epi32(s1[i], a, b1);
-    }
-  }
-  for (int64_t g = 0; g < ct / 4; ++g, bt += kNR * 4) {
-    const __m512i b0 = _mm512_loadu_si512(bt), b1 = _mm512_loadu_si512(bt + 64);
-#pragma GCC unroll 8
-    for (int i = 0; i < kPairMR; ++i) {
-      int32_t word;
-      std::memcpy(&word, rt + i * ct + 4 * g, 4);
-      const __m512i a = _mm512_set1_epi32(word);
-      t0[i] = _mm512_dpbusd_epi32(t0[i], a, b0);
-      t1[i] = _mm512_dpbusd_epi32(t1[i], a, b1);
-    }
-  }
+  sums(rs, cs, bs, s0, s1);
+  sums(rt, ct, bt, t0, t1);
   const __m512i fix = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
 #pragma GCC unroll 8
   for (int i = 0; i < kPairMR; i += 2) {
