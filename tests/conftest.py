@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -9,6 +11,13 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from sft_kernels import backends  # noqa: E402
+
+
+def run_fresh(code: str, **env) -> subprocess.CompletedProcess:
+    """`code` run by this Python in a fresh process with `env` added to the environment (the kernels a process runs,
+    SFT_KERNELS_ISA / SFT_KERNELS_INT8, are chosen once per process)."""
+    return subprocess.run([sys.executable, "-c", code], env=dict(os.environ, **env), capture_output=True, text=True,
+                          timeout=120)
 
 
 def pytest_collection_modifyitems(config, items):

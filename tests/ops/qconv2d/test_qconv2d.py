@@ -2,10 +2,6 @@
 float32 epilogue's rounding), requantized outputs within one step, on odd shapes, strides, dilation, padding, the
 3-channel first conv, channel tails, zero points 0 and not 0, saturation at both ends, residuals and activations;
 the portable path under a forced ISA; bad inputs."""
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,7 +9,7 @@ import torch.nn.functional as F
 from sft_kernels.ops import qconv2d
 from sft_kernels.ops.qconv2d import reference as ref
 from sft_kernels.testing import tolerance
-from tests.conftest import op_backends
+from tests.conftest import op_backends, run_fresh
 
 BACKENDS = op_backends("qconv2d", torch.uint8)
 CASES = [  # n, c, h, w, k, r, stride, padding, dilation, groups
@@ -105,8 +101,7 @@ def _kernels():
 def _run_with_kernel(kernel: str, code: str):
     """Runs `code` in a fresh process whose int8 kernel is forced to `kernel` (SFT_KERNELS_INT8: chosen once per
     process); fails with the process's error if it does."""
-    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, SFT_KERNELS_INT8=kernel),
-                          capture_output=True, text=True, timeout=120)
+    proc = run_fresh(code, SFT_KERNELS_INT8=kernel)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
@@ -250,11 +245,9 @@ def test_groups_of_few_channels_take_the_grouped_kernel_on_vnni():
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
 def test_forced_portable_isa_runs_the_portable_kernel():
     code = "from sft_kernels.ops.qconv2d import cpu; assert cpu.kernel() == 'generic', cpu.kernel()"
-    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, SFT_KERNELS_ISA="generic"),
-                          capture_output=True, text=True, timeout=120)
+    proc = run_fresh(code, SFT_KERNELS_ISA="generic")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, SFT_KERNELS_INT8="tpu"),
-                          capture_output=True, text=True, timeout=120)
+    proc = run_fresh(code, SFT_KERNELS_INT8="tpu")
     assert "SFT_KERNELS_INT8 must be amx, vnni, avx2 or generic" in proc.stderr
 
 

@@ -3,17 +3,13 @@ the float64 reference on every backend, and on the cpu byte for byte the unfused
 1×1 convs with float outputs, then sft.qconv2d quantizing x·(scale + 1) + shift as its input), on odd shapes that
 take each of its paths (whole 7-pixel tiles and 32-channel panels, pixel and channel tails, channel-padded maps,
 batches, NCHW inputs) under every int8 kernel this CPU runs; the fused SFTNet forward unchanged by it; bad inputs."""
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
 from sft_kernels import ops
 from sft_kernels.ops.qconv2d import cpu as qcpu
 from sft_kernels.ops.qsft_modulation import reference as ref
-from tests.conftest import op_backends
+from tests.conftest import op_backends, run_fresh
 
 BACKENDS = op_backends("qsft_modulation", torch.float32)
 CASES = [  # n, k (x's channels), cs, ct (the maps' channels), h, w
@@ -96,8 +92,7 @@ def test_every_int8_kernel_gives_the_unfused_bytes(kernel):
             "for case in CASES:\n"
             "    x, maps, convs = _data(case, seed=5)\n"
             "    assert torch.equal(_call(x, maps, convs, 'cpu'), _unfused(x, maps, convs)), case\n")
-    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, SFT_KERNELS_INT8=kernel),
-                          capture_output=True, text=True, timeout=120)
+    proc = run_fresh(code, SFT_KERNELS_INT8=kernel)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 

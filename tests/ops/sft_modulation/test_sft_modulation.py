@@ -2,17 +2,13 @@
 backend: whole 7-pixel × 32-channel tiles, pixel and channel tails, channel slices of one wider map read in place,
 NCHW inputs, batches; the portable loop under a forced ISA; the fused SFTNet forward with it against the unfused
 one; opcheck; bad inputs."""
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
 from sft_kernels import ops
 from sft_kernels.ops.sft_modulation import reference as ref
 from sft_kernels.testing import assert_close
-from tests.conftest import op_backends
+from tests.conftest import op_backends, run_fresh
 
 BACKENDS = op_backends("sft_modulation", torch.float32)
 CASES = [  # n, k (x's channels), cs, ct (the mid maps' channels), h, w
@@ -71,8 +67,7 @@ def test_portable_loop_under_a_forced_isa(isa):
             "    (ws, bs), (wt, bt) = convs\n"
             "    y = ops.sft_modulation(x, ms, ws, bs, mt, wt, bt, backend='cpu')\n"
             "    assert_close(y, _reference(x, ms, mt, convs), k=case[2] + case[3], msg=str(case))\n")
-    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, SFT_KERNELS_ISA=isa),
-                          capture_output=True, text=True, timeout=120)
+    proc = run_fresh(code, SFT_KERNELS_ISA=isa)
     if "not supported" in proc.stderr or "does not run" in proc.stderr:
         pytest.skip(f"this CPU cannot run {isa}")
     assert proc.returncode == 0, proc.stderr[-2000:]
