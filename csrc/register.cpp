@@ -58,6 +58,11 @@ TORCH_LIBRARY(sft_cpu, m) {
   m.def("qsft_modulation(Tensor x, Tensor mid_s, float s_scale, int s_zero_point, Tensor packed_s, Tensor wsum_s, "
         "Tensor w_scale_s, Tensor? bias_s, Tensor mid_t, float t_scale, int t_zero_point, Tensor packed_t, "
         "Tensor wsum_t, Tensor w_scale_t, Tensor? bias_t, float out_scale, int out_zero_point) -> Tensor");
+  m.def("qsft_layer(Tensor x, Tensor cond, float c_scale, int c_zero_point, int activation, float negative_slope, "
+        "Tensor packed0_s, Tensor wsum0_s, Tensor w_scale0_s, Tensor? bias0_s, float s_scale, int s_zero_point, "
+        "Tensor packed1_s, Tensor wsum1_s, Tensor w_scale1_s, Tensor? bias1_s, Tensor packed0_t, Tensor wsum0_t, "
+        "Tensor w_scale0_t, Tensor? bias0_t, float t_scale, int t_zero_point, Tensor packed1_t, Tensor wsum1_t, "
+        "Tensor w_scale1_t, Tensor? bias1_t, float out_scale, int out_zero_point) -> Tensor");
   m.def("separable_conv2d(Tensor input, Tensor dw_weight, Tensor? dw_bias, Tensor pw_weight, Tensor? pw_bias, "
         "int[] stride, int[] padding, int[] dilation, int mid_activation, int activation, float negative_slope, "
         "Tensor? residual) -> Tensor");
@@ -94,6 +99,7 @@ TORCH_LIBRARY_IMPL(sft_cpu, CPU, m) {
   m.impl("qconv2d", &sft::qconv2d_cpu);
   m.impl("qconv2d_depthwise", &sft::qconv2d_depthwise_cpu);
   m.impl("qsft_modulation", &sft::qsft_modulation_cpu);
+  m.impl("qsft_layer", &sft::qsft_layer_cpu);
   m.impl("qconv2d_grouped", &sft::qconv2d_grouped_cpu);
   m.impl("sft_modulation", &sft::sft_modulation_cpu);
   m.impl("separable_conv2d", &sft::separable_conv2d_cpu);

@@ -155,7 +155,8 @@ def _int8_pair(conv) -> bool:
 
 def modulated(layer, cond: torch.Tensor, x: torch.Tensor, reader) -> tuple:
     """(input, modulation) for `reader`, the conv that reads SFT layer `layer`'s output x·(scale + 1) + shift: for an
-    int8 reader of an int8 layer, the uint8 input itself (ops.qsft_modulation), for a float reader of a float layer on
+    int8 reader of an int8 layer, the uint8 input itself (ops.qsft_layer on a uint8 condition map, else
+    ops.qsft_modulation after the first convs), for a float reader of a float layer on
     an AVX-512 cpu the modulated float map (ops.sft_modulation), with no modulation: the float scale and shift maps
     are never written; else x and the (scale, shift) maps, which the reader applies as it reads x."""
     c0s, c0t, c1s, c1t = layer.SFT_scale_conv0, layer.SFT_shift_conv0, layer.SFT_scale_conv1, layer.SFT_shift_conv1
@@ -168,6 +169,15 @@ def modulated(layer, cond: torch.Tensor, x: torch.Tensor, reader) -> tuple:
     if not (cpu_f32 and is_int8(reader) and _int8_pair(c1s) and _int8_pair(c1t)):
         return x, modulation(layer, cond)
     slope = layer.negative_slope
+    if cond.dtype == torch.uint8 and _int8_pair(c0s) and _int8_pair(c0t) and _same_input(c0s, c0t):
+        # the whole layer in one op: the first convs' uint8 outputs stay in per-thread buffers (ops.qsft_layer)
+        conv = lambda c: (c.weight_int8, c.weight_scale, c.bias)  # noqa: E731
+        q = ops.qsft_layer(x, cond, conv(c0s), conv(c1s), conv(c0t), conv(c1t),
+                           cond_input=(c0s.input_scale, c0s.input_zero_point),
+                           s_input=(c1s.input_scale, c1s.input_zero_point),
+                           t_input=(c1t.input_scale, c1t.input_zero_point), activation="leaky_relu",
+                           negative_slope=slope, out_scale=reader.input_scale, out_zero_point=reader.input_zero_point)
+        return q, None
     mid_s = _conv(c0s, cond, "leaky_relu", negative_slope=slope, nxt=c1s)
     mid_t = _conv(c0t, cond, "leaky_relu", negative_slope=slope, nxt=c1t)
     # quantize_ gives an int8 conv that reads an int8 conv a uint8 input; anything else comes here float
@@ -177,6 +187,10 @@ def modulated(layer, cond: torch.Tensor, x: torch.Tensor, reader) -> tuple:
                             t_input=(c1t.input_scale, c1t.input_zero_point), out_scale=reader.input_scale,
                             out_zero_point=reader.input_zero_point)
     return q, None
+
+
+def _same_input(a, b) -> bool:
+    return (a.input_scale, a.input_zero_point) == (b.input_scale, b.input_zero_point)
 
 
 def _quantized(m: torch.Tensor, conv) -> torch.Tensor:

@@ -167,6 +167,23 @@ def run():
         shift = ops.qconv2d(mt, 0.04, 12, pt, st, sc_t, None, 1, 1, [1, 1], [0, 0], [1, 1], 0, 0.0, None, 0.0, 0)
         ref = torch.clamp(torch.round((x * (scale + 1) + shift) * torch.tensor(1 / 0.03)) + 100, 0, 255)
         assert y.dtype == torch.uint8 and (y.double() - ref.double()).abs().max().item() <= 1, (k, cs, ct)
+    # the whole int8 SFT layer: first convs into per-thread buffers (pads for maps of 18 / 7 channels, two panels of
+    # a 40-channel map), work items of 56 pixels with a partial last one, a batch
+    for (n, k, c, cs, ct, h, w) in [(1, 64, 32, 32, 32, 9, 13), (2, 40, 20, 12, 40, 9, 11), (1, 96, 13, 18, 7, 5, 3)]:
+        x = torch.randn(n, k, h, w)
+        cond = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8)
+        w0 = [torch.randint(-128, 128, (m, c, 1, 1), dtype=torch.int8) for m in (cs, ct)]
+        w1 = [torch.randint(-128, 128, (k, m, 1, 1), dtype=torch.int8) for m in (cs, ct)]
+        p0, p1 = [ops.qconv2d_pack(w) for w in w0], [ops.qconv2d_pack(w) for w in w1]
+        sc0, sc1 = [torch.rand(m) * 0.002 + 0.0005 for m in (cs, ct)], [torch.rand(k) * 0.002 + 0.0005 for _ in "st"]
+        b1s, b0t = torch.randn(k), torch.randn(ct)
+        y = ops.qsft_layer(x, cond, 0.02, 3, 2, 0.1, *p0[0], sc0[0], None, 0.05, 7, *p1[0], sc1[0], b1s, *p0[1],
+                           sc0[1], b0t, 0.04, 12, *p1[1], sc1[1], None, 0.03, 100)
+        mids = [ops.qconv2d(cond, 0.02, 3, *p0[i], sc0[i], b, 1, 1, [1, 1], [0, 0], [1, 1], 2, 0.1, None, *q)
+                for i, b, q in ((0, None, (0.05, 7)), (1, b0t, (0.04, 12)))]
+        u = ops.qsft_modulation(x, mids[0], 0.05, 7, *p1[0], sc1[0], b1s, mids[1], 0.04, 12, *p1[1], sc1[1], None,
+                                0.03, 100)
+        assert torch.equal(y, u), (k, c, cs, ct)
     # float SFT modulation: whole 7-pixel × 32-channel tiles and tails, mid maps as halves of one channels_last map
     for (n, k, cs, ct, h, w) in [(1, 64, 32, 32, 9, 13), (2, 40, 12, 20, 9, 11), (1, 96, 7, 5, 5, 3)]:
         x = torch.randn(n, k, h, w)

@@ -53,6 +53,21 @@ at::Tensor qsft_modulation_cpu(const at::Tensor& x, const at::Tensor& mid_s, dou
                                const at::Tensor& w_scale_t, const c10::optional<at::Tensor>& bias_t, double out_scale,
                                int64_t out_zero_point);
 
+// A whole int8 SFT layer feeding an int8 conv: qsft_modulation_cpu of the maps mid_s and mid_t made from the uint8
+// map cond (c_scale, c_zero_point) by two int8 1×1 convs (packed0_*, ...; activation code and slope as qconv2d_cpu's)
+// requantized to (s_scale, s_zero_point) and (t_scale, t_zero_point), the inputs of the second convs (packed1_*, ...).
+// Neither the maps nor the float scale and shift are written to memory; the bytes equal the three calls'.
+at::Tensor qsft_layer_cpu(const at::Tensor& x, const at::Tensor& cond, double c_scale, int64_t c_zero_point,
+                          int64_t activation, double negative_slope, const at::Tensor& packed0_s,
+                          const at::Tensor& wsum0_s, const at::Tensor& w_scale0_s,
+                          const c10::optional<at::Tensor>& bias0_s, double s_scale, int64_t s_zero_point,
+                          const at::Tensor& packed1_s, const at::Tensor& wsum1_s, const at::Tensor& w_scale1_s,
+                          const c10::optional<at::Tensor>& bias1_s, const at::Tensor& packed0_t,
+                          const at::Tensor& wsum0_t, const at::Tensor& w_scale0_t,
+                          const c10::optional<at::Tensor>& bias0_t, double t_scale, int64_t t_zero_point,
+                          const at::Tensor& packed1_t, const at::Tensor& wsum1_t, const at::Tensor& w_scale1_t,
+                          const c10::optional<at::Tensor>& bias1_t, double out_scale, int64_t out_zero_point);
+
 // Grouped int8 convs of 4, 8, 16 or 32 channels per group in and out (K = C) on AVX-512 VNNI (qgrouped.cpp):
 // qconv2d_cpu's contract for groups > 1, with weights packed [R·S][Cg/4][K][4] and their per-channel sums wsum [K].
 bool qconv2d_grouped_fits(int64_t C, int64_t K, int64_t groups);
