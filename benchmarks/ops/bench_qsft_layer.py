@@ -101,8 +101,8 @@ def main(argv=None):
             row = dict(threads=threads, size=size, ms=ms, gops=ops_ / lay / 1e6,
                        vs_three=ms["sft int8 3 calls"] / lay, vs_torch=ms.get("torch.ao int8", float("nan")) / lay)
             rows.append(row)
-            print(f"{threads:3d} {size:5d} {ms.get('torch.ao int8', float('nan')):11.3f} {ms['sft int8 3 calls']:10.3f} "
-                  f"{lay:8.3f} {row['gops']:6.0f} {row['vs_three']:9.2f}x {row['vs_torch']:10.2f}x", flush=True)
+            ao = ms.get("torch.ao int8", float("nan"))
+            print(f"{threads:3d} {size:5d} {ao:11.3f} {ms['sft int8 3 calls']:10.3f} {lay:8.3f} {row['gops']:6.0f} {row['vs_three']:9.2f}x {row['vs_torch']:10.2f}x", flush=True)
     if args.output:
         with open(args.output, "w") as f:
             json.dump(dict(kernel=qcpu.kernel(), rows=rows), f, indent=1)
