@@ -168,7 +168,7 @@ def run():
         ref = torch.clamp(torch.round((x * (scale + 1) + shift) * torch.tensor(1 / 0.03)) + 100, 0, 255)
         assert y.dtype == torch.uint8 and (y.double() - ref.double()).abs().max().item() <= 1, (k, cs, ct)
     # the whole int8 SFT layer: first convs into per-thread buffers (pads for maps of 18 / 7 channels, two panels of
-    # a 40-channel map), work items of 56 pixels with a partial last one, a batch
+    # a 40-channel map), work items (14 pixels on these small maps) with a partial last one, a batch
     for (n, k, c, cs, ct, h, w) in [(1, 64, 32, 32, 32, 9, 13), (2, 40, 20, 12, 40, 9, 11), (1, 96, 13, 18, 7, 5, 3)]:
         x = torch.randn(n, k, h, w)
         cond = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8)

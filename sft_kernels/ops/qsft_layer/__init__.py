@@ -9,7 +9,7 @@ scales, float32 bias or None), whose outputs are requantized with the second con
 t_input; second_s / second_t: the second convs (int8 [K, Cs, 1, 1] / [K, Ct, 1, 1], scales, bias); (out_scale,
 out_zero_point): the input parameters of the int8 conv that reads the result.
 
-On the cpu each work item of 56 pixels runs the first convs' tiles into per-thread uint8 buffers and the second
+On the cpu each work item (up to 224 pixels) runs the first convs' tiles into per-thread uint8 buffers and the second
 convs' pair tiles (ops.qsft_modulation) read them from L1: one call instead of three, and the two mid maps are never
 written to memory. The bytes equal the unfused sequence's (`sft.qconv2d` twice with uint8 outputs, then
 `sft.qsft_modulation`). `reference.py` computes it in float64 from the integer reference; `cpu.py` launches it.

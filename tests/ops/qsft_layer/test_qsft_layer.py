@@ -1,6 +1,6 @@
 """sft.qsft_layer (a whole int8 SFT layer handing the conv after it a uint8 input): within one quantization step of
 the float64 reference on every backend, and on the cpu byte for byte the three calls it replaces (the two first
-convs with uint8 outputs, then sft.qsft_modulation), on shapes that take each path (whole 56-pixel work items, pixel
+convs with uint8 outputs, then sft.qsft_modulation), on shapes that take each path (whole work items of up to 224 pixels, pixel
 and channel tails, first convs of other widths and maps padded to 4-channel groups, a batch, NCHW inputs, each
 activation) under every int8 kernel this CPU runs; the fused int8 SFTNet forward unchanged by it; bad inputs."""
 import pytest
