@@ -6,7 +6,7 @@ PIP        = $(VENV)/bin/pip
 PYTHON     = $(VENV)/bin/python
 STAMP      = $(VENV)/.sft_installed
 
-.PHONY: demo test bench bench-full info clean setup asan gpu-vendor data
+.PHONY: demo test bench bench-full bench-runtimes info clean setup asan gpu-vendor data
 
 $(VENV)/bin/python:
 	$(PY) -m venv $(VENV)
@@ -41,6 +41,11 @@ bench: $(STAMP)
 
 bench-full: $(STAMP)
 	$(PYTHON) -m pytest benchmarks/ --benchmark-only
+
+# SFTNet end to end against onnxruntime and OpenVINO, fp32 and int8 (installs OpenVINO first: ~60 MB)
+bench-runtimes: $(STAMP)
+	$(PIP) install -q openvino
+	$(PYTHON) benchmarks/models/bench_runtimes.py --threads 1 2
 
 # AddressSanitizer build of the C++ kernels, run with every micro-kernel (slow to build; not in `make test`)
 ASAN_LIB = $(shell gcc -print-file-name=libasan.so)

@@ -4,6 +4,8 @@ model, and the int8 model (convert_, then quantize_ calibrated on crops of train
 flower, never trained on, against the float model's). The trained teacher's weights (sft_kernels.models.pretrained).
 
 Run: python benchmarks/models/bench_int8_sftnet.py [--threads 1 2] [--lr 128] [--budget 0.1] [-o out.json]
+     --sft-layer-ab: instead, the int8 forward with each SFT layer as one op (ops.qsft_layer) against the same
+     forward with its first convs as their own calls (then ops.qsft_modulation), and the fp32 model, interleaved.
 """
 import argparse
 import copy
@@ -37,6 +39,7 @@ def main(argv=None):
     p.add_argument("--budget", type=float, default=0.1, help="PSNR budget (dB) for quantize_")
     p.add_argument("--observer", default="mse")
     p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--sft-layer-ab", action="store_true")
     p.add_argument("-o", "--output")
     args = p.parse_args(argv)
 
@@ -54,6 +57,8 @@ def main(argv=None):
         print(f"PSNR {name}: float {f_psnr[name]:.3f} dB, int8 {q_psnr[name]:.3f} dB "
               f"({q_psnr[name] - f_psnr[name]:+.3f})")
     x = torch.rand(1, 3, args.lr, args.lr)
+    if args.sft_layer_ab:
+        return sft_layer_ab(fp32, int8, x, args)
     xcl = x.contiguous(memory_format=torch.channels_last)
     eager = copy.deepcopy(teacher).to(memory_format=torch.channels_last)
     rows = []
@@ -76,6 +81,29 @@ def main(argv=None):
         with open(args.output, "w") as f:
             json.dump(dict(rows=rows, psnr_float=f_psnr, psnr_int8=q_psnr, kept=kept, budget=args.budget,
                            observer=args.observer), f, indent=1)
+    return 0
+
+
+def sft_layer_ab(fp32, int8, x, args) -> int:
+    from sft_kernels.models import fused
+
+    same = fused._same_input
+
+    def three_calls():
+        fused._same_input = lambda a, b: False  # the one-op path's condition: off for this forward
+        try:
+            return int8(x)
+        finally:
+            fused._same_input = same
+
+    with torch.no_grad():
+        assert torch.equal(three_calls(), int8(x))
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        with torch.no_grad():
+            t = time_interleaved({"fp32": lambda: fp32(x), "int8, qsft_layer": lambda: int8(x),
+                                  "int8, three calls per layer": three_calls}, repeat=args.repeat)
+        print(f"{threads} threads: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in t.items()), flush=True)
     return 0
 
 

@@ -1,0 +1,153 @@
+"""SFTNet end to end against what users would pick instead of this package: onnxruntime and OpenVINO, fp32 and
+int8, beside eager PyTorch, on the shipped teacher (1×3×lr×lr LR -> ×4, an ordinary NCHW float32 tensor, the same
+one for every row; eager also channels_last, its faster layout).
+
+Rows: eager fp32 (NCHW, channels_last); ours: `convert_` (fp32) and `convert_` + `quantize_` (int8, calibrated on
+LR crops of training photos, PSNR budget 0.1 dB); the teacher exported to ONNX (`sft_kernels.export.export_onnx`)
+and run in onnxruntime (fp32) and OpenVINO (fp32 with its inference precision pinned to f32, and its default,
+which is bf16 on CPUs with AVX-512 BF16 or AMX); that ONNX model quantized with onnxruntime's static quantization
+(QDQ, the convs only as in ours, per-channel int8 weights, uint8 activations, min-max calibration on the same
+crops), run in onnxruntime and in
+OpenVINO. Each runtime gets the thread count of the row (intra-op threads / INFERENCE_NUM_THREADS); interleaved
+medians in this process. Quality: PSNR (Y, crop 4) on china and flower, never trained or calibrated on.
+
+Run: python benchmarks/models/bench_runtimes.py [--threads 1 2] [--lr 128] [--repeat 5] [-o out.json]
+OpenVINO rows need `pip install openvino` (`make bench-runtimes` installs it); without it they are skipped.
+"""
+import argparse
+import copy
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import sft_kernels
+from sft_kernels.export import export_onnx
+from sft_kernels.models import pretrained
+from sft_kernels.tools.benchmark import time_interleaved
+from sft_kernels.tools.quantize import eval_pairs
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_int8_sftnet import calibration_set  # noqa: E402  (the int8 bench's crops: one calibration set)
+
+
+def ort_int8(float_path: Path, out: Path, crops) -> Path:
+    """onnxruntime's static QDQ quantization of the float model, calibrated on `crops`."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"input": c.numpy()} for c in crops])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    # Convs only, as ours: the SFT layers' x·(scale + 1) + shift stays float (quantizing the constant 1 and the Add
+    # around it also makes a graph OpenVINO 2026.4 refuses to compile).
+    quantize_static(str(float_path), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"])
+    return out
+
+
+def ort_runner(path: Path, threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(sess.run(None, {"input": x.numpy()})[0])
+
+
+def openvino_runner(path: Path, threads: int, precision=None):
+    import openvino as ov
+
+    cfg = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    if precision:
+        cfg["INFERENCE_PRECISION_HINT"] = precision
+    compiled = ov.Core().compile_model(str(path), "CPU", cfg)
+    return lambda x: torch.from_numpy(compiled([x.numpy()])[0])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--lr", type=int, default=128)
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("-o", "--output")
+    args = p.parse_args(argv)
+    try:
+        import openvino  # noqa: F401
+        have_ov = True
+    except ImportError:
+        have_ov = False
+        print("OpenVINO is not installed (pip install openvino): its rows are skipped")
+
+    teacher = pretrained.pretrained("teacher").eval()
+    fp32 = copy.deepcopy(teacher)
+    sft_kernels.convert_(fp32)
+    int8 = copy.deepcopy(fp32)
+    lrs, hrs = calibration_set()
+    sft_kernels.quantize_(int8, sft_kernels.Int8Config(psnr_budget_db=0.1, observer="mse"), calibration=lrs,
+                          targets=hrs)
+    x = torch.rand(1, 3, args.lr, args.lr)
+    xcl = x.contiguous(memory_format=torch.channels_last)
+    eager = copy.deepcopy(teacher).to(memory_format=torch.channels_last)
+    tmp = Path(tempfile.mkdtemp(prefix="sft_runtimes_"))
+    float_onnx = export_onnx(teacher, x, tmp / "teacher.onnx")
+    int8_onnx = ort_int8(float_onnx, tmp / "teacher_ort_int8.onnx", lrs)
+
+    def runtimes(threads):
+        r = {"onnxruntime fp32": ort_runner(float_onnx, threads), "onnxruntime int8": ort_runner(int8_onnx, threads)}
+        if have_ov:
+            r["OpenVINO fp32"] = openvino_runner(float_onnx, threads, "f32")
+            r["OpenVINO default (bf16 where the CPU has it)"] = openvino_runner(float_onnx, threads)
+            r["OpenVINO int8 (onnxruntime's QDQ model)"] = openvino_runner(int8_onnx, threads)
+        return r
+
+    quality = {"eager fp32": eval_pairs(teacher), "sft fp32": eval_pairs(fp32), "sft int8": eval_pairs(int8)}
+    for name, run in runtimes(torch.get_num_threads()).items():
+        quality[name] = eval_pairs(run)
+    print("PSNR (dB) china / flower:")
+    for name, q in quality.items():
+        print(f"  {name:46s} {q['china']:.3f} / {q['flower']:.3f}")
+    rows = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        fns = {"eager fp32 NCHW": lambda: teacher(x), "eager fp32 channels_last": lambda: eager(xcl),
+               "sft fp32": lambda: fp32(x), "sft int8": lambda: int8(x)}
+        for name, run in runtimes(threads).items():
+            fns[name] = (lambda r: lambda: r(x))(run)
+        with torch.no_grad():
+            t = time_interleaved(fns, repeat=args.repeat)
+        ms = {k: v * 1e3 for k, v in t.items()}
+        rows.append(dict(threads=threads, ms=ms))
+        best_other = min(v for k, v in ms.items() if not k.startswith("sft"))
+        print(f"{threads} thread(s), median ms (x: ours against the fastest other):")
+        for k, v in ms.items():
+            note = f"  {best_other / v:.2f}x" if k.startswith("sft") else ""
+            print(f"  {k:46s} {v:9.1f}{note}", flush=True)
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(dict(lr=args.lr, rows=rows, psnr=quality,
+                           versions=_versions()), f, indent=1)
+    return 0
+
+
+def _versions() -> dict:
+    import onnxruntime
+
+    v = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
+    try:
+        import openvino
+
+        v["openvino"] = openvino.__version__
+    except ImportError:
+        pass
+    return v
+
+
+if __name__ == "__main__":
+    sys.exit(main())
