@@ -142,9 +142,10 @@ def test_sftnet_fused_int8_matches_its_plain_forward():
 
 
 def test_sftnet_fused_int8_shares_one_uint8_condition_map_only_when_its_readers_agree():
-    """The fused int8 forward hands the condition network's output to the SFT layers' first convs as one uint8 map
-    when they all share input parameters; when one differs (changed here), the map stays float and each conv
-    quantizes it with its own. Either way the fused forward matches the module-by-module one."""
+    """The fused int8 forward hands the condition network's output to the SFT layers as one uint8 map when all their
+    first convs share input parameters (each layer then runs as one op); when one differs (changed here), the map
+    stays float and each conv quantizes it with its own. Either way the fused forward matches the module-by-module
+    one."""
     lr, _ = _sr_pairs()
     fused = _tiny_sftnet()
     sft_kernels.convert_(fused)
@@ -169,9 +170,17 @@ def test_sftnet_fused_int8_shares_one_uint8_condition_map_only_when_its_readers_
     assert _sqnr(b, a) > 35, _sqnr(b, a)
     readers[-1].input_zero_point, readers[-1].input_scale = readers[0].input_zero_point, readers[0].input_scale
     seen.clear()
-    with torch.no_grad():
-        fused(x)
-    assert seen == {id(readers[0]): torch.uint8, id(readers[-1]): torch.uint8}
+    # agreeing readers: each SFT layer runs as one op (ops.qsft_layer) on the uint8 map, its first convs inside it
+    from sft_kernels.models import fused as fused_mod
+
+    layer_op, conds = fused_mod.ops.qsft_layer, []
+    fused_mod.ops.qsft_layer = lambda x, cond, *a, **k: conds.append(cond.dtype) or layer_op(x, cond, *a, **k)
+    try:
+        with torch.no_grad():
+            fused(x)
+    finally:
+        fused_mod.ops.qsft_layer = layer_op
+    assert seen == {} and conds == [torch.uint8] * len(sft_layers(fused))
 
 
 def test_psnr_budget_sends_the_most_sensitive_layers_back():
