@@ -21,7 +21,7 @@ from typing import Optional
 import torch
 
 from ...runtime import checks, registry
-from ...runtime.dispatch import PLAIN, Op, dispatch
+from ...runtime.dispatch import Op, dispatch, eager_signature_ok, meta
 from ..qsft_modulation import _quant_params
 from . import cpu
 from . import reference as ref
@@ -121,10 +121,10 @@ def qsft_layer(x: torch.Tensor, cond: torch.Tensor, first_s: tuple, second_s: tu
     if len(tensors) != 14:
         check()  # a conv that is not a 3-tuple: the check says which
     sig = None
-    if (all(t is None or type(t) in PLAIN for t in tensors) and not torch.compiler.is_compiling()
-            and all(type(v) is tuple for v in (cond_input, s_input, t_input))
-            and all(type(v) in (int, float) for v in (*cond_input, *s_input, *t_input, out_scale, out_zero_point,
-                                                        negative_slope))):
-        sig = (tuple(None if t is None else (t.shape, t.stride(), t.dtype, t.device) for t in tensors), cond_input,
-               s_input, t_input, activation, negative_slope, out_scale, out_zero_point)
+    if (eager_signature_ok(*tensors) and type(cond_input) is tuple and type(s_input) is tuple
+            and type(t_input) is tuple and all(type(v) in (int, float) for v in (
+                *cond_input, *s_input, *t_input, out_scale, out_zero_point, negative_slope))):
+        # the convs' strides do not matter (they are packed); their shapes, dtypes and devices do
+        sig = (meta(x), meta(cond), tuple(None if t is None else (t.shape, t.dtype, t.is_cpu) for t in tensors[2:]),
+               cond_input, s_input, t_input, activation, negative_slope, out_scale, out_zero_point)
     return dispatch(OP, backend, tensors, sig, check, x)
