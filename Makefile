@@ -45,7 +45,7 @@ bench-full: $(STAMP)
 # SFTNet end to end against onnxruntime and OpenVINO, fp32 and int8 (installs OpenVINO first: ~60 MB)
 bench-runtimes: $(STAMP)
 	$(PIP) install -q openvino
-	$(PYTHON) benchmarks/models/bench_runtimes.py --threads 1 2
+	$(PYTHON) benchmarks/models/bench_runtimes.py --threads 1 2 --plot runtimes.png
 
 # AddressSanitizer build of the C++ kernels, run with every micro-kernel (slow to build; not in `make test`)
 ASAN_LIB = $(shell gcc -print-file-name=libasan.so)

@@ -11,7 +11,8 @@ crops), run in onnxruntime and in
 OpenVINO. Each runtime gets the thread count of the row (intra-op threads / INFERENCE_NUM_THREADS); interleaved
 medians in this process. Quality: PSNR (Y, crop 4) on china and flower, never trained or calibrated on.
 
-Run: python benchmarks/models/bench_runtimes.py [--threads 1 2] [--lr 128] [--repeat 5] [-o out.json]
+Run: python benchmarks/models/bench_runtimes.py [--threads 1 2] [--lr 128] [--repeat 5] [-o out.json] [--plot out.png]
+     python benchmarks/models/bench_runtimes.py --replot out.json --plot out.png   (the plot of a saved run)
 OpenVINO rows need `pip install openvino` (`make bench-runtimes` installs it); without it they are skipped.
 """
 import argparse
@@ -77,7 +78,14 @@ def main(argv=None):
     p.add_argument("--lr", type=int, default=128)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("-o", "--output")
+    p.add_argument("--plot", help="a PNG: time per runtime and thread count, PSNR on flower beside each bar")
+    p.add_argument("--replot", metavar="JSON", help="plot a saved run (-o of an earlier call) and exit")
     args = p.parse_args(argv)
+    if args.replot:
+        with open(args.replot) as f:
+            saved = json.load(f)
+        plot(saved["rows"], saved["psnr"], args.plot or "runtimes.png", saved.get("lr", args.lr))
+        return 0
     try:
         import openvino  # noqa: F401
         have_ov = True
@@ -133,7 +141,48 @@ def main(argv=None):
         with open(args.output, "w") as f:
             json.dump(dict(lr=args.lr, rows=rows, psnr=quality,
                            versions=_versions()), f, indent=1)
+    if args.plot:
+        plot(rows, quality, args.plot, args.lr)
     return 0
+
+
+def _quality_key(name: str) -> str:
+    """The PSNR entry of a timed row (eager's two layouts share one)."""
+    return "eager fp32" if name.startswith("eager fp32") else name
+
+
+def _short(name: str) -> str:
+    """A row's name for the plot's axis."""
+    tail = " (QDQ)" if "QDQ" in name else " (bf16 here)" if "bf16" in name else ""
+    return name.split(" (")[0] + tail
+
+
+def plot(rows: list, psnr: dict, path: str, lr: int) -> None:
+    """Horizontal bars, one panel per thread count: median ms per implementation (ours highlighted), the PSNR on
+    flower written beside each bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(rows), figsize=(7 * len(rows), 4.6), squeeze=False)
+    for ax, row in zip(axes[0], rows):
+        names = sorted(row["ms"], key=row["ms"].get, reverse=True)
+        ms = [row["ms"][n] for n in names]
+        colors = ["tab:red" if n.startswith("sft") else "tab:gray" for n in names]
+        ax.barh([_short(n) for n in names], ms, color=colors)
+        for i, n in enumerate(names):
+            q = psnr.get(_quality_key(n))
+            if q:
+                ax.text(ms[i], i, f"  {ms[i]:.0f} ms, {q['flower']:.2f} dB", va="center", fontsize=8)
+        ax.set_xlim(0, max(ms) * 1.5)
+        ax.set_xlabel("median ms per forward (lower is better); PSNR on flower")
+        ax.set_title(f"{row['threads']} thread{'s' if row['threads'] > 1 else ''}")
+    fig.suptitle(f"SFTNet ×4 on a 1×3×{lr}×{lr} NCHW input: ours (red) and other runtimes")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}")
 
 
 def _versions() -> dict:
