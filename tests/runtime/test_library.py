@@ -154,3 +154,25 @@ def test_compile_fullgraph_quantized_model():
         eager = model(x)
         compiled = torch.compile(model, fullgraph=True, backend="eager")(x)
     torch.testing.assert_close(compiled, eager)
+
+
+def test_compile_fullgraph_quantized_fused_sftnet():
+    """The int8 fused SFTNet (each SFT layer one sft.qsft_layer call) traces whole and matches eager exactly."""
+    from sft_kernels.models import SFTNet, fused
+
+    torch._dynamo.reset()
+    model = SFTNet(num_blocks=1, channels=8).reset_parameters_(seed=0).eval()
+    sft_kernels.convert_(model)
+    sft_kernels.quantize_(model, calibration=[torch.rand(1, 3, 8, 8)], progress=False)
+    x = torch.rand(1, 3, 6, 5)
+    layer_op, calls = fused.ops.qsft_layer, []
+    fused.ops.qsft_layer = lambda *a, **k: calls.append(1) or layer_op(*a, **k)
+    try:
+        with torch.no_grad():
+            eager = model(x)
+    finally:
+        fused.ops.qsft_layer = layer_op
+    assert len(calls) == 2 * model.num_blocks + 1
+    with torch.no_grad():
+        compiled = torch.compile(model, fullgraph=True, backend="eager")(x)
+    assert torch.equal(compiled, eager)
