@@ -162,6 +162,7 @@ def qconv2d(input, weight, weight_scale, bias=None, stride=1, padding=0, dilatio
             input_scale: float, input_zero_point: int, activation: Optional[str] = None,
             negative_slope: float = 0.01, residual: Optional[torch.Tensor] = None, out_scale: float = 0.0,
             out_zero_point: int = 0, modulation: Optional[tuple] = None, pixel_shuffle: int = 1,
+            out_dtype: Optional[torch.dtype] = None, residual_quant: Optional[tuple] = None,
             backend: Optional[str] = None) -> torch.Tensor:
     """int8 conv with fused requantization (see the module docstring): uint8 input (scale, zero point), or float32
     quantized on the way in with that scale and zero point (fused into the kernel's input copy), int8 weight
@@ -169,9 +170,20 @@ def qconv2d(input, weight, weight_scale, bias=None, stride=1, padding=0, dilatio
     ``modulation=(scale, shift)`` (float input, maps shaped like it) convolves input·(scale + 1) + shift, applied as
     the input is quantized (SFTNet's SFT layers). ``pixel_shuffle=r`` returns F.pixel_shuffle of the result (a
     residual is shaped like the conv's own output and added before it); the cpu backend writes each output to its
-    shuffled place in the store (an SR network's upsampling convs)."""
+    shuffled place in the store (an SR network's upsampling convs).
+
+    ``out_dtype``: torch.uint8 or torch.int8 (out_scale > 0; int8: clamp(round(y / out_scale) + out_zero_point,
+    -128, 127) with out_zero_point in [-128, 127]), torch.float32 or torch.bfloat16 (out_scale = 0; bfloat16 rounded
+    to nearest even); None: uint8 with out_scale > 0, else float32. ``residual_quant=(scale, zero_point)``: the
+    residual is a uint8 map added as (residual − zero_point)·scale. These three run on every backend as steps
+    around the conv (int8: the uint8 store with the zero point moved by 128, then the sign bit flipped; bfloat16: a
+    cast of the float32 output; the uint8 residual dequantized first), not yet in the kernels' stores."""
     if modulation is not None and not (isinstance(modulation, tuple) and len(modulation) == 2):
         raise TypeError("modulation must be a (scale, shift) tuple of tensors")
+    if out_dtype is not None or residual_quant is not None:
+        return _with_other_types(input, weight, weight_scale, bias, stride, padding, dilation, groups, input_scale,
+                                 input_zero_point, activation, negative_slope, residual, out_scale, out_zero_point,
+                                 modulation, pixel_shuffle, out_dtype, residual_quant, backend)
     ms, mt = modulation if modulation is not None else (None, None)
     tensors = (input, weight, weight_scale, bias, residual, ms, mt)
     sig = None
@@ -189,3 +201,47 @@ def qconv2d(input, weight, weight_scale, bias=None, stride=1, padding=0, dilatio
                                    padding, dilation, groups, activation, negative_slope, out_scale, out_zero_point,
                                    ms, mt, pixel_shuffle),
                     input)
+
+
+_OUT_DTYPES = (torch.uint8, torch.int8, torch.float32, torch.bfloat16)
+
+
+def _with_other_types(input, weight, weight_scale, bias, stride, padding, dilation, groups, input_scale,
+                      input_zero_point, activation, negative_slope, residual, out_scale, out_zero_point, modulation,
+                      pixel_shuffle, out_dtype, residual_quant, backend):
+    """qconv2d with an int8 / bfloat16 output or a uint8 residual: the uint8 / float32 conv with the steps around
+    it (see qconv2d's docstring)."""
+    quant = isinstance(out_scale, (int, float)) and out_scale > 0
+    if out_dtype is not None and out_dtype not in _OUT_DTYPES:
+        raise ValueError(f"out_dtype must be one of {_OUT_DTYPES} (or None), got {out_dtype!r}")
+    if out_dtype in (torch.uint8, torch.int8) and not quant:
+        raise ValueError(f"out_dtype={out_dtype} needs out_scale > 0 (a requantized output), got {out_scale!r}")
+    if out_dtype in (torch.float32, torch.bfloat16) and quant:
+        raise ValueError(f"out_dtype={out_dtype} is a float output: out_scale must be 0, got {out_scale!r}")
+    if out_dtype == torch.int8:
+        if not isinstance(out_zero_point, int) or isinstance(out_zero_point, bool) or \
+                not -128 <= out_zero_point <= 127:
+            raise ValueError(f"an int8 output's out_zero_point must be an int in [-128, 127], got {out_zero_point!r}")
+        out_zero_point += 128  # the uint8 store of the same values, 128 higher
+    if residual_quant is not None:
+        if not (isinstance(residual_quant, tuple) and len(residual_quant) == 2):
+            raise TypeError("residual_quant must be a (scale, zero_point) tuple")
+        rs, rz = residual_quant
+        if not isinstance(rs, (int, float)) or isinstance(rs, bool) or not rs > 0:
+            raise ValueError(f"residual_quant's scale must be a positive number, got {rs!r}")
+        if not isinstance(rz, int) or isinstance(rz, bool) or not 0 <= rz <= 255:
+            raise ValueError(f"residual_quant's zero point must be an int in [0, 255] (uint8 affine), got {rz!r}")
+        if not isinstance(residual, torch.Tensor) or residual.dtype != torch.uint8:
+            raise ValueError("residual_quant=(scale, zero_point) describes a uint8 residual; got "
+                             f"{type(residual).__name__ if not isinstance(residual, torch.Tensor) else residual.dtype}")
+        residual = ref.dequantize(residual, float(rs), rz)  # float32: (r − zero_point)·scale
+    y = qconv2d(input, weight, weight_scale, bias, stride, padding, dilation, groups, input_scale=input_scale,
+                input_zero_point=input_zero_point, activation=activation, negative_slope=negative_slope,
+                residual=residual, out_scale=out_scale, out_zero_point=out_zero_point, modulation=modulation,
+                pixel_shuffle=pixel_shuffle, backend=backend)
+    if out_dtype == torch.int8:
+        return torch.bitwise_xor(y, 128).view(torch.int8)  # u − 128 as a two's-complement byte
+    if out_dtype == torch.bfloat16:
+        return y.to(torch.bfloat16)
+    return y
+
