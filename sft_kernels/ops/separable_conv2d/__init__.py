@@ -1,5 +1,5 @@
 """sft.separable_conv2d: depthwise conv (groups = channels, any channel multiplier) then 1×1 conv, with a mid
-activation and the full epilogue (bias, activation, residual).
+activation and the full epilogue (bias, activation, PixelShuffle, residual; the shuffle after the fused kernel).
 
 The op (schema `sft::separable_conv2d`, fake kernel, reference autograd, registry entry), its checks and its public
 function; `reference.py` is the two-conv definition, `cpu.py` the fused CPU kernel's launcher, `triton.py` the fused
@@ -99,11 +99,16 @@ def _check(input, dw_weight, pw_weight, dw_bias, pw_bias, residual, stride, padd
 def separable_conv2d(input, dw_weight, pw_weight, dw_bias=None, pw_bias=None, stride=1, padding=0, dilation=1,
                      *, mid_activation: Optional[str] = None, activation: Optional[str] = None,
                      negative_slope: float = 0.01, residual: Optional[torch.Tensor] = None,
-                     backend: Optional[str] = None) -> torch.Tensor:
+                     pixel_shuffle: int = 1, backend: Optional[str] = None) -> torch.Tensor:
     """``act(pw(mid_act(dw(input))) + pw_bias) + residual``: dw_weight is C·m×1×R×S (depthwise, groups = C,
     channel multiplier m), pw_weight is K×C·m×1×1. Same result as two F.conv2d calls; the cpu backend runs both in
     one pass without writing the depthwise map. The output follows F.conv2d's layout rule (channels_last in,
-    channels_last out)."""
+    channels_last out). ``pixel_shuffle`` r > 1 applies ``F.pixel_shuffle(y, r)`` after the activation and before
+    the residual add, as sft.conv2d does (the residual is shaped like the shuffled output); on every backend the
+    shuffle and that add are steps after the fused kernel, not yet in its store."""
+    if pixel_shuffle != 1:
+        return _shuffled(input, dw_weight, pw_weight, dw_bias, pw_bias, stride, padding, dilation, mid_activation,
+                         activation, negative_slope, residual, pixel_shuffle, backend)
     tensors = (input, dw_weight, pw_weight, dw_bias, pw_bias, residual)
     sig = None
     if (type(input) is torch.Tensor and all(t is None or type(t) in PLAIN for t in tensors)
@@ -117,3 +122,20 @@ def separable_conv2d(input, dw_weight, pw_weight, dw_bias=None, pw_bias=None, st
     return dispatch(OP, backend, tensors, sig,
                     lambda: _check(input, dw_weight, pw_weight, dw_bias, pw_bias, residual, stride, padding,
                                    dilation, mid_activation, activation, negative_slope), input)
+
+
+def _shuffled(input, dw_weight, pw_weight, dw_bias, pw_bias, stride, padding, dilation, mid_activation, activation,
+              negative_slope, residual, r, backend):
+    """separable_conv2d with pixel_shuffle = r: the fused conv, then PixelShuffle(r), then the residual."""
+    k = pw_weight.shape[0] if isinstance(pw_weight, torch.Tensor) and pw_weight.dim() == 4 else None
+    if not isinstance(r, int) or isinstance(r, bool) or r < 1 or (k is not None and k % (r * r)):
+        raise ValueError(f"pixel_shuffle must be an int >= 1 whose square divides the {k} output channels, got {r!r}")
+    y = separable_conv2d(input, dw_weight, pw_weight, dw_bias, pw_bias, stride, padding, dilation,
+                         mid_activation=mid_activation, activation=activation, negative_slope=negative_slope,
+                         backend=backend)
+    y = torch.nn.functional.pixel_shuffle(y, r)
+    if residual is not None:
+        checks.residual(residual, "residual", tuple(y.shape), input)
+        y = y + residual
+    return y.contiguous(memory_format=checks.output_memory_format(input))
+
