@@ -2,16 +2,17 @@
 int8, beside eager PyTorch, on the shipped teacher (1×3×lr×lr LR -> ×4, an ordinary NCHW float32 tensor, the same
 one for every row; eager also channels_last, its faster layout).
 
-Rows: eager fp32 (NCHW, channels_last); ours: `convert_` (fp32) and `convert_` + `quantize_` (int8, calibrated on
-LR crops of training photos, PSNR budget 0.1 dB); the teacher exported to ONNX (`sft_kernels.export.export_onnx`)
-and run in onnxruntime (fp32) and OpenVINO (fp32 with its inference precision pinned to f32, and its default,
-which is bf16 on CPUs with AVX-512 BF16 or AMX); that ONNX model quantized with onnxruntime's static quantization
-(QDQ, the convs only as in ours, per-channel int8 weights, uint8 activations, min-max calibration on the same
-crops), run in onnxruntime and in
-OpenVINO. Each runtime gets the thread count of the row (intra-op threads / INFERENCE_NUM_THREADS); interleaved
-medians in this process. Quality: PSNR (Y, crop 4) on china and flower, never trained or calibrated on.
+Rows: eager fp32 (NCHW, channels_last), with --compile also torch.compile (inductor, freezing, channels_last);
+ours: `convert_` (fp32) and `convert_` + `quantize_` (int8, calibrated on LR crops of training photos, PSNR budget
+0.1 dB); the teacher exported to ONNX (`sft_kernels.export.export_onnx`) and run in onnxruntime (fp32) and OpenVINO
+(fp32 with its inference precision pinned to f32, and its default, which is bf16 on CPUs with AVX-512 BF16 or AMX);
+that ONNX model quantized with onnxruntime's static quantization (QDQ, the convs only as in ours, per-channel int8
+weights, uint8 activations, min-max calibration on the same crops), run in onnxruntime and in OpenVINO. Each runtime
+gets the thread count of the row (intra-op threads / INFERENCE_NUM_THREADS); interleaved medians in this process.
+Quality: PSNR (Y, crop 4) on china and flower, never trained or calibrated on.
 
-Run: python benchmarks/models/bench_runtimes.py [--threads 1 2] [--lr 128] [--repeat 5] [-o out.json] [--plot out.png]
+Run: python benchmarks/models/bench_runtimes.py [--threads 1 2] [--lr 128] [--repeat 5] [--compile] [-o out.json]
+         [--plot out.png]
      python benchmarks/models/bench_runtimes.py --replot out.json --plot out.png   (the plot of a saved run)
 OpenVINO rows need `pip install openvino` (`make bench-runtimes` installs it); without it they are skipped.
 """
@@ -77,6 +78,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--lr", type=int, default=128)
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--compile", action="store_true",
+                   help="add torch.compile (inductor, freezing, channels_last; minutes of warm-up)")
     p.add_argument("-o", "--output")
     p.add_argument("--plot", help="a PNG: time per runtime and thread count, PSNR on flower beside each bar")
     p.add_argument("--replot", metavar="JSON", help="plot a saved run (-o of an earlier call) and exit")
@@ -116,6 +119,14 @@ def main(argv=None):
         return r
 
     quality = {"eager fp32": eval_pairs(teacher), "sft fp32": eval_pairs(fp32), "sft int8": eval_pairs(int8)}
+    compiled = None
+    if args.compile:  # inductor with the weights folded as constants: the strongest PyTorch-only baseline
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True
+        compiled = torch.compile(copy.deepcopy(teacher).to(memory_format=torch.channels_last))
+        with torch.no_grad():
+            compiled(xcl)  # warm-up: the compile itself
     for name, run in runtimes(torch.get_num_threads()).items():
         quality[name] = eval_pairs(run)
     print("PSNR (dB) china / flower:")
@@ -126,6 +137,8 @@ def main(argv=None):
         torch.set_num_threads(threads)
         fns = {"eager fp32 NCHW": lambda: teacher(x), "eager fp32 channels_last": lambda: eager(xcl),
                "sft fp32": lambda: fp32(x), "sft int8": lambda: int8(x)}
+        if compiled is not None:
+            fns["torch.compile fp32 channels_last"] = lambda: compiled(xcl)
         for name, run in runtimes(threads).items():
             fns[name] = (lambda r: lambda: r(x))(run)
         with torch.no_grad():
@@ -148,7 +161,7 @@ def main(argv=None):
 
 def _quality_key(name: str) -> str:
     """The PSNR entry of a timed row (eager's two layouts share one)."""
-    return "eager fp32" if name.startswith("eager fp32") else name
+    return "eager fp32" if name.startswith(("eager fp32", "torch.compile")) else name
 
 
 def _short(name: str) -> str:
