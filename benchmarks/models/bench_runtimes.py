@@ -8,7 +8,8 @@ ours: `convert_` (fp32) and `convert_` + `quantize_` (int8, calibrated on LR cro
 (fp32 with its inference precision pinned to f32, and its default, which is bf16 on CPUs with AVX-512 BF16 or AMX);
 that ONNX model quantized with onnxruntime's static quantization (QDQ, the convs only as in ours, per-channel int8
 weights, uint8 activations, min-max calibration on the same crops), run in onnxruntime and in OpenVINO. Each runtime
-gets the thread count of the row (intra-op threads / INFERENCE_NUM_THREADS); interleaved medians in this process.
+gets the thread count of the row (intra-op threads / INFERENCE_NUM_THREADS; onnxruntime's without spinning, which
+here slowed every other runtime in the process); interleaved medians in this process.
 Quality: PSNR (Y, crop 4) on china and flower, never trained or calibrated on.
 
 Run: python benchmarks/models/bench_runtimes.py [--threads 1 2] [--lr 128] [--repeat 5] [--compile] [-o out.json]
@@ -59,6 +60,10 @@ def ort_runner(path: Path, threads: int):
 
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    # Its pool's threads spin after each run by default: with several runtimes in one process on few cores they took
+    # the cores from whatever ran next (at 2 threads on 2 cores: onnxruntime int8 345 -> 247 ms, OpenVINO int8
+    # 290 -> 201, ours 176 -> 147 when a compiled model was in the process too).
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     return lambda x: torch.from_numpy(sess.run(None, {"input": x.numpy()})[0])
 
