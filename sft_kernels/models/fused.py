@@ -171,8 +171,7 @@ def modulated(layer, cond: torch.Tensor, x: torch.Tensor, reader) -> tuple:
     slope = layer.negative_slope
     if cond.dtype == torch.uint8 and _int8_pair(c0s) and _int8_pair(c0t) and _same_input(c0s, c0t):
         # the whole layer in one op: the first convs' uint8 outputs stay in per-thread buffers (ops.qsft_layer)
-        conv = lambda c: (c.weight_int8, c.weight_scale, c.bias)  # noqa: E731
-        q = ops.qsft_layer(x, cond, conv(c0s), conv(c1s), conv(c0t), conv(c1t),
+        q = ops.qsft_layer(x, cond, _int8_conv(c0s), _int8_conv(c1s), _int8_conv(c0t), _int8_conv(c1t),
                            cond_input=(c0s.input_scale, c0s.input_zero_point),
                            s_input=(c1s.input_scale, c1s.input_zero_point),
                            t_input=(c1t.input_scale, c1t.input_zero_point), activation="leaky_relu",
@@ -190,7 +189,13 @@ def modulated(layer, cond: torch.Tensor, x: torch.Tensor, reader) -> tuple:
 
 
 def _same_input(a, b) -> bool:
+    """Whether two int8 convs quantize their input alike (then one uint8 map serves both)."""
     return (a.input_scale, a.input_zero_point) == (b.input_scale, b.input_zero_point)
+
+
+def _int8_conv(c) -> tuple:
+    """(int8 weight, per-channel scales, bias) of an int8 conv, as ops.qsft_layer takes each conv."""
+    return c.weight_int8, c.weight_scale, c.bias
 
 
 def _quantized(m: torch.Tensor, conv) -> torch.Tensor:
