@@ -22,7 +22,7 @@ import torch
 
 from ...runtime import checks, registry
 from ...runtime.dispatch import Op, dispatch, eager_signature_ok, meta
-from ..qsft_modulation import _quant_params
+from ..qsft_modulation import _quant_params, check_scales_and_bias
 from . import cpu
 from . import reference as ref
 
@@ -69,13 +69,7 @@ def _check_conv(name, conv, k, c) -> tuple:
     if tuple(w.shape) != (k, c, 1, 1):
         raise ValueError(f"{name} must be a 1×1 conv from {c} to {k} channels: weight shape {(k, c, 1, 1)}, got "
                          f"{tuple(w.shape)}")
-    checks.tensor(ws, f"{name} weight_scale", 1, dtypes=(torch.float32,))
-    if ws.shape[0] != k or not (torch.compiler.is_compiling() or bool((ws > 0).all())):
-        raise ValueError(f"{name} weight_scale must hold {k} positive per-channel scales, got shape {tuple(ws.shape)}")
-    if b is not None:
-        checks.tensor(b, f"{name} bias", 1, dtypes=(torch.float32,))
-        if b.shape[0] != k:
-            raise ValueError(f"{name} bias must have {k} elements, got {b.shape[0]}")
+    check_scales_and_bias(name, ws, b, k)
     return w, ws, b
 
 

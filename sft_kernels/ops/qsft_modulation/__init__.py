@@ -61,6 +61,12 @@ def _check_branch(name, mid, w, ws, b, scale, zp, x) -> tuple:
     if mid.shape[0] != x.shape[0] or mid.shape[2:] != x.shape[2:]:
         raise ValueError(f"{name} must have x's batch and spatial size {(x.shape[0], *x.shape[2:])}, got "
                          f"{(mid.shape[0], *mid.shape[2:])}")
+    check_scales_and_bias(name, ws, b, k)
+    return _quant_params(f"{name} input", scale, zp)
+
+
+def check_scales_and_bias(name, ws, b, k) -> None:
+    """An int8 1×1 conv's k positive float32 per-channel scales and its float32 bias of k values (or None)."""
     checks.tensor(ws, f"{name} weight_scale", 1, dtypes=(torch.float32,))
     if ws.shape[0] != k or not (torch.compiler.is_compiling() or bool((ws > 0).all())):
         raise ValueError(f"{name} weight_scale must hold {k} positive per-channel scales, got shape {tuple(ws.shape)}")
@@ -68,7 +74,6 @@ def _check_branch(name, mid, w, ws, b, scale, zp, x) -> tuple:
         checks.tensor(b, f"{name} bias", 1, dtypes=(torch.float32,))
         if b.shape[0] != k:
             raise ValueError(f"{name} bias must have {k} elements, got {b.shape[0]}")
-    return _quant_params(f"{name} input", scale, zp)
 
 
 def _quant_params(name, scale, zp) -> tuple:
