@@ -20,6 +20,24 @@ def run_fresh(code: str, **env) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
+def int8_kernels() -> list:
+    """The int8 kernels this CPU can be forced to run (SFT_KERNELS_INT8), its best first; none without the
+    extension."""
+    if "cpu" not in op_backends("qconv2d", torch.uint8):
+        return []
+    from sft_kernels.ops.qconv2d import cpu
+
+    order = ["amx", "vnni", "avx2", "generic"]
+    return order[order.index(cpu.kernel()):]
+
+
+def run_with_int8_kernel(kernel: str, code: str) -> None:
+    """Runs `code` in a fresh process whose int8 kernel is forced to `kernel` (chosen once per process); fails with
+    the process's error if it does."""
+    proc = run_fresh(code, SFT_KERNELS_INT8=kernel)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from sft_kernels.ops import qconv2d
 from sft_kernels.ops.qconv2d import reference as ref
 from sft_kernels.testing import tolerance
-from tests.conftest import op_backends, run_fresh
+from tests.conftest import int8_kernels, op_backends, run_fresh, run_with_int8_kernel
 
 BACKENDS = op_backends("qconv2d", torch.uint8)
 CASES = [  # n, c, h, w, k, r, stride, padding, dilation, groups
@@ -89,23 +89,7 @@ def test_float_input_is_quantized_on_the_way_in(backend, case, layout):
     torch.testing.assert_close(y.double(), expected, atol=atol, rtol=rtol)
 
 
-def _kernels():
-    if "cpu" not in BACKENDS:
-        return []
-    from sft_kernels.ops.qconv2d import cpu
-    best = cpu.kernel()
-    order = ("amx", "vnni", "avx2", "generic")
-    return [k for k in order if order.index(k) >= order.index(best)]
-
-
-def _run_with_kernel(kernel: str, code: str):
-    """Runs `code` in a fresh process whose int8 kernel is forced to `kernel` (SFT_KERNELS_INT8: chosen once per
-    process); fails with the process's error if it does."""
-    proc = run_fresh(code, SFT_KERNELS_INT8=kernel)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-
-
-@pytest.mark.parametrize("kernel", _kernels())
+@pytest.mark.parametrize("kernel", int8_kernels())
 def test_every_cpu_kernel_matches_the_integer_reference(kernel):
     """Each tile kernel (AMX, VNNI, AVX2, portable) forced in a fresh process, on shapes that take each of its paths:
     channel counts under and over the AMX threshold, tails of pixels and channels, stride 2, small images (AMX
@@ -152,7 +136,7 @@ def test_every_cpu_kernel_matches_the_integer_reference(kernel):
             "                out_zero_point=100, backend='cpu')\n"
             "    e = ref.qconv2d(xq, 0.03, 33, wq, ws, b, None, st, 1, 1, grp, None, 0.01, 0.05, 100)\n"
             "    assert (y.int() - e.int()).abs().max() <= 1, ('grouped uint8', c, grp)\n")
-    _run_with_kernel(kernel, code)
+    run_with_int8_kernel(kernel, code)
 
 
 SHUFFLE_CASES = [  # n, c, h, w, k, r (kernel), shuffle: k / shuffle² a multiple of 32 (VNNI: shuffled in the store)
@@ -188,7 +172,7 @@ def test_pixel_shuffle_matches_the_shuffled_reference(backend, case, layout):
     torch.testing.assert_close(y.double(), e, atol=atol, rtol=rtol)
 
 
-@pytest.mark.parametrize("kernel", _kernels())
+@pytest.mark.parametrize("kernel", int8_kernels())
 def test_pixel_shuffle_on_every_cpu_kernel(kernel):
     """The shuffled store (VNNI: whole 32-channel panels per sub-pixel, tiles crossing row ends, a banded 4 MB
     input) and the shuffle after the conv (other kernels) in fresh processes."""
@@ -206,7 +190,7 @@ def test_pixel_shuffle_on_every_cpu_kernel(kernel):
             "    e = ref.qconv2d(xq, 0.03, 33, wq, ws, b, None, 1, 1, 1, 1, 'relu', 0.01, 0.05, 9)\n"
             "    e = F.pixel_shuffle(e, sh)\n"
             "    assert (y.int() - e.int()).abs().max() <= 1, (c, k, sh)\n")
-    _run_with_kernel(kernel, code)
+    run_with_int8_kernel(kernel, code)
 
 
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
@@ -435,7 +419,7 @@ def test_few_channel_convs_gather_their_taps(case):
 
 
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
-@pytest.mark.parametrize("kernel", [k for k in _kernels() if k in ("amx", "vnni")] or
+@pytest.mark.parametrize("kernel", [k for k in int8_kernels() if k in ("amx", "vnni")] or
                          [pytest.param("vnni", marks=pytest.mark.skip(reason="no AVX-512 VNNI here"))])
 def test_few_output_channel_convs_put_pixels_in_the_lanes(kernel):
     """Convs of 1-8 output channels run with output pixels in the vector lanes on VNNI (an RGB output conv; AMX keeps
@@ -466,11 +450,11 @@ def test_few_output_channel_convs_put_pixels_in_the_lanes(kernel):
             "                        negative_slope=0.1, out_scale=0.05, out_zero_point=100, backend='cpu')\n"
             "            e = ref.qconv2d(x, 0.03, 33, wq, ws, b, None, st, pd, dl, 1, act, 0.1, 0.05, 100)\n"
             "            assert (y.int() - e.int()).abs().max() <= 1, (c, k, act)\n")
-    _run_with_kernel(kernel, code)
+    run_with_int8_kernel(kernel, code)
 
 
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
-@pytest.mark.parametrize("kernel", _kernels())
+@pytest.mark.parametrize("kernel", int8_kernels())
 def test_unpadded_uint8_input_is_read_in_place_by_every_kernel(kernel):
     """A conv needing no padding of a uint8 channels_last input (1×1 and a valid 3×3, a channel slice of a wider
     tensor too) reads its taps from the input itself on the VNNI / AVX2 / portable tiles: against the reference."""
@@ -491,4 +475,4 @@ def test_unpadded_uint8_input_is_read_in_place_by_every_kernel(kernel):
             "        y = qconv2d(x, wq, ws, b, 1, 0, input_scale=0.03, input_zero_point=33, activation='relu',\n"
             "                    out_scale=0.05, out_zero_point=7, backend='cpu')\n"
             "        assert (y.int() - e.int()).abs().max() <= 1, (c, k, r)\n")
-    _run_with_kernel(kernel, code)
+    run_with_int8_kernel(kernel, code)

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from sft_kernels import ops
-from sft_kernels.ops.qconv2d import cpu as qcpu
 from sft_kernels.ops.qsft_layer import reference as ref
-from tests.conftest import op_backends, run_fresh
+from tests.conftest import int8_kernels, op_backends, run_with_int8_kernel
 
 BACKENDS = op_backends("qsft_layer", torch.float32)
 CASES = [  # n, k (x's channels), c (cond's), cs, ct (the mid maps'), h, w
@@ -90,14 +89,7 @@ def test_a_larger_map_across_work_items():
         torch.set_num_threads(threads)
 
 
-def _kernels():
-    if "cpu" not in BACKENDS:
-        return []
-    order = ["amx", "vnni", "avx2", "generic"]
-    return order[order.index(qcpu.kernel()):]
-
-
-@pytest.mark.parametrize("kernel", _kernels())
+@pytest.mark.parametrize("kernel", int8_kernels())
 def test_every_int8_kernel_gives_the_three_calls_bytes(kernel):
     """The first convs' tiles and the modulation's of each ISA (forced in a fresh process) on every case."""
     code = ("import torch\n"
@@ -107,8 +99,7 @@ def test_every_int8_kernel_gives_the_three_calls_bytes(kernel):
             "for case in CASES:\n"
             "    x, cond, convs = _data(case, seed=5)\n"
             "    assert torch.equal(_call(x, cond, convs, 'cpu'), _three_calls(x, cond, convs)), case\n")
-    proc = run_fresh(code, SFT_KERNELS_INT8=kernel)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_with_int8_kernel(kernel, code)
 
 
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="the cpu extension did not build")

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from sft_kernels import ops
-from sft_kernels.ops.qconv2d import cpu as qcpu
 from sft_kernels.ops.qsft_modulation import reference as ref
-from tests.conftest import op_backends, run_fresh
+from tests.conftest import int8_kernels, op_backends, run_with_int8_kernel
 
 BACKENDS = op_backends("qsft_modulation", torch.float32)
 CASES = [  # n, k (x's channels), cs, ct (the maps' channels), h, w
@@ -75,14 +74,7 @@ def test_cpu_bytes_equal_the_unfused_sequence(case):
         assert torch.equal(_call(x, maps, convs, "cpu", out), _unfused(x, maps, convs, out)), out
 
 
-def _kernels():
-    if "cpu" not in BACKENDS:
-        return []
-    order = ["amx", "vnni", "avx2", "generic"]
-    return order[order.index(qcpu.kernel()):]
-
-
-@pytest.mark.parametrize("kernel", _kernels())
+@pytest.mark.parametrize("kernel", int8_kernels())
 def test_every_int8_kernel_gives_the_unfused_bytes(kernel):
     """The VNNI pair tile and the buffered tiles of each ISA (forced in a fresh process) on every case."""
     code = ("import torch\n"
@@ -92,8 +84,7 @@ def test_every_int8_kernel_gives_the_unfused_bytes(kernel):
             "for case in CASES:\n"
             "    x, maps, convs = _data(case, seed=5)\n"
             "    assert torch.equal(_call(x, maps, convs, 'cpu'), _unfused(x, maps, convs)), case\n")
-    proc = run_fresh(code, SFT_KERNELS_INT8=kernel)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_with_int8_kernel(kernel, code)
 
 
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="the cpu extension did not build")
