@@ -156,7 +156,7 @@ def test_compile_fullgraph_quantized_model():
     torch.testing.assert_close(compiled, eager)
 
 
-def test_compile_fullgraph_quantized_fused_sftnet():
+def test_compile_fullgraph_quantized_fused_sftnet(monkeypatch):
     """The int8 fused SFTNet (each SFT layer one sft.qsft_layer call) traces whole and matches eager exactly."""
     from sft_kernels.models import SFTNet, fused
 
@@ -166,12 +166,10 @@ def test_compile_fullgraph_quantized_fused_sftnet():
     sft_kernels.quantize_(model, calibration=[torch.rand(1, 3, 8, 8)], progress=False)
     x = torch.rand(1, 3, 6, 5)
     layer_op, calls = fused.ops.qsft_layer, []
-    fused.ops.qsft_layer = lambda *a, **k: calls.append(1) or layer_op(*a, **k)
-    try:
-        with torch.no_grad():
-            eager = model(x)
-    finally:
-        fused.ops.qsft_layer = layer_op
+    monkeypatch.setattr(fused.ops, "qsft_layer", lambda *a, **k: calls.append(1) or layer_op(*a, **k))
+    with torch.no_grad():
+        eager = model(x)
+    monkeypatch.undo()
     assert len(calls) == 2 * model.num_blocks + 1
     with torch.no_grad():
         compiled = torch.compile(model, fullgraph=True, backend="eager")(x)

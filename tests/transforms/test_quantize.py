@@ -141,7 +141,7 @@ def test_sftnet_fused_int8_matches_its_plain_forward():
     assert _sqnr(b, a) > 35, _sqnr(b, a)  # same integer convs; the HR branch hands over uint8 (one rounding apart)
 
 
-def test_sftnet_fused_int8_shares_one_uint8_condition_map_only_when_its_readers_agree():
+def test_sftnet_fused_int8_shares_one_uint8_condition_map_only_when_its_readers_agree(monkeypatch):
     """The fused int8 forward hands the condition network's output to the SFT layers as one uint8 map when all their
     first convs share input parameters (each layer then runs as one op); when one differs (changed here), the map
     stays float and each conv quantizes it with its own. Either way the fused forward matches the module-by-module
@@ -174,12 +174,10 @@ def test_sftnet_fused_int8_shares_one_uint8_condition_map_only_when_its_readers_
     from sft_kernels.models import fused as fused_mod
 
     layer_op, conds = fused_mod.ops.qsft_layer, []
-    fused_mod.ops.qsft_layer = lambda x, cond, *a, **k: conds.append(cond.dtype) or layer_op(x, cond, *a, **k)
-    try:
-        with torch.no_grad():
-            fused(x)
-    finally:
-        fused_mod.ops.qsft_layer = layer_op
+    monkeypatch.setattr(fused_mod.ops, "qsft_layer",
+                        lambda x, cond, *a, **k: conds.append(cond.dtype) or layer_op(x, cond, *a, **k))
+    with torch.no_grad():
+        fused(x)
     assert seen == {} and conds == [torch.uint8] * len(sft_layers(fused))
 
 

@@ -110,26 +110,20 @@ def test_opcheck():
                           (x, cond, *flat, 0.02, 3, 0.05, 7, 0.04, 12, "leaky_relu", 0.1, 0.03, 100, "cpu"))
 
 
-def test_int8_sftnet_forward_is_unchanged_by_it():
+def test_int8_sftnet_forward_is_unchanged_by_it(monkeypatch):
     """The fused int8 SFTNet forward (ops.qsft_layer per SFT layer) against the same forward with the first convs
     run as their own calls."""
     from sft_kernels.models import fused, pretrained
 
     model = pretrained.pretrained("teacher-int8").eval()
     img = torch.rand(1, 3, 19, 23)
-    calls = []
-    orig_layer, orig_same = ops.qsft_layer, fused._same_input
+    calls, layer_op = [], ops.qsft_layer
     with torch.no_grad():
-        fused.ops.qsft_layer = lambda *a, **k: calls.append(1) or orig_layer(*a, **k)
-        try:
-            got = model(img)
-        finally:
-            fused.ops.qsft_layer = orig_layer
-        fused._same_input = lambda a, b: False
-        try:
-            want = model(img)
-        finally:
-            fused._same_input = orig_same
+        monkeypatch.setattr(fused.ops, "qsft_layer", lambda *a, **k: calls.append(1) or layer_op(*a, **k))
+        got = model(img)
+        monkeypatch.undo()
+        monkeypatch.setattr(fused, "_same_input", lambda a, b: False)
+        want = model(img)
     assert len(calls) == 2 * model.num_blocks + 1  # every SFT layer took the one-op path
     assert torch.equal(got, want)
 

@@ -95,7 +95,7 @@ def test_opcheck():
                           (x, ms, ws, ss, bs, mt, wt, st, bt, 0.05, 7, 0.04, 12, 0.03, 100, "cpu"))
 
 
-def test_int8_sftnet_forward_is_unchanged_by_it():
+def test_int8_sftnet_forward_is_unchanged_by_it(monkeypatch):
     """The fused int8 SFTNet forward with the op against the same forward with float maps handed to the readers."""
     from sft_kernels.models import fused, pretrained
 
@@ -103,12 +103,8 @@ def test_int8_sftnet_forward_is_unchanged_by_it():
     img = torch.rand(1, 3, 19, 23)
     with torch.no_grad():
         got = model(img)
-        orig = fused.modulated
-        fused.modulated = lambda layer, cond, x, reader: (x, fused.modulation(layer, cond))
-        try:
-            want = model(img)
-        finally:
-            fused.modulated = orig
+        monkeypatch.setattr(fused, "modulated", lambda layer, cond, x, reader: (x, fused.modulation(layer, cond)))
+        want = model(img)
     assert torch.equal(got, want)
 
 

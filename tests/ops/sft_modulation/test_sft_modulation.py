@@ -79,7 +79,7 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.sft.sft_modulation.default, (x, ms, ws, bs, mt, wt, bt, "cpu"))
 
 
-def test_fused_sftnet_forward_matches_the_unfused_one():
+def test_fused_sftnet_forward_matches_the_unfused_one(monkeypatch):
     """The converted SFTNet's fused forward with the op against the same forward handing the float maps to the
     readers (float rounding apart), and against eager PyTorch."""
     import sft_kernels
@@ -91,12 +91,8 @@ def test_fused_sftnet_forward_matches_the_unfused_one():
     img = torch.rand(1, 3, 19, 23)
     with torch.no_grad():
         got, want_eager = model(img), eager(img)
-        orig = fused.modulated
-        fused.modulated = lambda layer, cond, x, reader: (x, fused.modulation(layer, cond))
-        try:
-            want = model(img)
-        finally:
-            fused.modulated = orig
+        monkeypatch.setattr(fused, "modulated", lambda layer, cond, x, reader: (x, fused.modulation(layer, cond)))
+        want = model(img)
     assert (got - want).abs().max() <= 1e-4 * want.abs().max()
     assert (got - want_eager).abs().max() <= 1e-4 * want_eager.abs().max()
 
