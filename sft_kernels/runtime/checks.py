@@ -50,6 +50,15 @@ def tensor(t, name: str, ndim: Optional[int] = None, like: Optional[torch.Tensor
             raise TypeError(f"{name} dtype {t.dtype} does not match input dtype {like.dtype}")
 
 
+def uint8_affine(name: str, scale, zero_point) -> tuple:
+    """(float scale, int zero point) of a uint8 affine quantization, checked: scale > 0, zero point in [0, 255]."""
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not scale > 0:
+        raise ValueError(f"{name} scale must be a positive number, got {scale!r}")
+    if not isinstance(zero_point, int) or isinstance(zero_point, bool) or not 0 <= zero_point <= 255:
+        raise ValueError(f"{name} zero point must be an int in [0, 255] (uint8 affine), got {zero_point!r}")
+    return float(scale), int(zero_point)
+
+
 def activation(act: Optional[str]) -> None:
     if act not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {act!r}")

@@ -226,15 +226,11 @@ def _with_other_types(input, weight, weight_scale, bias, stride, padding, dilati
     if residual_quant is not None:
         if not (isinstance(residual_quant, tuple) and len(residual_quant) == 2):
             raise TypeError("residual_quant must be a (scale, zero_point) tuple")
-        rs, rz = residual_quant
-        if not isinstance(rs, (int, float)) or isinstance(rs, bool) or not rs > 0:
-            raise ValueError(f"residual_quant's scale must be a positive number, got {rs!r}")
-        if not isinstance(rz, int) or isinstance(rz, bool) or not 0 <= rz <= 255:
-            raise ValueError(f"residual_quant's zero point must be an int in [0, 255] (uint8 affine), got {rz!r}")
+        rs, rz = checks.uint8_affine("residual_quant's", *residual_quant)
         if not isinstance(residual, torch.Tensor) or residual.dtype != torch.uint8:
             raise ValueError("residual_quant=(scale, zero_point) describes a uint8 residual; got "
                              f"{type(residual).__name__ if not isinstance(residual, torch.Tensor) else residual.dtype}")
-        residual = ref.dequantize(residual, float(rs), rz)  # float32: (r − zero_point)·scale
+        residual = ref.dequantize(residual, rs, rz)  # float32: (r − zero_point)·scale
     y = qconv2d(input, weight, weight_scale, bias, stride, padding, dilation, groups, input_scale=input_scale,
                 input_zero_point=input_zero_point, activation=activation, negative_slope=negative_slope,
                 residual=residual, out_scale=out_scale, out_zero_point=out_zero_point, modulation=modulation,

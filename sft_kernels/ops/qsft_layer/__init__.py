@@ -22,7 +22,7 @@ import torch
 
 from ...runtime import checks, registry
 from ...runtime.dispatch import Op, dispatch, eager_signature_ok, meta
-from ..qsft_modulation import _quant_params, check_scales_and_bias
+from ..qsft_modulation import check_scales_and_bias
 from . import cpu
 from . import reference as ref
 
@@ -76,7 +76,7 @@ def _check_conv(name, conv, k, c) -> tuple:
 def _pair(name, v) -> tuple:
     if not isinstance(v, tuple) or len(v) != 2:
         raise TypeError(f"{name} must be a (scale, zero_point) tuple, got {v!r}")
-    return _quant_params(name, *v)
+    return checks.uint8_affine(name, *v)
 
 
 def qsft_layer(x: torch.Tensor, cond: torch.Tensor, first_s: tuple, second_s: tuple, first_t: tuple,
@@ -110,7 +110,7 @@ def qsft_layer(x: torch.Tensor, cond: torch.Tensor, first_s: tuple, second_s: tu
         if not isinstance(negative_slope, (int, float)) or isinstance(negative_slope, bool):
             raise TypeError(f"negative_slope must be a number, got {negative_slope!r}")
         return (*_pair("cond_input", cond_input), *_pair("s_input", s_input), *_pair("t_input", t_input),
-                activation, float(negative_slope), *_quant_params("output", out_scale, out_zero_point))
+                activation, float(negative_slope), *checks.uint8_affine("output", out_scale, out_zero_point))
 
     if len(tensors) != 14:
         check()  # a conv that is not a 3-tuple: the check says which

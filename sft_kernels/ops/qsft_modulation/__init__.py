@@ -62,7 +62,7 @@ def _check_branch(name, mid, w, ws, b, scale, zp, x) -> tuple:
         raise ValueError(f"{name} must have x's batch and spatial size {(x.shape[0], *x.shape[2:])}, got "
                          f"{(mid.shape[0], *mid.shape[2:])}")
     check_scales_and_bias(name, ws, b, k)
-    return _quant_params(f"{name} input", scale, zp)
+    return checks.uint8_affine(f"{name} input", scale, zp)
 
 
 def check_scales_and_bias(name, ws, b, k) -> None:
@@ -74,14 +74,6 @@ def check_scales_and_bias(name, ws, b, k) -> None:
         checks.tensor(b, f"{name} bias", 1, dtypes=(torch.float32,))
         if b.shape[0] != k:
             raise ValueError(f"{name} bias must have {k} elements, got {b.shape[0]}")
-
-
-def _quant_params(name, scale, zp) -> tuple:
-    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not scale > 0:
-        raise ValueError(f"{name} scale must be a positive number, got {scale!r}")
-    if not isinstance(zp, int) or isinstance(zp, bool) or not 0 <= zp <= 255:
-        raise ValueError(f"{name} zero point must be an int in [0, 255] (uint8 affine), got {zp!r}")
-    return float(scale), int(zp)
 
 
 def qsft_modulation(x: torch.Tensor, mid_s: torch.Tensor, w_s: torch.Tensor, ws_s: torch.Tensor,
@@ -102,7 +94,7 @@ def qsft_modulation(x: torch.Tensor, mid_s: torch.Tensor, w_s: torch.Tensor, ws_
             raise TypeError("s_input and t_input must be (scale, zero_point) tuples")
         s = _check_branch("mid_s", mid_s, w_s, ws_s, b_s, *s_input, x)
         t = _check_branch("mid_t", mid_t, w_t, ws_t, b_t, *t_input, x)
-        return (*s, *t, *_quant_params("output", out_scale, out_zero_point))
+        return (*s, *t, *checks.uint8_affine("output", out_scale, out_zero_point))
 
     sig = None
     if (all(t is None or type(t) in PLAIN for t in tensors) and not torch.compiler.is_compiling()
