@@ -44,17 +44,19 @@ TORCH_LIBRARY(sft_cpu, m) {
   m.def("qconv2d(Tensor x_q, float x_scale, int x_zero_point, Tensor packed, Tensor wsum, Tensor w_scale, "
         "Tensor? bias, int R, int S, int[] stride, int[] padding, int[] dilation, int activation, "
         "float negative_slope, Tensor? residual, float out_scale, int out_zero_point, Tensor? mod_scale=None, "
-        "Tensor? mod_shift=None, int pixel_shuffle=1) -> Tensor");
+        "Tensor? mod_shift=None, int pixel_shuffle=1, ScalarType? out_dtype=None, float res_scale=0., "
+        "int res_zero_point=0) -> Tensor");
   m.def("qconv2d_depthwise(Tensor x_q, float x_scale, int x_zero_point, Tensor w_q, Tensor w_scale, Tensor? bias, "
         "int[] stride, int[] padding, int[] dilation, int activation, float negative_slope, Tensor? residual, "
-        "float out_scale, int out_zero_point, Tensor? mod_scale=None, Tensor? mod_shift=None) -> Tensor");
+        "float out_scale, int out_zero_point, Tensor? mod_scale=None, Tensor? mod_shift=None, "
+        "ScalarType? out_dtype=None, float res_scale=0., int res_zero_point=0) -> Tensor");
   m.def("sft_modulation(Tensor x, Tensor mid_s, Tensor w_s, Tensor? b_s, Tensor mid_t, Tensor w_t, Tensor? b_t) "
         "-> Tensor");
   m.def("qconv2d_grouped_fits(int C, int K, int groups) -> bool", &sft::qconv2d_grouped_fits);
   m.def("qconv2d_grouped(Tensor x_q, float x_scale, int x_zero_point, Tensor packed, Tensor wsum, Tensor w_scale, "
         "Tensor? bias, int R, int S, int[] stride, int[] padding, int[] dilation, int groups, int activation, "
         "float negative_slope, Tensor? residual, float out_scale, int out_zero_point, Tensor? mod_scale=None, "
-        "Tensor? mod_shift=None) -> Tensor");
+        "Tensor? mod_shift=None, ScalarType? out_dtype=None, float res_scale=0., int res_zero_point=0) -> Tensor");
   m.def("qsft_modulation(Tensor x, Tensor mid_s, float s_scale, int s_zero_point, Tensor packed_s, Tensor wsum_s, "
         "Tensor w_scale_s, Tensor? bias_s, Tensor mid_t, float t_scale, int t_zero_point, Tensor packed_t, "
         "Tensor wsum_t, Tensor w_scale_t, Tensor? bias_t, float out_scale, int out_zero_point) -> Tensor");

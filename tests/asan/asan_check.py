@@ -154,6 +154,37 @@ def run():
             y8 = ops.qconv2d(x, 0.03, 33, packed, wsum, ws, torch.randn(k), 3, 3, [st, st], [1, 1], [1, 1],
                              1 + 2 * (st == 2), 0.0, res, 0.05, 7)  # relu, or relu6 (its bound prescaled)
             assert y8.dtype == torch.uint8 and y8.shape == ref.shape
+    # int8 and bfloat16 outputs and a uint8 residual, in each kernel's store: dense tiles with channel tails (35, 97),
+    # few output channels (3), a banded 260×256 input, grouped and depthwise convs
+    for (n, c, h, w, k, st) in [(2, 13, 9, 8, 35, 2), (1, 16, 5, 33, 97, 1), (1, 64, 9, 130, 3, 1),
+                                (1, 64, 260, 256, 16, 1)]:
+        wq = torch.randint(-128, 128, (k, c, 3, 3), dtype=torch.int8)
+        packed, wsum = ops.qconv2d_pack(wq)
+        ws, xq = torch.rand(k) * 0.01 + 0.001, torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8)
+        p, q = (h - 1) // st + 1, (w - 1) // st + 1
+        res = torch.randint(0, 256, (n, k, p, q), dtype=torch.uint8)
+        y = ops.qconv2d(xq, 0.03, 33, packed, wsum, ws, None, 3, 3, [st, st], [1, 1], [1, 1], 1, 0.0, res, 0.05, -7,
+                        None, None, 1, torch.int8, 0.02, 131)
+        assert y.dtype == torch.int8 and y.shape == (n, k, p, q)
+        y = ops.qconv2d(xq, 0.03, 33, packed, wsum, ws, None, 3, 3, [st, st], [1, 1], [1, 1], 0, 0.0, res, 0.0, 0,
+                        None, None, 1, torch.bfloat16, 0.02, 131)
+        assert y.dtype == torch.bfloat16 and y.shape == (n, k, p, q)
+    for (n, c, h, w, g) in [(1, 32, 7, 6, 4), (2, 33, 9, 8, 33)]:
+        wq = torch.randint(-128, 128, (c, c // g, 3, 3), dtype=torch.int8)
+        ws, xq = torch.rand(c) * 0.01 + 0.001, torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8)
+        res = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8)
+        if g == c:
+            y = ops.qconv2d_depthwise(xq, 0.03, 33, wq, ws, None, [1, 1], [1, 1], [1, 1], 0, 0.0, res, 0.05, 3, None,
+                                      None, torch.int8, 0.02, 131)
+        elif ops.qconv2d_grouped_fits(c, c, g):
+            cg = c // g
+            packed = wq.permute(2, 3, 1, 0).reshape(9, cg // 4, 4, c).permute(0, 1, 3, 2).contiguous()
+            wsum = wq.to(torch.int32).sum((1, 2, 3)).to(torch.int32)
+            y = ops.qconv2d_grouped(xq, 0.03, 33, packed, wsum, ws, None, 3, 3, [1, 1], [1, 1], [1, 1], g, 0, 0.0,
+                                    res, 0.0, 0, None, None, torch.bfloat16, 0.02, 131)
+        else:
+            continue
+        assert y.shape == (n, c, h, w) and y.dtype in (torch.int8, torch.bfloat16)
     # int8 SFT modulation (the VNNI pair tile over whole 7-pixel tiles and 32-channel panels, buffered tiles for the
     # rest): channel and pixel tails, maps padded to 4-channel groups, a batch, NCHW x
     for (n, k, cs, ct, h, w) in [(1, 64, 32, 32, 9, 13), (2, 40, 12, 20, 9, 11), (1, 96, 18, 7, 5, 3)]:

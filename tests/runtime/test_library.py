@@ -135,12 +135,18 @@ def test_opcheck_qconv2d(backend, out_scale):
     wq = torch.randint(-127, 128, (12, 8, 3, 3), dtype=torch.int8, generator=g)
     ws, b, res = torch.rand(12) * 0.01 + 0.001, torch.randn(12), torch.randn(2, 12, 7, 9)
     torch.library.opcheck(_qconv2d_op, (xq, wq, ws, b, res, None, None, 0.02, 3, [1, 1], [1, 1], [1, 1], 1, "relu",
-                                        0.01, out_scale, 7, 1, backend))
+                                        0.01, out_scale, 7, 1, None, 0.0, 0, backend))
     torch.library.opcheck(_qconv2d_op, (xq, wq, ws, b, None, None, None, 0.02, 3, [1, 1], [1, 1], [1, 1], 1, "relu",
-                                        0.01, out_scale, 7, 2, backend))  # PixelShuffle(2) of the result
+                                        0.01, out_scale, 7, 2, None, 0.0, 0, backend))  # PixelShuffle(2) of the result
     x = torch.randn(2, 8, 7, 9)
     torch.library.opcheck(_qconv2d_op, (x, wq, ws, b, None, torch.randn(2, 8, 7, 9), torch.randn(2, 8, 7, 9), 0.05,
-                                        128, [2, 2], [1, 1], [1, 1], 1, None, 0.01, out_scale, 0, 1, backend))
+                                        128, [2, 2], [1, 1], [1, 1], 1, None, 0.01, out_scale, 0, 1, None, 0.0, 0,
+                                        backend))
+    # int8 / bfloat16 outputs and a uint8 residual with its own scale and zero point
+    res_q = torch.randint(0, 256, (2, 12, 7, 9), dtype=torch.uint8, generator=g)
+    out_dtype, zp = (torch.int8, -7) if out_scale > 0 else (torch.bfloat16, 0)
+    torch.library.opcheck(_qconv2d_op, (xq, wq, ws, b, res_q, None, None, 0.02, 3, [1, 1], [1, 1], [1, 1], 1,
+                                        "leaky_relu", 0.1, out_scale, zp, 1, out_dtype, 0.03, 120, backend))
 
 
 def test_compile_fullgraph_quantized_model():

@@ -30,10 +30,12 @@ __attribute__((target("avx2"))) inline void join16(const __m256i* c, int32_t* ou
 __attribute__((target("avx2,fma"))) void store_avx2(const int32_t* acc, int mr, int64_t j0, int ncols, const Store& s) {
   const int full = ncols / 8 * 8;
   const __m256 zero = _mm256_setzero_ps(), slope = _mm256_set1_ps(s.slope), inv = _mm256_set1_ps(s.inv_out);
-  const __m256i zo = _mm256_set1_epi32(s.zo), lo = _mm256_setzero_si256(), hi = _mm256_set1_epi32(255);
+  const __m256i zo = _mm256_set1_epi32(s.zo), lo = _mm256_set1_epi32(s.s8 ? -128 : 0),
+                hi = _mm256_set1_epi32(s.s8 ? 127 : 255), rzp = _mm256_set1_epi32(s.rzp);
+  const __m256 rscale = _mm256_set1_ps(s.rscale);
   const int act = s.act;
-  const bool quant = s.quant;
-  const float* res = s.res;
+  const bool quant = s.quant, s8 = s.s8, bf16 = s.bf16, res_u8 = s.res_u8;
+  const void* res = s.res;
   for (int c = 0; c < full; c += 8) {
     const __m256i comp = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s.comp + j0 + c));
     const __m256 mult = _mm256_loadu_ps(s.mult + j0 + c);
@@ -44,13 +46,27 @@ __attribute__((target("avx2,fma"))) void store_avx2(const int32_t* acc, int mr, 
       if (act == kActRelu) v = _mm256_max_ps(v, zero);
       if (act == kActLeaky) v = _mm256_blendv_ps(v, _mm256_mul_ps(v, slope), _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
       if (act == kActRelu6) v = _mm256_min_ps(_mm256_max_ps(v, zero), _mm256_set1_ps(kRelu6Max));
-      if (res) v = _mm256_add_ps(v, _mm256_loadu_ps(res + i * s.ldr + c));
-      if (quant) {
+      if (res && res_u8) {
+        const __m128i r8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(
+            static_cast<const uint8_t*>(res) + i * s.ldr + c));
+        const __m256i d = _mm256_sub_epi32(_mm256_cvtepu8_epi32(r8), rzp);
+        v = _mm256_add_ps(v, rounded(_mm256_mul_ps(_mm256_cvtepi32_ps(d), rscale)));
+      } else if (res) {
+        v = _mm256_add_ps(v, _mm256_loadu_ps(static_cast<const float*>(res) + i * s.ldr + c));
+      }
+      if (quant) {  // clamped first, so the saturating packs below change nothing
         __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v, inv)), zo);
         q = _mm256_min_epi32(_mm256_max_epi32(q, lo), hi);
-        const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
-        const __m128i b8 = _mm_packus_epi16(w16, w16);
+        const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+        const __m128i b8 = s8 ? _mm_packs_epi16(w16, w16) : _mm_packus_epi16(w16, w16);
         _mm_storel_epi64(reinterpret_cast<__m128i*>(static_cast<uint8_t*>(s.out) + i * s.ldo + c), b8);
+      } else if (bf16) {
+        const __m256i u = _mm256_castps_si256(v);
+        const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+        __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), lsb), 16);
+        r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7FC0), _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+        const __m128i h = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));  // ≤ 0xFFFF
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(s.out) + i * s.ldo + c), h);
       } else {
         _mm256_storeu_ps(static_cast<float*>(s.out) + i * s.ldo + c, v);
       }
@@ -58,8 +74,8 @@ __attribute__((target("avx2,fma"))) void store_avx2(const int32_t* acc, int mr, 
   }
   if (full < ncols) {  // the channel tail: the portable store on the shifted pointers
     Store t = s;
-    t.res = s.res ? s.res + full : nullptr;
-    t.out = static_cast<char*>(s.out) + full * (s.quant ? 1 : 4);
+    t.res = advance(s.res, full, s.res_u8 ? 1 : 4);
+    t.out = advance(s.out, full, s.quant ? 1 : s.bf16 ? 2 : 4);
     alignas(32) int32_t tail[kMR * kNR];
     for (int i = 0; i < mr; ++i)
       for (int j = full; j < ncols; ++j) tail[i * kNR + j - full] = acc[i * kNR + j];

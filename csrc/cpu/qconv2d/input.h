@@ -64,12 +64,19 @@ ChannelConstants channel_constants(const at::Tensor& w_scale, double x_scale, co
 // Tap r·S + s's byte offset in the padded NHWC copy (Wp·Cp bytes per row, Cp per pixel).
 std::vector<int64_t> tap_offsets(int64_t R, int64_t S, int64_t dh, int64_t dw, int64_t Wp, int64_t Cp);
 
-// The output of int8 conv `op` (uint8 when quant, else float32; channels_last, from the pool) and its residual
-// (float32, shaped like the output; undefined without one), checked.
+// The output and residual types of int8 conv `op`, checked: out_scale > 0 an integer output (uint8, or int8 with
+// out_dtype = int8, zero point in that type's range), else float32 (bfloat16 with out_dtype = bfloat16);
+// res_scale > 0 a uint8 residual with that scale and zero point, else a float32 one.
+Types store_types(double out_scale, int64_t out_zero_point, c10::optional<at::ScalarType> out_dtype,
+                  double res_scale, int64_t res_zero_point, const char* op);
+
+// The output of int8 conv `op` (of types ty, [N, K, P, Q] channels_last, from the pool) and its residual (of types
+// ty, shaped like the output; undefined without one), checked.
 struct ConvOutput {
   at::Tensor out, res;
 };
-ConvOutput conv_output(const at::Tensor& x, int64_t N, int64_t K, int64_t P, int64_t Q, bool quant,
+at::ScalarType out_scalar_type(const Types& ty);
+ConvOutput conv_output(const at::Tensor& x, int64_t N, int64_t K, int64_t P, int64_t Q, const Types& ty,
                        const c10::optional<at::Tensor>& residual, const char* op);
 
 // The SFT modulation maps of op `op`, checked (both or neither, float32 like a float32 input, shaped like x) and

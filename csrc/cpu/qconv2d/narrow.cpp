@@ -70,25 +70,36 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void block(const
       if (c.act == kActLeaky) f = _mm512_mask_mul_ps(f, _mm512_cmp_ps_mask(f, zero, _CMP_LT_OQ), f,
                                                      _mm512_set1_ps(c.slope));
       if (c.act == kActRelu6) f = _mm512_min_ps(_mm512_max_ps(f, zero), _mm512_set1_ps(kRelu6Max));
-      if (c.res) {
+      if (c.res && !c.ty.res_u8) {
         const int live = std::clamp(n - 16 * v, 0, 16);
         const __mmask16 m16 = live >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << live) - 1u);
-        f = _mm512_add_ps(f, _mm512_mask_i32gather_ps(zero, m16, lane, c.res + (m + 16 * v) * K + k, 4));
+        f = _mm512_add_ps(f, _mm512_mask_i32gather_ps(zero, m16, lane,
+                                                      static_cast<const float*>(c.res) + (m + 16 * v) * K + k, 4));
+      } else if (c.res) {  // a uint8 residual: its pixels' bytes dequantized one by one (few channels, cheap)
+        alignas(64) float r[16] = {};
+        for (int i = 0; i < std::clamp(n - 16 * v, 0, 16); ++i)
+          r[i] = residual_at(c.res, true, c.ty.rscale, c.ty.rzp, (m + 16 * v + i) * K + k);
+        f = _mm512_add_ps(f, _mm512_load_ps(r));
       }
-      if (c.quant) {  // round half to even (the default rounding mode), as the reference's nearbyint
-        __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(f, _mm512_set1_ps(c.inv_out))),
-                                     _mm512_set1_epi32(c.zo));
-        q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(255));
+      if (c.ty.quant) {  // round half to even (the default rounding mode), as the reference's nearbyint
+        __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(f, _mm512_set1_ps(c.ty.inv_out))),
+                                     _mm512_set1_epi32(c.ty.zo));
+        q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(c.ty.s8 ? -128 : 0)),
+                             _mm512_set1_epi32(c.ty.s8 ? 127 : 255));
         _mm512_store_si512(yq[k] + 16 * v, q);
       } else {
         _mm512_store_ps(y[k] + 16 * v, f);
       }
     }
   }
-  if (c.quant) {
-    uint8_t* o = static_cast<uint8_t*>(c.out) + m * K;
+  if (c.ty.quant) {
+    uint8_t* o = static_cast<uint8_t*>(c.out) + m * K;  // int8 outputs: the same bytes (two's complement)
     for (int i = 0; i < n; ++i)
       for (int k = 0; k < K; ++k) o[i * K + k] = static_cast<uint8_t>(yq[k][i]);
+  } else if (c.ty.bf16) {
+    uint16_t* o = static_cast<uint16_t*>(c.out) + m * K;
+    for (int i = 0; i < n; ++i)
+      for (int k = 0; k < K; ++k) o[i * K + k] = bf16_bits(y[k][i]);
   } else {
     float* o = static_cast<float*>(c.out) + m * K;
     for (int i = 0; i < n; ++i)

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "cpu/qconv2d/input.h"
+#include "cpu/qconv2d/tiles.h"
 
 namespace sft::qconv {
 
@@ -18,11 +19,9 @@ struct NarrowConv {
   const float* bias;    // or null
   int act;
   float slope;
-  const float* res;  // residual [N·P·Q][K], or null
-  bool quant;
-  float inv_out;
-  int zo;
-  void* out;  // [N·P·Q][K] uint8 (quant) or float
+  const void* res;  // residual [N·P·Q][K] (of type ty), or null
+  Types ty;          // the output's and residual's types
+  void* out;         // [N·P·Q][K] of type ty
 };
 
 // Whether a conv runs on it: 1..kNarrowMaxK output channels, unit column stride (rows may be strided).

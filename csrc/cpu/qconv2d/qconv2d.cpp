@@ -296,14 +296,41 @@ std::vector<int64_t> tap_offsets(int64_t R, int64_t S, int64_t dh, int64_t dw, i
   return toff;
 }
 
-ConvOutput conv_output(const at::Tensor& x, int64_t N, int64_t K, int64_t P, int64_t Q, bool quant,
+Types store_types(double out_scale, int64_t out_zero_point, c10::optional<at::ScalarType> out_dtype,
+                  double res_scale, int64_t res_zero_point, const char* op) {
+  Types t{};
+  t.quant = out_scale > 0;
+  const at::ScalarType dt = out_dtype.value_or(t.quant ? at::kByte : at::kFloat);
+  TORCH_CHECK(t.quant ? (dt == at::kByte || dt == at::kChar) : (dt == at::kFloat || dt == at::kBFloat16), op,
+              ": out_dtype must be uint8 or int8 with out_scale > 0, float32 or bfloat16 without, got ", dt);
+  t.s8 = dt == at::kChar;
+  t.bf16 = dt == at::kBFloat16;
+  const int64_t zlo = t.s8 ? -128 : 0;
+  TORCH_CHECK(!t.quant || (out_zero_point >= zlo && out_zero_point <= zlo + 255), op,
+              ": out_zero_point must lie in [", zlo, ", ", zlo + 255, "] for a ", dt, " output");
+  t.inv_out = t.quant ? static_cast<float>(1.0 / out_scale) : 0.f;
+  t.zo = t.quant ? static_cast<int>(out_zero_point) : 0;
+  t.res_u8 = res_scale > 0;
+  TORCH_CHECK(!t.res_u8 || (res_zero_point >= 0 && res_zero_point <= 255), op,
+              ": a uint8 residual's zero point must lie in [0, 255]");
+  t.rscale = static_cast<float>(res_scale);
+  t.rzp = static_cast<int>(res_zero_point);
+  return t;
+}
+
+at::ScalarType out_scalar_type(const Types& ty) {
+  return ty.quant ? (ty.s8 ? at::kChar : at::kByte) : (ty.bf16 ? at::kBFloat16 : at::kFloat);
+}
+
+ConvOutput conv_output(const at::Tensor& x, int64_t N, int64_t K, int64_t P, int64_t Q, const Types& ty,
                        const c10::optional<at::Tensor>& residual, const char* op) {
   ConvOutput o;
-  o.out = pooled_empty({N, K, P, Q}, x.options().dtype(quant ? at::kByte : at::kFloat), at::MemoryFormat::ChannelsLast);
+  o.out = pooled_empty({N, K, P, Q}, x.options().dtype(out_scalar_type(ty)), at::MemoryFormat::ChannelsLast);
   if (residual.has_value()) {
     o.res = residual->contiguous(at::MemoryFormat::ChannelsLast);
-    TORCH_CHECK(o.res.sizes() == o.out.sizes() && o.res.scalar_type() == at::kFloat, op,
-                ": residual must be float32 and shaped like the output");
+    const at::ScalarType rt = ty.res_u8 ? at::kByte : at::kFloat;
+    TORCH_CHECK(o.res.sizes() == o.out.sizes() && o.res.scalar_type() == rt, op, ": residual must be ", rt,
+                " and shaped like the output", ty.res_u8 ? " (res_scale > 0: a uint8 residual)" : "");
   }
   return o;
 }
@@ -395,15 +422,17 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
                        int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                        int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,
                        double out_scale, int64_t out_zero_point, const c10::optional<at::Tensor>& mod_scale,
-                       const c10::optional<at::Tensor>& mod_shift, int64_t pixel_shuffle) {
+                       const c10::optional<at::Tensor>& mod_shift, int64_t pixel_shuffle,
+                       c10::optional<at::ScalarType> out_dtype, double res_scale, int64_t res_zero_point) {
   TORCH_CHECK(x.dim() == 4 && (x.scalar_type() == at::kByte || x.scalar_type() == at::kFloat) && x.device().is_cpu(),
               "sft_cpu::qconv2d: input must be a uint8 or float32 [N, C, H, W] CPU tensor");
   TORCH_CHECK(packed.scalar_type() == at::kChar && wsum.scalar_type() == at::kInt &&
                   w_scale.scalar_type() == at::kFloat,
               "sft_cpu::qconv2d: packed weights come from qconv2d_pack; w_scale is float32");
   TORCH_CHECK(x_scale > 0, "sft_cpu::qconv2d: x_scale must be positive");
-  TORCH_CHECK(x_zero_point >= 0 && x_zero_point <= 255 && out_zero_point >= 0 && out_zero_point <= 255,
-              "sft_cpu::qconv2d: zero points must lie in [0, 255]");
+  TORCH_CHECK(x_zero_point >= 0 && x_zero_point <= 255, "sft_cpu::qconv2d: x_zero_point must lie in [0, 255]");
+  const qconv::Types ty = qconv::store_types(out_scale, out_zero_point, out_dtype, res_scale, res_zero_point,
+                                             "sft_cpu::qconv2d");
   // A strided 1×1 conv without padding reads every stride-th pixel: it runs as a stride-1 conv on that view (the
   // padded copy takes it; the AMX flat mode then covers small images instead of one output row per block).
   const bool sub = R == 1 && S == 1 && padding[0] == 0 && padding[1] == 0 && (stride[0] > 1 || stride[1] > 1);
@@ -423,7 +452,6 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const int64_t dh = dilation[0], dw = dilation[1];
   const int64_t P = (H + 2 * ph - dh * (R - 1) - 1) / sh + 1, Q = (W + 2 * pw - dw * (S - 1) - 1) / sw + 1;
   TORCH_CHECK(P > 0 && Q > 0, "sft_cpu::qconv2d: the input is too small for the kernel");
-  const bool quant = out_scale > 0;
   // PixelShuffle(r) of sub-pixel-ordered output channels: written to their shuffled places by the VNNI tile's
   // store where each 32-channel panel lies in one sub-pixel (no residual), else shuffled after the conv.
   const int64_t r = pixel_shuffle, Cs = K / (r * r);
@@ -432,7 +460,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   if (r > 1 && !fused_shuffle) {
     const at::Tensor y = qconv2d_cpu(x, x_scale, x_zero_point, packed, wsum, w_scale, bias, R, S, stride, padding,
                                      dilation, activation, negative_slope, residual, out_scale, out_zero_point,
-                                     mod_scale, mod_shift, 1);
+                                     mod_scale, mod_shift, 1, out_dtype, res_scale, res_zero_point);
     // [N, P, Q, (i, j, c)] → [N, P, i, Q, j, c]: one copy of runs of r·Cs channels, moved as 8-byte words where
     // they are whole words (ATen copies a strided uint8 tensor byte by byte: 4.3 → 2.0 ms for a 16 MB map)
     const at::Tensor t = y.permute({0, 2, 3, 1});  // NHWC, dense
@@ -447,10 +475,10 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   }
   const auto [out, res] = fused_shuffle
                               ? qconv::ConvOutput{pooled_empty({N, Cs, P * r, Q * r},
-                                                               x.options().dtype(quant ? at::kByte : at::kFloat),
+                                                               x.options().dtype(qconv::out_scalar_type(ty)),
                                                                at::MemoryFormat::ChannelsLast),
                                                   at::Tensor()}
-                              : qconv::conv_output(x, N, K, P, Q, quant, residual, "sft_cpu::qconv2d");
+                              : qconv::conv_output(x, N, K, P, Q, ty, residual, "sft_cpu::qconv2d");
   if (N == 0 || K == 0) return out;
   const auto [ms, mt] = qconv::modulation_maps(x, xv, view, mod_scale, mod_shift, "sft_cpu::qconv2d");
   const Mod mod{ms.defined() ? ms.data_ptr<float>() : nullptr, mt.defined() ? mt.data_ptr<float>() : nullptr};
@@ -497,24 +525,21 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
 
   const uint8_t* xb = direct ? xv.data_ptr<uint8_t>() : xp.defined() ? xp.data_ptr<uint8_t>() : nullptr;
   const int8_t* bb = packed.data_ptr<int8_t>();
-  const qconv::Store base{comp.data(), mult.data(), bpad.empty() ? nullptr : bpad.data(), static_cast<int>(activation),
-                          static_cast<float>(negative_slope), nullptr, K,
-                          quant ? static_cast<float>(1.0 / out_scale) : 0.f, static_cast<int>(out_zero_point), quant,
-                          nullptr, K};
-  const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
+  qconv::Store base{comp.data(), mult.data(), bpad.empty() ? nullptr : bpad.data(), static_cast<int>(activation),
+                    static_cast<float>(negative_slope), nullptr, K, 0.f, 0, false, nullptr, K};
+  qconv::set_types(base, ty);
+  const void* rp = res.defined() ? res.data_ptr() : nullptr;
   uint8_t* ob = static_cast<uint8_t*>(out.data_ptr());
   if (narrow) {
     qconv::run_narrow(in_rows, {N, P, Q, K, R, S, sh, dh, dw, bb, comp.data(), mult.data(),
                                 bpad.empty() ? nullptr : bpad.data(), static_cast<int>(activation),
-                                static_cast<float>(negative_slope), rp, quant,
-                                quant ? static_cast<float>(1.0 / out_scale) : 0.f, static_cast<int>(out_zero_point),
-                                ob});
+                                static_cast<float>(negative_slope), rp, ty, ob});
     return out;
   }
-  const int64_t esize = quant ? 1 : 4, panel_size = packed.numel() / panels;
+  const int64_t esize = ty.out_size(), panel_size = packed.numel() / panels;
   auto at_pixel = [&](const qconv::Store& b0, int64_t m, int64_t j0) {
     qconv::Store st = b0;
-    st.res = rp ? rp + m * K + j0 : nullptr;
+    st.res = qconv::advance(rp, m * K + j0, ty.res_size());
     st.out = ob + (m * K + j0) * esize;
     return st;
   };

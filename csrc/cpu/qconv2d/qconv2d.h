@@ -26,20 +26,24 @@ int64_t qconv2d_packed_numel(int64_t K, int64_t C, int64_t R, int64_t S);
 std::vector<at::Tensor> qconv2d_pack(const at::Tensor& w_q);
 
 // y = act((Σ (x_q − zx)·w_q) · x_scale·w_scale[k] + bias[k]) + residual; out_scale > 0: uint8
-// clamp(round(y / out_scale) + out_zero_point, 0, 255), else float32. x: uint8 [N, C, H, W], or float32 quantized on
-// the way in (clamp(round(x · (1/x_scale)) + zx, 0, 255)), any layout; packed, wsum from qconv2d_pack of the
-// [K, C, R, S] weight; w_scale, bias float32 [K]; residual float32 shaped like the output. mod_scale / mod_shift
-// (float input only, shaped like it): the input is x·(mod_scale + 1) + mod_shift, an SFT modulation applied as the
-// input is quantized. pixel_shuffle = r > 1: the output channels are in sub-pixel order (channel (i·r + j)·K/r² + c is
-// PyTorch's c·r² + i·r + j) and the result is PixelShuffle(r) of the conv, [N, K/r², P·r, Q·r] (a residual, shaped
-// like the conv's own output, is added before the shuffle).
+// clamp(round(y / out_scale) + out_zero_point, 0, 255) (out_dtype int8: clamped to [-128, 127], zero point in that
+// range), else float32 (out_dtype bfloat16: rounded to nearest even), all in the store. x: uint8 [N, C, H, W], or
+// float32 quantized on the way in (clamp(round(x · (1/x_scale)) + zx, 0, 255)), any layout; packed, wsum from
+// qconv2d_pack of the [K, C, R, S] weight; w_scale, bias float32 [K]; residual float32 shaped like the output, or with
+// res_scale > 0 uint8, added as (residual − res_zero_point)·res_scale. mod_scale / mod_shift (float input only,
+// shaped like it): the input is x·(mod_scale + 1) + mod_shift, an SFT modulation applied as the input is quantized.
+// pixel_shuffle = r > 1: the output channels are in sub-pixel order (channel (i·r + j)·K/r² + c is PyTorch's
+// c·r² + i·r + j) and the result is PixelShuffle(r) of the conv, [N, K/r², P·r, Q·r] (a residual, shaped like the
+// conv's own output, is added before the shuffle).
 // Output channels_last.
 at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point, const at::Tensor& packed,
                        const at::Tensor& wsum, const at::Tensor& w_scale, const c10::optional<at::Tensor>& bias,
                        int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                        int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,
                        double out_scale, int64_t out_zero_point, const c10::optional<at::Tensor>& mod_scale,
-                       const c10::optional<at::Tensor>& mod_shift, int64_t pixel_shuffle = 1);
+                       const c10::optional<at::Tensor>& mod_shift, int64_t pixel_shuffle = 1,
+                       c10::optional<at::ScalarType> out_dtype = c10::nullopt, double res_scale = 0,
+                       int64_t res_zero_point = 0);
 
 // An int8 SFT layer feeding an int8 conv (qsft_modulation.cpp): the uint8 map
 // clamp(round((x·(scale + 1) + shift) / out_scale) + out_zero_point, 0, 255), where scale and shift are the float32
@@ -76,7 +80,9 @@ at::Tensor qconv2d_grouped_cpu(const at::Tensor& x, double x_scale, int64_t x_ze
                                int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef padding,
                                at::IntArrayRef dilation, int64_t groups, int64_t activation, double negative_slope,
                                const c10::optional<at::Tensor>& residual, double out_scale, int64_t out_zero_point,
-                               const c10::optional<at::Tensor>& mod_scale, const c10::optional<at::Tensor>& mod_shift);
+                               const c10::optional<at::Tensor>& mod_scale, const c10::optional<at::Tensor>& mod_shift,
+                               c10::optional<at::ScalarType> out_dtype = c10::nullopt, double res_scale = 0,
+                               int64_t res_zero_point = 0);
 
 // The depthwise int8 conv (groups = C = K): w_q int8 [C, 1, R, S], per-channel w_scale; otherwise qconv2d_cpu's
 // contract (uint8 or float32 input, modulation, epilogue, channels_last output). qdepthwise.cpp.
@@ -85,6 +91,8 @@ at::Tensor qconv2d_depthwise_cpu(const at::Tensor& x, double x_scale, int64_t x_
                                  at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                                  int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,
                                  double out_scale, int64_t out_zero_point, const c10::optional<at::Tensor>& mod_scale,
-                                 const c10::optional<at::Tensor>& mod_shift);
+                                 const c10::optional<at::Tensor>& mod_shift,
+                                 c10::optional<at::ScalarType> out_dtype = c10::nullopt, double res_scale = 0,
+                                 int64_t res_zero_point = 0);
 
 }  // namespace sft

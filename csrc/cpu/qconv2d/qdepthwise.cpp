@@ -154,7 +154,7 @@ void row_portable(const Row& r, const qconv::Store& base, int64_t esize) {
       Sums(r, r.x + q * r.pix_step + c0, c0, acc);
       qconv::Store s = base;
       const int64_t m = r.m0 + q;
-      s.res = base.res ? base.res + m * r.K + c0 : nullptr;
+      s.res = qconv::advance(base.res, m * r.K + c0, base.res_u8 ? 1 : 4);
       s.out = static_cast<uint8_t*>(base.out) + (m * r.K + c0) * esize;
       qconv::store_sums(acc, 1, c0, static_cast<int>(std::min<int64_t>(qconv::kNR, r.K - c0)), s);
     }
@@ -167,7 +167,8 @@ at::Tensor qconv2d_depthwise_cpu(const at::Tensor& x, double x_scale, int64_t x_
                                  at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                                  int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,
                                  double out_scale, int64_t out_zero_point, const c10::optional<at::Tensor>& mod_scale,
-                                 const c10::optional<at::Tensor>& mod_shift) {
+                                 const c10::optional<at::Tensor>& mod_shift, c10::optional<at::ScalarType> out_dtype,
+                                 double res_scale, int64_t res_zero_point) {
   TORCH_CHECK(x.dim() == 4 && (x.scalar_type() == at::kByte || x.scalar_type() == at::kFloat) && x.device().is_cpu(),
               "sft_cpu::qconv2d_depthwise: input must be a uint8 or float32 [N, C, H, W] CPU tensor");
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
@@ -177,8 +178,10 @@ at::Tensor qconv2d_depthwise_cpu(const at::Tensor& x, double x_scale, int64_t x_
   TORCH_CHECK(w_scale.scalar_type() == at::kFloat && w_scale.numel() == C,
               "sft_cpu::qconv2d_depthwise: w_scale must hold ", C, " float32 scales");
   TORCH_CHECK(x_scale > 0, "sft_cpu::qconv2d_depthwise: x_scale must be positive");
-  TORCH_CHECK(x_zero_point >= 0 && x_zero_point <= 255 && out_zero_point >= 0 && out_zero_point <= 255,
-              "sft_cpu::qconv2d_depthwise: zero points must lie in [0, 255]");
+  TORCH_CHECK(x_zero_point >= 0 && x_zero_point <= 255,
+              "sft_cpu::qconv2d_depthwise: x_zero_point must lie in [0, 255]");
+  const qconv::Types ty = qconv::store_types(out_scale, out_zero_point, out_dtype, res_scale, res_zero_point,
+                                             "sft_cpu::qconv2d_depthwise");
   TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2 && stride[0] > 0 && stride[1] > 0 &&
                   dilation[0] > 0 && dilation[1] > 0 && padding[0] >= 0 && padding[1] >= 0,
               "sft_cpu::qconv2d_depthwise: stride and dilation must be positive pairs, padding non-negative");
@@ -186,8 +189,7 @@ at::Tensor qconv2d_depthwise_cpu(const at::Tensor& x, double x_scale, int64_t x_
   const int64_t sh = stride[0], sw = stride[1], ph = padding[0], pw = padding[1], dh = dilation[0], dw = dilation[1];
   const int64_t P = (H + 2 * ph - dh * (R - 1) - 1) / sh + 1, Q = (W + 2 * pw - dw * (S - 1) - 1) / sw + 1;
   TORCH_CHECK(P > 0 && Q > 0, "sft_cpu::qconv2d_depthwise: the input is too small for the kernel");
-  const bool quant = out_scale > 0;
-  const auto [out, res] = qconv::conv_output(x, N, K, P, Q, quant, residual, "sft_cpu::qconv2d_depthwise");
+  const auto [out, res] = qconv::conv_output(x, N, K, P, Q, ty, residual, "sft_cpu::qconv2d_depthwise");
   if (N == 0 || K == 0) return out;
   const auto [ms, mt] = qconv::modulation_maps(x, x, [](const at::Tensor& t) { return t; }, mod_scale, mod_shift,
                                                "sft_cpu::qconv2d_depthwise");
@@ -212,10 +214,10 @@ at::Tensor qconv2d_depthwise_cpu(const at::Tensor& x, double x_scale, int64_t x_
   const auto [mult, bpad] = qconv::channel_constants(w_scale, x_scale, bias, K, Kp, "sft_cpu::qconv2d_depthwise");
   const std::vector<int64_t> toff = qconv::tap_offsets(R, S, dh, dw, Wp, Cp);
 
-  const qconv::Store base{comp.data(), mult.data(), bpad.empty() ? nullptr : bpad.data(), static_cast<int>(activation),
-                          static_cast<float>(negative_slope), res.defined() ? res.data_ptr<float>() : nullptr, K,
-                          quant ? static_cast<float>(1.0 / out_scale) : 0.f, static_cast<int>(out_zero_point), quant,
-                          out.data_ptr(), K};
+  qconv::Store base{comp.data(), mult.data(), bpad.empty() ? nullptr : bpad.data(), static_cast<int>(activation),
+                    static_cast<float>(negative_slope), res.defined() ? res.data_ptr() : nullptr, K, 0.f, 0, false,
+                    out.data_ptr(), K};
+  qconv::set_types(base, ty);
   const std::string kern = qconv2d_kernel();
   const bool avx512 = kern == "amx" || kern == "vnni";
   const std::vector<int16_t> pairs = avx512 && RS == 9 ? tap_pairs(wt.data(), RS, Kp) : std::vector<int16_t>();
@@ -229,9 +231,9 @@ at::Tensor qconv2d_depthwise_cpu(const at::Tensor& x, double x_scale, int64_t x_
       else if (avx512)
         row_avx512(row, base);
       else if (kern == "avx2")
-        row_portable<sums_avx2>(row, base, quant ? 1 : 4);
+        row_portable<sums_avx2>(row, base, ty.out_size());
       else
-        row_portable<sums_generic>(row, base, quant ? 1 : 4);
+        row_portable<sums_generic>(row, base, ty.out_size());
     }
   });
   return out;

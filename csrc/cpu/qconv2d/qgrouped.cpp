@@ -114,7 +114,8 @@ at::Tensor qconv2d_grouped_cpu(const at::Tensor& x, double x_scale, int64_t x_ze
                                int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef padding,
                                at::IntArrayRef dilation, int64_t groups, int64_t activation, double negative_slope,
                                const c10::optional<at::Tensor>& residual, double out_scale, int64_t out_zero_point,
-                               const c10::optional<at::Tensor>& mod_scale, const c10::optional<at::Tensor>& mod_shift) {
+                               const c10::optional<at::Tensor>& mod_scale, const c10::optional<at::Tensor>& mod_shift,
+                               c10::optional<at::ScalarType> out_dtype, double res_scale, int64_t res_zero_point) {
   constexpr const char* op = "sft_cpu::qconv2d_grouped";
   TORCH_CHECK(x.dim() == 4 && (x.scalar_type() == at::kByte || x.scalar_type() == at::kFloat), op,
               ": x must be uint8 or float32 [N, C, H, W]");
@@ -128,8 +129,8 @@ at::Tensor qconv2d_grouped_cpu(const at::Tensor& x, double x_scale, int64_t x_ze
   const int64_t sh = stride[0], sw = stride[1], ph = padding[0], pw = padding[1], dh = dilation[0], dw = dilation[1];
   const int64_t P = (H + 2 * ph - dh * (R - 1) - 1) / sh + 1, Q = (W + 2 * pw - dw * (S - 1) - 1) / sw + 1;
   TORCH_CHECK(P > 0 && Q > 0, op, ": the input is too small for the kernel");
-  const bool quant = out_scale > 0;
-  const auto [out, res] = qconv::conv_output(x, N, K, P, Q, quant, residual, op);
+  const qconv::Types ty = qconv::store_types(out_scale, out_zero_point, out_dtype, res_scale, res_zero_point, op);
+  const auto [out, res] = qconv::conv_output(x, N, K, P, Q, ty, residual, op);
   if (N == 0 || K == 0) return out;
   const auto [ms, mt] = qconv::modulation_maps(x, x, [](const at::Tensor& t) { return t; }, mod_scale, mod_shift, op);
   const qconv::Mod mod{ms.defined() ? ms.data_ptr<float>() : nullptr, mt.defined() ? mt.data_ptr<float>() : nullptr};
@@ -141,13 +142,13 @@ at::Tensor qconv2d_grouped_cpu(const at::Tensor& x, double x_scale, int64_t x_ze
   const int32_t* ws = wsum.data_ptr<int32_t>();
   for (int64_t k = 0; k < K; ++k) comp[k] = ws[k] * static_cast<int32_t>(x_zero_point);
   const auto cc = qconv::channel_constants(w_scale, x_scale, bias, K, (K + 15) / 16 * 16, op);
-  const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
-  const int64_t esize = quant ? 1 : 4;
+  const void* rp = res.defined() ? res.data_ptr() : nullptr;
+  const int64_t esize = ty.out_size();
   uint8_t* ob = static_cast<uint8_t*>(out.data_ptr());
-  const qconv::Store base{comp.data(), cc.mult.data(), cc.bias.empty() ? nullptr : cc.bias.data(),
-                          static_cast<int>(activation), static_cast<float>(negative_slope), nullptr, K,
-                          quant ? static_cast<float>(1.0 / out_scale) : 0.f, static_cast<int>(out_zero_point), quant,
-                          nullptr, K};
+  qconv::Store base{comp.data(), cc.mult.data(), cc.bias.empty() ? nullptr : cc.bias.data(),
+                    static_cast<int>(activation), static_cast<float>(negative_slope), nullptr, K, 0.f, 0, false,
+                    nullptr, K};
+  qconv::set_types(base, ty);
   const GroupedConv g{packed.data_ptr<int8_t>(), toff.data(), RS, cg, K};
   const PixelsFn fn = cg == 4 ? pixels<4> : cg == 8 ? pixels<8> : cg == 16 ? pixels<16> : pixels<32>;
   const uint8_t* xb = xp.data_ptr<uint8_t>();
@@ -161,7 +162,7 @@ at::Tensor qconv2d_grouped_cpu(const at::Tensor& x, double x_scale, int64_t x_ze
       for (int i = 0; i < mr; ++i, next_pixel(n, p, q, P, Q)) rows[i] = xb + ((n * Hp + p * sh) * Wp + q * sw) * C;
       qconv::Store st = base;
       st.out = ob + m0 * K * esize;
-      st.res = rp ? rp + m0 * K : nullptr;
+      st.res = qconv::advance(rp, m0 * K, ty.res_size());
       fn(g, rows, mr, st);
     }
   });

@@ -14,9 +14,11 @@ namespace sft::qconv {
 // through the Store struct would be reloaded after every store.
 struct Epi {
   int act;
-  bool quant;
+  bool quant, s8, bf16, res_u8;
   __m512 slope, inv_out, zo_f, six;  // six: relu6's bound, in the prescaled units for a uint8 output
-  const float* res;
+  __m512 rscale;
+  __m512i rzp;
+  const void* res;
   int64_t ldr, ldo;
   void* out;
   const int64_t* pix;  // Store::pix
@@ -28,10 +30,15 @@ inline int64_t pixel_offset(const Epi& e, int64_t i) { return e.pix ? e.pix[i] :
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline Epi epi_of(const Store& s) {
   return {s.act,
           s.quant,
+          s.s8,
+          s.bf16,
+          s.res_u8,
           _mm512_set1_ps(s.slope),
           _mm512_set1_ps(s.inv_out),
           _mm512_set1_ps(float(s.zo)),
           _mm512_set1_ps(s.quant ? kRelu6Max * s.inv_out : kRelu6Max),
+          _mm512_set1_ps(s.rscale),
+          _mm512_set1_epi32(s.rzp),
           s.res,
           s.ldr,
           s.ldo,
@@ -39,7 +46,30 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline Epi epi_of(const Sto
           s.pix};
 }
 
-// y = (acc − zx·wsum)·mult + bias → activation → + residual → float32, or uint8 requantized; 16 channels of pixel i.
+// The residual of 16 channels of pixel i: float32, or a uint8 one dequantized ((r − zero point)·scale, the same
+// float32 arithmetic as dequantizing it first).
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 residual16(const Epi& e, int64_t i, int c0,
+                                                                            __mmask16 m) {
+  if (e.res_u8) {
+    const __m128i r = _mm_maskz_loadu_epi8(m, static_cast<const uint8_t*>(e.res) + i * e.ldr + c0);
+    __m512 d = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(r), e.rzp)), e.rscale);
+    asm("" : "+v"(d));  // rounded on its own (see rounded() in tiles.h)
+    return d;
+  }
+  return _mm512_maskz_loadu_ps(m, static_cast<const float*>(e.res) + i * e.ldr + c0);
+}
+
+// 16 float32 values as bfloat16 bits, rounded to nearest even, NaN quiet (bf16_bits; no AVX512_BF16 needed).
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m256i bf16x16(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7FFF)), lsb), 16);
+  r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC0));
+  return _mm512_cvtepi32_epi16(r);
+}
+
+// y = (acc − zx·wsum)·mult + bias → activation → + residual → float32 (bfloat16), or uint8 (int8) requantized; 16
+// channels of pixel i.
 // For a uint8 output, mult and bias come pre-multiplied by 1/out_scale (q_mult, q_bias: positive scaling commutes
 // with relu and leaky relu), and the output zero point joins q_bias when nothing follows it.
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 epilogue16(__m512i a, int64_t i, int c0,
@@ -51,10 +81,10 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 epilogue16(__
   if (e.act == kActLeaky) v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, e.slope);
   if (e.act == kActRelu6) v = _mm512_min_ps(_mm512_max_ps(v, zero), e.six);
   if (e.quant) {
-    if (e.res) v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, e.res + i * e.ldr + c0), e.inv_out, v);
+    if (e.res) v = _mm512_fmadd_ps(residual16(e, i, c0, m), e.inv_out, v);
     if (e.act || e.res) v = _mm512_add_ps(v, e.zo_f);
   } else if (e.res) {
-    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, e.res + i * e.ldr + c0));
+    v = _mm512_add_ps(v, residual16(e, i, c0, m));
   }
   return v;
 }
@@ -63,19 +93,24 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store16(__m512i
                                                                           __m512i comp, __m512 mult, __m512 bias,
                                                                           const Epi& e) {
   const __m512 v = epilogue16(a, i, c0, m, comp, mult, bias, e);
-  if (e.quant) {
+  if (e.quant && e.s8) {
+    _mm512_mask_cvtsepi32_storeu_epi8(static_cast<int8_t*>(e.out) + pixel_offset(e, i) + c0, m, _mm512_cvtps_epi32(v));
+  } else if (e.quant) {
     const __m512i q = _mm512_max_epi32(_mm512_cvtps_epi32(v), _mm512_setzero_si512());
     _mm512_mask_cvtusepi32_storeu_epi8(static_cast<uint8_t*>(e.out) + pixel_offset(e, i) + c0, m, q);  // ≤ 255
+  } else if (e.bf16) {
+    _mm256_mask_storeu_epi16(static_cast<uint16_t*>(e.out) + pixel_offset(e, i) + c0, m, bf16x16(v));
   } else {
     _mm512_mask_storeu_ps(static_cast<float*>(e.out) + pixel_offset(e, i) + c0, m, v);
   }
 }
 
-// Two pixels' 32 uint8 outputs at once (pixels i, i + 1, all 32 channels; a0 / a1 their sums, channels 0-15 then
-// 16-31): int32 → int16 → uint8 with saturating packs (both ends), one lane-fixing permute, two 32-byte stores,
+// Two pixels' 32 uint8 (int8) outputs at once (pixels i, i + 1, all 32 channels; a0 / a1 their sums, channels 0-15
+// then 16-31): int32 → int16 → uint8 (int8) with saturating packs (both ends), one lane-fixing permute, two 32-byte
+// stores,
 // instead of four narrowing stores (vpmovusdb to memory is slow on Intel and AMD alike). The sums come by value:
 // arrays of them made the VNNI tile keep its accumulators in memory (zeroed with rep stos per tile).
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_u8(__m512i a0lo, __m512i a0hi,
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_q8(__m512i a0lo, __m512i a0hi,
                                                                                 __m512i a1lo, __m512i a1hi,
                                                                                 int64_t i, const __m512i* comp,
                                                                                 const __m512* mult,
@@ -85,7 +120,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_u8(_
   const __m512i q1 = _mm512_cvtps_epi32(epilogue16(a0hi, i, 16, all, comp[1], mult[1], bias[1], e));
   const __m512i q2 = _mm512_cvtps_epi32(epilogue16(a1lo, i + 1, 0, all, comp[0], mult[0], bias[0], e));
   const __m512i q3 = _mm512_cvtps_epi32(epilogue16(a1hi, i + 1, 16, all, comp[1], mult[1], bias[1], e));
-  const __m512i w = _mm512_packus_epi16(_mm512_packs_epi32(q0, q1), _mm512_packs_epi32(q2, q3));
+  const __m512i lo = _mm512_packs_epi32(q0, q1), hi = _mm512_packs_epi32(q2, q3);
+  const __m512i w = e.s8 ? _mm512_packs_epi16(lo, hi) : _mm512_packus_epi16(lo, hi);
   const __m512i fix = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   const __m512i o = _mm512_permutexvar_epi32(fix, w);
   uint8_t* out = static_cast<uint8_t*>(e.out);
@@ -94,11 +130,11 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_u8(_
 }
 
 // The same from a block of accumulators [pixel][32] in memory (the AMX block's).
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_u8(const int32_t* acc, int64_t i,
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_q8(const int32_t* acc, int64_t i,
                                                                                 const __m512i* comp,
                                                                                 const __m512* mult,
                                                                                 const __m512* bias, const Epi& e) {
-  store_pair_u8(_mm512_loadu_si512(acc + i * kNR), _mm512_loadu_si512(acc + i * kNR + 16),
+  store_pair_q8(_mm512_loadu_si512(acc + i * kNR), _mm512_loadu_si512(acc + i * kNR + 16),
                 _mm512_loadu_si512(acc + (i + 1) * kNR), _mm512_loadu_si512(acc + (i + 1) * kNR + 16), i, comp, mult,
                 bias, e);
 }
@@ -116,7 +152,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void channel_consts(
   }
 }
 
-// A 32-channel panel's per-channel constants for store16 / store_pair_u8 (halves: 16-channel vectors in use).
+// A 32-channel panel's per-channel constants for store16 / store_pair_q8 (halves: 16-channel vectors in use).
 struct PanelConsts {
   __m512i comp[2];
   __m512 mult[2], bias[2];

@@ -14,16 +14,70 @@ struct Store {
   const float* bias;    // or null
   int act;
   float slope;
-  const float* res;  // residual rows (pitch ldr), or null
+  const void* res;  // residual rows (pitch ldr elements): float32, or uint8 with res_u8; or null
   int64_t ldr;
   float inv_out;  // 1 / out_scale (quantized output)
   int zo;
-  bool quant;
-  void* out;  // float or uint8 rows of pitch ldo (elements)
+  bool quant;  // an integer output: uint8, or int8 with s8
+  void* out;   // rows of pitch ldo (elements): float32 (bfloat16 with bf16) or uint8 (int8 with s8)
   int64_t ldo;
   const int32_t* rows = nullptr;  // store_block: accumulator row i goes to output row rows[i] (< 0: none), not i
   const int64_t* pix = nullptr;   // the VNNI tile's store: pixel i at out + pix[i] elements, not i·ldo (a shuffle)
+  bool s8 = false;                // int8 output: signed saturation, zo in [-128, 127]
+  bool bf16 = false;              // bfloat16 output: the float32 value rounded to nearest even
+  bool res_u8 = false;            // a uint8 residual, added as (r − rzp)·rscale
+  float rscale = 0.f;
+  int rzp = 0;
 };
+
+// The store's output and residual types, as qconv2d's out_dtype and residual arguments give them (store_types).
+struct Types {
+  bool quant, s8, bf16, res_u8;
+  float inv_out, rscale;
+  int zo, rzp;
+  int64_t out_size() const { return quant ? 1 : bf16 ? 2 : 4; }  // bytes per output element
+  int64_t res_size() const { return res_u8 ? 1 : 4; }
+};
+
+inline void set_types(Store& s, const Types& t) {
+  s.quant = t.quant;
+  s.s8 = t.s8;
+  s.bf16 = t.bf16;
+  s.res_u8 = t.res_u8;
+  s.inv_out = t.inv_out;
+  s.rscale = t.rscale;
+  s.zo = t.zo;
+  s.rzp = t.rzp;
+}
+
+// p moved by n elements of `size` bytes (null stays null).
+inline const void* advance(const void* p, int64_t n, int64_t size) {
+  return p ? static_cast<const char*>(p) + n * size : nullptr;
+}
+inline void* advance(void* p, int64_t n, int64_t size) { return p ? static_cast<char*>(p) + n * size : nullptr; }
+
+// v, which the compiler may not fuse into the operation that uses it: a dequantized residual is rounded on its
+// own, as when it is dequantized before the call (GCC contracts a multiply and an add into an FMA in C++ modes).
+template <class V>
+inline V rounded(V v) {
+  asm("" : "+x"(v));
+  return v;
+}
+
+// Element k of a residual: float32, or uint8 dequantized ((r − zero point)·scale).
+inline float residual_at(const void* res, bool u8, float scale, int zero_point, int64_t k) {
+  if (u8) return rounded(static_cast<float>(static_cast<const uint8_t*>(res)[k] - zero_point) * scale);
+  return static_cast<const float*>(res)[k];
+}
+inline float residual_at(const Store& s, int64_t k) { return residual_at(s.res, s.res_u8, s.rscale, s.rzp, k); }
+
+// The bfloat16 bits of v, rounded to nearest even, NaN quiet (c10::BFloat16's rounding).
+inline uint16_t bf16_bits(float v) {
+  uint32_t u;
+  __builtin_memcpy(&u, &v, 4);
+  if (v != v) return 0x7FC0;
+  return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
 
 // rows[i]: pixel i's first tap in the padded input; toff[t]: tap t's offset; kg: channel groups of 4 per tap;
 // b: the panel's packed weights [tap][kg][32][4]; j0: the panel's first output channel.

@@ -19,10 +19,9 @@ namespace sft::qconv {
 
 namespace {
 
-inline float store_value(int32_t acc, int j, const Store& s, const float* res_row) {
-  float v = static_cast<float>(acc - s.comp[j]) * s.mult[j] + (s.bias ? s.bias[j] : 0.f);
-  v = activate(v, s.act, s.slope);
-  return res_row ? v + res_row[j] : v;
+inline float store_value(int32_t acc, int j, const Store& s) {
+  const float v = static_cast<float>(acc - s.comp[j]) * s.mult[j] + (s.bias ? s.bias[j] : 0.f);
+  return activate(v, s.act, s.slope);
 }
 
 template <int MR>
@@ -58,7 +57,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_vnni_m
   if (s.quant && ncols == kNR) {
 #pragma GCC unroll 16
     for (int i = 0; i + 1 < MR; i += 2)
-      store_pair_u8(acc0[i], acc1[i], acc0[i + 1], acc1[i + 1], i, comp, mult, bias, e);
+      store_pair_q8(acc0[i], acc1[i], acc0[i + 1], acc1[i + 1], i, comp, mult, bias, e);
     if (MR % 2) {
       store16(acc0[MR - 1], MR - 1, 0, 0xFFFF, comp[0], mult[0], bias[0], e);
       store16(acc1[MR - 1], MR - 1, 16, 0xFFFF, comp[1], mult[1], bias[1], e);
@@ -107,7 +106,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void store_block(const int3
   }
   int i0 = 0;
   if (s.quant && ncols == kNR)
-    for (; i0 + 1 < mr; i0 += 2) store_pair_u8(acc, i0, comp, mult, bias, e);
+    for (; i0 + 1 < mr; i0 += 2) store_pair_q8(acc, i0, comp, mult, bias, e);
   for (int h = 0; h < halves; ++h) {
     const __mmask16 m = tail_mask(ncols - 16 * h);
     for (int i = i0; i < mr; ++i) store16(_mm512_loadu_si512(acc + i * kNR + 16 * h), i, 16 * h, m, comp[h], mult[h],
@@ -116,15 +115,22 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void store_block(const int3
 }
 
 void store_sums(const int32_t* acc, int mr, int64_t j0, int ncols, const Store& s) {
+  const float lo = s.s8 ? -128.f : 0.f, hi = s.s8 ? 127.f : 255.f;
   for (int i = 0; i < mr; ++i)
     for (int j = 0; j < ncols; ++j) {
-      const float* rr = s.res ? s.res + i * s.ldr : nullptr;
-      const float v = store_value(acc[i * kNR + j], int(j0) + j, s, rr ? rr - j0 : nullptr);
+      float v = store_value(acc[i * kNR + j], int(j0) + j, s);
+      if (s.res) v += residual_at(s, i * s.ldr + j);
+      const int64_t o = i * s.ldo + j;
       if (s.quant) {
-        const float q = std::nearbyint(v * s.inv_out) + float(s.zo);
-        static_cast<uint8_t*>(s.out)[i * s.ldo + j] = static_cast<uint8_t>(std::min(255.f, std::max(0.f, q)));
+        const float q = std::min(hi, std::max(lo, std::nearbyint(v * s.inv_out) + float(s.zo)));
+        if (s.s8)
+          static_cast<int8_t*>(s.out)[o] = static_cast<int8_t>(q);
+        else
+          static_cast<uint8_t*>(s.out)[o] = static_cast<uint8_t>(q);
+      } else if (s.bf16) {
+        static_cast<uint16_t*>(s.out)[o] = bf16_bits(v);
       } else {
-        static_cast<float*>(s.out)[i * s.ldo + j] = v;
+        static_cast<float*>(s.out)[o] = v;
       }
     }
 }

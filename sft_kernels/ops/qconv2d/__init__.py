@@ -37,17 +37,20 @@ def _shuffled(y, shuffle, x):
 
 
 def _impl_reference(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale,
-                    o_zp, shuffle=1):
+                    o_zp, shuffle=1, o_dtype=None, r_scale=0.0, r_zp=0):
     xm = x if ms is None else x * (ms + 1) + mt
-    y = ref.qconv2d(xm, x_scale, x_zp, w, ws, b, res, stride, padding, dilation, groups, act, slope, o_scale, o_zp)
-    y = y if o_scale > 0 else y.to(torch.float32)
+    res = ref.dequantize(res, r_scale, r_zp) if r_scale > 0 else res
+    y = ref.qconv2d(xm, x_scale, x_zp, w, ws, b, res, stride, padding, dilation, groups, act, slope, o_scale, o_zp,
+                    out_dtype=o_dtype)
+    if not o_scale > 0:
+        y = y.to(torch.float32) if o_dtype is None else y.to(torch.float32).to(o_dtype)
     return _shuffled(y, shuffle, x)
 
 
 def _impl_cpu(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale,
-              o_zp, shuffle=1):
+              o_zp, shuffle=1, o_dtype=None, r_scale=0.0, r_zp=0):
     return cpu.qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale,
-                       o_zp, ms, mt, shuffle)
+                       o_zp, ms, mt, shuffle, o_dtype, r_scale, r_zp)
 
 
 def _uint8_input(x, ms, mt, x_scale, x_zp):
@@ -58,22 +61,33 @@ def _uint8_input(x, ms, mt, x_scale, x_zp):
 
 
 def _impl_triton(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale,
-                 o_zp, shuffle=1):
+                 o_zp, shuffle=1, o_dtype=None, r_scale=0.0, r_zp=0):
     if groups != 1:  # the Triton kernel is ungrouped: the reference (exact) takes grouped convs
         return _impl_reference(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act,
-                               slope, o_scale, o_zp, shuffle)
+                               slope, o_scale, o_zp, shuffle, o_dtype, r_scale, r_zp)
     xu = _uint8_input(x, ms, mt, x_scale, x_zp)
     y = runtime_triton.load("sft_kernels.ops.qconv2d.triton").qconv2d(
-        xu, w, ws, b, res, x_scale, x_zp, tuple(stride), tuple(padding), tuple(dilation), act, slope, o_scale, o_zp)
+        xu, w, ws, b, res, x_scale, x_zp, tuple(stride), tuple(padding), tuple(dilation), act, slope, o_scale, o_zp,
+        o_dtype, r_scale, r_zp)
     return _shuffled(y, shuffle, x) if shuffle > 1 else y
 
 
 def _impl_cuda(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp,
-               shuffle=1):
+               shuffle=1, o_dtype=None, r_scale=0.0, r_zp=0):
+    """The CUDA kernel stores uint8 or float32 and reads a float32 residual: the other types are steps around it
+    (int8: the uint8 store with the zero point moved by 128, then the sign bit flipped; bfloat16: a cast; a uint8
+    residual dequantized first)."""
     from . import cuda
 
     xu = _uint8_input(x, ms, mt, x_scale, x_zp)
-    y = cuda.qconv2d(xu, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp)
+    res = ref.dequantize(res, r_scale, r_zp) if r_scale > 0 else res
+    s8 = o_dtype == torch.int8
+    y = cuda.qconv2d(xu, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale,
+                     o_zp + 128 if s8 else o_zp)
+    if s8:
+        y = torch.bitwise_xor(y, 128).view(torch.int8)  # u − 128 as a two's-complement byte
+    elif o_dtype == torch.bfloat16:
+        y = y.to(torch.bfloat16)
     return _shuffled(y, shuffle, x) if shuffle > 1 else y
 
 
@@ -86,29 +100,64 @@ def _qconv2d_op(input: torch.Tensor, weight: torch.Tensor, weight_scale: torch.T
                 mod_shift: Optional[torch.Tensor], input_scale: float, input_zero_point: int, stride: list[int],
                 padding: list[int], dilation: list[int], groups: int, activation: Optional[str],
                 negative_slope: float, out_scale: float, out_zero_point: int, pixel_shuffle: int,
+                out_dtype: Optional[torch.dtype], residual_scale: float, residual_zero_point: int,
                 backend: str) -> torch.Tensor:
     return _IMPLS[backend](input, weight, weight_scale, bias, residual, mod_scale, mod_shift, input_scale,
                            input_zero_point, stride, padding, dilation, groups, activation, negative_slope, out_scale,
-                           out_zero_point, pixel_shuffle)
+                           out_zero_point, pixel_shuffle, out_dtype, residual_scale, residual_zero_point)
 
 
 @_qconv2d_op.register_fake
 def _(input, weight, weight_scale, bias, residual, mod_scale, mod_shift, input_scale, input_zero_point, stride,
-      padding, dilation, groups, activation, negative_slope, out_scale, out_zero_point, pixel_shuffle, backend):
+      padding, dilation, groups, activation, negative_slope, out_scale, out_zero_point, pixel_shuffle, out_dtype,
+      residual_scale, residual_zero_point, backend):
     p, q = checks.conv_output_hw(input.shape[2], input.shape[3], weight.shape[2], weight.shape[3], stride, padding,
                                  dilation)
     r = pixel_shuffle
-    out = input.new_empty((input.shape[0], weight.shape[0] // (r * r), p * r, q * r),
-                          dtype=torch.uint8 if out_scale > 0 else torch.float32)
+    dtype = out_dtype or (torch.uint8 if out_scale > 0 else torch.float32)
+    out = input.new_empty((input.shape[0], weight.shape[0] // (r * r), p * r, q * r), dtype=dtype)
     return out.contiguous(memory_format=checks.output_memory_format(input))
 
 
 OP = Op("qconv2d", _qconv2d_op, _IMPLS, autotune=False)  # one fast backend per device: never time the reference
 
 
+_OUT_DTYPES = (torch.uint8, torch.int8, torch.float32, torch.bfloat16)
+
+
+def _check_types(out_scale, out_zero_point, residual, out_dtype, residual_quant) -> tuple:
+    """(out_dtype, residual scale, residual zero point) of a call, checked: (None, 0.0, 0) for the defaults."""
+    quant = isinstance(out_scale, (int, float)) and out_scale > 0
+    if out_dtype is not None and out_dtype not in _OUT_DTYPES:
+        raise ValueError(f"out_dtype must be one of {_OUT_DTYPES} (or None), got {out_dtype!r}")
+    if out_dtype in (torch.uint8, torch.int8) and not quant:
+        raise ValueError(f"out_dtype={out_dtype} needs out_scale > 0 (a requantized output), got {out_scale!r}")
+    if out_dtype in (torch.float32, torch.bfloat16) and quant:
+        raise ValueError(f"out_dtype={out_dtype} is a float output: out_scale must be 0, got {out_scale!r}")
+    lo = -128 if out_dtype == torch.int8 else 0
+    if not isinstance(out_zero_point, int) or isinstance(out_zero_point, bool) or \
+            not lo <= out_zero_point <= lo + 255:
+        raise ValueError(f"out_zero_point must be an int in [{lo}, {lo + 255}] ({'int8' if lo else 'uint8'} "
+                         f"affine), got {out_zero_point!r}")
+    if residual_quant is None:
+        if residual is not None:
+            checks.tensor(residual, "residual", 4, dtypes=(torch.float32,))
+        rs, rz = 0.0, 0
+    else:
+        if not (isinstance(residual_quant, tuple) and len(residual_quant) == 2):
+            raise TypeError("residual_quant must be a (scale, zero_point) tuple")
+        rs, rz = checks.uint8_affine("residual_quant's", *residual_quant)
+        if not isinstance(residual, torch.Tensor) or residual.dtype != torch.uint8:
+            raise ValueError("residual_quant=(scale, zero_point) describes a uint8 residual; got "
+                             f"{type(residual).__name__ if not isinstance(residual, torch.Tensor) else residual.dtype}")
+        checks.tensor(residual, "residual", 4, dtypes=(torch.uint8,))
+    return (None if out_dtype in (torch.uint8, torch.float32) else out_dtype), float(rs), int(rz)
+
+
 def _check(input, weight, weight_scale, bias, residual, input_scale, input_zero_point, stride, padding, dilation,
            groups, activation, negative_slope, out_scale, out_zero_point, mod_scale, mod_shift,
-           pixel_shuffle=1) -> tuple:
+           pixel_shuffle=1, out_dtype=None, residual_quant=None) -> tuple:
+    o_dtype, r_scale, r_zp = _check_types(out_scale, out_zero_point, residual, out_dtype, residual_quant)
     checks.tensor(input, "input", 4, dtypes=(torch.uint8, torch.float32))
     checks.tensor(weight, "weight", 4, dtypes=(torch.int8,))
     if weight.device != input.device:
@@ -127,9 +176,8 @@ def _check(input, weight, weight_scale, bias, residual, input_scale, input_zero_
         if not isinstance(v, (int, float)) or not v >= 0 or (name == "input_scale" and v == 0):
             raise ValueError(f"{name} must be a positive number{' (0: float output)' if name == 'out_scale' else ''}, "
                              f"got {v!r}")
-    for name, v in (("input_zero_point", input_zero_point), ("out_zero_point", out_zero_point)):
-        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 255:
-            raise ValueError(f"{name} must be an int in [0, 255] (uint8 affine), got {v!r}")
+    if not isinstance(input_zero_point, int) or isinstance(input_zero_point, bool) or not 0 <= input_zero_point <= 255:
+        raise ValueError(f"input_zero_point must be an int in [0, 255] (uint8 affine), got {input_zero_point!r}")
     if not isinstance(groups, int) or groups < 1 or input.shape[1] % groups or k % groups or \
             weight.shape[1] * groups != input.shape[1]:
         raise ValueError(f"weight of shape {tuple(weight.shape)} with groups={groups!r} does not fit input channels "
@@ -139,7 +187,6 @@ def _check(input, weight, weight_scale, bias, residual, input_scale, input_zero_
     p, q = checks.conv_output_hw(input.shape[2], input.shape[3], weight.shape[2], weight.shape[3], stride, padding,
                                  dilation)
     if residual is not None:
-        checks.tensor(residual, "residual", 4, dtypes=(torch.float32,))
         if tuple(residual.shape) != (input.shape[0], k, p, q):
             raise ValueError(f"residual must have the output's shape {(input.shape[0], k, p, q)}, "
                              f"got {tuple(residual.shape)}")
@@ -155,7 +202,7 @@ def _check(input, weight, weight_scale, bias, residual, input_scale, input_zero_
         raise ValueError(f"pixel_shuffle must be an int >= 1 whose square divides the {k} output channels, got "
                          f"{pixel_shuffle!r}")
     return (float(input_scale), int(input_zero_point), stride, padding, dilation, groups, activation,
-            float(negative_slope), float(out_scale), int(out_zero_point), int(pixel_shuffle))
+            float(negative_slope), float(out_scale), int(out_zero_point), int(pixel_shuffle), o_dtype, r_scale, r_zp)
 
 
 def qconv2d(input, weight, weight_scale, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
@@ -175,15 +222,11 @@ def qconv2d(input, weight, weight_scale, bias=None, stride=1, padding=0, dilatio
     ``out_dtype``: torch.uint8 or torch.int8 (out_scale > 0; int8: clamp(round(y / out_scale) + out_zero_point,
     -128, 127) with out_zero_point in [-128, 127]), torch.float32 or torch.bfloat16 (out_scale = 0; bfloat16 rounded
     to nearest even); None: uint8 with out_scale > 0, else float32. ``residual_quant=(scale, zero_point)``: the
-    residual is a uint8 map added as (residual − zero_point)·scale. These three run on every backend as steps
-    around the conv (int8: the uint8 store with the zero point moved by 128, then the sign bit flipped; bfloat16: a
-    cast of the float32 output; the uint8 residual dequantized first), not yet in the kernels' stores."""
+    residual is a uint8 map added as (residual − zero_point)·scale. The cpu and Triton kernels do both in their
+    stores; the CUDA backend runs them as steps around its kernel (int8: the uint8 store with the zero point moved by
+    128, then the sign bit flipped; bfloat16: a cast of the float32 output; the uint8 residual dequantized first)."""
     if modulation is not None and not (isinstance(modulation, tuple) and len(modulation) == 2):
         raise TypeError("modulation must be a (scale, shift) tuple of tensors")
-    if out_dtype is not None or residual_quant is not None:
-        return _with_other_types(input, weight, weight_scale, bias, stride, padding, dilation, groups, input_scale,
-                                 input_zero_point, activation, negative_slope, residual, out_scale, out_zero_point,
-                                 modulation, pixel_shuffle, out_dtype, residual_quant, backend)
     ms, mt = modulation if modulation is not None else (None, None)
     tensors = (input, weight, weight_scale, bias, residual, ms, mt)
     sig = None
@@ -192,52 +235,16 @@ def qconv2d(input, weight, weight_scale, bias=None, stride=1, padding=0, dilatio
                     for v in (stride, padding, dilation, groups, input_zero_point, out_zero_point, pixel_shuffle))
             and type(input_scale) is float and type(out_scale) is float and type(negative_slope) in (int, float)
             and type(activation) in (str, type(None)) and (backend is None or type(backend) is str)
+            and (out_dtype is None or type(out_dtype) is torch.dtype)
+            and (residual_quant is None or (type(residual_quant) is tuple and len(residual_quant) == 2
+                                            and type(residual_quant[1]) is int and type(residual_quant[0]) is float))
             and not torch.compiler.is_compiling()):
         sig = (tuple(None if t is None else (t.shape, t.dtype, t.is_cpu) for t in tensors), input.stride(), stride,
                padding, dilation, groups, activation, float(negative_slope), input_scale, input_zero_point, out_scale,
-               out_zero_point, pixel_shuffle)
+               out_zero_point, pixel_shuffle, out_dtype, residual_quant)
     return dispatch(OP, backend, tensors, sig,
                     lambda: _check(input, weight, weight_scale, bias, residual, input_scale, input_zero_point, stride,
                                    padding, dilation, groups, activation, negative_slope, out_scale, out_zero_point,
-                                   ms, mt, pixel_shuffle),
+                                   ms, mt, pixel_shuffle, out_dtype, residual_quant),
                     input)
-
-
-_OUT_DTYPES = (torch.uint8, torch.int8, torch.float32, torch.bfloat16)
-
-
-def _with_other_types(input, weight, weight_scale, bias, stride, padding, dilation, groups, input_scale,
-                      input_zero_point, activation, negative_slope, residual, out_scale, out_zero_point, modulation,
-                      pixel_shuffle, out_dtype, residual_quant, backend):
-    """qconv2d with an int8 / bfloat16 output or a uint8 residual: the uint8 / float32 conv with the steps around
-    it (see qconv2d's docstring)."""
-    quant = isinstance(out_scale, (int, float)) and out_scale > 0
-    if out_dtype is not None and out_dtype not in _OUT_DTYPES:
-        raise ValueError(f"out_dtype must be one of {_OUT_DTYPES} (or None), got {out_dtype!r}")
-    if out_dtype in (torch.uint8, torch.int8) and not quant:
-        raise ValueError(f"out_dtype={out_dtype} needs out_scale > 0 (a requantized output), got {out_scale!r}")
-    if out_dtype in (torch.float32, torch.bfloat16) and quant:
-        raise ValueError(f"out_dtype={out_dtype} is a float output: out_scale must be 0, got {out_scale!r}")
-    if out_dtype == torch.int8:
-        if not isinstance(out_zero_point, int) or isinstance(out_zero_point, bool) or \
-                not -128 <= out_zero_point <= 127:
-            raise ValueError(f"an int8 output's out_zero_point must be an int in [-128, 127], got {out_zero_point!r}")
-        out_zero_point += 128  # the uint8 store of the same values, 128 higher
-    if residual_quant is not None:
-        if not (isinstance(residual_quant, tuple) and len(residual_quant) == 2):
-            raise TypeError("residual_quant must be a (scale, zero_point) tuple")
-        rs, rz = checks.uint8_affine("residual_quant's", *residual_quant)
-        if not isinstance(residual, torch.Tensor) or residual.dtype != torch.uint8:
-            raise ValueError("residual_quant=(scale, zero_point) describes a uint8 residual; got "
-                             f"{type(residual).__name__ if not isinstance(residual, torch.Tensor) else residual.dtype}")
-        residual = ref.dequantize(residual, rs, rz)  # float32: (r − zero_point)·scale
-    y = qconv2d(input, weight, weight_scale, bias, stride, padding, dilation, groups, input_scale=input_scale,
-                input_zero_point=input_zero_point, activation=activation, negative_slope=negative_slope,
-                residual=residual, out_scale=out_scale, out_zero_point=out_zero_point, modulation=modulation,
-                pixel_shuffle=pixel_shuffle, backend=backend)
-    if out_dtype == torch.int8:
-        return torch.bitwise_xor(y, 128).view(torch.int8)  # u − 128 as a two's-complement byte
-    if out_dtype == torch.bfloat16:
-        return y.to(torch.bfloat16)
-    return y
 

@@ -68,37 +68,39 @@ def _sub_pixel(t, k, r, tag):
 
 
 def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp, ms=None,
-            mt=None, shuffle=1):
+            mt=None, shuffle=1, o_dtype=None, r_scale=0.0, r_zp=0):
+    """o_dtype (int8, bfloat16 or None) and a uint8 residual's (r_scale > 0, r_zp) go to the kernels' stores."""
     registry.cpu_ext()
     k, cg, r, s = w.shape
     a = checks.ACTIVATIONS.index(act)
+    types = (o_dtype, r_scale, r_zp)
     if shuffle > 1 and groups == 1:
         tag = f"cpu_qconv2d_sub{shuffle}"
         packed, wsum = split_packed(_sub_pixel(w, k, shuffle, tag), k)
         res_s = None if res is None else res[:, _sub_pixel_order(k, shuffle)]
         y = torch.ops.sft_cpu.qconv2d.default(x, x_scale, x_zp, packed, wsum, _sub_pixel(ws, k, shuffle, tag),
                                               _sub_pixel(b, k, shuffle, tag), r, s, stride, padding, dilation, a,
-                                              slope, res_s, o_scale, o_zp, ms, mt, shuffle)
+                                              slope, res_s, o_scale, o_zp, ms, mt, shuffle, *types)
         return _layout(y, x)
     if shuffle > 1:
         y = qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp, ms,
-                    mt)
+                    mt, 1, *types)
         return _layout(torch.nn.functional.pixel_shuffle(y, shuffle), x)
     if groups > 1 and cg == 1 and k == groups:
         y = torch.ops.sft_cpu.qconv2d_depthwise.default(x, x_scale, x_zp, w, ws, b, stride, padding, dilation, a,
-                                                        slope, res, o_scale, o_zp, ms, mt)
+                                                        slope, res, o_scale, o_zp, ms, mt, *types)
         return _layout(y, x)
     if groups > 1 and torch.ops.sft_cpu.qconv2d_grouped_fits(x.shape[1], k, groups):
         packed, wsum = _split_grouped(weight_pack.packed(w, "cpu_qconv2d_grouped", _pack_grouped), k)
         y = torch.ops.sft_cpu.qconv2d_grouped.default(x, x_scale, x_zp, packed, wsum, ws, b, r, s, stride, padding,
-                                                      dilation, groups, a, slope, res, o_scale, o_zp, ms, mt)
+                                                      dilation, groups, a, slope, res, o_scale, o_zp, ms, mt, *types)
         return _layout(y, x)
     if groups > 1:
         return _grouped(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, a, slope, o_scale, o_zp,
-                        ms, mt)
+                        ms, mt, types)
     packed, wsum = split_packed(w, k)
     y = torch.ops.sft_cpu.qconv2d.default(x, x_scale, x_zp, packed, wsum, ws, b, r, s, stride, padding, dilation, a,
-                                          slope, res, o_scale, o_zp, ms, mt)
+                                          slope, res, o_scale, o_zp, ms, mt, 1, *types)
     return _layout(y, x)
 
 
@@ -115,7 +117,8 @@ def _split_grouped(both, k):
     return both[:-4 * k].view(torch.int8), both[-4 * k:].view(torch.int32)
 
 
-def _grouped(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, a, slope, o_scale, o_zp, ms, mt):
+def _grouped(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, a, slope, o_scale, o_zp, ms, mt,
+             types):
     k, cg, r, s = w.shape
     kg = k // groups
     both = weight_pack.packed(w, f"cpu_qconv2d_g{groups}",
@@ -128,5 +131,5 @@ def _grouped(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups,
         ys.append(torch.ops.sft_cpu.qconv2d.default(
             x[:, ci], x_scale, x_zp, packed, wsum, ws[ko], None if b is None else b[ko], r, s, stride, padding,
             dilation, a, slope, None if res is None else res[:, ko], o_scale, o_zp,
-            None if ms is None else ms[:, ci], None if mt is None else mt[:, ci]))
+            None if ms is None else ms[:, ci], None if mt is None else mt[:, ci], 1, *types))
     return _layout(torch.cat(ys, 1).contiguous(memory_format=torch.channels_last), x)

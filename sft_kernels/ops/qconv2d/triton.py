@@ -8,7 +8,8 @@ and the tile's overhang load the zero point zx, as the cpu kernel's padded copy 
 what the shift took: Σ (x − zx)·w = Σ (x − 128)·w + (128 − zx)·Σw, with Σw per output channel from the launcher.
 
     y = (acc + (128 − zx)·wsum[k]) · x_scale·w_scale[k] + bias[k] → relu | leaky_relu → + residual
-    out = y (float32), or clamp(round(y / out_scale) + out_zero_point, 0, 255) (uint8)
+    out = y (float32, or bfloat16), or clamp(round(y / out_scale) + out_zero_point, 0, 255) (uint8; int8: clamped
+    to [-128, 127]); a uint8 residual is added as (r − res_zp)·res_scale
 
 Exact under the interpreter (integer sums); tile configs in configs/triton.json. Read top to bottom: the kernel, the
 configs, the launcher.
@@ -32,8 +33,9 @@ def qconv2d_kernel(
     swk, swc, swr, sws,
     syn, syk, syp, syq,
     srn, srk, srp, srq,
-    x_zp, negative_slope, inv_out, out_zp,
+    x_zp, negative_slope, inv_out, out_zp, res_scale, res_zp,
     HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, HAS_RESIDUAL: tl.constexpr, QUANT_OUT: tl.constexpr,
+    SIGNED_OUT: tl.constexpr, BF16_OUT: tl.constexpr, RES_U8: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     M = N * P * Q
@@ -91,13 +93,26 @@ def qconv2d_kernel(
     out_mask = mask_m[:, None] & mask_n[None, :]
     if HAS_RESIDUAL:
         r_off = (n_idx * srn + p_idx * srp + q_idx * srq)[:, None] + (offs_n * srk)[None, :]
-        y += tl.load(res_ptr + r_off, mask=out_mask, other=0.0)
+        if RES_U8:
+            rq = tl.load(res_ptr + r_off, mask=out_mask, other=0).to(tl.int32)
+            y += (rq - res_zp).to(tl.float32) * res_scale
+        else:
+            y += tl.load(res_ptr + r_off, mask=out_mask, other=0.0)
     y_off = (n_idx * syn + p_idx * syp + q_idx * syq)[:, None] + (offs_n * syk)[None, :]
     if QUANT_OUT:
         q = y * inv_out
         q = tl.where(q >= 0, tl.floor(q + 0.5), tl.ceil(q - 0.5))  # round half away (ties: within one step)
-        q = tl.minimum(tl.maximum(q + out_zp, 0.0), 255.0)
-        tl.store(y_ptr + y_off, q.to(tl.uint8), mask=out_mask)
+        if SIGNED_OUT:
+            q = tl.minimum(tl.maximum(q + out_zp, -128.0), 127.0)
+            tl.store(y_ptr + y_off, q.to(tl.int8), mask=out_mask)
+        else:
+            q = tl.minimum(tl.maximum(q + out_zp, 0.0), 255.0)
+            tl.store(y_ptr + y_off, q.to(tl.uint8), mask=out_mask)
+    elif BF16_OUT:  # round to nearest even in integers: the interpreter's float cast truncates
+        u = y.to(tl.uint32, bitcast=True)
+        h = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+        h = tl.where(y != y, 0x7FC0, h)  # NaN stays a quiet NaN
+        tl.store(y_ptr + y_off, h.to(tl.uint16).to(tl.bfloat16, bitcast=True), mask=out_mask)
     else:
         tl.store(y_ptr + y_off, y, mask=out_mask)
 
@@ -116,14 +131,15 @@ def _weight_sums(w):
     return w.to(torch.int32).sum((1, 2, 3)).to(torch.int32)
 
 
-def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, act, slope, o_scale, o_zp):
+def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, act, slope, o_scale, o_zp, o_dtype=None,
+            r_scale=0.0, r_zp=0):
     if not INTERPRETED and x.device.type != "cuda":
         raise ValueError(f"the Triton int8 conv needs a CUDA tensor (or TRITON_INTERPRET=1), got {x.device}")
     n, c, h, wd = x.shape
     k, _, r, s = w.shape
     p, q = checks.conv_output_hw(h, wd, r, s, stride, padding, dilation)
     quant = o_scale > 0
-    y = torch.empty((n, k, p, q), device=x.device, dtype=torch.uint8 if quant else torch.float32,
+    y = torch.empty((n, k, p, q), device=x.device, dtype=o_dtype or (torch.uint8 if quant else torch.float32),
                     memory_format=checks.output_memory_format(x))
     if y.numel() == 0:
         return y
@@ -137,7 +153,8 @@ def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, act, slo
         n, h, wd, p, q, r, s, c, k,
         stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
         *x.stride(), *w.stride(), *y.stride(), *res_t.stride(),
-        x_zp, float(slope), (1.0 / o_scale) if quant else 0.0, float(o_zp),
+        x_zp, float(slope), (1.0 / o_scale) if quant else 0.0, float(o_zp), float(r_scale), int(r_zp),
         HAS_BIAS=b is not None, ACTIVATION=checks.ACTIVATIONS.index(act), HAS_RESIDUAL=res is not None,
-        QUANT_OUT=quant, **cfg)
+        QUANT_OUT=quant, SIGNED_OUT=o_dtype == torch.int8, BF16_OUT=o_dtype == torch.bfloat16,
+        RES_U8=r_scale > 0, **cfg)
     return y

@@ -1,16 +1,27 @@
-"""sft.qconv2d's other output types and the uint8 residual on every backend: int8 outputs (signed saturation, zero
-points across [-128, 127]) within one step of the float64 reference and byte for byte the uint8 output moved by 128;
-bfloat16 outputs equal to the float32 output rounded to nearest even; a uint8 residual with its own (scale, zero
-point) equal to passing it dequantized; bad combinations say what is wrong."""
+"""sft.qconv2d's other output types and the uint8 residual, written by the kernels' stores: int8 outputs (signed
+saturation, zero points across [-128, 127]) within one step of the float64 reference and byte for byte the uint8
+output moved by 128; bfloat16 outputs equal to the float32 output rounded to nearest even; a uint8 residual with its
+own (scale, zero point) equal to passing it dequantized. Every backend in this process, and the cpu backend under
+every int8 kernel this CPU can run (fresh processes), on shapes that reach each store: the dense tiles (a channel
+tail), the few-channel kernel, the grouped and depthwise kernels, per-group calls, a 1×1 conv reading its input in
+place, a float input with an SFT modulation, and the PixelShuffle store. Bad combinations say what is wrong."""
 import pytest
 import torch
 
 from sft_kernels.ops import qconv2d
 from sft_kernels.ops.qconv2d import reference as ref
-from tests.conftest import op_backends
+from tests.conftest import int8_kernels, op_backends, run_with_int8_kernel
 
 BACKENDS = op_backends("qconv2d", torch.uint8)
-CASES = [(1, 16, 9, 11, 24, 3, 1, 1, 1), (2, 5, 8, 7, 33, 3, 2, 1, 1), (1, 32, 6, 6, 32, 3, 1, 1, 32)]
+CASES = [  # n, c, h, w, k, r, stride, padding, groups
+    (1, 16, 9, 11, 24, 3, 1, 1, 1),  # dense tiles, a partial panel
+    (2, 5, 8, 7, 33, 3, 2, 1, 1),  # a channel tail past one panel, stride 2, channels padded to 4
+    (1, 32, 6, 6, 32, 3, 1, 1, 32),  # depthwise
+    (1, 8, 10, 9, 3, 3, 1, 1, 1),  # few output channels (pixels in the lanes on VNNI)
+    (1, 32, 7, 6, 32, 3, 1, 1, 4),  # 8 channels a group: the grouped kernel on VNNI
+    (1, 12, 5, 6, 6, 3, 1, 1, 3),  # groups the grouped kernel does not take: one call per group
+    (1, 32, 8, 8, 40, 1, 1, 0, 1),  # 1×1 without padding: a uint8 input read in place
+]
 
 
 def _data(case, seed=0):
@@ -28,9 +39,13 @@ def _call(case, xq, wq, ws, b, backend, **kw):
                    negative_slope=0.1, backend=backend, **kw)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_int8_output_within_one_step_and_saturates_signed(backend, case):
+def _out_shape(case, xq, wq):
+    n, c, h, w, k, r, st, pd, g = case
+    return ref.qconv2d(xq, 0.02, 7, wq, torch.ones(k), None, None, st, pd, 1, g).shape
+
+
+def check_int8_output(case, backend):
+    """int8 outputs: within one step of the reference, the uint8 output's bytes moved by 128, both ends reached."""
     xq, wq, ws, b, _ = _data(case)
     n, c, h, w, k, r, st, pd, g = case
     exact = ref.qconv2d(xq, 0.02, 7, wq, ws, b, None, st, pd, 1, g, "leaky_relu", 0.1)
@@ -39,38 +54,107 @@ def test_int8_output_within_one_step_and_saturates_signed(backend, case):
         y = _call(case, xq, wq, ws, b, backend, out_scale=scale, out_zero_point=zp, out_dtype=torch.int8)
         e = torch.clamp(torch.round(exact * (1 / scale)) + zp, -128, 127)
         assert y.dtype == torch.int8 and y.shape == exact.shape
-        assert (y.int() - e.int()).abs().max().item() <= 1, (scale, zp)
+        assert (y.int() - e.int()).abs().max().item() <= 1, (case, scale, zp)
         u = _call(case, xq, wq, ws, b, backend, out_scale=scale, out_zero_point=zp + 128)
-        assert torch.equal(y.int(), u.int() - 128)
+        assert torch.equal(y.int(), u.int() - 128), (case, scale, zp)
         ends |= {v for v in (-128, 127) if (y == v).any()}
-    assert ends == {-128, 127}
+    assert ends == {-128, 127}, case
+
+
+def check_bfloat16_output(case, backend):
+    xq, wq, ws, b, gen = _data(case)
+    y = _call(case, xq, wq, ws, b, backend, out_dtype=torch.bfloat16)
+    f = _call(case, xq, wq, ws, b, backend, out_dtype=torch.float32)
+    assert y.dtype == torch.bfloat16 and torch.equal(y, f.to(torch.bfloat16)), case
+    assert torch.equal(f, _call(case, xq, wq, ws, b, backend))
+    res = torch.randn(_out_shape(case, xq, wq), generator=gen)  # with a float residual too
+    y = _call(case, xq, wq, ws, b, backend, residual=res, out_dtype=torch.bfloat16)
+    assert torch.equal(y, _call(case, xq, wq, ws, b, backend, residual=res).to(torch.bfloat16)), case
+
+
+def check_uint8_residual(case, backend):
+    xq, wq, ws, b, gen = _data(case)
+    n, c, h, w, k, r, st, pd, g = case
+    res = torch.randint(0, 256, _out_shape(case, xq, wq), dtype=torch.uint8, generator=gen)
+    for out in (dict(), dict(out_scale=0.05, out_zero_point=100), dict(out_scale=0.05, out_zero_point=-5,
+                                                                     out_dtype=torch.int8),
+                dict(out_dtype=torch.bfloat16)):
+        y = _call(case, xq, wq, ws, b, backend, residual=res, residual_quant=(0.03, 131), **out)
+        want = _call(case, xq, wq, ws, b, backend, residual=(res.float() - 131) * 0.03, **out)
+        assert torch.equal(y, want), (case, out)
+    y = _call(case, xq, wq, ws, b, backend, residual=res, residual_quant=(0.03, 131))
+    exact = ref.qconv2d(xq, 0.02, 7, wq, ws, b, (res.double() - 131) * 0.03, st, pd, 1, g, "leaky_relu", 0.1)
+    torch.testing.assert_close(y.double(), exact, atol=1e-4, rtol=1e-5)
+
+
+def check_modulated_and_shuffled(backend):
+    """A float input with an SFT modulation, and the PixelShuffle(2) store (128 channels: whole 32-channel runs per
+    sub-pixel), in each output type."""
+    gen = torch.Generator().manual_seed(3)
+    x, ms, mt = (torch.randn(1, 16, 6, 7, generator=gen) for _ in range(3))
+    wq = torch.randint(-127, 128, (128, 16, 3, 3), dtype=torch.int8, generator=gen)
+    ws, b = torch.rand(128, generator=gen) * 0.01 + 0.001, torch.randn(128, generator=gen)
+    kw = dict(input_scale=0.05, input_zero_point=128, activation="relu", backend=backend)
+    for extra in (dict(modulation=(ms, mt)), dict(pixel_shuffle=2)):
+        u = qconv2d(x, wq, ws, b, 1, 1, **kw, **extra, out_scale=0.02, out_zero_point=140)
+        s = qconv2d(x, wq, ws, b, 1, 1, **kw, **extra, out_scale=0.02, out_zero_point=12, out_dtype=torch.int8)
+        assert torch.equal(s.int(), u.int() - 128), extra
+        f = qconv2d(x, wq, ws, b, 1, 1, **kw, **extra)
+        h = qconv2d(x, wq, ws, b, 1, 1, **kw, **extra, out_dtype=torch.bfloat16)
+        assert torch.equal(h, f.to(torch.bfloat16)), extra
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_int8_output_within_one_step_and_saturates_signed(backend, case):
+    check_int8_output(case, backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_bfloat16_output_is_the_float_output_rounded(backend, case):
-    xq, wq, ws, b, _ = _data(case)
-    y = _call(case, xq, wq, ws, b, backend, out_dtype=torch.bfloat16)
-    f = _call(case, xq, wq, ws, b, backend, out_dtype=torch.float32)
-    assert y.dtype == torch.bfloat16 and torch.equal(y, f.to(torch.bfloat16))
-    assert torch.equal(f, _call(case, xq, wq, ws, b, backend))
+    check_bfloat16_output(case, backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_uint8_residual_is_added_dequantized(backend, case):
-    xq, wq, ws, b, gen = _data(case)
-    n, c, h, w, k, r, st, pd, g = case
-    shape = ref.qconv2d(xq, 0.02, 7, wq, ws, None, None, st, pd, 1, g).shape
-    res = torch.randint(0, 256, shape, dtype=torch.uint8, generator=gen)
-    for out in (dict(), dict(out_scale=0.05, out_zero_point=100), dict(out_scale=0.05, out_zero_point=-5,
-                                                                     out_dtype=torch.int8)):
-        y = _call(case, xq, wq, ws, b, backend, residual=res, residual_quant=(0.03, 131), **out)
-        want = _call(case, xq, wq, ws, b, backend, residual=(res.float() - 131) * 0.03, **out)
-        assert torch.equal(y, want), out
-    exact = ref.qconv2d(xq, 0.02, 7, wq, ws, b, (res.double() - 131) * 0.03, st, pd, 1, g, "leaky_relu", 0.1)
-    torch.testing.assert_close(y.double() if y.is_floating_point() else _call(
-        case, xq, wq, ws, b, backend, residual=res, residual_quant=(0.03, 131)).double(), exact, atol=1e-4, rtol=1e-5)
+    check_uint8_residual(case, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_modulated_and_shuffled_outputs(backend):
+    check_modulated_and_shuffled(backend)
+
+
+def test_bfloat16_store_rounds_ties_to_even_and_keeps_nan_inf():
+    """Outputs placed exactly on bfloat16 ties (and ±inf, NaN through the bias) round as torch's cast does."""
+    if "cpu" not in BACKENDS:
+        pytest.skip("the cpu extension did not build")
+    xq = torch.full((1, 4, 1, 3), 7, dtype=torch.uint8)  # x − zx = 0: each output is its bias
+    wq = torch.ones(40, 4, 1, 1, dtype=torch.int8)
+    ties = torch.tensor([1.0 + 2.0 ** -8, 1.0 + 3 * 2.0 ** -8, -(1.0 + 2.0 ** -8), 2.0 ** -9 * 3])
+    bias = torch.cat([ties, torch.tensor([float("inf"), float("-inf"), float("nan")]), torch.randn(33)])
+    for backend in BACKENDS:
+        y = qconv2d(xq, wq, torch.ones(40), bias, input_scale=1.0, input_zero_point=7, out_dtype=torch.bfloat16,
+                    backend=backend)
+        want = bias.to(torch.bfloat16).view(1, 40, 1, 1).expand(1, 40, 1, 3)
+        nan = torch.isnan(want)  # any NaN (torch's cast writes 0xFFFF, c10::BFloat16 0x7FC0)
+        assert torch.equal(torch.isnan(y), nan), backend
+        assert torch.equal(y.view(torch.int16)[~nan], want.view(torch.int16)[~nan]), backend
+
+
+@pytest.mark.parametrize("kernel", int8_kernels())
+def test_every_int8_kernel_stores_each_type(kernel):
+    code = ("import torch\n"
+            "from tests.ops.qconv2d.test_out_types import CASES, check_int8_output, check_bfloat16_output, "
+            "check_uint8_residual, check_modulated_and_shuffled\n"
+            "for case in CASES:\n"
+            "    check_int8_output(case, 'cpu')\n"
+            "    check_bfloat16_output(case, 'cpu')\n"
+            "    check_uint8_residual(case, 'cpu')\n"
+            "check_modulated_and_shuffled('cpu')\n")
+    run_with_int8_kernel(kernel, code)
 
 
 @pytest.mark.parametrize("kw,match", [
@@ -78,11 +162,13 @@ def test_uint8_residual_is_added_dequantized(backend, case):
     (dict(out_dtype=torch.float16), "out_dtype must be one of"),
     (dict(out_dtype=torch.bfloat16, out_scale=0.05), "out_scale must be 0"),
     (dict(out_dtype=torch.int8, out_scale=0.05, out_zero_point=128), r"out_zero_point must be an int in \[-128, 127\]"),
+    (dict(out_scale=0.05, out_zero_point=-1), r"out_zero_point must be an int in \[0, 255\]"),
     (dict(residual_quant=(0.1, 3)), "describes a uint8 residual"),
     (dict(residual_quant=0.1, residual=torch.zeros(1, 24, 9, 11, dtype=torch.uint8)), "must be a \\(scale, zero_point"),
     (dict(residual_quant=(0.0, 3), residual=torch.zeros(1, 24, 9, 11, dtype=torch.uint8)), "scale must be a positive"),
     (dict(residual_quant=(0.1, 300), residual=torch.zeros(1, 24, 9, 11, dtype=torch.uint8)), r"\[0, 255\]"),
     (dict(residual=torch.zeros(1, 24, 9, 11, dtype=torch.uint8)), "residual must have dtype"),
+    (dict(residual_quant=(0.1, 3), residual=torch.zeros(1, 24, 9, 10, dtype=torch.uint8)), "the output's shape"),
 ])
 def test_bad_combinations_say_what_is_wrong(kw, match):
     xq, wq, ws, b, _ = _data(CASES[0])
