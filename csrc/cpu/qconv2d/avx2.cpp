@@ -30,8 +30,8 @@ __attribute__((target("avx2"))) inline void join16(const __m256i* c, int32_t* ou
 __attribute__((target("avx2,fma"))) void store_avx2(const int32_t* acc, int mr, int64_t j0, int ncols, const Store& s) {
   const int full = ncols / 8 * 8;
   const __m256 zero = _mm256_setzero_ps(), slope = _mm256_set1_ps(s.slope), inv = _mm256_set1_ps(s.inv_out);
-  const __m256i zo = _mm256_set1_epi32(s.zo), lo = _mm256_set1_epi32(s.s8 ? -128 : 0),
-                hi = _mm256_set1_epi32(s.s8 ? 127 : 255), rzp = _mm256_set1_epi32(s.rzp);
+  const __m256i zo = _mm256_set1_epi32(s.zo), lo = _mm256_setzero_si256(), hi = _mm256_set1_epi32(255),
+                rzp = _mm256_set1_epi32(s.rzp);
   const __m256 rscale = _mm256_set1_ps(s.rscale);
   const int act = s.act;
   const bool quant = s.quant, s8 = s.s8, bf16 = s.bf16, res_u8 = s.res_u8;
@@ -54,11 +54,12 @@ __attribute__((target("avx2,fma"))) void store_avx2(const int32_t* acc, int mr, 
       } else if (res) {
         v = _mm256_add_ps(v, _mm256_loadu_ps(static_cast<const float*>(res) + i * s.ldr + c));
       }
-      if (quant) {  // clamped first, so the saturating packs below change nothing
+      if (quant) {
         __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v, inv)), zo);
         q = _mm256_min_epi32(_mm256_max_epi32(q, lo), hi);
-        const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
-        const __m128i b8 = s8 ? _mm_packs_epi16(w16, w16) : _mm_packus_epi16(w16, w16);
+        const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+        __m128i b8 = _mm_packus_epi16(w16, w16);
+        if (s8) b8 = _mm_xor_si128(b8, _mm_set1_epi8(char(0x80)));
         _mm_storel_epi64(reinterpret_cast<__m128i*>(static_cast<uint8_t*>(s.out) + i * s.ldo + c), b8);
       } else if (bf16) {
         const __m256i u = _mm256_castps_si256(v);

@@ -84,8 +84,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void block(const
       if (c.ty.quant) {  // round half to even (the default rounding mode), as the reference's nearbyint
         __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(f, _mm512_set1_ps(c.ty.inv_out))),
                                      _mm512_set1_epi32(c.ty.zo));
-        q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(c.ty.s8 ? -128 : 0)),
-                             _mm512_set1_epi32(c.ty.s8 ? 127 : 255));
+        q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(255));
         _mm512_store_si512(yq[k] + 16 * v, q);
       } else {
         _mm512_store_ps(y[k] + 16 * v, f);
@@ -93,9 +92,10 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void block(const
     }
   }
   if (c.ty.quant) {
-    uint8_t* o = static_cast<uint8_t*>(c.out) + m * K;  // int8 outputs: the same bytes (two's complement)
+    uint8_t* o = static_cast<uint8_t*>(c.out) + m * K;
+    const uint8_t flip = c.ty.s8 ? 0x80 : 0;  // int8: the uint8 value moved by 128
     for (int i = 0; i < n; ++i)
-      for (int k = 0; k < K; ++k) o[i * K + k] = static_cast<uint8_t>(yq[k][i]);
+      for (int k = 0; k < K; ++k) o[i * K + k] = static_cast<uint8_t>(yq[k][i]) ^ flip;
   } else if (c.ty.bf16) {
     uint16_t* o = static_cast<uint16_t*>(c.out) + m * K;
     for (int i = 0; i < n; ++i)

@@ -309,7 +309,10 @@ Types store_types(double out_scale, int64_t out_zero_point, c10::optional<at::Sc
   TORCH_CHECK(!t.quant || (out_zero_point >= zlo && out_zero_point <= zlo + 255), op,
               ": out_zero_point must lie in [", zlo, ", ", zlo + 255, "] for a ", dt, " output");
   t.inv_out = t.quant ? static_cast<float>(1.0 / out_scale) : 0.f;
-  t.zo = t.quant ? static_cast<int>(out_zero_point) : 0;
+  // int8: the uint8 arithmetic with the zero point 128 higher, then 128 off each byte (the sign bit flipped), so an
+  // int8 output is the uint8 one moved by 128 exactly (adding the zero point before rounding, as the stores do,
+  // could otherwise round a few values differently)
+  t.zo = t.quant ? static_cast<int>(out_zero_point) + (t.s8 ? 128 : 0) : 0;
   t.res_u8 = res_scale > 0;
   TORCH_CHECK(!t.res_u8 || (res_zero_point >= 0 && res_zero_point <= 255), op,
               ": a uint8 residual's zero point must lie in [0, 255]");

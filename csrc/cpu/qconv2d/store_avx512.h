@@ -93,11 +93,11 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store16(__m512i
                                                                           __m512i comp, __m512 mult, __m512 bias,
                                                                           const Epi& e) {
   const __m512 v = epilogue16(a, i, c0, m, comp, mult, bias, e);
-  if (e.quant && e.s8) {
-    _mm512_mask_cvtsepi32_storeu_epi8(static_cast<int8_t*>(e.out) + pixel_offset(e, i) + c0, m, _mm512_cvtps_epi32(v));
-  } else if (e.quant) {
+  if (e.quant) {
     const __m512i q = _mm512_max_epi32(_mm512_cvtps_epi32(v), _mm512_setzero_si512());
-    _mm512_mask_cvtusepi32_storeu_epi8(static_cast<uint8_t*>(e.out) + pixel_offset(e, i) + c0, m, q);  // ≤ 255
+    __m128i b = _mm512_cvtusepi32_epi8(q);  // ≤ 255
+    if (e.s8) b = _mm_xor_si128(b, _mm_set1_epi8(char(0x80)));
+    _mm_mask_storeu_epi8(static_cast<uint8_t*>(e.out) + pixel_offset(e, i) + c0, m, b);
   } else if (e.bf16) {
     _mm256_mask_storeu_epi16(static_cast<uint16_t*>(e.out) + pixel_offset(e, i) + c0, m, bf16x16(v));
   } else {
@@ -105,9 +105,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store16(__m512i
   }
 }
 
-// Two pixels' 32 uint8 (int8) outputs at once (pixels i, i + 1, all 32 channels; a0 / a1 their sums, channels 0-15
-// then 16-31): int32 → int16 → uint8 (int8) with saturating packs (both ends), one lane-fixing permute, two 32-byte
-// stores,
+// Two pixels' 32 uint8 outputs at once (int8: moved by 128) (pixels i, i + 1, all 32 channels; a0 / a1 their sums,
+// channels 0-15 then 16-31): int32 → int16 → uint8 with saturating packs (both ends), one lane-fixing permute, two
+// 32-byte stores,
 // instead of four narrowing stores (vpmovusdb to memory is slow on Intel and AMD alike). The sums come by value:
 // arrays of them made the VNNI tile keep its accumulators in memory (zeroed with rep stos per tile).
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_q8(__m512i a0lo, __m512i a0hi,
@@ -120,8 +120,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_q8(_
   const __m512i q1 = _mm512_cvtps_epi32(epilogue16(a0hi, i, 16, all, comp[1], mult[1], bias[1], e));
   const __m512i q2 = _mm512_cvtps_epi32(epilogue16(a1lo, i + 1, 0, all, comp[0], mult[0], bias[0], e));
   const __m512i q3 = _mm512_cvtps_epi32(epilogue16(a1hi, i + 1, 16, all, comp[1], mult[1], bias[1], e));
-  const __m512i lo = _mm512_packs_epi32(q0, q1), hi = _mm512_packs_epi32(q2, q3);
-  const __m512i w = e.s8 ? _mm512_packs_epi16(lo, hi) : _mm512_packus_epi16(lo, hi);
+  __m512i w = _mm512_packus_epi16(_mm512_packs_epi32(q0, q1), _mm512_packs_epi32(q2, q3));
+  if (e.s8) w = _mm512_xor_si512(w, _mm512_set1_epi8(char(0x80)));
   const __m512i fix = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   const __m512i o = _mm512_permutexvar_epi32(fix, w);
   uint8_t* out = static_cast<uint8_t*>(e.out);

@@ -23,7 +23,7 @@ struct Store {
   int64_t ldo;
   const int32_t* rows = nullptr;  // store_block: accumulator row i goes to output row rows[i] (< 0: none), not i
   const int64_t* pix = nullptr;   // the VNNI tile's store: pixel i at out + pix[i] elements, not i·ldo (a shuffle)
-  bool s8 = false;                // int8 output: signed saturation, zo in [-128, 127]
+  bool s8 = false;                // int8 output: the uint8 one (zo = its zero point + 128) moved by 128
   bool bf16 = false;              // bfloat16 output: the float32 value rounded to nearest even
   bool res_u8 = false;            // a uint8 residual, added as (r − rzp)·rscale
   float rscale = 0.f;

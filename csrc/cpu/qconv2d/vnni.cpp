@@ -115,18 +115,14 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void store_block(const int3
 }
 
 void store_sums(const int32_t* acc, int mr, int64_t j0, int ncols, const Store& s) {
-  const float lo = s.s8 ? -128.f : 0.f, hi = s.s8 ? 127.f : 255.f;
   for (int i = 0; i < mr; ++i)
     for (int j = 0; j < ncols; ++j) {
       float v = store_value(acc[i * kNR + j], int(j0) + j, s);
       if (s.res) v += residual_at(s, i * s.ldr + j);
       const int64_t o = i * s.ldo + j;
       if (s.quant) {
-        const float q = std::min(hi, std::max(lo, std::nearbyint(v * s.inv_out) + float(s.zo)));
-        if (s.s8)
-          static_cast<int8_t*>(s.out)[o] = static_cast<int8_t>(q);
-        else
-          static_cast<uint8_t*>(s.out)[o] = static_cast<uint8_t>(q);
+        const float q = std::min(255.f, std::max(0.f, std::nearbyint(v * s.inv_out) + float(s.zo)));
+        static_cast<uint8_t*>(s.out)[o] = static_cast<uint8_t>(q) ^ (s.s8 ? 0x80 : 0);  // int8: moved by 128
       } else if (s.bf16) {
         static_cast<uint16_t*>(s.out)[o] = bf16_bits(v);
       } else {
