@@ -67,7 +67,7 @@ TORCH_LIBRARY(sft_cpu, m) {
         "Tensor w_scale1_t, Tensor? bias1_t, float out_scale, int out_zero_point) -> Tensor");
   m.def("separable_conv2d(Tensor input, Tensor dw_weight, Tensor? dw_bias, Tensor pw_weight, Tensor? pw_bias, "
         "int[] stride, int[] padding, int[] dilation, int mid_activation, int activation, float negative_slope, "
-        "Tensor? residual) -> Tensor");
+        "Tensor? residual, int pixel_shuffle=1) -> Tensor");
   m.def("sparse_conv2d_pack(Tensor weight, int groups, int block) -> Tensor", &sft::sparse_conv2d_pack);
   m.def("sparse_conv2d_info(Tensor packed) -> int[]", &sft::sparse_conv2d_info);
   m.def("sparse_conv2d_kernel(str want='') -> str", &sft::sparse_conv2d_kernel);

@@ -119,3 +119,17 @@ def packed(w: torch.Tensor, tag: str, build: Callable[[torch.Tensor], torch.Tens
 def cached(w: torch.Tensor) -> dict:
     """{tag: packed tensor} held for `w` (tests, debugging)."""
     return {tag: v[1] for tag, v in _PACKS.get(w, {}).items()}
+
+
+def sub_pixel_order(k: int, r: int) -> torch.Tensor:
+    """The permutation putting output channel (i·r + j)·k/r² + c at PyTorch's c·r² + i·r + j: each output pixel's r²
+    sub-pixels become runs of k/r² channels, so a kernel's store can write a run straight to its PixelShuffle(r)
+    place."""
+    return torch.arange(k).view(k // (r * r), r, r).permute(1, 2, 0).reshape(-1)
+
+
+def sub_pixel(t: Optional[torch.Tensor], k: int, r: int, tag: str) -> Optional[torch.Tensor]:
+    """t (a weight, scales or bias with k output channels first; None passes) in sub-pixel order, cached with t."""
+    if t is None:
+        return None
+    return packed(t, tag, lambda v: v[sub_pixel_order(k, r)].contiguous())

@@ -134,6 +134,17 @@ def run():
         res = torch.randn(ref.shape)
         y = ops.separable_conv2d(x, dw, None, pw, pb, [st, st], [pd, pd], [1, 1], 3, 0, 0.0, res)  # relu6 between
         assert (y.double() - ref - res.double()).abs().max().item() < 1e-3, (c, m, k)
+    # ... with PixelShuffle(r) in the store (sub-pixel runs of whole panels: K = 256, 288), K slices, a partial last
+    # tile of a row, one-pixel rows; and through the shuffle after the conv (K = 36: runs of 9 channels)
+    for (n, c, h, w, k, r) in [(2, 16, 7, 19, 256, 2), (1, 300, 5, 6, 288, 3), (1, 24, 9, 1, 128, 2),
+                               (1, 8, 5, 6, 36, 2)]:
+        x = torch.randn(n, c, h, w)
+        dw, pw = torch.randn(c, 1, 3, 3), torch.randn(k, c, 1, 1)
+        order = torch.arange(k).view(k // (r * r), r, r).permute(1, 2, 0).reshape(-1)  # sub-pixel order
+        ref = F.pixel_shuffle(F.conv2d(F.conv2d(x.double(), dw.double(), None, 1, 1, 1, c), pw.double()), r)
+        res = torch.randn(ref.shape)
+        y = ops.separable_conv2d(x, dw, None, pw[order].contiguous(), None, [1, 1], [1, 1], [1, 1], 0, 0, 0.0, res, r)
+        assert (y.double() - ref - res.double()).abs().max().item() < 1e-3, (c, k, r)
     # int8 conv (the kernel SFT_KERNELS_INT8 / SFT_KERNELS_ISA chose): channel and pixel tails, stride 2, the RGB
     # conv, float input quantized in the copy, NCHW and channels_last, uint8 output with a residual
     # (the 260×256 image's padded copy is built per band of rows under AMX)

@@ -2,7 +2,8 @@
 // computed into a buffer, mid activation applied, and the pointwise conv runs on that buffer as the A operand of
 // the GEMM micro-kernel (its strided variant reads the rows in place) against the packed 1×1 weights, with bias,
 // activation and residual fused into the store. The depthwise map never goes to memory: PyTorch's two convs write
-// it and read it back (C·m·H·W·8 bytes per image).
+// it and read it back (C·m·H·W·8 bytes per image). With a PixelShuffle(r), tiles run along one output row and the
+// store writes a sub-pixel's channels r pixels apart in the shuffled output (and reads the residual there).
 #include "cpu/separable/separable.h"
 
 #include <ATen/Parallel.h>
@@ -26,7 +27,7 @@ at::Tensor separable_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& dw_wei
                                 const c10::optional<at::Tensor>& pw_bias, at::IntArrayRef stride,
                                 at::IntArrayRef padding, at::IntArrayRef dilation, int64_t mid_activation,
                                 int64_t activation, double negative_slope,
-                                const c10::optional<at::Tensor>& residual) {
+                                const c10::optional<at::Tensor>& residual, int64_t pixel_shuffle) {
   TORCH_CHECK(x_in.dim() == 4 && x_in.scalar_type() == at::kFloat && x_in.device().is_cpu(),
               "sft_cpu::separable_conv2d: input must be a 4-D float32 CPU tensor");
   TORCH_CHECK(dw_weight.dim() == 4 && dw_weight.size(1) == 1 && dw_weight.size(0) % x_in.size(1) == 0,
@@ -41,18 +42,32 @@ at::Tensor separable_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& dw_wei
   const int64_t P = (H + 2 * padding[0] - dilation[0] * (R - 1) - 1) / stride[0] + 1;
   const int64_t Q = (W + 2 * padding[1] - dilation[1] * (S - 1) - 1) / stride[1] + 1;
   TORCH_CHECK(P > 0 && Q > 0, "sft_cpu::separable_conv2d: the input is too small for the kernel");
+  const int64_t r = pixel_shuffle, Cs = K / std::max<int64_t>(r * r, 1);
+  TORCH_CHECK(r >= 1 && K % (r * r) == 0, "sft_cpu::separable_conv2d: pixel_shuffle must be >= 1 and r² divide K");
+  const UKernel& uk = ukernel();
+  const int MR = uk.mr, NR = uk.nr;
+  if (r > 1 && Cs % NR != 0) {  // a panel would span two sub-pixels: the conv, then the shuffle, then the residual
+    const at::Tensor y = separable_conv2d_cpu(x_in, dw_weight, dw_bias, pw_weight, pw_bias, stride, padding, dilation,
+                                              mid_activation, activation, negative_slope, c10::nullopt, 1);
+    // [N, P, Q, (i, j, c)] → [N, P, i, Q, (j, c)]: runs of r·Cs floats
+    at::Tensor t = y.permute({0, 2, 3, 1}).reshape({N, P, Q, r, r * Cs}).permute({0, 1, 3, 2, 4}).contiguous();
+    t = t.view({N, P * r, Q * r, Cs}).permute({0, 3, 1, 2});
+    if (residual.has_value()) {
+      TORCH_CHECK(residual->sizes() == t.sizes(), "sft_cpu::separable_conv2d: residual must be shaped like the output");
+      t.add_(*residual);
+    }
+    return t;
+  }
   // Unit channel stride, as the depthwise vectors read it (an NCHW input is laid out once, by the blocked
   // transpose; the outputs of a converted model are channels_last already).
   const at::Tensor x = x_in.stride(1) == 1 ? x_in : to_channels_last_cpu(x_in);
   // From the reuse pool: a fresh multi-MB output is page-faulted in on every call (see buffer_pool.h).
-  at::Tensor out = pooled_empty({N, K, P, Q}, x.options(), at::MemoryFormat::ChannelsLast);
+  at::Tensor out = pooled_empty({N, Cs, P * r, Q * r}, x.options(), at::MemoryFormat::ChannelsLast);
   if (N == 0 || K == 0) return out;
   at::Tensor res = residual.has_value() ? residual->contiguous(at::MemoryFormat::ChannelsLast) : at::Tensor();
   if (res.defined())
     TORCH_CHECK(res.sizes() == out.sizes(), "sft_cpu::separable_conv2d: residual must be shaped like the output");
 
-  const UKernel& uk = ukernel();
-  const int MR = uk.mr, NR = uk.nr;
   const at::Tensor wt = depthwise_weight_taps(dw_weight.contiguous());
   const at::Tensor dwb = dw_bias.has_value() ? dw_bias->contiguous() : at::Tensor();
   const at::Tensor pwb = pw_bias.has_value() ? pw_bias->contiguous() : at::Tensor();
@@ -60,14 +75,16 @@ at::Tensor separable_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& dw_wei
   const int64_t Kpad = round_up(Cm, KU);
   const float* bpp = bp.data_ptr<float>();
   // Tiles run over a chunk's pixels flattened row-major, so one tile may end one output row and start the next:
-  // that needs one pixel pitch across rows, which out has (channels_last from the pool) and res may lack.
-  const auto flat = [Q](const at::Tensor& t) { return Q == 1 || t.stride(2) == Q * t.stride(3); };
+  // that needs one pixel pitch across rows, which out has (channels_last from the pool) and res may lack. (With a
+  // shuffle, tiles stay in one row, but a row's offset still assumes that pitch.)
+  const int64_t Qo = Q * r;  // the output's width
+  const auto flat = [Qo](const at::Tensor& t) { return Qo == 1 || t.stride(2) == Qo * t.stride(3); };
   if (res.defined() && !flat(res)) {
-    at::Tensor r = pooled_empty(res.sizes(), res.options(), at::MemoryFormat::ChannelsLast);
-    r.copy_(res);
-    res = r;
+    at::Tensor dense = pooled_empty(res.sizes(), res.options(), at::MemoryFormat::ChannelsLast);
+    dense.copy_(res);
+    res = dense;
   }
-  const auto pitch = [Q](const at::Tensor& t) { return Q == 1 ? t.stride(2) : t.stride(3); };
+  const auto pitch = [Qo](const at::Tensor& t) { return Qo == 1 ? t.stride(2) : t.stride(3); };
   const int64_t os0 = out.stride(0), ops = pitch(out);
   const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
   const int64_t rs0 = rp ? res.stride(0) : 0, rps = rp ? pitch(res) : 0;
@@ -111,25 +128,41 @@ at::Tensor separable_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& dw_wei
           depthwise_rows(g, xn, p, q0, static_cast<int>(std::min<int64_t>(MR, Q - q0)), d + ((p - p0) * Q + q0) * ld,
                          ld, nullptr, 0);
       const int64_t obase = n * os0 + p0 * Q * ops, rbase = n * rs0 + p0 * Q * rps;
+      // One tile of `rows` buffer rows from m0, output channels j..: its store at pixel pitch ops / rps from the
+      // given offsets.
+      auto run_tile = [&](int64_t k0, int64_t kc, int64_t j, const float* bj, int64_t m0, int rows, int64_t ooff,
+                          int64_t opitch, int64_t roff, int64_t rpitch) {
+        KOut ko = co.tile(ooff, opitch, roff, rpitch, j, rows, static_cast<int>(std::min<int64_t>(NR, K - j)));
+        ko.accumulate = k0 > 0;
+        ko.last = k0 + kc >= Cm;
+        ko.stream = stream;
+        if (uk.fn_strided) {
+          uk.fn_strided(kc, d + m0 * ld + k0, ld, bj, ko);
+        } else {  // kernels without a strided variant take A packed: one MR-row micro-panel of the buffer
+          std::fill(a.begin(), a.end(), 0.f);
+          for (int i = 0; i < rows; ++i) pack_a_run(a.data(), MR, i, 0, d + (m0 + i) * ld + k0, kc, 1);
+          uk.fn(round_up(kc, KU) / KU, a.data(), bj, ko);
+        }
+      };
       for (int64_t k0 = 0; k0 < Cm; k0 += KC) {
         const int64_t kc = std::min(KC, Cm - k0);
         for (int64_t j = 0; j < K; j += NR) {
           const float* bj = bpp + j / NR * Kpad * NR + k0 * NR;
-          for (int64_t m0 = 0; m0 < M; m0 += MR) {
-            const int rows = static_cast<int>(std::min<int64_t>(MR, M - m0));
-            KOut ko = co.tile(obase + m0 * ops + j, ops, rbase + m0 * rps + j, rps, j, rows,
-                              static_cast<int>(std::min<int64_t>(NR, K - j)));
-            ko.accumulate = k0 > 0;
-            ko.last = k0 + kc >= Cm;
-            ko.stream = stream;
-            if (uk.fn_strided) {
-              uk.fn_strided(kc, d + m0 * ld + k0, ld, bj, ko);
-            } else {  // kernels without a strided variant take A packed: one MR-row micro-panel of the buffer
-              std::fill(a.begin(), a.end(), 0.f);
-              for (int i = 0; i < rows; ++i) pack_a_run(a.data(), MR, i, 0, d + (m0 + i) * ld + k0, kc, 1);
-              uk.fn(round_up(kc, KU) / KU, a.data(), bj, ko);
-            }
+          if (r == 1) {
+            for (int64_t m0 = 0; m0 < M; m0 += MR)
+              run_tile(k0, kc, j, bj, m0, static_cast<int>(std::min<int64_t>(MR, M - m0)), obase + m0 * ops + j, ops,
+                       rbase + m0 * rps + j, rps);
+            continue;
           }
+          // Panel j lies in sub-pixel sp = (i, jj) at channel c: output pixel (p, q) goes to (p·r + i, q·r + jj), so
+          // along one output row its pixels are r apart.
+          const int64_t sp = j / Cs, c = j % Cs, i = sp / r, jj = sp % r;
+          for (int64_t p = p0; p < p0 + M / Q; ++p)
+            for (int64_t q0 = 0; q0 < Q; q0 += MR) {
+              const int64_t at = (p * r + i) * Q * r + q0 * r + jj;  // shuffled pixel of (p, q0)
+              run_tile(k0, kc, j, bj, (p - p0) * Q + q0, static_cast<int>(std::min<int64_t>(MR, Q - q0)),
+                       n * os0 + at * ops + c, r * ops, n * rs0 + at * rps + c, r * rps);
+            }
         }
       }
     }

@@ -10,6 +10,7 @@
 // zx (a plain shared-memory store instead of the cp.async), so every tap is a real uint8 value and the shift
 // comes out exactly once in the epilogue: Σ (x − zx)·w = acc − zx·Σw, Σw per output channel (wsum), as oneDNN and
 // XNNPACK fold it. Only CUDA headers: the torch binding lives in bindings.cpp.
+#include <cuda_bf16.h>
 #include <stdint.h>
 
 #include "../common/launch.cuh"
@@ -160,8 +161,9 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
   cp_async_wait<0>();
 
   // Epilogue straight from the accumulators: each thread owns pairs of adjacent output channels.
-  const bool quant = p.out_scale > 0.f;
+  const bool quant = p.out_scale > 0.f, s8 = p.out_dtype == 1, bf16 = p.out_dtype == 2;
   const float inv_out = quant ? 1.f / p.out_scale : 0.f;
+  const float qlo = s8 ? -128.f : 0.f, qhi = s8 ? 127.f : 255.f;
   const bool pairs = Kg % 2 == 0;  // two adjacent channels are adjacent in memory and aligned
   auto finish = [&](int a, int kc, long idx) {
     float v = static_cast<float>(a - p.x_zero_point * p.wsum[kc]) * p.mult[kc];
@@ -170,11 +172,18 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
     else if (p.activation == 2) v = v > 0.f ? v : v * p.negative_slope;
     else if (p.activation == 3) v = fminf(fmaxf(v, 0.f), 6.f);  // relu6
     if (p.residual) v += p.residual[idx];
+    // dequantized on its own (__fmul_rn: no FMA contraction), as a residual dequantized before the call
+    if (p.residual_u8) v += __fmul_rn(static_cast<float>(p.residual_u8[idx] - p.res_zero_point), p.res_scale);
     return v;
   };
-  auto requant = [&](float v) {
+  auto requant = [&](float v) {  // the byte of a uint8 or int8 (two's complement) output
     const float qv = rintf(v * inv_out) + static_cast<float>(p.out_zero_point);
-    return static_cast<uint8_t>(fminf(fmaxf(qv, 0.f), 255.f));
+    return static_cast<uint8_t>(static_cast<int>(fminf(fmaxf(qv, qlo), qhi)));
+  };
+  auto store1 = [&](long idx, float v) {
+    if (quant) static_cast<uint8_t*>(p.y)[idx] = requant(v);
+    else if (bf16) static_cast<__nv_bfloat16*>(p.y)[idx] = __float2bfloat16_rn(v);
+    else static_cast<float*>(p.y)[idx] = v;
   };
 #pragma unroll
   for (int i = 0; i < MI; ++i) {
@@ -193,17 +202,14 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
           const float v1 = finish(acc[i][j][half * 2 + 1], kc + 1, idx + 1);
           if (quant)
             *reinterpret_cast<uchar2*>(static_cast<uint8_t*>(p.y) + idx) = make_uchar2(requant(v0), requant(v1));
+          else if (bf16)
+            *reinterpret_cast<__nv_bfloat162*>(static_cast<__nv_bfloat16*>(p.y) + idx) = __floats2bfloat162_rn(v0, v1);
           else
             *reinterpret_cast<float2*>(static_cast<float*>(p.y) + idx) = make_float2(v0, v1);
           continue;
         }
-        if (quant) static_cast<uint8_t*>(p.y)[idx] = requant(v0);
-        else static_cast<float*>(p.y)[idx] = v0;
-        if (nn + 1 < Kg) {
-          const float v1 = finish(acc[i][j][half * 2 + 1], kc + 1, idx + 1);
-          if (quant) static_cast<uint8_t*>(p.y)[idx + 1] = requant(v1);
-          else static_cast<float*>(p.y)[idx + 1] = v1;
-        }
+        store1(idx, v0);
+        if (nn + 1 < Kg) store1(idx + 1, finish(acc[i][j][half * 2 + 1], kc + 1, idx + 1));
       }
     }
   }
@@ -255,9 +261,14 @@ cudaError_t qconv2d_launch(const QConv2dParams& p, int config, cudaStream_t stre
   };
   if (!p.x || !p.w || !p.wsum || !p.mult || !p.y) return fail("x, w, wsum, mult and y must be set");
   if (const char* e = conv_params_error(p)) return fail(e);
-  if (p.x_zero_point < 0 || p.x_zero_point > 255 || p.out_zero_point < 0 || p.out_zero_point > 255)
-    return fail("zero points must be in [0, 255]");
+  const int zlo = p.out_dtype == 1 ? -128 : 0;
+  if (p.x_zero_point < 0 || p.x_zero_point > 255 || p.out_zero_point < zlo || p.out_zero_point > zlo + 255 ||
+      p.res_zero_point < 0 || p.res_zero_point > 255)
+    return fail("zero points must be in [0, 255] ([-128, 127] for an int8 output)");
   if (!(p.out_scale >= 0.f)) return fail("out_scale must be >= 0 (0: float32 output)");
+  if (!(p.out_dtype == 0 || (p.out_dtype == 1 && p.out_scale > 0.f) || (p.out_dtype == 2 && p.out_scale == 0.f)))
+    return fail("out_dtype: 0 (uint8 / float32), 1 (int8, out_scale > 0) or 2 (bfloat16, out_scale = 0)");
+  if (p.residual && p.residual_u8) return fail("give residual or residual_u8, not both");
   if ((long)p.r * p.s * p.cg * 255L * 128L > 0x7fffffffL) return fail("R*S*Cg too large for int32 sums");
   if (p.cg <= 0 || p.cg % 16) return fail("channels per group must be a positive multiple of 16 (pad them)");
   if ((reinterpret_cast<uintptr_t>(p.x) | reinterpret_cast<uintptr_t>(p.w)) % 16)

@@ -7,11 +7,12 @@
 //   wsum     K                     int32, Σ over r, s, c of w[k] (carries the input zero point)
 //   mult     K                     float32, x_scale · w_scale[k]
 //   bias     K                     float32, optional
-//   residual N × P × Q × K         float32, NHWC, optional
-//   y        N × P × Q × K         float32, or uint8 when out_scale > 0
+//   residual N × P × Q × K         float32, NHWC, optional; or residual_u8 (uint8, its own res_scale, res_zero_point)
+//   y        N × P × Q × K         float32 (bfloat16: out_dtype 2), or uint8 when out_scale > 0 (int8: out_dtype 1)
 // Math: acc = Σ x·w over every tap, padding taps reading the zero point zx (so they add 0 after the shift)
-//   v = (acc − zx·wsum[k]) · mult[k] + bias[k] → relu | leaky_relu → + residual
-//   y = v, or clamp(rint(v / out_scale) + out_zero_point, 0, 255)
+//   v = (acc − zx·wsum[k]) · mult[k] + bias[k] → relu | leaky_relu → + residual (or + (r − res_zero_point)·res_scale)
+//   y = v (bfloat16: rounded to nearest even), or clamp(rint(v / out_scale) + out_zero_point, 0, 255) (int8: clamped
+//   to [-128, 127], zero point in that range)
 // Implicit GEMM per group (CUTLASS mapping): GEMM_M = N·P·Q, GEMM_N = Kg, GEMM_K = R·S·Cg; u8 × s8 products on
 // mma.sync m16n8k32 (sm_80+), int32 sums.
 #pragma once
@@ -30,6 +31,9 @@ struct QConv2dParams {
   const float* mult = nullptr;
   const float* bias = nullptr;
   const float* residual = nullptr;
+  const uint8_t* residual_u8 = nullptr;  // instead of residual: added as (r − res_zero_point)·res_scale
+  float res_scale = 0.f;
+  int res_zero_point = 0;
   void* y = nullptr;
   int n = 0, h = 0, w_in = 0, groups = 1, cg = 0;  // input: N, H, W, groups, channels per group
   int k = 0, r = 0, s = 0;                           // output channels, filter height/width
@@ -40,6 +44,7 @@ struct QConv2dParams {
   float negative_slope = 0.01f;
   float out_scale = 0.f;  // > 0: uint8 output
   int out_zero_point = 0;
+  int out_dtype = 0;  // 0: uint8 (out_scale > 0) or float32; 1: int8 (out_scale > 0); 2: bfloat16 (out_scale = 0)
 };
 
 // Tile configurations, by index (the list in qconv2d.cu; BK counts int8 elements = bytes).

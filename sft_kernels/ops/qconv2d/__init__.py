@@ -74,20 +74,11 @@ def _impl_triton(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilat
 
 def _impl_cuda(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp,
                shuffle=1, o_dtype=None, r_scale=0.0, r_zp=0):
-    """The CUDA kernel stores uint8 or float32 and reads a float32 residual: the other types are steps around it
-    (int8: the uint8 store with the zero point moved by 128, then the sign bit flipped; bfloat16: a cast; a uint8
-    residual dequantized first)."""
     from . import cuda
 
     xu = _uint8_input(x, ms, mt, x_scale, x_zp)
-    res = ref.dequantize(res, r_scale, r_zp) if r_scale > 0 else res
-    s8 = o_dtype == torch.int8
-    y = cuda.qconv2d(xu, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale,
-                     o_zp + 128 if s8 else o_zp)
-    if s8:
-        y = torch.bitwise_xor(y, 128).view(torch.int8)  # u − 128 as a two's-complement byte
-    elif o_dtype == torch.bfloat16:
-        y = y.to(torch.bfloat16)
+    y = cuda.qconv2d(xu, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp,
+                     o_dtype, r_scale, r_zp)
     return _shuffled(y, shuffle, x) if shuffle > 1 else y
 
 
@@ -222,9 +213,8 @@ def qconv2d(input, weight, weight_scale, bias=None, stride=1, padding=0, dilatio
     ``out_dtype``: torch.uint8 or torch.int8 (out_scale > 0; int8: clamp(round(y / out_scale) + out_zero_point,
     -128, 127) with out_zero_point in [-128, 127]), torch.float32 or torch.bfloat16 (out_scale = 0; bfloat16 rounded
     to nearest even); None: uint8 with out_scale > 0, else float32. ``residual_quant=(scale, zero_point)``: the
-    residual is a uint8 map added as (residual − zero_point)·scale. The cpu and Triton kernels do both in their
-    stores; the CUDA backend runs them as steps around its kernel (int8: the uint8 store with the zero point moved by
-    128, then the sign bit flipped; bfloat16: a cast of the float32 output; the uint8 residual dequantized first)."""
+    residual is a uint8 map added as (residual − zero_point)·scale. Every kernel (cpu, Triton, CUDA) does both in its
+    store; an int8 output is the uint8 one (zero point + 128) moved by 128, byte for byte."""
     if modulation is not None and not (isinstance(modulation, tuple) and len(modulation) == 2):
         raise TypeError("modulation must be a (scale, shift) tuple of tensors")
     ms, mt = modulation if modulation is not None else (None, None)

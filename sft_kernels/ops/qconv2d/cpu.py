@@ -53,20 +53,6 @@ def _layout(y, x):
     return y if checks.output_memory_format(x) == torch.channels_last else y.contiguous()
 
 
-def _sub_pixel_order(k, r):
-    """The permutation putting output channel (i·r + j)·k/r² + c at PyTorch's c·r² + i·r + j: each output pixel's
-    r² sub-pixels become runs of k/r² channels (PixelShuffle then moves whole runs; the kernel's store writes them
-    to their shuffled places)."""
-    return torch.arange(k).view(k // (r * r), r, r).permute(1, 2, 0).reshape(-1)
-
-
-def _sub_pixel(t, k, r, tag):
-    """t (weight, scales or bias; None passes) with its output channels in sub-pixel order, cached with t."""
-    if t is None:
-        return None
-    return weight_pack.packed(t, tag, lambda v: v[_sub_pixel_order(k, r)].contiguous())
-
-
 def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp, ms=None,
             mt=None, shuffle=1, o_dtype=None, r_scale=0.0, r_zp=0):
     """o_dtype (int8, bfloat16 or None) and a uint8 residual's (r_scale > 0, r_zp) go to the kernels' stores."""
@@ -76,11 +62,11 @@ def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, 
     types = (o_dtype, r_scale, r_zp)
     if shuffle > 1 and groups == 1:
         tag = f"cpu_qconv2d_sub{shuffle}"
-        packed, wsum = split_packed(_sub_pixel(w, k, shuffle, tag), k)
-        res_s = None if res is None else res[:, _sub_pixel_order(k, shuffle)]
-        y = torch.ops.sft_cpu.qconv2d.default(x, x_scale, x_zp, packed, wsum, _sub_pixel(ws, k, shuffle, tag),
-                                              _sub_pixel(b, k, shuffle, tag), r, s, stride, padding, dilation, a,
-                                              slope, res_s, o_scale, o_zp, ms, mt, shuffle, *types)
+        packed, wsum = split_packed(weight_pack.sub_pixel(w, k, shuffle, tag), k)
+        res_s = None if res is None else res[:, weight_pack.sub_pixel_order(k, shuffle)]
+        ws_s, b_s = weight_pack.sub_pixel(ws, k, shuffle, tag), weight_pack.sub_pixel(b, k, shuffle, tag)
+        y = torch.ops.sft_cpu.qconv2d.default(x, x_scale, x_zp, packed, wsum, ws_s, b_s, r, s, stride, padding,
+                                              dilation, a, slope, res_s, o_scale, o_zp, ms, mt, shuffle, *types)
         return _layout(y, x)
     if shuffle > 1:
         y = qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp, ms,

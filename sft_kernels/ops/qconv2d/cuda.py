@@ -40,9 +40,9 @@ def pack_weight(w: torch.Tensor) -> tuple:
 
 
 def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp,
-            kernel: Optional[Callable] = None) -> torch.Tensor:
-    """sft.qconv2d on the CUDA kernel, for a uint8 input; `kernel` replaces torch.ops.sft_cuda.qconv2d_nhwc
-    (tests)."""
+            o_dtype=None, r_scale=0.0, r_zp=0, kernel: Optional[Callable] = None) -> torch.Tensor:
+    """sft.qconv2d on the CUDA kernel, for a uint8 input (o_dtype: int8, bfloat16 or None; r_scale > 0: res is
+    uint8 with that scale and zero point r_zp); `kernel` replaces torch.ops.sft_cuda.qconv2d_nhwc (tests)."""
     kernel = kernel or dense.cuda_op("qconv2d_nhwc")
     cg = w.shape[1]
     xh = _pad_groups(x.permute(0, 2, 3, 1), groups, cg, channels_per_group(cg))  # no copy: channels_last, C % 16 = 0
@@ -51,5 +51,5 @@ def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, 
     resh = None if res is None else res.permute(0, 2, 3, 1).contiguous()
     y = kernel(xh, wh, wsum, mult, None if b is None else b.contiguous(), resh, list(stride), list(padding),
                list(dilation), groups, x_zp, checks.ACTIVATIONS.index(act), float(slope), float(o_scale), o_zp,
-               dense.pinned_config("SFT_KERNELS_CUDA_QCONFIG", "qconv2d"))
+               dense.pinned_config("SFT_KERNELS_CUDA_QCONFIG", "qconv2d"), o_dtype, float(r_scale), int(r_zp))
     return y.permute(0, 3, 1, 2).contiguous(memory_format=checks.output_memory_format(x))

@@ -1,5 +1,6 @@
 """sft.separable_conv2d: depthwise conv (groups = channels, any channel multiplier) then 1×1 conv, with a mid
-activation and the full epilogue (bias, activation, PixelShuffle, residual; the shuffle after the fused kernel).
+activation and the full epilogue (bias, activation, PixelShuffle, residual; the cpu kernel's store writes each
+output to its shuffled place, the GPU backends shuffle after their fused kernel).
 
 The op (schema `sft::separable_conv2d`, fake kernel, reference autograd, registry entry), its checks and its public
 function; `reference.py` is the two-conv definition, `cpu.py` the fused CPU kernel's launcher, `triton.py` the fused
@@ -24,26 +25,40 @@ registry.register_op("separable_conv2d", {"reference": registry.FLOATS, "cpu": (
                                           "cuda": (torch.float32, torch.float16, torch.bfloat16)})
 
 
-def _reference(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope, backend=None):
+def _shuffle_then_add(y, shuffle, res, x):
+    """PixelShuffle(shuffle) of y, then the residual (shaped like the shuffled output), in x's output layout."""
+    y = torch.nn.functional.pixel_shuffle(y, shuffle) if shuffle > 1 else y
+    y = y + res if res is not None else y
+    return y.contiguous(memory_format=checks.output_memory_format(x))
+
+
+def _reference(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope, shuffle=1, backend=None):
+    if shuffle > 1:
+        y = ref.separable_conv2d(x, dw, pw, dwb, pwb, stride, padding, dilation, mid_act, act, slope)
+        return _shuffle_then_add(y, shuffle, res, x)
     y = ref.separable_conv2d(x, dw, pw, dwb, pwb, stride, padding, dilation, mid_act, act, slope, res)
     return y.contiguous(memory_format=checks.output_memory_format(x))
 
 
-def _impl_cpu(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope):
+def _impl_cpu(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope, shuffle=1):
     if x.shape[0] == 0:
-        return _empty_out(x, dw, pw, stride, padding, dilation)
-    return cpu.separable_conv2d(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope)
+        return _empty_out(x, dw, pw, stride, padding, dilation, shuffle)
+    return cpu.separable_conv2d(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope, shuffle)
 
 
-def _impl_triton(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope):
-    return runtime_triton.load("sft_kernels.ops.separable_conv2d.triton").separable_conv2d(
-        x, dw, pw, dwb, pwb, res, tuple(stride), tuple(padding), tuple(dilation), mid_act, act, slope)
+def _impl_triton(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope, shuffle=1):
+    y = runtime_triton.load("sft_kernels.ops.separable_conv2d.triton").separable_conv2d(
+        x, dw, pw, dwb, pwb, None if shuffle > 1 else res, tuple(stride), tuple(padding), tuple(dilation), mid_act,
+        act, slope)
+    return _shuffle_then_add(y, shuffle, res, x) if shuffle > 1 else y
 
 
-def _impl_cuda(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope):
+def _impl_cuda(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope, shuffle=1):
     from . import cuda
 
-    return cuda.separable_conv2d(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope)
+    y = cuda.separable_conv2d(x, dw, pw, dwb, pwb, None if shuffle > 1 else res, stride, padding, dilation, mid_act,
+                              act, slope)
+    return _shuffle_then_add(y, shuffle, res, x) if shuffle > 1 else y
 
 
 _IMPLS = {"reference": _reference, "cpu": _impl_cpu, "triton": _impl_triton, "cuda": _impl_cuda}
@@ -53,23 +68,23 @@ _IMPLS = {"reference": _reference, "cpu": _impl_cpu, "triton": _impl_triton, "cu
 def _separable_op(input: torch.Tensor, dw_weight: torch.Tensor, pw_weight: torch.Tensor,
                   dw_bias: Optional[torch.Tensor], pw_bias: Optional[torch.Tensor], residual: Optional[torch.Tensor],
                   stride: list[int], padding: list[int], dilation: list[int], mid_activation: Optional[str],
-                  activation: Optional[str], negative_slope: float, backend: str) -> torch.Tensor:
+                  activation: Optional[str], negative_slope: float, pixel_shuffle: int, backend: str) -> torch.Tensor:
     if input.shape[0] == 0:
-        return _empty_out(input, dw_weight, pw_weight, stride, padding, dilation)
+        return _empty_out(input, dw_weight, pw_weight, stride, padding, dilation, pixel_shuffle)
     return _IMPLS[backend](input, dw_weight, pw_weight, dw_bias, pw_bias, residual, stride, padding, dilation,
-                           mid_activation, activation, negative_slope)
+                           mid_activation, activation, negative_slope, pixel_shuffle)
 
 
 @_separable_op.register_fake
 def _(input, dw_weight, pw_weight, dw_bias, pw_bias, residual, stride, padding, dilation, mid_activation, activation,
-      negative_slope, backend):
-    return _empty_out(input, dw_weight, pw_weight, stride, padding, dilation)
+      negative_slope, pixel_shuffle, backend):
+    return _empty_out(input, dw_weight, pw_weight, stride, padding, dilation, pixel_shuffle)
 
 
-def _empty_out(input, dw_weight, pw_weight, stride, padding, dilation):
+def _empty_out(input, dw_weight, pw_weight, stride, padding, dilation, shuffle=1):
     p, q = checks.conv_output_hw(input.shape[2], input.shape[3], dw_weight.shape[2], dw_weight.shape[3],
                                  stride, padding, dilation)
-    out = input.new_empty((input.shape[0], pw_weight.shape[0], p, q))
+    out = input.new_empty((input.shape[0], pw_weight.shape[0] // (shuffle * shuffle), p * shuffle, q * shuffle))
     return out.contiguous(memory_format=checks.output_memory_format(input))
 
 
@@ -79,7 +94,7 @@ OP = Op("separable_conv2d", _separable_op, _IMPLS)
 
 
 def _check(input, dw_weight, pw_weight, dw_bias, pw_bias, residual, stride, padding, dilation, mid_activation,
-           activation, negative_slope) -> tuple:
+           activation, negative_slope, pixel_shuffle=1) -> tuple:
     stride, padding, dilation, (p, q) = checks.conv_args(input, dw_weight, dw_bias, stride, padding, dilation,
                                                          input.shape[1] if input.dim() == 4 else 1)
     checks.tensor(pw_weight, "pw_weight", 4, like=input)
@@ -90,10 +105,13 @@ def _check(input, dw_weight, pw_weight, dw_bias, pw_bias, residual, stride, padd
         checks.tensor(pw_bias, "pw_bias", 1, like=input)
         if pw_bias.shape[0] != pw_weight.shape[0]:
             raise ValueError(f"pw_bias must have {pw_weight.shape[0]} elements, got {pw_bias.shape[0]}")
-    checks.residual(residual, "residual", (input.shape[0], pw_weight.shape[0], p, q), input)
+    k, r = pw_weight.shape[0], pixel_shuffle
+    if not isinstance(r, int) or isinstance(r, bool) or r < 1 or k % (r * r):
+        raise ValueError(f"pixel_shuffle must be an int >= 1 whose square divides the {k} output channels, got {r!r}")
+    checks.residual(residual, "residual", (input.shape[0], k // (r * r), p * r, q * r), input)
     checks.activation(mid_activation)
     checks.activation(activation)
-    return stride, padding, dilation, mid_activation, activation, float(negative_slope)
+    return stride, padding, dilation, mid_activation, activation, float(negative_slope), r
 
 
 def separable_conv2d(input, dw_weight, pw_weight, dw_bias=None, pw_bias=None, stride=1, padding=0, dilation=1,
@@ -104,11 +122,8 @@ def separable_conv2d(input, dw_weight, pw_weight, dw_bias=None, pw_bias=None, st
     channel multiplier m), pw_weight is K×C·m×1×1. Same result as two F.conv2d calls; the cpu backend runs both in
     one pass without writing the depthwise map. The output follows F.conv2d's layout rule (channels_last in,
     channels_last out). ``pixel_shuffle`` r > 1 applies ``F.pixel_shuffle(y, r)`` after the activation and before
-    the residual add, as sft.conv2d does (the residual is shaped like the shuffled output); on every backend the
-    shuffle and that add are steps after the fused kernel, not yet in its store."""
-    if pixel_shuffle != 1:
-        return _shuffled(input, dw_weight, pw_weight, dw_bias, pw_bias, stride, padding, dilation, mid_activation,
-                         activation, negative_slope, residual, pixel_shuffle, backend)
+    the residual add, as sft.conv2d does (the residual is shaped like the shuffled output); the cpu kernel's store
+    writes each output (and adds the residual) at its shuffled place, the GPU backends shuffle after their kernel."""
     tensors = (input, dw_weight, pw_weight, dw_bias, pw_bias, residual)
     sig = None
     if (type(input) is torch.Tensor and all(t is None or type(t) in PLAIN for t in tensors)
@@ -116,26 +131,10 @@ def separable_conv2d(input, dw_weight, pw_weight, dw_bias=None, pw_bias=None, st
                     for v in (stride, padding, dilation))
             and type(mid_activation) in (str, type(None)) and type(activation) in (str, type(None))
             and type(negative_slope) in (int, float) and (backend is None or type(backend) is str)
-            and input.dim() == 4 and not torch.compiler.is_compiling()):
+            and type(pixel_shuffle) is int and input.dim() == 4 and not torch.compiler.is_compiling()):
         sig = (tuple((t.shape, t.dtype, t.is_cpu) if t is not None else None for t in tensors), input.stride(),
-               stride, padding, dilation, mid_activation, activation, float(negative_slope))
+               stride, padding, dilation, mid_activation, activation, float(negative_slope), pixel_shuffle)
     return dispatch(OP, backend, tensors, sig,
                     lambda: _check(input, dw_weight, pw_weight, dw_bias, pw_bias, residual, stride, padding,
-                                   dilation, mid_activation, activation, negative_slope), input)
-
-
-def _shuffled(input, dw_weight, pw_weight, dw_bias, pw_bias, stride, padding, dilation, mid_activation, activation,
-              negative_slope, residual, r, backend):
-    """separable_conv2d with pixel_shuffle = r: the fused conv, then PixelShuffle(r), then the residual."""
-    k = pw_weight.shape[0] if isinstance(pw_weight, torch.Tensor) and pw_weight.dim() == 4 else None
-    if not isinstance(r, int) or isinstance(r, bool) or r < 1 or (k is not None and k % (r * r)):
-        raise ValueError(f"pixel_shuffle must be an int >= 1 whose square divides the {k} output channels, got {r!r}")
-    y = separable_conv2d(input, dw_weight, pw_weight, dw_bias, pw_bias, stride, padding, dilation,
-                         mid_activation=mid_activation, activation=activation, negative_slope=negative_slope,
-                         backend=backend)
-    y = torch.nn.functional.pixel_shuffle(y, r)
-    if residual is not None:
-        checks.residual(residual, "residual", tuple(y.shape), input)
-        y = y + residual
-    return y.contiguous(memory_format=checks.output_memory_format(input))
+                                   dilation, mid_activation, activation, negative_slope, pixel_shuffle), input)
 

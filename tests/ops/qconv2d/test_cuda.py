@@ -19,9 +19,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 
 
 def emulate_kernel(x, w, wsum, mult, bias, residual, stride, padding, dilation, groups, x_zero_point, activation,
-                   negative_slope, out_scale, out_zero_point, config):
+                   negative_slope, out_scale, out_zero_point, config, out_dtype, res_scale, res_zero_point):
     """torch.ops.sft_cuda.qconv2d_nhwc's contract in float64 (exact for the integer part): the sums run over every
-    tap with taps outside the image reading the zero point, and the shift comes out once through wsum."""
+    tap with taps outside the image reading the zero point, and the shift comes out once through wsum; int8 and
+    bfloat16 outputs, a uint8 residual (res_scale > 0) dequantized in float32."""
     assert x.dtype == torch.uint8 and w.dtype == torch.int8 and wsum.dtype == torch.int32
     assert mult.dtype == torch.float32 and x.is_contiguous() and w.is_contiguous() and config == -1
     assert x.shape[3] == groups * w.shape[3] and w.shape[3] % 16 == 0, "channels per group: a multiple of 16"
@@ -34,11 +35,13 @@ def emulate_kernel(x, w, wsum, mult, bias, residual, stride, padding, dilation, 
     v = v.relu() if activation == 1 else F.leaky_relu(v, negative_slope) if activation == 2 else v
     v = v.permute(0, 2, 3, 1)
     if residual is not None:
-        assert residual.dtype == torch.float32 and residual.is_contiguous() and residual.shape == v.shape
-        v = v + residual.double()
+        assert residual.dtype == (torch.uint8 if res_scale > 0 else torch.float32) and residual.is_contiguous()
+        assert residual.shape == v.shape
+        v = v + (ref.dequantize(residual, res_scale, res_zero_point) if res_scale > 0 else residual).double()
     if out_scale > 0:
-        return torch.clamp(torch.round(v / out_scale) + out_zero_point, 0, 255).to(torch.uint8).contiguous()
-    return v.float().contiguous()
+        lo, dtype = (-128, torch.int8) if out_dtype == torch.int8 else (0, torch.uint8)
+        return torch.clamp(torch.round(v / out_scale) + out_zero_point, lo, lo + 255).to(dtype).contiguous()
+    return v.float().to(out_dtype or torch.float32).contiguous()
 
 
 def test_emulation_takes_the_kernel_schema():
@@ -48,7 +51,8 @@ def test_emulation_takes_the_kernel_schema():
     assert call, "no qconv2d_nhwc schema in bindings.cpp"
     schema = "".join(re.findall(r'"([^"]*)"', call.group(1)))
     args = schema[schema.index("(") + 1:schema.rindex(") ->")]
-    assert [a.split()[-1] for a in args.split(",")] == list(inspect.signature(emulate_kernel).parameters)
+    names = [a.split()[-1].split("=")[0] for a in args.split(",")]
+    assert names == list(inspect.signature(emulate_kernel).parameters)
 
 
 CASES = [  # n, c, h, w, k, r, stride, padding, dilation, groups
@@ -85,6 +89,27 @@ def test_cuda_launcher_matches_integer_reference(case, zx, quant_out, layout):
     else:
         atol, rtol = tolerance(torch.float32, 1, expected.abs().max().item())
         torch.testing.assert_close(y.double(), expected, atol=atol, rtol=rtol)
+
+
+@pytest.mark.parametrize("out_dtype", [torch.int8, torch.bfloat16])
+def test_cuda_launcher_passes_other_types_and_a_uint8_residual(out_dtype):
+    n, c, h, w, k, r, st, pd, dl, g = CASES[2]
+    gen = torch.Generator().manual_seed(4)
+    xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=gen)
+    wq = torch.randint(-127, 128, (k, c // g, r, r), dtype=torch.int8, generator=gen)
+    ws, b = torch.rand(k, generator=gen) * 0.01 + 0.001, torch.randn(k, generator=gen)
+    p, q = (h + 2 * pd - dl * (r - 1) - 1) // st + 1, (w + 2 * pd - dl * (r - 1) - 1) // st + 1
+    res = torch.randint(0, 256, (n, k, p, q), dtype=torch.uint8, generator=gen)
+    o_scale, o_zp = (0.05, -9) if out_dtype == torch.int8 else (0.0, 0)
+    y = qcuda.qconv2d(xq, wq, ws, b, res, 0.02, 5, (st, st), (pd, pd), (dl, dl), g, "relu", 0.1, o_scale, o_zp,
+                      out_dtype, 0.03, 120, kernel=emulate_kernel)
+    expected = ref.qconv2d(xq, 0.02, 5, wq, ws, b, ref.dequantize(res, 0.03, 120), st, pd, dl, g, "relu", 0.1,
+                           o_scale, o_zp, out_dtype=out_dtype)
+    assert y.dtype == out_dtype and y.shape == expected.shape
+    if out_dtype == torch.int8:
+        assert (y.int() - expected.int()).abs().max() <= 1
+    else:
+        torch.testing.assert_close(y.double(), expected, atol=0.05, rtol=0.01)
 
 
 def test_packed_weight_and_sums_follow_in_place_changes():

@@ -89,6 +89,41 @@ def test_separable_pixel_shuffle_then_residual(backend, layout, r):
         separable_conv2d(x, dw, pw, residual=torch.randn(2, 4 * r * r, 7, 5), pixel_shuffle=r, backend=backend)
 
 
+SHUFFLE_CASES = [  # n, c, h, w, k, r, stride, threads: sub-pixel runs of whole micro-kernel panels (the shuffled store)
+    (2, 16, 7, 5, 256, 2, 1, 2),  # SFTNet's upsampling shape (64 channels a sub-pixel), rows shorter than a tile
+    (1, 8, 6, 19, 288, 3, 1, 1),  # r = 3, 32 channels a sub-pixel, a row of 19 pixels (a partial tile)
+    (1, 300, 9, 7, 128, 2, 2, 2),  # 300 mid channels: two K slices accumulated in the shuffled output; stride 2
+    (1, 24, 9, 1, 128, 2, 1, 2),  # one-pixel rows
+]
+
+
+@pytest.mark.skipif("cpu" not in op_backends("separable_conv2d"), reason="cpu backend not built")
+@pytest.mark.parametrize("case", SHUFFLE_CASES, ids=str)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_cpu_pixel_shuffle_in_the_store(case, layout):
+    """Channels per sub-pixel a multiple of the panel width: the store writes the shuffled output (and adds the
+    residual there, an NCHW one too); against PixelShuffle of the reference."""
+    n, c, h, w, k, r, st, threads = case
+    x = _layout(torch.randn(n, c, h, w), layout)
+    dw, pw, dwb, pwb = torch.randn(c, 1, 3, 3), torch.randn(k, c, 1, 1) / c ** 0.5, torch.randn(c), torch.randn(k)
+    p, q = (h - 1) // st + 1, (w - 1) // st + 1
+    res = torch.randn(n, k // (r * r), p * r, q * r)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        y = separable_conv2d(x, dw, pw, dwb, pwb, st, 1, mid_activation="relu", activation="leaky_relu",
+                             negative_slope=0.1, residual=res, pixel_shuffle=r, backend="cpu")
+        y0 = separable_conv2d(x, dw, pw, dwb, pwb, st, 1, mid_activation="relu", activation="leaky_relu",
+                              negative_slope=0.1, pixel_shuffle=r, backend="cpu")
+    finally:
+        torch.set_num_threads(old)
+    ref = F.pixel_shuffle(_reference(x, dw, pw, dwb, pwb, st, 1, 1, "relu", "leaky_relu", 0.1, None), r)
+    assert y.shape == ref.shape
+    assert y.is_contiguous(memory_format=torch.channels_last if layout != "nchw" else torch.contiguous_format)
+    assert_close(y, ref + res.double(), k=9 + c)
+    assert_close(y0, ref, k=9 + c)
+
+
 @pytest.mark.skipif("triton" not in op_backends("separable_conv2d", torch.float16), reason="Triton not available")
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 def test_triton_half(dtype):
@@ -113,10 +148,12 @@ def test_cpu_portable_paths(isa):
     code = ("import torch, torch.nn.functional as F\n"
             "from sft_kernels.ops import separable_conv2d\n"
             "torch.manual_seed(0)\n"
-            "for c, m, st in ((13, 1, 1), (8, 2, 2), (520, 1, 1)):\n"
-            "    x = torch.randn(2, c, 11, 9); dw = torch.randn(c * m, 1, 3, 3); pw = torch.randn(21, c * m, 1, 1)\n"
-            "    y = separable_conv2d(x, dw, pw, None, None, st, 1, mid_activation='relu', backend='cpu')\n"
+            "for c, m, st, k, r in ((13, 1, 1, 21, 1), (8, 2, 2, 21, 1), (520, 1, 1, 21, 1), (16, 1, 1, 256, 2)):\n"
+            "    x = torch.randn(2, c, 11, 9); dw = torch.randn(c * m, 1, 3, 3); pw = torch.randn(k, c * m, 1, 1)\n"
+            "    y = separable_conv2d(x, dw, pw, None, None, st, 1, mid_activation='relu', pixel_shuffle=r,\n"
+            "                         backend='cpu')\n"
             "    ref = F.conv2d(F.relu(F.conv2d(x.double(), dw.double(), None, st, 1, 1, c)), pw.double())\n"
+            "    ref = F.pixel_shuffle(ref, r)\n"
             "    assert (y.double() - ref).abs().max() < 1e-4 * ref.abs().max(), (y.double() - ref).abs().max()\n")
     env = dict(os.environ, SFT_KERNELS_ISA=isa)
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
