@@ -66,10 +66,9 @@ def _impl_triton(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilat
         return _impl_reference(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act,
                                slope, o_scale, o_zp, shuffle, o_dtype, r_scale, r_zp)
     xu = _uint8_input(x, ms, mt, x_scale, x_zp)
-    y = runtime_triton.load("sft_kernels.ops.qconv2d.triton").qconv2d(
+    return runtime_triton.load("sft_kernels.ops.qconv2d.triton").qconv2d(
         xu, w, ws, b, res, x_scale, x_zp, tuple(stride), tuple(padding), tuple(dilation), act, slope, o_scale, o_zp,
-        o_dtype, r_scale, r_zp)
-    return _shuffled(y, shuffle, x) if shuffle > 1 else y
+        o_dtype, r_scale, r_zp, shuffle)
 
 
 def _impl_cuda(x, w, ws, b, res, ms, mt, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp,
@@ -207,8 +206,8 @@ def qconv2d(input, weight, weight_scale, bias=None, stride=1, padding=0, dilatio
     with per-output-channel scales, float32 bias and residual; float32 output, or uint8 with out_scale > 0.
     ``modulation=(scale, shift)`` (float input, maps shaped like it) convolves input·(scale + 1) + shift, applied as
     the input is quantized (SFTNet's SFT layers). ``pixel_shuffle=r`` returns F.pixel_shuffle of the result (a
-    residual is shaped like the conv's own output and added before it); the cpu backend writes each output to its
-    shuffled place in the store (an SR network's upsampling convs).
+    residual is shaped like the conv's own output and added before it); the cpu and Triton kernels write each output
+    to its shuffled place in the store (an SR network's upsampling convs).
 
     ``out_dtype``: torch.uint8 or torch.int8 (out_scale > 0; int8: clamp(round(y / out_scale) + out_zero_point,
     -128, 127) with out_zero_point in [-128, 127]), torch.float32 or torch.bfloat16 (out_scale = 0; bfloat16 rounded

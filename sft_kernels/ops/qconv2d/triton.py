@@ -35,7 +35,7 @@ def qconv2d_kernel(
     srn, srk, srp, srq,
     x_zp, negative_slope, inv_out, out_zp, res_scale, res_zp,
     HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, HAS_RESIDUAL: tl.constexpr, QUANT_OUT: tl.constexpr,
-    SIGNED_OUT: tl.constexpr, BF16_OUT: tl.constexpr, RES_U8: tl.constexpr,
+    SIGNED_OUT: tl.constexpr, BF16_OUT: tl.constexpr, RES_U8: tl.constexpr, SHUFFLE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     M = N * P * Q
@@ -98,7 +98,11 @@ def qconv2d_kernel(
             y += (rq - res_zp).to(tl.float32) * res_scale
         else:
             y += tl.load(res_ptr + r_off, mask=out_mask, other=0.0)
-    y_off = (n_idx * syn + p_idx * syp + q_idx * syq)[:, None] + (offs_n * syk)[None, :]
+    # PixelShuffle(SHUFFLE) in the store: channel k = c·r² + i·r + j goes to channel c at (p·r + i, q·r + j) (the
+    # residual, shaped like the conv's own output, was added above)
+    row = p_idx[:, None] * SHUFFLE + ((offs_n // SHUFFLE) % SHUFFLE)[None, :]
+    col = q_idx[:, None] * SHUFFLE + (offs_n % SHUFFLE)[None, :]
+    y_off = n_idx[:, None] * syn + (offs_n // (SHUFFLE * SHUFFLE))[None, :] * syk + row * syp + col * syq
     if QUANT_OUT:
         q = y * inv_out
         q = tl.where(q >= 0, tl.floor(q + 0.5), tl.ceil(q - 0.5))  # round half away (ties: within one step)
@@ -132,14 +136,15 @@ def _weight_sums(w):
 
 
 def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, act, slope, o_scale, o_zp, o_dtype=None,
-            r_scale=0.0, r_zp=0):
+            r_scale=0.0, r_zp=0, shuffle=1):
     if not INTERPRETED and x.device.type != "cuda":
         raise ValueError(f"the Triton int8 conv needs a CUDA tensor (or TRITON_INTERPRET=1), got {x.device}")
     n, c, h, wd = x.shape
     k, _, r, s = w.shape
     p, q = checks.conv_output_hw(h, wd, r, s, stride, padding, dilation)
     quant = o_scale > 0
-    y = torch.empty((n, k, p, q), device=x.device, dtype=o_dtype or (torch.uint8 if quant else torch.float32),
+    y = torch.empty((n, k // (shuffle * shuffle), p * shuffle, q * shuffle), device=x.device,
+                    dtype=o_dtype or (torch.uint8 if quant else torch.float32),
                     memory_format=checks.output_memory_format(x))
     if y.numel() == 0:
         return y
@@ -156,5 +161,5 @@ def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, act, slo
         x_zp, float(slope), (1.0 / o_scale) if quant else 0.0, float(o_zp), float(r_scale), int(r_zp),
         HAS_BIAS=b is not None, ACTIVATION=checks.ACTIVATIONS.index(act), HAS_RESIDUAL=res is not None,
         QUANT_OUT=quant, SIGNED_OUT=o_dtype == torch.int8, BF16_OUT=o_dtype == torch.bfloat16,
-        RES_U8=r_scale > 0, **cfg)
+        RES_U8=r_scale > 0, SHUFFLE=shuffle, **cfg)
     return y

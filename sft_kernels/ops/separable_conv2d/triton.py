@@ -32,6 +32,7 @@ def separable_conv2d_kernel(
     R: tl.constexpr, S: tl.constexpr,
     HAS_DW_BIAS: tl.constexpr, MID_ACTIVATION: tl.constexpr,
     HAS_BIAS: tl.constexpr, ACTIVATION: tl.constexpr, HAS_RESIDUAL: tl.constexpr, IEEE: tl.constexpr,
+    SHUFFLE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     M = N * P * Q
@@ -96,10 +97,17 @@ def separable_conv2d_kernel(
     elif ACTIVATION == 3:  # relu6 (NaN compares false and passes)
         y = tl.where(y < 0, 0.0, tl.where(y > 6.0, 6.0, y))
     out_mask = mask_m[:, None] & mask_n[None, :]
+    # PixelShuffle(SHUFFLE): output channel k = c·r² + i·r + j goes to channel c at (p·r + i, q·r + j); the
+    # residual is shaped like the shuffled output and read there
+    oc = offs_n // (SHUFFLE * SHUFFLE)
+    oi = (offs_n // SHUFFLE) % SHUFFLE
+    oj = offs_n % SHUFFLE
+    row = p_idx[:, None] * SHUFFLE + oi[None, :]
+    col = q_idx[:, None] * SHUFFLE + oj[None, :]
     if HAS_RESIDUAL:
-        r_off = (n_idx * srn + p_idx * srp + q_idx * srq)[:, None] + (offs_n * srk)[None, :]
+        r_off = n_idx[:, None] * srn + oc[None, :] * srk + row * srp + col * srq
         y += tl.load(res_ptr + r_off, mask=out_mask, other=0.0).to(tl.float32)
-    y_off = (n_idx * syn + p_idx * syp + q_idx * syq)[:, None] + (offs_n * syk)[None, :]
+    y_off = n_idx[:, None] * syn + oc[None, :] * syk + row * syp + col * syq
     tl.store(y_ptr + y_off, y.to(y_ptr.dtype.element_ty), mask=out_mask)
 
 
@@ -112,14 +120,17 @@ def config() -> dict:
 
 
 # ---- launcher: check, allocate, launch
-def separable_conv2d(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope):
+def separable_conv2d(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope, shuffle=1):
+    """shuffle = r > 1: PixelShuffle(r) of the result, written from the epilogue, then the residual (shaped like
+    the shuffled output)."""
     if not INTERPRETED and x.device.type != "cuda":
         raise ValueError(f"the Triton separable conv needs a CUDA tensor (or TRITON_INTERPRET=1), got {x.device}")
     n, c, h, wd = x.shape
     cm, _, r, s = dw.shape
     k = pw.shape[0]
     p, q = checks.conv_output_hw(h, wd, r, s, stride, padding, dilation)
-    y = torch.empty((n, k, p, q), device=x.device, dtype=x.dtype, memory_format=checks.output_memory_format(x))
+    y = torch.empty((n, k // (shuffle * shuffle), p * shuffle, q * shuffle), device=x.device, dtype=x.dtype,
+                    memory_format=checks.output_memory_format(x))
     if y.numel() == 0:
         return y
     cfg = config()
@@ -134,5 +145,5 @@ def separable_conv2d(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_ac
         float(slope),
         R=r, S=s, HAS_DW_BIAS=dwb is not None, MID_ACTIVATION=checks.ACTIVATIONS.index(mid_act),
         HAS_BIAS=pwb is not None, ACTIVATION=checks.ACTIVATIONS.index(act), HAS_RESIDUAL=res is not None,
-        IEEE=x.dtype == torch.float32 or INTERPRETED, **cfg)
+        IEEE=x.dtype == torch.float32 or INTERPRETED, SHUFFLE=shuffle, **cfg)
     return y
