@@ -61,11 +61,15 @@ def test_opcheck_strassen(backend):
 def test_opcheck_separable(backend):
     x = torch.randn(1, 4, 6, 6, requires_grad=True)
     args = (x, torch.randn(4, 1, 3, 3, requires_grad=True), torch.randn(5, 4, 1, 1, requires_grad=True),
-            torch.randn(4, requires_grad=True), None, None, [1, 1], [1, 1], [1, 1], "relu", None, 0.01, backend)
+            torch.randn(4, requires_grad=True), None, None, [1, 1], [1, 1], [1, 1], "relu", None, 0.01, 1, backend)
     torch.library.opcheck(_separable_op, args)
     res = torch.randn(1, 5, 3, 3, requires_grad=True)  # stride 2, a channel multiplier of 2, a residual
     args = (x, torch.randn(8, 1, 3, 3, requires_grad=True), torch.randn(5, 8, 1, 1, requires_grad=True), None,
-            torch.randn(5, requires_grad=True), res, [2, 2], [1, 1], [1, 1], None, "leaky_relu", 0.1, backend)
+            torch.randn(5, requires_grad=True), res, [2, 2], [1, 1], [1, 1], None, "leaky_relu", 0.1, 1, backend)
+    torch.library.opcheck(_separable_op, args)
+    res = torch.randn(1, 16, 12, 12, requires_grad=True)  # PixelShuffle(2) of 64 channels, then the residual
+    args = (x, torch.randn(4, 1, 3, 3, requires_grad=True), torch.randn(64, 4, 1, 1, requires_grad=True), None,
+            torch.randn(64, requires_grad=True), res, [1, 1], [1, 1], [1, 1], "relu", "relu", 0.01, 2, backend)
     torch.library.opcheck(_separable_op, args)
 
 
