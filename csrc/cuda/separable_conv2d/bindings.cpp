@@ -21,7 +21,7 @@ at::Tensor separable_conv2d_nhwc(const at::Tensor& x, const at::Tensor& dw, cons
                                  const at::Tensor& pw, const c10::optional<at::Tensor>& pw_bias,
                                  at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                                  int64_t mid_activation, int64_t activation, double negative_slope,
-                                 const c10::optional<at::Tensor>& residual) {
+                                 const c10::optional<at::Tensor>& residual, int64_t pixel_shuffle) {
   TORCH_CHECK(x.is_cuda() && x.dim() == 4 && x.is_contiguous(), "x must be a contiguous N×H×W×C CUDA tensor");
   const auto st = x.scalar_type();
   TORCH_CHECK(st == at::kHalf || st == at::kBFloat16 || st == at::kFloat, "x must be float16, bfloat16 or float32");
@@ -33,7 +33,9 @@ at::Tensor separable_conv2d_nhwc(const at::Tensor& x, const at::Tensor& dw, cons
   const c10::cuda::CUDAGuard guard(x.device());
   const auto pq = sft_cuda::conv_output_hw(x, dw.size(1), dw.size(2), stride, padding, dilation);
   const int64_t p = pq[0], q = pq[1];
-  auto y = at::empty({x.size(0), p, q, k}, x.options());
+  const int64_t r = pixel_shuffle;
+  TORCH_CHECK(r >= 1 && k % (r * r) == 0, "pixel_shuffle must be >= 1 with its square dividing ", k);
+  auto y = at::empty({x.size(0), p * r, q * r, k / (r * r)}, x.options());
 
   sft_cuda::SeparableParams prm;
   prm.x = x.data_ptr();
@@ -60,6 +62,7 @@ at::Tensor separable_conv2d_nhwc(const at::Tensor& x, const at::Tensor& dw, cons
   prm.mid_activation = mid_activation;
   prm.activation = activation;
   prm.negative_slope = static_cast<float>(negative_slope);
+  prm.shuffle = static_cast<int>(r);
   prm.dtype = st == at::kHalf ? sft_cuda::SepDType::kHalf
                               : (st == at::kBFloat16 ? sft_cuda::SepDType::kBFloat16 : sft_cuda::SepDType::kFloat);
   const char* why = nullptr;
@@ -73,7 +76,7 @@ at::Tensor separable_conv2d_nhwc(const at::Tensor& x, const at::Tensor& dw, cons
 TORCH_LIBRARY_FRAGMENT(sft_cuda, m) {
   m.def("separable_conv2d_nhwc(Tensor x, Tensor dw, Tensor? dw_bias, Tensor pw, Tensor? pw_bias, int[] stride, "
         "int[] padding, int[] dilation, int mid_activation, int activation, float negative_slope, "
-        "Tensor? residual) -> Tensor");
+        "Tensor? residual, int pixel_shuffle=1) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(sft_cuda, CUDA, m) { m.impl("separable_conv2d_nhwc", &separable_conv2d_nhwc); }

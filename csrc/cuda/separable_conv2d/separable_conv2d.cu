@@ -7,7 +7,8 @@
 //      activation;
 //   2. stages the pointwise weights' BK × BN slice in shared memory;
 //   3. multiplies: each thread accumulates a TM × TN register tile in fp32.
-// The epilogue adds the bias, applies the activation and the residual and stores NHWC. CUDA cores, not tensor
+// The epilogue adds the bias, applies the activation and the residual and stores NHWC (with a PixelShuffle, each
+// output at its shuffled place, the residual read there). CUDA cores, not tensor
 // cores: the depthwise stage is memory-bound and the pointwise GEMM is small per pixel (K ≤ a few hundred); a
 // tensor-core (mma.sync) pointwise stage is the next step once this has been measured on a GPU.
 #include "separable_conv2d.h"
@@ -118,7 +119,13 @@ __global__ void __launch_bounds__(THREADS) separable_kernel(SeparableParams p) {
       if (nn >= p.k) continue;
       float v = acc[i][j] + (pwb ? to_f(pwb[nn]) : 0.f);
       v = activate(v, p.activation, p.negative_slope);
-      const int64_t off = m * p.k + nn;
+      int64_t off = m * p.k + nn;
+      if (p.shuffle > 1) {  // channel nn = c·r² + i·r + j of pixel (n, pp, qq) goes to (n, pp·r + i, qq·r + j, c)
+        const int r = p.shuffle, cs = p.k / (r * r);
+        const int64_t qq = m % p.q, pp = m / p.q % p.p, n = m / ((int64_t)p.p * p.q);
+        const int i = nn / r % r, j = nn % r;
+        off = ((n * p.p * r + pp * r + i) * p.q * r + qq * r + j) * cs + nn / (r * r);
+      }
       if (res) v += to_f(res[off]);
       y[off] = from_f<T>(v);
     }
@@ -140,6 +147,7 @@ cudaError_t separable_conv2d_launch(const SeparableParams& p, cudaStream_t strea
     return fail("stride and dilation must be positive, padding non-negative");
   if (p.mid_activation < 0 || p.mid_activation > 2 || p.activation < 0 || p.activation > 2)
     return fail("activations are 0 (none), 1 (relu) or 2 (leaky_relu)");
+  if (p.shuffle < 1 || p.k % (p.shuffle * p.shuffle)) return fail("shuffle must be >= 1 with shuffle² dividing k");
   const int64_t m_total = static_cast<int64_t>(p.n) * p.p * p.q;
   const int64_t blocks_m = (m_total + BM - 1) / BM;
   if (blocks_m > 0x7fffffff) return fail("too many output pixels for one launch");

@@ -34,6 +34,7 @@ struct SeparableParams {
   int stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1;
   int mid_activation = 0, activation = 0;       // 0 none, 1 relu, 2 leaky_relu
   float negative_slope = 0.01f;
+  int shuffle = 1;  // r > 1: y (and residual) are PixelShuffle(r)'s N × P·r × Q·r × K/r², written from the epilogue
   SepDType dtype = SepDType::kHalf;
 };
 

@@ -1,6 +1,6 @@
 """sft.separable_conv2d: depthwise conv (groups = channels, any channel multiplier) then 1×1 conv, with a mid
 activation and the full epilogue (bias, activation, PixelShuffle, residual; the cpu and Triton kernels' stores write
-each output to its shuffled place, the CUDA backend shuffles after its fused kernel).
+each output to its shuffled place, the CUDA one too).
 
 The op (schema `sft::separable_conv2d`, fake kernel, reference autograd, registry entry), its checks and its public
 function; `reference.py` is the two-conv definition, `cpu.py` the fused CPU kernel's launcher, `triton.py` the fused
@@ -54,9 +54,7 @@ def _impl_triton(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, a
 def _impl_cuda(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope, shuffle=1):
     from . import cuda
 
-    y = cuda.separable_conv2d(x, dw, pw, dwb, pwb, None if shuffle > 1 else res, stride, padding, dilation, mid_act,
-                              act, slope)
-    return _shuffle_then_add(y, shuffle, res, x) if shuffle > 1 else y
+    return cuda.separable_conv2d(x, dw, pw, dwb, pwb, res, stride, padding, dilation, mid_act, act, slope, shuffle)
 
 
 _IMPLS = {"reference": _reference, "cpu": _impl_cpu, "triton": _impl_triton, "cuda": _impl_cuda}
@@ -120,9 +118,8 @@ def separable_conv2d(input, dw_weight, pw_weight, dw_bias=None, pw_bias=None, st
     channel multiplier m), pw_weight is K×C·m×1×1. Same result as two F.conv2d calls; the cpu backend runs both in
     one pass without writing the depthwise map. The output follows F.conv2d's layout rule (channels_last in,
     channels_last out). ``pixel_shuffle`` r > 1 applies ``F.pixel_shuffle(y, r)`` after the activation and before
-    the residual add, as sft.conv2d does (the residual is shaped like the shuffled output); the cpu and Triton
-    kernels' stores write each output (and add the residual) at its shuffled place, the CUDA backend shuffles after
-    its kernel."""
+    the residual add, as sft.conv2d does (the residual is shaped like the shuffled output); every backend's kernel
+    writes each output (and adds the residual) at its shuffled place."""
     tensors = (input, dw_weight, pw_weight, dw_bias, pw_bias, residual)
     sig = None
     if (type(input) is torch.Tensor and all(t is None or type(t) in PLAIN for t in tensors)

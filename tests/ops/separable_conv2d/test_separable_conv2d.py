@@ -220,13 +220,14 @@ def test_cuda_launcher_layouts_with_an_emulated_kernel():
     takes back, NCHW and channels_last, multiplier and stride."""
     from sft_kernels.ops.separable_conv2d import cuda as sep_cuda
 
-    def kernel(xh, dw, dwb, pw, pwb, stride, padding, dilation, mid, act, slope, resh):
+    def kernel(xh, dw, dwb, pw, pwb, stride, padding, dilation, mid, act, slope, resh, shuffle):
         assert xh.is_contiguous() and dw.dim() == 3 and pw.dim() == 2 and (resh is None or resh.is_contiguous())
         acts = (None, "relu", "leaky_relu", "relu6")
         x = xh.permute(0, 3, 1, 2)
         res = None if resh is None else resh.permute(0, 3, 1, 2)
         y = _reference(x, dw.unsqueeze(1), pw[:, :, None, None], dwb, pwb, stride, padding, dilation, acts[mid],
-                       acts[act], slope, res)
+                       acts[act], slope, None)
+        y = F.pixel_shuffle(y, shuffle) + (0 if res is None else res.double())
         return y.to(xh.dtype).permute(0, 2, 3, 1).contiguous()
 
     x = torch.randn(2, 6, 11, 9)
@@ -238,3 +239,9 @@ def test_cuda_launcher_layouts_with_an_emulated_kernel():
                                       "leaky_relu", 0.2, kernel=kernel)
         assert y.is_contiguous(memory_format=torch.channels_last if layout != "nchw" else torch.contiguous_format)
         assert_close(y, ref, k=9 + 12)
+    pw4, pwb4, res4 = torch.randn(40, 12, 1, 1), torch.randn(40), torch.randn(2, 10, 12, 10)  # PixelShuffle(2)
+    ref = F.pixel_shuffle(_reference(x, dw, pw4, dwb, pwb4, 2, 1, 1, "relu", None, 0.2, None), 2) + res4.double()
+    y = sep_cuda.separable_conv2d(x, dw, pw4, dwb, pwb4, res4, (2, 2), (1, 1), (1, 1), "relu", None, 0.2, 2,
+                                  kernel=kernel)
+    assert y.shape == ref.shape
+    assert_close(y, ref, k=9 + 12)
