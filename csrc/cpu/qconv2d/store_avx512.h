@@ -107,9 +107,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store16(__m512i
 
 // Two pixels' 32 uint8 outputs at once (int8: moved by 128) (pixels i, i + 1, all 32 channels; a0 / a1 their sums,
 // channels 0-15 then 16-31): int32 → int16 → uint8 with saturating packs (both ends), one lane-fixing permute, two
-// 32-byte stores,
-// instead of four narrowing stores (vpmovusdb to memory is slow on Intel and AMD alike). The sums come by value:
-// arrays of them made the VNNI tile keep its accumulators in memory (zeroed with rep stos per tile).
+// 32-byte stores, instead of four narrowing stores (vpmovusdb to memory is slow on Intel and AMD alike). The sums
+// come by value: arrays of them made the VNNI tile keep its accumulators in memory (zeroed with rep stos per tile).
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_q8(__m512i a0lo, __m512i a0hi,
                                                                                 __m512i a1lo, __m512i a1hi,
                                                                                 int64_t i, const __m512i* comp,
