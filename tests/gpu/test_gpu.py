@@ -228,3 +228,52 @@ def test_gpu_separable_conv2d(shape, dtype, backend):
                          r // 2, mid_activation="relu", activation="leaky_relu", negative_slope=0.1,
                          residual=res.cuda(), backend=backend).cpu()
     assert_close(y, ref, k=r * r + c * m)
+
+
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+@pytest.mark.parametrize("out_dtype", [torch.int8, torch.bfloat16])
+def test_gpu_qconv2d_other_types_and_shuffle(backend, out_dtype):
+    """int8 / bfloat16 outputs and a uint8 residual from the compiled epilogues (int8: the uint8 output moved by 128
+    byte for byte; bfloat16: the float32 output rounded), and the PixelShuffle store, against the same kernel's
+    default types."""
+    from sft_kernels.ops import qconv2d
+    if not backends.supports(backend, "qconv2d", "cuda", torch.uint8):
+        pytest.skip(f"no {backend} backend here")
+    g = torch.Generator().manual_seed(1)
+    xq = torch.randint(0, 256, (2, 32, 17, 15), dtype=torch.uint8, generator=g).cuda()
+    wq = torch.randint(-127, 128, (64, 32, 3, 3), dtype=torch.int8, generator=g).cuda()
+    ws, b = (torch.rand(64, generator=g) * 0.01 + 0.001).cuda(), torch.randn(64, generator=g).cuda()
+    res = torch.randint(0, 256, (2, 64, 17, 15), dtype=torch.uint8, generator=g).cuda()
+    kw = dict(input_scale=0.02, input_zero_point=77, activation="relu", backend=backend)
+    for shuffle in (1, 2):
+        r = dict(residual=res, residual_quant=(0.03, 120)) if shuffle == 1 else {}
+        rf = dict(residual=(res.float() - 120) * 0.03) if shuffle == 1 else {}
+        if out_dtype == torch.int8:
+            y = qconv2d(xq, wq, ws, b, 1, 1, **kw, **r, out_scale=0.05, out_zero_point=-3, out_dtype=torch.int8,
+                        pixel_shuffle=shuffle)
+            u = qconv2d(xq, wq, ws, b, 1, 1, **kw, **rf, out_scale=0.05, out_zero_point=125, pixel_shuffle=shuffle)
+            assert y.dtype == torch.int8 and torch.equal(y.int(), u.int() - 128)
+        else:
+            y = qconv2d(xq, wq, ws, b, 1, 1, **kw, **r, out_dtype=torch.bfloat16, pixel_shuffle=shuffle)
+            f = qconv2d(xq, wq, ws, b, 1, 1, **kw, **rf, pixel_shuffle=shuffle)
+            assert y.dtype == torch.bfloat16 and torch.equal(y, f.to(torch.bfloat16))
+
+
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_gpu_separable_pixel_shuffle_store(backend):
+    """The separable kernels' PixelShuffle epilogue (residual read at the shuffled place) against PixelShuffle of
+    the float64 reference."""
+    import torch.nn.functional as F
+
+    from sft_kernels.ops import separable_conv2d
+    if not backends.supports(backend, "separable_conv2d", "cuda", torch.float32):
+        pytest.skip(f"no {backend} backend here")
+    g = torch.Generator().manual_seed(2)
+    x, dw, pw = torch.randn(2, 16, 19, 13, generator=g), torch.randn(16, 1, 3, 3, generator=g), torch.randn(
+        64, 16, 1, 1, generator=g)
+    res = torch.randn(2, 16, 38, 26, generator=g)
+    ref = F.pixel_shuffle(F.conv2d(F.relu(F.conv2d(x.double(), dw.double(), None, 1, 1, groups=16)),
+                                   pw.double()), 2) + res.double()
+    y = separable_conv2d(x.cuda().contiguous(memory_format=torch.channels_last), dw.cuda(), pw.cuda(), None, None, 1,
+                         1, mid_activation="relu", residual=res.cuda(), pixel_shuffle=2, backend=backend).cpu()
+    assert_close(y, ref, k=9 + 16)
