@@ -32,7 +32,7 @@ __attribute__((target("avx2,fma"))) void store_avx2(const int32_t* acc, int mr, 
   const __m256 zero = _mm256_setzero_ps(), slope = _mm256_set1_ps(s.slope), inv = _mm256_set1_ps(s.inv_out);
   const __m256i zo = _mm256_set1_epi32(s.zo), lo = _mm256_setzero_si256(), hi = _mm256_set1_epi32(255),
                 rzp = _mm256_set1_epi32(s.rzp);
-  const __m256 rscale = _mm256_set1_ps(s.rscale);
+  const __m256 rscale = _mm256_set1_ps(s.rscale), big = _mm256_set1_ps(512.f);
   const int act = s.act;
   const bool quant = s.quant, s8 = s.s8, bf16 = s.bf16, res_u8 = s.res_u8;
   const void* res = s.res;
@@ -55,7 +55,8 @@ __attribute__((target("avx2,fma"))) void store_avx2(const int32_t* acc, int mr, 
         v = _mm256_add_ps(v, _mm256_loadu_ps(static_cast<const float*>(res) + i * s.ldr + c));
       }
       if (quant) {
-        __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v, inv)), zo);
+        // clamped at 512 first: past int32's range the conversion gives INT_MIN (stored as 0)
+        __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_min_ps(big, _mm256_mul_ps(v, inv))), zo);
         q = _mm256_min_epi32(_mm256_max_epi32(q, lo), hi);
         const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
         __m128i b8 = _mm_packus_epi16(w16, w16);

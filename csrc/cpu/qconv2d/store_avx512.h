@@ -89,12 +89,18 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 epilogue16(__
   return v;
 }
 
+// The rounded integer of a requantized value v (zero point included), clamped first at 512: past int32's range the
+// conversion gives INT_MIN, which would store 0 for a huge positive output (a tiny out_scale); NaN still gives 0.
+__attribute__((target("avx512f"))) inline __m512i rounded_q(__m512 v) {
+  return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_set1_ps(512.f), v));
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store16(__m512i a, int64_t i, int c0, __mmask16 m,
                                                                           __m512i comp, __m512 mult, __m512 bias,
                                                                           const Epi& e) {
   const __m512 v = epilogue16(a, i, c0, m, comp, mult, bias, e);
   if (e.quant) {
-    const __m512i q = _mm512_max_epi32(_mm512_cvtps_epi32(v), _mm512_setzero_si512());
+    const __m512i q = _mm512_max_epi32(rounded_q(v), _mm512_setzero_si512());
     __m128i b = _mm512_cvtusepi32_epi8(q);  // ≤ 255
     if (e.s8) b = _mm_xor_si128(b, _mm_set1_epi8(char(0x80)));
     _mm_mask_storeu_epi8(static_cast<uint8_t*>(e.out) + pixel_offset(e, i) + c0, m, b);
@@ -115,10 +121,10 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_q8(_
                                                                                 const __m512* mult,
                                                                                 const __m512* bias, const Epi& e) {
   const __mmask16 all = 0xFFFF;
-  const __m512i q0 = _mm512_cvtps_epi32(epilogue16(a0lo, i, 0, all, comp[0], mult[0], bias[0], e));
-  const __m512i q1 = _mm512_cvtps_epi32(epilogue16(a0hi, i, 16, all, comp[1], mult[1], bias[1], e));
-  const __m512i q2 = _mm512_cvtps_epi32(epilogue16(a1lo, i + 1, 0, all, comp[0], mult[0], bias[0], e));
-  const __m512i q3 = _mm512_cvtps_epi32(epilogue16(a1hi, i + 1, 16, all, comp[1], mult[1], bias[1], e));
+  const __m512i q0 = rounded_q(epilogue16(a0lo, i, 0, all, comp[0], mult[0], bias[0], e));
+  const __m512i q1 = rounded_q(epilogue16(a0hi, i, 16, all, comp[1], mult[1], bias[1], e));
+  const __m512i q2 = rounded_q(epilogue16(a1lo, i + 1, 0, all, comp[0], mult[0], bias[0], e));
+  const __m512i q3 = rounded_q(epilogue16(a1hi, i + 1, 16, all, comp[1], mult[1], bias[1], e));
   __m512i w = _mm512_packus_epi16(_mm512_packs_epi32(q0, q1), _mm512_packs_epi32(q2, q3));
   if (e.s8) w = _mm512_xor_si512(w, _mm512_set1_epi8(char(0x80)));
   const __m512i fix = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);

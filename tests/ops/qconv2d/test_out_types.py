@@ -87,6 +87,18 @@ def check_uint8_residual(case, backend):
     torch.testing.assert_close(y.double(), exact, atol=1e-4, rtol=1e-5)
 
 
+def check_saturation(case, backend):
+    """A tiny out_scale puts outputs past int32's range: they saturate to the type's ends, as in the reference."""
+    xq, wq, ws, b, gen = _data(case)
+    n, c, h, w, k, r, st, pd, g = case
+    res = torch.randn(_out_shape(case, xq, wq), generator=gen)
+    exact = ref.qconv2d(xq, 0.02, 7, wq, ws, b, res, st, pd, 1, g, "leaky_relu", 0.1)
+    for dtype, zp, lo, hi in ((None, 3, 0, 255), (torch.int8, -3, -128, 127)):
+        y = _call(case, xq, wq, ws, b, backend, residual=res, out_scale=1e-12, out_zero_point=zp, out_dtype=dtype)
+        want = torch.where(exact > 0, hi, torch.where(exact < 0, lo, zp))
+        assert torch.equal(y.int(), want.int()), (case, dtype)
+
+
 def check_modulated_and_shuffled(backend):
     """A float input with an SFT modulation, and the PixelShuffle(2) store (128 channels: whole 32-channel runs per
     sub-pixel), in each output type."""
@@ -123,6 +135,12 @@ def test_uint8_residual_is_added_dequantized(backend, case):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_outputs_past_int32_saturate(backend, case):
+    check_saturation(case, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_modulated_and_shuffled_outputs(backend):
     check_modulated_and_shuffled(backend)
 
@@ -148,9 +166,10 @@ def test_bfloat16_store_rounds_ties_to_even_and_keeps_nan_inf():
 def test_every_int8_kernel_stores_each_type(kernel):
     code = ("import torch\n"
             "from tests.ops.qconv2d.test_out_types import CASES, check_int8_output, check_bfloat16_output, "
-            "check_uint8_residual, check_modulated_and_shuffled\n"
+            "check_uint8_residual, check_modulated_and_shuffled, check_saturation\n"
             "for case in CASES:\n"
             "    check_int8_output(case, 'cpu')\n"
+            "    check_saturation(case, 'cpu')\n"
             "    check_bfloat16_output(case, 'cpu')\n"
             "    check_uint8_residual(case, 'cpu')\n"
             "check_modulated_and_shuffled('cpu')\n")
