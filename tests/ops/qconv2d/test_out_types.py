@@ -193,3 +193,26 @@ def test_bad_combinations_say_what_is_wrong(kw, match):
     xq, wq, ws, b, _ = _data(CASES[0])
     with pytest.raises((ValueError, TypeError), match=match):
         _call(CASES[0], xq, wq, ws, b, None, **kw)
+
+
+@pytest.mark.skipif("cpu" not in BACKENDS, reason="the cpu extension did not build")
+@pytest.mark.parametrize("extra,match", [
+    (dict(out_scale=0.05, out_zero_point=200, out_dtype=torch.int8), r"out_zero_point must lie in \[-128, 127\]"),
+    (dict(out_scale=0.0, out_zero_point=0, out_dtype=torch.int8), "out_dtype must be uint8 or int8 with out_scale"),
+    (dict(out_scale=0.05, out_zero_point=0, out_dtype=torch.float16), "out_dtype must be uint8 or int8"),
+    (dict(out_scale=0.05, out_zero_point=0, res=torch.uint8), "residual must be Float"),
+    (dict(out_scale=0.05, out_zero_point=0, res=torch.float32, res_scale=0.1), "residual must be Byte"),
+    (dict(out_scale=0.05, out_zero_point=0, res=torch.uint8, res_scale=0.1, res_zero_point=300), r"\[0, 255\]"),
+])
+def test_the_cpu_op_checks_types_itself(extra, match):
+    """torch.ops.sft_cpu.qconv2d called directly (as a torch.compile graph or a C++ caller would) checks the types."""
+    from sft_kernels.ops.qconv2d import cpu as qcpu
+
+    xq, wq, ws, b, _ = _data(CASES[0])
+    packed, wsum = qcpu.split_packed(wq, wq.shape[0])
+    res_dtype = extra.pop("res", None)
+    res = None if res_dtype is None else torch.zeros(1, 24, 9, 11, dtype=res_dtype)
+    o_scale, o_zp = extra.pop("out_scale"), extra.pop("out_zero_point")
+    with pytest.raises(RuntimeError, match=match):
+        torch.ops.sft_cpu.qconv2d(xq, 0.02, 7, packed, wsum, ws, b, 3, 3, [1, 1], [1, 1], [1, 1], 0, 0.0, res, o_scale,
+                                  o_zp, **extra)
