@@ -195,6 +195,19 @@ def _check(input, weight, weight_scale, bias, residual, input_scale, input_zero_
             float(negative_slope), float(out_scale), int(out_zero_point), int(pixel_shuffle), o_dtype, r_scale, r_zp)
 
 
+def _plain_tensor(t) -> bool:
+    return t is None or type(t) in PLAIN
+
+
+def _int_or_pair(v) -> bool:
+    """An int or a tuple of two ints, exactly: the forms a dict key keeps apart (True == 1 as a key)."""
+    return type(v) is int or (type(v) is tuple and len(v) == 2 and type(v[0]) is int and type(v[1]) is int)
+
+
+def _meta(t):
+    return None if t is None else (t.shape, t.dtype, t.is_cpu)
+
+
 def qconv2d(input, weight, weight_scale, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
             input_scale: float, input_zero_point: int, activation: Optional[str] = None,
             negative_slope: float = 0.01, residual: Optional[torch.Tensor] = None, out_scale: float = 0.0,
@@ -219,18 +232,20 @@ def qconv2d(input, weight, weight_scale, bias=None, stride=1, padding=0, dilatio
     ms, mt = modulation if modulation is not None else (None, None)
     tensors = (input, weight, weight_scale, bias, residual, ms, mt)
     sig = None
-    if (type(input) is torch.Tensor and all(t is None or type(t) in PLAIN for t in tensors)
-            and all(type(v) is int or (type(v) is tuple and len(v) == 2 and all(type(e) is int for e in v))
-                    for v in (stride, padding, dilation, groups, input_zero_point, out_zero_point, pixel_shuffle))
+    # Written out, not with all(...) over generators: this runs on every call (~2 µs less per call).
+    if (type(input) is torch.Tensor and _plain_tensor(weight) and _plain_tensor(weight_scale) and _plain_tensor(bias)
+            and _plain_tensor(residual) and _plain_tensor(ms) and _plain_tensor(mt)
+            and _int_or_pair(stride) and _int_or_pair(padding) and _int_or_pair(dilation) and type(groups) is int
+            and type(input_zero_point) is int and type(out_zero_point) is int and type(pixel_shuffle) is int
             and type(input_scale) is float and type(out_scale) is float and type(negative_slope) in (int, float)
             and type(activation) in (str, type(None)) and (backend is None or type(backend) is str)
             and (out_dtype is None or type(out_dtype) is torch.dtype)
             and (residual_quant is None or (type(residual_quant) is tuple and len(residual_quant) == 2
                                             and type(residual_quant[1]) is int and type(residual_quant[0]) is float))
             and not torch.compiler.is_compiling()):
-        sig = (tuple(None if t is None else (t.shape, t.dtype, t.is_cpu) for t in tensors), input.stride(), stride,
-               padding, dilation, groups, activation, float(negative_slope), input_scale, input_zero_point, out_scale,
-               out_zero_point, pixel_shuffle, out_dtype, residual_quant)
+        sig = ((_meta(input), _meta(weight), _meta(weight_scale), _meta(bias), _meta(residual), _meta(ms), _meta(mt)),
+               input.stride(), stride, padding, dilation, groups, activation, float(negative_slope), input_scale,
+               input_zero_point, out_scale, out_zero_point, pixel_shuffle, out_dtype, residual_quant)
     return dispatch(OP, backend, tensors, sig,
                     lambda: _check(input, weight, weight_scale, bias, residual, input_scale, input_zero_point, stride,
                                    padding, dilation, groups, activation, negative_slope, out_scale, out_zero_point,
