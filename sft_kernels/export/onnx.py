@@ -1,7 +1,8 @@
 """export_onnx(model, example, path): any model this package made, as standard ONNX that onnxruntime runs.
 
 The export works on a copy: fused forwards off (SFTNet's), converted convs back to nn.Conv2d (`revert_`: fused
-separable pairs, epilogue activations), int8 convs (QuantConv2d) as QDQ patterns (ops/qconv2d/onnx.py), then
+separable pairs, epilogue activations), int8 convs and Linears (QuantConv2d, QuantLinear) as QDQ patterns
+(ops/qconv2d/onnx.py), then
 torch.onnx's TorchScript exporter (PixelShuffle → DepthToSpace). Batch, height and width are dynamic. With
 ``check=True`` onnxruntime runs the file on `example` and the result must match the model's within `atol` (float:
 1e-4; int8: the QDQ graph rounds its inputs as ONNX's QuantizeLinear does, x / scale, where our kernels multiply by
@@ -16,8 +17,8 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from ..nn.quantized import QuantConv2d
-from ..ops.qconv2d.onnx import QDQConv2d
+from ..nn.quantized import QuantConv2d, QuantLinear
+from ..ops.qconv2d.onnx import QDQConv2d, QDQLinear
 from ..testing import tol
 from ..transforms.convert import revert_
 from ..transforms.report import Report
@@ -30,9 +31,9 @@ def _exportable(model: nn.Module) -> tuple:
     quantized = []
 
     def rule(name, child):
-        if isinstance(child, QuantConv2d):
+        if isinstance(child, (QuantConv2d, QuantLinear)):
             quantized.append(name)
-            return QDQConv2d(child)
+            return QDQConv2d(child) if isinstance(child, QuantConv2d) else QDQLinear(child)
         return None
 
     swap_modules(m, rule, Report("export_onnx"))

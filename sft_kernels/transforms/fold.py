@@ -15,18 +15,18 @@ from typing import Callable
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..nn import Conv2d, QuantConv2d, SeparableConv2d
+from ..nn import Conv2d, QuantConv2d, QuantLinear, SeparableConv2d
 from ..nn.conv import activation_of
 from ..nn.quantized import is_int8
 from .swap import set_module
 
 
 class ConvTracer(fx.Tracer):
-    """Convs (float, int8, fused separable) and batch norms stay single call_module nodes (ours live outside
-    torch.nn, and tracing into them would reach ops that take no proxies)."""
+    """Convs (float, int8, fused separable), int8 Linears and batch norms stay single call_module nodes (ours live
+    outside torch.nn, and tracing into them would reach ops that take no proxies)."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, (nn.Conv2d, nn.BatchNorm2d, QuantConv2d, SeparableConv2d)) or \
+        return isinstance(m, (nn.Conv2d, nn.BatchNorm2d, QuantConv2d, QuantLinear, SeparableConv2d)) or \
             super().is_leaf_module(m, qualname)
 
 

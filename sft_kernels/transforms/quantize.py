@@ -20,7 +20,9 @@ Last, a ReLU / LeakyReLU / ReLU6 module right after an int8 conv becomes the con
 an int8 conv whose output only another int8 conv reads hands it uint8 maps (requantized in its store).
 
 Eligible: nn.Conv2d (and sft_kernels.nn.Conv2d) with numeric zero padding, grouped and depthwise ones included (the
-cpu backend runs depthwise convs on their own int8 kernel and other groupings one group at a time). The report has a
+cpu backend runs depthwise convs on their own int8 kernel and other groupings one group at a time), and nn.Linear
+(a classifier's head: QuantLinear, sft.qconv2d's 1×1 conv over one-pixel rows; ``Int8Config(linear=False)`` keeps
+them float). The report has a
 row per conv: its input scale and zero point, weight scale range, and what it became; report.stats holds the PSNR /
 SQNR before and after.
 """
@@ -34,7 +36,7 @@ from typing import Callable, Iterable, Optional, Sequence
 import torch
 from torch import nn
 
-from ..nn.quantized import QuantConv2d
+from ..nn.quantized import QuantConv2d, QuantLinear
 from . import fold
 from .separable import unfuse_separable_
 from .observers import OBSERVERS, Observer
@@ -54,6 +56,7 @@ class Int8Config:
     filter_fn: Optional[Callable[[nn.Module, str], bool]] = None  # False: leave that conv float
     backend: Optional[str] = None  # the QuantConv2d backend (None: fastest available)
     data_range: float = 1.0  # for PSNR: the targets' range (1.0: images in [0, 1])
+    linear: bool = True  # nn.Linear layers too (QuantLinear)
 
     def __post_init__(self):
         if self.observer not in OBSERVERS:
@@ -64,19 +67,21 @@ class Int8Config:
             raise ValueError(f"Int8Config.psnr_budget_db must be >= 0 dB, got {self.psnr_budget_db}")
 
 
-def eligible(name: str, conv: nn.Conv2d, config: Int8Config) -> Optional[str]:
-    """None if `conv` can be quantized, else why it stays float."""
+def eligible(name: str, conv: nn.Module, config: Int8Config) -> Optional[str]:
+    """None if `conv` (an nn.Conv2d or nn.Linear) can be quantized, else why it stays float."""
     if name in config.keep_float or (config.filter_fn is not None and not config.filter_fn(conv, name)):
         return "kept float by the config"
+    if isinstance(conv, nn.Linear):
+        return None if config.linear else "Int8Config(linear=False)"
     if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
         return f"padding {conv.padding!r} / {conv.padding_mode!r}: needs numeric zero padding"
     return None
 
 
 class _Switch(nn.Module):
-    """During quantize_: a conv that runs quantized or float (the sensitivity scan flips `mode`)."""
+    """During quantize_: a conv (or Linear) that runs quantized or float (the sensitivity scan flips `mode`)."""
 
-    def __init__(self, conv: nn.Conv2d, q: QuantConv2d, w8a16: Optional[QuantConv2d]):
+    def __init__(self, conv: nn.Module, q: nn.Module, w8a16: Optional[nn.Module]):
         super().__init__()
         self.conv, self.q, self.w8a16, self.mode = conv, q, w8a16, "int8"
 
@@ -126,10 +131,10 @@ def _progress(it, desc, total, show):
 
 def calibrate(model: nn.Module, batches: list, config: Int8Config) -> tuple:
     """Run `batches` through `model` (its module-by-module forward) with an observer on the input of every eligible
-    conv. Returns ({name: Observer}, {name: why it stays float}, the model's outputs)."""
+    conv and Linear. Returns ({name: Observer}, {name: why it stays float}, the model's outputs)."""
     observers, skipped, hooks = {}, {}, []
     for name, m in model.named_modules():
-        if not isinstance(m, nn.Conv2d) or isinstance(m, nn.modules.conv._ConvTransposeNd):
+        if not (isinstance(m, (nn.Conv2d, nn.Linear)) and not isinstance(m, nn.modules.conv._ConvTransposeNd)):
             continue
         why = eligible(name, m, config)
         if why:
@@ -215,8 +220,9 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
         if name not in observers:
             return None
         scale, zp = observers[name].qparams()
-        q = QuantConv2d.from_float(child, scale, zp, backend=config.backend)
-        w8a16 = QuantConv2d.from_float(child, scale, zp, 16, config.backend) if config.fallback == "w8a16" else None
+        cls = QuantLinear if isinstance(child, nn.Linear) else QuantConv2d
+        q = cls.from_float(child, scale, zp, backend=config.backend)
+        w8a16 = cls.from_float(child, scale, zp, 16, config.backend) if config.fallback == "w8a16" else None
         sw = switches[name] = _Switch(child, q, w8a16)
         return sw
 
@@ -275,5 +281,5 @@ def _cpu_kernel() -> Optional[str]:
 
 
 def quantized_layers(model: nn.Module) -> list:
-    """Names of the QuantConv2d modules of `model` (int8 and W8A16)."""
-    return [n for n, m in model.named_modules() if isinstance(m, QuantConv2d)]
+    """Names of the QuantConv2d and QuantLinear modules of `model` (int8 and W8A16)."""
+    return [n for n, m in model.named_modules() if isinstance(m, (QuantConv2d, QuantLinear))]

@@ -11,7 +11,7 @@ from torch import nn
 
 import sft_kernels
 from sft_kernels.models import SFTNet
-from sft_kernels.nn import QuantConv2d
+from sft_kernels.nn import QuantConv2d, QuantLinear
 from sft_kernels.transforms.observers import Observer, affine_qparams, fake_quantize
 
 from tests.transforms.zoo import EDSRish as EDSRLike  # residual blocks without batch norm, PixelShuffle
@@ -96,7 +96,9 @@ def test_any_cnn_quantizes_close_to_float(make, observer):
     report = sft_kernels.quantize_(model, sft_kernels.Int8Config(observer=observer), calibration=calib,
                                    progress=False)
     convs = [n for n, m in model.named_modules() if isinstance(m, QuantConv2d)]
-    assert convs and sorted(convs) == sorted(report.names("quantized"))
+    linears = [n for n, m in model.named_modules() if isinstance(m, QuantLinear)]  # classifier heads
+    assert convs and sorted(convs + linears) == sorted(report.names("quantized"))
+    assert len(linears) == sum(isinstance(m, nn.Linear) for m in make().modules())
     for row in report.rows:
         if row.action == "quantized":
             assert row.stats["input_scale"] > 0 and 0 <= row.stats["input_zero_point"] <= 255
@@ -387,3 +389,44 @@ def test_int8_convs_hand_uint8_to_the_one_int8_conv_reading_them():
         for name in chained:
             model.get_submodule(name).out_scale = 0.0
         assert _sqnr(y, model(x)) > 35
+
+
+def test_quant_linear_matches_the_integer_reference_and_the_float_layer():
+    """QuantLinear (sft.qconv2d's 1×1 conv over one-pixel rows): equal to the integer reference on the same bytes,
+    close to the float Linear, any leading dims; W8A16; its state round-trips; a wrong feature count says so."""
+    from sft_kernels.ops.qconv2d import reference as qref
+
+    torch.manual_seed(0)
+    lin = nn.Linear(96, 37)
+    x = torch.randn(2, 5, 96)
+    q = QuantLinear.from_float(lin, input_scale=0.03, input_zero_point=128)
+    y = q(x)
+    assert y.shape == (2, 5, 37) and y.dtype == torch.float32
+    e = qref.qconv2d(x.reshape(10, 96, 1, 1), 0.03, 128, q.weight_int8, q.weight_scale, q.bias).view(2, 5, 37)
+    torch.testing.assert_close(y.double(), e, atol=1e-4, rtol=1e-5)
+    assert _sqnr(y, lin(x).detach()) > 30
+    w16 = QuantLinear.from_float(lin, 0.03, 128, act_bits=16)
+    torch.testing.assert_close(w16(x), torch.nn.functional.linear(x, q.dequantized_weight(), lin.bias.detach()))
+    again = QuantLinear(96, 37)
+    again.load_state_dict(q.state_dict())
+    assert again.input_scale == 0.03 and again.input_zero_point == 128 and torch.equal(again(x), y)
+    with pytest.raises(ValueError, match="got an input with 95 features"):
+        q(torch.randn(3, 95))
+
+
+def test_quantize_makes_linear_heads_int8_unless_told_not_to():
+    model = _trained_like(Bottleneck())
+    calib = [torch.rand(2, 3, 24, 24) for _ in range(3)]
+    kept = copy.deepcopy(model)
+    sft_kernels.quantize_(model, calibration=calib, progress=False)
+    assert isinstance(model.fc, QuantLinear) and model.fc.act_bits == 8
+    report = sft_kernels.quantize_(kept, sft_kernels.Int8Config(linear=False), calibration=calib, progress=False)
+    assert type(kept.fc) is nn.Linear
+    assert any(r.name == "fc" and "linear=False" in r.detail for r in report.rows), [str(r) for r in report.rows]
+
+
+def test_quantized_linear_head_exports_to_onnx(tmp_path):
+    pytest.importorskip("onnxruntime")
+    model = _trained_like(Bottleneck())
+    sft_kernels.quantize_(model, calibration=[torch.rand(2, 3, 24, 24) for _ in range(3)], progress=False)
+    sft_kernels.export_onnx(model, torch.rand(1, 3, 24, 24), tmp_path / "m.onnx")  # checked in onnxruntime
