@@ -21,10 +21,11 @@ an int8 conv whose output only another int8 conv reads hands it uint8 maps (requ
 
 Eligible: nn.Conv2d (and sft_kernels.nn.Conv2d) with numeric zero padding, grouped and depthwise ones included (the
 cpu backend runs depthwise convs on their own int8 kernel and other groupings one group at a time), and nn.Linear
-(a classifier's head: QuantLinear, sft.qconv2d's 1×1 conv over one-pixel rows; ``Int8Config(linear=False)`` keeps
-them float). The report has a
-row per conv: its input scale and zero point, weight scale range, and what it became; report.stats holds the PSNR /
-SQNR before and after.
+layers that the calibration ran through their forward (a classifier's head: QuantLinear, sft.qconv2d's 1×1 conv over
+one-pixel rows; ``Int8Config(linear=False)`` keeps them float; a Linear whose weight its owner reads directly, as
+nn.MultiheadAttention's out_proj, is never called and stays float). The report has a row per conv and Linear: its
+input scale and zero point, weight scale range, and what it became; report.stats holds the PSNR / SQNR before and
+after.
 """
 from __future__ import annotations
 
@@ -219,6 +220,8 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
             return skipped[name]
         if name not in observers:
             return None
+        if isinstance(child, nn.Linear) and not observers[name].seen:
+            return "never called by the calibration forward (its owner reads the weight itself): kept float"
         scale, zp = observers[name].qparams()
         cls = QuantLinear if isinstance(child, nn.Linear) else QuantConv2d
         q = cls.from_float(child, scale, zp, backend=config.backend)

@@ -430,3 +430,30 @@ def test_quantized_linear_head_exports_to_onnx(tmp_path):
     model = _trained_like(Bottleneck())
     sft_kernels.quantize_(model, calibration=[torch.rand(2, 3, 24, 24) for _ in range(3)], progress=False)
     sft_kernels.export_onnx(model, torch.rand(1, 3, 24, 24), tmp_path / "m.onnx")  # checked in onnxruntime
+
+
+def test_a_linear_its_owner_reads_directly_stays_float():
+    """nn.MultiheadAttention reads out_proj.weight itself (its forward is never called): quantize_ leaves it float,
+    so the attention still runs."""
+
+    class Attn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 16, 3, padding=1)
+            self.mha = nn.MultiheadAttention(16, 2, batch_first=True)
+            self.fc = nn.Linear(16, 4)
+
+        def forward(self, x):
+            t = self.conv(x).flatten(2).transpose(1, 2)
+            return self.fc(self.mha(t, t, t, need_weights=False)[0].mean(1))
+
+    torch.manual_seed(0)
+    model = Attn().eval()
+    x = torch.rand(1, 3, 8, 8)
+    ref = model(x).detach()
+    report = sft_kernels.quantize_(model, calibration=[torch.rand(1, 3, 8, 8) for _ in range(2)], progress=False)
+    assert type(model.mha.out_proj) is nn.modules.linear.NonDynamicallyQuantizableLinear
+    assert isinstance(model.fc, QuantLinear) and isinstance(model.conv, QuantConv2d)
+    assert any(r.name == "mha.out_proj" and "never called" in r.detail for r in report.rows)
+    with torch.no_grad():
+        assert _sqnr(model(x), ref) > 25
