@@ -154,12 +154,13 @@ def test_opcheck_qconv2d(backend, out_scale):
 
 
 def test_compile_fullgraph_quantized_model():
-    from sft_kernels.nn import QuantConv2d
+    from sft_kernels.nn import QuantConv2d, QuantLinear
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 8, 1))
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 8, 1),
+                                torch.nn.Flatten(), torch.nn.Linear(8 * 12 * 12, 10))
     x = torch.rand(1, 3, 12, 12)
     sft_kernels.quantize_(model, calibration=[x], progress=False)
-    assert isinstance(model[0], QuantConv2d)
+    assert isinstance(model[0], QuantConv2d) and isinstance(model[4], QuantLinear)
     with torch.no_grad():
         eager = model(x)
         compiled = torch.compile(model, fullgraph=True, backend="eager")(x)
