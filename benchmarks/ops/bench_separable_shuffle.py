@@ -1,6 +1,6 @@
 """sft.separable_conv2d with pixel_shuffle=r (an SR upsampling layer made separable: depthwise 3×3, ReLU, 1×1 to
 C·r² channels, PixelShuffle(r), + residual) as one call whose store writes the shuffled output, against the same
-result as steps (the fused conv, then F.pixel_shuffle, then the add: what the op did before) and against eager
+result as steps (the fused conv, then F.pixel_shuffle, then the add) and against eager
 PyTorch (two convs, pixel_shuffle, add; channels_last). Interleaved medians in this process, GFLOP/s of the convs.
 
 Usage: python benchmarks/ops/bench_separable_shuffle.py [--threads 1 2] [--repeat 11] [-o out.json]
