@@ -1,6 +1,6 @@
 """sft.qconv2d's int8 and bfloat16 outputs and its uint8 residual, written by the kernel's store, against the same
-results made as steps around the conv (what a caller without the fused types would run): int8 = the uint8 output with the
-zero point moved by 128, then the sign bit flipped; bfloat16 = the float32 output cast; a uint8 residual =
+results made as steps around the conv (what a caller without the fused types would run): int8 = the uint8 output
+with the zero point moved by 128, then the sign bit flipped; bfloat16 = the float32 output cast; a uint8 residual =
 dequantized to float32 first, then added as a float residual. Each pair is checked equal before timing. The default
 uint8 / float32 calls are timed beside them as the floor. Interleaved medians in this process, GOP/s of the conv.
 
