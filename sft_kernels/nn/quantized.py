@@ -41,6 +41,23 @@ def pixel_shuffle_nhwc(y: torch.Tensor, r: int) -> torch.Tensor:
     return t.reshape(n, h * r, w * r, c // (r * r)).permute(0, 3, 1, 2)
 
 
+def _int8_state(m: nn.Module, weight_shape: tuple, bias: bool, input_scale: float, input_zero_point: int,
+                act_bits: int) -> None:
+    """What QuantConv2d and QuantLinear both hold: the int8 weight, its per-output scales, the bias (buffers) and the
+    input's quantization, checked."""
+    k = weight_shape[0]
+    m.register_buffer("weight_int8", torch.zeros(*weight_shape, dtype=torch.int8))
+    m.register_buffer("weight_scale", torch.ones(k))
+    m.register_buffer("bias", torch.zeros(k) if bias else None)
+    if act_bits not in (8, 16):
+        raise ValueError(f"act_bits must be 8 (int8 activations) or 16 (float activations, W8A16), got {act_bits}")
+    if not input_scale > 0 or not 0 <= int(input_zero_point) <= 255:
+        raise ValueError(f"input_scale must be > 0 and input_zero_point in [0, 255], got {input_scale}, "
+                         f"{input_zero_point}")
+    m.input_scale, m.input_zero_point, m.act_bits = float(input_scale), int(input_zero_point), act_bits
+    m._w_float = None  # the dequantized weight of W8A16, made on first use
+
+
 class QuantConv2d(nn.Module):
     """int8 conv (see the module docstring). Build with `from_float(conv, input_scale, input_zero_point)`."""
 
@@ -53,21 +70,12 @@ class QuantConv2d(nn.Module):
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size, self.stride, self.padding, self.dilation = (pair(kernel_size), pair(stride), pair(padding),
                                                                       pair(dilation))
-        k, (r, s) = out_channels, self.kernel_size
-        self.register_buffer("weight_int8", torch.zeros(k, in_channels // groups, r, s, dtype=torch.int8))
-        self.register_buffer("weight_scale", torch.ones(k))
-        self.register_buffer("bias", torch.zeros(k) if bias else None)
-        if act_bits not in (8, 16):
-            raise ValueError(f"act_bits must be 8 (int8 activations) or 16 (float activations, W8A16), got {act_bits}")
-        if not input_scale > 0 or not 0 <= int(input_zero_point) <= 255:
-            raise ValueError(f"input_scale must be > 0 and input_zero_point in [0, 255], got {input_scale}, "
-                             f"{input_zero_point}")
-        self.input_scale, self.input_zero_point, self.act_bits = float(input_scale), int(input_zero_point), act_bits
+        r, s = self.kernel_size
+        _int8_state(self, (out_channels, in_channels // groups, r, s), bias, input_scale, input_zero_point, act_bits)
         self.activation, self.negative_slope, self.backend = activation, negative_slope, backend
         # > 0: forward returns uint8 requantized with (out_scale, out_zero_point), the input parameters of the one
         # int8 conv that reads this output (quantize_ sets them where the model's graph shows such a pair)
         self.out_scale, self.out_zero_point = 0.0, 0
-        self._w_float: Optional[torch.Tensor] = None
 
     @classmethod
     def from_float(cls, conv: nn.Conv2d, input_scale: float = 1.0, input_zero_point: int = 0, act_bits: int = 8,
@@ -160,17 +168,8 @@ class QuantLinear(nn.Module):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         # kept as the 1×1 conv's [K, C, 1, 1] weight: one tensor, so its packed form is made once and cached
-        self.register_buffer("weight_int8", torch.zeros(out_features, in_features, 1, 1, dtype=torch.int8))
-        self.register_buffer("weight_scale", torch.ones(out_features))
-        self.register_buffer("bias", torch.zeros(out_features) if bias else None)
-        if act_bits not in (8, 16):
-            raise ValueError(f"act_bits must be 8 (int8 activations) or 16 (float activations, W8A16), got {act_bits}")
-        if not input_scale > 0 or not 0 <= int(input_zero_point) <= 255:
-            raise ValueError(f"input_scale must be > 0 and input_zero_point in [0, 255], got {input_scale}, "
-                             f"{input_zero_point}")
-        self.input_scale, self.input_zero_point, self.act_bits = float(input_scale), int(input_zero_point), act_bits
+        _int8_state(self, (out_features, in_features, 1, 1), bias, input_scale, input_zero_point, act_bits)
         self.backend = backend
-        self._w_float: Optional[torch.Tensor] = None
 
     @classmethod
     def from_float(cls, linear: nn.Linear, input_scale: float = 1.0, input_zero_point: int = 0, act_bits: int = 8,
