@@ -29,12 +29,13 @@ __attribute__((target("avx2"))) inline void join16(const __m256i* c, int32_t* ou
 // The store of accumulators acc [mr][32] with AVX2 (8 channels a vector; a channel tail goes to store_sums).
 __attribute__((target("avx2,fma"))) void store_avx2(const int32_t* acc, int mr, int64_t j0, int ncols, const Store& s) {
   const int full = ncols / 8 * 8;
-  const __m256 zero = _mm256_setzero_ps(), slope = _mm256_set1_ps(s.slope), inv = _mm256_set1_ps(s.inv_out);
-  const __m256i zo = _mm256_set1_epi32(s.zo), lo = _mm256_setzero_si256(), hi = _mm256_set1_epi32(255),
-                rzp = _mm256_set1_epi32(s.rzp);
-  const __m256 rscale = _mm256_set1_ps(s.rscale), big = _mm256_set1_ps(512.f);
+  const Types& ty = s.ty;
+  const __m256 zero = _mm256_setzero_ps(), slope = _mm256_set1_ps(s.slope), inv = _mm256_set1_ps(ty.inv_out);
+  const __m256i zo = _mm256_set1_epi32(ty.zo), lo = _mm256_setzero_si256(), hi = _mm256_set1_epi32(255),
+                rzp = _mm256_set1_epi32(ty.rzp);
+  const __m256 rscale = _mm256_set1_ps(ty.rscale), big = _mm256_set1_ps(512.f);
   const int act = s.act;
-  const bool quant = s.quant, s8 = s.s8, bf16 = s.bf16, res_u8 = s.res_u8;
+  const bool quant = ty.quant, s8 = ty.s8, bf16 = ty.bf16, res_u8 = ty.res_u8;
   const void* res = s.res;
   for (int c = 0; c < full; c += 8) {
     const __m256i comp = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s.comp + j0 + c));
@@ -76,8 +77,8 @@ __attribute__((target("avx2,fma"))) void store_avx2(const int32_t* acc, int mr, 
   }
   if (full < ncols) {  // the channel tail: the portable store on the shifted pointers
     Store t = s;
-    t.res = advance(s.res, full, s.res_u8 ? 1 : 4);
-    t.out = advance(s.out, full, s.quant ? 1 : s.bf16 ? 2 : 4);
+    t.res = advance(s.res, full, ty.res_size());
+    t.out = advance(s.out, full, ty.out_size());
     alignas(32) int32_t tail[kMR * kNR];
     for (int i = 0; i < mr; ++i)
       for (int j = full; j < ncols; ++j) tail[i * kNR + j - full] = acc[i * kNR + j];

@@ -14,6 +14,7 @@
 
 #include "cpu/engine/ukernel.h"
 #include "cpu/qconv2d/narrow.h"
+#include "cpu/qconv2d/store_avx512.h"
 
 namespace sft::qconv {
 
@@ -82,9 +83,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void block(const
         f = _mm512_add_ps(f, _mm512_load_ps(r));
       }
       if (c.ty.quant) {  // round half to even (the default rounding mode), as the reference's nearbyint
-        // clamped at 512 first: past int32's range the conversion gives INT_MIN (stored as 0)
-        const __m512 fq = _mm512_min_ps(_mm512_set1_ps(512.f), _mm512_mul_ps(f, _mm512_set1_ps(c.ty.inv_out)));
-        __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(fq), _mm512_set1_epi32(c.ty.zo));
+        __m512i q = _mm512_add_epi32(rounded_q(_mm512_mul_ps(f, _mm512_set1_ps(c.ty.inv_out))),
+                                     _mm512_set1_epi32(c.ty.zo));
         q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(255));
         _mm512_store_si512(yq[k] + 16 * v, q);
       } else {

@@ -528,9 +528,8 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
 
   const uint8_t* xb = direct ? xv.data_ptr<uint8_t>() : xp.defined() ? xp.data_ptr<uint8_t>() : nullptr;
   const int8_t* bb = packed.data_ptr<int8_t>();
-  qconv::Store base{comp.data(), mult.data(), bpad.empty() ? nullptr : bpad.data(), static_cast<int>(activation),
-                    static_cast<float>(negative_slope), nullptr, K, 0.f, 0, false, nullptr, K};
-  qconv::set_types(base, ty);
+  const qconv::Store base{comp.data(), mult.data(), bpad.empty() ? nullptr : bpad.data(), static_cast<int>(activation),
+                          static_cast<float>(negative_slope), nullptr, K, nullptr, K, ty};
   const void* rp = res.defined() ? res.data_ptr() : nullptr;
   uint8_t* ob = static_cast<uint8_t*>(out.data_ptr());
   if (narrow) {

@@ -147,15 +147,15 @@ void sums_generic(const Row& r, const uint8_t* px, int64_t c0, int32_t* acc) {
 }
 
 template <void (*Sums)(const Row&, const uint8_t*, int64_t, int32_t*)>
-void row_portable(const Row& r, const qconv::Store& base, int64_t esize) {
+void row_portable(const Row& r, const qconv::Store& base) {
   alignas(64) int32_t acc[qconv::kNR];
   for (int64_t q = 0; q < r.Q; ++q)
     for (int64_t c0 = 0; c0 < r.K; c0 += qconv::kNR) {
       Sums(r, r.x + q * r.pix_step + c0, c0, acc);
       qconv::Store s = base;
       const int64_t m = r.m0 + q;
-      s.res = qconv::advance(base.res, m * r.K + c0, base.res_u8 ? 1 : 4);
-      s.out = static_cast<uint8_t*>(base.out) + (m * r.K + c0) * esize;
+      s.res = qconv::advance(base.res, m * r.K + c0, base.ty.res_size());
+      s.out = qconv::advance(base.out, m * r.K + c0, base.ty.out_size());
       qconv::store_sums(acc, 1, c0, static_cast<int>(std::min<int64_t>(qconv::kNR, r.K - c0)), s);
     }
 }
@@ -214,10 +214,9 @@ at::Tensor qconv2d_depthwise_cpu(const at::Tensor& x, double x_scale, int64_t x_
   const auto [mult, bpad] = qconv::channel_constants(w_scale, x_scale, bias, K, Kp, "sft_cpu::qconv2d_depthwise");
   const std::vector<int64_t> toff = qconv::tap_offsets(R, S, dh, dw, Wp, Cp);
 
-  qconv::Store base{comp.data(), mult.data(), bpad.empty() ? nullptr : bpad.data(), static_cast<int>(activation),
-                    static_cast<float>(negative_slope), res.defined() ? res.data_ptr() : nullptr, K, 0.f, 0, false,
-                    out.data_ptr(), K};
-  qconv::set_types(base, ty);
+  const qconv::Store base{comp.data(), mult.data(), bpad.empty() ? nullptr : bpad.data(), static_cast<int>(activation),
+                          static_cast<float>(negative_slope), res.defined() ? res.data_ptr() : nullptr, K,
+                          out.data_ptr(), K, ty};
   const std::string kern = qconv2d_kernel();
   const bool avx512 = kern == "amx" || kern == "vnni";
   const std::vector<int16_t> pairs = avx512 && RS == 9 ? tap_pairs(wt.data(), RS, Kp) : std::vector<int16_t>();
@@ -231,9 +230,9 @@ at::Tensor qconv2d_depthwise_cpu(const at::Tensor& x, double x_scale, int64_t x_
       else if (avx512)
         row_avx512(row, base);
       else if (kern == "avx2")
-        row_portable<sums_avx2>(row, base, ty.out_size());
+        row_portable<sums_avx2>(row, base);
       else
-        row_portable<sums_generic>(row, base, ty.out_size());
+        row_portable<sums_generic>(row, base);
     }
   });
   return out;

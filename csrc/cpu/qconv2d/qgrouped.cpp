@@ -145,10 +145,8 @@ at::Tensor qconv2d_grouped_cpu(const at::Tensor& x, double x_scale, int64_t x_ze
   const void* rp = res.defined() ? res.data_ptr() : nullptr;
   const int64_t esize = ty.out_size();
   uint8_t* ob = static_cast<uint8_t*>(out.data_ptr());
-  qconv::Store base{comp.data(), cc.mult.data(), cc.bias.empty() ? nullptr : cc.bias.data(),
-                    static_cast<int>(activation), static_cast<float>(negative_slope), nullptr, K, 0.f, 0, false,
-                    nullptr, K};
-  qconv::set_types(base, ty);
+  const qconv::Store base{comp.data(), cc.mult.data(), cc.bias.empty() ? nullptr : cc.bias.data(),
+                          static_cast<int>(activation), static_cast<float>(negative_slope), nullptr, K, nullptr, K, ty};
   const GroupedConv g{packed.data_ptr<int8_t>(), toff.data(), RS, cg, K};
   const PixelsFn fn = cg == 4 ? pixels<4> : cg == 8 ? pixels<8> : cg == 16 ? pixels<16> : pixels<32>;
   const uint8_t* xb = xp.data_ptr<uint8_t>();

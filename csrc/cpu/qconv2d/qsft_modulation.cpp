@@ -219,7 +219,7 @@ void modulate(const Branch& s, const Branch& t, const uint8_t* ms, const uint8_t
         for (int which = 0; which < 2; ++which) {
           const Branch& br = which ? t : s;
           const qconv::Store st{br.comp.data(), br.cc.mult.data(), br.cc.bias.empty() ? nullptr : br.cc.bias.data(),
-                                0, 0.f, nullptr, K, 0.f, 0, false, (which ? tbuf : sbuf) + j0, K};
+                                0, 0.f, nullptr, K, (which ? tbuf : sbuf) + j0, K, qconv::Types{}};
           qconv::run_tile(which ? rt : rs, mr, &zero, 1, br.Cp / 4, br.packed + panel * br.panel_size, j0, ncols, st);
         }
       }
@@ -315,8 +315,8 @@ at::Tensor qsft_layer_cpu(const at::Tensor& x, const at::Tensor& cond, double c_
   // The first convs' stores: uint8 for the map's (scale, zero point); a buffer's pixels are s.Cp / t.Cp bytes apart.
   auto first_store = [&](const Branch& f, double scale, int64_t zp, int64_t pitch) {
     return qconv::Store{f.comp.data(), f.cc.mult.data(), f.cc.bias.empty() ? nullptr : f.cc.bias.data(),
-                        static_cast<int>(activation), static_cast<float>(negative_slope), nullptr, 0,
-                        static_cast<float>(1.0 / scale), static_cast<int>(zp), true, nullptr, pitch};
+                        static_cast<int>(activation), static_cast<float>(negative_slope), nullptr, 0, nullptr, pitch,
+                        qconv::uint8_out(scale, zp)};
   };
   const qconv::Store ss0 = first_store(s0, s_scale, s_zero_point, s.Cp);
   const qconv::Store st0 = first_store(t0, t_scale, t_zero_point, t.Cp);

@@ -28,17 +28,18 @@ struct Epi {
 inline int64_t pixel_offset(const Epi& e, int64_t i) { return e.pix ? e.pix[i] : i * e.ldo; }
 
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline Epi epi_of(const Store& s) {
+  const Types& t = s.ty;
   return {s.act,
-          s.quant,
-          s.s8,
-          s.bf16,
-          s.res_u8,
+          t.quant,
+          t.s8,
+          t.bf16,
+          t.res_u8,
           _mm512_set1_ps(s.slope),
-          _mm512_set1_ps(s.inv_out),
-          _mm512_set1_ps(float(s.zo)),
-          _mm512_set1_ps(s.quant ? kRelu6Max * s.inv_out : kRelu6Max),
-          _mm512_set1_ps(s.rscale),
-          _mm512_set1_epi32(s.rzp),
+          _mm512_set1_ps(t.inv_out),
+          _mm512_set1_ps(float(t.zo)),
+          _mm512_set1_ps(t.quant ? kRelu6Max * t.inv_out : kRelu6Max),
+          _mm512_set1_ps(t.rscale),
+          _mm512_set1_epi32(t.rzp),
           s.res,
           s.ldr,
           s.ldo,
@@ -89,8 +90,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 epilogue16(__
   return v;
 }
 
-// The rounded integer of a requantized value v (zero point included), clamped first at 512: past int32's range the
-// conversion gives INT_MIN, which would store 0 for a huge positive output (a tiny out_scale); NaN still gives 0.
+// The rounded integer of a requantized value v, clamped first at 512 (past uint8's range with any zero point): past
+// int32's range the conversion gives INT_MIN, which would store 0 for a huge positive output (a tiny out_scale); NaN
+// still gives 0.
 __attribute__((target("avx512f"))) inline __m512i rounded_q(__m512 v) {
   return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_set1_ps(512.f), v));
 }
@@ -150,7 +152,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void channel_consts(
                                                                                  __m512* bias) {
   *mult = _mm512_loadu_ps(s.mult + jj);
   *bias = s.bias ? _mm512_loadu_ps(s.bias + jj) : _mm512_setzero_ps();
-  if (s.quant) {
+  if (e.quant) {
     *mult = _mm512_mul_ps(*mult, e.inv_out);
     *bias = _mm512_mul_ps(*bias, e.inv_out);
     if (!e.act && !e.res) *bias = _mm512_add_ps(*bias, e.zo_f);

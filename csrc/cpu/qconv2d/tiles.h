@@ -8,47 +8,39 @@ namespace sft::qconv {
 constexpr int kNR = 32;  // output channels per packed panel
 constexpr int kMR = 14;  // output pixels per VNNI register tile
 
+// The store's output and residual types, as qconv2d's out_dtype and residual arguments give them (store_types);
+// Types{} is a float32 output with a float32 residual.
+struct Types {
+  bool quant;     // an integer output: uint8, or int8 with s8
+  bool s8;        // int8 output: the uint8 one (zo = its zero point + 128) moved by 128
+  bool bf16;      // bfloat16 output: the float32 value rounded to nearest even
+  bool res_u8;    // a uint8 residual, added as (r − rzp)·rscale
+  float inv_out;  // 1 / out_scale (integer output)
+  float rscale;
+  int zo, rzp;
+  int64_t out_size() const { return quant ? 1 : bf16 ? 2 : 4; }  // bytes per output element
+  int64_t res_size() const { return res_u8 ? 1 : 4; }
+};
+
+// A uint8 output requantized to (scale, zero_point), with a float32 residual if any.
+inline Types uint8_out(double scale, int64_t zero_point) {
+  return {true, false, false, false, static_cast<float>(1.0 / scale), 0.f, static_cast<int>(zero_point), 0};
+}
+
 struct Store {
   const int32_t* comp;  // zx·wsum[k], padded to the panels' width
   const float* mult;    // x_scale·w_scale[k]
   const float* bias;    // or null
   int act;
   float slope;
-  const void* res;  // residual rows (pitch ldr elements): float32, or uint8 with res_u8; or null
+  const void* res;  // residual rows (pitch ldr elements) of type ty, or null
   int64_t ldr;
-  float inv_out;  // 1 / out_scale (quantized output)
-  int zo;
-  bool quant;  // an integer output: uint8, or int8 with s8
-  void* out;   // rows of pitch ldo (elements): float32 (bfloat16 with bf16) or uint8 (int8 with s8)
+  void* out;  // rows of pitch ldo (elements) of type ty
   int64_t ldo;
+  Types ty;
   const int32_t* rows = nullptr;  // store_block: accumulator row i goes to output row rows[i] (< 0: none), not i
   const int64_t* pix = nullptr;   // the VNNI tile's store: pixel i at out + pix[i] elements, not i·ldo (a shuffle)
-  bool s8 = false;                // int8 output: the uint8 one (zo = its zero point + 128) moved by 128
-  bool bf16 = false;              // bfloat16 output: the float32 value rounded to nearest even
-  bool res_u8 = false;            // a uint8 residual, added as (r − rzp)·rscale
-  float rscale = 0.f;
-  int rzp = 0;
 };
-
-// The store's output and residual types, as qconv2d's out_dtype and residual arguments give them (store_types).
-struct Types {
-  bool quant, s8, bf16, res_u8;
-  float inv_out, rscale;
-  int zo, rzp;
-  int64_t out_size() const { return quant ? 1 : bf16 ? 2 : 4; }  // bytes per output element
-  int64_t res_size() const { return res_u8 ? 1 : 4; }
-};
-
-inline void set_types(Store& s, const Types& t) {
-  s.quant = t.quant;
-  s.s8 = t.s8;
-  s.bf16 = t.bf16;
-  s.res_u8 = t.res_u8;
-  s.inv_out = t.inv_out;
-  s.rscale = t.rscale;
-  s.zo = t.zo;
-  s.rzp = t.rzp;
-}
 
 // p moved by n elements of `size` bytes (null stays null).
 inline const void* advance(const void* p, int64_t n, int64_t size) {
@@ -69,7 +61,9 @@ inline float residual_at(const void* res, bool u8, float scale, int zero_point, 
   if (u8) return rounded(static_cast<float>(static_cast<const uint8_t*>(res)[k] - zero_point) * scale);
   return static_cast<const float*>(res)[k];
 }
-inline float residual_at(const Store& s, int64_t k) { return residual_at(s.res, s.res_u8, s.rscale, s.rzp, k); }
+inline float residual_at(const Store& s, int64_t k) {
+  return residual_at(s.res, s.ty.res_u8, s.ty.rscale, s.ty.rzp, k);
+}
 
 // The bfloat16 bits of v, rounded to nearest even, NaN quiet (c10::BFloat16's rounding).
 inline uint16_t bf16_bits(float v) {

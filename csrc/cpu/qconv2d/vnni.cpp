@@ -54,7 +54,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_vnni_m
   const int halves = pc.halves;
   // Every index a constant (unrolled), so the accumulators stay in registers: a run-time start row had made the
   // compiler keep them in memory too, zeroed with rep stos on every call.
-  if (s.quant && ncols == kNR) {
+  if (s.ty.quant && ncols == kNR) {
 #pragma GCC unroll 16
     for (int i = 0; i + 1 < MR; i += 2)
       store_pair_q8(acc0[i], acc1[i], acc0[i + 1], acc1[i + 1], i, comp, mult, bias, e);
@@ -105,7 +105,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void store_block(const int3
     return;
   }
   int i0 = 0;
-  if (s.quant && ncols == kNR)
+  if (s.ty.quant && ncols == kNR)
     for (; i0 + 1 < mr; i0 += 2) store_pair_q8(acc, i0, comp, mult, bias, e);
   for (int h = 0; h < halves; ++h) {
     const __mmask16 m = tail_mask(ncols - 16 * h);
@@ -120,10 +120,10 @@ void store_sums(const int32_t* acc, int mr, int64_t j0, int ncols, const Store& 
       float v = store_value(acc[i * kNR + j], int(j0) + j, s);
       if (s.res) v += residual_at(s, i * s.ldr + j);
       const int64_t o = i * s.ldo + j;
-      if (s.quant) {
-        const float q = std::min(255.f, std::max(0.f, std::nearbyint(v * s.inv_out) + float(s.zo)));
-        static_cast<uint8_t*>(s.out)[o] = static_cast<uint8_t>(q) ^ (s.s8 ? 0x80 : 0);  // int8: moved by 128
-      } else if (s.bf16) {
+      if (s.ty.quant) {
+        const float q = std::min(255.f, std::max(0.f, std::nearbyint(v * s.ty.inv_out) + float(s.ty.zo)));
+        static_cast<uint8_t*>(s.out)[o] = static_cast<uint8_t>(q) ^ (s.ty.s8 ? 0x80 : 0);  // int8: moved by 128
+      } else if (s.ty.bf16) {
         static_cast<uint16_t*>(s.out)[o] = bf16_bits(v);
       } else {
         static_cast<float*>(s.out)[o] = v;
