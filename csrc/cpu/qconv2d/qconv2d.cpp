@@ -464,17 +464,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
     const at::Tensor y = qconv2d_cpu(x, x_scale, x_zero_point, packed, wsum, w_scale, bias, R, S, stride, padding,
                                      dilation, activation, negative_slope, residual, out_scale, out_zero_point,
                                      mod_scale, mod_shift, 1, out_dtype, res_scale, res_zero_point);
-    // [N, P, Q, (i, j, c)] → [N, P, i, Q, j, c]: one copy of runs of r·Cs channels, moved as 8-byte words where
-    // they are whole words (ATen copies a strided uint8 tensor byte by byte: 4.3 → 2.0 ms for a 16 MB map)
-    const at::Tensor t = y.permute({0, 2, 3, 1});  // NHWC, dense
-    const int64_t run = r * Cs * y.element_size();
-    if (run % 8 == 0 && reinterpret_cast<uintptr_t>(t.data_ptr()) % 8 == 0) {
-      const at::Tensor words = t.view(at::kByte).view(at::kLong).view({N, P, Q, r, run / 8});
-      const at::Tensor moved = words.permute({0, 1, 3, 2, 4}).reshape({N, P * r, Q, run / 8});
-      return moved.view(at::kByte).view(y.scalar_type()).view({N, P * r, Q * r, Cs}).permute({0, 3, 1, 2});
-    }
-    const at::Tensor s6 = t.reshape({N, P, Q, r, r, Cs}).permute({0, 1, 3, 2, 4, 5});
-    return s6.reshape({N, P * r, Q * r, Cs}).permute({0, 3, 1, 2});
+    return shuffle_sub_pixels(y, r);
   }
   const auto [out, res] = fused_shuffle
                               ? qconv::ConvOutput{pooled_empty({N, Cs, P * r, Q * r},

@@ -85,4 +85,19 @@ at::Tensor to_channels_last_cpu(const at::Tensor& x) {
   return y;
 }
 
+at::Tensor shuffle_sub_pixels(const at::Tensor& y, int64_t r) {
+  const int64_t N = y.size(0), Cs = y.size(1) / (r * r), P = y.size(2), Q = y.size(3);
+  // [N, P, Q, (i, j, c)] → [N, P, i, Q, (j, c)]: runs of r·Cs channels, moved as 8-byte words where they are whole
+  // words (ATen copies a strided uint8 tensor byte by byte: 4.3 → 2.0 ms for a 16 MB map)
+  const at::Tensor t = y.permute({0, 2, 3, 1});  // NHWC, dense
+  const int64_t run = r * Cs * y.element_size();
+  if (run % 8 == 0 && reinterpret_cast<uintptr_t>(t.data_ptr()) % 8 == 0) {
+    const at::Tensor words = t.view(at::kByte).view(at::kLong).view({N, P, Q, r, run / 8});
+    const at::Tensor moved = words.permute({0, 1, 3, 2, 4}).reshape({N, P * r, Q, run / 8});
+    return moved.view(at::kByte).view(y.scalar_type()).view({N, P * r, Q * r, Cs}).permute({0, 3, 1, 2});
+  }
+  const at::Tensor s6 = t.reshape({N, P, Q, r, r, Cs}).permute({0, 1, 3, 2, 4, 5});
+  return s6.reshape({N, P * r, Q * r, Cs}).permute({0, 3, 1, 2});
+}
+
 }  // namespace sft

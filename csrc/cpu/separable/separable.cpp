@@ -49,9 +49,7 @@ at::Tensor separable_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& dw_wei
   if (r > 1 && Cs % NR != 0) {  // a panel would span two sub-pixels: the conv, then the shuffle, then the residual
     const at::Tensor y = separable_conv2d_cpu(x_in, dw_weight, dw_bias, pw_weight, pw_bias, stride, padding, dilation,
                                               mid_activation, activation, negative_slope, c10::nullopt, 1);
-    // [N, P, Q, (i, j, c)] → [N, P, i, Q, (j, c)]: runs of r·Cs floats
-    at::Tensor t = y.permute({0, 2, 3, 1}).reshape({N, P, Q, r, r * Cs}).permute({0, 1, 3, 2, 4}).contiguous();
-    t = t.view({N, P * r, Q * r, Cs}).permute({0, 3, 1, 2});
+    const at::Tensor t = shuffle_sub_pixels(y, r);
     if (residual.has_value()) {
       TORCH_CHECK(residual->sizes() == t.sizes(), "sft_cpu::separable_conv2d: residual must be shaped like the output");
       t.add_(*residual);
