@@ -26,8 +26,8 @@ from typing import Callable, Iterator, Optional
 import torch
 
 
-class _WeakIdTable:
-    """weight -> {tag: (stamp, packed)} by the weight's identity, each entry removed when its weight dies. A dict
+class WeakIdTable:
+    """tensor -> dict by the tensor's identity, each entry removed when its tensor dies. A dict
     keyed by id() with a weak reference beside each value: a lookup is one dict get and one call of the reference
     (~0.1 µs; torch.utils.weak.WeakIdKeyDictionary's Python-level key objects took ~1.1 µs, paid on every op call
     that reads a packed weight)."""
@@ -56,7 +56,7 @@ class _WeakIdTable:
         return len(self._d)
 
 
-_PACKS = _WeakIdTable()  # weight -> {tag: (stamp, packed)}; an entry dies with its weight
+_PACKS = WeakIdTable()  # weight -> {tag: (stamp, packed)}; an entry dies with its weight
 _STATE = threading.local()  # .held: the list of hold_for_graph() on this thread, if inside one
 _CUDA: Optional[bool] = None  # torch.cuda.is_available(), asked once (~0.6 µs a call)
 

@@ -8,8 +8,6 @@ grouped kernel (qgrouped.cpp: vectors over whole groups); other groupings run th
 that group's channel slice (weights packed per group, once)."""
 from __future__ import annotations
 
-import weakref
-
 import torch
 
 from ...runtime import checks, registry, weight_pack
@@ -33,19 +31,18 @@ def _split(both, k):
 
 
 # A cached pack's split, dropped with the pack: two slices and views had cost ~10 µs a call.
-_SPLITS: dict = {}  # id(pack) -> (weak reference to the pack, its split)
+_SPLITS = weight_pack.WeakIdTable()  # pack -> {"split": (panels, sums)}
 
 
 def split_packed(w, k):
     """(packed panels, sums) of weight w's cached pack."""
     both = weight_pack.packed(w, "cpu_qconv2d", _pack)
-    hit = _SPLITS.get(id(both))
-    if hit is not None and hit[0]() is both:
-        return hit[1]
+    hit = _SPLITS.get(both)
+    if hit is not None:
+        return hit["split"]
     parts = _split(both, k)
     if not torch.compiler.is_compiling():
-        _SPLITS[id(both)] = (weakref.ref(both), parts)
-        weakref.finalize(both, _SPLITS.pop, id(both), None)
+        _SPLITS.setdefault(both)["split"] = parts
     return parts
 
 
