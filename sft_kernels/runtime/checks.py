@@ -59,6 +59,20 @@ def uint8_affine(name: str, scale, zero_point) -> tuple:
     return float(scale), int(zero_point)
 
 
+def uint8_affine_pair(name: str, v) -> tuple:
+    """uint8_affine of a (scale, zero_point) tuple passed as one argument."""
+    if not isinstance(v, tuple) or len(v) != 2:
+        raise TypeError(f"{name} must be a (scale, zero_point) tuple, got {v!r}")
+    return uint8_affine(name, *v)
+
+
+def pixel_shuffle(r, k: int) -> int:
+    """A PixelShuffle factor for k output channels, checked: an int >= 1 whose square divides k."""
+    if not isinstance(r, int) or isinstance(r, bool) or r < 1 or k % (r * r):
+        raise ValueError(f"pixel_shuffle must be an int >= 1 whose square divides the {k} output channels, got {r!r}")
+    return r
+
+
 def activation(act: Optional[str]) -> None:
     if act not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {act!r}")

@@ -134,9 +134,7 @@ def _check_types(out_scale, out_zero_point, residual, out_dtype, residual_quant)
             checks.tensor(residual, "residual", 4, dtypes=(torch.float32,))
         rs, rz = 0.0, 0
     else:
-        if not (isinstance(residual_quant, tuple) and len(residual_quant) == 2):
-            raise TypeError("residual_quant must be a (scale, zero_point) tuple")
-        rs, rz = checks.uint8_affine("residual_quant's", *residual_quant)
+        rs, rz = checks.uint8_affine_pair("residual_quant", residual_quant)
         if not isinstance(residual, torch.Tensor) or residual.dtype != torch.uint8:
             raise ValueError("residual_quant=(scale, zero_point) describes a uint8 residual; got "
                              f"{type(residual).__name__ if not isinstance(residual, torch.Tensor) else residual.dtype}")
@@ -187,10 +185,7 @@ def _check(input, weight, weight_scale, bias, residual, input_scale, input_zero_
             if t.shape != input.shape or input.dtype != torch.float32:
                 raise ValueError(f"modulation=(scale, shift) needs a float32 input and maps shaped like it "
                                  f"{tuple(input.shape)}, got {name} {tuple(t.shape)} on a {input.dtype} input")
-    if not isinstance(pixel_shuffle, int) or isinstance(pixel_shuffle, bool) or pixel_shuffle < 1 or \
-            k % (pixel_shuffle * pixel_shuffle):
-        raise ValueError(f"pixel_shuffle must be an int >= 1 whose square divides the {k} output channels, got "
-                         f"{pixel_shuffle!r}")
+    checks.pixel_shuffle(pixel_shuffle, k)
     return (float(input_scale), int(input_zero_point), stride, padding, dilation, groups, activation,
             float(negative_slope), float(out_scale), int(out_zero_point), int(pixel_shuffle), o_dtype, r_scale, r_zp)
 

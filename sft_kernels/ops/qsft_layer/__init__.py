@@ -73,12 +73,6 @@ def _check_conv(name, conv, k, c) -> tuple:
     return w, ws, b
 
 
-def _pair(name, v) -> tuple:
-    if not isinstance(v, tuple) or len(v) != 2:
-        raise TypeError(f"{name} must be a (scale, zero_point) tuple, got {v!r}")
-    return checks.uint8_affine(name, *v)
-
-
 def qsft_layer(x: torch.Tensor, cond: torch.Tensor, first_s: tuple, second_s: tuple, first_t: tuple,
                second_t: tuple, *, cond_input: tuple, s_input: tuple, t_input: tuple,
                activation: Optional[str] = "leaky_relu", negative_slope: float = 0.1, out_scale: float,
@@ -109,7 +103,8 @@ def qsft_layer(x: torch.Tensor, cond: torch.Tensor, first_s: tuple, second_s: tu
             raise ValueError(f"activation must be one of {checks.ACTIVATIONS}, got {activation!r}")
         if not isinstance(negative_slope, (int, float)) or isinstance(negative_slope, bool):
             raise TypeError(f"negative_slope must be a number, got {negative_slope!r}")
-        return (*_pair("cond_input", cond_input), *_pair("s_input", s_input), *_pair("t_input", t_input),
+        pair = checks.uint8_affine_pair
+        return (*pair("cond_input", cond_input), *pair("s_input", s_input), *pair("t_input", t_input),
                 activation, float(negative_slope), *checks.uint8_affine("output", out_scale, out_zero_point))
 
     if len(tensors) != 14:

@@ -101,9 +101,7 @@ def _check(input, dw_weight, pw_weight, dw_bias, pw_bias, residual, stride, padd
         checks.tensor(pw_bias, "pw_bias", 1, like=input)
         if pw_bias.shape[0] != pw_weight.shape[0]:
             raise ValueError(f"pw_bias must have {pw_weight.shape[0]} elements, got {pw_bias.shape[0]}")
-    k, r = pw_weight.shape[0], pixel_shuffle
-    if not isinstance(r, int) or isinstance(r, bool) or r < 1 or k % (r * r):
-        raise ValueError(f"pixel_shuffle must be an int >= 1 whose square divides the {k} output channels, got {r!r}")
+    k, r = pw_weight.shape[0], checks.pixel_shuffle(pixel_shuffle, pw_weight.shape[0])
     checks.residual(residual, "residual", (input.shape[0], k // (r * r), p * r, q * r), input)
     checks.activation(mid_activation)
     checks.activation(activation)
