@@ -200,7 +200,7 @@ class QuantLinear(nn.Module):
                 self._w_float = self.dequantized_weight()
             y = F.linear(x, self._w_float, self.bias)
         else:
-            y = ops.qconv2d(x.contiguous().view(-1, self.in_features, 1, 1), self.weight_int8, self.weight_scale,
+            y = ops.qconv2d(x.reshape(-1, self.in_features, 1, 1), self.weight_int8, self.weight_scale,
                             self.bias, input_scale=self.input_scale, input_zero_point=self.input_zero_point,
                             backend=self.backend).view(-1, self.out_features)
         return y.reshape(*lead, self.out_features)

@@ -135,7 +135,7 @@ def calibrate(model: nn.Module, batches: list, config: Int8Config) -> tuple:
     conv and Linear. Returns ({name: Observer}, {name: why it stays float}, the model's outputs)."""
     observers, skipped, hooks = {}, {}, []
     for name, m in model.named_modules():
-        if not (isinstance(m, (nn.Conv2d, nn.Linear)) and not isinstance(m, nn.modules.conv._ConvTransposeNd)):
+        if not isinstance(m, (nn.Conv2d, nn.Linear)):  # (transposed convs are no nn.Conv2d)
             continue
         why = eligible(name, m, config)
         if why:

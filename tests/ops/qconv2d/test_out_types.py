@@ -116,28 +116,16 @@ def check_modulated_and_shuffled(backend):
         assert torch.equal(h, f.to(torch.bfloat16)), extra
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_int8_output_within_one_step_and_saturates_signed(backend, case):
-    check_int8_output(case, backend)
+# int8 outputs within one step and saturating signed; bfloat16 outputs the float output rounded; a uint8 residual
+# added dequantized; outputs past int32's range saturating
+CHECKS = [check_int8_output, check_bfloat16_output, check_uint8_residual, check_saturation]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_bfloat16_output_is_the_float_output_rounded(backend, case):
-    check_bfloat16_output(case, backend)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_uint8_residual_is_added_dequantized(backend, case):
-    check_uint8_residual(case, backend)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_outputs_past_int32_saturate(backend, case):
-    check_saturation(case, backend)
+@pytest.mark.parametrize("check", CHECKS, ids=lambda f: f.__name__)
+def test_each_type_on_each_store(check, backend, case):
+    check(case, backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -165,13 +153,10 @@ def test_bfloat16_store_rounds_ties_to_even_and_keeps_nan_inf():
 @pytest.mark.parametrize("kernel", int8_kernels())
 def test_every_int8_kernel_stores_each_type(kernel):
     code = ("import torch\n"
-            "from tests.ops.qconv2d.test_out_types import CASES, check_int8_output, check_bfloat16_output, "
-            "check_uint8_residual, check_modulated_and_shuffled, check_saturation\n"
+            "from tests.ops.qconv2d.test_out_types import CASES, CHECKS, check_modulated_and_shuffled\n"
             "for case in CASES:\n"
-            "    check_int8_output(case, 'cpu')\n"
-            "    check_saturation(case, 'cpu')\n"
-            "    check_bfloat16_output(case, 'cpu')\n"
-            "    check_uint8_residual(case, 'cpu')\n"
+            "    for check in CHECKS:\n"
+            "        check(case, 'cpu')\n"
             "check_modulated_and_shuffled('cpu')\n")
     run_with_int8_kernel(kernel, code)
 
