@@ -46,6 +46,9 @@ TORCH_LIBRARY(sft_cpu, m) {
         "float negative_slope, Tensor? residual, float out_scale, int out_zero_point, Tensor? mod_scale=None, "
         "Tensor? mod_shift=None, int pixel_shuffle=1, ScalarType? out_dtype=None, float res_scale=0., "
         "int res_zero_point=0) -> Tensor");
+  m.def("qconv2d_winograd(Tensor x_q, float x_scale, int x_zero_point, Tensor packed, Tensor wsum, Tensor w_scale, "
+        "Tensor mult, Tensor? bias, int activation, float negative_slope, Tensor? residual, float out_scale, "
+        "int out_zero_point, int pixel_shuffle=1, float res_scale=0., int res_zero_point=0) -> Tensor");
   m.def("qconv2d_depthwise(Tensor x_q, float x_scale, int x_zero_point, Tensor w_q, Tensor w_scale, Tensor? bias, "
         "int[] stride, int[] padding, int[] dilation, int activation, float negative_slope, Tensor? residual, "
         "float out_scale, int out_zero_point, Tensor? mod_scale=None, Tensor? mod_shift=None, "
@@ -100,6 +103,7 @@ TORCH_LIBRARY_IMPL(sft_cpu, CPU, m) {
   m.impl("matmul", &sft::matmul_cpu);
   m.impl("qconv2d", &sft::qconv2d_cpu);
   m.impl("qconv2d_depthwise", &sft::qconv2d_depthwise_cpu);
+  m.impl("qconv2d_winograd", &sft::qconv2d_winograd_cpu);
   m.impl("qsft_modulation", &sft::qsft_modulation_cpu);
   m.impl("qsft_layer", &sft::qsft_layer_cpu);
   m.impl("qconv2d_grouped", &sft::qconv2d_grouped_cpu);

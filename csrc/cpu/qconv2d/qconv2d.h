@@ -72,6 +72,17 @@ at::Tensor qsft_layer_cpu(const at::Tensor& x, const at::Tensor& cond, double c_
                           const at::Tensor& packed1_t, const at::Tensor& wsum1_t, const at::Tensor& w_scale1_t,
                           const c10::optional<at::Tensor>& bias1_t, double out_scale, int64_t out_zero_point);
 
+// The int8 Winograd-domain 3×3 conv F(2×2, 3×3), stride 1, padding 1 (qwinograd.cpp): x uint8 (or float32 quantized
+// on the way in) [N, C, H, W] with C >= 16; packed / wsum: the 16 positions' qconv2d_pack results of the transformed
+// int8 weights [16, K, C] (each as [K, C, 1, 1]), concatenated; w_scale float32 [16, K] their scales; mult int32 [16]
+// the positions' Q15 input multipliers. Epilogue as qconv2d_cpu's (uint8 or float32 output, float32 or uint8
+// residual), PixelShuffle(r) of sub-pixel-ordered channels after it. Output channels_last.
+at::Tensor qconv2d_winograd_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point, const at::Tensor& packed,
+                                const at::Tensor& wsum, const at::Tensor& w_scale, const at::Tensor& mult,
+                                const c10::optional<at::Tensor>& bias, int64_t activation, double negative_slope,
+                                const c10::optional<at::Tensor>& residual, double out_scale, int64_t out_zero_point,
+                                int64_t pixel_shuffle = 1, double res_scale = 0, int64_t res_zero_point = 0);
+
 // Grouped int8 convs of 4, 8, 16 or 32 channels per group in and out (K = C) on AVX-512 VNNI (qgrouped.cpp):
 // qconv2d_cpu's contract for groups > 1, with weights packed [R·S][Cg/4][K][4] and their per-channel sums wsum [K].
 bool qconv2d_grouped_fits(int64_t C, int64_t K, int64_t groups);

@@ -69,15 +69,12 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m256i bf16x16(__m5
   return _mm512_cvtepi32_epi16(r);
 }
 
-// y = (acc − zx·wsum)·mult + bias → activation → + residual → float32 (bfloat16), or uint8 (int8) requantized; 16
-// channels of pixel i.
-// For a uint8 output, mult and bias come pre-multiplied by 1/out_scale (q_mult, q_bias: positive scaling commutes
-// with relu and leaky relu), and the output zero point joins q_bias when nothing follows it.
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 epilogue16(__m512i a, int64_t i, int c0,
-                                                                            __mmask16 m, __m512i comp, __m512 mult,
-                                                                            __m512 bias, const Epi& e) {
+// The epilogue after the sums' scaling: v (already x·mult + bias, prescaled for a uint8 output) → activation →
+// + residual (→ + the output zero point); 16 channels of pixel i. The int8 conv's store and the Winograd int8 conv's
+// output transform (qwinograd.cpp) share it.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 finish16(__m512 v, int64_t i, int c0, __mmask16 m,
+                                                                          const Epi& e) {
   const __m512 zero = _mm512_setzero_ps();
-  __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a, comp)), mult, bias);
   if (e.act == kActRelu) v = _mm512_max_ps(v, zero);
   if (e.act == kActLeaky) v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, e.slope);
   if (e.act == kActRelu6) v = _mm512_min_ps(_mm512_max_ps(v, zero), e.six);
@@ -90,6 +87,16 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 epilogue16(__
   return v;
 }
 
+// y = (acc − zx·wsum)·mult + bias → activation → + residual → float32 (bfloat16), or uint8 (int8) requantized; 16
+// channels of pixel i.
+// For a uint8 output, mult and bias come pre-multiplied by 1/out_scale (q_mult, q_bias: positive scaling commutes
+// with relu and leaky relu), and the output zero point joins q_bias when nothing follows it.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 epilogue16(__m512i a, int64_t i, int c0,
+                                                                            __mmask16 m, __m512i comp, __m512 mult,
+                                                                            __m512 bias, const Epi& e) {
+  return finish16(_mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a, comp)), mult, bias), i, c0, m, e);
+}
+
 // The rounded integer of a requantized value v, clamped first at 512 (past uint8's range with any zero point): past
 // int32's range the conversion gives INT_MIN, which would store 0 for a huge positive output (a tiny out_scale); NaN
 // still gives 0.
@@ -97,10 +104,9 @@ __attribute__((target("avx512f"))) inline __m512i rounded_q(__m512 v) {
   return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_set1_ps(512.f), v));
 }
 
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store16(__m512i a, int64_t i, int c0, __mmask16 m,
-                                                                          __m512i comp, __m512 mult, __m512 bias,
+// The finished value v of 16 channels of pixel i written in the output's type.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void write16(__m512 v, int64_t i, int c0, __mmask16 m,
                                                                           const Epi& e) {
-  const __m512 v = epilogue16(a, i, c0, m, comp, mult, bias, e);
   if (e.quant) {
     const __m512i q = _mm512_max_epi32(rounded_q(v), _mm512_setzero_si512());
     __m128i b = _mm512_cvtusepi32_epi8(q);  // ≤ 255
@@ -111,6 +117,12 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store16(__m512i
   } else {
     _mm512_mask_storeu_ps(static_cast<float*>(e.out) + pixel_offset(e, i) + c0, m, v);
   }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store16(__m512i a, int64_t i, int c0, __mmask16 m,
+                                                                          __m512i comp, __m512 mult, __m512 bias,
+                                                                          const Epi& e) {
+  write16(epilogue16(a, i, c0, m, comp, mult, bias, e), i, c0, m, e);
 }
 
 // Two pixels' 32 uint8 outputs at once (int8: moved by 128) (pixels i, i + 1, all 32 channels; a0 / a1 their sums,
