@@ -76,6 +76,37 @@ class QuantConv2d(nn.Module):
         # > 0: forward returns uint8 requantized with (out_scale, out_zero_point), the input parameters of the one
         # int8 conv that reads this output (quantize_ sets them where the model's graph shows such a pair)
         self.out_scale, self.out_zero_point = 0.0, 0
+        # the Winograd-domain form (sft.qconv2d_winograd): its 16 input multipliers, or None for the direct conv
+        self.winograd_mult: Optional[torch.Tensor] = None
+        self._wino = None  # (u_q, u_scale) made from the int8 weight on first use
+
+    def winograd_fits(self) -> bool:
+        """Whether sft.qconv2d_winograd can run this conv, and pays: 3×3, stride 1, padding 1, ungrouped, int8
+        activations, at least 16 channels in and out (fewer outputs, as an RGB output conv, leave most of the
+        32-channel panels idle: the direct conv's few-channel kernel is 3× faster there)."""
+        return (self.kernel_size == (3, 3) and self.stride == (1, 1) and self.padding == (1, 1)
+                and self.dilation == (1, 1) and self.groups == 1 and self.in_channels >= 16
+                and self.out_channels >= 16 and self.act_bits == 8)
+
+    def set_winograd(self, mult: Optional[torch.Tensor]) -> None:
+        """Run as sft.qconv2d_winograd with these 16 input multipliers (ops.qconv2d_winograd.calibrate_mult of
+        uint8 inputs quantized with this conv's input scale and zero point), or as the direct conv (None). The
+        transformed weights come from the int8 weight (dequantized), so checkpoints hold only the multipliers."""
+        if mult is not None:
+            if not self.winograd_fits():
+                raise ValueError(f"{self.extra_repr()}: the Winograd form needs a 3×3 conv with stride 1, padding 1, "
+                                 "no groups and at least 16 channels in and out")
+            mult = torch.as_tensor(mult, dtype=torch.int32).reshape(-1).cpu()
+            if mult.numel() != 16 or not bool(((mult >= 1) & (mult <= 32767)).all()):
+                raise ValueError("winograd mult must hold 16 Q15 multipliers in [1, 32767]")
+        self.winograd_mult, self._wino = mult, None
+
+    def _winograd_weight(self) -> tuple:
+        if self._wino is None:
+            from ..ops.qconv2d_winograd import winograd_weight
+
+            self._wino = winograd_weight(self.dequantized_weight())
+        return self._wino
 
     @classmethod
     def from_float(cls, conv: nn.Conv2d, input_scale: float = 1.0, input_zero_point: int = 0, act_bits: int = 8,
@@ -122,6 +153,14 @@ class QuantConv2d(nn.Module):
             return ops.conv2d(input, self._w_float, self.bias, self.stride, self.padding, self.dilation, self.groups,
                               activation=activation, negative_slope=negative_slope, residual=residual,
                               modulation=modulation, backend=self.backend)
+        if self.winograd_mult is not None and modulation is None and input.is_cpu and self.backend in (None, "cpu",
+                                                                                                         "reference"):
+            u_q, u_scale = self._winograd_weight()
+            return ops.qconv2d_winograd(input, u_q, u_scale, self.winograd_mult, self.bias,
+                                        input_scale=self.input_scale, input_zero_point=self.input_zero_point,
+                                        activation=activation, negative_slope=negative_slope, residual=residual,
+                                        out_scale=out_scale, out_zero_point=out_zero_point,
+                                        pixel_shuffle=pixel_shuffle, backend=self.backend)
         return ops.qconv2d(input, self.weight_int8, self.weight_scale, self.bias, self.stride, self.padding,
                            self.dilation, self.groups, input_scale=self.input_scale,
                            input_zero_point=self.input_zero_point, activation=activation,
@@ -130,19 +169,23 @@ class QuantConv2d(nn.Module):
                            backend=self.backend)
 
     def _apply(self, fn, recurse=True):
-        self._w_float = None
+        self._w_float = self._wino = None
         return super()._apply(fn, recurse)
 
     # The scalar quantization parameters travel in the state_dict as extra state.
     def get_extra_state(self):
-        return {"input_scale": self.input_scale, "input_zero_point": self.input_zero_point, "act_bits": self.act_bits,
-                "activation": self.activation, "negative_slope": self.negative_slope}
+        state = {"input_scale": self.input_scale, "input_zero_point": self.input_zero_point,
+                 "act_bits": self.act_bits, "activation": self.activation, "negative_slope": self.negative_slope}
+        if self.winograd_mult is not None:
+            state["winograd_mult"] = self.winograd_mult.tolist()
+        return state
 
     def set_extra_state(self, state):
         self.input_scale, self.input_zero_point = float(state["input_scale"]), int(state["input_zero_point"])
         self.act_bits, self.activation = int(state["act_bits"]), state["activation"]
         self.negative_slope = float(state["negative_slope"])
         self._w_float = None
+        self.set_winograd(state.get("winograd_mult"))
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -153,7 +196,8 @@ class QuantConv2d(nn.Module):
             return s + ", W8A16"
         return s + f", input_scale={self.input_scale:.4g}, input_zero_point={self.input_zero_point}" + (
             f", activation={self.activation!r}" if self.activation else "") + (
-            f", uint8 out (scale={self.out_scale:.4g}, zero_point={self.out_zero_point})" if self.out_scale else "")
+            f", uint8 out (scale={self.out_scale:.4g}, zero_point={self.out_zero_point})" if self.out_scale else "") + (
+            ", Winograd F(2x2, 3x3)" if self.winograd_mult is not None else "")
 
 
 class QuantLinear(nn.Module):

@@ -9,12 +9,15 @@
    the calibration inputs run through the float model once.
 2. Every eligible conv becomes a QuantConv2d: per-output-channel symmetric int8 weights, per-tensor affine uint8
    activations (quantized inside the kernel as it copies its float input, so whatever the model does between its
-   convs, such as SFT modulation and residual adds, stays float).
+   convs, such as SFT modulation and residual adds, stays float). With ``Int8Config(winograd=True)`` the 3×3
+   stride-1 convs of 16+ channels in and out run in the Winograd domain (sft.qconv2d_winograd, F(2×2, 3×3): 2.25× fewer
+   int8 multiplies), each with its 16 input multipliers calibrated on crops of its calibration inputs.
 3. With ``psnr_budget_db`` (needs ``targets``: what the model's outputs should be, e.g. HR images for an SR model),
    the model is scored on the calibration set; while its PSNR is more than the budget below the float model's, a
    sensitivity scan ranks the layers (for each, the PSNR gained by returning it alone to float) and the most
    sensitive go back, one at a time, to float (``fallback="float"``) or to int8 weights with float activations
-   (``fallback="w8a16"``) until the model meets the budget. SR networks need this (no batch norm, long-tailed
+   (``fallback="w8a16"``) until the model meets the budget; Winograd convs first go back to the direct int8 conv,
+   most sensitive first, by the same scan. SR networks need this (no batch norm, long-tailed
    activations: PAMS, DAQ, PTQ4SR); classifiers rarely do.
 Last, a ReLU / LeakyReLU / ReLU6 module right after an int8 conv becomes the conv's epilogue (and nn.Identity), and
 an int8 conv whose output only another int8 conv reads hands it uint8 maps (requantized in its store).
@@ -58,6 +61,9 @@ class Int8Config:
     backend: Optional[str] = None  # the QuantConv2d backend (None: fastest available)
     data_range: float = 1.0  # for PSNR: the targets' range (1.0: images in [0, 1])
     linear: bool = True  # nn.Linear layers too (QuantLinear)
+    # 3×3 stride-1 convs (16+ channels in and out) in the Winograd domain (sft.qconv2d_winograd: 2.25× fewer int8
+    # multiplies, at a PSNR cost the budget weighs: the most sensitive go back to the direct int8 conv first)
+    winograd: bool = False
 
     def __post_init__(self):
         if self.observer not in OBSERVERS:
@@ -130,10 +136,26 @@ def _progress(it, desc, total, show):
     return tqdm(it, desc=desc, total=total, unit="layer", dynamic_ncols=True, leave=False)
 
 
+WINOGRAD_CROP = 48  # the side of the input crops each Winograd-eligible conv keeps for its multipliers
+
+
+def _winograd_candidate(m: nn.Module) -> bool:
+    return (isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.stride == (1, 1) and m.padding == (1, 1)
+            and m.dilation == (1, 1) and m.groups == 1 and m.in_channels >= 16 and m.out_channels >= 16)
+
+
+def _keep_crop(crops: list, x: torch.Tensor) -> None:
+    """A central crop of a conv's float input (its Winograd calibration sample)."""
+    h, w = x.shape[-2:]
+    t, left = max(0, (h - WINOGRAD_CROP) // 2), max(0, (w - WINOGRAD_CROP) // 2)
+    crops.append(x[..., t:t + WINOGRAD_CROP, left:left + WINOGRAD_CROP].detach().float().cpu().clone())
+
+
 def calibrate(model: nn.Module, batches: list, config: Int8Config) -> tuple:
     """Run `batches` through `model` (its module-by-module forward) with an observer on the input of every eligible
-    conv and Linear. Returns ({name: Observer}, {name: why it stays float}, the model's outputs)."""
-    observers, skipped, hooks = {}, {}, []
+    conv and Linear (and with config.winograd, a crop of each 3×3 conv's input kept for its multipliers). Returns
+    ({name: Observer}, {name: why it stays float}, the model's outputs, {name: [crops]})."""
+    observers, skipped, hooks, crops = {}, {}, [], {}
     for name, m in model.named_modules():
         if not isinstance(m, (nn.Conv2d, nn.Linear)):  # (transposed convs are no nn.Conv2d)
             continue
@@ -143,13 +165,45 @@ def calibrate(model: nn.Module, batches: list, config: Int8Config) -> tuple:
             continue
         obs = observers[name] = Observer(config.observer, config.percentile)
         hooks.append(m.register_forward_pre_hook(lambda mod, args, o=obs: o.observe(args[0])))
+        if config.winograd and _winograd_candidate(m):
+            kept = crops[name] = []
+            hooks.append(m.register_forward_pre_hook(lambda mod, args, k=kept: _keep_crop(k, args[0])))
     try:
         with unfused(model):  # a fused forward reads the convs' weights directly: the hooks must see each conv run
             outputs = _run(model, batches)
     finally:
         for h in hooks:
             h.remove()
-    return observers, skipped, outputs
+    return observers, skipped, outputs, crops
+
+
+def _set_winograd(q: QuantConv2d, crops: list) -> bool:
+    """q in the Winograd form, its multipliers calibrated on `crops` quantized as q quantizes its input."""
+    from ..ops.qconv2d.reference import quantize
+    from ..ops.qconv2d_winograd import calibrate_mult
+
+    if not crops or not q.winograd_fits():
+        return False
+    q.set_winograd(calibrate_mult([quantize(c, q.input_scale, q.input_zero_point) for c in crops],
+                                  q.input_zero_point))
+    return True
+
+
+def _greedy(model, batches, targets, config, current, floor, options, progress, desc) -> tuple:
+    """Fallbacks taken one at a time, most PSNR gained first, until the model meets the floor. options: {name:
+    (take, undo)}. Returns (PSNR, names taken, {name: PSNR gained by taking it alone})."""
+    gains, taken = {}, []
+    for name in _progress(list(options), f"sensitivity scan ({desc})", len(options), progress):
+        options[name][0]()
+        gains[name] = _psnr(_run(model, batches), targets, config.data_range) - current
+        options[name][1]()
+    for name in _progress(sorted(gains, key=gains.get, reverse=True), "meeting the budget", len(gains), progress):
+        if current >= floor:
+            break
+        options[name][0]()
+        taken.append(name)
+        current = _psnr(_run(model, batches), targets, config.data_range)
+    return current, taken, gains
 
 
 def _meet_budget(model, config, batches, refs, targets, switches, progress) -> tuple:
@@ -164,19 +218,19 @@ def _meet_budget(model, config, batches, refs, targets, switches, progress) -> t
         return stats, fallen
     floor = stats["psnr_float"] - config.psnr_budget_db
     current = stats["psnr_int8_all"]
+    # first the Winograd convs most sensitive to it back to the direct int8 conv, then layers back to float
+    wino = {n: sw.q for n, sw in switches.items() if isinstance(sw.q, QuantConv2d) and sw.q.winograd_mult is not None}
+    if current < floor and wino:
+        mults = {n: q.winograd_mult for n, q in wino.items()}
+        options = {n: (lambda q=q: q.set_winograd(None), lambda q=q, n=n: q.set_winograd(mults[n]))
+                   for n, q in wino.items()}
+        current, direct, gains = _greedy(model, batches, targets, config, current, floor, options, progress,
+                                         "Winograd")
+        stats["winograd_sensitivity_db"], stats["winograd_direct"] = gains, direct
     if current < floor:
-        gains = {}
-        for name in _progress(list(switches), "sensitivity scan", len(switches), progress):
-            switches[name].mode = "float"
-            gains[name] = _psnr(_run(model, batches), targets, config.data_range) - current
-            switches[name].mode = "int8"
-        for name in _progress(sorted(gains, key=gains.get, reverse=True), "meeting the budget", len(gains),
-                              progress):
-            if current >= floor:
-                break
-            switches[name].mode = config.fallback
-            fallen.append(name)
-            current = _psnr(_run(model, batches), targets, config.data_range)
+        options = {n: (lambda sw=sw: setattr(sw, "mode", config.fallback), lambda sw=sw: setattr(sw, "mode", "int8"))
+                   for n, sw in switches.items()}
+        current, fallen, gains = _greedy(model, batches, targets, config, current, floor, options, progress, "float")
         stats["sensitivity_db"] = gains
     stats["psnr_int8"] = current
     stats["sqnr_db"] = _sqnr(_run(model, batches), refs)
@@ -210,7 +264,7 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
         report.add(bn, "folded", f"batch norm folded into {conv}")
 
     # 1. calibrate: an observer on the input of every eligible conv
-    observers, skipped, refs = calibrate(model, batches, config)
+    observers, skipped, refs, crops = calibrate(model, batches, config)
 
     # 2. swap in switchable quantized convs
     switches = {}
@@ -225,6 +279,8 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
         scale, zp = observers[name].qparams()
         cls = QuantLinear if isinstance(child, nn.Linear) else QuantConv2d
         q = cls.from_float(child, scale, zp, backend=config.backend)
+        if name in crops:
+            _set_winograd(q, crops.pop(name))
         w8a16 = cls.from_float(child, scale, zp, 16, config.backend) if config.fallback == "w8a16" else None
         sw = switches[name] = _Switch(child, q, w8a16)
         return sw
@@ -257,8 +313,14 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
         row.stats.update(input_scale=q.input_scale, input_zero_point=q.input_zero_point,
                          weight_scale_min=float(q.weight_scale.min()), weight_scale_max=float(q.weight_scale.max()),
                          mode=sw.mode, sensitivity_db=stats.get("sensitivity_db", {}).get(row.name))
+        wino = sw.mode == "int8" and isinstance(q, QuantConv2d) and q.winograd_mult is not None
+        row.stats["winograd"] = wino
         if sw.mode == "int8":
-            row.detail = f"input scale {q.input_scale:.4g}, zero point {q.input_zero_point}"
+            row.detail = f"input scale {q.input_scale:.4g}, zero point {q.input_zero_point}" + (
+                ", Winograd F(2x2, 3x3)" if wino else "")
+            if row.name in stats.get("winograd_direct", ()):
+                row.detail += (f" (direct, not Winograd: +{stats['winograd_sensitivity_db'][row.name]:.3f} dB, "
+                               "within the budget)")
         else:
             row.action = "kept float" if sw.mode == "float" else "w8a16"
             row.detail = (f"sensitive: +{row.stats['sensitivity_db']:.3f} dB back in float, within the "

@@ -182,11 +182,22 @@ inline void output_tile(const T (&m)[kPos], T (&y)[4], Add add, Sub sub) {
 }
 
 // Where a block's outputs go: tile i (image n[i], tile row tp[i], column tq[i]) has output (a, b) at pixel
-// ((n·P + 2·tp + a)·Q + 2·tq + b), if inside the image.
+// px = (n·P + 2·tp + a)·Q + 2·tq + b, if inside the image; its channel k at element px·K + k, or with a fused
+// PixelShuffle(r) (channels in sub-pixel order, Cs = K / r² per sub-pixel) at its shuffled place.
 struct OutBlock {
-  int64_t n[kMR], tp[kMR], tq[kMR], P, Q;
+  int64_t n[kMR], tp[kMR], tq[kMR], P, Q, K, r, Cs;
   bool inside(int i, int a, int b) const { return 2 * tp[i] + a < P && 2 * tq[i] + b < Q; }
   int64_t pixel(int i, int a, int b) const { return (n[i] * P + 2 * tp[i] + a) * Q + 2 * tq[i] + b; }
+  // Channel k's sub-pixel row and column and its channel there (divisions once per channel vector, not per store).
+  struct Chan {
+    int64_t row, col, c;
+  };
+  Chan chan(int64_t k) const { return r == 1 ? Chan{0, 0, k} : Chan{k / Cs / r, k / Cs % r, k % Cs}; }
+  int64_t offset(int i, int a, int b, const Chan& ch) const {
+    if (r == 1) return pixel(i, a, b) * K + ch.c;
+    const int64_t p = 2 * tp[i] + a, q = 2 * tq[i] + b;
+    return ((n[i] * P * r + p * r + ch.row) * Q * r + q * r + ch.col) * Cs + ch.c;
+  }
 };
 
 // A block's sums of one panel: acc [kMR][16][32] int32, and per position p the panel's compensations comp[p·ldc + j]
@@ -213,7 +224,7 @@ void output_block_scalar(const Sums& sm, int mt, int64_t j0, int ncols, const Ou
           const int64_t px = ob.pixel(i, a, b), k = j0 + j;
           float val = activate(y[2 * a + b] + (s.bias ? s.bias[k] : 0.f), s.act, s.slope);
           if (s.res) val += qconv::residual_at(s, px * s.ldr + k);
-          const int64_t o = px * s.ldo + k;
+          const int64_t o = ob.offset(i, a, b, ob.chan(k));
           if (s.ty.quant)
             static_cast<uint8_t*>(s.out)[o] =
                 static_cast<uint8_t>(std::min(255.f, std::max(0.f, std::nearbyint(val * s.ty.inv_out) +
@@ -240,6 +251,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"), flatten)) void output_block_
     const int c0 = static_cast<int>(j0) + 16 * h;
     __m512 scale, bias;
     qconv::channel_consts(unit, e, c0, &scale, &bias);
+    const OutBlock::Chan ch = ob.chan(c0);
     for (int i = 0; i < mt; ++i) {
       __m512 m[kPos], y[4];
       for (int p = 0; p < kPos; ++p) {
@@ -253,7 +265,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"), flatten)) void output_block_
           if (!ob.inside(i, a, b)) continue;
           const int64_t px = ob.pixel(i, a, b);
           const __m512 v = qconv::finish16(_mm512_fmadd_ps(y[2 * a + b], scale, bias), px, c0, msk, e);
-          qconv::write16(v, px, c0, msk, e);
+          qconv::write16_at(v, ob.offset(i, a, b, ch), msk, e);
         }
     }
   }
@@ -290,9 +302,19 @@ at::Tensor qconv2d_winograd_cpu(const at::Tensor& x, double x_scale, int64_t x_z
   const int64_t r = pixel_shuffle;
   TORCH_CHECK(r >= 1 && K % (r * r) == 0, op, ": pixel_shuffle must be >= 1 and divide K into r² groups");
   const qconv::Types ty = qconv::store_types(out_scale, out_zero_point, c10::nullopt, res_scale, res_zero_point, op);
-  const int64_t P = H, Q = W, tP = (P + 1) / 2, tQ = (Q + 1) / 2;
-  const auto [out, res] = qconv::conv_output(x, N, K, P, Q, ty, residual, op);
-  if (N == 0 || K == 0 || P == 0 || Q == 0) return r > 1 ? shuffle_sub_pixels(out, r) : out;
+  const int64_t P = H, Q = W, tP = (P + 1) / 2, tQ = (Q + 1) / 2, Cs = K / (r * r);
+  const std::string kern = qconv2d_kernel();
+  const bool v512 = kern == "vnni" || kern == "amx";
+  // PixelShuffle(r) in the store where each 16-channel vector lies in one sub-pixel and no residual is added (the
+  // residual is shaped like the conv's own output), else after the conv.
+  const bool fused_shuffle = r > 1 && !residual.has_value() && (!v512 || Cs % 16 == 0);
+  const auto [out, res] = fused_shuffle ? qconv::ConvOutput{pooled_empty({N, Cs, P * r, Q * r},
+                                                                         x.options().dtype(qconv::out_scalar_type(ty)),
+                                                                         at::MemoryFormat::ChannelsLast),
+                                                            at::Tensor()}
+                                        : qconv::conv_output(x, N, K, P, Q, ty, residual, op);
+  auto finished = [&](const at::Tensor& y) { return r > 1 && !fused_shuffle ? shuffle_sub_pixels(y, r) : y; };
+  if (N == 0 || K == 0 || P == 0 || Q == 0) return finished(out);
 
   // The zero-point-padded NHWC copy, one row and column more where P or Q is odd (the last tiles' fourth row and
   // column: they feed only outputs that are cut).
@@ -334,8 +356,6 @@ at::Tensor qconv2d_winograd_cpu(const at::Tensor& x, double x_scale, int64_t x_z
   const qconv::Store out_store{nullptr, nullptr, bpad.empty() ? nullptr : bpad.data(), static_cast<int>(activation),
                                static_cast<float>(negative_slope), res.defined() ? res.data_ptr() : nullptr, K,
                                out.data_ptr(), K, ty};
-  const std::string kern = qconv2d_kernel();
-  const bool v512 = kern == "vnni" || kern == "amx";
   static constexpr auto tile_sums = tile_sums_table(std::make_integer_sequence<int, kMR>{});
   const int8_t* pb = packed.data_ptr<int8_t>();
   // Blocks of kMR tiles in raster order over all images' tiles (a block may span tile rows): only the last is short.
@@ -348,6 +368,9 @@ at::Tensor qconv2d_winograd_cpu(const at::Tensor& x, double x_scale, int64_t x_z
       OutBlock ob{};
       ob.P = P;
       ob.Q = Q;
+      ob.K = K;
+      ob.r = fused_shuffle ? r : 1;
+      ob.Cs = Cs;
       const uint8_t* xt[kMR];
       for (int i = 0; i < mt; ++i) {
         const int64_t t = it * kMR + i;
@@ -381,7 +404,7 @@ at::Tensor qconv2d_winograd_cpu(const at::Tensor& x, double x_scale, int64_t x_z
       }
     }
   });
-  return r > 1 ? shuffle_sub_pixels(out, r) : out;
+  return finished(out);
 }
 
 }  // namespace sft

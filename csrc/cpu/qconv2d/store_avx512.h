@@ -104,19 +104,25 @@ __attribute__((target("avx512f"))) inline __m512i rounded_q(__m512 v) {
   return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_set1_ps(512.f), v));
 }
 
-// The finished value v of 16 channels of pixel i written in the output's type.
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void write16(__m512 v, int64_t i, int c0, __mmask16 m,
-                                                                          const Epi& e) {
+// The finished value v of 16 channels written in the output's type at element offset o from e.out.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void write16_at(__m512 v, int64_t o, __mmask16 m,
+                                                                             const Epi& e) {
   if (e.quant) {
     const __m512i q = _mm512_max_epi32(rounded_q(v), _mm512_setzero_si512());
     __m128i b = _mm512_cvtusepi32_epi8(q);  // ≤ 255
     if (e.s8) b = _mm_xor_si128(b, _mm_set1_epi8(char(0x80)));
-    _mm_mask_storeu_epi8(static_cast<uint8_t*>(e.out) + pixel_offset(e, i) + c0, m, b);
+    _mm_mask_storeu_epi8(static_cast<uint8_t*>(e.out) + o, m, b);
   } else if (e.bf16) {
-    _mm256_mask_storeu_epi16(static_cast<uint16_t*>(e.out) + pixel_offset(e, i) + c0, m, bf16x16(v));
+    _mm256_mask_storeu_epi16(static_cast<uint16_t*>(e.out) + o, m, bf16x16(v));
   } else {
-    _mm512_mask_storeu_ps(static_cast<float*>(e.out) + pixel_offset(e, i) + c0, m, v);
+    _mm512_mask_storeu_ps(static_cast<float*>(e.out) + o, m, v);
   }
+}
+
+// The same for channels c0 … c0 + 15 of pixel i.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void write16(__m512 v, int64_t i, int c0, __mmask16 m,
+                                                                          const Epi& e) {
+  write16_at(v, pixel_offset(e, i) + c0, m, e);
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store16(__m512i a, int64_t i, int c0, __mmask16 m,
