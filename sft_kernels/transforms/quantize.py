@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -62,14 +62,19 @@ class Int8Config:
     data_range: float = 1.0  # for PSNR: the targets' range (1.0: images in [0, 1])
     linear: bool = True  # nn.Linear layers too (QuantLinear)
     # 3×3 stride-1 convs (16+ channels in and out) in the Winograd domain (sft.qconv2d_winograd: 2.25× fewer int8
-    # multiplies, at a PSNR cost the budget weighs: the most sensitive go back to the direct int8 conv first)
-    winograd: bool = False
+    # multiplies, at a PSNR cost the budget weighs: the most sensitive go back to the direct int8 conv first).
+    # True: each such conv where it measures faster than the direct int8 conv on its calibration input's shape on
+    # this machine (small maps with many channels, or AMX CPUs, keep the direct conv); "always": every such conv
+    winograd: Union[bool, str] = False
 
     def __post_init__(self):
         if self.observer not in OBSERVERS:
             raise ValueError(f"Int8Config.observer must be one of {OBSERVERS}, got {self.observer!r}")
         if self.fallback not in ("float", "w8a16"):
             raise ValueError(f"Int8Config.fallback must be 'float' or 'w8a16', got {self.fallback!r}")
+        if self.winograd not in (False, True, "always"):
+            raise ValueError(f"Int8Config.winograd must be False, True (where measured faster) or 'always', got "
+                             f"{self.winograd!r}")
         if self.psnr_budget_db is not None and not self.psnr_budget_db >= 0:
             raise ValueError(f"Int8Config.psnr_budget_db must be >= 0 dB, got {self.psnr_budget_db}")
 
@@ -136,7 +141,7 @@ def _progress(it, desc, total, show):
     return tqdm(it, desc=desc, total=total, unit="layer", dynamic_ncols=True, leave=False)
 
 
-WINOGRAD_CROP = 48  # the side of the input crops each Winograd-eligible conv keeps for its multipliers
+WINOGRAD_CROP = 128  # the side of the input crops each Winograd-eligible conv keeps for its multipliers
 
 
 def _winograd_candidate(m: nn.Module) -> bool:
@@ -144,11 +149,21 @@ def _winograd_candidate(m: nn.Module) -> bool:
             and m.dilation == (1, 1) and m.groups == 1 and m.in_channels >= 16 and m.out_channels >= 16)
 
 
-def _keep_crop(crops: list, x: torch.Tensor) -> None:
-    """A central crop of a conv's float input (its Winograd calibration sample)."""
-    h, w = x.shape[-2:]
-    t, left = max(0, (h - WINOGRAD_CROP) // 2), max(0, (w - WINOGRAD_CROP) // 2)
-    crops.append(x[..., t:t + WINOGRAD_CROP, left:left + WINOGRAD_CROP].detach().float().cpu().clone())
+WINOGRAD_MIN_GAIN = 1.05  # Int8Config(winograd=True): the Winograd form must measure this much faster than direct
+
+
+class _WinogradSamples:
+    """What calibration keeps of a Winograd-eligible conv's inputs: central crops (float) and the first shape."""
+
+    def __init__(self):
+        self.crops, self.shape = [], None
+
+    def __call__(self, module, args):
+        x = args[0]
+        self.shape = self.shape or tuple(x.shape)
+        h, w = x.shape[-2:]
+        t, left = max(0, (h - WINOGRAD_CROP) // 2), max(0, (w - WINOGRAD_CROP) // 2)
+        self.crops.append(x[..., t:t + WINOGRAD_CROP, left:left + WINOGRAD_CROP].detach().float().cpu().clone())
 
 
 def calibrate(model: nn.Module, batches: list, config: Int8Config) -> tuple:
@@ -166,8 +181,8 @@ def calibrate(model: nn.Module, batches: list, config: Int8Config) -> tuple:
         obs = observers[name] = Observer(config.observer, config.percentile)
         hooks.append(m.register_forward_pre_hook(lambda mod, args, o=obs: o.observe(args[0])))
         if config.winograd and _winograd_candidate(m):
-            kept = crops[name] = []
-            hooks.append(m.register_forward_pre_hook(lambda mod, args, k=kept: _keep_crop(k, args[0])))
+            crops[name] = _WinogradSamples()
+            hooks.append(m.register_forward_pre_hook(crops[name]))
     try:
         with unfused(model):  # a fused forward reads the convs' weights directly: the hooks must see each conv run
             outputs = _run(model, batches)
@@ -177,16 +192,40 @@ def calibrate(model: nn.Module, batches: list, config: Int8Config) -> tuple:
     return observers, skipped, outputs, crops
 
 
-def _set_winograd(q: QuantConv2d, crops: list) -> bool:
-    """q in the Winograd form, its multipliers calibrated on `crops` quantized as q quantizes its input."""
+def _set_winograd(q: QuantConv2d, samples: _WinogradSamples, measure: bool) -> str:
+    """q in the Winograd form, its multipliers calibrated on the sampled crops quantized as q quantizes its input;
+    with `measure`, only if it runs WINOGRAD_MIN_GAIN× faster than the direct conv on the calibration input's shape.
+    Returns what was decided, for the report ("" if q is not eligible)."""
     from ..ops.qconv2d.reference import quantize
     from ..ops.qconv2d_winograd import calibrate_mult
 
-    if not crops or not q.winograd_fits():
-        return False
-    q.set_winograd(calibrate_mult([quantize(c, q.input_scale, q.input_zero_point) for c in crops],
+    if not samples.crops or not q.winograd_fits() or q.weight_int8.device.type != "cpu":
+        return ""
+    q.set_winograd(calibrate_mult([quantize(c, q.input_scale, q.input_zero_point) for c in samples.crops],
                                   q.input_zero_point))
-    return True
+    if not measure:
+        return "Winograd F(2x2, 3x3)"
+    t_w, t_d = _winograd_times(q, samples.shape)
+    if t_d < WINOGRAD_MIN_GAIN * t_w:
+        q.set_winograd(None)
+        return f"direct: the Winograd form measured {t_w * 1e3:.3f} ms against {t_d * 1e3:.3f} ms here"
+    return f"Winograd F(2x2, 3x3): {t_w * 1e3:.3f} ms against {t_d * 1e3:.3f} ms direct here"
+
+
+def _winograd_times(q: QuantConv2d, shape: tuple) -> tuple:
+    """(Winograd, direct) seconds of q on a uint8 channels_last input of `shape`, uint8 out, interleaved medians."""
+    from .. import ops
+    from ..tools.benchmark import time_interleaved
+
+    x = torch.randint(0, 256, shape, dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
+    u_q, u_scale = q._winograd_weight()
+    kw = dict(input_scale=q.input_scale, input_zero_point=q.input_zero_point, out_scale=1.0, out_zero_point=0,
+              backend=q.backend)
+    fns = {"winograd": lambda: ops.qconv2d_winograd(x, u_q, u_scale, q.winograd_mult, q.bias, **kw),
+           "direct": lambda: ops.qconv2d(x, q.weight_int8, q.weight_scale, q.bias, q.stride, q.padding, **kw)}
+    with torch.no_grad():
+        t = time_interleaved(fns, repeat=5, warmup=1)
+    return t["winograd"], t["direct"]
 
 
 def _greedy(model, batches, targets, config, current, floor, options, progress, desc) -> tuple:
@@ -266,8 +305,8 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
     # 1. calibrate: an observer on the input of every eligible conv
     observers, skipped, refs, crops = calibrate(model, batches, config)
 
-    # 2. swap in switchable quantized convs
-    switches = {}
+    # 2. swap in switchable quantized convs (Winograd-eligible ones: which form, by measurement with winograd=True)
+    switches, winograd_notes = {}, {}
 
     def rule(name, child):
         if name in skipped:
@@ -280,7 +319,9 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
         cls = QuantLinear if isinstance(child, nn.Linear) else QuantConv2d
         q = cls.from_float(child, scale, zp, backend=config.backend)
         if name in crops:
-            _set_winograd(q, crops.pop(name))
+            decided = _set_winograd(q, crops.pop(name), config.winograd is True)
+            if decided:
+                winograd_notes[name] = decided
         w8a16 = cls.from_float(child, scale, zp, 16, config.backend) if config.fallback == "w8a16" else None
         sw = switches[name] = _Switch(child, q, w8a16)
         return sw
@@ -316,8 +357,9 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
         wino = sw.mode == "int8" and isinstance(q, QuantConv2d) and q.winograd_mult is not None
         row.stats["winograd"] = wino
         if sw.mode == "int8":
-            row.detail = f"input scale {q.input_scale:.4g}, zero point {q.input_zero_point}" + (
-                ", Winograd F(2x2, 3x3)" if wino else "")
+            row.detail = f"input scale {q.input_scale:.4g}, zero point {q.input_zero_point}"
+            if row.name in winograd_notes:
+                row.detail += "; " + winograd_notes[row.name]
             if row.name in stats.get("winograd_direct", ()):
                 row.detail += (f" (direct, not Winograd: +{stats['winograd_sensitivity_db'][row.name]:.3f} dB, "
                                "within the budget)")
