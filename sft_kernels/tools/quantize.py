@@ -43,18 +43,23 @@ def calibration_pairs(dirs: Optional[list], crops: int = 8, hr_size: int = 256, 
 
 
 def quantize_model(model, calib_dirs=None, crops: int = 8, budget: Optional[float] = 0.1, observer: str = "mse",
-                   fallback: str = "float", log=print) -> tuple:
-    """A quantized copy of `model` (converted first: its fused forward keeps running) and quantize_'s report."""
+                   fallback: str = "float", log=print, winograd: bool = False) -> tuple:
+    """A quantized copy of `model` (converted first: its fused forward keeps running) and quantize_'s report.
+    winograd: Int8Config(winograd=True), the 3×3 convs in the Winograd domain where that measures faster here."""
     q = copy.deepcopy(model).eval()
     convert_(q)
     lrs, hrs = calibration_pairs(calib_dirs, crops)
     t = time.perf_counter()
-    report = quantize_(q, Int8Config(observer=observer, psnr_budget_db=budget, fallback=fallback), calibration=lrs,
-                       targets=hrs)
+    report = quantize_(q, Int8Config(observer=observer, psnr_budget_db=budget, fallback=fallback, winograd=winograd),
+                       calibration=lrs, targets=hrs)
     st = report.stats
     log(f"quantize_: {len(report.names('quantized'))} convs int8, {len(st.get('kept', []))} kept "
         f"{fallback} ({', '.join(st.get('kept', [])) or 'none'}); calibration PSNR float {st['psnr_float']:.3f} dB, "
         f"int8 {st.get('psnr_int8', st['psnr_int8_all']):.3f} dB; {time.perf_counter() - t:.0f} s")
+    if winograd:
+        n = sum(1 for r in report.rows if r.stats.get("winograd"))
+        log(f"  {n} convs in the Winograd domain; back to the direct conv under the budget: "
+            f"{', '.join(st.get('winograd_direct', [])) or 'none'}")
     return q, report
 
 

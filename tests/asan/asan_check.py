@@ -298,6 +298,36 @@ def run():
         y8 = ops.qconv2d_depthwise(xf, 0.03, 33, wq, ws, torch.randn(c), [st, st], [pd, pd], [1, 1], 2, 0.1,
                                    torch.randn(ref.shape), 0.05, 7, sc, sf)
         assert y8.dtype == torch.uint8 and y8.shape == ref.shape
+    # int8 Winograd-domain conv (AVX-512 transforms and VNNI sums, or the portable ones): odd sizes (tiles past the
+    # edges), channels padded to 4-byte groups, K tails, blocks of 14 tiles across rows, a batch, NCHW, channels_last
+    # and float input, uint8 output with a uint8 residual, PixelShuffle in the store and after it
+    bt = torch.tensor([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=torch.float64)
+    at = torch.tensor([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=torch.float64)
+    for (n, c, h, w, k) in [(1, 64, 9, 13, 64), (2, 18, 7, 5, 40), (1, 16, 1, 1, 97), (1, 32, 5, 31, 128)]:
+        uq = torch.randint(-127, 128, (16, k, c), dtype=torch.int8)
+        us, mult = torch.rand(16, k) * 0.01 + 0.001, torch.randint(2000, 32768, (16,), dtype=torch.int32)
+        parts = [ops.qconv2d_pack(uq[p].reshape(k, c, 1, 1).contiguous()) for p in range(16)]
+        packed, wsum = torch.cat([q[0].reshape(-1) for q in parts]), torch.cat([q[1].reshape(-1) for q in parts])
+        xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8)
+        tp, tq = (h + 1) // 2, (w + 1) // 2
+        d = F.pad(xq.double() - 33, (1, 2 * tq + 1 - w, 1, 2 * tp + 1 - h))
+        v = (bt @ d.unfold(2, 4, 2).unfold(3, 4, 2) @ bt.T).reshape(n, c, tp, tq, 16)
+        qv = torch.clamp(torch.floor((v * mult.double() + 16384) / 32768), -128, 127)
+        m = torch.einsum("pkc,nctsp->nktsp", uq.double(), qv)
+        m = m * (us.double() * 0.03 * 32768 / mult.double().view(-1, 1)).T.reshape(1, -1, 1, 1, 16)
+        ref = (at @ m.reshape(n, k, tp, tq, 4, 4) @ at.T).permute(0, 1, 2, 4, 3, 5).reshape(n, k, 2 * tp, 2 * tq)
+        ref = ref[..., :h, :w]
+        for x in (xq, xq.contiguous(memory_format=torch.channels_last), (xq.float() - 33) * 0.03):
+            y = ops.qconv2d_winograd(x, 0.03, 33, packed, wsum, us, mult, None, 0, 0.0, None, 0.0, 0)
+            assert (y.double() - ref).abs().max().item() < 1e-3 * max(1.0, ref.abs().max().item()), ("wino", c, k)
+        res = torch.randint(0, 256, (n, k, h, w), dtype=torch.uint8)
+        y8 = ops.qconv2d_winograd(xq, 0.03, 33, packed, wsum, us, mult, torch.randn(k), 1, 0.0, res, 0.05, 7, 1,
+                                  0.02, 131)
+        assert y8.dtype == torch.uint8 and y8.shape == (n, k, h, w)
+        for r in (2, 4):
+            if k % (r * r) == 0:
+                y8 = ops.qconv2d_winograd(xq, 0.03, 33, packed, wsum, us, mult, None, 1, 0.0, None, 0.05, 7, r)
+                assert y8.shape == (n, k // (r * r), h * r, w * r)
     # sparse conv (the tile kernels SFT_KERNELS_ISA chose): unstructured and blocks of 4, empty filters, K and
     # pixel tails, stride, dilation, groups, 1x1, NCHW and channels_last, residual and modulation
     for (n, c, h, w, k, r, st, pd, dl, g, blk) in [
