@@ -64,7 +64,8 @@ class Int8Config:
     # 3×3 stride-1 convs (16+ channels in and out) in the Winograd domain (sft.qconv2d_winograd: 2.25× fewer int8
     # multiplies, at a PSNR cost the budget weighs: the most sensitive go back to the direct int8 conv first).
     # True: each such conv where it measures faster than the direct int8 conv on its calibration input's shape on
-    # this machine (small maps with many channels, or AMX CPUs, keep the direct conv); "always": every such conv
+    # this machine (small maps with many channels, or AMX CPUs, keep the direct conv; calibrate on crops the size
+    # of what the model will run on); "always": every such conv
     winograd: Union[bool, str] = False
 
     def __post_init__(self):
@@ -149,7 +150,7 @@ def _winograd_candidate(m: nn.Module) -> bool:
             and m.dilation == (1, 1) and m.groups == 1 and m.in_channels >= 16 and m.out_channels >= 16)
 
 
-WINOGRAD_MIN_GAIN = 1.05  # Int8Config(winograd=True): the Winograd form must measure this much faster than direct
+WINOGRAD_MIN_GAIN = 1.0  # Int8Config(winograd=True): how much faster than direct the Winograd form must measure
 
 
 class _WinogradSamples:
@@ -194,8 +195,8 @@ def calibrate(model: nn.Module, batches: list, config: Int8Config) -> tuple:
 
 def _set_winograd(q: QuantConv2d, samples: _WinogradSamples, measure: bool) -> str:
     """q in the Winograd form, its multipliers calibrated on the sampled crops quantized as q quantizes its input;
-    with `measure`, only if it runs WINOGRAD_MIN_GAIN× faster than the direct conv on the calibration input's shape.
-    Returns what was decided, for the report ("" if q is not eligible)."""
+    with `measure`, only if it runs faster than the direct conv (by WINOGRAD_MIN_GAIN×) on the calibration input's
+    shape. Returns what was decided, for the report ("" if q is not eligible)."""
     from ..ops.qconv2d.reference import quantize
     from ..ops.qconv2d_winograd import calibrate_mult
 
@@ -224,7 +225,7 @@ def _winograd_times(q: QuantConv2d, shape: tuple) -> tuple:
     fns = {"winograd": lambda: ops.qconv2d_winograd(x, u_q, u_scale, q.winograd_mult, q.bias, **kw),
            "direct": lambda: ops.qconv2d(x, q.weight_int8, q.weight_scale, q.bias, q.stride, q.padding, **kw)}
     with torch.no_grad():
-        t = time_interleaved(fns, repeat=5, warmup=1)
+        t = time_interleaved(fns, repeat=7, warmup=1)
     return t["winograd"], t["direct"]
 
 

@@ -21,7 +21,7 @@ from typing import Optional
 import torch
 
 from ...runtime import checks, registry
-from ...runtime.dispatch import Op, dispatch
+from ...runtime.dispatch import Op, dispatch, eager_signature_ok, meta
 from . import cpu
 from . import reference as ref
 from .reference import POSITIONS, calibrate_mult, winograd_weight  # noqa: F401
@@ -121,7 +121,19 @@ def qconv2d_winograd(input: torch.Tensor, weight: torch.Tensor, weight_scale: to
     from winograd_weight; mult from calibrate_mult. Epilogue as sft.qconv2d's: bias, activation, residual (float32,
     or uint8 with residual_quant=(scale, zero_point)), uint8 output with out_scale > 0, then PixelShuffle."""
     tensors = (input, weight, weight_scale, mult, bias, residual)
-    return dispatch(OP, backend, tensors, None,
+    sig = None
+    # a repeat of a validated call skips the checks (~40 µs of small tensor ops a call); the weights' values are
+    # checked on the first call of a signature only, as sft.qconv2d's
+    if (eager_signature_ok(*tensors) and type(input_scale) is float and type(input_zero_point) is int
+            and type(out_scale) is float and type(out_zero_point) is int and type(pixel_shuffle) is int
+            and type(negative_slope) in (int, float) and type(activation) in (str, type(None))
+            and (backend is None or type(backend) is str)
+            and (residual_quant is None or (type(residual_quant) is tuple and len(residual_quant) == 2
+                                            and type(residual_quant[0]) is float and type(residual_quant[1]) is int))):
+        sig = (meta(input), tuple(None if t is None else (t.shape, t.dtype, t.is_cpu) for t in tensors[1:]),
+               input_scale, input_zero_point, activation, float(negative_slope), out_scale, out_zero_point,
+               pixel_shuffle, residual_quant)
+    return dispatch(OP, backend, tensors, sig,
                     lambda: _check(input, weight, weight_scale, mult, bias, residual, input_scale, input_zero_point,
                                    activation, negative_slope, out_scale, out_zero_point, pixel_shuffle,
                                    residual_quant),
