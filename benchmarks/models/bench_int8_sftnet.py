@@ -85,7 +85,8 @@ def main(argv=None):
         fns = {"eager fp32 channels_last": lambda: eager(xcl), "sft fp32 nchw": lambda: fp32(x),
                "sft int8 nchw": lambda: int8(x), "sft int8 channels_last": lambda: int8(xcl)}
         if wino is not None:
-            fns.update({"sft int8 winograd nchw": lambda: wino(x), "sft int8 winograd channels_last": lambda: wino(xcl)})
+            fns.update({"sft int8 winograd nchw": lambda: wino(x),
+                        "sft int8 winograd channels_last": lambda: wino(xcl)})
         with torch.no_grad():
             t = time_interleaved(fns, repeat=args.repeat)
         ms = {k: v * 1e3 for k, v in t.items()}

@@ -96,7 +96,8 @@ def test_every_int8_kernel_path(kernel):
             "    uq, us = winograd_weight(torch.randn(k, c, 3, 3, generator=g) * 0.05)\n"
             "    m, b = calibrate_mult([x], 10), torch.randn(k, generator=g)\n"
             "    for kw in ({}, dict(activation='relu', out_scale=0.05, out_zero_point=4)):\n"
-            "        y = qconv2d_winograd(x, uq, us, m, b, input_scale=0.02, input_zero_point=10, backend='cpu', **kw)\n"
+            "        y = qconv2d_winograd(x, uq, us, m, b, input_scale=0.02, input_zero_point=10, backend='cpu',\n"
+            "                             **kw)\n"
             "        e = qconv2d_winograd(x, uq, us, m, b, input_scale=0.02, input_zero_point=10,\n"
             "                             backend='reference', **kw)\n"
             "        assert (y.double() - e.double()).abs().max() <= (1 if kw else 1e-5 * e.abs().max()), (c, k)\n")
