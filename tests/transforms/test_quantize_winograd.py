@@ -121,3 +121,24 @@ def test_bad_configs_and_ineligible_convs():
     q = QuantConv2d.from_float(nn.Conv2d(16, 16, 3, padding=1), 0.1, 0)
     with pytest.raises(ValueError, match="16 Q15 multipliers"):
         q.set_winograd(torch.zeros(16, dtype=torch.int32))
+
+
+def test_int8_checkpoint_round_trip_keeps_the_winograd_form(tmp_path):
+    """save_int8 / load_int8 (what `sft-kernels quantize --winograd` writes and `--model FILE` reads): the card's
+    quantization entries carry the multipliers, and the loaded model's output equals the saved one's."""
+    from sft_kernels.models.int8 import load_int8, save_int8
+
+    lr, _ = _sr_pairs()
+    model = _sftnet()
+    sft_kernels.convert_(model)
+    sft_kernels.quantize_(model, sft_kernels.Int8Config(winograd="always"), calibration=lr, progress=False)
+    path = save_int8(model, tmp_path / "w8", {"name": "w8"})
+    import json
+
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert sum("winograd_mult" in v for v in card["quantization"].values()) == len(_winograd_convs(model))
+    loaded = load_int8(card, path)
+    assert sorted(_winograd_convs(loaded)) == sorted(_winograd_convs(model))
+    x = torch.rand(1, 3, 13, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
