@@ -63,25 +63,17 @@ def qconv2d_winograd(x_q, x_scale, x_zero_point, u_q, u_scale, mult, bias=None, 
     return quantize(y, out_scale, out_zero_point) if out_scale > 0 else y
 
 
-def calibrate_mult(samples, zero_point: int, clips=(1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2),
-                   max_values: int = 1 << 20) -> torch.Tensor:
+def calibrate_mult(samples, zero_point: int, max_values: int = 1 << 22) -> torch.Tensor:
     """The 16 positions' Q15 multipliers (int32 [16]) for inputs like `samples` (uint8 maps [N, C, H, W] quantized with
-    zero point `zero_point`): per position the multiplier, from those that clip its largest |v| at each fraction of
-    `clips` (at most 1: v is already an integer), with the least squared error of the requantized values (an MSE
-    observer in the Winograd domain). At most `max_values` values per position are scored (evenly strided)."""
+    zero point `zero_point`): per position, the largest that keeps its largest |v| within int8 (2¹⁵ − 1, exact, when
+    every value fits). No clipping: an MSE choice over clip fractions (the usual observer) clipped the rare large
+    values of edges and cost SFTNet 0.06 dB more on china (−0.071 against −0.010 dB, every 3×3 conv in the Winograd
+    form). At most `max_values` values per position are read (evenly strided)."""
     vs = [input_tiles(s, zero_point).reshape(-1, POSITIONS) for s in samples]
     v = torch.cat(vs).T  # 16 × values
     if v.shape[1] > max_values:
         v = v[:, ::-(-v.shape[1] // max_values)]
-    mult = torch.empty(POSITIONS, dtype=torch.int32)
-    for p in range(POSITIONS):
-        vp, top = v[p], float(v[p].abs().max())
-        best = None
-        for c in clips:
-            m = int(min(Q15 - 1, max(1, round(127 * Q15 / max(c * top, 1.0)))))
-            mt = torch.tensor(m, dtype=torch.float64)
-            err = float(((requantize_tiles(vp, mt) * Q15 / m - vp) ** 2).mean())
-            if best is None or err < best[0]:
-                best = (err, m)
-        mult[p] = best[1]
-    return mult
+    top = v.abs().amax(1).clamp(min=1.0)
+    # the largest m with round-half-up((top·m) / 2¹⁵) ≤ 127
+    m = torch.floor((127.5 * Q15 - 1) / top).clamp(1, Q15 - 1)
+    return m.to(torch.int32)
