@@ -78,10 +78,11 @@ def _check(input, weight, weight_scale, mult, bias, residual, input_scale, input
     if input.shape[1] < 16:
         raise ValueError(f"qconv2d_winograd needs at least 16 input channels, got {input.shape[1]} (use qconv2d)")
     checks.tensor(weight_scale, "weight_scale", 2, dtypes=(torch.float32,))
-    if tuple(weight_scale.shape) != (POSITIONS, k) or not bool((weight_scale > 0).all()):
+    eager = not torch.compiler.is_compiling()  # value checks: eager only (a traced bool() breaks the graph)
+    if tuple(weight_scale.shape) != (POSITIONS, k) or (eager and not bool((weight_scale > 0).all())):
         raise ValueError(f"weight_scale must hold positive scales [16, {k}], got shape {tuple(weight_scale.shape)}")
     checks.tensor(mult, "mult", 1, dtypes=(torch.int32,))
-    if mult.shape[0] != POSITIONS or not bool(((mult >= 1) & (mult <= 32767)).all()):
+    if mult.shape[0] != POSITIONS or (eager and not bool(((mult >= 1) & (mult <= 32767)).all())):
         raise ValueError("mult must hold 16 Q15 multipliers in [1, 32767] (make them with calibrate_mult)")
     if bias is not None:
         checks.tensor(bias, "bias", 1, dtypes=(torch.float32,))

@@ -136,11 +136,15 @@ def test_close_to_the_float_conv_on_smooth_maps(backend):
     assert ((y - f).norm() / f.norm()).item() < 0.03
 
 
-def test_opcheck():
+def test_opcheck_and_compile():
     x, u_q, u_scale, mult, b = _data((1, 16, 5, 6, 8))
     for backend in BACKENDS:
         torch.library.opcheck(torch.ops.sft.qconv2d_winograd.default,
                               (x, u_q, u_scale, mult, b, None, 0.03, 33, "relu", 0.01, 0.05, 0, 1, 0.0, 0, backend))
+    f = torch.compile(lambda x: ops.qconv2d_winograd(x, u_q, u_scale, mult, b, activation="relu", **KW),
+                      fullgraph=True)
+    e = ops.qconv2d_winograd(x, u_q, u_scale, mult, b, activation="relu", backend="reference", **KW)
+    _close(f(x), e)
 
 
 @pytest.mark.parametrize("bad, match", [
