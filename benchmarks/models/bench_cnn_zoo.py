@@ -7,7 +7,8 @@ The models are built here (no torchvision in the CI image) with random, seeded w
 U-Net on an odd size (transposed conv, bilinear upsampling, concatenations), a DeepLab-style net (output stride
 8, blocks at rate 2, ASPP at rates 6/12/18), an ASPP-only net, a ResNeXt block (groups 32), odd kernels (5×5
 stride 2, 1×7, 7×1, dilated 'same' padding, unpadded stride 2) and ResNet-18 at batch 4.
-Run: python benchmarks/models/bench_cnn_zoo.py [--threads 1 2] [--models vgg dilated ...] [-o out.json]
+Run: python benchmarks/models/bench_cnn_zoo.py [--threads 1 2] [--models vgg dilated ...] [--int8 [--winograd]]
+     [-o out.json]
 """
 import argparse
 import copy
@@ -168,7 +169,7 @@ CASES = [("vgg", VGG, (1, 3, 128, 128)), ("resnet18", ResNet18, (1, 3, 224, 224)
          ("resnet18-b4", ResNet18, (4, 3, 160, 160))]
 
 
-def run(name, cls, shape, repeat, int8=False):
+def run(name, cls, shape, repeat, int8=False, winograd=False):
     torch.manual_seed(0)
     m = cls().eval()
     for mod in m.modules():
@@ -194,6 +195,13 @@ def run(name, cls, shape, repeat, int8=False):
                                   progress=False)
             int8_err = float((q(x) - ref).abs().max() / ref.abs().max())
             fns["int8"] = lambda: q(x)
+        if int8 and winograd:  # the same with the Winograd form where it measures faster (the same calibration)
+            qw = copy.deepcopy(fused)
+            rep = sft_kernels.quantize_(qw, sft_kernels.Int8Config(winograd=True),
+                                        calibration=[torch.randn(*shape) for _ in range(2)], progress=False)
+            n_wino = sum(1 for r in rep.rows if r.stats.get("winograd"))
+            wino_err = float((qw(x) - ref).abs().max() / ref.abs().max())
+            fns["int8 winograd"] = lambda: qw(x)
         t = time_interleaved(fns, repeat=repeat, min_time=0.3)
     best = min(t["eager nchw"], t["eager cl"])
     row = dict(model=name, input=list(shape), threads=torch.get_num_threads(),
@@ -201,6 +209,9 @@ def run(name, cls, shape, repeat, int8=False):
                fused_vs_eager=best / t["fused"], rel_err=err)
     if int8:
         row.update(int8_vs_eager=best / t["int8"], int8_vs_fused=t["fused"] / t["int8"], int8_rel_err=int8_err)
+    if int8 and winograd:
+        row.update(winograd_convs=n_wino, winograd_vs_int8=t["int8"] / t["int8 winograd"],
+                   winograd_vs_eager=best / t["int8 winograd"], winograd_rel_err=wino_err)
     return row
 
 
@@ -211,6 +222,8 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=9)
     p.add_argument("--int8", action="store_true",
                    help="also quantize_ the fused model (calibrated on two random inputs) and time it")
+    p.add_argument("--winograd", action="store_true",
+                   help="with --int8: also Int8Config(winograd=True) (3×3 convs in the Winograd domain where faster)")
     p.add_argument("-o", "--output", help="write the rows as JSON")
     args = p.parse_args(argv)
     rows = []
@@ -221,13 +234,16 @@ def main(argv=None):
         for name, cls, shape in CASES:
             if args.models and name not in args.models:
                 continue
-            r = run(name, cls, shape, args.repeat, args.int8)
+            r = run(name, cls, shape, args.repeat, args.int8, args.winograd)
             rows.append(r)
             print(f"{threads:>3} {name:12s} {r['eager nchw ms']:10.2f} {r['eager cl ms']:9.2f} {r['convert ms']:8.2f} "
                   f"{r['fused ms']:8.2f} {r['convert_vs_eager']:15.2f}x {r['fused_vs_eager']:13.2f}x  "
                   f"{max(r['rel_err'].values()):.1e}" + (
                       f"  int8 {r['int8 ms']:.2f} ms: {r['int8_vs_eager']:.2f}x eager, {r['int8_vs_fused']:.2f}x "
-                      f"fused (rel err {r['int8_rel_err']:.1e})" if args.int8 else ""), flush=True)
+                      f"fused (rel err {r['int8_rel_err']:.1e})" if args.int8 else "") + (
+                      f"  winograd ({r['winograd_convs']} convs) {r['int8 winograd ms']:.2f} ms: "
+                      f"{r['winograd_vs_int8']:.2f}x int8, {r['winograd_vs_eager']:.2f}x eager (rel err "
+                      f"{r['winograd_rel_err']:.1e})" if args.int8 and args.winograd else ""), flush=True)
     if args.output:
         with open(args.output, "w") as f:
             json.dump(rows, f, indent=1)
