@@ -11,7 +11,7 @@
    activations (quantized inside the kernel as it copies its float input, so whatever the model does between its
    convs, such as SFT modulation and residual adds, stays float). With ``Int8Config(winograd=True)`` the 3×3
    stride-1 convs of 16+ channels in and out run in the Winograd domain (sft.qconv2d_winograd, F(2×2, 3×3): 2.25× fewer
-   int8 multiplies), each with its 16 input multipliers calibrated on crops of its calibration inputs.
+   int8 multiplies), each with its 16 input multipliers set from the largest transformed calibration input.
 3. With ``psnr_budget_db`` (needs ``targets``: what the model's outputs should be, e.g. HR images for an SR model),
    the model is scored on the calibration set; while its PSNR is more than the budget below the float model's, a
    sensitivity scan ranks the layers (for each, the PSNR gained by returning it alone to float) and the most
@@ -142,9 +142,6 @@ def _progress(it, desc, total, show):
     return tqdm(it, desc=desc, total=total, unit="layer", dynamic_ncols=True, leave=False)
 
 
-WINOGRAD_CROP = 128  # the side of the input crops each Winograd-eligible conv keeps for its multipliers
-
-
 def _winograd_candidate(m: nn.Module) -> bool:
     return (isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.stride == (1, 1) and m.padding == (1, 1)
             and m.dilation == (1, 1) and m.groups == 1 and m.in_channels >= 16 and m.out_channels >= 16)
@@ -154,24 +151,45 @@ WINOGRAD_MIN_GAIN = 1.0  # Int8Config(winograd=True): how much faster than direc
 
 
 class _WinogradSamples:
-    """What calibration keeps of a Winograd-eligible conv's inputs: central crops (float) and the first shape."""
+    """What calibration keeps of a Winograd-eligible conv's inputs: the first shape, and (a second pass, once the
+    input's scale and zero point are known) per Winograd position the largest transformed quantized input
+    (ops.qconv2d_winograd.tile_range): 16 numbers, no map."""
 
     def __init__(self):
-        self.crops, self.shape = [], None
+        from ..ops.qconv2d_winograd import POSITIONS
+
+        self.top, self.shape, self.qparams = torch.zeros(POSITIONS, dtype=torch.float64), None, None
 
     def __call__(self, module, args):
+        from ..ops.qconv2d_winograd import tile_range
+
         x = args[0]
         self.shape = self.shape or tuple(x.shape)
-        h, w = x.shape[-2:]
-        t, left = max(0, (h - WINOGRAD_CROP) // 2), max(0, (w - WINOGRAD_CROP) // 2)
-        self.crops.append(x[..., t:t + WINOGRAD_CROP, left:left + WINOGRAD_CROP].detach().float().cpu().clone())
+        if self.qparams is not None:
+            self.top = torch.maximum(self.top, tile_range(x, *self.qparams))
+
+
+def _winograd_ranges(model: nn.Module, batches: list, samples: dict, observers: dict) -> None:
+    """The calibration inputs once more, each Winograd-eligible conv's input quantized with its observer's scale and
+    zero point as it arrives, its transformed range kept (what its multipliers need)."""
+    hooks = []
+    for name, m in model.named_modules():
+        if name in samples:
+            samples[name].qparams = observers[name].qparams()
+            hooks.append(m.register_forward_pre_hook(samples[name]))
+    try:
+        with unfused(model):
+            _run(model, batches)
+    finally:
+        for h in hooks:
+            h.remove()
 
 
 def calibrate(model: nn.Module, batches: list, config: Int8Config) -> tuple:
     """Run `batches` through `model` (its module-by-module forward) with an observer on the input of every eligible
-    conv and Linear (and with config.winograd, a crop of each 3×3 conv's input kept for its multipliers). Returns
-    ({name: Observer}, {name: why it stays float}, the model's outputs, {name: [crops]})."""
-    observers, skipped, hooks, crops = {}, {}, [], {}
+    conv and Linear (and with config.winograd, each 3×3 conv's largest transformed input per Winograd position, for
+    its multipliers). Returns ({name: Observer}, {name: why it stays float}, the model's outputs, {name: samples})."""
+    observers, skipped, hooks, wino = {}, {}, [], {}
     for name, m in model.named_modules():
         if not isinstance(m, (nn.Conv2d, nn.Linear)):  # (transposed convs are no nn.Conv2d)
             continue
@@ -182,28 +200,26 @@ def calibrate(model: nn.Module, batches: list, config: Int8Config) -> tuple:
         obs = observers[name] = Observer(config.observer, config.percentile)
         hooks.append(m.register_forward_pre_hook(lambda mod, args, o=obs: o.observe(args[0])))
         if config.winograd and _winograd_candidate(m):
-            crops[name] = _WinogradSamples()
-            hooks.append(m.register_forward_pre_hook(crops[name]))
+            wino[name] = _WinogradSamples()
+            hooks.append(m.register_forward_pre_hook(wino[name]))
     try:
         with unfused(model):  # a fused forward reads the convs' weights directly: the hooks must see each conv run
             outputs = _run(model, batches)
     finally:
         for h in hooks:
             h.remove()
-    return observers, skipped, outputs, crops
+    return observers, skipped, outputs, wino
 
 
 def _set_winograd(q: QuantConv2d, samples: _WinogradSamples, measure: bool) -> str:
-    """q in the Winograd form, its multipliers calibrated on the sampled crops quantized as q quantizes its input;
-    with `measure`, only if it runs faster than the direct conv (by WINOGRAD_MIN_GAIN×) on the calibration input's
-    shape. Returns what was decided, for the report ("" if q is not eligible)."""
-    from ..ops.qconv2d.reference import quantize
-    from ..ops.qconv2d_winograd import calibrate_mult
+    """q in the Winograd form, its multipliers keeping the largest transformed calibration input within int8; with
+    `measure`, only if it runs faster than the direct conv (by WINOGRAD_MIN_GAIN×) on the calibration input's shape.
+    Returns what was decided, for the report ("" if q is not eligible)."""
+    from ..ops.qconv2d_winograd import mult_for_range
 
-    if not samples.crops or not q.winograd_fits() or q.weight_int8.device.type != "cpu":
+    if samples.shape is None or not q.winograd_fits() or q.weight_int8.device.type != "cpu":
         return ""
-    q.set_winograd(calibrate_mult([quantize(c, q.input_scale, q.input_zero_point) for c in samples.crops],
-                                  q.input_zero_point))
+    q.set_winograd(mult_for_range(samples.top))
     if not measure:
         return "Winograd F(2x2, 3x3)"
     t_w, t_d = _winograd_times(q, samples.shape)
@@ -304,7 +320,9 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
         report.add(bn, "folded", f"batch norm folded into {conv}")
 
     # 1. calibrate: an observer on the input of every eligible conv
-    observers, skipped, refs, crops = calibrate(model, batches, config)
+    observers, skipped, refs, wino = calibrate(model, batches, config)
+    if wino:
+        _winograd_ranges(model, batches, wino, observers)
 
     # 2. swap in switchable quantized convs (Winograd-eligible ones: which form, by measurement with winograd=True)
     switches, winograd_notes = {}, {}
@@ -319,8 +337,8 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
         scale, zp = observers[name].qparams()
         cls = QuantLinear if isinstance(child, nn.Linear) else QuantConv2d
         q = cls.from_float(child, scale, zp, backend=config.backend)
-        if name in crops:
-            decided = _set_winograd(q, crops.pop(name), config.winograd is True)
+        if name in wino:
+            decided = _set_winograd(q, wino.pop(name), config.winograd is True)
             if decided:
                 winograd_notes[name] = decided
         w8a16 = cls.from_float(child, scale, zp, 16, config.backend) if config.fallback == "w8a16" else None

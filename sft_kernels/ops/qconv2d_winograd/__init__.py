@@ -24,7 +24,7 @@ from ...runtime import checks, registry
 from ...runtime.dispatch import Op, dispatch, eager_signature_ok, meta
 from . import cpu
 from . import reference as ref
-from .reference import POSITIONS, calibrate_mult, winograd_weight  # noqa: F401
+from .reference import POSITIONS, calibrate_mult, mult_for_range, tile_range, winograd_weight  # noqa: F401
 
 registry.register_op("qconv2d_winograd", {"reference": (torch.uint8, torch.float32),
                                           "cpu": (torch.uint8, torch.float32)})

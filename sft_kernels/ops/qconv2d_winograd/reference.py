@@ -63,17 +63,38 @@ def qconv2d_winograd(x_q, x_scale, x_zero_point, u_q, u_scale, mult, bias=None, 
     return quantize(y, out_scale, out_zero_point) if out_scale > 0 else y
 
 
+def mult_for_range(top: torch.Tensor) -> torch.Tensor:
+    """The 16 positions' Q15 multipliers (int32 [16]) for transformed values up to `top` [16] (in input steps): per
+    position the largest that keeps ±top within int8 (2¹⁵ − 1, exact, where every value fits)."""
+    top = torch.as_tensor(top, dtype=torch.float64).reshape(POSITIONS).clamp(min=1.0)
+    return torch.floor((127.5 * Q15 - 1) / top).clamp(1, Q15 - 1).to(torch.int32)  # round-half-up(top·m/2¹⁵) ≤ 127
+
+
 def calibrate_mult(samples, zero_point: int, max_values: int = 1 << 22) -> torch.Tensor:
     """The 16 positions' Q15 multipliers (int32 [16]) for inputs like `samples` (uint8 maps [N, C, H, W] quantized with
-    zero point `zero_point`): per position, the largest that keeps its largest |v| within int8 (2¹⁵ − 1, exact, when
-    every value fits). No clipping: an MSE choice over clip fractions (the usual observer) clipped the rare large
-    values of edges and cost SFTNet 0.06 dB more on china (−0.071 against −0.010 dB, every 3×3 conv in the Winograd
-    form). At most `max_values` values per position are read (evenly strided)."""
+    zero point `zero_point`): per position, the largest that keeps its largest |v| within int8. No clipping: an MSE
+    choice over clip fractions (the usual observer) clipped the rare large values of edges and cost SFTNet 0.06 dB more
+    on china (−0.071 against −0.010 dB, every 3×3 conv in the Winograd form). At most `max_values` values per position
+    are read (evenly strided)."""
     vs = [input_tiles(s, zero_point).reshape(-1, POSITIONS) for s in samples]
     v = torch.cat(vs).T  # 16 × values
     if v.shape[1] > max_values:
         v = v[:, ::-(-v.shape[1] // max_values)]
-    top = v.abs().amax(1).clamp(min=1.0)
-    # the largest m with round-half-up((top·m) / 2¹⁵) ≤ 127
-    m = torch.floor((127.5 * Q15 - 1) / top).clamp(1, Q15 - 1)
-    return m.to(torch.int32)
+    return mult_for_range(v.abs().amax(1))
+
+
+def tile_range(x: torch.Tensor, scale: float, zero_point: int, chunk: int = 8) -> torch.Tensor:
+    """Per position, the largest |v| over the tiles of a float map x [N, C, H, W] quantized with (scale, zero_point)
+    as the kernels quantize it: float64 [16] in input steps, exactly what calibrate_mult reads of the uint8 map, but
+    `chunk` channels at a time (a whole map's tiles take 4× its bytes), so quantize_ keeps 16 numbers per conv
+    instead of its calibration inputs."""
+    top = torch.zeros(POSITIONS, dtype=torch.float64)
+    bt = BT.to(torch.float32)
+    n, c, h, w = x.shape
+    tp, tq = (h + 1) // 2, (w + 1) // 2
+    for c0 in range(0, c, chunk):
+        d = quantize(x[:, c0:c0 + chunk].detach().cpu(), scale, zero_point).to(torch.float32) - zero_point
+        d = F.pad(d, (1, 2 * tq + 1 - w, 1, 2 * tp + 1 - h))
+        v = (bt @ d.unfold(2, 4, 2).unfold(3, 4, 2) @ bt.T).reshape(-1, POSITIONS)  # integers, exact in float32
+        top = torch.maximum(top, v.abs().amax(0).double())
+    return top

@@ -172,3 +172,15 @@ def test_too_few_channels():
     with pytest.raises(ValueError, match="at least 16 input channels"):
         ops.qconv2d_winograd(x, u_q, u_scale, torch.full((16,), 100, dtype=torch.int32), input_scale=0.1,
                              input_zero_point=0)
+
+
+def test_tile_range_is_the_exact_range_of_the_quantized_tiles():
+    """quantize_ keeps only tile_range of each float calibration input (quantized as the kernel quantizes it, channels
+    a chunk at a time): the same multipliers as calibrate_mult on the whole uint8 map, clamped values included."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 24, 11, 13, generator=g) * 0.7 + 0.2  # many values past the uint8 range: clamped
+    scale, zp = 0.01, 90
+    from sft_kernels.ops.qconv2d.reference import quantize
+
+    exact = calibrate_mult([quantize(x, scale, zp)], zp)
+    assert torch.equal(ref.mult_for_range(ref.tile_range(x, scale, zp, chunk=5)), exact)
