@@ -10,9 +10,10 @@ quantizing the transformed tiles and weights (the PSNR cost is measured per laye
 integer sums are exact there too, and outputs agree with it to float32 rounding (requantized ones within one step).
 
 `winograd_weight(w)` makes (u_q, u_scale) from a float 3×3 weight; `calibrate_mult(uint8 samples, zero point)` the
-16 multipliers. `reference.py` holds them and the reference, `cpu.py` the launcher of the cpu kernel
-(csrc/cpu/qconv2d/qwinograd.cpp: the input transform in int16 with AVX-512BW, the int8 conv's VNNI / AVX2 /
-portable tiles per position, the output transform into the int8 conv's epilogue).
+16 multipliers (or `mult_for_range(tile_range(float map, scale, zero point))`, one map at a time). `reference.py`
+holds them and the reference, `cpu.py` the launcher of the cpu kernel (csrc/cpu/qconv2d/qwinograd.cpp: on AVX-512
+VNNI / AMX CPUs the input transform in int16 and each position's sums on the VNNI tile loop, portable loops on
+others; the output transform into the int8 conv's epilogue).
 """
 from __future__ import annotations
 
