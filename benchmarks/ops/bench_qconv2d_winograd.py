@@ -14,11 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from sft_kernels import ops
-from sft_kernels.nn.quantized import quantize_weight
 from sft_kernels.ops.qconv2d import cpu as qcpu
-from sft_kernels.ops.qconv2d.reference import dequantize, quantize
+from sft_kernels.ops.qconv2d.reference import dequantize
 from sft_kernels.ops.qconv2d_winograd import calibrate_mult, winograd_weight
-from sft_kernels.tools.bench_suite import qconv_candidates
+from sft_kernels.tools.bench_suite import qconv_candidates, qconv_case
 from sft_kernels.tools.benchmark import time_interleaved
 from sft_kernels.tools.shapes import CONV_CATALOGS
 
@@ -31,20 +30,13 @@ def eligible(s) -> bool:
 def candidates(s) -> tuple:
     """({name: fn}, {name: relative error}) for one shape: qconv_candidates' (torch.ao, direct int8, fp32) and the
     Winograd form on the same uint8 input, weights and output quantization."""
-    fns = qconv_candidates(s)
-    g = torch.Generator().manual_seed(0)  # qconv_candidates' input, weights and parameters, remade
-    x = torch.rand(s.n, s.c, s.h, s.w, generator=g).contiguous(memory_format=torch.channels_last)
-    w = torch.randn(s.k, s.c, 3, 3, generator=g) * 0.05
-    b = torch.randn(s.k, generator=g) * 0.1
-    xs, xz, os_, oz = 1 / 255, 0, 0.05, 128
-    wq, ws = quantize_weight(w)
-    xu8 = quantize(x, xs, xz)
-    u_q, u_scale = winograd_weight(wq.float() * ws.view(-1, 1, 1, 1))
-    mult = calibrate_mult([xu8], xz)
-    kw = dict(input_scale=xs, input_zero_point=xz, out_scale=os_, out_zero_point=oz)
-    fns["sft int8 winograd"] = lambda: ops.qconv2d_winograd(xu8, u_q, u_scale, mult, b, backend="cpu", **kw)
-    f = F.conv2d(dequantize(xu8, xs, xz), w, b, padding=1)
-    err = {name: float((dequantize(fns[name](), os_, oz) - f).norm() / f.norm())
+    fns, d = qconv_candidates(s), qconv_case(s)
+    u_q, u_scale = winograd_weight(d.wd)
+    mult = calibrate_mult([d.xu8], d.xz)
+    kw = dict(input_scale=d.xs, input_zero_point=d.xz, out_scale=d.os_, out_zero_point=d.oz)
+    fns["sft int8 winograd"] = lambda: ops.qconv2d_winograd(d.xu8, u_q, u_scale, mult, d.b, backend="cpu", **kw)
+    f = F.conv2d(dequantize(d.xu8, d.xs, d.xz), d.w, d.b, padding=1)
+    err = {name: float((dequantize(fns[name](), d.os_, d.oz) - f).norm() / f.norm())
            for name in ("sft int8", "sft int8 winograd")}
     return fns, err
 

@@ -41,6 +41,14 @@ def pixel_shuffle_nhwc(y: torch.Tensor, r: int) -> torch.Tensor:
     return t.reshape(n, h * r, w * r, c // (r * r)).permute(0, 3, 1, 2)
 
 
+def winograd_geometry(conv: nn.Module) -> bool:
+    """Whether a conv (nn.Conv2d or QuantConv2d) has a shape sft.qconv2d_winograd runs, and pays on: 3×3, stride 1,
+    padding 1, ungrouped, at least 16 channels in and out (fewer outputs, as an RGB output conv, leave most of the
+    32-channel panels idle: the direct conv's few-channel kernel is 3× faster there)."""
+    return (conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1) and conv.dilation == (1, 1)
+            and conv.groups == 1 and conv.in_channels >= 16 and conv.out_channels >= 16)
+
+
 def _int8_state(m: nn.Module, weight_shape: tuple, bias: bool, input_scale: float, input_zero_point: int,
                 act_bits: int) -> None:
     """What QuantConv2d and QuantLinear both hold: the int8 weight, its per-output scales, the bias (buffers) and the
@@ -81,12 +89,8 @@ class QuantConv2d(nn.Module):
         self._wino = None  # (u_q, u_scale) made from the int8 weight on first use
 
     def winograd_fits(self) -> bool:
-        """Whether sft.qconv2d_winograd can run this conv, and pays: 3×3, stride 1, padding 1, ungrouped, int8
-        activations, at least 16 channels in and out (fewer outputs, as an RGB output conv, leave most of the
-        32-channel panels idle: the direct conv's few-channel kernel is 3× faster there)."""
-        return (self.kernel_size == (3, 3) and self.stride == (1, 1) and self.padding == (1, 1)
-                and self.dilation == (1, 1) and self.groups == 1 and self.in_channels >= 16
-                and self.out_channels >= 16 and self.act_bits == 8)
+        """Whether sft.qconv2d_winograd can run this conv: its geometry (winograd_geometry) and int8 activations."""
+        return winograd_geometry(self) and self.act_bits == 8
 
     def set_winograd(self, mult: Optional[torch.Tensor]) -> None:
         """Run as sft.qconv2d_winograd with these 16 input multipliers (ops.qconv2d_winograd.calibrate_mult of
@@ -96,8 +100,10 @@ class QuantConv2d(nn.Module):
             if not self.winograd_fits():
                 raise ValueError(f"{self.extra_repr()}: the Winograd form needs a 3×3 conv with stride 1, padding 1, "
                                  "no groups and at least 16 channels in and out")
+            from ..ops.qconv2d_winograd import mult_ok
+
             mult = torch.as_tensor(mult, dtype=torch.int32).reshape(-1).cpu()
-            if mult.numel() != 16 or not bool(((mult >= 1) & (mult <= 32767)).all()):
+            if not mult_ok(mult):
                 raise ValueError("winograd mult must hold 16 Q15 multipliers in [1, 32767]")
         self.winograd_mult, self._wino = mult, None
 

@@ -128,8 +128,9 @@ def sub_pixel_order(k: int, r: int) -> torch.Tensor:
     return torch.arange(k).view(k // (r * r), r, r).permute(1, 2, 0).reshape(-1)
 
 
-def sub_pixel(t: Optional[torch.Tensor], k: int, r: int, tag: str) -> Optional[torch.Tensor]:
-    """t (a weight, scales or bias with k output channels first; None passes) in sub-pixel order, cached with t."""
+def sub_pixel(t: Optional[torch.Tensor], k: int, r: int, tag: str, dim: int = 0) -> Optional[torch.Tensor]:
+    """t (a weight, scales or bias with k output channels along `dim`, first by default; None passes) in sub-pixel
+    order, cached with t."""
     if t is None:
         return None
-    return packed(t, tag, lambda v: v[sub_pixel_order(k, r)].contiguous())
+    return packed(t, tag, lambda v: v.index_select(dim, sub_pixel_order(k, r)).contiguous())

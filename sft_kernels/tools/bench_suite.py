@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from types import SimpleNamespace
 from typing import Optional
 
 import torch
@@ -99,18 +100,25 @@ def run_matmul(quick: bool = False, repeat: int = 10, progress: bool = True, pea
     return rows
 
 
-def qconv_candidates(s) -> dict:
-    """{name: fn} for one int8 conv shape: PyTorch's quantized x86 engine (torch.ao.nn.quantized.Conv2d: uint8
-    activations, per-channel int8 weights, uint8 output, channels_last), our int8 conv on the same scheme and
-    inputs (outputs checked within one quantization step first), our fp32 direct and best convs."""
+def qconv_case(s) -> SimpleNamespace:
+    """One int8 conv shape's seeded benchmark data: float input x (channels_last) and its uint8 form xu8 with
+    (xs, xz), float weight w, its int8 form (wq, ws) and dequantized wd, bias b, output parameters (os_, oz)."""
     g = torch.Generator().manual_seed(0)
     x = torch.rand(s.n, s.c, s.h, s.w, generator=g).contiguous(memory_format=torch.channels_last)
     w = torch.randn(s.k, s.c // s.groups, s.r, s.s, generator=g) * 0.05
     b = torch.randn(s.k, generator=g) * 0.1
     xs, xz, os_, oz = 1 / 255, 0, 0.05, 128
     wq, ws = quantize_weight(w)
-    wd = wq.float() * ws.view(-1, 1, 1, 1)
-    xu8 = quantize(x, xs, xz)  # channels_last kept
+    return SimpleNamespace(x=x, w=w, b=b, xs=xs, xz=xz, os_=os_, oz=oz, wq=wq, ws=ws,
+                           wd=wq.float() * ws.view(-1, 1, 1, 1), xu8=quantize(x, xs, xz))  # channels_last kept
+
+
+def qconv_candidates(s) -> dict:
+    """{name: fn} for one int8 conv shape: PyTorch's quantized x86 engine (torch.ao.nn.quantized.Conv2d: uint8
+    activations, per-channel int8 weights, uint8 output, channels_last), our int8 conv on the same scheme and
+    inputs (outputs checked within one quantization step first), our fp32 direct and best convs."""
+    d = qconv_case(s)
+    x, b, xs, xz, os_, oz, wq, ws, wd, xu8 = d.x, d.b, d.xs, d.xz, d.os_, d.oz, d.wq, d.ws, d.wd, d.xu8
     a = (s.stride, s.padding, s.dilation, s.groups)
     fns = {"sft int8": lambda: ops.qconv2d(xu8, wq, ws, b, *a, input_scale=xs, input_zero_point=xz, out_scale=os_,
                                            out_zero_point=oz, backend="cpu"),

@@ -57,7 +57,7 @@ def prepare_qat_(model: nn.Module, config: Optional[Int8Config] = None, calibrat
     batches = _inputs(calibration)
     was = model.training
     model.eval()
-    observers, skipped, _, _ = calibrate(model, batches, config)
+    observers, skipped, _ = calibrate(model, batches, config)
     model.train(was)
     report = Report("prepare_qat_")
 

@@ -40,7 +40,7 @@ from typing import Callable, Iterable, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ..nn.quantized import QuantConv2d, QuantLinear
+from ..nn.quantized import QuantConv2d, QuantLinear, winograd_geometry
 from . import fold
 from .separable import unfuse_separable_
 from .observers import OBSERVERS, Observer
@@ -142,40 +142,34 @@ def _progress(it, desc, total, show):
     return tqdm(it, desc=desc, total=total, unit="layer", dynamic_ncols=True, leave=False)
 
 
-def _winograd_candidate(m: nn.Module) -> bool:
-    return (isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.stride == (1, 1) and m.padding == (1, 1)
-            and m.dilation == (1, 1) and m.groups == 1 and m.in_channels >= 16 and m.out_channels >= 16)
-
-
 WINOGRAD_MIN_GAIN = 1.0  # Int8Config(winograd=True): how much faster than direct the Winograd form must measure
 
 
 class _WinogradSamples:
-    """What calibration keeps of a Winograd-eligible conv's inputs: the first shape, and (a second pass, once the
-    input's scale and zero point are known) per Winograd position the largest transformed quantized input
-    (ops.qconv2d_winograd.tile_range): 16 numbers, no map."""
+    """What calibration keeps of a Winograd-eligible conv's inputs, quantized with its observer's (scale, zero
+    point): the first shape, and per Winograd position the largest transformed value (ops.qconv2d_winograd.
+    tile_range): 16 numbers, no map."""
 
-    def __init__(self):
+    def __init__(self, qparams: tuple):
         from ..ops.qconv2d_winograd import POSITIONS
 
-        self.top, self.shape, self.qparams = torch.zeros(POSITIONS, dtype=torch.float64), None, None
+        self.top, self.shape, self.qparams = torch.zeros(POSITIONS, dtype=torch.float64), None, qparams
 
     def __call__(self, module, args):
         from ..ops.qconv2d_winograd import tile_range
 
         x = args[0]
         self.shape = self.shape or tuple(x.shape)
-        if self.qparams is not None:
-            self.top = torch.maximum(self.top, tile_range(x, *self.qparams))
+        self.top = torch.maximum(self.top, tile_range(x, *self.qparams))
 
 
-def _winograd_ranges(model: nn.Module, batches: list, samples: dict, observers: dict) -> None:
-    """The calibration inputs once more, each Winograd-eligible conv's input quantized with its observer's scale and
-    zero point as it arrives, its transformed range kept (what its multipliers need)."""
-    hooks = []
+def _winograd_ranges(model: nn.Module, batches: list, observers: dict) -> dict:
+    """{name: _WinogradSamples} of every calibrated conv the Winograd form fits: the calibration inputs once more,
+    now that each conv's input scale and zero point are known."""
+    samples, hooks = {}, []
     for name, m in model.named_modules():
-        if name in samples:
-            samples[name].qparams = observers[name].qparams()
+        if name in observers and isinstance(m, nn.Conv2d) and winograd_geometry(m):
+            samples[name] = _WinogradSamples(observers[name].qparams())
             hooks.append(m.register_forward_pre_hook(samples[name]))
     try:
         with unfused(model):
@@ -183,13 +177,13 @@ def _winograd_ranges(model: nn.Module, batches: list, samples: dict, observers: 
     finally:
         for h in hooks:
             h.remove()
+    return samples
 
 
 def calibrate(model: nn.Module, batches: list, config: Int8Config) -> tuple:
     """Run `batches` through `model` (its module-by-module forward) with an observer on the input of every eligible
-    conv and Linear (and with config.winograd, each 3×3 conv's largest transformed input per Winograd position, for
-    its multipliers). Returns ({name: Observer}, {name: why it stays float}, the model's outputs, {name: samples})."""
-    observers, skipped, hooks, wino = {}, {}, [], {}
+    conv and Linear. Returns ({name: Observer}, {name: why it stays float}, the model's outputs)."""
+    observers, skipped, hooks = {}, {}, []
     for name, m in model.named_modules():
         if not isinstance(m, (nn.Conv2d, nn.Linear)):  # (transposed convs are no nn.Conv2d)
             continue
@@ -199,16 +193,13 @@ def calibrate(model: nn.Module, batches: list, config: Int8Config) -> tuple:
             continue
         obs = observers[name] = Observer(config.observer, config.percentile)
         hooks.append(m.register_forward_pre_hook(lambda mod, args, o=obs: o.observe(args[0])))
-        if config.winograd and _winograd_candidate(m):
-            wino[name] = _WinogradSamples()
-            hooks.append(m.register_forward_pre_hook(wino[name]))
     try:
         with unfused(model):  # a fused forward reads the convs' weights directly: the hooks must see each conv run
             outputs = _run(model, batches)
     finally:
         for h in hooks:
             h.remove()
-    return observers, skipped, outputs, wino
+    return observers, skipped, outputs
 
 
 def _set_winograd(q: QuantConv2d, samples: _WinogradSamples, measure: bool) -> str:
@@ -217,7 +208,7 @@ def _set_winograd(q: QuantConv2d, samples: _WinogradSamples, measure: bool) -> s
     Returns what was decided, for the report ("" if q is not eligible)."""
     from ..ops.qconv2d_winograd import mult_for_range
 
-    if samples.shape is None or not q.winograd_fits() or q.weight_int8.device.type != "cpu":
+    if samples.shape is None or q.weight_int8.device.type != "cpu":
         return ""
     q.set_winograd(mult_for_range(samples.top))
     if not measure:
@@ -320,9 +311,8 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
         report.add(bn, "folded", f"batch norm folded into {conv}")
 
     # 1. calibrate: an observer on the input of every eligible conv
-    observers, skipped, refs, wino = calibrate(model, batches, config)
-    if wino:
-        _winograd_ranges(model, batches, wino, observers)
+    observers, skipped, refs = calibrate(model, batches, config)
+    wino = _winograd_ranges(model, batches, observers) if config.winograd else {}
 
     # 2. swap in switchable quantized convs (Winograd-eligible ones: which form, by measurement with winograd=True)
     switches, winograd_notes = {}, {}

@@ -228,13 +228,7 @@ void output_block_scalar(const Sums& sm, int mt, int64_t j0, int ncols, const Ou
           const int64_t px = ob.pixel(i, a, b), k = j0 + j;
           float val = activate(y[2 * a + b] + (s.bias ? s.bias[k] : 0.f), s.act, s.slope);
           if (s.res) val += qconv::residual_at(s, px * s.ldr + k);
-          const int64_t o = ob.offset(i, a, b, ob.chan(k));
-          if (s.ty.quant)
-            static_cast<uint8_t*>(s.out)[o] =
-                static_cast<uint8_t>(std::min(255.f, std::max(0.f, std::nearbyint(val * s.ty.inv_out) +
-                                                                       float(s.ty.zo))));
-          else
-            static_cast<float*>(s.out)[o] = val;
+          qconv::write_value(s, ob.offset(i, a, b, ob.chan(k)), val);
         }
     }
 }
@@ -342,22 +336,16 @@ at::Tensor qconv2d_winograd_cpu(const at::Tensor& x, double x_scale, int64_t x_z
     }
   });
 
-  // Per (position, channel) constants: the zero point 128's compensation and the multiplier of the sums.
+  // Per (position, channel) constants: the zero point 128's compensation and the multiplier of the sums,
+  // w_scale[p][k]·(x_scale·2¹⁵/mult[p]) (the int8 conv's channel constants with that input scale); the bias.
   std::vector<int32_t> comp(kPos * Kp);
-  std::vector<float> mul(kPos * Kp, 0.f), ones(Kp, 1.f);
-  const at::Tensor wsc = w_scale.contiguous();
-  for (int p = 0; p < kPos; ++p)
-    for (int64_t k = 0; k < Kp; ++k) {
-      comp[p * Kp + k] = 128 * wsum.data_ptr<int32_t>()[p * Kp + k];
-      if (k < K)
-        mul[p * Kp + k] = static_cast<float>(double(wsc.data_ptr<float>()[p * K + k]) * x_scale * 32768.0 / mv[p]);
-    }
-  std::vector<float> bpad;
-  if (bias.has_value()) {
-    TORCH_CHECK(bias->numel() == K && bias->scalar_type() == at::kFloat, op, ": bias must be float32 [K]");
-    const at::Tensor bc = bias->contiguous();
-    bpad.assign(bc.data_ptr<float>(), bc.data_ptr<float>() + K);
-    bpad.resize(Kp, 0.f);
+  std::vector<float> mul(kPos * Kp), ones(Kp, 1.f), bpad;
+  for (int p = 0; p < kPos; ++p) {
+    for (int64_t k = 0; k < Kp; ++k) comp[p * Kp + k] = 128 * wsum.data_ptr<int32_t>()[p * Kp + k];
+    const auto cc = qconv::channel_constants(w_scale[p], x_scale * 32768.0 / mv[p], p == 0 ? bias : c10::nullopt, K,
+                                             Kp, op);
+    std::copy(cc.mult.begin(), cc.mult.end(), mul.begin() + p * Kp);
+    if (p == 0) bpad = cc.bias;
   }
   const qconv::Store out_store{nullptr, nullptr, bpad.empty() ? nullptr : bpad.data(), static_cast<int>(activation),
                                static_cast<float>(negative_slope), res.defined() ? res.data_ptr() : nullptr, K,

@@ -1,6 +1,8 @@
 // The int8 conv's tile kernels (vnni.cpp, amx.cpp) and the fused store they share.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 namespace sft::qconv {
@@ -71,6 +73,19 @@ inline uint16_t bf16_bits(float v) {
   __builtin_memcpy(&u, &v, 4);
   if (v != v) return 0x7FC0;
   return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+// v written in the store's output type at element o of s.out (the portable stores): uint8 requantized (int8: the
+// uint8 value moved by 128), bfloat16 rounded to nearest even, or float32.
+inline void write_value(const Store& s, int64_t o, float v) {
+  if (s.ty.quant) {
+    const float q = std::min(255.f, std::max(0.f, std::nearbyint(v * s.ty.inv_out) + float(s.ty.zo)));
+    static_cast<uint8_t*>(s.out)[o] = static_cast<uint8_t>(q) ^ (s.ty.s8 ? 0x80 : 0);
+  } else if (s.ty.bf16) {
+    static_cast<uint16_t*>(s.out)[o] = bf16_bits(v);
+  } else {
+    static_cast<float*>(s.out)[o] = v;
+  }
 }
 
 // rows[i]: pixel i's first tap in the padded input; toff[t]: tap t's offset; kg: channel groups of 4 per tap;

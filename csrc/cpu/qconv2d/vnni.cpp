@@ -119,15 +119,7 @@ void store_sums(const int32_t* acc, int mr, int64_t j0, int ncols, const Store& 
     for (int j = 0; j < ncols; ++j) {
       float v = store_value(acc[i * kNR + j], int(j0) + j, s);
       if (s.res) v += residual_at(s, i * s.ldr + j);
-      const int64_t o = i * s.ldo + j;
-      if (s.ty.quant) {
-        const float q = std::min(255.f, std::max(0.f, std::nearbyint(v * s.ty.inv_out) + float(s.ty.zo)));
-        static_cast<uint8_t*>(s.out)[o] = static_cast<uint8_t>(q) ^ (s.ty.s8 ? 0x80 : 0);  // int8: moved by 128
-      } else if (s.ty.bf16) {
-        static_cast<uint16_t*>(s.out)[o] = bf16_bits(v);
-      } else {
-        static_cast<float*>(s.out)[o] = v;
-      }
+      write_value(s, i * s.ldo + j, v);
     }
 }
 

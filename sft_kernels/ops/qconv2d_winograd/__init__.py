@@ -25,7 +25,8 @@ from ...runtime import checks, registry
 from ...runtime.dispatch import Op, dispatch, eager_signature_ok, meta
 from . import cpu
 from . import reference as ref
-from .reference import POSITIONS, calibrate_mult, mult_for_range, tile_range, winograd_weight  # noqa: F401
+from .reference import (POSITIONS, calibrate_mult, mult_for_range, mult_ok, tile_range,  # noqa: F401
+                        winograd_weight)
 
 registry.register_op("qconv2d_winograd", {"reference": (torch.uint8, torch.float32),
                                           "cpu": (torch.uint8, torch.float32)})
@@ -83,7 +84,7 @@ def _check(input, weight, weight_scale, mult, bias, residual, input_scale, input
     if tuple(weight_scale.shape) != (POSITIONS, k) or (eager and not bool((weight_scale > 0).all())):
         raise ValueError(f"weight_scale must hold positive scales [16, {k}], got shape {tuple(weight_scale.shape)}")
     checks.tensor(mult, "mult", 1, dtypes=(torch.int32,))
-    if mult.shape[0] != POSITIONS or (eager and not bool(((mult >= 1) & (mult <= 32767)).all())):
+    if mult.shape[0] != POSITIONS or (eager and not mult_ok(mult)):
         raise ValueError("mult must hold 16 Q15 multipliers in [1, 32767] (make them with calibrate_mult)")
     if bias is not None:
         checks.tensor(bias, "bias", 1, dtypes=(torch.float32,))

@@ -21,17 +21,13 @@ def _split(both, k):
     return both[:-n_sums].view(torch.int8), both[-n_sums:].view(torch.int32)
 
 
-def _sub_pixel(u, k, r, tag):
-    return weight_pack.packed(u, tag, lambda t: t[:, weight_pack.sub_pixel_order(k, r)].contiguous())
-
-
 def qconv2d_winograd(x, u_q, u_scale, mult, b, res, x_scale, x_zp, act, slope, o_scale, o_zp, shuffle=1,
                      r_scale=0.0, r_zp=0):
     registry.cpu_ext()
     k = u_q.shape[1]
     if shuffle > 1:  # channels in sub-pixel order, shuffled by the kernel after its store
         tag = f"cpu_qconv2d_winograd_sub{shuffle}"
-        u_q, u_scale = _sub_pixel(u_q, k, shuffle, tag), _sub_pixel(u_scale, k, shuffle, tag)
+        u_q, u_scale = (weight_pack.sub_pixel(t, k, shuffle, tag, dim=1) for t in (u_q, u_scale))
         b = weight_pack.sub_pixel(b, k, shuffle, tag)
         res = None if res is None else res[:, weight_pack.sub_pixel_order(k, shuffle)]
     packed, wsum = _split(weight_pack.packed(u_q, "cpu_qconv2d_winograd", _pack), k)

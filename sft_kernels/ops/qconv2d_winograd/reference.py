@@ -16,6 +16,11 @@ AT = torch.tensor([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=torch.float64)
 Q15 = 32768
 
 
+def mult_ok(mult: torch.Tensor) -> bool:
+    """Whether `mult` holds the 16 Q15 input multipliers, each in [1, 2¹⁵ − 1]."""
+    return mult.numel() == POSITIONS and bool(((mult >= 1) & (mult <= Q15 - 1)).all())
+
+
 def winograd_weight(w: torch.Tensor) -> tuple:
     """(u_q int8 [16, K, C], u_scale float32 [16, K]) of a float 3×3 weight [K, C, 3, 3] (for an int8 conv: its
     dequantized weight): u = G w Gᵀ, symmetric int8 per (position, output channel)."""
@@ -52,7 +57,7 @@ def qconv2d_winograd(x_q, x_scale, x_zero_point, u_q, u_scale, mult, bias=None, 
     n, _, h, w = x_q.shape
     q = requantize_tiles(input_tiles(x_q, x_zero_point), mult)
     acc = torch.einsum("pkc,nctsp->nktsp", u_q.to(torch.float64), q)
-    m32 = (u_scale.to(torch.float64) * x_scale * Q15 / mult.to(torch.float64).view(-1, 1)).to(torch.float32)
+    m32 = (u_scale.to(torch.float64) * (x_scale * Q15 / mult.to(torch.float64).view(-1, 1))).to(torch.float32)
     m = acc * m32.to(torch.float64).T.reshape(1, -1, 1, 1, POSITIONS)
     tp, tq = m.shape[2], m.shape[3]
     y = AT @ m.reshape(*m.shape[:4], 4, 4) @ AT.T  # n k tP tQ 2 2
