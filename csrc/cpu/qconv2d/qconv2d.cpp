@@ -741,6 +741,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   // too, else they ran on one thread.
   const int64_t threads = at::get_num_threads();
   const int64_t pgroups = std::clamp<int64_t>((4 * threads + mtiles - 1) / mtiles, 1, panels);
+  const bool linear_rows = sh == 1 && sw == 1 && Hp == P && Wp == Q;
 
   at::parallel_for(0, mtiles * pgroups, pgroups > 1 ? 1 : 4, [&](int64_t u0, int64_t u1) {
     const uint8_t* rows[kMR];
@@ -748,9 +749,15 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t mt = u / pgroups, pg = u % pgroups, m0 = mt * kMR;
       const int mr = static_cast<int>(std::min<int64_t>(kMR, M - m0));
-      // Walked, not divided per pixel: a 32→32 1×1 tile's multiplies take only ~220 cycles.
-      int64_t n = m0 / PQ, p = m0 % PQ / Q, q = m0 % Q;
-      for (int i = 0; i < mr; ++i, next_pixel(n, p, q, P, Q)) rows[i] = xb + ((n * Hp + p * sh) * Wp + q * sw) * Cp;
+      // Walked, not divided per pixel: a 32→32 1×1 tile's multiplies take only ~220 cycles. An unpadded stride-1
+      // 1×1 conv's pixels are consecutive rows of the input (the walk had taken 12 % of such a conv's time).
+      if (linear_rows) {
+        for (int i = 0; i < mr; ++i) rows[i] = xb + (m0 + i) * Cp;
+      } else {
+        int64_t n = m0 / PQ, p = m0 % PQ / Q, q = m0 % Q;
+        for (int i = 0; i < mr; ++i, next_pixel(n, p, q, P, Q))
+          rows[i] = xb + ((n * Hp + p * sh) * Wp + q * sw) * Cp;
+      }
       for (int64_t panel = pg * panels / pgroups; panel < (pg + 1) * panels / pgroups; ++panel) {
         const int64_t j0 = panel * kNR;
         const int ncols = static_cast<int>(std::min<int64_t>(kNR, K - j0));

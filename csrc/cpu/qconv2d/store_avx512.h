@@ -8,6 +8,10 @@
 #include "cpu/engine/ukernel.h"
 #include "cpu/qconv2d/tiles.h"
 
+// Every store helper is forced inline: out of line (GCC's choice once the store grew), a VNNI tile passed its
+// accumulators through memory to a PLT call per pixel pair, 18 % of a 32-channel 1×1 conv's time.
+#define SFT_STORE_INLINE __attribute__((target("avx512f,avx512bw,avx512vl"), always_inline))
+
 namespace sft::qconv {
 
 // The store's constants in registers and locals: the uint8 stores may alias anything (char type), so fields read
@@ -27,7 +31,7 @@ struct Epi {
 // Where pixel i's outputs start, in elements from e.out.
 inline int64_t pixel_offset(const Epi& e, int64_t i) { return e.pix ? e.pix[i] : i * e.ldo; }
 
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline Epi epi_of(const Store& s) {
+SFT_STORE_INLINE inline Epi epi_of(const Store& s) {
   const Types& t = s.ty;
   return {s.act,
           t.quant,
@@ -49,7 +53,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline Epi epi_of(const Sto
 
 // The residual of 16 channels of pixel i: float32, or a uint8 one dequantized ((r − zero point)·scale, the same
 // float32 arithmetic as dequantizing it first).
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 residual16(const Epi& e, int64_t i, int c0,
+SFT_STORE_INLINE inline __m512 residual16(const Epi& e, int64_t i, int c0,
                                                                             __mmask16 m) {
   if (e.res_u8) {
     const __m128i r = _mm_maskz_loadu_epi8(m, static_cast<const uint8_t*>(e.res) + i * e.ldr + c0);
@@ -61,7 +65,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 residual16(co
 }
 
 // 16 float32 values as bfloat16 bits, rounded to nearest even, NaN quiet (bf16_bits; no AVX512_BF16 needed).
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m256i bf16x16(__m512 v) {
+SFT_STORE_INLINE inline __m256i bf16x16(__m512 v) {
   const __m512i u = _mm512_castps_si512(v);
   const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
   __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7FFF)), lsb), 16);
@@ -72,7 +76,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m256i bf16x16(__m5
 // The epilogue after the sums' scaling: v (already x·mult + bias, prescaled for a uint8 output) → activation →
 // + residual (→ + the output zero point); 16 channels of pixel i. The int8 conv's store and the Winograd int8 conv's
 // output transform (qwinograd.cpp) share it.
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 finish16(__m512 v, int64_t i, int c0, __mmask16 m,
+SFT_STORE_INLINE inline __m512 finish16(__m512 v, int64_t i, int c0, __mmask16 m,
                                                                           const Epi& e) {
   const __m512 zero = _mm512_setzero_ps();
   if (e.act == kActRelu) v = _mm512_max_ps(v, zero);
@@ -91,7 +95,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 finish16(__m5
 // channels of pixel i.
 // For a uint8 output, mult and bias come pre-multiplied by 1/out_scale (q_mult, q_bias: positive scaling commutes
 // with relu and leaky relu), and the output zero point joins q_bias when nothing follows it.
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 epilogue16(__m512i a, int64_t i, int c0,
+SFT_STORE_INLINE inline __m512 epilogue16(__m512i a, int64_t i, int c0,
                                                                             __mmask16 m, __m512i comp, __m512 mult,
                                                                             __m512 bias, const Epi& e) {
   return finish16(_mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a, comp)), mult, bias), i, c0, m, e);
@@ -100,12 +104,12 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 epilogue16(__
 // The rounded integer of a requantized value v, clamped first at 512 (past uint8's range with any zero point): past
 // int32's range the conversion gives INT_MIN, which would store 0 for a huge positive output (a tiny out_scale); NaN
 // still gives 0.
-__attribute__((target("avx512f"))) inline __m512i rounded_q(__m512 v) {
+__attribute__((target("avx512f"), always_inline)) inline __m512i rounded_q(__m512 v) {
   return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_set1_ps(512.f), v));
 }
 
 // The finished value v of 16 channels written in the output's type at element offset o from e.out.
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void write16_at(__m512 v, int64_t o, __mmask16 m,
+SFT_STORE_INLINE inline void write16_at(__m512 v, int64_t o, __mmask16 m,
                                                                              const Epi& e) {
   if (e.quant) {
     const __m512i q = _mm512_max_epi32(rounded_q(v), _mm512_setzero_si512());
@@ -120,12 +124,12 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void write16_at(__m5
 }
 
 // The same for channels c0 … c0 + 15 of pixel i.
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void write16(__m512 v, int64_t i, int c0, __mmask16 m,
+SFT_STORE_INLINE inline void write16(__m512 v, int64_t i, int c0, __mmask16 m,
                                                                           const Epi& e) {
   write16_at(v, pixel_offset(e, i) + c0, m, e);
 }
 
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store16(__m512i a, int64_t i, int c0, __mmask16 m,
+SFT_STORE_INLINE inline void store16(__m512i a, int64_t i, int c0, __mmask16 m,
                                                                           __m512i comp, __m512 mult, __m512 bias,
                                                                           const Epi& e) {
   write16(epilogue16(a, i, c0, m, comp, mult, bias, e), i, c0, m, e);
@@ -135,7 +139,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store16(__m512i
 // channels 0-15 then 16-31): int32 → int16 → uint8 with saturating packs (both ends), one lane-fixing permute, two
 // 32-byte stores, instead of four narrowing stores (vpmovusdb to memory is slow on Intel and AMD alike). The sums
 // come by value: arrays of them made the VNNI tile keep its accumulators in memory (zeroed with rep stos per tile).
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_q8(__m512i a0lo, __m512i a0hi,
+SFT_STORE_INLINE inline void store_pair_q8(__m512i a0lo, __m512i a0hi,
                                                                                 __m512i a1lo, __m512i a1hi,
                                                                                 int64_t i, const __m512i* comp,
                                                                                 const __m512* mult,
@@ -155,7 +159,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_q8(_
 }
 
 // The same from a block of accumulators [pixel][32] in memory (the AMX block's).
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_q8(const int32_t* acc, int64_t i,
+SFT_STORE_INLINE inline void store_pair_q8(const int32_t* acc, int64_t i,
                                                                                 const __m512i* comp,
                                                                                 const __m512* mult,
                                                                                 const __m512* bias, const Epi& e) {
@@ -165,7 +169,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_pair_q8(c
 }
 
 // The per-channel multiplier and bias of 16 channels as store16 wants them.
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void channel_consts(const Store& s, const Epi& e,
+SFT_STORE_INLINE inline void channel_consts(const Store& s, const Epi& e,
                                                                                  int64_t jj, __m512* mult,
                                                                                  __m512* bias) {
   *mult = _mm512_loadu_ps(s.mult + jj);
@@ -184,7 +188,7 @@ struct PanelConsts {
   int halves;
 };
 
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline PanelConsts panel_consts(const Store& s, const Epi& e,
+SFT_STORE_INLINE inline PanelConsts panel_consts(const Store& s, const Epi& e,
                                                                                       int64_t j0, int ncols) {
   PanelConsts p;
   p.halves = ncols > 16 ? 2 : 1;
@@ -195,7 +199,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline PanelConsts panel_co
   return p;
 }
 
-__attribute__((target("avx512f"))) inline __mmask16 tail_mask(int n) {
+__attribute__((target("avx512f"), always_inline)) inline __mmask16 tail_mask(int n) {
   return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
 }
 
