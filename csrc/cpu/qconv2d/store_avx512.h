@@ -190,11 +190,15 @@ struct PanelConsts {
 
 SFT_STORE_INLINE inline PanelConsts panel_consts(const Store& s, const Epi& e,
                                                                                       int64_t j0, int ncols) {
+  // Written out, not a loop over the halves: GCC made that loop's copies a `rep movsq` (two per tile, 7 % of a
+  // 32-channel 1×1 conv's time).
   PanelConsts p;
   p.halves = ncols > 16 ? 2 : 1;
-  for (int h = 0; h < p.halves; ++h) {
-    p.comp[h] = _mm512_loadu_si512(s.comp + j0 + 16 * h);
-    channel_consts(s, e, j0 + 16 * h, &p.mult[h], &p.bias[h]);
+  p.comp[0] = _mm512_loadu_si512(s.comp + j0);
+  channel_consts(s, e, j0, &p.mult[0], &p.bias[0]);
+  if (p.halves > 1) {
+    p.comp[1] = _mm512_loadu_si512(s.comp + j0 + 16);
+    channel_consts(s, e, j0 + 16, &p.mult[1], &p.bias[1]);
   }
   return p;
 }
