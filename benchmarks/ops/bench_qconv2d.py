@@ -1,7 +1,8 @@
 """sft.qconv2d (the cpu int8 kernel: AMX / VNNI / portable, whichever this CPU runs) against PyTorch's quantized x86
 engine (torch.ao.nn.quantized.Conv2d: uint8 activations, per-channel int8 weights, requantized uint8 output,
 channels_last) on the same scheme and inputs, and against our own fp32 direct conv (sft.conv2d, algorithm="direct")
-and our best fp32 conv (algorithm auto: Winograd where it pays). Interleaved medians, GOP/s, ratios side by side.
+and our best fp32 conv (algorithm auto: Winograd where it pays). Interleaved medians (the two int8 convs with each
+other, the fp32 ones apart: bench_suite.time_qconv), GOP/s, ratios side by side.
 Usage: python benchmarks/ops/bench_qconv2d.py [--threads 1 2] [--catalog sftnet resnet50] [-o out.json]
 """
 import argparse
@@ -11,8 +12,7 @@ import sys
 import torch
 
 from sft_kernels.ops.qconv2d import cpu as qcpu
-from sft_kernels.tools.bench_suite import qconv_candidates
-from sft_kernels.tools.benchmark import time_interleaved
+from sft_kernels.tools.bench_suite import qconv_candidates, time_qconv
 from sft_kernels.tools.shapes import CONV_CATALOGS
 
 
@@ -38,7 +38,7 @@ def main(argv=None):
             shapes = CONV_CATALOGS[cat](args.lr) if cat == "sftnet" else CONV_CATALOGS[cat]()
             for s in shapes:
                 with torch.no_grad():
-                    t = time_interleaved(candidates(s), repeat=args.repeat)
+                    t = time_qconv(candidates(s), repeat=args.repeat)
                 row = dict(threads=threads, catalog=cat, shape=s.name, count=s.count, flops=s.flops,
                            ms={k: v * 1e3 for k, v in t.items()}, vs_torch=t["torch.ao int8"] / t["sft int8"],
                            vs_fp32_direct=t["sft fp32 direct"] / t["sft int8"],

@@ -17,8 +17,7 @@ from sft_kernels import ops
 from sft_kernels.ops.qconv2d import cpu as qcpu
 from sft_kernels.ops.qconv2d.reference import dequantize
 from sft_kernels.ops.qconv2d_winograd import calibrate_mult, winograd_weight
-from sft_kernels.tools.bench_suite import qconv_candidates, qconv_case
-from sft_kernels.tools.benchmark import time_interleaved
+from sft_kernels.tools.bench_suite import qconv_candidates, qconv_case, time_qconv
 from sft_kernels.tools.shapes import CONV_CATALOGS
 
 
@@ -60,7 +59,7 @@ def main(argv=None):
             for s in filter(eligible, shapes):
                 fns, err = candidates(s)
                 with torch.no_grad():
-                    t = time_interleaved(fns, repeat=args.repeat)
+                    t = time_qconv(fns, repeat=args.repeat)
                 tw = t["sft int8 winograd"]
                 row = dict(threads=threads, catalog=cat, shape=s.name, count=s.count, flops=s.flops,
                            ms={k: v * 1e3 for k, v in t.items()}, vs_direct=t["sft int8"] / tw,
