@@ -53,8 +53,7 @@ SFT_STORE_INLINE inline Epi epi_of(const Store& s) {
 
 // The residual of 16 channels of pixel i: float32, or a uint8 one dequantized ((r − zero point)·scale, the same
 // float32 arithmetic as dequantizing it first).
-SFT_STORE_INLINE inline __m512 residual16(const Epi& e, int64_t i, int c0,
-                                                                            __mmask16 m) {
+SFT_STORE_INLINE inline __m512 residual16(const Epi& e, int64_t i, int c0, __mmask16 m) {
   if (e.res_u8) {
     const __m128i r = _mm_maskz_loadu_epi8(m, static_cast<const uint8_t*>(e.res) + i * e.ldr + c0);
     __m512 d = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(r), e.rzp)), e.rscale);
@@ -76,8 +75,7 @@ SFT_STORE_INLINE inline __m256i bf16x16(__m512 v) {
 // The epilogue after the sums' scaling: v (already x·mult + bias, prescaled for a uint8 output) → activation →
 // + residual (→ + the output zero point); 16 channels of pixel i. The int8 conv's store and the Winograd int8 conv's
 // output transform (qwinograd.cpp) share it.
-SFT_STORE_INLINE inline __m512 finish16(__m512 v, int64_t i, int c0, __mmask16 m,
-                                                                          const Epi& e) {
+SFT_STORE_INLINE inline __m512 finish16(__m512 v, int64_t i, int c0, __mmask16 m, const Epi& e) {
   const __m512 zero = _mm512_setzero_ps();
   if (e.act == kActRelu) v = _mm512_max_ps(v, zero);
   if (e.act == kActLeaky) v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, e.slope);
@@ -95,9 +93,8 @@ SFT_STORE_INLINE inline __m512 finish16(__m512 v, int64_t i, int c0, __mmask16 m
 // channels of pixel i.
 // For a uint8 output, mult and bias come pre-multiplied by 1/out_scale (q_mult, q_bias: positive scaling commutes
 // with relu and leaky relu), and the output zero point joins q_bias when nothing follows it.
-SFT_STORE_INLINE inline __m512 epilogue16(__m512i a, int64_t i, int c0,
-                                                                            __mmask16 m, __m512i comp, __m512 mult,
-                                                                            __m512 bias, const Epi& e) {
+SFT_STORE_INLINE inline __m512 epilogue16(__m512i a, int64_t i, int c0, __mmask16 m, __m512i comp, __m512 mult,
+                                          __m512 bias, const Epi& e) {
   return finish16(_mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a, comp)), mult, bias), i, c0, m, e);
 }
 
@@ -109,8 +106,7 @@ __attribute__((target("avx512f"), always_inline)) inline __m512i rounded_q(__m51
 }
 
 // The finished value v of 16 channels written in the output's type at element offset o from e.out.
-SFT_STORE_INLINE inline void write16_at(__m512 v, int64_t o, __mmask16 m,
-                                                                             const Epi& e) {
+SFT_STORE_INLINE inline void write16_at(__m512 v, int64_t o, __mmask16 m, const Epi& e) {
   if (e.quant) {
     const __m512i q = _mm512_max_epi32(rounded_q(v), _mm512_setzero_si512());
     __m128i b = _mm512_cvtusepi32_epi8(q);  // ≤ 255
@@ -124,14 +120,12 @@ SFT_STORE_INLINE inline void write16_at(__m512 v, int64_t o, __mmask16 m,
 }
 
 // The same for channels c0 … c0 + 15 of pixel i.
-SFT_STORE_INLINE inline void write16(__m512 v, int64_t i, int c0, __mmask16 m,
-                                                                          const Epi& e) {
+SFT_STORE_INLINE inline void write16(__m512 v, int64_t i, int c0, __mmask16 m, const Epi& e) {
   write16_at(v, pixel_offset(e, i) + c0, m, e);
 }
 
-SFT_STORE_INLINE inline void store16(__m512i a, int64_t i, int c0, __mmask16 m,
-                                                                          __m512i comp, __m512 mult, __m512 bias,
-                                                                          const Epi& e) {
+SFT_STORE_INLINE inline void store16(__m512i a, int64_t i, int c0, __mmask16 m, __m512i comp, __m512 mult, __m512 bias,
+                                     const Epi& e) {
   write16(epilogue16(a, i, c0, m, comp, mult, bias, e), i, c0, m, e);
 }
 
@@ -139,11 +133,8 @@ SFT_STORE_INLINE inline void store16(__m512i a, int64_t i, int c0, __mmask16 m,
 // channels 0-15 then 16-31): int32 → int16 → uint8 with saturating packs (both ends), one lane-fixing permute, two
 // 32-byte stores, instead of four narrowing stores (vpmovusdb to memory is slow on Intel and AMD alike). The sums
 // come by value: arrays of them made the VNNI tile keep its accumulators in memory (zeroed with rep stos per tile).
-SFT_STORE_INLINE inline void store_pair_q8(__m512i a0lo, __m512i a0hi,
-                                                                                __m512i a1lo, __m512i a1hi,
-                                                                                int64_t i, const __m512i* comp,
-                                                                                const __m512* mult,
-                                                                                const __m512* bias, const Epi& e) {
+SFT_STORE_INLINE inline void store_pair_q8(__m512i a0lo, __m512i a0hi, __m512i a1lo, __m512i a1hi, int64_t i,
+                                           const __m512i* comp, const __m512* mult, const __m512* bias, const Epi& e) {
   const __mmask16 all = 0xFFFF;
   const __m512i q0 = rounded_q(epilogue16(a0lo, i, 0, all, comp[0], mult[0], bias[0], e));
   const __m512i q1 = rounded_q(epilogue16(a0hi, i, 16, all, comp[1], mult[1], bias[1], e));
@@ -159,19 +150,15 @@ SFT_STORE_INLINE inline void store_pair_q8(__m512i a0lo, __m512i a0hi,
 }
 
 // The same from a block of accumulators [pixel][32] in memory (the AMX block's).
-SFT_STORE_INLINE inline void store_pair_q8(const int32_t* acc, int64_t i,
-                                                                                const __m512i* comp,
-                                                                                const __m512* mult,
-                                                                                const __m512* bias, const Epi& e) {
+SFT_STORE_INLINE inline void store_pair_q8(const int32_t* acc, int64_t i, const __m512i* comp, const __m512* mult,
+                                           const __m512* bias, const Epi& e) {
   store_pair_q8(_mm512_loadu_si512(acc + i * kNR), _mm512_loadu_si512(acc + i * kNR + 16),
                 _mm512_loadu_si512(acc + (i + 1) * kNR), _mm512_loadu_si512(acc + (i + 1) * kNR + 16), i, comp, mult,
                 bias, e);
 }
 
 // The per-channel multiplier and bias of 16 channels as store16 wants them.
-SFT_STORE_INLINE inline void channel_consts(const Store& s, const Epi& e,
-                                                                                 int64_t jj, __m512* mult,
-                                                                                 __m512* bias) {
+SFT_STORE_INLINE inline void channel_consts(const Store& s, const Epi& e, int64_t jj, __m512* mult, __m512* bias) {
   *mult = _mm512_loadu_ps(s.mult + jj);
   *bias = s.bias ? _mm512_loadu_ps(s.bias + jj) : _mm512_setzero_ps();
   if (e.quant) {
@@ -188,8 +175,7 @@ struct PanelConsts {
   int halves;
 };
 
-SFT_STORE_INLINE inline PanelConsts panel_consts(const Store& s, const Epi& e,
-                                                                                      int64_t j0, int ncols) {
+SFT_STORE_INLINE inline PanelConsts panel_consts(const Store& s, const Epi& e, int64_t j0, int ncols) {
   // Written out, not a loop over the halves: GCC made that loop's copies a `rep movsq` (two per tile, 7 % of a
   // 32-channel 1×1 conv's time).
   PanelConsts p;
