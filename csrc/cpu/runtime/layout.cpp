@@ -93,11 +93,13 @@ at::Tensor shuffle_sub_pixels(const at::Tensor& y, int64_t r) {
   const int64_t run = r * Cs * y.element_size();
   if (run % 8 == 0 && reinterpret_cast<uintptr_t>(t.data_ptr()) % 8 == 0) {
     const at::Tensor words = t.view(at::kByte).view(at::kLong).view({N, P, Q, r, run / 8});
-    const at::Tensor moved = words.permute({0, 1, 3, 2, 4}).reshape({N, P * r, Q, run / 8});
+    // contiguous(), not reshape: with one row (P = 1) reshape returns a strided view, and the views below need
+    // the moved rows dense.
+    const at::Tensor moved = words.permute({0, 1, 3, 2, 4}).contiguous().view({N, P * r, Q, run / 8});
     return moved.view(at::kByte).view(y.scalar_type()).view({N, P * r, Q * r, Cs}).permute({0, 3, 1, 2});
   }
   const at::Tensor s6 = t.reshape({N, P, Q, r, r, Cs}).permute({0, 1, 3, 2, 4, 5});
-  return s6.reshape({N, P * r, Q * r, Cs}).permute({0, 3, 1, 2});
+  return s6.contiguous().view({N, P * r, Q * r, Cs}).permute({0, 3, 1, 2});  // dense NHWC, as above
 }
 
 }  // namespace sft

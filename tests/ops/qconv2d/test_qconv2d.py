@@ -142,6 +142,7 @@ def test_every_cpu_kernel_matches_the_integer_reference(kernel):
 SHUFFLE_CASES = [  # n, c, h, w, k, r (kernel), shuffle: k / shuffle² a multiple of 32 (VNNI: shuffled in the store)
     (1, 16, 9, 11, 128, 3, 2), (2, 8, 5, 7, 288, 1, 3),
     (1, 12, 6, 5, 48, 3, 2),  # 12 channels per sub-pixel: shuffled after the conv
+    (2, 12, 1, 6, 48, 3, 2),  # one row, shuffled after the conv (its rows had come back strided)
 ]
 
 

@@ -184,3 +184,18 @@ def test_tile_range_is_the_exact_range_of_the_quantized_tiles():
 
     exact = calibrate_mult([quantize(x, scale, zp)], zp)
     assert torch.equal(ref.mult_for_range(ref.tile_range(x, scale, zp, chunk=5)), exact)
+
+
+@pytest.mark.parametrize("out_scale", [0.0, 0.05], ids=["float", "uint8"])
+@pytest.mark.parametrize("k, with_residual", [(44, False), (128, True)], ids=["11-channel-subpixels", "residual"])
+def test_one_row_pixel_shuffle_after_the_conv(out_scale, k, with_residual):
+    """A one-row image shuffled after the conv (shuffle_sub_pixels: its rows had come back strided and failed a
+    view; float32 outputs take its 8-byte-word path, uint8 ones with 11-channel sub-pixels the other)."""
+    x, u_q, u_scale, mult, b = _data((2, 36, 1, 24, k))
+    res = torch.randn(2, k, 1, 24) if with_residual else None
+    kw = dict(out_scale=out_scale, out_zero_point=5 if out_scale else 0, residual=res)
+    e = F.pixel_shuffle(ops.qconv2d_winograd(x, u_q, u_scale, mult, b, backend="reference", **KW, **kw), 2)
+    for backend in BACKENDS:
+        y = ops.qconv2d_winograd(x, u_q, u_scale, mult, b, pixel_shuffle=2, backend=backend, **KW, **kw)
+        assert y.shape == (2, k // 4, 2, 48)
+        _close(y, e)

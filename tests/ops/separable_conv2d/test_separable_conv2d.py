@@ -72,11 +72,12 @@ def test_separable_epilogues_and_residual(backend, mid, act):
 @pytest.mark.parametrize("backend", op_backends("separable_conv2d"))
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("r", [2, 3])
-def test_separable_pixel_shuffle_then_residual(backend, layout, r):
+@pytest.mark.parametrize("h", [7, 1])  # one row: shuffle_sub_pixels had come back with strided rows
+def test_separable_pixel_shuffle_then_residual(backend, layout, r, h):
     """pixel_shuffle=r: PixelShuffle of the activated conv, then the residual (shaped like the shuffled output)."""
-    x = _layout(torch.randn(2, 8, 7, 5), layout)
+    x = _layout(torch.randn(2, 8, h, 5), layout)
     dw, pw, pwb = torch.randn(8, 1, 3, 3), torch.randn(4 * r * r, 8, 1, 1), torch.randn(4 * r * r)
-    res = torch.randn(2, 4, 7 * r, 5 * r)
+    res = torch.randn(2, 4, h * r, 5 * r)
     y = separable_conv2d(x, dw, pw, None, pwb, 1, 1, mid_activation="relu", activation="relu", residual=res,
                          pixel_shuffle=r, backend=backend)
     ref = F.pixel_shuffle(_reference(x, dw, pw, None, pwb, 1, 1, 1, "relu", "relu", 0.01, None), r) + res.double()
@@ -84,9 +85,10 @@ def test_separable_pixel_shuffle_then_residual(backend, layout, r):
     assert y.is_contiguous(memory_format=torch.channels_last if layout != "nchw" else torch.contiguous_format)
     assert_close(y, ref, k=9 + 8)
     with pytest.raises(ValueError, match="pixel_shuffle must be an int >= 1 whose square divides"):
-        separable_conv2d(x, dw, pw, pixel_shuffle=5, backend=backend)
+        separable_conv2d(x, dw, pw, None, None, 1, 1, pixel_shuffle=5, backend=backend)
     with pytest.raises(ValueError, match="residual must have the output's shape"):
-        separable_conv2d(x, dw, pw, residual=torch.randn(2, 4 * r * r, 7, 5), pixel_shuffle=r, backend=backend)
+        separable_conv2d(x, dw, pw, None, None, 1, 1, residual=torch.randn(2, 4 * r * r, h, 5), pixel_shuffle=r,
+                         backend=backend)
 
 
 SHUFFLE_CASES = [  # n, c, h, w, k, r, stride, threads: sub-pixel runs of whole micro-kernel panels (the shuffled store)
