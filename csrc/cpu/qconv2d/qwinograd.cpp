@@ -186,21 +186,23 @@ inline void output_tile(const T (&m)[kPos], T (&y)[4], Add add, Sub sub) {
 
 // Where a block's outputs go: tile i (image n[i], tile row tp[i], column tq[i]) has output (a, b) at pixel
 // px = (n·P + 2·tp + a)·Q + 2·tq + b, if inside the image; its channel k at element px·K + k, or with a fused
-// PixelShuffle(r) (channels in sub-pixel order, Cs = K / r² per sub-pixel) at its shuffled place.
+// PixelShuffle(r) (channels in sub-pixel order, Cs = K / r² per sub-pixel) at its shuffled place. place() sets, per
+// tile and output (a, b) = j / 2, j % 2, the pixel (−1: outside) and the element of its channel 0, once per block:
+// computed per output and channel vector, the index arithmetic and its tests took ~40 % of the output transform.
 struct OutBlock {
   int64_t n[kMR], tp[kMR], tq[kMR], P, Q, K, r, Cs;
-  bool inside(int i, int a, int b) const { return 2 * tp[i] + a < P && 2 * tq[i] + b < Q; }
-  int64_t pixel(int i, int a, int b) const { return (n[i] * P + 2 * tp[i] + a) * Q + 2 * tq[i] + b; }
-  // Channel k's sub-pixel row and column and its channel there (divisions once per channel vector, not per store).
-  struct Chan {
-    int64_t row, col, c;
-  };
-  Chan chan(int64_t k) const { return r == 1 ? Chan{0, 0, k} : Chan{k / Cs / r, k / Cs % r, k % Cs}; }
-  int64_t offset(int i, int a, int b, const Chan& ch) const {
-    if (r == 1) return pixel(i, a, b) * K + ch.c;
-    const int64_t p = 2 * tp[i] + a, q = 2 * tq[i] + b;
-    return ((n[i] * P * r + p * r + ch.row) * Q * r + q * r + ch.col) * Cs + ch.c;
+  int64_t px[kMR][4], base[kMR][4];
+  void place(int mt) {
+    for (int i = 0; i < mt; ++i)
+      for (int j = 0; j < 4; ++j) {
+        const int64_t p = 2 * tp[i] + j / 2, q = 2 * tq[i] + j % 2;
+        const bool in = p < P && q < Q;
+        px[i][j] = in ? (n[i] * P + p) * Q + q : -1;
+        base[i][j] = !in ? 0 : r == 1 ? px[i][j] * K : ((n[i] * P * r + p * r) * Q * r + q * r) * Cs;
+      }
   }
+  // Channel k's offset from an output's channel 0 (its sub-pixel row and column and its channel there).
+  int64_t chan(int64_t k) const { return r == 1 ? k : (k / Cs / r * Q * r + k / Cs % r) * Cs + k % Cs; }
 };
 
 // A block's sums of one panel: acc [kMR][16][32] int32, and per position p the panel's compensations comp[p·ldc + j]
@@ -222,14 +224,13 @@ void output_block_scalar(const Sums& sm, int mt, int64_t j0, int ncols, const Ou
         m[p] = static_cast<float>(sm.acc[(i * kPos + p) * kNR + j] - sm.comp[p * sm.ldc + j]) *
                sm.mult[p * sm.ldc + j];
       output_tile(m, y, [](float a, float b) { return a + b; }, [](float a, float b) { return a - b; });
-      for (int a = 0; a < 2; ++a)
-        for (int b = 0; b < 2; ++b) {
-          if (!ob.inside(i, a, b)) continue;
-          const int64_t px = ob.pixel(i, a, b), k = j0 + j;
-          float val = activate(y[2 * a + b] + (s.bias ? s.bias[k] : 0.f), s.act, s.slope);
-          if (s.res) val += qconv::residual_at(s, px * s.ldr + k);
-          qconv::write_value(s, ob.offset(i, a, b, ob.chan(k)), val);
-        }
+      for (int o = 0; o < 4; ++o) {
+        const int64_t px = ob.px[i][o], k = j0 + j;
+        if (px < 0) continue;
+        float val = activate(y[o] + (s.bias ? s.bias[k] : 0.f), s.act, s.slope);
+        if (s.res) val += qconv::residual_at(s, px * s.ldr + k);
+        qconv::write_value(s, ob.base[i][o] + ob.chan(k), val);
+      }
     }
 }
 
@@ -250,7 +251,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"), flatten)) void output_block_
     const int c0 = static_cast<int>(j0) + 16 * h;
     __m512 scale, bias;
     qconv::channel_consts(unit, e, c0, &scale, &bias);
-    const OutBlock::Chan ch = ob.chan(c0);
+    const int64_t coff = ob.chan(c0);
     for (int i = 0; i < mt; ++i) {
       __m512 m[kPos], y[4];
       for (int p = 0; p < kPos; ++p) {
@@ -260,13 +261,13 @@ __attribute__((target("avx512f,avx512bw,avx512vl"), flatten)) void output_block_
                              _mm512_loadu_ps(sm.mult + p * sm.ldc + 16 * h));
       }
       output_tile(m, y, add, sub);
-      for (int a = 0; a < 2; ++a)
-        for (int b = 0; b < 2; ++b) {
-          if (!ob.inside(i, a, b)) continue;
-          const int64_t px = ob.pixel(i, a, b);
-          const __m512 v = qconv::finish16(_mm512_fmadd_ps(y[2 * a + b], scale, bias), px, c0, msk, e);
-          qconv::write16_at(v, ob.offset(i, a, b, ch), msk, e);
-        }
+#pragma GCC unroll 4
+      for (int o = 0; o < 4; ++o) {
+        const int64_t px = ob.px[i][o];
+        if (px < 0) continue;
+        const __m512 v = qconv::finish16(_mm512_fmadd_ps(y[o], scale, bias), px, c0, msk, e);
+        qconv::write16_at(v, ob.base[i][o] + coff, msk, e);
+      }
     }
   }
 }
@@ -375,6 +376,7 @@ at::Tensor qconv2d_winograd_cpu(const at::Tensor& x, double x_scale, int64_t x_z
         ob.tq[i] = t % tQ;
         xt[i] = xb + (ob.n[i] * Ht + 2 * ob.tp[i]) * ldx + 2 * ob.tq[i] * Cp;
       }
+      ob.place(mt);
       if (v512)
         input_block_avx512(xt, ldx, mt, Cp, zx, mv.data(), vbuf.data());
       else
@@ -385,11 +387,10 @@ at::Tensor qconv2d_winograd_cpu(const at::Tensor& x, double x_scale, int64_t x_z
         if (rb)  // the residual this panel's outputs add, fetched while its sums are made (read when needed, its
                  // scattered 2×2 pixels missed the cache: a float32 residual made the trunk conv 0.95× direct)
           for (int i = 0; i < mt; ++i)
-            for (int a = 0; a < 2; ++a)
-              for (int c = 0; c < 2; ++c)
-                if (ob.inside(i, a, c))
-                  for (int64_t byte = 0; byte < ncols * res_size; byte += 64)
-                    __builtin_prefetch(rb + (ob.pixel(i, a, c) * K + j0) * res_size + byte, 0, 3);
+            for (int o = 0; o < 4; ++o)
+              if (ob.px[i][o] >= 0)
+                for (int64_t byte = 0; byte < ncols * res_size; byte += 64)
+                  __builtin_prefetch(rb + (ob.px[i][o] * K + j0) * res_size + byte, 0, 3);
         for (int p = 0; p < kPos; ++p) {
           const uint8_t* rp[kMR];
           for (int i = 0; i < mt; ++i) rp[i] = vbuf.data() + (p * kMR + i) * Cp;

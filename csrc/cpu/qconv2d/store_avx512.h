@@ -111,7 +111,10 @@ SFT_STORE_INLINE inline void write16_at(__m512 v, int64_t o, __mmask16 m, const 
     const __m512i q = _mm512_max_epi32(rounded_q(v), _mm512_setzero_si512());
     __m128i b = _mm512_cvtusepi32_epi8(q);  // ≤ 255
     if (e.s8) b = _mm_xor_si128(b, _mm_set1_epi8(char(0x80)));
-    _mm_mask_storeu_epi8(static_cast<uint8_t*>(e.out) + o, m, b);
+    if (m == 0xFFFF)  // a whole vector: a plain store (masked byte stores cost more on Zen 4)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(static_cast<uint8_t*>(e.out) + o), b);
+    else
+      _mm_mask_storeu_epi8(static_cast<uint8_t*>(e.out) + o, m, b);
   } else if (e.bf16) {
     _mm256_mask_storeu_epi16(static_cast<uint16_t*>(e.out) + o, m, bf16x16(v));
   } else {
