@@ -64,15 +64,16 @@ inline void transform_tile(T (&d)[4][4], Add add, Sub sub) {
   }
 }
 
-// The transformed tiles of one block: mt tiles whose top-left input pixels are at x[i] (rows of pitch ldx), written
+// The transformed tiles of one block: mt tiles whose top-left input pixels are at x[i] (rows of pitch ldx[i]), written
 // to v [16][kMR][Cp] as uint8 (q + 128). Bᵀ(d − zx)B = BᵀdB − 4·zx at position (1, 1) only
 // (Bᵀ's rows sum to 0, 2, 0, 0), so the zero point is taken off once.
-void input_block_scalar(const uint8_t* const* x, int64_t ldx, int mt, int64_t Cp, int zx, const int* mult, uint8_t* v) {
+void input_block_scalar(const uint8_t* const* x, const int64_t* ldx, int mt, int64_t Cp, int zx, const int* mult,
+                        uint8_t* v) {
   for (int i = 0; i < mt; ++i)
     for (int64_t c = 0; c < Cp; ++c) {
       int d[4][4];
       for (int r = 0; r < 4; ++r)
-        for (int s = 0; s < 4; ++s) d[r][s] = x[i][r * ldx + s * Cp + c];
+        for (int s = 0; s < 4; ++s) d[r][s] = x[i][r * ldx[i] + s * Cp + c];
       transform_tile(d, [](int a, int b) { return a + b; }, [](int a, int b) { return a - b; });
       d[1][1] -= 4 * zx;
       for (int p = 0; p < kPos; ++p)
@@ -99,9 +100,9 @@ struct SubF32 {
 // flatten: the functors' bodies (AVX-512 targets) inlined through the untargeted templates; as calls, each vector
 // add cost a call and the conv ran 0.93× the direct one.
 __attribute__((target("avx512f,avx512bw,avx512vl"), flatten)) void input_block_avx512(const uint8_t* const* x,
-                                                                                      int64_t ldx, int mt, int64_t Cp,
-                                                                                      int zx, const int* mult,
-                                                                                      uint8_t* v) {
+                                                                                      const int64_t* ldx, int mt,
+                                                                                      int64_t Cp, int zx,
+                                                                                      const int* mult, uint8_t* v) {
   __m512i m[kPos];
   for (int p = 0; p < kPos; ++p) m[p] = _mm512_set1_epi16(static_cast<int16_t>(mult[p]));
   const __m512i z4 = _mm512_set1_epi16(static_cast<int16_t>(4 * zx));
@@ -115,7 +116,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"), flatten)) void input_block_a
       __m512i d[4][4];
       for (int r = 0; r < 4; ++r)
         for (int s = 0; s < 4; ++s)
-          d[r][s] = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(mask, x[i] + r * ldx + s * Cp + c0));
+          d[r][s] = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(mask, x[i] + r * ldx[i] + s * Cp + c0));
       transform_tile(d, add, sub);
       d[1][1] = _mm512_sub_epi16(d[1][1], z4);
       for (int p = 0; p < kPos; ++p) {
@@ -317,25 +318,36 @@ at::Tensor qconv2d_winograd_cpu(const at::Tensor& x, double x_scale, int64_t x_z
   auto finished = [&](const at::Tensor& y) { return r > 1 && !fused_shuffle ? shuffle_sub_pixels(y, r) : y; };
   if (N == 0 || K == 0 || P == 0 || Q == 0) return finished(out);
 
-  // The zero-point-padded NHWC copy, one row and column more where P or Q is odd (the last tiles' fourth row and
-  // column: they feed only outputs that are cut).
-  const qconv::InputRows rows(x, x_scale, x_zero_point, 1, 1, Cp, {nullptr, nullptr});
-  const int64_t Ht = 2 * tP + 2, Wt = 2 * tQ + 2, ldx = Wt * Cp;
-  at::Tensor xp = pooled_empty({N * Ht * ldx}, x.options().dtype(at::kByte));
-  uint8_t* xb = xp.data_ptr<uint8_t>();
+  // A uint8 channels_last input with whole 4-byte channel groups is read in place: the tiles inside the image
+  // straight from it, the edge tiles from a 4×4 patch padded with the zero point (per thread). Otherwise (a float
+  // input quantized on the way, channel padding) the zero-point-padded NHWC copy, one row and column more where P
+  // or Q is odd (the last tiles' fourth row and column: they feed only outputs that are cut).
+  const bool in_place = x.scalar_type() == at::kByte && Cp == C && x.stride(1) == 1 && x.stride(3) == C &&
+                        x.stride(2) == W * C && (N == 1 || x.stride(0) == H * W * C);
   const int zx = static_cast<int>(x_zero_point);
-  at::parallel_for(0, N * Ht, 4, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
-      uint8_t* dst = xb + t * ldx;
-      const int64_t row = t % Ht;
-      if (row < rows.Hp) {
-        rows.fill(t / Ht, row, dst);
-        std::memset(dst + rows.Wp * Cp, zx, (Wt - rows.Wp) * Cp);
-      } else {
-        std::memset(dst, zx, ldx);
+  const int64_t Ht = 2 * tP + 2, Wt = 2 * tQ + 2, ldx = in_place ? W * C : Wt * Cp;
+  at::Tensor xp;
+  const uint8_t* xb = nullptr;
+  if (in_place) {
+    xb = x.data_ptr<uint8_t>();
+  } else {
+    const qconv::InputRows rows(x, x_scale, x_zero_point, 1, 1, Cp, {nullptr, nullptr});
+    xp = pooled_empty({N * Ht * ldx}, x.options().dtype(at::kByte));
+    uint8_t* xw = xp.data_ptr<uint8_t>();
+    at::parallel_for(0, N * Ht, 4, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        uint8_t* dst = xw + t * ldx;
+        const int64_t row = t % Ht;
+        if (row < rows.Hp) {
+          rows.fill(t / Ht, row, dst);
+          std::memset(dst + rows.Wp * Cp, zx, (Wt - rows.Wp) * Cp);
+        } else {
+          std::memset(dst, zx, ldx);
+        }
       }
-    }
-  });
+    });
+    xb = xw;
+  }
 
   // Per (position, channel) constants: the zero point 128's compensation and the multiplier of the sums,
   // w_scale[p][k]·(x_scale·2¹⁵/mult[p]) (the int8 conv's channel constants with that input scale); the bias.
@@ -358,11 +370,12 @@ at::Tensor qconv2d_winograd_cpu(const at::Tensor& x, double x_scale, int64_t x_z
   // Blocks of kMR tiles in raster order over all images' tiles (a block may span tile rows): only the last is short.
   const int64_t tiles = N * tP * tQ, items = (tiles + kMR - 1) / kMR;
   at::parallel_for(0, items, 1, [&](int64_t b, int64_t e) {
-    std::vector<uint8_t> vbuf(kPos * kMR * Cp);
+    std::vector<uint8_t> vbuf(kPos * kMR * Cp), patch(in_place ? kMR * 16 * Cp : 0);
     std::vector<int32_t> abuf(kMR * kPos * kNR);
+    int64_t ldt[kMR];
     for (int64_t it = b; it < e; ++it) {
       const int mt = static_cast<int>(std::min<int64_t>(kMR, tiles - it * kMR));
-      OutBlock ob{};
+      OutBlock ob;  // no {}: zeroing its arrays per block was a rep stos
       ob.P = P;
       ob.Q = Q;
       ob.K = K;
@@ -374,13 +387,31 @@ at::Tensor qconv2d_winograd_cpu(const at::Tensor& x, double x_scale, int64_t x_z
         ob.n[i] = t / (tP * tQ);
         ob.tp[i] = t / tQ % tP;
         ob.tq[i] = t % tQ;
-        xt[i] = xb + (ob.n[i] * Ht + 2 * ob.tp[i]) * ldx + 2 * ob.tq[i] * Cp;
+        ldt[i] = ldx;
+        if (!in_place) {
+          xt[i] = xb + (ob.n[i] * Ht + 2 * ob.tp[i]) * ldx + 2 * ob.tq[i] * Cp;
+          continue;
+        }
+        const int64_t r0 = 2 * ob.tp[i] - 1, c0 = 2 * ob.tq[i] - 1;  // the tile's first input row and column
+        if (r0 >= 0 && c0 >= 0 && r0 + 3 < H && c0 + 3 < W) {
+          xt[i] = xb + ((ob.n[i] * H + r0) * W + c0) * C;
+          continue;
+        }
+        uint8_t* pt = patch.data() + i * 16 * Cp;
+        std::memset(pt, zx, 16 * Cp);
+        for (int64_t r = std::max<int64_t>(r0, 0); r < std::min(r0 + 4, H); ++r) {
+          const int64_t ca = std::max<int64_t>(c0, 0), cz = std::min(c0 + 4, W);
+          if (ca < cz)
+            std::memcpy(pt + ((r - r0) * 4 + (ca - c0)) * Cp, xb + ((ob.n[i] * H + r) * W + ca) * C, (cz - ca) * C);
+        }
+        xt[i] = pt;
+        ldt[i] = 4 * Cp;
       }
       ob.place(mt);
       if (v512)
-        input_block_avx512(xt, ldx, mt, Cp, zx, mv.data(), vbuf.data());
+        input_block_avx512(xt, ldt, mt, Cp, zx, mv.data(), vbuf.data());
       else
-        input_block_scalar(xt, ldx, mt, Cp, zx, mv.data(), vbuf.data());
+        input_block_scalar(xt, ldt, mt, Cp, zx, mv.data(), vbuf.data());
       for (int64_t panel = 0; panel < panels; ++panel) {
         const int64_t j0 = panel * kNR;
         const int ncols = static_cast<int>(std::min<int64_t>(kNR, K - j0));
