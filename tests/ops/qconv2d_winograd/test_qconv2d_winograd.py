@@ -199,3 +199,19 @@ def test_one_row_pixel_shuffle_after_the_conv(out_scale, k, with_residual):
         y = ops.qconv2d_winograd(x, u_q, u_scale, mult, b, pixel_shuffle=2, backend=backend, **KW, **kw)
         assert y.shape == (2, k // 4, 2, 48)
         _close(y, e)
+
+
+@pytest.mark.parametrize("case", CASES + [(2, 20, 1, 1, 16), (1, 16, 2, 7, 32)], ids=str)
+def test_channels_last_uint8_read_in_place(case):
+    """A channels_last uint8 input with whole 4-byte channel groups is read in place (edge tiles from a padded
+    patch): the same result as the NCHW input, which takes the padded copy."""
+    x, u_q, u_scale, mult, b = _data(case)
+    n, _, h, w, k = case
+    xl = x.contiguous(memory_format=torch.channels_last)
+    kw = dict(activation="relu", out_scale=0.05, out_zero_point=3,
+              residual=torch.randint(0, 256, (n, k, h, w), dtype=torch.uint8), residual_quant=(0.02, 120))
+    e = ops.qconv2d_winograd(x, u_q, u_scale, mult, b, backend="reference", **KW, **kw)
+    for backend in BACKENDS:
+        y = ops.qconv2d_winograd(xl, u_q, u_scale, mult, b, backend=backend, **KW, **kw)
+        assert y.is_contiguous(memory_format=torch.channels_last)
+        _close(y, e)
