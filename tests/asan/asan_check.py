@@ -303,7 +303,8 @@ def run():
     # and float input, uint8 output with a uint8 residual, PixelShuffle in the store and after it
     bt = torch.tensor([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=torch.float64)
     at = torch.tensor([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=torch.float64)
-    for (n, c, h, w, k) in [(1, 64, 9, 13, 64), (2, 18, 7, 5, 40), (1, 16, 1, 1, 97), (1, 32, 5, 31, 128)]:
+    for (n, c, h, w, k) in [(1, 64, 9, 13, 64), (2, 18, 7, 5, 40), (1, 16, 1, 1, 97), (1, 32, 5, 31, 128),
+                            (2, 20, 1, 6, 44)]:  # one row, shuffled after the conv
         uq = torch.randint(-127, 128, (16, k, c), dtype=torch.int8)
         us, mult = torch.rand(16, k) * 0.01 + 0.001, torch.randint(2000, 32768, (16,), dtype=torch.int32)
         parts = [ops.qconv2d_pack(uq[p].reshape(k, c, 1, 1).contiguous()) for p in range(16)]
@@ -328,6 +329,8 @@ def run():
             if k % (r * r) == 0:
                 y8 = ops.qconv2d_winograd(xq, 0.03, 33, packed, wsum, us, mult, None, 1, 0.0, None, 0.05, 7, r)
                 assert y8.shape == (n, k // (r * r), h * r, w * r)
+                yf = ops.qconv2d_winograd(xq, 0.03, 33, packed, wsum, us, mult, None, 1, 0.0, None, 0.0, 0, r)
+                assert yf.shape == (n, k // (r * r), h * r, w * r)
     # sparse conv (the tile kernels SFT_KERNELS_ISA chose): unstructured and blocks of 4, empty filters, K and
     # pixel tails, stride, dilation, groups, 1x1, NCHW and channels_last, residual and modulation
     for (n, c, h, w, k, r, st, pd, dl, g, blk) in [
