@@ -121,20 +121,29 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512i q16(__m512i 
 
 // One conv's sums for kPairMR pixels (first bytes at r, pitch c: c / 4 words each) × its 32-channel panel b, into
 // a0 / a1 (channels 0-15 / 16-31).
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"), always_inline)) inline void sums(
+// Not inlined: inlined twice into pair_tile (the first conv's sums live across the second's loop), GCC copied
+// every accumulator to a fresh register and back around each vpdpbusd (two moves per multiply).
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"), noinline)) void sums(
     const uint8_t* r, int64_t c, const int8_t* b, __m512i* a0, __m512i* a1) {
+  __m512i acc0[kPairMR], acc1[kPairMR];
 #pragma GCC unroll 8
-  for (int i = 0; i < kPairMR; ++i) a0[i] = a1[i] = _mm512_setzero_si512();
-  for (int64_t g = 0; g < c / 4; ++g, b += kNR * 4) {
-    const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64);
+  for (int i = 0; i < kPairMR; ++i) acc0[i] = acc1[i] = _mm512_setzero_si512();
+  const int8_t* bp = b;
+  for (int64_t g = 0; g < c / 4; ++g, bp += kNR * 4) {
+    const __m512i b0 = _mm512_loadu_si512(bp), b1 = _mm512_loadu_si512(bp + 64);
 #pragma GCC unroll 8
     for (int i = 0; i < kPairMR; ++i) {
       int32_t word;
       std::memcpy(&word, r + i * c + 4 * g, 4);
       const __m512i a = _mm512_set1_epi32(word);
-      a0[i] = _mm512_dpbusd_epi32(a0[i], a, b0);
-      a1[i] = _mm512_dpbusd_epi32(a1[i], a, b1);
+      acc0[i] = _mm512_dpbusd_epi32(acc0[i], a, b0);
+      acc1[i] = _mm512_dpbusd_epi32(acc1[i], a, b1);
     }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < kPairMR; ++i) {
+    a0[i] = acc0[i];
+    a1[i] = acc1[i];
   }
 }
 
