@@ -755,8 +755,13 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
         for (int i = 0; i < mr; ++i) rows[i] = xb + (m0 + i) * Cp;
       } else {
         int64_t n = m0 / PQ, p = m0 % PQ / Q, q = m0 % Q;
-        for (int i = 0; i < mr; ++i, next_pixel(n, p, q, P, Q))
-          rows[i] = xb + ((n * Hp + p * sh) * Wp + q * sw) * Cp;
+        if (q + mr <= Q) {  // within one output row (most tiles of a wide image): a fixed step between pixels
+          const uint8_t* r0 = xb + ((n * Hp + p * sh) * Wp + q * sw) * Cp;
+          for (int i = 0; i < mr; ++i) rows[i] = r0 + i * sw * Cp;
+        } else {
+          for (int i = 0; i < mr; ++i, next_pixel(n, p, q, P, Q))
+            rows[i] = xb + ((n * Hp + p * sh) * Wp + q * sw) * Cp;
+        }
       }
       for (int64_t panel = pg * panels / pgroups; panel < (pg + 1) * panels / pgroups; ++panel) {
         const int64_t j0 = panel * kNR;
