@@ -33,10 +33,14 @@ STRASSEN_FACTOR_PER_LEVEL = 4.0
 NAMED = {
     "exact": (0.0, 0.0),  # the same arithmetic in the same order: bit for bit
     "fp32": (1e-4, 1e-4),  # ours vs PyTorch in float32 on O(1) values, a whole model's depth of roundings included
+    "fp32_tight": (1e-5, 1e-5),  # the same float32 ops on O(1) values, only grouped or ordered differently
     "fp32_wide": (1e-3, 1e-4),  # the same on values of magnitude ~10-100 (unnormalised random convs and GEMMs)
     "fp32_pointwise": (1e-6, 0.0),  # elementwise / resampling in float32 on values in [0, 1]
     "fp64_pointwise": (1e-12, 0.0),  # the same in float64
-    "bf16_training": (2e-3, 0.0),  # fp32 master weights after bf16-autocast steps vs fp32 steps
+    "bf16_training": (2e-3, 0.0),
+    # an int8 conv's float output against the float64 reference: integer sums are exact, one epilogue rounding remains
+    "int8_epilogue": (1e-4, 1e-5),
+    "bf16_output": (5e-2, 1e-2),  # a bf16-stored output (8-bit mantissa) of O(1)-O(10) values against float64  # fp32 master weights after bf16-autocast steps vs fp32 steps
     "onnx_fp32": (1e-4, 0.0),  # onnxruntime running an export vs the model, outputs O(1)
     # an int8 export (QDQ) vs the int8 model: ONNX's QuantizeLinear divides by the scale where our kernels multiply by
     # its inverse, so an input value can land one step apart, through a whole model's depth (SFTNet: ~1e-2 measured)

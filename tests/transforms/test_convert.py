@@ -219,7 +219,7 @@ def test_converted_models_run_under_cpu_autocast():
         ref = sft_kernels.ops.conv2d(x, w, backend="reference")
         bf = sft_kernels.ops.conv2d(x.bfloat16(), sft_kernels.nn.Conv2d(3, 8, 3).bfloat16().weight, backend="reference")
     assert got.dtype == torch.float32 and ref.dtype == torch.float32 and bf.dtype == torch.bfloat16
-    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(got, want, **tol("fp32"))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         model[2](torch.rand(1, 16, 5, 5, dtype=torch.bfloat16))  # a bfloat16 input: cast back, no dtype error
     with pytest.raises(TypeError, match="does not match input dtype"):  # outside autocast: PyTorch's rule

@@ -11,6 +11,7 @@ from torch import nn
 import sft_kernels as sk
 from sft_kernels.models import SFTNet
 from sft_kernels.nn import SparseConv2d
+from sft_kernels.testing import tol
 from sft_kernels.transforms.prune import agp_sparsity, masks, restore_pruned_
 
 
@@ -68,7 +69,7 @@ def test_unstructured_per_layer_matches_masked_dense_model(sparsity):
     assert "HR_branch.8" in rep.names("skipped")  # 3 output channels < min_out_channels
     assert abs(rep.stats["sparsity"] - sparsity) < 0.01
     with torch.no_grad():
-        torch.testing.assert_close(model(img, seg), _dense_twin(model)(img, seg), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(model(img, seg), _dense_twin(model)(img, seg), **tol("fp32"))
 
 
 def test_report_counts_macs_of_a_converted_fused_model():
@@ -119,7 +120,7 @@ def test_other_cnn_matches_masked_dense_model_nchw_and_channels_last():
     twin = _dense_twin(model)
     with torch.no_grad():
         for inp in (x, x.contiguous(memory_format=torch.channels_last)):
-            torch.testing.assert_close(model(inp), twin(inp), atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(model(inp), twin(inp), **tol("fp32"))
 
 
 def test_repeated_pruning_keeps_earlier_zeros_and_agp_schedule():
@@ -163,7 +164,7 @@ def test_pruned_sftnet_saves_loads_and_runs_fused(tmp_path):
     loaded = SFTNet.from_checkpoint(path)
     assert isinstance(loaded.sft_branch[0].conv0, SparseConv2d) and loaded.fused
     with torch.no_grad():
-        torch.testing.assert_close(loaded(img, seg), want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(loaded(img, seg), want, **tol("fp32_tight"))
     fresh = _sftnet()
     assert restore_pruned_(fresh, model.state_dict())
     fresh.load_state_dict(model.state_dict())
@@ -207,7 +208,7 @@ def test_channel_pruning_shrinks_sftnet_by_dependency_groups(tmp_path):
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     loaded = SFTNet.from_checkpoint(path)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(img, seg), want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(loaded(img, seg), want, **tol("fp32_tight"))
     sk.convert_(loaded)
     onnx_path = tmp_path / "half.onnx"
     sk.export_onnx(loaded, (img, seg), str(onnx_path))
@@ -236,7 +237,7 @@ def test_pruning_a_converted_conv_keeps_its_fused_activation():
     x = torch.randn(1, 16, 9, 9)
     with torch.no_grad():
         want = F.leaky_relu(F.conv2d(x, model[0].weight * model[0].mask, model[0].bias, padding=1), 0.2)
-        torch.testing.assert_close(model(x), want, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(model(x), want, **tol("fp32"))
 
 
 def test_sparse_kernel_runs_where_it_pays_and_dense_elsewhere(monkeypatch):

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import sft_kernels as sk
+from sft_kernels.testing import tol
 from sft_kernels.transforms.prune import prune_channels_
 from sft_kernels.transforms.prune.trace import channel_groups
 from sft_kernels.transforms.restore import restore_
@@ -77,7 +78,7 @@ def test_traced_channel_pruning_matches_the_masked_model(build, tmp_path):
     twin = _masked_twin(model, groups, done)
     with torch.no_grad():
         for inp in (x, torch.rand(1, 3, 30, 17).contiguous(memory_format=torch.channels_last)):
-            torch.testing.assert_close(pruned(inp), twin(inp), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(pruned(inp), twin(inp), **tol("fp32_tight"))
         want = pruned(x)
     # a fresh model takes the pruned one's state_dict once rebuilt to its widths (batch norms, Linear included)
     fresh = build().eval()
@@ -86,13 +87,13 @@ def test_traced_channel_pruning_matches_the_masked_model(build, tmp_path):
     converted = copy.deepcopy(fresh)
     sk.convert_(converted)
     with torch.no_grad():
-        torch.testing.assert_close(fresh(x), want, atol=1e-6, rtol=1e-6)
-        torch.testing.assert_close(converted(x), want, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(fresh(x), want, **tol("fp32_tight"))
+        torch.testing.assert_close(converted(x), want, **tol("fp32"))
     onnx = pytest.importorskip("onnxruntime")
     path = tmp_path / "pruned.onnx"
     sk.export_onnx(converted, x, str(path))
     got = onnx.InferenceSession(str(path)).run(None, {"input": x.numpy()})[0]
-    torch.testing.assert_close(torch.from_numpy(got), want, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(torch.from_numpy(got), want, **tol("fp32"))
 
 
 def test_traced_groups_follow_depthwise_convs_batch_norms_and_the_classifier():

@@ -10,6 +10,7 @@ import torch
 
 from sft_kernels.ops import qconv2d
 from sft_kernels.ops.qconv2d import reference as ref
+from sft_kernels.testing import tol
 from tests.conftest import int8_kernels, op_backends, run_with_int8_kernel
 
 BACKENDS = op_backends("qconv2d", torch.uint8)
@@ -84,7 +85,7 @@ def check_uint8_residual(case, backend):
         assert torch.equal(y, want), (case, out)
     y = _call(case, xq, wq, ws, b, backend, residual=res, residual_quant=(0.03, 131))
     exact = ref.qconv2d(xq, 0.02, 7, wq, ws, b, (res.double() - 131) * 0.03, st, pd, 1, g, "leaky_relu", 0.1)
-    torch.testing.assert_close(y.double(), exact, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(y.double(), exact, **tol("int8_epilogue"))
 
 
 def check_saturation(case, backend):

@@ -11,7 +11,7 @@ import torch
 
 from sft_kernels.ops import sparse_conv2d
 from sft_kernels.ops.sparse_conv2d import reference as ref
-from sft_kernels.testing import tolerance
+from sft_kernels.testing import tol, tolerance
 from sft_kernels.transforms.prune import masks
 from tests.conftest import op_backends
 
@@ -154,7 +154,7 @@ def test_opcheck_and_compile():
     torch.library.opcheck(torch.ops.sft.sparse_conv2d,
                           (x, wt, None, None, None, None, [1, 1], [1, 1], [1, 1], 1, "relu", 0.01, None, "cpu"))
     f = torch.compile(lambda x: sparse_conv2d(x, wt, None, 1, 1, activation="relu"), fullgraph=True)
-    torch.testing.assert_close(f(x), ref.sparse_conv2d(x, wt, None, 1, 1, activation="relu"), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(f(x), ref.sparse_conv2d(x, wt, None, 1, 1, activation="relu"), **tol("fp32"))
 
 
 def test_bad_inputs():
