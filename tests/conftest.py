@@ -27,7 +27,7 @@ def int8_kernels() -> list:
         return []
     from sft_kernels.ops.qconv2d import cpu
 
-    order = ["amx", "vnni", "avx2", "generic"]
+    order = ["amx", "vnni", "avxvnni", "avx2", "generic"]
     return order[order.index(cpu.kernel()):]
 
 

@@ -9,7 +9,7 @@ import torch
 
 from sft_kernels import ops
 from sft_kernels.ops.qconv2d_winograd import calibrate_mult, winograd_weight
-from tests.conftest import op_backends
+from tests.conftest import int8_kernels, op_backends, run_with_int8_kernel
 
 DRAWS = 60
 
@@ -89,6 +89,17 @@ def test_qconv2d_random_draws(seed):
     a = (d["stride"], d["pad"], d["dil"], d["groups"])
     y = ops.qconv2d(x, wq, ws, b, *a, backend="cpu", **kw)
     _check(y, ops.qconv2d(x, wq, ws, b, *a, backend="reference", **kw), d)
+
+
+@pytest.mark.parametrize("kernel", int8_kernels()[1:])
+def test_qconv2d_random_draws_on_every_int8_kernel(kernel):
+    """The same draws with each int8 kernel this CPU can be forced to run besides its own (AVX-VNNI at 256 bits,
+    AVX2, the portable loop), in a fresh process each (the kernel is chosen once per process)."""
+    run_with_int8_kernel(kernel, "from sft_kernels.ops.qconv2d import cpu\n"
+                                 "from tests.ops.test_random_sweep import DRAWS, test_qconv2d_random_draws\n"
+                                 f"assert cpu.kernel() == {kernel!r}, cpu.kernel()\n"
+                                 "for seed in range(DRAWS):\n"
+                                 "    test_qconv2d_random_draws(seed)\n")
 
 
 @pytest.mark.skipif("cpu" not in op_backends("qconv2d_winograd", torch.uint8), reason="cpu backend not built")

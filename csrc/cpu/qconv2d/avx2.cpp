@@ -1,11 +1,16 @@
-// The AVX2 tile of the int8 conv (CPUs without AVX-512 VNNI): exact 16-bit products, no saturation.
+// The 256-bit tiles of the int8 conv (CPUs without AVX-512 VNNI): AVX2 with exact 16-bit products, and AVX-VNNI.
 //
-// vpmaddubsw (u8·s8 pairs summed into int16) saturates: 255·127·2 > 32767, which is why oneDNN halves the weights
-// on such CPUs. This tile widens both operands to 16 bits instead and multiplies with vpmaddwd (int16 pairs summed
-// into int32, exact for u8·s8): a pixel's 4 channels, widened and broadcast to every 64-bit lane, meet 4 output
+// AVX2: vpmaddubsw (u8·s8 pairs summed into int16) saturates: 255·127·2 > 32767, which is why oneDNN halves the
+// weights on such CPUs. This tile widens both operands to 16 bits instead and multiplies with vpmaddwd (int16 pairs
+// summed into int32, exact for u8·s8): a pixel's 4 channels, widened and broadcast to every 64-bit lane, meet 4 output
 // channels' 4 weights per vector (the packed [tap][C/4][32][4] rows sign-extended 16 bytes at a time), giving two
 // partial sums per output channel that a horizontal add joins. Two pixels × 16 output channels per pass keep 8
 // accumulators, 4 weight vectors and the broadcast input in the 16 registers; the store is 8 channels a vector.
+//
+// AVX-VNNI (Intel client cores from Alder Lake on, which lack AVX-512): vpdpbusd on 256 bits, 4 u8·s8 pairs into
+// each int32 lane exactly, on the same packed rows as the AVX-512 tile: a 16-channel half panel's 4 channels are two
+// 32-byte vectors whose lanes are already the output channels, so no horizontal add. Up to 6 pixels × 16 channels a
+// pass keep 12 accumulators, 2 weight vectors and the broadcast in the 16 registers VEX code has.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -86,7 +91,61 @@ __attribute__((target("avx2,fma"))) void store_avx2(const int32_t* acc, int mr, 
   }
 }
 
+// M pixels (rows[0..M)) × the 16 channels of half panel `half`: sums into acc [M][kNR] at channel 16·half. Defined
+// twice: with VEX vpdpbusd (AVX-VNNI) and with its EVEX form at 256 bits (AVX-512 VNNI CPUs: the same operation, so
+// the tile can run, and be tested, there too); the target attributes keep each to its own encoding.
+#define SFT_VNNI256_PASS(NAME, TARGET, DPBUSD)                                                                 \
+  template <int M>                                                                                             \
+  __attribute__((target(TARGET))) void NAME(const uint8_t* const* rows, const int64_t* toff, int64_t ntaps,    \
+                                            int64_t kg, const int8_t* b, int half, int32_t* acc) {             \
+    __m256i c0[M], c1[M];                                                                                      \
+    _Pragma("GCC unroll 8") for (int i = 0; i < M; ++i) c0[i] = c1[i] = _mm256_setzero_si256();               \
+    const int8_t* bp = b + half * 64;                                                                          \
+    for (int64_t t = 0; t < ntaps; ++t) {                                                                      \
+      const int64_t to = toff[t];                                                                              \
+      for (int64_t g = 0; g < kg; ++g, bp += kNR * 4) {                                                        \
+        const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp));                           \
+        const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp + 32));                      \
+        _Pragma("GCC unroll 8") for (int i = 0; i < M; ++i) {                                                  \
+          int32_t word;                                                                                        \
+          std::memcpy(&word, rows[i] + to + 4 * g, 4);                                                         \
+          const __m256i a = _mm256_set1_epi32(word);                                                           \
+          c0[i] = DPBUSD(c0[i], a, w0);                                                                        \
+          c1[i] = DPBUSD(c1[i], a, w1);                                                                        \
+        }                                                                                                      \
+      }                                                                                                        \
+    }                                                                                                          \
+    _Pragma("GCC unroll 8") for (int i = 0; i < M; ++i) {                                                      \
+      _mm256_store_si256(reinterpret_cast<__m256i*>(acc + i * kNR + 16 * half), c0[i]);                        \
+      _mm256_store_si256(reinterpret_cast<__m256i*>(acc + i * kNR + 16 * half + 8), c1[i]);                    \
+    }                                                                                                          \
+  }
+
+SFT_VNNI256_PASS(pass_avxvnni, "avx2,avxvnni", _mm256_dpbusd_avx_epi32)
+SFT_VNNI256_PASS(pass_vnni256_evex, "avx2,avx512f,avx512vl,avx512vnni", _mm256_dpbusd_epi32)
+#undef SFT_VNNI256_PASS
+
+constexpr int kVnni256Pixels = 6;  // pixels per pass: 12 accumulators + 2 weights + 1 broadcast of 16 registers
+
+using Pass = void (*)(const uint8_t* const*, const int64_t*, int64_t, int64_t, const int8_t*, int, int32_t*);
+constexpr Pass kPassesVex[kVnni256Pixels] = {pass_avxvnni<1>, pass_avxvnni<2>, pass_avxvnni<3>,
+                                             pass_avxvnni<4>, pass_avxvnni<5>, pass_avxvnni<6>};
+constexpr Pass kPassesEvex[kVnni256Pixels] = {pass_vnni256_evex<1>, pass_vnni256_evex<2>, pass_vnni256_evex<3>,
+                                              pass_vnni256_evex<4>, pass_vnni256_evex<5>, pass_vnni256_evex<6>};
+
 }  // namespace
+
+void tile_avxvnni(const uint8_t* const* rows, int mr, const int64_t* toff, int64_t ntaps, int64_t kg,
+                  const int8_t* b, int64_t j0, int ncols, const Store& s, bool evex) {
+  const Pass* passes = evex ? kPassesEvex : kPassesVex;
+  alignas(32) int32_t acc[kMR * kNR];
+  for (int i0 = 0; i0 < mr; i0 += kVnni256Pixels) {
+    const int m = std::min(kVnni256Pixels, mr - i0);
+    for (int half = 0; half < 2 && half * 16 < ncols; ++half)
+      passes[m - 1](rows + i0, toff, ntaps, kg, b, half, acc + i0 * kNR);
+  }
+  store_avx2(acc, mr, j0, ncols, s);
+}
 
 __attribute__((target("avx2"))) void tile_avx2(const uint8_t* const* rows, int mr, const int64_t* toff,
                                                int64_t ntaps, int64_t kg, const int8_t* b, int64_t j0, int ncols,

@@ -52,26 +52,47 @@ bool cpu_has_amx() {
   return cpu_has_vnni() && (d & (1u << 24)) && (d & (1u << 25));  // AMX-TILE, AMX-INT8
 }
 
-enum class Kernel { kGeneric, kAvx2, kVnni, kAmx };
+// AVX-VNNI: vpdpbusd on 256 bits in VEX form (CPUID.(7,1):EAX[4]), which Intel's client cores have without AVX-512.
+bool cpu_has_avxvnni() {
+  unsigned a, b, c, d;
+  return __builtin_cpu_supports("avx2") && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4));
+}
+
+enum class Kernel { kGeneric, kAvx2, kAvxVnni, kVnni, kAmx };
+
+// The avxvnni tile on a CPU without AVX-VNNI runs vpdpbusd's EVEX form at 256 bits (AVX-512 VNNI CPUs).
+bool avxvnni_evex() {
+  static const bool evex = !cpu_has_avxvnni();
+  return evex;
+}
 
 Kernel kernel() {
   static const Kernel k = [] {
     const char* env = std::getenv("SFT_KERNELS_INT8");
     const std::string want = env && *env ? env : "";
-    if (!want.empty() && want != "amx" && want != "vnni" && want != "avx2" && want != "generic")
-      throw std::runtime_error("SFT_KERNELS_INT8 must be amx, vnni, avx2 or generic, got '" + want + "'");
+    if (!want.empty() && want != "amx" && want != "vnni" && want != "avxvnni" && want != "avx2" && want != "generic")
+      throw std::runtime_error("SFT_KERNELS_INT8 must be amx, vnni, avxvnni, avx2 or generic, got '" + want + "'");
     // SFT_KERNELS_ISA=avx2|generic (the float kernels' choice) limits these too
     const bool isa512 = std::strcmp(ukernel().isa, "avx512") == 0, isa_avx2 = isa512 || !std::strcmp(ukernel().isa,
                                                                                                        "avx2");
     const bool amx = isa512 && cpu_has_amx() && qconv::amx_enable(), vnni = isa512 && cpu_has_vnni();
     const bool avx2 = isa_avx2 && __builtin_cpu_supports("avx2");
+    const bool avxvnni = avx2 && cpu_has_avxvnni();
+    const bool avxvnni_forcible = avxvnni || (avx2 && cpu_has_vnni() && __builtin_cpu_supports("avx512vl"));
     if (want == "amx" && !amx) throw std::runtime_error("SFT_KERNELS_INT8=amx: this CPU or OS does not run AMX");
     if (want == "vnni" && !vnni) throw std::runtime_error("SFT_KERNELS_INT8=vnni: this CPU has no AVX-512 VNNI");
+    if (want == "avxvnni" && !avxvnni_forcible)
+      throw std::runtime_error("SFT_KERNELS_INT8=avxvnni: this CPU has neither AVX-VNNI nor AVX-512 VNNI");
     if (want == "avx2" && !avx2) throw std::runtime_error("SFT_KERNELS_INT8=avx2: this CPU has no AVX2");
     if (want == "generic") return Kernel::kGeneric;
     if (want == "vnni") return Kernel::kVnni;
+    if (want == "avxvnni") return Kernel::kAvxVnni;
     if (want == "avx2") return Kernel::kAvx2;
-    return amx ? Kernel::kAmx : vnni ? Kernel::kVnni : avx2 ? Kernel::kAvx2 : Kernel::kGeneric;
+    return amx       ? Kernel::kAmx
+           : vnni    ? Kernel::kVnni
+           : avxvnni ? Kernel::kAvxVnni
+           : avx2    ? Kernel::kAvx2
+                     : Kernel::kGeneric;
   }();
   return k;
 }
@@ -221,6 +242,8 @@ void run_tile(const uint8_t* const* rows, int mr, const int64_t* toff, int64_t n
   const Kernel kern = kernel();
   if (kern == Kernel::kVnni || kern == Kernel::kAmx)  // AMX CPUs run the few-channel convs on VNNI
     tile_vnni(rows, mr, toff, ntaps, kg, b, j0, ncols, s);
+  else if (kern == Kernel::kAvxVnni)
+    tile_avxvnni(rows, mr, toff, ntaps, kg, b, j0, ncols, s, avxvnni_evex());
   else if (kern == Kernel::kAvx2)
     tile_avx2(rows, mr, toff, ntaps, kg, b, j0, ncols, s);
   else
@@ -376,6 +399,7 @@ std::string qconv2d_kernel() {
   switch (kernel()) {
     case Kernel::kAmx: return "amx";
     case Kernel::kVnni: return "vnni";
+    case Kernel::kAvxVnni: return "avxvnni";
     case Kernel::kAvx2: return "avx2";
     default: return "generic";
   }

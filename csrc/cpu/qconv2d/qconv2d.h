@@ -9,8 +9,8 @@
 
 namespace sft {
 
-// The integer kernel this process runs: "amx", "vnni", "avx2" or "generic" (the best this CPU and OS allow, or the one
-// SFT_KERNELS_INT8 names; SFT_KERNELS_ISA=avx2|generic also selects the portable loop).
+// The integer kernel this process runs: "amx", "vnni", "avxvnni", "avx2" or "generic" (the best this CPU and OS
+// allow, or the one SFT_KERNELS_INT8 names; SFT_KERNELS_ISA=avx2|generic also selects the portable loop).
 std::string qconv2d_kernel();
 
 // The channel rounding the packing (and the padded input) uses for C input channels: 64 where the AMX block runs

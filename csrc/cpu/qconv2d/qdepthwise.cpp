@@ -229,7 +229,7 @@ at::Tensor qconv2d_depthwise_cpu(const at::Tensor& x, double x_scale, int64_t x_
         row_avx512_pairs<9>(row, pairs.data(), base);
       else if (avx512)
         row_avx512(row, base);
-      else if (kern == "avx2")
+      else if (kern == "avx2" || kern == "avxvnni")
         row_portable<sums_avx2>(row, base);
       else
         row_portable<sums_generic>(row, base);

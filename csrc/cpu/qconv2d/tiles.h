@@ -94,6 +94,9 @@ void tile_generic(const uint8_t* const* rows, int mr, const int64_t* toff, int64
                   int64_t j0, int ncols, const Store& s);
 void tile_avx2(const uint8_t* const* rows, int mr, const int64_t* toff, int64_t ntaps, int64_t kg, const int8_t* b,
                int64_t j0, int ncols, const Store& s);
+// AVX-VNNI at 256 bits; evex: the EVEX encoding of the same instruction (AVX-512 VNNI CPUs, forced for tests).
+void tile_avxvnni(const uint8_t* const* rows, int mr, const int64_t* toff, int64_t ntaps, int64_t kg,
+                  const int8_t* b, int64_t j0, int ncols, const Store& s, bool evex);
 void tile_vnni(const uint8_t* const* rows, int mr, const int64_t* toff, int64_t ntaps, int64_t kg, const int8_t* b,
                int64_t j0, int ncols, const Store& s);
 

@@ -1,5 +1,5 @@
 """The `cpu` backend of sft.qconv2d: the extension's int8 direct conv (csrc/cpu/qconv2d/: AMX tiles, AVX-512 VNNI,
-AVX2, a portable loop; `kernel()` says which runs). The weights are packed once per weight tensor (with their
+AVX-VNNI at 256 bits, AVX2, a portable loop; `kernel()` says which runs). The weights are packed once per weight tensor (with their
 per-channel sums, which carry the input zero point) and held as long as the weight lives (runtime.weight_pack).
 
 Grouped convs: depthwise ones (groups = C = K) run on their own kernel (csrc/cpu/qconv2d/qdepthwise.cpp: per-channel
@@ -14,7 +14,8 @@ from ...runtime import checks, registry, weight_pack
 
 
 def kernel() -> str:
-    """"amx", "vnni", "avx2" or "generic": the integer kernel this process runs (SFT_KERNELS_INT8 forces one)."""
+    """"amx", "vnni", "avxvnni", "avx2" or "generic": the integer kernel this process runs (SFT_KERNELS_INT8 forces
+    one; "avxvnni" runs on AVX-512 VNNI CPUs too, in vpdpbusd's EVEX form at 256 bits)."""
     registry.cpu_ext()
     return torch.ops.sft_cpu.qconv2d_kernel()
 
