@@ -56,6 +56,8 @@ asan: $(STAMP)
 	done
 	@if $(PYTHON) -c "from sft_kernels.ops.qconv2d import cpu; exit(cpu.kernel() != 'amx')"; then \
 		SFT_KERNELS_INT8=vnni LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=0 $(PYTHON) tests/asan/asan_check.py; fi
+	@if $(PYTHON) -c "from sft_kernels.ops.qconv2d import cpu; exit(cpu.kernel() not in ('amx', 'vnni', 'avxvnni'))"; then \
+		SFT_KERNELS_INT8=avxvnni LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=0 $(PYTHON) tests/asan/asan_check.py; fi
 	SFT_KERNELS_INT8=avx2 LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=0 $(PYTHON) tests/asan/asan_check.py
 
 clean:
