@@ -38,6 +38,7 @@ NAMED = {
     "fp32_pointwise": (1e-6, 0.0),  # elementwise / resampling in float32 on values in [0, 1]
     "fp64_pointwise": (1e-12, 0.0),  # the same in float64
     "bf16_training": (2e-3, 0.0),
+    "fp32_grad": (1e-7, 1e-4),  # gradients of a small model's float32 loss, fused forward vs eager (values ~1e-5-1e-1)
     # an int8 conv's float output against the float64 reference: integer sums are exact, one epilogue rounding remains
     "int8_epilogue": (1e-4, 1e-5),
     "bf16_output": (5e-2, 1e-2),  # a bf16-stored output (8-bit mantissa) of O(1)-O(10) values against float64  # fp32 master weights after bf16-autocast steps vs fp32 steps

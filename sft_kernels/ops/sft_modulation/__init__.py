@@ -17,6 +17,7 @@ from typing import Optional
 import torch
 
 from ...runtime import checks, registry
+from ...runtime.autograd import register_reference_autograd
 from ...runtime.dispatch import PLAIN, Op, dispatch
 from . import cpu
 from . import reference as ref
@@ -42,6 +43,12 @@ def _op(x: torch.Tensor, mid_s: torch.Tensor, w_s: torch.Tensor, b_s: Optional[t
 def _(x, mid_s, w_s, b_s, mid_t, w_t, b_t, backend):
     return torch.empty_like(x, memory_format=torch.channels_last)
 
+
+# gradients through the plain-PyTorch definition: a converted SFTNet's fused forward runs this op, and fine-tuning it
+# (or taking gradients for its input) must work as on the eager model
+register_reference_autograd(_op, lambda x, ms, ws, bs, mt, wt, bt, _backend: ref.sft_modulation(x, ms, ws, bs, mt,
+                                                                                               wt, bt),
+                            (0, 1, 2, 3, 4, 5, 6))
 
 OP = Op("sft_modulation", _op, _IMPLS, autotune=False)
 

@@ -7,7 +7,7 @@ import torch
 
 from sft_kernels import ops
 from sft_kernels.ops.sft_modulation import reference as ref
-from sft_kernels.testing import assert_close
+from sft_kernels.testing import assert_close, tol
 from tests.conftest import op_backends, run_fresh
 
 BACKENDS = op_backends("sft_modulation", torch.float32)
@@ -60,7 +60,7 @@ def test_portable_loop_under_a_forced_isa(isa):
     code = ("import torch\n"
             "from tests.ops.sft_modulation.test_sft_modulation import CASES, _data, _reference\n"
             "from sft_kernels import ops\n"
-            "from sft_kernels.testing import assert_close\n"
+            "from sft_kernels.testing import assert_close, tol\n"
             f"assert torch.ops.sft_cpu.gemm_config().startswith('isa={isa}')\n"
             "for case in CASES:\n"
             "    x, ms, mt, convs = _data(case, sliced=True)\n"
@@ -95,6 +95,36 @@ def test_fused_sftnet_forward_matches_the_unfused_one(monkeypatch):
         want = model(img)
     assert (got - want).abs().max() <= 1e-4 * want.abs().max()
     assert (got - want_eager).abs().max() <= 1e-4 * want_eager.abs().max()
+
+
+def test_gradients_match_the_reference_and_the_eager_model():
+    """The op's gradients (the reference definition's) for every input, and a converted SFTNet, whose fused forward
+    runs the op, trains and back-propagates to its input as the eager model does."""
+    import copy
+
+    import sft_kernels
+    from sft_kernels.models import SFTNet
+
+    x, ms, mt, ((ws, bs), (wt, bt)) = _data(CASES[1], sliced=True)
+    leaves = [t.detach().clone().requires_grad_(True) for t in (x, ms, ws, bs, mt, wt, bt)]
+    twins = [t.detach().double().requires_grad_(True) for t in leaves]
+    ops.sft_modulation(*leaves, backend=BACKENDS[-1]).square().sum().backward()
+    ref.sft_modulation(*twins).square().sum().backward()
+    for a, b in zip(leaves, twins):
+        assert_close(a.grad, b.grad, k=64)
+
+    torch.manual_seed(0)
+    eager = SFTNet("pytorch", num_blocks=1, channels=16)
+    model = copy.deepcopy(eager)
+    sft_kernels.convert_(model)
+    assert model.fused
+    img = torch.rand(1, 3, 12, 12, requires_grad=True)
+    img2 = img.detach().clone().requires_grad_(True)
+    model(img).square().mean().backward()
+    eager(img2).square().mean().backward()
+    torch.testing.assert_close(img.grad, img2.grad, **tol("fp32_grad"))
+    for (name, p), q in zip(model.named_parameters(), eager.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, **tol("fp32_grad"), msg=name)
 
 
 @pytest.mark.parametrize("change,match", [
