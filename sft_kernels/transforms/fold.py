@@ -106,7 +106,8 @@ def chain_int8_(model: nn.Module) -> list:
         user = node
         while True:  # past identities (folded batch norms and activations) to the one reader
             nxt = next(iter(user.users)) if len(user.users) == 1 else None
-            if not single(nxt) or nxt.args[:1] != (user,):
+            # a reader that also takes the map as its residual needs it float (b(a, residual=a))
+            if not single(nxt) or nxt.args[:1] != (user,) or any(v is user for v in nxt.kwargs.values()):
                 user = None
                 break
             user = nxt

@@ -392,6 +392,32 @@ def test_int8_convs_hand_uint8_to_the_one_int8_conv_reading_them():
         assert _sqnr(y, model(x)) > 35
 
 
+def test_a_conv_reading_a_map_as_input_and_residual_keeps_it_float():
+    """After fuse_for_inference, h = a(x); y = b(h) + h becomes b(a, residual=a): a's output is read once in the graph
+    but twice by b, as input and residual, so it stays float (a uint8 map had reached b's residual)."""
+
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
+            self.c = nn.Conv2d(16, 3, 3, padding=1)
+
+        def forward(self, x):
+            h = self.a(x)
+            return self.c(self.b(h) + h)
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 14, 11)
+    model = Res().eval()
+    with torch.no_grad():
+        ref = model(x)
+    gm = sft_kernels.fuse_for_inference(model, x)
+    report = sft_kernels.quantize_(gm, calibration=[x], progress=False)
+    assert {r.name for r in report.rows if r.action == "chained"} == {"b"} and gm.a.out_scale == 0
+    with torch.no_grad():
+        assert _sqnr(gm(x), ref) > 25
+
+
 def test_quant_linear_matches_the_integer_reference_and_the_float_layer():
     """QuantLinear (sft.qconv2d's 1×1 conv over one-pixel rows): equal to the integer reference on the same bytes,
     close to the float Linear, any leading dims; W8A16; its state round-trips; a wrong feature count says so."""
