@@ -26,6 +26,19 @@ def conv_candidates(model: nn.Module, filter_fn) -> dict:
     return out
 
 
+def dense_weight(conv: nn.Conv2d) -> torch.Tensor:
+    """The conv's weight in float64, a pruned conv's mask applied (its factors are dense convs)."""
+    w = conv.weight.detach().double()
+    mask = getattr(conv, "mask", None)
+    return w if mask is None else w * mask.double()
+
+
+def epilogue(conv: nn.Conv2d) -> dict:
+    """A converted conv's fused activation, which the pair's last conv takes over (empty for an nn.Conv2d)."""
+    act = getattr(conv, "activation", None)
+    return dict(activation=act, negative_slope=getattr(conv, "negative_slope", 0.01)) if act else {}
+
+
 def ineligible(conv: nn.Conv2d, min_kernel: int, verb: str) -> Optional[str]:
     """Why a conv cannot be split into a pair (grouped, too small a kernel, string padding, a non-zero padding
     mode), or None."""

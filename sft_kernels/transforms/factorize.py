@@ -23,7 +23,7 @@ from torch import nn
 
 from ..nn import Conv2d
 from .budget import check_budget_args
-from .decompose import apply_decomposition, conv_candidates, ineligible, layer_inputs, time_ms
+from .decompose import apply_decomposition, conv_candidates, dense_weight, epilogue, ineligible, layer_inputs, time_ms
 from .report import Report
 
 
@@ -57,7 +57,7 @@ class SVDConfig:
 
 class SpatialSVDConv2d(nn.Module):
     """conv(x) ≈ h(v(x)): v is R×1 (C -> rank, the vertical stride / padding / dilation), h is 1×S (rank -> K, the
-    horizontal ones, and the bias)."""
+    horizontal ones, the bias, and a converted conv's fused activation and residual)."""
 
     def __init__(self, v: nn.Conv2d, h: nn.Conv2d):
         super().__init__()
@@ -67,13 +67,14 @@ class SpatialSVDConv2d(nn.Module):
     def rank(self) -> int:
         return self.v.out_channels
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.h(self.v(x))
+    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        y = self.v(x)
+        return self.h(y) if residual is None else self.h(y, residual)
 
 
 def _svd(conv: nn.Conv2d) -> tuple:
     """U (C·R × n), singular values (n), Vh (n × K·S) of the weight as a (C·R) × (K·S) matrix, in float64."""
-    w = conv.weight.detach().double()  # K, C, R, S
+    w = dense_weight(conv)  # K, C, R, S
     k, c, r, s = w.shape
     m = w.permute(1, 2, 0, 3).reshape(c * r, k * s)
     u, sv, vh = torch.linalg.svd(m, full_matrices=False)
@@ -88,12 +89,13 @@ def split(conv: nn.Conv2d, rank: int) -> SpatialSVDConv2d:
     root = sv[:rank].sqrt()
     w1 = (u[:, :rank] * root).t().reshape(rank, c, r, 1)
     w2 = (root[:, None] * vh[:rank]).reshape(rank, k, s).permute(1, 0, 2).reshape(k, rank, 1, s)
-    make = type(conv) if isinstance(conv, Conv2d) else nn.Conv2d
+    ours = isinstance(conv, Conv2d)  # a converted conv's factors are converted convs (a pruned one's: dense)
+    make = Conv2d if ours else nn.Conv2d
     dtype, device = conv.weight.dtype, conv.weight.device
-    extra = dict(dtype=dtype, device=device, **(dict(backend=conv.backend) if isinstance(conv, Conv2d) else {}))
+    extra = dict(dtype=dtype, device=device, **(dict(backend=conv.backend) if ours else {}))
     v = make(c, rank, (r, 1), (conv.stride[0], 1), (conv.padding[0], 0), (conv.dilation[0], 1), bias=False, **extra)
     h = make(rank, k, (1, s), (1, conv.stride[1]), (0, conv.padding[1]), (1, conv.dilation[1]),
-             bias=conv.bias is not None, **extra)
+             bias=conv.bias is not None, **extra, **epilogue(conv))
     with torch.no_grad():
         v.weight.copy_(w1)
         h.weight.copy_(w2)

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..nn import SeparableConv2d
 from .budget import check_budget_args
-from .decompose import apply_decomposition, conv_candidates, ineligible, layer_inputs, time_ms
+from .decompose import apply_decomposition, conv_candidates, dense_weight, epilogue, ineligible, layer_inputs, time_ms
 from .report import Report
 
 
@@ -46,7 +46,7 @@ class SeparableConfig:
 
 def _slice_svd(conv: nn.Conv2d) -> tuple:
     """Per input channel c, the SVD of W[:, c] as K × (R·S), in float64: U (C, K, n), S (C, n), Vh (C, n, R·S)."""
-    w = conv.weight.detach().double()
+    w = dense_weight(conv)
     k, c, r, s = w.shape
     return torch.linalg.svd(w.permute(1, 0, 2, 3).reshape(c, k, r * s), full_matrices=False)
 
@@ -70,7 +70,7 @@ def split(conv: nn.Conv2d, multiplier: int) -> SeparableConv2d:
     d[:, :n] = root[:, :, None] * vh[:, :m]
     p[:, :, :n] = (u[:, :, :m] * root[:, None, :]).permute(1, 0, 2)
     new = SeparableConv2d(c, k, (r, s), conv.stride, conv.padding, conv.dilation, multiplier=m,
-                          bias=conv.bias is not None, backend=getattr(conv, "backend", None))
+                          bias=conv.bias is not None, backend=getattr(conv, "backend", None), **epilogue(conv))
     new.dw.bias = None  # the original bias belongs after the sum over channels: on the pointwise conv
     new = new.to(device=conv.weight.device, dtype=conv.weight.dtype)
     with torch.no_grad():

@@ -1,5 +1,7 @@
 """factorize_: spatial SVD is exact at full rank, ranks follow the config, MACs fall, the report says what it did
 per layer, and the factorized model keeps working with convert_ (any CNN and SFTNet)."""
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -127,3 +129,42 @@ def test_psnr_budget_errors():
     with pytest.raises(ValueError, match=">= 0 dB"):
         sft_kernels.to_separable_(model, sft_kernels.SeparableConfig(psnr_budget_db=-1), calibration=inputs,
                                   targets=targets)
+
+
+@pytest.mark.parametrize("transform", ["factorize_", "to_separable_"])
+def test_decomposing_fused_and_pruned_convs(transform):
+    """A fuse_for_inference graph's convs carry a fused activation and residual: their pairs keep both, so the fused
+    model decomposes to the same function as the plain one (the activation had been dropped, a residual had raised).
+    A pruned conv's pair is made from its masked weight (the halves had been built as SparseConv2d without masks)."""
+    decompose = getattr(sft_kernels, transform)
+    config = sft_kernels.SVDConfig(rank=4) if transform == "factorize_" else sft_kernels.SeparableConfig(multiplier=2)
+
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
+            self.c = nn.Conv2d(16, 3, 3, padding=1)
+
+        def forward(self, x):
+            h = torch.relu(self.a(x))
+            return self.c(self.b(h) + h)
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 13, 10)
+    model = Res().eval()
+    fused = sft_kernels.fuse_for_inference(copy.deepcopy(model), x)
+    assert "residual" in fused.code and fused.a.activation == "relu"
+    decompose(fused, config, progress=False)
+    decompose(model, config, progress=False)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model(x), **tol("fp32"))
+
+    seq = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1))
+    masked = copy.deepcopy(seq)  # plain convs given the pruned weights
+    sft_kernels.prune_(seq, sft_kernels.PruneConfig(sparsity=0.5))
+    for i in (0, 2):
+        masked[i].weight.data = seq[i].weight.detach() * seq[i].mask
+    decompose(seq, config, progress=False)
+    decompose(masked, config, progress=False)
+    with torch.no_grad():
+        torch.testing.assert_close(seq(x), masked(x), **tol("fp32"))
