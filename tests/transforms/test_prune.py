@@ -259,3 +259,19 @@ def test_sparse_kernel_runs_where_it_pays_and_dense_elsewhere(monkeypatch):
     calls.clear()
     model(x).sum().backward()
     assert not calls and model[0].weight.grad is not None
+
+
+def test_filter_fn_takes_module_then_name_and_channel_pruning_explains_converted_convs():
+    """filter_fn(module, name), as convert_'s and the configs'; channel pruning a converted model traces it (our
+    convs stay single nodes) and says why nothing was pruned instead of failing to trace."""
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1))
+    report = sk.prune_(model, sk.PruneConfig(sparsity=0.5), filter_fn=lambda m, name: name != "0")
+    assert {(r.name, r.action) for r in report.rows} == {("0", "skipped"), ("2", "pruned")}
+    assert type(model[0]) is nn.Conv2d and isinstance(model[2], SparseConv2d)
+
+    x = torch.rand(1, 3, 12, 12)
+    converted = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 3, 3, padding=1)).eval()
+    sk.convert_(converted)
+    report = sk.prune_(converted, sk.PruneConfig(pattern="channel"), example=x)
+    assert [r.action for r in report.rows] == ["note"] and "prune channels before convert_" in report.rows[0].detail
+    assert converted(x).shape == (1, 3, 12, 12)

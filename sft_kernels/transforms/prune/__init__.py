@@ -29,7 +29,7 @@ def _eligible(name: str, m: nn.Module, config: PruneConfig, filter_fn) -> Option
     """None if `m` is pruned, else why not (a conv left alone), or "" for a module that is not a conv."""
     if not isinstance(m, nn.Conv2d):
         return ""
-    if filter_fn is not None and not filter_fn(name, m):
+    if filter_fn is not None and not filter_fn(m, name):
         return "excluded by filter_fn"
     if m.groups == m.in_channels and m.in_channels > 1:
         return "depthwise: a few weights per channel, each felt in every pixel"
@@ -57,9 +57,10 @@ def _output_sizes(model: nn.Module, example, names: set) -> dict:
 
 
 def prune_(model: nn.Module, config: Optional[PruneConfig] = None,
-           filter_fn: Optional[Callable[[str, nn.Module], bool]] = None, example=None) -> Report:
-    """Prune `model`'s convs in place (see the module docstring); returns the per-layer report. `filter_fn(name,
-    module)` -> False leaves a conv alone; `example` (a model input, or a tuple of them) adds MACs to the report."""
+           filter_fn: Optional[Callable[[nn.Module, str], bool]] = None, example=None) -> Report:
+    """Prune `model`'s convs in place (see the module docstring); returns the per-layer report. `filter_fn(module,
+    name)` -> False leaves a conv alone (the argument order of convert_'s and the configs' filter_fn, torchao's);
+    `example` (a model input, or a tuple of them) adds MACs to the report."""
     config = config or PruneConfig()
     report = Report("prune_")
     if config.pattern == "channel":
@@ -135,6 +136,13 @@ def _prune_channels(model: nn.Module, config: PruneConfig, example, report: Repo
     after = _conv_macs(model, example)
     for name, size, kept, _ in done:
         report.add(name, "channels", f"{kept}/{size} channels kept", channels_before=size, channels_after=kept)
+    if not done:
+        converted = sorted(n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and type(m) is not nn.Conv2d)
+        why = (f"its convs {', '.join(converted[:4])}{' ...' if len(converted) > 4 else ''} are converted, pruned or "
+               "quantized, and only plain nn.Conv2d are rebuilt: prune channels before convert_ / quantize_ / prune_"
+               if converted else "every channel space is fixed (model inputs and outputs, concatenations, grouped "
+               "convs, reshapes) or has no conv writing it")
+        report.add(type(model).__name__, "note", f"no channel group to prune: {why}")
     for n, m in model.named_modules():
         if isinstance(m, nn.Conv2d) and shapes.get(n) != tuple(m.weight.shape):
             was, now = shapes[n], tuple(m.weight.shape)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from ..fold import ConvTracer
 from .group import ChannelGroup
 
 # Modules and functions whose output has its (first) tensor input's channels, index for index.
@@ -97,7 +98,8 @@ def _tensor_args(node) -> list:
 
 def _trace(model: nn.Module, example) -> fx.GraphModule:
     try:
-        gm = fx.symbolic_trace(model)
+        # converted, pruned and quantized convs stay single nodes (fixed spaces: they are not rebuilt)
+        gm = fx.GraphModule(model, ConvTracer().trace(model))
     except Exception as e:  # noqa: BLE001 - any tracing failure means: describe the groups by hand
         raise ValueError(f"{type(model).__name__} could not be traced with torch.fx to find its channel dependency "
                          f"groups ({type(e).__name__}: {e}); define _sft_kernels_channel_groups() on the model "
