@@ -132,3 +132,28 @@ def test_untraceable_models_say_what_to_do():
         sk.prune_(Branchy(), sk.PruneConfig(pattern="channel", sparsity=0.5), example=torch.rand(1, 3, 8, 8))
     with pytest.raises(ValueError, match="pass example="):
         prune_channels_(Branchy(), 0.5)
+
+
+@pytest.mark.parametrize("bn,dtype", [(dict(affine=False), torch.float32), (dict(track_running_stats=False),
+                                                                            torch.float32), ({}, torch.float64)],
+                         ids=["bn-not-affine", "bn-no-running-stats", "float64"])
+def test_batch_norm_variants_and_float64_models(bn, dtype):
+    """Batch norms without affine parameters or without running statistics follow their group, a float64 model's
+    rebuilt layers stay float64, and the pruned state_dict loads into a fresh model."""
+    def build():
+        return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16, **bn), nn.ReLU(),
+                             nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.Conv2d(16, 3, 3, padding=1)).to(dtype)
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 11, 9, dtype=dtype)
+    model = build().eval()
+    report = sk.prune_(model, sk.PruneConfig(pattern="channel", sparsity=0.5), example=x)
+    assert [r.detail for r in report.rows if r.action == "channels"] == ["8/16 channels kept"]
+    assert all(p.dtype == dtype for p in model.parameters()) and model[1].num_features == 8
+    with torch.no_grad():
+        want = model(x)
+    fresh = build().eval()
+    restore_(fresh, model.state_dict())
+    fresh.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), want, **tol("exact"))

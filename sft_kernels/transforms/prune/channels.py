@@ -34,6 +34,18 @@ def _importance(mods: dict, g: ChannelGroup) -> torch.Tensor:
     return imp
 
 
+def _like(new: nn.Module, old: nn.Module) -> nn.Module:
+    """`new` on `old`'s device and floating dtype (those of its first floating parameter or buffer)."""
+    ref = next((t for t in (*old.parameters(recurse=False), *old.buffers(recurse=False))
+                if t is not None and t.is_floating_point()), None)
+    return new if ref is None else new.to(ref.device, ref.dtype)
+
+
+def _width(m: nn.Module) -> int:
+    """Channels of a batch norm (affine or not) or a conv's outputs."""
+    return m.num_features if isinstance(m, nn.BatchNorm2d) else m.weight.shape[0]
+
+
 def _followed(m: nn.Module, idx) -> nn.Module:
     """A BatchNorm2d or depthwise conv with only the channels `idx`."""
     n = len(idx)
@@ -42,7 +54,7 @@ def _followed(m: nn.Module, idx) -> nn.Module:
     else:
         new = nn.Conv2d(n, n, m.kernel_size, m.stride, m.padding, m.dilation, groups=n, bias=m.bias is not None,
                         padding_mode=m.padding_mode)
-    new = new.to(m.weight.device if m.weight is not None else None)
+    new = _like(new, m)
     with torch.no_grad():
         for key, t in list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False)):
             if t is not None:
@@ -115,7 +127,7 @@ def prune_channels_(model: nn.Module, ratio: float, groups=None, multiple: int =
     for name in sorted(set(outs) | set(ins)):
         set_module(model, name, _rebuilt(mods[name], outs.get(name), ins.get(name)))
     for name, keep in follow.items():
-        if len(keep) < mods[name].weight.shape[0]:
+        if len(keep) < _width(mods[name]):
             set_module(model, name, _followed(mods[name], keep))
     return done
 
@@ -126,8 +138,12 @@ def restore_shapes_(model: nn.Module, state_dict: dict) -> list:
     changed = []
     for name, m in list(model.named_modules()):
         prefix = f"{name}." if name else ""
-        attr = "running_mean" if isinstance(m, nn.BatchNorm2d) else "weight"
-        if not isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear)) or prefix + attr not in state_dict:
+        if not isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear)):
+            continue
+        # a batch norm's width: its statistics, or without them its affine weight (or nothing to restore)
+        attr = next((a for a in (("running_mean", "weight") if isinstance(m, nn.BatchNorm2d) else ("weight",))
+                     if prefix + a in state_dict), None)
+        if attr is None:
             continue
         have, shape = getattr(m, attr), state_dict[prefix + attr].shape
         if have is None or shape == have.shape:
@@ -142,6 +158,6 @@ def restore_shapes_(model: nn.Module, state_dict: dict) -> list:
             groups = k if depthwise else m.groups
             new = nn.Conv2d(cg * groups, k, m.kernel_size, m.stride, m.padding, m.dilation, groups,
                             bias=m.bias is not None, padding_mode=m.padding_mode)
-        set_module(model, name, new.train(m.training))  # an eval model's batch norms stay in eval
+        set_module(model, name, _like(new, m).train(m.training))  # an eval model's batch norms stay in eval
         changed.append(name)
     return changed
