@@ -61,8 +61,9 @@ def time_ms(module: nn.Module, x: torch.Tensor, repeat: int = 5) -> float:
     return sorted(samples)[len(samples) // 2] * 1e3
 
 
-def layer_inputs(model: nn.Module, example: torch.Tensor, names: set) -> dict:
-    """{name: the input tensor each named conv sees for `example`} (hooks, one forward)."""
+def layer_inputs(model: nn.Module, example, names: set) -> dict:
+    """{name: the input tensor each named conv sees for `example`, an input or a tuple of them} (hooks, one
+    forward)."""
     seen, hooks = {}, []
 
     def keep(name):
@@ -75,7 +76,7 @@ def layer_inputs(model: nn.Module, example: torch.Tensor, names: set) -> dict:
             hooks.append(m.register_forward_hook(keep(name)))
     try:
         with torch.no_grad():
-            model(example)
+            model(*example) if isinstance(example, tuple) else model(example)
     finally:
         for h in hooks:
             h.remove()

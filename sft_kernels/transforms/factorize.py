@@ -115,7 +115,7 @@ def _energy_rank(sv: torch.Tensor, energy: float) -> int:
     return int(torch.searchsorted(cum, torch.tensor(energy, dtype=cum.dtype)).item()) + 1
 
 
-def factorize_(model: nn.Module, config: SVDConfig, example: Optional[torch.Tensor] = None,
+def factorize_(model: nn.Module, config: SVDConfig, example=None,
                calibration: Iterable = (), targets: Optional[Iterable] = None, progress: bool = True) -> Report:
     """Replace eligible k×k convs of `model` (in place) by SpatialSVDConv2d pairs; see the module docstring. The
     report has one row per conv considered: rank, MACs per pixel before and after, and with `example` the measured

@@ -66,6 +66,8 @@ def prepare_qat_(model: nn.Module, config: Optional[Int8Config] = None, calibrat
             return skipped[name]
         if name not in observers:
             return None
+        if not observers[name].seen:
+            return "never called by the calibration forward: kept float"
         scale, zp = observers[name].qparams()
         return QATConv2d(child, scale, zp)
 

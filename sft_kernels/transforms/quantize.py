@@ -104,7 +104,8 @@ class _Switch(nn.Module):
 
 
 def _inputs(calibration) -> list:
-    batches = list(calibration)
+    # one tensor is one batch (iterating it would hand the model its images one by one, without the batch dim)
+    batches = [calibration] if isinstance(calibration, torch.Tensor) else list(calibration)
     if not batches:
         raise ValueError("quantize_ needs calibration inputs: an iterable of model inputs (tensors or tuples)")
     return [b if isinstance(b, (tuple, list)) else (b,) for b in batches]
@@ -287,11 +288,11 @@ def _meet_budget(model, config, batches, refs, targets, switches, progress) -> t
 def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration: Iterable = (),
               targets: Optional[Iterable[torch.Tensor]] = None, progress: bool = True) -> Report:
     """Quantize `model`'s eligible convs to int8 in place (see the module docstring). `calibration`: model inputs
-    (tensors, or tuples of positional arguments); `targets`: the outputs wanted for them (needed with a PSNR
-    budget). Returns the per-layer report; report.stats: psnr_float / psnr_int8 (with targets), sqnr_db, kept."""
+    (tensors, or tuples of positional arguments; one tensor alone is one batch); `targets`: the outputs wanted for
+    them (needed with a PSNR budget; a tensor alone for a tensor alone). Returns the per-layer report; report.stats: psnr_float / psnr_int8 (with targets), sqnr_db, kept."""
     config = config or Int8Config()
     batches = _inputs(calibration)
-    targets = list(targets) if targets is not None else None
+    targets = None if targets is None else [targets] if isinstance(targets, torch.Tensor) else list(targets)
     if config.psnr_budget_db is not None and targets is None:
         raise ValueError("Int8Config(psnr_budget_db=...) scores the model against targets: pass targets= (the "
                          "outputs wanted for the calibration inputs, e.g. the HR images of an SR model)")
@@ -322,8 +323,8 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
             return skipped[name]
         if name not in observers:
             return None
-        if isinstance(child, nn.Linear) and not observers[name].seen:
-            return "never called by the calibration forward (its owner reads the weight itself): kept float"
+        if not observers[name].seen:  # unused, or a Linear whose owner reads the weight itself
+            return "never called by the calibration forward: kept float"
         scale, zp = observers[name].qparams()
         cls = QuantLinear if isinstance(child, nn.Linear) else QuantConv2d
         q = cls.from_float(child, scale, zp, backend=config.backend)

@@ -87,7 +87,7 @@ def _macs_per_pixel(conv: nn.Conv2d, multiplier: Optional[int] = None) -> int:
 
 
 def to_separable_(model: nn.Module, config: SeparableConfig = SeparableConfig(),
-                  example: Optional[torch.Tensor] = None, calibration: Iterable = (),
+                  example=None, calibration: Iterable = (),
                   targets: Optional[Iterable] = None, progress: bool = True) -> Report:
     """Replace eligible k×k convs of `model` (in place) by least-squares-initialised SeparableConv2d pairs; see the
     module docstring. Grouped convs, 'same'/'valid' string padding, non-zero padding modes, kernels under

@@ -132,6 +132,16 @@ def test_psnr_budget_errors():
 
 
 @pytest.mark.parametrize("transform", ["factorize_", "to_separable_"])
+def test_example_may_be_a_tuple_of_inputs(transform):
+    """example=(lr, seg), as prune_ takes it: the layers' times are measured on what each conv sees."""
+    model = SFTNet("pytorch", num_blocks=1, channels=16).eval()
+    config = sft_kernels.SVDConfig(rank=4) if transform == "factorize_" else sft_kernels.SeparableConfig(multiplier=2)
+    report = getattr(sft_kernels, transform)(model, config, example=(torch.rand(1, 3, 12, 12),
+                                                                     torch.rand(1, 8, 48, 48)), progress=False)
+    assert any("ms_after" in r.stats for r in report.rows)
+
+
+@pytest.mark.parametrize("transform", ["factorize_", "to_separable_"])
 def test_decomposing_fused_and_pruned_convs(transform):
     """A fuse_for_inference graph's convs carry a fused activation and residual: their pairs keep both, so the fused
     model decomposes to the same function as the plain one (the activation had been dropped, a residual had raised).

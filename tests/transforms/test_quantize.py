@@ -392,6 +392,41 @@ def test_int8_convs_hand_uint8_to_the_one_int8_conv_reading_them():
         assert _sqnr(y, model(x)) > 35
 
 
+def test_a_conv_the_forward_never_calls_stays_float():
+    """quantize_ and prepare_qat_ keep a conv the calibration forward never reached float, with a report row (it had
+    raised 'this layer saw no calibration data' without naming it)."""
+
+    class Unused(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.unused = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 1)
+
+        def forward(self, x):
+            return self.a(x)
+
+    x = torch.rand(1, 3, 12, 12)
+    for transform in (sft_kernels.quantize_, sft_kernels.prepare_qat_):
+        model = Unused().eval()
+        report = transform(model, sft_kernels.Int8Config(), calibration=[x], progress=False) \
+            if transform is sft_kernels.quantize_ else transform(model, sft_kernels.Int8Config(), calibration=[x])
+        rows = {r.name: (r.action, r.detail) for r in report.rows}
+        assert rows["unused"] == ("skipped", "never called by the calibration forward: kept float"), rows
+        assert type(model.unused) is nn.Conv2d and model(x).shape == (1, 8, 12, 12)
+
+
+def test_one_tensor_is_one_calibration_batch():
+    """calibration=x (a 4-D tensor, not a list of batches) calibrates on x as one batch; targets=y likewise."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1)).eval()
+    x = torch.rand(4, 3, 12, 10)
+    with torch.no_grad():
+        ref = model(x)
+    report = sft_kernels.quantize_(model, sft_kernels.Int8Config(psnr_budget_db=1.0), calibration=x, targets=ref,
+                                   progress=False)
+    assert report.stats["sqnr_db"] > 30 and isinstance(model[0], QuantConv2d)
+    assert report.stats["psnr_float"] - report.stats["psnr_int8"] <= 1.0
+
+
 def test_a_conv_reading_a_map_as_input_and_residual_keeps_it_float():
     """After fuse_for_inference, h = a(x); y = b(h) + h becomes b(a, residual=a): a's output is read once in the graph
     but twice by b, as input and residual, so it stays float (a uint8 map had reached b's residual)."""
