@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
@@ -22,7 +23,7 @@ from typing import Iterable, Optional
 import numpy as np
 import torch
 
-from .images import bicubic_downscale
+from .images import bicubic_downscale, read_image_file
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 _LR_DIR = re.compile(r"(^|[_\-\s])(lr|x[2348])([_\-\s]|$)", re.IGNORECASE)
@@ -106,8 +107,10 @@ def load_rgb_uint8(path: str) -> torch.Tensor:
     from PIL import Image
 
     with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB"))
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+        if im.mode in ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr"):  # 8-bit: Pillow's conversion
+            return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).contiguous()
+    # 16-bit and 32-bit modes: Pillow's convert("RGB") clamps them to 255 (a white photo); scale them instead
+    return read_image_file(Path(path)).mul_(255.0).round_().to(torch.uint8)
 
 
 class FolderPatchSampler:
@@ -143,7 +146,16 @@ class FolderPatchSampler:
         return int(torch.multinomial(self.weights, 1, generator=self.gen))
 
     def _load(self, i: int, slot: Optional[int] = None) -> None:
-        img = load_rgb_uint8(self.entries[i].path)
+        while True:
+            try:
+                img = load_rgb_uint8(self.entries[i].path)
+                break
+            except (OSError, ValueError, SyntaxError) as e:  # e.g. a truncated JPEG, which the index's verify passes
+                warnings.warn(f"skipping {self.entries[i].path}: it cannot be decoded ({e})", stacklevel=2)
+                self.weights[i] = 0.0
+                if not self.weights.sum() > 0:
+                    raise DataError("none of the training photos can be decoded") from e
+                i = self._draw_photo()
         if slot is None:
             self.cached.append((i, img))
         else:

@@ -66,7 +66,7 @@ def _array_to_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).clamp_(0.0, 1.0)
 
 
-def _load_file(path: Path) -> torch.Tensor:
+def read_image_file(path: Path) -> torch.Tensor:
     try:
         from PIL import Image
     except ImportError as e:  # pragma: no cover - pillow is a dependency
@@ -99,7 +99,7 @@ def load_image(name_or_path: str | os.PathLike) -> torch.Tensor:
         return _array_to_tensor(np.asarray(getattr(skimage.data, text)()))
     path = Path(text).expanduser()
     if path.is_file():
-        return _load_file(path)
+        return read_image_file(path)
     raise FileNotFoundError(f"{text!r} is neither a bundled image name nor an existing file; use one of "
                             f"{list_images()} or pass the path of an image file")
 

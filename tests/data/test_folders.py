@@ -104,6 +104,35 @@ def test_load_rgb_expands_grey_and_drops_alpha(tmp_path):
         assert img.shape == (3, 8, 9) and img.dtype == torch.uint8 and int(img[1, 3, 4]) == value
 
 
+def test_load_rgb_scales_16_bit_photos(tmp_path):
+    """A 16-bit greyscale PNG is scaled to 8 bits (Pillow's convert("RGB") had clamped it to a white photo)."""
+    Image.fromarray(np.array([[0, 32896, 65535]], np.uint16)).save(tmp_path / "g16.png")
+    img = load_rgb_uint8(str(tmp_path / "g16.png"))
+    assert img.shape == (3, 1, 3) and img[0, 0].tolist() == [0, 128, 255]
+
+
+def test_a_photo_that_cannot_be_decoded_is_skipped_with_a_warning(tmp_path):
+    """A truncated JPEG passes the index's verify() (which does not decode JPEG pixels) but not decoding: the sampler
+    warns, stops drawing it and goes on with the others; with none left it says so."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    Image.fromarray(_photo(200, 220, 0)).save(root / "good.png")
+    Image.fromarray(_photo(400, 400, 1)).save(root / "cut.jpg", quality=95)
+    data = (root / "cut.jpg").read_bytes()
+    (root / "cut.jpg").write_bytes(data[: len(data) * 6 // 10])
+    index = index_folders([root])
+    assert len(index.entries) == 2
+    with pytest.warns(UserWarning, match="cut.jpg: it cannot be decoded"):
+        sampler = FolderPatchSampler(index, patch=8, cache=2, refresh=1, seed=3)
+        for _ in range(6):
+            lr, hr = sampler.batch(2)
+    assert lr.shape == (2, 3, 8, 8) and all(sampler.entries[i].path.endswith("good.png") for i, _ in sampler.cached)
+    (root / "good.png").unlink()
+    (root / "cut2.jpg").write_bytes(data[: len(data) * 6 // 10])
+    with pytest.warns(UserWarning), pytest.raises(DataError, match="none of the training photos can be decoded"):
+        FolderPatchSampler(index_folders([root]), patch=8, cache=2)
+
+
 def test_train_cli_on_a_folder(folder, tmp_path, capsys):
     from sft_kernels.tools import cli
 
