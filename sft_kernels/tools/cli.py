@@ -106,6 +106,11 @@ def cmd_train(args) -> int:
     except DataError as e:
         print(f"sft-kernels train: {e}", file=sys.stderr)
         return 2
+    except ValueError as e:  # a bad option (checked before anything runs)
+        if not str(e).startswith("--"):
+            raise
+        print(f"sft-kernels train: {e}", file=sys.stderr)
+        return 2
     if cfg.qat:  # the int8 model of the trained weights (the EMA's, as evaluated), beside the run
         import shlex
         from pathlib import Path

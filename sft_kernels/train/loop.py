@@ -122,6 +122,18 @@ def _dist():
     return int(os.environ.get("RANK", "0")), world
 
 
+def _check_sizes(cfg: TrainConfig) -> None:
+    """The run's counts and sizes, checked before anything is built (a zero had failed deep in the first step)."""
+    for flag, value, least in (("--steps", cfg.steps, 1), ("--batch", cfg.batch, 1), ("--patch", cfg.patch, 1),
+                               ("--num-blocks", cfg.num_blocks, 1), ("--channels", cfg.channels, 1),
+                               ("--warmup", cfg.warmup, 0), ("--eval-every", cfg.eval_every, 0),
+                               ("--ckpt-every", cfg.ckpt_every, 0), ("--threads", cfg.threads, 0)):
+        if not isinstance(value, int) or value < least:
+            raise ValueError(f"{flag} must be an integer >= {least}, got {value!r}")
+    if cfg.lr <= 0 or cfg.min_lr < 0:
+        raise ValueError(f"--lr must be > 0 and --min-lr >= 0, got {cfg.lr} and {cfg.min_lr}")
+
+
 def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
     rank, world = _dist()
     if cfg.threads:
@@ -129,6 +141,7 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
     device = torch.device(cfg.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    _check_sizes(cfg)
     if cfg.factorize and cfg.separable:
         raise ValueError("--factorize and --separable both rebuild the trunk's 3x3 convs: pick one")
     if not 0 <= cfg.factorize < 1 or cfg.separable < 0:

@@ -211,3 +211,14 @@ def test_train_command_renders_lists_and_flags_as_the_cli_takes_them():
     cmd = train_command(dict(out="r", steps=5, zooms=[], data=["a", "b"], qat=True))  # lists as a checkpoint has
     assert cmd == "sft-kernels train --out r --steps 5 --data a --data b --qat"
     assert train_command(dict(out="r", zooms=(0.75, 0.5))) == "sft-kernels train --out r --zooms 0.75 0.5"
+
+
+@pytest.mark.parametrize("flag,value", [("--patch", "0"), ("--batch", "0"), ("--steps", "-1"), ("--lr", "0")])
+def test_train_rejects_empty_sizes_before_building_anything(flag, value, tmp_path, capsys):
+    """A zero patch or batch is refused with the flag's name (it had failed inside the first step)."""
+    from sft_kernels.tools.cli import main
+
+    rc = main(["train", "--out", str(tmp_path / "run"), "--steps", "2", "--batch", "2", "--patch", "8",
+               "--num-blocks", "1", "--channels", "8", flag, value])
+    assert rc == 2 and f"{flag} must be" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "last.pt").exists()
