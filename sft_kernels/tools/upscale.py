@@ -40,6 +40,7 @@ from torch import nn
 __all__ = ["upscale_image", "upscale_file", "load_model", "tile_grid", "receptive_radius", "SCALE"]
 
 SCALE = 4  # SFTNet is a x4 model; upscale_image checks what the model actually returns
+MIN_SIDE = 8  # LR pixels a model pass gets at least per side (smaller images or tiles: edge-replicated)
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's convert("L")
 PathLike = Union[str, os.PathLike]
 
@@ -133,17 +134,24 @@ def _iter_tiles(model: nn.Module, img: torch.Tensor, tile: int, overlap: int,
         py0, py1 = max(0, y0 - overlap), min(h, y1 + overlap)
         px0, px1 = max(0, x0 - overlap), min(w, x1 + overlap)
         x = img[:, py0:py1, px0:px1].to(device=device, dtype=dtype).unsqueeze(0)
+        # a region under MIN_SIDE pixels is edge-replicated to it (cropped again below): the convs' zero padding
+        # would otherwise reach every pixel and darken it (a 1×1 grey image came out at a fifth of its value)
+        pt, pl = max(0, MIN_SIDE - (py1 - py0)) // 2, max(0, MIN_SIDE - (px1 - px0)) // 2
+        pb, pr = max(0, MIN_SIDE - (py1 - py0)) - pt, max(0, MIN_SIDE - (px1 - px0)) - pl
+        if pt + pb + pl + pr:
+            x = F.pad(x, (pl, pr, pt, pb), mode="replicate")
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             y = model(x)
         if not isinstance(y, torch.Tensor) or y.dim() != 4 or y.shape[1] != 3:
             raise ValueError(f"the model must return (1, 3, sH, sW), got "
                              f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
-        s = y.shape[2] // (py1 - py0)
-        if s < 1 or y.shape[2] != s * (py1 - py0) or y.shape[3] != s * (px1 - px0):
+        hh, ww = x.shape[2], x.shape[3]
+        s = y.shape[2] // hh
+        if s < 1 or y.shape[2] != s * hh or y.shape[3] != s * ww:
             raise ValueError(f"the model must scale its input by an integer factor: "
-                             f"{py1 - py0}x{px1 - px0} -> {y.shape[2]}x{y.shape[3]}")
-        oy, ox = s * (y0 - py0), s * (x0 - px0)
+                             f"{hh}x{ww} -> {y.shape[2]}x{y.shape[3]}")
+        oy, ox = s * (y0 - py0 + pt), s * (x0 - px0 + pl)
         out = y[0, :, oy:oy + s * (y1 - y0), ox:ox + s * (x1 - x0)]
         yield (y0, y1, x0, x1), out.to(device=img.device, dtype=torch.float32)
 

@@ -97,6 +97,18 @@ def test_one_bounded_tile_at_a_time():
     assert all(s[0] == 1 and s[2] <= 16 + 2 * 4 and s[3] <= 16 + 2 * 4 for s in seen)
 
 
+@pytest.mark.parametrize("size", [(1, 1), (1, 40), (3, 5)])
+def test_tiny_images_keep_their_colour(size):
+    """An image (or tile) under MIN_SIDE pixels is edge-replicated for the pass: a flat grey stays grey (the convs'
+    zero padding had taken a 1×1 image to a fifth of its value with the shipped student)."""
+    model = shipped_weights.pretrained("student").eval()
+    img = torch.full((3, *size), 0.5)
+    y = upscale_image(model, img, progress=False)
+    assert y.shape == (3, 4 * size[0], 4 * size[1]) and (y - 0.5).abs().max() < 0.02
+    tiled = upscale_image(model, torch.full((3, 9, 9), 0.5), tile=1, overlap=0, progress=False)
+    assert (tiled - 0.5).abs().max() < 0.02
+
+
 def test_tile_grid_covers_evenly():
     assert tile_grid(5, 7, 0) == [(0, 5, 0, 7)]
     assert tile_grid(5, 7, 100) == [(0, 5, 0, 7)]
