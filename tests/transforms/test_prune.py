@@ -86,6 +86,13 @@ def test_global_scope_reaches_the_total_sparsity_with_uneven_layers():
     assert abs(rep.stats["sparsity"] - 0.8) < 0.01
     dens = sorted(m.density for m in model.modules() if isinstance(m, SparseConv2d))
     assert dens[-1] - dens[0] > 0.05
+    # weights of a few values (many equal magnitudes): exactly the share asked, not every weight at the threshold
+    torch.manual_seed(0)
+    coarse = nn.Sequential(nn.Conv2d(16, 16, 3), nn.Conv2d(16, 32, 3))
+    for conv in coarse:
+        conv.weight.data = torch.randint(1, 3, conv.weight.shape).float() * 0.05
+    rep = sk.prune_(coarse, sk.PruneConfig(sparsity=0.3, scope="global"))
+    assert abs(rep.stats["sparsity"] - 0.3) < 1e-3
 
 
 def test_n_m_and_block_patterns():

@@ -73,10 +73,11 @@ def prune_(model: nn.Module, config: Optional[PruneConfig] = None,
         elif why:
             skipped[name] = why
     pixels = _output_sizes(model, example, set(targets) | set(skipped)) if example is not None else {}
-    thr = None
+    global_masks = {}
     if config.scope == "global" and targets:
-        thr = masks.threshold([m.weight * m.mask if isinstance(m, SparseConv2d) else m.weight
-                               for m in targets.values()], config.sparsity)
+        global_masks = dict(zip(targets, masks.global_unstructured(
+            [m.weight * m.mask if isinstance(m, SparseConv2d) else m.weight for m in targets.values()],
+            config.sparsity)))
     totals = {"weights": 0, "nonzeros": 0, "macs_before": 0, "macs_after": 0}
 
     def rule(name, child):
@@ -86,7 +87,7 @@ def prune_(model: nn.Module, config: Optional[PruneConfig] = None,
             return None
         w = child.weight.detach() * child.mask if isinstance(child, SparseConv2d) else child.weight.detach()
         if config.pattern == "unstructured":
-            mask = w.abs() > thr if thr is not None else masks.unstructured(w, config.sparsity)
+            mask = global_masks[name] if global_masks else masks.unstructured(w, config.sparsity)
         elif config.pattern == "n:m":
             mask = masks.n_m(w, config.n, config.m)
         else:

@@ -18,11 +18,13 @@ def unstructured(w: torch.Tensor, sparsity: float) -> torch.Tensor:
     return _keep_top(w.detach().abs(), w.numel() - round(sparsity * w.numel()))
 
 
-def threshold(ws: list, sparsity: float) -> float:
-    """The global magnitude below which round(sparsity · total) weights of all of `ws` lie."""
-    allw = torch.cat([w.detach().abs().reshape(-1) for w in ws])
-    n = round(sparsity * allw.numel())
-    return float(torch.kthvalue(allw, n).values) if n > 0 else -1.0
+def global_unstructured(ws: list, sparsity: float) -> list:
+    """Masks for all of `ws` at once: the round(sparsity · total) smallest |w| of them all go, exactly that many
+    (equal magnitudes are taken in order; a threshold had pruned every weight equal to it, overshooting)."""
+    flat = torch.cat([w.detach().abs().reshape(-1) for w in ws])
+    keep = torch.ones(flat.numel(), dtype=torch.bool, device=flat.device)
+    keep[torch.argsort(flat, stable=True)[:round(sparsity * flat.numel())]] = False
+    return [k.view(w.shape) for k, w in zip(keep.split([w.numel() for w in ws]), ws)]
 
 
 def n_m(w: torch.Tensor, n: int, m: int) -> torch.Tensor:
