@@ -233,7 +233,7 @@ def test_forced_portable_isa_runs_the_portable_kernel():
     proc = run_fresh(code, SFT_KERNELS_ISA="generic")
     assert proc.returncode == 0, proc.stderr[-2000:]
     proc = run_fresh(code, SFT_KERNELS_INT8="tpu")
-    assert "SFT_KERNELS_INT8 must be amx, vnni, avx2 or generic" in proc.stderr
+    assert "SFT_KERNELS_INT8 must be amx, vnni, avxvnni, avx2 or generic" in proc.stderr
 
 
 def test_quantize_helpers_round_trip():
