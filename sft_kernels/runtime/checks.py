@@ -19,6 +19,9 @@ def pair(value: IntPair, name: str, minimum: int) -> list:
         return list(value)
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
+    if isinstance(value, str):  # conv2d's 'same' / 'valid' are F.conv2d's; these ops take numbers
+        raise ValueError(f"{name}={value!r} is not supported here: pass an int or a pair of ints (e.g. padding=k // 2 "
+                         "for 'same' with an odd kernel k and stride 1)")
     try:
         vals = [int(v) for v in value]
     except TypeError:
@@ -102,6 +105,9 @@ def conv_args(input, weight, bias, stride, padding, dilation, groups):
         raise ValueError(f"groups must be a positive int, got {groups!r}")
     n, c, h, w = input.shape
     k, cg, kh, kw = weight.shape
+    if k == 0 or kh == 0 or kw == 0:
+        raise ValueError(f"weight of shape {tuple(weight.shape)} is empty: a conv needs at least one output channel "
+                         "and a kernel of at least 1×1")
     if c % groups:
         raise ValueError(f"groups={groups} must divide the input channels ({c})")
     if k % groups:

@@ -153,9 +153,13 @@ def _check(input, weight, weight_scale, bias, residual, input_scale, input_zero_
     k = weight.shape[0]
     checks.tensor(weight_scale, "weight_scale", 1, dtypes=(torch.float32,))
     positive = torch.compiler.is_compiling() or bool((weight_scale > 0).all())  # a value check: eager only
-    if weight_scale.shape[0] != k or not positive:
-        raise ValueError(f"weight_scale must hold {k} positive per-channel scales, got shape "
-                         f"{tuple(weight_scale.shape)}")
+    if weight_scale.shape[0] != k:
+        raise ValueError(f"weight_scale must hold {k} per-channel scales, got shape {tuple(weight_scale.shape)}")
+    if not positive:
+        raise ValueError("weight_scale must be positive and finite in every channel, got "
+                         f"{weight_scale[~(weight_scale > 0)][:4].tolist()} among its values")
+    if 0 in weight.shape[2:]:
+        raise ValueError(f"weight of shape {tuple(weight.shape)} has an empty kernel: it must be at least 1×1")
     if bias is not None:
         checks.tensor(bias, "bias", 1, dtypes=(torch.float32,))
         if bias.shape[0] != k:

@@ -219,6 +219,8 @@ def _bad(**kw):
     (_bad(activation="gelu"), ValueError, "activation must be one of"),
     (_bad(residual=torch.randn(1, 6, 7, 7)), ValueError, "residual must have the output's shape"),
     (_bad(backend="tpu"), ValueError, "backend must be one of"),
+    (_bad(weight=torch.randn(0, 4, 3, 3)), ValueError, "is empty"),  # had crashed the cpu kernel (K = 0)
+    (_bad(weight=torch.randn(6, 4, 0, 3)), ValueError, "is empty"),
     (_bad(input=torch.randn(1, 4, 8, 8, device="meta")), ValueError, "weight is on cpu but input is on meta"),
 ])
 def test_bad_input(kwargs, exc, pattern):

@@ -251,8 +251,14 @@ def test_bad_inputs():
         qconv2d(xq.double(), wq, ws, input_scale=0.1, input_zero_point=0)
     with pytest.raises(TypeError, match="weight must have dtype torch.int8"):
         qconv2d(xq, wq.float(), ws, input_scale=0.1, input_zero_point=0)
-    with pytest.raises(ValueError, match="positive per-channel scales"):
+    with pytest.raises(ValueError, match="weight_scale must be positive and finite"):
         qconv2d(xq, wq, -ws, input_scale=0.1, input_zero_point=0)
+    with pytest.raises(ValueError, match="must hold 64 per-channel scales"):
+        qconv2d(xq, wq, ws[:3], input_scale=0.1, input_zero_point=0)
+    with pytest.raises(ValueError, match="empty kernel"):
+        qconv2d(xq, wq[:, :, :0], ws, input_scale=0.1, input_zero_point=0)
+    with pytest.raises(ValueError, match="padding='same' is not supported here"):
+        qconv2d(xq, wq, ws, None, 1, "same", input_scale=0.1, input_zero_point=0)
     with pytest.raises(ValueError, match="input_zero_point must be an int in"):
         qconv2d(xq, wq, ws, input_scale=0.1, input_zero_point=300)
     with pytest.raises(ValueError, match="input_scale must be a positive"):
