@@ -43,6 +43,8 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight_in, cons
   const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
   const int64_t K = weight_in.size(0), Cg = weight_in.size(1);
   TORCH_CHECK(groups >= 1 && C == Cg * groups && K % groups == 0, "sft_cpu::conv2d: channel/group mismatch");
+  TORCH_CHECK(K > 0 && weight_in.size(2) > 0 && weight_in.size(3) > 0, "sft_cpu::conv2d: the weight needs an output "
+              "channel and a kernel of at least 1x1, got ", weight_in.sizes());
   const int64_t P = (H + 2 * padding_in[0] - dilation[0] * (weight_in.size(2) - 1) - 1) / stride[0] + 1;
   const int64_t Q = (W + 2 * padding_in[1] - dilation[1] * (weight_in.size(3) - 1) - 1) / stride[1] + 1;
   TORCH_CHECK(P > 0 && Q > 0, "sft_cpu::conv2d: output size is not positive");
