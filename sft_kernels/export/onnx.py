@@ -1,12 +1,13 @@
 """export_onnx(model, example, path): any model this package made, as standard ONNX that onnxruntime runs.
 
 The export works on a copy: fused forwards off (SFTNet's), converted convs back to nn.Conv2d (`revert_`: fused
-separable pairs, epilogue activations), int8 convs and Linears (QuantConv2d, QuantLinear) as QDQ patterns
-(ops/qconv2d/onnx.py), then
-torch.onnx's TorchScript exporter (PixelShuffle → DepthToSpace). Batch, height and width are dynamic. With
-``check=True`` onnxruntime runs the file on `example` and the result must match the model's within `atol` (float:
-1e-4; int8: the QDQ graph rounds its inputs as ONNX's QuantizeLinear does, x / scale, where our kernels multiply by
-1 / scale, so an input may land one step away: 2e-2 by default).
+separable pairs; convs with a fused activation or residual become EagerConv2d), int8 convs and Linears (QuantConv2d,
+QuantLinear) as QDQ patterns (ops/qconv2d/onnx.py); our other modules (SeparableConv2d, SparseConv2d, the halves of
+factorized convs) trace as standard ops (their forwards check torch.jit.is_tracing()). Then torch.onnx's TorchScript
+exporter (PixelShuffle → DepthToSpace; a model in train mode is exported as in eval mode). Batch, height and width of
+4-D inputs are dynamic. With ``check=True`` onnxruntime runs the file on `example` and the result must match the
+model's within `atol` (float: 1e-4; int8: the QDQ graph rounds its inputs as ONNX's QuantizeLinear does, x / scale,
+where our kernels multiply by 1 / scale, so an input may land one step away: 2e-2 by default).
 """
 from __future__ import annotations
 
@@ -57,7 +58,10 @@ def export_onnx(model: nn.Module, example: Union[torch.Tensor, tuple], path: Uni
         _fold_weight_quantization(path)
     if check:
         budget = tol("onnx_int8" if quantized else "onnx_fp32")["atol"]
-        check_onnx(model, args, path, atol if atol is not None else budget)
+        # the file holds the eval-mode model: a model in train mode is compared as a copy in eval mode (its own
+        # batch statistics and dropout would differ, and running it would move its running statistics)
+        check_onnx(copy.deepcopy(model).eval() if model.training else model, args, path,
+                   atol if atol is not None else budget)
     return path
 
 
@@ -122,7 +126,11 @@ def check_onnx(model: nn.Module, args: tuple, path: Union[str, Path], atol: floa
     feeds = {i.name: a.detach().float().contiguous().numpy() for i, a in zip(sess.get_inputs(), args)}
     got = torch.from_numpy(sess.run(None, feeds)[0])
     with torch.no_grad():
-        want = model(*args).float().contiguous()
+        want = model(*args)
+    if not isinstance(want, torch.Tensor):
+        raise TypeError(f"check_onnx compares a model that returns one tensor; this one returns "
+                        f"{type(want).__name__} (export with check=False and compare its outputs yourself)")
+    want = want.float().contiguous()
     if got.shape != want.shape:
         raise RuntimeError(f"ONNX output shape {tuple(got.shape)} != the model's {tuple(want.shape)}")
     diff = float((got - want).abs().max())

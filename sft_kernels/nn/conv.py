@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .. import ops
+from ..ops.conv2d.reference import epilogue
 from ..runtime.layout import to_channels_last
 
 
@@ -69,6 +70,9 @@ class Conv2d(nn.Conv2d):
         return new
 
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if torch.jit.is_tracing():  # torch.jit.trace / the ONNX exporter: standard ops, the same function
+            return epilogue(self._conv_forward(input, self.weight, self.bias), self.activation,
+                            self.negative_slope, residual)
         input, residual = at_weight_precision(self.weight, input, residual)
         # Layout policy: activations stay channels_last between our convs whatever the caller passes (as in a
         # model moved to channels_last): an NCHW input is laid out once here, and every later conv, activation
@@ -83,3 +87,34 @@ class Conv2d(nn.Conv2d):
         if self.activation:
             s += f", activation={self.activation!r}"
         return s + f", backend={self.backend!r}"
+
+
+class EagerConv2d(nn.Conv2d):
+    """nn.Conv2d with the converted convs' fused epilogue in plain PyTorch: ``forward(x, residual=None)`` computes
+    ``act(conv(x) + bias) + residual``. `revert_` gives one back for a converted conv that carries an activation or
+    takes a residual (`fuse_for_inference` folded them into it), so the reverted model computes what the converted
+    one did; `convert_` makes it a Conv2d with the same epilogue again. Same parameters and state_dict keys."""
+
+    def __init__(self, *args, activation: Optional[str] = None, negative_slope: float = 0.01, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.activation, self.negative_slope = activation, negative_slope
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d) -> "EagerConv2d":
+        """An EagerConv2d sharing `conv`'s parameters, with its activation (if it has one)."""
+        new = cls.__new__(cls)
+        nn.Module.__init__(new)
+        new.__dict__.update({k: v for k, v in conv.__dict__.items()
+                             if k not in ("_parameters", "_buffers", "_modules", "backend", "algorithm")
+                             and not k.startswith("_sft")})
+        new._parameters, new._buffers, new._modules = conv._parameters, conv._buffers, conv._modules
+        new.activation = getattr(conv, "activation", None)
+        new.negative_slope = getattr(conv, "negative_slope", 0.01)
+        return new
+
+    def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return epilogue(self._conv_forward(input, self.weight, self.bias), self.activation, self.negative_slope,
+                        residual)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (f", activation={self.activation!r}" if self.activation else "")

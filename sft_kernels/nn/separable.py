@@ -46,6 +46,9 @@ class SeparableConv2d(nn.Module):
 
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         dw = self.dw
+        if torch.jit.is_tracing():  # torch.jit.trace / the ONNX exporter: the two convs as modules, standard ops
+            y = epilogue(dw(input), self.mid_activation, self.negative_slope)
+            return epilogue(self.pw(y), self.activation, self.negative_slope, residual)
         if not (_plain(dw) and _plain(self.pw)):  # quantized (or being calibrated): the two convs one by one
             pw = self.pw
             if is_int8(dw) and is_int8(pw):  # uint8 from one to the other: requantized in the depthwise conv's store

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from .. import ops
 from ..runtime.layout import to_channels_last
+from ..ops.conv2d.reference import epilogue
 from .conv import Conv2d, at_weight_precision
 
 
@@ -70,7 +71,7 @@ class SparseConv2d(Conv2d):
     @property
     def density(self) -> float:
         """The fraction of the weights kept."""
-        if (self.weight._version, self.mask._version) != self._masked_version:
+        if not torch.compiler.is_compiling() and (self.weight._version, self.mask._version) != self._masked_version:
             self.apply_mask_()
         return self._density
 
@@ -83,7 +84,13 @@ class SparseConv2d(Conv2d):
             pixel_shuffle: int = 1) -> torch.Tensor:
         """act(conv(x·(scale + 1) + shift) + bias) [-> PixelShuffle] + residual, on the sparse kernel where it
         pays (inference; the weight must be masked: apply_mask_ keeps it so)."""
-        if (self.weight._version, self.mask._version) != self._masked_version:
+        if torch.jit.is_tracing():  # torch.jit.trace / the ONNX exporter: the masked dense conv in standard ops
+            y = epilogue(self._conv_forward(x * (modulation[0] + 1) + modulation[1] if modulation else x,
+                                            self.weight * self.mask, self.bias), activation, negative_slope)
+            y = F.pixel_shuffle(y, pixel_shuffle) if pixel_shuffle > 1 else y
+            return y if residual is None else y + residual
+        # (version counters are not traceable: a compiled forward takes the weight as masked, as apply_mask_ left it)
+        if not torch.compiler.is_compiling() and (self.weight._version, self.mask._version) != self._masked_version:
             self.apply_mask_()
         if torch.is_grad_enabled() and (x.requires_grad or (self.training and self.weight.requires_grad)):
             # training (or gradients wanted for the input): the dense conv of weight·mask, which has autograd

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from ..nn import Conv2d
+from ..nn import Conv2d, EagerConv2d
 from ..runtime import registry
 from .report import Report
 from .separable import FusedAway, fuse_separable
@@ -94,6 +94,8 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
         if why:
             return why
         new = Conv2d.from_conv(child, backend)
+        if isinstance(child, EagerConv2d):  # a reverted conv with its epilogue: the epilogue comes along
+            new.activation, new.negative_slope = child.activation, child.negative_slope
         new._sft_original_class = type(child)
         _trust(new.weight, True)
         return new
@@ -107,8 +109,13 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
 
 
 def revert_(model: nn.Module) -> int:
-    """Undo `convert_`: put plain `nn.Conv2d` modules back (same parameters). Returns how many."""
+    """Undo `convert_`: put plain `nn.Conv2d` modules back (same parameters). Returns how many. A converted conv that
+    carries an activation or takes a residual (`fuse_for_inference` folded them in) becomes an `EagerConv2d`, which
+    computes the same in plain PyTorch."""
     notify(model, "convert_", False)
+    graph = getattr(model, "graph", None)
+    with_residual = {n.target for n in graph.nodes if n.op == "call_module" and n.kwargs} if graph is not None \
+        else set()
 
     def rule(name, child):
         if isinstance(child, FusedAway):  # a module a separable pair had taken over
@@ -117,6 +124,10 @@ def revert_(model: nn.Module) -> int:
                 return child
         if not (isinstance(child, Conv2d) and hasattr(child, "_sft_original_class")):
             return None
+        if child.activation is not None or name in with_residual or \
+                issubclass(child._sft_original_class, EagerConv2d):
+            _trust(child.weight, False)
+            return EagerConv2d.from_conv(child)
         orig = child._sft_original_class.__new__(child._sft_original_class)
         nn.Module.__init__(orig)
         state = {k: v for k, v in child.__dict__.items()

@@ -67,3 +67,57 @@ def test_export_check_catches_a_mismatch(tmp_path):
         model.conv0.bias.add_(1.0)
     with pytest.raises(RuntimeError, match="differs from the model's"):
         check_onnx(model, (x,), path, 1e-4)
+
+
+class _Res(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.c, self.d = nn.Conv2d(16, 16, 1), nn.Conv2d(16, 3, 3, padding=1)
+        self.e = nn.Conv2d(16, 16, 3, padding=1)
+
+    def forward(self, x):
+        h = torch.relu(self.a(x))
+        h = torch.nn.functional.leaky_relu(self.c(torch.nn.functional.relu6(self.b(h))), 0.2)
+        return self.d(self.e(h) + h)
+
+
+@pytest.mark.parametrize("kind", ["fused", "separable", "pruned", "block-pruned converted", "factorized converted"])
+def test_transformed_models_export_and_revert_to_the_same_function(kind, tmp_path):
+    """fuse_for_inference graphs (activations and a residual folded into the convs, a fused separable pair),
+    to_separable_, prune_ and factorize_ models export and match in onnxruntime; revert_ keeps their function
+    (a fused conv's activation and residual had been dropped, and these modules had failed to export)."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 11, 9)
+    model = _Res().eval()
+    if kind == "fused":
+        model = sft_kernels.fuse_for_inference(model, x)
+        assert "residual" in model.code
+    elif kind == "separable":
+        sft_kernels.to_separable_(model, sft_kernels.SeparableConfig(multiplier=2), progress=False)
+    elif kind.endswith("pruned") or kind.endswith("pruned converted"):
+        sft_kernels.prune_(model, sft_kernels.PruneConfig(sparsity=0.5, pattern="block" if "block" in kind else
+                                                           "unstructured"))
+    else:
+        sft_kernels.factorize_(model, sft_kernels.SVDConfig(rank=3), progress=False)
+    if kind.endswith("converted"):
+        sft_kernels.convert_(model)
+    with torch.no_grad():
+        want = model(x)
+    path = sft_kernels.export_onnx(model, x, tmp_path / "m.onnx")
+    torch.testing.assert_close(_run(path, x), want, **tol("onnx_fp32"))
+    reverted = copy.deepcopy(model)
+    sft_kernels.revert_(reverted)
+    with torch.no_grad():
+        torch.testing.assert_close(reverted(x), want, **tol("fp32"))
+
+
+def test_a_model_in_train_mode_exports_as_in_eval_mode_and_is_left_alone(tmp_path):
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(),
+                          nn.Conv2d(8, 3, 3, padding=1))
+    stats = model[1].running_mean.clone()
+    x = torch.rand(2, 3, 9, 9)
+    path = sft_kernels.export_onnx(model, x, tmp_path / "t.onnx")
+    assert model.training and torch.equal(model[1].running_mean, stats)
+    with torch.no_grad():
+        torch.testing.assert_close(_run(path, x), copy.deepcopy(model).eval()(x), **tol("onnx_fp32"))

@@ -282,3 +282,15 @@ def test_filter_fn_takes_module_then_name_and_channel_pruning_explains_converted
     report = sk.prune_(converted, sk.PruneConfig(pattern="channel"), example=x)
     assert [r.action for r in report.rows] == ["note"] and "prune channels before convert_" in report.rows[0].detail
     assert converted(x).shape == (1, 3, 12, 12)
+
+
+@pytest.mark.parametrize("pattern", ["unstructured", "block"])
+def test_pruned_model_compiles_with_fullgraph(pattern):
+    """The mask's version check is skipped while compiling (it had stopped fullgraph=True on a data-dependent
+    guard); the compiled model matches the eager one."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1)).eval()
+    sk.prune_(model, sk.PruneConfig(sparsity=0.5, pattern=pattern))
+    x = torch.rand(1, 3, 12, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(model, fullgraph=True)(x), model(x), **tol("fp32"))
