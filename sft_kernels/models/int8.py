@@ -43,8 +43,13 @@ def load_int8(card: dict, weights, expected_sha256=None) -> nn.Module:
     if expected_sha256 is not None and sha256(weights) != expected_sha256:
         raise WeightsError(f"weights file {str(weights)!r} is corrupt or was replaced: its sha256 does not match "
                            "the model card's (reinstall the package, or quantize again)")
+    from ..transforms.restore import restore_
+
     arch = card["architecture"]
     model = SFTNet(arch["variant"], arch["num_blocks"], arch["channels"])
+    sd = load_file(str(weights))
+    # channel-pruned widths, factorized and separable pairs: rebuilt from the int8 weights' shapes as from float ones
+    restore_(model, {k.replace(".weight_int8", ".weight"): v for k, v in sd.items()})
     for name, state in card["quantization"].items():
         try:
             conv = model.get_submodule(name)
@@ -55,7 +60,6 @@ def load_int8(card: dict, weights, expected_sha256=None) -> nn.Module:
         q.set_extra_state(state)
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, q)
-    sd = load_file(str(weights))
     own = {k for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
     missing, unexpected = sorted(own - set(sd)), sorted(set(sd) - own)
     if missing or unexpected:

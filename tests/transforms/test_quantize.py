@@ -3,6 +3,7 @@ layers back to float or W8A16), SFTNet (plain and fused forward, uint8 hand-over
 (SRResNet-, EDSR-, CARN-like blocks, a ResNet bottleneck with batch norm and a grouped conv), state_dict round trips,
 bad inputs."""
 import copy
+import json
 import math
 
 import pytest
@@ -519,3 +520,26 @@ def test_a_linear_its_owner_reads_directly_stays_float():
     assert any(r.name == "mha.out_proj" and "never called" in r.detail for r in report.rows)
     with torch.no_grad():
         assert _sqnr(model(x), ref) > 25
+
+
+@pytest.mark.parametrize("transform", ["channels", "factorize", "separable"])
+def test_int8_checkpoints_of_transformed_sftnets_load(transform, tmp_path):
+    """save_int8 / load_int8 of a channel-pruned, factorized or separable SFTNet quantized afterwards (what
+    `sft-kernels quantize --model teacher-half` writes): the loader rebuilds the structure from the int8 weights'
+    shapes (it had built the full-width plain model and failed) and computes what was saved."""
+    from sft_kernels.models.int8 import load_int8, save_int8
+
+    torch.manual_seed(0)
+    model = SFTNet(num_blocks=2, channels=16).reset_parameters_(seed=0).eval()
+    if transform == "channels":
+        sft_kernels.prune_(model, sft_kernels.PruneConfig(pattern="channel", sparsity=0.5))
+    elif transform == "factorize":
+        sft_kernels.factorize_(model, sft_kernels.SVDConfig(rank=4), progress=False)
+    else:
+        sft_kernels.to_separable_(model, sft_kernels.SeparableConfig(multiplier=2), progress=False)
+    sft_kernels.quantize_(model, calibration=[torch.rand(1, 3, 12, 12)], progress=False)
+    path = save_int8(model, tmp_path / "q", {"name": "q"})
+    loaded = load_int8(json.loads(path.with_suffix(".json").read_text()), path)
+    x = torch.rand(1, 3, 10, 13)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), **tol("exact"))
