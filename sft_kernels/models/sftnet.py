@@ -317,10 +317,22 @@ class SFTNet(nn.Module):
         return self
 
 
+def _out_weight(state_dict: dict, conv: str):
+    """The tensor whose first dim is conv's output channels: its weight, or the last conv of the pair factorize_ /
+    to_separable_ made of it, float or int8; None if the state_dict has none."""
+    for key in ("weight", "h.weight", "pw.weight", "weight_int8", "h.weight_int8", "pw.weight_int8"):
+        if f"{conv}.{key}" in state_dict:
+            return state_dict[f"{conv}.{key}"]
+    return None
+
+
 def architecture_of(state_dict: dict, where: str = "the checkpoint") -> dict:
-    """SFTNet's (variant, num_blocks, channels) from a state_dict's key names and shapes."""
-    if "conv0.weight" not in state_dict:
+    """SFTNet's (variant, num_blocks, channels) from a state_dict's key names and shapes (a transformed model's
+    too: factorized, separable or int8 convs)."""
+    conv0 = _out_weight(state_dict, "conv0")
+    if conv0 is None:
         raise checkpoint.WeightsError(f"{where!r} is not an SFTNet checkpoint (no 'conv0.weight')")
-    variant = "pytorch" if "HR_branch.0.weight" in state_dict else "torch"
-    blocks = {int(m.group(1)) for k in state_dict for m in [re.match(r"sft_branch\.(\d+)\.conv0\.weight$", k)] if m}
-    return dict(variant=variant, num_blocks=len(blocks), channels=int(state_dict["conv0.weight"].shape[0]))
+    variant = "pytorch" if _out_weight(state_dict, "HR_branch.0") is not None else "torch"
+    blocks = {int(m.group(1)) for k in state_dict
+              for m in [re.match(r"sft_branch\.(\d+)\.conv0\.(?:[hvdpw]+\.)?weight(?:_int8)?$", k)] if m}
+    return dict(variant=variant, num_blocks=len(blocks), channels=int(conv0.shape[0]))

@@ -178,3 +178,22 @@ def test_decomposing_fused_and_pruned_convs(transform):
     decompose(masked, config, progress=False)
     with torch.no_grad():
         torch.testing.assert_close(seq(x), masked(x), **tol("fp32"))
+
+
+@pytest.mark.parametrize("transform", ["factorize_", "to_separable_"])
+def test_a_bare_state_dict_of_a_decomposed_sftnet_loads(transform, tmp_path):
+    """A decomposed SFTNet saved as a plain safetensors file (no card): its architecture is read from the pair's
+    keys (conv0.h / conv0.pw; it had asked for 'conv0.weight') and the loaded model computes the same."""
+    from safetensors.torch import save_file
+
+    from sft_kernels.models.pretrained import resolve_model
+
+    model = SFTNet(num_blocks=2, channels=16).reset_parameters_(seed=0).eval()
+    config = sft_kernels.SVDConfig(rank=4) if transform == "factorize_" else sft_kernels.SeparableConfig(multiplier=2)
+    getattr(sft_kernels, transform)(model, config, progress=False)
+    path = tmp_path / "m.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    x = torch.rand(1, 3, 9, 10)
+    for loaded in (SFTNet.from_checkpoint(path), resolve_model(path)):
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), model(x), **tol("exact"))
