@@ -66,6 +66,21 @@ def _int8_state(m: nn.Module, weight_shape: tuple, bias: bool, input_scale: floa
     m._w_float = None  # the dequantized weight of W8A16, made on first use
 
 
+def _keep_float32(m: nn.Module) -> None:
+    """After a dtype cast of the model (.double(), .half(), .to(torch.bfloat16)): the int8 layer's own scales and
+    bias stay float32, what its kernels take; it computes in float32 and hands its float output back in the input's
+    dtype."""
+    for name in ("weight_scale", "bias"):
+        t = m._buffers.get(name)
+        if t is not None and t.dtype != torch.float32:
+            m._buffers[name] = t.float()
+
+
+def _in_dtype(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A float32 result in the floating dtype of the caller's input (float64, float16, bfloat16)."""
+    return y.to(x.dtype) if y.dtype == torch.float32 and x.is_floating_point() and x.dtype != torch.float32 else y
+
+
 class QuantConv2d(nn.Module):
     """int8 conv (see the module docstring). Build with `from_float(conv, input_scale, input_zero_point)`."""
 
@@ -137,8 +152,10 @@ class QuantConv2d(nn.Module):
 
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None,
                 modulation: Optional[tuple] = None) -> torch.Tensor:
-        return self.run(input, self.activation, self.negative_slope, residual, modulation, self.out_scale,
-                        self.out_zero_point)
+        if residual is not None and residual.is_floating_point() and residual.dtype != torch.float32:
+            residual = residual.float()
+        return _in_dtype(self.run(input, self.activation, self.negative_slope, residual, modulation, self.out_scale,
+                                  self.out_zero_point), input)
 
     def run(self, input: torch.Tensor, activation: Optional[str], negative_slope: float = 0.01,
             residual: Optional[torch.Tensor] = None, modulation: Optional[tuple] = None, out_scale: float = 0.0,
@@ -176,7 +193,9 @@ class QuantConv2d(nn.Module):
 
     def _apply(self, fn, recurse=True):
         self._w_float = self._wino = None
-        return super()._apply(fn, recurse)
+        out = super()._apply(fn, recurse)
+        _keep_float32(self)
+        return out
 
     # The scalar quantization parameters travel in the state_dict as extra state.
     def get_extra_state(self):
@@ -253,11 +272,13 @@ class QuantLinear(nn.Module):
             y = ops.qconv2d(x.reshape(-1, self.in_features, 1, 1), self.weight_int8, self.weight_scale,
                             self.bias, input_scale=self.input_scale, input_zero_point=self.input_zero_point,
                             backend=self.backend).view(-1, self.out_features)
-        return y.reshape(*lead, self.out_features)
+        return _in_dtype(y.reshape(*lead, self.out_features), input)
 
     def _apply(self, fn, recurse=True):
         self._w_float = None
-        return super()._apply(fn, recurse)
+        out = super()._apply(fn, recurse)
+        _keep_float32(self)
+        return out
 
     def get_extra_state(self):
         return {"input_scale": self.input_scale, "input_zero_point": self.input_zero_point, "act_bits": self.act_bits}

@@ -543,3 +543,21 @@ def test_int8_checkpoints_of_transformed_sftnets_load(transform, tmp_path):
     x = torch.rand(1, 3, 10, 13)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), **tol("exact"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_an_int8_model_follows_a_dtype_cast(dtype):
+    """model.to(dtype) keeps the int8 layers' scales and bias float32 (the cast had made the kernels refuse them);
+    an int8 conv given a float input of another dtype hands its float output back in that dtype."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 3, 3, padding=1)).eval()
+    x = torch.rand(2, 3, 8, 8)
+    sft_kernels.quantize_(model, calibration=[x], progress=False)
+    with torch.no_grad():
+        want = model(x)
+        model.to(dtype)
+        assert model[0].weight_scale.dtype == torch.float32
+        y = model(x.to(dtype))
+    assert y.dtype in (dtype, torch.float32) and (y.float() - want).abs().max() < 0.02
+    with torch.no_grad():
+        assert model[2](torch.rand(1, 16, 5, 5, dtype=dtype)).dtype == dtype
