@@ -105,9 +105,9 @@ def conv_args(input, weight, bias, stride, padding, dilation, groups):
         raise ValueError(f"groups must be a positive int, got {groups!r}")
     n, c, h, w = input.shape
     k, cg, kh, kw = weight.shape
-    if k == 0 or kh == 0 or kw == 0:
-        raise ValueError(f"weight of shape {tuple(weight.shape)} is empty: a conv needs at least one output channel "
-                         "and a kernel of at least 1×1")
+    if k == 0 or cg == 0 or kh == 0 or kw == 0:
+        raise ValueError(f"weight of shape {tuple(weight.shape)} is empty: a conv needs at least one input and one "
+                         "output channel and a kernel of at least 1×1")
     if c % groups:
         raise ValueError(f"groups={groups} must divide the input channels ({c})")
     if k % groups:

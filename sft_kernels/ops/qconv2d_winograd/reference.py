@@ -61,7 +61,7 @@ def qconv2d_winograd(x_q, x_scale, x_zero_point, u_q, u_scale, mult, bias=None, 
     m = acc * m32.to(torch.float64).T.reshape(1, -1, 1, 1, POSITIONS)
     tp, tq = m.shape[2], m.shape[3]
     y = AT @ m.reshape(*m.shape[:4], 4, 4) @ AT.T  # n k tP tQ 2 2
-    y = y.permute(0, 1, 2, 4, 3, 5).reshape(n, -1, 2 * tp, 2 * tq)[..., :h, :w]
+    y = y.permute(0, 1, 2, 4, 3, 5).reshape(n, u_q.shape[1], 2 * tp, 2 * tq)[..., :h, :w]  # k explicit: n may be 0
     if bias is not None:
         y = y + bias.to(torch.float64).view(1, -1, 1, 1)
     y = epilogue(y, activation, negative_slope, None if residual is None else residual.to(torch.float64))

@@ -221,6 +221,7 @@ def _bad(**kw):
     (_bad(backend="tpu"), ValueError, "backend must be one of"),
     (_bad(weight=torch.randn(0, 4, 3, 3)), ValueError, "is empty"),  # had crashed the cpu kernel (K = 0)
     (_bad(weight=torch.randn(6, 4, 0, 3)), ValueError, "is empty"),
+    (_bad(input=torch.randn(1, 0, 8, 8), weight=torch.randn(6, 0, 3, 3)), ValueError, "is empty"),  # cpu: bias only
     (_bad(input=torch.randn(1, 4, 8, 8, device="meta")), ValueError, "weight is on cpu but input is on meta"),
 ])
 def test_bad_input(kwargs, exc, pattern):

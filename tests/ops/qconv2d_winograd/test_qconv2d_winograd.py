@@ -104,6 +104,15 @@ def test_every_int8_kernel_path(kernel):
     run_with_int8_kernel(kernel, code)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_batch(backend):
+    """A batch of 0 images gives an empty output of the right shape on every backend (the reference had failed to
+    reshape it)."""
+    x, u_q, u_scale, mult, b = _data(CASES[1])
+    y = ops.qconv2d_winograd(x[:0], u_q, u_scale, mult, b, backend=backend, **KW)
+    assert y.shape == (0, 40, 9, 11)
+
+
 def test_transforms_and_requantization():
     w = torch.randn(8, 5, 3, 3, dtype=torch.float64)
     u_q, u_scale = winograd_weight(w)
