@@ -8,6 +8,27 @@ import sys
 import torch
 
 
+def _at_least(least: int):
+    """An argparse type: an integer >= least, or argparse's one-line error naming the option."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be >= {least}, got {value}")
+        return value
+    return parse
+
+
+def _writable(paths) -> str:
+    """'' if every path's folder exists, else an error line (checked before a long run, not after it)."""
+    from pathlib import Path
+
+    missing = [p for p in paths or () if p and not Path(p).expanduser().resolve().parent.is_dir()]
+    return f"the folder of {missing[0]!r} does not exist: create it first" if missing else ""
+
+
 def _cpu_features() -> str:
     try:
         flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
@@ -51,6 +72,10 @@ def cmd_bench(args) -> int:
     from . import bench_suite
     from .benchmark import measure_peak_gflops, measure_ukernel_ceiling
 
+    bad = _writable([*(args.output or []), args.plot])
+    if bad:
+        print(f"sft-kernels bench: {bad}", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     peak, how = measure_peak_gflops()
@@ -284,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image", default="astronaut", help="a scikit-image photo name or an image path")
     s.add_argument("--lr-size", type=int, default=128, help="centre-crop the LR input to this size (0 = whole)")
     s.add_argument("--crop", type=int, default=16, help="LR crop used for the Triton interpreter check")
-    s.add_argument("--repeat", type=int, default=3, help="timed runs per backend (median)")
+    s.add_argument("--repeat", type=_at_least(1), default=3, help="timed runs per backend (median)")
     s.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     s.add_argument("--out", default="demo_out", help="directory for the PNGs")
     s.set_defaults(fn=cmd_demo)
@@ -303,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "at 224x224")
     s.add_argument("--quick", action="store_true",
                    help="small shapes (SFTNet at a 32x32 LR input, the others at a 56x56 input)")
-    s.add_argument("--repeat", type=int, default=10, help="interleaved rounds per shape (median)")
+    s.add_argument("--repeat", type=_at_least(1), default=10, help="interleaved rounds per shape (median)")
     s.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     s.add_argument("-o", "--output", action="append", help="write results (.json or .csv); repeatable")
     s.add_argument("--sparse", action="store_true",
@@ -329,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr-size", dest="lr_size", type=int, default=128,
                    help="LR input size L for MACs, latency, memory, energy and layer times (1x3xLxL)")
     s.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
-    s.add_argument("--repeat", type=int, default=5, help="timed runs per model and backend (median)")
+    s.add_argument("--repeat", type=_at_least(1), default=5, help="timed runs per model and backend (median)")
     s.add_argument("--photos", action="append", default=[], metavar="DIR",
                    help="also score every photo in DIR (held-out photos no model trained on, e.g. data/photos-heldout "
                         "from `sft-kernels data`; each file's central 1024x1024 crop); repeat for more folders")
@@ -434,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=0, help="gemm: torch threads (0 = default)")
     s.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float16")
     s.add_argument("--configs", help="comma-separated config names to sweep (default: this arch's candidates)")
-    s.add_argument("--repeat", type=int, default=3)
+    s.add_argument("--repeat", type=_at_least(1), default=3)
     s.add_argument("--force", action="store_true", help="re-tune even if the cache has this shape")
     s.set_defaults(fn=cmd_tune)
 
@@ -460,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: teacher)")
     s.add_argument("--calib", nargs="*", metavar="DIR", help="folders of calibration photos (default: the bundled "
                    "training photos; never the evaluation ones)")
-    s.add_argument("--crops", type=int, default=8, help="calibration crops of 256x256 HR (default: 8)")
+    s.add_argument("--crops", type=_at_least(1), default=8, help="calibration crops of 256x256 HR (default: 8)")
     s.add_argument("--budget", type=float, default=0.1, help="PSNR budget in dB on the calibration crops (default: "
                    "0.1; negative: no budget, every eligible conv int8)")
     s.add_argument("--observer", default="mse", choices=["minmax", "percentile", "mse"],

@@ -65,3 +65,18 @@ def test_bench_sparse_quick_writes_json_and_crossover_plot(tmp_path, capsys):
     assert all(r["ms"] > 0 and r["vs_direct"] > 0 for r in rows)
     assert png.stat().st_size > 1000
     assert "vs dense best" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bench", "--repeat", "0"], "argument --repeat: must be >= 1, got 0"),
+    (["quantize", "--crops", "0", "-o", "x"], "argument --crops: must be >= 1, got 0"),
+    (["bench", "--quick", "-o", "/nonexistent-folder/x.json"], "does not exist: create it first"),
+])
+def test_bad_counts_and_output_folders_fail_before_any_work(argv, message, capsys):
+    """Checked up front (a zero --repeat had run the peak measurement and then failed on an empty median; a missing
+    output folder failed after the whole benchmark)."""
+    try:
+        rc = cli.main(argv)
+    except SystemExit as e:  # argparse's own errors
+        rc = e.code
+    assert rc == 2 and message in capsys.readouterr().err
