@@ -4,10 +4,11 @@ The export works on a copy: fused forwards off (SFTNet's), converted convs back 
 separable pairs; convs with a fused activation or residual become EagerConv2d), int8 convs and Linears (QuantConv2d,
 QuantLinear) as QDQ patterns (ops/qconv2d/onnx.py); our other modules (SeparableConv2d, SparseConv2d, the halves of
 factorized convs) trace as standard ops (their forwards check torch.jit.is_tracing()). Then torch.onnx's TorchScript
-exporter (PixelShuffle → DepthToSpace; a model in train mode is exported as in eval mode). Batch, height and width of
-4-D inputs are dynamic. With ``check=True`` onnxruntime runs the file on `example` and the result must match the
-model's within `atol` (float: 1e-4; int8: the QDQ graph rounds its inputs as ONNX's QuantizeLinear does, x / scale,
-where our kernels multiply by 1 / scale, so an input may land one step away: 2e-2 by default).
+exporter (PixelShuffle → DepthToSpace). A model in train mode is exported as in eval mode, a float64 one in float32.
+Batch, height and width of 4-D inputs are dynamic. With ``check=True`` onnxruntime runs the file on `example` and
+the result must match the model's within `atol` (float: 1e-4; int8: the QDQ graph rounds its inputs as ONNX's
+QuantizeLinear does, x / scale, where our kernels multiply by 1 / scale, so an input may land one step away: 2e-2 by
+default).
 """
 from __future__ import annotations
 
@@ -46,13 +47,20 @@ def export_onnx(model: nn.Module, example: Union[torch.Tensor, tuple], path: Uni
     """Write `model` as ONNX to `path` (see the module docstring); returns the path."""
     args = example if isinstance(example, tuple) else (example,)
     m, quantized = _exportable(model)
+    if any(t.dtype == torch.float64 for t in (*m.parameters(), *m.buffers())):
+        # onnxruntime's CPU Conv has no float64 kernel: the file holds the float32 model
+        m = m.float()
+        export_args = tuple(a.float() if isinstance(a, torch.Tensor) and a.dtype == torch.float64 else a
+                            for a in args)
+    else:
+        export_args = args
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = [f"input{i}" if i else "input" for i in range(len(args))]
     dyn = {n: {0: "batch", 2: "height", 3: "width"} for n, a in zip(names, args) if a.dim() == 4}
     dyn["output"] = {0: "batch", 2: "out_height", 3: "out_width"}
     with torch.no_grad(), unfused(m):  # the module-by-module forward: standard ops only
-        torch.onnx.export(m, args, str(path), input_names=names, output_names=["output"], dynamic_axes=dyn,
+        torch.onnx.export(m, export_args, str(path), input_names=names, output_names=["output"], dynamic_axes=dyn,
                           opset_version=opset, dynamo=False)
     if quantized:
         _fold_weight_quantization(path)

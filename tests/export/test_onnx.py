@@ -112,6 +112,17 @@ def test_transformed_models_export_and_revert_to_the_same_function(kind, tmp_pat
         torch.testing.assert_close(reverted(x), want, **tol("fp32"))
 
 
+def test_a_float64_model_exports_in_float32(tmp_path):
+    """onnxruntime has no float64 Conv on the CPU: the file holds the float32 model, checked against the float64
+    one (the file had failed to load in onnxruntime)."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1)).double().eval()
+    x = torch.rand(1, 3, 9, 9, dtype=torch.float64)
+    path = sft_kernels.export_onnx(model, x, tmp_path / "d.onnx")
+    with torch.no_grad():
+        torch.testing.assert_close(_run(path, x.float()), model(x).float(), **tol("onnx_fp32"))
+    assert model[0].weight.dtype == torch.float64
+
+
 def test_a_model_in_train_mode_exports_as_in_eval_mode_and_is_left_alone(tmp_path):
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(),
                           nn.Conv2d(8, 3, 3, padding=1))
