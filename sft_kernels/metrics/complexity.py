@@ -6,6 +6,7 @@ the model really produces (strides, upsampling, pixel shuffle) without a shape c
 - convolution (``nn.Conv1d/2d/3d`` and any subclass):  out_elems * C_in/groups * prod(kernel)
 - transposed convolution (``nn.ConvTranspose*d``):       in_elems  * C_out/groups * prod(kernel)
 - ``nn.Linear`` (and subclasses):                        out_elems * in_features
+- int8 layers (``QuantConv2d``, ``QuantLinear``): as the float layer they replace
 
 A pruned conv (a ``mask`` buffer: ``sft_kernels.nn.SparseConv2d``) counts its kept weights only (the MACs above
 times the fraction kept): the work its sparse kernel does. ``out_elems``/``in_elems`` include the batch. Bias adds,
@@ -32,8 +33,14 @@ class LayerMACs(NamedTuple):
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of scalar parameters (shared parameters counted once)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    """Number of scalar parameters (shared parameters counted once). An int8 layer's weights and bias, which it holds
+    as buffers (`weight_int8`), count too, unless `trainable_only`."""
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    if not trainable_only:
+        for m in model.modules():
+            if isinstance(getattr(m, "weight_int8", None), torch.Tensor):
+                n += m.weight_int8.numel() + (m.bias.numel() if "bias" in m._buffers and m.bias is not None else 0)
+    return n
 
 
 def model_size_bytes(model: nn.Module) -> int:
@@ -65,11 +72,21 @@ def _module_macs(module: nn.Module, inputs: tuple, output) -> int | None:
         if isinstance(mask, torch.Tensor) and mask.shape == module.weight.shape:
             macs = macs * int(mask.sum()) // mask.numel()
         return macs
-    if isinstance(module, nn.Linear):
+    if isinstance(module, nn.Linear) or _is_int8(module, "in_features"):
         if not isinstance(output, torch.Tensor):
             return None
         return output.numel() * module.in_features
+    if _is_int8(module, "kernel_size"):  # QuantConv2d: the conv's output, before any PixelShuffle of a fused forward
+        if not isinstance(output, torch.Tensor):
+            return None
+        return output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
     return None
+
+
+def _is_int8(module: nn.Module, attr: str) -> bool:
+    """An int8 conv (QuantConv2d: attr "kernel_size") or Linear (QuantLinear: "in_features"), plain nn.Modules
+    holding their weights as the `weight_int8` buffer."""
+    return isinstance(getattr(module, "weight_int8", None), torch.Tensor) and hasattr(module, attr)
 
 
 def layer_macs(model: nn.Module, *inputs, **kwargs) -> list[LayerMACs]:
@@ -84,7 +101,8 @@ def layer_macs(model: nn.Module, *inputs, **kwargs) -> list[LayerMACs]:
             records.append(LayerMACs(names.get(module, ""), type(module).__name__, int(macs)))
 
     counted = (nn.modules.conv._ConvNd, nn.Linear)
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, counted)]
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, counted) or isinstance(getattr(m, "weight_int8", None), torch.Tensor)]
     from ..transforms.swap import unfused
 
     try:

@@ -1,7 +1,8 @@
 """Image quality: PSNR and SSIM, by default on the BT.601 luma (Y) channel as SR papers report them.
 
 Inputs: torch tensors (N, C, H, W) or (C, H, W), or numpy arrays (H, W, C) or (H, W), with values
-in units of ``data_range`` (1.0 for [0, 1] images, 255 for 8-bit ones). Both inputs must have the
+in units of ``data_range`` (default: 255 when either input is uint8, as skimage infers it, else 1.0 for [0, 1]
+images). Both inputs must have the
 same shape. Everything is computed in float64. Results are Python floats; for a batch the
 per-image values are averaged.
 
@@ -51,9 +52,18 @@ def rgb_to_y(x: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """BT.601 luma of an RGB tensor (N, 3, H, W) in units of data_range -> (N, 1, H, W), same units."""
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"rgb_to_y expects (N, 3, H, W), got {tuple(x.shape)}")
+    if not x.is_floating_point():  # integer weights would truncate to 65 / 128 / 24
+        x = x.to(torch.float64)
     w = torch.tensor(_Y_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     y01 = (16.0 + (x / data_range * w).sum(1, keepdim=True)) / 255.0
     return y01 * data_range
+
+
+def _data_range(a, b, data_range):
+    """data_range as given, or inferred: 255 if either input is uint8 (8-bit values), else 1.0."""
+    if data_range is not None:
+        return data_range
+    return 255.0 if any(getattr(x, "dtype", None) in (np.uint8, torch.uint8) for x in (a, b)) else 1.0
 
 
 def _prepare(a, b, crop_border: int, y_channel: bool, data_range: float):
@@ -63,13 +73,14 @@ def _prepare(a, b, crop_border: int, y_channel: bool, data_range: float):
         raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.device != b.device:
         b = b.to(a.device)
-    if not isinstance(crop_border, int) or crop_border < 0:
+    if not isinstance(crop_border, (int, np.integer)) or isinstance(crop_border, bool) or crop_border < 0:
         raise ValueError(f"crop_border must be a non-negative int, got {crop_border!r}")
     if not data_range > 0:
         raise ValueError(f"data_range must be positive, got {data_range!r}")
     n, c, h, w = a.shape
     if n == 0 or h - 2 * crop_border <= 0 or w - 2 * crop_border <= 0:
         raise ValueError(f"nothing left to measure: shape {tuple(a.shape)} with crop_border={crop_border}")
+    crop_border = int(crop_border)
     if crop_border:
         a = a[..., crop_border:-crop_border, crop_border:-crop_border]
         b = b[..., crop_border:-crop_border, crop_border:-crop_border]
@@ -81,9 +92,10 @@ def _prepare(a, b, crop_border: int, y_channel: bool, data_range: float):
     return a, b
 
 
-def psnr(a, b, crop_border: int = 0, y_channel: bool = True, data_range: float = 1.0) -> float:
+def psnr(a, b, crop_border: int = 0, y_channel: bool = True, data_range: float | None = None) -> float:
     """Peak signal-to-noise ratio in dB, 10 log10(data_range^2 / MSE), averaged over the batch;
-    ``inf`` when the images are identical."""
+    ``inf`` when the images are identical. data_range None: 255 for uint8 inputs, else 1.0."""
+    data_range = _data_range(a, b, data_range)
     a, b = _prepare(a, b, crop_border, y_channel, data_range)
     mse = (a - b).pow(2).flatten(1).mean(1)
     values = [math.inf if m == 0 else 10.0 * math.log10(data_range ** 2 / m) for m in mse.tolist()]
@@ -96,9 +108,11 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5, device=None) -> torch.T
     return g / g.sum()
 
 
-def ssim(a, b, crop_border: int = 0, y_channel: bool = True, data_range: float = 1.0) -> float:
+def ssim(a, b, crop_border: int = 0, y_channel: bool = True, data_range: float | None = None) -> float:
     """Structural similarity (Gaussian 11x11 window, sigma 1.5, K1 0.01, K2 0.03), mean over the
-    valid part of the SSIM map, over channels, then over the batch."""
+    valid part of the SSIM map, over channels, then over the batch. data_range None: 255 for uint8 inputs, else
+    1.0."""
+    data_range = _data_range(a, b, data_range)
     a, b = _prepare(a, b, crop_border, y_channel, data_range)
     n, c, h, w = a.shape
     size = 11

@@ -60,6 +60,21 @@ def test_macs_of_a_fused_model_match_the_plain_one():
     assert fused.fused and conv_macs(fused, x) == conv_macs(plain, x) > 0
 
 
+def test_int8_layers_count_like_the_float_ones():
+    """QuantConv2d / QuantLinear (plain modules holding int8 buffers) count the MACs and parameters of the layers they
+    replace (an int8 model had reported 0 of both)."""
+    import sft_kernels
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 4, 3, stride=2, padding=1),
+                          nn.Flatten(), nn.Linear(4 * 4 * 4, 5)).eval()
+    x = torch.rand(2, 3, 8, 8)
+    macs, params = conv_macs(model, x), count_params(model)
+    sft_kernels.quantize_(model, calibration=[x], progress=False)
+    assert type(model[0]).__name__ == "QuantConv2d" and type(model[4]).__name__ == "QuantLinear"
+    assert conv_macs(model, x) == macs and count_params(model) == params
+
+
 def test_layer_macs_list_and_kwargs():
     class Net(nn.Module):
         def __init__(self):
@@ -161,6 +176,19 @@ def test_rgb_to_y():
     torch.testing.assert_close(y, torch.tensor([16 / 255, 235 / 255]), **tol("fp32_pointwise"))
 
 
+def test_uint8_images_and_integer_luma():
+    """uint8 images are measured on the 0-255 scale unless told otherwise (data_range=1.0 had given -9.8 dB for a
+    38 dB pair), and rgb_to_y of an integer tensor uses the exact BT.601 weights (they had been truncated)."""
+    g = np.random.default_rng(0)
+    a = (g.random((32, 32, 3)) * 255).astype(np.uint8)
+    b = np.clip(a.astype(np.int16) + g.integers(-3, 4, a.shape), 0, 255).astype(np.uint8)
+    assert psnr(a, b) == pytest.approx(psnr(a / 255.0, b / 255.0), abs=1e-9)
+    assert ssim(a, b) == pytest.approx(ssim(a / 255.0, b / 255.0), abs=1e-9)
+    assert psnr(a, b, crop_border=np.int64(2)) == psnr(a, b, crop_border=2)
+    y = rgb_to_y(torch.tensor([200, 100, 50], dtype=torch.uint8).view(1, 3, 1, 1), 255)
+    assert float(y) == pytest.approx(16 + (65.481 * 200 + 128.553 * 100 + 24.966 * 50) / 255, abs=1e-9)
+
+
 def test_bad_quality_inputs():
     a = torch.rand(1, 3, 16, 16)
     with pytest.raises(ValueError, match="same shape"):
@@ -171,6 +199,8 @@ def test_bad_quality_inputs():
         psnr(a, a, crop_border=8)
     with pytest.raises(ValueError, match="crop_border"):
         psnr(a, a, crop_border=-1)
+    with pytest.raises(ValueError, match="crop_border"):
+        psnr(a, a, crop_border=True)
     with pytest.raises(ValueError, match="channels"):
         psnr(torch.rand(1, 4, 16, 16), torch.rand(1, 4, 16, 16))
     with pytest.raises(ValueError, match="11x11"):
