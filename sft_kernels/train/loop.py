@@ -217,11 +217,13 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
 
         bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
     t0 = time.time()
+    until = round(cfg.prune_until * cfg.steps)  # the step at which pruning reaches its final sparsity
     while step < cfg.steps:
-        if cfg.prune and step % cfg.prune_every == 0:
+        # every prune_every steps and at `until` itself (a run shorter than prune_every had stayed dense)
+        if cfg.prune and (step % cfg.prune_every == 0 or step == until):
             s = _prune_step(model, ema, cfg, step)
-            if bar is None and rank == 0 and step <= cfg.prune_until * cfg.steps:
-                log(f"step {step}: pruned to {s:.1%} sparsity")
+            if rank == 0 and (step == until or (bar is None and step < until)):
+                (bar.write if bar is not None else log)(f"step {step}: pruned to {s:.1%} sparsity")
         net.train()
         lr_img, hr_img = sampler.batch(cfg.batch)
         lr_img = lr_img.to(device).contiguous(memory_format=torch.channels_last)
@@ -249,14 +251,16 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr(sr.detach().clamp(0, 1), hr_img):.2f}",
                             lr=f"{sched.get_last_lr()[0]:.1e}")
-        if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or step == cfg.steps:
-            _save(cfg, rank, world, ckpt_path, model, ema, adapter, opt, sched, sampler, step, history,
-                  elapsed + time.time() - t0)
+        # evaluated before the checkpoint, so a checkpoint's history holds its own step's eval (a resumed or
+        # re-run finished run had lost it)
         if rank == 0 and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps):
             ev = evaluate(ema if ema is not None else model, device=device)
             history.append(dict(step=step, loss=loss.item(), eval=ev))
             log(f"step {step}: " + ", ".join(f"{k} {v['psnr']:.2f} dB (bicubic {v['bicubic_psnr']:.2f})"
                                              for k, v in ev.items()))
+        if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or step == cfg.steps:
+            _save(cfg, rank, world, ckpt_path, model, ema, adapter, opt, sched, sampler, step, history,
+                  elapsed + time.time() - t0)
     if bar is not None:
         bar.close()
     elapsed += time.time() - t0

@@ -222,3 +222,16 @@ def test_train_rejects_empty_sizes_before_building_anything(flag, value, tmp_pat
                "--num-blocks", "1", "--channels", "8", flag, value])
     assert rc == 2 and f"{flag} must be" in capsys.readouterr().err
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_short_pruning_run_reaches_its_sparsity_and_a_rerun_keeps_the_final_eval(tmp_path):
+    """--prune with fewer steps than --prune-every still prunes at prune_until (it had stayed dense), and the last
+    checkpoint carries its own step's eval, so running the finished run again keeps it in summary.json."""
+    cfg = TrainConfig(out=str(tmp_path / "p"), steps=6, prune=0.5, **dict(TINY, eval_every=0))
+    result = train(cfg, progress=False, log=lambda *_: None)
+    masks = [m.mask for m in result["model"].modules() if hasattr(m, "mask")]
+    kept = sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
+    assert masks and abs(kept - 0.5) < 0.01
+    again = train(cfg, progress=False, log=lambda *_: None)
+    assert [h["step"] for h in again["history"]] == [6]
+    assert [h["step"] for h in json.loads((tmp_path / "p" / "summary.json").read_text())["history"]] == [6]

@@ -181,5 +181,7 @@ def restore_(model: nn.Module, state_dict: dict) -> None:
 
 def agp_sparsity(step: int, final: float, until: int) -> float:
     """Zhu & Gupta's gradual schedule: sparsity final·(1 − (1 − step/until)³), reaching `final` at step `until`."""
-    t = min(1.0, max(0.0, step / max(1, until)))
+    if step >= until:  # until 0: the final sparsity at once
+        return final
+    t = max(0.0, step / until)
     return final * (1.0 - (1.0 - t) ** 3)
