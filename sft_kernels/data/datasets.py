@@ -28,6 +28,22 @@ def photo_label(name) -> str:
     return Path(name).stem if _is_file(name) else str(name)
 
 
+def photo_labels(names) -> list:
+    """photo_label of each name, made unique: photos sharing a stem (s1/x.png and s2/x.png, or a file named like a
+    bundled photo) are told apart by their folder, then by a count."""
+    from collections import Counter
+
+    labels = [photo_label(n) for n in names]
+    clash = Counter(labels)
+    labels = [f"{Path(n).parent.name}/{lab}" if clash[lab] > 1 and _is_file(n) else lab
+              for n, lab in zip(names, labels)]
+    clash, seen, out = Counter(labels), Counter(), []
+    for lab in labels:
+        seen[lab] += 1
+        out.append(lab if clash[lab] == 1 else f"{lab}#{seen[lab]}")
+    return out
+
+
 def _is_file(name) -> bool:
     return not (isinstance(name, str) and name in TRAIN_IMAGES + EVAL_IMAGES) and Path(name).expanduser().is_file()
 

@@ -136,7 +136,7 @@ def build_report(models: Sequence[str] = ("teacher",), backends: Optional[Sequen
     file's central crop, see datasets.sr_pair). Returns the report (the content of report.json plus "files")."""
     import functools
 
-    from ..data.datasets import EVAL_IMAGES, photo_label, sr_pair
+    from ..data.datasets import EVAL_IMAGES, photo_labels, sr_pair
     from ..data.folders import index_folders
     from ..train import evaluate
 
@@ -171,13 +171,14 @@ def build_report(models: Sequence[str] = ("teacher",), backends: Optional[Sequen
         report = _measure(loaded, parsed, lr_size, repeat, evaluate, log)
     finally:
         torch.set_num_threads(old_threads)
-    lr_shapes = {photo_label(n): list(sr_pair(n)[0].shape[1:]) for n in names}
+    labels = photo_labels(names)
+    lr_shapes = {lab: list(sr_pair(n)[0].shape[1:]) for n, lab in zip(names, labels)}
     report["meta"] = dict(
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         torch=torch.__version__, sft_kernels=_version(), python=platform.python_version(), cpu=_cpu_brand(),
         gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         threads=threads or old_threads, lr_size=lr_size, repeat=repeat, warmup=2,
-        backends=specs, eval_images=[photo_label(n) for n in names], eval_lr_shapes=lr_shapes)
+        backends=specs, eval_images=labels, eval_lr_shapes=lr_shapes)
     return _write(report, Path(out_dir))
 
 

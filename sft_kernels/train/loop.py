@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.datasets import EVAL_IMAGES, TRAIN_IMAGES, PatchSampler, photo_label, sr_pair
+from ..data.datasets import EVAL_IMAGES, TRAIN_IMAGES, PatchSampler, photo_labels, sr_pair
 from ..data.folders import MARGIN, FolderPatchSampler, index_folders
 from ..data.images import imresize
 from ..metrics import psnr, ssim
@@ -82,16 +82,16 @@ def forward_features(model: SFTNet, lr: torch.Tensor) -> tuple:
 @torch.no_grad()
 def evaluate(model: nn.Module, names=EVAL_IMAGES, device="cpu") -> dict:
     """PSNR / SSIM on Y (BT.601), crop 4, per eval image, for the model and for bicubic upscaling. `names`: bundled
-    photo names or image files (keyed by their stem; see datasets.sr_pair)."""
+    photo names or image files (keyed by their stem, made unique: datasets.photo_labels; see datasets.sr_pair)."""
     model.eval()
     out = {}
-    for name in names:
+    for name, label in zip(names, photo_labels(names)):
         lr, hr = sr_pair(name)
         x = lr.unsqueeze(0).to(device).contiguous(memory_format=torch.channels_last)
         sr = model(x).float().clamp(0, 1).cpu()[0]
         bic = imresize(lr, 4).clamp(0, 1)
-        out[photo_label(name)] = dict(psnr=psnr(sr, hr, crop_border=4), ssim=ssim(sr, hr, crop_border=4),
-                         bicubic_psnr=psnr(bic, hr, crop_border=4), bicubic_ssim=ssim(bic, hr, crop_border=4))
+        out[label] = dict(psnr=psnr(sr, hr, crop_border=4), ssim=ssim(sr, hr, crop_border=4),
+                          bicubic_psnr=psnr(bic, hr, crop_border=4), bicubic_ssim=ssim(bic, hr, crop_border=4))
     return out
 
 

@@ -171,3 +171,18 @@ def test_patch_sampler_zooms_add_shrunk_photos():
     for bad in ((1.0,), (0.0,), (-0.5,)):
         with pytest.raises(ValueError, match="zooms"):
             PatchSampler(("astronaut",), patch=12, zooms=bad)
+
+
+def test_photo_labels_are_unique(tmp_path):
+    """Photos sharing a stem (two folders, or a file named like a bundled eval photo) get labels told apart by
+    their folder, so a report or an eval keeps both scores (one had overwritten the other)."""
+    from sft_kernels.data.datasets import photo_labels
+
+    for sub in ("s1", "s2"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "x.png").write_bytes(b"")
+    (tmp_path / "s1" / "china.png").write_bytes(b"")
+    names = ["china", "flower", str(tmp_path / "s1" / "x.png"), str(tmp_path / "s2" / "x.png"),
+             str(tmp_path / "s1" / "china.png")]
+    assert photo_labels(names) == ["china", "flower", "s1/x", "s2/x", "s1/china"]
+    assert photo_labels(["flower", "flower"]) == ["flower#1", "flower#2"]
