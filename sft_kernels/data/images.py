@@ -66,14 +66,25 @@ def _array_to_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).clamp_(0.0, 1.0)
 
 
+def float_pixels(arr: np.ndarray) -> np.ndarray:
+    """A float ("F") or 32-bit integer ("I") image's pixels as float32 in [0, 1]: values already in [0, 1] kept, else
+    read as 8-bit (up to 255) or 16-bit (up to 65535) levels. Pillow's convert would clip them to 0-255."""
+    a = arr.astype(np.float32)
+    top = float(np.nanmax(a)) if a.size else 0.0
+    scale = 1.0 if top <= 1.0 else 255.0 if top <= 255.0 else 65535.0
+    return np.clip(np.nan_to_num(a / scale), 0.0, 1.0)
+
+
 def read_image_file(path: Path) -> torch.Tensor:
     try:
         from PIL import Image
     except ImportError as e:  # pragma: no cover - pillow is a dependency
         raise ImportError("loading image files needs Pillow: pip install pillow") from e
     with Image.open(path) as im:
-        if im.mode in ("I;16", "I;16B", "I;16L"):
+        if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
             arr = np.asarray(im).astype(np.uint16)
+        elif im.mode in ("F", "I"):
+            arr = float_pixels(np.asarray(im))
         elif im.mode in ("RGB", "L", "RGBA", "LA"):
             arr = np.asarray(im)
         else:  # palette, CMYK, YCbCr, 1-bit, 32-bit int/float: let Pillow make RGB of it

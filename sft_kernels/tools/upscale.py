@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.images import float_pixels
+
 __all__ = ["upscale_image", "upscale_file", "load_model", "tile_grid", "receptive_radius", "SCALE"]
 
 SCALE = 4  # SFTNet is a x4 model; upscale_image checks what the model actually returns
@@ -218,7 +220,7 @@ def _read_image(path: Path):
                 im = im.convert("LA" if mode == "La" else "RGBA")
             elif mode == "P":
                 im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-            elif mode in ("1", "F"):
+            elif mode == "1":
                 im = im.convert("L")
             elif mode not in _GREY_MODES + _RGB_MODES + ("RGBA", "LA"):
                 im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...
@@ -234,9 +236,11 @@ def _read_image(path: Path):
     if arr.size == 0:
         raise ValueError(f"cannot read image {text!r}: it has no pixels")
     alpha = None
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
         grey = torch.from_numpy(np.clip(arr.astype(np.float32), 0, 65535) / 65535.0)
         rgb, out_mode = grey.expand(3, -1, -1).contiguous(), "I;16"
+    elif mode in ("F", "I"):  # float or 32-bit levels (convert would clip them to 0-255): written as 16-bit grey
+        rgb, out_mode = torch.from_numpy(float_pixels(arr)).expand(3, -1, -1).contiguous(), "I;16"
     elif mode == "L":
         rgb, out_mode = torch.from_numpy(arr.astype(np.float32) / 255.0).expand(3, -1, -1).contiguous(), "L"
     elif mode == "LA":

@@ -186,3 +186,17 @@ def test_photo_labels_are_unique(tmp_path):
              str(tmp_path / "s1" / "china.png")]
     assert photo_labels(names) == ["china", "flower", "s1/x", "s2/x", "s1/china"]
     assert photo_labels(["flower", "flower"]) == ["flower#1", "flower#2"]
+
+
+def test_float_and_32_bit_images_keep_their_levels(tmp_path):
+    """Float ("F") TIFFs in [0, 1] and 32-bit ("I") ones with 16-bit levels load with their values (Pillow's
+    convert("RGB") had clipped them to black or white)."""
+    from PIL import Image
+
+    f = np.linspace(0.015, 0.995, 20 * 30, dtype=np.float32).reshape(20, 30)
+    Image.fromarray(f, mode="F").save(tmp_path / "f.tif")
+    Image.fromarray((f * 65535).astype(np.int32), mode="I").save(tmp_path / "i.tif")
+    for name in ("f.tif", "i.tif"):
+        x = load_image(tmp_path / name)
+        assert x.shape == (3, 20, 30)
+        torch.testing.assert_close(x[0], torch.from_numpy(f), atol=1e-4, rtol=0)

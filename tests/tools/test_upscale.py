@@ -205,6 +205,14 @@ def test_greyscale_stays_greyscale(tmp_path, shipped_tiny, capsys):
     assert rc == 0, io.err
     with Image.open(tmp_path / "o.jpg") as im:
         assert im.mode == "L" and im.size == (52, 36)
+    # a float TIFF in [0, 1] (Pillow's convert had clipped it to a black image) comes out as 16-bit grey
+    flat = np.linspace(0.2, 0.8, 9 * 13, dtype=np.float32).reshape(9, 13)
+    Image.fromarray(flat, mode="F").save(tmp_path / "f.tif")
+    rc, io = run_cli(capsys, tmp_path / "f.tif", "-o", tmp_path / "f.png", "--model", "tiny", "--backend", "torch")
+    assert rc == 0, io.err
+    with Image.open(tmp_path / "f.png") as im:
+        got = np.asarray(im).astype(np.float64) / 65535
+    assert im.mode.startswith("I") and im.size == (52, 36) and 0.1 < got.mean() < 0.9
 
 
 def test_rgba_keeps_alpha(tmp_path, shipped_tiny, capsys):
