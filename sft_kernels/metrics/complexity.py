@@ -90,7 +90,8 @@ def _is_int8(module: nn.Module, attr: str) -> bool:
 
 
 def layer_macs(model: nn.Module, *inputs, **kwargs) -> list[LayerMACs]:
-    """Run ``model(*inputs, **kwargs)`` once under ``torch.no_grad()`` and return the MACs of every
+    """Run ``model(*inputs, **kwargs)`` once under ``torch.no_grad()`` in eval mode (restored after) and return the
+    MACs of every
     counted module call, in call order (a module called twice appears twice)."""
     names = {m: n for n, m in model.named_modules()}
     records: list[LayerMACs] = []
@@ -105,12 +106,15 @@ def layer_macs(model: nn.Module, *inputs, **kwargs) -> list[LayerMACs]:
                if isinstance(m, counted) or isinstance(getattr(m, "weight_int8", None), torch.Tensor)]
     from ..transforms.swap import unfused
 
+    was_training = model.training
+    model.eval()  # counting must not move batch-norm statistics
     try:
         with torch.no_grad(), unfused(model):  # a fused forward (SFTNet's) calls its convs' kernels directly
             model(*inputs, **kwargs)
     finally:
         for h in handles:
             h.remove()
+        model.train(was_training)
     return records
 
 

@@ -302,6 +302,8 @@ def layer_times(model: nn.Module, *inputs, repeat: int = 3, **kwargs) -> list:
     fused = [m for m in model.modules() if getattr(m, "fused", False)]
     for m in fused:
         m.fused = False
+    was_training = model.training
+    model.eval()  # measuring must not move batch-norm statistics or drop activations
     try:
         with torch.no_grad():
             for i in range(repeat + 1):
@@ -314,6 +316,7 @@ def layer_times(model: nn.Module, *inputs, repeat: int = 3, **kwargs) -> list:
             h.remove()
         for m in fused:
             m.fused = True
+        model.train(was_training)
     types = {n: type(m).__name__ for n, m in leaves}
     return [LayerTime(n, types[n], statistics.median(r.get(n, 0.0) for r in runs))
             for n in sorted(order, key=order.get)]

@@ -122,6 +122,22 @@ def _dist():
     return int(os.environ.get("RANK", "0")), world
 
 
+# Settings that shape the model, its optimizer or what a step computes: a run resumes only with the same ones.
+_RESUME_SAME = ("variant", "num_blocks", "channels", "batch", "patch", "teacher", "qat", "prune", "prune_pattern",
+                "prune_channels", "factorize", "separable", "amp", "ema")
+
+
+def _check_resume(cfg: TrainConfig, saved: dict, path: str) -> None:
+    """Name the setting that differs from the run being resumed (a mismatch had surfaced as a load_state_dict or
+    optimizer error listing tensors)."""
+    now = dataclasses.asdict(cfg)
+    changed = [k for k in _RESUME_SAME if k in saved and saved[k] != now[k]]
+    if changed:
+        what = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r} (now {now[k]!r})" for k in changed)
+        raise ValueError(f"--out {cfg.out!r} holds a run ({path}) started with {what}: resume it with the same "
+                         "settings, or pass another --out for a new run")
+
+
 def _check_sizes(cfg: TrainConfig) -> None:
     """The run's counts and sizes, checked before anything is built (a zero had failed deep in the first step)."""
     for flag, value, least in (("--steps", cfg.steps, 1), ("--batch", cfg.batch, 1), ("--patch", cfg.patch, 1),
@@ -197,6 +213,7 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
     step, history, elapsed = 0, [], 0.0
     if os.path.exists(ckpt_path):  # resume
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        _check_resume(cfg, ck.get("config") or {}, ckpt_path)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])

@@ -1,4 +1,5 @@
 """Complexity (params, bytes, MACs) and quality (PSNR, SSIM) metrics."""
+import copy
 import math
 
 import numpy as np
@@ -73,6 +74,18 @@ def test_int8_layers_count_like_the_float_ones():
     sft_kernels.quantize_(model, calibration=[x], progress=False)
     assert type(model[0]).__name__ == "QuantConv2d" and type(model[4]).__name__ == "QuantLinear"
     assert conv_macs(model, x) == macs and count_params(model) == params
+
+
+def test_measuring_leaves_a_training_model_as_it_was():
+    """conv_macs and layer_times run the model in eval mode and restore its mode: batch-norm statistics do not move
+    (they had been updated by every measurement of a model in train mode)."""
+    from sft_kernels.metrics import layer_times
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+    before = copy.deepcopy(model.state_dict())
+    conv_macs(model, torch.rand(2, 3, 8, 8))
+    layer_times(model, torch.rand(2, 3, 8, 8), repeat=1)
+    assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 def test_layer_macs_list_and_kwargs():

@@ -235,3 +235,12 @@ def test_short_pruning_run_reaches_its_sparsity_and_a_rerun_keeps_the_final_eval
     again = train(cfg, progress=False, log=lambda *_: None)
     assert [h["step"] for h in again["history"]] == [6]
     assert [h["step"] for h in json.loads((tmp_path / "p" / "summary.json").read_text())["history"]] == [6]
+
+
+def test_resuming_with_other_settings_names_them(tmp_path):
+    """A run resumed with another width (or QAT, pruning, a teacher...) is refused with the setting's name and what
+    to do (it had failed inside load_state_dict with a list of tensors)."""
+    train(TrainConfig(out=str(tmp_path / "r"), steps=2, **TINY), progress=False, log=lambda *_: None)
+    with pytest.raises(ValueError, match=r"--channels 8 \(now 16\).*another --out"):
+        train(TrainConfig(out=str(tmp_path / "r"), steps=4, **dict(TINY, channels=16)), progress=False,
+              log=lambda *_: None)
