@@ -91,8 +91,7 @@ def _is_int8(module: nn.Module, attr: str) -> bool:
 
 def layer_macs(model: nn.Module, *inputs, **kwargs) -> list[LayerMACs]:
     """Run ``model(*inputs, **kwargs)`` once under ``torch.no_grad()`` in eval mode (restored after) and return the
-    MACs of every
-    counted module call, in call order (a module called twice appears twice)."""
+    MACs of every counted module call, in call order (a module called twice appears twice)."""
     names = {m: n for n, m in model.named_modules()}
     records: list[LayerMACs] = []
 
