@@ -104,9 +104,15 @@ class PatchSampler:
             raise ValueError(f"detail={detail} must lie in [0, 1] (0 = uniform positions)")
         if any(not 0.0 < z < 1.0 for z in zooms):
             raise ValueError(f"zooms={tuple(zooms)}: each must lie in (0, 1) (the photo shrunk by that factor)")
+        if not isinstance(patch, int) or patch < 1:
+            raise ValueError(f"patch must be a positive int (LR pixels), got {patch!r}")
         self.pairs = [sr_pair(n, scale) for n in names]
-        zoomed = (_zoomed_pair(hr, z, scale) for z in zooms for _, hr in self.pairs[:len(names)])
-        self.pairs += [(lr, hr) for lr, hr in zoomed if min(lr.shape[1:]) >= patch]  # too small to crop: skipped
+        if not self.pairs:
+            raise ValueError("PatchSampler needs at least one photo name")
+        # a shrunk photo too small to crop a patch from (or to downscale at all) is skipped
+        zoomed = (_zoomed_pair(hr, z, scale) for z in zooms for _, hr in self.pairs[:len(names)]
+                  if min(round(hr.shape[1] * z), round(hr.shape[2] * z)) >= scale * patch)
+        self.pairs += [(lr, hr) for lr, hr in zoomed if min(lr.shape[1:]) >= patch]
         self.patch, self.scale = patch, scale
         self.pos_weights = [self._position_weights(lr, hr, detail) for lr, hr in self.pairs]
         self.gen = torch.Generator().manual_seed(seed * 1000 + rank)

@@ -171,6 +171,11 @@ def test_patch_sampler_zooms_add_shrunk_photos():
     for bad in ((1.0,), (0.0,), (-0.5,)):
         with pytest.raises(ValueError, match="zooms"):
             PatchSampler(("astronaut",), patch=12, zooms=bad)
+    # a zoom that shrinks a photo below the scale factor is skipped too (it had failed to downscale)
+    assert len(PatchSampler(("astronaut",), patch=8, zooms=(0.01,)).pairs) == 1
+    for kw, match in ((dict(names=()), "at least one photo"), (dict(patch=0), "patch must be a positive int")):
+        with pytest.raises(ValueError, match=match):
+            PatchSampler(**kw)
 
 
 def test_photo_labels_are_unique(tmp_path):
