@@ -80,7 +80,13 @@ def read_image_file(path: Path) -> torch.Tensor:
         from PIL import Image
     except ImportError as e:  # pragma: no cover - pillow is a dependency
         raise ImportError("loading image files needs Pillow: pip install pillow") from e
+    from PIL import ImageOps
+
     with Image.open(path) as im:
+        try:
+            im = ImageOps.exif_transpose(im)  # the camera's orientation tag, as upscale reads it
+        except Exception:  # noqa: BLE001 - a broken EXIF block must not stop the load
+            pass
         if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
             arr = np.asarray(im).astype(np.uint16)
         elif im.mode in ("F", "I"):

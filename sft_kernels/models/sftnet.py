@@ -330,6 +330,9 @@ def architecture_of(state_dict: dict, where: str = "the checkpoint") -> dict:
     """SFTNet's (variant, num_blocks, channels) from a state_dict's key names and shapes (a transformed model's
     too: factorized, separable or int8 convs)."""
     conv0 = _out_weight(state_dict, "conv0")
+    if conv0 is None and "conv0.conv.weight" in state_dict:  # QATConv2d wrappers: a `train --qat` run's last.pt
+        raise checkpoint.WeightsError(f"{where!r} is a quantization-aware training checkpoint (fake-quantized convs): "
+                                      "load the int8 model the run wrote beside it (int8.safetensors)")
     if conv0 is None:
         raise checkpoint.WeightsError(f"{where!r} is not an SFTNet checkpoint (no 'conv0.weight')")
     variant = "pytorch" if _out_weight(state_dict, "HR_branch.0") is not None else "torch"

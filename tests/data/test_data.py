@@ -205,3 +205,17 @@ def test_float_and_32_bit_images_keep_their_levels(tmp_path):
         x = load_image(tmp_path / name)
         assert x.shape == (3, 20, 30)
         torch.testing.assert_close(x[0], torch.from_numpy(f), atol=1e-4, rtol=0)
+
+
+def test_load_image_follows_the_exif_orientation(tmp_path):
+    """A photo whose EXIF says 'rotate 90°' loads upright, as upscale reads it."""
+    from PIL import Image
+
+    a = np.zeros((10, 20, 3), np.uint8)
+    a[:, :5] = 255
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = 6  # Orientation: rotate 90° clockwise to display
+    im.save(tmp_path / "r.jpg", exif=exif.tobytes())
+    x = load_image(tmp_path / "r.jpg")
+    assert x.shape == (3, 20, 10) and x[:, :5].mean() > 0.9 and x[:, -5:].mean() < 0.1

@@ -2,6 +2,7 @@
 int8 model it converts to computing what the QAT model simulated."""
 import math
 
+import pytest
 import torch
 from torch import nn
 
@@ -73,3 +74,18 @@ def test_train_cli_qat_writes_an_int8_model(tmp_path, capsys):
     assert sum(isinstance(m, QuantConv2d) for m in q.modules()) > 0
     with torch.no_grad():
         assert torch.isfinite(q(torch.rand(1, 3, 10, 10))).all()
+
+
+def test_a_qat_checkpoint_read_as_a_float_model_says_where_the_int8_model_is(tmp_path):
+    """The state_dict of a model under prepare_qat_ (what `train --qat` keeps in last.pt) is refused by the float
+    loader with a pointer to the int8 file the run writes (it had said 'no conv0.weight')."""
+    from safetensors.torch import save_file
+
+    from sft_kernels.models.checkpoint import WeightsError
+
+    model = SFTNet(num_blocks=1, channels=8).reset_parameters_(seed=0).eval()
+    sft_kernels.prepare_qat_(model, calibration=[torch.rand(1, 3, 8, 8)])
+    path = tmp_path / "last.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}, str(path))
+    with pytest.raises(WeightsError, match="int8.safetensors"):
+        SFTNet.from_checkpoint(path)
