@@ -162,14 +162,14 @@ class QuantConv2d(nn.Module):
             out_zero_point: int = 0, pixel_shuffle: int = 1) -> torch.Tensor:
         """The conv with another fused epilogue (a model's fused forward): act(conv(input·(scale+1)+shift) + bias)
         + residual; with out_scale > 0 (int8 only) requantized to uint8 with (out_scale, out_zero_point), as the
-        next int8 conv's input; then PixelShuffle(pixel_shuffle) (a residual is added before it, shaped like the
-        conv's own output)."""
+        next int8 conv's input; then PixelShuffle(pixel_shuffle) (a residual is shaped like the shuffled output, as
+        in sft.conv2d)."""
         input = to_channels_last(input)
         if input.dtype not in (torch.float32, torch.uint8) or (input.dtype == torch.uint8 and self.act_bits == 16):
             input = input.float()  # uint8 input: already quantized with this conv's input scale and zero point
         if pixel_shuffle > 1 and self.act_bits == 16:
-            y = self.run(input, activation, negative_slope, residual, modulation, out_scale, out_zero_point)
-            return pixel_shuffle_nhwc(y, pixel_shuffle)
+            y = pixel_shuffle_nhwc(self.run(input, activation, negative_slope, None, modulation), pixel_shuffle)
+            return y if residual is None else y + residual
         if self.act_bits == 16:
             if self._w_float is None:
                 self._w_float = self.dequantized_weight()

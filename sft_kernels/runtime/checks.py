@@ -153,3 +153,25 @@ def residual(res, name: str, shape: tuple, like: torch.Tensor) -> None:
     tensor(res, name, 4, like=like)
     if tuple(res.shape) != tuple(shape):
         raise ValueError(f"{name} must have the output's shape {tuple(shape)}, got {tuple(res.shape)}")
+
+
+def shuffled_residual(residual, pixel_shuffle):
+    """A residual given in the shape of an op's PixelShuffle(r) output, as every op's epilogue takes it (y = shuffle(
+    act(conv + bias)) + residual), turned into the conv's own output shape (F.pixel_unshuffle), which the int8
+    kernels add before their shuffled store; anything else is returned as is for the op's checks."""
+    if residual is None or type(pixel_shuffle) is not int or pixel_shuffle <= 1 or \
+            not isinstance(residual, torch.Tensor) or residual.dim() != 4:
+        return residual
+    r = pixel_shuffle
+    if residual.shape[2] % r or residual.shape[3] % r:
+        raise ValueError(f"with pixel_shuffle={r} the residual is shaped like the shuffled output (N, K/{r * r}, "
+                         f"P·{r}, Q·{r}), got {tuple(residual.shape)}")
+    return torch.nn.functional.pixel_unshuffle(residual, r)
+
+
+def residual_shape_error(residual, expected: tuple, pixel_shuffle: int) -> ValueError:
+    """The error for a residual of the wrong shape, in the shape the caller gave (shuffled where the op shuffles)."""
+    r, (n, k, p, q), got = pixel_shuffle, expected, tuple(residual.shape)
+    if r > 1:
+        expected, got = (n, k // (r * r), p * r, q * r), (got[0], got[1] // (r * r), got[2] * r, got[3] * r)
+    return ValueError(f"residual must have the output's shape {expected}, got {got}")

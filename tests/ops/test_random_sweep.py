@@ -81,10 +81,11 @@ def test_qconv2d_random_draws(seed):
         kw.update(out_scale=rng.uniform(0.05, 0.5), out_zero_point=rng.randint(-128, 127), out_dtype=torch.int8)
     elif d["out"] == "bf16":
         kw.update(out_dtype=torch.bfloat16)
+    out = (d["n"], d["k"] // shuffle ** 2, p * shuffle, q * shuffle)  # a residual is shaped like the output
     if d["res"] == "f32":
-        kw.update(residual=_layout(torch.randn(d["n"], d["k"], p, q), rng))
+        kw.update(residual=_layout(torch.randn(out), rng))
     elif d["res"] == "u8":
-        kw.update(residual=_layout(torch.randint(0, 256, (d["n"], d["k"], p, q), dtype=torch.uint8), rng),
+        kw.update(residual=_layout(torch.randint(0, 256, out, dtype=torch.uint8), rng),
                   residual_quant=(rng.uniform(0.01, 0.1), rng.randint(0, 255)))
     a = (d["stride"], d["pad"], d["dil"], d["groups"])
     y = ops.qconv2d(x, wq, ws, b, *a, backend="cpu", **kw)
@@ -120,11 +121,12 @@ def test_qconv2d_winograd_random_draws(seed):
               activation=rng.choice([None, "relu", "leaky_relu"]), negative_slope=0.2)
     if kind in ("u8", "u8 residual"):
         kw.update(out_scale=rng.uniform(0.01, 0.2), out_zero_point=rng.randint(0, 255))
+    out = (n, k // shuffle ** 2, h * shuffle, w * shuffle)  # a residual is shaped like the output
     if kind == "u8 residual":
-        kw.update(residual=_layout(torch.randint(0, 256, (n, k, h, w), dtype=torch.uint8), rng),
+        kw.update(residual=_layout(torch.randint(0, 256, out, dtype=torch.uint8), rng),
                   residual_quant=(0.03, rng.randint(0, 255)))
     if kind == "f32 residual":
-        kw.update(residual=_layout(torch.randn(n, k, h, w), rng))
+        kw.update(residual=_layout(torch.randn(out), rng))
     draw = dict(n=n, c=c, k=k, h=h, w=w, shuffle=shuffle, kind=kind, layout=x.stride())
     y = ops.qconv2d_winograd(x, u_q, u_scale, mult, b, backend="cpu", **kw)
     _check(y, ops.qconv2d_winograd(x, u_q, u_scale, mult, b, backend="reference", **kw), draw)

@@ -561,3 +561,19 @@ def test_an_int8_model_follows_a_dtype_cast(dtype):
     assert y.dtype in (dtype, torch.float32) and (y.float() - want).abs().max() < 0.02
     with torch.no_grad():
         assert model[2](torch.rand(1, 16, 5, 5, dtype=dtype)).dtype == dtype
+
+
+@pytest.mark.parametrize("act_bits", [8, 16])
+def test_quantconv_shuffled_residual_is_shaped_like_the_output(act_bits):
+    """QuantConv2d.run(pixel_shuffle=r, residual=...) takes the residual shaped like its shuffled output, as
+    sft.conv2d and SparseConv2d do, on the int8 path and the W8A16 one."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 32, 3, padding=1)
+    x, res = torch.rand(1, 8, 6, 7), torch.randn(1, 8, 12, 14)
+    q = QuantConv2d.from_float(conv, 0.01, 0, act_bits)
+    with torch.no_grad():
+        want = F.pixel_shuffle(torch.relu(conv(x)), 2) + res
+        y = q.run(x, "relu", residual=res, pixel_shuffle=2)
+    assert y.shape == want.shape and (y - want).abs().max() < 0.02

@@ -34,7 +34,8 @@ std::vector<at::Tensor> qconv2d_pack(const at::Tensor& w_q);
 // shaped like it): the input is x·(mod_scale + 1) + mod_shift, an SFT modulation applied as the input is quantized.
 // pixel_shuffle = r > 1: the output channels are in sub-pixel order (channel (i·r + j)·K/r² + c is PyTorch's
 // c·r² + i·r + j) and the result is PixelShuffle(r) of the conv, [N, K/r², P·r, Q·r] (a residual, shaped like the
-// conv's own output, is added before the shuffle).
+// conv's own output, is added before the shuffle; sft.qconv2d takes it shaped like the shuffled output and
+// unshuffles it for this kernel).
 // Output channels_last.
 at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point, const at::Tensor& packed,
                        const at::Tensor& wsum, const at::Tensor& w_scale, const c10::optional<at::Tensor>& bias,

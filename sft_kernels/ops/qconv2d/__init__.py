@@ -180,8 +180,7 @@ def _check(input, weight, weight_scale, bias, residual, input_scale, input_zero_
                                  dilation)
     if residual is not None:
         if tuple(residual.shape) != (input.shape[0], k, p, q):
-            raise ValueError(f"residual must have the output's shape {(input.shape[0], k, p, q)}, "
-                             f"got {tuple(residual.shape)}")
+            raise checks.residual_shape_error(residual, (input.shape[0], k, p, q), pixel_shuffle)
     checks.activation(activation)
     for name, t in (("modulation scale", mod_scale), ("modulation shift", mod_shift)):
         if t is not None:
@@ -217,8 +216,8 @@ def qconv2d(input, weight, weight_scale, bias=None, stride=1, padding=0, dilatio
     quantized on the way in with that scale and zero point (fused into the kernel's input copy), int8 weight
     with per-output-channel scales, float32 bias and residual; float32 output, or uint8 with out_scale > 0.
     ``modulation=(scale, shift)`` (float input, maps shaped like it) convolves input·(scale + 1) + shift, applied as
-    the input is quantized (SFTNet's SFT layers). ``pixel_shuffle=r`` returns F.pixel_shuffle of the result (a
-    residual is shaped like the conv's own output and added before it); the cpu and Triton kernels write each output
+    the input is quantized (SFTNet's SFT layers). ``pixel_shuffle=r`` returns F.pixel_shuffle of the result (the
+    residual, as in sft.conv2d, is shaped like that shuffled output); the cpu and Triton kernels write each output
     to its shuffled place in the store (an SR network's upsampling convs).
 
     ``out_dtype``: torch.uint8 or torch.int8 (out_scale > 0; int8: clamp(round(y / out_scale) + out_zero_point,
@@ -228,6 +227,7 @@ def qconv2d(input, weight, weight_scale, bias=None, stride=1, padding=0, dilatio
     store; an int8 output is the uint8 one (zero point + 128) moved by 128, byte for byte."""
     if modulation is not None and not (isinstance(modulation, tuple) and len(modulation) == 2):
         raise TypeError("modulation must be a (scale, shift) tuple of tensors")
+    residual = checks.shuffled_residual(residual, pixel_shuffle)
     ms, mt = modulation if modulation is not None else (None, None)
     tensors = (input, weight, weight_scale, bias, residual, ms, mt)
     sig = None

@@ -105,8 +105,7 @@ def _check(input, weight, weight_scale, mult, bias, residual, input_scale, input
         rs, rz = checks.uint8_affine_pair("residual_quant", residual_quant)
         checks.tensor(residual, "residual", 4, dtypes=(torch.uint8,))
     if residual is not None and tuple(residual.shape) != (input.shape[0], k, *input.shape[2:]):
-        raise ValueError(f"residual must have the output's shape {(input.shape[0], k, *input.shape[2:])}, got "
-                         f"{tuple(residual.shape)}")
+        raise checks.residual_shape_error(residual, (input.shape[0], k, *input.shape[2:]), pixel_shuffle)
     checks.activation(activation)
     checks.pixel_shuffle(pixel_shuffle, k)
     return (float(input_scale), int(input_zero_point), activation, float(negative_slope), float(out_scale),
@@ -122,7 +121,9 @@ def qconv2d_winograd(input: torch.Tensor, weight: torch.Tensor, weight_scale: to
     """The Winograd-domain int8 3×3 conv (stride 1, padding 1; see the module docstring). input: uint8 [N, C, H, W]
     with (input_scale, input_zero_point), or float32 quantized with them on the way in (C >= 16); weight, weight_scale
     from winograd_weight; mult from calibrate_mult. Epilogue as sft.qconv2d's: bias, activation, residual (float32,
-    or uint8 with residual_quant=(scale, zero_point)), uint8 output with out_scale > 0, then PixelShuffle."""
+    or uint8 with residual_quant=(scale, zero_point); with pixel_shuffle, shaped like the shuffled output), uint8
+    output with out_scale > 0, then PixelShuffle."""
+    residual = checks.shuffled_residual(residual, pixel_shuffle)
     tensors = (input, weight, weight_scale, mult, bias, residual)
     sig = None
     # a repeat of a validated call skips the checks (~40 µs of small tensor ops a call); the weights' values are

@@ -165,10 +165,10 @@ def test_pixel_shuffle_matches_the_shuffled_reference(backend, case, layout):
         else:
             atol, rtol = tolerance(torch.float32, 1, e.abs().max().item())
             torch.testing.assert_close(y.double(), e, atol=atol, rtol=rtol)
-    res = torch.randn(n, k, h, w)  # a residual: shaped like the conv's output, added before the shuffle
+    res = torch.randn(n, k // (sh * sh), h * sh, w * sh)  # a residual: shaped like the output, as in sft.conv2d
     y = qconv2d(x, wq, ws, b, 1, r // 2, input_scale=0.02, input_zero_point=7, residual=res, pixel_shuffle=sh,
                 backend=backend)
-    e = F.pixel_shuffle(ref.qconv2d(xq, 0.02, 7, wq, ws, b, res, 1, r // 2), sh)
+    e = F.pixel_shuffle(ref.qconv2d(xq, 0.02, 7, wq, ws, b, None, 1, r // 2), sh) + res.double()
     atol, rtol = tolerance(torch.float32, 1, e.abs().max().item())
     torch.testing.assert_close(y.double(), e, atol=atol, rtol=rtol)
 
@@ -257,6 +257,9 @@ def test_bad_inputs():
         qconv2d(xq, wq, ws[:3], input_scale=0.1, input_zero_point=0)
     with pytest.raises(ValueError, match="empty kernel"):
         qconv2d(xq, wq[:, :, :0], ws, input_scale=0.1, input_zero_point=0)
+    with pytest.raises(ValueError, match=r"residual must have the output's shape \(1, 16, 24, 20\)"):
+        qconv2d(xq, wq, ws, None, 1, 1, input_scale=0.1, input_zero_point=0, pixel_shuffle=2,
+                residual=torch.randn(1, 16, 24, 22))  # with the shuffle, the residual is shaped like its output
     with pytest.raises(ValueError, match="padding='same' is not supported here"):
         qconv2d(xq, wq, ws, None, 1, "same", input_scale=0.1, input_zero_point=0)
     with pytest.raises(ValueError, match="input_zero_point must be an int in"):

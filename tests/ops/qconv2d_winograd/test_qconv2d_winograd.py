@@ -71,8 +71,10 @@ def test_float_nchw_input_and_pixel_shuffle(backend, k, r, with_residual):
     xf = (x.float() - 33) * 0.03  # quantized back to x in the kernel's input copy
     res = torch.randn(1, k, 7, 9) if with_residual else None
     kw = dict(activation="relu", out_scale=0.05, out_zero_point=0, residual=res)
-    y = ops.qconv2d_winograd(xf, u_q, u_scale, mult, b, pixel_shuffle=r, backend=backend, **KW, **kw)
     e = ops.qconv2d_winograd(x, u_q, u_scale, mult, b, backend="reference", **KW, **kw)
+    # the shuffled op takes the residual shaped like its output, as sft.conv2d does
+    kw["residual"] = None if res is None else F.pixel_shuffle(res, r)
+    y = ops.qconv2d_winograd(xf, u_q, u_scale, mult, b, pixel_shuffle=r, backend=backend, **KW, **kw)
     assert y.shape == (1, k // (r * r), 7 * r, 9 * r) and y.is_contiguous()  # NCHW in, NCHW out (as F.conv2d)
     _close(y, F.pixel_shuffle(e, r))
     xl = x.contiguous(memory_format=torch.channels_last)
@@ -204,6 +206,7 @@ def test_one_row_pixel_shuffle_after_the_conv(out_scale, k, with_residual):
     res = torch.randn(2, k, 1, 24) if with_residual else None
     kw = dict(out_scale=out_scale, out_zero_point=5 if out_scale else 0, residual=res)
     e = F.pixel_shuffle(ops.qconv2d_winograd(x, u_q, u_scale, mult, b, backend="reference", **KW, **kw), 2)
+    kw["residual"] = None if res is None else F.pixel_shuffle(res, 2)  # shaped like the shuffled output
     for backend in BACKENDS:
         y = ops.qconv2d_winograd(x, u_q, u_scale, mult, b, pixel_shuffle=2, backend=backend, **KW, **kw)
         assert y.shape == (2, k // 4, 2, 48)
