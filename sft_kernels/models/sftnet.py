@@ -58,6 +58,8 @@ def background_seg(img: torch.Tensor, scale: int = 4) -> torch.Tensor:
     if not isinstance(img, torch.Tensor) or img.dim() != 4:
         raise ValueError(f"img must be a 4-D tensor (N, C, H, W), got "
                          f"{tuple(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__}")
+    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
+        raise ValueError(f"scale must be a positive int, got {scale!r}")
     n, _, h, w = img.shape
     fmt = torch.channels_last if is_channels_last_strided(img) else torch.contiguous_format
     seg = torch.empty((n, NUM_CLASSES, scale * h, scale * w), dtype=img.dtype, device=img.device,

@@ -126,6 +126,8 @@ def test_background_prior(nets):
     img = img.float()
     with torch.no_grad():
         torch.testing.assert_close(net(img), net(img, background_seg(img)), **tol("exact"))
+    with pytest.raises(ValueError, match="scale must be a positive int"):
+        background_seg(img, 0)  # it had returned an empty map
 
 
 def test_condnet_shape():
