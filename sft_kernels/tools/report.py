@@ -155,6 +155,10 @@ def build_report(models: Sequence[str] = ("teacher",), backends: Optional[Sequen
     evaluate = functools.partial(evaluate, names=names)
     specs = list(backends) if backends else default_backends()
     parsed = [(spec, *_backend_device(spec)) for spec in specs]
+    for spec, name, dev in parsed:
+        if name == "triton" and dev == "cpu":
+            log(f"{spec}: no CUDA GPU, so the Triton kernels run through the interpreter (correctness only): the "
+                "eval photos take minutes per model and its times are not kernel speeds")
     loaded = []  # (label, name, model or None, info), loaded up front so a bad name fails before any timing
     used: set = set()
     for name in models:
