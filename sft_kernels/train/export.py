@@ -112,6 +112,10 @@ def export_run(run_dir, name: str, directory=None, notes: str = "") -> Path:
     cfg = ck["config"]
     if ck["step"] < cfg["steps"]:
         raise WeightsError(f"run {str(run_dir)!r} stopped at step {ck['step']} of {cfg['steps']}; resume it first")
+    if cfg.get("qat"):  # fake-quantized convs: the run wrote its int8 model itself
+        raise WeightsError(f"run {str(run_dir)!r} is quantization-aware training: its int8 model is "
+                           f"{str(run_dir / 'int8.safetensors')!r} (with its card), written when the run finished; "
+                           "load it with --model, or copy it beside the package's weights")
     model = SFTNet(cfg["variant"], cfg["num_blocks"], cfg["channels"])
     sd = ck.get("ema") or ck["model"]  # the weight average the run evaluated, if it kept one
     restore_(model, sd)  # a pruning run's convs: other widths, or SparseConv2d with their masks

@@ -244,3 +244,13 @@ def test_resuming_with_other_settings_names_them(tmp_path):
     with pytest.raises(ValueError, match=r"--channels 8 \(now 16\).*another --out"):
         train(TrainConfig(out=str(tmp_path / "r"), steps=4, **dict(TINY, channels=16)), progress=False,
               log=lambda *_: None)
+
+
+def test_exporting_a_qat_run_points_to_its_int8_model(tmp_path):
+    """A finished --qat run holds fake-quantized convs: export says where the run's int8 model is (it had failed on
+    the state_dict's keys)."""
+    from sft_kernels.train.export import WeightsError, export_run
+
+    train(TrainConfig(out=str(tmp_path / "q"), steps=2, qat=True, **TINY), progress=False, log=lambda *_: None)
+    with pytest.raises(WeightsError, match="int8.safetensors"):
+        export_run(tmp_path / "q", "q", directory=tmp_path / "w")
