@@ -75,10 +75,21 @@ def pick(key: Hashable, candidates: Sequence[str], run: Callable[[str], object],
     if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
         return candidates[0]
     timer = _timer(device)
-    samples = {c: [] for c in candidates}
     with torch.no_grad():
+        ok, first_error = [], None
         for c in candidates:  # warm-up (packing buffers, first-touch pages, lazy init, JIT compiles)
-            run(c)
+            try:
+                run(c)
+                ok.append(c)
+            except (NotImplementedError, RuntimeError, ValueError) as e:  # a backend that cannot run this call
+                first_error = first_error or e       # (e.g. algorithm="winograd" on the reference backend)
+        if not ok:
+            raise first_error
+        candidates = ok
+        if len(candidates) == 1:
+            _CHOICES[key] = candidates[0]
+            return candidates[0]
+        samples = {c: [] for c in candidates}
         for _ in range(rounds):
             for c in candidates:
                 samples[c].append(timer(lambda: run(c)))  # noqa: B023 - called at once

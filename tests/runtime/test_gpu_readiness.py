@@ -72,6 +72,22 @@ def test_autotune_does_not_time_or_cache_during_a_capture(monkeypatch):
         autotune.clear()
 
 
+def test_autotune_skips_a_candidate_that_cannot_run_the_call():
+    """A backend that raises on this call (the reference conv asked for algorithm="winograd") is left out of the
+    timing instead of failing the call; if none can run it, the first error is raised."""
+    def run(c):
+        if c == "reference":
+            raise NotImplementedError("no Winograd conv here")
+
+    autotune.clear()
+    try:
+        assert autotune.pick(("skip", 1), ["reference", "cpu"], run) == "cpu"
+        with pytest.raises(NotImplementedError, match="no Winograd"):
+            autotune.pick(("skip", 2), ["reference"] * 2, run)
+    finally:
+        autotune.clear()
+
+
 def _pack(w):
     return w.permute(0, 2, 3, 1).contiguous()
 

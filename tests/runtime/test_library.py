@@ -185,3 +185,16 @@ def test_compile_fullgraph_quantized_fused_sftnet(monkeypatch):
     with torch.no_grad():
         compiled = torch.compile(model, fullgraph=True, backend="eager")(x)
     assert torch.equal(compiled, eager)
+
+
+def test_compile_fullgraph_matmul_in_a_fresh_process():
+    """ops.matmul compiles with fullgraph=True before any eager call (its first check had imported the extension
+    while dynamo traced: 'Attempted to call function marked as skipped')."""
+    from tests.conftest import run_fresh
+
+    proc = run_fresh("import torch\n"
+                     "from sft_kernels.ops import matmul\n"
+                     "a, b = torch.randn(3, 7), torch.randn(7, 5)\n"
+                     "y = torch.compile(lambda a, b: matmul(a, b), fullgraph=True)(a, b)\n"
+                     "assert (y - a @ b).abs().max() < 1e-5\n")
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -167,7 +167,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     implicit-GEMM panels) and Triton while loading A tiles, so the modulated tensor never exists; the cuda
     backend modulates in one pass first (its A tiles go straight from global to shared memory).
     """
-    scale, shift = modulation if type(modulation) is tuple and len(modulation) == 2 else (None, None)
+    # a (scale, shift) list too (_check accepts one; its tensors had been dropped)
+    scale, shift = modulation if type(modulation) in (tuple, list) and len(modulation) == 2 else (None, None)
     sig = None
     if (type(input) is torch.Tensor and type(weight) in PLAIN and (bias is None or type(bias) in PLAIN)
             and (residual is None or type(residual) is torch.Tensor)

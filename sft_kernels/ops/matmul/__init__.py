@@ -45,7 +45,7 @@ def _check(a, b) -> tuple:
     checks.tensor(b, "b", like=a)
     cpu.shape(a.shape, b.shape)
     if not _EAGER and _ENV is not None and a.is_cpu and a.dtype == torch.float32 \
-            and registry.resolve_for(None, "matmul", a) == "cpu":
+            and not torch.compiler.is_compiling() and registry.resolve_for(None, "matmul", a) == "cpu":
         _EAGER.extend(filter(None, [getattr(registry.cpu_ext(), "matmul_eager", None)]))
     return ()
 

@@ -229,6 +229,21 @@ def test_bad_input(kwargs, exc, pattern):
         conv2d(**kwargs)
 
 
+def test_modulation_as_a_list_and_winograd_without_a_backend():
+    """modulation=[scale, shift] is the tuple's modulation (its tensors had been dropped: a plain conv); and
+    algorithm="winograd" with backend=None runs where only the cpu backend can (the autotuner's warm-up had raised
+    from the reference backend, which has no Winograd conv)."""
+    x, w = torch.randn(1, 16, 12, 12), torch.randn(16, 16, 3, 3)
+    s, t = torch.randn_like(x), torch.randn_like(x)
+    torch.testing.assert_close(conv2d(x, w, padding=1, modulation=[s, t]), conv2d(x, w, padding=1, modulation=(s, t)),
+                               **tol("exact"))
+    assert not torch.equal(conv2d(x, w, padding=1, modulation=[s, t]), conv2d(x, w, padding=1))
+    if "cpu" in op_backends("conv2d"):
+        for algorithm in ("winograd", "winograd_f2"):
+            y = conv2d(x, w, padding=1, algorithm=algorithm)
+            assert_close(y, F.conv2d(x.double(), w.double(), padding=1), k=144, winograd=True)
+
+
 def test_repeated_call_keeps_every_check(monkeypatch):
     """A call signature seen before skips re-validation (conv2d's memo): a repeat with anything different
     must still be refused, need grad, or follow SFT_KERNELS_BACKEND."""
