@@ -38,7 +38,7 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     n = sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
     if not trainable_only:
         for m in model.modules():
-            if isinstance(getattr(m, "weight_int8", None), torch.Tensor):
+            if _int8_layer(m):
                 n += m.weight_int8.numel() + (m.bias.numel() if "bias" in m._buffers and m.bias is not None else 0)
     return n
 
@@ -72,21 +72,21 @@ def _module_macs(module: nn.Module, inputs: tuple, output) -> int | None:
         if isinstance(mask, torch.Tensor) and mask.shape == module.weight.shape:
             macs = macs * int(mask.sum()) // mask.numel()
         return macs
-    if isinstance(module, nn.Linear) or _is_int8(module, "in_features"):
+    if isinstance(module, nn.Linear) or (_int8_layer(module) and hasattr(module, "in_features")):
         if not isinstance(output, torch.Tensor):
             return None
         return output.numel() * module.in_features
-    if _is_int8(module, "kernel_size"):  # QuantConv2d: the conv's output, before any PixelShuffle of a fused forward
+    if _int8_layer(module):  # QuantConv2d: the conv's output, before any PixelShuffle of a fused forward
         if not isinstance(output, torch.Tensor):
             return None
         return output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
     return None
 
 
-def _is_int8(module: nn.Module, attr: str) -> bool:
-    """An int8 conv (QuantConv2d: attr "kernel_size") or Linear (QuantLinear: "in_features"), plain nn.Modules
-    holding their weights as the `weight_int8` buffer."""
-    return isinstance(getattr(module, "weight_int8", None), torch.Tensor) and hasattr(module, attr)
+def _int8_layer(module: nn.Module) -> bool:
+    """An int8 conv or Linear (QuantConv2d, QuantLinear): plain nn.Modules holding their weights as the
+    `weight_int8` buffer."""
+    return isinstance(getattr(module, "weight_int8", None), torch.Tensor)
 
 
 def layer_macs(model: nn.Module, *inputs, **kwargs) -> list[LayerMACs]:
@@ -102,7 +102,7 @@ def layer_macs(model: nn.Module, *inputs, **kwargs) -> list[LayerMACs]:
 
     counted = (nn.modules.conv._ConvNd, nn.Linear)
     handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, counted) or isinstance(getattr(m, "weight_int8", None), torch.Tensor)]
+               if isinstance(m, counted) or _int8_layer(m)]
     from ..transforms.swap import unfused
 
     was_training = model.training

@@ -1,9 +1,8 @@
 """Image quality: PSNR and SSIM, by default on the BT.601 luma (Y) channel as SR papers report them.
 
-Inputs: torch tensors (N, C, H, W) or (C, H, W), or numpy arrays (H, W, C) or (H, W), with values
-in units of ``data_range`` (default: 255 when either input is uint8, as skimage infers it, else 1.0 for [0, 1]
-images). Both inputs must have the
-same shape. Everything is computed in float64. Results are Python floats; for a batch the
+Inputs: torch tensors (N, C, H, W) or (C, H, W), or numpy arrays (H, W, C) or (H, W), with values in units of
+``data_range`` (default: 255 when either input is uint8, as skimage infers it, else 1.0 for [0, 1] images). Both
+inputs must have the same shape. Everything is computed in float64. Results are Python floats; for a batch the
 per-image values are averaged.
 
 - Y channel (``y_channel=True``, 3-channel RGB input): MATLAB ``rgb2ycbcr`` luma,

@@ -59,20 +59,13 @@ class Conv2d(nn.Conv2d):
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, backend: Optional[str] = None) -> "Conv2d":
         """A Conv2d sharing `conv`'s parameters (no copy), so state_dict keys and values are unchanged."""
-        new = cls.__new__(cls)
-        nn.Module.__init__(new)
-        new.__dict__.update({k: v for k, v in conv.__dict__.items()
-                             if k not in ("_parameters", "_buffers", "_modules")})
-        new._parameters = conv._parameters
-        new._buffers = conv._buffers
-        new._modules = conv._modules
+        new = _sharing_parameters(cls, conv, lambda k: False)
         new.activation, new.negative_slope, new.backend, new.algorithm = None, 0.01, backend, None
         return new
 
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         if torch.jit.is_tracing():  # torch.jit.trace / the ONNX exporter: standard ops, the same function
-            return epilogue(self._conv_forward(input, self.weight, self.bias), self.activation,
-                            self.negative_slope, residual)
+            return _eager_forward(self, input, residual)
         input, residual = at_weight_precision(self.weight, input, residual)
         # Layout policy: activations stay channels_last between our convs whatever the caller passes (as in a
         # model moved to channels_last): an NCHW input is laid out once here, and every later conv, activation
@@ -102,19 +95,29 @@ class EagerConv2d(nn.Conv2d):
     @classmethod
     def from_conv(cls, conv: nn.Conv2d) -> "EagerConv2d":
         """An EagerConv2d sharing `conv`'s parameters, with its activation (if it has one)."""
-        new = cls.__new__(cls)
-        nn.Module.__init__(new)
-        new.__dict__.update({k: v for k, v in conv.__dict__.items()
-                             if k not in ("_parameters", "_buffers", "_modules", "backend", "algorithm")
-                             and not k.startswith("_sft")})
-        new._parameters, new._buffers, new._modules = conv._parameters, conv._buffers, conv._modules
+        new = _sharing_parameters(cls, conv, lambda k: k in ("backend", "algorithm") or k.startswith("_sft"))
         new.activation = getattr(conv, "activation", None)
         new.negative_slope = getattr(conv, "negative_slope", 0.01)
         return new
 
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return epilogue(self._conv_forward(input, self.weight, self.bias), self.activation, self.negative_slope,
-                        residual)
+        return _eager_forward(self, input, residual)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (f", activation={self.activation!r}" if self.activation else "")
+
+
+def _sharing_parameters(cls, conv: nn.Conv2d, drop) -> nn.Module:
+    """A `cls` module holding `conv`'s parameters, buffers and attributes (no copy; attributes `drop(name)` says
+    are left out)."""
+    new = cls.__new__(cls)
+    nn.Module.__init__(new)
+    new.__dict__.update({k: v for k, v in conv.__dict__.items()
+                         if k not in ("_parameters", "_buffers", "_modules") and not drop(k)})
+    new._parameters, new._buffers, new._modules = conv._parameters, conv._buffers, conv._modules
+    return new
+
+
+def _eager_forward(conv: nn.Conv2d, x: torch.Tensor, residual: Optional[torch.Tensor]) -> torch.Tensor:
+    """act(conv(x) + bias) + residual with the conv's fused activation, in plain PyTorch ops."""
+    return epilogue(conv._conv_forward(x, conv.weight, conv.bias), conv.activation, conv.negative_slope, residual)

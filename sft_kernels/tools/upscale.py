@@ -138,10 +138,10 @@ def _iter_tiles(model: nn.Module, img: torch.Tensor, tile: int, overlap: int,
         x = img[:, py0:py1, px0:px1].to(device=device, dtype=dtype).unsqueeze(0)
         # a region under MIN_SIDE pixels is edge-replicated to it (cropped again below): the convs' zero padding
         # would otherwise reach every pixel and darken it (a 1×1 grey image came out at a fifth of its value)
-        pt, pl = max(0, MIN_SIDE - (py1 - py0)) // 2, max(0, MIN_SIDE - (px1 - px0)) // 2
-        pb, pr = max(0, MIN_SIDE - (py1 - py0)) - pt, max(0, MIN_SIDE - (px1 - px0)) - pl
-        if pt + pb + pl + pr:
-            x = F.pad(x, (pl, pr, pt, pb), mode="replicate")
+        gh, gw = max(0, MIN_SIDE - (py1 - py0)), max(0, MIN_SIDE - (px1 - px0))  # rows / columns missing
+        pt, pl = gh // 2, gw // 2
+        if gh or gw:
+            x = F.pad(x, (pl, gw - pl, pt, gh - pt), mode="replicate")
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             y = model(x)

@@ -33,7 +33,7 @@ def dense_weight(conv: nn.Conv2d) -> torch.Tensor:
     return w if mask is None else w * mask.double()
 
 
-def epilogue(conv: nn.Conv2d) -> dict:
+def fused_activation(conv: nn.Conv2d) -> dict:
     """A converted conv's fused activation, which the pair's last conv takes over (empty for an nn.Conv2d)."""
     act = getattr(conv, "activation", None)
     return dict(activation=act, negative_slope=getattr(conv, "negative_slope", 0.01)) if act else {}

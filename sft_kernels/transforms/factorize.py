@@ -23,7 +23,8 @@ from torch import nn
 
 from ..nn import Conv2d
 from .budget import check_budget_args
-from .decompose import apply_decomposition, conv_candidates, dense_weight, epilogue, ineligible, layer_inputs, time_ms
+from .decompose import (apply_decomposition, conv_candidates, dense_weight, fused_activation, ineligible, layer_inputs,
+                        time_ms)
 from .report import Report
 
 
@@ -95,7 +96,7 @@ def split(conv: nn.Conv2d, rank: int) -> SpatialSVDConv2d:
     extra = dict(dtype=dtype, device=device, **(dict(backend=conv.backend) if ours else {}))
     v = make(c, rank, (r, 1), (conv.stride[0], 1), (conv.padding[0], 0), (conv.dilation[0], 1), bias=False, **extra)
     h = make(rank, k, (1, s), (1, conv.stride[1]), (0, conv.padding[1]), (1, conv.dilation[1]),
-             bias=conv.bias is not None, **extra, **epilogue(conv))
+             bias=conv.bias is not None, **extra, **fused_activation(conv))
     with torch.no_grad():
         v.weight.copy_(w1)
         h.weight.copy_(w2)

@@ -22,7 +22,8 @@ from torch import nn
 
 from ..nn import SeparableConv2d
 from .budget import check_budget_args
-from .decompose import apply_decomposition, conv_candidates, dense_weight, epilogue, ineligible, layer_inputs, time_ms
+from .decompose import (apply_decomposition, conv_candidates, dense_weight, fused_activation, ineligible, layer_inputs,
+                        time_ms)
 from .report import Report
 
 
@@ -70,7 +71,7 @@ def split(conv: nn.Conv2d, multiplier: int) -> SeparableConv2d:
     d[:, :n] = root[:, :, None] * vh[:, :m]
     p[:, :, :n] = (u[:, :, :m] * root[:, None, :]).permute(1, 0, 2)
     new = SeparableConv2d(c, k, (r, s), conv.stride, conv.padding, conv.dilation, multiplier=m,
-                          bias=conv.bias is not None, backend=getattr(conv, "backend", None), **epilogue(conv))
+                          bias=conv.bias is not None, backend=getattr(conv, "backend", None), **fused_activation(conv))
     new.dw.bias = None  # the original bias belongs after the sum over channels: on the pointwise conv
     new = new.to(device=conv.weight.device, dtype=conv.weight.dtype)
     with torch.no_grad():

@@ -10,6 +10,7 @@ import sft_kernels
 from sft_kernels.models import SFTNet
 from sft_kernels.testing import tol
 from sft_kernels.transforms.factorize import SpatialSVDConv2d, split, total_macs_ratio
+from tests.transforms.zoo import ResidualConvs
 
 
 @pytest.mark.parametrize("cfg", [dict(stride=1, padding=1, dilation=1), dict(stride=2, padding=(1, 2), dilation=1),
@@ -149,19 +150,9 @@ def test_decomposing_fused_and_pruned_convs(transform):
     decompose = getattr(sft_kernels, transform)
     config = sft_kernels.SVDConfig(rank=4) if transform == "factorize_" else sft_kernels.SeparableConfig(multiplier=2)
 
-    class Res(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a, self.b = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
-            self.c = nn.Conv2d(16, 3, 3, padding=1)
-
-        def forward(self, x):
-            h = torch.relu(self.a(x))
-            return self.c(self.b(h) + h)
-
     torch.manual_seed(0)
     x = torch.rand(2, 3, 13, 10)
-    model = Res().eval()
+    model = ResidualConvs(relu=True).eval()
     fused = sft_kernels.fuse_for_inference(copy.deepcopy(model), x)
     assert "residual" in fused.code and fused.a.activation == "relu"
     decompose(fused, config, progress=False)

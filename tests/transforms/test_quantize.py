@@ -17,6 +17,7 @@ from sft_kernels.testing import tol
 from sft_kernels.transforms.observers import Observer, affine_qparams, fake_quantize
 
 from tests.transforms.zoo import EDSRish as EDSRLike  # residual blocks without batch norm, PixelShuffle
+from tests.transforms.zoo import ResidualConvs
 
 
 def _sqnr(y, ref):
@@ -431,20 +432,9 @@ def test_one_tensor_is_one_calibration_batch():
 def test_a_conv_reading_a_map_as_input_and_residual_keeps_it_float():
     """After fuse_for_inference, h = a(x); y = b(h) + h becomes b(a, residual=a): a's output is read once in the graph
     but twice by b, as input and residual, so it stays float (a uint8 map had reached b's residual)."""
-
-    class Res(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a, self.b = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
-            self.c = nn.Conv2d(16, 3, 3, padding=1)
-
-        def forward(self, x):
-            h = self.a(x)
-            return self.c(self.b(h) + h)
-
     torch.manual_seed(0)
     x = torch.rand(2, 3, 14, 11)
-    model = Res().eval()
+    model = ResidualConvs().eval()
     with torch.no_grad():
         ref = model(x)
     gm = sft_kernels.fuse_for_inference(model, x)

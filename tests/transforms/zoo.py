@@ -53,3 +53,19 @@ class OddConvs(nn.Module):
         x = F.leaky_relu(self.a(x), 0.2)
         x = self.d(torch.relu(self.c(torch.relu(self.b(x)))))
         return self.f(F.gelu(self.e(x)))
+
+
+class ResidualConvs(nn.Module):
+    """h = a(x) (ReLU'd with relu=True); c(b(h) + h): fuse_for_inference makes it b(h, residual=h), a conv that reads
+    one map both as its input and as its residual."""
+
+    def __init__(self, relu: bool = False):
+        super().__init__()
+        self.relu = relu
+        self.a, self.b = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
+        self.c = nn.Conv2d(16, 3, 3, padding=1)
+
+    def forward(self, x):
+        h = self.a(x)
+        h = torch.relu(h) if self.relu else h
+        return self.c(self.b(h) + h)
