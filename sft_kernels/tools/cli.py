@@ -51,7 +51,11 @@ def cmd_info(args) -> int:
     print(f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads; "
           f"SIMD: {_cpu_features()}")
     print(f"CUDA: torch built with {torch.version.cuda or 'no CUDA'}; GPU visible: {torch.cuda.is_available()}")
-    if backends.cpu_ext() is not None:
+    from ..runtime import knobs
+
+    for problem in knobs.problems():
+        print(f"environment: {problem}")
+    if backends.cpu_ext() is not None and not knobs.problems():
         print(f"GEMM engine: {torch.ops.sft_cpu.gemm_config()}")
     print("backends:")
     for name, (ok, why) in backends.status().items():

@@ -25,8 +25,11 @@ struct Pool {
   std::multimap<size_t, void*> free;  // idle blocks by size
   size_t idle_bytes = 0;
   std::atomic<size_t> cap{[] {
+    // a value that is not a whole number of MiB keeps the default (the Python side reports it: runtime/knobs.py)
     const char* s = std::getenv("SFT_KERNELS_POOL_MB");
-    return (s && *s ? static_cast<size_t>(std::strtoull(s, nullptr, 10)) : size_t(1024)) << 20;
+    char* end = nullptr;
+    const long long mb = s && *s ? std::strtoll(s, &end, 10) : -1;
+    return static_cast<size_t>(mb >= 0 && end && *end == '\0' && mb < (1LL << 40) ? mb : 1024) << 20;
   }()};
 };
 
