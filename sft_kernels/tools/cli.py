@@ -57,6 +57,8 @@ def cmd_info(args) -> int:
         print(f"environment: {problem}")
     if backends.cpu_ext() is not None and not knobs.problems():
         print(f"GEMM engine: {torch.ops.sft_cpu.gemm_config()}")
+        print(f"int8 conv kernel: {torch.ops.sft_cpu.qconv2d_kernel()}  "
+              f"sparse conv kernels: {torch.ops.sft_cpu.sparse_conv2d_kernel('')}")
     print("backends:")
     for name, (ok, why) in backends.status().items():
         print(f"  {name:10s} {'available' if ok else 'missing  '}  {why}")
