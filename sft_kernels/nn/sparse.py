@@ -92,25 +92,26 @@ class SparseConv2d(Conv2d):
         # (version counters are not traceable: a compiled forward takes the weight as masked, as apply_mask_ left it)
         if not torch.compiler.is_compiling() and (self.weight._version, self.mask._version) != self._masked_version:
             self.apply_mask_()
+        x, padding, modulation = self.pad_by_mode(x, modulation)
         if torch.is_grad_enabled() and (x.requires_grad or (self.training and self.weight.requires_grad)):
             # training (or gradients wanted for the input): the dense conv of weight·mask, which has autograd
-            y = ops.conv2d(x, self.weight * self.mask, self.bias, self.stride, self.padding, self.dilation,
+            y = ops.conv2d(x, self.weight * self.mask, self.bias, self.stride, padding, self.dilation,
                            self.groups, activation=activation, negative_slope=negative_slope, modulation=modulation,
                            backend=self.backend, pixel_shuffle=pixel_shuffle)
             return y if residual is None else y + residual
         with torch.no_grad():  # inference: no graph through the (inference-only) sparse kernel
-            return self._infer(x, activation, negative_slope, residual, modulation, pixel_shuffle)
+            return self._infer(x, padding, activation, negative_slope, residual, modulation, pixel_shuffle)
 
-    def _infer(self, x, activation, negative_slope, residual, modulation, pixel_shuffle):
+    def _infer(self, x, padding, activation, negative_slope, residual, modulation, pixel_shuffle):
         # The crossovers are the cpu kernel's; on a GPU the dense path runs until the Triton / CUDA sparse kernels
         # have measured crossovers of their own (sft.sparse_conv2d(..., backend="triton") runs them on request).
-        if not x.is_cpu or not self._sparse() or self.padding_mode != "zeros" or isinstance(self.padding, str):
-            return ops.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+        if not x.is_cpu or not self._sparse() or isinstance(padding, str):
+            return ops.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
                               activation=activation, negative_slope=negative_slope, modulation=modulation,
                               residual=residual, backend=self.backend, algorithm=self.algorithm,
                               pixel_shuffle=pixel_shuffle)
         shuffle = pixel_shuffle > 1
-        y = ops.sparse_conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+        y = ops.sparse_conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
                               activation=activation, negative_slope=negative_slope,
                               residual=None if shuffle else residual, modulation=modulation, block=self.block,
                               backend=self.backend if self.backend in ("cpu", "reference") else None)

@@ -2,7 +2,7 @@
 
 The swapped module shares the original's parameters, so state_dict keys and values are unchanged and
 optimizers built before conversion keep working. Modules that cannot be handled (ConvTranspose2d,
-non-zero padding modes, subclasses with their own forward) are left alone and listed in the returned report.
+subclasses with their own forward) are left alone and listed in the returned report.
 
 Layout policy: a converted model keeps its activations channels_last between converted convs, whatever the caller
 passes, the way PyTorch runs a model moved to channels_last (see `sft_kernels.nn.Conv2d`); outputs equal eager's on
@@ -54,8 +54,6 @@ def _why_not(module: nn.Module) -> Optional[str]:
         return "transposed convolution is not supported"
     if type(module).forward is not nn.Conv2d.forward:
         return f"{type(module).__name__} is a subclass of nn.Conv2d with its own forward"
-    if module.padding_mode != "zeros":
-        return f"padding_mode={module.padding_mode!r} (only 'zeros')"
     return None
 
 

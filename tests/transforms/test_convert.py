@@ -16,7 +16,7 @@ CPU_BACKENDS = op_backends("conv2d")
 def _cnn():
     return nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect"),  # not supported: left alone
+        nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect"),  # padded by reflection first, then the conv
         nn.Conv2d(8, 8, 3, stride=2, dilation=2, padding=2, groups=4, bias=False),
         nn.ConvTranspose2d(8, 4, 2, stride=2),  # left alone
         nn.Conv2d(4, 4, 3, padding="same"),  # string padding: converted, F.conv2d's semantics
@@ -31,14 +31,43 @@ def test_convert_any_cnn(backend):
     keys = {k: v.clone() for k, v in model.state_dict().items()}
     expected = model(x)
     report = sft_kernels.convert_(model, backend=backend)
-    assert report.converted == ["0", "3", "5", "6"]
-    assert [name for name, _ in report.skipped] == ["2", "4"]
-    assert isinstance(model[0], Conv2d) and isinstance(model[3], Conv2d) and not isinstance(model[2], Conv2d)
+    assert report.converted == ["0", "2", "3", "5", "6"]
+    assert [name for name, _ in report.skipped] == ["4"]
+    assert isinstance(model[0], Conv2d) and isinstance(model[2], Conv2d) and not isinstance(model[4], Conv2d)
     assert model.state_dict().keys() == keys.keys()
     torch.testing.assert_close(model(x), expected, **tol("fp32"))
-    assert sft_kernels.revert_(model) == 4
-    assert type(model[0]) is nn.Conv2d and type(model[3]) is nn.Conv2d
+    assert sft_kernels.revert_(model) == 5
+    assert type(model[0]) is nn.Conv2d and type(model[2]) is nn.Conv2d and model[2].padding_mode == "reflect"
     torch.testing.assert_close(model(x), expected)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("backend", [None] + CPU_BACKENDS)
+def test_padding_modes_match_eager(mode, backend):
+    """Convs padded by reflection, replication or wrapping around: converted (the input padded first, as nn.Conv2d
+    does), pruned and trained through, on NCHW and channels_last input."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(5, 16, 3, padding=1, padding_mode=mode), nn.ReLU(),
+                          nn.Conv2d(16, 16, (3, 5), padding=(2, 1), dilation=(2, 1), padding_mode=mode),
+                          nn.Conv2d(16, 8, 3, stride=2, padding=1, padding_mode=mode),
+                          nn.Conv2d(8, 8, 4, padding="same", padding_mode=mode)).eval()
+    x = torch.randn(2, 5, 11, 14)
+    with torch.no_grad():
+        expected = model(x)
+        assert sft_kernels.convert_(model, backend=backend).converted == ["0", "2", "3", "4"]
+        for xin in (x, x.contiguous(memory_format=torch.channels_last)):
+            torch.testing.assert_close(model(xin), expected, **tol("fp32"))
+        sft_kernels.prune_(model, sft_kernels.PruneConfig(sparsity=0.5))
+        pruned = model(x)
+    eager = nn.Sequential(*[nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
+                                      padding_mode=m.padding_mode) if isinstance(m, nn.Conv2d) else m
+                            for m in model]).eval()
+    eager.load_state_dict({k: v for k, v in model.state_dict().items() if not k.endswith("mask")})  # zeros kept
+    torch.testing.assert_close(pruned, eager(x), **tol("fp32"))
+    model.train()
+    x.requires_grad_(True)
+    model(x).sum().backward()
+    assert x.grad is not None and model[0].weight.grad is not None
 
 
 def test_convert_shares_parameters_and_filter():
