@@ -20,6 +20,7 @@ from torch import nn
 
 from .. import ops
 from ..runtime.layout import to_channels_last
+from .conv import explicit_padding, mode_padded
 
 
 def quantize_weight(w: torch.Tensor) -> tuple:
@@ -46,7 +47,7 @@ def winograd_geometry(conv: nn.Module) -> bool:
     padding 1, ungrouped, at least 16 channels in and out (fewer outputs, as an RGB output conv, leave most of the
     32-channel panels idle: the direct conv's few-channel kernel is 3× faster there)."""
     return (conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1) and conv.dilation == (1, 1)
-            and conv.groups == 1 and conv.in_channels >= 16 and conv.out_channels >= 16)
+            and conv.padding_mode == "zeros" and conv.groups == 1 and conv.in_channels >= 16 and conv.out_channels >= 16)
 
 
 def _int8_state(m: nn.Module, weight_shape: tuple, bias: bool, input_scale: float, input_zero_point: int,
@@ -96,6 +97,10 @@ class QuantConv2d(nn.Module):
         r, s = self.kernel_size
         _int8_state(self, (out_channels, in_channels // groups, r, s), bias, input_scale, input_zero_point, act_bits)
         self.activation, self.negative_slope, self.backend = activation, negative_slope, backend
+        # (left, right, top, bottom) padding of the input before the conv, in `padding_mode` (nn.Conv2d's modes, or
+        # "zeros" for the extra row and column of an even kernel's 'same' padding): None when the kernel pads it all
+        self.pre_pad: Optional[tuple] = None
+        self.padding_mode = "zeros"
         # > 0: forward returns uint8 requantized with (out_scale, out_zero_point), the input parameters of the one
         # int8 conv that reads this output (quantize_ sets them where the model's graph shows such a pair)
         self.out_scale, self.out_zero_point = 0.0, 0
@@ -132,14 +137,13 @@ class QuantConv2d(nn.Module):
     @classmethod
     def from_float(cls, conv: nn.Conv2d, input_scale: float = 1.0, input_zero_point: int = 0, act_bits: int = 8,
                    backend: Optional[str] = None) -> "QuantConv2d":
-        """Quantize `conv`'s weight (per-channel symmetric); keep its bias, geometry and fused activation."""
-        if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
-            raise ValueError(f"QuantConv2d needs numeric zero padding, got padding={conv.padding!r}, "
-                             f"padding_mode={conv.padding_mode!r}")
-        q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+        """Quantize `conv`'s weight (per-channel symmetric); keep its bias, geometry, padding and fused activation."""
+        padding, pre_pad = explicit_padding(conv)
+        q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, padding, conv.dilation,
                 conv.groups, conv.bias is not None, input_scale=input_scale, input_zero_point=input_zero_point,
                 act_bits=act_bits, activation=getattr(conv, "activation", None),
                 negative_slope=getattr(conv, "negative_slope", 0.01), backend=backend)
+        q.pre_pad, q.padding_mode = pre_pad, conv.padding_mode
         w_q, scale = quantize_weight(conv.weight)
         q.weight_int8.copy_(w_q)
         q.weight_scale.copy_(scale)
@@ -164,6 +168,8 @@ class QuantConv2d(nn.Module):
         + residual; with out_scale > 0 (int8 only) requantized to uint8 with (out_scale, out_zero_point), as the
         next int8 conv's input; then PixelShuffle(pixel_shuffle) (a residual is shaped like the shuffled output, as
         in sft.conv2d)."""
+        if self.pre_pad is not None:
+            input, modulation = self.padded(input, modulation), None
         input = to_channels_last(input)
         if input.dtype not in (torch.float32, torch.uint8) or (input.dtype == torch.uint8 and self.act_bits == 16):
             input = input.float()  # uint8 input: already quantized with this conv's input scale and zero point
@@ -191,6 +197,14 @@ class QuantConv2d(nn.Module):
                            out_scale=out_scale, out_zero_point=out_zero_point, pixel_shuffle=pixel_shuffle,
                            backend=self.backend)
 
+    def padded(self, x: torch.Tensor, modulation: Optional[tuple] = None) -> torch.Tensor:
+        """`x` (float, or uint8 on this conv's input grid) padded by `pre_pad` in `padding_mode`, its modulation
+        applied first; "zeros" pads uint8 input with the zero point, which stands for 0."""
+        if modulation is not None:
+            x = x.float() * (modulation[0] + 1) + modulation[1]
+        return mode_padded(x, self.pre_pad, self.padding_mode,
+                           zero=self.input_zero_point if x.dtype == torch.uint8 else 0.0)
+
     def _apply(self, fn, recurse=True):
         self._w_float = self._wino = None
         out = super()._apply(fn, recurse)
@@ -203,18 +217,25 @@ class QuantConv2d(nn.Module):
                  "act_bits": self.act_bits, "activation": self.activation, "negative_slope": self.negative_slope}
         if self.winograd_mult is not None:
             state["winograd_mult"] = self.winograd_mult.tolist()
+        if self.pre_pad is not None:
+            state.update(padding=list(self.padding), pre_pad=list(self.pre_pad), padding_mode=self.padding_mode)
         return state
 
     def set_extra_state(self, state):
         self.input_scale, self.input_zero_point = float(state["input_scale"]), int(state["input_zero_point"])
         self.act_bits, self.activation = int(state["act_bits"]), state["activation"]
         self.negative_slope = float(state["negative_slope"])
+        if "pre_pad" in state:
+            self.padding, self.pre_pad = tuple(state["padding"]), tuple(state["pre_pad"])
+            self.padding_mode = state["padding_mode"]
         self._w_float = None
         self.set_winograd(state.get("winograd_mult"))
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
              f"padding={self.padding}")
+        if self.pre_pad is not None:
+            s += f", pre_pad={self.pre_pad} ({self.padding_mode})"
         if self.groups != 1:
             s += f", groups={self.groups}"
         if self.act_bits == 16:

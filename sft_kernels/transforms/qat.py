@@ -43,7 +43,7 @@ class QATConv2d(nn.Module):
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         c = self.conv
         xq = torch.fake_quantize_per_tensor_affine(x.float(), self.input_scale, self.input_zero_point, 0, 255)
-        y = F.conv2d(xq, self.fake_weight(), c.bias, c.stride, c.padding, c.dilation, c.groups)
+        y = nn.Conv2d._conv_forward(c, xq, self.fake_weight(), c.bias)  # its padding mode and string padding too
         return epilogue(y, getattr(c, "activation", None), getattr(c, "negative_slope", 0.01), residual)
 
     def extra_repr(self) -> str:

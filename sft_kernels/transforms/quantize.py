@@ -86,8 +86,6 @@ def eligible(name: str, conv: nn.Module, config: Int8Config) -> Optional[str]:
         return "kept float by the config"
     if isinstance(conv, nn.Linear):
         return None if config.linear else "Int8Config(linear=False)"
-    if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
-        return f"padding {conv.padding!r} / {conv.padding_mode!r}: needs numeric zero padding"
     return None
 
 

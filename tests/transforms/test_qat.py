@@ -52,8 +52,8 @@ def test_qat_trains_and_converts_to_what_it_simulated():
 
 def test_qat_leaves_ineligible_convs_float():
     model = CARNLike().eval()
-    model.f1.padding_mode = "reflect"  # no int8 kernel pads by reflection
-    report = sft_kernels.prepare_qat_(model, calibration=[torch.rand(1, 3, 8, 8)])
+    report = sft_kernels.prepare_qat_(model, sft_kernels.Int8Config(keep_float=("f1",)),
+                                      calibration=[torch.rand(1, 3, 8, 8)])
     assert isinstance(model.f1, nn.Conv2d) and "f1" in report.names("skipped")
     sft_kernels.convert_qat_(model)
     assert isinstance(model.entry, QuantConv2d) and isinstance(model.f1, nn.Conv2d)

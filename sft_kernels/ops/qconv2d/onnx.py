@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...nn.conv import mode_padded
 from ..conv2d.reference import epilogue
 
 
@@ -38,8 +39,11 @@ class QDQConv2d(_QDQ):
         super().__init__(q)
         self.stride, self.padding, self.dilation, self.groups = q.stride, q.padding, q.dilation, q.groups
         self.activation, self.negative_slope = q.activation, q.negative_slope
+        self.pre_pad, self.padding_mode = q.pre_pad, q.padding_mode
 
     def forward(self, x, residual=None):
+        if self.pre_pad is not None:  # before the rounding, as the kernel pads its input (zeros stay exact)
+            x = mode_padded(x, self.pre_pad, self.padding_mode)
         x, w = self.fake_quantized(x)
         y = F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
         return epilogue(y, self.activation, self.negative_slope, residual)
