@@ -86,18 +86,41 @@ def dispatch(op: Op, backend: Optional[str], tensors: tuple, sig: Optional[Hasha
             return hit[0](*tensors, *hit[1])
     consts = check()
     name = registry.resolve_for(backend, op.name, primary)
+    second_look = None
     if backend is None and op.autotune and sig is not None and _autotune.enabled() \
             and not torch.compiler.is_compiling():
         cands = registry.candidates(op.name, primary.device, primary.dtype)
         if len(cands) > 1:
-            name = _autotune.pick((op.name, sig), cands, lambda b: op.library_op(*tensors, *consts, b),
-                                  device=primary.device)
+            key = (op.name, sig)
+            fresh = key not in _autotune._CHOICES
+            name = _autotune.pick(key, cands, lambda b: op.library_op(*tensors, *consts, b), device=primary.device)
+            if fresh and primary.device.type == "cpu" and key in _autotune._CHOICES:
+                second_look = _autotune.SecondLook(key, name, cands, lambda b: _bound(op, b, consts),
+                                                   lambda b: _remember(op, sig, b, consts))
     if sig is not None and len(op.memo) < _MEMO_LIMIT:
-        bind = op.binders.get(name)
-        op.memo[sig] = (bind(consts), (), name) if bind is not None else (op.impls[name], consts, name)
+        if second_look is not None:
+            op.memo[sig] = (second_look, (), name)
+        else:
+            _remember(op, sig, name, consts)
     if direct_call_ok(tensors):
         return op.impls[name](*tensors, *consts)
     return op.library_op(*tensors, *consts, name)
+
+
+def _bound(op: Op, name: str, consts: tuple) -> Callable:
+    """Backend `name`'s implementation of `op` with this signature's consts: fn(*tensors)."""
+    bind = op.binders.get(name)
+    if bind is not None:
+        return bind(consts)
+    impl = op.impls[name]
+    return lambda *tensors: impl(*tensors, *consts)
+
+
+def _remember(op: Op, sig: Hashable, name: str, consts: tuple) -> None:
+    """The memo entry that runs backend `name` for `sig` from now on."""
+    if len(op.memo) < _MEMO_LIMIT or sig in op.memo:
+        bind = op.binders.get(name)
+        op.memo[sig] = (bind(consts), (), name) if bind is not None else (op.impls[name], consts, name)
 
 
 def _needs_grad(tensors) -> bool:
