@@ -3,7 +3,8 @@
 "backend=None picks the fastest available" is decided per call signature, not per device: the first call
 with a given (shapes, strides, conv parameters, epilogue, threads) times every candidate backend on the real
 inputs (interleaved, median of a few runs) and caches the winner for the process; on the CPU a second look
-(`SecondLook`) re-measures it against the others a few calls later, in the caller's steady state. Set SFT_KERNELS_AUTOTUNE=0
+(`SecondLook`) re-measures it against the others over the next calls, in the caller's steady state, and the choice
+is final after it (about ten calls of a signature; until then results come from the first winner). Set SFT_KERNELS_AUTOTUNE=0
 to use the static preference order instead; under torch.compile the static order is always used (the
 choice must be a trace-time constant). A backend named explicitly (argument or SFT_KERNELS_BACKEND) always
 runs; nothing here overrides it.
@@ -103,28 +104,36 @@ class SecondLook:
     """A CPU decision checked again in the caller's steady state. The first timings run on the first call of a
     signature, when a backend's output buffers may still be fresh pages: F.conv2d's first 5-10 calls of a 12→56 1×1
     conv at 128² took 1.6-3 ms, then 0.4 ms (glibc's mmap threshold rises only after the first large frees), so the
-    cpu kernel (0.9-1.4 ms) won and kept the signature. This stands in the dispatch memo for the first calls: it
-    times `WARM` calls of the winner, then runs each other candidate `ROUNDS` times in its place (the same op: every
-    call still returns its result, no extra work), and keeps whichever ran fastest, the winner unless another is
-    `MARGIN` faster (fastest: some rounds may still fault in pages). Then `settle(name)` puts the final choice in the
-    memo."""
+    cpu kernel (0.9-1.4 ms) won and kept the signature. This stands in the dispatch memo for the next calls: each
+    runs the winner (its result is the call's, so results do not change until the choice does), timed, and from
+    call `WARM` on also one run of another candidate, `ROUNDS` per candidate, timed and discarded. Then the fastest
+    run decides (fastest: some runs may still fault in pages): the winner stays unless another is `MARGIN` faster,
+    and `settle(name)` puts the final choice in the memo."""
 
     WARM, ROUNDS, MARGIN = 5, 4, 0.93
 
     def __init__(self, key: Hashable, chosen: str, candidates: Sequence[str], impl: Callable[[str], Callable],
                  settle: Callable[[str], None]):
         self.key, self.chosen, self.impl, self.settle = key, chosen, impl, settle
-        self.plan = [chosen] * self.WARM + [c for c in candidates if c != chosen for _ in range(self.ROUNDS)]
+        self.plan = [None] * self.WARM + [c for c in candidates if c != chosen for _ in range(self.ROUNDS)]
         self.times: Dict[str, list] = {c: [] for c in candidates}
         self.fns: Dict[str, Callable] = {}
+        self.calls = 0
 
-    def __call__(self, *tensors):
-        name = self.plan[sum(map(len, self.times.values()))]
+    def _timed(self, name: str, tensors: tuple):
         fn = self.fns.get(name) or self.fns.setdefault(name, self.impl(name))
         t = time.perf_counter()
         out = fn(*tensors)
         self.times[name].append(time.perf_counter() - t)
-        if sum(map(len, self.times.values())) == len(self.plan):
+        return out
+
+    def __call__(self, *tensors):
+        out = self._timed(self.chosen, tensors)
+        other = self.plan[self.calls]
+        if other is not None:
+            self._timed(other, tensors)
+        self.calls += 1
+        if self.calls == len(self.plan):
             self._decide()
         return out
 

@@ -56,9 +56,9 @@ def _value_problem(name: str, value: str) -> Optional[str]:
 
 
 @functools.lru_cache(maxsize=None)
-def problems() -> tuple:
-    """Messages for the knobs set to a value they do not take, or that name a kernel this CPU cannot run
-    (checked once per process, like the extension's own choices)."""
+def problems(cpu_ext=None) -> tuple:
+    """Messages for the knobs set to a value they do not take, or that name a kernel this CPU cannot run (asked of
+    the extension that `cpu_ext()` loads, if given; checked once per process, like the extension's own choices)."""
     out = []
     for name in RUNTIME_KNOBS:
         value = os.environ.get(name)
@@ -68,9 +68,7 @@ def problems() -> tuple:
                 out.append(msg)
     if out:
         return tuple(out)
-    from . import registry  # the extension's choices, once its values are known to be ones it takes
-
-    if registry.cpu_ext() is not None:
+    if cpu_ext is not None and cpu_ext() is not None:  # the extension's choices, once the values are ones it takes
         for name, choose in _CPU_CHOICES.items():
             if os.environ.get(name):
                 try:
@@ -82,8 +80,8 @@ def problems() -> tuple:
     return tuple(out)
 
 
-def check() -> None:
+def check(cpu_ext=None) -> None:
     """Raise a ValueError listing every knob that is set wrong (see `problems()`)."""
-    found = problems()
+    found = problems(cpu_ext)
     if found:
         raise ValueError("sft_kernels environment: " + "; ".join(found))

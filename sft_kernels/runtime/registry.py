@@ -24,6 +24,8 @@ from typing import Optional
 
 import torch
 
+from . import knobs
+
 BACKENDS = ("reference", "cpu", "triton", "cuda")
 
 # Fastest first, per device type. The Triton interpreter is never chosen automatically on a CPU.
@@ -99,10 +101,8 @@ def status() -> dict:
     out = {"reference": (True, "plain PyTorch")}
     ext, why = _import_ext("sft_kernels._C")
     out["cpu"] = (ext is not None, "C++ extension loaded" if ext is not None else why)
-    from . import knobs
-
-    if ext is not None and knobs.problems():
-        out["cpu"] = (False, "; ".join(knobs.problems()))
+    if ext is not None and knobs.problems(cpu_ext):
+        out["cpu"] = (False, "; ".join(knobs.problems(cpu_ext)))
 
     from . import triton as _tr
 
@@ -198,9 +198,7 @@ def _assume_constant_result(fn):
 # Under torch.compile the choice is made once at trace time and baked into the graph as a constant.
 @_assume_constant_result
 def _resolve(backend: Optional[str], op: str, device_type: str, dtype: torch.dtype) -> str:
-    from . import knobs
-
-    knobs.check()
+    knobs.check(cpu_ext)
     device = torch.device(device_type)
     if backend is None:
         backend = env("SFT_KERNELS_BACKEND")

@@ -53,9 +53,9 @@ def cmd_info(args) -> int:
     print(f"CUDA: torch built with {torch.version.cuda or 'no CUDA'}; GPU visible: {torch.cuda.is_available()}")
     from ..runtime import knobs
 
-    for problem in knobs.problems():
+    for problem in knobs.problems(backends.cpu_ext):
         print(f"environment: {problem}")
-    if backends.cpu_ext() is not None and not knobs.problems():
+    if backends.cpu_ext() is not None and not knobs.problems(backends.cpu_ext):
         print(f"GEMM engine: {torch.ops.sft_cpu.gemm_config()}")
         print(f"int8 conv kernel: {torch.ops.sft_cpu.qconv2d_kernel()}  "
               f"sparse conv kernels: {torch.ops.sft_cpu.sparse_conv2d_kernel('')}")

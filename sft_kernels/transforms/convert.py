@@ -1,8 +1,9 @@
 """convert_ / revert_: swap `nn.Conv2d` modules for `sft_kernels.nn.Conv2d` in place, on any model.
 
 The swapped module shares the original's parameters, so state_dict keys and values are unchanged and
-optimizers built before conversion keep working. Modules that cannot be handled (ConvTranspose2d,
-subclasses with their own forward) are left alone and listed in the returned report.
+optimizers built before conversion keep working. `nn.ConvTranspose2d` becomes `sft_kernels.nn.ConvTranspose2d` (a
+sub-pixel conv). Modules that cannot be handled (dilated transposed convs, subclasses with their own forward) are
+left alone and listed in the returned report.
 
 Layout policy: a converted model keeps its activations channels_last between converted convs, whatever the caller
 passes, the way PyTorch runs a model moved to channels_last (see `sft_kernels.nn.Conv2d`); outputs equal eager's on
@@ -15,8 +16,9 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from ..nn import Conv2d, EagerConv2d
+from ..nn import Conv2d, ConvTranspose2d, EagerConv2d
 from ..runtime import registry
+from . import caller_layout
 from .report import Report
 from .separable import FusedAway, fuse_separable
 from .swap import notify, swap_modules
@@ -50,8 +52,12 @@ def _trust(weight, trust: bool) -> None:
 
 
 def _why_not(module: nn.Module) -> Optional[str]:
+    if isinstance(module, nn.ConvTranspose2d):
+        if type(module).forward is not nn.ConvTranspose2d.forward:
+            return f"{type(module).__name__} is a subclass of nn.ConvTranspose2d with its own forward"
+        return None if module.dilation == (1, 1) else "transposed convolution with dilation is not supported"
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
-        return "transposed convolution is not supported"
+        return "transposed convolution is supported in 2-D only"
     if type(module).forward is not nn.Conv2d.forward:
         return f"{type(module).__name__} is a subclass of nn.Conv2d with its own forward"
     return None
@@ -82,7 +88,7 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
     def rule(name, child):
         if not isinstance(child, (nn.Conv2d, nn.ConvTranspose2d)):
             return None
-        if isinstance(child, Conv2d):
+        if isinstance(child, (Conv2d, ConvTranspose2d)):
             child.backend = backend
             _trust(child.weight, True)
             return child
@@ -91,6 +97,10 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
         why = _why_not(child)
         if why:
             return why
+        if isinstance(child, nn.ConvTranspose2d):  # a sub-pixel conv (nn/conv_transpose.py)
+            new = ConvTranspose2d.from_conv(child, backend)
+            new._sft_original_class = type(child)
+            return new
         new = Conv2d.from_conv(child, backend)
         if isinstance(child, EagerConv2d):  # a reverted conv with its epilogue: the epilogue comes along
             new.activation, new.negative_slope = child.activation, child.negative_slope
@@ -103,7 +113,20 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
         fuse_separable(model, report)
         for name, what in notify(model, "convert_", True):
             report.add(name, "fused", what)
+    else:
+        caller_layout.install(model)
     return report
+
+
+def _original(child: nn.Module, ours: tuple) -> nn.Module:
+    """The module of `child`'s original class holding its parameters and attributes (less the `ours` ones)."""
+    orig = child._sft_original_class.__new__(child._sft_original_class)
+    nn.Module.__init__(orig)
+    state = {k: v for k, v in child.__dict__.items() if k not in ("_parameters", "_buffers", "_modules", *ours)}
+    orig.__dict__.update(state)
+    orig._parameters, orig._buffers, orig._modules = child._parameters, child._buffers, child._modules
+    _trust(child.weight, False)
+    return orig
 
 
 def revert_(model: nn.Module) -> int:
@@ -120,20 +143,17 @@ def revert_(model: nn.Module) -> int:
             child = child.__dict__["_sft_replaced"]
             if not (isinstance(child, Conv2d) and hasattr(child, "_sft_original_class")):
                 return child
+        if isinstance(child, ConvTranspose2d) and hasattr(child, "_sft_original_class"):
+            return _original(child, ("backend", "_sub", "_sft_original_class"))
         if not (isinstance(child, Conv2d) and hasattr(child, "_sft_original_class")):
             return None
         if child.activation is not None or name in with_residual or \
                 issubclass(child._sft_original_class, EagerConv2d):
             _trust(child.weight, False)
             return EagerConv2d.from_conv(child)
-        orig = child._sft_original_class.__new__(child._sft_original_class)
-        nn.Module.__init__(orig)
-        state = {k: v for k, v in child.__dict__.items()
-                 if k not in ("_parameters", "_buffers", "_modules", "activation", "negative_slope",
-                              "backend", "algorithm", "_sft_original_class", "_sft_pw", "_sft_mid", "_sft_slope")}
-        orig.__dict__.update(state)
-        orig._parameters, orig._buffers, orig._modules = child._parameters, child._buffers, child._modules
-        _trust(child.weight, False)
-        return orig
+        return _original(child, ("activation", "negative_slope", "backend", "algorithm", "_sft_original_class",
+                                 "_sft_pw", "_sft_mid", "_sft_slope"))
 
-    return len(swap_modules(model, rule, Report("revert_"), "reverted").rows)
+    count = len(swap_modules(model, rule, Report("revert_"), "reverted").rows)
+    caller_layout.install(model)  # for layers of ours that revert_ leaves (int8, pruned)
+    return count

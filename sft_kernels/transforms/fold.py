@@ -15,19 +15,11 @@ from typing import Callable
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..nn import Conv2d, QuantConv2d, QuantLinear, SeparableConv2d
+from ..nn import Conv2d, SeparableConv2d
 from ..nn.conv import activation_of
 from ..nn.quantized import is_int8
 from .swap import set_module
-
-
-class ConvTracer(fx.Tracer):
-    """Convs (float, int8, fused separable), int8 Linears and batch norms stay single call_module nodes (ours live
-    outside torch.nn, and tracing into them would reach ops that take no proxies)."""
-
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, (nn.Conv2d, nn.BatchNorm2d, QuantConv2d, QuantLinear, SeparableConv2d)) or \
-            super().is_leaf_module(m, qualname)
+from .tracing import graph as _graph
 
 
 def _is_conv(m) -> bool:
@@ -54,16 +46,6 @@ def plan(model: nn.Module) -> list:
         if bn or act:
             chains.append((conv, bn, act))
     return chains
-
-
-def _graph(model: nn.Module):
-    """The model's fx graph: its own for a GraphModule, else traced with convs as leaves; None if untraceable."""
-    if isinstance(model, fx.GraphModule):
-        return model.graph
-    try:
-        return ConvTracer().trace(model)
-    except Exception:  # noqa: BLE001 - any tracing failure: the caller falls back
-        return None
 
 
 def single_calls(model: nn.Module, graph):

@@ -27,8 +27,10 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..nn import Conv2d, SeparableConv2d
 from ..nn.conv import activation_of
+from . import caller_layout
 from .convert import ConversionReport, convert_
-from .fold import ConvTracer, single_calls
+from .fold import single_calls
+from .tracing import ConvTracer
 from .swap import set_module
 
 _RELU_FUNCS = {torch.relu, F.relu, torch.relu_, F.relu_}
@@ -149,6 +151,7 @@ def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] =
     if example_input is not None:
         from torch.fx.passes.shape_prop import ShapeProp
 
+        caller_layout.prime(gm, (example_input,))
         with torch.no_grad():
             ShapeProp(gm).propagate(example_input)
 
@@ -182,4 +185,5 @@ def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] =
     gm.delete_all_unused_submodules()  # the folded batch norms
     gm.recompile()
     gm.fusion_report = (report, folded)
+    caller_layout.install(gm)  # its last layer may have changed since convert_
     return gm

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nn.quantized import QuantConv2d
+from ..nn.quantized import QuantConv2d, QuantLinear
 from ..ops.conv2d.reference import epilogue
 from .quantize import Int8Config, _inputs, calibrate
 from .report import Report
@@ -26,8 +26,8 @@ from .swap import notify, swap_modules
 
 
 class QATConv2d(nn.Module):
-    """A conv trained through int8 fake quantization; `conv` holds the float parameters (state_dict keys gain
-    a ".conv" level)."""
+    """A conv (or an nn.Linear head, as quantize_ quantizes) trained through int8 fake quantization; `conv` holds the
+    float parameters (state_dict keys gain a ".conv" level)."""
 
     def __init__(self, conv: nn.Conv2d, input_scale: float, input_zero_point: int):
         super().__init__()
@@ -36,13 +36,15 @@ class QATConv2d(nn.Module):
 
     def fake_weight(self) -> torch.Tensor:
         w = self.conv.weight
-        scale = (w.detach().abs().amax(dim=(1, 2, 3)) / 127).clamp_min(1e-12).float()
+        scale = (w.detach().abs().flatten(1).amax(dim=1) / 127).clamp_min(1e-12).float()
         zero = torch.zeros(w.shape[0], dtype=torch.int32, device=w.device)
         return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
 
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         c = self.conv
         xq = torch.fake_quantize_per_tensor_affine(x.float(), self.input_scale, self.input_zero_point, 0, 255)
+        if isinstance(c, nn.Linear):
+            return F.linear(xq, self.fake_weight(), c.bias)
         y = nn.Conv2d._conv_forward(c, xq, self.fake_weight(), c.bias)  # its padding mode and string padding too
         return epilogue(y, getattr(c, "activation", None), getattr(c, "negative_slope", 0.01), residual)
 
@@ -78,13 +80,15 @@ def prepare_qat_(model: nn.Module, config: Optional[Int8Config] = None, calibrat
 
 
 def convert_qat_(model: nn.Module, backend: Optional[str] = None) -> Report:
-    """Replace every QATConv2d (in place) by the int8 QuantConv2d of its trained weights and calibrated range."""
+    """Replace every QATConv2d (in place) by the int8 QuantConv2d (QuantLinear) of its trained weights and calibrated
+    range."""
     report = Report("convert_qat_")
 
     def rule(name, child):
         if not isinstance(child, QATConv2d):
             return None
-        return QuantConv2d.from_float(child.conv, child.input_scale, child.input_zero_point, backend=backend)
+        cls = QuantLinear if isinstance(child.conv, nn.Linear) else QuantConv2d
+        return cls.from_float(child.conv, child.input_scale, child.input_zero_point, backend=backend)
 
     swap_modules(model, rule, report, action="quantized")
     for name, what in notify(model, "convert_qat_", True):

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from ..nn.quantized import QuantConv2d, QuantLinear, winograd_geometry
-from . import fold
+from . import caller_layout, fold
 from .separable import unfuse_separable_
 from .observers import OBSERVERS, Observer
 from .report import Report
@@ -95,6 +95,7 @@ class _Switch(nn.Module):
     def __init__(self, conv: nn.Module, q: nn.Module, w8a16: Optional[nn.Module]):
         super().__init__()
         self.conv, self.q, self.w8a16, self.mode = conv, q, w8a16, "int8"
+        self.channels_last_output = isinstance(q, QuantConv2d)  # as the int8 conv's (caller_layout)
 
     def forward(self, x, *args, **kwargs):
         m = {"int8": self.q, "w8a16": self.w8a16, "float": self.conv}[self.mode]
@@ -335,6 +336,7 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
         return sw
 
     swap_modules(model, rule, report, action="quantized")
+    caller_layout.install(model)  # the switches' output, for the runs below
 
     # 3. the budget: sensitive layers back to float (or W8A16) until the model meets it (the model's own forward
     # while the switches are in; a fused forward, if it has one, comes back after they settle)

@@ -39,7 +39,11 @@ def swap_modules(model: nn.Module, rule: Rule, report: Report, action: str = "co
 def notify(model: nn.Module, transform: str, applied: bool) -> list:
     """Let modules that adapt themselves to a transform (they define `_sft_kernels_transformed(transform, applied)`,
     returning a description or None) do so; returns [(name, description)]. SFTNet switches to its fused forward
-    this way, so the transforms need not know the models."""
+    this way, so the transforms need not know the models. Every transform ends here, so the hooks that hand the
+    output back in the caller's layout are (re)installed here too (caller_layout)."""
+    from . import caller_layout
+
+    (caller_layout.install if applied else caller_layout.remove)(model)
     out = []
     for name, m in model.named_modules():
         hook = getattr(m, "_sft_kernels_transformed", None)

@@ -58,7 +58,8 @@ def test_scalar_transpose_on_other_isas(isa):
 
 @pytest.mark.skipif(not CPU, reason="cpu backend not built")
 def test_converted_modules_fed_nchw_match_eager():
-    """A converted conv and a fused separable pair fed an ordinary NCHW tensor: eager's values, channels_last out."""
+    """A converted conv and a fused separable pair fed an ordinary NCHW tensor: eager's values, channels_last
+    between them, NCHW out (the caller's layout)."""
     import copy
 
     from torch import nn
@@ -72,5 +73,5 @@ def test_converted_modules_fed_nchw_match_eager():
     with torch.no_grad():
         y = conv(x)
         ref = seq(x)
-    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert y.is_contiguous() and conv[0](x).is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(y, ref, **tol("fp32"))

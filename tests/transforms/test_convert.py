@@ -18,7 +18,7 @@ def _cnn():
         nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
         nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect"),  # padded by reflection first, then the conv
         nn.Conv2d(8, 8, 3, stride=2, dilation=2, padding=2, groups=4, bias=False),
-        nn.ConvTranspose2d(8, 4, 2, stride=2),  # left alone
+        nn.ConvTranspose2d(8, 4, 2, stride=2),  # a sub-pixel conv
         nn.Conv2d(4, 4, 3, padding="same"),  # string padding: converted, F.conv2d's semantics
         nn.Conv2d(4, 4, 4, padding="same"),  # even kernel: asymmetric 'same' padding
     )
@@ -31,12 +31,12 @@ def test_convert_any_cnn(backend):
     keys = {k: v.clone() for k, v in model.state_dict().items()}
     expected = model(x)
     report = sft_kernels.convert_(model, backend=backend)
-    assert report.converted == ["0", "2", "3", "5", "6"]
-    assert [name for name, _ in report.skipped] == ["4"]
-    assert isinstance(model[0], Conv2d) and isinstance(model[2], Conv2d) and not isinstance(model[4], Conv2d)
+    assert report.converted == ["0", "2", "3", "4", "5", "6"] and not report.skipped
+    assert isinstance(model[0], Conv2d) and isinstance(model[2], Conv2d)
+    assert isinstance(model[4], sft_kernels.nn.ConvTranspose2d)
     assert model.state_dict().keys() == keys.keys()
     torch.testing.assert_close(model(x), expected, **tol("fp32"))
-    assert sft_kernels.revert_(model) == 5
+    assert sft_kernels.revert_(model) == 6
     assert type(model[0]) is nn.Conv2d and type(model[2]) is nn.Conv2d and model[2].padding_mode == "reflect"
     torch.testing.assert_close(model(x), expected)
 
@@ -162,16 +162,19 @@ def test_converted_weights_are_checked_by_version():
 
 @pytest.mark.parametrize("backend", [None] + CPU_BACKENDS)
 def test_layout_policy_nchw_in_channels_last_between_convs(backend):
-    """A converted model keeps activations channels_last between its convs whatever the caller passes; values
-    equal eager's on NCHW and channels_last input, and the functional op still follows F.conv2d's layout rule."""
+    """A converted model keeps activations channels_last between its convs whatever the caller passes and hands its
+    output back in the caller's layout; values equal eager's on NCHW and channels_last input, and the functional op
+    still follows F.conv2d's layout rule."""
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1)).eval()
     x = torch.randn(2, 3, 9, 7)
     with torch.no_grad():
         expected = model(x)
         sft_kernels.convert_(model, backend=backend)
-        for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+        assert model[0](x).is_contiguous(memory_format=torch.channels_last)
+        for inp, fmt in ((x, torch.contiguous_format), (x.contiguous(memory_format=torch.channels_last),
+                                                        torch.channels_last)):
             y = model(inp)
-            assert y.is_contiguous(memory_format=torch.channels_last)
+            assert y.is_contiguous(memory_format=fmt)
             torch.testing.assert_close(y, expected, **tol("fp32"))
         from sft_kernels.ops import conv2d
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from ..fold import ConvTracer
+from ..tracing import ConvTracer
 from .group import ChannelGroup
 
 # Modules and functions whose output has its (first) tensor input's channels, index for index.

@@ -1,0 +1,91 @@
+"""A transformed model hands its output back in the caller's layout.
+
+Our layers keep activations channels_last between them whatever the caller passes (runtime/layout.py), so a model
+fed an ordinary NCHW tensor had returned channels_last maps, and code after its last conv that flattened them with
+`x.view(x.size(0), -1)` (VGG-style heads) raised "view size is not compatible with input tensor's size and stride".
+Each transform (through `swap.notify`) puts a forward pre-hook on the model that notes whether the caller passed an
+NCHW map, and a forward hook on the model's last layer of ours (by the fx graph's call order, else module order)
+that makes its output NCHW-contiguous for such a caller: one copy of the last map, where the rest of the network
+stays channels_last.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..nn import Conv2d, ConvTranspose2d, QuantConv2d, SeparableConv2d
+from . import tracing
+
+_OURS = (Conv2d, ConvTranspose2d, QuantConv2d, SeparableConv2d)  # layers whose output is channels_last by the layout policy
+
+
+def is_ours(m: nn.Module) -> bool:
+    """A layer whose output is channels_last by the layout policy (or one that says so: quantize_'s switches of
+    convs)."""
+    return isinstance(m, _OURS) or getattr(m, "channels_last_output", False)
+
+
+class CallerLayout:
+    """Forward pre-hook on the model: whether this forward's caller passed an NCHW (not channels_last) 4-D map."""
+
+    def __init__(self):
+        self.nchw = False
+
+    def __call__(self, module, args):
+        x = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        self.nchw = (x is not None and x.dim() == 4 and x.is_contiguous()
+                     and not x.is_contiguous(memory_format=torch.channels_last))
+
+
+class BackToCaller:
+    """Forward hook on the model's last layer of ours: its output NCHW-contiguous when the caller's input was."""
+
+    def __init__(self, caller: CallerLayout):
+        self.caller = caller
+
+    def __call__(self, module, args, out):
+        if self.caller.nchw and isinstance(out, torch.Tensor) and out.dim() == 4:
+            return out.contiguous()
+        return None
+
+
+def remove(model: nn.Module) -> None:
+    """Take this module's hooks off `model` (all of its modules)."""
+    for m in model.modules():
+        for hooks in (m._forward_pre_hooks, m._forward_hooks):
+            for key in [k for k, h in hooks.items() if isinstance(h, (CallerLayout, BackToCaller))]:
+                del hooks[key]
+
+
+def prime(model: nn.Module, args: tuple) -> None:
+    """Note the caller's layout from `args` without calling the model (an fx Interpreter runs its nodes only)."""
+    for hook in list(model._forward_pre_hooks.values()):
+        if isinstance(hook, CallerLayout):
+            hook(model, args)
+
+
+def install(model: nn.Module) -> None:
+    """(Re)install the hooks on `model` for its current layers (none if it has no layer of ours, or is one)."""
+    remove(model)
+    if is_ours(model):
+        return
+    last = _last_layer(model)
+    if last is not None:
+        caller = CallerLayout()
+        model.register_forward_pre_hook(caller)
+        last.register_forward_hook(BackToCaller(caller))
+
+
+def _last_layer(model: nn.Module):
+    mods = dict(model.named_modules())
+    graph = tracing.graph(model)
+    if graph is not None:
+        calls = [mods[n.target] for n in graph.nodes if n.op == "call_module" and is_ours(mods.get(n.target))]
+        if calls:
+            return calls[-1]
+    ours, inside = [], ()
+    for name, m in model.named_modules():
+        if name and is_ours(m) and not name.startswith(inside):  # not a layer within one of ours (a fused pair's)
+            ours.append(m)
+            inside += (name + ".",)
+    return ours[-1] if ours else None

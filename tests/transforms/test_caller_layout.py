@@ -1,0 +1,88 @@
+"""A transformed model hands its output back in the caller's layout: code after the last conv that flattens with
+.view (VGG-style heads) runs on NCHW input as it does in eager PyTorch."""
+import copy
+import io
+
+import pytest
+import torch
+from torch import nn
+
+import sft_kernels
+from sft_kernels.transforms import caller_layout
+
+
+class ViewHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(16, 32, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(32 * 8 * 8, 10)
+
+    def forward(self, x):
+        x = self.features(x)
+        return self.fc(x.view(x.size(0), -1))
+
+
+def _qat(m, x):
+    sft_kernels.prepare_qat_(m, calibration=[x])
+    m.train()
+    m(x).sum().backward()  # trains through the fake-quantized convs and Linear
+    m.eval()
+    sft_kernels.convert_qat_(m)
+
+
+TRANSFORMS = {
+    "convert": lambda m, x: sft_kernels.convert_(m),
+    "convert filtered": lambda m, x: sft_kernels.convert_(m, filter_fn=lambda mod, name: True),
+    "quantize": lambda m, x: sft_kernels.quantize_(m, calibration=[x]),
+    "convert then quantize": lambda m, x: (sft_kernels.convert_(m), sft_kernels.quantize_(m, calibration=[x])),
+    "prune": lambda m, x: sft_kernels.prune_(m, sft_kernels.PruneConfig(sparsity=0.5)),
+    "qat": _qat,
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+def test_view_after_the_last_conv_runs(name):
+    torch.manual_seed(0)
+    model = ViewHead().eval()
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        expected = model(x)
+    TRANSFORMS[name](model, x)
+    with torch.no_grad():
+        got = model(x)
+    if name != "prune":  # (pruning changes the function)
+        assert (got - expected).abs().max() < 0.1 * expected.abs().max()
+    caller_layout.remove(model)  # without the hooks the flattening fails: the test can fail
+    with pytest.raises(RuntimeError, match="view size is not compatible"), torch.no_grad():
+        model(x)
+
+
+def test_fuse_for_inference_with_a_view_head():
+    model = ViewHead().eval()
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(sft_kernels.fuse_for_inference(copy.deepcopy(model), x)(x), model(x),
+                                   atol=1e-4, rtol=1e-4)
+
+
+def test_output_layout_follows_the_input_and_hooks_travel():
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 12, 3, padding=1),
+                          nn.PixelShuffle(2)).eval()
+    sft_kernels.convert_(model)
+    x = torch.rand(1, 3, 10, 9)
+    with torch.no_grad():
+        assert model[2](model[1](model[0](x))).is_contiguous(memory_format=torch.channels_last)  # inside: cl
+        assert model(x).is_contiguous()
+        assert model(x.contiguous(memory_format=torch.channels_last)).is_contiguous(memory_format=torch.channels_last)
+        for other in (copy.deepcopy(model), _reloaded(model), torch.compile(model, fullgraph=True)):
+            assert other(x).is_contiguous()
+    sft_kernels.revert_(model)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def _reloaded(model):
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=False)
