@@ -6,7 +6,7 @@ fed an ordinary NCHW tensor had returned channels_last maps, and code after its 
 Each transform (through `swap.notify`) puts a forward pre-hook on the model that notes whether the caller passed an
 NCHW map, and a forward hook on the model's last layer of ours (by the fx graph's call order, else module order)
 that makes its output NCHW-contiguous for such a caller: one copy of the last map, where the rest of the network
-stays channels_last.
+stays channels_last. The model's own output gets the same hook (a fused forward that calls ops, not modules).
 """
 from __future__ import annotations
 
@@ -74,6 +74,7 @@ def install(model: nn.Module) -> None:
         caller = CallerLayout()
         model.register_forward_pre_hook(caller)
         last.register_forward_hook(BackToCaller(caller))
+        model.register_forward_hook(BackToCaller(caller))  # a fused forward (SFTNet's) that calls no module of ours
 
 
 def _last_layer(model: nn.Module):

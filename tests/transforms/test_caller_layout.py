@@ -86,3 +86,14 @@ def _reloaded(model):
     torch.save(model, buf)
     buf.seek(0)
     return torch.load(buf, weights_only=False)
+
+
+def test_a_fused_forward_hands_back_nchw_too():
+    from sft_kernels.models import SFTNet
+
+    model = SFTNet(num_blocks=1, channels=8).reset_parameters_(seed=1).eval()
+    sft_kernels.convert_(model)  # SFTNet's fused forward calls the ops, not the converted modules
+    x = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():
+        assert model(x).is_contiguous()
+        assert model(x.contiguous(memory_format=torch.channels_last)).is_contiguous(memory_format=torch.channels_last)
