@@ -19,10 +19,12 @@
    (``fallback="w8a16"``) until the model meets the budget; Winograd convs first go back to the direct int8 conv,
    most sensitive first, by the same scan. SR networks need this (no batch norm, long-tailed
    activations: PAMS, DAQ, PTQ4SR); classifiers rarely do.
-Last, a ReLU / LeakyReLU / ReLU6 module right after an int8 conv becomes the conv's epilogue (and nn.Identity), and
-an int8 conv whose output only another int8 conv reads hands it uint8 maps (requantized in its store).
+Last, a ReLU / LeakyReLU / ReLU6 module right after an int8 conv becomes the conv's epilogue (and nn.Identity), an
+int8 conv whose output only another int8 conv reads hands it uint8 maps (requantized in its store), and the convs
+that stay float (and transposed convs) are converted as `convert_` does, so they run on our kernels too (an FSRCNN
+quantized alone had kept its 9×9 transposed conv on PyTorch's: 0.59× the converted float model).
 
-Eligible: nn.Conv2d (and sft_kernels.nn.Conv2d) with numeric zero padding, grouped and depthwise ones included (the
+Eligible: nn.Conv2d (and sft_kernels.nn.Conv2d), any padding, grouped and depthwise ones included (the
 cpu backend runs depthwise convs on their own int8 kernel and other groupings one group at a time), and nn.Linear
 layers that the calibration ran through their forward (a classifier's head: QuantLinear, sft.qconv2d's 1×1 conv over
 one-pixel rows; ``Int8Config(linear=False)`` keeps them float; a Linear whose weight its owner reads directly, as
@@ -42,6 +44,7 @@ from torch import nn
 
 from ..nn.quantized import QuantConv2d, QuantLinear, winograd_geometry
 from . import caller_layout, fold
+from .convert import convert_
 from .separable import unfuse_separable_
 from .observers import OBSERVERS, Observer
 from .report import Report
@@ -356,6 +359,9 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
     # 6. an int8 conv whose output only another int8 conv reads hands it uint8 (fold.chain_int8_)
     for prod, cons in fold.chain_int8_(model):
         report.add(prod, "chained", f"uint8 output for {cons}")
+    # 7. the convs that stay float (and transposed convs) run on our kernels too, as after convert_
+    for name in convert_(model, fuse=False).converted:
+        report.add(name, "converted", "float conv on sft_kernels' kernels (convert_)")
     for row in report.rows:
         sw = switches.get(row.name)
         if sw is None or row.action != "quantized":
