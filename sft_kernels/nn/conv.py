@@ -97,6 +97,13 @@ class Conv2d(nn.Conv2d):
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         if torch.jit.is_tracing():  # torch.jit.trace / the ONNX exporter: standard ops, the same function
             return _eager_forward(self, input, residual)
+        if (self.backend is None and input.dim() == 4 and input.shape[2] == 1 and input.shape[3] == 1
+                and residual is None and self.activation is None and type(self.padding) is tuple
+                and self.padding_mode == "zeros" and input.dtype == self.weight.dtype
+                and not torch.is_autocast_enabled(input.device.type)):
+            # a one-pixel map (squeeze-excitation, pooled heads): a matrix-vector product, where PyTorch's call
+            # costs ~9 µs and the path through ours ~20 (docs/PERF_NOTES.md); both layouts are the same memory
+            return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         input, residual = at_weight_precision(self.weight, input, residual)
         input, padding, _ = self.pad_by_mode(input)
         # Layout policy: activations stay channels_last between our convs whatever the caller passes (as in a

@@ -256,3 +256,17 @@ def test_converted_models_run_under_cpu_autocast():
         model[2](torch.rand(1, 16, 5, 5, dtype=torch.bfloat16))  # a bfloat16 input: cast back, no dtype error
     with pytest.raises(TypeError, match="does not match input dtype"):  # outside autocast: PyTorch's rule
         model[2](torch.rand(1, 16, 5, 5, dtype=torch.bfloat16))
+
+
+def test_one_pixel_maps_take_pytorchs_conv_at_the_weights_precision():
+    """Squeeze-excitation convs on 1×1 maps run F.conv2d directly (a matrix-vector product); under autocast they
+    still compute at the weights' precision, as every converted conv does."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(24, 6, 1), nn.ReLU(), nn.Conv2d(6, 24, 1, padding=1)).eval()
+    x = torch.randn(2, 24, 1, 1)
+    with torch.no_grad():
+        expected = model(x)
+        sft_kernels.convert_(model)
+        torch.testing.assert_close(model(x), expected, **tol("exact"))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert model(x).dtype == torch.float32
