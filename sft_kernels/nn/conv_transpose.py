@@ -89,7 +89,9 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         (input,) = at_weight_precision(self.weight, input)
         if self.backend is None and not torch.compiler.is_compiling() and autotune.enabled():
             key = ("conv_transpose2d", tuple(input.shape), input.dtype, input.device,
-                   None if output_size is None else tuple(output_size), torch.get_num_threads())
+                   None if output_size is None else tuple(output_size), torch.get_num_threads(),
+                   tuple(self.weight.shape), self.stride, self.padding, self.output_padding, self.groups,
+                   self.bias is None)
             choice = autotune.pick(key, ["subpixel", "eager"], lambda c: self._run(c, input, output_size),
                                    device=input.device)
         else:

@@ -217,17 +217,23 @@ class QuantConv2d(nn.Module):
                  "act_bits": self.act_bits, "activation": self.activation, "negative_slope": self.negative_slope}
         if self.winograd_mult is not None:
             state["winograd_mult"] = self.winograd_mult.tolist()
+        state["padding"] = list(self.padding)
         if self.pre_pad is not None:
-            state.update(padding=list(self.padding), pre_pad=list(self.pre_pad), padding_mode=self.padding_mode)
+            state.update(pre_pad=list(self.pre_pad), padding_mode=self.padding_mode)
+        if self.out_scale:  # the uint8 output the next int8 conv reads (quantize_'s chains): its grid
+            state.update(out_scale=self.out_scale, out_zero_point=self.out_zero_point)
         return state
 
     def set_extra_state(self, state):
         self.input_scale, self.input_zero_point = float(state["input_scale"]), int(state["input_zero_point"])
         self.act_bits, self.activation = int(state["act_bits"]), state["activation"]
         self.negative_slope = float(state["negative_slope"])
-        if "pre_pad" in state:
-            self.padding, self.pre_pad = tuple(state["padding"]), tuple(state["pre_pad"])
-            self.padding_mode = state["padding_mode"]
+        # (states saved before these fields existed keep the padding the module was built with)
+        self.padding = tuple(state.get("padding", self.padding))
+        self.pre_pad = tuple(state["pre_pad"]) if state.get("pre_pad") is not None else None
+        self.padding_mode = state.get("padding_mode", "zeros")
+        self.out_scale = float(state.get("out_scale", 0.0))
+        self.out_zero_point = int(state.get("out_zero_point", 0))
         self._w_float = None
         self.set_winograd(state.get("winograd_mult"))
 

@@ -26,27 +26,38 @@ def is_ours(m: nn.Module) -> bool:
 
 
 class CallerLayout:
-    """Forward pre-hook on the model: whether this forward's caller passed an NCHW (not channels_last) 4-D map."""
+    """Forward pre-hook on the model (with kwargs): whether this forward's first 4-D map, positional or keyword, is
+    not channels_last, by eager PyTorch's rule: a map contiguous in both layouts (one channel, or 1×1) counts as
+    NCHW, and so does a strided view that is neither."""
 
     def __init__(self):
         self.nchw = False
 
-    def __call__(self, module, args):
-        x = next((a for a in args if isinstance(a, torch.Tensor)), None)
-        self.nchw = (x is not None and x.dim() == 4 and x.is_contiguous()
-                     and not x.is_contiguous(memory_format=torch.channels_last))
+    def __call__(self, module, args, kwargs):
+        x = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor) and a.dim() == 4), None)
+        self.nchw = x is not None and (x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last))
 
 
 class BackToCaller:
-    """Forward hook on the model's last layer of ours: its output NCHW-contiguous when the caller's input was."""
+    """Forward hook: the module's 4-D outputs (a tensor, or within tuples, lists and dicts) NCHW-contiguous when
+    the caller's input was NCHW."""
 
     def __init__(self, caller: CallerLayout):
         self.caller = caller
 
     def __call__(self, module, args, out):
-        if self.caller.nchw and isinstance(out, torch.Tensor) and out.dim() == 4:
-            return out.contiguous()
-        return None
+        return _contiguous(out) if self.caller.nchw else None
+
+
+def _contiguous(out):
+    if isinstance(out, torch.Tensor):
+        return out.contiguous() if out.dim() == 4 else out
+    if isinstance(out, (tuple, list)):
+        return type(out)(_contiguous(o) for o in out) if not hasattr(out, "_fields") else \
+            type(out)(*(_contiguous(o) for o in out))  # a namedtuple
+    if isinstance(out, dict):
+        return type(out)((k, _contiguous(v)) for k, v in out.items())
+    return out
 
 
 def remove(model: nn.Module) -> None:
@@ -55,13 +66,14 @@ def remove(model: nn.Module) -> None:
         for hooks in (m._forward_pre_hooks, m._forward_hooks):
             for key in [k for k, h in hooks.items() if isinstance(h, (CallerLayout, BackToCaller))]:
                 del hooks[key]
+                m._forward_pre_hooks_with_kwargs.pop(key, None)
 
 
 def prime(model: nn.Module, args: tuple) -> None:
     """Note the caller's layout from `args` without calling the model (an fx Interpreter runs its nodes only)."""
     for hook in list(model._forward_pre_hooks.values()):
         if isinstance(hook, CallerLayout):
-            hook(model, args)
+            hook(model, args, {})
 
 
 def install(model: nn.Module) -> None:
@@ -72,7 +84,7 @@ def install(model: nn.Module) -> None:
     last = _last_layer(model)
     if last is not None:
         caller = CallerLayout()
-        model.register_forward_pre_hook(caller)
+        model.register_forward_pre_hook(caller, with_kwargs=True)
         last.register_forward_hook(BackToCaller(caller))
         model.register_forward_hook(BackToCaller(caller))  # a fused forward (SFTNet's) that calls no module of ours
 

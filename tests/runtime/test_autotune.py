@@ -55,3 +55,16 @@ def test_dispatch_settles_after_the_second_look():
             assert entries[0][2] == list(autotune.choices().values())[0]
     finally:
         autotune.clear()
+
+
+def test_a_call_after_the_plan_runs_the_decision():
+    """A caller that read the memo just before the decision was stored (another thread) runs the decided backend,
+    not past the end of the plan."""
+    impls = {"a": _sleeper(0.2), "b": _sleeper(0.1)}
+    look = autotune.SecondLook(("late",), "a", ["a", "b"], lambda n: impls[n], lambda n: None)
+    try:
+        for i in range(look.WARM + look.ROUNDS + 3):
+            assert look(i) == i
+        assert autotune.choices()[("late",)] == "b" and len(look.times["b"]) == look.ROUNDS + 3
+    finally:
+        autotune.clear()

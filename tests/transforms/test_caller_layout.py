@@ -97,3 +97,39 @@ def test_a_fused_forward_hands_back_nchw_too():
     with torch.no_grad():
         assert model(x).is_contiguous()
         assert model(x.contiguous(memory_format=torch.channels_last)).is_contiguous(memory_format=torch.channels_last)
+
+
+class LeNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2, self.fc = nn.Conv2d(1, 6, 5), nn.Conv2d(6, 16, 5), nn.Linear(16 * 20 * 20, 10)
+
+    def forward(self, x):
+        f = self.c2(torch.relu(self.c1(x)))
+        return self.fc(f.view(f.size(0), -1))
+
+
+class TwoOutputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 3, padding=1)
+
+    def forward(self, x=None, scale=1.0):
+        f = self.a(x)
+        return {"features": f, "out": (f * scale, self.b(f))}
+
+
+def test_one_channel_input_keyword_input_and_several_outputs():
+    """A grayscale map is contiguous in both layouts: NCHW, as eager takes it; the map may come by keyword; every
+    4-D map in a tuple or dict output comes back NCHW."""
+    model = LeNet().eval()
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        expected = model(x)
+        sft_kernels.convert_(model)
+        torch.testing.assert_close(model(x), expected, atol=1e-4, rtol=1e-4)
+        two = TwoOutputs().eval()
+        sft_kernels.convert_(two)
+        out = two(x=torch.rand(1, 3, 6, 5), scale=torch.tensor(2.0))
+        assert out["features"].is_contiguous() and all(t.is_contiguous() for t in out["out"])
+        assert two(torch.rand(1, 3, 6, 5).transpose(2, 3))["features"].is_contiguous()  # a strided NCHW view

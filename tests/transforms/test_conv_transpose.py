@@ -134,3 +134,27 @@ def test_dilated_transposed_conv_stays_pytorchs():
     model = nn.Sequential(nn.ConvTranspose2d(4, 4, 3, stride=2, dilation=2))
     report = sft_kernels.convert_(model)
     assert report.skipped == [("0", "transposed convolution with dilation is not supported")]
+
+
+def test_each_layer_gets_its_own_measured_choice():
+    from sft_kernels.runtime import autotune
+
+    autotune.clear()
+    model = nn.Sequential(nn.ConvTranspose2d(16, 16, 2, stride=2), nn.ConvTranspose2d(16, 3, 9, stride=3, padding=4))
+    sft_kernels.convert_(model)
+    x = torch.rand(1, 16, 6, 6)
+    try:
+        with torch.no_grad():
+            model[0](x), model[1](x)  # the same input shape
+        assert len([k for k in autotune.choices() if k[0] == "conv_transpose2d"]) == 2
+    finally:
+        autotune.clear()
+
+
+def test_a_bad_knob_is_not_taken_for_a_failed_candidate():
+    from tests.conftest import run_fresh
+
+    code = ("import torch, sft_kernels\nm = torch.nn.Sequential(torch.nn.ConvTranspose2d(4, 4, 2, stride=2)).eval()\n"
+            "sft_kernels.convert_(m)\nwith torch.no_grad():\n    m(torch.rand(1, 4, 5, 5))\n")
+    proc = run_fresh(code, SFT_KERNELS_POOL_MB="-5")
+    assert proc.returncode != 0 and "SFT_KERNELS_POOL_MB='-5' is not valid" in proc.stderr

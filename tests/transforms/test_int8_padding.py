@@ -97,3 +97,20 @@ def test_onnx_export_of_padded_int8_and_float_convs(mode, tmp_path):
     with torch.no_grad():
         sft_kernels.quantize_(model, calibration=[torch.rand(1, 3, 16, 16)])
     sft_kernels.export_onnx(model, x, tmp_path / "int8.onnx")  # check=True: onnxruntime's result must match
+
+
+def test_a_chained_models_state_dict_carries_the_handoff_grid():
+    """quantize_'s uint8 handoff between convs is part of the checkpoint: a model quantized on other calibration
+    data that loads this state computes what this model does."""
+    torch.manual_seed(0)
+    make = lambda: nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
+                                 nn.ReLU(), nn.Conv2d(16, 3, 3, padding=1)).eval()
+    a, b = make(), make()
+    b.load_state_dict(a.state_dict())
+    with torch.no_grad():
+        sft_kernels.quantize_(a, calibration=[torch.rand(1, 3, 16, 16)], progress=False)
+        sft_kernels.quantize_(b, calibration=[torch.rand(1, 3, 16, 16) * 3], progress=False)
+        assert a[0].out_scale and a[0].out_scale != b[0].out_scale
+        b.load_state_dict(a.state_dict())
+        x = torch.rand(1, 3, 12, 12)
+        assert torch.equal(a(x), b(x))
