@@ -92,8 +92,9 @@ def _prepare(a, b, crop_border: int, y_channel: bool, data_range: float):
 
 
 def psnr(a, b, crop_border: int = 0, y_channel: bool = True, data_range: float | None = None) -> float:
-    """Peak signal-to-noise ratio in dB, 10 log10(data_range^2 / MSE), averaged over the batch;
-    ``inf`` when the images are identical (so also the batch mean when any pair is). data_range None: 255 for uint8 inputs, else 1.0."""
+    """Peak signal-to-noise ratio in dB, 10 log10(data_range^2 / MSE), averaged over the batch; ``inf`` when the
+    images are identical (so also the batch mean when any pair is). data_range None: 255 for uint8 inputs, else
+    1.0."""
     data_range = _data_range(a, b, data_range)
     a, b = _prepare(a, b, crop_border, y_channel, data_range)
     mse = (a - b).pow(2).flatten(1).mean(1)

@@ -47,7 +47,8 @@ def winograd_geometry(conv: nn.Module) -> bool:
     padding 1, ungrouped, at least 16 channels in and out (fewer outputs, as an RGB output conv, leave most of the
     32-channel panels idle: the direct conv's few-channel kernel is 3× faster there)."""
     return (conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1) and conv.dilation == (1, 1)
-            and conv.padding_mode == "zeros" and conv.groups == 1 and conv.in_channels >= 16 and conv.out_channels >= 16)
+            and conv.padding_mode == "zeros" and conv.groups == 1 and conv.in_channels >= 16
+            and conv.out_channels >= 16)
 
 
 def _int8_state(m: nn.Module, weight_shape: tuple, bias: bool, input_scale: float, input_zero_point: int,

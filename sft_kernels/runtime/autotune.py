@@ -4,10 +4,10 @@
 with a given (shapes, strides, conv parameters, epilogue, threads) times every candidate backend on the real
 inputs (interleaved, median of a few runs) and caches the winner for the process; on the CPU a second look
 (`SecondLook`) re-measures it against the others over the next calls, in the caller's steady state, and the choice
-is final after it (about ten calls of a signature; until then results come from the first winner). Set SFT_KERNELS_AUTOTUNE=0
-to use the static preference order instead; under torch.compile the static order is always used (the
-choice must be a trace-time constant). A backend named explicitly (argument or SFT_KERNELS_BACKEND) always
-runs; nothing here overrides it.
+is final after it (about ten calls of a signature; until then results come from the first winner).
+Set SFT_KERNELS_AUTOTUNE=0 to use the static preference order instead; under torch.compile the static order is
+always used (the choice must be a trace-time constant). A backend named explicitly (argument or
+SFT_KERNELS_BACKEND) always runs; nothing here overrides it.
 """
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ from torch import nn
 from ..nn import Conv2d, ConvTranspose2d, QuantConv2d, SeparableConv2d
 from . import tracing
 
-_OURS = (Conv2d, ConvTranspose2d, QuantConv2d, SeparableConv2d)  # layers whose output is channels_last by the layout policy
+# layers whose output is channels_last by the layout policy
+_OURS = (Conv2d, ConvTranspose2d, QuantConv2d, SeparableConv2d)
 
 
 def is_ours(m: nn.Module) -> bool:
@@ -53,8 +54,8 @@ def _contiguous(out):
     if isinstance(out, torch.Tensor):
         return out.contiguous() if out.dim() == 4 else out
     if isinstance(out, (tuple, list)):
-        return type(out)(_contiguous(o) for o in out) if not hasattr(out, "_fields") else \
-            type(out)(*(_contiguous(o) for o in out))  # a namedtuple
+        items = [_contiguous(o) for o in out]
+        return type(out)(*items) if hasattr(out, "_fields") else type(out)(items)  # (a namedtuple takes fields)
     if isinstance(out, dict):
         return type(out)((k, _contiguous(v)) for k, v in out.items())
     return out

@@ -76,8 +76,8 @@ def _separable_pair(node: fx.Node, modules: dict, once) -> Optional[tuple]:
     src = node.args[0]
     dw = modules.get(src.target) if isinstance(src, fx.Node) and src.op == "call_module" else None
     if type(dw) is not Conv2d or not (dw.groups == dw.in_channels > 1 and dw.out_channels % dw.in_channels == 0) \
-            or isinstance(dw.padding, str) or dw.padding_mode != "zeros" or len(src.users) != 1 or len(src.args) != 1 or src.kwargs \
-            or not once(src):
+            or isinstance(dw.padding, str) or dw.padding_mode != "zeros" or len(src.users) != 1 \
+            or len(src.args) != 1 or src.kwargs or not once(src):
         return None
     return src, dw, pw
 

@@ -33,7 +33,8 @@ def hook(m, i, o):
         macs[0] += i[0].numel() * m.out_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
     elif isinstance(m, nn.Linear):
         macs[0] += o.numel() * m.in_features
-hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+layers = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, layers)]
 with torch.no_grad():
     ref = model(x)
 for h in hs: h.remove()

@@ -19,15 +19,18 @@ for n in names:
     rows.append(json.loads(res[0][7:]))
 json.dump(rows, open(out / "results.json", "w"), indent=1)
 f = lambda r, k: f"{r[k]:.2f}" if k in r else "—"
-print("| model | input | GFLOP | eager NCHW ms | eager CL ms | conv NCHW ms (× best eager) | conv CL ms (×) | int8 ms (× best eager, × conv) | conv rel err | int8 SQNR dB | problems |")
+print("| model | input | GFLOP | eager NCHW ms | eager CL ms | conv NCHW ms (× best eager) | conv CL ms (×) "
+      "| int8 ms (× best eager, × conv) | conv rel err | int8 SQNR dB | problems |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     best = min(r["eager_nchw_ms"], r["eager_cl_ms"])
-    cn = f"{r['conv_nchw_ms']:.2f} ({best / r['conv_nchw_ms']:.2f}×; paired {r['conv_nchw_pairratio']:.2f}×)" if "conv_nchw_ms" in r else "—"
+    problems = "; ".join(f"{k}: {v}" for k, v in r["errors"].items()) + f" {len(r['warnings'])} warn"
+    cn = (f"{r['conv_nchw_ms']:.2f} ({best / r['conv_nchw_ms']:.2f}×; paired {r['conv_nchw_pairratio']:.2f}×)"
+          if "conv_nchw_ms" in r else "—")
     cc = f"{r['conv_cl_ms']:.2f} ({r['conv_cl_pairratio']:.2f}×)" if "conv_cl_ms" in r else "—"
     q = f"{r['int8_ms']:.2f} ({r['int8_pairratio']:.2f}×, {r['int8_vs_conv_pairratio']:.2f}×)" \
         if "int8_ms" in r and "conv_nchw_ms" in r else (f"{r['int8_ms']:.2f}" if "int8_ms" in r else "—")
     e = f"{r['conv_nchw_err'][1]:.1e}" if "conv_nchw_err" in r else "—"
     s = f"{r['int8_sqnr']:.1f}" if "int8_sqnr" in r else "—"
     print(f"| {r['name']} | {'×'.join(map(str, r['shape'][2:]))} | {r['gflops']:.2f} | {r['eager_nchw_ms']:.2f} | "
-          f"{r['eager_cl_ms']:.2f} | {cn} | {cc} | {q} | {e} | {s} | {'; '.join(f'{k}: {v}' for k, v in r['errors'].items()) + ' ' + str(len(r['warnings'])) + ' warn'} |")
+          f"{r['eager_cl_ms']:.2f} | {cn} | {cc} | {q} | {e} | {s} | {problems} |")
