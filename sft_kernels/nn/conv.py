@@ -7,7 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from ..ops.conv2d import bound as conv2d_bound
 from ..ops.conv2d.reference import epilogue
+from ..runtime import autotune, registry
 from ..runtime.layout import to_channels_last
 
 
@@ -86,17 +88,23 @@ class Conv2d(nn.Conv2d):
         self.negative_slope = negative_slope
         self.backend = backend
         self.algorithm = algorithm
+        self._fast = None
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, backend: Optional[str] = None) -> "Conv2d":
         """A Conv2d sharing `conv`'s parameters (no copy), so state_dict keys and values are unchanged."""
         new = _sharing_parameters(cls, conv, lambda k: False)
         new.activation, new.negative_slope, new.backend, new.algorithm = None, 0.01, backend, None
+        new._fast = None
         return new
 
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         if torch.jit.is_tracing():  # torch.jit.trace / the ONNX exporter: standard ops, the same function
             return _eager_forward(self, input, residual)
+        fast = self.__dict__.get("_fast")
+        if fast is not None and type(input) is torch.Tensor and fast[0] == _fast_key(input, residual) \
+                and not torch.compiler.is_compiling() and _no_grad_or_autocast(input, self.weight, residual):
+            return fast[1](input, self.weight, self.bias, residual)
         if (self.backend is None and input.dim() == 4 and input.shape[2] == 1 and input.shape[3] == 1
                 and residual is None and self.activation is None and type(self.padding) is tuple
                 and self.padding_mode == "zeros" and input.dtype == self.weight.dtype
@@ -109,10 +117,27 @@ class Conv2d(nn.Conv2d):
         # Layout policy: activations stay channels_last between our convs whatever the caller passes (as in a
         # model moved to channels_last): an NCHW input is laid out once here, and every later conv, activation
         # and add sees channels_last tensors, instead of each conv converting in and back out.
-        input = to_channels_last(input)
-        return ops.conv2d(input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
-                          activation=self.activation, negative_slope=self.negative_slope, residual=residual,
-                          backend=self.backend, algorithm=self.algorithm)
+        laid_out = to_channels_last(input)
+        y = ops.conv2d(laid_out, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
+                       activation=self.activation, negative_slope=self.negative_slope, residual=residual,
+                       backend=self.backend, algorithm=self.algorithm)
+        if laid_out is input and self.padding_mode == "zeros" and type(input) is torch.Tensor and input.is_cpu \
+                and not torch.compiler.is_compiling() and _no_grad_or_autocast(input, self.weight, residual):
+            fn = conv2d_bound(input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
+                                  self.activation, self.negative_slope, residual, self.backend, self.algorithm)
+            if fn is not None:
+                self.__dict__["_fast"] = (_fast_key(input, residual), fn)
+        return y
+
+    # The bound kernel of the last input shape (`_fast`) is dropped whenever the module changes: any attribute set
+    # (activation, backend, stride, a new weight...) and any dtype or device move.
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        self.__dict__["_fast"] = None
+
+    def _apply(self, fn, recurse=True):
+        self.__dict__["_fast"] = None
+        return super()._apply(fn, recurse)
 
     def pad_by_mode(self, x: torch.Tensor, modulation: Optional[tuple] = None) -> tuple:
         """(x, padding, modulation) as the kernels take them: with a padding mode other than "zeros", x padded here
@@ -153,6 +178,23 @@ class EagerConv2d(nn.Conv2d):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (f", activation={self.activation!r}" if self.activation else "")
+
+
+def _fast_key(x: torch.Tensor, residual: Optional[torch.Tensor]) -> tuple:
+    """What decides a converted conv's kernel besides the module itself: the input's (and residual's) shape,
+    strides and dtype, the thread count, the autotuner's generation and the backend knobs (as dispatch's memo)."""
+    return (x.shape, x.stride(), x.dtype, None if residual is None else (residual.shape, residual.stride(),
+                                                                         residual.dtype),
+            torch.get_num_threads(), autotune.GENERATION[0], registry.env("SFT_KERNELS_BACKEND"),
+            registry.env("SFT_KERNELS_AUTOTUNE"))
+
+
+def _no_grad_or_autocast(x: torch.Tensor, weight: torch.Tensor, residual: Optional[torch.Tensor]) -> bool:
+    """No autograd graph to build and no autocast to honour: the bound kernel may run directly."""
+    if torch.is_autocast_enabled("cpu"):
+        return False
+    return not torch.is_grad_enabled() or not (x.requires_grad or weight.requires_grad
+                                               or (residual is not None and residual.requires_grad))
 
 
 def _sharing_parameters(cls, conv: nn.Conv2d, drop) -> nn.Module:

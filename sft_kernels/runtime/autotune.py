@@ -36,8 +36,13 @@ def choices() -> dict:
 _ON_CLEAR: list = []
 
 
+# Bumped by clear(): converted modules' own caches of a bound kernel (nn/conv.py) hold decisions made here too.
+GENERATION = [0]
+
+
 def clear() -> None:
     _CHOICES.clear()
+    GENERATION[0] += 1
     for fn in _ON_CLEAR:
         fn()
 

@@ -79,8 +79,7 @@ def dispatch(op: Op, backend: Optional[str], tensors: tuple, sig: Optional[Hasha
         with torch.autocast(device, enabled=False):
             return dispatch(op, backend, tensors, sig, check, primary)
     if sig is not None:
-        sig = (sig, backend, registry.env("SFT_KERNELS_BACKEND"), registry.env("SFT_KERNELS_AUTOTUNE"),
-               torch.get_num_threads())
+        sig = _full(sig, backend)
         hit = op.memo.get(sig)
         if hit is not None and not (torch.is_grad_enabled() and _needs_grad(tensors)):
             return hit[0](*tensors, *hit[1])
@@ -105,6 +104,19 @@ def dispatch(op: Op, backend: Optional[str], tensors: tuple, sig: Optional[Hasha
     if direct_call_ok(tensors):
         return op.impls[name](*tensors, *consts)
     return op.library_op(*tensors, *consts, name)
+
+
+def _full(sig: Hashable, backend: Optional[str]) -> tuple:
+    """The memo key: the op's signature and what else decides the backend."""
+    return (sig, backend, registry.env("SFT_KERNELS_BACKEND"), registry.env("SFT_KERNELS_AUTOTUNE"),
+            torch.get_num_threads())
+
+
+def memo_entry(op: Op, backend: Optional[str], sig: Hashable) -> Optional[tuple]:
+    """The memo's (fn, consts, backend name) for an op signature whose backend choice is final, else None (not
+    run yet, or a second look still measuring)."""
+    hit = op.memo.get(_full(sig, backend))
+    return None if hit is None or isinstance(hit[0], _autotune.SecondLook) else hit
 
 
 def _bound(op: Op, name: str, consts: tuple) -> Callable:

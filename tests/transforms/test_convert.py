@@ -270,3 +270,34 @@ def test_one_pixel_maps_take_pytorchs_conv_at_the_weights_precision():
         torch.testing.assert_close(model(x), expected, **tol("exact"))
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert model(x).dtype == torch.float32
+
+
+def test_a_converted_conv_runs_its_bound_kernel_and_drops_it_when_anything_changes():
+    """After its first calls a converted conv keeps the kernel its input shape was dispatched to and calls it
+    directly; changing the module (an activation, a new weight, a dtype) or clearing the autotuner drops it, and
+    results stay the module's own."""
+    from sft_kernels.runtime import autotune
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)).eval()
+    sft_kernels.convert_(model)
+    conv = model[0]
+    x = torch.randn(1, 8, 9, 9).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        for _ in range(12):  # past the autotuner's second look
+            y = conv(x)
+        assert conv._fast is not None
+        torch.testing.assert_close(conv(x), nn.functional.conv2d(x, conv.weight, conv.bias, padding=1),
+                                   **tol("fp32"))
+        conv.activation = "relu"
+        assert conv._fast is None and conv(x).min() >= 0
+        conv.weight = nn.Parameter(-conv.weight)
+        torch.testing.assert_close(conv(x), torch.relu(nn.functional.conv2d(x, conv.weight, conv.bias, padding=1)),
+                                   **tol("fp32"))
+        for _ in range(12):
+            conv(x)
+        autotune.clear()
+        conv(x)
+        assert autotune.choices()  # dispatched (and measured) again, not the kept kernel
+        model.double()
+        assert conv._fast is None and conv(x.double()).dtype == torch.float64

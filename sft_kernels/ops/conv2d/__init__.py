@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ...runtime import checks, registry, weight_pack
 from ...runtime import triton as runtime_triton
-from ...runtime.dispatch import PLAIN, Op, dispatch
+from ...runtime.dispatch import PLAIN, Op, dispatch, memo_entry
 from . import cpu
 from . import reference as ref
 
@@ -169,20 +169,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     """
     # a (scale, shift) list too (_check accepts one; its tensors had been dropped)
     scale, shift = modulation if type(modulation) in (tuple, list) and len(modulation) == 2 else (None, None)
-    sig = None
-    if (type(input) is torch.Tensor and type(weight) in PLAIN and (bias is None or type(bias) in PLAIN)
-            and (residual is None or type(residual) is torch.Tensor)
-            and (modulation is None or (type(scale) is torch.Tensor and type(shift) is torch.Tensor))
-            and _plain(stride) and _plain(padding) and _plain(dilation) and type(groups) is int
-            and type(pixel_shuffle) is int and type(negative_slope) in (int, float) and type(activation) in _NAMES
-            and type(algorithm) in _NAMES and type(backend) in _NAMES and input.dim() == 4
-            and not torch.compiler.is_compiling()):
-        sig = (input.shape, input.stride(), input.dtype, input.is_cpu, weight.shape, weight.dtype, weight.is_cpu,
-               None if bias is None else (bias.shape, bias.dtype, bias.is_cpu), stride, padding, dilation, groups,
-               activation, float(negative_slope), algorithm, pixel_shuffle,
-               None if residual is None else (residual.shape, residual.dtype, residual.is_cpu),
-               None if scale is None else (scale.shape, scale.dtype, scale.is_cpu, shift.shape, shift.dtype,
-                                           shift.is_cpu))
+    sig = _signature(input, weight, bias, stride, padding, dilation, groups, activation, negative_slope, residual,
+                     backend, algorithm, pixel_shuffle, modulation, scale, shift)
+    if sig is not None:
         return dispatch(OP, backend, (input, weight, bias, residual, scale, shift), sig,
                         lambda: _check(input, weight, bias, stride, padding, dilation, groups, activation,
                                        negative_slope, residual, algorithm, pixel_shuffle, scale, shift, modulation),
@@ -206,6 +195,41 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
                     lambda: _check(input, weight, bias, stride, padding, dilation, groups, activation,
                                    negative_slope, residual, algorithm, pixel_shuffle, scale, shift, modulation),
                     input)
+
+
+def _signature(input, weight, bias, stride, padding, dilation, groups, activation, negative_slope, residual,
+               backend, algorithm, pixel_shuffle, modulation, scale, shift):
+    """The call's memo key for dispatch (runtime/dispatch.py), or None where it cannot have one (tensor
+    subclasses, torch.compile, argument forms a dict key would confuse)."""
+    if not (type(input) is torch.Tensor and type(weight) in PLAIN and (bias is None or type(bias) in PLAIN)
+            and (residual is None or type(residual) is torch.Tensor)
+            and (modulation is None or (type(scale) is torch.Tensor and type(shift) is torch.Tensor))
+            and _plain(stride) and _plain(padding) and _plain(dilation) and type(groups) is int
+            and type(pixel_shuffle) is int and type(negative_slope) in (int, float) and type(activation) in _NAMES
+            and type(algorithm) in _NAMES and type(backend) in _NAMES and input.dim() == 4
+            and not torch.compiler.is_compiling()):
+        return None
+    return (input.shape, input.stride(), input.dtype, input.is_cpu, weight.shape, weight.dtype, weight.is_cpu,
+            None if bias is None else (bias.shape, bias.dtype, bias.is_cpu), stride, padding, dilation, groups,
+            activation, float(negative_slope), algorithm, pixel_shuffle,
+            None if residual is None else (residual.shape, residual.dtype, residual.is_cpu),
+            None if scale is None else (scale.shape, scale.dtype, scale.is_cpu, shift.shape, shift.dtype,
+                                        shift.is_cpu))
+
+
+def bound(input, weight, bias, stride, padding, dilation, groups, activation, negative_slope, residual, backend,
+          algorithm):
+    """fn(input, weight, bias, residual) running this call as dispatch's memo would, once the call has run and its
+    backend choice is final; else None. A converted module keeps it and calls it directly for inputs of the same
+    shape and strides (nn/conv.py), skipping the signature and memo lookup: with caches cold after a large kernel,
+    as between a model's layers, that path cost ~100 µs per call (docs/PERF_NOTES.md)."""
+    sig = _signature(input, weight, bias, stride, padding, dilation, groups, activation, negative_slope, residual,
+                     backend, algorithm, 1, None, None, None)
+    hit = memo_entry(OP, backend, sig) if sig is not None else None
+    if hit is None:
+        return None
+    fn, consts = hit[0], hit[1]
+    return lambda x, w, b, res: fn(x, w, b, res, None, None, *consts)
 
 
 def _check(input, weight, bias, stride, padding, dilation, groups, activation, negative_slope, residual, algorithm,
