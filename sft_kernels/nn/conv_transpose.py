@@ -83,8 +83,8 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         return self._sub[1], self._sub[2]
 
     def forward(self, input: torch.Tensor, output_size: Optional[list] = None) -> torch.Tensor:
-        if torch.jit.is_tracing() or (torch.is_grad_enabled() and (input.requires_grad or self.weight.requires_grad
-                                                                   and self.training)) or input.dim() != 4:
+        training = torch.is_grad_enabled() and (input.requires_grad or (self.weight.requires_grad and self.training))
+        if torch.jit.is_tracing() or training or input.dim() != 4:  # PyTorch's, with its autograd
             return super().forward(input, output_size)
         (input,) = at_weight_precision(self.weight, input)
         if self.backend is None and not torch.compiler.is_compiling() and autotune.enabled():
@@ -119,7 +119,7 @@ class ConvTranspose2d(nn.ConvTranspose2d):
             y = z.view(n, c // (sh * sw), sh, sw, h, wd).permute(0, 1, 4, 2, 5, 3).reshape(n, c // (sh * sw),
                                                                                             h * sh, wd * sw)
             y = y.contiguous(memory_format=torch.channels_last)
-        (oh, ow) = (geo[0][2], geo[1][2])
+        oh, ow = geo[0][2], geo[1][2]
         if (oh, ow) == (0, 0) and tuple(y.shape[2:]) == tuple(n_out):
             return y
         return y[:, :, oh:oh + n_out[0], ow:ow + n_out[1]].contiguous(memory_format=torch.channels_last)
