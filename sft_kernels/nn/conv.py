@@ -76,7 +76,8 @@ class Conv2d(nn.Conv2d):
     ``activation`` (None/"relu"/"leaky_relu"/"relu6"), ``negative_slope``, ``backend`` (None = fastest here) and
     ``algorithm`` (cpu: None/"auto", "direct", "winograd", "winograd_f2").
     ``forward(x, residual=None)`` computes ``act(conv(x) + bias) + residual``; its output is channels_last (the
-    values are nn.Conv2d's; an NCHW input is laid out channels_last first, see `forward`).
+    values are nn.Conv2d's; an NCHW input is laid out channels_last first, see `forward`); a model's last one hands
+    its output back in the caller's layout (transforms/caller_layout.py).
     String padding ('same', 'valid') is F.conv2d's; padding modes other than "zeros" pad the input first, as
     nn.Conv2d does (`mode_padded`), and the conv then pads nothing.
     """
