@@ -92,7 +92,11 @@ def dispatch(op: Op, backend: Optional[str], tensors: tuple, sig: Optional[Hasha
         if len(cands) > 1:
             key = (op.name, sig)
             fresh = key not in _autotune._CHOICES
-            name = _autotune.pick(key, cands, lambda b: op.library_op(*tensors, *consts, b), device=primary.device)
+            # candidates run as the call itself will: directly where it may (the library op's first call imports
+            # torch._dynamo, 2 s of a converted model's first forward)
+            direct = direct_call_ok(tensors)
+            name = _autotune.pick(key, cands, lambda b: op.impls[b](*tensors, *consts) if direct
+                                  else op.library_op(*tensors, *consts, b), device=primary.device)
             if fresh and primary.device.type == "cpu" and key in _autotune._CHOICES:
                 second_look = _autotune.SecondLook(key, name, cands, lambda b: _bound(op, b, consts),
                                                    lambda b: _remember(op, sig, b, consts))

@@ -116,6 +116,23 @@ def test_import_does_not_load_dynamo():
     assert out.split() == ["False", "False"]
 
 
+def test_a_converted_models_first_forward_does_not_load_dynamo():
+    """The autotuner times its candidates as the call will run them (directly, under no_grad): through the library
+    op, their first call had imported torch._dynamo, ~2 s of a converted model's first forward."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch, sft_kernels\n"
+            "m = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),\n"
+            "                        torch.nn.ConvTranspose2d(8, 4, 2, stride=2)).eval()\n"
+            "sft_kernels.convert_(m)\n"
+            "with torch.no_grad():\n"
+            "    for _ in range(12): m(torch.rand(1, 3, 16, 16))\n"
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False"]
+
+
 def test_memoized_choice_follows_env_and_errors_repeat(monkeypatch):
     import torch
 
