@@ -94,7 +94,7 @@ class Conv2d(nn.Conv2d):
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, backend: Optional[str] = None) -> "Conv2d":
         """A Conv2d sharing `conv`'s parameters (no copy), so state_dict keys and values are unchanged."""
-        new = _sharing_parameters(cls, conv, lambda k: False)
+        new = sharing_parameters(cls, conv, lambda k: False)
         new.activation, new.negative_slope, new.backend, new.algorithm = None, 0.01, backend, None
         new._fast = None
         return new
@@ -169,7 +169,7 @@ class EagerConv2d(nn.Conv2d):
     @classmethod
     def from_conv(cls, conv: nn.Conv2d) -> "EagerConv2d":
         """An EagerConv2d sharing `conv`'s parameters, with its activation (if it has one)."""
-        new = _sharing_parameters(cls, conv, lambda k: k in ("backend", "algorithm") or k.startswith("_sft"))
+        new = sharing_parameters(cls, conv, lambda k: k in ("backend", "algorithm", "_fast") or k.startswith("_sft"))
         new.activation = getattr(conv, "activation", None)
         new.negative_slope = getattr(conv, "negative_slope", 0.01)
         return new
@@ -198,7 +198,7 @@ def _no_grad_or_autocast(x: torch.Tensor, weight: torch.Tensor, residual: Option
                                                or (residual is not None and residual.requires_grad))
 
 
-def _sharing_parameters(cls, conv: nn.Conv2d, drop) -> nn.Module:
+def sharing_parameters(cls, conv: nn.Conv2d, drop) -> nn.Module:
     """A `cls` module holding `conv`'s parameters, buffers and attributes (no copy; attributes `drop(name)` says
     are left out)."""
     new = cls.__new__(cls)

@@ -21,7 +21,7 @@ from torch import nn
 from .. import ops
 from ..runtime import autotune
 from ..runtime.layout import to_channels_last
-from .conv import at_weight_precision
+from .conv import at_weight_precision, sharing_parameters
 
 
 def subpixel_geometry(k: int, s: int, p: int, n_in: int, n_out: int) -> tuple:
@@ -62,11 +62,7 @@ class ConvTranspose2d(nn.ConvTranspose2d):
     @classmethod
     def from_conv(cls, conv: nn.ConvTranspose2d, backend: Optional[str] = None) -> "ConvTranspose2d":
         """A ConvTranspose2d sharing `conv`'s parameters (no copy)."""
-        new = cls.__new__(cls)
-        nn.Module.__init__(new)
-        new.__dict__.update({k: v for k, v in conv.__dict__.items() if k not in ("_parameters", "_buffers",
-                                                                                "_modules")})
-        new._parameters, new._buffers, new._modules = conv._parameters, conv._buffers, conv._modules
+        new = sharing_parameters(cls, conv, lambda k: False)
         new.backend, new._sub = backend, None
         return new
 

@@ -100,11 +100,10 @@ def dispatch(op: Op, backend: Optional[str], tensors: tuple, sig: Optional[Hasha
             if fresh and primary.device.type == "cpu" and key in _autotune._CHOICES:
                 second_look = _autotune.SecondLook(key, name, cands, lambda b: _bound(op, b, consts),
                                                    lambda b: _remember(op, sig, b, consts))
-    if sig is not None and len(op.memo) < _MEMO_LIMIT:
-        if second_look is not None:
-            op.memo[sig] = (second_look, (), name)
-        else:
-            _remember(op, sig, name, consts)
+    if second_look is not None and len(op.memo) < _MEMO_LIMIT:
+        op.memo[sig] = (second_look, (), name)
+    elif sig is not None:
+        _remember(op, sig, name, consts)
     if direct_call_ok(tensors):
         return op.impls[name](*tensors, *consts)
     return op.library_op(*tensors, *consts, name)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..nn import Conv2d, ConvTranspose2d, EagerConv2d
+from ..nn.conv import sharing_parameters
 from ..runtime import registry
 from . import caller_layout
 from .report import Report
@@ -120,13 +121,8 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
 
 def _original(child: nn.Module, ours: tuple) -> nn.Module:
     """The module of `child`'s original class holding its parameters and attributes (less the `ours` ones)."""
-    orig = child._sft_original_class.__new__(child._sft_original_class)
-    nn.Module.__init__(orig)
-    state = {k: v for k, v in child.__dict__.items() if k not in ("_parameters", "_buffers", "_modules", *ours)}
-    orig.__dict__.update(state)
-    orig._parameters, orig._buffers, orig._modules = child._parameters, child._buffers, child._modules
     _trust(child.weight, False)
-    return orig
+    return sharing_parameters(child._sft_original_class, child, lambda k: k in ours)
 
 
 def revert_(model: nn.Module) -> int:
@@ -151,8 +147,8 @@ def revert_(model: nn.Module) -> int:
                 issubclass(child._sft_original_class, EagerConv2d):
             _trust(child.weight, False)
             return EagerConv2d.from_conv(child)
-        return _original(child, ("activation", "negative_slope", "backend", "algorithm", "_sft_original_class",
-                                 "_sft_pw", "_sft_mid", "_sft_slope"))
+        return _original(child, ("activation", "negative_slope", "backend", "algorithm", "_fast",
+                                 "_sft_original_class", "_sft_pw", "_sft_mid", "_sft_slope"))
 
     count = len(swap_modules(model, rule, Report("revert_"), "reverted").rows)
     caller_layout.install(model)  # for layers of ours that revert_ leaves (int8, pruned)
