@@ -125,7 +125,7 @@ class Conv2d(nn.Conv2d):
         if laid_out is input and self.padding_mode == "zeros" and type(input) is torch.Tensor and input.is_cpu \
                 and not torch.compiler.is_compiling() and _no_grad_or_autocast(input, self.weight, residual):
             fn = conv2d_bound(input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
-                                  self.activation, self.negative_slope, residual, self.backend, self.algorithm)
+                              self.activation, self.negative_slope, residual, self.backend, self.algorithm)
             if fn is not None:
                 self.__dict__["_fast"] = (_fast_key(input, residual), fn)
         return y
