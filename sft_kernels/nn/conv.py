@@ -102,30 +102,40 @@ class Conv2d(nn.Conv2d):
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         if torch.jit.is_tracing():  # torch.jit.trace / the ONNX exporter: standard ops, the same function
             return _eager_forward(self, input, residual)
-        fast = self.__dict__.get("_fast")
+        return self._run(input, residual, self.weight, self.bias, self.activation, self.negative_slope)
+
+    def _run(self, input: torch.Tensor, residual: Optional[torch.Tensor], weight: torch.Tensor,
+             bias: Optional[torch.Tensor], activation: Optional[str], negative_slope: float,
+             cache: bool = True) -> torch.Tensor:
+        """act(conv(input; weight, bias)) + residual on our op. `cache`: keep the bound kernel of this call for the
+        next ones of the same shape (`_fast`); only for calls whose weight and epilogue are the module's usual
+        ones (FoldedConv2d's unfused path passes False)."""
+        fast = self.__dict__.get("_fast") if cache else None
         if fast is not None and type(input) is torch.Tensor and fast[0] == _fast_key(input, residual) \
-                and not torch.compiler.is_compiling() and _no_grad_or_autocast(input, self.weight, residual):
-            return fast[1](input, self.weight, self.bias, residual)
+                and not torch.compiler.is_compiling() and _no_grad_or_autocast(input, weight, residual):
+            return fast[1](input, weight, bias, residual)
         if (self.backend is None and input.dim() == 4 and input.shape[2] == 1 and input.shape[3] == 1
-                and residual is None and self.activation is None and type(self.padding) is tuple
-                and self.padding_mode == "zeros" and input.dtype == self.weight.dtype
+                and residual is None and type(self.padding) is tuple
+                and self.padding_mode == "zeros" and input.dtype == weight.dtype
                 and not torch.is_autocast_enabled(input.device.type)):
             # a one-pixel map (squeeze-excitation, pooled heads): a matrix-vector product, where PyTorch's call
             # costs ~9 µs and the path through ours ~20 (docs/PERF_NOTES.md); both layouts are the same memory
-            return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
-        input, residual = at_weight_precision(self.weight, input, residual)
+            y = F.conv2d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+            return y if activation is None else epilogue(y, activation, negative_slope)
+        input, residual = at_weight_precision(weight, input, residual)
         input, padding, _ = self.pad_by_mode(input)
         # Layout policy: activations stay channels_last between our convs whatever the caller passes (as in a
         # model moved to channels_last): an NCHW input is laid out once here, and every later conv, activation
         # and add sees channels_last tensors, instead of each conv converting in and back out.
         laid_out = to_channels_last(input)
-        y = ops.conv2d(laid_out, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
-                       activation=self.activation, negative_slope=self.negative_slope, residual=residual,
+        y = ops.conv2d(laid_out, weight, bias, self.stride, padding, self.dilation, self.groups,
+                       activation=activation, negative_slope=negative_slope, residual=residual,
                        backend=self.backend, algorithm=self.algorithm)
-        if laid_out is input and self.padding_mode == "zeros" and type(input) is torch.Tensor and input.is_cpu \
-                and not torch.compiler.is_compiling() and _no_grad_or_autocast(input, self.weight, residual):
-            fn = conv2d_bound(input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
-                              self.activation, self.negative_slope, residual, self.backend, self.algorithm)
+        if cache and laid_out is input and self.padding_mode == "zeros" and type(input) is torch.Tensor \
+                and input.is_cpu and not torch.compiler.is_compiling() \
+                and _no_grad_or_autocast(input, weight, residual):
+            fn = conv2d_bound(input, weight, bias, self.stride, padding, self.dilation, self.groups,
+                              activation, negative_slope, residual, self.backend, self.algorithm)
             if fn is not None:
                 self.__dict__["_fast"] = (_fast_key(input, residual), fn)
         return y

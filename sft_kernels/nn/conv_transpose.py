@@ -16,10 +16,11 @@ import math
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
-from ..runtime import autotune
+from ..runtime import autotune, weight_pack
 from ..runtime.layout import to_channels_last
 from .conv import at_weight_precision, sharing_parameters
 
@@ -95,9 +96,11 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         return self._run(choice, input, output_size)
 
     def _run(self, how: str, x: torch.Tensor, output_size) -> torch.Tensor:
-        if how == "eager":
-            return super().forward(to_channels_last(x), output_size)
         op = self._output_padding(x, output_size, self.stride, self.padding, self.kernel_size, 2, self.dilation)
+        if how == "eager":
+            x = to_channels_last(x)
+            return F.conv_transpose2d(x, weight_pack.like_input(self.weight, x), self.bias, self.stride, self.padding,
+                                      op, self.groups, self.dilation)
         n_in = x.shape[2:]
         n_out = [(n - 1) * s - 2 * p + k + e for n, s, p, k, e in zip(n_in, self.stride, self.padding,
                                                                      self.kernel_size, op)]

@@ -18,10 +18,11 @@ from torch import nn
 
 from ..nn import Conv2d, ConvTranspose2d, EagerConv2d
 from ..nn.conv import sharing_parameters
+from ..nn.folded_conv import FOLD_ATTRS, FusedAway
 from ..runtime import registry
-from . import caller_layout
+from . import caller_layout, fold
 from .report import Report
-from .separable import FusedAway, fuse_separable
+from .separable import fuse_separable
 from .swap import notify, swap_modules
 
 
@@ -73,7 +74,10 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
     returning False leaves a module alone. ``fuse``: a depthwise conv, an optional ReLU / LeakyReLU / ReLU6 and a
     1×1 conv in an nn.Sequential run as one fused separable conv (state_dict keys unchanged), and models that have a
     fused forward for converted convs (SFTNet's "pytorch" variant: batched SFT convs, epilogue-fused ReLU /
-    residuals; same function) switch to it.
+    residuals; same function) switch to it; in other models a conv followed by a BatchNorm2d and / or a ReLU /
+    LeakyReLU / ReLU6 module (nothing else reading the conv's output) becomes a `FoldedConv2d` that runs them as one
+    conv in eval mode and apart in train mode or when gradients are needed (state_dict keys unchanged; revert_
+    puts the modules back).
     The converted convs' weights are then checked by their version counter, not by reading every value per call
     (`sft_kernels.runtime.weight_check`: edits through ``.data`` of a few values are not seen;
     ``set_weight_check("full")`` restores the full check).
@@ -112,6 +116,12 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
     report = swap_modules(model, rule, ConversionReport())
     if fuse and filter_fn is None:
         fuse_separable(model, report)
+        if not any(callable(getattr(m, "_sft_kernels_transformed", None)) for m in model.modules()):
+            # models that fuse themselves (SFTNet) are left to do so; elsewhere conv → batch norm → activation
+            for conv, bn, act in fold.fold_live_(model, fold.plan(model)):
+                report.add(conv, "fused", " + ".join(["conv"] + [m for m in (bn and "batch norm", act and
+                           type(model.get_submodule(act).__dict__["_sft_replaced"]).__name__) if m])
+                           + " run as one conv in eval mode (live fold: train mode and gradients run them apart)")
         for name, what in notify(model, "convert_", True):
             report.add(name, "fused", what)
     else:
@@ -135,8 +145,8 @@ def revert_(model: nn.Module) -> int:
         else set()
 
     def rule(name, child):
-        if isinstance(child, FusedAway):  # a module a separable pair had taken over
-            child = child.__dict__["_sft_replaced"]
+        if isinstance(child, FusedAway):  # a module a separable pair or a folded conv had taken over
+            child = child.__dict__["_sft_replaced"].train(child.training)
             if not (isinstance(child, Conv2d) and hasattr(child, "_sft_original_class")):
                 return child
         if isinstance(child, ConvTranspose2d) and hasattr(child, "_sft_original_class"):
@@ -148,8 +158,10 @@ def revert_(model: nn.Module) -> int:
             _trust(child.weight, False)
             return EagerConv2d.from_conv(child)
         return _original(child, ("activation", "negative_slope", "backend", "algorithm", "_fast",
-                                 "_sft_original_class", "_sft_pw", "_sft_mid", "_sft_slope"))
+                                 "_sft_original_class", "_sft_pw", "_sft_mid", "_sft_slope") + FOLD_ATTRS)
 
-    count = len(swap_modules(model, rule, Report("revert_"), "reverted").rows)
+    rows = swap_modules(model, rule, Report("revert_"), "reverted").rows
+    # the batch norms and activations a folded conv had taken over come back too; the count is of convs
+    count = sum(isinstance(model.get_submodule(r.name), nn.modules.conv._ConvNd) for r in rows)
     caller_layout.install(model)  # for layers of ours that revert_ leaves (int8, pruned)
     return count

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..nn import Conv2d
+from .fold import unfold_live_
 from .budget import check_budget_args
 from .decompose import (apply_decomposition, conv_candidates, dense_weight, fused_activation, ineligible, layer_inputs,
                         time_ms)
@@ -123,6 +124,7 @@ def factorize_(model: nn.Module, config: SVDConfig, example=None,
     ms before and after. With `config.psnr_budget_db`, `calibration` inputs and their `targets` (e.g. LR and HR
     images) score the model, and the most sensitive layers (PSNR per MAC saved) are restored until it is within the
     budget of the original (report.stats: psnr_before / psnr_all / psnr_after)."""
+    unfold_live_(model)  # convert_'s live batch-norm folds: each conv is decomposed on its own
     if config.target_speedup is not None and example is None:
         raise ValueError("SVDConfig(target_speedup=...) measures each layer: pass example= (an input of the model)")
     calibration, targets = check_budget_args(config, calibration, targets)

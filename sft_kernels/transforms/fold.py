@@ -6,6 +6,10 @@ modules: a batch norm (eval statistics) right after a conv is folded into the co
 by nn.Identity; a ReLU / LeakyReLU / ReLU6 module right after a conv (or after such a batch norm) becomes the
 conv's epilogue activation and is replaced by nn.Identity. Only where the conv's result feeds nothing else and each
 module runs once in the forward. Models torch.fx cannot trace fall back to neighbours in nn.Sequential containers.
+
+`fold_live_` (convert_) folds the same chains without changing what the model computes in training: the conv becomes
+a FoldedConv2d (nn/folded_conv.py) that runs the batch norm and activation itself, folded in eval mode and apart in
+train mode; `unfold_live_` undoes it for the transforms that work on the plain modules.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..nn import Conv2d, SeparableConv2d
 from ..nn.conv import activation_of
+from ..nn.folded_conv import FOLD_ATTRS, FoldedConv2d, FusedAway
 from ..nn.quantized import is_int8
 from .swap import set_module
 from .tracing import graph as _graph
@@ -153,4 +158,43 @@ def fold_activations_(model: nn.Module, chains: list, takes: Callable[[nn.Module
         c.activation, c.negative_slope = activation_of(model.get_submodule(act))
         set_module(model, act, nn.Identity())
         done.append((conv, act))
+    return done
+
+
+def fold_live_(model: nn.Module, chains: list) -> list:
+    """Fold the planned (conv, batch norm or None, activation or None) chains of converted convs (transforms/fold.py's
+    plan, by module name) into FoldedConv2d modules, in place; returns the chains folded."""
+    done = []
+    for conv, bn, act in chains:
+        c = model.get_submodule(conv)
+        if type(c) is not Conv2d or c.activation is not None or not hasattr(c, "_sft_original_class"):
+            continue
+        b = model.get_submodule(bn) if bn else None
+        a = model.get_submodule(act) if act else None
+        if b is not None and (b.running_mean is None or b.running_var is None):
+            continue
+        places = {name: FusedAway(m, f"the conv {conv}") for name, m in ((bn, b), (act, a)) if m is not None}
+        set_module(model, conv, FoldedConv2d.fold(c, places.get(bn), a))
+        for name, place in places.items():
+            set_module(model, name, place)
+        done.append((conv, bn, act))
+    return done
+
+
+def unfold_live_(model: nn.Module) -> list:
+    """Undo fold_live_ in place: each FoldedConv2d becomes a converted Conv2d again and its batch norm and activation
+    modules come back (with the train / eval mode their places had). Returns the convs' names."""
+    done = []
+    for name, m in list(model.named_modules()):
+        if isinstance(m, FusedAway) and m.__dict__["_sft_into"].startswith("the conv "):
+            orig = m.__dict__["_sft_replaced"]
+            orig.train(m.training)
+            set_module(model, name, orig)
+        elif isinstance(m, FoldedConv2d):
+            conv = Conv2d.from_conv(m, m.backend)
+            conv._sft_original_class = m._sft_original_class
+            for k in FOLD_ATTRS:
+                conv.__dict__.pop(k, None)
+            set_module(model, name, conv)
+            done.append(name)
     return done

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .fold import unfold_live_
 from ..nn import Conv2d, SeparableConv2d
 from ..nn.conv import activation_of
 from . import caller_layout
@@ -94,6 +95,7 @@ def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] =
     shapes: an add may broadcast, a fused residual may not). `backend` is passed to `convert_`. The returned
     module has a `fusion_report` attribute: the ConversionReport plus counts of what was folded."""
     model = copy.deepcopy(model).eval()
+    unfold_live_(model)  # convert_'s live folds: folded here for good instead
     gm = fx.GraphModule(model, ConvTracer().trace(model))
     modules = dict(gm.named_modules())
     folded = {"batch_norm": 0, "activation": 0, "separable": 0, "residual": 0}

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fold import unfold_live_
 from ..nn.quantized import QuantConv2d, QuantLinear
 from ..ops.conv2d.reference import epilogue
 from .quantize import Int8Config, _inputs, calibrate
@@ -57,6 +58,7 @@ def prepare_qat_(model: nn.Module, config: Optional[Int8Config] = None, calibrat
     with config.observer. Returns the per-layer report."""
     config = config or Int8Config()
     batches = _inputs(calibration)
+    unfold_live_(model)  # convert_'s live batch-norm folds: QAT trains the convs and batch norms as they are
     was = model.training
     model.eval()
     observers, skipped, _ = calibrate(model, batches, config)

@@ -46,6 +46,7 @@ from ..nn.quantized import QuantConv2d, QuantLinear, winograd_geometry
 from . import caller_layout, fold
 from .convert import convert_
 from .separable import unfuse_separable_
+from .fold import unfold_live_
 from .observers import OBSERVERS, Observer
 from .report import Report
 from .swap import notify, swap_modules, unfused
@@ -306,6 +307,8 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
 
     # 0. convert_'s fused depthwise + 1×1 pairs split again (each conv is quantized on its own); batch norms after
     # eligible convs folded into them, so the int8 weights carry their scale (fold.py)
+    for name in unfold_live_(model):
+        report.add(name, "note", "batch norm / activation fold undone: quantize_ folds them into the int8 weights")
     for name in unfuse_separable_(model):
         report.add(name, "note", "fused separable pair split: its convs are quantized one by one")
     chains = fold.plan(model)

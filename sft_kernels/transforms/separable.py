@@ -16,6 +16,7 @@ from .. import ops
 from ..runtime.layout import to_channels_last
 from ..nn import Conv2d
 from ..nn.conv import activation_of, at_weight_precision
+from ..nn.folded_conv import FusedAway
 from .report import Report
 
 
@@ -29,21 +30,6 @@ class SeparableHead(Conv2d):
         return ops.separable_conv2d(input, self.weight, pw.weight, self.bias, pw.bias, self.stride, self.padding,
                                     self.dilation, mid_activation=self._sft_mid, negative_slope=self._sft_slope,
                                     residual=residual, backend=self.backend)
-
-
-class FusedAway(nn.Module):
-    """A module whose work a SeparableHead does: keeps its parameters (and state_dict keys), passes input through."""
-
-    def __init__(self, original: nn.Module):
-        super().__init__()
-        self._parameters, self._buffers = original._parameters, original._buffers
-        self.__dict__["_sft_replaced"] = original
-
-    def forward(self, x):
-        return x
-
-    def extra_repr(self) -> str:
-        return f"fused into the depthwise conv before it ({type(self.__dict__['_sft_replaced']).__name__})"
 
 
 def _is_depthwise(m) -> bool:

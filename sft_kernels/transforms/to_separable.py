@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..nn import SeparableConv2d
+from .fold import unfold_live_
 from .budget import check_budget_args
 from .decompose import (apply_decomposition, conv_candidates, dense_weight, fused_activation, ineligible, layer_inputs,
                         time_ms)
@@ -94,6 +95,7 @@ def to_separable_(model: nn.Module, config: SeparableConfig = SeparableConfig(),
     module docstring. Grouped convs, 'same'/'valid' string padding, non-zero padding modes, kernels under
     `min_kernel` and layers where the pair would not save MACs are left as they are (the report says why). A PSNR
     budget works as factorize_'s (`config.psnr_budget_db` with `calibration` and `targets`)."""
+    unfold_live_(model)  # convert_'s live batch-norm folds: each conv is decomposed on its own
     calibration, targets = check_budget_args(config, calibration, targets)
     report = Report("to_separable_")
     candidates = conv_candidates(model, config.filter_fn)

@@ -39,7 +39,8 @@ def _no_winograd(backend, algorithm):
 def _impl_reference(x, w, b, res, scale, shift, stride, padding, dilation, groups, act, slope, algorithm, shuffle):
     _no_winograd("reference", algorithm)
     mod = None if scale is None else (scale, shift)
-    y = ref.conv2d(x, w, b, stride, padding, dilation, groups, act, slope, res, shuffle, mod)
+    y = ref.conv2d(x, weight_pack.like_input(w, x), b, stride, padding, dilation, groups, act, slope, res, shuffle,
+                   mod)
     return y.contiguous(memory_format=checks.output_memory_format(x))
 
 

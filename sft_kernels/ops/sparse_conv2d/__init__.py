@@ -20,7 +20,7 @@ from typing import Optional
 
 import torch
 
-from ...runtime import checks, registry
+from ...runtime import checks, registry, weight_pack
 from ...runtime import triton as runtime_triton
 from ...runtime.dispatch import PLAIN, Op, dispatch
 from . import cpu
@@ -33,7 +33,8 @@ registry.register_op("sparse_conv2d", {"reference": registry.FLOATS, "cpu": (tor
 
 def _impl_reference(x, w, b, res, ms, mt, stride, padding, dilation, groups, act, slope, block):
     mod = None if ms is None else (ms, mt)
-    y = ref.sparse_conv2d(x, w, b, stride, padding, dilation, groups, act, slope, res, mod)
+    y = ref.sparse_conv2d(x, weight_pack.like_input(w, x), b, stride, padding, dilation, groups, act, slope, res,
+                          mod)
     return y.contiguous(memory_format=checks.output_memory_format(x))
 
 

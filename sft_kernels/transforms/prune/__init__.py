@@ -14,6 +14,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from ..fold import unfold_live_
 from ...nn.sparse import SparseConv2d
 from ..report import Report
 from ..swap import notify, set_module, swap_modules, unfused
@@ -63,6 +64,7 @@ def prune_(model: nn.Module, config: Optional[PruneConfig] = None,
     `example` (a model input, or a tuple of them) adds MACs to the report."""
     config = config or PruneConfig()
     report = Report("prune_")
+    unfold_live_(model)  # convert_'s live batch-norm folds: masks and channel groups see the plain modules
     if config.pattern == "channel":
         return _prune_channels(model, config, example, report)
     targets, skipped = {}, {}

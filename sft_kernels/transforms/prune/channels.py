@@ -90,7 +90,7 @@ def _rebuilt(conv: nn.Module, out_idx, in_idx) -> nn.Module:
         new.weight.copy_(w)
         if b is not None:
             new.bias.copy_(b)
-    return new
+    return new.train(conv.training)  # an eval model's convs stay in eval
 
 
 def prune_channels_(model: nn.Module, ratio: float, groups=None, multiple: int = 4, example=None) -> list:
