@@ -102,9 +102,11 @@ class FoldedConv2d(Conv2d):
             w = self.weight * scale.to(self.weight.dtype).view(-1, 1, 1, 1)
             b = -bn.running_mean * scale if self.bias is None else (self.bias - bn.running_mean) * scale
             b = (b if bn.bias is None else b + bn.bias).to(self.weight.dtype)
+        if key is None:
+            return w, b
         if registry.cpu_ext() is not None and w.is_cpu:  # never changed in place: checked by version (weight_check)
             torch.ops.sft_cpu.trust_weight(w, True)
-        self.__dict__["_sft_folded"] = (key, w, b) if key is not None else None
+        self.__dict__["_sft_folded"] = (key, w, b)
         return w, b
 
     def extra_repr(self) -> str:
