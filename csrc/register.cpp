@@ -90,6 +90,7 @@ TORCH_LIBRARY(sft_cpu, m) {
   m.def("conv2d_direct_path(Tensor x, Tensor weight, int[] stride, int[] dilation, int groups) -> str",
         &sft::conv2d_direct_path);
   m.def("to_channels_last(Tensor x) -> Tensor", &sft::to_channels_last_cpu);
+  m.def("to_nchw(Tensor x) -> Tensor", &sft::to_nchw_cpu);
   m.def("buffer_pool_clear() -> ()", &sft::buffer_pool_clear);
   m.def("weight_cache_entries() -> int", &sft::weight_cache_entries);
   m.def("set_weight_check(int mode) -> int", &sft::set_weight_check);

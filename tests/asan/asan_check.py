@@ -253,6 +253,8 @@ def run():
         x = torch.randn(*shape)
         y = ops.to_channels_last(x)
         assert torch.equal(y, x) and y.is_contiguous(memory_format=torch.channels_last), shape
+        z = ops.to_nchw(y)  # and back, as a map handed to an NCHW caller
+        assert torch.equal(z, x) and z.is_contiguous(), shape
     # int8 1×1 of a uint8 channels_last input read in place (no copy), a channel slice of a wider tensor too
     for (n, c, h, w, k) in [(2, 32, 6, 19, 40), (1, 12, 5, 30, 3)]:
         wq = torch.randint(-128, 128, (k, c, 1, 1), dtype=torch.int8)

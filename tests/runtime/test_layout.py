@@ -1,6 +1,6 @@
-"""The layout policy's NCHW -> channels_last change (sft_kernels/runtime/layout.py): the cpu extension's blocked
+"""The layout policy's NCHW <-> channels_last changes (sft_kernels/runtime/layout.py): the cpu extension's blocked
 transpose (16×16 register transposes inside whole blocks, a scalar loop at the edges and on other ISAs) gives
-exactly ATen's copy, and autograd, torch.compile, non-contiguous and non-float inputs take ATen's copy."""
+exactly ATen's copy, both ways, and autograd, torch.compile, non-contiguous and non-float inputs take ATen's copy."""
 import os
 import subprocess
 import sys
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sft_kernels.runtime import registry
-from sft_kernels.runtime.layout import to_channels_last
+from sft_kernels.runtime.layout import to_channels_last, to_nchw
 from sft_kernels.testing import tol
 
 CPU = registry.cpu_ext() is not None
@@ -24,6 +24,33 @@ def test_nchw_maps_are_laid_out_channels_last_exactly(shape):
     if CPU and x.numel() >= 1 << 14:
         z = torch.ops.sft_cpu.to_channels_last(x)  # the extension's path itself, whatever the size
         assert torch.equal(z, x) and z.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_channels_last_maps_go_back_to_nchw_exactly(shape):
+    x = torch.randn(*shape).contiguous(memory_format=torch.channels_last)
+    y = to_nchw(x)
+    assert y.is_contiguous() and torch.equal(y, x)
+    if CPU:
+        z = torch.ops.sft_cpu.to_nchw(x)  # the extension's path itself, whatever the size
+        assert torch.equal(z, x) and z.is_contiguous()
+    assert to_nchw(y) is y
+
+
+def test_to_nchw_of_other_inputs():
+    x = torch.randn(1, 32, 24, 24).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    to_nchw(x).sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))
+    for t in (torch.randn(1, 64, 20, 40).contiguous(memory_format=torch.channels_last)[:, ::2],
+              torch.randn(1, 32, 32, 32, dtype=torch.float64).contiguous(memory_format=torch.channels_last),
+              torch.randint(0, 255, (1, 32, 32, 32), dtype=torch.uint8).contiguous(memory_format=torch.channels_last)):
+        y = to_nchw(t)
+        assert torch.equal(y, t) and y.is_contiguous()
+        if CPU:
+            z = torch.ops.sft_cpu.to_nchw(t)
+            assert torch.equal(z, t) and z.is_contiguous()
+    flat = torch.randn(5, 7)
+    assert to_nchw(flat) is flat
 
 
 def test_other_inputs_take_atens_copy_and_keep_autograd():
@@ -50,7 +77,9 @@ def test_scalar_transpose_on_other_isas(isa):
             "for shape in ((1, 64, 128, 128), (2, 40, 33, 35)):\n"
             "    x = torch.randn(*shape)\n"
             "    y = torch.ops.sft_cpu.to_channels_last(x)\n"
-            "    assert torch.equal(y, x) and y.is_contiguous(memory_format=torch.channels_last)\n")
+            "    assert torch.equal(y, x) and y.is_contiguous(memory_format=torch.channels_last)\n"
+            "    z = torch.ops.sft_cpu.to_nchw(y)\n"
+            "    assert torch.equal(z, x) and z.is_contiguous()\n")
     proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, SFT_KERNELS_ISA=isa),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -133,3 +133,39 @@ def test_one_channel_input_keyword_input_and_several_outputs():
         out = two(x=torch.rand(1, 3, 6, 5), scale=torch.tensor(2.0))
         assert out["features"].is_contiguous() and all(t.is_contiguous() for t in out["out"])
         assert two(torch.rand(1, 3, 6, 5).transpose(2, 3))["features"].is_contiguous()  # a strided NCHW view
+
+
+class ResidualBlock(nn.Module):
+    """Two branches of convs joined by an add: no .view, so only the model's output goes back to NCHW (an NCHW map
+    from one branch's last conv had made the add mix layouts and cost a copy back)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 32, 3, padding=1)
+        self.branch = nn.Sequential(nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 1))
+        self.shortcut = nn.Conv2d(32, 64, 1)
+
+    def forward(self, x):
+        h = self.stem(x)
+        return torch.relu(self.branch(h) + self.shortcut(h))
+
+
+def _hooked(model):
+    return {name for name, m in model.named_modules()
+            if any(isinstance(h, caller_layout.BackToCaller) for h in m._forward_hooks.values())}
+
+
+def test_only_layers_whose_maps_reach_a_view_hand_back_nchw():
+    torch.manual_seed(0)
+    res, head = ResidualBlock().eval(), ViewHead().eval()
+    sft_kernels.convert_(res)
+    sft_kernels.convert_(head)
+    assert _hooked(res) == {""}
+    assert _hooked(head) == {"", "features.4"}
+    seen = {}
+    res.shortcut.register_forward_hook(lambda m, i, o: seen.setdefault("shortcut", o.is_contiguous()))
+    x = torch.randn(1, 3, 20, 20)
+    with torch.no_grad():
+        y = res(x)
+    assert y.is_contiguous() and not seen["shortcut"]
+    assert res(x.contiguous(memory_format=torch.channels_last)).is_contiguous(memory_format=torch.channels_last)

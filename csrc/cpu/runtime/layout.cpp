@@ -85,6 +85,19 @@ at::Tensor to_channels_last_cpu(const at::Tensor& x) {
   return y;
 }
 
+at::Tensor to_nchw_cpu(const at::Tensor& x) {
+  TORCH_CHECK(x.dim() == 4 && x.device().is_cpu(), "sft_cpu::to_nchw: x must be a 4-D CPU tensor");
+  if (x.is_contiguous()) return x;
+  // not from the buffer pool: this map goes back to the caller
+  at::Tensor y = at::empty(x.sizes(), x.options());
+  if (x.scalar_type() == at::kFloat && x.is_contiguous(at::MemoryFormat::ChannelsLast))
+    transpose_batched(x.data_ptr<float>(), y.data_ptr<float>(), nullptr, x.size(0), x.size(2) * x.size(3),
+                      x.size(1));
+  else
+    y.copy_(x);
+  return y;
+}
+
 at::Tensor shuffle_sub_pixels(const at::Tensor& y, int64_t r) {
   const int64_t N = y.size(0), Cs = y.size(1) / (r * r), P = y.size(2), Q = y.size(3);
   // [N, P, Q, (i, j, c)] → [N, P, i, Q, (j, c)]: runs of r·Cs channels, moved as 8-byte words where they are whole
