@@ -147,3 +147,15 @@ def test_onnx_export_of_a_folded_model(tmp_path):
     model = _net()
     sft_kernels.convert_(model)
     sft_kernels.export_onnx(model, torch.rand(1, 3, 16, 16), tmp_path / "folded.onnx")  # checked in onnxruntime
+
+
+def test_inference_mode_then_no_grad_and_torch_compile():
+    model, ref = _net(), _net()
+    sft_kernels.convert_(model)
+    x = torch.randn(2, 3, 12, 12)
+    with torch.inference_mode():  # the fold made here holds inference tensors; later calls must still work
+        torch.testing.assert_close(model(x), ref(x), **tol("fp32"))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x), **tol("fp32"))
+        compiled = torch.compile(model, fullgraph=True)  # traced through the unfused path
+        torch.testing.assert_close(compiled(x), ref(x), **tol("fp32"))
