@@ -75,9 +75,9 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
     1×1 conv in an nn.Sequential run as one fused separable conv (state_dict keys unchanged), and models that have a
     fused forward for converted convs (SFTNet's "pytorch" variant: batched SFT convs, epilogue-fused ReLU /
     residuals; same function) switch to it; in other models a conv followed by a BatchNorm2d and / or a ReLU /
-    LeakyReLU / ReLU6 module (nothing else reading the conv's output) becomes a `FoldedConv2d` that runs them as one
-    conv in eval mode and apart in train mode or when gradients are needed (state_dict keys unchanged; revert_
-    puts the modules back).
+    LeakyReLU / ReLU6 module (nothing else reading the conv's output, no forward hook on any of them) becomes a
+    `FoldedConv2d` that runs them as one conv in eval mode and apart in train mode or when gradients are needed
+    (state_dict keys unchanged; revert_ puts the modules back).
     The converted convs' weights are then checked by their version counter, not by reading every value per call
     (`sft_kernels.runtime.weight_check`: edits through ``.data`` of a few values are not seen;
     ``set_weight_check("full")`` restores the full check).

@@ -23,6 +23,7 @@ from ..nn import Conv2d, SeparableConv2d
 from ..nn.conv import activation_of
 from ..nn.folded_conv import FOLD_ATTRS, FoldedConv2d, FusedAway
 from ..nn.quantized import is_int8
+from .caller_layout import BackToCaller, CallerLayout
 from .swap import set_module
 from .tracing import graph as _graph
 
@@ -173,12 +174,20 @@ def fold_live_(model: nn.Module, chains: list) -> list:
         a = model.get_submodule(act) if act else None
         if b is not None and (b.running_mean is None or b.running_var is None):
             continue
+        if any(_user_hooks(m) for m in (c, b, a) if m is not None):
+            continue  # a hook on the batch norm or activation would no longer run; one on the conv would see more
         places = {name: FusedAway(m, f"the conv {conv}") for name, m in ((bn, b), (act, a)) if m is not None}
         set_module(model, conv, FoldedConv2d.fold(c, places.get(bn), a))
         for name, place in places.items():
             set_module(model, name, place)
         done.append((conv, bn, act))
     return done
+
+
+def _user_hooks(m: nn.Module) -> bool:
+    """Whether `m` has forward hooks other than caller_layout's."""
+    return any(not isinstance(h, (BackToCaller, CallerLayout))
+               for h in (*m._forward_hooks.values(), *m._forward_pre_hooks.values()))
 
 
 def unfold_live_(model: nn.Module) -> list:

@@ -159,3 +159,19 @@ def test_inference_mode_then_no_grad_and_torch_compile():
         torch.testing.assert_close(model(x), ref(x), **tol("fp32"))
         compiled = torch.compile(model, fullgraph=True)  # traced through the unfused path
         torch.testing.assert_close(compiled(x), ref(x), **tol("fp32"))
+
+
+def test_modules_with_user_hooks_are_not_folded():
+    """A forward hook on the batch norm or activation would stop running if they were folded (feature extraction
+    by hooks); one on the conv would see the batch norm's output: such chains stay as they are."""
+    model, ref = _net(), _net()
+    seen = []
+    model[1].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    model[6].register_forward_pre_hook(lambda m, i: None)
+    sft_kernels.convert_(model)
+    assert type(model[1]) is nn.BatchNorm2d and type(model[0]) is Conv2d and type(model[7]) is nn.BatchNorm2d
+    assert type(model[3]) is FoldedConv2d
+    x = torch.randn(1, 3, 10, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x), **tol("fp32"))
+    assert seen == [(1, 16, 10, 10)]
