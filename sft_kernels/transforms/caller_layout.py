@@ -114,7 +114,7 @@ def _reaches_view(node, mods: dict) -> bool:
         if n in seen or (n.op == "call_module" and is_ours(mods.get(n.target))):
             continue
         seen.add(n)
-        if (n.op == "call_method" and n.target == "view") or (n.op == "call_function" and n.target is torch.Tensor.view):
+        if (n.op, n.target) in (("call_method", "view"), ("call_function", torch.Tensor.view)):
             return True
         todo.extend(n.users)
     return False

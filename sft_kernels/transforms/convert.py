@@ -18,7 +18,7 @@ from torch import nn
 
 from ..nn import Conv2d, ConvTranspose2d, EagerConv2d
 from ..nn.conv import sharing_parameters
-from ..nn.folded_conv import FOLD_ATTRS, FusedAway
+from ..nn.folded_conv import FusedAway
 from ..runtime import registry
 from . import caller_layout, fold
 from .report import Report
@@ -140,12 +140,13 @@ def revert_(model: nn.Module) -> int:
     carries an activation or takes a residual (`fuse_for_inference` folded them in) becomes an `EagerConv2d`, which
     computes the same in plain PyTorch."""
     notify(model, "convert_", False)
+    fold.unfold_live_(model)  # folded convs: converted convs again, their batch norms and activations back
     graph = getattr(model, "graph", None)
     with_residual = {n.target for n in graph.nodes if n.op == "call_module" and n.kwargs} if graph is not None \
         else set()
 
     def rule(name, child):
-        if isinstance(child, FusedAway):  # a module a separable pair or a folded conv had taken over
+        if isinstance(child, FusedAway):  # a module a separable pair had taken over
             child = child.__dict__["_sft_replaced"].train(child.training)
             if not (isinstance(child, Conv2d) and hasattr(child, "_sft_original_class")):
                 return child
@@ -158,10 +159,10 @@ def revert_(model: nn.Module) -> int:
             _trust(child.weight, False)
             return EagerConv2d.from_conv(child)
         return _original(child, ("activation", "negative_slope", "backend", "algorithm", "_fast",
-                                 "_sft_original_class", "_sft_pw", "_sft_mid", "_sft_slope") + FOLD_ATTRS)
+                                 "_sft_original_class", "_sft_pw", "_sft_mid", "_sft_slope"))
 
     rows = swap_modules(model, rule, Report("revert_"), "reverted").rows
-    # the batch norms and activations a folded conv had taken over come back too; the count is of convs
+    # the count is of convs (a separable pair's activation comes back too)
     count = sum(isinstance(model.get_submodule(r.name), nn.modules.conv._ConvNd) for r in rows)
     caller_layout.install(model)  # for layers of ours that revert_ leaves (int8, pruned)
     return count
