@@ -265,6 +265,29 @@ def run():
             y = ops.qconv2d(x, 0.03, 33, packed, wsum, ws, None, 1, 1, [1, 1], [0, 0], [1, 1], 0, 0.0, None, 0.0, 0)
             ref = F.conv2d(x.double() - 33, wq.double()) * (0.03 * ws.double()).view(1, -1, 1, 1)
             assert (y.double() - ref).abs().max().item() < 1e-3, (c, k)
+    # int8 strided convs (AMX: flat blocks over the padded copy's phase planes, whose last tiles read into the
+    # slack), flat blocks' uint8 store with a uint8 residual, and few-channel inputs (uint8 and float32,
+    # channels_last and NCHW) copied several pixels per vector
+    for (n, c, h, w, k, r, st, pd, dl) in [(2, 64, 13, 11, 48, 3, 2, 1, 1), (1, 64, 17, 19, 32, 3, 3, 1, 1),
+                                           (1, 32, 16, 15, 40, 5, 2, 2, 1), (1, 64, 15, 15, 33, 3, 2, 2, 2),
+                                           (1, 64, 9, 13, 64, 1, 2, 1, 1), (1, 64, 7, 7, 64, 3, 1, 1, 1),
+                                           (2, 3, 20, 23, 40, 7, 2, 3, 1), (1, 5, 9, 37, 16, 3, 1, 1, 1)]:
+        wq = torch.randint(-128, 128, (k, c, r, r), dtype=torch.int8)
+        packed, wsum = ops.qconv2d_pack(wq)
+        ws = torch.rand(k) * 0.01 + 0.001
+        xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8)
+        xf = xq.float() * 0.03 - 1.0
+        for x in (xq.contiguous(memory_format=torch.channels_last), xf,
+                  xf.contiguous(memory_format=torch.channels_last)):
+            y = ops.qconv2d(x, 0.03, 33, packed, wsum, ws, None, r, r, [st, st], [pd, pd], [dl, dl], 0, 0.0, None,
+                            0.0, 0)
+            xi = torch.clamp(torch.round(x * torch.tensor(1 / 0.03)) + 33, 0, 255) if x.is_floating_point() else x
+            ref = F.conv2d(xi.double() - 33, wq.double(), None, st, pd, dl) * (0.03 * ws.double()).view(1, -1, 1, 1)
+            assert (y.double() - ref).abs().max().item() < 1e-3, (c, k, r, st)
+        res = torch.randint(0, 256, ref.shape, dtype=torch.uint8)
+        y8 = ops.qconv2d(xq, 0.03, 33, packed, wsum, ws, None, r, r, [st, st], [pd, pd], [dl, dl], 1, 0.0, res, 0.05,
+                         7, None, None, 1, None, 0.02, 131)
+        assert y8.dtype == torch.uint8 and y8.shape == ref.shape
     # grouped int8 conv, 4-32 channels per group (VNNI: vectors over groups; else once per group): a 12-channel tail,
     # stride 2, a 5×5 dilated kernel, float input with a modulation, uint8 output with a residual
     for (n, c, h, w, g, r, st, dl) in [(2, 12, 9, 11, 3, 3, 1, 1), (1, 40, 8, 9, 5, 3, 2, 1),

@@ -34,6 +34,7 @@ class InputRows {
   InputRows(const at::Tensor& x, double x_scale, int64_t zx, int64_t ph, int64_t pw, int64_t Cp, Mod mod);
   // Padded row r (0 <= r < Hp; rows outside the image hold zx) of image n: Wp·Cp bytes at dst.
   void fill(int64_t n, int64_t r, uint8_t* dst) const;
+  int zero_point() const { return zx_; }
   const int64_t Hp, Wp, Cp;
 
  private:
@@ -45,13 +46,29 @@ class InputRows {
   const float* xf_;
   const uint8_t* xu_;
   const Mod mod_;
-  bool v512_ = false, whole_pixels_ = false;
+  bool v512_ = false, whole_pixels_ = false, few_pixels_ = false, few_float_ = false, rgb_nchw_ = false;
 };
 
 // The zero-point-padded NHWC copy [N][Hp][Wp][Cp] (+ slack for AMX tiles that run past the last row), quantizing a
 // float input on the way (clamp(round(x / x_scale) + zx, 0, 255), half to even); channels C..Cp hold zx too.
 at::Tensor padded_input(const at::Tensor& x, double x_scale, int64_t zx, int64_t ph, int64_t pw, int64_t Cp,
                         int64_t slack, Mod mod);
+
+// A strided conv's padded copy split into phase planes, for the AMX blocks: plane (a, b) holds the padded pixels
+// (sh·i + a, sw·j + b), Hq × Wq of them, so every tap of every output pixel is a stride-1 read in one plane and a
+// block covers 32 consecutive positions of a Wq-wide grid, where row mode covers one output row (ResNet's 7-wide
+// stride-2 layers: 7 of 32 pixels). Only the planes some tap reads are copied (a 1×1 conv: one).
+struct Phases {
+  Phases(int64_t R, int64_t S, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t Hp, int64_t Wp);
+  int64_t sh, sw, Hq, Wq, count = 0;
+  std::vector<int> plane;  // plane[a·sw + b]: its place in the copy, or -1 where no tap reads it
+  // Tap r·S + s's byte offset from an image's first plane (Cp bytes per pixel).
+  std::vector<int64_t> tap_offsets(int64_t R, int64_t S, int64_t dh, int64_t dw, int64_t Cp) const;
+};
+
+// The phase planes [N][count][Hq][Wq][Cp] of rows' padded copy (+ slack), positions past the padded image zx.
+at::Tensor phased_input(const InputRows& rows, int64_t N, const Phases& ph, int64_t slack,
+                        const at::TensorOptions& opts);
 
 // The store's per-channel multipliers x_scale·w_scale[k] and bias (empty without one) of int8 conv `op`, checked and
 // zero-padded to Kp channels.

@@ -52,15 +52,16 @@ SFT_STORE_INLINE inline Epi epi_of(const Store& s) {
 }
 
 // The residual of 16 channels of pixel i: float32, or a uint8 one dequantized ((r − zero point)·scale, the same
-// float32 arithmetic as dequantizing it first).
+// float32 arithmetic as dequantizing it first). With pix, the residual's pixels lie where the outputs' do.
 SFT_STORE_INLINE inline __m512 residual16(const Epi& e, int64_t i, int c0, __mmask16 m) {
+  const int64_t o = (e.pix ? e.pix[i] : i * e.ldr) + c0;
   if (e.res_u8) {
-    const __m128i r = _mm_maskz_loadu_epi8(m, static_cast<const uint8_t*>(e.res) + i * e.ldr + c0);
+    const __m128i r = _mm_maskz_loadu_epi8(m, static_cast<const uint8_t*>(e.res) + o);
     __m512 d = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(r), e.rzp)), e.rscale);
     asm("" : "+v"(d));  // rounded on its own (see rounded() in tiles.h)
     return d;
   }
-  return _mm512_maskz_loadu_ps(m, static_cast<const float*>(e.res) + i * e.ldr + c0);
+  return _mm512_maskz_loadu_ps(m, static_cast<const float*>(e.res) + o);
 }
 
 // 16 float32 values as bfloat16 bits, rounded to nearest even, NaN quiet (bf16_bits; no AVX512_BF16 needed).

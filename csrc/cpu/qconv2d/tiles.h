@@ -41,7 +41,7 @@ struct Store {
   int64_t ldo;
   Types ty;
   const int32_t* rows = nullptr;  // store_block: accumulator row i goes to output row rows[i] (< 0: none), not i
-  const int64_t* pix = nullptr;   // the VNNI tile's store: pixel i at out + pix[i] elements, not i·ldo (a shuffle)
+  const int64_t* pix = nullptr;   // the VNNI tile's store: pixel i at out (and res) + pix[i] elements, not i·ldo
 };
 
 // p moved by n elements of `size` bytes (null stays null).

@@ -95,12 +95,30 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void store_block(const int3
   const __m512i* comp = pc.comp;
   const __m512 *mult = pc.mult, *bias = pc.bias;
   const int halves = pc.halves;
-  if (s.rows) {  // scattered rows (the AMX block over padded-width rows): one at a time, skipping the padding
+  if (s.rows) {  // scattered rows (the AMX block over padded-width rows), skipping the padding
+    // The rows that are output pixels, compacted: k-th one's sums at acc row idx[k], its outputs (and residual: the
+    // same [pixel][K] layout) at element off[k], so whole panels of uint8 still go out two pixels per store.
+    int idx[32];
+    int64_t off[32];
+    int n = 0;
+    for (int i = 0; i < mr; ++i)
+      if (s.rows[i] >= 0) {
+        idx[n] = i;
+        off[n++] = s.rows[i] * s.ldo;
+      }
+    Epi ef = e;
+    ef.pix = off;
+    int k0 = 0;
+    if (s.ty.quant && ncols == kNR)
+      for (; k0 + 1 < n; k0 += 2) {
+        const int32_t *a0 = acc + idx[k0] * kNR, *a1 = acc + idx[k0 + 1] * kNR;
+        store_pair_q8(_mm512_loadu_si512(a0), _mm512_loadu_si512(a0 + 16), _mm512_loadu_si512(a1),
+                      _mm512_loadu_si512(a1 + 16), k0, comp, mult, bias, ef);
+      }
     for (int h = 0; h < halves; ++h) {
       const __mmask16 m = tail_mask(ncols - 16 * h);
-      for (int i = 0; i < mr; ++i)
-        if (s.rows[i] >= 0)
-          store16(_mm512_loadu_si512(acc + i * kNR + 16 * h), s.rows[i], 16 * h, m, comp[h], mult[h], bias[h], e);
+      for (int k = k0; k < n; ++k)
+        store16(_mm512_loadu_si512(acc + idx[k] * kNR + 16 * h), k, 16 * h, m, comp[h], mult[h], bias[h], ef);
     }
     return;
   }
