@@ -105,6 +105,9 @@ class QuantConv2d(nn.Module):
         # > 0: forward returns uint8 requantized with (out_scale, out_zero_point), the input parameters of the one
         # int8 conv that reads this output (quantize_ sets them where the model's graph shows such a pair)
         self.out_scale, self.out_zero_point = 0.0, 0
+        # (scale, zero point) of a uint8 residual: the grid of the int8 conv that writes it (quantize_'s chains),
+        # or None (a residual is float)
+        self.residual_quant: Optional[tuple] = None
         # the Winograd-domain form (sft.qconv2d_winograd): its 16 input multipliers, or None for the direct conv
         self.winograd_mult: Optional[torch.Tensor] = None
         self._wino = None  # (u_q, u_scale) made from the int8 weight on first use
@@ -159,6 +162,9 @@ class QuantConv2d(nn.Module):
                 modulation: Optional[tuple] = None) -> torch.Tensor:
         if residual is not None and residual.is_floating_point() and residual.dtype != torch.float32:
             residual = residual.float()
+        elif residual is not None and residual.dtype == torch.uint8 and self.residual_quant is None:
+            raise ValueError(f"{self.extra_repr()}: a uint8 residual needs residual_quant = (scale, zero point), the "
+                             "grid it was quantized on")
         return _in_dtype(self.run(input, self.activation, self.negative_slope, residual, modulation, self.out_scale,
                                   self.out_zero_point), input)
 
@@ -174,6 +180,9 @@ class QuantConv2d(nn.Module):
         input = to_channels_last(input)
         if input.dtype not in (torch.float32, torch.uint8) or (input.dtype == torch.uint8 and self.act_bits == 16):
             input = input.float()  # uint8 input: already quantized with this conv's input scale and zero point
+        rq = self.residual_quant if residual is not None and residual.dtype == torch.uint8 else None
+        if rq is not None and self.act_bits == 16:
+            residual, rq = (residual.float() - rq[1]) * rq[0], None
         if pixel_shuffle > 1 and self.act_bits == 16:
             y = pixel_shuffle_nhwc(self.run(input, activation, negative_slope, None, modulation), pixel_shuffle)
             return y if residual is None else y + residual
@@ -190,13 +199,13 @@ class QuantConv2d(nn.Module):
                                         input_scale=self.input_scale, input_zero_point=self.input_zero_point,
                                         activation=activation, negative_slope=negative_slope, residual=residual,
                                         out_scale=out_scale, out_zero_point=out_zero_point,
-                                        pixel_shuffle=pixel_shuffle, backend=self.backend)
+                                        pixel_shuffle=pixel_shuffle, residual_quant=rq, backend=self.backend)
         return ops.qconv2d(input, self.weight_int8, self.weight_scale, self.bias, self.stride, self.padding,
                            self.dilation, self.groups, input_scale=self.input_scale,
                            input_zero_point=self.input_zero_point, activation=activation,
                            negative_slope=negative_slope, residual=residual, modulation=modulation,
                            out_scale=out_scale, out_zero_point=out_zero_point, pixel_shuffle=pixel_shuffle,
-                           backend=self.backend)
+                           residual_quant=rq, backend=self.backend)
 
     def padded(self, x: torch.Tensor, modulation: Optional[tuple] = None) -> torch.Tensor:
         """`x` (float, or uint8 on this conv's input grid) padded by `pre_pad` in `padding_mode`, its modulation
@@ -223,6 +232,8 @@ class QuantConv2d(nn.Module):
             state.update(pre_pad=list(self.pre_pad), padding_mode=self.padding_mode)
         if self.out_scale:  # the uint8 output the next int8 conv reads (quantize_'s chains): its grid
             state.update(out_scale=self.out_scale, out_zero_point=self.out_zero_point)
+        if self.residual_quant is not None:
+            state["residual_quant"] = list(self.residual_quant)
         return state
 
     def set_extra_state(self, state):
@@ -235,6 +246,8 @@ class QuantConv2d(nn.Module):
         self.padding_mode = state.get("padding_mode", "zeros")
         self.out_scale = float(state.get("out_scale", 0.0))
         self.out_zero_point = int(state.get("out_zero_point", 0))
+        rq = state.get("residual_quant")
+        self.residual_quant = (float(rq[0]), int(rq[1])) if rq is not None else None
         self._w_float = None
         self.set_winograd(state.get("winograd_mult"))
 
@@ -250,6 +263,8 @@ class QuantConv2d(nn.Module):
         return s + f", input_scale={self.input_scale:.4g}, input_zero_point={self.input_zero_point}" + (
             f", activation={self.activation!r}" if self.activation else "") + (
             f", uint8 out (scale={self.out_scale:.4g}, zero_point={self.out_zero_point})" if self.out_scale else "") + (
+            f", uint8 residual (scale={self.residual_quant[0]:.4g}, zero_point={self.residual_quant[1]})"
+            if self.residual_quant is not None else "") + (
             ", Winograd F(2x2, 3x3)" if self.winograd_mult is not None else "")
 
 

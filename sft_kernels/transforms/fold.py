@@ -16,13 +16,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable
 
+import torch
+import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..nn import Conv2d, SeparableConv2d
 from ..nn.conv import activation_of
 from ..nn.folded_conv import FOLD_ATTRS, FoldedConv2d, FusedAway
-from ..nn.quantized import is_int8
+from ..nn.quantized import QuantConv2d, is_int8
 from .caller_layout import BackToCaller, CallerLayout
 from .swap import set_module
 from .tracing import graph as _graph
@@ -68,47 +70,82 @@ def single_calls(model: nn.Module, graph):
 
 
 def chain_int8_(model: nn.Module) -> list:
-    """Where an int8 conv's output feeds only another int8 conv (as its input, through nothing but identities: a
-    batch norm or activation folded away; a fused separable conv counts by its 1×1 conv as a writer and by its
-    depthwise conv as a reader), make the first return uint8 requantized with the second's input parameters, so no
-    float map is written between them. The model's own graph says so (traced, or a
-    GraphModule's); untraceable models are left as they are. Returns [(producer, consumer)]."""
+    """Where an int8 conv's output feeds only int8 convs (through nothing but identities: a batch norm or activation
+    folded away), make it return uint8 requantized with its readers' input parameters, so no float map is written
+    between them. Each reader takes it as its input (a fused separable conv counts by its 1×1 conv as a writer and by
+    its depthwise conv as a reader; readers of one map have one input grid) or as its residual (a QuantConv2d, which
+    then dequantizes it with `residual_quant`), and at least one takes it as input. In a GraphModule (such as
+    fuse_for_inference's) a ReLU that follows the writer (ResNet's after its residual add) is dropped when the
+    readers' grid has zero point 0: its clamp at 0 is then the requantization's. The model's own graph says all this
+    (traced, or a GraphModule's); untraceable models are left as they are. Returns [(writer, readers)]."""
     graph = _graph(model)
     if graph is None:
         return []
     mods, single = single_calls(model, graph)
-
-    def reader(m):  # the int8 conv whose input parameters a uint8 input must have, or None
-        m = m.dw if isinstance(m, SeparableConv2d) else m
-        return m if is_int8(m) else None
+    editable = isinstance(model, fx.GraphModule)
 
     def writer(m):  # the int8 conv that writes the module's output, or None
         m = m.pw if isinstance(m, SeparableConv2d) else m
         return m if is_int8(m) else None
 
+    def reading(user, out):  # (int8 conv, "input" or "residual") where `user` reads `out` so, else None
+        if not single(user):
+            return None
+        m, res = mods[user.target], user.kwargs.get("residual")
+        if user.args == (out,) and set(user.kwargs) <= {"residual"} and res is not out:
+            m = m.dw if isinstance(m, SeparableConv2d) else m
+            return (m, "input") if is_int8(m) else None
+        if res is out and out not in user.args and isinstance(m, QuantConv2d) and is_int8(m):
+            return m, "residual"
+        return None
+
     done = []
-    for node in graph.nodes:
+    for node in list(graph.nodes):
         prod = writer(mods[node.target]) if single(node) else None
         if prod is None or prod.out_scale:
             continue
-        user = node
-        while True:  # past identities (folded batch norms and activations) to the one reader
-            nxt = next(iter(user.users)) if len(user.users) == 1 else None
-            # a reader that also takes the map as its residual needs it float (b(a, residual=a))
-            if not single(nxt) or nxt.args[:1] != (user,) or any(v is user for v in nxt.kwargs.values()):
-                user = None
+        tail = node
+        while len(tail.users) == 1:  # past identities (folded batch norms and activations)
+            nxt = next(iter(tail.users))
+            if not (single(nxt) and type(mods[nxt.target]) is nn.Identity and nxt.args[:1] == (tail,)):
                 break
-            user = nxt
-            if type(mods[user.target]) is not nn.Identity:
-                break
-        if user is None or len(user.args) != 1 or set(user.kwargs) - {"residual"}:
+            tail = nxt
+        relu = next(iter(tail.users)) if len(tail.users) == 1 else None
+        relu = relu if editable and prod.activation is None and _is_relu(relu, tail, mods) else None
+        out = relu if relu is not None else tail
+        readers = [reading(u, out) for u in out.users]
+        inputs = [m for m, how in filter(None, readers) if how == "input"]
+        if not readers or None in readers or not inputs:
             continue
-        r = reader(mods[user.target])
-        if r is None:
+        scale, zp = inputs[0].input_scale, inputs[0].input_zero_point
+        # readers of one map were calibrated on the same values: their grids agree (to rounding) or nothing chains
+        if any(m.input_zero_point != zp or abs(m.input_scale - scale) > 1e-3 * scale for m in inputs) or \
+                (relu is not None and zp != 0):
             continue
-        prod.out_scale, prod.out_zero_point = r.input_scale, r.input_zero_point
-        done.append((node.target, user.target))
+        prod.out_scale, prod.out_zero_point = scale, zp
+        done.append((node.target, ", ".join(u.target for u in out.users)))
+        for m, how in readers:
+            if how == "input":
+                m.input_scale = scale
+            else:
+                m.residual_quant = (scale, zp)
+        if relu is not None:
+            relu.replace_all_uses_with(tail)
+            graph.erase_node(relu)
+    if editable and done:
+        model.recompile()
     return done
+
+
+def _is_relu(node, arg, mods) -> bool:
+    """Whether fx node `node` computes relu(arg) alone: torch.relu, F.relu, Tensor.relu or an nn.ReLU module."""
+    if not isinstance(node, fx.Node) or node.args[:1] != (arg,) or len(node.args) != 1:
+        return False
+    if node.op == "call_function":
+        return node.target in (torch.relu, torch.relu_, F.relu)
+    if node.op == "call_method":
+        return node.target in ("relu", "relu_")
+    return node.op == "call_module" and type(mods.get(node.target)) is nn.ReLU
 
 
 def _sequential_plan(model: nn.Module, owners: Counter) -> list:

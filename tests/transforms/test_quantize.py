@@ -444,6 +444,95 @@ def test_a_conv_reading_a_map_as_input_and_residual_keeps_it_float():
         assert _sqnr(gm(x), ref) > 25
 
 
+class TwoBottlenecks(nn.Module):
+    """A projection bottleneck then an identity one, ReLU after each residual add (a function, then a module)."""
+
+    def __init__(self, c=16):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 4 * c, 3, 1, 1), nn.BatchNorm2d(4 * c), nn.ReLU())
+
+        def branch(cin, stride):
+            return nn.Sequential(nn.Conv2d(cin, c, 1), nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, c, 3, stride, 1),
+                                 nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, 4 * c, 1), nn.BatchNorm2d(4 * c))
+
+        self.a, self.b = branch(4 * c, 2), branch(4 * c, 1)
+        self.proj = nn.Sequential(nn.Conv2d(4 * c, 4 * c, 1, 2), nn.BatchNorm2d(4 * c))
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(4 * c, 10)
+
+    def forward(self, x):
+        s = self.stem(x)
+        y = torch.relu(self.a(s) + self.proj(s))
+        y = self.relu(self.b(y) + y)
+        return self.fc(y.mean((2, 3)))
+
+
+def test_residual_blocks_hand_uint8_to_every_int8_reader(monkeypatch):
+    """After fuse_for_inference, a map read by several int8 convs, as input or as residual, is handed over uint8:
+    the stem's by both branches of the first block, the first block's (its ReLU after the residual add dropped, the
+    readers' zero point being 0) by the second block's first conv and, dequantized with residual_quant, by its last
+    conv; the second block's stays float (a mean reads it). Close to the float model and to the same model with
+    float hand-overs; the grids survive a state_dict."""
+    from sft_kernels.transforms import fold
+
+    torch.manual_seed(0)
+    model = _trained_like(TwoBottlenecks())
+    calib, x = [torch.rand(2, 3, 24, 24) for _ in range(3)], torch.rand(1, 3, 20, 28)
+    with torch.no_grad():
+        ref = model(x)
+
+    def quantized(chain=True):
+        gm = sft_kernels.fuse_for_inference(copy.deepcopy(model), calib[0])
+        if not chain:
+            monkeypatch.setattr(fold, "chain_int8_", lambda m: [])
+        report = sft_kernels.quantize_(gm, calibration=calib, progress=False)
+        monkeypatch.undo()
+        return gm, report
+
+    gm, report = quantized()
+    chained = {r.name: r.detail for r in report.rows if r.action == "chained"}
+    assert chained["stem.0"] == "uint8 output for a.0, proj.0", chained
+    assert chained["a.6"] == "uint8 output for b.0, b.6", chained
+    # the first ReLU after an add is absorbed; the last one, which the mean reads, stays
+    relus = [n for n in gm.graph.nodes if n.target in (torch.relu, "relu")]
+    assert [n.args[0].target for n in relus] == ["b.6"], [n.format_node() for n in relus]
+    a6, b0, b6 = (gm.get_submodule(n) for n in ("a.6", "b.0", "b.6"))
+    assert b6.residual_quant == (a6.out_scale, 0) and a6.out_zero_point == 0 and b0.input_scale == a6.out_scale
+    float_hand, _ = quantized(chain=False)
+    with torch.no_grad():
+        y = gm(x)
+        assert _sqnr(y, ref) > 25
+        assert _sqnr(y, float_hand(x)) > 35
+    again, _ = quantized(chain=False)
+    again.load_state_dict(gm.state_dict())
+    assert again.get_submodule("b.6").residual_quant == b6.residual_quant
+    assert again.get_submodule("a.6").out_scale == a6.out_scale
+    with torch.no_grad():
+        assert torch.equal(again(x), y)
+    with pytest.raises(ValueError, match="uint8 residual needs residual_quant"):
+        QuantConv2d.from_float(nn.Conv2d(4, 4, 1))(torch.rand(1, 4, 3, 3),
+                                                  residual=torch.zeros(1, 4, 3, 3, dtype=torch.uint8))
+
+
+def test_maps_whose_readers_disagree_stay_float(monkeypatch):
+    """No uint8 hand-over where the readers' input grids differ, and the ReLU after an add stays where their zero
+    point is not 0 (its clamp would not be the requantization's)."""
+    from sft_kernels.transforms import fold
+
+    torch.manual_seed(0)
+    calib = [torch.rand(2, 3, 24, 24) for _ in range(2)]
+    gm = sft_kernels.fuse_for_inference(_trained_like(TwoBottlenecks()), calib[0])
+    monkeypatch.setattr(fold, "chain_int8_", lambda m: [])
+    sft_kernels.quantize_(gm, calibration=calib, progress=False)
+    monkeypatch.undo()
+    gm.get_submodule("proj.0").input_scale *= 1.5
+    gm.get_submodule("b.0").input_zero_point = 3
+    chained = dict(fold.chain_int8_(gm))
+    assert "stem.0" not in chained and "a.6" not in chained and "a.0" in chained, chained
+    assert gm.get_submodule("a.6").out_scale == 0 and gm.get_submodule("b.6").residual_quant is None
+    assert sum(n.target is torch.relu for n in gm.graph.nodes) == 1  # the one after the first add
+
+
 def test_quant_linear_matches_the_integer_reference_and_the_float_layer():
     """QuantLinear (sft.qconv2d's 1×1 conv over one-pixel rows): equal to the integer reference on the same bytes,
     close to the float Linear, any leading dims; W8A16; its state round-trips; a wrong feature count says so."""
