@@ -13,6 +13,7 @@ train mode; `unfold_live_` undoes it for the transforms that work on the plain m
 """
 from __future__ import annotations
 
+import operator
 from collections import Counter
 from typing import Callable
 
@@ -135,6 +136,26 @@ def chain_int8_(model: nn.Module) -> list:
     if editable and done:
         model.recompile()
     return done
+
+
+def float_residual_adds(model: nn.Module) -> list:
+    """The int8 convs whose output meets an addition in the model's own Python forward (quantize_ notes them: a
+    GraphModule from fuse_for_inference has the residual adds inside its convs, where the maps can stay uint8)."""
+    graph = None if isinstance(model, fx.GraphModule) else _graph(model)
+    if graph is None:
+        return []
+    mods, single = single_calls(model, graph)
+    found = []
+    for node in graph.nodes:
+        if not ((node.op == "call_function" and node.target in (operator.add, operator.iadd, torch.add)) or
+                (node.op == "call_method" and node.target in ("add", "add_"))):
+            continue
+        for src in node.args[:2]:
+            while single(src) and type(mods[src.target]) is nn.Identity:  # folded batch norms and activations
+                src = src.args[0]
+            if single(src) and is_int8(mods[src.target]):
+                found.append(src.target)
+    return found
 
 
 def _is_relu(node, arg, mods) -> bool:

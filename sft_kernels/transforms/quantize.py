@@ -362,6 +362,11 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
     # 6. an int8 conv whose output only another int8 conv reads hands it uint8 (fold.chain_int8_)
     for prod, cons in fold.chain_int8_(model):
         report.add(prod, "chained", f"uint8 output for {cons}")
+    adds = fold.float_residual_adds(model)
+    if adds:
+        report.add(adds[0], "note", f"{len(adds)} int8 conv output(s) meet an add in this model's forward, in float: "
+                   "quantize_ a fuse_for_inference(model, example_input) copy instead, whose convs take the residual "
+                   "adds, and the maps between blocks stay uint8")
     # 7. the convs that stay float (and transposed convs) run on our kernels too, as after convert_
     for name in convert_(model, fuse=False).converted:
         report.add(name, "converted", "float conv on sft_kernels' kernels (convert_)")

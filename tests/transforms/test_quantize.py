@@ -509,6 +509,10 @@ def test_residual_blocks_hand_uint8_to_every_int8_reader(monkeypatch):
     assert again.get_submodule("a.6").out_scale == a6.out_scale
     with torch.no_grad():
         assert torch.equal(again(x), y)
+    plain = _trained_like(TwoBottlenecks())  # its own forward: the adds stay float, and the report says what to do
+    report = sft_kernels.quantize_(plain, calibration=calib, progress=False)
+    notes = [r.detail for r in report.rows if r.action == "note"]
+    assert any(n.startswith("3 int8 conv output(s) meet an add") and "fuse_for_inference" in n for n in notes), notes
     with pytest.raises(ValueError, match="uint8 residual needs residual_quant"):
         QuantConv2d.from_float(nn.Conv2d(4, 4, 1))(torch.rand(1, 4, 3, 3),
                                                   residual=torch.zeros(1, 4, 3, 3, dtype=torch.uint8))
