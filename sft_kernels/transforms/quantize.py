@@ -292,7 +292,9 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
               targets: Optional[Iterable[torch.Tensor]] = None, progress: bool = True) -> Report:
     """Quantize `model`'s eligible convs to int8 in place (see the module docstring). `calibration`: model inputs
     (tensors, or tuples of positional arguments; one tensor alone is one batch); `targets`: the outputs wanted for
-    them (needed with a PSNR budget; a tensor alone for a tensor alone). Returns the per-layer report; report.stats: psnr_float / psnr_int8 (with targets), sqnr_db, kept."""
+    them (needed with a PSNR budget; a tensor alone for a tensor alone). Returns the per-layer report;
+    report.stats: psnr_float / psnr_int8 (with targets), sqnr_db, kept. Residual adds in the model's own forward
+    stay float; quantize a `fuse_for_inference` copy to have its convs take them (int8 maps between blocks)."""
     config = config or Int8Config()
     batches = _inputs(calibration)
     targets = None if targets is None else [targets] if isinstance(targets, torch.Tensor) else list(targets)
