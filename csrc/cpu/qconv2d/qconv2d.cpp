@@ -590,7 +590,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const qconv::Types ty = qconv::store_types(out_scale, out_zero_point, out_dtype, res_scale, res_zero_point,
                                              "sft_cpu::qconv2d");
   // A strided 1×1 conv without padding reads every stride-th pixel: it runs as a stride-1 conv on that view (the
-  // padded copy takes it; the AMX flat mode then covers small images instead of one output row per block).
+  // padded copy takes it). Not on AMX, where the phase planes below take it with one copy instead of two.
   const bool sub = R == 1 && S == 1 && padding[0] == 0 && padding[1] == 0 && (stride[0] > 1 || stride[1] > 1) &&
                    !(kernel() == Kernel::kAmx && qconv2d_channel_align(x.size(1)) >= 32);
   const auto fmt = x.is_contiguous(at::MemoryFormat::ChannelsLast) ? at::MemoryFormat::ChannelsLast

@@ -20,6 +20,7 @@ STRIDED = [  # n, c, h, w, k, r, stride, padding, dilation
     (1, 64, 15, 15, 33, 3, 2, 2, 2),  # dilation 2 at stride 2: every tap in one plane
     (2, 128, 14, 14, 64, 1, 2, 0, 1),  # strided 1×1: one plane
     (1, 64, 9, 13, 64, 1, 2, 1, 1),  # strided 1×1 with padding
+    (1, 64, 6, 64, 48, 1, 2, 0, 1),  # strided 1×1, 32-pixel rows: AMX blocks read a uint8 input in place
     (1, 48, 9, 9, 32, 7, 2, 3, 1),  # 7×7 stride 2
 ]
 
