@@ -467,12 +467,12 @@ class TwoBottlenecks(nn.Module):
         return self.fc(y.mean((2, 3)))
 
 
-def test_residual_blocks_hand_uint8_to_every_int8_reader(monkeypatch):
+def test_residual_blocks_hand_uint8_to_every_int8_reader(monkeypatch, tmp_path):
     """After fuse_for_inference, a map read by several int8 convs, as input or as residual, is handed over uint8:
     the stem's by both branches of the first block, the first block's (its ReLU after the residual add dropped, the
     readers' zero point being 0) by the second block's first conv and, dequantized with residual_quant, by its last
     conv; the second block's stays float (a mean reads it). Close to the float model and to the same model with
-    float hand-overs; the grids survive a state_dict."""
+    float hand-overs; the grids survive a state_dict; the QDQ ONNX export matches in onnxruntime."""
     from sft_kernels.transforms import fold
 
     torch.manual_seed(0)
@@ -509,6 +509,8 @@ def test_residual_blocks_hand_uint8_to_every_int8_reader(monkeypatch):
     assert again.get_submodule("a.6").out_scale == a6.out_scale
     with torch.no_grad():
         assert torch.equal(again(x), y)
+    sft_kernels.export_onnx(gm, x, str(tmp_path / "chained.onnx"))  # QDQ: checked in onnxruntime against gm (the
+    # dropped ReLU is the uint8 output grid's clamp there too)
     plain = _trained_like(TwoBottlenecks())  # its own forward: the adds stay float, and the report says what to do
     report = sft_kernels.quantize_(plain, calibration=calib, progress=False)
     notes = [r.detail for r in report.rows if r.action == "note"]

@@ -40,13 +40,19 @@ class QDQConv2d(_QDQ):
         self.stride, self.padding, self.dilation, self.groups = q.stride, q.padding, q.dilation, q.groups
         self.activation, self.negative_slope = q.activation, q.negative_slope
         self.pre_pad, self.padding_mode = q.pre_pad, q.padding_mode
+        # a uint8 output (quantize_'s chains) on its grid, as the store requantizes it: where a chain dropped the
+        # ReLU after a residual add, that grid's clamp at zero point 0 is the ReLU
+        self.out_scale, self.out_zp = q.out_scale, q.out_zero_point
 
     def forward(self, x, residual=None):
         if self.pre_pad is not None:  # before the rounding, as the kernel pads its input (zeros stay exact)
             x = mode_padded(x, self.pre_pad, self.padding_mode)
         x, w = self.fake_quantized(x)
         y = F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
-        return epilogue(y, self.activation, self.negative_slope, residual)
+        y = epilogue(y, self.activation, self.negative_slope, residual)
+        if self.out_scale:
+            y = torch.fake_quantize_per_tensor_affine(y, self.out_scale, self.out_zp, 0, 255)
+        return y
 
 
 class QDQLinear(_QDQ):
