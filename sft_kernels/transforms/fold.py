@@ -25,6 +25,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from ..nn import Conv2d, SeparableConv2d
 from ..nn.conv import activation_of
 from ..nn.folded_conv import FOLD_ATTRS, FoldedConv2d, FusedAway
+from ..nn.pooling import MaxPool2d
 from ..nn.quantized import QuantConv2d, is_int8
 from .caller_layout import BackToCaller, CallerLayout
 from .swap import set_module
@@ -72,10 +73,11 @@ def single_calls(model: nn.Module, graph):
 
 def chain_int8_(model: nn.Module) -> list:
     """Where an int8 conv's output feeds only int8 convs (through nothing but identities: a batch norm or activation
-    folded away), make it return uint8 requantized with its readers' input parameters, so no float map is written
-    between them. Each reader takes it as its input (a fused separable conv counts by its 1×1 conv as a writer and by
-    its depthwise conv as a reader; readers of one map have one input grid) or as its residual (a QuantConv2d, which
-    then dequantizes it with `residual_quant`), and at least one takes it as input. In a GraphModule (such as
+    folded away, and max pools, which then pool the uint8 bytes), make it return uint8 requantized with its readers'
+    input parameters, so no float map is written between them. Each reader takes it as its input (a fused separable
+    conv counts by its 1×1 conv as a writer and by its depthwise conv as a reader; readers of one map have one input
+    grid) or as its residual (a QuantConv2d, which then dequantizes it with `residual_quant`), and at least one takes
+    it as input. In a GraphModule (such as
     fuse_for_inference's) a ReLU that follows the writer (ResNet's after its residual add) is dropped when the
     readers' grid has zero point 0: its clamp at 0 is then the requantization's. The model's own graph says all this
     (traced, or a GraphModule's); untraceable models are left as they are. Returns [(writer, readers)]."""
@@ -105,12 +107,16 @@ def chain_int8_(model: nn.Module) -> list:
         prod = writer(mods[node.target]) if single(node) else None
         if prod is None or prod.out_scale:
             continue
-        tail = node
-        while len(tail.users) == 1:  # past identities (folded batch norms and activations)
+        tail, pools = node, []
+        while len(tail.users) == 1:  # past identities (folded batch norms and activations) and max pools
             nxt = next(iter(tail.users))
-            if not (single(nxt) and type(mods[nxt.target]) is nn.Identity and nxt.args[:1] == (tail,)):
+            if single(nxt) and type(mods[nxt.target]) is nn.Identity and nxt.args[:1] == (tail,):
+                tail = nxt
+            elif _max_pool(nxt, tail, mods):
+                tail = nxt
+                pools.append(nxt.target)
+            else:
                 break
-            tail = nxt
         relu = next(iter(tail.users)) if len(tail.users) == 1 else None
         relu = relu if editable and prod.activation is None and _is_relu(relu, tail, mods) else None
         out = relu if relu is not None else tail
@@ -130,6 +136,9 @@ def chain_int8_(model: nn.Module) -> list:
                 m.input_scale = scale
             else:
                 m.residual_quant = (scale, zp)
+        for name in pools:  # the max commutes with the uint8 grid: these pool the bytes (nn/pooling.py)
+            if type(mods[name]) is nn.MaxPool2d:
+                set_module(model, name, MaxPool2d.from_pool(mods[name]))
         if relu is not None:
             relu.replace_all_uses_with(tail)
             graph.erase_node(relu)
@@ -156,6 +165,12 @@ def float_residual_adds(model: nn.Module) -> list:
             if single(src) and is_int8(mods[src.target]):
                 found.append(src.target)
     return found
+
+
+def _max_pool(node, arg, mods) -> bool:
+    """Whether fx node `node` is a max pool module called on `arg` alone (without indices)."""
+    m = mods.get(node.target) if isinstance(node, fx.Node) and node.op == "call_module" else None
+    return isinstance(m, nn.MaxPool2d) and not m.return_indices and node.args == (arg,) and not node.kwargs
 
 
 def _is_relu(node, arg, mods) -> bool:

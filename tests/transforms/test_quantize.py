@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import sft_kernels
@@ -520,6 +521,62 @@ def test_residual_blocks_hand_uint8_to_every_int8_reader(monkeypatch, tmp_path):
                                                   residual=torch.zeros(1, 4, 3, 3, dtype=torch.uint8))
 
 
+class PooledStem(nn.Module):
+    """A ResNet-style stem (conv, batch norm, ReLU, max pool) read by two convs."""
+
+    def __init__(self, c=16):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, c, 3, 2, 1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        self.a, self.b = nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, c, 1)
+
+    def forward(self, x):
+        s = self.stem(x)
+        return self.a(s) + self.b(s)
+
+
+def test_a_max_pool_between_int8_convs_pools_uint8(monkeypatch, tmp_path):
+    """The stem's output reaches its two readers through a max pool: it goes over as uint8 and the pool becomes
+    sft_kernels.nn.MaxPool2d, which pools the bytes (in the model's own forward: no tracing needed); the result
+    equals the float hand-over's up to requantization."""
+    from sft_kernels.nn import MaxPool2d
+    from sft_kernels.transforms import fold
+
+    torch.manual_seed(0)
+    model = _trained_like(PooledStem())
+    calib, x = [torch.rand(2, 3, 32, 32) for _ in range(3)], torch.rand(1, 3, 30, 26)
+    with torch.no_grad():
+        ref = model(x)
+    floats = copy.deepcopy(model)
+    monkeypatch.setattr(fold, "chain_int8_", lambda m: [])
+    sft_kernels.quantize_(floats, calibration=calib, progress=False)
+    monkeypatch.undo()
+    report = sft_kernels.quantize_(model, calibration=calib, progress=False)
+    assert {r.name: r.detail for r in report.rows if r.action == "chained"} == {"stem.0": "uint8 output for a, b"}
+    assert type(model.stem[3]) is MaxPool2d and type(floats.stem[3]) is nn.MaxPool2d
+    with torch.no_grad():
+        assert model.stem(x).dtype == torch.uint8
+        y = model(x)
+        assert _sqnr(y, ref) > 25 and _sqnr(y, floats(x)) > 35
+    sft_kernels.export_onnx(model, x, str(tmp_path / "pooled.onnx"))  # checked in onnxruntime against the model
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_uint8_max_pool_equals_the_float_pool(layout):
+    from sft_kernels.nn import MaxPool2d
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (2, 12, 13, 11), dtype=torch.uint8, generator=g)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    for k, st, pd, dl, ceil in ((3, 2, 1, 1, False), (2, 2, 0, 1, True), (3, 1, 1, 2, False), (5, 3, 2, 1, True)):
+        pool = MaxPool2d.from_pool(nn.MaxPool2d(k, st, pd, dl, ceil_mode=ceil))
+        y = pool(x)
+        assert y.dtype == torch.uint8
+        assert torch.equal(y.float(), F.max_pool2d(x.float(), k, st, pd, dl, ceil_mode=ceil)), (k, st, pd, dl, ceil)
+        xf = x.float() / 7
+        assert torch.equal(pool(xf), F.max_pool2d(xf, k, st, pd, dl, ceil_mode=ceil))  # float: nn.MaxPool2d's
+
+
 def test_maps_whose_readers_disagree_stay_float(monkeypatch):
     """No uint8 hand-over where the readers' input grids differ, and the ReLU after an add stays where their zero
     point is not 0 (its clamp would not be the requantization's)."""
@@ -652,8 +709,6 @@ def test_an_int8_model_follows_a_dtype_cast(dtype):
 def test_quantconv_shuffled_residual_is_shaped_like_the_output(act_bits):
     """QuantConv2d.run(pixel_shuffle=r, residual=...) takes the residual shaped like its shuffled output, as
     sft.conv2d and SparseConv2d do, on the int8 path and the W8A16 one."""
-    import torch.nn.functional as F
-
     torch.manual_seed(0)
     conv = nn.Conv2d(8, 32, 3, padding=1)
     x, res = torch.rand(1, 8, 6, 7), torch.randn(1, 8, 12, 14)
