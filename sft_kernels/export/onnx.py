@@ -6,7 +6,9 @@ QuantLinear) as QDQ patterns (ops/qconv2d/onnx.py), string padding as numbers (o
 SAME that torch.onnx writes for a dilated conv); our other modules (SeparableConv2d, SparseConv2d, the halves of
 factorized convs) trace as standard ops (their forwards check torch.jit.is_tracing()). Then torch.onnx's TorchScript
 exporter (PixelShuffle → DepthToSpace). A model in train mode is exported as in eval mode, a float64 one in float32.
-Batch, height and width of 4-D inputs are dynamic. With ``check=True`` onnxruntime runs the file on `example` and
+Batch, height and width of 4-D inputs are dynamic (``dynamic_size=None``: height and width fixed to the example's,
+with a warning, where the exporter cannot keep them dynamic, such as a VGG's adaptive pooling to 7×7; False: fixed;
+True: dynamic or an error). With ``check=True`` onnxruntime runs the file on `example` and
 the result must match the model's within `atol` (float: 1e-4; int8: the QDQ graph rounds its inputs as ONNX's
 QuantizeLinear does, x / scale, where our kernels multiply by 1 / scale, so an input may land one step away: 2e-2 by
 default).
@@ -14,6 +16,7 @@ default).
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 from typing import Optional, Union
 
@@ -47,7 +50,7 @@ def _exportable(model: nn.Module) -> tuple:
 
 
 def export_onnx(model: nn.Module, example: Union[torch.Tensor, tuple], path: Union[str, Path], opset: int = 17,
-                check: bool = True, atol: Optional[float] = None) -> Path:
+                check: bool = True, atol: Optional[float] = None, dynamic_size: Optional[bool] = None) -> Path:
     """Write `model` as ONNX to `path` (see the module docstring); returns the path."""
     args = example if isinstance(example, tuple) else (example,)
     m, quantized = _exportable(model)
@@ -61,11 +64,23 @@ def export_onnx(model: nn.Module, example: Union[torch.Tensor, tuple], path: Uni
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = [f"input{i}" if i else "input" for i in range(len(args))]
-    dyn = {n: {0: "batch", 2: "height", 3: "width"} for n, a in zip(names, args) if a.dim() == 4}
-    dyn["output"] = {0: "batch", 2: "out_height", 3: "out_width"}
-    with torch.no_grad(), unfused(m):  # the module-by-module forward: standard ops only
-        torch.onnx.export(m, export_args, str(path), input_names=names, output_names=["output"], dynamic_axes=dyn,
-                          opset_version=opset, dynamo=False)
+
+    def export(spatial: bool):
+        sizes = {0: "batch", 2: "height", 3: "width"} if spatial else {0: "batch"}
+        dyn = {n: sizes for n, a in zip(names, args) if a.dim() == 4}
+        dyn["output"] = {0: "batch", 2: "out_height", 3: "out_width"} if spatial else {0: "batch"}
+        with torch.no_grad(), unfused(m):  # the module-by-module forward: standard ops only
+            torch.onnx.export(m, export_args, str(path), input_names=names, output_names=["output"],
+                              dynamic_axes=dyn, opset_version=opset, dynamo=False)
+
+    try:
+        export(dynamic_size is not False)
+    except Exception as e:  # noqa: BLE001 - torch.onnx raises several types for sizes it cannot keep symbolic
+        if dynamic_size is not None or "size" not in str(e):
+            raise
+        warnings.warn(f"export_onnx: height and width fixed to the example's ({e.__class__.__name__}: "
+                      f"{str(e).splitlines()[0][:120]}); pass dynamic_size=False to ask for this", stacklevel=2)
+        export(False)
     if quantized:
         _fold_weight_quantization(path)
     if check:

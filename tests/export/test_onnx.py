@@ -1,6 +1,7 @@
 """export_onnx: float, converted (fused SFTNet forward, fused separable pairs) and int8 (QDQ, int8 weight
 initializers) models run in onnxruntime and match the model within the tolerance table; dynamic batch and size."""
 import copy
+import warnings
 
 import pytest
 import torch
@@ -132,3 +133,39 @@ def test_a_model_in_train_mode_exports_as_in_eval_mode_and_is_left_alone(tmp_pat
     assert model.training and torch.equal(model[1].running_mean, stats)
     with torch.no_grad():
         torch.testing.assert_close(_run(path, x), copy.deepcopy(model).eval()(x), **tol("onnx_fp32"))
+
+
+class _PooledHead(nn.Module):
+    """A VGG-style head: adaptive average pooling to 2×2 (not 1×1), flattened into a Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.pool, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.AdaptiveAvgPool2d((2, 2)), nn.Linear(32, 5)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(torch.relu(self.conv(x))), 1))
+
+
+def test_sizes_the_exporter_cannot_keep_dynamic_are_fixed_with_a_warning(tmp_path):
+    """torch.onnx cannot export adaptive pooling to 2×2 with a symbolic input size (a VGG's head): by default the
+    height and width are fixed to the example's, with a warning; dynamic_size=True raises; False fixes them
+    silently. A model without such an op keeps them dynamic."""
+    import onnx
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 12, 10)
+    quantized = _PooledHead().eval()
+    sft_kernels.quantize_(quantized, calibration=[x], progress=False)
+    for model in (_PooledHead().eval(), quantized):
+        with pytest.warns(UserWarning, match="height and width fixed to the example's"):
+            sft_kernels.export_onnx(model, x, tmp_path / "head.onnx")
+        dims = onnx.load(str(tmp_path / "head.onnx")).graph.input[0].type.tensor_type.shape.dim
+        assert [d.dim_value for d in dims[2:]] == [12, 10] and dims[0].dim_param == "batch"
+        with pytest.raises(Exception, match="size"):
+            sft_kernels.export_onnx(model, x, tmp_path / "head.onnx", dynamic_size=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="export_onnx: height and width fixed")
+        sft_kernels.export_onnx(_PooledHead().eval(), x, tmp_path / "head.onnx", dynamic_size=False)
+        sft_kernels.export_onnx(nn.Sequential(nn.Conv2d(3, 4, 3)).eval(), x, tmp_path / "conv.onnx")
+    dims = onnx.load(str(tmp_path / "conv.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims] == ["batch", "", "height", "width"]
