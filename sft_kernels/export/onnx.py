@@ -2,9 +2,10 @@
 
 The export works on a copy: fused forwards off (SFTNet's), converted convs back to nn.Conv2d (`revert_`: fused
 separable pairs; convs with a fused activation or residual become EagerConv2d), int8 convs and Linears (QuantConv2d,
-QuantLinear) as QDQ patterns (ops/qconv2d/onnx.py), string padding as numbers (onnxruntime refuses the auto_pad
-SAME that torch.onnx writes for a dilated conv); our other modules (SeparableConv2d, SparseConv2d, the halves of
-factorized convs) trace as standard ops (their forwards check torch.jit.is_tracing()). Then torch.onnx's TorchScript
+QuantLinear; QuantConvTranspose2d: a ConvTranspose of its dequantized weight) as QDQ patterns (ops/qconv2d/onnx.py),
+string padding as numbers (onnxruntime refuses the auto_pad SAME that torch.onnx writes for a dilated conv); our
+other modules (SeparableConv2d, SparseConv2d, the halves of factorized convs) trace as standard ops (their forwards
+check torch.jit.is_tracing()). Then torch.onnx's TorchScript
 exporter (PixelShuffle → DepthToSpace). A model in train mode is exported as in eval mode, a float64 one in float32.
 Batch, height and width of 4-D inputs are dynamic (``dynamic_size=None``: height and width fixed to the example's,
 with a warning, where the exporter cannot keep them dynamic, such as a VGG's adaptive pooling to 7×7; False: fixed;
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from ..nn import EagerConv2d
+from ..nn.quant_conv_transpose import QDQConvTranspose2d, QuantConvTranspose2d
 from ..nn.quantized import QuantConv2d, QuantLinear
 from ..ops.qconv2d.onnx import QDQConv2d, QDQLinear
 from ..testing import tol
@@ -38,9 +40,10 @@ def _exportable(model: nn.Module) -> tuple:
     quantized = []
 
     def rule(name, child):
-        if isinstance(child, (QuantConv2d, QuantLinear)):
+        if isinstance(child, (QuantConv2d, QuantLinear, QuantConvTranspose2d)):
             quantized.append(name)
-            return QDQConv2d(child) if isinstance(child, QuantConv2d) else QDQLinear(child)
+            return QDQConv2d(child) if isinstance(child, QuantConv2d) else QDQLinear(child) \
+                if isinstance(child, QuantLinear) else QDQConvTranspose2d(child)
         if type(child) is nn.Conv2d and isinstance(child.padding, str):  # explicit pads: see nn.conv._eager_forward
             return EagerConv2d.from_conv(child)
         return None

@@ -72,6 +72,8 @@ def prepare_qat_(model: nn.Module, config: Optional[Int8Config] = None, calibrat
             return None
         if not observers[name].seen:
             return "never called by the calibration forward: kept float"
+        if isinstance(child, nn.ConvTranspose2d):  # (quantize_ makes these int8; QAT does not train them yet)
+            return "transposed conv: kept float by QAT"
         scale, zp = observers[name].qparams()
         return QATConv2d(child, scale, zp)
 

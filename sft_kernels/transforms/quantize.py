@@ -20,12 +20,13 @@
    most sensitive first, by the same scan. SR networks need this (no batch norm, long-tailed
    activations: PAMS, DAQ, PTQ4SR); classifiers rarely do.
 Last, a ReLU / LeakyReLU / ReLU6 module right after an int8 conv becomes the conv's epilogue (and nn.Identity), an
-int8 conv whose output only another int8 conv reads hands it uint8 maps (requantized in its store), and the convs
-that stay float (and transposed convs) are converted as `convert_` does, so they run on our kernels too (an FSRCNN
-quantized alone had kept its 9×9 transposed conv on PyTorch's: 0.59× the converted float model).
+int8 conv whose output only int8 convs read hands them uint8 maps (requantized in its store), and the convs that
+stay float are converted as `convert_` does, so they run on our kernels too (an FSRCNN quantized alone had kept its
+9×9 transposed conv on PyTorch's: 0.59× the converted float model).
 
 Eligible: nn.Conv2d (and sft_kernels.nn.Conv2d), any padding, grouped and depthwise ones included (the
-cpu backend runs depthwise convs on their own int8 kernel and other groupings one group at a time), and nn.Linear
+cpu backend runs depthwise convs on their own int8 kernel and other groupings one group at a time), transposed convs
+with equal strides (QuantConvTranspose2d: their sub-pixel conv in int8, the PixelShuffle in its store), and nn.Linear
 layers that the calibration ran through their forward (a classifier's head: QuantLinear, sft.qconv2d's 1×1 conv over
 one-pixel rows; ``Int8Config(linear=False)`` keeps them float; a Linear whose weight its owner reads directly, as
 nn.MultiheadAttention's out_proj, is never called and stays float). The report has a row per conv and Linear: its
@@ -42,6 +43,7 @@ from typing import Callable, Iterable, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from ..nn.quant_conv_transpose import QuantConvTranspose2d, transpose_fits
 from ..nn.quantized import QuantConv2d, QuantLinear, winograd_geometry
 from . import caller_layout, fold
 from .convert import convert_
@@ -99,7 +101,7 @@ class _Switch(nn.Module):
     def __init__(self, conv: nn.Module, q: nn.Module, w8a16: Optional[nn.Module]):
         super().__init__()
         self.conv, self.q, self.w8a16, self.mode = conv, q, w8a16, "int8"
-        self.channels_last_output = isinstance(q, QuantConv2d)  # as the int8 conv's (caller_layout)
+        self.channels_last_output = isinstance(q, (QuantConv2d, QuantConvTranspose2d))  # as theirs (caller_layout)
 
     def forward(self, x, *args, **kwargs):
         m = {"int8": self.q, "w8a16": self.w8a16, "float": self.conv}[self.mode]
@@ -189,9 +191,9 @@ def calibrate(model: nn.Module, batches: list, config: Int8Config) -> tuple:
     conv and Linear. Returns ({name: Observer}, {name: why it stays float}, the model's outputs)."""
     observers, skipped, hooks = {}, {}, []
     for name, m in model.named_modules():
-        if not isinstance(m, (nn.Conv2d, nn.Linear)):  # (transposed convs are no nn.Conv2d)
+        if not isinstance(m, (nn.Conv2d, nn.Linear, nn.ConvTranspose2d)):
             continue
-        why = eligible(name, m, config)
+        why = eligible(name, m, config) or (transpose_fits(m) if isinstance(m, nn.ConvTranspose2d) else None)
         if why:
             skipped[name] = why
             continue
@@ -333,7 +335,8 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
         if not observers[name].seen:  # unused, or a Linear whose owner reads the weight itself
             return "never called by the calibration forward: kept float"
         scale, zp = observers[name].qparams()
-        cls = QuantLinear if isinstance(child, nn.Linear) else QuantConv2d
+        cls = QuantLinear if isinstance(child, nn.Linear) else \
+            QuantConvTranspose2d if isinstance(child, nn.ConvTranspose2d) else QuantConv2d
         q = cls.from_float(child, scale, zp, backend=config.backend)
         if name in wino:
             decided = _set_winograd(q, wino.pop(name), config.winograd is True)
