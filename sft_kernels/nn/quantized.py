@@ -200,12 +200,37 @@ class QuantConv2d(nn.Module):
                                         activation=activation, negative_slope=negative_slope, residual=residual,
                                         out_scale=out_scale, out_zero_point=out_zero_point,
                                         pixel_shuffle=pixel_shuffle, residual_quant=rq, backend=self.backend)
-        return ops.qconv2d(input, self.weight_int8, self.weight_scale, self.bias, self.stride, self.padding,
-                           self.dilation, self.groups, input_scale=self.input_scale,
-                           input_zero_point=self.input_zero_point, activation=activation,
-                           negative_slope=negative_slope, residual=residual, modulation=modulation,
-                           out_scale=out_scale, out_zero_point=out_zero_point, pixel_shuffle=pixel_shuffle,
-                           residual_quant=rq, backend=self.backend)
+        buffers = self._buffers
+        w, ws, b = buffers["weight_int8"], buffers["weight_scale"], buffers["bias"]
+        key = None
+        if (modulation is None and pixel_shuffle == 1 and self.groups == 1 and type(input) is torch.Tensor
+                and input.is_cpu and not torch.compiler.is_compiling()
+                and not (torch.is_grad_enabled() and input.requires_grad)):
+            key = (input.shape, input.stride(), input.dtype,
+                   None if residual is None else (residual.shape, residual.stride(), residual.dtype),
+                   activation, negative_slope, out_scale, out_zero_point, rq, w._version, ws._version,
+                   None if b is None else b._version)
+            fast = self.__dict__.get("_fast")
+            if fast is not None and fast[0] == key:
+                if fast[1] is not None:
+                    return fast[1](input, residual)
+                key = None  # this signature does not bind
+        y = ops.qconv2d(input, w, ws, b, self.stride, self.padding, self.dilation, self.groups,
+                        input_scale=self.input_scale, input_zero_point=self.input_zero_point, activation=activation,
+                        negative_slope=negative_slope, residual=residual, modulation=modulation,
+                        out_scale=out_scale, out_zero_point=out_zero_point, pixel_shuffle=pixel_shuffle,
+                        residual_quant=rq, backend=self.backend)
+        if key is not None:
+            self.__dict__["_fast"] = (key, _bound_qconv2d(self, input, activation, negative_slope, out_scale,
+                                                          out_zero_point, rq))
+        return y
+
+    # The bound kernel of the last call's signature (`_fast`, see _bound_qconv2d) is dropped whenever the module
+    # changes: any attribute set (scales, padding, out_scale...) and any dtype or device move; in-place weight
+    # updates change its key (the buffers' version counters).
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        self.__dict__["_fast"] = None
 
     def padded(self, x: torch.Tensor, modulation: Optional[tuple] = None) -> torch.Tensor:
         """`x` (float, or uint8 on this conv's input grid) padded by `pre_pad` in `padding_mode`, its modulation
@@ -216,7 +241,7 @@ class QuantConv2d(nn.Module):
                            zero=self.input_zero_point if x.dtype == torch.uint8 else 0.0)
 
     def _apply(self, fn, recurse=True):
-        self._w_float = self._wino = None
+        self._w_float = self._wino = None  # (also drops _fast)
         out = super()._apply(fn, recurse)
         _keep_float32(self)
         return out
@@ -336,6 +361,25 @@ class QuantLinear(nn.Module):
         if self.act_bits == 16:
             return s + ", W8A16"
         return s + f", input_scale={self.input_scale:.4g}, input_zero_point={self.input_zero_point}"
+
+
+def _bound_qconv2d(q: QuantConv2d, x: torch.Tensor, activation, negative_slope, out_scale, out_zero_point, rq):
+    """The cpu kernel's call for this signature with everything but the input and residual bound, or None where
+    sft.qconv2d would not run it directly (another backend, a channels_last result to copy back): what a call past
+    the op's argument checks and dispatch (~10 µs of a ~25 µs call on a small map) leaves."""
+    from ..ops.qconv2d import cpu as qcpu
+    from ..runtime import checks, registry
+
+    if registry.resolve_for(q.backend, "qconv2d", x) != "cpu" or not x.is_contiguous(memory_format=torch.channels_last):
+        return None
+    w, ws, b = q._buffers["weight_int8"], q._buffers["weight_scale"], q._buffers["bias"]
+    k, _, r, s = w.shape
+    packed, wsum = qcpu.split_packed(w, k)
+    head = (float(q.input_scale), int(q.input_zero_point), packed, wsum, ws, b, r, s, list(q.stride),
+            list(q.padding), list(q.dilation), checks.ACTIVATIONS.index(activation), float(negative_slope))
+    tail = (float(out_scale), int(out_zero_point), None, None, 1, None, *(rq if rq is not None else (0.0, 0)))
+    op = torch.ops.sft_cpu.qconv2d.default
+    return lambda x, res: op(x, *head, res, *tail)
 
 
 def is_int8(m) -> bool:

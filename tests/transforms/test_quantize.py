@@ -596,6 +596,40 @@ def test_maps_whose_readers_disagree_stay_float(monkeypatch):
     assert sum(n.target is torch.relu for n in gm.graph.nodes) == 1  # the one after the first add
 
 
+def test_quantconv_bound_kernel_follows_every_change():
+    """QuantConv2d keeps the cpu kernel's call bound for its last signature (past the op's checks and dispatch):
+    repeated calls, in-place weight and bias updates, a new output grid, residuals on and off, NCHW input and
+    another backend all give what the op path gives."""
+    from sft_kernels.ops.qconv2d import reference as qref
+
+    torch.manual_seed(0)
+    q = QuantConv2d.from_float(nn.Conv2d(16, 24, 3, padding=1), input_scale=0.02, input_zero_point=5)
+    x = torch.rand(1, 16, 9, 11).contiguous(memory_format=torch.channels_last)
+    res = torch.randn(1, 24, 9, 11)
+
+    def expected(residual=None, out=(0.0, 0)):
+        return qref.qconv2d(x, 0.02, 5, q.weight_int8, q.weight_scale, q.bias, residual, 1, 1, 1, 1, None, 0.01, *out)
+
+    with torch.no_grad():
+        for _ in range(3):
+            torch.testing.assert_close(q(x).double(), expected(), **tol("int8_epilogue"))
+        assert q.__dict__.get("_fast") is not None and q.__dict__["_fast"][1] is not None
+        q.weight_int8[0].neg_()
+        q.bias.add_(1.0)
+        torch.testing.assert_close(q(x).double(), expected(), **tol("int8_epilogue"))
+        torch.testing.assert_close(q(x, residual=res).double(), expected(res), **tol("int8_epilogue"))
+        torch.testing.assert_close(q(x).double(), expected(), **tol("int8_epilogue"))
+        q.out_scale, q.out_zero_point = 0.05, 60
+        y = q(x)
+        assert y.dtype == torch.uint8 and (y.int() - expected(out=(0.05, 60)).int()).abs().max() <= 1
+        q.out_scale = 0.0
+        xn = x.contiguous()
+        torch.testing.assert_close(q(xn).double(), expected(), **tol("int8_epilogue"))
+        q.backend = "reference"
+        torch.testing.assert_close(q(x).double(), expected(), **tol("int8_epilogue"))
+        assert q.__dict__["_fast"][1] is None  # another backend: the op path every call
+
+
 def test_quant_linear_matches_the_integer_reference_and_the_float_layer():
     """QuantLinear (sft.qconv2d's 1×1 conv over one-pixel rows): equal to the integer reference on the same bytes,
     close to the float Linear, any leading dims; W8A16; its state round-trips; a wrong feature count says so."""
