@@ -203,7 +203,7 @@ class QuantConv2d(nn.Module):
         buffers = self._buffers
         w, ws, b = buffers["weight_int8"], buffers["weight_scale"], buffers["bias"]
         key = None
-        if (modulation is None and pixel_shuffle == 1 and self.groups == 1 and type(input) is torch.Tensor
+        if (modulation is None and pixel_shuffle == 1 and type(input) is torch.Tensor
                 and input.is_cpu and not torch.compiler.is_compiling()
                 and not (torch.is_grad_enabled() and input.requires_grad)):
             key = (input.shape, input.stride(), input.dtype,
@@ -373,12 +373,21 @@ def _bound_qconv2d(q: QuantConv2d, x: torch.Tensor, activation, negative_slope, 
     if registry.resolve_for(q.backend, "qconv2d", x) != "cpu" or not x.is_contiguous(memory_format=torch.channels_last):
         return None
     w, ws, b = q._buffers["weight_int8"], q._buffers["weight_scale"], q._buffers["bias"]
-    k, _, r, s = w.shape
-    packed, wsum = qcpu.split_packed(w, k)
-    head = (float(q.input_scale), int(q.input_zero_point), packed, wsum, ws, b, r, s, list(q.stride),
-            list(q.padding), list(q.dilation), checks.ACTIVATIONS.index(activation), float(negative_slope))
-    tail = (float(out_scale), int(out_zero_point), None, None, 1, None, *(rq if rq is not None else (0.0, 0)))
-    op = torch.ops.sft_cpu.qconv2d.default
+    k, cg, r, s = w.shape
+    geometry = (list(q.stride), list(q.padding), list(q.dilation))
+    act = (checks.ACTIVATIONS.index(activation), float(negative_slope))
+    types = (None, *(rq if rq is not None else (0.0, 0)))  # out_dtype, the residual's uint8 grid
+    xq = (float(q.input_scale), int(q.input_zero_point))
+    if q.groups == 1:
+        packed, wsum = qcpu.split_packed(w, k)
+        head = (*xq, packed, wsum, ws, b, r, s, *geometry, *act)
+        tail = (float(out_scale), int(out_zero_point), None, None, 1, *types)
+        op = torch.ops.sft_cpu.qconv2d.default
+    elif cg == 1 and k == q.groups:  # depthwise: its own kernel, as sft.qconv2d runs it
+        head, tail = (*xq, w, ws, b, *geometry, *act), (float(out_scale), int(out_zero_point), None, None, *types)
+        op = torch.ops.sft_cpu.qconv2d_depthwise.default
+    else:
+        return None
     return lambda x, res: op(x, *head, res, *tail)
 
 

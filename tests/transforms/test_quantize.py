@@ -628,6 +628,11 @@ def test_quantconv_bound_kernel_follows_every_change():
         q.backend = "reference"
         torch.testing.assert_close(q(x).double(), expected(), **tol("int8_epilogue"))
         assert q.__dict__["_fast"][1] is None  # another backend: the op path every call
+        dw = QuantConv2d.from_float(nn.Conv2d(16, 16, 3, 2, 1, groups=16), input_scale=0.02, input_zero_point=5)
+        e = qref.qconv2d(x, 0.02, 5, dw.weight_int8, dw.weight_scale, dw.bias, None, 2, 1, 1, 16)
+        for _ in range(2):  # depthwise: its own kernel, bound the same way
+            torch.testing.assert_close(dw(x).double(), e, **tol("int8_epilogue"))
+        assert dw.__dict__["_fast"][1] is not None
 
 
 def test_quant_linear_matches_the_integer_reference_and_the_float_layer():
