@@ -7,9 +7,10 @@ from torch import nn
 
 from .. import ops
 from ..runtime.layout import to_channels_last
-from .conv import at_weight_precision
+from .conv import _fast_key, _no_grad_or_autocast, at_weight_precision
 from .quantized import QuantConv2d, is_int8
 from ..ops.conv2d.reference import epilogue
+from ..ops.separable_conv2d import bound as separable_bound
 from ..ops.separable_conv2d.reference import separable_conv2d as separable_reference
 
 
@@ -57,16 +58,42 @@ class SeparableConv2d(nn.Module):
             else:
                 y = _run(dw, input, self.mid_activation, self.negative_slope)
             return _run(pw, y, self.activation, self.negative_slope, residual)
-        input, residual = at_weight_precision(self.pw.weight, input, residual)
+        pw = self.pw
+        key = None
+        if type(input) is torch.Tensor and input.is_cpu and not torch.compiler.is_compiling() \
+                and _no_grad_or_autocast(input, pw.weight, residual):
+            key = (_fast_key(input, residual), dw.stride, dw.padding, dw.dilation)
+            fast = self.__dict__.get("_fast")
+            if fast is not None and fast[0] == key:
+                return fast[1](input, dw.weight, pw.weight, dw.bias, pw.bias, residual)
+        given = (input, residual)
+        input, residual = at_weight_precision(pw.weight, input, residual)
         input = to_channels_last(input)  # the converted model's layout policy
-        if torch.is_grad_enabled() and (input.requires_grad or (self.training and self.pw.weight.requires_grad)):
+        if torch.is_grad_enabled() and (input.requires_grad or (self.training and pw.weight.requires_grad)):
             # training: PyTorch's two convs (autograd and autocast as usual; the fused op is for inference)
-            return separable_reference(input, dw.weight, self.pw.weight, dw.bias, self.pw.bias, dw.stride,
+            return separable_reference(input, dw.weight, pw.weight, dw.bias, pw.bias, dw.stride,
                                        dw.padding, dw.dilation, self.mid_activation, self.activation,
                                        self.negative_slope, residual)
-        return ops.separable_conv2d(input, dw.weight, self.pw.weight, dw.bias, self.pw.bias, dw.stride, dw.padding,
-                                    dw.dilation, mid_activation=self.mid_activation, activation=self.activation,
-                                    negative_slope=self.negative_slope, residual=residual, backend=self.backend)
+        y = ops.separable_conv2d(input, dw.weight, pw.weight, dw.bias, pw.bias, dw.stride, dw.padding, dw.dilation,
+                                 mid_activation=self.mid_activation, activation=self.activation,
+                                 negative_slope=self.negative_slope, residual=residual, backend=self.backend)
+        if key is not None and input is given[0] and residual is given[1]:  # no copies: the bound call takes them
+            fn = separable_bound(input, dw.weight, pw.weight, dw.bias, pw.bias, residual, dw.stride, dw.padding,
+                                 dw.dilation, self.mid_activation, self.activation, self.negative_slope,
+                                 self.backend)
+            if fn is not None:
+                self.__dict__["_fast"] = (key, fn)
+        return y
+
+    # The bound kernel of the last input signature (`_fast`) is dropped whenever the module changes (any attribute
+    # set, a dtype or device move); the two convs' geometry is in its key, their tensors are passed per call.
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        self.__dict__["_fast"] = None
+
+    def _apply(self, fn, recurse=True):
+        self.__dict__["_fast"] = None
+        return super()._apply(fn, recurse)
 
     def extra_repr(self) -> str:
         return (f"mid_activation={self.mid_activation!r}, activation={self.activation!r}, "

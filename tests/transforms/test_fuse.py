@@ -6,7 +6,7 @@ from torch import nn
 
 import sft_kernels
 from sft_kernels.nn import Conv2d
-from sft_kernels.testing import tol
+from sft_kernels.testing import assert_close, tol
 
 from tests.conftest import op_backends
 
@@ -139,3 +139,39 @@ def test_separable_pair_with_leaky_relu_calibrates_and_quantizes():
         ref = model(x)
         sep[0].dw.register_forward_pre_hook(lambda m, a: None)  # a hooked conv: the unfused path
         torch.testing.assert_close(gm(x), ref, **tol("fp32"))
+
+
+def test_separable_conv_bound_kernel_follows_every_change():
+    """A fused SeparableConv2d keeps its kernel's call bound for the last input signature (as converted convs do):
+    repeated calls, in-place weight updates, a residual on and off, another input size, a new activation and a
+    channels_last → NCHW switch all give the two convs' result."""
+    from sft_kernels.nn import SeparableConv2d
+
+    torch.manual_seed(0)
+    m = SeparableConv2d.from_convs(nn.Conv2d(16, 16, 3, 1, 1, groups=16), nn.Conv2d(16, 24, 1), "relu", None)
+    m.eval()
+    x = torch.rand(1, 16, 9, 11).contiguous(memory_format=torch.channels_last)
+    res = torch.randn(1, 24, 9, 11)
+
+    def expected(x, residual=None):
+        y = F.conv2d(F.relu(F.conv2d(x.double(), m.dw.weight.double(), m.dw.bias.double(), 1, 1, 1, 16)),
+                     m.pw.weight.double(), m.pw.bias.double())
+        y = F.leaky_relu(y, 0.01) if m.activation == "leaky_relu" else y
+        return y if residual is None else y + residual.double()
+
+    def check(y, e):
+        assert_close(y, e, 16 * 9)
+
+    with torch.no_grad():
+        for _ in range(12):  # past the autotuner's second look
+            check(m(x), expected(x))
+        assert m.__dict__.get("_fast") is not None
+        m.pw.weight.mul_(-1)
+        check(m(x), expected(x))
+        check(m(x, res), expected(x, res))
+        check(m(x), expected(x))
+        x2 = torch.rand(2, 16, 5, 7).contiguous(memory_format=torch.channels_last)
+        check(m(x2), expected(x2))
+        m.activation = "leaky_relu"
+        check(m(x), expected(x))
+        check(m(x.contiguous()), expected(x))

@@ -16,7 +16,7 @@ import torch
 from ...runtime import checks, registry
 from ...runtime import triton as runtime_triton
 from ...runtime.autograd import register_reference_autograd
-from ...runtime.dispatch import PLAIN, Op, dispatch
+from ...runtime.dispatch import PLAIN, Op, dispatch, memo_entry
 from . import cpu
 from . import reference as ref
 
@@ -119,16 +119,38 @@ def separable_conv2d(input, dw_weight, pw_weight, dw_bias=None, pw_bias=None, st
     the residual add, as sft.conv2d does (the residual is shaped like the shuffled output); every backend's kernel
     writes each output (and adds the residual) at its shuffled place."""
     tensors = (input, dw_weight, pw_weight, dw_bias, pw_bias, residual)
-    sig = None
-    if (type(input) is torch.Tensor and all(t is None or type(t) in PLAIN for t in tensors)
+    sig = _signature(tensors, stride, padding, dilation, mid_activation, activation, negative_slope, pixel_shuffle,
+                     backend)
+    return dispatch(OP, backend, tensors, sig,
+                    lambda: _check(input, dw_weight, pw_weight, dw_bias, pw_bias, residual, stride, padding,
+                                   dilation, mid_activation, activation, negative_slope, pixel_shuffle), input)
+
+
+def _signature(tensors, stride, padding, dilation, mid_activation, activation, negative_slope, pixel_shuffle,
+               backend):
+    """The call's memo key for dispatch, or None where it cannot have one (tensor subclasses, torch.compile,
+    argument forms a dict key would confuse)."""
+    input = tensors[0]
+    if not (type(input) is torch.Tensor and all(t is None or type(t) in PLAIN for t in tensors)
             and all(type(v) is int or (type(v) is tuple and len(v) == 2 and all(type(e) is int for e in v))
                     for v in (stride, padding, dilation))
             and type(mid_activation) in (str, type(None)) and type(activation) in (str, type(None))
             and type(negative_slope) in (int, float) and (backend is None or type(backend) is str)
             and type(pixel_shuffle) is int and input.dim() == 4 and not torch.compiler.is_compiling()):
-        sig = (tuple((t.shape, t.dtype, t.is_cpu) if t is not None else None for t in tensors), input.stride(),
-               stride, padding, dilation, mid_activation, activation, float(negative_slope), pixel_shuffle)
-    return dispatch(OP, backend, tensors, sig,
-                    lambda: _check(input, dw_weight, pw_weight, dw_bias, pw_bias, residual, stride, padding,
-                                   dilation, mid_activation, activation, negative_slope, pixel_shuffle), input)
+        return None
+    return (tuple((t.shape, t.dtype, t.is_cpu) if t is not None else None for t in tensors), input.stride(),
+            stride, padding, dilation, mid_activation, activation, float(negative_slope), pixel_shuffle)
+
+
+def bound(input, dw_weight, pw_weight, dw_bias, pw_bias, residual, stride, padding, dilation, mid_activation,
+          activation, negative_slope, backend):
+    """fn(input, dw_weight, pw_weight, dw_bias, pw_bias, residual) running this call as dispatch's memo would, once
+    the call has run and its backend choice is final; else None (as ops.conv2d.bound, for SeparableConv2d)."""
+    tensors = (input, dw_weight, pw_weight, dw_bias, pw_bias, residual)
+    sig = _signature(tensors, stride, padding, dilation, mid_activation, activation, negative_slope, 1, backend)
+    hit = memo_entry(OP, backend, sig) if sig is not None else None
+    if hit is None:
+        return None
+    fn, consts = hit[0], hit[1]
+    return lambda *t: fn(*t, *consts)
 
