@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from ..runtime import registry
 from ..runtime.layout import to_channels_last
 from .conv import explicit_padding, mode_padded
 
@@ -209,7 +210,7 @@ class QuantConv2d(nn.Module):
             key = (input.shape, input.stride(), input.dtype,
                    None if residual is None else (residual.shape, residual.stride(), residual.dtype),
                    activation, negative_slope, out_scale, out_zero_point, rq, w._version, ws._version,
-                   None if b is None else b._version)
+                   None if b is None else b._version, registry.env("SFT_KERNELS_BACKEND"))
             fast = self.__dict__.get("_fast")
             if fast is not None and fast[0] == key:
                 if fast[1] is not None:
@@ -368,7 +369,7 @@ def _bound_qconv2d(q: QuantConv2d, x: torch.Tensor, activation, negative_slope, 
     sft.qconv2d would not run it directly (another backend, a channels_last result to copy back): what a call past
     the op's argument checks and dispatch (~10 µs of a ~25 µs call on a small map) leaves."""
     from ..ops.qconv2d import cpu as qcpu
-    from ..runtime import checks, registry
+    from ..runtime import checks
 
     if registry.resolve_for(q.backend, "qconv2d", x) != "cpu" or not x.is_contiguous(memory_format=torch.channels_last):
         return None
