@@ -150,6 +150,9 @@ class Conv2d(nn.Conv2d):
         self.__dict__["_fast"] = None
         return super()._apply(fn, recurse)
 
+    def __getstate__(self):  # pickling and deepcopy: the bound call (a closure over these tensors) is not state
+        return {**self.__dict__, "_fast": None}
+
     def pad_by_mode(self, x: torch.Tensor, modulation: Optional[tuple] = None) -> tuple:
         """(x, padding, modulation) as the kernels take them: with a padding mode other than "zeros", x padded here
         (its modulation applied first) and no padding left for the conv."""

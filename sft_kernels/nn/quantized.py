@@ -233,6 +233,9 @@ class QuantConv2d(nn.Module):
         super().__setattr__(name, value)
         self.__dict__["_fast"] = None
 
+    def __getstate__(self):  # pickling and deepcopy: the bound call (a closure over these tensors) is not state
+        return {**self.__dict__, "_fast": None}
+
     def padded(self, x: torch.Tensor, modulation: Optional[tuple] = None) -> torch.Tensor:
         """`x` (float, or uint8 on this conv's input grid) padded by `pre_pad` in `padding_mode`, its modulation
         applied first; "zeros" pads uint8 input with the zero point, which stands for 0."""

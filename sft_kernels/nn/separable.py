@@ -95,6 +95,9 @@ class SeparableConv2d(nn.Module):
         self.__dict__["_fast"] = None
         return super()._apply(fn, recurse)
 
+    def __getstate__(self):  # pickling and deepcopy: the bound call (a closure over these tensors) is not state
+        return {**self.__dict__, "_fast": None}
+
     def extra_repr(self) -> str:
         return (f"mid_activation={self.mid_activation!r}, activation={self.activation!r}, "
                 f"backend={self.backend!r}")

@@ -1,4 +1,6 @@
 """convert_ / revert_ on any CNN and on SFTNet: same outputs, same state_dict, modules restored."""
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -302,3 +304,33 @@ def test_a_converted_conv_runs_its_bound_kernel_and_drops_it_when_anything_chang
         assert autotune.choices()  # dispatched (and measured) again, not the kept kernel
         model.double()
         assert conv._fast is None and conv(x.double()).dtype == torch.float64
+
+
+def test_models_that_ran_pickle_and_deepcopy_without_their_bound_calls(tmp_path):
+    """A converted, quantized or fused-separable model that has run holds bound kernel calls (closures over its own
+    tensors): torch.save of the whole module must still work, and a deepcopy must run on its own weights."""
+    from sft_kernels.nn import SeparableConv2d
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 16, 16).contiguous(memory_format=torch.channels_last)
+    conv = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)).eval()
+    sft_kernels.convert_(conv)
+    quant = copy.deepcopy(conv)
+    sft_kernels.quantize_(quant, calibration=[x], progress=False)
+    sep = nn.Sequential(nn.Conv2d(3, 8, 1), SeparableConv2d(8, 8, 3, padding=1, mid_activation="relu")).eval()
+    sft_kernels.convert_(sep)
+    for model in (conv, quant, sep):
+        with torch.no_grad():
+            for _ in range(12):  # past the autotuner's second look: the calls are bound
+                y = model(x)
+            assert any(m.__dict__.get("_fast") for m in model.modules())
+            torch.save(model, tmp_path / "m.pt")
+            assert torch.equal(torch.load(tmp_path / "m.pt", weights_only=False)(x), y)
+            twin = copy.deepcopy(model)
+            assert not any(m.__dict__.get("_fast") for m in twin.modules())
+            for p in twin.parameters():
+                p.neg_()
+            for b in twin.buffers():
+                if b.dtype == torch.int8:
+                    b.neg_()
+            assert not torch.equal(twin(x), y) and torch.equal(model(x), y)

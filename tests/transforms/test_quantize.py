@@ -628,6 +628,15 @@ def test_quantconv_bound_kernel_follows_every_change():
         q.backend = "reference"
         torch.testing.assert_close(q(x).double(), expected(), **tol("int8_epilogue"))
         assert q.__dict__["_fast"][1] is None  # another backend: the op path every call
+        q.backend = None
+        q(x)
+        c = copy.deepcopy(q)  # the copy's buffers are new tensors: its own weights, whatever their versions say
+        c.weight_int8.copy_(torch.randint(-127, 128, c.weight_int8.shape, dtype=torch.int8))
+        while c.weight_int8._version < q.weight_int8._version:  # even where the version counters meet again
+            c.weight_int8.add_(0)
+        assert c.weight_int8._version == q.weight_int8._version
+        e = qref.qconv2d(x, 0.02, 5, c.weight_int8, c.weight_scale, c.bias, None, 1, 1, 1, 1)
+        torch.testing.assert_close(c(x).double(), e, **tol("int8_epilogue"))
         dw = QuantConv2d.from_float(nn.Conv2d(16, 16, 3, 2, 1, groups=16), input_scale=0.02, input_zero_point=5)
         e = qref.qconv2d(x, 0.02, 5, dw.weight_int8, dw.weight_scale, dw.bias, None, 2, 1, 1, 16)
         for _ in range(2):  # depthwise: its own kernel, bound the same way
