@@ -23,7 +23,7 @@ import torch
 
 import sft_kernels
 from sft_kernels.metrics import conv_macs
-from sft_kernels.tools.benchmark import measure_peak_gflops, model_rows, model_table, time_interleaved
+from sft_kernels.tools.benchmark import model_table, time_models
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_resnet50 import build  # noqa: E402  (the same ResNet-50 as the fp32 benchmark)
@@ -80,10 +80,8 @@ def main(argv=None):
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
-        peak, _ = measure_peak_gflops()
-        with torch.no_grad():
-            times = time_interleaved(fns, repeat=args.repeat, warmup=2)
-        rows += model_rows(times, flops, peak, threads, times["torch.ao int8 (x86)"])
+        new, peak = time_models(fns, flops, threads, lambda t: t["torch.ao int8 (x86)"], args.repeat)
+        rows += new
         meta[threads] = {"peak_gflops": peak}
     print(model_table(rows, "vs torch.ao int8"))
     if args.output:

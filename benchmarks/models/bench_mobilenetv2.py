@@ -22,7 +22,7 @@ from torch import nn
 
 import sft_kernels
 from sft_kernels.metrics import conv_macs
-from sft_kernels.tools.benchmark import measure_peak_gflops, model_rows, model_table, time_interleaved
+from sft_kernels.tools.benchmark import model_table, time_models
 
 # (expansion t, output channels c, repeats n, first stride s): the MobileNetV2 paper's table 2
 SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
@@ -157,10 +157,9 @@ def main(argv=None):
             fns["torch.compile+freezing (cl)"] = lambda: comp(xcl)
         fns.update({"sft convert_": lambda: conv(x), "sft fuse_for_inference": lambda: fused(x),
                     "sft fuse + quantize_ int8": lambda: int8(x)})
-        peak, _ = measure_peak_gflops()
-        with torch.no_grad():
-            times = time_interleaved(fns, repeat=args.repeat, warmup=3)
-        rows += model_rows(times, flops, peak, threads, min(times["eager NCHW"], times["eager channels_last"]))
+        new, peak = time_models(fns, flops, threads, lambda t: min(t["eager NCHW"], t["eager channels_last"]),
+                                args.repeat, warmup=3)
+        rows += new
         meta[threads] = {"peak_gflops": peak}
     print(model_table(rows, "vs eager (best layout)"))
     if args.output:

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 import sft_kernels
-from sft_kernels.tools.benchmark import measure_peak_gflops, model_rows, model_table, time_interleaved
+from sft_kernels.tools.benchmark import model_table, time_models
 from sft_kernels.metrics import conv_macs
 
 
@@ -116,10 +116,8 @@ def main(argv=None):
         fns["torch.compile+freezing"] = lambda: comp(x)
     for threads in args.threads:
         torch.set_num_threads(threads)
-        peak, _ = measure_peak_gflops()
-        with torch.no_grad():
-            times = time_interleaved(fns, repeat=args.repeat, warmup=2)
-        rows += model_rows(times, flops, peak, threads, times["eager channels_last"])
+        new, peak = time_models(fns, flops, threads, lambda t: t["eager channels_last"], args.repeat)
+        rows += new
         meta[threads] = {"peak_gflops": peak}
     print(model_table(rows, "vs eager channels_last"))
     if args.output:

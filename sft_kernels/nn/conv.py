@@ -69,7 +69,25 @@ def explicit_padding(conv: nn.Conv2d) -> tuple:
     return left, None if extra == (0, 0) else (0, extra[0], 0, extra[1])
 
 
-class Conv2d(nn.Conv2d):
+class BoundCall(nn.Module):
+    """Base of the modules that keep their kernel's call bound for the last input signature in `_fast` (Conv2d,
+    SeparableConv2d, QuantConv2d): the call is dropped whenever the module changes (any attribute set: activation,
+    backend, stride, a new weight...; any dtype or device move) and left out of the pickled and deep-copied state (a
+    closure over the module's tensors)."""
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        self.__dict__["_fast"] = None
+
+    def _apply(self, fn, recurse=True):
+        self.__dict__["_fast"] = None
+        return super()._apply(fn, recurse)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_fast": None}
+
+
+class Conv2d(BoundCall, nn.Conv2d):
     """`nn.Conv2d` running on `sft.conv2d`, with an optional fused epilogue.
 
     Same constructor, parameters and state_dict keys as `nn.Conv2d`. Extra keyword-only options:
@@ -139,19 +157,6 @@ class Conv2d(nn.Conv2d):
             if fn is not None:
                 self.__dict__["_fast"] = (_fast_key(input, residual), fn)
         return y
-
-    # The bound kernel of the last input shape (`_fast`) is dropped whenever the module changes: any attribute set
-    # (activation, backend, stride, a new weight...) and any dtype or device move.
-    def __setattr__(self, name, value):
-        super().__setattr__(name, value)
-        self.__dict__["_fast"] = None
-
-    def _apply(self, fn, recurse=True):
-        self.__dict__["_fast"] = None
-        return super()._apply(fn, recurse)
-
-    def __getstate__(self):  # pickling and deepcopy: the bound call (a closure over these tensors) is not state
-        return {**self.__dict__, "_fast": None}
 
     def pad_by_mode(self, x: torch.Tensor, modulation: Optional[tuple] = None) -> tuple:
         """(x, padding, modulation) as the kernels take them: with a padding mode other than "zeros", x padded here

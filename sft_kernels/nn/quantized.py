@@ -21,7 +21,7 @@ from torch import nn
 from .. import ops
 from ..runtime import registry
 from ..runtime.layout import to_channels_last
-from .conv import explicit_padding, mode_padded
+from .conv import BoundCall, explicit_padding, mode_padded
 
 
 def quantize_weight(w: torch.Tensor) -> tuple:
@@ -84,7 +84,7 @@ def _in_dtype(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return y.to(x.dtype) if y.dtype == torch.float32 and x.is_floating_point() and x.dtype != torch.float32 else y
 
 
-class QuantConv2d(nn.Module):
+class QuantConv2d(BoundCall):
     """int8 conv (see the module docstring). Build with `from_float(conv, input_scale, input_zero_point)`."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
@@ -221,20 +221,10 @@ class QuantConv2d(nn.Module):
                         negative_slope=negative_slope, residual=residual, modulation=modulation,
                         out_scale=out_scale, out_zero_point=out_zero_point, pixel_shuffle=pixel_shuffle,
                         residual_quant=rq, backend=self.backend)
-        if key is not None:
+        if key is not None:  # (in-place weight updates change the key: the buffers' version counters)
             self.__dict__["_fast"] = (key, _bound_qconv2d(self, input, activation, negative_slope, out_scale,
                                                           out_zero_point, rq))
         return y
-
-    # The bound kernel of the last call's signature (`_fast`, see _bound_qconv2d) is dropped whenever the module
-    # changes: any attribute set (scales, padding, out_scale...) and any dtype or device move; in-place weight
-    # updates change its key (the buffers' version counters).
-    def __setattr__(self, name, value):
-        super().__setattr__(name, value)
-        self.__dict__["_fast"] = None
-
-    def __getstate__(self):  # pickling and deepcopy: the bound call (a closure over these tensors) is not state
-        return {**self.__dict__, "_fast": None}
 
     def padded(self, x: torch.Tensor, modulation: Optional[tuple] = None) -> torch.Tensor:
         """`x` (float, or uint8 on this conv's input grid) padded by `pre_pad` in `padding_mode`, its modulation
@@ -245,7 +235,7 @@ class QuantConv2d(nn.Module):
                            zero=self.input_zero_point if x.dtype == torch.uint8 else 0.0)
 
     def _apply(self, fn, recurse=True):
-        self._w_float = self._wino = None  # (also drops _fast)
+        self._w_float = self._wino = None
         out = super()._apply(fn, recurse)
         _keep_float32(self)
         return out

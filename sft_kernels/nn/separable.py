@@ -7,14 +7,14 @@ from torch import nn
 
 from .. import ops
 from ..runtime.layout import to_channels_last
-from .conv import _fast_key, _no_grad_or_autocast, at_weight_precision
+from .conv import BoundCall, _fast_key, _no_grad_or_autocast, at_weight_precision
 from .quantized import QuantConv2d, is_int8
 from ..ops.conv2d.reference import epilogue
 from ..ops.separable_conv2d import bound as separable_bound
 from ..ops.separable_conv2d.reference import separable_conv2d as separable_reference
 
 
-class SeparableConv2d(nn.Module):
+class SeparableConv2d(BoundCall):
     """A depthwise conv followed by a 1×1 conv, run as one `sft.separable_conv2d` (no depthwise map in memory).
 
     ``SeparableConv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, multiplier=1,
@@ -77,6 +77,7 @@ class SeparableConv2d(nn.Module):
         y = ops.separable_conv2d(input, dw.weight, pw.weight, dw.bias, pw.bias, dw.stride, dw.padding, dw.dilation,
                                  mid_activation=self.mid_activation, activation=self.activation,
                                  negative_slope=self.negative_slope, residual=residual, backend=self.backend)
+        # (the two convs' geometry is in the key; their tensors are passed per call)
         if key is not None and input is given[0] and residual is given[1]:  # no copies: the bound call takes them
             fn = separable_bound(input, dw.weight, pw.weight, dw.bias, pw.bias, residual, dw.stride, dw.padding,
                                  dw.dilation, self.mid_activation, self.activation, self.negative_slope,
@@ -84,19 +85,6 @@ class SeparableConv2d(nn.Module):
             if fn is not None:
                 self.__dict__["_fast"] = (key, fn)
         return y
-
-    # The bound kernel of the last input signature (`_fast`) is dropped whenever the module changes (any attribute
-    # set, a dtype or device move); the two convs' geometry is in its key, their tensors are passed per call.
-    def __setattr__(self, name, value):
-        super().__setattr__(name, value)
-        self.__dict__["_fast"] = None
-
-    def _apply(self, fn, recurse=True):
-        self.__dict__["_fast"] = None
-        return super()._apply(fn, recurse)
-
-    def __getstate__(self):  # pickling and deepcopy: the bound call (a closure over these tensors) is not state
-        return {**self.__dict__, "_fast": None}
 
     def extra_repr(self) -> str:
         return (f"mid_activation={self.mid_activation!r}, activation={self.activation!r}, "

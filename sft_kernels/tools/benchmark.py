@@ -94,6 +94,16 @@ def model_rows(times: Dict[str, float], flops: float, peak: float, threads: int,
                  vs_eager=baseline / t) for name, t in times.items()]
 
 
+def time_models(fns: Dict[str, Callable[[], object]], flops: float, threads: int,
+                baseline: Callable[[Dict[str, float]], float], repeat: int = 10, warmup: int = 2) -> tuple:
+    """One thread count of a whole-model benchmark (`threads`, already set): this machine's fp32 FMA peak, then
+    `fns` timed interleaved under torch.no_grad(). Returns (model_rows against baseline(times) seconds, the peak)."""
+    peak, _ = measure_peak_gflops()
+    with torch.no_grad():
+        times = time_interleaved(fns, repeat=repeat, warmup=warmup)
+    return model_rows(times, flops, peak, threads, baseline(times)), peak
+
+
 def model_table(rows: list, vs: str = "vs eager") -> str:
     """model_rows as a table; `vs` names the baseline column."""
     return format_table([[r["threads"], r["impl"], f"{r['ms']:.2f}", f"{r['gflops']:.0f}", f"{r['pct_peak']:.0f}%",
