@@ -358,31 +358,18 @@ class QuantLinear(nn.Module):
 
 
 def _bound_qconv2d(q: QuantConv2d, x: torch.Tensor, activation, negative_slope, out_scale, out_zero_point, rq):
-    """The cpu kernel's call for this signature with everything but the input and residual bound, or None where
-    sft.qconv2d would not run it directly (another backend, a channels_last result to copy back): what a call past
-    the op's argument checks and dispatch (~10 µs of a ~25 µs call on a small map) leaves."""
+    """The cpu kernel's call for this signature with everything but the input and residual bound
+    (ops/qconv2d/cpu.py: bound), or None where sft.qconv2d would not run it directly (another backend, a
+    channels_last result to copy back): what a call past the op's argument checks and dispatch (~10 µs of a ~25 µs
+    call on a small map) leaves."""
     from ..ops.qconv2d import cpu as qcpu
-    from ..runtime import checks
 
     if registry.resolve_for(q.backend, "qconv2d", x) != "cpu" or not x.is_contiguous(memory_format=torch.channels_last):
         return None
-    w, ws, b = q._buffers["weight_int8"], q._buffers["weight_scale"], q._buffers["bias"]
-    k, cg, r, s = w.shape
-    geometry = (list(q.stride), list(q.padding), list(q.dilation))
-    act = (checks.ACTIVATIONS.index(activation), float(negative_slope))
-    types = (None, *(rq if rq is not None else (0.0, 0)))  # out_dtype, the residual's uint8 grid
-    xq = (float(q.input_scale), int(q.input_zero_point))
-    if q.groups == 1:
-        packed, wsum = qcpu.split_packed(w, k)
-        head = (*xq, packed, wsum, ws, b, r, s, *geometry, *act)
-        tail = (float(out_scale), int(out_zero_point), None, None, 1, *types)
-        op = torch.ops.sft_cpu.qconv2d.default
-    elif cg == 1 and k == q.groups:  # depthwise: its own kernel, as sft.qconv2d runs it
-        head, tail = (*xq, w, ws, b, *geometry, *act), (float(out_scale), int(out_zero_point), None, None, *types)
-        op = torch.ops.sft_cpu.qconv2d_depthwise.default
-    else:
-        return None
-    return lambda x, res: op(x, *head, res, *tail)
+    r_scale, r_zp = rq if rq is not None else (0.0, 0)
+    return qcpu.bound(q._buffers["weight_int8"], q._buffers["weight_scale"], q._buffers["bias"], q.input_scale,
+                      q.input_zero_point, q.stride, q.padding, q.dilation, q.groups, activation, negative_slope,
+                      out_scale, out_zero_point, r_scale, r_zp)
 
 
 def is_int8(m) -> bool:

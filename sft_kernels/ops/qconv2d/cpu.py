@@ -88,6 +88,30 @@ def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, 
     return _layout(y, x)
 
 
+def bound(w, ws, b, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp, r_scale=0.0,
+          r_zp=0):
+    """fn(x, res): the kernel qconv2d above runs for a dense or depthwise conv (no modulation, shuffle or output
+    dtype), everything but the input and residual bound; None for other groupings. stride, padding and dilation are
+    pairs; the caller checks once that this call's arguments are valid and that x is channels_last (so the result
+    needs no copy back)."""
+    k, cg, r, s = w.shape
+    geometry = (list(stride), list(padding), list(dilation))
+    head = (float(x_scale), int(x_zp))
+    epi = (checks.ACTIVATIONS.index(act), float(slope))
+    types = (None, float(r_scale), int(r_zp))
+    if groups == 1:
+        packed, wsum = split_packed(w, k)
+        head, tail = (*head, packed, wsum, ws, b, r, s, *geometry, *epi), (float(o_scale), int(o_zp), None, None, 1)
+        op = torch.ops.sft_cpu.qconv2d.default
+    elif cg == 1 and k == groups:  # depthwise: its own kernel
+        head, tail = (*head, w, ws, b, *geometry, *epi), (float(o_scale), int(o_zp), None, None)
+        op = torch.ops.sft_cpu.qconv2d_depthwise.default
+    else:
+        return None
+    tail = (*tail, *types)
+    return lambda x, res: op(x, *head, res, *tail)
+
+
 def _pack_grouped(w_q):
     """[K, Cg, R, S] int8 → [R·S][Cg/4][K][4] (each output channel's 4-byte words of its group's inputs, per tap) and
     the int32 sums Σ w_q[k], as one uint8 tensor (qgrouped.cpp's layout)."""
