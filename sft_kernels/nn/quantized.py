@@ -12,6 +12,8 @@ Outputs are channels_last, as sft_kernels.nn.Conv2d's (the layout policy: an NCH
 """
 from __future__ import annotations
 
+import functools
+import math
 from typing import Optional
 
 import torch
@@ -331,9 +333,14 @@ class QuantLinear(nn.Module):
                 self._w_float = self.dequantized_weight()
             y = F.linear(x, self._w_float, self.bias)
         else:
-            y = ops.qconv2d(x.reshape(-1, self.in_features, 1, 1), self.weight_int8, self.weight_scale,
-                            self.bias, input_scale=self.input_scale, input_zero_point=self.input_zero_point,
-                            backend=self.backend).view(-1, self.out_features)
+            # The rows as the pixels of one channels_last image (a view): as M images of one pixel each, the
+            # kernel ran image by image (ConvNeXt's 3136 × 96 -> 384 Linear: 3.95 ms against 0.6 as one image).
+            x = x.contiguous()  # (rows of a permuted map may be a transposed view)
+            n, p, q = (1, *_image_shape(x.shape[0])) if x.shape[0] else (0, 1, 1)  # (no rows: an empty batch)
+            y = ops.qconv2d(x.view(n, p, q, self.in_features).permute(0, 3, 1, 2), self.weight_int8,
+                            self.weight_scale, self.bias, input_scale=self.input_scale,
+                            input_zero_point=self.input_zero_point, backend=self.backend)
+            y = y.permute(0, 2, 3, 1).reshape(-1, self.out_features)
         return _in_dtype(y.reshape(*lead, self.out_features), input)
 
     def _apply(self, fn, recurse=True):
@@ -355,6 +362,14 @@ class QuantLinear(nn.Module):
         if self.act_bits == 16:
             return s + ", W8A16"
         return s + f", input_scale={self.input_scale:.4g}, input_zero_point={self.input_zero_point}"
+
+
+@functools.lru_cache(maxsize=256)
+def _image_shape(m: int) -> tuple:
+    """(P, Q) with P·Q = m rows and P the largest divisor of m up to √m: rows of pixels for the threads to share
+    (one row of 3136 pixels ran 1.35x slower at 2 threads than two of 1568)."""
+    p = max(d for d in range(1, math.isqrt(m) + 1) if m % d == 0)
+    return p, m // p
 
 
 def _bound_qconv2d(q: QuantConv2d, x: torch.Tensor, activation, negative_slope, out_scale, out_zero_point, rq):

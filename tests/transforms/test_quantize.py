@@ -667,6 +667,35 @@ def test_quant_linear_matches_the_integer_reference_and_the_float_layer():
         q(torch.randn(3, 95))
 
 
+@pytest.mark.parametrize("shape", [(1, 6, 7, 96), (13, 96), (1, 96), (96,), (0, 96), (2, 0, 96)])
+def test_quant_linear_runs_its_rows_as_one_image(shape, monkeypatch):
+    """The rows go to the kernel as the pixels of one channels_last image (as one-pixel images the kernel ran image
+    by image, 6x slower on ConvNeXt's MLPs), for any row count (13: a prime), also an NHWC view like ConvNeXt's
+    permuted map; the result is the integer reference's."""
+    from sft_kernels.ops.qconv2d import reference as qref
+
+    torch.manual_seed(1)
+    lin = nn.Linear(96, 40)
+    q = QuantLinear.from_float(lin, input_scale=0.03, input_zero_point=100)
+    x = torch.randn(shape)
+    if len(shape) == 4:  # ConvNeXt: an NCHW map permuted to NHWC, not contiguous
+        x = torch.randn(shape[0], shape[3], shape[1], shape[2]).permute(0, 2, 3, 1)
+    seen = []
+    qconv2d = sft_kernels.ops.qconv2d
+
+    def spy(inp, *args, **kwargs):
+        seen.append(tuple(inp.shape))
+        return qconv2d(inp, *args, **kwargs)
+
+    monkeypatch.setattr(sft_kernels.ops, "qconv2d", spy)
+    y = q(x)
+    rows = x.numel() // 96
+    assert y.shape == (*x.shape[:-1], 40) and y.is_contiguous()
+    assert seen[0][0] == (1 if rows else 0) and seen[0][2] * seen[0][3] == max(rows, 1), seen
+    e = qref.qconv2d(x.reshape(-1, 96, 1, 1), 0.03, 100, q.weight_int8, q.weight_scale, q.bias)
+    torch.testing.assert_close(y.double(), e.view(*x.shape[:-1], 40), **tol("int8_epilogue"))
+
+
 def test_quantize_makes_linear_heads_int8_unless_told_not_to():
     model = _trained_like(Bottleneck())
     calib = [torch.rand(2, 3, 24, 24) for _ in range(3)]

@@ -275,8 +275,14 @@ MODELS = {
 
 
 def build(name, seed=0):
+    """A model of MODELS, or "tv:NAME": torchvision.models.NAME (random weights) on 1×3×224×224 (torchvision
+    must import; see survey.py)."""
     torch.manual_seed(seed)
-    cls, shape = MODELS[name]
+    if name.startswith("tv:"):
+        import torchvision
+        cls, shape = getattr(torchvision.models, name[3:]), (1, 3, 224, 224)
+    else:
+        cls, shape = MODELS[name]
     m = cls()
     g = torch.Generator().manual_seed(seed + 1)
     for mod in m.modules():
