@@ -58,12 +58,12 @@ __attribute__((target("avx512f"))) inline void pixels_avx512(const DepthwiseRows
   }
 }
 
-template <int P, int SW, bool Edge, bool Full>
-__attribute__((target("avx512f"), always_inline)) inline void group3_avx512(const DepthwiseRows& g, const float* xn,
-                                                                            int64_t ih0, int64_t iw0, const bool* inside,
-                                                                            int64_t c, __mmask16 m, float* d, int64_t ld,
-                                                                            const float* res, int64_t rld) {
-  constexpr int kIn = (P - 1) * SW + 3;
+template <int P, int S, int SW, bool Edge, bool Full>
+__attribute__((target("avx512f"), always_inline)) inline void group_avx512(const DepthwiseRows& g, const float* xn,
+                                                                           int64_t ih0, int64_t iw0, const bool* inside,
+                                                                           int64_t c, __mmask16 m, float* d, int64_t ld,
+                                                                           const float* res, int64_t rld) {
+  constexpr int kIn = (P - 1) * SW + S;
   const int64_t C = g.cm, R = g.r, H = g.h, xs2 = g.xs2, xs3 = g.xs3, dh = g.dh;
   __m512 acc[P];
   init_pixels<P, Full>(acc, g.bias, c, m);
@@ -71,38 +71,52 @@ __attribute__((target("avx512f"), always_inline)) inline void group3_avx512(cons
     const int64_t ih = ih0 + r * dh;
     if (ih < 0 || ih >= H) continue;
     const float* xr = xn + ih * xs2 + iw0 * xs3 + c;
-    const float* wr = g.wt + r * 3 * C + c;
-    const __m512 w0 = load16<Full>(wr, m), w1 = load16<Full>(wr + C, m), w2 = load16<Full>(wr + 2 * C, m);
+    const float* wr = g.wt + r * S * C + c;
     __m512 in[kIn];
     for (int j = 0; j < kIn; ++j)
       in[j] = Edge ? _mm512_maskz_loadu_ps(inside[j] ? m : __mmask16(0), xr + j * xs3) : load16<Full>(xr + j * xs3, m);
-    for (int i = 0; i < P; ++i) {
-      acc[i] = _mm512_fmadd_ps(in[i * SW], w0, acc[i]);
-      acc[i] = _mm512_fmadd_ps(in[i * SW + 1], w1, acc[i]);
-      acc[i] = _mm512_fmadd_ps(in[i * SW + 2], w2, acc[i]);
+    // one weight vector live at a time: 7 wide at stride 2 holds 19 input vectors and 7 sums
+    for (int s = 0; s < S; ++s) {
+      const __m512 w = load16<Full>(wr + s * C, m);
+      for (int i = 0; i < P; ++i) acc[i] = _mm512_fmadd_ps(in[i * SW + s], w, acc[i]);
     }
   }
   store_pixels<P, Full>(acc, m, c, g.act, g.slope, res, rld, d, ld);
 }
 
-// P pixels of 3-wide kernels, stride SW, undilated: the input vectors of a row (P pixels need (P−1)·SW + 3 of
-// them) are loaded once each and reused by every tap that reads them, instead of one load per tap and pixel (the
-// general loop above ran at ~30 GFLOP/s on 128 channels, load-bound). Edge: columns outside the image read as
-// zeros (narrow rows, MobileNet's 7 and 14 pixels, have no interior group of P). Whole groups of 16 channels run
-// without masks (masked loads had put a kmovw on an FMA port per load).
-template <int P, int SW, bool Edge>
-__attribute__((target("avx512f"))) inline void pixels3_avx512(const DepthwiseRows& g, const float* xn, int64_t ih0,
-                                                              int64_t iw0, float* __restrict d, int64_t ld,
-                                                              const float* res, int64_t rld) {
-  constexpr int kIn = (P - 1) * SW + 3;
+// P pixels of S-wide kernels (3, 5, 7), stride SW, undilated: the input vectors of a row (P pixels need
+// (P−1)·SW + S of them) are loaded once each and reused by every tap that reads them, instead of one load per tap
+// and pixel (the general loop above ran at ~30 GFLOP/s on 128 channels, load-bound; 7×7 on 96 channels at 56²:
+// 41 GFLOP/s against oneDNN's 66). Edge: columns outside the image read as zeros (narrow rows, MobileNet's 7 and
+// 14 pixels, have no interior group of P). Whole groups of 16 channels run without masks (masked loads had put a
+// kmovw on an FMA port per load).
+template <int P, int S, int SW, bool Edge>
+__attribute__((target("avx512f"))) inline void pixels_wide_avx512(const DepthwiseRows& g, const float* xn,
+                                                                  int64_t ih0, int64_t iw0, float* __restrict d,
+                                                                  int64_t ld, const float* res, int64_t rld) {
+  constexpr int kIn = (P - 1) * SW + S;
   bool inside[kIn];
   for (int j = 0; j < kIn; ++j) inside[j] = !Edge || (iw0 + j >= 0 && iw0 + j < g.w);
   const int64_t C = g.cm, full = C / 16 * 16;
   for (int64_t c = 0; c < full; c += 16)
-    group3_avx512<P, SW, Edge, true>(g, xn, ih0, iw0, inside, c, __mmask16(0xFFFF), d, ld, res, rld);
+    group_avx512<P, S, SW, Edge, true>(g, xn, ih0, iw0, inside, c, __mmask16(0xFFFF), d, ld, res, rld);
   if (full < C)
-    group3_avx512<P, SW, Edge, false>(g, xn, ih0, iw0, inside, full, __mmask16((1u << (C - full)) - 1u), d, ld,
-                                      res, rld);
+    group_avx512<P, S, SW, Edge, false>(g, xn, ih0, iw0, inside, full, __mmask16((1u << (C - full)) - 1u), d, ld,
+                                        res, rld);
+}
+
+template <int P, int S>
+__attribute__((target("avx512f"))) inline void pixels_wide_any(const DepthwiseRows& g, const float* xn, int64_t ih0,
+                                                               int64_t iw0, bool interior, float* d, int64_t ld,
+                                                               const float* res, int64_t rld) {
+  if (interior && g.sw == 1)
+    pixels_wide_avx512<P, S, 1, false>(g, xn, ih0, iw0, d, ld, res, rld);
+  else if (interior)
+    pixels_wide_avx512<P, S, 2, false>(g, xn, ih0, iw0, d, ld, res, rld);
+  else if (g.sw == 1)
+    pixels_wide_avx512<P, S, 1, true>(g, xn, ih0, iw0, d, ld, res, rld);
+  else
+    pixels_wide_avx512<P, S, 2, true>(g, xn, ih0, iw0, d, ld, res, rld);
 }
 
 __attribute__((target("avx512f"))) void rows_avx512(const DepthwiseRows& g, const float* xn, int64_t p, int64_t q0,
@@ -115,16 +129,14 @@ __attribute__((target("avx512f"))) void rows_avx512(const DepthwiseRows& g, cons
     for (int k = 0; k < kP; ++k) iw0[k] = (q0 + i + k) * g.sw - g.pw;
     const bool interior = iw0[0] >= 0 && iw0[kP - 1] + span < g.w;
     const float* ri = res ? res + i * rld : nullptr;
-    if (g.s == 3 && g.dw == 1 && (g.sw == 1 || g.sw == 2)) {
-      if (interior && g.sw == 1)
-        pixels3_avx512<kP, 1, false>(g, xn, ih0, iw0[0], d + i * ld, ld, ri, rld);
-      else if (interior)
-        pixels3_avx512<kP, 2, false>(g, xn, ih0, iw0[0], d + i * ld, ld, ri, rld);
-      else if (g.sw == 1)
-        pixels3_avx512<kP, 1, true>(g, xn, ih0, iw0[0], d + i * ld, ld, ri, rld);
-      else
-        pixels3_avx512<kP, 2, true>(g, xn, ih0, iw0[0], d + i * ld, ld, ri, rld);
-    } else if (interior)
+    const bool wide = g.dw == 1 && (g.sw == 1 || g.sw == 2);
+    if (wide && g.s == 3)
+      pixels_wide_any<kP, 3>(g, xn, ih0, iw0[0], interior, d + i * ld, ld, ri, rld);
+    else if (wide && g.s == 5)
+      pixels_wide_any<kP, 5>(g, xn, ih0, iw0[0], interior, d + i * ld, ld, ri, rld);
+    else if (wide && g.s == 7)
+      pixels_wide_any<kP, 7>(g, xn, ih0, iw0[0], interior, d + i * ld, ld, ri, rld);
+    else if (interior)
       pixels_avx512<kP, true>(g, xn, ih0, iw0, d + i * ld, ld, ri, rld);
     else
       pixels_avx512<kP, false>(g, xn, ih0, iw0, d + i * ld, ld, ri, rld);

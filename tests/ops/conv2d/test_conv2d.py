@@ -34,6 +34,11 @@ SHAPES = [
     (2, 17, 9, 11, 17, 3, 3, 1, 1, 1, 17),
     (1, 32, 12, 10, 32, 3, 3, 2, 1, (2, 1), 32),
     (1, 6, 7, 9, 12, 5, 3, 1, (2, 1), 1, 6),
+    # depthwise 7×7 and 5×5 (cpu: each input vector of a row loaded once for 7 pixels): interior and edge groups,
+    # single pixels, a channel tail, stride 2, a row narrower than the kernel
+    (1, 40, 11, 19, 40, 7, 7, 1, 3, 1, 40),
+    (2, 24, 13, 12, 24, 5, 5, 2, 2, 1, 24),
+    (1, 16, 6, 5, 16, 7, 7, 1, 3, 1, 16),
 ]
 LAYOUTS = ["nchw", "channels_last", "noncontig"]
 CPU_BACKENDS = op_backends("conv2d")  # triton included: on a CPU it runs through its interpreter

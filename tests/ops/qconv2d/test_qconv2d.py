@@ -24,6 +24,12 @@ CASES = [  # n, c, h, w, k, r, stride, padding, dilation, groups
     (1, 33, 9, 11, 33, 3, 1, 1, 1, 33),  # depthwise (cpu: its own kernel), a channel tail past 32
     (2, 16, 10, 9, 16, 3, 2, 1, 1, 16),  # depthwise, stride 2
     (1, 24, 12, 10, 24, 5, 1, 4, 2, 24),  # depthwise 5x5, dilation 2
+    # depthwise 5×5 and 7×7 (cpu, AVX-512: input pixels shared by neighbouring outputs, groups of 8/4/2/1 pixels),
+    # stride 1 and 2, channel tails, rows of 7, 13 and 19 pixels
+    (1, 40, 11, 13, 40, 7, 1, 3, 1, 40),
+    (2, 24, 12, 15, 24, 5, 2, 2, 1, 24),
+    (1, 70, 7, 7, 70, 7, 1, 3, 1, 70),
+    (1, 96, 9, 37, 96, 7, 2, 3, 1, 96),
     (1, 16, 7, 7, 32, 3, 1, 1, 1, 8),  # grouped, 2 channels in and 4 out per group
     # groups of 4-32 channels in and out (VNNI: vectors over whole groups): a channel tail (K = 12, 40), stride 2,
     # 5×5 with dilation, pixels in tails of a 12-pixel tile
@@ -120,6 +126,14 @@ def test_every_cpu_kernel_matches_the_integer_reference(kernel):
             "                    negative_slope=0.1, residual=res, out_scale=0.05, out_zero_point=100, backend='cpu')\n"
             "        e = ref.qconv2d(xq, 0.03, 33, wq, ws, b, res, st, 1, 1, 1, act, 0.1, 0.05, 100)\n"
             "        assert (y.int() - e.int()).abs().max() <= 1, (act, c, k)\n"
+            "for n, c, h, w, st, r in ((1, 33, 10, 19, 1, 7), (2, 20, 9, 14, 2, 5), (1, 64, 7, 7, 1, 7),\n"
+            "                          (1, 48, 11, 23, 2, 7), (1, 16, 8, 9, 1, 3)):  # depthwise, wide kernels\n"
+            "    xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=g)\n"
+            "    wq = torch.randint(-128, 128, (c, 1, r, r), dtype=torch.int8, generator=g)\n"
+            "    ws, b = torch.rand(c, generator=g) * 0.01 + 0.001, torch.randn(c, generator=g)\n"
+            "    y = qconv2d(xq, wq, ws, b, st, r // 2, 1, c, input_scale=0.03, input_zero_point=33, backend='cpu')\n"
+            "    e = ref.qconv2d(xq, 0.03, 33, wq, ws, b, None, st, r // 2, 1, c)\n"
+            "    assert (y.double() - e).abs().max() <= 1e-5 * e.abs().max(), ('depthwise', c, r, st)\n"
             "for n, c, h, w, st, grp, k in ((2, 40, 9, 8, 1, 40, 40), (1, 19, 7, 9, 2, 19, 19),\n"
             "                               (1, 24, 6, 7, 1, 6, 12), (2, 12, 9, 17, 1, 3, 12),\n"
             "                               (1, 40, 7, 9, 2, 5, 40), (1, 48, 6, 13, 1, 3, 48),\n"
