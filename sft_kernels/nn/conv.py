@@ -14,15 +14,19 @@ from ..runtime.layout import to_channels_last
 
 
 def activation_of(m: nn.Module) -> Optional[tuple]:
-    """("relu", 0.01), ("leaky_relu", slope) or ("relu6", 0.01) for an nn.ReLU, nn.LeakyReLU or nn.ReLU6 module
-    (or an nn.Hardtanh clamping to [0, 6]; exactly those types: a subclass may do more), as the convs' fused
-    epilogues take them; else None."""
+    """("relu", 0.01), ("leaky_relu", slope), ("relu6", 0.01), ("silu", 0.01) or ("hardswish", 0.01) for an
+    nn.ReLU, nn.LeakyReLU, nn.ReLU6 (or an nn.Hardtanh clamping to [0, 6]), nn.SiLU or nn.Hardswish module (exactly
+    those types: a subclass may do more), as the convs' fused epilogues take them; else None."""
     if type(m) is nn.ReLU:
         return "relu", 0.01
     if type(m) is nn.LeakyReLU:
         return "leaky_relu", m.negative_slope
     if type(m) is nn.ReLU6 or (type(m) is nn.Hardtanh and (m.min_val, m.max_val) == (0.0, 6.0)):
         return "relu6", 0.01
+    if type(m) is nn.SiLU:
+        return "silu", 0.01
+    if type(m) is nn.Hardswish:
+        return "hardswish", 0.01
     return None
 
 
@@ -91,8 +95,8 @@ class Conv2d(BoundCall, nn.Conv2d):
     """`nn.Conv2d` running on `sft.conv2d`, with an optional fused epilogue.
 
     Same constructor, parameters and state_dict keys as `nn.Conv2d`. Extra keyword-only options:
-    ``activation`` (None/"relu"/"leaky_relu"/"relu6"), ``negative_slope``, ``backend`` (None = fastest here) and
-    ``algorithm`` (cpu: None/"auto", "direct", "winograd", "winograd_f2").
+    ``activation`` (None/"relu"/"leaky_relu"/"relu6"/"silu"/"hardswish"), ``negative_slope``, ``backend`` (None =
+    fastest here) and ``algorithm`` (cpu: None/"auto", "direct", "winograd", "winograd_f2").
     ``forward(x, residual=None)`` computes ``act(conv(x) + bias) + residual``; its output is channels_last (the
     values are nn.Conv2d's; an NCHW input is laid out channels_last first, see `forward`); a model's last one hands
     its output back in the caller's layout (transforms/caller_layout.py).

@@ -327,11 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--op", choices=["conv2d", "matmul", "qconv2d", "all"], default="all",
                    help="qconv2d: the int8 conv against torch.ao's quantized x86 conv (GOP/s; %% peak of 4x the fp32 "
                    "peak, VNNI's int8 rate); all: every op")
-    s.add_argument("--shapes", choices=["sftnet", "resnet50", "mobilenetv2", "deeplabv3", "grouped"], default="sftnet",
+    s.add_argument("--shapes", choices=["sftnet", "resnet50", "mobilenetv2", "deeplabv3", "grouped", "wide_depthwise"],
+                   default="sftnet",
                    help="conv catalog: SFTNet's layers at a 128x128 LR input, ResNet-50's or MobileNetV2's (depthwise "
                    "convs) at 224x224, DeepLabv3's dilated convs (rates 2-36) on the 32x32 maps of a 256x256 "
-                   "input, or the grouped 3x3 convs of ResNeXt-50 and RegNet-style stages (2-32 channels per group) "
-                   "at 224x224")
+                   "input, the grouped 3x3 convs of ResNeXt-50 and RegNet-style stages (2-32 channels per group) "
+                   "at 224x224, or the 5x5 / 7x7 depthwise convs of EfficientNet-B0 and ConvNeXt-T at 224x224")
     s.add_argument("--quick", action="store_true",
                    help="small shapes (SFTNet at a 32x32 LR input, the others at a 56x56 input)")
     s.add_argument("--repeat", type=_at_least(1), default=10, help="interleaved rounds per shape (median)")

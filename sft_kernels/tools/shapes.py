@@ -147,9 +147,24 @@ def grouped_conv_shapes(size: int = 224, n: int = 1) -> list:
             c("regnet 160 g10 (16/grp)", 160, s8, 10), c("regnet 384 g24 (16/grp)", 384, s16, 24)]
 
 
+def wide_depthwise_conv_shapes(size: int = 224, n: int = 1) -> list:
+    """The 5×5 and 7×7 depthwise convs of ConvNeXt-T (7×7 on 96 / 192 / 384 / 768 channels) and EfficientNet-B0
+    (5×5, the first of two stages strided) at a size×size input, as torchvision builds them."""
+    def c(name, ch, hw, r, stride=1, count=1):
+        h = max(1, hw * size // 224)
+        return ConvShape(f"{name} @{h}" + (" s2" if stride == 2 else ""), n, ch, h, h, ch, r, r, stride=stride,
+                         padding=r // 2, groups=ch, count=count)
+
+    return [c("convnext dw 96 7×7", 96, 56, 7, count=3), c("convnext dw 192 7×7", 192, 28, 7, count=3),
+            c("convnext dw 384 7×7", 384, 14, 7, count=9), c("convnext dw 768 7×7", 768, 7, 7, count=3),
+            c("effnet dw 144 5×5", 144, 56, 5, 2), c("effnet dw 240 5×5", 240, 28, 5),
+            c("effnet dw 480 5×5", 480, 14, 5), c("effnet dw 672 5×5", 672, 14, 5, count=2),
+            c("effnet dw 672 5×5", 672, 14, 5, 2), c("effnet dw 1152 5×5", 1152, 7, 5, count=3)]
+
+
 CONV_CATALOGS = {"sftnet": sftnet_conv_shapes, "resnet50": resnet50_conv_shapes,
                  "mobilenetv2": mobilenetv2_conv_shapes, "deeplabv3": deeplabv3_conv_shapes,
-                 "grouped": grouped_conv_shapes}
+                 "grouped": grouped_conv_shapes, "wide_depthwise": wide_depthwise_conv_shapes}
 
 
 # Small versions for quick runs (`--quick`) and CI smoke runs: same layers at a 32×32 LR input.

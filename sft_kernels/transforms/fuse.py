@@ -36,10 +36,12 @@ from .swap import set_module
 
 _RELU_FUNCS = {torch.relu, F.relu, torch.relu_, F.relu_}
 _ADD_FUNCS = {operator.add, torch.add, operator.iadd}
+_SILU_LIKE = {F.silu: "silu", F.hardswish: "hardswish"}
 
 
 def _activation(node: fx.Node, modules: dict) -> Optional[tuple]:
-    """(name, slope) if `node` applies ReLU, LeakyReLU or ReLU6 to its first argument and nothing else, else None."""
+    """(name, slope) if `node` applies ReLU, LeakyReLU, ReLU6, SiLU or hardswish to its first argument and nothing
+    else, else None."""
     if node.op == "call_module":
         act = activation_of(modules.get(node.target))
         if act:
@@ -55,6 +57,9 @@ def _activation(node: fx.Node, modules: dict) -> Optional[tuple]:
     if node.op == "call_function" and node.target is F.relu6 and len(node.args) == 1 and \
             set(node.kwargs) <= {"inplace"}:
         return "relu6", 0.01
+    if node.op == "call_function" and node.target in _SILU_LIKE and len(node.args) == 1 and \
+            set(node.kwargs) <= {"inplace"}:
+        return _SILU_LIKE[node.target], 0.01
     return None
 
 

@@ -52,6 +52,8 @@ CASES = [  # (n, c, h, w, k, r, stride, pad, dilation, groups, algorithm, pixel_
     # 2 dilated (the general loop), 32 with a 5×5 kernel
     (2, 12, 9, 11, 12, 3, 1, 1, 1, 3, 1, 1), (1, 40, 8, 17, 40, 3, 2, 1, 1, 5, 1, 1),
     (1, 32, 9, 8, 32, 3, 1, 2, 2, 16, 1, 1), (1, 64, 6, 9, 64, 5, 1, 2, 1, 2, 1, 1),
+    # depthwise 7×7 and 5×5 rows (each input vector loaded once for 7 pixels): edge groups, stride 2
+    (1, 40, 11, 19, 40, 7, 1, 3, 1, 40, 1, 1), (2, 24, 9, 12, 24, 5, 2, 2, 1, 24, 1, 1),
 ]
 
 
@@ -78,7 +80,14 @@ def run():
     spec.loader.exec_module(ext)
     ops = torch.ops.sft_cpu
     torch.manual_seed(0)
-    for (n, c, h, w, k, r, st, pd, dl, g, alg, sh) in CASES:
+    for i, (n, c, h, w, k, r, st, pd, dl, g, alg, sh) in enumerate(CASES):
+        if i % 3 == 0:  # SiLU (code 4): the vector exp in each path's store
+            x = torch.randn(n, c, h, w).contiguous(memory_format=torch.channels_last)
+            wt, b = torch.randn(k, c // g, r, r), torch.randn(k)
+            ref = F.silu(F.conv2d(x.double(), wt.double(), b.double(), st, pd, dl, g))
+            ref = F.pixel_shuffle(ref, sh) if sh > 1 else ref
+            y = ops.conv2d(x, wt, b, [st, st], [pd, pd], [dl, dl], g, 4, 0.0, None, alg, sh)
+            assert (y.double() - ref).abs().max().item() < 1e-2, ("silu", i)
         for channels_last in (False, True):
             x = torch.randn(n, c, h, w)
             x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
@@ -308,9 +317,10 @@ def run():
                                      [dl, dl], g, 1, 0.0, torch.randn(ref.shape), 0.05, 7, torch.rand_like(xf),
                                      torch.rand_like(xf))
             assert y8.dtype == torch.uint8 and y8.shape == ref.shape
-    # depthwise int8 conv: channel tails (33, 19 channels), stride 2, 3×3 (tap pairs) and 5×5 (any taps), float input
-    # with a modulation, uint8 output with a residual
-    for (n, c, h, w, r, st) in [(2, 33, 9, 8, 3, 1), (1, 19, 7, 11, 3, 2), (1, 40, 6, 7, 5, 1)]:
+    # depthwise int8 conv: channel tails (33, 19 channels), stride 2, 3-, 5- and 7-wide rows (groups of 8 / 4 / 2 / 1
+    # pixels), float input with a modulation, uint8 output with a residual, SiLU (code 4) in the store
+    for (n, c, h, w, r, st) in [(2, 33, 9, 8, 3, 1), (1, 19, 7, 11, 3, 2), (1, 40, 6, 7, 5, 1), (1, 40, 9, 15, 7, 1),
+                                (1, 24, 11, 13, 7, 2)]:
         wq = torch.randint(-128, 128, (c, 1, r, r), dtype=torch.int8)
         ws, pd = torch.rand(c) * 0.01 + 0.001, r // 2
         xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8)
@@ -322,6 +332,9 @@ def run():
         assert (y.double() - ref).abs().max().item() < 1e-3, ("depthwise", c, r, st)
         y8 = ops.qconv2d_depthwise(xf, 0.03, 33, wq, ws, torch.randn(c), [st, st], [pd, pd], [1, 1], 2, 0.1,
                                    torch.randn(ref.shape), 0.05, 7, sc, sf)
+        assert y8.dtype == torch.uint8 and y8.shape == ref.shape
+        y8 = ops.qconv2d_depthwise(xq, 0.03, 33, wq, ws, torch.randn(c), [st, st], [pd, pd], [1, 1], 4, 0.0,
+                                   None, 0.05, 7)
         assert y8.dtype == torch.uint8 and y8.shape == ref.shape
     # int8 Winograd-domain conv (AVX-512 transforms and VNNI sums, or the portable ones): odd sizes (tiles past the
     # edges), channels padded to 4-byte groups, K tails, blocks of 14 tiles across rows, a batch, NCHW, channels_last

@@ -1,4 +1,6 @@
 """fuse_for_inference: conv → batch norm → activation chains and residual adds folded into converted convs."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -175,3 +177,56 @@ def test_separable_conv_bound_kernel_follows_every_change():
         m.activation = "leaky_relu"
         check(m(x), expected(x))
         check(m(x.contiguous()), expected(x))
+
+
+class SiluBlock(nn.Module):
+    """EfficientNet / YOLO-style: conv → batch norm → SiLU (module and function), MobileNetV3's hardswish, a
+    depthwise conv between."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.b1, self.a1 = nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.SiLU()
+        self.dw, self.b2 = nn.Conv2d(16, 16, 5, padding=2, groups=16, bias=False), nn.BatchNorm2d(16)
+        self.c3, self.a3 = nn.Conv2d(16, 24, 1), nn.Hardswish()
+        self.c4 = nn.Conv2d(24, 24, 3, padding=1)
+
+    def forward(self, x):
+        y = self.a1(self.b1(self.c1(x)))
+        y = F.silu(self.b2(self.dw(y)))
+        y = self.a3(self.c3(y))
+        return F.hardswish(self.c4(y)) + y
+
+
+def test_silu_and_hardswish_fold_into_the_convs():
+    """Module and functional SiLU / hardswish after a conv (and its batch norm) become the conv's epilogue in
+    convert_ (modules) and fuse_for_inference (functions too), int8 included; outputs match eager, NCHW in."""
+    torch.manual_seed(0)
+    model = SiluBlock().eval()
+    for mod in model.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 3, 20, 18)
+    with torch.no_grad():
+        ref = model(x)
+    mc = copy.deepcopy(model)
+    sft_kernels.convert_(mc)
+    assert mc.c1.__dict__["_sft_act"] == ("silu", 0.01) and mc.c3.__dict__["_sft_act"] == ("hardswish", 0.01)
+    gm = sft_kernels.fuse_for_inference(model, x)
+    acts = {n: (getattr(m, "mid_activation", None), m.activation) for n, m in gm.named_modules()
+            if isinstance(m, (Conv2d, sft_kernels.nn.SeparableConv2d)) and "." not in n}
+    # the depthwise conv, its SiLU, the 1×1 conv and its hardswish: one separable conv
+    assert acts == {"c1": (None, "silu"), "c3": ("silu", "hardswish"), "c4": (None, "hardswish")}, acts
+    assert not any(n.op == "call_function" and n.target in (F.silu, F.hardswish) for n in gm.graph.nodes)
+    with torch.no_grad():
+        for m in (mc, gm):
+            torch.testing.assert_close(m(x), ref, **tol("fp32"))
+    q = sft_kernels.fuse_for_inference(model, x)
+    sft_kernels.quantize_(q, calibration=[torch.randn(2, 3, 20, 18) for _ in range(3)], progress=False)
+    qacts = {n: m.activation for n, m in q.named_modules() if isinstance(m, sft_kernels.nn.QuantConv2d)}
+    assert qacts == {"c1": "silu", "c3.dw": None, "c3.pw": None, "c4": "hardswish"}, qacts
+    assert (q.c3.mid_activation, q.c3.activation) == ("silu", "hardswish")  # passed to its int8 convs' stores
+    with torch.no_grad():
+        y = q(x)
+    sqnr = 10 * torch.log10(ref.pow(2).sum() / (y - ref).pow(2).sum())
+    assert sqnr > 25, sqnr.item()

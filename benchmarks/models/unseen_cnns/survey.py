@@ -1,7 +1,12 @@
 """convert_ and quantize_ on ten CNNs the package's other benchmarks never saw (models.py: SRCNN, FSRCNN, ESPCN, a
 UNet, VGG-11-BN, EfficientNet-B0 stages, DenseNet, RCAN, a dilated segmentation head, ShuffleNetV2), each in a fresh
 process pinned to CPU 0 (run_one.py: 1 thread, interleaved medians, NCHW and channels_last input, outputs checked
-against eager), then a Markdown table. python survey.py OUT_DIR [names...]"""
+against eager), then a Markdown table. python survey.py OUT_DIR [names...]
+
+Names "tv:NAME" build torchvision.models.NAME (random weights, 1×3×224×224). PyPI's torchvision does not import
+beside torch 2.13 ("operator torchvision::nms does not exist"); the models themselves use none of its C ops, so for
+this survey its wheel was unpacked into a folder with torchvision/_meta_registrations.py and
+_autograd_registrations.py emptied and _C.so removed, and that folder put on PYTHONPATH."""
 import json, pathlib, subprocess, sys
 HERE = pathlib.Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -12,7 +17,7 @@ rows = []
 for n in names:
     p = subprocess.run(["taskset", "-c", "0", sys.executable, str(HERE / "run_one.py"), n, "--rounds", "15"],
                        capture_output=True, text=True)
-    open(out / f"log_{n}.txt", "w").write(p.stdout + "\n--- stderr ---\n" + p.stderr)
+    open(out / f"log_{n.replace(':', '_')}.txt", "w").write(p.stdout + "\n--- stderr ---\n" + p.stderr)
     res = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
     if not res:
         print(n, "FAILED; see log"); continue

@@ -15,6 +15,7 @@
 // template parameter.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -22,7 +23,9 @@
 
 namespace sft {
 
-enum Act : int { kActNone = 0, kActRelu = 1, kActLeaky = 2, kActRelu6 = 3 };
+// The activation codes (sft_kernels/runtime/checks.py: ACTIVATIONS). SiLU (EfficientNet, YOLO) and hardswish
+// (MobileNetV3) are computed by act_vec.h in the vector stores.
+enum Act : int { kActNone = 0, kActRelu = 1, kActLeaky = 2, kActRelu6 = 3, kActSilu = 4, kActHardswish = 5 };
 constexpr float kRelu6Max = 6.f;  // relu6 = min(max(x, 0), 6) (MobileNet's activation)
 
 // Activation with PyTorch's NaN semantics (NaN stays NaN: every comparison with it is false).
@@ -30,6 +33,8 @@ inline float activate(float v, int act, float slope) {
   if (act == kActRelu) return v < 0.f ? 0.f : v;
   if (act == kActLeaky) return v < 0.f ? v * slope : v;
   if (act == kActRelu6) return v < 0.f ? 0.f : (v > kRelu6Max ? kRelu6Max : v);
+  if (act == kActSilu) return v / (1.f + std::exp(-v));
+  if (act == kActHardswish) return v * (v + 3.f < 0.f ? 0.f : (v + 3.f > 6.f ? 6.f : v + 3.f)) / 6.f;
   return v;
 }
 

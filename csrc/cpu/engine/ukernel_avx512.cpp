@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "cpu/engine/act_vec.h"
 #include "cpu/engine/ukernel.h"
 
 namespace sft {
@@ -41,7 +42,11 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
       if (o.accumulate) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask[v], c + v * 16));
       if (o.last) {
         if (o.bias) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask[v], o.bias + v * 16));
-        if (o.act != kActNone) {  // x < 0 ? (relu: 0, leaky: x*slope) : x  -- NaN stays NaN
+        if (o.act == kActSilu) {
+          x = silu_v(x);
+        } else if (o.act == kActHardswish) {
+          x = hardswish_v(x);
+        } else if (o.act != kActNone) {  // x < 0 ? (relu: 0, leaky: x*slope) : x  -- NaN stays NaN
           const __mmask16 neg = _mm512_cmp_ps_mask(x, zero, _CMP_LT_OQ);
           x = o.act == kActLeaky ? _mm512_mask_mul_ps(x, neg, x, slope) : _mm512_mask_mov_ps(x, neg, zero);
           if (o.act == kActRelu6)  // min(6, x): vminps returns its second operand for a NaN
@@ -216,7 +221,7 @@ struct TileDst {
   bool plain;
 };
 inline TileDst tile_dst(const KOut& o, float* tile) {
-  const bool plain = !o.res && o.nr == kAvx512NR && o.mr == kAvx512MR;
+  const bool plain = !o.res && o.nr == kAvx512NR && o.mr == kAvx512MR && o.act < kActSilu;  // (asm: relu-likes)
   if (!plain) return {tile, kAvx512NR * 4, 0, nullptr, kActNone, 0.f, 0, false};
   const bool nt = o.stream && !o.accumulate && (reinterpret_cast<uintptr_t>(o.c) & 63) == 0 && (o.ldc & 15) == 0;
   return {o.c,  o.ldc * 4, nt, o.last ? o.bias : nullptr, o.last ? o.act : kActNone,

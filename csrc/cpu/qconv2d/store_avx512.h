@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "cpu/engine/act_vec.h"
 #include "cpu/engine/ukernel.h"
 #include "cpu/qconv2d/tiles.h"
 
@@ -20,6 +21,7 @@ struct Epi {
   int act;
   bool quant, s8, bf16, res_u8;
   __m512 slope, inv_out, zo_f, six;  // six: relu6's bound, in the prescaled units for a uint8 output
+  __m512 out_scale;  // back to real units for silu and hardswish (not scale-invariant); 1 for float outputs
   __m512 rscale;
   __m512i rzp;
   const void* res;
@@ -42,6 +44,7 @@ SFT_STORE_INLINE inline Epi epi_of(const Store& s) {
           _mm512_set1_ps(t.inv_out),
           _mm512_set1_ps(float(t.zo)),
           _mm512_set1_ps(t.quant ? kRelu6Max * t.inv_out : kRelu6Max),
+          _mm512_set1_ps(t.quant ? 1.f / t.inv_out : 1.f),
           _mm512_set1_ps(t.rscale),
           _mm512_set1_epi32(t.rzp),
           s.res,
@@ -81,6 +84,9 @@ SFT_STORE_INLINE inline __m512 finish16(__m512 v, int64_t i, int c0, __mmask16 m
   if (e.act == kActRelu) v = _mm512_max_ps(v, zero);
   if (e.act == kActLeaky) v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, e.slope);
   if (e.act == kActRelu6) v = _mm512_min_ps(_mm512_max_ps(v, zero), e.six);
+  if (e.act == kActSilu) v = e.quant ? _mm512_mul_ps(silu_v(_mm512_mul_ps(v, e.out_scale)), e.inv_out) : silu_v(v);
+  if (e.act == kActHardswish)
+    v = e.quant ? _mm512_mul_ps(hardswish_v(_mm512_mul_ps(v, e.out_scale)), e.inv_out) : hardswish_v(v);
   if (e.quant) {
     if (e.res) v = _mm512_fmadd_ps(residual16(e, i, c0, m), e.inv_out, v);
     if (e.act || e.res) v = _mm512_add_ps(v, e.zo_f);

@@ -198,6 +198,8 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
     if (p.activation == kRelu) v = fmaxf(v, 0.f);
     else if (p.activation == kLeakyRelu) v = v > 0.f ? v : v * p.negative_slope;
     else if (p.activation == kRelu6) v = fminf(fmaxf(v, 0.f), 6.f);
+    else if (p.activation == kSilu) v = v / (1.f + __expf(-v));
+    else if (p.activation == kHardswish) v = v * fminf(fmaxf(v + 3.f, 0.f), 6.f) / 6.f;
     if (res) v += Mma<T>::load(res, idx);
     return v;
   };

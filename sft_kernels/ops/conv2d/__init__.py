@@ -114,6 +114,10 @@ def _backward(ctx, grad):
         pre = F.conv2d(x, w, b, stride, padding, dilation, groups)
         if act == "relu6":  # hardtanh's gradient: zero where clamped
             grad_pre = torch.where((pre > 0) & (pre < 6), grad_pre, torch.zeros_like(grad_pre))
+        elif act == "silu":
+            grad_pre = torch.ops.aten.silu_backward(grad_pre, pre)
+        elif act == "hardswish":
+            grad_pre = torch.ops.aten.hardswish_backward(grad_pre, pre)
         else:
             neg = 0.0 if act == "relu" else slope
             grad_pre = torch.where(pre > 0, grad_pre, grad_pre * neg)
@@ -150,7 +154,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     """Drop-in `F.conv2d` with a fused epilogue (and an optional fused SFT modulation of the input).
 
     Computes ``y = conv2d(input, weight) + bias; y = act(y); y = y + residual`` where ``act`` is None,
-    ``"relu"``, ``"leaky_relu"`` (slope ``negative_slope``) or ``"relu6"`` (min(max(y, 0), 6)). With the
+    ``"relu"``, ``"leaky_relu"`` (slope ``negative_slope``), ``"relu6"`` (min(max(y, 0), 6)), ``"silu"``
+    (y·sigmoid(y)) or ``"hardswish"`` (y·relu6(y + 3) / 6). With the
     keyword-only extras unset it is exactly ``F.conv2d``: same output shape and memory format (channels_last in,
     channels_last out), unbatched (C, H, W) input, and ``padding="same"`` / ``"valid"`` (an even kernel's
     asymmetric 'same' padding included).

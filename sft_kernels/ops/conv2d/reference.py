@@ -9,6 +9,10 @@ def epilogue(y, activation=None, negative_slope=0.01, residual=None):
         y = F.leaky_relu(y, negative_slope)
     elif activation == "relu6":
         y = F.relu6(y)
+    elif activation == "silu":
+        y = F.silu(y)
+    elif activation == "hardswish":
+        y = F.hardswish(y)
     elif activation is not None:
         raise ValueError(f"unknown activation {activation!r}")
     if residual is not None:

@@ -162,6 +162,10 @@ def conv2d_kernel(
         y = tl.where(y < 0, y * negative_slope, y)
     elif ACTIVATION == 3:  # relu6 (NaN compares false and passes)
         y = tl.where(y < 0, 0.0, tl.where(y > 6.0, 6.0, y))
+    elif ACTIVATION == 4:  # silu
+        y = y * tl.sigmoid(y)
+    elif ACTIVATION == 5:  # hardswish: y·relu6(y + 3) / 6
+        y = y * tl.minimum(tl.maximum(y + 3.0, 0.0), 6.0) / 6.0
     out_mask = mask_m[:, None] & mask_n[None, :]
     # output coordinates: channel k at pixel (p, q), or with a pixel shuffle channel k // r² at sub-pixel
     # (p·r + i, q·r + j) where (i, j) = divmod(k % r², r)

@@ -79,6 +79,10 @@ def separable_conv2d_kernel(
             d = tl.where(d < 0, d * negative_slope, d)
         elif MID_ACTIVATION == 3:  # relu6 (NaN compares false and passes)
             d = tl.where(d < 0, 0.0, tl.where(d > 6.0, 6.0, d))
+        elif MID_ACTIVATION == 4:  # silu
+            d = d * tl.sigmoid(d)
+        elif MID_ACTIVATION == 5:  # hardswish: y·relu6(y + 3) / 6
+            d = d * tl.minimum(tl.maximum(d + 3.0, 0.0), 6.0) / 6.0
         # pointwise: [BLOCK_M, BLOCK_K] x [BLOCK_K, BLOCK_N], the weight read as pw[n, cm] (contiguous K x CM)
         b = tl.load(pw_ptr + offs_n[None, :] * CM + cm[:, None], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
         if IEEE:  # fp32 operands, or the interpreter (its dot misreads a tile cast to bf16 inside the kernel)
@@ -96,6 +100,10 @@ def separable_conv2d_kernel(
         y = tl.where(y < 0, y * negative_slope, y)
     elif ACTIVATION == 3:  # relu6 (NaN compares false and passes)
         y = tl.where(y < 0, 0.0, tl.where(y > 6.0, 6.0, y))
+    elif ACTIVATION == 4:  # silu
+        y = y * tl.sigmoid(y)
+    elif ACTIVATION == 5:  # hardswish: y·relu6(y + 3) / 6
+        y = y * tl.minimum(tl.maximum(y + 3.0, 0.0), 6.0) / 6.0
     out_mask = mask_m[:, None] & mask_n[None, :]
     # PixelShuffle(SHUFFLE): output channel k = c·r² + i·r + j goes to channel c at (p·r + i, q·r + j); the
     # residual is shaped like the shuffled output and read there

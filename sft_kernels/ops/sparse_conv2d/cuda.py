@@ -20,6 +20,7 @@ import torch
 
 from ...runtime import checks, weight_pack
 from ..conv2d import cuda as dense
+from ..conv2d.reference import epilogue
 from .pack24 import pack24
 
 
@@ -69,9 +70,13 @@ def _sparse24(xh, w, b, resh, stride, padding, dilation, groups, act, slope, ker
     if packed is None:
         return None
     kernel24 = kernel24 or torch.ops.sft_cuda.sparse24_conv2d_nhwc
-    return kernel24(xh, packed[0], packed[1], b if b is None else b.contiguous(), resh, list(stride), list(padding),
-                    list(dilation), groups, w.shape[2], w.shape[3], checks.ACTIVATIONS.index(act), float(slope),
-                    config)
+    # The 2:4 epilogue is one select and one min (relu-likes; a branch there sent its accumulators to local
+    # memory): silu and hardswish, and the residual after them, follow the kernel.
+    post = act in ("silu", "hardswish")
+    y = kernel24(xh, packed[0], packed[1], b if b is None else b.contiguous(), None if post else resh, list(stride),
+                 list(padding), list(dilation), groups, w.shape[2], w.shape[3],
+                 0 if post else checks.ACTIVATIONS.index(act), float(slope), config)
+    return epilogue(y, act, slope, resh) if post else y
 
 
 def sparse_conv2d(x, w, b, res, stride, padding, dilation, groups, act, slope, kernel=None, tile=None, kernel24=None,

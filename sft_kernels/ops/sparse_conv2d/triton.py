@@ -82,6 +82,10 @@ def sparse_conv2d_kernel(
         y = tl.where(y < 0, y * negative_slope, y)
     elif ACTIVATION == 3:  # relu6 (NaN compares false and passes)
         y = tl.where(y < 0, 0.0, tl.where(y > 6.0, 6.0, y))
+    elif ACTIVATION == 4:  # silu
+        y = y * tl.sigmoid(y)
+    elif ACTIVATION == 5:  # hardswish: y·relu6(y + 3) / 6
+        y = y * tl.minimum(tl.maximum(y + 3.0, 0.0), 6.0) / 6.0
     p_idx = pq // Q
     q_idx = pq % Q
     out_mask = mask_m[:, None] & mask_n[None, :]

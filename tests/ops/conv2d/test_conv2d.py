@@ -34,8 +34,11 @@ SHAPES = [
     (2, 17, 9, 11, 17, 3, 3, 1, 1, 1, 17),
     (1, 32, 12, 10, 32, 3, 3, 2, 1, (2, 1), 32),
     (1, 6, 7, 9, 12, 5, 3, 1, (2, 1), 1, 6),
-    # depthwise 7×7 and 5×5 (cpu: each input vector of a row loaded once for 7 pixels): interior and edge groups,
-    # single pixels, a channel tail, stride 2, a row narrower than the kernel
+]
+# depthwise 7×7 and 5×5 (cpu: each input vector of a row loaded once for 7 pixels): interior and edge groups,
+# single pixels, a channel tail, stride 2, a row narrower than the kernel. Not under the Triton interpreter (one GEMM
+# per group: minutes).
+WIDE_DEPTHWISE_SHAPES = [
     (1, 40, 11, 19, 40, 7, 7, 1, 3, 1, 40),
     (2, 24, 13, 12, 24, 5, 5, 2, 2, 1, 24),
     (1, 16, 6, 5, 16, 7, 7, 1, 3, 1, 16),
@@ -78,9 +81,17 @@ def test_conv2d_matches_reference(backend, shape, layout):
     _check(backend, shape, layout)
 
 
+@pytest.mark.parametrize("backend", [b for b in CPU_BACKENDS if b != "triton"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", WIDE_DEPTHWISE_SHAPES, ids=str)
+def test_wide_depthwise_matches_reference(backend, shape, layout):
+    _check(backend, shape, layout)
+    _check(backend, shape, layout, "relu6", with_bias=False, with_res=True)
+
+
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("act,slope", [(None, 0.01), ("relu", 0.01), ("leaky_relu", 0.2), ("leaky_relu", -0.5),
-                                       ("relu6", 0.01)])
+                                       ("relu6", 0.01), ("silu", 0.01), ("hardswish", 0.01)])
 @pytest.mark.parametrize("with_res", [False, True])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 def test_fused_epilogue(backend, act, slope, with_res, layout):
@@ -148,7 +159,7 @@ def test_nan_propagates(backend):
         x = torch.randn(1, c, 6, 6)
         x[0, 1, 2, 3] = float("nan")
         w = torch.randn(k, c, 3, 3)
-        for act in (None, "relu", "leaky_relu", "relu6"):
+        for act in (None, "relu", "leaky_relu", "relu6", "silu", "hardswish"):
             for xin in (x, x.contiguous(memory_format=torch.channels_last)):
                 y = conv2d(xin, w, padding=1, activation=act, backend=backend)
                 ref = reference.conv2d(x, w, padding=1, activation=act)
@@ -161,7 +172,7 @@ def test_nan_propagates(backend):
         x = torch.randn(1, c, 9, 16)
         x[0, [1, 20, c - 1], [2, 4, 0], [3, 8, 15]] = float("nan")
         w = torch.randn(c, 1, 3, 3)
-        for act in (None, "relu", "leaky_relu", "relu6"):
+        for act in (None, "relu", "leaky_relu", "relu6", "silu", "hardswish"):
             for xin in (x, x.contiguous(memory_format=torch.channels_last)):
                 y = conv2d(xin, w, padding=1, groups=c, activation=act, backend=backend)
                 ref = reference.conv2d(x, w, padding=1, groups=c, activation=act)
@@ -394,7 +405,8 @@ WINO_SHAPES = [  # (N, C, H, W, K, padding): odd sizes, partial 4×4 tiles, C an
 @pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
 @pytest.mark.parametrize("shape", WINO_SHAPES, ids=str)
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("act,with_res", [(None, False), ("leaky_relu", True), ("relu", False), ("relu6", True)])
+@pytest.mark.parametrize("act,with_res", [(None, False), ("leaky_relu", True), ("relu", False), ("relu6", True),
+                                          ("silu", True), ("hardswish", False)])
 def test_winograd_matches_reference(shape, layout, act, with_res):
     n, c, h, w, k, pd = shape
     x, wt, b = torch.randn(n, c, h, w), torch.randn(k, c, 3, 3), torch.randn(k)
@@ -786,6 +798,36 @@ def test_register_epilogue_keeps_nan_and_signed_zero(act):
 
 
 @pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
+@pytest.mark.parametrize("act", ["silu", "hardswish"])
+@pytest.mark.parametrize("case", [
+    (1, 32, 7, 8, 64, 1, 1, 1, "direct"),  # whole 14×32 tiles: the register epilogue leaves these to the tile store
+    (1, 64, 12, 12, 64, 3, 1, 1, None),  # Winograd's output transform
+    (1, 64, 12, 12, 64, 3, 1, 1, "direct"),  # taps
+    (1, 3, 16, 16, 32, 3, 2, 1, None),  # stacked rows (RGB stem)
+    (1, 16, 7, 9, 4, 3, 1, 1, None),  # thin: few output channels
+    (1, 40, 11, 19, 40, 7, 1, 40, None),  # depthwise 7×7
+    (1, 64, 9, 9, 64, 3, 1, 8, None),  # grouped
+], ids=str)
+def test_silu_and_hardswish_on_every_cpu_path(act, case):
+    """The vector SiLU (exp by a degree-6 polynomial) and hardswish in each cpu path's store, on pre-activations
+    from -60 to 60 (exp's clamped range, both tails), with a residual after them; NaN stays NaN."""
+    n, c, h, w, k, r, st, g, alg = case
+    torch.manual_seed(3)
+    wino = alg is None and r == 3 and g == 1 and c > 3
+    x = (torch.randn(n, c, h, w) * 4).contiguous(memory_format=torch.channels_last)
+    if not wino:  # (a NaN reaches a Winograd tile's every output, not only the ones it touches)
+        x[0, 0, 1, 1] = float("nan")
+    wt, b = torch.randn(k, c // g, r, r), torch.randn(k) * 20
+    res = torch.randn(n, k, (h + 2 * (r // 2) - r) // st + 1, (w + 2 * (r // 2) - r) // st + 1)
+    y = conv2d(x, wt, b, st, r // 2, 1, g, activation=act, residual=res, backend="cpu", algorithm=alg)
+    ref = reference.conv2d(x.double(), wt.double(), b.double(), st, r // 2, 1, g, act, 0.01, res.double())
+    assert torch.equal(torch.isnan(y), torch.isnan(ref))
+    keep = ~torch.isnan(ref)
+    assert ref[keep].abs().max() > 40  # the tails were exercised
+    assert_close(y[keep], ref[keep], k=c // g * r * r, winograd=wino)
+
+
+@pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
 def test_one_by_one_large_output_streamed_with_epilogue():
     """A shallow GEMM with a >= 4 MiB output writes it with non-temporal stores (bias, activation and
     residual still applied); rows and column panels that are not whole tiles keep normal stores."""
@@ -889,7 +931,7 @@ def test_few_channel_conv_rows_every_tail(c, r, s, stride, pad, dil):
 
 
 @pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
-@pytest.mark.parametrize("act", [None, "relu", "leaky_relu", "relu6"])
+@pytest.mark.parametrize("act", [None, "relu", "leaky_relu", "relu6", "silu", "hardswish"])
 def test_deep_k_conv_applies_epilogue_once(act):
     """A strided conv with K = C·R·S = 1152 runs its implicit GEMM in several K passes: each pass adds to C,
     bias and activation come once, on the last (whole tiles in registers, the rest through the stack tile)."""

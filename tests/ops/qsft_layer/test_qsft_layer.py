@@ -67,7 +67,7 @@ def test_matches_reference_within_one_step(backend, case, layout):
 
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="the cpu extension did not build")
 @pytest.mark.parametrize("case", CASES, ids=str)
-@pytest.mark.parametrize("act", [None, "relu", "leaky_relu", "relu6"])
+@pytest.mark.parametrize("act", [None, "relu", "leaky_relu", "relu6", "silu"])
 def test_cpu_bytes_equal_the_three_calls(case, act):
     x, cond, convs = _data(case, seed=3)
     for kw in (dict(), dict(out_scale=0.002, out_zero_point=0), dict(s_input=(0.5, 250), t_input=(0.001, 0))):

@@ -224,7 +224,7 @@ def test_cuda_launcher_layouts_with_an_emulated_kernel():
 
     def kernel(xh, dw, dwb, pw, pwb, stride, padding, dilation, mid, act, slope, resh, shuffle):
         assert xh.is_contiguous() and dw.dim() == 3 and pw.dim() == 2 and (resh is None or resh.is_contiguous())
-        acts = (None, "relu", "leaky_relu", "relu6")
+        acts = (None, "relu", "leaky_relu", "relu6", "silu", "hardswish")
         x = xh.permute(0, 3, 1, 2)
         res = None if resh is None else resh.permute(0, 3, 1, 2)
         y = _reference(x, dw.unsqueeze(1), pw[:, :, None, None], dwb, pwb, stride, padding, dilation, acts[mid],
