@@ -227,7 +227,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void row_avx512_
     const int16_t* wb = wp + b * R * NP * 64;
     int64_t q = 0;
     for (; q + kP <= r.Q; q += kP) wide_pixels<kP, S, SW>(r, roff, R, cp, wb, q, c0, m0, m1, consts, e);
-    if (q + 4 <= r.Q) wide_pixels<4, S, SW>(r, roff, R, cp, wb, q, c0, m0, m1, consts, e), q += 4;  // 7 = 4 + 2 + 1
+    if (q + 7 == r.Q) wide_pixels<7, S, SW>(r, roff, R, cp, wb, q, c0, m0, m1, consts, e), q += 7;  // 7² maps
+    if (q + 4 <= r.Q) wide_pixels<4, S, SW>(r, roff, R, cp, wb, q, c0, m0, m1, consts, e), q += 4;  // 6 = 4 + 2 ...
     if (q + 2 <= r.Q) wide_pixels<2, S, SW>(r, roff, R, cp, wb, q, c0, m0, m1, consts, e), q += 2;
     if (q < r.Q) wide_pixels<1, S, SW>(r, roff, R, cp, wb, q, c0, m0, m1, consts, e);
   }
