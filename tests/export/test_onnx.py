@@ -169,3 +169,23 @@ def test_sizes_the_exporter_cannot_keep_dynamic_are_fixed_with_a_warning(tmp_pat
         sft_kernels.export_onnx(nn.Sequential(nn.Conv2d(3, 4, 3)).eval(), x, tmp_path / "conv.onnx")
     dims = onnx.load(str(tmp_path / "conv.onnx")).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param for d in dims] == ["batch", "", "height", "width"]
+
+
+def test_silu_and_hardswish_convs_export_float_and_int8(tmp_path):
+    """Convs with SiLU / hardswish epilogues (and a separable pair with both) export as standard ops (float) and QDQ
+    (int8); export_onnx checks each in onnxruntime against the model."""
+    from tests.transforms.test_fuse import SiluBlock
+
+    torch.manual_seed(0)
+    model, x = SiluBlock().eval(), torch.randn(1, 3, 20, 18)
+    fused = sft_kernels.fuse_for_inference(copy.deepcopy(model), x)
+    sft_kernels.export_onnx(fused, x, tmp_path / "f.onnx")
+    q = sft_kernels.fuse_for_inference(copy.deepcopy(model), x)
+    sft_kernels.quantize_(q, calibration=[torch.randn(1, 3, 20, 18) for _ in range(3)], progress=False)
+    sft_kernels.export_onnx(q, x, tmp_path / "q.onnx")
+    s = ort.InferenceSession(str(tmp_path / "q.onnx"))
+    with torch.no_grad():
+        ref, yq = model(x), q(x)
+    y = torch.from_numpy(s.run(None, {s.get_inputs()[0].name: x.numpy()})[0])
+    torch.testing.assert_close(y, yq, atol=1e-4, rtol=1e-4)
+    assert 10 * torch.log10(ref.pow(2).sum() / (y - ref).pow(2).sum()) > 30
