@@ -289,10 +289,11 @@ class QuantConv2d(BoundCall):
             ", Winograd F(2x2, 3x3)" if self.winograd_mult is not None else "")
 
 
-class QuantLinear(nn.Module):
+class QuantLinear(BoundCall):
     """int8 Linear (what `sft_kernels.quantize_` puts in place of an nn.Linear, e.g. a classifier's head): int8
     weights, per-output-feature symmetric; activations uint8, per-tensor affine, quantized inside the kernel. It runs
-    as sft.qconv2d's 1×1 conv with each input row a pixel, so the weight is read as a quarter of the float bytes (a
+    as sft.qconv2d's 1×1 conv with the input rows as the pixels of one image, so the weight is read as a quarter of
+    the float bytes (a
     classifier's 1280 × 1000 head: 1.3 MB instead of 5.1). Float in, float out; ``act_bits=16`` (W8A16) runs
     F.linear on the dequantized weight. Build with `from_float(linear, input_scale, input_zero_point)`."""
 
@@ -337,11 +338,37 @@ class QuantLinear(nn.Module):
             # kernel ran image by image (ConvNeXt's 3136 × 96 -> 384 Linear: 3.95 ms against 0.6 as one image).
             x = x.contiguous()  # (rows of a permuted map may be a transposed view)
             n, p, q = (1, *_image_shape(x.shape[0])) if x.shape[0] else (0, 1, 1)  # (no rows: an empty batch)
-            y = ops.qconv2d(x.view(n, p, q, self.in_features).permute(0, 3, 1, 2), self.weight_int8,
-                            self.weight_scale, self.bias, input_scale=self.input_scale,
-                            input_zero_point=self.input_zero_point, backend=self.backend)
+            y = self._int8(x.view(n, p, q, self.in_features).permute(0, 3, 1, 2))
             y = y.permute(0, 2, 3, 1).reshape(-1, self.out_features)
         return _in_dtype(y.reshape(*lead, self.out_features), input)
+
+    def _int8(self, x: torch.Tensor) -> torch.Tensor:
+        """The 1×1 int8 conv of the rows laid out as one channels_last image; its cpu kernel's call kept bound for
+        the last input signature, as QuantConv2d keeps it."""
+        buffers = self._buffers
+        w, ws, b = buffers["weight_int8"], buffers["weight_scale"], buffers["bias"]
+        key = None
+        if type(x) is torch.Tensor and x.is_cpu and x.shape[0] and not torch.compiler.is_compiling() \
+                and not (torch.is_grad_enabled() and x.requires_grad):
+            key = (x.shape, x.stride(), x.dtype, w._version, ws._version, None if b is None else b._version,
+                   registry.env("SFT_KERNELS_BACKEND"))
+            fast = self.__dict__.get("_fast")
+            if fast is not None and fast[0] == key:
+                if fast[1] is not None:
+                    return fast[1](x, None)
+                key = None  # this signature does not bind
+        y = ops.qconv2d(x, w, ws, b, input_scale=self.input_scale, input_zero_point=self.input_zero_point,
+                        backend=self.backend)
+        if key is not None:
+            from ..ops.qconv2d import cpu as qcpu
+
+            fn = None
+            if registry.resolve_for(self.backend, "qconv2d", x) == "cpu" and \
+                    x.is_contiguous(memory_format=torch.channels_last):
+                fn = qcpu.bound(w, ws, b, self.input_scale, self.input_zero_point, (1, 1), (0, 0), (1, 1), 1, None,
+                                0.01, 0.0, 0)
+            self.__dict__["_fast"] = (key, fn)
+        return y
 
     def _apply(self, fn, recurse=True):
         self._w_float = None

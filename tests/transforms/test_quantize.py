@@ -17,6 +17,7 @@ from sft_kernels.nn import QuantConv2d, QuantLinear
 from sft_kernels.testing import tol
 from sft_kernels.transforms.observers import Observer, affine_qparams, fake_quantize
 
+from tests.conftest import op_backends
 from tests.transforms.zoo import EDSRish as EDSRLike  # residual blocks without batch norm, PixelShuffle
 from tests.transforms.zoo import ResidualConvs
 
@@ -694,6 +695,31 @@ def test_quant_linear_runs_its_rows_as_one_image(shape, monkeypatch):
     assert seen[0][0] == (1 if rows else 0) and seen[0][2] * seen[0][3] == max(rows, 1), seen
     e = qref.qconv2d(x.reshape(-1, 96, 1, 1), 0.03, 100, q.weight_int8, q.weight_scale, q.bias)
     torch.testing.assert_close(y.double(), e.view(*x.shape[:-1], 40), **tol("int8_epilogue"))
+
+
+@pytest.mark.skipif("cpu" not in op_backends("qconv2d", torch.uint8), reason="cpu backend not built")
+def test_quant_linear_keeps_its_kernel_call_bound():
+    """After a first call QuantLinear calls the cpu kernel directly for inputs of the same signature; a weight changed
+    in place or a new input scale makes it bind again, and results stay the integer reference's."""
+    from sft_kernels.ops.qconv2d import reference as qref
+
+    torch.manual_seed(2)
+    q = QuantLinear.from_float(nn.Linear(64, 48), input_scale=0.03, input_zero_point=100)
+    x = torch.randn(2, 5, 64)
+
+    def expected():
+        return qref.qconv2d(x.reshape(-1, 64, 1, 1), q.input_scale, q.input_zero_point, q.weight_int8,
+                            q.weight_scale, q.bias).view(2, 5, 48)
+
+    for _ in range(2):
+        torch.testing.assert_close(q(x).double(), expected(), **tol("int8_epilogue"))
+    assert q.__dict__["_fast"][1] is not None
+    with torch.no_grad():
+        q.weight_int8[0, :3] = 5
+    torch.testing.assert_close(q(x).double(), expected(), **tol("int8_epilogue"))
+    q.input_scale = 0.05
+    assert q.__dict__["_fast"] is None
+    torch.testing.assert_close(q(x).double(), expected(), **tol("int8_epilogue"))
 
 
 def test_quantize_makes_linear_heads_int8_unless_told_not_to():
