@@ -38,8 +38,7 @@ __attribute__((target("avx512f"), always_inline)) inline void store_pixels(const
     if (act == kActLeaky)
       v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, _mm512_set1_ps(slope));
     if (act == kActRelu6) v = _mm512_min_ps(_mm512_set1_ps(kRelu6Max), _mm512_max_ps(zero, v));
-    if (act == kActSilu) v = silu_v(v);
-    if (act == kActHardswish) v = hardswish_v(v);
+    if (act >= kActSilu) v = act512_wide(v, act);
     if (res) v = _mm512_add_ps(v, load16<Full>(res + i * rld + c, m));
     if (Full)
       _mm512_storeu_ps(d + i * ld + c, v);

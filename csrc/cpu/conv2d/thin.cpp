@@ -110,10 +110,8 @@ __attribute__((noinline, target("avx512f,fma"))) void few_c_store(const ThinConv
     for (int v = 0; v < NV; ++v) {
       __m512 y = _mm512_load_ps(tile + i * 16 * NV + 16 * v);
       if (t.bias) y = _mm512_add_ps(y, _mm512_loadu_ps(t.bias + k0 + 16 * v));
-      if (t.act == kActSilu) {
-        y = silu_v(y);
-      } else if (t.act == kActHardswish) {
-        y = hardswish_v(y);
+      if (t.act >= kActSilu) {
+        y = act512_wide(y, t.act);
       } else if (t.act != kActNone) {
         const __mmask16 neg = _mm512_cmp_ps_mask(y, zero, _CMP_LT_OQ);
         y = _mm512_mask_blend_ps(neg, y, t.act == kActLeaky ? _mm512_mul_ps(y, slope) : zero);

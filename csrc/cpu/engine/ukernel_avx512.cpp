@@ -42,10 +42,8 @@ __attribute__((noinline, target("avx512f,avx512vl,avx512dq,fma"))) void epilogue
       if (o.accumulate) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask[v], c + v * 16));
       if (o.last) {
         if (o.bias) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask[v], o.bias + v * 16));
-        if (o.act == kActSilu) {
-          x = silu_v(x);
-        } else if (o.act == kActHardswish) {
-          x = hardswish_v(x);
+        if (o.act >= kActSilu) {
+          x = act512_wide(x, o.act);
         } else if (o.act != kActNone) {  // x < 0 ? (relu: 0, leaky: x*slope) : x  -- NaN stays NaN
           const __mmask16 neg = _mm512_cmp_ps_mask(x, zero, _CMP_LT_OQ);
           x = o.act == kActLeaky ? _mm512_mask_mul_ps(x, neg, x, slope) : _mm512_mask_mov_ps(x, neg, zero);

@@ -72,8 +72,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void block(const
       if (c.act == kActLeaky) f = _mm512_mask_mul_ps(f, _mm512_cmp_ps_mask(f, zero, _CMP_LT_OQ), f,
                                                      _mm512_set1_ps(c.slope));
       if (c.act == kActRelu6) f = _mm512_min_ps(_mm512_max_ps(f, zero), _mm512_set1_ps(kRelu6Max));
-      if (c.act == kActSilu) f = silu_v(f);
-      if (c.act == kActHardswish) f = hardswish_v(f);
+      if (c.act >= kActSilu) f = act512_wide(f, c.act);
       if (c.res && !c.ty.res_u8) {
         const int live = std::clamp(n - 16 * v, 0, 16);
         const __mmask16 m16 = live >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << live) - 1u);

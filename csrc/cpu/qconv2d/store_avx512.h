@@ -84,9 +84,9 @@ SFT_STORE_INLINE inline __m512 finish16(__m512 v, int64_t i, int c0, __mmask16 m
   if (e.act == kActRelu) v = _mm512_max_ps(v, zero);
   if (e.act == kActLeaky) v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, e.slope);
   if (e.act == kActRelu6) v = _mm512_min_ps(_mm512_max_ps(v, zero), e.six);
-  if (e.act == kActSilu) v = e.quant ? _mm512_mul_ps(silu_v(_mm512_mul_ps(v, e.out_scale)), e.inv_out) : silu_v(v);
-  if (e.act == kActHardswish)
-    v = e.quant ? _mm512_mul_ps(hardswish_v(_mm512_mul_ps(v, e.out_scale)), e.inv_out) : hardswish_v(v);
+  if (e.act >= kActSilu)  // in real units: unlike the relus, these do not commute with the 1/out_scale prescaling
+    v = e.quant ? _mm512_mul_ps(act512_wide(_mm512_mul_ps(v, e.out_scale), e.act), e.inv_out)
+                : act512_wide(v, e.act);
   if (e.quant) {
     if (e.res) v = _mm512_fmadd_ps(residual16(e, i, c0, m), e.inv_out, v);
     if (e.act || e.res) v = _mm512_add_ps(v, e.zo_f);

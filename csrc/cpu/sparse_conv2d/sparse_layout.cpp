@@ -139,8 +139,7 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 act512(__m512 v,
   if (st.act == kActLeaky)
     return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, _mm512_set1_ps(st.slope));
   if (st.act == kActRelu6) return _mm512_min_ps(_mm512_set1_ps(kRelu6Max), _mm512_max_ps(zero, v));
-  if (st.act == kActSilu) return silu_v(v);
-  if (st.act == kActHardswish) return hardswish_v(v);
+  if (st.act >= kActSilu) return act512_wide(v, st.act);
   return v;
 }
 
