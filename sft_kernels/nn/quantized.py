@@ -204,29 +204,16 @@ class QuantConv2d(BoundCall):
                                         out_scale=out_scale, out_zero_point=out_zero_point,
                                         pixel_shuffle=pixel_shuffle, residual_quant=rq, backend=self.backend)
         buffers = self._buffers
-        w, ws, b = buffers["weight_int8"], buffers["weight_scale"], buffers["bias"]
-        key = None
-        if (modulation is None and pixel_shuffle == 1 and type(input) is torch.Tensor
-                and input.is_cpu and not torch.compiler.is_compiling()
-                and not (torch.is_grad_enabled() and input.requires_grad)):
-            key = (input.shape, input.stride(), input.dtype,
-                   None if residual is None else (residual.shape, residual.stride(), residual.dtype),
-                   activation, negative_slope, out_scale, out_zero_point, rq, w._version, ws._version,
-                   None if b is None else b._version, registry.env("SFT_KERNELS_BACKEND"))
-            fast = self.__dict__.get("_fast")
-            if fast is not None and fast[0] == key:
-                if fast[1] is not None:
-                    return fast[1](input, residual)
-                key = None  # this signature does not bind
-        y = ops.qconv2d(input, w, ws, b, self.stride, self.padding, self.dilation, self.groups,
-                        input_scale=self.input_scale, input_zero_point=self.input_zero_point, activation=activation,
-                        negative_slope=negative_slope, residual=residual, modulation=modulation,
-                        out_scale=out_scale, out_zero_point=out_zero_point, pixel_shuffle=pixel_shuffle,
-                        residual_quant=rq, backend=self.backend)
-        if key is not None:  # (in-place weight updates change the key: the buffers' version counters)
-            self.__dict__["_fast"] = (key, _bound_qconv2d(self, input, activation, negative_slope, out_scale,
-                                                          out_zero_point, rq))
-        return y
+        return _bound_or(self, input, residual, (self.stride, self.padding, self.dilation, self.groups),
+                         (activation, negative_slope, out_scale, out_zero_point, rq),
+                         modulation is None and pixel_shuffle == 1,
+                         lambda: ops.qconv2d(input, buffers["weight_int8"], buffers["weight_scale"], buffers["bias"],
+                                             self.stride, self.padding, self.dilation, self.groups,
+                                             input_scale=self.input_scale, input_zero_point=self.input_zero_point,
+                                             activation=activation, negative_slope=negative_slope,
+                                             residual=residual, modulation=modulation, out_scale=out_scale,
+                                             out_zero_point=out_zero_point, pixel_shuffle=pixel_shuffle,
+                                             residual_quant=rq, backend=self.backend))
 
     def padded(self, x: torch.Tensor, modulation: Optional[tuple] = None) -> torch.Tensor:
         """`x` (float, or uint8 on this conv's input grid) padded by `pre_pad` in `padding_mode`, its modulation
@@ -346,29 +333,10 @@ class QuantLinear(BoundCall):
         """The 1×1 int8 conv of the rows laid out as one channels_last image; its cpu kernel's call kept bound for
         the last input signature, as QuantConv2d keeps it."""
         buffers = self._buffers
-        w, ws, b = buffers["weight_int8"], buffers["weight_scale"], buffers["bias"]
-        key = None
-        if type(x) is torch.Tensor and x.is_cpu and x.shape[0] and not torch.compiler.is_compiling() \
-                and not (torch.is_grad_enabled() and x.requires_grad):
-            key = (x.shape, x.stride(), x.dtype, w._version, ws._version, None if b is None else b._version,
-                   registry.env("SFT_KERNELS_BACKEND"))
-            fast = self.__dict__.get("_fast")
-            if fast is not None and fast[0] == key:
-                if fast[1] is not None:
-                    return fast[1](x, None)
-                key = None  # this signature does not bind
-        y = ops.qconv2d(x, w, ws, b, input_scale=self.input_scale, input_zero_point=self.input_zero_point,
-                        backend=self.backend)
-        if key is not None:
-            from ..ops.qconv2d import cpu as qcpu
-
-            fn = None
-            if registry.resolve_for(self.backend, "qconv2d", x) == "cpu" and \
-                    x.is_contiguous(memory_format=torch.channels_last):
-                fn = qcpu.bound(w, ws, b, self.input_scale, self.input_zero_point, (1, 1), (0, 0), (1, 1), 1, None,
-                                0.01, 0.0, 0)
-            self.__dict__["_fast"] = (key, fn)
-        return y
+        return _bound_or(self, x, None, ((1, 1), (0, 0), (1, 1), 1), (None, 0.01, 0.0, 0, None), x.shape[0] > 0,
+                         lambda: ops.qconv2d(x, buffers["weight_int8"], buffers["weight_scale"], buffers["bias"],
+                                             input_scale=self.input_scale, input_zero_point=self.input_zero_point,
+                                             backend=self.backend))
 
     def _apply(self, fn, recurse=True):
         self._w_float = None
@@ -399,7 +367,33 @@ def _image_shape(m: int) -> tuple:
     return p, m // p
 
 
-def _bound_qconv2d(q: QuantConv2d, x: torch.Tensor, activation, negative_slope, out_scale, out_zero_point, rq):
+def _bound_or(q, x: torch.Tensor, residual: Optional[torch.Tensor], geometry: tuple, epilogue: tuple,
+              eligible: bool, call):
+    """call() (sft.qconv2d for int8 conv or linear `q`), or, for an input of the signature q's last call had, that
+    call's cpu kernel with everything but the input and residual bound (kept in q._fast; `eligible`: this call's
+    options allow one; in-place weight updates change the key: the buffers' version counters). geometry = (stride,
+    padding, dilation, groups); epilogue = (activation, negative_slope, out_scale, out_zero_point, residual_quant)."""
+    buffers = q._buffers
+    w, ws, b = buffers["weight_int8"], buffers["weight_scale"], buffers["bias"]
+    key = None
+    if (eligible and type(x) is torch.Tensor and x.is_cpu and not torch.compiler.is_compiling()
+            and not (torch.is_grad_enabled() and x.requires_grad)):
+        key = (x.shape, x.stride(), x.dtype,
+               None if residual is None else (residual.shape, residual.stride(), residual.dtype),
+               *epilogue, w._version, ws._version, None if b is None else b._version,
+               registry.env("SFT_KERNELS_BACKEND"))
+        fast = q.__dict__.get("_fast")
+        if fast is not None and fast[0] == key:
+            if fast[1] is not None:
+                return fast[1](x, residual)
+            key = None  # this signature does not bind
+    y = call()
+    if key is not None:
+        q.__dict__["_fast"] = (key, _bound_qconv2d(q, x, geometry, *epilogue))
+    return y
+
+
+def _bound_qconv2d(q, x: torch.Tensor, geometry: tuple, activation, negative_slope, out_scale, out_zero_point, rq):
     """The cpu kernel's call for this signature with everything but the input and residual bound
     (ops/qconv2d/cpu.py: bound), or None where sft.qconv2d would not run it directly (another backend, a
     channels_last result to copy back): what a call past the op's argument checks and dispatch (~10 µs of a ~25 µs
@@ -410,8 +404,8 @@ def _bound_qconv2d(q: QuantConv2d, x: torch.Tensor, activation, negative_slope, 
         return None
     r_scale, r_zp = rq if rq is not None else (0.0, 0)
     return qcpu.bound(q._buffers["weight_int8"], q._buffers["weight_scale"], q._buffers["bias"], q.input_scale,
-                      q.input_zero_point, q.stride, q.padding, q.dilation, q.groups, activation, negative_slope,
-                      out_scale, out_zero_point, r_scale, r_zp)
+                      q.input_zero_point, *geometry, activation, negative_slope, out_scale, out_zero_point, r_scale,
+                      r_zp)
 
 
 def is_int8(m) -> bool:

@@ -39,8 +39,13 @@ def _model():
     m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True), Block(),
                       nn.Conv2d(16, 16, 3, padding=1), nn.LeakyReLU(0.1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                       nn.Linear(16, 5)).eval()
+    return _bn_statistics(m)
+
+
+def _bn_statistics(m):
+    """`m` with batch norm statistics and affine parameters that make folding matter."""
     for mod in m.modules():
-        if isinstance(mod, nn.BatchNorm2d):  # statistics that make folding matter
+        if isinstance(mod, nn.BatchNorm2d):
             mod.running_mean.uniform_(-0.5, 0.5)
             mod.running_var.uniform_(0.5, 2.0)
             mod.weight.data.uniform_(0.5, 1.5)
@@ -201,11 +206,7 @@ def test_silu_and_hardswish_fold_into_the_convs():
     """Module and functional SiLU / hardswish after a conv (and its batch norm) become the conv's epilogue in
     convert_ (modules) and fuse_for_inference (functions too), int8 included; outputs match eager, NCHW in."""
     torch.manual_seed(0)
-    model = SiluBlock().eval()
-    for mod in model.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            mod.running_mean.uniform_(-0.5, 0.5)
-            mod.running_var.uniform_(0.5, 2.0)
+    model = _bn_statistics(SiluBlock().eval())
     x = torch.randn(2, 3, 20, 18)
     with torch.no_grad():
         ref = model(x)

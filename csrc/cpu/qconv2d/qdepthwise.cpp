@@ -59,23 +59,28 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void row_avx512(const Row& 
   }
 }
 
-// The weights of tap pairs as vpmaddwd wants them: for tap pair j and 32-channel block b, two int16
-// vectors, "lo" holding (w[2j][c], w[2j+1][c]) for channels c = 32b + 8l + i and "hi" for c = 32b + 8l + 4 + i
-// (l = 0..3 the 128-bit lane, i = 0..3), which is where unpacklo/unpackhi_epi16 of two taps' widened inputs put
-// them. An odd last tap pairs with a zero weight.
+// One tap pair's weights for 32-channel block b as vpmaddwd / vpdpwssd want them: two int16 vectors at d, "lo"
+// holding (wa[c], wb[c]) for channels c = 32b + 8l + i and "hi" for c = 32b + 8l + 4 + i (l = 0..3 the 128-bit
+// lane, i = 0..3), which is where unpacklo/unpackhi_epi16 of the two taps' widened inputs put them. wb null: the
+// pair's second tap is a zero weight (an odd tap count's last).
+void put_pair(int16_t* d, const int32_t* wa, const int32_t* wb, int64_t b) {
+  for (int h = 0; h < 2; ++h)
+    for (int l = 0; l < 4; ++l)
+      for (int i = 0; i < 4; ++i) {
+        const int64_t c = 32 * b + 8 * l + 4 * h + i;
+        int16_t* e = d + h * 32 + 8 * l + 2 * i;
+        e[0] = static_cast<int16_t>(wa[c]);
+        e[1] = wb ? static_cast<int16_t>(wb[c]) : 0;
+      }
+}
+
+// The taps [t][Kp] paired in order (2j, 2j + 1), pair-major: pair j of block b at (j·nb + b)·64.
 std::vector<int16_t> tap_pairs(const int32_t* w, int64_t ntaps, int64_t Kp) {
   const int64_t np = (ntaps + 1) / 2, nb = Kp / 32;
-  std::vector<int16_t> out(np * nb * 2 * 32, 0);
+  std::vector<int16_t> out(np * nb * 64);
   for (int64_t j = 0; j < np; ++j)
     for (int64_t b = 0; b < nb; ++b)
-      for (int h = 0; h < 2; ++h)
-        for (int l = 0; l < 4; ++l)
-          for (int i = 0; i < 4; ++i) {
-            const int64_t c = 32 * b + 8 * l + 4 * h + i;
-            int16_t* d = &out[((j * nb + b) * 2 + h) * 32 + 8 * l + 2 * i];
-            d[0] = static_cast<int16_t>(w[2 * j * Kp + c]);
-            d[1] = 2 * j + 1 < ntaps ? static_cast<int16_t>(w[(2 * j + 1) * Kp + c]) : 0;
-          }
+      put_pair(&out[(j * nb + b) * 64], w + 2 * j * Kp, 2 * j + 1 < ntaps ? w + (2 * j + 1) * Kp : nullptr, b);
   return out;
 }
 
@@ -124,22 +129,16 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void row_avx512_pairs(const
   }
 }
 
-// The weights for row_avx512_wide: per 32-channel block b, kernel row rr and tap pair t (s = 2t, 2t + 1; an odd
-// S's last tap pairs with a zero), "lo" and "hi" int16 vectors laid out as tap_pairs lays them.
+// The weights for row_avx512_wide: taps paired within each kernel row (s = 2t, 2t + 1; an odd S's last with a
+// zero), block-major: block b, row rr, pair t at ((b·R + rr)·np + t)·64.
 std::vector<int16_t> row_tap_pairs(const int32_t* w, int64_t R, int64_t S, int64_t Kp) {
   const int64_t np = (S + 1) / 2, nb = Kp / 32;
-  std::vector<int16_t> out(nb * R * np * 2 * 32, 0);
+  std::vector<int16_t> out(nb * R * np * 64);
   for (int64_t b = 0; b < nb; ++b)
     for (int64_t rr = 0; rr < R; ++rr)
       for (int64_t t = 0; t < np; ++t)
-        for (int h = 0; h < 2; ++h)
-          for (int l = 0; l < 4; ++l)
-            for (int i = 0; i < 4; ++i) {
-              const int64_t c = 32 * b + 8 * l + 4 * h + i;
-              int16_t* d = &out[(((b * R + rr) * np + t) * 2 + h) * 32 + 8 * l + 2 * i];
-              d[0] = static_cast<int16_t>(w[(rr * S + 2 * t) * Kp + c]);
-              d[1] = 2 * t + 1 < S ? static_cast<int16_t>(w[(rr * S + 2 * t + 1) * Kp + c]) : 0;
-            }
+        put_pair(&out[((b * R + rr) * np + t) * 64], w + (rr * S + 2 * t) * Kp,
+                 2 * t + 1 < S ? w + (rr * S + 2 * t + 1) * Kp : nullptr, b);
   return out;
 }
 

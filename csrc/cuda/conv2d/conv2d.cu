@@ -11,6 +11,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "../common/elem.cuh"
 #include "../common/launch.cuh"
 #include "../common/ptx.cuh"
 #include "conv2d.h"
@@ -198,8 +199,7 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
     if (p.activation == kRelu) v = fmaxf(v, 0.f);
     else if (p.activation == kLeakyRelu) v = v > 0.f ? v : v * p.negative_slope;
     else if (p.activation == kRelu6) v = fminf(fmaxf(v, 0.f), 6.f);
-    else if (p.activation == kSilu) v = v / (1.f + __expf(-v));
-    else if (p.activation == kHardswish) v = v * fminf(fmaxf(v + 3.f, 0.f), 6.f) / 6.f;
+    else if (p.activation >= kSilu) v = elem::activate(v, p.activation, p.negative_slope);  // silu, hardswish
     if (res) v += Mma<T>::load(res, idx);
     return v;
   };
