@@ -14,9 +14,10 @@ from ..runtime.layout import to_channels_last
 
 
 def activation_of(m: nn.Module) -> Optional[tuple]:
-    """("relu", 0.01), ("leaky_relu", slope), ("relu6", 0.01), ("silu", 0.01) or ("hardswish", 0.01) for an
-    nn.ReLU, nn.LeakyReLU, nn.ReLU6 (or an nn.Hardtanh clamping to [0, 6]), nn.SiLU or nn.Hardswish module (exactly
-    those types: a subclass may do more), as the convs' fused epilogues take them; else None."""
+    """("relu", 0.01), ("leaky_relu", slope), ("relu6", 0.01), ("silu", 0.01), ("hardswish", 0.01) or ("gelu" /
+    "gelu_tanh", 0.01) for an nn.ReLU, nn.LeakyReLU, nn.ReLU6 (or an nn.Hardtanh clamping to [0, 6]), nn.SiLU,
+    nn.Hardswish or nn.GELU module (exactly those types: a subclass may do more), as the convs' fused epilogues take
+    them; else None."""
     if type(m) is nn.ReLU:
         return "relu", 0.01
     if type(m) is nn.LeakyReLU:
@@ -27,6 +28,8 @@ def activation_of(m: nn.Module) -> Optional[tuple]:
         return "silu", 0.01
     if type(m) is nn.Hardswish:
         return "hardswish", 0.01
+    if type(m) is nn.GELU and m.approximate in ("none", "tanh"):
+        return ("gelu_tanh" if m.approximate == "tanh" else "gelu"), 0.01
     return None
 
 
@@ -95,7 +98,7 @@ class Conv2d(BoundCall, nn.Conv2d):
     """`nn.Conv2d` running on `sft.conv2d`, with an optional fused epilogue.
 
     Same constructor, parameters and state_dict keys as `nn.Conv2d`. Extra keyword-only options:
-    ``activation`` (None/"relu"/"leaky_relu"/"relu6"/"silu"/"hardswish"), ``negative_slope``, ``backend`` (None =
+    ``activation`` (None or a name of ops.conv2d's: "relu", "silu", "gelu", ...), ``negative_slope``, ``backend`` (None =
     fastest here) and ``algorithm`` (cpu: None/"auto", "direct", "winograd", "winograd_f2").
     ``forward(x, residual=None)`` computes ``act(conv(x) + bias) + residual``; its output is channels_last (the
     values are nn.Conv2d's; an NCHW input is laid out channels_last first, see `forward`); a model's last one hands

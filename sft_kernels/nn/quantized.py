@@ -13,7 +13,6 @@ Outputs are channels_last, as sft_kernels.nn.Conv2d's (the layout policy: an NCH
 from __future__ import annotations
 
 import functools
-import math
 from typing import Optional
 
 import torch
@@ -24,6 +23,7 @@ from .. import ops
 from ..runtime import registry
 from ..runtime.layout import to_channels_last
 from .conv import BoundCall, explicit_padding, mode_padded
+from .linear import rows_as_image
 
 
 def quantize_weight(w: torch.Tensor) -> tuple:
@@ -323,9 +323,7 @@ class QuantLinear(BoundCall):
         else:
             # The rows as the pixels of one channels_last image (a view): as M images of one pixel each, the
             # kernel ran image by image (ConvNeXt's 3136 × 96 -> 384 Linear: 3.95 ms against 0.6 as one image).
-            x = x.contiguous()  # (rows of a permuted map may be a transposed view)
-            n, p, q = (1, *_image_shape(x.shape[0])) if x.shape[0] else (0, 1, 1)  # (no rows: an empty batch)
-            y = self._int8(x.view(n, p, q, self.in_features).permute(0, 3, 1, 2))
+            y = self._int8(rows_as_image(x) if x.shape[0] else x.view(0, 1, 1, self.in_features).permute(0, 3, 1, 2))
             y = y.permute(0, 2, 3, 1).reshape(-1, self.out_features)
         return _in_dtype(y.reshape(*lead, self.out_features), input)
 
@@ -360,13 +358,6 @@ class QuantLinear(BoundCall):
 
 
 @functools.lru_cache(maxsize=256)
-def _image_shape(m: int) -> tuple:
-    """(P, Q) with P·Q = m rows and P the largest divisor of m up to √m: rows of pixels for the threads to share
-    (one row of 3136 pixels ran 1.35x slower at 2 threads than two of 1568)."""
-    p = max(d for d in range(1, math.isqrt(m) + 1) if m % d == 0)
-    return p, m // p
-
-
 def _bound_or(q, x: torch.Tensor, residual: Optional[torch.Tensor], geometry: tuple, epilogue: tuple,
               eligible: bool, call):
     """call() (sft.qconv2d for int8 conv or linear `q`), or, for an input of the signature q's last call had, that

@@ -7,7 +7,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 IntPair = Union[int, Sequence[int]]
-ACTIVATIONS = (None, "relu", "leaky_relu", "relu6", "silu", "hardswish")  # kernel codes: ACTIVATIONS.index(name)
+ACTIVATIONS = (None, "relu", "leaky_relu", "relu6", "silu", "hardswish", "gelu", "gelu_tanh")  # kernel codes: ACTIVATIONS.index(name)
 
 
 def pair(value: IntPair, name: str, minimum: int) -> list:

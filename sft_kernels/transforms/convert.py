@@ -16,7 +16,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from ..nn import Conv2d, ConvTranspose2d, EagerConv2d
+from ..nn import Conv2d, ConvTranspose2d, EagerConv2d, Linear
 from ..nn.conv import sharing_parameters
 from ..nn.folded_conv import FusedAway
 from ..runtime import registry
@@ -67,7 +67,8 @@ def _why_not(module: nn.Module) -> Optional[str]:
 
 def convert_(model: nn.Module, backend: Optional[str] = None,
              filter_fn: Optional[Callable[[nn.Module, str], bool]] = None, fuse: bool = True) -> ConversionReport:
-    """Swap every eligible `nn.Conv2d` in `model` (in place) for `sft_kernels.nn.Conv2d`.
+    """Swap every eligible `nn.Conv2d` in `model` (in place) for `sft_kernels.nn.Conv2d`, and every `nn.Linear` for
+    `sft_kernels.nn.Linear` (many rows, as over ConvNeXt's NHWC maps, run on our 1×1 conv kernel; few run F.linear).
 
     ``backend``: the backend the converted convs use (None = fastest for the input at each call); it is
     checked now, so asking for a backend that is missing here fails at once. ``filter_fn(module, name)``
@@ -77,7 +78,8 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
     residuals; same function) switch to it; in other models a conv followed by a BatchNorm2d and / or a ReLU /
     LeakyReLU / ReLU6 module (nothing else reading the conv's output, no forward hook on any of them) becomes a
     `FoldedConv2d` that runs them as one conv in eval mode and apart in train mode or when gradients are needed
-    (state_dict keys unchanged; revert_ puts the modules back).
+    (state_dict keys unchanged; revert_ puts the modules back); an activation module after a Linear (nn.GELU, ...)
+    becomes that Linear's epilogue.
     The converted convs' weights are then checked by their version counter, not by reading every value per call
     (`sft_kernels.runtime.weight_check`: edits through ``.data`` of a few values are not seen;
     ``set_weight_check("full")`` restores the full check).
@@ -91,6 +93,15 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
             raise registry.BackendUnavailableError(f"backend {backend!r} is not available here: {why}")
 
     def rule(name, child):
+        if type(child) is Linear:
+            child.backend = backend
+            return child
+        if type(child) is nn.Linear:  # (subclasses, such as nn.MultiheadAttention's out_proj, are left alone)
+            if filter_fn is not None and not filter_fn(child, name):
+                return "excluded by filter_fn"
+            new = Linear.from_linear(child, backend)
+            new._sft_original_class = nn.Linear
+            return new
         if not isinstance(child, (nn.Conv2d, nn.ConvTranspose2d)):
             return None
         if isinstance(child, (Conv2d, ConvTranspose2d)):
@@ -119,7 +130,8 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
         if not any(callable(getattr(m, "_sft_kernels_transformed", None)) for m in model.modules()):
             # models that fuse themselves (SFTNet) are left to do so; elsewhere conv → batch norm → activation
             for conv, bn, act in fold.fold_live_(model, fold.plan(model)):
-                report.add(conv, "fused", " + ".join(["conv"] + [m for m in (bn and "batch norm", act and
+                kind = "linear" if isinstance(model.get_submodule(conv), Linear) else "conv"
+                report.add(conv, "fused", " + ".join([kind] + [m for m in (bn and "batch norm", act and
                            type(model.get_submodule(act).__dict__["_sft_replaced"]).__name__) if m])
                            + " run as one conv in eval mode (live fold: train mode and gradients run them apart)")
         for name, what in notify(model, "convert_", True):

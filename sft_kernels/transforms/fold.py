@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..nn import Conv2d, SeparableConv2d
-from ..nn.conv import activation_of
+from ..nn import Conv2d, Linear, SeparableConv2d
+from ..nn.conv import activation_of, sharing_parameters
+from ..nn.linear import LINEAR_ATTRS
 from ..nn.folded_conv import FOLD_ATTRS, FoldedConv2d, FusedAway
 from ..nn.pooling import MaxPool2d
 from ..nn.quantized import QuantConv2d, is_int8
@@ -36,19 +37,27 @@ def _is_conv(m) -> bool:
     return type(m) in (nn.Conv2d, Conv2d) and getattr(m, "activation", None) is None
 
 
+def _is_linear(m) -> bool:
+    """An nn.Linear or converted Linear without an activation: an activation after it folds (a batch norm does not)."""
+    return type(m) in (nn.Linear, Linear) and getattr(m, "activation", None) is None
+
+
 def plan(model: nn.Module) -> list:
-    """[(conv name, batch norm name or None, activation module name or None)] for the chains that fold."""
+    """[(conv name, batch norm name or None, activation module name or None)] for the chains that fold; a Linear
+    (nn.Linear or converted) in a conv's place is followed by an activation alone."""
     graph = _graph(model)
     if graph is None:  # untraceable forward: the nn.Sequential neighbours are still safe to fold
         return _sequential_plan(model, Counter(id(m) for _, m in model.named_modules(remove_duplicate=False)))
     mods, single = single_calls(model, graph)
     chains = []
     for node in graph.nodes:
-        if not single(node) or not _is_conv(mods[node.target]) or len(node.args) != 1 or node.kwargs:
+        if not single(node) or not (_is_conv(mods[node.target]) or _is_linear(mods[node.target])) \
+                or len(node.args) != 1 or node.kwargs:
             continue
         conv, bn, act, tail = node.target, None, None, node
         nxt = next(iter(tail.users)) if len(tail.users) == 1 else None
-        if single(nxt) and type(mods[nxt.target]) is nn.BatchNorm2d and mods[nxt.target].track_running_stats:
+        if single(nxt) and type(mods[nxt.target]) is nn.BatchNorm2d and mods[nxt.target].track_running_stats \
+                and _is_conv(mods[node.target]):
             bn, tail = nxt.target, nxt
             nxt = next(iter(tail.users)) if len(tail.users) == 1 else None
         if single(nxt) and activation_of(mods[nxt.target]) and nxt.args[0] is tail:
@@ -191,11 +200,11 @@ def _sequential_plan(model: nn.Module, owners: Counter) -> list:
             continue
         kids = list(seq.named_children())
         for i, (name, m) in enumerate(kids):
-            if not _is_conv(m) or owners[id(m)] != 1:
+            if not (_is_conv(m) or _is_linear(m)) or owners[id(m)] != 1:
                 continue
             j, bn, act = i + 1, None, None
             if j < len(kids) and type(kids[j][1]) is nn.BatchNorm2d and kids[j][1].track_running_stats \
-                    and owners[id(kids[j][1])] == 1:
+                    and owners[id(kids[j][1])] == 1 and _is_conv(m):
                 bn, j = kids[j][0], j + 1
             if j < len(kids) and activation_of(kids[j][1]) and owners[id(kids[j][1])] == 1:
                 act = kids[j][0]
@@ -241,6 +250,13 @@ def fold_live_(model: nn.Module, chains: list) -> list:
     done = []
     for conv, bn, act in chains:
         c = model.get_submodule(conv)
+        if type(c) is Linear and c.activation is None and act and not _user_hooks(c) \
+                and not _user_hooks(model.get_submodule(act)):
+            a = model.get_submodule(act)
+            c.activation, c.negative_slope = activation_of(a)
+            set_module(model, act, FusedAway(a, f"the linear {conv}"))
+            done.append((conv, None, act))
+            continue
         if type(c) is not Conv2d or c.activation is not None or not hasattr(c, "_sft_original_class"):
             continue
         b = model.get_submodule(bn) if bn else None
@@ -265,13 +281,19 @@ def _user_hooks(m: nn.Module) -> bool:
 
 def unfold_live_(model: nn.Module) -> list:
     """Undo fold_live_ in place: each FoldedConv2d becomes a converted Conv2d again and its batch norm and activation
-    modules come back (with the train / eval mode their places had). Returns the convs' names."""
+    modules come back (with the train / eval mode their places had); convert_'s Linear layers become nn.Linear again
+    (their activation modules back), for the transforms that work on plain modules. Returns the names of the convs
+    and Linears whose folds were undone."""
     done = []
     for name, m in list(model.named_modules()):
-        if isinstance(m, FusedAway) and m.__dict__["_sft_into"].startswith("the conv "):
+        if isinstance(m, FusedAway) and m.__dict__["_sft_into"].startswith(("the conv ", "the linear ")):
             orig = m.__dict__["_sft_replaced"]
             orig.train(m.training)
             set_module(model, name, orig)
+        elif type(m) is Linear and hasattr(m, "_sft_original_class"):  # (convert_'s: its activation is a fold's)
+            set_module(model, name, sharing_parameters(m._sft_original_class, m, lambda k: k in LINEAR_ATTRS))
+            if m.activation is not None:
+                done.append(name)
         elif isinstance(m, FoldedConv2d):
             conv = Conv2d.from_conv(m, m.backend)
             conv._sft_original_class = m._sft_original_class

@@ -40,8 +40,8 @@ _SILU_LIKE = {F.silu: "silu", F.hardswish: "hardswish"}
 
 
 def _activation(node: fx.Node, modules: dict) -> Optional[tuple]:
-    """(name, slope) if `node` applies ReLU, LeakyReLU, ReLU6, SiLU or hardswish to its first argument and nothing
-    else, else None."""
+    """(name, slope) if `node` applies ReLU, LeakyReLU, ReLU6, SiLU, hardswish or GELU to its first argument and
+    nothing else, else None."""
     if node.op == "call_module":
         act = activation_of(modules.get(node.target))
         if act:
@@ -60,6 +60,9 @@ def _activation(node: fx.Node, modules: dict) -> Optional[tuple]:
     if node.op == "call_function" and node.target in _SILU_LIKE and len(node.args) == 1 and \
             set(node.kwargs) <= {"inplace"}:
         return _SILU_LIKE[node.target], 0.01
+    if node.op == "call_function" and node.target is F.gelu and len(node.args) == 1 and \
+            set(node.kwargs) <= {"approximate"} and node.kwargs.get("approximate", "none") in ("none", "tanh"):
+        return ("gelu_tanh" if node.kwargs.get("approximate") == "tanh" else "gelu"), 0.01
     return None
 
 

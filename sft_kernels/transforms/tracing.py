@@ -8,11 +8,11 @@ from ..nn import QuantConv2d, QuantLinear, SeparableConv2d
 
 
 class ConvTracer(fx.Tracer):
-    """Convs (float, transposed, int8, fused separable), int8 Linears and batch norms stay single call_module nodes
-    (ours live outside torch.nn, and tracing into them would reach ops that take no proxies)."""
+    """Convs (float, transposed, int8, fused separable), Linears (float, converted, int8) and batch norms stay single
+    call_module nodes (ours live outside torch.nn, and tracing into them would reach ops that take no proxies)."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, QuantConv2d, QuantLinear,
+        return isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.Linear, QuantConv2d, QuantLinear,
                               SeparableConv2d)) or \
             hasattr(m, "channels_last_output") or super().is_leaf_module(m, qualname)
 

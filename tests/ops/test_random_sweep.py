@@ -56,7 +56,8 @@ def _qconv_draw(rng):
                 pad=rng.choice([0, r // 2 * dil]), h=rng.randint(1, 24), w=rng.randint(1, 24),
                 float_in=rng.random() < 0.3, out=rng.choice(["f32", "u8", "s8", "bf16"]),
                 res=rng.choice([None, None, "f32", "u8"]),
-                act=rng.choice([None, "relu", "leaky_relu", "relu6", "silu", "hardswish"]), shuffle=rng.random() < 0.2)
+                act=rng.choice([None, "relu", "leaky_relu", "relu6", "silu", "hardswish", "gelu", "gelu_tanh"]),
+                shuffle=rng.random() < 0.2)
 
 
 @pytest.mark.skipif("cpu" not in op_backends("qconv2d", torch.uint8), reason="cpu backend not built")
@@ -147,9 +148,9 @@ def test_separable_conv2d_random_draws(seed):
     dw, pw = torch.randn(c * mult, 1, r, r), torch.randn(k, c * mult, 1, 1) / (c * mult) ** 0.5
     dwb = torch.randn(c * mult) if rng.random() < 0.5 else None
     pwb = torch.randn(k) if rng.random() < 0.5 else None
-    kw = dict(mid_activation=rng.choice([None, "relu", "relu6", "leaky_relu", "silu", "hardswish"]),
+    kw = dict(mid_activation=rng.choice([None, "relu", "relu6", "leaky_relu", "silu", "hardswish", "gelu"]),
               negative_slope=0.1,
-              activation=rng.choice([None, "relu", "leaky_relu", "silu"]), pixel_shuffle=shuffle)
+              activation=rng.choice([None, "relu", "leaky_relu", "silu", "gelu_tanh"]), pixel_shuffle=shuffle)
     if rng.random() < 0.3:
         kw.update(residual=_layout(torch.randn(n, k // shuffle ** 2, p * shuffle, q * shuffle), rng))
     draw = dict(n=n, c=c, mult=mult, k=k, h=h, w=w, r=r, stride=stride, dil=dil, pad=pad, shuffle=shuffle)

@@ -729,7 +729,7 @@ def test_quantize_makes_linear_heads_int8_unless_told_not_to():
     sft_kernels.quantize_(model, calibration=calib, progress=False)
     assert isinstance(model.fc, QuantLinear) and model.fc.act_bits == 8
     report = sft_kernels.quantize_(kept, sft_kernels.Int8Config(linear=False), calibration=calib, progress=False)
-    assert type(kept.fc) is nn.Linear
+    assert type(kept.fc) in (nn.Linear, sft_kernels.nn.Linear)  # (float, converted as the convs are)
     assert any(r.name == "fc" and "linear=False" in r.detail for r in report.rows), [str(r) for r in report.rows]
 
 

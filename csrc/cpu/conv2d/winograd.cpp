@@ -205,8 +205,7 @@ SFT_CLONES void finish_row(float* __restrict y, const float* __restrict t, const
     if (act == kActRelu) v = v < zero ? zero : v;
     else if (act == kActLeaky) v = v < zero ? v * sl : v;
     else if (act == kActRelu6) v = v < zero ? zero : (v > zero + kRelu6Max ? zero + kRelu6Max : v);
-    else if (act == kActSilu) v = silu_v(v);
-    else if (act == kActHardswish) v = hardswish_v(v);
+    else if (act >= kActSilu) v = act_wide_v(v, act);
     if (res) v += *(const v16*)(res + k);
     *(v16*)(y + k) = v;
   }

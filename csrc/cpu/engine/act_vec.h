@@ -1,4 +1,4 @@
-// SiLU and hardswish on vectors of floats: GCC vector types of any width (__m512, __m256 and the engine's v16 / v8
+// SiLU, hardswish and GELU on vectors of floats: GCC vector types of any width (__m512, __m256 and the engine's v16 / v8
 // alike), so every store that applies an activation (GEMM micro-kernel tiles, direct and depthwise convs, the
 // Winograd output transform, the int8 stores) shares one definition, inlined into its own ISA. The cheap
 // activations (relu, leaky relu, relu6) stay where they are, written per ISA.
@@ -66,10 +66,51 @@ __attribute__((always_inline)) inline V hardswish_v(V x) {
   return x * u * (1.f / 6.f);
 }
 
-// SiLU or hardswish (act) of 16 floats, for the AVX-512 stores. Inlined: out of line, each call made the caller
-// spill its live vector registers (all are caller-saved), which cost more than the ~25 instructions themselves.
+// gelu(x) = x·Φ(x) = x·(1 + erf(x/√2))/2, erf by Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7, the formula
+// ATen's vectorized erf uses): for z = |x|/√2, 1 − erf(z) = t·P(t)·exp(−z²) with t = 1/(1 + 0.3275911·z). Written as
+// q = x·t·P(t)·exp(−z²)/2, gelu is x − q for x > 0 and q otherwise, so negative inputs lose nothing to cancellation.
+// x is clamped to [-20, 20] inside q and exp's argument at -80: no subnormal (x = +inf gives inf; NaN stays NaN).
+template <class V>
+__attribute__((always_inline)) inline V gelu_v(V x) {
+  V xc = x > 20.f ? V{} + 20.f : x;
+  xc = xc < -20.f ? V{} - 20.f : xc;
+  const V z = (xc < 0.f ? -xc : xc) * 0.70710678118654752f;
+  const V t = 1.f / (z * 0.3275911f + 1.f);
+  V p = V{} + 1.061405429f;
+  p = p * t - 1.453152027f;
+  p = p * t + 1.421413741f;
+  p = p * t - 0.284496736f;
+  p = p * t + 0.254829592f;
+  V e = -z * z;
+  e = e < -80.f ? V{} - 80.f : e;
+  const V q = xc * 0.5f * t * p * exp_v(e);
+  return x > 0.f ? x - q : q;
+}
+
+// gelu with approximate="tanh": x·(1 + tanh(u))/2 = x / (1 + exp(−2u)), u = √(2/π)·(x + 0.044715·x³); exp's
+// argument clamped to [-86, 86] as in silu_v.
+template <class V>
+__attribute__((always_inline)) inline V gelu_tanh_v(V x) {
+  V t = (x * x * x * 0.044715f + x) * -1.5957691216057308f;  // −2u
+  t = t > 86.f ? V{} + 86.f : t;
+  t = t < -86.f ? V{} - 86.f : t;
+  return x / (exp_v(t) + 1.f);
+}
+
+// The activations computed here (codes from kActSilu on) for any vector type: the stores written for one ISA
+// (Winograd's v16, the AVX2 int8 store) call this, the AVX-512 ones act512_wide.
+template <class V>
+__attribute__((always_inline)) inline V act_wide_v(V v, int act) {
+  if (act == kActSilu) return silu_v(v);
+  if (act == kActHardswish) return hardswish_v(v);
+  if (act == kActGelu) return gelu_v(v);
+  return gelu_tanh_v(v);
+}
+
+// SiLU, hardswish or GELU (act) of 16 floats, for the AVX-512 stores. Inlined: out of line, each call made the
+// caller spill its live vector registers (all are caller-saved), which cost more than the ~25 instructions themselves.
 __attribute__((target("avx512f"), always_inline)) inline __m512 act512_wide(__m512 v, int act) {
-  return act == kActSilu ? silu512(v) : hardswish_v(v);
+  return act == kActSilu ? silu512(v) : act_wide_v(v, act);
 }
 
 }  // namespace sft

@@ -23,9 +23,12 @@
 
 namespace sft {
 
-// The activation codes (sft_kernels/runtime/checks.py: ACTIVATIONS). SiLU (EfficientNet, YOLO) and hardswish
-// (MobileNetV3) are computed by act_vec.h in the vector stores.
-enum Act : int { kActNone = 0, kActRelu = 1, kActLeaky = 2, kActRelu6 = 3, kActSilu = 4, kActHardswish = 5 };
+// The activation codes (sft_kernels/runtime/checks.py: ACTIVATIONS). SiLU (EfficientNet, YOLO), hardswish
+// (MobileNetV3) and GELU (ConvNeXt; erf or tanh form) are computed by act_vec.h in the vector stores.
+enum Act : int {
+  kActNone = 0, kActRelu = 1, kActLeaky = 2, kActRelu6 = 3, kActSilu = 4, kActHardswish = 5, kActGelu = 6,
+  kActGeluTanh = 7
+};
 constexpr float kRelu6Max = 6.f;  // relu6 = min(max(x, 0), 6) (MobileNet's activation)
 
 // Activation with PyTorch's NaN semantics (NaN stays NaN: every comparison with it is false).
@@ -35,6 +38,8 @@ inline float activate(float v, int act, float slope) {
   if (act == kActRelu6) return v < 0.f ? 0.f : (v > kRelu6Max ? kRelu6Max : v);
   if (act == kActSilu) return v / (1.f + std::exp(-v));
   if (act == kActHardswish) return v * (v + 3.f < 0.f ? 0.f : (v + 3.f > 6.f ? 6.f : v + 3.f)) / 6.f;
+  if (act == kActGelu) return 0.5f * v * (1.f + std::erf(v * 0.70710678118654752f));
+  if (act == kActGeluTanh) return 0.5f * v * (1.f + std::tanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));
   return v;
 }
 

@@ -53,8 +53,7 @@ __attribute__((target("avx2,fma"))) void store_avx2(const int32_t* acc, int mr, 
       if (act == kActRelu) v = _mm256_max_ps(v, zero);
       if (act == kActLeaky) v = _mm256_blendv_ps(v, _mm256_mul_ps(v, slope), _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
       if (act == kActRelu6) v = _mm256_min_ps(_mm256_max_ps(v, zero), _mm256_set1_ps(kRelu6Max));
-      if (act == kActSilu) v = silu_v(v);
-      if (act == kActHardswish) v = hardswish_v(v);
+      if (act >= kActSilu) v = act_wide_v(v, act);
       if (res && res_u8) {
         const __m128i r8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(
             static_cast<const uint8_t*>(res) + i * s.ldr + c));

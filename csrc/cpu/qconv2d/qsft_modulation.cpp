@@ -20,6 +20,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/engine/ukernel.h"
 #include "cpu/qconv2d/input.h"
 #include "cpu/qconv2d/qconv2d.h"
 #include "cpu/qconv2d/tiles.h"
@@ -308,7 +309,8 @@ at::Tensor qsft_layer_cpu(const at::Tensor& x, const at::Tensor& cond, double c_
   constexpr const char* op = "sft_cpu::qsft_layer";
   const Setup su = setup(x, out_scale, out_zero_point, op);
   check_map(cond, x, op, "cond");
-  TORCH_CHECK(activation >= 0 && activation <= 5, op, ": activation must be a code in [0, 5], got ", activation);
+  TORCH_CHECK(activation >= 0 && activation <= kActGeluTanh, op, ": activation must be a code in [0, 7], got ",
+              activation);
   TORCH_CHECK(w_scale0_s.dim() == 1 && w_scale0_t.dim() == 1, op, ": the first convs' weight scales must be 1-D");
   const int64_t C = cond.size(1), K = su.o.K, Ks = w_scale0_s.size(0), Kt = w_scale0_t.size(0);
   // The first convs (cond → mid) store uint8 requantized for the second convs; the seconds read those bytes.

@@ -27,7 +27,7 @@ const char* conv_params_error(const Params& p) {
     return "k must be a positive multiple of groups, groups at most 65535 (grid.z)";
   if (p.r <= 0 || p.s <= 0 || p.stride_h <= 0 || p.stride_w <= 0 || p.dil_h <= 0 || p.dil_w <= 0)
     return "filter size, stride and dilation must be positive";
-  if (p.activation < 0 || p.activation > 5) return "unknown activation";
+  if (p.activation < 0 || p.activation > 7) return "unknown activation";
   if ((long)p.n * p.p * p.q > 0x7fffffffL) return "N*P*Q exceeds the kernel's 32-bit row index: split the batch";
   return nullptr;
 }

@@ -199,7 +199,7 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
     if (p.activation == kRelu) v = fmaxf(v, 0.f);
     else if (p.activation == kLeakyRelu) v = v > 0.f ? v : v * p.negative_slope;
     else if (p.activation == kRelu6) v = fminf(fmaxf(v, 0.f), 6.f);
-    else if (p.activation >= kSilu) v = elem::activate(v, p.activation, p.negative_slope);  // silu, hardswish
+    else if (p.activation >= kSilu) v = elem::activate(v, p.activation, p.negative_slope);  // silu, hardswish, gelu
     if (res) v += Mma<T>::load(res, idx);
     return v;
   };

@@ -20,7 +20,9 @@
 namespace sft_cuda {
 
 enum class DType : int { kHalf = 0, kBFloat16 = 1 };
-enum Activation : int { kNone = 0, kRelu = 1, kLeakyRelu = 2, kRelu6 = 3, kSilu = 4, kHardswish = 5 };
+enum Activation : int {
+  kNone = 0, kRelu = 1, kLeakyRelu = 2, kRelu6 = 3, kSilu = 4, kHardswish = 5, kGelu = 6, kGeluTanh = 7
+};
 
 struct Conv2dParams {
   const void* x = nullptr;

@@ -172,7 +172,7 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32)
     if (p.activation == 1) v = fmaxf(v, 0.f);
     else if (p.activation == 2) v = v > 0.f ? v : v * p.negative_slope;
     else if (p.activation == 3) v = fminf(fmaxf(v, 0.f), 6.f);  // relu6
-    else if (p.activation >= 4) v = elem::activate(v, p.activation, p.negative_slope);  // silu, hardswish
+    else if (p.activation >= 4) v = elem::activate(v, p.activation, p.negative_slope);  // silu, hardswish, gelu
     if (p.residual) v += p.residual[idx];
     // dequantized on its own (__fmul_rn: no FMA contraction), as a residual dequantized before the call
     if (p.residual_u8) v += __fmul_rn(static_cast<float>(p.residual_u8[idx] - p.res_zero_point), p.res_scale);

@@ -145,8 +145,9 @@ cudaError_t separable_conv2d_launch(const SeparableParams& p, cudaStream_t strea
   if (p.p < 1 || p.q < 1) return fail("the output would be empty");
   if (p.stride_h < 1 || p.stride_w < 1 || p.dil_h < 1 || p.dil_w < 1 || p.pad_h < 0 || p.pad_w < 0)
     return fail("stride and dilation must be positive, padding non-negative");
-  if (p.mid_activation < 0 || p.mid_activation > 5 || p.activation < 0 || p.activation > 5)
-    return fail("activations are 0 (none), 1 (relu), 2 (leaky_relu), 3 (relu6), 4 (silu) or 5 (hardswish)");
+  if (p.mid_activation < 0 || p.mid_activation > 7 || p.activation < 0 || p.activation > 7)
+    return fail("activations are 0 (none), 1 (relu), 2 (leaky_relu), 3 (relu6), 4 (silu), 5 (hardswish), 6 (gelu) or "
+                "7 (gelu, tanh form)");
   if (p.shuffle < 1 || p.k % (p.shuffle * p.shuffle)) return fail("shuffle must be >= 1 with shuffle² dividing k");
   const int64_t m_total = static_cast<int64_t>(p.n) * p.p * p.q;
   const int64_t blocks_m = (m_total + BM - 1) / BM;

@@ -118,6 +118,8 @@ def _backward(ctx, grad):
             grad_pre = torch.ops.aten.silu_backward(grad_pre, pre)
         elif act == "hardswish":
             grad_pre = torch.ops.aten.hardswish_backward(grad_pre, pre)
+        elif act in ("gelu", "gelu_tanh"):
+            grad_pre = torch.ops.aten.gelu_backward(grad_pre, pre, approximate="tanh" if act == "gelu_tanh" else "none")
         else:
             neg = 0.0 if act == "relu" else slope
             grad_pre = torch.where(pre > 0, grad_pre, grad_pre * neg)
@@ -155,7 +157,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
     Computes ``y = conv2d(input, weight) + bias; y = act(y); y = y + residual`` where ``act`` is None,
     ``"relu"``, ``"leaky_relu"`` (slope ``negative_slope``), ``"relu6"`` (min(max(y, 0), 6)), ``"silu"``
-    (y·sigmoid(y)) or ``"hardswish"`` (y·relu6(y + 3) / 6). With the
+    (y·sigmoid(y)), ``"hardswish"`` (y·relu6(y + 3) / 6), ``"gelu"`` (y·Φ(y), F.gelu) or ``"gelu_tanh"`` (F.gelu
+    with approximate="tanh"). With the
     keyword-only extras unset it is exactly ``F.conv2d``: same output shape and memory format (channels_last in,
     channels_last out), unbatched (C, H, W) input, and ``padding="same"`` / ``"valid"`` (an even kernel's
     asymmetric 'same' padding included).

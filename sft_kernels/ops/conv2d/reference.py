@@ -13,6 +13,10 @@ def epilogue(y, activation=None, negative_slope=0.01, residual=None):
         y = F.silu(y)
     elif activation == "hardswish":
         y = F.hardswish(y)
+    elif activation == "gelu":
+        y = F.gelu(y)
+    elif activation == "gelu_tanh":
+        y = F.gelu(y, approximate="tanh")
     elif activation is not None:
         raise ValueError(f"unknown activation {activation!r}")
     if residual is not None:

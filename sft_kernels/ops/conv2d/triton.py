@@ -166,6 +166,10 @@ def conv2d_kernel(
         y = y * tl.sigmoid(y)
     elif ACTIVATION == 5:  # hardswish: y·relu6(y + 3) / 6
         y = y * tl.minimum(tl.maximum(y + 3.0, 0.0), 6.0) / 6.0
+    elif ACTIVATION == 6:  # gelu: y·Φ(y)
+        y = 0.5 * y * (1.0 + tl.erf(y * 0.7071067811865476))
+    elif ACTIVATION == 7:  # gelu, tanh form: y·sigmoid(2u), u = √(2/π)·(y + 0.044715·y³)
+        y = y * tl.sigmoid(1.5957691216057308 * (y + 0.044715 * y * y * y))
     out_mask = mask_m[:, None] & mask_n[None, :]
     # output coordinates: channel k at pixel (p, q), or with a pixel shuffle channel k // r² at sub-pixel
     # (p·r + i, q·r + j) where (i, j) = divmod(k % r², r)

@@ -83,6 +83,10 @@ def separable_conv2d_kernel(
             d = d * tl.sigmoid(d)
         elif MID_ACTIVATION == 5:  # hardswish: y·relu6(y + 3) / 6
             d = d * tl.minimum(tl.maximum(d + 3.0, 0.0), 6.0) / 6.0
+        elif MID_ACTIVATION == 6:  # gelu: d·Φ(d)
+            d = 0.5 * d * (1.0 + tl.erf(d * 0.7071067811865476))
+        elif MID_ACTIVATION == 7:  # gelu, tanh form: d·sigmoid(2u), u = √(2/π)·(d + 0.044715·d³)
+            d = d * tl.sigmoid(1.5957691216057308 * (d + 0.044715 * d * d * d))
         # pointwise: [BLOCK_M, BLOCK_K] x [BLOCK_K, BLOCK_N], the weight read as pw[n, cm] (contiguous K x CM)
         b = tl.load(pw_ptr + offs_n[None, :] * CM + cm[:, None], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
         if IEEE:  # fp32 operands, or the interpreter (its dot misreads a tile cast to bf16 inside the kernel)
@@ -104,6 +108,10 @@ def separable_conv2d_kernel(
         y = y * tl.sigmoid(y)
     elif ACTIVATION == 5:  # hardswish: y·relu6(y + 3) / 6
         y = y * tl.minimum(tl.maximum(y + 3.0, 0.0), 6.0) / 6.0
+    elif ACTIVATION == 6:  # gelu: y·Φ(y)
+        y = 0.5 * y * (1.0 + tl.erf(y * 0.7071067811865476))
+    elif ACTIVATION == 7:  # gelu, tanh form: y·sigmoid(2u), u = √(2/π)·(y + 0.044715·y³)
+        y = y * tl.sigmoid(1.5957691216057308 * (y + 0.044715 * y * y * y))
     out_mask = mask_m[:, None] & mask_n[None, :]
     # PixelShuffle(SHUFFLE): output channel k = c·r² + i·r + j goes to channel c at (p·r + i, q·r + j); the
     # residual is shaped like the shuffled output and read there

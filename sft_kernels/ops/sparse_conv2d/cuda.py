@@ -71,8 +71,8 @@ def _sparse24(xh, w, b, resh, stride, padding, dilation, groups, act, slope, ker
         return None
     kernel24 = kernel24 or torch.ops.sft_cuda.sparse24_conv2d_nhwc
     # The 2:4 epilogue is one select and one min (relu-likes; a branch there sent its accumulators to local
-    # memory): silu and hardswish, and the residual after them, follow the kernel.
-    post = act in ("silu", "hardswish")
+    # memory): silu, hardswish and gelu, and the residual after them, follow the kernel.
+    post = act in ("silu", "hardswish", "gelu", "gelu_tanh")
     y = kernel24(xh, packed[0], packed[1], b if b is None else b.contiguous(), None if post else resh, list(stride),
                  list(padding), list(dilation), groups, w.shape[2], w.shape[3],
                  0 if post else checks.ACTIVATIONS.index(act), float(slope), config)

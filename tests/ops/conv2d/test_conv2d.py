@@ -91,7 +91,8 @@ def test_wide_depthwise_matches_reference(backend, shape, layout):
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("act,slope", [(None, 0.01), ("relu", 0.01), ("leaky_relu", 0.2), ("leaky_relu", -0.5),
-                                       ("relu6", 0.01), ("silu", 0.01), ("hardswish", 0.01)])
+                                       ("relu6", 0.01), ("silu", 0.01), ("hardswish", 0.01), ("gelu", 0.01),
+                                       ("gelu_tanh", 0.01)])
 @pytest.mark.parametrize("with_res", [False, True])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 def test_fused_epilogue(backend, act, slope, with_res, layout):
@@ -159,7 +160,7 @@ def test_nan_propagates(backend):
         x = torch.randn(1, c, 6, 6)
         x[0, 1, 2, 3] = float("nan")
         w = torch.randn(k, c, 3, 3)
-        for act in (None, "relu", "leaky_relu", "relu6", "silu", "hardswish"):
+        for act in (None, "relu", "leaky_relu", "relu6", "silu", "hardswish", "gelu", "gelu_tanh"):
             for xin in (x, x.contiguous(memory_format=torch.channels_last)):
                 y = conv2d(xin, w, padding=1, activation=act, backend=backend)
                 ref = reference.conv2d(x, w, padding=1, activation=act)
@@ -172,7 +173,7 @@ def test_nan_propagates(backend):
         x = torch.randn(1, c, 9, 16)
         x[0, [1, 20, c - 1], [2, 4, 0], [3, 8, 15]] = float("nan")
         w = torch.randn(c, 1, 3, 3)
-        for act in (None, "relu", "leaky_relu", "relu6", "silu", "hardswish"):
+        for act in (None, "relu", "leaky_relu", "relu6", "silu", "hardswish", "gelu", "gelu_tanh"):
             for xin in (x, x.contiguous(memory_format=torch.channels_last)):
                 y = conv2d(xin, w, padding=1, groups=c, activation=act, backend=backend)
                 ref = reference.conv2d(x, w, padding=1, groups=c, activation=act)
@@ -232,7 +233,7 @@ def _bad(**kw):
     (_bad(dilation=(1, 0)), ValueError, "dilation must be >= 1"),
     (_bad(bias=torch.randn(5)), ValueError, "bias must have 6"),
     (_bad(input=torch.randn(1, 4, 2, 2)), ValueError, "too small"),
-    (_bad(activation="gelu"), ValueError, "activation must be one of"),
+    (_bad(activation="mish"), ValueError, "activation must be one of"),
     (_bad(residual=torch.randn(1, 6, 7, 7)), ValueError, "residual must have the output's shape"),
     (_bad(backend="tpu"), ValueError, "backend must be one of"),
     (_bad(weight=torch.randn(0, 4, 3, 3)), ValueError, "is empty"),  # had crashed the cpu kernel (K = 0)
@@ -278,7 +279,7 @@ def test_repeated_call_keeps_every_check(monkeypatch):
         (dict(stride=True), TypeError, "stride must be an int or a pair"),
         (dict(padding=(True, 1)), ValueError, "padding must be an int or a pair"),
         (dict(bias=b.double()), TypeError, "bias dtype"),
-        (dict(activation="gelu"), ValueError, "activation must be one of"),
+        (dict(activation="mish"), ValueError, "activation must be one of"),
         (dict(activation=["relu"]), ValueError, "activation must be one of"),
         (dict(input=x.to("meta")), ValueError, "on cpu but input is on meta"),
         (dict(pixel_shuffle=4), ValueError, "pixel_shuffle must be"),
@@ -406,7 +407,8 @@ WINO_SHAPES = [  # (N, C, H, W, K, padding): odd sizes, partial 4×4 tiles, C an
 @pytest.mark.parametrize("shape", WINO_SHAPES, ids=str)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("act,with_res", [(None, False), ("leaky_relu", True), ("relu", False), ("relu6", True),
-                                          ("silu", True), ("hardswish", False)])
+                                          ("silu", True), ("hardswish", False), ("gelu", True),
+                                          ("gelu_tanh", False)])
 def test_winograd_matches_reference(shape, layout, act, with_res):
     n, c, h, w, k, pd = shape
     x, wt, b = torch.randn(n, c, h, w), torch.randn(k, c, 3, 3), torch.randn(k)
@@ -798,7 +800,7 @@ def test_register_epilogue_keeps_nan_and_signed_zero(act):
 
 
 @pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
-@pytest.mark.parametrize("act", ["silu", "hardswish"])
+@pytest.mark.parametrize("act", ["silu", "hardswish", "gelu", "gelu_tanh"])
 @pytest.mark.parametrize("case", [
     (1, 32, 7, 8, 64, 1, 1, 1, "direct"),  # whole 14×32 tiles: the register epilogue leaves these to the tile store
     (1, 64, 12, 12, 64, 3, 1, 1, None),  # Winograd's output transform
@@ -808,9 +810,10 @@ def test_register_epilogue_keeps_nan_and_signed_zero(act):
     (1, 40, 11, 19, 40, 7, 1, 40, None),  # depthwise 7×7
     (1, 64, 9, 9, 64, 3, 1, 8, None),  # grouped
 ], ids=str)
-def test_silu_and_hardswish_on_every_cpu_path(act, case):
-    """The vector SiLU (exp by a degree-6 polynomial) and hardswish in each cpu path's store, on pre-activations
-    from -60 to 60 (exp's clamped range, both tails), with a residual after them; NaN stays NaN."""
+def test_silu_hardswish_gelu_on_every_cpu_path(act, case):
+    """The vector SiLU (exp by a degree-6 polynomial), hardswish and GELU (erf by Abramowitz & Stegun, or the tanh
+    form) in each cpu path's store, on pre-activations from -60 to 60 (exp's clamped range, both tails), with a
+    residual after them; NaN stays NaN."""
     n, c, h, w, k, r, st, g, alg = case
     torch.manual_seed(3)
     wino = alg is None and r == 3 and g == 1 and c > 3
@@ -931,7 +934,7 @@ def test_few_channel_conv_rows_every_tail(c, r, s, stride, pad, dil):
 
 
 @pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
-@pytest.mark.parametrize("act", [None, "relu", "leaky_relu", "relu6", "silu", "hardswish"])
+@pytest.mark.parametrize("act", [None, "relu", "leaky_relu", "relu6", "silu", "hardswish", "gelu"])
 def test_deep_k_conv_applies_epilogue_once(act):
     """A strided conv with K = C·R·S = 1152 runs its implicit GEMM in several K passes: each pass adds to C,
     bias and activation come once, on the last (whole tiles in registers, the rest through the stack tile)."""

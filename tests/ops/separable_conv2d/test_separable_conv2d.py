@@ -211,7 +211,7 @@ def test_separable_bad_input():
     with pytest.raises(ValueError, match="residual must have the output's shape"):
         separable_conv2d(x, torch.randn(4, 1, 3, 3), torch.randn(6, 4, 1, 1), residual=torch.randn(1, 6, 8, 8))
     with pytest.raises(ValueError, match="activation must be one of"):
-        separable_conv2d(x, torch.randn(4, 1, 3, 3), torch.randn(6, 4, 1, 1), mid_activation="gelu")
+        separable_conv2d(x, torch.randn(4, 1, 3, 3), torch.randn(6, 4, 1, 1), mid_activation="mish")
     with pytest.raises(TypeError, match="dtype"):
         separable_conv2d(x, torch.randn(4, 1, 3, 3).double(), torch.randn(6, 4, 1, 1))
 
@@ -224,7 +224,7 @@ def test_cuda_launcher_layouts_with_an_emulated_kernel():
 
     def kernel(xh, dw, dwb, pw, pwb, stride, padding, dilation, mid, act, slope, resh, shuffle):
         assert xh.is_contiguous() and dw.dim() == 3 and pw.dim() == 2 and (resh is None or resh.is_contiguous())
-        acts = (None, "relu", "leaky_relu", "relu6", "silu", "hardswish")
+        acts = (None, "relu", "leaky_relu", "relu6", "silu", "hardswish", "gelu", "gelu_tanh")
         x = xh.permute(0, 3, 1, 2)
         res = None if resh is None else resh.permute(0, 3, 1, 2)
         y = _reference(x, dw.unsqueeze(1), pw[:, :, None, None], dwb, pwb, stride, padding, dilation, acts[mid],

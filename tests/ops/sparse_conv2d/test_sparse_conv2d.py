@@ -170,4 +170,4 @@ def test_bad_inputs():
     with pytest.raises(TypeError, match="modulation must be a"):
         sparse_conv2d(x, wt, None, 1, 1, modulation=x)
     with pytest.raises(ValueError, match="unknown activation|activation must be"):
-        sparse_conv2d(x, wt, None, 1, 1, activation="gelu")
+        sparse_conv2d(x, wt, None, 1, 1, activation="mish")
