@@ -18,7 +18,7 @@ from .. import ops
 from ..ops.conv2d.reference import epilogue
 from ..runtime import registry
 from ..ops.conv2d import bound as conv2d_bound
-from .conv import _fast_key, sharing_parameters
+from .conv import BoundCall, _fast_key, sharing_parameters
 
 # Below this many rows F.linear runs (a classifier's head: both read the weight, PyTorch's call costs ~8 µs less).
 # Alone, at 49-196 rows, ours measured 3-5 % slower than MKL, alike in a model (ConvNeXt-T's 196 × 1536 → 384:
@@ -42,7 +42,7 @@ def rows_as_image(x: torch.Tensor) -> torch.Tensor:
     return x.view(1, p, q, x.shape[1]).permute(0, 3, 1, 2)
 
 
-class Linear(nn.Linear):
+class Linear(BoundCall, nn.Linear):
     """nn.Linear whose inference on many rows (≥ MIN_ROWS, float32, CPU) runs on our 1×1 conv kernel, with
     ``activation`` (a name of ops.conv2d's: "gelu", "relu", "silu", ...) applied in its store. Same parameters and
     state_dict keys as nn.Linear; gradients, autocast, tracing (ONNX) and torch.compile run F.linear and the
@@ -65,10 +65,7 @@ class Linear(nn.Linear):
         if not self._ours(input):
             return epilogue(F.linear(input, self.weight, self.bias), self.activation, self.negative_slope)
         lead, x, w4 = input.shape[:-1], rows_as_image(input.reshape(-1, self.in_features)), self._weight4()
-        b = self.bias
-        # the kernel's call is kept bound for inputs of the last call's shape, as the converted convs keep theirs
-        key = (_fast_key(x, None), id(w4), None if b is None else (id(b), b._version), self.activation,
-               self.negative_slope, self.backend)
+        b, key = self.bias, _fast_key(x, None)  # (the kernel's call kept bound as the converted convs keep theirs)
         fast = self.__dict__.get("_fast")
         if fast is not None and fast[0] == key:
             y = fast[1](x, w4, b, None)
@@ -101,13 +98,11 @@ class Linear(nn.Linear):
         return w4
 
     def _apply(self, fn, recurse=True):
-        self.__dict__["_w4"] = self.__dict__["_fast"] = None
+        self.__dict__["_w4"] = None
         return super()._apply(fn, recurse)
 
-    def __getstate__(self):  # (the bound call is a local function: it does not pickle)
-        state = self.__dict__.copy()
-        state["_w4"] = state["_fast"] = None
-        return state
+    def __getstate__(self):
+        return {**super().__getstate__(), "_w4": None}
 
     def extra_repr(self) -> str:
         s = super().extra_repr()

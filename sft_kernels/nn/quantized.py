@@ -22,6 +22,7 @@ from torch import nn
 from .. import ops
 from ..runtime import registry
 from ..runtime.layout import to_channels_last
+from ..ops.conv2d.reference import epilogue
 from .conv import BoundCall, explicit_padding, mode_padded
 from .linear import rows_as_image
 
@@ -282,15 +283,18 @@ class QuantLinear(BoundCall):
     as sft.qconv2d's 1×1 conv with the input rows as the pixels of one image, so the weight is read as a quarter of
     the float bytes (a
     classifier's 1280 × 1000 head: 1.3 MB instead of 5.1). Float in, float out; ``act_bits=16`` (W8A16) runs
-    F.linear on the dequantized weight. Build with `from_float(linear, input_scale, input_zero_point)`."""
+    F.linear on the dequantized weight. ``activation`` (quantize_ folds an nn.GELU / ReLU-like module after the
+    Linear into it, ConvNeXt's MLP) is applied in the kernel's store. Build with `from_float(linear, input_scale,
+    input_zero_point)`."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, input_scale: float = 1.0,
-                 input_zero_point: int = 0, act_bits: int = 8, backend: Optional[str] = None):
+                 input_zero_point: int = 0, act_bits: int = 8, backend: Optional[str] = None,
+                 activation: Optional[str] = None, negative_slope: float = 0.01):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         # kept as the 1×1 conv's [K, C, 1, 1] weight: one tensor, so its packed form is made once and cached
         _int8_state(self, (out_features, in_features, 1, 1), bias, input_scale, input_zero_point, act_bits)
-        self.backend = backend
+        self.backend, self.activation, self.negative_slope = backend, activation, negative_slope
 
     @classmethod
     def from_float(cls, linear: nn.Linear, input_scale: float = 1.0, input_zero_point: int = 0, act_bits: int = 8,
@@ -319,7 +323,7 @@ class QuantLinear(BoundCall):
         if self.act_bits == 16:
             if self._w_float is None:
                 self._w_float = self.dequantized_weight()
-            y = F.linear(x, self._w_float, self.bias)
+            y = epilogue(F.linear(x, self._w_float, self.bias), self.activation, self.negative_slope)
         else:
             # The rows as the pixels of one channels_last image (a view): as M images of one pixel each, the
             # kernel ran image by image (ConvNeXt's 3136 × 96 -> 384 Linear: 3.95 ms against 0.6 as one image).
@@ -331,10 +335,11 @@ class QuantLinear(BoundCall):
         """The 1×1 int8 conv of the rows laid out as one channels_last image; its cpu kernel's call kept bound for
         the last input signature, as QuantConv2d keeps it."""
         buffers = self._buffers
-        return _bound_or(self, x, None, ((1, 1), (0, 0), (1, 1), 1), (None, 0.01, 0.0, 0, None), x.shape[0] > 0,
+        act, slope = self.activation, self.negative_slope
+        return _bound_or(self, x, None, ((1, 1), (0, 0), (1, 1), 1), (act, slope, 0.0, 0, None), x.shape[0] > 0,
                          lambda: ops.qconv2d(x, buffers["weight_int8"], buffers["weight_scale"], buffers["bias"],
                                              input_scale=self.input_scale, input_zero_point=self.input_zero_point,
-                                             backend=self.backend))
+                                             activation=act, negative_slope=slope, backend=self.backend))
 
     def _apply(self, fn, recurse=True):
         self._w_float = None
@@ -343,15 +348,19 @@ class QuantLinear(BoundCall):
         return out
 
     def get_extra_state(self):
-        return {"input_scale": self.input_scale, "input_zero_point": self.input_zero_point, "act_bits": self.act_bits}
+        return {"input_scale": self.input_scale, "input_zero_point": self.input_zero_point, "act_bits": self.act_bits,
+                "activation": self.activation, "negative_slope": self.negative_slope}
 
     def set_extra_state(self, state):
         self.input_scale, self.input_zero_point = float(state["input_scale"]), int(state["input_zero_point"])
         self.act_bits = int(state["act_bits"])
+        # (checkpoints from before Linears took an activation have none)
+        self.activation, self.negative_slope = state.get("activation"), float(state.get("negative_slope", 0.01))
         self._w_float = None
 
     def extra_repr(self) -> str:
         s = f"in_features={self.in_features}, out_features={self.out_features}"
+        s += f", activation={self.activation!r}" if self.activation else ""
         if self.act_bits == 16:
             return s + ", W8A16"
         return s + f", input_scale={self.input_scale:.4g}, input_zero_point={self.input_zero_point}"

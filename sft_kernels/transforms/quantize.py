@@ -361,8 +361,8 @@ def quantize_(model: nn.Module, config: Optional[Int8Config] = None, calibration
         return {"int8": child.q, "w8a16": child.w8a16, "float": child.conv}[child.mode]
 
     swap_modules(model, settle, Report("settle"))
-    # 5. a ReLU / LeakyReLU / ReLU6 module after an int8 conv becomes its epilogue (fold.py)
-    for conv, act in fold.fold_activations_(model, chains, lambda c: isinstance(c, QuantConv2d)):
+    # 5. an activation module after an int8 conv or Linear (ReLU-likes, SiLU, GELU...) becomes its epilogue (fold.py)
+    for conv, act in fold.fold_activations_(model, chains, lambda c: isinstance(c, (QuantConv2d, QuantLinear))):
         report.add(act, "folded", f"activation fused into {conv}")
     # 6. an int8 conv whose output only another int8 conv reads hands it uint8 (fold.chain_int8_)
     for prod, cons in fold.chain_int8_(model):

@@ -124,9 +124,10 @@ def test_save_copy_revert_and_transforms_see_plain_modules():
     sft_kernels.revert_(c)
     assert type(c.mlp[1]) is nn.Linear and type(c.mlp[2]) is nn.GELU and type(c.head) is nn.Linear
     assert not hasattr(c.mlp[1], "activation")
-    # quantize_ after convert_: the Linears and their GELU come back as plain modules first; the GELU stays a module
+    # quantize_ after convert_: the Linears and their GELU come back as plain modules first, then the GELU folds
+    # into the int8 Linear
     sft_kernels.quantize_(q, sft_kernels.Int8Config(), calibration=[torch.randn(1, 24, 12, 12)])
-    assert type(q.mlp[2]) is nn.GELU and type(q.mlp[1]).__name__ == "QuantLinear"
+    assert type(q.mlp[1]).__name__ == "QuantLinear" and q.mlp[1].activation == "gelu"
     with torch.no_grad():
         torch.testing.assert_close(q(x), m(x), rtol=0.1, atol=0.05)
 
@@ -147,3 +148,34 @@ def test_converted_linear_exports_to_onnx(tmp_path):
     sft_kernels.convert_(m)
     assert m.mlp[1].activation == "gelu_tanh"
     sft_kernels.export_onnx(m, torch.randn(1, 24, 10, 10), tmp_path / "m.onnx")  # checked in onnxruntime
+
+
+def test_quantize_folds_the_activation_after_a_linear_into_its_int8_store(tmp_path):
+    torch.manual_seed(6)
+    m = MLPBlock().eval()
+    x = torch.randn(2, 24, 12, 12)
+    q = copy.deepcopy(m)
+    report = sft_kernels.quantize_(q, sft_kernels.Int8Config(), calibration=[torch.randn(2, 24, 12, 12)],
+                                   progress=False)
+    assert q.mlp[1].activation == "gelu" and type(q.mlp[2]) is nn.Identity
+    assert ("mlp.2", "folded") in [(r.name, r.action) for r in report.rows]
+    with torch.no_grad():
+        ref, y = m(x), q(x)
+        sqnr = 10 * torch.log10(ref.pow(2).mean() / (y - ref).pow(2).mean())
+        assert sqnr > 25, sqnr
+        # the store's GELU against the same int8 Linear without it, followed by F.gelu
+        rows = torch.randn(300, 24)
+        plain = copy.deepcopy(q.mlp[1])
+        plain.activation = None
+        torch.testing.assert_close(q.mlp[1](rows), F.gelu(plain(rows)), rtol=1e-4, atol=1e-5)
+        w8a16 = type(q.mlp[1]).from_float(m.mlp[1], q.mlp[1].input_scale, q.mlp[1].input_zero_point, 16)
+        w8a16.activation = "gelu"
+        torch.testing.assert_close(w8a16(rows), F.gelu(F.linear(rows, w8a16.dequantized_weight(), w8a16.bias)))
+    # the activation is saved with the layer and exported
+    again = copy.deepcopy(m)
+    sft_kernels.quantize_(again, sft_kernels.Int8Config(), calibration=[torch.randn(2, 24, 12, 12)],
+                          progress=False)
+    again.load_state_dict(q.state_dict())
+    assert again.mlp[1].activation == "gelu"
+    pytest.importorskip("onnxruntime")
+    sft_kernels.export_onnx(q, x[:1], tmp_path / "q.onnx")  # checked in onnxruntime

@@ -58,6 +58,10 @@ class QDQConv2d(_QDQ):
 class QDQLinear(_QDQ):
     """Export-only stand-in for sft_kernels.nn.QuantLinear (a float Linear, exported as Gemm)."""
 
+    def __init__(self, q):
+        super().__init__(q)
+        self.activation, self.negative_slope = q.activation, q.negative_slope
+
     def forward(self, x):
         x, w = self.fake_quantized(x)
-        return F.linear(x, w, self.bias)
+        return epilogue(F.linear(x, w, self.bias), self.activation, self.negative_slope)
