@@ -45,16 +45,22 @@ __attribute__((always_inline)) inline V silu_v(V x) {
   return x / (exp_v(t) + 1.f);
 }
 
-// silu on AVX-512 with the division replaced by vrcp14ps and one Newton step (relative error ~2^-28, then a float's
-// rounding): a 512-bit vdivps issues once per ~10-16 cycles on these cores. (Side by side with the division, the
-// int8 convs' SiLU store measured alike within this VM's noise; PERF_NOTES has the activation's cost.)
-__attribute__((target("avx512f"), always_inline)) inline __m512 silu512(__m512 x) {
-  __m512 t = _mm512_sub_ps(_mm512_setzero_ps(), x);
+// 1/d on AVX-512 by vrcp14ps and one Newton step (relative error ~2^-28, then a float's rounding): a 512-bit vdivps
+// issues once per ~10-16 cycles on these cores, and the activations below need one reciprocal per vector.
+__attribute__((target("avx512f"), always_inline)) inline __m512 rcp512(__m512 d) {
+  const __m512 r = _mm512_rcp14_ps(d);
+  return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.f)), r);
+}
+
+// x / (1 + exp(t)) on AVX-512, t clamped to [-86, 86]: silu (t = -x) and the tanh form of gelu. (Side by side with
+// the division, the int8 convs' SiLU store measured alike within this VM's noise; PERF_NOTES has the costs.)
+__attribute__((target("avx512f"), always_inline)) inline __m512 x_sigmoid512(__m512 x, __m512 t) {
   t = _mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps(-86.f)), _mm512_set1_ps(86.f));  // (NaN: x's NaN reaches the end)
-  const __m512 d = _mm512_add_ps(exp_v(t), _mm512_set1_ps(1.f));
-  __m512 r = _mm512_rcp14_ps(d);
-  r = _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.f)), r);
-  return _mm512_mul_ps(x, r);
+  return _mm512_mul_ps(x, rcp512(_mm512_add_ps(exp_v(t), _mm512_set1_ps(1.f))));
+}
+
+__attribute__((target("avx512f"), always_inline)) inline __m512 silu512(__m512 x) {
+  return x_sigmoid512(x, _mm512_sub_ps(_mm512_setzero_ps(), x));
 }
 
 // hardswish(x) = x·relu6(x + 3)/6 (times 1/6: within an ulp of PyTorch's division, at a multiply's cost).
@@ -70,12 +76,9 @@ __attribute__((always_inline)) inline V hardswish_v(V x) {
 // ATen's vectorized erf uses): for z = |x|/√2, 1 − erf(z) = t·P(t)·exp(−z²) with t = 1/(1 + 0.3275911·z). Written as
 // q = x·t·P(t)·exp(−z²)/2, gelu is x − q for x > 0 and q otherwise, so negative inputs lose nothing to cancellation.
 // x is clamped to [-20, 20] inside q and exp's argument at -80: no subnormal (x = +inf gives inf; NaN stays NaN).
+// gelu_v's steps after the reciprocal t = 1/(1 + 0.3275911·z) (gelu512 takes it from rcp512).
 template <class V>
-__attribute__((always_inline)) inline V gelu_v(V x) {
-  V xc = x > 20.f ? V{} + 20.f : x;
-  xc = xc < -20.f ? V{} - 20.f : xc;
-  const V z = (xc < 0.f ? -xc : xc) * 0.70710678118654752f;
-  const V t = 1.f / (z * 0.3275911f + 1.f);
+__attribute__((always_inline)) inline V gelu_after_rcp(V x, V xc, V z, V t) {
   V p = V{} + 1.061405429f;
   p = p * t - 1.453152027f;
   p = p * t + 1.421413741f;
@@ -87,11 +90,31 @@ __attribute__((always_inline)) inline V gelu_v(V x) {
   return x > 0.f ? x - q : q;
 }
 
+template <class V>
+__attribute__((always_inline)) inline V gelu_v(V x) {
+  V xc = x > 20.f ? V{} + 20.f : x;
+  xc = xc < -20.f ? V{} - 20.f : xc;
+  const V z = (xc < 0.f ? -xc : xc) * 0.70710678118654752f;
+  return gelu_after_rcp(x, xc, z, 1.f / (z * 0.3275911f + 1.f));
+}
+
+__attribute__((target("avx512f"), always_inline)) inline __m512 gelu512(__m512 x) {
+  // (vmaxps / vminps return their second operand for a NaN: x's NaN stays in xc, so in q)
+  const __m512 xc = _mm512_min_ps(_mm512_set1_ps(20.f), _mm512_max_ps(_mm512_set1_ps(-20.f), x));
+  const __m512 z = _mm512_mul_ps(_mm512_abs_ps(xc), _mm512_set1_ps(0.70710678118654752f));
+  return gelu_after_rcp(x, xc, z, rcp512(_mm512_fmadd_ps(z, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.f))));
+}
+
 // gelu with approximate="tanh": x·(1 + tanh(u))/2 = x / (1 + exp(−2u)), u = √(2/π)·(x + 0.044715·x³); exp's
 // argument clamped to [-86, 86] as in silu_v.
 template <class V>
+__attribute__((always_inline)) inline V gelu_tanh_arg(V x) {
+  return (x * x * x * 0.044715f + x) * -1.5957691216057308f;  // −2u
+}
+
+template <class V>
 __attribute__((always_inline)) inline V gelu_tanh_v(V x) {
-  V t = (x * x * x * 0.044715f + x) * -1.5957691216057308f;  // −2u
+  V t = gelu_tanh_arg(x);
   t = t > 86.f ? V{} + 86.f : t;
   t = t < -86.f ? V{} - 86.f : t;
   return x / (exp_v(t) + 1.f);
@@ -110,7 +133,10 @@ __attribute__((always_inline)) inline V act_wide_v(V v, int act) {
 // SiLU, hardswish or GELU (act) of 16 floats, for the AVX-512 stores. Inlined: out of line, each call made the
 // caller spill its live vector registers (all are caller-saved), which cost more than the ~25 instructions themselves.
 __attribute__((target("avx512f"), always_inline)) inline __m512 act512_wide(__m512 v, int act) {
-  return act == kActSilu ? silu512(v) : act_wide_v(v, act);
+  if (act == kActSilu) return silu512(v);
+  if (act == kActHardswish) return hardswish_v(v);
+  if (act == kActGelu) return gelu512(v);
+  return x_sigmoid512(v, gelu_tanh_arg(v));
 }
 
 }  // namespace sft
