@@ -81,13 +81,14 @@ def run():
     ops = torch.ops.sft_cpu
     torch.manual_seed(0)
     for i, (n, c, h, w, k, r, st, pd, dl, g, alg, sh) in enumerate(CASES):
-        if i % 3 == 0:  # SiLU (code 4): the vector exp in each path's store
+        if i % 3 < 2:  # SiLU (code 4) / GELU (code 6): the vector exp (and erf) in each path's store
             x = torch.randn(n, c, h, w).contiguous(memory_format=torch.channels_last)
             wt, b = torch.randn(k, c // g, r, r), torch.randn(k)
-            ref = F.silu(F.conv2d(x.double(), wt.double(), b.double(), st, pd, dl, g))
+            act, code = (F.silu, 4) if i % 3 == 0 else (F.gelu, 6)
+            ref = act(F.conv2d(x.double(), wt.double(), b.double(), st, pd, dl, g))
             ref = F.pixel_shuffle(ref, sh) if sh > 1 else ref
-            y = ops.conv2d(x, wt, b, [st, st], [pd, pd], [dl, dl], g, 4, 0.0, None, alg, sh)
-            assert (y.double() - ref).abs().max().item() < 1e-2, ("silu", i)
+            y = ops.conv2d(x, wt, b, [st, st], [pd, pd], [dl, dl], g, code, 0.0, None, alg, sh)
+            assert (y.double() - ref).abs().max().item() < 1e-2, (code, i)
         for channels_last in (False, True):
             x = torch.randn(n, c, h, w)
             x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
@@ -186,8 +187,8 @@ def run():
         y = ops.qconv2d(xq, 0.03, 33, packed, wsum, ws, None, 3, 3, [st, st], [1, 1], [1, 1], 1, 0.0, res, 0.05, -7,
                         None, None, 1, torch.int8, 0.02, 131)
         assert y.dtype == torch.int8 and y.shape == (n, k, p, q)
-        y = ops.qconv2d(xq, 0.03, 33, packed, wsum, ws, None, 3, 3, [st, st], [1, 1], [1, 1], 0, 0.0, res, 0.0, 0,
-                        None, None, 1, torch.bfloat16, 0.02, 131)
+        y = ops.qconv2d(xq, 0.03, 33, packed, wsum, ws, None, 3, 3, [st, st], [1, 1], [1, 1], 6, 0.0, res, 0.0, 0,
+                        None, None, 1, torch.bfloat16, 0.02, 131)  # (GELU: code 6)
         assert y.dtype == torch.bfloat16 and y.shape == (n, k, p, q)
     for (n, c, h, w, g) in [(1, 32, 7, 6, 4), (2, 33, 9, 8, 33)]:
         wq = torch.randint(-128, 128, (c, c // g, 3, 3), dtype=torch.int8)
