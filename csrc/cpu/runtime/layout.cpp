@@ -88,8 +88,9 @@ at::Tensor to_channels_last_cpu(const at::Tensor& x) {
 at::Tensor to_nchw_cpu(const at::Tensor& x) {
   TORCH_CHECK(x.dim() == 4 && x.device().is_cpu(), "sft_cpu::to_nchw: x must be a 4-D CPU tensor");
   if (x.is_contiguous()) return x;
-  // not from the buffer pool: this map goes back to the caller
-  at::Tensor y = at::empty(x.sizes(), x.options());
+  // From the buffer pool, as the ops' outputs handed to channels_last callers are (a block goes back to the pool
+  // when the caller drops the map): a fresh 8 MB map page-faulted in for 4.5 of the 4.8 ms this took.
+  at::Tensor y = pooled_empty(x.sizes(), x.options());
   if (x.scalar_type() == at::kFloat && x.is_contiguous(at::MemoryFormat::ChannelsLast))
     transpose_batched(x.data_ptr<float>(), y.data_ptr<float>(), nullptr, x.size(0), x.size(2) * x.size(3),
                       x.size(1));
