@@ -46,6 +46,10 @@ NAMED = {
     # an int8 export (QDQ) vs the int8 model: ONNX's QuantizeLinear divides by the scale where our kernels multiply by
     # its inverse, so an input value can land one step apart, through a whole model's depth (SFTNet: ~1e-2 measured)
     "onnx_int8": (2e-2, 0.0),
+    # ... and where a deep model compounds those steps past that (torchvision's ResNet-50 at 224²: 0.88 on logits of
+    # ±85; FCN-ResNet50: 0.64 of ±23), the export is accepted at this SQNR against the int8 model (those two: 42 and
+    # 37 dB, as close to the float model as our int8 outputs are)
+    "onnx_int8_sqnr_db": (35.0, 0.0),
     "int8_sqnr_db": (25.0, 0.0),  # min SQNR of a small CNN's int8 outputs against its float ones (8-bit: 30-45 dB)
 }
 

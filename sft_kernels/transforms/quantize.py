@@ -117,8 +117,32 @@ def _inputs(calibration) -> list:
 
 
 def _run(model, batches) -> list:
+    """The model's output for each batch, as one tensor: a dict, list or tuple of outputs (a segmentation model's
+    {"out": ..., "aux": ...}) becomes its floating tensors flattened and concatenated, which the SQNR reads alike."""
     with torch.no_grad():
-        return [model(*b) for b in batches]
+        return [_as_tensor(model(*b)) for b in batches]
+
+
+def _as_tensor(out):
+    if isinstance(out, torch.Tensor):
+        return out
+    parts = []
+
+    def walk(o):
+        if isinstance(o, torch.Tensor):
+            if o.is_floating_point():
+                parts.append(o.detach().float().flatten())
+        elif isinstance(o, dict):
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, (list, tuple)):
+            for v in o:
+                walk(v)
+
+    walk(out)
+    if not parts:
+        raise TypeError(f"quantize_ scores the model by its floating outputs; {type(out).__name__} holds none")
+    return torch.cat(parts)
 
 
 def _psnr(outs, targets, data_range) -> float:

@@ -189,3 +189,53 @@ def test_silu_and_hardswish_convs_export_float_and_int8(tmp_path):
     y = torch.from_numpy(s.run(None, {s.get_inputs()[0].name: x.numpy()})[0])
     torch.testing.assert_close(y, yq, atol=1e-4, rtol=1e-4)
     assert 10 * torch.log10(ref.pow(2).sum() / (y - ref).pow(2).sum()) > 30
+
+
+class _SegLike(nn.Module):
+    """A segmentation-style model: a dict of outputs ({"out", "aux"}, as torchvision's FCN / DeepLab return)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                                  nn.Conv2d(16, 16, 3, padding=2, dilation=2), nn.ReLU())
+        self.head, self.aux = nn.Conv2d(16, 4, 1), nn.Conv2d(16, 4, 1)
+
+    def forward(self, x):
+        f = self.body(x)
+        return {"out": self.head(f), "aux": self.aux(f)}
+
+
+def test_dict_output_models_quantize_export_and_check(tmp_path):
+    """A model returning a dict: quantize_ scores its outputs together (SQNR), export_onnx checks each output in
+    onnxruntime, in order, and a mismatch in either is caught."""
+    torch.manual_seed(0)
+    model = _SegLike().eval()
+    x = torch.randn(1, 3, 20, 24)
+    c = copy.deepcopy(model)
+    sft_kernels.convert_(c)
+    sft_kernels.export_onnx(c, x, tmp_path / "f.onnx")
+    report = sft_kernels.quantize_(c, calibration=[torch.randn(1, 3, 20, 24) for _ in range(2)], progress=False)
+    assert report.stats["sqnr_db"] > tol("int8_sqnr_db")["atol"]
+    path = sft_kernels.export_onnx(c, x, tmp_path / "q.onnx")
+    from sft_kernels.export.onnx import check_onnx
+    with torch.no_grad():
+        c.aux.bias.add_(1.0)  # the second output only
+    with pytest.raises(RuntimeError, match="differs from the model's"):
+        check_onnx(c, (x,), path, 1e-2)
+
+
+def test_int8_check_accepts_compounded_rounding_by_sqnr(tmp_path):
+    """The int8 check's second criterion: an export whose outputs are off by more than atol passes only at
+    min_sqnr_db or above (SQNR against the model's outputs)."""
+    from sft_kernels.export.onnx import check_onnx
+    model = _sftnet()
+    x = torch.rand(1, 3, 8, 8)
+    path = sft_kernels.export_onnx(model, x, tmp_path / "m.onnx")
+    with torch.no_grad():
+        y = model(x)
+        model.conv0.bias.add_(1e-3)
+        shifted = model(x)
+    noise = 10 * torch.log10(y.pow(2).sum() / (shifted - y).pow(2).sum()).item()
+    check_onnx(model, (x,), path, 1e-9, min_sqnr_db=noise - 3)
+    with pytest.raises(RuntimeError, match="SQNR against the model"):
+        check_onnx(model, (x,), path, 1e-9, min_sqnr_db=noise + 3)

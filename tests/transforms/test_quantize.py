@@ -820,3 +820,20 @@ def test_quantconv_shuffled_residual_is_shaped_like_the_output(act_bits):
         want = F.pixel_shuffle(torch.relu(conv(x)), 2) + res
         y = q.run(x, "relu", residual=res, pixel_shuffle=2)
     assert y.shape == want.shape and (y - want).abs().max() < 0.02
+
+
+def test_quantize_scores_models_with_dict_or_tuple_outputs():
+    """quantize_'s SQNR (and the budget's scans) read every floating tensor of a dict / tuple output."""
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2, self.c3 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 1), nn.Conv2d(8, 2, 1)
+
+        def forward(self, x):
+            f = torch.relu(self.c1(x))
+            return {"a": self.c2(f), "rest": (self.c3(f), torch.zeros(1, dtype=torch.long))}
+
+    torch.manual_seed(0)
+    model = TwoHeads().eval()
+    report = sft_kernels.quantize_(model, calibration=[torch.rand(1, 3, 12, 12) for _ in range(2)], progress=False)
+    assert report.stats["sqnr_db"] > 25 and len(sft_kernels.transforms.quantize.quantized_layers(model)) == 3
