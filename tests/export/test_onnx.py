@@ -239,3 +239,16 @@ def test_int8_check_accepts_compounded_rounding_by_sqnr(tmp_path):
     check_onnx(model, (x,), path, 1e-9, min_sqnr_db=noise - 3)
     with pytest.raises(RuntimeError, match="SQNR against the model"):
         check_onnx(model, (x,), path, 1e-9, min_sqnr_db=noise + 3)
+
+
+def test_float_check_scales_with_the_output_magnitude(tmp_path):
+    """float32 rounding grows with the outputs: a model whose outputs reach ~1e9 (random-init Inception-v3's logits
+    reach 1e12) passes the float check, which a 1e-4 absolute budget alone would refuse."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 8, 3, padding=1)).eval()
+    with torch.no_grad():
+        model[2].weight.mul_(1e9)
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert model(x).abs().max() > 1e8
+    sft_kernels.export_onnx(model, x, tmp_path / "big.onnx")
