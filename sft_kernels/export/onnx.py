@@ -17,8 +17,11 @@ Models returning dicts, lists or tuples of tensors are checked output by output.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Optional, Union
@@ -79,7 +82,11 @@ def export_onnx(model: nn.Module, example: Union[torch.Tensor, tuple], path: Uni
                               dynamic_axes=dyn, opset_version=opset, dynamo=False)
 
     try:
-        export(dynamic_size is not False)
+        if dynamic_size is None:  # a try: where it fails, the exporter's dump of the whole graph is not for the user
+            with _stdout_to_devnull():
+                export(True)
+        else:
+            export(dynamic_size)
     except Exception as e:  # noqa: BLE001 - torch.onnx raises several types for sizes it cannot keep symbolic
         if dynamic_size is not None or "size" not in str(e):
             raise
@@ -96,6 +103,22 @@ def export_onnx(model: nn.Module, example: Union[torch.Tensor, tuple], path: Uni
         check_onnx(copy.deepcopy(model).eval() if model.training else model, args, path,
                    atol if atol is not None else budget, sqnr)
     return path
+
+
+@contextlib.contextmanager
+def _stdout_to_devnull():
+    """File descriptor 1 to /dev/null: torch.onnx's TorchScript exporter prints the whole IR graph from C++ on any
+    export error (its ONNX log is always on: `if _C._jit_is_onnx_log_enabled` tests the function, not its result)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _fold_weight_quantization(path: Path) -> int:
