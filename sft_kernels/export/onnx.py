@@ -77,7 +77,7 @@ def export_onnx(model: nn.Module, example: Union[torch.Tensor, tuple], path: Uni
         sizes = {0: "batch", 2: "height", 3: "width"} if spatial else {0: "batch"}
         dyn = {n: sizes for n, a in zip(names, args) if a.dim() == 4}
         dyn["output"] = {0: "batch", 2: "out_height", 3: "out_width"} if spatial else {0: "batch"}
-        with torch.no_grad(), unfused(m):  # the module-by-module forward: standard ops only
+        with torch.no_grad(), unfused(m), _mha_fastpath_off():  # the module-by-module forward: standard ops only
             torch.onnx.export(m, export_args, str(path), input_names=names, output_names=["output"],
                               dynamic_axes=dyn, opset_version=opset, dynamo=False)
 
@@ -103,6 +103,18 @@ def export_onnx(model: nn.Module, example: Union[torch.Tensor, tuple], path: Uni
         check_onnx(copy.deepcopy(model).eval() if model.training else model, args, path,
                    atol if atol is not None else budget, sqnr)
     return path
+
+
+@contextlib.contextmanager
+def _mha_fastpath_off():
+    """nn.MultiheadAttention's inference fast path (eval mode, no grad) is one fused op that ONNX has no export for
+    (a ViT's encoder failed with "aten::_native_multi_head_attention ... not supported"); its standard path exports."""
+    was = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(was)
 
 
 @contextlib.contextmanager

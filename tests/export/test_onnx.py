@@ -252,3 +252,27 @@ def test_float_check_scales_with_the_output_magnitude(tmp_path):
     with torch.no_grad():
         assert model(x).abs().max() > 1e8
     sft_kernels.export_onnx(model, x, tmp_path / "big.onnx")
+
+
+class _ConvAttention(nn.Module):
+    """A conv stem and a transformer encoder layer over its pixels (nn.MultiheadAttention, whose eval-mode fast path
+    is one fused op ONNX cannot export)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 4, stride=4)
+        self.enc = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        t = self.stem(x).flatten(2).transpose(1, 2)
+        return self.head(self.enc(t).mean(1))
+
+
+def test_attention_models_export_through_the_standard_path(tmp_path):
+    torch.manual_seed(0)
+    model = _ConvAttention().eval()
+    x = torch.randn(2, 3, 16, 16)
+    sft_kernels.convert_(model)
+    sft_kernels.export_onnx(model, x, tmp_path / "attn.onnx", dynamic_size=False)  # checked in onnxruntime
+    assert torch.backends.mha.get_fastpath_enabled()  # restored

@@ -260,6 +260,48 @@ class ShuffleSmall(nn.Module):  # 1x3x160x160
         return self.fc(self.units(self.stem(x)).mean((2, 3)))
 
 
+class RDB(nn.Module):  # ESRGAN's residual dense block: 5 convs over growing concatenations, residual scaled by 0.2
+    def __init__(self, nf=64, gc=32):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(nf + i * gc, gc if i < 4 else nf, 3, padding=1) for i in range(5))
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+
+    def forward(self, x):
+        feats = [x]
+        for i, conv in enumerate(self.convs):
+            y = conv(torch.cat(feats, 1))
+            if i < 4:
+                feats.append(self.act(y))
+        return y * 0.2 + x
+
+
+class RRDB(nn.Module):
+    def __init__(self, nf=64, gc=32):
+        super().__init__()
+        self.rdbs = nn.Sequential(RDB(nf, gc), RDB(nf, gc), RDB(nf, gc))
+
+    def forward(self, x):
+        return self.rdbs(x) * 0.2 + x
+
+
+class RRDBNet(nn.Module):  # ESRGAN / Real-ESRGAN's generator, x4 by two nearest-neighbour upsamplings; 6 RRDBs
+    def __init__(self, nf=64, gc=32, blocks=6):
+        super().__init__()
+        self.conv_first = nn.Conv2d(3, nf, 3, padding=1)
+        self.body = nn.Sequential(*[RRDB(nf, gc) for _ in range(blocks)])
+        self.conv_body = nn.Conv2d(nf, nf, 3, padding=1)
+        self.conv_up1, self.conv_up2 = nn.Conv2d(nf, nf, 3, padding=1), nn.Conv2d(nf, nf, 3, padding=1)
+        self.conv_hr, self.conv_last = nn.Conv2d(nf, nf, 3, padding=1), nn.Conv2d(nf, 3, 3, padding=1)
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+
+    def forward(self, x):
+        feat = self.conv_first(x)
+        feat = feat + self.conv_body(self.body(feat))
+        feat = self.act(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")))
+        feat = self.act(self.conv_up2(F.interpolate(feat, scale_factor=2, mode="nearest")))
+        return self.conv_last(self.act(self.conv_hr(feat)))
+
+
 MODELS = {
     "srcnn": (SRCNN, (1, 3, 128, 128)),
     "fsrcnn": (FSRCNN, (1, 3, 128, 128)),
@@ -271,6 +313,7 @@ MODELS = {
     "rcan": (RCANSmall, (1, 3, 96, 96)),
     "dilseg": (DilatedSeg, (1, 3, 192, 192)),
     "shufflenet": (ShuffleSmall, (1, 3, 160, 160)),
+    "rrdbnet": (RRDBNet, (1, 3, 64, 64)),
 }
 
 
