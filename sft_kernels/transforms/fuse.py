@@ -7,6 +7,8 @@ ReLU and residual add as a separate pass over its activations. For inference tho
 - a batch norm in eval mode right after a conv (whose output nothing else reads) is folded into the conv's
   weight and bias (`torch.nn.utils.fusion.fuse_conv_bn_eval`);
 - a ReLU / LeakyReLU / ReLU6 (module, function or method) right after a conv becomes the conv's epilogue activation;
+- ``conv(x) * s`` with a number s (EDSR's and RCAN's residual scaling, ESRGAN's ``0.2 * rdb(x) + x``) scales the
+  conv's weight and bias by s;
 - ``conv(x) + y`` of the same shape becomes the conv's epilogue residual (``act(conv + b) + residual``, so only
   for a conv with no activation of its own: ResNet's ``relu(bn3(conv3(x)) + identity)`` keeps its final ReLU);
   needs an example input, to learn the shapes.
@@ -91,6 +93,23 @@ def _separable_pair(node: fx.Node, modules: dict, once) -> Optional[tuple]:
     return src, dw, pw
 
 
+_MUL_FUNCS = {operator.mul, torch.mul, operator.imul}
+
+
+def _times_number(node: fx.Node) -> tuple:
+    """(x node, s) if `node` computes x * s or s * x with a Python number s (function, operator or Tensor.mul /
+    mul_), else (None, None)."""
+    is_mul = (node.op == "call_function" and node.target in _MUL_FUNCS) or \
+             (node.op == "call_method" and node.target in ("mul", "mul_"))
+    if not is_mul or len(node.args) != 2 or node.kwargs:
+        return None, None
+    a, b = node.args
+    for x, s in ((a, b), (b, a)):
+        if isinstance(x, fx.Node) and isinstance(s, (int, float)) and not isinstance(s, bool):
+            return x, float(s)
+    return None, None
+
+
 def _plain_call(node: fx.Node, conv: nn.Module) -> bool:
     """conv(x) and nothing more: no residual argument and no epilogue of its own (a model converted before)."""
     return len(node.args) == 1 and not node.kwargs and getattr(conv, "activation", None) is None
@@ -106,7 +125,7 @@ def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] =
     unfold_live_(model)  # convert_'s live folds: folded here for good instead
     gm = fx.GraphModule(model, ConvTracer().trace(model))
     modules = dict(gm.named_modules())
-    folded = {"batch_norm": 0, "activation": 0, "separable": 0, "residual": 0}
+    folded = {"batch_norm": 0, "scale": 0, "activation": 0, "separable": 0, "residual": 0}
     # A module called from several places keeps its own function: folding into it would change every call.
     _, once = single_calls(gm, gm.graph)
 
@@ -126,6 +145,20 @@ def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] =
         node.replace_all_uses_with(conv_node)
         gm.graph.erase_node(node)
         folded["batch_norm"] += 1
+
+    for node in list(gm.graph.nodes):  # conv(x) * s: the conv's weight and bias times s
+        conv_node, s = _times_number(node)
+        conv = modules.get(conv_node.target) if conv_node is not None and conv_node.op == "call_module" else None
+        if type(conv) not in (nn.Conv2d, Conv2d) or len(conv_node.users) != 1 or not once(conv_node) \
+                or not _plain_call(conv_node, conv) or not conv.weight.is_floating_point():
+            continue
+        with torch.no_grad():  # new tensors: a weight tied to another module keeps its values there
+            conv.weight = nn.Parameter(conv.weight * s, requires_grad=conv.weight.requires_grad)
+            if conv.bias is not None:
+                conv.bias = nn.Parameter(conv.bias * s, requires_grad=conv.bias.requires_grad)
+        node.replace_all_uses_with(conv_node)
+        gm.graph.erase_node(node)
+        folded["scale"] += 1
 
     report: ConversionReport = convert_(gm, backend=backend, fuse=False)
     modules = dict(gm.named_modules())

@@ -58,7 +58,7 @@ def test_fused_model_matches_eager(backend):
     model, x = _model(), torch.randn(2, 3, 12, 11)
     gm = sft_kernels.fuse_for_inference(model, x, backend=backend)
     report, folded = gm.fusion_report
-    assert folded == {"batch_norm": 4, "activation": 3, "separable": 0, "residual": 1}
+    assert folded == {"batch_norm": 4, "scale": 0, "activation": 3, "separable": 0, "residual": 1}
     assert len(report.converted) == 9 and type(gm.get_submodule("8")) is sft_kernels.nn.Linear  # 8 convs, the head
     assert [type(m) for m in gm.modules() if isinstance(m, nn.BatchNorm2d)] == [nn.BatchNorm2d]  # bn3 stays
     acts = {name: m.activation for name, m in gm.named_modules() if isinstance(m, Conv2d)}
@@ -86,7 +86,7 @@ def test_a_conv_with_its_own_epilogue_keeps_what_follows():
     model[1].running_mean.uniform_(-1, 1)
     x = torch.randn(1, 3, 8, 8)
     gm = sft_kernels.fuse_for_inference(model, x)
-    assert gm.fusion_report[1] == {"batch_norm": 0, "activation": 0, "separable": 0, "residual": 0}
+    assert gm.fusion_report[1] == {"batch_norm": 0, "scale": 0, "activation": 0, "separable": 0, "residual": 0}
     with torch.no_grad():
         torch.testing.assert_close(gm(x), model(x))
 
@@ -121,7 +121,7 @@ def test_depthwise_then_pointwise_fuses_into_one_separable_conv():
     x = torch.rand(2, 3, 23, 30)
     gm = sft_kernels.fuse_for_inference(model, x)
     folded = gm.fusion_report[1]
-    assert folded == {"batch_norm": 6, "activation": 7, "separable": 2, "residual": 4}, folded
+    assert folded == {"batch_norm": 6, "scale": 0, "activation": 7, "separable": 2, "residual": 4}, folded
     seps = [(n, m) for n, m in gm.named_modules() if isinstance(m, sft_kernels.nn.SeparableConv2d)]
     assert [n for n, _ in seps] == ["2.b.6", "3.b.6"]
     assert all(m.mid_activation == "relu6" and m.activation is None for _, m in seps)
@@ -231,3 +231,34 @@ def test_silu_and_hardswish_fold_into_the_convs():
         y = q(x)
     sqnr = 10 * torch.log10(ref.pow(2).sum() / (y - ref).pow(2).sum())
     assert sqnr > 25, sqnr.item()
+
+
+class _ScaledResidual(nn.Module):
+    """EDSR's residual scaling (``body(x).mul(0.1) + x``), ESRGAN's ``0.2 * y + x``, and a conv whose weight is
+    tied to another conv's (scaling must not reach the other one)."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Conv2d(3, 16, 3, padding=1)
+        self.body = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1))
+        self.c2, self.tied = nn.Conv2d(16, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
+        self.tied.weight = self.c2.weight
+
+    def forward(self, x):
+        f = self.head(x)
+        f = self.body(f).mul(0.1) + f
+        f = 0.2 * self.c2(f) + f
+        return self.tied(f)
+
+
+def test_scaled_residuals_fold_into_the_conv_weights():
+    torch.manual_seed(0)
+    model = _ScaledResidual().eval()
+    x = torch.randn(1, 3, 14, 18)
+    gm = sft_kernels.fuse_for_inference(model, x)
+    _, folded = gm.fusion_report
+    assert folded["scale"] == 2 and folded["residual"] == 2, folded
+    assert not any(n.op in ("call_function", "call_method") and "mul" in str(n.target) for n in gm.graph.nodes)
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), model(x), rtol=1e-4, atol=1e-5)
+    assert torch.equal(gm.get_submodule("tied").weight, model.tied.weight)  # the tied conv kept its weight
