@@ -12,7 +12,6 @@ Outputs are channels_last, as sft_kernels.nn.Conv2d's (the layout policy: an NCH
 """
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 import torch
@@ -366,7 +365,6 @@ class QuantLinear(BoundCall):
         return s + f", input_scale={self.input_scale:.4g}, input_zero_point={self.input_zero_point}"
 
 
-@functools.lru_cache(maxsize=256)
 def _bound_or(q, x: torch.Tensor, residual: Optional[torch.Tensor], geometry: tuple, epilogue: tuple,
               eligible: bool, call):
     """call() (sft.qconv2d for int8 conv or linear `q`), or, for an input of the signature q's last call had, that

@@ -597,19 +597,26 @@ def test_maps_whose_readers_disagree_stay_float(monkeypatch):
     assert sum(n.target is torch.relu for n in gm.graph.nodes) == 1  # the one after the first add
 
 
-def test_quantconv_bound_kernel_follows_every_change():
+@pytest.mark.parametrize("cin,cout,groups", [(16, 24, 1), (24, 24, 6)])
+def test_quantconv_bound_kernel_follows_every_change(cin, cout, groups):
     """QuantConv2d keeps the cpu kernel's call bound for its last signature (past the op's checks and dispatch):
     repeated calls, in-place weight and bias updates, a new output grid, residuals on and off, NCHW input and
-    another backend all give what the op path gives."""
+    another backend all give what the op path gives; dense and grouped convs (the kernel over whole groups)."""
+    from sft_kernels.ops.qconv2d import cpu as qcpu
     from sft_kernels.ops.qconv2d import reference as qref
 
+    if groups > 1 and not torch.ops.sft_cpu.qconv2d_grouped_fits(cin, cout, groups):
+        pytest.skip("the kernel over whole groups runs on VNNI / AMX int8 kernels only")
     torch.manual_seed(0)
-    q = QuantConv2d.from_float(nn.Conv2d(16, 24, 3, padding=1), input_scale=0.02, input_zero_point=5)
-    x = torch.rand(1, 16, 9, 11).contiguous(memory_format=torch.channels_last)
-    res = torch.randn(1, 24, 9, 11)
+    q = QuantConv2d.from_float(nn.Conv2d(cin, cout, 3, padding=1, groups=groups), input_scale=0.02, input_zero_point=5)
+    assert qcpu.bound(q.weight_int8, q.weight_scale, q.bias, 0.02, 5, (1, 1), (1, 1), (1, 1), groups, None, 0.01,
+                      0.0, 0) is not None
+    x = torch.rand(1, cin, 9, 11).contiguous(memory_format=torch.channels_last)
+    res = torch.randn(1, cout, 9, 11)
 
     def expected(residual=None, out=(0.0, 0)):
-        return qref.qconv2d(x, 0.02, 5, q.weight_int8, q.weight_scale, q.bias, residual, 1, 1, 1, 1, None, 0.01, *out)
+        return qref.qconv2d(x, 0.02, 5, q.weight_int8, q.weight_scale, q.bias, residual, 1, 1, 1, groups, None, 0.01,
+                            *out)
 
     with torch.no_grad():
         for _ in range(3):
@@ -636,10 +643,10 @@ def test_quantconv_bound_kernel_follows_every_change():
         while c.weight_int8._version < q.weight_int8._version:  # even where the version counters meet again
             c.weight_int8.add_(0)
         assert c.weight_int8._version == q.weight_int8._version
-        e = qref.qconv2d(x, 0.02, 5, c.weight_int8, c.weight_scale, c.bias, None, 1, 1, 1, 1)
+        e = qref.qconv2d(x, 0.02, 5, c.weight_int8, c.weight_scale, c.bias, None, 1, 1, 1, groups)
         torch.testing.assert_close(c(x).double(), e, **tol("int8_epilogue"))
-        dw = QuantConv2d.from_float(nn.Conv2d(16, 16, 3, 2, 1, groups=16), input_scale=0.02, input_zero_point=5)
-        e = qref.qconv2d(x, 0.02, 5, dw.weight_int8, dw.weight_scale, dw.bias, None, 2, 1, 1, 16)
+        dw = QuantConv2d.from_float(nn.Conv2d(cin, cin, 3, 2, 1, groups=cin), input_scale=0.02, input_zero_point=5)
+        e = qref.qconv2d(x, 0.02, 5, dw.weight_int8, dw.weight_scale, dw.bias, None, 2, 1, 1, cin)
         for _ in range(2):  # depthwise: its own kernel, bound the same way
             torch.testing.assert_close(dw(x).double(), e, **tol("int8_epilogue"))
         assert dw.__dict__["_fast"][1] is not None
@@ -837,3 +844,25 @@ def test_quantize_scores_models_with_dict_or_tuple_outputs():
     model = TwoHeads().eval()
     report = sft_kernels.quantize_(model, calibration=[torch.rand(1, 3, 12, 12) for _ in range(2)], progress=False)
     assert report.stats["sqnr_db"] > 25 and len(sft_kernels.transforms.quantize.quantized_layers(model)) == 3
+
+
+def test_int8_layers_keep_no_input_alive():
+    """Nothing global holds an int8 layer's inputs (or the layer) after a call: a memo keyed on them would keep every
+    activation map a model ever saw."""
+    import gc
+    import weakref
+
+    torch.manual_seed(0)
+    q = QuantConv2d.from_float(nn.Conv2d(8, 8, 3, padding=1), input_scale=0.02, input_zero_point=5)
+    lin = QuantLinear.from_float(nn.Linear(8, 4), input_scale=0.02, input_zero_point=5)
+    refs = []
+    with torch.no_grad():
+        for _ in range(3):
+            x, rows = torch.rand(1, 8, 6, 6).contiguous(memory_format=torch.channels_last), torch.rand(40, 8)
+            q(x), lin(rows)
+            refs += [weakref.ref(x), weakref.ref(rows)]
+            del x, rows
+    ql = weakref.ref(q)
+    del q, lin
+    gc.collect()
+    assert all(r() is None for r in refs) and ql() is None

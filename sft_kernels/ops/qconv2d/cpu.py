@@ -90,10 +90,10 @@ def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, 
 
 def bound(w, ws, b, x_scale, x_zp, stride, padding, dilation, groups, act, slope, o_scale, o_zp, r_scale=0.0,
           r_zp=0):
-    """fn(x, res): the kernel qconv2d above runs for a dense or depthwise conv (no modulation, shuffle or output
-    dtype), everything but the input and residual bound; None for other groupings. stride, padding and dilation are
-    pairs; the caller checks once that this call's arguments are valid and that x is channels_last (so the result
-    needs no copy back)."""
+    """fn(x, res): the kernel qconv2d above runs for a dense, depthwise or grouped conv (no modulation, shuffle or
+    output dtype), everything but the input and residual bound; None for groupings run group by group. stride,
+    padding and dilation are pairs; the caller checks once that this call's arguments are valid and that x is
+    channels_last (so the result needs no copy back)."""
     k, cg, r, s = w.shape
     geometry = (list(stride), list(padding), list(dilation))
     head = (float(x_scale), int(x_zp))
@@ -106,6 +106,11 @@ def bound(w, ws, b, x_scale, x_zp, stride, padding, dilation, groups, act, slope
     elif cg == 1 and k == groups:  # depthwise: its own kernel
         head, tail = (*head, w, ws, b, *geometry, *epi), (float(o_scale), int(o_zp), None, None)
         op = torch.ops.sft_cpu.qconv2d_depthwise.default
+    elif torch.ops.sft_cpu.qconv2d_grouped_fits(cg * groups, k, groups):  # vectors over whole groups
+        packed, wsum = _split_grouped(weight_pack.packed(w, "cpu_qconv2d_grouped", _pack_grouped), k)
+        head = (*head, packed, wsum, ws, b, r, s, *geometry, groups, *epi)
+        tail = (float(o_scale), int(o_zp), None, None)
+        op = torch.ops.sft_cpu.qconv2d_grouped.default
     else:
         return None
     tail = (*tail, *types)
