@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from ..ops.conv2d import bound as conv2d_bound
 from ..ops.conv2d.reference import epilogue
 from ..runtime import registry
-from ..ops.conv2d import bound as conv2d_bound
 from .conv import BoundCall, _fast_key, sharing_parameters
 
 # Below this many rows F.linear runs (a classifier's head: both read the weight, PyTorch's call costs ~8 µs less).
@@ -79,8 +79,10 @@ class Linear(BoundCall, nn.Linear):
         return y.permute(0, 2, 3, 1).reshape(*lead, self.out_features)
 
     def _ours(self, x: torch.Tensor) -> bool:
+        """Whether this call runs on our cpu kernel (built, chosen or left to us) rather than F.linear."""
         w = self.weight
         return (type(x) is torch.Tensor and x.is_cpu and w.is_cpu and x.dtype == w.dtype == torch.float32
+                and self.backend in (None, "cpu") and registry.cpu_ext() is not None and w.is_contiguous()
                 and x.dim() >= 2 and x.shape[-1] == self.in_features and x.numel() >= MIN_ROWS * self.in_features
                 and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
                 and not torch.is_autocast_enabled("cpu")

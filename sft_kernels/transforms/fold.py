@@ -250,8 +250,8 @@ def fold_live_(model: nn.Module, chains: list) -> list:
     done = []
     for conv, bn, act in chains:
         c = model.get_submodule(conv)
-        if type(c) is Linear and c.activation is None and act and not _user_hooks(c) \
-                and not _user_hooks(model.get_submodule(act)):
+        if type(c) is Linear and c.activation is None and act and hasattr(c, "_sft_original_class") \
+                and not _user_hooks(c) and not _user_hooks(model.get_submodule(act)):
             a = model.get_submodule(act)
             c.activation, c.negative_slope = activation_of(a)
             set_module(model, act, FusedAway(a, f"the linear {conv}"))

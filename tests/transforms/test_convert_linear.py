@@ -179,3 +179,31 @@ def test_quantize_folds_the_activation_after_a_linear_into_its_int8_store(tmp_pa
     assert again.mlp[1].activation == "gelu"
     pytest.importorskip("onnxruntime")
     sft_kernels.export_onnx(q, x[:1], tmp_path / "q.onnx")  # checked in onnxruntime
+
+
+def test_a_users_own_linear_is_not_folded_so_revert_stays_exact():
+    """A sft_kernels.nn.Linear the user built (not convert_'s) keeps its activation module: revert_ could not tell
+    its folded activation from its own."""
+    torch.manual_seed(7)
+    m = nn.Sequential(Linear(8, 16), nn.GELU(), nn.Linear(16, 4)).eval()
+    x = torch.randn(50, 8)
+    with torch.no_grad():
+        ref = m(x)
+    sft_kernels.convert_(m)
+    assert m[0].activation is None and type(m[1]) is nn.GELU
+    sft_kernels.revert_(m)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_other_backends_and_unbuilt_extension_run_f_linear(monkeypatch):
+    lin = Linear(16, 8, backend="reference").eval()
+    x = torch.randn(100, 16)
+    with torch.no_grad():
+        assert not lin._ours(x)
+        lin.backend = None
+        assert lin._ours(x)
+        from sft_kernels.runtime import registry
+        monkeypatch.setattr(registry, "cpu_ext", lambda: None)
+        assert not lin._ours(x)
+        torch.testing.assert_close(lin(x), F.linear(x, lin.weight, lin.bias))
