@@ -33,6 +33,7 @@ from ..nn import EagerConv2d
 from ..nn.quant_conv_transpose import QDQConvTranspose2d, QuantConvTranspose2d
 from ..nn.quantized import QuantConv2d, QuantLinear
 from ..ops.qconv2d.onnx import QDQConv2d, QDQLinear
+from ..runtime.outputs import leaves
 from ..testing import tol
 from ..transforms.convert import revert_
 from ..transforms.report import Report
@@ -188,8 +189,8 @@ def check_onnx(model: nn.Module, args: tuple, path: Union[str, Path], atol: floa
     """Run `path` in onnxruntime on `args`; raise if it differs from `model` by more than atol (times the outputs'
     largest magnitude where that is above 1: float32 rounding scales with it; a random-init Inception-v3's logits
     reach 1e12) or, given `min_sqnr_db`, where its signal-to-noise ratio against the model's outputs is below that.
-    Returns the max difference. A model returning a dict, list or tuple of tensors (a segmentation model's {"out", "aux"}) is
-    compared output by output, in the order torch.onnx flattens them (dict values, then sequences, in order)."""
+    Returns the max difference. A model returning a dict, list or tuple of tensors (a segmentation model's {"out",
+    "aux"}) is compared output by output, in the order torch.onnx flattens them (runtime/outputs.py)."""
     try:
         import onnxruntime as ort
     except ImportError as e:
@@ -220,11 +221,9 @@ def check_onnx(model: nn.Module, args: tuple, path: Union[str, Path], atol: floa
 
 def _tensors(out) -> list:
     """A model's output as a list of tensors, in torch.onnx's output order."""
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, dict):
-        out = list(out.values())
-    if isinstance(out, (list, tuple)):
-        return [t for o in out for t in _tensors(o)]
-    raise TypeError(f"check_onnx compares tensor outputs (or dicts, lists and tuples of them); this model returns "
-                    f"{type(out).__name__} (export with check=False and compare its outputs yourself)")
+    found = leaves(out)
+    for t in found:
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"check_onnx compares tensor outputs (or dicts, lists and tuples of them); this model "
+                            f"returns {type(t).__name__} (export with check=False and compare its outputs yourself)")
+    return found

@@ -45,6 +45,7 @@ from torch import nn
 
 from ..nn.quant_conv_transpose import QuantConvTranspose2d, transpose_fits
 from ..nn.quantized import QuantConv2d, QuantLinear, winograd_geometry
+from ..runtime.outputs import leaves
 from . import caller_layout, fold
 from .convert import convert_
 from .separable import unfuse_separable_
@@ -126,20 +127,7 @@ def _run(model, batches) -> list:
 def _as_tensor(out):
     if isinstance(out, torch.Tensor):
         return out
-    parts = []
-
-    def walk(o):
-        if isinstance(o, torch.Tensor):
-            if o.is_floating_point():
-                parts.append(o.detach().float().flatten())
-        elif isinstance(o, dict):
-            for v in o.values():
-                walk(v)
-        elif isinstance(o, (list, tuple)):
-            for v in o:
-                walk(v)
-
-    walk(out)
+    parts = [t.detach().float().flatten() for t in leaves(out) if isinstance(t, torch.Tensor) and t.is_floating_point()]
     if not parts:
         raise TypeError(f"quantize_ scores the model by its floating outputs; {type(out).__name__} holds none")
     return torch.cat(parts)

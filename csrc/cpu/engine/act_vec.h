@@ -1,5 +1,5 @@
-// SiLU, hardswish and GELU on vectors of floats: GCC vector types of any width (__m512, __m256 and the engine's v16 / v8
-// alike), so every store that applies an activation (GEMM micro-kernel tiles, direct and depthwise convs, the
+// SiLU, hardswish and GELU on vectors of floats: GCC vector types of any width (__m512, __m256 and the engine's v16 /
+// v8 alike), so every store that applies an activation (GEMM micro-kernel tiles, direct and depthwise convs, the
 // Winograd output transform, the int8 stores) shares one definition, inlined into its own ISA. The cheap
 // activations (relu, leaky relu, relu6) stay where they are, written per ISA.
 #pragma once
@@ -34,15 +34,19 @@ __attribute__((always_inline)) inline V exp_v(V t) {
   return p * (V)bits;
 }
 
-// silu(x) = x·sigmoid(x) = x / (1 + exp(−x)), exp's argument clamped to [-86, 86], so that neither exp nor the
-// reciprocal is ever subnormal (for x ≥ 86 the result is x, below -86 ~1e-36; x = +inf gives inf; NaN stays NaN:
-// the comparisons are false for it).
+// x / (1 + exp(t)), t clamped to [-86, 86], so that neither exp nor the reciprocal is ever subnormal (x = +inf gives
+// inf; NaN stays NaN: the comparisons are false for it): silu (t = −x) and the tanh form of gelu.
 template <class V>
-__attribute__((always_inline)) inline V silu_v(V x) {
-  V t = -x;
+__attribute__((always_inline)) inline V x_sigmoid_v(V x, V t) {
   t = t > 86.f ? V{} + 86.f : t;
   t = t < -86.f ? V{} - 86.f : t;
   return x / (exp_v(t) + 1.f);
+}
+
+// silu(x) = x·sigmoid(x) = x / (1 + exp(−x)) (for x ≥ 86 the result is x, below -86 ~1e-36).
+template <class V>
+__attribute__((always_inline)) inline V silu_v(V x) {
+  return x_sigmoid_v(x, -x);
 }
 
 // 1/d on AVX-512 by vrcp14ps and one Newton step (relative error ~2^-28, then a float's rounding): a 512-bit vdivps
@@ -52,8 +56,8 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 rcp512(__m512 d)
   return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.f)), r);
 }
 
-// x / (1 + exp(t)) on AVX-512, t clamped to [-86, 86]: silu (t = -x) and the tanh form of gelu. (Side by side with
-// the division, the int8 convs' SiLU store measured alike within this VM's noise; PERF_NOTES has the costs.)
+// x_sigmoid_v on AVX-512, the division by rcp512. (Side by side with the division, the int8 convs' SiLU store measured
+// alike within this VM's noise; PERF_NOTES has the costs.)
 __attribute__((target("avx512f"), always_inline)) inline __m512 x_sigmoid512(__m512 x, __m512 t) {
   t = _mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps(-86.f)), _mm512_set1_ps(86.f));  // (NaN: x's NaN reaches the end)
   return _mm512_mul_ps(x, rcp512(_mm512_add_ps(exp_v(t), _mm512_set1_ps(1.f))));
@@ -76,7 +80,7 @@ __attribute__((always_inline)) inline V hardswish_v(V x) {
 // ATen's vectorized erf uses): for z = |x|/√2, 1 − erf(z) = t·P(t)·exp(−z²) with t = 1/(1 + 0.3275911·z). Written as
 // q = x·t·P(t)·exp(−z²)/2, gelu is x − q for x > 0 and q otherwise, so negative inputs lose nothing to cancellation.
 // x is clamped to [-20, 20] inside q and exp's argument at -80: no subnormal (x = +inf gives inf; NaN stays NaN).
-// gelu_v's steps after the reciprocal t = 1/(1 + 0.3275911·z) (gelu512 takes it from rcp512).
+// Here the steps after the reciprocal t = 1/(1 + 0.3275911·z), shared by gelu_v and gelu512 (t from rcp512).
 template <class V>
 __attribute__((always_inline)) inline V gelu_after_rcp(V x, V xc, V z, V t) {
   V p = V{} + 1.061405429f;
@@ -105,8 +109,7 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 gelu512(__m512 x
   return gelu_after_rcp(x, xc, z, rcp512(_mm512_fmadd_ps(z, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.f))));
 }
 
-// gelu with approximate="tanh": x·(1 + tanh(u))/2 = x / (1 + exp(−2u)), u = √(2/π)·(x + 0.044715·x³); exp's
-// argument clamped to [-86, 86] as in silu_v.
+// gelu with approximate="tanh": x·(1 + tanh(u))/2 = x / (1 + exp(−2u)), u = √(2/π)·(x + 0.044715·x³).
 template <class V>
 __attribute__((always_inline)) inline V gelu_tanh_arg(V x) {
   return (x * x * x * 0.044715f + x) * -1.5957691216057308f;  // −2u
@@ -114,10 +117,7 @@ __attribute__((always_inline)) inline V gelu_tanh_arg(V x) {
 
 template <class V>
 __attribute__((always_inline)) inline V gelu_tanh_v(V x) {
-  V t = gelu_tanh_arg(x);
-  t = t > 86.f ? V{} + 86.f : t;
-  t = t < -86.f ? V{} - 86.f : t;
-  return x / (exp_v(t) + 1.f);
+  return x_sigmoid_v(x, gelu_tanh_arg(x));
 }
 
 // The activations computed here (codes from kActSilu on) for any vector type: the stores written for one ISA
