@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import backends, ops
-from ..nn.quantized import quantize_weight
+from ..nn.quantized import QuantConv2d, quantize_weight
 from ..ops.qconv2d import reference as qref
 from ..ops.qconv2d.reference import quantize
 from .benchmark import format_table, measure_peak_gflops, time_interleaved
@@ -116,12 +116,22 @@ def qconv_case(s) -> SimpleNamespace:
 def qconv_candidates(s) -> dict:
     """{name: fn} for one int8 conv shape: PyTorch's quantized x86 engine (torch.ao.nn.quantized.Conv2d: uint8
     activations, per-channel int8 weights, uint8 output, channels_last), our int8 conv on the same scheme and
-    inputs (outputs checked within one quantization step first), our fp32 direct and best convs."""
+    inputs (outputs checked within one quantization step first) called two ways: the op with plain tensors ("sft
+    int8": argument checks and the weight cache's lookup on every call) and the module a quantized model holds
+    ("sft int8 module": sft_kernels.nn.QuantConv2d, whose call is bound after the first, as torch.ao's module is
+    against its op), and our fp32 direct and best convs."""
     d = qconv_case(s)
     x, b, xs, xz, os_, oz, wq, ws, wd, xu8 = d.x, d.b, d.xs, d.xz, d.os_, d.oz, d.wq, d.ws, d.wd, d.xu8
     a = (s.stride, s.padding, s.dilation, s.groups)
+    mod = QuantConv2d(s.c, s.k, (s.r, s.s), s.stride, s.padding, s.dilation, s.groups, input_scale=xs,
+                      input_zero_point=xz, backend="cpu").eval()
+    mod.weight_int8.copy_(wq)
+    mod.weight_scale.copy_(ws)
+    mod.bias.copy_(b)
+    mod.out_scale, mod.out_zero_point = os_, oz
     fns = {"sft int8": lambda: ops.qconv2d(xu8, wq, ws, b, *a, input_scale=xs, input_zero_point=xz, out_scale=os_,
                                            out_zero_point=oz, backend="cpu"),
+           "sft int8 module": lambda: mod(xu8),
            "sft fp32 direct": lambda: ops.conv2d(x, wd, b, *a, backend="cpu", algorithm="direct"),
            "sft fp32 best": lambda: ops.conv2d(x, wd, b, *a, backend="cpu")}
     if "x86" in torch.backends.quantized.supported_engines:
@@ -133,6 +143,8 @@ def qconv_candidates(s) -> dict:
         qconv = torch.ao.nn.quantized.Conv2d(s.c, s.k, (s.r, s.s), s.stride, s.padding, s.dilation, s.groups)
         qconv.set_weight_bias(qw, b)
         qconv.scale, qconv.zero_point = os_, oz
+        if not torch.equal(fns["sft int8 module"](), fns["sft int8"]()):
+            raise RuntimeError(f"{s.name}: the QuantConv2d module and the op disagree")
         diff = (fns["sft int8"]().int() - qconv(xq_t).int_repr().int()).abs().max().item()
         if diff > 1:  # which one is off: both against the exact result
             exact = qref.qconv2d(xu8, xs, xz, wq, ws, b, None, *a, None, 0.01, os_, oz)
