@@ -136,8 +136,9 @@ class Conv2d(BoundCall, nn.Conv2d):
         next ones of the same shape (`_fast`); only for calls whose weight and epilogue are the module's usual
         ones (FoldedConv2d's unfused path passes False)."""
         fast = self.__dict__.get("_fast") if cache else None
-        if fast is not None and type(input) is torch.Tensor and fast[0] == _fast_key(input, residual) \
-                and not torch.compiler.is_compiling() and _no_grad_or_autocast(input, weight, residual):
+        # (is_compiling first: under torch.compile the key's torch.get_num_threads() would break the graph)
+        if fast is not None and not torch.compiler.is_compiling() and type(input) is torch.Tensor \
+                and fast[0] == _fast_key(input, residual) and _no_grad_or_autocast(input, weight, residual):
             return fast[1](input, weight, bias, residual)
         if (self.backend is None and input.dim() == 4 and input.shape[2] == 1 and input.shape[3] == 1
                 and residual is None and type(self.padding) is tuple

@@ -81,10 +81,11 @@ class Linear(BoundCall, nn.Linear):
     def _ours(self, x: torch.Tensor) -> bool:
         """Whether this call runs on our cpu kernel (built, chosen or left to us) rather than F.linear."""
         w = self.weight
-        return (type(x) is torch.Tensor and x.is_cpu and w.is_cpu and x.dtype == w.dtype == torch.float32
+        # (is_compiling first: torch.compile would trace into registry.cpu_ext's import and break the graph)
+        return (not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+                and type(x) is torch.Tensor and x.is_cpu and w.is_cpu and x.dtype == w.dtype == torch.float32
                 and self.backend in (None, "cpu") and registry.cpu_ext() is not None and w.is_contiguous()
                 and x.dim() >= 2 and x.shape[-1] == self.in_features and x.numel() >= MIN_ROWS * self.in_features
-                and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
                 and not torch.is_autocast_enabled("cpu")
                 and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad
                                                       or (self.bias is not None and self.bias.requires_grad))))

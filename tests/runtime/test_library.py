@@ -97,6 +97,27 @@ def test_compile_fullgraph_converted_model(backend):
         torch.testing.assert_close(compiled(x), expected, **tol("fp32"))
 
 
+def test_compile_fullgraph_after_eager_calls():
+    """A converted model that already ran eagerly (its layers keep their kernel calls bound) compiles whole: the
+    bound-call key's torch.get_num_threads() and the Linear's extension check had broken the graph at every conv
+    (MobileNetV2 fused: 27 graph breaks, compiled 1.9x slower than not compiled)."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU6(), nn.Conv2d(8, 16, 1),
+                          nn.Flatten(2), nn.Linear(48, 24), nn.GELU()).eval()
+    x = torch.randn(1, 3, 6, 8)
+    with torch.no_grad():
+        expected = model(x)
+        fused = sft_kernels.fuse_for_inference(model, x)
+        assert fused.fusion_report[1]["separable"] == 1
+        sft_kernels.convert_(model)
+        for m in (model, fused):
+            m(x), m(x)  # eager calls: bound kernels cached on the layers
+            torch.testing.assert_close(torch.compile(m, fullgraph=True, backend="eager")(x), expected,
+                                       **tol("fp32"))
+
+
 def test_compile_fullgraph_functional_default_backend():
     torch._dynamo.reset()
 
