@@ -71,6 +71,9 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         """The stride-1 conv's weight and bias, made once per weight / bias version (so the cpu kernel's packed
         weight is cached with it)."""
         b = self.bias
+        if torch.compiler.is_compiling():  # made in the graph: torch.compile cannot compare data pointers
+            return (subpixel_weight(self.weight, self.groups, self.stride, taps),
+                    None if b is None else b.repeat_interleave(self.stride[0] * self.stride[1]))
         key = (taps, self.weight._version, self.weight.data_ptr(), None if b is None else (b._version, b.data_ptr()))
         if self._sub is None or self._sub[0] != key:
             with torch.no_grad():

@@ -98,14 +98,16 @@ def test_compile_fullgraph_converted_model(backend):
 
 
 def test_compile_fullgraph_after_eager_calls():
-    """A converted model that already ran eagerly (its layers keep their kernel calls bound) compiles whole: the
-    bound-call key's torch.get_num_threads() and the Linear's extension check had broken the graph at every conv
-    (MobileNetV2 fused: 27 graph breaks, compiled 1.9x slower than not compiled)."""
+    """A converted model that already ran eagerly (its layers keep their kernel calls bound, a transposed conv its
+    sub-pixel weight) compiles whole: the bound-call key's torch.get_num_threads(), the Linear's extension check and
+    the sub-pixel weight's data-pointer key had broken the graph (MobileNetV2 fused: 27 graph breaks, compiled 1.9x
+    slower than not compiled)."""
     torch._dynamo.reset()
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
                           nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU6(), nn.Conv2d(8, 16, 1),
-                          nn.Flatten(2), nn.Linear(48, 24), nn.GELU()).eval()
+                          nn.ConvTranspose2d(16, 16, 3, stride=2, padding=1, output_padding=1),
+                          nn.Flatten(2), nn.Linear(192, 24), nn.GELU()).eval()
     x = torch.randn(1, 3, 6, 8)
     with torch.no_grad():
         expected = model(x)
