@@ -22,9 +22,10 @@ import copy
 import math
 import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
-from typing import Optional, Union
+from typing import BinaryIO, Optional, Union
 
 import torch
 from torch import nn
@@ -58,9 +59,17 @@ def _exportable(model: nn.Module) -> tuple:
     return m, quantized
 
 
-def export_onnx(model: nn.Module, example: Union[torch.Tensor, tuple], path: Union[str, Path], opset: int = 17,
-                check: bool = True, atol: Optional[float] = None, dynamic_size: Optional[bool] = None) -> Path:
-    """Write `model` as ONNX to `path` (see the module docstring); returns the path."""
+def export_onnx(model: nn.Module, example: Union[torch.Tensor, tuple], path: Union[str, Path, BinaryIO],
+                opset: int = 17, check: bool = True, atol: Optional[float] = None,
+                dynamic_size: Optional[bool] = None) -> Union[Path, BinaryIO]:
+    """Write `model` as ONNX to `path` (see the module docstring); returns the path. `path` may also be a binary
+    file object (io.BytesIO, an open file), as torch.onnx.export takes: the model's bytes are written to it (built
+    and checked in a temporary file first) and it is returned."""
+    if hasattr(path, "write"):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = export_onnx(model, example, Path(tmp) / "model.onnx", opset, check, atol, dynamic_size)
+            path.write(out.read_bytes())
+        return path
     args = example if isinstance(example, tuple) else (example,)
     m, quantized = _exportable(model)
     if any(t.dtype == torch.float64 for t in (*m.parameters(), *m.buffers())):

@@ -1,6 +1,7 @@
 """export_onnx: float, converted (fused SFTNet forward, fused separable pairs) and int8 (QDQ, int8 weight
 initializers) models run in onnxruntime and match the model within the tolerance table; dynamic batch and size."""
 import copy
+import io
 import warnings
 
 import pytest
@@ -111,6 +112,22 @@ def test_transformed_models_export_and_revert_to_the_same_function(kind, tmp_pat
     sft_kernels.revert_(reverted)
     with torch.no_grad():
         torch.testing.assert_close(reverted(x), want, **tol("fp32"))
+
+
+def test_export_to_a_file_object():
+    """Like torch.onnx.export, a binary file object takes the bytes (built and checked in a temporary file); an int8
+    model's weight folding happens there too."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 1)).eval()
+    x = torch.rand(1, 3, 9, 9)
+    sft_kernels.quantize_(model, calibration=[x], progress=False)
+    buf = io.BytesIO()
+    assert sft_kernels.export_onnx(model, x, buf) is buf
+    graph = onnx.load_from_string(buf.getvalue()).graph
+    assert any(i.data_type == onnx.TensorProto.INT8 for i in graph.initializer)
+    sess = ort.InferenceSession(buf.getvalue())
+    with torch.no_grad():
+        got = torch.from_numpy(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0])
+        assert (got - model(x)).abs().max() < tol("onnx_int8")["atol"]
 
 
 def test_a_float64_model_exports_in_float32(tmp_path):
