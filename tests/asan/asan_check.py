@@ -277,11 +277,16 @@ def run():
             assert (y.double() - ref).abs().max().item() < 1e-3, (c, k)
     # int8 strided convs (AMX: flat blocks over the padded copy's phase planes, whose last tiles read into the
     # slack), flat blocks' uint8 store with a uint8 residual, and few-channel inputs (uint8 and float32,
-    # channels_last and NCHW) copied several pixels per vector
+    # channels_last and NCHW) copied several pixels per vector; few-channel convs on AMX reading each kernel row's
+    # taps as one chunk (row taps): in place from an unpadded uint8 input whose blocks are whole, from the copy where
+    # the last block is partial, in flat blocks (a narrow image), 64-byte kernel rows (12 channels); dilated: gathered
     for (n, c, h, w, k, r, st, pd, dl) in [(2, 64, 13, 11, 48, 3, 2, 1, 1), (1, 64, 17, 19, 32, 3, 3, 1, 1),
                                            (1, 32, 16, 15, 40, 5, 2, 2, 1), (1, 64, 15, 15, 33, 3, 2, 2, 2),
                                            (1, 64, 9, 13, 64, 1, 2, 1, 1), (1, 64, 7, 7, 64, 3, 1, 1, 1),
-                                           (2, 3, 20, 23, 40, 7, 2, 3, 1), (1, 5, 9, 37, 16, 3, 1, 1, 1)]:
+                                           (2, 3, 20, 23, 40, 7, 2, 3, 1), (1, 5, 9, 37, 16, 3, 1, 1, 1),
+                                           (1, 8, 16, 128, 64, 4, 4, 0, 1), (1, 8, 12, 60, 40, 4, 4, 0, 1),
+                                           (1, 3, 6, 9, 24, 3, 1, 1, 1), (1, 12, 9, 40, 33, 3, 1, 1, 1),
+                                           (1, 3, 11, 13, 16, 3, 1, 2, 2)]:
         wq = torch.randint(-128, 128, (k, c, r, r), dtype=torch.int8)
         packed, wsum = ops.qconv2d_pack(wq)
         ws = torch.rand(k) * 0.01 + 0.001

@@ -209,10 +209,10 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void quantize_rgb_nchw(cons
   }
 }
 
-// Tap-packed convs (tap_packed) run as a 1×1 conv over rows of each output pixel's gathered taps: Cq bytes, tap t's
-// channel group at t·Cp. Taps side by side in the padded input (a row of S taps when undilated) are one run, and
-// a run's bytes within one 64-byte segment of the row are one piece: lanes `mask` of the segment, loaded from the
-// pixel's first tap + src (src counts from the segment's lane 0).
+// Dilated tap-packed convs (tap_packed) run as a 1×1 conv over rows of each output pixel's gathered taps: Cq bytes,
+// tap (r, s)'s channel group at r·RW + s·Cp. Taps side by side in the padded input are one run, and a run's bytes
+// within one 64-byte segment of the row are one piece: lanes `mask` of the segment, loaded from the pixel's first
+// tap + src (src counts from the segment's lane 0).
 struct TapPiece {
   int64_t seg, src;
   __mmask64 mask;
@@ -224,9 +224,10 @@ struct Gather {
   int64_t npieces;
 };
 
-std::vector<TapPiece> tap_pieces(const std::vector<int64_t>& toff, int64_t Cp) {
+std::vector<TapPiece> tap_pieces(const std::vector<int64_t>& toff, int64_t Cp, int64_t S, int64_t RW) {
   std::vector<TapPiece> pieces;
-  for (int64_t t = 0, dst = 0; t < static_cast<int64_t>(toff.size()); ++t, dst += Cp)
+  for (int64_t t = 0; t < static_cast<int64_t>(toff.size()); ++t) {
+    const int64_t dst = t / S * RW + t % S * Cp;  // kernel row t / S at t / S · RW (tap_row_bytes)
     for (int64_t b = dst; b < dst + Cp;) {  // tap t's bytes [dst, dst + Cp), split at segment ends
       const int64_t seg = b / 64, e = std::min(dst + Cp, (seg + 1) * 64), lo = b % 64, w = e - b;
       const __mmask64 m = (w == 64 ? ~__mmask64(0) : ((__mmask64(1) << w) - 1)) << lo;
@@ -237,6 +238,7 @@ std::vector<TapPiece> tap_pieces(const std::vector<int64_t>& toff, int64_t Cp) {
         pieces.push_back({seg, src, m});
       b = e;
     }
+  }
   return pieces;
 }
 
@@ -526,17 +528,30 @@ int64_t qconv2d_channel_align(int64_t C) {
 }
 
 // Few-channel convs on AMX (the RGB first conv, SFTNet's 8-channel condition stem, ResNet's 7×7 stem): their taps ×
-// channels fit in at most four 64-byte chunks (the 7×7 stem: 49 taps × 4 = 196 bytes), so each output pixel's taps
-// are gathered into one row (an im2col of C·R·S bytes) and the conv runs as a 1×1 over those rows, instead of 4
-// channels per step on VNNI (the ResNet stem, 1 thread: 1.14 ms there, 0.70 ms gathered).
-// Each tap keeps the padded copy's 4-aligned channel group (C4 bytes), so a tap is whole 32-bit words.
+// channels fit in at most four 64-byte chunks, so they run with taps as channels instead of 4 channels per step on
+// VNNI (the ResNet stem, 1 thread: 1.14 ms there). Each tap keeps the padded copy's 4-aligned channel group (C4
+// bytes, whole 32-bit words), and each kernel row's S·C4 bytes start a chunk of RW = 32 (or a multiple of 64) bytes
+// (the 7×7 stem: 7 rows of 28 bytes in 32). Undilated convs read a kernel row's taps straight from the padded input
+// as one chunk of a tile row (row taps in qconv2d_cpu: the stem 0.70 → 0.33-0.41 ms); dilated ones gather each
+// output pixel's taps into a row of that layout first and run as a 1×1 over the rows.
+int64_t tap_row_bytes(int64_t C, int64_t S) {
+  const int64_t bytes = S * ((C + 3) / 4 * 4);
+  return bytes <= 32 ? 32 : (bytes + 63) / 64 * 64;
+}
+
 bool tap_packed(int64_t C, int64_t R, int64_t S) {
-  return kernel() == Kernel::kAmx && C < 16 && R * S > 1 && R * S * ((C + 3) / 4 * 4) <= 256;
+  return kernel() == Kernel::kAmx && C < 16 && R * S > 1 && R * tap_row_bytes(C, S) <= 256;
+}
+
+// Bytes of a tap-packed conv's row (Cq): its R kernel rows' chunks, rounded as qconv2d_pack rounds channels.
+int64_t tap_row_channels(int64_t C, int64_t R, int64_t S) {
+  const int64_t Cr = R * tap_row_bytes(C, S), align = qconv2d_channel_align(Cr);
+  return (Cr + align - 1) / align * align;
 }
 
 int64_t qconv2d_packed_numel(int64_t K, int64_t C, int64_t R, int64_t S) {
   const int64_t panels = (K + kNR - 1) / kNR;
-  if (tap_packed(C, R, S)) return panels * ((R * S * ((C + 3) / 4 * 4) + 63) / 64 * 64) * kNR;
+  if (tap_packed(C, R, S)) return panels * tap_row_channels(C, R, S) * kNR;
   const int64_t align = qconv2d_channel_align(C);
   return panels * R * S * ((C + align - 1) / align * align) * kNR;
 }
@@ -545,15 +560,16 @@ std::vector<at::Tensor> qconv2d_pack(const at::Tensor& w_q) {
   TORCH_CHECK(w_q.dim() == 4 && w_q.scalar_type() == at::kChar,
               "sft_cpu::qconv2d_pack: weight must be int8 [K, C, R, S]");
   if (tap_packed(w_q.size(1), w_q.size(2), w_q.size(3))) {
-    // As a 1×1 over the gathered rows: (r, s, c4) bytes, padded channels zero, then zeros up to whole 64-byte
-    // chunks (Cq), as the gather writes them: a row of 32 bytes or fewer (a 1×7 RGB conv: 28) would otherwise
-    // pack in a smaller chunk than the conv reads.
-    const int64_t K = w_q.size(0), C4 = (w_q.size(1) + 3) / 4 * 4, RS = w_q.size(2) * w_q.size(3);
-    at::Tensor w4 = at::zeros({K, C4, w_q.size(2), w_q.size(3)}, w_q.options());
+    // As a 1×1 over rows of R chunks of RW bytes (tap_row_bytes): kernel row r's (s, c4) bytes at r·RW, padded
+    // channels and the rest of each chunk zero, so the bytes a row-tap tile reads past a kernel row's taps (the next
+    // input pixels) meet zero weights.
+    const int64_t K = w_q.size(0), C4 = (w_q.size(1) + 3) / 4 * 4, R = w_q.size(2), S = w_q.size(3);
+    const int64_t RW = tap_row_bytes(w_q.size(1), S);
+    at::Tensor w4 = at::zeros({K, C4, R, S}, w_q.options());
     w4.narrow(1, 0, w_q.size(1)).copy_(w_q);
-    at::Tensor rows = at::zeros({K, (RS * C4 + 63) / 64 * 64, 1, 1}, w_q.options());
-    rows.narrow(1, 0, RS * C4).copy_(w4.permute({0, 2, 3, 1}).reshape({K, RS * C4, 1, 1}));
-    return qconv2d_pack(rows);
+    at::Tensor rows = at::zeros({K, R, RW}, w_q.options());
+    rows.narrow(2, 0, S * C4).copy_(w4.permute({0, 2, 3, 1}).reshape({K, R, S * C4}));
+    return qconv2d_pack(rows.view({K, R * RW, 1, 1}));
   }
   const at::Tensor w = w_q.contiguous();
   const int64_t K = w.size(0), C = w.size(1), RS = w.size(2) * w.size(3), align = qconv2d_channel_align(C);
@@ -633,10 +649,16 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const Kernel kern = kernel();
   const bool amx = kern == Kernel::kAmx && align >= 32;
   const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;
-  const int64_t slack = amx ? (32 * sw + S * dw + 33) * Cp : 0;  // the last AMX tiles read past the image
   // Few output channels (an RGB output conv) on VNNI: pixels in the lanes instead of 32-channel panels mostly
   // empty. AMX CPUs keep their AMX blocks there: the narrow kernel has not been measured against them.
   const bool tapped = tap_packed(C, R, S);
+  // Undilated tap-packed convs read each kernel row's S taps (S·Cp contiguous bytes of the padded input) as one
+  // RW-byte chunk of an AMX tile, whose rows, one output pixel each, sit sw·Cp bytes apart and overlap: no gather.
+  // The chunk's bytes past the taps (the next pixels) meet zero weights (qconv2d_pack).
+  const int64_t RW = tapped ? tap_row_bytes(C, S) : 0;
+  const bool row_taps = tapped && dw == 1;
+  const int64_t slack = amx ? (32 * sw + S * dw + 33) * Cp  // the last AMX tiles read past the image
+                            : row_taps ? 33 * sw * Cp + RW : 0;
   const bool narrow = kern == Kernel::kVnni && qconv::narrow_fits(K, sw);
   const bool flat_pays = sh == 1 && sw == 1 && (P * Wp + 31) / 32 < P * ((Q + 31) / 32);
   // A uint8 channels_last input that needs neither spatial nor channel padding is read in place, with no copy: by
@@ -649,7 +671,9 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   // per tap of each pixel, so they read any unpadded input in place (SFTNet's 32-channel SFT convs on Zen 4: a 0.5
   // MB copy of a 0.3 ms conv); AMX blocks only 1×1 convs whose last block ends inside the input.
   const bool direct = !narrow && unpadded &&
-                      (!amx || (R == 1 && S == 1 && (Q % 32 == 0 || (flat_pays && P * Q % 32 == 0))));
+                      (!amx || (R == 1 && S == 1 && (Q % 32 == 0 || (flat_pays && P * Q % 32 == 0)))) &&
+                      // row taps in place: row mode only, every block whole, the last chunk inside the row
+                      (!row_taps || (!flat_pays && Q % 32 == 0 && (Q - 1) * sw * Cp + RW <= W * Cp));
   // Images whose padded copy would not stay in cache (SFTNet's 512² HR convs: 16 MB), in AMX row mode: each thread
   // copies a band of padded rows into its own buffer right before its tiles read them (L2), instead of one
   // whole-image copy written to and read back from DRAM.
@@ -709,9 +733,10 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   };
 
   // The AMX block's view of the input: the padded image; its phase planes, a stride-1 image of count·Hq rows of Wq
-  // pixels (the flat grid's rows are the first plane's); or for tap-packed convs (tap_packed) rows of each output
-  // pixel's gathered taps, run as a 1×1 conv over M = N·P·Q "pixels" of Cq channels. Each thread gathers the rows of
-  // its run of blocks into its own buffer right before their tiles read them (in L1 / L2, not a whole-image copy).
+  // pixels (the flat grid's rows are the first plane's); for undilated tap-packed convs the padded image with one
+  // tap per kernel row (row_taps); for dilated ones rows of each output pixel's gathered taps, run as a 1×1 conv
+  // over M = N·P·Q "pixels" of Cq channels. Each thread gathers the rows of its run of blocks into its own buffer
+  // right before their tiles read them (in L1 / L2, not a whole-image copy).
   int64_t gN = N, gP = P, gQ = Q, gHp = Hp, gWp = Wp, gsh = sh, gsw = sw, gCp = Cp, gRS = RS;
   std::vector<int64_t> gtoff = toff;
   const uint8_t* gxb = xb;
@@ -722,9 +747,15 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
     gWp = phases.Wq;
     gsh = gsw = 1;
   }
-  if (tapped) {
-    const int64_t M = N * P * Q, Cq = (Cp * RS + 63) / 64 * 64;  // Cp = C4 here
-    pieces = tap_pieces(toff, Cp);
+  const bool gathered = tapped && !row_taps;
+  if (row_taps) {
+    gRS = R;
+    gtoff.resize(R);
+    for (int64_t i = 0; i < R; ++i) gtoff[i] = i * dh * Wp * Cp;
+  }
+  if (gathered) {
+    const int64_t M = N * P * Q, Cq = tap_row_channels(C, R, S);  // Cp = C4 here
+    pieces = tap_pieces(toff, Cp, S, RW);
     ga = {xb, P, Q, Hp, Wp, sh, sw, Cp, Cq, pieces.data(), static_cast<int64_t>(pieces.size())};
     gN = gP = gHp = gsh = gsw = gRS = 1;
     gQ = M;
@@ -740,7 +771,9 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
     // P × Wp, whose first taps sit one pixel apart across rows too; the 2·pw positions per row that fall on padding
     // are computed and not stored.
     const int64_t qb = (gQ + 31) / 32, fb = (gP * gWp + 31) / 32;
-    const int chunk = gCp % 64 == 0 ? 64 : 32;  // bytes of channels per tile step
+    // bytes of channels per tile step, and steps per tap
+    const int chunk = row_taps ? (RW == 32 ? 32 : 64) : gCp % 64 == 0 ? 64 : 32;
+    const int64_t chunks = row_taps ? RW / chunk : gCp / chunk;
     const bool flat = gsh == 1 && gsw == 1 && fb < gP * qb;
     // A thread's pipeline: the tiles of one block multiply while the previous block's sums are stored.
     struct Pipe {
@@ -764,7 +797,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
       for (int64_t panel = 0; panel < panels; ++panel) {
         const int64_t j0 = panel * kNR;
         for (int g = 0; g < nblk; ++g) {
-          qconv::block_amx(blk[g].a, gsw * gCp, gtoff.data(), gRS, gCp / chunk, chunk, bb + panel * panel_size);
+          qconv::block_amx(blk[g].a, gsw * gCp, gtoff.data(), gRS, chunks, chunk, bb + panel * panel_size);
           if (pp.have) qconv::store_block(pp.job.acc, pp.job.mr, pp.job.j0, pp.job.ncols, pp.job.s);
           qconv::block_amx_store(pp.acc[pp.buf]);
           pp.job = {pp.acc[pp.buf], blk[g].mr, j0, static_cast<int>(std::min<int64_t>(kNR, K - j0)),
@@ -831,7 +864,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
       Pipe pp;
       Blk blk[kAmxRunBlocks];
       // Tap-packed: the run's gathered rows, and 32 more that its last tiles may read past them.
-      std::vector<uint8_t> tbuf_store(tapped ? (kAmxRunBlocks * 32 + 32) * gCp + 64 : 0, 0);
+      std::vector<uint8_t> tbuf_store(gathered ? (kAmxRunBlocks * 32 + 32) * gCp + 64 : 0, 0);
       uint8_t* tbuf =
           reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(tbuf_store.data()) + 63) & ~uintptr_t(63));
       for (int64_t u = u0; u < u1; ++u) {
@@ -851,11 +884,11 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
         } else {
           const int64_t n = u / (gP * qg), p = (u / qg) % gP;
           const int64_t b0 = (u % qg) * G, b1 = std::min(qb, (u % qg + 1) * G);
-          if (tapped) gather_taps(ga, b0 * 32, std::min(gQ, b1 * 32), tbuf);
+          if (gathered) gather_taps(ga, b0 * 32, std::min(gQ, b1 * 32), tbuf);
           for (int64_t b = b0; b < b1; ++b, ++nblk) {
             const int64_t q0 = b * 32;
             const uint8_t* a =
-                tapped ? tbuf + (q0 - b0 * 32) * gCp : gxb + ((n * gHp + p * gsh) * gWp + q0 * gsw) * gCp;
+                gathered ? tbuf + (q0 - b0 * 32) * gCp : gxb + ((n * gHp + p * gsh) * gWp + q0 * gsw) * gCp;
             blk[nblk] = {a, static_cast<int>(std::min<int64_t>(32, gQ - q0)), (n * gP + p) * gQ + q0, {}};
           }
         }

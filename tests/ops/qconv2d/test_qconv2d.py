@@ -228,6 +228,40 @@ def test_images_past_4_mb_are_copied_per_band(st, dl):
     assert (y.double() - e).abs().max() <= 1e-5 * e.abs().max()
 
 
+FEW_CHANNEL_CASES = [  # (n, c, h, w, k, r, s, stride, padding, dilation)
+    (1, 3, 37, 41, 64, 7, 7, 2, 3, 1),    # a ResNet-style 7×7 stem: seven 28-byte kernel rows in 32-byte chunks
+    (2, 3, 30, 29, 64, 3, 3, 1, 1, 1),    # an RGB 3×3 (partial blocks: rows read into the copy's slack)
+    (1, 8, 16, 128, 128, 4, 4, 4, 0, 1),  # SFTNet's k4s4 condition stem, whole blocks: read in place when uint8
+    (1, 8, 12, 60, 96, 4, 4, 4, 0, 1),    # ... a partial last block: from the copy
+    (1, 3, 6, 9, 24, 3, 3, 1, 1, 1),      # a narrow image (AMX: flat blocks)
+    (1, 12, 9, 40, 33, 3, 3, 1, 1, 1),    # 36-byte kernel rows in 64-byte chunks
+    (1, 3, 9, 40, 40, 1, 7, 1, (0, 3), 1),  # one kernel row
+    (1, 5, 11, 12, 20, 3, 5, 1, 2, 1),    # non-square
+    (1, 3, 11, 13, 16, 3, 3, 2, 2, 2),    # dilated: taps gathered
+    (1, 1, 16, 16, 8, 3, 3, 1, 2, (2, 1)),  # dilated rows only: row taps, kernel rows 2 apart
+]
+
+
+@pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
+@pytest.mark.parametrize("case", FEW_CHANNEL_CASES, ids=str)
+def test_few_channel_convs_match_the_integer_reference(case):
+    """Convs of under 16 input channels (on AMX CPUs: taps as channels, each kernel row's taps one chunk read from
+    the input, or gathered when dilated), uint8 input in both layouts and float input, float and requantized out."""
+    n, c, h, w, k, r, s, st, pd, dl = case
+    g = torch.Generator().manual_seed(5)
+    xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=g)
+    wq = torch.randint(-128, 128, (k, c, r, s), dtype=torch.int8, generator=g)
+    ws, b = torch.rand(k, generator=g) * 0.01 + 0.001, torch.randn(k, generator=g)
+    for x in (xq, xq.contiguous(memory_format=torch.channels_last), xq.float() * 0.03 - 1.0):
+        y = qconv2d(x, wq, ws, b, st, pd, dl, input_scale=0.03, input_zero_point=33, backend="cpu")
+        e = ref.qconv2d(x, 0.03, 33, wq, ws, b, None, st, pd, dl)
+        assert (y.double() - e).abs().max() <= 1e-5 * e.abs().max()
+        y = qconv2d(x, wq, ws, b, st, pd, dl, input_scale=0.03, input_zero_point=33, activation="relu",
+                    out_scale=0.05, out_zero_point=100, backend="cpu")
+        e = ref.qconv2d(x, 0.03, 33, wq, ws, b, None, st, pd, dl, 1, "relu", 0.01, 0.05, 100)
+        assert (y.int() - e.int()).abs().max() <= 1
+
+
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
 def test_groups_of_few_channels_take_the_grouped_kernel_on_vnni():
     """On VNNI CPUs groups of 4-32 channels in and out run on the grouped kernel, not once per group; other shapes
@@ -420,11 +454,10 @@ def test_1x1_reads_uint8_channels_last_input_in_place(shape):
                                   (3, (7, 7), 2, 3), (3, (1, 7), 1, (0, 3)), (3, (3, 1), 2, (1, 0)), (2, (2, 2), 1, 0)],
                          ids=["8ch-k4s4", "12ch-k3", "8ch-k3-padded", "3ch-k3", "3ch-k7s2", "3ch-1x7", "3ch-3x1s2",
                               "2ch-k2"])
-def test_few_channel_convs_gather_their_taps(case):
-    """Few-channel convs gather each pixel's taps into one row (AMX): from the uint8 input itself when it needs no
-    padding (8 and 12 channels, no spatial padding), else from the padded copy (padding, 3 channels). Rows of 32
-    bytes or fewer (1×7 and 3×1 RGB convs, 2×2 on 2 channels) still pack as whole 64-byte chunks. Against the
-    integer reference, uint8 output, 1 and 2 threads."""
+def test_few_channel_convs_read_taps_as_channels(case):
+    """Few-channel convs run with their taps as channels (AMX), each kernel row's taps one 32- or 64-byte chunk
+    read straight from the uint8 input when it needs no padding and its blocks are whole, else from the padded copy
+    (padding, 3 channels, partial blocks). Against the integer reference, uint8 output, 1 and 2 threads."""
     c, (kh, kw), st, pd = case
     gen = torch.Generator().manual_seed(8)
     xq = torch.randint(0, 256, (2, c, 21, 26), dtype=torch.uint8, generator=gen)
