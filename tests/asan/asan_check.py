@@ -161,7 +161,9 @@ def run():
     for (n, c, h, w, k, st) in [(2, 13, 9, 8, 35, 2), (1, 64, 7, 37, 64, 1), (1, 80, 6, 19, 48, 2),
                                 (1, 3, 9, 9, 8, 1), (1, 16, 5, 33, 97, 1), (2, 64, 7, 7, 40, 1),
                                 (1, 64, 260, 256, 16, 1), (1, 64, 9, 130, 3, 1), (2, 5, 7, 37, 1, 1),
-                                (1, 32, 8, 21, 8, 1)]:  # last three: few output channels, pixels in the lanes
+                                (1, 32, 8, 21, 8, 1), (1, 48, 6, 23, 3, 1)]:
+        # the last four: few output channels, pixels in the lanes (on AMX up to 4 from up to 64 channels: 48 padded
+        # to 64)
         wq = torch.randint(-128, 128, (k, c, 3, 3), dtype=torch.int8)
         packed, wsum = ops.qconv2d_pack(wq)
         ws = torch.rand(k) * 0.01 + 0.001

@@ -649,8 +649,10 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const Kernel kern = kernel();
   const bool amx = kern == Kernel::kAmx && align >= 32;
   const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;
-  // Few output channels (an RGB output conv) on VNNI: pixels in the lanes instead of 32-channel panels mostly
-  // empty. AMX CPUs keep their AMX blocks there: the narrow kernel has not been measured against them.
+  // Few output channels (an RGB output conv): pixels in the lanes instead of 32-channel panels mostly empty. On AMX
+  // CPUs only up to 4 outputs from up to 64 channels, where it measured faster than AMX blocks (SFTNet's 64→3 at
+  // 512², 1 thread: 5.2 → 4.8 ms; 64→3 at 128² 0.38 → 0.30-0.35; 32→1 1×1 0.125 → 0.056), not 128→2 (0.35 → 0.41)
+  // or 64→8 (0.38 → 0.44). (Tap-packed weights are laid out for the AMX blocks.)
   const bool tapped = tap_packed(C, R, S);
   // Undilated tap-packed convs read each kernel row's S taps (S·Cp contiguous bytes of the padded input) as one
   // RW-byte chunk of an AMX tile, whose rows, one output pixel each, sit sw·Cp bytes apart and overlap: no gather.
@@ -659,7 +661,8 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const bool row_taps = tapped && dw == 1;
   const int64_t slack = amx ? (32 * sw + S * dw + 33) * Cp  // the last AMX tiles read past the image
                             : row_taps ? 33 * sw * Cp + RW : 0;
-  const bool narrow = kern == Kernel::kVnni && qconv::narrow_fits(K, sw);
+  const bool narrow =
+      (kern == Kernel::kVnni || (kern == Kernel::kAmx && K <= 4 && C <= 64 && !tapped)) && qconv::narrow_fits(K, sw);
   const bool flat_pays = sh == 1 && sw == 1 && (P * Wp + 31) / 32 < P * ((Q + 31) / 32);
   // A uint8 channels_last input that needs neither spatial nor channel padding is read in place, with no copy: by
   // the tiles of a 1×1 conv (SFTNet's SFT layers: 0.5 MB per call), where the last block's 32 tile rows end inside

@@ -479,10 +479,11 @@ def test_few_channel_convs_read_taps_as_channels(case):
 @pytest.mark.parametrize("kernel", [k for k in int8_kernels() if k in ("amx", "vnni")] or
                          [pytest.param("vnni", marks=pytest.mark.skip(reason="no AVX-512 VNNI here"))])
 def test_few_output_channel_convs_put_pixels_in_the_lanes(kernel):
-    """Convs of 1-8 output channels run with output pixels in the vector lanes on VNNI (an RGB output conv; AMX keeps
-    its blocks, checked on the same shapes): 1..8 channels,
-    blocks of 16·NV pixels and row tails of 1..16, row stride 2 and dilation, a 1×1 and a 5×5, batches, uint8 and
-    float (NCHW) input, every activation, residual, uint8 and float output; 9 channels take the 32-wide tiles."""
+    """Convs of 1-8 output channels run with output pixels in the vector lanes on VNNI (an RGB output conv; on AMX
+    those of up to 4 outputs from 16 to 64 input channels, the rest keep AMX blocks, checked on the same shapes): 1..8
+    channels, blocks of 16·NV pixels and row tails of 1..16, row stride 2 and dilation, a 1×1 and a 5×5, batches,
+    uint8 and float (NCHW) input, 48 channels (64 on AMX's padding), 128 → 2, every activation, residual, uint8 and
+    float output; 9 channels take the 32-wide tiles."""
     code = ("import torch\n"
             "from sft_kernels.ops import qconv2d\n"
             "from sft_kernels.ops.qconv2d import cpu, reference as ref\n"
@@ -491,7 +492,8 @@ def test_few_output_channel_convs_put_pixels_in_the_lanes(kernel):
             "for n, c, h, w, k, r, st, pd, dl in ((1, 64, 6, 130, 3, 3, 1, 1, 1), (2, 5, 7, 37, 1, 3, 1, 1, 1),\n"
             "        (1, 16, 9, 20, 8, 3, (2, 1), 1, 1), (1, 32, 8, 17, 5, 3, 1, 2, 2),\n"
             "        (2, 12, 5, 99, 2, 1, 1, 0, 1),\n"
-            "        (1, 7, 8, 23, 4, 5, 1, 2, 1), (1, 64, 5, 33, 9, 3, 1, 1, 1)):\n"
+            "        (1, 7, 8, 23, 4, 5, 1, 2, 1), (1, 64, 5, 33, 9, 3, 1, 1, 1), (1, 48, 6, 23, 3, 3, 1, 1, 1),\n"
+            "        (1, 128, 5, 20, 2, 3, 1, 1, 1)):\n"
             "    xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=g)\n"
             "    wq = torch.randint(-128, 128, (k, c, r, r), dtype=torch.int8, generator=g)\n"
             "    ws, b = torch.rand(k, generator=g) * 0.01 + 0.001, torch.randn(k, generator=g)\n"
