@@ -532,7 +532,7 @@ int64_t qconv2d_channel_align(int64_t C) {
 // VNNI (the ResNet stem, 1 thread: 1.14 ms there). Each tap keeps the padded copy's 4-aligned channel group (C4
 // bytes, whole 32-bit words), and each kernel row's S·C4 bytes start a chunk of RW = 32 (or a multiple of 64) bytes
 // (the 7×7 stem: 7 rows of 28 bytes in 32). Undilated convs read a kernel row's taps straight from the padded input
-// as one chunk of a tile row (row taps in qconv2d_cpu: the stem 0.70 → 0.33-0.41 ms); dilated ones gather each
+// as one chunk of a tile row (row taps in qconv2d_cpu: the stem 0.50 → 0.32-0.41 ms); dilated ones gather each
 // output pixel's taps into a row of that layout first and run as a 1×1 over the rows.
 int64_t tap_row_bytes(int64_t C, int64_t S) {
   const int64_t bytes = S * ((C + 3) / 4 * 4);
@@ -649,10 +649,6 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const Kernel kern = kernel();
   const bool amx = kern == Kernel::kAmx && align >= 32;
   const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;
-  // Few output channels (an RGB output conv): pixels in the lanes instead of 32-channel panels mostly empty. On AMX
-  // CPUs only up to 4 outputs from up to 64 channels, where it measured faster than AMX blocks (SFTNet's 64→3 at
-  // 512², 1 thread: 5.2 → 4.8 ms; 64→3 at 128² 0.38 → 0.30-0.35; 32→1 1×1 0.125 → 0.056), not 128→2 (0.35 → 0.41)
-  // or 64→8 (0.38 → 0.44). (Tap-packed weights are laid out for the AMX blocks.)
   const bool tapped = tap_packed(C, R, S);
   // Undilated tap-packed convs read each kernel row's S taps (S·Cp contiguous bytes of the padded input) as one
   // RW-byte chunk of an AMX tile, whose rows, one output pixel each, sit sw·Cp bytes apart and overlap: no gather.
@@ -661,6 +657,10 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
   const bool row_taps = tapped && dw == 1;
   const int64_t slack = amx ? (32 * sw + S * dw + 33) * Cp  // the last AMX tiles read past the image
                             : row_taps ? 33 * sw * Cp + RW : 0;
+  // Few output channels (an RGB output conv): pixels in the lanes instead of 32-channel panels mostly empty. On AMX
+  // CPUs only up to 4 outputs from up to 64 channels, where it measured faster than AMX blocks (SFTNet's 64→3 at
+  // 512², 1 thread: 5.2 → 4.8 ms; 64→3 at 128² 0.38 → 0.30-0.35; 32→1 1×1 0.125 → 0.056), not 128→2 (0.35 → 0.41)
+  // or 64→8 (0.38 → 0.44). (Tap-packed weights are laid out for the AMX blocks.)
   const bool narrow =
       (kern == Kernel::kVnni || (kern == Kernel::kAmx && K <= 4 && C <= 64 && !tapped)) && qconv::narrow_fits(K, sw);
   const bool flat_pays = sh == 1 && sw == 1 && (P * Wp + 31) / 32 < P * ((Q + 31) / 32);
