@@ -45,6 +45,8 @@ def test_qconv_candidates_agree_and_run():
     if not backends.supports("cpu", "qconv2d", "cpu", torch.uint8):
         pytest.skip("cpu backend not built")
     fns = qconv_candidates(ConvShape("t", 1, 16, 12, 10, 24, 3, 3, padding=1))  # checks ours vs torch.ao first
-    assert {"sft int8", "sft fp32 direct", "sft fp32 best"} <= set(fns)
+    assert {"sft int8", "sft int8 module", "sft fp32 direct", "sft fp32 best"} <= set(fns)
     for f in fns.values():
         assert f().shape[1] == 24
+    # the module (QuantConv2d, its kernel call bound after the first) computes what the op does, every call
+    assert torch.equal(fns["sft int8 module"](), fns["sft int8"]())
