@@ -75,7 +75,7 @@ def qconv2d(x, w, ws, b, res, x_scale, x_zp, stride, padding, dilation, groups, 
                                                         slope, res, o_scale, o_zp, ms, mt, *types)
         return _layout(y, x)
     if groups > 1 and torch.ops.sft_cpu.qconv2d_grouped_fits(x.shape[1], k, groups):
-        packed, wsum = _split_grouped(weight_pack.packed(w, "cpu_qconv2d_grouped", _pack_grouped), k)
+        packed, wsum = grouped_packed(w, k)
         y = torch.ops.sft_cpu.qconv2d_grouped.default(x, x_scale, x_zp, packed, wsum, ws, b, r, s, stride, padding,
                                                       dilation, groups, a, slope, res, o_scale, o_zp, ms, mt, *types)
         return _layout(y, x)
@@ -107,7 +107,7 @@ def bound(w, ws, b, x_scale, x_zp, stride, padding, dilation, groups, act, slope
         head, tail = (*head, w, ws, b, *geometry, *epi), (float(o_scale), int(o_zp), None, None)
         op = torch.ops.sft_cpu.qconv2d_depthwise.default
     elif torch.ops.sft_cpu.qconv2d_grouped_fits(cg * groups, k, groups):  # vectors over whole groups
-        packed, wsum = _split_grouped(weight_pack.packed(w, "cpu_qconv2d_grouped", _pack_grouped), k)
+        packed, wsum = grouped_packed(w, k)
         head = (*head, packed, wsum, ws, b, r, s, *geometry, groups, *epi)
         tail = (float(o_scale), int(o_zp), None, None)
         op = torch.ops.sft_cpu.qconv2d_grouped.default
@@ -126,7 +126,9 @@ def _pack_grouped(w_q):
     return torch.cat([packed.view(torch.uint8).reshape(-1), wsum.view(torch.uint8)])
 
 
-def _split_grouped(both, k):
+def grouped_packed(w, k):
+    """(packed weights, sums) of weight w's cached pack for the kernel over whole groups (qgrouped.cpp)."""
+    both = weight_pack.packed(w, "cpu_qconv2d_grouped", _pack_grouped)
     return both[:-4 * k].view(torch.int8), both[-4 * k:].view(torch.int32)
 
 
