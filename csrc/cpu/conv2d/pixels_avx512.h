@@ -26,8 +26,10 @@ __attribute__((target("avx512f"), always_inline)) inline void init_pixels(__m512
   for (int i = 0; i < P; ++i) acc[i] = b;
 }
 
-// Activation, residual and the store of P pixels × 16 channels from c.
-template <int P, bool Full = false>
+// Activation, residual and the store of P pixels × 16 channels from c. Wide: the activation may be one of
+// act512_wide's (kActSilu on); callers whose loops need every register instantiate Wide = false for the other
+// activations, or the compiler hoists act512_wide's constants into registers ahead of their loops.
+template <int P, bool Full = false, bool Wide = true>
 __attribute__((target("avx512f"), always_inline)) inline void store_pixels(const __m512* acc, __mmask16 m, int64_t c,
                                                                            int act, float slope, const float* res,
                                                                            int64_t rld, float* d, int64_t ld) {
@@ -38,7 +40,7 @@ __attribute__((target("avx512f"), always_inline)) inline void store_pixels(const
     if (act == kActLeaky)
       v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, _mm512_set1_ps(slope));
     if (act == kActRelu6) v = _mm512_min_ps(_mm512_set1_ps(kRelu6Max), _mm512_max_ps(zero, v));
-    if (act >= kActSilu) v = act512_wide(v, act);
+    if (Wide && act >= kActSilu) v = act512_wide(v, act);
     if (res) v = _mm512_add_ps(v, load16<Full>(res + i * rld + c, m));
     if (Full)
       _mm512_storeu_ps(d + i * ld + c, v);
