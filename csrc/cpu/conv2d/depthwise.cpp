@@ -19,8 +19,9 @@ namespace {
 
 // P pixels (columns iw0[0..P) of one output row) × 16 channels at a time: P independent accumulators hide the FMA
 // latency (one chain per pixel was latency-bound at ~19 GFLOP/s) and each weight vector is loaded once for all
-// P pixels. Interior: every tap of every pixel lies inside the image, so the bounds tests go.
-template <int P, bool Interior>
+// P pixels. Interior: every tap of every pixel lies inside the image, so the bounds tests go. Wide: the activation
+// is one of act512_wide's (store_pixels).
+template <int P, bool Interior, bool Wide>
 __attribute__((target("avx512f"))) inline void pixels_avx512(const DepthwiseRows& g, const float* xn, int64_t ih0,
                                                              const int64_t* iw0, float* __restrict d, int64_t ld,
                                                              const float* res, int64_t rld) {
@@ -54,7 +55,7 @@ __attribute__((target("avx512f"))) inline void pixels_avx512(const DepthwiseRows
             acc[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, xs + xoff[i]), w, acc[i]);
       }
     }
-    store_pixels<P>(acc, m, c, act, slope, res, rld, d, ld);
+    store_pixels<P, false, Wide>(acc, m, c, act, slope, res, rld, d, ld);
   }
 }
 
@@ -116,9 +117,9 @@ __attribute__((target("avx512f"))) inline void pixels_wide_avx512(const Depthwis
 }
 
 template <int P, int S, bool Wide>
-__attribute__((target("avx512f"))) inline void pixels_wide_as(const DepthwiseRows& g, const float* xn, int64_t ih0,
-                                                              int64_t iw0, bool interior, float* d, int64_t ld,
-                                                              const float* res, int64_t rld) {
+__attribute__((target("avx512f"))) inline void pixels_wide_any(const DepthwiseRows& g, const float* xn, int64_t ih0,
+                                                               int64_t iw0, bool interior, float* d, int64_t ld,
+                                                               const float* res, int64_t rld) {
   if (interior && g.sw == 1)
     pixels_wide_avx512<P, S, 1, false, Wide>(g, xn, ih0, iw0, d, ld, res, rld);
   else if (interior)
@@ -129,16 +130,7 @@ __attribute__((target("avx512f"))) inline void pixels_wide_as(const DepthwiseRow
     pixels_wide_avx512<P, S, 2, true, Wide>(g, xn, ih0, iw0, d, ld, res, rld);
 }
 
-template <int P, int S>
-__attribute__((target("avx512f"))) inline void pixels_wide_any(const DepthwiseRows& g, const float* xn, int64_t ih0,
-                                                               int64_t iw0, bool interior, float* d, int64_t ld,
-                                                               const float* res, int64_t rld) {
-  if (g.act >= kActSilu)
-    pixels_wide_as<P, S, true>(g, xn, ih0, iw0, interior, d, ld, res, rld);
-  else
-    pixels_wide_as<P, S, false>(g, xn, ih0, iw0, interior, d, ld, res, rld);
-}
-
+template <bool Wide>
 __attribute__((target("avx512f"))) void rows_avx512(const DepthwiseRows& g, const float* xn, int64_t p, int64_t q0,
                                                     int rows, float* d, int64_t ld, const float* res, int64_t rld) {
   constexpr int kP = 7;  // 14-pixel GEMM tiles (the fused separable conv) are two groups
@@ -151,19 +143,19 @@ __attribute__((target("avx512f"))) void rows_avx512(const DepthwiseRows& g, cons
     const float* ri = res ? res + i * rld : nullptr;
     const bool wide = g.dw == 1 && (g.sw == 1 || g.sw == 2);
     if (wide && g.s == 3)
-      pixels_wide_any<kP, 3>(g, xn, ih0, iw0[0], interior, d + i * ld, ld, ri, rld);
+      pixels_wide_any<kP, 3, Wide>(g, xn, ih0, iw0[0], interior, d + i * ld, ld, ri, rld);
     else if (wide && g.s == 5)
-      pixels_wide_any<kP, 5>(g, xn, ih0, iw0[0], interior, d + i * ld, ld, ri, rld);
+      pixels_wide_any<kP, 5, Wide>(g, xn, ih0, iw0[0], interior, d + i * ld, ld, ri, rld);
     else if (wide && g.s == 7)
-      pixels_wide_any<kP, 7>(g, xn, ih0, iw0[0], interior, d + i * ld, ld, ri, rld);
+      pixels_wide_any<kP, 7, Wide>(g, xn, ih0, iw0[0], interior, d + i * ld, ld, ri, rld);
     else if (interior)
-      pixels_avx512<kP, true>(g, xn, ih0, iw0, d + i * ld, ld, ri, rld);
+      pixels_avx512<kP, true, Wide>(g, xn, ih0, iw0, d + i * ld, ld, ri, rld);
     else
-      pixels_avx512<kP, false>(g, xn, ih0, iw0, d + i * ld, ld, ri, rld);
+      pixels_avx512<kP, false, Wide>(g, xn, ih0, iw0, d + i * ld, ld, ri, rld);
   }
   for (; i < rows; ++i) {
     iw0[0] = (q0 + i) * g.sw - g.pw;
-    pixels_avx512<1, false>(g, xn, ih0, iw0, d + i * ld, ld, res ? res + i * rld : nullptr, rld);
+    pixels_avx512<1, false, Wide>(g, xn, ih0, iw0, d + i * ld, ld, res ? res + i * rld : nullptr, rld);
   }
 }
 
@@ -205,8 +197,12 @@ DepthwiseRows depthwise_rows_setup(const at::Tensor& x, const at::Tensor& weight
 
 void depthwise_rows(const DepthwiseRows& g, const float* xn, int64_t p, int64_t q0, int rows, float* d, int64_t ld,
                     const float* res, int64_t rld) {
-  if (g.vector)
-    rows_avx512(g, xn, p, q0, rows, d, ld, res, rld);
+  // Instantiated without act512_wide where the activation does not need it: the compiler otherwise hoists its
+  // constants into registers these loops need.
+  if (g.vector && g.act >= kActSilu)
+    rows_avx512<true>(g, xn, p, q0, rows, d, ld, res, rld);
+  else if (g.vector)
+    rows_avx512<false>(g, xn, p, q0, rows, d, ld, res, rld);
   else
     rows_scalar(g, xn, p, q0, rows, d, ld, res, rld);
 }
