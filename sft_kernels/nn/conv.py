@@ -93,6 +93,15 @@ class BoundCall(nn.Module):
     def __getstate__(self):
         return {**self.__dict__, "_fast": None}
 
+    def bound_for(self, key):
+        """The call kept by `keep_bound` for this key (an input signature), or None."""
+        fast = self.__dict__.get("_fast")
+        return fast[1] if fast is not None and fast[0] == key else None
+
+    def keep_bound(self, key, fn) -> None:
+        """Keeps fn (None: nothing) as the call for inputs of this key, in place of the last one."""
+        self.__dict__["_fast"] = None if fn is None else (key, fn)
+
 
 class Conv2d(BoundCall, nn.Conv2d):
     """`nn.Conv2d` running on `sft.conv2d`, with an optional fused epilogue.
@@ -135,11 +144,13 @@ class Conv2d(BoundCall, nn.Conv2d):
         """act(conv(input; weight, bias)) + residual on our op. `cache`: keep the bound kernel of this call for the
         next ones of the same shape (`_fast`); only for calls whose weight and epilogue are the module's usual
         ones (FoldedConv2d's unfused path passes False)."""
-        fast = self.__dict__.get("_fast") if cache else None
+        fn = None
         # (is_compiling first: under torch.compile the key's torch.get_num_threads() would break the graph)
-        if fast is not None and not torch.compiler.is_compiling() and type(input) is torch.Tensor \
-                and fast[0] == _fast_key(input, residual) and _no_grad_or_autocast(input, weight, residual):
-            return fast[1](input, weight, bias, residual)
+        if cache and self.__dict__.get("_fast") is not None and not torch.compiler.is_compiling() \
+                and type(input) is torch.Tensor:
+            fn = self.bound_for(_fast_key(input, residual))
+        if fn is not None and _no_grad_or_autocast(input, weight, residual):
+            return fn(input, weight, bias, residual)
         if (self.backend is None and input.dim() == 4 and input.shape[2] == 1 and input.shape[3] == 1
                 and residual is None and type(self.padding) is tuple
                 and self.padding_mode == "zeros" and input.dtype == weight.dtype
@@ -163,7 +174,7 @@ class Conv2d(BoundCall, nn.Conv2d):
             fn = conv2d_bound(input, weight, bias, self.stride, padding, self.dilation, self.groups,
                               activation, negative_slope, residual, self.backend, self.algorithm)
             if fn is not None:
-                self.__dict__["_fast"] = (_fast_key(input, residual), fn)
+                self.keep_bound(_fast_key(input, residual), fn)
         return y
 
     def pad_by_mode(self, x: torch.Tensor, modulation: Optional[tuple] = None) -> tuple:

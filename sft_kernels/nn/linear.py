@@ -68,14 +68,14 @@ class Linear(BoundCall, nn.Linear):
             return epilogue(F.linear(input, self.weight, self.bias), self.activation, self.negative_slope)
         lead, x, w4 = input.shape[:-1], rows_as_image(input.reshape(-1, self.in_features)), self._weight4()
         b, key = self.bias, _fast_key(x, None)  # (the kernel's call kept bound as the converted convs keep theirs)
-        fast = self.__dict__.get("_fast")
-        if fast is not None and fast[0] == key:
-            y = fast[1](x, w4, b, None)
+        fn = self.bound_for(key)
+        if fn is not None:
+            y = fn(x, w4, b, None)
         else:
             y = ops.conv2d(x, w4, b, 1, 0, 1, 1, activation=self.activation, negative_slope=self.negative_slope,
                            backend=self.backend)
-            fn = conv2d_bound(x, w4, b, 1, 0, 1, 1, self.activation, self.negative_slope, None, self.backend, None)
-            self.__dict__["_fast"] = None if fn is None else (key, fn)
+            self.keep_bound(key, conv2d_bound(x, w4, b, 1, 0, 1, 1, self.activation, self.negative_slope, None,
+                                              self.backend, None))
         return y.permute(0, 2, 3, 1).reshape(*lead, self.out_features)
 
     def _ours(self, x: torch.Tensor) -> bool:

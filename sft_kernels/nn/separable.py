@@ -63,9 +63,9 @@ class SeparableConv2d(BoundCall):
         if type(input) is torch.Tensor and input.is_cpu and not torch.compiler.is_compiling() \
                 and _no_grad_or_autocast(input, pw.weight, residual):
             key = (_fast_key(input, residual), dw.stride, dw.padding, dw.dilation)
-            fast = self.__dict__.get("_fast")
-            if fast is not None and fast[0] == key:
-                return fast[1](input, dw.weight, pw.weight, dw.bias, pw.bias, residual)
+            fn = self.bound_for(key)
+            if fn is not None:
+                return fn(input, dw.weight, pw.weight, dw.bias, pw.bias, residual)
         given = (input, residual)
         input, residual = at_weight_precision(pw.weight, input, residual)
         input = to_channels_last(input)  # the converted model's layout policy
@@ -82,8 +82,7 @@ class SeparableConv2d(BoundCall):
             fn = separable_bound(input, dw.weight, pw.weight, dw.bias, pw.bias, residual, dw.stride, dw.padding,
                                  dw.dilation, self.mid_activation, self.activation, self.negative_slope,
                                  self.backend)
-            if fn is not None:
-                self.__dict__["_fast"] = (key, fn)
+            self.keep_bound(key, fn)
         return y
 
     def extra_repr(self) -> str:
