@@ -37,7 +37,10 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void conv(const uint16_t* x
           for (int s = 0; s < 3; ++s) {
             const uint16_t* a = xp + (long(p + r) * Wp + q0 + s) * C;
             for (int ch = 0; ch < chunks; ++ch, bp += 16 * 64) {
-#ifndef NOA
+#ifdef HOTA
+              _tile_loadd(4, xp + ch * 32, HOTA);
+              _tile_loadd(5, xp + 32 * C + ch * 32, HOTA);
+#elif !defined(NOA)
               _tile_loadd(4, a + ch * 32, pitch);
               _tile_loadd(5, a + 16 * C + ch * 32, pitch);
 #endif
@@ -60,6 +63,57 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void conv(const uint16_t* x
           float* o = y + (long(p) * W + q0 + i) * K + pn * 32;
           _mm512_storeu_ps(o, _mm512_add_ps(_mm512_load_ps(acc + i * 32), b0));
           _mm512_storeu_ps(o + 16, _mm512_add_ps(_mm512_load_ps(acc + i * 32 + 16), b1));
+        }
+      }
+  _tile_release();
+}
+
+
+// Variant: runs of G blocks of one output row; for each panel and 32-channel chunk, the run's blocks accumulate
+// through a per-block buffer (tileloadd / tilestored of the 4 sums), so one (panel, chunk)'s B (9 taps, 18 KB) and
+// the run's A for that chunk stay in L1 while they are reused.
+template <int G>
+__attribute__((target("amx-tile,amx-bf16,avx512f"))) void conv_runs(const uint16_t* xp, int Hp, int Wp, int C,
+    const uint16_t* wp, const float* bias, float* y, int H, int W, int K) {
+  Cfg cfg{}; cfg.palette = 1;
+  for (int t = 0; t < 8; ++t) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
+  __asm__ volatile("ldtilecfg %0" : : "m"(cfg));
+  const int chunks = C / 32, panels = K / 32;
+  const long pitch = long(C) * 2;
+  alignas(64) static float acc[G][32 * 32];
+  for (int p = 0; p < H; ++p)
+    for (int q00 = 0; q00 < W; q00 += 32 * G)
+      for (int pn = 0; pn < panels; ++pn) {
+        for (int ch = 0; ch < chunks; ++ch)
+          for (int g = 0; g < G; ++g) {
+            const int q0 = q00 + 32 * g;
+            if (q0 >= W) break;
+            float* a4 = acc[g];
+            if (ch == 0) { _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3); }
+            else { _tile_loadd(0, a4, 128); _tile_loadd(1, a4 + 16, 128); _tile_loadd(2, a4 + 512, 128); _tile_loadd(3, a4 + 528, 128); }
+            const uint16_t* bp = wp + (long(pn) * 9 * chunks) * 16 * 64 + long(ch) * 16 * 64;
+            for (int r = 0; r < 3; ++r)
+              for (int s = 0; s < 3; ++s, bp += long(chunks) * 16 * 64) {
+                const uint16_t* a = xp + (long(p + r) * Wp + q0 + s) * C + ch * 32;
+                _tile_loadd(4, a, pitch);
+                _tile_loadd(5, a + 16 * C, pitch);
+                _tile_loadd(6, bp, 128);
+                _tile_loadd(7, bp + 32, 128);
+                _tile_dpbf16ps(0, 4, 6); _tile_dpbf16ps(1, 4, 7);
+                _tile_dpbf16ps(2, 5, 6); _tile_dpbf16ps(3, 5, 7);
+              }
+            _tile_stored(0, a4, 128); _tile_stored(1, a4 + 16, 128); _tile_stored(2, a4 + 512, 128); _tile_stored(3, a4 + 528, 128);
+          }
+        for (int g = 0; g < G; ++g) {
+          const int q0 = q00 + 32 * g;
+          if (q0 >= W) break;
+          const int n = min(32, W - q0);
+          const __m512 b0 = _mm512_loadu_ps(bias + pn * 32), b1 = _mm512_loadu_ps(bias + pn * 32 + 16);
+          for (int i = 0; i < n; ++i) {
+            float* o = y + (long(p) * W + q0 + i) * K + pn * 32;
+            _mm512_storeu_ps(o, _mm512_add_ps(_mm512_load_ps(acc[g] + i * 32), b0));
+            _mm512_storeu_ps(o + 16, _mm512_add_ps(_mm512_load_ps(acc[g] + i * 32 + 16), b1));
+          }
         }
       }
   _tile_release();
@@ -88,7 +142,11 @@ int main(int argc, char** argv) {
     for (int h = 0; h < H; ++h) for (int ww = 0; ww < W; ++ww)  // the padded bf16 copy (part of the call)
       for (int c = 0; c < C; ++c) xp[((long(h) + 1) * Wp + ww + 1) * C + c] = bf16(x[(long(h) * W + ww) * C + c]);
     double t1 = now();
+#ifdef RUNS
+    conv_runs<RUNS>(xp.data(), Hp, Wp, C, wp.data(), b.data(), y.data(), H, W, K);
+#else
     conv(xp.data(), Hp, Wp, C, wp.data(), b.data(), y.data(), H, W, K);
+#endif
     ts.push_back(now() - t0); tconv += now() - t1;
   }
   sort(ts.begin(), ts.end());
