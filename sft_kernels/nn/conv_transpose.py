@@ -71,15 +71,17 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         """The stride-1 conv's weight and bias, made once per weight / bias version (so the cpu kernel's packed
         weight is cached with it)."""
         b = self.bias
-        if torch.compiler.is_compiling():  # made in the graph: torch.compile cannot compare data pointers
-            return (subpixel_weight(self.weight, self.groups, self.stride, taps),
+
+        def made(w, b):
+            return (subpixel_weight(w, self.groups, self.stride, taps),
                     None if b is None else b.repeat_interleave(self.stride[0] * self.stride[1]))
+
+        if torch.compiler.is_compiling():  # made in the graph: torch.compile cannot compare data pointers
+            return made(self.weight, b)
         key = (taps, self.weight._version, self.weight.data_ptr(), None if b is None else (b._version, b.data_ptr()))
         if self._sub is None or self._sub[0] != key:
             with torch.no_grad():
-                w = subpixel_weight(self.weight.detach(), self.groups, self.stride, taps)
-                sb = None if b is None else b.detach().repeat_interleave(self.stride[0] * self.stride[1])
-            self._sub = (key, w, sb)
+                self._sub = (key, *made(self.weight.detach(), None if b is None else b.detach()))
         return self._sub[1], self._sub[2]
 
     def forward(self, input: torch.Tensor, output_size: Optional[list] = None) -> torch.Tensor:

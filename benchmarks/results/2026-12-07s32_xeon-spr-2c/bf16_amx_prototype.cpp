@@ -20,11 +20,16 @@ static uint16_t bf16(float f) { uint32_t u; memcpy(&u, &f, 4); return uint16_t((
 static float fromb(uint16_t b) { uint32_t u = uint32_t(b) << 16; float f; memcpy(&f, &u, 4); return f; }
 struct alignas(64) Cfg { uint8_t palette, start; uint8_t res[14]; uint16_t colsb[16]; uint8_t rows[16]; };
 
-__attribute__((target("amx-tile,amx-bf16,avx512f"))) void conv(const uint16_t* xp, int Hp, int Wp, int C,
-    const uint16_t* wp, const float* bias, float* y, int H, int W, int K) {
+// Eight 16-row × 64-byte tiles: 0-3 the fp32 sums, 4-5 A, 6-7 B.
+__attribute__((target("amx-tile"))) static void configure() {
   Cfg cfg{}; cfg.palette = 1;
   for (int t = 0; t < 8; ++t) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
   __asm__ volatile("ldtilecfg %0" : : "m"(cfg));
+}
+
+__attribute__((target("amx-tile,amx-bf16,avx512f"))) void conv(const uint16_t* xp, int Hp, int Wp, int C,
+    const uint16_t* wp, const float* bias, float* y, int H, int W, int K) {
+  configure();
   const int chunks = C / 32, panels = K / 32;
   const long pitch = long(C) * 2;  // bytes per pixel of the padded input
   alignas(64) float acc[32 * 32];
@@ -75,9 +80,7 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void conv(const uint16_t* x
 template <int G>
 __attribute__((target("amx-tile,amx-bf16,avx512f"))) void conv_runs(const uint16_t* xp, int Hp, int Wp, int C,
     const uint16_t* wp, const float* bias, float* y, int H, int W, int K) {
-  Cfg cfg{}; cfg.palette = 1;
-  for (int t = 0; t < 8; ++t) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
-  __asm__ volatile("ldtilecfg %0" : : "m"(cfg));
+  configure();
   const int chunks = C / 32, panels = K / 32;
   const long pitch = long(C) * 2;
   alignas(64) static float acc[G][32 * 32];

@@ -27,9 +27,9 @@ __attribute__((target("avx512f"), always_inline)) inline void init_pixels(__m512
 }
 
 // Activation, residual and the store of P pixels × 16 channels from c. Wide: the activation may be one of
-// act512_wide's (kActSilu on); callers whose loops need every register instantiate Wide = false for the other
-// activations, or the compiler hoists act512_wide's constants into registers ahead of their loops.
-template <int P, bool Full = false, bool Wide = true>
+// act512_wide's (kActSilu on); callers instantiate Wide = false for the other activations, or the compiler hoists
+// act512_wide's constants into registers ahead of their loops, which need every register.
+template <int P, bool Full, bool Wide>
 __attribute__((target("avx512f"), always_inline)) inline void store_pixels(const __m512* acc, __mmask16 m, int64_t c,
                                                                            int act, float slope, const float* res,
                                                                            int64_t rld, float* d, int64_t ld) {
