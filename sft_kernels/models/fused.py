@@ -76,7 +76,7 @@ def run_sequential(seq: nn.Sequential, x: torch.Tensor, reader=None) -> torch.Te
 
 
 def _conv(module, x, activation=None, residual=None, negative_slope=0.01, weight=None, bias=None, groups=None,
-          pixel_shuffle=1, modulation=None, nxt=None):
+          pixel_shuffle=1, modulation=None, nxt=None, algorithm=None):
     if isinstance(module, QuantConv2d):  # int8 (quantize_): modulation applied as the input is quantized
         out = (nxt.input_scale, nxt.input_zero_point) if _int8_chain(module, nxt) else (0.0, 0)
         # ReLU commutes with the shuffle
@@ -86,7 +86,8 @@ def _conv(module, x, activation=None, residual=None, negative_slope=0.01, weight
     return ops.conv2d(x, module.weight if weight is None else weight, module.bias if bias is None else bias,
                       module.stride, module.padding, module.dilation, module.groups if groups is None else groups,
                       activation=activation, negative_slope=negative_slope, residual=residual,
-                      backend=getattr(module, "backend", None), algorithm=getattr(module, "algorithm", None),
+                      backend=getattr(module, "backend", None),
+                      algorithm=algorithm or getattr(module, "algorithm", None),
                       pixel_shuffle=pixel_shuffle, modulation=modulation)
 
 
@@ -115,8 +116,30 @@ def modulation(layer, cond: torch.Tensor) -> tuple:
 
 def _first_convs(layer, cond: torch.Tensor) -> torch.Tensor:
     c0s, c0t = layer.SFT_scale_conv0, layer.SFT_shift_conv0
+    both = _bf16(c0s) and _bf16(c0t) and type(c0s) is Conv2d and type(c0t) is Conv2d  # bf16_plan below
     return _conv(c0s, cond, "leaky_relu", negative_slope=layer.negative_slope,
-                 weight=torch.cat([c0s.weight, c0t.weight]), bias=torch.cat([c0s.bias, c0t.bias]))
+                 weight=torch.cat([c0s.weight, c0t.weight]), bias=torch.cat([c0s.bias, c0t.bias]),
+                 algorithm="bf16" if both else None)
+
+
+def bf16_plan(model) -> dict:
+    """convert_'s fp32_precision="bf16" for the SFT layers' convs as this forward runs them: {name: (bf16, why)}.
+    The first convs run as one 32→64 conv, which pays in bf16 (SFTNet at 128², 1 / 2 threads: 244 → 217 / 134 →
+    122 ms) where each 32→32 half alone would not; the second convs stay in ops.sft_modulation's float32 op, faster
+    than bf16 convs writing the scale and shift maps for the reader to apply (236 vs 270 ms at 1 thread)."""
+    plan = {}
+    for i, layer in enumerate(sft_layers(model)):
+        prefix = next(n for n, m in model.named_modules() if m is layer)
+        plan[f"{prefix}.SFT_scale_conv0"] = plan[f"{prefix}.SFT_shift_conv0"] = (
+            True, "run as one 32→64 bf16 conv with its scale / shift twin")
+        plan[f"{prefix}.SFT_scale_conv1"] = plan[f"{prefix}.SFT_shift_conv1"] = (
+            False, "runs with the modulation in one float32 op (ops.sft_modulation), faster here than bf16 convs")
+    return plan
+
+
+def _bf16(conv) -> bool:
+    """Whether a converted conv computes in bf16 (convert_'s fp32_precision="bf16")."""
+    return getattr(conv, "algorithm", None) == "bf16"
 
 
 _AVX512: Optional[bool] = None

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ..nn.quantized import QuantConv2d
 from ..runtime.checks import is_channels_last_strided
 from . import checkpoint
-from .fused import fused_forward
+from .fused import bf16_plan, fused_forward
 
 __all__ = ["SFTNet", "CondNet", "SFTLayer", "ResBlockSFT", "background_seg",
            "NUM_CLASSES", "CLASS_NAMES", "VARIANTS"]
@@ -258,6 +258,11 @@ class SFTNet(nn.Module):
         if self.fused and not was:
             return "fused SFTNet forward"
         return "fused SFTNet forward off: its convs were transformed" if was and not self.fused else None
+
+    def _sft_kernels_bf16_plan(self) -> dict:
+        """{conv name: (bf16, why)} for convert_'s fp32_precision="bf16", where the fused forward runs convs in ways
+        a per-conv rule cannot see (models/fused.py)."""
+        return bf16_plan(self) if self.fused and self.variant == "pytorch" else {}
 
     def forward(self, img: torch.Tensor, seg: torch.Tensor | None = None) -> torch.Tensor:
         if self.fused and self.variant == "pytorch":

@@ -21,6 +21,7 @@ from ..nn.conv import sharing_parameters
 from ..nn.folded_conv import FusedAway
 from ..runtime import registry
 from . import caller_layout, fold
+from .precision import PRECISIONS, set_fp32_precision
 from .report import Report
 from .separable import fuse_separable
 from .swap import notify, swap_modules
@@ -66,7 +67,8 @@ def _why_not(module: nn.Module) -> Optional[str]:
 
 
 def convert_(model: nn.Module, backend: Optional[str] = None,
-             filter_fn: Optional[Callable[[nn.Module, str], bool]] = None, fuse: bool = True) -> ConversionReport:
+             filter_fn: Optional[Callable[[nn.Module, str], bool]] = None, fuse: bool = True,
+             fp32_precision: str = "ieee") -> ConversionReport:
     """Swap every eligible `nn.Conv2d` in `model` (in place) for `sft_kernels.nn.Conv2d`, and every `nn.Linear` for
     `sft_kernels.nn.Linear` (many rows, as over ConvNeXt's NHWC maps, run on our 1×1 conv kernel; few run F.linear).
 
@@ -80,6 +82,10 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
     `FoldedConv2d` that runs them as one conv in eval mode and apart in train mode or when gradients are needed
     (state_dict keys unchanged; revert_ puts the modules back); an activation module after a Linear (nn.GELU, ...)
     becomes that Linear's epilogue.
+    ``fp32_precision="bf16"`` (as PyTorch's ``torch.backends.mkldnn.conv.fp32_precision``): on CPUs with AMX-BF16
+    the converted convs compute in bfloat16 (input and weight rounded, float32 sums; ops.conv2d's algorithm="bf16"),
+    except memory-bound, grouped and few-channel ones (transforms/precision.py); tensors and parameters stay float32.
+    The report has a "bf16" or "float32" row per conv. Elsewhere it warns and the model stays float32.
     The converted convs' weights are then checked by their version counter, not by reading every value per call
     (`sft_kernels.runtime.weight_check`: edits through ``.data`` of a few values are not seen;
     ``set_weight_check("full")`` restores the full check).
@@ -124,6 +130,8 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
         _trust(new.weight, True)
         return new
 
+    if fp32_precision not in PRECISIONS:
+        raise ValueError(f"fp32_precision must be one of {PRECISIONS}, got {fp32_precision!r}")
     report = swap_modules(model, rule, ConversionReport())
     if fuse and filter_fn is None:
         fuse_separable(model, report)
@@ -138,6 +146,7 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
             report.add(name, "fused", what)
     else:
         caller_layout.install(model)
+    set_fp32_precision(model, fp32_precision, report)
     return report
 
 

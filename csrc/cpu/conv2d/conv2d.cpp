@@ -89,9 +89,17 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight_in, cons
   }
   // Channels must be unit-stride for the run copies in pack_a: NCHW input is repacked once.
   if (x.stride(1) != 1) x = to_channels_last_cpu(x);
+  TORCH_CHECK(algorithm >= 0 && algorithm <= 4, "sft_cpu::conv2d: algorithm code must lie in [0, 4], got ", algorithm);
+  const bool bf16 = algorithm == 4;
+  TORCH_CHECK(!bf16 || groups == 1, "sft_cpu::conv2d: algorithm='bf16' runs ungrouped convs (groups=1), got groups=",
+              groups, "; use algorithm=None for grouped and depthwise convs");
   const int64_t wtile = winograd_tile(algorithm, N, C, K, R, S, P, Q, stride, dilation, groups);
   const bool wino = wtile != 0;
   if (r > 1) {
+    if (bf16 && (K / (r * r)) % 32 == 0 && out_cl && (!res.defined() || res.stride(1) == 1)) {  // shuffle by the store
+      conv2d_bf16_into(x, weight, b, stride, padding, dilation, activation, negative_slope, res, out, ms, mt, r);
+      return out;
+    }
     const bool undilated = dilation[0] == 1 && dilation[1] == 1;
     if (wino && undilated && out_cl && (!res.defined() || res.stride(1) == 1)) {  // shuffle by the output transform
       conv2d_winograd_into(wtile, x, weight, b, padding, dilation, activation, negative_slope, res, out, r, ms, mt);
@@ -104,6 +112,13 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight_in, cons
     return y.contiguous(fmt);
   }
   auto run = [&](const at::Tensor& rr, at::Tensor& o) {
+    if (bf16) {
+      const bool fused_res = !rr.defined() || rr.stride(1) == 1;
+      conv2d_bf16_into(x, weight, b, stride, padding, dilation, activation, negative_slope,
+                       fused_res ? rr : at::Tensor(), o, ms, mt, 1);
+      if (!fused_res) o.add_(rr);
+      return;
+    }
     if (wino) {
       if (!rr.defined() || rr.stride(1) == 1) {
         conv2d_winograd_into(wtile, x, weight, b, padding, dilation, activation, negative_slope, rr, o, 1, ms, mt);

@@ -10,7 +10,8 @@ namespace sft {
 
 // input (N, C, H, W) and weight (K, C/groups, R, S), any strides; bias (K); residual shaped like the output.
 // activation: 0 none, 1 relu, 2 leaky relu with negative_slope. algorithm: 0 auto, 1 direct, 2 Winograd
-// F(4×4,3×3), 3 Winograd F(2×2,3×3) (2 and 3: error where Winograd does not apply). pixel_shuffle r >= 1
+// F(4×4,3×3), 3 Winograd F(2×2,3×3) (2 and 3: error where Winograd does not apply), 4 bf16: input and weight
+// rounded to bfloat16, fp32 sums on AMX tiles (groups 1; error where the CPU has no AMX-BF16). pixel_shuffle r >= 1
 // divides K by r². scale and shift (together or neither, shaped like input) modulate the input. The output is
 // channels-last iff the input is (F.conv2d's rule).
 at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
@@ -25,6 +26,11 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
 at::Tensor sft_modulation_cpu(const at::Tensor& x, const at::Tensor& mid_s, const at::Tensor& w_s,
                               const c10::optional<at::Tensor>& b_s, const at::Tensor& mid_t, const at::Tensor& w_t,
                               const c10::optional<at::Tensor>& b_t);
+
+// Whether algorithm 4 (bf16 on AMX) runs here (amx_bf16.cpp).
+bool conv2d_bf16_available();
+// GFLOP/s of back-to-back tdpbf16ps over torch's threads (no memory traffic): the bf16 path's ceiling here.
+double conv2d_bf16_peak_gflops();
 
 // Winograd output tiles per block (0: sized from kWinogradBlockBytes, config.h) (winograd.cpp).
 void set_winograd_tiles_per_block(int64_t tiles);

@@ -120,6 +120,15 @@ void conv2d_grouped_into(const at::Tensor& x, const at::Tensor& weight, const at
                          at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,
                          const at::Tensor& res, at::Tensor& out);
 
+// ---- amx_bf16.cpp: algorithm 4, inputs and weights rounded to bf16, fp32 sums on AMX tiles; groups = 1 ----
+// out and res: unit channel stride; mscale and mshift as above, applied as the input is rounded. shuffle = r > 1
+// writes PixelShuffle(r) of the activated conv (out: N × K/r² × P·r × Q·r, K/r² a multiple of 32), adding res
+// (shaped like out) after the shuffle.
+void conv2d_bf16_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef stride,
+                      at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,
+                      const at::Tensor& res, at::Tensor& out, const at::Tensor& mscale, const at::Tensor& mshift,
+                      int64_t shuffle);
+
 // ---- modulate.cpp ----
 // dst[c] = x[c]·(scale[c] + 1) + shift[c]: SFT modulation of a conv input, fused into its packing or band copy.
 void modulate_run(float* dst, const float* x, const float* scale, const float* shift, int64_t n);

@@ -63,7 +63,8 @@ bool taps_ok(const at::Tensor& x, const at::Tensor& weight, at::IntArrayRef stri
 int64_t winograd_tile(int64_t algorithm, int64_t N, int64_t C, int64_t K, int64_t R, int64_t S, int64_t P,
                       int64_t Q, at::IntArrayRef stride, at::IntArrayRef dilation, int64_t groups) {
   const bool can_wino = winograd_applicable(R, S, stride, groups);
-  TORCH_CHECK(algorithm < 2 || can_wino, "sft_cpu::conv2d: algorithm='winograd' / 'winograd_f2' needs a 3x3 kernel "
+  const bool asked = algorithm == 2 || algorithm == 3;
+  TORCH_CHECK(!asked || can_wino, "sft_cpu::conv2d: algorithm='winograd' / 'winograd_f2' needs a 3x3 kernel "
               "with stride 1 and groups 1; use algorithm='direct' or None");
   // Winograd F(4×4,3×3) holds 36 transformed values per filter (direct: 9) and each of its 36 GEMMs has one row
   // per 4×4 output tile, so on small images its filters are read for a few rows only: auto takes it where the
@@ -82,7 +83,7 @@ int64_t winograd_tile(int64_t algorithm, int64_t N, int64_t C, int64_t K, int64_
   // 1.28x faster than direct at rate 12 (2.25x the outputs computed), 3x slower at rate 24 (9x); so at most 2.5x.
   const bool wino_pays = wino_tiles >= 9 && 36 * C * K * int64_t(sizeof(float)) < wino_tiles * (int64_t(1) << 20) &&
                          32 * wino_tiles <= 5 * N * P * Q;
-  const bool wino = algorithm >= 2 || (algorithm == 0 && can_wino && C >= 16 && K >= 16 && wino_pays);
+  const bool wino = asked || (algorithm == 0 && can_wino && C >= 16 && K >= 16 && wino_pays);
   if (!wino) return 0;
   return algorithm == 3 ? 2 : 4;  // F(2×2,3×3) on request, else F(4×4,3×3)
 }

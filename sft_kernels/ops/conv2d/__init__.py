@@ -19,7 +19,7 @@ from ...runtime.dispatch import PLAIN, Op, dispatch, memo_entry
 from . import cpu
 from . import reference as ref
 
-ALGORITHMS = (None, "auto", "direct", "winograd", "winograd_f2")
+ALGORITHMS = (None, "auto", "direct", "winograd", "winograd_f2", "bf16")
 
 registry.register_op("conv2d", {
     "reference": registry.FLOATS,
@@ -33,14 +33,21 @@ def _no_winograd(backend, algorithm):
     if algorithm in ("winograd", "winograd_f2"):
         raise registry.BackendUnavailableError(
             f"backend {backend!r} has no Winograd conv; only the 'cpu' backend implements algorithm={algorithm!r}")
+    if algorithm == "bf16" and backend != "reference":
+        raise registry.BackendUnavailableError(
+            f"backend {backend!r} has no algorithm='bf16' (float32 tensors computed in bfloat16); pass it bfloat16 "
+            f"tensors instead")
 
 
 # ---- one implementation per backend: (tensors..., consts...) as dispatch passes them
 def _impl_reference(x, w, b, res, scale, shift, stride, padding, dilation, groups, act, slope, algorithm, shuffle):
     _no_winograd("reference", algorithm)
     mod = None if scale is None else (scale, shift)
-    y = ref.conv2d(x, weight_pack.like_input(w, x), b, stride, padding, dilation, groups, act, slope, res, shuffle,
-                   mod)
+    w = weight_pack.like_input(w, x)
+    if algorithm == "bf16":  # the definition: input (modulated) and weight rounded to bfloat16, float32 sums
+        x = ref.bf16_rounded(x if mod is None else x * (scale + 1) + shift)
+        w, mod = ref.bf16_rounded(w), None
+    y = ref.conv2d(x, w, b, stride, padding, dilation, groups, act, slope, res, shuffle, mod)
     return y.contiguous(memory_format=checks.output_memory_format(x))
 
 
@@ -168,6 +175,11 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     csrc/cpu/conv2d/select.cpp) and direct implicit GEMM otherwise; "direct" or "winograd" force one;
     "winograd_f2" forces F(2×2,3×3): 2.25× fewer multiplies than direct, error no worse than direct's.
     Winograd's rounding error is about 5–10× direct's (relative ~5e-6 in fp32; see sft_kernels.testing).
+    "bf16" (float32 tensors, groups=1) rounds the input (after any modulation) and the weight to bfloat16 and sums
+    their products in float32 on AMX tiles, bias and epilogue in float32: what PyTorch's
+    ``torch.backends.mkldnn.conv.fp32_precision = "bf16"`` and OpenVINO's bf16 inference precision compute (relative
+    error ~1e-2 against float32). The cpu backend runs it on CPUs with AMX-BF16 (`bf16_available()`), the reference
+    backend defines it.
     ``pixel_shuffle`` r > 1 applies ``F.pixel_shuffle(y, r)`` after the activation and before the residual add
     (written by the store: the cpu backend's Winograd output transform and the Triton kernel's epilogue; the
     cpu direct path and the reference shuffle after the conv).

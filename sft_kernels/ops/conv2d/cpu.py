@@ -6,7 +6,7 @@ import torch
 
 from ...runtime import checks, registry
 
-_ALGORITHM_CODES = {None: 0, "auto": 0, "direct": 1, "winograd": 2, "winograd_f2": 3}
+_ALGORITHM_CODES = {None: 0, "auto": 0, "direct": 1, "winograd": 2, "winograd_f2": 3, "bf16": 4}
 
 
 def conv2d(x, w, b, res, scale, shift, stride, padding, dilation, groups, act, slope, algorithm, shuffle):
@@ -31,3 +31,9 @@ def bind(consts):
         return conv2d(x, w, b, res, scale, shift, *consts)
 
     return run
+
+
+def bf16_available() -> bool:
+    """Whether algorithm="bf16" runs here: a CPU with AMX-BF16 tiles (Intel Sapphire Rapids or later) that the OS
+    lets this process use, and the cpu extension's AVX-512 kernels (not SFT_KERNELS_ISA=avx2|generic)."""
+    return registry.cpu_ext() is not None and bool(torch.ops.sft_cpu.conv2d_bf16_available())

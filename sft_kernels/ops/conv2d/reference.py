@@ -1,4 +1,10 @@
+import torch
 import torch.nn.functional as F
+
+
+def bf16_rounded(t):
+    """t rounded to bfloat16 (nearest even) and held in its own dtype: the operands of algorithm="bf16"."""
+    return t.to(torch.bfloat16).to(t.dtype)
 
 
 def epilogue(y, activation=None, negative_slope=0.01, residual=None):

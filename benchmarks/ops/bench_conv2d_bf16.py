@@ -1,0 +1,86 @@
+"""sft.conv2d(algorithm="bf16") against what PyTorch users get for the same request: oneDNN's conv with
+`torch.backends.mkldnn.conv.fp32_precision = "bf16"` (float32 tensors, bf16 multiplies), beside both float32 convs
+(ours, with Winograd where it pays, and oneDNN's). Every ungrouped conv of the SFTNet and ResNet-50 catalogs
+(sft_kernels/tools/shapes.py), float32 NCHW input converted by each conv and channels_last; bias and ReLU in each
+(fused in ours, F.relu after oneDNN's). Interleaved medians in one process; GFLOP/s and the fraction of this
+machine's bf16 tile peak (back-to-back tdpbf16ps, `torch.ops.sft_cpu.conv2d_bf16_peak_gflops`).
+
+Run: python benchmarks/ops/bench_conv2d_bf16.py [--threads 1 2] [--catalog sftnet resnet50] [--repeat 7] [-o out.json]
+Needs a CPU with AMX-BF16 (sft_kernels.backends.bf16_available()).
+"""
+import argparse
+import json
+import sys
+
+import torch
+import torch.nn.functional as F
+
+from sft_kernels import ops
+from sft_kernels.backends import bf16_available
+from sft_kernels.tools.benchmark import time_interleaved
+from sft_kernels.tools.shapes import resnet50_conv_shapes, sftnet_conv_shapes
+
+CATALOGS = {"sftnet": sftnet_conv_shapes, "resnet50": resnet50_conv_shapes}
+
+
+def candidates(s) -> dict:
+    x = torch.randn(s.n, s.c, s.h, s.w)
+    xcl = x.contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(s.k, s.c, s.r, s.s) * 0.1, torch.randn(s.k)
+    args = (s.stride, s.padding, s.dilation)
+
+    def onednn(inp, precision):
+        def run():
+            torch.backends.mkldnn.conv.fp32_precision = precision
+            try:
+                return F.relu(F.conv2d(inp, w, b, *args))
+            finally:
+                torch.backends.mkldnn.conv.fp32_precision = "none"
+        return run
+
+    return {
+        "sft bf16 cl": lambda: ops.conv2d(xcl, w, b, *args, activation="relu", backend="cpu", algorithm="bf16"),
+        "sft bf16 nchw": lambda: ops.conv2d(x, w, b, *args, activation="relu", backend="cpu", algorithm="bf16"),
+        "oneDNN bf16 cl": onednn(xcl, "bf16"),
+        "sft fp32 cl": lambda: ops.conv2d(xcl, w, b, *args, activation="relu", backend="cpu"),
+        "oneDNN fp32 cl": onednn(xcl, "none"),
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--catalog", nargs="+", default=["sftnet", "resnet50"], choices=sorted(CATALOGS))
+    p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("-o", "--output", help="write the rows as JSON")
+    args = p.parse_args(argv)
+    if not bf16_available():
+        print("no AMX-BF16 here (sft_kernels.backends.bf16_available() is False): nothing to measure")
+        return 0
+    rows = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        peak = torch.ops.sft_cpu.conv2d_bf16_peak_gflops()
+        print(f"\n{threads} thread(s); bf16 tile peak {peak:.0f} GFLOP/s. ms (GFLOP/s, % of peak); ratios: ours bf16 "
+              f"(channels_last) against oneDNN bf16 and against our fp32")
+        for cat in args.catalog:
+            for s in CATALOGS[cat]():
+                if s.groups != 1:
+                    continue
+                with torch.no_grad():
+                    t = time_interleaved(candidates(s), repeat=args.repeat, min_time=0.05)
+                ours = t["sft bf16 cl"]
+                cells = "  ".join(f"{k} {v * 1e3:.3f} ({s.flops / v / 1e9:.0f}, {100 * s.flops / v / 1e9 / peak:.0f}%)"
+                                  for k, v in t.items())
+                print(f"  {cat:8s} {s.name:28s} {cells}  | {t['oneDNN bf16 cl'] / ours:.2f}x oneDNN bf16, "
+                      f"{t['sft fp32 cl'] / ours:.2f}x our fp32", flush=True)
+                rows.append(dict(threads=threads, catalog=cat, shape=s.name, flops=s.flops, peak_gflops=peak,
+                                 ms={k: v * 1e3 for k, v in t.items()}))
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""sft.conv2d(algorithm="bf16"): float32 tensors computed in bfloat16 (AMX tiles on the cpu backend) against its
+definition, a float64 conv of the bf16-rounded input (after any modulation) and weight, with the float32 epilogue;
+convert_(fp32_precision="bf16") on SFTNet and another CNN; clear errors where it cannot run."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import sft_kernels
+from sft_kernels.backends import BackendUnavailableError, bf16_available
+from sft_kernels.ops import conv2d
+from sft_kernels.ops.conv2d import _conv2d_op
+from sft_kernels.reference import conv2d as ref_conv2d
+from sft_kernels.testing import assert_close, tol
+
+amx = pytest.mark.skipif(not bf16_available(), reason="no AMX-BF16 here (or the cpu extension is missing)")
+
+# (N, C, H, W, K, R, S, stride, padding, dilation): channel and output tails (C, K not multiples of 32), stride 2,
+# dilation, asymmetric padding, 1×1, narrow images (flat blocks across rows), wide rows (several blocks per row)
+SHAPES = [
+    (2, 20, 13, 11, 40, 3, 3, 1, 1, 1),
+    (1, 64, 12, 12, 64, 3, 3, 1, 1, 1),
+    (1, 48, 19, 21, 70, 5, 3, 2, (2, 1), 1),
+    (1, 32, 9, 9, 33, 3, 3, 1, 2, 2),
+    (1, 64, 7, 7, 256, 1, 1, 1, 0, 1),
+    (3, 16, 5, 40, 16, 3, 3, (1, 2), 1, 1),
+    (1, 100, 14, 14, 96, 3, 3, 1, 1, 1),
+    (1, 8, 17, 70, 24, 4, 4, 4, 0, 1),
+    (2, 40, 6, 75, 36, 3, 3, 1, 1, (2, 1)),
+    (1, 3, 11, 13, 5, 3, 3, 2, 1, 1),
+]
+
+
+def _definition(x, w, b, stride, padding, dilation, act=None, slope=0.01, residual=None, shuffle=1, mod=None):
+    """float64 conv of the bf16-rounded operands; the modulation rounded in float32 first, as the kernel does."""
+    if mod is not None:
+        x = x * (mod[0] + 1) + mod[1]
+    xd, wd = x.to(torch.bfloat16).double(), w.to(torch.bfloat16).double()
+    return ref_conv2d(xd, wd, None if b is None else b.double(), stride, padding, dilation, 1, act, slope,
+                      None if residual is None else residual.double(), shuffle)
+
+
+@amx
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_bf16_matches_definition(shape, layout):
+    n, c, h, w, k, r, s, st, pd, dl = shape
+    torch.manual_seed(0)
+    x = torch.randn(n, c, h, w)
+    x = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
+    wt, b = torch.randn(k, c, r, s) * 0.2, torch.randn(k)
+    y = conv2d(x, wt, b, st, pd, dl, backend="cpu", algorithm="bf16")
+    assert y.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
+    assert_close(y, _definition(x, wt, b, st, pd, dl), k=c * r * s, msg=str(shape))
+    # the reference backend is the same definition
+    assert_close(conv2d(x, wt, b, st, pd, dl, backend="reference", algorithm="bf16"),
+                 _definition(x, wt, b, st, pd, dl), k=c * r * s)
+
+
+@amx
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "silu", "gelu"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bf16_epilogue_residual_and_bands(act, threads):
+    """Activation and residual in the store; an image of several bands per thread (its padded bf16 rows past the
+    1 MB band budget), so rows are refilled between bands."""
+    torch.manual_seed(1)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = torch.randn(1, 64, 150, 37).contiguous(memory_format=torch.channels_last)
+        wt, b = torch.randn(40, 64, 3, 3) * 0.1, torch.randn(40)
+        res = torch.randn(1, 40, 150, 37).contiguous(memory_format=torch.channels_last)
+        y = conv2d(x, wt, b, 1, 1, activation=act, negative_slope=0.2, residual=res, backend="cpu",
+                   algorithm="bf16")
+        assert_close(y, _definition(x, wt, b, 1, 1, 1, act, 0.2, res), k=64 * 9)
+        wide = torch.randn(1, 64, 40, 600).contiguous(memory_format=torch.channels_last)  # 19 blocks per row
+        assert_close(conv2d(wide, wt, b, 1, 1, backend="cpu", algorithm="bf16"), _definition(wide, wt, b, 1, 1, 1),
+                     k=64 * 9)
+    finally:
+        torch.set_num_threads(old)
+
+
+@amx
+@pytest.mark.parametrize("c,k,r", [(64, 256, 2), (40, 128, 2), (16, 288, 3), (64, 96, 2)])
+def test_bf16_pixel_shuffle_and_modulation(c, k, r):
+    """PixelShuffle(r) written by the store (K / r² a multiple of 32: sub-pixel-ordered panels), else after the
+    conv (64→96, r = 2); SFT modulation applied as the input is rounded; a residual after the shuffle."""
+    torch.manual_seed(2)
+    x = torch.randn(2, c, 9, 12).contiguous(memory_format=torch.channels_last)
+    wt, b = torch.randn(k, c, 3, 3) * 0.1, torch.randn(k)
+    res = torch.randn(2, k // (r * r), 9 * r, 12 * r).contiguous(memory_format=torch.channels_last)
+    sc, sh = torch.randn_like(x) * 0.1, torch.randn_like(x)
+    for mod in (None, (sc, sh)):
+        y = conv2d(x, wt, b, 1, 1, activation="relu", residual=res, pixel_shuffle=r, modulation=mod,
+                   backend="cpu", algorithm="bf16")
+        assert_close(y, _definition(x, wt, b, 1, 1, 1, "relu", residual=res, shuffle=r, mod=mod), k=c * 9)
+
+
+@amx
+def test_bf16_reads_channel_slices_and_nchw_residual():
+    """A channels_last slice (pixel pitch wider than C) read in place; an NCHW residual added after the store."""
+    torch.manual_seed(3)
+    big = torch.randn(1, 96, 10, 11).contiguous(memory_format=torch.channels_last)
+    x = big[:, 16:64]
+    wt, b = torch.randn(33, 48, 3, 3) * 0.1, torch.randn(33)
+    res = torch.randn(1, 33, 10, 11)
+    y = conv2d(x, wt, b, 1, 1, residual=res, backend="cpu", algorithm="bf16")
+    assert_close(y, _definition(x.contiguous(), wt, b, 1, 1, 1, residual=res), k=48 * 9)
+
+
+@amx
+def test_bf16_error_is_bfloat16_sized():
+    """Against float32 the difference is bf16 rounding (~2^-9 relative per operand), not a kernel error: far above
+    float32's and far below a wrong result's."""
+    torch.manual_seed(4)
+    x = torch.randn(1, 64, 16, 16).contiguous(memory_format=torch.channels_last)
+    wt = torch.randn(64, 64, 3, 3) * 0.05
+    y = conv2d(x, wt, None, 1, 1, backend="cpu", algorithm="bf16")
+    exact = F.conv2d(x.double(), wt.double(), padding=1)
+    rel = ((y.double() - exact).norm() / exact.norm()).item()
+    assert 1e-4 < rel < 1e-2, rel
+
+
+@amx
+def test_opcheck_bf16():
+    x = torch.randn(1, 32, 9, 9, requires_grad=True)
+    w, b = torch.randn(32, 32, 3, 3, requires_grad=True), torch.randn(32, requires_grad=True)
+    torch.library.opcheck(_conv2d_op, (x, w, b, None, None, None, [1, 1], [1, 1], [1, 1], 1, "relu", 0.01, "bf16", 1,
+                                       "cpu"), **tol("fp32"))
+
+
+def test_bf16_bad_inputs():
+    x, w = torch.randn(1, 16, 8, 8), torch.randn(16, 8, 3, 3)
+    with pytest.raises(BackendUnavailableError, match="algorithm='bf16'.*bfloat16 tensors"):
+        conv2d(x, w, groups=2, backend="triton", algorithm="bf16")
+    if bf16_available():
+        with pytest.raises(RuntimeError, match="ungrouped convs"):
+            conv2d(x, w, padding=1, groups=2, backend="cpu", algorithm="bf16")
+        with pytest.raises(TypeError, match="float32"):
+            conv2d(x.double(), w[:, :16].double().repeat(1, 2, 1, 1), backend="cpu", algorithm="bf16")
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        conv2d(x, w, groups=2, algorithm="bfloat16")
+    with pytest.raises(ValueError, match="fp32_precision must be one of"):
+        sft_kernels.convert_(nn.Sequential(nn.Conv2d(3, 8, 3)), fp32_precision="tf32")
+
+
+def test_bf16_without_amx_says_so():
+    """Where the cpu kernels are not AVX-512 (SFT_KERNELS_ISA=avx2, as on a CPU without AMX), the op refuses with
+    what to do, and convert_ warns and keeps the model float32."""
+    code = (
+        "import warnings, torch, torch.nn as nn, sft_kernels\n"
+        "from sft_kernels.backends import bf16_available\n"
+        "assert not bf16_available()\n"
+        "m = nn.Sequential(nn.Conv2d(32, 32, 3, padding=1))\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    rep = sft_kernels.convert_(m, fp32_precision='bf16')\n"
+        "assert any('AMX-BF16' in str(x.message) for x in w), [str(x.message) for x in w]\n"
+        "assert m[0].algorithm is None and rep.names('float32') == ['']\n"
+        "x = torch.randn(1, 32, 5, 5)\n"
+        "try:\n"
+        "    sft_kernels.ops.conv2d(x, m[0].weight, backend='cpu', algorithm='bf16')\n"
+        "    raise SystemExit('no error')\n"
+        "except RuntimeError as e:\n"
+        "    assert 'needs AMX-BF16' in str(e), e\n"
+    )
+    env = {**os.environ, "SFT_KERNELS_ISA": "avx2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    if "cpu extension" in out.stderr and "not" in out.stderr:
+        pytest.skip("cpu extension not built")
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
+class _Net(nn.Module):
+    """A small CNN with what the bf16 rule keeps float32: an RGB stem, a depthwise conv, a memory-bound 1×1."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 32, 3, padding=1)
+        self.body = nn.Conv2d(32, 64, 3, padding=1)
+        self.dw = nn.Conv2d(64, 64, 3, padding=1, groups=64)
+        self.thin = nn.Conv2d(64, 16, 1)
+        self.head = nn.Conv2d(16, 48, 3, stride=2, padding=1)
+        self.up = nn.Conv2d(48, 128, 3, padding=1)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        x = F.relu(self.body(x)) + 0
+        x = self.thin(self.dw(x))
+        return F.pixel_shuffle(self.up(F.relu(self.head(x))), 2)
+
+
+@amx
+def test_convert_bf16_reports_and_runs_each_conv():
+    torch.manual_seed(5)
+    net = _Net().eval()
+    x = torch.randn(2, 3, 20, 24)
+    with torch.no_grad():
+        want = net(x)
+    rep = sft_kernels.convert_(net, fp32_precision="bf16")
+    assert rep.names("bf16") == ["body", "head", "up"]
+    why = dict((r.name, r.detail) for r in rep.rows if r.action == "float32")
+    assert set(why) == {"stem", "dw", "thin"} and "input channels" in why["stem"] and "grouped" in why["dw"]
+    assert "memory-bound" in why["thin"]
+    assert [net.get_submodule(n).algorithm for n in ("stem", "body", "dw", "up")] == [None, "bf16", None, "bf16"]
+    with torch.no_grad():
+        got = net(x)
+    assert got.shape == want.shape and not torch.equal(got, want)
+    rel = ((got - want).norm() / want.norm()).item()
+    assert rel < 2e-2, rel
+    sft_kernels.convert_(net, fp32_precision="ieee")  # back to float32: eager's values
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), want, **tol("fp32"))
+    sft_kernels.convert_(net, fp32_precision="bf16")
+    sft_kernels.revert_(net)
+    assert type(net.body) is nn.Conv2d and not hasattr(net.body, "algorithm")
+
+
+@amx
+def test_convert_bf16_sftnet():
+    """SFTNet's fused forward: trunk / HR / condition convs and the SFT layers' first-conv pairs in bf16, the second
+    convs in the float32 modulation op (the model's own plan), output within bf16 rounding of eager's."""
+    from sft_kernels.models import SFTNet
+
+    torch.manual_seed(6)
+    model = SFTNet(num_blocks=2).eval()
+    img, seg = torch.rand(1, 3, 24, 20), torch.rand(1, 8, 96, 80)
+    with torch.no_grad():
+        want = model(img, seg)
+    rep = sft_kernels.convert_(model, fp32_precision="bf16")
+    rows = {r.name: (r.action, r.detail) for r in rep.rows if r.action in ("bf16", "float32")}
+    assert rows["sft_branch.0.sft0.SFT_scale_conv0"][0] == "bf16"
+    assert rows["sft_branch.0.sft0.SFT_scale_conv1"] == ("float32", rows["sft_branch.0.sft0.SFT_shift_conv1"][1])
+    assert rows["sft_branch.0.conv0"][0] == "bf16" and rows["HR_branch.0"][0] == "bf16"
+    with torch.no_grad():
+        got = model(img, seg)
+    rel = ((got - want).norm() / want.norm()).item()
+    assert 0 < rel < 1e-2, rel
