@@ -3,7 +3,8 @@ int8, beside eager PyTorch, on the shipped teacher (1×3×lr×lr LR -> ×4, an o
 one for every row; eager also channels_last, its faster layout).
 
 Rows: eager fp32 (NCHW, channels_last), with --compile also torch.compile (inductor, freezing, channels_last);
-ours: `convert_` (fp32) and `convert_` + `quantize_` (int8, calibrated on LR crops of training photos, PSNR budget
+ours: `convert_` (fp32), on AMX CPUs `convert_(fp32_precision="bf16")` (convs computed in bf16) and `convert_` +
+`quantize_` (int8, calibrated on LR crops of training photos, PSNR budget
 0.1 dB); the teacher exported to ONNX (`sft_kernels.export.export_onnx`) and run in onnxruntime (fp32) and OpenVINO
 (fp32 with its inference precision pinned to f32, and its default, which is bf16 on CPUs with AVX-512 BF16 or AMX);
 that ONNX model quantized with onnxruntime's static quantization (QDQ, the convs only as in ours, per-channel int8
@@ -104,6 +105,10 @@ def main(argv=None):
     teacher = pretrained.pretrained("teacher").eval()
     fp32 = copy.deepcopy(teacher)
     sft_kernels.convert_(fp32)
+    bf16 = None
+    if sft_kernels.backends.bf16_available():  # the same model with its convs computed in bf16 on AMX tiles
+        bf16 = copy.deepcopy(teacher)
+        sft_kernels.convert_(bf16, fp32_precision="bf16")
     int8 = copy.deepcopy(fp32)
     lrs, hrs = calibration_set()
     sft_kernels.quantize_(int8, sft_kernels.Int8Config(psnr_budget_db=0.1, observer="mse"), calibration=lrs,
@@ -124,6 +129,8 @@ def main(argv=None):
         return r
 
     quality = {"eager fp32": eval_pairs(teacher), "sft fp32": eval_pairs(fp32), "sft int8": eval_pairs(int8)}
+    if bf16 is not None:
+        quality["sft bf16 (AMX)"] = eval_pairs(bf16)
     compiled = None
     if args.compile:  # inductor with the weights folded as constants: the strongest PyTorch-only baseline
         import torch._inductor.config as inductor_config
@@ -142,6 +149,8 @@ def main(argv=None):
         torch.set_num_threads(threads)
         fns = {"eager fp32 NCHW": lambda: teacher(x), "eager fp32 channels_last": lambda: eager(xcl),
                "sft fp32": lambda: fp32(x), "sft int8": lambda: int8(x)}
+        if bf16 is not None:
+            fns["sft bf16 (AMX)"] = lambda: bf16(x)
         if compiled is not None:
             fns["torch.compile fp32 channels_last"] = lambda: compiled(xcl)
         for name, run in runtimes(threads).items():
@@ -171,7 +180,7 @@ def _quality_key(name: str) -> str:
 
 def _short(name: str) -> str:
     """A row's name for the plot's axis."""
-    tail = " (QDQ)" if "QDQ" in name else " (bf16 here)" if "bf16" in name else ""
+    tail = " (QDQ)" if "QDQ" in name else " (bf16 here)" if "bf16 where" in name else ""
     return name.split(" (")[0] + tail
 
 

@@ -203,7 +203,8 @@ def cmd_upscale(args) -> int:
     t0 = time.perf_counter()
     try:
         info = upscale_file(args.input, out, model_name_or_path=args.model, backend=backend, tile=args.tile,
-                            device=args.device, overlap=args.overlap, progress=not args.no_progress)
+                            device=args.device, overlap=args.overlap, progress=not args.no_progress,
+                            fp32_precision=args.fp32_precision)
     except (torch.OutOfMemoryError, MemoryError):
         raise RuntimeError(f"out of memory upscaling {args.input!r} with --tile {args.tile}; "
                            "try a smaller --tile") from None
@@ -525,6 +526,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", default="auto", choices=["auto", "torch", *BACKENDS],
                    help="conv backend the model is converted to: auto = the fastest here (convert_ with "
                    "backend=None), torch = plain PyTorch, or a named backend (default: auto)")
+    s.add_argument("--fp32-precision", dest="fp32_precision", default="ieee", choices=["ieee", "bf16"],
+                   help="bf16: the converted convs compute in bfloat16 on CPUs with AMX-BF16 (Xeon Sapphire Rapids "
+                   "or later; ~1.6x faster, PSNR within 0.003 dB here), elsewhere a warning and float32 "
+                   "(default: ieee, float32)")
     s.add_argument("--tile", type=int, default=192, metavar="N",
                    help="LR tile size in pixels (output tiles are 4N); 0 = the whole image in one pass, "
                    "memory then grows with the image (default: 192)")

@@ -296,13 +296,14 @@ def _quantize(x: torch.Tensor, bits: int):
 
 def upscale_file(in_path: PathLike, out_path: PathLike, model_name_or_path="teacher",
                  backend: Optional[str] = None, tile: int = 0, device: Union[str, torch.device] = "cpu",
-                 overlap: int = 8, progress: bool = True) -> dict:
+                 overlap: int = 8, progress: bool = True, fp32_precision: str = "ieee") -> dict:
     """Read ``in_path``, upscale it x4 and write ``out_path`` (format from its extension).
 
     ``model_name_or_path``: a shipped model name, a checkpoint path or an ``nn.Module``. ``backend``: the
     backend the model's convs are converted to with ``convert_`` (None: convert_'s automatic choice;
     "torch": plain PyTorch, no conversion). ``tile``/``overlap``: as in ``upscale_image``. ``device``:
     where the model runs (tiles are moved there one at a time; the output is assembled on the CPU).
+    ``fp32_precision``: convert_'s ("bf16": convs computed in bfloat16 on AMX CPUs).
     Returns a summary dict (sizes, modes, tiles).
     """
     from PIL import Image
@@ -331,7 +332,7 @@ def upscale_file(in_path: PathLike, out_path: PathLike, model_name_or_path="teac
     else:
         from ..transforms import convert_
 
-        convert_(model, backend=backend)
+        convert_(model, backend=backend, fp32_precision=fp32_precision)
 
     h, w = rgb.shape[1:]
     bits = 16 if out_mode == "I;16" else 8

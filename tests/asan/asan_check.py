@@ -1,7 +1,7 @@
 """AddressSanitizer run of the C++ kernels (`make asan`): builds csrc/ with -fsanitize=address into a scratch
 directory, loads it instead of sft_kernels._C and runs conv2d (direct, Winograd, pixel shuffle, groups, NCHW,
-channels_last, thin ends, SFT modulation), ABC Strassen, the fused separable conv, the int8 (dense and depthwise) and
-sparse convs and matmul
+channels_last, thin ends, SFT modulation; bf16 on AMX), ABC Strassen, the fused separable conv, the int8 (dense and
+depthwise) and sparse convs and matmul
 against float64, with every micro-kernel (SFT_KERNELS_ISA) and int8 kernel (SFT_KERNELS_INT8). Needs the process
 to start with libasan preloaded (the Makefile does that);
 not part of the default test run (it is slow to build).
@@ -131,6 +131,24 @@ def run():
     for m, kk, nn in [(2, 2, 2), (30, 46, 66), (130, 258, 98), (30, 1300, 66)]:
         a, bm = torch.randn(m, kk), torch.randn(kk, nn)
         assert (ops.strassen_abc(a, bm).double() - a.double() @ bm.double()).abs().max() < 1e-3
+    if ops.conv2d_bf16_available():  # bf16 on AMX: flat and row blocks, bands, tails, shuffle, modulation, slices
+        for (n, c, h, w, k, r, st, pd, dl, sh) in [
+                (2, 20, 13, 11, 40, 3, 1, 1, 1, 1), (1, 48, 19, 21, 70, 5, 2, 2, 1, 1),
+                (1, 32, 9, 9, 33, 3, 1, 2, 2, 1), (1, 64, 150, 37, 40, 3, 1, 1, 1, 1),
+                (1, 8, 17, 70, 24, 4, 4, 0, 1, 1), (1, 64, 9, 12, 256, 3, 1, 1, 1, 2),
+                (1, 100, 7, 7, 96, 1, 1, 0, 1, 1), (1, 16, 5, 40, 288, 3, 1, 1, 1, 3)]:
+            # channel slices (pixel pitch wider than C), the modulation maps strided alike (fused into the fill)
+            x, sc, sf = (torch.randn(n, c + 8, h, w).contiguous(memory_format=torch.channels_last)[:, 8:]
+                         for _ in range(3))
+            sc.mul_(0.1)
+            wt, b = torch.randn(k, c, r, r) * 0.1, torch.randn(k)
+            xm = x * (sc + 1) + sf
+            ref = F.relu(F.conv2d(xm.bfloat16().double(), wt.bfloat16().double(), b.double(), st, pd, dl))
+            ref = F.pixel_shuffle(ref, sh) if sh > 1 else ref
+            res = torch.randn(ref.shape).contiguous(memory_format=torch.channels_last)
+            y = ops.conv2d(x, wt, b, [st, st], [pd, pd], [dl, dl], 1, 1, 0.0, res, 4, sh, sc, sf)
+            assert (y.double() - ref - res.double()).abs().max().item() < 1e-2, (n, c, h, w, k, r, st, sh)
+        assert ops.conv2d_bf16_peak_gflops() > 0
     # Fused separable conv: masked channel tails, multipliers (scalar depthwise), strides, residual, tile tails;
     # chunks of narrow rows with tiles across rows, K slices (C > KC), edge columns read as zeros, 1-pixel rows
     for (n, c, h, w, m, k, st, pd) in [(1, 17, 9, 15, 1, 33, 1, 1), (2, 64, 13, 7, 1, 40, 2, 1),

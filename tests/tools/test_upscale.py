@@ -156,6 +156,23 @@ def test_cli_odd_size_photo(tmp_path, shipped_tiny, capsys):
     assert np.abs(got - ref).max() <= 1  # tiles assembled in place (rounding may flip one level)
 
 
+@pytest.mark.skipif(not __import__("sft_kernels").backends.bf16_available(), reason="no AMX-BF16 here")
+def test_cli_bf16(tmp_path, shipped_tiny, capsys):
+    """--fp32-precision bf16: the convs in bf16, the picture within a few levels of the float32 one."""
+    model, _ = shipped_tiny
+    arr = (torch.rand(40, 52, 3) * 255).byte().numpy()
+    src = save(arr, tmp_path / "in.png")
+    outs = {}
+    for prec in ("ieee", "bf16"):
+        out = tmp_path / f"{prec}.png"
+        rc, io = run_cli(capsys, src, "-o", out, "--model", "tiny", "--fp32-precision", prec)
+        assert rc == 0, io.err
+        with Image.open(out) as im:
+            outs[prec] = np.asarray(im).astype(int)
+    diff = np.abs(outs["bf16"] - outs["ieee"])
+    assert diff.max() <= 4 and diff.mean() < 0.5
+
+
 def test_default_output_name_and_checkpoint_paths(tmp_path, capsys):
     model = tiny(seed=2)
     st = weights.export(model, "ck", {"architecture": dict(TINY)}, directory=tmp_path)
