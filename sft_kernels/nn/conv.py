@@ -108,7 +108,7 @@ class Conv2d(BoundCall, nn.Conv2d):
 
     Same constructor, parameters and state_dict keys as `nn.Conv2d`. Extra keyword-only options:
     ``activation`` (None or a name of ops.conv2d's: "relu", "silu", "gelu", ...), ``negative_slope``, ``backend`` (None =
-    fastest here) and ``algorithm`` (cpu: None/"auto", "direct", "winograd", "winograd_f2").
+    fastest here) and ``algorithm`` (cpu: None/"auto", "direct", "winograd", "winograd_f2", "bf16": see ops.conv2d).
     ``forward(x, residual=None)`` computes ``act(conv(x) + bias) + residual``; its output is channels_last (the
     values are nn.Conv2d's; an NCHW input is laid out channels_last first, see `forward`); a model's last one hands
     its output back in the caller's layout (transforms/caller_layout.py).
