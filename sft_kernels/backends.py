@@ -5,5 +5,5 @@ from .runtime.registry import (BACKENDS, BackendUnavailableError, available, can
                                ops, register_op, resolve, resolve_for, status, supports)
 from .ops.conv2d.cpu import bf16_available
 
-__all__ = ["BACKENDS", "BackendUnavailableError", "available", "bf16_available", "candidates", "cpu_ext", "cuda_ext", "env", "ops",
-           "register_op", "resolve", "resolve_for", "status", "supports"]
+__all__ = ["BACKENDS", "BackendUnavailableError", "available", "bf16_available", "candidates", "cpu_ext", "cuda_ext",
+           "env", "ops", "register_op", "resolve", "resolve_for", "status", "supports"]

@@ -128,7 +128,7 @@ def bf16_plan(model) -> dict:
     122 ms) where each 32→32 half alone would not; the second convs stay in ops.sft_modulation's float32 op, faster
     than bf16 convs writing the scale and shift maps for the reader to apply (236 vs 270 ms at 1 thread)."""
     plan = {}
-    for i, layer in enumerate(sft_layers(model)):
+    for layer in sft_layers(model):
         prefix = next(n for n, m in model.named_modules() if m is layer)
         plan[f"{prefix}.SFT_scale_conv0"] = plan[f"{prefix}.SFT_shift_conv0"] = (
             True, "run as one 32→64 bf16 conv with its scale / shift twin")
