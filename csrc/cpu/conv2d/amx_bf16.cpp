@@ -112,12 +112,9 @@ __attribute__((target("amx-tile,amx-bf16"))) void block_tiles(const uint16_t* a,
   }
 }
 
-__attribute__((target("amx-tile"))) void block_sums(float* acc) {
-  _tile_stored(0, acc, kNR * 4);
-  _tile_stored(1, acc + 16, kNR * 4);
-  _tile_stored(2, acc + 16 * kNR, kNR * 4);
-  _tile_stored(3, acc + 16 * kNR + 16, kNR * 4);
-}
+// The block's four accumulator tiles as acc [32 pixels][32 channels]: the int8 block's store, whose tilestored
+// moves 4-byte sums whatever their type.
+void block_sums(float* acc) { qconv::block_amx_store(reinterpret_cast<int32_t*>(acc)); }
 
 // Accumulator rows [i0, i0 + n) go to output pixels at out (pixel pitch ldo) with residual res (pitch ldr, or null).
 // (With a pixel shuffle: out and res point at the pixel's sub-pixel (0, 0), channel 0.)
