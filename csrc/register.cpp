@@ -55,6 +55,8 @@ TORCH_LIBRARY(sft_cpu, m) {
         "ScalarType? out_dtype=None, float res_scale=0., int res_zero_point=0) -> Tensor");
   m.def("sft_modulation(Tensor x, Tensor mid_s, Tensor w_s, Tensor? b_s, Tensor mid_t, Tensor w_t, Tensor? b_t) "
         "-> Tensor");
+  m.def("sft_modulation_bf16(Tensor x, Tensor mid_s, Tensor w_s, Tensor? b_s, Tensor mid_t, Tensor w_t, Tensor? b_t) "
+        "-> Tensor");
   m.def("qconv2d_grouped_fits(int C, int K, int groups) -> bool", &sft::qconv2d_grouped_fits);
   m.def("qconv2d_grouped(Tensor x_q, float x_scale, int x_zero_point, Tensor packed, Tensor wsum, Tensor w_scale, "
         "Tensor? bias, int R, int S, int[] stride, int[] padding, int[] dilation, int groups, int activation, "
@@ -111,6 +113,7 @@ TORCH_LIBRARY_IMPL(sft_cpu, CPU, m) {
   m.impl("qsft_layer", &sft::qsft_layer_cpu);
   m.impl("qconv2d_grouped", &sft::qconv2d_grouped_cpu);
   m.impl("sft_modulation", &sft::sft_modulation_cpu);
+  m.impl("sft_modulation_bf16", &sft::sft_modulation_bf16_cpu);
   m.impl("separable_conv2d", &sft::separable_conv2d_cpu);
   m.impl("sparse_conv2d", &sft::sparse_conv2d_cpu);
   m.impl("strassen_abc", &sft::strassen_abc_cpu);

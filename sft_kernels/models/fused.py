@@ -125,15 +125,16 @@ def _first_convs(layer, cond: torch.Tensor) -> torch.Tensor:
 def bf16_plan(model) -> dict:
     """convert_'s fp32_precision="bf16" for the SFT layers' convs as this forward runs them: {name: (bf16, why)}.
     The first convs run as one 32→64 conv, which pays in bf16 (SFTNet at 128², 1 / 2 threads: 244 → 217 / 134 →
-    122 ms) where each 32→32 half alone would not; the second convs stay in ops.sft_modulation's float32 op, faster
-    than bf16 convs writing the scale and shift maps for the reader to apply (236 vs 270 ms at 1 thread)."""
+    122 ms) where each 32→32 half alone would not; the second convs run with the modulation in one bf16 op
+    (ops.sft_modulation(bf16=True)); as bf16 convs writing the scale and shift maps for the reader to apply, they
+    had been slower than the float32 op (270 vs 236 ms at 1 thread)."""
     plan = {}
     for layer in sft_layers(model):
         prefix = next(n for n, m in model.named_modules() if m is layer)
         plan[f"{prefix}.SFT_scale_conv0"] = plan[f"{prefix}.SFT_shift_conv0"] = (
             True, "run as one 32→64 bf16 conv with its scale / shift twin")
         plan[f"{prefix}.SFT_scale_conv1"] = plan[f"{prefix}.SFT_shift_conv1"] = (
-            False, "runs with the modulation in one float32 op (ops.sft_modulation), faster here than bf16 convs")
+            True, "runs with its twin and the modulation in one bf16 op (ops.sft_modulation(bf16=True))")
     return plan
 
 
@@ -188,7 +189,8 @@ def modulated(layer, cond: torch.Tensor, x: torch.Tensor, reader) -> tuple:
             and all(type(c) in (nn.Conv2d, Conv2d) for c in (c0s, c0t)) and _avx512_cpu()):
         h = _first_convs(layer, cond)  # float readers: the modulated map itself (ops.sft_modulation)
         mid = c0s.out_channels
-        return ops.sft_modulation(x, h[:, :mid], c1s.weight, c1s.bias, h[:, mid:], c1t.weight, c1t.bias), None
+        return ops.sft_modulation(x, h[:, :mid], c1s.weight, c1s.bias, h[:, mid:], c1t.weight, c1t.bias,
+                                  bf16=_bf16(c1s) and _bf16(c1t)), None
     if not (cpu_f32 and is_int8(reader) and _int8_pair(c1s) and _int8_pair(c1t)):
         return x, modulation(layer, cond)
     slope = layer.negative_slope

@@ -1,7 +1,7 @@
 """AddressSanitizer run of the C++ kernels (`make asan`): builds csrc/ with -fsanitize=address into a scratch
 directory, loads it instead of sft_kernels._C and runs conv2d (direct, Winograd, pixel shuffle, groups, NCHW,
-channels_last, thin ends, SFT modulation; bf16 on AMX), ABC Strassen, the fused separable conv, the int8 (dense and
-depthwise) and sparse convs and matmul
+channels_last, thin ends, SFT modulation; bf16 on AMX, and its SFT modulation), ABC Strassen, the fused separable
+conv, the int8 (dense and depthwise) and sparse convs and matmul
 against float64, with every micro-kernel (SFT_KERNELS_ISA) and int8 kernel (SFT_KERNELS_INT8). Needs the process
 to start with libasan preloaded (the Makefile does that);
 not part of the default test run (it is slow to build).
@@ -149,6 +149,15 @@ def run():
             y = ops.conv2d(x, wt, b, [st, st], [pd, pd], [dl, dl], 1, 1, 0.0, res, 4, sh, sc, sf)
             assert (y.double() - ref - res.double()).abs().max().item() < 1e-2, (n, c, h, w, k, r, st, sh)
         assert ops.conv2d_bf16_peak_gflops() > 0
+        for (n, k, cs, ct, h, w) in [(1, 64, 32, 32, 9, 7), (2, 40, 12, 40, 5, 11), (1, 16, 8, 8, 3, 3)]:
+            x = torch.randn(n, k, h, w)
+            both = torch.randn(n, cs + ct, h, w).contiguous(memory_format=torch.channels_last)
+            ms, mt = both[:, :cs], both[:, cs:]
+            ws, wt, bs, bt = torch.randn(k, cs, 1, 1), torch.randn(k, ct, 1, 1), torch.randn(k), torch.randn(k)
+            y = ops.sft_modulation_bf16(x, ms, ws, bs, mt, wt, bt)
+            sc = F.conv2d(ms.bfloat16().double(), ws.bfloat16().double(), bs.double())
+            sh = F.conv2d(mt.bfloat16().double(), wt.bfloat16().double(), bt.double())
+            assert (y.double() - (x.double() * (sc + 1) + sh)).abs().max().item() < 1e-2, (n, k, cs, ct)
     # Fused separable conv: masked channel tails, multipliers (scalar depthwise), strides, residual, tile tails;
     # chunks of narrow rows with tiles across rows, K slices (C > KC), edge columns read as zeros, 1-pixel rows
     for (n, c, h, w, m, k, st, pd) in [(1, 17, 9, 15, 1, 33, 1, 1), (2, 64, 13, 7, 1, 40, 2, 1),

@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "cpu/conv2d/amx_bf16.h"
 #include "cpu/conv2d/conv2d.h"
 #include "cpu/conv2d/paths.h"
 #include "cpu/engine/ukernel.h"
@@ -28,10 +29,9 @@
 #include "cpu/runtime/weight_cache.h"
 
 namespace sft {
+namespace bf16 {
 namespace {
 
-constexpr int kNR = 32;     // output channels per panel
-constexpr int kCh = 32;     // input channels per tile row (64 bytes of bf16)
 constexpr int kRun = 4;     // blocks per run: a panel's weights stay in L1 across the run's blocks
 constexpr int kSegs = 33;   // a flat block's pixels fall in at most this many output-row segments
 constexpr int64_t kBandBytes = int64_t(1) << 20;  // a thread's padded bf16 rows: about half of L2
@@ -65,6 +65,8 @@ at::Tensor pack_weight(const at::Tensor& w_in, int64_t Cp, int64_t shuffle) {
 
 // n pixels of C float channels (pixel pitch xs; ms / mt: modulation maps strided like x, or null) into rows of Cp
 // bf16 channels, zeros past C: x·(ms + 1) + mt rounded to bf16's nearest even (vcvtne2ps2bf16, NaN kept).
+}  // namespace
+
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void fill_pixels(const float* x, int64_t xs,
                                                                                   const float* ms, const float* mt,
                                                                                   int64_t n, int64_t C, int64_t Cp,
@@ -127,9 +129,18 @@ __attribute__((target("amx-tile,amx-bf16"))) void block_tiles(const uint16_t* a,
   }
 }
 
-// The block's four accumulator tiles as acc [32 pixels][32 channels]: the int8 block's store, whose tilestored
-// moves 4-byte sums whatever their type.
+template void block_tiles<true>(const uint16_t*, int64_t, const int64_t*, int64_t, int64_t, const uint16_t*);
+template void block_tiles<false>(const uint16_t*, int64_t, const int64_t*, int64_t, int64_t, const uint16_t*);
+
+// The int8 block's store: its tilestored moves 4-byte sums whatever their type.
 void block_sums(float* acc) { qconv::block_amx_store(reinterpret_cast<int32_t*>(acc)); }
+
+at::Tensor packed_weight(const at::Tensor& weight, int64_t Cp, int64_t shuffle) {
+  return cached_weight_transform(weight, (int64_t(10) << 40) + Cp * 16 + shuffle,
+                                 [&](const at::Tensor& w) { return pack_weight(w, Cp, shuffle); });
+}
+
+namespace {
 
 // Accumulator rows [i0, i0 + n) go to output pixels at out (pixel pitch ldo) with residual res (pitch ldr, or null).
 // (With a pixel shuffle: out and res point at the pixel's sub-pixel (0, 0), channel 0.)
@@ -167,6 +178,9 @@ __attribute__((target("amx-tile,amx-bf16"))) void peak_loop(int64_t iters, const
 }
 
 }  // namespace
+}  // namespace bf16
+
+using namespace bf16;  // NOLINT: this file's own helpers
 
 double conv2d_bf16_peak_gflops() {
   TORCH_CHECK(conv2d_bf16_available(), "sft_cpu::conv2d_bf16_peak_gflops: this CPU or OS does not run AMX-BF16");
@@ -207,9 +221,7 @@ void conv2d_bf16_into(const at::Tensor& x, const at::Tensor& weight, const at::T
   TORCH_CHECK(ph >= 0 && pw >= 0, "sft_cpu::conv2d: algorithm='bf16' takes non-negative padding");
   const int64_t Cp = (C + kCh - 1) / kCh * kCh, chunks = Cp / kCh, panels = (K + kNR - 1) / kNR;
   const int64_t Wp = W + 2 * pw, pitch = Wp * Cp, span = (R - 1) * dh + 1;
-  const at::Tensor packed = cached_weight_transform(weight, (int64_t(9) << 40) + Cp * 16 + r, [&](const at::Tensor& w) {
-    return pack_weight(w, Cp, r);
-  });
+  const at::Tensor packed = packed_weight(weight, Cp, r);
   const at::Tensor b = b_in.defined() && r > 1 ? b_in.view({Cs, r2}).t().contiguous() : b_in;
   const uint16_t* wb = reinterpret_cast<const uint16_t*>(packed.data_ptr<int16_t>());
   const int64_t panel_size = RS * Cp * kNR;

@@ -26,6 +26,11 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c
 at::Tensor sft_modulation_cpu(const at::Tensor& x, const at::Tensor& mid_s, const at::Tensor& w_s,
                               const c10::optional<at::Tensor>& b_s, const at::Tensor& mid_t, const at::Tensor& w_t,
                               const c10::optional<at::Tensor>& b_t);
+// The same with the two convs in bf16 on AMX tiles (mid maps and weights rounded to bfloat16, float32 sums, bias and
+// modulation): sft_modulation_bf16.cpp; error where conv2d_bf16_available() is false.
+at::Tensor sft_modulation_bf16_cpu(const at::Tensor& x, const at::Tensor& mid_s, const at::Tensor& w_s,
+                                   const c10::optional<at::Tensor>& b_s, const at::Tensor& mid_t,
+                                   const at::Tensor& w_t, const c10::optional<at::Tensor>& b_t);
 
 // Whether algorithm 4 (bf16 on AMX) runs here (amx_bf16.cpp).
 bool conv2d_bf16_available();

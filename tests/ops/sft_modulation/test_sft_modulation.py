@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from sft_kernels import ops
+from sft_kernels.backends import bf16_available
 from sft_kernels.ops.sft_modulation import reference as ref
 from sft_kernels.testing import assert_close, tol
 from tests.conftest import op_backends, run_fresh
@@ -76,7 +77,39 @@ def test_portable_loop_under_a_forced_isa(isa):
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="the cpu extension did not build")
 def test_opcheck():
     x, ms, mt, ((ws, bs), (wt, bt)) = _data(CASES[1], sliced=True)
-    torch.library.opcheck(torch.ops.sft.sft_modulation.default, (x, ms, ws, bs, mt, wt, bt, "cpu"))
+    torch.library.opcheck(torch.ops.sft.sft_modulation.default, (x, ms, ws, bs, mt, wt, bt, False, "cpu"))
+    if bf16_available():
+        torch.library.opcheck(torch.ops.sft.sft_modulation.default, (x, ms, ws, bs, mt, wt, bt, True, "cpu"))
+
+
+def _bf16_definition(x, ms, mt, convs):
+    """float64 of the bf16-rounded mid maps and weights, the biases and modulation unrounded."""
+    (ws, bs), (wt, bt) = convs
+    r = [t.to(torch.bfloat16).double() for t in (ms, ws, mt, wt)]
+    return ref.sft_modulation(x.double(), r[0], r[1], bs.double(), r[2], r[3], bt.double())
+
+
+@pytest.mark.skipif(not bf16_available(), reason="no AMX-BF16 here")
+@pytest.mark.parametrize("case", CASES + [(3, 72, 40, 33, 7, 9)], ids=str)
+@pytest.mark.parametrize("layout", ["nchw", "sliced"])
+def test_bf16_matches_its_definition(case, layout):
+    """bf16=True on the cpu (AMX tiles) and on the reference backend against the definition: pixel blocks of 32 with
+    tails, mid maps of 5-40 channels (one 32-channel chunk or two), panels with 16 or fewer outputs (half tiles)."""
+    x, ms, mt, convs = _data(case, seed=3, sliced=layout == "sliced")
+    (ws, bs), (wt, bt) = convs
+    want = _bf16_definition(x, ms, mt, convs)
+    for backend in ("cpu", "reference"):
+        y = ops.sft_modulation(x, ms, ws, bs, mt, wt, bt, bf16=True, backend=backend)
+        assert y.is_contiguous(memory_format=torch.channels_last)
+        assert_close(y, want, k=case[2] + case[3], msg=f"{backend} {case} {layout}")
+    far = _reference(x, ms, mt, convs)  # float32's answer: bf16 rounding apart, not equal
+    assert 0 < (y.double() - far).abs().max().item() < 0.1
+
+
+def test_bf16_bad_inputs():
+    x, ms, mt, ((ws, bs), (wt, bt)) = _data(CASES[3])
+    with pytest.raises(TypeError, match="bf16 must be a bool"):
+        ops.sft_modulation(x, ms, ws, bs, mt, wt, bt, bf16=1)
 
 
 def test_fused_sftnet_forward_matches_the_unfused_one(monkeypatch):

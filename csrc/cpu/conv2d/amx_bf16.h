@@ -1,0 +1,33 @@
+// What the bf16 AMX conv (amx_bf16.cpp) shares with the bf16 SFT modulation (sft_modulation_bf16.cpp): the weight
+// packing, the rounding copy of input pixels, the block's tile multiplies and the store of its sums.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+namespace sft::bf16 {
+
+constexpr int kNR = 32;  // output channels per panel
+constexpr int kCh = 32;  // input channels per tile row (64 bytes of bf16)
+
+// [K, C, R, S] float32 weights as bf16 panels [ceil(K/32)][R·S][Cp/32][16 channel pairs][32 outputs][2] (zeros past
+// C and K; shuffle = r > 1: output channels in PixelShuffle(r)'s sub-pixel order), cached per weight.
+at::Tensor packed_weight(const at::Tensor& weight, int64_t Cp, int64_t shuffle);
+
+// n pixels of C float channels (pixel pitch xs; ms / mt: modulation maps strided like x, or null) into rows of Cp
+// bf16 channels, zeros past C: x·(ms + 1) + mt rounded to bf16's nearest even.
+void fill_pixels(const float* x, int64_t xs, const float* ms, const float* mt, int64_t n, int64_t C, int64_t Cp,
+                 uint16_t* dst);
+
+// A block of 32 pixels × one 32-output panel into accumulator tiles 0-3 (Half: outputs 16-31 skipped; tiles 1 and 3
+// left as they were): a, the block's first pixel at tap 0 (bf16 elements; tile rows pitch bytes apart), toff the
+// taps' offsets (elements), b the panel's packed weights. The thread must have loaded qconv::amx_configure(64).
+template <bool Half>
+void block_tiles(const uint16_t* a, int64_t pitch, const int64_t* toff, int64_t ntaps, int64_t chunks,
+                 const uint16_t* b);
+
+// The accumulator tiles into acc [32 pixels][32 outputs] (64-byte aligned).
+void block_sums(float* acc);
+
+}  // namespace sft::bf16

@@ -1,0 +1,124 @@
+// An SFT layer's output with its second convs in bf16 on AMX tiles (sft_modulation's bf16 form, for models converted
+// with fp32_precision="bf16"): x·(scale + 1) + shift, scale and shift 1×1 convs of the bf16-rounded mid maps with
+// bf16 weights, float32 sums, bias and modulation. Per block of 32 pixels each mid map is rounded once into a small
+// per-thread buffer; per 32-channel panel the scale sums, then the shift sums, go through the tiles and the block's
+// output is written from both. The float32 op (sft_modulation.cpp) is bound by its FMAs (SFTNet: 1.6 ms a layer).
+#include <ATen/Parallel.h>
+
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "cpu/conv2d/amx_bf16.h"
+#include "cpu/conv2d/conv2d.h"
+#include "cpu/qconv2d/tiles.h"
+#include "cpu/runtime/buffer_pool.h"
+
+namespace sft {
+namespace {
+
+// One mid map as the tiles read it: pixel rows of C channels at a pitch, packed weights, bias.
+struct Branch {
+  const float* mid;
+  int64_t pitch, C;
+  const uint16_t* packed;
+  const float* bias;
+};
+
+// out = x·(s + bs + 1) + (t + bt) for n pixels × nc channels of sums s, t [32][32].
+__attribute__((target("avx512f"))) void modulate_store(const float* s, const float* t, const float* bs,
+                                                       const float* bt, const float* x, float* out, int64_t K,
+                                                       int n, int nc) {
+  const __mmask16 m0 = static_cast<__mmask16>((1u << std::min(16, nc)) - 1u);
+  const __mmask16 m1 = static_cast<__mmask16>(nc > 16 ? (1u << (nc - 16)) - 1u : 0u);
+  const __m512 one = _mm512_set1_ps(1.f);
+  const __m512 bs0 = bs ? _mm512_maskz_loadu_ps(m0, bs) : _mm512_setzero_ps();
+  const __m512 bs1 = bs ? _mm512_maskz_loadu_ps(m1, bs + 16) : _mm512_setzero_ps();
+  const __m512 bt0 = bt ? _mm512_maskz_loadu_ps(m0, bt) : _mm512_setzero_ps();
+  const __m512 bt1 = bt ? _mm512_maskz_loadu_ps(m1, bt + 16) : _mm512_setzero_ps();
+  for (int i = 0; i < n; ++i, x += K, out += K) {
+    const __m512 s0 = _mm512_add_ps(_mm512_add_ps(_mm512_load_ps(s + i * 32), bs0), one);
+    const __m512 s1 = _mm512_add_ps(_mm512_add_ps(_mm512_load_ps(s + i * 32 + 16), bs1), one);
+    const __m512 t0 = _mm512_add_ps(_mm512_load_ps(t + i * 32), bt0);
+    const __m512 t1 = _mm512_add_ps(_mm512_load_ps(t + i * 32 + 16), bt1);
+    _mm512_mask_storeu_ps(out, m0, _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, x), s0, t0));
+    _mm512_mask_storeu_ps(out + 16, m1, _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, x + 16), s1, t1));
+  }
+}
+
+}  // namespace
+
+at::Tensor sft_modulation_bf16_cpu(const at::Tensor& x, const at::Tensor& mid_s, const at::Tensor& w_s,
+                                   const c10::optional<at::Tensor>& b_s, const at::Tensor& mid_t,
+                                   const at::Tensor& w_t, const c10::optional<at::Tensor>& b_t) {
+  constexpr const char* op = "sft_cpu::sft_modulation_bf16";
+  TORCH_CHECK(conv2d_bf16_available(), op, ": needs AMX-BF16 tiles (Intel Xeon Sapphire Rapids or later) and the "
+              "AVX-512 kernels; use sft_modulation (float32) here");
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat, op, ": x must be float32 [N, K, H, W]");
+  const int64_t N = x.size(0), K = x.size(1), H = x.size(2), W = x.size(3);
+  auto check = [&](const at::Tensor& mid, const at::Tensor& w, const c10::optional<at::Tensor>& b, const char* name) {
+    TORCH_CHECK(mid.dim() == 4 && mid.scalar_type() == at::kFloat && mid.size(0) == N && mid.size(2) == H &&
+                    mid.size(3) == W,
+                op, ": ", name, " must be float32 with x's batch and spatial size");
+    TORCH_CHECK(w.dim() == 4 && w.scalar_type() == at::kFloat && w.size(0) == K && w.size(1) == mid.size(1) &&
+                    w.size(2) == 1 && w.size(3) == 1,
+                op, ": ", name, "'s conv must be float32 1×1 from its channels to x's");
+    TORCH_CHECK(!b.has_value() || (b->scalar_type() == at::kFloat && b->numel() == K), op, ": ", name,
+                "'s bias must hold ", K, " float32 values");
+  };
+  check(mid_s, w_s, b_s, "mid_s");
+  check(mid_t, w_t, b_t, "mid_t");
+  const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor out = pooled_empty(x.sizes(), x.options(), at::MemoryFormat::ChannelsLast);
+  const int64_t M = N * H * W;
+  if (M == 0 || K == 0) return out;
+  // pixel rows: a channel slice of a channels_last map (SFTNet's first convs' output halves) is read in place
+  auto rows = [&](const at::Tensor& mid) {
+    const bool ok = mid.stride(1) == 1 && mid.stride(2) == W * mid.stride(3) &&
+                    (N == 1 || mid.stride(0) == H * W * mid.stride(3));
+    return ok ? mid : mid.contiguous(at::MemoryFormat::ChannelsLast);
+  };
+  const at::Tensor ms = rows(mid_s), mt = rows(mid_t);
+  const int64_t Cps = (ms.size(1) + bf16::kCh - 1) / bf16::kCh * bf16::kCh;
+  const int64_t Cpt = (mt.size(1) + bf16::kCh - 1) / bf16::kCh * bf16::kCh;
+  const at::Tensor ps = bf16::packed_weight(w_s, Cps, 1), pt = bf16::packed_weight(w_t, Cpt, 1);
+  const at::Tensor bs = b_s.has_value() ? b_s->contiguous() : at::Tensor();
+  const at::Tensor bt = b_t.has_value() ? b_t->contiguous() : at::Tensor();
+  auto bits = [](const at::Tensor& p) { return reinterpret_cast<const uint16_t*>(p.data_ptr<int16_t>()); };
+  auto ptr = [](const at::Tensor& b) { return b.defined() ? b.data_ptr<float>() : nullptr; };
+  const Branch s{ms.data_ptr<float>(), ms.stride(3), ms.size(1), bits(ps), ptr(bs)};
+  const Branch t{mt.data_ptr<float>(), mt.stride(3), mt.size(1), bits(pt), ptr(bt)};
+  const float* xp = xc.data_ptr<float>();
+  float* op_ = out.data_ptr<float>();
+  const int64_t panels = (K + bf16::kNR - 1) / bf16::kNR, blocks = (M + 31) / 32;
+  at::parallel_for(0, blocks, 4, [&](int64_t b0, int64_t b1) {
+    // 32 rows of each branch's rounded channels (a last block's tiles read all 32; rows past it meet no output)
+    at::Tensor buf_t = pooled_empty({32 * (Cps + Cpt)}, x.options().dtype(at::kShort));
+    uint16_t* as = reinterpret_cast<uint16_t*>(buf_t.data_ptr<int16_t>());
+    uint16_t* at_ = as + 32 * Cps;
+    alignas(64) float sums[2][32 * bf16::kNR];
+    const int64_t toff = 0;
+    qconv::amx_configure(64);
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t m0 = blk * 32;
+      const int n = static_cast<int>(std::min<int64_t>(32, M - m0));
+      bf16::fill_pixels(s.mid + m0 * s.pitch, s.pitch, nullptr, nullptr, n, s.C, Cps, as);
+      bf16::fill_pixels(t.mid + m0 * t.pitch, t.pitch, nullptr, nullptr, n, t.C, Cpt, at_);
+      for (int64_t panel = 0; panel < panels; ++panel) {
+        const int64_t j0 = panel * bf16::kNR;
+        const int nc = static_cast<int>(std::min<int64_t>(bf16::kNR, K - j0));
+        auto tiles = nc <= 16 ? bf16::block_tiles<true> : bf16::block_tiles<false>;
+        tiles(as, Cps * 2, &toff, 1, Cps / bf16::kCh, s.packed + panel * Cps * bf16::kNR);
+        bf16::block_sums(sums[0]);
+        tiles(at_, Cpt * 2, &toff, 1, Cpt / bf16::kCh, t.packed + panel * Cpt * bf16::kNR);
+        bf16::block_sums(sums[1]);
+        modulate_store(sums[0], sums[1], s.bias ? s.bias + j0 : nullptr, t.bias ? t.bias + j0 : nullptr,
+                       xp + m0 * K + j0, op_ + m0 * K + j0, K, n, nc);
+      }
+    }
+    qconv::amx_release();
+  });
+  return out;
+}
+
+}  // namespace sft
