@@ -57,6 +57,8 @@ TORCH_LIBRARY(sft_cpu, m) {
         "-> Tensor");
   m.def("sft_modulation_bf16(Tensor x, Tensor mid_s, Tensor w_s, Tensor? b_s, Tensor mid_t, Tensor w_t, Tensor? b_t) "
         "-> Tensor");
+  m.def("sft_layer_bf16(Tensor x, Tensor cond, Tensor w0_s, Tensor? b0_s, Tensor w0_t, Tensor? b0_t, Tensor w1_s, "
+        "Tensor? b1_s, Tensor w1_t, Tensor? b1_t, float negative_slope) -> Tensor");
   m.def("qconv2d_grouped_fits(int C, int K, int groups) -> bool", &sft::qconv2d_grouped_fits);
   m.def("qconv2d_grouped(Tensor x_q, float x_scale, int x_zero_point, Tensor packed, Tensor wsum, Tensor w_scale, "
         "Tensor? bias, int R, int S, int[] stride, int[] padding, int[] dilation, int groups, int activation, "
@@ -114,6 +116,7 @@ TORCH_LIBRARY_IMPL(sft_cpu, CPU, m) {
   m.impl("qconv2d_grouped", &sft::qconv2d_grouped_cpu);
   m.impl("sft_modulation", &sft::sft_modulation_cpu);
   m.impl("sft_modulation_bf16", &sft::sft_modulation_bf16_cpu);
+  m.impl("sft_layer_bf16", &sft::sft_layer_bf16_cpu);
   m.impl("separable_conv2d", &sft::separable_conv2d_cpu);
   m.impl("sparse_conv2d", &sft::sparse_conv2d_cpu);
   m.impl("strassen_abc", &sft::strassen_abc_cpu);

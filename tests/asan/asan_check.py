@@ -1,6 +1,6 @@
 """AddressSanitizer run of the C++ kernels (`make asan`): builds csrc/ with -fsanitize=address into a scratch
 directory, loads it instead of sft_kernels._C and runs conv2d (direct, Winograd, pixel shuffle, groups, NCHW,
-channels_last, thin ends, SFT modulation; bf16 on AMX, and its SFT modulation), ABC Strassen, the fused separable
+channels_last, thin ends, SFT modulation; bf16 on AMX, its SFT modulation and layer), ABC Strassen, the fused separable
 conv, the int8 (dense and depthwise) and sparse convs and matmul
 against float64, with every micro-kernel (SFT_KERNELS_ISA) and int8 kernel (SFT_KERNELS_INT8). Needs the process
 to start with libasan preloaded (the Makefile does that);
@@ -158,6 +158,14 @@ def run():
             sc = F.conv2d(ms.bfloat16().double(), ws.bfloat16().double(), bs.double())
             sh = F.conv2d(mt.bfloat16().double(), wt.bfloat16().double(), bt.double())
             assert (y.double() - (x.double() * (sc + 1) + sh)).abs().max().item() < 1e-2, (n, k, cs, ct)
+            cond = torch.randn(n, 20, h, w)  # the whole layer from a condition map (NCHW: copied to rows)
+            w0s, w0t, b0s, b0t = torch.randn(cs, 20, 1, 1), torch.randn(ct, 20, 1, 1), torch.randn(cs), torch.randn(ct)
+            y = ops.sft_layer_bf16(x, cond, w0s, b0s, w0t, b0t, ws, bs, wt, bt, 0.1)
+            ms = F.leaky_relu(F.conv2d(cond.bfloat16().double(), w0s.bfloat16().double(), b0s.double()), 0.1)
+            mt = F.leaky_relu(F.conv2d(cond.bfloat16().double(), w0t.bfloat16().double(), b0t.double()), 0.1)
+            sc = F.conv2d(ms.float().bfloat16().double(), ws.bfloat16().double(), bs.double())
+            sh = F.conv2d(mt.float().bfloat16().double(), wt.bfloat16().double(), bt.double())
+            assert (y.double() - (x.double() * (sc + 1) + sh)).abs().max().item() < 5e-2, (n, k, cs, ct)
     # Fused separable conv: masked channel tails, multipliers (scalar depthwise), strides, residual, tile tails;
     # chunks of narrow rows with tiles across rows, K slices (C > KC), edge columns read as zeros, 1-pixel rows
     for (n, c, h, w, m, k, st, pd) in [(1, 17, 9, 15, 1, 33, 1, 1), (2, 64, 13, 7, 1, 40, 2, 1),

@@ -32,6 +32,16 @@ at::Tensor sft_modulation_bf16_cpu(const at::Tensor& x, const at::Tensor& mid_s,
                                    const c10::optional<at::Tensor>& b_s, const at::Tensor& mid_t,
                                    const at::Tensor& w_t, const c10::optional<at::Tensor>& b_t);
 
+// A whole SFT layer in bf16 on AMX tiles (sft_modulation_bf16.cpp): x·(scale + 1) + shift with scale =
+// conv1x1(leaky_relu(conv1x1(cond; w0_s, b0_s), negative_slope); w1_s, b1_s) and shift likewise (w0_t, w1_t): the
+// condition map, the weights and the mid maps rounded to bfloat16, float32 sums, biases, activation and modulation;
+// the mid maps stay in per-thread rows. Output channels_last.
+at::Tensor sft_layer_bf16_cpu(const at::Tensor& x, const at::Tensor& cond, const at::Tensor& w0_s,
+                              const c10::optional<at::Tensor>& b0_s, const at::Tensor& w0_t,
+                              const c10::optional<at::Tensor>& b0_t, const at::Tensor& w1_s,
+                              const c10::optional<at::Tensor>& b1_s, const at::Tensor& w1_t,
+                              const c10::optional<at::Tensor>& b1_t, double negative_slope);
+
 // Whether algorithm 4 (bf16 on AMX) runs here (amx_bf16.cpp).
 bool conv2d_bf16_available();
 // GFLOP/s of back-to-back tdpbf16ps over torch's threads (no memory traffic): the bf16 path's ceiling here.

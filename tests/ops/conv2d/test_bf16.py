@@ -222,9 +222,8 @@ def test_convert_bf16_reports_and_runs_each_conv():
 
 @amx
 def test_convert_bf16_sftnet():
-    """SFTNet's fused forward: trunk / HR / condition convs, the SFT layers' first-conv pairs and their second convs
-    with the modulation (ops.sft_modulation(bf16=True)) in bf16 (the model's own plan), output within bf16 rounding
-    of eager's."""
+    """SFTNet's fused forward: trunk / HR / condition convs and each SFT layer as one op (ops.sft_layer(bf16=True))
+    in bf16 (the model's own plan), output within bf16 rounding of eager's."""
     from sft_kernels.models import SFTNet
 
     torch.manual_seed(6)
@@ -236,7 +235,7 @@ def test_convert_bf16_sftnet():
     rows = {r.name: (r.action, r.detail) for r in rep.rows if r.action in ("bf16", "float32")}
     assert rows["sft_branch.0.sft0.SFT_scale_conv0"][0] == "bf16"
     assert rows["sft_branch.0.sft0.SFT_scale_conv1"] == ("bf16", rows["sft_branch.0.sft0.SFT_shift_conv1"][1])
-    assert "sft_modulation" in rows["sft_branch.0.sft0.SFT_scale_conv1"][1]
+    assert "sft_layer" in rows["sft_branch.0.sft0.SFT_scale_conv1"][1]
     assert rows["sft_branch.0.conv0"][0] == "bf16" and rows["HR_branch.0"][0] == "bf16"
     with torch.no_grad():
         got = model(img, seg)
