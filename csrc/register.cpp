@@ -37,7 +37,7 @@ PyObject* PyInit__C(void) {
 TORCH_LIBRARY(sft_cpu, m) {
   m.def("conv2d(Tensor input, Tensor weight, Tensor? bias, int[] stride, int[] padding, int[] dilation, "
         "int groups, int activation, float negative_slope, Tensor? residual, int algorithm=0, int pixel_shuffle=1, "
-        "Tensor? scale=None, Tensor? shift=None) -> Tensor");
+        "Tensor? scale=None, Tensor? shift=None, ScalarType? out_dtype=None) -> Tensor");
   m.def("matmul(Tensor a, Tensor b) -> Tensor");
   m.def("qconv2d_pack(Tensor w_q) -> Tensor[]", &sft::qconv2d_pack);
   m.def("qconv2d_kernel() -> str", &sft::qconv2d_kernel);

@@ -29,6 +29,7 @@ from torch import nn
 
 from .. import ops
 from ..nn.conv import Conv2d, activation_of
+from ..runtime.checks import ACTIVATIONS
 from ..nn.quantized import QuantConv2d, is_int8
 from ..nn.sparse import SparseConv2d
 
@@ -83,6 +84,13 @@ def _conv(module, x, activation=None, residual=None, negative_slope=0.01, weight
         return module.run(x, activation, negative_slope, residual, modulation, *out, pixel_shuffle=pixel_shuffle)
     if isinstance(module, SparseConv2d) and weight is None:  # pruned (prune_): the sparse kernel where it pays
         return module.run(x, activation, negative_slope, residual, modulation, pixel_shuffle)
+    if weight is None and modulation is None and (x.dtype == torch.bfloat16 or _bf16_handover(module, nxt, x)):
+        # bf16 convs hand each other bf16 maps (half the bytes; the reader rounds its input to bf16 anyway, so the
+        # bits are the same): the cpu kernel called directly, as dispatch takes float32 tensors only
+        return torch.ops.sft_cpu.conv2d.default(
+            x, module.weight, module.bias, list(module.stride), list(module.padding), list(module.dilation),
+            module.groups, ACTIVATIONS.index(activation), float(negative_slope), residual, 4, pixel_shuffle, None,
+            None, torch.bfloat16 if _bf16_handover(module, nxt, x) else None)
     return ops.conv2d(x, module.weight if weight is None else weight, module.bias if bias is None else bias,
                       module.stride, module.padding, module.dilation, module.groups if groups is None else groups,
                       activation=activation, negative_slope=negative_slope, residual=residual,
@@ -137,6 +145,17 @@ def bf16_plan(model) -> dict:
 def _bf16(conv) -> bool:
     """Whether a converted conv computes in bf16 (convert_'s fp32_precision="bf16")."""
     return getattr(conv, "algorithm", None) == "bf16"
+
+
+def _bf16_handover(module, nxt, x: torch.Tensor) -> bool:
+    """Whether `module` writes its output for `nxt` in bf16: both bf16 cpu convs with zero padding, in eager
+    inference (no autograd graph to build, no torch.compile trace: the direct kernel call has neither)."""
+    def direct(m):
+        return (type(m) is Conv2d and _bf16(m) and m.backend in (None, "cpu") and m.weight.is_cpu
+                and m.padding_mode == "zeros" and type(m.padding) is tuple)
+    return (nxt is not None and direct(module) and direct(nxt) and x.is_cpu and not torch.compiler.is_compiling()
+            and not (torch.is_grad_enabled() and (x.requires_grad or module.weight.requires_grad
+                                                  or nxt.weight.requires_grad)))
 
 
 _AVX512: Optional[bool] = None

@@ -149,6 +149,13 @@ def run():
             y = ops.conv2d(x, wt, b, [st, st], [pd, pd], [dl, dl], 1, 1, 0.0, res, 4, sh, sc, sf)
             assert (y.double() - ref - res.double()).abs().max().item() < 1e-2, (n, c, h, w, k, r, st, sh)
         assert ops.conv2d_bf16_peak_gflops() > 0
+        for (c, k, r, st) in [(64, 256, 2, 1), (20, 40, 1, 2), (64, 3, 1, 1)]:  # bf16 maps in and out (hand-over)
+            x = torch.randn(1, c, 9, 13).to(torch.bfloat16)
+            wt, b = torch.randn(k, c, 3, 3) * 0.1, torch.randn(k)
+            y = ops.conv2d(x, wt, b, [st, st], [1, 1], [1, 1], 1, 1, 0.0, None, 4, r, None, None, torch.bfloat16)
+            ref = F.relu(F.conv2d(x.double(), wt.bfloat16().double(), b.double(), st, 1))
+            ref = F.pixel_shuffle(ref, r) if r > 1 else ref
+            assert (y.double() - ref).abs().max().item() < 5e-2, (c, k, r, st)
         for (n, k, cs, ct, h, w) in [(1, 64, 32, 32, 9, 7), (2, 40, 12, 40, 5, 11), (1, 16, 8, 8, 3, 3)]:
             x = torch.randn(n, k, h, w)
             both = torch.randn(n, cs + ct, h, w).contiguous(memory_format=torch.channels_last)

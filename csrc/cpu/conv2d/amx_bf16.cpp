@@ -89,6 +89,26 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void fill_pixels
   }
 }
 
+// n pixels of C bf16 channels (pixel pitch xs) into rows of Cp, zeros past C: an input handed over in bf16.
+__attribute__((target("avx512f,avx512bw"))) void copy_pixels(const uint16_t* x, int64_t xs, int64_t n, int64_t C,
+                                                             int64_t Cp, uint16_t* dst) {
+  for (int64_t i = 0; i < n; ++i, x += xs, dst += Cp)
+    for (int64_t c = 0; c < Cp; c += 32) {
+      const int64_t k = std::clamp<int64_t>(C - c, 0, 32);
+      const __mmask32 m = static_cast<__mmask32>(k == 32 ? 0xFFFFFFFFu : (1u << k) - 1u);
+      _mm512_storeu_si512(dst + c, _mm512_maskz_loadu_epi16(m, x + c));
+    }
+}
+
+// Rows [0, mr) of t (pitch 32 floats) rounded to bf16 into rows of d (pitch ld elements), nc channels each.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void round_rows(const float* t, int mr, int nc,
+                                                                                 uint16_t* d, int64_t ld) {
+  const __mmask32 m = static_cast<__mmask32>(nc >= 32 ? 0xFFFFFFFFu : (1u << nc) - 1u);
+  for (int i = 0; i < mr; ++i)
+    _mm512_mask_storeu_epi16(d + i * ld, m, (__m512i)_mm512_cvtne2ps_pbh(_mm512_load_ps(t + i * 32 + 16),
+                                                                          _mm512_load_ps(t + i * 32)));
+}
+
 // The block's tile multiplies: a (bf16 elements) is the block's first pixel at tap 0, pitch the bytes between its
 // tile rows, toff the taps' offsets (elements), b the panel's packed weights. Each step's four tdpbf16ps read the
 // tiles loaded by the step before, and each next load is issued as soon as the multiplies reading its tile are: tile
@@ -142,11 +162,11 @@ at::Tensor packed_weight(const at::Tensor& weight, int64_t Cp, int64_t shuffle) 
 
 namespace {
 
-// Accumulator rows [i0, i0 + n) go to output pixels at out (pixel pitch ldo) with residual res (pitch ldr, or null).
-// (With a pixel shuffle: out and res point at the pixel's sub-pixel (0, 0), channel 0.)
+// Accumulator rows [i0, i0 + n) go to output pixels from out (element `o` of the output, pixel pitch ldo) with
+// residual res (pitch ldr, or null). (With a pixel shuffle: o and res at the pixel's sub-pixel (0, 0), channel 0.)
 struct Segment {
   int i0, n;
-  float* out;
+  int64_t o;
   const float* res;
 };
 
@@ -211,6 +231,8 @@ void conv2d_bf16_into(const at::Tensor& x, const at::Tensor& weight, const at::T
                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,
                       const at::Tensor& res, at::Tensor& out, const at::Tensor& mscale, const at::Tensor& mshift,
                       int64_t shuffle) {
+  const bool in16 = x.scalar_type() == at::kBFloat16, out16 = out.scalar_type() == at::kBFloat16;
+  TORCH_CHECK(!in16 || !mscale.defined(), "sft_cpu::conv2d: a bfloat16 input takes no modulation");
   TORCH_CHECK(conv2d_bf16_available(), "sft_cpu::conv2d: algorithm='bf16' needs AMX-BF16 tiles (Intel Xeon "
               "Sapphire Rapids or later, Linux 5.16+) and the AVX-512 kernels; use algorithm=None here");
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
@@ -237,12 +259,14 @@ void conv2d_bf16_into(const at::Tensor& x, const at::Tensor& weight, const at::T
   const int64_t slack = (32 * sw + (S - 1) * dw + 1) * Cp + kCh;
   const bool flat_pays = sh == 1 && sw == 1 && (band * Wp + 31) / 32 < band * ((Q + 31) / 32);
 
-  const float* xp = x.data_ptr<float>();
+  const float* xp = in16 ? nullptr : x.data_ptr<float>();
+  const uint16_t* xh = in16 ? reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>()) : nullptr;
   const float* msp = mscale.defined() ? mscale.data_ptr<float>() : nullptr;
   const float* mtp = mshift.defined() ? mshift.data_ptr<float>() : nullptr;
   const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
   const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
-  float* op = out.data_ptr<float>();
+  float* op = out16 ? nullptr : out.data_ptr<float>();
+  uint16_t* oh = out16 ? reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>()) : nullptr;
   const int64_t xs0 = x.stride(0), xs2 = x.stride(2), xs3 = x.stride(3);
   const int64_t os0 = out.stride(0), os2 = out.stride(2), os3 = out.stride(3);
   const int64_t rs0 = rp ? res.stride(0) : 0, rs2 = rp ? res.stride(2) : 0, rs3 = rp ? res.stride(3) : 0;
@@ -265,9 +289,18 @@ void conv2d_bf16_into(const at::Tensor& x, const at::Tensor& weight, const at::T
         const int64_t sp = j.j0 / Cs, o0 = sp / r * os2 + sp % r * os3 + j.j0 % Cs;  // the panel's sub-pixel
         const int64_t r0 = sp / r * rs2 + sp % r * rs3 + j.j0 % Cs;
         for (int i = 0; i < s.n; i += 14) {
-          const KOut o{s.out + i * ldo + o0, ldo, s.res ? s.res + i * ldr + r0 : nullptr, ldr,
-                       bp ? bp + j.j0 : nullptr, act, fslope, false, true, std::min(14, s.n - i), j.ncols};
-          uk.epilogue(j.acc + (s.i0 + i) * kNR, o);
+          const int mr = std::min(14, s.n - i);
+          const int64_t at_o = s.o + i * ldo + o0;
+          const float* rr = s.res ? s.res + i * ldr + r0 : nullptr;
+          if (!out16) {
+            uk.epilogue(j.acc + (s.i0 + i) * kNR, KOut{op + at_o, ldo, rr, ldr, bp ? bp + j.j0 : nullptr, act, fslope,
+                                                       false, true, mr, j.ncols});
+            continue;
+          }
+          alignas(64) float t[14 * kNR];  // bf16 output: the float32 epilogue, then rounded
+          uk.epilogue(j.acc + (s.i0 + i) * kNR, KOut{t, kNR, rr, ldr, bp ? bp + j.j0 : nullptr, act, fslope, false,
+                                                     true, mr, j.ncols});
+          round_rows(t, mr, j.ncols, oh + at_o, ldo);
         }
       }
     };
@@ -289,7 +322,10 @@ void conv2d_bf16_into(const at::Tensor& x, const at::Tensor& weight, const at::T
         }
         std::memset(d, 0, pw * Cp * sizeof(uint16_t));
         const int64_t xo = n * xs0 + ih * xs2;
-        fill_pixels(xp + xo, xs3, msp ? msp + xo : nullptr, mtp ? mtp + xo : nullptr, W, C, Cp, d + pw * Cp);
+        if (in16)
+          copy_pixels(xh + xo, xs3, W, C, Cp, d + pw * Cp);
+        else
+          fill_pixels(xp + xo, xs3, msp ? msp + xo : nullptr, mtp ? mtp + xo : nullptr, W, C, Cp, d + pw * Cp);
         std::memset(d + (pw + W) * Cp, 0, (Wp - pw - W) * Cp * sizeof(uint16_t));
       }
       // The band's blocks: (first input element, segments of output pixels), in runs of up to kRun.
@@ -320,8 +356,7 @@ void conv2d_bf16_into(const at::Tensor& x, const at::Tensor& weight, const at::T
         nblk = 0;
       };
       auto pixel = [&](int64_t p, int64_t q) {
-        return Segment{0, 0, op + n * os0 + r * (p * os2 + q * os3),
-                       rp ? rp + n * rs0 + r * (p * rs2 + q * rs3) : nullptr};
+        return Segment{0, 0, n * os0 + r * (p * os2 + q * os3), rp ? rp + n * rs0 + r * (p * rs2 + q * rs3) : nullptr};
       };
       if (flat_pays) {  // stride 1: 32 consecutive positions v = (p − pa)·Wp + q of the band's grid
         const int64_t nv = (pz - pa) * Wp;

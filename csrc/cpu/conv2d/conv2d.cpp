@@ -34,10 +34,15 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight_in, cons
                       at::IntArrayRef stride, at::IntArrayRef padding_in, at::IntArrayRef dilation, int64_t groups,
                       int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,
                       int64_t algorithm, int64_t pixel_shuffle, const c10::optional<at::Tensor>& scale,
-                      const c10::optional<at::Tensor>& shift) {
+                      const c10::optional<at::Tensor>& shift, c10::optional<at::ScalarType> out_dtype) {
   TORCH_CHECK(input.dim() == 4 && weight_in.dim() == 4, "sft_cpu::conv2d: input and weight must be 4-D");
-  TORCH_CHECK(input.scalar_type() == at::kFloat && weight_in.scalar_type() == at::kFloat,
-              "sft_cpu::conv2d: float32 only");
+  // bf16 maps handed from one algorithm-4 conv to the next: a bfloat16 input or output, algorithm 4 only
+  const bool in16 = input.scalar_type() == at::kBFloat16;
+  const auto odt = out_dtype.value_or(at::kFloat);
+  TORCH_CHECK((input.scalar_type() == at::kFloat || (in16 && algorithm == 4)) && weight_in.scalar_type() == at::kFloat,
+              "sft_cpu::conv2d: float32 only (a bfloat16 input with algorithm='bf16' only)");
+  TORCH_CHECK(odt == at::kFloat || (odt == at::kBFloat16 && algorithm == 4),
+              "sft_cpu::conv2d: out_dtype float32, or bfloat16 with algorithm='bf16'");
   TORCH_CHECK(stride.size() == 2 && padding_in.size() == 2 && dilation.size() == 2,
               "sft_cpu::conv2d: pairs expected");
   const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
@@ -65,7 +70,7 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight_in, cons
   // F.conv2d's rule: channels_last output iff the input's strides are channels-last-like (a slice counts).
   const bool out_cl = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
   const auto fmt = out_cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  at::Tensor out = pooled_empty({N, K / (r * r), P * r, Q * r}, input.options(), fmt);
+  at::Tensor out = pooled_empty({N, K / (r * r), P * r, Q * r}, input.options().dtype(odt), fmt);
   if (N == 0) return out;
   at::Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
   at::Tensor res = residual.has_value() && residual->defined() ? *residual : at::Tensor();
@@ -80,6 +85,7 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight_in, cons
     TORCH_CHECK(scale->sizes() == input.sizes() && shift->sizes() == input.sizes() &&
                 scale->scalar_type() == at::kFloat && shift->scalar_type() == at::kFloat,
                 "sft_cpu::conv2d: scale and shift must be float32 and shaped like the input");
+    TORCH_CHECK(!in16, "sft_cpu::conv2d: a bfloat16 input takes no modulation");
     if (input.stride(1) == 1 && scale->strides() == input.strides() && shift->strides() == input.strides()) {
       ms = *scale;
       mt = *shift;
@@ -88,7 +94,7 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight_in, cons
     }
   }
   // Channels must be unit-stride for the run copies in pack_a: NCHW input is repacked once.
-  if (x.stride(1) != 1) x = to_channels_last_cpu(x);
+  if (x.stride(1) != 1) x = in16 ? x.contiguous(at::MemoryFormat::ChannelsLast) : to_channels_last_cpu(x);
   TORCH_CHECK(algorithm >= 0 && algorithm <= 4, "sft_cpu::conv2d: algorithm code must lie in [0, 4], got ", algorithm);
   const bool bf16 = algorithm == 4;
   TORCH_CHECK(!bf16 || groups == 1, "sft_cpu::conv2d: algorithm='bf16' runs ungrouped convs (groups=1), got groups=",
@@ -109,14 +115,19 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight_in, cons
     at::Tensor y = at::pixel_shuffle(conv2d_cpu(x, weight_in, bias, stride, padding_in, dilation, groups, activation,
                                                 negative_slope, c10::nullopt, algorithm, 1, opt(ms), opt(mt)), r);
     if (res.defined()) y = y + res;
-    return y.contiguous(fmt);
+    return y.to(odt).contiguous(fmt);
   }
   auto run = [&](const at::Tensor& rr, at::Tensor& o) {
     if (bf16) {
-      const bool fused_res = !rr.defined() || rr.stride(1) == 1;
-      conv2d_bf16_into(x, weight, b, stride, padding, dilation, activation, negative_slope,
-                       fused_res ? rr : at::Tensor(), o, ms, mt, 1);
-      if (!fused_res) o.add_(rr);
+      if (!rr.defined() || rr.stride(1) == 1) {
+        conv2d_bf16_into(x, weight, b, stride, padding, dilation, activation, negative_slope, rr, o, ms, mt, 1);
+      } else {  // a residual of other strides added after, to float32 sums (a bf16 output rounded once)
+        at::Tensor t = o.scalar_type() == at::kFloat ? o : at::empty_like(o, o.options().dtype(at::kFloat));
+        conv2d_bf16_into(x, weight, b, stride, padding, dilation, activation, negative_slope, at::Tensor(), t, ms, mt,
+                         1);
+        t.add_(rr);
+        if (!t.is_same(o)) o.copy_(t);
+      }
       return;
     }
     if (wino) {
@@ -157,8 +168,13 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight_in, cons
   }
   // NCHW output: compute channels-last (direct stores) and transpose once, adding the residual on the way;
   // far cheaper than scattering every tile with a stride of P·Q.
-  at::Tensor tmp = pooled_empty({N, K, P, Q}, input.options(), at::MemoryFormat::ChannelsLast);
+  // (A bfloat16 output is rounded once, after the residual: the float32 result copied.)
+  at::Tensor tmp = pooled_empty({N, K, P, Q}, input.options().dtype(at::kFloat), at::MemoryFormat::ChannelsLast);
   run(at::Tensor(), tmp);
+  if (odt != at::kFloat) {
+    out.copy_(res.defined() ? tmp.add_(res) : tmp);
+    return out;
+  }
   const bool fuse_res = !res.defined() || res.is_contiguous();
   transpose_batched(tmp.data_ptr<float>(), out.data_ptr<float>(),
                     fuse_res && res.defined() ? res.data_ptr<float>() : nullptr, N, P * Q, K);

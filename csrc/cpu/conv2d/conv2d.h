@@ -11,14 +11,16 @@ namespace sft {
 // input (N, C, H, W) and weight (K, C/groups, R, S), any strides; bias (K); residual shaped like the output.
 // activation: 0 none, 1 relu, 2 leaky relu with negative_slope. algorithm: 0 auto, 1 direct, 2 Winograd
 // F(4×4,3×3), 3 Winograd F(2×2,3×3) (2 and 3: error where Winograd does not apply), 4 bf16: input and weight
-// rounded to bfloat16, fp32 sums on AMX tiles (groups 1; error where the CPU has no AMX-BF16). pixel_shuffle r >= 1
+// rounded to bfloat16, fp32 sums on AMX tiles (groups 1; error where the CPU has no AMX-BF16); with algorithm 4 the
+// input may be bfloat16 and out_dtype bfloat16 (the output rounded to nearest even in the store): maps handed over
+// between bf16 convs at half the bytes. pixel_shuffle r >= 1
 // divides K by r². scale and shift (together or neither, shaped like input) modulate the input. The output is
 // channels-last iff the input is (F.conv2d's rule).
 at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                       int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,
                       int64_t algorithm, int64_t pixel_shuffle, const c10::optional<at::Tensor>& scale,
-                      const c10::optional<at::Tensor>& shift);
+                      const c10::optional<at::Tensor>& shift, c10::optional<at::ScalarType> out_dtype = c10::nullopt);
 
 // An SFT layer feeding a conv (sft_modulation.cpp): x·(scale + 1) + shift with scale = conv1x1(mid_s; w_s, b_s) and
 // shift = conv1x1(mid_t; w_t, b_t), the two maps never written. x float32 [N, K, H, W]; mid maps [N, C, H, W] (a

@@ -241,3 +241,71 @@ def test_convert_bf16_sftnet():
         got = model(img, seg)
     rel = ((got - want).norm() / want.norm()).item()
     assert 0 < rel < 1e-2, rel
+
+
+@amx
+@pytest.mark.parametrize("case", [(1, 64, 256, 17, 20, 2, 1), (2, 20, 40, 9, 13, 1, 2), (1, 64, 3, 20, 20, 1, 1),
+                                  (1, 40, 96, 6, 7, 2, 1)], ids=str)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_bf16_maps_handed_over(case, layout):
+    """The kernel's bf16 hand-over (SFTNet's fused forward between bf16 convs): out_dtype=bfloat16 gives the float32
+    output rounded to nearest even, and a bfloat16 input the float32 input's result (the kernel rounds it anyway);
+    pixel shuffle in the store (64→256) and after the conv (40→96), a residual, stride 2."""
+    n, c, k, h, w, r, st = case
+    torch.manual_seed(7)
+    x = torch.randn(n, c, h, w)
+    x = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
+    wt, b = torch.randn(k, c, 3, 3) * 0.1, torch.randn(k)
+    p, q = (h - 1) // st + 1, (w - 1) // st + 1
+    res = torch.randn(n, k // (r * r), p * r, q * r).contiguous(memory_format=torch.channels_last)
+    op = torch.ops.sft_cpu.conv2d.default
+    args = ([st, st], [1, 1], [1, 1], 1, 1, 0.0, res, 4, r, None, None)
+    y32 = op(x, wt, b, *args)
+    y16 = op(x, wt, b, *args, torch.bfloat16)
+    assert y16.dtype == torch.bfloat16 and y16.shape == y32.shape
+    assert torch.equal(y16, y32.to(torch.bfloat16))
+    xr = x.to(torch.bfloat16)
+    assert torch.equal(op(xr, wt, b, *args), op(xr.float(), wt, b, *args))
+    assert torch.equal(op(xr, wt, b, *args, torch.bfloat16), op(xr.float(), wt, b, *args).to(torch.bfloat16))
+
+
+@amx
+def test_bf16_handover_bad_inputs():
+    op = torch.ops.sft_cpu.conv2d.default
+    x, w = torch.randn(1, 16, 6, 6), torch.randn(16, 16, 3, 3)
+    with pytest.raises(RuntimeError, match="bfloat16 input with algorithm='bf16' only"):
+        op(x.to(torch.bfloat16), w, None, [1, 1], [1, 1], [1, 1], 1, 0, 0.0, None, 0, 1, None, None)
+    with pytest.raises(RuntimeError, match="out_dtype float32, or bfloat16 with algorithm='bf16'"):
+        op(x, w, None, [1, 1], [1, 1], [1, 1], 1, 0, 0.0, None, 1, 1, None, None, torch.bfloat16)
+    with pytest.raises(RuntimeError, match="a bfloat16 input takes no modulation"):
+        op(x.to(torch.bfloat16), w, None, [1, 1], [1, 1], [1, 1], 1, 0, 0.0, None, 4, 1, x, x)
+
+
+@amx
+def test_sftnet_bf16_handover_same_bits():
+    """SFTNet's HR branch and condition network hand bf16 maps between bf16 convs under no_grad: the same output as
+    with float32 maps; with gradients needed the float32 path runs (and gradients flow)."""
+    from sft_kernels.models import SFTNet, fused
+
+    torch.manual_seed(8)
+    model = SFTNet(num_blocks=1).eval()
+    sft_kernels.convert_(model, fp32_precision="bf16")
+    img, seg = torch.rand(1, 3, 12, 10), torch.rand(1, 8, 48, 40)
+    calls = []
+    real = fused._bf16_handover
+    with torch.no_grad():
+        fused._bf16_handover = lambda *a: calls.append(real(*a)) or calls[-1]
+        try:
+            with_handover = model(img, seg)
+        finally:
+            fused._bf16_handover = real
+        fused._bf16_handover = lambda *a: False
+        try:
+            without = model(img, seg)
+        finally:
+            fused._bf16_handover = real
+    assert any(calls) and with_handover.dtype == torch.float32
+    assert torch.equal(with_handover, without)
+    out = model(img.requires_grad_(), seg)
+    out.sum().backward()
+    assert img.grad is not None and torch.equal(out.detach(), with_handover)
