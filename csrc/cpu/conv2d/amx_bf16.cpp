@@ -63,10 +63,9 @@ at::Tensor pack_weight(const at::Tensor& w_in, int64_t Cp, int64_t shuffle) {
   return packed;
 }
 
-// n pixels of C float channels (pixel pitch xs; ms / mt: modulation maps strided like x, or null) into rows of Cp
-// bf16 channels, zeros past C: x·(ms + 1) + mt rounded to bf16's nearest even (vcvtne2ps2bf16, NaN kept).
 }  // namespace
 
+// (amx_bf16.h) vcvtne2ps2bf16 rounds to nearest even and keeps NaN.
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void fill_pixels(const float* x, int64_t xs,
                                                                                   const float* ms, const float* mt,
                                                                                   int64_t n, int64_t C, int64_t Cp,
@@ -81,13 +80,15 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void fill_pixels
         const __m512 one = _mm512_set1_ps(1.f);
         a = _mm512_add_ps(qconv::rounded(_mm512_mul_ps(a, _mm512_add_ps(_mm512_maskz_loadu_ps(mlo, ms + o), one))),
                           _mm512_maskz_loadu_ps(mlo, mt + o));
-        b = _mm512_add_ps(qconv::rounded(_mm512_mul_ps(b, _mm512_add_ps(_mm512_maskz_loadu_ps(mhi, ms + o + 16), one))),
-                          _mm512_maskz_loadu_ps(mhi, mt + o + 16));
+        const __m512 sb = _mm512_add_ps(_mm512_maskz_loadu_ps(mhi, ms + o + 16), one);
+        b = _mm512_add_ps(qconv::rounded(_mm512_mul_ps(b, sb)), _mm512_maskz_loadu_ps(mhi, mt + o + 16));
       }
       _mm512_storeu_si512(dst + c, (__m512i)_mm512_cvtne2ps_pbh(b, a));
     }
   }
 }
+
+namespace {
 
 // n pixels of C bf16 channels (pixel pitch xs) into rows of Cp, zeros past C: an input handed over in bf16.
 __attribute__((target("avx512f,avx512bw"))) void copy_pixels(const uint16_t* x, int64_t xs, int64_t n, int64_t C,
@@ -108,6 +109,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void round_rows(
     _mm512_mask_storeu_epi16(d + i * ld, m, (__m512i)_mm512_cvtne2ps_pbh(_mm512_load_ps(t + i * 32 + 16),
                                                                           _mm512_load_ps(t + i * 32)));
 }
+
+}  // namespace
 
 // The block's tile multiplies: a (bf16 elements) is the block's first pixel at tap 0, pitch the bytes between its
 // tile rows, toff the taps' offsets (elements), b the panel's packed weights. Each step's four tdpbf16ps read the

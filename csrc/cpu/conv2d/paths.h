@@ -129,6 +129,11 @@ void conv2d_bf16_into(const at::Tensor& x, const at::Tensor& weight, const at::T
                       const at::Tensor& res, at::Tensor& out, const at::Tensor& mscale, const at::Tensor& mshift,
                       int64_t shuffle);
 
+// ---- sft_modulation.cpp: the argument checks its float32 and bf16 forms share (error messages name `op`) ----
+void check_sft_modulation(const char* op, const at::Tensor& x, const at::Tensor& mid_s, const at::Tensor& w_s,
+                          const c10::optional<at::Tensor>& b_s, const at::Tensor& mid_t, const at::Tensor& w_t,
+                          const c10::optional<at::Tensor>& b_t);
+
 // ---- modulate.cpp ----
 // dst[c] = x[c]·(scale[c] + 1) + shift[c]: SFT modulation of a conv input, fused into its packing or band copy.
 void modulate_run(float* dst, const float* x, const float* scale, const float* shift, int64_t n);

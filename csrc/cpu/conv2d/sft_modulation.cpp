@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "cpu/conv2d/conv2d.h"
+#include "cpu/conv2d/paths.h"
 #include "cpu/engine/ukernel.h"
 #include "cpu/runtime/buffer_pool.h"
 #include "cpu/runtime/weight_cache.h"
@@ -100,10 +101,9 @@ at::Tensor pixel_rows(const at::Tensor& mid, int64_t* pitch) {
 
 }  // namespace
 
-at::Tensor sft_modulation_cpu(const at::Tensor& x, const at::Tensor& mid_s, const at::Tensor& w_s,
-                              const c10::optional<at::Tensor>& b_s, const at::Tensor& mid_t, const at::Tensor& w_t,
-                              const c10::optional<at::Tensor>& b_t) {
-  constexpr const char* op = "sft_cpu::sft_modulation";
+void check_sft_modulation(const char* op, const at::Tensor& x, const at::Tensor& mid_s, const at::Tensor& w_s,
+                          const c10::optional<at::Tensor>& b_s, const at::Tensor& mid_t, const at::Tensor& w_t,
+                          const c10::optional<at::Tensor>& b_t) {
   TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat, op, ": x must be float32 [N, K, H, W]");
   const int64_t N = x.size(0), K = x.size(1), H = x.size(2), W = x.size(3);
   auto check = [&](const at::Tensor& mid, const at::Tensor& w, const c10::optional<at::Tensor>& b, const char* name) {
@@ -118,6 +118,14 @@ at::Tensor sft_modulation_cpu(const at::Tensor& x, const at::Tensor& mid_s, cons
   };
   check(mid_s, w_s, b_s, "mid_s");
   check(mid_t, w_t, b_t, "mid_t");
+}
+
+at::Tensor sft_modulation_cpu(const at::Tensor& x, const at::Tensor& mid_s, const at::Tensor& w_s,
+                              const c10::optional<at::Tensor>& b_s, const at::Tensor& mid_t, const at::Tensor& w_t,
+                              const c10::optional<at::Tensor>& b_t) {
+  constexpr const char* op = "sft_cpu::sft_modulation";
+  check_sft_modulation(op, x, mid_s, w_s, b_s, mid_t, w_t, b_t);
+  const int64_t N = x.size(0), K = x.size(1), H = x.size(2), W = x.size(3);
   const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
   at::Tensor out = pooled_empty(x.sizes(), x.options(), at::MemoryFormat::ChannelsLast);
   const int64_t M = N * H * W;

@@ -12,6 +12,7 @@
 
 #include "cpu/conv2d/amx_bf16.h"
 #include "cpu/conv2d/conv2d.h"
+#include "cpu/conv2d/paths.h"
 #include "cpu/qconv2d/tiles.h"
 #include "cpu/runtime/buffer_pool.h"
 
@@ -78,7 +79,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void mid_rows(co
   const __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
   const __m512 zero = _mm512_setzero_ps(), sl = _mm512_set1_ps(slope);
   for (int i = 0; i < 32; ++i) {
-    __m512 a = _mm512_add_ps(_mm512_load_ps(sums + i * 32), b0), b = _mm512_add_ps(_mm512_load_ps(sums + i * 32 + 16), b1);
+    __m512 a = _mm512_add_ps(_mm512_load_ps(sums + i * 32), b0);
+    __m512 b = _mm512_add_ps(_mm512_load_ps(sums + i * 32 + 16), b1);
     a = _mm512_mask_mul_ps(a, _mm512_cmp_ps_mask(a, zero, _CMP_LT_OQ), a, sl);  // as the conv store's leaky relu
     b = _mm512_mask_mul_ps(b, _mm512_cmp_ps_mask(b, zero, _CMP_LT_OQ), b, sl);
     _mm512_mask_storeu_epi16(dst + i * ld, m, (__m512i)_mm512_cvtne2ps_pbh(b, a));
@@ -93,20 +95,8 @@ at::Tensor sft_modulation_bf16_cpu(const at::Tensor& x, const at::Tensor& mid_s,
   constexpr const char* op = "sft_cpu::sft_modulation_bf16";
   TORCH_CHECK(conv2d_bf16_available(), op, ": needs AMX-BF16 tiles (Intel Xeon Sapphire Rapids or later) and the "
               "AVX-512 kernels; use sft_modulation (float32) here");
-  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat, op, ": x must be float32 [N, K, H, W]");
+  check_sft_modulation(op, x, mid_s, w_s, b_s, mid_t, w_t, b_t);
   const int64_t N = x.size(0), K = x.size(1), H = x.size(2), W = x.size(3);
-  auto check = [&](const at::Tensor& mid, const at::Tensor& w, const c10::optional<at::Tensor>& b, const char* name) {
-    TORCH_CHECK(mid.dim() == 4 && mid.scalar_type() == at::kFloat && mid.size(0) == N && mid.size(2) == H &&
-                    mid.size(3) == W,
-                op, ": ", name, " must be float32 with x's batch and spatial size");
-    TORCH_CHECK(w.dim() == 4 && w.scalar_type() == at::kFloat && w.size(0) == K && w.size(1) == mid.size(1) &&
-                    w.size(2) == 1 && w.size(3) == 1,
-                op, ": ", name, "'s conv must be float32 1×1 from its channels to x's");
-    TORCH_CHECK(!b.has_value() || (b->scalar_type() == at::kFloat && b->numel() == K), op, ": ", name,
-                "'s bias must hold ", K, " float32 values");
-  };
-  check(mid_s, w_s, b_s, "mid_s");
-  check(mid_t, w_t, b_t, "mid_t");
   const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
   at::Tensor out = pooled_empty(x.sizes(), x.options(), at::MemoryFormat::ChannelsLast);
   const int64_t M = N * H * W;
