@@ -28,6 +28,8 @@ def test_demo_small(tmp_path, capsys):
     assert "eager PyTorch" in out and "NO" not in out.split("agrees")[1]
     if backends.cpu_ext() is not None:  # the shipped int8 model runs beside the converted ones
         assert "int8 (teacher-int8, cpu)" in out and "dB from eager's output" in out
+    if backends.bf16_available():  # and the bf16 model on AMX CPUs
+        assert "cpu bf16 (AMX)" in out and "fp32_precision" in out
     for name in ("hr.png", "sr_eager_PyTorch.png", "side_by_side.png"):
         assert (tmp_path / name).exists(), name
 
