@@ -84,7 +84,8 @@ def _conv(module, x, activation=None, residual=None, negative_slope=0.01, weight
         return module.run(x, activation, negative_slope, residual, modulation, *out, pixel_shuffle=pixel_shuffle)
     if isinstance(module, SparseConv2d) and weight is None:  # pruned (prune_): the sparse kernel where it pays
         return module.run(x, activation, negative_slope, residual, modulation, pixel_shuffle)
-    if weight is None and modulation is None and (x.dtype == torch.bfloat16 or _bf16_handover(module, nxt, x)):
+    if weight is None and modulation is None and ((x.dtype == torch.bfloat16 and _bf16_direct(module))
+                                                  or _bf16_handover(module, nxt, x)):
         # bf16 convs hand each other bf16 maps (half the bytes; the reader rounds its input to bf16 anyway, so the
         # bits are the same): the cpu kernel called directly, as dispatch takes float32 tensors only
         return torch.ops.sft_cpu.conv2d.default(
@@ -147,13 +148,17 @@ def _bf16(conv) -> bool:
     return getattr(conv, "algorithm", None) == "bf16"
 
 
+def _bf16_direct(m) -> bool:
+    """A bf16 cpu conv the kernel can be called for directly (zero padding given as numbers)."""
+    return (type(m) is Conv2d and _bf16(m) and m.backend in (None, "cpu") and m.weight.is_cpu
+            and m.padding_mode == "zeros" and type(m.padding) is tuple)
+
+
 def _bf16_handover(module, nxt, x: torch.Tensor) -> bool:
     """Whether `module` writes its output for `nxt` in bf16: both bf16 cpu convs with zero padding, in eager
     inference (no autograd graph to build, no torch.compile trace: the direct kernel call has neither)."""
-    def direct(m):
-        return (type(m) is Conv2d and _bf16(m) and m.backend in (None, "cpu") and m.weight.is_cpu
-                and m.padding_mode == "zeros" and type(m.padding) is tuple)
-    return (nxt is not None and direct(module) and direct(nxt) and x.is_cpu and not torch.compiler.is_compiling()
+    return (nxt is not None and _bf16_direct(module) and _bf16_direct(nxt) and x.is_cpu
+            and not torch.compiler.is_compiling()
             and not (torch.is_grad_enabled() and (x.requires_grad or module.weight.requires_grad
                                                   or nxt.weight.requires_grad)))
 
