@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from typing import Optional
 
+import torch
 from torch import nn
 
 from ..nn import Conv2d
@@ -28,6 +29,9 @@ def bf16_skip_reason(conv: nn.Conv2d) -> Optional[str]:
     """Why `conv` keeps float32 under fp32_precision="bf16" (None: it computes in bfloat16)."""
     if type(conv) not in (Conv2d, FoldedConv2d):
         return f"{type(conv).__name__} has no bf16 kernel"
+    if getattr(conv, "backend", None) not in (None, "cpu") or not conv.weight.is_cpu \
+            or conv.weight.dtype != torch.float32:
+        return "bf16 is the cpu backend's, for float32 weights on the cpu"
     if conv.groups != 1:
         return "grouped / depthwise conv (float32 kernels; memory-bound)"
     c, k = conv.in_channels, conv.out_channels

@@ -218,6 +218,10 @@ def test_convert_bf16_reports_and_runs_each_conv():
     sft_kernels.convert_(net, fp32_precision="bf16")
     sft_kernels.revert_(net)
     assert type(net.body) is nn.Conv2d and not hasattr(net.body, "algorithm")
+    rep = sft_kernels.convert_(net, backend="reference", fp32_precision="bf16")  # bf16 is the cpu backend's
+    assert rep.names("bf16") == [] and "cpu backend" in dict((r.name, r.detail) for r in rep.rows)["body"]
+    sft_kernels.revert_(net)
+    assert type(net.body) is nn.Conv2d and not hasattr(net.body, "algorithm")
 
 
 @amx
