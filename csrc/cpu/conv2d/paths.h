@@ -129,7 +129,11 @@ void conv2d_bf16_into(const at::Tensor& x, const at::Tensor& weight, const at::T
                       const at::Tensor& res, at::Tensor& out, const at::Tensor& mscale, const at::Tensor& mshift,
                       int64_t shuffle);
 
-// ---- sft_modulation.cpp: the argument checks its float32 and bf16 forms share (error messages name `op`) ----
+// ---- sft_modulation.cpp: what its float32 and bf16 forms share ----
+// A map [N, C, H, W] as rows of pixels, channels contiguous at one pitch (*pitch): in place where it already is (a
+// channel slice of a channels_last map), else a channels_last copy.
+at::Tensor pixel_rows(const at::Tensor& mid, int64_t* pitch);
+// Their argument checks (error messages name `op`).
 void check_sft_modulation(const char* op, const at::Tensor& x, const at::Tensor& mid_s, const at::Tensor& w_s,
                           const c10::optional<at::Tensor>& b_s, const at::Tensor& mid_t, const at::Tensor& w_t,
                           const c10::optional<at::Tensor>& b_t);

@@ -88,6 +88,8 @@ void pixels_scalar(const Branch& s, const Branch& t, const float* x, float* out,
     }
 }
 
+}  // namespace
+
 // A mid map as the kernel reads it: channels contiguous, one pitch between pixels (a channel slice of a wider
 // channels_last map qualifies, as SFTNet's first convs' 64-channel output halves do).
 at::Tensor pixel_rows(const at::Tensor& mid, int64_t* pitch) {
@@ -98,8 +100,6 @@ at::Tensor pixel_rows(const at::Tensor& mid, int64_t* pitch) {
   *pitch = m.stride(3);
   return m;
 }
-
-}  // namespace
 
 void check_sft_modulation(const char* op, const at::Tensor& x, const at::Tensor& mid_s, const at::Tensor& w_s,
                           const c10::optional<at::Tensor>& b_s, const at::Tensor& mid_t, const at::Tensor& w_t,

@@ -87,6 +87,13 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void mid_rows(co
   }
 }
 
+int64_t round32(int64_t c) { return (c + bf16::kCh - 1) / bf16::kCh * bf16::kCh; }
+const uint16_t* bits(const at::Tensor& packed) { return reinterpret_cast<const uint16_t*>(packed.data_ptr<int16_t>()); }
+at::Tensor contiguous_bias(const c10::optional<at::Tensor>& b) {
+  return b.has_value() ? b->contiguous() : at::Tensor();
+}
+const float* ptr(const at::Tensor& b) { return b.defined() ? b.data_ptr<float>() : nullptr; }
+
 }  // namespace
 
 at::Tensor sft_modulation_bf16_cpu(const at::Tensor& x, const at::Tensor& mid_s, const at::Tensor& w_s,
@@ -101,22 +108,13 @@ at::Tensor sft_modulation_bf16_cpu(const at::Tensor& x, const at::Tensor& mid_s,
   at::Tensor out = pooled_empty(x.sizes(), x.options(), at::MemoryFormat::ChannelsLast);
   const int64_t M = N * H * W;
   if (M == 0 || K == 0) return out;
-  // pixel rows: a channel slice of a channels_last map (SFTNet's first convs' output halves) is read in place
-  auto rows = [&](const at::Tensor& mid) {
-    const bool ok = mid.stride(1) == 1 && mid.stride(2) == W * mid.stride(3) &&
-                    (N == 1 || mid.stride(0) == H * W * mid.stride(3));
-    return ok ? mid : mid.contiguous(at::MemoryFormat::ChannelsLast);
-  };
-  const at::Tensor ms = rows(mid_s), mt = rows(mid_t);
-  const int64_t Cps = (ms.size(1) + bf16::kCh - 1) / bf16::kCh * bf16::kCh;
-  const int64_t Cpt = (mt.size(1) + bf16::kCh - 1) / bf16::kCh * bf16::kCh;
+  int64_t ps_ = 0, pt_ = 0;
+  const at::Tensor ms = pixel_rows(mid_s, &ps_), mt = pixel_rows(mid_t, &pt_);
+  const int64_t Cps = round32(ms.size(1)), Cpt = round32(mt.size(1));
   const at::Tensor ps = bf16::packed_weight(w_s, Cps, 1), pt = bf16::packed_weight(w_t, Cpt, 1);
-  const at::Tensor bs = b_s.has_value() ? b_s->contiguous() : at::Tensor();
-  const at::Tensor bt = b_t.has_value() ? b_t->contiguous() : at::Tensor();
-  auto bits = [](const at::Tensor& p) { return reinterpret_cast<const uint16_t*>(p.data_ptr<int16_t>()); };
-  auto ptr = [](const at::Tensor& b) { return b.defined() ? b.data_ptr<float>() : nullptr; };
-  const Branch s{ms.data_ptr<float>(), ms.stride(3), ms.size(1), bits(ps), ptr(bs)};
-  const Branch t{mt.data_ptr<float>(), mt.stride(3), mt.size(1), bits(pt), ptr(bt)};
+  const at::Tensor bs = contiguous_bias(b_s), bt = contiguous_bias(b_t);
+  const Branch s{ms.data_ptr<float>(), ps_, ms.size(1), bits(ps), ptr(bs)};
+  const Branch t{mt.data_ptr<float>(), pt_, mt.size(1), bits(pt), ptr(bt)};
   const float* xp = xc.data_ptr<float>();
   float* op_ = out.data_ptr<float>();
   const int64_t blocks = (M + 31) / 32;
@@ -167,21 +165,16 @@ at::Tensor sft_layer_bf16_cpu(const at::Tensor& x, const at::Tensor& cond, const
   at::Tensor out = pooled_empty(x.sizes(), x.options(), at::MemoryFormat::ChannelsLast);
   const int64_t M = N * H * W;
   if (M == 0 || K == 0) return out;
-  const bool rows = cond.stride(1) == 1 && cond.stride(2) == W * cond.stride(3) &&
-                    (N == 1 || cond.stride(0) == H * W * cond.stride(3));
-  const at::Tensor cm = rows ? cond : cond.contiguous(at::MemoryFormat::ChannelsLast);
-  auto round32 = [](int64_t c) { return (c + bf16::kCh - 1) / bf16::kCh * bf16::kCh; };
+  int64_t cpitch = 0;
+  const at::Tensor cm = pixel_rows(cond, &cpitch);
   const int64_t Cpc = round32(Cc), Cps = round32(Cs), Cpt = round32(Ct);
   const at::Tensor p0s = bf16::packed_weight(w0_s, Cpc, 1), p0t = bf16::packed_weight(w0_t, Cpc, 1);
   const at::Tensor p1s = bf16::packed_weight(w1_s, Cps, 1), p1t = bf16::packed_weight(w1_t, Cpt, 1);
-  auto bits = [](const at::Tensor& p) { return reinterpret_cast<const uint16_t*>(p.data_ptr<int16_t>()); };
-  auto bias = [](const c10::optional<at::Tensor>& b) { return b.has_value() ? b->contiguous() : at::Tensor(); };
-  const at::Tensor c0s = bias(b0_s), c0t = bias(b0_t), c1s = bias(b1_s), c1t = bias(b1_t);
-  auto ptr = [](const at::Tensor& b) { return b.defined() ? b.data_ptr<float>() : nullptr; };
+  const at::Tensor c0s = contiguous_bias(b0_s), c0t = contiguous_bias(b0_t);
+  const at::Tensor c1s = contiguous_bias(b1_s), c1t = contiguous_bias(b1_t);
   const Branch s{nullptr, 0, Cs, bits(p1s), ptr(c1s)}, t{nullptr, 0, Ct, bits(p1t), ptr(c1t)};
   const float* xp = xc.data_ptr<float>();
   const float* cp = cm.data_ptr<float>();
-  const int64_t cpitch = cm.stride(3);
   float* op_ = out.data_ptr<float>();
   const float slope = static_cast<float>(negative_slope);
   const int64_t blocks = (M + 31) / 32, toff = 0;
