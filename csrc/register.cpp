@@ -88,6 +88,7 @@ TORCH_LIBRARY(sft_cpu, m) {
   m.def("ukernel_ceiling_gflops(int k, int iters) -> float", &sft::ukernel_ceiling_gflops);
   m.def("set_winograd_tiles_per_block(int tiles) -> ()", &sft::set_winograd_tiles_per_block);
   m.def("conv2d_bf16_available() -> bool", &sft::conv2d_bf16_available);
+  m.def("conv2d_bf16_unit() -> str", &sft::conv2d_bf16_unit);
   m.def("conv2d_bf16_peak_gflops() -> float", &sft::conv2d_bf16_peak_gflops);
   // The algorithm choice itself, for benchmarks that show what `auto` runs (one rule, in select.cpp).
   m.def("conv2d_winograd_tile(int algorithm, int N, int C, int K, int R, int S, int P, int Q, int[] stride, "

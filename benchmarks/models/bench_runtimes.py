@@ -3,7 +3,7 @@ int8, beside eager PyTorch, on the shipped teacher (1×3×lr×lr LR -> ×4, an o
 one for every row; eager also channels_last, its faster layout).
 
 Rows: eager fp32 (NCHW, channels_last), with --compile also torch.compile (inductor, freezing, channels_last);
-ours: `convert_` (fp32), on AMX CPUs `convert_(fp32_precision="bf16")` (convs computed in bf16) and `convert_` +
+ours: `convert_` (fp32), on AMX / AVX512-BF16 CPUs `convert_(fp32_precision="bf16")` (convs in bf16) and `convert_` +
 `quantize_` (int8, calibrated on LR crops of training photos, PSNR budget
 0.1 dB); the teacher exported to ONNX (`sft_kernels.export.export_onnx`) and run in onnxruntime (fp32) and OpenVINO
 (fp32 with its inference precision pinned to f32, and its default, which is bf16 on CPUs with AVX-512 BF16 or AMX);
@@ -106,7 +106,8 @@ def main(argv=None):
     fp32 = copy.deepcopy(teacher)
     sft_kernels.convert_(fp32)
     bf16 = None
-    if sft_kernels.backends.bf16_available():  # the same model with its convs computed in bf16 on AMX tiles
+    bf16_row = "sft bf16 (AMX)" if sft_kernels.backends.bf16_unit() == "amx" else "sft bf16 (AVX512-BF16)"
+    if sft_kernels.backends.bf16_available():  # the same model with its convs computed in bf16
         bf16 = copy.deepcopy(teacher)
         sft_kernels.convert_(bf16, fp32_precision="bf16")
     int8 = copy.deepcopy(fp32)
@@ -130,7 +131,7 @@ def main(argv=None):
 
     quality = {"eager fp32": eval_pairs(teacher), "sft fp32": eval_pairs(fp32), "sft int8": eval_pairs(int8)}
     if bf16 is not None:
-        quality["sft bf16 (AMX)"] = eval_pairs(bf16)
+        quality[bf16_row] = eval_pairs(bf16)
     compiled = None
     if args.compile:  # inductor with the weights folded as constants: the strongest PyTorch-only baseline
         import torch._inductor.config as inductor_config
@@ -150,7 +151,7 @@ def main(argv=None):
         fns = {"eager fp32 NCHW": lambda: teacher(x), "eager fp32 channels_last": lambda: eager(xcl),
                "sft fp32": lambda: fp32(x), "sft int8": lambda: int8(x)}
         if bf16 is not None:
-            fns["sft bf16 (AMX)"] = lambda: bf16(x)
+            fns[bf16_row] = lambda: bf16(x)
         if compiled is not None:
             fns["torch.compile fp32 channels_last"] = lambda: compiled(xcl)
         for name, run in runtimes(threads).items():

@@ -303,7 +303,7 @@ def upscale_file(in_path: PathLike, out_path: PathLike, model_name_or_path="teac
     backend the model's convs are converted to with ``convert_`` (None: convert_'s automatic choice;
     "torch": plain PyTorch, no conversion). ``tile``/``overlap``: as in ``upscale_image``. ``device``:
     where the model runs (tiles are moved there one at a time; the output is assembled on the CPU).
-    ``fp32_precision``: convert_'s ("bf16": convs computed in bfloat16 on AMX CPUs).
+    ``fp32_precision``: convert_'s ("bf16": convs computed in bfloat16 on AMX or AVX512-BF16 CPUs).
     Returns a summary dict (sizes, modes, tiles).
     """
     from PIL import Image

@@ -1,5 +1,6 @@
 """convert_'s ``fp32_precision``: which converted convs compute in bfloat16 (ops.conv2d's algorithm="bf16": input and
-weight rounded to bfloat16, float32 sums on AMX tiles, float32 in and out), and why the others stay float32.
+weight rounded to bfloat16, float32 sums on AMX tiles or AVX512-BF16 vectors, float32 in and out), and why the others
+stay float32.
 
 The name and values follow PyTorch's ``torch.backends.mkldnn.conv.fp32_precision`` ("ieee" or "bf16"). Parameters,
 state_dict and the tensors between layers stay float32; only the convs' multiplies change precision.
@@ -14,7 +15,7 @@ from torch import nn
 
 from ..nn import Conv2d
 from ..nn.folded_conv import FoldedConv2d
-from ..ops.conv2d.cpu import bf16_available
+from ..ops.conv2d.cpu import bf16_unit
 from .report import Report
 
 PRECISIONS = ("ieee", "bf16")
@@ -24,9 +25,14 @@ PRECISIONS = ("ieee", "bf16")
 # 128²): 32→32 1×1 0.88×, 64→4 1×1 0.84×; above it 96→24 1×1 at 56² 1.20×, 64→3 3×3 at 512² 1.40×.
 _MEMORY_BOUND_MACS = 1024
 
+# On AVX512-BF16 vectors (no AMX: AMD Zen 4), where one vdpbf16ps does 2x the multiply-adds of a float32 FMA: below
+# this many input channels the 32-channel rows are mostly padding (8→128 4x4 stride 4: 0.55x our float32).
+_VECTORS_MIN_CHANNELS = 16
 
-def bf16_skip_reason(conv: nn.Conv2d) -> Optional[str]:
-    """Why `conv` keeps float32 under fp32_precision="bf16" (None: it computes in bfloat16)."""
+
+def bf16_skip_reason(conv: nn.Conv2d, unit: str = "amx") -> Optional[str]:
+    """Why `conv` keeps float32 under fp32_precision="bf16" on `unit` ("amx" or "vectors", as ops.conv2d.cpu.bf16_unit
+    says; None: it computes in bfloat16)."""
     if type(conv) not in (Conv2d, FoldedConv2d):
         return f"{type(conv).__name__} has no bf16 kernel"
     if getattr(conv, "backend", None) not in (None, "cpu") or not conv.weight.is_cpu \
@@ -40,6 +46,12 @@ def bf16_skip_reason(conv: nn.Conv2d) -> Optional[str]:
         return f"{c} input channels: the bf16 tile rows (32 channels) would be mostly padding (3→64 3x3: 0.79x)"
     if r * s * c * k <= _MEMORY_BOUND_MACS:
         return f"{r * s * c * k} multiply-adds per pixel: memory-bound, the bf16 input copy costs more than it saves"
+    if unit == "vectors":
+        if c < _VECTORS_MIN_CHANNELS:
+            return f"{c} input channels: on AVX512-BF16 vectors the 32-channel rows would be mostly padding"
+        if (r, s) == (3, 3) and tuple(conv.stride) == (1, 1) and tuple(conv.dilation) == (1, 1):
+            return ("3x3 stride 1: our float32 Winograd conv is faster than bf16 on AVX512-BF16 vectors (no AMX; "
+                    "64→64 at 128²: 4.2 vs 6.0 ms)")
     return None
 
 
@@ -53,11 +65,13 @@ def set_fp32_precision(model: nn.Module, precision: str, report: Report) -> None
             if isinstance(m, Conv2d) and m.algorithm == "bf16":
                 m.algorithm = None
         return
-    if not bf16_available():
-        warnings.warn("fp32_precision='bf16' needs a CPU with AMX-BF16 (Intel Xeon Sapphire Rapids or later) and the "
-                      "cpu extension's AVX-512 kernels; the model stays float32 (sft_kernels.backends."
-                      "bf16_available() says whether this machine has them)", stacklevel=3)
-        report.add("", "float32", "fp32_precision='bf16': no AMX-BF16 here")
+    unit = bf16_unit()
+    if unit == "none":
+        warnings.warn("fp32_precision='bf16' needs a CPU with AMX-BF16 (Intel Xeon Sapphire Rapids or later) or "
+                      "AVX512-BF16 (AMD Zen 4, Intel Cooper Lake) and the cpu extension's AVX-512 kernels; the model "
+                      "stays float32 (sft_kernels.backends.bf16_available() says whether this machine has them)",
+                      stacklevel=3)
+        report.add("", "float32", "fp32_precision='bf16': neither AMX-BF16 nor AVX512-BF16 here")
         return
     # Models whose forward runs some convs together or inside other ops say how those run (SFTNet's SFT layers).
     planned = {}
@@ -73,7 +87,7 @@ def set_fp32_precision(model: nn.Module, precision: str, report: Report) -> None
             m.algorithm = "bf16" if bf16 else None
             report.add(name, "bf16" if bf16 else "float32", why)
             continue
-        why = bf16_skip_reason(m)
+        why = bf16_skip_reason(m, unit)
         if why is None:
             m.algorithm = "bf16"
             report.add(name, "bf16", "input and weight rounded to bfloat16, float32 sums")

@@ -156,7 +156,7 @@ def test_cli_odd_size_photo(tmp_path, shipped_tiny, capsys):
     assert np.abs(got - ref).max() <= 1  # tiles assembled in place (rounding may flip one level)
 
 
-@pytest.mark.skipif(not __import__("sft_kernels").backends.bf16_available(), reason="no AMX-BF16 here")
+@pytest.mark.skipif(not __import__("sft_kernels").backends.bf16_available(), reason="no AMX-BF16 or AVX512-BF16 here")
 def test_cli_bf16(tmp_path, shipped_tiny, capsys):
     """--fp32-precision bf16: the convs in bf16, the picture within a few levels of the float32 one."""
     model, _ = shipped_tiny

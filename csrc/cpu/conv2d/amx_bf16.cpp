@@ -12,7 +12,6 @@
 // consecutive positions of the band's padded-width grid (flat mode: positions on padding columns are computed and
 // not stored). A block's sums are stored while the next block's tiles multiply.
 #include <ATen/Parallel.h>
-#include <cpuid.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -35,13 +34,6 @@ namespace {
 constexpr int kRun = 4;     // blocks per run: a panel's weights stay in L1 across the run's blocks
 constexpr int kSegs = 33;   // a flat block's pixels fall in at most this many output-row segments
 constexpr int64_t kBandBytes = int64_t(1) << 20;  // a thread's padded bf16 rows: about half of L2
-
-bool cpu_has_amx_bf16() {
-  unsigned a, b, c, d;
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-  const bool amx = (d & (1u << 22)) && (d & (1u << 24));  // AMX-BF16, AMX-TILE
-  return amx && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));  // AVX512_BF16 (the input rounding)
-}
 
 // Weights [K, C, R, S] as bf16 panels [ceil(K/32)][R·S][Cp/32][16 channel pairs][32 outputs][2], zeros past C
 // and K, rounded to nearest even. shuffle = r > 1: output channels in sub-pixel order (packed channel
@@ -158,6 +150,14 @@ template void block_tiles<false>(const uint16_t*, int64_t, const int64_t*, int64
 // The int8 block's store: its tilestored moves 4-byte sums whatever their type.
 void block_sums(float* acc) { qconv::block_amx_store(reinterpret_cast<int32_t*>(acc)); }
 
+void begin_thread() {
+  if (unit() == Unit::kAmx) qconv::amx_configure(64);
+}
+
+void end_thread() {
+  if (unit() == Unit::kAmx) qconv::amx_release();
+}
+
 at::Tensor packed_weight(const at::Tensor& weight, int64_t Cp, int64_t shuffle) {
   return cached_weight_transform(weight, (int64_t(10) << 40) + Cp * 16 + shuffle,
                                  [&](const at::Tensor& w) { return pack_weight(w, Cp, shuffle); });
@@ -206,7 +206,9 @@ __attribute__((target("amx-tile,amx-bf16"))) void peak_loop(int64_t iters, const
 using namespace bf16;  // NOLINT: this file's own helpers
 
 double conv2d_bf16_peak_gflops() {
-  TORCH_CHECK(conv2d_bf16_available(), "sft_cpu::conv2d_bf16_peak_gflops: this CPU or OS does not run AMX-BF16");
+  TORCH_CHECK(conv2d_bf16_available(), "sft_cpu::conv2d_bf16_peak_gflops: this CPU has neither AMX-BF16 nor "
+              "AVX512-BF16 (or the AVX-512 kernels are off)");
+  if (unit() == Unit::kVectors) return vectors_peak_gflops();
   alignas(64) static const uint16_t zeros[16 * 32] = {};
   std::atomic<double> total{0};
   at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t t0, int64_t t1) {
@@ -225,9 +227,13 @@ double conv2d_bf16_peak_gflops() {
 }
 
 bool conv2d_bf16_available() {
-  static const bool ok = std::strcmp(ukernel().isa, "avx512") == 0 && ukernel().epilogue && cpu_has_amx_bf16() &&
-                         qconv::amx_enable();
+  static const bool ok = std::strcmp(ukernel().isa, "avx512") == 0 && ukernel().epilogue && unit() != Unit::kNone;
   return ok;
+}
+
+std::string conv2d_bf16_unit() {
+  if (!conv2d_bf16_available()) return "none";
+  return unit() == Unit::kAmx ? "amx" : "vectors";
 }
 
 void conv2d_bf16_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b_in, at::IntArrayRef stride,
@@ -237,7 +243,8 @@ void conv2d_bf16_into(const at::Tensor& x, const at::Tensor& weight, const at::T
   const bool in16 = x.scalar_type() == at::kBFloat16, out16 = out.scalar_type() == at::kBFloat16;
   TORCH_CHECK(!in16 || !mscale.defined(), "sft_cpu::conv2d: a bfloat16 input takes no modulation");
   TORCH_CHECK(conv2d_bf16_available(), "sft_cpu::conv2d: algorithm='bf16' needs AMX-BF16 tiles (Intel Xeon "
-              "Sapphire Rapids or later, Linux 5.16+) and the AVX-512 kernels; use algorithm=None here");
+              "Sapphire Rapids or later) or AVX512-BF16 (AMD Zen 4, Intel Cooper Lake) and the AVX-512 kernels; use "
+              "algorithm=None here");
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t K = weight.size(0), R = weight.size(2), S = weight.size(3), RS = R * S;
   const int64_t r = shuffle, r2 = r * r, Cs = K / r2, P = out.size(2) / r, Q = out.size(3) / r;
@@ -275,6 +282,7 @@ void conv2d_bf16_into(const at::Tensor& x, const at::Tensor& weight, const at::T
   const int64_t rs0 = rp ? res.stride(0) : 0, rs2 = rp ? res.stride(2) : 0, rs3 = rp ? res.stride(3) : 0;
   const int64_t ldo = r * os3, ldr = r * rs3;  // pixel pitches of the conv's output grid
   const UKernel& uk = ukernel();
+  const bool amx = unit() == Unit::kAmx;
   const int act = static_cast<int>(activation);
   const float fslope = static_cast<float>(slope);
 
@@ -307,7 +315,7 @@ void conv2d_bf16_into(const at::Tensor& x, const at::Tensor& weight, const at::T
         }
       }
     };
-    qconv::amx_configure(64);
+    begin_thread();
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t n = u / nb, pa = (u % nb) * band, pz = std::min(P, pa + band);
       if (pa >= pz) continue;  // rounding the band count up to the threads can leave the last ones empty
@@ -343,10 +351,18 @@ void conv2d_bf16_into(const at::Tensor& x, const at::Tensor& weight, const at::T
         for (int64_t panel = 0; panel < panels; ++panel) {
           const int64_t j0 = panel * kNR;
           for (int g = 0; g < nblk; ++g) {
-            (K - j0 <= 16 ? block_tiles<true> : block_tiles<false>)(blk[g].a, sw * Cp * 2, toff.data(), RS, chunks,
-                                                                   wb + panel * panel_size);
-            if (have) store(job);
-            block_sums(acc[cur]);
+            if (amx) {  // the previous block's store runs while these tiles multiply
+              (K - j0 <= 16 ? block_tiles<true> : block_tiles<false>)(blk[g].a, sw * Cp * 2, toff.data(), RS, chunks,
+                                                                     wb + panel * panel_size);
+              if (have) store(job);
+              block_sums(acc[cur]);
+            } else {
+              const int nseg = blk[g].nseg;  // the rows this block stores: up to its last segment's end
+              const int m = nseg ? blk[g].seg[nseg - 1].i0 + blk[g].seg[nseg - 1].n : 0;
+              (K - j0 <= 16 ? block_vectors<true> : block_vectors<false>)(blk[g].a, sw * Cp * 2, toff.data(), RS,
+                                                                         chunks, wb + panel * panel_size, acc[cur], m);
+              if (have) store(job);
+            }
             job.acc = acc[cur];
             job.j0 = j0;
             job.ncols = static_cast<int>(std::min<int64_t>(kNR, K - j0));
@@ -396,7 +412,7 @@ void conv2d_bf16_into(const at::Tensor& x, const at::Tensor& weight, const at::T
       if (nblk) run();
     }
     if (have) store(job);
-    qconv::amx_release();
+    end_thread();
   });
 }
 

@@ -1,5 +1,6 @@
-// What the bf16 AMX conv (amx_bf16.cpp) shares with the bf16 SFT modulation (sft_modulation_bf16.cpp): the weight
-// packing, the rounding copy of input pixels, the block's tile multiplies and the store of its sums.
+// What the bf16 conv (amx_bf16.cpp) shares with the bf16 SFT modulation (sft_modulation_bf16.cpp): the weight
+// packing, the rounding copy of input pixels, and a block's multiplies on AMX tiles or on AVX512-BF16 vectors
+// (bf16_vectors.cpp), with the store of its sums.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -29,5 +30,36 @@ void block_tiles(const uint16_t* a, int64_t pitch, const int64_t* toff, int64_t 
 
 // The accumulator tiles into acc [32 pixels][32 outputs] (64-byte aligned).
 void block_sums(float* acc);
+
+// What multiplies bf16 here: AMX tiles, AVX512-BF16 vectors (vdpbf16ps: AMD Zen 4, Intel Cooper Lake) or nothing.
+// SFT_KERNELS_BF16=amx|vectors forces one (an error where this CPU lacks it).
+enum class Unit { kNone, kAmx, kVectors };
+Unit unit();
+
+// The same block as block_tiles + block_sums on AVX512-BF16 vectors, its sums straight into acc: only the first
+// m pixels' (at least; the rows past m are left as they were).
+template <bool Half>
+void block_vectors(const uint16_t* a, int64_t pitch, const int64_t* toff, int64_t ntaps, int64_t chunks,
+                   const uint16_t* b, float* acc, int m = 32);
+
+// Back-to-back vdpbf16ps on every thread: the vectors' multiply peak, GFLOP/s.
+double vectors_peak_gflops();
+
+// A block's sums into acc on unit(); on AMX the thread must have loaded qconv::amx_configure(64) (begin_thread).
+template <bool Half>
+inline void block(const uint16_t* a, int64_t pitch, const int64_t* toff, int64_t ntaps, int64_t chunks,
+                  const uint16_t* b, float* acc) {
+  if (unit() == Unit::kVectors) return block_vectors<Half>(a, pitch, toff, ntaps, chunks, b, acc, 32);
+  block_tiles<Half>(a, pitch, toff, ntaps, chunks, b);
+  block_sums(acc);
+}
+inline void block_for(int nc, const uint16_t* a, int64_t pitch, const int64_t* toff, int64_t ntaps, int64_t chunks,
+                      const uint16_t* b, float* acc) {
+  (nc <= 16 ? block<true> : block<false>)(a, pitch, toff, ntaps, chunks, b, acc);
+}
+
+// A thread's set-up and tear-down around its blocks (the AMX tile configuration; nothing on vectors).
+void begin_thread();
+void end_thread();
 
 }  // namespace sft::bf16

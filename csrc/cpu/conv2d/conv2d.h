@@ -5,16 +5,16 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <string>
 
 namespace sft {
 
 // input (N, C, H, W) and weight (K, C/groups, R, S), any strides; bias (K); residual shaped like the output.
 // activation: 0 none, 1 relu, 2 leaky relu with negative_slope. algorithm: 0 auto, 1 direct, 2 Winograd
 // F(4×4,3×3), 3 Winograd F(2×2,3×3) (2 and 3: error where Winograd does not apply), 4 bf16: input and weight
-// rounded to bfloat16, fp32 sums on AMX tiles (groups 1; error where the CPU has no AMX-BF16); with algorithm 4 the
-// input may be bfloat16 and out_dtype bfloat16 (the output rounded to nearest even in the store): maps handed over
-// between bf16 convs at half the bytes. pixel_shuffle r >= 1
-// divides K by r². scale and shift (together or neither, shaped like input) modulate the input. The output is
+// rounded to bfloat16, fp32 sums on AMX tiles or AVX512-BF16 vectors (groups 1; error where the CPU has
+// neither); with algorithm 4 the input may be bfloat16 and out_dtype bfloat16 (the output rounded to nearest even
+// in the store): maps handed over between bf16 convs at half the bytes. pixel_shuffle r >= 1 divides K by r². scale and shift (together or neither, shaped like input) modulate the input. The output is
 // channels-last iff the input is (F.conv2d's rule).
 at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
@@ -44,9 +44,11 @@ at::Tensor sft_layer_bf16_cpu(const at::Tensor& x, const at::Tensor& cond, const
                               const c10::optional<at::Tensor>& b1_s, const at::Tensor& w1_t,
                               const c10::optional<at::Tensor>& b1_t, double negative_slope);
 
-// Whether algorithm 4 (bf16 on AMX) runs here (amx_bf16.cpp).
+// Whether algorithm 4 (bf16: AMX tiles or AVX512-BF16 vectors) runs here (amx_bf16.cpp).
 bool conv2d_bf16_available();
-// GFLOP/s of back-to-back tdpbf16ps over torch's threads (no memory traffic): the bf16 path's ceiling here.
+// What runs it: "amx", "vectors" or "none".
+std::string conv2d_bf16_unit();
+// GFLOP/s of back-to-back tdpbf16ps (or vdpbf16ps) over torch's threads (no memory traffic): the bf16 path's ceiling.
 double conv2d_bf16_peak_gflops();
 
 // Winograd output tiles per block (0: sized from kWinogradBlockBytes, config.h) (winograd.cpp).

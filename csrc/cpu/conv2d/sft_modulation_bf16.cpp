@@ -56,11 +56,8 @@ void second_convs(const Branch& s, const uint16_t* as, int64_t Cps, const Branch
   const int64_t toff = 0;
   for (int64_t j0 = 0; j0 < K; j0 += bf16::kNR) {
     const int nc = static_cast<int>(std::min<int64_t>(bf16::kNR, K - j0));
-    auto tiles = nc <= 16 ? bf16::block_tiles<true> : bf16::block_tiles<false>;
-    tiles(as, Cps * 2, &toff, 1, Cps / bf16::kCh, s.packed + j0 * Cps);
-    bf16::block_sums(sums[0]);
-    tiles(at_, Cpt * 2, &toff, 1, Cpt / bf16::kCh, t.packed + j0 * Cpt);
-    bf16::block_sums(sums[1]);
+    bf16::block_for(nc, as, Cps * 2, &toff, 1, Cps / bf16::kCh, s.packed + j0 * Cps, sums[0]);
+    bf16::block_for(nc, at_, Cpt * 2, &toff, 1, Cpt / bf16::kCh, t.packed + j0 * Cpt, sums[1]);
     modulate_store(sums[0], sums[1], s.bias ? s.bias + j0 : nullptr, t.bias ? t.bias + j0 : nullptr, x + j0,
                    out + j0, K, n, nc);
   }
@@ -100,8 +97,8 @@ at::Tensor sft_modulation_bf16_cpu(const at::Tensor& x, const at::Tensor& mid_s,
                                    const c10::optional<at::Tensor>& b_s, const at::Tensor& mid_t,
                                    const at::Tensor& w_t, const c10::optional<at::Tensor>& b_t) {
   constexpr const char* op = "sft_cpu::sft_modulation_bf16";
-  TORCH_CHECK(conv2d_bf16_available(), op, ": needs AMX-BF16 tiles (Intel Xeon Sapphire Rapids or later) and the "
-              "AVX-512 kernels; use sft_modulation (float32) here");
+  TORCH_CHECK(conv2d_bf16_available(), op, ": needs AMX-BF16 tiles or AVX512-BF16 (Intel Xeon Sapphire Rapids, AMD "
+              "Zen 4) and the AVX-512 kernels; use sft_modulation (float32) here");
   check_sft_modulation(op, x, mid_s, w_s, b_s, mid_t, w_t, b_t);
   const int64_t N = x.size(0), K = x.size(1), H = x.size(2), W = x.size(3);
   const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
@@ -123,7 +120,7 @@ at::Tensor sft_modulation_bf16_cpu(const at::Tensor& x, const at::Tensor& mid_s,
     at::Tensor buf_t = pooled_empty({32 * (Cps + Cpt)}, x.options().dtype(at::kShort));
     uint16_t* as = reinterpret_cast<uint16_t*>(buf_t.data_ptr<int16_t>());
     uint16_t* at_ = as + 32 * Cps;
-    qconv::amx_configure(64);
+    bf16::begin_thread();
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t m0 = blk * 32;
       const int n = static_cast<int>(std::min<int64_t>(32, M - m0));
@@ -131,7 +128,7 @@ at::Tensor sft_modulation_bf16_cpu(const at::Tensor& x, const at::Tensor& mid_s,
       bf16::fill_pixels(t.mid + m0 * t.pitch, t.pitch, nullptr, nullptr, n, t.C, Cpt, at_);
       second_convs(s, as, Cps, t, at_, Cpt, xp + m0 * K, op_ + m0 * K, K, n);
     }
-    qconv::amx_release();
+    bf16::end_thread();
   });
   return out;
 }
@@ -142,8 +139,8 @@ at::Tensor sft_layer_bf16_cpu(const at::Tensor& x, const at::Tensor& cond, const
                               const c10::optional<at::Tensor>& b1_s, const at::Tensor& w1_t,
                               const c10::optional<at::Tensor>& b1_t, double negative_slope) {
   constexpr const char* op = "sft_cpu::sft_layer_bf16";
-  TORCH_CHECK(conv2d_bf16_available(), op, ": needs AMX-BF16 tiles (Intel Xeon Sapphire Rapids or later) and the "
-              "AVX-512 kernels; use the float32 SFT layer here");
+  TORCH_CHECK(conv2d_bf16_available(), op, ": needs AMX-BF16 tiles or AVX512-BF16 (Intel Xeon Sapphire Rapids, AMD "
+              "Zen 4) and the AVX-512 kernels; use the float32 SFT layer here");
   TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat, op, ": x must be float32 [N, K, H, W]");
   TORCH_CHECK(cond.dim() == 4 && cond.scalar_type() == at::kFloat && cond.size(0) == x.size(0) &&
                   cond.size(2) == x.size(2) && cond.size(3) == x.size(3),
@@ -185,7 +182,7 @@ at::Tensor sft_layer_bf16_cpu(const at::Tensor& x, const at::Tensor& cond, const
     uint16_t* as = ac + 32 * Cpc;
     uint16_t* at_ = as + 32 * Cps;
     alignas(64) float sums[32 * bf16::kNR];
-    qconv::amx_configure(64);
+    bf16::begin_thread();
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t m0 = blk * 32;
       const int n = static_cast<int>(std::min<int64_t>(32, M - m0));
@@ -194,14 +191,12 @@ at::Tensor sft_layer_bf16_cpu(const at::Tensor& x, const at::Tensor& cond, const
                                       std::make_tuple(bits(p0t), ptr(c0t), Ct, Cpt, at_)})
         for (int64_t j0 = 0; j0 < C; j0 += bf16::kNR) {
           const int nc = static_cast<int>(std::min<int64_t>(bf16::kNR, C - j0));
-          (nc <= 16 ? bf16::block_tiles<true> : bf16::block_tiles<false>)(ac, Cpc * 2, &toff, 1, Cpc / bf16::kCh,
-                                                                           w + j0 * Cpc);
-          bf16::block_sums(sums);
+          bf16::block_for(nc, ac, Cpc * 2, &toff, 1, Cpc / bf16::kCh, w + j0 * Cpc, sums);
           mid_rows(sums, b ? b + j0 : nullptr, slope, nc, dst + j0, Cp);
         }
       second_convs(s, as, Cps, t, at_, Cpt, xp + m0 * K, op_ + m0 * K, K, n);
     }
-    qconv::amx_release();
+    bf16::end_thread();
   });
   return out;
 }

@@ -176,10 +176,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     "winograd_f2" forces F(2×2,3×3): 2.25× fewer multiplies than direct, error no worse than direct's.
     Winograd's rounding error is about 5–10× direct's (relative ~5e-6 in fp32; see sft_kernels.testing).
     "bf16" (float32 tensors, groups=1) rounds the input (after any modulation) and the weight to bfloat16 and sums
-    their products in float32 on AMX tiles, bias and epilogue in float32: what PyTorch's
+    their products in float32 (AMX tiles or AVX512-BF16 vectors), bias and epilogue in float32: what PyTorch's
     ``torch.backends.mkldnn.conv.fp32_precision = "bf16"`` and OpenVINO's bf16 inference precision compute (relative
-    error ~1e-2 against float32). The cpu backend runs it on CPUs with AMX-BF16 (`bf16_available()`), the reference
-    backend defines it.
+    error ~1e-2 against float32). The cpu backend runs it on CPUs with AMX-BF16 or AVX512-BF16 (`bf16_available()`,
+    `bf16_unit()`), the reference backend defines it.
     ``pixel_shuffle`` r > 1 applies ``F.pixel_shuffle(y, r)`` after the activation and before the residual add
     (written by the store: the cpu backend's Winograd output transform and the Triton kernel's epilogue; the
     cpu direct path and the reference shuffle after the conv).

@@ -35,5 +35,14 @@ def bind(consts):
 
 def bf16_available() -> bool:
     """Whether algorithm="bf16" runs here: a CPU with AMX-BF16 tiles (Intel Sapphire Rapids or later) that the OS
-    lets this process use, and the cpu extension's AVX-512 kernels (not SFT_KERNELS_ISA=avx2|generic)."""
-    return registry.cpu_ext() is not None and bool(torch.ops.sft_cpu.conv2d_bf16_available())
+    lets this process use, or with AVX512-BF16 vectors (AMD Zen 4, Intel Cooper Lake), and the cpu extension's
+    AVX-512 kernels (not SFT_KERNELS_ISA=avx2|generic)."""
+    return bf16_unit() != "none"
+
+
+def bf16_unit() -> str:
+    """What runs algorithm="bf16" here: "amx" (tiles), "vectors" (vdpbf16ps) or "none".
+    SFT_KERNELS_BF16=amx|vectors, set before the first call, forces one."""
+    if registry.cpu_ext() is None:
+        return "none"
+    return str(torch.ops.sft_cpu.conv2d_bf16_unit())

@@ -5,9 +5,10 @@
 
 x: the float32 feature map the layer modulates [N, K, H, W]; cond: the condition map [N, C, H, W]. ``bf16=True`` (a
 model converted with fp32_precision="bf16") rounds every conv's input and weight to bfloat16 (the mid maps after
-their bias and activation) and sums in float32: on the cpu the whole layer runs per block of 32 pixels on AMX tiles,
-the mid maps kept in per-thread rows, never written (SFTNet: 1.79 → 0.84 ms a layer against its first convs' bf16
-conv and sft_modulation(bf16=True), which give the same bits). In float32 the cpu runs the first convs as one conv
+their bias and activation) and sums in float32: on the cpu the whole layer runs per block of 32 pixels on AMX tiles
+(or AVX512-BF16 vectors), the mid maps kept in per-thread rows, never written (SFTNet: 1.79 → 0.84 ms a layer
+against its first convs' bf16 conv and sft_modulation(bf16=True), which give the same bits; Zen 4's vectors: 2.26 →
+1.34 ms against the float32 layer). In float32 the cpu runs the first convs as one conv
 and sft.sft_modulation. The int8 form is sft.qsft_layer. `reference.py` defines it; `cpu.py` launches it.
 """
 from __future__ import annotations

@@ -8,7 +8,8 @@ convs' sums for 7 pixels × 32 channels stay in registers and only x and the out
 fused forward used to write both maps (4 MB each at 64 channels × 128²) and apply the modulation inside the next
 conv's Winograd input transform, which transforms each input value ~2.25 times (the trunk conv 3.8 → 4.9 ms).
 `reference.py`: two F.conv2d and the modulation; `cpu.py`: the kernel's launcher. The int8 form is
-sft.qsft_modulation; ``bf16=True`` runs the two convs in bf16 on AMX tiles (sft_modulation_bf16.cpp).
+sft.qsft_modulation; ``bf16=True`` runs the two convs in bf16 on AMX tiles or AVX512-BF16 vectors
+(sft_modulation_bf16.cpp).
 """
 from __future__ import annotations
 
@@ -80,8 +81,8 @@ def sft_modulation(x: torch.Tensor, mid_s: torch.Tensor, w_s: torch.Tensor, b_s:
                    backend: Optional[str] = None) -> torch.Tensor:
     """x·(conv1x1(mid_s; w_s, b_s) + 1) + conv1x1(mid_t; w_t, b_t), channels_last (see the module docstring).
     ``bf16``: the two convs' mid maps and weights rounded to bfloat16 and summed in float32 (bias and modulation in
-    float32), on AMX tiles on the cpu (`sft_kernels.backends.bf16_available()`): the SFT layers of a model converted
-    with fp32_precision="bf16"."""
+    float32), on AMX tiles or AVX512-BF16 vectors on the cpu (`sft_kernels.backends.bf16_available()`): the SFT
+    layers of a model converted with fp32_precision="bf16"."""
     tensors = (x, mid_s, w_s, b_s, mid_t, w_t, b_t)
     sig = None
     if all(t is None or type(t) in PLAIN for t in tensors) and not torch.compiler.is_compiling() \

@@ -1,4 +1,5 @@
-"""sft.conv2d(algorithm="bf16"): float32 tensors computed in bfloat16 (AMX tiles on the cpu backend) against its
+"""sft.conv2d(algorithm="bf16"): float32 tensors computed in bfloat16 (AMX tiles or AVX512-BF16 vectors on the cpu
+backend; SFT_KERNELS_BF16=vectors runs this file again on the vectors where AMX is the default) against its
 definition, a float64 conv of the bf16-rounded input (after any modulation) and weight, with the float32 epilogue;
 convert_(fp32_precision="bf16") on SFTNet and another CNN; clear errors where it cannot run."""
 import os
@@ -11,13 +12,16 @@ import torch.nn.functional as F
 from torch import nn
 
 import sft_kernels
-from sft_kernels.backends import BackendUnavailableError, bf16_available
+from sft_kernels.backends import BackendUnavailableError, bf16_available, bf16_unit
 from sft_kernels.ops import conv2d
 from sft_kernels.ops.conv2d import _conv2d_op
 from sft_kernels.reference import conv2d as ref_conv2d
 from sft_kernels.testing import assert_close, tol
 
-amx = pytest.mark.skipif(not bf16_available(), reason="no AMX-BF16 here (or the cpu extension is missing)")
+bf16_here = pytest.mark.skipif(not bf16_available(),
+                               reason="neither AMX-BF16 nor AVX512-BF16 here (or the cpu extension is missing)")
+# On AVX512-BF16 vectors (no AMX) convert_ keeps 3×3 stride-1 convs float32 (our Winograd conv is faster there).
+VECTORS = bf16_unit() == "vectors"
 
 # (N, C, H, W, K, R, S, stride, padding, dilation): channel and output tails (C, K not multiples of 32), stride 2,
 # dilation, asymmetric padding, 1×1, narrow images (flat blocks across rows), wide rows (several blocks per row)
@@ -44,7 +48,7 @@ def _definition(x, w, b, stride, padding, dilation, act=None, slope=0.01, residu
                       None if residual is None else residual.double(), shuffle)
 
 
-@amx
+@bf16_here
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 def test_bf16_matches_definition(shape, layout):
@@ -61,7 +65,7 @@ def test_bf16_matches_definition(shape, layout):
                  _definition(x, wt, b, st, pd, dl), k=c * r * s)
 
 
-@amx
+@bf16_here
 @pytest.mark.parametrize("act", ["relu", "leaky_relu", "silu", "gelu"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_bf16_epilogue_residual_and_bands(act, threads):
@@ -84,7 +88,7 @@ def test_bf16_epilogue_residual_and_bands(act, threads):
         torch.set_num_threads(old)
 
 
-@amx
+@bf16_here
 @pytest.mark.parametrize("c,k,r", [(64, 256, 2), (40, 128, 2), (16, 288, 3), (64, 96, 2)])
 def test_bf16_pixel_shuffle_and_modulation(c, k, r):
     """PixelShuffle(r) written by the store (K / r² a multiple of 32: sub-pixel-ordered panels), else after the
@@ -100,7 +104,7 @@ def test_bf16_pixel_shuffle_and_modulation(c, k, r):
         assert_close(y, _definition(x, wt, b, 1, 1, 1, "relu", residual=res, shuffle=r, mod=mod), k=c * 9)
 
 
-@amx
+@bf16_here
 def test_bf16_reads_channel_slices_and_nchw_residual():
     """A channels_last slice (pixel pitch wider than C) read in place; an NCHW residual added after the store."""
     torch.manual_seed(3)
@@ -112,7 +116,7 @@ def test_bf16_reads_channel_slices_and_nchw_residual():
     assert_close(y, _definition(x.contiguous(), wt, b, 1, 1, 1, residual=res), k=48 * 9)
 
 
-@amx
+@bf16_here
 def test_bf16_error_is_bfloat16_sized():
     """Against float32 the difference is bf16 rounding (~2^-9 relative per operand), not a kernel error: far above
     float32's and far below a wrong result's."""
@@ -125,7 +129,7 @@ def test_bf16_error_is_bfloat16_sized():
     assert 1e-4 < rel < 1e-2, rel
 
 
-@amx
+@bf16_here
 def test_opcheck_bf16():
     x = torch.randn(1, 32, 9, 9, requires_grad=True)
     w, b = torch.randn(32, 32, 3, 3, requires_grad=True), torch.randn(32, requires_grad=True)
@@ -194,7 +198,7 @@ class _Net(nn.Module):
         return F.pixel_shuffle(self.up(F.relu(self.head(x))), 2)
 
 
-@amx
+@bf16_here
 def test_convert_bf16_reports_and_runs_each_conv():
     torch.manual_seed(5)
     net = _Net().eval()
@@ -202,11 +206,13 @@ def test_convert_bf16_reports_and_runs_each_conv():
     with torch.no_grad():
         want = net(x)
     rep = sft_kernels.convert_(net, fp32_precision="bf16")
-    assert rep.names("bf16") == ["body", "head", "up"]
+    assert rep.names("bf16") == (["head"] if VECTORS else ["body", "head", "up"])
     why = dict((r.name, r.detail) for r in rep.rows if r.action == "float32")
-    assert set(why) == {"stem", "dw", "thin"} and "input channels" in why["stem"] and "grouped" in why["dw"]
-    assert "memory-bound" in why["thin"]
-    assert [net.get_submodule(n).algorithm for n in ("stem", "body", "dw", "up")] == [None, "bf16", None, "bf16"]
+    assert set(why) == {"stem", "dw", "thin"} | ({"body", "up"} if VECTORS else set())
+    assert "input channels" in why["stem"] and "grouped" in why["dw"] and "memory-bound" in why["thin"]
+    assert not VECTORS or "Winograd" in why["body"] and "Winograd" in why["up"]
+    kept = [None, None if VECTORS else "bf16", None, "bf16", None if VECTORS else "bf16"]
+    assert [net.get_submodule(n).algorithm for n in ("stem", "body", "dw", "head", "up")] == kept
     with torch.no_grad():
         got = net(x)
     assert got.shape == want.shape and not torch.equal(got, want)
@@ -224,7 +230,7 @@ def test_convert_bf16_reports_and_runs_each_conv():
     assert type(net.body) is nn.Conv2d and not hasattr(net.body, "algorithm")
 
 
-@amx
+@bf16_here
 def test_convert_bf16_sftnet():
     """SFTNet's fused forward: trunk / HR / condition convs and each SFT layer as one op (ops.sft_layer(bf16=True))
     in bf16 (the model's own plan), output within bf16 rounding of eager's."""
@@ -240,14 +246,16 @@ def test_convert_bf16_sftnet():
     assert rows["sft_branch.0.sft0.SFT_scale_conv0"][0] == "bf16"
     assert rows["sft_branch.0.sft0.SFT_scale_conv1"] == ("bf16", rows["sft_branch.0.sft0.SFT_shift_conv1"][1])
     assert "sft_layer" in rows["sft_branch.0.sft0.SFT_scale_conv1"][1]
-    assert rows["sft_branch.0.conv0"][0] == "bf16" and rows["HR_branch.0"][0] == "bf16"
+    three = "float32" if VECTORS else "bf16"  # 3×3 stride-1 convs: float32 Winograd on vectors
+    assert rows["sft_branch.0.conv0"][0] == three and rows["HR_branch.0"][0] == three
+    assert rows["CondNet.2"][0] == "bf16"  # a 1×1 128→128
     with torch.no_grad():
         got = model(img, seg)
     rel = ((got - want).norm() / want.norm()).item()
     assert 0 < rel < 1e-2, rel
 
 
-@amx
+@bf16_here
 @pytest.mark.parametrize("case", [(1, 64, 256, 17, 20, 2, 1), (2, 20, 40, 9, 13, 1, 2), (1, 64, 3, 20, 20, 1, 1),
                                   (1, 40, 96, 6, 7, 2, 1)], ids=str)
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
@@ -273,7 +281,7 @@ def test_bf16_maps_handed_over(case, layout):
     assert torch.equal(op(xr, wt, b, *args, torch.bfloat16), op(xr.float(), wt, b, *args).to(torch.bfloat16))
 
 
-@amx
+@bf16_here
 def test_bf16_handover_bad_inputs():
     op = torch.ops.sft_cpu.conv2d.default
     x, w = torch.randn(1, 16, 6, 6), torch.randn(16, 16, 3, 3)
@@ -285,7 +293,7 @@ def test_bf16_handover_bad_inputs():
         op(x.to(torch.bfloat16), w, None, [1, 1], [1, 1], [1, 1], 1, 0, 0.0, None, 4, 1, x, x)
 
 
-@amx
+@bf16_here
 def test_sftnet_bf16_handover_same_bits():
     """SFTNet's HR branch and condition network hand bf16 maps between bf16 convs under no_grad: the same output as
     with float32 maps; with gradients needed the float32 path runs (and gradients flow)."""
@@ -313,3 +321,27 @@ def test_sftnet_bf16_handover_same_bits():
     out = model(img.requires_grad_(), seg)
     out.sum().backward()
     assert img.grad is not None and torch.equal(out.detach(), with_handover)
+
+
+def test_bf16_on_vectors_where_amx_is_the_default():
+    """SFT_KERNELS_BF16=vectors: this file's and the bf16 SFT ops' tests again on AVX512-BF16 vectors (vdpbf16ps), the
+    path AMD Zen 4 runs, on a CPU where AMX would run them (elsewhere the in-process run above is that path)."""
+    if bf16_unit() != "amx":
+        pytest.skip("the tests above ran on vectors (or nothing) already")
+    env = {**os.environ, "SFT_KERNELS_BF16": "vectors"}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "tests/ops/sft_layer",
+           "tests/ops/sft_modulation", "-k", "not where_amx_is_the_default and not without_amx"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
+    if "has no AVX512-BF16" in out.stdout + out.stderr:
+        pytest.skip("this CPU has no AVX512-BF16")
+    assert out.returncode == 0 and " passed" in out.stdout, (out.stdout + out.stderr)[-3000:]
+
+
+def test_bf16_unit_env_bad_value():
+    code = "import sft_kernels.backends as b\ntry:\n    b.bf16_unit()\nexcept RuntimeError as e:\n    print(e)\n"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "SFT_KERNELS_BF16": "tiles"},
+                         capture_output=True, text=True, timeout=300)
+    if "cpu extension" in out.stderr and "not" in out.stderr:
+        pytest.skip("cpu extension not built")
+    assert "SFT_KERNELS_BF16 must be amx or vectors" in out.stdout, out.stdout + out.stderr[-1000:]
