@@ -59,6 +59,8 @@ asan: $(STAMP)
 	@if $(PYTHON) -c "from sft_kernels.ops.qconv2d import cpu; exit(cpu.kernel() not in ('amx', 'vnni', 'avxvnni'))"; then \
 		SFT_KERNELS_INT8=avxvnni LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=0 $(PYTHON) tests/asan/asan_check.py; fi
 	SFT_KERNELS_INT8=avx2 LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=0 $(PYTHON) tests/asan/asan_check.py
+	@if $(PYTHON) -c "from sft_kernels.backends import bf16_unit; exit(bf16_unit() != 'amx')"; then \
+		SFT_KERNELS_BF16=vectors LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=0 $(PYTHON) tests/asan/asan_check.py; fi
 
 clean:
 	rm -rf build *.egg-info sft_kernels/*.so demo_out .pytest_cache .benchmarks

@@ -6,5 +6,5 @@ from .runtime.registry import (BACKENDS, BackendUnavailableError, available, can
                                ops, register_op, resolve, resolve_for, status, supports)
 from .ops.conv2d.cpu import bf16_available, bf16_unit
 
-__all__ = ["BACKENDS", "BackendUnavailableError", "available", "bf16_available", "bf16_unit", "candidates", "cpu_ext", "cuda_ext",
-           "env", "ops", "register_op", "resolve", "resolve_for", "status", "supports"]
+__all__ = ["BACKENDS", "BackendUnavailableError", "available", "bf16_available", "bf16_unit", "candidates", "cpu_ext",
+           "cuda_ext", "env", "ops", "register_op", "resolve", "resolve_for", "status", "supports"]

@@ -131,9 +131,10 @@ def run():
     for m, kk, nn in [(2, 2, 2), (30, 46, 66), (130, 258, 98), (30, 1300, 66)]:
         a, bm = torch.randn(m, kk), torch.randn(kk, nn)
         assert (ops.strassen_abc(a, bm).double() - a.double() @ bm.double()).abs().max() < 1e-3
-    if ops.conv2d_bf16_available():  # bf16 on AMX: flat and row blocks, bands, tails, shuffle, modulation, slices
-        for (n, c, h, w, k, r, st, pd, dl, sh) in [
+    if ops.conv2d_bf16_available():  # bf16 (AMX or vectors): flat and row blocks, bands, tails, shuffle, modulation,
+        for (n, c, h, w, k, r, st, pd, dl, sh) in [  # slices; 7-pixel rows (vectors compute only the stored rows)
                 (2, 20, 13, 11, 40, 3, 1, 1, 1, 1), (1, 48, 19, 21, 70, 5, 2, 2, 1, 1),
+                (1, 64, 14, 14, 48, 3, 2, 1, 1, 1),
                 (1, 32, 9, 9, 33, 3, 1, 2, 2, 1), (1, 64, 150, 37, 40, 3, 1, 1, 1, 1),
                 (1, 8, 17, 70, 24, 4, 4, 0, 1, 1), (1, 64, 9, 12, 256, 3, 1, 1, 1, 2),
                 (1, 100, 7, 7, 96, 1, 1, 0, 1, 1), (1, 16, 5, 40, 288, 3, 1, 1, 1, 3)]:

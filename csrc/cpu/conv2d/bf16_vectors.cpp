@@ -37,10 +37,8 @@ bool cpu_has_amx_bf16() {
 
 // M pixels (element pitch pe) × the panel's outputs (Half: the first 16) into rows of acc (pitch 32 floats).
 template <int M, bool Half>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"), always_inline)) inline void rows(const uint16_t* a, int64_t pe,
-                                                                               const int64_t* toff, int64_t ntaps,
-                                                                               int64_t chunks, const uint16_t* b,
-                                                                               float* acc) {
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"), always_inline)) inline void rows(
+    const uint16_t* a, int64_t pe, const int64_t* toff, int64_t ntaps, int64_t chunks, const uint16_t* b, float* acc) {
   __m512 s0[M], s1[M];
 #pragma GCC unroll 16
   for (int i = 0; i < M; ++i) s0[i] = s1[i] = _mm512_setzero_ps();

@@ -14,8 +14,9 @@ namespace sft {
 // F(4×4,3×3), 3 Winograd F(2×2,3×3) (2 and 3: error where Winograd does not apply), 4 bf16: input and weight
 // rounded to bfloat16, fp32 sums on AMX tiles or AVX512-BF16 vectors (groups 1; error where the CPU has
 // neither); with algorithm 4 the input may be bfloat16 and out_dtype bfloat16 (the output rounded to nearest even
-// in the store): maps handed over between bf16 convs at half the bytes. pixel_shuffle r >= 1 divides K by r². scale and shift (together or neither, shaped like input) modulate the input. The output is
-// channels-last iff the input is (F.conv2d's rule).
+// in the store): maps handed over between bf16 convs at half the bytes. pixel_shuffle r >= 1 divides K by r².
+// scale and shift (together or neither, shaped like input) modulate the input. The output is channels-last iff the
+// input is (F.conv2d's rule).
 at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                       int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,
