@@ -1,6 +1,7 @@
 // The bf16 conv on AMX (algorithm "bf16"): inputs and weights rounded to bfloat16, products summed in float32 by
 // tdpbf16ps, the float32 epilogue of the other paths (bias, activation, residual). OpenVINO's default on AMX CPUs
-// and PyTorch's torch.backends.mkldnn.conv.fp32_precision = "bf16" compute the same way.
+// and PyTorch's torch.backends.mkldnn.conv.fp32_precision = "bf16" compute the same way. On CPUs with AVX512-BF16
+// and no AMX (AMD Zen 4) this driver runs the same blocks on vectors instead (bf16_vectors.cpp).
 //
 // The int8 AMX block's structure (qconv2d/amx.cpp) in bf16: a block is 32 output pixels × 32 output channels in four
 // 16×16 fp32 accumulator tiles. A tile row is one pixel's 32 channels (64 bytes) at one tap, read in place from a
