@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from .. import ops
-from ..nn.conv import Conv2d, activation_of
+from ..nn.conv import BF16_OR_FP32, Conv2d, activation_of, measured_on_vectors
+from ..ops.conv2d.cpu import bf16_unit
 from ..runtime.checks import ACTIVATIONS
 from ..nn.quantized import QuantConv2d, is_int8
 from ..nn.sparse import SparseConv2d
@@ -96,7 +97,7 @@ def _conv(module, x, activation=None, residual=None, negative_slope=0.01, weight
                       module.stride, module.padding, module.dilation, module.groups if groups is None else groups,
                       activation=activation, negative_slope=negative_slope, residual=residual,
                       backend=getattr(module, "backend", None),
-                      algorithm=algorithm or getattr(module, "algorithm", None),
+                      algorithm=algorithm or _op_algorithm(module),
                       pixel_shuffle=pixel_shuffle, modulation=modulation)
 
 
@@ -136,11 +137,23 @@ def bf16_plan(model) -> dict:
     Each layer runs in one bf16 op (ops.sft_layer(bf16=True): 1.79 → 0.84 ms a layer against its first convs as one
     bf16 conv and sft_modulation(bf16=True)), though each 32→32 first conv alone would be memory-bound."""
     plan = {}
+    if bf16_unit() == "vectors":  # AVX512-BF16 without AMX: float32 Winograd beats bf16 on every 3×3 conv of SFTNet
+        for name, m in model.named_modules():
+            if isinstance(m, nn.Conv2d) and measured_on_vectors(m) and m.groups == 1:
+                plan[name] = (False, "3x3 stride 1: our float32 Winograd conv is faster than bf16 on AVX512-BF16 "
+                                     "vectors at SFTNet's map sizes (0.59-0.76x)")
     for layer in sft_layers(model):
         prefix = next(n for n, m in model.named_modules() if m is layer)
         for name in ("SFT_scale_conv0", "SFT_shift_conv0", "SFT_scale_conv1", "SFT_shift_conv1"):
             plan[f"{prefix}.{name}"] = (True, "the whole SFT layer in one bf16 op (ops.sft_layer(bf16=True))")
     return plan
+
+
+def _op_algorithm(module) -> Optional[str]:
+    """The module's algorithm as ops.conv2d takes it ("bf16_or_fp32", a Conv2d's own measured choice, is never planned
+    for SFTNet's convs: float32 if it meets one)."""
+    algorithm = getattr(module, "algorithm", None)
+    return None if algorithm == BF16_OR_FP32 else algorithm
 
 
 def _bf16(conv) -> bool:

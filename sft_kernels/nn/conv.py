@@ -76,6 +76,18 @@ def explicit_padding(conv: nn.Conv2d) -> tuple:
     return left, None if extra == (0, 0) else (0, extra[0], 0, extra[1])
 
 
+# Conv2d's algorithm for "bf16 where it measures faster than the float32 choice" (convert_'s fp32_precision="bf16"
+# on AVX512-BF16 vectors for 3×3 stride-1 convs).
+BF16_OR_FP32 = "bf16_or_fp32"
+
+
+def measured_on_vectors(conv: nn.Conv2d) -> bool:
+    """Whether a conv bf16 may run is left to measurement on AVX512-BF16 vectors: 3×3 stride-1 undilated convs, where
+    our float32 Winograd conv is faster on large maps (64→64 at 128²: 4.2 vs 6.0 ms) and bf16 on small ones (ResNet-50's
+    256→256 at 14²: 1.49×, 512→512 at 7²: 1.73×)."""
+    return conv.kernel_size == (3, 3) and tuple(conv.stride) == (1, 1) and tuple(conv.dilation) == (1, 1)
+
+
 class BoundCall(nn.Module):
     """Base of the modules that keep their kernel's call bound for the last input signature in `_fast` (Conv2d,
     SeparableConv2d, QuantConv2d): the call is dropped whenever the module changes (any attribute set: activation,
@@ -108,7 +120,10 @@ class Conv2d(BoundCall, nn.Conv2d):
 
     Same constructor, parameters and state_dict keys as `nn.Conv2d`. Extra keyword-only options:
     ``activation`` (None or a name of ops.conv2d's: "relu", "silu", "gelu", ...), ``negative_slope``, ``backend`` (None =
-    fastest here) and ``algorithm`` (cpu: None/"auto", "direct", "winograd", "winograd_f2", "bf16": see ops.conv2d).
+    fastest here) and ``algorithm`` (cpu: None/"auto", "direct", "winograd", "winograd_f2", "bf16": see ops.conv2d;
+    or "bf16_or_fp32": "bf16" or None, whichever measures faster on the first call of each input signature, as the
+    autotuner does, float32 with SFT_KERNELS_AUTOTUNE=0 or under torch.compile: convert_'s fp32_precision="bf16" for
+    3×3 stride-1 convs on AVX512-BF16 vectors, where our float32 Winograd conv wins on large maps and bf16 on small).
     ``forward(x, residual=None)`` computes ``act(conv(x) + bias) + residual``; its output is channels_last (the
     values are nn.Conv2d's; an NCHW input is laid out channels_last first, see `forward`); a model's last one hands
     its output back in the caller's layout (transforms/caller_layout.py).
@@ -165,17 +180,35 @@ class Conv2d(BoundCall, nn.Conv2d):
         # model moved to channels_last): an NCHW input is laid out once here, and every later conv, activation
         # and add sees channels_last tensors, instead of each conv converting in and back out.
         laid_out = to_channels_last(input)
+        algorithm = self.algorithm
+        if algorithm == BF16_OR_FP32:
+            algorithm = self._measured_bf16(laid_out, residual, weight, bias, padding, activation, negative_slope)
         y = ops.conv2d(laid_out, weight, bias, self.stride, padding, self.dilation, self.groups,
                        activation=activation, negative_slope=negative_slope, residual=residual,
-                       backend=self.backend, algorithm=self.algorithm)
+                       backend=self.backend, algorithm=algorithm)
         if cache and laid_out is input and self.padding_mode == "zeros" and type(input) is torch.Tensor \
                 and input.is_cpu and not torch.compiler.is_compiling() \
                 and _no_grad_or_autocast(input, weight, residual):
             fn = conv2d_bound(input, weight, bias, self.stride, padding, self.dilation, self.groups,
-                              activation, negative_slope, residual, self.backend, self.algorithm)
+                              activation, negative_slope, residual, self.backend, algorithm)
             if fn is not None:
                 self.keep_bound(_fast_key(input, residual), fn)
         return y
+
+    def _measured_bf16(self, x: torch.Tensor, residual: Optional[torch.Tensor], weight: torch.Tensor,
+                       bias: Optional[torch.Tensor], padding, activation: Optional[str], slope: float) -> Optional[str]:
+        """algorithm "bf16_or_fp32" for this call: "bf16" or None, timed once per signature (autotune.pick)."""
+        if torch.compiler.is_compiling() or not autotune.enabled() or not x.is_cpu:
+            return None
+        key = (BF16_OR_FP32, x.shape, x.stride(), x.dtype, tuple(weight.shape), tuple(self.stride), tuple(padding),
+               tuple(self.dilation), self.groups, bias is None, activation, slope, self.backend,
+               None if residual is None else (residual.shape, residual.stride()), torch.get_num_threads())
+
+        def run(name):
+            return ops.conv2d(x, weight, bias, self.stride, padding, self.dilation, self.groups, activation=activation,
+                              negative_slope=slope, residual=residual, backend=self.backend,
+                              algorithm="bf16" if name == "bf16" else None)
+        return "bf16" if autotune.pick(key, ["fp32", "bf16"], run) == "bf16" else None
 
     def pad_by_mode(self, x: torch.Tensor, modulation: Optional[tuple] = None) -> tuple:
         """(x, padding, modulation) as the kernels take them: with a padding mode other than "zeros", x padded here

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..nn import Conv2d
+from ..nn.conv import BF16_OR_FP32, measured_on_vectors
 from ..nn.folded_conv import FoldedConv2d
 from ..ops.conv2d.cpu import bf16_unit
 from .report import Report
@@ -49,9 +50,6 @@ def bf16_skip_reason(conv: nn.Conv2d, unit: str = "amx") -> Optional[str]:
     if unit == "vectors":
         if c < _VECTORS_MIN_CHANNELS:
             return f"{c} input channels: on AVX512-BF16 vectors the 32-channel rows would be mostly padding"
-        if (r, s) == (3, 3) and tuple(conv.stride) == (1, 1) and tuple(conv.dilation) == (1, 1):
-            return ("3x3 stride 1: our float32 Winograd conv is faster than bf16 on AVX512-BF16 vectors (no AMX; "
-                    "64→64 at 128²: 4.2 vs 6.0 ms)")
     return None
 
 
@@ -62,7 +60,7 @@ def set_fp32_precision(model: nn.Module, precision: str, report: Report) -> None
         raise ValueError(f"fp32_precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "ieee":
         for m in model.modules():
-            if isinstance(m, Conv2d) and m.algorithm == "bf16":
+            if isinstance(m, Conv2d) and m.algorithm in ("bf16", BF16_OR_FP32):
                 m.algorithm = None
         return
     unit = bf16_unit()
@@ -88,7 +86,11 @@ def set_fp32_precision(model: nn.Module, precision: str, report: Report) -> None
             report.add(name, "bf16" if bf16 else "float32", why)
             continue
         why = bf16_skip_reason(m, unit)
-        if why is None:
+        if why is None and unit == "vectors" and measured_on_vectors(m):
+            m.algorithm = BF16_OR_FP32
+            report.add(name, "measured", "3x3 stride 1 on AVX512-BF16 vectors: bf16 or float32 Winograd, whichever "
+                       "measures faster at the first call of each input shape")
+        elif why is None:
             m.algorithm = "bf16"
             report.add(name, "bf16", "input and weight rounded to bfloat16, float32 sums")
         else:

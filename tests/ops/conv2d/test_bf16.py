@@ -15,12 +15,14 @@ import sft_kernels
 from sft_kernels.backends import BackendUnavailableError, bf16_available, bf16_unit
 from sft_kernels.ops import conv2d
 from sft_kernels.ops.conv2d import _conv2d_op
+from sft_kernels.runtime import autotune
 from sft_kernels.reference import conv2d as ref_conv2d
 from sft_kernels.testing import assert_close, tol
 
 bf16_here = pytest.mark.skipif(not bf16_available(),
                                reason="neither AMX-BF16 nor AVX512-BF16 here (or the cpu extension is missing)")
-# On AVX512-BF16 vectors (no AMX) convert_ keeps 3×3 stride-1 convs float32 (our Winograd conv is faster there).
+# On AVX512-BF16 vectors (no AMX) convert_ leaves 3×3 stride-1 convs to measurement (our float32 Winograd conv is
+# faster on large maps).
 VECTORS = bf16_unit() == "vectors"
 
 # (N, C, H, W, K, R, S, stride, padding, dilation): channel and output tails (C, K not multiples of 32), stride 2,
@@ -207,17 +209,20 @@ def test_convert_bf16_reports_and_runs_each_conv():
         want = net(x)
     rep = sft_kernels.convert_(net, fp32_precision="bf16")
     assert rep.names("bf16") == (["head"] if VECTORS else ["body", "head", "up"])
+    assert rep.names("measured") == (["body", "up"] if VECTORS else [])
     why = dict((r.name, r.detail) for r in rep.rows if r.action == "float32")
-    assert set(why) == {"stem", "dw", "thin"} | ({"body", "up"} if VECTORS else set())
+    assert set(why) == {"stem", "dw", "thin"}
     assert "input channels" in why["stem"] and "grouped" in why["dw"] and "memory-bound" in why["thin"]
-    assert not VECTORS or "Winograd" in why["body"] and "Winograd" in why["up"]
-    kept = [None, None if VECTORS else "bf16", None, "bf16", None if VECTORS else "bf16"]
-    assert [net.get_submodule(n).algorithm for n in ("stem", "body", "dw", "head", "up")] == kept
+    three = "bf16_or_fp32" if VECTORS else "bf16"
+    assert [net.get_submodule(n).algorithm for n in ("stem", "body", "dw", "head", "up")] == [None, three, None,
+                                                                                               "bf16", three]
     with torch.no_grad():
         got = net(x)
     assert got.shape == want.shape and not torch.equal(got, want)
     rel = ((got - want).norm() / want.norm()).item()
     assert rel < 2e-2, rel
+    if VECTORS:  # each measured conv's choice is cached per signature, as the autotuner's
+        assert sum(k[0] == "bf16_or_fp32" for k in autotune.choices()) >= 2
     sft_kernels.convert_(net, fp32_precision="ieee")  # back to float32: eager's values
     with torch.no_grad():
         torch.testing.assert_close(net(x), want, **tol("fp32"))
@@ -345,3 +350,29 @@ def test_bf16_unit_env_bad_value():
     if "cpu extension" in out.stderr and "not" in out.stderr:
         pytest.skip("cpu extension not built")
     assert "SFT_KERNELS_BF16 must be amx or vectors" in out.stdout, out.stdout + out.stderr[-1000:]
+
+
+@bf16_here
+@pytest.mark.parametrize("hw", [(40, 36), (6, 7)], ids=str)
+def test_bf16_or_fp32_measured(hw, monkeypatch):
+    """Conv2d(algorithm="bf16_or_fp32") runs bf16 or the float32 choice, whichever pick() timed faster for the
+    signature, and float32 without autotuning; its output is that algorithm's."""
+    from sft_kernels.nn import Conv2d
+
+    torch.manual_seed(9)
+    conv = Conv2d(64, 64, 3, padding=1, activation="relu").eval()
+    x = torch.randn(1, 64, *hw).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        want = {a: conv2d(x, conv.weight, conv.bias, 1, 1, activation="relu", backend="cpu", algorithm=a)
+                for a in (None, "bf16")}
+        conv.algorithm = "bf16_or_fp32"
+        autotune.clear()
+        got = conv(x)
+        chosen = [v for k, v in autotune.choices().items() if k[0] == "bf16_or_fp32"]
+        assert chosen in (["fp32"], ["bf16"])
+        torch.testing.assert_close(got, want[None if chosen[0] == "fp32" else "bf16"], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(conv(x), got, rtol=0, atol=0)  # the bound kernel keeps the choice
+        monkeypatch.setenv("SFT_KERNELS_AUTOTUNE", "0")
+        autotune.clear()
+        torch.testing.assert_close(conv(x), want[None], rtol=1e-5, atol=1e-5)
+        assert not any(k[0] == "bf16_or_fp32" for k in autotune.choices())
