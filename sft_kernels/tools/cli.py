@@ -528,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "backend=None), torch = plain PyTorch, or a named backend (default: auto)")
     s.add_argument("--fp32-precision", dest="fp32_precision", default="ieee", choices=["ieee", "bf16"],
                    help="bf16: the converted convs compute in bfloat16 on CPUs with AMX-BF16 (Xeon Sapphire Rapids "
-                   "or later; SFTNet ~2.4x faster, PSNR within 0.003 dB) or AVX512-BF16 (AMD Zen 4: ~1.1x, its 3x3 "
+                   "or later; SFTNet ~2.4x faster, PSNR within 0.003 dB) or AVX512-BF16 (AMD Zen 4: ~1.1-1.2x, its 3x3 "
                    "convs stay float32 Winograd), elsewhere a warning and float32 (default: ieee, float32)")
     s.add_argument("--tile", type=int, default=192, metavar="N",
                    help="LR tile size in pixels (output tiles are 4N); 0 = the whole image in one pass, "
