@@ -82,9 +82,9 @@ BF16_OR_FP32 = "bf16_or_fp32"
 
 
 def measured_on_vectors(conv: nn.Conv2d) -> bool:
-    """Whether a conv bf16 may run is left to measurement on AVX512-BF16 vectors: 3×3 stride-1 undilated convs, where
-    our float32 Winograd conv is faster on large maps (64→64 at 128²: 4.2 vs 6.0 ms) and bf16 on small ones (ResNet-50's
-    256→256 at 14²: 1.49×, 512→512 at 7²: 1.73×)."""
+    """Whether, on AVX512-BF16 vectors, bf16 or float32 for this conv is left to measurement: 3×3 stride-1 undilated
+    convs, where our float32 Winograd conv is faster on large maps (64→64 at 128²: 4.2 vs 6.0 ms) and bf16 on small
+    ones (ResNet-50's 256→256 at 14²: 1.49×, 512→512 at 7²: 1.73×)."""
     return conv.kernel_size == (3, 3) and tuple(conv.stride) == (1, 1) and tuple(conv.dilation) == (1, 1)
 
 

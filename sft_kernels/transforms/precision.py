@@ -47,9 +47,8 @@ def bf16_skip_reason(conv: nn.Conv2d, unit: str = "amx") -> Optional[str]:
         return f"{c} input channels: the bf16 tile rows (32 channels) would be mostly padding (3→64 3x3: 0.79x)"
     if r * s * c * k <= _MEMORY_BOUND_MACS:
         return f"{r * s * c * k} multiply-adds per pixel: memory-bound, the bf16 input copy costs more than it saves"
-    if unit == "vectors":
-        if c < _VECTORS_MIN_CHANNELS:
-            return f"{c} input channels: on AVX512-BF16 vectors the 32-channel rows would be mostly padding"
+    if unit == "vectors" and c < _VECTORS_MIN_CHANNELS:
+        return f"{c} input channels: on AVX512-BF16 vectors the 32-channel rows would be mostly padding"
     return None
 
 
