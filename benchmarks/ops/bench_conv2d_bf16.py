@@ -3,10 +3,11 @@
 (ours, with Winograd where it pays, and oneDNN's). Every ungrouped conv of the SFTNet and ResNet-50 catalogs
 (sft_kernels/tools/shapes.py), float32 NCHW input converted by each conv and channels_last; bias and ReLU in each
 (fused in ours, F.relu after oneDNN's). Interleaved medians in one process; GFLOP/s and the fraction of this
-machine's bf16 tile peak (back-to-back tdpbf16ps, `torch.ops.sft_cpu.conv2d_bf16_peak_gflops`).
+machine's bf16 peak (back-to-back tdpbf16ps on AMX, vdpbf16ps on AVX512-BF16 vectors:
+`torch.ops.sft_cpu.conv2d_bf16_peak_gflops`; `sft_kernels.backends.bf16_unit()` says which runs).
 
 Run: python benchmarks/ops/bench_conv2d_bf16.py [--threads 1 2] [--catalog sftnet resnet50] [--repeat 7] [-o out.json]
-On a CPU without AMX-BF16 (sft_kernels.backends.bf16_available() False) our bf16 rows are left out and the ratio is
+On a CPU with neither (sft_kernels.backends.bf16_available() False) our bf16 rows are left out and the ratio is
 oneDNN's bf16 against our fp32: what a request for bf16 would give there, where convert_ keeps float32.
 """
 import argparse
@@ -17,14 +18,14 @@ import torch
 import torch.nn.functional as F
 
 from sft_kernels import ops
-from sft_kernels.backends import bf16_available
+from sft_kernels.backends import bf16_available, bf16_unit
 from sft_kernels.tools.benchmark import time_interleaved
 from sft_kernels.tools.shapes import resnet50_conv_shapes, sftnet_conv_shapes
 
 CATALOGS = {"sftnet": sftnet_conv_shapes, "resnet50": resnet50_conv_shapes}
 
 
-def candidates(s, amx: bool) -> dict:
+def candidates(s, have_bf16: bool) -> dict:
     x = torch.randn(s.n, s.c, s.h, s.w)
     xcl = x.contiguous(memory_format=torch.channels_last)
     w, b = torch.randn(s.k, s.c, s.r, s.s) * 0.1, torch.randn(s.k)
@@ -42,7 +43,7 @@ def candidates(s, amx: bool) -> dict:
     ours = {
         "sft bf16 cl": lambda: ops.conv2d(xcl, w, b, *args, activation="relu", backend="cpu", algorithm="bf16"),
         "sft bf16 nchw": lambda: ops.conv2d(x, w, b, *args, activation="relu", backend="cpu", algorithm="bf16"),
-    } if amx else {}
+    } if have_bf16 else {}
     return {
         **ours,
         "oneDNN bf16 cl": onednn(xcl, "bf16"),
@@ -58,26 +59,27 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=7)
     p.add_argument("-o", "--output", help="write the rows as JSON")
     args = p.parse_args(argv)
-    amx = bf16_available()
-    if not amx:
-        print("no AMX-BF16 here (sft_kernels.backends.bf16_available() is False): oneDNN's bf16 against our fp32 "
-              "(% of peak: of the AMX tile peak, so none here)")
+    have_bf16 = bf16_available()  # AMX tiles or AVX512-BF16 vectors
+    if not have_bf16:
+        print("no bf16 kernel here (sft_kernels.backends.bf16_available() is False): oneDNN's bf16 against our fp32")
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
-        peak = torch.ops.sft_cpu.conv2d_bf16_peak_gflops() if amx else float("nan")
-        print(f"\n{threads} thread(s); bf16 tile peak {peak:.0f} GFLOP/s. ms (GFLOP/s, % of peak); ratios: "
-              + ("ours bf16 (channels_last) against oneDNN bf16 and against our fp32" if amx
+        peak = torch.ops.sft_cpu.conv2d_bf16_peak_gflops() if have_bf16 else float("nan")
+        head = f"bf16 peak ({bf16_unit()}) {peak:.0f} GFLOP/s. ms (GFLOP/s, % of peak)" if have_bf16 else "ms (GFLOP/s)"
+        print(f"\n{threads} thread(s); {head}; ratios: "
+              + ("ours bf16 (channels_last) against oneDNN bf16 and against our fp32" if have_bf16
                  else "oneDNN bf16 against our fp32 (channels_last)"))
         for cat in args.catalog:
             for s in CATALOGS[cat]():
                 if s.groups != 1:
                     continue
                 with torch.no_grad():
-                    t = time_interleaved(candidates(s, amx), repeat=args.repeat, min_time=0.05)
-                cells = "  ".join(f"{k} {v * 1e3:.3f} ({s.flops / v / 1e9:.0f}, {100 * s.flops / v / 1e9 / peak:.0f}%)"
+                    t = time_interleaved(candidates(s, have_bf16), repeat=args.repeat, min_time=0.05)
+                pct = (lambda g: f", {100 * g / peak:.0f}%") if have_bf16 else (lambda g: "")
+                cells = "  ".join(f"{k} {v * 1e3:.3f} ({s.flops / v / 1e9:.0f}{pct(s.flops / v / 1e9)})"
                                   for k, v in t.items())
-                if amx:
+                if have_bf16:
                     ours = t["sft bf16 cl"]
                     ratios = f"{t['oneDNN bf16 cl'] / ours:.2f}x oneDNN bf16, {t['sft fp32 cl'] / ours:.2f}x our fp32"
                 else:
