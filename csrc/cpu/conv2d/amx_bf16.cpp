@@ -13,16 +13,21 @@
 // consecutive positions of the band's padded-width grid (flat mode: positions on padding columns are computed and
 // not stored). A block's sums are stored while the next block's tiles multiply.
 #include <ATen/Parallel.h>
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 #include "cpu/conv2d/amx_bf16.h"
 #include "cpu/conv2d/conv2d.h"
 #include "cpu/conv2d/paths.h"
+#include "cpu/engine/pack.h"
 #include "cpu/engine/ukernel.h"
 #include "cpu/qconv2d/tiles.h"
 #include "cpu/runtime/buffer_pool.h"
@@ -35,6 +40,17 @@ namespace {
 constexpr int kRun = 4;     // blocks per run: a panel's weights stay in L1 across the run's blocks
 constexpr int kSegs = 33;   // a flat block's pixels fall in at most this many output-row segments
 constexpr int64_t kBandBytes = int64_t(1) << 20;  // a thread's padded bf16 rows: about half of L2
+
+bool cpu_has_avx512_bf16() {
+  unsigned a, b, c, d;
+  return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+}
+
+bool cpu_has_amx_bf16() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  return (d & (1u << 22)) && (d & (1u << 24)) && cpu_has_avx512_bf16();  // AMX-BF16, AMX-TILE
+}
 
 // Weights [K, C, R, S] as bf16 panels [ceil(K/32)][R·S][Cp/32][16 channel pairs][32 outputs][2], zeros past C
 // and K, rounded to nearest even. shuffle = r > 1: output channels in sub-pixel order (packed channel
@@ -151,6 +167,21 @@ template void block_tiles<false>(const uint16_t*, int64_t, const int64_t*, int64
 // The int8 block's store: its tilestored moves 4-byte sums whatever their type.
 void block_sums(float* acc) { qconv::block_amx_store(reinterpret_cast<int32_t*>(acc)); }
 
+Unit unit() {
+  static const Unit u = [] {
+    const bool amx = cpu_has_amx_bf16() && qconv::amx_enable(), vec = cpu_has_avx512_bf16();
+    const char* env = std::getenv("SFT_KERNELS_BF16");
+    const std::string want = env ? env : "";
+    if (want == "amx" && !amx) throw std::runtime_error("SFT_KERNELS_BF16=amx: this CPU or OS does not run AMX-BF16");
+    if (want == "vectors" && !vec) throw std::runtime_error("SFT_KERNELS_BF16=vectors: this CPU has no AVX512-BF16");
+    if (!want.empty() && want != "amx" && want != "vectors")
+      throw std::runtime_error("SFT_KERNELS_BF16 must be amx or vectors (or unset: the best here), got " + want);
+    if (want == "vectors") return Unit::kVectors;
+    return amx ? Unit::kAmx : vec ? Unit::kVectors : Unit::kNone;
+  }();
+  return u;
+}
+
 void begin_thread() {
   if (unit() == Unit::kAmx) qconv::amx_configure(64);
 }
@@ -252,7 +283,7 @@ void conv2d_bf16_into(const at::Tensor& x, const at::Tensor& weight, const at::T
   TORCH_CHECK(r == 1 || Cs % kNR == 0, "sft_cpu::conv2d: the bf16 store shuffles whole panels (K / r² % 32 == 0)");
   const int64_t sh = stride[0], sw = stride[1], ph = padding[0], pw = padding[1], dh = dilation[0], dw = dilation[1];
   TORCH_CHECK(ph >= 0 && pw >= 0, "sft_cpu::conv2d: algorithm='bf16' takes non-negative padding");
-  const int64_t Cp = (C + kCh - 1) / kCh * kCh, chunks = Cp / kCh, panels = (K + kNR - 1) / kNR;
+  const int64_t Cp = round_up(C, kCh), chunks = Cp / kCh, panels = (K + kNR - 1) / kNR;
   const int64_t Wp = W + 2 * pw, pitch = Wp * Cp, span = (R - 1) * dh + 1;
   const at::Tensor packed = packed_weight(weight, Cp, r);
   const at::Tensor b = b_in.defined() && r > 1 ? b_in.view({Cs, r2}).t().contiguous() : b_in;

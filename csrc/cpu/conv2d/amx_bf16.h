@@ -45,17 +45,14 @@ void block_vectors(const uint16_t* a, int64_t pitch, const int64_t* toff, int64_
 // Back-to-back vdpbf16ps on every thread: the vectors' multiply peak, GFLOP/s.
 double vectors_peak_gflops();
 
-// A block's sums into acc on unit(); on AMX the thread must have loaded qconv::amx_configure(64) (begin_thread).
-template <bool Half>
-inline void block(const uint16_t* a, int64_t pitch, const int64_t* toff, int64_t ntaps, int64_t chunks,
-                  const uint16_t* b, float* acc) {
-  if (unit() == Unit::kVectors) return block_vectors<Half>(a, pitch, toff, ntaps, chunks, b, acc, 32);
-  block_tiles<Half>(a, pitch, toff, ntaps, chunks, b);
-  block_sums(acc);
-}
+// A block's sums for a panel of nc outputs into acc on unit(); on AMX the thread must have loaded
+// qconv::amx_configure(64) (begin_thread).
 inline void block_for(int nc, const uint16_t* a, int64_t pitch, const int64_t* toff, int64_t ntaps, int64_t chunks,
                       const uint16_t* b, float* acc) {
-  (nc <= 16 ? block<true> : block<false>)(a, pitch, toff, ntaps, chunks, b, acc);
+  if (unit() == Unit::kVectors)
+    return (nc <= 16 ? block_vectors<true> : block_vectors<false>)(a, pitch, toff, ntaps, chunks, b, acc, 32);
+  (nc <= 16 ? block_tiles<true> : block_tiles<false>)(a, pitch, toff, ntaps, chunks, b);
+  block_sums(acc);
 }
 
 // A thread's set-up and tear-down around its blocks (the AMX tile configuration; nothing on vectors).

@@ -7,33 +7,16 @@
 // computed (a strided conv's 7-pixel output rows: one pass of 11, not 32 rows).
 #include <immintrin.h>
 
-#include <cpuid.h>
-
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
-#include <stdexcept>
-#include <string>
 
 #include <ATen/Parallel.h>
 
 #include "cpu/conv2d/amx_bf16.h"
-#include "cpu/qconv2d/tiles.h"
 
 namespace sft::bf16 {
 namespace {
-
-bool cpu_has_avx512_bf16() {
-  unsigned a, b, c, d;
-  return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
-}
-
-bool cpu_has_amx_bf16() {
-  unsigned a, b, c, d;
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-  return (d & (1u << 22)) && (d & (1u << 24)) && cpu_has_avx512_bf16();  // AMX-BF16, AMX-TILE
-}
 
 // M pixels (element pitch pe) × the panel's outputs (Half: the first 16) into rows of acc (pitch 32 floats).
 template <int M, bool Half>
@@ -100,21 +83,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void peak_loop(i
 }
 
 }  // namespace
-
-Unit unit() {
-  static const Unit u = [] {
-    const bool amx = cpu_has_amx_bf16() && qconv::amx_enable(), vec = cpu_has_avx512_bf16();
-    const char* env = std::getenv("SFT_KERNELS_BF16");
-    const std::string want = env ? env : "";
-    if (want == "amx" && !amx) throw std::runtime_error("SFT_KERNELS_BF16=amx: this CPU or OS does not run AMX-BF16");
-    if (want == "vectors" && !vec) throw std::runtime_error("SFT_KERNELS_BF16=vectors: this CPU has no AVX512-BF16");
-    if (!want.empty() && want != "amx" && want != "vectors")
-      throw std::runtime_error("SFT_KERNELS_BF16 must be amx or vectors (or unset: the best here), got " + want);
-    if (want == "vectors") return Unit::kVectors;
-    return amx ? Unit::kAmx : vec ? Unit::kVectors : Unit::kNone;
-  }();
-  return u;
-}
 
 template <bool Half>
 void block_vectors(const uint16_t* a, int64_t pitch, const int64_t* toff, int64_t ntaps, int64_t chunks,

@@ -13,6 +13,7 @@
 #include "cpu/conv2d/amx_bf16.h"
 #include "cpu/conv2d/conv2d.h"
 #include "cpu/conv2d/paths.h"
+#include "cpu/engine/pack.h"
 #include "cpu/qconv2d/tiles.h"
 #include "cpu/runtime/buffer_pool.h"
 
@@ -84,7 +85,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void mid_rows(co
   }
 }
 
-int64_t round32(int64_t c) { return (c + bf16::kCh - 1) / bf16::kCh * bf16::kCh; }
 const uint16_t* bits(const at::Tensor& packed) { return reinterpret_cast<const uint16_t*>(packed.data_ptr<int16_t>()); }
 at::Tensor contiguous_bias(const c10::optional<at::Tensor>& b) {
   return b.has_value() ? b->contiguous() : at::Tensor();
@@ -107,7 +107,7 @@ at::Tensor sft_modulation_bf16_cpu(const at::Tensor& x, const at::Tensor& mid_s,
   if (M == 0 || K == 0) return out;
   int64_t ps_ = 0, pt_ = 0;
   const at::Tensor ms = pixel_rows(mid_s, &ps_), mt = pixel_rows(mid_t, &pt_);
-  const int64_t Cps = round32(ms.size(1)), Cpt = round32(mt.size(1));
+  const int64_t Cps = round_up(ms.size(1), bf16::kCh), Cpt = round_up(mt.size(1), bf16::kCh);
   const at::Tensor ps = bf16::packed_weight(w_s, Cps, 1), pt = bf16::packed_weight(w_t, Cpt, 1);
   const at::Tensor bs = contiguous_bias(b_s), bt = contiguous_bias(b_t);
   const Branch s{ms.data_ptr<float>(), ps_, ms.size(1), bits(ps), ptr(bs)};
@@ -164,7 +164,7 @@ at::Tensor sft_layer_bf16_cpu(const at::Tensor& x, const at::Tensor& cond, const
   if (M == 0 || K == 0) return out;
   int64_t cpitch = 0;
   const at::Tensor cm = pixel_rows(cond, &cpitch);
-  const int64_t Cpc = round32(Cc), Cps = round32(Cs), Cpt = round32(Ct);
+  const int64_t Cpc = round_up(Cc, bf16::kCh), Cps = round_up(Cs, bf16::kCh), Cpt = round_up(Ct, bf16::kCh);
   const at::Tensor p0s = bf16::packed_weight(w0_s, Cpc, 1), p0t = bf16::packed_weight(w0_t, Cpc, 1);
   const at::Tensor p1s = bf16::packed_weight(w1_s, Cps, 1), p1t = bf16::packed_weight(w1_t, Cpt, 1);
   const at::Tensor c0s = contiguous_bias(b0_s), c0t = contiguous_bias(b0_t);
