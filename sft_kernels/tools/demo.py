@@ -65,8 +65,10 @@ def run(image: str = "astronaut", lr_size: int = 128, out_dir: str = "demo_out",
         models[name] = m
     auto = copy.deepcopy(eager)
     convert_(auto)  # backend=None: per-layer measured choice among the non-interpreted backends
-    models["auto (backend=None)"] = auto
-    bf16_name = f"cpu bf16 ({'AMX' if backends.bf16_unit() == 'amx' else 'AVX512-BF16'})"
+    auto_name = "auto (backend=None)"
+    models[auto_name] = auto
+    bf16_unit = "AMX" if backends.bf16_unit() == "amx" else "AVX512-BF16"
+    bf16_name = f"cpu bf16 ({bf16_unit})"
     if "cpu" in names and backends.bf16_available():  # the same model with its convs computed in bf16
         models[bf16_name] = copy.deepcopy(eager)
         convert_(models[bf16_name], fp32_precision="bf16")
@@ -93,9 +95,10 @@ def run(image: str = "astronaut", lr_size: int = 128, out_dir: str = "demo_out",
         # backend=None models settle their measured choices over their first calls (autotune.SecondLook re-times
         # the other candidates alongside the winner): timed before that, they show the re-timing, not the model
         settle = autotune.SecondLook.WARM + 2 * autotune.SecondLook.ROUNDS
-        for name in ("auto (backend=None)", bf16_name):
-            for _ in range(settle if name in models else 0):
-                models[name](x)
+        for name in (auto_name, bf16_name):
+            if name in models:
+                for _ in range(settle):
+                    models[name](x)
         times = time_interleaved(timed, repeat=repeat, warmup=1)
         if interpreted:
             out = models["triton"](xs)
@@ -119,7 +122,7 @@ def run(image: str = "astronaut", lr_size: int = 128, out_dir: str = "demo_out",
     if bf16_name in models:
         pb = next(r[3] for r in rows if r[0] == bf16_name)
         print_fn(f"cpu bf16: convert_(model, fp32_precision=\"bf16\"), inputs and weights of the convs rounded to "
-                 f"bfloat16 ({bf16_name[10:-1]}), {pb:.1f} dB from eager's output")
+                 f"bfloat16 ({bf16_unit}), {pb:.1f} dB from eager's output")
     sr = ref_full[0].clamp(0, 1)
     _save_png(torch.cat([bicubic, sr, hr], dim=2), os.path.join(out_dir, "side_by_side.png"))
     seen = " (this photo is in the training set: see the README for the held-out china/flower numbers)" \
