@@ -959,9 +959,19 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point
         tile_rows(rows, mr, m0 / PQ, m0 % PQ / Q, m0 % Q, P, Q, sw * Cp, [&](int64_t n, int64_t p, int64_t q) {
           return xb + ((n * Hp + p * sh) * Wp + q * sw) * Cp;
         });
-      for (int64_t panel = pg * panels / pgroups; panel < (pg + 1) * panels / pgroups; ++panel) {
+      const int64_t pa = pg * panels / pgroups, pz = (pg + 1) * panels / pgroups;
+      for (int64_t panel = pa; panel < pz; ++panel) {
         const int64_t j0 = panel * kNR;
         const int ncols = static_cast<int>(std::min<int64_t>(kNR, K - j0));
+        // The next tile's input lines, a share before each panel: the tiles of a 1×1 conv read each input row
+        // once, and over ~1 MB the hardware prefetcher left the first step of each tile waiting on L3 (128→128 at
+        // 128², 1 thread: 1.73 → 1.54 ms; ResNet-50's 1×1 convs 1-8 % faster).
+        if (linear_rows && m0 + 2 * kMR <= M) {
+          const char* next = reinterpret_cast<const char*>(xb + (m0 + kMR) * Cp);
+          const int64_t lines = kMR * Cp / 64, per = (lines + (pz - pa) - 1) / (pz - pa);
+          for (int64_t l = (panel - pa) * per; l < std::min(lines, (panel - pa + 1) * per); ++l)
+            __builtin_prefetch(next + 64 * l, 0, 3);
+        }
         qconv::run_tile(rows, mr, toff.data(), RS, kg, bb + panel * panel_size, j0, ncols,
                         tile_store(m0, mr, j0, pix));
       }
