@@ -1,12 +1,14 @@
 """One model of models.py, 1 thread: eager channels_last vs convert_ vs fuse_for_inference (batch norms and
 activations folded), both fed NCHW; paired medians of 15. python fuse_check.py NAME"""
-import copy, statistics, sys, time, warnings
+import argparse, copy, statistics, sys, time, warnings
 import torch
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-from models import build
+from models import MODELS, build
+ap = argparse.ArgumentParser(description=__doc__)
+ap.add_argument("name", help=f"one of: {' '.join(MODELS)} (or tv:NAME, see survey.py)")
+name = ap.parse_args().name
 import sft_kernels
 torch.set_num_threads(1)
-name = sys.argv[1]
 model, shape = build(name)
 torch.manual_seed(123); x = torch.rand(shape); xcl = x.contiguous(memory_format=torch.channels_last)
 mc = copy.deepcopy(model); sft_kernels.convert_(mc)

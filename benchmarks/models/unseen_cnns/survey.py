@@ -7,12 +7,16 @@ Names "tv:NAME" build torchvision.models.NAME (random weights, 1×3×224×224). 
 beside torch 2.13 ("operator torchvision::nms does not exist"); the models themselves use none of its C ops, so for
 this survey its wheel was unpacked into a folder with torchvision/_meta_registrations.py and
 _autograd_registrations.py emptied and _C.so removed, and that folder put on PYTHONPATH."""
-import json, pathlib, subprocess, sys
+import argparse, json, pathlib, subprocess, sys
 HERE = pathlib.Path(__file__).parent
 sys.path.insert(0, str(HERE))
 from models import MODELS
-out = pathlib.Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True)
-names = sys.argv[2:] or list(MODELS)
+ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+ap.add_argument("out_dir", help="folder for each model's log and results.json (created)")
+ap.add_argument("names", nargs="*", help=f"default: {' '.join(MODELS)}")
+a = ap.parse_args()
+out = pathlib.Path(a.out_dir); out.mkdir(parents=True, exist_ok=True)
+names = a.names or list(MODELS)
 rows = []
 for n in names:
     p = subprocess.run(["taskset", "-c", "0", sys.executable, str(HERE / "run_one.py"), n, "--rounds", "15"],
