@@ -57,8 +57,11 @@ def cmd_info(args) -> int:
         print(f"environment: {problem}")
     if backends.cpu_ext() is not None and not knobs.problems(backends.cpu_ext):
         print(f"GEMM engine: {torch.ops.sft_cpu.gemm_config()}")
+        unit = str(torch.ops.sft_cpu.conv2d_bf16_unit())
+        bf16 = {"amx": "AMX tiles", "vectors": "AVX512-BF16 vectors"}.get(unit, "none (fp32_precision='bf16' keeps "
+                                                                              "float32)")
         print(f"int8 conv kernel: {torch.ops.sft_cpu.qconv2d_kernel()}  "
-              f"sparse conv kernels: {torch.ops.sft_cpu.sparse_conv2d_kernel('')}")
+              f"sparse conv kernels: {torch.ops.sft_cpu.sparse_conv2d_kernel('')}  bf16 convs: {bf16}")
     print("backends:")
     for name, (ok, why) in backends.status().items():
         print(f"  {name:10s} {'available' if ok else 'missing  '}  {why}")

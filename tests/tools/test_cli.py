@@ -20,6 +20,9 @@ def test_info(capsys):
     out = capsys.readouterr().out
     for name in ("reference", "cpu", "triton", "cuda"):
         assert name in out
+    if backends.cpu_ext() is not None:  # which unit runs bf16 convs, as backends.bf16_unit() says
+        unit = backends.bf16_unit()
+        assert "bf16 convs: " + {"amx": "AMX", "vectors": "AVX512-BF16", "none": "none"}[unit] in out
 
 
 def test_demo_small(tmp_path, capsys):
