@@ -95,13 +95,22 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight_in, cons
   }
   // Channels must be unit-stride for the run copies in pack_a: NCHW input is repacked once.
   if (x.stride(1) != 1) x = in16 ? x.contiguous(at::MemoryFormat::ChannelsLast) : to_channels_last_cpu(x);
-  TORCH_CHECK(algorithm >= 0 && algorithm <= 4, "sft_cpu::conv2d: algorithm code must lie in [0, 4], got ", algorithm);
-  const bool bf16 = algorithm == 4;
+  TORCH_CHECK(algorithm >= 0 && algorithm <= 5, "sft_cpu::conv2d: algorithm code must lie in [0, 5], got ", algorithm);
+  const bool bf16 = algorithm == 4, wino16 = algorithm == 5;
   TORCH_CHECK(!bf16 || groups == 1, "sft_cpu::conv2d: algorithm='bf16' runs ungrouped convs (groups=1), got groups=",
               groups, "; use algorithm=None for grouped and depthwise convs");
-  const int64_t wtile = winograd_tile(algorithm, N, C, K, R, S, P, Q, stride, dilation, groups);
+  TORCH_CHECK(!wino16 || (R == 3 && S == 3 && stride[0] == 1 && stride[1] == 1 && dilation[0] == 1 &&
+                          dilation[1] == 1 && groups == 1),
+              "sft_cpu::conv2d: algorithm='bf16_winograd' runs 3x3 convs of stride 1, dilation 1 and groups 1, got a ",
+              R, "x", S, " kernel, stride ", stride, ", dilation ", dilation, ", groups ", groups,
+              "; use algorithm='bf16' for other convs");
+  const int64_t wtile = wino16 ? 0 : winograd_tile(algorithm, N, C, K, R, S, P, Q, stride, dilation, groups);
   const bool wino = wtile != 0;
   if (r > 1) {
+    if (wino16 && out_cl && (!res.defined() || res.stride(1) == 1)) {  // shuffle by the output transform
+      conv2d_winograd_bf16_into(x, weight, b, padding, activation, negative_slope, res, out, r, ms, mt);
+      return out;
+    }
     if (bf16 && (K / (r * r)) % 32 == 0 && out_cl && (!res.defined() || res.stride(1) == 1)) {  // shuffle by the store
       conv2d_bf16_into(x, weight, b, stride, padding, dilation, activation, negative_slope, res, out, ms, mt, r);
       return out;
@@ -118,6 +127,13 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight_in, cons
     return y.to(odt).contiguous(fmt);
   }
   auto run = [&](const at::Tensor& rr, at::Tensor& o) {
+    if (wino16) {
+      const bool fused = !rr.defined() || rr.stride(1) == 1;
+      conv2d_winograd_bf16_into(x, weight, b, padding, activation, negative_slope, fused ? rr : at::Tensor(), o, 1, ms,
+                                mt);
+      if (!fused) o.add_(rr);
+      return;
+    }
     if (bf16) {
       if (!rr.defined() || rr.stride(1) == 1) {
         conv2d_bf16_into(x, weight, b, stride, padding, dilation, activation, negative_slope, rr, o, ms, mt, 1);

@@ -70,6 +70,12 @@ void conv2d_winograd_into(int64_t tile, const at::Tensor& x, const at::Tensor& w
                           const at::Tensor& res, at::Tensor& out, int64_t shuffle, const at::Tensor& mscale,
                           const at::Tensor& mshift);
 
+// ---- winograd_bf16.cpp: algorithm 5, F(4×4,3×3) with V and U rounded to bf16 and fp32 sums; undilated 3×3 ----
+// Stride 1, groups 1, float32; out, res, shuffle, mscale and mshift as conv2d_winograd_into's.
+void conv2d_winograd_bf16_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b,
+                               at::IntArrayRef padding, int64_t activation, double slope, const at::Tensor& res,
+                               at::Tensor& out, int64_t shuffle, const at::Tensor& mscale, const at::Tensor& mshift);
+
 // ---- depthwise.cpp: groups = input channels (any channel multiplier), out and res with unit channel stride ----
 void conv2d_depthwise_into(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& b, at::IntArrayRef stride,
                            at::IntArrayRef padding, at::IntArrayRef dilation, int64_t activation, double slope,

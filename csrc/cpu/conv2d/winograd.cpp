@@ -18,6 +18,7 @@
 
 #include "cpu/conv2d/conv2d.h"
 #include "cpu/conv2d/paths.h"
+#include "cpu/conv2d/winograd.h"
 #include "cpu/engine/act_vec.h"
 #include "cpu/engine/gemm.h"
 #include "cpu/runtime/weight_cache.h"
@@ -28,6 +29,10 @@ namespace {
 // Output tiles per block (0: sized from kWinogradBlockBytes, config.h): V and M (36·TB·C and 36·TB·K floats)
 // plus the transformed filters should stay in L2.
 std::atomic<int64_t> g_tiles_per_block{0};
+
+}  // namespace
+
+namespace wino {
 
 #define SFT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
@@ -91,7 +96,7 @@ __attribute__((always_inline)) inline void st(float* p, const T& v) {
 
 // One step of at_tile on the channels [c, c + width of T) (T: 16 or 8 floats as a vector, or float).
 template <class T>
-__attribute__((always_inline)) inline void at_tile_step(const float* m, int64_t ri, int64_t rj, float* o, int64_t n,
+__attribute__((always_inline)) inline void at_tile_step(const float* m, int64_t ri, int64_t rj, float* o, int64_t ldo,
                                                        int64_t c) {
   T t[6][4];
   for (int i = 0; i < 6; ++i) {  // along j, within row i
@@ -106,24 +111,36 @@ __attribute__((always_inline)) inline void at_tile_step(const float* m, int64_t 
   }
   for (int j = 0; j < 4; ++j) {  // along i
     const T a = t[1][j] + t[2][j], b = t[1][j] - t[2][j], p = t[3][j] + t[4][j], q = t[3][j] - t[4][j];
-    st<T>(o + j * n + c, t[0][j] + a + p);
-    st<T>(o + (4 + j) * n + c, b + 2.f * q);
-    st<T>(o + (8 + j) * n + c, a + 4.f * p);
-    st<T>(o + (12 + j) * n + c, b + 8.f * q + t[5][j]);
+    st<T>(o + j * ldo + c, t[0][j] + a + p);
+    st<T>(o + (4 + j) * ldo + c, b + 2.f * q);
+    st<T>(o + (8 + j) * ldo + c, a + 4.f * p);
+    st<T>(o + (12 + j) * ldo + c, b + 8.f * q + t[5][j]);
   }
 }
 
 // Aᵀ m A for one F(4×4) tile in one pass: m(i, j) = m + i·ri + j·rj, 6×6 rows of n channels -> o(a, b) =
-// o + (4a + b)·n. Two 1-D passes through memory cost ~20 % of a 64→256 conv; fused, the 24 intermediate
+// o + (4a + b)·ldo. Two 1-D passes through memory cost ~20 % of a 64→256 conv; fused, the 24 intermediate
 // vectors of a 16-channel step stay in registers.
-SFT_CLONES void at_tile(const float* __restrict m, int64_t ri, int64_t rj, float* __restrict o, int64_t n) {
+SFT_CLONES void at_tile_to(const float* __restrict m, int64_t ri, int64_t rj, float* __restrict o, int64_t ldo,
+                           int64_t n) {
   int64_t c = 0;
   typedef float f16 __attribute__((vector_size(64)));
   typedef float f8 __attribute__((vector_size(32)));
-  for (; c + 16 <= n; c += 16) at_tile_step<f16>(m, ri, rj, o, n, c);
-  for (; c + 8 <= n; c += 8) at_tile_step<f8>(m, ri, rj, o, n, c);
-  for (; c < n; ++c) at_tile_step<float>(m, ri, rj, o, n, c);
+  for (; c + 16 <= n; c += 16) at_tile_step<f16>(m, ri, rj, o, ldo, c);
+  for (; c + 8 <= n; c += 8) at_tile_step<f8>(m, ri, rj, o, ldo, c);
+  for (; c < n; ++c) at_tile_step<float>(m, ri, rj, o, ldo, c);
 }
+
+void at_tile(const float* m, int64_t ri, int64_t rj, float* o, int64_t n) { at_tile_to(m, ri, rj, o, n, n); }
+
+}  // namespace wino
+
+namespace {
+
+using wino::at_tile;
+using wino::bt_rows;
+using wino::filter_transform;
+using wino::v8;
 
 // F(2×2, 3×3): U = G g Gᵀ with G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1], layout as filter_transform's (ξ = 4·i + j).
 SFT_CLONES void filter_transform_f2(const float* w, int64_t K, int64_t C, float* U) {
@@ -192,9 +209,12 @@ struct Wino {
   }
 };
 
+}  // namespace
+
+namespace wino {
+
 SFT_CLONES void finish_row(float* __restrict y, const float* __restrict t, const float* __restrict bias,
-                           const float* __restrict res, int64_t n, int act,
-                           float slope) {
+                           const float* __restrict res, int64_t n, int act, float slope) {
   int64_t k = 0;
   // 16 channels a step with the branches outside the arithmetic (the scalar loop below was left unvectorized).
   // NaN < 0 is false, so NaN passes through the activation as in activate().
@@ -215,6 +235,12 @@ SFT_CLONES void finish_row(float* __restrict y, const float* __restrict t, const
     y[k] = v + (res ? res[k] : 0.f);
   }
 }
+
+}  // namespace wino
+
+namespace {
+
+using wino::finish_row;
 
 // U = G g Gᵀ for every filter, packed per ξ as B panels [K/NR][Cp][NR]; cached per weight (weight_cache.cpp).
 // With a pixel shuffle r, output channels are reordered k = c·r² + i·r + j -> (i·r + j)·K/r² + c, so each

@@ -6,7 +6,7 @@ import torch
 
 from ...runtime import checks, registry
 
-_ALGORITHM_CODES = {None: 0, "auto": 0, "direct": 1, "winograd": 2, "winograd_f2": 3, "bf16": 4}
+_ALGORITHM_CODES = {None: 0, "auto": 0, "direct": 1, "winograd": 2, "winograd_f2": 3, "bf16": 4, "bf16_winograd": 5}
 
 
 def conv2d(x, w, b, res, scale, shift, stride, padding, dilation, groups, act, slope, algorithm, shuffle):
