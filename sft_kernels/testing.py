@@ -25,6 +25,14 @@ TOLERANCES = {
 WINOGRAD_FACTOR = 4.0
 
 
+# algorithm="bf16_winograd" against its definition (ops.conv2d's reference backend): both round the float32
+# transformed tiles and filters to bf16, but compute them in different orders, so a value next to a rounding boundary
+# can land one bf16 step (2^-8 relative) apart, a filter's for every tile, and the output transform's constants (up
+# to 8 per axis) amplify it: measured up to 3e-3 of the output's largest magnitude, 2e-4 of its RMS (random data;
+# the bf16 rounding itself moves the output ~2.5e-2 of its RMS from float32's).
+BF16_WINOGRAD_OF_MAX = 1e-2
+BF16_WINOGRAD_OF_RMS = 1e-3
+
 # Strassen–Winograd adds roughly one rounding of the operand magnitudes per level: a factor 4 per level over plain
 # GEMM's budget (measured within it for depths 1-3 on random operands).
 STRASSEN_FACTOR_PER_LEVEL = 4.0

@@ -76,15 +76,16 @@ def explicit_padding(conv: nn.Conv2d) -> tuple:
     return left, None if extra == (0, 0) else (0, extra[0], 0, extra[1])
 
 
-# Conv2d's algorithm for "bf16 where it measures faster than the float32 choice" (convert_'s fp32_precision="bf16"
-# on AVX512-BF16 vectors for 3×3 stride-1 convs).
+# Conv2d's algorithm for "whichever of bf16, bf16 Winograd and the float32 choice measures fastest" (convert_'s
+# fp32_precision="bf16" on AVX512-BF16 vectors for 3×3 stride-1 convs).
 BF16_OR_FP32 = "bf16_or_fp32"
 
 
 def measured_on_vectors(conv: nn.Conv2d) -> bool:
-    """Whether, on AVX512-BF16 vectors, bf16 or float32 for this conv is left to measurement: 3×3 stride-1 undilated
-    convs, where our float32 Winograd conv is faster on large maps (64→64 at 128²: 4.2 vs 6.0 ms) and bf16 on small
-    ones (ResNet-50's 256→256 at 14²: 1.49×, 512→512 at 7²: 1.73×)."""
+    """Whether, on AVX512-BF16 vectors, this conv's precision and algorithm are left to measurement: 3×3 stride-1
+    undilated convs, where Winograd wins on large maps (64→64 at 128², 1 thread: float32 Winograd 4.2 ms, bf16
+    Winograd 3.1, bf16 6.3) and bf16 on small ones (ResNet-50's 512→512 at 7²: bf16 1.9 ms, float32 3.3, bf16 Winograd
+    2.2)."""
     return conv.kernel_size == (3, 3) and tuple(conv.stride) == (1, 1) and tuple(conv.dilation) == (1, 1)
 
 
@@ -197,7 +198,8 @@ class Conv2d(BoundCall, nn.Conv2d):
 
     def _measured_bf16(self, x: torch.Tensor, residual: Optional[torch.Tensor], weight: torch.Tensor,
                        bias: Optional[torch.Tensor], padding, activation: Optional[str], slope: float) -> Optional[str]:
-        """algorithm "bf16_or_fp32" for this call: "bf16" or None, timed once per signature (autotune.pick)."""
+        """algorithm "bf16_or_fp32" for this call: "bf16", "bf16_winograd" (undilated 3×3 stride-1 ungrouped convs)
+        or None (float32), timed once per signature (autotune.pick)."""
         if torch.compiler.is_compiling() or not autotune.enabled() or not x.is_cpu:
             return None
         key = (BF16_OR_FP32, x.shape, x.stride(), x.dtype, tuple(weight.shape), tuple(self.stride), tuple(padding),
@@ -207,8 +209,13 @@ class Conv2d(BoundCall, nn.Conv2d):
         def run(name):
             return ops.conv2d(x, weight, bias, self.stride, padding, self.dilation, self.groups, activation=activation,
                               negative_slope=slope, residual=residual, backend=self.backend,
-                              algorithm="bf16" if name == "bf16" else None)
-        return "bf16" if autotune.pick(key, ["fp32", "bf16"], run) == "bf16" else None
+                              algorithm=None if name == "fp32" else name)
+        names = ["fp32", "bf16"]
+        if self.groups == 1 and tuple(weight.shape[2:]) == (3, 3) and tuple(self.stride) == (1, 1) \
+                and tuple(self.dilation) == (1, 1):
+            names.append("bf16_winograd")
+        chosen = autotune.pick(key, names, run)
+        return None if chosen == "fp32" else chosen
 
     def pad_by_mode(self, x: torch.Tensor, modulation: Optional[tuple] = None) -> tuple:
         """(x, padding, modulation) as the kernels take them: with a padding mode other than "zeros", x padded here

@@ -1,6 +1,6 @@
 """convert_'s ``fp32_precision``: which converted convs compute in bfloat16 (ops.conv2d's algorithm="bf16": input and
-weight rounded to bfloat16, float32 sums on AMX tiles or AVX512-BF16 vectors, float32 in and out), and why the others
-stay float32.
+weight rounded to bfloat16, float32 sums on AMX tiles or AVX512-BF16 vectors, float32 in and out; on vectors 3×3
+stride-1 convs may also run "bf16_winograd", whichever measures fastest), and why the others stay float32.
 
 The name and values follow PyTorch's ``torch.backends.mkldnn.conv.fp32_precision`` ("ieee" or "bf16"). Parameters,
 state_dict and the tensors between layers stay float32; only the convs' multiplies change precision.
@@ -59,7 +59,7 @@ def set_fp32_precision(model: nn.Module, precision: str, report: Report) -> None
         raise ValueError(f"fp32_precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "ieee":
         for m in model.modules():
-            if isinstance(m, Conv2d) and m.algorithm in ("bf16", BF16_OR_FP32):
+            if isinstance(m, Conv2d) and m.algorithm in ("bf16", "bf16_winograd", BF16_OR_FP32):
                 m.algorithm = None
         return
     unit = bf16_unit()
@@ -80,15 +80,15 @@ def set_fp32_precision(model: nn.Module, precision: str, report: Report) -> None
         if not isinstance(m, nn.Conv2d) or not hasattr(m, "algorithm"):
             continue
         if name in planned and type(m) in (Conv2d, FoldedConv2d):
-            bf16, why = planned[name]
-            m.algorithm = "bf16" if bf16 else None
-            report.add(name, "bf16" if bf16 else "float32", why)
+            plan, why = planned[name]  # True: "bf16", False: float32, or the algorithm itself
+            m.algorithm = "bf16" if plan is True else (plan or None)
+            report.add(name, "float32" if m.algorithm is None else m.algorithm, why)
             continue
         why = bf16_skip_reason(m, unit)
         if why is None and unit == "vectors" and measured_on_vectors(m):
             m.algorithm = BF16_OR_FP32
-            report.add(name, "measured", "3x3 stride 1 on AVX512-BF16 vectors: bf16 or float32 Winograd, whichever "
-                       "measures faster at the first call of each input shape")
+            report.add(name, "measured", "3x3 stride 1 on AVX512-BF16 vectors: bf16, bf16 Winograd or float32, "
+                       "whichever measures fastest at the first call of each input shape")
         elif why is None:
             m.algorithm = "bf16"
             report.add(name, "bf16", "input and weight rounded to bfloat16, float32 sums")

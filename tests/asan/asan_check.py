@@ -149,6 +149,20 @@ def run():
             res = torch.randn(ref.shape).contiguous(memory_format=torch.channels_last)
             y = ops.conv2d(x, wt, b, [st, st], [pd, pd], [dl, dl], 1, 1, 0.0, res, 4, sh, sc, sf)
             assert (y.double() - ref - res.double()).abs().max().item() < 1e-2, (n, c, h, w, k, r, st, sh)
+        # bf16 Winograd (algorithm 5): several blocks and a short last one, channel tails, a half panel, padding 0 / 2,
+        # shuffle, modulation of channel slices, residual
+        for (n, c, h, w, k, pd, sh) in [(2, 20, 13, 11, 40, 1, 1), (1, 64, 40, 46, 64, 1, 1), (1, 33, 7, 30, 64, 0, 1),
+                                        (1, 64, 20, 21, 3, 2, 1), (1, 64, 9, 12, 256, 1, 2), (1, 16, 1, 1, 16, 1, 1)]:
+            x, sc, sf = (torch.randn(n, c + 8, h, w).contiguous(memory_format=torch.channels_last)[:, 8:]
+                         for _ in range(3))
+            sc.mul_(0.1)
+            wt, b = torch.randn(k, c, 3, 3) / (9 * c) ** 0.5, torch.randn(k)
+            ref = F.relu(F.conv2d((x * (sc + 1) + sf).double(), wt.double(), b.double(), 1, pd))
+            ref = F.pixel_shuffle(ref, sh) if sh > 1 else ref
+            res = torch.randn(ref.shape).contiguous(memory_format=torch.channels_last)
+            y = ops.conv2d(x, wt, b, [1, 1], [pd, pd], [1, 1], 1, 1, 0.0, res, 5, sh, sc, sf)
+            err = (y.double() - ref - res.double()).abs().max().item() / ref.abs().max().item()
+            assert err < 0.1, (n, c, h, w, k, pd, sh, err)
         assert ops.conv2d_bf16_peak_gflops() > 0
         for (c, k, r, st) in [(64, 256, 2, 1), (20, 40, 1, 2), (64, 3, 1, 1)]:  # bf16 maps in and out (hand-over)
             x = torch.randn(1, c, 9, 13).to(torch.bfloat16)

@@ -247,17 +247,20 @@ def test_convert_bf16_sftnet():
     with torch.no_grad():
         want = model(img, seg)
     rep = sft_kernels.convert_(model, fp32_precision="bf16")
-    rows = {r.name: (r.action, r.detail) for r in rep.rows if r.action in ("bf16", "float32")}
+    rows = {r.name: (r.action, r.detail) for r in rep.rows if r.action in ("bf16", "float32", "bf16_winograd")}
     assert rows["sft_branch.0.sft0.SFT_scale_conv0"][0] == "bf16"
     assert rows["sft_branch.0.sft0.SFT_scale_conv1"] == ("bf16", rows["sft_branch.0.sft0.SFT_shift_conv1"][1])
     assert "sft_layer" in rows["sft_branch.0.sft0.SFT_scale_conv1"][1]
-    three = "float32" if VECTORS else "bf16"  # 3×3 stride-1 convs: float32 Winograd on vectors
+    three = "bf16_winograd" if VECTORS else "bf16"  # 3×3 stride-1 convs: bf16 Winograd on vectors
     assert rows["sft_branch.0.conv0"][0] == three and rows["HR_branch.0"][0] == three
+    assert rows["HR_branch.8"][0] == ("float32" if VECTORS else "bf16")  # 64→3: no faster in bf16 Winograd
     assert rows["CondNet.2"][0] == "bf16"  # a 1×1 128→128
     with torch.no_grad():
         got = model(img, seg)
     rel = ((got - want).norm() / want.norm()).item()
-    assert 0 < rel < 1e-2, rel
+    # bf16 Winograd rounds the transformed tiles: ~2-5x the direct bf16 conv's error on trained weights (the
+    # teacher's PSNR moves < 0.005 dB), more on these random ones
+    assert 0 < rel < (3e-2 if VECTORS else 1e-2), rel
 
 
 @bf16_here
@@ -334,8 +337,9 @@ def test_bf16_on_vectors_where_amx_is_the_default():
     if bf16_unit() != "amx":
         pytest.skip("the tests above ran on vectors (or nothing) already")
     env = {**os.environ, "SFT_KERNELS_BF16": "vectors"}
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "tests/ops/sft_layer",
-           "tests/ops/sft_modulation", "-k", "not where_amx_is_the_default and not without_amx"]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+           os.path.join(os.path.dirname(__file__), "test_bf16_winograd.py"), "tests/ops/sft_layer",
+           "tests/ops/sft_modulation", "-k", "not where_amx_is_the_default and not without_amx and not without_bf16"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900,
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
     if "has no AVX512-BF16" in out.stdout + out.stderr:
@@ -355,8 +359,8 @@ def test_bf16_unit_env_bad_value():
 @bf16_here
 @pytest.mark.parametrize("hw", [(40, 36), (6, 7)], ids=str)
 def test_bf16_or_fp32_measured(hw, monkeypatch):
-    """Conv2d(algorithm="bf16_or_fp32") runs bf16 or the float32 choice, whichever pick() timed faster for the
-    signature, and float32 without autotuning; its output is that algorithm's."""
+    """Conv2d(algorithm="bf16_or_fp32") runs bf16, bf16 Winograd or the float32 choice, whichever pick() timed
+    fastest for the signature, and float32 without autotuning; its output is that algorithm's."""
     from sft_kernels.nn import Conv2d
 
     torch.manual_seed(9)
@@ -364,13 +368,13 @@ def test_bf16_or_fp32_measured(hw, monkeypatch):
     x = torch.randn(1, 64, *hw).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         want = {a: conv2d(x, conv.weight, conv.bias, 1, 1, activation="relu", backend="cpu", algorithm=a)
-                for a in (None, "bf16")}
+                for a in (None, "bf16", "bf16_winograd")}
         conv.algorithm = "bf16_or_fp32"
         autotune.clear()
         got = conv(x)
         chosen = [v for k, v in autotune.choices().items() if k[0] == "bf16_or_fp32"]
-        assert chosen in (["fp32"], ["bf16"])
-        torch.testing.assert_close(got, want[None if chosen[0] == "fp32" else "bf16"], rtol=1e-5, atol=1e-5)
+        assert chosen in (["fp32"], ["bf16"], ["bf16_winograd"])
+        torch.testing.assert_close(got, want[None if chosen[0] == "fp32" else chosen[0]], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(conv(x), got, rtol=0, atol=0)  # the bound kernel keeps the choice
         monkeypatch.setenv("SFT_KERNELS_AUTOTUNE", "0")
         autotune.clear()
