@@ -33,12 +33,15 @@ class Op:
     """An op's dispatch entry: its name in the registry, its torch.library op, one implementation per backend."""
 
     def __init__(self, name: str, library_op: Callable, impls: dict, autotune: bool = True,
-                 binders: Optional[dict] = None):
+                 binders: Optional[dict] = None, narrow: Optional[Callable] = None):
         """`autotune`: whether backend=None times the candidate backends (else the registry's static order).
         `binders`: {backend: bind(consts) -> fn(*tensors)}, an implementation specialised to one signature's
-        arguments once, so memo hits skip the per-call argument translation (the cpu conv's op codes)."""
+        arguments once, so memo hits skip the per-call argument translation (the cpu conv's op codes).
+        `narrow(consts, candidates)`: the candidates worth timing for one call's arguments (a backend's definition
+        of an algorithm that another runs far faster is left out)."""
         self.name, self.library_op, self.impls, self.autotune = name, library_op, impls, autotune
         self.binders = binders or {}
+        self.narrow = narrow
         self.memo: dict = {}  # validated signature -> (implementation, consts, backend name)
         _autotune._ON_CLEAR.append(self.memo.clear)  # it holds autotune's decisions too
 
@@ -89,6 +92,9 @@ def dispatch(op: Op, backend: Optional[str], tensors: tuple, sig: Optional[Hasha
     if backend is None and op.autotune and sig is not None and _autotune.enabled() \
             and not torch.compiler.is_compiling():
         cands = registry.candidates(op.name, primary.device, primary.dtype)
+        if op.narrow is not None:
+            cands = op.narrow(consts, cands)
+            name = cands[0] if name not in cands else name
         if len(cands) > 1:
             key = (op.name, sig)
             fresh = key not in _autotune._CHOICES

@@ -150,7 +150,15 @@ def _backward(ctx, grad):
 
 _conv2d_op.register_autograd(_backward, setup_context=_setup_context)
 
-OP = Op("conv2d", _conv2d_op, _IMPLS, binders={"cpu": cpu.bind})
+def _narrow(consts, cands):
+    """The reference's bf16 Winograd is its definition (einsum over every tile: ~100x the cpu kernel's time), not a
+    candidate, where the cpu backend runs it."""
+    if consts[6] == "bf16_winograd" and "cpu" in cands and cpu.bf16_available():
+        return [b for b in cands if b != "reference"]
+    return cands
+
+
+OP = Op("conv2d", _conv2d_op, _IMPLS, binders={"cpu": cpu.bind}, narrow=_narrow)
 
 
 # ---- the public function

@@ -147,3 +147,21 @@ def test_bf16_winograd_without_bf16_says_so():
     if "cpu extension" in out.stderr and "not" in out.stderr:
         pytest.skip("cpu extension not built")
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+@bf16_here
+def test_bf16_winograd_backend_none_never_times_the_definition(monkeypatch):
+    """backend=None: the reference's bf16 Winograd (its einsum definition, ~100x slower) is not an autotune
+    candidate where the cpu kernel runs, neither at the first look nor in the second one (calls 6-9)."""
+    from sft_kernels.ops.conv2d import OP
+    from sft_kernels.runtime import autotune
+
+    calls = []
+    monkeypatch.setitem(OP.impls, "reference", lambda *a: calls.append(1))
+    autotune.clear()
+    x = torch.randn(1, 32, 12, 12).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(32, 32, 3, 3)
+    with torch.no_grad():
+        for _ in range(12):
+            y = conv2d(x, w, None, 1, 1, algorithm="bf16_winograd")
+    assert not calls and y.shape == (1, 32, 12, 12)
