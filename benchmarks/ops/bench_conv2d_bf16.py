@@ -1,6 +1,7 @@
 """sft.conv2d(algorithm="bf16") against what PyTorch users get for the same request: oneDNN's conv with
 `torch.backends.mkldnn.conv.fp32_precision = "bf16"` (float32 tensors, bf16 multiplies), beside both float32 convs
-(ours, with Winograd where it pays, and oneDNN's). Every ungrouped conv of the SFTNet and ResNet-50 catalogs
+(ours, with Winograd where it pays, and oneDNN's), and for 3×3 stride-1 convs our bf16 Winograd
+(algorithm="bf16_winograd"; GFLOP/s counted as the direct conv's operations). Every ungrouped conv of the SFTNet and ResNet-50 catalogs
 (sft_kernels/tools/shapes.py), float32 NCHW input converted by each conv and channels_last; bias and ReLU in each
 (fused in ours, F.relu after oneDNN's). Interleaved medians in one process; GFLOP/s and the fraction of this
 machine's bf16 peak (back-to-back tdpbf16ps on AMX, vdpbf16ps on AVX512-BF16 vectors:
@@ -44,6 +45,9 @@ def candidates(s, have_bf16: bool) -> dict:
         "sft bf16 cl": lambda: ops.conv2d(xcl, w, b, *args, activation="relu", backend="cpu", algorithm="bf16"),
         "sft bf16 nchw": lambda: ops.conv2d(x, w, b, *args, activation="relu", backend="cpu", algorithm="bf16"),
     } if have_bf16 else {}
+    if have_bf16 and (s.r, s.s, s.stride, s.dilation) == (3, 3, 1, 1):
+        ours["sft bf16 winograd cl"] = lambda: ops.conv2d(xcl, w, b, *args, activation="relu", backend="cpu",
+                                                          algorithm="bf16_winograd")
     return {
         **ours,
         "oneDNN bf16 cl": onednn(xcl, "bf16"),
@@ -82,6 +86,10 @@ def main(argv=None) -> int:
                 if have_bf16:
                     ours = t["sft bf16 cl"]
                     ratios = f"{t['oneDNN bf16 cl'] / ours:.2f}x oneDNN bf16, {t['sft fp32 cl'] / ours:.2f}x our fp32"
+                    if "sft bf16 winograd cl" in t:
+                        wino = t["sft bf16 winograd cl"]
+                        ratios += (f"; bf16 winograd {t['oneDNN bf16 cl'] / wino:.2f}x oneDNN bf16, "
+                                   f"{t['sft fp32 cl'] / wino:.2f}x our fp32")
                 else:
                     ratios = f"oneDNN bf16 {t['sft fp32 cl'] / t['oneDNN bf16 cl']:.2f}x our fp32"
                 print(f"  {cat:8s} {s.name:28s} {cells}  | {ratios}", flush=True)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .. import ops
-from ..nn.conv import BF16_OR_FP32, Conv2d, activation_of, measured_on_vectors
+from ..nn.conv import MEASURED, Conv2d, activation_of, measured_on_vectors
 from ..ops.conv2d.cpu import bf16_unit
 from ..runtime.checks import ACTIVATIONS
 from ..nn.quantized import QuantConv2d, is_int8
@@ -157,7 +157,7 @@ def _op_algorithm(module) -> Optional[str]:
     """The module's algorithm as ops.conv2d takes it ("bf16_or_fp32", a Conv2d's own measured choice, is never planned
     for SFTNet's convs: float32 if it meets one)."""
     algorithm = getattr(module, "algorithm", None)
-    return None if algorithm == BF16_OR_FP32 else algorithm
+    return None if algorithm in MEASURED else algorithm
 
 
 def _bf16(conv) -> bool:

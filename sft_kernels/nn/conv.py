@@ -79,6 +79,9 @@ def explicit_padding(conv: nn.Conv2d) -> tuple:
 # Conv2d's algorithm for "whichever of bf16, bf16 Winograd and the float32 choice measures fastest" (convert_'s
 # fp32_precision="bf16" on AVX512-BF16 vectors for 3×3 stride-1 convs).
 BF16_OR_FP32 = "bf16_or_fp32"
+# The same without bf16 Winograd (fp32_precision="bf16_direct": the numerics of oneDNN's and OpenVINO's bf16).
+BF16_DIRECT_OR_FP32 = "bf16_direct_or_fp32"
+MEASURED = (BF16_OR_FP32, BF16_DIRECT_OR_FP32)
 
 
 def measured_on_vectors(conv: nn.Conv2d) -> bool:
@@ -121,10 +124,11 @@ class Conv2d(BoundCall, nn.Conv2d):
 
     Same constructor, parameters and state_dict keys as `nn.Conv2d`. Extra keyword-only options:
     ``activation`` (None or a name of ops.conv2d's: "relu", "silu", "gelu", ...), ``negative_slope``, ``backend`` (None =
-    fastest here) and ``algorithm`` (cpu: None/"auto", "direct", "winograd", "winograd_f2", "bf16": see ops.conv2d;
-    or "bf16_or_fp32": "bf16" or None, whichever measures faster on the first call of each input signature, as the
-    autotuner does, float32 with SFT_KERNELS_AUTOTUNE=0 or under torch.compile: convert_'s fp32_precision="bf16" for
-    3×3 stride-1 convs on AVX512-BF16 vectors, where our float32 Winograd conv wins on large maps and bf16 on small).
+    fastest here) and ``algorithm`` (cpu: None/"auto", "direct", "winograd", "winograd_f2", "bf16", "bf16_winograd":
+    see ops.conv2d; or "bf16_or_fp32": "bf16", "bf16_winograd" or None, whichever measures fastest on the first call
+    of each input signature ("bf16_direct_or_fp32": "bf16" or None), as the autotuner does, float32 with
+    SFT_KERNELS_AUTOTUNE=0 or under torch.compile: convert_'s fp32_precision="bf16" ("bf16_direct") for 3×3 stride-1
+    convs on AVX512-BF16 vectors, where Winograd wins on large maps and the direct bf16 conv on small ones).
     ``forward(x, residual=None)`` computes ``act(conv(x) + bias) + residual``; its output is channels_last (the
     values are nn.Conv2d's; an NCHW input is laid out channels_last first, see `forward`); a model's last one hands
     its output back in the caller's layout (transforms/caller_layout.py).
@@ -182,8 +186,9 @@ class Conv2d(BoundCall, nn.Conv2d):
         # and add sees channels_last tensors, instead of each conv converting in and back out.
         laid_out = to_channels_last(input)
         algorithm = self.algorithm
-        if algorithm == BF16_OR_FP32:
-            algorithm = self._measured_bf16(laid_out, residual, weight, bias, padding, activation, negative_slope)
+        if algorithm in MEASURED:
+            algorithm = self._measured_bf16(laid_out, residual, weight, bias, padding, activation, negative_slope,
+                                            winograd=algorithm == BF16_OR_FP32)
         y = ops.conv2d(laid_out, weight, bias, self.stride, padding, self.dilation, self.groups,
                        activation=activation, negative_slope=negative_slope, residual=residual,
                        backend=self.backend, algorithm=algorithm)
@@ -197,12 +202,13 @@ class Conv2d(BoundCall, nn.Conv2d):
         return y
 
     def _measured_bf16(self, x: torch.Tensor, residual: Optional[torch.Tensor], weight: torch.Tensor,
-                       bias: Optional[torch.Tensor], padding, activation: Optional[str], slope: float) -> Optional[str]:
-        """algorithm "bf16_or_fp32" for this call: "bf16", "bf16_winograd" (undilated 3×3 stride-1 ungrouped convs)
-        or None (float32), timed once per signature (autotune.pick)."""
+                       bias: Optional[torch.Tensor], padding, activation: Optional[str], slope: float,
+                       winograd: bool = True) -> Optional[str]:
+        """algorithm "bf16_or_fp32" for this call: "bf16", "bf16_winograd" (`winograd`, for undilated 3×3 stride-1
+        ungrouped convs) or None (float32), timed once per signature (autotune.pick)."""
         if torch.compiler.is_compiling() or not autotune.enabled() or not x.is_cpu:
             return None
-        key = (BF16_OR_FP32, x.shape, x.stride(), x.dtype, tuple(weight.shape), tuple(self.stride), tuple(padding),
+        key = (BF16_OR_FP32 if winograd else BF16_DIRECT_OR_FP32, x.shape, x.stride(), x.dtype, tuple(weight.shape), tuple(self.stride), tuple(padding),
                tuple(self.dilation), self.groups, bias is None, activation, slope, self.backend,
                None if residual is None else (residual.shape, residual.stride()), torch.get_num_threads())
 
@@ -211,7 +217,7 @@ class Conv2d(BoundCall, nn.Conv2d):
                               negative_slope=slope, residual=residual, backend=self.backend,
                               algorithm=None if name == "fp32" else name)
         names = ["fp32", "bf16"]
-        if self.groups == 1 and tuple(weight.shape[2:]) == (3, 3) and tuple(self.stride) == (1, 1) \
+        if winograd and self.groups == 1 and tuple(weight.shape[2:]) == (3, 3) and tuple(self.stride) == (1, 1) \
                 and tuple(self.dilation) == (1, 1):
             names.append("bf16_winograd")
         chosen = autotune.pick(key, names, run)

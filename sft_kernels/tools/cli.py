@@ -529,10 +529,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", default="auto", choices=["auto", "torch", *BACKENDS],
                    help="conv backend the model is converted to: auto = the fastest here (convert_ with "
                    "backend=None), torch = plain PyTorch, or a named backend (default: auto)")
-    s.add_argument("--fp32-precision", dest="fp32_precision", default="ieee", choices=["ieee", "bf16"],
+    s.add_argument("--fp32-precision", dest="fp32_precision", default="ieee", choices=["ieee", "bf16", "bf16_direct"],
                    help="bf16: the converted convs compute in bfloat16 on CPUs with AMX-BF16 (Xeon Sapphire Rapids "
-                   "or later; SFTNet ~2.4x faster, PSNR within 0.003 dB) or AVX512-BF16 (AMD Zen 4: ~1.1-1.2x, its 3x3 "
-                   "convs stay float32 Winograd), elsewhere a warning and float32 (default: ieee, float32)")
+                   "or later; SFTNet ~2.4x faster, PSNR within 0.003 dB) or AVX512-BF16 (AMD Zen 4: ~1.5x, its 3x3 "
+                   "convs in bf16 Winograd, PSNR within 0.005 dB); bf16_direct: the same without Winograd (oneDNN's "
+                   "and OpenVINO's bf16 numerics); elsewhere a warning and float32 (default: ieee, float32)")
     s.add_argument("--tile", type=int, default=192, metavar="N",
                    help="LR tile size in pixels (output tiles are 4N); 0 = the whole image in one pass, "
                    "memory then grows with the image (default: 192)")

@@ -85,9 +85,10 @@ def convert_(model: nn.Module, backend: Optional[str] = None,
     ``fp32_precision="bf16"`` (as PyTorch's ``torch.backends.mkldnn.conv.fp32_precision``): on CPUs with AMX-BF16
     or AVX512-BF16 the converted convs compute in bfloat16 (input and weight rounded, float32 sums; ops.conv2d's
     algorithm="bf16"), except memory-bound, grouped and few-channel ones; on AVX512-BF16 without AMX the 3×3
-    stride-1 ones run bf16 or float32 Winograd, whichever measures faster per input shape (transforms/precision.py);
-    tensors and parameters stay float32. The report has a "bf16", "measured" or "float32" row per conv. Elsewhere it
-    warns and the model stays float32.
+    stride-1 ones run bf16, bf16 Winograd or float32, whichever measures fastest per input shape
+    (transforms/precision.py); ``"bf16_direct"``: the same without bf16 Winograd (oneDNN's and OpenVINO's bf16
+    numerics); tensors and parameters stay float32. The report has a "bf16", "bf16_winograd", "measured" or "float32"
+    row per conv. Elsewhere it warns and the model stays float32.
     The converted convs' weights are then checked by their version counter, not by reading every value per call
     (`sft_kernels.runtime.weight_check`: edits through ``.data`` of a few values are not seen;
     ``set_weight_check("full")`` restores the full check).

@@ -2,7 +2,9 @@
 weight rounded to bfloat16, float32 sums on AMX tiles or AVX512-BF16 vectors, float32 in and out; on vectors 3×3
 stride-1 convs may also run "bf16_winograd", whichever measures fastest), and why the others stay float32.
 
-The name and values follow PyTorch's ``torch.backends.mkldnn.conv.fp32_precision`` ("ieee" or "bf16"). Parameters,
+The name and values follow PyTorch's ``torch.backends.mkldnn.conv.fp32_precision`` ("ieee" or "bf16"), plus
+"bf16_direct": bf16 without Winograd, the numerics of oneDNN's and OpenVINO's bf16 (bf16 Winograd rounds the
+transformed tiles too: ~2-5x the direct bf16 conv's error on trained SR weights, more on random ones). Parameters,
 state_dict and the tensors between layers stay float32; only the convs' multiplies change precision.
 """
 from __future__ import annotations
@@ -14,12 +16,12 @@ import torch
 from torch import nn
 
 from ..nn import Conv2d
-from ..nn.conv import BF16_OR_FP32, measured_on_vectors
+from ..nn.conv import BF16_DIRECT_OR_FP32, BF16_OR_FP32, MEASURED, measured_on_vectors
 from ..nn.folded_conv import FoldedConv2d
 from ..ops.conv2d.cpu import bf16_unit
 from .report import Report
 
-PRECISIONS = ("ieee", "bf16")
+PRECISIONS = ("ieee", "bf16", "bf16_direct")
 
 # Multiply-adds per output pixel (R·S·C·K) at or under which a conv stays float32: it is memory-bound, and the bf16
 # copy of its input costs more than the tiles save. Measured against our float32 conv (op, 1 thread, Xeon SPR, at
@@ -59,9 +61,10 @@ def set_fp32_precision(model: nn.Module, precision: str, report: Report) -> None
         raise ValueError(f"fp32_precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "ieee":
         for m in model.modules():
-            if isinstance(m, Conv2d) and m.algorithm in ("bf16", "bf16_winograd", BF16_OR_FP32):
+            if isinstance(m, Conv2d) and m.algorithm in ("bf16", "bf16_winograd", *MEASURED):
                 m.algorithm = None
         return
+    winograd = precision == "bf16"
     unit = bf16_unit()
     if unit == "none":
         warnings.warn("fp32_precision='bf16' needs a CPU with AMX-BF16 (Intel Xeon Sapphire Rapids or later) or "
@@ -81,14 +84,16 @@ def set_fp32_precision(model: nn.Module, precision: str, report: Report) -> None
             continue
         if name in planned and type(m) in (Conv2d, FoldedConv2d):
             plan, why = planned[name]  # True: "bf16", False: float32, or the algorithm itself
+            if plan == "bf16_winograd" and not winograd:
+                plan, why = False, "3x3 stride 1 on AVX512-BF16 vectors, bf16_direct: our float32 Winograd is faster"
             m.algorithm = "bf16" if plan is True else (plan or None)
             report.add(name, "float32" if m.algorithm is None else m.algorithm, why)
             continue
         why = bf16_skip_reason(m, unit)
         if why is None and unit == "vectors" and measured_on_vectors(m):
-            m.algorithm = BF16_OR_FP32
-            report.add(name, "measured", "3x3 stride 1 on AVX512-BF16 vectors: bf16, bf16 Winograd or float32, "
-                       "whichever measures fastest at the first call of each input shape")
+            m.algorithm = BF16_OR_FP32 if winograd else BF16_DIRECT_OR_FP32
+            report.add(name, "measured", f"3x3 stride 1 on AVX512-BF16 vectors: bf16, {'bf16 Winograd, ' * winograd}"
+                       "or float32, whichever measures fastest at the first call of each input shape")
         elif why is None:
             m.algorithm = "bf16"
             report.add(name, "bf16", "input and weight rounded to bfloat16, float32 sums")

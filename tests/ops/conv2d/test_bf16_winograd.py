@@ -165,3 +165,28 @@ def test_bf16_winograd_backend_none_never_times_the_definition(monkeypatch):
         for _ in range(12):
             y = conv2d(x, w, None, 1, 1, algorithm="bf16_winograd")
     assert not calls and y.shape == (1, 32, 12, 12)
+
+
+@bf16_here
+def test_convert_bf16_direct_never_runs_winograd():
+    """fp32_precision="bf16_direct": bf16 where it pays, never bf16 Winograd (SFTNet's plan puts its 3×3 convs back
+    to float32, and measured convs choose between bf16 and float32 only); "ieee" undoes either."""
+    import sft_kernels
+    from sft_kernels.models import SFTNet
+    from sft_kernels.runtime import autotune
+
+    torch.manual_seed(3)
+    for model in (SFTNet(num_blocks=1).eval(), torch.nn.Sequential(torch.nn.Conv2d(32, 32, 3, padding=1)).eval()):
+        rep = sft_kernels.convert_(model, fp32_precision="bf16_direct")
+        assert "bf16_winograd" not in {r.action for r in rep.rows}
+        autotune.clear()
+        with torch.no_grad():
+            if isinstance(model, SFTNet):
+                model(torch.rand(1, 3, 16, 16), torch.rand(1, 8, 64, 64))
+            else:
+                model(torch.randn(1, 32, 20, 20))
+        assert all(v != "bf16_winograd" for k, v in autotune.choices().items() if k[0] == "bf16_direct_or_fp32")
+        algorithms = {getattr(m, "algorithm", None) for m in model.modules()}
+        assert "bf16_winograd" not in algorithms
+        sft_kernels.convert_(model, fp32_precision="ieee")
+        assert not algorithms & {getattr(m, "algorithm", None) for m in model.modules()} - {None}
