@@ -123,10 +123,10 @@ class Conv2d(BoundCall, nn.Conv2d):
     """`nn.Conv2d` running on `sft.conv2d`, with an optional fused epilogue.
 
     Same constructor, parameters and state_dict keys as `nn.Conv2d`. Extra keyword-only options:
-    ``activation`` (None or a name of ops.conv2d's: "relu", "silu", "gelu", ...), ``negative_slope``, ``backend`` (None =
-    fastest here) and ``algorithm`` (cpu: None/"auto", "direct", "winograd", "winograd_f2", "bf16", "bf16_winograd":
-    see ops.conv2d; or "bf16_or_fp32": "bf16", "bf16_winograd" or None, whichever measures fastest on the first call
-    of each input signature ("bf16_direct_or_fp32": "bf16" or None), as the autotuner does, float32 with
+    ``activation`` (None or a name of ops.conv2d's: "relu", "silu", "gelu", ...), ``negative_slope``, ``backend``
+    (None = fastest here) and ``algorithm`` (cpu: None/"auto", "direct", "winograd", "winograd_f2", "bf16",
+    "bf16_winograd": see ops.conv2d; or "bf16_or_fp32": "bf16", "bf16_winograd" or None, whichever measures fastest on
+    the first call of each input signature ("bf16_direct_or_fp32": "bf16" or None), as the autotuner does, float32 with
     SFT_KERNELS_AUTOTUNE=0 or under torch.compile: convert_'s fp32_precision="bf16" ("bf16_direct") for 3×3 stride-1
     convs on AVX512-BF16 vectors, where Winograd wins on large maps and the direct bf16 conv on small ones).
     ``forward(x, residual=None)`` computes ``act(conv(x) + bias) + residual``; its output is channels_last (the
@@ -208,8 +208,9 @@ class Conv2d(BoundCall, nn.Conv2d):
         ungrouped convs) or None (float32), timed once per signature (autotune.pick)."""
         if torch.compiler.is_compiling() or not autotune.enabled() or not x.is_cpu:
             return None
-        key = (BF16_OR_FP32 if winograd else BF16_DIRECT_OR_FP32, x.shape, x.stride(), x.dtype, tuple(weight.shape), tuple(self.stride), tuple(padding),
-               tuple(self.dilation), self.groups, bias is None, activation, slope, self.backend,
+        key = (BF16_OR_FP32 if winograd else BF16_DIRECT_OR_FP32, x.shape, x.stride(), x.dtype, tuple(weight.shape),
+               tuple(self.stride), tuple(padding), tuple(self.dilation), self.groups, bias is None, activation, slope,
+               self.backend,
                None if residual is None else (residual.shape, residual.stride()), torch.get_num_threads())
 
         def run(name):

@@ -150,6 +150,7 @@ def _backward(ctx, grad):
 
 _conv2d_op.register_autograd(_backward, setup_context=_setup_context)
 
+
 def _narrow(consts, cands):
     """The reference's bf16 Winograd is its definition (einsum over every tile: ~100x the cpu kernel's time), not a
     candidate, where the cpu backend runs it."""
