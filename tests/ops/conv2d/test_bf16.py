@@ -254,6 +254,7 @@ def test_convert_bf16_sftnet():
     three = "bf16_winograd" if VECTORS else "bf16"  # 3×3 stride-1 convs: bf16 Winograd on vectors
     assert rows["sft_branch.0.conv0"][0] == three and rows["HR_branch.0"][0] == three
     assert rows["HR_branch.8"][0] == ("float32" if VECTORS else "bf16")  # 64→3: no faster in bf16 Winograd
+    assert rows["conv0"][0] == "float32"  # RGB input: 3 of 32 channels (the AMX rule keeps it float32 too)
     assert rows["CondNet.2"][0] == "bf16"  # a 1×1 128→128
     with torch.no_grad():
         got = model(img, seg)
