@@ -121,8 +121,9 @@ def run(image: str = "astronaut", lr_size: int = 128, out_dir: str = "demo_out",
                  f"output (agrees at >= {INT8_MIN_PSNR:.0f} dB)")
     if bf16_name in models:
         pb = next(r[3] for r in rows if r[0] == bf16_name)
+        how = "; 3x3 convs in bf16 Winograd" if bf16_unit == "AVX512-BF16" else ""
         print_fn(f"cpu bf16: convert_(model, fp32_precision=\"bf16\"), inputs and weights of the convs rounded to "
-                 f"bfloat16 ({bf16_unit}), {pb:.1f} dB from eager's output")
+                 f"bfloat16 ({bf16_unit}{how}), {pb:.1f} dB from eager's output")
     sr = ref_full[0].clamp(0, 1)
     _save_png(torch.cat([bicubic, sr, hr], dim=2), os.path.join(out_dir, "side_by_side.png"))
     seen = " (this photo is in the training set: see the README for the held-out china/flower numbers)" \
