@@ -236,6 +236,25 @@ SFT_CLONES void finish_row(float* __restrict y, const float* __restrict t, const
   }
 }
 
+void gather_patch(const float* x, const float* ms, const float* mt, int64_t base, int64_t xs2, int64_t xs3,
+                  int64_t ih0, int64_t iw0, int64_t H, int64_t W, int64_t C, int64_t Cp, int A, float* d) {
+  for (int i = 0; i < A; ++i)
+    for (int j = 0; j < A; ++j) {
+      const int64_t ih = ih0 + i, iw = iw0 + j;
+      float* dst = d + (i * A + j) * Cp;
+      if (ih < 0 || ih >= H || iw < 0 || iw >= W) {
+        std::memset(dst, 0, Cp * sizeof(float));
+        continue;
+      }
+      const int64_t off = base + ih * xs2 + iw * xs3;
+      if (ms)
+        modulate_run(dst, x + off, ms + off, mt + off, C);
+      else
+        std::memcpy(dst, x + off, C * sizeof(float));
+      if (Cp > C) std::memset(dst + C, 0, (Cp - C) * sizeof(float));
+    }
+}
+
 }  // namespace wino
 
 namespace {
@@ -341,21 +360,7 @@ void winograd_into(const at::Tensor& x, const at::Tensor& weight, const at::Tens
             const float* src = xp + g.x0 + n * xs0 + ih0 * xs2 + iw0 * xs3;
             for (int j = 0; j < A; ++j) WT::bt(src + j * xs3, xs2, t + j * Cp, A * Cp, 8, Cp);
           } else {  // border tile (or modulated input): gather with zero padding first
-            for (int i = 0; i < A; ++i)
-              for (int j = 0; j < A; ++j) {
-                const int64_t ih = ih0 + i, iw = iw0 + j;
-                float* dst = d + (i * A + j) * Cp;
-                if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
-                  const int64_t off = g.x0 + n * xs0 + ih * xs2 + iw * xs3;
-                  if (msp)
-                    modulate_run(dst, xp + off, msp + off, mtp + off, C);
-                  else
-                    std::memcpy(dst, xp + off, C * sizeof(float));
-                  if (Cp > C) std::memset(dst + C, 0, (Cp - C) * sizeof(float));
-                } else {
-                  std::memset(dst, 0, Cp * sizeof(float));
-                }
-              }
+            wino::gather_patch(xp, msp, mtp, g.x0 + n * xs0, xs2, xs3, ih0, iw0, H, W, C, Cp, A, d);
             for (int j = 0; j < A; ++j) WT::bt(d + j * Cp, A * Cp, t + j * Cp, A * Cp, 8, Cp);
           }
           // rows: (Bᵀ d) B, written as row ti of the packed-A panels of ξ = A·i + j

@@ -18,6 +18,11 @@ void bt_rows(const float* d, int64_t rs, float* o, int64_t ws, int64_t ocs, int6
 void at_tile_to(const float* m, int64_t ri, int64_t rj, float* o, int64_t ldo, int64_t n);
 void at_tile(const float* m, int64_t ri, int64_t rj, float* o, int64_t n);
 
+// The A×A patch whose top-left pixel is (ih0, iw0) of an H × W image (pixel (ih, iw) at x + base + ih·xs2 + iw·xs3,
+// C channels) into d [A·A][Cp]: zeros outside the image and past C; x·(ms + 1) + mt where ms (maps strided like x).
+void gather_patch(const float* x, const float* ms, const float* mt, int64_t base, int64_t xs2, int64_t xs3,
+                  int64_t ih0, int64_t iw0, int64_t H, int64_t W, int64_t C, int64_t Cp, int A, float* d);
+
 // y[k] = act(t[k] + bias[k]) + res[k] for n channels (bias, res: may be null).
 void finish_row(float* y, const float* t, const float* bias, const float* res, int64_t n, int act, float slope);
 

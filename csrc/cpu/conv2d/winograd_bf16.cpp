@@ -119,21 +119,7 @@ void conv2d_winograd_bf16_into(const at::Tensor& x, const at::Tensor& weight, co
           const float* src = xp + n * xs0 + ih0 * xs2 + iw0 * xs3;  // interior tile: the patch read in place
           for (int j = 0; j < kA; ++j) wino::bt_rows(src + j * xs3, xs2, t + j * Cp, kA * Cp, 8, Cp);
         } else {  // border tile (or modulated input, or channels to pad): gathered with zeros first
-          for (int i = 0; i < kA; ++i)
-            for (int j = 0; j < kA; ++j) {
-              const int64_t ih = ih0 + i, iw = iw0 + j;
-              float* dst = d + (i * kA + j) * Cp;
-              if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
-                const int64_t off = n * xs0 + ih * xs2 + iw * xs3;
-                if (msp)
-                  modulate_run(dst, xp + off, msp + off, mtp + off, C);
-                else
-                  std::memcpy(dst, xp + off, C * sizeof(float));
-                if (Cp > C) std::memset(dst + C, 0, (Cp - C) * sizeof(float));
-              } else {
-                std::memset(dst, 0, Cp * sizeof(float));
-              }
-            }
+          wino::gather_patch(xp, msp, mtp, n * xs0, xs2, xs3, ih0, iw0, H, W, C, Cp, kA, d);
           for (int j = 0; j < kA; ++j) wino::bt_rows(d + j * Cp, kA * Cp, t + j * Cp, kA * Cp, 8, Cp);
         }
         for (int i = 0; i < kA; ++i) wino::bt_rows(t + i * kA * Cp, Cp, v + i * kA * Cp, Cp, 8, Cp);
