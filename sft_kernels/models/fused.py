@@ -31,6 +31,7 @@ from .. import ops
 from ..nn.conv import MEASURED, Conv2d, activation_of, measured_on_vectors
 from ..ops.conv2d.cpu import bf16_unit
 from ..runtime.checks import ACTIVATIONS
+from ..transforms.precision import bf16_skip_reason
 from ..nn.quantized import QuantConv2d, is_int8
 from ..nn.sparse import SparseConv2d
 
@@ -142,9 +143,9 @@ def bf16_plan(model) -> dict:
         for name, m in model.named_modules():
             if not (isinstance(m, nn.Conv2d) and measured_on_vectors(m) and m.groups == 1):
                 continue
-            if m.in_channels < 16:
-                plan[name] = (False, f"{m.in_channels} input channels: bf16 rows of 32 channels mostly padding on "
-                                     "AVX512-BF16 vectors (3→64 at 128², bf16 Winograd: 0.41-0.45x float32)")
+            why = bf16_skip_reason(m, "vectors")  # the per-conv rule first (the RGB first conv stays float32)
+            if why is not None:
+                plan[name] = (False, why)
             elif m.out_channels >= 16:
                 plan[name] = ("bf16_winograd", "3x3 stride 1 on AVX512-BF16 vectors: bf16 Winograd (1.4-1.5x our "
                                                "float32 Winograd, 2-2.5x the direct bf16 conv)")

@@ -218,8 +218,7 @@ class Conv2d(BoundCall, nn.Conv2d):
                               negative_slope=slope, residual=residual, backend=self.backend,
                               algorithm=None if name == "fp32" else name)
         names = ["fp32", "bf16"]
-        if winograd and self.groups == 1 and tuple(weight.shape[2:]) == (3, 3) and tuple(self.stride) == (1, 1) \
-                and tuple(self.dilation) == (1, 1):
+        if winograd and self.groups == 1 and measured_on_vectors(self):
             names.append("bf16_winograd")
         chosen = autotune.pick(key, names, run)
         return None if chosen == "fp32" else chosen

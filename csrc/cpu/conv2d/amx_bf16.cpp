@@ -52,9 +52,10 @@ bool cpu_has_amx_bf16() {
   return (d & (1u << 22)) && (d & (1u << 24)) && cpu_has_avx512_bf16();  // AMX-BF16, AMX-TILE
 }
 
-// Weights [K, C, R, S] as bf16 panels [ceil(K/32)][R·S][Cp/32][16 channel pairs][32 outputs][2], zeros past C
-// and K, rounded to nearest even. shuffle = r > 1: output channels in sub-pixel order (packed channel
-// (i·r + j)·K/r² + c is PyTorch's c·r² + i·r + j), so that each panel writes one sub-pixel of PixelShuffle(r).
+}  // namespace
+
+// (amx_bf16.h) The packing behind packed_weight: shuffle reorders the output channels so that packed channel
+// (i·r + j)·K/r² + c is PyTorch's c·r² + i·r + j, each panel writing one sub-pixel of PixelShuffle(r).
 at::Tensor pack_weight(const at::Tensor& w_in, int64_t Cp, int64_t shuffle) {
   const int64_t K = w_in.size(0), C = w_in.size(1), RS = w_in.size(2) * w_in.size(3), panels = (K + kNR - 1) / kNR;
   const int64_t r2 = shuffle * shuffle;
@@ -71,8 +72,6 @@ at::Tensor pack_weight(const at::Tensor& w_in, int64_t Cp, int64_t shuffle) {
       }
   return packed;
 }
-
-}  // namespace
 
 // (amx_bf16.h) vcvtne2ps2bf16 rounds to nearest even and keeps NaN.
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void fill_pixels(const float* x, int64_t xs,

@@ -15,6 +15,8 @@ constexpr int kCh = 32;  // input channels per tile row (64 bytes of bf16)
 // [K, C, R, S] float32 weights as bf16 panels [ceil(K/32)][R·S][Cp/32][16 channel pairs][32 outputs][2] (zeros past
 // C and K; shuffle = r > 1: output channels in PixelShuffle(r)'s sub-pixel order), cached per weight.
 at::Tensor packed_weight(const at::Tensor& weight, int64_t Cp, int64_t shuffle);
+// The same packing, not cached (weights made on the fly: the bf16 Winograd conv's transformed filters).
+at::Tensor pack_weight(const at::Tensor& weight, int64_t Cp, int64_t shuffle);
 
 // n pixels of C float channels (pixel pitch xs; ms / mt: modulation maps strided like x, or null) into rows of Cp
 // bf16 channels, zeros past C: x·(ms + 1) + mt rounded to bf16's nearest even.
@@ -45,12 +47,12 @@ void block_vectors(const uint16_t* a, int64_t pitch, const int64_t* toff, int64_
 // Back-to-back vdpbf16ps on every thread: the vectors' multiply peak, GFLOP/s.
 double vectors_peak_gflops();
 
-// A block's sums for a panel of nc outputs into acc on unit(); on AMX the thread must have loaded
-// qconv::amx_configure(64) (begin_thread).
+// A block's sums for a panel of nc outputs into acc on unit(): at least its first m pixels' (vectors compute only
+// those, AMX tiles all 32); on AMX the thread must have loaded qconv::amx_configure(64) (begin_thread).
 inline void block_for(int nc, const uint16_t* a, int64_t pitch, const int64_t* toff, int64_t ntaps, int64_t chunks,
-                      const uint16_t* b, float* acc) {
+                      const uint16_t* b, float* acc, int m = 32) {
   if (unit() == Unit::kVectors)
-    return (nc <= 16 ? block_vectors<true> : block_vectors<false>)(a, pitch, toff, ntaps, chunks, b, acc, 32);
+    return (nc <= 16 ? block_vectors<true> : block_vectors<false>)(a, pitch, toff, ntaps, chunks, b, acc, m);
   (nc <= 16 ? block_tiles<true> : block_tiles<false>)(a, pitch, toff, ntaps, chunks, b);
   block_sums(acc);
 }

@@ -23,7 +23,6 @@
 #include "cpu/conv2d/winograd.h"
 #include "cpu/engine/config.h"
 #include "cpu/engine/pack.h"
-#include "cpu/qconv2d/tiles.h"
 #include "cpu/runtime/buffer_pool.h"
 #include "cpu/runtime/weight_cache.h"
 
@@ -34,23 +33,19 @@ constexpr int kA = 6, kA2 = 36, kM = 4;
 using bf16::kCh;
 using bf16::kNR;
 
-// U = G g Gᵀ rounded to bf16, per ξ as the bf16 conv's 1×1 panels [ceil(K/32)][Cp/2 channel pairs][32 outputs][2]
-// (zeros past C and K); r > 1: output channels in PixelShuffle(r)'s sub-pixel order. Cached per weight.
+// U = G g Gᵀ rounded to bf16, per ξ packed as the bf16 conv's 1×1 panels (bf16::pack_weight); r > 1: output
+// channels in PixelShuffle(r)'s sub-pixel order (reordered before the transform). Cached per weight.
 at::Tensor transformed_filter_bf16(const at::Tensor& weight_in, int64_t Cp, int64_t r) {
   return cached_weight_transform(weight_in, (int64_t(12) << 40) + Cp * 16 + r, [&](const at::Tensor& w_in) {
-    const int64_t K = w_in.size(0), C = w_in.size(1), panels = (K + kNR - 1) / kNR;
-    const at::Tensor w = r > 1 ? w_in.view({K / (r * r), r * r, C, 3, 3}).transpose(0, 1).reshape({K, C, 3, 3})
-                               : w_in.contiguous();
-    std::vector<float> U(kA2 * C * K);
-    wino::filter_transform(w.contiguous().data_ptr<float>(), K, C, U.data());
-    at::Tensor packed = at::zeros({kA2 * panels * Cp * kNR}, w_in.options().dtype(at::kShort));
-    uint16_t* dst = reinterpret_cast<uint16_t*>(packed.data_ptr<int16_t>());
+    const int64_t K = w_in.size(0), C = w_in.size(1);
+    const at::Tensor w =
+        (r > 1 ? w_in.view({K / (r * r), r * r, C, 3, 3}).transpose(0, 1).reshape({K, C, 3, 3}) : w_in).contiguous();
+    at::Tensor U = at::empty({kA2, C, K}, w.options());  // U[ξ][c][k]
+    wino::filter_transform(w.data_ptr<float>(), K, C, U.data_ptr<float>());
+    std::vector<at::Tensor> panels;
     for (int64_t xi = 0; xi < kA2; ++xi)
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t k = 0; k < K; ++k)
-          dst[(xi * panels + k / kNR) * Cp * kNR + ((c / 2) * kNR + k % kNR) * 2 + c % 2] =
-              qconv::bf16_bits(U[(xi * C + c) * K + k]);
-    return packed;
+      panels.push_back(bf16::pack_weight(U[xi].t().contiguous().view({K, C, 1, 1}), Cp, 1));
+    return at::cat(panels);
   });
 }
 
@@ -88,7 +83,6 @@ void conv2d_winograd_bf16_into(const at::Tensor& x, const at::Tensor& weight, co
   const int act = static_cast<int>(activation);
   const float sl = static_cast<float>(slope);
   const int64_t toff0 = 0;
-  const bool vectors = bf16::unit() == bf16::Unit::kVectors;
 
   at::parallel_for(0, (T + tb - 1) / tb, 1, [&](int64_t blk0, int64_t blk1) {
     // V16 [tile][ξ][Cp] bf16, M [ξ][panel][tile][32] float32 (64-byte aligned: the blocks store whole rows), and per
@@ -110,7 +104,7 @@ void conv2d_winograd_bf16_into(const at::Tensor& x, const at::Tensor& weight, co
       for (int64_t ti = 0; ti < tb; ++ti) {
         uint16_t* vt = V16 + ti * kA2 * Cp;
         if (ti >= nt) {
-          if (ti < (nt + 31) / 32 * 32) std::memset(vt, 0, kA2 * Cp * sizeof(uint16_t));
+          std::memset(vt, 0, kA2 * Cp * sizeof(uint16_t));
           continue;
         }
         const int64_t tt = t0 + ti, n = tt / (th * tw), ty = tt / tw % th, tx = tt % tw;
@@ -131,12 +125,8 @@ void conv2d_winograd_bf16_into(const at::Tensor& x, const at::Tensor& weight, co
           const uint16_t* u = up + (xi * panels + pn) * Cp * kNR;
           float* mp = Mb + (xi * panels + pn) * tb * kNR;
           const int nc = static_cast<int>(std::min<int64_t>(kNR, K - pn * kNR));
-          const uint16_t* a = V16 + xi * Cp;
-          if (vectors)  // only the block's nt rows (few tiles: ResNet-50's 7² maps have 4)
-            (nc <= 16 ? bf16::block_vectors<true> : bf16::block_vectors<false>)(a, kA2 * Cp * 2, &toff0, 1, chunks, u,
-                                                                                mp, static_cast<int>(nt));
-          else
-            bf16::block_for(nc, a, kA2 * Cp * 2, &toff0, 1, chunks, u, mp);
+          // the block's nt rows (vectors compute only those: ResNet-50's 7² maps have 4 tiles)
+          bf16::block_for(nc, V16 + xi * Cp, kA2 * Cp * 2, &toff0, 1, chunks, u, mp, static_cast<int>(nt));
         }
       // 3. output transforms and the epilogue
       for (int64_t ti = 0; ti < nt; ++ti) {
