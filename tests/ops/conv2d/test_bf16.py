@@ -381,3 +381,44 @@ def test_bf16_or_fp32_measured(hw, monkeypatch):
         autotune.clear()
         torch.testing.assert_close(conv(x), want[None], rtol=1e-5, atol=1e-5)
         assert not any(k[0] == "bf16_or_fp32" for k in autotune.choices())
+
+
+@bf16_here
+def test_bf16_or_fp32_second_look():
+    """The measured choice is timed again over its signature's next calls (autotune.SecondLook), every module of the
+    signature sharing one look; until it settles each call's result is the first choice's, then the final choice
+    runs (bound), and autotune.clear() drops a look in progress. A call that builds a graph starts none."""
+    from sft_kernels.nn import Conv2d
+    from sft_kernels.nn import conv as nn_conv
+
+    torch.manual_seed(10)
+    convs = [Conv2d(32, 32, 3, padding=1, algorithm="bf16_or_fp32").eval() for _ in range(2)]
+    x = torch.randn(1, 32, 24, 20).contiguous(memory_format=torch.channels_last)
+    autotune.clear()
+    want = [{a: conv2d(x, c.weight, c.bias, 1, 1, backend="cpu", algorithm=a).detach()
+             for a in (None, "bf16", "bf16_winograd")} for c in convs]
+    with torch.no_grad():
+        first = convs[0](x)
+        (key, look), = nn_conv._LOOKS.items()
+        assert key[0] == "bf16_or_fp32" and isinstance(look, autotune.SecondLook)
+        algo = None if look.chosen == "fp32" else look.chosen
+        torch.testing.assert_close(first, want[0][algo], rtol=0, atol=0)
+        steps = len(look.plan)
+        for i in range(steps - 1):
+            c = i % 2
+            torch.testing.assert_close(convs[c](x), want[c][algo], rtol=0, atol=0)
+            assert convs[c].__dict__.get("_fast") is None  # not bound while the look times
+        assert not nn_conv._LOOKS and sum(len(t) for t in look.times.values()) == steps + 2 * autotune.SecondLook.ROUNDS
+        final = autotune.choices()[key]
+        final = None if final == "fp32" else final
+        for c in (0, 1, 0):
+            torch.testing.assert_close(convs[c](x), want[c][final], rtol=0, atol=0)
+        assert convs[0].__dict__.get("_fast") is not None
+        autotune.clear()
+        convs[1](x)
+        assert nn_conv._LOOKS
+        autotune.clear()
+        assert not nn_conv._LOOKS
+    xg = x.clone().requires_grad_()
+    convs[0](xg).sum().backward()  # measured, but not timed again while building a graph
+    assert not nn_conv._LOOKS and xg.grad is not None
