@@ -131,9 +131,10 @@ class Conv2d(BoundCall, nn.Conv2d):
     ``activation`` (None or a name of ops.conv2d's: "relu", "silu", "gelu", ...), ``negative_slope``, ``backend``
     (None = fastest here) and ``algorithm`` (cpu: None/"auto", "direct", "winograd", "winograd_f2", "bf16",
     "bf16_winograd": see ops.conv2d; or "bf16_or_fp32": "bf16", "bf16_winograd" or None, whichever measures fastest on
-    the first call of each input signature ("bf16_direct_or_fp32": "bf16" or None), as the autotuner does, float32 with
-    SFT_KERNELS_AUTOTUNE=0 or under torch.compile: convert_'s fp32_precision="bf16" ("bf16_direct") for 3×3 stride-1
-    convs on AVX512-BF16 vectors, where Winograd wins on large maps and the direct bf16 conv on small ones).
+    the first call of each input signature and again over its next calls ("bf16_direct_or_fp32": "bf16" or None), as
+    the autotuner does, float32 with SFT_KERNELS_AUTOTUNE=0 or under torch.compile: convert_'s fp32_precision="bf16"
+    ("bf16_direct") for 3×3 stride-1 convs on AVX512-BF16 vectors, where Winograd wins on large maps and the direct
+    bf16 conv on small ones).
     ``forward(x, residual=None)`` computes ``act(conv(x) + bias) + residual``; its output is channels_last (the
     values are nn.Conv2d's; an NCHW input is laid out channels_last first, see `forward`); a model's last one hands
     its output back in the caller's layout (transforms/caller_layout.py).
