@@ -3,9 +3,8 @@
 (ours, with Winograd where it pays, and oneDNN's), and for 3×3 stride-1 convs our bf16 Winograd
 (algorithm="bf16_winograd"; GFLOP/s counted as the direct conv's operations). Every ungrouped conv of the SFTNet and
 ResNet-50 catalogs (sft_kernels/tools/shapes.py), float32 NCHW input converted by each conv and channels_last; bias
-and ReLU in each
-(fused in ours, F.relu after oneDNN's). Interleaved medians in one process; GFLOP/s and the fraction of this
-machine's bf16 peak (back-to-back tdpbf16ps on AMX, vdpbf16ps on AVX512-BF16 vectors:
+and ReLU in each (fused in ours, F.relu after oneDNN's). Interleaved medians in one process; GFLOP/s and the
+fraction of this machine's bf16 peak (back-to-back tdpbf16ps on AMX, vdpbf16ps on AVX512-BF16 vectors:
 `torch.ops.sft_cpu.conv2d_bf16_peak_gflops`; `sft_kernels.backends.bf16_unit()` says which runs).
 
 Run: python benchmarks/ops/bench_conv2d_bf16.py [--threads 1 2] [--catalog sftnet resnet50] [--repeat 7] [-o out.json]

@@ -107,17 +107,17 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight_in, cons
   const int64_t wtile = wino16 ? 0 : winograd_tile(algorithm, N, C, K, R, S, P, Q, stride, dilation, groups);
   const bool wino = wtile != 0;
   if (r > 1) {
-    if (wino16 && out_cl && (!res.defined() || res.stride(1) == 1)) {  // shuffle by the output transform
-      conv2d_winograd_bf16_into(x, weight, b, padding, activation, negative_slope, res, out, r, ms, mt);
-      return out;
-    }
     if (bf16 && (K / (r * r)) % 32 == 0 && out_cl && (!res.defined() || res.stride(1) == 1)) {  // shuffle by the store
       conv2d_bf16_into(x, weight, b, stride, padding, dilation, activation, negative_slope, res, out, ms, mt, r);
       return out;
     }
     const bool undilated = dilation[0] == 1 && dilation[1] == 1;
-    if (wino && undilated && out_cl && (!res.defined() || res.stride(1) == 1)) {  // shuffle by the output transform
-      conv2d_winograd_into(wtile, x, weight, b, padding, dilation, activation, negative_slope, res, out, r, ms, mt);
+    // shuffle by the output transform
+    if ((wino || wino16) && undilated && out_cl && (!res.defined() || res.stride(1) == 1)) {
+      if (wino16)
+        conv2d_winograd_bf16_into(x, weight, b, padding, activation, negative_slope, res, out, r, ms, mt);
+      else
+        conv2d_winograd_into(wtile, x, weight, b, padding, dilation, activation, negative_slope, res, out, r, ms, mt);
       return out;
     }
     const auto opt = [](const at::Tensor& t) { return t.defined() ? c10::optional<at::Tensor>(t) : c10::nullopt; };
@@ -127,13 +127,6 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight_in, cons
     return y.to(odt).contiguous(fmt);
   }
   auto run = [&](const at::Tensor& rr, at::Tensor& o) {
-    if (wino16) {
-      const bool fused = !rr.defined() || rr.stride(1) == 1;
-      conv2d_winograd_bf16_into(x, weight, b, padding, activation, negative_slope, fused ? rr : at::Tensor(), o, 1, ms,
-                                mt);
-      if (!fused) o.add_(rr);
-      return;
-    }
     if (bf16) {
       if (!rr.defined() || rr.stride(1) == 1) {
         conv2d_bf16_into(x, weight, b, stride, padding, dilation, activation, negative_slope, rr, o, ms, mt, 1);
@@ -146,14 +139,14 @@ at::Tensor conv2d_cpu(const at::Tensor& input, const at::Tensor& weight_in, cons
       }
       return;
     }
-    if (wino) {
-      if (!rr.defined() || rr.stride(1) == 1) {
-        conv2d_winograd_into(wtile, x, weight, b, padding, dilation, activation, negative_slope, rr, o, 1, ms, mt);
-      } else {
-        conv2d_winograd_into(wtile, x, weight, b, padding, dilation, activation, negative_slope, at::Tensor(), o, 1,
-                             ms, mt);
-        o.add_(rr);
-      }
+    if (wino || wino16) {  // a residual of other strides added after
+      const bool fused = !rr.defined() || rr.stride(1) == 1;
+      const at::Tensor r_in = fused ? rr : at::Tensor();
+      if (wino16)
+        conv2d_winograd_bf16_into(x, weight, b, padding, activation, negative_slope, r_in, o, 1, ms, mt);
+      else
+        conv2d_winograd_into(wtile, x, weight, b, padding, dilation, activation, negative_slope, r_in, o, 1, ms, mt);
+      if (!fused) o.add_(rr);
       return;
     }
     switch (direct_conv_path(x, weight, stride, dilation, groups, ms.defined(), rr, o)) {

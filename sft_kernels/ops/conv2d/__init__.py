@@ -44,16 +44,14 @@ def _impl_reference(x, w, b, res, scale, shift, stride, padding, dilation, group
     _no_winograd("reference", algorithm)
     mod = None if scale is None else (scale, shift)
     w = weight_pack.like_input(w, x)
+    if algorithm in ("bf16", "bf16_winograd") and mod is not None:  # the input is modulated before it is rounded
+        x, mod = x * (scale + 1) + shift, None
     if algorithm == "bf16_winograd":  # the definition: Winograd F(4×4, 3×3), tiles and filters rounded to bf16
-        x = x if mod is None else x * (scale + 1) + shift
         y = ref.winograd_bf16_conv(x, w, padding)
-        y = ref.epilogue(y if b is None else y + b.view(1, -1, 1, 1), act, slope)
-        y = F.pixel_shuffle(y, shuffle) if shuffle > 1 else y
-        y = y if res is None else y + res
+        y = ref.finish(y if b is None else y + b.view(1, -1, 1, 1), act, slope, res, shuffle)
         return y.contiguous(memory_format=checks.output_memory_format(x))
-    if algorithm == "bf16":  # the definition: input (modulated) and weight rounded to bfloat16, float32 sums
-        x = ref.bf16_rounded(x if mod is None else x * (scale + 1) + shift)
-        w, mod = ref.bf16_rounded(w), None
+    if algorithm == "bf16":  # the definition: input and weight rounded to bfloat16, float32 sums
+        x, w = ref.bf16_rounded(x), ref.bf16_rounded(w)
     y = ref.conv2d(x, w, b, stride, padding, dilation, groups, act, slope, res, shuffle, mod)
     return y.contiguous(memory_format=checks.output_memory_format(x))
 

@@ -36,7 +36,13 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     x = input·(scale + 1) + shift for modulation=(scale, shift) (an SFT layer feeding the conv), else input."""
     if modulation is not None:
         input = input * (modulation[0] + 1) + modulation[1]
-    y = epilogue(F.conv2d(input, weight, bias, stride, padding, dilation, groups), activation, negative_slope)
+    y = F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+    return finish(y, activation, negative_slope, residual, pixel_shuffle)
+
+
+def finish(y, activation=None, negative_slope=0.01, residual=None, pixel_shuffle=1):
+    """What follows a conv and its bias in the contract: activation, pixel_shuffle(·, r) if r > 1, residual add."""
+    y = epilogue(y, activation, negative_slope)
     if pixel_shuffle > 1:
         y = F.pixel_shuffle(y, pixel_shuffle)
     return y if residual is None else y + residual
@@ -64,4 +70,3 @@ def winograd_bf16_conv(x, weight, padding):
     m = torch.einsum("nctwij,kcij->nktwij", v, u)
     y = at @ m @ at.T  # n, k, th, tw, 4, 4
     return y.permute(0, 1, 2, 4, 3, 5).reshape(n, -1, 4 * th, 4 * tw)[:, :, :p, :q]
-
