@@ -75,6 +75,9 @@ TORCH_LIBRARY(sft_cpu, m) {
   m.def("separable_conv2d(Tensor input, Tensor dw_weight, Tensor? dw_bias, Tensor pw_weight, Tensor? pw_bias, "
         "int[] stride, int[] padding, int[] dilation, int mid_activation, int activation, float negative_slope, "
         "Tensor? residual, int pixel_shuffle=1) -> Tensor");
+  m.def("inverted_residual(Tensor input, Tensor ex_weight, Tensor? ex_bias, int ex_activation, Tensor dw_weight, "
+        "Tensor? dw_bias, Tensor pw_weight, Tensor? pw_bias, int[] stride, int[] padding, int[] dilation, "
+        "int mid_activation, int activation, float negative_slope, Tensor? residual) -> Tensor");
   m.def("sparse_conv2d_pack(Tensor weight, int groups, int block) -> Tensor", &sft::sparse_conv2d_pack);
   m.def("sparse_conv2d_info(Tensor packed) -> int[]", &sft::sparse_conv2d_info);
   m.def("sparse_conv2d_kernel(str want='') -> str", &sft::sparse_conv2d_kernel);
@@ -119,6 +122,7 @@ TORCH_LIBRARY_IMPL(sft_cpu, CPU, m) {
   m.impl("sft_modulation_bf16", &sft::sft_modulation_bf16_cpu);
   m.impl("sft_layer_bf16", &sft::sft_layer_bf16_cpu);
   m.impl("separable_conv2d", &sft::separable_conv2d_cpu);
+  m.impl("inverted_residual", &sft::inverted_residual_cpu);
   m.impl("sparse_conv2d", &sft::sparse_conv2d_cpu);
   m.impl("strassen_abc", &sft::strassen_abc_cpu);
 }

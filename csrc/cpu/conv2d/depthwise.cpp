@@ -184,12 +184,19 @@ void rows_scalar(const DepthwiseRows& g, const float* xn, int64_t p, int64_t q0,
 DepthwiseRows depthwise_rows_setup(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& wt,
                                    const float* bias, at::IntArrayRef stride, at::IntArrayRef padding,
                                    at::IntArrayRef dilation, int act, float slope, bool avx512) {
+  return depthwise_rows_setup({x.size(1), x.size(2), x.size(3), x.stride(1), x.stride(2), x.stride(3)}, weight, wt,
+                              bias, stride, padding, dilation, act, slope, avx512);
+}
+
+DepthwiseRows depthwise_rows_setup(const MapDims& x, const at::Tensor& weight, const at::Tensor& wt,
+                                   const float* bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                                   at::IntArrayRef dilation, int act, float slope, bool avx512) {
   DepthwiseRows g;
-  g.xs1 = x.stride(1), g.xs2 = x.stride(2), g.xs3 = x.stride(3), g.h = x.size(2), g.w = x.size(3);
-  g.c = x.size(1), g.cm = weight.size(0), g.r = weight.size(2), g.s = weight.size(3);
+  g.xs1 = x.s1, g.xs2 = x.s2, g.xs3 = x.s3, g.h = x.h, g.w = x.w;
+  g.c = x.c, g.cm = weight.size(0), g.r = weight.size(2), g.s = weight.size(3);
   g.sh = stride[0], g.sw = stride[1], g.ph = padding[0], g.pw = padding[1], g.dh = dilation[0], g.dw = dilation[1];
   g.wt = wt.data_ptr<float>(), g.bias = bias, g.act = act, g.slope = slope;
-  g.vector = avx512 && g.cm == g.c && x.stride(1) == 1;
+  g.vector = avx512 && g.cm == g.c && x.s1 == 1;
   return g;
 }
 

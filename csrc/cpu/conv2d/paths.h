@@ -95,6 +95,13 @@ at::Tensor depthwise_weight_taps(const at::Tensor& weight);
 DepthwiseRows depthwise_rows_setup(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& wt,
                                    const float* bias, at::IntArrayRef stride, at::IntArrayRef padding,
                                    at::IntArrayRef dilation, int act, float slope, bool avx512);
+// A map's channels, height and width with its channel, row and pixel strides (one image; no tensor needed).
+struct MapDims {
+  int64_t c, h, w, s1, s2, s3;
+};
+DepthwiseRows depthwise_rows_setup(const MapDims& x, const at::Tensor& weight, const at::Tensor& wt,
+                                   const float* bias, at::IntArrayRef stride, at::IntArrayRef padding,
+                                   at::IntArrayRef dilation, int act, float slope, bool avx512);
 void depthwise_rows(const DepthwiseRows& g, const float* xn, int64_t p, int64_t q0, int rows, float* d, int64_t ld,
                     const float* res, int64_t rld);
 

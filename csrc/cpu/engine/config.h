@@ -69,6 +69,10 @@ constexpr int64_t kStreamMaxK = 64;
 // and at least kSeparableMinTiles MR-pixel tiles where rows are narrow, so each B slice is reused across tiles.
 constexpr int64_t kSeparableBufferBytes = int64_t(32) << 10;
 constexpr int64_t kSeparableMinTiles = 4;
+// The fused inverted residual's window of expanded rows per thread (cpu/separable/inverted_residual.cpp): this
+// many bytes of rows, at least the rows one chunk of output rows reads plus two chunks' advance, so the rows kept
+// for the next chunk move to the window's front once every few chunks. A quarter of this core's L2.
+constexpr int64_t kInvertedResidualWindowBytes = int64_t(256) << 10;
 
 // ---- Conv paths (cpu/conv2d) -----------------------------------------------------------------------------------
 // NCHW <-> channels-last transposes run in T×T blocks (conv2d.cpp).

@@ -21,4 +21,15 @@ at::Tensor separable_conv2d_cpu(const at::Tensor& x, const at::Tensor& dw_weight
                                 int64_t activation, double negative_slope, const c10::optional<at::Tensor>& residual,
                                 int64_t pixel_shuffle = 1);
 
+// MobileNetV2's inverted residual in one pass: out = act(pw(mid_act(dw(ex_act(ex(x) + ex_bias)) + dw_bias)) +
+// pw_bias) + residual, channels_last out, the expanded map (E channels at x's resolution) never in memory.
+// ex_weight: E×C×1×1; dw_weight: E·m×1×R×S; pw_weight: K×E·m×1×1; biases and residual optional.
+at::Tensor inverted_residual_cpu(const at::Tensor& x, const at::Tensor& ex_weight,
+                                 const c10::optional<at::Tensor>& ex_bias, int64_t ex_activation,
+                                 const at::Tensor& dw_weight, const c10::optional<at::Tensor>& dw_bias,
+                                 const at::Tensor& pw_weight, const c10::optional<at::Tensor>& pw_bias,
+                                 at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                                 int64_t mid_activation, int64_t activation, double negative_slope,
+                                 const c10::optional<at::Tensor>& residual);
+
 }  // namespace sft
