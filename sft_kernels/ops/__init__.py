@@ -1,6 +1,7 @@
 """The `sft` op library. Each op validates its arguments, picks a backend and calls its
 `torch.library` op (`torch.ops.sft.<name>`)."""
 from .conv2d import conv2d
+from .inverted_residual import inverted_residual
 from .matmul import matmul
 from .qconv2d import qconv2d
 from .qconv2d_winograd import qconv2d_winograd
@@ -12,5 +13,5 @@ from .sft_modulation import sft_modulation
 from .sparse_conv2d import sparse_conv2d
 from .strassen_matmul import strassen_matmul
 
-__all__ = ["conv2d", "matmul", "qconv2d", "qconv2d_winograd", "qsft_layer", "qsft_modulation", "separable_conv2d",
+__all__ = ["conv2d", "inverted_residual", "matmul", "qconv2d", "qconv2d_winograd", "qsft_layer", "qsft_modulation", "separable_conv2d",
            "sft_layer", "sft_modulation", "sparse_conv2d", "strassen_matmul"]

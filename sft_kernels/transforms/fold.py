@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..nn import Conv2d, Linear, SeparableConv2d
+from ..nn import Conv2d, InvertedResidual, Linear, SeparableConv2d
 from ..nn.conv import activation_of, sharing_parameters
 from ..nn.linear import LINEAR_ATTRS
 from ..nn.folded_conv import FOLD_ATTRS, FoldedConv2d, FusedAway
@@ -84,8 +84,8 @@ def chain_int8_(model: nn.Module) -> list:
     """Where an int8 conv's output feeds only int8 convs (through nothing but identities: a batch norm or activation
     folded away, and max pools, which then pool the uint8 bytes), make it return uint8 requantized with its readers'
     input parameters, so no float map is written between them. Each reader takes it as its input (a fused separable
-    conv counts by its 1×1 conv as a writer and by its depthwise conv as a reader; readers of one map have one input
-    grid) or as its residual (a QuantConv2d, which then dequantizes it with `residual_quant`), and at least one takes
+    conv counts by its 1×1 conv as a writer and by its depthwise conv as a reader, an inverted residual by its expand
+    conv; readers of one map have one input grid) or as its residual (a QuantConv2d, which then dequantizes it with `residual_quant`), and at least one takes
     it as input. In a GraphModule (such as
     fuse_for_inference's) a ReLU that follows the writer (ResNet's after its residual add) is dropped when the
     readers' grid has zero point 0: its clamp at 0 is then the requantization's. The model's own graph says all this
@@ -105,7 +105,7 @@ def chain_int8_(model: nn.Module) -> list:
             return None
         m, res = mods[user.target], user.kwargs.get("residual")
         if user.args == (out,) and set(user.kwargs) <= {"residual"} and res is not out:
-            m = m.dw if isinstance(m, SeparableConv2d) else m
+            m = m.ex if isinstance(m, InvertedResidual) else m.dw if isinstance(m, SeparableConv2d) else m
             return (m, "input") if is_int8(m) else None
         if res is out and out not in user.args and isinstance(m, QuantConv2d) and is_int8(m):
             return m, "residual"

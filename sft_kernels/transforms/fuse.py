@@ -28,7 +28,7 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .fold import unfold_live_
-from ..nn import Conv2d, SeparableConv2d
+from ..nn import Conv2d, InvertedResidual, SeparableConv2d
 from ..nn.conv import activation_of
 from . import caller_layout
 from .convert import ConversionReport, convert_
@@ -115,6 +115,14 @@ def _plain_call(node: fx.Node, conv: nn.Module) -> bool:
     return len(node.args) == 1 and not node.kwargs and getattr(conv, "activation", None) is None
 
 
+def _ir_backend(backend: Optional[str]) -> bool:
+    """The fused inverted residual has a cpu kernel only: built where that kernel can run (backend "cpu", or None
+    with the extension loaded); elsewhere the expand conv and the separable conv keep their own kernels."""
+    from ..runtime import registry
+
+    return backend in (None, "cpu") and "cpu" in registry.available()
+
+
 def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] = None,
                        backend: Optional[str] = None) -> fx.GraphModule:
     """A traced, converted copy of `model` (eval mode) with batch norms, activations and residual adds folded into
@@ -125,7 +133,7 @@ def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] =
     unfold_live_(model)  # convert_'s live folds: folded here for good instead
     gm = fx.GraphModule(model, ConvTracer().trace(model))
     modules = dict(gm.named_modules())
-    folded = {"batch_norm": 0, "scale": 0, "activation": 0, "separable": 0, "residual": 0}
+    folded = {"batch_norm": 0, "scale": 0, "activation": 0, "separable": 0, "inverted_residual": 0, "residual": 0}
     # A module called from several places keeps its own function: folding into it would change every call.
     _, once = single_calls(gm, gm.graph)
 
@@ -190,6 +198,27 @@ def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] =
         node.args = (dw_node.args[0],)
         gm.graph.erase_node(dw_node)
         folded["separable"] += 1
+
+    ir_ok = _ir_backend(backend)
+    for node in list(gm.graph.nodes):  # 1×1 expand conv (+ activation) → fused separable conv: one inverted residual
+        sep = modules.get(node.target) if node.op == "call_module" else None
+        ex_node = node.args[0] if type(sep) is SeparableConv2d and len(node.args) == 1 and not node.kwargs else None
+        ex = modules.get(ex_node.target) if isinstance(ex_node, fx.Node) and ex_node.op == "call_module" else None
+        if type(ex) is not Conv2d or ex.kernel_size != (1, 1) or ex.stride != (1, 1) or ex.padding != (0, 0) \
+                or ex.groups != 1 or len(ex_node.users) != 1 or len(ex_node.args) != 1 or ex_node.kwargs \
+                or not once(ex_node) or not ex.weight.is_floating_point() or not ex.weight.is_cpu or not ir_ok \
+                or (ex.activation == "leaky_relu" and "leaky_relu" in (sep.mid_activation, sep.activation)
+                    and ex.negative_slope != sep.negative_slope):
+            continue
+        ir = InvertedResidual.from_convs(ex, sep, ex.activation, backend)
+        if ex.activation == "leaky_relu":
+            ir.negative_slope = ex.negative_slope
+        ex.activation = None  # the InvertedResidual's now (applied once)
+        set_module(gm, node.target, ir)
+        modules[node.target] = ir
+        node.args = (ex_node.args[0],)
+        gm.graph.erase_node(ex_node)
+        folded["inverted_residual"] += 1
 
     if example_input is not None:
         from torch.fx.passes.shape_prop import ShapeProp

@@ -58,7 +58,8 @@ def test_fused_model_matches_eager(backend):
     model, x = _model(), torch.randn(2, 3, 12, 11)
     gm = sft_kernels.fuse_for_inference(model, x, backend=backend)
     report, folded = gm.fusion_report
-    assert folded == {"batch_norm": 4, "scale": 0, "activation": 3, "separable": 0, "residual": 1}
+    assert folded == {"batch_norm": 4, "scale": 0, "activation": 3, "separable": 0, "inverted_residual": 0,
+                      "residual": 1}
     assert len(report.converted) == 9 and type(gm.get_submodule("8")) is sft_kernels.nn.Linear  # 8 convs, the head
     assert [type(m) for m in gm.modules() if isinstance(m, nn.BatchNorm2d)] == [nn.BatchNorm2d]  # bn3 stays
     acts = {name: m.activation for name, m in gm.named_modules() if isinstance(m, Conv2d)}
@@ -86,7 +87,8 @@ def test_a_conv_with_its_own_epilogue_keeps_what_follows():
     model[1].running_mean.uniform_(-1, 1)
     x = torch.randn(1, 3, 8, 8)
     gm = sft_kernels.fuse_for_inference(model, x)
-    assert gm.fusion_report[1] == {"batch_norm": 0, "scale": 0, "activation": 0, "separable": 0, "residual": 0}
+    assert gm.fusion_report[1] == {"batch_norm": 0, "scale": 0, "activation": 0, "separable": 0,
+                                   "inverted_residual": 0, "residual": 0}
     with torch.no_grad():
         torch.testing.assert_close(gm(x), model(x))
 
@@ -121,10 +123,15 @@ def test_depthwise_then_pointwise_fuses_into_one_separable_conv():
     x = torch.rand(2, 3, 23, 30)
     gm = sft_kernels.fuse_for_inference(model, x)
     folded = gm.fusion_report[1]
-    assert folded == {"batch_norm": 6, "scale": 0, "activation": 7, "separable": 2, "residual": 4}, folded
+    # with the cpu kernel, each expand conv joins its separable conv as one InvertedResidual (a SeparableConv2d)
+    ir = 2 if "cpu" in op_backends("inverted_residual") else 0
+    assert folded == {"batch_norm": 6, "scale": 0, "activation": 7, "separable": 2, "inverted_residual": ir,
+                      "residual": 4}, folded
     seps = [(n, m) for n, m in gm.named_modules() if isinstance(m, sft_kernels.nn.SeparableConv2d)]
     assert [n for n, _ in seps] == ["2.b.6", "3.b.6"]
     assert all(m.mid_activation == "relu6" and m.activation is None for _, m in seps)
+    irs = [m for _, m in seps if isinstance(m, sft_kernels.nn.InvertedResidual)]
+    assert len(irs) == ir and all(m.ex_activation == "relu6" and m.ex.activation is None for m in irs)
     residual = sorted(n.target for n in gm.graph.nodes if n.op == "call_module" and "residual" in n.kwargs)
     assert residual == ["2.b.6", "2.pw", "3.b.6", "3.pw"]  # the pw convs add a slice of d
     with torch.no_grad():
