@@ -1,6 +1,6 @@
 """AddressSanitizer run of the C++ kernels (`make asan`): builds csrc/ with -fsanitize=address into a scratch
 directory, loads it instead of sft_kernels._C and runs conv2d (direct, Winograd, pixel shuffle, groups, NCHW,
-channels_last, thin ends, SFT modulation; bf16 on AMX, its SFT modulation and layer), ABC Strassen, the fused separable
+channels_last, thin ends, SFT modulation; bf16 on AMX, its SFT modulation and layer), ABC Strassen, the fused inverted residual, the fused separable
 conv, the int8 (dense and depthwise) and sparse convs and matmul
 against float64, with every micro-kernel (SFT_KERNELS_ISA) and int8 kernel (SFT_KERNELS_INT8). Needs the process
 to start with libasan preloaded (the Makefile does that);
@@ -212,6 +212,18 @@ def run():
         res = torch.randn(ref.shape)
         y = ops.separable_conv2d(x, dw, None, pw[order].contiguous(), None, [1, 1], [1, 1], [1, 1], 0, 0, 0.0, res, r)
         assert (y.double() - ref - res.double()).abs().max().item() < 1e-3, (c, k, r)
+    # Fused inverted residual: the window of expanded rows moved and refilled (tall images, stride 2), channel tails,
+    # K slices of both 1×1 convs (C, E > KC), one-row and one-pixel-row images, two images, a residual
+    for (n, c, h, w, e, k, st) in [(1, 16, 23, 9, 96, 24, 2), (2, 5, 17, 7, 24, 5, 1), (1, 300, 6, 5, 520, 9, 1),
+                                   (1, 3, 1, 4, 8, 3, 1), (1, 8, 9, 1, 48, 8, 2), (1, 24, 40, 6, 144, 24, 1)]:
+        x = torch.randn(n, c, h, w)
+        ex, dw, pw, pb = torch.randn(e, c, 1, 1), torch.randn(e, 1, 3, 3), torch.randn(k, e, 1, 1), torch.randn(k)
+        mid = F.relu6(F.conv2d(F.relu6(F.conv2d(x.double(), ex.double())), dw.double(), None, st, 1, 1, e))
+        ref = F.conv2d(mid, pw.double(), pb.double())
+        res = torch.randn(ref.shape)
+        y = ops.inverted_residual(x, ex, None, 3, dw, None, pw, pb, [st, st], [1, 1], [1, 1], 3, 0, 0.0, res)
+        assert (y.double() - ref - res.double()).abs().max().item() < 1e-3 * max(1.0, ref.abs().max().item()), \
+            (c, e, k)
     # int8 conv (the kernel SFT_KERNELS_INT8 / SFT_KERNELS_ISA chose): channel and pixel tails, stride 2, the RGB
     # conv, float input quantized in the copy, NCHW and channels_last, uint8 output with a residual
     # (the 260×256 image's padded copy is built per band of rows under AMX)

@@ -6,6 +6,7 @@ from torch import nn
 import sft_kernels
 from sft_kernels.ops.conv2d import _conv2d_op
 from sft_kernels.ops.matmul import _matmul_op
+from sft_kernels.ops.inverted_residual import _op as _inverted_residual_op
 from sft_kernels.ops.separable_conv2d import _separable_op
 from sft_kernels.ops.strassen_matmul import _strassen_op
 from sft_kernels.testing import tol
@@ -55,6 +56,18 @@ def test_opcheck_matmul(backend):
 def test_opcheck_strassen(backend):
     a, b = torch.randn(9, 10, requires_grad=True), torch.randn(10, 7, requires_grad=True)
     torch.library.opcheck(_strassen_op, (a, b, 1, 2, backend))
+
+
+@pytest.mark.parametrize("backend", op_backends("inverted_residual"))
+def test_opcheck_inverted_residual(backend):
+    x = torch.randn(1, 4, 7, 6, requires_grad=True)
+    g = lambda *shape: torch.randn(*shape, requires_grad=True)
+    args = (x, g(12, 4, 1, 1), g(12, 1, 3, 3), g(4, 12, 1, 1), g(12), None, g(4), x, [1, 1], [1, 1], [1, 1], "relu6",
+            "relu6", None, 0.01, backend)
+    torch.library.opcheck(_inverted_residual_op, args)
+    args = (x, g(8, 4, 1, 1), g(16, 1, 3, 3), g(5, 16, 1, 1), None, g(16), None, None, [2, 2], [1, 1], [1, 1], None,
+            "leaky_relu", "relu", 0.1, backend)  # stride 2, a channel multiplier of 2
+    torch.library.opcheck(_inverted_residual_op, args)
 
 
 @pytest.mark.parametrize("backend", op_backends("separable_conv2d"))

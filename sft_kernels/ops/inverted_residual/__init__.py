@@ -21,7 +21,8 @@ from . import reference as ref
 registry.register_op("inverted_residual", {"reference": registry.FLOATS, "cpu": (torch.float32,)})
 
 
-def _reference(x, ex, dw, pw, exb, dwb, pwb, res, stride, padding, dilation, ex_act, mid_act, act, slope):
+def _reference(x, ex, dw, pw, exb, dwb, pwb, res, stride, padding, dilation, ex_act, mid_act, act, slope,
+               backend=None):
     y = ref.inverted_residual(x, ex, dw, pw, exb, dwb, pwb, stride, padding, dilation, ex_act, mid_act, act, slope,
                               res)
     return y.contiguous(memory_format=checks.output_memory_format(x))
