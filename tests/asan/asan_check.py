@@ -41,8 +41,10 @@ CASES = [  # (n, c, h, w, k, r, stride, pad, dilation, groups, algorithm, pixel_
     (2, 24, 6, 6, 20, 2, 1, 0, 1, 1, 1, 1),
     # a 7×7 image: one band, its 100 output channels split between the threads; weights past 1 MB: implicit GEMM
     (1, 16, 7, 7, 100, 3, 1, 1, 1, 1, 1, 1), (1, 256, 5, 5, 256, 3, 1, 1, 1, 1, 1, 1),
-    # few-channel convs from stacked input rows (avx512): an RGB 7×7 stride-2 stem, a strided 16-channel conv
+    # few-channel convs from stacked input rows (avx512): an RGB 7×7 stride-2 stem, a strided 16-channel conv; the
+    # column form's transposed copy built row by row (3 and 2 channels, odd sizes)
     (1, 3, 20, 18, 40, 7, 2, 3, 1, 1, 1, 1), (2, 16, 11, 13, 40, 3, 2, 1, 1, 1, 1, 1),
+    (2, 3, 9, 13, 32, 3, 2, 1, 1, 1, 1, 1), (1, 2, 7, 5, 16, 3, 1, 1, 1, 1, 1, 1),
     # ... and read in place, rows as taps (no padding): one whole 14-pixel tile and a 2-pixel tail per row
     (2, 8, 9, 64, 40, 4, 4, 0, 1, 1, 1, 1),
     # depthwise path: a masked 17-channel tail, stride 2, a channel multiplier of 2 (scalar rows)
@@ -329,8 +331,10 @@ def run():
         y = ops.qconv2d(xq, 0.03, 33, packed, wsum, ws, None, 3, 3, [1, 1], [1, 1], [1, 1], 0, 0.0,
                         torch.randn(n, k, h, w), 0.0, 0, None, None, r)
         assert y.shape == (n, k // (r * r), h * r, w * r) and y.dtype == torch.float32
-    # NCHW -> channels_last: whole 32×32 blocks (register transposes on AVX-512) and edges, batches
-    for shape in [(1, 64, 64, 64), (2, 40, 33, 35), (1, 17, 9, 130)]:
+    # NCHW -> channels_last: whole 32×32 blocks (register transposes on AVX-512) and edges, batches; 1 to 4 channels
+    # interleaved 16 pixels at a time with pixel tails
+    for shape in [(1, 64, 64, 64), (2, 40, 33, 35), (1, 17, 9, 130), (2, 3, 13, 11), (1, 1, 5, 3), (1, 4, 7, 9),
+                  (3, 2, 1, 17)]:
         x = torch.randn(*shape)
         y = ops.to_channels_last(x)
         assert torch.equal(y, x) and y.is_contiguous(memory_format=torch.channels_last), shape

@@ -1,6 +1,6 @@
 """The layout policy's NCHW <-> channels_last changes (sft_kernels/runtime/layout.py): the cpu extension's blocked
-transpose (16×16 register transposes inside whole blocks, a scalar loop at the edges and on other ISAs) gives
-exactly ATen's copy, both ways, and autograd, torch.compile, non-contiguous and non-float inputs take ATen's copy."""
+transpose (16×16 register transposes inside whole blocks, a scalar loop at the edges and on other ISAs; 1 to 4
+channels interleaved 16 pixels at a time) gives exactly ATen's copy, both ways, and autograd, torch.compile, non-contiguous and non-float inputs take ATen's copy."""
 import os
 import subprocess
 import sys
@@ -13,7 +13,8 @@ from sft_kernels.runtime.layout import to_channels_last, to_nchw
 from sft_kernels.testing import tol
 
 CPU = registry.cpu_ext() is not None
-SHAPES = [(1, 64, 128, 128), (2, 40, 33, 35), (1, 3, 224, 224), (3, 17, 9, 130), (1, 96, 16, 16), (1, 1, 200, 100)]
+SHAPES = [(1, 64, 128, 128), (2, 40, 33, 35), (1, 3, 224, 224), (3, 17, 9, 130), (1, 96, 16, 16), (1, 1, 200, 100),
+          (2, 2, 131, 67), (1, 4, 99, 171), (3, 3, 5, 7)]  # 1 to 4 channels: interleaved, with pixel tails
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
