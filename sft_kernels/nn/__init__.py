@@ -10,5 +10,5 @@ from .quantized import QuantConv2d, QuantLinear
 from .separable import SeparableConv2d
 from .sparse import SparseConv2d
 
-__all__ = ["Conv2d", "ConvTranspose2d", "EagerConv2d", "FoldedConv2d", "InvertedResidual", "Linear", "MaxPool2d", "SeparableConv2d",
-           "QuantConv2d", "QuantConvTranspose2d", "QuantLinear", "SparseConv2d"]
+__all__ = ["Conv2d", "ConvTranspose2d", "EagerConv2d", "FoldedConv2d", "InvertedResidual", "Linear", "MaxPool2d",
+           "SeparableConv2d", "QuantConv2d", "QuantConvTranspose2d", "QuantLinear", "SparseConv2d"]

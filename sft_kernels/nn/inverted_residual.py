@@ -7,6 +7,7 @@ from torch import nn
 
 from .. import ops
 from ..ops.inverted_residual import bound as ir_bound
+from ..ops.conv2d.reference import epilogue
 from ..ops.inverted_residual.reference import inverted_residual as ir_reference
 from ..runtime.layout import to_channels_last
 from .conv import _fast_key, _no_grad_or_autocast, at_weight_precision
@@ -36,9 +37,11 @@ class InvertedResidual(SeparableConv2d):
 
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         ex, dw, pw = self.ex, self.dw, self.pw
-        if torch.jit.is_tracing() or not (_plain(ex) and _plain(dw) and _plain(pw)):
-            # traced (ONNX export: standard ops) or quantized / calibrated: the expand conv, then the separable pair
-            if is_int8(ex) and is_int8(dw) and not torch.jit.is_tracing():
+        if torch.jit.is_tracing():  # torch.jit.trace / the ONNX exporter: the convs as modules, standard ops
+            return super().forward(epilogue(ex(input), self.ex_activation, self.negative_slope), residual)
+        if not (_plain(ex) and _plain(dw) and _plain(pw)):
+            # quantized (or being calibrated): the expand conv, then the separable pair, one by one
+            if is_int8(ex) and is_int8(dw):  # uint8 from one to the other: requantized in the expand conv's store
                 y = ex.run(input, self.ex_activation, self.negative_slope, out_scale=dw.input_scale,
                            out_zero_point=dw.input_zero_point)
             else:

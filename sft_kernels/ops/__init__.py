@@ -13,5 +13,5 @@ from .sft_modulation import sft_modulation
 from .sparse_conv2d import sparse_conv2d
 from .strassen_matmul import strassen_matmul
 
-__all__ = ["conv2d", "inverted_residual", "matmul", "qconv2d", "qconv2d_winograd", "qsft_layer", "qsft_modulation", "separable_conv2d",
-           "sft_layer", "sft_modulation", "sparse_conv2d", "strassen_matmul"]
+__all__ = ["conv2d", "inverted_residual", "matmul", "qconv2d", "qconv2d_winograd", "qsft_layer", "qsft_modulation",
+           "separable_conv2d", "sft_layer", "sft_modulation", "sparse_conv2d", "strassen_matmul"]

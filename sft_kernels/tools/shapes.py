@@ -208,6 +208,41 @@ def separable_shapes(catalog: str = "sftnet", n: int = 1) -> list:
             for c, hw, k, st in blocks]
 
 
+@dataclass(frozen=True)
+class InvertedResidualShape:
+    """A 1×1 expand conv c -> e, a depthwise R×R conv on e channels, a 1×1 projection e -> k; `residual`: the block
+    adds its input (stride 1, k = c); `count`: blocks of this shape in one forward."""
+    name: str
+    n: int
+    c: int
+    h: int
+    w: int
+    e: int
+    k: int
+    stride: int = 1
+    residual: bool = False
+    count: int = 1
+    r: int = 3
+
+    @property
+    def pq(self) -> tuple:
+        return conv_output_hw(self.h, self.w, self.r, self.r, (self.stride,) * 2, (self.r // 2,) * 2, (1, 1))
+
+    @property
+    def flops(self) -> int:
+        p, q = self.pq
+        return 2 * self.n * (self.h * self.w * self.c * self.e + p * q * self.e * (self.r * self.r + self.k))
+
+
+def inverted_residual_shapes(n: int = 1) -> list:
+    """MobileNetV2's 16 inverted residual blocks (expansion 6) at 224², one entry per distinct shape."""
+    blocks = [(16, 112, 96, 24, 2, 1), (24, 56, 144, 24, 1, 1), (24, 56, 144, 32, 2, 1), (32, 28, 192, 32, 1, 2),
+              (32, 28, 192, 64, 2, 1), (64, 14, 384, 64, 1, 3), (64, 14, 384, 96, 1, 1), (96, 14, 576, 96, 1, 2),
+              (96, 14, 576, 160, 2, 1), (160, 7, 960, 160, 1, 2), (160, 7, 960, 320, 1, 1)]
+    return [InvertedResidualShape(f"{c}->{e}->{k} @{hw}" + (" s2" if st == 2 else ""), n, c, hw, hw, e, k, st,
+                                  st == 1 and c == k, count) for c, hw, e, k, st, count in blocks]
+
+
 GEMM_SQUARE = [512, 1024, 2048, 4096]
 # (M, N, K) of the conv GEMMs: M = pixels, N = output channels, K = C·R·S
 GEMM_CONV = [(16384, 64, 576), (16384, 256, 576), (16384, 64, 32), (16384, 32, 32), (262144, 64, 576)]

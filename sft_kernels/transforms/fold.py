@@ -84,12 +84,12 @@ def chain_int8_(model: nn.Module) -> list:
     """Where an int8 conv's output feeds only int8 convs (through nothing but identities: a batch norm or activation
     folded away, and max pools, which then pool the uint8 bytes), make it return uint8 requantized with its readers'
     input parameters, so no float map is written between them. Each reader takes it as its input (a fused separable
-    conv counts by its 1×1 conv as a writer and by its depthwise conv as a reader, an inverted residual by its expand
-    conv; readers of one map have one input grid) or as its residual (a QuantConv2d, which then dequantizes it with `residual_quant`), and at least one takes
-    it as input. In a GraphModule (such as
-    fuse_for_inference's) a ReLU that follows the writer (ResNet's after its residual add) is dropped when the
-    readers' grid has zero point 0: its clamp at 0 is then the requantization's. The model's own graph says all this
-    (traced, or a GraphModule's); untraceable models are left as they are. Returns [(writer, readers)]."""
+    conv counts by its 1×1 conv as a writer and by its depthwise conv as a reader, an inverted residual by its
+    expand conv; readers of one map have one input grid) or as its residual (a QuantConv2d, which then dequantizes
+    it with `residual_quant`), and at least one takes it as input. In a GraphModule (such as fuse_for_inference's) a
+    ReLU that follows the writer (ResNet's after its residual add) is dropped when the readers' grid has zero point
+    0: its clamp at 0 is then the requantization's. The model's own graph says all this (traced, or a
+    GraphModule's); untraceable models are left as they are. Returns [(writer, readers)]."""
     graph = _graph(model)
     if graph is None:
         return []

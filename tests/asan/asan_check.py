@@ -1,7 +1,7 @@
 """AddressSanitizer run of the C++ kernels (`make asan`): builds csrc/ with -fsanitize=address into a scratch
 directory, loads it instead of sft_kernels._C and runs conv2d (direct, Winograd, pixel shuffle, groups, NCHW,
-channels_last, thin ends, SFT modulation; bf16 on AMX, its SFT modulation and layer), ABC Strassen, the fused inverted residual, the fused separable
-conv, the int8 (dense and depthwise) and sparse convs and matmul
+channels_last, thin ends, SFT modulation; bf16 on AMX, its SFT modulation and layer), ABC Strassen, the fused
+inverted residual, the fused separable conv, the int8 (dense and depthwise) and sparse convs and matmul
 against float64, with every micro-kernel (SFT_KERNELS_ISA) and int8 kernel (SFT_KERNELS_INT8). Needs the process
 to start with libasan preloaded (the Makefile does that);
 not part of the default test run (it is slow to build).

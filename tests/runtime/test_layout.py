@@ -1,6 +1,7 @@
 """The layout policy's NCHW <-> channels_last changes (sft_kernels/runtime/layout.py): the cpu extension's blocked
-transpose (16×16 register transposes inside whole blocks, a scalar loop at the edges and on other ISAs; 1 to 4
-channels interleaved 16 pixels at a time) gives exactly ATen's copy, both ways, and autograd, torch.compile, non-contiguous and non-float inputs take ATen's copy."""
+transpose (16×16 register transposes inside whole blocks, a scalar loop at the edges and on other ISAs; 1 to 4 channels
+interleaved 16 pixels at a time) gives exactly ATen's copy, both ways, and autograd, torch.compile, non-contiguous and
+non-float inputs take ATen's copy."""
 import os
 import subprocess
 import sys

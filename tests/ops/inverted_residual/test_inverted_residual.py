@@ -2,6 +2,7 @@
 channel multipliers, activations, residuals, NCHW / channels_last / sliced inputs, thread counts (the cpu kernel's
 window of expanded rows, moved and refilled across chunks and threads), the portable paths (forced ISA), bad
 inputs; and fuse_for_inference building the module from a MobileNetV2 block (eager outputs, int8 after it)."""
+import io
 import os
 import subprocess
 import sys
@@ -170,7 +171,8 @@ class _Block(nn.Module):  # MobileNetV2's inverted residual (t = 6), batch norms
 
 def test_fuse_for_inference_builds_inverted_residuals():
     """Two blocks (one with its residual, one strided) become InvertedResidual modules whose outputs match eager
-    for NCHW and channels_last inputs, with and without gradients; then quantize_ runs them as int8 convs."""
+    for NCHW and channels_last inputs, that export to ONNX (checked in onnxruntime) and take gradients; then
+    quantize_ runs them as int8 convs."""
     torch.manual_seed(0)
     model = nn.Sequential(_Block(8, 8, 1), _Block(8, 12, 2)).eval()
     x = torch.randn(2, 8, 15, 13)
@@ -187,6 +189,9 @@ def test_fuse_for_inference_builds_inverted_residuals():
         for inp in (x, x.contiguous(memory_format=torch.channels_last)):
             for _ in range(2):  # the second call runs the bound call
                 assert_close(fused(inp), ref.double(), k=8 + 9 + 48)
+    buf = io.BytesIO()  # ONNX: the three convs as standard ops, checked in onnxruntime against the model
+    sft_kernels.export_onnx(fused, x, buf)
+    assert buf.getbuffer().nbytes > 0
     xg = x.clone().requires_grad_()
     fused(xg).sum().backward()  # training path: PyTorch's three convs
     assert xg.grad is not None and xg.grad.shape == x.shape
