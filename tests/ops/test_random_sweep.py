@@ -158,6 +158,31 @@ def test_separable_conv2d_random_draws(seed):
     _check(y, ops.separable_conv2d(x, dw, pw, dwb, pwb, stride, pad, dil, backend="reference", **kw), draw)
 
 
+@pytest.mark.skipif("cpu" not in op_backends("inverted_residual"), reason="cpu backend not built")
+@pytest.mark.parametrize("seed", range(DRAWS))
+def test_inverted_residual_random_draws(seed):
+    rng = random.Random(1000 + seed)
+    torch.manual_seed(1000 + seed)
+    c, e, mult = rng.choice([3, 8, 16, 24, 40]), rng.choice([8, 24, 48, 96, 100]), rng.choice([1, 1, 2])
+    k, r, stride, dil = rng.choice([4, 16, 24, 33]), rng.choice([3, 3, 5]), rng.choice([1, 1, 2]), rng.choice([1, 1, 2])
+    pad, n = rng.choice([0, r // 2 * dil]), rng.choice([1, 2])
+    h, w = _fit(rng.randint(1, 30), r, pad, dil), _fit(rng.randint(1, 30), r, pad, dil)
+    p, q = _out_size(h, r, stride, pad, dil), _out_size(w, r, stride, pad, dil)
+    x = _layout(torch.randn(n, c, h, w), rng)
+    ex, dw = torch.randn(e, c, 1, 1) / c ** 0.5, torch.randn(e * mult, 1, r, r) / r
+    pw = torch.randn(k, e * mult, 1, 1) / (e * mult) ** 0.5
+    b = [torch.randn(m) if rng.random() < 0.5 else None for m in (e, e * mult, k)]
+    acts = [None, "relu", "relu6", "leaky_relu", "silu", "hardswish", "gelu"]
+    kw = dict(ex_activation=rng.choice(acts), mid_activation=rng.choice(acts), activation=rng.choice(acts[:4]),
+              negative_slope=0.1)
+    if rng.random() < 0.4:
+        kw.update(residual=_layout(torch.randn(n, k, p, q), rng))
+    draw = dict(n=n, c=c, e=e, mult=mult, k=k, h=h, w=w, r=r, stride=stride, dil=dil, pad=pad,
+                threads=torch.get_num_threads())
+    y = ops.inverted_residual(x, ex, dw, pw, *b, stride, pad, dil, backend="cpu", **kw)
+    _check(y, ops.inverted_residual(x, ex, dw, pw, *b, stride, pad, dil, backend="reference", **kw), draw)
+
+
 @pytest.mark.skipif("cpu" not in op_backends("sparse_conv2d"), reason="cpu backend not built")
 @pytest.mark.parametrize("seed", range(DRAWS))
 def test_sparse_conv2d_random_draws(seed):
