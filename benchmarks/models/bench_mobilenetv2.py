@@ -1,8 +1,10 @@
 """MobileNetV2 (width 1.0) 1×3×224×224 end to end, the "any CNN" check for depthwise-separable networks: what a
 user would run instead (eager PyTorch on NCHW and channels_last input, onnxruntime, torch.ao's int8 FX graph mode)
 beside the same model through sft_kernels (convert_; fuse_for_inference, which folds batch norms and ReLU6 and runs
-each depthwise conv with the 1×1 projection after it as one fused separable conv; that model quantized with
-quantize_), side by side in one process, interleaved medians. Our models get the ordinary NCHW tensor.
+each depthwise conv with the 1×1 projection after it as one fused separable conv, and each whole inverted residual
+(1×1 expand, depthwise, projection) as one sft.inverted_residual; the same without the inverted residuals, as it ran
+before that op; that model quantized with quantize_), side by side in one process, interleaved medians. Our models
+get the ordinary NCHW tensor.
 
 Weights are random (seeded) with non-trivial batch-norm statistics: speed does not depend on them; each variant's
 output is compared with eager's (relative max error for float, SQNR in dB for int8).
@@ -21,6 +23,7 @@ import torch
 from torch import nn
 
 import sft_kernels
+from sft_kernels.transforms import fuse as fuse_mod
 from sft_kernels.metrics import conv_macs
 from sft_kernels.tools.benchmark import model_table, time_models
 
@@ -125,6 +128,11 @@ def main(argv=None):
     conv = copy.deepcopy(base)
     sft_kernels.convert_(conv, backend="cpu")
     fused = sft_kernels.fuse_for_inference(base, x, backend="cpu")
+    ir_pass, fuse_mod._ir_backend = fuse_mod._ir_backend, lambda backend: False  # the separable fusion only
+    try:
+        fused_sep = sft_kernels.fuse_for_inference(base, x, backend="cpu")
+    finally:
+        fuse_mod._ir_backend = ir_pass
     int8 = sft_kernels.fuse_for_inference(base, x, backend="cpu")
     qreport = sft_kernels.quantize_(int8, sft_kernels.Int8Config(), calibration=calib, progress=False)
     ao = torch_ao_int8(base, calib, x)
@@ -155,7 +163,8 @@ def main(argv=None):
             inductor_config.freezing = True
             comp = torch.compile(copy.deepcopy(cl))
             fns["torch.compile+freezing (cl)"] = lambda: comp(xcl)
-        fns.update({"sft convert_": lambda: conv(x), "sft fuse_for_inference": lambda: fused(x),
+        fns.update({"sft convert_": lambda: conv(x), "sft fuse, separable only": lambda: fused_sep(x),
+                    "sft fuse_for_inference": lambda: fused(x),
                     "sft fuse + quantize_ int8": lambda: int8(x)})
         new, peak = time_models(fns, flops, threads, lambda t: min(t["eager NCHW"], t["eager channels_last"]),
                                 args.repeat, warmup=3)

@@ -4,7 +4,7 @@ our own unfused calls (sft.conv2d expand, then the fused sft.separable_conv2d: w
 and against onnxruntime running the same block (its CPU provider, if installed). ReLU6 after the expand and
 depthwise convs, the block's residual where MobileNetV2 has one. Interleaved medians, GFLOP/s, ratios side by side;
 "summed" weighs each shape by its count in one MobileNetV2 forward.
-Usage: python benchmarks/ops/bench_inverted_residual.py [--threads 1 2] [--repeat 9] [-o out.json]
+Usage: python benchmarks/ops/bench_inverted_residual.py [--threads 1 2] [--repeat 15] [--min-time 1.5] [-o out.json]
 """
 import argparse
 import io
@@ -80,7 +80,8 @@ def candidates(s, threads):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--repeat", type=int, default=9)
+    p.add_argument("--repeat", type=int, default=15)
+    p.add_argument("--min-time", type=float, default=1.5, help="seconds of interleaved rounds per shape at least")
     p.add_argument("-o", "--output")
     args = p.parse_args(argv)
     rows = []
@@ -92,7 +93,7 @@ def main(argv=None):
         for s in inverted_residual_shapes():
             fns = candidates(s, threads)
             with torch.no_grad():
-                t = time_interleaved(fns, repeat=args.repeat)
+                t = time_interleaved(fns, repeat=args.repeat, warmup=5, min_time=args.min_time)
             best = min(t["torch nchw"], t["torch cl"])
             ort_t = t.get("onnxruntime")
             row = dict(threads=threads, shape=s.name, count=s.count, flops=s.flops,

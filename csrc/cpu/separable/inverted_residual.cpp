@@ -34,7 +34,8 @@ void gemm_rows(const UKernel& uk, const float* a, int64_t lda, int64_t M, int64_
       const float* bj = bp + j / NR * Kpad * NR + k0 * NR;
       for (int64_t m0 = 0; m0 < M; m0 += MR) {
         const int rows = static_cast<int>(std::min<int64_t>(MR, M - m0));
-        KOut ko = co.tile(m0 * ldc + j, ldc, m0 * ldr + j, ldr, j, rows, static_cast<int>(std::min<int64_t>(NR, N - j)));
+        const int cols = static_cast<int>(std::min<int64_t>(NR, N - j));
+        KOut ko = co.tile(m0 * ldc + j, ldc, m0 * ldr + j, ldr, j, rows, cols);
         ko.accumulate = k0 > 0;
         ko.last = k0 + kc >= kdim;
         ko.stream = stream;
