@@ -202,3 +202,15 @@ def test_fuse_for_inference_builds_inverted_residuals():
     assert yq.shape == ref.shape and torch.isfinite(yq).all()
     sqnr = 10 * torch.log10(ref.pow(2).mean() / (yq - ref).pow(2).mean())
     assert sqnr > 25, sqnr
+
+
+@pytest.mark.skipif("cpu" not in op_backends("inverted_residual"), reason="cpu backend not built")
+def test_fused_block_under_torch_compile():
+    """The fused module under torch.compile(fullgraph=True): the op's fake kernel traces, the kernel runs."""
+    torch.manual_seed(0)
+    model = nn.Sequential(_Block(8, 8, 1), _Block(8, 12, 2)).eval()
+    x = torch.randn(2, 8, 15, 13)
+    fused = sft_kernels.fuse_for_inference(model, x)
+    compiled = torch.compile(fused, fullgraph=True)
+    with torch.no_grad():
+        assert_close(compiled(x), model(x).double(), k=8 + 9 + 48)
