@@ -3,7 +3,8 @@ MobileNetV2's blocks at 224², against PyTorch's three convs (eager, the faster 
 our own unfused calls (sft.conv2d expand, then the fused sft.separable_conv2d: what fuse_for_inference ran before),
 and against onnxruntime running the same block (its CPU provider, if installed). ReLU6 after the expand and
 depthwise convs, the block's residual where MobileNetV2 has one. Interleaved medians, GFLOP/s, ratios side by side;
-"summed" weighs each shape by its count in one MobileNetV2 forward.
+"summed" weighs each shape by its count in one MobileNetV2 forward. The ops are called with plain weight tensors,
+which the weight cache checks value by value on every call (a converted model's modules check version counters).
 Usage: python benchmarks/ops/bench_inverted_residual.py [--threads 1 2] [--repeat 15] [--min-time 1.5] [-o out.json]
 """
 import argparse
