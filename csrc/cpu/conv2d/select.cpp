@@ -84,8 +84,23 @@ int64_t winograd_tile(int64_t algorithm, int64_t N, int64_t C, int64_t K, int64_
   const bool wino_pays = wino_tiles >= 9 && 36 * C * K * int64_t(sizeof(float)) < wino_tiles * (int64_t(1) << 20) &&
                          32 * wino_tiles <= 5 * N * P * Q;
   const bool wino = asked || (algorithm == 0 && can_wino && C >= 16 && K >= 16 && wino_pays);
-  if (!wino) return 0;
-  return algorithm == 3 ? 2 : 4;  // F(2×2,3×3) on request, else F(4×4,3×3)
+  if (algorithm == 3) return 2;  // F(2×2,3×3) on request
+  if (algorithm == 2) return 4;
+  if (algorithm != 0 || !can_wino || C < 16 || K < 16) return 0;
+  // F(2×2,3×3) where its GEMMs fill the 14-row micro-kernel tiles better than F(4×4)'s (each Winograd position
+  // is a GEMM with one row per tile): cost ∝ positions × rows padded to whole tiles, 16·⌈T₂⌉ against 36·⌈T₄⌉
+  // (direct: 9 × pixels). A 14×14 map has 16 F(4×4) tiles (28 rows of work, 12 of them padding) and 49 F(2×2)
+  // ones. Measured (Zen 4, interleaved, channels_last, C = K): at 14² F(2×2) 1.08-1.25x F(4×4) at 64-512
+  // channels and 1 or 2 threads, 512→512 1.37x the direct conv F(4×4) had left it to (its filters past the 1 MB
+  // per tile rule); at 20², 24², 28² and batches of 4+ 14² maps F(4×4) stays ahead (0.62-0.92x).
+  const auto padded = [](int64_t rows) { return (rows + 13) / 14 * 14; };
+  const int64_t f2_tiles = N * ((P + 1) / 2) * ((Q + 1) / 2);
+  const bool f2_ok = dilation[0] == 1 && dilation[1] == 1 && f2_tiles >= 9 &&
+                     16 * C * K * int64_t(sizeof(float)) < f2_tiles * (int64_t(1) << 20);
+  const int64_t cost2 = 16 * padded(f2_tiles);
+  if (wino) return f2_ok && cost2 < 36 * padded(wino_tiles) ? 2 : 4;
+  // Where F(4×4) does not run: F(2×2) only where it clearly beats the direct conv (7² maps tie or lose).
+  return f2_ok && 100 * cost2 <= 85 * 9 * padded(N * P * Q) ? 2 : 0;
 }
 
 ConvPath direct_conv_path(const at::Tensor& x, const at::Tensor& weight, at::IntArrayRef stride,

@@ -488,19 +488,25 @@ def test_taps_reading_only_padding_are_dropped(algorithm):
 
 
 @pytest.mark.skipif("cpu" not in op_backends("conv2d"), reason="cpu backend not built")
-@pytest.mark.parametrize("c,hw,wino", [(16, 7, False), (16, 12, True), (256, 10, False), (256, 14, True),
-                                       (512, 14, False)], ids=str)
-def test_auto_takes_winograd_only_where_it_pays(c, hw, wino):
-    """4 tiles (7×7), or 9 tiles of 256 channels (9 MiB of transformed filters read for 9 rows): direct."""
+@pytest.mark.parametrize("n,c,hw,algorithm", [(1, 16, 7, "direct"), (1, 16, 12, "winograd"), (1, 512, 7, "direct"),
+                                              (1, 256, 10, "winograd_f2"), (1, 256, 14, "winograd_f2"),
+                                              (1, 512, 14, "winograd_f2"), (1, 64, 20, "winograd"),
+                                              (4, 64, 14, "winograd")], ids=str)
+def test_auto_takes_winograd_only_where_it_pays(n, c, hw, algorithm):
+    """7×7 maps (4 F(4×4) tiles): direct; 14×14 and 10×10 maps (16 and 9 tiles, mostly padding rows of the GEMMs'
+    14-row tiles): F(2×2), also where F(4×4)'s filters are too large (512 channels); 20×20 or four 14×14 maps:
+    F(4×4)."""
     from sft_kernels.tools.bench_suite import winograd_eligible
     from sft_kernels.tools.shapes import ConvShape
 
-    assert winograd_eligible(ConvShape("t", 1, c, hw, hw, c, 3, 3, padding=1)) == wino  # what benchmarks show
-    x = torch.randn(1, c, hw, hw).contiguous(memory_format=torch.channels_last)
+    wino = algorithm != "direct"
+    assert winograd_eligible(ConvShape("t", n, c, hw, hw, c, 3, 3, padding=1)) == wino  # what benchmarks show
+    x = torch.randn(n, c, hw, hw).contiguous(memory_format=torch.channels_last)
     w = torch.randn(c, c, 3, 3) / (3 * c ** 0.5)
     auto = conv2d(x, w, padding=1, backend="cpu")
-    assert torch.equal(auto, conv2d(x, w, padding=1, backend="cpu", algorithm="winograd" if wino else "direct"))
-    assert not torch.equal(auto, conv2d(x, w, padding=1, backend="cpu", algorithm="direct" if wino else "winograd"))
+    assert torch.equal(auto, conv2d(x, w, padding=1, backend="cpu", algorithm=algorithm))
+    for other in {"direct", "winograd", "winograd_f2"} - {algorithm}:
+        assert not torch.equal(auto, conv2d(x, w, padding=1, backend="cpu", algorithm=other)), other
 
 
 def test_winograd_errors():
