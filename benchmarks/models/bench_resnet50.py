@@ -1,12 +1,13 @@
-"""ResNet-50 (v1.5) 1×3×224×224 end to end, the "any CNN" check: eager PyTorch against the same model converted
-to sft_kernels, side by side in one process.
+"""ResNet-50 (v1.5) 1×3×224×224 end to end, the "any CNN" check: eager PyTorch against the same model converted to
+sft_kernels, side by side in one process.
 
-Batch norms are folded into their convs first (torch.nn.utils.fusion.fuse_conv_bn_eval, as any inference
-deployment does), so both sides run the same 53 convs plus ReLUs, residual adds, pooling and the classifier;
+Batch norms are folded into their convs first (torch.nn.utils.fusion.fuse_conv_bn_eval, as any inference deployment
+does), so both sides run the same 53 convs plus ReLUs, residual adds, pooling and the classifier;
 `sft_kernels.convert_` then swaps every conv. `sft_kernels.fuse_for_inference` starts from the unfolded model and
-also folds the ReLUs after convs and the residual adds into the convs' epilogues. Weights are random (seeded):
-speed does not depend on them. The converted model runs under the default weight check (converted weights
-trusted by their version counters) and under "full", which reads every weight each call (sft_kernels.weight_check).
+also folds the ReLUs after convs and the residual adds into the convs' epilogues. Weights are random (seeded): speed
+does not depend on them. onnxruntime (its CPU provider, if installed) runs the unfolded model exported to ONNX. The
+converted model runs under the default weight check (converted weights trusted by their version counters) and under
+"full", which reads every weight each call (sft_kernels.weight_check).
 Run: python benchmarks/models/bench_resnet50.py [--threads 1 2] [--batch 1] [--repeat 10] [--compile] [-o out.json]
 """
 import argparse
@@ -21,6 +22,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 import sft_kernels
 from sft_kernels.tools.benchmark import model_table, time_models
 from sft_kernels.metrics import conv_macs
+
+from bench_mobilenetv2 import onnxruntime_session  # (this folder)
 
 
 class Bottleneck(nn.Module):
@@ -116,6 +119,10 @@ def main(argv=None):
         fns["torch.compile+freezing"] = lambda: comp(x)
     for threads in args.threads:
         torch.set_num_threads(threads)
+        ort_run = onnxruntime_session(build(args.batch, fold=False)[0], x, threads)  # what users run instead
+        fns.pop("onnxruntime fp32", None)
+        if ort_run is not None:
+            fns["onnxruntime fp32"] = ort_run
         new, peak = time_models(fns, flops, threads, lambda t: t["eager channels_last"], args.repeat)
         rows += new
         meta[threads] = {"peak_gflops": peak}
