@@ -15,6 +15,7 @@ import torch
 from ...runtime import checks, registry
 from ...runtime.autograd import register_reference_autograd
 from ...runtime.dispatch import PLAIN, Op, dispatch, memo_entry
+from ..separable_conv2d import check_pointwise
 from . import cpu
 from . import reference as ref
 
@@ -84,14 +85,7 @@ def _check(input, ex_weight, dw_weight, pw_weight, ex_bias, dw_bias, pw_bias, re
     # the depthwise conv and the projection read like sft.separable_conv2d's, on the E-channel expanded map
     expanded = input.new_empty((0, e, *input.shape[2:])) if input.dim() == 4 else input
     stride, padding, dilation, (p, q) = checks.conv_args(expanded, dw_weight, dw_bias, stride, padding, dilation, e)
-    checks.tensor(pw_weight, "pw_weight", 4, like=input)
-    cm = dw_weight.shape[0]
-    if tuple(pw_weight.shape[1:]) != (cm, 1, 1):
-        raise ValueError(f"pw_weight must have shape (K, {cm}, 1, 1), got {tuple(pw_weight.shape)}")
-    if pw_bias is not None:
-        checks.tensor(pw_bias, "pw_bias", 1, like=input)
-        if pw_bias.shape[0] != pw_weight.shape[0]:
-            raise ValueError(f"pw_bias must have {pw_weight.shape[0]} elements, got {pw_bias.shape[0]}")
+    check_pointwise(input, dw_weight, pw_weight, pw_bias)
     checks.residual(residual, "residual", (input.shape[0], pw_weight.shape[0], p, q), input)
     for a in (ex_activation, mid_activation, activation):
         checks.activation(a)

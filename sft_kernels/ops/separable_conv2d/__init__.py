@@ -89,10 +89,8 @@ register_reference_autograd(_separable_op, _reference, (0, 1, 2, 3, 4, 5))
 OP = Op("separable_conv2d", _separable_op, _IMPLS)
 
 
-def _check(input, dw_weight, pw_weight, dw_bias, pw_bias, residual, stride, padding, dilation, mid_activation,
-           activation, negative_slope, pixel_shuffle=1) -> tuple:
-    stride, padding, dilation, (p, q) = checks.conv_args(input, dw_weight, dw_bias, stride, padding, dilation,
-                                                         input.shape[1] if input.dim() == 4 else 1)
+def check_pointwise(input, dw_weight, pw_weight, pw_bias) -> None:
+    """The 1×1 conv after a depthwise one (also sft.inverted_residual's projection): K × C·m × 1 × 1, its bias K."""
     checks.tensor(pw_weight, "pw_weight", 4, like=input)
     cm = dw_weight.shape[0]
     if tuple(pw_weight.shape[1:]) != (cm, 1, 1):
@@ -101,6 +99,13 @@ def _check(input, dw_weight, pw_weight, dw_bias, pw_bias, residual, stride, padd
         checks.tensor(pw_bias, "pw_bias", 1, like=input)
         if pw_bias.shape[0] != pw_weight.shape[0]:
             raise ValueError(f"pw_bias must have {pw_weight.shape[0]} elements, got {pw_bias.shape[0]}")
+
+
+def _check(input, dw_weight, pw_weight, dw_bias, pw_bias, residual, stride, padding, dilation, mid_activation,
+           activation, negative_slope, pixel_shuffle=1) -> tuple:
+    stride, padding, dilation, (p, q) = checks.conv_args(input, dw_weight, dw_bias, stride, padding, dilation,
+                                                         input.shape[1] if input.dim() == 4 else 1)
+    check_pointwise(input, dw_weight, pw_weight, pw_bias)
     k, r = pw_weight.shape[0], checks.pixel_shuffle(pixel_shuffle, pw_weight.shape[0])
     checks.residual(residual, "residual", (input.shape[0], k // (r * r), p * r, q * r), input)
     checks.activation(mid_activation)

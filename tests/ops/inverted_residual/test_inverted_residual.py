@@ -18,6 +18,7 @@ from sft_kernels.nn.quantized import is_int8
 from sft_kernels.ops import inverted_residual
 from sft_kernels.testing import assert_close
 from tests.conftest import op_backends
+from tests.ops.separable_conv2d.test_separable_conv2d import _layout
 
 CASES = [  # n, c, h, w, e, mult, k, r, stride, padding, dilation, threads
     (2, 5, 13, 11, 24, 1, 7, 3, 1, 1, 1, 1),
@@ -41,16 +42,6 @@ def _reference(x, ex, dw, pw, exb, dwb, pwb, st, pd, dl, ex_act, mid, act, slope
     y = acts[mid](F.conv2d(y, dw.double(), d(dwb), st, pd, dl, groups=ex.shape[0]))
     y = acts[act](F.conv2d(y, pw.double(), d(pwb)))
     return y if res is None else y + res.double()
-
-
-def _layout(x, layout):
-    if layout == "channels_last":
-        return x.contiguous(memory_format=torch.channels_last)
-    if layout == "slice":  # a channel slice of a channels_last tensor: unit channel stride, not contiguous
-        wide = torch.randn(x.shape[0], x.shape[1] + 3, *x.shape[2:]).contiguous(memory_format=torch.channels_last)
-        wide[:, 1:1 + x.shape[1]] = x
-        return wide[:, 1:1 + x.shape[1]]
-    return x
 
 
 def _weights(c, e, m, k, r):
