@@ -16,6 +16,7 @@
 #include "cpu/engine/config.h"
 #include "cpu/engine/gemm.h"
 #include "cpu/engine/pack.h"
+#include "cpu/separable/chunks.h"
 #include "cpu/runtime/buffer_pool.h"
 #include "cpu/runtime/layout.h"
 
@@ -116,22 +117,16 @@ at::Tensor inverted_residual_cpu(const at::Tensor& x_in, const at::Tensor& ex_we
   const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
   const int64_t rs0 = rp ? res.stride(0) : 0, rps = rp ? (Q == 1 ? res.stride(2) : res.stride(3)) : 0;
 
-  // Chunks of output rows as in the fused separable conv: their depthwise outputs fit L1 (kSeparableBufferBytes),
-  // at least kSeparableMinTiles tiles of pixels.
-  const int64_t ld = round_up(Cm, 16), threads = at::get_num_threads();
-  const int64_t rb_want = std::max<int64_t>(
-      {1, kSeparableBufferBytes / (Q * ld * int64_t(sizeof(float))), (kSeparableMinTiles * MR + Q - 1) / Q});
-  int64_t chunks_per_image = (P + std::min(rb_want, P) - 1) / std::min(rb_want, P);
-  if (N * chunks_per_image % threads != 0 && N * chunks_per_image < 8 * threads)
-    chunks_per_image = std::min(P, round_up(chunks_per_image, threads));
-  const int64_t rb = (P + chunks_per_image - 1) / chunks_per_image;
+  // Chunks of output rows as in the fused separable conv (chunks.h).
+  const int64_t ld = round_up(Cm, 16);
+  const RowChunks plan = row_chunks(N, P, Q, ld, MR, at::get_num_threads());
+  const int64_t chunks_per_image = plan.per_image, rb = plan.rows;
   // Input rows one chunk reads; the window holds a few chunks' worth, so the rows kept for the next chunk (the
   // kernel's overlap) move to its front only now and then.
   const int64_t span = (rb - 1) * sh + (R - 1) * dh + 1;
   const int64_t cap = std::min(H, std::max(span + 2 * rb * sh, kInvertedResidualWindowBytes / (row_floats * 4)));
   const int64_t kc_max = blocking(uk).kc;
-  const int64_t ex_KC = round_up((C + (C + kc_max - 1) / kc_max - 1) / ((C + kc_max - 1) / kc_max), KU);
-  const int64_t pw_KC = round_up((Cm + (Cm + kc_max - 1) / kc_max - 1) / ((Cm + kc_max - 1) / kc_max), KU);
+  const int64_t ex_KC = balanced_kc(C, kc_max), pw_KC = balanced_kc(Cm, kc_max);
   const bool stream = Cm <= kc_max && Cm <= kStreamMaxK && N * K * P * Q >= kStreamMinFloats;
   const ConvOut co{out.data_ptr<float>(), rp, pwb.defined() ? pwb.data_ptr<float>() : nullptr,
                    static_cast<int>(activation), static_cast<float>(negative_slope)};

@@ -14,6 +14,7 @@
 
 #include "cpu/conv2d/conv2d.h"
 #include "cpu/conv2d/paths.h"
+#include "cpu/separable/chunks.h"
 #include "cpu/engine/gemm.h"
 #include "cpu/engine/pack.h"
 #include "cpu/runtime/buffer_pool.h"
@@ -94,23 +95,14 @@ at::Tensor separable_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& dw_wei
                                                static_cast<float>(negative_slope),
                                                std::strcmp(uk.isa, "avx512") == 0);  // the set SFT_KERNELS_ISA chose
 
-  // Work items: chunks of whole output rows of one image. A chunk's depthwise outputs (its pixels × C·m floats)
-  // are computed into a buffer first, then the pointwise GEMM runs over them KC-deep slice by slice, panel by
-  // panel, tile by tile, so each B slice (KC × NR floats) stays in L1 across the chunk's tiles. Rows per chunk:
-  // the buffer within L1 (kSeparableBufferBytes) but at least kSeparableMinTiles tiles of pixels, so narrow images
-  // (MobileNet's 7- and 14-pixel rows) fill whole MR-pixel tiles and reuse each B slice; fewer where that would
-  // leave a thread idle.
-  const int64_t row_bytes = Q * ld * static_cast<int64_t>(sizeof(float)), threads = at::get_num_threads();
-  const int64_t rb_want =
-      std::max<int64_t>({1, kSeparableBufferBytes / row_bytes, (kSeparableMinTiles * MR + Q - 1) / Q});
-  int64_t chunks_per_image = (P + std::min(rb_want, P) - 1) / std::min(rb_want, P);
-  if (N * chunks_per_image % threads != 0 && N * chunks_per_image < 8 * threads)  // few chunks: one per thread
-    chunks_per_image = std::min(P, round_up(chunks_per_image, threads));
-  const int64_t rb = (P + chunks_per_image - 1) / chunks_per_image;  // rows per chunk at most (the buffer's size)
-  const int64_t kc_max = blocking(uk).kc, kslices = (Cm + kc_max - 1) / kc_max;
-  const int64_t KC = round_up((Cm + kslices - 1) / kslices, KU);
+  // Work items: chunks of whole output rows of one image (chunks.h). A chunk's depthwise outputs (its pixels ×
+  // C·m floats) are computed into a buffer first, then the pointwise GEMM runs over them KC-deep slice by slice,
+  // panel by panel, tile by tile, so each B slice (KC × NR floats) stays in L1 across the chunk's tiles.
+  const RowChunks plan = row_chunks(N, P, Q, ld, MR, at::get_num_threads());
+  const int64_t chunks_per_image = plan.per_image, rb = plan.rows;
+  const int64_t kc_max = blocking(uk).kc, KC = balanced_kc(Cm, kc_max);
   // A big output of a shallow pointwise conv goes around the cache, as in the GEMM driver (config.h).
-  const bool stream = kslices == 1 && Cm <= kStreamMaxK && N * K * P * Q >= kStreamMinFloats;
+  const bool stream = Cm <= kc_max && Cm <= kStreamMaxK && N * K * P * Q >= kStreamMinFloats;
 
   at::parallel_for(0, N * chunks_per_image, 1, [&](int64_t c0, int64_t c1) {
     std::vector<float> dbuf(static_cast<size_t>(round_up(rb * Q, MR) * ld) + 16);
