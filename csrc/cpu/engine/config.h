@@ -108,8 +108,5 @@ static_assert(kThinFewCChannels == 16 * 4, "a few-C item is at most 4 vectors of
 // 100 % kept 12.1 / 16.7 / 17.8 ms, 50 % 7.5 / 7.8 / 9.7, 20 % 4.3 / 4.0 / 4.4, 10 % 3.0 / 2.8 / 2.6.
 constexpr int64_t kSparseChunkBytes = 24 * 1024, kSparseChunkBytesLow = 80 * 1024;
 constexpr double kSparseLowDensity = 0.25;
-// Output rows are laid out band by band per thread, a band's layout rows (S tap-shifted copies of each input row)
-// taking about this much of the core's L2.
-constexpr int64_t kSparseBandBytes = int64_t(1) << 20;
 
 }  // namespace sft

@@ -1,12 +1,14 @@
-// sft_cpu::sparse_conv2d: checks, then bands of output rows in parallel. Per band, a thread lays out the input
-// rows the band reads (sparse_layout.h, in its L2) and runs tiles of TW output pixels, each running its nonzeros
-// chunk by chunk of input channels (so the chunk's input stays in L1) into a K × TW accumulator block that the
-// store turns into output pixels with the epilogue.
+// sft_cpu::sparse_conv2d: checks, then bands of output rows in parallel. Per row of tiles, a thread transposes the
+// input rows they read into a ring of padded rows (tiles.h, in its L2) and runs tiles of RB rows × VW output
+// pixels, each chunk by chunk of input channels: the chunk's taps copied into an L1 block, then every output
+// block's nonzeros in the chunk, into a K × RB·VW accumulator block that the store turns into output pixels with
+// the epilogue.
 #include "cpu/sparse_conv2d/sparse_conv2d.h"
 
 #include <ATen/Parallel.h>
 
 #include <atomic>
+#include <numeric>
 #include <cstring>
 #include <cstdlib>
 #include <stdexcept>
@@ -101,45 +103,53 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
 
   const SparseKernels& ks = *current().load();
   const bool avx512 = std::string(ks.isa) == "avx512";
-  const int tw = KB == 4 ? ks.tw4 : ks.tw1;
-  const SparseTileFn fn = KB == 4 ? ks.kb4 : ks.kb1;
-  // wq: the tiles' columns, plus one cache line for sparse weights, whose larger chunks (below) read more rows
-  // per tile: rows 2^k floats apart all start in the same L1 sets. Measured on 64→64 at 128², 1 thread (without /
-  // with the line): 10 % kept 2.75 / 2.51 ms, 100 % kept 11.5 / 16.4 ms (there, with 8-channel chunks, it hurt).
+  const int vw = ks.vw, rb = KB == 4 ? ks.rb4 : ks.rb1;
+  const SparseChunkFn fn = KB == 4 ? ks.kb4 : ks.kb1;
+  const int64_t QT = (Q + vw - 1) / vw;
+  // A tile's RB output rows read U input rows: output row i, tap r reads row i·sh + r·dh of them.
+  const int64_t U = (rb - 1) * sh + (R - 1) * dh + 1;
+  // A ring row: `lead` zero columns (pw rounded up to a cache line, so the transposing fill's stores are aligned),
+  // then the image; tap column j of the padded input is ring column j + col. It spans every column a tile
+  // reads, in an odd number of cache lines so that its channels (wp floats apart) do not all start in the same
+  // L1 sets.
+  const int64_t lead = (pw + 15) / 16 * 16, col = lead - pw;
+  int64_t wp = (std::max(lead + W, (QT * vw - 1) * sw + (S - 1) * dw + 1 + col) + 15) / 16 * 16;
+  if (wp / 16 % 2 == 0) wp += 16;
+  const Padded T{C, wp, lead};
+  // A 1×1 stride-1 conv's taps are the padded rows themselves: its tiles read the ring in place.
+  const bool in_place = R * S == 1 && sw == 1;
+  // Channel groups per chunk: the chunk's taps under one tile (U·S vectors per channel) take about
+  // kSparseChunkBytes, or kSparseChunkBytesLow for sparser weights (config.h).
   const double density = static_cast<double>(hdr[kFNnz]) / static_cast<double>(K * C / hdr[kFGroups] * R * S);
-  const int64_t QT = (Q + tw - 1) / tw, wq = QT * tw + (density < kSparseLowDensity ? 16 : 0);
-  // A padded input row spans every column a tap reads; a layout row holds its S tap-shifted copies.
-  const Padded T{C, std::max(W + pw, (wq - 1) * sw + (S - 1) * dw + 1), pw};
-  const int64_t row_pitch = S * C * wq;
-  // Output rows per band: the band's layout rows ((B − 1)·sh + (R − 1)·dh + 1 of them) take about
-  // kSparseBandBytes, so they stay in this core's L2 while its tiles read them.
-  const int64_t span = (R - 1) * dh + 1;
-  // The band count is rounded up to a multiple of the thread count so that the threads get equal shares (3 bands
-  // of a 128-row image on 2 threads had run 1.5x one band's time: sft1 32→64 1×1, 0.44 -> 0.65 ms).
-  const int64_t bmax =
-      std::max<int64_t>(1, std::min<int64_t>(P, (kSparseBandBytes / (row_pitch * 4) - span) / sh + 1));
-  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
-  int64_t nb = (P + bmax - 1) / bmax;
-  if (N * nb % threads) nb = std::min(P, ((N * nb + threads - 1) / threads * threads + N - 1) / N);
-  const int64_t B = (P + nb - 1) / nb;
-  const int64_t band_rows = (B - 1) * sh + span;
-  TORCH_CHECK(band_rows * row_pitch < (int64_t(1) << 31), "sft_cpu::sparse_conv2d: image too large for 32-bit offsets");
+  const int64_t group_bytes = U * S * kPackChannels * vw * int64_t(sizeof(float));
+  const int64_t chunk_bytes = density < kSparseLowDensity ? kSparseChunkBytesLow : kSparseChunkBytes;
+  const int64_t gpc = std::max<int64_t>(1, chunk_bytes / group_bytes), cpc = gpc * kPackChannels;
+  TORCH_CHECK(C * wp < (int64_t(1) << 31), "sft_cpu::sparse_conv2d: image too wide for 32-bit offsets");
 
-  // Each block's offset from a tile's base: tap (c, r, s) is layout row r·dh, copy s, channel c.
+  // Each block's offset from its chunk's base for the tile's first output row: tap (c, r, s) of the chunk's
+  // layout (tiles.h), or channel c of the ring row in place.
   const int64_t nnzb = hdr[kFNnzb];
   const int32_t* ptr = hdr + kHeader;
   const int32_t* codes = ptr + nkb * ng + 1;
   const float* vals = reinterpret_cast<const float*>(codes + nnzb);
   std::vector<int32_t> off(nnzb);
   for (int64_t i = 0; i < nnzb; ++i) {
-    const int64_t c = codes[i] / (R * S), r = codes[i] / S % R, s = codes[i] % S;
-    off[i] = static_cast<int32_t>(r * dh * row_pitch + (s * C + c) * wq);
+    const int64_t local = codes[i] % (cpc * R * S), c = local / (R * S), r = local / S % R, t = local % S;
+    off[i] = static_cast<int32_t>(in_place ? c * wp : ((c * U + r * dh) * S + t) * vw);
   }
-  // Channel groups per chunk: the chunk's input under one tile (R·S runs of tw floats per channel) takes about
-  // kSparseChunkBytes, or kSparseChunkBytesLow for sparser weights (config.h).
-  const int64_t group_bytes = R * S * kPackChannels * tw * int64_t(sizeof(float));
-  const int64_t chunk_bytes = density < kSparseLowDensity ? kSparseChunkBytesLow : kSparseChunkBytes;
-  const int64_t gpc = std::max<int64_t>(1, chunk_bytes / group_bytes);
+  // Chunks with no nonzero in any block are skipped (pruned input channels).
+  const int64_t nchunks = (ng + gpc - 1) / gpc;
+  std::vector<char> chunk_empty(nchunks, 1);
+  for (int64_t ci = 0; ci < nchunks; ++ci)
+    for (int64_t kb = 0; kb < nkb; ++kb)
+      if (ptr[kb * ng + ci * gpc] != ptr[kb * ng + std::min(ng, (ci + 1) * gpc)]) chunk_empty[ci] = 0;
+
+  // Output rows are split into bands (whole tiles), one work item each, as many per image as make the item count
+  // a multiple of the thread count, so that the threads get equal shares.
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t PT = (P + rb - 1) / rb;
+  const int64_t nb = std::min(PT, threads / std::gcd(N, threads));
+  const int64_t B = (PT + nb - 1) / nb * rb;
 
   const Store st{out.data_ptr<float>(), res.defined() ? res.data_ptr<float>() : nullptr,
                  b.defined() ? b.data_ptr<float>() : nullptr, K, out.stride(0), out.stride(1), out.stride(2),
@@ -148,45 +158,57 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
                  static_cast<float>(negative_slope)};
   const int64_t nbands = (P + B - 1) / B;
   at::parallel_for(0, N * nbands, 1, [&](int64_t i0, int64_t i1) {
-    thread_local std::vector<float> acc_store, band_store, row_store;
+    thread_local std::vector<float> acc_store, ring_store, taps_store;
     const auto aligned = [](std::vector<float>& v, size_t n) {
       v.resize(n + 16);
       return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t(63));
     };
-    float* acc = aligned(acc_store, static_cast<size_t>(nkb * KB * tw));
-    float* band = aligned(band_store, static_cast<size_t>(band_rows * row_pitch));
-    float* trow = aligned(row_store, static_cast<size_t>(C * T.wp));
+    float* acc = aligned(acc_store, static_cast<size_t>(nkb * KB * rb * vw));
+    // The ring: U slots for the rows one tile reads, one more of zeros for rows outside the image.
+    float* ring = aligned(ring_store, static_cast<size_t>((U + 1) * C * wp));
+    float* taps = aligned(taps_store, static_cast<size_t>(in_place ? 16 : cpc * U * S * vw));
+    float* zero_row = ring + U * C * wp;
+    std::memset(zero_row, 0, C * wp * sizeof(float));
+    std::vector<int64_t> slot_h(U);
+    std::vector<const float*> rows(U);
     for (int64_t item = i0; item < i1; ++item) {
-      const int64_t n = item / nbands, p0 = item % nbands * B, p1 = std::min(P, p0 + B);
+      const int64_t n = item / nbands, pb = item % nbands * B, pe = std::min(P, pb + B);
       const Source src{x.data_ptr<float>() + n * x.stride(0),
                        ms.defined() ? ms.data_ptr<float>() + n * ms.stride(0) : nullptr,
                        mt.defined() ? mt.data_ptr<float>() + n * mt.stride(0) : nullptr, H, W, x.stride(1),
                        x.stride(2), x.stride(3)};
-      for (int64_t u = 0; u < (p1 - p0 - 1) * sh + span; ++u) {
-        const int64_t h = p0 * sh + u - ph;
-        float* d = band + u * row_pitch;
-        if (h < 0 || h >= H) {
-          std::memset(d, 0, row_pitch * sizeof(float));
-          continue;
+      std::fill(slot_h.begin(), slot_h.end(), int64_t(-1));
+      for (int64_t p0 = pb; p0 < pe; p0 += rb) {
+        for (int64_t u = 0; u < U; ++u) {  // input row h lives in slot h mod U while tiles read it
+          const int64_t h = p0 * sh - ph + u;
+          if (h < 0 || h >= H) {
+            rows[u] = zero_row;
+            continue;
+          }
+          const int64_t slot = h % U;
+          float* d = ring + slot * C * wp;
+          if (slot_h[slot] != h) {
+            fill_padded(src, T, h, d, avx512);
+            slot_h[slot] = h;
+          }
+          rows[u] = d;
         }
-        if (!fill_taps_direct(src, h, d, C, pw, wq, S, sw, dw, avx512)) {
-          fill_padded(src, T, h, trow, avx512);
-          expand_taps(trow, T, S, sw, dw, wq, d);
+        for (int64_t q0 = 0; q0 < Q; q0 += vw) {
+          for (int64_t ci = 0; ci < nchunks; ++ci) {
+            const int64_t g0 = ci * gpc, g1 = std::min(ng, g0 + gpc);
+            if (chunk_empty[ci] && g0 > 0) continue;
+            const int64_t c0 = g0 * kPackChannels, c1 = std::min(C, g1 * kPackChannels);
+            SparseChunk t{{}, off.data(), vals, ptr + g0, ptr + g1, ng, nkb, acc, rb * vw, g0 > 0};
+            if (!in_place) copy_taps(rows.data(), U, wp, c0, c1, S, q0 * sw + col, sw, dw, vw, taps, avx512);
+            for (int i = 0; i < rb; ++i)
+              t.x[i] = in_place ? rows[i * sh] + c0 * wp + q0 + col : taps + i * sh * S * vw;
+            fn(t);
+          }
+          for (int i = 0; i < rb && p0 + i < pe; ++i)
+            store_tile(st, acc + i * vw, rb * vw, n, p0 + i, q0, static_cast<int>(std::min<int64_t>(vw, Q - q0)),
+                       avx512);
         }
       }
-      for (int64_t p = p0; p < p1; ++p)
-        for (int64_t q0 = 0; q0 < Q; q0 += tw) {
-          const float* xb = band + (p - p0) * sh * row_pitch + q0;
-          for (int64_t g0 = 0; g0 < ng; g0 += gpc) {
-            const int64_t g1 = std::min(ng, g0 + gpc);
-            for (int64_t kb = 0; kb < nkb; ++kb) {
-              const int64_t s = ptr[kb * ng + g0], e = ptr[kb * ng + g1];
-              if (g0 > 0 && s == e) continue;
-              fn(SparseTile{xb, off.data() + s, vals + s * KB, e - s, acc + kb * KB * tw, tw, g0 > 0});
-            }
-          }
-          store_tile(st, acc, tw, n, p, q0, static_cast<int>(std::min<int64_t>(tw, Q - q0)), avx512);
-        }
     }
   });
   return out;

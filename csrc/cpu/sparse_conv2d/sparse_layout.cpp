@@ -46,43 +46,39 @@ __attribute__((target("avx512f"), always_inline)) inline void transpose16(__m512
 
 inline __mmask16 first(int64_t n) { return static_cast<__mmask16>((1u << std::min<int64_t>(16, n)) - 1u); }
 
-// Channels-last row h (unit channel stride) as S tap-shifted copies of its padded row (stride 1): 16 columns × 16
-// channels at a time, transposed in registers; padded column j goes to column j − s·dw of copy s (so no padded row
-// is written and copied again), and the padding columns are zeroed as the rows are written. S = 1, dw = 0 is the
-// padded row itself.
-__attribute__((target("avx512f"))) void fill_taps_cl_avx512(const Source& s, int64_t h, float* d, int64_t C,
-                                                            int64_t pw, int64_t wq, int64_t S, int64_t dw) {
+// Channels-last row h (unit channel stride) as its padded row: 16 columns × 16 channels at a time, transposed in
+// registers, the padding columns zeroed.
+__attribute__((target("avx512f"))) void fill_padded_cl_avx512(const Source& s, const Padded& L, int64_t h, float* d) {
   const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.f);
-  for (int64_t t = 0; t < S; ++t)
-    for (int64_t c = 0; c < C; ++c) {  // the columns of copy t that fall in the padding
-      float* dc = d + (t * C + c) * wq;
-      for (int64_t q = 0; q < pw - t * dw; q += 16) _mm512_mask_storeu_ps(dc + q, first(pw - t * dw - q), zero);
-      for (int64_t q = std::max<int64_t>(0, pw + s.W - t * dw); q < wq; q += 16)
-        _mm512_mask_storeu_ps(dc + q, first(wq - q), zero);
-    }
+  for (int64_t c = 0; c < L.C; ++c) {
+    float* dc = d + c * L.wp;
+    for (int64_t q = 0; q < L.pw; q += 16) _mm512_mask_storeu_ps(dc + q, first(L.pw - q), zero);
+    for (int64_t q = L.pw + s.W; q < L.wp; q += 16) _mm512_mask_storeu_ps(dc + q, first(L.wp - q), zero);
+  }
   for (int64_t w0 = 0; w0 < s.W; w0 += 16) {
     const int64_t nw = std::min<int64_t>(16, s.W - w0);
-    for (int64_t c0 = 0; c0 < C; c0 += 16) {
-      const __mmask16 mc = first(C - c0);
+    const __mmask16 m = first(nw);
+    for (int64_t c0 = 0; c0 < L.C; c0 += 16) {
+      const __mmask16 mc = first(L.C - c0);
+      // Unrolled and branch-free (pixels past the row load with an empty mask), so r stays in registers.
       __m512 r[16];
+      const int64_t o0 = h * s.xs2 + w0 * s.xs3 + c0;
+#pragma GCC unroll 16
       for (int i = 0; i < 16; ++i) {
-        if (i >= nw) {
-          r[i] = zero;
-          continue;
-        }
-        const int64_t o = h * s.xs2 + (w0 + i) * s.xs3 + c0;
-        r[i] = _mm512_maskz_loadu_ps(mc, s.x + o);
+        const __mmask16 mi = i < nw ? mc : 0;
+        const int64_t o = o0 + (i < nw ? i : 0) * s.xs3;
+        r[i] = _mm512_maskz_loadu_ps(mi, s.x + o);
         if (s.scale)
-          r[i] = _mm512_fmadd_ps(r[i], _mm512_add_ps(_mm512_maskz_loadu_ps(mc, s.scale + o), one),
-                                 _mm512_maskz_loadu_ps(mc, s.shift + o));
+          r[i] = _mm512_fmadd_ps(r[i], _mm512_add_ps(_mm512_maskz_loadu_ps(mi, s.scale + o), one),
+                                 _mm512_maskz_loadu_ps(mi, s.shift + o));
       }
       transpose16(r);
-      for (int64_t t = 0; t < S; ++t) {
-        const int64_t q0 = pw + w0 - t * dw, lo = std::max<int64_t>(0, -q0), hi = std::min(nw, wq - q0);
-        if (hi <= lo) continue;
-        const __mmask16 m = static_cast<__mmask16>(first(hi) & ~first(lo));
-        for (int64_t j = 0; j < std::min<int64_t>(16, C - c0); ++j)
-          _mm512_mask_storeu_ps(d + (t * C + c0 + j) * wq + q0, m, r[j]);
+      float* dst = d + c0 * L.wp + L.pw + w0;
+      if (nw == 16 && mc == 0xffff) {
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; ++j) _mm512_store_ps(dst + j * L.wp, r[j]);
+      } else {
+        for (int64_t j = 0; j < std::min<int64_t>(16, L.C - c0); ++j) _mm512_mask_storeu_ps(dst + j * L.wp, m, r[j]);
       }
     }
   }
@@ -91,7 +87,7 @@ __attribute__((target("avx512f"))) void fill_taps_cl_avx512(const Source& s, int
 }  // namespace
 
 void fill_padded(const Source& s, const Padded& L, int64_t h, float* d, bool avx512) {
-  if (s.xs1 == 1 && s.xs3 != 1 && avx512) return fill_taps_cl_avx512(s, h, d, L.C, L.pw, L.wp, 1, 0);
+  if (s.xs1 == 1 && s.xs3 != 1 && avx512) return fill_padded_cl_avx512(s, L, h, d);
   for (int64_t c = 0; c < L.C; ++c) {
     float* dc = d + c * L.wp;
     std::memset(dc, 0, L.pw * sizeof(float));
@@ -105,22 +101,33 @@ void fill_padded(const Source& s, const Padded& L, int64_t h, float* d, bool avx
   }
 }
 
-bool fill_taps_direct(const Source& s, int64_t h, float* d, int64_t C, int64_t pw, int64_t wq, int64_t S,
-                      int64_t sw, int64_t dw, bool avx512) {
-  if (!(avx512 && sw == 1 && s.xs1 == 1 && s.xs3 != 1)) return false;
-  fill_taps_cl_avx512(s, h, d, C, pw, wq, S, dw);
-  return true;
+namespace {
+
+__attribute__((target("avx512f"))) void copy_taps_avx512(const float* const* rows, int64_t U, int64_t wp,
+                                                         int64_t c0, int64_t c1, int64_t S, int64_t j0, int64_t dw,
+                                                         int vw, float* d) {
+  for (int64_t c = c0; c < c1; ++c)
+    for (int64_t u = 0; u < U; ++u) {
+      const float* src = rows[u] + c * wp + j0;
+      for (int64_t s = 0; s < S; ++s, d += vw)
+        for (int j = 0; j < vw; j += 16) _mm512_store_ps(d + j, _mm512_loadu_ps(src + s * dw + j));
+    }
 }
 
-void expand_taps(const float* t, const Padded& T, int64_t S, int64_t sw, int64_t dw, int64_t wq, float* d) {
-  for (int64_t s = 0; s < S; ++s)
-    for (int64_t c = 0; c < T.C; ++c) {
-      const float* src = t + c * T.wp + s * dw;
-      float* dst = d + (s * T.C + c) * wq;
-      if (sw == 1) {
-        std::memcpy(dst, src, wq * sizeof(float));
-      } else {
-        for (int64_t q = 0; q < wq; ++q) dst[q] = src[q * sw];
+}  // namespace
+
+void copy_taps(const float* const* rows, int64_t U, int64_t wp, int64_t c0, int64_t c1, int64_t S, int64_t j0,
+               int64_t sw, int64_t dw, int vw, float* d, bool avx512) {
+  if (avx512 && sw == 1 && vw % 16 == 0) return copy_taps_avx512(rows, U, wp, c0, c1, S, j0, dw, vw, d);
+  for (int64_t c = c0; c < c1; ++c)
+    for (int64_t u = 0; u < U; ++u) {
+      const float* src = rows[u] + c * wp + j0;
+      for (int64_t s = 0; s < S; ++s, d += vw) {
+        if (sw == 1) {
+          std::memcpy(d, src + s * dw, vw * sizeof(float));
+        } else {
+          for (int j = 0; j < vw; ++j) d[j] = src[s * dw + j * sw];
+        }
       }
     }
 }
@@ -143,43 +150,50 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 act512(__m512 v,
   return v;
 }
 
-// Channels-last output (unit channel stride): 16 channels × 16 pixels at a time, bias and activation applied per
-// channel row, then transposed in registers so each pixel's channels go out as one store.
-__attribute__((target("avx512f"))) void store_cl_avx512(const Store& st, const float* acc, int tw, int64_t o,
+// Channels-last output (unit channel stride): 16 channels × 16 pixels at a time, transposed in registers so each
+// pixel's channels go out as one store, with bias, activation and residual applied per pixel vector. Unrolled
+// and branch-free (channels past K load with an empty mask), so the block stays in registers.
+__attribute__((target("avx512f"))) void store_cl_avx512(const Store& st, const float* acc, int64_t ld, int64_t o,
                                                         int64_t ro, int cnt) {
   for (int j0 = 0; j0 < cnt; j0 += 16) {
     const int nj = std::min(16, cnt - j0);
     for (int64_t k0 = 0; k0 < st.K; k0 += 16) {
       const int64_t nk = std::min<int64_t>(16, st.K - k0);
-      __m512 r[16];
-      for (int i = 0; i < 16; ++i) {
-        if (i >= nk) {
-          r[i] = _mm512_setzero_ps();
-          continue;
-        }
-        __m512 v = _mm512_loadu_ps(acc + (k0 + i) * tw + j0);
-        if (st.bias) v = _mm512_add_ps(v, _mm512_set1_ps(st.bias[k0 + i]));
-        r[i] = act512(v, st);
-      }
-      transpose16(r);
       const __mmask16 mk = first(nk);
-      for (int j = 0; j < nj; ++j) {
-        __m512 v = r[j];
-        if (st.res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, st.res + ro + (j0 + j) * st.rs3 + k0));
-        _mm512_mask_storeu_ps(st.out + o + (j0 + j) * st.os3 + k0, mk, v);
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i)
+        r[i] = _mm512_maskz_loadu_ps(i < nk ? 0xffff : 0, acc + (k0 + (i < nk ? i : 0)) * ld + j0);
+      transpose16(r);
+      const __m512 bias = st.bias ? _mm512_maskz_loadu_ps(mk, st.bias + k0) : _mm512_setzero_ps();
+      float* out = st.out + o + j0 * st.os3 + k0;
+      const float* res = st.res ? st.res + ro + j0 * st.rs3 + k0 : nullptr;
+      if (nj == 16 && nk == 16) {
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; ++j) {
+          __m512 v = act512(_mm512_add_ps(r[j], bias), st);
+          if (res) v = _mm512_add_ps(v, _mm512_loadu_ps(res + j * st.rs3));
+          _mm512_storeu_ps(out + j * st.os3, v);
+        }
+      } else {
+        for (int j = 0; j < nj; ++j) {
+          __m512 v = act512(_mm512_add_ps(r[j], bias), st);
+          if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, res + j * st.rs3));
+          _mm512_mask_storeu_ps(out + j * st.os3, mk, v);
+        }
       }
     }
   }
 }
 
 // NCHW-like output (unit pixel stride): each channel's pixels are one contiguous run.
-__attribute__((target("avx512f"))) void store_rows_avx512(const Store& st, const float* acc, int tw, int64_t o,
+__attribute__((target("avx512f"))) void store_rows_avx512(const Store& st, const float* acc, int64_t ld, int64_t o,
                                                           int64_t ro, int cnt) {
   for (int64_t k = 0; k < st.K; ++k) {
     const __m512 b = _mm512_set1_ps(st.bias ? st.bias[k] : 0.f);
     for (int j = 0; j < cnt; j += 16) {
       const __mmask16 m = first(cnt - j);
-      __m512 v = act512(_mm512_add_ps(_mm512_loadu_ps(acc + k * tw + j), b), st);
+      __m512 v = act512(_mm512_add_ps(_mm512_loadu_ps(acc + k * ld + j), b), st);
       if (st.res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, st.res + ro + k * st.rs1 + j));
       _mm512_mask_storeu_ps(st.out + o + k * st.os1 + j, m, v);
     }
@@ -188,13 +202,14 @@ __attribute__((target("avx512f"))) void store_rows_avx512(const Store& st, const
 
 }  // namespace
 
-void store_tile(const Store& st, const float* acc, int tw, int64_t n, int64_t p, int64_t q0, int cnt, bool avx512) {
+void store_tile(const Store& st, const float* acc, int64_t ld, int64_t n, int64_t p, int64_t q0, int cnt,
+                bool avx512) {
   const int64_t o = n * st.os0 + p * st.os2 + q0 * st.os3;
   const int64_t ro = st.res ? n * st.rs0 + p * st.rs2 + q0 * st.rs3 : 0;
-  if (avx512 && st.os1 == 1 && (!st.res || st.rs1 == 1)) return store_cl_avx512(st, acc, tw, o, ro, cnt);
-  if (avx512 && st.os3 == 1 && (!st.res || st.rs3 == 1)) return store_rows_avx512(st, acc, tw, o, ro, cnt);
+  if (avx512 && st.os1 == 1 && (!st.res || st.rs1 == 1)) return store_cl_avx512(st, acc, ld, o, ro, cnt);
+  if (avx512 && st.os3 == 1 && (!st.res || st.rs3 == 1)) return store_rows_avx512(st, acc, ld, o, ro, cnt);
   for (int64_t k = 0; k < st.K; ++k) {
-    const float* a = acc + k * tw;
+    const float* a = acc + k * ld;
     float* out = st.out + o + k * st.os1;
     const float* res = st.res ? st.res + ro + k * st.rs1 : nullptr;
     for (int j = 0; j < cnt; ++j) out[j * st.os3] = epilogue(a[j], st, k) + (res ? res[j * st.rs3] : 0.f);

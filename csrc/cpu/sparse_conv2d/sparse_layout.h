@@ -22,13 +22,11 @@ struct Source {
 // Row h of image s (0 <= h < H), modulated, into t (T.C × T.wp floats).
 void fill_padded(const Source& s, const Padded& T, int64_t h, float* t, bool avx512);
 
-// Row h of image s as a layout row (below) in one pass, where that is written (AVX-512, stride 1, channels-last
-// input); false where it is not (then fill_padded + expand_taps).
-bool fill_taps_direct(const Source& s, int64_t h, float* d, int64_t C, int64_t pw, int64_t wq, int64_t S,
-                      int64_t sw, int64_t dw, bool avx512);
-
-// A layout row (tiles.h): d[s][c][q] = T[c][q·sw + s·dw] for S taps × C channels × wq columns.
-void expand_taps(const float* t, const Padded& T, int64_t S, int64_t sw, int64_t dw, int64_t wq, float* d);
+// The taps of input channels [c0, c1) under a tile whose first pixel reads column j0 (tiles.h), from U padded
+// rows (rows[u]: C × wp floats): d[((c − c0)·U + u)·S + s][j] = rows[u][c·wp + j0 + s·dw + j·sw] for j < vw. d is
+// 64-byte aligned.
+void copy_taps(const float* const* rows, int64_t U, int64_t wp, int64_t c0, int64_t c1, int64_t S, int64_t j0,
+               int64_t sw, int64_t dw, int vw, float* d, bool avx512);
 
 // The output and its epilogue: out = act(acc + bias) + res, strides os* / rs* (res: null for none).
 struct Store {
@@ -40,8 +38,9 @@ struct Store {
   float slope;
 };
 
-// cnt pixels (q0 ...) of output row p of image n from acc[k·tw + j].
-void store_tile(const Store& st, const float* acc, int tw, int64_t n, int64_t p, int64_t q0, int cnt, bool avx512);
+// cnt pixels (q0 ...) of output row p of image n from acc[k·ld + j].
+void store_tile(const Store& st, const float* acc, int64_t ld, int64_t n, int64_t p, int64_t q0, int cnt,
+                bool avx512);
 
 }  // namespace sparse
 }  // namespace sft

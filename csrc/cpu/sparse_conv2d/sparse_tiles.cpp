@@ -1,7 +1,7 @@
-// The sparse conv's tile kernels (tiles.h): for each nonzero block, NV input vectors of the tile's pixels are
-// loaded once and multiplied by the block's KB broadcast weights into KB × NV accumulators. Per nonzero of an
-// unstructured weight (KB = 1): one offset load, one broadcast, NV loads, NV FMAs; a block of 4 output channels
-// shares its NV loads among 4·NV FMAs, which is why block sparsity runs closer to the FMA peak.
+// The sparse conv's tile kernels (tiles.h): per output block, for each of its nonzero blocks in the chunk, one
+// offset load and KB weight broadcasts serve RB input vectors (one per output row of the tile) and KB × RB FMAs.
+// Per nonzero of an unstructured weight (KB = 1): one offset load, one broadcast, RB loads, RB FMAs; a block of 4
+// output channels shares its RB loads among 4·RB FMAs, which is why block sparsity runs closer to the FMA peak.
 #include <immintrin.h>
 
 #include <cstring>
@@ -12,118 +12,165 @@ namespace sft {
 namespace sparse {
 namespace {
 
-// KB = 1 keeps CH independent sets of NV accumulators (nonzero i feeds set i % CH), summed at the end: a single
-// set is NV FMA chains, too few to cover the FMA latency on two ports.
-template <int KB, int NV, int CH>
-__attribute__((target("avx512f"))) void tile_avx512(const SparseTile& t) {
-  __m512 acc[CH][KB][NV];
+// KB = 1 keeps CH independent sets of RB accumulators (nonzero n feeds set n % CH), summed at the end: a single
+// set is RB FMA chains, too few to cover the FMA latency.
+template <int KB, int RB, int CH>
+__attribute__((target("avx512f"), always_inline)) inline void block_avx512(const SparseChunk& t, int64_t kb) {
+  const int64_t n0 = t.begin[kb * t.stride], n1 = t.end[kb * t.stride];
+  if (t.accumulate && n0 == n1) return;
+  float* out = t.acc + kb * KB * t.ld;
+  __m512 acc[CH][KB][RB];
 #pragma GCC unroll 4
   for (int b = 0; b < KB; ++b)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      acc[0][b][v] = t.accumulate ? _mm512_loadu_ps(t.acc + b * t.ld + 16 * v) : _mm512_setzero_ps();
+    for (int u = 0; u < RB; ++u) {
+      acc[0][b][u] = t.accumulate ? _mm512_load_ps(out + b * t.ld + 16 * u) : _mm512_setzero_ps();
 #pragma GCC unroll 4
-      for (int h = 1; h < CH; ++h) acc[h][b][v] = _mm512_setzero_ps();
+      for (int h = 1; h < CH; ++h) acc[h][b][u] = _mm512_setzero_ps();
     }
-  const float* x = t.x;
+  const float* x[RB];
+#pragma GCC unroll 4
+  for (int u = 0; u < RB; ++u) x[u] = t.x[u];
   const int32_t* off = t.off;
   const float* val = t.val;
-  int64_t i = 0;
-  for (; i + CH <= t.n; i += CH) {
+  int64_t n = n0;
+  for (; n + CH <= n1; n += CH) {
 #pragma GCC unroll 4
     for (int h = 0; h < CH; ++h) {
-      const float* xp = x + off[i + h];
-      __m512 xv[NV];
+      const int64_t o = off[n + h];
+      __m512 xv[RB];
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) xv[v] = _mm512_loadu_ps(xp + 16 * v);
+      for (int u = 0; u < RB; ++u) xv[u] = _mm512_loadu_ps(x[u] + o);
 #pragma GCC unroll 4
       for (int b = 0; b < KB; ++b) {
-        const __m512 w = _mm512_set1_ps(val[(i + h) * KB + b]);
+        const __m512 w = _mm512_set1_ps(val[(n + h) * KB + b]);
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[h][b][v] = _mm512_fmadd_ps(w, xv[v], acc[h][b][v]);
+        for (int u = 0; u < RB; ++u) acc[h][b][u] = _mm512_fmadd_ps(w, xv[u], acc[h][b][u]);
       }
     }
   }
-  for (; i < t.n; ++i) {
-    const float* xp = x + off[i];
+  for (; n < n1; ++n) {
+    const int64_t o = off[n];
 #pragma GCC unroll 4
     for (int b = 0; b < KB; ++b) {
-      const __m512 w = _mm512_set1_ps(val[i * KB + b]);
+      const __m512 w = _mm512_set1_ps(val[n * KB + b]);
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[0][b][v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xp + 16 * v), acc[0][b][v]);
+      for (int u = 0; u < RB; ++u) acc[0][b][u] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x[u] + o), acc[0][b][u]);
     }
   }
 #pragma GCC unroll 4
   for (int b = 0; b < KB; ++b)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      __m512 a = acc[0][b][v];
+    for (int u = 0; u < RB; ++u) {
+      __m512 a = acc[0][b][u];
 #pragma GCC unroll 4
-      for (int h = 1; h < CH; ++h) a = _mm512_add_ps(a, acc[h][b][v]);
-      _mm512_storeu_ps(t.acc + b * t.ld + 16 * v, a);
+      for (int h = 1; h < CH; ++h) a = _mm512_add_ps(a, acc[h][b][u]);
+      _mm512_store_ps(out + b * t.ld + 16 * u, a);
     }
 }
 
-template <int KB, int NV>
-__attribute__((target("avx2,fma"))) void tile_avx2(const SparseTile& t) {
-  __m256 acc[KB][NV];
-#pragma GCC unroll 4
-  for (int b = 0; b < KB; ++b)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v)
-      acc[b][v] = t.accumulate ? _mm256_loadu_ps(t.acc + b * t.ld + 8 * v) : _mm256_setzero_ps();
-  const float* x = t.x;
-  const int32_t* off = t.off;
-  const float* val = t.val;
-  for (int64_t i = 0; i < t.n; ++i) {
-    const float* xp = x + off[i];
-    __m256 xv[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) xv[v] = _mm256_loadu_ps(xp + 8 * v);
-#pragma GCC unroll 4
-    for (int b = 0; b < KB; ++b) {
-      const __m256 w = _mm256_broadcast_ss(val + i * KB + b);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[b][v] = _mm256_fmadd_ps(w, xv[v], acc[b][v]);
-    }
-  }
-#pragma GCC unroll 4
-  for (int b = 0; b < KB; ++b)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) _mm256_storeu_ps(t.acc + b * t.ld + 8 * v, acc[b][v]);
+template <int KB, int RB, int CH>
+__attribute__((target("avx512f"))) void tile_avx512(const SparseChunk& t) {
+  for (int64_t kb = 0; kb < t.nkb; ++kb) block_avx512<KB, RB, CH>(t, kb);
 }
 
-template <int KB, int TW>
-void tile_generic(const SparseTile& t) {
-  float acc[KB][TW];
+template <int KB, int RB, int CH>
+__attribute__((target("avx2,fma"), always_inline)) inline void block_avx2(const SparseChunk& t, int64_t kb) {
+  const int64_t n0 = t.begin[kb * t.stride], n1 = t.end[kb * t.stride];
+  if (t.accumulate && n0 == n1) return;
+  float* out = t.acc + kb * KB * t.ld;
+  __m256 acc[CH][KB][RB];
+#pragma GCC unroll 4
   for (int b = 0; b < KB; ++b)
-    for (int j = 0; j < TW; ++j) acc[b][j] = t.accumulate ? t.acc[b * t.ld + j] : 0.f;
-  for (int64_t i = 0; i < t.n; ++i) {
-    const float* xp = t.x + t.off[i];
-    for (int b = 0; b < KB; ++b) {
-      const float w = t.val[i * KB + b];
-      for (int j = 0; j < TW; ++j) acc[b][j] += w * xp[j];
+#pragma GCC unroll 4
+    for (int u = 0; u < RB; ++u) {
+      acc[0][b][u] = t.accumulate ? _mm256_load_ps(out + b * t.ld + 8 * u) : _mm256_setzero_ps();
+#pragma GCC unroll 4
+      for (int h = 1; h < CH; ++h) acc[h][b][u] = _mm256_setzero_ps();
+    }
+  const float* x[RB];
+#pragma GCC unroll 4
+  for (int u = 0; u < RB; ++u) x[u] = t.x[u];
+  int64_t n = n0;
+  for (; n + CH <= n1; n += CH) {
+#pragma GCC unroll 4
+    for (int h = 0; h < CH; ++h) {
+      const int64_t o = t.off[n + h];
+      __m256 xv[RB];
+#pragma GCC unroll 4
+      for (int u = 0; u < RB; ++u) xv[u] = _mm256_loadu_ps(x[u] + o);
+#pragma GCC unroll 4
+      for (int b = 0; b < KB; ++b) {
+        const __m256 w = _mm256_broadcast_ss(t.val + (n + h) * KB + b);
+#pragma GCC unroll 4
+        for (int u = 0; u < RB; ++u) acc[h][b][u] = _mm256_fmadd_ps(w, xv[u], acc[h][b][u]);
+      }
     }
   }
-  for (int b = 0; b < KB; ++b) std::memcpy(t.acc + b * t.ld, acc[b], TW * sizeof(float));
+  for (; n < n1; ++n) {
+    const int64_t o = t.off[n];
+#pragma GCC unroll 4
+    for (int b = 0; b < KB; ++b) {
+      const __m256 w = _mm256_broadcast_ss(t.val + n * KB + b);
+#pragma GCC unroll 4
+      for (int u = 0; u < RB; ++u) acc[0][b][u] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x[u] + o), acc[0][b][u]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int b = 0; b < KB; ++b)
+#pragma GCC unroll 4
+    for (int u = 0; u < RB; ++u) {
+      __m256 a = acc[0][b][u];
+#pragma GCC unroll 4
+      for (int h = 1; h < CH; ++h) a = _mm256_add_ps(a, acc[h][b][u]);
+      _mm256_store_ps(out + b * t.ld + 8 * u, a);
+    }
+}
+
+template <int KB, int RB, int CH>
+__attribute__((target("avx2,fma"))) void tile_avx2(const SparseChunk& t) {
+  for (int64_t kb = 0; kb < t.nkb; ++kb) block_avx2<KB, RB, CH>(t, kb);
+}
+
+// One row of VW pixels per tile.
+template <int KB, int VW>
+void tile_generic(const SparseChunk& t) {
+  for (int64_t kb = 0; kb < t.nkb; ++kb) {
+    const int64_t n0 = t.begin[kb * t.stride], n1 = t.end[kb * t.stride];
+    if (t.accumulate && n0 == n1) continue;
+    float* out = t.acc + kb * KB * t.ld;
+    float acc[KB][VW];
+    for (int b = 0; b < KB; ++b)
+      for (int j = 0; j < VW; ++j) acc[b][j] = t.accumulate ? out[b * t.ld + j] : 0.f;
+    for (int64_t n = n0; n < n1; ++n) {
+      const float* xp = t.x[0] + t.off[n];
+      for (int b = 0; b < KB; ++b) {
+        const float w = t.val[n * KB + b];
+        for (int j = 0; j < VW; ++j) acc[b][j] += w * xp[j];
+      }
+    }
+    for (int b = 0; b < KB; ++b) std::memcpy(out + b * t.ld, acc[b], VW * sizeof(float));
+  }
 }
 
 }  // namespace
 
-// AVX-512: 64 pixels (4 vectors) per tile; KB = 4 holds 16 accumulators, 4 input vectors and a broadcast.
+// AVX-512: tiles of 4 rows × 16 pixels; KB = 1 in 2 sets of 4 accumulators, KB = 4 holds 16 accumulators, 4
+// input vectors and a broadcast.
 const SparseKernels& kernels_avx512() {
-  static const SparseKernels k{"avx512", 64, 64, tile_avx512<1, 4, 2>, tile_avx512<4, 4, 1>};
+  static const SparseKernels k{"avx512", 16, 4, 4, tile_avx512<1, 4, 2>, tile_avx512<4, 4, 1>};
   return k;
 }
 
-// AVX2 (16 ymm registers): KB = 1 over 4 vectors (32 pixels); KB = 4 over 2 (8 accumulators + 2 inputs).
+// AVX2 (16 ymm registers): tiles of 8 pixels; KB = 1 over 4 rows in 2 sets (8 accumulators + 4 inputs), KB = 4
+// over 2 rows (8 accumulators + 2 inputs).
 const SparseKernels& kernels_avx2() {
-  static const SparseKernels k{"avx2", 32, 16, tile_avx2<1, 4>, tile_avx2<4, 2>};
+  static const SparseKernels k{"avx2", 8, 4, 2, tile_avx2<1, 4, 2>, tile_avx2<4, 2, 1>};
   return k;
 }
 
 const SparseKernels& kernels_generic() {
-  static const SparseKernels k{"generic", 16, 16, tile_generic<1, 16>, tile_generic<4, 16>};
+  static const SparseKernels k{"generic", 16, 1, 1, tile_generic<1, 16>, tile_generic<4, 16>};
   return k;
 }
 
