@@ -25,6 +25,8 @@ CASES = [  # n, c, h, w, k, r, s, stride, padding, dilation, groups
     (1, 48, 13, 17, 33, 5, 3, 1, (2, 1), 1, 3),  # 5x3, 3 groups
     (1, 3, 13, 17, 64, 3, 3, 1, 1, 1, 1),  # RGB first conv
     (2, 8, 16, 16, 16, 4, 4, 4, 0, 1, 1),  # SFTNet's cond_in shape class: 4x4 stride 4
+    (1, 40, 9, 21, 24, 1, 1, 1, 1, 1, 1),  # 1x1 with padding: ring rows read in place off the cache-line grid
+    (1, 8, 6, 7, 16, 3, 3, 1, 17, 1, 1),  # padding wider than a cache line
 ]
 
 
@@ -133,6 +135,22 @@ def test_every_isa_matches_the_reference(isa):
                           capture_output=True, text=True, timeout=300,
                           cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
+@pytest.mark.parametrize("r", [1, 3])
+def test_input_channels_pruned_in_whole_chunks(r):
+    """Input channels 16-47 zero in every filter: the cpu kernel skips their channel chunks (16 channels each for
+    3×3 on AVX-512); the rest still adds up (chunks after a skipped one accumulate onto the first's)."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 64, 12, 35, generator=gen).contiguous(memory_format=torch.channels_last)
+    wt = torch.randn(72, 64, r, r, generator=gen) * (torch.rand(72, 64, r, r, generator=gen) < 0.3)
+    wt[:, 16:48] = 0
+    b = torch.randn(72, generator=gen)
+    y = sparse_conv2d(x, wt, b, 1, r // 2, 1, 1, activation="relu", backend="cpu")
+    exp = ref.sparse_conv2d(x, wt, b, 1, r // 2, 1, 1, "relu")
+    atol, rtol = tolerance(torch.float32, 64 * r * r, exp.abs().max().item())
+    torch.testing.assert_close(y, exp, atol=atol, rtol=rtol)
 
 
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
