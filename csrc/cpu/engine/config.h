@@ -101,12 +101,13 @@ constexpr int64_t kThinFewCChannels = 64;
 static_assert(kThinFewCChannels == 16 * 4, "a few-C item is at most 4 vectors of 16 channels");
 
 // ---- Sparse conv (cpu/sparse_conv2d) ---------------------------------------------------------------------------
-// A tile runs its nonzeros chunk by chunk of input channels, each chunk's input under the tile taking about
-// kSparseChunkBytes, so it stays in L1 beside the K × TW accumulator block while every output block reads it.
-// Below kSparseLowDensity a chunk is larger: each output block then has too few nonzeros per chunk to pay for
-// reloading its accumulators. Measured on 64→64 3×3 at 128², 1 thread, unstructured (24 / 40 / 80 KB chunks):
-// 100 % kept 12.1 / 16.7 / 17.8 ms, 50 % 7.5 / 7.8 / 9.7, 20 % 4.3 / 4.0 / 4.4, 10 % 3.0 / 2.8 / 2.6.
-constexpr int64_t kSparseChunkBytes = 24 * 1024, kSparseChunkBytesLow = 80 * 1024;
+// A tile runs its nonzeros chunk by chunk of input channels, the chunk's taps under the tile (copied into one block)
+// taking about kSparseChunkBytes: each output block reloads its accumulators once per chunk, so larger chunks pay
+// until the block leaves L1 for L2. Below kSparseLowDensity each block has so few nonzeros per chunk that chunks
+// twice as large pay. Measured on Zen 4, 1 thread, unstructured, tiles of 4 × 16 pixels (chunks of 18 / 36 / 72
+// KB): 64→64 3×3 at 128² 50 % kept 10.0 / 9.9 / 11.6 ms, 30 % 8.1 / 7.8 / 9.0, 10 % 4.0 / 3.8 / 3.8; 128→128 at
+// 64² 50 % 9.5 / 9.4 / 10.9, 10 % 3.3 / 3.0 / 2.9 (144 KB: 3.2).
+constexpr int64_t kSparseChunkBytes = 40 * 1024, kSparseChunkBytesLow = 80 * 1024;
 constexpr double kSparseLowDensity = 0.25;
 
 }  // namespace sft

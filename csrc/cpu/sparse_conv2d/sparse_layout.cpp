@@ -101,6 +101,21 @@ void fill_padded(const Source& s, const Padded& L, int64_t h, float* d, bool avx
   }
 }
 
+void prefetch_rows(const Source& s, int64_t C, int64_t h0, int64_t h1, int64_t part, int64_t parts) {
+  const auto lines = [](const float* p, int64_t n) {
+    const char* c = reinterpret_cast<const char*>(p);
+    for (int64_t o = 0; o < n * int64_t(sizeof(float)); o += 64) __builtin_prefetch(c + o, 0, 2);
+  };
+  if (s.xs1 == 1 && s.xs3 == C && s.xs2 == s.W * C) {  // channels-last rows: one run
+    const int64_t n = (h1 - h0) * s.xs2;
+    const int64_t a = n * part / parts / 16 * 16, e = n * (part + 1) / parts;
+    lines(s.x + h0 * s.xs2 + a, e - a);
+  } else if (s.xs3 == 1) {  // a run per channel and row
+    for (int64_t c = C * part / parts; c < C * (part + 1) / parts; ++c)
+      for (int64_t h = h0; h < h1; ++h) lines(s.x + c * s.xs1 + h * s.xs2, s.W);
+  }
+}
+
 namespace {
 
 __attribute__((target("avx512f"))) void copy_taps_avx512(const float* const* rows, int64_t U, int64_t wp,

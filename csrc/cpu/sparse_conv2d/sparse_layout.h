@@ -22,6 +22,10 @@ struct Source {
 // Row h of image s (0 <= h < H), modulated, into t (T.C × T.wp floats).
 void fill_padded(const Source& s, const Padded& T, int64_t h, float* t, bool avx512);
 
+// Part `part` of `parts` of input rows [h0, h1) of image s (C channels, without its modulation maps) prefetched
+// into L2.
+void prefetch_rows(const Source& s, int64_t C, int64_t h0, int64_t h1, int64_t part, int64_t parts);
+
 // The taps of input channels [c0, c1) under a tile whose first pixel reads column j0 (tiles.h), from U padded
 // rows (rows[u]: C × wp floats): d[((c − c0)·U + u)·S + s][j] = rows[u][c·wp + j0 + s·dw + j·sw] for j < vw. d is
 // 64-byte aligned.
