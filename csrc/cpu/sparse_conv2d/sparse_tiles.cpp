@@ -12,58 +12,58 @@ namespace sft {
 namespace sparse {
 namespace {
 
-// KB = 1 keeps CH independent sets of RB accumulators (nonzero n feeds set n % CH), summed at the end: a single
-// set is RB FMA chains, too few to cover the FMA latency.
+// CH independent sets of RB accumulators (nonzero n feeds set n % CH), summed at the end, where RB FMA chains
+// alone are too few to cover the FMA latency.
 template <int KB, int RB, int CH>
 __attribute__((target("avx512f"), always_inline)) inline void block_avx512(const SparseChunk& t, int64_t kb) {
   const int64_t n0 = t.begin[kb * t.stride], n1 = t.end[kb * t.stride];
   if (t.accumulate && n0 == n1) return;
   float* out = t.acc + kb * KB * t.ld;
   __m512 acc[CH][KB][RB];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int b = 0; b < KB; ++b)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int u = 0; u < RB; ++u) {
       acc[0][b][u] = t.accumulate ? _mm512_load_ps(out + b * t.ld + 16 * u) : _mm512_setzero_ps();
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int h = 1; h < CH; ++h) acc[h][b][u] = _mm512_setzero_ps();
     }
   const float* x[RB];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int u = 0; u < RB; ++u) x[u] = t.x[u];
   const int32_t* off = t.off;
   const float* val = t.val;
   int64_t n = n0;
   for (; n + CH <= n1; n += CH) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int h = 0; h < CH; ++h) {
       const int64_t o = off[n + h];
       __m512 xv[RB];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int u = 0; u < RB; ++u) xv[u] = _mm512_loadu_ps(x[u] + o);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int b = 0; b < KB; ++b) {
         const __m512 w = _mm512_set1_ps(val[(n + h) * KB + b]);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int u = 0; u < RB; ++u) acc[h][b][u] = _mm512_fmadd_ps(w, xv[u], acc[h][b][u]);
       }
     }
   }
   for (; n < n1; ++n) {
     const int64_t o = off[n];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int b = 0; b < KB; ++b) {
       const __m512 w = _mm512_set1_ps(val[n * KB + b]);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int u = 0; u < RB; ++u) acc[0][b][u] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x[u] + o), acc[0][b][u]);
     }
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int b = 0; b < KB; ++b)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int u = 0; u < RB; ++u) {
       __m512 a = acc[0][b][u];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int h = 1; h < CH; ++h) a = _mm512_add_ps(a, acc[h][b][u]);
       _mm512_store_ps(out + b * t.ld + 16 * u, a);
     }
@@ -155,10 +155,11 @@ void tile_generic(const SparseChunk& t) {
 
 }  // namespace
 
-// AVX-512: tiles of 4 rows × 16 pixels; KB = 1 in 2 sets of 4 accumulators, KB = 4 holds 16 accumulators, 4
-// input vectors and a broadcast.
+// AVX-512: tiles of 16 pixels × 8 rows for KB = 1 (8 accumulators, enough chains to cover the FMA latency, so each
+// offset and broadcast serves 8 FMAs: 3-6 % faster than 4 rows in 2 sets on Zen 4 at 50-90 % sparsity), × 4 rows
+// for KB = 4 (16 accumulators, 4 input vectors and a broadcast).
 const SparseKernels& kernels_avx512() {
-  static const SparseKernels k{"avx512", 16, 4, 4, tile_avx512<1, 4, 2>, tile_avx512<4, 4, 1>};
+  static const SparseKernels k{"avx512", 16, 8, 4, tile_avx512<1, 8, 1>, tile_avx512<4, 4, 1>};
   return k;
 }
 

@@ -28,7 +28,7 @@ constexpr int kHeader = 12;
 constexpr int32_t kMagic = 0x53505253;
 enum Field { kFMagic, kFK, kFC, kFR, kFS, kFKB, kFNkb, kFNg, kFNnzb, kFNnz, kFGroups };
 
-constexpr int kMaxTileRows = 4;
+constexpr int kMaxTileRows = 8;
 
 // One tile's work over one chunk of input channels, for every output block: for kb < nkb, output row i < RB,
 // acc[(kb·KB + b)·ld + i·VW + (0, VW)] = (accumulate ? acc : 0) + Σ val[n·KB + b] · x[i][off[n] + (0, VW)] over
