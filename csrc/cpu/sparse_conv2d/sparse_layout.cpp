@@ -176,20 +176,35 @@ __attribute__((target("avx512f"))) void store_cl_avx512(const Store& st, const f
       const int64_t nk = std::min<int64_t>(16, st.K - k0);
       const __mmask16 mk = first(nk);
       __m512 r[16];
+      if (nk == 16) {
 #pragma GCC unroll 16
-      for (int i = 0; i < 16; ++i)
-        r[i] = _mm512_maskz_loadu_ps(i < nk ? 0xffff : 0, acc + (k0 + (i < nk ? i : 0)) * ld + j0);
+        for (int i = 0; i < 16; ++i) r[i] = _mm512_load_ps(acc + (k0 + i) * ld + j0);
+      } else {
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; ++i)
+          r[i] = _mm512_maskz_loadu_ps(i < nk ? 0xffff : 0, acc + (k0 + (i < nk ? i : 0)) * ld + j0);
+      }
       transpose16(r);
       const __m512 bias = st.bias ? _mm512_maskz_loadu_ps(mk, st.bias + k0) : _mm512_setzero_ps();
       float* out = st.out + o + j0 * st.os3 + k0;
       const float* res = st.res ? st.res + ro + j0 * st.rs3 + k0 : nullptr;
       if (nj == 16 && nk == 16) {
+        // Activation dispatched once per block, each loop a straight run over registers.
 #pragma GCC unroll 16
-        for (int j = 0; j < 16; ++j) {
-          __m512 v = act512(_mm512_add_ps(r[j], bias), st);
-          if (res) v = _mm512_add_ps(v, _mm512_loadu_ps(res + j * st.rs3));
-          _mm512_storeu_ps(out + j * st.os3, v);
+        for (int j = 0; j < 16; ++j) r[j] = _mm512_add_ps(r[j], bias);
+        if (st.act == kActRelu) {
+#pragma GCC unroll 16
+          for (int j = 0; j < 16; ++j) r[j] = _mm512_max_ps(_mm512_setzero_ps(), r[j]);
+        } else if (st.act != kActNone) {
+#pragma GCC unroll 16
+          for (int j = 0; j < 16; ++j) r[j] = act512(r[j], st);
         }
+        if (res) {
+#pragma GCC unroll 16
+          for (int j = 0; j < 16; ++j) r[j] = _mm512_add_ps(r[j], _mm512_loadu_ps(res + j * st.rs3));
+        }
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; ++j) _mm512_storeu_ps(out + j * st.os3, r[j]);
       } else {
         for (int j = 0; j < nj; ++j) {
           __m512 v = act512(_mm512_add_ps(r[j], bias), st);
