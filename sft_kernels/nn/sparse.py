@@ -23,20 +23,20 @@ def sparse_pays(density: float, block: int, kernel_size: tuple, stride: tuple, g
                 in_channels: int, out_channels: int) -> bool:
     """Whether the sparse kernel beats our dense conv at this density (fraction of weights kept) for this shape.
 
-    The crossovers, measured side by side (benchmarks/ops/bench_sparse_conv2d.py, results/2026-12-05_xeon-spr-2c,
-    1 and 2 threads): against Winograd (3×3, stride 1, ungrouped, >= 16 channels, dilated too: what the dense path
-    runs there) unstructured weights break even near 9 % kept (trunk 64→64: 0.94x at 10 %, 1.24x at 5 %) and
-    blocks of 4 near 20 % (1.00x at 20 %, 1.34x at 10 %); against the direct conv (1×1 and other shapes)
-    unstructured between 30 and 20 % (cond 128→128 1×1: 0.93x at 30 %, 1.22x at 20 %; sft1 32→64: 1.03x at 30 %,
-    but SFTNet pruned to 30 % ran 0.94x its dense model end to end with its 1×1 convs sparse, so 20 %) and blocks
-    near 50 % (0.98x / 1.11x at 50 %)."""
+    The crossovers, measured side by side (benchmarks/ops/bench_sparse_conv2d.py, 1 and 2 threads; AMD Zen 4,
+    results/2026-12-07s38_zen4-2c): against Winograd (3×3, stride 1, ungrouped, >= 16 channels, dilated too: what
+    the dense path runs there) unstructured weights break even near 13 % kept (trunk 64→64: 0.81x at 20 %, 1.17x at
+    10 %; 128→128 at 64²: 0.84x / 1.39x) and blocks of 4 near 25 % (0.82-0.94x at 30 %, 1.05-1.28x at 20 %);
+    against the direct conv (1×1 and other shapes) unstructured near 40 % (cond 128→128 1×1: 0.88x at 50 %, 1.14x
+    at 30 %; sft1 32→64: 0.97x / 1.17x) and blocks near 70 % (1.16-1.34x at 50 %). The rule keeps below those, as
+    the Xeon's crossovers (results/2026-12-05_xeon-spr-2c, an older kernel) lay lower."""
     wino = (tuple(kernel_size) == (3, 3) and tuple(stride) == (1, 1) and groups == 1 and in_channels >= 16
             and out_channels >= 16)
     if groups == in_channels and in_channels > 1:  # depthwise: its own dense path has nothing left to skip
         return False
     if wino:
-        return density <= (0.2 if block == 4 else 0.09)
-    return density <= (0.5 if block == 4 else 0.2)
+        return density <= (0.2 if block == 4 else 0.11)
+    return density <= (0.5 if block == 4 else 0.3)
 
 
 class SparseConv2d(Conv2d):
