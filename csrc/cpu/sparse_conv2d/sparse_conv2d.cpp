@@ -102,7 +102,7 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
   }
 
   const SparseKernels& ks = *current().load();
-  const bool avx512 = std::string(ks.isa) == "avx512";
+  const Isa isa = std::string(ks.isa) == "avx512" ? kAvx512 : std::string(ks.isa) == "avx2" ? kAvx2 : kGeneric;
   const int vw = ks.vw, rb = KB == 4 ? ks.rb4 : ks.rb1;
   const SparseChunkFn fn = KB == 4 ? ks.kb4 : ks.kb1;
   const int64_t QT = (Q + vw - 1) / vw;
@@ -188,7 +188,7 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
           const int64_t slot = h % U;
           float* d = ring + slot * C * wp;
           if (slot_h[slot] != h) {
-            fill_padded(src, T, h, d, avx512);
+            fill_padded(src, T, h, d, isa);
             slot_h[slot] = h;
           }
           rows[u] = d;
@@ -204,14 +204,14 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
             if (chunk_empty[ci] && g0 > 0) continue;
             const int64_t c0 = g0 * kPackChannels, c1 = std::min(C, g1 * kPackChannels);
             SparseChunk t{{}, off.data(), vals, ptr + g0, ptr + g1, ng, nkb, acc, rb * vw, g0 > 0};
-            if (!in_place) copy_taps(rows.data(), U, wp, c0, c1, S, q0 * sw + col, sw, dw, vw, taps, avx512);
+            if (!in_place) copy_taps(rows.data(), U, wp, c0, c1, S, q0 * sw + col, sw, dw, vw, taps, isa);
             for (int i = 0; i < rb; ++i)
               t.x[i] = in_place ? rows[i * sh] + c0 * wp + q0 + col : taps + i * sh * S * vw;
             fn(t);
           }
           for (int i = 0; i < rb && p0 + i < pe; ++i)
             store_tile(st, acc + i * vw, rb * vw, n, p0 + i, q0, static_cast<int>(std::min<int64_t>(vw, Q - q0)),
-                       avx512);
+                       isa);
         }
       }
     }

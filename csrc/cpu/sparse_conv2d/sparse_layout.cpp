@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "cpu/engine/act_vec.h"
+#include "cpu/engine/isa.h"
 #include "cpu/engine/ukernel.h"
 
 namespace sft {
@@ -84,10 +85,62 @@ __attribute__((target("avx512f"))) void fill_padded_cl_avx512(const Source& s, c
   }
 }
 
+// r[i][j] -> r[j][i] for an 8×8 block in registers.
+__attribute__((target("avx2,fma"), always_inline)) inline void transpose8(__m256* r) {
+  __m256 a[8], b[8];
+  for (int i = 0; i < 4; ++i) {
+    a[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    a[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; ++i) {
+    b[4 * i] = _mm256_shuffle_ps(a[4 * i], a[4 * i + 2], 0x44);
+    b[4 * i + 1] = _mm256_shuffle_ps(a[4 * i], a[4 * i + 2], 0xee);
+    b[4 * i + 2] = _mm256_shuffle_ps(a[4 * i + 1], a[4 * i + 3], 0x44);
+    b[4 * i + 3] = _mm256_shuffle_ps(a[4 * i + 1], a[4 * i + 3], 0xee);
+  }
+  for (int j = 0; j < 4; ++j) {
+    r[j] = _mm256_permute2f128_ps(b[j], b[j + 4], 0x20);
+    r[j + 4] = _mm256_permute2f128_ps(b[j], b[j + 4], 0x31);
+  }
+}
+
+// The AVX2 form of fill_padded_cl_avx512: full 8 columns × 8 channels blocks transposed in registers, the ragged
+// edges scalar.
+__attribute__((target("avx2,fma"))) void fill_padded_cl_avx2(const Source& s, const Padded& L, int64_t h, float* d) {
+  for (int64_t c = 0; c < L.C; ++c) {
+    float* dc = d + c * L.wp;
+    std::memset(dc, 0, L.pw * sizeof(float));
+    std::memset(dc + L.pw + s.W, 0, (L.wp - L.pw - s.W) * sizeof(float));
+  }
+  const __m256 one = _mm256_set1_ps(1.f);
+  const int64_t W8 = s.W / 8 * 8, C8 = L.C / 8 * 8;
+  for (int64_t w0 = 0; w0 < W8; w0 += 8)
+    for (int64_t c0 = 0; c0 < C8; c0 += 8) {
+      __m256 r[8];
+      const int64_t o0 = h * s.xs2 + w0 * s.xs3 + c0;
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) {
+        r[i] = _mm256_loadu_ps(s.x + o0 + i * s.xs3);
+        if (s.scale)
+          r[i] = _mm256_fmadd_ps(r[i], _mm256_add_ps(_mm256_loadu_ps(s.scale + o0 + i * s.xs3), one),
+                                 _mm256_loadu_ps(s.shift + o0 + i * s.xs3));
+      }
+      transpose8(r);
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) _mm256_storeu_ps(d + (c0 + j) * L.wp + L.pw + w0, r[j]);
+    }
+  for (int64_t w = 0; w < s.W; ++w)
+    for (int64_t c = (w < W8 ? C8 : 0); c < L.C; ++c) {
+      const int64_t o = h * s.xs2 + w * s.xs3 + c;
+      d[c * L.wp + L.pw + w] = modulate(s.x[o], s, o);
+    }
+}
+
 }  // namespace
 
-void fill_padded(const Source& s, const Padded& L, int64_t h, float* d, bool avx512) {
-  if (s.xs1 == 1 && s.xs3 != 1 && avx512) return fill_padded_cl_avx512(s, L, h, d);
+void fill_padded(const Source& s, const Padded& L, int64_t h, float* d, Isa isa) {
+  if (s.xs1 == 1 && s.xs3 != 1 && isa == kAvx512) return fill_padded_cl_avx512(s, L, h, d);
+  if (s.xs1 == 1 && s.xs3 != 1 && isa == kAvx2) return fill_padded_cl_avx2(s, L, h, d);
   for (int64_t c = 0; c < L.C; ++c) {
     float* dc = d + c * L.wp;
     std::memset(dc, 0, L.pw * sizeof(float));
@@ -129,11 +182,22 @@ __attribute__((target("avx512f"))) void copy_taps_avx512(const float* const* row
     }
 }
 
+__attribute__((target("avx2"))) void copy_taps_avx2(const float* const* rows, int64_t U, int64_t wp, int64_t c0,
+                                                     int64_t c1, int64_t S, int64_t j0, int64_t dw, int vw, float* d) {
+  for (int64_t c = c0; c < c1; ++c)
+    for (int64_t u = 0; u < U; ++u) {
+      const float* src = rows[u] + c * wp + j0;
+      for (int64_t s = 0; s < S; ++s, d += vw)
+        for (int j = 0; j < vw; j += 8) _mm256_store_ps(d + j, _mm256_loadu_ps(src + s * dw + j));
+    }
+}
+
 }  // namespace
 
 void copy_taps(const float* const* rows, int64_t U, int64_t wp, int64_t c0, int64_t c1, int64_t S, int64_t j0,
-               int64_t sw, int64_t dw, int vw, float* d, bool avx512) {
-  if (avx512 && sw == 1 && vw % 16 == 0) return copy_taps_avx512(rows, U, wp, c0, c1, S, j0, dw, vw, d);
+               int64_t sw, int64_t dw, int vw, float* d, Isa isa) {
+  if (isa == kAvx512 && sw == 1 && vw % 16 == 0) return copy_taps_avx512(rows, U, wp, c0, c1, S, j0, dw, vw, d);
+  if (isa == kAvx2 && sw == 1 && vw % 8 == 0) return copy_taps_avx2(rows, U, wp, c0, c1, S, j0, dw, vw, d);
   for (int64_t c = c0; c < c1; ++c)
     for (int64_t u = 0; u < U; ++u) {
       const float* src = rows[u] + c * wp + j0;
@@ -216,6 +280,40 @@ __attribute__((target("avx512f"))) void store_cl_avx512(const Store& st, const f
   }
 }
 
+// The AVX2 form of store_cl_avx512: 8 channels × 8 pixels at a time, transposed in registers; the K tail scalar.
+__attribute__((target("avx2,fma"))) void store_cl_avx2(const Store& st, const float* acc, int64_t ld, int64_t o,
+                                                      int64_t ro, int cnt) {
+  const int64_t K8 = st.K / 8 * 8;
+  const __m256 zero = _mm256_setzero_ps(), slope = _mm256_set1_ps(st.slope), six = _mm256_set1_ps(kRelu6Max);
+  for (int j0 = 0; j0 < cnt; j0 += 8) {
+    const int nj = std::min(8, cnt - j0);
+    for (int64_t k0 = 0; k0 < K8; k0 += 8) {
+      __m256 r[8];
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(acc + (k0 + i) * ld + j0);
+      transpose8(r);
+      const __m256 bias = st.bias ? _mm256_loadu_ps(st.bias + k0) : zero;
+      for (int j = 0; j < nj; ++j) {
+        __m256 v = _mm256_add_ps(r[j], bias);
+        if (st.act == kActRelu) {
+          v = _mm256_max_ps(zero, v);
+        } else if (st.act == kActLeaky) {
+          v = _mm256_blendv_ps(v, _mm256_mul_ps(v, slope), _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+        } else if (st.act == kActRelu6) {
+          v = _mm256_min_ps(six, _mm256_max_ps(zero, v));
+        } else if (st.act >= kActSilu) {
+          v = act_wide_v(v, st.act);
+        }
+        if (st.res) v = _mm256_add_ps(v, _mm256_loadu_ps(st.res + ro + (j0 + j) * st.rs3 + k0));
+        _mm256_storeu_ps(st.out + o + (j0 + j) * st.os3 + k0, v);
+      }
+    }
+    for (int64_t k = K8; k < st.K; ++k)
+      for (int j = j0; j < j0 + nj; ++j)
+        st.out[o + j * st.os3 + k] = epilogue(acc[k * ld + j], st, k) + (st.res ? st.res[ro + j * st.rs3 + k] : 0.f);
+  }
+}
+
 // NCHW-like output (unit pixel stride): each channel's pixels are one contiguous run.
 __attribute__((target("avx512f"))) void store_rows_avx512(const Store& st, const float* acc, int64_t ld, int64_t o,
                                                           int64_t ro, int cnt) {
@@ -233,11 +331,13 @@ __attribute__((target("avx512f"))) void store_rows_avx512(const Store& st, const
 }  // namespace
 
 void store_tile(const Store& st, const float* acc, int64_t ld, int64_t n, int64_t p, int64_t q0, int cnt,
-                bool avx512) {
+                Isa isa) {
+  const bool avx512 = isa == kAvx512;
   const int64_t o = n * st.os0 + p * st.os2 + q0 * st.os3;
   const int64_t ro = st.res ? n * st.rs0 + p * st.rs2 + q0 * st.rs3 : 0;
   if (avx512 && st.os1 == 1 && (!st.res || st.rs1 == 1)) return store_cl_avx512(st, acc, ld, o, ro, cnt);
   if (avx512 && st.os3 == 1 && (!st.res || st.rs3 == 1)) return store_rows_avx512(st, acc, ld, o, ro, cnt);
+  if (isa == kAvx2 && st.os1 == 1 && (!st.res || st.rs1 == 1)) return store_cl_avx2(st, acc, ld, o, ro, cnt);
   for (int64_t k = 0; k < st.K; ++k) {
     const float* a = acc + k * ld;
     float* out = st.out + o + k * st.os1;

@@ -6,6 +6,9 @@
 namespace sft {
 namespace sparse {
 
+// The vector ISA of the fill, copy and store paths (that of the tile kernels the process runs).
+enum Isa { kGeneric, kAvx2, kAvx512 };
+
 // A padded input row: T[c][j] = x[c][h][j − pw] over C × wp floats, zero outside the image.
 struct Padded {
   int64_t C, wp, pw;
@@ -20,7 +23,7 @@ struct Source {
 };
 
 // Row h of image s (0 <= h < H), modulated, into t (T.C × T.wp floats).
-void fill_padded(const Source& s, const Padded& T, int64_t h, float* t, bool avx512);
+void fill_padded(const Source& s, const Padded& T, int64_t h, float* t, Isa isa);
 
 // Part `part` of `parts` of input rows [h0, h1) of image s (C channels, without its modulation maps) prefetched
 // into L2.
@@ -30,7 +33,7 @@ void prefetch_rows(const Source& s, int64_t C, int64_t h0, int64_t h1, int64_t p
 // rows (rows[u]: C × wp floats): d[((c − c0)·U + u)·S + s][j] = rows[u][c·wp + j0 + s·dw + j·sw] for j < vw. d is
 // 64-byte aligned.
 void copy_taps(const float* const* rows, int64_t U, int64_t wp, int64_t c0, int64_t c1, int64_t S, int64_t j0,
-               int64_t sw, int64_t dw, int vw, float* d, bool avx512);
+               int64_t sw, int64_t dw, int vw, float* d, Isa isa);
 
 // The output and its epilogue: out = act(acc + bias) + res, strides os* / rs* (res: null for none).
 struct Store {
@@ -44,7 +47,7 @@ struct Store {
 
 // cnt pixels (q0 ...) of output row p of image n from acc[k·ld + j].
 void store_tile(const Store& st, const float* acc, int64_t ld, int64_t n, int64_t p, int64_t q0, int cnt,
-                bool avx512);
+                Isa isa);
 
 }  // namespace sparse
 }  // namespace sft
