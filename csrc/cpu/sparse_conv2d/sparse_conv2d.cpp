@@ -8,9 +8,9 @@
 #include <ATen/Parallel.h>
 
 #include <atomic>
-#include <numeric>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
+#include <numeric>
 #include <stdexcept>
 #include <vector>
 
