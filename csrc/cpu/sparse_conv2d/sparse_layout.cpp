@@ -8,7 +8,6 @@
 #include <cstring>
 
 #include "cpu/engine/act_vec.h"
-#include "cpu/engine/isa.h"
 #include "cpu/engine/ukernel.h"
 
 namespace sft {
