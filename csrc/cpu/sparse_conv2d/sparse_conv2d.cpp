@@ -118,27 +118,32 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
   const Padded T{C, wp, lead};
   // A 1×1 stride-1 conv's taps are the padded rows themselves: its tiles read the ring in place.
   const bool in_place = R * S == 1 && sw == 1;
-  // Channel groups per chunk: the chunk's taps under one tile (U·S vectors per channel) take about
-  // kSparseChunkBytes, or kSparseChunkBytesLow for sparser weights (config.h).
-  const double density = static_cast<double>(hdr[kFNnz]) / static_cast<double>(K * C / hdr[kFGroups] * R * S);
-  const int64_t group_bytes = U * S * kPackChannels * vw * int64_t(sizeof(float));
-  const int64_t chunk_bytes = density < kSparseLowDensity ? kSparseChunkBytesLow : kSparseChunkBytes;
-  const int64_t gpc = std::max<int64_t>(1, chunk_bytes / group_bytes), cpc = gpc * kPackChannels;
+  const double density = packed_density(hdr);
+  const int64_t cpc = chunk_channels(density, U, S, vw), gpc = cpc / kPackChannels;
   TORCH_CHECK(C * wp < (int64_t(1) << 31), "sft_cpu::sparse_conv2d: image too wide for 32-bit offsets");
 
-  // Each block's offset from its chunk's base for the tile's first output row: tap (c, r, s) of the chunk's
-  // layout (tiles.h), or channel c of the ring row in place.
-  const int64_t nnzb = hdr[kFNnzb];
+  // Unstructured 3×3 at stride and dilation 1 on the AVX-512 8-row tiles: nonzeros grouped by tap column, as the
+  // packer built them for this chunk size (tiles.h).
+  const int64_t nnzb = hdr[kFNnzb], nchunks = (ng + gpc - 1) / gpc;
+  const bool grouped = ks.grouped && KB == 1 && rb == kGroupedRows && vw == kGroupedVw && R == 3 && S == 3 &&
+                       sh == 1 && dh == 1 && !in_place && hdr[kFTapGroups] == cpc;
   const int32_t* ptr = hdr + kHeader;
   const int32_t* codes = ptr + nkb * ng + 1;
   const float* vals = reinterpret_cast<const float*>(codes + nnzb);
-  std::vector<int32_t> off(nnzb);
-  for (int64_t i = 0; i < nnzb; ++i) {
+  const int32_t* group_ranges = reinterpret_cast<const int32_t*>(vals + nnzb * KB);
+  const auto* tap_groups = reinterpret_cast<const TapGroup*>(group_ranges + nchunks * nkb * 8);
+  const int64_t range_end = (group_ranges - hdr) + nchunks * nkb * 8;
+  TORCH_CHECK(!grouped || (range_end <= packed.numel() &&
+                           range_end + 4 * int64_t(group_ranges[nchunks * nkb * 8 - 1]) <= packed.numel()),
+              "sft_cpu::sparse_conv2d: the packed weight is truncated");
+  // Each block's offset from its chunk's base for the tile's first output row: tap (c, r, s) of the chunk's
+  // layout (tiles.h), or channel c of the ring row in place.
+  std::vector<int32_t> off(grouped ? 0 : nnzb);
+  for (int64_t i = 0; i < static_cast<int64_t>(off.size()); ++i) {
     const int64_t local = codes[i] % (cpc * R * S), c = local / (R * S), r = local / S % R, t = local % S;
     off[i] = static_cast<int32_t>(in_place ? c * wp : ((c * U + r * dh) * S + t) * vw);
   }
   // Chunks with no nonzero in any block are skipped (pruned input channels).
-  const int64_t nchunks = (ng + gpc - 1) / gpc;
   std::vector<char> chunk_empty(nchunks, 1);
   for (int64_t ci = 0; ci < nchunks; ++ci)
     for (int64_t kb = 0; kb < nkb; ++kb)
@@ -205,6 +210,11 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
             const int64_t c0 = g0 * kPackChannels, c1 = std::min(C, g1 * kPackChannels);
             SparseChunk t{{}, off.data(), vals, ptr + g0, ptr + g1, ng, nkb, acc, rb * vw, g0 > 0};
             if (!in_place) copy_taps(rows.data(), U, wp, c0, c1, S, q0 * sw + col, sw, dw, vw, taps, isa);
+            if (grouped) {
+              const int32_t* ranges = group_ranges + ci * nkb * 8;
+              ks.grouped(GroupedChunk{taps, S * vw, tap_groups, ranges, nkb, acc, rb * vw, g0 > 0});
+              continue;
+            }
             for (int i = 0; i < rb; ++i)
               t.x[i] = in_place ? rows[i * sh] + c0 * wp + q0 + col : taps + i * sh * S * vw;
             fn(t);

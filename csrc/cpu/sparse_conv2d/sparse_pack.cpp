@@ -34,6 +34,42 @@ bool blocks_pay(const float* w, int64_t K, int64_t T) {
 
 }  // namespace
 
+namespace sparse {
+
+void group_taps(const int32_t* hdr, int64_t cpc, int64_t U, int vw, std::vector<TapGroup>& groups,
+                std::vector<int32_t>& ranges) {
+  constexpr int64_t R = 3, S = 3;
+  const int64_t nkb = hdr[kFNkb], ng = hdr[kFNg], gpc = cpc / kPackChannels, nchunks = (ng + gpc - 1) / gpc;
+  const int32_t* ptr = hdr + kHeader;
+  const int32_t* codes = ptr + nkb * ng + 1;
+  const float* vals = reinterpret_cast<const float*>(codes + hdr[kFNnzb]);
+  groups.clear();
+  ranges.assign(nchunks * nkb * 8, 0);
+  std::vector<TapGroup> col(cpc * S);  // per (c, s) of the chunk; off < 0: no nonzero yet
+  std::vector<int> mask(cpc * S);
+  for (int64_t ci = 0; ci < nchunks; ++ci)
+    for (int64_t k = 0; k < nkb; ++k) {
+      std::fill(mask.begin(), mask.end(), 0);
+      const int64_t n0 = ptr[k * ng + ci * gpc], n1 = ptr[k * ng + std::min(ng, (ci + 1) * gpc)];
+      for (int64_t n = n0; n < n1; ++n) {
+        const int64_t local = codes[n] % (cpc * R * S), c = local / (R * S), r = local / S % R, s = local % S;
+        TapGroup& g = col[c * S + s];
+        if (!mask[c * S + s]) g = TapGroup{static_cast<int32_t>((c * U * S + s) * vw), {0.f, 0.f, 0.f}};
+        g.w[r] = vals[n];
+        mask[c * S + s] |= 1 << r;
+      }
+      int32_t* rg = ranges.data() + (ci * nkb + k) * 8;
+      rg[0] = static_cast<int32_t>(groups.size());
+      for (int m = 1; m <= 7; ++m) {
+        for (int64_t j = 0; j < cpc * S; ++j)
+          if (mask[j] == m) groups.push_back(col[j]);
+        rg[m] = static_cast<int32_t>(groups.size());
+      }
+    }
+}
+
+}  // namespace sparse
+
 at::Tensor sparse_conv2d_pack(const at::Tensor& weight, int64_t groups, int64_t block) {
   TORCH_CHECK(weight.dim() == 4 && weight.scalar_type() == at::kFloat,
               "sft_cpu::sparse_conv2d_pack: weight must be float32 (K, C/groups, R, S)");
@@ -73,9 +109,8 @@ at::Tensor sparse_conv2d_pack(const at::Tensor& weight, int64_t groups, int64_t 
     }
   }
   const int64_t nnzb = static_cast<int64_t>(codes.size());
-  at::Tensor out = at::empty({kHeader + nkb * ng + 1 + nnzb + nnzb * KB}, weight.options().dtype(at::kInt));
-  int32_t* o = out.data_ptr<int32_t>();
-  std::fill(o, o + kHeader, 0);
+  std::vector<int32_t> base(kHeader + nkb * ng + 1 + nnzb + nnzb * KB, 0);
+  int32_t* o = base.data();
   o[kFMagic] = kMagic;
   o[kFK] = static_cast<int32_t>(K);
   o[kFC] = static_cast<int32_t>(C);
@@ -90,6 +125,20 @@ at::Tensor sparse_conv2d_pack(const at::Tensor& weight, int64_t groups, int64_t 
   std::memcpy(o + kHeader, ptr.data(), ptr.size() * sizeof(int32_t));
   std::memcpy(o + kHeader + ptr.size(), codes.data(), codes.size() * sizeof(int32_t));
   std::memcpy(o + kHeader + ptr.size() + nnzb, vals.data(), vals.size() * sizeof(float));
+  // An unstructured 3×3 weight's tap groups for the AVX-512 tiles (tiles.h), built once here instead of per call.
+  std::vector<TapGroup> tap_groups;
+  std::vector<int32_t> ranges;
+  if (KB == 1 && R == 3 && S == 3) {
+    o[kFTapGroups] = static_cast<int32_t>(chunk_channels(packed_density(o), kGroupedU, S, kGroupedVw));
+    group_taps(o, o[kFTapGroups], kGroupedU, kGroupedVw, tap_groups, ranges);
+  }
+  static_assert(sizeof(TapGroup) == 4 * sizeof(int32_t), "a tap group is 4 words");
+  at::Tensor out = at::empty({static_cast<int64_t>(base.size() + ranges.size() + 4 * tap_groups.size())},
+                             weight.options().dtype(at::kInt));
+  int32_t* d = out.data_ptr<int32_t>();
+  std::memcpy(d, base.data(), base.size() * sizeof(int32_t));
+  std::memcpy(d + base.size(), ranges.data(), ranges.size() * sizeof(int32_t));
+  std::memcpy(d + base.size() + ranges.size(), tap_groups.data(), tap_groups.size() * sizeof(TapGroup));
   return out;
 }
 
@@ -98,7 +147,12 @@ std::vector<int64_t> sparse_conv2d_info(const at::Tensor& packed) {
                   packed.data_ptr<int32_t>()[kFMagic] == kMagic,
               "sft_cpu::sparse_conv2d: not a packed weight from sparse_conv2d_pack");
   const int32_t* h = packed.data_ptr<int32_t>();
-  return {h[kFNnz], h[kFNnzb], h[kFKB]};
+  int64_t tap_groups = 0;  // the groups the AVX-512 3×3 tiles run (tiles.h), 0 where the weight has none
+  if (h[kFTapGroups] > 0) {
+    const int64_t nkb = h[kFNkb], ng = h[kFNg], gpc = h[kFTapGroups] / kPackChannels;
+    tap_groups = h[kHeader + nkb * ng + 1 + h[kFNnzb] * (1 + h[kFKB]) + (ng + gpc - 1) / gpc * nkb * 8 - 1];
+  }
+  return {h[kFNnz], h[kFNnzb], h[kFKB], tap_groups};
 }
 
 }  // namespace sft

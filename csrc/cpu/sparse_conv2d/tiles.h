@@ -18,7 +18,11 @@
 // split lines: ~1.5x slower) and in L1; a 1×1 stride-1 conv reads the ring rows in place.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <vector>
+
+#include "cpu/engine/config.h"
 
 namespace sft {
 namespace sparse {
@@ -26,7 +30,22 @@ namespace sparse {
 constexpr int kPackChannels = 8;  // input channels per group in the packed pointers (the run-time chunk's unit)
 constexpr int kHeader = 12;
 constexpr int32_t kMagic = 0x53505253;
-enum Field { kFMagic, kFK, kFC, kFR, kFS, kFKB, kFNkb, kFNg, kFNnzb, kFNnz, kFGroups };
+// kFTapGroups: the channels per chunk of the tap groups after the values (0: none; below).
+enum Field { kFMagic, kFK, kFC, kFR, kFS, kFKB, kFNkb, kFNg, kFNnzb, kFNnz, kFGroups, kFTapGroups };
+
+// The fraction of the weight's positions that hold a nonzero.
+inline double packed_density(const int32_t* hdr) {
+  return static_cast<double>(hdr[kFNnz]) /
+         static_cast<double>(int64_t(hdr[kFK]) * hdr[kFC] / hdr[kFGroups] * hdr[kFR] * hdr[kFS]);
+}
+
+// Input channels per chunk (whole groups of kPackChannels) for tiles reading U rows of S taps of vw pixels: the
+// chunk's taps take about kSparseChunkBytes, or kSparseChunkBytesLow for sparser weights (config.h).
+inline int64_t chunk_channels(double density, int64_t U, int64_t S, int vw) {
+  const int64_t group_bytes = U * S * kPackChannels * vw * int64_t(sizeof(float));
+  const int64_t chunk_bytes = density < kSparseLowDensity ? kSparseChunkBytesLow : kSparseChunkBytes;
+  return std::max<int64_t>(1, chunk_bytes / group_bytes) * kPackChannels;
+}
 
 constexpr int kMaxTileRows = 8;
 
@@ -47,11 +66,46 @@ struct SparseChunk {
 };
 using SparseChunkFn = void (*)(const SparseChunk&);
 
+// Unstructured 3×3 convs at stride and dilation 1: output row i of a tile reads input row i + r for tap r, so an
+// output channel's nonzeros at (c, r, s) for r = 0, 1, 2 share all but two of their input vectors. Such a group
+// loads its rows once (8 to 10 loads for 8 to 24 FMAs instead of 8 per FMA row); at 50 % kept that is ~35 % fewer
+// loads, and the kernel, load-bound before, runs on its FMAs. A group: the offset of its (c, s) column's first row
+// in the tap block and the weights of taps r = 0..2 (0 where absent); its rows are rs floats apart.
+struct TapGroup {
+  int32_t off;
+  float w[3];
+};
+
+// One tile's work over one chunk, as groups sorted by which taps they hold (mask m = Σ 2^r, 1..7): the groups of
+// output channel k with mask m are g[ranges[8·k + m − 1], ranges[8·k + m]). acc as in SparseChunk (KB = 1).
+struct GroupedChunk {
+  const float* x;
+  int64_t rs;
+  const TapGroup* g;
+  const int32_t* ranges;
+  int64_t nkb;
+  float* acc;
+  int64_t ld;
+  bool accumulate;
+};
+using GroupedChunkFn = void (*)(const GroupedChunk&);
+
+// The AVX-512 unstructured tile the groups are built for: 8 rows × 16 pixels, so 10 input rows at stride 1.
+constexpr int kGroupedRows = 8, kGroupedVw = 16, kGroupedU = kGroupedRows + 2;
+
+// The groups of an unstructured (KB = 1) 3×3 packed weight (header hdr, its values as packed) per chunk of cpc
+// channels (tiles of U input rows, vw pixels): groups and ranges[(chunk·nkb + k)·8 + j] as GroupedChunk reads
+// them. The packer appends them for kGroupedU and kGroupedVw and the chunk size the driver picks (ranges, then
+// groups, after the values).
+void group_taps(const int32_t* hdr, int64_t cpc, int64_t U, int vw, std::vector<TapGroup>& groups,
+                std::vector<int32_t>& ranges);
+
 struct SparseKernels {
   const char* isa;
   int vw;        // pixels per tile row (one vector)
   int rb1, rb4;  // output rows per tile of the KB = 1 and KB = 4 kernels
   SparseChunkFn kb1, kb4;
+  GroupedChunkFn grouped;  // null where the ISA has none (8 rows of kb1 only)
 };
 const SparseKernels& kernels_avx512();
 const SparseKernels& kernels_avx2();

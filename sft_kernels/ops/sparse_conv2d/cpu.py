@@ -25,9 +25,10 @@ def pack(w: torch.Tensor, groups: int, block) -> torch.Tensor:
 
 
 def info(w: torch.Tensor, groups: int = 1, block=None) -> dict:
-    """What the packer made of `w`: nonzeros, the blocks holding them and the block size."""
-    nnz, nnzb, kb = torch.ops.sft_cpu.sparse_conv2d_info(pack(w, groups, block))
-    return {"nonzeros": nnz, "blocks": nnzb, "block": kb}
+    """What the packer made of `w`: nonzeros, the blocks holding them, the block size, and for unstructured 3×3
+    weights the tap groups the AVX-512 tiles run (nonzeros of one filter in one (channel, column), 0 otherwise)."""
+    nnz, nnzb, kb, tap_groups = torch.ops.sft_cpu.sparse_conv2d_info(pack(w, groups, block))
+    return {"nonzeros": nnz, "blocks": nnzb, "block": kb, "tap_groups": tap_groups}
 
 
 def sparse_conv2d(x, w, b, res, ms, mt, stride, padding, dilation, groups, act, slope, block):

@@ -166,6 +166,30 @@ def test_packer_finds_blocks_and_counts_nonzeros():
 
 
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
+def test_tap_groups_cover_every_mask():
+    """An unstructured 3×3 weight's nonzeros grouped by (filter, channel, column): every subset of the three rows
+    occurs (one group each), the groups hold each nonzero once, and the conv over them matches the reference."""
+    from sft_kernels.ops.sparse_conv2d import cpu
+    wt = torch.zeros(16, 24, 3, 3)
+    for k in range(16):
+        for c in range(24):
+            for s in range(3):
+                m = (k * 24 * 3 + c * 3 + s) % 8  # rows present: the bits of m (0: none)
+                for r in range(3):
+                    if m >> r & 1:
+                        wt[k, c, r, s] = 0.5 + 0.01 * (k + c + r + s)
+    info = cpu.info(wt, block=1)
+    assert info["block"] == 1 and info["nonzeros"] == int((wt != 0).sum())
+    assert info["tap_groups"] == int((wt != 0).any(dim=2).sum())
+    assert cpu.info(torch.randn(8, 8, 1, 1))["tap_groups"] == 0
+    x = torch.randn(1, 24, 19, 37).contiguous(memory_format=torch.channels_last)
+    y = sparse_conv2d(x, wt, None, 1, 1, block=1, backend="cpu")
+    exp = ref.sparse_conv2d(x, wt, None, 1, 1)
+    atol, rtol = tolerance(torch.float32, 24 * 9, exp.abs().max().item())
+    torch.testing.assert_close(y, exp, atol=atol, rtol=rtol)
+
+
+@pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
 def test_opcheck_and_compile():
     x = torch.randn(2, 16, 9, 11)
     wt = _weight(CASES[1], "unstructured", 0.3)
