@@ -48,6 +48,10 @@ std::atomic<const SparseKernels*>& current() {
 
 }  // namespace
 
+namespace sparse {
+const SparseKernels& sparse_kernels() { return *current().load(); }
+}  // namespace sparse
+
 std::string sparse_conv2d_kernel(const std::string& want) {
   if (!want.empty()) {
     const SparseKernels* ks = kernels_named(want);
@@ -122,11 +126,11 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
   const int64_t cpc = chunk_channels(density, U, S, vw), gpc = cpc / kPackChannels;
   TORCH_CHECK(C * wp < (int64_t(1) << 31), "sft_cpu::sparse_conv2d: image too wide for 32-bit offsets");
 
-  // Unstructured 3×3 at stride and dilation 1 on the AVX-512 8-row tiles: nonzeros grouped by tap column, as the
-  // packer built them for this chunk size (tiles.h).
+  // Unstructured 3×3 at stride and dilation 1: nonzeros grouped by tap column, where the packer built the groups for
+  // these tiles and this chunk size (tiles.h).
   const int64_t nnzb = hdr[kFNnzb], nchunks = (ng + gpc - 1) / gpc;
-  const bool grouped = ks.grouped && KB == 1 && rb == kGroupedRows && vw == kGroupedVw && R == 3 && S == 3 &&
-                       sh == 1 && dh == 1 && !in_place && hdr[kFTapGroups] == cpc;
+  const bool grouped = ks.grouped && KB == 1 && R == 3 && S == 3 && sh == 1 && dh == 1 && !in_place &&
+                       hdr[kFTapGroups] == cpc && hdr[kFGroupRows] == rb && hdr[kFGroupVw] == vw;
   const int32_t* ptr = hdr + kHeader;
   const int32_t* codes = ptr + nkb * ng + 1;
   const float* vals = reinterpret_cast<const float*>(codes + nnzb);
@@ -212,7 +216,7 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
             if (!in_place) copy_taps(rows.data(), U, wp, c0, c1, S, q0 * sw + col, sw, dw, vw, taps, isa);
             if (grouped) {
               const int32_t* ranges = group_ranges + ci * nkb * 8;
-              ks.grouped(GroupedChunk{taps, S * vw, tap_groups, ranges, nkb, acc, rb * vw, g0 > 0});
+              ks.grouped(GroupedChunk{taps, tap_groups, ranges, nkb, acc, rb * vw, g0 > 0});
               continue;
             }
             for (int i = 0; i < rb; ++i)

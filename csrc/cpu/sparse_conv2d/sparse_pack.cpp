@@ -125,12 +125,16 @@ at::Tensor sparse_conv2d_pack(const at::Tensor& weight, int64_t groups, int64_t 
   std::memcpy(o + kHeader, ptr.data(), ptr.size() * sizeof(int32_t));
   std::memcpy(o + kHeader + ptr.size(), codes.data(), codes.size() * sizeof(int32_t));
   std::memcpy(o + kHeader + ptr.size() + nnzb, vals.data(), vals.size() * sizeof(float));
-  // An unstructured 3×3 weight's tap groups for the AVX-512 tiles (tiles.h), built once here instead of per call.
+  // An unstructured 3×3 weight's tap groups for this process's tiles (tiles.h), built once here, not per call.
   std::vector<TapGroup> tap_groups;
   std::vector<int32_t> ranges;
-  if (KB == 1 && R == 3 && S == 3) {
-    o[kFTapGroups] = static_cast<int32_t>(chunk_channels(packed_density(o), kGroupedU, S, kGroupedVw));
-    group_taps(o, o[kFTapGroups], kGroupedU, kGroupedVw, tap_groups, ranges);
+  const SparseKernels& ks = sparse_kernels();
+  if (KB == 1 && R == 3 && S == 3 && ks.grouped) {
+    const int64_t U = ks.rb1 + 2;  // the rows a tile reads at stride 1
+    o[kFTapGroups] = static_cast<int32_t>(chunk_channels(packed_density(o), U, S, ks.vw));
+    o[kFGroupRows] = ks.rb1;
+    o[kFGroupVw] = ks.vw;
+    group_taps(o, o[kFTapGroups], U, ks.vw, tap_groups, ranges);
   }
   static_assert(sizeof(TapGroup) == 4 * sizeof(int32_t), "a tap group is 4 words");
   at::Tensor out = at::empty({static_cast<int64_t>(base.size() + ranges.size() + 4 * tap_groups.size())},
@@ -147,7 +151,7 @@ std::vector<int64_t> sparse_conv2d_info(const at::Tensor& packed) {
                   packed.data_ptr<int32_t>()[kFMagic] == kMagic,
               "sft_cpu::sparse_conv2d: not a packed weight from sparse_conv2d_pack");
   const int32_t* h = packed.data_ptr<int32_t>();
-  int64_t tap_groups = 0;  // the groups the AVX-512 3×3 tiles run (tiles.h), 0 where the weight has none
+  int64_t tap_groups = 0;  // the groups the 3×3 tiles run (tiles.h), 0 where the weight has none
   if (h[kFTapGroups] > 0) {
     const int64_t nkb = h[kFNkb], ng = h[kFNg], gpc = h[kFTapGroups] / kPackChannels;
     tap_groups = h[kHeader + nkb * ng + 1 + h[kFNnzb] * (1 + h[kFKB]) + (ng + gpc - 1) / gpc * nkb * 8 - 1];

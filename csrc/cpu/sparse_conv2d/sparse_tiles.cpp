@@ -132,17 +132,20 @@ __attribute__((target("avx2,fma"))) void tile_avx2(const SparseChunk& t) {
   for (int64_t kb = 0; kb < t.nkb; ++kb) block_avx2<KB, RB, CH>(t, kb);
 }
 
-// The groups with mask M (taps r where bit r is set) into 8 rows of accumulators.
+// The groups with mask M (taps r where bit r is set) into 8 rows of accumulators. Rows are 3·16 floats apart.
 template <int M>
-__attribute__((target("avx512f"), always_inline)) inline void groups_avx512(const float* x, int64_t rs,
-                                                                             const TapGroup* g, const TapGroup* e,
-                                                                             __m512 (&acc)[8]) {
+__attribute__((target("avx512f"), always_inline)) inline void groups_avx512(const float* x, const TapGroup* g,
+                                                                             const TapGroup* e, __m512 (&acc)[8]) {
   constexpr int lo = M & 1 ? 0 : M & 2 ? 1 : 2, hi = M & 4 ? 2 : M & 2 ? 1 : 0;
   for (; g < e; ++g) {
     const float* b = x + g->off;
     __m512 v[10];
 #pragma GCC unroll 10
-    for (int u = lo; u < hi + 8; ++u) v[u] = _mm512_load_ps(b + u * rs);
+    for (int u = lo; u < hi + 8; ++u) {
+      v[u] = _mm512_load_ps(b + u * 48);
+      // Rows two taps use stay in registers (else GCC folds a load into every FMA: 24 loads, not 10, for M = 7).
+      if (__builtin_popcount(M) > 1) asm("" : "+v"(v[u]));
+    }
 #pragma GCC unroll 3
     for (int r = 0; r < 3; ++r) {
       if (!(M >> r & 1)) continue;
@@ -161,15 +164,71 @@ __attribute__((target("avx512f"))) void grouped_avx512(const GroupedChunk& t) {
     __m512 acc[8];
 #pragma GCC unroll 8
     for (int i = 0; i < 8; ++i) acc[i] = t.accumulate ? _mm512_load_ps(out + 16 * i) : _mm512_setzero_ps();
-    groups_avx512<1>(t.x, t.rs, t.g + rg[0], t.g + rg[1], acc);
-    groups_avx512<2>(t.x, t.rs, t.g + rg[1], t.g + rg[2], acc);
-    groups_avx512<3>(t.x, t.rs, t.g + rg[2], t.g + rg[3], acc);
-    groups_avx512<4>(t.x, t.rs, t.g + rg[3], t.g + rg[4], acc);
-    groups_avx512<5>(t.x, t.rs, t.g + rg[4], t.g + rg[5], acc);
-    groups_avx512<6>(t.x, t.rs, t.g + rg[5], t.g + rg[6], acc);
-    groups_avx512<7>(t.x, t.rs, t.g + rg[6], t.g + rg[7], acc);
+    groups_avx512<1>(t.x, t.g + rg[0], t.g + rg[1], acc);
+    groups_avx512<2>(t.x, t.g + rg[1], t.g + rg[2], acc);
+    groups_avx512<3>(t.x, t.g + rg[2], t.g + rg[3], acc);
+    groups_avx512<4>(t.x, t.g + rg[3], t.g + rg[4], acc);
+    groups_avx512<5>(t.x, t.g + rg[4], t.g + rg[5], acc);
+    groups_avx512<6>(t.x, t.g + rg[5], t.g + rg[6], acc);
+    groups_avx512<7>(t.x, t.g + rg[6], t.g + rg[7], acc);
 #pragma GCC unroll 8
     for (int i = 0; i < 8; ++i) _mm512_store_ps(out + 16 * i, acc[i]);
+  }
+}
+
+// The AVX2 form: 4 rows of 8 pixels (rows 3·8 floats apart), groups alternating between two sets of accumulators
+// so that 8 FMA chains cover the FMA latency (8 accumulators, up to 6 rows and a weight: 15 registers).
+template <int M>
+__attribute__((target("avx2,fma"), always_inline)) inline void group_avx2(const float* x, const TapGroup* g,
+                                                                           __m256 (&acc)[4]) {
+  constexpr int lo = M & 1 ? 0 : M & 2 ? 1 : 2, hi = M & 4 ? 2 : M & 2 ? 1 : 0;
+  const float* b = x + g->off;
+  __m256 v[6];
+#pragma GCC unroll 6
+  for (int u = lo; u < hi + 4; ++u) {
+    v[u] = _mm256_load_ps(b + u * 24);
+    if (__builtin_popcount(M) > 1) asm("" : "+x"(v[u]));
+  }
+#pragma GCC unroll 3
+  for (int r = 0; r < 3; ++r) {
+    if (!(M >> r & 1)) continue;
+    const __m256 w = _mm256_broadcast_ss(g->w + r);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) acc[i] = _mm256_fmadd_ps(w, v[i + r], acc[i]);
+  }
+}
+
+template <int M>
+__attribute__((target("avx2,fma"), always_inline)) inline void groups_avx2(const float* x, const TapGroup* g,
+                                                                            const TapGroup* e, __m256 (&a0)[4],
+                                                                            __m256 (&a1)[4]) {
+  for (; g + 2 <= e; g += 2) {
+    group_avx2<M>(x, g, a0);
+    group_avx2<M>(x, g + 1, a1);
+  }
+  if (g < e) group_avx2<M>(x, g, a0);
+}
+
+__attribute__((target("avx2,fma"))) void grouped_avx2(const GroupedChunk& t) {
+  for (int64_t k = 0; k < t.nkb; ++k) {
+    const int32_t* rg = t.ranges + 8 * k;
+    if (t.accumulate && rg[0] == rg[7]) continue;
+    float* out = t.acc + k * t.ld;
+    __m256 a0[4], a1[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      a0[i] = t.accumulate ? _mm256_load_ps(out + 8 * i) : _mm256_setzero_ps();
+      a1[i] = _mm256_setzero_ps();
+    }
+    groups_avx2<1>(t.x, t.g + rg[0], t.g + rg[1], a0, a1);
+    groups_avx2<2>(t.x, t.g + rg[1], t.g + rg[2], a0, a1);
+    groups_avx2<3>(t.x, t.g + rg[2], t.g + rg[3], a0, a1);
+    groups_avx2<4>(t.x, t.g + rg[3], t.g + rg[4], a0, a1);
+    groups_avx2<5>(t.x, t.g + rg[4], t.g + rg[5], a0, a1);
+    groups_avx2<6>(t.x, t.g + rg[5], t.g + rg[6], a0, a1);
+    groups_avx2<7>(t.x, t.g + rg[6], t.g + rg[7], a0, a1);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) _mm256_store_ps(out + 8 * i, _mm256_add_ps(a0[i], a1[i]));
   }
 }
 
@@ -208,7 +267,7 @@ const SparseKernels& kernels_avx512() {
 // AVX2 (16 ymm registers): tiles of 8 pixels; KB = 1 over 4 rows in 2 sets (8 accumulators + 4 inputs), KB = 4
 // over 2 rows (8 accumulators + 2 inputs).
 const SparseKernels& kernels_avx2() {
-  static const SparseKernels k{"avx2", 8, 4, 2, tile_avx2<1, 4, 2>, tile_avx2<4, 2, 1>, nullptr};
+  static const SparseKernels k{"avx2", 8, 4, 2, tile_avx2<1, 4, 2>, tile_avx2<4, 2, 1>, grouped_avx2};
   return k;
 }
 

@@ -28,10 +28,12 @@ namespace sft {
 namespace sparse {
 
 constexpr int kPackChannels = 8;  // input channels per group in the packed pointers (the run-time chunk's unit)
-constexpr int kHeader = 12;
+constexpr int kHeader = 14;
 constexpr int32_t kMagic = 0x53505253;
-// kFTapGroups: the channels per chunk of the tap groups after the values (0: none; below).
-enum Field { kFMagic, kFK, kFC, kFR, kFS, kFKB, kFNkb, kFNg, kFNnzb, kFNnz, kFGroups, kFTapGroups };
+// kFTapGroups, kFGroupRows, kFGroupVw: the channels per chunk and the tile (rows, pixels) of the tap groups after
+// the values (0: none; below).
+enum Field { kFMagic, kFK, kFC, kFR, kFS, kFKB, kFNkb, kFNg, kFNnzb, kFNnz, kFGroups, kFTapGroups, kFGroupRows,
+             kFGroupVw };
 
 // The fraction of the weight's positions that hold a nonzero.
 inline double packed_density(const int32_t* hdr) {
@@ -70,7 +72,7 @@ using SparseChunkFn = void (*)(const SparseChunk&);
 // output channel's nonzeros at (c, r, s) for r = 0, 1, 2 share all but two of their input vectors. Such a group
 // loads its rows once (8 to 10 loads for 8 to 24 FMAs instead of 8 per FMA row); at 50 % kept that is ~35 % fewer
 // loads, and the kernel, load-bound before, runs on its FMAs. A group: the offset of its (c, s) column's first row
-// in the tap block and the weights of taps r = 0..2 (0 where absent); its rows are rs floats apart.
+// in the tap block and the weights of taps r = 0..2 (0 where absent); its rows are 3·VW floats apart.
 struct TapGroup {
   int32_t off;
   float w[3];
@@ -80,7 +82,6 @@ struct TapGroup {
 // output channel k with mask m are g[ranges[8·k + m − 1], ranges[8·k + m]). acc as in SparseChunk (KB = 1).
 struct GroupedChunk {
   const float* x;
-  int64_t rs;
   const TapGroup* g;
   const int32_t* ranges;
   int64_t nkb;
@@ -90,13 +91,10 @@ struct GroupedChunk {
 };
 using GroupedChunkFn = void (*)(const GroupedChunk&);
 
-// The AVX-512 unstructured tile the groups are built for: 8 rows × 16 pixels, so 10 input rows at stride 1.
-constexpr int kGroupedRows = 8, kGroupedVw = 16, kGroupedU = kGroupedRows + 2;
-
 // The groups of an unstructured (KB = 1) 3×3 packed weight (header hdr, its values as packed) per chunk of cpc
 // channels (tiles of U input rows, vw pixels): groups and ranges[(chunk·nkb + k)·8 + j] as GroupedChunk reads
-// them. The packer appends them for kGroupedU and kGroupedVw and the chunk size the driver picks (ranges, then
-// groups, after the values).
+// them. The packer appends them for the tiles of the process's kernels (sparse_kernels()) and the chunk size the
+// driver picks for them (ranges, then groups, after the values).
 void group_taps(const int32_t* hdr, int64_t cpc, int64_t U, int vw, std::vector<TapGroup>& groups,
                 std::vector<int32_t>& ranges);
 
@@ -105,11 +103,12 @@ struct SparseKernels {
   int vw;        // pixels per tile row (one vector)
   int rb1, rb4;  // output rows per tile of the KB = 1 and KB = 4 kernels
   SparseChunkFn kb1, kb4;
-  GroupedChunkFn grouped;  // null where the ISA has none (8 rows of kb1 only)
+  GroupedChunkFn grouped;  // kb1's tiles as tap groups (null: none)
 };
 const SparseKernels& kernels_avx512();
 const SparseKernels& kernels_avx2();
 const SparseKernels& kernels_generic();
+const SparseKernels& sparse_kernels();  // the set this process runs (sparse_conv2d.cpp)
 
 }  // namespace sparse
 }  // namespace sft
