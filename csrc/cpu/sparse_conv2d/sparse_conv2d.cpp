@@ -164,7 +164,8 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
                  b.defined() ? b.data_ptr<float>() : nullptr, K, out.stride(0), out.stride(1), out.stride(2),
                  out.stride(3), res.defined() ? res.stride(0) : 0, res.defined() ? res.stride(1) : 0,
                  res.defined() ? res.stride(2) : 0, res.defined() ? res.stride(3) : 0, static_cast<int>(activation),
-                 static_cast<float>(negative_slope)};
+                 static_cast<float>(negative_slope),
+                 isa == kAvx512 && out_cl && stream_pays(out.numel() * int64_t(sizeof(float)), threads)};
   const int64_t nbands = (P + B - 1) / B;
   at::parallel_for(0, N * nbands, 1, [&](int64_t i0, int64_t i1) {
     thread_local std::vector<float> acc_store, ring_store, taps_store;
@@ -229,6 +230,7 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
         }
       }
     }
+    if (st.stream) store_fence();  // the streamed stores visible before the op returns
   });
   return out;
 }

@@ -4,6 +4,8 @@
 
 #include <immintrin.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -300,8 +302,13 @@ __attribute__((target("avx512f"))) void store_cl_avx512(const Store& st, const f
 #pragma GCC unroll 16
           for (int j = 0; j < 16; ++j) r[j] = _mm512_add_ps(r[j], _mm512_loadu_ps(res + j * st.rs3));
         }
+        if (st.stream && (reinterpret_cast<uintptr_t>(out) & 63) == 0 && (st.os3 & 15) == 0) {
 #pragma GCC unroll 16
-        for (int j = 0; j < 16; ++j) _mm512_storeu_ps(out + j * st.os3, r[j]);
+          for (int j = 0; j < 16; ++j) _mm512_stream_ps(out + j * st.os3, r[j]);
+        } else {
+#pragma GCC unroll 16
+          for (int j = 0; j < 16; ++j) _mm512_storeu_ps(out + j * st.os3, r[j]);
+        }
       } else {
         for (int j = 0; j < nj; ++j) {
           __m512 v = act512(_mm512_add_ps(r[j], bias), st);
@@ -362,6 +369,16 @@ __attribute__((target("avx512f"))) void store_rows_avx512(const Store& st, const
 }
 
 }  // namespace
+
+bool stream_pays(int64_t out_bytes, int64_t threads) {
+  static const int64_t l2 = [] {
+    const long b = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return b > 0 ? static_cast<int64_t>(b) : int64_t(1) << 20;
+  }();
+  return out_bytes / std::max<int64_t>(1, threads) * 2 >= 3 * l2;
+}
+
+void store_fence() { _mm_sfence(); }
 
 void store_tile(const Store& st, const float* acc, int64_t ld, int64_t n, int64_t p, int64_t q0, int cnt,
                 Isa isa) {
