@@ -103,11 +103,10 @@ static_assert(kThinFewCChannels == 16 * 4, "a few-C item is at most 4 vectors of
 // ---- Sparse conv (cpu/sparse_conv2d) ---------------------------------------------------------------------------
 // A tile runs its nonzeros chunk by chunk of input channels, the chunk's taps under the tile (copied into one block)
 // taking about kSparseChunkBytes: each output block reloads its accumulators once per chunk, so larger chunks pay
-// until the block leaves L1 for L2. Below kSparseLowDensity each block has so few nonzeros per chunk that chunks
-// twice as large pay. Measured on Zen 4, 1 thread, unstructured, tiles of 4 × 16 pixels (chunks of 18 / 36 / 72
-// KB): 64→64 3×3 at 128² 50 % kept 10.0 / 9.9 / 11.6 ms, 30 % 8.1 / 7.8 / 9.0, 10 % 4.0 / 3.8 / 3.8; 128→128 at
-// 64² 50 % 9.5 / 9.4 / 10.9, 10 % 3.3 / 3.0 / 2.9 (144 KB: 3.2).
-constexpr int64_t kSparseChunkBytes = 40 * 1024, kSparseChunkBytesLow = 80 * 1024;
-constexpr double kSparseLowDensity = 0.25;
+// until the block leaves L1 for L2. Measured on Zen 4, 1 thread, unstructured, tiles of 8 × 16 pixels with tap
+// groups (chunks of 24 / 40 / 56 KB): 64→64 3×3 at 128² 80 % sparse 2.9 / 3.2 / 3.0x our direct conv, 90 %
+// 3.9 / 4.5 / 4.2x; 128→128 at 64² 80 % 3.3 / 3.6 / 3.5x, 90 % 4.7 / 5.4 / 5.2x (80 KB, once used below 25 % kept:
+// 2.8-3.1x at 80 %); at 50 % 30 / 40 / 50 KB gave 1.58 / 1.64 / 1.53x on the first.
+constexpr int64_t kSparseChunkBytes = 40 * 1024;
 
 }  // namespace sft

@@ -122,8 +122,7 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
   const Padded T{C, wp, lead};
   // A 1×1 stride-1 conv's taps are the padded rows themselves: its tiles read the ring in place.
   const bool in_place = R * S == 1 && sw == 1;
-  const double density = packed_density(hdr);
-  const int64_t cpc = chunk_channels(density, U, S, vw), gpc = cpc / kPackChannels;
+  const int64_t cpc = chunk_channels(U, S, vw), gpc = cpc / kPackChannels;
   TORCH_CHECK(C * wp < (int64_t(1) << 31), "sft_cpu::sparse_conv2d: image too wide for 32-bit offsets");
 
   // Unstructured 3×3 at stride and dilation 1: nonzeros grouped by tap column, where the packer built the groups for

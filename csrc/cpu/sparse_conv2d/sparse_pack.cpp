@@ -131,7 +131,7 @@ at::Tensor sparse_conv2d_pack(const at::Tensor& weight, int64_t groups, int64_t 
   const SparseKernels& ks = sparse_kernels();
   if (KB == 1 && R == 3 && S == 3 && ks.grouped) {
     const int64_t U = ks.rb1 + 2;  // the rows a tile reads at stride 1
-    o[kFTapGroups] = static_cast<int32_t>(chunk_channels(packed_density(o), U, S, ks.vw));
+    o[kFTapGroups] = static_cast<int32_t>(chunk_channels(U, S, ks.vw));
     o[kFGroupRows] = ks.rb1;
     o[kFGroupVw] = ks.vw;
     group_taps(o, o[kFTapGroups], U, ks.vw, tap_groups, ranges);

@@ -35,18 +35,11 @@ constexpr int32_t kMagic = 0x53505253;
 enum Field { kFMagic, kFK, kFC, kFR, kFS, kFKB, kFNkb, kFNg, kFNnzb, kFNnz, kFGroups, kFTapGroups, kFGroupRows,
              kFGroupVw };
 
-// The fraction of the weight's positions that hold a nonzero.
-inline double packed_density(const int32_t* hdr) {
-  return static_cast<double>(hdr[kFNnz]) /
-         static_cast<double>(int64_t(hdr[kFK]) * hdr[kFC] / hdr[kFGroups] * hdr[kFR] * hdr[kFS]);
-}
-
 // Input channels per chunk (whole groups of kPackChannels) for tiles reading U rows of S taps of vw pixels: the
-// chunk's taps take about kSparseChunkBytes, or kSparseChunkBytesLow for sparser weights (config.h).
-inline int64_t chunk_channels(double density, int64_t U, int64_t S, int vw) {
+// chunk's taps take about kSparseChunkBytes (config.h).
+inline int64_t chunk_channels(int64_t U, int64_t S, int vw) {
   const int64_t group_bytes = U * S * kPackChannels * vw * int64_t(sizeof(float));
-  const int64_t chunk_bytes = density < kSparseLowDensity ? kSparseChunkBytesLow : kSparseChunkBytes;
-  return std::max<int64_t>(1, chunk_bytes / group_bytes) * kPackChannels;
+  return std::max<int64_t>(1, kSparseChunkBytes / group_bytes) * kPackChannels;
 }
 
 constexpr int kMaxTileRows = 8;
