@@ -452,12 +452,13 @@ def run():
                 assert yf.shape == (n, k // (r * r), h * r, w * r)
     # sparse conv (the tile kernels SFT_KERNELS_ISA chose): unstructured and blocks of 4, empty filters, K and
     # pixel tails, stride, dilation, groups, 1x1 (padded: ring rows read in place off the line grid), padding wider
-    # than a line, skipped channel chunks (c = 64), NCHW and channels_last, residual and modulation
+    # than a line, skipped channel chunks (c = 64), NCHW and channels_last, residual and modulation; 3x3 tap groups
+    # (unstructured, stride 1) and a 9 MB channels-last output (streamed stores)
     for (n, c, h, w, k, r, st, pd, dl, g, blk) in [
             (1, 64, 9, 70, 64, 3, 1, 1, 1, 1, 1), (2, 16, 11, 9, 33, 3, 2, 1, 1, 1, 4),
             (1, 32, 13, 17, 40, 3, 1, 2, 2, 2, 0), (1, 48, 5, 7, 33, 1, 1, 0, 1, 3, 4),
             (1, 3, 6, 5, 8, 5, 1, 2, 1, 1, 1), (1, 40, 7, 21, 24, 1, 1, 1, 1, 1, 1),
-            (1, 8, 4, 5, 16, 3, 1, 17, 1, 1, 1)]:
+            (1, 8, 4, 5, 16, 3, 1, 17, 1, 1, 1), (1, 64, 190, 190, 64, 3, 1, 1, 1, 1, 1)]:
         wt = torch.randn(k, c // g, r, r) * (torch.rand(k, c // g, r, r) < 0.3)
         wt[0] = 0
         if c == 64:
