@@ -83,7 +83,7 @@ TORCH_LIBRARY(sft_cpu, m) {
   m.def("sparse_conv2d_kernel(str want='') -> str", &sft::sparse_conv2d_kernel);
   m.def("sparse_conv2d(Tensor input, Tensor packed, Tensor? bias, int R, int S, int[] stride, int[] padding, "
         "int[] dilation, int activation, float negative_slope, Tensor? residual, Tensor? scale=None, "
-        "Tensor? shift=None) -> Tensor");
+        "Tensor? shift=None, int shuffle=1) -> Tensor");
   m.def("strassen_abc(Tensor a, Tensor b) -> Tensor");
   m.def("gemm_config() -> str", &sft::gemm_config);
   m.def("set_gemm_blocking(int mc, int kc, int nc) -> ()", &sft::set_blocking);

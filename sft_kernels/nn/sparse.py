@@ -114,15 +114,10 @@ class SparseConv2d(Conv2d):
                               activation=activation, negative_slope=negative_slope, modulation=modulation,
                               residual=residual, backend=self.backend, algorithm=self.algorithm,
                               pixel_shuffle=pixel_shuffle)
-        shuffle = pixel_shuffle > 1
-        y = ops.sparse_conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
-                              activation=activation, negative_slope=negative_slope,
-                              residual=None if shuffle else residual, modulation=modulation, block=self.block,
-                              backend=self.backend if self.backend in ("cpu", "reference") else None)
-        if shuffle:
-            y = F.pixel_shuffle(y, pixel_shuffle)
-            y = y if residual is None else y + residual
-        return y
+        return ops.sparse_conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
+                                 activation=activation, negative_slope=negative_slope, residual=residual,
+                                 modulation=modulation, block=self.block, pixel_shuffle=pixel_shuffle,
+                                 backend=self.backend if self.backend in ("cpu", "reference") else None)
 
     def forward(self, input: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         input, residual = at_weight_precision(self.weight, input, residual)

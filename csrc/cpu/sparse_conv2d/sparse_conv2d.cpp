@@ -65,7 +65,7 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
                              int64_t R, int64_t S, at::IntArrayRef stride, at::IntArrayRef padding,
                              at::IntArrayRef dilation, int64_t activation, double negative_slope,
                              const c10::optional<at::Tensor>& residual, const c10::optional<at::Tensor>& scale,
-                             const c10::optional<at::Tensor>& shift) {
+                             const c10::optional<at::Tensor>& shift, int64_t shuffle) {
   sparse_conv2d_info(packed);  // checks it is a packed weight
   const int32_t* hdr = packed.data_ptr<int32_t>();
   TORCH_CHECK(input.dim() == 4 && input.scalar_type() == at::kFloat,
@@ -81,8 +81,11 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
   TORCH_CHECK(sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && ph >= 0 && pw >= 0, "sft_cpu::sparse_conv2d: bad geometry");
   const int64_t P = (H + 2 * ph - dh * (R - 1) - 1) / sh + 1, Q = (W + 2 * pw - dw * (S - 1) - 1) / sw + 1;
   TORCH_CHECK(P > 0 && Q > 0, "sft_cpu::sparse_conv2d: output size is not positive");
+  const int64_t r = shuffle;
+  TORCH_CHECK(r >= 1 && K % (r * r) == 0, "sft_cpu::sparse_conv2d: shuffle must be >= 1 with r² dividing the ", K,
+              " output channels, got ", r);
   const bool out_cl = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
-  at::Tensor out = pooled_empty({N, K, P, Q}, input.options(),
+  at::Tensor out = pooled_empty({N, K / (r * r), P * r, Q * r}, input.options(),
                                 out_cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
   if (N == 0) return out;
   const at::Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
@@ -164,7 +167,7 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
                  out.stride(3), res.defined() ? res.stride(0) : 0, res.defined() ? res.stride(1) : 0,
                  res.defined() ? res.stride(2) : 0, res.defined() ? res.stride(3) : 0, static_cast<int>(activation),
                  static_cast<float>(negative_slope),
-                 isa == kAvx512 && out_cl && stream_pays(out.numel() * int64_t(sizeof(float)), threads)};
+                 isa == kAvx512 && out_cl && stream_pays(out.numel() * int64_t(sizeof(float)), threads), r};
   const int64_t nbands = (P + B - 1) / B;
   at::parallel_for(0, N * nbands, 1, [&](int64_t i0, int64_t i1) {
     thread_local std::vector<float> acc_store, ring_store, taps_store;

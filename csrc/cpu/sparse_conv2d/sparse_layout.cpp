@@ -380,11 +380,11 @@ bool stream_pays(int64_t out_bytes, int64_t threads) {
 
 void store_fence() { _mm_sfence(); }
 
-void store_tile(const Store& st, const float* acc, int64_t ld, int64_t n, int64_t p, int64_t q0, int cnt,
-                Isa isa) {
+namespace {
+
+// cnt pixels from output offset o (residual offset ro), channels k < st.K from acc[k·ld + j].
+void store_at(const Store& st, const float* acc, int64_t ld, int64_t o, int64_t ro, int cnt, Isa isa) {
   const bool avx512 = isa == kAvx512;
-  const int64_t o = n * st.os0 + p * st.os2 + q0 * st.os3;
-  const int64_t ro = st.res ? n * st.rs0 + p * st.rs2 + q0 * st.rs3 : 0;
   if (avx512 && st.os1 == 1 && (!st.res || st.rs1 == 1)) return store_cl_avx512(st, acc, ld, o, ro, cnt);
   if (avx512 && st.os3 == 1 && (!st.res || st.rs3 == 1)) return store_rows_avx512(st, acc, ld, o, ro, cnt);
   if (isa == kAvx2 && st.os1 == 1 && (!st.res || st.rs1 == 1)) return store_cl_avx2(st, acc, ld, o, ro, cnt);
@@ -394,6 +394,29 @@ void store_tile(const Store& st, const float* acc, int64_t ld, int64_t n, int64_
     const float* res = st.res ? st.res + ro + k * st.rs1 : nullptr;
     for (int j = 0; j < cnt; ++j) out[j * st.os3] = epilogue(a[j], st, k) + (res ? res[j * st.rs3] : 0.f);
   }
+}
+
+}  // namespace
+
+void store_tile(const Store& st, const float* acc, int64_t ld, int64_t n, int64_t p, int64_t q0, int cnt,
+                Isa isa) {
+  if (st.r == 1)
+    return store_at(st, acc, ld, n * st.os0 + p * st.os2 + q0 * st.os3,
+                    st.res ? n * st.rs0 + p * st.rs2 + q0 * st.rs3 : 0, cnt, isa);
+  // PixelShuffle: sub-pixel (i, j) holds a contiguous run of K/r² channels, its pixels r columns apart in output
+  // row p·r + i: a store of K/r² channels with r times the pixel strides.
+  const int64_t r = st.r, Cs = st.K / (r * r);
+  Store sub = st;
+  sub.K = Cs;
+  sub.os3 = st.os3 * r;
+  sub.rs3 = st.rs3 * r;
+  for (int64_t i = 0; i < r; ++i)
+    for (int64_t j = 0; j < r; ++j) {
+      const int64_t s = i * r + j;
+      sub.bias = st.bias ? st.bias + s * Cs : nullptr;
+      store_at(sub, acc + s * Cs * ld, ld, n * st.os0 + (p * r + i) * st.os2 + (q0 * r + j) * st.os3,
+               st.res ? n * st.rs0 + (p * r + i) * st.rs2 + (q0 * r + j) * st.rs3 : 0, cnt, isa);
+    }
 }
 
 }  // namespace sparse

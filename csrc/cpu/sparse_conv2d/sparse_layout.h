@@ -35,7 +35,8 @@ void prefetch_rows(const Source& s, int64_t C, int64_t h0, int64_t h1, int64_t p
 void copy_taps(const float* const* rows, int64_t U, int64_t wp, int64_t c0, int64_t c1, int64_t S, int64_t j0,
                int64_t sw, int64_t dw, int vw, float* d, Isa isa);
 
-// The output and its epilogue: out = act(acc + bias) + res, strides os* / rs* (res: null for none).
+// The output and its epilogue: out = act(acc + bias) + res, strides os* / rs* (res: null for none); with r > 1,
+// PixelShuffle(r) of act(acc + bias) + res, acc's channels in sub-pixel-major order (sparse_conv2d.h).
 struct Store {
   float* out;
   const float* res;
@@ -44,6 +45,7 @@ struct Store {
   int act;
   float slope;
   bool stream;  // full channels-last blocks stored past the caches (stream_pays); store_fence() after
+  int64_t r;
 };
 
 // Whether a thread's share of an output of out_bytes is large enough (1.5x its L2) to store it past the caches:
@@ -54,7 +56,7 @@ struct Store {
 bool stream_pays(int64_t out_bytes, int64_t threads);
 void store_fence();
 
-// cnt pixels (q0 ...) of output row p of image n from acc[k·ld + j].
+// cnt pixels (q0 ...) of output row p of image n (of the conv, before any shuffle) from acc[k·ld + j].
 void store_tile(const Store& st, const float* acc, int64_t ld, int64_t n, int64_t p, int64_t q0, int cnt,
                 Isa isa);
 

@@ -16,22 +16,33 @@ def kernel(want: str = "") -> str:
     return torch.ops.sft_cpu.sparse_conv2d_kernel(want)
 
 
-def pack(w: torch.Tensor, groups: int, block) -> torch.Tensor:
-    """The packed weight the kernel reads, cached while `w` is unchanged."""
+def sub_pixel_major(t: torch.Tensor, r: int) -> torch.Tensor:
+    """Output channels (dim 0) from PixelShuffle(r)'s order c·r² + i·r + j into (i·r + j)·K/r² + c, the order the
+    kernel stores sub-pixel by sub-pixel."""
+    k = t.shape[0]
+    return t.reshape(k // (r * r), r * r, *t.shape[1:]).transpose(0, 1).reshape(t.shape)
+
+
+def pack(w: torch.Tensor, groups: int, block, shuffle: int = 1) -> torch.Tensor:
+    """The packed weight the kernel reads (output channels sub-pixel-major for shuffle > 1), cached while `w` is
+    unchanged."""
     registry.cpu_ext()
     code = BLOCKS[block]
-    return weight_pack.packed(w, f"cpu_sparse_g{groups}_b{code}",
-                              lambda w: torch.ops.sft_cpu.sparse_conv2d_pack(w.detach(), groups, code))
+    return weight_pack.packed(
+        w, f"cpu_sparse_g{groups}_b{code}_r{shuffle}",
+        lambda w: torch.ops.sft_cpu.sparse_conv2d_pack(sub_pixel_major(w.detach(), shuffle).contiguous(), groups, code))
 
 
 def info(w: torch.Tensor, groups: int = 1, block=None) -> dict:
     """What the packer made of `w`: nonzeros, the blocks holding them, the block size, and for unstructured 3×3
-    weights the tap groups the AVX-512 tiles run (nonzeros of one filter in one (channel, column), 0 otherwise)."""
+    weights the tap groups the tile kernels run (nonzeros of one filter in one (channel, column), 0 otherwise)."""
     nnz, nnzb, kb, tap_groups = torch.ops.sft_cpu.sparse_conv2d_info(pack(w, groups, block))
     return {"nonzeros": nnz, "blocks": nnzb, "block": kb, "tap_groups": tap_groups}
 
 
-def sparse_conv2d(x, w, b, res, ms, mt, stride, padding, dilation, groups, act, slope, block):
-    packed = pack(w, groups, block)
+def sparse_conv2d(x, w, b, res, ms, mt, stride, padding, dilation, groups, act, slope, block, shuffle=1):
+    packed = pack(w, groups, block, shuffle)
+    if b is not None and shuffle > 1:
+        b = sub_pixel_major(b, shuffle)
     return torch.ops.sft_cpu.sparse_conv2d.default(x, packed, b, w.shape[2], w.shape[3], stride, padding, dilation,
-                                                   checks.ACTIVATIONS.index(act), slope, res, ms, mt)
+                                                   checks.ACTIVATIONS.index(act), slope, res, ms, mt, shuffle)

@@ -46,7 +46,7 @@ def _weight(case, pattern, density, seed=0):
     return wt * mask
 
 
-def _run(case, pattern, density, layout, backend, block=None, epilogue=True, act="leaky_relu"):
+def _run(case, pattern, density, layout, backend, block=None, epilogue=True, act="leaky_relu", shuffle=1):
     n, c, h, w, k, r, s, st, pd, dl, g = case
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(n, c, h, w, generator=gen)
@@ -54,15 +54,15 @@ def _run(case, pattern, density, layout, backend, block=None, epilogue=True, act
         x = x.contiguous(memory_format=torch.channels_last)
     wt = _weight(case, pattern, density)
     b = torch.randn(k, generator=gen) if epilogue else None
-    exp = ref.sparse_conv2d(x, wt, b, st, pd, dl, g)
+    exp = ref.sparse_conv2d(x, wt, b, st, pd, dl, g, pixel_shuffle=shuffle)
     res = torch.randn(exp.shape, generator=gen) if epilogue else None
     mod = (torch.randn(x.shape, generator=gen), torch.randn(x.shape, generator=gen)) if epilogue else None
     if layout == "channels_last" and epilogue:
         mod = tuple(t.contiguous(memory_format=torch.channels_last) for t in mod)
     act = act if epilogue else None
     y = sparse_conv2d(x, wt, b, st, pd, dl, g, activation=act, negative_slope=0.1, residual=res, modulation=mod,
-                      block=block, backend=backend)
-    exp = ref.sparse_conv2d(x, wt, b, st, pd, dl, g, act, 0.1, res, mod)
+                      block=block, pixel_shuffle=shuffle, backend=backend)
+    exp = ref.sparse_conv2d(x, wt, b, st, pd, dl, g, act, 0.1, res, mod, shuffle)
     assert y.shape == exp.shape and y.dtype == torch.float32
     fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
     assert y.is_contiguous(memory_format=fmt)
@@ -95,6 +95,27 @@ def test_matches_masked_dense_reference(backend, case, pattern, layout):
 def test_densities_and_forced_blocks(backend, density, block):
     _run(CASES[1], "unstructured", density, "channels_last", backend, block=block)
     _run(CASES[4], "unstructured", density, "nchw", backend, block=block, epilogue=False)
+
+
+SHUFFLE_CASES = [  # PixelShuffle in the store: 64 = 4 × 16 channels per sub-pixel, 36 = 4 × 9 (masked), 27 = 9 × 3
+    ((1, 16, 9, 21, 64, 3, 3, 1, 1, 1, 1), 2),
+    ((2, 8, 7, 5, 36, 3, 3, 1, 1, 1, 1), 2),
+    ((1, 12, 6, 19, 27, 1, 1, 1, 0, 1, 1), 3),
+]
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "triton"])
+@pytest.mark.parametrize("case,shuffle", SHUFFLE_CASES, ids=str)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("pattern", ["unstructured", "block"])
+def test_pixel_shuffle_in_the_store(backend, case, shuffle, layout, pattern):
+    _run(case, pattern, 0.3, layout, backend, shuffle=shuffle)
+
+
+def test_pixel_shuffle_bad_factor():
+    x, wt = torch.randn(1, 8, 5, 5), torch.randn(10, 8, 3, 3)  # 2² does not divide 10
+    with pytest.raises(ValueError, match="pixel_shuffle"):
+        sparse_conv2d(x, wt, None, 1, 1, pixel_shuffle=2)
 
 
 @pytest.mark.skipif("triton" not in BACKENDS, reason="Triton not available")
@@ -130,7 +151,11 @@ def test_every_isa_matches_the_reference(isa):
             "    for pattern in ('unstructured', 'block'):\n"
             "        for layout in ('nchw', 'channels_last'):\n"
             "            _run(case, pattern, 0.4, layout, 'cpu')\n"
-            "        _run(case, pattern, 0.4, 'channels_last', 'cpu', act='relu6')\n")
+            "        _run(case, pattern, 0.4, 'channels_last', 'cpu', act='relu6')\n"
+            "from tests.ops.sparse_conv2d.test_sparse_conv2d import SHUFFLE_CASES\n"
+            "for case, r in SHUFFLE_CASES:\n"
+            "    for layout in ('nchw', 'channels_last'):\n"
+            "        _run(case, 'unstructured', 0.4, layout, 'cpu', shuffle=r)\n")
     proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, SFT_KERNELS_SPARSE=isa),
                           capture_output=True, text=True, timeout=300,
                           cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
@@ -209,7 +234,7 @@ def test_opcheck_and_compile():
     x = torch.randn(2, 16, 9, 11)
     wt = _weight(CASES[1], "unstructured", 0.3)
     torch.library.opcheck(torch.ops.sft.sparse_conv2d,
-                          (x, wt, None, None, None, None, [1, 1], [1, 1], [1, 1], 1, "relu", 0.01, None, "cpu"))
+                          (x, wt, None, None, None, None, [1, 1], [1, 1], [1, 1], 1, "relu", 0.01, None, 1, "cpu"))
     f = torch.compile(lambda x: sparse_conv2d(x, wt, None, 1, 1, activation="relu"), fullgraph=True)
     torch.testing.assert_close(f(x), ref.sparse_conv2d(x, wt, None, 1, 1, activation="relu"), **tol("fp32"))
 
