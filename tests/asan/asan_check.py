@@ -472,6 +472,18 @@ def run():
             res = torch.randn(ref.shape)
             y = ops.sparse_conv2d(x, packed, None, r, r, [st, st], [pd, pd], [dl, dl], 1, 0.0, res, sc, sf)
             assert (y.double() - ref - res.double()).abs().max().item() < 1e-3, (c, k, r, st, g, blk)
+    # sparse conv with PixelShuffle(r) in the store (the weight packed sub-pixel-major; 36 = 4 × 9 channels: masked)
+    for k, r in ((64, 2), (36, 2), (27, 3)):
+        wt = torch.randn(k, 8, 3, 3) * (torch.rand(k, 8, 3, 3) < 0.3)
+        wsub = wt.reshape(k // (r * r), r * r, 8, 3, 3).transpose(0, 1).reshape(k, 8, 3, 3).contiguous()
+        packed = ops.sparse_conv2d_pack(wsub, 1, 1)
+        for channels_last in (False, True):
+            x = torch.randn(1, 8, 7, 19)
+            x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+            ref = F.pixel_shuffle(F.conv2d(x.double(), wt.double(), None, 1, 1).relu(), r)
+            res = torch.randn(ref.shape)
+            y = ops.sparse_conv2d(x, packed, None, 3, 3, [1, 1], [1, 1], [1, 1], 1, 0.0, res, None, None, r)
+            assert (y.double() - ref - res.double()).abs().max().item() < 1e-3, ("shuffle", k, r)
     print(f"ASan: {ops.gemm_config()}, int8 {ops.qconv2d_kernel()}, sparse {ops.sparse_conv2d_kernel()}: "
           "all cases clean")
 
