@@ -137,10 +137,10 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
   const int32_t* codes = ptr + nkb * ng + 1;
   const float* vals = reinterpret_cast<const float*>(codes + nnzb);
   const int32_t* group_ranges = reinterpret_cast<const int32_t*>(vals + nnzb * KB);
-  const auto* tap_groups = reinterpret_cast<const TapGroup*>(group_ranges + nchunks * nkb * 8);
-  const int64_t range_end = (group_ranges - hdr) + nchunks * nkb * 8;
+  const auto* tap_groups = reinterpret_cast<const TapGroup*>(group_ranges + nchunks * nkb * kGroupRanges);
+  const int64_t range_end = (group_ranges - hdr) + nchunks * nkb * kGroupRanges;
   TORCH_CHECK(!grouped || (range_end <= packed.numel() &&
-                           range_end + 4 * int64_t(group_ranges[nchunks * nkb * 8 - 1]) <= packed.numel()),
+                           range_end + 4 * int64_t(group_ranges[nchunks * nkb * kGroupRanges - 1]) <= packed.numel()),
               "sft_cpu::sparse_conv2d: the packed weight is truncated");
   // Each block's offset from its chunk's base for the tile's first output row: tap (c, r, s) of the chunk's
   // layout (tiles.h), or channel c of the ring row in place.
@@ -218,7 +218,7 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
             SparseChunk t{{}, off.data(), vals, ptr + g0, ptr + g1, ng, nkb, acc, rb * vw, g0 > 0};
             if (!in_place) copy_taps(rows.data(), U, wp, c0, c1, S, q0 * sw + col, sw, dw, vw, taps, isa);
             if (grouped) {
-              const int32_t* ranges = group_ranges + ci * nkb * 8;
+              const int32_t* ranges = group_ranges + ci * nkb * kGroupRanges;
               ks.grouped(GroupedChunk{taps, tap_groups, ranges, nkb, acc, rb * vw, g0 > 0});
               continue;
             }

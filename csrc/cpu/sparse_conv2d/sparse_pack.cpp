@@ -44,8 +44,8 @@ void group_taps(const int32_t* hdr, int64_t cpc, int64_t U, int vw, std::vector<
   const int32_t* codes = ptr + nkb * ng + 1;
   const float* vals = reinterpret_cast<const float*>(codes + hdr[kFNnzb]);
   groups.clear();
-  ranges.assign(nchunks * nkb * 8, 0);
-  std::vector<TapGroup> col(cpc * S);  // per (c, s) of the chunk; off < 0: no nonzero yet
+  ranges.assign(nchunks * nkb * kGroupRanges, 0);
+  std::vector<TapGroup> col(cpc * S);  // per (c, s) of the chunk, valid where its mask is nonzero
   std::vector<int> mask(cpc * S);
   for (int64_t ci = 0; ci < nchunks; ++ci)
     for (int64_t k = 0; k < nkb; ++k) {
@@ -58,7 +58,7 @@ void group_taps(const int32_t* hdr, int64_t cpc, int64_t U, int vw, std::vector<
         g.w[r] = vals[n];
         mask[c * S + s] |= 1 << r;
       }
-      int32_t* rg = ranges.data() + (ci * nkb + k) * 8;
+      int32_t* rg = ranges.data() + (ci * nkb + k) * kGroupRanges;
       rg[0] = static_cast<int32_t>(groups.size());
       for (int m = 1; m <= 7; ++m) {
         for (int64_t j = 0; j < cpc * S; ++j)
@@ -154,7 +154,7 @@ std::vector<int64_t> sparse_conv2d_info(const at::Tensor& packed) {
   int64_t tap_groups = 0;  // the groups the 3×3 tiles run (tiles.h), 0 where the weight has none
   if (h[kFTapGroups] > 0) {
     const int64_t nkb = h[kFNkb], ng = h[kFNg], gpc = h[kFTapGroups] / kPackChannels;
-    tap_groups = h[kHeader + nkb * ng + 1 + h[kFNnzb] * (1 + h[kFKB]) + (ng + gpc - 1) / gpc * nkb * 8 - 1];
+    tap_groups = h[kHeader + nkb * ng + 1 + h[kFNnzb] * (1 + h[kFKB]) + (ng + gpc - 1) / gpc * nkb * kGroupRanges - 1];
   }
   return {h[kFNnz], h[kFNnzb], h[kFKB], tap_groups};
 }

@@ -158,7 +158,7 @@ __attribute__((target("avx512f"), always_inline)) inline void groups_avx512(cons
 
 __attribute__((target("avx512f"))) void grouped_avx512(const GroupedChunk& t) {
   for (int64_t k = 0; k < t.nkb; ++k) {
-    const int32_t* rg = t.ranges + 8 * k;
+    const int32_t* rg = t.ranges + kGroupRanges * k;
     if (t.accumulate && rg[0] == rg[7]) continue;
     float* out = t.acc + k * t.ld;
     __m512 acc[8];
@@ -211,7 +211,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline void groups_avx2(const
 
 __attribute__((target("avx2,fma"))) void grouped_avx2(const GroupedChunk& t) {
   for (int64_t k = 0; k < t.nkb; ++k) {
-    const int32_t* rg = t.ranges + 8 * k;
+    const int32_t* rg = t.ranges + kGroupRanges * k;
     if (t.accumulate && rg[0] == rg[7]) continue;
     float* out = t.acc + k * t.ld;
     __m256 a0[4], a1[4];

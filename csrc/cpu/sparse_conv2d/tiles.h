@@ -72,7 +72,9 @@ struct TapGroup {
 };
 
 // One tile's work over one chunk, as groups sorted by which taps they hold (mask m = Σ 2^r, 1..7): the groups of
-// output channel k with mask m are g[ranges[8·k + m − 1], ranges[8·k + m]). acc as in SparseChunk (KB = 1).
+// output channel k with mask m are g[ranges[kGroupRanges·k + m − 1], ranges[kGroupRanges·k + m]). acc as in
+// SparseChunk (KB = 1).
+constexpr int kGroupRanges = 8;  // per output channel and chunk: where each of the 7 masks' groups start, and the end
 struct GroupedChunk {
   const float* x;
   const TapGroup* g;
@@ -85,8 +87,8 @@ struct GroupedChunk {
 using GroupedChunkFn = void (*)(const GroupedChunk&);
 
 // The groups of an unstructured (KB = 1) 3×3 packed weight (header hdr, its values as packed) per chunk of cpc
-// channels (tiles of U input rows, vw pixels): groups and ranges[(chunk·nkb + k)·8 + j] as GroupedChunk reads
-// them. The packer appends them for the tiles of the process's kernels (sparse_kernels()) and the chunk size the
+// channels (tiles of U input rows, vw pixels): groups and ranges[(chunk·nkb + k)·kGroupRanges + j] as
+// GroupedChunk reads them. The packer appends them for the tiles of the process's kernels (sparse_kernels()) and the chunk size the
 // driver picks for them (ranges, then groups, after the values).
 void group_taps(const int32_t* hdr, int64_t cpc, int64_t U, int vw, std::vector<TapGroup>& groups,
                 std::vector<int32_t>& ranges);
