@@ -3,11 +3,12 @@
     y = act(conv(x·(scale + 1) + shift, w) + bias) [-> PixelShuffle(r)] + residual
 
 w is a float32 conv weight with zeros (a pruned, masked weight). The `cpu` backend runs only its nonzeros: packed
-once per weight (their (c, r, s) taps, blocked by 1 or 4 output channels), each call laying the input out as
-tap-shifted rows and running tiles of output pixels that do one vector FMA per nonzero and pixel vector. Blocks of
-4 output channels share their input loads, so a weight pruned in such blocks (PruneConfig(pattern="block")) runs
-faster than an unstructured one at the same sparsity. The result equals the dense conv of w (the reference) to
-float32 rounding.
+once per weight (their (c, r, s) taps, blocked by 1 or 4 output channels; an unstructured 3×3 weight's nonzeros
+also grouped by (filter, channel, column), so the taps of one column load the input rows they share once), each
+call transposing the input rows into a small ring and running tiles of 8 rows × 16 pixels that do one vector FMA
+per nonzero and pixel vector (csrc/cpu/sparse_conv2d/tiles.h). Blocks of 4 output channels share their input loads,
+so a weight pruned in such blocks (PruneConfig(pattern="block")) runs faster than an unstructured one at the same
+sparsity from ~70 % on. The result equals the dense conv of w (the reference) to float32 rounding.
 
 The op (schema `sft::sparse_conv2d`, fake kernel, registry entry), its checks and its public function;
 `reference.py` holds the dense reference, `cpu.py` the cpu launcher, `triton.py` the block-sparse Triton kernel (its
