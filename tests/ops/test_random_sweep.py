@@ -195,18 +195,21 @@ def test_sparse_conv2d_random_draws(seed):
     p, q = _out_size(h, r, stride, pad, dil), _out_size(w, r, stride, pad, dil)
     sparsity = rng.choice([0.0, 0.5, 0.9, 0.99, 1.0])
     block = 4 if k % 4 == 0 and rng.random() < 0.3 else None
-    wt = torch.randn(k, c, r, r)
+    groups = 2 if c % 2 == 0 and k % 2 == 0 and rng.random() < 0.25 else 1
+    shuffle = 2 if k % 4 == 0 and rng.random() < 0.3 else 1  # PixelShuffle in the store
+    wt = torch.randn(k, c // groups, r, r)
     if block:
-        keep = torch.rand(k // 4, 1, c * r * r) >= sparsity
-        wt = (wt.reshape(k // 4, 4, -1) * keep).reshape(k, c, r, r)
+        keep = torch.rand(k // 4, 1, c // groups * r * r) >= sparsity
+        wt = (wt.reshape(k // 4, 4, -1) * keep).reshape(k, c // groups, r, r)
     else:
         wt = wt * (torch.rand_like(wt) >= sparsity)
     if rng.random() < 0.2:
         wt[: k // 2] = 0  # empty filters
     x, b = _layout(torch.randn(n, c, h, w), rng), torch.randn(k) if rng.random() < 0.6 else None
-    kw = dict(activation=rng.choice([None, "relu", "leaky_relu"]), block=block)
+    kw = dict(activation=rng.choice([None, "relu", "leaky_relu"]), block=block, pixel_shuffle=shuffle)
     if rng.random() < 0.3:
-        kw.update(residual=_layout(torch.randn(n, k, p, q), rng))
-    draw = dict(n=n, c=c, k=k, h=h, w=w, r=r, stride=stride, dil=dil, pad=pad, sparsity=sparsity, block=block)
-    y = ops.sparse_conv2d(x, wt, b, stride, pad, dil, backend="cpu", **kw)
-    _check(y, ops.sparse_conv2d(x, wt, b, stride, pad, dil, backend="reference", **kw), draw)
+        kw.update(residual=_layout(torch.randn(n, k // shuffle ** 2, p * shuffle, q * shuffle), rng))
+    draw = dict(n=n, c=c, k=k, h=h, w=w, r=r, stride=stride, dil=dil, pad=pad, sparsity=sparsity, block=block,
+                groups=groups, shuffle=shuffle)
+    y = ops.sparse_conv2d(x, wt, b, stride, pad, dil, groups, backend="cpu", **kw)
+    _check(y, ops.sparse_conv2d(x, wt, b, stride, pad, dil, groups, backend="reference", **kw), draw)

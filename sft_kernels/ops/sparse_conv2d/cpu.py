@@ -4,6 +4,7 @@ and held as long as the weight lives (runtime.weight_pack); `kernel()` says whic
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ...runtime import checks, registry, weight_pack
 
@@ -41,6 +42,12 @@ def info(w: torch.Tensor, groups: int = 1, block=None) -> dict:
 
 
 def sparse_conv2d(x, w, b, res, ms, mt, stride, padding, dilation, groups, act, slope, block, shuffle=1):
+    if shuffle > 1 and groups > 1:
+        # Reordering a grouped weight's output channels would move them across groups (the packer takes a
+        # channel's group from its index): shuffle after the kernel instead.
+        y = sparse_conv2d(x, w, b, None, ms, mt, stride, padding, dilation, groups, act, slope, block)
+        y = F.pixel_shuffle(y, shuffle).contiguous(memory_format=checks.output_memory_format(x))
+        return y if res is None else y + res
     packed = pack(w, groups, block, shuffle)
     if b is not None and shuffle > 1:
         b = sub_pixel_major(b, shuffle)

@@ -101,6 +101,7 @@ SHUFFLE_CASES = [  # PixelShuffle in the store: 64 = 4 × 16 channels per sub-pi
     ((1, 16, 9, 21, 64, 3, 3, 1, 1, 1, 1), 2),
     ((2, 8, 7, 5, 36, 3, 3, 1, 1, 1, 1), 2),
     ((1, 12, 6, 19, 27, 1, 1, 1, 0, 1, 1), 3),
+    ((1, 16, 7, 9, 32, 3, 3, 1, 1, 1, 2), 2),  # grouped: shuffled after the kernel (channels keep their groups)
 ]
 
 
