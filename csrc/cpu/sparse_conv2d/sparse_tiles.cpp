@@ -132,105 +132,78 @@ __attribute__((target("avx2,fma"))) void tile_avx2(const SparseChunk& t) {
   for (int64_t kb = 0; kb < t.nkb; ++kb) block_avx2<KB, RB, CH>(t, kb);
 }
 
-// The groups with mask M (taps r where bit r is set) into 8 rows of accumulators. Rows are 3·16 floats apart.
-template <int M>
-__attribute__((target("avx512f"), always_inline)) inline void groups_avx512(const float* x, const TapGroup* g,
-                                                                             const TapGroup* e, __m512 (&acc)[8]) {
-  constexpr int lo = M & 1 ? 0 : M & 2 ? 1 : 2, hi = M & 4 ? 2 : M & 2 ? 1 : 0;
-  for (; g < e; ++g) {
-    const float* b = x + g->off;
-    __m512 v[10];
-#pragma GCC unroll 10
-    for (int u = lo; u < hi + 8; ++u) {
-      v[u] = _mm512_load_ps(b + u * 48);
-      // Rows two taps use stay in registers (else GCC folds a load into every FMA: 24 loads, not 10, for M = 7).
-      if (__builtin_popcount(M) > 1) asm("" : "+v"(v[u]));
-    }
-#pragma GCC unroll 3
-    for (int r = 0; r < 3; ++r) {
-      if (!(M >> r & 1)) continue;
-      const __m512 w = _mm512_set1_ps(g->w[r]);
-#pragma GCC unroll 8
-      for (int i = 0; i < 8; ++i) acc[i] = _mm512_fmadd_ps(w, v[i + r], acc[i]);
-    }
-  }
-}
+// Tap groups (tiles.h) over RB rows of one vector V (GCC vector extension, lowered to the ISA of the function it is
+// inlined into), in CH accumulator sets (group n feeds set n % CH) where RB chains alone are too few to cover the
+// FMA latency.
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v8 __attribute__((vector_size(32)));
 
-__attribute__((target("avx512f"))) void grouped_avx512(const GroupedChunk& t) {
-  for (int64_t k = 0; k < t.nkb; ++k) {
-    const int32_t* rg = t.ranges + kGroupRanges * k;
-    if (t.accumulate && rg[0] == rg[7]) continue;
-    float* out = t.acc + k * t.ld;
-    __m512 acc[8];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; ++i) acc[i] = t.accumulate ? _mm512_load_ps(out + 16 * i) : _mm512_setzero_ps();
-    groups_avx512<1>(t.x, t.g + rg[0], t.g + rg[1], acc);
-    groups_avx512<2>(t.x, t.g + rg[1], t.g + rg[2], acc);
-    groups_avx512<3>(t.x, t.g + rg[2], t.g + rg[3], acc);
-    groups_avx512<4>(t.x, t.g + rg[3], t.g + rg[4], acc);
-    groups_avx512<5>(t.x, t.g + rg[4], t.g + rg[5], acc);
-    groups_avx512<6>(t.x, t.g + rg[5], t.g + rg[6], acc);
-    groups_avx512<7>(t.x, t.g + rg[6], t.g + rg[7], acc);
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; ++i) _mm512_store_ps(out + 16 * i, acc[i]);
-  }
-}
-
-// The AVX2 form: 4 rows of 8 pixels (rows 3·8 floats apart), groups alternating between two sets of accumulators
-// so that 8 FMA chains cover the FMA latency (8 accumulators, up to 6 rows and a weight: 15 registers).
-template <int M>
-__attribute__((target("avx2,fma"), always_inline)) inline void group_avx2(const float* x, const TapGroup* g,
-                                                                           __m256 (&acc)[4]) {
+// One group holding taps M (bit r: tap r): its rows (3·VW floats apart) loaded once, then an FMA per tap and row.
+template <typename V, int RB, int M>
+__attribute__((always_inline)) inline void group_rows(const float* x, const TapGroup* g, V (&acc)[RB]) {
+  constexpr int VW = sizeof(V) / sizeof(float);
   constexpr int lo = M & 1 ? 0 : M & 2 ? 1 : 2, hi = M & 4 ? 2 : M & 2 ? 1 : 0;
   const float* b = x + g->off;
-  __m256 v[6];
-#pragma GCC unroll 6
-  for (int u = lo; u < hi + 4; ++u) {
-    v[u] = _mm256_load_ps(b + u * 24);
-    if (__builtin_popcount(M) > 1) asm("" : "+x"(v[u]));
+  V v[RB + 2];
+#pragma GCC unroll 10
+  for (int u = lo; u < hi + RB; ++u) {
+    v[u] = *reinterpret_cast<const V*>(b + u * 3 * VW);
+    // Rows two taps use stay in registers (else GCC folds a load into every FMA: 24 loads, not 10, for M = 7).
+    if (__builtin_popcount(M) > 1) asm("" : "+v"(v[u]));
   }
 #pragma GCC unroll 3
   for (int r = 0; r < 3; ++r) {
     if (!(M >> r & 1)) continue;
-    const __m256 w = _mm256_broadcast_ss(g->w + r);
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; ++i) acc[i] = _mm256_fmadd_ps(w, v[i + r], acc[i]);
+    const V w = V{} + g->w[r];
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; ++i) acc[i] += w * v[i + r];
   }
 }
 
-template <int M>
-__attribute__((target("avx2,fma"), always_inline)) inline void groups_avx2(const float* x, const TapGroup* g,
-                                                                            const TapGroup* e, __m256 (&a0)[4],
-                                                                            __m256 (&a1)[4]) {
-  for (; g + 2 <= e; g += 2) {
-    group_avx2<M>(x, g, a0);
-    group_avx2<M>(x, g + 1, a1);
-  }
-  if (g < e) group_avx2<M>(x, g, a0);
+template <typename V, int RB, int CH, int M>
+__attribute__((always_inline)) inline void groups(const float* x, const TapGroup* g, const TapGroup* e,
+                                                  V (&acc)[CH][RB]) {
+  for (; g + CH <= e; g += CH)
+#pragma GCC unroll 2
+    for (int h = 0; h < CH; ++h) group_rows<V, RB, M>(x, g + h, acc[h]);
+  for (; g < e; ++g) group_rows<V, RB, M>(x, g, acc[0]);
 }
 
-__attribute__((target("avx2,fma"))) void grouped_avx2(const GroupedChunk& t) {
+template <typename V, int RB, int CH>
+__attribute__((always_inline)) inline void grouped(const GroupedChunk& t) {
+  constexpr int VW = sizeof(V) / sizeof(float);
   for (int64_t k = 0; k < t.nkb; ++k) {
     const int32_t* rg = t.ranges + kGroupRanges * k;
     if (t.accumulate && rg[0] == rg[7]) continue;
     float* out = t.acc + k * t.ld;
-    __m256 a0[4], a1[4];
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; ++i) {
-      a0[i] = t.accumulate ? _mm256_load_ps(out + 8 * i) : _mm256_setzero_ps();
-      a1[i] = _mm256_setzero_ps();
+    V acc[CH][RB];
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; ++i) {
+      acc[0][i] = t.accumulate ? *reinterpret_cast<const V*>(out + VW * i) : V{};
+#pragma GCC unroll 2
+      for (int h = 1; h < CH; ++h) acc[h][i] = V{};
     }
-    groups_avx2<1>(t.x, t.g + rg[0], t.g + rg[1], a0, a1);
-    groups_avx2<2>(t.x, t.g + rg[1], t.g + rg[2], a0, a1);
-    groups_avx2<3>(t.x, t.g + rg[2], t.g + rg[3], a0, a1);
-    groups_avx2<4>(t.x, t.g + rg[3], t.g + rg[4], a0, a1);
-    groups_avx2<5>(t.x, t.g + rg[4], t.g + rg[5], a0, a1);
-    groups_avx2<6>(t.x, t.g + rg[5], t.g + rg[6], a0, a1);
-    groups_avx2<7>(t.x, t.g + rg[6], t.g + rg[7], a0, a1);
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; ++i) _mm256_store_ps(out + 8 * i, _mm256_add_ps(a0[i], a1[i]));
+    groups<V, RB, CH, 1>(t.x, t.g + rg[0], t.g + rg[1], acc);
+    groups<V, RB, CH, 2>(t.x, t.g + rg[1], t.g + rg[2], acc);
+    groups<V, RB, CH, 3>(t.x, t.g + rg[2], t.g + rg[3], acc);
+    groups<V, RB, CH, 4>(t.x, t.g + rg[3], t.g + rg[4], acc);
+    groups<V, RB, CH, 5>(t.x, t.g + rg[4], t.g + rg[5], acc);
+    groups<V, RB, CH, 6>(t.x, t.g + rg[5], t.g + rg[6], acc);
+    groups<V, RB, CH, 7>(t.x, t.g + rg[6], t.g + rg[7], acc);
+#pragma GCC unroll 8
+    for (int i = 0; i < RB; ++i) {
+      V a = acc[0][i];
+#pragma GCC unroll 2
+      for (int h = 1; h < CH; ++h) a += acc[h][i];
+      *reinterpret_cast<V*>(out + VW * i) = a;
+    }
   }
 }
+
+// AVX-512: 8 rows of 16 pixels, one set (8 accumulators, up to 10 rows and a weight). AVX2: 4 rows of 8 pixels, two
+// sets (8 accumulators, up to 6 rows and a weight: 15 of 16 registers).
+__attribute__((target("avx512f"))) void grouped_avx512(const GroupedChunk& t) { grouped<v16, 8, 1>(t); }
+__attribute__((target("avx2,fma"))) void grouped_avx2(const GroupedChunk& t) { grouped<v8, 4, 2>(t); }
 
 // One row of VW pixels per tile.
 template <int KB, int VW>
