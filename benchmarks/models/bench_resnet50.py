@@ -88,6 +88,8 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--compile", action="store_true", help="include torch.compile with freezing (slow to warm up)")
+    p.add_argument("--prune", type=float, default=None, metavar="SPARSITY",
+                   help="also a copy pruned by magnitude (unstructured, random weights: timing only), fused")
     p.add_argument("-o", "--output")
     args = p.parse_args(argv)
     base, x = build(args.batch)
@@ -111,6 +113,11 @@ def main(argv=None):
         meta["rel_err_fused"] = ((fused(x) - ref).abs().max() / ref.abs().max()).item()
     fns = {"eager channels_last": lambda: base(x), "sft cpu": lambda: conv(x),
            "sft cpu, weight_check('full')": checked_by_content, "sft fuse_for_inference": lambda: fused(x)}
+    if args.prune is not None:
+        pruned = build(args.batch, fold=False)[0]
+        sft_kernels.prune_(pruned, sft_kernels.PruneConfig(sparsity=args.prune))
+        pruned = sft_kernels.fuse_for_inference(pruned, x, backend="cpu")
+        fns[f"sft fuse_for_inference, pruned {args.prune:.0%}"] = lambda: pruned(x)
     if args.compile:
         import torch._inductor.config as inductor_config
 
