@@ -169,7 +169,15 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
                  static_cast<float>(negative_slope),
                  isa == kAvx512 && out_cl && stream_pays(out.numel() * int64_t(sizeof(float)), threads), r};
   const int64_t nbands = (P + B - 1) / B;
-  at::parallel_for(0, N * nbands, 1, [&](int64_t i0, int64_t i1) {
+  // Where bands alone leave threads idle (one or two rows of tiles: a 14² or 7² map), the output blocks are split
+  // too, in parts of whole 16-channel runs (aligned stores); each part fills its own ring. Not with a shuffle (its
+  // store walks every sub-pixel's channels).
+  const int64_t kb16 = std::max<int64_t>(1, 16 / KB);
+  int64_t nkp = 1;
+  if (r == 1 && N * nbands < threads)
+    nkp = std::min((nkb + kb16 - 1) / kb16, threads / std::gcd(N * nbands, threads));
+  const auto kpart = [&](int64_t i) { return std::min(nkb, (nkb + kb16 - 1) / kb16 * i / nkp * kb16); };
+  at::parallel_for(0, N * nbands * nkp, 1, [&](int64_t i0, int64_t i1) {
     thread_local std::vector<float> acc_store, ring_store, taps_store;
     const auto aligned = [](std::vector<float>& v, size_t n) {
       v.resize(n + 16);
@@ -184,7 +192,15 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
     std::vector<int64_t> slot_h(U);
     std::vector<const float*> rows(U);
     for (int64_t item = i0; item < i1; ++item) {
-      const int64_t n = item / nbands, pb = item % nbands * B, pe = std::min(P, pb + B);
+      const int64_t kp = item % nkp, band = item / nkp;
+      const int64_t n = band / nbands, pb = band % nbands * B, pe = std::min(P, pb + B);
+      const int64_t kb0 = kpart(kp), kb1 = kpart(kp + 1), k0 = kb0 * KB, nkbp = kb1 - kb0;
+      if (nkbp <= 0) continue;
+      Store stp = st;  // this part's output channels [k0, k0 + stp.K)
+      stp.K = std::min(K, kb1 * KB) - k0;
+      stp.out += k0 * st.os1;
+      if (stp.res) stp.res += k0 * st.rs1;
+      if (stp.bias) stp.bias += k0;
       const Source src{x.data_ptr<float>() + n * x.stride(0),
                        ms.defined() ? ms.data_ptr<float>() + n * ms.stride(0) : nullptr,
                        mt.defined() ? mt.data_ptr<float>() + n * mt.stride(0) : nullptr, H, W, x.stride(1),
@@ -215,11 +231,12 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
             const int64_t g0 = ci * gpc, g1 = std::min(ng, g0 + gpc);
             if (chunk_empty[ci] && g0 > 0) continue;
             const int64_t c0 = g0 * kPackChannels, c1 = std::min(C, g1 * kPackChannels);
-            SparseChunk t{{}, off.data(), vals, ptr + g0, ptr + g1, ng, nkb, acc, rb * vw, g0 > 0};
+            SparseChunk t{{}, off.data(), vals, ptr + kb0 * ng + g0, ptr + kb0 * ng + g1, ng, nkbp, acc, rb * vw,
+                          g0 > 0};
             if (!in_place) copy_taps(rows.data(), U, wp, c0, c1, S, q0 * sw + col, sw, dw, vw, taps, isa);
             if (grouped) {
-              const int32_t* ranges = group_ranges + ci * nkb * kGroupRanges;
-              ks.grouped(GroupedChunk{taps, tap_groups, ranges, nkb, acc, rb * vw, g0 > 0});
+              const int32_t* ranges = group_ranges + (ci * nkb + kb0) * kGroupRanges;
+              ks.grouped(GroupedChunk{taps, tap_groups, ranges, nkbp, acc, rb * vw, g0 > 0});
               continue;
             }
             for (int i = 0; i < rb; ++i)
@@ -227,7 +244,7 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
             fn(t);
           }
           for (int i = 0; i < rb && p0 + i < pe; ++i)
-            store_tile(st, acc + i * vw, rb * vw, n, p0 + i, q0, static_cast<int>(std::min<int64_t>(vw, Q - q0)),
+            store_tile(stp, acc + i * vw, rb * vw, n, p0 + i, q0, static_cast<int>(std::min<int64_t>(vw, Q - q0)),
                        isa);
         }
       }

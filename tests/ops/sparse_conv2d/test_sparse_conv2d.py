@@ -195,6 +195,29 @@ def test_large_output_stored_past_the_caches():
 
 
 @pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("block", [1, 4])
+def test_small_maps_split_output_channels_across_threads(threads, block):
+    """A 7×7 map is one row of tiles: the threads split the output channels (parts of whole 16-channel runs, the
+    last one ragged: 72 channels) instead of idling; with bias, residual and both layouts."""
+    gen = torch.Generator().manual_seed(6)
+    wt = torch.randn(72, 48, 3, 3, generator=gen) * (torch.rand(72, 48, 3, 3, generator=gen) < 0.3)
+    b = torch.randn(72, generator=gen)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for layout in (torch.contiguous_format, torch.channels_last):
+            x = torch.randn(1, 48, 7, 7, generator=gen).contiguous(memory_format=layout)
+            res = torch.randn(1, 72, 7, 7, generator=gen).contiguous(memory_format=layout)
+            y = sparse_conv2d(x, wt, b, 1, 1, activation="relu", residual=res, block=block, backend="cpu")
+            exp = ref.sparse_conv2d(x, wt, b, 1, 1, activation="relu", residual=res)
+            atol, rtol = tolerance(torch.float32, 48 * 9, exp.abs().max().item())
+            torch.testing.assert_close(y, exp, atol=atol, rtol=rtol)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.skipif("cpu" not in BACKENDS, reason="cpu backend not built")
 def test_packer_finds_blocks_and_counts_nonzeros():
     from sft_kernels.ops.sparse_conv2d import cpu
     wb = _weight(CASES[0], "block", 0.3)
