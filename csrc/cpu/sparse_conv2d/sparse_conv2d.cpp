@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cpu/engine/config.h"
+#include "cpu/engine/gemm.h"
 #include "cpu/engine/isa.h"
 #include "cpu/engine/ukernel.h"
 #include "cpu/runtime/buffer_pool.h"

@@ -378,8 +378,6 @@ bool stream_pays(int64_t out_bytes, int64_t threads) {
   return out_bytes / std::max<int64_t>(1, threads) * 2 >= 3 * l2;
 }
 
-void store_fence() { _mm_sfence(); }
-
 namespace {
 
 // cnt pixels from output offset o (residual offset ro), channels k < st.K from acc[k·ld + j].

@@ -44,7 +44,7 @@ struct Store {
   int64_t K, os0, os1, os2, os3, rs0, rs1, rs2, rs3;
   int act;
   float slope;
-  bool stream;  // full channels-last blocks stored past the caches (stream_pays); store_fence() after
+  bool stream;  // full channels-last blocks stored past the caches (stream_pays); store_fence() (gemm.h) after
   int64_t r;
 };
 
@@ -54,7 +54,6 @@ struct Store {
 // reading the output from memory) 13.1 → 10.8 ms at 90 %, 27.4 → 26.5 at 50 %; at 64² (1 MB out) streaming lost
 // 15 %.
 bool stream_pays(int64_t out_bytes, int64_t threads);
-void store_fence();
 
 // cnt pixels (q0 ...) of output row p of image n (of the conv, before any shuffle) from acc[k·ld + j].
 void store_tile(const Store& st, const float* acc, int64_t ld, int64_t n, int64_t p, int64_t q0, int cnt,

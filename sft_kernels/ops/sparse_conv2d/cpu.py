@@ -17,21 +17,15 @@ def kernel(want: str = "") -> str:
     return torch.ops.sft_cpu.sparse_conv2d_kernel(want)
 
 
-def sub_pixel_major(t: torch.Tensor, r: int) -> torch.Tensor:
-    """Output channels (dim 0) from PixelShuffle(r)'s order c·r² + i·r + j into (i·r + j)·K/r² + c, the order the
-    kernel stores sub-pixel by sub-pixel."""
-    k = t.shape[0]
-    return t.reshape(k // (r * r), r * r, *t.shape[1:]).transpose(0, 1).reshape(t.shape)
-
-
 def pack(w: torch.Tensor, groups: int, block, shuffle: int = 1) -> torch.Tensor:
-    """The packed weight the kernel reads (output channels sub-pixel-major for shuffle > 1), cached while `w` is
-    unchanged."""
+    """The packed weight the kernel reads (output channels in sub-pixel order for shuffle > 1: weight_pack.sub_pixel),
+    cached while `w` is unchanged."""
     registry.cpu_ext()
     code = BLOCKS[block]
-    return weight_pack.packed(
-        w, f"cpu_sparse_g{groups}_b{code}_r{shuffle}",
-        lambda w: torch.ops.sft_cpu.sparse_conv2d_pack(sub_pixel_major(w.detach(), shuffle).contiguous(), groups, code))
+    if shuffle > 1:
+        w = weight_pack.sub_pixel(w, w.shape[0], shuffle, f"cpu_sparse_sub{shuffle}")
+    return weight_pack.packed(w, f"cpu_sparse_g{groups}_b{code}",
+                              lambda w: torch.ops.sft_cpu.sparse_conv2d_pack(w.detach(), groups, code))
 
 
 def info(w: torch.Tensor, groups: int = 1, block=None) -> dict:
@@ -49,7 +43,7 @@ def sparse_conv2d(x, w, b, res, ms, mt, stride, padding, dilation, groups, act, 
         y = F.pixel_shuffle(y, shuffle).contiguous(memory_format=checks.output_memory_format(x))
         return y if res is None else y + res
     packed = pack(w, groups, block, shuffle)
-    if b is not None and shuffle > 1:
-        b = sub_pixel_major(b, shuffle)
+    if shuffle > 1:
+        b = weight_pack.sub_pixel(b, w.shape[0], shuffle, f"cpu_sparse_sub{shuffle}")
     return torch.ops.sft_cpu.sparse_conv2d.default(x, packed, b, w.shape[2], w.shape[3], stride, padding, dilation,
                                                    checks.ACTIVATIONS.index(act), slope, res, ms, mt, shuffle)
