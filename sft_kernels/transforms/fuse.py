@@ -28,7 +28,7 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .fold import unfold_live_
-from ..nn import Conv2d, InvertedResidual, SeparableConv2d
+from ..nn import Conv2d, InvertedResidual, SeparableConv2d, SparseConv2d
 from ..nn.conv import activation_of
 from . import caller_layout
 from .convert import ConversionReport, convert_
@@ -39,6 +39,9 @@ from .swap import set_module
 _RELU_FUNCS = {torch.relu, F.relu, torch.relu_, F.relu_}
 _ADD_FUNCS = {operator.add, torch.add, operator.iadd}
 _SILU_LIKE = {F.silu: "silu", F.hardswish: "hardswish"}
+# Convs whose weight and bias a batch norm or a scale folds into (a pruned conv's zeros stay zero: the fold scales
+# whole output channels).
+_FOLDS_INTO = (nn.Conv2d, Conv2d, SparseConv2d)
 
 
 def _activation(node: fx.Node, modules: dict) -> Optional[tuple]:
@@ -144,7 +147,7 @@ def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] =
         conv_node = node.args[0]
         is_call = isinstance(conv_node, fx.Node) and conv_node.op == "call_module"
         conv = modules.get(conv_node.target) if is_call else None
-        if type(conv) not in (nn.Conv2d, Conv2d) or len(conv_node.users) != 1 or bn.track_running_stats is False \
+        if type(conv) not in _FOLDS_INTO or len(conv_node.users) != 1 or bn.track_running_stats is False \
                 or not once(conv_node) or not once(node) or not _plain_call(conv_node, conv):
             continue
         fused = fuse_conv_bn_eval(conv, bn)
@@ -157,7 +160,7 @@ def fuse_for_inference(model: nn.Module, example_input: Optional[torch.Tensor] =
     for node in list(gm.graph.nodes):  # conv(x) * s: the conv's weight and bias times s
         conv_node, s = _times_number(node)
         conv = modules.get(conv_node.target) if conv_node is not None and conv_node.op == "call_module" else None
-        if type(conv) not in (nn.Conv2d, Conv2d) or len(conv_node.users) != 1 or not once(conv_node) \
+        if type(conv) not in _FOLDS_INTO or len(conv_node.users) != 1 or not once(conv_node) \
                 or not _plain_call(conv_node, conv) or not conv.weight.is_floating_point():
             continue
         with torch.no_grad():  # new tensors: a weight tied to another module keeps its values there

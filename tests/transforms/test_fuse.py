@@ -72,6 +72,26 @@ def test_fused_model_matches_eager(backend):
     assert isinstance(model[1], nn.BatchNorm2d)  # the original is untouched
 
 
+@pytest.mark.parametrize("backend", [b for b in op_backends("conv2d") if b in ("reference", "cpu")])
+def test_pruned_model_folds_into_its_sparse_convs(backend):
+    """After prune_, batch norms, activations and residual adds fold into the SparseConv2d modules as into dense
+    convs (a batch norm scales whole output channels: the pruned zeros stay zero, the masks unchanged)."""
+    model, x = _model(), torch.randn(2, 3, 12, 11)
+    sft_kernels.prune_(model, sft_kernels.PruneConfig(sparsity=0.9))
+    gm = sft_kernels.fuse_for_inference(model, x, backend=backend)
+    _, folded = gm.fusion_report
+    assert folded == {"batch_norm": 4, "scale": 0, "activation": 3, "separable": 0, "inverted_residual": 0,
+                      "residual": 1}
+    sparse = {name: m for name, m in gm.named_modules() if isinstance(m, sft_kernels.nn.SparseConv2d)}
+    assert sparse["0"].activation == "relu" and sparse["3.conv1"].activation == "relu"
+    before = {name: m.mask for name, m in model.named_modules() if isinstance(m, sft_kernels.nn.SparseConv2d)}
+    assert set(sparse) == set(before)
+    for name, m in sparse.items():
+        assert torch.equal(m.mask, before[name]) and not m.weight[~m.mask].any(), name
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), model(x), **tol("fp32"))
+
+
 def test_residuals_need_an_example_input():
     gm = sft_kernels.fuse_for_inference(_model())
     assert gm.fusion_report[1]["residual"] == 0
