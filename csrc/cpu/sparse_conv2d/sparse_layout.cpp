@@ -52,11 +52,12 @@ inline __mmask16 first(int64_t n) { return static_cast<__mmask16>((1u << std::mi
 // registers, the padding columns zeroed.
 __attribute__((target("avx512f"))) void fill_padded_cl_avx512(const Source& s, const Padded& L, int64_t h, float* d) {
   const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.f);
-  for (int64_t c = 0; c < L.C; ++c) {
+  for (int64_t c = 0; c < L.C && L.edges; ++c) {
     float* dc = d + c * L.wp;
     for (int64_t q = 0; q < L.pw; q += 16) _mm512_mask_storeu_ps(dc + q, first(L.pw - q), zero);
     for (int64_t q = L.pw + s.W; q < L.wp; q += 16) _mm512_mask_storeu_ps(dc + q, first(L.wp - q), zero);
   }
+  const bool aligned = ((reinterpret_cast<uintptr_t>(d) | uintptr_t(L.wp * 4) | uintptr_t(L.pw * 4)) & 63) == 0;
   for (int64_t w0 = 0; w0 < s.W; w0 += 16) {
     const int64_t nw = std::min<int64_t>(16, s.W - w0);
     const __mmask16 m = first(nw);
@@ -76,9 +77,12 @@ __attribute__((target("avx512f"))) void fill_padded_cl_avx512(const Source& s, c
       }
       transpose16(r);
       float* dst = d + c0 * L.wp + L.pw + w0;
-      if (nw == 16 && mc == 0xffff) {
+      if (nw == 16 && mc == 0xffff && aligned) {
 #pragma GCC unroll 16
         for (int j = 0; j < 16; ++j) _mm512_store_ps(dst + j * L.wp, r[j]);
+      } else if (nw == 16 && mc == 0xffff) {
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; ++j) _mm512_storeu_ps(dst + j * L.wp, r[j]);
       } else {
         for (int64_t j = 0; j < std::min<int64_t>(16, L.C - c0); ++j) _mm512_mask_storeu_ps(dst + j * L.wp, m, r[j]);
       }
@@ -108,7 +112,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline void transpose8(__m256
 // The AVX2 form of fill_padded_cl_avx512: full 8 columns × 8 channels blocks transposed in registers, the ragged
 // edges scalar.
 __attribute__((target("avx2,fma"))) void fill_padded_cl_avx2(const Source& s, const Padded& L, int64_t h, float* d) {
-  for (int64_t c = 0; c < L.C; ++c) {
+  for (int64_t c = 0; c < L.C && L.edges; ++c) {
     float* dc = d + c * L.wp;
     std::memset(dc, 0, L.pw * sizeof(float));
     std::memset(dc + L.pw + s.W, 0, (L.wp - L.pw - s.W) * sizeof(float));
@@ -144,14 +148,34 @@ void fill_padded(const Source& s, const Padded& L, int64_t h, float* d, Isa isa)
   if (s.xs1 == 1 && s.xs3 != 1 && isa == kAvx2) return fill_padded_cl_avx2(s, L, h, d);
   for (int64_t c = 0; c < L.C; ++c) {
     float* dc = d + c * L.wp;
-    std::memset(dc, 0, L.pw * sizeof(float));
-    std::memset(dc + L.pw + s.W, 0, (L.wp - L.pw - s.W) * sizeof(float));
+    if (L.edges) {
+      std::memset(dc, 0, L.pw * sizeof(float));
+      std::memset(dc + L.pw + s.W, 0, (L.wp - L.pw - s.W) * sizeof(float));
+    }
     const int64_t o = c * s.xs1 + h * s.xs2;
     if (s.xs3 == 1 && !s.scale) {
       std::memcpy(dc + L.pw, s.x + o, s.W * sizeof(float));
     } else {
       for (int64_t w = 0; w < s.W; ++w) dc[L.pw + w] = modulate(s.x[o + w * s.xs3], s, o + w * s.xs3);
     }
+  }
+}
+
+void fill_flat(const Source& s, const Padded& T, int64_t j0, int64_t cnt, int64_t width, int64_t Q, int64_t sh,
+               int64_t sw, float* d, Isa isa) {
+  for (int64_t c = 0; c < T.C && cnt < width; ++c) std::memset(d + c * T.wp + cnt, 0, (width - cnt) * sizeof(float));
+  Padded run = T;
+  run.edges = false;
+  // Joined rows of the input itself (stride 1, Q = W, rows one pixel stride apart) are one run; else one per row.
+  const bool joined = sh == 1 && sw == 1 && Q == s.W && s.xs2 == s.W * s.xs3;
+  for (int64_t j = j0; j < j0 + cnt;) {
+    const int64_t p = j / Q, q = j % Q, n = joined ? j0 + cnt - j : std::min(Q - q, j0 + cnt - j);
+    const int64_t o = p * sh * s.xs2 + q * sw * s.xs3;
+    const Source part{s.x + o, s.scale ? s.scale + o : nullptr, s.shift ? s.shift + o : nullptr, 1, n, s.xs1, 0,
+                      s.xs3 * sw};
+    run.pw = j - j0;
+    fill_padded(part, run, 0, d, isa);
+    j += n;
   }
 }
 

@@ -9,9 +9,11 @@ namespace sparse {
 // The vector ISA of the fill, copy and store paths (that of the tile kernels the process runs).
 enum Isa { kGeneric, kAvx2, kAvx512 };
 
-// A padded input row: T[c][j] = x[c][h][j − pw] over C × wp floats, zero outside the image.
+// A padded input row: T[c][j] = x[c][h][j − pw] over C × wp floats, zero outside the image (with edges false,
+// columns outside [pw, pw + W) are left as they are: one of several runs written into the same row).
 struct Padded {
   int64_t C, wp, pw;
+  bool edges = true;
 };
 
 // One image of the input (any strides), with its modulation maps (null: none; strided like x).
@@ -24,6 +26,12 @@ struct Source {
 
 // Row h of image s (0 <= h < H), modulated, into t (T.C × T.wp floats).
 void fill_padded(const Source& s, const Padded& T, int64_t h, float* t, Isa isa);
+
+// The input pixels that output pixels [j0, j0 + cnt) of a 1×1 conv read (its P × Q output pixels taken as one run,
+// rows joined; stride sh, sw; no padding), modulated, as one padded row of T.C × T.wp floats: d[c][j − j0], columns
+// [cnt, width) zeroed.
+void fill_flat(const Source& s, const Padded& T, int64_t j0, int64_t cnt, int64_t width, int64_t Q, int64_t sh,
+               int64_t sw, float* d, Isa isa);
 
 // Part `part` of `parts` of input rows [h0, h1) of image s (C channels, without its modulation maps) prefetched
 // into L2.

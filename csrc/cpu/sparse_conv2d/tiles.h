@@ -15,7 +15,8 @@
 // + i·sh·S·VW: a kernel walks the nonzeros, and for each loads the offset and broadcasts the weight once for RB
 // FMAs, one per row (Park et al. 2017; Elsen et al. 2020 for 1×1). Rows share their input rows, so the block holds
 // U, not RB·R, rows per channel. The copy keeps every load within a cache line (loads at the tap's own column
-// split lines: ~1.5x slower) and in L1; a 1×1 stride-1 conv reads the ring rows in place.
+// split lines: ~1.5x slower) and in L1; a 1×1 conv reads its rows in place (without padding: RB·VW pixels of
+// the output's rows joined, gathered into one row per tile, its vectors side by side).
 #pragma once
 
 #include <algorithm>

@@ -27,6 +27,8 @@ CASES = [  # n, c, h, w, k, r, s, stride, padding, dilation, groups
     (2, 8, 16, 16, 16, 4, 4, 4, 0, 1, 1),  # SFTNet's cond_in shape class: 4x4 stride 4
     (1, 40, 9, 21, 24, 1, 1, 1, 1, 1, 1),  # 1x1 with padding: ring rows read in place off the cache-line grid
     (1, 8, 6, 7, 16, 3, 3, 1, 17, 1, 1),  # padding wider than a cache line
+    (1, 40, 15, 13, 72, 1, 1, 2, 0, 1, 1),  # 1x1 stride 2: output rows joined, each row's pixels gathered
+    (2, 24, 7, 7, 20, 1, 1, 1, 0, 1, 1),  # 1x1 on a 7² map: 49 pixels in 4 vectors, not 7 rows
 ]
 
 
@@ -198,21 +200,24 @@ def test_large_output_stored_past_the_caches():
 @pytest.mark.parametrize("threads", [2, 3])
 @pytest.mark.parametrize("block", [1, 4])
 def test_small_maps_split_output_channels_across_threads(threads, block):
-    """A 7×7 map is one row of tiles: the threads split the output channels (parts of whole 16-channel runs, the
-    last one ragged: 72 channels) instead of idling; with bias, residual and both layouts."""
+    """A 7×7 map is one row of tiles (a 3×3 conv) or one tile (a 1×1 conv, its rows joined; also at stride 2 from
+    14²): the threads split the output channels (parts of whole 16-channel runs, the last one ragged: 72 channels)
+    instead of idling; with bias, residual and both layouts."""
     gen = torch.Generator().manual_seed(6)
-    wt = torch.randn(72, 48, 3, 3, generator=gen) * (torch.rand(72, 48, 3, 3, generator=gen) < 0.3)
-    b = torch.randn(72, generator=gen)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        for layout in (torch.contiguous_format, torch.channels_last):
-            x = torch.randn(1, 48, 7, 7, generator=gen).contiguous(memory_format=layout)
-            res = torch.randn(1, 72, 7, 7, generator=gen).contiguous(memory_format=layout)
-            y = sparse_conv2d(x, wt, b, 1, 1, activation="relu", residual=res, block=block, backend="cpu")
-            exp = ref.sparse_conv2d(x, wt, b, 1, 1, activation="relu", residual=res)
-            atol, rtol = tolerance(torch.float32, 48 * 9, exp.abs().max().item())
-            torch.testing.assert_close(y, exp, atol=atol, rtol=rtol)
+        for r, size, stride in ((3, 7, 1), (1, 7, 1), (1, 14, 2)):
+            wt = torch.randn(72, 48, r, r, generator=gen) * (torch.rand(72, 48, r, r, generator=gen) < 0.3)
+            b = torch.randn(72, generator=gen)
+            for layout in (torch.contiguous_format, torch.channels_last):
+                x = torch.randn(1, 48, size, size, generator=gen).contiguous(memory_format=layout)
+                res = torch.randn(1, 72, 7, 7, generator=gen).contiguous(memory_format=layout)
+                y = sparse_conv2d(x, wt, b, stride, r // 2, activation="relu", residual=res, block=block,
+                                  backend="cpu")
+                exp = ref.sparse_conv2d(x, wt, b, stride, r // 2, activation="relu", residual=res)
+                atol, rtol = tolerance(torch.float32, 48 * r * r, exp.abs().max().item())
+                torch.testing.assert_close(y, exp, atol=atol, rtol=rtol)
     finally:
         torch.set_num_threads(before)
 
