@@ -111,8 +111,9 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
 
   const SparseKernels& ks = *current().load();
   const Isa isa = std::string(ks.isa) == "avx512" ? kAvx512 : std::string(ks.isa) == "avx2" ? kAvx2 : kGeneric;
-  const int vw = ks.vw, rb = KB == 4 ? ks.rb4 : ks.rb1;
-  const SparseChunkFn fn = KB == 4 ? ks.kb4 : ks.kb1;
+  const int vw = ks.vw;
+  int rb = KB == 4 ? ks.rb4 : ks.rb1;
+  SparseChunkFn fn = KB == 4 ? ks.kb4 : ks.kb1;
   const int64_t QT = (Q + vw - 1) / vw;
   // 1×1 convs without padding or shuffle run flat: the P × Q output pixels as one run (rows joined), a tile RB
   // vectors along it (x[u]: pixels [u·VW, u·VW + VW) of the tile), its input pixels gathered into one padded row
@@ -121,6 +122,10 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
   // sparse: 2048→512 at 7² 0.82 → 0.68 ms, 256→512 stride 2 at 56² 1.10 → 0.56, 128→128 at 128² 2.36 → 1.85-2.1.
   const bool flat = R * S == 1 && ph == 0 && pw == 0 && r == 1 && out.stride(2) == Q * out.stride(3) &&
                     (!res.defined() || res.stride(2) == Q * res.stride(3));
+  if (flat && KB == 1 && ks.kb1_short && P * Q <= ks.rb1_short * vw) {  // a 7² map: 4 vectors, not 8 (4 of zeros)
+    rb = ks.rb1_short;
+    fn = ks.kb1_short;
+  }
   const int64_t seg = int64_t(rb) * vw, L = P * Q;
   // A tile's RB output rows read U input rows: output row i, tap r reads row i·sh + r·dh of them.
   const int64_t U = flat ? rb : (rb - 1) * sh + (R - 1) * dh + 1;

@@ -230,22 +230,23 @@ void tile_generic(const SparseChunk& t) {
 
 // AVX-512: tiles of 16 pixels × 8 rows for KB = 1 (8 accumulators, enough chains to cover the FMA latency, so each
 // offset and broadcast serves 8 FMAs: 3-6 % faster than 4 rows in 2 sets on Zen 4 at 50-90 % sparsity), × 4 rows
-// for KB = 4 (16 accumulators, 4 input vectors and a broadcast).
+// for KB = 4 (16 accumulators, 4 input vectors and a broadcast); flat maps of up to 64 pixels (7²) in tiles of 4
+// vectors, two sets.
 const SparseKernels& kernels_avx512() {
   static const SparseKernels k{"avx512", 16, 8, 4, tile_avx512<1, 8, 1>, tile_avx512<4, 4, 1>,
-                               grouped_avx512};
+                               grouped_avx512, 4, tile_avx512<1, 4, 2>};
   return k;
 }
 
 // AVX2 (16 ymm registers): tiles of 8 pixels; KB = 1 over 4 rows in 2 sets (8 accumulators + 4 inputs), KB = 4
 // over 2 rows (8 accumulators + 2 inputs).
 const SparseKernels& kernels_avx2() {
-  static const SparseKernels k{"avx2", 8, 4, 2, tile_avx2<1, 4, 2>, tile_avx2<4, 2, 1>, grouped_avx2};
+  static const SparseKernels k{"avx2", 8, 4, 2, tile_avx2<1, 4, 2>, tile_avx2<4, 2, 1>, grouped_avx2, 0, nullptr};
   return k;
 }
 
 const SparseKernels& kernels_generic() {
-  static const SparseKernels k{"generic", 16, 1, 1, tile_generic<1, 16>, tile_generic<4, 16>, nullptr};
+  static const SparseKernels k{"generic", 16, 1, 1, tile_generic<1, 16>, tile_generic<4, 16>, nullptr, 0, nullptr};
   return k;
 }
 

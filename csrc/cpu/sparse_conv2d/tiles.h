@@ -99,7 +99,9 @@ struct SparseKernels {
   int vw;        // pixels per tile row (one vector)
   int rb1, rb4;  // output rows per tile of the KB = 1 and KB = 4 kernels
   SparseChunkFn kb1, kb4;
-  GroupedChunkFn grouped;  // kb1's tiles as tap groups (null: none)
+  GroupedChunkFn grouped;    // kb1's tiles as tap groups (null: none)
+  int rb1_short;             // rows of kb1_short: KB = 1 tiles for flat maps of at most rb1_short vectors
+  SparseChunkFn kb1_short;  // (null: none)
 };
 const SparseKernels& kernels_avx512();
 const SparseKernels& kernels_avx2();
