@@ -268,6 +268,18 @@ def test_sparse_kernel_runs_where_it_pays_and_dense_elsewhere(monkeypatch):
     assert not calls and model[0].weight.grad is not None
 
 
+def test_a_layer_pruned_to_exactly_the_limit_runs_sparse():
+    """80 % of a 1×1 conv's 64·51 = 3264 weights is 2611.2: 653 kept, 20.006 %, over the 20 % limit by rounding
+    alone; it runs sparse like a layer that rounded the other way."""
+    for k, c in ((64, 51), (64, 64), (100, 33)):
+        model = nn.Sequential(nn.Conv2d(c, k, 1)).eval()
+        sk.prune_(model, sk.PruneConfig(sparsity=0.8))
+        assert model[0]._sparse(), (k, c, model[0].density)
+    model = nn.Sequential(nn.Conv2d(64, 64, 1)).eval()
+    sk.prune_(model, sk.PruneConfig(sparsity=0.75))
+    assert not model[0]._sparse()
+
+
 def test_filter_fn_takes_module_then_name_and_channel_pruning_explains_converted_convs():
     """filter_fn(module, name), as convert_'s and the configs'; channel pruning a converted model traces it (our
     convs stay single nodes) and says why nothing was pruned instead of failing to trace."""
