@@ -159,7 +159,7 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
   // Each block's offset from its chunk's base for the tile's first output row: tap (c, r, s) of the chunk's
   // layout (tiles.h), or channel c of the ring row in place.
   // Looked up per code: three divisions per nonzero had cost as much as the tiles on 7² maps with 512+ channels.
-  std::vector<int32_t> off(grouped ? 0 : nnzb), off_of(grouped ? 0 : C * R * S);
+  std::vector<int32_t> off(grouped || flat ? 0 : nnzb), off_of(grouped || flat ? 0 : C * R * S);
   for (int64_t c = 0, cl = 0, i = 0; i < static_cast<int64_t>(off_of.size()); ++c, cl = cl + 1 == cpc ? 0 : cl + 1)
     for (int64_t rr = 0; rr < R; ++rr)
       for (int64_t t = 0; t < S; ++t, ++i)
@@ -240,9 +240,12 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
           const int64_t j0 = tile * seg, cnt = std::min(seg, L - j0);
           fill_flat(src, T, j0, cnt, seg, Q, sh, sw, ring, isa);
           chunks([&](int64_t, int64_t g0, int64_t g1, int64_t c0, int64_t) {
-            SparseChunk t{{}, off.data(), vals, ptr + kb0 * ng + g0, ptr + kb0 * ng + g1, ng, nkbp, acc, seg,
+            SparseChunk t{{}, codes, wp, vals, ptr + kb0 * ng + g0, ptr + kb0 * ng + g1, ng, nkbp, acc, seg,
                           g0 > 0};
-            for (int u = 0; u < rb; ++u) t.x[u] = ring + c0 * wp + u * vw;
+            // channel c of the chunk at x[u] + c·wp: the base moved back by c0 rows (addresses only, never read)
+            for (int u = 0; u < rb; ++u)
+              t.x[u] = reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(ring + u * vw) -
+                                                      uintptr_t(c0 * wp) * sizeof(float));
             fn(t);
           });
           for (int64_t j = j0; j < j0 + cnt; j += vw)
@@ -273,7 +276,7 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
         for (int64_t q0 = 0; q0 < Q; q0 += vw) {
           if (nh1 > nh0 && p0 + rb < pe) prefetch_rows(src, C, nh0, nh1, q0 / vw, QT);
           chunks([&](int64_t ci, int64_t g0, int64_t g1, int64_t c0, int64_t c1) {
-            SparseChunk t{{}, off.data(), vals, ptr + kb0 * ng + g0, ptr + kb0 * ng + g1, ng, nkbp, acc, rb * vw,
+            SparseChunk t{{}, off.data(), 1, vals, ptr + kb0 * ng + g0, ptr + kb0 * ng + g1, ng, nkbp, acc, rb * vw,
                           g0 > 0};
             if (!in_place) copy_taps(rows.data(), U, wp, c0, c1, S, q0 * sw + col, sw, dw, vw, taps, isa);
             if (grouped) {

@@ -37,7 +37,7 @@ __attribute__((target("avx512f"), always_inline)) inline void block_avx512(const
   for (; n + CH <= n1; n += CH) {
 #pragma GCC unroll 8
     for (int h = 0; h < CH; ++h) {
-      const int64_t o = off[n + h];
+      const int64_t o = off[n + h] * t.scale;
       __m512 xv[RB];
 #pragma GCC unroll 8
       for (int u = 0; u < RB; ++u) xv[u] = _mm512_loadu_ps(x[u] + o);
@@ -50,7 +50,7 @@ __attribute__((target("avx512f"), always_inline)) inline void block_avx512(const
     }
   }
   for (; n < n1; ++n) {
-    const int64_t o = off[n];
+    const int64_t o = off[n] * t.scale;
 #pragma GCC unroll 8
     for (int b = 0; b < KB; ++b) {
       const __m512 w = _mm512_set1_ps(val[n * KB + b]);
@@ -95,7 +95,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline void block_avx2(const 
   for (; n + CH <= n1; n += CH) {
 #pragma GCC unroll 4
     for (int h = 0; h < CH; ++h) {
-      const int64_t o = t.off[n + h];
+      const int64_t o = t.off[n + h] * t.scale;
       __m256 xv[RB];
 #pragma GCC unroll 4
       for (int u = 0; u < RB; ++u) xv[u] = _mm256_loadu_ps(x[u] + o);
@@ -108,7 +108,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline void block_avx2(const 
     }
   }
   for (; n < n1; ++n) {
-    const int64_t o = t.off[n];
+    const int64_t o = t.off[n] * t.scale;
 #pragma GCC unroll 4
     for (int b = 0; b < KB; ++b) {
       const __m256 w = _mm256_broadcast_ss(t.val + n * KB + b);
@@ -216,7 +216,7 @@ void tile_generic(const SparseChunk& t) {
     for (int b = 0; b < KB; ++b)
       for (int j = 0; j < VW; ++j) acc[b][j] = t.accumulate ? out[b * t.ld + j] : 0.f;
     for (int64_t n = n0; n < n1; ++n) {
-      const float* xp = t.x[0] + t.off[n];
+      const float* xp = t.x[0] + t.off[n] * t.scale;
       for (int b = 0; b < KB; ++b) {
         const float w = t.val[n * KB + b];
         for (int j = 0; j < VW; ++j) acc[b][j] += w * xp[j];

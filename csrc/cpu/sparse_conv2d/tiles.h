@@ -46,12 +46,14 @@ inline int64_t chunk_channels(int64_t U, int64_t S, int vw) {
 constexpr int kMaxTileRows = 8;
 
 // One tile's work over one chunk of input channels, for every output block: for kb < nkb, output row i < RB,
-// acc[(kb·KB + b)·ld + i·VW + (0, VW)] = (accumulate ? acc : 0) + Σ val[n·KB + b] · x[i][off[n] + (0, VW)] over
-// block kb's nonzeros n in the chunk, [begin[kb·stride], end[kb·stride]). One call covers all blocks, so a block
-// with few nonzeros in the chunk costs a loop, not a call.
+// acc[(kb·KB + b)·ld + i·VW + (0, VW)] = (accumulate ? acc : 0) + Σ val[n·KB + b] · x[i][off[n]·scale + (0, VW)]
+// over block kb's nonzeros n in the chunk, [begin[kb·stride], end[kb·stride]). One call covers all blocks, so a
+// block with few nonzeros in the chunk costs a loop, not a call. Flat 1×1 tiles pass the packed tap codes (input
+// channels) as off and their rows' channel stride as scale, so no offsets are built per call.
 struct SparseChunk {
   const float* x[kMaxTileRows];
   const int32_t* off;
+  int64_t scale;
   const float* val;
   const int32_t* begin;
   const int32_t* end;
@@ -89,8 +91,8 @@ using GroupedChunkFn = void (*)(const GroupedChunk&);
 
 // The groups of an unstructured (KB = 1) 3×3 packed weight (header hdr, its values as packed) per chunk of cpc
 // channels (tiles of U input rows, vw pixels): groups and ranges[(chunk·nkb + k)·kGroupRanges + j] as
-// GroupedChunk reads them. The packer appends them for the tiles of the process's kernels (sparse_kernels()) and the chunk size the
-// driver picks for them (ranges, then groups, after the values).
+// GroupedChunk reads them. The packer appends them for the tiles of the process's kernels (sparse_kernels()) and
+// the chunk size the driver picks for them (ranges, then groups, after the values).
 void group_taps(const int32_t* hdr, int64_t cpc, int64_t U, int vw, std::vector<TapGroup>& groups,
                 std::vector<int32_t>& ranges);
 
