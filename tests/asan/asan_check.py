@@ -454,10 +454,11 @@ def run():
     # pixel tails, stride, dilation, groups, 1x1 (padded: ring rows read in place off the line grid), padding wider
     # than a line, skipped channel chunks (c = 64), NCHW and channels_last, residual and modulation; 3x3 tap groups
     # (unstructured, stride 1), a 9 MB channels-last output (streamed stores), flat 1x1 convs (rows joined: a tile
-    # past the last pixel, stride 2, a 7² map in short tiles)
+    # past the last pixel, stride 2, a 7² map in short tiles), flat taps (3x3 to 7² at stride 2, blocks at stride 1)
     for (n, c, h, w, k, r, st, pd, dl, g, blk) in [
             (1, 16, 11, 29, 24, 1, 1, 0, 1, 1, 1), (1, 40, 15, 13, 72, 1, 2, 0, 1, 1, 1),
-            (2, 24, 7, 7, 20, 1, 1, 0, 1, 1, 1),
+            (2, 24, 7, 7, 20, 1, 1, 0, 1, 1, 1), (1, 40, 14, 13, 24, 3, 2, 1, 1, 1, 1),
+            (1, 24, 7, 6, 40, 3, 1, 1, 1, 1, 4),
             (1, 64, 9, 70, 64, 3, 1, 1, 1, 1, 1), (2, 16, 11, 9, 33, 3, 2, 1, 1, 1, 4),
             (1, 32, 13, 17, 40, 3, 1, 2, 2, 2, 0), (1, 48, 5, 7, 33, 1, 1, 0, 1, 3, 4),
             (1, 3, 6, 5, 8, 5, 1, 2, 1, 1, 1), (1, 40, 7, 21, 24, 1, 1, 1, 1, 1, 1),

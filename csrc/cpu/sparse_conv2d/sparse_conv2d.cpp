@@ -122,13 +122,22 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
   // sparse: 2048→512 at 7² 0.82 → 0.68 ms, 256→512 stride 2 at 56² 1.10 → 0.56, 128→128 at 128² 2.36 → 1.85-2.1.
   const bool flat = R * S == 1 && ph == 0 && pw == 0 && r == 1 && out.stride(2) == Q * out.stride(3) &&
                     (!res.defined() || res.stride(2) == Q * res.stride(3));
-  if (flat && KB == 1 && ks.kb1_short && P * Q <= ks.rb1_short * vw) {  // a 7² map: 4 vectors, not 8 (4 of zeros)
+  // Other convs whose whole map is one short tile with rows narrower than a vector (ResNet's strided 3×3 conv to
+  // 7²) run flat as well: all their input rows in the ring, their taps copied im2col-style into 4-vector tiles
+  // (copy_taps_flat) instead of 7 rows of 16 lanes holding 7 pixels each. Not where the row tiles' tap groups
+  // apply (unstructured 3×3 at stride 1: they share rows between taps, and won at 7², 8² and 50 % sparsity).
+  const bool groups_fit = ks.grouped && KB == 1 && R == 3 && S == 3 && sh == 1 && dh == 1 && hdr[kFTapGroups] > 0;
+  const bool flat_taps = !flat && !groups_fit && r == 1 && ks.kb1_short && Q < vw && P <= 2 * int64_t(ks.rb1) &&
+                         P * Q <= ks.rb1_short * vw && out.stride(2) == Q * out.stride(3) &&
+                         (!res.defined() || res.stride(2) == Q * res.stride(3));
+  if ((flat || flat_taps) && KB == 1 && ks.kb1_short && P * Q <= ks.rb1_short * vw) {  // 7²: 4 vectors, not 8
     rb = ks.rb1_short;
     fn = ks.kb1_short;
   }
   const int64_t seg = int64_t(rb) * vw, L = P * Q;
-  // A tile's RB output rows read U input rows: output row i, tap r reads row i·sh + r·dh of them.
-  const int64_t U = flat ? rb : (rb - 1) * sh + (R - 1) * dh + 1;
+  // A tile's RB output rows read U input rows: output row i, tap r reads row i·sh + r·dh of them (flat taps: all
+  // the map's rows).
+  const int64_t U = flat ? rb : ((flat_taps ? P : rb) - 1) * sh + (R - 1) * dh + 1;
   // A ring row: `lead` zero columns (pw rounded up to a cache line, so the transposing fill's stores are aligned),
   // then the image; tap column j of the padded input is ring column j + col. It spans every column a tile
   // reads, in an odd number of cache lines so that its channels (wp floats apart) do not all start in the same
@@ -139,13 +148,14 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
   const Padded T{C, wp, lead};
   // A 1×1 stride-1 conv's taps are the padded rows themselves: its tiles read the ring in place.
   const bool in_place = R * S == 1 && (sw == 1 || flat);
-  const int64_t cpc = chunk_channels(U, S, vw), gpc = cpc / kPackChannels;
+  const int64_t cpc = chunk_channels(flat_taps ? R * rb : U, S, vw), gpc = cpc / kPackChannels;
+  const FlatTaps ft{P, Q, R, S, sh, sw, dh, dw, wp, col, seg};
   TORCH_CHECK(C * wp < (int64_t(1) << 31), "sft_cpu::sparse_conv2d: image too wide for 32-bit offsets");
 
   // Unstructured 3×3 at stride and dilation 1: nonzeros grouped by tap column, where the packer built the groups for
   // these tiles and this chunk size (tiles.h).
   const int64_t nnzb = hdr[kFNnzb], nchunks = (ng + gpc - 1) / gpc;
-  const bool grouped = ks.grouped && KB == 1 && R == 3 && S == 3 && sh == 1 && dh == 1 && !in_place &&
+  const bool grouped = ks.grouped && KB == 1 && R == 3 && S == 3 && sh == 1 && dh == 1 && !in_place && !flat_taps &&
                        hdr[kFTapGroups] == cpc && hdr[kFGroupRows] == rb && hdr[kFGroupVw] == vw;
   const int32_t* ptr = hdr + kHeader;
   const int32_t* codes = ptr + nkb * ng + 1;
@@ -163,7 +173,9 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
   for (int64_t c = 0, cl = 0, i = 0; i < static_cast<int64_t>(off_of.size()); ++c, cl = cl + 1 == cpc ? 0 : cl + 1)
     for (int64_t rr = 0; rr < R; ++rr)
       for (int64_t t = 0; t < S; ++t, ++i)
-        off_of[i] = static_cast<int32_t>(in_place ? cl * wp : ((cl * U + rr * dh) * S + t) * vw);
+        off_of[i] = static_cast<int32_t>(in_place    ? cl * wp
+                                         : flat_taps ? ((cl * R + rr) * S + t) * seg
+                                                     : ((cl * U + rr * dh) * S + t) * vw);
   bool bad_code = false;
   for (int64_t i = 0; i < static_cast<int64_t>(off.size()); ++i) {
     const uint32_t code = static_cast<uint32_t>(codes[i]);
@@ -180,7 +192,8 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
   // Output rows are split into bands (whole tiles), one work item each, as many per image as make the item count
   // a multiple of the thread count, so that the threads get equal shares.
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
-  const int64_t PT = flat ? (L + seg - 1) / seg : (P + rb - 1) / rb;  // tiles down the map (flat: along the run)
+  // tiles down the map (flat: along the run)
+  const int64_t PT = flat ? (L + seg - 1) / seg : flat_taps ? 1 : (P + rb - 1) / rb;
   const int64_t nb = std::min(PT, threads / std::gcd(N, threads));
   const int64_t BT = (PT + nb - 1) / nb, nbands = (PT + BT - 1) / BT;  // tiles per band, bands per image
 
@@ -207,7 +220,8 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
     float* acc = aligned(acc_store, static_cast<size_t>(nkb * KB * rb * vw));
     // The ring: U slots for the rows one tile reads, one more of zeros for rows outside the image.
     float* ring = aligned(ring_store, static_cast<size_t>((U + 1) * C * wp));
-    float* taps = aligned(taps_store, static_cast<size_t>(in_place ? 16 : cpc * U * S * vw));
+    float* taps = aligned(taps_store, static_cast<size_t>(in_place ? 16 : flat_taps ? cpc * R * S * seg
+                                                                                  : cpc * U * S * vw));
     float* zero_row = ring + U * C * wp;
     std::memset(zero_row, 0, C * wp * sizeof(float));
     std::vector<int64_t> slot_h(U);
@@ -251,6 +265,23 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
           for (int64_t j = j0; j < j0 + cnt; j += vw)
             store_tile(stp, acc + (j - j0), seg, n, 0, j, static_cast<int>(std::min<int64_t>(vw, L - j)), isa);
         }
+        continue;
+      }
+      if (flat_taps) {
+        for (int64_t u = 0; u < U; ++u) {
+          const int64_t h = u - ph;
+          rows[u] = h < 0 || h >= H ? zero_row : ring + u * C * wp;
+          if (rows[u] != zero_row) fill_padded(src, T, h, ring + u * C * wp, isa);
+        }
+        chunks([&](int64_t, int64_t g0, int64_t g1, int64_t c0, int64_t c1) {
+          copy_taps_flat(ft, rows.data(), c0, c1, taps, isa);
+          SparseChunk t{{}, off.data(), 1, vals, ptr + kb0 * ng + g0, ptr + kb0 * ng + g1, ng, nkbp, acc, seg,
+                        g0 > 0};
+          for (int u = 0; u < rb; ++u) t.x[u] = taps + u * vw;
+          fn(t);
+        });
+        for (int64_t j = 0; j < L; j += vw)
+          store_tile(stp, acc + j, seg, n, 0, j, static_cast<int>(std::min<int64_t>(vw, L - j)), isa);
         continue;
       }
       std::fill(slot_h.begin(), slot_h.end(), int64_t(-1));

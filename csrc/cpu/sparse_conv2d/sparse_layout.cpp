@@ -251,6 +251,46 @@ __attribute__((target("avx2"))) void copy_taps_avx2(const float* const* rows, in
 
 }  // namespace
 
+namespace {
+
+// Q pixels, sw apart from s, to d: masked vectors at stride 1, else one by one.
+__attribute__((target("avx512f"))) inline void copy_run_avx512(const float* s, int64_t Q, int64_t sw, float* d) {
+  if (sw == 1) {
+    for (int64_t q = 0; q < Q; q += 16) {
+      const __mmask16 m = first(Q - q);
+      _mm512_mask_storeu_ps(d + q, m, _mm512_maskz_loadu_ps(m, s + q));
+    }
+  } else {
+    for (int64_t q = 0; q < Q; ++q) d[q] = s[q * sw];
+  }
+}
+
+__attribute__((target("avx512f"))) void copy_taps_flat_avx512(const FlatTaps& f, const float* const* rows, int64_t c0,
+                                                              int64_t c1, float* d) {
+  for (int64_t c = c0; c < c1; ++c)
+    for (int64_t r = 0; r < f.R; ++r)
+      for (int64_t s = 0; s < f.S; ++s, d += f.seg) {
+        for (int64_t p = 0; p < f.P; ++p)
+          copy_run_avx512(rows[p * f.sh + r * f.dh] + c * f.wp + f.col + s * f.dw, f.Q, f.sw, d + p * f.Q);
+        for (int64_t j = f.P * f.Q; j < f.seg; j += 16) _mm512_mask_storeu_ps(d + j, first(f.seg - j), _mm512_setzero_ps());
+      }
+}
+
+}  // namespace
+
+void copy_taps_flat(const FlatTaps& f, const float* const* rows, int64_t c0, int64_t c1, float* d, Isa isa) {
+  if (isa == kAvx512) return copy_taps_flat_avx512(f, rows, c0, c1, d);
+  for (int64_t c = c0; c < c1; ++c)
+    for (int64_t r = 0; r < f.R; ++r)
+      for (int64_t s = 0; s < f.S; ++s, d += f.seg) {
+        for (int64_t p = 0; p < f.P; ++p) {
+          const float* src = rows[p * f.sh + r * f.dh] + c * f.wp + f.col + s * f.dw;
+          for (int64_t q = 0; q < f.Q; ++q) d[p * f.Q + q] = src[q * f.sw];
+        }
+        std::fill(d + f.P * f.Q, d + f.seg, 0.f);
+      }
+}
+
 void copy_taps(const float* const* rows, int64_t U, int64_t wp, int64_t c0, int64_t c1, int64_t S, int64_t j0,
                int64_t sw, int64_t dw, int vw, float* d, Isa isa) {
   if (isa == kAvx512 && sw == 1 && vw == 16 && S >= 2 && S <= 3 && j0 % 16 + (S - 1) * dw < 32)

@@ -43,6 +43,15 @@ void prefetch_rows(const Source& s, int64_t C, int64_t h0, int64_t h1, int64_t p
 void copy_taps(const float* const* rows, int64_t U, int64_t wp, int64_t c0, int64_t c1, int64_t S, int64_t j0,
                int64_t sw, int64_t dw, int vw, float* d, Isa isa);
 
+// A map of at most one tile (P·Q <= seg pixels) taken flat: tap (c, r, s) of output pixel p·Q + q reads column
+// col + s·dw + q·sw of padded row p·sh + r·dh (rows[], C × wp floats each).
+struct FlatTaps {
+  int64_t P, Q, R, S, sh, sw, dh, dw, wp, col, seg;
+};
+
+// The taps of channels [c0, c1) as seg-pixel vectors: d[((c − c0)·R + r)·S + s][p·Q + q], zero from P·Q on.
+void copy_taps_flat(const FlatTaps& f, const float* const* rows, int64_t c0, int64_t c1, float* d, Isa isa);
+
 // The output and its epilogue: out = act(acc + bias) + res, strides os* / rs* (res: null for none); with r > 1,
 // PixelShuffle(r) of act(acc + bias) + res, acc's channels in sub-pixel-major order (sparse_conv2d.h).
 struct Store {

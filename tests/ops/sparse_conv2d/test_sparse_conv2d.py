@@ -200,14 +200,14 @@ def test_large_output_stored_past_the_caches():
 @pytest.mark.parametrize("threads", [2, 3])
 @pytest.mark.parametrize("block", [1, 4])
 def test_small_maps_split_output_channels_across_threads(threads, block):
-    """A 7×7 map is one row of tiles (a 3×3 conv) or one tile (a 1×1 conv, its rows joined; also at stride 2 from
-    14²): the threads split the output channels (parts of whole 16-channel runs, the last one ragged: 72 channels)
-    instead of idling; with bias, residual and both layouts."""
+    """A 7×7 map is one row of tiles (a 3×3 conv) or one tile (a 1×1 conv, its rows joined; a 3×3 conv from 14² at
+    stride 2, or in blocks, its taps copied flat): the threads split the output channels (parts of whole 16-channel
+    runs, the last one ragged: 72 channels) instead of idling; with bias, residual and both layouts."""
     gen = torch.Generator().manual_seed(6)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        for r, size, stride in ((3, 7, 1), (1, 7, 1), (1, 14, 2)):
+        for r, size, stride in ((3, 7, 1), (1, 7, 1), (1, 14, 2), (3, 14, 2)):
             wt = torch.randn(72, 48, r, r, generator=gen) * (torch.rand(72, 48, r, r, generator=gen) < 0.3)
             b = torch.randn(72, generator=gen)
             for layout in (torch.contiguous_format, torch.channels_last):
