@@ -128,7 +128,7 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
   // apply (unstructured 3×3 at stride 1: they share rows between taps, and won at 7², 8² and 50 % sparsity).
   const bool groups_fit = ks.grouped && KB == 1 && R == 3 && S == 3 && sh == 1 && dh == 1 && hdr[kFTapGroups] > 0;
   const bool flat_taps = !flat && !groups_fit && r == 1 && ks.kb1_short && Q < vw && P <= 2 * int64_t(ks.rb1) &&
-                         P * Q <= ks.rb1_short * vw && out.stride(2) == Q * out.stride(3) &&
+                         P * Q <= int64_t(KB == 4 ? ks.rb4 : ks.rb1_short) * vw && out.stride(2) == Q * out.stride(3) &&
                          (!res.defined() || res.stride(2) == Q * res.stride(3));
   if ((flat || flat_taps) && KB == 1 && ks.kb1_short && P * Q <= ks.rb1_short * vw) {  // 7²: 4 vectors, not 8
     rb = ks.rb1_short;
