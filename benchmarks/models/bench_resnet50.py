@@ -8,7 +8,7 @@ also folds the ReLUs after convs and the residual adds into the convs' epilogues
 does not depend on them. onnxruntime (its CPU provider, if installed) runs the unfolded model exported to ONNX. The
 converted model runs under the default weight check (converted weights trusted by their version counters) and under
 "full", which reads every weight each call (sft_kernels.weight_check).
-Run: python benchmarks/models/bench_resnet50.py [--threads 1 2] [--batch 1] [--repeat 10] [--compile] [-o out.json]
+Run: python benchmarks/models/bench_resnet50.py [--threads 1 2] [--batch 1] [--repeat 10] [--compile] [--prune 0.9 [--prune-pattern block]] [-o out.json]
 """
 import argparse
 import copy
@@ -89,7 +89,9 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--compile", action="store_true", help="include torch.compile with freezing (slow to warm up)")
     p.add_argument("--prune", type=float, default=None, metavar="SPARSITY",
-                   help="also a copy pruned by magnitude (unstructured, random weights: timing only), fused")
+                   help="also a copy pruned by magnitude (random weights: timing only), fused")
+    p.add_argument("--prune-pattern", default="unstructured", choices=["unstructured", "block"],
+                   help="--prune's pattern: single weights, or blocks of 4 output channels")
     p.add_argument("-o", "--output")
     args = p.parse_args(argv)
     base, x = build(args.batch)
@@ -115,9 +117,10 @@ def main(argv=None):
            "sft cpu, weight_check('full')": checked_by_content, "sft fuse_for_inference": lambda: fused(x)}
     if args.prune is not None:
         pruned = build(args.batch, fold=False)[0]
-        sft_kernels.prune_(pruned, sft_kernels.PruneConfig(sparsity=args.prune))
+        sft_kernels.prune_(pruned, sft_kernels.PruneConfig(sparsity=args.prune, pattern=args.prune_pattern))
         pruned = sft_kernels.fuse_for_inference(pruned, x, backend="cpu")
-        fns[f"sft fuse_for_inference, pruned {args.prune:.0%}"] = lambda: pruned(x)
+        tag = "" if args.prune_pattern == "unstructured" else f" {args.prune_pattern}"
+        fns[f"sft fuse_for_inference, pruned {args.prune:.0%}{tag}"] = lambda: pruned(x)
     if args.compile:
         import torch._inductor.config as inductor_config
 
