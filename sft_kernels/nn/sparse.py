@@ -33,7 +33,10 @@ def sparse_pays(density: float, block: int, kernel_size: tuple, stride: tuple, g
     fusions the dense one gets (SFTNet's scale / shift convs run inside its fused SFT layers): SFTNet pruned to 30 %
     kept ran 0.88-0.90x its dense model with its 1×1 convs sparse at <= 30 % kept (Zen 4,
     results/2026-12-07s38_zen4-2c/pruned_sftnet.txt), so those stay at 20 %; the Winograd-path limits sit a little
-    under break-even for the same reason."""
+    under break-even for the same reason. With the flat 1×1 tiles (results/2026-12-08s40_zen4-2c/
+    sparse_1x1_crossover_*.txt) 1×1 convs alone pay from 60-70 % sparsity on most of SFTNet's and ResNet-50's shapes,
+    but a pruned ResNet-50 at 70 % ran 0.81-1.05x its dense twin with them sparse at 30 % kept against 0.88-0.99x
+    with the 20 % limit (the packed weights arrive from memory in a model): 20 % stays."""
     wino = (tuple(kernel_size) == (3, 3) and tuple(stride) == (1, 1) and groups == 1 and in_channels >= 16
             and out_channels >= 16)
     if groups == in_channels and in_channels > 1:  # depthwise: its own dense path has nothing left to skip
