@@ -120,16 +120,17 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
   // (fill_flat) read in place. A 7² map then fills 4 vectors of 16 lanes instead of 7 rows, strided convs need no
   // tap copies, and a tile's vectors of one channel are adjacent: against tiles of rows, Zen 4, 1 thread, 90 %
   // sparse: 2048→512 at 7² 0.82 → 0.68 ms, 256→512 stride 2 at 56² 1.10 → 0.56, 128→128 at 128² 2.36 → 1.85-2.1.
-  const bool flat = R * S == 1 && ph == 0 && pw == 0 && r == 1 && out.stride(2) == Q * out.stride(3) &&
-                    (!res.defined() || res.stride(2) == Q * res.stride(3));
+  // Output (and residual) rows that join into one run of pixels, no shuffle: what flat tiles store.
+  const bool joinable =
+      r == 1 && out.stride(2) == Q * out.stride(3) && (!res.defined() || res.stride(2) == Q * res.stride(3));
+  const bool flat = R * S == 1 && ph == 0 && pw == 0 && joinable;
   // Other convs whose whole map is one short tile with rows narrower than a vector (ResNet's strided 3×3 conv to
   // 7²) run flat as well: all their input rows in the ring, their taps copied im2col-style into 4-vector tiles
   // (copy_taps_flat) instead of 7 rows of 16 lanes holding 7 pixels each. Not where the row tiles' tap groups
   // apply (unstructured 3×3 at stride 1: they share rows between taps, and won at 7², 8² and 50 % sparsity).
   const bool groups_fit = ks.grouped && KB == 1 && R == 3 && S == 3 && sh == 1 && dh == 1 && hdr[kFTapGroups] > 0;
-  const bool flat_taps = !flat && !groups_fit && r == 1 && ks.kb1_short && Q < vw && P <= 2 * int64_t(ks.rb1) &&
-                         P * Q <= int64_t(KB == 4 ? ks.rb4 : ks.rb1_short) * vw && out.stride(2) == Q * out.stride(3) &&
-                         (!res.defined() || res.stride(2) == Q * res.stride(3));
+  const bool flat_taps = !flat && !groups_fit && joinable && ks.kb1_short && Q < vw && P <= 2 * int64_t(ks.rb1) &&
+                         P * Q <= int64_t(KB == 4 ? ks.rb4 : ks.rb1_short) * vw;
   if ((flat || flat_taps) && KB == 1 && ks.kb1_short && P * Q <= ks.rb1_short * vw) {  // 7²: 4 vectors, not 8
     rb = ks.rb1_short;
     fn = ks.kb1_short;
@@ -155,8 +156,7 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
   // Unstructured 3×3 at stride and dilation 1: nonzeros grouped by tap column, where the packer built the groups for
   // these tiles and this chunk size (tiles.h).
   const int64_t nnzb = hdr[kFNnzb], nchunks = (ng + gpc - 1) / gpc;
-  const bool grouped = ks.grouped && KB == 1 && R == 3 && S == 3 && sh == 1 && dh == 1 && !in_place && !flat_taps &&
-                       hdr[kFTapGroups] == cpc && hdr[kFGroupRows] == rb && hdr[kFGroupVw] == vw;
+  const bool grouped = groups_fit && hdr[kFTapGroups] == cpc && hdr[kFGroupRows] == rb && hdr[kFGroupVw] == vw;
   const int32_t* ptr = hdr + kHeader;
   const int32_t* codes = ptr + nkb * ng + 1;
   const float* vals = reinterpret_cast<const float*>(codes + nnzb);
@@ -240,48 +240,49 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
                        ms.defined() ? ms.data_ptr<float>() + n * ms.stride(0) : nullptr,
                        mt.defined() ? mt.data_ptr<float>() + n * mt.stride(0) : nullptr, H, W, x.stride(1),
                        x.stride(2), x.stride(3)};
-      // rows_of(chunk, groups [g0, g1), channels [c0, c1)) for each chunk of input channels holding a nonzero, and
-      // the first (its call starts the accumulators).
-      const auto chunks = [&](auto&& rows_of) {
+      // run(t, chunk, channels [c0, c1)) for each chunk of input channels holding a nonzero, and the first (its call
+      // starts the accumulators); t is the chunk's work for this part's output blocks, its rows x[] left to run.
+      const auto chunks = [&](auto&& run) {
         for (int64_t ci = 0; ci < nchunks; ++ci) {
           const int64_t g0 = ci * gpc, g1 = std::min(ng, g0 + gpc);
           if (chunk_empty[ci] && g0 > 0) continue;
-          rows_of(ci, g0, g1, g0 * kPackChannels, std::min(C, g1 * kPackChannels));
+          SparseChunk t{{}, off.data(), 1, vals, ptr + kb0 * ng + g0, ptr + kb0 * ng + g1, ng, nkbp, acc, seg, g0 > 0};
+          run(t, ci, g0 * kPackChannels, std::min(C, g1 * kPackChannels));
         }
+      };
+      const auto store_run = [&](int64_t j0, int64_t cnt) {  // flat pixels [j0, j0 + cnt) from acc
+        for (int64_t j = j0; j < j0 + cnt; j += vw)
+          store_tile(stp, acc + (j - j0), seg, n, 0, j, static_cast<int>(std::min<int64_t>(vw, j0 + cnt - j)), isa);
       };
       if (flat) {
         for (int64_t tile = tb; tile < te; ++tile) {
           const int64_t j0 = tile * seg, cnt = std::min(seg, L - j0);
           fill_flat(src, T, j0, cnt, seg, Q, sh, sw, ring, isa);
-          chunks([&](int64_t, int64_t g0, int64_t g1, int64_t c0, int64_t) {
-            SparseChunk t{{}, codes, wp, vals, ptr + kb0 * ng + g0, ptr + kb0 * ng + g1, ng, nkbp, acc, seg,
-                          g0 > 0};
-            // channel c of the chunk at x[u] + c·wp: the base moved back by c0 rows (addresses only, never read)
+          chunks([&](SparseChunk& t, int64_t, int64_t c0, int64_t) {
+            t.off = codes;  // a 1×1 tap's code is its input channel, at x[u] + c·wp
+            t.scale = wp;
+            // the base moved back by the chunk's c0 rows (addresses only, never read)
             for (int u = 0; u < rb; ++u)
               t.x[u] = reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(ring + u * vw) -
                                                       uintptr_t(c0 * wp) * sizeof(float));
             fn(t);
           });
-          for (int64_t j = j0; j < j0 + cnt; j += vw)
-            store_tile(stp, acc + (j - j0), seg, n, 0, j, static_cast<int>(std::min<int64_t>(vw, L - j)), isa);
+          store_run(j0, cnt);
         }
         continue;
       }
       if (flat_taps) {
-        for (int64_t u = 0; u < U; ++u) {
+        for (int64_t u = 0; u < U; ++u) {  // every row the map reads, in slot u
           const int64_t h = u - ph;
           rows[u] = h < 0 || h >= H ? zero_row : ring + u * C * wp;
-          if (rows[u] != zero_row) fill_padded(src, T, h, ring + u * C * wp, isa);
+          if (h >= 0 && h < H) fill_padded(src, T, h, ring + u * C * wp, isa);
         }
-        chunks([&](int64_t, int64_t g0, int64_t g1, int64_t c0, int64_t c1) {
+        chunks([&](SparseChunk& t, int64_t, int64_t c0, int64_t c1) {
           copy_taps_flat(ft, rows.data(), c0, c1, taps, isa);
-          SparseChunk t{{}, off.data(), 1, vals, ptr + kb0 * ng + g0, ptr + kb0 * ng + g1, ng, nkbp, acc, seg,
-                        g0 > 0};
           for (int u = 0; u < rb; ++u) t.x[u] = taps + u * vw;
           fn(t);
         });
-        for (int64_t j = 0; j < L; j += vw)
-          store_tile(stp, acc + j, seg, n, 0, j, static_cast<int>(std::min<int64_t>(vw, L - j)), isa);
+        store_run(0, L);
         continue;
       }
       std::fill(slot_h.begin(), slot_h.end(), int64_t(-1));
@@ -306,13 +307,11 @@ at::Tensor sparse_conv2d_cpu(const at::Tensor& input, const at::Tensor& packed, 
         const int64_t nh1 = std::min<int64_t>(H, (p0 + rb) * sh - ph + U);
         for (int64_t q0 = 0; q0 < Q; q0 += vw) {
           if (nh1 > nh0 && p0 + rb < pe) prefetch_rows(src, C, nh0, nh1, q0 / vw, QT);
-          chunks([&](int64_t ci, int64_t g0, int64_t g1, int64_t c0, int64_t c1) {
-            SparseChunk t{{}, off.data(), 1, vals, ptr + kb0 * ng + g0, ptr + kb0 * ng + g1, ng, nkbp, acc, rb * vw,
-                          g0 > 0};
+          chunks([&](SparseChunk& t, int64_t ci, int64_t c0, int64_t c1) {
             if (!in_place) copy_taps(rows.data(), U, wp, c0, c1, S, q0 * sw + col, sw, dw, vw, taps, isa);
             if (grouped) {
               const int32_t* ranges = group_ranges + (ci * nkb + kb0) * kGroupRanges;
-              ks.grouped(GroupedChunk{taps, tap_groups, ranges, nkbp, acc, rb * vw, g0 > 0});
+              ks.grouped(GroupedChunk{taps, tap_groups, ranges, nkbp, acc, seg, t.accumulate});
               return;
             }
             for (int i = 0; i < rb; ++i)

@@ -249,10 +249,6 @@ __attribute__((target("avx2"))) void copy_taps_avx2(const float* const* rows, in
     }
 }
 
-}  // namespace
-
-namespace {
-
 // Q pixels, sw apart from s, to d: masked vectors at stride 1, else one by one.
 __attribute__((target("avx512f"))) inline void copy_run_avx512(const float* s, int64_t Q, int64_t sw, float* d) {
   if (sw == 1) {
@@ -272,7 +268,8 @@ __attribute__((target("avx512f"))) void copy_taps_flat_avx512(const FlatTaps& f,
       for (int64_t s = 0; s < f.S; ++s, d += f.seg) {
         for (int64_t p = 0; p < f.P; ++p)
           copy_run_avx512(rows[p * f.sh + r * f.dh] + c * f.wp + f.col + s * f.dw, f.Q, f.sw, d + p * f.Q);
-        for (int64_t j = f.P * f.Q; j < f.seg; j += 16) _mm512_mask_storeu_ps(d + j, first(f.seg - j), _mm512_setzero_ps());
+        for (int64_t j = f.P * f.Q; j < f.seg; j += 16)
+          _mm512_mask_storeu_ps(d + j, first(f.seg - j), _mm512_setzero_ps());
       }
 }
 
